@@ -1,0 +1,101 @@
+// dmzbot's service configuration: the typed result of loading a TOML file. Secrets are held
+// only as resolved values in `Secret`, which never prints itself.
+// Threading: immutable after load; share freely.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "queue/result.hpp"
+
+namespace dmz::config {
+
+// A token read from a file or an environment variable; never inline in the file, never logged.
+class Secret {
+ public:
+  Secret() = default;
+  explicit Secret(std::string value) : value_(std::move(value)) {}
+  bool empty() const { return value_.empty(); }
+  const std::string& reveal() const { return value_; }  // for comparison/sending only
+
+ private:
+  std::string value_;
+};
+
+struct Server {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8080;
+  std::size_t body_limit = 1 << 20;                // bytes
+  std::chrono::seconds read_timeout{30};           // per request, headers + body
+  int threads = 2;                                 // I/O threads
+};
+
+struct Store {
+  std::string kind = "sqlite";                     // "sqlite" (embedded default)
+  std::filesystem::path path = "dmzbot.db";        // relative to data_dir
+};
+
+struct Runner {  // the built-in local CI runner
+  std::string command;                             // run with /bin/sh -c in the exported tree
+  std::string context = "dmzbot/local";            // the check it reports
+  std::chrono::seconds timeout{600};
+  int max_parallel = 2;
+};
+
+struct Signing {  // how dmzbot signs its merge commits
+  std::string format;                              // "ssh" or "openpgp"; empty = unsigned
+  std::filesystem::path key;                       // ssh: private key file
+  std::string fingerprint;                         // openpgp: key in gnupg_home
+  std::filesystem::path gnupg_home;
+  std::string name = "dmzbot", email = "dmzbot@localhost";  // committer identity
+};
+
+struct Repo {
+  std::string name;                                // "owner/name"
+  std::string forge = "plain";                     // plain (github, gitlab, gitea later)
+  std::string remote;                              // URL or path of the remote
+  std::string master = "master";
+  std::string dmz = "dmz";
+  std::vector<std::string> required_checks;
+  std::chrono::seconds check_timeout{1800};
+  std::vector<std::string> branch_patterns = {"feature/*", "bug/*", "hotfix/*"};
+  std::vector<std::string> refused_patterns = {"wip/*"};
+  Secret api_token;                                // merge masters (merge/cancel/retry)
+  Secret status_token;                             // CI posting statuses
+  std::optional<Runner> runner;
+  std::filesystem::path policy_root;               // trust root policy file (issue: trust policy)
+  int line = 0;                                    // where [[repo]] starts, for messages
+};
+
+struct Config {
+  std::filesystem::path file;                      // where it was loaded from
+  std::filesystem::path data_dir = ".";            // mirrors, database, build logs
+  Server server;
+  Store store;
+  Signing signing;
+  std::vector<Repo> repos;
+
+  const Repo* find_repo(std::string_view name) const;
+};
+
+// One problem in a configuration file, printed as "file:line: message".
+struct Problem {
+  std::string file;
+  int line = 0;
+  std::string message;
+  std::string to_string() const;
+};
+
+// Loads and validates; on failure returns every problem found, not just the first.
+struct LoadResult {
+  std::optional<Config> config;
+  std::vector<Problem> problems;
+};
+LoadResult load(const std::filesystem::path& file);
+LoadResult parse(std::string_view toml_text, const std::string& file_name);
+
+}  // namespace dmz::config

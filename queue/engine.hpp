@@ -1,0 +1,21 @@
+// The merge-queue engine: a pure, deterministic function from (state, event) to actions.
+// No I/O, no clock (time arrives in events), no threads. The shell persists `state` after each
+// call and before executing the actions.
+// Threading: not thread-safe; one caller per RepoState (the service's engine thread).
+#pragma once
+
+#include "queue/model.hpp"
+
+namespace dmz::queue {
+
+// Applies `event` to `state`. On rejection `state` is left exactly as it was.
+Outcome handle(RepoState& state, const Event& event, const Settings& settings);
+
+// After a restart: the actions that were in flight for `state` (policy checks, merges,
+// builds, fast-forwards), to be executed again. Every action is idempotent in the shell.
+std::vector<Action> resume(const RepoState& state, const Settings& settings);
+
+// The PRs waiting for the train, in the order they will enter it (queued_at, then number).
+std::vector<int> queue_order(const RepoState& state);
+
+}  // namespace dmz::queue
