@@ -1,0 +1,20 @@
+// JSON forms of the queue's vocabulary: the queue document served by the API and the status
+// page, and events/actions as written to the event log.
+// Threading: pure functions.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+#include "queue/model.hpp"
+
+namespace dmz::queue {
+
+// {"repo", "master", "prs": [{number, branch, author, title, head, status, approval,
+//   reason, details, candidate, position}], "train": [{id, prs, base, sha, status, checks}]}
+nlohmann::json to_json(const RepoState& state);
+nlohmann::json to_json(const Event& event);    // {"type": "merge_requested", ...fields}
+nlohmann::json to_json(const Action& action);  // {"type": "build_candidate", ...fields}
+std::string event_kind(const Event& event);    // "merge_requested", ...
+
+}  // namespace dmz::queue
