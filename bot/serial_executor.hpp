@@ -1,0 +1,41 @@
+// SerialExecutor: one thread running posted tasks in order. The engine runs on one (the
+// "strand" of DESIGN.md), and each repository's git work runs on another, so blocking libgit2
+// or GPGME calls never stall the I/O threads and never run concurrently on one mirror.
+// Threading: post() from any thread; tasks run one at a time on the executor's thread.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace dmz {
+
+class SerialExecutor {
+ public:
+  explicit SerialExecutor(std::string name);
+  ~SerialExecutor();  // runs what is already posted, then joins
+  SerialExecutor(const SerialExecutor&) = delete;
+  SerialExecutor& operator=(const SerialExecutor&) = delete;
+
+  // False (and the task dropped) once stop() has begun.
+  bool post(std::function<void()> task);
+  // Blocks until every task posted before this call has run. Not from the executor's thread.
+  void drain();
+  void stop();
+  bool on_this_thread() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+ private:
+  void loop();
+
+  std::string name_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> tasks_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace dmz
