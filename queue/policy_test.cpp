@@ -5,6 +5,17 @@
 #include <string>
 #include <vector>
 
+
+// Prints a failing list comparison one element per line.
+template <>
+struct doctest::StringMaker<std::vector<std::string>> {
+  static doctest::String convert(const std::vector<std::string>& items) {
+    std::string out = "{";
+    for (const auto& item : items) out += "\n  \"" + item + "\"";
+    return (out + "\n}").c_str();
+  }
+};
+
 using namespace dmz::queue;
 
 namespace {
