@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <toml++/toml.h>
 
@@ -277,13 +278,15 @@ class PolicyReader {
       } else {
         const std::int64_t n = approvals->as_integer()->get();
         const auto group = policy.groups.find(rule.approvers);
-        const std::int64_t most =
-            group == policy.groups.end() ? std::int64_t{1} << 30 : std::int64_t(group->second.size());
+        const bool known = group != policy.groups.end();
         if (n < 0)
           add(line_of(*approvals), "rule.approvals must not be negative, is " + std::to_string(n));
-        else if (n > most)
-          add(line_of(*approvals), "rule.approvals = " + std::to_string(n) + " can never be met: group " +
-                                       rule.approvers + " has " + std::to_string(most) + " members");
+        else if (known && n > static_cast<std::int64_t>(group->second.size()))
+          add(line_of(*approvals), "rule.approvals = " + std::to_string(n) +
+                                       " can never be met: group " + rule.approvers + " has " +
+                                       std::to_string(group->second.size()) + " members");
+        else if (n > std::numeric_limits<int>::max())  // approvers unknown (reported)
+          add(line_of(*approvals), "rule.approvals = " + std::to_string(n) + " is too large");
         else
           rule.approvals = static_cast<int>(n);
         if (n > 0 && !t.get("approvers"))

@@ -266,6 +266,12 @@ TEST_CASE("policy file: approvals between 0 and the approvers group's size") {
   CHECK(problems(head + "approvals = 1\n") ==
         Lines{"policy.toml:10: rule.approvals = 1 needs approvers = \"<group>\""});
   CHECK(problems(head + "approvals = 0\n").empty());
+  CHECK(problems(head + "approvers = \"maintainers\"\napprovals = 9223372036854775807\n") ==
+        Lines{"policy.toml:11: rule.approvals = 9223372036854775807 can never be met: group "
+              "maintainers has 2 members"});
+  CHECK(problems(head + "approvers = \"x\"\napprovals = 4294967296\n") ==
+        Lines{"policy.toml:10: rule.approvers names unknown group 'x'",
+              "policy.toml:11: rule.approvals = 4294967296 is too large"});
 }
 
 TEST_CASE("policy file: a rule needs a branch and some paths") {

@@ -1,5 +1,4 @@
-// The repository's signature policy (.dmz/policy.toml) as a model, and its judgement of
-// verified facts about a pull request or a commit. Pure: the shell verifies signatures.
+// The signature policy (.dmz/policy.toml) as a model, and its pure judgement of verified facts.
 // Threading: plain values and pure functions; safe from any thread.
 //
 // Division of labour. The shell (bot/) verifies every signature cryptographically, maps keys
