@@ -1,0 +1,334 @@
+#include "config/policy_file.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <toml++/toml.h>
+
+namespace dmz::config {
+namespace {
+
+using queue::Account;
+using queue::Policy;
+using queue::Rule;
+
+int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
+
+const char* type_name(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::date:
+    case toml::node_type::time:
+    case toml::node_type::date_time: return "a date/time";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+bool is_fingerprint(std::string_view s) {
+  return (s.size() == 40 || s.size() == 64) &&
+         std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+}
+
+std::string upper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// One pass over the parsed document; every check adds a problem and carries on.
+class PolicyReader {
+ public:
+  explicit PolicyReader(const std::string& file) : file_(file) {}
+
+  std::vector<Problem> take_problems() {
+    std::stable_sort(problems_.begin(), problems_.end(),
+                     [](const Problem& a, const Problem& b) { return a.line < b.line; });
+    return std::move(problems_);
+  }
+
+  void add(int line, std::string message) { problems_.push_back({file_, line, std::move(message)}); }
+
+  Policy read(const toml::table& doc) {
+    Policy policy;
+    check_keys(doc, {"version", "accounts", "groups", "branches", "rule", "merges"}, "the policy");
+    read_version(doc);
+    if (auto* accounts = table_at(doc, "accounts", "accounts")) read_accounts(*accounts, policy);
+    if (auto* groups = table_at(doc, "groups", "groups")) read_groups(*groups, policy);
+    if (auto* branches = table_at(doc, "branches", "branches")) {
+      check_keys(*branches, {"allowed", "refused"}, "[branches]");
+      policy.allowed_branches = strings_at(*branches, "allowed", "branches.allowed");
+      policy.refused_branches = strings_at(*branches, "refused", "branches.refused");
+    }
+    read_rules(doc, policy);
+    if (auto* merges = table_at(doc, "merges", "merges")) {
+      check_keys(*merges, {"signers", "conflict_resolvers"}, "[merges]");
+      policy.merge_signers = group_at(*merges, "signers", "merges.signers", policy);
+      policy.conflict_resolvers =
+          group_at(*merges, "conflict_resolvers", "merges.conflict_resolvers", policy);
+    }
+    return policy;
+  }
+
+ private:
+  void check_keys(const toml::table& table, std::initializer_list<std::string_view> known,
+                  std::string_view where) {
+    for (auto&& [key, value] : table)
+      if (std::find(known.begin(), known.end(), key.str()) == known.end())
+        add(static_cast<int>(key.source().begin.line),
+            "unknown key '" + std::string(key.str()) + "' in " + std::string(where));
+  }
+
+  void wrong_type(const toml::node& node, std::string_view name, std::string_view expected) {
+    add(line_of(node), std::string(name) + " must be " + std::string(expected) + ", not " +
+                           type_name(node));
+  }
+
+  const toml::table* table_at(const toml::table& parent, std::string_view key, std::string_view name) {
+    const toml::node* node = parent.get(key);
+    if (!node) return nullptr;
+    if (!node->is_table()) wrong_type(*node, name, "a table");
+    return node->as_table();
+  }
+
+  std::optional<std::string> string_at(const toml::table& t, std::string_view key, std::string_view name) {
+    const toml::node* node = t.get(key);
+    if (!node) return std::nullopt;
+    if (!node->is_string()) {
+      wrong_type(*node, name, "a string");
+      return std::nullopt;
+    }
+    return node->as_string()->get();
+  }
+
+  std::optional<bool> bool_at(const toml::table& t, std::string_view key, std::string_view name) {
+    const toml::node* node = t.get(key);
+    if (!node) return std::nullopt;
+    if (!node->is_boolean()) {
+      wrong_type(*node, name, "true or false");
+      return std::nullopt;
+    }
+    return node->as_boolean()->get();
+  }
+
+  // Each element with its line, so that checks on values can point at them.
+  std::vector<std::pair<std::string, int>> strings_with_lines(const toml::table& t, std::string_view key,
+                                                              std::string_view name) {
+    std::vector<std::pair<std::string, int>> out;
+    const toml::node* node = t.get(key);
+    if (!node) return out;
+    const toml::array* array = node->as_array();
+    if (!array) {
+      wrong_type(*node, name, "an array of strings");
+      return out;
+    }
+    for (const toml::node& element : *array) {
+      if (const auto* s = element.as_string())
+        out.emplace_back(s->get(), line_of(element));
+      else
+        wrong_type(element, std::string(name) + "[]", "a string");
+    }
+    return out;
+  }
+
+  std::vector<std::string> strings_at(const toml::table& t, std::string_view key, std::string_view name) {
+    std::vector<std::string> out;
+    for (auto& [value, line] : strings_with_lines(t, key, name)) out.push_back(std::move(value));
+    return out;
+  }
+
+  // A group name, reported if unknown; groups are read before anything that names them.
+  std::string group_at(const toml::table& t, std::string_view key, std::string_view name,
+                       const Policy& policy) {
+    auto group = string_at(t, key, name);
+    if (!group) return {};
+    if (!policy.groups.count(*group))
+      add(line_of(*t.get(key)), std::string(name) + " names unknown group '" + *group + "'");
+    return *group;
+  }
+
+  void read_version(const toml::table& doc) {
+    const toml::node* node = doc.get("version");
+    if (!node) {
+      add(1, "missing 'version = 1'");
+    } else if (!node->is_integer()) {
+      wrong_type(*node, "version", "an integer");
+    } else if (node->as_integer()->get() != 1) {
+      add(line_of(*node), "unsupported policy version " + std::to_string(node->as_integer()->get()) +
+                              " (this dmzbot reads version 1)");
+    }
+  }
+
+  void read_accounts(const toml::table& accounts, Policy& policy) {
+    struct Claim { std::string value, account; int line; };
+    std::vector<Claim> fingerprints, logins;
+    for (auto&& [key, node] : accounts) {
+      const std::string name(key.str());
+      const std::string where = "accounts." + name;
+      const toml::table* table = node.as_table();
+      if (!table) {
+        wrong_type(node, where, "a table");
+        continue;
+      }
+      check_keys(*table, {"openpgp", "ssh", "logins"}, "[" + where + "]");
+      Account account;
+      account.name = name;
+      for (auto& [fpr, line] : strings_with_lines(*table, "openpgp", where + ".openpgp")) {
+        if (!is_fingerprint(fpr)) {
+          add(line, "malformed OpenPGP fingerprint '" + fpr +
+                        "' (expected 40 or 64 hex digits, no spaces)");
+          continue;
+        }
+        account.openpgp.push_back(upper(fpr));
+        fingerprints.push_back({upper(fpr), name, line});
+      }
+      for (auto& [ssh, line] : strings_with_lines(*table, "ssh", where + ".ssh")) {
+        if (ssh.find_first_not_of(" \t") == std::string::npos) add(line, "empty ssh key line");
+        else account.ssh.push_back(ssh);
+      }
+      for (auto& [login, line] : strings_with_lines(*table, "logins", where + ".logins")) {
+        if (login.empty()) {
+          add(line, "empty login");
+          continue;
+        }
+        logins.push_back({lower(login), name, line});
+        account.logins.push_back(login);
+      }
+      policy.accounts.emplace(name, std::move(account));
+    }
+    // A key or a login that maps to two accounts would make the mapping ambiguous.
+    auto report_duplicates = [&](std::vector<Claim>& claims, std::string_view what) {
+      std::stable_sort(claims.begin(), claims.end(),
+                       [](const Claim& a, const Claim& b) { return a.line < b.line; });
+      std::map<std::string, std::string> owner;
+      for (const auto& c : claims) {
+        auto [it, fresh] = owner.emplace(c.value, c.account);
+        if (!fresh)
+          add(c.line, std::string(what) + " '" + c.value + "' of " + c.account + " is already " +
+                          it->second + "'s");
+      }
+    };
+    report_duplicates(fingerprints, "fingerprint");
+    report_duplicates(logins, "login");
+  }
+
+  void read_groups(const toml::table& groups, Policy& policy) {
+    for (auto&& [key, node] : groups) {
+      const std::string name(key.str());
+      std::vector<std::string> members;
+      for (auto& [member, line] : strings_with_lines(groups, name, "groups." + name)) {
+        if (!policy.accounts.count(member))
+          add(line, "group " + name + " names unknown account '" + member + "'");
+        members.push_back(member);
+      }
+      policy.groups.emplace(name, std::move(members));  // even if malformed: it exists
+    }
+  }
+
+  void read_rules(const toml::table& doc, Policy& policy) {
+    const toml::node* node = doc.get("rule");
+    if (!node) {
+      add(1, "no [[rule]]: every pull request would be refused");
+      return;
+    }
+    const toml::array* array = node->as_array();
+    if (array && array->empty()) {
+      add(line_of(*node), "no [[rule]]: every pull request would be refused");
+      return;
+    }
+    if (!array || !array->is_array_of_tables()) {
+      wrong_type(*node, "rule", "an array of tables ([[rule]])");
+      return;
+    }
+    for (const toml::node& element : *array) policy.rules.push_back(read_rule(*element.as_table(), policy));
+  }
+
+  Rule read_rule(const toml::table& t, const Policy& policy) {
+    check_keys(t, {"branch", "paths", "signers", "author_signs", "approvals", "approvers", "forge_reviews"},
+               "[[rule]]");
+    Rule rule;
+    if (auto branch = string_at(t, "branch", "rule.branch"))
+      rule.branch = *branch;
+    else if (!t.get("branch"))
+      add(line_of(t), "rule has no branch (e.g. branch = \"master\")");
+    if (const toml::node* paths = t.get("paths")) {
+      rule.paths = strings_at(t, "paths", "rule.paths");
+      if (paths->is_array() && paths->as_array()->empty())
+        add(line_of(*paths), "rule.paths is empty: the rule would never apply");
+    }
+    rule.signers = group_at(t, "signers", "rule.signers", policy);
+    rule.author_signs = bool_at(t, "author_signs", "rule.author_signs").value_or(false);
+    rule.forge_reviews = bool_at(t, "forge_reviews", "rule.forge_reviews").value_or(false);
+    rule.approvers = group_at(t, "approvers", "rule.approvers", policy);
+    if (const toml::node* approvals = t.get("approvals")) {
+      if (!approvals->is_integer()) {
+        wrong_type(*approvals, "rule.approvals", "an integer");
+      } else {
+        const std::int64_t n = approvals->as_integer()->get();
+        const auto group = policy.groups.find(rule.approvers);
+        const bool known = group != policy.groups.end();
+        if (n < 0)
+          add(line_of(*approvals), "rule.approvals must not be negative, is " + std::to_string(n));
+        else if (known && n > static_cast<std::int64_t>(group->second.size()))
+          add(line_of(*approvals), "rule.approvals = " + std::to_string(n) +
+                                       " can never be met: group " + rule.approvers + " has " +
+                                       std::to_string(group->second.size()) + " members");
+        else if (n > std::numeric_limits<int>::max())  // approvers unknown (reported)
+          add(line_of(*approvals), "rule.approvals = " + std::to_string(n) + " is too large");
+        else
+          rule.approvals = static_cast<int>(n);
+        if (n > 0 && !t.get("approvers"))
+          add(line_of(*approvals), "rule.approvals = " + std::to_string(n) +
+                                       " needs approvers = \"<group>\"");
+      }
+    }
+    return rule;
+  }
+
+  std::string file_;
+  std::vector<Problem> problems_;
+};
+
+}  // namespace
+
+PolicyLoad parse_policy(std::string_view toml_text, const std::string& file_name) {
+  PolicyReader reader(file_name);
+  PolicyLoad load;
+#if TOML_EXCEPTIONS
+  toml::table doc;
+  try {
+    doc = toml::parse(toml_text, std::string_view(file_name));
+  } catch (const toml::parse_error& e) {
+    reader.add(static_cast<int>(e.source().begin.line), std::string(e.description()));
+    load.problems = reader.take_problems();
+    return load;
+  }
+#else
+  toml::parse_result parsed = toml::parse(toml_text, std::string_view(file_name));
+  if (!parsed) {
+    reader.add(static_cast<int>(parsed.error().source().begin.line),
+               std::string(parsed.error().description()));
+    load.problems = reader.take_problems();
+    return load;
+  }
+  toml::table doc = std::move(parsed).table();
+#endif
+  queue::Policy policy = reader.read(doc);
+  load.problems = reader.take_problems();
+  if (load.problems.empty()) load.policy = std::move(policy);
+  return load;
+}
+
+}  // namespace dmz::config
