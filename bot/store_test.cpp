@@ -7,8 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
+#include <thread>
 
 #include "tests/support.hpp"
 
@@ -297,6 +299,32 @@ TEST_CASE("store: duplicate delivery ids are detected") {
   CHECK(store->record_delivery("abc").value() == false);
   CHECK(store->record_delivery("").value() == true);
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM deliveries") == "3");
+}
+
+TEST_CASE("store: calls from several threads are serialized") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  std::atomic<int> inserted{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      RepoState s = rich_state();
+      s.repo = "acme/t" + std::to_string(t);
+      for (int i = 0; i < 6; ++i) {
+        auto r = store->record_delivery("shared-" + std::to_string(i));  // all threads race
+        if (!r.ok()) ++failed;
+        else if (*r) ++inserted;
+        if (!store->save(s, "k", "{}", i).ok()) ++failed;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failed == 0);
+  CHECK(inserted == 6);  // each id won by exactly one thread
+  for (int t = 0; t < 4; ++t) {
+    CHECK(store->events("acme/t" + std::to_string(t), 100)->size() == 6);
+    CHECK(must_load(*store, "acme/t" + std::to_string(t)).prs.size() == rich_state().prs.size());
+  }
 }
 
 TEST_CASE("store: a failed save leaves the previous state and log intact") {

@@ -10,7 +10,7 @@
 //   host = "127.0.0.1"             # non-empty
 //   port = 8080                    # 0..65535 (0: any free port, for tests)
 //   body_limit = 1048576           # bytes, > 0
-//   read_timeout = 30              # seconds, > 0
+//   read_timeout = 30              # seconds, 1..86400
 //   threads = 2                    # I/O threads, 1..256
 //
 //   [store]
