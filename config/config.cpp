@@ -1,0 +1,578 @@
+// Loading and validating dmzbot's TOML configuration (toml++). Every problem is collected and
+// reported as "file:line: message", pointing at the offending key, or at the table header
+// when a required key is missing. Secrets are read here, once, and never appear in a message.
+//
+// Schema (see deploy/dmzbot.example.toml for a commented example):
+//
+//   data_dir = "/var/lib/dmzbot"   # mirrors, database, logs; default: the config file's dir
+//
+//   [server]
+//   host = "127.0.0.1"             # non-empty
+//   port = 8080                    # 0..65535 (0: any free port, for tests)
+//   body_limit = 1048576           # bytes, > 0
+//   read_timeout = 30              # seconds, 1..86400
+//   threads = 2                    # I/O threads, 1..256
+//
+//   [store]
+//   kind = "sqlite"                # the only kind so far
+//   path = "dmzbot.db"             # relative to data_dir
+//
+//   [signing]                      # absent, or format absent: merge commits are unsigned
+//   format = "ssh"                 # "ssh" (needs key) or "openpgp" (needs fingerprint)
+//   key = "keys/dmzbot_ed25519"    # ssh private key file, must be readable
+//   fingerprint = "ABCD..."        # openpgp key in gnupg_home
+//   gnupg_home = "gnupg"           # must be a directory if given
+//   name = "dmzbot"                # committer identity
+//   email = "dmzbot@localhost"
+//
+//   [[repo]]                       # one per repository
+//   name = "owner/name"            # required; [A-Za-z0-9._-] on both sides of one '/'
+//   forge = "plain"                # plain; github, gitlab, gitea are not supported yet
+//   remote = "/srv/git/x.git"      # required; URL, scp-like host:path, or a local path
+//   master = "master"              # valid branch names; dmz must differ from master
+//   dmz = "dmz"
+//   required_checks = ["ci/build"] # non-empty, no duplicates; default: [runner.context] when
+//                                  # a runner is configured (a repo with no check at all is a
+//                                  # problem: nothing would gate master)
+//   check_timeout = 1800           # seconds, > 0
+//   branch_patterns = ["feature/*", "bug/*", "hotfix/*"]
+//   refused_patterns = ["wip/*"]
+//   api_token = { file = "secrets/api.token" }   # or { env = "NAME" }; optional (absent:
+//   status_token = { env = "DMZ_STATUS_TOKEN" }  # the corresponding API refuses every call)
+//   policy_root = "trust/policy.toml"            # optional; must be a readable file
+//   [repo.runner]                  # optional local CI runner
+//   command = "make test"          # required
+//   context = "dmzbot/local"
+//   timeout = 600                  # seconds, > 0
+//   max_parallel = 2               # >= 1
+//
+// Durations are integer seconds. Relative paths (data_dir, signing.key, signing.gnupg_home,
+// token files, policy_root, and a remote that is a local path) are resolved against the config
+// file's directory; store.path is resolved against data_dir. Token files are trimmed of
+// surrounding whitespace and must not be empty; an inline string token is refused.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <limits>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "config/config.hpp"
+
+namespace dmz::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string_view type_name(const toml::node& n) {
+  switch (n.type()) {
+    case toml::node_type::string: return "a string";
+    case toml::node_type::integer: return "an integer";
+    case toml::node_type::floating_point: return "a float";
+    case toml::node_type::boolean: return "a boolean";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::table: return "a table";
+    case toml::node_type::none: break;
+  }
+  return "nothing";
+}
+
+int line_of(const toml::node& n) { return static_cast<int>(n.source().begin.line); }
+
+std::string trim(std::string s) {
+  auto ws = [](unsigned char c) { return std::isspace(c) != 0; };
+  while (!s.empty() && ws(static_cast<unsigned char>(s.back()))) s.pop_back();
+  std::size_t i = 0;
+  while (i < s.size() && ws(static_cast<unsigned char>(s[i]))) ++i;
+  return s.substr(i);
+}
+
+// Reads a whole file; on failure returns the reason (never the content).
+struct FileRead {
+  bool ok = false;
+  std::string content;  // when ok
+  std::string why;      // when !ok: "does not exist", "cannot be read: Is a directory", ...
+};
+FileRead read_whole_file(const fs::path& file) {
+  FileRead r;
+  std::error_code ec;
+  if (!fs::exists(file, ec)) {
+    r.why = "does not exist";
+    return r;
+  }
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    r.why = std::string("cannot be read: ") + std::strerror(errno);
+    return r;
+  }
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      r.why = std::string("cannot be read: ") + std::strerror(errno);
+      ::close(fd);
+      return r;
+    }
+    if (n == 0) break;
+    r.content.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  r.ok = true;
+  return r;
+}
+
+bool valid_repo_name(std::string_view name) {
+  auto slash = name.find('/');
+  if (slash == std::string_view::npos || name.find('/', slash + 1) != std::string_view::npos)
+    return false;
+  auto part_ok = [](std::string_view p) {
+    if (p.empty() || p == "." || p == "..") return false;
+    return std::all_of(p.begin(), p.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+    });
+  };
+  return part_ok(name.substr(0, slash)) && part_ok(name.substr(slash + 1));
+}
+
+// A subset of git check-ref-format, enough to catch typos and shell accidents.
+bool valid_branch_name(std::string_view b) {
+  if (b.empty() || b.front() == '-' || b.front() == '/' || b.back() == '/' || b.back() == '.')
+    return false;
+  if (b.find("..") != std::string_view::npos || b.find("//") != std::string_view::npos ||
+      b.find("@{") != std::string_view::npos)
+    return false;
+  if (b.size() >= 5 && b.substr(b.size() - 5) == ".lock") return false;
+  for (char c : b) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || std::strchr(" ~^:?*[\\", c)) return false;
+  }
+  return true;
+}
+
+// A remote is a local path unless it looks like a URL ("scheme://") or scp-like ("host:path").
+bool is_local_path(const std::string& remote) {
+  if (remote.find("://") != std::string::npos) return false;
+  auto colon = remote.find(':');
+  if (colon == std::string::npos) return true;
+  auto slash = remote.find('/');
+  return slash != std::string::npos && slash < colon;  // "./a:b" is a path
+}
+
+class Loader {
+ public:
+  Loader(std::string file, fs::path base) : file_(std::move(file)), base_(std::move(base)) {}
+
+  std::vector<Problem> problems;
+
+  void problem(int line, std::string message) {
+    problems.push_back({file_, line, std::move(message)});
+  }
+  void problem(const toml::node& n, std::string message) { problem(line_of(n), std::move(message)); }
+
+  fs::path resolve(const std::string& p) const {
+    fs::path path(p);
+    return path.is_absolute() ? path.lexically_normal() : (base_ / path).lexically_normal();
+  }
+
+  // Reports every key of `t` not in `allowed`, at the key's line.
+  void unknown_keys(const toml::table& t, std::initializer_list<std::string_view> allowed,
+                    std::string_view where) {
+    for (auto&& [k, v] : t) {
+      if (std::find(allowed.begin(), allowed.end(), k.str()) != allowed.end()) continue;
+      int line = k.source().begin.line ? static_cast<int>(k.source().begin.line) : line_of(v);
+      std::string msg = "unknown key '" + std::string(k.str()) + "'";
+      msg += where.empty() ? std::string(" at the top level") : " in " + std::string(where);
+      problem(line, msg);
+    }
+  }
+
+  // Typed getters: nullptr/nullopt when absent; a problem and nullopt when of the wrong type.
+  const toml::table* table(const toml::table& t, std::string_view key, const std::string& name) {
+    const toml::node* n = t.get(key);
+    if (!n) return nullptr;
+    if (!n->is_table()) {
+      problem(*n, name + " must be a table, not " + std::string(type_name(*n)));
+      return nullptr;
+    }
+    return n->as_table();
+  }
+  std::optional<std::string> string(const toml::table& t, std::string_view key,
+                                    const std::string& name, bool non_empty = true) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_string()) {
+      problem(*n, name + " must be a string, not " + std::string(type_name(*n)));
+      return std::nullopt;
+    }
+    std::string s = n->as_string()->get();
+    if (non_empty && s.empty()) {
+      problem(*n, name + " must not be empty");
+      return std::nullopt;
+    }
+    return s;
+  }
+  std::optional<std::int64_t> integer(const toml::table& t, std::string_view key,
+                                      const std::string& name, std::int64_t min,
+                                      std::int64_t max) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_integer()) {
+      problem(*n, name + " must be an integer, not " + std::string(type_name(*n)));
+      return std::nullopt;
+    }
+    std::int64_t v = n->as_integer()->get();
+    if (v < min || v > max) {
+      std::string range = max == std::numeric_limits<std::int64_t>::max()
+                              ? "at least " + std::to_string(min)
+                              : "between " + std::to_string(min) + " and " + std::to_string(max);
+      problem(*n, name + " must be " + range + ", not " + std::to_string(v));
+      return std::nullopt;
+    }
+    return v;
+  }
+  std::optional<std::vector<std::string>> strings(const toml::table& t, std::string_view key,
+                                                  const std::string& name) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    const toml::array* a = n->as_array();
+    bool ok = a != nullptr;
+    std::vector<std::string> out;
+    if (a) {
+      for (const auto& el : *a) {
+        if (!el.is_string()) {
+          ok = false;
+          break;
+        }
+        out.push_back(el.as_string()->get());
+      }
+    }
+    if (!ok) {
+      problem(*n, name + " must be an array of strings");
+      return std::nullopt;
+    }
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      const toml::node& el = *a->get(i);
+      if (out[i].empty()) {
+        problem(el, name + " has an empty entry");
+        ok = false;
+      } else if (!seen.insert(out[i]).second) {
+        problem(el, name + " lists '" + out[i] + "' twice");
+        ok = false;
+      }
+    }
+    if (!ok) return std::nullopt;
+    return out;
+  }
+
+  // api_token = { file = "..." } or { env = "NAME" }. Never echoes the value.
+  std::optional<Secret> secret(const toml::table& t, std::string_view key, const std::string& name) {
+    const toml::node* n = t.get(key);
+    if (!n) return std::nullopt;
+    if (n->is_string()) {
+      problem(*n, name + " is inline: secrets must come from a file or the environment (" +
+                      std::string(key) + " = { file = \"...\" } or { env = \"NAME\" })");
+      return std::nullopt;
+    }
+    if (!n->is_table()) {
+      problem(*n, name + " must be a table { file = \"...\" } or { env = \"NAME\" }, not " +
+                      std::string(type_name(*n)));
+      return std::nullopt;
+    }
+    const toml::table& st = *n->as_table();
+    unknown_keys(st, {"file", "env"}, name);
+    auto file = string(st, "file", name + ".file");
+    auto env = string(st, "env", name + ".env");
+    if (st.contains("file") && st.contains("env")) {
+      problem(*n, name + " must have either 'file' or 'env', not both");
+      return std::nullopt;
+    }
+    if (!st.contains("file") && !st.contains("env")) {
+      problem(*n, name + " must have 'file' or 'env'");
+      return std::nullopt;
+    }
+    if (file) {
+      fs::path path = resolve(*file);
+      FileRead r = read_whole_file(path);
+      const toml::node& at = *st.get("file");
+      if (!r.ok) {
+        problem(at, name + " file '" + path.string() + "' " + r.why);
+        return std::nullopt;
+      }
+      std::string value = trim(std::move(r.content));
+      if (value.empty()) {
+        problem(at, name + " file '" + path.string() + "' is empty");
+        return std::nullopt;
+      }
+      return Secret(std::move(value));
+    }
+    if (env) {
+      const toml::node& at = *st.get("env");
+      const char* v = std::getenv(env->c_str());
+      if (!v) {
+        problem(at, name + ": environment variable " + *env + " is not set");
+        return std::nullopt;
+      }
+      std::string value = trim(v);
+      if (value.empty()) {
+        problem(at, name + ": environment variable " + *env + " is empty");
+        return std::nullopt;
+      }
+      return Secret(std::move(value));
+    }
+    return std::nullopt;  // the wrong type was reported by string()
+  }
+
+  void missing(const toml::table& t, std::string_view key, std::string_view where) {
+    problem(line_of(t), "missing required key '" + std::string(key) + "' in " + std::string(where));
+  }
+
+  // ---- Sections ----------------------------------------------------------------------------
+
+  void server(const toml::table& root, Server& s) {
+    const toml::table* t = table(root, "server", "server");
+    if (!t) return;
+    unknown_keys(*t, {"host", "port", "body_limit", "read_timeout", "threads"}, "[server]");
+    if (auto v = string(*t, "host", "server.host")) s.host = *v;
+    if (auto v = integer(*t, "port", "server.port", 0, 65535)) s.port = static_cast<std::uint16_t>(*v);
+    if (auto v = integer(*t, "body_limit", "server.body_limit", 1, std::numeric_limits<std::int64_t>::max()))
+      s.body_limit = static_cast<std::size_t>(*v);
+    if (auto v = integer(*t, "read_timeout", "server.read_timeout", 1, 24 * 3600))
+      s.read_timeout = std::chrono::seconds(*v);
+    if (auto v = integer(*t, "threads", "server.threads", 1, 256)) s.threads = static_cast<int>(*v);
+  }
+
+  void store(const toml::table& root, Store& s, const fs::path& data_dir) {
+    const toml::table* t = table(root, "store", "store");
+    if (t) {
+      unknown_keys(*t, {"kind", "path"}, "[store]");
+      if (auto v = string(*t, "kind", "store.kind")) {
+        if (*v == "sqlite")
+          s.kind = *v;
+        else
+          problem(*t->get("kind"), "store.kind '" + *v + "' is not supported (use \"sqlite\")");
+      }
+      if (auto v = string(*t, "path", "store.path")) s.path = *v;
+    }
+    if (s.path.is_relative()) s.path = (data_dir / s.path).lexically_normal();
+  }
+
+  void signing(const toml::table& root, Signing& s) {
+    const toml::table* t = table(root, "signing", "signing");
+    if (!t) return;
+    unknown_keys(*t, {"format", "key", "fingerprint", "gnupg_home", "name", "email"}, "[signing]");
+    if (auto v = string(*t, "name", "signing.name")) s.name = *v;
+    if (auto v = string(*t, "email", "signing.email")) s.email = *v;
+    if (auto v = string(*t, "fingerprint", "signing.fingerprint")) s.fingerprint = *v;
+    if (auto v = string(*t, "gnupg_home", "signing.gnupg_home")) {
+      s.gnupg_home = resolve(*v);
+      std::error_code ec;
+      if (!fs::is_directory(s.gnupg_home, ec))
+        problem(*t->get("gnupg_home"),
+                "signing.gnupg_home '" + s.gnupg_home.string() + "' is not a directory");
+    }
+    if (auto v = string(*t, "key", "signing.key")) {
+      s.key = resolve(*v);
+      FileRead r = read_whole_file(s.key);
+      if (!r.ok)
+        problem(*t->get("key"), "signing.key file '" + s.key.string() + "' " + r.why);
+      else if (r.content.empty())
+        problem(*t->get("key"), "signing.key file '" + s.key.string() + "' is empty");
+    }
+    auto format = string(*t, "format", "signing.format");
+    if (!format) return;
+    const toml::node& at = *t->get("format");
+    if (*format == "ssh") {
+      if (!t->contains("key")) problem(at, "signing.format \"ssh\" needs signing.key");
+    } else if (*format == "openpgp") {
+      if (!t->contains("fingerprint"))
+        problem(at, "signing.format \"openpgp\" needs signing.fingerprint");
+    } else {
+      problem(at, "signing.format must be \"ssh\" or \"openpgp\", not '" + *format + "'");
+      return;
+    }
+    s.format = *format;
+  }
+
+  std::optional<Runner> runner(const toml::table& repo) {
+    const toml::table* t = table(repo, "runner", "repo.runner");
+    if (!t) return std::nullopt;
+    Runner r;
+    bool ok = true;
+    unknown_keys(*t, {"command", "context", "timeout", "max_parallel"}, "[repo.runner]");
+    if (auto v = string(*t, "command", "repo.runner.command"))
+      r.command = *v;
+    else
+      ok = false;
+    if (!t->contains("command")) missing(*t, "command", "[repo.runner]");
+    if (auto v = string(*t, "context", "repo.runner.context")) r.context = *v;
+    if (auto v = integer(*t, "timeout", "repo.runner.timeout", 1, std::numeric_limits<std::int64_t>::max()))
+      r.timeout = std::chrono::seconds(*v);
+    if (auto v = integer(*t, "max_parallel", "repo.runner.max_parallel", 1, 1024))
+      r.max_parallel = static_cast<int>(*v);
+    if (!ok) return std::nullopt;
+    return r;
+  }
+
+  std::optional<Repo> repo(const toml::table& t) {
+    Repo r;
+    r.line = line_of(t);
+    unknown_keys(t,
+                 {"name", "forge", "remote", "master", "dmz", "required_checks", "check_timeout",
+                  "branch_patterns", "refused_patterns", "api_token", "status_token",
+                  "policy_root", "runner"},
+                 "[[repo]]");
+    if (auto v = string(t, "name", "repo.name")) {
+      if (valid_repo_name(*v))
+        r.name = *v;
+      else
+        problem(*t.get("name"), "repo.name '" + *v + "' must look like \"owner/name\"");
+    } else if (!t.contains("name")) {
+      missing(t, "name", "[[repo]]");
+    }
+    if (auto v = string(t, "forge", "repo.forge")) {
+      if (*v == "plain")
+        r.forge = *v;
+      else if (*v == "github" || *v == "gitlab" || *v == "gitea")
+        problem(*t.get("forge"), "forge " + *v + " is not supported yet");
+      else
+        problem(*t.get("forge"),
+                "unknown forge '" + *v + "' (expected plain, github, gitlab or gitea)");
+    }
+    if (auto v = string(t, "remote", "repo.remote"))
+      r.remote = is_local_path(*v) ? resolve(*v).string() : *v;
+    else if (!t.contains("remote"))
+      missing(t, "remote", "[[repo]]");
+    bool branches_ok = true;
+    for (auto [key, field] : {std::pair{"master", &r.master}, std::pair{"dmz", &r.dmz}}) {
+      std::string name = std::string("repo.") + key;
+      if (auto v = string(t, key, name)) {
+        if (valid_branch_name(*v)) {
+          *field = *v;
+        } else {
+          problem(*t.get(key), name + " '" + *v + "' is not a valid branch name");
+          branches_ok = false;
+        }
+      }
+    }
+    if (branches_ok && r.master == r.dmz) {
+      const toml::node* at = t.get("dmz") ? t.get("dmz") : t.get("master");
+      problem(at ? line_of(*at) : r.line,
+              "repo.dmz must differ from repo.master (both are '" + r.master + "')");
+    }
+    auto checks = strings(t, "required_checks", "repo.required_checks");
+    if (checks) r.required_checks = *checks;
+    if (auto v = integer(t, "check_timeout", "repo.check_timeout", 1,
+                         std::numeric_limits<std::int64_t>::max()))
+      r.check_timeout = std::chrono::seconds(*v);
+    if (auto v = strings(t, "branch_patterns", "repo.branch_patterns")) r.branch_patterns = *v;
+    if (auto v = strings(t, "refused_patterns", "repo.refused_patterns")) r.refused_patterns = *v;
+    if (auto v = secret(t, "api_token", "repo.api_token")) r.api_token = std::move(*v);
+    if (auto v = secret(t, "status_token", "repo.status_token")) r.status_token = std::move(*v);
+    if (auto v = string(t, "policy_root", "repo.policy_root")) {
+      r.policy_root = resolve(*v);
+      FileRead f = read_whole_file(r.policy_root);
+      if (!f.ok) problem(*t.get("policy_root"), "repo.policy_root '" + r.policy_root.string() + "' " + f.why);
+    }
+    r.runner = runner(t);
+    // Master must be gated by something: default to the runner's check, refuse nothing at all.
+    if (const toml::node* n = t.get("required_checks")) {
+      if (checks && checks->empty())
+        problem(*n, "repo.required_checks is empty: nothing would gate master");
+    } else if (r.runner) {
+      r.required_checks = {r.runner->context};
+    } else if (!t.contains("runner")) {
+      problem(r.line,
+              "[[repo]] has neither required_checks nor [repo.runner]: nothing would gate master");
+    }
+    return r;
+  }
+
+  std::optional<Config> config(const toml::table& root) {
+    Config c;
+    c.data_dir = base_;
+    unknown_keys(root, {"data_dir", "server", "store", "signing", "repo"}, "");
+    if (auto v = string(root, "data_dir", "data_dir")) c.data_dir = resolve(*v);
+    server(root, c.server);
+    store(root, c.store, c.data_dir);
+    signing(root, c.signing);
+    if (const toml::node* n = root.get("repo")) {
+      const toml::array* repos = n->as_array();
+      if (!repos || !repos->is_array_of_tables()) {
+        problem(*n, "repo must be an array of tables ([[repo]])");
+      } else {
+        std::map<std::string, int> seen;  // name -> line
+        for (const auto& el : *repos) {
+          const toml::table& t = *el.as_table();
+          auto r = repo(t);
+          if (!r) continue;
+          if (!r->name.empty()) {
+            auto [it, fresh] = seen.emplace(r->name, line_of(*t.get("name")));
+            if (!fresh) {
+              problem(*t.get("name"), "duplicate repo '" + r->name + "' (first defined on line " +
+                                          std::to_string(it->second) + ")");
+            }
+          }
+          c.repos.push_back(std::move(*r));
+        }
+      }
+    }
+    return c;
+  }
+
+ private:
+  std::string file_;
+  fs::path base_;
+};
+
+}  // namespace
+
+LoadResult parse(std::string_view toml_text, const std::string& file_name) {
+  LoadResult out;
+  std::error_code ec;
+  fs::path abs = fs::absolute(fs::path(file_name), ec);
+  Loader loader(file_name, (ec ? fs::path(file_name) : abs).parent_path().lexically_normal());
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, file_name);
+  } catch (const toml::parse_error& e) {
+    out.problems.push_back(
+        {file_name, static_cast<int>(e.source().begin.line), std::string(e.description())});
+    return out;
+  }
+  auto config = loader.config(root);
+  std::stable_sort(loader.problems.begin(), loader.problems.end(),
+                   [](const Problem& a, const Problem& b) { return a.line < b.line; });
+  out.problems = std::move(loader.problems);
+  if (out.problems.empty() && config) {
+    config->file = file_name;
+    out.config = std::move(config);
+  }
+  return out;
+}
+
+LoadResult load(const fs::path& file) {
+  FileRead r = read_whole_file(file);
+  if (!r.ok) {
+    LoadResult out;
+    out.problems.push_back({file.string(), 0, "the configuration file " + r.why});
+    return out;
+  }
+  return parse(r.content, file.string());
+}
+
+}  // namespace dmz::config

@@ -1,0 +1,475 @@
+#include "config/config.hpp"
+
+#include <doctest/doctest.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "tests/support.hpp"
+
+namespace dmz::config {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Writes `text` to DIR/dmzbot.toml and loads it.
+struct Fixture {
+  test::TempDir dir;
+  fs::path file() const { return dir / "dmzbot.toml"; }
+  LoadResult load_text(const std::string& text) {
+    test::write_file(file(), text);
+    return load(file());
+  }
+  // The problems as "line: message", after checking that each names the config file.
+  std::vector<std::string> problems(const std::string& text) {
+    LoadResult r = load_text(text);
+    CHECK_FALSE(r.config.has_value());
+    std::vector<std::string> out;
+    for (const auto& p : r.problems) {
+      CHECK(p.file == file().string());
+      CHECK(p.to_string() == file().string() + ":" + std::to_string(p.line) + ": " + p.message);
+      out.push_back(std::to_string(p.line) + ": " + p.message);
+    }
+    return out;
+  }
+  Config ok(const std::string& text) {
+    LoadResult r = load_text(text);
+    std::string all;
+    for (const auto& p : r.problems) all += p.to_string() + "\n";
+    INFO(all);
+    REQUIRE(r.problems.empty());
+    REQUIRE(r.config.has_value());
+    return *r.config;
+  }
+};
+
+using Lines = std::vector<std::string>;
+
+// A valid [[repo]] block of four lines, for tests about something else.
+const std::string kRepo = "[[repo]]\nname = \"acme/widgets\"\nremote = \"/srv/widgets.git\"\n"
+                          "required_checks = [\"ci/build\"]\n";
+
+struct ScopedEnv {
+  std::string name;
+  ScopedEnv(std::string n, const char* value) : name(std::move(n)) {
+    if (value)
+      setenv(name.c_str(), value, 1);
+    else
+      unsetenv(name.c_str());
+  }
+  ~ScopedEnv() { unsetenv(name.c_str()); }
+};
+
+TEST_CASE("config: a full valid configuration loads with every field") {
+  Fixture f;
+  test::write_file(f.dir / "secrets" / "api.token", "  s3cret-api\n");
+  test::write_file(f.dir / "keys" / "bot", "-----BEGIN OPENSSH PRIVATE KEY-----\n...\n");
+  test::write_file(f.dir / "trust" / "policy.toml", "# policy\n");
+  fs::create_directories(f.dir / "gnupg");
+  ScopedEnv env("DMZ_TEST_STATUS_TOKEN", "s3cret-status");
+  Config c = f.ok(R"(data_dir = "state"
+
+[server]
+host = "0.0.0.0"
+port = 9090
+body_limit = 65536
+read_timeout = 12
+threads = 4
+
+[store]
+kind = "sqlite"
+path = "db/dmz.db"
+
+[signing]
+format = "ssh"
+key = "keys/bot"
+fingerprint = "0123456789ABCDEF"
+gnupg_home = "gnupg"
+name = "Merge Bot"
+email = "bot@example.com"
+
+[[repo]]
+name = "acme/widgets"
+forge = "plain"
+remote = "https://git.example.com/acme/widgets.git"
+master = "main"
+dmz = "staging"
+required_checks = ["ci/build", "ci/test"]
+check_timeout = 900
+branch_patterns = ["feature/*"]
+refused_patterns = ["wip/*", "tmp/*"]
+api_token = { file = "secrets/api.token" }
+status_token = { env = "DMZ_TEST_STATUS_TOKEN" }
+policy_root = "trust/policy.toml"
+
+[repo.runner]
+command = "make check"
+context = "local/build"
+timeout = 120
+max_parallel = 3
+
+[[repo]]
+name = "acme/gadgets"
+remote = "../remotes/gadgets.git"
+
+[repo.runner]
+command = "true"
+)");
+  const fs::path d = f.dir.path();
+  CHECK(c.file == f.file());
+  CHECK(c.data_dir == d / "state");
+  CHECK(c.server.host == "0.0.0.0");
+  CHECK(c.server.port == 9090);
+  CHECK(c.server.body_limit == 65536);
+  CHECK(c.server.read_timeout == std::chrono::seconds(12));
+  CHECK(c.server.threads == 4);
+  CHECK(c.store.kind == "sqlite");
+  CHECK(c.store.path == d / "state" / "db" / "dmz.db");
+  CHECK(c.signing.format == "ssh");
+  CHECK(c.signing.key == d / "keys" / "bot");
+  CHECK(c.signing.fingerprint == "0123456789ABCDEF");
+  CHECK(c.signing.gnupg_home == d / "gnupg");
+  CHECK(c.signing.name == "Merge Bot");
+  CHECK(c.signing.email == "bot@example.com");
+
+  REQUIRE(c.repos.size() == 2);
+  const Repo& w = c.repos[0];
+  CHECK(w.name == "acme/widgets");
+  CHECK(w.forge == "plain");
+  CHECK(w.remote == "https://git.example.com/acme/widgets.git");
+  CHECK(w.master == "main");
+  CHECK(w.dmz == "staging");
+  CHECK(w.required_checks == std::vector<std::string>{"ci/build", "ci/test"});
+  CHECK(w.check_timeout == std::chrono::seconds(900));
+  CHECK(w.branch_patterns == std::vector<std::string>{"feature/*"});
+  CHECK(w.refused_patterns == std::vector<std::string>{"wip/*", "tmp/*"});
+  CHECK(w.api_token.reveal() == "s3cret-api");  // trimmed
+  CHECK(w.status_token.reveal() == "s3cret-status");
+  CHECK(w.policy_root == d / "trust" / "policy.toml");
+  REQUIRE(w.runner.has_value());
+  CHECK(w.runner->command == "make check");
+  CHECK(w.runner->context == "local/build");
+  CHECK(w.runner->timeout == std::chrono::seconds(120));
+  CHECK(w.runner->max_parallel == 3);
+  CHECK(w.line == 22);
+
+  const Repo& g = c.repos[1];
+  CHECK(g.name == "acme/gadgets");
+  CHECK(g.line == 42);
+  CHECK(g.remote == (d.parent_path() / "remotes" / "gadgets.git").string());  // a local path
+  CHECK(g.forge == "plain");
+  CHECK(g.master == "master");
+  CHECK(g.dmz == "dmz");
+  CHECK(g.check_timeout == std::chrono::seconds(1800));
+  CHECK(g.branch_patterns == std::vector<std::string>{"feature/*", "bug/*", "hotfix/*"});
+  CHECK(g.refused_patterns == std::vector<std::string>{"wip/*"});
+  CHECK(g.api_token.empty());
+  CHECK(g.status_token.empty());
+  CHECK(g.policy_root.empty());
+  REQUIRE(g.runner.has_value());
+  CHECK(g.runner->command == "true");
+  CHECK(g.runner->context == "dmzbot/local");
+  CHECK(g.runner->timeout == std::chrono::seconds(600));
+  CHECK(g.runner->max_parallel == 2);
+  CHECK(g.required_checks == std::vector<std::string>{"dmzbot/local"});  // the runner's check
+
+  CHECK(c.find_repo("acme/gadgets") == &c.repos[1]);
+  CHECK(c.find_repo("acme/none") == nullptr);
+}
+
+TEST_CASE("config: defaults, and paths relative to the config file's directory") {
+  Fixture f;
+  Config c = f.ok(kRepo);
+  const fs::path d = f.dir.path();
+  CHECK(c.data_dir == d);
+  CHECK(c.store.path == d / "dmzbot.db");
+  CHECK(c.server.host == "127.0.0.1");
+  CHECK(c.server.port == 8080);
+  CHECK(c.server.body_limit == 1u << 20);
+  CHECK(c.server.read_timeout == std::chrono::seconds(30));
+  CHECK(c.server.threads == 2);
+  CHECK(c.signing.format.empty());
+  CHECK(c.signing.name == "dmzbot");
+  REQUIRE(c.repos.size() == 1);
+  CHECK(c.repos[0].remote == "/srv/widgets.git");
+  CHECK_FALSE(c.repos[0].runner.has_value());
+
+  // An absolute data_dir and store path are kept; an scp-like remote is not a path.
+  Config c2 = f.ok("data_dir = \"/var/lib/x\"\n[store]\npath = \"/db/x.db\"\n"
+                   "[[repo]]\nname = \"a/b\"\nremote = \"git@host:a/b.git\"\n"
+                   "required_checks = [\"c\"]\n");
+  CHECK(c2.data_dir == "/var/lib/x");
+  CHECK(c2.store.path == "/db/x.db");
+  CHECK(c2.repos[0].remote == "git@host:a/b.git");
+  // parse() resolves against the directory of the name it is given.
+  LoadResult p = parse("data_dir = \"d\"\n" + kRepo, (f.dir / "sub" / "x.toml").string());
+  REQUIRE(p.config.has_value());
+  CHECK(p.config->data_dir == d / "sub" / "d");
+  CHECK(p.config->file == d / "sub" / "x.toml");
+}
+
+TEST_CASE("config: a TOML syntax error is reported with its line") {
+  Fixture f;
+  auto p = f.problems("[server]\nport = 80\nhost = \"x\n");
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].rfind("3: ", 0) == 0);
+  CHECK(p[0].find("string") != std::string::npos);  // toml++: "encountered end-of-line ..."
+
+  auto q = f.problems(kRepo + "[server]\nport = 1\nport = 2\n");
+  CHECK(q == Lines{"7: Error while parsing key-value pair: cannot redefine existing integer 'port'"});
+}
+
+TEST_CASE("config: unknown keys are reported where they are") {
+  Fixture f;
+  CHECK(f.problems(R"(data_dri = "x"
+[server]
+prot = 1
+[store]
+knd = "sqlite"
+[signing]
+fromat = "ssh"
+[[repo]]
+name = "a/b"
+remote = "/r"
+requird_checks = ["ci"]
+required_checks = ["ci"]
+api_token = { file = "t", mode = "0600" }
+[repo.runner]
+command = "x"
+cmd = "y"
+)") == Lines{"1: unknown key 'data_dri' at the top level",
+             "3: unknown key 'prot' in [server]",
+             "5: unknown key 'knd' in [store]",
+             "7: unknown key 'fromat' in [signing]",
+             "11: unknown key 'requird_checks' in [[repo]]",
+             "13: unknown key 'mode' in repo.api_token",
+             "13: repo.api_token file '" + (f.dir / "t").string() + "' does not exist",
+             "16: unknown key 'cmd' in [repo.runner]"});
+}
+
+TEST_CASE("config: wrong types") {
+  Fixture f;
+  CHECK(f.problems(R"(data_dir = 5
+[server]
+port = "80"
+threads = 1.5
+host = ""
+[[repo]]
+name = "a/b"
+remote = "/r"
+required_checks = "ci/build"
+check_timeout = "30m"
+branch_patterns = ["feature/*", 3]
+runner = "make"
+)") == Lines{"1: data_dir must be a string, not an integer",
+             "3: server.port must be an integer, not a string",
+             "4: server.threads must be an integer, not a float",
+             "5: server.host must not be empty",
+             "9: repo.required_checks must be an array of strings",
+             "10: repo.check_timeout must be an integer, not a string",
+             "11: repo.branch_patterns must be an array of strings",
+             "12: repo.runner must be a table, not a string"});
+  CHECK(f.problems("server = 3\n" + kRepo) == Lines{"1: server must be a table, not an integer"});
+  CHECK(f.problems("repo = \"acme/widgets\"\n") ==
+        Lines{"1: repo must be an array of tables ([[repo]])"});
+}
+
+TEST_CASE("config: missing required keys point at the table header") {
+  Fixture f;
+  CHECK(f.problems(kRepo + "\n[[repo]]\nforge = \"plain\"\nrequired_checks = [\"c\"]\n") ==
+        Lines{"6: missing required key 'name' in [[repo]]",
+              "6: missing required key 'remote' in [[repo]]"});
+  CHECK(f.problems(kRepo + "[repo.runner]\ncontext = \"x\"\n") ==
+        Lines{"5: missing required key 'command' in [repo.runner]"});
+  CHECK(f.problems(kRepo + "[repo.runner]\ncommand = \"\"\n") ==
+        Lines{"6: repo.runner.command must not be empty"});
+}
+
+TEST_CASE("config: repository names, forges and branches") {
+  Fixture f;
+  CHECK(f.problems(kRepo + "\n[[repo]]\nname = \"acme/widgets\"\nremote = \"/x\"\n"
+                           "required_checks = [\"c\"]\n") ==
+        Lines{"7: duplicate repo 'acme/widgets' (first defined on line 2)"});
+  CHECK(f.problems("[[repo]]\nname = \"widgets\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
+                   "[[repo]]\nname = \"a/b/c\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
+                   "[[repo]]\nname = \"a/..\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n") ==
+        Lines{"2: repo.name 'widgets' must look like \"owner/name\"",
+              "6: repo.name 'a/b/c' must look like \"owner/name\"",
+              "10: repo.name 'a/..' must look like \"owner/name\""});
+  CHECK(f.problems(kRepo + "forge = \"github\"\n") ==
+        Lines{"5: forge github is not supported yet"});
+  CHECK(f.problems(kRepo + "forge = \"bitbucket\"\n") ==
+        Lines{"5: unknown forge 'bitbucket' (expected plain, github, gitlab or gitea)"});
+  CHECK(f.problems(kRepo + "master = \"main\"\ndmz = \"main\"\n") ==
+        Lines{"6: repo.dmz must differ from repo.master (both are 'main')"});
+  CHECK(f.problems(kRepo + "master = \"dmz\"\n") ==
+        Lines{"5: repo.dmz must differ from repo.master (both are 'dmz')"});
+  CHECK(f.problems(kRepo + "master = \"ma ster\"\ndmz = \"a..b\"\n") ==
+        Lines{"5: repo.master 'ma ster' is not a valid branch name",
+              "6: repo.dmz 'a..b' is not a valid branch name"});
+}
+
+TEST_CASE("config: server ranges") {
+  Fixture f;
+  CHECK(f.problems("[server]\nport = 70000\nbody_limit = 0\nread_timeout = -1\nthreads = 0\n" +
+                   kRepo) == Lines{"2: server.port must be between 0 and 65535, not 70000",
+                                   "3: server.body_limit must be at least 1, not 0",
+                                   "4: server.read_timeout must be between 1 and 86400, not -1",
+                                   "5: server.threads must be between 1 and 256, not 0"});
+  CHECK(f.ok("[server]\nport = 0\n" + kRepo).server.port == 0);  // any free port
+  CHECK(f.ok("[server]\nport = 65535\n" + kRepo).server.port == 65535);
+  CHECK(f.problems("[store]\nkind = \"postgres\"\n" + kRepo) ==
+        Lines{"2: store.kind 'postgres' is not supported (use \"sqlite\")"});
+}
+
+TEST_CASE("config: required checks") {
+  Fixture f;
+  const std::string head = "[[repo]]\nname = \"a/b\"\nremote = \"/r\"\n";
+  CHECK(f.problems(head + "required_checks = []\n") ==
+        Lines{"4: repo.required_checks is empty: nothing would gate master"});
+  CHECK(f.problems(head + "required_checks = [\"ci\", \"\", \"ci\"]\n") ==
+        Lines{"4: repo.required_checks has an empty entry",
+              "4: repo.required_checks lists 'ci' twice"});
+  CHECK(f.problems(head) ==
+        Lines{"1: [[repo]] has neither required_checks nor [repo.runner]: nothing would gate "
+              "master"});
+  CHECK(f.problems(head + "required_checks = [\"ci\"]\ncheck_timeout = 0\n") ==
+        Lines{"5: repo.check_timeout must be at least 1, not 0"});
+  CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 0\nmax_parallel = 0\n") ==
+        Lines{"6: repo.runner.timeout must be at least 1, not 0",
+              "7: repo.runner.max_parallel must be between 1 and 1024, not 0"});
+}
+
+TEST_CASE("config: tokens come from a file or the environment, never inline") {
+  Fixture f;
+  const std::string head = kRepo;  // lines 1-4
+  test::write_file(f.dir / "api.token", "tok-from-file\n");
+  test::write_file(f.dir / "empty.token", " \n");
+  fs::create_directories(f.dir / "adir");
+  ScopedEnv set("DMZ_TEST_TOKEN", "tok-from-env");
+  ScopedEnv unset("DMZ_TEST_UNSET", nullptr);
+  ScopedEnv blank("DMZ_TEST_BLANK", "");
+
+  Config c = f.ok(head + "api_token = { file = \"api.token\" }\n"
+                         "status_token = { env = \"DMZ_TEST_TOKEN\" }\n");
+  CHECK(c.repos[0].api_token.reveal() == "tok-from-file");
+  CHECK(c.repos[0].status_token.reveal() == "tok-from-env");
+  // The [repo.api_token] table form works too; absolute paths are kept.
+  Config c2 = f.ok(head + "[repo.api_token]\nfile = \"" + (f.dir / "api.token").string() + "\"\n");
+  CHECK(c2.repos[0].api_token.reveal() == "tok-from-file");
+
+  const std::string d = f.dir.path().string();
+  auto p = f.problems(head + "api_token = \"inline-secret-value\"\n"
+                             "status_token = { file = \"missing.token\" }\n" +
+                      "\n[[repo]]\nname = \"a/b\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
+                      "api_token = { file = \"adir\" }\n"
+                      "status_token = { file = \"empty.token\" }\n"
+                      "\n[[repo]]\nname = \"a/c\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
+                      "api_token = { env = \"DMZ_TEST_UNSET\" }\n"
+                      "status_token = { env = \"DMZ_TEST_BLANK\" }\n"
+                      "\n[[repo]]\nname = \"a/d\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
+                      "api_token = { file = \"api.token\", env = \"DMZ_TEST_TOKEN\" }\n"
+                      "status_token = {}\n");
+  CHECK(p == Lines{
+                 "5: repo.api_token is inline: secrets must come from a file or the environment "
+                 "(api_token = { file = \"...\" } or { env = \"NAME\" })",
+                 "6: repo.status_token file '" + d + "/missing.token' does not exist",
+                 "12: repo.api_token file '" + d + "/adir' cannot be read: Is a directory",
+                 "13: repo.status_token file '" + d + "/empty.token' is empty",
+                 "19: repo.api_token: environment variable DMZ_TEST_UNSET is not set",
+                 "20: repo.status_token: environment variable DMZ_TEST_BLANK is empty",
+                 "26: repo.api_token must have either 'file' or 'env', not both",
+                 "27: repo.status_token must have 'file' or 'env'",
+             });
+  for (const auto& line : p) {
+    CHECK(line.find("inline-secret-value") == std::string::npos);
+    CHECK(line.find("tok-from") == std::string::npos);
+  }
+}
+
+TEST_CASE("config: signing") {
+  Fixture f;
+  test::write_file(f.dir / "key", "PRIVATE\n");
+  Config c = f.ok("[signing]\nformat = \"openpgp\"\nfingerprint = \"ABCD\"\n" + kRepo);
+  CHECK(c.signing.format == "openpgp");
+  CHECK(c.signing.fingerprint == "ABCD");
+  CHECK(f.ok("[signing]\nformat = \"ssh\"\nkey = \"key\"\n" + kRepo).signing.key ==
+        f.dir / "key");
+  CHECK(f.problems("[signing]\nformat = \"ssh\"\n" + kRepo) ==
+        Lines{"2: signing.format \"ssh\" needs signing.key"});
+  CHECK(f.problems("[signing]\nformat = \"openpgp\"\n" + kRepo) ==
+        Lines{"2: signing.format \"openpgp\" needs signing.fingerprint"});
+  CHECK(f.problems("[signing]\nformat = \"x509\"\n" + kRepo) ==
+        Lines{"2: signing.format must be \"ssh\" or \"openpgp\", not 'x509'"});
+  fs::create_directories(f.dir / "keydir");
+  CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"nokey\"\n" + kRepo) ==
+        Lines{"3: signing.key file '" + (f.dir / "nokey").string() + "' does not exist"});
+  CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"keydir\"\n" + kRepo) ==
+        Lines{"3: signing.key file '" + (f.dir / "keydir").string() +
+              "' cannot be read: Is a directory"});
+  CHECK(f.problems("[signing]\ngnupg_home = \"key\"\n" + kRepo) ==
+        Lines{"2: signing.gnupg_home '" + (f.dir / "key").string() + "' is not a directory"});
+}
+
+TEST_CASE("config: every problem is reported, in line order") {
+  Fixture f;
+  auto p = f.problems(R"([server]
+port = 99999
+
+[[repo]]
+name = "acme/widgets"
+requird_checks = ["ci/build"]
+required_checks = ["ci/build"]
+api_token = "hunter2"
+
+[[repo]]
+name = "acme/widgets"
+remote = "/r"
+forge = "gitlab"
+required_checks = ["ci/build"]
+[repo.runner]
+context = "x"
+)");
+  CHECK(p == Lines{
+                 "2: server.port must be between 0 and 65535, not 99999",
+                 "4: missing required key 'remote' in [[repo]]",
+                 "6: unknown key 'requird_checks' in [[repo]]",
+                 "8: repo.api_token is inline: secrets must come from a file or the environment "
+                 "(api_token = { file = \"...\" } or { env = \"NAME\" })",
+                 "11: duplicate repo 'acme/widgets' (first defined on line 5)",
+                 "13: forge gitlab is not supported yet",
+                 "15: missing required key 'command' in [repo.runner]",
+             });
+}
+
+TEST_CASE("config: a file that cannot be read") {
+  test::TempDir dir;
+  LoadResult r = load(dir / "nope.toml");
+  CHECK_FALSE(r.config.has_value());
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].to_string() ==
+        (dir / "nope.toml").string() + ":0: the configuration file does not exist");
+}
+
+TEST_CASE("config: the example in deploy/ is valid") {
+  Fixture f;
+  const fs::path example = fs::path(__FILE__).parent_path().parent_path() / "deploy" /
+                           "dmzbot.example.toml";
+  std::string text = test::read_file(example);
+  REQUIRE_FALSE(text.empty());
+  test::write_file(f.dir / "secrets" / "widgets-api.token", "a\n");
+  test::write_file(f.dir / "secrets" / "gadgets-api.token", "b\n");
+  test::write_file(f.dir / "keys" / "dmzbot_ed25519", "k\n");
+  ScopedEnv env("DMZBOT_WIDGETS_STATUS_TOKEN", "c");
+  Config c = f.ok(text);
+  CHECK(c.data_dir == "/var/lib/dmzbot");
+  CHECK(c.store.path == "/var/lib/dmzbot/dmzbot.db");
+  REQUIRE(c.repos.size() == 2);
+  CHECK(c.repos[0].required_checks == std::vector<std::string>{"ci/build", "ci/test"});
+  CHECK(c.repos[1].required_checks == std::vector<std::string>{"dmzbot/local"});
+  CHECK(c.repos[1].api_token.reveal() == "b");
+}
+
+}  // namespace
+}  // namespace dmz::config
