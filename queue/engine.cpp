@@ -111,7 +111,10 @@ struct Ctx {
   Millis at = 0;
   std::vector<Action> out;
 
-  void emit(Action a) { out.push_back(std::move(a)); }
+  template <class A>
+  void emit(A a) {
+    out.emplace_back(std::in_place_type<A>, std::move(a));
+  }
   void notify(int n, NoticeKind kind, std::string message) {
     emit(Notify{n, kind, std::move(message)});
   }
