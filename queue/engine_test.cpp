@@ -876,3 +876,60 @@ TEST_CASE("handle is deterministic") {
   };
   CHECK(run() == run());
 }
+
+TEST_CASE("a PR pushed while landing is re-opened if the landing is rebuilt") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.green(1, sha('c'));
+  r.push(1, sha('e'));
+  auto o = r.master_pushed(1, false, sha('9'));
+  CHECK(r.s.master == sha('9'));
+  CHECK(r.pr(1).status == PrStatus::Open);
+  CHECK_FALSE(r.pr(1).approval);
+  CHECK(r.pr(1).reason == "new push " + sha('e').substr(0, 7) + " after approval; approve again");
+  CHECK(none<BuildCandidate>(o));
+  CHECK(only<ResetDmz>(o).sha == sha('9'));
+}
+
+TEST_CASE("the first sight of master, or a move with an empty train, resets dmz") {
+  Repo r;
+  r.s.master.clear();
+  r.queue(1, sha('a'));
+  CHECK(r.pr(1).status == PrStatus::Queued);  // no base to build on yet
+  auto o = r.on(MasterObserved{kMaster, r.now});
+  CHECK(r.s.master == kMaster);
+  CHECK(only<ResetDmz>(o).sha == kMaster);
+  CHECK(only<BuildCandidate>(o).base == kMaster);
+  CHECK(none<Notify>(o));
+}
+
+TEST_CASE("Tick does not time out a candidate that is still merging") {
+  Repo r;
+  r.queue(1, sha('a'));
+  const std::string before = r.dump();
+  auto o = r.tick(r.now + 10 * r.cfg.check_timeout);
+  CHECK(o.actions.empty());
+  CHECK(r.dump() == before);
+}
+
+TEST_CASE("a broken state makes handle refuse the event, not throw, and leaves state alone") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.s.train.at(0).prs.push_back(99);  // a PR the state does not know
+  const std::string before = r.dump();
+  Outcome o;
+  CHECK_NOTHROW(o = handle(r.s, MergeDone{1, MergeOutcome::Merged, sha('c'), 0, {}, "", r.now}, r.cfg));
+  REQUIRE(o.rejected);
+  CHECK(o.code == 500);
+  CHECK(o.actions.empty());
+  CHECK(r.dump() == before);
+}
+
+TEST_CASE("a conflict blamed on a PR outside the candidate is treated as transient") {
+  Repo r;
+  r.queue(1, sha('a'));
+  auto o = r.on(MergeDone{1, MergeOutcome::Conflict, "", 42, {"a"}, "", r.now});
+  CHECK(r.pr(1).status == PrStatus::Queued);
+  CHECK(r.s.retry_after > 0);
+  CHECK(only<Notify>(o).kind == NoticeKind::Info);
+}

@@ -174,13 +174,12 @@ nlohmann::json to_json(const Action& action) {
 }
 
 nlohmann::json to_json(const RepoState& state) {
-  const auto order = queue_order(state);
+  std::map<int, std::size_t> positions;  // 1-based place in the queue
+  for (int n : queue_order(state)) positions.emplace(n, positions.size() + 1);
   json prs = json::array();
   for (const auto& [n, pr] : state.prs) {
-    std::optional<std::size_t> position;
-    for (std::size_t i = 0; i < order.size(); ++i)
-      if (order[i] == n) position = i + 1;
-    prs.push_back(pr_json(pr, position));
+    auto it = positions.find(n);
+    prs.push_back(pr_json(pr, it == positions.end() ? std::nullopt : std::optional(it->second)));
   }
   json train = json::array();
   for (const auto& k : state.train) train.push_back(candidate_json(k));
