@@ -1,0 +1,103 @@
+#include "forges/plain.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace dmz;
+using dmz::forges::branch_refusal;
+using dmz::forges::events_from_fetch;
+using dmz::forges::glob_match;
+
+TEST_CASE("glob_match: '*' stays within a segment") {
+  CHECK(glob_match("feature/*", "feature/login"));
+  CHECK(glob_match("feature/*", "feature/"));
+  CHECK_FALSE(glob_match("feature/*", "feature/a/b"));
+  CHECK_FALSE(glob_match("feature/*", "features/login"));
+  CHECK_FALSE(glob_match("feature/*", "bug/login"));
+  CHECK(glob_match("*-fix", "crash-fix"));
+  CHECK_FALSE(glob_match("*-fix", "a/crash-fix"));
+  CHECK(glob_match("a*b*c", "axxbyyc"));
+  CHECK_FALSE(glob_match("a*b*c", "axxbyy"));
+}
+
+TEST_CASE("glob_match: '**' crosses '/'") {
+  CHECK(glob_match("feature/**", "feature/a/b/c"));
+  CHECK(glob_match("feature/**", "feature/a"));
+  CHECK(glob_match("**", "anything/at/all"));
+  CHECK(glob_match("release/**/final", "release/1/2/final"));
+  CHECK_FALSE(glob_match("release/**/final", "release/1/2/draft"));
+}
+
+TEST_CASE("glob_match: '?' is one character, literals are exact") {
+  CHECK(glob_match("v?", "v1"));
+  CHECK_FALSE(glob_match("v?", "v"));
+  CHECK_FALSE(glob_match("v?", "v12"));
+  CHECK_FALSE(glob_match("a?b", "a/b"));
+  CHECK(glob_match("master", "master"));
+  CHECK_FALSE(glob_match("master", "master2"));
+  CHECK(glob_match("", ""));
+  CHECK_FALSE(glob_match("", "x"));
+}
+
+TEST_CASE("branch_refusal explains a refused or unmatched branch") {
+  const std::vector<std::string> allowed{"feature/*", "bug/*", "hotfix/*"};
+  const std::vector<std::string> refused{"wip/*"};
+  CHECK_FALSE(branch_refusal("feature/login", allowed, refused));
+  CHECK_FALSE(branch_refusal("hotfix/x", allowed, refused));
+  CHECK(branch_refusal("wip/x", allowed, refused) == "branch wip/x is refused by pattern wip/*");
+  CHECK(branch_refusal("foo", allowed, refused) ==
+        "branch foo matches none of feature/*, bug/*, hotfix/*");
+  CHECK(branch_refusal("wip/x", {"**"}, refused) == "branch wip/x is refused by pattern wip/*");
+  CHECK_FALSE(branch_refusal("anything", {}, refused));
+}
+
+namespace {
+
+queue::Sha sha(char c) { return queue::Sha(40, c); }
+
+queue::PullRequest pr(int n, std::string branch, queue::Sha head, queue::PrStatus status) {
+  queue::PullRequest p;
+  p.number = n;
+  p.branch = std::move(branch);
+  p.head = std::move(head);
+  p.status = status;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("events_from_fetch: pushes, vanished branches and a moved master") {
+  queue::RepoState s;
+  s.master = sha('0');
+  s.prs[1] = pr(1, "feature/same", sha('a'), queue::PrStatus::Queued);
+  s.prs[2] = pr(2, "feature/moved", sha('b'), queue::PrStatus::Building);
+  s.prs[3] = pr(3, "feature/gone", sha('c'), queue::PrStatus::Failed);
+  s.prs[4] = pr(4, "feature/merged", sha('d'), queue::PrStatus::Merged);
+  s.prs[5] = pr(5, "feature/cancelled", sha('e'), queue::PrStatus::Cancelled);
+  const std::map<std::string, queue::Sha> branches{
+      {"master", sha('9')},
+      {"feature/same", sha('a')},
+      {"feature/moved", sha('f')},
+      {"feature/merged", sha('1')},  // ignored: terminal
+  };
+  const auto events = events_from_fetch(s, branches, "master", 4242);
+  REQUIRE(events.size() == 3);
+  const auto& pushed = std::get<queue::PrPushed>(events[0]);
+  CHECK(pushed.number == 2);
+  CHECK(pushed.head == sha('f'));
+  CHECK(pushed.at == 4242);
+  const auto& closed = std::get<queue::PrClosed>(events[1]);
+  CHECK(closed.number == 3);
+  CHECK(closed.at == 4242);
+  const auto& master = std::get<queue::MasterObserved>(events[2]);
+  CHECK(master.sha == sha('9'));
+  CHECK(master.at == 4242);
+}
+
+TEST_CASE("events_from_fetch: nothing changed, nothing to say") {
+  queue::RepoState s;
+  s.master = sha('0');
+  s.prs[1] = pr(1, "feature/a", sha('a'), queue::PrStatus::Open);
+  CHECK(events_from_fetch(s, {{"master", sha('0')}, {"feature/a", sha('a')}}, "master", 1).empty());
+  // a fetch that does not include master says nothing about it
+  CHECK(events_from_fetch(s, {{"feature/a", sha('a')}}, "master", 1).empty());
+}

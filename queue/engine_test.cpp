@@ -1,0 +1,935 @@
+#include "queue/engine.hpp"
+
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "queue/json.hpp"
+
+using namespace dmz::queue;
+
+namespace {
+
+Sha sha(char c) { return Sha(40, c); }
+
+const Sha kMaster = sha('0');
+
+template <class A>
+std::vector<A> all(const Outcome& o) {
+  std::vector<A> out;
+  for (const auto& a : o.actions)
+    if (const auto* x = std::get_if<A>(&a)) out.push_back(*x);
+  return out;
+}
+
+template <class A>
+A only(const Outcome& o) {
+  auto found = all<A>(o);
+  REQUIRE(found.size() == 1);
+  return found.front();
+}
+
+template <class A>
+bool none(const Outcome& o) {
+  return all<A>(o).empty();
+}
+
+std::vector<Notify> notices_for(const Outcome& o, int number) {
+  std::vector<Notify> out;
+  for (const auto& n : all<Notify>(o))
+    if (n.number == number) out.push_back(n);
+  return out;
+}
+
+// A repository with a clock: every helper stamps its event with `now` and advances it.
+struct Repo {
+  RepoState s;
+  Settings cfg;
+  Millis now = 1'000'000;
+
+  Repo() {
+    s.repo = "acme/app";
+    s.master = kMaster;
+    cfg.required_checks = {"ci/build"};
+    cfg.check_timeout = 600'000;
+    cfg.retry_backoff = 30'000;
+  }
+
+  Outcome on(Event e) {
+    Outcome o = handle(s, e, cfg);
+    now += 1000;
+    return o;
+  }
+  Outcome open(int n, Sha head) {
+    return on(PrOpened{n, "feature/f" + std::to_string(n), "dev" + std::to_string(n),
+                       "Title " + std::to_string(n), head, now});
+  }
+  Outcome approve(int n, std::string who = "mm") { return on(MergeRequested{n, pr(n).head, who, now}); }
+  Outcome policy(int n, bool pass, std::vector<std::string> reasons = {}) {
+    return on(PolicyChecked{n, pr(n).approval.value().sha, pass, reasons, now});
+  }
+  Outcome merged(CandidateId id, Sha commit) {
+    MergeDone e;
+    e.candidate = id;
+    e.outcome = MergeOutcome::Merged;
+    e.sha = commit;
+    e.at = now;
+    return on(e);
+  }
+  Outcome check(Sha commit, CheckState state, std::string context = "ci/build",
+                std::string description = "", std::string url = "") {
+    return on(CheckReported{commit, Check{context, state, description, url, 0}, now});
+  }
+  Outcome master_pushed(CandidateId id, bool ok, Sha remote = "") {
+    return on(MasterPushed{id, ok, remote, ok ? "" : "rejected", now});
+  }
+  Outcome push(int n, Sha head) { return on(PrPushed{n, head, now}); }
+  Outcome tick(Millis at) {
+    now = at;
+    return on(Tick{at});
+  }
+
+  // Opens PR n at `head`, approves it and passes the policy; returns the last outcome.
+  Outcome queue(int n, Sha head) {
+    REQUIRE(!open(n, head).rejected);
+    REQUIRE(!approve(n).rejected);
+    return policy(n, true);
+  }
+  // Merges the front candidate at `commit` and reports the required check green.
+  void green(CandidateId id, Sha commit) {
+    REQUIRE(!merged(id, commit).rejected);
+    REQUIRE(!check(commit, CheckState::Success).rejected);
+  }
+
+  PullRequest& pr(int n) { return s.prs.at(n); }
+  std::string dump() const { return to_json(s).dump(); }
+};
+
+// Every rejection must leave the state exactly as it was.
+Outcome expect_rejected(Repo& r, const Event& e, int code) {
+  const std::string before = r.dump();
+  const auto next = r.s.next_candidate;
+  Outcome o = handle(r.s, e, r.cfg);
+  REQUIRE(o.rejected.has_value());
+  CHECK(o.code == code);
+  CHECK(o.actions.empty());
+  CHECK(r.dump() == before);
+  CHECK(r.s.next_candidate == next);
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("PrOpened registers an open PR; a repeated delivery is accepted, a different one refused") {
+  Repo r;
+  auto o = r.open(1, sha('a'));
+  CHECK_FALSE(o.rejected);
+  CHECK(o.actions.empty());
+  const auto& pr = r.pr(1);
+  CHECK(pr.status == PrStatus::Open);
+  CHECK(pr.branch == "feature/f1");
+  CHECK(pr.author == "dev1");
+  CHECK(pr.title == "Title 1");
+  CHECK(pr.head == sha('a'));
+  CHECK_FALSE(pr.approval);
+
+  CHECK_FALSE(handle(r.s, PrOpened{1, "feature/f1", "dev1", "Title 1", sha('a'), r.now}, r.cfg).rejected);
+  auto bad = expect_rejected(r, PrOpened{1, "feature/other", "dev1", "Title 1", sha('a'), r.now}, 409);
+  CHECK(bad.rejected->find("#1") != std::string::npos);
+  expect_rejected(r, PrOpened{0, "feature/x", "dev", "t", sha('b'), r.now}, 422);
+  expect_rejected(r, PrOpened{2, "feature/x", "dev", "t", "", r.now}, 422);
+}
+
+TEST_CASE("MergeRequested pins the approval to the head and asks for the policy") {
+  Repo r;
+  r.open(1, sha('a'));
+  const Millis at = r.now;
+  auto o = r.approve(1, "alice");
+  CHECK_FALSE(o.rejected);
+  auto cp = only<CheckPolicy>(o);
+  CHECK(cp.number == 1);
+  CHECK(cp.sha == sha('a'));
+  CHECK(o.actions.size() == 1);
+  const auto& pr = r.pr(1);
+  CHECK(pr.status == PrStatus::Approved);
+  REQUIRE(pr.approval);
+  CHECK(pr.approval->sha == sha('a'));
+  CHECK(pr.approval->approver == "alice");
+  CHECK(pr.approval->at == at);
+  CHECK(pr.queued_at == at);
+
+  SUBCASE("unknown PR: 404") { expect_rejected(r, MergeRequested{9, sha('a'), "alice", r.now}, 404); }
+  SUBCASE("stale sha: 409 naming both shas") {
+    auto bad = expect_rejected(r, MergeRequested{1, sha('b'), "alice", r.now}, 409);
+    CHECK(*bad.rejected == "sha " + sha('b') + " is not the head of #1 (head is " + sha('a') + ")");
+  }
+  SUBCASE("re-approval at the same sha is idempotent in every queued stage") {
+    const std::string before = r.dump();
+    auto again = r.approve(1, "bob");
+    CHECK_FALSE(again.rejected);
+    CHECK(again.actions.empty());
+    CHECK(r.dump() == before);
+
+    r.policy(1, true);  // Queued -> Merging at once (empty train)
+    CHECK(r.pr(1).status == PrStatus::Merging);
+    const std::string merging = r.dump();
+    auto third = r.approve(1, "carol");
+    CHECK_FALSE(third.rejected);
+    CHECK(third.actions.empty());
+    CHECK(r.dump() == merging);
+    CHECK(r.pr(1).approval->approver == "alice");
+  }
+}
+
+TEST_CASE("MergeRequested on a merged PR is refused") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.green(1, sha('c'));
+  r.master_pushed(1, true);
+  REQUIRE(r.pr(1).status == PrStatus::Merged);
+  auto bad = expect_rejected(r, MergeRequested{1, sha('a'), "alice", r.now}, 409);
+  CHECK(*bad.rejected == "#1 is already merged");
+}
+
+TEST_CASE("PolicyChecked: pass queues and schedules, fail reports every reason, stale is ignored") {
+  Repo r;
+  r.open(1, sha('a'));
+  r.approve(1);
+
+  SUBCASE("pass: queued, then at once a candidate on master") {
+    auto o = r.policy(1, true);
+    auto bc = only<BuildCandidate>(o);
+    CHECK(bc.candidate == 1);
+    CHECK(bc.base == kMaster);
+    REQUIRE(bc.items.size() == 1);
+    CHECK(bc.items[0].number == 1);
+    CHECK(bc.items[0].head == sha('a'));
+    CHECK(bc.items[0].branch == "feature/f1");
+    CHECK(bc.items[0].title == "Title 1");
+    CHECK(bc.items[0].author == "dev1");
+    CHECK(bc.items[0].approver == "mm");
+    CHECK(r.pr(1).status == PrStatus::Merging);
+    CHECK(r.pr(1).candidate == CandidateId{1});
+    REQUIRE(r.s.train.size() == 1);
+    CHECK(r.s.train[0].status == CandidateStatus::Merging);
+    CHECK(r.s.train[0].prs == std::vector<int>{1});
+    CHECK(r.s.next_candidate == 2);
+  }
+  SUBCASE("fail: Failed with the first reason, all reasons in details, author told") {
+    auto o = r.policy(1, false, {"commit abc is unsigned", "approver is not a merge master"});
+    CHECK(r.pr(1).status == PrStatus::Failed);
+    CHECK(r.pr(1).reason == "policy: commit abc is unsigned");
+    CHECK(r.pr(1).details ==
+          std::vector<std::string>{"commit abc is unsigned", "approver is not a merge master"});
+    auto n = only<Notify>(o);
+    CHECK(n.number == 1);
+    CHECK(n.kind == NoticeKind::Failure);
+    CHECK(n.message == "policy: commit abc is unsigned");
+    CHECK(none<BuildCandidate>(o));
+    CHECK(r.s.train.empty());
+  }
+  SUBCASE("a verdict for another sha or a PR that is not Approved changes nothing") {
+    const std::string before = r.dump();
+    auto o = r.on(PolicyChecked{1, sha('f'), true, {}, r.now});
+    CHECK_FALSE(o.rejected);
+    CHECK(o.actions.empty());
+    CHECK(r.dump() == before);
+    auto o2 = r.on(PolicyChecked{7, sha('a'), true, {}, r.now});
+    CHECK_FALSE(o2.rejected);
+    CHECK(r.dump() == before);
+  }
+}
+
+TEST_CASE("a PR goes from approval to master: merge, build, land") {
+  Repo r;
+  r.queue(1, sha('a'));
+  const Millis merged_at = r.now;
+  auto o = r.merged(1, sha('c'));
+  auto sb = only<StartBuild>(o);
+  CHECK(sb.candidate == 1);
+  CHECK(sb.sha == sha('c'));
+  CHECK(none<FastForwardMaster>(o));
+  const auto& k = r.s.train.at(0);
+  CHECK(k.status == CandidateStatus::InDmz);
+  CHECK(k.sha == sha('c'));
+  CHECK(k.pushed_at == merged_at);
+  CHECK(r.pr(1).status == PrStatus::InDmz);
+
+  auto pending = r.check(sha('c'), CheckState::Pending, "ci/build", "running");
+  CHECK(pending.actions.empty());
+  CHECK(r.s.train.at(0).status == CandidateStatus::Building);
+  CHECK(r.pr(1).status == PrStatus::Building);
+  CHECK(r.s.train.at(0).checks.at("ci/build").description == "running");
+
+  auto green = r.check(sha('c'), CheckState::Success);
+  auto ff = only<FastForwardMaster>(green);
+  CHECK(ff.candidate == 1);
+  CHECK(ff.from == kMaster);
+  CHECK(ff.to == sha('c'));
+  CHECK(r.s.train.at(0).status == CandidateStatus::Landing);
+  CHECK(r.s.master == kMaster);  // not before the push succeeded
+
+  auto landed = r.master_pushed(1, true);
+  CHECK(r.s.master == sha('c'));
+  CHECK(r.s.train.empty());
+  CHECK(r.pr(1).status == PrStatus::Merged);
+  CHECK_FALSE(r.pr(1).candidate);
+  auto n = only<Notify>(landed);
+  CHECK(n.kind == NoticeKind::Success);
+  CHECK(n.number == 1);
+  CHECK(n.message.find(sha('c').substr(0, 7)) != std::string::npos);
+}
+
+TEST_CASE("only required checks gate; a non-required failure is recorded but harmless") {
+  Repo r;
+  r.cfg.required_checks = {"ci/build", "ci/lint"};
+  r.queue(1, sha('a'));
+  r.merged(1, sha('c'));
+  auto o = r.check(sha('c'), CheckState::Failure, "ci/optional", "flaky");
+  CHECK(o.actions.empty());
+  CHECK(r.pr(1).status == PrStatus::Building);
+  CHECK(r.s.train.at(0).checks.at("ci/optional").state == CheckState::Failure);
+  CHECK(none<FastForwardMaster>(r.check(sha('c'), CheckState::Success, "ci/build")));
+  CHECK(r.s.train.at(0).status == CandidateStatus::Building);
+  CHECK(only<FastForwardMaster>(r.check(sha('c'), CheckState::Success, "ci/lint")).to == sha('c'));
+}
+
+TEST_CASE("a check on an unknown sha is ignored") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.merged(1, sha('c'));
+  const std::string before = r.dump();
+  auto o = r.check(sha('e'), CheckState::Failure);
+  CHECK_FALSE(o.rejected);
+  CHECK(o.actions.empty());
+  CHECK(r.dump() == before);
+}
+
+TEST_CASE("with no required checks a candidate lands as soon as it is on dmz") {
+  Repo r;
+  r.cfg.required_checks.clear();
+  r.queue(1, sha('a'));
+  auto o = r.merged(1, sha('c'));
+  CHECK(only<StartBuild>(o).sha == sha('c'));
+  auto ff = only<FastForwardMaster>(o);
+  CHECK(ff.from == kMaster);
+  CHECK(ff.to == sha('c'));
+  CHECK(r.s.train.at(0).status == CandidateStatus::Landing);
+}
+
+TEST_CASE("a failed build backs the PR out and the next PR is built on master") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+  CHECK(r.pr(2).status == PrStatus::Queued);
+  CHECK(queue_order(r.s) == std::vector<int>{2});
+  r.merged(1, sha('c'));
+  auto o = r.check(sha('c'), CheckState::Failure, "ci/build", "tests failed",
+                   "https://ci.example/1");
+  CHECK(r.pr(1).status == PrStatus::Failed);
+  CHECK(r.pr(1).reason == "check ci/build failed: tests failed");
+  CHECK(r.pr(1).details == std::vector<std::string>{"https://ci.example/1"});
+  CHECK_FALSE(r.pr(1).candidate);
+  auto n = notices_for(o, 1);
+  REQUIRE(n.size() == 1);
+  CHECK(n[0].kind == NoticeKind::Failure);
+  CHECK(n[0].message == "check ci/build failed: tests failed");
+  CHECK(only<CancelBuild>(o).sha == sha('c'));
+  CHECK(only<ResetDmz>(o).sha == kMaster);
+  auto bc = only<BuildCandidate>(o);
+  CHECK(bc.candidate == 2);
+  CHECK(bc.base == kMaster);
+  REQUIRE(bc.items.size() == 1);
+  CHECK(bc.items[0].number == 2);
+  CHECK(r.pr(2).status == PrStatus::Merging);
+  REQUIRE(r.s.train.size() == 1);
+  CHECK(r.s.train[0].id == 2);
+}
+
+TEST_CASE("an Error check state backs out too, with the state as the description") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.merged(1, sha('c'));
+  r.check(sha('c'), CheckState::Error);
+  CHECK(r.pr(1).status == PrStatus::Failed);
+  CHECK(r.pr(1).reason == "check ci/build failed: error");
+  CHECK(r.pr(1).details.empty());
+}
+
+TEST_CASE("a merge conflict fails the culprit with the conflicting files") {
+  Repo r;
+  r.cfg.max_batch = 2;
+  r.open(1, sha('a'));
+  r.approve(1);
+  r.open(2, sha('b'));
+  r.approve(2);
+  r.policy(2, true);  // 2 is queued first and builds alone
+  r.policy(1, true);
+  // candidate 1 = [2]; PR 1 waits for the next candidate.
+  REQUIRE(r.s.train.size() == 1);
+  REQUIRE(r.s.train[0].prs == std::vector<int>{2});
+  auto o = r.on(MergeDone{1, MergeOutcome::Conflict, "", 2, {"src/a.cpp", "README.md"}, "", r.now});
+  CHECK(r.pr(2).status == PrStatus::Failed);
+  CHECK(r.pr(2).reason == "merge conflict in src/a.cpp, README.md");
+  CHECK(r.pr(2).details == std::vector<std::string>{"src/a.cpp", "README.md"});
+  auto n = notices_for(o, 2);
+  REQUIRE(n.size() == 1);
+  CHECK(n[0].kind == NoticeKind::Failure);
+  CHECK(n[0].message == "merge conflict in src/a.cpp, README.md");
+  CHECK(none<CancelBuild>(o));  // it never reached dmz
+  CHECK(only<ResetDmz>(o).sha == kMaster);
+  auto bc = only<BuildCandidate>(o);
+  CHECK(bc.base == kMaster);
+  REQUIRE(bc.items.size() == 1);
+  CHECK(bc.items[0].number == 1);
+}
+
+TEST_CASE("a conflict in a batch re-queues the innocent PRs ahead of newer ones") {
+  Repo r;
+  r.cfg.max_batch = 2;
+  r.open(1, sha('a'));
+  r.open(2, sha('b'));
+  r.open(3, sha('d'));
+  r.approve(1);
+  r.approve(2);
+  r.approve(3);
+  r.policy(1, true);  // candidate [1] at once
+  r.merged(1, sha('c'));
+  r.policy(2, true);
+  r.policy(3, true);
+  r.check(sha('c'), CheckState::Failure);  // 1 out; candidate [2, 3]
+  REQUIRE(r.s.train.size() == 1);
+  REQUIRE(r.s.train[0].prs == std::vector<int>{2, 3});
+  const auto id = r.s.train[0].id;
+  auto o = r.on(MergeDone{id, MergeOutcome::Conflict, "", 3, {"x.txt"}, "", r.now});
+  CHECK(r.pr(3).status == PrStatus::Failed);
+  CHECK(r.pr(2).status == PrStatus::Merging);
+  auto bc = only<BuildCandidate>(o);
+  REQUIRE(bc.items.size() == 1);
+  CHECK(bc.items[0].number == 2);
+}
+
+TEST_CASE("a transient merge error re-queues and waits for the backoff") {
+  Repo r;
+  r.queue(1, sha('a'));
+  const Millis at = r.now;
+  auto o = r.on(MergeDone{1, MergeOutcome::Error, "", 0, {}, "connection reset", at});
+  CHECK(r.pr(1).status == PrStatus::Queued);
+  CHECK(r.pr(1).reason.empty());
+  CHECK(r.s.train.empty());
+  CHECK(r.s.retry_after == at + 30'000);
+  auto n = only<Notify>(o);
+  CHECK(n.kind == NoticeKind::Info);
+  CHECK(n.message.find("connection reset") != std::string::npos);
+  CHECK(none<BuildCandidate>(o));
+
+  CHECK(none<BuildCandidate>(r.tick(at + 29'999)));
+  CHECK(r.pr(1).status == PrStatus::Queued);
+  auto later = r.tick(at + 30'000);
+  auto bc = only<BuildCandidate>(later);
+  CHECK(bc.candidate == 2);
+  CHECK(bc.base == kMaster);
+  CHECK(r.pr(1).status == PrStatus::Merging);
+}
+
+TEST_CASE("MergeDone for an unknown or finished candidate is stale and ignored") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.merged(1, sha('c'));
+  const std::string before = r.dump();
+  auto o = r.merged(1, sha('e'));  // a duplicate delivery
+  CHECK_FALSE(o.rejected);
+  CHECK(o.actions.empty());
+  CHECK(r.dump() == before);
+  auto o2 = r.merged(42, sha('e'));
+  CHECK(o2.actions.empty());
+  CHECK(r.dump() == before);
+}
+
+TEST_CASE("new push drops an approved, queued or building PR and cancels its build") {
+  Repo r;
+  const std::string reason = "new push " + sha('e').substr(0, 7) + " after approval; approve again";
+
+  SUBCASE("approved, waiting for the policy") {
+    r.open(1, sha('a'));
+    r.approve(1);
+    auto o = r.push(1, sha('e'));
+    CHECK(r.pr(1).status == PrStatus::Open);
+    CHECK_FALSE(r.pr(1).approval);
+    CHECK(r.pr(1).head == sha('e'));
+    CHECK(r.pr(1).reason == reason);
+    CHECK(only<Notify>(o).message == reason);
+    auto late = r.on(PolicyChecked{1, sha('a'), true, {}, r.now});  // the old verdict
+    CHECK(late.actions.empty());
+    CHECK(r.pr(1).status == PrStatus::Open);
+  }
+  SUBCASE("queued behind another") {
+    r.queue(1, sha('a'));
+    r.queue(2, sha('b'));
+    REQUIRE(r.pr(2).status == PrStatus::Queued);
+    auto o = r.push(2, sha('e'));
+    CHECK(r.pr(2).status == PrStatus::Open);
+    CHECK(r.pr(2).reason == reason);
+    CHECK(none<CancelBuild>(o));
+    CHECK(r.pr(1).status == PrStatus::Merging);
+    CHECK(queue_order(r.s).empty());
+  }
+  SUBCASE("building: build cancelled, dmz reset, next PR built") {
+    r.queue(1, sha('a'));
+    r.queue(2, sha('b'));
+    r.merged(1, sha('c'));
+    r.check(sha('c'), CheckState::Pending);
+    REQUIRE(r.pr(1).status == PrStatus::Building);
+    auto o = r.push(1, sha('e'));
+    CHECK(r.pr(1).status == PrStatus::Open);
+    CHECK_FALSE(r.pr(1).approval);
+    CHECK_FALSE(r.pr(1).candidate);
+    CHECK(r.pr(1).reason == reason);
+    CHECK(only<CancelBuild>(o).sha == sha('c'));
+    CHECK(only<ResetDmz>(o).sha == kMaster);
+    auto n = notices_for(o, 1);
+    REQUIRE(n.size() == 1);
+    CHECK(n[0].kind == NoticeKind::Info);
+    auto bc = only<BuildCandidate>(o);
+    CHECK(bc.items.at(0).number == 2);
+    CHECK(bc.base == kMaster);
+    // a late check for the cancelled candidate changes nothing
+    const std::string before = r.dump();
+    CHECK(r.check(sha('c'), CheckState::Success).actions.empty());
+    CHECK(r.dump() == before);
+  }
+  SUBCASE("same head: no change") {
+    r.queue(1, sha('a'));
+    const std::string before = r.dump();
+    auto o = r.push(1, sha('a'));
+    CHECK(o.actions.empty());
+    CHECK(r.dump() == before);
+  }
+  SUBCASE("open PR: head updated only") {
+    r.open(1, sha('a'));
+    auto o = r.push(1, sha('e'));
+    CHECK(o.actions.empty());
+    CHECK(r.pr(1).head == sha('e'));
+    CHECK(r.pr(1).status == PrStatus::Open);
+    CHECK(r.pr(1).reason.empty());
+  }
+  SUBCASE("unknown PR: 404") { expect_rejected(r, PrPushed{5, sha('e'), r.now}, 404); }
+}
+
+TEST_CASE("a new push does not interrupt a landing candidate: the approved sha lands") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.green(1, sha('c'));
+  REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
+  auto o = r.push(1, sha('e'));
+  CHECK(none<CancelBuild>(o));
+  CHECK(r.s.train.at(0).status == CandidateStatus::Landing);
+  CHECK(r.pr(1).head == sha('e'));
+  CHECK(r.pr(1).reason.find("is landing") != std::string::npos);
+  r.master_pushed(1, true);
+  CHECK(r.pr(1).status == PrStatus::Merged);
+  CHECK(r.s.master == sha('c'));
+}
+
+TEST_CASE("a check that never reports times out on Tick") {
+  Repo r;
+  r.cfg.required_checks = {"ci/build", "ci/lint", "ci/docs"};
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+  const Millis pushed = r.now;
+  r.merged(1, sha('c'));
+  r.check(sha('c'), CheckState::Success, "ci/lint");
+  r.check(sha('c'), CheckState::Pending, "ci/docs");
+
+  auto early = r.tick(pushed + 600'000 - 1);
+  CHECK(early.actions.empty());
+  CHECK(r.pr(1).status == PrStatus::Building);
+
+  auto o = r.tick(pushed + 600'000);
+  CHECK(r.pr(1).status == PrStatus::Failed);
+  CHECK(r.pr(1).reason == "check ci/build, ci/docs did not report within 600s");
+  CHECK(r.pr(1).details == std::vector<std::string>{"ci/build", "ci/docs"});
+  CHECK(only<CancelBuild>(o).sha == sha('c'));
+  CHECK(notices_for(o, 1).at(0).kind == NoticeKind::Failure);
+  auto bc = only<BuildCandidate>(o);
+  CHECK(bc.items.at(0).number == 2);
+  CHECK(bc.base == kMaster);
+}
+
+TEST_CASE("cancel takes a PR out; retry puts it back through the policy") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+  r.merged(1, sha('c'));
+
+  auto o = r.on(CancelRequested{1, "alice", r.now});
+  CHECK_FALSE(o.rejected);
+  CHECK(r.pr(1).status == PrStatus::Cancelled);
+  CHECK(r.pr(1).reason == "cancelled by alice");
+  REQUIRE(r.pr(1).approval);  // kept, so that retry can use it
+  CHECK(only<CancelBuild>(o).sha == sha('c'));
+  CHECK(notices_for(o, 1).at(0).message == "cancelled by alice");
+  CHECK(only<BuildCandidate>(o).items.at(0).number == 2);
+
+  expect_rejected(r, CancelRequested{1, "alice", r.now}, 409);
+  expect_rejected(r, CancelRequested{8, "alice", r.now}, 404);
+
+  const Millis retry_at = r.now;
+  auto retry = r.on(RetryRequested{1, "bob", retry_at});
+  CHECK_FALSE(retry.rejected);
+  CHECK(r.pr(1).status == PrStatus::Approved);
+  CHECK(r.pr(1).reason.empty());
+  CHECK(r.pr(1).queued_at == retry_at);
+  auto cp = only<CheckPolicy>(retry);
+  CHECK(cp.number == 1);
+  CHECK(cp.sha == sha('a'));
+  r.policy(1, true);
+  CHECK(r.pr(1).status == PrStatus::Queued);
+  CHECK(queue_order(r.s) == std::vector<int>{1});
+}
+
+TEST_CASE("cancel of a queued PR; cancel and retry refusals") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+
+  SUBCASE("queued PR cancelled: no build to cancel") {
+    auto o = r.on(CancelRequested{2, "alice", r.now});
+    CHECK(r.pr(2).status == PrStatus::Cancelled);
+    CHECK(none<CancelBuild>(o));
+    CHECK(r.pr(1).status == PrStatus::Merging);
+  }
+  SUBCASE("open PR: not queued") {
+    r.open(3, sha('d'));
+    auto bad = expect_rejected(r, CancelRequested{3, "alice", r.now}, 409);
+    CHECK(bad.rejected->find("not queued") != std::string::npos);
+  }
+  SUBCASE("merged PR: 409") {
+    r.green(1, sha('c'));
+    r.master_pushed(1, true);
+    auto bad = expect_rejected(r, CancelRequested{1, "alice", r.now}, 409);
+    CHECK(*bad.rejected == "#1 is already merged");
+  }
+  SUBCASE("retry of a PR that is not failed or cancelled") {
+    expect_rejected(r, RetryRequested{2, "bob", r.now}, 409);
+    expect_rejected(r, RetryRequested{9, "bob", r.now}, 404);
+  }
+  SUBCASE("retry without an approval") {
+    r.open(3, sha('d'));
+    r.on(PrClosed{3, r.now});
+    REQUIRE(r.pr(3).status == PrStatus::Cancelled);
+    auto bad = expect_rejected(r, RetryRequested{3, "bob", r.now}, 409);
+    CHECK(bad.rejected->find("no approval") != std::string::npos);
+  }
+  SUBCASE("retry of a failed PR whose head moved since the approval") {
+    r.merged(1, sha('c'));
+    r.check(sha('c'), CheckState::Failure);
+    REQUIRE(r.pr(1).status == PrStatus::Failed);
+    r.push(1, sha('e'));
+    CHECK(r.pr(1).status == PrStatus::Failed);
+    auto bad = expect_rejected(r, RetryRequested{1, "bob", r.now}, 409);
+    CHECK(bad.rejected->find("old head") != std::string::npos);
+  }
+  SUBCASE("retry of a failed PR at its approved head") {
+    r.merged(1, sha('c'));
+    r.check(sha('c'), CheckState::Failure);
+    auto o = r.on(RetryRequested{1, "bob", r.now});
+    CHECK(only<CheckPolicy>(o).sha == sha('a'));
+    CHECK(r.pr(1).status == PrStatus::Approved);
+    CHECK(r.pr(1).details.empty());
+  }
+}
+
+TEST_CASE("a landing PR cannot be cancelled") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.green(1, sha('c'));
+  auto bad = expect_rejected(r, CancelRequested{1, "alice", r.now}, 409);
+  CHECK(bad.rejected->find("landing") != std::string::npos);
+}
+
+TEST_CASE("PrClosed cancels a queued or building PR; an open PR is just marked closed") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+  r.open(3, sha('d'));
+  r.merged(1, sha('c'));
+  auto o = r.on(PrClosed{1, r.now});
+  CHECK(r.pr(1).status == PrStatus::Cancelled);
+  CHECK(r.pr(1).reason == "closed");
+  CHECK(only<CancelBuild>(o).sha == sha('c'));
+  CHECK(only<BuildCandidate>(o).items.at(0).number == 2);
+
+  auto o3 = r.on(PrClosed{3, r.now});
+  CHECK(o3.actions.empty());
+  CHECK(r.pr(3).status == PrStatus::Cancelled);
+  CHECK(r.pr(3).reason == "closed");
+  expect_rejected(r, PrClosed{77, r.now}, 404);
+}
+
+TEST_CASE("master moved by someone else: the train is rebuilt on the new master") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.merged(1, sha('c'));
+  const Sha moved = sha('9');
+
+  SUBCASE("seen by a fetch") {
+    auto o = r.on(MasterObserved{moved, r.now});
+    CHECK(r.s.master == moved);
+    CHECK(only<CancelBuild>(o).sha == sha('c'));
+    CHECK(only<ResetDmz>(o).sha == moved);
+    auto n = only<Notify>(o);
+    CHECK(n.kind == NoticeKind::Info);
+    CHECK(n.message == "master moved to " + moved.substr(0, 7) + " outside dmzbot; rebuilding dmz");
+    auto bc = only<BuildCandidate>(o);
+    CHECK(bc.base == moved);
+    CHECK(bc.candidate == 2);
+    CHECK(r.pr(1).status == PrStatus::Merging);
+    CHECK(r.pr(1).approval->sha == sha('a'));
+  }
+  SUBCASE("the same master again: nothing") {
+    const std::string before = r.dump();
+    CHECK(r.on(MasterObserved{kMaster, r.now}).actions.empty());
+    CHECK(r.dump() == before);
+  }
+  SUBCASE("a fast-forward refused because the remote moved") {
+    r.check(sha('c'), CheckState::Success);
+    REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
+    // while landing, an observation does not interrupt
+    CHECK(r.on(MasterObserved{moved, r.now}).actions.empty());
+    CHECK(r.s.master == kMaster);
+    auto o = r.master_pushed(1, false, moved);
+    CHECK(r.s.master == moved);
+    CHECK(only<CancelBuild>(o).sha == sha('c'));
+    CHECK(only<BuildCandidate>(o).base == moved);
+    CHECK(r.pr(1).status == PrStatus::Merging);
+    CHECK(only<Notify>(o).message.find("outside dmzbot") != std::string::npos);
+  }
+  SUBCASE("a refused push without a remote master is transient") {
+    r.check(sha('c'), CheckState::Success);
+    const Millis at = r.now;
+    auto o = r.master_pushed(1, false);
+    CHECK(r.s.master == kMaster);
+    CHECK(r.s.train.empty());
+    CHECK(r.pr(1).status == PrStatus::Queued);
+    CHECK(r.s.retry_after == at + 30'000);
+    CHECK(only<Notify>(o).kind == NoticeKind::Info);
+    CHECK(none<BuildCandidate>(o));
+  }
+  SUBCASE("a refused push whose remote is already the candidate counts as landed") {
+    r.check(sha('c'), CheckState::Success);
+    r.master_pushed(1, false, sha('c'));
+    CHECK(r.s.master == sha('c'));
+    CHECK(r.pr(1).status == PrStatus::Merged);
+  }
+}
+
+TEST_CASE("resume re-issues what was in flight at each stage") {
+  Repo r;
+  r.open(1, sha('a'));
+  r.approve(1);
+  auto a = resume(r.s, r.cfg);
+  REQUIRE(a.size() == 1);
+  CHECK(std::get<CheckPolicy>(a[0]).sha == sha('a'));
+
+  r.policy(1, true);
+  a = resume(r.s, r.cfg);
+  REQUIRE(a.size() == 1);
+  auto bc = std::get<BuildCandidate>(a[0]);
+  CHECK(bc.candidate == 1);
+  CHECK(bc.base == kMaster);
+  CHECK(bc.items.at(0).number == 1);
+  CHECK(bc.items.at(0).approver == "mm");
+
+  r.merged(1, sha('c'));
+  a = resume(r.s, r.cfg);
+  REQUIRE(a.size() == 1);
+  CHECK(std::get<StartBuild>(a[0]).sha == sha('c'));
+
+  r.check(sha('c'), CheckState::Pending);
+  a = resume(r.s, r.cfg);
+  REQUIRE(a.size() == 1);
+  CHECK(std::get<StartBuild>(a[0]).candidate == 1);
+
+  r.check(sha('c'), CheckState::Success);
+  a = resume(r.s, r.cfg);
+  REQUIRE(a.size() == 1);
+  auto ff = std::get<FastForwardMaster>(a[0]);
+  CHECK(ff.from == kMaster);
+  CHECK(ff.to == sha('c'));
+
+  r.master_pushed(1, true);
+  CHECK(resume(r.s, r.cfg).empty());
+}
+
+TEST_CASE("queue_order sorts queued PRs by queued_at, then number") {
+  RepoState s;
+  auto add = [&](int n, PrStatus st, Millis at) {
+    PullRequest pr;
+    pr.number = n;
+    pr.status = st;
+    pr.queued_at = at;
+    s.prs[n] = pr;
+  };
+  add(5, PrStatus::Queued, 100);
+  add(3, PrStatus::Queued, 200);
+  add(4, PrStatus::Queued, 100);
+  add(1, PrStatus::Approved, 50);
+  add(2, PrStatus::Merging, 10);
+  CHECK(queue_order(s) == std::vector<int>{4, 5, 3});
+}
+
+TEST_CASE("a train of two: candidate 2 is built on candidate 1 and lands after it") {
+  Repo r;
+  r.cfg.max_train = 2;
+  r.queue(1, sha('a'));
+  auto o = r.queue(2, sha('b'));
+  CHECK(none<BuildCandidate>(o));  // candidate 1's sha is unknown: wait
+  CHECK(r.pr(2).status == PrStatus::Queued);
+
+  auto m1 = r.merged(1, sha('c'));
+  auto bc = only<BuildCandidate>(m1);
+  CHECK(bc.candidate == 2);
+  CHECK(bc.base == sha('c'));
+  CHECK(r.s.train.size() == 2);
+  r.merged(2, sha('d'));
+
+  SUBCASE("candidate 2 green first waits for candidate 1") {
+    auto g2 = r.check(sha('d'), CheckState::Success);
+    CHECK(none<FastForwardMaster>(g2));
+    CHECK(r.s.train[1].status == CandidateStatus::Building);
+    auto g1 = r.check(sha('c'), CheckState::Success);
+    auto ff1 = only<FastForwardMaster>(g1);
+    CHECK(ff1.to == sha('c'));
+    auto l1 = r.master_pushed(1, true);
+    auto ff2 = only<FastForwardMaster>(l1);  // already green: lands right away
+    CHECK(ff2.candidate == 2);
+    CHECK(ff2.from == sha('c'));
+    CHECK(ff2.to == sha('d'));
+    r.master_pushed(2, true);
+    CHECK(r.s.master == sha('d'));
+    CHECK(r.pr(1).status == PrStatus::Merged);
+    CHECK(r.pr(2).status == PrStatus::Merged);
+    CHECK(r.s.train.empty());
+  }
+  SUBCASE("failure of candidate 1 drops candidate 2 and rebuilds it on master") {
+    auto f = r.check(sha('c'), CheckState::Failure, "ci/build", "boom");
+    CHECK(r.pr(1).status == PrStatus::Failed);
+    auto cancels = all<CancelBuild>(f);
+    REQUIRE(cancels.size() == 2);
+    CHECK(cancels[0].sha == sha('c'));
+    CHECK(cancels[1].sha == sha('d'));
+    CHECK(only<ResetDmz>(f).sha == kMaster);
+    auto rebuilt = only<BuildCandidate>(f);
+    CHECK(rebuilt.base == kMaster);
+    CHECK(rebuilt.items.at(0).number == 2);
+    CHECK(r.pr(2).status == PrStatus::Merging);
+    CHECK(notices_for(f, 2).empty());  // not to blame
+  }
+  SUBCASE("failure of candidate 2 keeps candidate 1 and resets dmz to it") {
+    auto f = r.check(sha('d'), CheckState::Failure);
+    CHECK(r.pr(2).status == PrStatus::Failed);
+    CHECK(r.pr(1).status == PrStatus::InDmz);
+    CHECK(only<CancelBuild>(f).sha == sha('d'));
+    CHECK(only<ResetDmz>(f).sha == sha('c'));
+    REQUIRE(r.s.train.size() == 1);
+  }
+  SUBCASE("resume lists the train in order") {
+    auto a = resume(r.s, r.cfg);
+    REQUIRE(a.size() == 2);
+    CHECK(std::get<StartBuild>(a[0]).sha == sha('c'));
+    CHECK(std::get<StartBuild>(a[1]).sha == sha('d'));
+  }
+}
+
+TEST_CASE("batches take up to max_batch PRs in queue order") {
+  Repo r;
+  r.cfg.max_batch = 2;
+  r.open(1, sha('a'));
+  r.open(2, sha('b'));
+  r.open(3, sha('d'));
+  r.approve(3);
+  r.approve(1);
+  r.approve(2);
+  r.cfg.max_train = 0;  // hold the queue while the verdicts arrive
+  r.policy(1, true);
+  r.policy(2, true);
+  r.policy(3, true);
+  CHECK(queue_order(r.s) == std::vector<int>{3, 1, 2});
+  r.cfg.max_train = 1;
+  auto o = r.tick(r.now);
+  auto bc = only<BuildCandidate>(o);
+  REQUIRE(bc.items.size() == 2);
+  CHECK(bc.items[0].number == 3);
+  CHECK(bc.items[1].number == 1);
+  CHECK(r.pr(2).status == PrStatus::Queued);
+}
+
+TEST_CASE("handle is deterministic") {
+  auto run = [] {
+    Repo r;
+    r.queue(1, sha('a'));
+    r.queue(2, sha('b'));
+    r.merged(1, sha('c'));
+    r.check(sha('c'), CheckState::Failure);
+    return r.dump();
+  };
+  CHECK(run() == run());
+}
+
+TEST_CASE("a PR pushed while landing is re-opened if the landing is rebuilt") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.green(1, sha('c'));
+  r.push(1, sha('e'));
+  auto o = r.master_pushed(1, false, sha('9'));
+  CHECK(r.s.master == sha('9'));
+  CHECK(r.pr(1).status == PrStatus::Open);
+  CHECK_FALSE(r.pr(1).approval);
+  CHECK(r.pr(1).reason == "new push " + sha('e').substr(0, 7) + " after approval; approve again");
+  CHECK(none<BuildCandidate>(o));
+  CHECK(only<ResetDmz>(o).sha == sha('9'));
+}
+
+TEST_CASE("the first sight of master, or a move with an empty train, resets dmz") {
+  Repo r;
+  r.s.master.clear();
+  r.queue(1, sha('a'));
+  CHECK(r.pr(1).status == PrStatus::Queued);  // no base to build on yet
+  auto o = r.on(MasterObserved{kMaster, r.now});
+  CHECK(r.s.master == kMaster);
+  CHECK(only<ResetDmz>(o).sha == kMaster);
+  CHECK(only<BuildCandidate>(o).base == kMaster);
+  CHECK(none<Notify>(o));
+}
+
+TEST_CASE("Tick does not time out a candidate that is still merging") {
+  Repo r;
+  r.queue(1, sha('a'));
+  const std::string before = r.dump();
+  auto o = r.tick(r.now + 10 * r.cfg.check_timeout);
+  CHECK(o.actions.empty());
+  CHECK(r.dump() == before);
+}
+
+TEST_CASE("a broken state makes handle refuse the event, not throw, and leaves state alone") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.s.train.at(0).prs.push_back(99);  // a PR the state does not know
+  const std::string before = r.dump();
+  Outcome o;
+  CHECK_NOTHROW(o = handle(r.s, MergeDone{1, MergeOutcome::Merged, sha('c'), 0, {}, "", r.now}, r.cfg));
+  REQUIRE(o.rejected);
+  CHECK(o.code == 500);
+  CHECK(o.actions.empty());
+  CHECK(r.dump() == before);
+}
+
+TEST_CASE("a conflict blamed on a PR outside the candidate is treated as transient") {
+  Repo r;
+  r.queue(1, sha('a'));
+  auto o = r.on(MergeDone{1, MergeOutcome::Conflict, "", 42, {"a"}, "", r.now});
+  CHECK(r.pr(1).status == PrStatus::Queued);
+  CHECK(r.s.retry_after > 0);
+  CHECK(only<Notify>(o).kind == NoticeKind::Info);
+}
