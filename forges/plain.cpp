@@ -1,5 +1,7 @@
 #include "forges/plain.hpp"
 
+#include "queue/glob.hpp"
+
 #include <vector>
 
 namespace dmz::forges {
@@ -31,41 +33,15 @@ bool terminal(queue::PrStatus status) {
 
 }  // namespace
 
-// Written by hand rather than with fnmatch(3): with FNM_PATHNAME, "**" is just two '*'
-// that still stop at '/', and without it '*' crosses '/'; ref patterns need both behaviours.
-// Dynamic programming over (pattern position, name position): no exponential backtracking.
-// '?' matches one character other than '/', like '*'.
-bool glob_match(std::string_view pattern, std::string_view name) {
-  const std::size_t P = pattern.size(), N = name.size();
-  // ok[i][j]: pattern[i..] matches name[j..]
-  std::vector<std::vector<char>> ok(P + 1, std::vector<char>(N + 1, 0));
-  ok[P][N] = 1;
-  for (std::size_t i = P; i-- > 0;) {
-    const bool star = pattern[i] == '*';
-    const bool globstar = star && i + 1 < P && pattern[i + 1] == '*';
-    for (std::size_t j = N + 1; j-- > 0;) {
-      if (globstar) {  // "**": nothing, or one more character of any kind
-        ok[i][j] = ok[i + 2][j] || (j < N && ok[i][j + 1]);
-      } else if (star) {  // '*': nothing, or one more character within the segment
-        ok[i][j] = ok[i + 1][j] || (j < N && name[j] != '/' && ok[i][j + 1]);
-      } else if (j < N) {
-        const bool one = pattern[i] == '?' ? name[j] != '/' : pattern[i] == name[j];
-        ok[i][j] = one && ok[i + 1][j + 1];
-      }
-    }
-  }
-  return ok[0][0];
-}
-
 // An empty `allowed` list allows every branch that is not refused.
 std::optional<std::string> branch_refusal(const std::string& branch,
                                           const std::vector<std::string>& allowed,
                                           const std::vector<std::string>& refused) {
   for (const auto& pattern : refused)
-    if (glob_match(pattern, branch)) return "branch " + branch + " is refused by pattern " + pattern;
+    if (queue::glob_match(pattern, branch)) return "branch " + branch + " is refused by pattern " + pattern;
   if (allowed.empty()) return std::nullopt;
   for (const auto& pattern : allowed)
-    if (glob_match(pattern, branch)) return std::nullopt;
+    if (queue::glob_match(pattern, branch)) return std::nullopt;
   return "branch " + branch + " matches none of " + join(allowed);
 }
 

@@ -13,10 +13,6 @@
 
 namespace dmz::forges {
 
-// Shell-style glob on ref names: '*' matches any run of characters except '/', "**" matches
-// across '/', '?' one character. Pattern "feature/*" matches "feature/login".
-bool glob_match(std::string_view pattern, std::string_view name);
-
 // Why `branch` cannot be a PR (refused pattern such as wip/*, or not matching any allowed
 // pattern), or nullopt if it can.
 std::optional<std::string> branch_refusal(const std::string& branch,

@@ -5,38 +5,6 @@
 using namespace dmz;
 using dmz::forges::branch_refusal;
 using dmz::forges::events_from_fetch;
-using dmz::forges::glob_match;
-
-TEST_CASE("glob_match: '*' stays within a segment") {
-  CHECK(glob_match("feature/*", "feature/login"));
-  CHECK(glob_match("feature/*", "feature/"));
-  CHECK_FALSE(glob_match("feature/*", "feature/a/b"));
-  CHECK_FALSE(glob_match("feature/*", "features/login"));
-  CHECK_FALSE(glob_match("feature/*", "bug/login"));
-  CHECK(glob_match("*-fix", "crash-fix"));
-  CHECK_FALSE(glob_match("*-fix", "a/crash-fix"));
-  CHECK(glob_match("a*b*c", "axxbyyc"));
-  CHECK_FALSE(glob_match("a*b*c", "axxbyy"));
-}
-
-TEST_CASE("glob_match: '**' crosses '/'") {
-  CHECK(glob_match("feature/**", "feature/a/b/c"));
-  CHECK(glob_match("feature/**", "feature/a"));
-  CHECK(glob_match("**", "anything/at/all"));
-  CHECK(glob_match("release/**/final", "release/1/2/final"));
-  CHECK_FALSE(glob_match("release/**/final", "release/1/2/draft"));
-}
-
-TEST_CASE("glob_match: '?' is one character, literals are exact") {
-  CHECK(glob_match("v?", "v1"));
-  CHECK_FALSE(glob_match("v?", "v"));
-  CHECK_FALSE(glob_match("v?", "v12"));
-  CHECK_FALSE(glob_match("a?b", "a/b"));
-  CHECK(glob_match("master", "master"));
-  CHECK_FALSE(glob_match("master", "master2"));
-  CHECK(glob_match("", ""));
-  CHECK_FALSE(glob_match("", "x"));
-}
 
 TEST_CASE("branch_refusal explains a refused or unmatched branch") {
   const std::vector<std::string> allowed{"feature/*", "bug/*", "hotfix/*"};
