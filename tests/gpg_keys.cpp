@@ -7,7 +7,10 @@
 
 namespace dmz::test {
 
-GpgHome::GpgHome() = default;
+GpgHome::GpgHome() {
+  // Without this the agent calibrates its passphrase KDF, which costs seconds per protected key.
+  write_file(path() / "gpg-agent.conf", "s2k-count 65536\n");
+}
 
 GpgHome::~GpgHome() {
   // Stop the gpg-agent this home started so that the test binary leaves nothing running.
