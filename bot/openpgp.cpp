@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cctype>
 #include <cstdlib>
 #include <ctime>
@@ -165,6 +166,108 @@ gpgme_subkey_t find_subkey(gpgme_key_t key, const std::string& fpr) {
   return nullptr;
 }
 
+// The binary content of the one armor block of `armored` (header lines and the CRC skipped);
+// empty if it is not well-formed base64.
+std::string dearmor(std::string_view armored) {
+  static constexpr std::string_view kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t pos = armored.find("-----BEGIN PGP SIGNATURE-----");
+  if (pos == std::string_view::npos) return {};
+  pos = armored.find('\n', pos);
+  std::string out;
+  unsigned bits = 0, nbits = 0;
+  bool body = false, padded = false;
+  while (pos != std::string_view::npos && pos < armored.size()) {
+    size_t end = armored.find('\n', pos + 1);
+    std::string_view line = armored.substr(pos + 1, end == std::string_view::npos
+                                                        ? std::string_view::npos
+                                                        : end - pos - 1);
+    pos = end;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
+      line.remove_suffix(1);
+    }
+    if (line.rfind("-----END PGP SIGNATURE-----", 0) == 0) return out;
+    if (line.empty()) { body = true; continue; }
+    if (!body && line.find(": ") != std::string_view::npos) continue;  // an armor header
+    body = true;
+    if (line[0] == '=') continue;  // the CRC-24 line
+    for (char c : line) {
+      if (c == '=') { padded = true; continue; }
+      size_t v = kAlphabet.find(c);
+      if (v == std::string_view::npos || padded) return {};
+      bits = (bits << 6) | static_cast<unsigned>(v);
+      nbits += 6;
+      if (nbits >= 8) {
+        nbits -= 8;
+        out += static_cast<char>((bits >> nbits) & 0xff);
+      }
+    }
+  }
+  return {};  // no END line
+}
+
+// Checks the OpenPGP packets of a detached signature ourselves, before GnuPG: only signature
+// packets, exactly one, over a binary document (git signs bytes; a text-mode signature would
+// also vouch for the payload with other line endings).
+Status check_packets(std::string_view bin) {
+  if (bin.empty()) return error("bad-signature: malformed armor");
+  size_t pos = 0, signatures = 0;
+  int sig_type = -1;
+  while (pos < bin.size()) {
+    auto byte = [&](size_t i) { return static_cast<unsigned char>(bin[i]); };
+    unsigned char head = byte(pos++);
+    if (!(head & 0x80)) return error("bad-signature: malformed OpenPGP packet");
+    unsigned tag = 0;
+    size_t len = 0;
+    auto need = [&](size_t n) { return pos + n <= bin.size(); };
+    if (head & 0x40) {  // new format
+      tag = head & 0x3f;
+      if (!need(1)) return error("bad-signature: truncated OpenPGP packet");
+      unsigned char l0 = byte(pos++);
+      if (l0 < 192) {
+        len = l0;
+      } else if (l0 < 224) {
+        if (!need(1)) return error("bad-signature: truncated OpenPGP packet");
+        len = ((l0 - 192u) << 8) + byte(pos++) + 192;
+      } else if (l0 == 255) {
+        if (!need(4)) return error("bad-signature: truncated OpenPGP packet");
+        len = (size_t{byte(pos)} << 24) | (size_t{byte(pos + 1)} << 16) |
+              (size_t{byte(pos + 2)} << 8) | byte(pos + 3);
+        pos += 4;
+      } else {
+        return error("bad-signature: not a detached signature (partial-length packet)");
+      }
+    } else {  // old format
+      tag = (head >> 2) & 0x0f;
+      static constexpr size_t kLengthBytes[] = {1, 2, 4, 0};
+      size_t n = kLengthBytes[head & 3];
+      if (n == 0) return error("bad-signature: not a detached signature (indeterminate length)");
+      if (!need(n)) return error("bad-signature: truncated OpenPGP packet");
+      for (size_t i = 0; i < n; ++i) len = (len << 8) | byte(pos++);
+    }
+    if (!need(len)) return error("bad-signature: truncated OpenPGP packet");
+    if (tag != 2) {
+      return error("bad-signature: not a detached signature (OpenPGP packet type " +
+                   std::to_string(tag) + ")");
+    }
+    ++signatures;
+    // v4/v5: version, type, ...; v3: version, 5, type, ...
+    if (len >= 3) sig_type = byte(pos) == 3 ? byte(pos + 2) : byte(pos + 1);
+    pos += len;
+  }
+  if (signatures == 0) return error("bad-signature: no signature found");
+  if (signatures > 1) {
+    return error("multiple-signatures: " + std::to_string(signatures) + " signature packets");
+  }
+  if (sig_type != 0x00) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02x", sig_type < 0 ? 0xff : sig_type);
+    return error(std::string("bad-signature: signature type ") + hex +
+                 " is not a binary-document signature");
+  }
+  return Status::success();
+}
+
 const char kGpgConf[] =
     "# Written by dmzbot: an isolated, offline home holding only the policy's public keys.\n"
     "no-auto-key-retrieve\n"
@@ -282,6 +385,9 @@ Result<OpenPgpVerified> OpenPgpVerifier::verify(std::string_view payload,
   if (blocks > 1) return error("multiple-signatures: " + std::to_string(blocks) + " armor blocks");
   if (armored_signature.find("-----BEGIN PGP SIGNATURE-----") == std::string_view::npos) {
     return error("bad-signature: not a detached signature");
+  }
+  if (Status packets = check_packets(dearmor(armored_signature)); !packets.ok()) {
+    return Error{packets.message()};
   }
 
   gpgme_ctx_t ctx = state_->ctx.get();

@@ -179,6 +179,29 @@ TEST_CASE("malformed signatures are bad-signature") {
   CHECK(starts_with(rejection(v, "some other text\n", relabelled), "bad-signature"));
 }
 
+TEST_CASE("a text-mode signature is refused: it would also vouch for other line endings") {
+  auto& keys = test_keys();
+  auto v = verifier_with({keys.alice});
+  std::string text = keys.home.sign(keys.alice, keys.payload, "--textmode");
+  CHECK(rejection(v, keys.payload, text) ==
+        "bad-signature: signature type 0x01 is not a binary-document signature");
+  // What text mode would have let through: the same payload with CRLF line endings.
+  std::string crlf;
+  for (char c : keys.payload) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+  CHECK(starts_with(rejection(v, crlf, text), "bad-signature"));
+}
+
+TEST_CASE("a corrupted armor is bad-signature") {
+  auto& keys = test_keys();
+  auto v = verifier_with({keys.alice});
+  std::string sig = keys.home.sign(keys.alice, keys.payload);
+  std::string broken = sig;
+  broken[broken.find("\n\n") + 5] = '*';
+  CHECK(rejection(v, keys.payload, broken) == "bad-signature: malformed armor");
+  std::string truncated = sig.substr(0, sig.find("\n\n") + 12) + "\n-----END PGP SIGNATURE-----\n";
+  CHECK(starts_with(rejection(v, keys.payload, truncated), "bad-signature"));
+}
+
 TEST_CASE("a key that has expired is expired-key, even for a signature made before") {
   auto& keys = test_keys();
   auto v = verifier_with({keys.expired});
@@ -189,6 +212,23 @@ TEST_CASE("a revoked key is revoked-key, even for a signature made before the re
   auto& keys = test_keys();
   auto v = verifier_with({keys.revoked});
   CHECK(starts_with(rejection(v, keys.payload, keys.revoked_signature), "revoked-key"));
+}
+
+TEST_CASE("an expired or revoked subkey is refused while its primary key still signs") {
+  auto& keys = test_keys();
+  auto past = verifier_with({keys.past});
+  CHECK(starts_with(rejection(past, keys.payload, keys.expired_subkey_signature), "expired-key"));
+  auto by_past = past.verify(keys.payload, keys.home.sign(keys.past, keys.payload));
+  REQUIRE_MESSAGE(by_past.ok(), why(by_past));
+  CHECK(by_past->signing_subkey_fingerprint == keys.past);
+
+  auto rotated = verifier_with({keys.rotated});
+  CHECK(starts_with(rejection(rotated, keys.payload, keys.revoked_subkey_signature),
+                    "revoked-key"));
+  auto by_rotated = rotated.verify(keys.payload, keys.home.sign(keys.rotated, keys.payload));
+  REQUIRE_MESSAGE(by_rotated.ok(), why(by_rotated));
+  CHECK(by_rotated->primary_fingerprint == keys.rotated);
+  CHECK(by_rotated->signing_subkey_fingerprint == keys.rotated);
 }
 
 TEST_CASE("an expired signature is expired-signature") {
@@ -208,7 +248,7 @@ TEST_CASE("two signatures are multiple-signatures") {
     std::string both = keys.home.sign(keys.alice + "!", keys.payload,
                                       "--local-user " + keys.past);
     REQUIRE(both.find("BEGIN PGP") == both.rfind("BEGIN PGP"));  // one block
-    CHECK(starts_with(rejection(v, keys.payload, both), "multiple-signatures"));
+    CHECK(rejection(v, keys.payload, both) == "multiple-signatures: 2 signature packets");
   }
   SUBCASE("two armor blocks concatenated") {
     std::string a = keys.home.sign(keys.alice, keys.payload);

@@ -53,8 +53,9 @@ std::string GpgHome::generate(const std::string& uid, const std::string& expire,
   return fprs.substr(0, 40);
 }
 
-std::string GpgHome::add_signing_subkey(const std::string& primary, const std::string& expire) {
-  gpg("--quick-add-key " + primary + " ed25519 sign " + expire);
+std::string GpgHome::add_signing_subkey(const std::string& primary, const std::string& expire,
+                                       const std::string& options) {
+  gpg(options + " --quick-add-key " + primary + " ed25519 sign " + expire);
   std::string fprs = fingerprints(*this, primary);
   size_t last = fprs.rfind('\n', fprs.size() - 2);
   REQUIRE(last != std::string::npos);
@@ -70,6 +71,16 @@ void GpgHome::revoke(const std::string& fpr) {
   auto file = scratch("revocation");
   write_file(file, cert);
   gpg("--import " + shell_quote(file.string()));
+}
+
+void GpgHome::revoke_subkey(const std::string& primary, int index) {
+  // GnuPG 2.2 has no --quick-revoke-subkey: answer --edit-key's prompts through --command-fd
+  // (select the subkey, revoke it, "no reason", empty description, confirm, save).
+  auto answers = scratch("answers");
+  write_file(answers, "key " + std::to_string(index) + "\nrevkey\ny\n0\n\ny\nsave\n");
+  gpg("--command-fd 0 --edit-key " + primary + " < " + shell_quote(answers.string()));
+  std::string listing = gpg("--with-colons --list-keys " + primary);
+  REQUIRE(listing.find("\nsub:r:") != std::string::npos);
 }
 
 std::string GpgHome::export_public(const std::string& fpr) const {
@@ -101,6 +112,12 @@ TestKeys::TestKeys() {
   home.revoke(revoked);
   past = home.generate("Past <past@example.com>", "1y", at(ten_days_ago));
   expired_signature = home.sign(past, payload, at(ten_days_ago + 3600) + "--default-sig-expire 1d");
+  past_subkey = home.add_signing_subkey(past, "2d", at(ten_days_ago + 60));
+  expired_subkey_signature = home.sign(past_subkey + "!", payload, at(ten_days_ago + 3600));
+  rotated = home.generate("Rotated <rotated@example.com>");
+  rotated_subkey = home.add_signing_subkey(rotated);
+  revoked_subkey_signature = home.sign(rotated_subkey + "!", payload);
+  home.revoke_subkey(rotated, 1);
 }
 
 TestKeys& test_keys() {

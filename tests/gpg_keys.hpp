@@ -31,7 +31,10 @@ class GpgHome {
   std::string generate(const std::string& uid, const std::string& expire = "1y",
                        const std::string& options = "");
   // Adds an ed25519 signing subkey to `primary`; returns the subkey's fingerprint.
-  std::string add_signing_subkey(const std::string& primary, const std::string& expire = "1y");
+  std::string add_signing_subkey(const std::string& primary, const std::string& expire = "1y",
+                                 const std::string& options = "");
+  // Revokes the `index`-th subkey (1 = the first) of `primary`.
+  void revoke_subkey(const std::string& primary, int index);
   // Imports the revocation certificate gpg wrote for `fpr` at generation time.
   void revoke(const std::string& fpr);
   std::string export_public(const std::string& fpr) const;
@@ -56,9 +59,14 @@ struct TestKeys {
   std::string expired;        // created 10 days ago, expired 8 days ago
   std::string revoked;        // revoked after signing revoked_signature
   std::string past;           // created 10 days ago, valid for a year
+  std::string past_subkey;    // past's signing subkey, created 10 days ago, expired 8 days ago
+  std::string rotated;        // valid primary key whose signing subkey was revoked
+  std::string rotated_subkey;
   std::string expired_key_signature;  // by `expired`, over payload, while it was valid
   std::string revoked_signature;      // by `revoked`, over payload, before the revocation
   std::string expired_signature;      // by `past`, over payload, 10 days ago, 1-day expiry
+  std::string expired_subkey_signature;  // by past_subkey, over payload, while it was valid
+  std::string revoked_subkey_signature;  // by rotated_subkey, over payload, before revocation
 };
 
 // The keys of this test binary, generated on first use.
