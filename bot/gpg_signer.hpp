@@ -12,6 +12,8 @@
 
 namespace dmz {
 
+// Each sign() runs gpg (and its agent) once: call it from the blocking pool. As GPGME requires,
+// the process must ignore SIGPIPE. The GnuPG home is the caller's: its agent is left running.
 class GpgSigner : public Signer {
  public:
   // Opens `gnupg_home` and checks that `fingerprint` (40 hex digits, the primary key or one of
