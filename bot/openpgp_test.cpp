@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <ctime>
 #include <filesystem>
+#include <thread>
 
 #include "tests/gpg_keys.hpp"
 #include "tests/support.hpp"
@@ -299,6 +300,34 @@ TEST_CASE("a commit signed by git verifies, and git agrees") {
   // An unsigned commit from the same repository has nothing to verify.
   auto other = verifier_with({keys.mallory});
   CHECK(starts_with(rejection(other, payload, signature), "no-key"));
+}
+
+TEST_CASE("verifiers on different threads work independently") {
+  auto& keys = test_keys();
+  std::string good = keys.home.sign(keys.alice, keys.payload);
+  std::string alice_key = keys.home.export_public(keys.alice);
+  std::string past_key = keys.home.export_public(keys.past);
+  std::string past_sig = keys.home.sign(keys.past, keys.payload);
+  // Each thread owns its verifier; results are checked on the test thread.
+  std::vector<std::string> outcomes(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < outcomes.size(); ++t) {
+    threads.emplace_back([&, t] {
+      auto v = OpenPgpVerifier::create();
+      if (!v) return void(outcomes[t] = v.message());
+      auto imported = v->import_keys(t % 2 ? past_key : alice_key);
+      if (!imported) return void(outcomes[t] = imported.message());
+      for (int i = 0; i < 3; ++i) {
+        auto r = v->verify(keys.payload, t % 2 ? past_sig : good);
+        outcomes[t] += r ? r->primary_fingerprint.substr(0, 8) + " " : r.message() + " ";
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (size_t t = 0; t < outcomes.size(); ++t) {
+    std::string fpr = (t % 2 ? keys.past : keys.alice).substr(0, 8) + " ";
+    CHECK(outcomes[t] == fpr + fpr + fpr);
+  }
 }
 
 }  // namespace
