@@ -142,9 +142,10 @@ TEST_CASE("sshsig: refusals name their reason") {
       REQUIRE(r.string(type));
       REQUIRE(r.string(bytes));
       CHECK(type == "rsa-sha2-512");
-      s.signature.clear();
-      ssh::put_string(s.signature, "ssh-rsa");
-      ssh::put_string(s.signature, bytes);
+      std::string rewritten;  // `bytes` points into s.signature: build the new value aside
+      ssh::put_string(rewritten, "ssh-rsa");
+      ssh::put_string(rewritten, bytes);
+      s.signature = rewritten;
     });
     CHECK(starts_with(reason(sha1, {parsed(rsa)}), "weak-signature: "));
   }
@@ -259,4 +260,24 @@ TEST_CASE("sshsig: wire helpers") {
   CHECK_FALSE(ssh::base64_decode("aGVsbG8").has_value());
   CHECK_FALSE(ssh::base64_decode("aG=sbG8=").has_value());
   CHECK(ssh::base64_encode("hello") == "aGVsbG8=");
+}
+
+TEST_CASE("sshsig: no truncation or single-byte change of a signature blob verifies") {
+  for (std::string type : {"ed25519", "ecdsa", "rsa"}) {
+    CAPTURE(type);
+    const SshKey& key = cached_ssh_key(type);
+    const std::string message = "flip me\n";
+    const std::string armored = keygen_sign(key, message);
+    std::vector<SshPublicKey> allowed{parsed(key)};
+    REQUIRE(verify_sshsig(armored, message, allowed, kJan2021).ok());
+    auto blob = dearmor_sshsig(armored);
+    REQUIRE(blob.ok());
+    for (size_t i = 0; i < blob->size(); ++i) {
+      CAPTURE(i);
+      std::string flipped = *blob;
+      flipped[i] = static_cast<char>(flipped[i] ^ 0x01);
+      CHECK_FALSE(verify_sshsig(armor_sshsig(flipped), message, allowed, kJan2021).ok());
+      CHECK_FALSE(verify_sshsig(armor_sshsig(blob->substr(0, i)), message, allowed, kJan2021).ok());
+    }
+  }
 }

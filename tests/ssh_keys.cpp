@@ -46,6 +46,12 @@ std::string ssh_sign_options(const SshKey& key) {
   return "-c gpg.format=ssh -c user.signingkey=" + shell_quote(key.private_path.string()) + " ";
 }
 
+void configure_ssh_signing(const std::filesystem::path& repo, const SshKey& key) {
+  must(git_env() + "git config gpg.format ssh && " + git_env() + "git config user.signingkey " +
+           shell_quote(key.private_path.string()),
+       repo);
+}
+
 std::string ssh_verify_options(const std::filesystem::path& allowed_signers) {
   return "-c gpg.format=ssh -c gpg.ssh.allowedSignersFile=" + shell_quote(allowed_signers.string()) +
          " ";

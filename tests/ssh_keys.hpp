@@ -27,6 +27,9 @@ const SshKey& cached_ssh_key(const std::string& type, int slot = 0);
 // `git -c` options that make git sign with `key` in ssh format: "-c gpg.format=ssh -c user.signingkey=...".
 std::string ssh_sign_options(const SshKey& key);
 
+// Writes the same settings into the repository's own config (for commands that cannot take -c).
+void configure_ssh_signing(const std::filesystem::path& repo, const SshKey& key);
+
 // `git -c` options that make `git verify-commit`/`verify-tag` trust the allowed_signers `file`.
 std::string ssh_verify_options(const std::filesystem::path& allowed_signers);
 
