@@ -190,3 +190,27 @@ TEST_CASE("ssh_signer: unusable key files are refused with a reason") {
                                     "\n-----END OPENSSH PRIVATE KEY-----\n");
   CHECK(starts_with(reason(SshSigner::from_file(dir / "checkints")), "bad-key: check integers differ"));
 }
+
+TEST_CASE("ssh_signer: a tag signed in process passes git verify-tag") {
+  const SshKey& key = cached_ssh_key("ed25519");
+  auto signer = load(key);
+  TempDir dir;
+  std::string commit = init_repo(dir.path(), {{"a.txt", "a\n"}});
+  const std::string payload = "object " + commit + "\ntype commit\ntag v1.0\n"
+                              "tagger dmzbot <bot@example.com> 1700000000 +0000\n\nrelease 1.0\n";
+  auto sig = signer->sign(payload);
+  REQUIRE(sig.ok());
+  TempDir scratch;
+  write_file(scratch / "tag", payload + *sig);  // a tag's signature ends its message
+  std::string sha = must("git hash-object -t tag -w " + shell_quote((scratch / "tag").string()), dir.path());
+  must("git update-ref refs/tags/v1.0 " + sha, dir.path());
+  write_allowed_signers(scratch / "allowed", {{"bot@example.com", &key, ""}});
+  RunResult verify = run(git_env() + "git " + ssh_verify_options(scratch / "allowed") + "verify-tag v1.0", dir.path());
+  INFO(verify.out);
+  CHECK(verify.exit_code == 0);
+
+  auto t = parse_tag(payload + *sig);
+  REQUIRE(t.ok());
+  CHECK(t->payload == payload);
+  CHECK(t->signature == *sig);
+}
