@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <csignal>
 #include <cstdio>
 
 #include "bot/demo.hpp"
@@ -23,6 +24,9 @@ std::optional<dmz::config::Config> load_config(const std::string& file) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // GPGME and the HTTP client write to pipes and sockets whose peer may go away: that must be
+  // an error value, never a fatal signal.
+  std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"dmzbot: a merge-queue bot for the Git DMZ flow with a cryptographic trust policy"};
   app.set_version_flag("--version", dmz::kVersion);
   app.require_subcommand(1);
