@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <sstream>
+#include <thread>
+
+#include <unistd.h>
 
 #include "bot/signer.hpp"
 #include "tests/support.hpp"
@@ -397,4 +400,101 @@ TEST_CASE("rev_list, is_ancestor, changed_paths, read_object, resolve") {
   CHECK(*f.mirror->resolve("refs/remotes/origin/master~1") == c2);
   CHECK(*f.mirror->resolve(c1) == c1);
   CHECK(*f.mirror->resolve("origin/master") == c3);
+}
+
+namespace {
+
+// `git daemon` serving the fixture's directory over git:// on loopback with receive-pack, so
+// that pushes go through the smart protocol and origin's hooks run (the local transport does
+// neither). Stopped by the pid it wrote.
+class Daemon {
+ public:
+  explicit Daemon(const fs::path& base) : pid_file_(base / "daemon.pid") {
+    for (int attempt = 0; attempt < 5 && url_.empty(); ++attempt) {
+      int port = 20000 + static_cast<int>((::getpid() * 7919 + attempt * 104729) % 30000);
+      fs::remove(pid_file_);
+      run("(git daemon --listen=127.0.0.1 --port=" + std::to_string(port) + " --base-path=" +
+          q(base) + " --export-all --enable=receive-pack --reuseaddr --pid-file=" + q(pid_file_) +
+          " >" + q(base / "daemon.log") + " 2>&1 </dev/null &)");
+      std::string url = "git://127.0.0.1:" + std::to_string(port) + "/origin.git";
+      for (int i = 0; i < 50; ++i) {  // up to 5 s for it to listen
+        if (run(git_env() + "git ls-remote " + url).exit_code == 0) {
+          url_ = url;
+          break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (url_.empty()) stop();
+    }
+  }
+  ~Daemon() { stop(); }
+  const std::string& url() const { return url_; }
+
+ private:
+  void stop() {
+    std::string pid = read_file(pid_file_);
+    if (!pid.empty()) run("kill " + std::to_string(std::stoi(pid)));
+    fs::remove(pid_file_);
+  }
+  fs::path pid_file_;
+  std::string url_;
+};
+
+}  // namespace
+
+TEST_CASE("over the smart protocol, a server-side rejection or a lost race is reported") {
+  Fixture f;
+  Daemon daemon(f.tmp.path());
+  REQUIRE_MESSAGE(!daemon.url().empty(), read_file(f.tmp / "daemon.log"));
+  auto m = git::Mirror::open(f.tmp / "smart-mirror.git", daemon.url());
+  REQUIRE(m.ok());
+  auto& mirror = **m;
+  f.git("checkout -q -b other");
+  std::string other = commit_files(f.work, {{"other.txt", "o\n"}}, "other");
+  f.push("other");
+  f.git("checkout -q master");
+  std::string next = commit_files(f.work, {{"next.txt", "n\n"}}, "next");
+  f.git("push -q origin " + next + ":refs/heads/feature");
+  Status s = mirror.fetch();
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  REQUIRE(mirror.remote_branch("feature") == next);
+  fs::path hook = f.origin / "hooks" / "pre-receive";
+
+  SUBCASE("a plain fast-forward goes through") {
+    auto r = mirror.push_fast_forward("master", f.initial, next);
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+    CHECK(r->ok);
+    CHECK(f.origin_git("rev-parse master") == next);
+  }
+
+  SUBCASE("someone moves master between our check and the update: the server refuses") {
+    // The hook runs after we read master and before the server takes the ref lock.
+    write_file(hook, "#!/bin/sh\nenv -u GIT_QUARANTINE_PATH git update-ref refs/heads/master " +
+                         other + "\n");
+    fs::permissions(hook, fs::perms::owner_all);
+    auto r = mirror.push_fast_forward("master", f.initial, next);
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+    CHECK_FALSE(r->ok);
+    CHECK(r->remote_moved);
+    CHECK(r->remote_sha == other);
+    CHECK(r->message.find("rejected") != std::string::npos);
+    CHECK(f.origin_git("rev-parse master") == other);
+  }
+
+  SUBCASE("a hook rejection is an error for push_force and a refusal for push_fast_forward") {
+    write_file(hook, "#!/bin/sh\necho 'protected by policy' >&2\nexit 1\n");
+    fs::permissions(hook, fs::perms::owner_all);
+    Status forced = mirror.push_force(next, "dmz");
+    REQUIRE_FALSE(forced.ok());
+    CHECK(forced.message().find("rejected") != std::string::npos);
+    CHECK(run(git_env() + "git -C " + q(f.origin) + " rev-parse --verify -q refs/heads/dmz").exit_code != 0);
+
+    auto r = mirror.push_fast_forward("master", f.initial, next);
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+    CHECK_FALSE(r->ok);
+    CHECK_FALSE(r->remote_moved);
+    CHECK(r->remote_sha == f.initial);
+    CHECK(r->message.find("rejected") != std::string::npos);
+    CHECK(f.origin_git("rev-parse master") == f.initial);
+  }
 }
