@@ -498,3 +498,52 @@ TEST_CASE("over the smart protocol, a server-side rejection or a lost race is re
     CHECK(f.origin_git("rev-parse master") == f.initial);
   }
 }
+
+namespace {
+
+// Signs with `ssh-keygen -Y sign`, as git itself does for gpg.format=ssh.
+class SshKeygenSigner : public Signer {
+ public:
+  explicit SshKeygenSigner(fs::path dir) : dir_(std::move(dir)) {
+    must("ssh-keygen -q -t ed25519 -N '' -C dmzbot -f " + q(dir_ / "key"));
+  }
+  std::string public_key() { return read_file(dir_ / "key.pub"); }
+  Result<std::string> sign(std::string_view payload) override {
+    write_file(dir_ / "payload", std::string(payload));
+    fs::remove(dir_ / "payload.sig");
+    RunResult r = run("ssh-keygen -q -Y sign -n git -f " + q(dir_ / "key") + " " + q(dir_ / "payload"));
+    if (r.exit_code != 0) return error("ssh-keygen: " + r.out);
+    return read_file(dir_ / "payload.sig");
+  }
+
+ private:
+  fs::path dir_;
+};
+
+}  // namespace
+
+TEST_CASE("git verify-commit accepts a merge commit signed through the Signer") {
+  Fixture f;
+  auto [master, feature] = f.diverge();
+  f.git("tag -a v3 -m 'tagged' feature");
+  std::string tag = must(git_env() + "git cat-file tag v3", f.work) + "\n";
+  fs::create_directories(f.tmp / "ssh");
+  SshKeygenSigner signer(f.tmp / "ssh");
+  write_file(f.tmp / "allowed_signers", "bot@example.com " + signer.public_key());
+  git::Identity who{"dmzbot", "bot@example.com", 0, 0};
+  auto r = f.mirror->merge(master, feature, "Merge tag v3\n\nPR: #3\n", who, &signer, {{"mergetag", tag}});
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+  REQUIRE(r->clean);
+  const std::string verify = git_env() + "git -C " + q(f.mirror_dir) +
+                             " -c gpg.format=ssh -c gpg.ssh.allowedSignersFile=" +
+                             q(f.tmp / "allowed_signers") + " ";
+  std::string out = must(verify + "verify-commit -v " + r->commit);
+  CHECK(out.find("Good \"git\" signature for bot@example.com") != std::string::npos);
+  CHECK(must(verify + "log -1 --format=%G?%n%GS " + r->commit) == "G\nbot@example.com");
+
+  // A different key is not accepted: the check above is not vacuous.
+  fs::create_directories(f.tmp / "ssh2");
+  SshKeygenSigner stranger(f.tmp / "ssh2");
+  write_file(f.tmp / "allowed_signers", "bot@example.com " + stranger.public_key());
+  CHECK(run(verify + "verify-commit " + r->commit).exit_code != 0);
+}
