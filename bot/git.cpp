@@ -166,12 +166,16 @@ struct Mirror::Impl {
     return Sha();
   }
 
+  // How a push that reached the remote ended; failures to talk to it are errors instead.
+  struct Pushed {
+    bool non_fast_forward = false;  // refused by libgit2 before sending (not forced)
+    std::string rejection;          // the remote's reason for refusing the ref; "" = updated
+  };
+
   // Pushes `sha` to refs/heads/<branch> through a temporary local ref (libgit2 pushes refs,
-  // not bare object ids). Returns the remote's rejection reason via `rejection` ("" = pushed).
-  Status push(git_remote* r, const Sha& sha, const std::string& branch, bool force,
-              const std::string& what, std::string& rejection, bool& non_ff) {
-    rejection.clear();
-    non_ff = false;
+  // not bare object ids).
+  Result<Pushed> push(git_remote* r, const Sha& sha, const std::string& branch, bool force,
+                      const std::string& what) {
     git_oid oid;
     if (git_oid_fromstr(&oid, sha.c_str()) < 0) return git_fail(what + ": bad sha " + sha);
     std::string tmp = "refs/dmzbot/push/" + branch;
@@ -188,18 +192,18 @@ struct Mirror::Impl {
     opts.callbacks.push_update_reference = on_push_update_reference;
     opts.callbacks.payload = &report;
     int rc = git_remote_push(r, &refspecs, &opts);
-    Status result;
+    Result<Pushed> result = Pushed{};
     if (rc == GIT_ENONFASTFORWARD) {
-      non_ff = true;
-      rejection = git_fail("non-fast-forward", rc).message;
+      result->non_fast_forward = true;
     } else if (rc < 0) {
       result = git_fail(what + ": push " + spec, rc);
     } else if (!report.reported) {
       result = error(what + ": push " + spec + ": origin reported no status for " + report.refname);
     } else {
-      rejection = report.rejection;
+      result->rejection = report.rejection;
     }
     git_reference_delete(tmp_ref.get());  // best effort; a leftover is overwritten next time
+    git_error_clear();
     return result;
   }
 
@@ -398,11 +402,10 @@ Status Mirror::push_force(const Sha& sha, const std::string& branch) {
   const std::string what = "push " + sha + " to origin " + branch;
   auto r = impl_->remote(what);
   if (!r) return r.error();
-  std::string rejection;
-  bool non_ff = false;
-  if (Status s = impl_->push(r->get(), sha, branch, /*force=*/true, what, rejection, non_ff); !s)
-    return s;
-  if (non_ff || !rejection.empty()) return error(what + ": rejected: " + rejection);
+  auto pushed = impl_->push(r->get(), sha, branch, /*force=*/true, what);
+  if (!pushed) return pushed.error();
+  if (pushed->non_fast_forward || !pushed->rejection.empty())
+    return error(what + ": rejected: " + pushed->rejection);
   return impl_->set_tracking(branch, sha, what);
 }
 
@@ -431,15 +434,13 @@ Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
   }
   // Not forced: libgit2 refuses a non-fast-forward against the advertised value, and a smart
   // server checks that the branch is still at that value when it updates it.
-  std::string rejection;
-  bool non_ff = false;
-  if (Status s = impl_->push(r->get(), new_sha, branch, /*force=*/false, what, rejection, non_ff); !s)
-    return error(s.message());
-  if (non_ff) {
+  auto pushed = impl_->push(r->get(), new_sha, branch, /*force=*/false, what);
+  if (!pushed) return pushed.error();
+  if (pushed->non_fast_forward) {
     out.message = what + ": not a fast-forward of " + expected_old;
     return out;
   }
-  if (!rejection.empty()) {
+  if (!pushed->rejection.empty()) {
     // Rejected by the server: most likely someone moved the branch after we looked.
     auto again = impl_->remote(what);
     if (!again) return again.error();
@@ -448,7 +449,7 @@ Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
     if (!now) return now.error();
     out.remote_sha = *now;
     out.remote_moved = *now != expected_old;
-    out.message = what + ": rejected: " + rejection;
+    out.message = what + ": rejected: " + pushed->rejection;
     return out;
   }
   out.ok = true;
