@@ -119,6 +119,12 @@ void init() {
   std::call_once(once, [] { git_libgit2_init(); });
 }
 
+// Disconnects the remote when an operation ends, whichever way it ends.
+struct Connection {
+  git_remote* remote;
+  ~Connection() { git_remote_disconnect(remote); }
+};
+
 struct Mirror::Impl {
   std::filesystem::path dir;
   RepoPtr repo;
@@ -143,12 +149,10 @@ struct Mirror::Impl {
     return TreePtr(t);
   }
 
-  Result<RemotePtr> remote(const std::string& what) {
-    git_remote* r = nullptr;
-    if (int rc = git_remote_lookup(&r, repo.get(), kRemote); rc < 0)
-      return git_fail(what + ": remote origin", rc);
-    return RemotePtr(r);
-  }
+  // Looked up once in open() and reused: git_remote_lookup leaks pcre2 match data on every
+  // call in libgit2 1.5 (config regex lookups; fixed upstream in libgit2 PR #6382, 1.6), which
+  // in a long-running service adds up to hundreds of KB per fetch.
+  RemotePtr origin;
 
   // The remote's current value of refs/heads/<branch> ("" if it has none), read over a fresh
   // connection. The connection stays open so that a push right after uses the same
@@ -244,8 +248,10 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
   git_remote* r = nullptr;
   int rc = git_remote_lookup(&r, repo, kRemote);
   RemotePtr remote(r);
+  bool reload = false;  // a loaded git_remote does not see later config changes
   if (rc == GIT_ENOTFOUND) {
     git_error_clear();
+    reload = true;
     if (rc = git_remote_create(&r, repo, kRemote, remote_url.c_str()); rc < 0)
       return git_fail(what + ": create remote origin " + remote_url, rc);
     remote.reset(r);
@@ -256,6 +262,7 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
     if (!url || remote_url != url) {
       if (rc = git_remote_set_url(repo, kRemote, remote_url.c_str()); rc < 0)
         return git_fail(what + ": set origin url " + remote_url, rc);
+      reload = true;
     }
   }
   // The configured refspecs are also what maps a pushed branch to its tracking ref.
@@ -269,14 +276,19 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
   if (!has_tags) {
     if (rc = git_remote_add_fetch(repo, kRemote, kFetchTags); rc < 0)
       return git_fail(what + ": add tag refspec", rc);
+    reload = true;
   }
+  if (reload) {
+    if (rc = git_remote_lookup(&r, repo, kRemote); rc < 0) return git_fail(what + ": remote origin", rc);
+    remote.reset(r);
+  }
+  impl->origin = std::move(remote);
   return std::unique_ptr<Mirror>(new Mirror(std::move(impl)));
 }
 
 Status Mirror::fetch() {
   const std::string what = "fetch origin";
-  auto r = impl_->remote(what);
-  if (!r) return r.error();
+  Connection conn{impl_->origin.get()};
   std::string heads = kFetchHeads, tags = kFetchTags;
   char* specs[] = {heads.data(), tags.data()};
   git_strarray refspecs = {specs, 2};
@@ -284,7 +296,7 @@ Status Mirror::fetch() {
   opts.prune = GIT_FETCH_PRUNE;
   opts.update_fetchhead = 0;
   opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;  // the tag refspec already takes them all
-  if (int rc = git_remote_fetch(r->get(), &refspecs, &opts, "dmzbot: fetch"); rc < 0)
+  if (int rc = git_remote_fetch(conn.remote, &refspecs, &opts, "dmzbot: fetch"); rc < 0)
     return git_fail(what, rc);
   return {};
 }
@@ -400,9 +412,8 @@ Result<MergeOutcome> Mirror::merge(const Sha& base, const Sha& head, const std::
 
 Status Mirror::push_force(const Sha& sha, const std::string& branch) {
   const std::string what = "push " + sha + " to origin " + branch;
-  auto r = impl_->remote(what);
-  if (!r) return r.error();
-  auto pushed = impl_->push(r->get(), sha, branch, /*force=*/true, what);
+  Connection conn{impl_->origin.get()};
+  auto pushed = impl_->push(conn.remote, sha, branch, /*force=*/true, what);
   if (!pushed) return pushed.error();
   if (pushed->non_fast_forward || !pushed->rejection.empty())
     return error(what + ": rejected: " + pushed->rejection);
@@ -412,21 +423,18 @@ Status Mirror::push_force(const Sha& sha, const std::string& branch) {
 Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
                                                      const Sha& expected_old, const Sha& new_sha) {
   const std::string what = "fast-forward origin " + branch + " to " + new_sha;
-  auto r = impl_->remote(what);
-  if (!r) return r.error();
-  auto current = impl_->ls_remote(r->get(), branch, what);
+  Connection conn{impl_->origin.get()};
+  auto current = impl_->ls_remote(conn.remote, branch, what);
   if (!current) return current.error();
   FastForwardOutcome out;
   out.remote_sha = *current;
   if (*current == new_sha) {
-    git_remote_disconnect(r->get());
     out.ok = true;
     out.message = "origin " + branch + " already at " + new_sha;
     if (Status s = impl_->set_tracking(branch, new_sha, what); !s) return error(s.message());
     return out;
   }
   if (*current != expected_old) {
-    git_remote_disconnect(r->get());
     out.remote_moved = true;
     out.message = "origin " + branch + " is at " + (current->empty() ? "(none)" : *current) +
                   ", expected " + expected_old;
@@ -434,7 +442,7 @@ Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
   }
   // Not forced: libgit2 refuses a non-fast-forward against the advertised value, and a smart
   // server checks that the branch is still at that value when it updates it.
-  auto pushed = impl_->push(r->get(), new_sha, branch, /*force=*/false, what);
+  auto pushed = impl_->push(conn.remote, new_sha, branch, /*force=*/false, what);
   if (!pushed) return pushed.error();
   if (pushed->non_fast_forward) {
     out.message = what + ": not a fast-forward of " + expected_old;
@@ -442,10 +450,8 @@ Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
   }
   if (!pushed->rejection.empty()) {
     // Rejected by the server: most likely someone moved the branch after we looked.
-    auto again = impl_->remote(what);
-    if (!again) return again.error();
-    auto now = impl_->ls_remote(again->get(), branch, what);
-    git_remote_disconnect(again->get());
+    git_remote_disconnect(conn.remote);
+    auto now = impl_->ls_remote(conn.remote, branch, what);
     if (!now) return now.error();
     out.remote_sha = *now;
     out.remote_moved = *now != expected_old;
