@@ -355,6 +355,22 @@ TEST_CASE("export_tree writes files, modes and symlinks, without .git") {
   CHECK(bad.message().rfind("export ", 0) == 0);
 }
 
+TEST_CASE("export_tree refuses a tree entry that would escape the directory") {
+  Fixture f;
+  // git mktree accepts "..": a hostile PR could push such a tree.
+  std::string blob = must(git_env() + "git rev-parse HEAD:README", f.work);
+  std::string inner = must("printf '100644 blob " + blob + "\\tescaped.txt\\n' | " + git_env() + "git mktree", f.work);
+  std::string outer = must("printf '040000 tree " + inner + "\\t..\\n' | " + git_env() + "git mktree", f.work);
+  std::string evil = must(git_env() + "git commit-tree -m evil " + outer, f.work);
+  f.git("push -q origin " + evil + ":refs/heads/evil");
+  f.fetch();
+  REQUIRE(f.mirror->remote_branch("evil") == evil);
+  Status s = f.mirror->export_tree(evil, f.tmp / "export" / "inner");
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.message().find("unsafe path in tree: ..") != std::string::npos);
+  CHECK_FALSE(fs::exists(f.tmp / "export" / "escaped.txt"));
+}
+
 TEST_CASE("rev_list, is_ancestor, changed_paths, read_object, resolve") {
   Fixture f;
   std::string c1 = commit_files(f.work, {{"a.txt", "a\n"}, {"c.txt", "to be renamed, long enough\n"}}, "c1");
