@@ -106,10 +106,13 @@ std::string header(const std::string& key, std::string value) {
   return out + "\n";
 }
 
+// A tree entry name that is safe to create in the export directory: no path traversal, and
+// no ".git" (any case), which git itself refuses to check out.
 bool valid_entry_name(const char* name) {
   std::string_view n(name);
-  return !n.empty() && n != "." && n != ".." && n.find('/') == std::string_view::npos &&
-         n.find('\0') == std::string_view::npos;
+  if (n.empty() || n == "." || n == ".." || n.find('/') != std::string_view::npos) return false;
+  return !(n.size() == 4 && n[0] == '.' && (n[1] | 0x20) == 'g' && (n[2] | 0x20) == 'i' &&
+           (n[3] | 0x20) == 't');
 }
 
 }  // namespace

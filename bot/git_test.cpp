@@ -369,6 +369,14 @@ TEST_CASE("export_tree refuses a tree entry that would escape the directory") {
   REQUIRE_FALSE(s.ok());
   CHECK(s.message().find("unsafe path in tree: ..") != std::string::npos);
   CHECK_FALSE(fs::exists(f.tmp / "export" / "escaped.txt"));
+
+  std::string dotgit = must("printf '040000 tree " + inner + "\\t.GIT\\n' | " + git_env() + "git mktree", f.work);
+  std::string sneaky = must(git_env() + "git commit-tree -m sneaky " + dotgit, f.work);
+  f.git("push -q origin " + sneaky + ":refs/heads/sneaky");
+  f.fetch();
+  s = f.mirror->export_tree(sneaky, f.tmp / "export2");
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.message().find("unsafe path in tree: .GIT") != std::string::npos);
 }
 
 TEST_CASE("rev_list, is_ancestor, changed_paths, read_object, resolve") {
