@@ -76,6 +76,27 @@ void append_line(const std::filesystem::path& file, const std::string& line) {
   }
 }
 
+// The command runs code from pull requests: it gets a small allowlisted environment, never
+// the bot's own (which holds webhook secrets and API tokens).
+std::vector<std::string> build_environment() {
+  static constexpr std::string_view kPassed[] = {"PATH", "HOME", "USER", "LOGNAME", "LANG",
+                                                 "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"};
+  std::vector<std::string> env;
+  bool has_path = false;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    std::string_view name = kv.substr(0, kv.find('='));
+    for (std::string_view allowed : kPassed) {
+      if (name == allowed) {
+        env.emplace_back(kv);
+        has_path = has_path || name == "PATH";
+      }
+    }
+  }
+  if (!has_path) env.emplace_back("PATH=/usr/local/bin:/usr/bin:/bin");
+  return env;
+}
+
 }  // namespace
 
 struct LocalRunner::Impl {
@@ -172,12 +193,7 @@ struct LocalRunner::Impl {
       return check(queue::CheckState::Error, msg, job.sha);
     }
 
-    std::vector<std::string> env_strings;
-    for (char** e = environ; e && *e; ++e) {
-      std::string_view kv(*e);
-      if (kv.starts_with("DMZ_SHA=") || kv.starts_with("DMZ_REPO=")) continue;
-      env_strings.emplace_back(kv);
-    }
+    std::vector<std::string> env_strings = build_environment();
     env_strings.push_back("DMZ_SHA=" + job.sha);
     env_strings.push_back("DMZ_REPO=" + job.repo);
     std::vector<char*> envp;

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -121,8 +122,10 @@ TEST_CASE("a passing command reports Pending then Success, with env, log and cle
   Recorder rec;
   const std::string sha = "aaaa000000000000000000000000000000000001";
   {
+    ::setenv("DMZBOT_TEST_SECRET", "hunter2", 1);  // the bot's environment stays private
     LocalRunner runner(cfg("cat marker.txt && echo \"sha=$DMZ_SHA repo=$DMZ_REPO\" && pwd > " +
-                           shell_quote((tmp / "pwd").string())),
+                           shell_quote((tmp / "pwd").string()) +
+                           " && echo \"secret=$DMZBOT_TEST_SECRET\" && command -v ls >/dev/null"),
                        tmp / "logs", rec.callback());
     runner.start("owner/name", sha, write_tree({{"marker.txt", "from the tree\n"}}));
     auto r = rec.final_for(sha);
@@ -143,7 +146,8 @@ TEST_CASE("a passing command reports Pending then Success, with env, log and cle
     CHECK(reports[0].check.url == r->check.url);
 
     std::string log = read_file(runner.log_file(sha));
-    CHECK(starts_with(log, "from the tree\nsha=" + sha + " repo=owner/name\n"));
+    CHECK(starts_with(log, "from the tree\nsha=" + sha + " repo=owner/name\nsecret=\n"));
+    ::unsetenv("DMZBOT_TEST_SECRET");
     std::string pwd = read_file(tmp / "pwd");
     REQUIRE(!pwd.empty());
     pwd.pop_back();
