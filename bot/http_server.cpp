@@ -91,6 +91,9 @@ struct Reply {
 // Owned (shared) by the Respond callback: answers 500 if the handler drops it unanswered, so a
 // buggy handler cannot leave a connection hanging.
 struct Responder {
+  explicit Responder(std::shared_ptr<Reply> r) : reply(std::move(r)) {}
+  Responder(const Responder&) = delete;
+  Responder& operator=(const Responder&) = delete;
   std::shared_ptr<Reply> reply;
   ~Responder() { reply->deliver(json_error(500, "internal error: the request was not answered")); }
 };
@@ -283,7 +286,7 @@ struct HttpServer::Impl {
       auto reply = std::make_shared<Reply>();
       if (!guard.set_reply(reply)) co_return;
       {
-        auto responder = std::make_shared<Responder>(Responder{reply});
+        auto responder = std::make_shared<Responder>(reply);
         Respond respond = [responder](HttpResponse r) { responder->reply->deliver(std::move(r)); };
         try {
           handler(to_plain(req), std::move(respond));
