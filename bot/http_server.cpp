@@ -336,6 +336,20 @@ struct HttpServer::Impl {
 
   Result<std::uint16_t> start() {
     if (ioc) return error("HTTP server already started");
+    {
+      std::lock_guard lock(mu);
+      stopping = false;  // a stopped server may be started again
+    }
+    auto started = listen_and_run();
+    if (!started.ok()) {  // leave the server as if never started
+      acceptor.reset();
+      accept_strand.reset();
+      ioc.reset();
+    }
+    return started;
+  }
+
+  Result<std::uint16_t> listen_and_run() {
     ioc = std::make_unique<asio::io_context>(std::max(1, cfg.threads));
     accept_strand.emplace(asio::make_strand(*ioc));
     error_code ec;
@@ -403,6 +417,7 @@ struct HttpServer::Impl {
         }
         if (reply) reply->abandon();
       });
+    to_close.clear();  // strand executors must not outlive the io_context
     {
       std::unique_lock lock(mu);
       threads_done.wait_for(lock, kStopGrace, [&] { return running_threads == 0; });

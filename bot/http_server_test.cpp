@@ -401,3 +401,20 @@ TEST_CASE("client: connection refused is an error with a message") {
   REQUIRE_FALSE(r.ok());
   CHECK(r.message().find("connect") != std::string::npos);
 }
+
+TEST_CASE("server: a port in use is an error; a stopped server starts again") {
+  Served s;
+  auto cfg = test_config();
+  cfg.port = s.port;
+  HttpServer other(cfg, [](HttpRequest, Respond r) { r(HttpResponse{}); });
+  auto clash = other.start();
+  REQUIRE_FALSE(clash.ok());
+  CHECK(clash.message().find("127.0.0.1:" + std::to_string(s.port)) != std::string::npos);
+
+  s.server.stop();
+  auto again = s.server.start();
+  REQUIRE(again.ok());
+  auto r = http_request("127.0.0.1", *again, "GET", "/healthz");
+  REQUIRE(r.ok());
+  CHECK(r->status == 200);
+}
