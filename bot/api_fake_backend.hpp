@@ -42,7 +42,8 @@ class FakeBackend : public Backend {
   std::map<std::string, queue::RepoState> states;  // snapshot
   bool answer_from_thread = false;
 
-  std::vector<std::pair<std::string, queue::Event>> events;
+  std::vector<std::pair<std::string, queue::Event>> events;   // every submit, in order
+  std::vector<std::pair<std::string, queue::Event>> applied;  // those the outcome accepted
   std::vector<Registration> registrations;
 
   std::size_t event_count() {
@@ -67,7 +68,8 @@ class FakeBackend : public Backend {
               std::function<void(queue::Outcome)> done) override {
     {
       std::lock_guard lock(mu_);
-      events.emplace_back(repo, std::move(event));
+      events.emplace_back(repo, event);
+      if (!outcome.rejected) applied.emplace_back(repo, std::move(event));
     }
     answer([this, done] { done(outcome); });
   }

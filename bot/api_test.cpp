@@ -58,6 +58,7 @@ void expect_refused(const Call& c, const FakeBackend& fake, int status, const st
   CHECK(c.error().find(contains) != std::string::npos);
   CHECK(c.response.body.find('\n') == std::string::npos);
   CHECK(fake.events.empty());
+  CHECK(fake.applied.empty());
   CHECK(fake.registrations.empty());
 }
 
@@ -277,8 +278,9 @@ TEST_CASE("merge: the engine's rejection is passed through with its code") {
     fake.outcome.code = 0;
     CHECK(call(api, "POST", url, body, "tok").response.status == 409);
   }
-  // The fake records what it was asked; the engine (not the API) refused it.
+  // The API passed the command on; the engine (the fake's outcome) refused it: no state change.
   CHECK(fake.events.size() == 1);
+  CHECK(fake.applied.empty());
 }
 
 TEST_CASE("merge, cancel, retry: bad input is refused and records nothing") {

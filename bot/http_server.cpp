@@ -143,7 +143,9 @@ http::response<http::string_body> to_beast(const HttpResponse& r, unsigned versi
   res.set(http::field::server, "dmzbot");
   res.set(http::field::content_type, r.content_type);
   for (const auto& [name, value] : r.headers) res.set(name, value);
-  res.body() = r.body;
+  // 1xx, 204 and 304 carry no body (prepare_payload would throw on one).
+  const bool bodiless = r.status < 200 || r.status == 204 || r.status == 304;
+  if (!bodiless) res.body() = r.body;
   res.keep_alive(keep_alive);
   if (!keep_alive) res.set(http::field::connection, "close");
   res.prepare_payload();

@@ -418,3 +418,49 @@ TEST_CASE("server: a port in use is an error; a stopped server starts again") {
   REQUIRE(r.ok());
   CHECK(r->status == 200);
 }
+
+TEST_CASE("server: a 204 answer goes out without a body and the connection stays usable") {
+  HttpServer server(test_config(), [](HttpRequest req, Respond respond) {
+    HttpResponse r;
+    r.status = req.target == "/empty" ? 204 : 200;
+    r.body = "{}";
+    respond(r);
+  });
+  auto port = server.start();
+  REQUIRE(port.ok());
+  RawClient c(*port);
+  c.send("GET /empty HTTP/1.1\r\nHost: t\r\n\r\nGET /full HTTP/1.1\r\nHost: t\r\n\r\n");
+  auto first = c.read_response();
+  REQUIRE(first);
+  CHECK(status_of(*first) == "204");
+  CHECK(body_of(*first).empty());
+  auto second = c.read_response();
+  REQUIRE(second);
+  CHECK(status_of(*second) == "200");
+  CHECK(body_of(*second) == "{}");
+}
+
+TEST_CASE("server: Expect: 100-continue is honoured, and refused early when too big") {
+  Served s;
+  const std::string body = R"({"state":"success","context":"ci/build"})";
+  RawClient c(s.port);
+  c.send("POST /api/v1/repos/o/n/statuses/" + kSha +
+         " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer st\r\nExpect: 100-continue\r\n"
+         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+  auto cont = c.read_response();
+  REQUIRE(cont);
+  CHECK(status_of(*cont) == "100");
+  c.send(body);
+  auto done = c.read_response();
+  REQUIRE(done);
+  CHECK(status_of(*done) == "202");
+  CHECK(s.fake.event_count() == 1);
+
+  RawClient big(s.port);
+  big.send("POST /api/v1/repos/o/n/statuses/" + kSha +
+           " HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 999999\r\n\r\n");
+  auto refused = big.read_response();
+  REQUIRE(refused);
+  CHECK(status_of(*refused) == "413");
+  CHECK(s.fake.event_count() == 1);
+}
