@@ -86,11 +86,14 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
                         body.is_null() ? "" : body.dump(),
                         {{"Authorization", "Bearer crash-test-token"}}, 5s);
   };
+  std::string last_queue;
   auto merged_count = [&](const Child& c) {
     auto r = api(c, "GET", "/queue", nullptr);
+    last_queue = r ? r->body : r.message();
     if (!r || r->status != 200) return -1;
     int merged = 0;
-    for (const auto& pr : nlohmann::json::parse(r->body).at("prs"))
+    auto queue = nlohmann::json::parse(r->body);  // kept alive for the loop below
+    for (const auto& pr : queue.at("prs"))
       if (pr.at("status") == "merged") ++merged;
     return merged;
   };
@@ -120,7 +123,7 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
     if (merged < kPrs) std::this_thread::sleep_for(50ms);
   }
   kill_hard(c);
-  INFO("kills: ", kills, "; server log: ", test::read_file(log));
+  INFO("kills: ", kills, "; queue: ", last_queue, "; server log: ", test::read_file(log));
   CHECK(merged == kPrs);
   // Each PR merged exactly once, in queue order, every master step a merge of one PR.
   std::string subjects = must("git log --first-parent --reverse --format=%s " + initial + "..master", origin);

@@ -73,7 +73,7 @@ struct Branch {
 // The sample project: a tiny shell library whose test script is the CI command.
 const char* kLib = "add() { echo $(($1 + $2)); }\n";
 const char* kTest =
-    "#!/bin/sh\nset -e\nfor t in tests/*.sh; do sh \"$t\" || { echo \"FAIL $t\"; exit 1; }; done\n"
+    "#!/bin/sh\nset -e\nsleep 1  # a build worth watching on the status page\nfor t in tests/*.sh; do sh \"$t\" || { echo \"FAIL $t\"; exit 1; }; done\n"
     "echo all tests passed\n";
 
 std::vector<Branch> demo_branches() {

@@ -180,7 +180,12 @@ struct Service::Impl {
       } else {
         pushed.ok = r->ok;
         pushed.message = r->message;
-        if (r->remote_moved) pushed.remote_master = r->remote_sha;
+        if (r->remote_moved) {
+          pushed.remote_master = r->remote_sha;
+          // The engine will rebuild on the new master: its objects must be in the mirror.
+          if (Status s = rt.mirror->fetch(); !s.ok())
+            spdlog::warn("{}: fetch after a moved master failed: {}", rt.cfg.name, s.message());
+        }
       }
       pushed.at = now();
       post_event(rt, pushed);
