@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -234,13 +235,28 @@ struct Service::Impl {
 
   // Fetches and turns what moved on the remote into events for the engine.
   void fetch_and_notice(RepoRuntime& rt) {
+    auto before = rt.mirror->remote_branches();
     if (Status s = rt.mirror->fetch(); !s.ok()) {
       spdlog::warn("{}: fetch failed: {}", rt.cfg.name, s.message());
       return;
     }
-    engine.post([this, &rt, branches = rt.mirror->remote_branches()] {
-      for (auto& event : forges::events_from_fetch(rt.state, branches, rt.cfg.master, now()))
+    auto branches = rt.mirror->remote_branches();
+    // Branches whose new head does not contain the old one: a force-push dropped commits.
+    std::set<std::string> rewritten;
+    for (const auto& [name, sha] : branches) {
+      auto old = before.find(name);
+      if (old == before.end() || old->second == sha) continue;
+      auto contains = rt.mirror->is_ancestor(old->second, sha);
+      if (contains && !*contains) rewritten.insert(name);
+    }
+    engine.post([this, &rt, branches = std::move(branches), rewritten = std::move(rewritten)] {
+      for (auto& event : forges::events_from_fetch(rt.state, branches, rt.cfg.master, now())) {
+        if (auto* push = std::get_if<q::PrPushed>(&event)) {
+          auto pr = rt.state.prs.find(push->number);
+          push->rewritten = pr != rt.state.prs.end() && rewritten.count(pr->second.branch) > 0;
+        }
         apply(rt, event, nullptr);
+      }
     });
   }
 

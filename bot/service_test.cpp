@@ -263,6 +263,21 @@ TEST_CASE("a new push to a PR in the train drops it and cancels its build") {
   CHECK(remote.rev("master") == remote.initial);
 }
 
+TEST_CASE("a force-push that drops published commits is reported as rewritten history") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/rw", {{"rw.txt", "1\n"}});
+  Running run(make_config(remote, data.path(), false, {"ci/build"}));
+  run.enqueue(1, "feature/rw", head);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  must(test::git_env() + "git checkout -q feature/rw && " + test::git_env() +
+           "git commit -q --amend -m rebased && " + test::git_env() + "git push -q -f origin feature/rw",
+       remote.work);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Open; }));
+  CHECK(run.pr(1).reason.find("rewrote published history") != std::string::npos);
+  CHECK(remote.rev("master") == remote.initial);
+}
+
 TEST_CASE("master moved by someone else: dmzbot rebuilds dmz on it and never overwrites it") {
   Remote remote;
   test::TempDir data;

@@ -143,13 +143,17 @@ void approve(Ctx& c, PullRequest& pr, Approval approval) {
 }
 
 // Invariant 2: an approval is pinned to a head; a new head needs a new approval.
-void drop_approval(Ctx& c, PullRequest& pr) {
+void drop_approval(Ctx& c, PullRequest& pr, bool rewritten = false) {
   pr.approval.reset();
   pr.status = PrStatus::Open;
   pr.candidate.reset();
   pr.details.clear();
-  pr.reason = "new push " + short_sha(pr.head) + " after approval; approve again";
-  c.notify(pr.number, NoticeKind::Info, pr.reason);
+  // A rebase of published history is worth more than an "approve again": the DMZ flow forbids
+  // it because others may have built on the dropped commits.
+  pr.reason = rewritten ? "force-push " + short_sha(pr.head) +
+                              " rewrote published history (commits were dropped); approve again"
+                        : "new push " + short_sha(pr.head) + " after approval; approve again";
+  c.notify(pr.number, rewritten ? NoticeKind::Failure : NoticeKind::Info, pr.reason);
 }
 
 // Back to the queue, keeping its approval and its place (queued_at). A PR whose head moved
@@ -323,7 +327,7 @@ Verdict on(Ctx& c, const PrPushed& e) {
   switch (stage(pr->status)) {
     case Stage::Idle:
     case Stage::Done: return std::nullopt;
-    case Stage::Waiting: drop_approval(c, *pr); return std::nullopt;
+    case Stage::Waiting: drop_approval(c, *pr, e.rewritten); return std::nullopt;
     case Stage::InTrain: break;
   }
   if (c.landing(*pr)) {  // too late to stop: the approved sha lands, the new push does not
@@ -335,7 +339,7 @@ Verdict on(Ctx& c, const PrPushed& e) {
   if (auto i = index_of(c.s, pr->candidate.value_or(0)))
     for (int n : cut_train(c, *i))
       if (n != pr->number) requeue(c, c.pr(n));
-  drop_approval(c, *pr);
+  drop_approval(c, *pr, e.rewritten);
   return std::nullopt;
 }
 

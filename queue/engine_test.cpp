@@ -516,6 +516,21 @@ TEST_CASE("new push drops an approved, queued or building PR and cancels its bui
   SUBCASE("unknown PR: 404") { expect_rejected(r, PrPushed{5, sha('e'), r.now}, 404); }
 }
 
+TEST_CASE("a force-push that rewrites published history is reported as such") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.merged(1, sha('c'));
+  auto o = r.on(PrPushed{1, sha('e'), r.now, /*rewritten=*/true});
+  CHECK(r.pr(1).status == PrStatus::Open);
+  CHECK_FALSE(r.pr(1).approval);
+  CHECK(r.pr(1).reason == "force-push " + sha('e').substr(0, 7) +
+                              " rewrote published history (commits were dropped); approve again");
+  auto n = notices_for(o, 1);
+  REQUIRE(n.size() == 1);
+  CHECK(n[0].kind == NoticeKind::Failure);
+  CHECK(only<CancelBuild>(o).sha == sha('c'));
+}
+
 TEST_CASE("a new push does not interrupt a landing candidate: the approved sha lands") {
   Repo r;
   r.queue(1, sha('a'));

@@ -79,7 +79,9 @@ json fields(const PrOpened& e) {
   return {{"number", e.number}, {"branch", e.branch}, {"author", e.author},
           {"title", e.title},   {"head", e.head},     {"at", e.at}};
 }
-json fields(const PrPushed& e) { return {{"number", e.number}, {"head", e.head}, {"at", e.at}}; }
+json fields(const PrPushed& e) {
+  return {{"number", e.number}, {"head", e.head}, {"at", e.at}, {"rewritten", e.rewritten}};
+}
 json fields(const PrClosed& e) { return {{"number", e.number}, {"at", e.at}}; }
 json fields(const MergeRequested& e) {
   return {{"number", e.number}, {"sha", e.sha}, {"approver", e.approver}, {"at", e.at}};

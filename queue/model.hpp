@@ -110,6 +110,7 @@ struct PrPushed {  // the PR's head moved (webhook, or noticed on fetch)
   int number = 0;
   Sha head;
   Millis at = 0;
+  bool rewritten = false;  // the new head does not contain the old one: published commits dropped
 };
 struct PrClosed {
   int number = 0;
