@@ -131,8 +131,22 @@ std::string random_token() {
   return hex;
 }
 
+// The bot's signing key, made fresh for each sandbox (never shipped, never committed).
+Status make_bot_key(const fs::path& dir) {
+  Shell r = sh("ssh-keygen -q -t ed25519 -N '' -C dmzbot@demo -f bot_key", dir);
+  if (r.code != 0) return error("ssh-keygen: " + r.out);
+  std::ifstream pub(dir / "bot_key.pub");
+  std::string line;
+  std::getline(pub, line);
+  write(dir / "allowed_signers", "dmzbot@demo " + line + "\n");
+  return {};
+}
+
 config::Config demo_config(const fs::path& dir, std::uint16_t port, const std::string& token) {
   config::Config cfg;
+  cfg.signing.format = "ssh";
+  cfg.signing.key = dir / "bot_key";
+  cfg.signing.email = "dmzbot@demo";
   cfg.file = dir / "dmzbot.toml";
   cfg.data_dir = dir / "data";
   cfg.server.port = port;
@@ -249,6 +263,16 @@ std::vector<std::string> check_outcome(const fs::path& dir, const q::RepoState& 
       problems.push_back("master moved from " + old_sha + " to " + new_sha + " without a fast-forward");
   }
   if (updates != 2) problems.push_back("expected 2 updates of master, saw " + std::to_string(updates));
+
+  // Every merge commit on master carries the bot's signature, as git itself verifies it.
+  std::string merges;
+  git("rev-list --merges " + initial_master + "..master", origin, &merges);
+  std::istringstream merge_lines(merges);
+  for (std::string sha; std::getline(merge_lines, sha);) {
+    Shell v = sh(std::string(kGitEnv) + "git -c gpg.ssh.allowedSignersFile=" +
+                     (dir / "allowed_signers").string() + " verify-commit " + sha, origin);
+    if (v.code != 0) problems.push_back("merge " + sha + " is not signed by dmzbot: " + v.out);
+  }
   return problems;
 }
 
@@ -271,6 +295,10 @@ int run_demo(const DemoOptions& options) {
     return 1;
   }
 
+  if (Status s = make_bot_key(dir); !s.ok()) {
+    say("cannot make the bot's signing key: " + s.message());
+    return 1;
+  }
   std::string token = random_token();
   config::Config cfg = demo_config(dir, options.port, token);
   Service::Options service_options;
@@ -309,7 +337,8 @@ int run_demo(const DemoOptions& options) {
     if (settled && !announced) {
       auto problems = check_outcome(dir, *state, initial_master);
       for (const auto& p : problems) say("UNEXPECTED: " + p);
-      if (problems.empty()) say("queue drained: master holds #1 and #3, each by fast-forward; #2 and #4 were backed out with reasons");
+      if (problems.empty()) say("queue drained: master holds #1 and #3, each a signed merge reached by fast-forward; "
+            "#2 and #4 were backed out with reasons");
       if (options.until_idle) {
         server.stop();
         (*service)->stop();

@@ -10,6 +10,7 @@
 
 #include "bot/http_client.hpp"
 #include "bot/http_server.hpp"
+#include "tests/ssh_keys.hpp"
 #include "tests/support.hpp"
 
 namespace dmz {
@@ -147,7 +148,11 @@ TEST_CASE("an approved PR is merged into dmz, built by the local runner and fast
   Remote remote;
   test::TempDir data;
   std::string head = remote.branch("feature/a", {{"a.txt", "a\n"}});
-  Running run(make_config(remote, data.path(), true));
+  auto cfg = make_config(remote, data.path(), true);
+  const auto& bot_key = test::cached_ssh_key("ed25519");
+  cfg.signing.format = "ssh";
+  cfg.signing.key = bot_key.private_path;
+  Running run(cfg);
   run.enqueue(1, "feature/a", head);
   REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
 
@@ -161,6 +166,10 @@ TEST_CASE("an approved PR is merged into dmz, built by the local runner and fast
   CHECK(message.find("Head: " + head) != std::string::npos);
   CHECK(message.find("Approved-by: mm") != std::string::npos);
   CHECK(must("git show " + master + ":a.txt", remote.origin) == "a");
+  // Signed by the bot's key (invariant 4), as git itself verifies it.
+  test::write_allowed_signers(data / "allowed", {{"dmzbot@localhost", &bot_key, ""}});
+  must(test::git_env() + "git " + test::ssh_verify_options(data / "allowed") + " verify-commit " + master,
+       remote.origin);
   // The runner kept the build log.
   CHECK(std::filesystem::exists(data.path() / "logs"));
 }
