@@ -121,6 +121,23 @@ TEST_CASE("trust: the trust root judges a repository without a committed policy"
   CHECK_FALSE(v.pass);
   CHECK_MESSAGE(has(v.reasons, "commit " + s7(head) + " is unsigned"), all(v.reasons));
 
+  SUBCASE("the trust root's keys/ directory holds its OpenPGP keys") {
+    r.git("checkout -q master");
+    r.git("checkout -q -b feature/y");
+    std::string signed_head = r.commit({{"b.txt", "b\n"}}, "signed", k.openpgp(k.gpg.alice));
+    r.ssh_tag(k.bob_ssh, "dmz-approve/2-bob", signed_head);
+    r.ssh_tag(k.carol_ssh, "dmz-approve/2-carol", signed_head);
+    r.fetch();
+    queue::PullRequest pr2{2, "feature/y", "alice"};
+    auto no_keys = checker->check(*r.mirror, pr2, signed_head, r.root, 0);
+    CHECK_FALSE(no_keys.pass);
+    CHECK_MESSAGE(has_prefix(no_keys.reasons, "commit " + s7(signed_head) + ": no-key: "),
+                  all(no_keys.reasons));
+    std::filesystem::create_directories(etc / "keys");
+    test::write_file(etc / "keys" / "alice.asc", k.gpg.home.export_public(k.gpg.alice));
+    auto with_keys = checker->check(*r.mirror, pr2, signed_head, r.root, 0);
+    CHECK_MESSAGE(with_keys.pass, all(with_keys.reasons));
+  }
   SUBCASE("an unreadable trust root fails closed") {
     config::Repo bad;
     bad.policy_root = etc / "missing.toml";

@@ -153,6 +153,17 @@ TEST_CASE("verify: violations are exit 1 with their reasons") {
                               " is signed by mallory, who is not in group developers");
     CHECK(ran.lines[1] == s7(after) + " pass mallory");
   }
+  SUBCASE("a committed policy that does not parse fails the commits it judges") {
+    std::string broken = r.commit({{".dmz/policy.toml", "version = 2\n"}}, "oops", k.ssh(k.alice_ssh));
+    std::string next = r.commit({{"n.txt", "n\n"}}, "next", k.ssh(k.alice_ssh));
+    Ran ran = verify(opts(r, r.root + "..master"));
+    CHECK(ran.code == 1);
+    REQUIRE(ran.lines.size() == 2);
+    CHECK(ran.lines[0] == s7(broken) + " pass alice");
+    CHECK(ran.lines[1].rfind(s7(next) + " FAIL - the policy at " + s7(broken) +
+                                 " does not parse; .dmz/policy.toml@" + s7(broken) + ":1: ",
+                             0) == 0);
+  }
   SUBCASE("a commit with no policy in force, and --policy as the trust root") {
     Ran ran = verify(opts(r, "master"));
     CHECK(ran.code == 1);
