@@ -121,14 +121,19 @@ class TrustPolicy final : public PolicyChecker {
         std::string(kApprovePrefix) + std::to_string(pr.number) + "-";
     for (const auto& [name, tag_id] : tags) {
       if (!starts_with(name, kApprovePrefix)) continue;
-      auto checked = gatherer_.tag_check(mirror, keys, name, tag_id);
+      // Only tags on this head, or stale ones of this PR, are verified: the approvals of
+      // every other PR would otherwise cost a signature operation each.
+      auto checked = gatherer_.tag_check(mirror, keys, name, tag_id, [&](const ParsedTag& t) {
+        return t.object == sha || starts_with(name, own_prefix);
+      });
       if (!checked) {
         notes.push_back("approval tag refs/tags/" + name + ": " + checked.message());
         continue;
       }
-      const bool on_head = checked->tag.object == sha;
-      if (!on_head && !starts_with(name, own_prefix)) continue;  // another PR's approval
+      if (checked->skipped) continue;
       if (!checked->refusal.empty()) {
+        // A tag that does not even parse names no commit: report it only for this PR.
+        if (checked->tag.object.empty() && !starts_with(name, own_prefix)) continue;
         notes.push_back(checked->refusal);
         continue;
       }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -98,6 +99,7 @@ struct TagCheck {
   // Set when the tag is refused before its signature counts: "tag refs/tags/x claims to be y",
   // or the parser's refusal.
   std::string refusal;
+  bool skipped = false;  // the caller's filter found the tag irrelevant: nothing was verified
 };
 
 // Gathers facts from a mirror and caches signature results by (object id, key-set digest), so
@@ -113,9 +115,12 @@ class FactGatherer {
   Result<queue::CommitFact> commit_fact(git::Mirror& mirror, TrustKeys& keys, const std::string& sha,
                                         std::optional<ParsedCommit>* parsed = nullptr);
 
-  // The annotated tag object `tag_id`, found at refs/tags/<name>, verified with `keys`.
+  // The annotated tag object `tag_id`, found at refs/tags/<name>, verified with `keys`. If
+  // `relevant` is set and returns false for the parsed tag, it is returned `skipped`, without
+  // a signature operation (approval tags of other PRs).
   Result<TagCheck> tag_check(git::Mirror& mirror, TrustKeys& keys, const std::string& name,
-                             const std::string& tag_id);
+                             const std::string& tag_id,
+                             const std::function<bool(const ParsedTag&)>& relevant = {});
 
   // Signature operations performed so far (cache misses that reached a verifier).
   std::uint64_t verifications() const { return verifications_; }

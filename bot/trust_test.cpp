@@ -315,9 +315,10 @@ TEST_CASE("trust: refusals, each with its reason") {
 TEST_CASE("trust: a second check of an unchanged PR verifies no signature; new keys do") {
   auto& k = keys();
   PrRepo r;
-  r.commit({{"a.txt", "a\n"}}, "one", k.ssh(k.alice_ssh));
+  std::string c1 = r.commit({{"a.txt", "a\n"}}, "one", k.ssh(k.alice_ssh));
   std::string head = r.commit({{"b.txt", "b\n"}}, "two", k.openpgp(k.gpg.alice));
   r.approvals(head);
+  r.ssh_tag(k.bob_ssh, "dmz-approve/7-bob", c1);  // another PR's approval: not verified
   auto v1 = r.check("alice", head);
   CHECK_MESSAGE(v1.pass, all(v1.reasons));
   const auto first = r.checker->signature_verifications();
