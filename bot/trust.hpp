@@ -1,9 +1,7 @@
-// The policy gate of the shell: gathers verified facts about a PR (signatures of its commits,
-// signed approvals, changed paths) from the mirror and judges them with the repository's
-// policy (docs/POLICY.md). A repository with neither a policy_root nor a committed
-// .dmz/policy.toml on its target has no policy: every PR passes.
-// Threading: check() runs on the repository's git worker (it reads the mirror); a checker is
-// used by one thread at a time.
+// The policy gate of the shell: judges a PR with the policy of its target (docs/POLICY.md) from
+// verified facts. Threading: check() runs on the repository's git worker, one call at a time.
+//
+// With neither a policy_root nor a committed .dmz/policy.toml on the target, every PR passes.
 #pragma once
 
 #include <cstdint>

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "bot/git.hpp"
 #include "config/policy_file.hpp"
@@ -117,12 +118,23 @@ Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror, const 
   using Out = std::optional<PolicySource>;
   auto text = mirror.read_file(commit, std::string(queue::kPolicyPath));
   if (!text) return text.error();
-  if (!*text) return Out();
+  auto tree = mirror.tree_of(commit);
+  if (!tree) return tree.error();
+  if (!*text) {
+    // Absent, or not a file: a directory or submodule at the policy's path must not read as
+    // "no policy" (which would let everything pass).
+    auto dir = list_tree(mirror, *tree, ".dmz");
+    if (!dir) return dir.error();
+    if (*dir)
+      for (const auto& e : **dir)
+        if (e.name == "policy.toml")
+          return error(std::string(queue::kPolicyPath) + " at " + short_sha(commit) +
+                       " is not a file");
+    return Out();
+  }
   PolicySource src;
   src.label = std::string(queue::kPolicyPath) + "@" + short_sha(commit);
   src.text = std::move(**text);
-  auto tree = mirror.tree_of(commit);
-  if (!tree) return tree.error();
   auto entries = list_tree(mirror, *tree, kKeysDir);
   if (!entries) return entries.error();
   if (*entries) {
@@ -171,6 +183,7 @@ TrustKeys::Loaded TrustKeys::load(const PolicySource& source) {
   std::shared_ptr<TrustKeys> keys(new TrustKeys());
   keys->policy_ = std::move(*parsed.policy);
   keys->label_ = source.label;
+  keys->source_ = source;
   keys->armored_keys_ = source.armored_keys;
   // The ssh lines are part of the policy: a malformed one fails the policy (closed), as a
   // parse problem would.
@@ -287,6 +300,50 @@ SignatureCheck FactGatherer::cached_verify(TrustKeys& keys, const std::string& o
   if (cache_.size() >= cache_limit_) cache_.clear();
   cache_.emplace(std::move(key), check);
   return check;
+}
+
+void FactGatherer::prefetch(const std::filesystem::path& repo_dir, const TrustKeys& keys,
+                            const std::vector<std::string>& shas, unsigned threads) {
+  if (threads < 2) return;
+  std::vector<std::string> todo;
+  for (const auto& sha : shas)
+    if (!cache_.count({sha, keys.digest()})) todo.push_back(sha);
+  threads = std::min<unsigned>(threads, static_cast<unsigned>(todo.size() / 8));
+  if (threads < 2) return;
+
+  struct Done {
+    std::vector<std::pair<std::string, SignatureCheck>> results;
+    std::uint64_t verifications = 0;
+  };
+  std::vector<Done> done(threads);
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      auto mirror = git::Mirror::open_existing(repo_dir);
+      if (!mirror) return;
+      auto loaded = TrustKeys::load(keys.source());
+      if (!loaded.keys) return;
+      for (size_t i = t; i < todo.size(); i += threads) {
+        auto obj = (*mirror)->read_object(todo[i]);
+        if (!obj || obj->second != "commit") continue;
+        auto parsed = parse_commit(obj->first);
+        if (!parsed || parsed->signature_kind != SignatureKind::openpgp) continue;
+        ++done[t].verifications;
+        SignatureCheck check = loaded.keys->verify(parsed->signature_kind, parsed->payload,
+                                                   *parsed->signature, parsed->committer.time);
+        if (check.problem.rfind("error:", 0) == 0) continue;  // not cached, as in cached_verify
+        done[t].results.emplace_back(todo[i], std::move(check));
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (auto& d : done) {
+    verifications_ += d.verifications;
+    for (auto& [sha, check] : d.results) {
+      if (cache_.size() >= cache_limit_) cache_.clear();
+      cache_[{sha, keys.digest()}] = std::move(check);
+    }
+  }
 }
 
 Result<queue::CommitFact> FactGatherer::commit_fact(git::Mirror& mirror, TrustKeys& keys,

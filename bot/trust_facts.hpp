@@ -1,8 +1,6 @@
-// Verified facts for the signature policy, shared by the PR gate (trust.cpp) and the audit
-// (`dmzbot verify`): the policy in force at a commit with its key material, signatures of
-// commits and tags verified and mapped to policy accounts, and a cache of those results.
-// Threading: TrustKeys and FactGatherer are used by one thread at a time (the repository's git
-// worker, or the main thread of `dmzbot verify`); they hold GPGME contexts.
+// Verified facts for the signature policy, shared by the PR gate and `dmzbot verify`: the policy
+// in force at a commit with its keys, signatures verified and mapped to accounts, a result cache.
+// Threading: TrustKeys and FactGatherer are used by one thread at a time (they hold GPGME state).
 #pragma once
 
 #include <cstdint>
@@ -72,6 +70,7 @@ class TrustKeys {
   // SHA-256 (hex) over the policy text and all key material: the key-set digest of the cache.
   const std::string& digest() const { return digest_; }
   const std::string& label() const { return label_; }
+  const PolicySource& source() const { return source_; }
 
   // Verifies `signature` (armored, of `kind`) over `payload`; `signed_at` is the committer or
   // tagger time (SSH keys' validity windows are checked against it, as git does).
@@ -83,6 +82,7 @@ class TrustKeys {
   OpenPgpVerifier* openpgp(std::string& problem);
 
   queue::Policy policy_;
+  PolicySource source_;
   std::string digest_;
   std::string label_;
   std::vector<std::pair<std::string, std::string>> armored_keys_;
@@ -121,6 +121,16 @@ class FactGatherer {
   Result<TagCheck> tag_check(git::Mirror& mirror, TrustKeys& keys, const std::string& name,
                              const std::string& tag_id,
                              const std::function<bool(const ParsedTag&)>& relevant = {});
+
+  // Verifies the OpenPGP signatures of the commits `shas` (those not cached yet) on up to
+  // `threads` threads, each with its own repository handle (opened at `repo_dir`) and its own
+  // TrustKeys loaded from keys.source(), and caches the results: commit_fact then finds them.
+  // GnuPG runs a process per signature, so this is how a long range is verified faster; the
+  // results are those commit_fact would compute. Does nothing for fewer than 8 signatures per
+  // thread (making a GnuPG home per thread would cost more than it saves). Failures are left
+  // for commit_fact to find and report.
+  void prefetch(const std::filesystem::path& repo_dir, const TrustKeys& keys,
+                const std::vector<std::string>& shas, unsigned threads);
 
   // Signature operations performed so far (cache misses that reached a verifier).
   std::uint64_t verifications() const { return verifications_; }

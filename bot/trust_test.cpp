@@ -369,3 +369,59 @@ TEST_CASE("trust: a PR by signed tag") {
     CHECK(text.message() == "tag refs/tags/for-master claims to be for-next");
   }
 }
+
+TEST_CASE("trust: a directory where the policy file should be fails closed, not open") {
+  Repo r(std::vector<std::pair<std::string, std::string>>{{".dmz/policy.toml/x", "x\n"}});
+  r.git("checkout -q -b feature/x");
+  std::string head = r.commit({{"a.txt", "a\n"}}, "unsigned", nullptr);
+  r.fetch();
+  auto checker = make_policy_checker(config::Repo{});
+  queue::PullRequest pr{1, "feature/x", "alice"};
+  auto v = checker->check(*r.mirror, pr, head, r.root, 0);
+  CHECK_FALSE(v.pass);
+  CHECK(v.reasons == std::vector<std::string>{"error: reading the policy at " + s7(r.root) +
+                                              ": .dmz/policy.toml at " + s7(r.root) +
+                                              " is not a file"});
+}
+
+TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread, once each") {
+  auto& k = keys();
+  Repo r(policy_files(k.policy()));
+  std::vector<std::string> shas;
+  for (int i = 0; i < 20; ++i) {
+    SignFn sign = i % 4 == 1 ? k.openpgp(k.gpg.mallory) : k.openpgp(k.gpg.alice);
+    auto mutate = i % 4 == 3 ? std::function<std::string(std::string)>([](std::string b) {
+      return b.replace(b.rfind("\n") - 1, 1, "X");
+    })
+                             : std::function<std::string(std::string)>();
+    shas.push_back(r.commit({{"f.txt", std::to_string(i) + "\n"}}, "c" + std::to_string(i), sign, mutate));
+  }
+  shas.push_back(r.commit({{"g.txt", "ssh\n"}}, "ssh", k.ssh(k.bob_ssh)));
+  auto src = trust::policy_source_at(*r.mirror, r.root);  // the mirror has nothing yet
+  CHECK_FALSE(src.ok());
+  r.fetch();
+  src = trust::policy_source_at(*r.mirror, r.root);
+  REQUIRE(src.ok());
+  REQUIRE(src->has_value());
+  auto loaded = trust::TrustKeys::load(**src);
+  REQUIRE(loaded.keys);
+
+  trust::FactGatherer one, pool;
+  pool.prefetch(r.mirror->path(), *loaded.keys, shas, 2);
+  CHECK(pool.verifications() == 20);  // the OpenPGP ones; ssh is verified in process later
+  for (const auto& sha : shas) {
+    auto a = one.commit_fact(*r.mirror, *loaded.keys, sha);
+    auto b = pool.commit_fact(*r.mirror, *loaded.keys, sha);
+    REQUIRE(a.ok());
+    REQUIRE(b.ok());
+    CHECK(a->signer == b->signer);
+    CHECK(a->signature_problem == b->signature_problem);
+  }
+  CHECK(one.verifications() == 21);
+  CHECK(pool.verifications() == 21);
+  auto tampered = one.commit_fact(*r.mirror, *loaded.keys, shas[3]);
+  CHECK(tampered->signature_problem.rfind("bad-signature", 0) == 0);
+  auto stranger = one.commit_fact(*r.mirror, *loaded.keys, shas[1]);
+  CHECK(stranger->signature_problem.rfind("no-key: ", 0) == 0);
+  CHECK(one.commit_fact(*r.mirror, *loaded.keys, shas[0])->signer == std::optional<std::string>("alice"));
+}

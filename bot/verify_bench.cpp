@@ -2,8 +2,8 @@
 // cache per run) against a loop of `git verify-commit`, over the same N signed commits, for
 // OpenPGP and SSH. Not part of the tests: `cmake --build build --target verify_bench`, then
 // `./build/verify_bench [N]` (default 1000). Needs git, gpg and ssh-keygen on PATH.
-// Threading: single-threaded, except for --threads T, which verifies on T threads (one
-// verifier each) to show what a pool would give.
+// Threading: single-threaded, except for the pool column (`./verify_bench N THREADS`), which
+// verifies with FactGatherer::prefetch on THREADS threads (default: min(4, cores)).
 #include <openssl/evp.h>
 
 #include <chrono>
@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -120,50 +121,26 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// dmzbot, cold: a fresh TrustKeys (fresh GnuPG home, keys imported) and a fresh cache; reads
-// each commit, parses it and verifies it, on `threads` threads (one TrustKeys each).
+// dmzbot, cold: a fresh TrustKeys (fresh GnuPG home, keys imported) and a fresh cache, then
+// FactGatherer::commit_fact on every commit (read, parse, verify, changed paths), as the gate and
+// `dmzbot verify` do. With threads > 1, FactGatherer::prefetch first verifies on that many
+// threads (what `dmzbot verify` does for a long range).
 double dmzbot_run(const fs::path& repo, const dmz::trust::PolicySource& source,
-                  const std::vector<std::string>& ids, const std::string& account, int threads) {
+                  const std::vector<std::string>& ids, const std::string& account, unsigned threads) {
   auto start = Clock::now();
-  std::vector<std::thread> pool;
-  std::vector<std::string> failures(threads);
-  for (int t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      auto mirror = dmz::git::Mirror::open_existing(repo);
-      if (!mirror) {
-        failures[t] = mirror.message();
-        return;
-      }
-      auto loaded = dmz::trust::TrustKeys::load(source);
-      if (!loaded.keys) {
-        failures[t] = "policy does not load";
-        return;
-      }
-      dmz::trust::FactGatherer gatherer;
-      for (size_t i = t; i < ids.size(); i += threads) {
-        auto obj = (*mirror)->read_object(ids[i]);
-        if (!obj) {
-          failures[t] = obj.message();
-          return;
-        }
-        auto parsed = dmz::parse_commit(obj->first);
-        if (!parsed) {
-          failures[t] = parsed.message();
-          return;
-        }
-        auto check = loaded.keys->verify(parsed->signature_kind, parsed->payload,
-                                         parsed->signature ? *parsed->signature : "",
-                                         parsed->committer.time);
-        if (check.signer != account) {
-          failures[t] = ids[i] + ": " + check.problem;
-          return;
-        }
-      }
-    });
+  auto mirror = dmz::git::Mirror::open_existing(repo);
+  if (!mirror) die(mirror.message());
+  auto loaded = dmz::trust::TrustKeys::load(source);
+  if (!loaded.keys) die("the bench policy does not load");
+  dmz::trust::FactGatherer gatherer;
+  gatherer.prefetch(repo, *loaded.keys, ids, threads);
+  for (const auto& id : ids) {
+    auto fact = gatherer.commit_fact(**mirror, *loaded.keys, id);
+    if (!fact) die(fact.message());
+    if (fact->signer != account || !fact->signature_problem.empty())
+      die("dmzbot verification failed: " + id + ": " + fact->signature_problem);
   }
-  for (auto& th : pool) th.join();
-  for (const auto& f : failures)
-    if (!f.empty()) die("dmzbot verification failed: " + f);
+  if (gatherer.verifications() != ids.size()) die("not every commit was verified once");
   return seconds_since(start);
 }
 
@@ -200,7 +177,7 @@ void print(const std::vector<Row>& rows) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // GPGME writes to pipes
   int n = argc > 1 ? std::atoi(argv[1]) : 1000;
-  int threads = argc > 2 ? std::atoi(argv[2]) : static_cast<int>(std::thread::hardware_concurrency());
+  int threads = argc > 2 ? std::atoi(argv[2]) : static_cast<int>(std::min(4u, std::thread::hardware_concurrency()));
   if (n <= 0 || threads <= 0) die("usage: verify_bench [N] [THREADS]");
   dmz::git::init();
 

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <thread>
+#include <algorithm>
 
 #include "bot/git.hpp"
 #include "bot/trust_facts.hpp"
@@ -37,26 +39,36 @@ int usage_error(const std::string& message) {
 
 class Auditor {
  public:
+  struct KeysAt {
+    std::shared_ptr<trust::TrustKeys> keys;  // null: no policy
+    std::vector<std::string> problems;
+  };
+
   Auditor(git::Mirror& mirror, std::shared_ptr<trust::TrustKeys> fallback)
       : mirror_(mirror), fallback_(std::move(fallback)) {}
+
+  // Verifies the OpenPGP signatures of `shas` on a small pool of threads ahead of judge(),
+  // grouped by the policy in force for each (GnuPG costs a process per signature).
+  void prefetch(const std::vector<std::string>& shas, unsigned threads) {
+    std::map<const trust::TrustKeys*, std::vector<std::string>> groups;
+    for (const auto& sha : shas) {
+      auto keys = keys_for(sha);
+      if (keys && keys->keys) groups[keys->keys.get()].push_back(sha);
+    }
+    for (const auto& [keys, group] : groups) gatherer_.prefetch(mirror_.path(), *keys, group, threads);
+  }
 
   // The verdict line for one commit, or an I/O error.
   Result<Line> judge(const std::string& sha) {
     Line line;
     line.sha = sha;
-    auto parent = mirror_.resolve(sha + "^1");
-    std::shared_ptr<trust::TrustKeys> keys;
-    if (parent) {
-      auto k = keys_at(*parent);
-      if (!k) return k.error();
-      if (!k->problems.empty()) {
-        line.reasons.push_back("the policy at " + trust::short_sha(*parent) + " does not parse");
-        line.reasons.insert(line.reasons.end(), k->problems.begin(), k->problems.end());
-        return line;
-      }
-      keys = k->keys;
+    auto in_force = keys_for(sha);
+    if (!in_force) return in_force.error();
+    if (!in_force->problems.empty()) {
+      line.reasons = std::move(in_force->problems);
+      return line;
     }
-    if (!keys) keys = fallback_;
+    std::shared_ptr<trust::TrustKeys> keys = in_force->keys;
     if (!keys) {
       line.reasons.push_back("no policy in force");
       return line;
@@ -89,10 +101,23 @@ class Auditor {
   }
 
  private:
-  struct KeysAt {
-    std::shared_ptr<trust::TrustKeys> keys;  // null: no committed policy
-    std::vector<std::string> problems;
-  };
+  // The policy in force for `sha`: its first parent's, else the --policy file; problems
+  // (reasons for the commit) when the parent's policy does not parse.
+  Result<KeysAt> keys_for(const std::string& sha) {
+    auto parent = mirror_.resolve(sha + "^1");
+    if (parent) {
+      auto k = keys_at(*parent);
+      if (!k) return k.error();
+      if (!k->problems.empty()) {
+        std::vector<std::string> reasons = {"the policy at " + trust::short_sha(*parent) +
+                                            " does not parse"};
+        reasons.insert(reasons.end(), k->problems.begin(), k->problems.end());
+        return KeysAt{nullptr, std::move(reasons)};
+      }
+      if (k->keys) return k;
+    }
+    return KeysAt{fallback_, {}};
+  }
 
   Result<KeysAt> keys_at(const std::string& commit) {
     auto source = trust::policy_source_at(mirror_, commit);
@@ -149,6 +174,7 @@ int run_verify(const VerifyOptions& options) {
   if (!commits) return usage_error(commits.message());
 
   Auditor auditor(**mirror, fallback);
+  auditor.prefetch(*commits, std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
   std::vector<Line> lines;
   for (const auto& sha : *commits) {
     auto line = auditor.judge(sha);
