@@ -37,7 +37,9 @@ class TrustPolicy final : public PolicyChecker {
     // The policy in force is the one in the TARGET (the parent side of the merge), never the
     // one the PR proposes: a PR that edits .dmz/policy.toml is judged by the old policy, so no
     // PR can authorize itself. Without a committed policy, the operator's trust root.
-    auto committed = trust::policy_source_at(mirror, target);
+    // An empty target (the service knows no master yet) has no committed policy.
+    auto committed = target.empty() ? Result<std::optional<trust::PolicySource>>(std::nullopt)
+                                    : trust::policy_source_at(mirror, target);
     if (!committed) return fail({"error: reading the policy at " + trust::short_sha(target) + ": " +
                                  committed.message()});
     trust::PolicySource source;

@@ -103,6 +103,7 @@ TEST_CASE("trust: without a policy_root or a committed policy every PR passes") 
   auto v = checker->check(*r.mirror, pr, head, r.root, 0);
   CHECK(v.pass);
   CHECK(v.reasons.empty());
+  CHECK(checker->check(*r.mirror, pr, head, "", 0).pass);  // no master known yet
 }
 
 TEST_CASE("trust: the trust root judges a repository without a committed policy") {
