@@ -11,7 +11,7 @@
 namespace dmz {
 namespace {
 
-// Signed approvals are annotated tags under this prefix: dmz-approve/<pr>-<short sha>.
+// Signed approvals are annotated tags under this prefix: dmz-approve/<pr>-<anything>.
 constexpr std::string_view kApprovePrefix = "dmz-approve/";
 // A PR whose source "branch" is tags/<name> is a signed tag (pull-request-by-signed-tag).
 constexpr std::string_view kTagBranchPrefix = "tags/";
