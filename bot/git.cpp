@@ -287,8 +287,29 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
   return std::unique_ptr<Mirror>(new Mirror(std::move(impl)));
 }
 
+Result<std::unique_ptr<Mirror>> Mirror::open_existing(const std::filesystem::path& dir) {
+  init();
+  auto impl = std::make_unique<Impl>();
+  std::string what = "open repository " + dir.string();
+  git_repository* repo = nullptr;
+  // Like git: `dir` may be a work tree, a subdirectory of one, or a bare repository.
+  if (int rc = git_repository_open_ext(&repo, dir.c_str(), 0, nullptr); rc < 0)
+    return git_fail(what, rc);
+  impl->repo.reset(repo);
+  const char* gitdir = git_repository_path(repo);
+  impl->dir = gitdir ? std::filesystem::path(gitdir) : dir;
+  git_remote* r = nullptr;
+  if (git_remote_lookup(&r, repo, kRemote) == 0) {
+    impl->origin.reset(r);
+  } else {
+    git_error_clear();
+  }
+  return std::unique_ptr<Mirror>(new Mirror(std::move(impl)));
+}
+
 Status Mirror::fetch() {
   const std::string what = "fetch origin";
+  if (!impl_->origin) return error(what + ": the repository has no origin remote");
   Connection conn{impl_->origin.get()};
   std::string heads = kFetchHeads, tags = kFetchTags;
   char* specs[] = {heads.data(), tags.data()};
@@ -413,6 +434,7 @@ Result<MergeOutcome> Mirror::merge(const Sha& base, const Sha& head, const std::
 
 Status Mirror::push_force(const Sha& sha, const std::string& branch) {
   const std::string what = "push " + sha + " to origin " + branch;
+  if (!impl_->origin) return error(what + ": the repository has no origin remote");
   Connection conn{impl_->origin.get()};
   auto pushed = impl_->push(conn.remote, sha, branch, /*force=*/true, what);
   if (!pushed) return pushed.error();
@@ -424,6 +446,7 @@ Status Mirror::push_force(const Sha& sha, const std::string& branch) {
 Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
                                                      const Sha& expected_old, const Sha& new_sha) {
   const std::string what = "fast-forward origin " + branch + " to " + new_sha;
+  if (!impl_->origin) return error(what + ": the repository has no origin remote");
   Connection conn{impl_->origin.get()};
   auto current = impl_->ls_remote(conn.remote, branch, what);
   if (!current) return current.error();
@@ -655,6 +678,78 @@ Result<Sha> Mirror::resolve(const std::string& revision) {
   auto c = impl_->commit(revision, "resolve");
   if (!c) return c.error();
   return oid_hex(*git_commit_id(c->get()));
+}
+
+Result<std::optional<Sha>> Mirror::merge_tree(const Sha& ours, const Sha& theirs) {
+  const std::string what = "merge-tree " + ours + " " + theirs;
+  auto a = impl_->commit(ours, what);
+  if (!a) return a.error();
+  auto b = impl_->commit(theirs, what);
+  if (!b) return b.error();
+  git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
+  git_index* idx = nullptr;
+  if (int rc = git_merge_commits(&idx, impl_->repo.get(), a->get(), b->get(), &opts); rc < 0)
+    return git_fail(what, rc);
+  IndexPtr index(idx);
+  if (git_index_has_conflicts(index.get())) return std::optional<Sha>();
+  git_oid tree;
+  if (int rc = git_index_write_tree_to(&tree, index.get(), impl_->repo.get()); rc < 0)
+    return git_fail(what + ": write tree", rc);
+  return std::optional<Sha>(oid_hex(tree));
+}
+
+Result<std::optional<std::string>> Mirror::read_file(const Sha& commit, const std::string& path) {
+  const std::string what = "read " + path + " at " + commit;
+  auto tree = impl_->tree_of(commit, what);
+  if (!tree) return tree.error();
+  git_tree_entry* e = nullptr;
+  int rc = git_tree_entry_bypath(&e, tree->get(), path.c_str());
+  if (rc == GIT_ENOTFOUND) {
+    git_error_clear();
+    return std::optional<std::string>();
+  }
+  if (rc < 0) return git_fail(what, rc);
+  Ptr<git_tree_entry, git_tree_entry_free> entry(e);
+  if (git_tree_entry_type(e) != GIT_OBJECT_BLOB) return std::optional<std::string>();
+  git_blob* b = nullptr;
+  if (int rc2 = git_blob_lookup(&b, impl_->repo.get(), git_tree_entry_id(e)); rc2 < 0)
+    return git_fail(what, rc2);
+  BlobPtr blob(b);
+  return std::optional<std::string>(std::string(static_cast<const char*>(git_blob_rawcontent(b)),
+                                                static_cast<size_t>(git_blob_rawsize(b))));
+}
+
+Result<Sha> Mirror::tree_of(const Sha& commit) {
+  auto c = impl_->commit(commit, "tree of " + commit);
+  if (!c) return c.error();
+  return oid_hex(*git_commit_tree_id(c->get()));
+}
+
+std::map<std::string, Sha> Mirror::tags() const {
+  std::map<std::string, Sha> out;
+  git_reference_iterator* it = nullptr;
+  if (git_reference_iterator_glob_new(&it, impl_->repo.get(), "refs/tags/*") < 0) {
+    git_error_clear();
+    return out;
+  }
+  RefIterPtr iter(it);
+  const std::string prefix = "refs/tags/";
+  git_reference* ref = nullptr;
+  while (git_reference_next(&ref, iter.get()) == 0) {
+    RefPtr owned(ref);
+    if (git_reference_type(ref) != GIT_REFERENCE_DIRECT) continue;
+    git_object* obj = nullptr;
+    if (git_object_lookup(&obj, impl_->repo.get(), git_reference_target(ref), GIT_OBJECT_ANY) < 0) {
+      git_error_clear();
+      continue;
+    }
+    ObjectPtr o(obj);
+    if (git_object_type(obj) != GIT_OBJECT_TAG) continue;  // a lightweight tag
+    out[std::string(git_reference_name(ref)).substr(prefix.size())] =
+        oid_hex(*git_reference_target(ref));
+  }
+  git_error_clear();
+  return out;
 }
 
 }  // namespace dmz::git

@@ -52,6 +52,10 @@ class Mirror {
   // missing; an existing mirror gets its origin URL updated.
   static Result<std::unique_ptr<Mirror>> open(const std::filesystem::path& dir,
                                               const std::string& remote_url);
+  // Opens an existing repository (bare, or a work tree or any directory inside one) without
+  // touching its configuration; no remote is needed (for `dmzbot verify --repo DIR`). fetch and
+  // the pushes fail on a mirror opened this way unless the repository has an "origin" remote.
+  static Result<std::unique_ptr<Mirror>> open_existing(const std::filesystem::path& dir);
   ~Mirror();
   Mirror(const Mirror&) = delete;
   Mirror& operator=(const Mirror&) = delete;
@@ -91,6 +95,18 @@ class Mirror {
   Result<std::vector<std::string>> changed_paths(const Sha& from, const Sha& to);
   // Resolves any revision (sha, ref name, "HEAD~2") to a commit sha.
   Result<Sha> resolve(const std::string& revision);
+
+  // The tree of the in-memory merge of two commits (as `git merge-tree --write-tree` computes
+  // it, written to the object database); nullopt if the merge conflicts.
+  Result<std::optional<Sha>> merge_tree(const Sha& ours, const Sha& theirs);
+  // The content of the blob at `path` ("a/b.txt") in `commit`; nullopt if there is no such path
+  // or it is not a blob.
+  Result<std::optional<std::string>> read_file(const Sha& commit, const std::string& path);
+  // The tree of a commit (its sha).
+  Result<Sha> tree_of(const Sha& commit);
+  // Local annotated tags: tag name (without refs/tags/) -> the tag OBJECT id. Lightweight tags
+  // (refs pointing straight at a commit) are left out.
+  std::map<std::string, Sha> tags() const;
 
  private:
   struct Impl;

@@ -571,3 +571,78 @@ TEST_CASE("git verify-commit accepts a merge commit signed through the Signer") 
   write_file(f.tmp / "allowed_signers", "bot@example.com " + stranger.public_key());
   CHECK(run(verify + "verify-commit " + r->commit).exit_code != 0);
 }
+
+TEST_CASE("open_existing opens a work tree or a bare repository, with or without origin") {
+  Fixture f;
+  auto work = git::Mirror::open_existing(f.work);
+  REQUIRE_MESSAGE(work.ok(), (work.ok() ? "" : work.message()));
+  auto head = (*work)->resolve("HEAD");
+  REQUIRE(head.ok());
+  CHECK(*head == f.initial);
+  CHECK(fs::equivalent((*work)->path(), f.work / ".git"));
+  auto bare = git::Mirror::open_existing(f.origin);
+  REQUIRE(bare.ok());
+  CHECK((*bare)->resolve("master").ok());
+  // The bare origin has no remote of its own: it can be read but not fetched from.
+  Status s = (*bare)->fetch();
+  CHECK_FALSE(s.ok());
+  CHECK(s.message() == "fetch origin: the repository has no origin remote");
+  // The mirror's configuration is untouched (open() would add the tag refspec).
+  CHECK(run(git_env() + "git -C " + q(f.origin) + " config remote.origin.url").exit_code != 0);
+
+  TempDir empty;
+  auto none = git::Mirror::open_existing(empty / "nothing");
+  CHECK_FALSE(none.ok());
+}
+
+TEST_CASE("merge_tree is the tree merge() writes, nullopt on conflict; read_file, tree_of, tags") {
+  Fixture f;
+  auto [master, feature] = f.diverge();
+  auto tree = f.mirror->merge_tree(master, feature);
+  REQUIRE(tree.ok());
+  REQUIRE(tree->has_value());
+  auto merged = f.mirror->merge(master, feature, "m", git::Identity{});
+  REQUIRE(merged.ok());
+  auto merged_tree = f.mirror->tree_of(merged->commit);
+  REQUIRE(merged_tree.ok());
+  CHECK(**tree == *merged_tree);
+  CHECK(*merged_tree == f.mirror_git("rev-parse " + merged->commit + "^{tree}"));
+
+  f.git("checkout -q feature");
+  std::string c1 = commit_files(f.work, {{"shared.txt", "feature side\n"}}, "f");
+  f.git("checkout -q master");
+  std::string c2 = commit_files(f.work, {{"shared.txt", "master side\n"}}, "m");
+  f.push("master");
+  f.push("feature");
+  f.fetch();
+  auto conflict = f.mirror->merge_tree(c2, c1);
+  REQUIRE(conflict.ok());
+  CHECK_FALSE(conflict->has_value());
+  CHECK_FALSE(f.mirror->merge_tree(c2, "nope").ok());
+
+  auto readme = f.mirror->read_file(master, "README");
+  REQUIRE(readme.ok());
+  CHECK(*readme == std::optional<std::string>("hello\n"));
+  auto missing = f.mirror->read_file(master, "no/such/file");
+  REQUIRE(missing.ok());
+  CHECK_FALSE(missing->has_value());
+  f.git("checkout -q master");
+  commit_files(f.work, {{"dir/x.txt", "x\n"}}, "dir");
+  std::string with_dir = must(git_env() + "git rev-parse HEAD", f.work);
+  f.push("master");
+  f.fetch();
+  auto dir = f.mirror->read_file(with_dir, "dir");
+  REQUIRE(dir.ok());
+  CHECK_FALSE(dir->has_value());  // a tree, not a blob
+  auto nested = f.mirror->read_file(with_dir, "dir/x.txt");
+  REQUIRE(nested.ok());
+  CHECK(*nested == std::optional<std::string>("x\n"));
+
+  f.git("tag light " + master);
+  f.git("tag -a -m annotated v1 " + master);
+  f.git("push -q origin light v1");
+  f.fetch();
+  auto tags = f.mirror->tags();
+  CHECK(tags.size() == 1);
+  CHECK(tags["v1"] == must(git_env() + "git rev-parse refs/tags/v1", f.work));
+}

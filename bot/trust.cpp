@@ -1,21 +1,221 @@
 #include "bot/trust.hpp"
 
+#include <algorithm>
+#include <set>
+
+#include "bot/git.hpp"
+#include "bot/signed_object.hpp"
+#include "bot/trust_facts.hpp"
+#include "queue/policy.hpp"
+
 namespace dmz {
 namespace {
 
-// A repository without a trust policy: every PR passes (the checks still gate master).
-class NoPolicy final : public PolicyChecker {
+// Signed approvals are annotated tags under this prefix: dmz-approve/<pr>-<anything>.
+constexpr std::string_view kApprovePrefix = "dmz-approve/";
+// A PR whose source "branch" is tags/<name> is a signed tag (pull-request-by-signed-tag).
+constexpr std::string_view kTagBranchPrefix = "tags/";
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+class TrustPolicy final : public PolicyChecker {
  public:
-  queue::PolicyChecked check(git::Mirror&, const queue::PullRequest& pr, const queue::Sha& sha,
-                             const queue::Sha&, queue::Millis now) override {
-    return queue::PolicyChecked{pr.number, sha, true, {}, now};
+  explicit TrustPolicy(config::Repo repo) : repo_(std::move(repo)) {}
+
+  queue::PolicyChecked check(git::Mirror& mirror, const queue::PullRequest& pr,
+                             const queue::Sha& sha, const queue::Sha& target,
+                             queue::Millis now) override {
+    queue::PolicyChecked out{pr.number, sha, false, {}, now};
+    auto fail = [&](std::vector<std::string> reasons) {
+      out.pass = false;
+      out.reasons = std::move(reasons);
+      return out;
+    };
+
+    // The policy in force is the one in the TARGET (the parent side of the merge), never the
+    // one the PR proposes: a PR that edits .dmz/policy.toml is judged by the old policy, so no
+    // PR can authorize itself. Without a committed policy, the operator's trust root.
+    // An empty target (the service knows no master yet) has no committed policy.
+    auto committed = target.empty() ? Result<std::optional<trust::PolicySource>>(std::nullopt)
+                                    : trust::policy_source_at(mirror, target);
+    if (!committed) return fail({"error: reading the policy at " + trust::short_sha(target) + ": " +
+                                 committed.message()});
+    trust::PolicySource source;
+    if (*committed) {
+      source = std::move(**committed);
+    } else if (!repo_.policy_root.empty()) {
+      auto root = trust::policy_source_from_file(repo_.policy_root);
+      if (!root) return fail({"error: reading the trust root: " + root.message()});
+      source = std::move(*root);
+    } else {
+      out.pass = true;  // no policy at all: the checks alone gate master
+      return out;
+    }
+    auto loaded = keys_for(source);
+    if (!loaded.keys) {  // fail closed: a policy that does not parse allows nothing
+      std::vector<std::string> reasons = {"the policy does not parse"};
+      reasons.insert(reasons.end(), loaded.problems.begin(), loaded.problems.end());
+      return fail(std::move(reasons));
+    }
+    trust::TrustKeys& keys = *loaded.keys;
+    const queue::Policy& policy = keys.policy();
+
+    queue::PrFacts facts;
+    facts.number = static_cast<std::uint64_t>(pr.number);
+    facts.branch = pr.branch;
+    facts.target_branch = repo_.master;
+    facts.head = sha;
+    if (const queue::Account* a = policy.account_for_login(pr.author)) facts.author_account = a->name;
+
+    auto commits = mirror.rev_list(target, sha);
+    if (!commits) return fail({"error: " + commits.message()});
+    std::set<std::string> paths;
+    for (const auto& c : *commits) {
+      auto fact = gatherer_.commit_fact(mirror, keys, c);
+      if (!fact) return fail({"error: " + fact.message()});
+      if (fact->changed_paths) paths.insert(fact->changed_paths->begin(), fact->changed_paths->end());
+      facts.commits.push_back(std::move(*fact));
+    }
+    facts.changed_paths.assign(paths.begin(), paths.end());
+
+    // Hard failures the core cannot see (the signed tag of a tag PR), and notes on approvals
+    // that were refused before reaching the core (shown only when the PR fails).
+    std::vector<std::string> extra_failures, approval_notes;
+    const auto tags = mirror.tags();
+    gather_approvals(mirror, keys, pr, sha, tags, facts, approval_notes);
+    if (starts_with(pr.branch, kTagBranchPrefix))
+      check_tag_pr(mirror, keys, pr, sha, tags, facts, extra_failures);
+
+    queue::Verdict verdict = queue::evaluate(policy, facts);
+    out.pass = verdict.pass && extra_failures.empty();
+    out.reasons = std::move(verdict.reasons);
+    out.reasons.insert(out.reasons.end(), extra_failures.begin(), extra_failures.end());
+    if (!out.pass) out.reasons.insert(out.reasons.end(), approval_notes.begin(), approval_notes.end());
+    return out;
   }
+
+  std::uint64_t signature_verifications() const override { return gatherer_.verifications(); }
+
+ private:
+  // The parsed policy and keys for `source`, reused while the policy and its keys are unchanged
+  // (so the GnuPG home with the imported keys is made once per key set).
+  trust::TrustKeys::Loaded keys_for(const trust::PolicySource& source) {
+    auto loaded = trust::TrustKeys::load(source);
+    if (!loaded.keys) return loaded;
+    if (auto it = keys_.find(loaded.keys->digest()); it != keys_.end()) {
+      loaded.keys = it->second;
+      return loaded;
+    }
+    if (keys_.size() >= 4) keys_.clear();
+    keys_[loaded.keys->digest()] = loaded.keys;
+    return loaded;
+  }
+
+  // Signed-tag approvals: annotated tags named dmz-approve/* that point at the head, and those
+  // named dmz-approve/<this PR>-* that point elsewhere (stale: the core says why they do not
+  // count). Other tags are never approvals, so a signed release tag is not one.
+  void gather_approvals(git::Mirror& mirror, trust::TrustKeys& keys, const queue::PullRequest& pr,
+                        const queue::Sha& sha, const std::map<std::string, std::string>& tags,
+                        queue::PrFacts& facts, std::vector<std::string>& notes) {
+    const std::string own_prefix =
+        std::string(kApprovePrefix) + std::to_string(pr.number) + "-";
+    for (const auto& [name, tag_id] : tags) {
+      if (!starts_with(name, kApprovePrefix)) continue;
+      // Only tags on this head, or stale ones of this PR, are verified: the approvals of
+      // every other PR would otherwise cost a signature operation each.
+      auto checked = gatherer_.tag_check(mirror, keys, name, tag_id, [&](const ParsedTag& t) {
+        return t.object == sha || starts_with(name, own_prefix);
+      });
+      if (!checked) {
+        notes.push_back("approval tag refs/tags/" + name + ": " + checked.message());
+        continue;
+      }
+      if (checked->skipped) continue;
+      if (!checked->refusal.empty()) {
+        // A tag that does not even parse names no commit: report it only for this PR.
+        if (checked->tag.object.empty() && !starts_with(name, own_prefix)) continue;
+        notes.push_back(checked->refusal);
+        continue;
+      }
+      if (checked->tag.type != "commit") continue;
+      const trust::SignatureCheck& sig = checked->signature;
+      if (!sig.problem.empty()) {
+        notes.push_back("approval tag refs/tags/" + name + ": " + sig.problem);
+      } else if (!sig.signer) {
+        notes.push_back("approval tag refs/tags/" + name + " is unsigned");
+      } else {
+        facts.approvals.push_back(
+            {*sig.signer, checked->tag.object, "signed tag refs/tags/" + name, true});
+      }
+    }
+  }
+
+  // A PR by signed tag: the tag refs/tags/<name> must name itself, point at the head and be
+  // signed by the PR author's account.
+  void check_tag_pr(git::Mirror& mirror, trust::TrustKeys& keys, const queue::PullRequest& pr,
+                    const queue::Sha& sha, const std::map<std::string, std::string>& tags,
+                    const queue::PrFacts& facts, std::vector<std::string>& failures) {
+    const std::string name = pr.branch.substr(kTagBranchPrefix.size());
+    const std::string ref = "refs/tags/" + name;
+    auto it = tags.find(name);
+    if (it == tags.end()) {
+      failures.push_back("pull request tag " + ref + " is not an annotated tag in the repository");
+      return;
+    }
+    auto checked = gatherer_.tag_check(mirror, keys, name, it->second);
+    if (!checked) {
+      failures.push_back("pull request tag " + ref + ": " + checked.message());
+      return;
+    }
+    if (!checked->refusal.empty()) {
+      failures.push_back(checked->refusal);
+      return;
+    }
+    if (checked->tag.object != sha)
+      failures.push_back("pull request tag " + ref + " points at " +
+                         trust::short_sha(checked->tag.object) + ", not at the PR head " +
+                         trust::short_sha(sha));
+    const trust::SignatureCheck& sig = checked->signature;
+    if (!sig.problem.empty()) {
+      failures.push_back("pull request tag " + ref + ": " + sig.problem);
+    } else if (!sig.signer) {
+      failures.push_back("pull request tag " + ref + " is unsigned");
+    } else if (!facts.author_account) {
+      failures.push_back("pull request tag " + ref + " is signed by " + *sig.signer +
+                         " but the PR author is not a policy account");
+    } else if (*sig.signer != *facts.author_account) {
+      failures.push_back("pull request tag " + ref + " is signed by " + *sig.signer +
+                         " but the PR author is " + *facts.author_account);
+    }
+  }
+
+  config::Repo repo_;
+  trust::FactGatherer gatherer_;
+  std::map<std::string, std::shared_ptr<trust::TrustKeys>> keys_;  // by key-set digest
 };
 
 }  // namespace
 
-std::unique_ptr<PolicyChecker> make_policy_checker(const config::Repo&) {
-  return std::make_unique<NoPolicy>();
+std::unique_ptr<PolicyChecker> make_policy_checker(const config::Repo& repo) {
+  // Whether a repository has a committed policy is only known per target commit, so every
+  // repository gets the real checker; with no policy at all it passes every PR.
+  return std::make_unique<TrustPolicy>(repo);
+}
+
+Result<std::string> mergetag_for(git::Mirror& mirror, const std::string& tag_name) {
+  const std::string ref = "refs/tags/" + tag_name;
+  auto tags = mirror.tags();
+  auto it = tags.find(tag_name);
+  if (it == tags.end()) return error(ref + " is not an annotated tag");
+  auto obj = mirror.read_object(it->second);
+  if (!obj) return obj.error();
+  if (obj->second != "tag") return error(ref + " is not an annotated tag");
+  auto parsed = parse_tag(obj->first);
+  if (!parsed) return error(ref + ": " + parsed.message());
+  if (parsed->tag != tag_name) return error("tag " + ref + " claims to be " + parsed->tag);
+  return std::move(obj->first);
 }
 
 }  // namespace dmz

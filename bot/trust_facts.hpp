@@ -1,0 +1,152 @@
+// Verified facts for the signature policy, shared by the PR gate and `dmzbot verify`: the policy
+// in force at a commit with its keys, signatures verified and mapped to accounts, a result cache.
+// Threading: TrustKeys and FactGatherer are used by one thread at a time (they hold GPGME state).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "bot/openpgp.hpp"
+#include "bot/signed_object.hpp"
+#include "bot/sshsig.hpp"
+#include "queue/policy.hpp"
+#include "queue/result.hpp"
+
+namespace dmz {
+namespace git {
+class Mirror;
+}
+
+namespace trust {
+
+// Where the OpenPGP public keys of a committed policy live: every `*.asc` file directly in this
+// directory of the same commit. The policy names fingerprints only; the key material is
+// versioned (and reviewed) with it.
+inline constexpr std::string_view kKeysDir = ".dmz/keys";
+
+// The text of a policy and the key material that goes with it.
+struct PolicySource {
+  std::string label;  // names the file in problems: ".dmz/policy.toml@abc1234" or a path
+  std::string text;
+  std::vector<std::pair<std::string, std::string>> armored_keys;  // file label -> *.asc content
+};
+
+// The policy committed in `commit` (.dmz/policy.toml) and the *.asc files of .dmz/keys in the
+// same commit; nullopt when the commit has no policy file.
+Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror, const std::string& commit);
+
+// A policy file outside the repository (the trust root, `dmzbot verify --policy`) and the *.asc
+// files of the `keys` directory next to it (if there is one).
+Result<PolicySource> policy_source_from_file(const std::filesystem::path& file);
+
+// The outcome of verifying one signature: the account whose key made it, or why not.
+// Both empty: the object is unsigned.
+struct SignatureCheck {
+  std::optional<std::string> signer;
+  std::string problem;
+  bool operator==(const SignatureCheck&) const = default;
+};
+
+// A parsed policy with the keys it names: the ssh lines of its accounts and the OpenPGP keys of
+// its key files (imported into a private GnuPG home on first use). Only keys that an account
+// names map to an account; a key file for a fingerprint no account lists is never trusted.
+class TrustKeys {
+ public:
+  struct Loaded {
+    std::shared_ptr<TrustKeys> keys;    // set iff problems is empty
+    std::vector<std::string> problems;  // "file:line: message"
+  };
+  static Loaded load(const PolicySource& source);
+
+  const queue::Policy& policy() const { return policy_; }
+  // SHA-256 (hex) over the policy text and all key material: the key-set digest of the cache.
+  const std::string& digest() const { return digest_; }
+  const std::string& label() const { return label_; }
+  const PolicySource& source() const { return source_; }
+
+  // Verifies `signature` (armored, of `kind`) over `payload`; `signed_at` is the committer or
+  // tagger time (SSH keys' validity windows are checked against it, as git does).
+  SignatureCheck verify(SignatureKind kind, std::string_view payload, std::string_view signature,
+                        std::int64_t signed_at);
+
+ private:
+  TrustKeys() = default;
+  OpenPgpVerifier* openpgp(std::string& problem);
+
+  queue::Policy policy_;
+  PolicySource source_;
+  std::string digest_;
+  std::string label_;
+  std::vector<std::pair<std::string, std::string>> armored_keys_;
+  std::vector<SshPublicKey> ssh_keys_;
+  std::map<std::string, std::vector<std::string>> ssh_accounts_;  // fingerprint -> accounts
+  std::unique_ptr<OpenPgpVerifier> openpgp_;  // created on the first OpenPGP signature
+  std::string openpgp_problem_;               // why it could not be created
+};
+
+// A verified annotated tag.
+struct TagCheck {
+  ParsedTag tag;
+  SignatureCheck signature;
+  // Set when the tag is refused before its signature counts: "tag refs/tags/x claims to be y",
+  // or the parser's refusal.
+  std::string refusal;
+  bool skipped = false;  // the caller's filter found the tag irrelevant: nothing was verified
+};
+
+// Gathers facts from a mirror and caches signature results by (object id, key-set digest), so
+// an unchanged object under unchanged keys is verified once. The cache is bounded: it is
+// cleared when it holds `cache_limit` entries.
+class FactGatherer {
+ public:
+  explicit FactGatherer(std::size_t cache_limit = 100000) : cache_limit_(cache_limit) {}
+
+  // The fact for one commit: its signature verified with `keys` (a parser refusal becomes the
+  // signature_problem), is_merge, changed_paths against its first parent and changes_policy.
+  // `parsed`, if given, receives the parsed commit (empty when the parser refused it).
+  Result<queue::CommitFact> commit_fact(git::Mirror& mirror, TrustKeys& keys, const std::string& sha,
+                                        std::optional<ParsedCommit>* parsed = nullptr);
+
+  // The annotated tag object `tag_id`, found at refs/tags/<name>, verified with `keys`. If
+  // `relevant` is set and returns false for the parsed tag, it is returned `skipped`, without
+  // a signature operation (approval tags of other PRs).
+  Result<TagCheck> tag_check(git::Mirror& mirror, TrustKeys& keys, const std::string& name,
+                             const std::string& tag_id,
+                             const std::function<bool(const ParsedTag&)>& relevant = {});
+
+  // Verifies the OpenPGP signatures of the commits `shas` (those not cached yet) on up to
+  // `threads` threads, each with its own repository handle (opened at `repo_dir`) and its own
+  // TrustKeys loaded from keys.source(), and caches the results: commit_fact then finds them.
+  // GnuPG runs a process per signature, so this is how a long range is verified faster; the
+  // results are those commit_fact would compute. Does nothing for fewer than 8 signatures per
+  // thread (making a GnuPG home per thread would cost more than it saves). Failures are left
+  // for commit_fact to find and report.
+  void prefetch(const std::filesystem::path& repo_dir, const TrustKeys& keys,
+                const std::vector<std::string>& shas, unsigned threads);
+
+  // Signature operations performed so far (cache misses that reached a verifier).
+  std::uint64_t verifications() const { return verifications_; }
+
+ private:
+  SignatureCheck cached_verify(TrustKeys& keys, const std::string& object_id, SignatureKind kind,
+                               std::string_view payload, std::string_view signature,
+                               std::int64_t signed_at);
+
+  std::size_t cache_limit_;
+  std::map<std::pair<std::string, std::string>, SignatureCheck> cache_;
+  std::uint64_t verifications_ = 0;
+};
+
+// The first 7 hex digits of a sha, as reasons name commits.
+std::string short_sha(std::string_view sha);
+
+}  // namespace trust
+}  // namespace dmz
