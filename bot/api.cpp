@@ -290,7 +290,11 @@ class Api {
     if (kind == Register) {
       auto body = parse_object(req.body);
       int number = number_field(body, "number");
-      auto branch = string_field(body, "branch", std::nullopt, true);
+      // A PR is a branch, or a signed tag (the pull-request-by-signed-tag flow): "tags/<name>".
+      auto tag = string_field(body, "tag", "");
+      if (!tag.empty() && body.contains("branch"))
+        return respond(json_error(422, "give either 'branch' or 'tag', not both"));
+      auto branch = tag.empty() ? string_field(body, "branch", std::nullopt, true) : "tags/" + tag;
       auto author = string_field(body, "author", "");
       auto title = string_field(body, "title", "");
       backend_.register_pull(name, number, branch, author, title,

@@ -43,6 +43,7 @@ class Backend {
 //        {"state": "pending|success|failure|error", "context": "...", "description", "target_url"}
 //   POST /api/v1/repos/{owner}/{name}/pulls                bearer api_token (plain forge)
 //        {"number": 7, "branch": "feature/x", "author": "...", "title": "..."}
+//        or {"number": 7, "tag": "frotz-for-xyzzy", ...}: a PR made by a signed tag
 //   POST /api/v1/repos/{owner}/{name}/pulls/{n}/merge      bearer api_token
 //        {"sha": "<head being approved>", "approver": "..."}
 //   POST /api/v1/repos/{owner}/{name}/pulls/{n}/cancel     bearer api_token {"by": "..."}

@@ -36,6 +36,9 @@ std::string merge_message(const std::string& repo, const q::MergeItem& item) {
 
 namespace {
 
+// The branch name under which a PR made by a signed tag is known: "tags/<tag name>".
+constexpr std::string_view kTagPrefix = "tags/";
+
 q::Settings settings_for(const config::Repo& repo) {
   q::Settings s;
   s.required_checks = repo.required_checks;
@@ -77,6 +80,7 @@ struct RepoRuntime {
   std::unique_ptr<Signer> signer;
   std::unique_ptr<LocalRunner> runner;
   std::unique_ptr<SerialExecutor> git;
+  std::map<std::string, std::pair<q::Sha, q::Sha>> peeled_tags;  // git worker: tag -> (object, commit)
 };
 
 struct Service::Impl {
@@ -207,8 +211,19 @@ struct Service::Impl {
     git::Identity who{cfg.signing.name, cfg.signing.email};
     git::Sha tip = a.base;
     for (const auto& item : a.items) {
+      std::vector<std::pair<std::string, std::string>> headers;
+      if (item.branch.rfind(kTagPrefix, 0) == 0) {
+        // Record the contributor's signed tag so `git show --show-signature` verifies it later.
+        auto tag = mergetag_for(*rt.mirror, item.branch.substr(kTagPrefix.size()));
+        if (!tag) {
+          done.message = tag.message();
+          done.at = now();
+          return done;
+        }
+        headers.emplace_back("mergetag", *tag);
+      }
       auto merged = rt.mirror->merge(tip, item.head, merge_message(rt.cfg.name, item), who,
-                                     rt.signer.get());
+                                     rt.signer.get(), headers);
       if (!merged) {
         done.message = merged.message();
         done.at = now();
@@ -233,14 +248,33 @@ struct Service::Impl {
     return done;
   }
 
+  // What a PR can point at: every remote branch by name, and every annotated tag as
+  // "tags/<name>" peeled to its commit (tag objects are peeled once and remembered).
+  std::map<std::string, q::Sha> pr_heads(RepoRuntime& rt) {
+    auto heads = rt.mirror->remote_branches();
+    std::map<std::string, std::pair<q::Sha, q::Sha>> peeled;  // name -> (tag object, commit)
+    for (const auto& [name, object] : rt.mirror->tags()) {
+      auto known = rt.peeled_tags.find(name);
+      if (known != rt.peeled_tags.end() && known->second.first == object) {
+        peeled.emplace(name, known->second);
+      } else if (auto commit = rt.mirror->resolve(object); commit) {
+        peeled.emplace(name, std::make_pair(object, *commit));
+      }
+    }
+    rt.peeled_tags = std::move(peeled);
+    for (const auto& [name, objects] : rt.peeled_tags)
+      heads.emplace(std::string(kTagPrefix) + name, objects.second);
+    return heads;
+  }
+
   // Fetches and turns what moved on the remote into events for the engine.
   void fetch_and_notice(RepoRuntime& rt) {
-    auto before = rt.mirror->remote_branches();
+    auto before = pr_heads(rt);
     if (Status s = rt.mirror->fetch(); !s.ok()) {
       spdlog::warn("{}: fetch failed: {}", rt.cfg.name, s.message());
       return;
     }
-    auto branches = rt.mirror->remote_branches();
+    auto branches = pr_heads(rt);
     // Branches whose new head does not contain the old one: a force-push dropped commits.
     std::set<std::string> rewritten;
     for (const auto& [name, sha] : branches) {
@@ -399,12 +433,20 @@ void Service::register_pull(const std::string& repo, int number, const std::stri
                             std::function<void(q::Outcome)> done) {
   RepoRuntime* rt = impl_->find(repo);
   if (!rt) return done(refusal(404, "unknown repository " + repo));
-  if (auto why = forges::branch_refusal(branch, rt->cfg.branch_patterns, rt->cfg.refused_patterns))
-    return done(refusal(422, *why));
-  bool posted = rt->git->post([this, rt, number, branch, author, title, done] {
+  // A signed-tag PR is judged by the policy's branch rules (tags/*), not by branch patterns.
+  const bool is_tag = branch.rfind(kTagPrefix, 0) == 0;
+  if (!is_tag)
+    if (auto why = forges::branch_refusal(branch, rt->cfg.branch_patterns, rt->cfg.refused_patterns))
+      return done(refusal(422, *why));
+  bool posted = rt->git->post([this, rt, is_tag, number, branch, author, title, done] {
     if (Status s = rt->mirror->fetch(); !s.ok()) return done(refusal(503, "fetch: " + s.message()));
-    auto head = rt->mirror->remote_branch(branch);
-    if (!head) return done(refusal(422, "branch " + branch + " does not exist on the remote"));
+    auto heads = impl_->pr_heads(*rt);
+    auto found = heads.find(branch);
+    if (found == heads.end())
+      return done(refusal(422, (is_tag ? "annotated tag " + branch.substr(kTagPrefix.size())
+                                       : "branch " + branch) +
+                                   " does not exist on the remote"));
+    std::optional<std::string> head = found->second;
     q::PrOpened opened{number, branch, author, title, *head, impl_->now()};
     if (!impl_->engine.post([this, rt, opened, done] { impl_->apply(*rt, opened, done); }))
       done(refusal(503, "service is stopping"));

@@ -287,6 +287,38 @@ TEST_CASE("a force-push that drops published commits is reported as rewritten hi
   CHECK(remote.rev("master") == remote.initial);
 }
 
+TEST_CASE("a PR made by a signed tag is merged with a mergetag that git verifies later") {
+  Remote remote;
+  test::TempDir data;
+  const auto& contributor = test::cached_ssh_key("ed25519", 1);
+  std::string head = remote.branch("feature/frotz", {{"frotz.txt", "frotz\n"}});
+  test::ssh_signed_tag(remote.work, contributor, "frotz-for-xyzzy", head, "Completed frotz feature");
+  must(test::git_env() + "git push -q origin frotz-for-xyzzy", remote.work);
+  Running run(make_config(remote, data.path(), false, {"ci/build"}));
+  auto reg = run.post("/pulls", {{"number", 1}, {"tag", "frotz-for-xyzzy"}, {"author", "con"}});
+  REQUIRE_MESSAGE(reg.status == 202, reg.body);
+  CHECK(run.pr(1).head == head);  // the tag peeled to its commit
+  auto both = run.post("/pulls", {{"number", 2}, {"tag", "x"}, {"branch", "feature/frotz"}});
+  CHECK(both.status == 422);
+  auto missing = run.post("/pulls", {{"number", 3}, {"tag", "no-such-tag"}});
+  CHECK(missing.status == 422);
+  REQUIRE(run.post("/pulls/1/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  std::string candidate = remote.rev("dmz");
+  REQUIRE(run.post("/statuses/" + candidate, {{"state", "success"}, {"context", "ci/build"}}).status == 202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+  std::string raw = must("git cat-file commit master", remote.origin);
+  CHECK(raw.find("\nmergetag object " + head + "\n") != std::string::npos);
+  CHECK(raw.find(" tag frotz-for-xyzzy\n") != std::string::npos);
+  // git itself checks the contributor's signature recorded in the merge.
+  test::write_allowed_signers(data / "allowed", {{"tester@example.com", &contributor, ""}});
+  std::string shown = must(test::git_env() + "git " + test::ssh_verify_options(data / "allowed") +
+                               " show --show-signature -s master",
+                           remote.origin);
+  CHECK(shown.find("merged tag 'frotz-for-xyzzy'") != std::string::npos);
+  CHECK(shown.find("Good \"git\" signature") != std::string::npos);
+}
+
 TEST_CASE("master moved by someone else: dmzbot rebuilds dmz on it and never overwrites it") {
   Remote remote;
   test::TempDir data;
