@@ -7,6 +7,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <thread>
+#include <tuple>
 
 #include "bot/http_client.hpp"
 #include "bot/http_server.hpp"
@@ -317,6 +318,38 @@ TEST_CASE("a PR made by a signed tag is merged with a mergetag that git verifies
                            remote.origin);
   CHECK(shown.find("merged tag 'frotz-for-xyzzy'") != std::string::npos);
   CHECK(shown.find("Good \"git\" signature") != std::string::npos);
+}
+
+TEST_CASE("the trust policy gates the queue: a signed PR lands, an unsigned one fails with reasons") {
+  Remote remote;
+  test::TempDir data;
+  const auto& alice = test::cached_ssh_key("ed25519", 2);
+  test::write_file(data / "trust/policy.toml",
+                   "version = 1\n[accounts.alice]\nssh = [\"" + alice.public_line +
+                       "\"]\nlogins = [\"alice\"]\n[groups]\ndevelopers = [\"alice\"]\n"
+                       "[branches]\nallowed = [\"feature/*\"]\n"
+                       "[[rule]]\nbranch = \"master\"\nsigners = \"developers\"\nauthor_signs = true\n");
+  // #1: signed by alice; #2: unsigned.
+  must(test::git_env() + "git checkout -q -B feature/signed origin/master", remote.work);
+  std::string signed_head = test::ssh_signed_commit(remote.work, alice, {{"s.txt", "s\n"}}, "signed work");
+  must(test::git_env() + "git push -q origin feature/signed", remote.work);
+  std::string unsigned_head = remote.branch("feature/unsigned", {{"u.txt", "u\n"}});
+  auto cfg = make_config(remote, data.path(), true);
+  cfg.repos[0].policy_root = data / "trust/policy.toml";
+  Running run(cfg);
+  for (auto [n, branch, head] : {std::tuple{1, "feature/signed", signed_head},
+                                 std::tuple{2, "feature/unsigned", unsigned_head}}) {
+    REQUIRE(run.post("/pulls", {{"number", n}, {"branch", branch}, {"author", "alice"}}).status == 202);
+    REQUIRE(run.post("/pulls/" + std::to_string(n) + "/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
+  }
+  REQUIRE(eventually([&] { return run.status(2) == q::PrStatus::Failed; }));
+  auto refused = run.pr(2);
+  CHECK(refused.reason.rfind("policy: ", 0) == 0);
+  bool names_unsigned = false;
+  for (const auto& d : refused.details) names_unsigned |= d.find(unsigned_head.substr(0, 7) + " is unsigned") != std::string::npos;
+  CHECK_MESSAGE(names_unsigned, refused.reason);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+  CHECK(remote.master_subjects() == std::vector<std::string>{"Merge #1 from feature/signed"});
 }
 
 TEST_CASE("master moved by someone else: dmzbot rebuilds dmz on it and never overwrites it") {
