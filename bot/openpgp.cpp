@@ -13,6 +13,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <mutex>
 
 extern char** environ;
@@ -279,9 +280,36 @@ const char kGpgConf[] =
 
 }  // namespace
 
+namespace {
+
+// What verify() needs to know about one signing (sub)key, read from a gpgme key listing.
+// Revocation cannot change without an import (which clears the cache); expiry is kept as a
+// time and compared with the clock at each use, so a cached key cannot outlive its expiry.
+struct SubkeyFacts {
+  std::string fpr;
+  bool revoked = false, invalid = false, disabled = false, can_sign = false;
+  unsigned long expires = 0;  // 0: never
+  unsigned long created = 0;
+};
+struct KeyFacts {
+  bool revoked = false, invalid = false, disabled = false;
+  SubkeyFacts primary, signer;
+};
+
+SubkeyFacts facts_of(gpgme_subkey_t k) {
+  return SubkeyFacts{k->fpr ? k->fpr : "", k->revoked != 0, k->invalid != 0, k->disabled != 0,
+                     k->can_sign != 0, k->expires > 0 ? static_cast<unsigned long>(k->expires) : 0,
+                     k->timestamp > 0 ? static_cast<unsigned long>(k->timestamp) : 0};
+}
+
+}  // namespace
+
 struct OpenPgpVerifier::State {
   std::string home;
   gpgme::Context ctx;
+  // Key listings by signing fingerprint: without this every verification would run gpg a
+  // second time (gpgme_get_key), doubling the cost of a cold check.
+  std::map<std::string, KeyFacts> keys;
 
   ~State() {
     ctx.reset();
@@ -321,6 +349,7 @@ Result<OpenPgpVerifier> OpenPgpVerifier::create() {
 }
 
 Result<std::vector<std::string>> OpenPgpVerifier::import_keys(std::string_view armored) {
+  state_->keys.clear();  // an import may add a revocation or a new expiry
   if (armored.find("PRIVATE KEY BLOCK") != std::string_view::npos) {
     return error("error: refusing to import a secret key");
   }
@@ -452,38 +481,44 @@ Result<OpenPgpVerified> OpenPgpVerifier::verify(std::string_view payload,
 
   // Resolve the signing key ourselves: the primary key is what the policy names.
   if (sig_fpr.size() < 40) return error("error: GnuPG did not report the signer's fingerprint");
-  gpgme_key_t raw = nullptr;
-  err = gpgme_get_key(ctx, sig_fpr.c_str(), &raw, 0);
-  if (gpg_err_code(err) == GPG_ERR_EOF) {
-    return error("no-key: signed by key " + sig_fpr + " not in the policy");
+  auto cached = state_->keys.find(sig_fpr);
+  if (cached == state_->keys.end()) {
+    gpgme_key_t raw = nullptr;
+    err = gpgme_get_key(ctx, sig_fpr.c_str(), &raw, 0);
+    if (gpg_err_code(err) == GPG_ERR_EOF) {
+      return error("no-key: signed by key " + sig_fpr + " not in the policy");
+    }
+    if (err) return error(gpgme::describe("error: looking up " + sig_fpr, err));
+    Key key(raw);
+    gpgme_subkey_t primary = key->subkeys;
+    gpgme_subkey_t signer = find_subkey(key.get(), sig_fpr);
+    if (!primary || !primary->fpr || !signer || !signer->fpr) {
+      return error("error: key " + sig_fpr + " not found in its own key listing");
+    }
+    KeyFacts facts{key->revoked != 0, key->invalid != 0, key->disabled != 0, facts_of(primary),
+                   facts_of(signer)};
+    cached = state_->keys.emplace(sig_fpr, std::move(facts)).first;
   }
-  if (err) return error(gpgme::describe("error: looking up " + sig_fpr, err));
-  Key key(raw);
-  gpgme_subkey_t primary = key->subkeys;
-  gpgme_subkey_t signer = find_subkey(key.get(), sig_fpr);
-  if (!primary || !primary->fpr || !signer || !signer->fpr) {
-    return error("error: key " + sig_fpr + " not found in its own key listing");
-  }
-  if (key->revoked || primary->revoked || signer->revoked) {
+  const KeyFacts& key = cached->second;
+  if (key.revoked || key.primary.revoked || key.signer.revoked) {
     return error("revoked-key: " + sig_fpr + " is revoked");
   }
-  if (key->expired || primary->expired || signer->expired) {
+  const auto now = static_cast<unsigned long>(std::time(nullptr));
+  auto expired_by = [](const SubkeyFacts& k, unsigned long t) { return k.expires > 0 && k.expires <= t; };
+  if (expired_by(key.primary, now) || expired_by(key.signer, now)) {
     return error("expired-key: " + sig_fpr + " has expired");
   }
-  auto expired_at_signing = [&](gpgme_subkey_t k) {
-    return k->expires > 0 && static_cast<unsigned long>(k->expires) <= s->timestamp;
-  };
-  if (expired_at_signing(primary) || expired_at_signing(signer)) {
+  if (expired_by(key.primary, s->timestamp) || expired_by(key.signer, s->timestamp)) {
     return error("expired-key: " + sig_fpr + " had expired when it signed");
   }
-  if (key->invalid || key->disabled || signer->invalid || signer->disabled) {
+  if (key.invalid || key.disabled || key.signer.invalid || key.signer.disabled) {
     return error("bad-signature: key " + sig_fpr + " is invalid or disabled");
   }
-  if (!signer->can_sign) return error("wrong-key-usage: " + sig_fpr + " may not sign");
-  if (signer->timestamp > 0 && static_cast<unsigned long>(signer->timestamp) > s->timestamp) {
+  if (!key.signer.can_sign) return error("wrong-key-usage: " + sig_fpr + " may not sign");
+  if (key.signer.created > 0 && key.signer.created > s->timestamp) {
     return error("bad-signature: the signature predates key " + sig_fpr);
   }
-  return OpenPgpVerified{upper(primary->fpr), upper(signer->fpr),
+  return OpenPgpVerified{upper(key.primary.fpr), upper(key.signer.fpr),
                          static_cast<std::int64_t>(s->timestamp)};
 }
 
