@@ -8,16 +8,8 @@ namespace dmz {
 
 namespace {
 
-struct KeyDeleter {
-  void operator()(_gpgme_key* key) const { gpgme_key_unref(key); }
-};
-using Key = std::unique_ptr<_gpgme_key, KeyDeleter>;
-
-std::string upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
+using gpgme::Key;
+using gpgme::upper;
 
 bool is_fingerprint(const std::string& s) {
   if (s.size() != 40) return false;

@@ -121,20 +121,20 @@ void kill_daemons(const std::string& home) {
   posix_spawn_file_actions_destroy(&actions);
 }
 
-}  // namespace gpgme
-
-namespace {
-
-struct KeyDeleter {
-  void operator()(_gpgme_key* key) const { gpgme_key_unref(key); }
-};
-using Key = std::unique_ptr<_gpgme_key, KeyDeleter>;
+void KeyDeleter::operator()(_gpgme_key* key) const { gpgme_key_unref(key); }
 
 std::string upper(std::string_view s) {
   std::string out(s);
   for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return out;
 }
+
+}  // namespace gpgme
+
+namespace {
+
+using gpgme::Key;
+using gpgme::upper;
 
 size_t count(std::string_view haystack, std::string_view needle) {
   size_t n = 0;

@@ -11,6 +11,7 @@
 #include "queue/result.hpp"
 
 struct gpgme_context;  // gpgme_ctx_t
+struct _gpgme_key;     // gpgme_key_t
 struct gpgme_data;     // gpgme_data_t
 
 namespace dmz {
@@ -24,8 +25,15 @@ struct ContextDeleter {
 struct DataDeleter {
   void operator()(gpgme_data* data) const;
 };
+struct KeyDeleter {
+  void operator()(_gpgme_key* key) const;
+};
 using Context = std::unique_ptr<gpgme_context, ContextDeleter>;
 using Data = std::unique_ptr<gpgme_data, DataDeleter>;
+using Key = std::unique_ptr<_gpgme_key, KeyDeleter>;
+
+// Fingerprints are compared in uppercase hex.
+std::string upper(std::string_view s);
 
 // Initializes GPGME once per process (thread-safe) and returns an OpenPGP context bound to the
 // GnuPG home `home`, offline (no dirmngr, hence no keyserver), with loopback pinentry.

@@ -23,6 +23,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "bot/openssl_handles.hpp"
 #include "bot/sshsig.hpp"
 
 namespace dmz {
@@ -32,28 +33,7 @@ constexpr std::string_view kBegin = "-----BEGIN OPENSSH PRIVATE KEY-----";
 constexpr std::string_view kEnd = "-----END OPENSSH PRIVATE KEY-----";
 constexpr std::string_view kAuthMagic{"openssh-key-v1\0", 15};
 
-struct PkeyFree { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
-struct PkeyCtxFree { void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); } };
-struct MdCtxFree { void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); } };
-struct BnFree { void operator()(BIGNUM* p) const { BN_clear_free(p); } };
-struct BnCtxFree { void operator()(BN_CTX* p) const { BN_CTX_free(p); } };
-struct ParamBldFree { void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); } };
-struct ParamFree { void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); } };  // OSSL_PARAM_clear_free is 3.2+
-struct EcdsaSigFree { void operator()(ECDSA_SIG* p) const { ECDSA_SIG_free(p); } };
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-using Bn = std::unique_ptr<BIGNUM, BnFree>;
-using BnCtx = std::unique_ptr<BN_CTX, BnCtxFree>;
-using ParamBld = std::unique_ptr<OSSL_PARAM_BLD, ParamBldFree>;
-using Params = std::unique_ptr<OSSL_PARAM, ParamFree>;
-using EcdsaSig = std::unique_ptr<ECDSA_SIG, EcdsaSigFree>;
-
-const unsigned char* u8(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
-
-Bn bn_from(std::string_view magnitude) {
-  return Bn(BN_bin2bn(u8(magnitude), static_cast<int>(magnitude.size()), nullptr));
-}
+using namespace openssl;  // the handles of bot/openssl_handles.hpp
 
 std::string bn_bytes(const BIGNUM* bn) {
   std::string out(static_cast<size_t>(BN_num_bytes(bn)), '\0');

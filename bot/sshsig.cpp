@@ -2,6 +2,8 @@
 // section 6.6 / RFC 5656 / RFC 8709 / RFC 8332 (public keys and signatures of each key type).
 #include "bot/sshsig.hpp"
 
+#include "bot/openssl_handles.hpp"
+
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -21,26 +23,7 @@ constexpr std::string_view kMagic = "SSHSIG";
 constexpr std::string_view kBegin = "-----BEGIN SSH SIGNATURE-----";
 constexpr std::string_view kEnd = "-----END SSH SIGNATURE-----";
 
-struct PkeyFree { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
-struct PkeyCtxFree { void operator()(EVP_PKEY_CTX* p) const { EVP_PKEY_CTX_free(p); } };
-struct MdCtxFree { void operator()(EVP_MD_CTX* p) const { EVP_MD_CTX_free(p); } };
-struct BnFree { void operator()(BIGNUM* p) const { BN_free(p); } };
-struct ParamBldFree { void operator()(OSSL_PARAM_BLD* p) const { OSSL_PARAM_BLD_free(p); } };
-struct ParamFree { void operator()(OSSL_PARAM* p) const { OSSL_PARAM_free(p); } };
-struct EcdsaSigFree { void operator()(ECDSA_SIG* p) const { ECDSA_SIG_free(p); } };
-using Pkey = std::unique_ptr<EVP_PKEY, PkeyFree>;
-using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, PkeyCtxFree>;
-using MdCtx = std::unique_ptr<EVP_MD_CTX, MdCtxFree>;
-using Bn = std::unique_ptr<BIGNUM, BnFree>;
-using ParamBld = std::unique_ptr<OSSL_PARAM_BLD, ParamBldFree>;
-using Params = std::unique_ptr<OSSL_PARAM, ParamFree>;
-using EcdsaSig = std::unique_ptr<ECDSA_SIG, EcdsaSigFree>;
-
-const unsigned char* u8(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
-
-Bn bn_from(std::string_view magnitude) {
-  return Bn(BN_bin2bn(u8(magnitude), static_cast<int>(magnitude.size()), nullptr));
-}
+using namespace openssl;  // the handles of bot/openssl_handles.hpp
 
 std::string iso_time(int64_t t) {
   std::time_t tt = static_cast<std::time_t>(t);
