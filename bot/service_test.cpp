@@ -254,6 +254,57 @@ TEST_CASE("a wrong token or a stale head changes nothing") {
   CHECK(run.service->state(kRepo)->prs.count(2) == 0);
 }
 
+TEST_CASE("every kind of bad input gets a 4xx with a JSON message and changes no state") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/b", {{"b.txt", "b\n"}});
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  Running run(cfg);
+  REQUIRE(run.post("/pulls", {{"number", 1}, {"branch", "feature/b"}}).status == 202);
+  auto queue_doc = [&] {
+    auto r = http_request("127.0.0.1", run.port, "GET", std::string("/api/v1/repos/") + kRepo + "/queue");
+    REQUIRE(r.ok());
+    return r->body;
+  };
+  const std::string before = queue_doc();
+  auto raw = [&](const std::string& target, const std::string& body, const std::string& token) {
+    auto r = http_request("127.0.0.1", run.port, "POST", target, body,
+                          {{"Authorization", "Bearer " + token}});
+    REQUIRE(r.ok());
+    return *r;
+  };
+  const std::string base = std::string("/api/v1/repos/") + kRepo;
+  struct Case {
+    const char* what;
+    std::string target, body, token;
+    int status;
+  };
+  std::vector<Case> cases = {
+      {"malformed JSON", base + "/pulls/1/merge", "{\"sha\": ", kToken, 400},
+      {"missing field", base + "/pulls/1/merge", "{\"approver\": \"mm\"}", kToken, 422},
+      {"wrong type", base + "/pulls/1/merge", "{\"sha\": 7, \"approver\": \"mm\"}", kToken, 422},
+      {"unknown repository", "/api/v1/repos/acme/nope/pulls/1/merge",
+       nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), kToken, 404},
+      {"unknown PR", base + "/pulls/99/merge", nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), kToken, 404},
+      {"wrong token", base + "/pulls/1/merge", nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), "nope", 401},
+      {"stale SHA", base + "/pulls/1/merge", nlohmann::json{{"sha", remote.initial}, {"approver", "mm"}}.dump(), kToken, 409},
+      {"body over the limit", base + "/pulls/1/merge", std::string((1 << 20) + 1, ' '), kToken, 413},
+      {"bad check state", base + "/statuses/" + head, "{\"state\": \"green\", \"context\": \"ci/build\"}", kToken, 422},
+      {"cancel of an open PR", base + "/pulls/1/cancel", "{\"by\": \"mm\"}", kToken, 409},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.what);
+    auto r = raw(c.target, c.body, c.token);
+    CHECK(r.status == c.status);
+    auto parsed = nlohmann::json::parse(r.body, nullptr, false);
+    REQUIRE(parsed.is_object());
+    CHECK(parsed.at("error").is_string());
+    CHECK_FALSE(parsed.at("error").get<std::string>().empty());
+    CHECK(queue_doc() == before);
+  }
+  CHECK(remote.rev("master") == remote.initial);
+}
+
 TEST_CASE("a new push to a PR in the train drops it and cancels its build") {
   Remote remote;
   test::TempDir data;
