@@ -27,9 +27,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 HttpResponse json_ok(int status, const json& body) {
   HttpResponse r;
@@ -138,8 +136,8 @@ int number_field(const json& j, const char* name) {
 std::string sha_field(const json& j, const char* name) {
   auto value = string_field(j, name);
   if (!is_sha(value))
-    throw BadInput{json_error(422, std::string("field '") + name +
-                                       "' must be a commit SHA (40 or 64 hex digits)")};
+    throw BadInput{json_error(
+        422, std::string("field '") + name + "' must be a commit SHA (40 or 64 hex digits)")};
   return lowercase(value);
 }
 
@@ -169,11 +167,9 @@ class Api {
   }
 
   // nullopt: authorized; otherwise the answer.
-  static std::optional<HttpResponse> authorize(const HttpRequest& req,
-                                               const config::Secret& secret,
+  static std::optional<HttpResponse> authorize(const HttpRequest& req, const config::Secret& secret,
                                                const char* secret_name) {
-    if (secret.empty())
-      return json_error(403, std::string("no ") + secret_name + " configured");
+    if (secret.empty()) return json_error(403, std::string("no ") + secret_name + " configured");
     auto header = req.header("authorization");
     constexpr std::string_view scheme = "bearer ";
     if (header.size() < scheme.size() || lowercase(header.substr(0, scheme.size())) != scheme)
@@ -243,12 +239,16 @@ class Api {
     const std::string name = p[3] + "/" + p[4];
     const std::string& what = p[5];
     enum { Queue, Status, Register, Command, None } kind = None;
-    if (n == 6 && what == "queue") kind = Queue;
-    else if (n == 7 && what == "statuses") kind = Status;
-    else if (n == 6 && what == "pulls") kind = Register;
+    if (n == 6 && what == "queue")
+      kind = Queue;
+    else if (n == 7 && what == "statuses")
+      kind = Status;
+    else if (n == 6 && what == "pulls")
+      kind = Register;
     else if (n == 8 && what == "pulls" && (p[7] == "merge" || p[7] == "cancel" || p[7] == "retry"))
       kind = Command;
-    if (kind == None) return respond(json_error(404, "no route for " + req.target.substr(0, req.target.find('?'))));
+    if (kind == None)
+      return respond(json_error(404, "no route for " + req.target.substr(0, req.target.find('?'))));
 
     const char* allowed = kind == Queue ? "GET" : "POST";
     if (m != allowed) return respond(method_not_allowed(m, allowed));
@@ -304,7 +304,8 @@ class Api {
 
     auto number = parse_number(p[6]);
     if (!number)
-      return respond(json_error(422, "pull request number '" + p[6] + "' must be a positive integer"));
+      return respond(
+          json_error(422, "pull request number '" + p[6] + "' must be a positive integer"));
     auto body = parse_object(req.body);
     const auto at = backend_.now();
     if (p[7] == "merge") {

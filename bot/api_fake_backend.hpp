@@ -38,7 +38,7 @@ class FakeBackend : public Backend {
   queue::Millis clock = 1000;
   bool is_ready = true;
   std::string metrics_text = "# TYPE dmz_up gauge\ndmz_up 1\n";
-  queue::Outcome outcome;                        // returned by submit and register_pull
+  queue::Outcome outcome;                          // returned by submit and register_pull
   std::map<std::string, queue::RepoState> states;  // snapshot
   bool answer_from_thread = false;
 

@@ -48,10 +48,12 @@ Call call(Handler& api, const std::string& method, const std::string& target,
 }
 
 const std::string kStatus = "/api/v1/repos/o/n/statuses/" + kSha;
-const std::string kStatusBody = R"({"state":"success","context":"ci/build","description":"ok","target_url":"http://ci/1"})";
+const std::string kStatusBody =
+    R"({"state":"success","context":"ci/build","description":"ok","target_url":"http://ci/1"})";
 
 // Asserts a 4xx JSON error answer and that nothing reached the engine.
-void expect_refused(const Call& c, const FakeBackend& fake, int status, const std::string& contains) {
+void expect_refused(const Call& c, const FakeBackend& fake, int status,
+                    const std::string& contains) {
   CHECK(c.response.status == status);
   CHECK(c.response.content_type == "application/json");
   CAPTURE(c.response.body);
@@ -124,10 +126,12 @@ TEST_CASE("status: 64-digit and uppercase SHAs are accepted, normalised to lower
   FakeBackend fake;
   auto api = make_api(fake);
   CHECK(call(api, "POST", "/api/v1/repos/o/n/statuses/" + kSha256,
-             R"({"state":"pending","context":"c"})", "st").response.status == 202);
+             R"({"state":"pending","context":"c"})", "st")
+            .response.status == 202);
   std::string upper = "0123456789ABCDEF0123456789ABCDEF01234567";
   CHECK(call(api, "POST", "/api/v1/repos/o/n/statuses/" + upper,
-             R"({"state":"failure","context":"c","description":null})", "st").response.status == 202);
+             R"({"state":"failure","context":"c","description":null})", "st")
+            .response.status == 202);
   REQUIRE(fake.events.size() == 2);
   CHECK(std::get<queue::CheckReported>(fake.events[0].second).sha == kSha256);
   CHECK(std::get<queue::CheckReported>(fake.events[0].second).check.state ==
@@ -142,7 +146,9 @@ TEST_CASE("status: bad input is refused and records nothing") {
   SUBCASE("malformed JSON") {
     expect_refused(call(api, "POST", kStatus, "{\"state\":", "st"), fake, 400, "malformed JSON");
   }
-  SUBCASE("empty body") { expect_refused(call(api, "POST", kStatus, "", "st"), fake, 400, "malformed JSON"); }
+  SUBCASE("empty body") {
+    expect_refused(call(api, "POST", kStatus, "", "st"), fake, 400, "malformed JSON");
+  }
   SUBCASE("not an object") {
     expect_refused(call(api, "POST", kStatus, "[1,2]", "st"), fake, 422, "JSON object");
   }
@@ -166,28 +172,28 @@ TEST_CASE("status: bad input is refused and records nothing") {
                    422, "'context' must not be empty");
   }
   SUBCASE("description of the wrong type") {
-    expect_refused(call(api, "POST", kStatus,
-                        R"({"state":"success","context":"c","description":5})", "st"),
-                   fake, 422, "'description' must be a string");
+    expect_refused(
+        call(api, "POST", kStatus, R"({"state":"success","context":"c","description":5})", "st"),
+        fake, 422, "'description' must be a string");
   }
   SUBCASE("target_url of the wrong type") {
-    expect_refused(call(api, "POST", kStatus,
-                        R"({"state":"success","context":"c","target_url":[]})", "st"),
-                   fake, 422, "'target_url' must be a string");
+    expect_refused(
+        call(api, "POST", kStatus, R"({"state":"success","context":"c","target_url":[]})", "st"),
+        fake, 422, "'target_url' must be a string");
   }
   SUBCASE("bad sha: too short") {
-    expect_refused(call(api, "POST", "/api/v1/repos/o/n/statuses/abc123", kStatusBody, "st"),
-                   fake, 422, "not a commit SHA");
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/statuses/abc123", kStatusBody, "st"), fake,
+                   422, "not a commit SHA");
   }
   SUBCASE("bad sha: not hex") {
     std::string bad = kSha;
     bad[5] = 'g';
-    expect_refused(call(api, "POST", "/api/v1/repos/o/n/statuses/" + bad, kStatusBody, "st"),
-                   fake, 422, "not a commit SHA");
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/statuses/" + bad, kStatusBody, "st"), fake,
+                   422, "not a commit SHA");
   }
   SUBCASE("unknown repo") {
-    expect_refused(call(api, "POST", "/api/v1/repos/x/y/statuses/" + kSha, kStatusBody, "st"),
-                   fake, 404, "unknown repository x/y");
+    expect_refused(call(api, "POST", "/api/v1/repos/x/y/statuses/" + kSha, kStatusBody, "st"), fake,
+                   404, "unknown repository x/y");
   }
   SUBCASE("missing token") {
     auto c = call(api, "POST", kStatus, kStatusBody);
@@ -199,12 +205,16 @@ TEST_CASE("status: bad input is refused and records nothing") {
     expect_refused(c, fake, 401, "invalid bearer token");
     CHECK(c.response.body.find("st") == std::string::npos);
     CHECK(c.header("WWW-Authenticate").rfind("Bearer", 0) == 0);
-    expect_refused(call(api, "POST", kStatus, kStatusBody, "tok"), fake, 401, "invalid bearer token");
+    expect_refused(call(api, "POST", kStatus, kStatusBody, "tok"), fake, 401,
+                   "invalid bearer token");
   }
   SUBCASE("non-bearer scheme") {
     HttpRequest req{"POST", kStatus, {{"authorization", "Basic c3Q="}}, kStatusBody};
     Call c;
-    api(req, [&](HttpResponse r) { c.answered = true; c.response = r; });
+    api(req, [&](HttpResponse r) {
+      c.answered = true;
+      c.response = r;
+    });
     expect_refused(c, fake, 401, "missing bearer token");
   }
   SUBCASE("no status token configured") {
@@ -300,8 +310,8 @@ TEST_CASE("merge, cancel, retry: bad input is refused and records nothing") {
                    "'sha' must be a string");
   }
   SUBCASE("bad sha format") {
-    expect_refused(call(api, "POST", merge, R"({"sha":"abc","approver":"mm"})", "tok"), fake,
-                   422, "'sha' must be a commit SHA");
+    expect_refused(call(api, "POST", merge, R"({"sha":"abc","approver":"mm"})", "tok"), fake, 422,
+                   "'sha' must be a commit SHA");
   }
   SUBCASE("missing approver") {
     expect_refused(call(api, "POST", merge, R"({"sha":")" + kSha + R"("})", "tok"), fake, 422,
@@ -321,8 +331,8 @@ TEST_CASE("merge, cancel, retry: bad input is refused and records nothing") {
                      fake, 422, "positive integer");
   }
   SUBCASE("unknown repo") {
-    expect_refused(call(api, "POST", "/api/v1/repos/o/zz/pulls/7/merge", ok_body, "tok"), fake,
-                   404, "unknown repository o/zz");
+    expect_refused(call(api, "POST", "/api/v1/repos/o/zz/pulls/7/merge", ok_body, "tok"), fake, 404,
+                   "unknown repository o/zz");
   }
   SUBCASE("missing token") {
     expect_refused(call(api, "POST", merge, ok_body), fake, 401, "missing bearer token");
@@ -331,16 +341,16 @@ TEST_CASE("merge, cancel, retry: bad input is refused and records nothing") {
     expect_refused(call(api, "POST", merge, ok_body, "st"), fake, 401, "invalid bearer token");
   }
   SUBCASE("no api token configured") {
-    expect_refused(call(api, "POST", "/api/v1/repos/o/notoken/pulls/7/merge", ok_body, "tok"),
-                   fake, 403, "no api_token configured");
+    expect_refused(call(api, "POST", "/api/v1/repos/o/notoken/pulls/7/merge", ok_body, "tok"), fake,
+                   403, "no api_token configured");
   }
   SUBCASE("wrong method") {
     expect_refused(call(api, "GET", merge, "", "tok"), fake, 405, "not allowed");
     expect_refused(call(api, "PUT", merge, ok_body, "tok"), fake, 405, "not allowed");
   }
   SUBCASE("unknown command") {
-    expect_refused(call(api, "POST", "/api/v1/repos/o/n/pulls/7/squash", ok_body, "tok"), fake,
-                   404, "no route");
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/pulls/7/squash", ok_body, "tok"), fake, 404,
+                   "no route");
   }
 }
 
@@ -374,8 +384,8 @@ TEST_CASE("pulls: register") {
                    "missing field 'number'");
     expect_refused(call(api, "POST", url, R"({"number":"7","branch":"feature/x"})", "tok"), fake,
                    422, "'number' must be a positive integer");
-    expect_refused(call(api, "POST", url, R"({"number":0,"branch":"feature/x"})", "tok"), fake,
-                   422, "'number' must be a positive integer");
+    expect_refused(call(api, "POST", url, R"({"number":0,"branch":"feature/x"})", "tok"), fake, 422,
+                   "'number' must be a positive integer");
     expect_refused(call(api, "POST", url, R"({"number":-3,"branch":"feature/x"})", "tok"), fake,
                    422, "'number' must be a positive integer");
     expect_refused(call(api, "POST", url, R"({"number":1.5,"branch":"feature/x"})", "tok"), fake,
@@ -390,9 +400,9 @@ TEST_CASE("pulls: register") {
                    "invalid bearer token");
     expect_refused(call(api, "POST", url, R"({"number":7,"branch":"x"})"), fake, 401,
                    "missing bearer token");
-    expect_refused(call(api, "POST", "/api/v1/repos/q/q/pulls", R"({"number":7,"branch":"x"})",
-                        "tok"),
-                   fake, 404, "unknown repository q/q");
+    expect_refused(
+        call(api, "POST", "/api/v1/repos/q/q/pulls", R"({"number":7,"branch":"x"})", "tok"), fake,
+        404, "unknown repository q/q");
     expect_refused(call(api, "GET", url, "", "tok"), fake, 405, "not allowed");
   }
 }
@@ -442,7 +452,7 @@ TEST_CASE("repository list and status pages") {
   CHECK(index.response.content_type == "text/html; charset=utf-8");
   CHECK(index.response.body.find("/api/v1/repos") != std::string::npos);
   CHECK(index.response.body.find("<script") != std::string::npos);
-  CHECK(index.response.body.find("src=") == std::string::npos);   // no external assets
+  CHECK(index.response.body.find("src=") == std::string::npos);  // no external assets
   CHECK(index.response.body.find("innerHTML") == std::string::npos);
 
   auto page = call(api, "GET", "/repos/o/n");
@@ -455,10 +465,10 @@ TEST_CASE("repository list and status pages") {
 TEST_CASE("unknown routes and methods") {
   FakeBackend fake;
   auto api = make_api(fake);
-  for (std::string target : {"/nope", "/healthz/", "/api/v1", "/api/v1/repos/o/n",
-                             "/api/v1/repos/o/n/queue/x", "/api/v2/repos/o/n/queue",
-                             "/api/v1/repos/o/n/statuses", "/api/v1/repos/o/n/pulls/7", "",
-                             "nonsense"})
+  for (std::string target :
+       {"/nope", "/healthz/", "/api/v1", "/api/v1/repos/o/n", "/api/v1/repos/o/n/queue/x",
+        "/api/v2/repos/o/n/queue", "/api/v1/repos/o/n/statuses", "/api/v1/repos/o/n/pulls/7", "",
+        "nonsense"})
     expect_refused(call(api, "POST", target, "{}", "tok"), fake, 404, "no route");
   expect_refused(call(api, "DELETE", "/metrics"), fake, 405, "not allowed");
 }

@@ -34,10 +34,10 @@ TEST_CASE("check-config prints file:line: message for every problem and exits 1"
                    "requird_checks = [\"ci/build\"]\napi_token = \"inline-secret\"\n");
   auto r = test::run(dmzbot() + " check-config bad.toml", dir.path());
   CHECK(r.exit_code == 1);
-  CHECK(r.out.find("bad.toml:2: ") != std::string::npos);                         // the port
+  CHECK(r.out.find("bad.toml:2: ") != std::string::npos);  // the port
   CHECK(r.out.find("bad.toml:6: unknown key 'requird_checks' in [[repo]]") != std::string::npos);
-  CHECK(r.out.find("bad.toml:7: ") != std::string::npos);                         // inline token
-  CHECK(r.out.find("inline-secret") == std::string::npos);                       // never echoed
+  CHECK(r.out.find("bad.toml:7: ") != std::string::npos);   // inline token
+  CHECK(r.out.find("inline-secret") == std::string::npos);  // never echoed
 }
 
 TEST_CASE("check-config reports an unreadable file and a TOML syntax error") {

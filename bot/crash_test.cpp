@@ -42,8 +42,10 @@ Child start_server(const std::string& bin, const std::filesystem::path& config,
   for (int i = 0; i < 500 && c.port == 0; ++i) {
     std::smatch m;
     std::string text = test::read_file(log);
-    if (std::regex_search(text, m, listening)) c.port = static_cast<std::uint16_t>(std::stoi(m[1]));
-    else std::this_thread::sleep_for(20ms);
+    if (std::regex_search(text, m, listening))
+      c.port = static_cast<std::uint16_t>(std::stoi(m[1]));
+    else
+      std::this_thread::sleep_for(20ms);
   }
   INFO("server log: ", test::read_file(log));
   REQUIRE(c.port != 0);
@@ -75,9 +77,11 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
   test::write_file(dir / "token", "crash-test-token\n");
   test::write_file(dir / "dmzbot.toml",
                    "data_dir = \"data\"\n[server]\nport = 0\n"
-                   "[[repo]]\nname = \"acme/crash\"\nremote = \"" + origin.string() + "\"\n"
-                   "api_token = { file = \"token\" }\nstatus_token = { file = \"token\" }\n"
-                   "[repo.runner]\ncommand = \"sh ./test.sh\"\ntimeout = 30\n");
+                   "[[repo]]\nname = \"acme/crash\"\nremote = \"" +
+                       origin.string() +
+                       "\"\n"
+                       "api_token = { file = \"token\" }\nstatus_token = { file = \"token\" }\n"
+                       "[repo.runner]\ncommand = \"sh ./test.sh\"\ntimeout = 30\n");
   auto config = dir / "dmzbot.toml";
   auto log = dir / "serve.log";
   auto api = [](const Child& c, const std::string& method, const std::string& path,
@@ -100,7 +104,8 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
 
   Child c = start_server(bin, config, log);
   for (int n = 1; n <= kPrs; ++n) {
-    auto reg = api(c, "POST", "/pulls", {{"number", n}, {"branch", "feature/f" + std::to_string(n)}});
+    auto reg =
+        api(c, "POST", "/pulls", {{"number", n}, {"branch", "feature/f" + std::to_string(n)}});
     REQUIRE(reg.ok());
     REQUIRE_MESSAGE(reg->status == 202, reg->body);
     auto ok = api(c, "POST", "/pulls/" + std::to_string(n) + "/merge",
@@ -126,7 +131,8 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
   INFO("kills: ", kills, "; queue: ", last_queue, "; server log: ", test::read_file(log));
   CHECK(merged == kPrs);
   // Each PR merged exactly once, in queue order, every master step a merge of one PR.
-  std::string subjects = must("git log --first-parent --reverse --format=%s " + initial + "..master", origin);
+  std::string subjects =
+      must("git log --first-parent --reverse --format=%s " + initial + "..master", origin);
   CHECK(subjects ==
         "Merge #1 from feature/f1\nMerge #2 from feature/f2\nMerge #3 from feature/f3\n"
         "Merge #4 from feature/f4");

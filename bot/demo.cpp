@@ -73,21 +73,34 @@ struct Branch {
 // The sample project: a tiny shell library whose test script is the CI command.
 const char* kLib = "add() { echo $(($1 + $2)); }\n";
 const char* kTest =
-    "#!/bin/sh\nset -e\nsleep 1  # a build worth watching on the status page\nfor t in tests/*.sh; do sh \"$t\" || { echo \"FAIL $t\"; exit 1; }; done\n"
+    "#!/bin/sh\nset -e\nsleep 1  # a build worth watching on the status page\nfor t in tests/*.sh; "
+    "do sh \"$t\" || { echo \"FAIL $t\"; exit 1; }; done\n"
     "echo all tests passed\n";
 
 std::vector<Branch> demo_branches() {
   return {
-      {1, "feature/greeting", "Greet people by name", "alice",
+      {1,
+       "feature/greeting",
+       "Greet people by name",
+       "alice",
        {{"greet.sh", "greet() { echo \"hello, $1\"; }\n"},
         {"tests/greet.sh", ". ./greet.sh\n[ \"$(greet bob)\" = \"hello, bob\" ]\n"},
         {"settings.conf", "greeting=hello\nlanguage=en\n"}}},
-      {2, "bug/fast-add", "Make add faster", "bob",
+      {2,
+       "bug/fast-add",
+       "Make add faster",
+       "bob",
        {{"lib.sh", "add() { echo $(($1 - $2)); }\n"}}},  // breaks tests/add.sh
-      {3, "feature/farewell", "Say goodbye", "carol",
+      {3,
+       "feature/farewell",
+       "Say goodbye",
+       "carol",
        {{"farewell.sh", "farewell() { echo \"bye, $1\"; }\n"},
         {"tests/farewell.sh", ". ./farewell.sh\n[ \"$(farewell bob)\" = \"bye, bob\" ]\n"}}},
-      {4, "feature/salute", "Salute instead of greeting", "dave",
+      {4,
+       "feature/salute",
+       "Salute instead of greeting",
+       "dave",
        {{"settings.conf", "greeting=salute\nlanguage=en\n"}}},  // conflicts with #1
   };
 }
@@ -127,7 +140,8 @@ std::string random_token() {
   std::array<unsigned char, 16> bytes{};
   RAND_bytes(bytes.data(), bytes.size());
   std::string hex;
-  for (unsigned char b : bytes) hex += "0123456789abcdef"[b >> 4], hex += "0123456789abcdef"[b & 15];
+  for (unsigned char b : bytes)
+    hex += "0123456789abcdef"[b >> 4], hex += "0123456789abcdef"[b & 15];
   return hex;
 }
 
@@ -171,9 +185,9 @@ struct Api {
   std::string token;
 
   Result<ClientResponse> post(const std::string& path, const nlohmann::json& body) const {
-    return http_request("127.0.0.1", port, "POST", std::string("/api/v1/repos/") + kRepo + path,
-                        body.dump(), {{"Authorization", "Bearer " + token},
-                                      {"Content-Type", "application/json"}});
+    return http_request(
+        "127.0.0.1", port, "POST", std::string("/api/v1/repos/") + kRepo + path, body.dump(),
+        {{"Authorization", "Bearer " + token}, {"Content-Type", "application/json"}});
   }
 };
 
@@ -184,22 +198,29 @@ std::string clock_now() {
   return buf;
 }
 
-void say(const std::string& line) { std::printf("[%s] %s\n", clock_now().c_str(), line.c_str()); std::fflush(stdout); }
+void say(const std::string& line) {
+  std::printf("[%s] %s\n", clock_now().c_str(), line.c_str());
+  std::fflush(stdout);
+}
 
 bool enqueue(const Api& api, const Branch& b, const std::string& head) {
-  auto reg = api.post("/pulls", {{"number", b.number}, {"branch", b.name}, {"author", b.author},
-                                 {"title", b.title}});
+  auto reg = api.post(
+      "/pulls",
+      {{"number", b.number}, {"branch", b.name}, {"author", b.author}, {"title", b.title}});
   if (!reg || reg->status != 202) {
-    say("could not register #" + std::to_string(b.number) + ": " + (reg ? reg->body : reg.message()));
+    say("could not register #" + std::to_string(b.number) + ": " +
+        (reg ? reg->body : reg.message()));
     return false;
   }
   auto merge = api.post("/pulls/" + std::to_string(b.number) + "/merge",
                         {{"sha", head}, {"approver", "merge-master"}});
   if (!merge || merge->status != 202) {
-    say("could not approve #" + std::to_string(b.number) + ": " + (merge ? merge->body : merge.message()));
+    say("could not approve #" + std::to_string(b.number) + ": " +
+        (merge ? merge->body : merge.message()));
     return false;
   }
-  say("#" + std::to_string(b.number) + " " + b.name + " registered and approved at " + head.substr(0, 8));
+  say("#" + std::to_string(b.number) + " " + b.name + " registered and approved at " +
+      head.substr(0, 8));
   return true;
 }
 
@@ -213,9 +234,10 @@ bool report_progress(const q::RepoState& state, std::map<int, q::PrStatus>& last
   for (const auto& [n, pr] : state.prs) {
     auto it = last.find(n);
     if (it == last.end() || it->second != pr.status) {
-      std::string line = "#" + std::to_string(n) + " " + pr.branch + ": " +
-                         std::string(q::to_string(pr.status));
-      if (!pr.reason.empty() && (pr.status == q::PrStatus::Failed || pr.status == q::PrStatus::Cancelled))
+      std::string line =
+          "#" + std::to_string(n) + " " + pr.branch + ": " + std::string(q::to_string(pr.status));
+      if (!pr.reason.empty() &&
+          (pr.status == q::PrStatus::Failed || pr.status == q::PrStatus::Cancelled))
         line += " (" + pr.reason + ")";
       say(line);
       last[n] = pr.status;
@@ -231,14 +253,20 @@ std::vector<std::string> check_outcome(const fs::path& dir, const q::RepoState& 
                                        const std::string& initial_master) {
   std::vector<std::string> problems;
   fs::path origin = dir / "origin.git";
-  auto status_of = [&](int n) { return state.prs.count(n) ? state.prs.at(n).status : q::PrStatus::Open; };
-  auto reason_of = [&](int n) { return state.prs.count(n) ? state.prs.at(n).reason : std::string(); };
+  auto status_of = [&](int n) {
+    return state.prs.count(n) ? state.prs.at(n).status : q::PrStatus::Open;
+  };
+  auto reason_of = [&](int n) {
+    return state.prs.count(n) ? state.prs.at(n).reason : std::string();
+  };
   if (status_of(1) != q::PrStatus::Merged) problems.push_back("#1 was not merged");
   if (status_of(3) != q::PrStatus::Merged) problems.push_back("#3 was not merged");
   if (status_of(2) != q::PrStatus::Failed || reason_of(2).find("failed") == std::string::npos)
-    problems.push_back("#2 should have failed its build, is " + std::string(q::to_string(status_of(2))) + " " + reason_of(2));
+    problems.push_back("#2 should have failed its build, is " +
+                       std::string(q::to_string(status_of(2))) + " " + reason_of(2));
   if (status_of(4) != q::PrStatus::Failed || reason_of(4).find("conflict") == std::string::npos)
-    problems.push_back("#4 should have failed with a conflict, is " + std::string(q::to_string(status_of(4))) + " " + reason_of(4));
+    problems.push_back("#4 should have failed with a conflict, is " +
+                       std::string(q::to_string(status_of(4))) + " " + reason_of(4));
 
   // master's first-parent history since the initial commit: exactly the merges of #1 and #3.
   std::string log;
@@ -260,9 +288,11 @@ std::vector<std::string> check_outcome(const fs::path& dir, const q::RepoState& 
     if (old_sha.find_first_not_of('0') == std::string::npos) continue;  // creation
     ++updates;
     if (sh("git merge-base --is-ancestor " + old_sha + " " + new_sha, origin).code != 0)
-      problems.push_back("master moved from " + old_sha + " to " + new_sha + " without a fast-forward");
+      problems.push_back("master moved from " + old_sha + " to " + new_sha +
+                         " without a fast-forward");
   }
-  if (updates != 2) problems.push_back("expected 2 updates of master, saw " + std::to_string(updates));
+  if (updates != 2)
+    problems.push_back("expected 2 updates of master, saw " + std::to_string(updates));
 
   // Every merge commit on master carries the bot's signature, as git itself verifies it.
   std::string merges;
@@ -270,7 +300,8 @@ std::vector<std::string> check_outcome(const fs::path& dir, const q::RepoState& 
   std::istringstream merge_lines(merges);
   for (std::string sha; std::getline(merge_lines, sha);) {
     Shell v = sh(std::string(kGitEnv) + "git -c gpg.ssh.allowedSignersFile=" +
-                     (dir / "allowed_signers").string() + " verify-commit " + sha, origin);
+                     (dir / "allowed_signers").string() + " verify-commit " + sha,
+                 origin);
     if (v.code != 0) problems.push_back("merge " + sha + " is not signed by dmzbot: " + v.out);
   }
   return problems;
@@ -316,7 +347,8 @@ int run_demo(const DemoOptions& options) {
     return 1;
   }
   say("status page: http://127.0.0.1:" + std::to_string(*port) + "/repos/" + kRepo);
-  say("queue JSON:  http://127.0.0.1:" + std::to_string(*port) + "/api/v1/repos/" + kRepo + "/queue");
+  say("queue JSON:  http://127.0.0.1:" + std::to_string(*port) + "/api/v1/repos/" + kRepo +
+      "/queue");
 
   Api api{*port, token};
   for (const auto& b : demo_branches()) {
@@ -325,7 +357,8 @@ int run_demo(const DemoOptions& options) {
     if (!enqueue(api, b, head)) return 1;
   }
   auto wip = api.post("/pulls", {{"number", 5}, {"branch", "wip/experiment"}, {"author", "erin"}});
-  say("wip/experiment as #5: " + (wip ? std::to_string(wip->status) + " " + wip->body : wip.message()));
+  say("wip/experiment as #5: " +
+      (wip ? std::to_string(wip->status) + " " + wip->body : wip.message()));
 
   std::map<int, q::PrStatus> last;
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_s);
@@ -337,7 +370,8 @@ int run_demo(const DemoOptions& options) {
     if (settled && !announced) {
       auto problems = check_outcome(dir, *state, initial_master);
       for (const auto& p : problems) say("UNEXPECTED: " + p);
-      if (problems.empty()) say("queue drained: master holds #1 and #3, each a signed merge reached by fast-forward; "
+      if (problems.empty())
+        say("queue drained: master holds #1 and #3, each a signed merge reached by fast-forward; "
             "#2 and #4 were backed out with reasons");
       if (options.until_idle) {
         server.stop();

@@ -10,11 +10,11 @@
 namespace dmz {
 
 struct DemoOptions {
-  bool until_idle = false;       // exit when the queue drains; non-zero unless the outcome is right
-  std::uint16_t port = 8080;     // 0 = any free port
-  std::filesystem::path dir;     // sandbox; empty = a new temp directory
-  bool keep = false;             // keep the sandbox after --until-idle
-  int timeout_s = 180;           // --until-idle gives up after this long
+  bool until_idle = false;    // exit when the queue drains; non-zero unless the outcome is right
+  std::uint16_t port = 8080;  // 0 = any free port
+  std::filesystem::path dir;  // sandbox; empty = a new temp directory
+  bool keep = false;          // keep the sandbox after --until-idle
+  int timeout_s = 180;        // --until-idle gives up after this long
 };
 
 int run_demo(const DemoOptions& options);

@@ -146,7 +146,8 @@ struct Mirror::Impl {
     auto c = commit(rev, what);
     if (!c) return c.error();
     git_tree* t = nullptr;
-    if (int rc = git_commit_tree(&t, c->get()); rc < 0) return git_fail(what + ": tree of " + rev, rc);
+    if (int rc = git_commit_tree(&t, c->get()); rc < 0)
+      return git_fail(what + ": tree of " + rev, rc);
     return TreePtr(t);
   }
 
@@ -185,7 +186,8 @@ struct Mirror::Impl {
     if (git_oid_fromstr(&oid, sha.c_str()) < 0) return git_fail(what + ": bad sha " + sha);
     std::string tmp = "refs/dmzbot/push/" + branch;
     git_reference* ref = nullptr;
-    if (int rc = git_reference_create(&ref, repo.get(), tmp.c_str(), &oid, 1, "dmzbot push"); rc < 0)
+    if (int rc = git_reference_create(&ref, repo.get(), tmp.c_str(), &oid, 1, "dmzbot push");
+        rc < 0)
       return git_fail(what + ": create " + tmp, rc);
     RefPtr tmp_ref(ref);
     std::string spec = (force ? "+" : "") + tmp + ":refs/heads/" + branch;
@@ -217,7 +219,8 @@ struct Mirror::Impl {
     if (git_oid_fromstr(&oid, sha.c_str()) < 0) return git_fail(what + ": bad sha " + sha);
     std::string name = "refs/remotes/origin/" + branch;
     git_reference* ref = nullptr;
-    if (int rc = git_reference_create(&ref, repo.get(), name.c_str(), &oid, 1, "dmzbot push"); rc < 0)
+    if (int rc = git_reference_create(&ref, repo.get(), name.c_str(), &oid, 1, "dmzbot push");
+        rc < 0)
       return git_fail(what + ": update " + name, rc);
     git_reference_free(ref);
     return {};
@@ -237,7 +240,8 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
   std::string what = "open mirror " + dir.string();
   git_repository* repo = nullptr;
   std::error_code ec;
-  bool exists = std::filesystem::exists(dir / "HEAD", ec) || std::filesystem::exists(dir / "objects", ec);
+  bool exists =
+      std::filesystem::exists(dir / "HEAD", ec) || std::filesystem::exists(dir / "objects", ec);
   if (exists) {
     if (int rc = git_repository_open_bare(&repo, dir.c_str()); rc < 0) return git_fail(what, rc);
   } else {
@@ -280,7 +284,8 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
     reload = true;
   }
   if (reload) {
-    if (rc = git_remote_lookup(&r, repo, kRemote); rc < 0) return git_fail(what + ": remote origin", rc);
+    if (rc = git_remote_lookup(&r, repo, kRemote); rc < 0)
+      return git_fail(what + ": remote origin", rc);
     remote.reset(r);
   }
   impl->origin = std::move(remote);
@@ -353,9 +358,9 @@ std::map<std::string, Sha> Mirror::remote_branches() const {
   return out;
 }
 
-Result<MergeOutcome> Mirror::merge(const Sha& base, const Sha& head, const std::string& message,
-                                   const Identity& who, Signer* signer,
-                                   const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+Result<MergeOutcome> Mirror::merge(
+    const Sha& base, const Sha& head, const std::string& message, const Identity& who,
+    Signer* signer, const std::vector<std::pair<std::string, std::string>>& extra_headers) {
   const std::string what = "merge " + head + " into " + base;
   git_repository* repo = impl_->repo.get();
   auto ours = impl_->commit(base, what);
@@ -425,7 +430,8 @@ Result<MergeOutcome> Mirror::merge(const Sha& base, const Sha& head, const std::
   if (int rc = git_repository_odb(&db, repo); rc < 0) return git_fail(what + ": odb", rc);
   OdbPtr odb(db);
   git_oid id;
-  if (int rc = git_odb_write(&id, odb.get(), object.data(), object.size(), GIT_OBJECT_COMMIT); rc < 0)
+  if (int rc = git_odb_write(&id, odb.get(), object.data(), object.size(), GIT_OBJECT_COMMIT);
+      rc < 0)
     return git_fail(what + ": write commit", rc);
   out.clean = true;
   out.commit = oid_hex(id);
@@ -605,7 +611,8 @@ Result<bool> Mirror::is_ancestor(const Sha& ancestor, const Sha& descendant) {
 Result<std::pair<std::string, std::string>> Mirror::read_object(const Sha& sha) {
   const std::string what = "read object " + sha;
   git_oid oid;
-  if (int rc = git_oid_fromstrn(&oid, sha.c_str(), sha.size()); rc < 0 || sha.size() != GIT_OID_HEXSZ) {
+  if (int rc = git_oid_fromstrn(&oid, sha.c_str(), sha.size());
+      rc < 0 || sha.size() != GIT_OID_HEXSZ) {
     // Not a full sha: resolve it like any revision.
     git_object* obj = nullptr;
     if (int rc2 = git_revparse_single(&obj, impl_->repo.get(), sha.c_str()); rc2 < 0)
@@ -620,7 +627,8 @@ Result<std::pair<std::string, std::string>> Mirror::read_object(const Sha& sha) 
   if (int rc = git_odb_read(&o, odb.get(), &oid); rc < 0) return git_fail(what, rc);
   OdbObjectPtr obj(o);
   std::string data(static_cast<const char*>(git_odb_object_data(o)), git_odb_object_size(o));
-  return std::make_pair(std::move(data), std::string(git_object_type2string(git_odb_object_type(o))));
+  return std::make_pair(std::move(data),
+                        std::string(git_object_type2string(git_odb_object_type(o))));
 }
 
 Result<std::vector<Sha>> Mirror::rev_list(const Sha& exclude, const Sha& to) {
@@ -659,7 +667,8 @@ Result<std::vector<std::string>> Mirror::changed_paths(const Sha& from, const Sh
   if (!new_tree) return new_tree.error();
   git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
   git_diff* d = nullptr;
-  if (int rc = git_diff_tree_to_tree(&d, impl_->repo.get(), old_tree.get(), new_tree->get(), &opts); rc < 0)
+  if (int rc = git_diff_tree_to_tree(&d, impl_->repo.get(), old_tree.get(), new_tree->get(), &opts);
+      rc < 0)
     return git_fail(what, rc);
   DiffPtr diff(d);
   git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;

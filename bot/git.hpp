@@ -40,9 +40,9 @@ struct MergeOutcome {
 };
 
 struct FastForwardOutcome {
-  bool ok = false;          // the remote branch now points at the new sha
+  bool ok = false;            // the remote branch now points at the new sha
   bool remote_moved = false;  // the remote was not at the expected old value; nothing pushed
-  Sha remote_sha;           // what the remote branch was at when checked
+  Sha remote_sha;             // what the remote branch was at when checked
   std::string message;
 };
 
@@ -71,10 +71,10 @@ class Mirror {
   // parents (base, head), the merged tree, `message`, committer/author `who`, the extra header
   // lines (e.g. {"mergetag", tag object text}) and, if `signer` is set, a gpgsig header over
   // the rest of the commit exactly as git signs. A conflict is a value, not an error.
-  Result<MergeOutcome> merge(const Sha& base, const Sha& head, const std::string& message,
-                             const Identity& who, Signer* signer = nullptr,
-                             const std::vector<std::pair<std::string, std::string>>&
-                                 extra_headers = {});
+  Result<MergeOutcome> merge(
+      const Sha& base, const Sha& head, const std::string& message, const Identity& who,
+      Signer* signer = nullptr,
+      const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
 
   // Force-pushes `sha` to refs/heads/<branch> on origin (dmz is dmzbot's own branch).
   Status push_force(const Sha& sha, const std::string& branch);

@@ -3,13 +3,12 @@
 #include "bot/git.hpp"
 
 #include <doctest/doctest.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <sstream>
 #include <thread>
-
-#include <unistd.h>
 
 #include "bot/signer.hpp"
 #include "tests/support.hpp"
@@ -164,8 +163,9 @@ TEST_CASE("a clean merge writes a two-parent commit that git accepts and push_fo
   const std::string c = r->commit;
 
   CHECK(f.mirror_git("log -1 --format=%P " + c) == master + " " + feature);
-  CHECK(f.mirror_git("log -1 --format='%an <%ae> %at %ai|%cn|%s|%b' " + c) ==
-        "dmzbot <bot@example.com> 1700000000 2023-11-14 23:13:20 +0100|dmzbot|Merge PR #1|PR: #1\n");
+  CHECK(
+      f.mirror_git("log -1 --format='%an <%ae> %at %ai|%cn|%s|%b' " + c) ==
+      "dmzbot <bot@example.com> 1700000000 2023-11-14 23:13:20 +0100|dmzbot|Merge PR #1|PR: #1\n");
   f.mirror_git("fsck --strict --no-dangling");
 
   Status s = f.mirror->push_force(c, "dmz");
@@ -213,11 +213,15 @@ TEST_CASE("a signed merge puts gpgsig last and signs exactly the rest of the com
   CHECK(ls[4] == "committer dmzbot <bot@example.com> 1700000000 -0530");
   CHECK(ls[5] == "mergetag object " + feature);
   // gpgsig comes after the whole mergetag, as the last header, continued with one space.
-  size_t gpg = raw.find("\ngpgsig -----BEGIN SSH SIGNATURE-----\n U1NIU0lHAAAAAQ==\n AAAAfake\n"
-                        " -----END SSH SIGNATURE-----\n\nMerge tag v2\n");
+  size_t gpg = raw.find(
+      "\ngpgsig -----BEGIN SSH SIGNATURE-----\n U1NIU0lHAAAAAQ==\n AAAAfake\n"
+      " -----END SSH SIGNATURE-----\n\nMerge tag v2\n");
   REQUIRE(gpg != std::string::npos);
   CHECK(raw.find(" second paragraph\n") < gpg);
-  CHECK(raw.find("\n\n") == gpg + std::string("\ngpgsig -----BEGIN SSH SIGNATURE-----\n U1NIU0lHAAAAAQ==\n AAAAfake\n -----END SSH SIGNATURE-----").size());
+  CHECK(raw.find("\n\n") ==
+        gpg + std::string("\ngpgsig -----BEGIN SSH SIGNATURE-----\n U1NIU0lHAAAAAQ==\n AAAAfake\n "
+                          "-----END SSH SIGNATURE-----")
+                  .size());
   // The empty line of the tag (between its headers and its message) is a lone space.
   CHECK(raw.find("\n \n signed-off release\n") != std::string::npos);
 
@@ -253,8 +257,11 @@ TEST_CASE("a failing signer is an error and nothing is written") {
 TEST_CASE("a conflicting merge lists exactly the conflicting paths and writes nothing") {
   Fixture f;
   f.git("checkout -q -b feature");
-  commit_files(f.work, {{"shared.txt", "one\nTWO feature\nthree\n"}, {"b.txt", "feature b\n"},
-                        {"ok.txt", "no conflict\n"}}, "feature");
+  commit_files(f.work,
+               {{"shared.txt", "one\nTWO feature\nthree\n"},
+                {"b.txt", "feature b\n"},
+                {"ok.txt", "no conflict\n"}},
+               "feature");
   f.git("checkout -q master");
   commit_files(f.work, {{"shared.txt", "one\nTWO master\nthree\n"}, {"b.txt", "master b\n"}},
                "master");
@@ -324,7 +331,8 @@ TEST_CASE("push_fast_forward moves master only forward and only from the expecte
     CHECK_FALSE(r->ok);
     CHECK(r->remote_moved);
     CHECK(r->remote_sha.empty());
-    CHECK(run(git_env() + "git -C " + q(f.origin) + " rev-parse --verify -q refs/heads/release").exit_code != 0);
+    CHECK(run(git_env() + "git -C " + q(f.origin) + " rev-parse --verify -q refs/heads/release")
+              .exit_code != 0);
   }
 }
 
@@ -359,8 +367,10 @@ TEST_CASE("export_tree refuses a tree entry that would escape the directory") {
   Fixture f;
   // git mktree accepts "..": a hostile PR could push such a tree.
   std::string blob = must(git_env() + "git rev-parse HEAD:README", f.work);
-  std::string inner = must("printf '100644 blob " + blob + "\\tescaped.txt\\n' | " + git_env() + "git mktree", f.work);
-  std::string outer = must("printf '040000 tree " + inner + "\\t..\\n' | " + git_env() + "git mktree", f.work);
+  std::string inner = must(
+      "printf '100644 blob " + blob + "\\tescaped.txt\\n' | " + git_env() + "git mktree", f.work);
+  std::string outer =
+      must("printf '040000 tree " + inner + "\\t..\\n' | " + git_env() + "git mktree", f.work);
   std::string evil = must(git_env() + "git commit-tree -m evil " + outer, f.work);
   f.git("push -q origin " + evil + ":refs/heads/evil");
   f.fetch();
@@ -370,7 +380,8 @@ TEST_CASE("export_tree refuses a tree entry that would escape the directory") {
   CHECK(s.message().find("unsafe path in tree: ..") != std::string::npos);
   CHECK_FALSE(fs::exists(f.tmp / "export" / "escaped.txt"));
 
-  std::string dotgit = must("printf '040000 tree " + inner + "\\t.GIT\\n' | " + git_env() + "git mktree", f.work);
+  std::string dotgit =
+      must("printf '040000 tree " + inner + "\\t.GIT\\n' | " + git_env() + "git mktree", f.work);
   std::string sneaky = must(git_env() + "git commit-tree -m sneaky " + dotgit, f.work);
   f.git("push -q origin " + sneaky + ":refs/heads/sneaky");
   f.fetch();
@@ -381,7 +392,8 @@ TEST_CASE("export_tree refuses a tree entry that would escape the directory") {
 
 TEST_CASE("rev_list, is_ancestor, changed_paths, read_object, resolve") {
   Fixture f;
-  std::string c1 = commit_files(f.work, {{"a.txt", "a\n"}, {"c.txt", "to be renamed, long enough\n"}}, "c1");
+  std::string c1 =
+      commit_files(f.work, {{"a.txt", "a\n"}, {"c.txt", "to be renamed, long enough\n"}}, "c1");
   std::string c2 = commit_files(f.work, {{"b.txt", "b\n"}}, "c2");
   f.git("mv c.txt d.txt");
   std::string c3 = commit_files(f.work, {{"a.txt", "a changed\n"}}, "c3");
@@ -511,7 +523,8 @@ TEST_CASE("over the smart protocol, a server-side rejection or a lost race is re
     Status forced = mirror.push_force(next, "dmz");
     REQUIRE_FALSE(forced.ok());
     CHECK(forced.message().find("rejected") != std::string::npos);
-    CHECK(run(git_env() + "git -C " + q(f.origin) + " rev-parse --verify -q refs/heads/dmz").exit_code != 0);
+    CHECK(run(git_env() + "git -C " + q(f.origin) + " rev-parse --verify -q refs/heads/dmz")
+              .exit_code != 0);
 
     auto r = mirror.push_fast_forward("master", f.initial, next);
     REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
@@ -535,7 +548,8 @@ class SshKeygenSigner : public Signer {
   Result<std::string> sign(std::string_view payload) override {
     write_file(dir_ / "payload", std::string(payload));
     fs::remove(dir_ / "payload.sig");
-    RunResult r = run("ssh-keygen -q -Y sign -n git -f " + q(dir_ / "key") + " " + q(dir_ / "payload"));
+    RunResult r =
+        run("ssh-keygen -q -Y sign -n git -f " + q(dir_ / "key") + " " + q(dir_ / "payload"));
     if (r.exit_code != 0) return error("ssh-keygen: " + r.out);
     return read_file(dir_ / "payload.sig");
   }
@@ -555,12 +569,13 @@ TEST_CASE("git verify-commit accepts a merge commit signed through the Signer") 
   SshKeygenSigner signer(f.tmp / "ssh");
   write_file(f.tmp / "allowed_signers", "bot@example.com " + signer.public_key());
   git::Identity who{"dmzbot", "bot@example.com", 0, 0};
-  auto r = f.mirror->merge(master, feature, "Merge tag v3\n\nPR: #3\n", who, &signer, {{"mergetag", tag}});
+  auto r = f.mirror->merge(master, feature, "Merge tag v3\n\nPR: #3\n", who, &signer,
+                           {{"mergetag", tag}});
   REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
   REQUIRE(r->clean);
-  const std::string verify = git_env() + "git -C " + q(f.mirror_dir) +
-                             " -c gpg.format=ssh -c gpg.ssh.allowedSignersFile=" +
-                             q(f.tmp / "allowed_signers") + " ";
+  const std::string verify =
+      git_env() + "git -C " + q(f.mirror_dir) +
+      " -c gpg.format=ssh -c gpg.ssh.allowedSignersFile=" + q(f.tmp / "allowed_signers") + " ";
   std::string out = must(verify + "verify-commit -v " + r->commit);
   CHECK(out.find("Good \"git\" signature for bot@example.com") != std::string::npos);
   CHECK(must(verify + "log -1 --format=%G?%n%GS " + r->commit) == "G\nbot@example.com");

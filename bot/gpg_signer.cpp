@@ -103,8 +103,8 @@ Result<std::string> GpgSigner::sign(std::string_view payload) {
   gpgme_error_t err = gpgme_op_sign(c, in->get(), out->get(), GPGME_SIG_MODE_DETACH);
   gpgme_signers_clear(c);
   if (gpg_err_code(err) == GPG_ERR_NO_PASSPHRASE || gpg_err_code(err) == GPG_ERR_BAD_PASSPHRASE) {
-    return error(gpgme::describe("signing key " + primary_ + " needs a passphrase; it must have none",
-                                 err));
+    return error(
+        gpgme::describe("signing key " + primary_ + " needs a passphrase; it must have none", err));
   }
   if (err) return error(gpgme::describe("signing with " + primary_, err));
   gpgme_sign_result_t result = gpgme_op_sign_result(c);

@@ -14,9 +14,13 @@ using test::shell_quote;
 using test::test_keys;
 
 template <class T>
-std::string why(const Result<T>& r) { return r.ok() ? std::string() : r.message(); }
+std::string why(const Result<T>& r) {
+  return r.ok() ? std::string() : r.message();
+}
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+bool contains(const std::string& s, const std::string& part) {
+  return s.find(part) != std::string::npos;
+}
 
 std::unique_ptr<GpgSigner> alice_signer() {
   auto& keys = test_keys();
@@ -119,8 +123,8 @@ TEST_CASE("GpgSigner fails clearly without a usable secret key") {
   public_only.gpg("--import " + shell_quote(file.string()));
   auto no_secret = GpgSigner::create(public_only.path().string(), keys.alice);
   REQUIRE_FALSE(no_secret.ok());
-  CHECK(no_secret.message() ==
-        "signing key " + keys.alice + " has no secret key in GnuPG home " + public_only.path().string());
+  CHECK(no_secret.message() == "signing key " + keys.alice + " has no secret key in GnuPG home " +
+                                   public_only.path().string());
 
   auto nowhere = GpgSigner::create((public_only.path() / "does-not-exist").string(), keys.alice);
   CHECK_FALSE(nowhere.ok());
@@ -128,8 +132,9 @@ TEST_CASE("GpgSigner fails clearly without a usable secret key") {
 
 TEST_CASE("GpgSigner refuses a key that needs a passphrase instead of prompting") {
   test::GpgHome home;
-  must(home.env() + "gpg --batch --quiet --pinentry-mode loopback --passphrase secret "
-                    "--quick-gen-key 'Locked <locked@example.com>' ed25519 sign 1y");
+  must(home.env() +
+       "gpg --batch --quiet --pinentry-mode loopback --passphrase secret "
+       "--quick-gen-key 'Locked <locked@example.com>' ed25519 sign 1y");
   // Forget any passphrase the agent cached while generating the key.
   must("gpgconf --homedir " + shell_quote(home.path().string()) + " --kill gpg-agent");
   std::string listing = home.gpg("--with-colons --list-keys locked@example.com");
@@ -159,7 +164,8 @@ TEST_CASE("a commit object signed by GpgSigner passes git verify-commit") {
   REQUIRE_MESSAGE(sig.ok(), why(sig));
   std::string object = with_gpgsig(payload, *sig);
   test::write_file(dir / "object", object);
-  std::string sha = must(test::git_env() + "git hash-object -t commit -w --stdin < ../object", repo);
+  std::string sha =
+      must(test::git_env() + "git hash-object -t commit -w --stdin < ../object", repo);
   REQUIRE(sha.size() == 40);
   CHECK(must("git cat-file commit " + sha + " > ../back && cmp ../object ../back && echo same",
              repo) == "same");
@@ -174,7 +180,8 @@ TEST_CASE("a commit object signed by GpgSigner passes git verify-commit") {
   std::string forged = object;
   forged.replace(forged.find("Merge PR #1"), 11, "Merge PR #2");
   test::write_file(dir / "forged", forged);
-  std::string forged_sha = must(test::git_env() + "git hash-object -t commit -w --stdin < ../forged", repo);
+  std::string forged_sha =
+      must(test::git_env() + "git hash-object -t commit -w --stdin < ../forged", repo);
   CHECK(test::run(git + "verify-commit " + forged_sha, repo).exit_code != 0);
 }
 

@@ -13,7 +13,7 @@ HttpResponse json_error(int status, const std::string& message) {
   r.content_type = "application/json";
   // replace: a message may echo client bytes that are not valid UTF-8; dump must not throw.
   r.body = nlohmann::json{{"error", line}}.dump(-1, ' ', false,
-                                                 nlohmann::json::error_handler_t::replace);
+                                                nlohmann::json::error_handler_t::replace);
   return r;
 }
 

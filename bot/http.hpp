@@ -12,8 +12,8 @@
 namespace dmz {
 
 struct HttpRequest {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // path and query, e.g. "/api/v1/repos/o/n/queue?x=1"
+  std::string method;                          // "GET", "POST", ...
+  std::string target;                          // path and query, e.g. "/api/v1/repos/o/n/queue?x=1"
   std::map<std::string, std::string> headers;  // names lowercased
   std::string body;
 

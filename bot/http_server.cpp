@@ -17,14 +17,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
-#include <condition_variable>
-#include <map>
-#include <mutex>
-#include <optional>
-#include <thread>
-#include <vector>
-
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -37,6 +29,13 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cctype>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
 
 namespace dmz {
 
@@ -48,8 +47,8 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr std::uint32_t kHeaderLimit = 16 * 1024;               // request line + headers
-constexpr auto kStopGrace = std::chrono::seconds(2);            // before the io_context is stopped
+constexpr std::uint32_t kHeaderLimit = 16 * 1024;                // request line + headers
+constexpr auto kStopGrace = std::chrono::seconds(2);             // before the io_context is stopped
 constexpr auto kLingerTimeout = std::chrono::milliseconds(500);  // draining after an early error
 constexpr std::size_t kLingerBytes = 1 << 20;
 
@@ -59,8 +58,8 @@ constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 struct Reply {
   std::mutex mu;
   std::optional<HttpResponse> response;
-  bool abandoned = false;            // the connection is gone or going; drop any answer
-  std::function<void()> waiter;      // set while the connection waits; posts its resumption
+  bool abandoned = false;        // the connection is gone or going; drop any answer
+  std::function<void()> waiter;  // set while the connection waits; posts its resumption
 
   // First answer wins; later ones (and answers after abandon) are dropped.
   void deliver(HttpResponse r) {
@@ -267,8 +266,8 @@ struct HttpServer::Impl {
         if (ec == http::error::body_limit)
           answer = json_error(413, "body exceeds " + std::to_string(cfg.body_limit) + " bytes");
         else if (ec == http::error::header_limit)
-          answer = json_error(431, "request header exceeds " + std::to_string(kHeaderLimit) +
-                                       " bytes");
+          answer =
+              json_error(431, "request header exceeds " + std::to_string(kHeaderLimit) + " bytes");
         else if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
                  ec != http::error::partial_message)
           answer = json_error(400, "bad request: " + ec.message());
@@ -320,14 +319,12 @@ struct HttpServer::Impl {
 
   asio::awaitable<void> accept_loop() {
     for (;;) {
-      auto [ec, socket] =
-          co_await acceptor->async_accept(asio::make_strand(*ioc), tuple_awaitable);
+      auto [ec, socket] = co_await acceptor->async_accept(asio::make_strand(*ioc), tuple_awaitable);
       if (!acceptor->is_open()) co_return;
       if (ec) {
         if (ec == asio::error::operation_aborted) co_return;
         // EMFILE and friends: back off briefly instead of spinning.
-        asio::steady_timer pause(co_await asio::this_coro::executor,
-                                 std::chrono::milliseconds(50));
+        asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(50));
         co_await pause.async_wait(tuple_awaitable);
         continue;
       }
@@ -357,14 +354,14 @@ struct HttpServer::Impl {
     error_code ec;
     tcp::resolver resolver(*ioc);
     auto endpoints = resolver.resolve(cfg.host, std::to_string(cfg.port),
-                                      tcp::resolver::passive | tcp::resolver::numeric_service,
-                                      ec);
+                                      tcp::resolver::passive | tcp::resolver::numeric_service, ec);
     if (ec || endpoints.empty())
       return error("cannot resolve " + cfg.host + ": " + (ec ? ec.message() : "no address"));
     tcp::endpoint endpoint = endpoints.begin()->endpoint();
     acceptor = std::make_unique<tcp::acceptor>(*accept_strand);
     auto where = [&] { return cfg.host + ":" + std::to_string(cfg.port) + ": "; };
-    if (acceptor->open(endpoint.protocol(), ec); ec) return error("cannot listen on " + where() + ec.message());
+    if (acceptor->open(endpoint.protocol(), ec); ec)
+      return error("cannot listen on " + where() + ec.message());
     if (acceptor->set_option(asio::socket_base::reuse_address(true), ec); ec)
       return error("cannot listen on " + where() + ec.message());
     if (acceptor->bind(endpoint, ec); ec) return error("cannot bind " + where() + ec.message());
@@ -444,8 +441,7 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(config::Server cfg, Handler handler)
-    : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(config::Server cfg, Handler handler) : impl_(std::make_unique<Impl>()) {
   impl_->cfg = std::move(cfg);
   impl_->handler = std::move(handler);
 }

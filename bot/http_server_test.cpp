@@ -4,12 +4,11 @@
 #include "bot/http_server.hpp"
 
 #include <arpa/inet.h>
+#include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-#include <doctest/doctest.h>
 
 #include <atomic>
 #include <chrono>
@@ -121,8 +120,7 @@ std::string status_of(const std::string& response) { return response.substr(9, 3
 
 bool has_header(const std::string& response, const std::string& line) {
   auto head = response.substr(0, response.find("\r\n\r\n"));
-  return head.find("\r\n" + line + "\r\n") != std::string::npos ||
-         head.ends_with("\r\n" + line);
+  return head.find("\r\n" + line + "\r\n") != std::string::npos || head.ends_with("\r\n" + line);
 }
 
 std::string body_of(const std::string& response) {
@@ -154,9 +152,9 @@ TEST_CASE("server: healthz through the real client") {
 
 TEST_CASE("server: a status post is accepted and reaches the backend") {
   Served s;
-  auto r = http_request("127.0.0.1", s.port, "POST", "/api/v1/repos/o/n/statuses/" + kSha,
-                        R"({"state":"failure","context":"ci/build"})",
-                        {{"Authorization", "Bearer st"}});
+  auto r =
+      http_request("127.0.0.1", s.port, "POST", "/api/v1/repos/o/n/statuses/" + kSha,
+                   R"({"state":"failure","context":"ci/build"})", {{"Authorization", "Bearer st"}});
   REQUIRE(r.ok());
   CHECK(r->status == 202);
   CHECK(json::parse(r->body) == json{{"accepted", true}});
@@ -190,9 +188,10 @@ TEST_CASE("server: a body over the limit gets 413 and records nothing") {
     std::string chunk(2000, 'y');
     char size[16];
     std::snprintf(size, sizeof size, "%zx", chunk.size());
-    c.send("POST /api/v1/repos/o/n/statuses/" + kSha +
-           " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer st\r\nTransfer-Encoding: chunked\r\n\r\n" +
-           size + "\r\n" + chunk + "\r\n0\r\n\r\n");
+    c.send(
+        "POST /api/v1/repos/o/n/statuses/" + kSha +
+        " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer st\r\nTransfer-Encoding: chunked\r\n\r\n" +
+        size + "\r\n" + chunk + "\r\n0\r\n\r\n");
     auto resp = c.read_response();
     REQUIRE(resp);
     CHECK(status_of(*resp) == "413");
@@ -238,8 +237,9 @@ TEST_CASE("server: keep-alive serves several requests on one connection") {
   CHECK_FALSE(has_header(*first, "Connection: close"));
 
   // Two pipelined requests, the last one asking to close.
-  REQUIRE(c.send("GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
-                 "GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
+  REQUIRE(
+      c.send("GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"
+             "GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"));
   auto second = c.read_response();
   REQUIRE(second);
   CHECK(status_of(*second) == "404");
@@ -330,7 +330,8 @@ TEST_CASE("server: answers that come from another thread") {
     CHECK(r->status == 500);
   }
   SUBCASE("a handler that throws yields 500") {
-    HttpServer server(test_config(), [](HttpRequest, Respond) { throw std::runtime_error("boom"); });
+    HttpServer server(test_config(),
+                      [](HttpRequest, Respond) { throw std::runtime_error("boom"); });
     auto port = server.start();
     REQUIRE(port.ok());
     auto r = http_request("127.0.0.1", *port, "GET", "/x", {}, {}, 5s);
@@ -446,7 +447,8 @@ TEST_CASE("server: Expect: 100-continue is honoured, and refused early when too 
   RawClient c(s.port);
   c.send("POST /api/v1/repos/o/n/statuses/" + kSha +
          " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer st\r\nExpect: 100-continue\r\n"
-         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+         "Content-Length: " +
+         std::to_string(body.size()) + "\r\n\r\n");
   auto cont = c.read_response();
   REQUIRE(cont);
   CHECK(status_of(*cont) == "100");

@@ -1,7 +1,7 @@
 // dmzbot's command line: serve, demo, check-config, verify.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 
@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
   dmz::VerifyOptions verify_options;
   auto* verify = app.add_subcommand("verify", "audit commits against the signature policy");
   verify->add_option("--repo", verify_options.repo, "repository (default: .)");
-  verify->add_option("--policy", verify_options.policy, "policy file (default: the trust root in the repository)");
+  verify->add_option("--policy", verify_options.policy,
+                     "policy file (default: the trust root in the repository)");
   verify->add_flag("--json", verify_options.json, "print JSON");
   verify->add_option("REVRANGE", verify_options.range, "revision range, e.g. master or v1..master")
       ->required();

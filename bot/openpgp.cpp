@@ -7,8 +7,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -56,8 +56,8 @@ Result<Context> open_context(const std::string& home) {
   if (gpgme_error_t err = gpgme_set_protocol(raw, GPGME_PROTOCOL_OpenPGP)) {
     return error(describe("error: gpgme_set_protocol", err));
   }
-  if (gpgme_error_t err = gpgme_ctx_set_engine_info(raw, GPGME_PROTOCOL_OpenPGP, nullptr,
-                                                     home.c_str())) {
+  if (gpgme_error_t err =
+          gpgme_ctx_set_engine_info(raw, GPGME_PROTOCOL_OpenPGP, nullptr, home.c_str())) {
     return error(describe("error: cannot use GnuPG home " + home, err));
   }
   gpgme_set_offline(raw, 1);
@@ -83,7 +83,8 @@ Result<Data> data_from(std::string_view bytes) {
 Result<Data> new_data() {
   if (const char* e = init_error()) return error(std::string("error: ") + e);
   gpgme_data_t raw = nullptr;
-  if (gpgme_error_t err = gpgme_data_new(&raw)) return error(describe("error: gpgme_data_new", err));
+  if (gpgme_error_t err = gpgme_data_new(&raw))
+    return error(describe("error: gpgme_data_new", err));
   return Data(raw);
 }
 
@@ -180,20 +181,25 @@ std::string dearmor(std::string_view armored) {
   bool body = false, padded = false;
   while (pos != std::string_view::npos && pos < armored.size()) {
     size_t end = armored.find('\n', pos + 1);
-    std::string_view line = armored.substr(pos + 1, end == std::string_view::npos
-                                                        ? std::string_view::npos
-                                                        : end - pos - 1);
+    std::string_view line = armored.substr(
+        pos + 1, end == std::string_view::npos ? std::string_view::npos : end - pos - 1);
     pos = end;
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
       line.remove_suffix(1);
     }
     if (line.rfind("-----END PGP SIGNATURE-----", 0) == 0) return out;
-    if (line.empty()) { body = true; continue; }
+    if (line.empty()) {
+      body = true;
+      continue;
+    }
     if (!body && line.find(": ") != std::string_view::npos) continue;  // an armor header
     body = true;
     if (line[0] == '=') continue;  // the CRC-24 line
     for (char c : line) {
-      if (c == '=') { padded = true; continue; }
+      if (c == '=') {
+        padded = true;
+        continue;
+      }
       size_t v = kAlphabet.find(c);
       if (v == std::string_view::npos || padded) return {};
       bits = (bits << 6) | static_cast<unsigned>(v);
@@ -297,8 +303,12 @@ struct KeyFacts {
 };
 
 SubkeyFacts facts_of(gpgme_subkey_t k) {
-  return SubkeyFacts{k->fpr ? k->fpr : "", k->revoked != 0, k->invalid != 0, k->disabled != 0,
-                     k->can_sign != 0, k->expires > 0 ? static_cast<unsigned long>(k->expires) : 0,
+  return SubkeyFacts{k->fpr ? k->fpr : "",
+                     k->revoked != 0,
+                     k->invalid != 0,
+                     k->disabled != 0,
+                     k->can_sign != 0,
+                     k->expires > 0 ? static_cast<unsigned long>(k->expires) : 0,
                      k->timestamp > 0 ? static_cast<unsigned long>(k->timestamp) : 0};
 }
 
@@ -371,8 +381,8 @@ Result<std::vector<std::string>> OpenPgpVerifier::import_keys(std::string_view a
   std::vector<std::string> fprs;
   for (gpgme_import_status_t s = result->imports; s; s = s->next) {
     if (s->result != 0) {
-      return error(gpgme::describe("error: importing " + std::string(s->fpr ? s->fpr : "?"),
-                                   s->result));
+      return error(
+          gpgme::describe("error: importing " + std::string(s->fpr ? s->fpr : "?"), s->result));
     }
     if (!s->fpr) continue;
     std::string fpr = upper(s->fpr);
@@ -461,8 +471,7 @@ Result<OpenPgpVerified> OpenPgpVerifier::verify(std::string_view payload,
     return error("expired-key: " + sig_fpr + " has expired");
   }
   if (status == GPG_ERR_SIG_EXPIRED || (sum & GPGME_SIGSUM_SIG_EXPIRED)) {
-    return error("expired-signature: the signature expired at " +
-                 std::to_string(s->exp_timestamp));
+    return error("expired-signature: the signature expired at " + std::to_string(s->exp_timestamp));
   }
   if (s->wrong_key_usage || (sum & GPGME_SIGSUM_BAD_POLICY)) {
     return error("wrong-key-usage: " + sig_fpr + " may not sign");
@@ -504,7 +513,9 @@ Result<OpenPgpVerified> OpenPgpVerifier::verify(std::string_view payload,
     return error("revoked-key: " + sig_fpr + " is revoked");
   }
   const auto now = static_cast<unsigned long>(std::time(nullptr));
-  auto expired_by = [](const SubkeyFacts& k, unsigned long t) { return k.expires > 0 && k.expires <= t; };
+  auto expired_by = [](const SubkeyFacts& k, unsigned long t) {
+    return k.expires > 0 && k.expires <= t;
+  };
   if (expired_by(key.primary, now) || expired_by(key.signer, now)) {
     return error("expired-key: " + sig_fpr + " has expired");
   }

@@ -63,9 +63,9 @@ struct OpenPgpVerified {
 //   "bad-signature", "no-key", "multiple-signatures", "revoked-key", "expired-key",
 //   "expired-signature", "weak-digest", "wrong-key-usage";
 // any other failure (GnuPG missing, unexpected GPGME error) starts with "error:". Fails closed.
-// Each verify() runs gpg once (a few milliseconds; key listings are cached per signing key): call it from the blocking pool, never from
-// an I/O thread. As GPGME requires, the process must ignore SIGPIPE. A moved-from verifier
-// may only be destroyed or assigned to.
+// Each verify() runs gpg once (a few milliseconds; key listings are cached per signing key): call
+// it from the blocking pool, never from an I/O thread. As GPGME requires, the process must ignore
+// SIGPIPE. A moved-from verifier may only be destroyed or assigned to.
 class OpenPgpVerifier {
  public:
   // Creates a fresh GnuPG home (a 0700 temporary directory) holding no keys.

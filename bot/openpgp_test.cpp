@@ -17,9 +17,13 @@ namespace {
 using test::test_keys;
 
 template <class T>
-std::string why(const Result<T>& r) { return r.ok() ? std::string() : r.message(); }
+std::string why(const Result<T>& r) {
+  return r.ok() ? std::string() : r.message();
+}
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 OpenPgpVerifier verifier_with(const std::vector<std::string>& fprs) {
   auto v = OpenPgpVerifier::create();
@@ -102,7 +106,10 @@ TEST_CASE("import_keys returns primary fingerprints and refuses what is not a pu
   CHECK(*again == std::vector<std::string>{keys.alice});
 
   CHECK_FALSE(v->import_keys("not a key").ok());
-  CHECK_FALSE(v->import_keys("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----\n").ok());
+  CHECK_FALSE(
+      v->import_keys(
+           "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nAAAA\n-----END PGP PUBLIC KEY BLOCK-----\n")
+          .ok());
   std::string secret = keys.home.gpg("--armor --export-secret-keys " + keys.mallory);
   auto refused = v->import_keys(secret);
   REQUIRE_FALSE(refused.ok());
@@ -161,9 +168,10 @@ TEST_CASE("malformed signatures are bad-signature") {
   auto v = verifier_with({keys.alice});
   CHECK(starts_with(rejection(v, keys.payload, ""), "bad-signature"));
   CHECK(starts_with(rejection(v, keys.payload, "garbage\n"), "bad-signature"));
-  CHECK(starts_with(rejection(v, keys.payload,
-                              "-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n"),
-                    "bad-signature"));
+  CHECK(
+      starts_with(rejection(v, keys.payload,
+                            "-----BEGIN PGP SIGNATURE-----\n\nAAAA\n-----END PGP SIGNATURE-----\n"),
+                  "bad-signature"));
   // An inline-signed message carries its own text: it must never vouch for the payload, not
   // even when its armor header is relabelled as a detached signature.
   auto in = keys.home.path() / "inline-payload";
@@ -172,8 +180,9 @@ TEST_CASE("malformed signatures are bad-signature") {
                                       test::shell_quote(in.string()));
   CHECK(starts_with(rejection(v, keys.payload, message), "bad-signature"));
   std::string relabelled = message;
-  for (auto [from, to] : {std::pair<std::string, std::string>{"BEGIN PGP MESSAGE", "BEGIN PGP SIGNATURE"},
-                          {"END PGP MESSAGE", "END PGP SIGNATURE"}}) {
+  for (auto [from, to] :
+       {std::pair<std::string, std::string>{"BEGIN PGP MESSAGE", "BEGIN PGP SIGNATURE"},
+        {"END PGP MESSAGE", "END PGP SIGNATURE"}}) {
     relabelled.replace(relabelled.find(from), from.size(), to);
   }
   CHECK(starts_with(rejection(v, keys.payload, relabelled), "bad-signature"));
@@ -224,8 +233,8 @@ TEST_CASE("an expired or revoked subkey is refused while its primary key still s
   CHECK(by_past->signing_subkey_fingerprint == keys.past);
 
   auto rotated = verifier_with({keys.rotated});
-  CHECK(starts_with(rejection(rotated, keys.payload, keys.revoked_subkey_signature),
-                    "revoked-key"));
+  CHECK(
+      starts_with(rejection(rotated, keys.payload, keys.revoked_subkey_signature), "revoked-key"));
   auto by_rotated = rotated.verify(keys.payload, keys.home.sign(keys.rotated, keys.payload));
   REQUIRE_MESSAGE(by_rotated.ok(), why(by_rotated));
   CHECK(by_rotated->primary_fingerprint == keys.rotated);
@@ -246,8 +255,7 @@ TEST_CASE("two signatures are multiple-signatures") {
   auto& keys = test_keys();
   auto v = verifier_with({keys.alice, keys.past});
   SUBCASE("in one armor block") {
-    std::string both = keys.home.sign(keys.alice + "!", keys.payload,
-                                      "--local-user " + keys.past);
+    std::string both = keys.home.sign(keys.alice + "!", keys.payload, "--local-user " + keys.past);
     REQUIRE(both.find("BEGIN PGP") == both.rfind("BEGIN PGP"));  // one block
     CHECK(rejection(v, keys.payload, both) == "multiple-signatures: 2 signature packets");
   }
@@ -277,8 +285,8 @@ TEST_CASE("a commit signed by git verifies, and git agrees") {
   auto repo = dir / "repo";
   test::init_repo(repo, {{"README", "hello\n"}});
   test::write_file(repo / "file", "signed change\n");
-  std::string git = keys.home.env() + test::git_env() + "git -c gpg.program=gpg -c user.signingkey=" +
-                    keys.alice + " ";
+  std::string git = keys.home.env() + test::git_env() +
+                    "git -c gpg.program=gpg -c user.signingkey=" + keys.alice + " ";
   test::must(git + "add file && " + git + "commit -q -S -m 'a signed commit'", repo);
   test::must(git + "verify-commit HEAD", repo);
   test::must("git cat-file commit HEAD > ../raw", repo);

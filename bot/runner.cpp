@@ -35,7 +35,7 @@ struct Job {
   std::string repo;
   queue::Sha sha;
   LocalRunner::Export export_tree;
-  pid_t pid = 0;          // process group of the running command (0 = not started)
+  pid_t pid = 0;           // process group of the running command (0 = not started)
   bool cancelled = false;  // guarded by Impl::mu
 };
 
@@ -79,7 +79,7 @@ void append_line(const std::filesystem::path& file, const std::string& line) {
 // The command runs code from pull requests: it gets a small allowlisted environment, never
 // the bot's own (which holds webhook secrets and API tokens).
 std::vector<std::string> build_environment() {
-  static constexpr std::string_view kPassed[] = {"PATH", "HOME", "USER", "LOGNAME", "LANG",
+  static constexpr std::string_view kPassed[] = {"PATH",   "HOME",     "USER",   "LOGNAME", "LANG",
                                                  "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"};
   std::vector<std::string> env;
   bool has_path = false;
@@ -170,7 +170,8 @@ struct LocalRunner::Impl {
     std::error_code ec;
     std::filesystem::create_directories(log_dir, ec);
 
-    std::string pattern = (std::filesystem::temp_directory_path(ec) / "dmzbot-build-XXXXXX").string();
+    std::string pattern =
+        (std::filesystem::temp_directory_path(ec) / "dmzbot-build-XXXXXX").string();
     if (ec || !mkdtemp(pattern.data())) {
       std::string msg = std::string("cannot create a build directory: ") + std::strerror(errno);
       append_line(log, msg);
@@ -178,7 +179,8 @@ struct LocalRunner::Impl {
     }
     dir.path = pattern;
 
-    Status exported = job.export_tree ? job.export_tree(dir.path) : Status(error("nothing to export"));
+    Status exported =
+        job.export_tree ? job.export_tree(dir.path) : Status(error("nothing to export"));
     if (!exported) {
       std::string msg = "export failed: " + exported.message();
       if (FILE* f = std::fopen(log.c_str(), "w")) std::fclose(f);
@@ -216,8 +218,8 @@ struct LocalRunner::Impl {
     sigfillset(&all);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &all);  // e.g. an ignored SIGPIPE is not inherited
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
     pid_t pid = 0;
     const auto started = Clock::now();
@@ -286,13 +288,15 @@ struct LocalRunner::Impl {
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       result = check(queue::CheckState::Success, "passed in " + seconds(elapsed), job.sha);
     } else if (WIFEXITED(status)) {
-      result = check(queue::CheckState::Failure,
-                     "exit code " + std::to_string(WEXITSTATUS(status)) + " after " + seconds(elapsed),
-                     job.sha);
+      result =
+          check(queue::CheckState::Failure,
+                "exit code " + std::to_string(WEXITSTATUS(status)) + " after " + seconds(elapsed),
+                job.sha);
     } else {
       int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-      result = check(queue::CheckState::Failure,
-                     "killed by signal " + std::to_string(sig) + " after " + seconds(elapsed), job.sha);
+      result =
+          check(queue::CheckState::Failure,
+                "killed by signal " + std::to_string(sig) + " after " + seconds(elapsed), job.sha);
     }
     if (should_stop(job)) return std::nullopt;
     append_line(log, "[dmzbot] " + result.description);

@@ -113,7 +113,9 @@ bool wait_gone(const fs::path& pid_file, std::chrono::milliseconds timeout = 5s)
   return true;
 }
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 }  // namespace
 
@@ -177,10 +179,9 @@ TEST_CASE("a command that runs too long is killed with its process group") {
   auto begin = std::chrono::steady_clock::now();
   {
     // The background sleep is in the same process group and must die too.
-    LocalRunner runner(cfg("sleep 30 & echo $! > " + shell_quote((tmp / "bg.pid").string()) +
-                               "; sleep 30",
-                           1, 1s),
-                       tmp / "logs", rec.callback());
+    LocalRunner runner(
+        cfg("sleep 30 & echo $! > " + shell_quote((tmp / "bg.pid").string()) + "; sleep 30", 1, 1s),
+        tmp / "logs", rec.callback());
     runner.start("o/r", "slow", write_tree({}));
     auto r = rec.final_for("slow");
     REQUIRE(r.has_value());
@@ -196,8 +197,9 @@ TEST_CASE("max_parallel bounds how many commands run at once") {
   Recorder rec;
   const std::string order = shell_quote((tmp / "order").string());
   SUBCASE("one at a time, in order") {
-    LocalRunner runner(cfg("echo start $DMZ_SHA >> " + order + "; sleep 0.3; echo end $DMZ_SHA >> " + order, 1),
-                       tmp / "logs", rec.callback());
+    LocalRunner runner(
+        cfg("echo start $DMZ_SHA >> " + order + "; sleep 0.3; echo end $DMZ_SHA >> " + order, 1),
+        tmp / "logs", rec.callback());
     runner.start("o/r", "first", write_tree({}));
     runner.start("o/r", "second", write_tree({}));
     REQUIRE(rec.final_for("first").has_value());
@@ -207,10 +209,11 @@ TEST_CASE("max_parallel bounds how many commands run at once") {
   SUBCASE("two at once") {
     // Each build waits (bounded) until both have started: only possible if they overlap.
     const std::string d = shell_quote(tmp.path().string());
-    LocalRunner runner(cfg("touch " + d + "/started-$DMZ_SHA; i=0; while [ ! -f " + d + "/started-a ] || [ ! -f " +
-                               d + "/started-b ]; do i=$((i+1)); [ $i -gt 100 ] && exit 9; sleep 0.05; done",
-                           2),
-                       tmp / "logs", rec.callback());
+    LocalRunner runner(
+        cfg("touch " + d + "/started-$DMZ_SHA; i=0; while [ ! -f " + d + "/started-a ] || [ ! -f " +
+                d + "/started-b ]; do i=$((i+1)); [ $i -gt 100 ] && exit 9; sleep 0.05; done",
+            2),
+        tmp / "logs", rec.callback());
     runner.start("o/r", "a", write_tree({}));
     runner.start("o/r", "b", write_tree({}));
     auto a = rec.final_for("a"), b = rec.final_for("b");
@@ -225,7 +228,9 @@ TEST_CASE("cancel kills a running build, drops a queued one, and nothing is repo
   TempDir tmp;
   Recorder rec;
   const std::string d = shell_quote(tmp.path().string());
-  LocalRunner runner(cfg("echo $$ > " + d + "/$DMZ_SHA.tmp; mv " + d + "/$DMZ_SHA.tmp " + d + "/$DMZ_SHA.pid; [ $DMZ_SHA = quick ] || sleep 30", 1),
+  LocalRunner runner(cfg("echo $$ > " + d + "/$DMZ_SHA.tmp; mv " + d + "/$DMZ_SHA.tmp " + d +
+                             "/$DMZ_SHA.pid; [ $DMZ_SHA = quick ] || sleep 30",
+                         1),
                      tmp / "logs", rec.callback());
   runner.start("o/r", "running", write_tree({}));
   runner.start("o/r", "queued", write_tree({}));
@@ -248,8 +253,10 @@ TEST_CASE("cancel kills a running build, drops a queued one, and nothing is repo
 TEST_CASE("an export failure is an Error check with the message, and no command runs") {
   TempDir tmp;
   Recorder rec;
-  LocalRunner runner(cfg("touch " + shell_quote((tmp / "ran").string())), tmp / "logs", rec.callback());
-  runner.start("o/r", "noexport", [](const fs::path&) -> Status { return error("object not found"); });
+  LocalRunner runner(cfg("touch " + shell_quote((tmp / "ran").string())), tmp / "logs",
+                     rec.callback());
+  runner.start("o/r", "noexport",
+               [](const fs::path&) -> Status { return error("object not found"); });
   auto r = rec.final_for("noexport");
   REQUIRE(r.has_value());
   CHECK(r->check.state == CheckState::Error);
@@ -259,12 +266,13 @@ TEST_CASE("an export failure is an Error check with the message, and no command 
   CHECK(read_file(runner.log_file("noexport")).find("object not found") != std::string::npos);
 }
 
-TEST_CASE("destroying the runner kills running commands, reports nothing more, and returns quickly") {
+TEST_CASE(
+    "destroying the runner kills running commands, reports nothing more, and returns quickly") {
   TempDir tmp;
   Recorder rec;
   auto runner = std::make_unique<LocalRunner>(
-      cfg("echo $$ > pid.tmp; mv pid.tmp " + shell_quote((tmp / "pid").string()) + "; sleep 30", 1), tmp / "logs",
-      rec.callback());
+      cfg("echo $$ > pid.tmp; mv pid.tmp " + shell_quote((tmp / "pid").string()) + "; sleep 30", 1),
+      tmp / "logs", rec.callback());
   runner->start("o/r", "long", write_tree({}));
   runner->start("o/r", "never", write_tree({}));
   REQUIRE(rec.wait_pending("long"));

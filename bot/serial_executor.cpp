@@ -1,8 +1,8 @@
 #include "bot/serial_executor.hpp"
 
-#include <future>
-
 #include <spdlog/spdlog.h>
+
+#include <future>
 
 namespace dmz {
 

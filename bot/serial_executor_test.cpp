@@ -14,8 +14,10 @@ TEST_CASE("SerialExecutor runs tasks in order on one thread") {
   std::atomic<bool> same_thread = true;
   for (int i = 0; i < 100; ++i)
     CHECK(ex.post([&, i] {
-      if (i == 0) first = std::this_thread::get_id();
-      else if (std::this_thread::get_id() != first) same_thread = false;
+      if (i == 0)
+        first = std::this_thread::get_id();
+      else if (std::this_thread::get_id() != first)
+        same_thread = false;
       seen.push_back(i);
     }));
   ex.drain();

@@ -7,8 +7,8 @@
 #include <future>
 #include <map>
 #include <mutex>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -44,7 +44,8 @@ q::Settings settings_for(const config::Repo& repo) {
   s.required_checks = repo.required_checks;
   // A repository with a local runner and no explicit checks is gated by the runner's check.
   if (s.required_checks.empty() && repo.runner) s.required_checks = {repo.runner->context};
-  s.check_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(repo.check_timeout).count();
+  s.check_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(repo.check_timeout).count();
   return s;
 }
 
@@ -80,7 +81,8 @@ struct RepoRuntime {
   std::unique_ptr<Signer> signer;
   std::unique_ptr<LocalRunner> runner;
   std::unique_ptr<SerialExecutor> git;
-  std::map<std::string, std::pair<q::Sha, q::Sha>> peeled_tags;  // git worker: tag -> (object, commit)
+  std::map<std::string, std::pair<q::Sha, q::Sha>>
+      peeled_tags;  // git worker: tag -> (object, commit)
 };
 
 struct Service::Impl {
@@ -162,14 +164,15 @@ struct Service::Impl {
     if (!rt.runner) return;  // external CI builds dmz and posts statuses
     SerialExecutor* git = rt.git.get();
     git::Mirror* mirror = rt.mirror.get();
-    rt.runner->start(rt.cfg.name, a.sha, [git, mirror, sha = a.sha](const std::filesystem::path& dir) {
-      // The mirror belongs to the git worker: export there, and wait.
-      std::promise<Status> result;
-      auto future = result.get_future();
-      if (!git->post([&] { result.set_value(mirror->export_tree(sha, dir)); }))
-        return Status(error("service is stopping"));
-      return future.get();
-    });
+    rt.runner->start(rt.cfg.name, a.sha,
+                     [git, mirror, sha = a.sha](const std::filesystem::path& dir) {
+                       // The mirror belongs to the git worker: export there, and wait.
+                       std::promise<Status> result;
+                       auto future = result.get_future();
+                       if (!git->post([&] { result.set_value(mirror->export_tree(sha, dir)); }))
+                         return Status(error("service is stopping"));
+                       return future.get();
+                     });
   }
 
   void run(RepoRuntime& rt, const q::CancelBuild& a) {
@@ -320,8 +323,8 @@ struct Service::Impl {
       std::map<std::string_view, int> counts;
       for (const auto& [n, pr] : rt->state.prs) ++counts[q::to_string(pr.status)];
       for (const auto& [status, count] : counts)
-        out << "dmzbot_pull_requests{repo=\"" << rt->cfg.name << "\",status=\"" << status
-            << "\"} " << count << "\n";
+        out << "dmzbot_pull_requests{repo=\"" << rt->cfg.name << "\",status=\"" << status << "\"} "
+            << count << "\n";
     }
     out << "# HELP dmzbot_train_length Candidates in flight.\n# TYPE dmzbot_train_length gauge\n";
     for (auto& rt : repos)
@@ -337,7 +340,8 @@ struct Service::Impl {
     auto rt = std::make_unique<RepoRuntime>();
     rt->cfg = repo;
     rt->settings = settings_for(repo);
-    auto mirror = git::Mirror::open(cfg.data_dir / "mirrors" / mirror_dir_name(repo.name), repo.remote);
+    auto mirror =
+        git::Mirror::open(cfg.data_dir / "mirrors" / mirror_dir_name(repo.name), repo.remote);
     if (!mirror) return error(repo.name + ": " + mirror.message());
     rt->mirror = std::move(*mirror);
     if (Status s = rt->mirror->fetch(); !s.ok()) return error(repo.name + ": " + s.message());
@@ -412,7 +416,7 @@ void Service::stop() {
   im.poller_wake.notify_all();
   if (im.poller.joinable()) im.poller.join();
   for (auto& rt : im.repos) rt->runner.reset();  // kills builds; no reports follow
-  for (auto& rt : im.repos) rt->git->stop();      // finishes the git step under way
+  for (auto& rt : im.repos) rt->git->stop();     // finishes the git step under way
   im.engine.stop();
 }
 
@@ -436,16 +440,17 @@ void Service::register_pull(const std::string& repo, int number, const std::stri
   // A signed-tag PR is judged by the policy's branch rules (tags/*), not by branch patterns.
   const bool is_tag = branch.rfind(kTagPrefix, 0) == 0;
   if (!is_tag)
-    if (auto why = forges::branch_refusal(branch, rt->cfg.branch_patterns, rt->cfg.refused_patterns))
+    if (auto why =
+            forges::branch_refusal(branch, rt->cfg.branch_patterns, rt->cfg.refused_patterns))
       return done(refusal(422, *why));
   bool posted = rt->git->post([this, rt, is_tag, number, branch, author, title, done] {
     if (Status s = rt->mirror->fetch(); !s.ok()) return done(refusal(503, "fetch: " + s.message()));
     auto heads = impl_->pr_heads(*rt);
     auto found = heads.find(branch);
     if (found == heads.end())
-      return done(refusal(422, (is_tag ? "annotated tag " + branch.substr(kTagPrefix.size())
-                                       : "branch " + branch) +
-                                   " does not exist on the remote"));
+      return done(refusal(
+          422, (is_tag ? "annotated tag " + branch.substr(kTagPrefix.size()) : "branch " + branch) +
+                   " does not exist on the remote"));
     std::optional<std::string> head = found->second;
     q::PrOpened opened{number, branch, author, title, *head, impl_->now()};
     if (!impl_->engine.post([this, rt, opened, done] { impl_->apply(*rt, opened, done); }))

@@ -44,8 +44,8 @@ struct Remote {
 
   Remote() {
     must("git init -q --bare -b master " + origin.string());
-    initial = test::init_repo(work, {{"test.sh", "#!/bin/sh\n! test -e FAIL\n"},
-                                     {"shared.txt", "one\ntwo\nthree\n"}});
+    initial = test::init_repo(
+        work, {{"test.sh", "#!/bin/sh\n! test -e FAIL\n"}, {"shared.txt", "one\ntwo\nthree\n"}});
     must(test::git_env() + "git remote add origin " + origin.string(), work);
     must(test::git_env() + "git push -q origin master", work);
   }
@@ -61,15 +61,15 @@ struct Remote {
     return head;
   }
 
-  std::string rev(const std::string& ref) {
-    return must("git rev-parse " + ref, origin);
-  }
+  std::string rev(const std::string& ref) { return must("git rev-parse " + ref, origin); }
   // Subjects of master's first-parent history since the initial commit, oldest first.
   std::vector<std::string> master_subjects() {
-    std::string log = must("git log --first-parent --reverse --format=%s " + initial + "..master", origin);
+    std::string log =
+        must("git log --first-parent --reverse --format=%s " + initial + "..master", origin);
     std::vector<std::string> out;
     std::istringstream in(log);
-    for (std::string line; std::getline(in, line);) if (!line.empty()) out.push_back(line);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) out.push_back(line);
     return out;
   }
 };
@@ -132,9 +132,11 @@ struct Running {
     return *r;
   }
   void enqueue(int number, const std::string& branch, const std::string& head) {
-    auto reg = post("/pulls", {{"number", number}, {"branch", branch}, {"author", "dev"}, {"title", branch}});
+    auto reg = post("/pulls",
+                    {{"number", number}, {"branch", branch}, {"author", "dev"}, {"title", branch}});
     REQUIRE_MESSAGE(reg.status == 202, reg.body);
-    auto merge = post("/pulls/" + std::to_string(number) + "/merge", {{"sha", head}, {"approver", "mm"}});
+    auto merge =
+        post("/pulls/" + std::to_string(number) + "/merge", {{"sha", head}, {"approver", "mm"}});
     REQUIRE_MESSAGE(merge.status == 202, merge.body);
   }
   q::PrStatus status(int number) {
@@ -145,7 +147,8 @@ struct Running {
   q::PullRequest pr(int number) { return service->state(kRepo)->prs.at(number); }
 };
 
-TEST_CASE("an approved PR is merged into dmz, built by the local runner and fast-forwarded to master") {
+TEST_CASE(
+    "an approved PR is merged into dmz, built by the local runner and fast-forwarded to master") {
   Remote remote;
   test::TempDir data;
   std::string head = remote.branch("feature/a", {{"a.txt", "a\n"}});
@@ -169,7 +172,8 @@ TEST_CASE("an approved PR is merged into dmz, built by the local runner and fast
   CHECK(must("git show " + master + ":a.txt", remote.origin) == "a");
   // Signed by the bot's key (invariant 4), as git itself verifies it.
   test::write_allowed_signers(data / "allowed", {{"dmzbot@localhost", &bot_key, ""}});
-  must(test::git_env() + "git " + test::ssh_verify_options(data / "allowed") + " verify-commit " + master,
+  must(test::git_env() + "git " + test::ssh_verify_options(data / "allowed") + " verify-commit " +
+           master,
        remote.origin);
   // The runner kept the build log.
   CHECK(std::filesystem::exists(data.path() / "logs"));
@@ -187,7 +191,8 @@ TEST_CASE("a failing build backs the PR out of dmz and the next PR proceeds") {
   auto failed = run.pr(1);
   CHECK(failed.status == q::PrStatus::Failed);
   CHECK(failed.reason.find("check dmzbot/local failed") != std::string::npos);
-  CHECK(remote.master_subjects() == std::vector<std::string>{"Merge #2 from feature/good: feature/good"});
+  CHECK(remote.master_subjects() ==
+        std::vector<std::string>{"Merge #2 from feature/good: feature/good"});
   CHECK(must("git ls-tree --name-only master", remote.origin).find("FAIL") == std::string::npos);
 }
 
@@ -207,7 +212,8 @@ TEST_CASE("a conflicting PR is reported with the conflicting files and master is
   CHECK(remote.master_subjects().size() == 1);
 }
 
-TEST_CASE("external CI reports through the status API; master moves only when every check is green") {
+TEST_CASE(
+    "external CI reports through the status API; master moves only when every check is green") {
   Remote remote;
   test::TempDir data;
   std::string head = remote.branch("feature/ci", {{"ci.txt", "c\n"}});
@@ -241,7 +247,8 @@ TEST_CASE("a wrong token or a stale head changes nothing") {
   REQUIRE(reg.status == 202);
   auto stale = run.post("/pulls/1/merge", {{"sha", remote.initial}, {"approver", "mm"}});
   CHECK(stale.status == 409);
-  CHECK(nlohmann::json::parse(stale.body).at("error").get<std::string>().find("not the head") != std::string::npos);
+  CHECK(nlohmann::json::parse(stale.body).at("error").get<std::string>().find("not the head") !=
+        std::string::npos);
   auto bad_token = http_request("127.0.0.1", run.port, "POST",
                                 std::string("/api/v1/repos/") + kRepo + "/pulls/1/merge",
                                 nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(),
@@ -262,7 +269,8 @@ TEST_CASE("every kind of bad input gets a 4xx with a JSON message and changes no
   Running run(cfg);
   REQUIRE(run.post("/pulls", {{"number", 1}, {"branch", "feature/b"}}).status == 202);
   auto queue_doc = [&] {
-    auto r = http_request("127.0.0.1", run.port, "GET", std::string("/api/v1/repos/") + kRepo + "/queue");
+    auto r = http_request("127.0.0.1", run.port, "GET",
+                          std::string("/api/v1/repos/") + kRepo + "/queue");
     REQUIRE(r.ok());
     return r->body;
   };
@@ -285,11 +293,16 @@ TEST_CASE("every kind of bad input gets a 4xx with a JSON message and changes no
       {"wrong type", base + "/pulls/1/merge", "{\"sha\": 7, \"approver\": \"mm\"}", kToken, 422},
       {"unknown repository", "/api/v1/repos/acme/nope/pulls/1/merge",
        nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), kToken, 404},
-      {"unknown PR", base + "/pulls/99/merge", nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), kToken, 404},
-      {"wrong token", base + "/pulls/1/merge", nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), "nope", 401},
-      {"stale SHA", base + "/pulls/1/merge", nlohmann::json{{"sha", remote.initial}, {"approver", "mm"}}.dump(), kToken, 409},
-      {"body over the limit", base + "/pulls/1/merge", std::string((1 << 20) + 1, ' '), kToken, 413},
-      {"bad check state", base + "/statuses/" + head, "{\"state\": \"green\", \"context\": \"ci/build\"}", kToken, 422},
+      {"unknown PR", base + "/pulls/99/merge",
+       nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), kToken, 404},
+      {"wrong token", base + "/pulls/1/merge",
+       nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), "nope", 401},
+      {"stale SHA", base + "/pulls/1/merge",
+       nlohmann::json{{"sha", remote.initial}, {"approver", "mm"}}.dump(), kToken, 409},
+      {"body over the limit", base + "/pulls/1/merge", std::string((1 << 20) + 1, ' '), kToken,
+       413},
+      {"bad check state", base + "/statuses/" + head,
+       "{\"state\": \"green\", \"context\": \"ci/build\"}", kToken, 422},
       {"cancel of an open PR", base + "/pulls/1/cancel", "{\"by\": \"mm\"}", kToken, 409},
   };
   for (const auto& c : cases) {
@@ -332,7 +345,8 @@ TEST_CASE("a force-push that drops published commits is reported as rewritten hi
   run.enqueue(1, "feature/rw", head);
   REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
   must(test::git_env() + "git checkout -q feature/rw && " + test::git_env() +
-           "git commit -q --amend -m rebased && " + test::git_env() + "git push -q -f origin feature/rw",
+           "git commit -q --amend -m rebased && " + test::git_env() +
+           "git push -q -f origin feature/rw",
        remote.work);
   REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Open; }));
   CHECK(run.pr(1).reason.find("rewrote published history") != std::string::npos);
@@ -344,7 +358,8 @@ TEST_CASE("a PR made by a signed tag is merged with a mergetag that git verifies
   test::TempDir data;
   const auto& contributor = test::cached_ssh_key("ed25519", 1);
   std::string head = remote.branch("feature/frotz", {{"frotz.txt", "frotz\n"}});
-  test::ssh_signed_tag(remote.work, contributor, "frotz-for-xyzzy", head, "Completed frotz feature");
+  test::ssh_signed_tag(remote.work, contributor, "frotz-for-xyzzy", head,
+                       "Completed frotz feature");
   must(test::git_env() + "git push -q origin frotz-for-xyzzy", remote.work);
   Running run(make_config(remote, data.path(), false, {"ci/build"}));
   auto reg = run.post("/pulls", {{"number", 1}, {"tag", "frotz-for-xyzzy"}, {"author", "con"}});
@@ -357,7 +372,9 @@ TEST_CASE("a PR made by a signed tag is merged with a mergetag that git verifies
   REQUIRE(run.post("/pulls/1/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
   REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
   std::string candidate = remote.rev("dmz");
-  REQUIRE(run.post("/statuses/" + candidate, {{"state", "success"}, {"context", "ci/build"}}).status == 202);
+  REQUIRE(
+      run.post("/statuses/" + candidate, {{"state", "success"}, {"context", "ci/build"}}).status ==
+      202);
   REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
   std::string raw = must("git cat-file commit master", remote.origin);
   CHECK(raw.find("\nmergetag object " + head + "\n") != std::string::npos);
@@ -371,18 +388,21 @@ TEST_CASE("a PR made by a signed tag is merged with a mergetag that git verifies
   CHECK(shown.find("Good \"git\" signature") != std::string::npos);
 }
 
-TEST_CASE("the trust policy gates the queue: a signed PR lands, an unsigned one fails with reasons") {
+TEST_CASE(
+    "the trust policy gates the queue: a signed PR lands, an unsigned one fails with reasons") {
   Remote remote;
   test::TempDir data;
   const auto& alice = test::cached_ssh_key("ed25519", 2);
-  test::write_file(data / "trust/policy.toml",
-                   "version = 1\n[accounts.alice]\nssh = [\"" + alice.public_line +
-                       "\"]\nlogins = [\"alice\"]\n[groups]\ndevelopers = [\"alice\"]\n"
-                       "[branches]\nallowed = [\"feature/*\"]\n"
-                       "[[rule]]\nbranch = \"master\"\nsigners = \"developers\"\nauthor_signs = true\n");
+  test::write_file(
+      data / "trust/policy.toml",
+      "version = 1\n[accounts.alice]\nssh = [\"" + alice.public_line +
+          "\"]\nlogins = [\"alice\"]\n[groups]\ndevelopers = [\"alice\"]\n"
+          "[branches]\nallowed = [\"feature/*\"]\n"
+          "[[rule]]\nbranch = \"master\"\nsigners = \"developers\"\nauthor_signs = true\n");
   // #1: signed by alice; #2: unsigned.
   must(test::git_env() + "git checkout -q -B feature/signed origin/master", remote.work);
-  std::string signed_head = test::ssh_signed_commit(remote.work, alice, {{"s.txt", "s\n"}}, "signed work");
+  std::string signed_head =
+      test::ssh_signed_commit(remote.work, alice, {{"s.txt", "s\n"}}, "signed work");
   must(test::git_env() + "git push -q origin feature/signed", remote.work);
   std::string unsigned_head = remote.branch("feature/unsigned", {{"u.txt", "u\n"}});
   auto cfg = make_config(remote, data.path(), true);
@@ -390,14 +410,17 @@ TEST_CASE("the trust policy gates the queue: a signed PR lands, an unsigned one 
   Running run(cfg);
   for (auto [n, branch, head] : {std::tuple{1, "feature/signed", signed_head},
                                  std::tuple{2, "feature/unsigned", unsigned_head}}) {
-    REQUIRE(run.post("/pulls", {{"number", n}, {"branch", branch}, {"author", "alice"}}).status == 202);
-    REQUIRE(run.post("/pulls/" + std::to_string(n) + "/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
+    REQUIRE(run.post("/pulls", {{"number", n}, {"branch", branch}, {"author", "alice"}}).status ==
+            202);
+    REQUIRE(run.post("/pulls/" + std::to_string(n) + "/merge", {{"sha", head}, {"approver", "mm"}})
+                .status == 202);
   }
   REQUIRE(eventually([&] { return run.status(2) == q::PrStatus::Failed; }));
   auto refused = run.pr(2);
   CHECK(refused.reason.rfind("policy: ", 0) == 0);
   bool names_unsigned = false;
-  for (const auto& d : refused.details) names_unsigned |= d.find(unsigned_head.substr(0, 7) + " is unsigned") != std::string::npos;
+  for (const auto& d : refused.details)
+    names_unsigned |= d.find(unsigned_head.substr(0, 7) + " is unsigned") != std::string::npos;
   CHECK_MESSAGE(names_unsigned, refused.reason);
   REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
   CHECK(remote.master_subjects() == std::vector<std::string>{"Merge #1 from feature/signed"});
@@ -413,10 +436,12 @@ TEST_CASE("master moved by someone else: dmzbot rebuilds dmz on it and never ove
   std::string first_candidate = remote.rev("dmz");
   // Someone pushes to master behind dmzbot's back.
   must(test::git_env() + "git checkout -q master", remote.work);
-  std::string foreign = test::commit_files(remote.work, {{"hotfix.txt", "h\n"}}, "hotfix behind the bot");
+  std::string foreign =
+      test::commit_files(remote.work, {{"hotfix.txt", "h\n"}}, "hotfix behind the bot");
   must(test::git_env() + "git push -q origin master", remote.work);
   // CI says the old candidate is green; it must not land (master moved).
-  auto r = run.post("/statuses/" + first_candidate, {{"state", "success"}, {"context", "ci/build"}});
+  auto r =
+      run.post("/statuses/" + first_candidate, {{"state", "success"}, {"context", "ci/build"}});
   CHECK(r.status == 202);
   REQUIRE(eventually([&] {
     auto st = run.service->state(kRepo);
@@ -424,11 +449,14 @@ TEST_CASE("master moved by someone else: dmzbot rebuilds dmz on it and never ove
            st->master == foreign;
   }));
   std::string second_candidate = remote.rev("dmz");
-  CHECK(must("git merge-base --is-ancestor " + foreign + " " + second_candidate + " && echo yes", remote.origin) == "yes");
-  CHECK(run.post("/statuses/" + second_candidate, {{"state", "success"}, {"context", "ci/build"}}).status == 202);
+  CHECK(must("git merge-base --is-ancestor " + foreign + " " + second_candidate + " && echo yes",
+             remote.origin) == "yes");
+  CHECK(run.post("/statuses/" + second_candidate, {{"state", "success"}, {"context", "ci/build"}})
+            .status == 202);
   REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
   CHECK(remote.rev("master") == second_candidate);
-  CHECK(must("git merge-base --is-ancestor " + foreign + " master && echo yes", remote.origin) == "yes");
+  CHECK(must("git merge-base --is-ancestor " + foreign + " master && echo yes", remote.origin) ==
+        "yes");
 }
 
 TEST_CASE("after a restart the queue carries on from the stored state") {
@@ -450,12 +478,14 @@ TEST_CASE("after a restart the queue carries on from the stored state") {
   CHECK(again.status(2) == q::PrStatus::Queued);
   for (int i = 0; i < 2; ++i) {
     std::string sha = again.service->state(kRepo)->train.at(0).sha;
-    CHECK(again.post("/statuses/" + sha, {{"state", "success"}, {"context", "ci/build"}}).status == 202);
+    CHECK(again.post("/statuses/" + sha, {{"state", "success"}, {"context", "ci/build"}}).status ==
+          202);
     REQUIRE(eventually([&, i] { return again.status(i + 1) == q::PrStatus::Merged; }));
     if (i == 0) REQUIRE(eventually([&] { return again.status(2) == q::PrStatus::InDmz; }));
   }
-  CHECK(remote.master_subjects() == std::vector<std::string>{"Merge #1 from feature/r1: feature/r1",
-                                                             "Merge #2 from feature/r2: feature/r2"});
+  CHECK(remote.master_subjects() ==
+        std::vector<std::string>{"Merge #1 from feature/r1: feature/r1",
+                                 "Merge #2 from feature/r2: feature/r2"});
 }
 
 }  // namespace

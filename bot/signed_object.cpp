@@ -35,8 +35,8 @@ const Marker* marker_at(std::string_view text) {
 struct RawHeader {
   std::string name;
   std::string value;
-  size_t begin = 0;  // offset of the header's first byte
-  size_t end = 0;    // offset just past the newline of its last continuation line
+  size_t begin = 0;        // offset of the header's first byte
+  size_t end = 0;          // offset just past the newline of its last continuation line
   bool bare = false;       // "name\n" with no space and no value
   bool continued = false;  // has continuation lines
 };
@@ -55,13 +55,15 @@ Status check_nul(std::string_view raw) {
 
 bool valid_header_name(std::string_view name) {
   if (name.empty() || name[0] < 'a' || name[0] > 'z') return false;
-  return std::all_of(name.begin(), name.end(),
-                     [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; });
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+  });
 }
 
 bool is_sha1_hex(std::string_view s) {
-  return s.size() == 40 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return s.size() == 40 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 Result<Split> split_headers(std::string_view raw) {
@@ -73,7 +75,8 @@ Result<Split> split_headers(std::string_view raw) {
     ++line_no;
     size_t nl = raw.find('\n', pos);
     if (nl == std::string_view::npos)
-      return error("unterminated-header: header line " + std::to_string(line_no) + " has no newline");
+      return error("unterminated-header: header line " + std::to_string(line_no) +
+                   " has no newline");
     std::string_view line = raw.substr(pos, nl - pos);
     if (line.empty()) {
       split.body = nl + 1;
@@ -107,7 +110,9 @@ Result<Split> split_headers(std::string_view raw) {
 
 Result<Ident> parse_ident(const RawHeader& h) {
   const std::string& v = h.value;
-  auto bad = [&](const std::string& why) { return error("bad-ident: " + h.name + " " + why + ": \"" + v + "\""); };
+  auto bad = [&](const std::string& why) {
+    return error("bad-ident: " + h.name + " " + why + ": \"" + v + "\"");
+  };
   size_t lt = v.find('<');
   if (lt == std::string::npos) return bad("has no <email>");
   size_t gt = v.find('>', lt);
@@ -150,7 +155,8 @@ Result<SignatureKind> check_armor(std::string_view sig) {
     size_t nl = sig.find('\n', pos);
     pos = nl == std::string_view::npos ? sig.size() : nl + 1;
   }
-  if (begins > 1) return error("two-signatures: the signature holds " + std::to_string(begins) + " armor blocks");
+  if (begins > 1)
+    return error("two-signatures: the signature holds " + std::to_string(begins) + " armor blocks");
   const Marker* m = marker_at(sig);
   if (!m) return error("bad-armor: the signature does not start with a known BEGIN line");
   std::string_view body = sig;
@@ -165,15 +171,17 @@ Result<SignatureKind> check_armor(std::string_view sig) {
 }
 
 bool one_line_header(std::string_view name) {
-  return name == "tree" || name == "parent" || name == "author" || name == "committer" || name == "encoding" ||
-         name == "object" || name == "type" || name == "tag" || name == "tagger";
+  return name == "tree" || name == "parent" || name == "author" || name == "committer" ||
+         name == "encoding" || name == "object" || name == "type" || name == "tag" ||
+         name == "tagger";
 }
 
 Status check_shapes(const std::vector<RawHeader>& headers) {
   for (const RawHeader& h : headers) {
     if (one_line_header(h.name) && h.continued)
       return error("bad-continuation: the " + h.name + " header cannot have continuation lines");
-    if (one_line_header(h.name) && h.bare) return error("bad-header: " + h.name + " header without a value");
+    if (one_line_header(h.name) && h.bare)
+      return error("bad-header: " + h.name + " header without a value");
   }
   return {};
 }
@@ -198,10 +206,14 @@ std::vector<Header> public_headers(const std::vector<RawHeader>& raw) {
 
 std::string_view to_string(SignatureKind kind) {
   switch (kind) {
-    case SignatureKind::none: return "none";
-    case SignatureKind::openpgp: return "openpgp";
-    case SignatureKind::ssh: return "ssh";
-    case SignatureKind::x509: return "x509";
+    case SignatureKind::none:
+      return "none";
+    case SignatureKind::openpgp:
+      return "openpgp";
+    case SignatureKind::ssh:
+      return "ssh";
+    case SignatureKind::x509:
+      return "x509";
   }
   return "none";
 }
@@ -227,10 +239,12 @@ Result<ParsedCommit> parse_commit(std::string_view raw) {
     if (!has("tree")) return error("missing-header: commit has no tree header");
     return error("bad-header: tree must be the first header");
   }
-  if (!is_sha1_hex(hs[0].value)) return error("bad-header: tree is not a sha1: \"" + hs[0].value + "\"");
+  if (!is_sha1_hex(hs[0].value))
+    return error("bad-header: tree is not a sha1: \"" + hs[0].value + "\"");
   c.tree = hs[i++].value;
   for (; i < hs.size() && hs[i].name == "parent"; ++i) {
-    if (!is_sha1_hex(hs[i].value)) return error("bad-header: parent is not a sha1: \"" + hs[i].value + "\"");
+    if (!is_sha1_hex(hs[i].value))
+      return error("bad-header: parent is not a sha1: \"" + hs[i].value + "\"");
     c.parents.push_back(hs[i].value);
   }
   for (std::string_view who : {"author", "committer"}) {
@@ -263,7 +277,8 @@ Result<ParsedCommit> parse_commit(std::string_view raw) {
   for (size_t pos = 0; pos < message.size();) {
     std::string_view line = message.substr(pos);
     if (line.starts_with("gpgsig ") || line.starts_with("gpgsig-sha256 "))
-      return error("header-after-message: a gpgsig line after the blank line that ends the headers");
+      return error(
+          "header-after-message: a gpgsig line after the blank line that ends the headers");
     size_t nl = message.find('\n', pos);
     pos = nl == std::string_view::npos ? message.size() : nl + 1;
   }
@@ -295,7 +310,8 @@ Result<ParsedTag> parse_tag(std::string_view raw) {
   size_t i = 0;
   for (std::string_view name : {"object", "type", "tag"}) {
     if (i >= hs.size() || hs[i].name != name) {
-      bool present = std::any_of(hs.begin(), hs.end(), [&](const RawHeader& h) { return h.name == name; });
+      bool present =
+          std::any_of(hs.begin(), hs.end(), [&](const RawHeader& h) { return h.name == name; });
       if (!present) return error("missing-header: tag has no " + std::string(name) + " header");
       return error("bad-header: " + std::string(name) + " header out of order");
     }
@@ -304,7 +320,8 @@ Result<ParsedTag> parse_tag(std::string_view raw) {
   t.object = hs[0].value;
   t.type = hs[1].value;
   t.tag = hs[2].value;
-  if (!is_sha1_hex(t.object)) return error("bad-header: object is not a sha1: \"" + t.object + "\"");
+  if (!is_sha1_hex(t.object))
+    return error("bad-header: object is not a sha1: \"" + t.object + "\"");
   if (t.type != "commit" && t.type != "tree" && t.type != "blob" && t.type != "tag")
     return error("bad-header: unknown object type \"" + t.type + "\"");
   if (t.tag.empty()) return error("bad-header: empty tag name");
@@ -333,7 +350,8 @@ Result<ParsedTag> parse_tag(std::string_view raw) {
     pos = nl == std::string_view::npos ? raw.size() : nl + 1;
   }
   if (starts.size() > 1)
-    return error("two-signatures: the tag holds " + std::to_string(starts.size()) + " armor blocks");
+    return error("two-signatures: the tag holds " + std::to_string(starts.size()) +
+                 " armor blocks");
   if (starts.empty()) {
     t.message = std::string(raw.substr(split->body));
     t.payload = std::string(raw);

@@ -13,21 +13,26 @@ using namespace dmz::test;
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 // The raw bytes of an object, as `git cat-file <type>` prints them (binary safe).
-std::string cat_object(const std::filesystem::path& repo, const std::string& type, const std::string& sha) {
+std::string cat_object(const std::filesystem::path& repo, const std::string& type,
+                       const std::string& sha) {
   TempDir scratch;
   must("git cat-file " + type + " " + sha + " > " + shell_quote((scratch / "obj").string()), repo);
   return read_file(scratch / "obj");
 }
 
 // Stores `bytes` as an object of `type` without git's checks and returns what git stored.
-std::string store_literally(const std::filesystem::path& repo, const std::string& type, const std::string& bytes) {
+std::string store_literally(const std::filesystem::path& repo, const std::string& type,
+                            const std::string& bytes) {
   TempDir scratch;
   write_file(scratch / "obj", bytes);
-  std::string sha =
-      must("git hash-object -t " + type + " -w --literally " + shell_quote((scratch / "obj").string()), repo);
+  std::string sha = must(
+      "git hash-object -t " + type + " -w --literally " + shell_quote((scratch / "obj").string()),
+      repo);
   std::string stored = cat_object(repo, type, sha);
   REQUIRE(stored == bytes);
   return stored;
@@ -39,8 +44,11 @@ bool keygen_verifies(const SshKey& key, const std::string& payload, const std::s
   write_file(dir / "payload", payload);
   write_file(dir / "payload.sig", signature);
   write_allowed_signers(dir / "allowed", {{"tester@example.com", &key, ""}});
-  RunResult r = run("ssh-keygen -Y verify -f allowed -I tester@example.com -n git -s payload.sig < payload", dir.path());
-  if (r.exit_code == 0) CHECK(r.out.find("Good \"git\" signature for tester@example.com") != std::string::npos);
+  RunResult r =
+      run("ssh-keygen -Y verify -f allowed -I tester@example.com -n git -s payload.sig < payload",
+          dir.path());
+  if (r.exit_code == 0)
+    CHECK(r.out.find("Good \"git\" signature for tester@example.com") != std::string::npos);
   return r.exit_code == 0;
 }
 
@@ -61,7 +69,8 @@ std::string gpgsig_block(const std::string& raw) {
   return raw.substr(begin, end - begin);
 }
 
-// Folds `text` into a header named `name` as git writes it (each line after the first prefixed by a space).
+// Folds `text` into a header named `name` as git writes it (each line after the first prefixed by a
+// space).
 std::string fold(const std::string& name, const std::string& text) {
   std::string out = name;
   size_t pos = 0;
@@ -100,7 +109,8 @@ TEST_CASE("signed_object: an unsigned commit from git") {
   CHECK(c->author.email == "tester@example.com");
   CHECK(c->author.time == std::stoll(must("git log -1 --format=%at", dir.path())));
   CHECK(c->committer.time == std::stoll(must("git log -1 --format=%ct", dir.path())));
-  CHECK(c->committer.raw == must("git log -1 --format='%cn <%ce> %ct' ", dir.path()) + " " + c->committer.tz);
+  CHECK(c->committer.raw ==
+        must("git log -1 --format='%cn <%ce> %ct' ", dir.path()) + " " + c->committer.tz);
   CHECK(names(c->headers) == std::vector<std::string>{"tree", "parent", "author", "committer"});
   CHECK(c->message == "second commit\n\nwith a body\n");
   CHECK_FALSE(c->signature.has_value());
@@ -129,7 +139,8 @@ TEST_CASE("signed_object: the payload of an ssh-signed commit is what git and ss
     CHECK(c->signature_kind == SignatureKind::ssh);
     CHECK(starts_with(*c->signature, "-----BEGIN SSH SIGNATURE-----\n"));
     CHECK(c->signature->ends_with("-----END SSH SIGNATURE-----\n"));
-    CHECK(names(c->headers) == std::vector<std::string>{"tree", "parent", "author", "committer", "gpgsig"});
+    CHECK(names(c->headers) ==
+          std::vector<std::string>{"tree", "parent", "author", "committer", "gpgsig"});
     CHECK(c->message == "signed change\n");
     // The payload is the object with the gpgsig header cut out, nothing else changed.
     CHECK(c->payload.find("gpgsig") == std::string::npos);
@@ -142,7 +153,8 @@ TEST_CASE("signed_object: the payload of an ssh-signed commit is what git and ss
 
     TempDir trust;
     write_allowed_signers(trust / "allowed", {{"tester@example.com", &key, ""}});
-    must(git_env() + "git " + ssh_verify_options(trust / "allowed") + "verify-commit " + sha, dir.path());
+    must(git_env() + "git " + ssh_verify_options(trust / "allowed") + "verify-commit " + sha,
+         dir.path());
 
     auto keys = parse_allowed_signers(read_file(trust / "allowed"));
     REQUIRE(keys.ok());
@@ -161,7 +173,8 @@ TEST_CASE("signed_object: a signed merge of a signed tag carries the tag as a me
   std::string tag_sha = ssh_signed_tag(dir.path(), key, "v1", topic, "release one");
   must(git_env() + "git checkout -q master", dir.path());
   commit_files(dir.path(), {{"m.txt", "m\n"}}, "master work");
-  must(git_env() + "git " + ssh_sign_options(key) + "merge -q --no-ff -S -m 'merge v1' v1", dir.path());
+  must(git_env() + "git " + ssh_sign_options(key) + "merge -q --no-ff -S -m 'merge v1' v1",
+       dir.path());
   std::string merge = must("git rev-parse HEAD", dir.path());
   std::string raw = cat_object(dir.path(), "commit", merge);
 
@@ -171,8 +184,10 @@ TEST_CASE("signed_object: a signed merge of a signed tag carries the tag as a me
   CHECK(c->parents.size() == 2);
   CHECK(c->parents[1] == topic);
   REQUIRE(c->mergetags.size() == 1);
-  CHECK(c->mergetags[0] == cat_object(dir.path(), "tag", tag_sha));  // unfolded = the tag object itself
-  CHECK(c->payload.find("mergetag object " + topic) != std::string::npos);  // mergetag stays in the payload
+  CHECK(c->mergetags[0] ==
+        cat_object(dir.path(), "tag", tag_sha));  // unfolded = the tag object itself
+  CHECK(c->payload.find("mergetag object " + topic) !=
+        std::string::npos);  // mergetag stays in the payload
   REQUIRE(c->signature.has_value());
   CHECK(keygen_verifies(key, c->payload, *c->signature));
 
@@ -194,7 +209,9 @@ TEST_CASE("signed_object: tampered commits are refused with a named reason") {
   auto with_block = [&](const std::string& replacement) {
     return raw.substr(0, block_at) + replacement + raw.substr(block_at + block.size());
   };
-  auto stored = [&](const std::string& bytes) { return store_literally(dir.path(), "commit", bytes); };
+  auto stored = [&](const std::string& bytes) {
+    return store_literally(dir.path(), "commit", bytes);
+  };
   REQUIRE(parse_commit(raw).ok());
 
   SUBCASE("NUL appended (libgit2 would sign-check only the part before it)") {
@@ -202,18 +219,25 @@ TEST_CASE("signed_object: tampered commits are refused with a named reason") {
     CHECK(m == "nul: object contains a NUL byte at offset " + std::to_string(raw.size()));
   }
   SUBCASE("two gpgsig headers") {
-    CHECK(starts_with(reason(parse_commit(stored(with_block(block + block)))), "duplicate-gpgsig: "));
+    CHECK(
+        starts_with(reason(parse_commit(stored(with_block(block + block)))), "duplicate-gpgsig: "));
   }
   SUBCASE("gpgsig-sha256 junk header, which git itself ignores in a SHA-1 repository") {
-    std::string junk = with_block(block + "gpgsig-sha256 -----BEGIN PGP SIGNATURE-----\n junk\n -----END PGP SIGNATURE-----\n");
+    std::string junk = with_block(
+        block +
+        "gpgsig-sha256 -----BEGIN PGP SIGNATURE-----\n junk\n -----END PGP SIGNATURE-----\n");
     std::string m = reason(parse_commit(stored(junk)));
     CHECK(m == "gpgsig-sha256: unverifiable signature header");
     // git strips it from the payload and still calls the commit good: the reason we refuse.
     TempDir scratch;
     write_file(scratch / "obj", junk);
-    std::string junk_sha = must("git hash-object -t commit -w --literally " + shell_quote((scratch / "obj").string()), dir.path());
+    std::string junk_sha =
+        must("git hash-object -t commit -w --literally " + shell_quote((scratch / "obj").string()),
+             dir.path());
     write_allowed_signers(scratch / "allowed", {{"tester@example.com", &key, ""}});
-    CHECK(run(git_env() + "git " + ssh_verify_options(scratch / "allowed") + "verify-commit " + junk_sha, dir.path())
+    CHECK(run(git_env() + "git " + ssh_verify_options(scratch / "allowed") + "verify-commit " +
+                  junk_sha,
+              dir.path())
               .exit_code == 0);
   }
   SUBCASE("two armor blocks in one signature") {
@@ -223,14 +247,17 @@ TEST_CASE("signed_object: tampered commits are refused with a named reason") {
     CHECK(starts_with(reason(parse_commit(stored(twice))), "two-signatures: "));
   }
   SUBCASE("signature armor that is not one known block") {
-    CHECK(starts_with(reason(parse_commit(stored(with_block("gpgsig -----BEGIN FOO-----\n x\n -----END FOO-----\n")))),
+    CHECK(starts_with(reason(parse_commit(stored(
+                          with_block("gpgsig -----BEGIN FOO-----\n x\n -----END FOO-----\n")))),
                       "bad-armor: "));
-    CHECK(starts_with(reason(parse_commit(stored(with_block("gpgsig -----BEGIN SSH SIGNATURE-----\n AAAA\n")))),
-                      "bad-armor: no "));
+    CHECK(starts_with(
+        reason(parse_commit(stored(with_block("gpgsig -----BEGIN SSH SIGNATURE-----\n AAAA\n")))),
+        "bad-armor: no "));
     auto c = parse_commit(raw);
     REQUIRE(c.ok());
-    CHECK(starts_with(reason(parse_commit(stored(with_block(fold("gpgsig", *c->signature + "trailer\n"))))),
-                      "bad-armor: text after "));
+    CHECK(starts_with(
+        reason(parse_commit(stored(with_block(fold("gpgsig", *c->signature + "trailer\n"))))),
+        "bad-armor: text after "));
   }
   SUBCASE("missing tree") {
     std::string no_tree = raw.substr(raw.find('\n') + 1);
@@ -239,10 +266,13 @@ TEST_CASE("signed_object: tampered commits are refused with a named reason") {
   SUBCASE("headers out of order or repeated") {
     size_t tree_end = raw.find('\n') + 1;
     size_t parent_end = raw.find('\n', tree_end) + 1;
-    std::string swapped = raw.substr(tree_end, parent_end - tree_end) + raw.substr(0, tree_end) + raw.substr(parent_end);
+    std::string swapped = raw.substr(tree_end, parent_end - tree_end) + raw.substr(0, tree_end) +
+                          raw.substr(parent_end);
     CHECK(reason(parse_commit(stored(swapped))) == "bad-header: tree must be the first header");
-    std::string two_trees = raw.substr(0, block_at) + raw.substr(0, tree_end) + raw.substr(block_at);
-    CHECK(reason(parse_commit(stored(two_trees))) == "bad-header: tree header out of order or repeated");
+    std::string two_trees =
+        raw.substr(0, block_at) + raw.substr(0, tree_end) + raw.substr(block_at);
+    CHECK(reason(parse_commit(stored(two_trees))) ==
+          "bad-header: tree header out of order or repeated");
     std::string no_author = raw;
     size_t a = no_author.find("\nauthor ") + 1;
     no_author.erase(a, no_author.find('\n', a) + 1 - a);
@@ -261,11 +291,14 @@ TEST_CASE("signed_object: tampered commits are refused with a named reason") {
     CHECK(starts_with(reason(parse_commit(stored(moved))), "header-after-message: "));
   }
   SUBCASE("malformed header lines and idents") {
-    CHECK(starts_with(reason(parse_commit(stored(raw.substr(0, raw.find('\n'))))), "unterminated-header: "));
-    CHECK(starts_with(reason(parse_commit(stored(with_block("Bad-Name x\n" + block)))), "bad-header: line "));
+    CHECK(starts_with(reason(parse_commit(stored(raw.substr(0, raw.find('\n'))))),
+                      "unterminated-header: "));
+    CHECK(starts_with(reason(parse_commit(stored(with_block("Bad-Name x\n" + block)))),
+                      "bad-header: line "));
     std::string bad_ident = raw;
     size_t a = bad_ident.find("\nauthor ") + 1;
-    bad_ident.replace(a, bad_ident.find('\n', a) - a, "author Tester <tester@example.com> yesterday +0000");
+    bad_ident.replace(a, bad_ident.find('\n', a) - a,
+                      "author Tester <tester@example.com> yesterday +0000");
     CHECK(starts_with(reason(parse_commit(stored(bad_ident))), "bad-ident: author "));
   }
 }
@@ -275,8 +308,10 @@ TEST_CASE("signed_object: commits with other signature kinds are told apart by t
       "tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n"
       "author A U Thor <a@example.com> 1700000000 -0130\n"
       "committer C O Mitter <c@example.com> 1700000001 +0100\n";
-  auto pgp = parse_commit(head + fold("gpgsig", "-----BEGIN PGP SIGNATURE-----\n\nwsBc\n-----END PGP SIGNATURE-----\n") +
-                          "\nmsg\n");
+  auto pgp = parse_commit(
+      head +
+      fold("gpgsig", "-----BEGIN PGP SIGNATURE-----\n\nwsBc\n-----END PGP SIGNATURE-----\n") +
+      "\nmsg\n");
   REQUIRE(pgp.ok());
   CHECK(pgp->signature_kind == SignatureKind::openpgp);
   CHECK(pgp->signature == "-----BEGIN PGP SIGNATURE-----\n\nwsBc\n-----END PGP SIGNATURE-----\n");
@@ -284,7 +319,9 @@ TEST_CASE("signed_object: commits with other signature kinds are told apart by t
   CHECK(pgp->author.tz_minutes == -90);
   CHECK(pgp->committer.tz_minutes == 60);
   CHECK(pgp->author.name == "A U Thor");
-  auto x509 = parse_commit(head + fold("gpgsig", "-----BEGIN SIGNED MESSAGE-----\nMII\n-----END SIGNED MESSAGE-----\n") + "\n");
+  auto x509 = parse_commit(
+      head + fold("gpgsig", "-----BEGIN SIGNED MESSAGE-----\nMII\n-----END SIGNED MESSAGE-----\n") +
+      "\n");
   REQUIRE(x509.ok());
   CHECK(x509->signature_kind == SignatureKind::x509);
   CHECK(x509->message.empty());
@@ -340,7 +377,9 @@ TEST_CASE("signed_object: tags") {
     REQUIRE(keys.ok());
     CHECK(verify_sshsig(*t->signature, t->payload, *keys, t->tagger->time).ok());
 
-    auto stored = [&](const std::string& bytes) { return store_literally(dir.path(), "tag", bytes); };
+    auto stored = [&](const std::string& bytes) {
+      return store_literally(dir.path(), "tag", bytes);
+    };
     // Refusals.
     CHECK(starts_with(tag_reason(parse_tag(stored(raw + std::string("\0", 1)))), "nul: "));
     CHECK(starts_with(tag_reason(parse_tag(stored(raw + *t->signature))), "two-signatures: "));
@@ -348,7 +387,8 @@ TEST_CASE("signed_object: tags") {
     std::string no_tag = raw.substr(0, tag_line) + raw.substr(tag_line + 7);
     CHECK(tag_reason(parse_tag(stored(no_tag))) == "missing-header: tag has no tag header");
     size_t tagger_end = raw.find('\n', raw.find("\ntagger ") + 1) + 1;
-    std::string sha256 = raw.substr(0, tagger_end) + "gpgsig-sha256 -----BEGIN SSH SIGNATURE-----\n x\n" +
+    std::string sha256 = raw.substr(0, tagger_end) +
+                         "gpgsig-sha256 -----BEGIN SSH SIGNATURE-----\n x\n" +
                          raw.substr(tagger_end);
     CHECK(tag_reason(parse_tag(stored(sha256))) == "gpgsig-sha256: unverifiable signature header");
     std::string trailing = raw + "more text\n";
@@ -356,7 +396,8 @@ TEST_CASE("signed_object: tags") {
   }
 }
 
-TEST_CASE("signed_object: every truncation and byte flip of a signed commit parses or fails cleanly") {
+TEST_CASE(
+    "signed_object: every truncation and byte flip of a signed commit parses or fails cleanly") {
   const SshKey& key = cached_ssh_key("ed25519");
   TempDir dir;
   init_repo(dir.path(), {{"a.txt", "a\n"}});

@@ -9,7 +9,8 @@
 //
 // with <key fields> for ssh-ed25519: string pk(32), string sk(64 = seed || pk); for
 // ecdsa-sha2-nistp256: string "nistp256", string Q, mpint d; for ssh-rsa: mpint n, mpint e,
-// mpint d, mpint iqmp, mpint p, mpint q. The signature itself is PROTOCOL.sshsig, built by sshsig.hpp.
+// mpint d, mpint iqmp, mpint p, mpint q. The signature itself is PROTOCOL.sshsig, built by
+// sshsig.hpp.
 #include "bot/ssh_signer.hpp"
 
 #include <openssl/bn.h>
@@ -57,7 +58,8 @@ Result<Pkey> from_params(const char* algorithm, OSSL_PARAM_BLD* bld) {
   Pkey key(raw);
   PkeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
   if (!check || EVP_PKEY_pairwise_check(check.get()) != 1)
-    return error(std::string("bad-key: the ") + algorithm + " private and public keys do not match");
+    return error(std::string("bad-key: the ") + algorithm +
+                 " private and public keys do not match");
   return key;
 }
 
@@ -100,7 +102,8 @@ Result<std::unique_ptr<SshSigner>> SshSigner::from_private_key(std::string_view 
   size_t end = armored.find(kEnd);
   if (begin == std::string_view::npos || end == std::string_view::npos || end < begin)
     return error("bad-key: not an OpenSSH private key (no \"" + std::string(kBegin) + "\" block)");
-  auto decoded = ssh::base64_decode(armored.substr(begin + kBegin.size(), end - begin - kBegin.size()));
+  auto decoded =
+      ssh::base64_decode(armored.substr(begin + kBegin.size(), end - begin - kBegin.size()));
   if (!decoded) return error("bad-key: the private key is not base64");
   std::string blob = std::move(*decoded);
   Wipe wipe_blob{blob};
@@ -113,15 +116,19 @@ Result<std::unique_ptr<SshSigner>> SshSigner::from_private_key(std::string_view 
   if (!r.string(cipher) || !r.string(kdf) || !r.string(kdf_options) || !r.u32(count))
     return error("bad-key: truncated private key header");
   if (cipher != "none" || kdf != "none")
-    return error("encrypted-key: passphrase-protected keys are not supported (cipher " + std::string(cipher) + ")");
-  if (count != 1) return error("bad-key: the file holds " + std::to_string(count) + " keys, expected 1");
-  if (!r.string(outer_public) || !r.string(priv) || !r.empty()) return error("bad-key: truncated private key");
+    return error("encrypted-key: passphrase-protected keys are not supported (cipher " +
+                 std::string(cipher) + ")");
+  if (count != 1)
+    return error("bad-key: the file holds " + std::to_string(count) + " keys, expected 1");
+  if (!r.string(outer_public) || !r.string(priv) || !r.empty())
+    return error("bad-key: truncated private key");
   if (priv.size() % 8 != 0) return error("bad-key: private section is not padded to 8 bytes");
 
   ssh::Reader p(priv);
   uint32_t check1 = 0, check2 = 0;
   std::string_view type;
-  if (!p.u32(check1) || !p.u32(check2) || !p.string(type)) return error("bad-key: truncated private section");
+  if (!p.u32(check1) || !p.u32(check2) || !p.string(type))
+    return error("bad-key: truncated private section");
   if (check1 != check2) return error("bad-key: check integers differ (corrupt or encrypted key)");
 
   auto key = std::make_unique<Key>();
@@ -141,14 +148,15 @@ Result<std::unique_ptr<SshSigner>> SshSigner::from_private_key(std::string_view 
     ssh::put_string(key->blob, pk);
   } else if (type == "ecdsa-sha2-nistp256") {
     std::string_view curve, point, d_mp, d;
-    if (!p.string(curve) || !p.string(point) || !p.string(d_mp) || curve != "nistp256" || point.size() != 65 ||
-        !ssh::mpint_magnitude(d_mp, d) || d.empty())
+    if (!p.string(curve) || !p.string(point) || !p.string(d_mp) || curve != "nistp256" ||
+        point.size() != 65 || !ssh::mpint_magnitude(d_mp, d) || d.empty())
       return error("bad-key: malformed ecdsa-sha2-nistp256 private key");
     Bn bn_d = bn_from(d);
     ParamBld bld(OSSL_PARAM_BLD_new());
     if (!bn_d || !bld ||
         !OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
-        !OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()) ||
+        !OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                          point.size()) ||
         !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_PRIV_KEY, bn_d.get()))
       return error("bad-key: out of memory");
     auto pkey = from_params("EC", bld.get());
@@ -169,7 +177,8 @@ Result<std::unique_ptr<SshSigner>> SshSigner::from_private_key(std::string_view 
     BnCtx bctx(BN_CTX_new());
     if (!n || !e || !dd || !iqmp || !pp || !qq || !dmp1 || !dmq1 || !pm1 || !qm1 || !bctx ||
         !BN_sub_word(pm1.get(), 1) || !BN_sub_word(qm1.get(), 1) ||
-        !BN_mod(dmp1.get(), dd.get(), pm1.get(), bctx.get()) || !BN_mod(dmq1.get(), dd.get(), qm1.get(), bctx.get()))
+        !BN_mod(dmp1.get(), dd.get(), pm1.get(), bctx.get()) ||
+        !BN_mod(dmq1.get(), dd.get(), qm1.get(), bctx.get()))
       return error("bad-key: cannot compute the RSA CRT parameters");
     if (BN_num_bits(n.get()) < 2048) return error("weak-key: RSA key shorter than 2048 bits");
     ParamBld bld(OSSL_PARAM_BLD_new());
@@ -189,7 +198,8 @@ Result<std::unique_ptr<SshSigner>> SshSigner::from_private_key(std::string_view 
     ssh::put_string(key->blob, mp[1]);  // e
     ssh::put_string(key->blob, mp[0]);  // n
   } else {
-    return error("unsupported-key: key type " + std::string(type) + " is not supported for signing");
+    return error("unsupported-key: key type " + std::string(type) +
+                 " is not supported for signing");
   }
 
   std::string_view comment;
@@ -198,7 +208,8 @@ Result<std::unique_ptr<SshSigner>> SshSigner::from_private_key(std::string_view 
   for (size_t i = 0; i < padding.size(); ++i)
     if (static_cast<uint8_t>(padding[i]) != static_cast<uint8_t>(i + 1))
       return error("bad-key: bad padding after the private key");
-  if (key->blob != outer_public) return error("bad-key: the public key does not match the private key");
+  if (key->blob != outer_public)
+    return error("bad-key: the public key does not match the private key");
   key->comment = std::string(comment);
   key->fingerprint = ssh_fingerprint(key->blob);
   return std::unique_ptr<SshSigner>(new SshSigner(std::move(key)));
@@ -224,7 +235,8 @@ Result<std::string> SshSigner::sign(std::string_view payload) {
       EVP_DigestSign(ctx.get(), nullptr, &len, u8(data), data.size()) != 1)
     return error("sign-failed: cannot start a " + key_->type + " signature");
   std::string raw(len, '\0');
-  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(raw.data()), &len, u8(data), data.size()) != 1)
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(raw.data()), &len, u8(data),
+                     data.size()) != 1)
     return error("sign-failed: " + key_->type + " signing failed");
   raw.resize(len);
 

@@ -25,7 +25,7 @@ class SshSigner : public Signer {
   // Armored SSHSIG over `payload`, 70-column base64 lines like ssh-keygen, ending in "\n".
   Result<std::string> sign(std::string_view payload) override;
 
-  const std::string& key_type() const;     // "ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"
+  const std::string& key_type() const;  // "ssh-ed25519", "ecdsa-sha2-nistp256", "ssh-rsa"
   const std::string& public_key_blob() const;
   const std::string& fingerprint() const;  // "SHA256:..."
   // "type base64 comment": the key as a .pub line, for allowed_signers and policy files.

@@ -15,7 +15,9 @@ using namespace dmz::test;
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 std::unique_ptr<SshSigner> load(const SshKey& key) {
   auto signer = SshSigner::from_file(key.private_path);
@@ -25,12 +27,14 @@ std::unique_ptr<SshSigner> load(const SshKey& key) {
 }
 
 // ssh-keygen -Y verify of `signature` over `payload`, trusting only `key`.
-RunResult keygen_verify(const SshKey& key, const std::string& payload, const std::string& signature) {
+RunResult keygen_verify(const SshKey& key, const std::string& payload,
+                        const std::string& signature) {
   TempDir dir;
   write_file(dir / "payload", payload);
   write_file(dir / "payload.sig", signature);
   write_allowed_signers(dir / "allowed", {{"bot@example.com", &key, ""}});
-  return run("ssh-keygen -Y verify -f allowed -I bot@example.com -n git -s payload.sig < payload", dir.path());
+  return run("ssh-keygen -Y verify -f allowed -I bot@example.com -n git -s payload.sig < payload",
+             dir.path());
 }
 
 std::string fold(const std::string& name, const std::string& text) {
@@ -95,7 +99,8 @@ TEST_CASE("ssh_signer: ed25519 signatures are byte-identical to ssh-keygen's") {
   TempDir dir;
   const std::string payload = "deterministic\n";
   write_file(dir / "msg", payload);
-  must("ssh-keygen -q -Y sign -n git -f " + shell_quote(key.private_path.string()) + " msg", dir.path());
+  must("ssh-keygen -q -Y sign -n git -f " + shell_quote(key.private_path.string()) + " msg",
+       dir.path());
   auto sig = load(key)->sign(payload);
   REQUIRE(sig.ok());
   CHECK(*sig == read_file(dir / "msg.sig"));
@@ -119,14 +124,17 @@ TEST_CASE("ssh_signer: a commit signed in process passes git verify-commit") {
 
     TempDir scratch;
     write_file(scratch / "commit", raw);
-    std::string sha = must("git hash-object -t commit -w " + shell_quote((scratch / "commit").string()), dir.path());
+    std::string sha = must(
+        "git hash-object -t commit -w " + shell_quote((scratch / "commit").string()), dir.path());
     write_allowed_signers(scratch / "allowed", {{"bot@example.com", &key, ""}});
     RunResult verify =
-        run(git_env() + "git " + ssh_verify_options(scratch / "allowed") + "verify-commit " + sha, dir.path());
+        run(git_env() + "git " + ssh_verify_options(scratch / "allowed") + "verify-commit " + sha,
+            dir.path());
     INFO(verify.out);
     CHECK(verify.exit_code == 0);
     CHECK(verify.out.find("Good \"git\" signature for bot@example.com") != std::string::npos);
-    CHECK(must(git_env() + "git " + ssh_verify_options(scratch / "allowed") + "log -1 --format=%G? " + sha,
+    CHECK(must(git_env() + "git " + ssh_verify_options(scratch / "allowed") +
+                   "log -1 --format=%G? " + sha,
                dir.path()) == "G");
 
     // Our own parser recovers exactly the payload we signed.
@@ -138,7 +146,8 @@ TEST_CASE("ssh_signer: a commit signed in process passes git verify-commit") {
     // And a key git does not trust makes verify-commit fail: the check above can fail.
     const SshKey& other = cached_ssh_key("ed25519", 1);
     write_allowed_signers(scratch / "other", {{"bot@example.com", &other, ""}});
-    CHECK(run(git_env() + "git " + ssh_verify_options(scratch / "other") + "verify-commit " + sha, dir.path())
+    CHECK(run(git_env() + "git " + ssh_verify_options(scratch / "other") + "verify-commit " + sha,
+              dir.path())
               .exit_code != 0);
   }
 }
@@ -151,19 +160,22 @@ TEST_CASE("ssh_signer: unusable key files are refused with a reason") {
   };
   CHECK(starts_with(reason(SshSigner::from_file(dir / "missing")), "no-file: "));
 
-  must("ssh-keygen -q -t ed25519 -N secret-passphrase -f " + shell_quote((dir / "locked").string()));
+  must("ssh-keygen -q -t ed25519 -N secret-passphrase -f " +
+       shell_quote((dir / "locked").string()));
   CHECK(starts_with(reason(SshSigner::from_file(dir / "locked")), "encrypted-key: "));
 
   write_file(dir / "junk", "not a key\n");
   CHECK(starts_with(reason(SshSigner::from_file(dir / "junk")), "bad-key: "));
 
   // A public key file is not a private key.
-  CHECK(starts_with(reason(SshSigner::from_file(cached_ssh_key("ed25519").private_path.string() + ".pub")),
-                    "bad-key: "));
+  CHECK(starts_with(
+      reason(SshSigner::from_file(cached_ssh_key("ed25519").private_path.string() + ".pub")),
+      "bad-key: "));
 
   // A PEM (non-OpenSSH) private key.
   must("ssh-keygen -q -t ecdsa -b 256 -m PEM -N '' -f " + shell_quote((dir / "pem").string()));
-  CHECK(starts_with(reason(SshSigner::from_file(dir / "pem")), "bad-key: not an OpenSSH private key"));
+  CHECK(starts_with(reason(SshSigner::from_file(dir / "pem")),
+                    "bad-key: not an OpenSSH private key"));
 
   // Flip one byte of the private half of an ed25519 key: the keys no longer match.
   std::string text = read_file(cached_ssh_key("ed25519").private_path);
@@ -171,24 +183,30 @@ TEST_CASE("ssh_signer: unusable key files are refused with a reason") {
   size_t end = text.find("-----END");
   auto blob = ssh::base64_decode(text.substr(begin, end - begin));
   REQUIRE(blob.has_value());
-  // Find the private section (PROTOCOL.key): magic, 3 strings, u32 count, public key, private section.
+  // Find the private section (PROTOCOL.key): magic, 3 strings, u32 count, public key, private
+  // section.
   ssh::Reader r(std::string_view(*blob).substr(15));
   std::string_view field, priv;
   uint32_t count = 0;
-  REQUIRE((r.string(field) && r.string(field) && r.string(field) && r.u32(count) && r.string(field) && r.string(priv)));
+  REQUIRE((r.string(field) && r.string(field) && r.string(field) && r.u32(count) &&
+           r.string(field) && r.string(priv)));
   const size_t priv_at = static_cast<size_t>(priv.data() - blob->data());
   // checkints (8), string "ssh-ed25519" (4+11), string pk (4+32), length of sk (4), then the seed.
   std::string corrupt = *blob;
   corrupt[priv_at + 8 + 15 + 36 + 4] ^= 1;
-  write_file(dir / "corrupt", "-----BEGIN OPENSSH PRIVATE KEY-----\n" + ssh::base64_encode(corrupt) +
+  write_file(dir / "corrupt", "-----BEGIN OPENSSH PRIVATE KEY-----\n" +
+                                  ssh::base64_encode(corrupt) +
                                   "\n-----END OPENSSH PRIVATE KEY-----\n");
-  CHECK(starts_with(reason(SshSigner::from_file(dir / "corrupt")), "bad-key: the ssh-ed25519 private and public keys do not match"));
+  CHECK(starts_with(reason(SshSigner::from_file(dir / "corrupt")),
+                    "bad-key: the ssh-ed25519 private and public keys do not match"));
 
   std::string checkints = *blob;
   checkints[priv_at] ^= 1;
-  write_file(dir / "checkints", "-----BEGIN OPENSSH PRIVATE KEY-----\n" + ssh::base64_encode(checkints) +
+  write_file(dir / "checkints", "-----BEGIN OPENSSH PRIVATE KEY-----\n" +
+                                    ssh::base64_encode(checkints) +
                                     "\n-----END OPENSSH PRIVATE KEY-----\n");
-  CHECK(starts_with(reason(SshSigner::from_file(dir / "checkints")), "bad-key: check integers differ"));
+  CHECK(starts_with(reason(SshSigner::from_file(dir / "checkints")),
+                    "bad-key: check integers differ"));
 }
 
 TEST_CASE("ssh_signer: a tag signed in process passes git verify-tag") {
@@ -196,16 +214,19 @@ TEST_CASE("ssh_signer: a tag signed in process passes git verify-tag") {
   auto signer = load(key);
   TempDir dir;
   std::string commit = init_repo(dir.path(), {{"a.txt", "a\n"}});
-  const std::string payload = "object " + commit + "\ntype commit\ntag v1.0\n"
+  const std::string payload = "object " + commit +
+                              "\ntype commit\ntag v1.0\n"
                               "tagger dmzbot <bot@example.com> 1700000000 +0000\n\nrelease 1.0\n";
   auto sig = signer->sign(payload);
   REQUIRE(sig.ok());
   TempDir scratch;
   write_file(scratch / "tag", payload + *sig);  // a tag's signature ends its message
-  std::string sha = must("git hash-object -t tag -w " + shell_quote((scratch / "tag").string()), dir.path());
+  std::string sha =
+      must("git hash-object -t tag -w " + shell_quote((scratch / "tag").string()), dir.path());
   must("git update-ref refs/tags/v1.0 " + sha, dir.path());
   write_allowed_signers(scratch / "allowed", {{"bot@example.com", &key, ""}});
-  RunResult verify = run(git_env() + "git " + ssh_verify_options(scratch / "allowed") + "verify-tag v1.0", dir.path());
+  RunResult verify = run(
+      git_env() + "git " + ssh_verify_options(scratch / "allowed") + "verify-tag v1.0", dir.path());
   INFO(verify.out);
   CHECK(verify.exit_code == 0);
 

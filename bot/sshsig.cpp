@@ -2,8 +2,6 @@
 // section 6.6 / RFC 5656 / RFC 8709 / RFC 8332 (public keys and signatures of each key type).
 #include "bot/sshsig.hpp"
 
-#include "bot/openssl_handles.hpp"
-
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -15,6 +13,8 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+
+#include "bot/openssl_handles.hpp"
 
 namespace dmz {
 namespace {
@@ -48,7 +48,8 @@ int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
 std::optional<int64_t> parse_ssh_time(std::string_view s) {
   if (!s.empty() && (s.back() == 'Z' || s.back() == 'z')) s.remove_suffix(1);
   if (s.size() != 8 && s.size() != 12 && s.size() != 14) return std::nullopt;
-  if (!std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) return std::nullopt;
+  if (!std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
   auto num = [&](size_t pos, size_t len) {
     int v = 0;
     for (size_t i = pos; i < pos + len; ++i) v = v * 10 + (s[i] - '0');
@@ -83,20 +84,22 @@ Result<Pkey> load_public_key(std::string_view blob) {
   if (!r.string(type)) return error("bad-key: truncated public key");
   if (type == "ssh-ed25519") {
     std::string_view pk;
-    if (!r.string(pk) || !r.empty() || pk.size() != 32) return error("bad-key: malformed ssh-ed25519 key");
+    if (!r.string(pk) || !r.empty() || pk.size() != 32)
+      return error("bad-key: malformed ssh-ed25519 key");
     Pkey key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, u8(pk), pk.size()));
     if (!key) return error("bad-key: OpenSSL rejected the ssh-ed25519 key");
     return key;
   }
   if (type == "ecdsa-sha2-nistp256") {
     std::string_view curve, point;
-    if (!r.string(curve) || !r.string(point) || !r.empty() || curve != "nistp256" || point.size() != 65 ||
-        point[0] != 0x04)
+    if (!r.string(curve) || !r.string(point) || !r.empty() || curve != "nistp256" ||
+        point.size() != 65 || point[0] != 0x04)
       return error("bad-key: malformed ecdsa-sha2-nistp256 key");
     ParamBld bld(OSSL_PARAM_BLD_new());
     if (!bld ||
         !OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
-        !OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(), point.size()))
+        !OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
+                                          point.size()))
       return error("bad-key: out of memory");
     Params params(OSSL_PARAM_BLD_to_param(bld.get()));
     PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr));
@@ -119,7 +122,8 @@ Result<Pkey> load_public_key(std::string_view blob) {
     if (n.size() * 8 < 2048) return error("weak-key: RSA key shorter than 2048 bits");
     Bn bn_n = bn_from(n), bn_e = bn_from(e);
     ParamBld bld(OSSL_PARAM_BLD_new());
-    if (!bn_n || !bn_e || !bld || !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) ||
+    if (!bn_n || !bn_e || !bld ||
+        !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, bn_n.get()) ||
         !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, bn_e.get()))
       return error("bad-key: out of memory");
     Params params(OSSL_PARAM_BLD_to_param(bld.get()));
@@ -129,7 +133,8 @@ Result<Pkey> load_public_key(std::string_view blob) {
         EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) <= 0)
       return error("bad-key: OpenSSL rejected the ssh-rsa key");
     Pkey key(raw);
-    if (EVP_PKEY_get_bits(key.get()) < 2048) return error("weak-key: RSA key shorter than 2048 bits");
+    if (EVP_PKEY_get_bits(key.get()) < 2048)
+      return error("weak-key: RSA key shorter than 2048 bits");
     return key;
   }
   return error("unsupported-key: key type " + std::string(type) + " is not supported");
@@ -152,12 +157,14 @@ Status verify_raw(std::string_view key_type, EVP_PKEY* key, std::string_view sig
   if (key_type == "ssh-ed25519") {
     if (sig_type != "ssh-ed25519" || sig.size() != 64)
       return error("bad-signature: " + std::string(sig_type) + " signature for an ssh-ed25519 key");
-    if (!digest_verify(key, nullptr, sig, data)) return error("bad-signature: ed25519 signature does not verify");
+    if (!digest_verify(key, nullptr, sig, data))
+      return error("bad-signature: ed25519 signature does not verify");
     return {};
   }
   if (key_type == "ecdsa-sha2-nistp256") {
     if (sig_type != "ecdsa-sha2-nistp256")
-      return error("bad-signature: " + std::string(sig_type) + " signature for an ecdsa-sha2-nistp256 key");
+      return error("bad-signature: " + std::string(sig_type) +
+                   " signature for an ecdsa-sha2-nistp256 key");
     ssh::Reader rs(sig);
     std::string_view r_mp, s_mp, r_mag, s_mag;
     if (!rs.string(r_mp) || !rs.string(s_mp) || !rs.empty() || !ssh::mpint_magnitude(r_mp, r_mag) ||
@@ -180,16 +187,22 @@ Status verify_raw(std::string_view key_type, EVP_PKEY* key, std::string_view sig
   }
   if (key_type == "ssh-rsa") {
     const EVP_MD* md = nullptr;
-    if (sig_type == "rsa-sha2-512") md = EVP_sha512();
-    else if (sig_type == "rsa-sha2-256") md = EVP_sha256();
-    else if (sig_type == "ssh-rsa") return error("weak-signature: ssh-rsa (RSA with SHA-1) signatures are not accepted");
-    else return error("bad-signature: " + std::string(sig_type) + " signature for an ssh-rsa key");
+    if (sig_type == "rsa-sha2-512")
+      md = EVP_sha512();
+    else if (sig_type == "rsa-sha2-256")
+      md = EVP_sha256();
+    else if (sig_type == "ssh-rsa")
+      return error("weak-signature: ssh-rsa (RSA with SHA-1) signatures are not accepted");
+    else
+      return error("bad-signature: " + std::string(sig_type) + " signature for an ssh-rsa key");
     const size_t modulus_bytes = static_cast<size_t>(EVP_PKEY_get_size(key));
-    if (sig.size() > modulus_bytes) return error("bad-signature: RSA signature longer than the modulus");
+    if (sig.size() > modulus_bytes)
+      return error("bad-signature: RSA signature longer than the modulus");
     // OpenSSH accepts a signature shorter than the modulus and left-pads it; so do we.
     std::string padded(modulus_bytes - sig.size(), '\0');
     padded += sig;
-    if (!digest_verify(key, md, padded, data)) return error("bad-signature: RSA signature does not verify");
+    if (!digest_verify(key, md, padded, data))
+      return error("bad-signature: RSA signature does not verify");
     return {};
   }
   return error("unsupported-key: key type " + std::string(key_type) + " is not supported");
@@ -253,11 +266,13 @@ Status parse_options(std::string_view options, SshPublicKey& key) {
   for (std::string_view item : items) {
     auto eq = item.find('=');
     std::string_view name = item.substr(0, eq);
-    std::string_view value = eq == std::string_view::npos ? std::string_view{} : dequote(item.substr(eq + 1));
+    std::string_view value =
+        eq == std::string_view::npos ? std::string_view{} : dequote(item.substr(eq + 1));
     if (name == "valid-after" || name == "valid-before") {
       auto t = parse_ssh_time(value);
-      if (!t) return error("bad-option: " + std::string(name) + " must be YYYYMMDD[HHMM[SS]][Z], got \"" +
-                           std::string(value) + "\"");
+      if (!t)
+        return error("bad-option: " + std::string(name) + " must be YYYYMMDD[HHMM[SS]][Z], got \"" +
+                     std::string(value) + "\"");
       (name == "valid-after" ? key.valid_after : key.valid_before) = *t;
     } else if (name == "namespaces") {
       key.namespaces = split_list(value);
@@ -339,7 +354,8 @@ bool mpint_magnitude(std::string_view mpint, std::string_view& magnitude) {
 
 std::string base64_encode(std::string_view data) {
   std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), u8(data), static_cast<int>(data.size()));
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), u8(data),
+                          static_cast<int>(data.size()));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -388,15 +404,18 @@ Result<SshPublicKey> parse_ssh_public_key(std::string_view line) {
   if (unbalanced) return error("bad-key-line: unbalanced double quote");
   size_t k = 0;
   while (k < tokens.size() && !is_known_key_type(tokens[k]) && !is_other_key_type(tokens[k])) ++k;
-  if (k == tokens.size()) return error("bad-key-line: no key type (ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa)");
+  if (k == tokens.size())
+    return error("bad-key-line: no key type (ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa)");
   if (is_other_key_type(tokens[k]))
     return error("unsupported-key: key type " + std::string(tokens[k]) + " is not supported");
   if (k + 1 >= tokens.size()) return error("bad-key-line: key type without key data");
   SshPublicKey key;
   std::string_view options;
   if (k == 1) {
-    if (looks_like_options(tokens[0])) options = tokens[0];
-    else key.principals = split_list(dequote(tokens[0]));
+    if (looks_like_options(tokens[0]))
+      options = tokens[0];
+    else
+      key.principals = split_list(dequote(tokens[0]));
   } else if (k == 2) {
     key.principals = split_list(dequote(tokens[0]));
     options = tokens[1];
@@ -443,16 +462,19 @@ Result<std::vector<SshPublicKey>> parse_allowed_signers(std::string_view text) {
 
 Result<std::string> dearmor_sshsig(std::string_view armored) {
   size_t begin = armored.find(kBegin);
-  if (begin == std::string_view::npos) return error("bad-armor: no \"" + std::string(kBegin) + "\" line");
+  if (begin == std::string_view::npos)
+    return error("bad-armor: no \"" + std::string(kBegin) + "\" line");
   if (armored.substr(0, begin).find_first_not_of(" \t\r\n") != std::string_view::npos)
     return error("bad-armor: text before the signature armor");
-  if (begin != 0 && armored[begin - 1] != '\n') return error("bad-armor: BEGIN line does not start a line");
+  if (begin != 0 && armored[begin - 1] != '\n')
+    return error("bad-armor: BEGIN line does not start a line");
   std::string_view after_begin = armored.substr(begin + kBegin.size());
   if (after_begin.find(kBegin) != std::string_view::npos ||
       after_begin.find("-----BEGIN ") != std::string_view::npos)
     return error("bad-armor: more than one armor block");
   size_t end = after_begin.find(kEnd);
-  if (end == std::string_view::npos) return error("bad-armor: no \"" + std::string(kEnd) + "\" line");
+  if (end == std::string_view::npos)
+    return error("bad-armor: no \"" + std::string(kEnd) + "\" line");
   if (after_begin.substr(end + kEnd.size()).find_first_not_of(" \t\r\n") != std::string_view::npos)
     return error("bad-armor: text after the signature armor");
   std::string_view body = after_begin.substr(0, end);
@@ -473,7 +495,8 @@ Result<SshSig> parse_sshsig_blob(std::string_view blob) {
   if (!r.string(pk) || !r.string(ns) || !r.string(reserved) || !r.string(hash) || !r.string(sig))
     return error("bad-sshsig: truncated");
   if (!r.empty()) return error("bad-sshsig: trailing data after the signature");
-  return SshSig{std::string(pk), std::string(ns), std::string(reserved), std::string(hash), std::string(sig)};
+  return SshSig{std::string(pk), std::string(ns), std::string(reserved), std::string(hash),
+                std::string(sig)};
 }
 
 std::string encode_sshsig_blob(const SshSig& sig) {
@@ -511,8 +534,12 @@ std::string sshsig_signed_data(std::string_view ns, std::string_view hash_algori
 }
 
 Result<std::string> sshsig_hash(std::string_view hash_algorithm, std::string_view message) {
-  const EVP_MD* md = hash_algorithm == "sha256" ? EVP_sha256() : hash_algorithm == "sha512" ? EVP_sha512() : nullptr;
-  if (!md) return error("bad-hash: hash algorithm \"" + std::string(hash_algorithm) + "\" is not supported");
+  const EVP_MD* md = hash_algorithm == "sha256"   ? EVP_sha256()
+                     : hash_algorithm == "sha512" ? EVP_sha512()
+                                                  : nullptr;
+  if (!md)
+    return error("bad-hash: hash algorithm \"" + std::string(hash_algorithm) +
+                 "\" is not supported");
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_Digest(message.data(), message.size(), out, &len, md, nullptr) != 1)
@@ -534,7 +561,8 @@ Result<SshVerified> verify_sshsig(std::string_view armored, std::string_view mes
   if (sig->hash_algorithm == "sha1")
     return error("weak-hash: SSHSIG hash algorithm sha1 is not accepted (sha256 or sha512)");
   if (sig->hash_algorithm != "sha256" && sig->hash_algorithm != "sha512")
-    return error("bad-hash: SSHSIG hash algorithm \"" + sig->hash_algorithm + "\" is not supported");
+    return error("bad-hash: SSHSIG hash algorithm \"" + sig->hash_algorithm +
+                 "\" is not supported");
 
   const std::string fingerprint = ssh_fingerprint(sig->public_key);
   const SshPublicKey* match = nullptr;
@@ -546,19 +574,20 @@ Result<SshVerified> verify_sshsig(std::string_view armored, std::string_view mes
     if (!key.namespaces.empty() &&
         std::find(key.namespaces.begin(), key.namespaces.end(), ns) == key.namespaces.end()) {
       if (refusal.empty())
-        refusal = "no-key: key " + fingerprint + " is not allowed to sign namespace \"" + std::string(ns) + "\"";
+        refusal = "no-key: key " + fingerprint + " is not allowed to sign namespace \"" +
+                  std::string(ns) + "\"";
       continue;
     }
     if (key.valid_after && signed_at < *key.valid_after) {
       if (refusal.empty())
-        refusal = "not-yet-valid-key: key " + fingerprint + " valid after " + iso_time(*key.valid_after) +
-                  " but commit time " + iso_time(signed_at);
+        refusal = "not-yet-valid-key: key " + fingerprint + " valid after " +
+                  iso_time(*key.valid_after) + " but commit time " + iso_time(signed_at);
       continue;
     }
     if (key.valid_before && signed_at > *key.valid_before) {
       if (refusal.empty())
-        refusal = "expired-key: key " + fingerprint + " valid before " + iso_time(*key.valid_before) +
-                  " but commit time " + iso_time(signed_at);
+        refusal = "expired-key: key " + fingerprint + " valid before " +
+                  iso_time(*key.valid_before) + " but commit time " + iso_time(signed_at);
       continue;
     }
     match = &key;
@@ -572,7 +601,8 @@ Result<SshVerified> verify_sshsig(std::string_view armored, std::string_view mes
   auto hash = sshsig_hash(sig->hash_algorithm, message);
   if (!hash) return hash.error();
   const std::string data = sshsig_signed_data(sig->ns, sig->hash_algorithm, *hash);
-  if (Status s = verify_raw(match->type, key->get(), sig->signature, data); !s) return error(s.message());
+  if (Status s = verify_raw(match->type, key->get(), sig->signature, data); !s)
+    return error(s.message());
   return SshVerified{fingerprint, match->type, sig->hash_algorithm};
 }
 

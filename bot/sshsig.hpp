@@ -1,5 +1,6 @@
 // SSH signatures as git writes them (gpg.format=ssh: OpenSSH SSHSIG, namespace "git") verified in
-// process with OpenSSL 3, plus the SSH wire/armor helpers the signer shares. Threading: pure functions.
+// process with OpenSSL 3, plus the SSH wire/armor helpers the signer shares. Threading: pure
+// functions.
 #pragma once
 
 #include <cstdint>
@@ -26,9 +27,10 @@ struct SshPublicKey {
   std::string line() const;  // "type base64", the key without options or comment
 };
 
-// Parses `[principals] [options] keytype base64 [comment]`. Options: valid-after="YYYYMMDD[HHMM[SS]][Z]",
-// valid-before=..., namespaces="git,...". Times are UTC (ssh-keygen reads them without Z as local
-// time; dmzbot runs in UTC). Unknown options, cert-authority and unsupported key types are errors.
+// Parses `[principals] [options] keytype base64 [comment]`. Options:
+// valid-after="YYYYMMDD[HHMM[SS]][Z]", valid-before=..., namespaces="git,...". Times are UTC
+// (ssh-keygen reads them without Z as local time; dmzbot runs in UTC). Unknown options,
+// cert-authority and unsupported key types are errors.
 Result<SshPublicKey> parse_ssh_public_key(std::string_view line);
 
 // Parses an allowed_signers file: one key per line, blank lines and '#' comments skipped.
@@ -42,9 +44,9 @@ struct SshVerified {
 };
 
 // Verifies the armored SSHSIG `armored` over `message`. The signing key must byte-equal the blob of
-// one of `allowed` whose validity window contains `signed_at` (the commit or tag time, as git passes
-// -Overify-time) and whose namespaces admit `ns`. Fails closed; the message starts with a reason:
-// bad-armor, bad-sshsig, wrong-namespace, weak-hash, bad-hash, no-key, not-yet-valid-key,
+// one of `allowed` whose validity window contains `signed_at` (the commit or tag time, as git
+// passes -Overify-time) and whose namespaces admit `ns`. Fails closed; the message starts with a
+// reason: bad-armor, bad-sshsig, wrong-namespace, weak-hash, bad-hash, no-key, not-yet-valid-key,
 // expired-key, unsupported-key, weak-signature, bad-signature.
 Result<SshVerified> verify_sshsig(std::string_view armored, std::string_view message,
                                   std::span<const SshPublicKey> allowed, int64_t signed_at,
@@ -52,21 +54,23 @@ Result<SshVerified> verify_sshsig(std::string_view armored, std::string_view mes
 
 // The fields of an SSHSIG blob (PROTOCOL.sshsig), after the "SSHSIG" magic and version 1.
 struct SshSig {
-  std::string public_key;      // wire-format public key blob
-  std::string ns;              // namespace
+  std::string public_key;  // wire-format public key blob
+  std::string ns;          // namespace
   std::string reserved;
   std::string hash_algorithm;  // "sha256", "sha512"
   std::string signature;       // wire-format signature: string sig-type, string sig-bytes
 };
 
-// "-----BEGIN SSH SIGNATURE-----" armor -> blob. Exactly one block, nothing but whitespace around it.
+// "-----BEGIN SSH SIGNATURE-----" armor -> blob. Exactly one block, nothing but whitespace around
+// it.
 Result<std::string> dearmor_sshsig(std::string_view armored);
 // Blob -> fields; checks magic, version 1 and that nothing trails.
 Result<SshSig> parse_sshsig_blob(std::string_view blob);
 std::string encode_sshsig_blob(const SshSig& sig);
 // Blob -> armor with 70-column base64 lines, ending in "\n", as ssh-keygen writes it.
 std::string armor_sshsig(std::string_view blob);
-// The data the signature covers: "SSHSIG" || string ns || string reserved || string alg || string H(msg).
+// The data the signature covers: "SSHSIG" || string ns || string reserved || string alg || string
+// H(msg).
 std::string sshsig_signed_data(std::string_view ns, std::string_view hash_algorithm,
                                std::string_view message_hash);
 // H(message) for "sha256" or "sha512".
@@ -92,7 +96,8 @@ class Reader {
 
 void put_u32(std::string& out, uint32_t v);
 void put_string(std::string& out, std::string_view s);
-// Encodes an unsigned big-endian magnitude as an SSH mpint (minimal, 0x00 prefix if the top bit is set).
+// Encodes an unsigned big-endian magnitude as an SSH mpint (minimal, 0x00 prefix if the top bit is
+// set).
 void put_mpint(std::string& out, std::string_view magnitude);
 // The unsigned magnitude of an mpint; fails on negative numbers and non-minimal encodings.
 bool mpint_magnitude(std::string_view mpint, std::string_view& magnitude);

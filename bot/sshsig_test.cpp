@@ -16,8 +16,8 @@ namespace {
 constexpr int64_t kJan2021 = 1609459200;  // 2021-01-01T00:00:00Z
 
 // Signs `message` with ssh-keygen -Y sign; returns the armored signature.
-std::string keygen_sign(const SshKey& key, const std::string& message, const std::string& ns = "git",
-                        const std::string& extra = "") {
+std::string keygen_sign(const SshKey& key, const std::string& message,
+                        const std::string& ns = "git", const std::string& extra = "") {
   TempDir dir;
   write_file(dir / "msg", message);
   must("ssh-keygen -q -Y sign -n " + shell_quote(ns) + " " + extra + " -f " +
@@ -32,7 +32,9 @@ SshPublicKey parsed(const SshKey& key, const std::string& options = "") {
   return *k;
 }
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 // Decodes an armored signature, lets `edit` change its fields, and armors it again.
 template <class F>
@@ -64,7 +66,8 @@ TEST_CASE("sshsig: signatures made by ssh-keygen verify in process for every sup
     CHECK(ok->key_type == pub.type);
     CHECK(ok->hash_algorithm == "sha512");
 
-    auto ok256 = verify_sshsig(keygen_sign(key, message, "git", "-Ohashalg=sha256"), message, allowed, kJan2021);
+    auto ok256 = verify_sshsig(keygen_sign(key, message, "git", "-Ohashalg=sha256"), message,
+                               allowed, kJan2021);
     REQUIRE(ok256.ok());
     CHECK(ok256->hash_algorithm == "sha256");
 
@@ -111,15 +114,19 @@ TEST_CASE("sshsig: refusals name their reason") {
   }
   SUBCASE("allowed key with a namespaces option that excludes git") {
     CHECK(starts_with(reason(good, {parsed(key, "namespaces=\"file,email\"")}), "no-key: key "));
-    CHECK(verify_sshsig(good, message, std::vector{parsed(key, "namespaces=\"file,git\"")}, kJan2021).ok());
+    CHECK(
+        verify_sshsig(good, message, std::vector{parsed(key, "namespaces=\"file,git\"")}, kJan2021)
+            .ok());
   }
   SUBCASE("validity window relative to the given time") {
     std::string m = reason(good, {parsed(key, "valid-before=\"20200101\"")});
     CHECK(m == "expired-key: key " + key.fingerprint +
                    " valid before 2020-01-01T00:00:00Z but commit time 2021-01-01T00:00:00Z");
     m = reason(good, {parsed(key, "valid-after=\"20300101Z\"")});
-    CHECK(starts_with(m, "not-yet-valid-key: key " + key.fingerprint + " valid after 2030-01-01T00:00:00Z"));
-    auto windowed = std::vector{parsed(key, "valid-after=\"20200101\",valid-before=\"202201011200\"")};
+    CHECK(starts_with(
+        m, "not-yet-valid-key: key " + key.fingerprint + " valid after 2030-01-01T00:00:00Z"));
+    auto windowed =
+        std::vector{parsed(key, "valid-after=\"20200101\",valid-before=\"202201011200\"")};
     CHECK(verify_sshsig(good, message, windowed, kJan2021).ok());
     // The same key listed twice: one expired entry does not hide a valid one.
     auto twice = std::vector{parsed(key, "valid-before=\"20200101\""), parsed(key)};
@@ -156,22 +163,26 @@ TEST_CASE("sshsig: refusals name their reason") {
   SUBCASE("garbage and malformed armor") {
     CHECK(starts_with(reason("hello", allowed), "bad-armor: "));
     CHECK(starts_with(reason("", allowed), "bad-armor: "));
-    CHECK(starts_with(reason("-----BEGIN SSH SIGNATURE-----\n!!!!\n-----END SSH SIGNATURE-----\n", allowed),
-                      "bad-armor: "));
+    CHECK(starts_with(
+        reason("-----BEGIN SSH SIGNATURE-----\n!!!!\n-----END SSH SIGNATURE-----\n", allowed),
+        "bad-armor: "));
     CHECK(starts_with(reason("-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n", allowed), "bad-armor: "));
     CHECK(reason(good + good, allowed) == "bad-armor: more than one armor block");
     CHECK(reason(good + "trailing\n", allowed) == "bad-armor: text after the signature armor");
     CHECK(reason("junk\n" + good, allowed) == "bad-armor: text before the signature armor");
   }
   SUBCASE("malformed blobs") {
-    CHECK(starts_with(reason(armor_sshsig(std::string_view("NOTSIG\0\0\0\1", 10)), allowed), "bad-sshsig: missing SSHSIG magic"));
+    CHECK(starts_with(reason(armor_sshsig(std::string_view("NOTSIG\0\0\0\1", 10)), allowed),
+                      "bad-sshsig: missing SSHSIG magic"));
     auto blob = dearmor_sshsig(good);
     REQUIRE(blob.ok());
     std::string v2 = *blob;
     v2[9] = 2;  // version is the u32 after the 6-byte magic
     CHECK(reason(armor_sshsig(v2), allowed) == "bad-sshsig: unsupported version 2");
-    CHECK(reason(armor_sshsig(*blob + "x"), allowed) == "bad-sshsig: trailing data after the signature");
-    CHECK(reason(armor_sshsig(blob->substr(0, blob->size() - 5)), allowed) == "bad-sshsig: truncated");
+    CHECK(reason(armor_sshsig(*blob + "x"), allowed) ==
+          "bad-sshsig: trailing data after the signature");
+    CHECK(reason(armor_sshsig(blob->substr(0, blob->size() - 5)), allowed) ==
+          "bad-sshsig: truncated");
   }
 }
 
@@ -189,13 +200,19 @@ TEST_CASE("sshsig: in-process windows agree with ssh-keygen -Overify-time") {
   REQUIRE(keys->size() == 1);
   CHECK(keys->front().principals == std::vector<std::string>{"dev@example.com"});
   // Each time: (YYYYMMDDHHMMSS for ssh-keygen, unix seconds for us).
-  struct Case { std::string stamp; int64_t t; };
+  struct Case {
+    std::string stamp;
+    int64_t t;
+  };
   for (const Case& c : {Case{"20191231235959", 1577836799}, Case{"20200101000000", 1577836800},
                         Case{"20210601000000", 1622505600}, Case{"20220101000000", 1640995200},
                         Case{"20220101000001", 1640995201}}) {
     CAPTURE(c.stamp);
-    RunResult keygen = run("TZ=UTC ssh-keygen -Y verify -f allowed -I dev@example.com -n git -s msg.sig "
-                           "-Overify-time=" + c.stamp + " < msg", dir.path());
+    RunResult keygen =
+        run("TZ=UTC ssh-keygen -Y verify -f allowed -I dev@example.com -n git -s msg.sig "
+            "-Overify-time=" +
+                c.stamp + " < msg",
+            dir.path());
     auto ours = verify_sshsig(sig, message, *keys, c.t);
     CHECK((keygen.exit_code == 0) == ours.ok());
   }
@@ -205,7 +222,8 @@ TEST_CASE("sshsig: public key lines") {
   const SshKey& key = cached_ssh_key("ed25519");
   const std::string base = key.public_line.substr(0, key.public_line.rfind(' '));  // "type base64"
 
-  auto k = parse_ssh_public_key("\"a@x,b@y\" namespaces=\"git\",valid-after=\"20240229120000Z\" " + base + " my key\n");
+  auto k = parse_ssh_public_key("\"a@x,b@y\" namespaces=\"git\",valid-after=\"20240229120000Z\" " +
+                                base + " my key\n");
   REQUIRE(k.ok());
   CHECK(k->principals == std::vector<std::string>{"a@x", "b@y"});
   CHECK(k->namespaces == std::vector<std::string>{"git"});
@@ -221,7 +239,8 @@ TEST_CASE("sshsig: public key lines") {
   };
   CHECK(starts_with(err("valid-before=\"2024\" " + base), "bad-option: "));
   CHECK(starts_with(err("valid-before=\"20230229\" " + base), "bad-option: "));  // not a leap year
-  CHECK(err("dev@x no-touch-required " + base) == "bad-option: unknown option \"no-touch-required\"");
+  CHECK(err("dev@x no-touch-required " + base) ==
+        "bad-option: unknown option \"no-touch-required\"");
   CHECK(starts_with(err("cert-authority " + base), "unsupported-option: "));
   CHECK(starts_with(err("ssh-ed25519 !!!!"), "bad-key-line: "));
   CHECK(starts_with(err("no key here"), "bad-key-line: "));

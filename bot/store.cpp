@@ -17,10 +17,9 @@
 #include <chrono>
 #include <limits>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string_view>
 #include <system_error>
-
-#include <nlohmann/json.hpp>
 
 namespace dmz {
 namespace {
@@ -228,8 +227,8 @@ constexpr std::array kPrStatuses = {PrStatus::Open,    PrStatus::Approved, PrSta
                                     PrStatus::Merged,  PrStatus::Failed,   PrStatus::Cancelled};
 constexpr std::array kCandidateStatuses = {CandidateStatus::Merging, CandidateStatus::InDmz,
                                            CandidateStatus::Building, CandidateStatus::Landing};
-constexpr std::array kCheckStates = {CheckState::Pending, CheckState::Success,
-                                     CheckState::Failure, CheckState::Error};
+constexpr std::array kCheckStates = {CheckState::Pending, CheckState::Success, CheckState::Failure,
+                                     CheckState::Error};
 
 Error corrupt(const std::string& repo, const std::string& what) {
   return error("store: corrupt state for " + repo + ": " + what);
@@ -238,15 +237,13 @@ Error corrupt(const std::string& repo, const std::string& what) {
 std::int64_t as_int64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 std::uint64_t as_uint64(std::int64_t v) { return static_cast<std::uint64_t>(v); }
 
-#define DMZ_TRY(expr)                \
-  do {                               \
-    if (Status s_ = (expr); !s_.ok()) \
-      return s_;                     \
+#define DMZ_TRY(expr)                            \
+  do {                                           \
+    if (Status s_ = (expr); !s_.ok()) return s_; \
   } while (0)
-#define DMZ_TRY_R(expr)                                  \
-  do {                                                   \
-    if (Status s_ = (expr); !s_.ok())                    \
-      return Error{s_.message()};                        \
+#define DMZ_TRY_R(expr)                                           \
+  do {                                                            \
+    if (Status s_ = (expr); !s_.ok()) return Error{s_.message()}; \
   } while (0)
 
 // ---- The store -------------------------------------------------------------------------------
@@ -448,8 +445,8 @@ class SqliteStore final : public Store {
         p.head = q->text(4);
         auto status = parse_enum(q->text(5), kPrStatuses);
         if (!status)
-          return corrupt(name, "PR #" + std::to_string(p.number) + " has unknown status '" +
-                                   q->text(5) + "'");
+          return corrupt(
+              name, "PR #" + std::to_string(p.number) + " has unknown status '" + q->text(5) + "'");
         p.status = *status;
         p.reason = q->text(6);
         auto details = nlohmann::json::parse(q->text(7), nullptr, /*allow_exceptions=*/false);
@@ -595,7 +592,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& fi
   if (file.has_parent_path()) {
     std::error_code ec;
     std::filesystem::create_directories(file.parent_path(), ec);
-    if (ec) return error("store: cannot create " + file.parent_path().string() + ": " + ec.message());
+    if (ec)
+      return error("store: cannot create " + file.parent_path().string() + ": " + ec.message());
   }
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(file.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);

@@ -100,14 +100,13 @@ RepoState rich_state() {
   s.master = sha('0');
   s.next_candidate = 8;
   s.retry_after = 1'700'000'000'123;
-  const PrStatus all[] = {PrStatus::Open,     PrStatus::Approved, PrStatus::Queued,
-                          PrStatus::Merging,  PrStatus::InDmz,    PrStatus::Building,
-                          PrStatus::Merged,   PrStatus::Failed,   PrStatus::Cancelled};
+  const PrStatus all[] = {PrStatus::Open,    PrStatus::Approved, PrStatus::Queued,
+                          PrStatus::Merging, PrStatus::InDmz,    PrStatus::Building,
+                          PrStatus::Merged,  PrStatus::Failed,   PrStatus::Cancelled};
   int n = 1;
   for (PrStatus st : all) {
     auto p = make_pr(n, st);
-    if (st != PrStatus::Open)
-      p.approval = Approval{p.head, "master" + std::to_string(n), 5000 + n};
+    if (st != PrStatus::Open) p.approval = Approval{p.head, "master" + std::to_string(n), 5000 + n};
     s.prs[n] = p;
     ++n;
   }
@@ -194,8 +193,8 @@ TEST_CASE("store: a rich state round-trips field by field") {
   check_equal(back, s);
 
   // The tables are normalized and readable by an operator.
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT status FROM prs WHERE repo='acme/widgets' AND number=5") ==
-        "in_dmz");
+  CHECK(sql_scalar(dir / "dmz.db",
+                   "SELECT status FROM prs WHERE repo='acme/widgets' AND number=5") == "in_dmz");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM checks WHERE candidate=5") == "3");
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
@@ -265,8 +264,7 @@ TEST_CASE("store: the event log keeps order, per repository, and the limit keeps
   RepoState b;
   b.repo = "acme/other";
   for (int i = 1; i <= 6; ++i) {
-    REQUIRE(store->save(a, "kind" + std::to_string(i), "{\"i\":" + std::to_string(i) + "}",
-                        100 + i)
+    REQUIRE(store->save(a, "kind" + std::to_string(i), "{\"i\":" + std::to_string(i) + "}", 100 + i)
                 .ok());
     REQUIRE(store->save(b, "other", "{}", 200 + i).ok());
   }
@@ -312,8 +310,10 @@ TEST_CASE("store: calls from several threads are serialized") {
       s.repo = "acme/t" + std::to_string(t);
       for (int i = 0; i < 6; ++i) {
         auto r = store->record_delivery("shared-" + std::to_string(i));  // all threads race
-        if (!r.ok()) ++failed;
-        else if (*r) ++inserted;
+        if (!r.ok())
+          ++failed;
+        else if (*r)
+          ++inserted;
         if (!store->save(s, "k", "{}", i).ok()) ++failed;
       }
     });

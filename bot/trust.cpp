@@ -40,8 +40,9 @@ class TrustPolicy final : public PolicyChecker {
     // An empty target (the service knows no master yet) has no committed policy.
     auto committed = target.empty() ? Result<std::optional<trust::PolicySource>>(std::nullopt)
                                     : trust::policy_source_at(mirror, target);
-    if (!committed) return fail({"error: reading the policy at " + trust::short_sha(target) + ": " +
-                                 committed.message()});
+    if (!committed)
+      return fail({"error: reading the policy at " + trust::short_sha(target) + ": " +
+                   committed.message()});
     trust::PolicySource source;
     if (*committed) {
       source = std::move(**committed);
@@ -67,7 +68,8 @@ class TrustPolicy final : public PolicyChecker {
     facts.branch = pr.branch;
     facts.target_branch = repo_.master;
     facts.head = sha;
-    if (const queue::Account* a = policy.account_for_login(pr.author)) facts.author_account = a->name;
+    if (const queue::Account* a = policy.account_for_login(pr.author))
+      facts.author_account = a->name;
 
     auto commits = mirror.rev_list(target, sha);
     if (!commits) return fail({"error: " + commits.message()});
@@ -75,7 +77,8 @@ class TrustPolicy final : public PolicyChecker {
     for (const auto& c : *commits) {
       auto fact = gatherer_.commit_fact(mirror, keys, c);
       if (!fact) return fail({"error: " + fact.message()});
-      if (fact->changed_paths) paths.insert(fact->changed_paths->begin(), fact->changed_paths->end());
+      if (fact->changed_paths)
+        paths.insert(fact->changed_paths->begin(), fact->changed_paths->end());
       facts.commits.push_back(std::move(*fact));
     }
     facts.changed_paths.assign(paths.begin(), paths.end());
@@ -92,7 +95,8 @@ class TrustPolicy final : public PolicyChecker {
     out.pass = verdict.pass && extra_failures.empty();
     out.reasons = std::move(verdict.reasons);
     out.reasons.insert(out.reasons.end(), extra_failures.begin(), extra_failures.end());
-    if (!out.pass) out.reasons.insert(out.reasons.end(), approval_notes.begin(), approval_notes.end());
+    if (!out.pass)
+      out.reasons.insert(out.reasons.end(), approval_notes.begin(), approval_notes.end());
     return out;
   }
 
@@ -119,8 +123,7 @@ class TrustPolicy final : public PolicyChecker {
   void gather_approvals(git::Mirror& mirror, trust::TrustKeys& keys, const queue::PullRequest& pr,
                         const queue::Sha& sha, const std::map<std::string, std::string>& tags,
                         queue::PrFacts& facts, std::vector<std::string>& notes) {
-    const std::string own_prefix =
-        std::string(kApprovePrefix) + std::to_string(pr.number) + "-";
+    const std::string own_prefix = std::string(kApprovePrefix) + std::to_string(pr.number) + "-";
     for (const auto& [name, tag_id] : tags) {
       if (!starts_with(name, kApprovePrefix)) continue;
       // Only tags on this head, or stale ones of this PR, are verified: the approvals of

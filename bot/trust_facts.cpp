@@ -114,7 +114,8 @@ size_t count_parents(std::string_view raw) {
 
 std::string short_sha(std::string_view sha) { return std::string(sha.substr(0, 7)); }
 
-Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror, const std::string& commit) {
+Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
+                                                     const std::string& commit) {
   using Out = std::optional<PolicySource>;
   auto text = mirror.read_file(commit, std::string(queue::kPolicyPath));
   if (!text) return text.error();
@@ -160,7 +161,8 @@ Result<PolicySource> policy_source_from_file(const std::filesystem::path& file) 
   if (std::filesystem::is_directory(keys, ec)) {
     std::vector<std::filesystem::path> files;
     for (const auto& entry : std::filesystem::directory_iterator(keys, ec))
-      if (entry.path().extension() == ".asc" && entry.is_regular_file(ec)) files.push_back(entry.path());
+      if (entry.path().extension() == ".asc" && entry.is_regular_file(ec))
+        files.push_back(entry.path());
     if (ec) return error("cannot list " + keys.string() + ": " + ec.message());
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {

@@ -41,7 +41,8 @@ struct PolicySource {
 
 // The policy committed in `commit` (.dmz/policy.toml) and the *.asc files of .dmz/keys in the
 // same commit; nullopt when the commit has no policy file.
-Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror, const std::string& commit);
+Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
+                                                     const std::string& commit);
 
 // A policy file outside the repository (the trust root, `dmzbot verify --policy`) and the *.asc
 // files of the `keys` directory next to it (if there is one).
@@ -112,7 +113,8 @@ class FactGatherer {
   // The fact for one commit: its signature verified with `keys` (a parser refusal becomes the
   // signature_problem), is_merge, changed_paths against its first parent and changes_policy.
   // `parsed`, if given, receives the parsed commit (empty when the parser refused it).
-  Result<queue::CommitFact> commit_fact(git::Mirror& mirror, TrustKeys& keys, const std::string& sha,
+  Result<queue::CommitFact> commit_fact(git::Mirror& mirror, TrustKeys& keys,
+                                        const std::string& sha,
                                         std::optional<ParsedCommit>* parsed = nullptr);
 
   // The annotated tag object `tag_id`, found at refs/tags/<name>, verified with `keys`. If

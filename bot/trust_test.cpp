@@ -89,7 +89,8 @@ TEST_CASE("trust: an OpenPGP-signed PR by its author with two signed-tag approva
   auto v = r.check("alice@example.com", head);
   CHECK_MESSAGE(v.pass, all(v.reasons));
   for (const auto& c : {c1, head})
-    CHECK(test::run(k.gpg.home.env() + test::git_env() + "git verify-commit " + c, r.work).exit_code == 0);
+    CHECK(test::run(k.gpg.home.env() + test::git_env() + "git verify-commit " + c, r.work)
+              .exit_code == 0);
 }
 
 TEST_CASE("trust: without a policy_root or a committed policy every PR passes") {
@@ -197,12 +198,14 @@ TEST_CASE("trust: refusals, each with its reason") {
     CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": revoked-key: "), all(v.reasons));
   }
   SUBCASE("expired OpenPGP signature") {
-    std::string head = r.commit(
-        {{"a.txt", "a\n"}}, "x",
-        k.openpgp(k.gpg.past + "!", TrustKeysFixture::ten_days_ago_options() + "--default-sig-expire 1d "));
+    std::string head =
+        r.commit({{"a.txt", "a\n"}}, "x",
+                 k.openpgp(k.gpg.past + "!",
+                           TrustKeysFixture::ten_days_ago_options() + "--default-sig-expire 1d "));
     r.approvals(head);
     auto v = r.check("past", head);
-    CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": expired-signature: "), all(v.reasons));
+    CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": expired-signature: "),
+                  all(v.reasons));
   }
   SUBCASE("ssh key used outside its validity window (valid-before)") {
     std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.ssh(k.dave_ssh));
@@ -211,17 +214,15 @@ TEST_CASE("trust: refusals, each with its reason") {
     CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": expired-key: "), all(v.reasons));
   }
   SUBCASE("payload tampered after signing") {
-    std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.ssh(k.alice_ssh), [](std::string b) {
-      return b.replace(b.rfind("x\n"), 2, "y\n");
-    });
+    std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.ssh(k.alice_ssh),
+                                [](std::string b) { return b.replace(b.rfind("x\n"), 2, "y\n"); });
     r.approvals(head);
     auto v = r.check("alice", head);
     CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": bad-signature"), all(v.reasons));
   }
   SUBCASE("tampered OpenPGP payload") {
-    std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.openpgp(k.gpg.alice), [](std::string b) {
-      return b.replace(b.rfind("x\n"), 2, "y\n");
-    });
+    std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.openpgp(k.gpg.alice),
+                                [](std::string b) { return b.replace(b.rfind("x\n"), 2, "y\n"); });
     r.approvals(head);
     auto v = r.check("alice", head);
     CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": bad-signature"), all(v.reasons));
@@ -240,7 +241,8 @@ TEST_CASE("trust: refusals, each with its reason") {
     });
     r.approvals(head);
     auto v = r.check("alice", head);
-    CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": duplicate-gpgsig: "), all(v.reasons));
+    CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": duplicate-gpgsig: "),
+                  all(v.reasons));
   }
   SUBCASE("a junk gpgsig-sha256 header") {
     std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.ssh(k.alice_ssh), [](std::string b) {
@@ -251,15 +253,17 @@ TEST_CASE("trust: refusals, each with its reason") {
     });
     r.approvals(head);
     auto v = r.check("alice", head);
-    CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": gpgsig-sha256: "), all(v.reasons));
+    CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": gpgsig-sha256: "),
+                  all(v.reasons));
   }
   SUBCASE("a signed commit replayed into a PR of another account") {
     std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.ssh(k.alice_ssh));
     r.approvals(head);
     auto v = r.check("bob", head);
     CHECK_FALSE(v.pass);
-    CHECK_MESSAGE(has(v.reasons, "commit " + s7(head) + " is signed by alice but the PR author is bob"),
-                  all(v.reasons));
+    CHECK_MESSAGE(
+        has(v.reasons, "commit " + s7(head) + " is signed by alice but the PR author is bob"),
+        all(v.reasons));
   }
   SUBCASE("too few approvals") {
     std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.ssh(k.alice_ssh));
@@ -297,8 +301,9 @@ TEST_CASE("trust: refusals, each with its reason") {
     r.git("tag -d dmz-approve/1-carol");
     auto v = r.check("alice", head);
     CHECK_FALSE(v.pass);
-    CHECK_MESSAGE(has(v.reasons, "tag refs/tags/dmz-approve/1-renamed claims to be dmz-approve/1-carol"),
-                  all(v.reasons));
+    CHECK_MESSAGE(
+        has(v.reasons, "tag refs/tags/dmz-approve/1-renamed claims to be dmz-approve/1-carol"),
+        all(v.reasons));
     CHECK(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"));
   }
   SUBCASE("a policy change authorized only by itself is judged by the old policy") {
@@ -307,7 +312,8 @@ TEST_CASE("trust: refusals, each with its reason") {
                                 k.ssh(k.mallory_ssh));
     auto v = r.check("mallory", head);
     CHECK_FALSE(v.pass);
-    CHECK_MESSAGE(has(v.reasons, "commit " + s7(head) + " is signed by mallory, who is not in group developers"),
+    CHECK_MESSAGE(has(v.reasons, "commit " + s7(head) +
+                                     " is signed by mallory, who is not in group developers"),
                   all(v.reasons));
     CHECK(has(v.reasons, "needs 3 approvals from maintainers for paths .dmz/**, has 0"));
   }
@@ -330,8 +336,8 @@ TEST_CASE("trust: a second check of an unchanged PR verifies no signature; new k
 
   // master moves and changes the key set (a new key file): everything is verified again.
   r.git("checkout -q master");
-  r.master = r.commit({{".dmz/keys/extra.asc", k.gpg.home.export_public(k.gpg.rotated)}}, "key",
-                      nullptr);
+  r.master =
+      r.commit({{".dmz/keys/extra.asc", k.gpg.home.export_public(k.gpg.rotated)}}, "key", nullptr);
   r.git("checkout -q feature/x");
   auto v3 = r.check("alice", head);
   CHECK(v3.pass);
@@ -356,8 +362,10 @@ TEST_CASE("trust: a PR by signed tag") {
     r.ssh_tag(k.bob_ssh, "for-master", head);
     auto v = r.check("alice", head, "tags/for-master");
     CHECK_FALSE(v.pass);
-    CHECK_MESSAGE(has(v.reasons, "pull request tag refs/tags/for-master is signed by bob but the PR author is alice"),
-                  all(v.reasons));
+    CHECK_MESSAGE(
+        has(v.reasons,
+            "pull request tag refs/tags/for-master is signed by bob but the PR author is alice"),
+        all(v.reasons));
   }
   SUBCASE("a tag whose header names another tag") {
     std::string tag = r.ssh_tag(k.alice_ssh, "for-next", head);
@@ -380,9 +388,9 @@ TEST_CASE("trust: a directory where the policy file should be fails closed, not 
   queue::PullRequest pr{1, "feature/x", "alice"};
   auto v = checker->check(*r.mirror, pr, head, r.root, 0);
   CHECK_FALSE(v.pass);
-  CHECK(v.reasons == std::vector<std::string>{"error: reading the policy at " + s7(r.root) +
-                                              ": .dmz/policy.toml at " + s7(r.root) +
-                                              " is not a file"});
+  CHECK(v.reasons ==
+        std::vector<std::string>{"error: reading the policy at " + s7(r.root) +
+                                 ": .dmz/policy.toml at " + s7(r.root) + " is not a file"});
 }
 
 TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread, once each") {
@@ -395,7 +403,8 @@ TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread
       return b.replace(b.rfind("\n") - 1, 1, "X");
     })
                              : std::function<std::string(std::string)>();
-    shas.push_back(r.commit({{"f.txt", std::to_string(i) + "\n"}}, "c" + std::to_string(i), sign, mutate));
+    shas.push_back(
+        r.commit({{"f.txt", std::to_string(i) + "\n"}}, "c" + std::to_string(i), sign, mutate));
   }
   shas.push_back(r.commit({{"g.txt", "ssh\n"}}, "ssh", k.ssh(k.bob_ssh)));
   auto src = trust::policy_source_at(*r.mirror, r.root);  // the mirror has nothing yet
@@ -424,5 +433,6 @@ TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread
   CHECK(tampered->signature_problem.rfind("bad-signature", 0) == 0);
   auto stranger = one.commit_fact(*r.mirror, *loaded.keys, shas[1]);
   CHECK(stranger->signature_problem.rfind("no-key: ", 0) == 0);
-  CHECK(one.commit_fact(*r.mirror, *loaded.keys, shas[0])->signer == std::optional<std::string>("alice"));
+  CHECK(one.commit_fact(*r.mirror, *loaded.keys, shas[0])->signer ==
+        std::optional<std::string>("alice"));
 }

@@ -47,7 +47,8 @@ struct TrustKeysFixture {
 
   TrustKeysFixture() {
     revoked = revoked_home.generate("Revoked Two <revoked2@example.com>");
-    std::string cert = test::read_file(revoked_home.path() / "openpgp-revocs.d" / (revoked + ".rev"));
+    std::string cert =
+        test::read_file(revoked_home.path() / "openpgp-revocs.d" / (revoked + ".rev"));
     cert.replace(cert.find(":-----BEGIN"), 1, "");
     revoked_public = revoked_home.export_public(revoked) + cert;
   }
@@ -86,23 +87,25 @@ struct TrustKeysFixture {
   std::string policy(const std::string& developers_extra = "", int approvals = 2) const {
     auto quoted = [](const std::string& s) { return "'" + s + "'"; };
     std::string t = "version = 1\n\n";
-    t += "[accounts.alice]\nopenpgp = [\"" + gpg.alice + "\"]\nssh = [" + quoted(key_part(alice_ssh)) +
-         "]\nlogins = [\"alice\", \"alice@example.com\"]\n";
+    t += "[accounts.alice]\nopenpgp = [\"" + gpg.alice + "\"]\nssh = [" +
+         quoted(key_part(alice_ssh)) + "]\nlogins = [\"alice\", \"alice@example.com\"]\n";
     t += "[accounts.bob]\nssh = [" + quoted(key_part(bob_ssh)) + "]\nlogins = [\"bob\"]\n";
     t += "[accounts.carol]\nssh = [" + quoted(key_part(carol_ssh)) + "]\nlogins = [\"carol\"]\n";
     t += "[accounts.dave]\nssh = [" + quoted("valid-before=\"20200101\" " + key_part(dave_ssh)) +
          "]\nlogins = [\"dave\"]\n";
-    t += "[accounts.mallory]\nssh = [" + quoted(key_part(mallory_ssh)) + "]\nlogins = [\"mallory\"]\n";
+    t += "[accounts.mallory]\nssh = [" + quoted(key_part(mallory_ssh)) +
+         "]\nlogins = [\"mallory\"]\n";
     t += "[accounts.past]\nopenpgp = [\"" + gpg.past + "\", \"" + gpg.expired + "\", \"" + revoked +
          "\"]\nlogins = [\"past\"]\n";
     t += "[accounts.dmzbot]\nssh = [" + quoted(key_part(bot_ssh)) + "]\n";
     t += "\n[groups]\nmaintainers = [\"alice\", \"bob\", \"carol\"]\n";
-    t += "developers = [\"alice\", \"bob\", \"carol\", \"dave\", \"past\"" + developers_extra + "]\n";
+    t += "developers = [\"alice\", \"bob\", \"carol\", \"dave\", \"past\"" + developers_extra +
+         "]\n";
     t += "bots = [\"dmzbot\"]\n";
     t += "\n[branches]\nallowed = [\"feature/*\", \"tags/*\"]\nrefused = [\"wip/*\"]\n";
     t += "\n[[rule]]\nbranch = \"master\"\npaths = [\"**\"]\nsigners = \"developers\"\n"
-         "author_signs = true\napprovals = " + std::to_string(approvals) +
-         "\napprovers = \"maintainers\"\n";
+         "author_signs = true\napprovals = " +
+         std::to_string(approvals) + "\napprovers = \"maintainers\"\n";
     t += "\n[[rule]]\nbranch = \"master\"\npaths = [\".dmz/**\"]\napprovals = 3\n"
          "approvers = \"maintainers\"\n";
     t += "\n[merges]\nsigners = \"bots\"\nconflict_resolvers = \"maintainers\"\n";

@@ -6,12 +6,12 @@
 // verifies with FactGatherer::prefetch on THREADS threads (default: min(4, cores)).
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -108,9 +108,9 @@ std::vector<std::string> make_commits(const fs::path& repo, const std::string& b
     list += file.string() + "\n";
   }
   std::ofstream(dir / "list") << list;
-  std::string written = sh("cd " + quote(repo.string()) +
-                           " && git hash-object -t commit -w --stdin-paths < " +
-                           quote((dir / "list").string()));
+  std::string written =
+      sh("cd " + quote(repo.string()) + " && git hash-object -t commit -w --stdin-paths < " +
+         quote((dir / "list").string()));
   if (written.substr(written.size() - 40) != ids.back()) die("object ids differ from git's");
   sh("cd " + quote(repo.string()) + " && git update-ref refs/heads/" + branch + " " + ids.back());
   fs::remove_all(dir);
@@ -126,7 +126,8 @@ double seconds_since(Clock::time_point start) {
 // `dmzbot verify` do. With threads > 1, FactGatherer::prefetch first verifies on that many
 // threads (what `dmzbot verify` does for a long range).
 double dmzbot_run(const fs::path& repo, const dmz::trust::PolicySource& source,
-                  const std::vector<std::string>& ids, const std::string& account, unsigned threads) {
+                  const std::vector<std::string>& ids, const std::string& account,
+                  unsigned threads) {
   auto start = Clock::now();
   auto mirror = dmz::git::Mirror::open_existing(repo);
   if (!mirror) die(mirror.message());
@@ -177,7 +178,8 @@ void print(const std::vector<Row>& rows) {
 int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // GPGME writes to pipes
   int n = argc > 1 ? std::atoi(argv[1]) : 1000;
-  int threads = argc > 2 ? std::atoi(argv[2]) : static_cast<int>(std::min(4u, std::thread::hardware_concurrency()));
+  int threads = argc > 2 ? std::atoi(argv[2])
+                         : static_cast<int>(std::min(4u, std::thread::hardware_concurrency()));
   if (n <= 0 || threads <= 0) die("usage: verify_bench [N] [THREADS]");
   dmz::git::init();
 
@@ -195,7 +197,8 @@ int main(int argc, char** argv) {
 
   std::fprintf(stderr, "generating keys and %d signed commits of each format...\n", n);
   sh(gpg + "--quick-gen-key 'Bench <bench@example.com>' ed25519 sign 1y 2>/dev/null");
-  std::string fpr = sh(gpg + "--with-colons --list-keys bench@example.com | awk -F: '/^fpr/ {print $10; exit}'");
+  std::string fpr =
+      sh(gpg + "--with-colons --list-keys bench@example.com | awk -F: '/^fpr/ {print $10; exit}'");
   std::string armored = sh(gpg + "--armor --export " + fpr);
   sh("ssh-keygen -q -t ed25519 -N '' -C bench -f " + quote((tmp / "id").string()));
   std::string ssh_pub = sh("cut -d' ' -f1,2 " + quote((tmp / "id.pub").string()));
@@ -212,8 +215,9 @@ int main(int argc, char** argv) {
 
   dmz::trust::PolicySource source;
   source.label = "bench policy";
-  source.text = "version = 1\n[accounts.bench]\nopenpgp = [\"" + fpr + "\"]\nssh = ['" + ssh_pub +
-                "']\n[groups]\ndevs = [\"bench\"]\n[[rule]]\nbranch = \"master\"\nsigners = \"devs\"\n";
+  source.text =
+      "version = 1\n[accounts.bench]\nopenpgp = [\"" + fpr + "\"]\nssh = ['" + ssh_pub +
+      "']\n[groups]\ndevs = [\"bench\"]\n[[rule]]\nbranch = \"master\"\nsigners = \"devs\"\n";
   source.armored_keys = {{"bench.asc", armored}};
 
   std::vector<Row> rows;

@@ -2,13 +2,12 @@
 // --policy file where that parent has none), with queue::evaluate_commit.
 #include "bot/verify_command.hpp"
 
-#include <nlohmann/json.hpp>
-
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <thread>
-#include <algorithm>
 
 #include "bot/git.hpp"
 #include "bot/trust_facts.hpp"
@@ -55,7 +54,8 @@ class Auditor {
       auto keys = keys_for(sha);
       if (keys && keys->keys) groups[keys->keys.get()].push_back(sha);
     }
-    for (const auto& [keys, group] : groups) gatherer_.prefetch(mirror_.path(), *keys, group, threads);
+    for (const auto& [keys, group] : groups)
+      gatherer_.prefetch(mirror_.path(), *keys, group, threads);
   }
 
   // The verdict line for one commit, or an I/O error.

@@ -154,7 +154,8 @@ TEST_CASE("verify: violations are exit 1 with their reasons") {
     CHECK(ran.lines[1] == s7(after) + " pass mallory");
   }
   SUBCASE("a committed policy that does not parse fails the commits it judges") {
-    std::string broken = r.commit({{".dmz/policy.toml", "version = 2\n"}}, "oops", k.ssh(k.alice_ssh));
+    std::string broken =
+        r.commit({{".dmz/policy.toml", "version = 2\n"}}, "oops", k.ssh(k.alice_ssh));
     std::string next = r.commit({{"n.txt", "n\n"}}, "next", k.ssh(k.alice_ssh));
     Ran ran = verify(opts(r, r.root + "..master"));
     CHECK(ran.code == 1);

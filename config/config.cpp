@@ -50,24 +50,23 @@
 // token files, policy_root, and a remote that is a local path) are resolved against the config
 // file's directory; store.path is resolved against data_dir. Token files are trimmed of
 // surrounding whitespace and must not be empty; an inline string token is refused.
+#include "config/config.hpp"
+
 #include <fcntl.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
-#include <limits>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <initializer_list>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
-
-#include <toml++/toml.h>
-
-#include "config/config.hpp"
 
 namespace dmz::config {
 namespace {
@@ -76,16 +75,26 @@ namespace fs = std::filesystem;
 
 std::string_view type_name(const toml::node& n) {
   switch (n.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    case toml::node_type::none: break;
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
@@ -181,7 +190,9 @@ class Loader {
   void problem(int line, std::string message) {
     problems.push_back({file_, line, std::move(message)});
   }
-  void problem(const toml::node& n, std::string message) { problem(line_of(n), std::move(message)); }
+  void problem(const toml::node& n, std::string message) {
+    problem(line_of(n), std::move(message));
+  }
 
   fs::path resolve(const std::string& p) const {
     fs::path path(p);
@@ -226,8 +237,7 @@ class Loader {
     return s;
   }
   std::optional<std::int64_t> integer(const toml::table& t, std::string_view key,
-                                      const std::string& name, std::int64_t min,
-                                      std::int64_t max) {
+                                      const std::string& name, std::int64_t min, std::int64_t max) {
     const toml::node* n = t.get(key);
     if (!n) return std::nullopt;
     if (!n->is_integer()) {
@@ -280,7 +290,8 @@ class Loader {
   }
 
   // api_token = { file = "..." } or { env = "NAME" }. Never echoes the value.
-  std::optional<Secret> secret(const toml::table& t, std::string_view key, const std::string& name) {
+  std::optional<Secret> secret(const toml::table& t, std::string_view key,
+                               const std::string& name) {
     const toml::node* n = t.get(key);
     if (!n) return std::nullopt;
     if (n->is_string()) {
@@ -348,8 +359,10 @@ class Loader {
     if (!t) return;
     unknown_keys(*t, {"host", "port", "body_limit", "read_timeout", "threads"}, "[server]");
     if (auto v = string(*t, "host", "server.host")) s.host = *v;
-    if (auto v = integer(*t, "port", "server.port", 0, 65535)) s.port = static_cast<std::uint16_t>(*v);
-    if (auto v = integer(*t, "body_limit", "server.body_limit", 1, std::numeric_limits<std::int64_t>::max()))
+    if (auto v = integer(*t, "port", "server.port", 0, 65535))
+      s.port = static_cast<std::uint16_t>(*v);
+    if (auto v = integer(*t, "body_limit", "server.body_limit", 1,
+                         std::numeric_limits<std::int64_t>::max()))
       s.body_limit = static_cast<std::size_t>(*v);
     if (auto v = integer(*t, "read_timeout", "server.read_timeout", 1, 24 * 3600))
       s.read_timeout = std::chrono::seconds(*v);
@@ -420,7 +433,8 @@ class Loader {
       ok = false;
     if (!t->contains("command")) missing(*t, "command", "[repo.runner]");
     if (auto v = string(*t, "context", "repo.runner.context")) r.context = *v;
-    if (auto v = integer(*t, "timeout", "repo.runner.timeout", 1, std::numeric_limits<std::int64_t>::max()))
+    if (auto v = integer(*t, "timeout", "repo.runner.timeout", 1,
+                         std::numeric_limits<std::int64_t>::max()))
       r.timeout = std::chrono::seconds(*v);
     if (auto v = integer(*t, "max_parallel", "repo.runner.max_parallel", 1, 1024))
       r.max_parallel = static_cast<int>(*v);
@@ -433,8 +447,8 @@ class Loader {
     r.line = line_of(t);
     unknown_keys(t,
                  {"name", "forge", "remote", "master", "dmz", "required_checks", "check_timeout",
-                  "branch_patterns", "refused_patterns", "api_token", "status_token",
-                  "policy_root", "runner"},
+                  "branch_patterns", "refused_patterns", "api_token", "status_token", "policy_root",
+                  "runner"},
                  "[[repo]]");
     if (auto v = string(t, "name", "repo.name")) {
       if (valid_repo_name(*v))
@@ -486,7 +500,9 @@ class Loader {
     if (auto v = string(t, "policy_root", "repo.policy_root")) {
       r.policy_root = resolve(*v);
       FileRead f = read_whole_file(r.policy_root);
-      if (!f.ok) problem(*t.get("policy_root"), "repo.policy_root '" + r.policy_root.string() + "' " + f.why);
+      if (!f.ok)
+        problem(*t.get("policy_root"),
+                "repo.policy_root '" + r.policy_root.string() + "' " + f.why);
     }
     r.runner = runner(t);
     // Master must be gated by something: default to the runner's check, refuse nothing at all.

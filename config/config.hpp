@@ -29,51 +29,51 @@ class Secret {
 struct Server {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
-  std::size_t body_limit = 1 << 20;                // bytes
-  std::chrono::seconds read_timeout{30};           // per request, headers + body
-  int threads = 2;                                 // I/O threads
+  std::size_t body_limit = 1 << 20;       // bytes
+  std::chrono::seconds read_timeout{30};  // per request, headers + body
+  int threads = 2;                        // I/O threads
 };
 
 struct Store {
-  std::string kind = "sqlite";                     // "sqlite" (embedded default)
-  std::filesystem::path path = "dmzbot.db";        // relative to data_dir
+  std::string kind = "sqlite";               // "sqlite" (embedded default)
+  std::filesystem::path path = "dmzbot.db";  // relative to data_dir
 };
 
-struct Runner {  // the built-in local CI runner
-  std::string command;                             // run with /bin/sh -c in the exported tree
-  std::string context = "dmzbot/local";            // the check it reports
+struct Runner {                          // the built-in local CI runner
+  std::string command;                   // run with /bin/sh -c in the exported tree
+  std::string context = "dmzbot/local";  // the check it reports
   std::chrono::seconds timeout{600};
   int max_parallel = 2;
 };
 
-struct Signing {  // how dmzbot signs its merge commits
-  std::string format;                              // "ssh" or "openpgp"; empty = unsigned
-  std::filesystem::path key;                       // ssh: private key file
-  std::string fingerprint;                         // openpgp: key in gnupg_home
+struct Signing {              // how dmzbot signs its merge commits
+  std::string format;         // "ssh" or "openpgp"; empty = unsigned
+  std::filesystem::path key;  // ssh: private key file
+  std::string fingerprint;    // openpgp: key in gnupg_home
   std::filesystem::path gnupg_home;
   std::string name = "dmzbot", email = "dmzbot@localhost";  // committer identity
 };
 
 struct Repo {
-  std::string name;                                // "owner/name"
-  std::string forge = "plain";                     // plain (github, gitlab, gitea later)
-  std::string remote;                              // URL or path of the remote
+  std::string name;             // "owner/name"
+  std::string forge = "plain";  // plain (github, gitlab, gitea later)
+  std::string remote;           // URL or path of the remote
   std::string master = "master";
   std::string dmz = "dmz";
   std::vector<std::string> required_checks;
   std::chrono::seconds check_timeout{1800};
   std::vector<std::string> branch_patterns = {"feature/*", "bug/*", "hotfix/*"};
   std::vector<std::string> refused_patterns = {"wip/*"};
-  Secret api_token;                                // merge masters (merge/cancel/retry)
-  Secret status_token;                             // CI posting statuses
+  Secret api_token;     // merge masters (merge/cancel/retry)
+  Secret status_token;  // CI posting statuses
   std::optional<Runner> runner;
-  std::filesystem::path policy_root;               // trust root policy file (issue: trust policy)
-  int line = 0;                                    // where [[repo]] starts, for messages
+  std::filesystem::path policy_root;  // trust root policy file (issue: trust policy)
+  int line = 0;                       // where [[repo]] starts, for messages
 };
 
 struct Config {
-  std::filesystem::path file;                      // where it was loaded from
-  std::filesystem::path data_dir = ".";            // mirrors, database, build logs
+  std::filesystem::path file;            // where it was loaded from
+  std::filesystem::path data_dir = ".";  // mirrors, database, build logs
   Server server;
   Store store;
   Signing signing;

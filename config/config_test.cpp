@@ -47,8 +47,9 @@ struct Fixture {
 using Lines = std::vector<std::string>;
 
 // A valid [[repo]] block of four lines, for tests about something else.
-const std::string kRepo = "[[repo]]\nname = \"acme/widgets\"\nremote = \"/srv/widgets.git\"\n"
-                          "required_checks = [\"ci/build\"]\n";
+const std::string kRepo =
+    "[[repo]]\nname = \"acme/widgets\"\nremote = \"/srv/widgets.git\"\n"
+    "required_checks = [\"ci/build\"]\n";
 
 struct ScopedEnv {
   std::string name;
@@ -196,9 +197,10 @@ TEST_CASE("config: defaults, and paths relative to the config file's directory")
   CHECK_FALSE(c.repos[0].runner.has_value());
 
   // An absolute data_dir and store path are kept; an scp-like remote is not a path.
-  Config c2 = f.ok("data_dir = \"/var/lib/x\"\n[store]\npath = \"/db/x.db\"\n"
-                   "[[repo]]\nname = \"a/b\"\nremote = \"git@host:a/b.git\"\n"
-                   "required_checks = [\"c\"]\n");
+  Config c2 = f.ok(
+      "data_dir = \"/var/lib/x\"\n[store]\npath = \"/db/x.db\"\n"
+      "[[repo]]\nname = \"a/b\"\nremote = \"git@host:a/b.git\"\n"
+      "required_checks = [\"c\"]\n");
   CHECK(c2.data_dir == "/var/lib/x");
   CHECK(c2.store.path == "/db/x.db");
   CHECK(c2.repos[0].remote == "git@host:a/b.git");
@@ -217,7 +219,8 @@ TEST_CASE("config: a TOML syntax error is reported with its line") {
   CHECK(p[0].find("string") != std::string::npos);  // toml++: "encountered end-of-line ..."
 
   auto q = f.problems(kRepo + "[server]\nport = 1\nport = 2\n");
-  CHECK(q == Lines{"7: Error while parsing key-value pair: cannot redefine existing integer 'port'"});
+  CHECK(q ==
+        Lines{"7: Error while parsing key-value pair: cannot redefine existing integer 'port'"});
 }
 
 TEST_CASE("config: unknown keys are reported where they are") {
@@ -238,10 +241,8 @@ api_token = { file = "t", mode = "0600" }
 [repo.runner]
 command = "x"
 cmd = "y"
-)") == Lines{"1: unknown key 'data_dri' at the top level",
-             "3: unknown key 'prot' in [server]",
-             "5: unknown key 'knd' in [store]",
-             "7: unknown key 'fromat' in [signing]",
+)") == Lines{"1: unknown key 'data_dri' at the top level", "3: unknown key 'prot' in [server]",
+             "5: unknown key 'knd' in [store]", "7: unknown key 'fromat' in [signing]",
              "11: unknown key 'requird_checks' in [[repo]]",
              "13: unknown key 'mode' in repo.api_token",
              "13: repo.api_token file '" + (f.dir / "t").string() + "' does not exist",
@@ -351,8 +352,9 @@ TEST_CASE("config: tokens come from a file or the environment, never inline") {
   ScopedEnv unset("DMZ_TEST_UNSET", nullptr);
   ScopedEnv blank("DMZ_TEST_BLANK", "");
 
-  Config c = f.ok(head + "api_token = { file = \"api.token\" }\n"
-                         "status_token = { env = \"DMZ_TEST_TOKEN\" }\n");
+  Config c = f.ok(head +
+                  "api_token = { file = \"api.token\" }\n"
+                  "status_token = { env = \"DMZ_TEST_TOKEN\" }\n");
   CHECK(c.repos[0].api_token.reveal() == "tok-from-file");
   CHECK(c.repos[0].status_token.reveal() == "tok-from-env");
   // The [repo.api_token] table form works too; absolute paths are kept.
@@ -360,8 +362,9 @@ TEST_CASE("config: tokens come from a file or the environment, never inline") {
   CHECK(c2.repos[0].api_token.reveal() == "tok-from-file");
 
   const std::string d = f.dir.path().string();
-  auto p = f.problems(head + "api_token = \"inline-secret-value\"\n"
-                             "status_token = { file = \"missing.token\" }\n" +
+  auto p = f.problems(head +
+                      "api_token = \"inline-secret-value\"\n"
+                      "status_token = { file = \"missing.token\" }\n" +
                       "\n[[repo]]\nname = \"a/b\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
                       "api_token = { file = \"adir\" }\n"
                       "status_token = { file = \"empty.token\" }\n"
@@ -394,8 +397,7 @@ TEST_CASE("config: signing") {
   Config c = f.ok("[signing]\nformat = \"openpgp\"\nfingerprint = \"ABCD\"\n" + kRepo);
   CHECK(c.signing.format == "openpgp");
   CHECK(c.signing.fingerprint == "ABCD");
-  CHECK(f.ok("[signing]\nformat = \"ssh\"\nkey = \"key\"\n" + kRepo).signing.key ==
-        f.dir / "key");
+  CHECK(f.ok("[signing]\nformat = \"ssh\"\nkey = \"key\"\n" + kRepo).signing.key == f.dir / "key");
   CHECK(f.problems("[signing]\nformat = \"ssh\"\n" + kRepo) ==
         Lines{"2: signing.format \"ssh\" needs signing.key"});
   CHECK(f.problems("[signing]\nformat = \"openpgp\"\n" + kRepo) ==
@@ -454,8 +456,8 @@ TEST_CASE("config: a file that cannot be read") {
 
 TEST_CASE("config: the example in deploy/ is valid") {
   Fixture f;
-  const fs::path example = fs::path(__FILE__).parent_path().parent_path() / "deploy" /
-                           "dmzbot.example.toml";
+  const fs::path example =
+      fs::path(__FILE__).parent_path().parent_path() / "deploy" / "dmzbot.example.toml";
   std::string text = test::read_file(example);
   REQUIRE_FALSE(text.empty());
   test::write_file(f.dir / "secrets" / "widgets-api.token", "a\n");

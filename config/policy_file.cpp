@@ -1,12 +1,13 @@
 #include "config/policy_file.hpp"
 
+#include <toml++/toml.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
 #include <map>
-#include <toml++/toml.h>
 
 namespace dmz::config {
 namespace {
@@ -19,23 +20,32 @@ int line_of(const toml::node& node) { return static_cast<int>(node.source().begi
 
 const char* type_name(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
     case toml::node_type::date:
     case toml::node_type::time:
-    case toml::node_type::date_time: return "a date/time";
-    case toml::node_type::none: break;
+    case toml::node_type::date_time:
+      return "a date/time";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
 
 bool is_fingerprint(std::string_view s) {
-  return (s.size() == 40 || s.size() == 64) &&
-         std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
+  return (s.size() == 40 || s.size() == 64) && std::all_of(s.begin(), s.end(), [](char c) {
+           return std::isxdigit(static_cast<unsigned char>(c));
+         });
 }
 
 std::string upper(std::string s) {
@@ -59,7 +69,9 @@ class PolicyReader {
     return std::move(problems_);
   }
 
-  void add(int line, std::string message) { problems_.push_back({file_, line, std::move(message)}); }
+  void add(int line, std::string message) {
+    problems_.push_back({file_, line, std::move(message)});
+  }
 
   Policy read(const toml::table& doc) {
     Policy policy;
@@ -92,18 +104,20 @@ class PolicyReader {
   }
 
   void wrong_type(const toml::node& node, std::string_view name, std::string_view expected) {
-    add(line_of(node), std::string(name) + " must be " + std::string(expected) + ", not " +
-                           type_name(node));
+    add(line_of(node),
+        std::string(name) + " must be " + std::string(expected) + ", not " + type_name(node));
   }
 
-  const toml::table* table_at(const toml::table& parent, std::string_view key, std::string_view name) {
+  const toml::table* table_at(const toml::table& parent, std::string_view key,
+                              std::string_view name) {
     const toml::node* node = parent.get(key);
     if (!node) return nullptr;
     if (!node->is_table()) wrong_type(*node, name, "a table");
     return node->as_table();
   }
 
-  std::optional<std::string> string_at(const toml::table& t, std::string_view key, std::string_view name) {
+  std::optional<std::string> string_at(const toml::table& t, std::string_view key,
+                                       std::string_view name) {
     const toml::node* node = t.get(key);
     if (!node) return std::nullopt;
     if (!node->is_string()) {
@@ -124,7 +138,8 @@ class PolicyReader {
   }
 
   // Each element with its line, so that checks on values can point at them.
-  std::vector<std::pair<std::string, int>> strings_with_lines(const toml::table& t, std::string_view key,
+  std::vector<std::pair<std::string, int>> strings_with_lines(const toml::table& t,
+                                                              std::string_view key,
                                                               std::string_view name) {
     std::vector<std::pair<std::string, int>> out;
     const toml::node* node = t.get(key);
@@ -143,7 +158,8 @@ class PolicyReader {
     return out;
   }
 
-  std::vector<std::string> strings_at(const toml::table& t, std::string_view key, std::string_view name) {
+  std::vector<std::string> strings_at(const toml::table& t, std::string_view key,
+                                      std::string_view name) {
     std::vector<std::string> out;
     for (auto& [value, line] : strings_with_lines(t, key, name)) out.push_back(std::move(value));
     return out;
@@ -166,13 +182,17 @@ class PolicyReader {
     } else if (!node->is_integer()) {
       wrong_type(*node, "version", "an integer");
     } else if (node->as_integer()->get() != 1) {
-      add(line_of(*node), "unsupported policy version " + std::to_string(node->as_integer()->get()) +
+      add(line_of(*node), "unsupported policy version " +
+                              std::to_string(node->as_integer()->get()) +
                               " (this dmzbot reads version 1)");
     }
   }
 
   void read_accounts(const toml::table& accounts, Policy& policy) {
-    struct Claim { std::string value, account; int line; };
+    struct Claim {
+      std::string value, account;
+      int line;
+    };
     std::vector<Claim> fingerprints, logins;
     for (auto&& [key, node] : accounts) {
       const std::string name(key.str());
@@ -195,8 +215,10 @@ class PolicyReader {
         fingerprints.push_back({upper(fpr), name, line});
       }
       for (auto& [ssh, line] : strings_with_lines(*table, "ssh", where + ".ssh")) {
-        if (ssh.find_first_not_of(" \t") == std::string::npos) add(line, "empty ssh key line");
-        else account.ssh.push_back(ssh);
+        if (ssh.find_first_not_of(" \t") == std::string::npos)
+          add(line, "empty ssh key line");
+        else
+          account.ssh.push_back(ssh);
       }
       for (auto& [login, line] : strings_with_lines(*table, "logins", where + ".logins")) {
         if (login.empty()) {
@@ -252,12 +274,15 @@ class PolicyReader {
       wrong_type(*node, "rule", "an array of tables ([[rule]])");
       return;
     }
-    for (const toml::node& element : *array) policy.rules.push_back(read_rule(*element.as_table(), policy));
+    for (const toml::node& element : *array)
+      policy.rules.push_back(read_rule(*element.as_table(), policy));
   }
 
   Rule read_rule(const toml::table& t, const Policy& policy) {
-    check_keys(t, {"branch", "paths", "signers", "author_signs", "approvals", "approvers", "forge_reviews"},
-               "[[rule]]");
+    check_keys(
+        t,
+        {"branch", "paths", "signers", "author_signs", "approvals", "approvers", "forge_reviews"},
+        "[[rule]]");
     Rule rule;
     if (auto branch = string_at(t, "branch", "rule.branch"))
       rule.branch = *branch;
@@ -290,8 +315,8 @@ class PolicyReader {
         else
           rule.approvals = static_cast<int>(n);
         if (n > 0 && !t.get("approvers"))
-          add(line_of(*approvals), "rule.approvals = " + std::to_string(n) +
-                                       " needs approvers = \"<group>\"");
+          add(line_of(*approvals),
+              "rule.approvals = " + std::to_string(n) + " needs approvers = \"<group>\"");
       }
     }
     return rule;

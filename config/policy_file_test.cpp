@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-
 // Prints a failing list comparison one element per line.
 template <>
 struct doctest::StringMaker<std::vector<std::string>> {
@@ -102,7 +101,8 @@ TEST_CASE("policy file: the example parses into the exact model") {
   const Policy& got = *load.policy;
 
   Policy want;
-  want.accounts["alice"] = Account{"alice", {kAliceFpr}, {kAliceSsh}, {"alice", "alice@example.com"}};
+  want.accounts["alice"] =
+      Account{"alice", {kAliceFpr}, {kAliceSsh}, {"alice", "alice@example.com"}};
   want.accounts["bob"] = Account{"bob", {}, {}, {"bob"}};
   want.accounts["carol"] = Account{"carol", {}, {}, {"carol"}};
   want.accounts["dave"] = Account{"dave", {}, {}, {"dave"}};
@@ -141,7 +141,8 @@ TEST_CASE("policy file: a syntax error is reported with its line, and nothing el
   CHECK(problems("version = 1\n[groups]\nx = [\"a\",\n  = 3\n") ==
         Lines{"policy.toml:4: Error while parsing value: could not determine value type"});
   CHECK(problems("version = 1\nversion = 2\n") ==
-        Lines{"policy.toml:2: Error while parsing key-value pair: cannot redefine existing integer 'version'"});
+        Lines{"policy.toml:2: Error while parsing key-value pair: cannot redefine existing integer "
+              "'version'"});
 }
 
 TEST_CASE("policy file: version") {
@@ -165,19 +166,20 @@ TEST_CASE("policy file: no rules at all") {
 }
 
 TEST_CASE("policy file: unknown keys, at every level") {
-  const std::string text = "version = 1\n"        // 1
-                           "[accounts.alice]\n"   // 2
-                           "login = [\"alice\"]\n"  // 3: logins
-                           "[groups]\n"           // 4
-                           "devs = [\"alice\"]\n"   // 5
-                           "[branches]\n"         // 6
-                           "allow = [\"feature/*\"]\n"  // 7: allowed
-                           "[[rule]]\n"           // 8
-                           "branch = \"master\"\n"  // 9
-                           "approval = 2\n"       // 10: approvals
-                           "[merges]\n"           // 11
-                           "signer = \"devs\"\n"    // 12: signers
-                           "[rules]\n";           // 13
+  const std::string text =
+      "version = 1\n"              // 1
+      "[accounts.alice]\n"         // 2
+      "login = [\"alice\"]\n"      // 3: logins
+      "[groups]\n"                 // 4
+      "devs = [\"alice\"]\n"       // 5
+      "[branches]\n"               // 6
+      "allow = [\"feature/*\"]\n"  // 7: allowed
+      "[[rule]]\n"                 // 8
+      "branch = \"master\"\n"      // 9
+      "approval = 2\n"             // 10: approvals
+      "[merges]\n"                 // 11
+      "signer = \"devs\"\n"        // 12: signers
+      "[rules]\n";                 // 13
   CHECK(problems(text) == Lines{"policy.toml:3: unknown key 'login' in [accounts.alice]",
                                 "policy.toml:7: unknown key 'allow' in [branches]",
                                 "policy.toml:10: unknown key 'approval' in [[rule]]",
@@ -186,53 +188,67 @@ TEST_CASE("policy file: unknown keys, at every level") {
 }
 
 TEST_CASE("policy file: wrong types") {
-  const std::string text = "version = 1\n"                 // 1
-                           "accounts = 3\n"                // 2
-                           "groups = { g = \"alice\" }\n"  // 3
-                           "[branches]\n"                  // 4
-                           "allowed = \"feature/*\"\n"     // 5
-                           "refused = [\"wip/*\", 7]\n"    // 6
-                           "[[rule]]\n"                    // 7
-                           "branch = [\"master\"]\n"       // 8
-                           "paths = \"**\"\n"              // 9
-                           "author_signs = \"yes\"\n"      // 10
-                           "forge_reviews = 1\n"           // 11
-                           "approvals = 2.5\n"             // 12
-                           "signers = 1\n";                // 13
-  CHECK(problems(text) == Lines{"policy.toml:2: accounts must be a table, not an integer",
-                                "policy.toml:3: groups.g must be an array of strings, not a string",
-                                "policy.toml:5: branches.allowed must be an array of strings, not a string",
-                                "policy.toml:6: branches.refused[] must be a string, not an integer",
-                                "policy.toml:8: rule.branch must be a string, not an array",
-                                "policy.toml:9: rule.paths must be an array of strings, not a string",
-                                "policy.toml:10: rule.author_signs must be true or false, not a string",
-                                "policy.toml:11: rule.forge_reviews must be true or false, not an integer",
-                                "policy.toml:12: rule.approvals must be an integer, not a float",
-                                "policy.toml:13: rule.signers must be a string, not an integer"});
+  const std::string text =
+      "version = 1\n"                 // 1
+      "accounts = 3\n"                // 2
+      "groups = { g = \"alice\" }\n"  // 3
+      "[branches]\n"                  // 4
+      "allowed = \"feature/*\"\n"     // 5
+      "refused = [\"wip/*\", 7]\n"    // 6
+      "[[rule]]\n"                    // 7
+      "branch = [\"master\"]\n"       // 8
+      "paths = \"**\"\n"              // 9
+      "author_signs = \"yes\"\n"      // 10
+      "forge_reviews = 1\n"           // 11
+      "approvals = 2.5\n"             // 12
+      "signers = 1\n";                // 13
+  CHECK(problems(text) ==
+        Lines{"policy.toml:2: accounts must be a table, not an integer",
+              "policy.toml:3: groups.g must be an array of strings, not a string",
+              "policy.toml:5: branches.allowed must be an array of strings, not a string",
+              "policy.toml:6: branches.refused[] must be a string, not an integer",
+              "policy.toml:8: rule.branch must be a string, not an array",
+              "policy.toml:9: rule.paths must be an array of strings, not a string",
+              "policy.toml:10: rule.author_signs must be true or false, not a string",
+              "policy.toml:11: rule.forge_reviews must be true or false, not an integer",
+              "policy.toml:12: rule.approvals must be an integer, not a float",
+              "policy.toml:13: rule.signers must be a string, not an integer"});
   CHECK(problems("version = 1\naccounts.alice = 3\n" + kRule) ==
         Lines{"policy.toml:2: accounts.alice must be a table, not an integer"});
 }
 
 TEST_CASE("policy file: accounts: fingerprints, ssh lines, logins") {
-  const std::string text = "version = 1\n"                                  // 1
-                           "[accounts.alice]\n"                             // 2
-                           "openpgp = [\n"                                  // 3
-                           "  \"" + kAliceFpr + "\",\n"                     // 4 good (40)
-                           "  \"" + kAliceFpr + "0123456789ABCDEF01234567\",\n"  // 5 good (64)
-                           "  \"0123456789ABCDEF\",\n"                      // 6 a key id
-                           "  \"0123 4567 89AB CDEF 0123  4567 89AB CDEF 0123 4567\",\n"  // 7 spaces
-                           "  \"" + std::string(39, 'A') + "G\",\n"       // 8 not hex
-                           "]\n"                                            // 9
-                           "ssh = [\"  \"]\n"                               // 10
-                           "logins = [\"Alice\"]\n"                         // 11
-                           "[accounts.bob]\n"                               // 12
-                           "openpgp = [\"" + kAliceFpr + "\"]\n"            // 13 alice's key
-                           "logins = [\"alice\", \"\"]\n"                   // 14 alice's login
-                           + kRule;
+  const std::string text =
+      "version = 1\n"       // 1
+      "[accounts.alice]\n"  // 2
+      "openpgp = [\n"       // 3
+      "  \"" +
+      kAliceFpr +
+      "\",\n"  // 4 good (40)
+      "  \"" +
+      kAliceFpr +
+      "0123456789ABCDEF01234567\",\n"                                // 5 good (64)
+      "  \"0123456789ABCDEF\",\n"                                    // 6 a key id
+      "  \"0123 4567 89AB CDEF 0123  4567 89AB CDEF 0123 4567\",\n"  // 7 spaces
+      "  \"" +
+      std::string(39, 'A') +
+      "G\",\n"                  // 8 not hex
+      "]\n"                     // 9
+      "ssh = [\"  \"]\n"        // 10
+      "logins = [\"Alice\"]\n"  // 11
+      "[accounts.bob]\n"        // 12
+      "openpgp = [\"" +
+      kAliceFpr +
+      "\"]\n"                         // 13 alice's key
+      "logins = [\"alice\", \"\"]\n"  // 14 alice's login
+      + kRule;
   CHECK(problems(text) ==
-        Lines{"policy.toml:6: malformed OpenPGP fingerprint '0123456789ABCDEF' (expected 40 or 64 hex digits, no spaces)",
-              "policy.toml:7: malformed OpenPGP fingerprint '0123 4567 89AB CDEF 0123  4567 89AB CDEF 0123 4567' (expected 40 or 64 hex digits, no spaces)",
-              "policy.toml:8: malformed OpenPGP fingerprint '" + std::string(39, 'A') + "G' (expected 40 or 64 hex digits, no spaces)",
+        Lines{"policy.toml:6: malformed OpenPGP fingerprint '0123456789ABCDEF' (expected 40 or 64 "
+              "hex digits, no spaces)",
+              "policy.toml:7: malformed OpenPGP fingerprint '0123 4567 89AB CDEF 0123  4567 89AB "
+              "CDEF 0123 4567' (expected 40 or 64 hex digits, no spaces)",
+              "policy.toml:8: malformed OpenPGP fingerprint '" + std::string(39, 'A') +
+                  "G' (expected 40 or 64 hex digits, no spaces)",
               "policy.toml:10: empty ssh key line",
               "policy.toml:13: fingerprint '" + kAliceFpr + "' of bob is already alice's",
               "policy.toml:14: empty login",
@@ -240,15 +256,15 @@ TEST_CASE("policy file: accounts: fingerprints, ssh lines, logins") {
 }
 
 TEST_CASE("policy file: groups and rules name known accounts and groups") {
-  const std::string text = "version = 1\n" + kAccounts +  // 1-7
-                           "developers = [\"alice\", \"zed\"]\n"  // 8
-                           "[[rule]]\n"                         // 9
-                           "branch = \"master\"\n"              // 10
-                           "signers = \"devs\"\n"               // 11
-                           "approvers = \"admins\"\n"           // 12
-                           "approvals = 1\n"                    // 13
-                           "[merges]\n"                         // 14
-                           "signers = \"bots\"\n"               // 15
+  const std::string text = "version = 1\n" + kAccounts +              // 1-7
+                           "developers = [\"alice\", \"zed\"]\n"      // 8
+                           "[[rule]]\n"                               // 9
+                           "branch = \"master\"\n"                    // 10
+                           "signers = \"devs\"\n"                     // 11
+                           "approvers = \"admins\"\n"                 // 12
+                           "approvals = 1\n"                          // 13
+                           "[merges]\n"                               // 14
+                           "signers = \"bots\"\n"                     // 15
                            "conflict_resolvers = \"maintainers\"\n";  // 16
   CHECK(problems(text) == Lines{"policy.toml:8: group developers names unknown account 'zed'",
                                 "policy.toml:11: rule.signers names unknown group 'devs'",
@@ -259,8 +275,10 @@ TEST_CASE("policy file: groups and rules name known accounts and groups") {
 TEST_CASE("policy file: approvals between 0 and the approvers group's size") {
   const std::string head = "version = 1\n" + kAccounts + "[[rule]]\nbranch = \"master\"\n";  // 1-9
   CHECK(problems(head + "approvers = \"maintainers\"\napprovals = 2\n").empty());
-  CHECK(problems(head + "approvers = \"maintainers\"\napprovals = 3\n") ==
-        Lines{"policy.toml:11: rule.approvals = 3 can never be met: group maintainers has 2 members"});
+  CHECK(
+      problems(head + "approvers = \"maintainers\"\napprovals = 3\n") ==
+      Lines{
+          "policy.toml:11: rule.approvals = 3 can never be met: group maintainers has 2 members"});
   CHECK(problems(head + "approvers = \"maintainers\"\napprovals = -1\n") ==
         Lines{"policy.toml:11: rule.approvals must not be negative, is -1"});
   CHECK(problems(head + "approvals = 1\n") ==
@@ -275,26 +293,29 @@ TEST_CASE("policy file: approvals between 0 and the approvers group's size") {
 }
 
 TEST_CASE("policy file: a rule needs a branch and some paths") {
-  const std::string text = "version = 1\n"         // 1
-                           "[[rule]]\n"            // 2
-                           "paths = [\"src/**\"]\n"  // 3
-                           "[[rule]]\n"            // 4
-                           "branch = \"master\"\n"   // 5
-                           "paths = []\n";         // 6
+  const std::string text =
+      "version = 1\n"           // 1
+      "[[rule]]\n"              // 2
+      "paths = [\"src/**\"]\n"  // 3
+      "[[rule]]\n"              // 4
+      "branch = \"master\"\n"   // 5
+      "paths = []\n";           // 6
   CHECK(problems(text) == Lines{"policy.toml:2: rule has no branch (e.g. branch = \"master\")",
                                 "policy.toml:6: rule.paths is empty: the rule would never apply"});
 }
 
 TEST_CASE("policy file: every problem of a file at once, in line order") {
-  const std::string text = "version = 3\n"            // 1
-                           "[groups]\n"               // 2
-                           "devs = [\"ghost\"]\n"       // 3
-                           "[[rule]]\n"               // 4
-                           "signers = \"nobody\"\n"     // 5
-                           "colour = \"blue\"\n";       // 6
-  CHECK(problems(text) == Lines{"policy.toml:1: unsupported policy version 3 (this dmzbot reads version 1)",
-                                "policy.toml:3: group devs names unknown account 'ghost'",
-                                "policy.toml:4: rule has no branch (e.g. branch = \"master\")",
-                                "policy.toml:5: rule.signers names unknown group 'nobody'",
-                                "policy.toml:6: unknown key 'colour' in [[rule]]"});
+  const std::string text =
+      "version = 3\n"           // 1
+      "[groups]\n"              // 2
+      "devs = [\"ghost\"]\n"    // 3
+      "[[rule]]\n"              // 4
+      "signers = \"nobody\"\n"  // 5
+      "colour = \"blue\"\n";    // 6
+  CHECK(problems(text) ==
+        Lines{"policy.toml:1: unsupported policy version 3 (this dmzbot reads version 1)",
+              "policy.toml:3: group devs names unknown account 'ghost'",
+              "policy.toml:4: rule has no branch (e.g. branch = \"master\")",
+              "policy.toml:5: rule.signers names unknown group 'nobody'",
+              "policy.toml:6: unknown key 'colour' in [[rule]]"});
 }

@@ -1,8 +1,8 @@
 #include "forges/plain.hpp"
 
-#include "queue/glob.hpp"
-
 #include <vector>
+
+#include "queue/glob.hpp"
 
 namespace dmz::forges {
 namespace {
@@ -19,14 +19,16 @@ std::string join(const std::vector<std::string>& parts) {
 bool terminal(queue::PrStatus status) {
   switch (status) {
     case queue::PrStatus::Merged:
-    case queue::PrStatus::Cancelled: return true;
+    case queue::PrStatus::Cancelled:
+      return true;
     case queue::PrStatus::Open:
     case queue::PrStatus::Approved:
     case queue::PrStatus::Queued:
     case queue::PrStatus::Merging:
     case queue::PrStatus::InDmz:
     case queue::PrStatus::Building:
-    case queue::PrStatus::Failed: return false;
+    case queue::PrStatus::Failed:
+      return false;
   }
   return false;
 }
@@ -38,7 +40,8 @@ std::optional<std::string> branch_refusal(const std::string& branch,
                                           const std::vector<std::string>& allowed,
                                           const std::vector<std::string>& refused) {
   for (const auto& pattern : refused)
-    if (queue::glob_match(pattern, branch)) return "branch " + branch + " is refused by pattern " + pattern;
+    if (queue::glob_match(pattern, branch))
+      return "branch " + branch + " is refused by pattern " + pattern;
   if (allowed.empty()) return std::nullopt;
   for (const auto& pattern : allowed)
     if (queue::glob_match(pattern, branch)) return std::nullopt;

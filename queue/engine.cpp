@@ -42,13 +42,17 @@ Stage stage(PrStatus status) {
   switch (status) {
     case PrStatus::Open:
     case PrStatus::Failed:
-    case PrStatus::Cancelled: return Stage::Idle;
+    case PrStatus::Cancelled:
+      return Stage::Idle;
     case PrStatus::Approved:
-    case PrStatus::Queued: return Stage::Waiting;
+    case PrStatus::Queued:
+      return Stage::Waiting;
     case PrStatus::Merging:
     case PrStatus::InDmz:
-    case PrStatus::Building: return Stage::InTrain;
-    case PrStatus::Merged: return Stage::Done;
+    case PrStatus::Building:
+      return Stage::InTrain;
+    case PrStatus::Merged:
+      return Stage::Done;
   }
   return Stage::Idle;
 }
@@ -57,9 +61,11 @@ Stage stage(PrStatus status) {
 bool on_dmz(CandidateStatus status) {
   switch (status) {
     case CandidateStatus::InDmz:
-    case CandidateStatus::Building: return true;
+    case CandidateStatus::Building:
+      return true;
     case CandidateStatus::Merging:
-    case CandidateStatus::Landing: return false;
+    case CandidateStatus::Landing:
+      return false;
   }
   return false;
 }
@@ -296,11 +302,14 @@ void schedule(Ctx& c) {
   }
 }
 
-// ---- event handlers ------------------------------------------------------------------------------
+// ---- event handlers
+// ------------------------------------------------------------------------------
 
 Verdict on(Ctx& c, const PrOpened& e) {
-  if (e.number <= 0) return Rejection{422, "invalid pull request number " + std::to_string(e.number)};
-  if (e.head.empty()) return Rejection{422, "pull request " + pr_name(e.number) + " has no head sha"};
+  if (e.number <= 0)
+    return Rejection{422, "invalid pull request number " + std::to_string(e.number)};
+  if (e.head.empty())
+    return Rejection{422, "pull request " + pr_name(e.number) + " has no head sha"};
   if (const auto* pr = c.find(e.number)) {
     if (pr->branch == e.branch && pr->author == e.author && pr->title == e.title &&
         pr->head == e.head)
@@ -326,9 +335,13 @@ Verdict on(Ctx& c, const PrPushed& e) {
   pr->head = e.head;
   switch (stage(pr->status)) {
     case Stage::Idle:
-    case Stage::Done: return std::nullopt;
-    case Stage::Waiting: drop_approval(c, *pr, e.rewritten); return std::nullopt;
-    case Stage::InTrain: break;
+    case Stage::Done:
+      return std::nullopt;
+    case Stage::Waiting:
+      drop_approval(c, *pr, e.rewritten);
+      return std::nullopt;
+    case Stage::InTrain:
+      break;
   }
   if (c.landing(*pr)) {  // too late to stop: the approved sha lands, the new push does not
     pr->reason = "new push " + short_sha(e.head) + " after approval; the approved " +
@@ -382,14 +395,17 @@ Verdict on(Ctx& c, const CancelRequested& e) {
   auto* pr = c.find(e.number);
   if (!pr) return unknown(e.number);
   switch (stage(pr->status)) {
-    case Stage::Done: return conflict(pr_name(e.number) + " is already merged");
+    case Stage::Done:
+      return conflict(pr_name(e.number) + " is already merged");
     case Stage::Idle:
       return conflict(pr_name(e.number) + " is not queued (it is " +
                       std::string(to_string(pr->status)) + ")");
     case Stage::Waiting:
-    case Stage::InTrain: break;
+    case Stage::InTrain:
+      break;
   }
-  if (c.landing(*pr)) return conflict(pr_name(e.number) + " is landing on master; too late to cancel");
+  if (c.landing(*pr))
+    return conflict(pr_name(e.number) + " is landing on master; too late to cancel");
   withdraw(c, *pr, "cancelled by " + e.by);
   return std::nullopt;
 }
@@ -436,9 +452,9 @@ void merged(Ctx& c, std::size_t index, const MergeDone& e) {
 void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
   const auto& prs = c.s.train[index].prs;
   if (std::find(prs.begin(), prs.end(), e.culprit) == prs.end())
-    return transient(c, index, "conflict reported for " + pr_name(e.culprit) +
-                                   ", which is not in candidate " +
-                                   std::to_string(c.s.train[index].id));
+    return transient(c, index,
+                     "conflict reported for " + pr_name(e.culprit) +
+                         ", which is not in candidate " + std::to_string(c.s.train[index].id));
   for (int n : cut_train(c, index)) {
     if (n == e.culprit)
       fail(c, c.pr(n), "merge conflict in " + join(e.conflicts, ", "), e.conflicts);
@@ -452,11 +468,17 @@ Verdict on(Ctx& c, const MergeDone& e) {
   if (!i || c.s.train[*i].status != CandidateStatus::Merging) return std::nullopt;  // stale
   switch (e.outcome) {
     case MergeOutcome::Merged:
-      if (e.sha.empty()) transient(c, *i, "merge reported no sha");
-      else merged(c, *i, e);
+      if (e.sha.empty())
+        transient(c, *i, "merge reported no sha");
+      else
+        merged(c, *i, e);
       break;
-    case MergeOutcome::Conflict: conflicted(c, *i, e); break;
-    case MergeOutcome::Error: transient(c, *i, e.message); break;
+    case MergeOutcome::Conflict:
+      conflicted(c, *i, e);
+      break;
+    case MergeOutcome::Error:
+      transient(c, *i, e.message);
+      break;
   }
   return std::nullopt;
 }
@@ -544,12 +566,17 @@ Outcome handle(RepoState& state, const Event& event, const Settings& settings) {
 std::vector<Action> resume(const RepoState& state, const Settings&) {
   std::vector<Action> out;
   for (const auto& [n, pr] : state.prs)
-    if (pr.status == PrStatus::Approved && pr.approval) out.push_back(CheckPolicy{n, pr.approval->sha});
+    if (pr.status == PrStatus::Approved && pr.approval)
+      out.push_back(CheckPolicy{n, pr.approval->sha});
   for (const auto& k : state.train) {
     switch (k.status) {
-      case CandidateStatus::Merging: out.push_back(build_action(state, k)); break;
+      case CandidateStatus::Merging:
+        out.push_back(build_action(state, k));
+        break;
       case CandidateStatus::InDmz:
-      case CandidateStatus::Building: out.push_back(StartBuild{k.id, k.sha}); break;
+      case CandidateStatus::Building:
+        out.push_back(StartBuild{k.id, k.sha});
+        break;
       case CandidateStatus::Landing:
         out.push_back(FastForwardMaster{k.id, state.master, k.sha});
         break;

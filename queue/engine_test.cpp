@@ -64,7 +64,9 @@ struct Repo {
     return on(PrOpened{n, "feature/f" + std::to_string(n), "dev" + std::to_string(n),
                        "Title " + std::to_string(n), head, now});
   }
-  Outcome approve(int n, std::string who = "mm") { return on(MergeRequested{n, pr(n).head, who, now}); }
+  Outcome approve(int n, std::string who = "mm") {
+    return on(MergeRequested{n, pr(n).head, who, now});
+  }
   Outcome policy(int n, bool pass, std::vector<std::string> reasons = {}) {
     return on(PolicyChecked{n, pr(n).approval.value().sha, pass, reasons, now});
   }
@@ -120,7 +122,8 @@ Outcome expect_rejected(Repo& r, const Event& e, int code) {
 
 }  // namespace
 
-TEST_CASE("PrOpened registers an open PR; a repeated delivery is accepted, a different one refused") {
+TEST_CASE(
+    "PrOpened registers an open PR; a repeated delivery is accepted, a different one refused") {
   Repo r;
   auto o = r.open(1, sha('a'));
   CHECK_FALSE(o.rejected);
@@ -133,8 +136,10 @@ TEST_CASE("PrOpened registers an open PR; a repeated delivery is accepted, a dif
   CHECK(pr.head == sha('a'));
   CHECK_FALSE(pr.approval);
 
-  CHECK_FALSE(handle(r.s, PrOpened{1, "feature/f1", "dev1", "Title 1", sha('a'), r.now}, r.cfg).rejected);
-  auto bad = expect_rejected(r, PrOpened{1, "feature/other", "dev1", "Title 1", sha('a'), r.now}, 409);
+  CHECK_FALSE(
+      handle(r.s, PrOpened{1, "feature/f1", "dev1", "Title 1", sha('a'), r.now}, r.cfg).rejected);
+  auto bad =
+      expect_rejected(r, PrOpened{1, "feature/other", "dev1", "Title 1", sha('a'), r.now}, 409);
   CHECK(bad.rejected->find("#1") != std::string::npos);
   expect_rejected(r, PrOpened{0, "feature/x", "dev", "t", sha('b'), r.now}, 422);
   expect_rejected(r, PrOpened{2, "feature/x", "dev", "t", "", r.now}, 422);
@@ -158,7 +163,9 @@ TEST_CASE("MergeRequested pins the approval to the head and asks for the policy"
   CHECK(pr.approval->at == at);
   CHECK(pr.queued_at == at);
 
-  SUBCASE("unknown PR: 404") { expect_rejected(r, MergeRequested{9, sha('a'), "alice", r.now}, 404); }
+  SUBCASE("unknown PR: 404") {
+    expect_rejected(r, MergeRequested{9, sha('a'), "alice", r.now}, 404);
+  }
   SUBCASE("stale sha: 409 naming both shas") {
     auto bad = expect_rejected(r, MergeRequested{1, sha('b'), "alice", r.now}, 409);
     CHECK(*bad.rejected == "sha " + sha('b') + " is not the head of #1 (head is " + sha('a') + ")");
@@ -324,8 +331,8 @@ TEST_CASE("a failed build backs the PR out and the next PR is built on master") 
   CHECK(r.pr(2).status == PrStatus::Queued);
   CHECK(queue_order(r.s) == std::vector<int>{2});
   r.merged(1, sha('c'));
-  auto o = r.check(sha('c'), CheckState::Failure, "ci/build", "tests failed",
-                   "https://ci.example/1");
+  auto o =
+      r.check(sha('c'), CheckState::Failure, "ci/build", "tests failed", "https://ci.example/1");
   CHECK(r.pr(1).status == PrStatus::Failed);
   CHECK(r.pr(1).reason == "check ci/build failed: tests failed");
   CHECK(r.pr(1).details == std::vector<std::string>{"https://ci.example/1"});
@@ -933,7 +940,8 @@ TEST_CASE("a broken state makes handle refuse the event, not throw, and leaves s
   r.s.train.at(0).prs.push_back(99);  // a PR the state does not know
   const std::string before = r.dump();
   Outcome o;
-  CHECK_NOTHROW(o = handle(r.s, MergeDone{1, MergeOutcome::Merged, sha('c'), 0, {}, "", r.now}, r.cfg));
+  CHECK_NOTHROW(
+      o = handle(r.s, MergeDone{1, MergeOutcome::Merged, sha('c'), 0, {}, "", r.now}, r.cfg));
   REQUIRE(o.rejected);
   CHECK(o.code == 500);
   CHECK(o.actions.empty());

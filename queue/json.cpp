@@ -18,18 +18,24 @@ overloaded(Ts...) -> overloaded<Ts...>;
 
 std::string_view to_string(MergeOutcome o) {
   switch (o) {
-    case MergeOutcome::Merged: return "merged";
-    case MergeOutcome::Conflict: return "conflict";
-    case MergeOutcome::Error: return "error";
+    case MergeOutcome::Merged:
+      return "merged";
+    case MergeOutcome::Conflict:
+      return "conflict";
+    case MergeOutcome::Error:
+      return "error";
   }
   return "?";
 }
 
 std::string_view to_string(NoticeKind k) {
   switch (k) {
-    case NoticeKind::Info: return "info";
-    case NoticeKind::Success: return "success";
-    case NoticeKind::Failure: return "failure";
+    case NoticeKind::Info:
+      return "info";
+    case NoticeKind::Success:
+      return "success";
+    case NoticeKind::Failure:
+      return "failure";
   }
   return "?";
 }
@@ -40,8 +46,11 @@ json or_null(const std::optional<T>& v) {
 }
 
 json check_json(const Check& c) {
-  return {{"context", c.context}, {"state", to_string(c.state)}, {"description", c.description},
-          {"url", c.url},         {"at", c.at}};
+  return {{"context", c.context},
+          {"state", to_string(c.state)},
+          {"description", c.description},
+          {"url", c.url},
+          {"at", c.at}};
 }
 
 json approval_json(const std::optional<Approval>& a) {
@@ -67,10 +76,14 @@ json pr_json(const PullRequest& pr, std::optional<std::size_t> position) {
 json candidate_json(const Candidate& k) {
   json checks = json::array();
   for (const auto& [context, check] : k.checks) checks.push_back(check_json(check));
-  return {{"id", k.id},          {"prs", k.prs},
-          {"base", k.base},      {"sha", k.sha},
-          {"status", to_string(k.status)}, {"checks", checks},
-          {"created_at", k.created_at},    {"pushed_at", k.pushed_at}};
+  return {{"id", k.id},
+          {"prs", k.prs},
+          {"base", k.base},
+          {"sha", k.sha},
+          {"status", to_string(k.status)},
+          {"checks", checks},
+          {"created_at", k.created_at},
+          {"pushed_at", k.pushed_at}};
 }
 
 // ---- events: the fields of each, without "type" ----
@@ -89,20 +102,27 @@ json fields(const MergeRequested& e) {
 json fields(const CancelRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const RetryRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const PolicyChecked& e) {
-  return {{"number", e.number}, {"sha", e.sha}, {"pass", e.pass}, {"reasons", e.reasons},
-          {"at", e.at}};
+  return {
+      {"number", e.number}, {"sha", e.sha}, {"pass", e.pass}, {"reasons", e.reasons}, {"at", e.at}};
 }
 json fields(const MergeDone& e) {
-  return {{"candidate", e.candidate}, {"outcome", to_string(e.outcome)}, {"sha", e.sha},
-          {"culprit", e.culprit},     {"conflicts", e.conflicts},        {"message", e.message},
+  return {{"candidate", e.candidate},
+          {"outcome", to_string(e.outcome)},
+          {"sha", e.sha},
+          {"culprit", e.culprit},
+          {"conflicts", e.conflicts},
+          {"message", e.message},
           {"at", e.at}};
 }
 json fields(const CheckReported& e) {
   return {{"sha", e.sha}, {"check", check_json(e.check)}, {"at", e.at}};
 }
 json fields(const MasterPushed& e) {
-  return {{"candidate", e.candidate}, {"ok", e.ok}, {"remote_master", e.remote_master},
-          {"message", e.message},     {"at", e.at}};
+  return {{"candidate", e.candidate},
+          {"ok", e.ok},
+          {"remote_master", e.remote_master},
+          {"message", e.message},
+          {"at", e.at}};
 }
 json fields(const MasterObserved& e) { return {{"sha", e.sha}, {"at", e.at}}; }
 json fields(const Tick& e) { return {{"at", e.at}}; }
@@ -185,9 +205,12 @@ nlohmann::json to_json(const RepoState& state) {
   }
   json train = json::array();
   for (const auto& k : state.train) train.push_back(candidate_json(k));
-  return {{"repo", state.repo},   {"master", state.master},
-          {"prs", prs},           {"train", train},
-          {"retry_after", state.retry_after}, {"next_candidate", state.next_candidate}};
+  return {{"repo", state.repo},
+          {"master", state.master},
+          {"prs", prs},
+          {"train", train},
+          {"retry_after", state.retry_after},
+          {"next_candidate", state.next_candidate}};
 }
 
 }  // namespace dmz::queue

@@ -135,22 +135,40 @@ TEST_CASE("an empty repository is an empty document, not nulls") {
 }
 
 TEST_CASE("events carry their snake_case type and fields") {
-  CHECK(to_json(Event{MergeRequested{4, sha('a'), "mm", 55}}) ==
-        json{{"type", "merge_requested"}, {"number", 4}, {"sha", sha('a')}, {"approver", "mm"},
-             {"at", 55}});
+  CHECK(to_json(Event{MergeRequested{4, sha('a'), "mm", 55}}) == json{{"type", "merge_requested"},
+                                                                      {"number", 4},
+                                                                      {"sha", sha('a')},
+                                                                      {"approver", "mm"},
+                                                                      {"at", 55}});
   CHECK(to_json(Event{PrOpened{1, "feature/a", "ann", "A", sha('a'), 1}}) ==
-        json{{"type", "pr_opened"}, {"number", 1}, {"branch", "feature/a"}, {"author", "ann"},
-             {"title", "A"}, {"head", sha('a')}, {"at", 1}});
+        json{{"type", "pr_opened"},
+             {"number", 1},
+             {"branch", "feature/a"},
+             {"author", "ann"},
+             {"title", "A"},
+             {"head", sha('a')},
+             {"at", 1}});
   CHECK(to_json(Event{MergeDone{2, MergeOutcome::Conflict, "", 4, {"x", "y"}, "", 9}}) ==
-        json{{"type", "merge_done"}, {"candidate", 2}, {"outcome", "conflict"}, {"sha", ""},
-             {"culprit", 4}, {"conflicts", {"x", "y"}}, {"message", ""}, {"at", 9}});
-  const json check = to_json(Event{CheckReported{sha('c'), {"ci/build", CheckState::Failure, "red", "u", 3}, 4}});
+        json{{"type", "merge_done"},
+             {"candidate", 2},
+             {"outcome", "conflict"},
+             {"sha", ""},
+             {"culprit", 4},
+             {"conflicts", {"x", "y"}},
+             {"message", ""},
+             {"at", 9}});
+  const json check =
+      to_json(Event{CheckReported{sha('c'), {"ci/build", CheckState::Failure, "red", "u", 3}, 4}});
   CHECK(check.at("type") == "check_reported");
   CHECK(check.at("check").at("state") == "failure");
   CHECK(check.at("check").at("context") == "ci/build");
   CHECK(to_json(Event{MasterPushed{2, false, sha('9'), "stale", 5}}) ==
-        json{{"type", "master_pushed"}, {"candidate", 2}, {"ok", false},
-             {"remote_master", sha('9')}, {"message", "stale"}, {"at", 5}});
+        json{{"type", "master_pushed"},
+             {"candidate", 2},
+             {"ok", false},
+             {"remote_master", sha('9')},
+             {"message", "stale"},
+             {"at", 5}});
   CHECK(to_json(Event{PolicyChecked{3, sha('a'), false, {"unsigned"}, 6}}).at("reasons") ==
         json::array({"unsigned"}));
   CHECK(to_json(Event{Tick{77}}) == json{{"type", "tick"}, {"at", 77}});
@@ -174,18 +192,26 @@ TEST_CASE("event_kind names every event type") {
 TEST_CASE("actions carry their snake_case type and fields") {
   CHECK(to_json(Action{CheckPolicy{4, sha('a')}}) ==
         json{{"type", "check_policy"}, {"number", 4}, {"sha", sha('a')}});
-  CHECK(to_json(Action{BuildCandidate{3, sha('0'), {MergeItem{4, sha('a'), "feature/a", "A", "ann", "mm"}}}}) ==
+  CHECK(to_json(Action{BuildCandidate{
+            3, sha('0'), {MergeItem{4, sha('a'), "feature/a", "A", "ann", "mm"}}}}) ==
         json{{"type", "build_candidate"},
              {"candidate", 3},
              {"base", sha('0')},
-             {"items", json::array({json{{"number", 4}, {"head", sha('a')}, {"branch", "feature/a"},
-                                         {"title", "A"}, {"author", "ann"}, {"approver", "mm"}}})}});
+             {"items", json::array({json{{"number", 4},
+                                         {"head", sha('a')},
+                                         {"branch", "feature/a"},
+                                         {"title", "A"},
+                                         {"author", "ann"},
+                                         {"approver", "mm"}}})}});
   CHECK(to_json(Action{ResetDmz{sha('0')}}) == json{{"type", "reset_dmz"}, {"sha", sha('0')}});
   CHECK(to_json(Action{StartBuild{3, sha('c')}}) ==
         json{{"type", "start_build"}, {"candidate", 3}, {"sha", sha('c')}});
-  CHECK(to_json(Action{CancelBuild{sha('c')}}) == json{{"type", "cancel_build"}, {"sha", sha('c')}});
-  CHECK(to_json(Action{FastForwardMaster{3, sha('0'), sha('c')}}) ==
-        json{{"type", "fast_forward_master"}, {"candidate", 3}, {"from", sha('0')}, {"to", sha('c')}});
+  CHECK(to_json(Action{CancelBuild{sha('c')}}) ==
+        json{{"type", "cancel_build"}, {"sha", sha('c')}});
+  CHECK(
+      to_json(Action{FastForwardMaster{3, sha('0'), sha('c')}}) ==
+      json{
+          {"type", "fast_forward_master"}, {"candidate", 3}, {"from", sha('0')}, {"to", sha('c')}});
   CHECK(to_json(Action{Notify{4, NoticeKind::Failure, "boom"}}) ==
         json{{"type", "notify"}, {"number", 4}, {"kind", "failure"}, {"message", "boom"}});
   CHECK(to_json(Action{Notify{4, NoticeKind::Success, ""}}).at("kind") == "success");

@@ -12,7 +12,7 @@
 
 namespace dmz::queue {
 
-using Sha = std::string;     // 40 (or 64) lowercase hex digits
+using Sha = std::string;      // 40 (or 64) lowercase hex digits
 using Millis = std::int64_t;  // wall-clock milliseconds since the epoch; only ever read from events
 using CandidateId = std::uint64_t;
 
@@ -46,10 +46,10 @@ struct PullRequest {
   Sha head;
   PrStatus status = PrStatus::Open;
   std::optional<Approval> approval;
-  std::string reason;                     // one line: why Failed/Cancelled, shown to users
-  std::vector<std::string> details;       // every policy reason, every conflicting path, ...
-  Millis queued_at = 0;                   // ordering key in the queue (then number)
-  std::optional<CandidateId> candidate;   // set while Merging/InDmz/Building
+  std::string reason;                    // one line: why Failed/Cancelled, shown to users
+  std::vector<std::string> details;      // every policy reason, every conflicting path, ...
+  Millis queued_at = 0;                  // ordering key in the queue (then number)
+  std::optional<CandidateId> candidate;  // set while Merging/InDmz/Building
 };
 
 struct Check {
@@ -169,9 +169,9 @@ struct Tick {  // time passes; drives timeouts and retries
   Millis at = 0;
 };
 
-using Event = std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelRequested,
-                           RetryRequested, PolicyChecked, MergeDone, CheckReported, MasterPushed,
-                           MasterObserved, Tick>;
+using Event =
+    std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelRequested, RetryRequested,
+                 PolicyChecked, MergeDone, CheckReported, MasterPushed, MasterObserved, Tick>;
 
 // ---- Actions (outputs) -------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ namespace {
 
 bool iequals(std::string_view a, std::string_view b) {
   auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [&](char x, char y) { return lower(x) == lower(y); });
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [&](char x, char y) { return lower(x) == lower(y); });
 }
 
 std::string short_sha(std::string_view sha) { return std::string(sha.substr(0, 7)); }
@@ -98,7 +98,8 @@ void check_coverage(const Policy& policy, const PrFacts& pr, Reasons& reasons) {
   for (const auto& path : pr.changed_paths) {
     bool covered = false;
     for (const auto& rule : policy.rules)
-      covered = covered || (glob_match(rule.branch, pr.target_branch) && any_match(rule.paths, path));
+      covered =
+          covered || (glob_match(rule.branch, pr.target_branch) && any_match(rule.paths, path));
     if (!covered) uncovered.push_back(path);
   }
   if (!uncovered.empty())
@@ -119,8 +120,8 @@ std::set<std::string> check_approvals(const Policy& policy, const PrFacts& pr, c
       return (a.via.empty() ? std::string("unsigned approval") : a.via) + " by " + a.account +
              " does not count: rule requires signed approvals";
     if (!policy.is_member(a.account, rule.approvers))
-      return "approval by " + a.account + " does not count: " + a.account +
-             " is not in group " + rule.approvers;
+      return "approval by " + a.account + " does not count: " + a.account + " is not in group " +
+             rule.approvers;
     return {};
   };
   for (const auto& a : pr.approvals)
@@ -170,7 +171,8 @@ bool touches_policy(const std::vector<std::string>& changed_paths) {
 Verdict evaluate(const Policy& policy, const PrFacts& pr) {
   Reasons reasons;
   check_branch(policy, pr.branch, reasons);
-  if (pr.history_rewritten) reasons.add("history rewritten: a force-push dropped published commits");
+  if (pr.history_rewritten)
+    reasons.add("history rewritten: a force-push dropped published commits");
 
   const auto rules = applicable_rules(policy, pr.target_branch, &pr.changed_paths);
   if (rules.empty())
@@ -210,8 +212,8 @@ Verdict evaluate_commit(const Policy& policy, const std::string& target_branch,
       const std::string& signer = *commit.signer;
       const bool resolver = policy.is_member(signer, policy.conflict_resolvers);
       if (commit.resolved_conflicts && !resolver)
-        reasons.add("merge commit " + short_sha(commit.sha) + " resolves conflicts but is signed by " +
-                    signer + ", who is not in group " +
+        reasons.add("merge commit " + short_sha(commit.sha) +
+                    " resolves conflicts but is signed by " + signer + ", who is not in group " +
                     (policy.conflict_resolvers.empty() ? "(none)" : policy.conflict_resolvers));
       else if (!resolver && !policy.is_member(signer, policy.merge_signers))
         reasons.add("merge commit " + short_sha(commit.sha) + " is signed by " + signer +
@@ -220,8 +222,8 @@ Verdict evaluate_commit(const Policy& policy, const std::string& target_branch,
                     ") nor conflict resolvers (" +
                     (policy.conflict_resolvers.empty() ? "none" : policy.conflict_resolvers) + ")");
     } else {
-      const auto rules = applicable_rules(
-          policy, target_branch, commit.changed_paths ? &*commit.changed_paths : nullptr);
+      const auto rules = applicable_rules(policy, target_branch,
+                                          commit.changed_paths ? &*commit.changed_paths : nullptr);
       if (rules.empty()) reasons.add("no rule of the policy applies to branch " + target_branch);
       check_signers(policy, rules, commit, reasons);
     }

@@ -41,7 +41,7 @@ struct Rule {
 };
 
 struct Policy {
-  std::map<std::string, Account> accounts;               // by account name
+  std::map<std::string, Account> accounts;                 // by account name
   std::map<std::string, std::vector<std::string>> groups;  // group -> account names
   std::vector<std::string> allowed_branches;  // PR source branch globs; empty = any branch
   std::vector<std::string> refused_branches;  // PR source branch globs, checked first
@@ -80,20 +80,20 @@ struct CommitFact {
 };
 
 struct ApprovalFact {
-  std::string account;  // the approving policy account
-  std::string sha;      // the commit the approval names (must be the PR head)
-  std::string via;      // "signed tag refs/tags/x", "signed note", "forge review"
+  std::string account;     // the approving policy account
+  std::string sha;         // the commit the approval names (must be the PR head)
+  std::string via;         // "signed tag refs/tags/x", "signed note", "forge review"
   bool is_signed = false;  // a verified signed tag or note by `account`
 };
 
 struct PrFacts {
   std::uint64_t number = 0;
-  std::string branch;         // the PR's source branch
-  std::string target_branch;  // e.g. "master"
-  std::string head;           // the PR head sha
+  std::string branch;                         // the PR's source branch
+  std::string target_branch;                  // e.g. "master"
+  std::string head;                           // the PR head sha
   std::optional<std::string> author_account;  // the PR author's policy account, if mapped
-  std::vector<CommitFact> commits;         // the PR's commits not in the target, oldest first
-  std::vector<std::string> changed_paths;  // paths changed between merge base and head
+  std::vector<CommitFact> commits;            // the PR's commits not in the target, oldest first
+  std::vector<std::string> changed_paths;     // paths changed between merge base and head
   std::vector<ApprovalFact> approvals;
   bool history_rewritten = false;  // a force-push dropped commits already published in the PR
 };

@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-
 // Prints a failing list comparison one element per line.
 template <>
 struct doctest::StringMaker<std::vector<std::string>> {
@@ -61,8 +60,8 @@ CommitFact signed_by(std::string sha, std::string account) {
 }
 
 ApprovalFact signed_approval(std::string account, std::string sha = kHead) {
-  return ApprovalFact{std::move(account), std::move(sha), "signed tag refs/tags/dmz-approve/7-89abcde",
-                      true};
+  return ApprovalFact{std::move(account), std::move(sha),
+                      "signed tag refs/tags/dmz-approve/7-89abcde", true};
 }
 
 ApprovalFact forge_review(std::string account) {
@@ -193,9 +192,9 @@ TEST_CASE("policy: author_signs disabled allows co-authored commits by group mem
 TEST_CASE("policy: too few approvals, with every uncounted approval explained") {
   PrFacts pr = good_pr();
   pr.approvals = {signed_approval("bob"), signed_approval("bob"),  // one person, counted once
-                  signed_approval("dave"),                          // the author
-                  forge_review("alice"),                            // forge review, not signed
-                  signed_approval("carol", kOld)};                  // not pinned to the head
+                  signed_approval("dave"),                         // the author
+                  forge_review("alice"),                           // forge review, not signed
+                  signed_approval("carol", kOld)};                 // not pinned to the head
   const Verdict v = evaluate(example_policy(), pr);
   CHECK_FALSE(v.pass);
   CHECK(v.reasons == Reasons{"needs 2 approvals from maintainers for paths **, has 1 (bob)",
@@ -249,7 +248,8 @@ TEST_CASE("policy: the strictest rule wins when paths match two rules") {
   PrFacts pr = good_pr();
   pr.changed_paths = {"src/a.cpp", "deploy/setup.sh"};
   CHECK(evaluate(p, pr).reasons ==
-        Reasons{"needs 3 approvals from maintainers for paths .dmz/**, deploy/**, has 2 (bob, carol)"});
+        Reasons{
+            "needs 3 approvals from maintainers for paths .dmz/**, deploy/**, has 2 (bob, carol)"});
   pr.approvals.push_back(signed_approval("alice"));
   const Verdict v = evaluate(p, pr);
   CHECK(v.pass);
@@ -258,9 +258,10 @@ TEST_CASE("policy: the strictest rule wins when paths match two rules") {
   // A policy change is held to the stricter rule too; a forge review does not help.
   pr.changed_paths = {".dmz/policy.toml"};
   pr.approvals = {signed_approval("bob"), signed_approval("carol"), forge_review("alice")};
-  CHECK(evaluate(p, pr).reasons ==
-        Reasons{"needs 3 approvals from maintainers for paths .dmz/**, deploy/**, has 2 (bob, carol)",
-                "forge review by alice does not count: rule requires signed approvals"});
+  CHECK(
+      evaluate(p, pr).reasons ==
+      Reasons{"needs 3 approvals from maintainers for paths .dmz/**, deploy/**, has 2 (bob, carol)",
+              "forge review by alice does not count: rule requires signed approvals"});
 }
 
 TEST_CASE("policy: signer constraints of all applicable rules add up") {
@@ -280,7 +281,8 @@ TEST_CASE("policy: deny by default: paths and branches no rule covers") {
   p.rules[0].paths = {"src/**"};
   PrFacts pr = good_pr();
   pr.changed_paths = {"src/a.cpp", "README.md", "docs/x.md"};
-  CHECK(evaluate(p, pr).reasons == Reasons{"no rule for branch master covers README.md, docs/x.md"});
+  CHECK(evaluate(p, pr).reasons ==
+        Reasons{"no rule for branch master covers README.md, docs/x.md"});
 
   pr = good_pr();
   pr.target_branch = "release";
@@ -291,7 +293,8 @@ TEST_CASE("policy: a PR that changes no path is judged by every rule of its bran
   PrFacts pr = good_pr();
   pr.changed_paths.clear();
   CHECK(evaluate(example_policy(), pr).reasons ==
-        Reasons{"needs 3 approvals from maintainers for paths .dmz/**, deploy/**, has 2 (bob, carol)"});
+        Reasons{
+            "needs 3 approvals from maintainers for paths .dmz/**, deploy/**, has 2 (bob, carol)"});
 }
 
 TEST_CASE("policy: history rewritten") {
@@ -333,7 +336,8 @@ TEST_CASE("evaluate_commit: ordinary commits need a signer of every rule of the 
         Reasons{"commit abc1234 is signed by mallory, who is not in group developers"});
   CommitFact unsigned_commit;
   unsigned_commit.sha = "abc1234ff";
-  CHECK(evaluate_commit(p, "master", unsigned_commit).reasons == Reasons{"commit abc1234 is unsigned"});
+  CHECK(evaluate_commit(p, "master", unsigned_commit).reasons ==
+        Reasons{"commit abc1234 is unsigned"});
   CHECK(evaluate_commit(p, "release", signed_by("abc1234ff", "dave")).reasons ==
         Reasons{"no rule of the policy applies to branch release"});
 }

@@ -54,7 +54,7 @@ std::string GpgHome::generate(const std::string& uid, const std::string& expire,
 }
 
 std::string GpgHome::add_signing_subkey(const std::string& primary, const std::string& expire,
-                                       const std::string& options) {
+                                        const std::string& options) {
   gpg(options + " --quick-add-key " + primary + " ed25519 sign " + expire);
   std::string fprs = fingerprints(*this, primary);
   size_t last = fprs.rfind('\n', fprs.size() - 2);

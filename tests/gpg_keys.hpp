@@ -53,18 +53,18 @@ struct TestKeys {
   TestKeys();  // generates everything (a few seconds)
   GpgHome home;
   std::string payload = "tree 0000\nauthor A <a@example.com> 0 +0000\n\nsigned by the fixture\n";
-  std::string alice;          // primary key (ed25519, 1y) with a signing subkey
-  std::string alice_subkey;   // alice's signing subkey
-  std::string mallory;        // a key that tests never give to a verifier
-  std::string expired;        // created 10 days ago, expired 8 days ago
-  std::string revoked;        // revoked after signing revoked_signature
-  std::string past;           // created 10 days ago, valid for a year
-  std::string past_subkey;    // past's signing subkey, created 10 days ago, expired 8 days ago
-  std::string rotated;        // valid primary key whose signing subkey was revoked
+  std::string alice;         // primary key (ed25519, 1y) with a signing subkey
+  std::string alice_subkey;  // alice's signing subkey
+  std::string mallory;       // a key that tests never give to a verifier
+  std::string expired;       // created 10 days ago, expired 8 days ago
+  std::string revoked;       // revoked after signing revoked_signature
+  std::string past;          // created 10 days ago, valid for a year
+  std::string past_subkey;   // past's signing subkey, created 10 days ago, expired 8 days ago
+  std::string rotated;       // valid primary key whose signing subkey was revoked
   std::string rotated_subkey;
-  std::string expired_key_signature;  // by `expired`, over payload, while it was valid
-  std::string revoked_signature;      // by `revoked`, over payload, before the revocation
-  std::string expired_signature;      // by `past`, over payload, 10 days ago, 1-day expiry
+  std::string expired_key_signature;     // by `expired`, over payload, while it was valid
+  std::string revoked_signature;         // by `revoked`, over payload, before the revocation
+  std::string expired_signature;         // by `past`, over payload, 10 days ago, 1-day expiry
   std::string expired_subkey_signature;  // by past_subkey, over payload, while it was valid
   std::string revoked_subkey_signature;  // by rotated_subkey, over payload, before revocation
 };

@@ -12,10 +12,14 @@ namespace dmz::test {
 SshKey generate_ssh_key(const std::filesystem::path& dir, const std::string& type,
                         const std::string& name) {
   std::string args;
-  if (type == "ed25519") args = "-t ed25519";
-  else if (type == "ecdsa") args = "-t ecdsa -b 256";
-  else if (type == "rsa") args = "-t rsa -b 2048";
-  else FAIL("generate_ssh_key: unknown key type " << type);
+  if (type == "ed25519")
+    args = "-t ed25519";
+  else if (type == "ecdsa")
+    args = "-t ecdsa -b 256";
+  else if (type == "rsa")
+    args = "-t rsa -b 2048";
+  else
+    FAIL("generate_ssh_key: unknown key type " << type);
   std::filesystem::create_directories(dir);
   SshKey key;
   key.type = type;
@@ -53,14 +57,16 @@ void configure_ssh_signing(const std::filesystem::path& repo, const SshKey& key)
 }
 
 std::string ssh_verify_options(const std::filesystem::path& allowed_signers) {
-  return "-c gpg.format=ssh -c gpg.ssh.allowedSignersFile=" + shell_quote(allowed_signers.string()) +
-         " ";
+  return "-c gpg.format=ssh -c gpg.ssh.allowedSignersFile=" +
+         shell_quote(allowed_signers.string()) + " ";
 }
 
-void write_allowed_signers(const std::filesystem::path& file, const std::vector<AllowedSigner>& signers) {
+void write_allowed_signers(const std::filesystem::path& file,
+                           const std::vector<AllowedSigner>& signers) {
   std::string text;
   for (const auto& s : signers) {
-    // The .pub line is "type base64 comment"; allowed_signers wants "principal [options] type base64".
+    // The .pub line is "type base64 comment"; allowed_signers wants "principal [options] type
+    // base64".
     std::string line = s.key->public_line;
     auto first = line.find(' ');
     auto second = line.find(' ', first + 1);
@@ -74,14 +80,15 @@ std::string ssh_signed_commit(const std::filesystem::path& dir, const SshKey& ke
                               const std::vector<std::pair<std::string, std::string>>& files,
                               const std::string& message) {
   for (const auto& [name, content] : files) write_file(dir / name, content);
-  must(git_env() + "git add -A && " + git_env() + "git " + ssh_sign_options(key) + "commit -q -S -m " +
-           shell_quote(message),
+  must(git_env() + "git add -A && " + git_env() + "git " + ssh_sign_options(key) +
+           "commit -q -S -m " + shell_quote(message),
        dir);
   return must(git_env() + "git rev-parse HEAD", dir);
 }
 
-std::string ssh_signed_tag(const std::filesystem::path& dir, const SshKey& key, const std::string& name,
-                           const std::string& target, const std::string& message) {
+std::string ssh_signed_tag(const std::filesystem::path& dir, const SshKey& key,
+                           const std::string& name, const std::string& target,
+                           const std::string& message) {
   must(git_env() + "git " + ssh_sign_options(key) + "tag -s -m " + shell_quote(message) + " " +
            shell_quote(name) + " " + shell_quote(target),
        dir);

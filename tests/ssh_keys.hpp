@@ -1,5 +1,6 @@
 // Test helpers for SSH signing: generate OpenSSH keys with ssh-keygen and make ssh-signed commits
-// and tags in temporary repositories with git. Threading: like tests/support.hpp, one thread at a time.
+// and tags in temporary repositories with git. Threading: like tests/support.hpp, one thread at a
+// time.
 #pragma once
 
 #include <filesystem>
@@ -24,7 +25,8 @@ SshKey generate_ssh_key(const std::filesystem::path& dir, const std::string& typ
 // keys of the same type. The files live until the process exits.
 const SshKey& cached_ssh_key(const std::string& type, int slot = 0);
 
-// `git -c` options that make git sign with `key` in ssh format: "-c gpg.format=ssh -c user.signingkey=...".
+// `git -c` options that make git sign with `key` in ssh format: "-c gpg.format=ssh -c
+// user.signingkey=...".
 std::string ssh_sign_options(const SshKey& key);
 
 // Writes the same settings into the repository's own config (for commands that cannot take -c).
@@ -40,7 +42,8 @@ struct AllowedSigner {
   const SshKey* key;
   std::string options;
 };
-void write_allowed_signers(const std::filesystem::path& file, const std::vector<AllowedSigner>& signers);
+void write_allowed_signers(const std::filesystem::path& file,
+                           const std::vector<AllowedSigner>& signers);
 
 // Commits `files` in the non-bare repo `dir`, signed (-S) with `key`; returns the commit sha.
 std::string ssh_signed_commit(const std::filesystem::path& dir, const SshKey& key,
@@ -48,7 +51,8 @@ std::string ssh_signed_commit(const std::filesystem::path& dir, const SshKey& ke
                               const std::string& message);
 
 // Creates the annotated tag `name` on `target`, signed (-s) with `key`; returns the tag object sha.
-std::string ssh_signed_tag(const std::filesystem::path& dir, const SshKey& key, const std::string& name,
-                           const std::string& target, const std::string& message);
+std::string ssh_signed_tag(const std::filesystem::path& dir, const SshKey& key,
+                           const std::string& name, const std::string& target,
+                           const std::string& message);
 
 }  // namespace dmz::test
