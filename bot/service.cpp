@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bot/candidate_check.hpp"
 #include "bot/git.hpp"
 #include "bot/runner.hpp"
 #include "bot/serial_executor.hpp"
@@ -78,6 +79,7 @@ struct RepoRuntime {
   q::RepoState state;
   std::unique_ptr<git::Mirror> mirror;
   std::unique_ptr<PolicyChecker> policy;
+  std::unique_ptr<CandidateChecker> candidates;
   std::unique_ptr<Signer> signer;
   std::unique_ptr<LocalRunner> runner;
   std::unique_ptr<SerialExecutor> git;
@@ -151,6 +153,10 @@ struct Service::Impl {
 
   void run(RepoRuntime& rt, const q::BuildCandidate& a) {
     rt.git->post([this, &rt, a] { post_event(rt, build_candidate(rt, a)); });
+  }
+
+  void run(RepoRuntime& rt, const q::CheckCandidate& a) {
+    rt.git->post([this, &rt, a] { post_event(rt, rt.candidates->check(*rt.mirror, a, now())); });
   }
 
   void run(RepoRuntime& rt, const q::ResetDmz& a) {
@@ -349,6 +355,7 @@ struct Service::Impl {
     if (!signer) return error(repo.name + ": signing: " + signer.message());
     rt->signer = std::move(*signer);
     rt->policy = make_policy_checker(repo);
+    rt->candidates = std::make_unique<CandidateChecker>(repo);
 
     auto loaded = store->load(repo.name);
     if (!loaded) return error(repo.name + ": " + loaded.message());

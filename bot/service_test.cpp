@@ -388,17 +388,48 @@ TEST_CASE("a PR made by a signed tag is merged with a mergetag that git verifies
   CHECK(shown.find("Good \"git\" signature") != std::string::npos);
 }
 
+// A trust root: alice develops (signs her commits), dmzbot's key signs merges.
+void write_policy(const std::filesystem::path& file, const test::SshKey& alice,
+                  const test::SshKey& bot) {
+  test::write_file(file, "version = 1\n[accounts.alice]\nssh = [\"" + alice.public_line +
+                             "\"]\nlogins = [\"alice\"]\n[accounts.dmzbot]\nssh = [\"" +
+                             bot.public_line +
+                             "\"]\n[groups]\ndevelopers = [\"alice\"]\nbots = [\"dmzbot\"]\n"
+                             "[branches]\nallowed = [\"feature/*\"]\n"
+                             "[[rule]]\nbranch = \"master\"\nsigners = \"developers\"\n"
+                             "author_signs = true\n[merges]\nsigners = \"bots\"\n");
+}
+
+TEST_CASE("with a policy in force, candidates whose merges dmzbot did not sign never land") {
+  Remote remote;
+  test::TempDir data;
+  const auto& alice = test::cached_ssh_key("ed25519", 2);
+  const auto& bot = test::cached_ssh_key("ed25519", 3);
+  write_policy(data / "trust/policy.toml", alice, bot);
+  must(test::git_env() + "git checkout -q -B feature/signed origin/master", remote.work);
+  std::string head = test::ssh_signed_commit(remote.work, alice, {{"s.txt", "s\n"}}, "signed work");
+  must(test::git_env() + "git push -q origin feature/signed", remote.work);
+  auto cfg = make_config(remote, data.path(), true);  // no [signing]: merges are unsigned
+  cfg.repos[0].policy_root = data / "trust/policy.toml";
+  Running run(cfg);
+  REQUIRE(run.post("/pulls", {{"number", 1}, {"branch", "feature/signed"}, {"author", "alice"}})
+              .status == 202);
+  REQUIRE(run.post("/pulls/1/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Failed; }));
+  auto pr = run.pr(1);
+  INFO("reason: ", pr.reason);
+  CHECK(pr.reason.rfind("policy (candidate): commit ", 0) == 0);
+  CHECK(pr.reason.find("is unsigned") != std::string::npos);
+  CHECK(remote.rev("master") == remote.initial);
+}
+
 TEST_CASE(
     "the trust policy gates the queue: a signed PR lands, an unsigned one fails with reasons") {
   Remote remote;
   test::TempDir data;
   const auto& alice = test::cached_ssh_key("ed25519", 2);
-  test::write_file(
-      data / "trust/policy.toml",
-      "version = 1\n[accounts.alice]\nssh = [\"" + alice.public_line +
-          "\"]\nlogins = [\"alice\"]\n[groups]\ndevelopers = [\"alice\"]\n"
-          "[branches]\nallowed = [\"feature/*\"]\n"
-          "[[rule]]\nbranch = \"master\"\nsigners = \"developers\"\nauthor_signs = true\n");
+  const auto& bot = test::cached_ssh_key("ed25519", 3);
+  write_policy(data / "trust/policy.toml", alice, bot);
   // #1: signed by alice; #2: unsigned.
   must(test::git_env() + "git checkout -q -B feature/signed origin/master", remote.work);
   std::string signed_head =
@@ -407,6 +438,8 @@ TEST_CASE(
   std::string unsigned_head = remote.branch("feature/unsigned", {{"u.txt", "u\n"}});
   auto cfg = make_config(remote, data.path(), true);
   cfg.repos[0].policy_root = data / "trust/policy.toml";
+  cfg.signing.format = "ssh";
+  cfg.signing.key = bot.private_path;
   Running run(cfg);
   for (auto [n, branch, head] : {std::tuple{1, "feature/signed", signed_head},
                                  std::tuple{2, "feature/unsigned", unsigned_head}}) {

@@ -31,7 +31,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 1> kMigrations = {
+constexpr std::array<std::string_view, 2> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -105,6 +105,10 @@ CREATE TABLE deliveries(
   id TEXT PRIMARY KEY,
   at INTEGER NOT NULL             -- wall-clock ms when first seen
 );
+)sql",
+    // 2: the candidate's own policy verdict (CheckCandidate) gates landing too.
+    R"sql(
+ALTER TABLE candidates ADD COLUMN policy_passed INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 
@@ -366,7 +370,8 @@ class SqliteStore final : public Store {
 
     auto cand = Stmt::prepare(db,
                               "INSERT INTO candidates(repo, id, position, base, sha, status,"
-                              " created_at, pushed_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+                              " created_at, pushed_at, policy_passed)"
+                              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
     if (!cand) return cand.status();
     auto cpr = Stmt::prepare(db,
                              "INSERT INTO candidate_prs(repo, candidate, position, number)"
@@ -387,6 +392,7 @@ class SqliteStore final : public Store {
                   .bind(6, queue::to_string(c.status))
                   .bind(7, c.created_at)
                   .bind(8, c.pushed_at)
+                  .bind(9, static_cast<std::int64_t>(c.policy_passed ? 1 : 0))
                   .exec());
       for (std::size_t i = 0; i < c.prs.size(); ++i) {
         cpr->reset();
@@ -478,9 +484,10 @@ class SqliteStore final : public Store {
       }
     }
     {
-      auto q = Stmt::prepare(db,
-                             "SELECT id, base, sha, status, created_at, pushed_at FROM candidates"
-                             " WHERE repo = ?1 ORDER BY position");
+      auto q = Stmt::prepare(
+          db,
+          "SELECT id, base, sha, status, created_at, pushed_at, policy_passed FROM candidates"
+          " WHERE repo = ?1 ORDER BY position");
       if (!q) return q.error();
       q->bind(1, name);
       for (;;) {
@@ -498,6 +505,7 @@ class SqliteStore final : public Store {
         c.status = *status;
         c.created_at = q->int64(4);
         c.pushed_at = q->int64(5);
+        c.policy_passed = q->int64(6) != 0;
         st.train.push_back(std::move(c));
       }
     }

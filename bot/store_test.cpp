@@ -57,6 +57,7 @@ void check_equal(const Candidate& a, const Candidate& b) {
   CHECK(a.status == b.status);
   CHECK(a.created_at == b.created_at);
   CHECK(a.pushed_at == b.pushed_at);
+  CHECK(a.policy_passed == b.policy_passed);
   REQUIRE(a.checks.size() == b.checks.size());
   for (auto ia = a.checks.begin(), ib = b.checks.begin(); ia != a.checks.end(); ++ia, ++ib) {
     CHECK(ia->first == ib->first);
@@ -128,6 +129,7 @@ RepoState rich_state() {
   c1.status = CandidateStatus::Building;
   c1.created_at = 2000;
   c1.pushed_at = 2100;
+  c1.policy_passed = true;  // c2 keeps false: both values round-trip
   c1.checks["ci/build"] = Check{"ci/build", CheckState::Success, "ok", "https://ci/1", 2200};
   c1.checks["ci/test"] = Check{"ci/test", CheckState::Failure, "3 failed", "", 2300};
   c1.checks["ci/lint"] = Check{"ci/lint", CheckState::Error, "", "https://ci/3", 2250};
@@ -199,7 +201,10 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "1");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "2");
+  CHECK(sql_scalar(dir / "dmz.db",
+                   "SELECT group_concat(policy_passed) FROM (SELECT policy_passed"
+                   " FROM candidates WHERE repo='acme/widgets' ORDER BY position)") == "1,0,0");
 
   // Another repository is independent.
   RepoState other;

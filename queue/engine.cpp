@@ -231,7 +231,7 @@ void transient(Ctx& c, std::size_t index, const std::string& message) {
 void land_front_if_green(Ctx& c) {
   if (c.s.train.empty()) return;
   auto& k = c.s.train.front();
-  if (!on_dmz(k.status) || !not_green(k, c.cfg).empty()) return;
+  if (!on_dmz(k.status) || !k.policy_passed || !not_green(k, c.cfg).empty()) return;
   k.status = CandidateStatus::Landing;
   c.emit(FastForwardMaster{k.id, c.s.master, k.sha});
 }
@@ -445,8 +445,8 @@ void merged(Ctx& c, std::size_t index, const MergeDone& e) {
   k.status = CandidateStatus::InDmz;
   k.pushed_at = c.at;
   for (int n : k.prs) c.pr(n).status = PrStatus::InDmz;
+  c.emit(CheckCandidate{k.id, k.sha, k.base});
   c.emit(StartBuild{k.id, k.sha});
-  land_front_if_green(c);  // with no required checks a candidate lands at once
 }
 
 void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
@@ -480,6 +480,20 @@ Verdict on(Ctx& c, const MergeDone& e) {
       transient(c, *i, e.message);
       break;
   }
+  return std::nullopt;
+}
+
+Verdict on(Ctx& c, const CandidateChecked& e) {
+  auto i = index_of(c.s, e.candidate);
+  if (!i || c.s.train[*i].sha != e.sha || !on_dmz(c.s.train[*i].status))
+    return std::nullopt;  // stale: the candidate was dropped or rebuilt
+  if (!e.pass) {
+    const std::string first = e.reasons.empty() ? std::string("failed") : e.reasons.front();
+    back_out(c, *i, "policy (candidate): " + first, e.reasons);
+    return std::nullopt;
+  }
+  c.s.train[*i].policy_passed = true;
+  land_front_if_green(c);  // with no required checks a candidate lands at once
   return std::nullopt;
 }
 
@@ -575,6 +589,7 @@ std::vector<Action> resume(const RepoState& state, const Settings&) {
         break;
       case CandidateStatus::InDmz:
       case CandidateStatus::Building:
+        if (!k.policy_passed) out.push_back(CheckCandidate{k.id, k.sha, k.base});
         out.push_back(StartBuild{k.id, k.sha});
         break;
       case CandidateStatus::Landing:

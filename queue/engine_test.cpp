@@ -70,7 +70,15 @@ struct Repo {
   Outcome policy(int n, bool pass, std::vector<std::string> reasons = {}) {
     return on(PolicyChecked{n, pr(n).approval.value().sha, pass, reasons, now});
   }
+  // The merge reached dmz and the shell judged the candidate's merges as passing: the usual
+  // path, with the actions of both events.
   Outcome merged(CandidateId id, Sha commit) {
+    Outcome o = merged_unchecked(id, commit);
+    Outcome v = on(CandidateChecked{id, commit, true, {}, now});
+    o.actions.insert(o.actions.end(), v.actions.begin(), v.actions.end());
+    return o;
+  }
+  Outcome merged_unchecked(CandidateId id, Sha commit) {
     MergeDone e;
     e.candidate = id;
     e.outcome = MergeOutcome::Merged;
@@ -955,4 +963,58 @@ TEST_CASE("a conflict blamed on a PR outside the candidate is treated as transie
   CHECK(r.pr(1).status == PrStatus::Queued);
   CHECK(r.s.retry_after > 0);
   CHECK(only<Notify>(o).kind == NoticeKind::Info);
+}
+
+TEST_CASE("master moves only when the candidate's own verdict passed as well as every check") {
+  Repo r;
+  r.queue(1, sha('a'));
+  auto o = r.merged_unchecked(1, sha('c'));
+  auto cc = only<CheckCandidate>(o);
+  CHECK(cc.candidate == 1);
+  CHECK(cc.sha == sha('c'));
+  CHECK(cc.base == kMaster);
+  CHECK(only<StartBuild>(o).sha == sha('c'));
+  // Checks green, verdict pending: no fast-forward.
+  CHECK(none<FastForwardMaster>(r.check(sha('c'), CheckState::Success)));
+  CHECK(r.s.train.at(0).status == CandidateStatus::Building);
+  // A verdict for another sha is stale and changes nothing.
+  const std::string before = r.dump();
+  CHECK(r.on(CandidateChecked{1, sha('d'), true, {}, r.now}).actions.empty());
+  CHECK(r.dump() == before);
+  auto landed = r.on(CandidateChecked{1, sha('c'), true, {}, r.now});
+  CHECK(r.s.train.at(0).policy_passed);
+  CHECK(only<FastForwardMaster>(landed).to == sha('c'));
+}
+
+TEST_CASE("a failing candidate verdict backs the candidate out with every reason") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+  r.merged_unchecked(1, sha('c'));
+  r.check(sha('c'), CheckState::Success);
+  auto o = r.on(CandidateChecked{
+      1, sha('c'), false, {"merge commit ccccccc is unsigned", "evil merge: tree differs"}, r.now});
+  CHECK(r.pr(1).status == PrStatus::Failed);
+  CHECK(r.pr(1).reason == "policy (candidate): merge commit ccccccc is unsigned");
+  CHECK(r.pr(1).details ==
+        std::vector<std::string>{"merge commit ccccccc is unsigned", "evil merge: tree differs"});
+  CHECK(none<FastForwardMaster>(o));
+  CHECK(only<CancelBuild>(o).sha == sha('c'));
+  auto next = only<BuildCandidate>(o);  // the next PR proceeds on master
+  CHECK(next.items.at(0).number == 2);
+  CHECK(next.base == kMaster);
+}
+
+TEST_CASE("resume re-issues a candidate check that had not answered, and only that") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.merged_unchecked(1, sha('c'));
+  auto actions = resume(r.s, r.cfg);
+  REQUIRE(actions.size() == 2);
+  CHECK(std::get<CheckCandidate>(actions[0]).sha == sha('c'));
+  CHECK(std::get<StartBuild>(actions[1]).sha == sha('c'));
+  r.on(CandidateChecked{1, sha('c'), true, {}, r.now});
+  actions = resume(r.s, r.cfg);
+  REQUIRE(actions.size() == 1);
+  CHECK(std::holds_alternative<StartBuild>(actions[0]));
 }

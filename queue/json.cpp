@@ -83,7 +83,8 @@ json candidate_json(const Candidate& k) {
           {"status", to_string(k.status)},
           {"checks", checks},
           {"created_at", k.created_at},
-          {"pushed_at", k.pushed_at}};
+          {"pushed_at", k.pushed_at},
+          {"policy_passed", k.policy_passed}};
 }
 
 // ---- events: the fields of each, without "type" ----
@@ -114,6 +115,13 @@ json fields(const MergeDone& e) {
           {"message", e.message},
           {"at", e.at}};
 }
+json fields(const CandidateChecked& e) {
+  return {{"candidate", e.candidate},
+          {"sha", e.sha},
+          {"pass", e.pass},
+          {"reasons", e.reasons},
+          {"at", e.at}};
+}
 json fields(const CheckReported& e) {
   return {{"sha", e.sha}, {"check", check_json(e.check)}, {"at", e.at}};
 }
@@ -140,6 +148,9 @@ json fields(const BuildCandidate& a) {
   for (const auto& i : a.items) items.push_back(item_json(i));
   return {{"candidate", a.candidate}, {"base", a.base}, {"items", items}};
 }
+json fields(const CheckCandidate& a) {
+  return {{"candidate", a.candidate}, {"sha", a.sha}, {"base", a.base}};
+}
 json fields(const ResetDmz& a) { return {{"sha", a.sha}}; }
 json fields(const StartBuild& a) { return {{"candidate", a.candidate}, {"sha", a.sha}}; }
 json fields(const CancelBuild& a) { return {{"sha", a.sha}}; }
@@ -154,6 +165,7 @@ std::string action_kind(const Action& action) {
   return std::visit(overloaded{
                         [](const CheckPolicy&) { return "check_policy"; },
                         [](const BuildCandidate&) { return "build_candidate"; },
+                        [](const CheckCandidate&) { return "check_candidate"; },
                         [](const ResetDmz&) { return "reset_dmz"; },
                         [](const StartBuild&) { return "start_build"; },
                         [](const CancelBuild&) { return "cancel_build"; },
@@ -175,6 +187,7 @@ std::string event_kind(const Event& event) {
                         [](const RetryRequested&) { return "retry_requested"; },
                         [](const PolicyChecked&) { return "policy_checked"; },
                         [](const MergeDone&) { return "merge_done"; },
+                        [](const CandidateChecked&) { return "candidate_checked"; },
                         [](const CheckReported&) { return "check_reported"; },
                         [](const MasterPushed&) { return "master_pushed"; },
                         [](const MasterObserved&) { return "master_observed"; },

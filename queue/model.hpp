@@ -77,7 +77,8 @@ struct Candidate {
   CandidateStatus status = CandidateStatus::Merging;
   std::map<std::string, Check> checks;  // by context
   Millis created_at = 0;
-  Millis pushed_at = 0;  // when it reached dmz; the check timeout counts from here
+  Millis pushed_at = 0;        // when it reached dmz; the check timeout counts from here
+  bool policy_passed = false;  // the shell judged the candidate's own merges (CheckCandidate)
 };
 
 struct RepoState {
@@ -149,6 +150,13 @@ struct MergeDone {  // result of BuildCandidate
   std::string message;                 // Error: what went wrong (transient; retried)
   Millis at = 0;
 };
+struct CandidateChecked {  // the shell's verdict for CheckCandidate
+  CandidateId candidate = 0;
+  Sha sha;
+  bool pass = false;
+  std::vector<std::string> reasons;
+  Millis at = 0;
+};
 struct CheckReported {  // a check state on a commit (local runner, status API, forge)
   Sha sha;
   Check check;
@@ -169,9 +177,9 @@ struct Tick {  // time passes; drives timeouts and retries
   Millis at = 0;
 };
 
-using Event =
-    std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelRequested, RetryRequested,
-                 PolicyChecked, MergeDone, CheckReported, MasterPushed, MasterObserved, Tick>;
+using Event = std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelRequested,
+                           RetryRequested, PolicyChecked, MergeDone, CandidateChecked,
+                           CheckReported, MasterPushed, MasterObserved, Tick>;
 
 // ---- Actions (outputs) -------------------------------------------------------------------------
 
@@ -188,6 +196,13 @@ struct BuildCandidate {  // merge `items` onto `base` in memory, force-push dmz;
   CandidateId candidate = 0;
   Sha base;
   std::vector<MergeItem> items;
+};
+// Judge the candidate's own merge commits (base..sha, first parents) with the policy of
+// `base`: signed by an account allowed to sign merges, trees equal to the recomputed merges.
+// Answer CandidateChecked. master moves only when this passed and every required check is green.
+struct CheckCandidate {
+  CandidateId candidate = 0;
+  Sha sha, base;
 };
 struct ResetDmz {  // force-push dmz to `sha` (master) when the train empties after a back-out
   Sha sha;
@@ -210,8 +225,8 @@ struct Notify {  // tell the PR's author/merge master (forge comment, log, statu
   std::string message;
 };
 
-using Action = std::variant<CheckPolicy, BuildCandidate, ResetDmz, StartBuild, CancelBuild,
-                            FastForwardMaster, Notify>;
+using Action = std::variant<CheckPolicy, BuildCandidate, CheckCandidate, ResetDmz, StartBuild,
+                            CancelBuild, FastForwardMaster, Notify>;
 
 // What handle() returns: either the event was refused (state unchanged, `rejected` says why,
 // `code` is the HTTP status an API caller should see) or it was applied and `actions` follow.

@@ -1,0 +1,42 @@
+// The candidate gate: judges what dmzbot itself adds to dmz for a candidate, its merge commits
+// (base..sha along first parents). Each must be signed by an account the policy allows to sign
+// merges, and its tree must equal the recomputed merge of its parents (no evil merge).
+// Threading: check() runs on the repository's git worker, one call at a time.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "bot/trust_facts.hpp"
+#include "config/config.hpp"
+#include "queue/model.hpp"
+
+namespace dmz {
+namespace git {
+class Mirror;
+}
+
+// The policy in force at `target`: its committed .dmz/policy.toml (with .dmz/keys), else the
+// trust root file `policy_root` (if set), else none. Always read from the target side, so no
+// change can be judged by a policy it introduces itself.
+Result<std::optional<trust::PolicySource>> policy_in_force(
+    git::Mirror& mirror, const std::string& target, const std::filesystem::path& policy_root);
+
+class CandidateChecker {
+ public:
+  explicit CandidateChecker(const config::Repo& repo);
+  queue::CandidateChecked check(git::Mirror& mirror, const queue::CheckCandidate& candidate,
+                                queue::Millis now);
+  std::uint64_t signature_verifications() const { return gatherer_.verifications(); }
+
+ private:
+  std::filesystem::path policy_root_;
+  std::string master_;
+  trust::FactGatherer gatherer_;
+  std::map<std::string, std::shared_ptr<trust::TrustKeys>> keys_;  // by key-set digest
+};
+
+}  // namespace dmz
