@@ -63,6 +63,8 @@ std::string oid_hex(const git_oid& oid) {
 constexpr const char* kRemote = "origin";
 constexpr const char* kFetchHeads = "+refs/heads/*:refs/remotes/origin/*";
 constexpr const char* kFetchTags = "+refs/tags/*:refs/tags/*";
+// Notes (refs/notes/dmz-approvals holds signed-note approvals) are mirrored as they are.
+constexpr const char* kFetchNotes = "+refs/notes/*:refs/notes/*";
 
 // Per-push state filled by the push_update_reference callback.
 struct PushReport {
@@ -316,9 +318,9 @@ Status Mirror::fetch() {
   const std::string what = "fetch origin";
   if (!impl_->origin) return error(what + ": the repository has no origin remote");
   Connection conn{impl_->origin.get()};
-  std::string heads = kFetchHeads, tags = kFetchTags;
-  char* specs[] = {heads.data(), tags.data()};
-  git_strarray refspecs = {specs, 2};
+  std::string heads = kFetchHeads, tags = kFetchTags, notes = kFetchNotes;
+  char* specs[] = {heads.data(), tags.data(), notes.data()};
+  git_strarray refspecs = {specs, 3};
   git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
   opts.prune = GIT_FETCH_PRUNE;
   opts.update_fetchhead = 0;
@@ -332,6 +334,15 @@ std::optional<Sha> Mirror::remote_branch(const std::string& name) const {
   git_oid oid;
   std::string ref = "refs/remotes/origin/" + name;
   if (git_reference_name_to_id(&oid, impl_->repo.get(), ref.c_str()) < 0) {
+    git_error_clear();
+    return std::nullopt;
+  }
+  return oid_hex(oid);
+}
+
+std::optional<Sha> Mirror::reference(const std::string& name) const {
+  git_oid oid;
+  if (git_reference_name_to_id(&oid, impl_->repo.get(), name.c_str()) < 0) {
     git_error_clear();
     return std::nullopt;
   }

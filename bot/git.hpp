@@ -62,10 +62,14 @@ class Mirror {
 
   const std::filesystem::path& path() const;
 
-  // +refs/heads/*:refs/remotes/origin/* and +refs/tags/*:refs/tags/* (pruning deleted branches).
+  // +refs/heads/*:refs/remotes/origin/*, +refs/tags/*:refs/tags/* and +refs/notes/*:refs/notes/*
+  // (pruning deleted branches).
   Status fetch();
   std::optional<Sha> remote_branch(const std::string& name) const;  // refs/remotes/origin/<name>
   std::map<std::string, Sha> remote_branches() const;               // branch name -> sha
+  // What the local ref `name` ("refs/notes/dmz-approvals") points at, symbolic refs resolved;
+  // nullopt if there is no such ref.
+  std::optional<Sha> reference(const std::string& name) const;
 
   // Merges `head` into `base` in memory (no working tree) and writes a merge commit with
   // parents (base, head), the merged tree, `message`, committer/author `who`, the extra header

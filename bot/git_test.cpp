@@ -122,6 +122,30 @@ TEST_CASE("fetch mirrors branches and tags and prunes deleted branches") {
   CHECK(f.mirror->remote_branches().size() == 1);
 }
 
+TEST_CASE("fetch mirrors notes refs as they are, reference reads a local ref") {
+  Fixture f;
+  CHECK_FALSE(f.mirror->reference("refs/notes/dmz-approvals").has_value());
+  f.git("notes --ref=dmz-approvals add -m 'first' " + f.initial);
+  f.git("push -q origin refs/notes/dmz-approvals");
+  f.fetch();
+  std::string first = must(git_env() + "git rev-parse refs/notes/dmz-approvals", f.work);
+  CHECK(f.mirror->reference("refs/notes/dmz-approvals") == first);
+  CHECK(f.mirror_git("notes --ref=dmz-approvals show " + f.initial) == "first");
+  CHECK_FALSE(f.mirror->reference("refs/notes/other").has_value());
+  CHECK(f.mirror->reference("refs/remotes/origin/master") == f.initial);
+
+  // A rewritten notes ref (force-pushed) is followed, not merged.
+  f.git("notes --ref=dmz-approvals add -f -m 'second' " + f.initial);
+  f.git(
+      "update-ref refs/notes/dmz-approvals $(git commit-tree -m rewritten "
+      "refs/notes/dmz-approvals^{tree})");
+  std::string rewritten = must(git_env() + "git rev-parse refs/notes/dmz-approvals", f.work);
+  f.git("push -q -f origin refs/notes/dmz-approvals");
+  f.fetch();
+  CHECK(f.mirror->reference("refs/notes/dmz-approvals") == rewritten);
+  CHECK(rewritten != first);
+}
+
 TEST_CASE("open reuses an existing mirror and updates its origin url") {
   Fixture f;
   f.fetch();
