@@ -95,6 +95,10 @@ class Mirror {
   Result<std::pair<std::string, std::string>> read_object(const Sha& sha);
   // Commits reachable from `to` and not from `exclude` (if not empty), oldest first.
   Result<std::vector<Sha>> rev_list(const Sha& exclude, const Sha& to);
+  // At most `limit` commits reachable from `tip`, breadth-first from it (a child before its
+  // parents), each with its first parent ("" for a root): a bounded walk of a history that may
+  // be long (notes refs).
+  Result<std::vector<std::pair<Sha, Sha>>> newest_commits(const Sha& tip, std::size_t limit);
   // The files changed between two commits' trees (paths), for path-based policy rules.
   Result<std::vector<std::string>> changed_paths(const Sha& from, const Sha& to);
   // Resolves any revision (sha, ref name, "HEAD~2") to a commit sha.
