@@ -415,14 +415,11 @@ Result<std::vector<NoteChange>> FactGatherer::note_changes(git::Mirror& mirror,
                                                            const std::string& notes_tip,
                                                            const std::string& object,
                                                            std::size_t limit) {
-  auto history = mirror.rev_list("", notes_tip);
+  auto history = mirror.newest_commits(notes_tip, limit);
   if (!history) return history.error();
   std::vector<NoteChange> out;
-  const size_t first = history->size() > limit ? history->size() - limit : 0;
-  for (size_t i = first; i < history->size(); ++i) {
-    const std::string& commit = (*history)[i];
-    auto parent = mirror.resolve(commit + "^1");
-    const std::string first_parent = parent ? *parent : "";
+  for (auto it = history->rbegin(); it != history->rend(); ++it) {  // oldest first
+    const auto& [commit, first_parent] = *it;
     auto cached = noted_objects_.find(commit);
     if (cached == noted_objects_.end()) {
       auto paths = mirror.changed_paths(first_parent, commit);
