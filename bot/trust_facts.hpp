@@ -139,11 +139,11 @@ class FactGatherer {
   Result<SignatureCheck> commit_signature(git::Mirror& mirror, TrustKeys& keys,
                                           const std::string& sha);
 
-  // The commits among the newest `limit` of the history of the notes commit `notes_tip`
-  // (oldest first) that change the note of `object` against their first parent, with the note
-  // before and after. Notes trees may be fanned out (ab/cdef...). Which objects' notes each
-  // notes commit changes is cached by commit id (objects are immutable), so a re-check diffs
-  // no tree again. No signature is verified here.
+  // The commits among the `limit` nearest the notes commit `notes_tip` (Mirror::newest_commits;
+  // returned parents before children on a chain) that change the note of `object` against their
+  // first parent, with the note before and after. Notes trees may be fanned out (ab/cdef...). Which
+  // objects' notes each notes commit changes is cached by commit id (objects are immutable), so a
+  // re-check diffs no tree again. No signature is verified here.
   Result<std::vector<NoteChange>> note_changes(git::Mirror& mirror, const std::string& notes_tip,
                                                const std::string& object,
                                                std::size_t limit = 10000);
