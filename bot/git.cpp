@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <mutex>
 #include <set>
 
@@ -63,6 +64,8 @@ std::string oid_hex(const git_oid& oid) {
 constexpr const char* kRemote = "origin";
 constexpr const char* kFetchHeads = "+refs/heads/*:refs/remotes/origin/*";
 constexpr const char* kFetchTags = "+refs/tags/*:refs/tags/*";
+// Notes (refs/notes/dmz-approvals holds signed-note approvals) are mirrored as they are.
+constexpr const char* kFetchNotes = "+refs/notes/*:refs/notes/*";
 
 // Per-push state filled by the push_update_reference callback.
 struct PushReport {
@@ -316,9 +319,9 @@ Status Mirror::fetch() {
   const std::string what = "fetch origin";
   if (!impl_->origin) return error(what + ": the repository has no origin remote");
   Connection conn{impl_->origin.get()};
-  std::string heads = kFetchHeads, tags = kFetchTags;
-  char* specs[] = {heads.data(), tags.data()};
-  git_strarray refspecs = {specs, 2};
+  std::string heads = kFetchHeads, tags = kFetchTags, notes = kFetchNotes;
+  char* specs[] = {heads.data(), tags.data(), notes.data()};
+  git_strarray refspecs = {specs, 3};
   git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
   opts.prune = GIT_FETCH_PRUNE;
   opts.update_fetchhead = 0;
@@ -332,6 +335,15 @@ std::optional<Sha> Mirror::remote_branch(const std::string& name) const {
   git_oid oid;
   std::string ref = "refs/remotes/origin/" + name;
   if (git_reference_name_to_id(&oid, impl_->repo.get(), ref.c_str()) < 0) {
+    git_error_clear();
+    return std::nullopt;
+  }
+  return oid_hex(oid);
+}
+
+std::optional<Sha> Mirror::reference(const std::string& name) const {
+  git_oid oid;
+  if (git_reference_name_to_id(&oid, impl_->repo.get(), name.c_str()) < 0) {
     git_error_clear();
     return std::nullopt;
   }
@@ -652,6 +664,33 @@ Result<std::vector<Sha>> Mirror::rev_list(const Sha& exclude, const Sha& to) {
   while ((rc = git_revwalk_next(&oid, w)) == 0) out.push_back(oid_hex(oid));
   if (rc != GIT_ITEROVER) return git_fail(what, rc);
   git_error_clear();
+  return out;
+}
+
+Result<std::vector<std::pair<Sha, Sha>>> Mirror::newest_commits(const Sha& tip, std::size_t limit) {
+  const std::string what = "walk " + tip;
+  // Breadth-first from the tip over all parents, each commit once: a child always comes before
+  // its parents on a chain, and the walk stops after `limit` commits. (libgit2's time order
+  // does not keep children first when commit times tie; its topological order walks all.)
+  auto start = impl_->commit(tip, what);
+  if (!start) return start.error();
+  std::vector<std::pair<Sha, Sha>> out;
+  std::deque<git_oid> todo{*git_commit_id(start->get())};
+  std::set<Sha> seen{oid_hex(todo.front())};
+  while (out.size() < limit && !todo.empty()) {
+    git_oid oid = todo.front();
+    todo.pop_front();
+    git_commit* c = nullptr;
+    if (int rc = git_commit_lookup(&c, impl_->repo.get(), &oid); rc < 0)
+      return git_fail(what + ": " + oid_hex(oid), rc);
+    CommitPtr commit(c);
+    const unsigned parents = git_commit_parentcount(c);
+    for (unsigned i = 0; i < parents; ++i) {
+      const git_oid* p = git_commit_parent_id(c, i);
+      if (seen.insert(oid_hex(*p)).second) todo.push_back(*p);
+    }
+    out.emplace_back(oid_hex(oid), parents > 0 ? oid_hex(*git_commit_parent_id(c, 0)) : Sha());
+  }
   return out;
 }
 

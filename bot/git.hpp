@@ -62,10 +62,14 @@ class Mirror {
 
   const std::filesystem::path& path() const;
 
-  // +refs/heads/*:refs/remotes/origin/* and +refs/tags/*:refs/tags/* (pruning deleted branches).
+  // +refs/heads/*:refs/remotes/origin/*, +refs/tags/*:refs/tags/* and +refs/notes/*:refs/notes/*
+  // (pruning deleted branches).
   Status fetch();
   std::optional<Sha> remote_branch(const std::string& name) const;  // refs/remotes/origin/<name>
   std::map<std::string, Sha> remote_branches() const;               // branch name -> sha
+  // What the local ref `name` ("refs/notes/dmz-approvals") points at, symbolic refs resolved;
+  // nullopt if there is no such ref.
+  std::optional<Sha> reference(const std::string& name) const;
 
   // Merges `head` into `base` in memory (no working tree) and writes a merge commit with
   // parents (base, head), the merged tree, `message`, committer/author `who`, the extra header
@@ -91,6 +95,10 @@ class Mirror {
   Result<std::pair<std::string, std::string>> read_object(const Sha& sha);
   // Commits reachable from `to` and not from `exclude` (if not empty), oldest first.
   Result<std::vector<Sha>> rev_list(const Sha& exclude, const Sha& to);
+  // At most `limit` commits reachable from `tip`, breadth-first from it (a child before its
+  // parents), each with its first parent ("" for a root): a bounded walk of a history that may
+  // be long (notes refs).
+  Result<std::vector<std::pair<Sha, Sha>>> newest_commits(const Sha& tip, std::size_t limit);
   // The files changed between two commits' trees (paths), for path-based policy rules.
   Result<std::vector<std::string>> changed_paths(const Sha& from, const Sha& to);
   // Resolves any revision (sha, ref name, "HEAD~2") to a commit sha.

@@ -122,6 +122,63 @@ TEST_CASE("fetch mirrors branches and tags and prunes deleted branches") {
   CHECK(f.mirror->remote_branches().size() == 1);
 }
 
+TEST_CASE("fetch mirrors notes refs as they are, reference reads a local ref") {
+  Fixture f;
+  CHECK_FALSE(f.mirror->reference("refs/notes/dmz-approvals").has_value());
+  f.git("notes --ref=dmz-approvals add -m 'first' " + f.initial);
+  f.git("push -q origin refs/notes/dmz-approvals");
+  f.fetch();
+  std::string first = must(git_env() + "git rev-parse refs/notes/dmz-approvals", f.work);
+  CHECK(f.mirror->reference("refs/notes/dmz-approvals") == first);
+  CHECK(f.mirror_git("notes --ref=dmz-approvals show " + f.initial) == "first");
+  CHECK_FALSE(f.mirror->reference("refs/notes/other").has_value());
+  CHECK(f.mirror->reference("refs/remotes/origin/master") == f.initial);
+
+  // A rewritten notes ref (force-pushed) is followed, not merged.
+  f.git("notes --ref=dmz-approvals add -f -m 'second' " + f.initial);
+  f.git(
+      "update-ref refs/notes/dmz-approvals $(git commit-tree -m rewritten "
+      "refs/notes/dmz-approvals^{tree})");
+  std::string rewritten = must(git_env() + "git rev-parse refs/notes/dmz-approvals", f.work);
+  f.git("push -q -f origin refs/notes/dmz-approvals");
+  f.fetch();
+  CHECK(f.mirror->reference("refs/notes/dmz-approvals") == rewritten);
+  CHECK(rewritten != first);
+}
+
+TEST_CASE("newest_commits walks at most `limit` commits, children first, with first parents") {
+  Fixture f;
+  std::string a = commit_files(f.work, {{"a.txt", "a\n"}}, "a");
+  std::string b = commit_files(f.work, {{"b.txt", "b\n"}}, "b");
+  f.push("master");
+  f.fetch();
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  auto two = f.mirror->newest_commits(b, 2);
+  REQUIRE(two.ok());
+  CHECK(*two == Pairs{{b, a}, {a, f.initial}});
+  auto all = f.mirror->newest_commits(b, 100);
+  REQUIRE(all.ok());
+  CHECK(*all == Pairs{{b, a}, {a, f.initial}, {f.initial, ""}});  // the root has no parent
+  auto none = f.mirror->newest_commits(b, 0);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  // A merge: both parents' histories, each commit once, the merge's first parent reported.
+  f.git("checkout -q -b side " + f.initial);
+  std::string side = commit_files(f.work, {{"side.txt", "s\n"}}, "side");
+  f.git("checkout -q master");
+  f.git("merge -q --no-edit side");
+  std::string merge = must(git_env() + "git rev-parse HEAD", f.work);
+  f.push("master");
+  f.fetch();
+  auto merged = f.mirror->newest_commits(merge, 100);
+  REQUIRE(merged.ok());
+  CHECK(*merged == Pairs{{merge, b}, {b, a}, {side, f.initial}, {a, f.initial}, {f.initial, ""}});
+
+  auto bad = f.mirror->newest_commits("0123456789012345678901234567890123456789", 5);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.message().rfind("walk 0123456789012345678901234567890123456789: ", 0) == 0);
+}
+
 TEST_CASE("open reuses an existing mirror and updates its origin url") {
   Fixture f;
   f.fetch();

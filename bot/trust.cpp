@@ -88,6 +88,7 @@ class TrustPolicy final : public PolicyChecker {
     std::vector<std::string> extra_failures, approval_notes;
     const auto tags = mirror.tags();
     gather_approvals(mirror, keys, pr, sha, tags, facts, approval_notes);
+    gather_note_approvals(mirror, keys, pr, sha, facts, approval_notes);
     if (starts_with(pr.branch, kTagBranchPrefix))
       check_tag_pr(mirror, keys, pr, sha, tags, facts, extra_failures);
 
@@ -153,6 +154,59 @@ class TrustPolicy final : public PolicyChecker {
             {*sig.signer, checked->tag.object, "signed tag refs/tags/" + name, true});
       }
     }
+  }
+
+  // Signed-note approvals: each commit of refs/notes/dmz-approvals that adds the line
+  // "dmz-approve <repo>#<pr> <head>" to the note on the head is an approval by its signer. The
+  // line names the repository and the PR, so a note cannot be replayed into another PR.
+  void gather_note_approvals(git::Mirror& mirror, trust::TrustKeys& keys,
+                             const queue::PullRequest& pr, const queue::Sha& sha,
+                             queue::PrFacts& facts, std::vector<std::string>& notes) {
+    const std::string ref(trust::kApprovalNotesRef);
+    auto tip = mirror.reference(ref);
+    if (!tip) return;  // nobody has approved by note yet
+    const std::string what = repo_.name + "#" + std::to_string(pr.number);
+    const std::string line = "dmz-approve " + what + " " + sha;
+    auto changes = gatherer_.note_changes(mirror, *tip, sha);
+    if (!changes) {
+      notes.push_back("approval notes " + ref + ": " + changes.message());
+      return;
+    }
+    for (const auto& change : *changes) {
+      const std::string commit = "notes commit " + trust::short_sha(change.commit);
+      if (change.after.empty()) continue;  // a removed note approves nothing, withdraws nothing
+      if (count_lines(change.after, line) <= count_lines(change.before, line)) {
+        notes.push_back(commit + " does not approve " + what + ": it does not add the line \"" +
+                        line + "\" to the note on " + trust::short_sha(sha));
+        continue;
+      }
+      auto sig = gatherer_.commit_signature(mirror, keys, change.commit);
+      if (!sig) {
+        notes.push_back(commit + ": " + sig.message());
+      } else if (!sig->problem.empty()) {
+        notes.push_back(commit + ": " + sig->problem);
+      } else if (!sig->signer) {
+        notes.push_back(commit + " (note on " + trust::short_sha(sha) + ") is unsigned");
+      } else {
+        facts.approvals.push_back(
+            {*sig->signer, sha, "signed note " + change.commit.substr(0, 7), true});
+      }
+    }
+  }
+
+  // How many lines of `text` are exactly `line` (a trailing CR or blank is ignored).
+  static size_t count_lines(std::string_view text, std::string_view line) {
+    size_t n = 0;
+    while (!text.empty()) {
+      size_t eol = text.find('\n');
+      std::string_view l = text.substr(0, eol);
+      while (!l.empty() && (l.back() == '\r' || l.back() == ' ' || l.back() == '\t'))
+        l.remove_suffix(1);
+      if (l == line) ++n;
+      if (eol == std::string_view::npos) break;
+      text.remove_prefix(eol + 1);
+    }
+    return n;
   }
 
   // A PR by signed tag: the tag refs/tags/<name> must name itself, point at the head and be

@@ -110,6 +110,25 @@ size_t count_parents(std::string_view raw) {
   return n;
 }
 
+bool is_hex_sha(std::string_view s) {
+  return s.size() == 40 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+// The note of `object` in the notes commit `commit` ("" if none): git stores it at the object's
+// hex name, fanned out into directories of two hex digits once a notes tree grows large.
+Result<std::string> note_at(git::Mirror& mirror, const std::string& commit,
+                            const std::string& object) {
+  for (size_t levels = 0; levels <= 4; ++levels) {
+    std::string path;
+    for (size_t i = 0; i < levels; ++i) path += object.substr(2 * i, 2) + "/";
+    path += object.substr(2 * levels);
+    auto text = mirror.read_file(commit, path);
+    if (!text) return text.error();
+    if (*text) return std::move(**text);
+  }
+  return std::string();
+}
+
 }  // namespace
 
 std::string short_sha(std::string_view sha) { return std::string(sha.substr(0, 7)); }
@@ -378,6 +397,57 @@ Result<queue::CommitFact> FactGatherer::commit_fact(git::Mirror& mirror, TrustKe
   fact.signature_problem = check.problem;
   if (parsed_out) *parsed_out = std::move(*parsed);
   return fact;
+}
+
+Result<SignatureCheck> FactGatherer::commit_signature(git::Mirror& mirror, TrustKeys& keys,
+                                                      const std::string& sha) {
+  auto obj = mirror.read_object(sha);
+  if (!obj) return obj.error();
+  if (obj->second != "commit") return error(sha + " is a " + obj->second + ", not a commit");
+  auto parsed = parse_commit(obj->first);
+  if (!parsed) return SignatureCheck{std::nullopt, parsed.message()};
+  return cached_verify(keys, sha, parsed->signature_kind, parsed->payload,
+                       parsed->signature ? *parsed->signature : std::string(),
+                       parsed->committer.time);
+}
+
+Result<std::vector<NoteChange>> FactGatherer::note_changes(git::Mirror& mirror,
+                                                           const std::string& notes_tip,
+                                                           const std::string& object,
+                                                           std::size_t limit) {
+  auto history = mirror.newest_commits(notes_tip, limit);
+  if (!history) return history.error();
+  std::vector<NoteChange> out;
+  for (auto it = history->rbegin(); it != history->rend(); ++it) {  // oldest first
+    const auto& [commit, first_parent] = *it;
+    auto cached = noted_objects_.find(commit);
+    if (cached == noted_objects_.end()) {
+      auto paths = mirror.changed_paths(first_parent, commit);
+      if (!paths) return paths.error();
+      std::vector<std::string> objects;
+      for (auto path : *paths) {  // "ab/cdef..." names the object abcdef...
+        path.erase(std::remove(path.begin(), path.end(), '/'), path.end());
+        if (is_hex_sha(path)) objects.push_back(std::move(path));
+      }
+      if (noted_objects_.size() >= cache_limit_) noted_objects_.clear();
+      cached = noted_objects_.emplace(commit, std::move(objects)).first;
+    }
+    if (std::find(cached->second.begin(), cached->second.end(), object) == cached->second.end())
+      continue;
+    NoteChange change;
+    change.commit = commit;
+    if (!first_parent.empty()) {
+      auto before = note_at(mirror, first_parent, object);
+      if (!before) return before.error();
+      change.before = std::move(*before);
+    }
+    auto after = note_at(mirror, commit, object);
+    if (!after) return after.error();
+    change.after = std::move(*after);
+    if (change.before == change.after) continue;  // moved by a fan-out, not changed
+    out.push_back(std::move(change));
+  }
+  return out;
 }
 
 Result<TagCheck> FactGatherer::tag_check(git::Mirror& mirror, TrustKeys& keys,

@@ -103,6 +103,16 @@ struct TagCheck {
   bool skipped = false;  // the caller's filter found the tag irrelevant: nothing was verified
 };
 
+// Signed-note approvals live in this notes ref (docs/POLICY.md, "Making an approval").
+inline constexpr std::string_view kApprovalNotesRef = "refs/notes/dmz-approvals";
+
+// One commit of a notes history that adds, changes or removes the note of one object.
+struct NoteChange {
+  std::string commit;  // the notes commit
+  std::string before;  // the object's note at the commit's first parent ("" if none)
+  std::string after;   // the object's note in the commit ("" if the commit removed it)
+};
+
 // Gathers facts from a mirror and caches signature results by (object id, key-set digest), so
 // an unchanged object under unchanged keys is verified once. The cache is bounded: it is
 // cleared when it holds `cache_limit` entries.
@@ -124,6 +134,20 @@ class FactGatherer {
                              const std::string& tag_id,
                              const std::function<bool(const ParsedTag&)>& relevant = {});
 
+  // The signature of any commit (a notes commit) verified with `keys`, cached like commit_fact's;
+  // a parser refusal becomes the problem.
+  Result<SignatureCheck> commit_signature(git::Mirror& mirror, TrustKeys& keys,
+                                          const std::string& sha);
+
+  // The commits among the `limit` nearest the notes commit `notes_tip` (Mirror::newest_commits;
+  // returned parents before children on a chain) that change the note of `object` against their
+  // first parent, with the note before and after. Notes trees may be fanned out (ab/cdef...). Which
+  // objects' notes each notes commit changes is cached by commit id (objects are immutable), so a
+  // re-check diffs no tree again. No signature is verified here.
+  Result<std::vector<NoteChange>> note_changes(git::Mirror& mirror, const std::string& notes_tip,
+                                               const std::string& object,
+                                               std::size_t limit = 10000);
+
   // Verifies the OpenPGP signatures of the commits `shas` (those not cached yet) on up to
   // `threads` threads, each with its own repository handle (opened at `repo_dir`) and its own
   // TrustKeys loaded from keys.source(), and caches the results: commit_fact then finds them.
@@ -144,6 +168,7 @@ class FactGatherer {
 
   std::size_t cache_limit_;
   std::map<std::pair<std::string, std::string>, SignatureCheck> cache_;
+  std::map<std::string, std::vector<std::string>> noted_objects_;  // notes commit -> objects
   std::uint64_t verifications_ = 0;
 };
 

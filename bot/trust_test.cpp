@@ -58,6 +58,30 @@ struct PrRepo : Repo {
     approve(keys().bob_ssh, "bob", head);
     approve(keys().carol_ssh, "carol", head);
   }
+  // A signed-note approval by `key`, made with exactly the reviewer commands of docs/POLICY.md
+  // ("A signed note"); `what` is what the note approves, e.g. "o/r#1".
+  void note_approve(const test::SshKey& key, const std::string& what, const std::string& head) {
+    test::configure_ssh_signing(work, key);  // `git config gpg.format ssh` + user.signingkey
+    must("export " + test::git_env() + "; set -e; HEAD=" + head + "; WHAT=" + shell_quote(what) +
+             "\n" + kNoteApprovalCommands,
+         work);
+  }
+  // The first and last of those commands only: an unsigned notes commit.
+  std::string unsigned_note(const std::string& what, const std::string& head) {
+    must(test::git_env() + "git notes --ref=dmz-approvals append -m " +
+             shell_quote("dmz-approve " + what + " " + head) + " " + head,
+         work);
+    git("push -q origin refs/notes/dmz-approvals");
+    return git("rev-parse refs/notes/dmz-approvals");
+  }
+  static constexpr const char* kNoteApprovalCommands = R"(
+git fetch origin '+refs/notes/*:refs/notes/*'
+git notes --ref=dmz-approvals append -m "dmz-approve $WHAT $HEAD" "$HEAD"
+tip=$(git rev-parse refs/notes/dmz-approvals)
+parents=$(git log -1 --format=%P "$tip" | sed 's/[^ ][^ ]*/-p &/g')
+signed=$(git commit-tree -S $parents -m "dmz-approve $WHAT" "$tip^{tree}")
+git update-ref refs/notes/dmz-approvals "$signed" "$tip"
+git push origin refs/notes/dmz-approvals)";
 };
 
 }  // namespace
@@ -435,4 +459,154 @@ TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread
   CHECK(stranger->signature_problem.rfind("no-key: ", 0) == 0);
   CHECK(one.commit_fact(*r.mirror, *loaded.keys, shas[0])->signer ==
         std::optional<std::string>("alice"));
+}
+
+TEST_CASE("trust: signed notes under refs/notes/dmz-approvals are approvals") {
+  auto& k = keys();
+  PrRepo r;
+  std::string head = r.commit({{"a.txt", "a\n"}}, "feature", k.ssh(k.alice_ssh));
+  auto notes_tip = [&] { return r.git("rev-parse refs/notes/dmz-approvals"); };
+
+  SUBCASE("one signed tag and one signed note by two maintainers make 2 approvals") {
+    r.approve(k.bob_ssh, "bob", head);
+    auto one = r.check("alice", head);
+    CHECK_FALSE(one.pass);
+    CHECK_MESSAGE(has(one.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"),
+                  all(one.reasons));
+    r.note_approve(k.carol_ssh, "o/r#1", head);
+    // git itself sees a good signature by carol on the notes commit.
+    test::write_allowed_signers(r.tmp / "allowed", {{"carol", &k.carol_ssh, ""}});
+    CHECK(test::run(test::git_env() + "git " + test::ssh_verify_options(r.tmp / "allowed") +
+                        "verify-commit refs/notes/dmz-approvals",
+                    r.work)
+              .exit_code == 0);
+    CHECK(r.git("notes --ref=dmz-approvals show " + head) == "dmz-approve o/r#1 " + head);
+    auto v = r.check("alice", head);
+    CHECK_MESSAGE(v.pass, all(v.reasons));
+    CHECK(v.reasons.empty());
+
+    SUBCASE("cache: re-checking verifies no signature") {
+      const auto before = r.checker->signature_verifications();
+      CHECK(before == 3);  // the commit, bob's tag, carol's notes commit
+      auto again = r.check("alice", head);
+      CHECK(again.pass);
+      CHECK(r.checker->signature_verifications() == before);
+    }
+  }
+  SUBCASE("notes by two reviewers in two successive notes commits both count") {
+    r.note_approve(k.bob_ssh, "o/r#1", head);
+    std::string first = notes_tip();
+    r.note_approve(k.carol_ssh, "o/r#1", head);
+    CHECK(r.git("rev-parse refs/notes/dmz-approvals^") == first);
+    auto v = r.check("alice", head);
+    CHECK_MESSAGE(v.pass, all(v.reasons));
+    CHECK(r.checker->signature_verifications() == 3);
+    CHECK(r.check("alice", head).pass);
+    CHECK(r.checker->signature_verifications() == 3);
+  }
+  SUBCASE("a note approval by the PR's author does not count") {
+    r.approve(k.bob_ssh, "bob", head);
+    r.note_approve(k.alice_ssh, "o/r#1", head);
+    auto v = r.check("alice", head);
+    CHECK_FALSE(v.pass);
+    CHECK_MESSAGE(has(v.reasons, "approval by alice does not count: alice is the PR's author"),
+                  all(v.reasons));
+    CHECK(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"));
+  }
+  SUBCASE("an unsigned notes commit does not count") {
+    r.approve(k.bob_ssh, "bob", head);
+    std::string commit = r.unsigned_note("o/r#1", head);
+    auto v = r.check("alice", head);
+    CHECK_FALSE(v.pass);
+    CHECK_MESSAGE(
+        has(v.reasons, "notes commit " + s7(commit) + " (note on " + s7(head) + ") is unsigned"),
+        all(v.reasons));
+    CHECK(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"));
+  }
+  SUBCASE("a notes commit signed by a key outside the policy does not count") {
+    r.approve(k.bob_ssh, "bob", head);
+    r.note_approve(k.stranger_ssh, "o/r#1", head);
+    auto v = r.check("alice", head);
+    CHECK_FALSE(v.pass);
+    CHECK_MESSAGE(has_prefix(v.reasons, "notes commit " + s7(notes_tip()) + ": no-key: "),
+                  all(v.reasons));
+  }
+  SUBCASE("a note naming another PR is refused here (no replay), and counts for that PR") {
+    r.approve(k.bob_ssh, "bob", head);
+    r.note_approve(k.carol_ssh, "o/r#2", head);
+    auto v = r.check("alice", head);
+    CHECK_FALSE(v.pass);
+    CHECK_MESSAGE(has(v.reasons, "notes commit " + s7(notes_tip()) +
+                                     " does not approve o/r#1: it does not add the line "
+                                     "\"dmz-approve o/r#1 " +
+                                     head + "\" to the note on " + s7(head)),
+                  all(v.reasons));
+    CHECK(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"));
+    // The same head opened as PR 2 (bob's tag points at the head, so it counts there too).
+    auto v2 = r.check("alice", head, "feature/x", 2);
+    CHECK_MESSAGE(v2.pass, all(v2.reasons));
+  }
+  SUBCASE("a note naming another repository is refused") {
+    r.approve(k.bob_ssh, "bob", head);
+    r.note_approve(k.carol_ssh, "other/repo#1", head);
+    auto v = r.check("alice", head);
+    CHECK_FALSE(v.pass);
+    CHECK_MESSAGE(
+        has_prefix(v.reasons, "notes commit " + s7(notes_tip()) + " does not approve o/r#1: "),
+        all(v.reasons));
+  }
+  SUBCASE("a note approval for an older head does not count") {
+    r.note_approve(k.carol_ssh, "o/r#1", head);
+    std::string newer = r.commit({{"a.txt", "b\n"}}, "fixup", k.ssh(k.alice_ssh));
+    r.approve(k.bob_ssh, "bob", newer);
+    auto v = r.check("alice", newer);
+    CHECK_FALSE(v.pass);
+    CHECK_MESSAGE(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"),
+                  all(v.reasons));
+    // carol's note on the old head was not even verified: only the two commits and bob's tag.
+    CHECK(r.checker->signature_verifications() == 3);
+  }
+}
+
+TEST_CASE("trust: note_changes finds a note in a fanned-out notes tree") {
+  auto& k = keys();
+  PrRepo r;
+  std::string head = r.commit({{"a.txt", "a\n"}}, "feature", k.ssh(k.alice_ssh));
+  r.note_approve(k.bob_ssh, "o/r#1", head);
+  // The same note moved to ab/cdef... (as git fans out a large notes tree), then changed there.
+  std::string tip = r.git("rev-parse refs/notes/dmz-approvals");
+  auto sh = [&](const std::string& cmd) {
+    return must("export " + test::git_env() + "; " + cmd, r.work);
+  };
+  auto fanned = [&](const std::string& blob) {  // a notes tree holding `blob` at ab/cdef...
+    std::string sub =
+        sh("printf '100644 blob " + blob + "\\t" + head.substr(2) + "\\n' | git mktree");
+    return sh("printf '040000 tree " + sub + "\\t" + head.substr(0, 2) + "\\n' | git mktree");
+  };
+  std::string moved = r.git("commit-tree -p " + tip + " -m fanout " +
+                            fanned(r.git("rev-parse " + tip + ":" + head)));
+  std::string changed = r.git("commit-tree -p " + moved + " -m change " +
+                              fanned(sh("printf 'changed\\n' | git hash-object -w --stdin")));
+  r.git("update-ref refs/notes/dmz-approvals " + changed);
+  CHECK(r.git("notes --ref=dmz-approvals show " + head) == "changed");
+  r.git("push -q -f origin refs/notes/dmz-approvals");
+  r.fetch();
+
+  trust::FactGatherer g;
+  auto changes = g.note_changes(*r.mirror, changed, head);
+  REQUIRE_MESSAGE(changes.ok(), (changes.ok() ? "" : changes.message()));
+  REQUIRE(changes->size() == 2);  // the move changed nothing
+  CHECK((*changes)[0].commit == tip);
+  CHECK((*changes)[0].before == "");
+  CHECK((*changes)[0].after == "dmz-approve o/r#1 " + head + "\n");
+  CHECK((*changes)[1].commit == changed);
+  CHECK((*changes)[1].before == "dmz-approve o/r#1 " + head + "\n");
+  CHECK((*changes)[1].after == "changed\n");
+  auto bounded = g.note_changes(*r.mirror, changed, head, 1);  // only the newest commit
+  REQUIRE(bounded.ok());
+  REQUIRE(bounded->size() == 1);
+  CHECK((*bounded)[0].commit == changed);
+  auto other = g.note_changes(*r.mirror, changed, r.master);
+  REQUIRE(other.ok());
+  CHECK(other->empty());
 }
