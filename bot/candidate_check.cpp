@@ -13,21 +13,6 @@ namespace {
 constexpr int kMaxMerges = 1000;
 }  // namespace
 
-Result<std::optional<trust::PolicySource>> policy_in_force(
-    git::Mirror& mirror, const std::string& target, const std::filesystem::path& policy_root) {
-  if (!target.empty()) {
-    auto committed = trust::policy_source_at(mirror, target);
-    if (!committed)
-      return error("reading the policy at " + trust::short_sha(target) + ": " +
-                   committed.message());
-    if (*committed) return std::move(*committed);
-  }
-  if (policy_root.empty()) return std::optional<trust::PolicySource>();
-  auto root = trust::policy_source_from_file(policy_root);
-  if (!root) return error("reading the trust root: " + root.message());
-  return std::optional<trust::PolicySource>(std::move(*root));
-}
-
 CandidateChecker::CandidateChecker(const config::Repo& repo)
     : policy_root_(repo.policy_root), master_(repo.master) {}
 
@@ -58,7 +43,7 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
     at = parsed->parents[0];
   }
 
-  auto source = policy_in_force(mirror, c.base, policy_root_);
+  auto source = trust::policy_in_force(mirror, c.base, policy_root_);
   if (!source) return fail("error: " + source.message());
   std::shared_ptr<trust::TrustKeys> keys;
   if (*source) {

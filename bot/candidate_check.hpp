@@ -19,12 +19,6 @@ namespace git {
 class Mirror;
 }
 
-// The policy in force at `target`: its committed .dmz/policy.toml (with .dmz/keys), else the
-// trust root file `policy_root` (if set), else none. Always read from the target side, so no
-// change can be judged by a policy it introduces itself.
-Result<std::optional<trust::PolicySource>> policy_in_force(
-    git::Mirror& mirror, const std::string& target, const std::filesystem::path& policy_root);
-
 class CandidateChecker {
  public:
   explicit CandidateChecker(const config::Repo& repo);

@@ -235,6 +235,22 @@ Mirror::~Mirror() = default;
 
 const std::filesystem::path& Mirror::path() const { return impl_->dir; }
 
+namespace {
+Status remove_stale_locks(const std::filesystem::path& dir) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().parent_path() == dir / "objects") it.disable_recursion_pending();
+    if (it->is_regular_file(ec) && it->path().extension() == ".lock") {
+      if (!std::filesystem::remove(it->path(), ec) || ec)
+        return error("cannot remove stale lock " + it->path().string());
+    }
+  }
+  if (ec) return error("scanning for stale locks: " + ec.message());
+  return {};
+}
+}  // namespace
+
 Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
                                              const std::string& remote_url) {
   init();
@@ -246,6 +262,10 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
   bool exists =
       std::filesystem::exists(dir / "HEAD", ec) || std::filesystem::exists(dir / "objects", ec);
   if (exists) {
+    // A mirror has one writer: the service, which holds its data directory's lock. A *.lock
+    // file found at open is debris of a crash (kill -9 mid-push or mid-fetch) and would make
+    // every later ref update fail, so it goes.
+    if (Status s = remove_stale_locks(dir); !s.ok()) return Error{what + ": " + s.message()};
     if (int rc = git_repository_open_bare(&repo, dir.c_str()); rc < 0) return git_fail(what, rc);
   } else {
     if (int rc = git_repository_init(&repo, dir.c_str(), /*is_bare=*/1); rc < 0)

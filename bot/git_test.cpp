@@ -194,6 +194,25 @@ TEST_CASE("open reuses an existing mirror and updates its origin url") {
   CHECK((*m)->path() == f.mirror_dir);
 }
 
+TEST_CASE("open removes lock files a crashed run left, so pushes work again") {
+  Fixture f;
+  auto [master, feature] = f.diverge();
+  f.mirror.reset();
+  // What kill -9 in the middle of a push leaves behind.
+  write_file(f.mirror_dir / "refs/dmzbot/push/master.lock", "");
+  write_file(f.mirror_dir / "refs/remotes/origin/master.lock", "");
+  auto m = git::Mirror::open(f.mirror_dir, f.origin.string());
+  REQUIRE_MESSAGE(m.ok(), (m.ok() ? "" : m.message()));
+  CHECK_FALSE(fs::exists(f.mirror_dir / "refs/dmzbot/push/master.lock"));
+  CHECK_FALSE(fs::exists(f.mirror_dir / "refs/remotes/origin/master.lock"));
+  auto merged = (*m)->merge(master, feature, "merge", git::Identity{});
+  REQUIRE(merged.ok());
+  auto pushed = (*m)->push_fast_forward("master", master, merged->commit);
+  REQUIRE_MESSAGE(pushed.ok(), (pushed.ok() ? "" : pushed.message()));
+  CHECK(pushed->ok);
+  CHECK(f.origin_git("rev-parse master") == merged->commit);
+}
+
 TEST_CASE("fetch from a remote that does not exist fails with libgit2's message") {
   TempDir tmp;
   git::init();

@@ -1,9 +1,14 @@
 #include "bot/service.hpp"
 
+#include <fcntl.h>
 #include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <future>
 #include <map>
 #include <mutex>
@@ -88,6 +93,25 @@ struct RepoRuntime {
 };
 
 struct Service::Impl {
+  ~Impl() {
+    if (instance_fd >= 0) ::close(instance_fd);  // releases the data directory's lock
+  }
+
+  // One service per data directory: its mirrors and database must have a single writer (that
+  // is also what makes removing a crashed run's git lock files safe). flock is released by the
+  // kernel when the process dies, even by kill -9.
+  Status lock_data_dir() {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg.data_dir, ec);
+    auto file = cfg.data_dir / "dmzbot.instance";
+    instance_fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (instance_fd < 0) return error("cannot open " + file.string() + ": " + std::strerror(errno));
+    if (::flock(instance_fd, LOCK_EX | LOCK_NB) != 0)
+      return error("another dmzbot is already serving data directory " + cfg.data_dir.string());
+    return {};
+  }
+
+  int instance_fd = -1;
   config::Config cfg;
   Options options;
   std::unique_ptr<Store> store;
@@ -390,6 +414,7 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   auto impl = std::make_unique<Impl>();
   impl->cfg = std::move(config);
   impl->options = std::move(options);
+  if (Status s = impl->lock_data_dir(); !s.ok()) return Error{s.message()};
   auto store = open_sqlite_store(impl->cfg.data_dir / impl->cfg.store.path);
   if (!store) return error("store: " + store.message());
   impl->store = std::move(*store);

@@ -492,6 +492,16 @@ TEST_CASE("master moved by someone else: dmzbot rebuilds dmz on it and never ove
         "yes");
 }
 
+TEST_CASE("a second service on the same data directory is refused") {
+  Remote remote;
+  test::TempDir data;
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  Running first(cfg);
+  auto second = Service::start(cfg, fast());
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.message().find("another dmzbot is already serving") != std::string::npos);
+}
+
 TEST_CASE("after a restart the queue carries on from the stored state") {
   Remote remote;
   test::TempDir data;

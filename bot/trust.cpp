@@ -38,22 +38,13 @@ class TrustPolicy final : public PolicyChecker {
     // one the PR proposes: a PR that edits .dmz/policy.toml is judged by the old policy, so no
     // PR can authorize itself. Without a committed policy, the operator's trust root.
     // An empty target (the service knows no master yet) has no committed policy.
-    auto committed = target.empty() ? Result<std::optional<trust::PolicySource>>(std::nullopt)
-                                    : trust::policy_source_at(mirror, target);
-    if (!committed)
-      return fail({"error: reading the policy at " + trust::short_sha(target) + ": " +
-                   committed.message()});
-    trust::PolicySource source;
-    if (*committed) {
-      source = std::move(**committed);
-    } else if (!repo_.policy_root.empty()) {
-      auto root = trust::policy_source_from_file(repo_.policy_root);
-      if (!root) return fail({"error: reading the trust root: " + root.message()});
-      source = std::move(*root);
-    } else {
+    auto in_force = trust::policy_in_force(mirror, target, repo_.policy_root);
+    if (!in_force) return fail({"error: " + in_force.message()});
+    if (!*in_force) {
       out.pass = true;  // no policy at all: the checks alone gate master
       return out;
     }
+    trust::PolicySource source = std::move(**in_force);
     auto loaded = keys_for(source);
     if (!loaded.keys) {  // fail closed: a policy that does not parse allows nothing
       std::vector<std::string> reasons = {"the policy does not parse"};

@@ -479,4 +479,18 @@ Result<TagCheck> FactGatherer::tag_check(git::Mirror& mirror, TrustKeys& keys,
   return out;
 }
 
+Result<std::optional<PolicySource>> policy_in_force(git::Mirror& mirror, const std::string& target,
+                                                    const std::filesystem::path& policy_root) {
+  if (!target.empty()) {
+    auto committed = policy_source_at(mirror, target);
+    if (!committed)
+      return error("reading the policy at " + short_sha(target) + ": " + committed.message());
+    if (*committed) return std::move(*committed);
+  }
+  if (policy_root.empty()) return std::optional<PolicySource>();
+  auto root = policy_source_from_file(policy_root);
+  if (!root) return error("reading the trust root: " + root.message());
+  return std::optional<PolicySource>(std::move(*root));
+}
+
 }  // namespace dmz::trust

@@ -48,6 +48,12 @@ Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
 // files of the `keys` directory next to it (if there is one).
 Result<PolicySource> policy_source_from_file(const std::filesystem::path& file);
 
+// The policy in force at `target`: its committed .dmz/policy.toml (with .dmz/keys), else the
+// trust root file `policy_root` (if set), else none. Always read from the target side, so no
+// change can be judged by a policy it introduces itself.
+Result<std::optional<PolicySource>> policy_in_force(git::Mirror& mirror, const std::string& target,
+                                                    const std::filesystem::path& policy_root);
+
 // The outcome of verifying one signature: the account whose key made it, or why not.
 // Both empty: the object is unsigned.
 struct SignatureCheck {
