@@ -9,38 +9,14 @@
 #include <limits>
 #include <map>
 
+#include "config/toml_words.hpp"
+
 namespace dmz::config {
 namespace {
 
 using queue::Account;
 using queue::Policy;
 using queue::Rule;
-
-int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
-
-const char* type_name(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::table:
-      return "a table";
-    case toml::node_type::date:
-    case toml::node_type::time:
-    case toml::node_type::date_time:
-      return "a date/time";
-    case toml::node_type::none:
-      break;
-  }
-  return "nothing";
-}
 
 bool is_fingerprint(std::string_view s) {
   return (s.size() == 40 || s.size() == 64) && std::all_of(s.begin(), s.end(), [](char c) {
@@ -104,8 +80,8 @@ class PolicyReader {
   }
 
   void wrong_type(const toml::node& node, std::string_view name, std::string_view expected) {
-    add(line_of(node),
-        std::string(name) + " must be " + std::string(expected) + ", not " + type_name(node));
+    add(line_of(node), std::string(name) + " must be " + std::string(expected) + ", not " +
+                           std::string(type_name(node)));
   }
 
   const toml::table* table_at(const toml::table& parent, std::string_view key,
