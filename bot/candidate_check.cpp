@@ -47,15 +47,13 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
   if (!source) return fail("error: " + source.message());
   std::shared_ptr<trust::TrustKeys> keys;
   if (*source) {
-    auto loaded = trust::TrustKeys::load(**source);
+    auto loaded = key_cache_.load(**source);
     if (!loaded.keys) {  // fail closed: a policy that does not parse allows nothing
       out.reasons = {"the policy does not parse"};
       out.reasons.insert(out.reasons.end(), loaded.problems.begin(), loaded.problems.end());
       return out;
     }
-    auto [it, fresh] = keys_.emplace(loaded.keys->digest(), loaded.keys);
-    if (fresh && keys_.size() > 4) keys_ = {{it->first, it->second}};
-    keys = it->second;
+    keys = loaded.keys;
   }
 
   for (auto m = merges.rbegin(); m != merges.rend(); ++m) {

@@ -30,7 +30,7 @@ class CandidateChecker {
   std::filesystem::path policy_root_;
   std::string master_;
   trust::FactGatherer gatherer_;
-  std::map<std::string, std::shared_ptr<trust::TrustKeys>> keys_;  // by key-set digest
+  trust::KeyCache key_cache_;
 };
 
 }  // namespace dmz

@@ -23,7 +23,6 @@ sigset_t shutdown_signals() {
 void block_shutdown_signals() {
   sigset_t set = shutdown_signals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);  // a peer closing a socket or pipe is an error value, not a death
 }
 
 bool wait_for_shutdown_signal(int timeout_ms) {

@@ -45,7 +45,7 @@ class TrustPolicy final : public PolicyChecker {
       return out;
     }
     trust::PolicySource source = std::move(**in_force);
-    auto loaded = keys_for(source);
+    auto loaded = keys_.load(source);
     if (!loaded.keys) {  // fail closed: a policy that does not parse allows nothing
       std::vector<std::string> reasons = {"the policy does not parse"};
       reasons.insert(reasons.end(), loaded.problems.begin(), loaded.problems.end());
@@ -95,20 +95,6 @@ class TrustPolicy final : public PolicyChecker {
   std::uint64_t signature_verifications() const override { return gatherer_.verifications(); }
 
  private:
-  // The parsed policy and keys for `source`, reused while the policy and its keys are unchanged
-  // (so the GnuPG home with the imported keys is made once per key set).
-  trust::TrustKeys::Loaded keys_for(const trust::PolicySource& source) {
-    auto loaded = trust::TrustKeys::load(source);
-    if (!loaded.keys) return loaded;
-    if (auto it = keys_.find(loaded.keys->digest()); it != keys_.end()) {
-      loaded.keys = it->second;
-      return loaded;
-    }
-    if (keys_.size() >= 4) keys_.clear();
-    keys_[loaded.keys->digest()] = loaded.keys;
-    return loaded;
-  }
-
   // Signed-tag approvals: annotated tags named dmz-approve/* that point at the head, and those
   // named dmz-approve/<this PR>-* that point elsewhere (stale: the core says why they do not
   // count). Other tags are never approvals, so a signed release tag is not one.
@@ -241,7 +227,7 @@ class TrustPolicy final : public PolicyChecker {
 
   config::Repo repo_;
   trust::FactGatherer gatherer_;
-  std::map<std::string, std::shared_ptr<trust::TrustKeys>> keys_;  // by key-set digest
+  trust::KeyCache keys_;
 };
 
 }  // namespace

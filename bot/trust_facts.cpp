@@ -493,4 +493,16 @@ Result<std::optional<PolicySource>> policy_in_force(git::Mirror& mirror, const s
   return std::optional<PolicySource>(std::move(*root));
 }
 
+TrustKeys::Loaded KeyCache::load(const PolicySource& source) {
+  auto loaded = TrustKeys::load(source);
+  if (!loaded.keys) return loaded;
+  if (auto it = keys_.find(loaded.keys->digest()); it != keys_.end()) {
+    loaded.keys = it->second;
+    return loaded;
+  }
+  if (keys_.size() >= 4) keys_.clear();
+  keys_[loaded.keys->digest()] = loaded.keys;
+  return loaded;
+}
+
 }  // namespace dmz::trust

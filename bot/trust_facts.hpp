@@ -99,6 +99,16 @@ class TrustKeys {
   std::string openpgp_problem_;               // why it could not be created
 };
 
+// Loaded policies by key-set digest, so that the GnuPG home holding a policy's keys is made once
+// per key set rather than once per check. At most four key sets are kept.
+class KeyCache {
+ public:
+  TrustKeys::Loaded load(const PolicySource& source);
+
+ private:
+  std::map<std::string, std::shared_ptr<TrustKeys>> keys_;
+};
+
 // A verified annotated tag.
 struct TagCheck {
   ParsedTag tag;
