@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "bot/http_client.hpp"
+#include "tests/git_daemon.hpp"
 #include "tests/support.hpp"
 
 namespace dmz {
@@ -74,11 +75,15 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
     heads.push_back(test::commit_files(work, {{"f" + std::to_string(n) + ".txt", "x\n"}}, "f"));
     must(test::git_env() + "git push -q origin feature/f" + std::to_string(n), work);
   }
+  // The remote is a separate process, as in production: a push cut off by the kill leaves
+  // no lock behind in origin (libgit2's local transport would write origin's refs itself).
+  test::GitDaemon daemon(dir.path(), "origin.git");
+  REQUIRE_MESSAGE(!daemon.url().empty(), daemon.log());
   test::write_file(dir / "token", "crash-test-token\n");
   test::write_file(dir / "dmzbot.toml",
                    "data_dir = \"data\"\n[server]\nport = 0\n"
                    "[[repo]]\nname = \"acme/crash\"\nremote = \"" +
-                       origin.string() +
+                       daemon.url() +
                        "\"\n"
                        "api_token = { file = \"token\" }\nstatus_token = { file = \"token\" }\n"
                        "[repo.runner]\ncommand = \"sh ./test.sh\"\ntimeout = 30\n");

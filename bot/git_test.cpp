@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "bot/signer.hpp"
+#include "tests/git_daemon.hpp"
 #include "tests/support.hpp"
 
 namespace fs = std::filesystem;
@@ -514,50 +515,10 @@ TEST_CASE("rev_list, is_ancestor, changed_paths, read_object, resolve") {
   CHECK(*f.mirror->resolve("origin/master") == c3);
 }
 
-namespace {
-
-// `git daemon` serving the fixture's directory over git:// on loopback with receive-pack, so
-// that pushes go through the smart protocol and origin's hooks run (the local transport does
-// neither). Stopped by the pid it wrote.
-class Daemon {
- public:
-  explicit Daemon(const fs::path& base) : pid_file_(base / "daemon.pid") {
-    for (int attempt = 0; attempt < 5 && url_.empty(); ++attempt) {
-      int port = 20000 + static_cast<int>((::getpid() * 7919 + attempt * 104729) % 30000);
-      fs::remove(pid_file_);
-      run("(git daemon --listen=127.0.0.1 --port=" + std::to_string(port) + " --base-path=" +
-          q(base) + " --export-all --enable=receive-pack --reuseaddr --pid-file=" + q(pid_file_) +
-          " >" + q(base / "daemon.log") + " 2>&1 </dev/null &)");
-      std::string url = "git://127.0.0.1:" + std::to_string(port) + "/origin.git";
-      for (int i = 0; i < 50; ++i) {  // up to 5 s for it to listen
-        if (run(git_env() + "git ls-remote " + url).exit_code == 0) {
-          url_ = url;
-          break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      if (url_.empty()) stop();
-    }
-  }
-  ~Daemon() { stop(); }
-  const std::string& url() const { return url_; }
-
- private:
-  void stop() {
-    std::string pid = read_file(pid_file_);
-    if (!pid.empty()) run("kill " + std::to_string(std::stoi(pid)));
-    fs::remove(pid_file_);
-  }
-  fs::path pid_file_;
-  std::string url_;
-};
-
-}  // namespace
-
 TEST_CASE("over the smart protocol, a server-side rejection or a lost race is reported") {
   Fixture f;
-  Daemon daemon(f.tmp.path());
-  REQUIRE_MESSAGE(!daemon.url().empty(), read_file(f.tmp / "daemon.log"));
+  GitDaemon daemon(f.tmp.path(), "origin.git");
+  REQUIRE_MESSAGE(!daemon.url().empty(), daemon.log());
   auto m = git::Mirror::open(f.tmp / "smart-mirror.git", daemon.url());
   REQUIRE(m.ok());
   auto& mirror = **m;
