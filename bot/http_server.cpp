@@ -182,6 +182,10 @@ struct HttpServer::Impl {
     ConnGuard(Impl& impl, asio::any_io_executor ex, beast::tcp_stream& stream) : impl_(impl) {
       std::lock_guard lock(impl_.mu);
       if (impl_.stopping) return;
+      if (impl_.conns.size() >= static_cast<std::size_t>(impl_.cfg.max_connections)) {
+        over_limit_ = true;
+        return;
+      }
       id_ = impl_.next_id++;
       impl_.conns.emplace(id_, Conn{std::move(ex), &stream, nullptr});
     }
@@ -191,6 +195,7 @@ struct HttpServer::Impl {
       impl_.conns.erase(id_);
     }
     bool registered() const { return id_ != 0; }
+    bool over_limit() const { return over_limit_; }
     // Publishes the reply in flight so that stop() can abandon it; false when stopping.
     bool set_reply(std::shared_ptr<Reply> reply) {
       std::lock_guard lock(impl_.mu);
@@ -205,6 +210,7 @@ struct HttpServer::Impl {
    private:
     Impl& impl_;
     std::uint64_t id_ = 0;
+    bool over_limit_ = false;
   };
 
   asio::awaitable<void> write(beast::tcp_stream& stream, const HttpResponse& r, unsigned version,
@@ -234,6 +240,15 @@ struct HttpServer::Impl {
   asio::awaitable<void> session(beast::tcp_stream stream) {
     auto ex = co_await asio::this_coro::executor;
     ConnGuard guard(*this, ex, stream);
+    if (guard.over_limit()) {  // refuse politely without reading: the client may retry later
+      bool ok = false;
+      auto busy = json_error(
+          503, "too many connections (" + std::to_string(cfg.max_connections) + "); retry later");
+      busy.headers.emplace_back("Retry-After", "1");
+      co_await write(stream, busy, 11, false, ok);
+      if (ok) co_await linger_close(stream);
+      co_return;
+    }
     if (!guard.registered()) co_return;  // accepted just as stop() began
     beast::flat_buffer buffer;
     for (;;) {
@@ -297,7 +312,16 @@ struct HttpServer::Impl {
           reply->deliver(json_error(500, "internal error"));
         }
       }
+      // A service that never answers (a stuck engine) must not hold the connection forever.
+      asio::steady_timer answer_deadline(ex, cfg.answer_timeout);
+      answer_deadline.async_wait([reply, seconds = cfg.answer_timeout.count()](error_code ec) {
+        if (!ec)
+          reply->deliver(
+              json_error(503, "no answer within " + std::to_string(seconds) +
+                                  "s; the request may still take effect, check before retrying"));
+      });
       co_await async_wait_reply(reply, ex, asio::use_awaitable);
+      answer_deadline.cancel();
       std::optional<HttpResponse> answer;
       {
         std::lock_guard lock(reply->mu);

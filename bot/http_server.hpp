@@ -15,7 +15,9 @@ namespace dmz {
 
 class HttpServer {
  public:
-  // Bodies over cfg.body_limit get 413; a request not read within cfg.read_timeout is dropped.
+  // Bodies over cfg.body_limit get 413; a request not read within cfg.read_timeout is dropped;
+  // a handler that has not answered within cfg.answer_timeout is answered 503 for it (its late
+  // answer is dropped); connections beyond cfg.max_connections get 503 and are closed.
   HttpServer(config::Server cfg, Handler handler);
   ~HttpServer();  // stops
 

@@ -341,6 +341,89 @@ TEST_CASE("server: answers that come from another thread") {
   }
 }
 
+TEST_CASE("server: a handler that never answers gets 503 after answer_timeout") {
+  auto cfg = test_config();
+  cfg.answer_timeout = std::chrono::seconds(1);
+  std::mutex mu;
+  std::vector<Respond> held;  // answered only after the timeout, and then ignored
+  HttpServer server(cfg, [&](HttpRequest, Respond respond) {
+    std::lock_guard lock(mu);
+    held.push_back(std::move(respond));
+  });
+  auto port = server.start();
+  REQUIRE(port.ok());
+  RawClient c(*port);
+  REQUIRE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto start = Clock::now();
+  auto r = c.read_response();
+  REQUIRE(r);
+  CHECK(status_of(*r) == "503");
+  CHECK(Clock::now() - start >= 900ms);
+  CHECK(json::parse(body_of(*r)).at("error").get<std::string>().starts_with("no answer within 1s"));
+  {
+    std::lock_guard lock(mu);
+    REQUIRE(held.size() == 1);
+    held[0](HttpResponse{});  // too late: dropped, and the connection carries on
+  }
+  REQUIRE(c.send("GET /again HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto again = c.read_response();
+  REQUIRE(again);
+  CHECK(status_of(*again) == "503");  // the second request was held and timed out too
+  std::lock_guard lock(mu);
+  CHECK(held.size() == 2);
+}
+
+TEST_CASE("server: connections beyond max_connections get 503 and are closed") {
+  auto cfg = test_config();
+  cfg.max_connections = 2;
+  cfg.read_timeout = std::chrono::seconds(5);
+  std::mutex mu;
+  std::vector<Respond> held;  // requests to /hold wait here; anything else is answered at once
+  HttpServer server(cfg, [&](HttpRequest req, Respond respond) {
+    if (req.target != "/hold") return respond(HttpResponse{});
+    std::lock_guard lock(mu);
+    held.push_back(std::move(respond));
+  });
+  auto port = server.start();
+  REQUIRE(port.ok());
+  auto held_count = [&] {
+    std::lock_guard lock(mu);
+    return held.size();
+  };
+  // Two connections that are surely registered: their requests reached the handler.
+  std::optional<RawClient> a(std::in_place, *port);
+  RawClient b(*port);
+  REQUIRE(a->send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+  REQUIRE(b.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+  for (int i = 0; i < 250 && held_count() < 2; ++i) std::this_thread::sleep_for(20ms);
+  REQUIRE(held_count() == 2);
+
+  RawClient third(*port);
+  REQUIRE(third.send("GET /hold HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto refused = third.read_response();
+  REQUIRE(refused);
+  CHECK(status_of(*refused) == "503");
+  CHECK(has_header(*refused, "Retry-After: 1"));
+  CHECK(third.closed_within(3000ms));
+  CHECK(held_count() == 2);  // the refused request never reached the handler
+
+  {
+    std::lock_guard lock(mu);
+    for (auto& respond : held) respond(HttpResponse{});
+  }
+  REQUIRE(a->read_response());
+  a.reset();  // frees a slot once the server sees the close
+  std::string status;
+  for (int i = 0; i < 100 && status != "200"; ++i) {
+    RawClient next(*port);
+    next.send("GET /now HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto r = next.read_response();
+    status = r ? status_of(*r) : "none";
+    if (status != "200") std::this_thread::sleep_for(20ms);
+  }
+  CHECK(status == "200");
+}
+
 TEST_CASE("server: stop() returns promptly with clients connected") {
   SUBCASE("idle and half-sent connections") {
     Served s;

@@ -11,6 +11,8 @@
 //   port = 8080                    # 0..65535 (0: any free port, for tests)
 //   body_limit = 1048576           # bytes, > 0
 //   read_timeout = 30              # seconds, 1..86400
+//   answer_timeout = 30            # seconds for the service to answer, 1..86400
+//   max_connections = 512          # open at once, 1..65536
 //   threads = 2                    # I/O threads, 1..256
 //
 //   [store]
@@ -331,7 +333,10 @@ class Loader {
   void server(const toml::table& root, Server& s) {
     const toml::table* t = table(root, "server", "server");
     if (!t) return;
-    unknown_keys(*t, {"host", "port", "body_limit", "read_timeout", "threads"}, "[server]");
+    unknown_keys(*t,
+                 {"host", "port", "body_limit", "read_timeout", "answer_timeout", "max_connections",
+                  "threads"},
+                 "[server]");
     if (auto v = string(*t, "host", "server.host")) s.host = *v;
     if (auto v = integer(*t, "port", "server.port", 0, 65535))
       s.port = static_cast<std::uint16_t>(*v);
@@ -340,6 +345,10 @@ class Loader {
       s.body_limit = static_cast<std::size_t>(*v);
     if (auto v = integer(*t, "read_timeout", "server.read_timeout", 1, 24 * 3600))
       s.read_timeout = std::chrono::seconds(*v);
+    if (auto v = integer(*t, "answer_timeout", "server.answer_timeout", 1, 24 * 3600))
+      s.answer_timeout = std::chrono::seconds(*v);
+    if (auto v = integer(*t, "max_connections", "server.max_connections", 1, 65536))
+      s.max_connections = static_cast<int>(*v);
     if (auto v = integer(*t, "threads", "server.threads", 1, 256)) s.threads = static_cast<int>(*v);
   }
 

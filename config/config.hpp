@@ -29,9 +29,11 @@ class Secret {
 struct Server {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
-  std::size_t body_limit = 1 << 20;       // bytes
-  std::chrono::seconds read_timeout{30};  // per request, headers + body
-  int threads = 2;                        // I/O threads
+  std::size_t body_limit = 1 << 20;         // bytes
+  std::chrono::seconds read_timeout{30};    // per request, headers + body
+  std::chrono::seconds answer_timeout{30};  // for the service to answer a read request (503)
+  int max_connections = 512;                // open at once; more get 503 and are closed
+  int threads = 2;                          // I/O threads
 };
 
 struct Store {

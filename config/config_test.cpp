@@ -76,6 +76,8 @@ host = "0.0.0.0"
 port = 9090
 body_limit = 65536
 read_timeout = 12
+answer_timeout = 7
+max_connections = 64
 threads = 4
 
 [store]
@@ -124,6 +126,8 @@ command = "true"
   CHECK(c.server.port == 9090);
   CHECK(c.server.body_limit == 65536);
   CHECK(c.server.read_timeout == std::chrono::seconds(12));
+  CHECK(c.server.answer_timeout == std::chrono::seconds(7));
+  CHECK(c.server.max_connections == 64);
   CHECK(c.server.threads == 4);
   CHECK(c.store.kind == "sqlite");
   CHECK(c.store.path == d / "state" / "db" / "dmz.db");
@@ -153,11 +157,11 @@ command = "true"
   CHECK(w.runner->context == "local/build");
   CHECK(w.runner->timeout == std::chrono::seconds(120));
   CHECK(w.runner->max_parallel == 3);
-  CHECK(w.line == 22);
+  CHECK(w.line == 24);
 
   const Repo& g = c.repos[1];
   CHECK(g.name == "acme/gadgets");
-  CHECK(g.line == 42);
+  CHECK(g.line == 44);
   CHECK(g.remote == (d.parent_path() / "remotes" / "gadgets.git").string());  // a local path
   CHECK(g.forge == "plain");
   CHECK(g.master == "master");
@@ -318,6 +322,9 @@ TEST_CASE("config: server ranges") {
                                    "3: server.body_limit must be at least 1, not 0",
                                    "4: server.read_timeout must be between 1 and 86400, not -1",
                                    "5: server.threads must be between 1 and 256, not 0"});
+  CHECK(f.problems("[server]\nanswer_timeout = 0\nmax_connections = 0\n" + kRepo) ==
+        Lines{"2: server.answer_timeout must be between 1 and 86400, not 0",
+              "3: server.max_connections must be between 1 and 65536, not 0"});
   CHECK(f.ok("[server]\nport = 0\n" + kRepo).server.port == 0);  // any free port
   CHECK(f.ok("[server]\nport = 65535\n" + kRepo).server.port == 65535);
   CHECK(f.problems("[store]\nkind = \"postgres\"\n" + kRepo) ==
