@@ -27,6 +27,8 @@ namespace {
 
 using nlohmann::json;
 
+constexpr std::size_t kLogLimit = 1 << 20;  // the tail of a build log that is served
+
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 HttpResponse json_ok(int status, const json& body) {
@@ -238,9 +240,11 @@ class Api {
     const auto n = p.size();
     const std::string name = p[3] + "/" + p[4];
     const std::string& what = p[5];
-    enum { Queue, Status, Register, Command, None } kind = None;
+    enum { Queue, Log, Status, Register, Command, None } kind = None;
     if (n == 6 && what == "queue")
       kind = Queue;
+    else if (n == 7 && what == "logs")
+      kind = Log;
     else if (n == 7 && what == "statuses")
       kind = Status;
     else if (n == 6 && what == "pulls")
@@ -250,7 +254,7 @@ class Api {
     if (kind == None)
       return respond(json_error(404, "no route for " + req.target.substr(0, req.target.find('?'))));
 
-    const char* allowed = kind == Queue ? "GET" : "POST";
+    const char* allowed = kind == Queue || kind == Log ? "GET" : "POST";
     if (m != allowed) return respond(method_not_allowed(m, allowed));
     const config::Repo* repo = find_repo(name);
     if (!repo) return respond(json_error(404, "unknown repository " + name));
@@ -263,6 +267,18 @@ class Api {
         respond(r);
       });
       return;
+    }
+
+    if (kind == Log) {  // public, like the queue and the status page that links to it
+      if (!is_sha(p[6]))
+        return respond(json_error(422, "'" + p[6] + "' is not a commit SHA (40 or 64 hex digits)"));
+      auto log = backend_.build_log(name, lowercase(p[6]), kLogLimit);
+      if (!log) return respond(json_error(404, "no build log for " + p[6] + " in " + name));
+      HttpResponse r;
+      r.content_type = "text/plain; charset=utf-8";
+      r.headers.emplace_back("X-Content-Type-Options", "nosniff");  // never rendered as HTML
+      r.body = std::move(*log);
+      return respond(r);
     }
 
     if (kind == Status) {

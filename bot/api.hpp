@@ -35,6 +35,10 @@ class Backend {
                         std::function<void(std::optional<queue::RepoState>)> done) = 0;
   // Prometheus text for /metrics.
   virtual std::string metrics() const = 0;
+  // The local runner's log of `repo`'s build of `sha` (hex, validated), at most `max_bytes` of
+  // it; nullopt if there is none. Called on I/O threads.
+  virtual std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
+                                               std::size_t max_bytes) const = 0;
 };
 
 // Routes (JSON unless stated; every error is {"error": "..."} with a 4xx):
@@ -49,6 +53,7 @@ class Backend {
 //   POST /api/v1/repos/{owner}/{name}/pulls/{n}/cancel     bearer api_token {"by": "..."}
 //   POST /api/v1/repos/{owner}/{name}/pulls/{n}/retry      bearer api_token {"by": "..."}
 //   GET  /api/v1/repos/{owner}/{name}/queue
+//   GET  /api/v1/repos/{owner}/{name}/logs/{sha}           a local build's log (text, tail 1 MiB)
 //   GET  /, /repos/{owner}/{name}                          status page (HTML)
 //   GET  /metrics                                          Prometheus text
 Handler make_api(Backend& backend);

@@ -63,6 +63,15 @@ class FakeBackend : public Backend {
   queue::Millis now() const override { return clock; }
   bool ready() const override { return is_ready; }
   std::string metrics() const override { return metrics_text; }
+  std::map<std::string, std::string> logs;      // "repo sha" -> log text
+  mutable std::vector<std::size_t> log_limits;  // max_bytes of each build_log call
+  std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
+                                       std::size_t max_bytes) const override {
+    log_limits.push_back(max_bytes);
+    auto it = logs.find(repo + " " + sha);
+    if (it == logs.end()) return std::nullopt;
+    return it->second;
+  }
 
   void submit(const std::string& repo, queue::Event event,
               std::function<void(queue::Outcome)> done) override {

@@ -440,6 +440,33 @@ TEST_CASE("queue document") {
   CHECK(fake.events.empty());
 }
 
+TEST_CASE("build logs are served as plain text, never as a page") {
+  FakeBackend fake;
+  fake.logs["o/n " + kSha] = "<script>alert(1)</script>\nok\n";
+  auto api = make_api(fake);
+
+  auto c = call(api, "GET", "/api/v1/repos/o/n/logs/" + kSha);
+  CHECK(c.response.status == 200);
+  CHECK(c.response.content_type == "text/plain; charset=utf-8");
+  CHECK(c.header("X-Content-Type-Options") == "nosniff");
+  CHECK(c.response.body == "<script>alert(1)</script>\nok\n");
+  CHECK(fake.log_limits == std::vector<std::size_t>{1u << 20});
+
+  std::string upper = kSha;
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  CHECK(call(api, "GET", "/api/v1/repos/o/n/logs/" + upper).response.status == 200);
+
+  auto missing = call(api, "GET", "/api/v1/repos/o/n/logs/" + kSha256);
+  CHECK(missing.response.status == 404);
+  CHECK(missing.error() == "no build log for " + kSha256 + " in o/n");
+  // A name that is not a SHA never reaches the backend (it would become a file name).
+  auto traversal = call(api, "GET", "/api/v1/repos/o/n/logs/..%2F..%2Fetc%2Fpasswd");
+  expect_refused(traversal, fake, 422, "is not a commit SHA");
+  CHECK(call(api, "GET", "/api/v1/repos/a/b/logs/" + kSha).response.status == 404);
+  CHECK(call(api, "POST", "/api/v1/repos/o/n/logs/" + kSha).response.status == 405);
+  CHECK(fake.log_limits.size() == 3);
+}
+
 TEST_CASE("repository list and status pages") {
   FakeBackend fake;
   auto api = make_api(fake);

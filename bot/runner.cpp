@@ -113,12 +113,12 @@ struct LocalRunner::Impl {
 
   std::filesystem::path log_file(const queue::Sha& sha) const { return log_dir / (sha + ".log"); }
 
-  queue::Check check(queue::CheckState state, std::string description, const queue::Sha& sha) {
+  queue::Check check(queue::CheckState state, std::string description, const Job& job) {
     queue::Check c;
     c.context = cfg.context;
     c.state = state;
     c.description = std::move(description);
-    c.url = log_file(sha).string();
+    c.url = build_log_url(job.repo, job.sha);  // served by the API, not a path on this machine
     c.at = now_millis();
     return c;
   }
@@ -175,7 +175,7 @@ struct LocalRunner::Impl {
     if (ec || !mkdtemp(pattern.data())) {
       std::string msg = std::string("cannot create a build directory: ") + std::strerror(errno);
       append_line(log, msg);
-      return check(queue::CheckState::Error, msg, job.sha);
+      return check(queue::CheckState::Error, msg, job);
     }
     dir.path = pattern;
 
@@ -185,14 +185,14 @@ struct LocalRunner::Impl {
       std::string msg = "export failed: " + exported.message();
       if (FILE* f = std::fopen(log.c_str(), "w")) std::fclose(f);
       append_line(log, msg);
-      return check(queue::CheckState::Error, msg, job.sha);
+      return check(queue::CheckState::Error, msg, job);
     }
     if (should_stop(job)) return std::nullopt;
 
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
       std::string msg = "cannot open log " + log.string() + ": " + std::strerror(errno);
-      return check(queue::CheckState::Error, msg, job.sha);
+      return check(queue::CheckState::Error, msg, job);
     }
 
     std::vector<std::string> env_strings = build_environment();
@@ -241,9 +241,9 @@ struct LocalRunner::Impl {
     if (rc != 0) {
       std::string msg = std::string("cannot start /bin/sh: ") + std::strerror(rc);
       append_line(log, msg);
-      return check(queue::CheckState::Error, msg, job.sha);
+      return check(queue::CheckState::Error, msg, job);
     }
-    report(job, check(queue::CheckState::Pending, "running", job.sha));
+    report(job, check(queue::CheckState::Pending, "running", job));
 
     const auto deadline = started + cfg.timeout;
     bool timed_out = false;
@@ -284,19 +284,17 @@ struct LocalRunner::Impl {
     queue::Check result;
     if (timed_out) {
       result = check(queue::CheckState::Failure,
-                     "timed out after " + std::to_string(cfg.timeout.count()) + "s", job.sha);
+                     "timed out after " + std::to_string(cfg.timeout.count()) + "s", job);
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-      result = check(queue::CheckState::Success, "passed in " + seconds(elapsed), job.sha);
+      result = check(queue::CheckState::Success, "passed in " + seconds(elapsed), job);
     } else if (WIFEXITED(status)) {
-      result =
-          check(queue::CheckState::Failure,
-                "exit code " + std::to_string(WEXITSTATUS(status)) + " after " + seconds(elapsed),
-                job.sha);
+      result = check(
+          queue::CheckState::Failure,
+          "exit code " + std::to_string(WEXITSTATUS(status)) + " after " + seconds(elapsed), job);
     } else {
       int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-      result =
-          check(queue::CheckState::Failure,
-                "killed by signal " + std::to_string(sig) + " after " + seconds(elapsed), job.sha);
+      result = check(queue::CheckState::Failure,
+                     "killed by signal " + std::to_string(sig) + " after " + seconds(elapsed), job);
     }
     if (should_stop(job)) return std::nullopt;
     append_line(log, "[dmzbot] " + result.description);
@@ -350,6 +348,33 @@ void LocalRunner::cancel(const queue::Sha& sha) {
 
 std::filesystem::path LocalRunner::log_file(const queue::Sha& sha) const {
   return impl_->log_file(sha);
+}
+
+std::string build_log_url(const std::string& repo, const queue::Sha& sha) {
+  return "/api/v1/repos/" + repo + "/logs/" + sha;
+}
+
+std::optional<std::string> read_build_log(const std::filesystem::path& log_dir,
+                                          const queue::Sha& sha, std::size_t max_bytes) {
+  std::FILE* f = std::fopen((log_dir / (sha + ".log")).c_str(), "rb");
+  if (!f) return std::nullopt;
+  std::string out;
+  long size = std::fseek(f, 0, SEEK_END) == 0 ? std::ftell(f) : -1;
+  if (size > 0 && static_cast<std::size_t>(size) > max_bytes) {
+    out = "[dmzbot] log cut: showing the last " + std::to_string(max_bytes) + " of " +
+          std::to_string(size) + " bytes\n";
+    std::fseek(f, size - static_cast<long>(max_bytes), SEEK_SET);
+  } else {
+    std::fseek(f, 0, SEEK_SET);
+  }
+  char chunk[16 * 1024];
+  std::size_t budget = max_bytes, n;
+  while (budget > 0 && (n = std::fread(chunk, 1, std::min(sizeof chunk, budget), f)) > 0) {
+    out.append(chunk, n);
+    budget -= n;
+  }
+  std::fclose(f);
+  return out;
 }
 
 }  // namespace dmz

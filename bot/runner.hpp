@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"
@@ -34,5 +35,14 @@ class LocalRunner {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Where the API serves the log of `repo`'s build of `sha` (a path on dmzbot's own server); the
+// runner's checks link to it.
+std::string build_log_url(const std::string& repo, const queue::Sha& sha);
+
+// The log <log_dir>/<sha>.log, or its last `max_bytes` after a line saying how much was cut;
+// nullopt if there is none. `sha` must already be validated as hex (it becomes a file name).
+std::optional<std::string> read_build_log(const std::filesystem::path& log_dir,
+                                          const queue::Sha& sha, std::size_t max_bytes);
 
 }  // namespace dmz

@@ -137,7 +137,8 @@ TEST_CASE("a passing command reports Pending then Success, with env, log and cle
     CHECK(starts_with(r->check.description, "passed in "));
     CHECK(r->check.description.back() == 's');
     CHECK(r->check.context == "dmzbot/local");
-    CHECK(r->check.url == (tmp / "logs" / (sha + ".log")).string());
+    CHECK(r->check.url == "/api/v1/repos/owner/name/logs/" + sha);  // no server path leaks
+    CHECK(r->check.url == build_log_url("owner/name", sha));
     CHECK(runner.log_file(sha) == tmp / "logs" / (sha + ".log"));
     CHECK(r->check.at > 0);
 
@@ -156,6 +157,18 @@ TEST_CASE("a passing command reports Pending then Success, with env, log and cle
     CHECK(starts_with(fs::path(pwd).filename().string(), "dmzbot-build-"));
     CHECK_FALSE(fs::exists(pwd));  // the build directory is gone
   }
+}
+
+TEST_CASE("read_build_log: whole, missing, and cut to its tail") {
+  TempDir tmp;
+  fs::create_directories(tmp / "logs");
+  write_file(tmp / "logs" / "abc.log", "line one\nline two\n");
+  CHECK(read_build_log(tmp / "logs", "abc", 100) == "line one\nline two\n");
+  CHECK(read_build_log(tmp / "logs", "abc", 9) ==
+        "[dmzbot] log cut: showing the last 9 of 18 bytes\nline two\n");
+  CHECK_FALSE(read_build_log(tmp / "logs", "nope", 100).has_value());
+  write_file(tmp / "logs" / "empty.log", "");
+  CHECK(read_build_log(tmp / "logs", "empty", 100) == "");
 }
 
 TEST_CASE("a failing command reports its exit code and keeps its output") {

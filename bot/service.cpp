@@ -131,6 +131,10 @@ struct Service::Impl {
 
   q::Millis now() const { return options.clock ? options.clock() : system_now(); }
 
+  std::filesystem::path log_dir(const std::string& repo) const {
+    return cfg.data_dir / "logs" / mirror_dir_name(repo);
+  }
+
   RepoRuntime* find(const std::string& name) {
     for (auto& r : repos)
       if (r->cfg.name == name) return r.get();
@@ -394,7 +398,7 @@ struct Service::Impl {
     if (repo.runner) {
       RepoRuntime* raw = rt.get();
       rt->runner = std::make_unique<LocalRunner>(
-          *repo.runner, cfg.data_dir / "logs" / mirror_dir_name(repo.name),
+          *repo.runner, log_dir(repo.name),
           [this, raw](const std::string&, const q::Sha& sha, q::Check check) {
             post_event(*raw, q::CheckReported{sha, std::move(check), now()});
           });
@@ -496,6 +500,12 @@ void Service::snapshot(const std::string& repo,
   RepoRuntime* rt = impl_->find(repo);
   if (!rt) return done(std::nullopt);
   if (!impl_->engine.post([rt, done] { done(rt->state); })) done(std::nullopt);
+}
+
+std::optional<std::string> Service::build_log(const std::string& repo, const q::Sha& sha,
+                                              std::size_t max_bytes) const {
+  if (!impl_->find(repo)) return std::nullopt;
+  return read_build_log(impl_->log_dir(repo), sha, max_bytes);
 }
 
 std::string Service::metrics() const {

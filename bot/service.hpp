@@ -46,6 +46,8 @@ class Service final : public Backend {
   void snapshot(const std::string& repo,
                 std::function<void(std::optional<queue::RepoState>)> done) override;
   std::string metrics() const override;
+  std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
+                                       std::size_t max_bytes) const override;
 
   // Synchronous helpers for the demo, the CLI and tests.
   queue::Outcome submit_and_wait(const std::string& repo, queue::Event event);

@@ -191,6 +191,14 @@ TEST_CASE("a failing build backs the PR out of dmz and the next PR proceeds") {
   auto failed = run.pr(1);
   CHECK(failed.status == q::PrStatus::Failed);
   CHECK(failed.reason.find("check dmzbot/local failed") != std::string::npos);
+  // The reason links the build log, served by dmzbot itself (no path on the server leaks).
+  REQUIRE(failed.details.size() == 1);
+  const std::string& url = failed.details[0];
+  CHECK(url.starts_with(std::string("/api/v1/repos/") + kRepo + "/logs/"));
+  auto log = http_request("127.0.0.1", run.port, "GET", url, "", {});
+  REQUIRE(log.ok());
+  CHECK(log->status == 200);
+  CHECK(log->body.find("[dmzbot] exit code 1 after ") != std::string::npos);
   CHECK(remote.master_subjects() ==
         std::vector<std::string>{"Merge #2 from feature/good: feature/good"});
   CHECK(must("git ls-tree --name-only master", remote.origin).find("FAIL") == std::string::npos);

@@ -60,6 +60,15 @@ function el(tag, text, cls) {
   if (cls) e.className = cls;
   return e;
 }
+// A link only for dmzbot's own paths and http(s) URLs: a "javascript:" URL posted by a CI
+// status must never become clickable.
+function linkOrText(text, url) {
+  if (!/^(\/api\/v1\/repos\/|https?:\/\/)/.test(String(url || ""))) return el("span", text);
+  const a = el("a", text);
+  a.href = url;
+  a.rel = "noopener noreferrer";
+  return a;
+}
 function badge(s) { return el("span", s, "s s-" + String(s).replace(/[^a-z_]/g, "")); }
 function short(sha) { return sha ? String(sha).slice(0, 10) : ""; }
 function checksOf(c) {
@@ -73,7 +82,7 @@ function checkCell(checks) {
   const td = el("td");
   checksOf(checks).forEach(function (c) {
     const d = el("div");
-    d.appendChild(el("span", c.context || "", ""));
+    d.appendChild(linkOrText(c.context || "", c.url));
     d.appendChild(document.createTextNode(" "));
     d.appendChild(badge(c.state || "pending"));
     if (c.description) d.appendChild(el("span", " " + c.description, "muted"));
@@ -115,7 +124,11 @@ function render(box, q) {
       const st = el("td"); st.appendChild(badge(p.status || ""));
       const ap = p.approval ? (p.approval.approver || "") + " @ " + short(p.approval.sha) : "";
       const reason = el("td", p.reason || "");
-      (Array.isArray(p.details) ? p.details : []).forEach(function (d) { reason.appendChild(el("div", d, "muted")); });
+      (Array.isArray(p.details) ? p.details : []).forEach(function (d) {
+        const line = el("div", null, "muted");
+        line.appendChild(linkOrText(d, d));
+        reason.appendChild(line);
+      });
       return row(["#" + p.number, (p.title || "") + (p.author ? " (" + p.author + ")" : ""),
                   p.branch || "", el("td", short(p.head)), st, ap, reason]);
     })));
