@@ -1,12 +1,20 @@
 #!/bin/sh
-# Installs what dmzbot needs to build, test and run on a fresh Debian 12 machine.
+# Installs what dmzbot needs to build and run on a fresh Debian 12 machine; with --test, also
+# what the tests need (chromium and playwright-core for the status page's browser test).
 # Idempotent and non-interactive; run as root (or with sudo available).
 set -eu
+cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 packages="cmake ninja-build g++ pkg-config ccache git gnupg openssh-client
   libboost1.81-dev libgit2-dev libgpgme-dev nlohmann-json3-dev libssl-dev doctest-dev
   libtomlplusplus-dev libsqlite3-dev libpq-dev libspdlog-dev libcli11-dev"
+with_tests=false
+[ "${1:-}" = "--test" ] && with_tests=true
+if $with_tests; then
+  packages="$packages chromium"
+  command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
+fi
 missing=""
 for p in $packages; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -16,4 +24,8 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+if $with_tests; then
+  # Exact versions from the committed lock file; a test tool never downloads its own browser.
+  npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
