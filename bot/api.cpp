@@ -229,6 +229,8 @@ class Api {
   static HttpResponse html(std::string body) {
     HttpResponse r;
     r.content_type = "text/html; charset=utf-8";
+    r.headers.emplace_back("Content-Security-Policy", status_page_csp());
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
     r.body = std::move(body);
     return r;
   }

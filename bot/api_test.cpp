@@ -481,6 +481,11 @@ TEST_CASE("repository list and status pages") {
   CHECK(index.response.body.find("<script") != std::string::npos);
   CHECK(index.response.body.find("src=") == std::string::npos);  // no external assets
   CHECK(index.response.body.find("innerHTML") == std::string::npos);
+  // Only the page's own inline script and style may run (the browser test proves it does).
+  auto csp = index.header("Content-Security-Policy");
+  CHECK(csp.starts_with("default-src 'none'; script-src 'sha256-"));
+  CHECK(csp.find("frame-ancestors 'none'") != std::string::npos);
+  CHECK(csp.find("unsafe-inline") == std::string::npos);
 
   auto page = call(api, "GET", "/repos/o/n");
   CHECK(page.response.status == 200);

@@ -1,5 +1,7 @@
 #include "bot/status_page.hpp"
 
+#include "bot/sshsig.hpp"  // sha256 and base64 for the CSP hashes
+
 namespace dmz {
 
 namespace {
@@ -36,7 +38,10 @@ constexpr const char* kHead = R"HTML(<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>dmzbot</title>
-<style>
+)HTML";
+
+// Inline style and script; the page's Content-Security-Policy allows exactly these by hash.
+constexpr const char* kStyle = R"CSS(
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; background: #fafafa; }
 h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.5em; }
 table { border-collapse: collapse; margin: .5em 0 1em; }
@@ -48,11 +53,9 @@ code { font: 12px ui-monospace, monospace; }
 .s-building, .s-in_dmz, .s-merging, .s-landing, .s-pending { background: #f6e3a1; }
 .s-queued, .s-approved { background: #bcd7f5; } .s-cancelled { background: #ccc; }
 .muted { color: #777; } #err { color: #b00; }
-</style>
-</head>
-)HTML";
+)CSS";
 
-constexpr const char* kScript = R"HTML(<script>
+constexpr const char* kScript = R"JS(
 "use strict";
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -174,19 +177,32 @@ async function main() {
   }
 }
 main();
-</script>
-)HTML";
+)JS";
+
+// 'sha256-<base64>' of an inline element's text, as CSP hashes it.
+std::string csp_hash(std::string_view text) {
+  auto digest = sshsig_hash("sha256", text);
+  return "'sha256-" + ssh::base64_encode(*digest) + "'";  // sha256 is always supported
+}
 
 }  // namespace
 
 std::string status_page_html(const std::string& repo) {
   std::string page = kHead;
+  page += "<style>" + std::string(kStyle) + "</style>\n</head>\n";
   page += "<body data-repo=\"" + html_escape(repo) + "\">\n";
   page += "<h1>dmzbot" + (repo.empty() ? std::string() : " — " + html_escape(repo)) + "</h1>\n";
   page += "<p id=\"err\"></p>\n<div id=\"root\"></div>\n";
-  page += kScript;
+  page += "<script>" + std::string(kScript) + "</script>\n";
   page += "</body>\n</html>\n";
   return page;
+}
+
+const std::string& status_page_csp() {
+  static const std::string policy =
+      "default-src 'none'; script-src " + csp_hash(kScript) + "; style-src " + csp_hash(kStyle) +
+      "; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+  return policy;
 }
 
 }  // namespace dmz

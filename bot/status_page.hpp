@@ -12,4 +12,8 @@ namespace dmz {
 // repository from GET /api/v1/repos and shows each one's queue.
 std::string status_page_html(const std::string& repo);
 
+// The Content-Security-Policy served with the page: only its own inline style and script (by
+// hash), fetches to the same origin, no framing. Defence in depth behind textContent.
+const std::string& status_page_csp();
+
 }  // namespace dmz

@@ -132,6 +132,11 @@ try {
   });
   const page = await browser.newPage();
   const pageErrors = [];
+  const cspViolations = [];  // console reports of blocked content, other than the probe above
+  page.on("console", (m) => {
+    if (/Content Security Policy/.test(m.text()) && !/window\.injected|inline script/i.test(m.text()))
+      cspViolations.push(m.text());
+  });
   page.on("pageerror", (e) => pageErrors.push(e.message));
   page.on("dialog", (d) => {
     pageErrors.push("a dialog opened: " + d.message());
@@ -141,12 +146,21 @@ try {
   const prRow = (number) => page.locator("tr", { hasText: `#${number}\t` }).first();
 
   // The overview lists the repository and links to its page.
-  await page.goto(base + "/", { timeout: 10000 });
+  const overview = await page.goto(base + "/", { timeout: 10000 });
+  assert.match(overview.headers()["content-security-policy"], /script-src 'sha256-/);
   await page.getByRole("link", { name: "acme/widget" }).click({ timeout: 10000 });
   await page.waitForURL(base + "/repos/acme/widget", { timeout: 10000 });
   await eventually("the train on the page", async () => (await text("h3")).includes("Train (1)"));
   assert.match(await text("h1"), /acme\/widget/);
   assert.match(await text("table"), new RegExp(candidate.slice(0, 10)));
+  // The policy is in force: the page's own script runs (it rendered), an injected one does not.
+  const injected = await page.evaluate(() => {
+    const s = document.createElement("script");
+    s.textContent = "window.injected = true;";
+    document.body.appendChild(s);
+    return window.injected === true;
+  });
+  assert.equal(injected, false, "an inline script outside the CSP hashes ran");
   // A title is text, never markup.
   assert.equal(await page.locator("td b").count(), 0);
   assert.match(await text("table"), /Bad <b>change<\/b>/);
@@ -192,6 +206,7 @@ try {
   const merged = git(origin, "log", "--first-parent", "--format=%s", "master~1..master");
   assert.match(merged, /^Merge #1 from feature\/good/);
   assert.deepEqual(pageErrors, []);
+  assert.deepEqual(cspViolations, []);
   console.log("status_page_test: ok (" + port + ")");
 } catch (e) {
   console.error(e);
