@@ -6,7 +6,6 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -42,22 +41,10 @@ Result<ClientResponse> http_request(const std::string& host, std::uint16_t port,
   const std::string where = method + " http://" + host + ":" + std::to_string(port) + target;
   try {
     asio::io_context ioc;
-    // The name lookup is under the deadline too: a timer cancels a lookup that hangs.
+    // A synchronous lookup, outside the deadline: callers pass numeric addresses.
     tcp::resolver resolver(ioc);
-    tcp::resolver::results_type endpoints;
-    asio::steady_timer lookup_deadline(ioc, timeout);
-    lookup_deadline.async_wait([&resolver](error_code e) {
-      if (!e) resolver.cancel();
-    });
-    error_code ec = run_one(ioc, [&](auto cb) {
-      resolver.async_resolve(host, std::to_string(port),
-                             [&](error_code e, tcp::resolver::results_type r) mutable {
-                               lookup_deadline.cancel();  // so that run() returns now
-                               endpoints = std::move(r);
-                               cb(e);
-                             });
-    });
-    if (ec == asio::error::operation_aborted) ec = asio::error::timed_out;
+    error_code ec;
+    auto endpoints = resolver.resolve(host, std::to_string(port), ec);
     if (ec) return error(where + ": cannot resolve " + host + ": " + ec.message());
 
     beast::tcp_stream stream(ioc);

@@ -486,17 +486,6 @@ TEST_CASE("client: connection refused is an error with a message") {
   CHECK(r.message().find("connect") != std::string::npos);
 }
 
-TEST_CASE("client: a name is looked up (from /etc/hosts: no network) before connecting") {
-  HttpServer server(test_config(), [](HttpRequest, Respond r) { r(HttpResponse{}); });
-  auto port = server.start();
-  REQUIRE(port.ok());
-  auto start = Clock::now();
-  auto r = http_request("localhost", *port, "GET", "/", {}, {}, 5s);
-  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
-  CHECK(r->status == 200);
-  CHECK(Clock::now() - start < 4s);  // the lookup's deadline timer did not hold the call
-}
-
 TEST_CASE("server: a port in use is an error; a stopped server starts again") {
   Served s;
   auto cfg = test_config();
