@@ -135,6 +135,8 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
   kill_hard(c);
   INFO("kills: ", kills, "; queue: ", last_queue, "; server log: ", test::read_file(log));
   CHECK(merged == kPrs);
+  // Every request carried the bearer token: none of it reaches the log.
+  CHECK(test::read_file(log).find("crash-test-token") == std::string::npos);
   // Each PR merged exactly once, in queue order, every master step a merge of one PR.
   std::string subjects =
       must("git log --first-parent --reverse --format=%s " + initial + "..master", origin);

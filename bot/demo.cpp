@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
@@ -228,8 +229,10 @@ bool terminal(q::PrStatus s) {
   return s == q::PrStatus::Merged || s == q::PrStatus::Failed || s == q::PrStatus::Cancelled;
 }
 
-// Prints every status change since the last call; returns true once every PR is settled.
-bool report_progress(const q::RepoState& state, std::map<int, q::PrStatus>& last) {
+// Prints every status change since the last call, with a failed build's log address on
+// `base` (http://host:port); returns true once every PR is settled.
+bool report_progress(const q::RepoState& state, std::map<int, q::PrStatus>& last,
+                     const std::string& base) {
   bool settled = state.train.empty();
   for (const auto& [n, pr] : state.prs) {
     auto it = last.find(n);
@@ -240,6 +243,9 @@ bool report_progress(const q::RepoState& state, std::map<int, q::PrStatus>& last
           (pr.status == q::PrStatus::Failed || pr.status == q::PrStatus::Cancelled))
         line += " (" + pr.reason + ")";
       say(line);
+      if (pr.status == q::PrStatus::Failed)
+        for (const auto& d : pr.details)
+          if (d.starts_with("/api/v1/repos/")) say("   log: " + base + d);
       last[n] = pr.status;
     }
     settled = settled && terminal(pr.status);
@@ -250,7 +256,7 @@ bool report_progress(const q::RepoState& state, std::map<int, q::PrStatus>& last
 // The outcome the demo promises: master holds exactly the passing PRs, every master update was
 // a fast-forward, and the failing and conflicting PRs carry their reasons.
 std::vector<std::string> check_outcome(const fs::path& dir, const q::RepoState& state,
-                                       const std::string& initial_master) {
+                                       const std::string& initial_master, std::uint16_t port) {
   std::vector<std::string> problems;
   fs::path origin = dir / "origin.git";
   auto status_of = [&](int n) {
@@ -264,6 +270,16 @@ std::vector<std::string> check_outcome(const fs::path& dir, const q::RepoState& 
   if (status_of(2) != q::PrStatus::Failed || reason_of(2).find("failed") == std::string::npos)
     problems.push_back("#2 should have failed its build, is " +
                        std::string(q::to_string(status_of(2))) + " " + reason_of(2));
+  // #2's reason links its build log, which the service serves.
+  if (state.prs.count(2)) {
+    const auto& details = state.prs.at(2).details;
+    auto url = std::find_if(details.begin(), details.end(),
+                            [](const std::string& d) { return d.starts_with("/api/v1/repos/"); });
+    auto log = url == details.end() ? Result<ClientResponse>(error("no log link"))
+                                    : http_request("127.0.0.1", port, "GET", *url);
+    if (!log || log->status != 200 || log->body.find("[dmzbot] exit code") == std::string::npos)
+      problems.push_back("#2's build log is not served: " + (log ? log->body : log.message()));
+  }
   if (status_of(4) != q::PrStatus::Failed || reason_of(4).find("conflict") == std::string::npos)
     problems.push_back("#4 should have failed with a conflict, is " +
                        std::string(q::to_string(status_of(4))) + " " + reason_of(4));
@@ -366,9 +382,9 @@ int run_demo(const DemoOptions& options) {
   bool announced = false;
   for (;;) {
     auto state = (*service)->state(kRepo);
-    if (state) settled = report_progress(*state, last);
+    if (state) settled = report_progress(*state, last, "http://127.0.0.1:" + std::to_string(*port));
     if (settled && !announced) {
-      auto problems = check_outcome(dir, *state, initial_master);
+      auto problems = check_outcome(dir, *state, initial_master, *port);
       for (const auto& p : problems) say("UNEXPECTED: " + p);
       if (problems.empty())
         say("queue drained: master holds #1 and #3, each a signed merge reached by fast-forward; "

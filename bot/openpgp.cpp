@@ -267,7 +267,7 @@ Status check_packets(std::string_view bin) {
     return error("multiple-signatures: " + std::to_string(signatures) + " signature packets");
   }
   if (sig_type != 0x00) {
-    char hex[8];
+    char hex[16];  // "0x" + up to 8 hex digits for any int
     std::snprintf(hex, sizeof hex, "0x%02x", sig_type < 0 ? 0xff : sig_type);
     return error(std::string("bad-signature: signature type ") + hex +
                  " is not a binary-document signature");
