@@ -97,6 +97,36 @@ std::vector<std::string> build_environment() {
   return env;
 }
 
+constexpr const char* kBwrap = "/usr/bin/bwrap";
+
+// The command line that runs `command` in `dir`: plain /bin/sh, or /bin/sh inside bubblewrap
+// with a root made of /usr and /etc read-only, `dir` read-write at the same path, a private
+// /tmp, /proc and /dev, and new namespaces (no network unless `network`). The top-level
+// directories that merged-/usr systems make symlinks stay symlinks; on older layouts they are
+// bound read-only like /usr.
+std::vector<std::string> command_line(const config::Runner& cfg, const std::filesystem::path& dir) {
+  std::vector<std::string> argv;
+  if (cfg.sandbox == "bwrap") {
+    argv = {kBwrap, "--die-with-parent", "--unshare-all"};
+    if (cfg.network) argv.push_back("--share-net");
+    argv.insert(argv.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
+    for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+      std::error_code ec;
+      auto status = std::filesystem::symlink_status(top, ec);
+      if (ec || !std::filesystem::exists(status)) continue;
+      if (std::filesystem::is_symlink(status))
+        argv.insert(argv.end(), {"--symlink", std::filesystem::read_symlink(top, ec).string(), top});
+      else
+        argv.insert(argv.end(), {"--ro-bind", top, top});
+    }
+    argv.insert(argv.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind",
+                             dir.string(), dir.string(), "--chdir", dir.string(), "--setenv",
+                             "HOME", dir.string(), "--setenv", "TMPDIR", "/tmp", "--"});
+  }
+  argv.insert(argv.end(), {"/bin/sh", "-c", cfg.command});
+  return argv;
+}
+
 }  // namespace
 
 struct LocalRunner::Impl {
@@ -201,8 +231,10 @@ struct LocalRunner::Impl {
     std::vector<char*> envp;
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
-    std::string sh = "/bin/sh", dash_c = "-c", command = cfg.command;
-    char* argv[] = {sh.data(), dash_c.data(), command.data(), nullptr};
+    std::vector<std::string> args = command_line(cfg, dir.path);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
 
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -230,7 +262,7 @@ struct LocalRunner::Impl {
       if (job.cancelled || stopping) {
         rc = -1;
       } else {
-        rc = posix_spawn(&pid, "/bin/sh", &actions, &attr, argv, envp.data());
+        rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
         if (rc == 0) job.pid = pid;
       }
     }
@@ -239,7 +271,9 @@ struct LocalRunner::Impl {
     ::close(fd);
     if (rc < 0) return std::nullopt;  // cancelled
     if (rc != 0) {
-      std::string msg = std::string("cannot start /bin/sh: ") + std::strerror(rc);
+      std::string msg = "cannot start " + args[0] + ": " + std::strerror(rc);
+      if (args[0] == kBwrap && rc == ENOENT)
+        msg += " (install bubblewrap, or set sandbox = \"none\" to run builds unconfined)";
       append_line(log, msg);
       return check(queue::CheckState::Error, msg, job);
     }

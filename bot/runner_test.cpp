@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -13,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "bot/http_server.hpp"
 #include "tests/support.hpp"
 
 namespace fs = std::filesystem;
@@ -81,13 +83,35 @@ LocalRunner::Export write_tree(std::vector<std::pair<std::string, std::string>> 
   };
 }
 
+// Unconfined, so that commands can leave marks (pids, order files) where the test looks; the
+// sandbox has its own tests below.
 config::Runner cfg(std::string command, int max_parallel = 2, std::chrono::seconds timeout = 30s) {
   config::Runner c;
   c.command = std::move(command);
   c.context = "dmzbot/local";
   c.max_parallel = max_parallel;
   c.timeout = timeout;
+  c.sandbox = "none";
   return c;
+}
+
+config::Runner sandboxed(std::string command, std::chrono::seconds timeout = 30s) {
+  auto c = cfg(std::move(command), 1, timeout);
+  c.sandbox = "bwrap";
+  return c;
+}
+
+// Pids of live processes whose command line contains `needle`.
+std::vector<int> processes_with(const std::string& needle) {
+  std::vector<int> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(needle) != std::string::npos) out.push_back(std::stoi(name));
+  }
+  return out;
 }
 
 // Waits (bounded) until `file` exists.
@@ -296,4 +320,89 @@ TEST_CASE(
   CHECK(wait_gone(tmp / "pid"));
   CHECK(rec.for_sha("long").size() == 1);
   CHECK(rec.for_sha("never").empty());
+}
+
+TEST_CASE("sandboxed: the build sees its tree and nothing of dmzbot's") {
+  TempDir tmp;
+  Recorder rec;
+  // Stand-ins for what the bot holds: its data directory and a signing key next to it.
+  write_file(tmp / "data" / "dmzbot.db", "state\n");
+  write_file(tmp / "keys" / "dmzbot_ed25519", "PRIVATE KEY\n");
+  const std::string secret = (tmp / "keys" / "dmzbot_ed25519").string();
+  LocalRunner runner(
+      sandboxed("cat marker.txt; echo built > out.txt && cat out.txt; "
+                "test -e " + shell_quote(secret) + " && echo KEY-VISIBLE; "
+                "test -e " + shell_quote((tmp / "data").string()) + " && echo DATA-VISIBLE; "
+                "touch /usr/dmzbot-probe 2>/dev/null && echo USR-WRITABLE; "
+                "touch /etc/dmzbot-probe 2>/dev/null && echo ETC-WRITABLE; "
+                "echo tmp > /tmp/probe && cat /tmp/probe; "
+                "test \"$HOME\" = \"$(pwd)\" && echo home-is-build-dir; pwd; "
+                "echo \"pid1=$(cat /proc/1/comm)\"; command -v git >/dev/null && echo has-git"),
+      tmp / "logs", rec.callback());
+  runner.start("o/r", "box", write_tree({{"marker.txt", "from the tree\n"}}));
+  auto r = rec.final_for("box");
+  REQUIRE(r.has_value());
+  std::string log = read_file(runner.log_file("box"));
+  CAPTURE(log);
+  CHECK(r->check.state == CheckState::Success);
+  CHECK(starts_with(log, "from the tree\nbuilt\ntmp\nhome-is-build-dir\n"));
+  CHECK(log.find("dmzbot-build-") != std::string::npos);  // at the same path as outside
+  CHECK(log.find("pid1=") != std::string::npos);
+  CHECK(log.find("has-git") != std::string::npos);  // /usr is there, read-only
+  for (const char* leak : {"KEY-VISIBLE", "DATA-VISIBLE", "USR-WRITABLE", "ETC-WRITABLE"})
+    CHECK_MESSAGE(log.find(leak) == std::string::npos, leak);
+  CHECK_FALSE(fs::exists("/tmp/probe"));  // its /tmp was private
+}
+
+TEST_CASE("sandboxed: no network unless the runner allows it") {
+  std::atomic<int> requests{0};
+  config::Server server_cfg;
+  server_cfg.host = "127.0.0.1";
+  server_cfg.port = 0;
+  HttpServer server(server_cfg, [&](HttpRequest, Respond respond) {
+    ++requests;
+    respond(json_error(404, "nothing here"));
+  });
+  auto port = server.start();
+  REQUIRE(port.ok());
+  const std::string probe = "git -c http.lowSpeedTime=5 ls-remote http://127.0.0.1:" +
+                            std::to_string(*port) + "/repo.git; echo \"exit=$?\"";
+  TempDir tmp;
+  Recorder rec;
+  {
+    LocalRunner runner(sandboxed(probe), tmp / "logs", rec.callback());
+    runner.start("o/r", "nonet", write_tree({}));
+    REQUIRE(rec.final_for("nonet").has_value());
+  }
+  CAPTURE(read_file(tmp / "logs" / "nonet.log"));
+  CHECK(requests == 0);
+  {
+    auto with_net = sandboxed(probe);
+    with_net.network = true;
+    LocalRunner runner(with_net, tmp / "logs", rec.callback());
+    runner.start("o/r", "net", write_tree({}));
+    REQUIRE(rec.final_for("net").has_value());
+  }
+  CAPTURE(read_file(tmp / "logs" / "net.log"));
+  CHECK(requests >= 1);  // the same probe reaches the server once the network is shared
+}
+
+TEST_CASE("sandboxed: a command that runs too long is killed with everything it started") {
+  TempDir tmp;
+  Recorder rec;
+  const std::string marker = "31.4159";  // a sleep no other process runs
+  {
+    LocalRunner runner(sandboxed("sleep " + marker + " & sleep " + marker, 1s), tmp / "logs",
+                       rec.callback());
+    runner.start("o/r", "slow", write_tree({}));
+    auto r = rec.final_for("slow");
+    REQUIRE(r.has_value());
+    CHECK(r->check.description == "timed out after 1s");
+  }
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = processes_with("sleep " + marker).empty();
+    if (!gone) std::this_thread::sleep_for(50ms);
+  }
+  CHECK(gone);
 }

@@ -47,6 +47,8 @@
 //   context = "dmzbot/local"
 //   timeout = 600                  # seconds, > 0
 //   max_parallel = 2               # >= 1
+//   sandbox = "bwrap"              # "bwrap" (bubblewrap, the default) or "none"
+//   network = false                # with bwrap: whether the build may use the network
 //
 // Durations are integer seconds. Relative paths (data_dir, signing.key, signing.gnupg_home,
 // token files, policy_root, and a remote that is a local path) are resolved against the config
@@ -409,7 +411,8 @@ class Loader {
     if (!t) return std::nullopt;
     Runner r;
     bool ok = true;
-    unknown_keys(*t, {"command", "context", "timeout", "max_parallel"}, "[repo.runner]");
+    unknown_keys(*t, {"command", "context", "timeout", "max_parallel", "sandbox", "network"},
+                 "[repo.runner]");
     if (auto v = string(*t, "command", "repo.runner.command"))
       r.command = *v;
     else
@@ -421,6 +424,19 @@ class Loader {
       r.timeout = std::chrono::seconds(*v);
     if (auto v = integer(*t, "max_parallel", "repo.runner.max_parallel", 1, 1024))
       r.max_parallel = static_cast<int>(*v);
+    if (auto v = string(*t, "sandbox", "repo.runner.sandbox")) {
+      if (*v == "bwrap" || *v == "none")
+        r.sandbox = *v;
+      else
+        problem(*t->get("sandbox"),
+                "repo.runner.sandbox must be \"bwrap\" or \"none\", not \"" + *v + "\"");
+    }
+    if (const toml::node* n = t->get("network")) {
+      if (n->is_boolean())
+        r.network = n->as_boolean()->get();
+      else
+        problem(*n, "repo.runner.network must be a boolean, not " + std::string(type_name(*n)));
+    }
     if (!ok) return std::nullopt;
     return r;
   }

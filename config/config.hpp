@@ -46,6 +46,11 @@ struct Runner {                          // the built-in local CI runner
   std::string context = "dmzbot/local";  // the check it reports
   std::chrono::seconds timeout{600};
   int max_parallel = 2;
+  // The command runs pull-request code: by default inside bubblewrap, seeing only the
+  // exported tree (read-write), /usr and /etc (read-only), a private /tmp, no network, never
+  // dmzbot's data directory, keys or tokens. "none" runs it as dmzbot's own user, unconfined.
+  std::string sandbox = "bwrap";  // "bwrap" or "none"
+  bool network = false;           // with bwrap: share the host's network
 };
 
 struct Signing {              // how dmzbot signs its merge commits

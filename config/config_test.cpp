@@ -111,6 +111,8 @@ command = "make check"
 context = "local/build"
 timeout = 120
 max_parallel = 3
+sandbox = "none"
+network = true
 
 [[repo]]
 name = "acme/gadgets"
@@ -157,11 +159,13 @@ command = "true"
   CHECK(w.runner->context == "local/build");
   CHECK(w.runner->timeout == std::chrono::seconds(120));
   CHECK(w.runner->max_parallel == 3);
+  CHECK(w.runner->sandbox == "none");
+  CHECK(w.runner->network);
   CHECK(w.line == 24);
 
   const Repo& g = c.repos[1];
   CHECK(g.name == "acme/gadgets");
-  CHECK(g.line == 44);
+  CHECK(g.line == 46);
   CHECK(g.remote == (d.parent_path() / "remotes" / "gadgets.git").string());  // a local path
   CHECK(g.forge == "plain");
   CHECK(g.master == "master");
@@ -177,6 +181,8 @@ command = "true"
   CHECK(g.runner->context == "dmzbot/local");
   CHECK(g.runner->timeout == std::chrono::seconds(600));
   CHECK(g.runner->max_parallel == 2);
+  CHECK(g.runner->sandbox == "bwrap");  // pull-request code is confined unless told otherwise
+  CHECK_FALSE(g.runner->network);
   CHECK(g.required_checks == std::vector<std::string>{"dmzbot/local"});  // the runner's check
 
   CHECK(c.find_repo("acme/gadgets") == &c.repos[1]);
@@ -347,6 +353,9 @@ TEST_CASE("config: required checks") {
   CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 0\nmax_parallel = 0\n") ==
         Lines{"6: repo.runner.timeout must be at least 1, not 0",
               "7: repo.runner.max_parallel must be between 1 and 1024, not 0"});
+  CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\nsandbox = \"docker\"\nnetwork = \"yes\"\n") ==
+        Lines{"6: repo.runner.sandbox must be \"bwrap\" or \"none\", not \"docker\"",
+              "7: repo.runner.network must be a boolean, not a string"});
 }
 
 TEST_CASE("config: tokens come from a file or the environment, never inline") {
