@@ -99,32 +99,10 @@ std::vector<std::string> build_environment() {
 
 constexpr const char* kBwrap = "/usr/bin/bwrap";
 
-// The command line that runs `command` in `dir`: plain /bin/sh, or /bin/sh inside bubblewrap
-// with a root made of /usr and /etc read-only, `dir` read-write at the same path, a private
-// /tmp, /proc and /dev, and new namespaces (no network unless `network`). The top-level
-// directories that merged-/usr systems make symlinks stay symlinks; on older layouts they are
-// bound read-only like /usr.
-std::vector<std::string> command_line(const config::Runner& cfg, const std::filesystem::path& dir) {
-  std::vector<std::string> argv;
-  if (cfg.sandbox == "bwrap") {
-    argv = {kBwrap, "--die-with-parent", "--unshare-all"};
-    if (cfg.network) argv.push_back("--share-net");
-    argv.insert(argv.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
-    for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
-      std::error_code ec;
-      auto status = std::filesystem::symlink_status(top, ec);
-      if (ec || !std::filesystem::exists(status)) continue;
-      if (std::filesystem::is_symlink(status))
-        argv.insert(argv.end(), {"--symlink", std::filesystem::read_symlink(top, ec).string(), top});
-      else
-        argv.insert(argv.end(), {"--ro-bind", top, top});
-    }
-    argv.insert(argv.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind",
-                             dir.string(), dir.string(), "--chdir", dir.string(), "--setenv",
-                             "HOME", dir.string(), "--setenv", "TMPDIR", "/tmp", "--"});
-  }
-  argv.insert(argv.end(), {"/bin/sh", "-c", cfg.command});
-  return argv;
+// True if `path` is strictly inside `root` (never `root` itself).
+bool under(const std::filesystem::path& path, const char* root) {
+  auto rel = path.lexically_normal().lexically_relative(root);
+  return !rel.empty() && rel != "." && *rel.begin() != "..";
 }
 
 }  // namespace
@@ -132,6 +110,7 @@ std::vector<std::string> command_line(const config::Runner& cfg, const std::file
 struct LocalRunner::Impl {
   config::Runner cfg;
   std::filesystem::path log_dir;
+  std::vector<std::filesystem::path> hidden;  // see build_command_line
   Done done;
 
   std::mutex mu;
@@ -231,7 +210,7 @@ struct LocalRunner::Impl {
     std::vector<char*> envp;
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
-    std::vector<std::string> args = command_line(cfg, dir.path);
+    std::vector<std::string> args = build_command_line(cfg, dir.path, hidden);
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -336,9 +315,11 @@ struct LocalRunner::Impl {
   }
 };
 
-LocalRunner::LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done)
+LocalRunner::LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
+                         std::vector<std::filesystem::path> hidden)
     : impl_(std::make_unique<Impl>()) {
   impl_->cfg = std::move(cfg);
+  impl_->hidden = std::move(hidden);
   impl_->log_dir = std::move(log_dir);
   impl_->done = std::move(done);
   int n = impl_->cfg.max_parallel > 0 ? impl_->cfg.max_parallel : 1;
@@ -378,6 +359,44 @@ void LocalRunner::cancel(const queue::Sha& sha) {
     job->cancelled = true;
     if (job->pid > 0) ::kill(-job->pid, SIGTERM);  // its worker escalates to SIGKILL after 2s
   }
+}
+
+// A root made of /usr and /etc read-only, `dir` read-write at the same path, a private /tmp,
+// /proc and /dev, and new namespaces (no network unless cfg.network). The top-level
+// directories that merged-/usr systems make symlinks stay symlinks; on older layouts they are
+// bound read-only like /usr.
+std::vector<std::string> build_command_line(const config::Runner& cfg,
+                                            const std::filesystem::path& dir,
+                                            const std::vector<std::filesystem::path>& hidden) {
+  std::vector<std::string> argv;
+  if (cfg.sandbox == "bwrap") {
+    argv = {kBwrap, "--die-with-parent", "--unshare-all"};
+    if (cfg.network) argv.push_back("--share-net");
+    argv.insert(argv.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
+    for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+      std::error_code ec;
+      auto status = std::filesystem::symlink_status(top, ec);
+      if (ec || !std::filesystem::exists(status)) continue;
+      if (std::filesystem::is_symlink(status))
+        argv.insert(argv.end(),
+                    {"--symlink", std::filesystem::read_symlink(top, ec).string(), top});
+      else
+        argv.insert(argv.end(), {"--ro-bind", top, top});
+    }
+    for (const auto& path : hidden) {
+      if (!path.is_absolute() || !(under(path, "/usr") || under(path, "/etc"))) continue;
+      std::error_code ec;
+      if (std::filesystem::is_directory(path, ec))
+        argv.insert(argv.end(), {"--tmpfs", path.string()});
+      else if (std::filesystem::exists(path, ec))
+        argv.insert(argv.end(), {"--ro-bind", "/dev/null", path.string()});
+    }
+    argv.insert(argv.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind",
+                             dir.string(), dir.string(), "--chdir", dir.string(), "--setenv",
+                             "HOME", dir.string(), "--setenv", "TMPDIR", "/tmp", "--"});
+  }
+  argv.insert(argv.end(), {"/bin/sh", "-c", cfg.command});
+  return argv;
 }
 
 std::filesystem::path LocalRunner::log_file(const queue::Sha& sha) const {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "config/config.hpp"
 #include "queue/model.hpp"
@@ -23,8 +24,11 @@ class LocalRunner {
   // Writes the tree to build into the given empty directory.
   using Export = std::function<Status(const std::filesystem::path& dir)>;
 
-  // Logs go to <log_dir>/<sha>.log; at most cfg.max_parallel commands run at once.
-  LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done);
+  // Logs go to <log_dir>/<sha>.log; at most cfg.max_parallel commands run at once. `hidden`
+  // names what a sandboxed build must not see even where it sees /usr and /etc (dmzbot's
+  // configuration directory, data directory, keys).
+  LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
+              std::vector<std::filesystem::path> hidden = {});
   ~LocalRunner();  // kills running commands (their process groups) and joins
 
   void start(const std::string& repo, const queue::Sha& sha, Export export_tree);
@@ -35,6 +39,13 @@ class LocalRunner {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The argv that runs cfg.command in `dir`: /bin/sh -c, inside bubblewrap unless cfg.sandbox is
+// "none" (see config::Runner). Each `hidden` path under /usr or /etc is covered: a directory by
+// an empty tmpfs, a file by /dev/null. Other paths are outside the sandbox's world anyway.
+std::vector<std::string> build_command_line(const config::Runner& cfg,
+                                            const std::filesystem::path& dir,
+                                            const std::vector<std::filesystem::path>& hidden);
 
 // Where the API serves the log of `repo`'s build of `sha` (a path on dmzbot's own server); the
 // runner's checks link to it.

@@ -331,8 +331,12 @@ TEST_CASE("sandboxed: the build sees its tree and nothing of dmzbot's") {
   const std::string secret = (tmp / "keys" / "dmzbot_ed25519").string();
   LocalRunner runner(
       sandboxed("cat marker.txt; echo built > out.txt && cat out.txt; "
-                "test -e " + shell_quote(secret) + " && echo KEY-VISIBLE; "
-                "test -e " + shell_quote((tmp / "data").string()) + " && echo DATA-VISIBLE; "
+                "test -e " +
+                shell_quote(secret) +
+                " && echo KEY-VISIBLE; "
+                "test -e " +
+                shell_quote((tmp / "data").string()) +
+                " && echo DATA-VISIBLE; "
                 "touch /usr/dmzbot-probe 2>/dev/null && echo USR-WRITABLE; "
                 "touch /etc/dmzbot-probe 2>/dev/null && echo ETC-WRITABLE; "
                 "echo tmp > /tmp/probe && cat /tmp/probe; "
@@ -365,8 +369,9 @@ TEST_CASE("sandboxed: no network unless the runner allows it") {
   });
   auto port = server.start();
   REQUIRE(port.ok());
-  const std::string probe = "git -c http.lowSpeedTime=5 ls-remote http://127.0.0.1:" +
-                            std::to_string(*port) + "/repo.git; echo \"exit=$?\"";
+  const std::string probe =
+      "git -c http.lowSpeedTime=5 ls-remote http://127.0.0.1:" + std::to_string(*port) +
+      "/repo.git; echo \"exit=$?\"";
   TempDir tmp;
   Recorder rec;
   {
@@ -405,4 +410,54 @@ TEST_CASE("sandboxed: a command that runs too long is killed with everything it 
     if (!gone) std::this_thread::sleep_for(50ms);
   }
   CHECK(gone);
+}
+
+TEST_CASE("build_command_line: plain sh unconfined, bwrap with hidden paths otherwise") {
+  auto plain = cfg("make check");
+  CHECK(build_command_line(plain, "/tmp/b", {"/etc/apt"}) ==
+        std::vector<std::string>{"/bin/sh", "-c", "make check"});
+
+  auto box = sandboxed("make check");
+  auto argv = build_command_line(box, "/tmp/b",
+                                 {"/etc/apt", "/etc/passwd", "/etc", "/var/lib/dmzbot", "rel/x",
+                                  "/etc/../var/x", "/etc/no-such-dmzbot-dir", ""});
+  auto joined = [&] {
+    std::string s;
+    for (const auto& a : argv) s += a + " ";
+    return s;
+  }();
+  CAPTURE(joined);
+  CHECK(argv.front() == "/usr/bin/bwrap");
+  CHECK(joined.find("--unshare-all ") != std::string::npos);
+  CHECK(joined.find("--share-net") == std::string::npos);
+  // Hidden after /etc is bound (bwrap applies mounts in order): a directory gets a tmpfs, a
+  // file /dev/null; / and paths outside /usr and /etc get nothing; so does what does not exist.
+  auto etc = joined.find("--ro-bind /etc /etc ");
+  auto apt = joined.find("--tmpfs /etc/apt ");
+  auto passwd = joined.find("--ro-bind /dev/null /etc/passwd ");
+  REQUIRE(etc != std::string::npos);
+  CHECK((apt != std::string::npos && apt > etc));
+  CHECK((passwd != std::string::npos && passwd > etc));
+  CHECK(joined.find("--tmpfs /etc ") == std::string::npos);
+  for (const char* absent : {"/var/lib/dmzbot", "rel/x", "/var/x", "no-such-dmzbot-dir"})
+    CHECK_MESSAGE(joined.find(absent) == std::string::npos, absent);
+  CHECK(
+      joined.ends_with("--chdir /tmp/b --setenv HOME /tmp/b --setenv TMPDIR /tmp -- /bin/sh -c "
+                       "make check "));
+  box.network = true;
+  argv = build_command_line(box, "/tmp/b", {});
+  CHECK(std::find(argv.begin(), argv.end(), "--share-net") != argv.end());
+}
+
+TEST_CASE("sandboxed: hidden paths under /etc are not visible to the build") {
+  REQUIRE(!fs::is_empty("/etc/apt"));  // outside the sandbox there is something to hide
+  TempDir tmp;
+  Recorder rec;
+  LocalRunner runner(sandboxed("ls -A /etc/apt | grep -q . && echo APT-VISIBLE; "
+                               "test -s /etc/passwd && echo PASSWD-VISIBLE; "
+                               "test -e /etc/hosts && echo hosts-visible"),
+                     tmp / "logs", rec.callback(), {"/etc/apt", "/etc/passwd"});
+  runner.start("o/r", "hide", write_tree({}));
+  REQUIRE(rec.final_for("hide").has_value());
+  CHECK(read_file(runner.log_file("hide")).starts_with("hosts-visible\n"));
 }

@@ -131,6 +131,21 @@ struct Service::Impl {
 
   q::Millis now() const { return options.clock ? options.clock() : system_now(); }
 
+  // What a sandboxed build must not see: the configuration (and its directory, where token
+  // files usually live, unless that is a top-level directory like /etc), the data directory
+  // and the signing key or GnuPG home.
+  std::vector<std::filesystem::path> secret_paths() const {
+    std::vector<std::filesystem::path> out = {cfg.data_dir, cfg.signing.key,
+                                              cfg.signing.gnupg_home};
+    if (!cfg.file.empty()) {
+      auto file = std::filesystem::absolute(cfg.file);
+      out.push_back(file);
+      if (std::distance(file.parent_path().begin(), file.parent_path().end()) > 2)
+        out.push_back(file.parent_path());
+    }
+    return out;
+  }
+
   std::filesystem::path log_dir(const std::string& repo) const {
     return cfg.data_dir / "logs" / mirror_dir_name(repo);
   }
@@ -401,7 +416,8 @@ struct Service::Impl {
           *repo.runner, log_dir(repo.name),
           [this, raw](const std::string&, const q::Sha& sha, q::Check check) {
             post_event(*raw, q::CheckReported{sha, std::move(check), now()});
-          });
+          },
+          secret_paths());
     }
     rt->git = std::make_unique<SerialExecutor>("git " + repo.name);
     repos.push_back(std::move(rt));
