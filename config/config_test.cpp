@@ -353,7 +353,8 @@ TEST_CASE("config: required checks") {
   CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 0\nmax_parallel = 0\n") ==
         Lines{"6: repo.runner.timeout must be at least 1, not 0",
               "7: repo.runner.max_parallel must be between 1 and 1024, not 0"});
-  CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\nsandbox = \"docker\"\nnetwork = \"yes\"\n") ==
+  CHECK(f.problems(head +
+                   "[repo.runner]\ncommand = \"x\"\nsandbox = \"docker\"\nnetwork = \"yes\"\n") ==
         Lines{"6: repo.runner.sandbox must be \"bwrap\" or \"none\", not \"docker\"",
               "7: repo.runner.network must be a boolean, not a string"});
 }
