@@ -4,12 +4,12 @@
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 
-#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -225,6 +225,13 @@ bool enqueue(const Api& api, const Branch& b, const std::string& head) {
   return true;
 }
 
+// The address (a path on the service) of the build log a failure reason links, if any.
+std::optional<std::string> log_link(const q::PullRequest& pr) {
+  for (const auto& d : pr.details)
+    if (d.starts_with("/api/v1/repos/")) return d;
+  return std::nullopt;
+}
+
 bool terminal(q::PrStatus s) {
   return s == q::PrStatus::Merged || s == q::PrStatus::Failed || s == q::PrStatus::Cancelled;
 }
@@ -243,9 +250,8 @@ bool report_progress(const q::RepoState& state, std::map<int, q::PrStatus>& last
           (pr.status == q::PrStatus::Failed || pr.status == q::PrStatus::Cancelled))
         line += " (" + pr.reason + ")";
       say(line);
-      if (pr.status == q::PrStatus::Failed)
-        for (const auto& d : pr.details)
-          if (d.starts_with("/api/v1/repos/")) say("   log: " + base + d);
+      if (auto link = log_link(pr); link && pr.status == q::PrStatus::Failed)
+        say("   log: " + base + *link);
       last[n] = pr.status;
     }
     settled = settled && terminal(pr.status);
@@ -272,11 +278,9 @@ std::vector<std::string> check_outcome(const fs::path& dir, const q::RepoState& 
                        std::string(q::to_string(status_of(2))) + " " + reason_of(2));
   // #2's reason links its build log, which the service serves.
   if (state.prs.count(2)) {
-    const auto& details = state.prs.at(2).details;
-    auto url = std::find_if(details.begin(), details.end(),
-                            [](const std::string& d) { return d.starts_with("/api/v1/repos/"); });
-    auto log = url == details.end() ? Result<ClientResponse>(error("no log link"))
-                                    : http_request("127.0.0.1", port, "GET", *url);
+    auto link = log_link(state.prs.at(2));
+    auto log = link ? http_request("127.0.0.1", port, "GET", *link)
+                    : Result<ClientResponse>(error("no log link"));
     if (!log || log->status != 200 || log->body.find("[dmzbot] exit code") == std::string::npos)
       problems.push_back("#2's build log is not served: " + (log ? log->body : log.message()));
   }

@@ -237,16 +237,21 @@ struct HttpServer::Impl {
     stream.close();
   }
 
+  // Answers `r` with Connection: close to a request that was not (wholly) read, then lingers.
+  asio::awaitable<void> refuse(beast::tcp_stream& stream, const HttpResponse& r) {
+    bool ok = false;
+    co_await write(stream, r, 11, false, ok);
+    if (ok) co_await linger_close(stream);
+  }
+
   asio::awaitable<void> session(beast::tcp_stream stream) {
     auto ex = co_await asio::this_coro::executor;
     ConnGuard guard(*this, ex, stream);
     if (guard.over_limit()) {  // refuse politely without reading: the client may retry later
-      bool ok = false;
       auto busy = json_error(
           503, "too many connections (" + std::to_string(cfg.max_connections) + "); retry later");
       busy.headers.emplace_back("Retry-After", "1");
-      co_await write(stream, busy, 11, false, ok);
-      if (ok) co_await linger_close(stream);
+      co_await refuse(stream, busy);
       co_return;
     }
     if (!guard.registered()) co_return;  // accepted just as stop() began
@@ -287,11 +292,7 @@ struct HttpServer::Impl {
                  ec != http::error::partial_message)
           answer = json_error(400, "bad request: " + ec.message());
         // Anything else (timeout, reset, cancellation, truncated request) just closes.
-        if (answer) {
-          bool ok = false;
-          co_await write(stream, *answer, 11, false, ok);
-          if (ok) co_await linger_close(stream);
-        }
+        if (answer) co_await refuse(stream, *answer);
         co_return;
       }
 

@@ -99,6 +99,11 @@ std::vector<std::string> build_environment() {
 
 constexpr const char* kBwrap = "/usr/bin/bwrap";
 
+// <log_dir>/<sha>.log: where a build's output goes and where read_build_log finds it.
+std::filesystem::path log_path(const std::filesystem::path& log_dir, const queue::Sha& sha) {
+  return log_dir / (sha + ".log");
+}
+
 // True if `path` is strictly inside `root` (never `root` itself).
 bool under(const std::filesystem::path& path, const char* root) {
   auto rel = path.lexically_normal().lexically_relative(root);
@@ -120,7 +125,7 @@ struct LocalRunner::Impl {
   bool stopping = false;
   std::vector<std::thread> workers;
 
-  std::filesystem::path log_file(const queue::Sha& sha) const { return log_dir / (sha + ".log"); }
+  std::filesystem::path log_file(const queue::Sha& sha) const { return log_path(log_dir, sha); }
 
   queue::Check check(queue::CheckState state, std::string description, const Job& job) {
     queue::Check c;
@@ -409,7 +414,7 @@ std::string build_log_url(const std::string& repo, const queue::Sha& sha) {
 
 std::optional<std::string> read_build_log(const std::filesystem::path& log_dir,
                                           const queue::Sha& sha, std::size_t max_bytes) {
-  std::FILE* f = std::fopen((log_dir / (sha + ".log")).c_str(), "rb");
+  std::FILE* f = std::fopen(log_path(log_dir, sha).c_str(), "rb");
   if (!f) return std::nullopt;
   std::string out;
   long size = std::fseek(f, 0, SEEK_END) == 0 ? std::ftell(f) : -1;
