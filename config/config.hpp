@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "queue/result.hpp"
+#include "base/status.hpp"
 
 namespace dmz::config {
 

@@ -1,0 +1,438 @@
+// The local CI runner (see runner.hpp): a fixed pool of cfg.max_parallel worker threads takes
+// builds from a FIFO queue; each build exports its tree into a fresh temp directory and runs
+// `/bin/sh -c <command>` there in its own process group, output to <log_dir>/<sha>.log.
+//
+// Processes are started with posix_spawn rather than fork+exec: in a multi-threaded program
+// only async-signal-safe calls are allowed between fork and exec, and posix_spawn does exactly
+// setpgid + dup2 + chdir + exec for us (glibc implements it with a vfork-like clone).
+// `done` is only ever called from a worker thread with no lock of ours held.
+#include "bot/ci/runner.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace dmz {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Job {
+  std::string repo;
+  queue::Sha sha;
+  LocalRunner::Export export_tree;
+  pid_t pid = 0;           // process group of the running command (0 = not started)
+  bool cancelled = false;  // guarded by Impl::mu
+};
+
+queue::Millis now_millis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string seconds(Clock::duration d) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1fs", std::chrono::duration<double>(d).count());
+  return buf;
+}
+
+// A temp directory removed with everything in it when the guard goes away.
+struct TempDirGuard {
+  std::filesystem::path path;
+  ~TempDirGuard() {
+    if (path.empty()) return;
+    std::error_code ec;
+    // A build may leave read-only directories behind; make them writable so that they go.
+    for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (it->is_directory(ec) && !it->is_symlink(ec))
+        std::filesystem::permissions(it->path(), std::filesystem::perms::owner_all,
+                                     std::filesystem::perm_options::add, ec);
+    }
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+void append_line(const std::filesystem::path& file, const std::string& line) {
+  if (FILE* f = std::fopen(file.c_str(), "a")) {
+    std::fputs(line.c_str(), f);
+    std::fputc('\n', f);
+    std::fclose(f);
+  }
+}
+
+// The command runs code from pull requests: it gets a small allowlisted environment, never
+// the bot's own (which holds webhook secrets and API tokens).
+std::vector<std::string> build_environment() {
+  static constexpr std::string_view kPassed[] = {"PATH",   "HOME",     "USER",   "LOGNAME", "LANG",
+                                                 "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"};
+  std::vector<std::string> env;
+  bool has_path = false;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view kv(*e);
+    std::string_view name = kv.substr(0, kv.find('='));
+    for (std::string_view allowed : kPassed) {
+      if (name == allowed) {
+        env.emplace_back(kv);
+        has_path = has_path || name == "PATH";
+      }
+    }
+  }
+  if (!has_path) env.emplace_back("PATH=/usr/local/bin:/usr/bin:/bin");
+  return env;
+}
+
+constexpr const char* kBwrap = "/usr/bin/bwrap";
+
+// <log_dir>/<sha>.log: where a build's output goes and where read_build_log finds it.
+std::filesystem::path log_path(const std::filesystem::path& log_dir, const queue::Sha& sha) {
+  return log_dir / (sha + ".log");
+}
+
+// True if `path` is strictly inside `root` (never `root` itself).
+bool under(const std::filesystem::path& path, const char* root) {
+  auto rel = path.lexically_normal().lexically_relative(root);
+  return !rel.empty() && rel != "." && *rel.begin() != "..";
+}
+
+}  // namespace
+
+struct LocalRunner::Impl {
+  config::Runner cfg;
+  std::filesystem::path log_dir;
+  std::vector<std::filesystem::path> hidden;  // see build_command_line
+  Done done;
+
+  std::mutex mu;
+  std::condition_variable cv;  // queue changes and stop
+  std::deque<std::shared_ptr<Job>> queue;
+  std::vector<std::shared_ptr<Job>> running;
+  bool stopping = false;
+  std::vector<std::thread> workers;
+
+  std::filesystem::path log_file(const queue::Sha& sha) const { return log_path(log_dir, sha); }
+
+  queue::Check check(queue::CheckState state, std::string description, const Job& job) {
+    queue::Check c;
+    c.context = cfg.context;
+    c.state = state;
+    c.description = std::move(description);
+    c.url = build_log_url(job.repo, job.sha);  // served by the API, not a path on this machine
+    c.at = now_millis();
+    return c;
+  }
+
+  // Reports unless the build was cancelled or the runner is going away.
+  void report(const Job& job, queue::Check c) {
+    {
+      std::lock_guard lock(mu);
+      if (job.cancelled || stopping) return;
+    }
+    if (done) done(job.repo, job.sha, std::move(c));
+  }
+
+  void worker() {
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (stopping) return;
+        job = queue.front();
+        queue.pop_front();
+        running.push_back(job);
+      }
+      build(*job);
+      std::lock_guard lock(mu);
+      std::erase(running, job);
+    }
+  }
+
+  bool should_stop(const Job& job) {
+    std::lock_guard lock(mu);
+    return job.cancelled || stopping;
+  }
+
+  // The final report goes out after the build directory is gone.
+  void build(Job& job) {
+    std::optional<queue::Check> result;
+    {
+      TempDirGuard dir;
+      result = execute(job, dir);
+    }
+    if (result) report(job, std::move(*result));
+  }
+
+  // Runs one build; returns its final check, or nothing if it was cancelled.
+  std::optional<queue::Check> execute(Job& job, TempDirGuard& dir) {
+    const auto log = log_file(job.sha);
+    std::error_code ec;
+    std::filesystem::create_directories(log_dir, ec);
+
+    std::string pattern =
+        (std::filesystem::temp_directory_path(ec) / "dmzbot-build-XXXXXX").string();
+    if (ec || !mkdtemp(pattern.data())) {
+      std::string msg = std::string("cannot create a build directory: ") + std::strerror(errno);
+      append_line(log, msg);
+      return check(queue::CheckState::Error, msg, job);
+    }
+    dir.path = pattern;
+
+    Status exported =
+        job.export_tree ? job.export_tree(dir.path) : Status(error("nothing to export"));
+    if (!exported) {
+      std::string msg = "export failed: " + exported.message();
+      if (FILE* f = std::fopen(log.c_str(), "w")) std::fclose(f);
+      append_line(log, msg);
+      return check(queue::CheckState::Error, msg, job);
+    }
+    if (should_stop(job)) return std::nullopt;
+
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      std::string msg = "cannot open log " + log.string() + ": " + std::strerror(errno);
+      return check(queue::CheckState::Error, msg, job);
+    }
+
+    std::vector<std::string> env_strings = build_environment();
+    env_strings.push_back("DMZ_SHA=" + job.sha);
+    env_strings.push_back("DMZ_REPO=" + job.repo);
+    std::vector<char*> envp;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    std::vector<std::string> args = build_command_line(cfg, dir.path, hidden);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&actions, fd, 1);
+    posix_spawn_file_actions_adddup2(&actions, fd, 2);
+    posix_spawn_file_actions_addchdir_np(&actions, dir.path.c_str());
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setpgroup(&attr, 0);  // its own process group, so that we can kill it all
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);  // e.g. an ignored SIGPIPE is not inherited
+    posix_spawnattr_setflags(
+        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    pid_t pid = 0;
+    const auto started = Clock::now();
+    int rc;
+    {
+      // Under the lock so that cancel() either sees the pid or has already marked the job.
+      std::lock_guard lock(mu);
+      if (job.cancelled || stopping) {
+        rc = -1;
+      } else {
+        rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+        if (rc == 0) job.pid = pid;
+      }
+    }
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+    ::close(fd);
+    if (rc < 0) return std::nullopt;  // cancelled
+    if (rc != 0) {
+      std::string msg = "cannot start " + args[0] + ": " + std::strerror(rc);
+      if (args[0] == kBwrap && rc == ENOENT)
+        msg += " (install bubblewrap, or set sandbox = \"none\" to run builds unconfined)";
+      append_line(log, msg);
+      return check(queue::CheckState::Error, msg, job);
+    }
+    report(job, check(queue::CheckState::Pending, "running", job));
+
+    const auto deadline = started + cfg.timeout;
+    bool timed_out = false;
+    bool terminating = false;
+    Clock::time_point kill_at{};
+    siginfo_t info{};
+    for (;;) {
+      info.si_pid = 0;
+      // WNOWAIT: the exited leader stays a zombie, so its pid (= the group id) cannot be
+      // reused before we have killed whatever it left running in its group.
+      if (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == pid)
+        break;
+      auto now = Clock::now();
+      if (!terminating && (should_stop(job) || now >= deadline)) {
+        timed_out = !should_stop(job);
+        terminating = true;
+        ::kill(-pid, SIGTERM);
+        kill_at = now + std::chrono::seconds(2);
+      }
+      if (terminating && now >= kill_at) {
+        ::kill(-pid, SIGKILL);
+        kill_at = now + std::chrono::hours(1);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    {
+      // Before reaping: once reaped, the pid may be reused and cancel() must not kill it.
+      std::lock_guard lock(mu);
+      job.pid = 0;
+    }
+    ::kill(-pid, SIGKILL);  // leftovers in the group (background jobs) die with the build
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    const auto elapsed = Clock::now() - started;
+
+    queue::Check result;
+    if (timed_out) {
+      result = check(queue::CheckState::Failure,
+                     "timed out after " + std::to_string(cfg.timeout.count()) + "s", job);
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+      result = check(queue::CheckState::Success, "passed in " + seconds(elapsed), job);
+    } else if (WIFEXITED(status)) {
+      result = check(
+          queue::CheckState::Failure,
+          "exit code " + std::to_string(WEXITSTATUS(status)) + " after " + seconds(elapsed), job);
+    } else {
+      int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      result = check(queue::CheckState::Failure,
+                     "killed by signal " + std::to_string(sig) + " after " + seconds(elapsed), job);
+    }
+    if (should_stop(job)) return std::nullopt;
+    append_line(log, "[dmzbot] " + result.description);
+    return result;
+  }
+};
+
+LocalRunner::LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
+                         std::vector<std::filesystem::path> hidden)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->cfg = std::move(cfg);
+  impl_->hidden = std::move(hidden);
+  impl_->log_dir = std::move(log_dir);
+  impl_->done = std::move(done);
+  int n = impl_->cfg.max_parallel > 0 ? impl_->cfg.max_parallel : 1;
+  for (int i = 0; i < n; ++i) impl_->workers.emplace_back([this] { impl_->worker(); });
+}
+
+LocalRunner::~LocalRunner() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+    impl_->queue.clear();
+    for (auto& job : impl_->running)
+      if (job->pid > 0) ::kill(-job->pid, SIGTERM);  // workers escalate to SIGKILL after 2s
+  }
+  impl_->cv.notify_all();
+  for (auto& t : impl_->workers) t.join();
+}
+
+void LocalRunner::start(const std::string& repo, const queue::Sha& sha, Export export_tree) {
+  auto job = std::make_shared<Job>();
+  job->repo = repo;
+  job->sha = sha;
+  job->export_tree = std::move(export_tree);
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return;
+    impl_->queue.push_back(std::move(job));
+  }
+  impl_->cv.notify_one();
+}
+
+void LocalRunner::cancel(const queue::Sha& sha) {
+  std::lock_guard lock(impl_->mu);
+  std::erase_if(impl_->queue, [&](const auto& job) { return job->sha == sha; });
+  for (auto& job : impl_->running) {
+    if (job->sha != sha) continue;
+    job->cancelled = true;
+    if (job->pid > 0) ::kill(-job->pid, SIGTERM);  // its worker escalates to SIGKILL after 2s
+  }
+}
+
+// A root made of /usr and /etc read-only, `dir` read-write at the same path, a private /tmp,
+// /proc and /dev, and new namespaces (no network unless cfg.network). The top-level
+// directories that merged-/usr systems make symlinks stay symlinks; on older layouts they are
+// bound read-only like /usr.
+std::vector<std::string> build_command_line(const config::Runner& cfg,
+                                            const std::filesystem::path& dir,
+                                            const std::vector<std::filesystem::path>& hidden) {
+  std::vector<std::string> argv;
+  if (cfg.sandbox == "bwrap") {
+    argv = {kBwrap, "--die-with-parent", "--unshare-all"};
+    if (cfg.network) argv.push_back("--share-net");
+    argv.insert(argv.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
+    for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
+      std::error_code ec;
+      auto status = std::filesystem::symlink_status(top, ec);
+      if (ec || !std::filesystem::exists(status)) continue;
+      if (std::filesystem::is_symlink(status))
+        argv.insert(argv.end(),
+                    {"--symlink", std::filesystem::read_symlink(top, ec).string(), top});
+      else
+        argv.insert(argv.end(), {"--ro-bind", top, top});
+    }
+    for (const auto& path : hidden) {
+      if (!path.is_absolute() || !(under(path, "/usr") || under(path, "/etc"))) continue;
+      std::error_code ec;
+      if (std::filesystem::is_directory(path, ec))
+        argv.insert(argv.end(), {"--tmpfs", path.string()});
+      else if (std::filesystem::exists(path, ec))
+        argv.insert(argv.end(), {"--ro-bind", "/dev/null", path.string()});
+    }
+    argv.insert(argv.end(), {"--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--bind",
+                             dir.string(), dir.string(), "--chdir", dir.string(), "--setenv",
+                             "HOME", dir.string(), "--setenv", "TMPDIR", "/tmp", "--"});
+  }
+  argv.insert(argv.end(), {"/bin/sh", "-c", cfg.command});
+  return argv;
+}
+
+std::filesystem::path LocalRunner::log_file(const queue::Sha& sha) const {
+  return impl_->log_file(sha);
+}
+
+std::string build_log_url(const std::string& repo, const queue::Sha& sha) {
+  return "/api/v1/repos/" + repo + "/logs/" + sha;
+}
+
+std::optional<std::string> read_build_log(const std::filesystem::path& log_dir,
+                                          const queue::Sha& sha, std::size_t max_bytes) {
+  std::FILE* f = std::fopen(log_path(log_dir, sha).c_str(), "rb");
+  if (!f) return std::nullopt;
+  std::string out;
+  long size = std::fseek(f, 0, SEEK_END) == 0 ? std::ftell(f) : -1;
+  if (size > 0 && static_cast<std::size_t>(size) > max_bytes) {
+    out = "[dmzbot] log cut: showing the last " + std::to_string(max_bytes) + " of " +
+          std::to_string(size) + " bytes\n";
+    std::fseek(f, size - static_cast<long>(max_bytes), SEEK_SET);
+  } else {
+    std::fseek(f, 0, SEEK_SET);
+  }
+  char chunk[16 * 1024];
+  std::size_t budget = max_bytes, n;
+  while (budget > 0 && (n = std::fread(chunk, 1, std::min(sizeof chunk, budget), f)) > 0) {
+    out.append(chunk, n);
+    budget -= n;
+  }
+  std::fclose(f);
+  return out;
+}
+
+}  // namespace dmz

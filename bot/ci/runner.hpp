@@ -1,0 +1,59 @@
+// The built-in local CI runner: builds a candidate by exporting its tree into a temp directory
+// and running the configured command there with a timeout, keeping the log; reports a check.
+// Threading: start()/cancel() from any thread; `done` is called on a runner thread.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/status.hpp"
+#include "config/config.hpp"
+#include "queue/model.hpp"
+
+namespace dmz {
+
+class LocalRunner {
+ public:
+  // Called once per build with the final check (Success, Failure or Error) and once, earlier,
+  // with Pending when the command starts.
+  using Done = std::function<void(const std::string& repo, const queue::Sha& sha, queue::Check)>;
+  // Writes the tree to build into the given empty directory.
+  using Export = std::function<Status(const std::filesystem::path& dir)>;
+
+  // Logs go to <log_dir>/<sha>.log; at most cfg.max_parallel commands run at once. `hidden`
+  // names what a sandboxed build must not see even where it sees /usr and /etc (dmzbot's
+  // configuration directory, data directory, keys).
+  LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
+              std::vector<std::filesystem::path> hidden = {});
+  ~LocalRunner();  // kills running commands (their process groups) and joins
+
+  void start(const std::string& repo, const queue::Sha& sha, Export export_tree);
+  void cancel(const queue::Sha& sha);  // kills it if running; no report follows
+  std::filesystem::path log_file(const queue::Sha& sha) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The argv that runs cfg.command in `dir`: /bin/sh -c, inside bubblewrap unless cfg.sandbox is
+// "none" (see config::Runner). Each `hidden` path under /usr or /etc is covered: a directory by
+// an empty tmpfs, a file by /dev/null. Other paths are outside the sandbox's world anyway.
+std::vector<std::string> build_command_line(const config::Runner& cfg,
+                                            const std::filesystem::path& dir,
+                                            const std::vector<std::filesystem::path>& hidden);
+
+// Where the API serves the log of `repo`'s build of `sha` (a path on dmzbot's own server); the
+// runner's checks link to it.
+std::string build_log_url(const std::string& repo, const queue::Sha& sha);
+
+// The log <log_dir>/<sha>.log, or its last `max_bytes` after a line saying how much was cut;
+// nullopt if there is none. `sha` must already be validated as hex (it becomes a file name).
+std::optional<std::string> read_build_log(const std::filesystem::path& log_dir,
+                                          const queue::Sha& sha, std::size_t max_bytes);
+
+}  // namespace dmz

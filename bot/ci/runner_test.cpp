@@ -1,0 +1,463 @@
+// Tests of the local CI runner with real /bin/sh commands. Every wait is bounded (a condition
+// variable with a timeout); no test sleeps blindly for long.
+#include "bot/ci/runner.hpp"
+
+#include <doctest/doctest.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "bot/http/http_server.hpp"
+#include "tests/support.hpp"
+
+namespace fs = std::filesystem;
+using namespace dmz;
+using namespace dmz::test;
+using namespace std::chrono_literals;
+using queue::CheckState;
+
+namespace {
+
+struct Report {
+  std::string repo, sha;
+  queue::Check check;
+};
+
+// Records what the runner reports; waits for it with a deadline.
+class Recorder {
+ public:
+  LocalRunner::Done callback() {
+    return [this](const std::string& repo, const queue::Sha& sha, queue::Check c) {
+      std::lock_guard lock(mu_);
+      reports_.push_back({repo, sha, std::move(c)});
+      cv_.notify_all();
+    };
+  }
+  // Waits until `sha` has a final (non-Pending) report; returns it.
+  std::optional<Report> final_for(const std::string& sha, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mu_);
+    std::optional<Report> found;
+    cv_.wait_for(lock, timeout, [&] {
+      for (const auto& r : reports_)
+        if (r.sha == sha && r.check.state != CheckState::Pending) found = r;
+      return found.has_value();
+    });
+    return found;
+  }
+  bool wait_pending(const std::string& sha, std::chrono::milliseconds timeout = 10s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] {
+      for (const auto& r : reports_)
+        if (r.sha == sha && r.check.state == CheckState::Pending) return true;
+      return false;
+    });
+  }
+  std::vector<Report> all() {
+    std::lock_guard lock(mu_);
+    return reports_;
+  }
+  std::vector<Report> for_sha(const std::string& sha) {
+    std::vector<Report> out;
+    for (auto& r : all())
+      if (r.sha == sha) out.push_back(r);
+    return out;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Report> reports_;
+};
+
+LocalRunner::Export write_tree(std::vector<std::pair<std::string, std::string>> files) {
+  return [files](const fs::path& dir) -> Status {
+    for (const auto& [name, content] : files) write_file(dir / name, content);
+    return {};
+  };
+}
+
+// Unconfined, so that commands can leave marks (pids, order files) where the test looks; the
+// sandbox has its own tests below.
+config::Runner cfg(std::string command, int max_parallel = 2, std::chrono::seconds timeout = 30s) {
+  config::Runner c;
+  c.command = std::move(command);
+  c.context = "dmzbot/local";
+  c.max_parallel = max_parallel;
+  c.timeout = timeout;
+  c.sandbox = "none";
+  return c;
+}
+
+config::Runner sandboxed(std::string command, std::chrono::seconds timeout = 30s) {
+  auto c = cfg(std::move(command), 1, timeout);
+  c.sandbox = "bwrap";
+  return c;
+}
+
+// Pids of live processes whose command line contains `needle`.
+std::vector<int> processes_with(const std::string& needle) {
+  std::vector<int> out;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string cmdline = read_file(entry.path() / "cmdline");
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(needle) != std::string::npos) out.push_back(std::stoi(name));
+  }
+  return out;
+}
+
+// Waits (bounded) until `file` exists.
+bool wait_file(const fs::path& file, std::chrono::milliseconds timeout = 10s) {
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (!fs::exists(file)) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+// Waits (bounded) until no process has the pid written in `pid_file`.
+bool wait_gone(const fs::path& pid_file, std::chrono::milliseconds timeout = 5s) {
+  std::string text = read_file(pid_file);
+  REQUIRE_FALSE(text.empty());
+  pid_t pid = std::stoi(text);
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (::kill(pid, 0) == 0) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("a passing command reports Pending then Success, with env, log and cleanup") {
+  TempDir tmp;
+  Recorder rec;
+  const std::string sha = "aaaa000000000000000000000000000000000001";
+  {
+    ::setenv("DMZBOT_TEST_SECRET", "hunter2", 1);  // the bot's environment stays private
+    LocalRunner runner(cfg("cat marker.txt && echo \"sha=$DMZ_SHA repo=$DMZ_REPO\" && pwd > " +
+                           shell_quote((tmp / "pwd").string()) +
+                           " && echo \"secret=$DMZBOT_TEST_SECRET\" && command -v ls >/dev/null"),
+                       tmp / "logs", rec.callback());
+    runner.start("owner/name", sha, write_tree({{"marker.txt", "from the tree\n"}}));
+    auto r = rec.final_for(sha);
+    REQUIRE(r.has_value());
+    CHECK(r->repo == "owner/name");
+    CHECK(r->check.state == CheckState::Success);
+    CHECK(starts_with(r->check.description, "passed in "));
+    CHECK(r->check.description.back() == 's');
+    CHECK(r->check.context == "dmzbot/local");
+    CHECK(r->check.url == "/api/v1/repos/owner/name/logs/" + sha);  // no server path leaks
+    CHECK(r->check.url == build_log_url("owner/name", sha));
+    CHECK(runner.log_file(sha) == tmp / "logs" / (sha + ".log"));
+    CHECK(r->check.at > 0);
+
+    auto reports = rec.for_sha(sha);
+    REQUIRE(reports.size() == 2);
+    CHECK(reports[0].check.state == CheckState::Pending);
+    CHECK(reports[0].check.description == "running");
+    CHECK(reports[0].check.url == r->check.url);
+
+    std::string log = read_file(runner.log_file(sha));
+    CHECK(starts_with(log, "from the tree\nsha=" + sha + " repo=owner/name\nsecret=\n"));
+    ::unsetenv("DMZBOT_TEST_SECRET");
+    std::string pwd = read_file(tmp / "pwd");
+    REQUIRE(!pwd.empty());
+    pwd.pop_back();
+    CHECK(starts_with(fs::path(pwd).filename().string(), "dmzbot-build-"));
+    CHECK_FALSE(fs::exists(pwd));  // the build directory is gone
+  }
+}
+
+TEST_CASE("read_build_log: whole, missing, and cut to its tail") {
+  TempDir tmp;
+  fs::create_directories(tmp / "logs");
+  write_file(tmp / "logs" / "abc.log", "line one\nline two\n");
+  CHECK(read_build_log(tmp / "logs", "abc", 100) == "line one\nline two\n");
+  CHECK(read_build_log(tmp / "logs", "abc", 9) ==
+        "[dmzbot] log cut: showing the last 9 of 18 bytes\nline two\n");
+  CHECK_FALSE(read_build_log(tmp / "logs", "nope", 100).has_value());
+  write_file(tmp / "logs" / "empty.log", "");
+  CHECK(read_build_log(tmp / "logs", "empty", 100) == "");
+}
+
+TEST_CASE("a failing command reports its exit code and keeps its output") {
+  TempDir tmp;
+  Recorder rec;
+  LocalRunner runner(cfg("echo compiling; echo 'error: it broke' >&2; exit 3"), tmp / "logs",
+                     rec.callback());
+  runner.start("o/r", "bad", write_tree({}));
+  auto r = rec.final_for("bad");
+  REQUIRE(r.has_value());
+  CHECK(r->check.state == CheckState::Failure);
+  CHECK(starts_with(r->check.description, "exit code 3 after "));
+  std::string log = read_file(runner.log_file("bad"));
+  CHECK(starts_with(log, "compiling\nerror: it broke\n"));
+  CHECK(log.find("[dmzbot] exit code 3 after ") != std::string::npos);
+}
+
+TEST_CASE("a command that runs too long is killed with its process group") {
+  TempDir tmp;
+  Recorder rec;
+  auto begin = std::chrono::steady_clock::now();
+  {
+    // The background sleep is in the same process group and must die too.
+    LocalRunner runner(
+        cfg("sleep 30 & echo $! > " + shell_quote((tmp / "bg.pid").string()) + "; sleep 30", 1, 1s),
+        tmp / "logs", rec.callback());
+    runner.start("o/r", "slow", write_tree({}));
+    auto r = rec.final_for("slow");
+    REQUIRE(r.has_value());
+    CHECK(r->check.state == CheckState::Failure);
+    CHECK(r->check.description == "timed out after 1s");
+    CHECK(wait_gone(tmp / "bg.pid"));
+  }
+  CHECK(std::chrono::steady_clock::now() - begin < 6s);
+}
+
+TEST_CASE("max_parallel bounds how many commands run at once") {
+  TempDir tmp;
+  Recorder rec;
+  const std::string order = shell_quote((tmp / "order").string());
+  SUBCASE("one at a time, in order") {
+    LocalRunner runner(
+        cfg("echo start $DMZ_SHA >> " + order + "; sleep 0.3; echo end $DMZ_SHA >> " + order, 1),
+        tmp / "logs", rec.callback());
+    runner.start("o/r", "first", write_tree({}));
+    runner.start("o/r", "second", write_tree({}));
+    REQUIRE(rec.final_for("first").has_value());
+    REQUIRE(rec.final_for("second").has_value());
+    CHECK(read_file(tmp / "order") == "start first\nend first\nstart second\nend second\n");
+  }
+  SUBCASE("two at once") {
+    // Each build waits (bounded) until both have started: only possible if they overlap.
+    const std::string d = shell_quote(tmp.path().string());
+    LocalRunner runner(
+        cfg("touch " + d + "/started-$DMZ_SHA; i=0; while [ ! -f " + d + "/started-a ] || [ ! -f " +
+                d + "/started-b ]; do i=$((i+1)); [ $i -gt 100 ] && exit 9; sleep 0.05; done",
+            2),
+        tmp / "logs", rec.callback());
+    runner.start("o/r", "a", write_tree({}));
+    runner.start("o/r", "b", write_tree({}));
+    auto a = rec.final_for("a"), b = rec.final_for("b");
+    REQUIRE(a.has_value());
+    REQUIRE(b.has_value());
+    CHECK(a->check.state == CheckState::Success);
+    CHECK(b->check.state == CheckState::Success);
+  }
+}
+
+TEST_CASE("cancel kills a running build, drops a queued one, and nothing is reported") {
+  TempDir tmp;
+  Recorder rec;
+  const std::string d = shell_quote(tmp.path().string());
+  LocalRunner runner(cfg("echo $$ > " + d + "/$DMZ_SHA.tmp; mv " + d + "/$DMZ_SHA.tmp " + d +
+                             "/$DMZ_SHA.pid; [ $DMZ_SHA = quick ] || sleep 30",
+                         1),
+                     tmp / "logs", rec.callback());
+  runner.start("o/r", "running", write_tree({}));
+  runner.start("o/r", "queued", write_tree({}));
+  REQUIRE(rec.wait_pending("running"));
+  REQUIRE(wait_file(tmp / "running.pid"));
+  runner.cancel("queued");
+  runner.cancel("running");
+  CHECK(wait_gone(tmp / "running.pid"));
+  // The worker is free again: a new build runs and reports.
+  runner.start("o/r", "quick", write_tree({}));
+  auto quick = rec.final_for("quick");
+  REQUIRE(quick.has_value());
+  CHECK(quick->check.state == CheckState::Success);
+  CHECK_FALSE(rec.final_for("running", 200ms).has_value());
+  CHECK(rec.for_sha("running").size() == 1);  // only its Pending
+  CHECK(rec.for_sha("queued").empty());
+  CHECK_FALSE(fs::exists(tmp / "queued.pid"));
+}
+
+TEST_CASE("an export failure is an Error check with the message, and no command runs") {
+  TempDir tmp;
+  Recorder rec;
+  LocalRunner runner(cfg("touch " + shell_quote((tmp / "ran").string())), tmp / "logs",
+                     rec.callback());
+  runner.start("o/r", "noexport",
+               [](const fs::path&) -> Status { return error("object not found"); });
+  auto r = rec.final_for("noexport");
+  REQUIRE(r.has_value());
+  CHECK(r->check.state == CheckState::Error);
+  CHECK(r->check.description.find("object not found") != std::string::npos);
+  CHECK(rec.for_sha("noexport").size() == 1);  // no Pending: the command never started
+  CHECK_FALSE(fs::exists(tmp / "ran"));
+  CHECK(read_file(runner.log_file("noexport")).find("object not found") != std::string::npos);
+}
+
+TEST_CASE(
+    "destroying the runner kills running commands, reports nothing more, and returns quickly") {
+  TempDir tmp;
+  Recorder rec;
+  auto runner = std::make_unique<LocalRunner>(
+      cfg("echo $$ > pid.tmp; mv pid.tmp " + shell_quote((tmp / "pid").string()) + "; sleep 30", 1),
+      tmp / "logs", rec.callback());
+  runner->start("o/r", "long", write_tree({}));
+  runner->start("o/r", "never", write_tree({}));
+  REQUIRE(rec.wait_pending("long"));
+  REQUIRE(wait_file(tmp / "pid"));
+  auto begin = std::chrono::steady_clock::now();
+  runner.reset();
+  CHECK(std::chrono::steady_clock::now() - begin < 4s);
+  CHECK(wait_gone(tmp / "pid"));
+  CHECK(rec.for_sha("long").size() == 1);
+  CHECK(rec.for_sha("never").empty());
+}
+
+TEST_CASE("sandboxed: the build sees its tree and nothing of dmzbot's") {
+  TempDir tmp;
+  Recorder rec;
+  // Stand-ins for what the bot holds: its data directory and a signing key next to it.
+  write_file(tmp / "data" / "dmzbot.db", "state\n");
+  write_file(tmp / "keys" / "dmzbot_ed25519", "PRIVATE KEY\n");
+  const std::string secret = (tmp / "keys" / "dmzbot_ed25519").string();
+  LocalRunner runner(
+      sandboxed("cat marker.txt; echo built > out.txt && cat out.txt; "
+                "test -e " +
+                shell_quote(secret) +
+                " && echo KEY-VISIBLE; "
+                "test -e " +
+                shell_quote((tmp / "data").string()) +
+                " && echo DATA-VISIBLE; "
+                "touch /usr/dmzbot-probe 2>/dev/null && echo USR-WRITABLE; "
+                "touch /etc/dmzbot-probe 2>/dev/null && echo ETC-WRITABLE; "
+                "echo tmp > /tmp/probe && cat /tmp/probe; "
+                "test \"$HOME\" = \"$(pwd)\" && echo home-is-build-dir; pwd; "
+                "echo \"pid1=$(cat /proc/1/comm)\"; command -v git >/dev/null && echo has-git"),
+      tmp / "logs", rec.callback());
+  runner.start("o/r", "box", write_tree({{"marker.txt", "from the tree\n"}}));
+  auto r = rec.final_for("box");
+  REQUIRE(r.has_value());
+  std::string log = read_file(runner.log_file("box"));
+  CAPTURE(log);
+  CHECK(r->check.state == CheckState::Success);
+  CHECK(starts_with(log, "from the tree\nbuilt\ntmp\nhome-is-build-dir\n"));
+  CHECK(log.find("dmzbot-build-") != std::string::npos);  // at the same path as outside
+  CHECK(log.find("pid1=") != std::string::npos);
+  CHECK(log.find("has-git") != std::string::npos);  // /usr is there, read-only
+  for (const char* leak : {"KEY-VISIBLE", "DATA-VISIBLE", "USR-WRITABLE", "ETC-WRITABLE"})
+    CHECK_MESSAGE(log.find(leak) == std::string::npos, leak);
+  CHECK_FALSE(fs::exists("/tmp/probe"));  // its /tmp was private
+}
+
+TEST_CASE("sandboxed: no network unless the runner allows it") {
+  std::atomic<int> requests{0};
+  config::Server server_cfg;
+  server_cfg.host = "127.0.0.1";
+  server_cfg.port = 0;
+  HttpServer server(server_cfg, [&](HttpRequest, Respond respond) {
+    ++requests;
+    respond(json_error(404, "nothing here"));
+  });
+  auto port = server.start();
+  REQUIRE(port.ok());
+  const std::string probe =
+      "git -c http.lowSpeedTime=5 ls-remote http://127.0.0.1:" + std::to_string(*port) +
+      "/repo.git; echo \"exit=$?\"";
+  TempDir tmp;
+  Recorder rec;
+  {
+    LocalRunner runner(sandboxed(probe), tmp / "logs", rec.callback());
+    runner.start("o/r", "nonet", write_tree({}));
+    REQUIRE(rec.final_for("nonet").has_value());
+  }
+  CAPTURE(read_file(tmp / "logs" / "nonet.log"));
+  CHECK(requests == 0);
+  {
+    auto with_net = sandboxed(probe);
+    with_net.network = true;
+    LocalRunner runner(with_net, tmp / "logs", rec.callback());
+    runner.start("o/r", "net", write_tree({}));
+    REQUIRE(rec.final_for("net").has_value());
+  }
+  CAPTURE(read_file(tmp / "logs" / "net.log"));
+  CHECK(requests >= 1);  // the same probe reaches the server once the network is shared
+}
+
+TEST_CASE("sandboxed: a command that runs too long is killed with everything it started") {
+  TempDir tmp;
+  Recorder rec;
+  const std::string marker = "31.4159";  // a sleep no other process runs
+  {
+    LocalRunner runner(sandboxed("sleep " + marker + " & sleep " + marker, 1s), tmp / "logs",
+                       rec.callback());
+    runner.start("o/r", "slow", write_tree({}));
+    auto r = rec.final_for("slow");
+    REQUIRE(r.has_value());
+    CHECK(r->check.description == "timed out after 1s");
+  }
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    gone = processes_with("sleep " + marker).empty();
+    if (!gone) std::this_thread::sleep_for(50ms);
+  }
+  CHECK(gone);
+}
+
+TEST_CASE("build_command_line: plain sh unconfined, bwrap with hidden paths otherwise") {
+  auto plain = cfg("make check");
+  CHECK(build_command_line(plain, "/tmp/b", {"/etc/apt"}) ==
+        std::vector<std::string>{"/bin/sh", "-c", "make check"});
+
+  auto box = sandboxed("make check");
+  auto argv = build_command_line(box, "/tmp/b",
+                                 {"/etc/apt", "/etc/passwd", "/etc", "/var/lib/dmzbot", "rel/x",
+                                  "/etc/../var/x", "/etc/no-such-dmzbot-dir", ""});
+  auto joined = [&] {
+    std::string s;
+    for (const auto& a : argv) s += a + " ";
+    return s;
+  }();
+  CAPTURE(joined);
+  CHECK(argv.front() == "/usr/bin/bwrap");
+  CHECK(joined.find("--unshare-all ") != std::string::npos);
+  CHECK(joined.find("--share-net") == std::string::npos);
+  // Hidden after /etc is bound (bwrap applies mounts in order): a directory gets a tmpfs, a
+  // file /dev/null; / and paths outside /usr and /etc get nothing; so does what does not exist.
+  auto etc = joined.find("--ro-bind /etc /etc ");
+  auto apt = joined.find("--tmpfs /etc/apt ");
+  auto passwd = joined.find("--ro-bind /dev/null /etc/passwd ");
+  REQUIRE(etc != std::string::npos);
+  CHECK((apt != std::string::npos && apt > etc));
+  CHECK((passwd != std::string::npos && passwd > etc));
+  CHECK(joined.find("--tmpfs /etc ") == std::string::npos);
+  for (const char* absent : {"/var/lib/dmzbot", "rel/x", "/var/x", "no-such-dmzbot-dir"})
+    CHECK_MESSAGE(joined.find(absent) == std::string::npos, absent);
+  CHECK(
+      joined.ends_with("--chdir /tmp/b --setenv HOME /tmp/b --setenv TMPDIR /tmp -- /bin/sh -c "
+                       "make check "));
+  box.network = true;
+  argv = build_command_line(box, "/tmp/b", {});
+  CHECK(std::find(argv.begin(), argv.end(), "--share-net") != argv.end());
+}
+
+TEST_CASE("sandboxed: hidden paths under /etc are not visible to the build") {
+  REQUIRE(!fs::is_empty("/etc/apt"));  // outside the sandbox there is something to hide
+  TempDir tmp;
+  Recorder rec;
+  LocalRunner runner(sandboxed("ls -A /etc/apt | grep -q . && echo APT-VISIBLE; "
+                               "test -s /etc/passwd && echo PASSWD-VISIBLE; "
+                               "test -e /etc/hosts && echo hosts-visible"),
+                     tmp / "logs", rec.callback(), {"/etc/apt", "/etc/passwd"});
+  runner.start("o/r", "hide", write_tree({}));
+  REQUIRE(rec.final_for("hide").has_value());
+  CHECK(read_file(runner.log_file("hide")).starts_with("hosts-visible\n"));
+}

@@ -1,0 +1,823 @@
+// libgit2 implementation of dmz::git::Mirror (see git.hpp for the contract).
+// Every libgit2 object lives in a unique_ptr with its free function as deleter; every failing
+// call is turned into an Error right away, with git_error_last() read on this thread and
+// prefixed with what was being done ("fetch origin: ...").
+#include "bot/git/mirror.hpp"
+
+#include <fcntl.h>
+#include <git2.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <set>
+
+#include "bot/git/signer.hpp"
+
+namespace dmz::git {
+namespace {
+
+// ---- RAII ------------------------------------------------------------------------------------
+
+template <class T, void (*Free)(T*)>
+struct Deleter {
+  void operator()(T* p) const {
+    if (p) Free(p);
+  }
+};
+template <class T, void (*Free)(T*)>
+using Ptr = std::unique_ptr<T, Deleter<T, Free>>;
+
+using RepoPtr = Ptr<git_repository, git_repository_free>;
+using RemotePtr = Ptr<git_remote, git_remote_free>;
+using CommitPtr = Ptr<git_commit, git_commit_free>;
+using TreePtr = Ptr<git_tree, git_tree_free>;
+using IndexPtr = Ptr<git_index, git_index_free>;
+using ConflictIterPtr = Ptr<git_index_conflict_iterator, git_index_conflict_iterator_free>;
+using OdbPtr = Ptr<git_odb, git_odb_free>;
+using OdbObjectPtr = Ptr<git_odb_object, git_odb_object_free>;
+using ObjectPtr = Ptr<git_object, git_object_free>;
+using RefPtr = Ptr<git_reference, git_reference_free>;
+using RefIterPtr = Ptr<git_reference_iterator, git_reference_iterator_free>;
+using RevwalkPtr = Ptr<git_revwalk, git_revwalk_free>;
+using DiffPtr = Ptr<git_diff, git_diff_free>;
+using BlobPtr = Ptr<git_blob, git_blob_free>;
+
+// The message of the last libgit2 error on this thread, prefixed with `what`.
+Error git_fail(const std::string& what, int code = 0) {
+  const git_error* e = git_error_last();
+  std::string msg = e && e->message ? e->message : "unknown libgit2 error";
+  if (code != 0 && (!e || !e->message)) msg += " (code " + std::to_string(code) + ")";
+  return error(what + ": " + msg);
+}
+
+std::string oid_hex(const git_oid& oid) {
+  char buf[GIT_OID_HEXSZ + 1];
+  git_oid_tostr(buf, sizeof buf, &oid);
+  return buf;
+}
+
+constexpr const char* kRemote = "origin";
+constexpr const char* kFetchHeads = "+refs/heads/*:refs/remotes/origin/*";
+constexpr const char* kFetchTags = "+refs/tags/*:refs/tags/*";
+// Notes (refs/notes/dmz-approvals holds signed-note approvals) are mirrored as they are.
+constexpr const char* kFetchNotes = "+refs/notes/*:refs/notes/*";
+
+// Per-push state filled by the push_update_reference callback.
+struct PushReport {
+  std::string refname;  // the remote ref we pushed
+  bool reported = false;
+  std::string rejection;  // empty = accepted
+};
+
+int on_push_update_reference(const char* refname, const char* status, void* data) {
+  auto* report = static_cast<PushReport*>(data);
+  if (refname && report->refname == refname) {
+    report->reported = true;
+    report->rejection = status ? status : "";
+  }
+  return 0;
+}
+
+// "Name <email> 1700000000 +0100" as in commit headers.
+std::string signature_line(const Identity& who) {
+  std::int64_t t = who.time != 0 ? who.time : static_cast<std::int64_t>(std::time(nullptr));
+  int off = who.offset_minutes;
+  char sign = off < 0 ? '-' : '+';
+  if (off < 0) off = -off;
+  off %= 100 * 60;  // keep "+HHMM" four digits even for nonsense offsets
+  char tz[16];
+  std::snprintf(tz, sizeof tz, "%c%02d%02d", sign, off / 60, off % 60);
+  return who.name + " <" + who.email + "> " + std::to_string(t) + " " + tz;
+}
+
+// One header "key value", a multi-line value continued on lines that start with one space
+// (how git stores mergetag and gpgsig). A trailing newline of the value is not a line of its own.
+std::string header(const std::string& key, std::string value) {
+  if (!value.empty() && value.back() == '\n') value.pop_back();
+  std::string out = key + " ";
+  for (char c : value) {
+    out += c;
+    if (c == '\n') out += ' ';
+  }
+  return out + "\n";
+}
+
+// A tree entry name that is safe to create in the export directory: no path traversal, and
+// no ".git" (any case), which git itself refuses to check out.
+bool valid_entry_name(const char* name) {
+  std::string_view n(name);
+  if (n.empty() || n == "." || n == ".." || n.find('/') != std::string_view::npos) return false;
+  return !(n.size() == 4 && n[0] == '.' && (n[1] | 0x20) == 'g' && (n[2] | 0x20) == 'i' &&
+           (n[3] | 0x20) == 't');
+}
+
+}  // namespace
+
+void init() {
+  static std::once_flag once;
+  std::call_once(once, [] { git_libgit2_init(); });
+}
+
+// Disconnects the remote when an operation ends, whichever way it ends.
+struct Connection {
+  git_remote* remote;
+  ~Connection() { git_remote_disconnect(remote); }
+};
+
+struct Mirror::Impl {
+  std::filesystem::path dir;
+  RepoPtr repo;
+
+  // Looks up a revision and peels it to a commit.
+  Result<CommitPtr> commit(const std::string& rev, const std::string& what) {
+    git_object* obj = nullptr;
+    if (int rc = git_revparse_single(&obj, repo.get(), rev.c_str()); rc < 0)
+      return git_fail(what + ": resolve " + rev, rc);
+    ObjectPtr o(obj);
+    git_object* peeled = nullptr;
+    if (int rc = git_object_peel(&peeled, o.get(), GIT_OBJECT_COMMIT); rc < 0)
+      return git_fail(what + ": " + rev + " is not a commit", rc);
+    return CommitPtr(reinterpret_cast<git_commit*>(peeled));
+  }
+
+  Result<TreePtr> tree_of(const std::string& rev, const std::string& what) {
+    auto c = commit(rev, what);
+    if (!c) return c.error();
+    git_tree* t = nullptr;
+    if (int rc = git_commit_tree(&t, c->get()); rc < 0)
+      return git_fail(what + ": tree of " + rev, rc);
+    return TreePtr(t);
+  }
+
+  // Looked up once in open() and reused: git_remote_lookup leaks pcre2 match data on every
+  // call in libgit2 1.5 (config regex lookups; fixed upstream in libgit2 PR #6382, 1.6), which
+  // in a long-running service adds up to hundreds of KB per fetch.
+  RemotePtr origin;
+
+  // The remote's current value of refs/heads/<branch> ("" if it has none), read over a fresh
+  // connection. The connection stays open so that a push right after uses the same
+  // advertisement (a smart server then checks the old value we saw).
+  Result<Sha> ls_remote(git_remote* r, const std::string& branch, const std::string& what) {
+    git_remote_callbacks cbs = GIT_REMOTE_CALLBACKS_INIT;
+    if (int rc = git_remote_connect(r, GIT_DIRECTION_PUSH, &cbs, nullptr, nullptr); rc < 0)
+      return git_fail(what + ": connect origin", rc);
+    const git_remote_head** heads = nullptr;
+    size_t n = 0;
+    if (int rc = git_remote_ls(&heads, &n, r); rc < 0) return git_fail(what + ": list origin", rc);
+    std::string want = "refs/heads/" + branch;
+    for (size_t i = 0; i < n; ++i)
+      if (want == heads[i]->name) return oid_hex(heads[i]->oid);
+    return Sha();
+  }
+
+  // How a push that reached the remote ended; failures to talk to it are errors instead.
+  struct Pushed {
+    bool non_fast_forward = false;  // refused by libgit2 before sending (not forced)
+    std::string rejection;          // the remote's reason for refusing the ref; "" = updated
+  };
+
+  // Pushes `sha` to refs/heads/<branch> through a temporary local ref (libgit2 pushes refs,
+  // not bare object ids).
+  Result<Pushed> push(git_remote* r, const Sha& sha, const std::string& branch, bool force,
+                      const std::string& what) {
+    git_oid oid;
+    if (git_oid_fromstr(&oid, sha.c_str()) < 0) return git_fail(what + ": bad sha " + sha);
+    std::string tmp = "refs/dmzbot/push/" + branch;
+    git_reference* ref = nullptr;
+    if (int rc = git_reference_create(&ref, repo.get(), tmp.c_str(), &oid, 1, "dmzbot push");
+        rc < 0)
+      return git_fail(what + ": create " + tmp, rc);
+    RefPtr tmp_ref(ref);
+    std::string spec = (force ? "+" : "") + tmp + ":refs/heads/" + branch;
+    char* specs[] = {spec.data()};
+    git_strarray refspecs = {specs, 1};
+    PushReport report;
+    report.refname = "refs/heads/" + branch;
+    git_push_options opts = GIT_PUSH_OPTIONS_INIT;
+    opts.callbacks.push_update_reference = on_push_update_reference;
+    opts.callbacks.payload = &report;
+    int rc = git_remote_push(r, &refspecs, &opts);
+    Result<Pushed> result = Pushed{};
+    if (rc == GIT_ENONFASTFORWARD) {
+      result->non_fast_forward = true;
+    } else if (rc < 0) {
+      result = git_fail(what + ": push " + spec, rc);
+    } else if (!report.reported) {
+      result = error(what + ": push " + spec + ": origin reported no status for " + report.refname);
+    } else {
+      result->rejection = report.rejection;
+    }
+    git_reference_delete(tmp_ref.get());  // best effort; a leftover is overwritten next time
+    git_error_clear();
+    return result;
+  }
+
+  Status set_tracking(const std::string& branch, const Sha& sha, const std::string& what) {
+    git_oid oid;
+    if (git_oid_fromstr(&oid, sha.c_str()) < 0) return git_fail(what + ": bad sha " + sha);
+    std::string name = "refs/remotes/origin/" + branch;
+    git_reference* ref = nullptr;
+    if (int rc = git_reference_create(&ref, repo.get(), name.c_str(), &oid, 1, "dmzbot push");
+        rc < 0)
+      return git_fail(what + ": update " + name, rc);
+    git_reference_free(ref);
+    return {};
+  }
+};
+
+Mirror::Mirror(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Mirror::~Mirror() = default;
+
+const std::filesystem::path& Mirror::path() const { return impl_->dir; }
+
+namespace {
+Status remove_stale_locks(const std::filesystem::path& dir) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().parent_path() == dir / "objects") it.disable_recursion_pending();
+    if (it->is_regular_file(ec) && it->path().extension() == ".lock") {
+      if (!std::filesystem::remove(it->path(), ec) || ec)
+        return error("cannot remove stale lock " + it->path().string());
+    }
+  }
+  if (ec) return error("scanning for stale locks: " + ec.message());
+  return {};
+}
+}  // namespace
+
+Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
+                                             const std::string& remote_url) {
+  init();
+  auto impl = std::make_unique<Impl>();
+  impl->dir = dir;
+  std::string what = "open mirror " + dir.string();
+  git_repository* repo = nullptr;
+  std::error_code ec;
+  bool exists =
+      std::filesystem::exists(dir / "HEAD", ec) || std::filesystem::exists(dir / "objects", ec);
+  if (exists) {
+    // A mirror has one writer: the service, which holds its data directory's lock. A *.lock
+    // file found at open is debris of a crash (kill -9 mid-push or mid-fetch) and would make
+    // every later ref update fail, so it goes.
+    if (Status s = remove_stale_locks(dir); !s.ok()) return s.prefixed(what + ": ").error();
+    if (int rc = git_repository_open_bare(&repo, dir.c_str()); rc < 0) return git_fail(what, rc);
+  } else {
+    if (int rc = git_repository_init(&repo, dir.c_str(), /*is_bare=*/1); rc < 0)
+      return git_fail(what + ": init", rc);
+  }
+  impl->repo.reset(repo);
+
+  git_remote* r = nullptr;
+  int rc = git_remote_lookup(&r, repo, kRemote);
+  RemotePtr remote(r);
+  bool reload = false;  // a loaded git_remote does not see later config changes
+  if (rc == GIT_ENOTFOUND) {
+    git_error_clear();
+    reload = true;
+    if (rc = git_remote_create(&r, repo, kRemote, remote_url.c_str()); rc < 0)
+      return git_fail(what + ": create remote origin " + remote_url, rc);
+    remote.reset(r);
+  } else if (rc < 0) {
+    return git_fail(what + ": remote origin", rc);
+  } else {
+    const char* url = git_remote_url(remote.get());
+    if (!url || remote_url != url) {
+      if (rc = git_remote_set_url(repo, kRemote, remote_url.c_str()); rc < 0)
+        return git_fail(what + ": set origin url " + remote_url, rc);
+      reload = true;
+    }
+  }
+  // The configured refspecs are also what maps a pushed branch to its tracking ref.
+  git_strarray fetch = {nullptr, 0};
+  if (rc = git_remote_get_fetch_refspecs(&fetch, remote.get()); rc < 0)
+    return git_fail(what + ": refspecs of origin", rc);
+  bool has_tags = false;
+  for (size_t i = 0; i < fetch.count; ++i)
+    if (std::strcmp(fetch.strings[i], kFetchTags) == 0) has_tags = true;
+  git_strarray_dispose(&fetch);
+  if (!has_tags) {
+    if (rc = git_remote_add_fetch(repo, kRemote, kFetchTags); rc < 0)
+      return git_fail(what + ": add tag refspec", rc);
+    reload = true;
+  }
+  if (reload) {
+    if (rc = git_remote_lookup(&r, repo, kRemote); rc < 0)
+      return git_fail(what + ": remote origin", rc);
+    remote.reset(r);
+  }
+  impl->origin = std::move(remote);
+  return std::unique_ptr<Mirror>(new Mirror(std::move(impl)));
+}
+
+Result<std::unique_ptr<Mirror>> Mirror::open_existing(const std::filesystem::path& dir) {
+  init();
+  auto impl = std::make_unique<Impl>();
+  std::string what = "open repository " + dir.string();
+  git_repository* repo = nullptr;
+  // Like git: `dir` may be a work tree, a subdirectory of one, or a bare repository.
+  if (int rc = git_repository_open_ext(&repo, dir.c_str(), 0, nullptr); rc < 0)
+    return git_fail(what, rc);
+  impl->repo.reset(repo);
+  const char* gitdir = git_repository_path(repo);
+  impl->dir = gitdir ? std::filesystem::path(gitdir) : dir;
+  git_remote* r = nullptr;
+  if (git_remote_lookup(&r, repo, kRemote) == 0) {
+    impl->origin.reset(r);
+  } else {
+    git_error_clear();
+  }
+  return std::unique_ptr<Mirror>(new Mirror(std::move(impl)));
+}
+
+Status Mirror::fetch() {
+  const std::string what = "fetch origin";
+  if (!impl_->origin) return error(what + ": the repository has no origin remote");
+  Connection conn{impl_->origin.get()};
+  std::string heads = kFetchHeads, tags = kFetchTags, notes = kFetchNotes;
+  char* specs[] = {heads.data(), tags.data(), notes.data()};
+  git_strarray refspecs = {specs, 3};
+  git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
+  opts.prune = GIT_FETCH_PRUNE;
+  opts.update_fetchhead = 0;
+  opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;  // the tag refspec already takes them all
+  if (int rc = git_remote_fetch(conn.remote, &refspecs, &opts, "dmzbot: fetch"); rc < 0)
+    return git_fail(what, rc);
+  return {};
+}
+
+std::optional<Sha> Mirror::remote_branch(const std::string& name) const {
+  git_oid oid;
+  std::string ref = "refs/remotes/origin/" + name;
+  if (git_reference_name_to_id(&oid, impl_->repo.get(), ref.c_str()) < 0) {
+    git_error_clear();
+    return std::nullopt;
+  }
+  return oid_hex(oid);
+}
+
+std::optional<Sha> Mirror::reference(const std::string& name) const {
+  git_oid oid;
+  if (git_reference_name_to_id(&oid, impl_->repo.get(), name.c_str()) < 0) {
+    git_error_clear();
+    return std::nullopt;
+  }
+  return oid_hex(oid);
+}
+
+std::map<std::string, Sha> Mirror::remote_branches() const {
+  std::map<std::string, Sha> out;
+  git_reference_iterator* it = nullptr;
+  if (git_reference_iterator_glob_new(&it, impl_->repo.get(), "refs/remotes/origin/*") < 0) {
+    git_error_clear();
+    return out;
+  }
+  RefIterPtr iter(it);
+  const std::string prefix = "refs/remotes/origin/";
+  git_reference* ref = nullptr;
+  while (git_reference_next(&ref, iter.get()) == 0) {
+    RefPtr owned(ref);
+    if (git_reference_type(ref) != GIT_REFERENCE_DIRECT) continue;  // origin/HEAD
+    std::string name = git_reference_name(ref);
+    out[name.substr(prefix.size())] = oid_hex(*git_reference_target(ref));
+  }
+  git_error_clear();
+  return out;
+}
+
+Result<MergeOutcome> Mirror::merge(
+    const Sha& base, const Sha& head, const std::string& message, const Identity& who,
+    Signer* signer, const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  const std::string what = "merge " + head + " into " + base;
+  git_repository* repo = impl_->repo.get();
+  auto ours = impl_->commit(base, what);
+  if (!ours) return ours.error();
+  auto theirs = impl_->commit(head, what);
+  if (!theirs) return theirs.error();
+
+  git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
+  git_index* idx = nullptr;
+  if (int rc = git_merge_commits(&idx, repo, ours->get(), theirs->get(), &opts); rc < 0)
+    return git_fail(what, rc);
+  IndexPtr index(idx);
+
+  MergeOutcome out;
+  if (git_index_has_conflicts(index.get())) {
+    git_index_conflict_iterator* it = nullptr;
+    if (int rc = git_index_conflict_iterator_new(&it, index.get()); rc < 0)
+      return git_fail(what + ": conflicts", rc);
+    ConflictIterPtr iter(it);
+    std::set<std::string> paths;
+    const git_index_entry *anc = nullptr, *our = nullptr, *their = nullptr;
+    int rc;
+    while ((rc = git_index_conflict_next(&anc, &our, &their, iter.get())) == 0) {
+      for (const git_index_entry* e : {anc, our, their})
+        if (e && e->path) paths.insert(e->path);
+    }
+    if (rc != GIT_ITEROVER) return git_fail(what + ": conflicts", rc);
+    git_error_clear();
+    out.conflicts.assign(paths.begin(), paths.end());
+    return out;
+  }
+
+  git_oid tree;
+  if (int rc = git_index_write_tree_to(&tree, index.get(), repo); rc < 0)
+    return git_fail(what + ": write tree", rc);
+
+  // The commit object is written by hand rather than with git_commit_create_buffer /
+  // git_commit_create_with_signature: those cannot add arbitrary extra headers (mergetag), and
+  // git puts the gpgsig header after all other headers, i.e. after mergetag, which we can only
+  // do by building the text ourselves. The signed payload is the commit exactly as written
+  // minus the gpgsig header, which is what `git verify-commit` reconstructs.
+  std::string text = "tree " + oid_hex(tree) + "\n";
+  text += "parent " + oid_hex(*git_commit_id(ours->get())) + "\n";
+  text += "parent " + oid_hex(*git_commit_id(theirs->get())) + "\n";
+  std::string sig = signature_line(who);
+  text += "author " + sig + "\n";
+  text += "committer " + sig + "\n";
+  for (const auto& [key, value] : extra_headers) {
+    if (key.empty() || key.find_first_of(" \n") != std::string::npos)
+      return error(what + ": bad header name '" + key + "'");
+    text += header(key, value);
+  }
+  std::string body = message;
+  if (body.empty() || body.back() != '\n') body += '\n';  // git ends messages with a newline
+
+  std::string object;
+  if (signer) {
+    std::string payload = text + "\n" + body;
+    auto signature = signer->sign(payload);
+    if (!signature) return error(what + ": sign: " + signature.message());
+    object = text + header("gpgsig", *signature) + "\n" + body;
+  } else {
+    object = text + "\n" + body;
+  }
+
+  git_odb* db = nullptr;
+  if (int rc = git_repository_odb(&db, repo); rc < 0) return git_fail(what + ": odb", rc);
+  OdbPtr odb(db);
+  git_oid id;
+  if (int rc = git_odb_write(&id, odb.get(), object.data(), object.size(), GIT_OBJECT_COMMIT);
+      rc < 0)
+    return git_fail(what + ": write commit", rc);
+  out.clean = true;
+  out.commit = oid_hex(id);
+  return out;
+}
+
+Status Mirror::push_force(const Sha& sha, const std::string& branch) {
+  const std::string what = "push " + sha + " to origin " + branch;
+  if (!impl_->origin) return error(what + ": the repository has no origin remote");
+  Connection conn{impl_->origin.get()};
+  auto pushed = impl_->push(conn.remote, sha, branch, /*force=*/true, what);
+  if (!pushed) return pushed.error();
+  if (pushed->non_fast_forward || !pushed->rejection.empty())
+    return error(what + ": rejected: " + pushed->rejection);
+  return impl_->set_tracking(branch, sha, what);
+}
+
+Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
+                                                     const Sha& expected_old, const Sha& new_sha) {
+  const std::string what = "fast-forward origin " + branch + " to " + new_sha;
+  if (!impl_->origin) return error(what + ": the repository has no origin remote");
+  Connection conn{impl_->origin.get()};
+  auto current = impl_->ls_remote(conn.remote, branch, what);
+  if (!current) return current.error();
+  FastForwardOutcome out;
+  out.remote_sha = *current;
+  if (*current == new_sha) {
+    out.ok = true;
+    out.message = "origin " + branch + " already at " + new_sha;
+    if (Status s = impl_->set_tracking(branch, new_sha, what); !s) return error(s.message());
+    return out;
+  }
+  if (*current != expected_old) {
+    out.remote_moved = true;
+    out.message = "origin " + branch + " is at " + (current->empty() ? "(none)" : *current) +
+                  ", expected " + expected_old;
+    return out;
+  }
+  // Not forced: libgit2 refuses a non-fast-forward against the advertised value, and a smart
+  // server checks that the branch is still at that value when it updates it.
+  auto pushed = impl_->push(conn.remote, new_sha, branch, /*force=*/false, what);
+  if (!pushed) return pushed.error();
+  if (pushed->non_fast_forward) {
+    out.message = what + ": not a fast-forward of " + expected_old;
+    return out;
+  }
+  if (!pushed->rejection.empty()) {
+    // Rejected by the server: most likely someone moved the branch after we looked.
+    git_remote_disconnect(conn.remote);
+    auto now = impl_->ls_remote(conn.remote, branch, what);
+    if (!now) return now.error();
+    out.remote_sha = *now;
+    out.remote_moved = *now != expected_old;
+    out.message = what + ": rejected: " + pushed->rejection;
+    return out;
+  }
+  out.ok = true;
+  out.message = "origin " + branch + " fast-forwarded to " + new_sha;
+  if (Status s = impl_->set_tracking(branch, new_sha, what); !s) return error(s.message());
+  return out;
+}
+
+namespace {
+
+struct ExportCtx {
+  git_repository* repo;
+  std::filesystem::path root;
+  std::string failure;
+};
+
+Status write_all(const std::filesystem::path& file, const void* data, size_t size, bool exec) {
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, exec ? 0755 : 0644);
+  if (fd < 0) return error("create " + file.string() + ": " + std::strerror(errno));
+  const char* p = static_cast<const char*>(data);
+  while (size > 0) {
+    ssize_t n = ::write(fd, p, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      std::string e = std::strerror(errno);
+      ::close(fd);
+      return error("write " + file.string() + ": " + e);
+    }
+    p += n;
+    size -= static_cast<size_t>(n);
+  }
+  if (::close(fd) < 0) return error("close " + file.string() + ": " + std::strerror(errno));
+  // The umask may have dropped bits; the tree's mode is what counts.
+  if (::chmod(file.c_str(), exec ? 0755 : 0644) < 0)
+    return error("chmod " + file.string() + ": " + std::strerror(errno));
+  return {};
+}
+
+int export_entry(const char* root, const git_tree_entry* entry, void* payload) {
+  auto* ctx = static_cast<ExportCtx*>(payload);
+  const char* name = git_tree_entry_name(entry);
+  // `root` is built from names already checked here, so checking each name keeps every
+  // write inside the export directory.
+  if (!valid_entry_name(name)) {
+    ctx->failure = std::string("unsafe path in tree: ") + root + name;
+    return -1;
+  }
+  std::filesystem::path target = ctx->root / root / name;
+  std::error_code ec;
+  switch (git_tree_entry_filemode(entry)) {
+    case GIT_FILEMODE_TREE:
+    case GIT_FILEMODE_COMMIT:  // a submodule: an empty directory, as git checkout leaves it
+      std::filesystem::create_directories(target, ec);
+      if (ec) {
+        ctx->failure = "mkdir " + target.string() + ": " + ec.message();
+        return -1;
+      }
+      return git_tree_entry_filemode(entry) == GIT_FILEMODE_COMMIT ? 1 : 0;
+    case GIT_FILEMODE_BLOB:
+    case GIT_FILEMODE_BLOB_EXECUTABLE:
+    case GIT_FILEMODE_LINK: {
+      git_blob* b = nullptr;
+      if (git_blob_lookup(&b, ctx->repo, git_tree_entry_id(entry)) < 0) {
+        ctx->failure = git_fail(std::string("read blob ") + root + name).message;
+        return -1;
+      }
+      BlobPtr blob(b);
+      const void* data = git_blob_rawcontent(b);
+      size_t size = static_cast<size_t>(git_blob_rawsize(b));
+      if (git_tree_entry_filemode(entry) == GIT_FILEMODE_LINK) {
+        std::string dest(static_cast<const char*>(data), size);
+        if (::symlink(dest.c_str(), target.c_str()) < 0) {
+          ctx->failure = "symlink " + target.string() + ": " + std::strerror(errno);
+          return -1;
+        }
+        return 0;
+      }
+      Status s = write_all(target, data, size,
+                           git_tree_entry_filemode(entry) == GIT_FILEMODE_BLOB_EXECUTABLE);
+      if (!s) {
+        ctx->failure = s.message();
+        return -1;
+      }
+      return 0;
+    }
+    default:
+      ctx->failure = std::string("unknown file mode in tree at ") + root + name;
+      return -1;
+  }
+}
+
+}  // namespace
+
+Status Mirror::export_tree(const Sha& commit, const std::filesystem::path& dir) {
+  const std::string what = "export " + commit + " to " + dir.string();
+  auto tree = impl_->tree_of(commit, what);
+  if (!tree) return tree.error();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return error(what + ": " + ec.message());
+  ExportCtx ctx{impl_->repo.get(), dir, {}};
+  if (int rc = git_tree_walk(tree->get(), GIT_TREEWALK_PRE, export_entry, &ctx); rc < 0) {
+    if (!ctx.failure.empty()) return error(what + ": " + ctx.failure);
+    return git_fail(what, rc);
+  }
+  return {};
+}
+
+Result<bool> Mirror::is_ancestor(const Sha& ancestor, const Sha& descendant) {
+  const std::string what = "is " + ancestor + " an ancestor of " + descendant;
+  auto a = impl_->commit(ancestor, what);
+  if (!a) return a.error();
+  auto d = impl_->commit(descendant, what);
+  if (!d) return d.error();
+  const git_oid* aid = git_commit_id(a->get());
+  const git_oid* did = git_commit_id(d->get());
+  if (git_oid_equal(aid, did)) return true;
+  int rc = git_graph_descendant_of(impl_->repo.get(), did, aid);
+  if (rc < 0) return git_fail(what, rc);
+  return rc == 1;
+}
+
+Result<std::pair<std::string, std::string>> Mirror::read_object(const Sha& sha) {
+  const std::string what = "read object " + sha;
+  git_oid oid;
+  if (int rc = git_oid_fromstrn(&oid, sha.c_str(), sha.size());
+      rc < 0 || sha.size() != GIT_OID_HEXSZ) {
+    // Not a full sha: resolve it like any revision.
+    git_object* obj = nullptr;
+    if (int rc2 = git_revparse_single(&obj, impl_->repo.get(), sha.c_str()); rc2 < 0)
+      return git_fail(what, rc2);
+    oid = *git_object_id(obj);
+    git_object_free(obj);
+  }
+  git_odb* db = nullptr;
+  if (int rc = git_repository_odb(&db, impl_->repo.get()); rc < 0) return git_fail(what, rc);
+  OdbPtr odb(db);
+  git_odb_object* o = nullptr;
+  if (int rc = git_odb_read(&o, odb.get(), &oid); rc < 0) return git_fail(what, rc);
+  OdbObjectPtr obj(o);
+  std::string data(static_cast<const char*>(git_odb_object_data(o)), git_odb_object_size(o));
+  return std::make_pair(std::move(data),
+                        std::string(git_object_type2string(git_odb_object_type(o))));
+}
+
+Result<std::vector<Sha>> Mirror::rev_list(const Sha& exclude, const Sha& to) {
+  const std::string what = "rev-list " + (exclude.empty() ? "" : exclude + "..") + to;
+  git_revwalk* w = nullptr;
+  if (int rc = git_revwalk_new(&w, impl_->repo.get()); rc < 0) return git_fail(what, rc);
+  RevwalkPtr walk(w);
+  if (int rc = git_revwalk_sorting(w, GIT_SORT_TOPOLOGICAL | GIT_SORT_REVERSE); rc < 0)
+    return git_fail(what, rc);
+  auto tip = impl_->commit(to, what);
+  if (!tip) return tip.error();
+  if (int rc = git_revwalk_push(w, git_commit_id(tip->get())); rc < 0) return git_fail(what, rc);
+  if (!exclude.empty()) {
+    auto hide = impl_->commit(exclude, what);
+    if (!hide) return hide.error();
+    if (int rc = git_revwalk_hide(w, git_commit_id(hide->get())); rc < 0) return git_fail(what, rc);
+  }
+  std::vector<Sha> out;
+  git_oid oid;
+  int rc;
+  while ((rc = git_revwalk_next(&oid, w)) == 0) out.push_back(oid_hex(oid));
+  if (rc != GIT_ITEROVER) return git_fail(what, rc);
+  git_error_clear();
+  return out;
+}
+
+Result<std::vector<std::pair<Sha, Sha>>> Mirror::newest_commits(const Sha& tip, std::size_t limit) {
+  const std::string what = "walk " + tip;
+  // Breadth-first from the tip over all parents, each commit once: a child always comes before
+  // its parents on a chain, and the walk stops after `limit` commits. (libgit2's time order
+  // does not keep children first when commit times tie; its topological order walks all.)
+  auto start = impl_->commit(tip, what);
+  if (!start) return start.error();
+  std::vector<std::pair<Sha, Sha>> out;
+  std::deque<git_oid> todo{*git_commit_id(start->get())};
+  std::set<Sha> seen{oid_hex(todo.front())};
+  while (out.size() < limit && !todo.empty()) {
+    git_oid oid = todo.front();
+    todo.pop_front();
+    git_commit* c = nullptr;
+    if (int rc = git_commit_lookup(&c, impl_->repo.get(), &oid); rc < 0)
+      return git_fail(what + ": " + oid_hex(oid), rc);
+    CommitPtr commit(c);
+    const unsigned parents = git_commit_parentcount(c);
+    for (unsigned i = 0; i < parents; ++i) {
+      const git_oid* p = git_commit_parent_id(c, i);
+      if (seen.insert(oid_hex(*p)).second) todo.push_back(*p);
+    }
+    out.emplace_back(oid_hex(oid), parents > 0 ? oid_hex(*git_commit_parent_id(c, 0)) : Sha());
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> Mirror::changed_paths(const Sha& from, const Sha& to) {
+  const std::string what = "diff " + from + " " + to;
+  TreePtr old_tree;  // empty `from`: everything in `to` is new
+  if (!from.empty()) {
+    auto t = impl_->tree_of(from, what);
+    if (!t) return t.error();
+    old_tree = std::move(*t);
+  }
+  auto new_tree = impl_->tree_of(to, what);
+  if (!new_tree) return new_tree.error();
+  git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
+  git_diff* d = nullptr;
+  if (int rc = git_diff_tree_to_tree(&d, impl_->repo.get(), old_tree.get(), new_tree->get(), &opts);
+      rc < 0)
+    return git_fail(what, rc);
+  DiffPtr diff(d);
+  git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;
+  find.flags = GIT_DIFF_FIND_RENAMES;
+  if (int rc = git_diff_find_similar(d, &find); rc < 0) return git_fail(what + ": renames", rc);
+  std::set<std::string> paths;
+  for (size_t i = 0, n = git_diff_num_deltas(d); i < n; ++i) {
+    const git_diff_delta* delta = git_diff_get_delta(d, i);
+    if (delta->old_file.path) paths.insert(delta->old_file.path);
+    if (delta->new_file.path) paths.insert(delta->new_file.path);
+  }
+  return std::vector<std::string>(paths.begin(), paths.end());
+}
+
+Result<Sha> Mirror::resolve(const std::string& revision) {
+  auto c = impl_->commit(revision, "resolve");
+  if (!c) return c.error();
+  return oid_hex(*git_commit_id(c->get()));
+}
+
+Result<std::optional<Sha>> Mirror::merge_tree(const Sha& ours, const Sha& theirs) {
+  const std::string what = "merge-tree " + ours + " " + theirs;
+  auto a = impl_->commit(ours, what);
+  if (!a) return a.error();
+  auto b = impl_->commit(theirs, what);
+  if (!b) return b.error();
+  git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
+  git_index* idx = nullptr;
+  if (int rc = git_merge_commits(&idx, impl_->repo.get(), a->get(), b->get(), &opts); rc < 0)
+    return git_fail(what, rc);
+  IndexPtr index(idx);
+  if (git_index_has_conflicts(index.get())) return std::optional<Sha>();
+  git_oid tree;
+  if (int rc = git_index_write_tree_to(&tree, index.get(), impl_->repo.get()); rc < 0)
+    return git_fail(what + ": write tree", rc);
+  return std::optional<Sha>(oid_hex(tree));
+}
+
+Result<std::optional<std::string>> Mirror::read_file(const Sha& commit, const std::string& path) {
+  const std::string what = "read " + path + " at " + commit;
+  auto tree = impl_->tree_of(commit, what);
+  if (!tree) return tree.error();
+  git_tree_entry* e = nullptr;
+  int rc = git_tree_entry_bypath(&e, tree->get(), path.c_str());
+  if (rc == GIT_ENOTFOUND) {
+    git_error_clear();
+    return std::optional<std::string>();
+  }
+  if (rc < 0) return git_fail(what, rc);
+  Ptr<git_tree_entry, git_tree_entry_free> entry(e);
+  if (git_tree_entry_type(e) != GIT_OBJECT_BLOB) return std::optional<std::string>();
+  git_blob* b = nullptr;
+  if (int rc2 = git_blob_lookup(&b, impl_->repo.get(), git_tree_entry_id(e)); rc2 < 0)
+    return git_fail(what, rc2);
+  BlobPtr blob(b);
+  return std::optional<std::string>(std::string(static_cast<const char*>(git_blob_rawcontent(b)),
+                                                static_cast<size_t>(git_blob_rawsize(b))));
+}
+
+Result<Sha> Mirror::tree_of(const Sha& commit) {
+  auto c = impl_->commit(commit, "tree of " + commit);
+  if (!c) return c.error();
+  return oid_hex(*git_commit_tree_id(c->get()));
+}
+
+std::map<std::string, Sha> Mirror::tags() const {
+  std::map<std::string, Sha> out;
+  git_reference_iterator* it = nullptr;
+  if (git_reference_iterator_glob_new(&it, impl_->repo.get(), "refs/tags/*") < 0) {
+    git_error_clear();
+    return out;
+  }
+  RefIterPtr iter(it);
+  const std::string prefix = "refs/tags/";
+  git_reference* ref = nullptr;
+  while (git_reference_next(&ref, iter.get()) == 0) {
+    RefPtr owned(ref);
+    if (git_reference_type(ref) != GIT_REFERENCE_DIRECT) continue;
+    git_object* obj = nullptr;
+    if (git_object_lookup(&obj, impl_->repo.get(), git_reference_target(ref), GIT_OBJECT_ANY) < 0) {
+      git_error_clear();
+      continue;
+    }
+    ObjectPtr o(obj);
+    if (git_object_type(obj) != GIT_OBJECT_TAG) continue;  // a lightweight tag
+    out[std::string(git_reference_name(ref)).substr(prefix.size())] =
+        oid_hex(*git_reference_target(ref));
+  }
+  git_error_clear();
+  return out;
+}
+
+}  // namespace dmz::git

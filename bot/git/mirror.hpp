@@ -1,0 +1,125 @@
+// A libgit2 wrapper over dmzbot's bare mirror of a remote: fetch, in-memory merges, pushes
+// with an expected old value, tree export. RAII for every libgit2 object; errors carry
+// libgit2's own message, read on the thread that failed.
+// Threading: a Mirror is used by one thread at a time (the repository's git worker).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/status.hpp"
+
+namespace dmz {
+class Signer;
+}
+
+namespace dmz::git {
+
+using Sha = std::string;
+
+// Call once per process before any other function here (safe to call again).
+void init();
+
+struct Identity {
+  std::string name = "dmzbot";
+  std::string email = "dmzbot@localhost";
+  std::int64_t time = 0;  // seconds since the epoch; 0 = now
+  int offset_minutes = 0;
+};
+
+struct MergeOutcome {
+  bool clean = false;
+  Sha commit;                          // clean: the merge commit written to the object database
+  std::vector<std::string> conflicts;  // !clean: the conflicting paths, sorted
+};
+
+struct FastForwardOutcome {
+  bool ok = false;            // the remote branch now points at the new sha
+  bool remote_moved = false;  // the remote was not at the expected old value; nothing pushed
+  Sha remote_sha;             // what the remote branch was at when checked
+  std::string message;
+};
+
+class Mirror {
+ public:
+  // Opens the bare repository at `dir`, creating it (and remote "origin" -> `remote_url`) if
+  // missing; an existing mirror gets its origin URL updated.
+  static Result<std::unique_ptr<Mirror>> open(const std::filesystem::path& dir,
+                                              const std::string& remote_url);
+  // Opens an existing repository (bare, or a work tree or any directory inside one) without
+  // touching its configuration; no remote is needed (for `dmzbot verify --repo DIR`). fetch and
+  // the pushes fail on a mirror opened this way unless the repository has an "origin" remote.
+  static Result<std::unique_ptr<Mirror>> open_existing(const std::filesystem::path& dir);
+  ~Mirror();
+  Mirror(const Mirror&) = delete;
+  Mirror& operator=(const Mirror&) = delete;
+
+  const std::filesystem::path& path() const;
+
+  // +refs/heads/*:refs/remotes/origin/*, +refs/tags/*:refs/tags/* and +refs/notes/*:refs/notes/*
+  // (pruning deleted branches).
+  Status fetch();
+  std::optional<Sha> remote_branch(const std::string& name) const;  // refs/remotes/origin/<name>
+  std::map<std::string, Sha> remote_branches() const;               // branch name -> sha
+  // What the local ref `name` ("refs/notes/dmz-approvals") points at, symbolic refs resolved;
+  // nullopt if there is no such ref.
+  std::optional<Sha> reference(const std::string& name) const;
+
+  // Merges `head` into `base` in memory (no working tree) and writes a merge commit with
+  // parents (base, head), the merged tree, `message`, committer/author `who`, the extra header
+  // lines (e.g. {"mergetag", tag object text}) and, if `signer` is set, a gpgsig header over
+  // the rest of the commit exactly as git signs. A conflict is a value, not an error.
+  Result<MergeOutcome> merge(
+      const Sha& base, const Sha& head, const std::string& message, const Identity& who,
+      Signer* signer = nullptr,
+      const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+
+  // Force-pushes `sha` to refs/heads/<branch> on origin (dmz is dmzbot's own branch).
+  Status push_force(const Sha& sha, const std::string& branch);
+  // Pushes `new_sha` to refs/heads/<branch> only if the remote is at `expected_old` and only
+  // as a fast-forward. If the remote is already at `new_sha`, ok (idempotent after a crash).
+  Result<FastForwardOutcome> push_fast_forward(const std::string& branch, const Sha& expected_old,
+                                               const Sha& new_sha);
+
+  // Writes the tree of `commit` into `dir` (created if missing). No .git in it.
+  Status export_tree(const Sha& commit, const std::filesystem::path& dir);
+
+  Result<bool> is_ancestor(const Sha& ancestor, const Sha& descendant);
+  // Raw object bytes (as `git cat-file <type> <sha>` prints) and its type ("commit", "tag", ...).
+  Result<std::pair<std::string, std::string>> read_object(const Sha& sha);
+  // Commits reachable from `to` and not from `exclude` (if not empty), oldest first.
+  Result<std::vector<Sha>> rev_list(const Sha& exclude, const Sha& to);
+  // At most `limit` commits reachable from `tip`, breadth-first from it (a child before its
+  // parents), each with its first parent ("" for a root): a bounded walk of a history that may
+  // be long (notes refs).
+  Result<std::vector<std::pair<Sha, Sha>>> newest_commits(const Sha& tip, std::size_t limit);
+  // The files changed between two commits' trees (paths), for path-based policy rules.
+  Result<std::vector<std::string>> changed_paths(const Sha& from, const Sha& to);
+  // Resolves any revision (sha, ref name, "HEAD~2") to a commit sha.
+  Result<Sha> resolve(const std::string& revision);
+
+  // The tree of the in-memory merge of two commits (as `git merge-tree --write-tree` computes
+  // it, written to the object database); nullopt if the merge conflicts.
+  Result<std::optional<Sha>> merge_tree(const Sha& ours, const Sha& theirs);
+  // The content of the blob at `path` ("a/b.txt") in `commit`; nullopt if there is no such path
+  // or it is not a blob.
+  Result<std::optional<std::string>> read_file(const Sha& commit, const std::string& path);
+  // The tree of a commit (its sha).
+  Result<Sha> tree_of(const Sha& commit);
+  // Local annotated tags: tag name (without refs/tags/) -> the tag OBJECT id. Lightweight tags
+  // (refs pointing straight at a commit) are left out.
+  std::map<std::string, Sha> tags() const;
+
+ private:
+  struct Impl;
+  explicit Mirror(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dmz::git

@@ -1,0 +1,494 @@
+// make_api driven directly with a recording fake Backend: no sockets, no threads.
+#include "bot/http/api.hpp"
+
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "bot/http/api_fake_backend.hpp"
+
+using namespace dmz;
+using dmz::test::FakeBackend;
+using nlohmann::json;
+
+namespace {
+
+const std::string kSha = "0123456789abcdef0123456789abcdef01234567";
+const std::string kSha256 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+struct Call {
+  bool answered = false;
+  int answers = 0;
+  HttpResponse response;
+  json body() const { return json::parse(response.body); }
+  std::string error() const { return body().at("error").get<std::string>(); }
+  std::string header(const std::string& name) const {
+    for (const auto& [n, v] : response.headers)
+      if (n == name) return v;
+    return {};
+  }
+};
+
+Call call(Handler& api, const std::string& method, const std::string& target,
+          const std::string& body = {}, const std::string& token = {}) {
+  HttpRequest req;
+  req.method = method;
+  req.target = target;
+  req.body = body;
+  if (!token.empty()) req.headers["authorization"] = "Bearer " + token;
+  Call c;
+  api(req, [&c](HttpResponse r) {
+    c.answered = true;
+    ++c.answers;
+    c.response = std::move(r);
+  });
+  REQUIRE(c.answered);  // the fake answers synchronously
+  CHECK(c.answers == 1);
+  return c;
+}
+
+const std::string kStatus = "/api/v1/repos/o/n/statuses/" + kSha;
+const std::string kStatusBody =
+    R"({"state":"success","context":"ci/build","description":"ok","target_url":"http://ci/1"})";
+
+// Asserts a 4xx JSON error answer and that nothing reached the engine.
+void expect_refused(const Call& c, const FakeBackend& fake, int status,
+                    const std::string& contains) {
+  CHECK(c.response.status == status);
+  CHECK(c.response.content_type == "application/json");
+  CAPTURE(c.response.body);
+  CHECK(c.error().find(contains) != std::string::npos);
+  CHECK(c.response.body.find('\n') == std::string::npos);
+  CHECK(fake.events.empty());
+  CHECK(fake.applied.empty());
+  CHECK(fake.registrations.empty());
+}
+
+}  // namespace
+
+TEST_CASE("health, readiness, metrics") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  auto h = call(api, "GET", "/healthz");
+  CHECK(h.response.status == 200);
+  CHECK(h.body() == json{{"status", "ok"}});
+
+  fake.is_ready = false;
+  auto r = call(api, "GET", "/readyz");
+  CHECK(r.response.status == 503);
+  CHECK(r.error() == "not ready");
+  fake.is_ready = true;
+  CHECK(call(api, "GET", "/readyz?verbose=1").response.status == 200);
+
+  auto m = call(api, "GET", "/metrics");
+  CHECK(m.response.status == 200);
+  CHECK(m.response.content_type == "text/plain; version=0.0.4");
+  CHECK(m.response.body == fake.metrics_text);
+
+  auto w = call(api, "POST", "/healthz");
+  CHECK(w.response.status == 405);
+  CHECK(w.header("Allow") == "GET");
+}
+
+TEST_CASE("status: happy path records the exact CheckReported") {
+  FakeBackend fake;
+  fake.clock = 1234;
+  auto api = make_api(fake);
+  auto c = call(api, "POST", kStatus + "?ignored=1", kStatusBody, "st");
+  CHECK(c.response.status == 202);
+  CHECK(c.body() == json{{"accepted", true}});
+  REQUIRE(fake.events.size() == 1);
+  CHECK(fake.events[0].first == "o/n");
+  auto* e = std::get_if<queue::CheckReported>(&fake.events[0].second);
+  REQUIRE(e);
+  CHECK(e->sha == kSha);
+  CHECK(e->at == 1234);
+  CHECK(e->check.context == "ci/build");
+  CHECK(e->check.state == queue::CheckState::Success);
+  CHECK(e->check.description == "ok");
+  CHECK(e->check.url == "http://ci/1");
+  CHECK(e->check.at == 1234);
+}
+
+TEST_CASE("status: 64-digit and uppercase SHAs are accepted, normalised to lowercase") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  CHECK(call(api, "POST", "/api/v1/repos/o/n/statuses/" + kSha256,
+             R"({"state":"pending","context":"c"})", "st")
+            .response.status == 202);
+  std::string upper = "0123456789ABCDEF0123456789ABCDEF01234567";
+  CHECK(call(api, "POST", "/api/v1/repos/o/n/statuses/" + upper,
+             R"({"state":"failure","context":"c","description":null})", "st")
+            .response.status == 202);
+  REQUIRE(fake.events.size() == 2);
+  CHECK(std::get<queue::CheckReported>(fake.events[0].second).sha == kSha256);
+  CHECK(std::get<queue::CheckReported>(fake.events[0].second).check.state ==
+        queue::CheckState::Pending);
+  CHECK(std::get<queue::CheckReported>(fake.events[1].second).sha == kSha);
+  CHECK(std::get<queue::CheckReported>(fake.events[1].second).check.description.empty());
+}
+
+TEST_CASE("status: bad input is refused and records nothing") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  SUBCASE("malformed JSON") {
+    expect_refused(call(api, "POST", kStatus, "{\"state\":", "st"), fake, 400, "malformed JSON");
+  }
+  SUBCASE("empty body") {
+    expect_refused(call(api, "POST", kStatus, "", "st"), fake, 400, "malformed JSON");
+  }
+  SUBCASE("not an object") {
+    expect_refused(call(api, "POST", kStatus, "[1,2]", "st"), fake, 422, "JSON object");
+  }
+  SUBCASE("missing state") {
+    expect_refused(call(api, "POST", kStatus, R"({"context":"c"})", "st"), fake, 422, "'state'");
+  }
+  SUBCASE("unknown state") {
+    expect_refused(call(api, "POST", kStatus, R"({"state":"green","context":"c"})", "st"), fake,
+                   422, "'state'");
+  }
+  SUBCASE("state of the wrong type") {
+    expect_refused(call(api, "POST", kStatus, R"({"state":1,"context":"c"})", "st"), fake, 422,
+                   "'state' must be a string");
+  }
+  SUBCASE("missing context") {
+    expect_refused(call(api, "POST", kStatus, R"({"state":"success"})", "st"), fake, 422,
+                   "missing field 'context'");
+  }
+  SUBCASE("empty context") {
+    expect_refused(call(api, "POST", kStatus, R"({"state":"success","context":""})", "st"), fake,
+                   422, "'context' must not be empty");
+  }
+  SUBCASE("description of the wrong type") {
+    expect_refused(
+        call(api, "POST", kStatus, R"({"state":"success","context":"c","description":5})", "st"),
+        fake, 422, "'description' must be a string");
+  }
+  SUBCASE("target_url of the wrong type") {
+    expect_refused(
+        call(api, "POST", kStatus, R"({"state":"success","context":"c","target_url":[]})", "st"),
+        fake, 422, "'target_url' must be a string");
+  }
+  SUBCASE("bad sha: too short") {
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/statuses/abc123", kStatusBody, "st"), fake,
+                   422, "not a commit SHA");
+  }
+  SUBCASE("bad sha: not hex") {
+    std::string bad = kSha;
+    bad[5] = 'g';
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/statuses/" + bad, kStatusBody, "st"), fake,
+                   422, "not a commit SHA");
+  }
+  SUBCASE("unknown repo") {
+    expect_refused(call(api, "POST", "/api/v1/repos/x/y/statuses/" + kSha, kStatusBody, "st"), fake,
+                   404, "unknown repository x/y");
+  }
+  SUBCASE("missing token") {
+    auto c = call(api, "POST", kStatus, kStatusBody);
+    expect_refused(c, fake, 401, "missing bearer token");
+    CHECK(c.header("WWW-Authenticate").rfind("Bearer", 0) == 0);
+  }
+  SUBCASE("wrong token, and the api token is not the status token") {
+    auto c = call(api, "POST", kStatus, kStatusBody, "sT");
+    expect_refused(c, fake, 401, "invalid bearer token");
+    CHECK(c.response.body.find("st") == std::string::npos);
+    CHECK(c.header("WWW-Authenticate").rfind("Bearer", 0) == 0);
+    expect_refused(call(api, "POST", kStatus, kStatusBody, "tok"), fake, 401,
+                   "invalid bearer token");
+  }
+  SUBCASE("non-bearer scheme") {
+    HttpRequest req{"POST", kStatus, {{"authorization", "Basic c3Q="}}, kStatusBody};
+    Call c;
+    api(req, [&](HttpResponse r) {
+      c.answered = true;
+      c.response = r;
+    });
+    expect_refused(c, fake, 401, "missing bearer token");
+  }
+  SUBCASE("no status token configured") {
+    expect_refused(call(api, "POST", "/api/v1/repos/o/notoken/statuses/" + kSha, kStatusBody, "st"),
+                   fake, 403, "no status_token configured");
+    expect_refused(call(api, "POST", "/api/v1/repos/o/notoken/statuses/" + kSha, kStatusBody, ""),
+                   fake, 403, "no status_token configured");
+  }
+  SUBCASE("wrong method") {
+    auto c = call(api, "GET", kStatus);
+    expect_refused(c, fake, 405, "not allowed");
+    CHECK(c.header("Allow") == "POST");
+  }
+}
+
+TEST_CASE("merge, cancel, retry: happy paths record the exact events") {
+  FakeBackend fake;
+  fake.clock = 77;
+  auto api = make_api(fake);
+  auto m = call(api, "POST", "/api/v1/repos/o/n/pulls/7/merge",
+                R"({"sha":")" + kSha + R"(","approver":"mm"})", "tok");
+  CHECK(m.response.status == 202);
+  CHECK(m.body() == json{{"accepted", true}});
+  CHECK(call(api, "POST", "/api/v1/repos/o/n/pulls/8/cancel", R"({"by":"alice"})", "tok")
+            .response.status == 202);
+  CHECK(call(api, "POST", "/api/v1/repos/o/n/pulls/9/retry?x", R"({"by":"bob"})", "tok")
+            .response.status == 202);
+  REQUIRE(fake.events.size() == 3);
+  for (auto& [repo, e] : fake.events) CHECK(repo == "o/n");
+  auto& merge = std::get<queue::MergeRequested>(fake.events[0].second);
+  CHECK(merge.number == 7);
+  CHECK(merge.sha == kSha);
+  CHECK(merge.approver == "mm");
+  CHECK(merge.at == 77);
+  auto& cancel = std::get<queue::CancelRequested>(fake.events[1].second);
+  CHECK(cancel.number == 8);
+  CHECK(cancel.by == "alice");
+  CHECK(cancel.at == 77);
+  auto& retry = std::get<queue::RetryRequested>(fake.events[2].second);
+  CHECK(retry.number == 9);
+  CHECK(retry.by == "bob");
+  CHECK(retry.at == 77);
+}
+
+TEST_CASE("merge: the engine's rejection is passed through with its code") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  const std::string url = "/api/v1/repos/o/n/pulls/7/merge";
+  const std::string body = R"({"sha":")" + kSha + R"(","approver":"mm"})";
+  SUBCASE("SHA is not the PR head: 409") {
+    fake.outcome.rejected = "PR #7 head is abcdef0, not 0123456";
+    fake.outcome.code = 409;
+    auto c = call(api, "POST", url, body, "tok");
+    CHECK(c.response.status == 409);
+    CHECK(c.error() == "PR #7 head is abcdef0, not 0123456");
+  }
+  SUBCASE("unknown PR: 404") {
+    fake.outcome.rejected = "no pull request #7";
+    fake.outcome.code = 404;
+    auto c = call(api, "POST", url, body, "tok");
+    CHECK(c.response.status == 404);
+    CHECK(c.error() == "no pull request #7");
+  }
+  SUBCASE("invalid: 422") {
+    fake.outcome.rejected = "cannot retry a merged PR";
+    fake.outcome.code = 422;
+    CHECK(call(api, "POST", url, body, "tok").response.status == 422);
+  }
+  SUBCASE("no code: 409") {
+    fake.outcome.rejected = "conflict";
+    fake.outcome.code = 0;
+    CHECK(call(api, "POST", url, body, "tok").response.status == 409);
+  }
+  // The API passed the command on; the engine (the fake's outcome) refused it: no state change.
+  CHECK(fake.events.size() == 1);
+  CHECK(fake.applied.empty());
+}
+
+TEST_CASE("merge, cancel, retry: bad input is refused and records nothing") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  const std::string merge = "/api/v1/repos/o/n/pulls/7/merge";
+  const std::string ok_body = R"({"sha":")" + kSha + R"(","approver":"mm"})";
+  SUBCASE("malformed JSON") {
+    expect_refused(call(api, "POST", merge, "{sha:1}", "tok"), fake, 400, "malformed JSON");
+  }
+  SUBCASE("missing sha") {
+    expect_refused(call(api, "POST", merge, R"({"approver":"mm"})", "tok"), fake, 422,
+                   "missing field 'sha'");
+  }
+  SUBCASE("sha of the wrong type") {
+    expect_refused(call(api, "POST", merge, R"({"sha":42,"approver":"mm"})", "tok"), fake, 422,
+                   "'sha' must be a string");
+  }
+  SUBCASE("bad sha format") {
+    expect_refused(call(api, "POST", merge, R"({"sha":"abc","approver":"mm"})", "tok"), fake, 422,
+                   "'sha' must be a commit SHA");
+  }
+  SUBCASE("missing approver") {
+    expect_refused(call(api, "POST", merge, R"({"sha":")" + kSha + R"("})", "tok"), fake, 422,
+                   "missing field 'approver'");
+  }
+  SUBCASE("cancel without by") {
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/pulls/7/cancel", "{}", "tok"), fake, 422,
+                   "missing field 'by'");
+  }
+  SUBCASE("retry with by of the wrong type") {
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/pulls/7/retry", R"({"by":true})", "tok"),
+                   fake, 422, "'by' must be a string");
+  }
+  SUBCASE("PR number not a positive integer") {
+    for (std::string n : {"0", "-1", "abc", "07", "1.5", "99999999999"})
+      expect_refused(call(api, "POST", "/api/v1/repos/o/n/pulls/" + n + "/merge", ok_body, "tok"),
+                     fake, 422, "positive integer");
+  }
+  SUBCASE("unknown repo") {
+    expect_refused(call(api, "POST", "/api/v1/repos/o/zz/pulls/7/merge", ok_body, "tok"), fake, 404,
+                   "unknown repository o/zz");
+  }
+  SUBCASE("missing token") {
+    expect_refused(call(api, "POST", merge, ok_body), fake, 401, "missing bearer token");
+  }
+  SUBCASE("wrong token (the status token is not an api token)") {
+    expect_refused(call(api, "POST", merge, ok_body, "st"), fake, 401, "invalid bearer token");
+  }
+  SUBCASE("no api token configured") {
+    expect_refused(call(api, "POST", "/api/v1/repos/o/notoken/pulls/7/merge", ok_body, "tok"), fake,
+                   403, "no api_token configured");
+  }
+  SUBCASE("wrong method") {
+    expect_refused(call(api, "GET", merge, "", "tok"), fake, 405, "not allowed");
+    expect_refused(call(api, "PUT", merge, ok_body, "tok"), fake, 405, "not allowed");
+  }
+  SUBCASE("unknown command") {
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/pulls/7/squash", ok_body, "tok"), fake, 404,
+                   "no route");
+  }
+}
+
+TEST_CASE("pulls: register") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  const std::string url = "/api/v1/repos/o/n/pulls";
+  SUBCASE("happy path") {
+    auto c = call(api, "POST", url,
+                  R"({"number":7,"branch":"feature/x","author":"ann","title":"Add x"})", "tok");
+    CHECK(c.response.status == 202);
+    REQUIRE(fake.registrations.size() == 1);
+    const auto& r = fake.registrations[0];
+    CHECK(r.repo == "o/n");
+    CHECK(r.number == 7);
+    CHECK(r.branch == "feature/x");
+    CHECK(r.author == "ann");
+    CHECK(r.title == "Add x");
+    CHECK(fake.events.empty());
+  }
+  SUBCASE("rejected by the backend (refused branch)") {
+    fake.outcome.rejected = "branch wip/x matches refused pattern wip/*";
+    fake.outcome.code = 422;
+    auto c = call(api, "POST", url, R"({"number":7,"branch":"wip/x"})", "tok");
+    CHECK(c.response.status == 422);
+    CHECK(c.error() == "branch wip/x matches refused pattern wip/*");
+  }
+  SUBCASE("bad input") {
+    expect_refused(call(api, "POST", url, "nope", "tok"), fake, 400, "malformed JSON");
+    expect_refused(call(api, "POST", url, R"({"branch":"feature/x"})", "tok"), fake, 422,
+                   "missing field 'number'");
+    expect_refused(call(api, "POST", url, R"({"number":"7","branch":"feature/x"})", "tok"), fake,
+                   422, "'number' must be a positive integer");
+    expect_refused(call(api, "POST", url, R"({"number":0,"branch":"feature/x"})", "tok"), fake, 422,
+                   "'number' must be a positive integer");
+    expect_refused(call(api, "POST", url, R"({"number":-3,"branch":"feature/x"})", "tok"), fake,
+                   422, "'number' must be a positive integer");
+    expect_refused(call(api, "POST", url, R"({"number":1.5,"branch":"feature/x"})", "tok"), fake,
+                   422, "'number' must be a positive integer");
+    expect_refused(call(api, "POST", url, R"({"number":4294967296,"branch":"feature/x"})", "tok"),
+                   fake, 422, "'number' must be a positive integer");
+    expect_refused(call(api, "POST", url, R"({"number":7})", "tok"), fake, 422,
+                   "missing field 'branch'");
+    expect_refused(call(api, "POST", url, R"({"number":7,"branch":"x","title":3})", "tok"), fake,
+                   422, "'title' must be a string");
+    expect_refused(call(api, "POST", url, R"({"number":7,"branch":"x"})", "bad"), fake, 401,
+                   "invalid bearer token");
+    expect_refused(call(api, "POST", url, R"({"number":7,"branch":"x"})"), fake, 401,
+                   "missing bearer token");
+    expect_refused(
+        call(api, "POST", "/api/v1/repos/q/q/pulls", R"({"number":7,"branch":"x"})", "tok"), fake,
+        404, "unknown repository q/q");
+    expect_refused(call(api, "GET", url, "", "tok"), fake, 405, "not allowed");
+  }
+}
+
+TEST_CASE("queue document") {
+  FakeBackend fake;
+  queue::RepoState state;
+  state.repo = "o/n";
+  state.master = kSha;
+  queue::PullRequest pr;
+  pr.number = 7;
+  pr.head = kSha256.substr(0, 40);
+  pr.status = queue::PrStatus::Queued;
+  state.prs[7] = pr;
+  fake.states["o/n"] = state;
+  auto api = make_api(fake);
+
+  auto c = call(api, "GET", "/api/v1/repos/o/n/queue?t=1");
+  CHECK(c.response.status == 200);
+  CHECK(c.response.content_type == "application/json");
+  auto j = c.body();
+  CHECK(j.at("repo") == "o/n");
+  CHECK(j.at("master") == kSha);
+  REQUIRE(j.at("prs").size() == 1);
+  CHECK(j["prs"][0].at("number") == 7);
+  CHECK(j["prs"][0].at("status") == "queued");
+  CHECK(j["prs"][0].at("head") == pr.head);
+
+  // Configured but no state (engine does not know it): 404; not configured: 404.
+  auto unknown = call(api, "GET", "/api/v1/repos/o/notoken/queue");
+  CHECK(unknown.response.status == 404);
+  CHECK(unknown.error() == "unknown repository o/notoken");
+  CHECK(call(api, "GET", "/api/v1/repos/a/b/queue").response.status == 404);
+  CHECK(call(api, "POST", "/api/v1/repos/o/n/queue").response.status == 405);
+  CHECK(fake.events.empty());
+}
+
+TEST_CASE("build logs are served as plain text, never as a page") {
+  FakeBackend fake;
+  fake.logs["o/n " + kSha] = "<script>alert(1)</script>\nok\n";
+  auto api = make_api(fake);
+
+  auto c = call(api, "GET", "/api/v1/repos/o/n/logs/" + kSha);
+  CHECK(c.response.status == 200);
+  CHECK(c.response.content_type == "text/plain; charset=utf-8");
+  CHECK(c.header("X-Content-Type-Options") == "nosniff");
+  CHECK(c.response.body == "<script>alert(1)</script>\nok\n");
+  CHECK(fake.log_limits == std::vector<std::size_t>{1u << 20});
+
+  std::string upper = kSha;
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  CHECK(call(api, "GET", "/api/v1/repos/o/n/logs/" + upper).response.status == 200);
+
+  auto missing = call(api, "GET", "/api/v1/repos/o/n/logs/" + kSha256);
+  CHECK(missing.response.status == 404);
+  CHECK(missing.error() == "no build log for " + kSha256 + " in o/n");
+  // A name that is not a SHA never reaches the backend (it would become a file name).
+  auto traversal = call(api, "GET", "/api/v1/repos/o/n/logs/..%2F..%2Fetc%2Fpasswd");
+  expect_refused(traversal, fake, 422, "is not a commit SHA");
+  CHECK(call(api, "GET", "/api/v1/repos/a/b/logs/" + kSha).response.status == 404);
+  CHECK(call(api, "POST", "/api/v1/repos/o/n/logs/" + kSha).response.status == 405);
+  CHECK(fake.log_limits.size() == 3);
+}
+
+TEST_CASE("repository list and status pages") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  auto list = call(api, "GET", "/api/v1/repos");
+  CHECK(list.response.status == 200);
+  CHECK(list.body() == json::array({"o/n", "o/notoken"}));
+
+  auto index = call(api, "GET", "/");
+  CHECK(index.response.status == 200);
+  CHECK(index.response.content_type == "text/html; charset=utf-8");
+  CHECK(index.response.body.find("/api/v1/repos") != std::string::npos);
+  CHECK(index.response.body.find("<script") != std::string::npos);
+  CHECK(index.response.body.find("src=") == std::string::npos);  // no external assets
+  CHECK(index.response.body.find("innerHTML") == std::string::npos);
+  // Only the page's own inline script and style may run (the browser test proves it does).
+  auto csp = index.header("Content-Security-Policy");
+  CHECK(csp.starts_with("default-src 'none'; script-src 'sha256-"));
+  CHECK(csp.find("frame-ancestors 'none'") != std::string::npos);
+  CHECK(csp.find("unsafe-inline") == std::string::npos);
+
+  auto page = call(api, "GET", "/repos/o/n");
+  CHECK(page.response.status == 200);
+  CHECK(page.response.body.find("data-repo=\"o/n\"") != std::string::npos);
+  CHECK(call(api, "GET", "/repos/x/y").response.status == 404);
+  CHECK(call(api, "POST", "/").response.status == 405);
+}
+
+TEST_CASE("unknown routes and methods") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  for (std::string target :
+       {"/nope", "/healthz/", "/api/v1", "/api/v1/repos/o/n", "/api/v1/repos/o/n/queue/x",
+        "/api/v2/repos/o/n/queue", "/api/v1/repos/o/n/statuses", "/api/v1/repos/o/n/pulls/7", "",
+        "nonsense"})
+    expect_refused(call(api, "POST", target, "{}", "tok"), fake, 404, "no route");
+  expect_refused(call(api, "DELETE", "/metrics"), fake, 405, "not allowed");
+}

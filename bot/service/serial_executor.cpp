@@ -1,0 +1,58 @@
+#include "bot/service/serial_executor.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+
+namespace dmz {
+
+SerialExecutor::SerialExecutor(std::string name)
+    : name_(std::move(name)), thread_([this] { loop(); }) {}
+
+SerialExecutor::~SerialExecutor() { stop(); }
+
+bool SerialExecutor::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+    tasks_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+void SerialExecutor::drain() {
+  std::promise<void> done;
+  auto future = done.get_future();
+  if (post([&done] { done.set_value(); })) future.wait();
+}
+
+void SerialExecutor::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable() && !on_this_thread()) thread_.join();
+}
+
+void SerialExecutor::loop() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !tasks_.empty(); });
+      if (tasks_.empty()) return;  // stopping and nothing left
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    try {
+      task();
+    } catch (const std::exception& e) {
+      // A task must not take the executor down with it; the failure is a bug worth a log line.
+      spdlog::error("{}: task threw: {}", name_, e.what());
+    }
+  }
+}
+
+}  // namespace dmz

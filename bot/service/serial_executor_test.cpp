@@ -1,0 +1,50 @@
+#include "bot/service/serial_executor.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <vector>
+
+namespace dmz {
+
+TEST_CASE("SerialExecutor runs tasks in order on one thread") {
+  SerialExecutor ex("test");
+  std::vector<int> seen;
+  std::thread::id first;
+  std::atomic<bool> same_thread = true;
+  for (int i = 0; i < 100; ++i)
+    CHECK(ex.post([&, i] {
+      if (i == 0)
+        first = std::this_thread::get_id();
+      else if (std::this_thread::get_id() != first)
+        same_thread = false;
+      seen.push_back(i);
+    }));
+  ex.drain();
+  REQUIRE(seen.size() == 100);
+  for (int i = 0; i < 100; ++i) CHECK(seen[i] == i);
+  CHECK(same_thread);
+}
+
+TEST_CASE("SerialExecutor survives a throwing task and refuses posts after stop") {
+  SerialExecutor ex("test");
+  int after = 0;
+  ex.post([] { throw std::runtime_error("boom"); });
+  ex.post([&] { after = 1; });
+  ex.drain();
+  CHECK(after == 1);
+  ex.stop();
+  CHECK_FALSE(ex.post([&] { after = 2; }));
+  CHECK(after == 1);
+}
+
+TEST_CASE("SerialExecutor runs already posted tasks before stopping") {
+  std::atomic<int> ran = 0;
+  {
+    SerialExecutor ex("test");
+    for (int i = 0; i < 10; ++i) ex.post([&] { ++ran; });
+  }
+  CHECK(ran == 10);
+}
+
+}  // namespace dmz

@@ -1,0 +1,543 @@
+// End-to-end tests of the service: real bare remotes in temp dirs, the real engine, store,
+// mirror, local runner and HTTP server, driven through the real HTTP client on 127.0.0.1.
+#include "bot/service/service.hpp"
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <tuple>
+
+#include "bot/http/http_client.hpp"
+#include "bot/http/http_server.hpp"
+#include "tests/ssh_keys.hpp"
+#include "tests/support.hpp"
+
+namespace dmz {
+namespace {
+
+using namespace std::chrono_literals;
+using test::must;
+namespace q = queue;
+
+constexpr const char* kRepo = "acme/widget";
+constexpr const char* kToken = "s3cret-token-for-tests";
+
+// Polls `done` every 20 ms for at most `limit`; true if it became true.
+template <class F>
+bool eventually(F done, std::chrono::milliseconds limit = 20s) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return done();
+}
+
+// A bare origin with a project whose test script passes unless a file named FAIL exists.
+struct Remote {
+  test::TempDir dir;
+  std::filesystem::path origin = dir / "origin.git";
+  std::filesystem::path work = dir / "work";
+  std::string initial;
+
+  Remote() {
+    must("git init -q --bare -b master " + origin.string());
+    initial = test::init_repo(
+        work, {{"test.sh", "#!/bin/sh\n! test -e FAIL\n"}, {"shared.txt", "one\ntwo\nthree\n"}});
+    must(test::git_env() + "git remote add origin " + origin.string(), work);
+    must(test::git_env() + "git push -q origin master", work);
+  }
+
+  // Creates `branch` from master with `files`, pushes it, returns its head.
+  std::string branch(const std::string& branch,
+                     const std::vector<std::pair<std::string, std::string>>& files) {
+    must(test::git_env() + "git checkout -q -B " + branch + " origin/master", work);
+    must(test::git_env() + "git fetch -q origin", work);
+    must(test::git_env() + "git reset -q --hard origin/master", work);
+    std::string head = test::commit_files(work, files, "work on " + branch);
+    must(test::git_env() + "git push -q -f origin " + branch, work);
+    return head;
+  }
+
+  std::string rev(const std::string& ref) { return must("git rev-parse " + ref, origin); }
+  // Subjects of master's first-parent history since the initial commit, oldest first.
+  std::vector<std::string> master_subjects() {
+    std::string log =
+        must("git log --first-parent --reverse --format=%s " + initial + "..master", origin);
+    std::vector<std::string> out;
+    std::istringstream in(log);
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) out.push_back(line);
+    return out;
+  }
+};
+
+config::Config make_config(const Remote& remote, const std::filesystem::path& data,
+                           bool local_runner, std::vector<std::string> checks = {}) {
+  config::Config cfg;
+  cfg.data_dir = data;
+  cfg.server.port = 0;
+  cfg.server.read_timeout = 5s;
+  config::Repo repo;
+  repo.name = kRepo;
+  repo.remote = remote.origin.string();
+  repo.api_token = config::Secret(kToken);
+  repo.status_token = config::Secret(kToken);
+  repo.check_timeout = 60s;
+  repo.required_checks = std::move(checks);
+  if (local_runner) {
+    config::Runner runner;
+    runner.command = "sh ./test.sh";
+    runner.timeout = 30s;
+    repo.runner = runner;
+    if (repo.required_checks.empty()) repo.required_checks = {runner.context};
+  }
+  cfg.repos.push_back(repo);
+  return cfg;
+}
+
+Service::Options fast() {
+  Service::Options o;
+  o.fetch_interval = 100ms;
+  o.tick_interval = 50ms;
+  return o;
+}
+
+// A running service with its HTTP server on 127.0.0.1.
+struct Running {
+  std::unique_ptr<Service> service;
+  std::unique_ptr<HttpServer> server;
+  std::uint16_t port = 0;
+
+  explicit Running(const config::Config& cfg) {
+    auto s = Service::start(cfg, fast());
+    REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.message()));
+    service = std::move(*s);
+    server = std::make_unique<HttpServer>(cfg.server, make_api(*service));
+    auto p = server->start();
+    REQUIRE(p.ok());
+    port = *p;
+  }
+  ~Running() {
+    server->stop();
+    service->stop();
+  }
+
+  ClientResponse post(const std::string& path, const nlohmann::json& body) {
+    auto r = http_request("127.0.0.1", port, "POST", std::string("/api/v1/repos/") + kRepo + path,
+                          body.dump(), {{"Authorization", std::string("Bearer ") + kToken}});
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+    return *r;
+  }
+  void enqueue(int number, const std::string& branch, const std::string& head) {
+    auto reg = post("/pulls",
+                    {{"number", number}, {"branch", branch}, {"author", "dev"}, {"title", branch}});
+    REQUIRE_MESSAGE(reg.status == 202, reg.body);
+    auto merge =
+        post("/pulls/" + std::to_string(number) + "/merge", {{"sha", head}, {"approver", "mm"}});
+    REQUIRE_MESSAGE(merge.status == 202, merge.body);
+  }
+  q::PrStatus status(int number) {
+    auto st = service->state(kRepo);
+    REQUIRE(st);
+    return st->prs.at(number).status;
+  }
+  q::PullRequest pr(int number) { return service->state(kRepo)->prs.at(number); }
+};
+
+TEST_CASE(
+    "an approved PR is merged into dmz, built by the local runner and fast-forwarded to master") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/a", {{"a.txt", "a\n"}});
+  auto cfg = make_config(remote, data.path(), true);
+  const auto& bot_key = test::cached_ssh_key("ed25519");
+  cfg.signing.format = "ssh";
+  cfg.signing.key = bot_key.private_path;
+  Running run(cfg);
+  run.enqueue(1, "feature/a", head);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+
+  std::string master = remote.rev("master");
+  CHECK(remote.rev("dmz") == master);
+  // The merge commit: parents (old master, PR head), trailers naming PR, head and approver.
+  CHECK(must("git rev-parse " + master + "^1", remote.origin) == remote.initial);
+  CHECK(must("git rev-parse " + master + "^2", remote.origin) == head);
+  std::string message = must("git log -1 --format=%B " + master, remote.origin);
+  CHECK(message.find("Pull-Request: #1") != std::string::npos);
+  CHECK(message.find("Head: " + head) != std::string::npos);
+  CHECK(message.find("Approved-by: mm") != std::string::npos);
+  CHECK(must("git show " + master + ":a.txt", remote.origin) == "a");
+  // Signed by the bot's key (invariant 4), as git itself verifies it.
+  test::write_allowed_signers(data / "allowed", {{"dmzbot@localhost", &bot_key, ""}});
+  must(test::git_env() + "git " + test::ssh_verify_options(data / "allowed") + " verify-commit " +
+           master,
+       remote.origin);
+  // The runner kept the build log.
+  CHECK(std::filesystem::exists(data.path() / "logs"));
+}
+
+TEST_CASE("a failing build backs the PR out of dmz and the next PR proceeds") {
+  Remote remote;
+  test::TempDir data;
+  std::string bad = remote.branch("bug/bad", {{"FAIL", "x\n"}});
+  std::string good = remote.branch("feature/good", {{"good.txt", "g\n"}});
+  Running run(make_config(remote, data.path(), true));
+  run.enqueue(1, "bug/bad", bad);
+  run.enqueue(2, "feature/good", good);
+  REQUIRE(eventually([&] { return run.status(2) == q::PrStatus::Merged; }));
+  auto failed = run.pr(1);
+  CHECK(failed.status == q::PrStatus::Failed);
+  CHECK(failed.reason.find("check dmzbot/local failed") != std::string::npos);
+  // The reason links the build log, served by dmzbot itself (no path on the server leaks).
+  REQUIRE(failed.details.size() == 1);
+  const std::string& url = failed.details[0];
+  CHECK(url.starts_with(std::string("/api/v1/repos/") + kRepo + "/logs/"));
+  auto log = http_request("127.0.0.1", run.port, "GET", url, "", {});
+  REQUIRE(log.ok());
+  CHECK(log->status == 200);
+  CHECK(log->body.find("[dmzbot] exit code 1 after ") != std::string::npos);
+  CHECK(remote.master_subjects() ==
+        std::vector<std::string>{"Merge #2 from feature/good: feature/good"});
+  CHECK(must("git ls-tree --name-only master", remote.origin).find("FAIL") == std::string::npos);
+}
+
+TEST_CASE("a conflicting PR is reported with the conflicting files and master is untouched") {
+  Remote remote;
+  test::TempDir data;
+  std::string first = remote.branch("feature/one", {{"shared.txt", "one\nTWO\nthree\n"}});
+  std::string second = remote.branch("feature/two", {{"shared.txt", "one\n2\nthree\n"}});
+  Running run(make_config(remote, data.path(), true));
+  run.enqueue(1, "feature/one", first);
+  run.enqueue(2, "feature/two", second);
+  REQUIRE(eventually([&] { return run.status(2) == q::PrStatus::Failed; }));
+  CHECK(run.status(1) == q::PrStatus::Merged);
+  auto pr = run.pr(2);
+  CHECK(pr.reason.find("merge conflict") != std::string::npos);
+  CHECK(pr.details == std::vector<std::string>{"shared.txt"});
+  CHECK(remote.master_subjects().size() == 1);
+}
+
+TEST_CASE(
+    "external CI reports through the status API; master moves only when every check is green") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/ci", {{"ci.txt", "c\n"}});
+  Running run(make_config(remote, data.path(), false, {"ci/build", "ci/lint"}));
+  run.enqueue(1, "feature/ci", head);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  std::string candidate = remote.rev("dmz");
+  CHECK(candidate != remote.initial);
+  auto post_status = [&](const std::string& context, const std::string& state) {
+    auto r = run.post("/statuses/" + candidate, {{"state", state}, {"context", context}});
+    CHECK(r.status == 202);
+  };
+  post_status("ci/build", "pending");
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Building; }));
+  post_status("ci/build", "success");
+  run.service->fetch_now(kRepo);
+  std::this_thread::sleep_for(200ms);
+  CHECK(run.status(1) == q::PrStatus::Building);  // ci/lint has not reported
+  CHECK(remote.rev("master") == remote.initial);
+  post_status("ci/lint", "success");
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+  CHECK(remote.rev("master") == candidate);
+}
+
+TEST_CASE("a wrong token or a stale head changes nothing") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/x", {{"x.txt", "x\n"}});
+  Running run(make_config(remote, data.path(), false, {"ci/build"}));
+  auto reg = run.post("/pulls", {{"number", 1}, {"branch", "feature/x"}});
+  REQUIRE(reg.status == 202);
+  auto stale = run.post("/pulls/1/merge", {{"sha", remote.initial}, {"approver", "mm"}});
+  CHECK(stale.status == 409);
+  CHECK(nlohmann::json::parse(stale.body).at("error").get<std::string>().find("not the head") !=
+        std::string::npos);
+  auto bad_token = http_request("127.0.0.1", run.port, "POST",
+                                std::string("/api/v1/repos/") + kRepo + "/pulls/1/merge",
+                                nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(),
+                                {{"Authorization", "Bearer wrong"}});
+  REQUIRE(bad_token.ok());
+  CHECK(bad_token->status == 401);
+  auto wip = run.post("/pulls", {{"number", 2}, {"branch", "wip/idea"}});
+  CHECK(wip.status == 422);
+  CHECK(run.status(1) == q::PrStatus::Open);
+  CHECK(run.service->state(kRepo)->prs.count(2) == 0);
+}
+
+TEST_CASE("every kind of bad input gets a 4xx with a JSON message and changes no state") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/b", {{"b.txt", "b\n"}});
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  Running run(cfg);
+  REQUIRE(run.post("/pulls", {{"number", 1}, {"branch", "feature/b"}}).status == 202);
+  auto queue_doc = [&] {
+    auto r = http_request("127.0.0.1", run.port, "GET",
+                          std::string("/api/v1/repos/") + kRepo + "/queue");
+    REQUIRE(r.ok());
+    return r->body;
+  };
+  const std::string before = queue_doc();
+  auto raw = [&](const std::string& target, const std::string& body, const std::string& token) {
+    auto r = http_request("127.0.0.1", run.port, "POST", target, body,
+                          {{"Authorization", "Bearer " + token}});
+    REQUIRE(r.ok());
+    return *r;
+  };
+  const std::string base = std::string("/api/v1/repos/") + kRepo;
+  struct Case {
+    const char* what;
+    std::string target, body, token;
+    int status;
+  };
+  std::vector<Case> cases = {
+      {"malformed JSON", base + "/pulls/1/merge", "{\"sha\": ", kToken, 400},
+      {"missing field", base + "/pulls/1/merge", "{\"approver\": \"mm\"}", kToken, 422},
+      {"wrong type", base + "/pulls/1/merge", "{\"sha\": 7, \"approver\": \"mm\"}", kToken, 422},
+      {"unknown repository", "/api/v1/repos/acme/nope/pulls/1/merge",
+       nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), kToken, 404},
+      {"unknown PR", base + "/pulls/99/merge",
+       nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), kToken, 404},
+      {"wrong token", base + "/pulls/1/merge",
+       nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(), "nope", 401},
+      {"stale SHA", base + "/pulls/1/merge",
+       nlohmann::json{{"sha", remote.initial}, {"approver", "mm"}}.dump(), kToken, 409},
+      {"body over the limit", base + "/pulls/1/merge", std::string((1 << 20) + 1, ' '), kToken,
+       413},
+      {"bad check state", base + "/statuses/" + head,
+       "{\"state\": \"green\", \"context\": \"ci/build\"}", kToken, 422},
+      {"cancel of an open PR", base + "/pulls/1/cancel", "{\"by\": \"mm\"}", kToken, 409},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.what);
+    auto r = raw(c.target, c.body, c.token);
+    CHECK(r.status == c.status);
+    auto parsed = nlohmann::json::parse(r.body, nullptr, false);
+    REQUIRE(parsed.is_object());
+    CHECK(parsed.at("error").is_string());
+    CHECK_FALSE(parsed.at("error").get<std::string>().empty());
+    CHECK(queue_doc() == before);
+  }
+  CHECK(remote.rev("master") == remote.initial);
+}
+
+TEST_CASE("a new push to a PR in the train drops it and cancels its build") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/p", {{"p.txt", "1\n"}});
+  Running run(make_config(remote, data.path(), false, {"ci/build"}));
+  run.enqueue(1, "feature/p", head);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  // The author pushes again: dmzbot notices on fetch.
+  must(test::git_env() + "git checkout -q feature/p", remote.work);
+  test::commit_files(remote.work, {{"p.txt", "2\n"}}, "more");
+  must(test::git_env() + "git push -q origin feature/p", remote.work);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Open; }));
+  auto pr = run.pr(1);
+  CHECK_FALSE(pr.approval.has_value());
+  CHECK(pr.head == remote.rev("feature/p"));
+  CHECK(run.service->state(kRepo)->train.empty());
+  CHECK(remote.rev("master") == remote.initial);
+}
+
+TEST_CASE("a force-push that drops published commits is reported as rewritten history") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/rw", {{"rw.txt", "1\n"}});
+  Running run(make_config(remote, data.path(), false, {"ci/build"}));
+  run.enqueue(1, "feature/rw", head);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  must(test::git_env() + "git checkout -q feature/rw && " + test::git_env() +
+           "git commit -q --amend -m rebased && " + test::git_env() +
+           "git push -q -f origin feature/rw",
+       remote.work);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Open; }));
+  CHECK(run.pr(1).reason.find("rewrote published history") != std::string::npos);
+  CHECK(remote.rev("master") == remote.initial);
+}
+
+TEST_CASE("a PR made by a signed tag is merged with a mergetag that git verifies later") {
+  Remote remote;
+  test::TempDir data;
+  const auto& contributor = test::cached_ssh_key("ed25519", 1);
+  std::string head = remote.branch("feature/frotz", {{"frotz.txt", "frotz\n"}});
+  test::ssh_signed_tag(remote.work, contributor, "frotz-for-xyzzy", head,
+                       "Completed frotz feature");
+  must(test::git_env() + "git push -q origin frotz-for-xyzzy", remote.work);
+  Running run(make_config(remote, data.path(), false, {"ci/build"}));
+  auto reg = run.post("/pulls", {{"number", 1}, {"tag", "frotz-for-xyzzy"}, {"author", "con"}});
+  REQUIRE_MESSAGE(reg.status == 202, reg.body);
+  CHECK(run.pr(1).head == head);  // the tag peeled to its commit
+  auto both = run.post("/pulls", {{"number", 2}, {"tag", "x"}, {"branch", "feature/frotz"}});
+  CHECK(both.status == 422);
+  auto missing = run.post("/pulls", {{"number", 3}, {"tag", "no-such-tag"}});
+  CHECK(missing.status == 422);
+  REQUIRE(run.post("/pulls/1/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  std::string candidate = remote.rev("dmz");
+  REQUIRE(
+      run.post("/statuses/" + candidate, {{"state", "success"}, {"context", "ci/build"}}).status ==
+      202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+  std::string raw = must("git cat-file commit master", remote.origin);
+  CHECK(raw.find("\nmergetag object " + head + "\n") != std::string::npos);
+  CHECK(raw.find(" tag frotz-for-xyzzy\n") != std::string::npos);
+  // git itself checks the contributor's signature recorded in the merge.
+  test::write_allowed_signers(data / "allowed", {{"tester@example.com", &contributor, ""}});
+  std::string shown = must(test::git_env() + "git " + test::ssh_verify_options(data / "allowed") +
+                               " show --show-signature -s master",
+                           remote.origin);
+  CHECK(shown.find("merged tag 'frotz-for-xyzzy'") != std::string::npos);
+  CHECK(shown.find("Good \"git\" signature") != std::string::npos);
+}
+
+// A trust root: alice develops (signs her commits), dmzbot's key signs merges.
+void write_policy(const std::filesystem::path& file, const test::SshKey& alice,
+                  const test::SshKey& bot) {
+  test::write_file(file, "version = 1\n[accounts.alice]\nssh = [\"" + alice.public_line +
+                             "\"]\nlogins = [\"alice\"]\n[accounts.dmzbot]\nssh = [\"" +
+                             bot.public_line +
+                             "\"]\n[groups]\ndevelopers = [\"alice\"]\nbots = [\"dmzbot\"]\n"
+                             "[branches]\nallowed = [\"feature/*\"]\n"
+                             "[[rule]]\nbranch = \"master\"\nsigners = \"developers\"\n"
+                             "author_signs = true\n[merges]\nsigners = \"bots\"\n");
+}
+
+TEST_CASE("with a policy in force, candidates whose merges dmzbot did not sign never land") {
+  Remote remote;
+  test::TempDir data;
+  const auto& alice = test::cached_ssh_key("ed25519", 2);
+  const auto& bot = test::cached_ssh_key("ed25519", 3);
+  write_policy(data / "trust/policy.toml", alice, bot);
+  must(test::git_env() + "git checkout -q -B feature/signed origin/master", remote.work);
+  std::string head = test::ssh_signed_commit(remote.work, alice, {{"s.txt", "s\n"}}, "signed work");
+  must(test::git_env() + "git push -q origin feature/signed", remote.work);
+  auto cfg = make_config(remote, data.path(), true);  // no [signing]: merges are unsigned
+  cfg.repos[0].policy_root = data / "trust/policy.toml";
+  Running run(cfg);
+  REQUIRE(run.post("/pulls", {{"number", 1}, {"branch", "feature/signed"}, {"author", "alice"}})
+              .status == 202);
+  REQUIRE(run.post("/pulls/1/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Failed; }));
+  auto pr = run.pr(1);
+  INFO("reason: ", pr.reason);
+  CHECK(pr.reason.rfind("policy (candidate): commit ", 0) == 0);
+  CHECK(pr.reason.find("is unsigned") != std::string::npos);
+  CHECK(remote.rev("master") == remote.initial);
+}
+
+TEST_CASE(
+    "the trust policy gates the queue: a signed PR lands, an unsigned one fails with reasons") {
+  Remote remote;
+  test::TempDir data;
+  const auto& alice = test::cached_ssh_key("ed25519", 2);
+  const auto& bot = test::cached_ssh_key("ed25519", 3);
+  write_policy(data / "trust/policy.toml", alice, bot);
+  // #1: signed by alice; #2: unsigned.
+  must(test::git_env() + "git checkout -q -B feature/signed origin/master", remote.work);
+  std::string signed_head =
+      test::ssh_signed_commit(remote.work, alice, {{"s.txt", "s\n"}}, "signed work");
+  must(test::git_env() + "git push -q origin feature/signed", remote.work);
+  std::string unsigned_head = remote.branch("feature/unsigned", {{"u.txt", "u\n"}});
+  auto cfg = make_config(remote, data.path(), true);
+  cfg.repos[0].policy_root = data / "trust/policy.toml";
+  cfg.signing.format = "ssh";
+  cfg.signing.key = bot.private_path;
+  Running run(cfg);
+  for (auto [n, branch, head] : {std::tuple{1, "feature/signed", signed_head},
+                                 std::tuple{2, "feature/unsigned", unsigned_head}}) {
+    REQUIRE(run.post("/pulls", {{"number", n}, {"branch", branch}, {"author", "alice"}}).status ==
+            202);
+    REQUIRE(run.post("/pulls/" + std::to_string(n) + "/merge", {{"sha", head}, {"approver", "mm"}})
+                .status == 202);
+  }
+  REQUIRE(eventually([&] { return run.status(2) == q::PrStatus::Failed; }));
+  auto refused = run.pr(2);
+  CHECK(refused.reason.rfind("policy: ", 0) == 0);
+  bool names_unsigned = false;
+  for (const auto& d : refused.details)
+    names_unsigned |= d.find(unsigned_head.substr(0, 7) + " is unsigned") != std::string::npos;
+  CHECK_MESSAGE(names_unsigned, refused.reason);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+  CHECK(remote.master_subjects() == std::vector<std::string>{"Merge #1 from feature/signed"});
+}
+
+TEST_CASE("master moved by someone else: dmzbot rebuilds dmz on it and never overwrites it") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/m", {{"m.txt", "m\n"}});
+  Running run(make_config(remote, data.path(), false, {"ci/build"}));
+  run.enqueue(1, "feature/m", head);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  std::string first_candidate = remote.rev("dmz");
+  // Someone pushes to master behind dmzbot's back.
+  must(test::git_env() + "git checkout -q master", remote.work);
+  std::string foreign =
+      test::commit_files(remote.work, {{"hotfix.txt", "h\n"}}, "hotfix behind the bot");
+  must(test::git_env() + "git push -q origin master", remote.work);
+  // CI says the old candidate is green; it must not land (master moved).
+  auto r =
+      run.post("/statuses/" + first_candidate, {{"state", "success"}, {"context", "ci/build"}});
+  CHECK(r.status == 202);
+  REQUIRE(eventually([&] {
+    auto st = run.service->state(kRepo);
+    return !st->train.empty() && !st->train[0].sha.empty() && st->train[0].sha != first_candidate &&
+           st->master == foreign;
+  }));
+  std::string second_candidate = remote.rev("dmz");
+  CHECK(must("git merge-base --is-ancestor " + foreign + " " + second_candidate + " && echo yes",
+             remote.origin) == "yes");
+  CHECK(run.post("/statuses/" + second_candidate, {{"state", "success"}, {"context", "ci/build"}})
+            .status == 202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+  CHECK(remote.rev("master") == second_candidate);
+  CHECK(must("git merge-base --is-ancestor " + foreign + " master && echo yes", remote.origin) ==
+        "yes");
+}
+
+TEST_CASE("a second service on the same data directory is refused") {
+  Remote remote;
+  test::TempDir data;
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  Running first(cfg);
+  auto second = Service::start(cfg, fast());
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.message().find("another dmzbot is already serving") != std::string::npos);
+}
+
+TEST_CASE("after a restart the queue carries on from the stored state") {
+  Remote remote;
+  test::TempDir data;
+  std::string a = remote.branch("feature/r1", {{"r1.txt", "1\n"}});
+  std::string b = remote.branch("feature/r2", {{"r2.txt", "2\n"}});
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  std::string candidate;
+  {
+    Running run(cfg);
+    run.enqueue(1, "feature/r1", a);
+    run.enqueue(2, "feature/r2", b);
+    REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+    candidate = remote.rev("dmz");
+  }
+  Running again(cfg);
+  CHECK(again.status(1) == q::PrStatus::InDmz);
+  CHECK(again.status(2) == q::PrStatus::Queued);
+  for (int i = 0; i < 2; ++i) {
+    std::string sha = again.service->state(kRepo)->train.at(0).sha;
+    CHECK(again.post("/statuses/" + sha, {{"state", "success"}, {"context", "ci/build"}}).status ==
+          202);
+    REQUIRE(eventually([&, i] { return again.status(i + 1) == q::PrStatus::Merged; }));
+    if (i == 0) REQUIRE(eventually([&] { return again.status(2) == q::PrStatus::InDmz; }));
+  }
+  CHECK(remote.master_subjects() ==
+        std::vector<std::string>{"Merge #1 from feature/r1: feature/r1",
+                                 "Merge #2 from feature/r2: feature/r2"});
+}
+
+}  // namespace
+}  // namespace dmz

@@ -1,0 +1,77 @@
+#include "bot/trust/candidate_check.hpp"
+
+#include <vector>
+
+#include "bot/git/mirror.hpp"
+#include "bot/trust/signed_object.hpp"
+#include "queue/policy.hpp"
+
+namespace dmz {
+
+namespace {
+// A train is at most a few dozen merges deep; anything longer is not a candidate of ours.
+constexpr int kMaxMerges = 1000;
+}  // namespace
+
+CandidateChecker::CandidateChecker(const config::Repo& repo)
+    : policy_root_(repo.policy_root), master_(repo.master) {}
+
+queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue::CheckCandidate& c,
+                                                queue::Millis now) {
+  queue::CandidateChecked out{c.candidate, c.sha, false, {}, now};
+  auto fail = [&](std::string reason) {
+    out.reasons.push_back(std::move(reason));
+    return out;
+  };
+
+  // The candidate's own merges, newest first, down its first parents to the base.
+  struct Merge {
+    std::string sha, ours, theirs;
+  };
+  std::vector<Merge> merges;
+  for (std::string at = c.sha; at != c.base;) {
+    if (merges.size() >= kMaxMerges)
+      return fail("candidate " + trust::short_sha(c.sha) + " does not reach its base " +
+                  trust::short_sha(c.base) + " along first parents");
+    auto raw = mirror.read_object(at);
+    if (!raw) return fail("error: " + raw.message());
+    auto parsed = parse_commit(raw->first);
+    if (!parsed) return fail("commit " + trust::short_sha(at) + ": " + parsed.message());
+    if (parsed->parents.size() != 2)
+      return fail("commit " + trust::short_sha(at) + " on dmz is not a merge dmzbot wrote");
+    merges.push_back({at, parsed->parents[0], parsed->parents[1]});
+    at = parsed->parents[0];
+  }
+
+  auto source = trust::policy_in_force(mirror, c.base, policy_root_);
+  if (!source) return fail("error: " + source.message());
+  std::shared_ptr<trust::TrustKeys> keys;
+  if (*source) {
+    auto loaded = key_cache_.load(**source);
+    if (!loaded.keys) {  // fail closed: a policy that does not parse allows nothing
+      out.reasons = {"the policy does not parse"};
+      out.reasons.insert(out.reasons.end(), loaded.problems.begin(), loaded.problems.end());
+      return out;
+    }
+    keys = loaded.keys;
+  }
+
+  for (auto m = merges.rbegin(); m != merges.rend(); ++m) {
+    // dmzbot never resolves conflicts, so its merge must be exactly the recomputed one.
+    auto recomputed = mirror.merge_tree(m->ours, m->theirs);
+    auto tree = mirror.tree_of(m->sha);
+    if (!recomputed || !tree) return fail("error: recomputing merge " + trust::short_sha(m->sha));
+    if (!*recomputed || **recomputed != *tree)
+      out.reasons.push_back("evil merge: " + trust::short_sha(m->sha) +
+                            "'s tree differs from the merge of its parents");
+    if (!keys) continue;  // no policy: the checks alone gate master
+    auto fact = gatherer_.commit_fact(mirror, *keys, m->sha);
+    if (!fact) return fail("error: " + fact.message());
+    auto verdict = queue::evaluate_commit(keys->policy(), master_, *fact);
+    out.reasons.insert(out.reasons.end(), verdict.reasons.begin(), verdict.reasons.end());
+  }
+  out.pass = out.reasons.empty();
+  return out;
+}
+
+}  // namespace dmz

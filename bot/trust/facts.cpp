@@ -1,0 +1,508 @@
+#include "bot/trust/facts.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "bot/git/mirror.hpp"
+#include "config/policy_file.hpp"
+
+namespace dmz::trust {
+namespace {
+
+std::string hex(const unsigned char* data, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(n * 2);
+  for (size_t i = 0; i < n; ++i) {
+    out += digits[data[i] >> 4];
+    out += digits[data[i] & 15];
+  }
+  return out;
+}
+
+// Length-prefixed, so that no two different sources hash alike.
+void add_field(std::string& buf, std::string_view field) {
+  buf += std::to_string(field.size());
+  buf += ':';
+  buf += field;
+}
+
+std::string sha256_hex(std::string_view data) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return hex(md, len);
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// One entry of a raw git tree object: "<mode> <name>\0<20-byte id>".
+struct TreeEntry {
+  std::string mode;
+  std::string name;
+  std::string id;  // hex
+};
+
+std::optional<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
+  std::vector<TreeEntry> out;
+  while (!raw.empty()) {
+    size_t sp = raw.find(' ');
+    if (sp == std::string_view::npos) return std::nullopt;
+    size_t nul = raw.find('\0', sp);
+    if (nul == std::string_view::npos || raw.size() < nul + 21) return std::nullopt;
+    TreeEntry e;
+    e.mode = std::string(raw.substr(0, sp));
+    e.name = std::string(raw.substr(sp + 1, nul - sp - 1));
+    e.id = hex(reinterpret_cast<const unsigned char*>(raw.data() + nul + 1), 20);
+    out.push_back(std::move(e));
+    raw.remove_prefix(nul + 21);
+  }
+  return out;
+}
+
+// The entries of the tree at `dir` ("a/b") inside the tree `tree`; nullopt if there is none.
+Result<std::optional<std::vector<TreeEntry>>> list_tree(git::Mirror& mirror, std::string tree,
+                                                        std::string_view dir) {
+  using Out = std::optional<std::vector<TreeEntry>>;
+  while (true) {
+    auto obj = mirror.read_object(tree);
+    if (!obj) return obj.error();
+    if (obj->second != "tree") return Out();
+    auto entries = parse_tree(obj->first);
+    if (!entries) return error("tree " + tree + " is malformed");
+    if (dir.empty()) return Out(std::move(*entries));
+    size_t slash = dir.find('/');
+    std::string_view head = dir.substr(0, slash);
+    dir = slash == std::string_view::npos ? std::string_view() : dir.substr(slash + 1);
+    auto it = std::find_if(entries->begin(), entries->end(),
+                           [&](const TreeEntry& e) { return e.name == head; });
+    if (it == entries->end() || it->mode != "40000") return Out();
+    tree = it->id;
+  }
+}
+
+Result<std::string> read_whole_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) return error("cannot read " + file.string());
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return error("cannot read " + file.string());
+  return ss.str();
+}
+
+// "parent" header lines before the first blank line (for objects the strict parser refused).
+size_t count_parents(std::string_view raw) {
+  size_t n = 0;
+  while (!raw.empty()) {
+    size_t eol = raw.find('\n');
+    std::string_view line = raw.substr(0, eol);
+    if (line.empty()) break;
+    if (line.rfind("parent ", 0) == 0) ++n;
+    if (eol == std::string_view::npos) break;
+    raw.remove_prefix(eol + 1);
+  }
+  return n;
+}
+
+bool is_hex_sha(std::string_view s) {
+  return s.size() == 40 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+// The note of `object` in the notes commit `commit` ("" if none): git stores it at the object's
+// hex name, fanned out into directories of two hex digits once a notes tree grows large.
+Result<std::string> note_at(git::Mirror& mirror, const std::string& commit,
+                            const std::string& object) {
+  for (size_t levels = 0; levels <= 4; ++levels) {
+    std::string path;
+    for (size_t i = 0; i < levels; ++i) path += object.substr(2 * i, 2) + "/";
+    path += object.substr(2 * levels);
+    auto text = mirror.read_file(commit, path);
+    if (!text) return text.error();
+    if (*text) return std::move(**text);
+  }
+  return std::string();
+}
+
+}  // namespace
+
+std::string short_sha(std::string_view sha) { return std::string(sha.substr(0, 7)); }
+
+Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
+                                                     const std::string& commit) {
+  using Out = std::optional<PolicySource>;
+  auto text = mirror.read_file(commit, std::string(queue::kPolicyPath));
+  if (!text) return text.error();
+  auto tree = mirror.tree_of(commit);
+  if (!tree) return tree.error();
+  if (!*text) {
+    // Absent, or not a file: a directory or submodule at the policy's path must not read as
+    // "no policy" (which would let everything pass).
+    auto dir = list_tree(mirror, *tree, ".dmz");
+    if (!dir) return dir.error();
+    if (*dir)
+      for (const auto& e : **dir)
+        if (e.name == "policy.toml")
+          return error(std::string(queue::kPolicyPath) + " at " + short_sha(commit) +
+                       " is not a file");
+    return Out();
+  }
+  PolicySource src;
+  src.label = std::string(queue::kPolicyPath) + "@" + short_sha(commit);
+  src.text = std::move(**text);
+  auto entries = list_tree(mirror, *tree, kKeysDir);
+  if (!entries) return entries.error();
+  if (*entries) {
+    for (const auto& e : **entries) {  // git sorts tree entries: the order is deterministic
+      if (!ends_with(e.name, ".asc") || (e.mode != "100644" && e.mode != "100755")) continue;
+      auto blob = mirror.read_object(e.id);
+      if (!blob) return blob.error();
+      src.armored_keys.emplace_back(std::string(kKeysDir) + "/" + e.name + "@" + short_sha(commit),
+                                    std::move(blob->first));
+    }
+  }
+  return Out(std::move(src));
+}
+
+Result<PolicySource> policy_source_from_file(const std::filesystem::path& file) {
+  PolicySource src;
+  src.label = file.string();
+  auto text = read_whole_file(file);
+  if (!text) return text.error();
+  src.text = std::move(*text);
+  std::filesystem::path keys = file.parent_path() / "keys";
+  std::error_code ec;
+  if (std::filesystem::is_directory(keys, ec)) {
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::directory_iterator(keys, ec))
+      if (entry.path().extension() == ".asc" && entry.is_regular_file(ec))
+        files.push_back(entry.path());
+    if (ec) return error("cannot list " + keys.string() + ": " + ec.message());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      auto content = read_whole_file(f);
+      if (!content) return content.error();
+      src.armored_keys.emplace_back(f.string(), std::move(*content));
+    }
+  }
+  return src;
+}
+
+// ---- TrustKeys ---------------------------------------------------------------------------------
+
+TrustKeys::Loaded TrustKeys::load(const PolicySource& source) {
+  Loaded out;
+  auto parsed = config::parse_policy(source.text, source.label);
+  for (const auto& p : parsed.problems) out.problems.push_back(p.to_string());
+  if (!parsed.policy) return out;
+
+  std::shared_ptr<TrustKeys> keys(new TrustKeys());
+  keys->policy_ = std::move(*parsed.policy);
+  keys->label_ = source.label;
+  keys->source_ = source;
+  keys->armored_keys_ = source.armored_keys;
+  // The ssh lines are part of the policy: a malformed one fails the policy (closed), as a
+  // parse problem would.
+  for (const auto& [name, account] : keys->policy_.accounts) {
+    for (size_t i = 0; i < account.ssh.size(); ++i) {
+      auto key = parse_ssh_public_key(account.ssh[i]);
+      if (!key) {
+        out.problems.push_back(source.label + ": account " + name + ": ssh key " +
+                               std::to_string(i + 1) + ": " + key.message());
+        continue;
+      }
+      auto& owners = keys->ssh_accounts_[key->fingerprint];
+      if (std::find(owners.begin(), owners.end(), name) == owners.end()) owners.push_back(name);
+      keys->ssh_keys_.push_back(std::move(*key));
+    }
+  }
+  if (!out.problems.empty()) return out;
+
+  std::string buf;
+  add_field(buf, "dmzbot policy v1");
+  add_field(buf, source.text);
+  for (const auto& [label, text] : source.armored_keys) add_field(buf, text);
+  keys->digest_ = sha256_hex(buf);
+  out.keys = std::move(keys);
+  return out;
+}
+
+OpenPgpVerifier* TrustKeys::openpgp(std::string& problem) {
+  if (openpgp_) return openpgp_.get();
+  if (!openpgp_problem_.empty()) {
+    problem = openpgp_problem_;
+    return nullptr;
+  }
+  auto v = OpenPgpVerifier::create();
+  if (!v) {
+    openpgp_problem_ = "error: " + v.message();
+    problem = openpgp_problem_;
+    return nullptr;
+  }
+  auto verifier = std::make_unique<OpenPgpVerifier>(std::move(*v));
+  for (const auto& [label, text] : armored_keys_) {
+    if (auto imported = verifier->import_keys(text); !imported) {
+      // A key file that does not import is a broken policy commit: refuse every OpenPGP
+      // signature rather than judge with part of the keys.
+      openpgp_problem_ = "error: key file " + label + ": " + imported.message();
+      problem = openpgp_problem_;
+      return nullptr;
+    }
+  }
+  openpgp_ = std::move(verifier);
+  return openpgp_.get();
+}
+
+SignatureCheck TrustKeys::verify(SignatureKind kind, std::string_view payload,
+                                 std::string_view signature, std::int64_t signed_at) {
+  SignatureCheck out;
+  switch (kind) {
+    case SignatureKind::none:
+      return out;
+    case SignatureKind::x509:
+      out.problem = "unsupported: x509 signatures";
+      return out;
+    case SignatureKind::ssh: {
+      auto v = verify_sshsig(signature, payload, ssh_keys_, signed_at);
+      if (!v) {
+        out.problem = v.message();
+        return out;
+      }
+      auto it = ssh_accounts_.find(v->fingerprint);
+      if (it == ssh_accounts_.end()) {
+        out.problem = "no-key: " + v->fingerprint + " is not in the policy";
+      } else if (it->second.size() != 1) {
+        out.problem = "ambiguous-key: " + v->fingerprint + " belongs to several accounts";
+      } else {
+        out.signer = it->second.front();
+      }
+      return out;
+    }
+    case SignatureKind::openpgp: {
+      OpenPgpVerifier* verifier = openpgp(out.problem);
+      if (!verifier) return out;
+      auto v = verifier->verify(payload, signature);
+      if (!v) {
+        out.problem = v.message();
+        return out;
+      }
+      // Only a fingerprint an account names counts, whatever the key files hold.
+      const queue::Account* account = policy_.account_for_openpgp(v->primary_fingerprint);
+      if (!account) {
+        out.problem = "no-key: " + v->primary_fingerprint + " is named by no account of the policy";
+      } else {
+        out.signer = account->name;
+      }
+      return out;
+    }
+  }
+  out.problem = "bad-signature: unknown kind";
+  return out;
+}
+
+// ---- FactGatherer ------------------------------------------------------------------------------
+
+SignatureCheck FactGatherer::cached_verify(TrustKeys& keys, const std::string& object_id,
+                                           SignatureKind kind, std::string_view payload,
+                                           std::string_view signature, std::int64_t signed_at) {
+  if (kind == SignatureKind::none || kind == SignatureKind::x509)
+    return keys.verify(kind, payload, signature, signed_at);  // no signature operation
+  std::pair<std::string, std::string> key{object_id, keys.digest()};
+  if (auto it = cache_.find(key); it != cache_.end()) return it->second;
+  ++verifications_;
+  SignatureCheck check = keys.verify(kind, payload, signature, signed_at);
+  // Results that depend on the machine rather than the object (GnuPG missing) are not cached.
+  if (check.problem.rfind("error:", 0) == 0) return check;
+  if (cache_.size() >= cache_limit_) cache_.clear();
+  cache_.emplace(std::move(key), check);
+  return check;
+}
+
+void FactGatherer::prefetch(const std::filesystem::path& repo_dir, const TrustKeys& keys,
+                            const std::vector<std::string>& shas, unsigned threads) {
+  if (threads < 2) return;
+  std::vector<std::string> todo;
+  for (const auto& sha : shas)
+    if (!cache_.count({sha, keys.digest()})) todo.push_back(sha);
+  threads = std::min<unsigned>(threads, static_cast<unsigned>(todo.size() / 8));
+  if (threads < 2) return;
+
+  struct Done {
+    std::vector<std::pair<std::string, SignatureCheck>> results;
+    std::uint64_t verifications = 0;
+  };
+  std::vector<Done> done(threads);
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < threads; ++t) {
+    pool.emplace_back([&, t] {
+      auto mirror = git::Mirror::open_existing(repo_dir);
+      if (!mirror) return;
+      auto loaded = TrustKeys::load(keys.source());
+      if (!loaded.keys) return;
+      for (size_t i = t; i < todo.size(); i += threads) {
+        auto obj = (*mirror)->read_object(todo[i]);
+        if (!obj || obj->second != "commit") continue;
+        auto parsed = parse_commit(obj->first);
+        if (!parsed || parsed->signature_kind != SignatureKind::openpgp) continue;
+        ++done[t].verifications;
+        SignatureCheck check = loaded.keys->verify(parsed->signature_kind, parsed->payload,
+                                                   *parsed->signature, parsed->committer.time);
+        if (check.problem.rfind("error:", 0) == 0) continue;  // not cached, as in cached_verify
+        done[t].results.emplace_back(todo[i], std::move(check));
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (auto& d : done) {
+    verifications_ += d.verifications;
+    for (auto& [sha, check] : d.results) {
+      if (cache_.size() >= cache_limit_) cache_.clear();
+      cache_[{sha, keys.digest()}] = std::move(check);
+    }
+  }
+}
+
+Result<queue::CommitFact> FactGatherer::commit_fact(git::Mirror& mirror, TrustKeys& keys,
+                                                    const std::string& sha,
+                                                    std::optional<ParsedCommit>* parsed_out) {
+  auto obj = mirror.read_object(sha);
+  if (!obj) return obj.error();
+  if (obj->second != "commit") return error(sha + " is a " + obj->second + ", not a commit");
+  queue::CommitFact fact;
+  fact.sha = sha;
+  if (parsed_out) parsed_out->reset();
+  auto parsed = parse_commit(obj->first);
+  // Paths come from libgit2, which also reads objects the strict parser refuses.
+  auto parent = mirror.resolve(sha + "^1");
+  std::string first_parent = parent ? *parent : "";
+  auto paths = mirror.changed_paths(first_parent, sha);
+  if (!paths) return paths.error();
+  fact.changes_policy = queue::touches_policy(*paths);
+  fact.changed_paths = std::move(*paths);
+  if (!parsed) {
+    fact.signature_problem = parsed.message();
+    fact.is_merge = count_parents(obj->first) > 1;
+    return fact;
+  }
+  fact.is_merge = parsed->parents.size() > 1;
+  SignatureCheck check =
+      cached_verify(keys, sha, parsed->signature_kind, parsed->payload,
+                    parsed->signature ? *parsed->signature : std::string(), parsed->committer.time);
+  fact.signer = check.signer;
+  fact.signature_problem = check.problem;
+  if (parsed_out) *parsed_out = std::move(*parsed);
+  return fact;
+}
+
+Result<SignatureCheck> FactGatherer::commit_signature(git::Mirror& mirror, TrustKeys& keys,
+                                                      const std::string& sha) {
+  auto obj = mirror.read_object(sha);
+  if (!obj) return obj.error();
+  if (obj->second != "commit") return error(sha + " is a " + obj->second + ", not a commit");
+  auto parsed = parse_commit(obj->first);
+  if (!parsed) return SignatureCheck{std::nullopt, parsed.message()};
+  return cached_verify(keys, sha, parsed->signature_kind, parsed->payload,
+                       parsed->signature ? *parsed->signature : std::string(),
+                       parsed->committer.time);
+}
+
+Result<std::vector<NoteChange>> FactGatherer::note_changes(git::Mirror& mirror,
+                                                           const std::string& notes_tip,
+                                                           const std::string& object,
+                                                           std::size_t limit) {
+  auto history = mirror.newest_commits(notes_tip, limit);
+  if (!history) return history.error();
+  std::vector<NoteChange> out;
+  for (auto it = history->rbegin(); it != history->rend(); ++it) {  // oldest first
+    const auto& [commit, first_parent] = *it;
+    auto cached = noted_objects_.find(commit);
+    if (cached == noted_objects_.end()) {
+      auto paths = mirror.changed_paths(first_parent, commit);
+      if (!paths) return paths.error();
+      std::vector<std::string> objects;
+      for (auto path : *paths) {  // "ab/cdef..." names the object abcdef...
+        path.erase(std::remove(path.begin(), path.end(), '/'), path.end());
+        if (is_hex_sha(path)) objects.push_back(std::move(path));
+      }
+      if (noted_objects_.size() >= cache_limit_) noted_objects_.clear();
+      cached = noted_objects_.emplace(commit, std::move(objects)).first;
+    }
+    if (std::find(cached->second.begin(), cached->second.end(), object) == cached->second.end())
+      continue;
+    NoteChange change;
+    change.commit = commit;
+    if (!first_parent.empty()) {
+      auto before = note_at(mirror, first_parent, object);
+      if (!before) return before.error();
+      change.before = std::move(*before);
+    }
+    auto after = note_at(mirror, commit, object);
+    if (!after) return after.error();
+    change.after = std::move(*after);
+    if (change.before == change.after) continue;  // moved by a fan-out, not changed
+    out.push_back(std::move(change));
+  }
+  return out;
+}
+
+Result<TagCheck> FactGatherer::tag_check(git::Mirror& mirror, TrustKeys& keys,
+                                         const std::string& name, const std::string& tag_id,
+                                         const std::function<bool(const ParsedTag&)>& relevant) {
+  auto obj = mirror.read_object(tag_id);
+  if (!obj) return obj.error();
+  if (obj->second != "tag") return error(tag_id + " is a " + obj->second + ", not a tag");
+  TagCheck out;
+  auto parsed = parse_tag(obj->first);
+  if (!parsed) {
+    out.refusal = "tag refs/tags/" + name + ": " + parsed.message();
+    return out;
+  }
+  out.tag = std::move(*parsed);
+  if (relevant && !relevant(out.tag)) {
+    out.skipped = true;
+    return out;
+  }
+  // The name is inside the signed object; the ref name is not. A tag moved to another name
+  // (a replayed approval) says so here.
+  if (out.tag.tag != name) {
+    out.refusal = "tag refs/tags/" + name + " claims to be " + out.tag.tag;
+    return out;
+  }
+  std::int64_t when = out.tag.tagger ? out.tag.tagger->time : 0;
+  out.signature = cached_verify(keys, tag_id, out.tag.signature_kind, out.tag.payload,
+                                out.tag.signature ? *out.tag.signature : std::string(), when);
+  return out;
+}
+
+Result<std::optional<PolicySource>> policy_in_force(git::Mirror& mirror, const std::string& target,
+                                                    const std::filesystem::path& policy_root) {
+  if (!target.empty()) {
+    auto committed = policy_source_at(mirror, target);
+    if (!committed)
+      return error("reading the policy at " + short_sha(target) + ": " + committed.message());
+    if (*committed) return std::move(*committed);
+  }
+  if (policy_root.empty()) return std::optional<PolicySource>();
+  auto root = policy_source_from_file(policy_root);
+  if (!root) return error("reading the trust root: " + root.message());
+  return std::optional<PolicySource>(std::move(*root));
+}
+
+TrustKeys::Loaded KeyCache::load(const PolicySource& source) {
+  auto loaded = TrustKeys::load(source);
+  if (!loaded.keys) return loaded;
+  if (auto it = keys_.find(loaded.keys->digest()); it != keys_.end()) {
+    loaded.keys = it->second;
+    return loaded;
+  }
+  if (keys_.size() >= 4) keys_.clear();
+  keys_[loaded.keys->digest()] = loaded.keys;
+  return loaded;
+}
+
+}  // namespace dmz::trust

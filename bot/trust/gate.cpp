@@ -1,0 +1,255 @@
+#include "bot/trust/gate.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include "bot/git/mirror.hpp"
+#include "bot/trust/facts.hpp"
+#include "bot/trust/signed_object.hpp"
+#include "queue/policy.hpp"
+
+namespace dmz {
+namespace {
+
+// Signed approvals are annotated tags under this prefix: dmz-approve/<pr>-<anything>.
+constexpr std::string_view kApprovePrefix = "dmz-approve/";
+// A PR whose source "branch" is tags/<name> is a signed tag (pull-request-by-signed-tag).
+constexpr std::string_view kTagBranchPrefix = "tags/";
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+class TrustPolicy final : public PolicyChecker {
+ public:
+  explicit TrustPolicy(config::Repo repo) : repo_(std::move(repo)) {}
+
+  queue::PolicyChecked check(git::Mirror& mirror, const queue::PullRequest& pr,
+                             const queue::Sha& sha, const queue::Sha& target,
+                             queue::Millis now) override {
+    queue::PolicyChecked out{pr.number, sha, false, {}, now};
+    auto fail = [&](std::vector<std::string> reasons) {
+      out.pass = false;
+      out.reasons = std::move(reasons);
+      return out;
+    };
+
+    // The policy in force is the one in the TARGET (the parent side of the merge), never the
+    // one the PR proposes: a PR that edits .dmz/policy.toml is judged by the old policy, so no
+    // PR can authorize itself. Without a committed policy, the operator's trust root.
+    // An empty target (the service knows no master yet) has no committed policy.
+    auto in_force = trust::policy_in_force(mirror, target, repo_.policy_root);
+    if (!in_force) return fail({"error: " + in_force.message()});
+    if (!*in_force) {
+      out.pass = true;  // no policy at all: the checks alone gate master
+      return out;
+    }
+    trust::PolicySource source = std::move(**in_force);
+    auto loaded = keys_.load(source);
+    if (!loaded.keys) {  // fail closed: a policy that does not parse allows nothing
+      std::vector<std::string> reasons = {"the policy does not parse"};
+      reasons.insert(reasons.end(), loaded.problems.begin(), loaded.problems.end());
+      return fail(std::move(reasons));
+    }
+    trust::TrustKeys& keys = *loaded.keys;
+    const queue::Policy& policy = keys.policy();
+
+    queue::PrFacts facts;
+    facts.number = static_cast<std::uint64_t>(pr.number);
+    facts.branch = pr.branch;
+    facts.target_branch = repo_.master;
+    facts.head = sha;
+    if (const queue::Account* a = policy.account_for_login(pr.author))
+      facts.author_account = a->name;
+
+    auto commits = mirror.rev_list(target, sha);
+    if (!commits) return fail({"error: " + commits.message()});
+    std::set<std::string> paths;
+    for (const auto& c : *commits) {
+      auto fact = gatherer_.commit_fact(mirror, keys, c);
+      if (!fact) return fail({"error: " + fact.message()});
+      if (fact->changed_paths)
+        paths.insert(fact->changed_paths->begin(), fact->changed_paths->end());
+      facts.commits.push_back(std::move(*fact));
+    }
+    facts.changed_paths.assign(paths.begin(), paths.end());
+
+    // Hard failures the core cannot see (the signed tag of a tag PR), and notes on approvals
+    // that were refused before reaching the core (shown only when the PR fails).
+    std::vector<std::string> extra_failures, approval_notes;
+    const auto tags = mirror.tags();
+    gather_approvals(mirror, keys, pr, sha, tags, facts, approval_notes);
+    gather_note_approvals(mirror, keys, pr, sha, facts, approval_notes);
+    if (starts_with(pr.branch, kTagBranchPrefix))
+      check_tag_pr(mirror, keys, pr, sha, tags, facts, extra_failures);
+
+    queue::Verdict verdict = queue::evaluate(policy, facts);
+    out.pass = verdict.pass && extra_failures.empty();
+    out.reasons = std::move(verdict.reasons);
+    out.reasons.insert(out.reasons.end(), extra_failures.begin(), extra_failures.end());
+    if (!out.pass)
+      out.reasons.insert(out.reasons.end(), approval_notes.begin(), approval_notes.end());
+    return out;
+  }
+
+  std::uint64_t signature_verifications() const override { return gatherer_.verifications(); }
+
+ private:
+  // Signed-tag approvals: annotated tags named dmz-approve/* that point at the head, and those
+  // named dmz-approve/<this PR>-* that point elsewhere (stale: the core says why they do not
+  // count). Other tags are never approvals, so a signed release tag is not one.
+  void gather_approvals(git::Mirror& mirror, trust::TrustKeys& keys, const queue::PullRequest& pr,
+                        const queue::Sha& sha, const std::map<std::string, std::string>& tags,
+                        queue::PrFacts& facts, std::vector<std::string>& notes) {
+    const std::string own_prefix = std::string(kApprovePrefix) + std::to_string(pr.number) + "-";
+    for (const auto& [name, tag_id] : tags) {
+      if (!starts_with(name, kApprovePrefix)) continue;
+      // Only tags on this head, or stale ones of this PR, are verified: the approvals of
+      // every other PR would otherwise cost a signature operation each.
+      auto checked = gatherer_.tag_check(mirror, keys, name, tag_id, [&](const ParsedTag& t) {
+        return t.object == sha || starts_with(name, own_prefix);
+      });
+      if (!checked) {
+        notes.push_back("approval tag refs/tags/" + name + ": " + checked.message());
+        continue;
+      }
+      if (checked->skipped) continue;
+      if (!checked->refusal.empty()) {
+        // A tag that does not even parse names no commit: report it only for this PR.
+        if (checked->tag.object.empty() && !starts_with(name, own_prefix)) continue;
+        notes.push_back(checked->refusal);
+        continue;
+      }
+      if (checked->tag.type != "commit") continue;
+      const trust::SignatureCheck& sig = checked->signature;
+      if (!sig.problem.empty()) {
+        notes.push_back("approval tag refs/tags/" + name + ": " + sig.problem);
+      } else if (!sig.signer) {
+        notes.push_back("approval tag refs/tags/" + name + " is unsigned");
+      } else {
+        facts.approvals.push_back(
+            {*sig.signer, checked->tag.object, "signed tag refs/tags/" + name, true});
+      }
+    }
+  }
+
+  // Signed-note approvals: each commit of refs/notes/dmz-approvals that adds the line
+  // "dmz-approve <repo>#<pr> <head>" to the note on the head is an approval by its signer. The
+  // line names the repository and the PR, so a note cannot be replayed into another PR.
+  void gather_note_approvals(git::Mirror& mirror, trust::TrustKeys& keys,
+                             const queue::PullRequest& pr, const queue::Sha& sha,
+                             queue::PrFacts& facts, std::vector<std::string>& notes) {
+    const std::string ref(trust::kApprovalNotesRef);
+    auto tip = mirror.reference(ref);
+    if (!tip) return;  // nobody has approved by note yet
+    const std::string what = repo_.name + "#" + std::to_string(pr.number);
+    const std::string line = "dmz-approve " + what + " " + sha;
+    auto changes = gatherer_.note_changes(mirror, *tip, sha);
+    if (!changes) {
+      notes.push_back("approval notes " + ref + ": " + changes.message());
+      return;
+    }
+    for (const auto& change : *changes) {
+      const std::string commit = "notes commit " + trust::short_sha(change.commit);
+      if (change.after.empty()) continue;  // a removed note approves nothing, withdraws nothing
+      if (count_lines(change.after, line) <= count_lines(change.before, line)) {
+        notes.push_back(commit + " does not approve " + what + ": it does not add the line \"" +
+                        line + "\" to the note on " + trust::short_sha(sha));
+        continue;
+      }
+      auto sig = gatherer_.commit_signature(mirror, keys, change.commit);
+      if (!sig) {
+        notes.push_back(commit + ": " + sig.message());
+      } else if (!sig->problem.empty()) {
+        notes.push_back(commit + ": " + sig->problem);
+      } else if (!sig->signer) {
+        notes.push_back(commit + " (note on " + trust::short_sha(sha) + ") is unsigned");
+      } else {
+        facts.approvals.push_back(
+            {*sig->signer, sha, "signed note " + change.commit.substr(0, 7), true});
+      }
+    }
+  }
+
+  // How many lines of `text` are exactly `line` (a trailing CR or blank is ignored).
+  static size_t count_lines(std::string_view text, std::string_view line) {
+    size_t n = 0;
+    while (!text.empty()) {
+      size_t eol = text.find('\n');
+      std::string_view l = text.substr(0, eol);
+      while (!l.empty() && (l.back() == '\r' || l.back() == ' ' || l.back() == '\t'))
+        l.remove_suffix(1);
+      if (l == line) ++n;
+      if (eol == std::string_view::npos) break;
+      text.remove_prefix(eol + 1);
+    }
+    return n;
+  }
+
+  // A PR by signed tag: the tag refs/tags/<name> must name itself, point at the head and be
+  // signed by the PR author's account.
+  void check_tag_pr(git::Mirror& mirror, trust::TrustKeys& keys, const queue::PullRequest& pr,
+                    const queue::Sha& sha, const std::map<std::string, std::string>& tags,
+                    const queue::PrFacts& facts, std::vector<std::string>& failures) {
+    const std::string name = pr.branch.substr(kTagBranchPrefix.size());
+    const std::string ref = "refs/tags/" + name;
+    auto it = tags.find(name);
+    if (it == tags.end()) {
+      failures.push_back("pull request tag " + ref + " is not an annotated tag in the repository");
+      return;
+    }
+    auto checked = gatherer_.tag_check(mirror, keys, name, it->second);
+    if (!checked) {
+      failures.push_back("pull request tag " + ref + ": " + checked.message());
+      return;
+    }
+    if (!checked->refusal.empty()) {
+      failures.push_back(checked->refusal);
+      return;
+    }
+    if (checked->tag.object != sha)
+      failures.push_back("pull request tag " + ref + " points at " +
+                         trust::short_sha(checked->tag.object) + ", not at the PR head " +
+                         trust::short_sha(sha));
+    const trust::SignatureCheck& sig = checked->signature;
+    if (!sig.problem.empty()) {
+      failures.push_back("pull request tag " + ref + ": " + sig.problem);
+    } else if (!sig.signer) {
+      failures.push_back("pull request tag " + ref + " is unsigned");
+    } else if (!facts.author_account) {
+      failures.push_back("pull request tag " + ref + " is signed by " + *sig.signer +
+                         " but the PR author is not a policy account");
+    } else if (*sig.signer != *facts.author_account) {
+      failures.push_back("pull request tag " + ref + " is signed by " + *sig.signer +
+                         " but the PR author is " + *facts.author_account);
+    }
+  }
+
+  config::Repo repo_;
+  trust::FactGatherer gatherer_;
+  trust::KeyCache keys_;
+};
+
+}  // namespace
+
+std::unique_ptr<PolicyChecker> make_policy_checker(const config::Repo& repo) {
+  // Whether a repository has a committed policy is only known per target commit, so every
+  // repository gets the real checker; with no policy at all it passes every PR.
+  return std::make_unique<TrustPolicy>(repo);
+}
+
+Result<std::string> mergetag_for(git::Mirror& mirror, const std::string& tag_name) {
+  const std::string ref = "refs/tags/" + tag_name;
+  auto tags = mirror.tags();
+  auto it = tags.find(tag_name);
+  if (it == tags.end()) return error(ref + " is not an annotated tag");
+  auto obj = mirror.read_object(it->second);
+  if (!obj) return obj.error();
+  if (obj->second != "tag") return error(ref + " is not an annotated tag");
+  auto parsed = parse_tag(obj->first);
+  if (!parsed) return error(ref + ": " + parsed.message());
+  if (parsed->tag != tag_name) return error("tag " + ref + " claims to be " + parsed->tag);
+  return std::move(obj->first);
+}
+
+}  // namespace dmz

@@ -1,0 +1,42 @@
+// The policy gate of the shell: judges a PR with the policy of its target (docs/POLICY.md) from
+// verified facts. Threading: check() runs on the repository's git worker, one call at a time.
+//
+// With neither a policy_root nor a committed .dmz/policy.toml on the target, every PR passes.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/status.hpp"
+#include "config/config.hpp"
+#include "queue/model.hpp"
+
+namespace dmz {
+namespace git {
+class Mirror;
+}
+
+class PolicyChecker {
+ public:
+  virtual ~PolicyChecker() = default;
+  // The verdict for `pr` at `sha` against the target branch's current tip `target`.
+  virtual queue::PolicyChecked check(git::Mirror& mirror, const queue::PullRequest& pr,
+                                     const queue::Sha& sha, const queue::Sha& target,
+                                     queue::Millis now) = 0;
+  // Signature operations (GnuPG or SSHSIG verifications) performed so far; results are cached
+  // by (object id, key set), so re-checking an unchanged PR adds none. For tests and metrics.
+  virtual std::uint64_t signature_verifications() const { return 0; }
+};
+
+// The checker configured for `repo` (its policy_root, its master branch and the policy file
+// committed in the repository).
+std::unique_ptr<PolicyChecker> make_policy_checker(const config::Repo& repo);
+
+// For a PR made by a signed tag (pull-request-by-signed-tag flow): the raw tag object at
+// refs/tags/<tag_name>, to be put in the merge commit's `mergetag` header. Fails if there is no
+// such annotated tag or if the tag's own `tag` header names another tag.
+Result<std::string> mergetag_for(git::Mirror& mirror, const std::string& tag_name);
+
+}  // namespace dmz
