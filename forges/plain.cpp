@@ -1,7 +1,10 @@
 #include "forges/plain.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <vector>
 
+#include "base/text.hpp"
 #include "queue/glob.hpp"
 
 namespace dmz::forges {
@@ -48,24 +51,63 @@ std::optional<std::string> branch_refusal(const std::string& branch,
   return "branch " + branch + " matches none of " + join(allowed);
 }
 
+std::map<std::string, queue::Sha> pr_heads(const RemoteRefs& refs) {
+  auto heads = refs.branches;
+  for (const auto& [name, commit] : refs.tags)
+    heads.emplace(std::string(kTagPrefix) + name, commit);
+  return heads;
+}
+
 // PR events first (in PR number order), then master, so that a pushed PR has left the train
 // before the engine rebuilds it on a moved master.
-std::vector<queue::Event> events_from_fetch(const queue::RepoState& state,
-                                            const std::map<std::string, queue::Sha>& branches,
+std::vector<queue::Event> events_from_fetch(const queue::RepoState& state, const RemoteRefs& refs,
                                             const std::string& master_branch, queue::Millis now) {
+  const auto heads = pr_heads(refs);
   std::vector<queue::Event> out;
   for (const auto& [number, pr] : state.prs) {
     if (terminal(pr.status)) continue;
-    auto it = branches.find(pr.branch);
-    if (it == branches.end())
+    auto it = heads.find(pr.branch);
+    if (it == heads.end())
       out.push_back(queue::PrClosed{number, now});
     else if (it->second != pr.head)
-      out.push_back(queue::PrPushed{number, it->second, now});
+      out.push_back(queue::PrPushed{number, it->second, now, refs.rewritten.count(pr.branch) > 0});
   }
-  auto master = branches.find(master_branch);
-  if (master != branches.end() && master->second != state.master)
+  auto master = refs.branches.find(master_branch);
+  if (master != refs.branches.end() && master->second != state.master)
     out.push_back(queue::MasterObserved{master->second, now});
   return out;
+}
+
+std::vector<queue::Event> PlainForge::events_from_fetch(const queue::RepoState& state,
+                                                        const RemoteRefs& refs,
+                                                        queue::Millis now) const {
+  return forges::events_from_fetch(state, refs, options_.master, now);
+}
+
+Result<queue::PrOpened> PlainForge::register_pull(const RemoteRefs& refs, const Registration& r,
+                                                  queue::Millis now) const {
+  // A signed-tag PR is judged by the policy's branch rules (tags/*), not by branch patterns.
+  const bool is_tag = r.branch.starts_with(kTagPrefix);
+  if (!is_tag)
+    if (auto why = branch_refusal(r.branch, options_.branch_patterns, options_.refused_patterns))
+      return invalid(*why);
+  const auto heads = pr_heads(refs);
+  auto found = heads.find(r.branch);
+  if (found == heads.end())
+    return invalid(
+        (is_tag ? "annotated tag " + r.branch.substr(kTagPrefix.size()) : "branch " + r.branch) +
+        " does not exist on the remote");
+  return queue::PrOpened{r.number, r.branch, r.author, r.title, found->second, now};
+}
+
+// The plain forge has no comment API: the notice is logged (escaped: it may quote names and
+// titles that came from outside), and the PR's reason carries it to the queue API and the
+// status page.
+Status PlainForge::deliver(const OutboxMessage& m) {
+  auto level =
+      m.notice.kind == queue::NoticeKind::Failure ? spdlog::level::warn : spdlog::level::info;
+  spdlog::log(level, "{}#{}: {}", options_.repo, m.notice.number, escape_control(m.notice.message));
+  return {};
 }
 
 }  // namespace dmz::forges

@@ -41,18 +41,20 @@ TEST_CASE("events_from_fetch: pushes, vanished branches and a moved master") {
   s.prs[3] = pr(3, "feature/gone", sha('c'), queue::PrStatus::Failed);
   s.prs[4] = pr(4, "feature/merged", sha('d'), queue::PrStatus::Merged);
   s.prs[5] = pr(5, "feature/cancelled", sha('e'), queue::PrStatus::Cancelled);
-  const std::map<std::string, queue::Sha> branches{
+  forges::RemoteRefs refs;
+  refs.branches = {
       {"master", sha('9')},
       {"feature/same", sha('a')},
       {"feature/moved", sha('f')},
       {"feature/merged", sha('1')},  // ignored: terminal
   };
-  const auto events = events_from_fetch(s, branches, "master", 4242);
+  const auto events = events_from_fetch(s, refs, "master", 4242);
   REQUIRE(events.size() == 3);
   const auto& pushed = std::get<queue::PrPushed>(events[0]);
   CHECK(pushed.number == 2);
   CHECK(pushed.head == sha('f'));
   CHECK(pushed.at == 4242);
+  CHECK_FALSE(pushed.rewritten);
   const auto& closed = std::get<queue::PrClosed>(events[1]);
   CHECK(closed.number == 3);
   CHECK(closed.at == 4242);
@@ -65,7 +67,62 @@ TEST_CASE("events_from_fetch: nothing changed, nothing to say") {
   queue::RepoState s;
   s.master = sha('0');
   s.prs[1] = pr(1, "feature/a", sha('a'), queue::PrStatus::Open);
-  CHECK(events_from_fetch(s, {{"master", sha('0')}, {"feature/a", sha('a')}}, "master", 1).empty());
+  forges::RemoteRefs refs;
+  refs.branches = {{"master", sha('0')}, {"feature/a", sha('a')}};
+  CHECK(events_from_fetch(s, refs, "master", 1).empty());
   // a fetch that does not include master says nothing about it
-  CHECK(events_from_fetch(s, {{"feature/a", sha('a')}}, "master", 1).empty());
+  refs.branches = {{"feature/a", sha('a')}};
+  CHECK(events_from_fetch(s, refs, "master", 1).empty());
+}
+
+TEST_CASE("events_from_fetch: a rewritten branch and a PR by signed tag") {
+  queue::RepoState s;
+  s.master = sha('0');
+  s.prs[1] = pr(1, "feature/a", sha('a'), queue::PrStatus::Queued);
+  s.prs[2] = pr(2, "tags/frotz-for-xyzzy", sha('b'), queue::PrStatus::Queued);
+  forges::RemoteRefs refs;
+  refs.branches = {{"master", sha('0')}, {"feature/a", sha('c')}};
+  refs.tags = {{"frotz-for-xyzzy", sha('d')}};
+  refs.rewritten = {"feature/a"};
+  const auto events = events_from_fetch(s, refs, "master", 7);
+  REQUIRE(events.size() == 2);
+  CHECK(std::get<queue::PrPushed>(events[0]).rewritten);
+  CHECK(std::get<queue::PrPushed>(events[1]).number == 2);
+  CHECK(std::get<queue::PrPushed>(events[1]).head == sha('d'));
+  CHECK_FALSE(std::get<queue::PrPushed>(events[1]).rewritten);
+}
+
+TEST_CASE("PlainForge::register_pull resolves the head and refuses what cannot be a PR") {
+  forges::PlainForge forge({"acme/app", "master", {"feature/*", "bug/*"}, {"wip/*"}});
+  forges::RemoteRefs refs;
+  refs.branches = {{"master", sha('0')}, {"feature/a", sha('a')}, {"wip/x", sha('w')}};
+  refs.tags = {{"v1-for-you", sha('t')}};
+
+  auto ok = forge.register_pull(refs, {7, "feature/a", "ann", "A title"}, 99);
+  REQUIRE(ok);
+  CHECK(ok->number == 7);
+  CHECK(ok->head == sha('a'));
+  CHECK(ok->author == "ann");
+  CHECK(ok->at == 99);
+  auto tag = forge.register_pull(refs, {8, "tags/v1-for-you", "ann", ""}, 99);
+  REQUIRE(tag);
+  CHECK(tag->head == sha('t'));
+
+  auto wip = forge.register_pull(refs, {9, "wip/x", "ann", ""}, 99);
+  REQUIRE_FALSE(wip);
+  CHECK(wip.code() == Code::kInvalid);
+  CHECK(wip.message() == "branch wip/x is refused by pattern wip/*");
+  auto missing = forge.register_pull(refs, {9, "feature/none", "ann", ""}, 99);
+  REQUIRE_FALSE(missing);
+  CHECK(missing.message() == "branch feature/none does not exist on the remote");
+  auto no_tag = forge.register_pull(refs, {9, "tags/nope", "ann", ""}, 99);
+  REQUIRE_FALSE(no_tag);
+  CHECK(no_tag.message() == "annotated tag nope does not exist on the remote");
+}
+
+TEST_CASE("the plain forge has no webhooks") {
+  forges::PlainForge forge({"acme/app"});
+  auto r = forge.webhook({}, 1);
+  REQUIRE_FALSE(r);
+  CHECK(r.code() == Code::kNotFound);
 }

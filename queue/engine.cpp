@@ -10,14 +10,9 @@ namespace {
 
 // ---- small helpers ---------------------------------------------------------------------------
 
-struct Rejection {
-  int code = 409;
-  std::string message;
-};
-using Verdict = std::optional<Rejection>;  // nullopt: the event was applied
+using Verdict = std::optional<Error>;  // nullopt: the event was applied
 
-Rejection conflict(std::string message) { return {409, std::move(message)}; }
-Rejection unknown(int number) { return {404, "unknown pull request #" + std::to_string(number)}; }
+Error unknown(int number) { return not_found("unknown pull request #" + std::to_string(number)); }
 
 std::string short_sha(const Sha& sha) { return sha.substr(0, 7); }
 std::string pr_name(int number) { return "#" + std::to_string(number); }
@@ -121,8 +116,8 @@ struct Ctx {
   void emit(A a) {
     out.emplace_back(std::in_place_type<A>, std::move(a));
   }
-  void notify(int n, NoticeKind kind, std::string message) {
-    emit(Notify{n, kind, std::move(message)});
+  void notify(const PullRequest& pr, NoticeKind kind, Reason reason, std::string message) {
+    emit(Notify{pr.number, kind, reason, std::move(message), pr.head});
   }
   PullRequest* find(int n) {
     auto it = s.prs.find(n);
@@ -142,10 +137,12 @@ void approve(Ctx& c, PullRequest& pr, Approval approval) {
   pr.approval = std::move(approval);
   pr.status = PrStatus::Approved;
   pr.queued_at = c.at;
+  pr.reason_code = Reason::None;
   pr.reason.clear();
   pr.details.clear();
   pr.candidate.reset();
-  c.emit(CheckPolicy{pr.number, pr.approval->sha});
+  pr.finished_at = 0;
+  c.emit(CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, c.s.master});
 }
 
 // Invariant 2: an approval is pinned to a head; a new head needs a new approval.
@@ -156,10 +153,13 @@ void drop_approval(Ctx& c, PullRequest& pr, bool rewritten = false) {
   pr.details.clear();
   // A rebase of published history is worth more than an "approve again": the DMZ flow forbids
   // it because others may have built on the dropped commits.
+  pr.reason_code = rewritten ? Reason::RewrittenHistory : Reason::NewPush;
   pr.reason = rewritten ? "force-push " + short_sha(pr.head) +
-                              " rewrote published history (commits were dropped); approve again"
-                        : "new push " + short_sha(pr.head) + " after approval; approve again";
-  c.notify(pr.number, rewritten ? NoticeKind::Failure : NoticeKind::Info, pr.reason);
+                              " rewrote published history (commits were dropped); push the "
+                              "dropped commits back or open a new pull request, then approve again"
+                        : "new push " + short_sha(pr.head) +
+                              " after approval; a merge master must approve the new head";
+  c.notify(pr, rewritten ? NoticeKind::Failure : NoticeKind::Info, pr.reason_code, pr.reason);
 }
 
 // Back to the queue, keeping its approval and its place (queued_at). A PR whose head moved
@@ -173,12 +173,15 @@ void requeue(Ctx& c, PullRequest& pr) {
   drop_approval(c, pr);
 }
 
-void fail(Ctx& c, PullRequest& pr, std::string reason, std::vector<std::string> details) {
+void fail(Ctx& c, PullRequest& pr, Reason code, std::string reason,
+          std::vector<std::string> details) {
   pr.status = PrStatus::Failed;
   pr.candidate.reset();
+  pr.reason_code = code;
   pr.reason = std::move(reason);
   pr.details = std::move(details);
-  c.notify(pr.number, NoticeKind::Failure, pr.reason);
+  pr.finished_at = c.at;
+  c.notify(pr, NoticeKind::Failure, code, pr.reason);
 }
 
 // ---- the train ---------------------------------------------------------------------------------
@@ -211,9 +214,9 @@ std::vector<int> cut_train(Ctx& c, std::size_t from) {
 }
 
 // A candidate failed (check failure or timeout): its PRs are Failed, later ones re-queued.
-void back_out(Ctx& c, std::size_t index, const std::string& reason,
+void back_out(Ctx& c, std::size_t index, Reason code, const std::string& reason,
               const std::vector<std::string>& details) {
-  for (int n : cut_train(c, index)) fail(c, c.pr(n), reason, details);
+  for (int n : cut_train(c, index)) fail(c, c.pr(n), code, reason, details);
 }
 
 // A transient git error: nobody is to blame; retry after the backoff.
@@ -222,7 +225,7 @@ void transient(Ctx& c, std::size_t index, const std::string& message) {
                            std::to_string(c.cfg.retry_backoff / 1000) + "s";
   for (int n : cut_train(c, index)) {
     requeue(c, c.pr(n));
-    c.notify(n, NoticeKind::Info, text);
+    c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
   }
   c.s.retry_after = c.at + c.cfg.retry_backoff;
 }
@@ -244,7 +247,11 @@ void landed(Ctx& c) {
     auto& pr = c.pr(n);
     pr.status = PrStatus::Merged;
     pr.candidate.reset();
-    c.notify(n, NoticeKind::Success, "merged into master at " + short_sha(k.sha));
+    pr.reason_code = Reason::Merged;
+    pr.reason = "merged into master at " + short_sha(k.sha);
+    pr.details.clear();
+    pr.finished_at = c.at;
+    c.notify(pr, NoticeKind::Success, Reason::Merged, pr.reason);
   }
   land_front_if_green(c);
 }
@@ -260,12 +267,12 @@ void rebuild_on(Ctx& c, const Sha& master) {
     for (int n : cut_train(c, 0)) requeue(c, c.pr(n));
   const std::string text =
       "master moved to " + short_sha(master) + " outside dmzbot; rebuilding dmz";
-  for (int n : affected) c.notify(n, NoticeKind::Info, text);
+  for (int n : affected) c.notify(c.pr(n), NoticeKind::Info, Reason::MasterMoved, text);
 }
 
 // Takes a PR out of the train or the queue (cancel, close); its candidate's other PRs and the
 // later candidates go back to the queue.
-void withdraw(Ctx& c, PullRequest& pr, std::string reason) {
+void withdraw(Ctx& c, PullRequest& pr, Reason code, std::string reason) {
   if (pr.candidate) {
     if (auto i = index_of(c.s, *pr.candidate))
       for (int n : cut_train(c, *i))
@@ -273,9 +280,11 @@ void withdraw(Ctx& c, PullRequest& pr, std::string reason) {
   }
   pr.status = PrStatus::Cancelled;
   pr.candidate.reset();
+  pr.reason_code = code;
   pr.reason = std::move(reason);
   pr.details.clear();
-  c.notify(pr.number, NoticeKind::Info, pr.reason);
+  pr.finished_at = c.at;
+  c.notify(pr, NoticeKind::Info, code, pr.reason);
 }
 
 // The scheduling step after every event: fill the train from the queue.
@@ -306,10 +315,8 @@ void schedule(Ctx& c) {
 // ------------------------------------------------------------------------------
 
 Verdict on(Ctx& c, const PrOpened& e) {
-  if (e.number <= 0)
-    return Rejection{422, "invalid pull request number " + std::to_string(e.number)};
-  if (e.head.empty())
-    return Rejection{422, "pull request " + pr_name(e.number) + " has no head sha"};
+  if (e.number <= 0) return invalid("invalid pull request number " + std::to_string(e.number));
+  if (e.head.empty()) return invalid("pull request " + pr_name(e.number) + " has no head sha");
   if (const auto* pr = c.find(e.number)) {
     if (pr->branch == e.branch && pr->author == e.author && pr->title == e.title &&
         pr->head == e.head)
@@ -330,7 +337,7 @@ Verdict on(Ctx& c, const PrOpened& e) {
 Verdict on(Ctx& c, const PrPushed& e) {
   auto* pr = c.find(e.number);
   if (!pr) return unknown(e.number);
-  if (e.head.empty()) return Rejection{422, "push to " + pr_name(e.number) + " has no head sha"};
+  if (e.head.empty()) return invalid("push to " + pr_name(e.number) + " has no head sha");
   if (e.head == pr->head || pr->status == PrStatus::Merged) return std::nullopt;
   pr->head = e.head;
   switch (stage(pr->status)) {
@@ -346,7 +353,7 @@ Verdict on(Ctx& c, const PrPushed& e) {
   if (c.landing(*pr)) {  // too late to stop: the approved sha lands, the new push does not
     pr->reason = "new push " + short_sha(e.head) + " after approval; the approved " +
                  short_sha(pr->approval ? pr->approval->sha : Sha()) + " is landing";
-    c.notify(pr->number, NoticeKind::Info, pr->reason);
+    c.notify(*pr, NoticeKind::Info, Reason::NewPush, pr->reason);
     return std::nullopt;
   }
   if (auto i = index_of(c.s, pr->candidate.value_or(0)))
@@ -366,10 +373,12 @@ Verdict on(Ctx& c, const PrClosed& e) {
   }
   if (stage(pr->status) == Stage::Idle) {  // nothing to take out of the queue
     pr->status = PrStatus::Cancelled;
+    pr->reason_code = Reason::Closed;
     pr->reason = "closed";
+    pr->finished_at = c.at;
     return std::nullopt;
   }
-  withdraw(c, *pr, "closed");
+  withdraw(c, *pr, Reason::Closed, "closed");
   return std::nullopt;
 }
 
@@ -406,7 +415,7 @@ Verdict on(Ctx& c, const CancelRequested& e) {
   }
   if (c.landing(*pr))
     return conflict(pr_name(e.number) + " is landing on master; too late to cancel");
-  withdraw(c, *pr, "cancelled by " + e.by);
+  withdraw(c, *pr, Reason::Cancelled, "cancelled by " + e.by + "; approve or retry to queue again");
   return std::nullopt;
 }
 
@@ -435,7 +444,7 @@ Verdict on(Ctx& c, const PolicyChecked& e) {
     return std::nullopt;
   }
   const std::string first = e.reasons.empty() ? std::string("failed") : e.reasons.front();
-  fail(c, *pr, "policy: " + first, e.reasons);
+  fail(c, *pr, Reason::PolicyFailed, "policy: " + first, e.reasons);
   return std::nullopt;
 }
 
@@ -457,7 +466,10 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
                          ", which is not in candidate " + std::to_string(c.s.train[index].id));
   for (int n : cut_train(c, index)) {
     if (n == e.culprit)
-      fail(c, c.pr(n), "merge conflict in " + join(e.conflicts, ", "), e.conflicts);
+      fail(c, c.pr(n), Reason::MergeConflict,
+           "merge conflict in " + join(e.conflicts, ", ") +
+               "; merge master into the branch (or rebase), push, and ask for approval again",
+           e.conflicts);
     else
       requeue(c, c.pr(n));
   }
@@ -489,7 +501,7 @@ Verdict on(Ctx& c, const CandidateChecked& e) {
     return std::nullopt;  // stale: the candidate was dropped or rebuilt
   if (!e.pass) {
     const std::string first = e.reasons.empty() ? std::string("failed") : e.reasons.front();
-    back_out(c, *i, "policy (candidate): " + first, e.reasons);
+    back_out(c, *i, Reason::CandidatePolicyFailed, "policy (candidate): " + first, e.reasons);
     return std::nullopt;
   }
   c.s.train[*i].policy_passed = true;
@@ -511,7 +523,10 @@ Verdict on(Ctx& c, const CheckReported& e) {
         check.description.empty() ? std::string(to_string(check.state)) : check.description;
     std::vector<std::string> details;
     if (!check.url.empty()) details.push_back(check.url);
-    back_out(c, *i, "check " + check.context + " failed: " + what, details);
+    back_out(c, *i, Reason::BuildFailed,
+             "check " + check.context + " failed: " + what +
+                 "; push a fix and ask for approval again, or retry if the PR was not the cause",
+             details);
     return std::nullopt;
   }
   if (k.status == CandidateStatus::InDmz) {
@@ -552,9 +567,10 @@ Verdict on(Ctx& c, const Tick&) {
     if (!on_dmz(k.status) || c.at < k.pushed_at + c.cfg.check_timeout) continue;
     const auto missing = not_green(k, c.cfg);
     if (missing.empty()) continue;
-    back_out(c, i,
+    back_out(c, i, Reason::CheckTimeout,
              "check " + join(missing, ", ") + " did not report within " +
-                 std::to_string(c.cfg.check_timeout / 1000) + "s",
+                 std::to_string(c.cfg.check_timeout / 1000) +
+                 "s; make sure CI builds the dmz branch and reports this check, then retry",
              missing);
     break;  // later candidates went with it
   }
@@ -568,12 +584,12 @@ Outcome handle(RepoState& state, const Event& event, const Settings& settings) {
     RepoState work = state;  // applied to a copy: a rejection leaves `state` untouched
     Ctx c{work, settings, time_of(event), {}};
     if (Verdict v = std::visit([&](const auto& e) { return on(c, e); }, event))
-      return Outcome{std::move(v->message), v->code, {}};
+      return Outcome{std::move(*v), {}};
     schedule(c);
     state = std::move(work);
-    return Outcome{std::nullopt, 0, std::move(c.out)};
+    return Outcome{std::nullopt, std::move(c.out)};
   } catch (const std::exception& e) {
-    return Outcome{std::string("internal error: ") + e.what(), 500, {}};
+    return Outcome{internal(std::string("internal error: ") + e.what()), {}};
   }
 }
 
@@ -581,7 +597,7 @@ std::vector<Action> resume(const RepoState& state, const Settings&) {
   std::vector<Action> out;
   for (const auto& [n, pr] : state.prs)
     if (pr.status == PrStatus::Approved && pr.approval)
-      out.push_back(CheckPolicy{n, pr.approval->sha});
+      out.push_back(CheckPolicy{n, pr.approval->sha, pr.branch, pr.author, state.master});
   for (const auto& k : state.train) {
     switch (k.status) {
       case CandidateStatus::Merging:
@@ -597,6 +613,9 @@ std::vector<Action> resume(const RepoState& state, const Settings&) {
         break;
     }
   }
+  // With an empty train dmz must be master; a back-out's reset may have been lost in a crash.
+  // Forcing dmz to where it already is changes nothing.
+  if (state.train.empty() && !state.master.empty()) out.push_back(ResetDmz{state.master});
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include "queue/json.hpp"
 
 using namespace dmz::queue;
+using dmz::Code;
 
 namespace {
 
@@ -116,12 +117,12 @@ struct Repo {
 };
 
 // Every rejection must leave the state exactly as it was.
-Outcome expect_rejected(Repo& r, const Event& e, int code) {
+Outcome expect_rejected(Repo& r, const Event& e, Code code) {
   const std::string before = r.dump();
   const auto next = r.s.next_candidate;
   Outcome o = handle(r.s, e, r.cfg);
   REQUIRE(o.rejected.has_value());
-  CHECK(o.code == code);
+  CHECK(o.rejected->code == code);
   CHECK(o.actions.empty());
   CHECK(r.dump() == before);
   CHECK(r.s.next_candidate == next);
@@ -146,11 +147,11 @@ TEST_CASE(
 
   CHECK_FALSE(
       handle(r.s, PrOpened{1, "feature/f1", "dev1", "Title 1", sha('a'), r.now}, r.cfg).rejected);
-  auto bad =
-      expect_rejected(r, PrOpened{1, "feature/other", "dev1", "Title 1", sha('a'), r.now}, 409);
-  CHECK(bad.rejected->find("#1") != std::string::npos);
-  expect_rejected(r, PrOpened{0, "feature/x", "dev", "t", sha('b'), r.now}, 422);
-  expect_rejected(r, PrOpened{2, "feature/x", "dev", "t", "", r.now}, 422);
+  auto bad = expect_rejected(r, PrOpened{1, "feature/other", "dev1", "Title 1", sha('a'), r.now},
+                             Code::kConflict);
+  CHECK(bad.rejected->message.find("#1") != std::string::npos);
+  expect_rejected(r, PrOpened{0, "feature/x", "dev", "t", sha('b'), r.now}, Code::kInvalid);
+  expect_rejected(r, PrOpened{2, "feature/x", "dev", "t", "", r.now}, Code::kInvalid);
 }
 
 TEST_CASE("MergeRequested pins the approval to the head and asks for the policy") {
@@ -172,11 +173,12 @@ TEST_CASE("MergeRequested pins the approval to the head and asks for the policy"
   CHECK(pr.queued_at == at);
 
   SUBCASE("unknown PR: 404") {
-    expect_rejected(r, MergeRequested{9, sha('a'), "alice", r.now}, 404);
+    expect_rejected(r, MergeRequested{9, sha('a'), "alice", r.now}, Code::kNotFound);
   }
   SUBCASE("stale sha: 409 naming both shas") {
-    auto bad = expect_rejected(r, MergeRequested{1, sha('b'), "alice", r.now}, 409);
-    CHECK(*bad.rejected == "sha " + sha('b') + " is not the head of #1 (head is " + sha('a') + ")");
+    auto bad = expect_rejected(r, MergeRequested{1, sha('b'), "alice", r.now}, Code::kConflict);
+    CHECK(bad.rejected->message ==
+          "sha " + sha('b') + " is not the head of #1 (head is " + sha('a') + ")");
   }
   SUBCASE("re-approval at the same sha is idempotent in every queued stage") {
     const std::string before = r.dump();
@@ -202,8 +204,8 @@ TEST_CASE("MergeRequested on a merged PR is refused") {
   r.green(1, sha('c'));
   r.master_pushed(1, true);
   REQUIRE(r.pr(1).status == PrStatus::Merged);
-  auto bad = expect_rejected(r, MergeRequested{1, sha('a'), "alice", r.now}, 409);
-  CHECK(*bad.rejected == "#1 is already merged");
+  auto bad = expect_rejected(r, MergeRequested{1, sha('a'), "alice", r.now}, Code::kConflict);
+  CHECK(bad.rejected->message == "#1 is already merged");
 }
 
 TEST_CASE("PolicyChecked: pass queues and schedules, fail reports every reason, stale is ignored") {
@@ -284,14 +286,20 @@ TEST_CASE("a PR goes from approval to master: merge, build, land") {
   CHECK(r.s.train.at(0).status == CandidateStatus::Landing);
   CHECK(r.s.master == kMaster);  // not before the push succeeded
 
+  CHECK(r.pr(1).finished_at == 0);
+  const Millis landed_at = r.now;
   auto landed = r.master_pushed(1, true);
   CHECK(r.s.master == sha('c'));
   CHECK(r.s.train.empty());
   CHECK(r.pr(1).status == PrStatus::Merged);
+  CHECK(r.pr(1).reason_code == Reason::Merged);
+  CHECK(r.pr(1).finished_at == landed_at);
   CHECK_FALSE(r.pr(1).candidate);
   auto n = only<Notify>(landed);
   CHECK(n.kind == NoticeKind::Success);
+  CHECK(n.reason == Reason::Merged);
   CHECK(n.number == 1);
+  CHECK(n.head == sha('a'));  // forges put statuses on the PR's head
   CHECK(n.message.find(sha('c').substr(0, 7)) != std::string::npos);
 }
 
@@ -342,13 +350,17 @@ TEST_CASE("a failed build backs the PR out and the next PR is built on master") 
   auto o =
       r.check(sha('c'), CheckState::Failure, "ci/build", "tests failed", "https://ci.example/1");
   CHECK(r.pr(1).status == PrStatus::Failed);
-  CHECK(r.pr(1).reason == "check ci/build failed: tests failed");
+  CHECK(r.pr(1).reason ==
+        "check ci/build failed: tests failed; push a fix and ask for approval again, or retry if "
+        "the PR was not the cause");
+  CHECK(r.pr(1).reason_code == Reason::BuildFailed);
   CHECK(r.pr(1).details == std::vector<std::string>{"https://ci.example/1"});
   CHECK_FALSE(r.pr(1).candidate);
   auto n = notices_for(o, 1);
   REQUIRE(n.size() == 1);
   CHECK(n[0].kind == NoticeKind::Failure);
-  CHECK(n[0].message == "check ci/build failed: tests failed");
+  CHECK(n[0].message == r.pr(1).reason);
+  CHECK(n[0].reason == Reason::BuildFailed);
   CHECK(only<CancelBuild>(o).sha == sha('c'));
   CHECK(only<ResetDmz>(o).sha == kMaster);
   auto bc = only<BuildCandidate>(o);
@@ -367,7 +379,7 @@ TEST_CASE("an Error check state backs out too, with the state as the description
   r.merged(1, sha('c'));
   r.check(sha('c'), CheckState::Error);
   CHECK(r.pr(1).status == PrStatus::Failed);
-  CHECK(r.pr(1).reason == "check ci/build failed: error");
+  CHECK(r.pr(1).reason.starts_with("check ci/build failed: error; "));
   CHECK(r.pr(1).details.empty());
 }
 
@@ -385,12 +397,13 @@ TEST_CASE("a merge conflict fails the culprit with the conflicting files") {
   REQUIRE(r.s.train[0].prs == std::vector<int>{2});
   auto o = r.on(MergeDone{1, MergeOutcome::Conflict, "", 2, {"src/a.cpp", "README.md"}, "", r.now});
   CHECK(r.pr(2).status == PrStatus::Failed);
-  CHECK(r.pr(2).reason == "merge conflict in src/a.cpp, README.md");
+  CHECK(r.pr(2).reason.starts_with("merge conflict in src/a.cpp, README.md; merge master into"));
+  CHECK(r.pr(2).reason_code == Reason::MergeConflict);
   CHECK(r.pr(2).details == std::vector<std::string>{"src/a.cpp", "README.md"});
   auto n = notices_for(o, 2);
   REQUIRE(n.size() == 1);
   CHECK(n[0].kind == NoticeKind::Failure);
-  CHECK(n[0].message == "merge conflict in src/a.cpp, README.md");
+  CHECK(n[0].message == r.pr(2).reason);
   CHECK(none<CancelBuild>(o));  // it never reached dmz
   CHECK(only<ResetDmz>(o).sha == kMaster);
   auto bc = only<BuildCandidate>(o);
@@ -463,7 +476,8 @@ TEST_CASE("MergeDone for an unknown or finished candidate is stale and ignored")
 
 TEST_CASE("new push drops an approved, queued or building PR and cancels its build") {
   Repo r;
-  const std::string reason = "new push " + sha('e').substr(0, 7) + " after approval; approve again";
+  const std::string reason = "new push " + sha('e').substr(0, 7) +
+                             " after approval; a merge master must approve the new head";
 
   SUBCASE("approved, waiting for the policy") {
     r.open(1, sha('a'));
@@ -528,7 +542,7 @@ TEST_CASE("new push drops an approved, queued or building PR and cancels its bui
     CHECK(r.pr(1).status == PrStatus::Open);
     CHECK(r.pr(1).reason.empty());
   }
-  SUBCASE("unknown PR: 404") { expect_rejected(r, PrPushed{5, sha('e'), r.now}, 404); }
+  SUBCASE("unknown PR: 404") { expect_rejected(r, PrPushed{5, sha('e'), r.now}, Code::kNotFound); }
 }
 
 TEST_CASE("a force-push that rewrites published history is reported as such") {
@@ -538,8 +552,10 @@ TEST_CASE("a force-push that rewrites published history is reported as such") {
   auto o = r.on(PrPushed{1, sha('e'), r.now, /*rewritten=*/true});
   CHECK(r.pr(1).status == PrStatus::Open);
   CHECK_FALSE(r.pr(1).approval);
-  CHECK(r.pr(1).reason == "force-push " + sha('e').substr(0, 7) +
-                              " rewrote published history (commits were dropped); approve again");
+  CHECK(r.pr(1).reason ==
+        "force-push " + sha('e').substr(0, 7) +
+            " rewrote published history (commits were dropped); push the dropped commits back or "
+            "open a new pull request, then approve again");
   auto n = notices_for(o, 1);
   REQUIRE(n.size() == 1);
   CHECK(n[0].kind == NoticeKind::Failure);
@@ -577,7 +593,8 @@ TEST_CASE("a check that never reports times out on Tick") {
 
   auto o = r.tick(pushed + 600'000);
   CHECK(r.pr(1).status == PrStatus::Failed);
-  CHECK(r.pr(1).reason == "check ci/build, ci/docs did not report within 600s");
+  CHECK(r.pr(1).reason.starts_with("check ci/build, ci/docs did not report within 600s; "));
+  CHECK(r.pr(1).reason_code == Reason::CheckTimeout);
   CHECK(r.pr(1).details == std::vector<std::string>{"ci/build", "ci/docs"});
   CHECK(only<CancelBuild>(o).sha == sha('c'));
   CHECK(notices_for(o, 1).at(0).kind == NoticeKind::Failure);
@@ -595,14 +612,15 @@ TEST_CASE("cancel takes a PR out; retry puts it back through the policy") {
   auto o = r.on(CancelRequested{1, "alice", r.now});
   CHECK_FALSE(o.rejected);
   CHECK(r.pr(1).status == PrStatus::Cancelled);
-  CHECK(r.pr(1).reason == "cancelled by alice");
+  CHECK(r.pr(1).reason == "cancelled by alice; approve or retry to queue again");
+  CHECK(r.pr(1).reason_code == Reason::Cancelled);
   REQUIRE(r.pr(1).approval);  // kept, so that retry can use it
   CHECK(only<CancelBuild>(o).sha == sha('c'));
-  CHECK(notices_for(o, 1).at(0).message == "cancelled by alice");
+  CHECK(notices_for(o, 1).at(0).message == r.pr(1).reason);
   CHECK(only<BuildCandidate>(o).items.at(0).number == 2);
 
-  expect_rejected(r, CancelRequested{1, "alice", r.now}, 409);
-  expect_rejected(r, CancelRequested{8, "alice", r.now}, 404);
+  expect_rejected(r, CancelRequested{1, "alice", r.now}, Code::kConflict);
+  expect_rejected(r, CancelRequested{8, "alice", r.now}, Code::kNotFound);
 
   const Millis retry_at = r.now;
   auto retry = r.on(RetryRequested{1, "bob", retry_at});
@@ -631,25 +649,25 @@ TEST_CASE("cancel of a queued PR; cancel and retry refusals") {
   }
   SUBCASE("open PR: not queued") {
     r.open(3, sha('d'));
-    auto bad = expect_rejected(r, CancelRequested{3, "alice", r.now}, 409);
-    CHECK(bad.rejected->find("not queued") != std::string::npos);
+    auto bad = expect_rejected(r, CancelRequested{3, "alice", r.now}, Code::kConflict);
+    CHECK(bad.rejected->message.find("not queued") != std::string::npos);
   }
   SUBCASE("merged PR: 409") {
     r.green(1, sha('c'));
     r.master_pushed(1, true);
-    auto bad = expect_rejected(r, CancelRequested{1, "alice", r.now}, 409);
-    CHECK(*bad.rejected == "#1 is already merged");
+    auto bad = expect_rejected(r, CancelRequested{1, "alice", r.now}, Code::kConflict);
+    CHECK(bad.rejected->message == "#1 is already merged");
   }
   SUBCASE("retry of a PR that is not failed or cancelled") {
-    expect_rejected(r, RetryRequested{2, "bob", r.now}, 409);
-    expect_rejected(r, RetryRequested{9, "bob", r.now}, 404);
+    expect_rejected(r, RetryRequested{2, "bob", r.now}, Code::kConflict);
+    expect_rejected(r, RetryRequested{9, "bob", r.now}, Code::kNotFound);
   }
   SUBCASE("retry without an approval") {
     r.open(3, sha('d'));
     r.on(PrClosed{3, r.now});
     REQUIRE(r.pr(3).status == PrStatus::Cancelled);
-    auto bad = expect_rejected(r, RetryRequested{3, "bob", r.now}, 409);
-    CHECK(bad.rejected->find("no approval") != std::string::npos);
+    auto bad = expect_rejected(r, RetryRequested{3, "bob", r.now}, Code::kConflict);
+    CHECK(bad.rejected->message.find("no approval") != std::string::npos);
   }
   SUBCASE("retry of a failed PR whose head moved since the approval") {
     r.merged(1, sha('c'));
@@ -657,8 +675,8 @@ TEST_CASE("cancel of a queued PR; cancel and retry refusals") {
     REQUIRE(r.pr(1).status == PrStatus::Failed);
     r.push(1, sha('e'));
     CHECK(r.pr(1).status == PrStatus::Failed);
-    auto bad = expect_rejected(r, RetryRequested{1, "bob", r.now}, 409);
-    CHECK(bad.rejected->find("old head") != std::string::npos);
+    auto bad = expect_rejected(r, RetryRequested{1, "bob", r.now}, Code::kConflict);
+    CHECK(bad.rejected->message.find("old head") != std::string::npos);
   }
   SUBCASE("retry of a failed PR at its approved head") {
     r.merged(1, sha('c'));
@@ -674,8 +692,8 @@ TEST_CASE("a landing PR cannot be cancelled") {
   Repo r;
   r.queue(1, sha('a'));
   r.green(1, sha('c'));
-  auto bad = expect_rejected(r, CancelRequested{1, "alice", r.now}, 409);
-  CHECK(bad.rejected->find("landing") != std::string::npos);
+  auto bad = expect_rejected(r, CancelRequested{1, "alice", r.now}, Code::kConflict);
+  CHECK(bad.rejected->message.find("landing") != std::string::npos);
 }
 
 TEST_CASE("PrClosed cancels a queued or building PR; an open PR is just marked closed") {
@@ -694,7 +712,7 @@ TEST_CASE("PrClosed cancels a queued or building PR; an open PR is just marked c
   CHECK(o3.actions.empty());
   CHECK(r.pr(3).status == PrStatus::Cancelled);
   CHECK(r.pr(3).reason == "closed");
-  expect_rejected(r, PrClosed{77, r.now}, 404);
+  expect_rejected(r, PrClosed{77, r.now}, Code::kNotFound);
 }
 
 TEST_CASE("master moved by someone else: the train is rebuilt on the new master") {
@@ -759,8 +777,10 @@ TEST_CASE("resume re-issues what was in flight at each stage") {
   r.open(1, sha('a'));
   r.approve(1);
   auto a = resume(r.s, r.cfg);
-  REQUIRE(a.size() == 1);
+  REQUIRE(a.size() == 2);
   CHECK(std::get<CheckPolicy>(a[0]).sha == sha('a'));
+  CHECK(std::get<CheckPolicy>(a[0]).target == kMaster);
+  CHECK(std::get<ResetDmz>(a[1]).sha == kMaster);  // an empty train: dmz must be master
 
   r.policy(1, true);
   a = resume(r.s, r.cfg);
@@ -789,7 +809,21 @@ TEST_CASE("resume re-issues what was in flight at each stage") {
   CHECK(ff.to == sha('c'));
 
   r.master_pushed(1, true);
-  CHECK(resume(r.s, r.cfg).empty());
+  a = resume(r.s, r.cfg);
+  REQUIRE(a.size() == 1);
+  CHECK(std::get<ResetDmz>(a[0]).sha == sha('c'));
+}
+
+TEST_CASE("resume after a back-out that emptied the train re-issues the reset of dmz") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.merged(1, sha('c'));
+  auto o = r.check(sha('c'), CheckState::Failure);
+  CHECK(only<ResetDmz>(o).sha == kMaster);
+  // A crash right here, before the reset reached the remote: the restart must redo it.
+  auto a = resume(r.s, r.cfg);
+  REQUIRE(a.size() == 1);
+  CHECK(std::get<ResetDmz>(a[0]).sha == kMaster);
 }
 
 TEST_CASE("queue_order sorts queued PRs by queued_at, then number") {
@@ -916,7 +950,8 @@ TEST_CASE("a PR pushed while landing is re-opened if the landing is rebuilt") {
   CHECK(r.s.master == sha('9'));
   CHECK(r.pr(1).status == PrStatus::Open);
   CHECK_FALSE(r.pr(1).approval);
-  CHECK(r.pr(1).reason == "new push " + sha('e').substr(0, 7) + " after approval; approve again");
+  CHECK(r.pr(1).reason == "new push " + sha('e').substr(0, 7) +
+                              " after approval; a merge master must approve the new head");
   CHECK(none<BuildCandidate>(o));
   CHECK(only<ResetDmz>(o).sha == sha('9'));
 }
@@ -951,7 +986,7 @@ TEST_CASE("a broken state makes handle refuse the event, not throw, and leaves s
   CHECK_NOTHROW(
       o = handle(r.s, MergeDone{1, MergeOutcome::Merged, sha('c'), 0, {}, "", r.now}, r.cfg));
   REQUIRE(o.rejected);
-  CHECK(o.code == 500);
+  CHECK(o.rejected->code == Code::kInternal);
   CHECK(o.actions.empty());
   CHECK(r.dump() == before);
 }

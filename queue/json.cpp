@@ -28,18 +28,6 @@ std::string_view to_string(MergeOutcome o) {
   return "?";
 }
 
-std::string_view to_string(NoticeKind k) {
-  switch (k) {
-    case NoticeKind::Info:
-      return "info";
-    case NoticeKind::Success:
-      return "success";
-    case NoticeKind::Failure:
-      return "failure";
-  }
-  return "?";
-}
-
 template <class T>
 json or_null(const std::optional<T>& v) {
   return v ? json(*v) : json(nullptr);
@@ -66,11 +54,13 @@ json pr_json(const PullRequest& pr, std::optional<std::size_t> position) {
           {"head", pr.head},
           {"status", to_string(pr.status)},
           {"approval", approval_json(pr.approval)},
+          {"reason_code", to_string(pr.reason_code)},
           {"reason", pr.reason},
           {"details", pr.details},
           {"candidate", or_null(pr.candidate)},
           {"position", or_null(position)},
-          {"queued_at", pr.queued_at}};
+          {"queued_at", pr.queued_at},
+          {"finished_at", pr.finished_at}};
 }
 
 json candidate_json(const Candidate& k) {
@@ -142,7 +132,13 @@ json item_json(const MergeItem& i) {
           {"title", i.title},   {"author", i.author}, {"approver", i.approver}};
 }
 
-json fields(const CheckPolicy& a) { return {{"number", a.number}, {"sha", a.sha}}; }
+json fields(const CheckPolicy& a) {
+  return {{"number", a.number},
+          {"sha", a.sha},
+          {"branch", a.branch},
+          {"author", a.author},
+          {"target", a.target}};
+}
 json fields(const BuildCandidate& a) {
   json items = json::array();
   for (const auto& i : a.items) items.push_back(item_json(i));
@@ -158,7 +154,11 @@ json fields(const FastForwardMaster& a) {
   return {{"candidate", a.candidate}, {"from", a.from}, {"to", a.to}};
 }
 json fields(const Notify& a) {
-  return {{"number", a.number}, {"kind", to_string(a.kind)}, {"message", a.message}};
+  return {{"number", a.number},
+          {"kind", to_string(a.kind)},
+          {"reason", to_string(a.reason)},
+          {"message", a.message},
+          {"head", a.head}};
 }
 
 std::string action_kind(const Action& action) {
@@ -206,6 +206,10 @@ nlohmann::json to_json(const Action& action) {
   json j = std::visit([](const auto& a) { return fields(a); }, action);
   j["type"] = action_kind(action);
   return j;
+}
+
+nlohmann::json to_json(const PullRequest& pr, std::optional<std::size_t> position) {
+  return pr_json(pr, position);
 }
 
 nlohmann::json to_json(const RepoState& state) {

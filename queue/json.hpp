@@ -13,6 +13,8 @@ namespace dmz::queue {
 // {"repo", "master", "prs": [{number, branch, author, title, head, status, approval,
 //   reason, details, candidate, position}], "train": [{id, prs, base, sha, status, checks}]}
 nlohmann::json to_json(const RepoState& state);
+// One PR as it appears in the queue document (position: its 1-based place among waiting PRs).
+nlohmann::json to_json(const PullRequest& pr, std::optional<std::size_t> position);
 nlohmann::json to_json(const Event& event);    // {"type": "merge_requested", ...fields}
 nlohmann::json to_json(const Action& action);  // {"type": "build_candidate", ...fields}
 std::string event_kind(const Event& event);    // "merge_requested", ...

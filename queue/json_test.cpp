@@ -190,8 +190,13 @@ TEST_CASE("event_kind names every event type") {
 }
 
 TEST_CASE("actions carry their snake_case type and fields") {
-  CHECK(to_json(Action{CheckPolicy{4, sha('a')}}) ==
-        json{{"type", "check_policy"}, {"number", 4}, {"sha", sha('a')}});
+  CHECK(to_json(Action{CheckPolicy{4, sha('a'), "feature/a", "ann", sha('0')}}) ==
+        json{{"type", "check_policy"},
+             {"number", 4},
+             {"sha", sha('a')},
+             {"branch", "feature/a"},
+             {"author", "ann"},
+             {"target", sha('0')}});
   CHECK(to_json(Action{BuildCandidate{
             3, sha('0'), {MergeItem{4, sha('a'), "feature/a", "A", "ann", "mm"}}}}) ==
         json{{"type", "build_candidate"},
@@ -212,8 +217,25 @@ TEST_CASE("actions carry their snake_case type and fields") {
       to_json(Action{FastForwardMaster{3, sha('0'), sha('c')}}) ==
       json{
           {"type", "fast_forward_master"}, {"candidate", 3}, {"from", sha('0')}, {"to", sha('c')}});
-  CHECK(to_json(Action{Notify{4, NoticeKind::Failure, "boom"}}) ==
-        json{{"type", "notify"}, {"number", 4}, {"kind", "failure"}, {"message", "boom"}});
-  CHECK(to_json(Action{Notify{4, NoticeKind::Success, ""}}).at("kind") == "success");
-  CHECK(to_json(Action{Notify{4, NoticeKind::Info, ""}}).at("kind") == "info");
+  CHECK(to_json(Action{Notify{4, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')}}) ==
+        json{{"type", "notify"},
+             {"number", 4},
+             {"kind", "failure"},
+             {"reason", "build-failed"},
+             {"message", "boom"},
+             {"head", sha('a')}});
+  CHECK(to_json(Action{Notify{4, NoticeKind::Success}}).at("kind") == "success");
+  CHECK(to_json(Action{Notify{4, NoticeKind::Info}}).at("kind") == "info");
+}
+
+TEST_CASE("every reason code has a stable kebab-case name that parses back") {
+  CHECK(to_string(Reason::None) == "");
+  CHECK(to_string(Reason::CheckTimeout) == "check-timeout");
+  CHECK(to_string(Reason::MergeConflict) == "merge-conflict");
+  for (int i = 0; i <= static_cast<int>(Reason::Merged); ++i) {
+    auto r = static_cast<Reason>(i);
+    CHECK(to_string(r) != "?");
+    CHECK(parse_reason(to_string(r)) == r);
+  }
+  CHECK_FALSE(parse_reason("no-such-reason"));
 }

@@ -54,6 +54,62 @@ std::string_view to_string(CandidateStatus s) {
   return "?";
 }
 
+std::string_view to_string(Reason r) {
+  switch (r) {
+    case Reason::None:
+      return "";
+    case Reason::BuildFailed:
+      return "build-failed";
+    case Reason::CheckTimeout:
+      return "check-timeout";
+    case Reason::MergeConflict:
+      return "merge-conflict";
+    case Reason::PolicyFailed:
+      return "policy-failed";
+    case Reason::CandidatePolicyFailed:
+      return "candidate-policy-failed";
+    case Reason::NewPush:
+      return "new-push";
+    case Reason::RewrittenHistory:
+      return "rewritten-history";
+    case Reason::Cancelled:
+      return "cancelled";
+    case Reason::Closed:
+      return "closed";
+    case Reason::MasterMoved:
+      return "master-moved";
+    case Reason::TransientError:
+      return "transient-error";
+    case Reason::Merged:
+      return "merged";
+  }
+  return "?";
+}
+
+std::optional<Reason> parse_reason(std::string_view s) {
+  for (int i = static_cast<int>(Reason::None); i <= static_cast<int>(Reason::Merged); ++i)
+    if (to_string(static_cast<Reason>(i)) == s) return static_cast<Reason>(i);
+  return std::nullopt;
+}
+
+std::string_view to_string(NoticeKind k) {
+  switch (k) {
+    case NoticeKind::Info:
+      return "info";
+    case NoticeKind::Success:
+      return "success";
+    case NoticeKind::Failure:
+      return "failure";
+  }
+  return "?";
+}
+
+std::optional<NoticeKind> parse_notice_kind(std::string_view s) {
+  for (auto k : {NoticeKind::Info, NoticeKind::Success, NoticeKind::Failure})
+    if (to_string(k) == s) return k;
+  return std::nullopt;
+}
+
 std::optional<CheckState> parse_check_state(std::string_view s) {
   for (auto c : {CheckState::Pending, CheckState::Success, CheckState::Failure, CheckState::Error})
     if (to_string(c) == s) return c;

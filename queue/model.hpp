@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include "base/status.hpp"
+
 namespace dmz::queue {
 
 using Sha = std::string;      // 40 (or 64) lowercase hex digits
@@ -32,10 +34,30 @@ enum class PrStatus {
 
 enum class CheckState { Pending, Success, Failure, Error };
 
+// Why a PR left the queue (or was sent back into it): a stable code beside the message, for
+// people, the status page, notifications and scripts. to_string gives the kebab-case name.
+enum class Reason {
+  None,
+  BuildFailed,            // a required check failed on its candidate
+  CheckTimeout,           // a required check did not report in time
+  MergeConflict,          // its merge into the candidate conflicted
+  PolicyFailed,           // the trust policy refused the PR
+  CandidatePolicyFailed,  // the candidate's own merge commits failed the policy
+  NewPush,                // pushed after approval: the approval is dropped
+  RewrittenHistory,       // force-pushed over published commits
+  Cancelled,              // a merge master cancelled it
+  Closed,                 // the pull request was closed
+  MasterMoved,            // master moved outside dmzbot: re-queued on the new master
+  TransientError,         // git or the remote failed: re-queued, retried after a backoff
+  Merged,                 // landed on master
+};
+
 struct Approval {
   Sha sha;               // the head the approval is pinned to
   std::string approver;  // the merge master
   Millis at = 0;
+
+  bool operator==(const Approval&) const = default;
 };
 
 struct PullRequest {
@@ -46,10 +68,14 @@ struct PullRequest {
   Sha head;
   PrStatus status = PrStatus::Open;
   std::optional<Approval> approval;
-  std::string reason;                    // one line: why Failed/Cancelled, shown to users
+  Reason reason_code = Reason::None;     // why it is Failed/Cancelled (or last sent back)
+  std::string reason;                    // one line: the same for people, with what to do next
   std::vector<std::string> details;      // every policy reason, every conflicting path, ...
   Millis queued_at = 0;                  // ordering key in the queue (then number)
   std::optional<CandidateId> candidate;  // set while Merging/InDmz/Building
+  Millis finished_at = 0;                // when it became Merged, Failed or Cancelled
+
+  bool operator==(const PullRequest&) const = default;
 };
 
 struct Check {
@@ -58,6 +84,8 @@ struct Check {
   std::string description;
   std::string url;
   Millis at = 0;
+
+  bool operator==(const Check&) const = default;
 };
 
 enum class CandidateStatus {
@@ -79,8 +107,13 @@ struct Candidate {
   Millis created_at = 0;
   Millis pushed_at = 0;        // when it reached dmz; the check timeout counts from here
   bool policy_passed = false;  // the shell judged the candidate's own merges (CheckCandidate)
+
+  bool operator==(const Candidate&) const = default;
 };
 
+// The hot state of a repository: the PRs that are open or still worth showing and the train.
+// Finished PRs move out to the store's history (the shell decides when; see the driver), so
+// the cost of an event does not grow with the repository's history.
 struct RepoState {
   std::string repo;  // "owner/name"
   Sha master;        // last known master
@@ -88,6 +121,8 @@ struct RepoState {
   std::vector<Candidate> train;  // ordered; front() lands first
   CandidateId next_candidate = 1;
   Millis retry_after = 0;  // after a transient git error, no new candidate before this time
+
+  bool operator==(const RepoState&) const = default;
 };
 
 // What the engine needs to know about the repository's configuration.
@@ -183,9 +218,13 @@ using Event = std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelR
 
 // ---- Actions (outputs) -------------------------------------------------------------------------
 
-struct CheckPolicy {  // evaluate the trust policy for PR `number` at `sha`; answer PolicyChecked
+// Evaluate the trust policy for PR `number` at `sha` against master at `target` (whose policy
+// judges the PR); answer PolicyChecked.
+struct CheckPolicy {
   int number = 0;
   Sha sha;
+  std::string branch, author;  // a PR by signed tag is "tags/<name>", signed by its author
+  Sha target;
 };
 struct MergeItem {
   int number = 0;
@@ -222,23 +261,31 @@ enum class NoticeKind { Info, Success, Failure };
 struct Notify {  // tell the PR's author/merge master (forge comment, log, status page)
   int number = 0;
   NoticeKind kind = NoticeKind::Info;
+  Reason reason = Reason::None;
   std::string message;
+  Sha head;  // the PR's head when it was said (forges put statuses on it)
+
+  bool operator==(const Notify&) const = default;
 };
 
 using Action = std::variant<CheckPolicy, BuildCandidate, CheckCandidate, ResetDmz, StartBuild,
                             CancelBuild, FastForwardMaster, Notify>;
 
-// What handle() returns: either the event was refused (state unchanged, `rejected` says why,
-// `code` is the HTTP status an API caller should see) or it was applied and `actions` follow.
+// What handle() returns: either the event was refused (state unchanged, `rejected` says why
+// with a code: not_found for an unknown PR, conflict for a stale SHA or a PR already merged,
+// invalid for malformed input) or it was applied and `actions` follow.
 struct Outcome {
-  std::optional<std::string> rejected;
-  int code = 0;  // 404 unknown PR, 409 state conflict (stale SHA, already merged), 422 invalid
+  std::optional<Error> rejected;
   std::vector<Action> actions;
 };
 
 std::string_view to_string(PrStatus);
 std::string_view to_string(CheckState);
 std::string_view to_string(CandidateStatus);
+std::string_view to_string(Reason);  // "build-failed", ...; "" for None
+std::optional<Reason> parse_reason(std::string_view);
+std::string_view to_string(NoticeKind);
+std::optional<NoticeKind> parse_notice_kind(std::string_view);
 std::optional<CheckState> parse_check_state(std::string_view);  // "pending", "success", ...
 
 }  // namespace dmz::queue

@@ -229,9 +229,26 @@ bool terminal(q::PrStatus s) {
 
 // Prints every status change since the last call, with a failed build's log address on
 // `base` (http://host:port); returns true once every PR is settled.
-bool report_progress(const q::RepoState& state, std::map<int, q::PrStatus>& last,
+// Every PR the demo registered, as it stands now: in the queue, or finished and moved to the
+// history (a merged PR leaves the hot state at once).
+struct DemoState {
+  std::map<int, q::PullRequest> prs;
+  bool train_empty = false;
+};
+
+std::optional<DemoState> demo_state(Service& service) {
+  auto hot = service.state(kRepo);
+  if (!hot) return std::nullopt;
+  DemoState out;
+  out.train_empty = hot->train.empty();
+  for (const auto& b : demo_branches())
+    if (auto v = service.pull_now(kRepo, b.number); v) out.prs[b.number] = v->pr;
+  return out;
+}
+
+bool report_progress(const DemoState& state, std::map<int, q::PrStatus>& last,
                      const std::string& base) {
-  bool settled = state.train.empty();
+  bool settled = state.train_empty;
   for (const auto& [n, pr] : state.prs) {
     auto it = last.find(n);
     if (it == last.end() || it->second != pr.status) {
@@ -252,7 +269,7 @@ bool report_progress(const q::RepoState& state, std::map<int, q::PrStatus>& last
 
 // The outcome the demo promises: master holds exactly the passing PRs, every master update was
 // a fast-forward, and the failing and conflicting PRs carry their reasons.
-std::vector<std::string> check_outcome(const fs::path& dir, const q::RepoState& state,
+std::vector<std::string> check_outcome(const fs::path& dir, const DemoState& state,
                                        const std::string& initial_master, std::uint16_t port) {
   std::vector<std::string> problems;
   fs::path origin = dir / "origin.git";
@@ -376,7 +393,7 @@ int run_demo(const DemoOptions& options) {
   bool settled = false;
   bool announced = false;
   for (;;) {
-    auto state = (*service)->state(kRepo);
+    auto state = demo_state(**service);
     if (state) settled = report_progress(*state, last, "http://127.0.0.1:" + std::to_string(*port));
     if (settled && !announced) {
       auto problems = check_outcome(dir, *state, initial_master, *port);

@@ -5,12 +5,14 @@
 
 #include <cctype>
 #include <climits>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <vector>
 
 #include "base/crypto.hpp"
+#include "base/text.hpp"
 #include "bot/http/status_page.hpp"
 #include "queue/json.hpp"
 
@@ -32,6 +34,38 @@ HttpResponse json_ok(int status, const json& body) {
 }
 
 HttpResponse accepted() { return json_ok(202, {{"accepted", true}}); }
+
+// The one place where an error's code becomes an HTTP status. A failure on the service's side
+// is 503 with Retry-After: CI systems and forges retry that, and give up on a 4xx.
+int http_status(Code code) {
+  switch (code) {
+    case Code::kOk:
+      return 200;
+    case Code::kInvalid:
+      return 422;
+    case Code::kNotFound:
+      return 404;
+    case Code::kConflict:
+      return 409;
+    case Code::kUnauthenticated:
+      return 401;
+    case Code::kPermissionDenied:
+      return 403;
+    case Code::kUnavailable:
+      return 503;
+    case Code::kInternal:
+      return 500;
+  }
+  return 500;
+}
+
+constexpr const char* kRetryAfterSeconds = "5";
+
+HttpResponse error_response(const Error& e) {
+  auto r = json_error(http_status(e.code), e.message);
+  if (e.code == Code::kUnavailable) r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
+  return r;
+}
 
 HttpResponse method_not_allowed(const std::string& method, const std::string& allowed) {
   auto r = json_error(405, "method " + method + " not allowed; use " + allowed);
@@ -98,10 +132,14 @@ json parse_object(const std::string& body) {
   return j;
 }
 
-// Required unless `fallback` is given; null counts as absent for optional fields.
+// Required unless `fallback` is given; null counts as absent for optional fields. Control
+// characters are refused in identifiers (names, branches, titles, contexts): a name with a newline
+// would forge a trailer in dmzbot's signed merge commits ("mm\nApproved-by: someone") or a line in
+// its log.
+enum class Text { Identifier, Free };  // free text (a CI's description) keeps what it holds
 std::string string_field(const json& j, const char* name,
-                         std::optional<std::string> fallback = std::nullopt,
-                         bool non_empty = false) {
+                         std::optional<std::string> fallback = std::nullopt, bool non_empty = false,
+                         Text text = Text::Identifier) {
   auto it = j.find(name);
   if (it == j.end() || (fallback && it->is_null())) {
     if (fallback) return *fallback;
@@ -110,6 +148,10 @@ std::string string_field(const json& j, const char* name,
   if (!it->is_string())
     throw BadInput{json_error(422, std::string("field '") + name + "' must be a string")};
   auto value = it->get<std::string>();
+  if (text == Text::Identifier && has_control(value))
+    throw BadInput{json_error(422, std::string("field '") + name +
+                                       "' must not contain control characters (got \"" +
+                                       escape_control(value) + "\")")};
   if (non_empty && value.empty())
     throw BadInput{json_error(422, std::string("field '") + name + "' must not be empty")};
   return value;
@@ -138,8 +180,67 @@ std::string sha_field(const json& j, const char* name) {
 
 HttpResponse outcome_response(const queue::Outcome& outcome) {
   if (!outcome.rejected) return accepted();
-  int code = outcome.code >= 400 && outcome.code < 500 ? outcome.code : 409;
-  return json_error(code, *outcome.rejected);
+  return error_response(*outcome.rejected);
+}
+
+constexpr std::int64_t kMaxPage = 500;  // outcomes in one page of history
+
+// The integer query parameter `key` of `target`, `fallback` if absent; refused (BadInput) if
+// it is not a number in [0, max].
+std::int64_t query_number(const std::string& target, const std::string& key, std::int64_t fallback,
+                          std::int64_t max) {
+  auto q = target.find('?');
+  if (q == std::string::npos) return fallback;
+  std::string_view rest = std::string_view(target).substr(q + 1);
+  while (!rest.empty()) {
+    auto amp = rest.find('&');
+    std::string_view pair = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    auto eq = pair.find('=');
+    if (pair.substr(0, eq) != key) continue;
+    std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    std::int64_t v = 0;
+    bool ok = !value.empty() && value.size() <= 18;
+    for (char c : value) {
+      if (c < '0' || c > '9') ok = false;
+      v = v * 10 + (c - '0');
+    }
+    if (!ok || v > max)
+      throw BadInput{json_error(
+          422, "query parameter '" + key + "' must be a number from 0 to " + std::to_string(max))};
+    return v;
+  }
+  return fallback;
+}
+
+json health_json(const driver::Health& h) {
+  return {{"served", h.loaded},
+          {"remote_ok", h.remote_ok},
+          {"last_fetch_ok", h.last_fetch_ok},
+          {"last_fetch_failed", h.last_fetch_failed},
+          {"fetch_failures", h.fetch_failures},
+          {"next_fetch_at", h.next_fetch_at},
+          {"last_error", h.last_error},
+          {"outbox_pending", h.outbox_pending}};
+}
+
+json history_json(const std::vector<HistoryEntry>& entries) {
+  json out = json::array();
+  for (const auto& h : entries)
+    out.push_back({{"seq", h.seq},
+                   {"number", h.number},
+                   {"status", queue::to_string(h.status)},
+                   {"reason_code", queue::to_string(h.reason)},
+                   {"reason", h.message},
+                   {"details", h.details},
+                   {"branch", h.branch},
+                   {"author", h.author},
+                   {"title", h.title},
+                   {"head", h.head},
+                   {"approver", h.approver},
+                   {"approved_at", h.approved_at},
+                   {"at", h.at}});
+  return out;
 }
 
 class Api {
@@ -188,8 +289,18 @@ class Api {
     }
     if (path == "/readyz") {
       if (m != "GET") return respond(method_not_allowed(m, "GET"));
-      if (!backend_.ready()) return respond(json_error(503, "not ready"));
-      return respond(json_ok(200, {{"status", "ready"}}));
+      if (!backend_.ready()) return respond(error_response(unavailable("not ready")));
+      backend_.health([respond](std::vector<std::pair<std::string, driver::Health>> repos) {
+        // Ready while the service serves; a repository whose remote or store fails is shown
+        // as degraded (the others are still served).
+        json out = {{"status", "ready"}, {"repos", json::object()}};
+        for (const auto& [name, h] : repos) {
+          out["repos"][name] = health_json(h);
+          if (!h.loaded || !h.remote_ok) out["status"] = "degraded";
+        }
+        respond(json_ok(200, out));
+      });
+      return;
     }
     if (path == "/metrics") {
       if (m != "GET") return respond(method_not_allowed(m, "GET"));
@@ -216,6 +327,18 @@ class Api {
     }
     if (n >= 6 && p[0] == "api" && p[1] == "v1" && p[2] == "repos")
       return repo_route(req, p, respond);
+    if (n == 2 && p[0] == "webhooks") {
+      if (m != "POST") return respond(method_not_allowed(m, "POST"));
+      forges::InboundRequest in{req.headers, req.body};
+      backend_.webhook(p[1], std::move(in), [respond](Result<WebhookAccepted> r) {
+        if (!r) return respond(error_response(r.error()));
+        respond(json_ok(202, {{"accepted", true},
+                              {"repo", r->repo},
+                              {"duplicate", r->duplicate},
+                              {"events", r->events}}));
+      });
+      return;
+    }
     respond(json_error(404, "no route for " + path));
   }
 
@@ -235,9 +358,13 @@ class Api {
     const auto n = p.size();
     const std::string name = p[3] + "/" + p[4];
     const std::string& what = p[5];
-    enum { Queue, Log, Status, Register, Command, None } kind = None;
+    enum { Queue, History, Pull, Log, Status, Register, Command, None } kind = None;
     if (n == 6 && what == "queue")
       kind = Queue;
+    else if (n == 6 && what == "history")
+      kind = History;
+    else if (n == 7 && what == "pulls")
+      kind = Pull;
     else if (n == 7 && what == "logs")
       kind = Log;
     else if (n == 7 && what == "statuses")
@@ -249,17 +376,53 @@ class Api {
     if (kind == None)
       return respond(json_error(404, "no route for " + req.target.substr(0, req.target.find('?'))));
 
-    const char* allowed = kind == Queue || kind == Log ? "GET" : "POST";
+    const char* allowed =
+        kind == Queue || kind == History || kind == Pull || kind == Log ? "GET" : "POST";
     if (m != allowed) return respond(method_not_allowed(m, allowed));
     const config::Repo* repo = find_repo(name);
     if (!repo) return respond(json_error(404, "unknown repository " + name));
 
     if (kind == Queue) {
-      backend_.snapshot(name, [respond, name](std::optional<queue::RepoState> state) {
-        if (!state) return respond(json_error(404, "unknown repository " + name));
-        HttpResponse r;
-        r.body = dump(queue::to_json(*state));
-        respond(r);
+      backend_.view(name, [respond](Result<RepoView> v) {
+        if (!v) return respond(error_response(v.error()));
+        json doc = queue::to_json(v->state);
+        doc["health"] = health_json(v->health);
+        doc["recent"] = history_json(v->recent);
+        respond(json_ok(200, doc));
+      });
+      return;
+    }
+
+    if (kind == History) {
+      auto before = query_number(req.target, "before", 0, std::numeric_limits<std::int64_t>::max());
+      auto limit = query_number(req.target, "limit", 50, kMaxPage);
+      backend_.history(name, before, static_cast<std::size_t>(limit),
+                       [respond](Result<std::vector<HistoryEntry>> h) {
+                         if (!h) return respond(error_response(h.error()));
+                         json out = {{"outcomes", history_json(*h)}};
+                         // The cursor for the next (older) page, if there may be one.
+                         out["next_before"] = h->empty() ? json(nullptr) : json(h->back().seq);
+                         respond(json_ok(200, out));
+                       });
+      return;
+    }
+
+    if (kind == Pull) {
+      auto number = parse_number(p[6]);
+      if (!number)
+        return respond(
+            json_error(422, "pull request number '" + p[6] + "' must be a positive integer"));
+      backend_.pull(name, *number, [respond](Result<PullView> v) {
+        if (!v) return respond(error_response(v.error()));
+        json events = json::array();
+        for (const auto& e : v->events) {
+          json ev = json::parse(e.json, nullptr, /*allow_exceptions=*/false);
+          events.push_back({{"seq", e.seq}, {"kind", e.kind}, {"at", e.at}, {"event", ev}});
+        }
+        respond(json_ok(200, {{"pr", queue::to_json(v->pr, v->position)},
+                              {"archived", v->archived},
+                              {"outcomes", history_json(v->outcomes)},
+                              {"events", events}}));
       });
       return;
     }
@@ -289,8 +452,8 @@ class Api {
       queue::Check check;
       check.context = string_field(body, "context", std::nullopt, true);
       check.state = *state;
-      check.description = string_field(body, "description", "");
-      check.url = string_field(body, "target_url", "");
+      check.description = string_field(body, "description", "", false, Text::Free);
+      check.url = string_field(body, "target_url", "", false, Text::Free);
       check.at = backend_.now();
       queue::CheckReported event{lowercase(p[6]), check, check.at};
       return submit(name, event, respond);
@@ -306,9 +469,9 @@ class Api {
       if (!tag.empty() && body.contains("branch"))
         return respond(json_error(422, "give either 'branch' or 'tag', not both"));
       auto branch = tag.empty() ? string_field(body, "branch", std::nullopt, true) : "tags/" + tag;
-      auto author = string_field(body, "author", "");
-      auto title = string_field(body, "title", "");
-      backend_.register_pull(name, number, branch, author, title,
+      forges::Registration r{number, branch, string_field(body, "author", ""),
+                             string_field(body, "title", "")};
+      backend_.register_pull(name, std::move(r),
                              [respond](queue::Outcome o) { respond(outcome_response(o)); });
       return;
     }
@@ -343,7 +506,7 @@ Handler make_api(Backend& backend) {
     try {
       api->handle(req, respond);
     } catch (const std::exception& e) {
-      respond(json_error(500, std::string("internal error: ") + e.what()));
+      respond(error_response(internal(std::string("internal error: ") + e.what())));
     }
   };
 }

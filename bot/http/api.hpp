@@ -9,30 +9,66 @@
 #include <optional>
 #include <string>
 
+#include "bot/driver/driver.hpp"
 #include "bot/http/http.hpp"
+#include "bot/store/store.hpp"
 #include "config/config.hpp"
+#include "forges/forge.hpp"
 #include "queue/model.hpp"
 
 namespace dmz {
 
-// What the API needs from the running service.
+// What the queue page and the queue JSON show of a repository.
+struct RepoView {
+  queue::RepoState state;
+  driver::Health health;
+  std::vector<HistoryEntry> recent;  // the newest finished PRs, newest first
+};
+
+// Everything known about one PR: its state (hot, or archived after it finished), every way it
+// left the queue, and the events about it.
+struct PullView {
+  queue::PullRequest pr;
+  bool archived = false;
+  std::optional<std::size_t> position;  // 1-based place among the waiting PRs
+  std::vector<HistoryEntry> outcomes;   // newest first
+  std::vector<EventLogEntry> events;    // oldest first
+};
+
+// How a webhook delivery was taken.
+struct WebhookAccepted {
+  std::string repo;        // empty for a delivery about no repository (ping)
+  bool duplicate = false;  // a redelivery of an id already taken: acknowledged, ignored
+  std::size_t events = 0;  // domain events it carried
+};
+
+// What the API needs from the running service. Callbacks may run on any thread; errors carry
+// their code (not_found, unavailable, ...), which the router turns into the HTTP status.
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual const config::Config& config() const = 0;
   virtual queue::Millis now() const = 0;
-  virtual bool ready() const = 0;  // state loaded and mirrors opened
+  virtual bool ready() const = 0;  // started: state loaded, listening
+  // Each repository's health (for /readyz).
+  virtual void health(
+      std::function<void(std::vector<std::pair<std::string, driver::Health>>)> done) = 0;
   // Applies `event` to `repo`'s engine (persisting first) and calls `done` with the outcome.
   virtual void submit(const std::string& repo, queue::Event event,
                       std::function<void(queue::Outcome)> done) = 0;
-  // Plain git forge: registers PR `number` for `branch` (fetches, resolves the branch head,
-  // checks the branch patterns) and submits PrOpened; rejected outcomes carry the reason.
-  virtual void register_pull(const std::string& repo, int number, const std::string& branch,
-                             const std::string& author, const std::string& title,
+  // Plain git forge: registers a PR (fetches, resolves the branch or tag, checks the branch
+  // patterns) and submits PrOpened; rejected outcomes carry the reason.
+  virtual void register_pull(const std::string& repo, forges::Registration registration,
                              std::function<void(queue::Outcome)> done) = 0;
-  // A copy of `repo`'s state taken on the engine thread (nullopt: unknown repo).
-  virtual void snapshot(const std::string& repo,
-                        std::function<void(std::optional<queue::RepoState>)> done) = 0;
+  virtual void view(const std::string& repo, std::function<void(Result<RepoView>)> done) = 0;
+  // Finished PRs, newest first, `limit` of them with seq < `before` (0: the newest).
+  virtual void history(const std::string& repo, std::int64_t before, std::size_t limit,
+                       std::function<void(Result<std::vector<HistoryEntry>>)> done) = 0;
+  virtual void pull(const std::string& repo, int number,
+                    std::function<void(Result<PullView>)> done) = 0;
+  // A forge's webhook (`forge` is the path segment: github, gitlab, gitea).
+  virtual void webhook(const std::string& forge, forges::InboundRequest request,
+                       std::function<void(Result<WebhookAccepted>)> done) = 0;
   // Prometheus text for /metrics.
   virtual std::string metrics() const = 0;
   // The local runner's log of `repo`'s build of `sha` (hex, validated), at most `max_bytes` of
@@ -41,8 +77,10 @@ class Backend {
                                                std::size_t max_bytes) const = 0;
 };
 
-// Routes (JSON unless stated; every error is {"error": "..."} with a 4xx):
-//   GET  /healthz, /readyz
+// Routes (JSON unless stated; every error is {"error": "..."} with a 4xx, or a 503 with
+// Retry-After when the failure is on the service's side):
+//   GET  /healthz, /readyz (each repository's health; 503 until started)
+//   POST /webhooks/{forge}                                 authenticated by the forge adapter
 //   POST /api/v1/repos/{owner}/{name}/statuses/{sha}      bearer status_token
 //        {"state": "pending|success|failure|error", "context": "...", "description", "target_url"}
 //   POST /api/v1/repos/{owner}/{name}/pulls                bearer api_token (plain forge)
@@ -52,7 +90,10 @@ class Backend {
 //        {"sha": "<head being approved>", "approver": "..."}
 //   POST /api/v1/repos/{owner}/{name}/pulls/{n}/cancel     bearer api_token {"by": "..."}
 //   POST /api/v1/repos/{owner}/{name}/pulls/{n}/retry      bearer api_token {"by": "..."}
-//   GET  /api/v1/repos/{owner}/{name}/queue
+//   GET  /api/v1/repos/{owner}/{name}/queue                the train, the waiting PRs, health,
+//                                                          the newest outcomes
+//   GET  /api/v1/repos/{owner}/{name}/history?before=&limit=  finished PRs, paged
+//   GET  /api/v1/repos/{owner}/{name}/pulls/{n}            one PR with its outcomes and events
 //   GET  /api/v1/repos/{owner}/{name}/logs/{sha}           a local build's log (text, tail 1 MiB)
 //   GET  /, /repos/{owner}/{name}                          status page (HTML)
 //   GET  /metrics                                          Prometheus text

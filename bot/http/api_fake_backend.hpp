@@ -1,6 +1,6 @@
 // A recording fake of dmz::Backend for the API and HTTP server tests: it records every submitted
-// event and register_pull call and answers with a configurable Outcome, synchronously or (with
-// `answer_from_thread`) from a separate thread.
+// event, registration, webhook and read, and answers with configurable results, synchronously
+// or (with `answer_from_thread`) from a separate thread.
 // Threading: every member function may be called from any thread; the public fields are for the
 // test thread and must only be read once the calls under test have been answered.
 #pragma once
@@ -21,6 +21,10 @@ class FakeBackend : public Backend {
     int number = 0;
     std::string branch, author, title;
   };
+  struct Webhook {
+    std::string forge;
+    forges::InboundRequest request;
+  };
 
   FakeBackend() {
     config::Repo repo;
@@ -39,12 +43,19 @@ class FakeBackend : public Backend {
   bool is_ready = true;
   std::string metrics_text = "# TYPE dmz_up gauge\ndmz_up 1\n";
   queue::Outcome outcome;                          // returned by submit and register_pull
-  std::map<std::string, queue::RepoState> states;  // snapshot
+  std::map<std::string, queue::RepoState> states;  // view
+  std::map<std::string, driver::Health> healths;   // view and health
+  std::vector<HistoryEntry> outcomes;              // history (newest first) and view.recent
+  std::map<int, PullView> pulls;                   // pull
+  std::optional<Error> read_error;                 // when set, every read fails with it
+  Result<WebhookAccepted> webhook_answer = WebhookAccepted{"o/n", false, 1};
   bool answer_from_thread = false;
 
   std::vector<std::pair<std::string, queue::Event>> events;   // every submit, in order
   std::vector<std::pair<std::string, queue::Event>> applied;  // those the outcome accepted
   std::vector<Registration> registrations;
+  std::vector<Webhook> webhooks;
+  std::vector<std::pair<std::int64_t, std::size_t>> history_calls;  // (before, limit)
 
   std::size_t event_count() {
     std::lock_guard lock(mu_);
@@ -82,21 +93,51 @@ class FakeBackend : public Backend {
     }
     answer([this, done] { done(outcome); });
   }
-  void register_pull(const std::string& repo, int number, const std::string& branch,
-                     const std::string& author, const std::string& title,
+  void register_pull(const std::string& repo, forges::Registration r,
                      std::function<void(queue::Outcome)> done) override {
     {
       std::lock_guard lock(mu_);
-      registrations.push_back({repo, number, branch, author, title});
+      registrations.push_back({repo, r.number, r.branch, r.author, r.title});
     }
     answer([this, done] { done(outcome); });
   }
-  void snapshot(const std::string& repo,
-                std::function<void(std::optional<queue::RepoState>)> done) override {
+  void health(
+      std::function<void(std::vector<std::pair<std::string, driver::Health>>)> done) override {
+    std::vector<std::pair<std::string, driver::Health>> out(healths.begin(), healths.end());
+    answer([done, out] { done(out); });
+  }
+  void view(const std::string& repo, std::function<void(Result<RepoView>)> done) override {
     auto it = states.find(repo);
-    std::optional<queue::RepoState> state;
-    if (it != states.end()) state = it->second;
-    answer([done, state] { done(state); });
+    Result<RepoView> v = not_found("unknown repository " + repo);
+    if (read_error)
+      v = *read_error;
+    else if (it != states.end())
+      v = RepoView{it->second, healths[repo], outcomes};
+    answer([done, v] { done(v); });
+  }
+  void history(const std::string&, std::int64_t before, std::size_t limit,
+               std::function<void(Result<std::vector<HistoryEntry>>)> done) override {
+    history_calls.emplace_back(before, limit);
+    Result<std::vector<HistoryEntry>> h = outcomes;
+    if (read_error) h = *read_error;
+    answer([done, h] { done(h); });
+  }
+  void pull(const std::string&, int number, std::function<void(Result<PullView>)> done) override {
+    auto it = pulls.find(number);
+    Result<PullView> v = not_found("unknown pull request #" + std::to_string(number));
+    if (read_error)
+      v = *read_error;
+    else if (it != pulls.end())
+      v = it->second;
+    answer([done, v] { done(v); });
+  }
+  void webhook(const std::string& forge, forges::InboundRequest request,
+               std::function<void(Result<WebhookAccepted>)> done) override {
+    {
+      std::lock_guard lock(mu_);
+      webhooks.push_back({forge, std::move(request)});
+    }
+    answer([this, done] { done(webhook_answer); });
   }
 
  private:

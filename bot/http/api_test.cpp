@@ -253,28 +253,31 @@ TEST_CASE("merge: the engine's rejection is passed through with its code") {
   const std::string url = "/api/v1/repos/o/n/pulls/7/merge";
   const std::string body = R"({"sha":")" + kSha + R"(","approver":"mm"})";
   SUBCASE("SHA is not the PR head: 409") {
-    fake.outcome.rejected = "PR #7 head is abcdef0, not 0123456";
-    fake.outcome.code = 409;
+    fake.outcome.rejected = conflict("PR #7 head is abcdef0, not 0123456");
     auto c = call(api, "POST", url, body, "tok");
     CHECK(c.response.status == 409);
     CHECK(c.error() == "PR #7 head is abcdef0, not 0123456");
   }
   SUBCASE("unknown PR: 404") {
-    fake.outcome.rejected = "no pull request #7";
-    fake.outcome.code = 404;
+    fake.outcome.rejected = not_found("no pull request #7");
     auto c = call(api, "POST", url, body, "tok");
     CHECK(c.response.status == 404);
     CHECK(c.error() == "no pull request #7");
   }
   SUBCASE("invalid: 422") {
-    fake.outcome.rejected = "cannot retry a merged PR";
-    fake.outcome.code = 422;
+    fake.outcome.rejected = invalid("cannot retry a merged PR");
     CHECK(call(api, "POST", url, body, "tok").response.status == 422);
   }
-  SUBCASE("no code: 409") {
-    fake.outcome.rejected = "conflict";
-    fake.outcome.code = 0;
-    CHECK(call(api, "POST", url, body, "tok").response.status == 409);
+  SUBCASE("a failure on the service's side (the store cannot write): 503 with Retry-After") {
+    fake.outcome.rejected = unavailable("sqlite: step 'INSERT': database or disk is full");
+    auto c = call(api, "POST", url, body, "tok");
+    CHECK(c.response.status == 503);
+    CHECK(c.header("Retry-After") == "5");
+    CHECK(c.error().find("disk is full") != std::string::npos);
+  }
+  SUBCASE("a bug: 500") {
+    fake.outcome.rejected = internal("internal error: boom");
+    CHECK(call(api, "POST", url, body, "tok").response.status == 500);
   }
   // The API passed the command on; the engine (the fake's outcome) refused it: no state change.
   CHECK(fake.events.size() == 1);
@@ -360,8 +363,7 @@ TEST_CASE("pulls: register") {
     CHECK(fake.events.empty());
   }
   SUBCASE("rejected by the backend (refused branch)") {
-    fake.outcome.rejected = "branch wip/x matches refused pattern wip/*";
-    fake.outcome.code = 422;
+    fake.outcome.rejected = invalid("branch wip/x matches refused pattern wip/*");
     auto c = call(api, "POST", url, R"({"number":7,"branch":"wip/x"})", "tok");
     CHECK(c.response.status == 422);
     CHECK(c.error() == "branch wip/x matches refused pattern wip/*");
@@ -487,8 +489,148 @@ TEST_CASE("unknown routes and methods") {
   auto api = make_api(fake);
   for (std::string target :
        {"/nope", "/healthz/", "/api/v1", "/api/v1/repos/o/n", "/api/v1/repos/o/n/queue/x",
-        "/api/v2/repos/o/n/queue", "/api/v1/repos/o/n/statuses", "/api/v1/repos/o/n/pulls/7", "",
-        "nonsense"})
+        "/api/v2/repos/o/n/queue", "/api/v1/repos/o/n/statuses", "/api/v1/repos/o/n/pulls/7/x",
+        "/webhooks", "/webhooks/github/x", "", "nonsense"})
     expect_refused(call(api, "POST", target, "{}", "tok"), fake, 404, "no route");
   expect_refused(call(api, "DELETE", "/metrics"), fake, 405, "not allowed");
+}
+
+TEST_CASE("readiness lists each repository's health; an unhealthy one degrades, not fails") {
+  FakeBackend fake;
+  driver::Health good;
+  good.loaded = good.remote_ok = true;
+  driver::Health bad;
+  bad.loaded = true;
+  bad.last_error = "git fetch: connection refused";
+  bad.fetch_failures = 3;
+  fake.healths = {{"o/n", good}};
+  auto api = make_api(fake);
+  auto r = call(api, "GET", "/readyz");
+  CHECK(r.response.status == 200);
+  CHECK(r.body().at("status") == "ready");
+  CHECK(r.body().at("repos").at("o/n").at("remote_ok") == true);
+  fake.healths["o/notoken"] = bad;
+  r = call(api, "GET", "/readyz");
+  CHECK(r.response.status == 200);
+  CHECK(r.body().at("status") == "degraded");
+  CHECK(r.body()["repos"]["o/notoken"].at("last_error") == "git fetch: connection refused");
+  CHECK(r.body()["repos"]["o/notoken"].at("fetch_failures") == 3);
+  fake.is_ready = false;
+  auto down = call(api, "GET", "/readyz");
+  CHECK(down.response.status == 503);
+  CHECK(down.header("Retry-After") == "5");
+}
+
+TEST_CASE("queue document carries health and the newest outcomes; a failed read is 503") {
+  FakeBackend fake;
+  queue::RepoState state;
+  state.repo = "o/n";
+  fake.states["o/n"] = state;
+  fake.healths["o/n"].remote_ok = true;
+  HistoryEntry h;
+  h.seq = 9;
+  h.number = 3;
+  h.status = queue::PrStatus::Failed;
+  h.reason = queue::Reason::BuildFailed;
+  h.message = "check ci/build failed";
+  fake.outcomes = {h};
+  auto api = make_api(fake);
+  auto c = call(api, "GET", "/api/v1/repos/o/n/queue");
+  REQUIRE(c.response.status == 200);
+  CHECK(c.body().at("health").at("remote_ok") == true);
+  REQUIRE(c.body().at("recent").size() == 1);
+  CHECK(c.body()["recent"][0].at("reason_code") == "build-failed");
+  CHECK(c.body()["recent"][0].at("number") == 3);
+
+  fake.read_error = unavailable("sqlite: database is locked");
+  auto down = call(api, "GET", "/api/v1/repos/o/n/queue");
+  CHECK(down.response.status == 503);
+  CHECK(down.header("Retry-After") == "5");
+}
+
+TEST_CASE("history is paged by seq with a bounded limit") {
+  FakeBackend fake;
+  HistoryEntry a, b;
+  a.seq = 12;
+  b.seq = 7;
+  fake.outcomes = {a, b};
+  auto api = make_api(fake);
+  auto c = call(api, "GET", "/api/v1/repos/o/n/history?before=20&limit=2");
+  REQUIRE(c.response.status == 200);
+  CHECK(c.body().at("outcomes").size() == 2);
+  CHECK(c.body().at("next_before") == 7);
+  CHECK(call(api, "GET", "/api/v1/repos/o/n/history").response.status == 200);
+  REQUIRE(fake.history_calls.size() == 2);
+  CHECK(fake.history_calls[0] == std::pair<std::int64_t, std::size_t>{20, 2});
+  CHECK(fake.history_calls[1] == std::pair<std::int64_t, std::size_t>{0, 50});
+  expect_refused(call(api, "GET", "/api/v1/repos/o/n/history?limit=100000"), fake, 422,
+                 "'limit' must be a number from 0 to 500");
+  expect_refused(call(api, "GET", "/api/v1/repos/o/n/history?before=-1"), fake, 422,
+                 "'before' must be a number");
+  CHECK(call(api, "GET", "/api/v1/repos/x/y/history").response.status == 404);
+}
+
+TEST_CASE("one pull request with its outcomes and events") {
+  FakeBackend fake;
+  PullView v;
+  v.pr.number = 7;
+  v.pr.status = queue::PrStatus::Merged;
+  v.archived = true;
+  v.events.push_back(EventLogEntry{5, "o/n", "merge_requested", R"({"number":7})", 7, 100});
+  fake.pulls[7] = v;
+  auto api = make_api(fake);
+  auto c = call(api, "GET", "/api/v1/repos/o/n/pulls/7");
+  REQUIRE(c.response.status == 200);
+  CHECK(c.body().at("pr").at("status") == "merged");
+  CHECK(c.body().at("archived") == true);
+  CHECK(c.body().at("events")[0].at("kind") == "merge_requested");
+  CHECK(c.body().at("events")[0].at("event").at("number") == 7);
+  CHECK(call(api, "GET", "/api/v1/repos/o/n/pulls/8").response.status == 404);
+  expect_refused(call(api, "GET", "/api/v1/repos/o/n/pulls/x"), fake, 422,
+                 "must be a positive integer");
+}
+
+TEST_CASE("webhooks go to the backend with their headers; its refusal keeps its code") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  HttpRequest req{"POST", "/webhooks/github", {{"x-github-event", "ping"}}, "{}"};
+  HttpResponse answer;
+  api(req, [&](HttpResponse r) { answer = std::move(r); });
+  CHECK(answer.status == 202);
+  REQUIRE(fake.webhooks.size() == 1);
+  CHECK(fake.webhooks[0].forge == "github");
+  CHECK(fake.webhooks[0].request.header("x-github-event") == "ping");
+  CHECK(fake.webhooks[0].request.body == "{}");
+  fake.webhook_answer = unauthenticated("X-Hub-Signature-256 does not match");
+  CHECK(call(api, "POST", "/webhooks/github", "{}").response.status == 401);
+  fake.webhook_answer = unavailable("store: database is locked");
+  CHECK(call(api, "POST", "/webhooks/github", "{}").response.status == 503);
+  CHECK(call(api, "GET", "/webhooks/github").response.status == 405);
+}
+
+TEST_CASE("control characters in names are refused: they would forge trailers and log lines") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  const std::string merge = "/api/v1/repos/o/n/pulls/7/merge";
+  expect_refused(call(api, "POST", merge,
+                      R"({"sha":")" + kSha + R"(","approver":"mm\nApproved-by: someone"})", "tok"),
+                 fake, 422, "'approver' must not contain control characters");
+  expect_refused(call(api, "POST", "/api/v1/repos/o/n/pulls/7/cancel", R"({"by":"a\rb"})", "tok"),
+                 fake, 422, "'by' must not contain control characters");
+  const std::string reg = "/api/v1/repos/o/n/pulls";
+  expect_refused(call(api, "POST", reg, R"({"number":7,"branch":"feature/x\u0000y"})", "tok"), fake,
+                 422, "'branch' must not contain control characters");
+  expect_refused(
+      call(api, "POST", reg, R"({"number":7,"branch":"feature/x","author":"a\tb"})", "tok"), fake,
+      422, "'author' must not contain control characters");
+  expect_refused(
+      call(api, "POST", reg, R"({"number":7,"branch":"feature/x","title":"t\u001b[2J"})", "tok"),
+      fake, 422, "'title' must not contain control characters");
+  expect_refused(call(api, "POST", "/api/v1/repos/o/n/statuses/" + kSha,
+                      R"({"state":"success","context":"ci/\nx"})", "st"),
+                 fake, 422, "'context' must not contain control characters");
+  // A CI's free-text description may hold a newline: it is kept (and escaped where logged).
+  CHECK(call(api, "POST", "/api/v1/repos/o/n/statuses/" + kSha,
+             R"({"state":"success","context":"ci/x","description":"line1\nline2"})", "st")
+            .response.status == 202);
 }

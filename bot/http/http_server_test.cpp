@@ -26,7 +26,7 @@ using namespace dmz;
 using namespace std::chrono_literals;
 using dmz::test::FakeBackend;
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -91,9 +91,9 @@ class RawClient {
 
   // True if the server closes the connection (EOF or reset) within `limit`.
   bool closed_within(std::chrono::milliseconds limit) {
-    auto deadline = Clock::now() + limit;
+    auto deadline = SteadyClock::now() + limit;
     char c[256];
-    while (Clock::now() < deadline) {
+    while (SteadyClock::now() < deadline) {
       auto n = ::recv(fd_, c, sizeof c, 0);
       if (n == 0) return true;
       if (n < 0) {
@@ -205,9 +205,9 @@ TEST_CASE("server: a slowloris client is disconnected after read_timeout") {
   Served s;
   RawClient c(s.port);
   REQUIRE(c.send("GET /heal"));
-  auto t0 = Clock::now();
+  auto t0 = SteadyClock::now();
   CHECK(c.closed_within(4000ms));
-  auto waited = Clock::now() - t0;
+  auto waited = SteadyClock::now() - t0;
   CHECK(waited >= 800ms);
   CHECK(waited < 3000ms);
   // The server still serves others.
@@ -354,11 +354,11 @@ TEST_CASE("server: a handler that never answers gets 503 after answer_timeout") 
   REQUIRE(port.ok());
   RawClient c(*port);
   REQUIRE(c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"));
-  auto start = Clock::now();
+  auto start = SteadyClock::now();
   auto r = c.read_response();
   REQUIRE(r);
   CHECK(status_of(*r) == "503");
-  CHECK(Clock::now() - start >= 900ms);
+  CHECK(SteadyClock::now() - start >= 900ms);
   CHECK(json::parse(body_of(*r)).at("error").get<std::string>().starts_with("no answer within 1s"));
   {
     std::lock_guard lock(mu);
@@ -431,9 +431,9 @@ TEST_CASE("server: stop() returns promptly with clients connected") {
     RawClient half(s.port);
     half.send("POST /api/v1/repos/o/n/pulls HTTP/1.1\r\nContent-Length: 100\r\n\r\n{");
     std::this_thread::sleep_for(100ms);
-    auto t0 = Clock::now();
+    auto t0 = SteadyClock::now();
     s.server.stop();
-    CHECK(Clock::now() - t0 < 1500ms);
+    CHECK(SteadyClock::now() - t0 < 1500ms);
     CHECK(idle.closed_within(2000ms));
     CHECK(half.closed_within(2000ms));
     s.server.stop();  // idempotent
@@ -454,9 +454,9 @@ TEST_CASE("server: stop() returns promptly with clients connected") {
     auto future = held.get_future();
     REQUIRE(future.wait_for(5s) == std::future_status::ready);
     Respond respond = future.get();
-    auto t0 = Clock::now();
+    auto t0 = SteadyClock::now();
     server->stop();
-    CHECK(Clock::now() - t0 < 1500ms);
+    CHECK(SteadyClock::now() - t0 < 1500ms);
     REQUIRE(client.wait_for(5s) == std::future_status::ready);
     CHECK_FALSE(client.get().ok());  // closed without an answer
     server.reset();

@@ -136,6 +136,21 @@ function render(box, q) {
                   p.branch || "", el("td", short(p.head)), st, ap, reason]);
     })));
   } else out.appendChild(el("p", "none", "muted"));
+  const recent = Array.isArray(q.recent) ? q.recent : [];
+  out.appendChild(el("h3", "Recently finished (" + recent.length + ")"));
+  if (recent.length) {
+    out.appendChild(table(["#", "title", "branch", "head", "status", "approval", "reason"], recent.map(function (h) {
+      const st = el("td"); st.appendChild(badge(h.status || ""));
+      const reason = el("td", h.reason || "");
+      (Array.isArray(h.details) ? h.details : []).forEach(function (d) {
+        const line = el("div", null, "muted");
+        line.appendChild(linkOrText(d, d));
+        reason.appendChild(line);
+      });
+      return row(["#" + h.number, (h.title || "") + (h.author ? " (" + h.author + ")" : ""),
+                  h.branch || "", el("td", short(h.head)), st, h.approver || "", reason]);
+    })));
+  } else out.appendChild(el("p", "none", "muted"));
   box.replaceChildren(out);
 }
 function queueUrl(repo) {

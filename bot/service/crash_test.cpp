@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "bot/http/http_client.hpp"
@@ -100,11 +101,14 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
     auto r = api(c, "GET", "/queue", nullptr);
     last_queue = r ? r->body : r.message();
     if (!r || r->status != 200) return -1;
-    int merged = 0;
-    auto queue = nlohmann::json::parse(r->body);  // kept alive for the loop below
+    // Merged PRs leave the hot state for the history: the queue document's "recent".
+    std::set<int> merged;
+    auto queue = nlohmann::json::parse(r->body);  // kept alive for the loops below
     for (const auto& pr : queue.at("prs"))
-      if (pr.at("status") == "merged") ++merged;
-    return merged;
+      if (pr.at("status") == "merged") merged.insert(pr.at("number").get<int>());
+    for (const auto& h : queue.at("recent"))
+      if (h.at("status") == "merged") merged.insert(h.at("number").get<int>());
+    return static_cast<int>(merged.size());
   };
 
   Child c = start_server(bin, config, log);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,17 +13,16 @@
 #include <future>
 #include <map>
 #include <mutex>
-#include <nlohmann/json.hpp>
-#include <set>
 #include <sstream>
 #include <thread>
 
+#include "base/text.hpp"
 #include "bot/ci/runner.hpp"
+#include "bot/driver/driver.hpp"
 #include "bot/git/mirror.hpp"
+#include "bot/service/git_worker.hpp"
 #include "bot/service/serial_executor.hpp"
 #include "bot/store/store.hpp"
-#include "bot/trust/candidate_check.hpp"
-#include "bot/trust/gate.hpp"
 #include "bot/trust/signing.hpp"
 #include "forges/plain.hpp"
 #include "queue/engine.hpp"
@@ -31,19 +31,12 @@
 namespace dmz {
 
 namespace q = queue;
-
-std::string merge_message(const std::string& repo, const q::MergeItem& item) {
-  std::string subject = "Merge #" + std::to_string(item.number) + " from " + item.branch;
-  if (!item.title.empty()) subject += ": " + item.title;
-  return subject + "\n\nMerged into " + repo + " by dmzbot after approval at " +
-         item.head.substr(0, 12) + ".\n\nPull-Request: #" + std::to_string(item.number) +
-         "\nHead: " + item.head + "\nApproved-by: " + item.approver + "\n";
-}
+namespace fs = std::filesystem;
 
 namespace {
 
-// The branch name under which a PR made by a signed tag is known: "tags/<tag name>".
-constexpr std::string_view kTagPrefix = "tags/";
+constexpr std::size_t kRecentOutcomes = 20;  // in the queue document
+constexpr std::size_t kPullEvents = 500;     // of one PR's timeline
 
 q::Settings settings_for(const config::Repo& repo) {
   q::Settings s;
@@ -62,83 +55,119 @@ std::string mirror_dir_name(const std::string& repo) {
   return name + ".git";
 }
 
-q::Millis system_now() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+q::Outcome refusal(Error e) { return q::Outcome{std::move(e), {}}; }
+
+Error stopping() { return unavailable("the service is stopping"); }
+
+// Creates `dir` (and its parents) private to dmzbot's user: mirrors of private code, the
+// database and the build logs live under it.
+Status make_private_dir(const fs::path& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return unavailable("cannot create " + dir.string() + ": " + ec.message());
+  if (::chmod(dir.c_str(), 0700) != 0)
+    return unavailable("cannot make " + dir.string() + " private: " + std::strerror(errno));
+  return {};
 }
 
-q::Outcome refusal(int code, std::string message) {
-  q::Outcome out;
-  out.rejected = std::move(message);
-  out.code = code;
-  return out;
+bool has_entries(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_directory(dir, ec) && fs::directory_iterator(dir, ec) != fs::directory_iterator();
+}
+
+// Who holds the leases: this host and data directory. It stays the same across restarts, so a
+// service restarted after kill -9 takes its repositories straight back (the data directory's
+// flock already keeps a second process on this host out).
+std::string owner_id(const fs::path& data_dir) {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  std::error_code ec;
+  return std::string(host) + ":" + fs::weakly_canonical(data_dir, ec).string();
 }
 
 }  // namespace
 
-// Everything a repository needs at run time. `state` belongs to the engine thread; `mirror`,
-// `policy` and `signer` to the git worker.
+// Everything a repository needs at run time. The worker belongs to the git thread.
 struct RepoRuntime {
   config::Repo cfg;
-  q::Settings settings;
-  q::RepoState state;
-  std::unique_ptr<git::Mirror> mirror;
-  std::unique_ptr<PolicyChecker> policy;
-  std::unique_ptr<CandidateChecker> candidates;
-  std::unique_ptr<Signer> signer;
+  std::unique_ptr<forges::Forge> forge;
+  std::unique_ptr<GitWorker> worker;
   std::unique_ptr<LocalRunner> runner;
   std::unique_ptr<SerialExecutor> git;
-  std::map<std::string, std::pair<q::Sha, q::Sha>>
-      peeled_tags;  // git worker: tag -> (object, commit)
 };
 
-struct Service::Impl {
+struct Service::Impl final : driver::GitPort,
+                             driver::PolicyPort,
+                             driver::CiPort,
+                             driver::OutboxPort {
   ~Impl() {
     if (instance_fd >= 0) ::close(instance_fd);  // releases the data directory's lock
-  }
-
-  // One service per data directory: its mirrors and database must have a single writer (that
-  // is also what makes removing a crashed run's git lock files safe). flock is released by the
-  // kernel when the process dies, even by kill -9.
-  Status lock_data_dir() {
-    std::error_code ec;
-    std::filesystem::create_directories(cfg.data_dir, ec);
-    auto file = cfg.data_dir / "dmzbot.instance";
-    instance_fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (instance_fd < 0) return error("cannot open " + file.string() + ": " + std::strerror(errno));
-    if (::flock(instance_fd, LOCK_EX | LOCK_NB) != 0)
-      return error("another dmzbot is already serving data directory " + cfg.data_dir.string());
-    return {};
   }
 
   int instance_fd = -1;
   config::Config cfg;
   Options options;
+  const Clock* clock = &wall_clock();
   std::unique_ptr<Store> store;
   std::vector<std::unique_ptr<RepoRuntime>> repos;
+  std::unique_ptr<driver::Driver> driver;  // engine thread only
   SerialExecutor engine{"engine"};
-  std::atomic<bool> ready{false};
+  SerialExecutor outbox{"outbox"};
+  std::atomic<bool> started{false};
   std::atomic<bool> stopped{false};
 
-  std::thread poller;
-  std::mutex poller_mutex;
-  std::condition_variable poller_wake;
-  bool poller_stop = false;
+  std::thread timer;
+  std::mutex timer_mutex;
+  std::condition_variable timer_wake;
+  bool timer_stop = false;
 
   mutable std::mutex metrics_mutex;
   std::string metrics_text;
-  std::uint64_t events_applied = 0;  // engine thread
 
-  q::Millis now() const { return options.clock ? options.clock() : system_now(); }
+  q::Millis now() const { return clock->now(); }
+
+  // One service per data directory: its mirrors and database must have a single writer (that
+  // is also what makes removing a crashed run's git lock files safe). flock is released by the
+  // kernel when the process dies, even by kill -9.
+  Status lock_data_dir() {
+    if (Status s = make_private_dir(cfg.data_dir); !s.ok()) return s;
+    auto file = cfg.data_dir / "dmzbot.instance";
+    instance_fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (instance_fd < 0)
+      return unavailable("cannot open " + file.string() + ": " + std::strerror(errno));
+    if (::flock(instance_fd, LOCK_EX | LOCK_NB) != 0)
+      return conflict("another dmzbot is already serving data directory " + cfg.data_dir.string());
+    return {};
+  }
+
+  // The store, refusing to take a missing or empty database for an empty queue when the data
+  // directory holds the mirrors of an earlier run: that would silently forget every queued PR.
+  Status open_store() {
+    const fs::path file = cfg.data_dir / cfg.store.path;
+    const fs::path mirrors = cfg.data_dir / "mirrors";
+    std::error_code ec;
+    const bool existed = fs::exists(file, ec);
+    auto opened = open_sqlite_store(file);
+    if (!opened) return opened.status().prefixed("store: ");
+    store = std::move(*opened);
+    auto has_state = store->has_state();
+    if (!has_state) return has_state.status().prefixed("store: ");
+    if (!*has_state && has_entries(mirrors))
+      return invalid("the database " + file.string() + " is " + (existed ? "empty" : "missing") +
+                     " but " + mirrors.string() +
+                     " holds the mirrors of an earlier run, whose queue would be lost; restore "
+                     "the database, or remove " +
+                     mirrors.string() + " to start with an empty queue on purpose");
+    return make_private_dir(mirrors);
+  }
 
   // What a sandboxed build must not see: the configuration (and its directory, where token
   // files usually live, unless that is a top-level directory like /etc), the data directory
   // and the signing key or GnuPG home.
-  std::vector<std::filesystem::path> secret_paths() const {
-    std::vector<std::filesystem::path> out = {cfg.data_dir, cfg.signing.key,
-                                              cfg.signing.gnupg_home};
+  std::vector<fs::path> secret_paths() const {
+    std::vector<fs::path> out = {cfg.data_dir, cfg.signing.key, cfg.signing.gnupg_home};
     if (!cfg.file.empty()) {
-      auto file = std::filesystem::absolute(cfg.file);
+      auto file = fs::absolute(cfg.file);
       out.push_back(file);
       if (std::distance(file.parent_path().begin(), file.parent_path().end()) > 2)
         out.push_back(file.parent_path());
@@ -146,7 +175,7 @@ struct Service::Impl {
     return out;
   }
 
-  std::filesystem::path log_dir(const std::string& repo) const {
+  fs::path log_dir(const std::string& repo) const {
     return cfg.data_dir / "logs" / mirror_dir_name(repo);
   }
 
@@ -156,272 +185,165 @@ struct Service::Impl {
     return nullptr;
   }
 
-  // ---- engine thread ------------------------------------------------------------------------
-
-  void apply(RepoRuntime& rt, const q::Event& event, const std::function<void(q::Outcome)>& done) {
-    q::RepoState before = rt.state;
-    q::Outcome out = q::handle(rt.state, event, rt.settings);
-    bool idle_tick = std::holds_alternative<q::Tick>(event) && out.actions.empty();
-    if (!out.rejected && !idle_tick) {
-      // Invariant: state is durable before any action it enables runs.
-      Status saved = store->save(rt.state, q::event_kind(event), q::to_json(event).dump(), now());
-      if (!saved.ok()) {
-        spdlog::error("{}: cannot persist state, event dropped: {}", rt.cfg.name, saved.message());
-        rt.state = std::move(before);
-        out = refusal(503, "store unavailable: " + saved.message());
-      } else {
-        ++events_applied;
-        render_metrics();
-        for (const auto& action : out.actions) execute(rt, action);
-      }
-    }
-    if (done) done(std::move(out));
-  }
-
-  void post_event(RepoRuntime& rt, q::Event event) {
-    engine.post([this, &rt, event = std::move(event)] { apply(rt, event, nullptr); });
-  }
-
-  void execute(RepoRuntime& rt, const q::Action& action) {
-    std::visit([&](const auto& a) { run(rt, a); }, action);
-  }
-
-  void run(RepoRuntime& rt, const q::CheckPolicy& a) {
-    auto pr_it = rt.state.prs.find(a.number);
-    if (pr_it == rt.state.prs.end()) return;
-    rt.git->post([this, &rt, pr = pr_it->second, sha = a.sha, target = rt.state.master] {
-      post_event(rt, rt.policy->check(*rt.mirror, pr, sha, target, now()));
-    });
-  }
-
-  void run(RepoRuntime& rt, const q::BuildCandidate& a) {
-    rt.git->post([this, &rt, a] { post_event(rt, build_candidate(rt, a)); });
-  }
-
-  void run(RepoRuntime& rt, const q::CheckCandidate& a) {
-    rt.git->post([this, &rt, a] { post_event(rt, rt.candidates->check(*rt.mirror, a, now())); });
-  }
-
-  void run(RepoRuntime& rt, const q::ResetDmz& a) {
-    rt.git->post([&rt, sha = a.sha] {
-      if (Status s = rt.mirror->push_force(sha, rt.cfg.dmz); !s.ok())
-        spdlog::error("{}: reset {} to master failed: {}", rt.cfg.name, rt.cfg.dmz, s.message());
-    });
-  }
-
-  void run(RepoRuntime& rt, const q::StartBuild& a) {
-    if (!rt.runner) return;  // external CI builds dmz and posts statuses
-    SerialExecutor* git = rt.git.get();
-    git::Mirror* mirror = rt.mirror.get();
-    rt.runner->start(rt.cfg.name, a.sha,
-                     [git, mirror, sha = a.sha](const std::filesystem::path& dir) {
-                       // The mirror belongs to the git worker: export there, and wait.
-                       std::promise<Status> result;
-                       auto future = result.get_future();
-                       if (!git->post([&] { result.set_value(mirror->export_tree(sha, dir)); }))
-                         return Status(error("service is stopping"));
-                       return future.get();
-                     });
-  }
-
-  void run(RepoRuntime& rt, const q::CancelBuild& a) {
-    if (rt.runner) rt.runner->cancel(a.sha);
-  }
-
-  void run(RepoRuntime& rt, const q::FastForwardMaster& a) {
-    rt.git->post([this, &rt, a] {
-      q::MasterPushed pushed{a.candidate};
-      auto r = rt.mirror->push_fast_forward(rt.cfg.master, a.from, a.to);
-      if (!r) {
-        pushed.message = r.message();
-      } else {
-        pushed.ok = r->ok;
-        pushed.message = r->message;
-        if (r->remote_moved) {
-          pushed.remote_master = r->remote_sha;
-          // The engine will rebuild on the new master: its objects must be in the mirror.
-          if (Status s = rt.mirror->fetch(); !s.ok())
-            spdlog::warn("{}: fetch after a moved master failed: {}", rt.cfg.name, s.message());
-        }
-      }
-      pushed.at = now();
-      post_event(rt, pushed);
-    });
-  }
-
-  void run(RepoRuntime& rt, const q::Notify& a) {
-    // The plain forge has no comment API: the notice is logged, and the PR's reason carries
-    // it to the queue API and the status page.
-    auto level = a.kind == q::NoticeKind::Failure ? spdlog::level::warn : spdlog::level::info;
-    spdlog::log(level, "{}#{}: {}", rt.cfg.name, a.number, a.message);
-  }
-
-  // ---- git worker ---------------------------------------------------------------------------
-
-  q::MergeDone build_candidate(RepoRuntime& rt, const q::BuildCandidate& a) {
-    q::MergeDone done{a.candidate};
-    git::Identity who{cfg.signing.name, cfg.signing.email};
-    git::Sha tip = a.base;
-    for (const auto& item : a.items) {
-      std::vector<std::pair<std::string, std::string>> headers;
-      if (item.branch.rfind(kTagPrefix, 0) == 0) {
-        // Record the contributor's signed tag so `git show --show-signature` verifies it later.
-        auto tag = mergetag_for(*rt.mirror, item.branch.substr(kTagPrefix.size()));
-        if (!tag) {
-          done.message = tag.message();
-          done.at = now();
-          return done;
-        }
-        headers.emplace_back("mergetag", *tag);
-      }
-      auto merged = rt.mirror->merge(tip, item.head, merge_message(rt.cfg.name, item), who,
-                                     rt.signer.get(), headers);
-      if (!merged) {
-        done.message = merged.message();
-        done.at = now();
-        return done;
-      }
-      if (!merged->clean) {
-        done.outcome = q::MergeOutcome::Conflict;
-        done.culprit = item.number;
-        done.conflicts = merged->conflicts;
-        done.at = now();
-        return done;
-      }
-      tip = merged->commit;
-    }
-    if (Status s = rt.mirror->push_force(tip, rt.cfg.dmz); !s.ok()) {
-      done.message = s.message();
-    } else {
-      done.outcome = q::MergeOutcome::Merged;
-      done.sha = tip;
-    }
-    done.at = now();
-    return done;
-  }
-
-  // What a PR can point at: every remote branch by name, and every annotated tag as
-  // "tags/<name>" peeled to its commit (tag objects are peeled once and remembered).
-  std::map<std::string, q::Sha> pr_heads(RepoRuntime& rt) {
-    auto heads = rt.mirror->remote_branches();
-    std::map<std::string, std::pair<q::Sha, q::Sha>> peeled;  // name -> (tag object, commit)
-    for (const auto& [name, object] : rt.mirror->tags()) {
-      auto known = rt.peeled_tags.find(name);
-      if (known != rt.peeled_tags.end() && known->second.first == object) {
-        peeled.emplace(name, known->second);
-      } else if (auto commit = rt.mirror->resolve(object); commit) {
-        peeled.emplace(name, std::make_pair(object, *commit));
-      }
-    }
-    rt.peeled_tags = std::move(peeled);
-    for (const auto& [name, objects] : rt.peeled_tags)
-      heads.emplace(std::string(kTagPrefix) + name, objects.second);
-    return heads;
-  }
-
-  // Fetches and turns what moved on the remote into events for the engine.
-  void fetch_and_notice(RepoRuntime& rt) {
-    auto before = pr_heads(rt);
-    if (Status s = rt.mirror->fetch(); !s.ok()) {
-      spdlog::warn("{}: fetch failed: {}", rt.cfg.name, s.message());
-      return;
-    }
-    auto branches = pr_heads(rt);
-    // Branches whose new head does not contain the old one: a force-push dropped commits.
-    std::set<std::string> rewritten;
-    for (const auto& [name, sha] : branches) {
-      auto old = before.find(name);
-      if (old == before.end() || old->second == sha) continue;
-      auto contains = rt.mirror->is_ancestor(old->second, sha);
-      if (contains && !*contains) rewritten.insert(name);
-    }
-    engine.post([this, &rt, branches = std::move(branches), rewritten = std::move(rewritten)] {
-      for (auto& event : forges::events_from_fetch(rt.state, branches, rt.cfg.master, now())) {
-        if (auto* push = std::get_if<q::PrPushed>(&event)) {
-          auto pr = rt.state.prs.find(push->number);
-          push->rewritten = pr != rt.state.prs.end() && rewritten.count(pr->second.branch) > 0;
-        }
-        apply(rt, event, nullptr);
-      }
-    });
-  }
-
-  // ---- timers -------------------------------------------------------------------------------
-
-  void poll_loop() {
-    auto next_fetch = std::chrono::steady_clock::now() + options.fetch_interval;
-    std::unique_lock lock(poller_mutex);
-    while (!poller_stop) {
-      poller_wake.wait_for(lock, options.tick_interval, [this] { return poller_stop; });
-      if (poller_stop) break;
-      lock.unlock();
-      for (auto& rt : repos) post_event(*rt, q::Tick{now()});
-      if (std::chrono::steady_clock::now() >= next_fetch) {
-        for (auto& rt : repos) rt->git->post([this, r = rt.get()] { fetch_and_notice(*r); });
-        next_fetch = std::chrono::steady_clock::now() + options.fetch_interval;
-      }
-      lock.lock();
-    }
-  }
-
-  void render_metrics() {
-    std::ostringstream out;
-    out << "# HELP dmzbot_pull_requests Pull requests by status.\n"
-           "# TYPE dmzbot_pull_requests gauge\n";
-    for (auto& rt : repos) {
-      std::map<std::string_view, int> counts;
-      for (const auto& [n, pr] : rt->state.prs) ++counts[q::to_string(pr.status)];
-      for (const auto& [status, count] : counts)
-        out << "dmzbot_pull_requests{repo=\"" << rt->cfg.name << "\",status=\"" << status << "\"} "
-            << count << "\n";
-    }
-    out << "# HELP dmzbot_train_length Candidates in flight.\n# TYPE dmzbot_train_length gauge\n";
-    for (auto& rt : repos)
-      out << "dmzbot_train_length{repo=\"" << rt->cfg.name << "\"} " << rt->state.train.size()
-          << "\n";
-    out << "# HELP dmzbot_events_total Events applied.\n# TYPE dmzbot_events_total counter\n"
-        << "dmzbot_events_total " << events_applied << "\n";
-    std::lock_guard lock(metrics_mutex);
-    metrics_text = out.str();
-  }
-
   Status open_repo(const config::Repo& repo) {
     auto rt = std::make_unique<RepoRuntime>();
     rt->cfg = repo;
-    rt->settings = settings_for(repo);
     auto mirror =
         git::Mirror::open(cfg.data_dir / "mirrors" / mirror_dir_name(repo.name), repo.remote);
-    if (!mirror) return error(repo.name + ": " + mirror.message());
-    rt->mirror = std::move(*mirror);
-    if (Status s = rt->mirror->fetch(); !s.ok()) return error(repo.name + ": " + s.message());
+    if (!mirror) return mirror.status().prefixed(repo.name + ": ");
     auto signer = make_signer(cfg.signing);
-    if (!signer) return error(repo.name + ": signing: " + signer.message());
-    rt->signer = std::move(*signer);
-    rt->policy = make_policy_checker(repo);
-    rt->candidates = std::make_unique<CandidateChecker>(repo);
-
-    auto loaded = store->load(repo.name);
-    if (!loaded) return error(repo.name + ": " + loaded.message());
-    if (*loaded) {
-      rt->state = std::move(**loaded);
-    } else {
-      rt->state.repo = repo.name;
-      rt->state.master = rt->mirror->remote_branch(repo.master).value_or("");
-      if (rt->state.master.empty())
-        return error(repo.name + ": remote has no branch " + repo.master);
-    }
+    if (!signer) return signer.status().prefixed(repo.name + ": signing: ");
+    rt->worker = std::make_unique<GitWorker>(repo, cfg.signing, std::move(*mirror),
+                                             std::move(*signer), *clock);
+    if (repo.forge == "plain")
+      rt->forge = std::make_unique<forges::PlainForge>(forges::PlainForge::Options{
+          repo.name, repo.master, repo.branch_patterns, repo.refused_patterns});
+    else
+      return invalid(repo.name + ": forge " + repo.forge + " is not supported");
     if (repo.runner) {
+      if (Status s = make_private_dir(log_dir(repo.name)); !s.ok()) return s;
       RepoRuntime* raw = rt.get();
       rt->runner = std::make_unique<LocalRunner>(
           *repo.runner, log_dir(repo.name),
           [this, raw](const std::string&, const q::Sha& sha, q::Check check) {
-            post_event(*raw, q::CheckReported{sha, std::move(check), now()});
+            check.at = now();
+            post_event(raw->cfg.name, q::CheckReported{sha, std::move(check), check.at});
           },
           secret_paths());
     }
     rt->git = std::make_unique<SerialExecutor>("git " + repo.name);
     repos.push_back(std::move(rt));
     return {};
+  }
+
+  std::vector<driver::RepoConfig> driver_configs() const {
+    std::vector<driver::RepoConfig> out;
+    for (const auto& rt : repos) {
+      driver::RepoConfig c;
+      c.name = rt->cfg.name;
+      c.settings = settings_for(rt->cfg);
+      c.forge = rt->forge.get();
+      c.fetch_interval = options.fetch_interval.count();
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
+  // ---- results back to the engine thread ------------------------------------------------------
+
+  void post_event(const std::string& repo, q::Event event) {
+    engine.post([this, repo, event = std::move(event)] {
+      auto out = driver->apply(repo, event);
+      if (out.rejected && out.rejected->code != Code::kNotFound)
+        spdlog::warn("{}: {} refused: {}", repo, q::event_kind(event),
+                     escape_control(out.rejected->message));
+    });
+  }
+
+  // Runs `work` on the repository's git thread; false if the service is stopping.
+  template <class F>
+  bool on_git(const std::string& repo, F work) {
+    RepoRuntime* rt = find(repo);
+    return rt && rt->git->post([rt, work = std::move(work)] { work(*rt); });
+  }
+
+  void fetch_into_driver(RepoRuntime& rt, std::function<void()> then = nullptr) {
+    auto refs = rt.worker->fetch();
+    engine.post([this, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then)] {
+      if (refs)
+        driver->fetched(repo, *refs);
+      else
+        driver->fetch_failed(repo, refs.status());
+      if (then) then();
+    });
+  }
+
+  // ---- ports (called on the engine thread) -----------------------------------------------------
+
+  void fetch(const std::string& repo) override {
+    on_git(repo, [this](RepoRuntime& rt) { fetch_into_driver(rt); });
+  }
+  void build_candidate(const std::string& repo, const q::BuildCandidate& a) override {
+    on_git(repo,
+           [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->build_candidate(a)); });
+  }
+  void reset_dmz(const std::string& repo, const q::ResetDmz& a) override {
+    on_git(repo, [a](RepoRuntime& rt) {
+      if (Status s = rt.worker->reset_dmz(a); !s.ok())
+        spdlog::error("{}: reset {} to {} failed: {}", rt.cfg.name, rt.cfg.dmz, a.sha, s.message());
+    });
+  }
+  void fast_forward(const std::string& repo, const q::FastForwardMaster& a) override {
+    on_git(repo,
+           [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->fast_forward(a)); });
+  }
+  void check_policy(const std::string& repo, const q::CheckPolicy& a) override {
+    on_git(repo,
+           [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->check_policy(a)); });
+  }
+  void check_candidate(const std::string& repo, const q::CheckCandidate& a) override {
+    on_git(repo,
+           [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->check_candidate(a)); });
+  }
+  void start_build(const std::string& repo, const q::StartBuild& a) override {
+    RepoRuntime* rt = find(repo);
+    if (!rt || !rt->runner) return;  // external CI builds dmz and posts statuses
+    SerialExecutor* git = rt->git.get();
+    GitWorker* worker = rt->worker.get();
+    rt->runner->start(repo, a.sha, [git, worker, sha = a.sha](const fs::path& dir) {
+      // The mirror belongs to the git thread: export there, and wait.
+      std::promise<Status> result;
+      auto future = result.get_future();
+      if (!git->post([&] { result.set_value(worker->export_tree(sha, dir)); }))
+        return Status(stopping());
+      return future.get();
+    });
+  }
+  void cancel_build(const std::string& repo, const q::CancelBuild& a) override {
+    if (RepoRuntime* rt = find(repo); rt && rt->runner) rt->runner->cancel(a.sha);
+  }
+  void send(const forges::OutboxMessage& m) override {
+    RepoRuntime* rt = find(m.repo);
+    if (!rt) return;
+    outbox.post([this, rt, m] {
+      Status s = rt->forge->deliver(m);
+      engine.post([this, id = m.id, s] { driver->delivered(id, s); });
+    });
+  }
+
+  // ---- timer ------------------------------------------------------------------------------------
+
+  void timer_loop() {
+    std::unique_lock lock(timer_mutex);
+    while (!timer_stop) {
+      timer_wake.wait_for(lock, options.tick_interval, [this] { return timer_stop; });
+      if (timer_stop) break;
+      lock.unlock();
+      engine.post([this] {
+        driver->tick();
+        render_metrics();
+      });
+      lock.lock();
+    }
+  }
+
+  void render_metrics() {
+    std::ostringstream out;
+    out << "# HELP dmzbot_pull_requests Pull requests in the hot state by status.\n"
+           "# TYPE dmzbot_pull_requests gauge\n";
+    for (const auto& name : driver->repos()) {
+      std::map<std::string_view, int> counts;
+      for (const auto& [n, pr] : driver->state(name)->prs) ++counts[q::to_string(pr.status)];
+      for (const auto& [status, count] : counts)
+        out << "dmzbot_pull_requests{repo=\"" << name << "\",status=\"" << status << "\"} " << count
+            << "\n";
+    }
+    out << "# HELP dmzbot_train_length Candidates in flight.\n# TYPE dmzbot_train_length gauge\n";
+    for (const auto& name : driver->repos())
+      out << "dmzbot_train_length{repo=\"" << name << "\"} " << driver->state(name)->train.size()
+          << "\n";
+    std::lock_guard lock(metrics_mutex);
+    metrics_text = out.str();
   }
 };
 
@@ -433,89 +355,171 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   git::init();
   auto impl = std::make_unique<Impl>();
   impl->cfg = std::move(config);
-  impl->options = std::move(options);
+  impl->options = options;
+  if (options.clock) impl->clock = options.clock;
   if (Status s = impl->lock_data_dir(); !s.ok()) return s.error();
-  auto store = open_sqlite_store(impl->cfg.data_dir / impl->cfg.store.path);
-  if (!store) return error("store: " + store.message());
-  impl->store = std::move(*store);
+  if (Status s = impl->open_store(); !s.ok()) return s.error();
   for (const auto& repo : impl->cfg.repos)
     if (Status s = impl->open_repo(repo); !s.ok()) return s.error();
 
   std::unique_ptr<Service> service(new Service(std::move(impl)));
   Impl& im = *service->impl_;
-  im.engine.post([&im] {
-    for (auto& rt : im.repos) {
-      // Recovery: re-run what was in flight, then notice what moved while we were down.
-      for (const auto& action : q::resume(rt->state, rt->settings)) im.execute(*rt, action);
-      rt->git->post([&im, r = rt.get()] { im.fetch_and_notice(*r); });
-    }
+  driver::Options driver_options;
+  driver_options.owner = owner_id(im.cfg.data_dir);
+  im.driver = std::make_unique<driver::Driver>(*im.clock, *im.store, im, im, im, im,
+                                               im.driver_configs(), driver_options);
+  std::promise<Status> started;
+  im.engine.post([&] {
+    Status s = im.driver->start();
     im.render_metrics();
+    started.set_value(s);
   });
-  im.engine.drain();
-  im.poller = std::thread([&im] { im.poll_loop(); });
-  im.ready = true;
+  if (Status s = started.get_future().get(); !s.ok()) return s.error();
+  im.timer = std::thread([&im] { im.timer_loop(); });
+  im.started = true;
   return service;
 }
 
 void Service::stop() {
   Impl& im = *impl_;
   if (im.stopped.exchange(true)) return;
-  im.ready = false;
+  im.started = false;
   {
-    std::lock_guard lock(im.poller_mutex);
-    im.poller_stop = true;
+    std::lock_guard lock(im.timer_mutex);
+    im.timer_stop = true;
   }
-  im.poller_wake.notify_all();
-  if (im.poller.joinable()) im.poller.join();
+  im.timer_wake.notify_all();
+  if (im.timer.joinable()) im.timer.join();
   for (auto& rt : im.repos) rt->runner.reset();  // kills builds; no reports follow
   for (auto& rt : im.repos) rt->git->stop();     // finishes the git step under way
+  im.outbox.stop();
   im.engine.stop();
 }
 
 const config::Config& Service::config() const { return impl_->cfg; }
 q::Millis Service::now() const { return impl_->now(); }
-bool Service::ready() const { return impl_->ready; }
+bool Service::ready() const { return impl_->started; }
+
+void Service::health(
+    std::function<void(std::vector<std::pair<std::string, driver::Health>>)> done) {
+  if (!impl_->engine.post([this, done] {
+        std::vector<std::pair<std::string, driver::Health>> out;
+        for (const auto& name : impl_->driver->repos())
+          out.emplace_back(name, *impl_->driver->health(name));
+        done(std::move(out));
+      }))
+    done({});
+}
 
 void Service::submit(const std::string& repo, q::Event event,
                      std::function<void(q::Outcome)> done) {
-  RepoRuntime* rt = impl_->find(repo);
-  if (!rt) return done(refusal(404, "unknown repository " + repo));
-  auto task = [this, rt, event = std::move(event), done] { impl_->apply(*rt, event, done); };
-  if (!impl_->engine.post(std::move(task))) done(refusal(503, "service is stopping"));
+  if (!impl_->find(repo)) return done(refusal(not_found("unknown repository " + repo)));
+  auto task = [this, repo, event = std::move(event), done] {
+    done(impl_->driver->apply(repo, event));
+  };
+  if (!impl_->engine.post(std::move(task))) done(refusal(stopping()));
 }
 
-void Service::register_pull(const std::string& repo, int number, const std::string& branch,
-                            const std::string& author, const std::string& title,
+void Service::register_pull(const std::string& repo, forges::Registration registration,
                             std::function<void(q::Outcome)> done) {
   RepoRuntime* rt = impl_->find(repo);
-  if (!rt) return done(refusal(404, "unknown repository " + repo));
-  // A signed-tag PR is judged by the policy's branch rules (tags/*), not by branch patterns.
-  const bool is_tag = branch.rfind(kTagPrefix, 0) == 0;
-  if (!is_tag)
-    if (auto why =
-            forges::branch_refusal(branch, rt->cfg.branch_patterns, rt->cfg.refused_patterns))
-      return done(refusal(422, *why));
-  bool posted = rt->git->post([this, rt, is_tag, number, branch, author, title, done] {
-    if (Status s = rt->mirror->fetch(); !s.ok()) return done(refusal(503, "fetch: " + s.message()));
-    auto heads = impl_->pr_heads(*rt);
-    auto found = heads.find(branch);
-    if (found == heads.end())
-      return done(refusal(
-          422, (is_tag ? "annotated tag " + branch.substr(kTagPrefix.size()) : "branch " + branch) +
-                   " does not exist on the remote"));
-    std::optional<std::string> head = found->second;
-    q::PrOpened opened{number, branch, author, title, *head, impl_->now()};
-    if (!impl_->engine.post([this, rt, opened, done] { impl_->apply(*rt, opened, done); }))
-      done(refusal(503, "service is stopping"));
+  if (!rt) return done(refusal(not_found("unknown repository " + repo)));
+  // A fresh fetch, so that a branch pushed a moment ago is found.
+  bool posted = rt->git->post([this, rt, registration, done] {
+    auto refs = rt->worker->fetch();
+    bool on_engine = impl_->engine.post([this, rt, refs, registration, done] {
+      auto& driver = *impl_->driver;
+      if (!refs) {
+        driver.fetch_failed(rt->cfg.name, refs.status());
+        return done(refusal(unavailable(refs.message())));
+      }
+      driver.fetched(rt->cfg.name, *refs);
+      auto opened = rt->forge->register_pull(*refs, registration, impl_->now());
+      if (!opened) return done(refusal(opened.error()));
+      done(driver.apply(rt->cfg.name, *opened));
+    });
+    if (!on_engine) done(refusal(stopping()));
   });
-  if (!posted) done(refusal(503, "service is stopping"));
+  if (!posted) done(refusal(stopping()));
 }
 
-void Service::snapshot(const std::string& repo,
-                       std::function<void(std::optional<q::RepoState>)> done) {
-  RepoRuntime* rt = impl_->find(repo);
-  if (!rt) return done(std::nullopt);
-  if (!impl_->engine.post([rt, done] { done(rt->state); })) done(std::nullopt);
+void Service::view(const std::string& repo, std::function<void(Result<RepoView>)> done) {
+  if (!impl_->find(repo)) return done(not_found("unknown repository " + repo));
+  // The history is read here (the store is safe from any thread), the hot state on the engine.
+  auto recent = impl_->store->history(repo, 0, kRecentOutcomes);
+  if (!recent) return done(recent.status().prefixed("store: ").error());
+  if (!impl_->engine.post([this, repo, recent = std::move(*recent), done] {
+        done(RepoView{*impl_->driver->state(repo), *impl_->driver->health(repo), recent});
+      }))
+    done(stopping());
+}
+
+void Service::history(const std::string& repo, std::int64_t before, std::size_t limit,
+                      std::function<void(Result<std::vector<HistoryEntry>>)> done) {
+  if (!impl_->find(repo)) return done(not_found("unknown repository " + repo));
+  auto h = impl_->store->history(repo, before, limit);
+  if (!h) return done(h.status().prefixed("store: ").error());
+  done(std::move(*h));
+}
+
+void Service::pull(const std::string& repo, int number,
+                   std::function<void(Result<PullView>)> done) {
+  if (!impl_->find(repo)) return done(not_found("unknown repository " + repo));
+  Store& store = *impl_->store;
+  auto outcomes = store.pr_history(repo, number, kPullEvents);
+  auto events = store.pr_events(repo, number, kPullEvents);
+  auto archived = store.archived(repo, number);
+  if (!outcomes || !events || !archived)
+    return done(unavailable("store: cannot read pull request #" + std::to_string(number)));
+  PullView view;
+  view.outcomes = std::move(*outcomes);
+  view.events = std::move(*events);
+  if (!impl_->engine.post([this, repo, number, view = std::move(view),
+                           archived = std::move(*archived), done]() mutable {
+        const q::RepoState& state = *impl_->driver->state(repo);
+        auto it = state.prs.find(number);
+        if (it != state.prs.end()) {
+          view.pr = it->second;
+          auto order = q::queue_order(state);
+          auto at = std::find(order.begin(), order.end(), number);
+          if (at != order.end()) view.position = static_cast<std::size_t>(at - order.begin()) + 1;
+        } else if (archived) {
+          view.pr = std::move(*archived);
+          view.archived = true;
+        } else {
+          return done(not_found("unknown pull request #" + std::to_string(number) + " in " + repo));
+        }
+        done(std::move(view));
+      }))
+    done(stopping());
+}
+
+void Service::webhook(const std::string& forge, forges::InboundRequest request,
+                      std::function<void(Result<WebhookAccepted>)> done) {
+  bool any = false, unauthenticated_seen = false;
+  for (auto& rt : impl_->repos) {
+    if (rt->forge->kind() != forge) continue;
+    any = true;
+    // The adapter authenticates (each repository may have its own secret) and parses; a
+    // delivery for another repository is not_found here and goes to the next one.
+    auto delivery = rt->forge->webhook(request, impl_->now());
+    if (!delivery) {
+      if (delivery.code() == Code::kUnauthenticated) unauthenticated_seen = true;
+      if (delivery.code() == Code::kUnauthenticated || delivery.code() == Code::kNotFound) continue;
+      return done(delivery.error());
+    }
+    // Durable before the answer: a redelivery of this id changes nothing.
+    auto fresh = impl_->store->record_delivery(forge + ":" + delivery->id, impl_->now());
+    if (!fresh) return done(fresh.status().prefixed("store: ").error());
+    WebhookAccepted accepted{delivery->repo, !*fresh, delivery->events.size()};
+    if (*fresh)
+      for (auto& event : delivery->events) impl_->post_event(rt->cfg.name, std::move(event));
+    return done(accepted);
+  }
+  if (!any) return done(not_found("no " + forge + " repository is configured"));
+  if (unauthenticated_seen)
+    return done(unauthenticated("the webhook's signature matches no configured repository"));
+  done(not_found("the webhook is about no configured repository"));
 }
 
 std::optional<std::string> Service::build_log(const std::string& repo, const q::Sha& sha,
@@ -539,16 +543,35 @@ q::Outcome Service::submit_and_wait(const std::string& repo, q::Event event) {
 std::optional<q::RepoState> Service::state(const std::string& repo) {
   std::promise<std::optional<q::RepoState>> result;
   auto future = result.get_future();
-  snapshot(repo, [&result](std::optional<q::RepoState> s) { result.set_value(std::move(s)); });
+  if (!impl_->engine.post([&] {
+        const auto* s = impl_->driver->state(repo);
+        result.set_value(s ? std::optional<q::RepoState>(*s) : std::nullopt);
+      }))
+    return std::nullopt;
+  return future.get();
+}
+
+Result<RepoView> Service::view_now(const std::string& repo) {
+  std::promise<Result<RepoView>> result;
+  auto future = result.get_future();
+  view(repo, [&result](Result<RepoView> v) { result.set_value(std::move(v)); });
+  return future.get();
+}
+
+Result<PullView> Service::pull_now(const std::string& repo, int number) {
+  std::promise<Result<PullView>> result;
+  auto future = result.get_future();
+  pull(repo, number, [&result](Result<PullView> v) { result.set_value(std::move(v)); });
   return future.get();
 }
 
 void Service::fetch_now(const std::string& repo) {
-  RepoRuntime* rt = impl_->find(repo);
-  if (!rt) return;
-  rt->git->post([this, rt] { impl_->fetch_and_notice(*rt); });
-  rt->git->drain();
-  impl_->engine.drain();
+  std::promise<void> done;
+  auto future = done.get_future();
+  bool posted = impl_->on_git(
+      repo, [&](RepoRuntime& rt) { impl_->fetch_into_driver(rt, [&done] { done.set_value(); }); });
+  if (posted) future.wait();
+  impl_->engine.drain();  // the events the fetch implied are applied too
 }
 
 }  // namespace dmz

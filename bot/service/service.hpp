@@ -1,15 +1,15 @@
-// The running service: one engine per repository, all on one engine thread; state persisted
-// before any action it enables is executed; git work on one worker thread per repository;
-// builds on the local runner; periodic fetches and ticks. It is the Backend the HTTP API uses.
+// The running service: the driver on one engine thread, a git thread per repository (its
+// GitWorker), the local runner, an outbox thread that talks to the forges, and a timer that
+// makes time pass for the driver. It is the Backend the HTTP API uses.
 // Threading: Backend calls from any thread; everything else is internal.
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "base/clock.hpp"
 #include "base/status.hpp"
 #include "bot/http/api.hpp"
 #include "config/config.hpp"
@@ -21,30 +21,39 @@ class Service final : public Backend {
  public:
   struct Options {
     std::chrono::milliseconds fetch_interval{5000};  // how often remotes are fetched
-    std::chrono::milliseconds tick_interval{1000};   // how often time advances for the engine
-    std::function<queue::Millis()> clock;            // defaults to the system clock
+    std::chrono::milliseconds tick_interval{1000};   // how often time passes for the driver
+    const Clock* clock = nullptr;                    // the wall clock unless set
   };
 
-  // Opens the store and the mirrors, loads each repository's state and resumes what was in
-  // flight (after a crash: merges, builds, fast-forwards), then starts fetching and ticking.
+  // Takes the data directory (one service per directory), opens the store and the mirrors,
+  // loads each repository's state and resumes what was in flight (after a crash: merges,
+  // builds, fast-forwards, the reset of dmz), then starts fetching and ticking. A remote that
+  // cannot be reached does not stop the start: its repository is unhealthy and retried.
+  // A database that is missing or empty beside the mirrors of an earlier run is refused.
   static Result<std::unique_ptr<Service>> start(config::Config config, Options options);
   static Result<std::unique_ptr<Service>> start(config::Config config) {
     return start(std::move(config), Options{});
   }
   ~Service() override;
-  void stop();  // stops timers, builds, git workers and the engine, in that order
+  void stop();  // stops the timer, builds, git threads, the outbox and the engine, in that order
 
   // Backend
   const config::Config& config() const override;
   queue::Millis now() const override;
   bool ready() const override;
+  void health(
+      std::function<void(std::vector<std::pair<std::string, driver::Health>>)> done) override;
   void submit(const std::string& repo, queue::Event event,
               std::function<void(queue::Outcome)> done) override;
-  void register_pull(const std::string& repo, int number, const std::string& branch,
-                     const std::string& author, const std::string& title,
+  void register_pull(const std::string& repo, forges::Registration registration,
                      std::function<void(queue::Outcome)> done) override;
-  void snapshot(const std::string& repo,
-                std::function<void(std::optional<queue::RepoState>)> done) override;
+  void view(const std::string& repo, std::function<void(Result<RepoView>)> done) override;
+  void history(const std::string& repo, std::int64_t before, std::size_t limit,
+               std::function<void(Result<std::vector<HistoryEntry>>)> done) override;
+  void pull(const std::string& repo, int number,
+            std::function<void(Result<PullView>)> done) override;
+  void webhook(const std::string& forge, forges::InboundRequest request,
+               std::function<void(Result<WebhookAccepted>)> done) override;
   std::string metrics() const override;
   std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
                                        std::size_t max_bytes) const override;
@@ -52,6 +61,8 @@ class Service final : public Backend {
   // Synchronous helpers for the demo, the CLI and tests.
   queue::Outcome submit_and_wait(const std::string& repo, queue::Event event);
   std::optional<queue::RepoState> state(const std::string& repo);
+  Result<RepoView> view_now(const std::string& repo);
+  Result<PullView> pull_now(const std::string& repo, int number);
   void fetch_now(const std::string& repo);  // fetch + notice pushes, then wait for both
 
  private:
@@ -59,9 +70,5 @@ class Service final : public Backend {
   explicit Service(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
-
-// The merge commit message dmzbot writes: a subject naming the PR, then trailers naming the
-// PR, its head SHA and its approver (invariant 4 of DESIGN.md).
-std::string merge_message(const std::string& repo, const queue::MergeItem& item);
 
 }  // namespace dmz

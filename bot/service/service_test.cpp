@@ -139,12 +139,13 @@ struct Running {
         post("/pulls/" + std::to_string(number) + "/merge", {{"sha", head}, {"approver", "mm"}});
     REQUIRE_MESSAGE(merge.status == 202, merge.body);
   }
-  q::PrStatus status(int number) {
-    auto st = service->state(kRepo);
-    REQUIRE(st);
-    return st->prs.at(number).status;
+  // A PR as it stands now: in the hot state, or archived once it finished.
+  q::PullRequest pr(int number) {
+    auto v = service->pull_now(kRepo, number);
+    REQUIRE_MESSAGE(v.ok(), (v.ok() ? "" : v.message()));
+    return v->pr;
   }
-  q::PullRequest pr(int number) { return service->state(kRepo)->prs.at(number); }
+  q::PrStatus status(int number) { return pr(number).status; }
 };
 
 TEST_CASE(

@@ -1,19 +1,24 @@
-// The SQLite store: one database file in WAL mode holding every repository's RepoState in
-// normalized tables (so an operator can query them with the sqlite3 shell), an append-only
-// event log and the webhook delivery ids.
+// The SQLite store: one database file in WAL mode holding every repository's hot state in
+// normalized tables (so an operator can query them with the sqlite3 shell), the history of
+// finished PRs, an append-only event log, the outbox, webhook delivery ids and leases.
 //
 // Durability: synchronous=FULL, because the engine writes its state *before* the side effects
 // that depend on it; a committed save must survive a power loss, not only a crash.
-// Atomicity: save() is one BEGIN IMMEDIATE transaction that deletes the repository's rows,
-// rewrites them and appends the event; any error rolls the whole thing back.
-// Enums are stored as their queue::to_string names and parsed back strictly: an unknown name
-// is reported as a corrupt store, never guessed.
-// Threading: one connection, every call under one mutex.
+// Atomicity: save() is one BEGIN IMMEDIATE transaction that writes the changed rows (the PRs
+// the delta names, the train when it changed), the history, the event and the outbox; any
+// error rolls the whole thing back. The repository's version is compared and bumped in the
+// same transaction, so two writers cannot both build on one version.
+// Errors: what SQLite reports while reading or writing (busy, full, I/O) is `unavailable`;
+// a row that does not parse is a corrupt store (`internal`), never guessed.
+// Threading: one connection, every call under one mutex; statements are prepared once.
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <array>
-#include <chrono>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string_view>
@@ -22,6 +27,27 @@
 #include "bot/store/store.hpp"
 
 namespace dmz {
+
+HistoryEntry HistoryEntry::of(const std::string& repo, const queue::PullRequest& pr) {
+  HistoryEntry h;
+  h.repo = repo;
+  h.number = pr.number;
+  h.status = pr.status;
+  h.reason = pr.reason_code;
+  h.message = pr.reason;
+  h.details = pr.details;
+  h.branch = pr.branch;
+  h.author = pr.author;
+  h.title = pr.title;
+  h.head = pr.approval ? pr.approval->sha : pr.head;
+  if (pr.approval) {
+    h.approver = pr.approval->approver;
+    h.approved_at = pr.approval->at;
+  }
+  h.at = pr.finished_at;
+  return h;
+}
+
 namespace {
 
 using queue::CandidateStatus;
@@ -31,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 2> kMigrations = {
+constexpr std::array<std::string_view, 3> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -110,6 +136,71 @@ CREATE TABLE deliveries(
     R"sql(
 ALTER TABLE candidates ADD COLUMN policy_passed INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 3: state that does not grow: finished PRs move to pr_archive and outcomes; writes are
+    // incremental and versioned; reason codes; the outbox; leases; PR timelines.
+    R"sql(
+ALTER TABLE repos ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE prs ADD COLUMN reason_code TEXT NOT NULL DEFAULT '';
+ALTER TABLE prs ADD COLUMN finished_at INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE pr_archive(
+  repo TEXT NOT NULL,
+  number INTEGER NOT NULL,
+  branch TEXT NOT NULL,
+  author TEXT NOT NULL,
+  title TEXT NOT NULL,
+  head TEXT NOT NULL,
+  status TEXT NOT NULL,
+  reason_code TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  details TEXT NOT NULL,
+  queued_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL,
+  approval_sha TEXT,              -- NULL: no approval
+  approver TEXT,
+  approved_at INTEGER,
+  PRIMARY KEY(repo, number)
+);
+CREATE TABLE outcomes(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  repo TEXT NOT NULL,
+  number INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  reason_code TEXT NOT NULL,
+  message TEXT NOT NULL,
+  details TEXT NOT NULL,
+  branch TEXT NOT NULL,
+  author TEXT NOT NULL,
+  title TEXT NOT NULL,
+  head TEXT NOT NULL,
+  approver TEXT NOT NULL,
+  approved_at INTEGER NOT NULL,
+  at INTEGER NOT NULL
+);
+CREATE INDEX outcomes_by_repo ON outcomes(repo, seq);
+CREATE INDEX outcomes_by_pr ON outcomes(repo, number, seq);
+ALTER TABLE events ADD COLUMN number INTEGER;
+CREATE INDEX events_by_pr ON events(repo, number, seq);
+CREATE TABLE outbox(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  repo TEXT NOT NULL,
+  number INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  reason_code TEXT NOT NULL,
+  message TEXT NOT NULL,
+  head TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_error TEXT NOT NULL
+);
+CREATE INDEX outbox_by_repo ON outbox(repo, id);
+CREATE INDEX deliveries_by_time ON deliveries(at);
+CREATE TABLE leases(
+  repo TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+)sql",
 };
 
 // ---- RAII over the C API ---------------------------------------------------------------------
@@ -119,8 +210,29 @@ struct DbClose {
 };
 using Db = std::unique_ptr<sqlite3, DbClose>;
 
+// What SQLite's result code means for a caller: the database could not do it now (busy,
+// locked, full, I/O, out of memory: worth a retry, 503 at the edge), or our SQL or data is
+// wrong (a constraint, a corrupt file: a bug).
+Error sql_failure(int rc, std::string message) {
+  switch (rc & 0xff) {  // the primary code of an extended one
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+    case SQLITE_FULL:
+    case SQLITE_IOERR:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PROTOCOL:
+    case SQLITE_NOMEM:
+    case SQLITE_INTERRUPT:
+      return unavailable(std::move(message));
+    default:
+      return internal(std::move(message));
+  }
+}
+
 Error sql_error(sqlite3* db, std::string_view what) {
-  return unavailable("sqlite: " + std::string(what) + ": " + sqlite3_errmsg(db));
+  return sql_failure(sqlite3_extended_errcode(db),
+                     "sqlite: " + std::string(what) + ": " + sqlite3_errmsg(db));
 }
 
 // One prepared statement. Bind errors are remembered and reported by the next step().
@@ -177,10 +289,10 @@ class Stmt {
     return *this;
   }
   Error error_from(int rc, std::string_view what) const {
-    (void)rc;
     const char* sql = sqlite3_sql(s_);
     std::string head = sql ? std::string(sql).substr(0, 60) : "";
-    return sql_error(db_, std::string(what) + " '" + head + "'");
+    return sql_failure(rc, "sqlite: " + std::string(what) + " '" + head +
+                               "': " + (rc == bind_rc_ ? sqlite3_errstr(rc) : sqlite3_errmsg(db_)));
   }
 
   sqlite3* db_;
@@ -190,10 +302,10 @@ class Stmt {
 
 Status exec_script(sqlite3* db, const std::string& sql) {
   char* msg = nullptr;
-  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg) != SQLITE_OK) {
+  if (int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg); rc != SQLITE_OK) {
     std::string m = msg ? msg : sqlite3_errmsg(db);
     sqlite3_free(msg);
-    return unavailable("sqlite: " + m);
+    return sql_failure(rc, "sqlite: " + m);
   }
   return {};
 }
@@ -235,11 +347,33 @@ constexpr std::array kCheckStates = {CheckState::Pending, CheckState::Success, C
                                      CheckState::Error};
 
 Error corrupt(const std::string& repo, const std::string& what) {
-  return error("store: corrupt state for " + repo + ": " + what);
+  return internal("store: corrupt state for " + repo + ": " + what);
 }
 
 std::int64_t as_int64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 std::uint64_t as_uint64(std::int64_t v) { return static_cast<std::uint64_t>(v); }
+std::int64_t clamp_limit(std::size_t limit) {
+  constexpr auto max = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
+  return static_cast<std::int64_t>(std::min(limit, max));
+}
+
+std::string details_json(const std::vector<std::string>& details) {
+  return nlohmann::json(details).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Result<std::vector<std::string>> parse_details(const std::string& repo, int number,
+                                               const std::string& text) {
+  auto details = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!details.is_array())
+    return corrupt(repo, "PR #" + std::to_string(number) + " details are not a JSON array");
+  std::vector<std::string> out;
+  for (const auto& d : details) {
+    if (!d.is_string())
+      return corrupt(repo, "PR #" + std::to_string(number) + " details are not strings");
+    out.push_back(d.get<std::string>());
+  }
+  return out;
+}
 
 #define DMZ_TRY(expr)                            \
   do {                                           \
@@ -256,20 +390,36 @@ class SqliteStore final : public Store {
  public:
   explicit SqliteStore(Db db) : db_(std::move(db)) {}
 
-  Status save(const queue::RepoState& st, const std::string& event_kind,
-              const std::string& event_json, queue::Millis at) override {
+  Result<Saved> save(const Change& change) override {
     std::lock_guard lock(mu_);
-    sqlite3* db = db_.get();
-    Transaction tx(db);
-    DMZ_TRY(tx.begun());
-    DMZ_TRY(write_state(st));
-    auto ev = Stmt::prepare(db, "INSERT INTO events(repo, kind, json, at) VALUES(?1, ?2, ?3, ?4)");
-    if (!ev) return ev.status();
-    DMZ_TRY(ev->bind(1, st.repo).bind(2, event_kind).bind(3, event_json).bind(4, at).exec());
-    return tx.commit();
+    const queue::RepoState& st = *change.state;
+    Transaction tx(db_.get());
+    DMZ_TRY_R(tx.begun());
+    auto version = write_header(st, change.expected_version);
+    if (!version) return version.error();
+    for (int number : change.delta.removed_prs) DMZ_TRY_R(delete_pr(st.repo, number));
+    for (int number : change.delta.changed_prs) {
+      auto it = st.prs.find(number);
+      if (it == st.prs.end())
+        return internal("store: changed PR #" + std::to_string(number) +
+                        " is not in the state of " + st.repo);
+      DMZ_TRY_R(write_pr(st.repo, it->second));
+    }
+    for (const auto& pr : change.archived) DMZ_TRY_R(write_archive(st.repo, pr));
+    if (change.delta.train_changed) DMZ_TRY_R(write_train(st));
+    for (const auto& h : change.outcomes) DMZ_TRY_R(write_outcome(h));
+    if (change.event) DMZ_TRY_R(write_event(*change.event));
+    Saved saved{*version, {}};
+    for (const auto& n : change.notices) {
+      auto id = write_outbox(st.repo, n, change.at);
+      if (!id) return id.error();
+      saved.outbox_ids.push_back(*id);
+    }
+    DMZ_TRY_R(tx.commit());
+    return saved;
   }
 
-  Result<std::optional<queue::RepoState>> load(const std::string& repo) override {
+  Result<std::optional<Loaded>> load(const std::string& repo) override {
     std::lock_guard lock(mu_);
     // A read transaction so that the rows of all tables come from one snapshot.
     DMZ_TRY_R(exec_script(db_.get(), "BEGIN"));
@@ -278,113 +428,313 @@ class SqliteStore final : public Store {
     return r;
   }
 
+  Result<bool> has_state() override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt("SELECT 1 FROM repos LIMIT 1");
+    auto row = q.step();
+    q.reset();
+    if (!row) return row.error();
+    return *row;
+  }
+
+  Result<std::optional<queue::PullRequest>> archived(const std::string& repo, int number) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(
+        "SELECT number, branch, author, title, head, status, reason_code, reason, details,"
+        " queued_at, finished_at, approval_sha, approver, approved_at FROM pr_archive"
+        " WHERE repo = ?1 AND number = ?2");
+    q.bind(1, repo).bind(2, std::int64_t{number});
+    auto row = q.step();
+    if (!row) return row.error();
+    if (!*row) return std::optional<queue::PullRequest>();
+    struct ResetAfter {
+      Stmt& s;
+      ~ResetAfter() { s.reset(); }
+    } reset_after{q};
+    queue::PullRequest p;
+    p.number = static_cast<int>(q.int64(0));
+    p.branch = q.text(1);
+    p.author = q.text(2);
+    p.title = q.text(3);
+    p.head = q.text(4);
+    auto status = parse_enum(q.text(5), kPrStatuses);
+    auto reason = queue::parse_reason(q.text(6));
+    if (!status || !reason)
+      return corrupt(repo, "archived PR #" + std::to_string(number) + " has an unknown status");
+    p.status = *status;
+    p.reason_code = *reason;
+    p.reason = q.text(7);
+    auto details = parse_details(repo, number, q.text(8));
+    if (!details) return details.error();
+    p.details = std::move(*details);
+    p.queued_at = q.int64(9);
+    p.finished_at = q.int64(10);
+    if (!q.is_null(11)) p.approval = queue::Approval{q.text(11), q.text(12), q.int64(13)};
+    return std::optional<queue::PullRequest>(std::move(p));
+  }
+
+  Result<std::vector<HistoryEntry>> history(const std::string& repo, std::int64_t before,
+                                            std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(std::string(kHistorySelect) +
+                   " WHERE repo = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3");
+    q.bind(1, repo)
+        .bind(2, before > 0 ? before : std::numeric_limits<std::int64_t>::max())
+        .bind(3, clamp_limit(limit));
+    return read_history(q, repo);
+  }
+
+  Result<std::vector<HistoryEntry>> pr_history(const std::string& repo, int number,
+                                               std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(std::string(kHistorySelect) +
+                   " WHERE repo = ?1 AND number = ?2 ORDER BY seq DESC LIMIT ?3");
+    q.bind(1, repo).bind(2, std::int64_t{number}).bind(3, clamp_limit(limit));
+    return read_history(q, repo);
+  }
+
   Result<std::vector<EventLogEntry>> events(const std::string& repo, std::size_t limit) override {
     std::lock_guard lock(mu_);
-    auto q = Stmt::prepare(db_.get(),
-                           "SELECT seq, repo, kind, json, at FROM ("
-                           "  SELECT * FROM events WHERE repo = ?1 ORDER BY seq DESC LIMIT ?2"
-                           ") ORDER BY seq");
-    if (!q) return q.error();
-    constexpr auto max = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
-    q->bind(1, repo).bind(2, static_cast<std::int64_t>(std::min(limit, max)));
-    std::vector<EventLogEntry> out;
+    auto& q = stmt(
+        "SELECT seq, repo, kind, json, number, at FROM ("
+        "  SELECT * FROM events WHERE repo = ?1 ORDER BY seq DESC LIMIT ?2"
+        ") ORDER BY seq");
+    q.bind(1, repo).bind(2, clamp_limit(limit));
+    return read_events(q);
+  }
+
+  Result<std::vector<EventLogEntry>> pr_events(const std::string& repo, int number,
+                                               std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(
+        "SELECT seq, repo, kind, json, number, at FROM ("
+        "  SELECT * FROM events WHERE repo = ?1 AND number = ?2 ORDER BY seq DESC LIMIT ?3"
+        ") ORDER BY seq");
+    q.bind(1, repo).bind(2, std::int64_t{number}).bind(3, clamp_limit(limit));
+    return read_events(q);
+  }
+
+  Result<std::vector<forges::OutboxMessage>> outbox(const std::string& repo) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(
+        "SELECT id, number, kind, reason_code, message, head, attempts, next_at, last_error"
+        " FROM outbox WHERE repo = ?1 ORDER BY id");
+    q.bind(1, repo);
+    std::vector<forges::OutboxMessage> out;
     for (;;) {
-      auto row = q->step();
+      auto row = q.step();
       if (!row) return row.error();
       if (!*row) break;
-      out.push_back({q->int64(0), q->text(1), q->text(2), q->text(3), q->int64(4)});
+      forges::OutboxMessage m;
+      m.id = q.int64(0);
+      m.repo = repo;
+      m.notice.number = static_cast<int>(q.int64(1));
+      auto kind = queue::parse_notice_kind(q.text(2));
+      auto reason = queue::parse_reason(q.text(3));
+      if (!kind || !reason) return corrupt(repo, "outbox message " + q.text(0) + " has bad enums");
+      m.notice.kind = *kind;
+      m.notice.reason = *reason;
+      m.notice.message = q.text(4);
+      m.notice.head = q.text(5);
+      m.attempts = static_cast<int>(q.int64(6));
+      m.next_at = q.int64(7);
+      m.last_error = q.text(8);
+      out.push_back(std::move(m));
     }
     return out;
   }
 
-  Result<bool> record_delivery(const std::string& delivery_id) override {
+  Status outbox_delivered(std::int64_t id) override {
     std::lock_guard lock(mu_);
-    auto q = Stmt::prepare(db_.get(), "INSERT OR IGNORE INTO deliveries(id, at) VALUES(?1, ?2)");
-    if (!q) return q.error();
-    auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
-    DMZ_TRY_R(q->bind(1, delivery_id).bind(2, static_cast<std::int64_t>(now)).exec());
+    return stmt("DELETE FROM outbox WHERE id = ?1").bind(1, id).exec();
+  }
+
+  Status outbox_retry(std::int64_t id, int attempts, queue::Millis next_at,
+                      const std::string& last_error) override {
+    std::lock_guard lock(mu_);
+    return stmt("UPDATE outbox SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1")
+        .bind(1, id)
+        .bind(2, std::int64_t{attempts})
+        .bind(3, next_at)
+        .bind(4, last_error)
+        .exec();
+  }
+
+  Result<bool> record_delivery(const std::string& delivery_id, queue::Millis at) override {
+    std::lock_guard lock(mu_);
+    DMZ_TRY_R(stmt("INSERT OR IGNORE INTO deliveries(id, at) VALUES(?1, ?2)")
+                  .bind(1, delivery_id)
+                  .bind(2, at)
+                  .exec());
     return sqlite3_changes(db_.get()) == 1;
   }
 
+  Status prune_deliveries(queue::Millis before) override {
+    std::lock_guard lock(mu_);
+    return stmt("DELETE FROM deliveries WHERE at < ?1").bind(1, before).exec();
+  }
+
+  Result<bool> acquire_lease(const std::string& repo, const std::string& owner, queue::Millis now,
+                             queue::Millis ttl) override {
+    std::lock_guard lock(mu_);
+    Transaction tx(db_.get());
+    DMZ_TRY_R(tx.begun());
+    auto& q = stmt("SELECT owner, expires_at FROM leases WHERE repo = ?1");
+    q.bind(1, repo);
+    auto row = q.step();
+    if (!row) return row.error();
+    const bool held = *row && q.text(0) != owner && q.int64(1) > now;  // another live owner
+    q.reset();
+    if (held) return false;
+    DMZ_TRY_R(stmt("INSERT OR REPLACE INTO leases(repo, owner, expires_at) VALUES(?1, ?2, ?3)")
+                  .bind(1, repo)
+                  .bind(2, owner)
+                  .bind(3, now + ttl)
+                  .exec());
+    DMZ_TRY_R(tx.commit());
+    return true;
+  }
+
+  Status release_lease(const std::string& repo, const std::string& owner) override {
+    std::lock_guard lock(mu_);
+    return stmt("DELETE FROM leases WHERE repo = ?1 AND owner = ?2")
+        .bind(1, repo)
+        .bind(2, owner)
+        .exec();
+  }
+
  private:
-  Status write_state(const queue::RepoState& st) {
-    sqlite3* db = db_.get();
-    // Children first, so that the result does not depend on ON DELETE CASCADE.
-    for (const char* table : {"checks", "candidate_prs", "candidates", "approvals", "prs"}) {
-      auto del = Stmt::prepare(db, std::string("DELETE FROM ") + table + " WHERE repo = ?1");
-      if (!del) return del.status();
-      DMZ_TRY(del->bind(1, st.repo).exec());
+  static constexpr const char* kHistorySelect =
+      "SELECT seq, number, status, reason_code, message, details, branch, author, title, head,"
+      " approver, approved_at, at FROM outcomes";
+
+  // A prepared statement for `sql`, reset and ready to bind; prepared on first use. A
+  // statement that does not prepare is a bug (the SQL is ours), so it throws.
+  Stmt& stmt(const std::string& sql) {
+    auto it = stmts_.find(sql);
+    if (it == stmts_.end()) {
+      auto s = Stmt::prepare(db_.get(), sql);
+      if (!s) throw std::logic_error(s.message());
+      it = stmts_.emplace(sql, std::move(*s)).first;
     }
-    {
-      auto del = Stmt::prepare(db, "DELETE FROM repos WHERE name = ?1");
-      if (!del) return del.status();
-      DMZ_TRY(del->bind(1, st.repo).exec());
+    it->second.reset();
+    return it->second;
+  }
+
+  // Bumps the repository's version from `expected` (0: the repository is new).
+  Result<std::uint64_t> write_header(const queue::RepoState& st, std::uint64_t expected) {
+    if (expected == 0) {
+      DMZ_TRY_R(stmt("INSERT INTO repos(name, master, next_candidate, retry_after, version)"
+                     " VALUES(?1, ?2, ?3, ?4, 1)")
+                    .bind(1, st.repo)
+                    .bind(2, st.master)
+                    .bind(3, as_int64(st.next_candidate))
+                    .bind(4, st.retry_after)
+                    .exec()
+                    .prefixed("store: " + st.repo + " was saved by another writer: "));
+      return std::uint64_t{1};
     }
-    auto repo = Stmt::prepare(
-        db, "INSERT INTO repos(name, master, next_candidate, retry_after) VALUES(?1, ?2, ?3, ?4)");
-    if (!repo) return repo.status();
-    DMZ_TRY(repo->bind(1, st.repo)
-                .bind(2, st.master)
-                .bind(3, as_int64(st.next_candidate))
-                .bind(4, st.retry_after)
+    DMZ_TRY_R(stmt("UPDATE repos SET master = ?2, next_candidate = ?3, retry_after = ?4,"
+                   " version = version + 1 WHERE name = ?1 AND version = ?5")
+                  .bind(1, st.repo)
+                  .bind(2, st.master)
+                  .bind(3, as_int64(st.next_candidate))
+                  .bind(4, st.retry_after)
+                  .bind(5, as_int64(expected))
+                  .exec());
+    if (sqlite3_changes(db_.get()) != 1)
+      return conflict("store: " + st.repo + " is not at version " + std::to_string(expected) +
+                      ": another process wrote it");
+    return expected + 1;
+  }
+
+  Status delete_pr(const std::string& repo, int number) {
+    DMZ_TRY(stmt("DELETE FROM approvals WHERE repo = ?1 AND number = ?2")
+                .bind(1, repo)
+                .bind(2, std::int64_t{number})
                 .exec());
+    return stmt("DELETE FROM prs WHERE repo = ?1 AND number = ?2")
+        .bind(1, repo)
+        .bind(2, std::int64_t{number})
+        .exec();
+  }
 
-    auto pr = Stmt::prepare(db,
-                            "INSERT INTO prs(repo, number, branch, author, title, head, status,"
-                            " reason, details, queued_at, candidate)"
-                            " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)");
-    if (!pr) return pr.status();
-    auto ap = Stmt::prepare(db,
-                            "INSERT INTO approvals(repo, number, sha, approver, at)"
-                            " VALUES(?1, ?2, ?3, ?4, ?5)");
-    if (!ap) return ap.status();
-    for (const auto& [number, p] : st.prs) {
-      pr->reset();
-      pr->bind(1, st.repo)
-          .bind(2, std::int64_t{number})
-          .bind(3, p.branch)
-          .bind(4, p.author)
-          .bind(5, p.title)
-          .bind(6, p.head)
-          .bind(7, queue::to_string(p.status))
-          .bind(8, p.reason)
-          .bind(9, nlohmann::json(p.details).dump())
-          .bind(10, p.queued_at);
-      if (p.candidate)
-        pr->bind(11, as_int64(*p.candidate));
-      else
-        pr->bind(11, std::nullopt);
-      DMZ_TRY(pr->exec());
-      if (p.approval) {
-        ap->reset();
-        DMZ_TRY(ap->bind(1, st.repo)
-                    .bind(2, std::int64_t{number})
-                    .bind(3, p.approval->sha)
-                    .bind(4, p.approval->approver)
-                    .bind(5, p.approval->at)
-                    .exec());
-      }
-    }
+  Status write_pr(const std::string& repo, const queue::PullRequest& p) {
+    auto& pr = stmt(
+        "INSERT OR REPLACE INTO prs(repo, number, branch, author, title, head, status, reason,"
+        " details, queued_at, candidate, reason_code, finished_at)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+    pr.bind(1, repo)
+        .bind(2, std::int64_t{p.number})
+        .bind(3, p.branch)
+        .bind(4, p.author)
+        .bind(5, p.title)
+        .bind(6, p.head)
+        .bind(7, queue::to_string(p.status))
+        .bind(8, p.reason)
+        .bind(9, details_json(p.details))
+        .bind(10, p.queued_at)
+        .bind(12, queue::to_string(p.reason_code))
+        .bind(13, p.finished_at);
+    if (p.candidate)
+      pr.bind(11, as_int64(*p.candidate));
+    else
+      pr.bind(11, std::nullopt);
+    DMZ_TRY(pr.exec());
+    DMZ_TRY(stmt("DELETE FROM approvals WHERE repo = ?1 AND number = ?2")
+                .bind(1, repo)
+                .bind(2, std::int64_t{p.number})
+                .exec());
+    if (p.approval)
+      DMZ_TRY(stmt("INSERT INTO approvals(repo, number, sha, approver, at)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5)")
+                  .bind(1, repo)
+                  .bind(2, std::int64_t{p.number})
+                  .bind(3, p.approval->sha)
+                  .bind(4, p.approval->approver)
+                  .bind(5, p.approval->at)
+                  .exec());
+    // A PR that came back from the archive lives in one place only.
+    return stmt("DELETE FROM pr_archive WHERE repo = ?1 AND number = ?2")
+        .bind(1, repo)
+        .bind(2, std::int64_t{p.number})
+        .exec();
+  }
 
-    auto cand = Stmt::prepare(db,
-                              "INSERT INTO candidates(repo, id, position, base, sha, status,"
-                              " created_at, pushed_at, policy_passed)"
-                              " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-    if (!cand) return cand.status();
-    auto cpr = Stmt::prepare(db,
-                             "INSERT INTO candidate_prs(repo, candidate, position, number)"
-                             " VALUES(?1, ?2, ?3, ?4)");
-    if (!cpr) return cpr.status();
-    auto chk = Stmt::prepare(db,
-                             "INSERT INTO checks(repo, candidate, context, state, description,"
-                             " url, at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    if (!chk) return chk.status();
+  Status write_archive(const std::string& repo, const queue::PullRequest& p) {
+    auto& q = stmt(
+        "INSERT OR REPLACE INTO pr_archive(repo, number, branch, author, title, head, status,"
+        " reason_code, reason, details, queued_at, finished_at, approval_sha, approver,"
+        " approved_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+    q.bind(1, repo)
+        .bind(2, std::int64_t{p.number})
+        .bind(3, p.branch)
+        .bind(4, p.author)
+        .bind(5, p.title)
+        .bind(6, p.head)
+        .bind(7, queue::to_string(p.status))
+        .bind(8, queue::to_string(p.reason_code))
+        .bind(9, p.reason)
+        .bind(10, details_json(p.details))
+        .bind(11, p.queued_at)
+        .bind(12, p.finished_at);
+    if (p.approval)
+      q.bind(13, p.approval->sha).bind(14, p.approval->approver).bind(15, p.approval->at);
+    else
+      q.bind(13, std::nullopt).bind(14, std::nullopt).bind(15, std::nullopt);
+    return q.exec();
+  }
+
+  // The train is short (a window of candidates): rewritten whole when any of it changed.
+  Status write_train(const queue::RepoState& st) {
+    for (const char* table : {"checks", "candidate_prs", "candidates"})
+      DMZ_TRY(
+          stmt(std::string("DELETE FROM ") + table + " WHERE repo = ?1").bind(1, st.repo).exec());
     for (std::size_t pos = 0; pos < st.train.size(); ++pos) {
       const auto& c = st.train[pos];
-      cand->reset();
-      DMZ_TRY(cand->bind(1, st.repo)
+      DMZ_TRY(stmt("INSERT INTO candidates(repo, id, position, base, sha, status, created_at,"
+                   " pushed_at, policy_passed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                  .bind(1, st.repo)
                   .bind(2, as_int64(c.id))
                   .bind(3, static_cast<std::int64_t>(pos))
                   .bind(4, c.base)
@@ -394,17 +744,18 @@ class SqliteStore final : public Store {
                   .bind(8, c.pushed_at)
                   .bind(9, static_cast<std::int64_t>(c.policy_passed ? 1 : 0))
                   .exec());
-      for (std::size_t i = 0; i < c.prs.size(); ++i) {
-        cpr->reset();
-        DMZ_TRY(cpr->bind(1, st.repo)
+      for (std::size_t i = 0; i < c.prs.size(); ++i)
+        DMZ_TRY(stmt("INSERT INTO candidate_prs(repo, candidate, position, number)"
+                     " VALUES(?1, ?2, ?3, ?4)")
+                    .bind(1, st.repo)
                     .bind(2, as_int64(c.id))
                     .bind(3, static_cast<std::int64_t>(i))
                     .bind(4, std::int64_t{c.prs[i]})
                     .exec());
-      }
-      for (const auto& [context, k] : c.checks) {
-        chk->reset();
-        DMZ_TRY(chk->bind(1, st.repo)
+      for (const auto& [context, k] : c.checks)
+        DMZ_TRY(stmt("INSERT INTO checks(repo, candidate, context, state, description, url, at)"
+                     " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                    .bind(1, st.repo)
                     .bind(2, as_int64(c.id))
                     .bind(3, context)
                     .bind(4, queue::to_string(k.state))
@@ -412,100 +763,189 @@ class SqliteStore final : public Store {
                     .bind(6, k.url)
                     .bind(7, k.at)
                     .exec());
-      }
     }
     return {};
   }
 
-  Result<std::optional<queue::RepoState>> read_state(const std::string& name) {
-    sqlite3* db = db_.get();
-    queue::RepoState st;
-    {
-      auto q = Stmt::prepare(
-          db, "SELECT master, next_candidate, retry_after FROM repos WHERE name = ?1");
-      if (!q) return q.error();
-      q->bind(1, name);
-      auto row = q->step();
+  Status write_outcome(const HistoryEntry& h) {
+    return stmt(
+               "INSERT INTO outcomes(repo, number, status, reason_code, message, details,"
+               " branch, author, title, head, approver, approved_at, at)"
+               " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")
+        .bind(1, h.repo)
+        .bind(2, std::int64_t{h.number})
+        .bind(3, queue::to_string(h.status))
+        .bind(4, queue::to_string(h.reason))
+        .bind(5, h.message)
+        .bind(6, details_json(h.details))
+        .bind(7, h.branch)
+        .bind(8, h.author)
+        .bind(9, h.title)
+        .bind(10, h.head)
+        .bind(11, h.approver)
+        .bind(12, h.approved_at)
+        .bind(13, h.at)
+        .exec();
+  }
+
+  Status write_event(const EventLogEntry& e) {
+    auto& q = stmt("INSERT INTO events(repo, kind, json, number, at) VALUES(?1, ?2, ?3, ?4, ?5)");
+    q.bind(1, e.repo).bind(2, e.kind).bind(3, e.json).bind(5, e.at);
+    if (e.number)
+      q.bind(4, std::int64_t{*e.number});
+    else
+      q.bind(4, std::nullopt);
+    return q.exec();
+  }
+
+  Result<std::int64_t> write_outbox(const std::string& repo, const queue::Notify& n,
+                                    queue::Millis at) {
+    DMZ_TRY_R(
+        stmt("INSERT INTO outbox(repo, number, kind, reason_code, message, head, attempts,"
+             " next_at, created_at, last_error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7, '')")
+            .bind(1, repo)
+            .bind(2, std::int64_t{n.number})
+            .bind(3, queue::to_string(n.kind))
+            .bind(4, queue::to_string(n.reason))
+            .bind(5, n.message)
+            .bind(6, n.head)
+            .bind(7, at)
+            .exec());
+    return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
+  }
+
+  Result<std::vector<HistoryEntry>> read_history(Stmt& q, const std::string& repo) {
+    std::vector<HistoryEntry> out;
+    for (;;) {
+      auto row = q.step();
       if (!row) return row.error();
-      if (!*row) return std::optional<queue::RepoState>();
+      if (!*row) break;
+      HistoryEntry h;
+      h.seq = q.int64(0);
+      h.repo = repo;
+      h.number = static_cast<int>(q.int64(1));
+      auto status = parse_enum(q.text(2), kPrStatuses);
+      auto reason = queue::parse_reason(q.text(3));
+      if (!status || !reason)
+        return corrupt(repo, "outcome " + q.text(0) + " has an unknown status or reason");
+      h.status = *status;
+      h.reason = *reason;
+      h.message = q.text(4);
+      auto details = parse_details(repo, h.number, q.text(5));
+      if (!details) return details.error();
+      h.details = std::move(*details);
+      h.branch = q.text(6);
+      h.author = q.text(7);
+      h.title = q.text(8);
+      h.head = q.text(9);
+      h.approver = q.text(10);
+      h.approved_at = q.int64(11);
+      h.at = q.int64(12);
+      out.push_back(std::move(h));
+    }
+    return out;
+  }
+
+  static Result<std::vector<EventLogEntry>> read_events(Stmt& q) {
+    std::vector<EventLogEntry> out;
+    for (;;) {
+      auto row = q.step();
+      if (!row) return row.error();
+      if (!*row) break;
+      EventLogEntry e{q.int64(0), q.text(1), q.text(2), q.text(3), std::nullopt, q.int64(5)};
+      if (!q.is_null(4)) e.number = static_cast<int>(q.int64(4));
+      out.push_back(std::move(e));
+    }
+    return out;
+  }
+
+  Result<std::optional<Loaded>> read_state(const std::string& name) {
+    Loaded loaded;
+    queue::RepoState& st = loaded.state;
+    {
+      auto& q =
+          stmt("SELECT master, next_candidate, retry_after, version FROM repos WHERE name = ?1");
+      q.bind(1, name);
+      auto row = q.step();
+      if (!row) return row.error();
+      if (!*row) return std::optional<Loaded>();
       st.repo = name;
-      st.master = q->text(0);
-      st.next_candidate = as_uint64(q->int64(1));
-      st.retry_after = q->int64(2);
+      st.master = q.text(0);
+      st.next_candidate = as_uint64(q.int64(1));
+      st.retry_after = q.int64(2);
+      loaded.version = as_uint64(q.int64(3));
+      q.reset();
     }
     {
-      auto q = Stmt::prepare(db,
-                             "SELECT number, branch, author, title, head, status, reason, details,"
-                             " queued_at, candidate FROM prs WHERE repo = ?1 ORDER BY number");
-      if (!q) return q.error();
-      q->bind(1, name);
+      auto& q = stmt(
+          "SELECT number, branch, author, title, head, status, reason, details, queued_at,"
+          " candidate, reason_code, finished_at FROM prs WHERE repo = ?1 ORDER BY number");
+      q.bind(1, name);
       for (;;) {
-        auto row = q->step();
+        auto row = q.step();
         if (!row) return row.error();
         if (!*row) break;
         queue::PullRequest p;
-        p.number = static_cast<int>(q->int64(0));
-        p.branch = q->text(1);
-        p.author = q->text(2);
-        p.title = q->text(3);
-        p.head = q->text(4);
-        auto status = parse_enum(q->text(5), kPrStatuses);
+        p.number = static_cast<int>(q.int64(0));
+        p.branch = q.text(1);
+        p.author = q.text(2);
+        p.title = q.text(3);
+        p.head = q.text(4);
+        auto status = parse_enum(q.text(5), kPrStatuses);
         if (!status)
           return corrupt(
-              name, "PR #" + std::to_string(p.number) + " has unknown status '" + q->text(5) + "'");
+              name, "PR #" + std::to_string(p.number) + " has unknown status '" + q.text(5) + "'");
         p.status = *status;
-        p.reason = q->text(6);
-        auto details = nlohmann::json::parse(q->text(7), nullptr, /*allow_exceptions=*/false);
-        if (!details.is_array())
-          return corrupt(name, "PR #" + std::to_string(p.number) + " details are not a JSON array");
-        for (const auto& d : details) {
-          if (!d.is_string())
-            return corrupt(name, "PR #" + std::to_string(p.number) + " details are not strings");
-          p.details.push_back(d.get<std::string>());
-        }
-        p.queued_at = q->int64(8);
-        if (!q->is_null(9)) p.candidate = as_uint64(q->int64(9));
+        p.reason = q.text(6);
+        auto details = parse_details(name, p.number, q.text(7));
+        if (!details) return details.error();
+        p.details = std::move(*details);
+        p.queued_at = q.int64(8);
+        if (!q.is_null(9)) p.candidate = as_uint64(q.int64(9));
+        auto reason = queue::parse_reason(q.text(10));
+        if (!reason)
+          return corrupt(name, "PR #" + std::to_string(p.number) + " has unknown reason code '" +
+                                   q.text(10) + "'");
+        p.reason_code = *reason;
+        p.finished_at = q.int64(11);
         st.prs.emplace(p.number, std::move(p));
       }
     }
     {
-      auto q = Stmt::prepare(db, "SELECT number, sha, approver, at FROM approvals WHERE repo = ?1");
-      if (!q) return q.error();
-      q->bind(1, name);
+      auto& q = stmt("SELECT number, sha, approver, at FROM approvals WHERE repo = ?1");
+      q.bind(1, name);
       for (;;) {
-        auto row = q->step();
+        auto row = q.step();
         if (!row) return row.error();
         if (!*row) break;
-        int number = static_cast<int>(q->int64(0));
+        int number = static_cast<int>(q.int64(0));
         auto it = st.prs.find(number);
         if (it == st.prs.end())
           return corrupt(name, "approval for unknown PR #" + std::to_string(number));
-        it->second.approval = queue::Approval{q->text(1), q->text(2), q->int64(3)};
+        it->second.approval = queue::Approval{q.text(1), q.text(2), q.int64(3)};
       }
     }
     {
-      auto q = Stmt::prepare(
-          db,
+      auto& q = stmt(
           "SELECT id, base, sha, status, created_at, pushed_at, policy_passed FROM candidates"
           " WHERE repo = ?1 ORDER BY position");
-      if (!q) return q.error();
-      q->bind(1, name);
+      q.bind(1, name);
       for (;;) {
-        auto row = q->step();
+        auto row = q.step();
         if (!row) return row.error();
         if (!*row) break;
         queue::Candidate c;
-        c.id = as_uint64(q->int64(0));
-        c.base = q->text(1);
-        c.sha = q->text(2);
-        auto status = parse_enum(q->text(3), kCandidateStatuses);
+        c.id = as_uint64(q.int64(0));
+        c.base = q.text(1);
+        c.sha = q.text(2);
+        auto status = parse_enum(q.text(3), kCandidateStatuses);
         if (!status)
           return corrupt(name, "candidate " + std::to_string(c.id) + " has unknown status '" +
-                                   q->text(3) + "'");
+                                   q.text(3) + "'");
         c.status = *status;
-        c.created_at = q->int64(4);
-        c.pushed_at = q->int64(5);
-        c.policy_passed = q->int64(6) != 0;
+        c.created_at = q.int64(4);
+        c.pushed_at = q.int64(5);
+        c.policy_passed = q.int64(6) != 0;
         st.train.push_back(std::move(c));
       }
     }
@@ -515,49 +955,47 @@ class SqliteStore final : public Store {
       return nullptr;
     };
     {
-      auto q = Stmt::prepare(db,
-                             "SELECT candidate, number FROM candidate_prs WHERE repo = ?1"
-                             " ORDER BY candidate, position");
-      if (!q) return q.error();
-      q->bind(1, name);
+      auto& q = stmt(
+          "SELECT candidate, number FROM candidate_prs WHERE repo = ?1"
+          " ORDER BY candidate, position");
+      q.bind(1, name);
       for (;;) {
-        auto row = q->step();
+        auto row = q.step();
         if (!row) return row.error();
         if (!*row) break;
-        auto* c = find_candidate(as_uint64(q->int64(0)));
-        if (!c) return corrupt(name, "PR of unknown candidate " + q->text(0));
-        c->prs.push_back(static_cast<int>(q->int64(1)));
+        auto* c = find_candidate(as_uint64(q.int64(0)));
+        if (!c) return corrupt(name, "PR of unknown candidate " + q.text(0));
+        c->prs.push_back(static_cast<int>(q.int64(1)));
       }
     }
     {
-      auto q = Stmt::prepare(db,
-                             "SELECT candidate, context, state, description, url, at FROM checks"
-                             " WHERE repo = ?1");
-      if (!q) return q.error();
-      q->bind(1, name);
+      auto& q = stmt(
+          "SELECT candidate, context, state, description, url, at FROM checks WHERE repo = ?1");
+      q.bind(1, name);
       for (;;) {
-        auto row = q->step();
+        auto row = q.step();
         if (!row) return row.error();
         if (!*row) break;
-        auto* c = find_candidate(as_uint64(q->int64(0)));
-        if (!c) return corrupt(name, "check of unknown candidate " + q->text(0));
+        auto* c = find_candidate(as_uint64(q.int64(0)));
+        if (!c) return corrupt(name, "check of unknown candidate " + q.text(0));
         queue::Check k;
-        k.context = q->text(1);
-        auto state = parse_enum(q->text(2), kCheckStates);
+        k.context = q.text(1);
+        auto state = parse_enum(q.text(2), kCheckStates);
         if (!state)
-          return corrupt(name, "check " + k.context + " has unknown state '" + q->text(2) + "'");
+          return corrupt(name, "check " + k.context + " has unknown state '" + q.text(2) + "'");
         k.state = *state;
-        k.description = q->text(3);
-        k.url = q->text(4);
-        k.at = q->int64(5);
+        k.description = q.text(3);
+        k.url = q.text(4);
+        k.at = q.int64(5);
         c->checks.emplace(k.context, std::move(k));
       }
     }
-    return std::optional<queue::RepoState>(std::move(st));
+    return std::optional<Loaded>(std::move(loaded));
   }
 
   std::mutex mu_;
   Db db_;
+  std::map<std::string, Stmt> stmts_;  // prepared once, reused (destroyed before db_ closes)
 };
 
 Status migrate(sqlite3* db) {
@@ -596,12 +1034,19 @@ Status migrate(sqlite3* db) {
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& file) {
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& file,
+                                                 SqliteOptions options) {
   if (file.has_parent_path()) {
     std::error_code ec;
     std::filesystem::create_directories(file.parent_path(), ec);
     if (ec)
       return error("store: cannot create " + file.parent_path().string() + ": " + ec.message());
+  }
+  // The database holds who approved what in private repositories: only dmzbot's user may
+  // read it. SQLite gives its -wal and -shm files the main file's mode.
+  if (int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600); fd >= 0) {
+    ::fchmod(fd, 0600);  // an older database made under a looser umask
+    ::close(fd);
   }
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(file.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
@@ -610,7 +1055,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& fi
     return error("store: cannot open " + file.string() + ": " +
                  (raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
   sqlite3_extended_result_codes(raw, 1);
-  if (sqlite3_busy_timeout(raw, 5000) != SQLITE_OK) return sql_error(raw, "busy_timeout");
+  if (sqlite3_busy_timeout(raw, options.busy_timeout_ms) != SQLITE_OK)
+    return sql_error(raw, "busy_timeout");
 
   // journal_mode answers with the mode in effect; anything but "wal" (e.g. on a file system
   // without shared memory) is an error rather than a silent downgrade.
@@ -625,7 +1071,11 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& fi
   }
   if (Status s = exec_script(raw, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"); !s.ok())
     return error("store: " + file.string() + ": " + s.message());
-  if (Status s = migrate(raw); !s.ok()) return error(file.string() + ": " + s.message());
+  if (Status s = migrate(raw); !s.ok()) return s.prefixed(file.string() + ": ").error();
+  if (options.max_pages > 0)
+    if (Status s = exec_script(raw, "PRAGMA max_page_count=" + std::to_string(options.max_pages));
+        !s.ok())
+      return s.prefixed("store: " + file.string() + ": ").error();
   return std::unique_ptr<Store>(std::make_unique<SqliteStore>(std::move(db)));
 }
 

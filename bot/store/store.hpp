@@ -1,9 +1,14 @@
-// The durable state of the service: each repository's RepoState (PRs, approvals, candidates,
-// checks), the event log and webhook delivery ids. SQLite (WAL) is the embedded default.
-// Every save is one transaction, committed before the actions it enables are executed.
-// Threading: calls are serialized by an internal mutex; intended for the engine thread.
+// The durable state of the service: each repository's hot state (its open PRs and its train),
+// the history of finished PRs, the event log, the outbox of messages to the forge, webhook
+// delivery ids and the leases that say which process owns a repository. SQLite (WAL) is the
+// embedded default; the interface is what a PostgreSQL store implements too.
+// Every save is one transaction that writes only what changed, committed before the actions
+// it enables are executed; it fails with `conflict` if another writer moved the repository's
+// version on, and with `unavailable` if the database cannot write (full disk, locked, I/O).
+// Threading: every call is safe from any thread (serialized inside).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -11,6 +16,8 @@
 #include <vector>
 
 #include "base/status.hpp"
+#include "forges/forge.hpp"
+#include "queue/delta.hpp"
 #include "queue/model.hpp"
 
 namespace dmz {
@@ -18,24 +25,103 @@ namespace dmz {
 struct EventLogEntry {
   std::int64_t seq = 0;
   std::string repo;
-  std::string kind;  // e.g. "merge_requested"
-  std::string json;  // the event as JSON
+  std::string kind;           // e.g. "merge_requested"
+  std::string json;           // the event as JSON
+  std::optional<int> number;  // the PR it is about, if any
   queue::Millis at = 0;
+};
+
+// One way a PR left the queue: merged, failed, cancelled, closed.
+struct HistoryEntry {
+  std::int64_t seq = 0;  // increases with time; pages are asked for "before seq"
+  std::string repo;
+  int number = 0;
+  queue::PrStatus status = queue::PrStatus::Merged;
+  queue::Reason reason = queue::Reason::None;
+  std::string message;
+  std::vector<std::string> details;
+  std::string branch, author, title;
+  queue::Sha head;
+  std::string approver;  // empty if it was never approved
+  queue::Millis approved_at = 0;
+  queue::Millis at = 0;  // when it finished
+
+  // The entry for `pr` as it is now (it just became Merged, Failed or Cancelled).
+  static HistoryEntry of(const std::string& repo, const queue::PullRequest& pr);
+};
+
+// One change of one repository, written atomically.
+struct Change {
+  const queue::RepoState* state = nullptr;   // the new hot state
+  queue::StateDelta delta;                   // what in `state` changed since the last save
+  std::uint64_t expected_version = 0;        // the version the change was made on (0: none)
+  std::vector<queue::PullRequest> archived;  // leaving the hot state (also in delta.removed_prs)
+  std::vector<HistoryEntry> outcomes;        // PRs that just finished
+  std::optional<EventLogEntry> event;        // the event that made the change
+  std::vector<queue::Notify> notices;        // new outbox messages
+  queue::Millis at = 0;                      // when (outbox messages are due from then)
+};
+
+struct Saved {
+  std::uint64_t version = 0;             // the repository's version after the change
+  std::vector<std::int64_t> outbox_ids;  // of change.notices, in order
+};
+
+struct Loaded {
+  queue::RepoState state;
+  std::uint64_t version = 0;
 };
 
 class Store {
  public:
   virtual ~Store() = default;
-  // Replaces the stored state of `state.repo` and appends one event-log entry, atomically.
-  virtual Status save(const queue::RepoState& state, const std::string& event_kind,
-                      const std::string& event_json, queue::Millis at) = 0;
-  virtual Result<std::optional<queue::RepoState>> load(const std::string& repo) = 0;
+
+  virtual Result<Saved> save(const Change& change) = 0;
+  // The repository's hot state, or nullopt if it was never saved.
+  virtual Result<std::optional<Loaded>> load(const std::string& repo) = 0;
+  // True once any repository has been saved (an empty database is a fresh one).
+  virtual Result<bool> has_state() = 0;
+
+  // A PR archived out of the hot state (to bring it back when an event names it again).
+  virtual Result<std::optional<queue::PullRequest>> archived(const std::string& repo,
+                                                             int number) = 0;
+  // Finished PRs, newest first: at most `limit` with seq < `before` (0: from the newest).
+  virtual Result<std::vector<HistoryEntry>> history(const std::string& repo, std::int64_t before,
+                                                    std::size_t limit) = 0;
+  // The same for one PR (its every outcome, newest first).
+  virtual Result<std::vector<HistoryEntry>> pr_history(const std::string& repo, int number,
+                                                       std::size_t limit) = 0;
+  // The newest `limit` events of the repository (or of one PR), oldest first.
   virtual Result<std::vector<EventLogEntry>> events(const std::string& repo, std::size_t limit) = 0;
-  // Records a webhook delivery id; false if it was already recorded (a duplicate).
-  virtual Result<bool> record_delivery(const std::string& delivery_id) = 0;
+  virtual Result<std::vector<EventLogEntry>> pr_events(const std::string& repo, int number,
+                                                       std::size_t limit) = 0;
+
+  // The repository's undelivered outbox messages, oldest first.
+  virtual Result<std::vector<forges::OutboxMessage>> outbox(const std::string& repo) = 0;
+  virtual Status outbox_delivered(std::int64_t id) = 0;
+  virtual Status outbox_retry(std::int64_t id, int attempts, queue::Millis next_at,
+                              const std::string& last_error) = 0;
+
+  // Records a webhook delivery id seen at `at`; false if it was already recorded.
+  virtual Result<bool> record_delivery(const std::string& delivery_id, queue::Millis at) = 0;
+  // Forgets delivery ids first seen before `before` (a forge redelivers within days, not months).
+  virtual Status prune_deliveries(queue::Millis before) = 0;
+
+  // Takes (or renews) the lease on `repo` for `owner` until now + ttl: true if `owner` holds
+  // it now, false if another owner's lease has not expired.
+  virtual Result<bool> acquire_lease(const std::string& repo, const std::string& owner,
+                                     queue::Millis now, queue::Millis ttl) = 0;
+  virtual Status release_lease(const std::string& repo, const std::string& owner) = 0;
 };
 
-// Opens (creating if needed) the SQLite database at `file`, in WAL mode, schema migrated.
-Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& file);
+struct SqliteOptions {
+  int busy_timeout_ms = 5000;  // how long a write waits for another writer before `unavailable`
+  std::int64_t max_pages = 0;  // a cap on the database's size in pages (0: SQLite's default)
+};
+
+// Opens (creating if needed) the SQLite database at `file` (mode 0600), in WAL mode, schema
+// migrated.
+Result<std::unique_ptr<Store>> open_sqlite_store(const std::filesystem::path& file,
+                                                 SqliteOptions options = {});
 
 }  // namespace dmz

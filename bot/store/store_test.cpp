@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,10 +43,12 @@ void check_equal(const PullRequest& a, const PullRequest& b) {
     CHECK(a.approval->approver == b.approval->approver);
     CHECK(a.approval->at == b.approval->at);
   }
+  CHECK(a.reason_code == b.reason_code);
   CHECK(a.reason == b.reason);
   CHECK(a.details == b.details);
   CHECK(a.queued_at == b.queued_at);
   CHECK(a.candidate == b.candidate);
+  CHECK(a.finished_at == b.finished_at);
 }
 
 void check_equal(const Candidate& a, const Candidate& b) {
@@ -112,6 +115,8 @@ RepoState rich_state() {
     ++n;
   }
   s.prs[8].reason = "build failed: ci/build";
+  s.prs[8].reason_code = Reason::BuildFailed;
+  s.prs[8].finished_at = 7777;
   s.prs[8].details = {"ci/build: failure", "path with \"quotes\" and [brackets]", ""};
   s.prs[9].reason = "cancelled by alice";
   s.prs[10] = make_pr(10, PrStatus::Building);  // batched with #6
@@ -159,7 +164,7 @@ std::unique_ptr<Store> open_store(const std::filesystem::path& file) {
   return std::move(r).value();
 }
 
-RepoState must_load(Store& store, const std::string& repo) {
+Loaded must_load(Store& store, const std::string& repo) {
   auto r = store.load(repo);
   INFO((r.ok() ? std::string() : r.message()));
   REQUIRE(r.ok());
@@ -167,7 +172,8 @@ RepoState must_load(Store& store, const std::string& repo) {
   return **r;
 }
 
-// Runs one SQL statement on a second, raw connection (what an operator would do).
+// Runs SQL on a second, raw connection (what an operator would do); the first column of the
+// first row.
 std::string sql_scalar(const std::filesystem::path& file, const std::string& sql) {
   sqlite3* db = nullptr;
   REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
@@ -184,24 +190,64 @@ std::string sql_scalar(const std::filesystem::path& file, const std::string& sql
   return out;
 }
 
+// A writer of one repository that remembers its last saved state and version, as the driver
+// does: each save() writes the diff from the previous one.
+struct Writer {
+  Store& store;
+  RepoState last;
+  std::uint64_t version = 0;
+
+  Result<Saved> save(const RepoState& next, const std::string& kind = "test",
+                     std::vector<PullRequest> archived = {},
+                     std::vector<HistoryEntry> outcomes = {}, std::vector<Notify> notices = {},
+                     Millis at = 10) {
+    Change c;
+    c.state = &next;
+    c.delta = diff(last, next);
+    c.expected_version = version;
+    c.archived = std::move(archived);
+    c.outcomes = std::move(outcomes);
+    c.event = EventLogEntry{0, next.repo, kind, "{\"kind\":\"" + kind + "\"}", std::nullopt, at};
+    c.notices = std::move(notices);
+    c.at = at;
+    auto saved = store.save(c);
+    if (saved.ok()) {
+      last = next;
+      version = saved->version;
+    }
+    return saved;
+  }
+  void must_save(const RepoState& next, const std::string& kind = "test") {
+    auto r = save(next, kind);
+    INFO((r.ok() ? std::string() : r.message()));
+    REQUIRE(r.ok());
+  }
+};
+
 TEST_CASE("store: a rich state round-trips field by field") {
   test::TempDir dir;
   auto store = open_store(dir / "dmz.db");
   CHECK(store->load("acme/widgets")->has_value() == false);
+  CHECK(store->has_state().value() == false);
 
   RepoState s = rich_state();
-  REQUIRE(store->save(s, "merge_requested", R"({"number":1})", 10).ok());
-  RepoState back = must_load(*store, "acme/widgets");
-  check_equal(back, s);
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s, "merge_requested");
+  CHECK(w.version == 1);
+  CHECK(store->has_state().value());
+  Loaded back = must_load(*store, "acme/widgets");
+  check_equal(back.state, s);
+  CHECK(back.version == 1);
 
   // The tables are normalized and readable by an operator.
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT status FROM prs WHERE repo='acme/widgets' AND number=5") == "in_dmz");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT reason_code FROM prs WHERE number=8") == "build-failed");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM checks WHERE candidate=5") == "3");
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "2");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "3");
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(policy_passed) FROM (SELECT policy_passed"
                    " FROM candidates WHERE repo='acme/widgets' ORDER BY position)") == "1,0,0");
@@ -210,16 +256,44 @@ TEST_CASE("store: a rich state round-trips field by field") {
   RepoState other;
   other.repo = "acme/gadgets";
   other.master = sha('9');
-  REQUIRE(store->save(other, "tick", "{}", 11).ok());
-  check_equal(must_load(*store, "acme/gadgets"), other);
-  check_equal(must_load(*store, "acme/widgets"), s);
+  Writer w2{*store, RepoState{other.repo}};
+  w2.must_save(other);
+  check_equal(must_load(*store, "acme/gadgets").state, other);
+  check_equal(must_load(*store, "acme/widgets").state, s);
 }
 
-TEST_CASE("store: save replaces the repository's rows") {
+TEST_CASE("store: a save writes only the rows that changed") {
   test::TempDir dir;
   auto store = open_store(dir / "dmz.db");
   RepoState s = rich_state();
-  REQUIRE(store->save(s, "a", "{}", 1).ok());
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s);
+  // Count the rows written from now on, on the database itself.
+  sql_scalar(dir / "dmz.db", "CREATE TABLE writes(tbl TEXT)");
+  for (const char* t : {"prs", "approvals", "candidates", "checks", "candidate_prs"})
+    sql_scalar(dir / "dmz.db", std::string("CREATE TRIGGER count_") + t + " AFTER INSERT ON " + t +
+                                   " BEGIN INSERT INTO writes VALUES('" + t + "'); END");
+
+  RepoState next = s;
+  next.prs[1].title = "renamed";  // one PR changes, nothing else
+  w.must_save(next);
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM writes WHERE tbl='prs'") == "1");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM writes WHERE tbl='candidates'") == "0");
+
+  sql_scalar(dir / "dmz.db", "DELETE FROM writes");
+  next.train[0].checks["ci/build"].description = "rebuilt";  // the train changes: rewritten
+  w.must_save(next);
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM writes WHERE tbl='prs'") == "0");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM writes WHERE tbl='candidates'") == "3");
+  check_equal(must_load(*store, s.repo).state, next);
+}
+
+TEST_CASE("store: removed PRs, dropped approvals and a shorter train are gone after a save") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  RepoState s = rich_state();
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s);
 
   s.prs.erase(9);             // a PR disappears
   s.prs[8].details = {"x"};   // details shrink
@@ -227,11 +301,12 @@ TEST_CASE("store: save replaces the repository's rows") {
   s.train.erase(s.train.begin() + 1, s.train.end());
   s.train[0].checks.erase("ci/lint");
   s.master = sha('1');
-  REQUIRE(store->save(s, "b", "{}", 2).ok());
+  w.must_save(s);
 
-  RepoState back = must_load(*store, "acme/widgets");
-  check_equal(back, s);
-  CHECK(back.prs.count(9) == 0);
+  Loaded back = must_load(*store, "acme/widgets");
+  check_equal(back.state, s);
+  CHECK(back.version == 2);
+  CHECK(back.state.prs.count(9) == 0);
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM prs") == std::to_string(s.prs.size()));
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM approvals WHERE number=2") == "0");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM candidates") == "1");
@@ -239,27 +314,167 @@ TEST_CASE("store: save replaces the repository's rows") {
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM candidate_prs") == "2");
 }
 
+TEST_CASE("store: a save on a version another writer moved on is a conflict and writes nothing") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  RepoState s = rich_state();
+  Writer a{*store, RepoState{s.repo}};
+  a.must_save(s);
+  Writer b = a;  // a second process that loaded the same version
+  RepoState sa = s, sb = s;
+  sa.prs[1].title = "by a";
+  sb.prs[1].title = "by b";
+  a.must_save(sa);
+  auto r = b.save(sb);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.code() == Code::kConflict);
+  CHECK(must_load(*store, s.repo).state.prs.at(1).title == "by a");
+  // A second "new" repository with the same name is a conflict too.
+  Writer c{*store, RepoState{s.repo}};
+  auto again = c.save(s);
+  REQUIRE_FALSE(again.ok());
+  CHECK(must_load(*store, s.repo).state.prs.at(1).title == "by a");
+}
+
+TEST_CASE("store: archived PRs leave the hot state, keep their history and can come back") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  RepoState s = rich_state();
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s);
+
+  PullRequest merged = s.prs.at(7);  // Merged, approved
+  merged.finished_at = 9000;
+  merged.reason_code = Reason::Merged;
+  merged.reason = "merged into master at 0000000";
+  RepoState next = s;
+  next.prs.erase(7);
+  auto h = HistoryEntry::of(s.repo, merged);
+  REQUIRE(w.save(next, "master_pushed", {merged}, {h}).ok());
+
+  CHECK(must_load(*store, s.repo).state.prs.count(7) == 0);
+  auto back = store->archived(s.repo, 7);
+  REQUIRE(back.ok());
+  REQUIRE(back->has_value());
+  check_equal(**back, merged);
+  CHECK(store->archived(s.repo, 99)->has_value() == false);
+
+  auto hist = store->history(s.repo, 0, 10);
+  REQUIRE(hist.ok());
+  REQUIRE(hist->size() == 1);
+  CHECK((*hist)[0].number == 7);
+  CHECK((*hist)[0].status == PrStatus::Merged);
+  CHECK((*hist)[0].reason == Reason::Merged);
+  CHECK((*hist)[0].approver == "master7");
+  CHECK((*hist)[0].at == 9000);
+
+  // Brought back by an event that names it: it is hot again and no longer archived.
+  RepoState restored = next;
+  restored.prs.emplace(7, merged);
+  w.must_save(restored);
+  CHECK(must_load(*store, s.repo).state.prs.count(7) == 1);
+  CHECK(store->archived(s.repo, 7)->has_value() == false);
+}
+
+TEST_CASE("store: history pages newest first; one PR's outcomes and events") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  RepoState s;
+  s.repo = "acme/h";
+  Writer w{*store, RepoState{s.repo}};
+  for (int i = 1; i <= 7; ++i) {
+    PullRequest p = make_pr(i % 3 + 1, PrStatus::Failed);
+    p.finished_at = 100 + i;
+    s.next_candidate = static_cast<CandidateId>(i);  // something changes each time
+    Change c;
+    REQUIRE(w.save(s, "e" + std::to_string(i), {}, {HistoryEntry::of(s.repo, p)}).ok());
+  }
+  auto page1 = store->history(s.repo, 0, 3);
+  REQUIRE(page1->size() == 3);
+  CHECK((*page1)[0].at == 107);
+  CHECK((*page1)[2].at == 105);
+  auto page2 = store->history(s.repo, (*page1)[2].seq, 3);
+  REQUIRE(page2->size() == 3);
+  CHECK((*page2)[0].at == 104);
+  auto page3 = store->history(s.repo, (*page2)[2].seq, 3);
+  REQUIRE(page3->size() == 1);
+  CHECK((*page3)[0].at == 101);
+  auto of2 = store->pr_history(s.repo, 2, 10);  // i % 3 + 1 == 2 for i = 1, 4, 7
+  REQUIRE(of2->size() == 3);
+  CHECK((*of2)[0].at == 107);
+
+  // Events name their PR for its timeline.
+  Change c;
+  RepoState t = s;
+  t.master = sha('7');
+  c.state = &t;
+  c.delta = diff(s, t);
+  c.expected_version = w.version;
+  c.event = EventLogEntry{0, s.repo, "merge_requested", "{}", 5, 999};
+  REQUIRE(store->save(c).ok());
+  auto ev = store->pr_events(s.repo, 5, 10);
+  REQUIRE(ev->size() == 1);
+  CHECK(ev->at(0).kind == "merge_requested");
+  CHECK(ev->at(0).number == 5);
+  CHECK(store->pr_events(s.repo, 6, 10)->empty());
+}
+
+TEST_CASE("store: the outbox is saved with the change, delivered or rescheduled") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  RepoState s;
+  s.repo = "acme/o";
+  Writer w{*store, RepoState{s.repo}};
+  s.master = sha('1');
+  auto saved = w.save(s, "x", {}, {},
+                      {Notify{3, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')},
+                       Notify{4, NoticeKind::Success, Reason::Merged, "landed", sha('b')}},
+                      500);
+  REQUIRE(saved.ok());
+  REQUIRE(saved->outbox_ids.size() == 2);
+  auto box = store->outbox(s.repo);
+  REQUIRE(box.ok());
+  REQUIRE(box->size() == 2);
+  CHECK((*box)[0].id == saved->outbox_ids[0]);
+  CHECK((*box)[0].notice == Notify{3, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')});
+  CHECK((*box)[0].next_at == 500);
+  CHECK((*box)[0].attempts == 0);
+  REQUIRE(store->outbox_retry((*box)[0].id, 1, 2500, "forge answered 502").ok());
+  REQUIRE(store->outbox_delivered((*box)[1].id).ok());
+  box = store->outbox(s.repo);
+  REQUIRE(box->size() == 1);
+  CHECK((*box)[0].attempts == 1);
+  CHECK((*box)[0].next_at == 2500);
+  CHECK((*box)[0].last_error == "forge answered 502");
+  CHECK(store->outbox("other/repo")->empty());
+}
+
 TEST_CASE("store: state survives closing and reopening") {
   test::TempDir dir;
   RepoState s = rich_state();
   {
     auto store = open_store(dir / "sub" / "dmz.db");  // the directory is created
-    REQUIRE(store->save(s, "a", R"({"n":1})", 1).ok());
-    REQUIRE(store->record_delivery("d-1").value());
+    Writer w{*store, RepoState{s.repo}};
+    w.must_save(s, "a");
+    REQUIRE(store->record_delivery("d-1", 5).value());
   }
   auto store = open_store(dir / "sub" / "dmz.db");  // migrations are not re-applied
-  check_equal(must_load(*store, "acme/widgets"), s);
-  CHECK(store->record_delivery("d-1").value() == false);
+  check_equal(must_load(*store, "acme/widgets").state, s);
+  CHECK(store->record_delivery("d-1", 6).value() == false);
   auto ev = store->events("acme/widgets", 10);
   REQUIRE(ev.ok());
   REQUIRE(ev->size() == 1);
-  CHECK((*ev)[0].json == R"({"n":1})");
+  CHECK((*ev)[0].json == R"({"kind":"a"})");
 }
 
-TEST_CASE("store: WAL mode is on") {
+TEST_CASE("store: WAL mode is on and the files are private") {
   test::TempDir dir;
+  ::umask(022);
   auto store = open_store(dir / "dmz.db");
   CHECK(sql_scalar(dir / "dmz.db", "PRAGMA journal_mode") == "wal");
+  struct stat st {};
+  REQUIRE(::stat((dir / "dmz.db").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
 }
 
 TEST_CASE("store: the event log keeps order, per repository, and the limit keeps the newest") {
@@ -268,10 +483,12 @@ TEST_CASE("store: the event log keeps order, per repository, and the limit keeps
   RepoState a = rich_state();
   RepoState b;
   b.repo = "acme/other";
+  Writer wa{*store, RepoState{a.repo}}, wb{*store, RepoState{b.repo}};
   for (int i = 1; i <= 6; ++i) {
-    REQUIRE(store->save(a, "kind" + std::to_string(i), "{\"i\":" + std::to_string(i) + "}", 100 + i)
-                .ok());
-    REQUIRE(store->save(b, "other", "{}", 200 + i).ok());
+    a.next_candidate = static_cast<CandidateId>(i);
+    b.next_candidate = static_cast<CandidateId>(i);
+    REQUIRE(wa.save(a, "kind" + std::to_string(i), {}, {}, {}, 100 + i).ok());
+    REQUIRE(wb.save(b, "other", {}, {}, {}, 200 + i).ok());
   }
   auto all = store->events("acme/widgets", 100);
   REQUIRE(all.ok());
@@ -279,7 +496,6 @@ TEST_CASE("store: the event log keeps order, per repository, and the limit keeps
   for (int i = 0; i < 6; ++i) {
     CHECK((*all)[i].repo == "acme/widgets");
     CHECK((*all)[i].kind == "kind" + std::to_string(i + 1));
-    CHECK((*all)[i].json == "{\"i\":" + std::to_string(i + 1) + "}");
     CHECK((*all)[i].at == 101 + i);
     if (i > 0) CHECK((*all)[i].seq > (*all)[i - 1].seq);
   }
@@ -293,15 +509,33 @@ TEST_CASE("store: the event log keeps order, per repository, and the limit keeps
   CHECK(store->events("acme/other", 100)->size() == 6);
 }
 
-TEST_CASE("store: duplicate delivery ids are detected") {
+TEST_CASE("store: duplicate delivery ids are detected; old ones are pruned") {
   test::TempDir dir;
   auto store = open_store(dir / "dmz.db");
-  CHECK(store->record_delivery("abc").value() == true);
-  CHECK(store->record_delivery("abd").value() == true);
-  CHECK(store->record_delivery("abc").value() == false);
-  CHECK(store->record_delivery("abc").value() == false);
-  CHECK(store->record_delivery("").value() == true);
+  CHECK(store->record_delivery("abc", 10).value() == true);
+  CHECK(store->record_delivery("abd", 20).value() == true);
+  CHECK(store->record_delivery("abc", 30).value() == false);
+  CHECK(store->record_delivery("abc", 40).value() == false);
+  CHECK(store->record_delivery("", 50).value() == true);
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM deliveries") == "3");
+  REQUIRE(store->prune_deliveries(20).ok());  // first seen before 20: "abc"
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM deliveries") == "2");
+  CHECK(store->record_delivery("abc", 60).value() == true);
+}
+
+TEST_CASE("store: a lease is held by one owner until it expires") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  CHECK(store->acquire_lease("acme/a", "host-1", 1000, 500).value() == true);
+  CHECK(store->acquire_lease("acme/a", "host-2", 1200, 500).value() == false);
+  CHECK(store->acquire_lease("acme/a", "host-1", 1400, 500).value() == true);  // renewed to 1900
+  CHECK(store->acquire_lease("acme/a", "host-2", 1800, 500).value() == false);
+  CHECK(store->acquire_lease("acme/a", "host-2", 1901, 500).value() == true);  // expired
+  CHECK(store->acquire_lease("acme/b", "host-1", 1901, 500).value() == true);  // per repository
+  REQUIRE(store->release_lease("acme/a", "host-1").ok());  // not the owner: nothing happens
+  CHECK(store->acquire_lease("acme/a", "host-1", 1902, 500).value() == false);
+  REQUIRE(store->release_lease("acme/a", "host-2").ok());
+  CHECK(store->acquire_lease("acme/a", "host-1", 1903, 500).value() == true);
 }
 
 TEST_CASE("store: calls from several threads are serialized") {
@@ -313,13 +547,15 @@ TEST_CASE("store: calls from several threads are serialized") {
     threads.emplace_back([&, t] {
       RepoState s = rich_state();
       s.repo = "acme/t" + std::to_string(t);
+      Writer w{*store, RepoState{s.repo}};
       for (int i = 0; i < 6; ++i) {
-        auto r = store->record_delivery("shared-" + std::to_string(i));  // all threads race
+        auto r = store->record_delivery("shared-" + std::to_string(i), i);  // all threads race
         if (!r.ok())
           ++failed;
         else if (*r)
           ++inserted;
-        if (!store->save(s, "k", "{}", i).ok()) ++failed;
+        s.next_candidate = static_cast<CandidateId>(100 + i);
+        if (!w.save(s, "k").ok()) ++failed;
       }
     });
   }
@@ -328,54 +564,94 @@ TEST_CASE("store: calls from several threads are serialized") {
   CHECK(inserted == 6);  // each id won by exactly one thread
   for (int t = 0; t < 4; ++t) {
     CHECK(store->events("acme/t" + std::to_string(t), 100)->size() == 6);
-    CHECK(must_load(*store, "acme/t" + std::to_string(t)).prs.size() == rich_state().prs.size());
+    CHECK(must_load(*store, "acme/t" + std::to_string(t)).state.prs.size() ==
+          rich_state().prs.size());
   }
 }
 
-TEST_CASE("store: a failed save leaves the previous state and log intact") {
+TEST_CASE("store: a failed save leaves the previous state, log and outbox intact") {
   test::TempDir dir;
   auto store = open_store(dir / "dmz.db");
   RepoState s = rich_state();
-  REQUIRE(store->save(s, "good", "{}", 1).ok());
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s, "good");
 
   SUBCASE("an invalid state: two candidates with one id (a primary-key violation)") {
     RepoState bad = s;
     bad.prs.erase(1);
     bad.train[1].id = bad.train[0].id;
-    Status st = store->save(bad, "bad", "{}", 2);
+    auto st = w.save(bad, "bad", {}, {}, {Notify{1, NoticeKind::Info, Reason::None, "x"}});
     REQUIRE_FALSE(st.ok());
+    CHECK(st.code() == Code::kInternal);  // our bug, not the database's
     CHECK(st.message().find("UNIQUE constraint failed: candidates") != std::string::npos);
   }
-  SUBCASE("a fault injected after the old rows are deleted and half the new ones written") {
-    // A trigger on a second connection fails the insert of PR #7 (after #1..#6 went in).
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open((dir / "dmz.db").c_str(), &db) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(db,
-                         "CREATE TRIGGER inject BEFORE INSERT ON prs WHEN NEW.number = 7"
-                         " BEGIN SELECT RAISE(ABORT, 'injected fault'); END;",
-                         nullptr, nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
+  SUBCASE("a fault injected half-way through the changed rows") {
+    // A trigger on a second connection fails the write of PR #7 (after others went in).
+    sql_scalar(dir / "dmz.db",
+               "CREATE TRIGGER inject BEFORE INSERT ON prs WHEN NEW.number = 7"
+               " BEGIN SELECT RAISE(ABORT, 'injected fault'); END");
     RepoState bad = s;
     bad.master = sha('f');
-    Status st = store->save(bad, "bad", "{}", 2);
+    for (auto& [n, pr] : bad.prs) pr.title = "changed";
+    auto st = w.save(bad, "bad");
     REQUIRE_FALSE(st.ok());
     CHECK(st.message().find("injected fault") != std::string::npos);
     sql_scalar(dir / "dmz.db", "DROP TRIGGER inject");
   }
-  check_equal(must_load(*store, "acme/widgets"), s);
+  check_equal(must_load(*store, "acme/widgets").state, s);
+  CHECK(must_load(*store, "acme/widgets").version == 1);
   auto ev = store->events("acme/widgets", 10);
   REQUIRE(ev->size() == 1);
   CHECK((*ev)[0].kind == "good");
+  CHECK(store->outbox("acme/widgets")->empty());
   // The store is still usable after the rollback.
   s.prs.erase(1);
-  REQUIRE(store->save(s, "after", "{}", 3).ok());
-  CHECK(must_load(*store, "acme/widgets").prs.count(1) == 0);
+  w.must_save(s, "after");
+  CHECK(must_load(*store, "acme/widgets").state.prs.count(1) == 0);
+}
+
+TEST_CASE("store: a full disk or a locked database is unavailable (503), not a conflict") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  RepoState s = rich_state();
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s);
+
+  SUBCASE("full: the database may not grow") {
+    // A cap on the database's pages makes SQLite report SQLITE_FULL, exactly as a full disk.
+    auto limited = open_sqlite_store(dir / "dmz.db", {.busy_timeout_ms = 5000, .max_pages = 64});
+    REQUIRE(limited.ok());
+    RepoState big = s;
+    big.prs[1].details.assign(1, std::string(1 << 20, 'x'));  // 1 MiB: more than 64 pages
+    Writer wl{**limited, s, w.version};
+    auto r = wl.save(big);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.code() == Code::kUnavailable);
+    CHECK(r.message().find("full") != std::string::npos);
+  }
+  SUBCASE("locked: another writer holds the database") {
+    auto impatient = open_sqlite_store(dir / "dmz.db", {.busy_timeout_ms = 50});
+    REQUIRE(impatient.ok());
+    sqlite3* other = nullptr;
+    REQUIRE(sqlite3_open((dir / "dmz.db").c_str(), &other) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+    RepoState next = s;
+    next.master = sha('2');
+    Writer wi{**impatient, s, w.version};
+    auto r = wi.save(next);
+    sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(other);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.code() == Code::kUnavailable);
+  }
+  check_equal(must_load(*store, s.repo).state, s);
 }
 
 TEST_CASE("store: an unknown enum name in the database is reported, not guessed") {
   test::TempDir dir;
   auto store = open_store(dir / "dmz.db");
-  REQUIRE(store->save(rich_state(), "a", "{}", 1).ok());
+  Writer w{*store, RepoState{"acme/widgets"}};
+  w.must_save(rich_state());
   sql_scalar(dir / "dmz.db", "UPDATE prs SET status='limbo' WHERE number=3");
   auto r = store->load("acme/widgets");
   REQUIRE_FALSE(r.ok());
@@ -389,6 +665,59 @@ TEST_CASE("store: a database from a newer dmzbot is refused") {
   auto r = open_sqlite_store(dir / "dmz.db");
   REQUIRE_FALSE(r.ok());
   CHECK(r.message().find("schema version 99 is newer") != std::string::npos);
+}
+
+TEST_CASE("store: a database of schema version 2 is migrated with its state") {
+  test::TempDir dir;
+  const auto file = dir / "old.db";
+  // The tables of version 2 as an older dmzbot left them, with one PR and one approval.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+  const char* v2 = R"sql(
+    CREATE TABLE schema_version(version INTEGER NOT NULL); INSERT INTO schema_version VALUES(2);
+    CREATE TABLE repos(name TEXT PRIMARY KEY, master TEXT NOT NULL,
+      next_candidate INTEGER NOT NULL, retry_after INTEGER NOT NULL);
+    CREATE TABLE prs(repo TEXT NOT NULL, number INTEGER NOT NULL, branch TEXT NOT NULL,
+      author TEXT NOT NULL, title TEXT NOT NULL, head TEXT NOT NULL, status TEXT NOT NULL,
+      reason TEXT NOT NULL, details TEXT NOT NULL, queued_at INTEGER NOT NULL,
+      candidate INTEGER, PRIMARY KEY(repo, number));
+    CREATE TABLE approvals(repo TEXT NOT NULL, number INTEGER NOT NULL, sha TEXT NOT NULL,
+      approver TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY(repo, number));
+    CREATE TABLE candidates(repo TEXT NOT NULL, id INTEGER NOT NULL, position INTEGER NOT NULL,
+      base TEXT NOT NULL, sha TEXT NOT NULL, status TEXT NOT NULL, created_at INTEGER NOT NULL,
+      pushed_at INTEGER NOT NULL, policy_passed INTEGER NOT NULL DEFAULT 0,
+      PRIMARY KEY(repo, id), UNIQUE(repo, position));
+    CREATE TABLE candidate_prs(repo TEXT NOT NULL, candidate INTEGER NOT NULL,
+      position INTEGER NOT NULL, number INTEGER NOT NULL, PRIMARY KEY(repo, candidate, position));
+    CREATE TABLE checks(repo TEXT NOT NULL, candidate INTEGER NOT NULL, context TEXT NOT NULL,
+      state TEXT NOT NULL, description TEXT NOT NULL, url TEXT NOT NULL, at INTEGER NOT NULL,
+      PRIMARY KEY(repo, candidate, context));
+    CREATE TABLE events(seq INTEGER PRIMARY KEY AUTOINCREMENT, repo TEXT NOT NULL,
+      kind TEXT NOT NULL, json TEXT NOT NULL, at INTEGER NOT NULL);
+    CREATE INDEX events_by_repo ON events(repo, seq);
+    CREATE TABLE deliveries(id TEXT PRIMARY KEY, at INTEGER NOT NULL);
+    INSERT INTO repos VALUES('acme/old', 'aaaa', 3, 0);
+    INSERT INTO prs VALUES('acme/old', 4, 'feature/x', 'ann', 'T', 'bbbb', 'queued', '', '[]',
+      77, NULL);
+    INSERT INTO approvals VALUES('acme/old', 4, 'bbbb', 'mm', 70);
+  )sql";
+  REQUIRE_MESSAGE(sqlite3_exec(db, v2, nullptr, nullptr, nullptr) == SQLITE_OK, sqlite3_errmsg(db));
+  sqlite3_close(db);
+
+  auto store = open_store(file);
+  Loaded back = must_load(*store, "acme/old");
+  CHECK(back.version == 1);
+  CHECK(back.state.master == "aaaa");
+  REQUIRE(back.state.prs.count(4));
+  CHECK(back.state.prs.at(4).status == PrStatus::Queued);
+  CHECK(back.state.prs.at(4).reason_code == Reason::None);
+  CHECK(back.state.prs.at(4).approval->approver == "mm");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "3");
+  Writer w{*store, back.state, back.version};
+  RepoState next = back.state;
+  next.master = "cccc";
+  w.must_save(next);
+  CHECK(must_load(*store, "acme/old").version == 2);
 }
 
 // Version v of the crash test's state: N PRs all titled "v<v>", master names v too.
@@ -412,7 +741,8 @@ TEST_CASE("store: a process killed mid-save leaves a consistent, durable state")
   const auto file = dir / "dmz.db";
   {
     auto store = open_store(file);
-    REQUIRE(store->save(version_state(0), "v", "{}", 0).ok());
+    Writer w{*store, RepoState{"acme/crash"}};
+    w.must_save(version_state(0), "v");
   }
   int fds[2];
   REQUIRE(pipe(fds) == 0);
@@ -422,8 +752,9 @@ TEST_CASE("store: a process killed mid-save leaves a consistent, durable state")
     close(fds[0]);
     auto r = open_sqlite_store(file);
     if (!r.ok()) _exit(3);
+    Writer w{**r, version_state(0), 1};
     for (int v = 1;; ++v) {
-      if (!(*r)->save(version_state(v), "v", "{}", v).ok()) _exit(4);
+      if (!w.save(version_state(v), "v", {}, {}, {}, v).ok()) _exit(4);
       if (write(fds[1], &v, sizeof v) != sizeof v) _exit(5);
     }
   }
@@ -451,13 +782,14 @@ TEST_CASE("store: a process killed mid-save leaves a consistent, durable state")
   REQUIRE(last >= 3);
 
   auto store = open_store(file);
-  RepoState got = must_load(*store, "acme/crash");
-  INFO("last acknowledged version: ", last, ", loaded master: ", got.master);
+  Loaded got = must_load(*store, "acme/crash");
+  INFO("last acknowledged version: ", last, ", loaded master: ", got.state.master);
   // Every acknowledged save survived; at most the one in flight may have committed too.
-  int v = std::stoi(got.master.substr(1));
+  int v = std::stoi(got.state.master.substr(1));
   CHECK(v >= last);
   CHECK(v <= last + 1);
-  check_equal(got, version_state(v));
+  check_equal(got.state, version_state(v));
+  CHECK(got.version == static_cast<std::uint64_t>(v + 1));
   auto ev = store->events("acme/crash", 1'000'000);
   REQUIRE(ev.ok());
   CHECK(ev->size() == static_cast<std::size_t>(v + 1));  // the log commits with the state

@@ -181,7 +181,8 @@ try {
   assert.equal(r.status, 202, JSON.stringify(r.body));
   const second = await eventually("#2 as the candidate", async () => {
     const q = await queue();
-    return q.prs.find((p) => p.number === 1).status === "merged" &&
+    // A merged PR leaves the queue for the history ("recent").
+    return q.recent.some((h) => h.number === 1 && h.status === "merged") &&
       q.train.length === 1 && q.train[0].sha !== candidate && q.train[0].sha;
   });
   await eventually("#1 merged on the page", async () =>

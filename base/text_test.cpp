@@ -1,0 +1,27 @@
+#include "base/text.hpp"
+
+#include <doctest/doctest.h>
+
+namespace dmz {
+namespace {
+
+TEST_CASE("has_control finds C0 controls and DEL, not UTF-8") {
+  CHECK_FALSE(has_control("merge-master"));
+  CHECK_FALSE(has_control("Jürgen Ölmann"));
+  CHECK(has_control("mm\nApproved-by: someone"));
+  CHECK(has_control(std::string("a\0b", 3)));
+  CHECK(has_control("tab\there"));
+  CHECK(has_control("del\x7f"));
+}
+
+TEST_CASE("escape_control keeps one line and shows what was there") {
+  CHECK(escape_control("mm\nApproved-by: x") == "mm\\nApproved-by: x");
+  CHECK(escape_control("a\r\tb\\") == "a\\r\\tb\\\\");
+  CHECK(escape_control("\x1b[31mred") == "\\x1b[31mred");
+  CHECK(escape_control(std::string("nul\0", 4)) == "nul\\x00");
+  CHECK(escape_control("Jürgen") == "Jürgen");
+  CHECK_FALSE(has_control(escape_control("x\ny\x01z")));
+}
+
+}  // namespace
+}  // namespace dmz

@@ -1,0 +1,390 @@
+#include "bot/driver/driver.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "base/text.hpp"
+#include "queue/delta.hpp"
+#include "queue/engine.hpp"
+#include "queue/json.hpp"
+
+namespace dmz::driver {
+
+namespace q = queue;
+
+struct Driver::Slot {
+  RepoConfig cfg;
+  q::RepoState state;
+  std::uint64_t version = 0;
+  Health health;
+  bool fetch_in_flight = false;
+  q::Millis lease_renew_at = 0;
+};
+
+namespace {
+
+bool finished(q::PrStatus status) {
+  switch (status) {
+    case q::PrStatus::Merged:
+    case q::PrStatus::Failed:
+    case q::PrStatus::Cancelled:
+      return true;
+    case q::PrStatus::Open:
+    case q::PrStatus::Approved:
+    case q::PrStatus::Queued:
+    case q::PrStatus::Merging:
+    case q::PrStatus::InDmz:
+    case q::PrStatus::Building:
+      return false;
+  }
+  return false;
+}
+
+// Whether a PR leaves the hot state now: merged and closed PRs at once; failed and cancelled
+// ones (which a merge master may still retry) once they are `archive_after` old.
+bool archivable(const q::PullRequest& pr, q::Millis now, q::Millis archive_after) {
+  if (!finished(pr.status)) return false;
+  if (pr.status == q::PrStatus::Merged || pr.reason_code == q::Reason::Closed) return true;
+  return now - pr.finished_at >= archive_after;
+}
+
+// Doubling from `base`, at most `cap`.
+q::Millis backoff(q::Millis base, int failures, q::Millis cap) {
+  q::Millis wait = base;
+  for (int i = 1; i < failures && wait < cap; ++i) wait *= 2;
+  return std::min(wait, cap);
+}
+
+q::Outcome refused(Error error) { return q::Outcome{std::move(error), {}}; }
+
+// Delivery failures that a later attempt may get past.
+bool transient(Code code) { return code == Code::kUnavailable || code == Code::kInternal; }
+
+}  // namespace
+
+Driver::Driver(const Clock& clock, Store& store, GitPort& git, PolicyPort& policy, CiPort& ci,
+               OutboxPort& outbox, std::vector<RepoConfig> repos, Options options)
+    : clock_(clock),
+      store_(store),
+      git_(git),
+      policy_(policy),
+      ci_(ci),
+      outbox_(outbox),
+      options_(std::move(options)) {
+  for (auto& cfg : repos) {
+    auto slot = std::make_unique<Slot>();
+    slot->cfg = std::move(cfg);
+    slot->state.repo = slot->cfg.name;
+    slots_.push_back(std::move(slot));
+  }
+}
+
+Driver::~Driver() = default;
+
+Driver::Slot* Driver::find(const std::string& repo) {
+  for (auto& s : slots_)
+    if (s->cfg.name == repo) return s.get();
+  return nullptr;
+}
+
+const Driver::Slot* Driver::find(const std::string& repo) const {
+  return const_cast<Driver*>(this)->find(repo);
+}
+
+Status Driver::start() {
+  for (auto& slot : slots_) {
+    load(*slot);
+    if (!slot->health.loaded && slot->health.last_error.starts_with("store:"))
+      return unavailable(slot->cfg.name + ": " + slot->health.last_error);
+  }
+  return {};
+}
+
+void Driver::load(Slot& slot) {
+  const q::Millis now = clock_.now();
+  const std::string& repo = slot.cfg.name;
+  auto lease = store_.acquire_lease(repo, options_.owner, now, options_.lease_ttl);
+  if (!lease || !*lease) {
+    slot.health.last_error =
+        lease ? "another dmzbot holds the lease on " + repo : "store: " + lease.message();
+    return;
+  }
+  slot.lease_renew_at = now + options_.lease_ttl / 3;
+  auto loaded = store_.load(repo);
+  if (!loaded) {
+    slot.health.last_error = "store: " + loaded.message();
+    return;
+  }
+  auto outbox = store_.outbox(repo);
+  if (!outbox) {
+    slot.health.last_error = "store: " + outbox.message();
+    return;
+  }
+  if (*loaded) {
+    slot.state = std::move((*loaded)->state);
+    slot.version = (*loaded)->version;
+  }
+  slot.health.loaded = true;
+  slot.health.last_error.clear();
+  for (auto& m : *outbox) pending_[m.id] = Pending{std::move(m), false};
+  // Finished PRs of an older run (or of a schema before history) move out now.
+  if (Status s = commit(slot, slot.state, nullptr, {}); !s.ok())
+    spdlog::warn("{}: cannot archive finished pull requests: {}", repo, s.message());
+  dispatch(slot, q::resume(slot.state, slot.cfg.settings), {});
+  slot.fetch_in_flight = true;
+  slot.health.next_fetch_at = now;
+  git_.fetch(repo);
+  send_due_outbox(now);
+}
+
+q::Outcome Driver::apply(const std::string& repo, const q::Event& event) {
+  Slot* slot = find(repo);
+  if (!slot) return refused(not_found("unknown repository " + repo));
+  if (!slot->health.loaded)
+    return refused(unavailable(repo + " is not being served: " + slot->health.last_error));
+  q::RepoState work = slot->state;
+  // An event about a PR that left the hot state brings it back: the engine judges it as
+  // before (retry a failed PR, refuse to approve a merged one).
+  if (auto n = q::pr_of(event); n && !work.prs.count(*n)) {
+    auto archived = store_.archived(repo, *n);
+    if (!archived) return refused(archived.error());
+    if (*archived) work.prs.emplace(*n, std::move(**archived));
+  }
+  q::Outcome out = q::handle(work, event, slot->cfg.settings);
+  if (out.rejected) return out;
+  if (Status s = commit(*slot, std::move(work), &event, out.actions); !s.ok()) {
+    spdlog::error("{}: cannot save the state, {} refused: {}", repo, q::event_kind(event),
+                  s.message());
+    if (s.code() == Code::kConflict) {  // another writer: reload before acting again
+      slot->health.loaded = false;
+      slot->health.last_error = s.message();
+    }
+    // Whatever went wrong was on our side: the caller may retry (503), never give up (409).
+    return refused(Error{Code::kUnavailable, s.message()});
+  }
+  return out;
+}
+
+Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
+                      const std::vector<q::Action>& actions) {
+  const q::Millis now = clock_.now();
+  const std::string& repo = slot.cfg.name;
+  Change change;
+  for (auto it = next.prs.begin(); it != next.prs.end();) {
+    if (archivable(it->second, now, slot.cfg.archive_after)) {
+      change.archived.push_back(std::move(it->second));
+      it = next.prs.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  change.delta = q::diff(slot.state, next);
+  // A PR whose status or finishing time changed into a finished one has a new outcome.
+  auto just_finished = [&](const q::PullRequest& pr) {
+    if (!finished(pr.status)) return false;
+    auto before = slot.state.prs.find(pr.number);
+    return before == slot.state.prs.end() || before->second.status != pr.status ||
+           before->second.finished_at != pr.finished_at;
+  };
+  for (int n : change.delta.changed_prs)
+    if (just_finished(next.prs.at(n)))
+      change.outcomes.push_back(HistoryEntry::of(repo, next.prs.at(n)));
+  for (const auto& pr : change.archived)
+    if (just_finished(pr)) change.outcomes.push_back(HistoryEntry::of(repo, pr));
+  for (const auto& a : actions)
+    if (const auto* n = std::get_if<q::Notify>(&a)) change.notices.push_back(*n);
+  if (change.delta.empty() && change.archived.empty() && change.notices.empty() && actions.empty())
+    return {};  // an idle tick, a repeated delivery: nothing to write, nothing to do
+  change.state = &next;
+  change.expected_version = slot.version;
+  change.at = now;
+  if (event)
+    change.event = EventLogEntry{
+        0, repo, q::event_kind(*event), q::to_json(*event).dump(), q::pr_of(*event), now};
+  auto saved = store_.save(change);
+  if (!saved) return saved.status();
+  slot.state = std::move(next);
+  slot.version = saved->version;
+  dispatch(slot, actions, saved->outbox_ids);
+  return {};
+}
+
+void Driver::dispatch(Slot& slot, const std::vector<q::Action>& actions,
+                      const std::vector<std::int64_t>& outbox_ids) {
+  const std::string& repo = slot.cfg.name;
+  std::size_t notice = 0;
+  for (const auto& action : actions) {
+    std::visit(
+        [&](const auto& a) {
+          using A = std::decay_t<decltype(a)>;
+          if constexpr (std::is_same_v<A, q::CheckPolicy>) {
+            policy_.check_policy(repo, a);
+          } else if constexpr (std::is_same_v<A, q::BuildCandidate>) {
+            git_.build_candidate(repo, a);
+          } else if constexpr (std::is_same_v<A, q::CheckCandidate>) {
+            policy_.check_candidate(repo, a);
+          } else if constexpr (std::is_same_v<A, q::ResetDmz>) {
+            git_.reset_dmz(repo, a);
+          } else if constexpr (std::is_same_v<A, q::StartBuild>) {
+            ci_.start_build(repo, a);
+          } else if constexpr (std::is_same_v<A, q::CancelBuild>) {
+            ci_.cancel_build(repo, a);
+          } else if constexpr (std::is_same_v<A, q::FastForwardMaster>) {
+            git_.fast_forward(repo, a);
+          } else if constexpr (std::is_same_v<A, q::Notify>) {
+            // Saved with the change: delivered now, or retried from the store after a crash.
+            if (notice >= outbox_ids.size()) return;  // resume() emits no notices
+            forges::OutboxMessage m{outbox_ids[notice++], repo, a, 0, clock_.now(), ""};
+            pending_[m.id] = Pending{m, true};
+            outbox_.send(m);
+          }
+        },
+        action);
+  }
+  slot.health.outbox_pending =
+      static_cast<std::size_t>(std::count_if(pending_.begin(), pending_.end(), [&](const auto& p) {
+        return p.second.message.repo == repo;
+      }));
+}
+
+void Driver::tick() {
+  const q::Millis now = clock_.now();
+  for (auto& slot : slots_) {
+    if (!slot->health.loaded) {
+      load(*slot);  // the store or the lease may be back
+      continue;
+    }
+    renew_lease(*slot, now);
+    if (!slot->health.loaded) continue;
+    (void)apply(slot->cfg.name, q::Tick{now});
+    if (!slot->fetch_in_flight && now >= slot->health.next_fetch_at) {
+      slot->fetch_in_flight = true;
+      git_.fetch(slot->cfg.name);
+    }
+  }
+  send_due_outbox(now);
+  if (now >= next_prune_at_) {
+    if (Status s = store_.prune_deliveries(now - options_.delivery_retention); !s.ok())
+      spdlog::warn("cannot prune old webhook delivery ids: {}", s.message());
+    next_prune_at_ = now + 3'600'000;
+  }
+}
+
+void Driver::renew_lease(Slot& slot, q::Millis now) {
+  if (now < slot.lease_renew_at) return;
+  auto lease = store_.acquire_lease(slot.cfg.name, options_.owner, now, options_.lease_ttl);
+  if (lease && *lease) {
+    slot.lease_renew_at = now + options_.lease_ttl / 3;
+    return;
+  }
+  if (!lease) {  // the store is down: try again next tick, keep serving what we have
+    spdlog::warn("{}: cannot renew the lease: {}", slot.cfg.name, lease.message());
+    return;
+  }
+  // Another process took the repository over: stop acting on it.
+  spdlog::error("{}: another dmzbot took the lease; no longer serving it", slot.cfg.name);
+  slot.health.loaded = false;
+  slot.health.last_error = "another dmzbot holds the lease on " + slot.cfg.name;
+}
+
+void Driver::send_due_outbox(q::Millis now) {
+  for (auto& [id, p] : pending_) {
+    if (p.in_flight || p.message.next_at > now) continue;
+    const Slot* slot = find(p.message.repo);
+    if (!slot || !slot->health.loaded) continue;
+    p.in_flight = true;
+    outbox_.send(p.message);
+  }
+}
+
+void Driver::fetched(const std::string& repo, const forges::RemoteRefs& refs) {
+  Slot* slot = find(repo);
+  if (!slot) return;
+  const q::Millis now = clock_.now();
+  slot->fetch_in_flight = false;
+  slot->health.remote_ok = true;
+  slot->health.fetch_failures = 0;
+  slot->health.last_fetch_ok = now;
+  slot->health.last_error.clear();
+  slot->health.next_fetch_at = now + slot->cfg.fetch_interval;
+  if (!slot->health.loaded || !slot->cfg.forge) return;
+  for (const auto& event : slot->cfg.forge->events_from_fetch(slot->state, refs, now)) {
+    auto out = apply(repo, event);
+    if (out.rejected)
+      spdlog::warn("{}: {} from a fetch refused: {}", repo, q::event_kind(event),
+                   escape_control(out.rejected->message));
+  }
+}
+
+void Driver::fetch_failed(const std::string& repo, const Status& why) {
+  Slot* slot = find(repo);
+  if (!slot) return;
+  const q::Millis now = clock_.now();
+  slot->fetch_in_flight = false;
+  slot->health.remote_ok = false;
+  slot->health.last_fetch_failed = now;
+  slot->health.last_error = why.message();
+  ++slot->health.fetch_failures;
+  slot->health.next_fetch_at =
+      now + backoff(slot->cfg.fetch_interval, slot->health.fetch_failures,
+                    std::max(options_.max_fetch_backoff, slot->cfg.fetch_interval));
+  spdlog::warn("{}: fetch failed ({} in a row), next in {}s: {}", repo, slot->health.fetch_failures,
+               (slot->health.next_fetch_at - now) / 1000, why.message());
+}
+
+void Driver::delivered(std::int64_t id, const Status& result) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  Pending& p = it->second;
+  p.in_flight = false;
+  const std::string repo = p.message.repo;
+  const bool give_up = !result.ok() && (!transient(result.code()) ||
+                                        p.message.attempts + 1 >= options_.max_outbox_attempts);
+  if (result.ok() || give_up) {
+    if (give_up)
+      spdlog::error("{}#{}: dropping a message after {} attempt(s): {}", repo,
+                    p.message.notice.number, p.message.attempts + 1, result.message());
+    if (Status s = store_.outbox_delivered(id); !s.ok())
+      spdlog::warn("{}: cannot mark outbox message {} delivered: {}", repo, id, s.message());
+    pending_.erase(it);
+  } else {
+    const q::Millis now = clock_.now();
+    ++p.message.attempts;
+    p.message.next_at =
+        now + backoff(options_.outbox_backoff, p.message.attempts, options_.max_outbox_backoff);
+    p.message.last_error = result.message();
+    if (Status s =
+            store_.outbox_retry(id, p.message.attempts, p.message.next_at, p.message.last_error);
+        !s.ok())
+      spdlog::warn("{}: cannot reschedule outbox message {}: {}", repo, id, s.message());
+  }
+  if (Slot* slot = find(repo))
+    slot->health.outbox_pending = static_cast<std::size_t>(
+        std::count_if(pending_.begin(), pending_.end(),
+                      [&](const auto& e) { return e.second.message.repo == repo; }));
+}
+
+const q::RepoState* Driver::state(const std::string& repo) const {
+  const Slot* s = find(repo);
+  return s ? &s->state : nullptr;
+}
+
+const Health* Driver::health(const std::string& repo) const {
+  const Slot* s = find(repo);
+  return s ? &s->health : nullptr;
+}
+
+const RepoConfig* Driver::config(const std::string& repo) const {
+  const Slot* s = find(repo);
+  return s ? &s->cfg : nullptr;
+}
+
+std::vector<std::string> Driver::repos() const {
+  std::vector<std::string> out;
+  for (const auto& s : slots_) out.push_back(s->cfg.name);
+  return out;
+}
+
+}  // namespace dmz::driver

@@ -1,0 +1,406 @@
+// The driver on recording fakes, a manual clock and a real SQLite store: every test asserts on
+// what the ports were asked, and time moves only when the test advances the clock.
+#include "bot/driver/driver.hpp"
+
+#include <doctest/doctest.h>
+
+#include "bot/driver/fakes.hpp"
+#include "bot/store/fault_injection.hpp"
+#include "forges/fake.hpp"
+#include "tests/support.hpp"
+
+namespace dmz::driver {
+namespace {
+
+namespace q = queue;
+constexpr const char* kRepo = "acme/app";
+
+q::Sha sha(char c) { return q::Sha(40, c); }
+
+// A driver with its world: a store in a temp dir (behind a fault injector), recording ports, a
+// fake forge and a manual clock.
+struct World {
+  test::TempDir dir;
+  ManualClock clock{1'000'000};
+  std::unique_ptr<Store> real = must_open(dir / "dmz.db");
+  FaultInjectionStore store{*real};
+  RecordingPorts ports;
+  forges::FakeForge forge;
+  std::unique_ptr<Driver> driver;
+
+  static std::unique_ptr<Store> must_open(const std::filesystem::path& file) {
+    auto s = open_sqlite_store(file);
+    REQUIRE(s.ok());
+    return std::move(*s);
+  }
+
+  RepoConfig config() {
+    RepoConfig c;
+    c.name = kRepo;
+    c.settings.required_checks = {"ci/build"};
+    c.settings.check_timeout = 600'000;
+    c.forge = &forge;
+    c.fetch_interval = 5'000;
+    c.archive_after = 3'600'000;
+    return c;
+  }
+
+  // (Re)starts the driver on the same store, as a restarted service would.
+  void start(Options options = {}) {
+    driver = std::make_unique<Driver>(clock, store, ports, ports, ports, ports,
+                                      std::vector<RepoConfig>{config()}, options);
+    REQUIRE(driver->start().ok());
+  }
+
+  q::Outcome apply(const q::Event& e) { return driver->apply(kRepo, e); }
+  void must(const q::Event& e) {
+    auto o = apply(e);
+    INFO((o.rejected ? o.rejected->message : std::string()));
+    REQUIRE_FALSE(o.rejected);
+  }
+  const q::RepoState& state() { return *driver->state(kRepo); }
+
+  // Answers the pending fetch with master at `master` and the given PR branches.
+  void fetch_answer(const q::Sha& master, std::map<std::string, q::Sha> branches = {}) {
+    forges::RemoteRefs refs;
+    refs.branches = std::move(branches);
+    refs.branches["master"] = master;
+    driver->fetched(kRepo, refs);
+  }
+
+  // A PR from registration to Queued; returns nothing, asserts every step.
+  void queue_pr(int n, const q::Sha& head) {
+    must(q::PrOpened{n, "feature/" + std::to_string(n), "dev", "PR " + std::to_string(n), head,
+                     clock.now()});
+    must(q::MergeRequested{n, head, "mm", clock.now()});
+    must(q::PolicyChecked{n, head, true, {}, clock.now()});
+  }
+  // Answers the newest BuildCandidate with a merge at `commit`, then its checks green.
+  q::Outcome land_front(const q::Sha& commit) {
+    auto bc = ports.of<q::BuildCandidate>().back();
+    must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, commit, 0, {}, "", clock.now()});
+    must(q::CandidateChecked{bc.candidate, commit, true, {}, clock.now()});
+    must(q::CheckReported{commit, q::Check{"ci/build", q::CheckState::Success}, clock.now()});
+    auto ff = ports.of<q::FastForwardMaster>().back();
+    REQUIRE(ff.to == commit);
+    return apply(q::MasterPushed{bc.candidate, true, "", "", clock.now()});
+  }
+};
+
+TEST_CASE("driver: a fresh repository fetches first and adopts master from the remote") {
+  World w;
+  w.start();
+  REQUIRE(w.ports.of<Fetch>().size() == 1);
+  CHECK(w.state().master.empty());
+  CHECK(w.driver->health(kRepo)->loaded);
+  CHECK_FALSE(w.driver->health(kRepo)->remote_ok);
+  w.fetch_answer(sha('0'));
+  CHECK(w.state().master == sha('0'));
+  CHECK(w.driver->health(kRepo)->remote_ok);
+  // dmz is dmzbot's own branch: on a new master it is reset to it.
+  REQUIRE(w.ports.of<q::ResetDmz>().size() == 1);
+  CHECK(w.ports.of<q::ResetDmz>()[0].sha == sha('0'));
+}
+
+TEST_CASE(
+    "driver: a PR goes through the ports to master; the outbox says so; it leaves the hot "
+    "state for history") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.ports.clear();
+
+  w.must(q::PrOpened{1, "feature/1", "dev", "PR 1", sha('a'), w.clock.now()});
+  w.must(q::MergeRequested{1, sha('a'), "mm", w.clock.now()});
+  // The action carries what its executor needs: no executor reads engine state.
+  auto cp = w.ports.of<q::CheckPolicy>();
+  REQUIRE(cp.size() == 1);
+  CHECK(cp[0].branch == "feature/1");
+  CHECK(cp[0].author == "dev");
+  CHECK(cp[0].target == sha('0'));
+  w.must(q::PolicyChecked{1, sha('a'), true, {}, w.clock.now()});
+  REQUIRE(w.ports.of<q::BuildCandidate>().size() == 1);
+  CHECK(w.ports.of<q::BuildCandidate>()[0].items.at(0).approver == "mm");
+
+  auto landed = w.land_front(sha('c'));
+  REQUIRE_FALSE(landed.rejected);
+  CHECK(w.ports.of<q::StartBuild>().size() == 1);
+  CHECK(w.ports.of<q::CheckCandidate>().size() == 1);
+  CHECK(w.state().master == sha('c'));
+  // Merged PRs leave the hot state at once; their outcome is in the history.
+  CHECK(w.state().prs.empty());
+  auto hist = w.store.history(kRepo, 0, 10);
+  REQUIRE(hist->size() == 1);
+  CHECK(hist->at(0).number == 1);
+  CHECK(hist->at(0).reason == q::Reason::Merged);
+  CHECK(hist->at(0).approver == "mm");
+  // The notice went to the outbox, saved before it was sent.
+  auto sent = w.ports.of<forges::OutboxMessage>();
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].notice.reason == q::Reason::Merged);
+  CHECK(sent[0].notice.head == sha('a'));
+  REQUIRE(w.store.outbox(kRepo)->size() == 1);
+  w.driver->delivered(sent[0].id, {});
+  CHECK(w.store.outbox(kRepo)->empty());
+  CHECK(w.driver->health(kRepo)->outbox_pending == 0);
+}
+
+TEST_CASE("driver: a restart resumes what was in flight and resends the undelivered outbox") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  w.queue_pr(2, sha('b'));  // waits behind #1
+  auto bc = w.ports.of<q::BuildCandidate>().back();
+  w.must(q::MergeDone{bc.candidate,
+                      q::MergeOutcome::Conflict,
+                      "",
+                      1,
+                      {"x.txt"},
+                      "",
+                      w.clock.now()});  // #1 fails with a notice; #2 goes into a candidate
+  auto notices = w.ports.of<forges::OutboxMessage>();
+  REQUIRE(notices.size() == 1);
+  CHECK(notices[0].notice.reason == q::Reason::MergeConflict);
+  const q::RepoState before = w.state();
+
+  w.ports.clear();
+  w.start();  // a new driver on the same store: the crash-restart path
+  CHECK(w.state() == before);
+  // In flight: #2's candidate merge (re-issued), the undelivered notice (resent), a fetch.
+  REQUIRE(w.ports.of<q::BuildCandidate>().size() == 1);
+  CHECK(w.ports.of<q::BuildCandidate>()[0].items.at(0).number == 2);
+  REQUIRE(w.ports.of<forges::OutboxMessage>().size() == 1);
+  CHECK(w.ports.of<forges::OutboxMessage>()[0].id == notices[0].id);
+  CHECK(w.ports.of<Fetch>().size() == 1);
+}
+
+TEST_CASE("driver: a delivery that fails is retried with doubling backoff on the clock") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  auto bc = w.ports.of<q::BuildCandidate>().back();
+  w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Conflict, "", 1, {"x"}, "", w.clock.now()});
+  auto first = w.ports.of<forges::OutboxMessage>().at(0);
+  w.ports.clear();
+
+  w.driver->delivered(first.id, unavailable("forge answered 502"));
+  auto saved = w.store.outbox(kRepo);
+  REQUIRE(saved->size() == 1);
+  CHECK(saved->at(0).attempts == 1);
+  CHECK(saved->at(0).next_at == w.clock.now() + 2'000);
+  CHECK(saved->at(0).last_error == "forge answered 502");
+
+  w.clock.advance(1'999);
+  w.driver->tick();
+  CHECK(w.ports.of<forges::OutboxMessage>().empty());  // not yet
+  w.clock.advance(1);
+  w.driver->tick();
+  REQUIRE(w.ports.of<forges::OutboxMessage>().size() == 1);  // the first retry
+  w.driver->delivered(first.id, unavailable("forge answered 502 again"));
+  CHECK(w.store.outbox(kRepo)->at(0).next_at == w.clock.now() + 4'000);  // doubled
+  w.clock.advance(4'000);
+  w.driver->tick();
+  REQUIRE(w.ports.of<forges::OutboxMessage>().size() == 2);
+  w.driver->delivered(first.id, {});
+  CHECK(w.store.outbox(kRepo)->empty());
+
+  SUBCASE("a message the forge refuses for good is dropped, not retried") {
+    w.queue_pr(2, sha('b'));
+    auto bc2 = w.ports.of<q::BuildCandidate>().back();
+    w.must(q::MergeDone{bc2.candidate, q::MergeOutcome::Conflict, "", 2, {"y"}, "", w.clock.now()});
+    auto m = w.ports.of<forges::OutboxMessage>().back();
+    w.driver->delivered(m.id, not_found("pull request #2 does not exist on the forge"));
+    CHECK(w.store.outbox(kRepo)->empty());
+    w.ports.clear();
+    w.clock.advance(3'600'000);
+    w.driver->tick();
+    CHECK(w.ports.of<forges::OutboxMessage>().empty());
+  }
+}
+
+TEST_CASE(
+    "driver: an unreachable remote makes the repository unhealthy and is retried with "
+    "backoff") {
+  World w;
+  w.start();
+  REQUIRE(w.ports.of<Fetch>().size() == 1);
+  w.driver->fetch_failed(kRepo, unavailable("git fetch: connection refused"));
+  const Health* h = w.driver->health(kRepo);
+  CHECK_FALSE(h->remote_ok);
+  CHECK(h->fetch_failures == 1);
+  CHECK(h->last_error == "git fetch: connection refused");
+  CHECK(h->next_fetch_at == w.clock.now() + 5'000);
+
+  w.clock.advance(4'999);
+  w.driver->tick();
+  CHECK(w.ports.of<Fetch>().size() == 1);
+  w.clock.advance(1);
+  w.driver->tick();
+  CHECK(w.ports.of<Fetch>().size() == 2);
+  w.driver->fetch_failed(kRepo, unavailable("still refused"));
+  CHECK(w.driver->health(kRepo)->next_fetch_at == w.clock.now() + 10'000);  // doubled
+  w.driver->tick();
+  CHECK(w.ports.of<Fetch>().size() == 2);  // no second fetch while waiting
+
+  // The API still answers for it (the state is loaded); the remote comes back.
+  CHECK_FALSE(w.apply(q::PrOpened{1, "feature/1", "dev", "t", sha('a'), w.clock.now()}).rejected);
+  w.clock.advance(10'000);
+  w.driver->tick();
+  REQUIRE(w.ports.of<Fetch>().size() == 3);
+  w.fetch_answer(sha('0'));
+  CHECK(w.driver->health(kRepo)->remote_ok);
+  CHECK(w.driver->health(kRepo)->fetch_failures == 0);
+  CHECK(w.driver->health(kRepo)->next_fetch_at == w.clock.now() + 5'000);
+
+  SUBCASE("the backoff stops doubling at its cap") {
+    for (int i = 0; i < 12; ++i) {
+      w.clock.advance(400'000);
+      w.driver->tick();
+      w.driver->fetch_failed(kRepo, unavailable("down"));
+    }
+    CHECK(w.driver->health(kRepo)->next_fetch_at == w.clock.now() + 300'000);
+  }
+}
+
+TEST_CASE("driver: a required check that never reports times out when the clock says so") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  auto bc = w.ports.of<q::BuildCandidate>().back();
+  w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('c'), 0, {}, "", w.clock.now()});
+  w.clock.advance(599'999);
+  w.driver->tick();
+  CHECK(w.state().prs.at(1).status == q::PrStatus::InDmz);
+  w.clock.advance(1);
+  w.driver->tick();
+  CHECK(w.state().prs.at(1).status == q::PrStatus::Failed);
+  CHECK(w.state().prs.at(1).reason_code == q::Reason::CheckTimeout);
+  CHECK(w.ports.of<q::ResetDmz>().back().sha == sha('0'));
+}
+
+TEST_CASE("driver: a store that cannot write answers unavailable and changes nothing") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  const q::RepoState before = w.state();
+  const auto events_before = w.store.events(kRepo, 1000)->size();
+  w.ports.clear();
+
+  w.store.fail_saves = 1;
+  auto o = w.apply(q::PrOpened{2, "feature/2", "dev", "t", sha('b'), w.clock.now()});
+  REQUIRE(o.rejected);
+  CHECK(o.rejected->code == Code::kUnavailable);
+  CHECK(o.rejected->message.find("disk is full") != std::string::npos);
+  CHECK(o.actions.empty());
+  CHECK(w.state() == before);
+  CHECK(w.ports.calls.empty());  // nothing was handed out
+  CHECK(w.store.events(kRepo, 1000)->size() == events_before);
+
+  // A failed read of the archive (to bring back a PR an event names) is unavailable too.
+  w.store.fail_reads = 1;
+  auto r = w.apply(q::RetryRequested{77, "mm", w.clock.now()});
+  REQUIRE(r.rejected);
+  CHECK(r.rejected->code == Code::kUnavailable);
+
+  // The next try goes through.
+  CHECK_FALSE(w.apply(q::PrOpened{2, "feature/2", "dev", "t", sha('b'), w.clock.now()}).rejected);
+}
+
+TEST_CASE(
+    "driver: a failed PR stays retryable, moves to history when old, and comes back when "
+    "named") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  auto bc = w.ports.of<q::BuildCandidate>().back();
+  w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('c'), 0, {}, "", w.clock.now()});
+  w.must(q::CheckReported{sha('c'), q::Check{"ci/build", q::CheckState::Failure}, w.clock.now()});
+  CHECK(w.state().prs.at(1).status == q::PrStatus::Failed);
+  REQUIRE(w.store.history(kRepo, 0, 10)->size() == 1);
+
+  w.clock.advance(3'600'000 - 1);
+  w.driver->tick();
+  CHECK(w.state().prs.count(1) == 1);  // still hot: shown and retryable
+  w.clock.advance(1);
+  w.driver->tick();
+  CHECK(w.state().prs.count(1) == 0);  // archived
+  CHECK(w.store.archived(kRepo, 1)->has_value());
+  CHECK(w.store.history(kRepo, 0, 10)->size() == 1);  // one outcome, not two
+
+  // A merge master retries it: it comes back with its approval and goes through the policy.
+  w.ports.clear();
+  w.must(q::RetryRequested{1, "mm", w.clock.now()});
+  CHECK(w.state().prs.at(1).status == q::PrStatus::Approved);
+  CHECK(w.ports.of<q::CheckPolicy>().size() == 1);
+  CHECK_FALSE(w.store.archived(kRepo, 1)->has_value());
+
+  // An unknown PR is still unknown.
+  auto o = w.apply(q::RetryRequested{99, "mm", w.clock.now()});
+  REQUIRE(o.rejected);
+  CHECK(o.rejected->code == Code::kNotFound);
+}
+
+TEST_CASE("driver: the hot state does not grow with history") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  for (int n = 1; n <= 60; ++n) {
+    const q::Sha head = q::Sha(38, 'a') + (n < 10 ? "0" : "") + std::to_string(n);
+    w.queue_pr(n, head);
+    const q::Sha commit = q::Sha(38, 'c') + (n < 10 ? "0" : "") + std::to_string(n);
+    REQUIRE_FALSE(w.land_front(commit).rejected);
+  }
+  CHECK(w.state().prs.empty());
+  CHECK(w.state().master == q::Sha(38, 'c') + "60");
+  CHECK(w.store.history(kRepo, 0, 1000)->size() == 60);
+  // A new driver loads a small state.
+  w.start();
+  CHECK(w.state().prs.empty());
+}
+
+TEST_CASE("driver: an idle tick writes nothing") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  const auto events = w.store.events(kRepo, 1000)->size();
+  for (int i = 0; i < 5; ++i) {
+    w.clock.advance(100);
+    w.driver->tick();
+  }
+  CHECK(w.store.events(kRepo, 1000)->size() == events);
+}
+
+TEST_CASE("driver: a repository another process holds the lease on is not served") {
+  World w;
+  REQUIRE(w.store.acquire_lease(kRepo, "other-host:1", w.clock.now(), 60'000).value());
+  w.start();
+  CHECK_FALSE(w.driver->health(kRepo)->loaded);
+  CHECK(w.driver->health(kRepo)->last_error.find("lease") != std::string::npos);
+  CHECK(w.ports.calls.empty());  // no fetch, no resume
+  auto o = w.apply(q::PrOpened{1, "feature/1", "dev", "t", sha('a'), w.clock.now()});
+  REQUIRE(o.rejected);
+  CHECK(o.rejected->code == Code::kUnavailable);
+  // When the other's lease expires, the next tick takes over.
+  w.clock.advance(60'001);
+  w.driver->tick();
+  CHECK(w.driver->health(kRepo)->loaded);
+  CHECK(w.ports.of<Fetch>().size() == 1);
+}
+
+TEST_CASE("driver: unknown repositories are not found") {
+  World w;
+  w.start();
+  auto o = w.driver->apply("nobody/here", q::Tick{w.clock.now()});
+  REQUIRE(o.rejected);
+  CHECK(o.rejected->code == Code::kNotFound);
+  CHECK(w.driver->state("nobody/here") == nullptr);
+}
+
+}  // namespace
+}  // namespace dmz::driver

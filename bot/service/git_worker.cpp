@@ -1,0 +1,154 @@
+#include "bot/service/git_worker.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "base/text.hpp"
+#include "bot/git/mirror.hpp"
+#include "bot/git/signer.hpp"
+#include "bot/trust/candidate_check.hpp"
+#include "bot/trust/gate.hpp"
+#include "forges/plain.hpp"
+
+namespace dmz {
+
+namespace q = queue;
+
+std::string merge_message(const std::string& repo, const q::MergeItem& item) {
+  std::string subject =
+      "Merge #" + std::to_string(item.number) + " from " + escape_control(item.branch);
+  if (!item.title.empty()) subject += ": " + escape_control(item.title);
+  return subject + "\n\nMerged into " + repo + " by dmzbot after approval at " +
+         item.head.substr(0, 12) + ".\n\nPull-Request: #" + std::to_string(item.number) +
+         "\nHead: " + item.head + "\nApproved-by: " + escape_control(item.approver) + "\n";
+}
+
+GitWorker::GitWorker(config::Repo repo, config::Signing signing,
+                     std::unique_ptr<git::Mirror> mirror, std::unique_ptr<Signer> signer,
+                     const Clock& clock)
+    : repo_(std::move(repo)),
+      signing_(std::move(signing)),
+      mirror_(std::move(mirror)),
+      signer_(std::move(signer)),
+      policy_(make_policy_checker(repo_)),
+      candidates_(std::make_unique<CandidateChecker>(repo_)),
+      clock_(clock) {}
+
+GitWorker::~GitWorker() = default;
+
+forges::RemoteRefs GitWorker::read_refs() {
+  forges::RemoteRefs refs;
+  refs.branches = mirror_->remote_branches();
+  std::map<std::string, std::pair<q::Sha, q::Sha>> peeled;
+  for (const auto& [name, object] : mirror_->tags()) {
+    auto known = peeled_.find(name);
+    if (known != peeled_.end() && known->second.first == object) {
+      peeled.emplace(name, known->second);
+    } else if (auto commit = mirror_->resolve(object); commit) {
+      peeled.emplace(name, std::make_pair(object, *commit));
+    }
+  }
+  peeled_ = std::move(peeled);
+  for (const auto& [name, objects] : peeled_) refs.tags.emplace(name, objects.second);
+  return refs;
+}
+
+Result<forges::RemoteRefs> GitWorker::fetch() {
+  // What the mirror held before: a head that no longer contains it was force-pushed.
+  const auto before = forges::pr_heads(read_refs());
+  if (Status s = mirror_->fetch(); !s.ok())
+    return unavailable("fetch " + repo_.name + ": " + s.message());
+  auto refs = read_refs();
+  for (const auto& [name, sha] : forges::pr_heads(refs)) {
+    auto old = before.find(name);
+    if (old == before.end() || old->second == sha) continue;
+    auto contains = mirror_->is_ancestor(old->second, sha);
+    if (contains && !*contains) refs.rewritten.insert(name);
+  }
+  return refs;
+}
+
+q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
+  q::MergeDone done{a.candidate};
+  git::Identity who{signing_.name, signing_.email, clock_.now() / 1000, 0};
+  git::Sha tip = a.base;
+  auto finish = [&] {
+    done.at = clock_.now();
+    return done;
+  };
+  for (const auto& item : a.items) {
+    std::vector<std::pair<std::string, std::string>> headers;
+    if (item.branch.starts_with(forges::kTagPrefix)) {
+      // Record the contributor's signed tag so `git show --show-signature` verifies it later.
+      auto tag = mergetag_for(*mirror_, item.branch.substr(forges::kTagPrefix.size()));
+      if (!tag) {
+        done.message = tag.message();
+        return finish();
+      }
+      headers.emplace_back("mergetag", *tag);
+    }
+    auto merged = mirror_->merge(tip, item.head, merge_message(repo_.name, item), who,
+                                 signer_.get(), headers);
+    if (!merged) {
+      done.message = merged.message();
+      return finish();
+    }
+    if (!merged->clean) {
+      done.outcome = q::MergeOutcome::Conflict;
+      done.culprit = item.number;
+      done.conflicts = merged->conflicts;
+      return finish();
+    }
+    tip = merged->commit;
+  }
+  if (Status s = mirror_->push_force(tip, repo_.dmz); !s.ok()) {
+    done.message = s.message();
+  } else {
+    done.outcome = q::MergeOutcome::Merged;
+    done.sha = tip;
+  }
+  return finish();
+}
+
+q::PolicyChecked GitWorker::check_policy(const q::CheckPolicy& a) {
+  q::PullRequest pr;
+  pr.number = a.number;
+  pr.branch = a.branch;
+  pr.author = a.author;
+  pr.head = a.sha;
+  return policy_->check(*mirror_, pr, a.sha, a.target, clock_.now());
+}
+
+q::CandidateChecked GitWorker::check_candidate(const q::CheckCandidate& a) {
+  return candidates_->check(*mirror_, a, clock_.now());
+}
+
+Status GitWorker::reset_dmz(const q::ResetDmz& a) { return mirror_->push_force(a.sha, repo_.dmz); }
+
+q::MasterPushed GitWorker::fast_forward(const q::FastForwardMaster& a) {
+  q::MasterPushed pushed{a.candidate};
+  auto r = mirror_->push_fast_forward(repo_.master, a.from, a.to);
+  if (!r) {
+    pushed.message = r.message();
+  } else {
+    pushed.ok = r->ok;
+    pushed.message = r->message;
+    if (r->remote_moved) {
+      pushed.remote_master = r->remote_sha;
+      // The engine will rebuild on the new master: its objects must be in the mirror.
+      if (Status s = mirror_->fetch(); !s.ok())
+        spdlog::warn("{}: fetch after a moved master failed: {}", repo_.name, s.message());
+    }
+  }
+  pushed.at = clock_.now();
+  return pushed;
+}
+
+Status GitWorker::export_tree(const q::Sha& commit, const std::filesystem::path& dir) {
+  return mirror_->export_tree(commit, dir);
+}
+
+std::uint64_t GitWorker::signature_verifications() const {
+  return policy_->signature_verifications() + candidates_->signature_verifications();
+}
+
+}  // namespace dmz

@@ -1,0 +1,64 @@
+// What one repository's git thread does, as blocking calls over its mirror: fetch and read the
+// remote's refs, build candidates (in-memory merges with signed merge commits), judge PRs and
+// candidates against the trust policy, reset dmz, fast-forward master. Each call answers with
+// the event the driver expects; no call reads engine state (the actions carry what they need).
+// Threading: one thread at a time (the repository's git worker).
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "base/clock.hpp"
+#include "base/status.hpp"
+#include "config/config.hpp"
+#include "forges/forge.hpp"
+#include "queue/model.hpp"
+
+namespace dmz {
+namespace git {
+class Mirror;
+}
+class Signer;
+class PolicyChecker;
+class CandidateChecker;
+
+class GitWorker {
+ public:
+  GitWorker(config::Repo repo, config::Signing signing, std::unique_ptr<git::Mirror> mirror,
+            std::unique_ptr<Signer> signer, const Clock& clock);
+  ~GitWorker();
+
+  // Fetches, then reads the remote's branches and annotated tags (peeled to commits; a tag
+  // object is peeled once). A head that no longer contains the head seen before the fetch is
+  // reported as rewritten. A failure to reach the remote is `unavailable`.
+  Result<forges::RemoteRefs> fetch();
+  queue::MergeDone build_candidate(const queue::BuildCandidate& action);
+  queue::PolicyChecked check_policy(const queue::CheckPolicy& action);
+  queue::CandidateChecked check_candidate(const queue::CheckCandidate& action);
+  Status reset_dmz(const queue::ResetDmz& action);
+  queue::MasterPushed fast_forward(const queue::FastForwardMaster& action);
+  Status export_tree(const queue::Sha& commit, const std::filesystem::path& dir);
+  std::uint64_t signature_verifications() const;
+
+ private:
+  forges::RemoteRefs read_refs();
+
+  config::Repo repo_;
+  config::Signing signing_;
+  std::unique_ptr<git::Mirror> mirror_;
+  std::unique_ptr<Signer> signer_;
+  std::unique_ptr<PolicyChecker> policy_;
+  std::unique_ptr<CandidateChecker> candidates_;
+  const Clock& clock_;
+  std::map<std::string, std::pair<queue::Sha, queue::Sha>> peeled_;  // tag -> (object, commit)
+};
+
+// The merge commit message dmzbot writes: a subject naming the PR, then trailers naming the
+// PR, its head SHA and its approver (invariant 4 of DESIGN.md). Control characters in the
+// names are escaped, so no name can add a line (a forged trailer) to the message.
+std::string merge_message(const std::string& repo, const queue::MergeItem& item);
+
+}  // namespace dmz
