@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what dmzbot needs to build and run on a fresh Debian 12 machine; with --test, also
-# what the tests need (chromium and playwright-core for the status page's browser test).
+# what the tests need (chromium and playwright-core for the status page's browser test, sshd
+# for the git transport's ssh tests; its package does not start a service where none runs).
 # Idempotent and non-interactive; run as root (or with sudo available).
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ packages="cmake ninja-build g++ pkg-config ccache git gnupg openssh-client bubbl
 with_tests=false
 [ "${1:-}" = "--test" ] && with_tests=true
 if $with_tests; then
-  packages="$packages chromium"
+  packages="$packages chromium openssh-server"  # sshd: bot/git's ssh transport tests
   command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
 fi
 missing=""

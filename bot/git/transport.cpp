@@ -608,13 +608,13 @@ Result<PushOutcome> Transport::push(const std::vector<RefUpdate>& updates) {
         res.status = RefStatus::kUpToDate;
         break;
       default:
-        if (res.summary.find("(stale info)") != std::string::npos)
+        if (res.summary.rfind("[remote rejected]", 0) == 0)
+          res.status = RefStatus::kRemoteRejected;
+        else if (res.summary.find("(stale info)") != std::string::npos)
           res.status = RefStatus::kStale;
         else if (res.summary.find("(non-fast-forward)") != std::string::npos ||
                  res.summary.find("(fetch first)") != std::string::npos)
           res.status = RefStatus::kNonFastForward;
-        else if (res.summary.rfind("[remote rejected]", 0) == 0)
-          res.status = RefStatus::kRemoteRejected;
         else
           res.status = RefStatus::kRejected;
     }
