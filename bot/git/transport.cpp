@@ -13,10 +13,11 @@
 #include "bot/git/transport.hpp"
 
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -27,6 +28,7 @@
 #include <cerrno>
 #include <cstring>
 #include <set>
+#include <utility>
 
 namespace dmz::git {
 namespace {
@@ -158,6 +160,27 @@ int high_fd(int fd) {
   return high;
 }
 
+// `name` if it has a slash, else its first executable file in PATH ("" if none): resolved
+// before fork, as the child may only make async-signal-safe calls.
+std::string find_program(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = dirs.substr(start, end - start);
+    start = end + 1;
+    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + name;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+  }
+  return "";
+}
+
 struct GitRun {
   int exit_code = -1;  // -1: killed by a signal
   bool timed_out = false;
@@ -257,6 +280,11 @@ struct Transport::Impl {
         "GIT_CONFIG_NOSYSTEM=1",
         "GIT_CONFIG_GLOBAL=/dev/null",
     };
+    // The operator's network settings (proxies, CA bundles) and where temporary files go.
+    for (const char* name : {"http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY",
+                             "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE",
+                             "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "TMPDIR"})
+      if (const char* value = std::getenv(name)) env.push_back(std::string(name) + "=" + value);
     if (!opt.token.empty()) {
       env.push_back("GIT_ASKPASS=" + (opt.scratch_dir / kAskpassName).string());
       env.push_back("DMZBOT_GIT_USERNAME=" + opt.username);
@@ -319,52 +347,85 @@ struct Transport::Impl {
     for (auto& s : env_strings) envp.push_back(s.data());
     envp.push_back(nullptr);
 
-    int out_pipe[2], err_pipe[2];
-    if (::pipe2(out_pipe, O_CLOEXEC) < 0)
-      return internal(std::string("pipe: ") + std::strerror(errno));
-    if (::pipe2(err_pipe, O_CLOEXEC) < 0) {
-      int e = errno;
-      ::close(out_pipe[0]);
-      ::close(out_pipe[1]);
-      return internal(std::string("pipe: ") + std::strerror(e));
+    std::string program = find_program(opt.git_program);
+    if (program.empty()) return internal("cannot run " + opt.git_program + ": not found in PATH");
+    // Every fd the child dup2s from is >= 10 and close-on-exec.
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, exec_pipe[2] = {-1, -1};
+    int null_fd = high_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    bool ok = null_fd >= 0 && ::pipe2(out_pipe, O_CLOEXEC) == 0 &&
+              ::pipe2(err_pipe, O_CLOEXEC) == 0 && ::pipe2(exec_pipe, O_CLOEXEC) == 0;
+    int saved_errno = errno;
+    int* all_fds[] = {&out_pipe[0], &out_pipe[1],  &err_pipe[0],
+                      &err_pipe[1], &exec_pipe[0], &exec_pipe[1]};
+    for (int* fd : all_fds) *fd = high_fd(*fd);
+    auto close_all = [&] {
+      for (int* fd : all_fds)
+        if (*fd >= 0) ::close(std::exchange(*fd, -1));
+      if (null_fd >= 0) ::close(std::exchange(null_fd, -1));
+    };
+    if (!ok) {
+      close_all();
+      return internal(std::string("pipe: ") + std::strerror(saved_errno));
     }
-    for (int* fd : {&out_pipe[0], &out_pipe[1], &err_pipe[0], &err_pipe[1]}) *fd = high_fd(*fd);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-    if (secret_fd >= 0) posix_spawn_file_actions_adddup2(&actions, secret_fd, kSecretFd);
-    posix_spawn_file_actions_addclosefrom_np(&actions, secret_fd >= 0 ? kSecretFd + 1 : 3);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setpgroup(&attr, 0);  // its own process group: a deadline kills it all
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    pid_t pid = 0;
+    const int keep_below = secret_fd >= 0 ? kSecretFd + 1 : 3;
+    const long max_fd = ::sysconf(_SC_OPEN_MAX);
+    const pid_t parent = ::getpid();
     const auto started = Clock::now();
-    int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    ::close(out_pipe[1]);
-    ::close(err_pipe[1]);
-    if (rc != 0) {
-      ::close(out_pipe[0]);
-      ::close(err_pipe[0]);
-      return internal("cannot run " + opt.git_program + ": " + std::strerror(rc));
+    // fork rather than posix_spawn: only a forked child can ask to be killed when we die
+    // (PR_SET_PDEATHSIG), so that git does not go on fetching into the mirror after a crash.
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      // The child of a multi-threaded process: async-signal-safe calls only, up to execve.
+      ::setpgid(0, 0);  // its own process group: a deadline kills it all
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);  // e.g. SIGPIPE
+      ::dup2(null_fd, 0);
+      ::dup2(out_pipe[1], 1);
+      ::dup2(err_pipe[1], 2);
+      if (secret_fd >= 0) ::dup2(secret_fd, kSecretFd);
+      // Nothing else crosses execve.
+      if (::syscall(SYS_close_range, keep_below, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+        for (long fd = keep_below; fd < max_fd; ++fd)
+          ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+      ::execve(program.c_str(), argv.data(), envp.data());
+      int e = errno;
+      [[maybe_unused]] ssize_t n = ::write(exec_pipe[1], &e, sizeof e);
+      ::_exit(127);
+    }
+    saved_errno = errno;
+    ::close(std::exchange(out_pipe[1], -1));
+    ::close(std::exchange(err_pipe[1], -1));
+    ::close(std::exchange(exec_pipe[1], -1));
+    ::close(std::exchange(null_fd, -1));
+    if (pid < 0) {
+      close_all();
+      return internal(std::string("fork: ") + std::strerror(saved_errno));
+    }
+    int exec_errno = 0;
+    ssize_t got_errno;
+    while ((got_errno = ::read(exec_pipe[0], &exec_errno, sizeof exec_errno)) < 0 &&
+           errno == EINTR) {
+    }
+    ::close(std::exchange(exec_pipe[0], -1));
+    if (got_errno > 0) {
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      close_all();
+      return internal("cannot run " + program + ": " + std::strerror(exec_errno));
     }
 
     GitRun r;
     const auto deadline = started + total_timeout();
-    int fds[2] = {out_pipe[0], err_pipe[0]};
+    int fds[2] = {std::exchange(out_pipe[0], -1), std::exchange(err_pipe[0], -1)};
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));  // -1: poll waitid instead
-    bool exited = false;
+    bool exited = false, reaped_elsewhere = false;
     char buf[64 * 1024];
     while (fds[0] >= 0 || fds[1] >= 0 || !exited) {
       auto now = Clock::now();
@@ -372,11 +433,15 @@ struct Transport::Impl {
         siginfo_t info{};
         // WNOWAIT: the exited leader stays a zombie, so its pid (= the group id) is not
         // reused before the group is killed below.
-        if (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-            info.si_pid == pid) {
+        int waited = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+        if (waited == 0 && info.si_pid == pid) {
           exited = true;
           // git waits for its own helpers; anything left in the group is of no use now.
           ::kill(-pid, SIGKILL);
+          continue;
+        }
+        if (waited < 0 && errno == ECHILD) {  // reaped elsewhere: its pid may be reused
+          exited = reaped_elsewhere = true;
           continue;
         }
         if (!r.timed_out && now >= deadline) {
@@ -425,8 +490,8 @@ struct Transport::Impl {
       if (fd >= 0) ::close(fd);
     if (pidfd >= 0) ::close(pidfd);
     if (!exited) ::kill(-pid, SIGKILL);
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    int status = -1;  // not an exit status: "killed"
+    while (!reaped_elsewhere && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     if (r.err.size() > kStderrTail) r.err.erase(0, r.err.size() - kStderrTail);
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -19,15 +19,19 @@ namespace dmz::git {
 using Sha = std::string;
 
 // How pushes are signed (`git push --signed=if-asked`: a push certificate, sent only to a
-// server that asks for one). git signs the certificate with its commit-signing machinery:
-// gpg.format and user.signingKey, so both OpenPGP and SSH keys work (git >= 2.34).
+// server that asks for one, i.e. has receive.certNonceSeed set). git signs the certificate
+// with its commit-signing machinery, so the key is chosen as for `commit -S`: gpg.format and
+// user.signingKey, both of which we always set (-c on git's command line; neither is a
+// secret). OpenPGP: user.signingKey is the key id or fingerprint, gpg finds the secret key in
+// GNUPGHOME, and the certificate's pusher line is that key id. SSH (git >= 2.34;
+// gpg.format=ssh): user.signingKey is the path of the private key file (or of its .pub when
+// the private key is in an ssh-agent: the agent's socket is not passed to git here, so in
+// practice an unencrypted key file), git runs `ssh-keygen -Y sign -n git`, the pusher line is
+// the key's SHA256 fingerprint, and the server verifies against gpg.ssh.allowedSignersFile.
 struct PushSigning {
   enum class Format { kOpenPgp, kSsh };
   Format format = Format::kOpenPgp;
-  // OpenPGP: the key's fingerprint (gpg --local-user). SSH: the path of the private key file
-  // (unencrypted; ssh-keygen -Y sign reads it), or "key::<public key line>" for a key held
-  // by an ssh-agent (the agent's socket is not passed to git here, so in practice a file).
-  std::string key;
+  std::string key;                   // OpenPGP fingerprint, or SSH private key file
   std::filesystem::path gnupg_home;  // OpenPGP: GNUPGHOME for gpg; empty = gpg's default
   std::string program;               // gpg.program / gpg.ssh.program; empty = git's default
 };
@@ -39,7 +43,9 @@ struct TransportOptions {
 
   // HTTP(S): HTTP basic auth with `username` and `token` (a forge access token). Never put in
   // argv, the environment or a file: git reads it through an askpass helper from a sealed
-  // memfd that only the git process tree inherits.
+  // memfd that only the git process tree inherits. The child's environment is otherwise
+  // minimal: PATH, HOME=scratch_dir, LANG=C, git's isolation variables, and the operator's
+  // proxy, CA bundle and TMPDIR variables if set.
   std::string token;
   std::string username = "x-access-token";
 

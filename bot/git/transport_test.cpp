@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "tests/git_daemon.hpp"
 #include "tests/git_http.hpp"
@@ -197,6 +199,7 @@ struct RecordingGit {
     std::string script = "#!/bin/sh\nd=" + q(dir) +
                          "\n"
                          "echo run >> \"$d/runs\"\n"
+                         "echo $$ >> \"$d/pids\"\n"
                          "printf '%s\\n' \"$@\" >> \"$d/argv\"\n"
                          "env >> \"$d/env\"\n"
                          "ls -l /proc/self/fd >> \"$d/fds\"\n";
@@ -231,11 +234,30 @@ struct RecordingGit {
   }
 };
 
+// Waits (bounded) until `file` has content.
+bool wait_for_file(const fs::path& file, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (read_file(file).empty()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 bool process_gone(pid_t pid) {
   std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
   if (stat.empty()) return true;
   size_t paren = stat.rfind(')');
   return paren != std::string::npos && stat.size() > paren + 2 && stat[paren + 2] == 'Z';
+}
+
+bool wait_until_gone(pid_t pid, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!process_gone(pid)) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 }  // namespace
@@ -567,7 +589,8 @@ TEST_CASE("a remote that never answers is cut at the deadline, with git's whole 
     CHECK(elapsed < std::chrono::seconds(20));
     CHECK(stall.accepted() >= 1);
     pid_t sleeper = std::stoi(rec.file("sleeper"));
-    CHECK(process_gone(sleeper));
+    // Killed with the group (its pipes closed, so it is exiting): gone within moments.
+    CHECK(wait_until_gone(sleeper, std::chrono::seconds(5)));
     if (!process_gone(sleeper)) ::kill(sleeper, SIGKILL);
   }
 
@@ -659,4 +682,52 @@ TEST_CASE("signed pushes: a push certificate the server verifies, SSH and OpenPG
     CHECK(out.ok());
     CHECK(read_file(r.tmp / "cert") == "  \n");
   }
+}
+
+// Run only as a child process by the next test (doctest skips it otherwise).
+TEST_CASE("helper: a fetch from the stalling remote, until this process is killed" *
+          doctest::skip()) {
+  const char* mirror = std::getenv("DMZ_TEST_MIRROR");
+  const char* url = std::getenv("DMZ_TEST_URL");
+  const char* program = std::getenv("DMZ_TEST_GIT");
+  REQUIRE((mirror && url && program));
+  TransportOptions o = options_for(url);
+  o.operation_timeout = std::chrono::seconds(120);
+  o.git_program = program;
+  auto t = make(mirror, o);
+  CHECK_FALSE(t->fetch().ok());
+}
+
+TEST_CASE("git dies with dmzbot: a killed service leaves no git running on") {
+  StallingServer stall;
+  REQUIRE(stall.port() != 0);
+  Repos r;
+  RecordingGit rec(r.tmp / "rec");
+  std::string self = fs::read_symlink("/proc/self/exe").string();
+  std::vector<std::string> env = {
+      "DMZ_TEST_MIRROR=" + r.mirror.string(),
+      "DMZ_TEST_URL=git://127.0.0.1:" + std::to_string(stall.port()) + "/origin.git",
+      "DMZ_TEST_GIT=" + rec.program.string(), std::string("PATH=") + std::getenv("PATH")};
+  std::vector<std::string> args = {self, "--no-skip", "--no-intro", "--no-version",
+                                   "-tc=helper: a fetch from the stalling remote*"};
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::execve(self.c_str(), argv.data(), envp.data());
+    ::_exit(127);
+  }
+  // git is running (the wrapper wrote its pid, then became git) and the remote has it.
+  bool started = wait_for_file(rec.dir / "pids", std::chrono::seconds(30));
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  REQUIRE(started);
+  pid_t git_pid = std::stoi(rec.file("pids"));
+  CHECK(wait_until_gone(git_pid, std::chrono::seconds(10)));
+  if (!process_gone(git_pid)) ::kill(git_pid, SIGKILL);
 }
