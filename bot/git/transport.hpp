@@ -55,8 +55,10 @@ struct TransportOptions {
   std::filesystem::path ssh_key;
   std::filesystem::path known_hosts;
 
-  // Connect and stalled-transfer timeout (ssh ConnectTimeout and keepalives, curl's
-  // low-speed limit). git:// has no timeouts of its own: only the total deadline cuts it.
+  // Connect and stalled-transfer timeout: ssh's ConnectTimeout and keepalives
+  // (ServerAliveInterval = timeout/3, 3 missed), curl's low-speed limit for http(s)
+  // (http.lowSpeedLimit=1 byte/s for this long). git 2.39 has no setting for curl's connect
+  // timeout, and git:// no timeout at all: there only the total deadline cuts it.
   std::chrono::seconds network_timeout{60};
   // Deadline for a whole operation, after which the git process group is killed;
   // 0 = 10 x network_timeout.
