@@ -140,8 +140,9 @@ class Transport {
   std::unique_ptr<Impl> impl_;
 };
 
-// Replaces credentials in URLs ("https://user:secret@host" -> "https://user:***@host"; the
-// whole user part for http(s)) and every occurrence of `secret` (if not empty) with "***".
+// Replaces credentials in URLs with "***": the whole user part for http(s) (a token may be
+// the user name: "https://tok@host" -> "https://***@host"), the password for other schemes
+// ("ssh://git:pw@host" -> "ssh://git:***@host"); and every occurrence of `secret`, if given.
 std::string redact(std::string text, const std::string& secret = "");
 
 }  // namespace dmz::git
