@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what dmzbot needs to build and run on a fresh Debian 12 machine; with --test, also
-# what the tests need (chromium and playwright-core for the status page's browser test).
+# what the tests need (chromium and playwright-core for the status page's browser test, sshd
+# for the git transport's ssh tests: they start their own on 127.0.0.1).
 # Idempotent and non-interactive; run as root (or with sudo available).
 set -eu
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ packages="cmake ninja-build g++ pkg-config ccache git gnupg openssh-client bubbl
 with_tests=false
 [ "${1:-}" = "--test" ] && with_tests=true
 if $with_tests; then
-  packages="$packages chromium"
+  packages="$packages chromium openssh-server"  # sshd: bot/git's ssh transport tests
   command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
 fi
 missing=""
@@ -24,6 +25,14 @@ if [ -n "$missing" ]; then
   $SUDO apt-get update -qq
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -qq --no-install-recommends $missing
+  case " $missing " in
+    *" openssh-server "*)
+      # Installed for the tests only: the system's own sshd (started by the package under
+      # systemd) is not wanted.
+      if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now ssh.service >/dev/null 2>&1 || true
+      fi ;;
+  esac
 fi
 if $with_tests; then
   # Exact versions from the committed lock file; a test tool never downloads its own browser.

@@ -1,4 +1,5 @@
-// libgit2 implementation of dmz::git::Mirror (see git.hpp for the contract).
+// dmz::git::Mirror: libgit2 for objects and refs, the git command for the network (see
+// mirror.hpp for the contract).
 // Every libgit2 object lives in a unique_ptr with its free function as deleter; every failing
 // call is turned into an Error right away, with git_error_last() read on this thread and
 // prefixed with what was being done ("fetch origin: ...").
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -62,26 +64,7 @@ std::string oid_hex(const git_oid& oid) {
 }
 
 constexpr const char* kRemote = "origin";
-constexpr const char* kFetchHeads = "+refs/heads/*:refs/remotes/origin/*";
 constexpr const char* kFetchTags = "+refs/tags/*:refs/tags/*";
-// Notes (refs/notes/dmz-approvals holds signed-note approvals) are mirrored as they are.
-constexpr const char* kFetchNotes = "+refs/notes/*:refs/notes/*";
-
-// Per-push state filled by the push_update_reference callback.
-struct PushReport {
-  std::string refname;  // the remote ref we pushed
-  bool reported = false;
-  std::string rejection;  // empty = accepted
-};
-
-int on_push_update_reference(const char* refname, const char* status, void* data) {
-  auto* report = static_cast<PushReport*>(data);
-  if (refname && report->refname == refname) {
-    report->reported = true;
-    report->rejection = status ? status : "";
-  }
-  return 0;
-}
 
 // "Name <email> 1700000000 +0100" as in commit headers.
 std::string signature_line(const Identity& who) {
@@ -123,12 +106,6 @@ void init() {
   std::call_once(once, [] { git_libgit2_init(); });
 }
 
-// Disconnects the remote when an operation ends, whichever way it ends.
-struct Connection {
-  git_remote* remote;
-  ~Connection() { git_remote_disconnect(remote); }
-};
-
 struct Mirror::Impl {
   std::filesystem::path dir;
   RepoPtr repo;
@@ -154,79 +131,47 @@ struct Mirror::Impl {
     return TreePtr(t);
   }
 
-  // Looked up once in open() and reused: git_remote_lookup leaks pcre2 match data on every
-  // call in libgit2 1.5 (config regex lookups; fixed upstream in libgit2 PR #6382, 1.6), which
-  // in a long-running service adds up to hundreds of KB per fetch.
-  RemotePtr origin;
+  // fetch and push go through the git command; null if the repository has no origin.
+  std::unique_ptr<Transport> transport;
+  Status no_transport;  // why there is none
 
-  // The remote's current value of refs/heads/<branch> ("" if it has none), read over a fresh
-  // connection. The connection stays open so that a push right after uses the same
-  // advertisement (a smart server then checks the old value we saw).
-  Result<Sha> ls_remote(git_remote* r, const std::string& branch, const std::string& what) {
-    git_remote_callbacks cbs = GIT_REMOTE_CALLBACKS_INIT;
-    if (int rc = git_remote_connect(r, GIT_DIRECTION_PUSH, &cbs, nullptr, nullptr); rc < 0)
-      return git_fail(what + ": connect origin", rc);
-    const git_remote_head** heads = nullptr;
-    size_t n = 0;
-    if (int rc = git_remote_ls(&heads, &n, r); rc < 0) return git_fail(what + ": list origin", rc);
-    std::string want = "refs/heads/" + branch;
-    for (size_t i = 0; i < n; ++i)
-      if (want == heads[i]->name) return oid_hex(heads[i]->oid);
-    return Sha();
-  }
-
-  // How a push that reached the remote ended; failures to talk to it are errors instead.
-  struct Pushed {
-    bool non_fast_forward = false;  // refused by libgit2 before sending (not forced)
-    std::string rejection;          // the remote's reason for refusing the ref; "" = updated
-  };
-
-  // Pushes `sha` to refs/heads/<branch> through a temporary local ref (libgit2 pushes refs,
-  // not bare object ids).
-  Result<Pushed> push(git_remote* r, const Sha& sha, const std::string& branch, bool force,
-                      const std::string& what) {
-    git_oid oid;
-    if (git_oid_fromstr(&oid, sha.c_str()) < 0) return git_fail(what + ": bad sha " + sha);
-    std::string tmp = "refs/dmzbot/push/" + branch;
-    git_reference* ref = nullptr;
-    if (int rc = git_reference_create(&ref, repo.get(), tmp.c_str(), &oid, 1, "dmzbot push");
-        rc < 0)
-      return git_fail(what + ": create " + tmp, rc);
-    RefPtr tmp_ref(ref);
-    std::string spec = (force ? "+" : "") + tmp + ":refs/heads/" + branch;
-    char* specs[] = {spec.data()};
-    git_strarray refspecs = {specs, 1};
-    PushReport report;
-    report.refname = "refs/heads/" + branch;
-    git_push_options opts = GIT_PUSH_OPTIONS_INIT;
-    opts.callbacks.push_update_reference = on_push_update_reference;
-    opts.callbacks.payload = &report;
-    int rc = git_remote_push(r, &refspecs, &opts);
-    Result<Pushed> result = Pushed{};
-    if (rc == GIT_ENONFASTFORWARD) {
-      result->non_fast_forward = true;
-    } else if (rc < 0) {
-      result = git_fail(what + ": push " + spec, rc);
-    } else if (!report.reported) {
-      result = error(what + ": push " + spec + ": origin reported no status for " + report.refname);
-    } else {
-      result->rejection = report.rejection;
-    }
-    git_reference_delete(tmp_ref.get());  // best effort; a leftover is overwritten next time
-    git_error_clear();
-    return result;
-  }
-
+  // Points refs/remotes/origin/<branch> at `sha` ("" = deletes it), as a fetch would.
   Status set_tracking(const std::string& branch, const Sha& sha, const std::string& what) {
+    std::string name = "refs/remotes/origin/" + branch;
+    if (sha.empty()) {
+      git_reference* ref = nullptr;
+      int rc = git_reference_lookup(&ref, repo.get(), name.c_str());
+      if (rc == GIT_ENOTFOUND) {
+        git_error_clear();
+        return {};
+      }
+      if (rc < 0) return git_fail(what + ": look up " + name, rc);
+      RefPtr owned(ref);
+      if (int rc2 = git_reference_delete(ref); rc2 < 0)
+        return git_fail(what + ": delete " + name, rc2);
+      return {};
+    }
     git_oid oid;
     if (git_oid_fromstr(&oid, sha.c_str()) < 0) return git_fail(what + ": bad sha " + sha);
-    std::string name = "refs/remotes/origin/" + branch;
     git_reference* ref = nullptr;
     if (int rc = git_reference_create(&ref, repo.get(), name.c_str(), &oid, 1, "dmzbot push");
         rc < 0)
       return git_fail(what + ": update " + name, rc);
     git_reference_free(ref);
     return {};
+  }
+
+  Status need_transport(const std::string& what) const {
+    if (transport) return {};
+    return no_transport.prefixed(what + ": ");
+  }
+
+  // The remote's value of `ref` ("" if it has none).
+  Result<Sha> remote_value(const std::string& ref, const std::string& what) {
+    auto values = transport->ls_remote({ref});
+    if (!values) return values.status().prefixed(what + ": ").error();
+    auto it = values->find(ref);
+    return it == values->end() ? Sha() : it->second;
   }
 };
 
@@ -253,10 +198,23 @@ Status remove_stale_locks(const std::filesystem::path& dir) {
 
 Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
                                              const std::string& remote_url) {
+  TransportOptions options;
+  options.url = remote_url;
+  return open(dir, std::move(options));
+}
+
+Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
+                                             TransportOptions transport) {
   init();
   auto impl = std::make_unique<Impl>();
   impl->dir = dir;
   std::string what = "open mirror " + dir.string();
+  const std::string remote_url = transport.url;
+  // First, as it has no side effects: bad options change nothing on disk.
+  auto t = Transport::create(dir, std::move(transport));
+  if (!t) return t.status().prefixed(what + ": ").error();
+  impl->transport = std::move(*t);
+
   git_repository* repo = nullptr;
   std::error_code ec;
   bool exists =
@@ -273,15 +231,15 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
   }
   impl->repo.reset(repo);
 
+  // The transport passes the URL and refspecs to git itself; remote "origin" in the mirror's
+  // config is for people who run git in it (and names the tracking refs).
   git_remote* r = nullptr;
   int rc = git_remote_lookup(&r, repo, kRemote);
   RemotePtr remote(r);
-  bool reload = false;  // a loaded git_remote does not see later config changes
   if (rc == GIT_ENOTFOUND) {
     git_error_clear();
-    reload = true;
     if (rc = git_remote_create(&r, repo, kRemote, remote_url.c_str()); rc < 0)
-      return git_fail(what + ": create remote origin " + remote_url, rc);
+      return git_fail(what + ": create remote origin " + redact(remote_url), rc);
     remote.reset(r);
   } else if (rc < 0) {
     return git_fail(what + ": remote origin", rc);
@@ -289,11 +247,9 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
     const char* url = git_remote_url(remote.get());
     if (!url || remote_url != url) {
       if (rc = git_remote_set_url(repo, kRemote, remote_url.c_str()); rc < 0)
-        return git_fail(what + ": set origin url " + remote_url, rc);
-      reload = true;
+        return git_fail(what + ": set origin url " + redact(remote_url), rc);
     }
   }
-  // The configured refspecs are also what maps a pushed branch to its tracking ref.
   git_strarray fetch = {nullptr, 0};
   if (rc = git_remote_get_fetch_refspecs(&fetch, remote.get()); rc < 0)
     return git_fail(what + ": refspecs of origin", rc);
@@ -304,14 +260,7 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
   if (!has_tags) {
     if (rc = git_remote_add_fetch(repo, kRemote, kFetchTags); rc < 0)
       return git_fail(what + ": add tag refspec", rc);
-    reload = true;
   }
-  if (reload) {
-    if (rc = git_remote_lookup(&r, repo, kRemote); rc < 0)
-      return git_fail(what + ": remote origin", rc);
-    remote.reset(r);
-  }
-  impl->origin = std::move(remote);
   return std::unique_ptr<Mirror>(new Mirror(std::move(impl)));
 }
 
@@ -327,8 +276,16 @@ Result<std::unique_ptr<Mirror>> Mirror::open_existing(const std::filesystem::pat
   const char* gitdir = git_repository_path(repo);
   impl->dir = gitdir ? std::filesystem::path(gitdir) : dir;
   git_remote* r = nullptr;
+  impl->no_transport = error("the repository has no origin remote");
   if (git_remote_lookup(&r, repo, kRemote) == 0) {
-    impl->origin.reset(r);
+    RemotePtr remote(r);
+    TransportOptions options;
+    options.url = git_remote_url(r) ? git_remote_url(r) : "";
+    auto t = Transport::create(impl->dir, std::move(options));
+    if (t)
+      impl->transport = std::move(*t);
+    else
+      impl->no_transport = t.status();
   } else {
     git_error_clear();
   }
@@ -337,18 +294,8 @@ Result<std::unique_ptr<Mirror>> Mirror::open_existing(const std::filesystem::pat
 
 Status Mirror::fetch() {
   const std::string what = "fetch origin";
-  if (!impl_->origin) return error(what + ": the repository has no origin remote");
-  Connection conn{impl_->origin.get()};
-  std::string heads = kFetchHeads, tags = kFetchTags, notes = kFetchNotes;
-  char* specs[] = {heads.data(), tags.data(), notes.data()};
-  git_strarray refspecs = {specs, 3};
-  git_fetch_options opts = GIT_FETCH_OPTIONS_INIT;
-  opts.prune = GIT_FETCH_PRUNE;
-  opts.update_fetchhead = 0;
-  opts.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;  // the tag refspec already takes them all
-  if (int rc = git_remote_fetch(conn.remote, &refspecs, &opts, "dmzbot: fetch"); rc < 0)
-    return git_fail(what, rc);
-  return {};
+  if (Status s = impl_->need_transport(what); !s.ok()) return s;
+  return impl_->transport->fetch().prefixed(what + ": ");
 }
 
 std::optional<Sha> Mirror::remote_branch(const std::string& name) const {
@@ -470,59 +417,113 @@ Result<MergeOutcome> Mirror::merge(
   return out;
 }
 
+Result<PushOutcome> Mirror::push_refs(const std::vector<RefUpdate>& updates) {
+  const std::string what = "push to origin";
+  if (Status s = impl_->need_transport(what); !s.ok()) return s.error();
+  // git would say "src refspec does not match any": say which object is missing instead.
+  git_odb* db = nullptr;
+  if (int rc = git_repository_odb(&db, impl_->repo.get()); rc < 0) return git_fail(what, rc);
+  OdbPtr odb(db);
+  for (const auto& u : updates) {
+    git_oid oid;
+    if (u.new_sha.empty()) continue;
+    if (u.new_sha.size() != GIT_OID_HEXSZ || git_oid_fromstr(&oid, u.new_sha.c_str()) < 0) {
+      git_error_clear();
+      return invalid(what + ": bad sha '" + u.new_sha + "' for " + u.ref);
+    }
+    if (!git_odb_exists(odb.get(), &oid))
+      return invalid(what + ": " + u.new_sha + " (for " + u.ref + ") is not in the mirror");
+  }
+  auto outcome = impl_->transport->push(updates);
+  if (!outcome) return outcome.status().prefixed(what + ": ").error();
+  const std::string heads = "refs/heads/";
+  for (size_t i = 0; i < updates.size(); ++i) {
+    const auto& u = updates[i];
+    if (!outcome->refs[i].ok() || u.ref.rfind(heads, 0) != 0) continue;
+    if (Status s = impl_->set_tracking(u.ref.substr(heads.size()), u.new_sha, what); !s.ok())
+      return s.error();
+  }
+  return outcome;
+}
+
+Result<std::map<std::string, Sha>> Mirror::ls_remote(const std::vector<std::string>& refs) {
+  const std::string what = "ls-remote origin";
+  if (Status s = impl_->need_transport(what); !s.ok()) return s.error();
+  auto values = impl_->transport->ls_remote(refs);
+  if (!values) return values.status().prefixed(what + ": ").error();
+  return values;
+}
+
+namespace {
+// "[remote rejected] (pre-receive hook declined); remote: protected by policy"
+std::string refusal(const RefResult& ref, const PushOutcome& outcome) {
+  std::string text = ref.summary;
+  if (!outcome.remote_messages.empty()) {
+    std::string said = outcome.remote_messages;
+    std::replace(said.begin(), said.end(), '\n', ' ');
+    text += "; remote: " + said;
+  }
+  return text;
+}
+}  // namespace
+
 Status Mirror::push_force(const Sha& sha, const std::string& branch) {
   const std::string what = "push " + sha + " to origin " + branch;
-  if (!impl_->origin) return error(what + ": the repository has no origin remote");
-  Connection conn{impl_->origin.get()};
-  auto pushed = impl_->push(conn.remote, sha, branch, /*force=*/true, what);
-  if (!pushed) return pushed.error();
-  if (pushed->non_fast_forward || !pushed->rejection.empty())
-    return error(what + ": rejected: " + pushed->rejection);
-  return impl_->set_tracking(branch, sha, what);
+  auto pushed = push_refs({{"refs/heads/" + branch, sha, std::nullopt}});
+  if (!pushed) return pushed.status().prefixed(what + ": ");
+  const RefResult& ref = pushed->refs.front();
+  if (!ref.ok()) return conflict(what + ": rejected: " + refusal(ref, *pushed));
+  return {};
 }
 
 Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
                                                      const Sha& expected_old, const Sha& new_sha) {
   const std::string what = "fast-forward origin " + branch + " to " + new_sha;
-  if (!impl_->origin) return error(what + ": the repository has no origin remote");
-  Connection conn{impl_->origin.get()};
-  auto current = impl_->ls_remote(conn.remote, branch, what);
-  if (!current) return current.error();
+  if (Status s = impl_->need_transport(what); !s.ok()) return s.error();
+  const std::string ref = "refs/heads/" + branch;
   FastForwardOutcome out;
-  out.remote_sha = *current;
-  if (*current == new_sha) {
-    out.ok = true;
-    out.message = "origin " + branch + " already at " + new_sha;
-    if (Status s = impl_->set_tracking(branch, new_sha, what); !s) return error(s.message());
-    return out;
-  }
-  if (*current != expected_old) {
-    out.remote_moved = true;
-    out.message = "origin " + branch + " is at " + (current->empty() ? "(none)" : *current) +
-                  ", expected " + expected_old;
-    return out;
-  }
-  // Not forced: libgit2 refuses a non-fast-forward against the advertised value, and a smart
-  // server checks that the branch is still at that value when it updates it.
-  auto pushed = impl_->push(conn.remote, new_sha, branch, /*force=*/false, what);
-  if (!pushed) return pushed.error();
-  if (pushed->non_fast_forward) {
-    out.message = what + ": not a fast-forward of " + expected_old;
-    return out;
-  }
-  if (!pushed->rejection.empty()) {
-    // Rejected by the server: most likely someone moved the branch after we looked.
-    git_remote_disconnect(conn.remote);
-    auto now = impl_->ls_remote(conn.remote, branch, what);
+  // What the remote is at, once a push did not go through: it decides between "already
+  // there" (ok: a retry after a crash), "someone moved it" and a plain refusal.
+  auto settle = [&](const std::string& refused) -> Result<FastForwardOutcome> {
+    auto now = impl_->remote_value(ref, what);
     if (!now) return now.error();
     out.remote_sha = *now;
-    out.remote_moved = *now != expected_old;
-    out.message = what + ": rejected: " + pushed->rejection;
+    if (*now == new_sha) {
+      out.ok = true;
+      out.message = "origin " + branch + " already at " + new_sha;
+      if (Status s = impl_->set_tracking(branch, new_sha, what); !s) return s.error();
+    } else if (*now != expected_old) {
+      out.remote_moved = true;
+      out.message = "origin " + branch + " is at " + (now->empty() ? "(none)" : *now) +
+                    ", expected " + (expected_old.empty() ? "(none)" : expected_old) +
+                    (refused.empty() ? "" : ": " + refused);
+    } else {
+      out.message = refused;
+    }
     return out;
+  };
+  if (!expected_old.empty()) {
+    auto descends = is_ancestor(expected_old, new_sha);
+    if (!descends || !*descends) {
+      auto settled = settle(what + ": not a fast-forward of " + expected_old);
+      if (settled && !settled->ok && !settled->remote_moved && !descends)
+        return descends.status().prefixed(what + ": ").error();
+      return settled;
+    }
   }
+  // The lease makes the server update the branch only if it is still at expected_old.
+  auto pushed = push_refs({{ref, new_sha, expected_old}});
+  if (!pushed) return pushed.status().prefixed(what + ": ").error();
+  const RefResult& result = pushed->refs.front();
+  if (!result.ok()) return settle(what + ": rejected: " + refusal(result, *pushed));
   out.ok = true;
-  out.message = "origin " + branch + " fast-forwarded to " + new_sha;
-  if (Status s = impl_->set_tracking(branch, new_sha, what); !s) return error(s.message());
+  if (result.status == RefStatus::kUpToDate) {
+    out.remote_sha = new_sha;
+    out.message = "origin " + branch + " already at " + new_sha;
+  } else {
+    out.remote_sha = expected_old;
+    out.message = "origin " + branch + " fast-forwarded to " + new_sha;
+  }
   return out;
 }
 

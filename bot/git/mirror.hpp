@@ -1,6 +1,7 @@
-// A libgit2 wrapper over dmzbot's bare mirror of a remote: fetch, in-memory merges, pushes
-// with an expected old value, tree export. RAII for every libgit2 object; errors carry
-// libgit2's own message, read on the thread that failed.
+// dmzbot's bare mirror of a remote: libgit2 for reading objects, in-memory merges, writing
+// commits and tree export; the git command (bot/git/transport.hpp) for fetch and push, with
+// credentials and deadlines. RAII for every libgit2 object; errors carry libgit2's or git's
+// own message, read on the thread that failed.
 // Threading: a Mirror is used by one thread at a time (the repository's git worker).
 #pragma once
 
@@ -14,14 +15,13 @@
 #include <vector>
 
 #include "base/status.hpp"
+#include "bot/git/transport.hpp"
 
 namespace dmz {
 class Signer;
 }
 
 namespace dmz::git {
-
-using Sha = std::string;
 
 // Call once per process before any other function here (safe to call again).
 void init();
@@ -48,13 +48,18 @@ struct FastForwardOutcome {
 
 class Mirror {
  public:
-  // Opens the bare repository at `dir`, creating it (and remote "origin" -> `remote_url`) if
-  // missing; an existing mirror gets its origin URL updated.
+  // Opens the bare repository at `dir`, creating it (and remote "origin" -> `transport.url`)
+  // if missing; an existing mirror gets its origin URL updated. fetch and the pushes go
+  // through `transport` (credentials, timeouts, fetch refspecs, push signing).
+  static Result<std::unique_ptr<Mirror>> open(const std::filesystem::path& dir,
+                                              TransportOptions transport);
+  // The same with default transport options (no credentials, 60 s network timeout).
   static Result<std::unique_ptr<Mirror>> open(const std::filesystem::path& dir,
                                               const std::string& remote_url);
   // Opens an existing repository (bare, or a work tree or any directory inside one) without
   // touching its configuration; no remote is needed (for `dmzbot verify --repo DIR`). fetch and
-  // the pushes fail on a mirror opened this way unless the repository has an "origin" remote.
+  // the pushes fail on a mirror opened this way unless the repository has an "origin" remote
+  // (reached with default transport options).
   static Result<std::unique_ptr<Mirror>> open_existing(const std::filesystem::path& dir);
   ~Mirror();
   Mirror(const Mirror&) = delete;
@@ -62,8 +67,8 @@ class Mirror {
 
   const std::filesystem::path& path() const;
 
-  // +refs/heads/*:refs/remotes/origin/*, +refs/tags/*:refs/tags/* and +refs/notes/*:refs/notes/*
-  // (pruning deleted branches).
+  // The transport's fetch refspecs, by default +refs/heads/*:refs/remotes/origin/*,
+  // +refs/tags/*:refs/tags/* and +refs/notes/*:refs/notes/* (pruning deleted branches).
   Status fetch();
   std::optional<Sha> remote_branch(const std::string& name) const;  // refs/remotes/origin/<name>
   std::map<std::string, Sha> remote_branches() const;               // branch name -> sha
@@ -80,12 +85,22 @@ class Mirror {
       Signer* signer = nullptr,
       const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
 
-  // Force-pushes `sha` to refs/heads/<branch> on origin (dmz is dmzbot's own branch).
+  // Force-pushes `sha` to refs/heads/<branch> on origin (dmz is dmzbot's own branch). A
+  // refusal by the server is a `conflict` error.
   Status push_force(const Sha& sha, const std::string& branch);
-  // Pushes `new_sha` to refs/heads/<branch> only if the remote is at `expected_old` and only
-  // as a fast-forward. If the remote is already at `new_sha`, ok (idempotent after a crash).
+  // Pushes `new_sha` to refs/heads/<branch> only if the remote is at `expected_old` ("" = the
+  // branch must not exist) and only as a fast-forward; the server checks the old value when
+  // it updates the ref (--force-with-lease). If the remote is already at `new_sha`, ok
+  // (idempotent after a crash).
   Result<FastForwardOutcome> push_fast_forward(const std::string& branch, const Sha& expected_old,
                                                const Sha& new_sha);
+  // Pushes several ref updates at once, atomically when there are several (all move or none);
+  // a RefUpdate with an empty new_sha deletes the remote ref (e.g. an obsolete
+  // refs/heads/dmz-queue/<id>). Every new sha must be in the mirror. Refusals are values;
+  // the tracking refs (refs/remotes/origin/<branch>) follow the branches that moved.
+  Result<PushOutcome> push_refs(const std::vector<RefUpdate>& updates);
+  // The remote's current values of the given full ref names (absent refs are left out).
+  Result<std::map<std::string, Sha>> ls_remote(const std::vector<std::string>& refs);
 
   // Writes the tree of `commit` into `dir` (created if missing). No .git in it.
   Status export_tree(const Sha& commit, const std::filesystem::path& dir);

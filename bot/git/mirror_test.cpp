@@ -12,6 +12,7 @@
 
 #include "bot/git/signer.hpp"
 #include "tests/git_daemon.hpp"
+#include "tests/git_http.hpp"
 #include "tests/support.hpp"
 
 namespace fs = std::filesystem;
@@ -214,7 +215,7 @@ TEST_CASE("open removes lock files a crashed run left, so pushes work again") {
   CHECK(f.origin_git("rev-parse master") == merged->commit);
 }
 
-TEST_CASE("fetch from a remote that does not exist fails with libgit2's message") {
+TEST_CASE("fetch from a remote that does not exist fails with git's message") {
   TempDir tmp;
   git::init();
   auto m = git::Mirror::open(tmp / "mirror.git", (tmp / "no-such-remote").string());
@@ -223,6 +224,7 @@ TEST_CASE("fetch from a remote that does not exist fails with libgit2's message"
   REQUIRE_FALSE(s.ok());
   CHECK(s.message().rfind("fetch origin: ", 0) == 0);
   CHECK(s.message().size() > std::string("fetch origin: ").size() + 5);
+  CHECK(s.code() == Code::kNotFound);
 
   auto r = (*m)->resolve("no-such-branch");
   REQUIRE_FALSE(r.ok());
@@ -697,4 +699,96 @@ TEST_CASE("merge_tree is the tree merge() writes, nullopt on conflict; read_file
   auto tags = f.mirror->tags();
   CHECK(tags.size() == 1);
   CHECK(tags["v1"] == must(git_env() + "git rev-parse refs/tags/v1", f.work));
+}
+
+TEST_CASE("push_refs moves several branches atomically, deletes, and the tracking refs follow") {
+  Fixture f;
+  auto [master, feature] = f.diverge();
+  auto merged = f.mirror->merge(master, feature, "Merge feature", {});
+  REQUIRE(merged.ok());
+  const std::string c = merged->commit;
+  using git::RefUpdate;
+
+  // One stale lease: nothing moves, on the remote or in the tracking refs.
+  auto r = f.mirror->push_refs({{"refs/heads/master", c, feature},
+                                {"refs/heads/dmz-queue/7", c, std::string()},
+                                {"refs/heads/dmz", c, std::nullopt}});
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+  CHECK_FALSE(r->ok());
+  CHECK(r->refs[0].status == git::RefStatus::kStale);
+  CHECK(f.origin_git("rev-parse master") == master);
+  CHECK(run(git_env() + "git -C " + q(f.origin) + " rev-parse -q --verify dmz").exit_code != 0);
+  CHECK(f.mirror->remote_branch("master") == master);
+  CHECK_FALSE(f.mirror->remote_branch("dmz-queue/7").has_value());
+
+  r = f.mirror->push_refs({{"refs/heads/master", c, master},
+                           {"refs/heads/dmz-queue/7", c, std::string()},
+                           {"refs/heads/dmz", c, std::nullopt}});
+  REQUIRE(r.ok());
+  CHECK(r->ok());
+  CHECK(f.origin_git("rev-parse master dmz dmz-queue/7") == c + "\n" + c + "\n" + c);
+  CHECK(f.mirror->remote_branch("master") == c);
+  CHECK(f.mirror->remote_branch("dmz-queue/7") == c);
+  CHECK(f.mirror->remote_branch("dmz") == c);
+
+  // Deleting an obsolete candidate branch.
+  r = f.mirror->push_refs({{"refs/heads/dmz-queue/7", "", c}});
+  REQUIRE(r.ok());
+  CHECK(r->ok());
+  CHECK(run(git_env() + "git -C " + q(f.origin) + " rev-parse -q --verify dmz-queue/7").exit_code !=
+        0);
+  CHECK_FALSE(f.mirror->remote_branch("dmz-queue/7").has_value());
+
+  auto values = f.mirror->ls_remote({"refs/heads/master", "refs/heads/dmz-queue/7"});
+  REQUIRE(values.ok());
+  CHECK(*values == std::map<std::string, std::string>{{"refs/heads/master", c}});
+
+  // A sha the mirror does not have is bad input, and nothing is run.
+  auto missing = f.mirror->push_refs({{"refs/heads/dmz", std::string(40, 'a'), std::nullopt}});
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.code() == Code::kInvalid);
+  CHECK(missing.message().find("is not in the mirror") != std::string::npos);
+  CHECK(f.origin_git("rev-parse dmz") == c);
+}
+
+TEST_CASE("open with transport options: smart HTTP with a token; bad options change nothing") {
+  Fixture f;
+  const std::string token = "test-token-0123456789abcdef";
+  GitHttpServer http(f.tmp.path(), "x-access-token", token);
+  REQUIRE_MESSAGE(http.error().empty(), http.error());
+  git::TransportOptions options;
+  options.url = http.url("origin.git");
+  options.token = token;
+  options.network_timeout = std::chrono::seconds(20);
+  auto m = git::Mirror::open(f.tmp / "http-mirror.git", options);
+  REQUIRE_MESSAGE(m.ok(), (m.ok() ? "" : m.message()));
+  auto& mirror = **m;
+  Status s = mirror.fetch();
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  CHECK(mirror.remote_branch("master") == f.initial);
+  std::string next = commit_files(f.work, {{"next.txt", "n\n"}}, "next");
+  f.git("push -q " + q(f.tmp / "http-mirror.git") + " master:refs/heads/scratch");
+  auto ff = mirror.push_fast_forward("master", f.initial, next);
+  REQUIRE_MESSAGE(ff.ok(), (ff.ok() ? "" : ff.message()));
+  CHECK(ff->ok);
+  CHECK(f.origin_git("rev-parse master") == next);
+  s = mirror.push_force(f.initial, "dmz");
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  CHECK(f.origin_git("rev-parse dmz") == f.initial);
+
+  options.token = "wrong";
+  auto wrong = git::Mirror::open(f.tmp / "http-mirror.git", options);
+  REQUIRE(wrong.ok());
+  Status denied = (*wrong)->fetch();
+  CHECK(denied.code() == Code::kUnauthenticated);
+  CHECK(denied.message().find("fetch origin: authentication failed for " + options.url) == 0);
+  auto ff2 = (*wrong)->push_fast_forward("master", next, next);
+  CHECK(ff2.code() == Code::kUnauthenticated);
+
+  options.url = "https://user:password@example.com/x.git";
+  auto refused = git::Mirror::open(f.tmp / "never.git", options);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.code() == Code::kInvalid);
+  CHECK(refused.message().find("password@") == std::string::npos);
+  CHECK_FALSE(fs::exists(f.tmp / "never.git"));
 }

@@ -1,0 +1,739 @@
+// The `git` command as dmzbot's transport (see transport.hpp for the contract).
+//
+// Why the git command and not libgit2 (1.5): libgit2's transports have no timeouts, and git
+// brings the protocol features we need (--force-with-lease checked by the server,
+// --atomic, push certificates, protocol v2) with the credential and ssh handling every forge
+// is tested against.
+//
+// How a secret reaches git: the token is written once into a sealed memfd; each git child
+// gets it as fd 3 (the only fd besides 0-2) and GIT_ASKPASS points at a script that prints
+// the username for git's "Username for ..." prompt and `cat /proc/self/fd/3` otherwise
+// (opening /proc/self/fd/N of a memfd starts at offset 0, so every prompt gets it whole).
+// The token is never in argv, in the child's environment or in a file.
+#include "bot/git/transport.hpp"
+
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <set>
+#include <utility>
+
+namespace dmz::git {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The fd number at which a git child finds the token (the askpass script reads it).
+constexpr int kSecretFd = 3;
+constexpr size_t kStderrTail = 8 * 1024;         // what is kept of git's stderr
+constexpr size_t kMessageTail = 2 * 1024;        // what of it goes into an error message
+constexpr size_t kMaxStdout = 16 * 1024 * 1024;  // porcelain / ls-remote output
+constexpr auto kDrainAfterKill = std::chrono::seconds(5);
+
+constexpr const char* kAskpassName = "askpass.sh";
+// Written once into the scratch directory; holds no secret.
+constexpr const char* kAskpassScript =
+    "#!/bin/sh\n"
+    "# dmzbot's askpass helper: the username for git's \"Username for ...\" prompt, the token\n"
+    "# (from the memfd git inherited as fd 3) for anything else.\n"
+    "case \"$1\" in\n"
+    "Username*) printf '%s\\n' \"$DMZBOT_GIT_USERNAME\" ;;\n"
+    "*) exec cat /proc/self/fd/3 ;;\n"
+    "esac\n";
+
+enum class Scheme { kLocal, kFile, kGit, kHttp, kSsh };
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool is_hex_sha(const std::string& s) {
+  if (s.size() != 40 && s.size() != 64) return false;
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+bool has_control_chars(const std::string& s) {
+  return std::any_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+}
+
+// git check-ref-format's rules for a full ref name ("refs/..."), so that a bad name is our
+// `invalid` and never reaches git's command line as something else.
+bool valid_ref_name(const std::string& ref) {
+  if (ref.rfind("refs/", 0) != 0 || ref.size() <= 5) return false;
+  if (has_control_chars(ref) || ref.find_first_of(" ~^:?*[\\") != std::string::npos) return false;
+  if (ref.find("..") != std::string::npos || ref.find("@{") != std::string::npos) return false;
+  if (ref.find("//") != std::string::npos || ref.back() == '/' || ref.back() == '.') return false;
+  size_t start = 0;
+  while (start <= ref.size()) {
+    size_t end = ref.find('/', start);
+    if (end == std::string::npos) end = ref.size();
+    std::string_view part(ref.data() + start, end - start);
+    if (part.empty() || part.front() == '.' || part.front() == '-') return false;
+    if (part.size() >= 5 && part.substr(part.size() - 5) == ".lock") return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+bool valid_refspec(const std::string& spec) {
+  return !spec.empty() && spec.front() != '-' && !has_control_chars(spec) &&
+         spec.find(' ') == std::string::npos;
+}
+
+// What kind of remote `url` is, refusing what git would treat as a remote helper
+// ("ext::cmd") or an option, and passwords in URLs.
+Result<Scheme> classify_url(const std::string& url) {
+  if (url.empty()) return invalid("no remote URL");
+  if (has_control_chars(url)) return invalid("the remote URL has control characters");
+  if (url.front() == '-') return invalid("the remote URL starts with '-'");
+  size_t sep = url.find("://");
+  size_t slash = url.find('/');
+  if (sep != std::string::npos && sep < slash) {
+    std::string scheme = lower(url.substr(0, sep));
+    size_t host = sep + 3;
+    size_t path = url.find('/', host);
+    std::string authority =
+        url.substr(host, path == std::string::npos ? std::string::npos : path - host);
+    size_t at = authority.rfind('@');
+    if (at != std::string::npos && authority.substr(0, at).find(':') != std::string::npos)
+      return invalid("the remote URL " + redact(url) +
+                     " carries a password: give the token as the repository's auth token");
+    if (scheme == "file") return Scheme::kFile;
+    if (scheme == "git") return Scheme::kGit;
+    if (scheme == "http" || scheme == "https") return Scheme::kHttp;
+    if (scheme == "ssh" || scheme == "git+ssh" || scheme == "ssh+git") return Scheme::kSsh;
+    return invalid("unsupported remote URL scheme '" + scheme + "' in " + redact(url));
+  }
+  size_t helper = url.find("::");
+  if (helper != std::string::npos && helper < slash)
+    return invalid("remote helper URLs (" + url.substr(0, helper) + "::) are not allowed");
+  size_t colon = url.find(':');
+  if (colon != std::string::npos && colon < slash) return Scheme::kSsh;  // scp-like host:path
+  return Scheme::kLocal;
+}
+
+// The last lines of git's stderr for an error message: redacted, hints and blank lines
+// dropped, joined with " | ", at most kMessageTail characters.
+std::string stderr_summary(const std::string& err, const std::string& secret) {
+  std::string text = redact(err, secret);
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string line = text.substr(start, end - start);
+    start = end + 1;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (line.empty() || line.rfind("hint:", 0) == 0) continue;
+    lines.push_back(std::move(line));
+  }
+  std::string out;
+  for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+    if (out.size() + it->size() > kMessageTail) break;
+    out = out.empty() ? *it : *it + " | " + out;
+  }
+  return out;
+}
+
+// An fd number >= 10 with FD_CLOEXEC, so that the child's dup2s to 0..3 never collide with it.
+int high_fd(int fd) {
+  if (fd < 0 || fd >= 10) return fd;
+  int high = ::fcntl(fd, F_DUPFD_CLOEXEC, 10);
+  ::close(fd);
+  return high;
+}
+
+// `name` if it has a slash, else its first executable file in PATH ("" if none): resolved
+// before fork, as the child may only make async-signal-safe calls.
+std::string find_program(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::string dirs = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = dirs.substr(start, end - start);
+    start = end + 1;
+    std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + name;
+    struct stat st {};
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0)
+      return candidate;
+  }
+  return "";
+}
+
+struct GitRun {
+  int exit_code = -1;  // -1: killed by a signal
+  bool timed_out = false;
+  bool stdout_overflow = false;
+  std::string out;
+  std::string err;  // the last kStderrTail bytes
+};
+
+std::string seconds_text(std::chrono::seconds s) { return std::to_string(s.count()) + " s"; }
+
+}  // namespace
+
+std::string redact(std::string text, const std::string& secret) {
+  if (!secret.empty()) {
+    for (size_t pos = 0; (pos = text.find(secret, pos)) != std::string::npos;) {
+      text.replace(pos, secret.size(), "***");
+      pos += 3;
+    }
+  }
+  for (size_t pos = 0; (pos = text.find("://", pos)) != std::string::npos;) {
+    size_t scheme_start = pos;
+    while (scheme_start > 0 && (std::isalnum(static_cast<unsigned char>(text[scheme_start - 1])) ||
+                                text[scheme_start - 1] == '+'))
+      --scheme_start;
+    bool http = lower(text.substr(scheme_start, pos - scheme_start)).rfind("http", 0) == 0;
+    size_t start = pos + 3;
+    size_t end = text.find_first_of("/ \t\r\n'\"<>", start);
+    if (end == std::string::npos) end = text.size();
+    size_t at = end > start ? text.rfind('@', end - 1) : std::string::npos;
+    if (at != std::string::npos && at >= start) {
+      // http(s): a user part alone may be a token (https://<token>@host), so all of it goes.
+      size_t colon = text.find(':', start);
+      size_t from = http ? start : (colon < at ? colon + 1 : at);
+      if (from < at && text.compare(from, at - from, "***") != 0) {
+        text.replace(from, at - from, "***");
+        end = from + 3 + (end - at);
+      }
+    }
+    pos = start;
+  }
+  return text;
+}
+
+bool PushOutcome::ok() const {
+  return std::all_of(refs.begin(), refs.end(), [](const RefResult& r) { return r.ok(); });
+}
+
+struct Transport::Impl {
+  std::filesystem::path git_dir;
+  TransportOptions opt;
+  Scheme scheme = Scheme::kLocal;
+  std::string display_url;
+  int secret_fd = -1;  // the sealed memfd holding the token; -1 without a token
+
+  ~Impl() {
+    if (secret_fd >= 0) ::close(secret_fd);
+  }
+
+  std::chrono::seconds total_timeout() const {
+    return opt.operation_timeout.count() > 0 ? opt.operation_timeout : opt.network_timeout * 10;
+  }
+
+  // The scratch directory, private to us, with the askpass helper in it.
+  Status prepare_scratch() {
+    const auto& dir = opt.scratch_dir;
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) return unavailable("create " + dir.string() + ": " + ec.message());
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) < 0)
+      return unavailable("stat " + dir.string() + ": " + std::strerror(errno));
+    if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid())
+      return permission_denied(dir.string() + " is not a directory of this user");
+    if ((st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) < 0)
+      return unavailable("chmod 0700 " + dir.string() + ": " + std::strerror(errno));
+    if (opt.token.empty()) return {};
+    auto script = dir / kAskpassName;
+    if (::access(script.c_str(), X_OK) == 0) return {};
+    auto tmp = dir / (std::string(kAskpassName) + ".tmp");
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0700);
+    if (fd < 0) return unavailable("create " + tmp.string() + ": " + std::strerror(errno));
+    std::string_view text(kAskpassScript);
+    bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    if (::close(fd) < 0 || !written || ::rename(tmp.c_str(), script.c_str()) < 0)
+      return unavailable("write " + script.string() + ": " + std::strerror(errno));
+    return {};
+  }
+
+  std::vector<std::string> environment() const {
+    const char* path = std::getenv("PATH");
+    std::vector<std::string> env = {
+        std::string("PATH=") + (path && *path ? path : "/usr/local/bin:/usr/bin:/bin"),
+        "HOME=" + opt.scratch_dir.string(),
+        "LANG=C",
+        "LC_ALL=C",
+        "GIT_TERMINAL_PROMPT=0",
+        "GIT_CONFIG_NOSYSTEM=1",
+        "GIT_CONFIG_GLOBAL=/dev/null",
+    };
+    // The operator's network settings (proxies, CA bundles) and where temporary files go.
+    for (const char* name : {"http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY",
+                             "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE",
+                             "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "TMPDIR"})
+      if (const char* value = std::getenv(name)) env.push_back(std::string(name) + "=" + value);
+    if (!opt.token.empty()) {
+      env.push_back("GIT_ASKPASS=" + (opt.scratch_dir / kAskpassName).string());
+      env.push_back("DMZBOT_GIT_USERNAME=" + opt.username);
+    }
+    if (scheme == Scheme::kSsh) env.push_back("GIT_SSH_COMMAND=" + ssh_command());
+    if (opt.sign_pushes && opt.sign_pushes->format == PushSigning::Format::kOpenPgp &&
+        !opt.sign_pushes->gnupg_home.empty())
+      env.push_back("GNUPGHOME=" + opt.sign_pushes->gnupg_home.string());
+    return env;
+  }
+
+  static std::string sh_quote(const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  }
+
+  // ssh run by git (through /bin/sh, hence the quoting): no user or system ssh config, never
+  // a prompt, strict host keys, bounded connect and keepalives.
+  std::string ssh_command() const {
+    long t = std::max<long>(1, opt.network_timeout.count());
+    long alive = std::max<long>(1, t / 3);
+    std::string cmd = "ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=yes";
+    cmd += " -o UpdateHostKeys=no -o ConnectTimeout=" + std::to_string(t);
+    cmd += " -o ServerAliveInterval=" + std::to_string(alive) + " -o ServerAliveCountMax=3";
+    if (!opt.ssh_key.empty())
+      cmd += " -o IdentitiesOnly=yes -o IdentityFile=" + sh_quote(opt.ssh_key.string());
+    if (!opt.known_hosts.empty())
+      cmd += " -o UserKnownHostsFile=" + sh_quote(opt.known_hosts.string()) +
+             " -o GlobalKnownHostsFile=/dev/null";
+    return cmd;
+  }
+
+  // git's argv up to the subcommand: the repository and the settings that hold for every
+  // operation (only the transports we support, no credential helpers, stall detection).
+  std::vector<std::string> git_prefix() const {
+    std::vector<std::string> a = {opt.git_program, "--git-dir=" + git_dir.string()};
+    for (const char* c :
+         {"protocol.allow=never", "protocol.file.allow=always", "protocol.git.allow=always",
+          "protocol.http.allow=always", "protocol.https.allow=always", "protocol.ssh.allow=always",
+          "credential.helper=", "core.askPass=", "http.lowSpeedLimit=1"}) {
+      a.push_back("-c");
+      a.push_back(c);
+    }
+    a.push_back("-c");
+    a.push_back("http.lowSpeedTime=" +
+                std::to_string(std::max<long>(1, opt.network_timeout.count())));
+    return a;
+  }
+
+  // Runs git with `args` after the common prefix, under the total deadline.
+  Result<GitRun> run(const std::vector<std::string>& args) {
+    if (Status s = prepare_scratch(); !s.ok()) return s.error();
+    std::vector<std::string> argv_strings = git_prefix();
+    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+    std::vector<std::string> env_strings = environment();
+    std::vector<char*> argv, envp;
+    for (auto& s : argv_strings) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+
+    std::string program = find_program(opt.git_program);
+    if (program.empty()) return internal("cannot run " + opt.git_program + ": not found in PATH");
+    // Every fd the child dup2s from is >= 10 and close-on-exec.
+    int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1}, exec_pipe[2] = {-1, -1};
+    int null_fd = high_fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    bool ok = null_fd >= 0 && ::pipe2(out_pipe, O_CLOEXEC) == 0 &&
+              ::pipe2(err_pipe, O_CLOEXEC) == 0 && ::pipe2(exec_pipe, O_CLOEXEC) == 0;
+    int saved_errno = errno;
+    int* all_fds[] = {&out_pipe[0], &out_pipe[1],  &err_pipe[0],
+                      &err_pipe[1], &exec_pipe[0], &exec_pipe[1]};
+    for (int* fd : all_fds) *fd = high_fd(*fd);
+    auto close_all = [&] {
+      for (int* fd : all_fds)
+        if (*fd >= 0) ::close(std::exchange(*fd, -1));
+      if (null_fd >= 0) ::close(std::exchange(null_fd, -1));
+    };
+    if (!ok) {
+      close_all();
+      return internal(std::string("pipe: ") + std::strerror(saved_errno));
+    }
+    const int keep_below = secret_fd >= 0 ? kSecretFd + 1 : 3;
+    const long max_fd = ::sysconf(_SC_OPEN_MAX);
+    const pid_t parent = ::getpid();
+    const auto started = Clock::now();
+    // fork rather than posix_spawn: only a forked child can ask to be killed when we die
+    // (PR_SET_PDEATHSIG), so that git does not go on fetching into the mirror after a crash.
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      // The child of a multi-threaded process: async-signal-safe calls only, up to execve.
+      ::setpgid(0, 0);  // its own process group: a deadline kills it all
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      struct sigaction dfl {};
+      dfl.sa_handler = SIG_DFL;
+      for (int sig = 1; sig < NSIG; ++sig) ::sigaction(sig, &dfl, nullptr);  // e.g. SIGPIPE
+      ::dup2(null_fd, 0);
+      ::dup2(out_pipe[1], 1);
+      ::dup2(err_pipe[1], 2);
+      if (secret_fd >= 0) ::dup2(secret_fd, kSecretFd);
+      // Nothing else crosses execve.
+      if (::syscall(SYS_close_range, keep_below, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+        for (long fd = keep_below; fd < max_fd; ++fd)
+          ::fcntl(static_cast<int>(fd), F_SETFD, FD_CLOEXEC);
+      ::execve(program.c_str(), argv.data(), envp.data());
+      int e = errno;
+      [[maybe_unused]] ssize_t n = ::write(exec_pipe[1], &e, sizeof e);
+      ::_exit(127);
+    }
+    saved_errno = errno;
+    ::close(std::exchange(out_pipe[1], -1));
+    ::close(std::exchange(err_pipe[1], -1));
+    ::close(std::exchange(exec_pipe[1], -1));
+    ::close(std::exchange(null_fd, -1));
+    if (pid < 0) {
+      close_all();
+      return internal(std::string("fork: ") + std::strerror(saved_errno));
+    }
+    int exec_errno = 0;
+    ssize_t got_errno;
+    while ((got_errno = ::read(exec_pipe[0], &exec_errno, sizeof exec_errno)) < 0 &&
+           errno == EINTR) {
+    }
+    ::close(std::exchange(exec_pipe[0], -1));
+    if (got_errno > 0) {
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      close_all();
+      return internal("cannot run " + program + ": " + std::strerror(exec_errno));
+    }
+
+    GitRun r;
+    const auto deadline = started + total_timeout();
+    int fds[2] = {std::exchange(out_pipe[0], -1), std::exchange(err_pipe[0], -1)};
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));  // -1: poll waitid instead
+    bool exited = false, reaped_elsewhere = false;
+    char buf[64 * 1024];
+    while (fds[0] >= 0 || fds[1] >= 0 || !exited) {
+      auto now = Clock::now();
+      if (!exited) {
+        siginfo_t info{};
+        // WNOWAIT: the exited leader stays a zombie, so its pid (= the group id) is not
+        // reused before the group is killed below.
+        int waited = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT);
+        if (waited == 0 && info.si_pid == pid) {
+          exited = true;
+          // git waits for its own helpers; anything left in the group is of no use now.
+          ::kill(-pid, SIGKILL);
+          continue;
+        }
+        if (waited < 0 && errno == ECHILD) {  // reaped elsewhere: its pid may be reused
+          exited = reaped_elsewhere = true;
+          continue;
+        }
+        if (!r.timed_out && now >= deadline) {
+          r.timed_out = true;
+          ::kill(-pid, SIGKILL);
+        }
+      }
+      // Pipes held open by something outside the group: stop reading.
+      if (now >= deadline + kDrainAfterKill) break;
+      pollfd p[3];
+      int n = 0;
+      for (int fd : fds)
+        if (fd >= 0) p[n++] = {fd, POLLIN, 0};
+      if (!exited && pidfd >= 0) p[n++] = {pidfd, POLLIN, 0};
+      auto limit = (r.timed_out || exited) ? deadline + kDrainAfterKill : deadline;
+      long wait_ms = std::max<long>(
+          0, std::chrono::duration_cast<std::chrono::milliseconds>(limit - now).count() + 1);
+      if (!exited && pidfd < 0) wait_ms = std::min<long>(wait_ms, 50);
+      if (::poll(p, n, static_cast<int>(std::min<long>(wait_ms, 60'000))) < 0 && errno != EINTR)
+        break;
+      for (int i = 0; i < 2; ++i) {
+        if (fds[i] < 0) continue;
+        bool ready = false;
+        for (int j = 0; j < n; ++j)
+          if (p[j].fd == fds[i] && p[j].revents != 0) ready = true;
+        if (!ready) continue;
+        ssize_t got = ::read(fds[i], buf, sizeof buf);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+          ::close(fds[i]);
+          fds[i] = -1;
+          continue;
+        }
+        if (i == 0) {
+          if (r.out.size() + static_cast<size_t>(got) > kMaxStdout)
+            r.stdout_overflow = true;
+          else
+            r.out.append(buf, static_cast<size_t>(got));
+        } else {
+          r.err.append(buf, static_cast<size_t>(got));
+          if (r.err.size() > 2 * kStderrTail) r.err.erase(0, r.err.size() - kStderrTail);
+        }
+      }
+    }
+    for (int fd : fds)
+      if (fd >= 0) ::close(fd);
+    if (pidfd >= 0) ::close(pidfd);
+    if (!exited) ::kill(-pid, SIGKILL);
+    int status = -1;  // not an exit status: "killed"
+    while (!reaped_elsewhere && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (r.err.size() > kStderrTail) r.err.erase(0, r.err.size() - kStderrTail);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+  }
+
+  // A git run that failed to talk to the remote, as an error with a code. git tells why only
+  // in words on stderr (its exit code is 128 for every fatal error), so its and ssh's fixed
+  // messages (LANG=C: untranslated) are what we can go by.
+  Error failure(const std::string& op, const GitRun& r) const {
+    const std::string what = op + " " + display_url;
+    std::string said = stderr_summary(r.err, opt.token);
+    std::string detail = said.empty() ? "" : "; git: " + said;
+    if (r.timed_out)
+      return unavailable(what + ": no answer within " + seconds_text(total_timeout()) +
+                         ", git stopped" + detail);
+    auto has = [&](const char* s) { return r.err.find(s) != std::string::npos; };
+    if (has("Host key verification failed") || has("REMOTE HOST IDENTIFICATION HAS CHANGED"))
+      return unauthenticated("host key verification failed for " + display_url + " (" +
+                             (opt.known_hosts.empty()
+                                  ? std::string("not in ssh's known_hosts files")
+                                  : "not the key pinned in " + opt.known_hosts.string()) +
+                             ")" + detail);
+    if (has("Permission denied (") || has("Permission denied, please try again"))
+      return unauthenticated(
+          "authentication failed for " + display_url +
+          (opt.ssh_key.empty() ? " (no ssh key configured)" : " (ssh key rejected)") + detail);
+    if (has("Authentication failed for") || has("returned error: 401") ||
+        has("could not read Username") || has("could not read Password"))
+      return unauthenticated("authentication failed for " + display_url +
+                             (opt.token.empty() ? " (no token configured)" : " (token rejected)") +
+                             detail);
+    if (has("returned error: 403"))
+      return permission_denied(what + ": access denied (HTTP 403)" + detail);
+    if (has("does not appear to be a git repository") || has("returned error: 404") ||
+        has("Repository not found"))
+      return not_found(what + ": no such repository" + detail);
+    if (r.stdout_overflow) return internal(what + ": more output than expected from git");
+    std::string how = r.exit_code >= 0 ? "git exited with " + std::to_string(r.exit_code)
+                                       : std::string("git was killed");
+    return unavailable(what + ": " + how + detail);
+  }
+};
+
+Transport::Transport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Transport::~Transport() = default;
+
+const std::string& Transport::display_url() const { return impl_->display_url; }
+
+Result<std::unique_ptr<Transport>> Transport::create(const std::filesystem::path& git_dir,
+                                                     TransportOptions options) {
+  auto impl = std::make_unique<Impl>();
+  auto scheme = classify_url(options.url);
+  if (!scheme) return scheme.error();
+  impl->scheme = *scheme;
+  impl->display_url = redact(options.url, options.token);
+  if (options.network_timeout.count() <= 0) return invalid("network_timeout must be positive");
+  if (options.operation_timeout.count() < 0) return invalid("operation_timeout is negative");
+  if (has_control_chars(options.username) || options.username.find(':') != std::string::npos)
+    return invalid("bad HTTP username");
+  if (has_control_chars(options.token)) return invalid("the token has control characters");
+  for (const auto& file : {options.ssh_key, options.known_hosts}) {
+    std::error_code ec;
+    if (!file.empty() && !std::filesystem::is_regular_file(file, ec))
+      return invalid("no such file: " + file.string());
+  }
+  for (const auto& spec : options.fetch_refspecs)
+    if (!valid_refspec(spec)) return invalid("bad fetch refspec '" + spec + "'");
+  if (options.fetch_refspecs.empty()) return invalid("no fetch refspecs");
+  if (options.git_program.empty()) return invalid("no git program");
+  if (options.sign_pushes) {
+    const auto& s = *options.sign_pushes;
+    if (s.key.empty() || has_control_chars(s.key)) return invalid("bad push signing key");
+  }
+  if (options.scratch_dir.empty()) options.scratch_dir = git_dir / "dmzbot-transport";
+  options.scratch_dir = std::filesystem::absolute(options.scratch_dir);
+  impl->git_dir = std::filesystem::absolute(git_dir);
+  if (!options.token.empty()) {
+    int fd = ::memfd_create("dmzbot-token", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return internal(std::string("memfd_create: ") + std::strerror(errno));
+    fd = high_fd(fd);
+    impl->secret_fd = fd;
+    const std::string& t = options.token;
+    if (::write(fd, t.data(), t.size()) != static_cast<ssize_t>(t.size()))
+      return internal(std::string("write token memfd: ") + std::strerror(errno));
+    // Read-only from now on, for us and for every child that inherits it.
+    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
+      return internal(std::string("seal token memfd: ") + std::strerror(errno));
+  }
+  impl->opt = std::move(options);
+  return std::unique_ptr<Transport>(new Transport(std::move(impl)));
+}
+
+Status Transport::fetch() {
+  std::vector<std::string> args = {"fetch",
+                                   "--quiet",
+                                   "--prune",
+                                   "--no-tags",
+                                   "--no-write-fetch-head",
+                                   "--no-auto-gc",
+                                   "--no-recurse-submodules",
+                                   "--no-show-forced-updates",
+                                   "--",
+                                   impl_->opt.url};
+  args.insert(args.end(), impl_->opt.fetch_refspecs.begin(), impl_->opt.fetch_refspecs.end());
+  auto r = impl_->run(args);
+  if (!r) return r.error();
+  if (r->exit_code != 0 || r->timed_out) return impl_->failure("fetch", *r);
+  return {};
+}
+
+Result<PushOutcome> Transport::push(const std::vector<RefUpdate>& updates) {
+  PushOutcome outcome;
+  if (updates.empty()) return outcome;
+  std::set<std::string> seen;
+  std::vector<std::string> args = {"push", "--porcelain", "--no-verify"};
+  std::vector<std::string> specs;
+  for (const auto& u : updates) {
+    if (!valid_ref_name(u.ref)) return invalid("bad ref name '" + u.ref + "'");
+    if (!seen.insert(u.ref).second) return invalid("ref " + u.ref + " is updated twice");
+    if (!u.new_sha.empty() && !is_hex_sha(u.new_sha))
+      return invalid("bad sha '" + u.new_sha + "' for " + u.ref);
+    if (u.expected_old && !u.expected_old->empty() && !is_hex_sha(*u.expected_old))
+      return invalid("bad expected sha '" + *u.expected_old + "' for " + u.ref);
+    if (u.expected_old) {
+      args.push_back("--force-with-lease=" + u.ref + ":" + *u.expected_old);
+      specs.push_back(u.new_sha + ":" + u.ref);
+    } else {
+      specs.push_back("+" + u.new_sha + ":" + u.ref);
+    }
+  }
+  if (updates.size() > 1) args.push_back("--atomic");
+  if (impl_->opt.sign_pushes) args.push_back("--signed=if-asked");
+  if (const auto& s = impl_->opt.sign_pushes) {
+    bool ssh = s->format == PushSigning::Format::kSsh;
+    std::vector<std::string> config = {ssh ? "gpg.format=ssh" : "gpg.format=openpgp",
+                                       "user.signingKey=" + s->key};
+    if (!s->program.empty())
+      config.push_back((ssh ? "gpg.ssh.program=" : "gpg.program=") + s->program);
+    // `-c` options belong before the subcommand.
+    for (auto it = config.rbegin(); it != config.rend(); ++it) {
+      args.insert(args.begin(), *it);
+      args.insert(args.begin(), "-c");
+    }
+  }
+  args.push_back("--");
+  args.push_back(impl_->opt.url);
+  args.insert(args.end(), specs.begin(), specs.end());
+  auto r = impl_->run(args);
+  if (!r) return r.error();
+
+  // --porcelain: "<flag>\t<from>:<to>\t<summary>" per ref, flag one of ' ' '+' '-' '*' '=' '!'.
+  std::map<std::string, RefResult> by_ref;
+  size_t start = 0;
+  const std::string& out = r->out;
+  while (start < out.size()) {
+    size_t end = out.find('\n', start);
+    if (end == std::string::npos) end = out.size();
+    std::string line = out.substr(start, end - start);
+    start = end + 1;
+    size_t tab1 = line.find('\t');
+    if (tab1 != 1) continue;  // "To <url>", "Done"
+    size_t tab2 = line.find('\t', tab1 + 1);
+    if (tab2 == std::string::npos) continue;
+    std::string spec = line.substr(tab1 + 1, tab2 - tab1 - 1);
+    size_t colon = spec.rfind(':');
+    if (colon == std::string::npos) continue;
+    RefResult res;
+    res.ref = spec.substr(colon + 1);
+    res.summary = line.substr(tab2 + 1);
+    switch (line[0]) {
+      case ' ':
+      case '+':
+      case '-':
+      case '*':
+        res.status = RefStatus::kUpdated;
+        break;
+      case '=':
+        res.status = RefStatus::kUpToDate;
+        break;
+      default:
+        if (res.summary.rfind("[remote rejected]", 0) == 0)
+          res.status = RefStatus::kRemoteRejected;
+        else if (res.summary.find("(stale info)") != std::string::npos)
+          res.status = RefStatus::kStale;
+        else if (res.summary.find("(non-fast-forward)") != std::string::npos ||
+                 res.summary.find("(fetch first)") != std::string::npos)
+          res.status = RefStatus::kNonFastForward;
+        else
+          res.status = RefStatus::kRejected;
+    }
+    by_ref[res.ref] = res;
+  }
+  for (const auto& u : updates) {
+    auto it = by_ref.find(u.ref);
+    // A ref git said nothing about: the push did not get through.
+    if (it == by_ref.end() || r->timed_out) return impl_->failure("push to", *r);
+    outcome.refs.push_back(it->second);
+  }
+  std::string remote = redact(r->err, impl_->opt.token);
+  for (size_t pos = 0; pos < remote.size();) {
+    size_t end = remote.find('\n', pos);
+    if (end == std::string::npos) end = remote.size();
+    std::string line = remote.substr(pos, end - pos);
+    pos = end + 1;
+    if (line.rfind("remote: ", 0) != 0) continue;
+    line = line.substr(8);
+    // The server pads lines and clears to the end of line (ESC [K) for terminals.
+    if (size_t esc = line.find('\x1b'); esc != std::string::npos) line.erase(esc);
+    while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+    if (line.empty()) continue;
+    outcome.remote_messages += (outcome.remote_messages.empty() ? "" : "\n") + line;
+  }
+  return outcome;
+}
+
+Result<std::map<std::string, Sha>> Transport::ls_remote(const std::vector<std::string>& refs) {
+  std::map<std::string, Sha> out;
+  if (refs.empty()) return out;
+  std::vector<std::string> args = {"ls-remote", "--", impl_->opt.url};
+  for (const auto& ref : refs) {
+    if (!valid_ref_name(ref)) return invalid("bad ref name '" + ref + "'");
+    args.push_back(ref);
+  }
+  auto r = impl_->run(args);
+  if (!r) return r.error();
+  if (r->exit_code != 0 || r->timed_out || r->stdout_overflow)
+    return impl_->failure("ls-remote", *r);
+  // Patterns match ref names by their tail: keep the exact names only.
+  std::set<std::string> wanted(refs.begin(), refs.end());
+  size_t start = 0;
+  while (start < r->out.size()) {
+    size_t end = r->out.find('\n', start);
+    if (end == std::string::npos) end = r->out.size();
+    std::string line = r->out.substr(start, end - start);
+    start = end + 1;
+    size_t tab = line.find('\t');
+    if (tab == std::string::npos) continue;
+    std::string name = line.substr(tab + 1);
+    if (wanted.count(name) && is_hex_sha(line.substr(0, tab))) out[name] = line.substr(0, tab);
+  }
+  return out;
+}
+
+}  // namespace dmz::git
