@@ -151,3 +151,78 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
 
 }  // namespace
 }  // namespace dmz
+
+namespace dmz {
+namespace {
+
+TEST_CASE("kill -9 after a back-out emptied the train: the restart puts dmz back on master") {
+  const char* bin = std::getenv("DMZBOT_BIN");
+  REQUIRE_MESSAGE(bin, "DMZBOT_BIN must name the dmzbot binary (ctest sets it)");
+  test::TempDir dir;
+  auto origin = dir / "origin.git", work = dir / "work";
+  must("git init -q --bare -b master " + origin.string());
+  test::init_repo(work, {{"test.sh", "#!/bin/sh\n! test -e FAIL\n"}});
+  must(test::git_env() + "git remote add origin " + origin.string(), work);
+  must(test::git_env() + "git push -q origin master", work);
+  must(test::git_env() + "git checkout -q -b feature/bad master", work);
+  std::string bad = test::commit_files(work, {{"FAIL", "x\n"}}, "breaks the build");
+  must(test::git_env() + "git push -q origin feature/bad", work);
+  const std::string master = must("git rev-parse master", origin);
+  // The remote refuses to move an existing dmz back to master while the test says so: the
+  // back-out's reset is lost exactly as if the service had died right after saving it.
+  test::write_file(origin / "hooks" / "pre-receive",
+                   "#!/bin/sh\n"
+                   "while read old new ref; do\n"
+                   "  if [ \"$ref\" = refs/heads/dmz ] && [ \"$new\" = " +
+                       master +
+                       " ] && [ \"$old\" != 0000000000000000000000000000000000000000 ] &&"
+                       " [ -e \"$GIT_DIR/block-reset\" ]; then\n"
+                       "    echo 'reset blocked by the test' >&2; exit 1\n"
+                       "  fi\n"
+                       "done\n");
+  must("chmod +x hooks/pre-receive && touch block-reset", origin);
+  test::GitDaemon daemon(dir.path(), "origin.git");
+  REQUIRE_MESSAGE(!daemon.url().empty(), daemon.log());
+  test::write_file(dir / "token", "crash-test-token\n");
+  test::write_file(dir / "dmzbot.toml",
+                   "data_dir = \"data\"\n[server]\nport = 0\n"
+                   "[[repo]]\nname = \"acme/crash\"\nremote = \"" +
+                       daemon.url() +
+                       "\"\napi_token = { file = \"token\" }\nstatus_token = { file = \"token\" }\n"
+                       "[repo.runner]\ncommand = \"sh ./test.sh\"\ntimeout = 30\n");
+  auto config = dir / "dmzbot.toml";
+  auto log = dir / "serve.log";
+  auto api = [](const Child& c, const std::string& path, const nlohmann::json& body) {
+    return http_request("127.0.0.1", c.port, "POST", "/api/v1/repos/acme/crash" + path, body.dump(),
+                        {{"Authorization", "Bearer crash-test-token"}}, 5s);
+  };
+
+  Child c = start_server(bin, config, log);
+  REQUIRE(api(c, "/pulls", {{"number", 1}, {"branch", "feature/bad"}})->status == 202);
+  REQUIRE(api(c, "/pulls/1/merge", {{"sha", bad}, {"approver", "mm"}})->status == 202);
+  // The build fails, the back-out empties the train, its reset of dmz is refused.
+  bool blocked = false;
+  for (int i = 0; i < 600 && !blocked; ++i) {
+    blocked = test::read_file(log).find("reset blocked by the test") != std::string::npos;
+    if (!blocked) std::this_thread::sleep_for(50ms);
+  }
+  INFO("server log: ", test::read_file(log));
+  REQUIRE(blocked);
+  const std::string failed_candidate = must("git rev-parse dmz", origin);
+  CHECK(failed_candidate != master);
+  kill_hard(c);
+
+  std::filesystem::remove(origin / "block-reset");
+  c = start_server(bin, config, log);
+  std::string dmz;
+  for (int i = 0; i < 600; ++i) {
+    dmz = must("git rev-parse dmz", origin);
+    if (dmz == master) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  kill_hard(c);
+  CHECK(dmz == master);
+}
+
+}  // namespace
+}  // namespace dmz

@@ -147,7 +147,7 @@ struct Service::Impl final : driver::GitPort,
     const fs::path mirrors = cfg.data_dir / "mirrors";
     std::error_code ec;
     const bool existed = fs::exists(file, ec);
-    auto opened = open_sqlite_store(file);
+    auto opened = open_sqlite_store(file, options.store);
     if (!opened) return opened.status().prefixed("store: ");
     store = std::move(*opened);
     auto has_state = store->has_state();

@@ -12,6 +12,7 @@
 #include "base/clock.hpp"
 #include "base/status.hpp"
 #include "bot/http/api.hpp"
+#include "bot/store/store.hpp"
 #include "config/config.hpp"
 #include "queue/model.hpp"
 
@@ -23,6 +24,7 @@ class Service final : public Backend {
     std::chrono::milliseconds fetch_interval{5000};  // how often remotes are fetched
     std::chrono::milliseconds tick_interval{1000};   // how often time passes for the driver
     const Clock* clock = nullptr;                    // the wall clock unless set
+    SqliteOptions store;                             // e.g. how long a write waits for a lock
   };
 
   // Takes the data directory (one service per directory), opens the store and the mirrors,

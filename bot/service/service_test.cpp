@@ -3,6 +3,8 @@
 #include "bot/service/service.hpp"
 
 #include <doctest/doctest.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -538,6 +540,140 @@ TEST_CASE("after a restart the queue carries on from the stored state") {
   CHECK(remote.master_subjects() ==
         std::vector<std::string>{"Merge #1 from feature/r1: feature/r1",
                                  "Merge #2 from feature/r2: feature/r2"});
+}
+
+}  // namespace
+}  // namespace dmz
+
+namespace dmz {
+namespace {
+
+nlohmann::json get_json(std::uint16_t port, const std::string& path) {
+  auto r = http_request("127.0.0.1", port, "GET", path);
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+  INFO(r->body);
+  return nlohmann::json::parse(r->body);
+}
+
+TEST_CASE(
+    "an unreachable remote does not stop the start: that repository is unhealthy, the "
+    "others are served") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/ok", {{"ok.txt", "ok\n"}});
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  config::Repo down = cfg.repos[0];
+  down.name = "acme/down";
+  down.remote = "git://127.0.0.1:1/nothing.git";  // nothing listens on port 1
+  cfg.repos.push_back(down);
+  Running run(cfg);
+
+  auto ready = get_json(run.port, "/readyz");
+  CHECK(ready.at("status") == "degraded");
+  REQUIRE(eventually([&] {
+    return !get_json(run.port, "/readyz")["repos"]["acme/down"]["last_error"]
+                .get<std::string>()
+                .empty();
+  }));
+  auto bad = get_json(run.port, "/readyz")["repos"]["acme/down"];
+  CHECK(bad.at("remote_ok") == false);
+  CHECK(bad.at("served") == true);
+  CHECK(get_json(run.port, "/api/v1/repos/acme/down/queue")["health"]["remote_ok"] == false);
+
+  // Registering a PR there needs the remote: 503 with Retry-After, and nothing changes.
+  auto reg = http_request("127.0.0.1", run.port, "POST", "/api/v1/repos/acme/down/pulls",
+                          R"({"number":1,"branch":"feature/ok"})",
+                          {{"Authorization", std::string("Bearer ") + kToken}});
+  REQUIRE(reg.ok());
+  CHECK(reg->status == 503);
+  CHECK(get_json(run.port, "/api/v1/repos/acme/down/queue")["prs"].empty());
+
+  // The healthy repository lands its PR meanwhile.
+  run.enqueue(1, "feature/ok", head);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  CHECK(run.post("/statuses/" + remote.rev("dmz"), {{"state", "success"}, {"context", "ci/build"}})
+            .status == 202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+}
+
+TEST_CASE("a store that cannot write answers 503 with Retry-After and changes nothing") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/s", {{"s.txt", "s\n"}});
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  auto options = fast();
+  options.store.busy_timeout_ms = 100;
+  auto s = Service::start(cfg, options);
+  REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.message()));
+  auto service = std::move(*s);
+  HttpServer server(cfg.server, make_api(*service));
+  auto port = server.start();
+  REQUIRE(port.ok());
+  auto post = [&](const std::string& path, const nlohmann::json& body) {
+    auto r = http_request("127.0.0.1", *port, "POST", std::string("/api/v1/repos/") + kRepo + path,
+                          body.dump(), {{"Authorization", std::string("Bearer ") + kToken}});
+    REQUIRE(r.ok());
+    return *r;
+  };
+  REQUIRE(post("/pulls", {{"number", 1}, {"branch", "feature/s"}}).status == 202);
+  const std::string queue_path = std::string("/api/v1/repos/") + kRepo + "/queue";
+  auto prs_before = get_json(*port, queue_path).at("prs");
+
+  // Another writer holds the database (an operator's sqlite3 shell, a backup tool).
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  auto merge = http_request("127.0.0.1", *port, "POST",
+                            std::string("/api/v1/repos/") + kRepo + "/pulls/1/merge",
+                            nlohmann::json{{"sha", head}, {"approver", "mm"}}.dump(),
+                            {{"Authorization", std::string("Bearer ") + kToken}});
+  REQUIRE(merge.ok());
+  CHECK(merge->status == 503);
+  CHECK(merge->body.find("locked") != std::string::npos);
+  CHECK(get_json(*port, queue_path).at("prs") == prs_before);
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+
+  // The client's retry goes through.
+  CHECK(post("/pulls/1/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
+  server.stop();
+  service->stop();
+}
+
+TEST_CASE("a missing database beside an earlier run's mirrors is refused, with the way out") {
+  Remote remote;
+  test::TempDir data;
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  { Running run(cfg); }
+  { Running again(cfg); }  // a restart with nothing changed in between is fine
+  for (const char* f : {"dmzbot.db", "dmzbot.db-wal", "dmzbot.db-shm"})
+    std::filesystem::remove(data.path() / f);
+  auto refused = Service::start(cfg, fast());
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.message().find("is missing but") != std::string::npos);
+  CHECK(refused.message().find("to start with an empty queue on purpose") != std::string::npos);
+  // The way out named in the message works.
+  std::filesystem::remove_all(data.path() / "mirrors");
+  Running fresh(cfg);
+  CHECK(fresh.service->ready());
+}
+
+TEST_CASE("the data directory, database and mirrors are private to dmzbot's user") {
+  Remote remote;
+  test::TempDir data;
+  auto cfg = make_config(remote, data.path() / "state", true);
+  mode_t old = ::umask(022);
+  { Running run(cfg); }
+  ::umask(old);
+  auto mode = [](const std::filesystem::path& p) {
+    struct stat st {};
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    return st.st_mode & 0777;
+  };
+  CHECK(mode(data.path() / "state") == 0700);
+  CHECK(mode(data.path() / "state" / "mirrors") == 0700);
+  CHECK(mode(data.path() / "state" / "logs" / "acme_widget.git") == 0700);
+  CHECK(mode(data.path() / "state" / "dmzbot.db") == 0600);
 }
 
 }  // namespace
