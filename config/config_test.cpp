@@ -617,6 +617,11 @@ TEST_CASE("config: every duration and count has a range, named in its message") 
   CHECK(s.server.read_timeout == std::chrono::hours(1));
 }
 
+TEST_CASE("config: Problem::to_string is one line, whatever its file name and message hold") {
+  const Problem p{"dir\n/x.toml", 3, "value 'a\r\nb\x1b[2J\x7f\tc'"};
+  CHECK(p.to_string() == "dir\\n/x.toml:3: value 'a\\r\\nb\\x1b[2J\\x7f\\tc'");
+}
+
 TEST_CASE("config: control characters in values are escaped: one line per problem") {
   Fixture f;
   ScopedEnv unset("DMZ_TEST_UNSET", nullptr);
