@@ -23,5 +23,12 @@ TEST_CASE("escape_control keeps one line and shows what was there") {
   CHECK_FALSE(has_control(escape_control("x\ny\x01z")));
 }
 
+TEST_CASE("escape_control: control characters become visible escapes, the rest stays") {
+  CHECK(escape_control("plain text, é ü") == "plain text, é ü");
+  CHECK(escape_control("a\nb\rc\td") == "a\\nb\\rc\\td");
+  CHECK(escape_control("del\x7f") == "del\\x7f");
+  CHECK(escape_control("") == "");
+}
+
 }  // namespace
 }  // namespace dmz

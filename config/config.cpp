@@ -9,9 +9,9 @@
 //   [server]
 //   host = "127.0.0.1"             # non-empty
 //   port = 8080                    # 0..65535 (0: any free port, for tests)
-//   body_limit = 1048576           # bytes, > 0
-//   read_timeout = 30              # seconds, 1..86400
-//   answer_timeout = 30            # seconds for the service to answer, 1..86400
+//   body_limit = 1048576           # bytes, 1024..67108864 (64 MiB)
+//   read_timeout = 30              # seconds, 1..3600
+//   answer_timeout = 30            # seconds for the service to answer, 1..3600
 //   max_connections = 512          # open at once, 1..65536
 //   threads = 2                    # I/O threads, 1..256
 //
@@ -21,7 +21,7 @@
 //
 //   [signing]                      # absent, or format absent: merge commits are unsigned
 //   format = "ssh"                 # "ssh" (needs key) or "openpgp" (needs fingerprint)
-//   key = "keys/dmzbot_ed25519"    # ssh private key file, must be readable
+//   key = "keys/dmzbot_ed25519"    # ssh private key file: a readable regular file, <= 64 KiB
 //   fingerprint = "ABCD..."        # openpgp key in gnupg_home
 //   gnupg_home = "gnupg"           # must be a directory if given
 //   name = "dmzbot"                # committer identity
@@ -36,17 +36,17 @@
 //   required_checks = ["ci/build"] # non-empty, no duplicates; default: [runner.context] when
 //                                  # a runner is configured (a repo with no check at all is a
 //                                  # problem: nothing would gate master)
-//   check_timeout = 1800           # seconds, > 0
+//   check_timeout = 1800           # seconds, 1..604800 (7 days)
 //   branch_patterns = ["feature/*", "bug/*", "hotfix/*"]
 //   refused_patterns = ["wip/*"]
 //   api_token = { file = "secrets/api.token" }   # or { env = "NAME" }; optional (absent:
 //   status_token = { env = "DMZ_STATUS_TOKEN" }  # the corresponding API refuses every call)
-//   policy_root = "trust/policy.toml"            # optional; must be a readable file
+//   policy_root = "trust/policy.toml"            # optional; a readable regular file, <= 1 MiB
 //   [repo.runner]                  # optional local CI runner
 //   command = "make test"          # required
 //   context = "dmzbot/local"
-//   timeout = 600                  # seconds, > 0
-//   max_parallel = 2               # >= 1
+//   timeout = 600                  # seconds, 1..86400 (24 hours)
+//   max_parallel = 2               # 1..64
 //   sandbox = "bwrap"              # "bwrap" (bubblewrap, the default) or "none"
 //   network = false                # with bwrap: whether the build may use the network
 //
@@ -54,24 +54,25 @@
 // token files, policy_root, and a remote that is a local path) are resolved against the config
 // file's directory; store.path is resolved against data_dir. Token files are trimmed of
 // surrounding whitespace and must not be empty; an inline string token is refused.
+//
+// Every file named here is read with base/file.hpp's read_regular_file: a symlink is followed,
+// but what it reaches must be a regular file (never a device or a FIFO, which could grow memory
+// without bound or block), of at most 64 KiB for a token or key, 1 MiB for the configuration
+// file and a policy. Problems echo values with their control characters escaped (\n, \x1b),
+// so that each is one line.
 #include "config/config.hpp"
 
-#include <fcntl.h>
 #include <toml++/toml.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <initializer_list>
-#include <limits>
 #include <map>
 #include <set>
-#include <sstream>
 
+#include "base/file.hpp"
 #include "config/toml_words.hpp"
 
 namespace dmz::config {
@@ -85,41 +86,6 @@ std::string trim(std::string s) {
   std::size_t i = 0;
   while (i < s.size() && ws(static_cast<unsigned char>(s[i]))) ++i;
   return s.substr(i);
-}
-
-// Reads a whole file; on failure returns the reason (never the content).
-struct FileRead {
-  bool ok = false;
-  std::string content;  // when ok
-  std::string why;      // when !ok: "does not exist", "cannot be read: Is a directory", ...
-};
-FileRead read_whole_file(const fs::path& file) {
-  FileRead r;
-  std::error_code ec;
-  if (!fs::exists(file, ec)) {
-    r.why = "does not exist";
-    return r;
-  }
-  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    r.why = std::string("cannot be read: ") + std::strerror(errno);
-    return r;
-  }
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      r.why = std::string("cannot be read: ") + std::strerror(errno);
-      ::close(fd);
-      return r;
-    }
-    if (n == 0) break;
-    r.content.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  r.ok = true;
-  return r;
 }
 
 bool valid_repo_name(std::string_view name) {
@@ -214,8 +180,12 @@ class Loader {
     }
     return s;
   }
+  // An integer in [min, max]; `unit` ("seconds", "bytes") and `max_in_words` ("7 days") make
+  // the range readable in the message.
   std::optional<std::int64_t> integer(const toml::table& t, std::string_view key,
-                                      const std::string& name, std::int64_t min, std::int64_t max) {
+                                      const std::string& name, std::int64_t min, std::int64_t max,
+                                      std::string_view unit = {},
+                                      std::string_view max_in_words = {}) {
     const toml::node* n = t.get(key);
     if (!n) return std::nullopt;
     if (!n->is_integer()) {
@@ -224,9 +194,9 @@ class Loader {
     }
     std::int64_t v = n->as_integer()->get();
     if (v < min || v > max) {
-      std::string range = max == std::numeric_limits<std::int64_t>::max()
-                              ? "at least " + std::to_string(min)
-                              : "between " + std::to_string(min) + " and " + std::to_string(max);
+      std::string range = "between " + std::to_string(min) + " and " + std::to_string(max);
+      if (!unit.empty()) range += " " + std::string(unit);
+      if (!max_in_words.empty()) range += " (" + std::string(max_in_words) + ")";
       problem(*n, name + " must be " + range + ", not " + std::to_string(v));
       return std::nullopt;
     }
@@ -296,13 +266,13 @@ class Loader {
     }
     if (file) {
       fs::path path = resolve(*file);
-      FileRead r = read_whole_file(path);
+      auto content = read_regular_file(path, kMaxSecretFileBytes);
       const toml::node& at = *st.get("file");
-      if (!r.ok) {
-        problem(at, name + " file '" + path.string() + "' " + r.why);
+      if (!content) {
+        problem(at, name + " file " + content.message());
         return std::nullopt;
       }
-      std::string value = trim(std::move(r.content));
+      std::string value = trim(std::move(*content));
       if (value.empty()) {
         problem(at, name + " file '" + path.string() + "' is empty");
         return std::nullopt;
@@ -342,12 +312,12 @@ class Loader {
     if (auto v = string(*t, "host", "server.host")) s.host = *v;
     if (auto v = integer(*t, "port", "server.port", 0, 65535))
       s.port = static_cast<std::uint16_t>(*v);
-    if (auto v = integer(*t, "body_limit", "server.body_limit", 1,
-                         std::numeric_limits<std::int64_t>::max()))
+    if (auto v = integer(*t, "body_limit", "server.body_limit", 1024, 64 << 20, "bytes", "64 MiB"))
       s.body_limit = static_cast<std::size_t>(*v);
-    if (auto v = integer(*t, "read_timeout", "server.read_timeout", 1, 24 * 3600))
+    if (auto v = integer(*t, "read_timeout", "server.read_timeout", 1, 3600, "seconds", "1 hour"))
       s.read_timeout = std::chrono::seconds(*v);
-    if (auto v = integer(*t, "answer_timeout", "server.answer_timeout", 1, 24 * 3600))
+    if (auto v =
+            integer(*t, "answer_timeout", "server.answer_timeout", 1, 3600, "seconds", "1 hour"))
       s.answer_timeout = std::chrono::seconds(*v);
     if (auto v = integer(*t, "max_connections", "server.max_connections", 1, 65536))
       s.max_connections = static_cast<int>(*v);
@@ -385,10 +355,10 @@ class Loader {
     }
     if (auto v = string(*t, "key", "signing.key")) {
       s.key = resolve(*v);
-      FileRead r = read_whole_file(s.key);
-      if (!r.ok)
-        problem(*t->get("key"), "signing.key file '" + s.key.string() + "' " + r.why);
-      else if (r.content.empty())
+      auto content = read_regular_file(s.key, kMaxSecretFileBytes);
+      if (!content)
+        problem(*t->get("key"), "signing.key file " + content.message());
+      else if (content->empty())
         problem(*t->get("key"), "signing.key file '" + s.key.string() + "' is empty");
     }
     auto format = string(*t, "format", "signing.format");
@@ -419,10 +389,9 @@ class Loader {
       ok = false;
     if (!t->contains("command")) missing(*t, "command", "[repo.runner]");
     if (auto v = string(*t, "context", "repo.runner.context")) r.context = *v;
-    if (auto v = integer(*t, "timeout", "repo.runner.timeout", 1,
-                         std::numeric_limits<std::int64_t>::max()))
+    if (auto v = integer(*t, "timeout", "repo.runner.timeout", 1, 24 * 3600, "seconds", "24 hours"))
       r.timeout = std::chrono::seconds(*v);
-    if (auto v = integer(*t, "max_parallel", "repo.runner.max_parallel", 1, 1024))
+    if (auto v = integer(*t, "max_parallel", "repo.runner.max_parallel", 1, 64))
       r.max_parallel = static_cast<int>(*v);
     if (auto v = string(*t, "sandbox", "repo.runner.sandbox")) {
       if (*v == "bwrap" || *v == "none")
@@ -489,8 +458,8 @@ class Loader {
     }
     auto checks = strings(t, "required_checks", "repo.required_checks");
     if (checks) r.required_checks = *checks;
-    if (auto v = integer(t, "check_timeout", "repo.check_timeout", 1,
-                         std::numeric_limits<std::int64_t>::max()))
+    if (auto v = integer(t, "check_timeout", "repo.check_timeout", 1, 7 * 24 * 3600, "seconds",
+                         "7 days"))
       r.check_timeout = std::chrono::seconds(*v);
     if (auto v = strings(t, "branch_patterns", "repo.branch_patterns")) r.branch_patterns = *v;
     if (auto v = strings(t, "refused_patterns", "repo.refused_patterns")) r.refused_patterns = *v;
@@ -498,10 +467,8 @@ class Loader {
     if (auto v = secret(t, "status_token", "repo.status_token")) r.status_token = std::move(*v);
     if (auto v = string(t, "policy_root", "repo.policy_root")) {
       r.policy_root = resolve(*v);
-      FileRead f = read_whole_file(r.policy_root);
-      if (!f.ok)
-        problem(*t.get("policy_root"),
-                "repo.policy_root '" + r.policy_root.string() + "' " + f.why);
+      auto content = read_regular_file(r.policy_root, kMaxPolicyFileBytes);
+      if (!content) problem(*t.get("policy_root"), "repo.policy_root " + content.message());
     }
     r.runner = runner(t);
     // Master must be gated by something: default to the runner's check, refuse nothing at all.
@@ -581,13 +548,13 @@ LoadResult parse(std::string_view toml_text, const std::string& file_name) {
 }
 
 LoadResult load(const fs::path& file) {
-  FileRead r = read_whole_file(file);
-  if (!r.ok) {
+  auto content = read_regular_file(file, kMaxConfigFileBytes);
+  if (!content) {
     LoadResult out;
-    out.problems.push_back({file.string(), 0, "the configuration file " + r.why});
+    out.problems.push_back({file.string(), 0, "the configuration file " + content.message()});
     return out;
   }
-  return parse(r.content, file.string());
+  return parse(*content, file.string());
 }
 
 }  // namespace dmz::config

@@ -93,7 +93,8 @@ struct Config {
 struct Problem {
   std::string file;
   int line = 0;
-  std::string message;
+  std::string message;  // may echo a value as written, control characters included
+  // "file:line: message" on one line: control characters are escaped (\n, \x1b).
   std::string to_string() const;
 };
 

@@ -1,8 +1,15 @@
 #include "config/config.hpp"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <functional>
+#include <future>
 #include <string>
 #include <vector>
 
@@ -21,15 +28,21 @@ struct Fixture {
     test::write_file(file(), text);
     return load(file());
   }
-  // The problems as "line: message", after checking that each names the config file.
-  std::vector<std::string> problems(const std::string& text) {
-    LoadResult r = load_text(text);
+  // The problems as "line: message" (as printed: one line each), after checking that each
+  // names the config file.
+  std::vector<std::string> problems(const std::string& text) { return lines_of(load_text(text)); }
+  std::vector<std::string> lines_of(const LoadResult& r) {
     CHECK_FALSE(r.config.has_value());
     std::vector<std::string> out;
     for (const auto& p : r.problems) {
       CHECK(p.file == file().string());
-      CHECK(p.to_string() == file().string() + ":" + std::to_string(p.line) + ": " + p.message);
-      out.push_back(std::to_string(p.line) + ": " + p.message);
+      const std::string printed = p.to_string();
+      const std::string prefix = file().string() + ":" + std::to_string(p.line) + ": ";
+      REQUIRE(printed.rfind(prefix, 0) == 0);
+      CHECK_MESSAGE(std::none_of(printed.begin(), printed.end(),
+                                 [](char c) { return static_cast<unsigned char>(c) < 0x20; }),
+                    printed);
+      out.push_back(std::to_string(p.line) + ": " + printed.substr(prefix.size()));
     }
     return out;
   }
@@ -324,12 +337,13 @@ TEST_CASE("config: repository names, forges and branches") {
 TEST_CASE("config: server ranges") {
   Fixture f;
   CHECK(f.problems("[server]\nport = 70000\nbody_limit = 0\nread_timeout = -1\nthreads = 0\n" +
-                   kRepo) == Lines{"2: server.port must be between 0 and 65535, not 70000",
-                                   "3: server.body_limit must be at least 1, not 0",
-                                   "4: server.read_timeout must be between 1 and 86400, not -1",
-                                   "5: server.threads must be between 1 and 256, not 0"});
+                   kRepo) ==
+        Lines{"2: server.port must be between 0 and 65535, not 70000",
+              "3: server.body_limit must be between 1024 and 67108864 bytes (64 MiB), not 0",
+              "4: server.read_timeout must be between 1 and 3600 seconds (1 hour), not -1",
+              "5: server.threads must be between 1 and 256, not 0"});
   CHECK(f.problems("[server]\nanswer_timeout = 0\nmax_connections = 0\n" + kRepo) ==
-        Lines{"2: server.answer_timeout must be between 1 and 86400, not 0",
+        Lines{"2: server.answer_timeout must be between 1 and 3600 seconds (1 hour), not 0",
               "3: server.max_connections must be between 1 and 65536, not 0"});
   CHECK(f.ok("[server]\nport = 0\n" + kRepo).server.port == 0);  // any free port
   CHECK(f.ok("[server]\nport = 65535\n" + kRepo).server.port == 65535);
@@ -349,10 +363,10 @@ TEST_CASE("config: required checks") {
         Lines{"1: [[repo]] has neither required_checks nor [repo.runner]: nothing would gate "
               "master"});
   CHECK(f.problems(head + "required_checks = [\"ci\"]\ncheck_timeout = 0\n") ==
-        Lines{"5: repo.check_timeout must be at least 1, not 0"});
+        Lines{"5: repo.check_timeout must be between 1 and 604800 seconds (7 days), not 0"});
   CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 0\nmax_parallel = 0\n") ==
-        Lines{"6: repo.runner.timeout must be at least 1, not 0",
-              "7: repo.runner.max_parallel must be between 1 and 1024, not 0"});
+        Lines{"6: repo.runner.timeout must be between 1 and 86400 seconds (24 hours), not 0",
+              "7: repo.runner.max_parallel must be between 1 and 64, not 0"});
   CHECK(f.problems(head +
                    "[repo.runner]\ncommand = \"x\"\nsandbox = \"docker\"\nnetwork = \"yes\"\n") ==
         Lines{"6: repo.runner.sandbox must be \"bwrap\" or \"none\", not \"docker\"",
@@ -395,7 +409,7 @@ TEST_CASE("config: tokens come from a file or the environment, never inline") {
                  "5: repo.api_token is inline: secrets must come from a file or the environment "
                  "(api_token = { file = \"...\" } or { env = \"NAME\" })",
                  "6: repo.status_token file '" + d + "/missing.token' does not exist",
-                 "12: repo.api_token file '" + d + "/adir' cannot be read: Is a directory",
+                 "12: repo.api_token file '" + d + "/adir' is not a regular file (a directory)",
                  "13: repo.status_token file '" + d + "/empty.token' is empty",
                  "19: repo.api_token: environment variable DMZ_TEST_UNSET is not set",
                  "20: repo.status_token: environment variable DMZ_TEST_BLANK is empty",
@@ -426,7 +440,7 @@ TEST_CASE("config: signing") {
         Lines{"3: signing.key file '" + (f.dir / "nokey").string() + "' does not exist"});
   CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"keydir\"\n" + kRepo) ==
         Lines{"3: signing.key file '" + (f.dir / "keydir").string() +
-              "' cannot be read: Is a directory"});
+              "' is not a regular file (a directory)"});
   CHECK(f.problems("[signing]\ngnupg_home = \"key\"\n" + kRepo) ==
         Lines{"2: signing.gnupg_home '" + (f.dir / "key").string() + "' is not a directory"});
 }
@@ -467,8 +481,8 @@ TEST_CASE("config: a file that cannot be read") {
   LoadResult r = load(dir / "nope.toml");
   CHECK_FALSE(r.config.has_value());
   REQUIRE(r.problems.size() == 1);
-  CHECK(r.problems[0].to_string() ==
-        (dir / "nope.toml").string() + ":0: the configuration file does not exist");
+  CHECK(r.problems[0].to_string() == (dir / "nope.toml").string() + ":0: the configuration file '" +
+                                         (dir / "nope.toml").string() + "' does not exist");
 }
 
 TEST_CASE("config: the example in deploy/ is valid") {
@@ -488,6 +502,158 @@ TEST_CASE("config: the example in deploy/ is valid") {
   CHECK(c.repos[0].required_checks == std::vector<std::string>{"ci/build", "ci/test"});
   CHECK(c.repos[1].required_checks == std::vector<std::string>{"dmzbot/local"});
   CHECK(c.repos[1].api_token.reveal() == "b");
+}
+
+// A FIFO at `fifo` with a writer held open while `load` runs: a reader that blocked would wait
+// for data that never comes, until the writer is closed after 5 seconds; so the test ends
+// either way, and says whether the load returned at once.
+LoadResult load_beside_fifo(const fs::path& fifo, const std::function<LoadResult()>& load) {
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  int writer = ::open(fifo.c_str(), O_RDWR | O_CLOEXEC);
+  REQUIRE(writer >= 0);
+  auto pending = std::async(std::launch::async, load);
+  const bool prompt = pending.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  ::close(writer);
+  LoadResult r = pending.get();
+  CHECK_MESSAGE(prompt, "loading blocked on a FIFO");
+  return r;
+}
+
+TEST_CASE("config: token, key and policy files are regular files within a size limit") {
+  Fixture f;
+  const std::string d = f.dir.path().string();
+  fs::create_directories(f.dir / "adir");
+  test::write_file(f.dir / "max.token", std::string(64 * 1024, 'x'));
+  test::write_file(f.dir / "big.token", std::string(64 * 1024 + 1, 'x'));
+  test::write_file(f.dir / "big-policy.toml", std::string((1 << 20) + 1, '#'));
+  test::write_file(f.dir / "policy.toml", "# policy\n");
+  fs::create_symlink(f.dir / "max.token", f.dir / "link.token");
+
+  // 64 KiB exactly, through a symlink, and a 1 MiB policy are fine.
+  Config c = f.ok(kRepo + "api_token = { file = \"link.token\" }\npolicy_root = \"policy.toml\"\n");
+  CHECK(c.repos[0].api_token.reveal().size() == 64 * 1024);
+
+  LoadResult r = load_beside_fifo(f.dir / "fifo", [&] {
+    test::write_file(f.file(),
+                     kRepo +  // lines 1-4
+                         "api_token = { file = \"/dev/zero\" }\n"
+                         "status_token = { file = \"fifo\" }\n"
+                         "policy_root = \"/dev/zero\"\n"
+                         "\n[[repo]]\nname = \"a/b\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
+                         "api_token = { file = \"adir\" }\n"
+                         "status_token = { file = \"big.token\" }\n"
+                         "policy_root = \"big-policy.toml\"\n"
+                         "\n[[repo]]\nname = \"a/c\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
+                         "policy_root = \"fifo\"\n"
+                         "[signing]\nformat = \"ssh\"\nkey = \"/dev/zero\"\n");
+    return load(f.file());
+  });
+  CHECK(f.lines_of(r) ==
+        Lines{
+            "5: repo.api_token file '/dev/zero' is not a regular file (a character device)",
+            "6: repo.status_token file '" + d + "/fifo' is not a regular file (a FIFO)",
+            "7: repo.policy_root '/dev/zero' is not a regular file (a character device)",
+            "13: repo.api_token file '" + d + "/adir' is not a regular file (a directory)",
+            "14: repo.status_token file '" + d + "/big.token' is larger than 65536 bytes",
+            "15: repo.policy_root '" + d + "/big-policy.toml' is larger than 1048576 bytes",
+            "21: repo.policy_root '" + d + "/fifo' is not a regular file (a FIFO)",
+            "24: signing.key file '/dev/zero' is not a regular file (a character device)",
+        });
+}
+
+TEST_CASE("config: the configuration file itself is a regular file of at most 1 MiB") {
+  Fixture f;
+  const std::string d = f.dir.path().string();
+  auto only = [](const LoadResult& r) {
+    CHECK_FALSE(r.config.has_value());
+    REQUIRE(r.problems.size() == 1);
+    return r.problems[0].to_string();
+  };
+  CHECK(only(load("/dev/zero")) ==
+        "/dev/zero:0: the configuration file '/dev/zero' is not a regular file (a character "
+        "device)");
+  CHECK(only(load(f.dir.path())) ==
+        d + ":0: the configuration file '" + d + "' is not a regular file (a directory)");
+  test::write_file(f.dir / "big.toml", kRepo + std::string(1 << 20, '#'));
+  CHECK(only(load(f.dir / "big.toml")) == d + "/big.toml:0: the configuration file '" + d +
+                                              "/big.toml' is larger than 1048576 bytes");
+  LoadResult fifo = load_beside_fifo(f.dir / "fifo", [&] { return load(f.dir / "fifo"); });
+  CHECK(only(fifo) ==
+        d + "/fifo:0: the configuration file '" + d + "/fifo' is not a regular file (a FIFO)");
+}
+
+TEST_CASE("config: every duration and count has a range, named in its message") {
+  Fixture f;
+  const std::string head = "[[repo]]\nname = \"a/b\"\nremote = \"/r\"\n";
+  CHECK(f.problems(head + "required_checks = [\"ci\"]\ncheck_timeout = 9223372036854775807\n") ==
+        Lines{"5: repo.check_timeout must be between 1 and 604800 seconds (7 days), not "
+              "9223372036854775807"});
+  CHECK(f.problems(head + "required_checks = [\"ci\"]\ncheck_timeout = 0\n") ==
+        Lines{"5: repo.check_timeout must be between 1 and 604800 seconds (7 days), not 0"});
+  CHECK(
+      f.ok(head + "required_checks = [\"ci\"]\ncheck_timeout = 604800\n").repos[0].check_timeout ==
+      std::chrono::hours(24 * 7));
+  CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 86401\nmax_parallel = 65\n") ==
+        Lines{"6: repo.runner.timeout must be between 1 and 86400 seconds (24 hours), not 86401",
+              "7: repo.runner.max_parallel must be between 1 and 64, not 65"});
+  CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 9223372036854775807\n") ==
+        Lines{"6: repo.runner.timeout must be between 1 and 86400 seconds (24 hours), not "
+              "9223372036854775807"});
+  Config ok = f.ok(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 86400\nmax_parallel = 64\n");
+  CHECK(ok.repos[0].runner->timeout == std::chrono::hours(24));
+  CHECK(ok.repos[0].runner->max_parallel == 64);
+  CHECK(f.problems("[server]\nbody_limit = 9223372036854775807\nread_timeout = 3601\n"
+                   "answer_timeout = 3601\nmax_connections = 65537\nthreads = 257\nport = -1\n" +
+                   kRepo) ==
+        Lines{"2: server.body_limit must be between 1024 and 67108864 bytes (64 MiB), not "
+              "9223372036854775807",
+              "3: server.read_timeout must be between 1 and 3600 seconds (1 hour), not 3601",
+              "4: server.answer_timeout must be between 1 and 3600 seconds (1 hour), not 3601",
+              "5: server.max_connections must be between 1 and 65536, not 65537",
+              "6: server.threads must be between 1 and 256, not 257",
+              "7: server.port must be between 0 and 65535, not -1"});
+  Config s = f.ok("[server]\nbody_limit = 67108864\nread_timeout = 3600\n" + kRepo);
+  CHECK(s.server.body_limit == 64u << 20);
+  CHECK(s.server.read_timeout == std::chrono::hours(1));
+}
+
+TEST_CASE("config: Problem::to_string is one line, whatever its file name and message hold") {
+  const Problem p{"dir\n/x.toml", 3, "value 'a\r\nb\x1b[2J\x7f\tc'"};
+  CHECK(p.to_string() == "dir\\n/x.toml:3: value 'a\\r\\nb\\x1b[2J\\x7f\\tc'");
+}
+
+TEST_CASE("config: control characters in values are escaped: one line per problem") {
+  Fixture f;
+  ScopedEnv unset("DMZ_TEST_UNSET", nullptr);
+  // TOML escapes put a newline, a carriage return and an ESC into the values and a key.
+  const std::string esc = "\\u001b[31m";
+  auto p = f.problems(
+      "\"bad\\nkey\" = 1\n"
+      "[store]\nkind = \"post\\ngres\"\n"
+      "[signing]\nformat = \"x" +
+      esc +
+      "\"\n"
+      "[[repo]]\nname = \"acme\\nwidgets\"\nremote = \"/r\"\n"
+      "forge = \"git\\rhub\"\nmaster = \"ma\\nster\"\n"
+      "required_checks = [\"c\\nd\", \"c\\nd\"]\n"
+      "api_token = { file = \"no\\nfile\" }\n"
+      "status_token = { env = \"DMZ_TEST_UNSET\\n\" }\n"
+      "policy_root = \"no\\npolicy\"\n"
+      "[repo.runner]\ncommand = \"x\"\nsandbox = \"d\\nocker\"\n");
+  const std::string d = f.dir.path().string();
+  CHECK(p == Lines{
+                 "1: unknown key 'bad\\nkey' at the top level",
+                 "3: store.kind 'post\\ngres' is not supported (use \"sqlite\")",
+                 "5: signing.format must be \"ssh\" or \"openpgp\", not 'x\\x1b[31m'",
+                 "7: repo.name 'acme\\nwidgets' must look like \"owner/name\"",
+                 "9: unknown forge 'git\\rhub' (expected plain, github, gitlab or gitea)",
+                 "10: repo.master 'ma\\nster' is not a valid branch name",
+                 "11: repo.required_checks lists 'c\\nd' twice",
+                 "12: repo.api_token file '" + d + "/no\\nfile' does not exist",
+                 "13: repo.status_token: environment variable DMZ_TEST_UNSET\\n is not set",
+                 "14: repo.policy_root '" + d + "/no\\npolicy' does not exist",
+                 "17: repo.runner.sandbox must be \"bwrap\" or \"none\", not \"d\\nocker\"",
+             });
 }
 
 }  // namespace

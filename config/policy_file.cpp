@@ -37,7 +37,8 @@ std::string lower(std::string s) {
 // One pass over the parsed document; every check adds a problem and carries on.
 class PolicyReader {
  public:
-  explicit PolicyReader(const std::string& file) : file_(file) {}
+  PolicyReader(const std::string& file, const SshLineCheck& check_ssh)
+      : file_(file), check_ssh_(check_ssh) {}
 
   std::vector<Problem> take_problems() {
     std::stable_sort(problems_.begin(), problems_.end(),
@@ -191,10 +192,17 @@ class PolicyReader {
         fingerprints.push_back({upper(fpr), name, line});
       }
       for (auto& [ssh, line] : strings_with_lines(*table, "ssh", where + ".ssh")) {
-        if (ssh.find_first_not_of(" \t") == std::string::npos)
+        if (ssh.find_first_not_of(" \t") == std::string::npos) {
           add(line, "empty ssh key line");
-        else
-          account.ssh.push_back(ssh);
+          continue;
+        }
+        if (check_ssh_) {
+          if (std::string why = check_ssh_(ssh); !why.empty()) {
+            add(line, where + ".ssh: " + why);
+            continue;
+          }
+        }
+        account.ssh.push_back(ssh);
       }
       for (auto& [login, line] : strings_with_lines(*table, "logins", where + ".logins")) {
         if (login.empty()) {
@@ -299,13 +307,15 @@ class PolicyReader {
   }
 
   std::string file_;
+  const SshLineCheck& check_ssh_;
   std::vector<Problem> problems_;
 };
 
 }  // namespace
 
-PolicyLoad parse_policy(std::string_view toml_text, const std::string& file_name) {
-  PolicyReader reader(file_name);
+PolicyLoad parse_policy(std::string_view toml_text, const std::string& file_name,
+                        const SshLineCheck& check_ssh) {
+  PolicyReader reader(file_name, check_ssh);
   PolicyLoad load;
 #if TOML_EXCEPTIONS
   toml::table doc;

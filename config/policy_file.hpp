@@ -2,6 +2,7 @@
 // queue::Policy model, collecting every problem with its line. Threading: pure; any thread.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,8 +20,15 @@ struct PolicyLoad {
   std::vector<Problem> problems;
 };
 
+// Checks one `ssh` line of an account: returns why it is refused ("bad-key-line: ..."), or ""
+// if it is good. The shell supplies it (bot/trust parses SSH keys), so that a bad line is a
+// problem at its own line like any other.
+using SshLineCheck = std::function<std::string(std::string_view line)>;
+
 // Parses and validates policy text; `file_name` only labels the problems. The shell reads
-// the text from the repository (the parent commit's blob), so this does no I/O.
-PolicyLoad parse_policy(std::string_view toml_text, const std::string& file_name);
+// the text from the repository (the parent commit's blob), so this does no I/O. Without
+// `check_ssh`, ssh lines are only checked for being non-empty.
+PolicyLoad parse_policy(std::string_view toml_text, const std::string& file_name,
+                        const SshLineCheck& check_ssh = {});
 
 }  // namespace dmz::config

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -318,4 +319,55 @@ TEST_CASE("policy file: every problem of a file at once, in line order") {
               "policy.toml:4: rule has no branch (e.g. branch = \"master\")",
               "policy.toml:5: rule.signers names unknown group 'nobody'",
               "policy.toml:6: unknown key 'colour' in [[rule]]"});
+}
+
+TEST_CASE("policy file: control characters in values are escaped: one line per problem") {
+  const std::string text =
+      "version = 1\n"                      // 1
+      "[accounts.alice]\n"                 // 2
+      "openpgp = [\"AB\\nCD\"]\n"          // 3
+      "\"col\\nour\" = 1\n"                // 4
+      "[groups]\n"                         // 5
+      "devs = [\"gh\\nost\"]\n"            // 6
+      "[[rule]]\n"                         // 7
+      "branch = \"master\"\n"              // 8
+      "signers = \"no\\u001b[2Jbody\"\n";  // 9
+  const auto lines = problems(text);
+  CHECK(lines == Lines{"policy.toml:3: malformed OpenPGP fingerprint 'AB\\nCD' (expected 40 or 64 "
+                       "hex digits, no spaces)",
+                       "policy.toml:4: unknown key 'col\\nour' in [accounts.alice]",
+                       "policy.toml:6: group devs names unknown account 'gh\\nost'",
+                       "policy.toml:9: rule.signers names unknown group 'no\\x1b[2Jbody'"});
+  for (const auto& line : lines)
+    CHECK(std::none_of(line.begin(), line.end(),
+                       [](char c) { return static_cast<unsigned char>(c) < 0x20; }));
+}
+
+TEST_CASE("policy file: ssh lines are checked by the caller's checker, each at its line") {
+  const std::string text =
+      "version = 1\n"            // 1
+      "[accounts.alice]\n"       // 2
+      "ssh = [\n"                // 3
+      "  \"good\",\n"            // 4
+      "  \"bad one\",\n"         // 5
+      "]\n"                      // 6
+      "[accounts.bob]\n"         // 7
+      "ssh = [\"bad\\ntwo\"]\n"  // 8
+      + kRule;
+  std::vector<std::string> asked;
+  auto check = [&](std::string_view line) -> std::string {
+    asked.emplace_back(line);
+    return line.rfind("bad", 0) == 0 ? "bad-key-line: not a key\nat all" : "";
+  };
+  const PolicyLoad load = parse_policy(text, "policy.toml", check);
+  CHECK_FALSE(load.policy.has_value());
+  std::vector<std::string> lines;
+  for (const auto& p : load.problems) lines.push_back(p.to_string());
+  CHECK(lines == Lines{"policy.toml:5: accounts.alice.ssh: bad-key-line: not a key\\nat all",
+                       "policy.toml:8: accounts.bob.ssh: bad-key-line: not a key\\nat all"});
+  CHECK(asked == Lines{"good", "bad one", "bad\ntwo"});
+  // Without a checker the lines are kept as written.
+  const PolicyLoad unchecked = parse_policy(text, "policy.toml");
+  REQUIRE(unchecked.policy.has_value());
+  CHECK(unchecked.policy->accounts.at("bob").ssh == Lines{"bad\ntwo"});
 }

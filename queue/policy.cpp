@@ -93,17 +93,28 @@ void check_branch(const Policy& policy, const std::string& branch, Reasons& reas
                 join(policy.allowed_branches));
 }
 
-void check_coverage(const Policy& policy, const PrFacts& pr, Reasons& reasons) {
+bool branch_has_rules(const Policy& policy, std::string_view branch) {
+  return std::any_of(policy.rules.begin(), policy.rules.end(),
+                     [&](const Rule& rule) { return glob_match(rule.branch, branch); });
+}
+
+// Deny by default, the same for a PR and for one commit: a branch no rule names fails, and so
+// does each changed path that no rule of the branch covers (named, so the author can fix it).
+void check_coverage(const Policy& policy, const std::string& branch,
+                    const std::vector<std::string>& paths, Reasons& reasons) {
+  if (!branch_has_rules(policy, branch)) {
+    reasons.add("no rule of the policy applies to branch " + branch);
+    return;
+  }
   std::vector<std::string> uncovered;
-  for (const auto& path : pr.changed_paths) {
+  for (const auto& path : paths) {
     bool covered = false;
     for (const auto& rule : policy.rules)
-      covered =
-          covered || (glob_match(rule.branch, pr.target_branch) && any_match(rule.paths, path));
+      covered = covered || (glob_match(rule.branch, branch) && any_match(rule.paths, path));
     if (!covered) uncovered.push_back(path);
   }
   if (!uncovered.empty())
-    reasons.add("no rule for branch " + pr.target_branch + " covers " + join(uncovered));
+    reasons.add("no rule for branch " + branch + " covers " + join(uncovered));
 }
 
 // Judges one rule's approvals; returns the accounts that counted.
@@ -175,10 +186,7 @@ Verdict evaluate(const Policy& policy, const PrFacts& pr) {
     reasons.add("history rewritten: a force-push dropped published commits");
 
   const auto rules = applicable_rules(policy, pr.target_branch, &pr.changed_paths);
-  if (rules.empty())
-    reasons.add("no rule of the policy applies to branch " + pr.target_branch);
-  else
-    check_coverage(policy, pr, reasons);
+  check_coverage(policy, pr.target_branch, pr.changed_paths, reasons);
 
   const bool author_signs =
       std::any_of(rules.begin(), rules.end(), [](const Rule* r) { return r->author_signs; });
@@ -207,8 +215,8 @@ Verdict evaluate(const Policy& policy, const PrFacts& pr) {
 Verdict evaluate_commit(const Policy& policy, const std::string& target_branch,
                         const CommitFact& commit) {
   Reasons reasons;
-  if (check_signature(commit, reasons)) {
-    if (commit.is_merge) {
+  if (commit.is_merge) {
+    if (check_signature(commit, reasons)) {
       const std::string& signer = *commit.signer;
       const bool resolver = policy.is_member(signer, policy.conflict_resolvers);
       if (commit.resolved_conflicts && !resolver)
@@ -221,12 +229,14 @@ Verdict evaluate_commit(const Policy& policy, const std::string& target_branch,
                     (policy.merge_signers.empty() ? "none" : policy.merge_signers) +
                     ") nor conflict resolvers (" +
                     (policy.conflict_resolvers.empty() ? "none" : policy.conflict_resolvers) + ")");
-    } else {
-      const auto rules = applicable_rules(policy, target_branch,
-                                          commit.changed_paths ? &*commit.changed_paths : nullptr);
-      if (rules.empty()) reasons.add("no rule of the policy applies to branch " + target_branch);
-      check_signers(policy, rules, commit, reasons);
     }
+  } else {
+    // As evaluate() judges a PR of this one commit: coverage first, then the signature.
+    static const std::vector<std::string> kUnknown;
+    const std::vector<std::string>& paths = commit.changed_paths ? *commit.changed_paths : kUnknown;
+    check_coverage(policy, target_branch, paths, reasons);
+    if (check_signature(commit, reasons))
+      check_signers(policy, applicable_rules(policy, target_branch, &paths), commit, reasons);
   }
   Verdict verdict;
   verdict.reasons = reasons.take();

@@ -117,7 +117,9 @@ Verdict evaluate(const Policy& policy, const PrFacts& pr);
 // resolved_conflicts). Any other commit must be signed by a member of the signers group of
 // every rule of the branch whose paths match the commit's changed_paths; when those are
 // unknown, every rule of the branch counts, whatever its paths (an audit may then over-report,
-// never under-report). author_signs and approvals cannot be judged per commit.
+// never under-report). Coverage is judged as evaluate() judges it, so that the audit and the
+// gate agree: a branch no rule names, or a changed path no rule of the branch covers, fails the
+// commit. author_signs and approvals cannot be judged per commit.
 Verdict evaluate_commit(const Policy& policy, const std::string& target_branch,
                         const CommitFact& commit);
 

@@ -287,6 +287,43 @@ TEST_CASE("policy: deny by default: paths and branches no rule covers") {
   pr = good_pr();
   pr.target_branch = "release";
   CHECK(evaluate(p, pr).reasons == Reasons{"no rule of the policy applies to branch release"});
+
+  // Master has rules, only not for these paths: the reason names them, not the branch.
+  pr = good_pr();
+  pr.changed_paths = {"README.md", "docs/x.md"};
+  CHECK(evaluate(p, pr).reasons ==
+        Reasons{"no rule for branch master covers README.md, docs/x.md"});
+}
+
+TEST_CASE("evaluate_commit: a changed path no rule covers fails the commit, as it fails a PR") {
+  Policy p = example_policy();
+  p.rules[0].paths = {"src/**"};
+  CommitFact c = signed_by("abc1234ff", "dave");
+  c.changed_paths = std::vector<std::string>{"src/a.cpp", "README.md"};
+  CHECK(evaluate_commit(p, "master", c).reasons ==
+        Reasons{"no rule for branch master covers README.md"});
+  c.changed_paths = std::vector<std::string>{"README.md", "docs/x.md"};
+  CHECK(evaluate_commit(p, "master", c).reasons ==
+        Reasons{"no rule for branch master covers README.md, docs/x.md"});
+  c.changed_paths = std::vector<std::string>{"src/a.cpp"};
+  CHECK(evaluate_commit(p, "master", c).pass);
+  CHECK(evaluate_commit(p, "release", c).reasons ==
+        Reasons{"no rule of the policy applies to branch release"});
+
+  // The audit and the gate agree on coverage for a PR of that one commit.
+  for (const auto& paths : std::vector<std::vector<std::string>>{
+           {"src/a.cpp"}, {"README.md"}, {"src/a.cpp", "README.md"}, {"deploy/x", "docs/y"}}) {
+    CAPTURE(paths.size());
+    c.changed_paths = paths;
+    PrFacts pr = good_pr();
+    pr.commits = {c};
+    pr.changed_paths = paths;
+    pr.approvals = {signed_approval("alice"), signed_approval("bob"), signed_approval("carol")};
+    const Verdict gate = evaluate(p, pr);
+    const Verdict audit = evaluate_commit(p, "master", c);
+    CHECK(gate.pass == audit.pass);
+    CHECK(gate.reasons == audit.reasons);
+  }
 }
 
 TEST_CASE("policy: a PR that changes no path is judged by every rule of its branch") {

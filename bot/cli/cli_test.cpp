@@ -1,9 +1,15 @@
 // The command line as users and scripts see it: exit codes and file:line messages of the real
 // dmzbot binary.
 #include <doctest/doctest.h>
+#include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <sstream>
+#include <string>
+#include <vector>
 
+#include "tests/ssh_keys.hpp"
 #include "tests/support.hpp"
 
 namespace dmz {
@@ -49,6 +55,175 @@ TEST_CASE("check-config reports an unreadable file and a TOML syntax error") {
   auto syntax = test::run(dmzbot() + " check-config syntax.toml", dir.path());
   CHECK(syntax.exit_code == 1);
   CHECK(syntax.out.find("syntax.toml:1: ") != std::string::npos);
+}
+
+// Runs dmzbot with `args`. Its output is compared whole, so the sanitizer build's summary of
+// the LeakSanitizer suppressions it used (printed at exit) is turned off.
+test::RunResult dmzbot_run(const std::string& args, const std::filesystem::path& cwd) {
+  return test::run(
+      "LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}print_suppressions=0 " + dmzbot() + " " + args,
+      cwd);
+}
+
+// The same under a 20 s timeout: a command that blocked (on a FIFO) exits 124.
+test::RunResult bounded(const std::string& args, const std::filesystem::path& cwd) {
+  return test::run("LSAN_OPTIONS=${LSAN_OPTIONS:+$LSAN_OPTIONS:}print_suppressions=0 timeout 20 " +
+                       dmzbot() + " " + args,
+                   cwd);
+}
+
+// The lines of `text`.
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+TEST_CASE("check-config refuses /dev/zero, a FIFO, a directory and a huge file, at once") {
+  test::TempDir dir;
+  const std::string d = dir.path().string();
+  REQUIRE(::mkfifo((dir / "fifo").c_str(), 0600) == 0);
+  std::filesystem::create_directories(dir / "adir");
+  test::write_file(dir / "big.token", std::string(64 * 1024 + 1, 'x'));
+  test::write_file(dir / "hostile.toml",
+                   "[[repo]]\nname = \"acme/widget\"\nremote = \"/srv/git/widget.git\"\n"
+                   "required_checks = [\"ci/build\"]\napi_token = { file = \"/dev/zero\" }\n"
+                   "status_token = { file = \"fifo\" }\npolicy_root = \"adir\"\n"
+                   "[[repo]]\nname = \"acme/gadget\"\nremote = \"/srv/git/gadget.git\"\n"
+                   "required_checks = [\"ci/build\"]\napi_token = { file = \"big.token\" }\n");
+  auto r = bounded("check-config hostile.toml", dir.path());
+  CHECK(r.exit_code == 1);
+  CHECK(
+      lines(r.out) ==
+      std::vector<std::string>{
+          "hostile.toml:5: repo.api_token file '/dev/zero' is not a regular file (a character "
+          "device)",
+          "hostile.toml:6: repo.status_token file '" + d + "/fifo' is not a regular file (a FIFO)",
+          "hostile.toml:7: repo.policy_root '" + d + "/adir' is not a regular file (a directory)",
+          "hostile.toml:12: repo.api_token file '" + d + "/big.token' is larger than 65536 bytes"});
+  // The configuration file itself.
+  auto zero = bounded("check-config /dev/zero", dir.path());
+  CHECK(zero.exit_code == 1);
+  CHECK(zero.out ==
+        "/dev/zero:0: the configuration file '/dev/zero' is not a regular file (a "
+        "character device)\n");
+  auto fifo = bounded("check-config fifo", dir.path());
+  CHECK(fifo.exit_code == 1);
+  CHECK(fifo.out == "fifo:0: the configuration file 'fifo' is not a regular file (a FIFO)\n");
+}
+
+TEST_CASE("check-config bounds every duration and count") {
+  test::TempDir dir;
+  test::write_file(dir / "huge.toml",
+                   "[server]\nbody_limit = 9223372036854775807\n"
+                   "[[repo]]\nname = \"acme/widget\"\nremote = \"/srv/git/widget.git\"\n"
+                   "check_timeout = 9223372036854775807\n"
+                   "[repo.runner]\ncommand = \"make\"\ntimeout = 9223372036854775807\n"
+                   "max_parallel = 1000\n");
+  auto r = dmzbot_run("check-config huge.toml", dir.path());
+  CHECK(r.exit_code == 1);
+  CHECK(lines(r.out) ==
+        std::vector<std::string>{
+            "huge.toml:2: server.body_limit must be between 1024 and 67108864 bytes (64 MiB), not "
+            "9223372036854775807",
+            "huge.toml:6: repo.check_timeout must be between 1 and 604800 seconds (7 days), not "
+            "9223372036854775807",
+            "huge.toml:9: repo.runner.timeout must be between 1 and 86400 seconds (24 hours), not "
+            "9223372036854775807",
+            "huge.toml:10: repo.runner.max_parallel must be between 1 and 64, not 1000"});
+}
+
+TEST_CASE("check-config prints one line per problem, whatever the values hold") {
+  test::TempDir dir;
+  // TOML escapes: a newline, a carriage return and an ESC sequence in values and a key.
+  test::write_file(dir / "ctl.toml",
+                   "\"a\\nb\" = 1\n"
+                   "[[repo]]\nname = \"acme\\nwidget\"\nremote = \"/r\"\n"
+                   "forge = \"x\\r\\u001b[2J\"\nrequired_checks = [\"ci\"]\n"
+                   "api_token = { file = \"no\\nfile\" }\n");
+  auto r = dmzbot_run("check-config ctl.toml", dir.path());
+  CHECK(r.exit_code == 1);
+  const auto printed = lines(r.out);
+  CHECK(printed == std::vector<std::string>{
+                       "ctl.toml:1: unknown key 'a\\nb' at the top level",
+                       "ctl.toml:3: repo.name 'acme\\nwidget' must look like \"owner/name\"",
+                       "ctl.toml:5: unknown forge 'x\\r\\x1b[2J' (expected plain, github, gitlab "
+                       "or gitea)",
+                       "ctl.toml:7: repo.api_token file '" + dir.path().string() +
+                           "/no\\nfile' does not exist"});
+  CHECK(r.out.find('\x1b') == std::string::npos);
+  CHECK(r.out.find('\r') == std::string::npos);
+}
+
+// A repository whose first commit holds a policy trusting one ssh key, and ssh-signed commits.
+struct SignedRepo {
+  test::TempDir dir;
+  std::filesystem::path work = dir / "work";
+  const test::SshKey& key = test::cached_ssh_key("ed25519");
+  std::string root;
+  SignedRepo() {
+    std::string line = key.public_line.substr(0, key.public_line.rfind(' '));
+    root = test::init_repo(work,
+                           {{".dmz/policy.toml", "version = 1\n[accounts.alice]\nssh = ['" + line +
+                                                     "']\n[groups]\ndevs = [\"alice\"]\n[[rule]]\n"
+                                                     "branch = \"master\"\nsigners = \"devs\"\n"}});
+  }
+  std::string git(const std::string& args) {
+    return test::must(test::git_env() + "git " + args, work);
+  }
+  std::string commit(const std::string& file) {
+    return test::ssh_signed_commit(work, key, {{file, file + "\n"}}, "add " + file);
+  }
+};
+
+TEST_CASE("verify prints a verdict for every commit: a malformed one is a FAIL line, exit 1") {
+  SignedRepo r;
+  std::string before = r.commit("a.txt");
+  std::string good = r.commit("b.txt");
+  // The same signed commit with its gpgsig header moved before author: git accepts it.
+  std::string bytes = r.git("cat-file commit " + good) + "\n";
+  size_t start = bytes.find("\ngpgsig ") + 1, end = start;
+  do end = bytes.find('\n', end) + 1;
+  while (bytes[end] == ' ');
+  std::string header = bytes.substr(start, end - start);
+  bytes.erase(start, end - start);
+  bytes.insert(bytes.find("\nauthor ") + 1, header);
+  test::write_file(r.dir / "odd", bytes);
+  std::string odd =
+      r.git("hash-object -t commit -w --literally " + test::shell_quote((r.dir / "odd").string()));
+  r.git("update-ref HEAD " + odd);
+  std::string after = r.commit("c.txt");
+
+  auto v = dmzbot_run("verify " + r.root + "..master", r.work);
+  INFO(v.out);
+  CHECK(v.exit_code == 1);
+  CHECK(lines(v.out) ==
+        std::vector<std::string>{before.substr(0, 7) + " pass alice",
+                                 odd.substr(0, 7) + " FAIL - commit " + odd.substr(0, 7) +
+                                     ": bad-header: gpgsig header before the author header",
+                                 after.substr(0, 7) + " pass alice"});
+}
+
+TEST_CASE("verify: an empty or reversed range and a hostile --policy are exit 2") {
+  SignedRepo r;
+  r.commit("a.txt");
+  auto reversed = dmzbot_run("verify master.." + r.root, r.work);
+  CHECK(reversed.exit_code == 2);
+  CHECK(reversed.out == "dmzbot verify: the range master.." + r.root + " is empty\n");
+  auto json = dmzbot_run("verify --json master..master", r.work);
+  CHECK(json.exit_code == 2);
+  CHECK(json.out == "dmzbot verify: the range master..master is empty\n");
+
+  auto zero = bounded("verify --policy /dev/zero master", r.work);
+  CHECK(zero.exit_code == 2);
+  CHECK(zero.out == "dmzbot verify: '/dev/zero' is not a regular file (a character device)\n");
+  REQUIRE(::mkfifo((r.dir / "fifo").c_str(), 0600) == 0);
+  auto fifo = bounded("verify --policy " + test::shell_quote((r.dir / "fifo").string()) + " master",
+                      r.work);
+  CHECK(fifo.exit_code == 2);
+  CHECK(fifo.out ==
+        "dmzbot verify: '" + (r.dir / "fifo").string() + "' is not a regular file (a FIFO)\n");
 }
 
 TEST_CASE("usage errors exit 2") {

@@ -26,7 +26,7 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
 
   // The candidate's own merges, newest first, down its first parents to the base.
   struct Merge {
-    std::string sha, ours, theirs;
+    std::string sha, ours, theirs, tree;
   };
   std::vector<Merge> merges;
   for (std::string at = c.sha; at != c.base;) {
@@ -39,13 +39,14 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
     if (!parsed) return fail("commit " + trust::short_sha(at) + ": " + parsed.message());
     if (parsed->parents.size() != 2)
       return fail("commit " + trust::short_sha(at) + " on dmz is not a merge dmzbot wrote");
-    merges.push_back({at, parsed->parents[0], parsed->parents[1]});
+    merges.push_back({at, parsed->parents[0], parsed->parents[1], parsed->tree});
     at = parsed->parents[0];
   }
 
   auto source = trust::policy_in_force(mirror, c.base, policy_root_);
   if (!source) return fail("error: " + source.message());
   std::shared_ptr<trust::TrustKeys> keys;
+  if (*source && !(*source)->refusal.empty()) return fail((*source)->refusal);
   if (*source) {
     auto loaded = key_cache_.load(**source);
     if (!loaded.keys) {  // fail closed: a policy that does not parse allows nothing
@@ -59,9 +60,19 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
   for (auto m = merges.rbegin(); m != merges.rend(); ++m) {
     // dmzbot never resolves conflicts, so its merge must be exactly the recomputed one.
     auto recomputed = mirror.merge_tree(m->ours, m->theirs);
-    auto tree = mirror.tree_of(m->sha);
-    if (!recomputed || !tree) return fail("error: recomputing merge " + trust::short_sha(m->sha));
-    if (!*recomputed || **recomputed != *tree)
+    if (!recomputed) {
+      // libgit2 refuses some commits that git accepts: then the strict parser names what is
+      // wrong with the parent, a reason for the verdict rather than an error.
+      for (const auto& parent : {m->ours, m->theirs}) {
+        auto raw = mirror.read_object(parent);
+        if (!raw) continue;
+        if (auto parsed = parse_commit(raw->first); !parsed)
+          return fail("commit " + trust::short_sha(parent) + ": " + parsed.message());
+      }
+      return fail("error: recomputing merge " + trust::short_sha(m->sha) + ": " +
+                  recomputed.message());
+    }
+    if (!*recomputed || **recomputed != m->tree)
       out.reasons.push_back("evil merge: " + trust::short_sha(m->sha) +
                             "'s tree differs from the merge of its parents");
     if (!keys) continue;  // no policy: the checks alone gate master

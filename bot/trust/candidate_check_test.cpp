@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "bot/git/mirror.hpp"
+#include "bot/trust/test_fixture.hpp"
 #include "tests/support.hpp"
 
 namespace dmz {
@@ -77,6 +78,58 @@ TEST_CASE("a commit on dmz that is not a merge is refused") {
   CHECK_FALSE(r.pass);
   REQUIRE(r.reasons.size() == 1);
   CHECK(r.reasons[0] == "commit " + plain.substr(0, 7) + " on dmz is not a merge dmzbot wrote");
+}
+
+TEST_CASE("a commit git accepts but dmzbot refuses fails the candidate with its reason") {
+  using namespace trust_test;
+  auto& k = keys();
+  Repo r(std::vector<std::pair<std::string, std::string>>{{"a.txt", "a\n"}});
+  r.fetch_with_git = true;
+  r.git("checkout -q -b feature/x");
+  // Signed, then its gpgsig header moved before author: git reads it, libgit2 refuses it.
+  std::string odd = r.commit({{"b.txt", "b\n"}}, "odd", k.ssh(k.alice_ssh), gpgsig_before_author);
+  r.git("checkout -q master");
+  const std::string odd_reason =
+      "commit " + odd.substr(0, 7) + ": bad-header: gpgsig header before the author header";
+  CandidateChecker checker(no_policy());
+
+  SUBCASE("the PR head a merge brings in") {
+    r.git("merge -q --no-ff -m merge feature/x");
+    std::string merge = r.git("rev-parse HEAD");
+    r.fetch();
+    auto v = checker.check(*r.mirror, queue::CheckCandidate{1, merge, r.root}, 0);
+    CHECK_FALSE(v.pass);
+    CHECK(v.reasons == std::vector<std::string>{odd_reason});
+  }
+  SUBCASE("the candidate's own merge") {
+    r.git("merge -q --no-ff -m merge feature/x");
+    std::string merge = r.sign_head(k.ssh(k.bot_ssh));
+    std::string bytes = gpgsig_before_author(r.cat("commit", merge));
+    std::string odd_merge = r.store("commit", bytes);
+    r.git("update-ref HEAD " + odd_merge);
+    r.fetch();
+    auto v = checker.check(*r.mirror, queue::CheckCandidate{1, odd_merge, r.root}, 0);
+    CHECK_FALSE(v.pass);
+    CHECK(v.reasons == std::vector<std::string>{"commit " + odd_merge.substr(0, 7) +
+                                                ": bad-header: gpgsig header before the author "
+                                                "header"});
+  }
+}
+
+TEST_CASE("a policy path that is not a regular file fails the candidate, closed") {
+  using namespace trust_test;
+  Repo r(std::vector<std::pair<std::string, std::string>>{{".dmz/policy.toml/x", "x\n"}});
+  r.git("checkout -q -b feature/x");
+  r.commit({{"b.txt", "b\n"}}, "feature", nullptr);
+  r.git("checkout -q master");
+  r.git("merge -q --no-ff -m merge feature/x");
+  std::string merge = r.git("rev-parse HEAD");
+  r.fetch();
+  CandidateChecker checker(no_policy());
+  auto v = checker.check(*r.mirror, queue::CheckCandidate{1, merge, r.root}, 0);
+  CHECK_FALSE(v.pass);
+  CHECK(v.reasons == std::vector<std::string>{".dmz/policy.toml at " + r.root.substr(0, 7) +
+                                              " is not a regular file (a directory)"});
 }
 
 }  // namespace

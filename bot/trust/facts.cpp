@@ -3,11 +3,12 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
+#include "base/file.hpp"
+#include "base/text.hpp"
 #include "bot/git/mirror.hpp"
+#include "bot/trust/raw_objects.hpp"
 #include "config/policy_file.hpp"
 
 namespace dmz::trust {
@@ -42,74 +43,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-// One entry of a raw git tree object: "<mode> <name>\0<20-byte id>".
-struct TreeEntry {
-  std::string mode;
-  std::string name;
-  std::string id;  // hex
-};
-
-std::optional<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
-  std::vector<TreeEntry> out;
-  while (!raw.empty()) {
-    size_t sp = raw.find(' ');
-    if (sp == std::string_view::npos) return std::nullopt;
-    size_t nul = raw.find('\0', sp);
-    if (nul == std::string_view::npos || raw.size() < nul + 21) return std::nullopt;
-    TreeEntry e;
-    e.mode = std::string(raw.substr(0, sp));
-    e.name = std::string(raw.substr(sp + 1, nul - sp - 1));
-    e.id = hex(reinterpret_cast<const unsigned char*>(raw.data() + nul + 1), 20);
-    out.push_back(std::move(e));
-    raw.remove_prefix(nul + 21);
-  }
-  return out;
-}
-
-// The entries of the tree at `dir` ("a/b") inside the tree `tree`; nullopt if there is none.
-Result<std::optional<std::vector<TreeEntry>>> list_tree(git::Mirror& mirror, std::string tree,
-                                                        std::string_view dir) {
-  using Out = std::optional<std::vector<TreeEntry>>;
-  while (true) {
-    auto obj = mirror.read_object(tree);
-    if (!obj) return obj.error();
-    if (obj->second != "tree") return Out();
-    auto entries = parse_tree(obj->first);
-    if (!entries) return error("tree " + tree + " is malformed");
-    if (dir.empty()) return Out(std::move(*entries));
-    size_t slash = dir.find('/');
-    std::string_view head = dir.substr(0, slash);
-    dir = slash == std::string_view::npos ? std::string_view() : dir.substr(slash + 1);
-    auto it = std::find_if(entries->begin(), entries->end(),
-                           [&](const TreeEntry& e) { return e.name == head; });
-    if (it == entries->end() || it->mode != "40000") return Out();
-    tree = it->id;
-  }
-}
-
-Result<std::string> read_whole_file(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return error("cannot read " + file.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return error("cannot read " + file.string());
-  return ss.str();
-}
-
-// "parent" header lines before the first blank line (for objects the strict parser refused).
-size_t count_parents(std::string_view raw) {
-  size_t n = 0;
-  while (!raw.empty()) {
-    size_t eol = raw.find('\n');
-    std::string_view line = raw.substr(0, eol);
-    if (line.empty()) break;
-    if (line.rfind("parent ", 0) == 0) ++n;
-    if (eol == std::string_view::npos) break;
-    raw.remove_prefix(eol + 1);
-  }
-  return n;
-}
-
 bool is_hex_sha(std::string_view s) {
   return s.size() == 40 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
 }
@@ -136,34 +69,57 @@ std::string short_sha(std::string_view sha) { return std::string(sha.substr(0, 7
 Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
                                                      const std::string& commit) {
   using Out = std::optional<PolicySource>;
-  auto text = mirror.read_file(commit, std::string(queue::kPolicyPath));
-  if (!text) return text.error();
-  auto tree = mirror.tree_of(commit);
-  if (!tree) return tree.error();
-  if (!*text) {
-    // Absent, or not a file: a directory or submodule at the policy's path must not read as
-    // "no policy" (which would let everything pass).
-    auto dir = list_tree(mirror, *tree, ".dmz");
-    if (!dir) return dir.error();
-    if (*dir)
-      for (const auto& e : **dir)
-        if (e.name == "policy.toml")
-          return error(std::string(queue::kPolicyPath) + " at " + short_sha(commit) +
-                       " is not a file");
-    return Out();
-  }
+  // From raw objects: libgit2 would refuse a commit that git accepts (raw_objects.hpp).
+  auto links = commit_links(mirror, commit);
+  if (!links) return links.error();
+  auto dmz = list_tree(mirror, links->tree, ".dmz");
+  if (!dmz) return dmz.error();
+  if (!*dmz) return Out();
+  const std::string policy_name(queue::kPolicyPath.substr(queue::kPolicyPath.rfind('/') + 1));
+  auto entry = std::find_if((*dmz)->begin(), (*dmz)->end(),
+                            [&](const TreeEntry& e) { return e.name == policy_name; });
+  if (entry == (*dmz)->end()) return Out();
+
   PolicySource src;
   src.label = std::string(queue::kPolicyPath) + "@" + short_sha(commit);
-  src.text = std::move(**text);
-  auto entries = list_tree(mirror, *tree, kKeysDir);
-  if (!entries) return entries.error();
-  if (*entries) {
-    for (const auto& e : **entries) {  // git sorts tree entries: the order is deterministic
-      if (!ends_with(e.name, ".asc") || (e.mode != "100644" && e.mode != "100755")) continue;
-      auto blob = mirror.read_object(e.id);
-      if (!blob) return blob.error();
-      src.armored_keys.emplace_back(std::string(kKeysDir) + "/" + e.name + "@" + short_sha(commit),
-                                    std::move(blob->first));
+  const std::string where = " at " + short_sha(commit);
+  // Anything but a regular file (a directory, a submodule, a symlink, whose target git stores
+  // as the blob) is refused, never read as "no policy" (which would let everything pass).
+  if (!is_regular_file(*entry)) {
+    src.refusal = std::string(queue::kPolicyPath) + where + " is not a regular file (" +
+                  kind_of(*entry) + ")";
+    return Out(std::move(src));
+  }
+  // Every blob is read whole by the object database; the limits keep what is parsed and held
+  // the same as for a policy file outside the repository.
+  auto read_blob = [&](const TreeEntry& e, const std::string& path) -> Result<std::string> {
+    auto blob = mirror.read_object(e.id);
+    if (!blob) return blob.error();
+    if (blob->first.size() > kMaxPolicyFileBytes)
+      return invalid(path + where + " is larger than " + std::to_string(kMaxPolicyFileBytes) +
+                     " bytes");
+    return std::move(blob->first);
+  };
+  auto text = read_blob(*entry, std::string(queue::kPolicyPath));
+  if (!text) {
+    if (text.code() != Code::kInvalid) return text.error();
+    src.refusal = text.message();
+    return Out(std::move(src));
+  }
+  src.text = std::move(*text);
+  auto keys = list_tree(mirror, links->tree, kKeysDir);
+  if (!keys) return keys.error();
+  if (*keys) {
+    for (const auto& e : **keys) {  // git sorts tree entries: the order is deterministic
+      if (!ends_with(e.name, ".asc") || !is_regular_file(e)) continue;
+      const std::string path = std::string(kKeysDir) + "/" + e.name;
+      auto blob = read_blob(e, path);
+      if (!blob) {
+        if (blob.code() != Code::kInvalid) return blob.error();
+        src = PolicySource{src.label, {}, {}, blob.message()};
+        return Out(std::move(src));
+      }
+      src.armored_keys.emplace_back(path + "@" + short_sha(commit), std::move(*blob));
     }
   }
   return Out(std::move(src));
@@ -172,7 +128,7 @@ Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
 Result<PolicySource> policy_source_from_file(const std::filesystem::path& file) {
   PolicySource src;
   src.label = file.string();
-  auto text = read_whole_file(file);
+  auto text = read_regular_file(file, kMaxPolicyFileBytes);
   if (!text) return text.error();
   src.text = std::move(*text);
   std::filesystem::path keys = file.parent_path() / "keys";
@@ -180,12 +136,12 @@ Result<PolicySource> policy_source_from_file(const std::filesystem::path& file) 
   if (std::filesystem::is_directory(keys, ec)) {
     std::vector<std::filesystem::path> files;
     for (const auto& entry : std::filesystem::directory_iterator(keys, ec))
-      if (entry.path().extension() == ".asc" && entry.is_regular_file(ec))
-        files.push_back(entry.path());
-    if (ec) return error("cannot list " + keys.string() + ": " + ec.message());
+      if (entry.path().extension() == ".asc") files.push_back(entry.path());
+    if (ec) return unavailable("cannot list " + keys.string() + ": " + ec.message());
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
-      auto content = read_whole_file(f);
+      // A key file that is not a regular file is an error, not skipped: the operator meant it.
+      auto content = read_regular_file(f, kMaxPolicyFileBytes);
       if (!content) return content.error();
       src.armored_keys.emplace_back(f.string(), std::move(*content));
     }
@@ -197,7 +153,20 @@ Result<PolicySource> policy_source_from_file(const std::filesystem::path& file) 
 
 TrustKeys::Loaded TrustKeys::load(const PolicySource& source) {
   Loaded out;
-  auto parsed = config::parse_policy(source.text, source.label);
+  if (!source.refusal.empty()) {  // fail closed: nothing to parse
+    out.problems.push_back(escape_control(source.refusal));
+    return out;
+  }
+  // The ssh lines are part of the policy: a malformed one fails the policy (closed), as a
+  // parse problem would, at its line. The keys parsed here are kept for verification.
+  std::map<std::string, SshPublicKey> ssh_lines;
+  auto check_ssh = [&](std::string_view line) -> std::string {
+    auto key = parse_ssh_public_key(line);
+    if (!key) return key.message();
+    ssh_lines.emplace(std::string(line), std::move(*key));
+    return {};
+  };
+  auto parsed = config::parse_policy(source.text, source.label, check_ssh);
   for (const auto& p : parsed.problems) out.problems.push_back(p.to_string());
   if (!parsed.policy) return out;
 
@@ -206,22 +175,15 @@ TrustKeys::Loaded TrustKeys::load(const PolicySource& source) {
   keys->label_ = source.label;
   keys->source_ = source;
   keys->armored_keys_ = source.armored_keys;
-  // The ssh lines are part of the policy: a malformed one fails the policy (closed), as a
-  // parse problem would.
   for (const auto& [name, account] : keys->policy_.accounts) {
-    for (size_t i = 0; i < account.ssh.size(); ++i) {
-      auto key = parse_ssh_public_key(account.ssh[i]);
-      if (!key) {
-        out.problems.push_back(source.label + ": account " + name + ": ssh key " +
-                               std::to_string(i + 1) + ": " + key.message());
-        continue;
-      }
-      auto& owners = keys->ssh_accounts_[key->fingerprint];
+    for (const auto& line : account.ssh) {
+      auto key = ssh_lines.find(line);
+      if (key == ssh_lines.end()) continue;  // every line was checked: cannot happen
+      auto& owners = keys->ssh_accounts_[key->second.fingerprint];
       if (std::find(owners.begin(), owners.end(), name) == owners.end()) owners.push_back(name);
-      keys->ssh_keys_.push_back(std::move(*key));
+      keys->ssh_keys_.push_back(key->second);
     }
   }
-  if (!out.problems.empty()) return out;
 
   std::string buf;
   add_field(buf, "dmzbot policy v1");
@@ -372,21 +334,28 @@ Result<queue::CommitFact> FactGatherer::commit_fact(git::Mirror& mirror, TrustKe
                                                     std::optional<ParsedCommit>* parsed_out) {
   auto obj = mirror.read_object(sha);
   if (!obj) return obj.error();
-  if (obj->second != "commit") return error(sha + " is a " + obj->second + ", not a commit");
+  if (obj->second != "commit") return invalid(sha + " is a " + obj->second + ", not a commit");
   queue::CommitFact fact;
   fact.sha = sha;
   if (parsed_out) parsed_out->reset();
   auto parsed = parse_commit(obj->first);
-  // Paths come from libgit2, which also reads objects the strict parser refuses.
-  auto parent = mirror.resolve(sha + "^1");
-  std::string first_parent = parent ? *parent : "";
-  auto paths = mirror.changed_paths(first_parent, sha);
+  // Parents and paths come from the raw objects, read as git reads them, so that a commit the
+  // strict parser refuses is still placed and judged (raw_objects.hpp).
+  auto links = commit_links(mirror, sha);
+  if (!links) return links.error();
+  std::string parent_tree;
+  if (!links->parents.empty()) {
+    auto parent = commit_links(mirror, links->parents.front());
+    if (!parent) return parent.error();
+    parent_tree = parent->tree;
+  }
+  auto paths = changed_paths(mirror, parent_tree, links->tree);
   if (!paths) return paths.error();
   fact.changes_policy = queue::touches_policy(*paths);
   fact.changed_paths = std::move(*paths);
   if (!parsed) {
     fact.signature_problem = parsed.message();
-    fact.is_merge = count_parents(obj->first) > 1;
+    fact.is_merge = links->parents.size() > 1;
     return fact;
   }
   fact.is_merge = parsed->parents.size() > 1;
@@ -403,7 +372,7 @@ Result<SignatureCheck> FactGatherer::commit_signature(git::Mirror& mirror, Trust
                                                       const std::string& sha) {
   auto obj = mirror.read_object(sha);
   if (!obj) return obj.error();
-  if (obj->second != "commit") return error(sha + " is a " + obj->second + ", not a commit");
+  if (obj->second != "commit") return invalid(sha + " is a " + obj->second + ", not a commit");
   auto parsed = parse_commit(obj->first);
   if (!parsed) return SignatureCheck{std::nullopt, parsed.message()};
   return cached_verify(keys, sha, parsed->signature_kind, parsed->payload,
@@ -455,7 +424,7 @@ Result<TagCheck> FactGatherer::tag_check(git::Mirror& mirror, TrustKeys& keys,
                                          const std::function<bool(const ParsedTag&)>& relevant) {
   auto obj = mirror.read_object(tag_id);
   if (!obj) return obj.error();
-  if (obj->second != "tag") return error(tag_id + " is a " + obj->second + ", not a tag");
+  if (obj->second != "tag") return invalid(tag_id + " is a " + obj->second + ", not a tag");
   TagCheck out;
   auto parsed = parse_tag(obj->first);
   if (!parsed) {
@@ -484,12 +453,14 @@ Result<std::optional<PolicySource>> policy_in_force(git::Mirror& mirror, const s
   if (!target.empty()) {
     auto committed = policy_source_at(mirror, target);
     if (!committed)
-      return error("reading the policy at " + short_sha(target) + ": " + committed.message());
+      return committed.status()
+          .prefixed("reading the policy at " + short_sha(target) + ": ")
+          .error();
     if (*committed) return std::move(*committed);
   }
   if (policy_root.empty()) return std::optional<PolicySource>();
   auto root = policy_source_from_file(policy_root);
-  if (!root) return error("reading the trust root: " + root.message());
+  if (!root) return root.status().prefixed("reading the trust root: ").error();
   return std::optional<PolicySource>(std::move(*root));
 }
 

@@ -37,15 +37,24 @@ struct PolicySource {
   std::string label;  // names the file in problems: ".dmz/policy.toml@abc1234" or a path
   std::string text;
   std::vector<std::pair<std::string, std::string>> armored_keys;  // file label -> *.asc content
+  // Set when a policy is there but cannot be used, text and keys empty: ".dmz/policy.toml at
+  // abc1234 is not a regular file (a symlink)", "... is larger than 1048576 bytes". Such a
+  // policy allows nothing (TrustKeys::load refuses it).
+  std::string refusal;
 };
 
 // The policy committed in `commit` (.dmz/policy.toml) and the *.asc files of .dmz/keys in the
-// same commit; nullopt when the commit has no policy file.
+// same commit (regular files only), read from raw objects; nullopt when the commit has no
+// policy file. A policy file that is not a regular file (a directory, a submodule, a symlink)
+// or larger than kMaxPolicyFileBytes, or such a key file, gives a source with `refusal` set;
+// errors are I/O errors.
 Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
                                                      const std::string& commit);
 
 // A policy file outside the repository (the trust root, `dmzbot verify --policy`) and the *.asc
-// files of the `keys` directory next to it (if there is one).
+// files of the `keys` directory next to it (if there is one), each read with
+// read_regular_file (base/file.hpp: symlinks followed, regular files of at most
+// kMaxPolicyFileBytes): not_found, invalid (not a regular file, too large) or unavailable.
 Result<PolicySource> policy_source_from_file(const std::filesystem::path& file);
 
 // The policy in force at `target`: its committed .dmz/policy.toml (with .dmz/keys), else the
@@ -69,8 +78,9 @@ class TrustKeys {
  public:
   struct Loaded {
     std::shared_ptr<TrustKeys> keys;    // set iff problems is empty
-    std::vector<std::string> problems;  // "file:line: message"
+    std::vector<std::string> problems;  // "file:line: message" (or the source's refusal)
   };
+  // Parses the policy and checks its ssh lines (a bad one is a problem at its line).
   static Loaded load(const PolicySource& source);
 
   const queue::Policy& policy() const { return policy_; }

@@ -5,6 +5,7 @@
 
 #include "bot/git/mirror.hpp"
 #include "bot/trust/facts.hpp"
+#include "bot/trust/raw_objects.hpp"
 #include "bot/trust/signed_object.hpp"
 #include "queue/policy.hpp"
 
@@ -45,6 +46,7 @@ class TrustPolicy final : public PolicyChecker {
       return out;
     }
     trust::PolicySource source = std::move(**in_force);
+    if (!source.refusal.empty()) return fail({source.refusal});  // there, unusable: closed
     auto loaded = keys_.load(source);
     if (!loaded.keys) {  // fail closed: a policy that does not parse allows nothing
       std::vector<std::string> reasons = {"the policy does not parse"};
@@ -62,7 +64,7 @@ class TrustPolicy final : public PolicyChecker {
     if (const queue::Account* a = policy.account_for_login(pr.author))
       facts.author_account = a->name;
 
-    auto commits = mirror.rev_list(target, sha);
+    auto commits = trust::rev_list(mirror, target, sha);
     if (!commits) return fail({"error: " + commits.message()});
     std::set<std::string> paths;
     for (const auto& c : *commits) {
@@ -242,13 +244,13 @@ Result<std::string> mergetag_for(git::Mirror& mirror, const std::string& tag_nam
   const std::string ref = "refs/tags/" + tag_name;
   auto tags = mirror.tags();
   auto it = tags.find(tag_name);
-  if (it == tags.end()) return error(ref + " is not an annotated tag");
+  if (it == tags.end()) return not_found(ref + " is not an annotated tag");
   auto obj = mirror.read_object(it->second);
   if (!obj) return obj.error();
-  if (obj->second != "tag") return error(ref + " is not an annotated tag");
+  if (obj->second != "tag") return not_found(ref + " is not an annotated tag");
   auto parsed = parse_tag(obj->first);
-  if (!parsed) return error(ref + ": " + parsed.message());
-  if (parsed->tag != tag_name) return error("tag " + ref + " claims to be " + parsed->tag);
+  if (!parsed) return parsed.status().prefixed(ref + ": ").error();
+  if (parsed->tag != tag_name) return invalid("tag " + ref + " claims to be " + parsed->tag);
   return std::move(obj->first);
 }
 

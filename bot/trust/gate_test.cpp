@@ -3,8 +3,13 @@
 #include "bot/trust/gate.hpp"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <future>
 
 #include "bot/git/mirror.hpp"
 #include "bot/trust/facts.hpp"
@@ -169,7 +174,30 @@ TEST_CASE("trust: the trust root judges a repository without a committed policy"
     bad.policy_root = etc / "missing.toml";
     auto v2 = make_policy_checker(bad)->check(*r.mirror, pr, head, r.root, 0);
     CHECK_FALSE(v2.pass);
-    CHECK(has_prefix(v2.reasons, "error: reading the trust root: cannot read "));
+    CHECK(v2.reasons == std::vector<std::string>{"error: reading the trust root: '" +
+                                                 bad.policy_root.string() + "' does not exist"});
+  }
+  SUBCASE("a trust root that is a FIFO or /dev/zero fails closed at once") {
+    REQUIRE(::mkfifo((etc / "fifo").c_str(), 0600) == 0);
+    // A writer held open: a reader that blocked would wait until it is closed.
+    int writer = ::open((etc / "fifo").c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(writer >= 0);
+    config::Repo bad;
+    bad.policy_root = etc / "fifo";
+    auto checker2 = make_policy_checker(bad);
+    auto pending = std::async(std::launch::async,
+                              [&] { return checker2->check(*r.mirror, pr, head, r.root, 0); });
+    const bool prompt = pending.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
+    ::close(writer);
+    auto v2 = pending.get();
+    CHECK(prompt);
+    CHECK(v2.reasons ==
+          std::vector<std::string>{"error: reading the trust root: '" + bad.policy_root.string() +
+                                   "' is not a regular file (a FIFO)"});
+    bad.policy_root = "/dev/zero";
+    CHECK(make_policy_checker(bad)->check(*r.mirror, pr, head, r.root, 0).reasons ==
+          std::vector<std::string>{"error: reading the trust root: '/dev/zero' is not a regular "
+                                   "file (a character device)"});
   }
 }
 
@@ -280,6 +308,32 @@ TEST_CASE("trust: refusals, each with its reason") {
     CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": gpgsig-sha256: "),
                   all(v.reasons));
   }
+  SUBCASE("a text-mode OpenPGP signature") {
+    std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.openpgp(k.gpg.alice, "--textmode "));
+    r.approvals(head);
+    auto v = r.check("alice", head);
+    CHECK_FALSE(v.pass);
+    CHECK_MESSAGE(v.reasons == std::vector<std::string>{"commit " + s7(head) +
+                                                        ": bad-signature: signature type 0x01 is "
+                                                        "not a binary-document signature"},
+                  all(v.reasons));
+  }
+  SUBCASE("a commit git accepts with its signature before author: its reason, not an error") {
+    r.fetch_with_git = true;
+    std::string odd = r.commit({{"a.txt", "a\n"}}, "odd", k.ssh(k.alice_ssh), gpgsig_before_author);
+    std::string head = r.commit({{"b.txt", "b\n"}}, "after", k.ssh(k.alice_ssh));
+    for (int number : {1, 2}) {  // the odd commit as the head (PR 1), and below it (PR 2)
+      const std::string tip = number == 1 ? odd : head;
+      r.ssh_tag(k.bob_ssh, "dmz-approve/" + std::to_string(number) + "-bob", tip);
+      r.ssh_tag(k.carol_ssh, "dmz-approve/" + std::to_string(number) + "-carol", tip);
+      auto v = r.check("alice", tip, "feature/x", number);
+      CHECK_FALSE(v.pass);
+      CHECK_MESSAGE(v.reasons == std::vector<std::string>{"commit " + s7(odd) +
+                                                          ": bad-header: gpgsig header before the "
+                                                          "author header"},
+                    all(v.reasons));
+    }
+  }
   SUBCASE("a signed commit replayed into a PR of another account") {
     std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.ssh(k.alice_ssh));
     r.approvals(head);
@@ -343,6 +397,21 @@ TEST_CASE("trust: refusals, each with its reason") {
   }
 }
 
+TEST_CASE("trust: the paths no rule covers are named, as dmzbot verify names them") {
+  auto& k = keys();
+  std::string policy = k.policy();
+  const std::string all_paths = "paths = [\"**\"]";
+  policy.replace(policy.find(all_paths), all_paths.size(), "paths = [\"src/**\"]");
+  PrRepo r(policy);
+  std::string head = r.commit({{"a.txt", "a\n"}, {"docs/b.md", "b\n"}}, "x", k.ssh(k.alice_ssh));
+  r.approvals(head);
+  auto v = r.check("alice", head);
+  CHECK_FALSE(v.pass);
+  CHECK_MESSAGE(v.reasons == std::vector<std::string>{"no rule for branch master covers a.txt, "
+                                                      "docs/b.md"},
+                all(v.reasons));
+}
+
 TEST_CASE("trust: a second check of an unchanged PR verifies no signature; new keys do") {
   auto& k = keys();
   PrRepo r;
@@ -403,18 +472,34 @@ TEST_CASE("trust: a PR by signed tag") {
   }
 }
 
-TEST_CASE("trust: a directory where the policy file should be fails closed, not open") {
-  Repo r(std::vector<std::pair<std::string, std::string>>{{".dmz/policy.toml/x", "x\n"}});
+TEST_CASE("trust: a policy path that is not a regular file fails closed, not open") {
+  auto& k = keys();
+  Repo r(std::vector<std::pair<std::string, std::string>>{{".dmz/real.toml", k.policy()}});
+  std::string kind;
+  SUBCASE("a directory") {
+    r.commit({{".dmz/policy.toml/x", "x\n"}}, "a directory", nullptr);
+    kind = "a directory";
+  }
+  SUBCASE("a submodule") {
+    r.git("update-index --add --cacheinfo 160000," + r.root + ",.dmz/policy.toml");
+    r.git("commit -q -m 'a submodule'");
+    kind = "a submodule";
+  }
+  SUBCASE("a symlink to a good policy") {
+    std::filesystem::create_symlink("real.toml", r.work / ".dmz" / "policy.toml");
+    r.commit({}, "a symlink", nullptr);
+    kind = "a symlink";
+  }
+  std::string target = r.git("rev-parse HEAD");
   r.git("checkout -q -b feature/x");
-  std::string head = r.commit({{"a.txt", "a\n"}}, "unsigned", nullptr);
+  std::string head = r.commit({{"a.txt", "a\n"}}, "signed", k.ssh(k.alice_ssh));
   r.fetch();
   auto checker = make_policy_checker(config::Repo{});
   queue::PullRequest pr{1, "feature/x", "alice"};
-  auto v = checker->check(*r.mirror, pr, head, r.root, 0);
+  auto v = checker->check(*r.mirror, pr, head, target, 0);
   CHECK_FALSE(v.pass);
-  CHECK(v.reasons ==
-        std::vector<std::string>{"error: reading the policy at " + s7(r.root) +
-                                 ": .dmz/policy.toml at " + s7(r.root) + " is not a file"});
+  CHECK(v.reasons == std::vector<std::string>{".dmz/policy.toml at " + s7(target) +
+                                              " is not a regular file (" + kind + ")"});
 }
 
 TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread, once each") {

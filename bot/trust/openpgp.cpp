@@ -217,60 +217,60 @@ std::string dearmor(std::string_view armored) {
 // packets, exactly one, over a binary document (git signs bytes; a text-mode signature would
 // also vouch for the payload with other line endings).
 Status check_packets(std::string_view bin) {
-  if (bin.empty()) return error("bad-signature: malformed armor");
+  if (bin.empty()) return invalid("bad-signature: malformed armor");
   size_t pos = 0, signatures = 0;
   int sig_type = -1;
   while (pos < bin.size()) {
     auto byte = [&](size_t i) { return static_cast<unsigned char>(bin[i]); };
     unsigned char head = byte(pos++);
-    if (!(head & 0x80)) return error("bad-signature: malformed OpenPGP packet");
+    if (!(head & 0x80)) return invalid("bad-signature: malformed OpenPGP packet");
     unsigned tag = 0;
     size_t len = 0;
     auto need = [&](size_t n) { return pos + n <= bin.size(); };
     if (head & 0x40) {  // new format
       tag = head & 0x3f;
-      if (!need(1)) return error("bad-signature: truncated OpenPGP packet");
+      if (!need(1)) return invalid("bad-signature: truncated OpenPGP packet");
       unsigned char l0 = byte(pos++);
       if (l0 < 192) {
         len = l0;
       } else if (l0 < 224) {
-        if (!need(1)) return error("bad-signature: truncated OpenPGP packet");
+        if (!need(1)) return invalid("bad-signature: truncated OpenPGP packet");
         len = ((l0 - 192u) << 8) + byte(pos++) + 192;
       } else if (l0 == 255) {
-        if (!need(4)) return error("bad-signature: truncated OpenPGP packet");
+        if (!need(4)) return invalid("bad-signature: truncated OpenPGP packet");
         len = (size_t{byte(pos)} << 24) | (size_t{byte(pos + 1)} << 16) |
               (size_t{byte(pos + 2)} << 8) | byte(pos + 3);
         pos += 4;
       } else {
-        return error("bad-signature: not a detached signature (partial-length packet)");
+        return invalid("bad-signature: not a detached signature (partial-length packet)");
       }
     } else {  // old format
       tag = (head >> 2) & 0x0f;
       static constexpr size_t kLengthBytes[] = {1, 2, 4, 0};
       size_t n = kLengthBytes[head & 3];
-      if (n == 0) return error("bad-signature: not a detached signature (indeterminate length)");
-      if (!need(n)) return error("bad-signature: truncated OpenPGP packet");
+      if (n == 0) return invalid("bad-signature: not a detached signature (indeterminate length)");
+      if (!need(n)) return invalid("bad-signature: truncated OpenPGP packet");
       for (size_t i = 0; i < n; ++i) len = (len << 8) | byte(pos++);
     }
-    if (!need(len)) return error("bad-signature: truncated OpenPGP packet");
+    if (!need(len)) return invalid("bad-signature: truncated OpenPGP packet");
     if (tag != 2) {
-      return error("bad-signature: not a detached signature (OpenPGP packet type " +
-                   std::to_string(tag) + ")");
+      return invalid("bad-signature: not a detached signature (OpenPGP packet type " +
+                     std::to_string(tag) + ")");
     }
     ++signatures;
     // v4/v5: version, type, ...; v3: version, 5, type, ...
     if (len >= 3) sig_type = byte(pos) == 3 ? byte(pos + 2) : byte(pos + 1);
     pos += len;
   }
-  if (signatures == 0) return error("bad-signature: no signature found");
+  if (signatures == 0) return invalid("bad-signature: no signature found");
   if (signatures > 1) {
-    return error("multiple-signatures: " + std::to_string(signatures) + " signature packets");
+    return invalid("multiple-signatures: " + std::to_string(signatures) + " signature packets");
   }
   if (sig_type != 0x00) {
     char hex[16];  // "0x" + up to 8 hex digits for any int
     std::snprintf(hex, sizeof hex, "0x%02x", sig_type < 0 ? 0xff : sig_type);
-    return error(std::string("bad-signature: signature type ") + hex +
-                 " is not a binary-document signature");
+    return invalid(std::string("bad-signature: signature type ") + hex +
+                   " is not a binary-document signature");
   }
   return Status::success();
 }
@@ -296,6 +296,8 @@ struct SubkeyFacts {
   bool revoked = false, invalid = false, disabled = false, can_sign = false;
   unsigned long expires = 0;  // 0: never
   unsigned long created = 0;
+  gpgme_pubkey_algo_t algo = GPGME_PK_RSA;
+  unsigned int bits = 0;
 };
 struct KeyFacts {
   bool revoked = false, invalid = false, disabled = false;
@@ -309,7 +311,24 @@ SubkeyFacts facts_of(gpgme_subkey_t k) {
                      k->disabled != 0,
                      k->can_sign != 0,
                      k->expires > 0 ? static_cast<unsigned long>(k->expires) : 0,
-                     k->timestamp > 0 ? static_cast<unsigned long>(k->timestamp) : 0};
+                     k->timestamp > 0 ? static_cast<unsigned long>(k->timestamp) : 0,
+                     k->pubkey_algo,
+                     k->length};
+}
+
+// The rule SSH keys follow too (sshsig.cpp): RSA (and DSA, of the same strength) below 2048
+// bits is refused. GnuPG 2.2 still verifies with 1024-bit RSA keys.
+constexpr unsigned int kMinFiniteFieldBits = 2048;
+bool weak(const SubkeyFacts& k) {
+  switch (k.algo) {
+    case GPGME_PK_RSA:
+    case GPGME_PK_RSA_E:
+    case GPGME_PK_RSA_S:
+    case GPGME_PK_DSA:
+      return k.bits < kMinFiniteFieldBits;
+    default:
+      return false;
+  }
 }
 
 }  // namespace
@@ -420,10 +439,11 @@ Result<OpenPgpVerified> OpenPgpVerifier::verify(std::string_view payload,
   // Only a single detached signature is acceptable; count armor blocks before GnuPG sees them
   // (gpg would silently ignore a second block).
   size_t blocks = count(armored_signature, "-----BEGIN PGP ");
-  if (blocks == 0) return error("bad-signature: not an armored OpenPGP signature");
-  if (blocks > 1) return error("multiple-signatures: " + std::to_string(blocks) + " armor blocks");
+  if (blocks == 0) return invalid("bad-signature: not an armored OpenPGP signature");
+  if (blocks > 1)
+    return invalid("multiple-signatures: " + std::to_string(blocks) + " armor blocks");
   if (armored_signature.find("-----BEGIN PGP SIGNATURE-----") == std::string_view::npos) {
-    return error("bad-signature: not a detached signature");
+    return invalid("bad-signature: not a detached signature");
   }
   if (Status packets = check_packets(dearmor(armored_signature)); !packets.ok()) {
     return packets.error();
@@ -442,17 +462,17 @@ Result<OpenPgpVerified> OpenPgpVerifier::verify(std::string_view payload,
       case GPG_ERR_INV_PACKET:
       case GPG_ERR_BAD_SIGNATURE:
       case GPG_ERR_UNEXPECTED:
-        return error(gpgme::describe("bad-signature", err));
+        return invalid(gpgme::describe("bad-signature", err));
       default:
         return error(gpgme::describe("error: verifying", err));
     }
   }
   gpgme_verify_result_t result = gpgme_op_verify_result(ctx);
-  if (!result || !result->signatures) return error("bad-signature: no signature found");
+  if (!result || !result->signatures) return invalid("bad-signature: no signature found");
   if (result->signatures->next) {
     size_t n = 0;
     for (gpgme_signature_t s = result->signatures; s; s = s->next) ++n;
-    return error("multiple-signatures: " + std::to_string(n) + " signatures");
+    return invalid("multiple-signatures: " + std::to_string(n) + " signatures");
   }
   gpgme_signature_t s = result->signatures;
   std::string sig_fpr = upper(s->fpr ? s->fpr : "");
@@ -460,33 +480,35 @@ Result<OpenPgpVerified> OpenPgpVerifier::verify(std::string_view payload,
   gpgme_err_code_t status = gpg_err_code(s->status);
 
   if (status == GPG_ERR_NO_PUBKEY || (s->summary & GPGME_SIGSUM_KEY_MISSING)) {
-    return error("no-key: signed by key " + (sig_fpr.empty() ? "?" : sig_fpr) +
-                 " not in the policy");
+    return invalid("no-key: signed by key " + (sig_fpr.empty() ? "?" : sig_fpr) +
+                   " not in the policy");
   }
-  if (status == GPG_ERR_BAD_SIGNATURE) return error("bad-signature: the payload does not match");
+  if (status == GPG_ERR_BAD_SIGNATURE) return invalid("bad-signature: the payload does not match");
   if (status == GPG_ERR_CERT_REVOKED || (sum & GPGME_SIGSUM_KEY_REVOKED)) {
-    return error("revoked-key: " + sig_fpr + " is revoked");
+    return invalid("revoked-key: " + sig_fpr + " is revoked");
   }
   if (status == GPG_ERR_KEY_EXPIRED || (sum & GPGME_SIGSUM_KEY_EXPIRED)) {
-    return error("expired-key: " + sig_fpr + " has expired");
+    return invalid("expired-key: " + sig_fpr + " has expired");
   }
   if (status == GPG_ERR_SIG_EXPIRED || (sum & GPGME_SIGSUM_SIG_EXPIRED)) {
-    return error("expired-signature: the signature expired at " + std::to_string(s->exp_timestamp));
+    return invalid("expired-signature: the signature expired at " +
+                   std::to_string(s->exp_timestamp));
   }
   if (s->wrong_key_usage || (sum & GPGME_SIGSUM_BAD_POLICY)) {
-    return error("wrong-key-usage: " + sig_fpr + " may not sign");
+    return invalid("wrong-key-usage: " + sig_fpr + " may not sign");
   }
-  if (status != GPG_ERR_NO_ERROR) return error(gpgme::describe("bad-signature", s->status));
-  if (sum & GPGME_SIGSUM_RED) return error("bad-signature: GnuPG judged it bad");
+  if (status != GPG_ERR_NO_ERROR) return invalid(gpgme::describe("bad-signature", s->status));
+  if (sum & GPGME_SIGSUM_RED) return invalid("bad-signature: GnuPG judged it bad");
   if (sum & GPGME_SIGSUM_SYS_ERROR) return error("error: GnuPG reported a system error");
   if (!strong_digest(s->hash_algo)) {
     const char* name = gpgme_hash_algo_name(s->hash_algo);
-    return error(std::string("weak-digest: ") + (name ? name : "unknown"));
+    return invalid(std::string("weak-digest: ") + (name ? name : "unknown"));
   }
   if (s->exp_timestamp != 0 && static_cast<std::time_t>(s->exp_timestamp) <= std::time(nullptr)) {
-    return error("expired-signature: the signature expired at " + std::to_string(s->exp_timestamp));
+    return invalid("expired-signature: the signature expired at " +
+                   std::to_string(s->exp_timestamp));
   }
-  if (s->timestamp == 0) return error("bad-signature: no creation time");
+  if (s->timestamp == 0) return invalid("bad-signature: no creation time");
 
   // Resolve the signing key ourselves: the primary key is what the policy names.
   if (sig_fpr.size() < 40) return error("error: GnuPG did not report the signer's fingerprint");
@@ -495,7 +517,7 @@ Result<OpenPgpVerified> OpenPgpVerifier::verify(std::string_view payload,
     gpgme_key_t raw = nullptr;
     err = gpgme_get_key(ctx, sig_fpr.c_str(), &raw, 0);
     if (gpg_err_code(err) == GPG_ERR_EOF) {
-      return error("no-key: signed by key " + sig_fpr + " not in the policy");
+      return invalid("no-key: signed by key " + sig_fpr + " not in the policy");
     }
     if (err) return error(gpgme::describe("error: looking up " + sig_fpr, err));
     Key key(raw);
@@ -510,24 +532,32 @@ Result<OpenPgpVerified> OpenPgpVerifier::verify(std::string_view payload,
   }
   const KeyFacts& key = cached->second;
   if (key.revoked || key.primary.revoked || key.signer.revoked) {
-    return error("revoked-key: " + sig_fpr + " is revoked");
+    return invalid("revoked-key: " + sig_fpr + " is revoked");
   }
   const auto now = static_cast<unsigned long>(std::time(nullptr));
   auto expired_by = [](const SubkeyFacts& k, unsigned long t) {
     return k.expires > 0 && k.expires <= t;
   };
   if (expired_by(key.primary, now) || expired_by(key.signer, now)) {
-    return error("expired-key: " + sig_fpr + " has expired");
+    return invalid("expired-key: " + sig_fpr + " has expired");
   }
   if (expired_by(key.primary, s->timestamp) || expired_by(key.signer, s->timestamp)) {
-    return error("expired-key: " + sig_fpr + " had expired when it signed");
+    return invalid("expired-key: " + sig_fpr + " had expired when it signed");
+  }
+  for (const SubkeyFacts* k : {&key.primary, &key.signer}) {
+    if (weak(*k)) {
+      const char* algo = gpgme_pubkey_algo_name(k->algo);
+      return invalid("weak-key: " + upper(k->fpr) + " is a " + std::to_string(k->bits) + "-bit " +
+                     (algo ? algo : "RSA") + " key (at least " +
+                     std::to_string(kMinFiniteFieldBits) + " bits are required)");
+    }
   }
   if (key.invalid || key.disabled || key.signer.invalid || key.signer.disabled) {
-    return error("bad-signature: key " + sig_fpr + " is invalid or disabled");
+    return invalid("bad-signature: key " + sig_fpr + " is invalid or disabled");
   }
-  if (!key.signer.can_sign) return error("wrong-key-usage: " + sig_fpr + " may not sign");
+  if (!key.signer.can_sign) return invalid("wrong-key-usage: " + sig_fpr + " may not sign");
   if (key.signer.created > 0 && key.signer.created > s->timestamp) {
-    return error("bad-signature: the signature predates key " + sig_fpr);
+    return invalid("bad-signature: the signature predates key " + sig_fpr);
   }
   return OpenPgpVerified{upper(key.primary.fpr), upper(key.signer.fpr),
                          static_cast<std::int64_t>(s->timestamp)};

@@ -61,7 +61,8 @@ struct OpenPgpVerified {
 // given. It judges every signature itself and never consults owner trust or key validity.
 // verify() fails with a message that starts with one of these reasons:
 //   "bad-signature", "no-key", "multiple-signatures", "revoked-key", "expired-key",
-//   "expired-signature", "weak-digest", "wrong-key-usage";
+//   "expired-signature", "weak-digest", "weak-key" (RSA or DSA below 2048 bits, the primary key
+//   or the signing subkey, as for SSH keys), "wrong-key-usage";
 // any other failure (GnuPG missing, unexpected GPGME error) starts with "error:". Fails closed.
 // Each verify() runs gpg once (a few milliseconds; key listings are cached per signing key): call
 // it from the blocking pool, never from an I/O thread. As GPGME requires, the process must ignore

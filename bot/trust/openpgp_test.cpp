@@ -201,6 +201,40 @@ TEST_CASE("a text-mode signature is refused: it would also vouch for other line 
   CHECK(starts_with(rejection(v, crlf, text), "bad-signature"));
 }
 
+// The primary fingerprint of the key with `uid` in `home`.
+std::string fingerprint_of(const test::GpgHome& home, const std::string& uid) {
+  std::string listing = home.gpg("--with-colons --list-keys " + test::shell_quote(uid));
+  size_t fpr = listing.find("\nfpr:");
+  REQUIRE(fpr != std::string::npos);
+  size_t end = listing.find('\n', fpr + 1);
+  std::string line = listing.substr(fpr + 1, end - fpr - 2);  // without the final ':'
+  return line.substr(line.rfind(':') + 1);
+}
+
+TEST_CASE("an RSA key shorter than 2048 bits is weak-key, as for SSH keys") {
+  test::GpgHome home;
+  home.gpg("--quick-gen-key 'Weak <weak@example.com>' rsa1024 sign 1y");
+  home.gpg("--quick-gen-key 'Strong <strong@example.com>' rsa2048 sign 1y");
+  const std::string weak = fingerprint_of(home, "Weak <weak@example.com>");
+  const std::string strong = fingerprint_of(home, "Strong <strong@example.com>");
+  auto v = OpenPgpVerifier::create();
+  REQUIRE_MESSAGE(v.ok(), why(v));
+  for (const auto& fpr : {weak, strong}) REQUIRE(v->import_keys(home.export_public(fpr)).ok());
+  const std::string payload = test_keys().payload;
+  // GnuPG itself calls the weak signature good.
+  std::string sig = home.sign(weak, payload);
+  test::write_file(home.path() / "payload", payload);
+  test::write_file(home.path() / "payload.asc", sig);
+  CHECK(home.try_gpg("--verify " + test::shell_quote((home.path() / "payload.asc").string()) + " " +
+                     test::shell_quote((home.path() / "payload").string()))
+            .exit_code == 0);
+  CHECK(rejection(*v, payload, sig) ==
+        "weak-key: " + weak + " is a 1024-bit RSA key (at least 2048 bits are required)");
+  auto good = v->verify(payload, home.sign(strong, payload));
+  REQUIRE_MESSAGE(good.ok(), why(good));
+  CHECK(good->primary_fingerprint == strong);
+}
+
 TEST_CASE("a corrupted armor is bad-signature") {
   auto& keys = test_keys();
   auto v = verifier_with({keys.alice});

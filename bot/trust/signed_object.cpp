@@ -49,7 +49,7 @@ struct Split {
 Status check_nul(std::string_view raw) {
   size_t nul = raw.find('\0');
   if (nul != std::string_view::npos)
-    return error("nul: object contains a NUL byte at offset " + std::to_string(nul));
+    return invalid("nul: object contains a NUL byte at offset " + std::to_string(nul));
   return {};
 }
 
@@ -75,8 +75,8 @@ Result<Split> split_headers(std::string_view raw) {
     ++line_no;
     size_t nl = raw.find('\n', pos);
     if (nl == std::string_view::npos)
-      return error("unterminated-header: header line " + std::to_string(line_no) +
-                   " has no newline");
+      return invalid("unterminated-header: header line " + std::to_string(line_no) +
+                     " has no newline");
     std::string_view line = raw.substr(pos, nl - pos);
     if (line.empty()) {
       split.body = nl + 1;
@@ -84,7 +84,8 @@ Result<Split> split_headers(std::string_view raw) {
     }
     if (line[0] == ' ') {
       if (split.headers.empty())
-        return error("bad-continuation: line " + std::to_string(line_no) + " continues no header");
+        return invalid("bad-continuation: line " + std::to_string(line_no) +
+                       " continues no header");
       RawHeader& last = split.headers.back();
       last.value += '\n';
       last.value += line.substr(1);
@@ -95,8 +96,8 @@ Result<Split> split_headers(std::string_view raw) {
       RawHeader h;
       h.name = std::string(line.substr(0, space));
       if (!valid_header_name(h.name))
-        return error("bad-header: line " + std::to_string(line_no) + " is not a header: \"" +
-                     std::string(line.substr(0, 40)) + "\"");
+        return invalid("bad-header: line " + std::to_string(line_no) + " is not a header: \"" +
+                       std::string(line.substr(0, 40)) + "\"");
       h.bare = space == std::string_view::npos;
       if (!h.bare) h.value = std::string(line.substr(space + 1));
       h.begin = pos;
@@ -111,7 +112,7 @@ Result<Split> split_headers(std::string_view raw) {
 Result<Ident> parse_ident(const RawHeader& h) {
   const std::string& v = h.value;
   auto bad = [&](const std::string& why) {
-    return error("bad-ident: " + h.name + " " + why + ": \"" + v + "\"");
+    return invalid("bad-ident: " + h.name + " " + why + ": \"" + v + "\"");
   };
   size_t lt = v.find('<');
   if (lt == std::string::npos) return bad("has no <email>");
@@ -156,16 +157,17 @@ Result<SignatureKind> check_armor(std::string_view sig) {
     pos = nl == std::string_view::npos ? sig.size() : nl + 1;
   }
   if (begins > 1)
-    return error("two-signatures: the signature holds " + std::to_string(begins) + " armor blocks");
+    return invalid("two-signatures: the signature holds " + std::to_string(begins) +
+                   " armor blocks");
   const Marker* m = marker_at(sig);
-  if (!m) return error("bad-armor: the signature does not start with a known BEGIN line");
+  if (!m) return invalid("bad-armor: the signature does not start with a known BEGIN line");
   std::string_view body = sig;
   if (body.ends_with('\n')) body.remove_suffix(1);
   size_t last_line = body.rfind('\n');
   if (last_line == std::string_view::npos || body.substr(last_line + 1) != m->end) {
     if (sig.find(m->end) != std::string_view::npos)
-      return error("bad-armor: text after \"" + std::string(m->end) + "\"");
-    return error("bad-armor: no \"" + std::string(m->end) + "\" line");
+      return invalid("bad-armor: text after \"" + std::string(m->end) + "\"");
+    return invalid("bad-armor: no \"" + std::string(m->end) + "\" line");
   }
   return m->kind;
 }
@@ -179,19 +181,19 @@ bool one_line_header(std::string_view name) {
 Status check_shapes(const std::vector<RawHeader>& headers) {
   for (const RawHeader& h : headers) {
     if (one_line_header(h.name) && h.continued)
-      return error("bad-continuation: the " + h.name + " header cannot have continuation lines");
+      return invalid("bad-continuation: the " + h.name + " header cannot have continuation lines");
     if (one_line_header(h.name) && h.bare)
-      return error("bad-header: " + h.name + " header without a value");
+      return invalid("bad-header: " + h.name + " header without a value");
   }
   return {};
 }
 
 // Signature headers that dmzbot does not verify in a SHA-1 repository.
 Status check_signature_header_name(const std::string& name) {
-  if (name == "gpgsig-sha256") return error("gpgsig-sha256: unverifiable signature header");
+  if (name == "gpgsig-sha256") return invalid("gpgsig-sha256: unverifiable signature header");
   // git drops every header that starts with "gpgsig" from a SHA-1 payload; we only know gpgsig.
   if (name.starts_with("gpgsig") && name != "gpgsig")
-    return error("bad-header: unknown signature header \"" + name + "\"");
+    return invalid("bad-header: unknown signature header \"" + name + "\"");
   return {};
 }
 
@@ -224,11 +226,11 @@ SignatureKind signature_kind_of(std::string_view armored) {
 }
 
 Result<ParsedCommit> parse_commit(std::string_view raw) {
-  if (Status s = check_nul(raw); !s) return error(s.message());
+  if (Status s = check_nul(raw); !s) return s.error();
   auto split = split_headers(raw);
   if (!split) return split.error();
   const std::vector<RawHeader>& hs = split->headers;
-  if (Status s = check_shapes(hs); !s) return error(s.message());
+  if (Status s = check_shapes(hs); !s) return s.error();
 
   ParsedCommit c;
   size_t i = 0;
@@ -236,21 +238,26 @@ Result<ParsedCommit> parse_commit(std::string_view raw) {
     return std::any_of(hs.begin(), hs.end(), [&](const RawHeader& h) { return h.name == name; });
   };
   if (hs.empty() || hs[0].name != "tree") {
-    if (!has("tree")) return error("missing-header: commit has no tree header");
-    return error("bad-header: tree must be the first header");
+    if (!has("tree")) return invalid("missing-header: commit has no tree header");
+    return invalid("bad-header: tree must be the first header");
   }
   if (!is_sha1_hex(hs[0].value))
-    return error("bad-header: tree is not a sha1: \"" + hs[0].value + "\"");
+    return invalid("bad-header: tree is not a sha1: \"" + hs[0].value + "\"");
   c.tree = hs[i++].value;
   for (; i < hs.size() && hs[i].name == "parent"; ++i) {
     if (!is_sha1_hex(hs[i].value))
-      return error("bad-header: parent is not a sha1: \"" + hs[i].value + "\"");
+      return invalid("bad-header: parent is not a sha1: \"" + hs[i].value + "\"");
     c.parents.push_back(hs[i].value);
   }
   for (std::string_view who : {"author", "committer"}) {
     if (i >= hs.size() || hs[i].name != who) {
-      if (!has(who)) return error("missing-header: commit has no " + std::string(who) + " header");
-      return error("bad-header: " + std::string(who) + " header out of order");
+      if (!has(who))
+        return invalid("missing-header: commit has no " + std::string(who) + " header");
+      // Name what stands in its place (git fsck: badHeaderOrder, e.g. a gpgsig header moved up).
+      if (i < hs.size())
+        return invalid("bad-header: " + hs[i].name + " header before the " + std::string(who) +
+                       " header");
+      return invalid("bad-header: " + std::string(who) + " header out of order");
     }
     auto id = parse_ident(hs[i]);
     if (!id) return id.error();
@@ -261,10 +268,10 @@ Result<ParsedCommit> parse_commit(std::string_view raw) {
   for (; i < hs.size(); ++i) {
     const RawHeader& h = hs[i];
     if (h.name == "tree" || h.name == "parent" || h.name == "author" || h.name == "committer")
-      return error("bad-header: " + h.name + " header out of order or repeated");
-    if (Status s = check_signature_header_name(h.name); !s) return error(s.message());
+      return invalid("bad-header: " + h.name + " header out of order or repeated");
+    if (Status s = check_signature_header_name(h.name); !s) return s.error();
     if (h.name == "gpgsig") {
-      if (gpgsig) return error("duplicate-gpgsig: more than one gpgsig header");
+      if (gpgsig) return invalid("duplicate-gpgsig: more than one gpgsig header");
       gpgsig = &h;
     } else if (h.name == "mergetag") {
       c.mergetags.push_back(h.value + "\n");
@@ -277,7 +284,7 @@ Result<ParsedCommit> parse_commit(std::string_view raw) {
   for (size_t pos = 0; pos < message.size();) {
     std::string_view line = message.substr(pos);
     if (line.starts_with("gpgsig ") || line.starts_with("gpgsig-sha256 "))
-      return error(
+      return invalid(
           "header-after-message: a gpgsig line after the blank line that ends the headers");
     size_t nl = message.find('\n', pos);
     pos = nl == std::string_view::npos ? message.size() : nl + 1;
@@ -300,11 +307,11 @@ Result<ParsedCommit> parse_commit(std::string_view raw) {
 }
 
 Result<ParsedTag> parse_tag(std::string_view raw) {
-  if (Status s = check_nul(raw); !s) return error(s.message());
+  if (Status s = check_nul(raw); !s) return s.error();
   auto split = split_headers(raw);
   if (!split) return split.error();
   const std::vector<RawHeader>& hs = split->headers;
-  if (Status s = check_shapes(hs); !s) return error(s.message());
+  if (Status s = check_shapes(hs); !s) return s.error();
 
   ParsedTag t;
   size_t i = 0;
@@ -312,8 +319,8 @@ Result<ParsedTag> parse_tag(std::string_view raw) {
     if (i >= hs.size() || hs[i].name != name) {
       bool present =
           std::any_of(hs.begin(), hs.end(), [&](const RawHeader& h) { return h.name == name; });
-      if (!present) return error("missing-header: tag has no " + std::string(name) + " header");
-      return error("bad-header: " + std::string(name) + " header out of order");
+      if (!present) return invalid("missing-header: tag has no " + std::string(name) + " header");
+      return invalid("bad-header: " + std::string(name) + " header out of order");
     }
     ++i;
   }
@@ -321,10 +328,10 @@ Result<ParsedTag> parse_tag(std::string_view raw) {
   t.type = hs[1].value;
   t.tag = hs[2].value;
   if (!is_sha1_hex(t.object))
-    return error("bad-header: object is not a sha1: \"" + t.object + "\"");
+    return invalid("bad-header: object is not a sha1: \"" + t.object + "\"");
   if (t.type != "commit" && t.type != "tree" && t.type != "blob" && t.type != "tag")
-    return error("bad-header: unknown object type \"" + t.type + "\"");
-  if (t.tag.empty()) return error("bad-header: empty tag name");
+    return invalid("bad-header: unknown object type \"" + t.type + "\"");
+  if (t.tag.empty()) return invalid("bad-header: empty tag name");
   if (i < hs.size() && hs[i].name == "tagger") {
     auto id = parse_ident(hs[i]);
     if (!id) return id.error();
@@ -334,10 +341,10 @@ Result<ParsedTag> parse_tag(std::string_view raw) {
   for (; i < hs.size(); ++i) {
     const RawHeader& h = hs[i];
     if (h.name == "object" || h.name == "type" || h.name == "tag" || h.name == "tagger")
-      return error("bad-header: " + h.name + " header out of order or repeated");
-    if (Status s = check_signature_header_name(h.name); !s) return error(s.message());
+      return invalid("bad-header: " + h.name + " header out of order or repeated");
+    if (Status s = check_signature_header_name(h.name); !s) return s.error();
     if (h.name == "gpgsig")
-      return error("bad-header: gpgsig header in a tag (a tag's signature ends its message)");
+      return invalid("bad-header: gpgsig header in a tag (a tag's signature ends its message)");
   }
   t.headers = public_headers(hs);
 
@@ -350,8 +357,8 @@ Result<ParsedTag> parse_tag(std::string_view raw) {
     pos = nl == std::string_view::npos ? raw.size() : nl + 1;
   }
   if (starts.size() > 1)
-    return error("two-signatures: the tag holds " + std::to_string(starts.size()) +
-                 " armor blocks");
+    return invalid("two-signatures: the tag holds " + std::to_string(starts.size()) +
+                   " armor blocks");
   if (starts.empty()) {
     t.message = std::string(raw.substr(split->body));
     t.payload = std::string(raw);

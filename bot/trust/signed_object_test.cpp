@@ -277,6 +277,18 @@ TEST_CASE("signed_object: tampered commits are refused with a named reason") {
     size_t a = no_author.find("\nauthor ") + 1;
     no_author.erase(a, no_author.find('\n', a) + 1 - a);
     CHECK(reason(parse_commit(stored(no_author))) == "missing-header: commit has no author header");
+    // The signature moved before author (git accepts it): the header that is out of place is named.
+    std::string signature_first = with_block("");
+    signature_first.insert(signature_first.find("\nauthor ") + 1, block);
+    CHECK(reason(parse_commit(stored(signature_first))) ==
+          "bad-header: gpgsig header before the author header");
+    std::string committer_first = raw;
+    size_t c = committer_first.find("\ncommitter ") + 1;
+    std::string committer_line = committer_first.substr(c, committer_first.find('\n', c) + 1 - c);
+    committer_first.erase(c, committer_line.size());
+    committer_first.insert(committer_first.find("\nauthor ") + 1, committer_line);
+    CHECK(reason(parse_commit(stored(committer_first))) ==
+          "bad-header: committer header before the author header");
   }
   SUBCASE("bad continuation lines") {
     CHECK(starts_with(reason(parse_commit(stored(" stray\n" + raw))), "bad-continuation: line 1 "));

@@ -21,10 +21,8 @@
 #include <openssl/param_build.h>
 #include <openssl/params.h>
 
-#include <fstream>
-#include <sstream>
-
 #include "base/crypto.hpp"
+#include "base/file.hpp"
 #include "bot/trust/openssl_handles.hpp"
 #include "bot/trust/sshsig.hpp"
 
@@ -87,11 +85,11 @@ std::string SshSigner::public_key_line() const {
 }
 
 Result<std::unique_ptr<SshSigner>> SshSigner::from_file(const std::filesystem::path& private_key) {
-  std::ifstream in(private_key, std::ios::binary);
-  if (!in) return error("no-file: cannot read " + private_key.string());
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+  // Bounded, regular files only: a FIFO or /dev/zero named as the key must not hang or exhaust
+  // the service at start.
+  auto content = read_regular_file(private_key, kMaxSecretFileBytes);
+  if (!content) return content.status().prefixed("no-file: ").error();
+  std::string text = std::move(*content);
   Wipe wipe{text};
   auto signer = from_private_key(text);
   if (!signer) return error(signer.message() + " (" + private_key.string() + ")");

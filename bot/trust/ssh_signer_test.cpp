@@ -159,7 +159,14 @@ TEST_CASE("ssh_signer: unusable key files are refused with a reason") {
     REQUIRE_FALSE(r.ok());
     return r.message();
   };
-  CHECK(starts_with(reason(SshSigner::from_file(dir / "missing")), "no-file: "));
+  CHECK(reason(SshSigner::from_file(dir / "missing")) ==
+        "no-file: '" + (dir / "missing").string() + "' does not exist");
+  // Never read without bound (a FIFO is refused the same way: base/file_test.cpp).
+  CHECK(reason(SshSigner::from_file("/dev/zero")) ==
+        "no-file: '/dev/zero' is not a regular file (a character device)");
+  write_file(dir / "huge", std::string(64 * 1024 + 1, 'k'));
+  CHECK(reason(SshSigner::from_file(dir / "huge")) ==
+        "no-file: '" + (dir / "huge").string() + "' is larger than 65536 bytes");
 
   must("ssh-keygen -q -t ed25519 -N secret-passphrase -f " +
        shell_quote((dir / "locked").string()));

@@ -82,20 +82,20 @@ bool is_other_key_type(std::string_view t) {
 Result<Pkey> load_public_key(std::string_view blob) {
   ssh::Reader r(blob);
   std::string_view type;
-  if (!r.string(type)) return error("bad-key: truncated public key");
+  if (!r.string(type)) return invalid("bad-key: truncated public key");
   if (type == "ssh-ed25519") {
     std::string_view pk;
     if (!r.string(pk) || !r.empty() || pk.size() != 32)
-      return error("bad-key: malformed ssh-ed25519 key");
+      return invalid("bad-key: malformed ssh-ed25519 key");
     Pkey key(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, u8(pk), pk.size()));
-    if (!key) return error("bad-key: OpenSSL rejected the ssh-ed25519 key");
+    if (!key) return invalid("bad-key: OpenSSL rejected the ssh-ed25519 key");
     return key;
   }
   if (type == "ecdsa-sha2-nistp256") {
     std::string_view curve, point;
     if (!r.string(curve) || !r.string(point) || !r.empty() || curve != "nistp256" ||
         point.size() != 65 || point[0] != 0x04)
-      return error("bad-key: malformed ecdsa-sha2-nistp256 key");
+      return invalid("bad-key: malformed ecdsa-sha2-nistp256 key");
     ParamBld bld(OSSL_PARAM_BLD_new());
     if (!bld ||
         !OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) ||
@@ -107,20 +107,20 @@ Result<Pkey> load_public_key(std::string_view blob) {
     EVP_PKEY* raw = nullptr;
     if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) <= 0 ||
         EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) <= 0)
-      return error("bad-key: the ecdsa point is not on P-256");
+      return invalid("bad-key: the ecdsa point is not on P-256");
     Pkey key(raw);
     PkeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
     if (!check || EVP_PKEY_public_check(check.get()) != 1)
-      return error("bad-key: the ecdsa point is not a valid P-256 public key");
+      return invalid("bad-key: the ecdsa point is not a valid P-256 public key");
     return key;
   }
   if (type == "ssh-rsa") {
     std::string_view e_mp, n_mp, e, n;
     if (!r.string(e_mp) || !r.string(n_mp) || !r.empty() || !ssh::mpint_magnitude(e_mp, e) ||
         !ssh::mpint_magnitude(n_mp, n))
-      return error("bad-key: malformed ssh-rsa key");
+      return invalid("bad-key: malformed ssh-rsa key");
     // RSA below 2048 bits is refused outright (OpenSSH still accepts 1024).
-    if (n.size() * 8 < 2048) return error("weak-key: RSA key shorter than 2048 bits");
+    if (n.size() * 8 < 2048) return invalid("weak-key: RSA key shorter than 2048 bits");
     Bn bn_n = bn_from(n), bn_e = bn_from(e);
     ParamBld bld(OSSL_PARAM_BLD_new());
     if (!bn_n || !bn_e || !bld ||
@@ -132,13 +132,13 @@ Result<Pkey> load_public_key(std::string_view blob) {
     EVP_PKEY* raw = nullptr;
     if (!params || !ctx || EVP_PKEY_fromdata_init(ctx.get()) <= 0 ||
         EVP_PKEY_fromdata(ctx.get(), &raw, EVP_PKEY_PUBLIC_KEY, params.get()) <= 0)
-      return error("bad-key: OpenSSL rejected the ssh-rsa key");
+      return invalid("bad-key: OpenSSL rejected the ssh-rsa key");
     Pkey key(raw);
     if (EVP_PKEY_get_bits(key.get()) < 2048)
-      return error("weak-key: RSA key shorter than 2048 bits");
+      return invalid("weak-key: RSA key shorter than 2048 bits");
     return key;
   }
-  return error("unsupported-key: key type " + std::string(type) + " is not supported");
+  return invalid("unsupported-key: key type " + std::string(type) + " is not supported");
 }
 
 bool digest_verify(EVP_PKEY* key, const EVP_MD* md, std::string_view sig, std::string_view data) {
@@ -154,23 +154,24 @@ Status verify_raw(std::string_view key_type, EVP_PKEY* key, std::string_view sig
   ssh::Reader r(signature);
   std::string_view sig_type, sig;
   if (!r.string(sig_type) || !r.string(sig) || !r.empty())
-    return error("bad-signature: malformed signature field");
+    return invalid("bad-signature: malformed signature field");
   if (key_type == "ssh-ed25519") {
     if (sig_type != "ssh-ed25519" || sig.size() != 64)
-      return error("bad-signature: " + std::string(sig_type) + " signature for an ssh-ed25519 key");
+      return invalid("bad-signature: " + std::string(sig_type) +
+                     " signature for an ssh-ed25519 key");
     if (!digest_verify(key, nullptr, sig, data))
-      return error("bad-signature: ed25519 signature does not verify");
+      return invalid("bad-signature: ed25519 signature does not verify");
     return {};
   }
   if (key_type == "ecdsa-sha2-nistp256") {
     if (sig_type != "ecdsa-sha2-nistp256")
-      return error("bad-signature: " + std::string(sig_type) +
-                   " signature for an ecdsa-sha2-nistp256 key");
+      return invalid("bad-signature: " + std::string(sig_type) +
+                     " signature for an ecdsa-sha2-nistp256 key");
     ssh::Reader rs(sig);
     std::string_view r_mp, s_mp, r_mag, s_mag;
     if (!rs.string(r_mp) || !rs.string(s_mp) || !rs.empty() || !ssh::mpint_magnitude(r_mp, r_mag) ||
         !ssh::mpint_magnitude(s_mp, s_mag) || r_mag.size() > 32 || s_mag.size() > 32)
-      return error("bad-signature: malformed ecdsa signature");
+      return invalid("bad-signature: malformed ecdsa signature");
     Bn bn_r = bn_from(r_mag), bn_s = bn_from(s_mag);
     EcdsaSig ecdsa(ECDSA_SIG_new());
     if (!bn_r || !bn_s || !ecdsa || !ECDSA_SIG_set0(ecdsa.get(), bn_r.get(), bn_s.get()))
@@ -183,7 +184,7 @@ Status verify_raw(std::string_view key_type, EVP_PKEY* key, std::string_view sig
     std::string der_sig(reinterpret_cast<char*>(der), static_cast<size_t>(der_len));
     OPENSSL_free(der);
     if (!digest_verify(key, EVP_sha256(), der_sig, data))
-      return error("bad-signature: ecdsa signature does not verify");
+      return invalid("bad-signature: ecdsa signature does not verify");
     return {};
   }
   if (key_type == "ssh-rsa") {
@@ -193,20 +194,20 @@ Status verify_raw(std::string_view key_type, EVP_PKEY* key, std::string_view sig
     else if (sig_type == "rsa-sha2-256")
       md = EVP_sha256();
     else if (sig_type == "ssh-rsa")
-      return error("weak-signature: ssh-rsa (RSA with SHA-1) signatures are not accepted");
+      return invalid("weak-signature: ssh-rsa (RSA with SHA-1) signatures are not accepted");
     else
-      return error("bad-signature: " + std::string(sig_type) + " signature for an ssh-rsa key");
+      return invalid("bad-signature: " + std::string(sig_type) + " signature for an ssh-rsa key");
     const size_t modulus_bytes = static_cast<size_t>(EVP_PKEY_get_size(key));
     if (sig.size() > modulus_bytes)
-      return error("bad-signature: RSA signature longer than the modulus");
+      return invalid("bad-signature: RSA signature longer than the modulus");
     // OpenSSH accepts a signature shorter than the modulus and left-pads it; so do we.
     std::string padded(modulus_bytes - sig.size(), '\0');
     padded += sig;
     if (!digest_verify(key, md, padded, data))
-      return error("bad-signature: RSA signature does not verify");
+      return invalid("bad-signature: RSA signature does not verify");
     return {};
   }
-  return error("unsupported-key: key type " + std::string(key_type) + " is not supported");
+  return invalid("unsupported-key: key type " + std::string(key_type) + " is not supported");
 }
 
 // Splits `s` at whitespace, keeping double-quoted runs (which may hold spaces) inside one token.
@@ -272,16 +273,16 @@ Status parse_options(std::string_view options, SshPublicKey& key) {
     if (name == "valid-after" || name == "valid-before") {
       auto t = parse_ssh_time(value);
       if (!t)
-        return error("bad-option: " + std::string(name) + " must be YYYYMMDD[HHMM[SS]][Z], got \"" +
-                     std::string(value) + "\"");
+        return invalid("bad-option: " + std::string(name) +
+                       " must be YYYYMMDD[HHMM[SS]][Z], got \"" + std::string(value) + "\"");
       (name == "valid-after" ? key.valid_after : key.valid_before) = *t;
     } else if (name == "namespaces") {
       key.namespaces = split_list(value);
-      if (key.namespaces.empty()) return error("bad-option: empty namespaces list");
+      if (key.namespaces.empty()) return invalid("bad-option: empty namespaces list");
     } else if (name == "cert-authority") {
-      return error("unsupported-option: cert-authority (SSH certificates) is not supported");
+      return invalid("unsupported-option: cert-authority (SSH certificates) is not supported");
     } else {
-      return error("bad-option: unknown option \"" + std::string(name) + "\"");
+      return invalid("bad-option: unknown option \"" + std::string(name) + "\"");
     }
   }
   return {};
@@ -372,14 +373,14 @@ Result<SshPublicKey> parse_ssh_public_key(std::string_view line) {
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
   bool unbalanced = false;
   std::vector<std::string_view> tokens = tokenize(line, unbalanced);
-  if (unbalanced) return error("bad-key-line: unbalanced double quote");
+  if (unbalanced) return invalid("bad-key-line: unbalanced double quote");
   size_t k = 0;
   while (k < tokens.size() && !is_known_key_type(tokens[k]) && !is_other_key_type(tokens[k])) ++k;
   if (k == tokens.size())
-    return error("bad-key-line: no key type (ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa)");
+    return invalid("bad-key-line: no key type (ssh-ed25519, ecdsa-sha2-nistp256, ssh-rsa)");
   if (is_other_key_type(tokens[k]))
-    return error("unsupported-key: key type " + std::string(tokens[k]) + " is not supported");
-  if (k + 1 >= tokens.size()) return error("bad-key-line: key type without key data");
+    return invalid("unsupported-key: key type " + std::string(tokens[k]) + " is not supported");
+  if (k + 1 >= tokens.size()) return invalid("bad-key-line: key type without key data");
   SshPublicKey key;
   std::string_view options;
   if (k == 1) {
@@ -391,17 +392,17 @@ Result<SshPublicKey> parse_ssh_public_key(std::string_view line) {
     key.principals = split_list(dequote(tokens[0]));
     options = tokens[1];
   } else if (k > 2) {
-    return error("bad-key-line: unexpected text before the key type");
+    return invalid("bad-key-line: unexpected text before the key type");
   }
-  if (Status s = parse_options(options, key); !s) return error(s.message());
+  if (Status s = parse_options(options, key); !s) return s.error();
   key.type = std::string(tokens[k]);
   auto blob = base64_decode(tokens[k + 1]);
-  if (!blob) return error("bad-key-line: key data is not base64");
+  if (!blob) return invalid("bad-key-line: key data is not base64");
   key.blob = std::move(*blob);
   ssh::Reader r(key.blob);
   std::string_view inner_type;
   if (!r.string(inner_type) || inner_type != key.type)
-    return error("bad-key-line: key data is not a " + key.type + " key");
+    return invalid("bad-key-line: key data is not a " + key.type + " key");
   auto loaded = load_public_key(key.blob);
   if (!loaded) return loaded.error();
   key.fingerprint = ssh_fingerprint(key.blob);
@@ -423,7 +424,7 @@ Result<std::vector<SshPublicKey>> parse_allowed_signers(std::string_view text) {
     size_t first = line.find_first_not_of(" \t\r");
     if (first == std::string_view::npos || line[first] == '#') continue;
     auto key = parse_ssh_public_key(line);
-    if (!key) return error("line " + std::to_string(number) + ": " + key.message());
+    if (!key) return key.status().prefixed("line " + std::to_string(number) + ": ").error();
     keys.push_back(std::move(*key));
   }
   return keys;
@@ -434,38 +435,38 @@ Result<std::vector<SshPublicKey>> parse_allowed_signers(std::string_view text) {
 Result<std::string> dearmor_sshsig(std::string_view armored) {
   size_t begin = armored.find(kBegin);
   if (begin == std::string_view::npos)
-    return error("bad-armor: no \"" + std::string(kBegin) + "\" line");
+    return invalid("bad-armor: no \"" + std::string(kBegin) + "\" line");
   if (armored.substr(0, begin).find_first_not_of(" \t\r\n") != std::string_view::npos)
-    return error("bad-armor: text before the signature armor");
+    return invalid("bad-armor: text before the signature armor");
   if (begin != 0 && armored[begin - 1] != '\n')
-    return error("bad-armor: BEGIN line does not start a line");
+    return invalid("bad-armor: BEGIN line does not start a line");
   std::string_view after_begin = armored.substr(begin + kBegin.size());
   if (after_begin.find(kBegin) != std::string_view::npos ||
       after_begin.find("-----BEGIN ") != std::string_view::npos)
-    return error("bad-armor: more than one armor block");
+    return invalid("bad-armor: more than one armor block");
   size_t end = after_begin.find(kEnd);
   if (end == std::string_view::npos)
-    return error("bad-armor: no \"" + std::string(kEnd) + "\" line");
+    return invalid("bad-armor: no \"" + std::string(kEnd) + "\" line");
   if (after_begin.substr(end + kEnd.size()).find_first_not_of(" \t\r\n") != std::string_view::npos)
-    return error("bad-armor: text after the signature armor");
+    return invalid("bad-armor: text after the signature armor");
   std::string_view body = after_begin.substr(0, end);
   if (body.empty() || body.front() != '\n' || body.back() != '\n')
-    return error("bad-armor: armor lines must be on their own lines");
+    return invalid("bad-armor: armor lines must be on their own lines");
   auto blob = base64_decode(body);
-  if (!blob || blob->empty()) return error("bad-armor: signature body is not base64");
+  if (!blob || blob->empty()) return invalid("bad-armor: signature body is not base64");
   return std::move(*blob);
 }
 
 Result<SshSig> parse_sshsig_blob(std::string_view blob) {
-  if (!blob.starts_with(kMagic)) return error("bad-sshsig: missing SSHSIG magic");
+  if (!blob.starts_with(kMagic)) return invalid("bad-sshsig: missing SSHSIG magic");
   ssh::Reader r(blob.substr(kMagic.size()));
   uint32_t version = 0;
   std::string_view pk, ns, reserved, hash, sig;
-  if (!r.u32(version)) return error("bad-sshsig: truncated");
-  if (version != 1) return error("bad-sshsig: unsupported version " + std::to_string(version));
+  if (!r.u32(version)) return invalid("bad-sshsig: truncated");
+  if (version != 1) return invalid("bad-sshsig: unsupported version " + std::to_string(version));
   if (!r.string(pk) || !r.string(ns) || !r.string(reserved) || !r.string(hash) || !r.string(sig))
-    return error("bad-sshsig: truncated");
-  if (!r.empty()) return error("bad-sshsig: trailing data after the signature");
+    return invalid("bad-sshsig: truncated");
+  if (!r.empty()) return invalid("bad-sshsig: trailing data after the signature");
   return SshSig{std::string(pk), std::string(ns), std::string(reserved), std::string(hash),
                 std::string(sig)};
 }
@@ -507,7 +508,8 @@ std::string sshsig_signed_data(std::string_view ns, std::string_view hash_algori
 Result<std::string> sshsig_hash(std::string_view hash_algorithm, std::string_view message) {
   if (hash_algorithm == "sha256") return sha256(message);
   if (hash_algorithm == "sha512") return sha512(message);
-  return error("bad-hash: hash algorithm \"" + std::string(hash_algorithm) + "\" is not supported");
+  return invalid("bad-hash: hash algorithm \"" + std::string(hash_algorithm) +
+                 "\" is not supported");
 }
 
 Result<SshVerified> verify_sshsig(std::string_view armored, std::string_view message,
@@ -518,14 +520,14 @@ Result<SshVerified> verify_sshsig(std::string_view armored, std::string_view mes
   auto sig = parse_sshsig_blob(*blob);
   if (!sig) return sig.error();
   if (sig->ns != ns)
-    return error("wrong-namespace: signature is for namespace \"" + sig->ns + "\", expected \"" +
-                 std::string(ns) + "\"");
+    return invalid("wrong-namespace: signature is for namespace \"" + sig->ns + "\", expected \"" +
+                   std::string(ns) + "\"");
   // The hash is checked before anything is verified: a SHA-1 signature is refused as such.
   if (sig->hash_algorithm == "sha1")
-    return error("weak-hash: SSHSIG hash algorithm sha1 is not accepted (sha256 or sha512)");
+    return invalid("weak-hash: SSHSIG hash algorithm sha1 is not accepted (sha256 or sha512)");
   if (sig->hash_algorithm != "sha256" && sig->hash_algorithm != "sha512")
-    return error("bad-hash: SSHSIG hash algorithm \"" + sig->hash_algorithm +
-                 "\" is not supported");
+    return invalid("bad-hash: SSHSIG hash algorithm \"" + sig->hash_algorithm +
+                   "\" is not supported");
 
   const std::string fingerprint = ssh_fingerprint(sig->public_key);
   const SshPublicKey* match = nullptr;
@@ -556,16 +558,15 @@ Result<SshVerified> verify_sshsig(std::string_view armored, std::string_view mes
     match = &key;
     break;
   }
-  if (!any_blob_match) return error("no-key: signed by " + fingerprint + " which is not allowed");
-  if (!match) return error(refusal);
+  if (!any_blob_match) return invalid("no-key: signed by " + fingerprint + " which is not allowed");
+  if (!match) return invalid(refusal);
 
   auto key = load_public_key(sig->public_key);
   if (!key) return key.error();
   auto hash = sshsig_hash(sig->hash_algorithm, message);
   if (!hash) return hash.error();
   const std::string data = sshsig_signed_data(sig->ns, sig->hash_algorithm, *hash);
-  if (Status s = verify_raw(match->type, key->get(), sig->signature, data); !s)
-    return error(s.message());
+  if (Status s = verify_raw(match->type, key->get(), sig->signature, data); !s) return s.error();
   return SshVerified{fingerprint, match->type, sig->hash_algorithm};
 }
 

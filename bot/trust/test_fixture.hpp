@@ -141,6 +141,22 @@ inline std::string with_gpgsig(const std::string& payload, std::string signature
   return payload.substr(0, end + 1) + header + payload.substr(end + 1);
 }
 
+// Moves the gpgsig header (with its continuation lines) of a signed commit to just before its
+// author header. git accepts such a commit and verifies its signature (the payload is the same;
+// git fsck only warns); libgit2 refuses to parse it, and dmzbot refuses it as malformed.
+inline std::string gpgsig_before_author(std::string bytes) {
+  size_t start = bytes.find("\ngpgsig ");
+  REQUIRE(start != std::string::npos);
+  ++start;
+  size_t end = start;
+  do end = bytes.find('\n', end) + 1;
+  while (bytes[end] == ' ');
+  const std::string header = bytes.substr(start, end - start);
+  bytes.erase(start, end - start);
+  bytes.insert(bytes.find("\nauthor ") + 1, header);
+  return bytes;
+}
+
 // A work repository with a bare origin and a dmzbot Mirror of it.
 struct Repo {
   test::TempDir tmp;
@@ -209,8 +225,18 @@ struct Repo {
     git("push -q -f origin 'refs/heads/*:refs/heads/*'");
     if (!git("tag -l").empty()) git("push -q -f origin 'refs/tags/*:refs/tags/*'");
   }
+  // Mirror::fetch (libgit2) fails on a ref whose history holds a commit libgit2 cannot parse
+  // (gpgsig_before_author); tests of such commits fill the mirror with git itself, using the
+  // same refspecs.
+  bool fetch_with_git = false;
   void fetch() {
     push();
+    if (fetch_with_git) {
+      must(test::git_env() + "git --git-dir=" + q(tmp / "mirror.git") +
+           " fetch -q --prune origin '+refs/heads/*:refs/remotes/origin/*' "
+           "'+refs/tags/*:refs/tags/*' '+refs/notes/*:refs/notes/*'");
+      return;
+    }
     Status s = mirror->fetch();
     REQUIRE_MESSAGE(s.ok(), s.message());
   }

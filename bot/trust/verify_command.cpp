@@ -9,8 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "base/text.hpp"
 #include "bot/git/mirror.hpp"
 #include "bot/trust/facts.hpp"
+#include "bot/trust/raw_objects.hpp"
 #include "queue/policy.hpp"
 
 namespace dmz {
@@ -32,7 +34,7 @@ std::string join(const std::vector<std::string>& parts, const std::string& sep) 
 }
 
 int usage_error(const std::string& message) {
-  std::fprintf(stderr, "dmzbot verify: %s\n", message.c_str());
+  std::fprintf(stderr, "dmzbot verify: %s\n", escape_control(message).c_str());
   return 2;
 }
 
@@ -58,7 +60,8 @@ class Auditor {
       gatherer_.prefetch(mirror_.path(), *keys, group, threads);
   }
 
-  // The verdict line for one commit, or an I/O error.
+  // The verdict line for one commit, or an I/O error. A commit that cannot be judged (its
+  // policy unusable, its headers refused) is a failing verdict, never an error.
   Result<Line> judge(const std::string& sha) {
     Line line;
     line.sha = sha;
@@ -86,9 +89,10 @@ class Auditor {
       if (!parsed || parsed->parents.size() != 2) {
         evil = true;  // octopus or unparsable: cannot be recomputed, judge it as hand-made
       } else {
+        // A merge libgit2 cannot recompute (it refuses a parent that git accepts) is judged as
+        // hand-made too: that only narrows who may sign it.
         auto tree = mirror_.merge_tree(parsed->parents[0], parsed->parents[1]);
-        if (!tree) return tree.error();
-        evil = !*tree || **tree != parsed->tree;
+        evil = !tree || !*tree || **tree != parsed->tree;
       }
       fact->resolved_conflicts = evil;
     }
@@ -102,19 +106,14 @@ class Auditor {
 
  private:
   // The policy in force for `sha`: its first parent's, else the --policy file; problems
-  // (reasons for the commit) when the parent's policy does not parse.
+  // (reasons for the commit) when the parent's policy is unusable or does not parse.
   Result<KeysAt> keys_for(const std::string& sha) {
-    auto parent = mirror_.resolve(sha + "^1");
-    if (parent) {
-      auto k = keys_at(*parent);
+    auto links = trust::commit_links(mirror_, sha);
+    if (!links) return links.error();
+    if (!links->parents.empty()) {
+      auto k = keys_at(links->parents.front());
       if (!k) return k.error();
-      if (!k->problems.empty()) {
-        std::vector<std::string> reasons = {"the policy at " + trust::short_sha(*parent) +
-                                            " does not parse"};
-        reasons.insert(reasons.end(), k->problems.begin(), k->problems.end());
-        return KeysAt{nullptr, std::move(reasons)};
-      }
-      if (k->keys) return k;
+      if (k->keys || !k->problems.empty()) return k;
     }
     return KeysAt{fallback_, {}};
   }
@@ -123,8 +122,14 @@ class Auditor {
     auto source = trust::policy_source_at(mirror_, commit);
     if (!source) return source.error();
     if (!*source) return KeysAt{};
+    if (!(*source)->refusal.empty()) return KeysAt{nullptr, {(*source)->refusal}};
     auto loaded = trust::TrustKeys::load(**source);
-    if (!loaded.keys) return KeysAt{nullptr, loaded.problems};
+    if (!loaded.keys) {
+      std::vector<std::string> reasons = {"the policy at " + trust::short_sha(commit) +
+                                          " does not parse"};
+      reasons.insert(reasons.end(), loaded.problems.begin(), loaded.problems.end());
+      return KeysAt{nullptr, std::move(reasons)};
+    }
     // Reuse one TrustKeys (one GnuPG home) per distinct policy and key set.
     auto [it, inserted] = by_digest_.emplace(loaded.keys->digest(), loaded.keys);
     return KeysAt{it->second, {}};
@@ -164,14 +169,16 @@ int run_verify(const VerifyOptions& options) {
     if (exclude.empty() || tip.empty()) return usage_error("bad revision range " + options.range);
   }
   if (!exclude.empty()) {
-    auto e = (*mirror)->resolve(exclude);
+    auto e = trust::resolve_commit(**mirror, exclude);
     if (!e) return usage_error(e.message());
     exclude = *e;
   }
-  auto t = (*mirror)->resolve(tip);
+  auto t = trust::resolve_commit(**mirror, tip);
   if (!t) return usage_error(t.message());
-  auto commits = (*mirror)->rev_list(exclude, *t);
+  auto commits = trust::rev_list(**mirror, exclude, *t);
   if (!commits) return usage_error(commits.message());
+  // Nothing to judge is not a clean audit: A..B with A at or after B is a mistake.
+  if (commits->empty()) return usage_error("the range " + options.range + " is empty");
 
   Auditor auditor(**mirror, fallback);
   auditor.prefetch(*commits, std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
@@ -198,7 +205,8 @@ int run_verify(const VerifyOptions& options) {
       std::string text = trust::short_sha(l.sha) + " " + (l.pass ? "pass" : "FAIL") + " " +
                          (l.signer ? *l.signer : "-");
       if (!l.reasons.empty()) text += " " + join(l.reasons, "; ");
-      std::printf("%s\n", text.c_str());
+      // One line per commit, whatever a reason echoes from the repository.
+      std::printf("%s\n", escape_control(text).c_str());
     }
   }
   std::fflush(stdout);

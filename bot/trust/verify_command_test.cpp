@@ -182,6 +182,114 @@ TEST_CASE("verify: violations are exit 1 with their reasons") {
   }
 }
 
+TEST_CASE("verify: a commit git accepts but dmzbot refuses fails, and the range goes on") {
+  auto& k = keys();
+  Repo r(policy_files(k.policy()));
+  std::string before = r.commit({{"a.txt", "a\n"}}, "before", k.ssh(k.alice_ssh));
+  std::string odd = r.commit({{"b.txt", "b\n"}}, "odd", k.ssh(k.alice_ssh), gpgsig_before_author);
+  std::string after = r.commit({{"c.txt", "c\n"}}, "after", k.ssh(k.bob_ssh));
+  // git reads the odd commit, and its signature is good to git.
+  test::write_allowed_signers(r.tmp / "allowed", {{"alice", &k.alice_ssh, ""}});
+  CHECK(test::run(test::git_env() + "git " + test::ssh_verify_options(r.tmp / "allowed") +
+                      "verify-commit " + odd,
+                  r.work)
+            .exit_code == 0);
+  const std::string refused = s7(odd) + " FAIL - commit " + s7(odd) +
+                              ": bad-header: gpgsig header before the author header";
+
+  Ran ran = verify(opts(r, r.root + "..master"));
+  CHECK_MESSAGE(ran.code == 1, ran.err);
+  CHECK(ran.err.empty());
+  CHECK(ran.lines ==
+        std::vector<std::string>{s7(before) + " pass alice", refused, s7(after) + " pass bob"});
+  Ran json = verify(opts(r, r.root + "..master", true));
+  CHECK(json.code == 1);
+  auto doc = nlohmann::json::parse(json.out);
+  REQUIRE(doc.size() == 3);
+  CHECK(doc[1]["sha"] == odd);
+  CHECK(doc[1]["verdict"] == "fail");
+  CHECK(doc[1]["signer"].is_null());
+  CHECK(doc[1]["reasons"] == nlohmann::json::array({"commit " + s7(odd) +
+                                                    ": bad-header: gpgsig header before the "
+                                                    "author header"}));
+
+  // The odd commit as the tip (by branch name and by sha) and as the excluded end.
+  r.git("branch odd " + odd);
+  Ran tip = verify(opts(r, before + "..odd"));
+  CHECK_MESSAGE(tip.code == 1, tip.err);
+  CHECK(tip.lines == std::vector<std::string>{refused});
+  CHECK(verify(opts(r, before + ".." + odd)).lines == std::vector<std::string>{refused});
+  Ran excluded = verify(opts(r, "odd..master"));
+  CHECK_MESSAGE(excluded.code == 0, excluded.err);
+  CHECK(excluded.lines == std::vector<std::string>{s7(after) + " pass bob"});
+}
+
+TEST_CASE("verify: a committed policy that is not a regular file fails the commits it judges") {
+  auto& k = keys();
+  Repo r(policy_files(k.policy()));
+  std::filesystem::remove(r.work / ".dmz" / "policy.toml");
+  std::string change, kind;
+  SUBCASE("a directory") {
+    change = r.commit({{".dmz/policy.toml/x", "x\n"}}, "a directory", k.ssh(k.alice_ssh));
+    kind = "a directory";
+  }
+  SUBCASE("a submodule") {
+    r.git("rm -q --cached .dmz/policy.toml");
+    r.git("update-index --add --cacheinfo 160000," + r.root + ",.dmz/policy.toml");
+    r.git("commit -q -m 'a submodule'");
+    change = r.sign_head(k.ssh(k.alice_ssh));
+    kind = "a submodule";
+  }
+  SUBCASE("a symlink to a good policy is refused, not followed") {
+    std::filesystem::create_symlink("real.toml", r.work / ".dmz" / "policy.toml");
+    change = r.commit({{".dmz/real.toml", k.policy()}}, "a symlink", k.ssh(k.alice_ssh));
+    kind = "a symlink";
+  }
+  std::string next = r.commit({{"n.txt", "n\n"}}, "next", k.ssh(k.alice_ssh));
+  Ran ran = verify(opts(r, r.root + "..master"));
+  CHECK_MESSAGE(ran.code == 1, ran.err);
+  CHECK(ran.err.empty());
+  CHECK(ran.lines ==
+        std::vector<std::string>{s7(change) + " pass alice",
+                                 s7(next) + " FAIL - .dmz/policy.toml at " + s7(change) +
+                                     " is not a regular file (" + kind + ")"});
+}
+
+TEST_CASE("verify: a change to a path no rule covers fails, as the gate fails it") {
+  auto& k = keys();
+  std::string policy = k.policy();
+  const std::string all_paths = "paths = [\"**\"]";
+  policy.replace(policy.find(all_paths), all_paths.size(), "paths = [\"src/**\"]");
+  Repo r(policy_files(policy));
+  std::string covered = r.commit({{"src/a.cpp", "a\n"}}, "covered", k.ssh(k.alice_ssh));
+  std::string mixed =
+      r.commit({{"src/b.cpp", "b\n"}, {"docs/x.md", "x\n"}}, "mixed", k.ssh(k.alice_ssh));
+  std::string outside = r.commit({{"README", "changed\n"}}, "outside", k.ssh(k.alice_ssh));
+  Ran ran = verify(opts(r, r.root + "..master"));
+  CHECK(ran.code == 1);
+  CHECK(ran.lines == std::vector<std::string>{
+                         s7(covered) + " pass alice",
+                         s7(mixed) + " FAIL alice no rule for branch master covers docs/x.md",
+                         s7(outside) + " FAIL alice no rule for branch master covers README"});
+}
+
+TEST_CASE("verify: a reason that echoes control characters stays on its line") {
+  auto& k = keys();
+  Repo r(policy_files(k.policy()));
+  // A committed policy whose problem echoes a newline and an escape sequence.
+  std::string bad = r.commit({{".dmz/policy.toml", "version = 1\n\"x\\ny\\u001b[2J\" = 1\n"}},
+                             "bad policy", k.ssh(k.alice_ssh));
+  std::string next = r.commit({{"n.txt", "n\n"}}, "next", k.ssh(k.alice_ssh));
+  Ran ran = verify(opts(r, bad + "..master"));
+  CHECK(ran.code == 1);
+  REQUIRE(ran.lines.size() == 1);
+  CHECK(ran.lines[0] == s7(next) + " FAIL - the policy at " + s7(bad) +
+                            " does not parse; .dmz/policy.toml@" + s7(bad) +
+                            ":1: no [[rule]]: every pull request would be refused; "
+                            ".dmz/policy.toml@" +
+                            s7(bad) + ":2: unknown key 'x\\ny\\x1b[2J' in the policy");
+}
+
 TEST_CASE("verify: usage and I/O errors are exit 2") {
   auto& k = keys();
   Repo r(policy_files(k.policy()));
@@ -203,7 +311,19 @@ TEST_CASE("verify: usage and I/O errors are exit 2") {
   o.policy = (nowhere / "policy.toml").string();
   Ran bad_policy = verify(o);
   CHECK(bad_policy.code == 2);
-  CHECK(bad_policy.err.find("cannot read") != std::string::npos);
+  CHECK(bad_policy.err ==
+        "dmzbot verify: '" + (nowhere / "policy.toml").string() + "' does not exist\n");
+  CHECK(bad_policy.out.empty());
+
+  // A reversed or empty range says so.
+  for (const std::string& range : {"master.." + r.root, std::string("master..master")}) {
+    for (bool json : {false, true}) {
+      Ran empty = verify(opts(r, range, json));
+      CHECK(empty.code == 2);
+      CHECK(empty.out.empty());
+      CHECK(empty.err == "dmzbot verify: the range " + range + " is empty\n");
+    }
+  }
 
   test::write_file(nowhere / "broken.toml", "version = 2\n");
   o.policy = (nowhere / "broken.toml").string();

@@ -1,0 +1,217 @@
+// Hand-written over raw objects on purpose: libgit2 (the only git library here) parses every
+// commit it looks up strictly, and a refusal there would stop the audit (see the header).
+#include "bot/trust/raw_objects.hpp"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "base/crypto.hpp"
+#include "bot/git/mirror.hpp"
+
+namespace dmz::trust {
+namespace {
+
+bool is_hex_sha(std::string_view s) {
+  return s.size() == 40 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+std::optional<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
+  std::vector<TreeEntry> out;
+  while (!raw.empty()) {
+    size_t sp = raw.find(' ');
+    if (sp == std::string_view::npos) return std::nullopt;
+    size_t nul = raw.find('\0', sp);
+    if (nul == std::string_view::npos || raw.size() < nul + 21) return std::nullopt;
+    TreeEntry e;
+    e.mode = std::string(raw.substr(0, sp));
+    e.name = std::string(raw.substr(sp + 1, nul - sp - 1));
+    e.id = to_hex(raw.substr(nul + 1, 20));
+    out.push_back(std::move(e));
+    raw.remove_prefix(nul + 21);
+  }
+  return out;
+}
+
+bool is_tree(const TreeEntry& e) { return e.mode == "40000"; }
+
+// The entries of the tree object `tree`, by name.
+Result<std::map<std::string, TreeEntry>> entries_of(git::Mirror& mirror, const std::string& tree) {
+  std::map<std::string, TreeEntry> out;
+  if (tree.empty()) return out;
+  auto obj = mirror.read_object(tree);
+  if (!obj) return obj.error();
+  if (obj->second != "tree") return invalid(tree + " is a " + obj->second + ", not a tree");
+  auto entries = parse_tree(obj->first);
+  if (!entries) return invalid("tree " + tree + " is malformed");
+  for (auto& e : *entries) out.emplace(e.name, std::move(e));
+  return out;
+}
+
+// The commit an object id names, annotated tags peeled (a few levels at most).
+Result<std::string> peel_to_commit(git::Mirror& mirror, std::string id) {
+  for (int depth = 0; depth < 8; ++depth) {
+    auto obj = mirror.read_object(id);
+    if (!obj) return obj.error();
+    if (obj->second == "commit") return id;
+    if (obj->second != "tag" || obj->first.rfind("object ", 0) != 0)
+      return invalid(id + " is a " + obj->second + ", not a commit");
+    id = obj->first.substr(7, obj->first.find('\n') - 7);
+  }
+  return invalid(id + ": too many nested tags");
+}
+
+}  // namespace
+
+bool is_regular_file(const TreeEntry& e) { return e.mode == "100644" || e.mode == "100755"; }
+
+std::string kind_of(const TreeEntry& e) {
+  if (is_regular_file(e)) return "a regular file";
+  if (is_tree(e)) return "a directory";
+  if (e.mode == "120000") return "a symlink";
+  if (e.mode == "160000") return "a submodule";
+  return "an entry of mode " + e.mode;
+}
+
+Result<CommitLinks> commit_links(git::Mirror& mirror, const std::string& sha) {
+  auto obj = mirror.read_object(sha);
+  if (!obj) return obj.error();
+  if (obj->second != "commit") return invalid(sha + " is a " + obj->second + ", not a commit");
+  std::string_view raw = obj->first;
+  auto line = [&]() {
+    size_t nl = raw.find('\n');
+    std::string_view l = raw.substr(0, nl);
+    raw.remove_prefix(nl == std::string_view::npos ? raw.size() : nl + 1);
+    return l;
+  };
+  CommitLinks links;
+  std::string_view first = line();
+  if (!first.starts_with("tree ") || !is_hex_sha(first.substr(5)))
+    return invalid("commit " + sha + " does not start with a tree line");
+  links.tree = std::string(first.substr(5));
+  while (raw.starts_with("parent ")) {
+    std::string_view p = line().substr(7);
+    if (!is_hex_sha(p)) return invalid("commit " + sha + " has a malformed parent line");
+    links.parents.emplace_back(p);
+  }
+  return links;
+}
+
+Result<std::optional<std::vector<TreeEntry>>> list_tree(git::Mirror& mirror,
+                                                        const std::string& tree,
+                                                        std::string_view dir) {
+  using Out = std::optional<std::vector<TreeEntry>>;
+  std::string at = tree;
+  while (true) {
+    auto obj = mirror.read_object(at);
+    if (!obj) return obj.error();
+    if (obj->second != "tree") return Out();
+    auto entries = parse_tree(obj->first);
+    if (!entries) return invalid("tree " + at + " is malformed");
+    if (dir.empty()) return Out(std::move(*entries));
+    size_t slash = dir.find('/');
+    std::string_view head = dir.substr(0, slash);
+    dir = slash == std::string_view::npos ? std::string_view() : dir.substr(slash + 1);
+    auto it = std::find_if(entries->begin(), entries->end(),
+                           [&](const TreeEntry& e) { return e.name == head; });
+    if (it == entries->end() || !is_tree(*it)) return Out();
+    at = it->id;
+  }
+}
+
+Result<std::vector<std::string>> changed_paths(git::Mirror& mirror, const std::string& from_tree,
+                                               const std::string& to_tree) {
+  struct Pair {
+    std::string from, to, prefix;  // tree ids ("" = no tree on that side)
+  };
+  std::set<std::string> out;
+  std::vector<Pair> todo{{from_tree, to_tree, ""}};  // a work list: no recursion on deep trees
+  while (!todo.empty()) {
+    Pair pair = std::move(todo.back());
+    todo.pop_back();
+    if (pair.from == pair.to) continue;
+    auto a = entries_of(mirror, pair.from);
+    if (!a) return a.error();
+    auto b = entries_of(mirror, pair.to);
+    if (!b) return b.error();
+    std::set<std::string> names;
+    for (const auto& [name, e] : *a) names.insert(name);
+    for (const auto& [name, e] : *b) names.insert(name);
+    for (const auto& name : names) {
+      auto ia = a->find(name);
+      auto ib = b->find(name);
+      const TreeEntry* ea = ia == a->end() ? nullptr : &ia->second;
+      const TreeEntry* eb = ib == b->end() ? nullptr : &ib->second;
+      if (ea && eb && ea->mode == eb->mode && ea->id == eb->id) continue;
+      const std::string path = pair.prefix + name;
+      const bool tree_a = ea && is_tree(*ea), tree_b = eb && is_tree(*eb);
+      if (tree_a || tree_b)
+        todo.push_back({tree_a ? ea->id : "", tree_b ? eb->id : "", path + "/"});
+      if ((ea && !tree_a) || (eb && !tree_b)) out.insert(path);
+    }
+  }
+  return std::vector<std::string>(out.begin(), out.end());
+}
+
+Result<std::vector<std::string>> rev_list(git::Mirror& mirror, const std::string& exclude,
+                                          const std::string& tip) {
+  auto fast = mirror.rev_list(exclude, tip);
+  if (fast) return fast;
+
+  std::set<std::string> hidden;  // every ancestor of `exclude`, itself included
+  if (!exclude.empty()) {
+    std::vector<std::string> todo{exclude};
+    hidden.insert(exclude);
+    while (!todo.empty()) {
+      std::string sha = std::move(todo.back());
+      todo.pop_back();
+      auto links = commit_links(mirror, sha);
+      if (!links) return links.error();
+      for (auto& p : links->parents)
+        if (hidden.insert(p).second) todo.push_back(std::move(p));
+    }
+  }
+  // Depth-first from the tip, each commit listed after all of its parents.
+  struct Frame {
+    std::string sha;
+    std::vector<std::string> parents;
+    size_t next = 0;
+  };
+  std::vector<std::string> out;
+  std::set<std::string> seen{tip};
+  std::vector<Frame> stack;
+  auto push = [&](const std::string& sha) -> Status {
+    auto links = commit_links(mirror, sha);
+    if (!links) return links.error();
+    stack.push_back({sha, std::move(links->parents), 0});
+    return {};
+  };
+  if (!hidden.count(tip))
+    if (Status s = push(tip); !s) return s.error();
+  while (!stack.empty()) {
+    Frame& top = stack.back();
+    if (top.next < top.parents.size()) {
+      std::string parent = top.parents[top.next++];
+      if (!hidden.count(parent) && seen.insert(parent).second)
+        if (Status s = push(parent); !s) return s.error();
+      continue;
+    }
+    out.push_back(std::move(top.sha));
+    stack.pop_back();
+  }
+  return out;
+}
+
+Result<std::string> resolve_commit(git::Mirror& mirror, const std::string& revision) {
+  auto resolved = mirror.resolve(revision);
+  if (resolved) return resolved;
+  std::vector<std::string> ids;
+  if (is_hex_sha(revision)) ids.push_back(revision);
+  for (const std::string& ref : {"refs/heads/" + revision, "refs/tags/" + revision, revision})
+    if (auto id = mirror.reference(ref)) ids.push_back(*id);
+  for (const auto& id : ids)
+    if (auto commit = peel_to_commit(mirror, id)) return commit;
+  return resolved.error();
+}
+
+}  // namespace dmz::trust
