@@ -42,6 +42,15 @@
 //   api_token = { file = "secrets/api.token" }   # or { env = "NAME" }; optional (absent:
 //   status_token = { env = "DMZ_STATUS_TOKEN" }  # the corresponding API refuses every call)
 //   policy_root = "trust/policy.toml"            # optional; a readable regular file, <= 1 MiB
+//   network_timeout = 60           # seconds, 1..3600: git's connect and stalled transfer; the
+//                                  # whole fetch or push is cut at ten times this
+//   [repo.auth]                    # optional credentials for the remote
+//   token = { file = "secrets/git.token" }  # or { env = "NAME" }: HTTPS basic auth password,
+//                                           # handed to git by an askpass helper, never argv
+//   username = "x-access-token"    # HTTPS basic auth user
+//   ssh_key = { file = "keys/deploy_ed25519" }  # ssh private key (a regular file, <= 64 KiB)
+//   known_hosts = "keys/known_hosts"            # ssh: the pinned host keys; required with
+//                                               # ssh_key (host keys are always checked)
 //   [repo.runner]                  # optional local CI runner
 //   command = "make test"          # required
 //   context = "dmzbot/local"
@@ -410,13 +419,51 @@ class Loader {
     return r;
   }
 
+  Auth auth(const toml::table& repo) {
+    Auth a;
+    const toml::table* t = table(repo, "auth", "repo.auth");
+    if (!t) return a;
+    unknown_keys(*t, {"token", "username", "ssh_key", "known_hosts"}, "[repo.auth]");
+    if (auto v = secret(*t, "token", "repo.auth.token")) a.token = std::move(*v);
+    if (auto v = string(*t, "username", "repo.auth.username")) {
+      if (v->empty() || v->find_first_of(":@/\n\r") != std::string::npos)
+        problem(*t->get("username"),
+                "repo.auth.username must be a non-empty name without ':', '@', '/' or newlines");
+      else
+        a.username = *v;
+    }
+    if (const toml::node* n = t->get("ssh_key")) {
+      // A key is a file for ssh -i: { file = "..." } (an environment variable cannot be one).
+      const toml::table* kt = n->as_table();
+      auto file =
+          kt && kt->contains("file") ? string(*kt, "file", "repo.auth.ssh_key.file") : std::nullopt;
+      if (!file) {
+        problem(*n, "repo.auth.ssh_key must be { file = \"...\" }");
+      } else {
+        unknown_keys(*kt, {"file"}, "repo.auth.ssh_key");
+        a.ssh_key = resolve(*file);
+        if (auto content = read_regular_file(a.ssh_key, kMaxSecretFileBytes); !content)
+          problem(*kt->get("file"), "repo.auth.ssh_key file " + content.message());
+      }
+    }
+    if (auto v = string(*t, "known_hosts", "repo.auth.known_hosts")) {
+      a.known_hosts = resolve(*v);
+      if (auto content = read_regular_file(a.known_hosts, kMaxPolicyFileBytes); !content)
+        problem(*t->get("known_hosts"), "repo.auth.known_hosts " + content.message());
+    }
+    if (!a.ssh_key.empty() && a.known_hosts.empty())
+      problem(line_of(*t),
+              "[repo.auth] has ssh_key but no known_hosts: the remote's host key must be pinned");
+    return a;
+  }
+
   std::optional<Repo> repo(const toml::table& t) {
     Repo r;
     r.line = line_of(t);
     unknown_keys(t,
                  {"name", "forge", "remote", "master", "dmz", "required_checks", "check_timeout",
                   "branch_patterns", "refused_patterns", "api_token", "status_token", "policy_root",
-                  "runner"},
+                  "runner", "auth", "network_timeout"},
                  "[[repo]]");
     if (auto v = string(t, "name", "repo.name")) {
       if (valid_repo_name(*v))
@@ -471,6 +518,10 @@ class Loader {
       if (!content) problem(*t.get("policy_root"), "repo.policy_root " + content.message());
     }
     r.runner = runner(t);
+    if (auto v =
+            integer(t, "network_timeout", "repo.network_timeout", 1, 3600, "seconds", "1 hour"))
+      r.network_timeout = std::chrono::seconds(*v);
+    r.auth = auth(t);
     // Master must be gated by something: default to the runner's check, refuse nothing at all.
     if (const toml::node* n = t.get("required_checks")) {
       if (checks && checks->empty())

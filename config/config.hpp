@@ -61,6 +61,14 @@ struct Signing {              // how dmzbot signs its merge commits
   std::string name = "dmzbot", email = "dmzbot@localhost";  // committer identity
 };
 
+// How dmzbot authenticates to a repository's remote (fetch and push go through `git`).
+struct Auth {
+  Secret token;                             // HTTPS: the password of HTTP basic auth
+  std::string username = "x-access-token";  // HTTPS: its user
+  std::filesystem::path ssh_key;            // ssh: a private key file
+  std::filesystem::path known_hosts;        // ssh: the pinned host keys (strict checking)
+};
+
 struct Repo {
   std::string name;             // "owner/name"
   std::string forge = "plain";  // plain (github, gitlab, gitea later)
@@ -75,7 +83,10 @@ struct Repo {
   Secret status_token;  // CI posting statuses
   std::optional<Runner> runner;
   std::filesystem::path policy_root;  // trust root policy file (issue: trust policy)
-  int line = 0;                       // where [[repo]] starts, for messages
+  Auth auth;
+  std::chrono::seconds network_timeout{60};  // git: connect and stalled transfer; the whole
+                                             // operation may take ten times as long
+  int line = 0;                              // where [[repo]] starts, for messages
 };
 
 struct Config {

@@ -422,6 +422,52 @@ TEST_CASE("config: tokens come from a file or the environment, never inline") {
   }
 }
 
+TEST_CASE("config: credentials for the remote and the network timeout") {
+  Fixture f;
+  const std::string head = kRepo;  // lines 1-4
+  test::write_file(f.dir / "git.token", "ghs_secret-token\n");
+  test::write_file(f.dir / "deploy_key", "-----BEGIN OPENSSH PRIVATE KEY-----\n...\n");
+  test::write_file(f.dir / "known_hosts", "[127.0.0.1]:2222 ssh-ed25519 AAAA...\n");
+
+  Config c = f.ok(head +
+                  "network_timeout = 15\n"
+                  "[repo.auth]\ntoken = { file = \"git.token\" }\nusername = \"bot\"\n"
+                  "ssh_key = { file = \"deploy_key\" }\nknown_hosts = \"known_hosts\"\n");
+  const Repo& r = c.repos[0];
+  CHECK(r.network_timeout == std::chrono::seconds(15));
+  CHECK(r.auth.token.reveal() == "ghs_secret-token");
+  CHECK(r.auth.username == "bot");
+  CHECK(r.auth.ssh_key == f.dir / "deploy_key");
+  CHECK(r.auth.known_hosts == f.dir / "known_hosts");
+  Config d = f.ok(head);
+  CHECK(d.repos[0].network_timeout == std::chrono::seconds(60));
+  CHECK(d.repos[0].auth.username == "x-access-token");
+  CHECK(d.repos[0].auth.token.empty());
+
+  const std::string dir = f.dir.path().string();
+  auto p = f.problems(head +
+                      "network_timeout = 0\n"            // 5
+                      "[repo.auth]\n"                    // 6
+                      "token = \"ghs_inline\"\n"         // 7
+                      "username = \"a:b\"\n"             // 8
+                      "ssh_key = { file = \"nope\" }\n"  // 9
+                      "pasword = 1\n");                  // 10
+  CHECK(p == Lines{
+                 "5: repo.network_timeout must be between 1 and 3600 seconds (1 hour), not 0",
+                 "6: [repo.auth] has ssh_key but no known_hosts: the remote's host key must be "
+                 "pinned",
+                 "7: repo.auth.token is inline: secrets must come from a file or the environment "
+                 "(token = { file = \"...\" } or { env = \"NAME\" })",
+                 "8: repo.auth.username must be a non-empty name without ':', '@', '/' or "
+                 "newlines",
+                 "9: repo.auth.ssh_key file '" + dir + "/nope' does not exist",
+                 "10: unknown key 'pasword' in [repo.auth]",
+             });
+  for (const auto& line : p) CHECK(line.find("ghs_inline") == std::string::npos);
+  auto env_key = f.problems(head + "[repo.auth]\nssh_key = { env = \"KEY\" }\n");
+  CHECK(env_key == Lines{"6: repo.auth.ssh_key must be { file = \"...\" }"});
+}
+
 TEST_CASE("config: signing") {
   Fixture f;
   test::write_file(f.dir / "key", "PRIVATE\n");
@@ -494,6 +540,8 @@ TEST_CASE("config: the example in deploy/ is valid") {
   test::write_file(f.dir / "secrets" / "widgets-api.token", "a\n");
   test::write_file(f.dir / "secrets" / "gadgets-api.token", "b\n");
   test::write_file(f.dir / "keys" / "dmzbot_ed25519", "k\n");
+  test::write_file(f.dir / "keys" / "gadgets_deploy_ed25519", "k\n");
+  test::write_file(f.dir / "keys" / "known_hosts", "git.example.com ssh-ed25519 AAAA\n");
   ScopedEnv env("DMZBOT_WIDGETS_STATUS_TOKEN", "c");
   Config c = f.ok(text);
   CHECK(c.data_dir == "/var/lib/dmzbot");
