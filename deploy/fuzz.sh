@@ -50,6 +50,7 @@ for t in "${targets[@]}"; do
     failed=1
     grep -m1 -E 'ERROR: |runtime error|fuzz invariant' "$log" | sed 's/^/    /' || true
     sed 's/^/    input: /' <<<"$found"
+    echo "    reproduce: $bin INPUT; then add INPUT to a regression test of the owning folder"
   fi
   total_execs=$((total_execs + execs)) total_crashes=$((total_crashes + crashed))
 done

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -15,10 +16,16 @@
 #include "fuzz/fuzz_check.hpp"
 
 namespace {
+std::filesystem::path scratch;  // removed at exit
 std::string config_file() {
   static const std::string file = [] {
     std::string dir = (std::filesystem::temp_directory_path() / "dmzbot-fuzz-XXXXXX").string();
     if (!mkdtemp(dir.data())) std::abort();
+    scratch = dir;
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(scratch, ec);
+    });
     return dir + "/dmzbot.toml";
   }();
   return file;
