@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what dmzbot needs to build and run on a fresh Debian 12 machine; with --test, also
 # what the tests need (chromium and playwright-core for the status page's browser test, sshd
-# for the git transport's ssh tests: they start their own on 127.0.0.1).
+# for the git transport's ssh tests: they start their own on 127.0.0.1); with --fuzz, clang and
+# its libFuzzer runtime for deploy/fuzz.sh. Flags combine.
 # Idempotent and non-interactive; run as root (or with sudo available).
 set -eu
 cd "$(dirname "$0")/.."
@@ -11,7 +12,14 @@ packages="cmake ninja-build g++ pkg-config ccache git gnupg openssh-client bubbl
   libboost1.81-dev libgit2-dev libgpgme-dev nlohmann-json3-dev libssl-dev doctest-dev
   libtomlplusplus-dev libsqlite3-dev libpq-dev libspdlog-dev libcli11-dev"
 with_tests=false
-[ "${1:-}" = "--test" ] && with_tests=true
+for arg in "$@"; do
+  case $arg in
+    --test) with_tests=true ;;
+    # libclang-rt-14-dev holds libFuzzer and clang's sanitizer runtimes; clang only recommends it.
+    --fuzz) packages="$packages clang libclang-rt-14-dev" ;;
+    *) echo "usage: $0 [--test] [--fuzz]" >&2; exit 2 ;;
+  esac
+done
 if $with_tests; then
   packages="$packages chromium openssh-server"  # sshd: bot/git's ssh transport tests
   command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"

@@ -9,6 +9,7 @@
 #include "bot/ci/runner.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -110,6 +111,38 @@ bool under(const std::filesystem::path& path, const char* root) {
   return !rel.empty() && rel != "." && *rel.begin() != "..";
 }
 
+// Starts `args` in `dir` with environment `env`, in a process group of its own (so that all of
+// it can be killed), stdin from /dev/null, stdout and stderr to `out_fd`, every signal at its
+// default. Returns posix_spawn's error number.
+int spawn_in_group(pid_t& pid, std::vector<std::string>& args, std::vector<std::string>& env,
+                   const std::filesystem::path& dir, int out_fd) {
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
+  posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);  // e.g. an ignored SIGPIPE is not inherited
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  return rc;
+}
+
 }  // namespace
 
 struct LocalRunner::Impl {
@@ -209,33 +242,10 @@ struct LocalRunner::Impl {
       return check(queue::CheckState::Error, msg, job);
     }
 
-    std::vector<std::string> env_strings = build_environment();
-    env_strings.push_back("DMZ_SHA=" + job.sha);
-    env_strings.push_back("DMZ_REPO=" + job.repo);
-    std::vector<char*> envp;
-    for (auto& s : env_strings) envp.push_back(s.data());
-    envp.push_back(nullptr);
+    std::vector<std::string> env = build_environment();
+    env.push_back("DMZ_SHA=" + job.sha);
+    env.push_back("DMZ_REPO=" + job.repo);
     std::vector<std::string> args = build_command_line(cfg, dir.path, hidden);
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, fd, 1);
-    posix_spawn_file_actions_adddup2(&actions, fd, 2);
-    posix_spawn_file_actions_addchdir_np(&actions, dir.path.c_str());
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    posix_spawnattr_setpgroup(&attr, 0);  // its own process group, so that we can kill it all
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &all);  // e.g. an ignored SIGPIPE is not inherited
-    posix_spawnattr_setflags(
-        &attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
     pid_t pid = 0;
     const auto started = Clock::now();
@@ -246,12 +256,10 @@ struct LocalRunner::Impl {
       if (job.cancelled || stopping) {
         rc = -1;
       } else {
-        rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+        rc = spawn_in_group(pid, args, env, dir.path, fd);
         if (rc == 0) job.pid = pid;
       }
     }
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
     ::close(fd);
     if (rc < 0) return std::nullopt;  // cancelled
     if (rc != 0) {
@@ -402,6 +410,83 @@ std::vector<std::string> build_command_line(const config::Runner& cfg,
   }
   argv.insert(argv.end(), {"/bin/sh", "-c", cfg.command});
   return argv;
+}
+
+Status check_sandbox(const config::Runner& cfg) {
+  if (cfg.sandbox != "bwrap") return Status::success();
+  constexpr auto kTimeout = std::chrono::seconds(10);
+  constexpr std::size_t kMaxOutput = 4096;
+  std::error_code ec;
+  std::string pattern = (std::filesystem::temp_directory_path(ec) / "dmzbot-probe-XXXXXX").string();
+  if (ec || !mkdtemp(pattern.data()))
+    return unavailable(std::string("cannot create a directory to probe the build sandbox: ") +
+                       std::strerror(errno));
+  TempDirGuard dir{pattern};
+  config::Runner probe = cfg;
+  probe.command = "true";
+  std::vector<std::string> args = build_command_line(probe, dir.path, {});
+  std::vector<std::string> env = build_environment();
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0)
+    return unavailable(std::string("cannot probe the build sandbox: ") + std::strerror(errno));
+  pid_t pid = 0;
+  int rc = spawn_in_group(pid, args, env, dir.path, out[1]);
+  ::close(out[1]);
+  if (rc != 0) {
+    ::close(out[0]);
+    return unavailable("cannot start " + args[0] + ": " + std::strerror(rc) +
+                       (rc == ENOENT ? " (bubblewrap is not installed)" : ""));
+  }
+
+  // Its output until it closes the pipe, bounded in size and time; then its exit status.
+  const auto deadline = Clock::now() + kTimeout;
+  std::string output;
+  bool timed_out = false;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{out[0], POLLIN, 0};
+    int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) continue;  // the deadline check above ends it
+    char buf[512];
+    ssize_t n = ::read(out[0], buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (output.size() < kMaxOutput)
+      output.append(buf, std::min(static_cast<std::size_t>(n), kMaxOutput - output.size()));
+  }
+  ::close(out[0]);
+  if (timed_out) ::kill(-pid, SIGKILL);
+  for (;;) {
+    // WNOWAIT: the exited leader stays a zombie, so its group id is not reused before the
+    // group is killed below.
+    siginfo_t info{};
+    if (waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+        info.si_pid == pid)
+      break;
+    if (!timed_out && Clock::now() >= deadline) {
+      timed_out = true;
+      ::kill(-pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(-pid, SIGKILL);  // anything it left in its group
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (timed_out)
+    return unavailable("the build sandbox (bubblewrap) did not run `true` within " +
+                       std::to_string(kTimeout.count()) + "s");
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return Status::success();
+  std::string said = output.substr(0, output.find('\n'));
+  if (said.empty())
+    said = WIFEXITED(status) ? "exit code " + std::to_string(WEXITSTATUS(status))
+                             : "killed by signal " + std::to_string(WTERMSIG(status));
+  return unavailable("the build sandbox (bubblewrap) does not work here: " + said);
 }
 
 std::filesystem::path LocalRunner::log_file(const queue::Sha& sha) const {

@@ -47,6 +47,13 @@ std::vector<std::string> build_command_line(const config::Runner& cfg,
                                             const std::filesystem::path& dir,
                                             const std::vector<std::filesystem::path>& hidden);
 
+// Whether builds can run in cfg's sandbox on this machine: runs `true` exactly as a build runs
+// (build_command_line, in an empty temporary directory), at most 10 s. Success at once for
+// sandbox "none". Fails with unavailable("...") carrying bubblewrap's own message where it
+// cannot work, e.g. without user namespaces (inside many containers, or where the kernel or a
+// seccomp profile forbids them): there, every sandboxed build would fail.
+Status check_sandbox(const config::Runner& cfg);
+
 // Where the API serves the log of `repo`'s build of `sha` (a path on dmzbot's own server); the
 // runner's checks link to it.
 std::string build_log_url(const std::string& repo, const queue::Sha& sha);

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/crypto.hpp"
+#include "bot/ci/runner.hpp"
 #include "bot/cli/serve.hpp"
 #include "bot/http/http_client.hpp"
 #include "bot/http/http_server.hpp"
@@ -360,6 +361,12 @@ int run_demo(const DemoOptions& options) {
   }
   std::string token = random_hex(16);
   config::Config cfg = demo_config(dir, options.port, token);
+  // The demo builds only its own sample project, so where the sandbox cannot work (e.g. in a
+  // container without user namespaces) it says so and builds unconfined; `serve` refuses.
+  if (Status s = check_sandbox(*cfg.repos[0].runner); !s.ok()) {
+    say("note: " + s.message() + "; the demo builds its own sample project without it");
+    cfg.repos[0].runner->sandbox = "none";
+  }
   Service::Options service_options;
   service_options.fetch_interval = std::chrono::milliseconds(1000);
   service_options.tick_interval = std::chrono::milliseconds(200);

@@ -3,8 +3,10 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
 #include <ctime>
 
+#include "bot/ci/runner.hpp"
 #include "bot/http/http_server.hpp"
 #include "bot/service/service.hpp"
 
@@ -36,6 +38,22 @@ bool wait_for_shutdown_signal(int timeout_ms) {
 }
 
 int serve(const config::Config& config) {
+  // Every build of a repository whose runner sandboxes builds would fail where the sandbox
+  // cannot work: refuse to start, and say what to do, rather than fail each pull request.
+  for (const auto& repo : config.repos) {
+    if (!repo.runner || repo.runner->sandbox != "bwrap") continue;
+    if (Status s = check_sandbox(*repo.runner); !s.ok()) {
+      std::fprintf(stderr,
+                   "dmzbot: cannot start: repository %s runs builds in a sandbox, but %s.\n"
+                   "Fix one of: enable unprivileged user namespaces (sysctl "
+                   "kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0; inside "
+                   "a container, allow them in its seccomp profile), run dmzbot as root, or, "
+                   "knowing that pull-request code then runs unconfined as dmzbot's user, set "
+                   "sandbox = \"none\" in [repo.runner].\n",
+                   repo.name.c_str(), s.message().c_str());
+      return 1;
+    }
+  }
   auto service = Service::start(config);
   if (!service) {
     spdlog::error("cannot start: {}", service.message());

@@ -138,9 +138,9 @@ TEST_CASE("fetch mirrors notes refs as they are, reference reads a local ref") {
 
   // A rewritten notes ref (force-pushed) is followed, not merged.
   f.git("notes --ref=dmz-approvals add -f -m 'second' " + f.initial);
-  f.git(
-      "update-ref refs/notes/dmz-approvals $(git commit-tree -m rewritten "
-      "refs/notes/dmz-approvals^{tree})");
+  // The identity goes inside the command substitution too: git cannot always guess one.
+  f.git("update-ref refs/notes/dmz-approvals $(" + git_env() +
+        "git commit-tree -m rewritten refs/notes/dmz-approvals^{tree})");
   std::string rewritten = must(git_env() + "git rev-parse refs/notes/dmz-approvals", f.work);
   f.git("push -q -f origin refs/notes/dmz-approvals");
   f.fetch();

@@ -125,7 +125,7 @@ json parse_object(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1E400
     throw BadInput{json_error(400, std::string("malformed JSON: ") + e.what())};
   }
   if (!j.is_object()) throw BadInput{json_error(422, "body must be a JSON object")};

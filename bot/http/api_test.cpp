@@ -137,6 +137,12 @@ TEST_CASE("status: bad input is refused and records nothing") {
   SUBCASE("empty body") {
     expect_refused(call(api, "POST", kStatus, "", "st"), fake, 400, "malformed JSON");
   }
+  SUBCASE("a number too large for a double") {  // found by fuzz/api_fuzz.cpp: it was a 500
+    expect_refused(call(api, "POST", kStatus, R"({"state":1E400})", "st"), fake, 400,
+                   "malformed JSON");
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/pulls", "7777777E777", "tok"), fake, 400,
+                   "malformed JSON");
+  }
   SUBCASE("not an object") {
     expect_refused(call(api, "POST", kStatus, "[1,2]", "st"), fake, 422, "JSON object");
   }

@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "bot/ci/runner.hpp"
 #include "bot/http/http_client.hpp"
 #include "tests/git_daemon.hpp"
 #include "tests/support.hpp"
@@ -87,7 +88,10 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
                        daemon.url() +
                        "\"\n"
                        "api_token = { file = \"token\" }\nstatus_token = { file = \"token\" }\n"
-                       "[repo.runner]\ncommand = \"sh ./test.sh\"\ntimeout = 30\n");
+                       "[repo.runner]\ncommand = \"sh ./test.sh\"\ntimeout = 30\n"
+                       // unconfined only where bubblewrap cannot work (serve would refuse)
+                       "sandbox = \"" +
+                       (check_sandbox(config::Runner{}).ok() ? "bwrap" : "none") + "\"\n");
   auto config = dir / "dmzbot.toml";
   auto log = dir / "serve.log";
   auto api = [](const Child& c, const std::string& method, const std::string& path,
