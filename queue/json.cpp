@@ -60,7 +60,8 @@ json pr_json(const PullRequest& pr, std::optional<std::size_t> position) {
           {"candidate", or_null(pr.candidate)},
           {"position", or_null(position)},
           {"queued_at", pr.queued_at},
-          {"finished_at", pr.finished_at}};
+          {"finished_at", pr.finished_at},
+          {"priority", pr.priority}};
 }
 
 json candidate_json(const Candidate& k) {
@@ -124,6 +125,17 @@ json fields(const MasterPushed& e) {
 }
 json fields(const MasterObserved& e) { return {{"sha", e.sha}, {"at", e.at}}; }
 json fields(const Tick& e) { return {{"at", e.at}}; }
+json fields(const Reply& e) {
+  return {{"number", e.number},
+          {"kind", to_string(e.kind)},
+          {"message", e.message},
+          {"details", e.details},
+          {"at", e.at}};
+}
+json fields(const StatusRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
+json fields(const PriorityRequested& e) {
+  return {{"number", e.number}, {"priority", e.priority}, {"by", e.by}, {"at", e.at}};
+}
 
 // ---- actions ----
 
@@ -158,7 +170,8 @@ json fields(const Notify& a) {
           {"kind", to_string(a.kind)},
           {"reason", to_string(a.reason)},
           {"message", a.message},
-          {"head", a.head}};
+          {"head", a.head},
+          {"details", a.details}};
 }
 
 std::string action_kind(const Action& action) {
@@ -192,6 +205,9 @@ std::string event_kind(const Event& event) {
                         [](const MasterPushed&) { return "master_pushed"; },
                         [](const MasterObserved&) { return "master_observed"; },
                         [](const Tick&) { return "tick"; },
+                        [](const Reply&) { return "reply"; },
+                        [](const StatusRequested&) { return "status_requested"; },
+                        [](const PriorityRequested&) { return "priority_requested"; },
                     },
                     event);
 }

@@ -217,8 +217,10 @@ TEST_CASE("actions carry their snake_case type and fields") {
       to_json(Action{FastForwardMaster{3, sha('0'), sha('c')}}) ==
       json{
           {"type", "fast_forward_master"}, {"candidate", 3}, {"from", sha('0')}, {"to", sha('c')}});
-  CHECK(to_json(Action{Notify{4, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')}}) ==
+  CHECK(to_json(Action{Notify{
+            4, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a'), {"https://ci/4"}}}) ==
         json{{"type", "notify"},
+             {"details", {"https://ci/4"}},
              {"number", 4},
              {"kind", "failure"},
              {"reason", "build-failed"},

@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 3> kMigrations = {
+constexpr std::array<std::string_view, 4> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -200,6 +200,13 @@ CREATE TABLE leases(
   owner TEXT NOT NULL,
   expires_at INTEGER NOT NULL
 );
+)sql",
+    // 4: PR priorities (higher lands first); the details of a notice (every policy reason,
+    // the conflicting paths, a check's link) go out with it.
+    R"sql(
+ALTER TABLE prs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE pr_archive ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN details TEXT NOT NULL DEFAULT '[]';
 )sql",
 };
 
@@ -441,7 +448,7 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     auto& q = stmt(
         "SELECT number, branch, author, title, head, status, reason_code, reason, details,"
-        " queued_at, finished_at, approval_sha, approver, approved_at FROM pr_archive"
+        " queued_at, finished_at, approval_sha, approver, approved_at, priority FROM pr_archive"
         " WHERE repo = ?1 AND number = ?2");
     q.bind(1, repo).bind(2, std::int64_t{number});
     auto row = q.step();
@@ -470,6 +477,7 @@ class SqliteStore final : public Store {
     p.queued_at = q.int64(9);
     p.finished_at = q.int64(10);
     if (!q.is_null(11)) p.approval = queue::Approval{q.text(11), q.text(12), q.int64(13)};
+    p.priority = static_cast<int>(q.int64(14));
     return std::optional<queue::PullRequest>(std::move(p));
   }
 
@@ -517,8 +525,8 @@ class SqliteStore final : public Store {
   Result<std::vector<forges::OutboxMessage>> outbox(const std::string& repo) override {
     std::lock_guard lock(mu_);
     auto& q = stmt(
-        "SELECT id, number, kind, reason_code, message, head, attempts, next_at, last_error"
-        " FROM outbox WHERE repo = ?1 ORDER BY id");
+        "SELECT id, number, kind, reason_code, message, head, attempts, next_at, last_error,"
+        " details FROM outbox WHERE repo = ?1 ORDER BY id");
     q.bind(1, repo);
     std::vector<forges::OutboxMessage> out;
     for (;;) {
@@ -539,6 +547,9 @@ class SqliteStore final : public Store {
       m.attempts = static_cast<int>(q.int64(6));
       m.next_at = q.int64(7);
       m.last_error = q.text(8);
+      auto details = parse_details(repo, m.notice.number, q.text(9));
+      if (!details) return details.error();
+      m.notice.details = std::move(*details);
       out.push_back(std::move(m));
     }
     return out;
@@ -662,8 +673,8 @@ class SqliteStore final : public Store {
   Status write_pr(const std::string& repo, const queue::PullRequest& p) {
     auto& pr = stmt(
         "INSERT OR REPLACE INTO prs(repo, number, branch, author, title, head, status, reason,"
-        " details, queued_at, candidate, reason_code, finished_at)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)");
+        " details, queued_at, candidate, reason_code, finished_at, priority)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
     pr.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -675,7 +686,8 @@ class SqliteStore final : public Store {
         .bind(9, details_json(p.details))
         .bind(10, p.queued_at)
         .bind(12, queue::to_string(p.reason_code))
-        .bind(13, p.finished_at);
+        .bind(13, p.finished_at)
+        .bind(14, std::int64_t{p.priority});
     if (p.candidate)
       pr.bind(11, as_int64(*p.candidate));
     else
@@ -705,7 +717,8 @@ class SqliteStore final : public Store {
     auto& q = stmt(
         "INSERT OR REPLACE INTO pr_archive(repo, number, branch, author, title, head, status,"
         " reason_code, reason, details, queued_at, finished_at, approval_sha, approver,"
-        " approved_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+        " approved_at, priority)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
     q.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -717,7 +730,8 @@ class SqliteStore final : public Store {
         .bind(9, p.reason)
         .bind(10, details_json(p.details))
         .bind(11, p.queued_at)
-        .bind(12, p.finished_at);
+        .bind(12, p.finished_at)
+        .bind(16, std::int64_t{p.priority});
     if (p.approval)
       q.bind(13, p.approval->sha).bind(14, p.approval->approver).bind(15, p.approval->at);
     else
@@ -800,17 +814,18 @@ class SqliteStore final : public Store {
 
   Result<std::int64_t> write_outbox(const std::string& repo, const queue::Notify& n,
                                     queue::Millis at) {
-    DMZ_TRY_R(
-        stmt("INSERT INTO outbox(repo, number, kind, reason_code, message, head, attempts,"
-             " next_at, created_at, last_error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7, '')")
-            .bind(1, repo)
-            .bind(2, std::int64_t{n.number})
-            .bind(3, queue::to_string(n.kind))
-            .bind(4, queue::to_string(n.reason))
-            .bind(5, n.message)
-            .bind(6, n.head)
-            .bind(7, at)
-            .exec());
+    DMZ_TRY_R(stmt("INSERT INTO outbox(repo, number, kind, reason_code, message, head, attempts,"
+                   " next_at, created_at, last_error, details)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7, '', ?8)")
+                  .bind(1, repo)
+                  .bind(2, std::int64_t{n.number})
+                  .bind(3, queue::to_string(n.kind))
+                  .bind(4, queue::to_string(n.reason))
+                  .bind(5, n.message)
+                  .bind(6, n.head)
+                  .bind(7, at)
+                  .bind(8, details_json(n.details))
+                  .exec());
     return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
   }
 
@@ -879,7 +894,8 @@ class SqliteStore final : public Store {
     {
       auto& q = stmt(
           "SELECT number, branch, author, title, head, status, reason, details, queued_at,"
-          " candidate, reason_code, finished_at FROM prs WHERE repo = ?1 ORDER BY number");
+          " candidate, reason_code, finished_at, priority FROM prs WHERE repo = ?1"
+          " ORDER BY number");
       q.bind(1, name);
       for (;;) {
         auto row = q.step();
@@ -908,6 +924,7 @@ class SqliteStore final : public Store {
                                    q.text(10) + "'");
         p.reason_code = *reason;
         p.finished_at = q.int64(11);
+        p.priority = static_cast<int>(q.int64(12));
         st.prs.emplace(p.number, std::move(p));
       }
     }

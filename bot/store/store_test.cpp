@@ -119,6 +119,9 @@ RepoState rich_state() {
   s.prs[8].finished_at = 7777;
   s.prs[8].details = {"ci/build: failure", "path with \"quotes\" and [brackets]", ""};
   s.prs[9].reason = "cancelled by alice";
+  s.prs[3].priority = 7;  // a priority round-trips, negative ones too
+  s.prs[9].priority = -2;
+  s.prs[7].priority = 3;                        // and through the archive
   s.prs[10] = make_pr(10, PrStatus::Building);  // batched with #6
   s.prs[10].approval = Approval{s.prs[10].head, "bob", 42};
   s.prs[4].candidate = 7;  // Merging, in the last candidate... see below
@@ -247,7 +250,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "3");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "4");
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(policy_passed) FROM (SELECT policy_passed"
                    " FROM candidates WHERE repo='acme/widgets' ORDER BY position)") == "1,0,0");
@@ -427,7 +430,12 @@ TEST_CASE("store: the outbox is saved with the change, delivered or rescheduled"
   Writer w{*store, RepoState{s.repo}};
   s.master = sha('1');
   auto saved = w.save(s, "x", {}, {},
-                      {Notify{3, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')},
+                      {Notify{3,
+                              NoticeKind::Failure,
+                              Reason::BuildFailed,
+                              "boom",
+                              sha('a'),
+                              {"https://ci/7", "every detail"}},
                        Notify{4, NoticeKind::Success, Reason::Merged, "landed", sha('b')}},
                       500);
   REQUIRE(saved.ok());
@@ -436,7 +444,12 @@ TEST_CASE("store: the outbox is saved with the change, delivered or rescheduled"
   REQUIRE(box.ok());
   REQUIRE(box->size() == 2);
   CHECK((*box)[0].id == saved->outbox_ids[0]);
-  CHECK((*box)[0].notice == Notify{3, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')});
+  CHECK((*box)[0].notice == Notify{3,
+                                   NoticeKind::Failure,
+                                   Reason::BuildFailed,
+                                   "boom",
+                                   sha('a'),
+                                   {"https://ci/7", "every detail"}});
   CHECK((*box)[0].next_at == 500);
   CHECK((*box)[0].attempts == 0);
   REQUIRE(store->outbox_retry((*box)[0].id, 1, 2500, "forge answered 502").ok());
@@ -712,7 +725,7 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "3");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "4");
   Writer w{*store, back.state, back.version};
   RepoState next = back.state;
   next.master = "cccc";
