@@ -12,4 +12,18 @@ Result<Delivery> Forge::webhook(const InboundRequest&, queue::Millis) const {
   return not_found("the " + std::string(kind()) + " forge has no webhooks");
 }
 
+Result<bool> Forge::may_approve(const std::string&) {
+  return not_found("the " + std::string(kind()) + " forge has no API to ask who may approve");
+}
+
+Result<std::vector<queue::Event>> Forge::checks_of(const queue::Sha&, queue::Millis) {
+  return std::vector<queue::Event>{};
+}
+
+Result<std::vector<queue::Event>> Forge::reconcile(const ReconcileInput&, queue::Millis) {
+  return std::vector<queue::Event>{};
+}
+
+Status Forge::show(const PullSummary&) { return {}; }
+
 }  // namespace dmz::forges

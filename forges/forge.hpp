@@ -7,7 +7,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,8 +23,9 @@ namespace dmz::forges {
 struct RemoteRefs {
   std::map<std::string, queue::Sha> branches;  // branch name -> commit
   std::map<std::string, queue::Sha> tags;      // annotated tag name -> the commit it peels to
-  // Branches (or "tags/<name>") whose new head does not contain the head seen before:
-  // a force-push dropped published commits.
+  std::map<int, queue::Sha> pulls;  // a forge's pull request heads (refs/pull/N/head), if fetched
+  // Branches (or "tags/<name>", or "pull/<N>") whose new head does not contain the head seen
+  // before: a force-push dropped published commits.
   std::set<std::string> rewritten;
 };
 
@@ -36,11 +39,68 @@ struct InboundRequest {
   }
 };
 
+// Something a webhook asked for that needs the forge's API (or git) before it becomes events:
+// whether its sender may do it, what a check suite holds. The service handles follow-ups after
+// the answer to the webhook, on the repository's forge thread, in the order they came.
+struct FollowUp {
+  enum class Kind {
+    kAuthorize,      // `event` is applied if `actor` may approve; else a Reply says why not
+    kTry,            // if `actor` may approve: build the PR on master on its own branch
+    kRefreshChecks,  // read the check states of `sha` back from the forge
+    kReconcile,      // read the whole repository back now (e.g. the App was installed)
+  };
+  Kind kind = Kind::kAuthorize;
+  int number = 0;       // the PR (kAuthorize, kTry)
+  std::string actor;    // who asked
+  std::string command;  // what they asked, for a refusal: "merge", "label dmz:merge"
+  std::optional<queue::Event> event;
+  // The event's sha (MergeRequested) is the PR's head as the service knew it when the webhook
+  // arrived: a push that comes later is never approved by an earlier comment.
+  bool pin_head = false;
+  // A refusal by the engine (e.g. cancel of a PR that is not queued) is logged, not answered
+  // on the PR: for gestures such as removing a label, which need no answer.
+  bool quiet = false;
+  queue::Sha sha;  // kRefreshChecks
+};
+
 // What a webhook delivery means for one repository.
 struct Delivery {
   std::string id;    // the forge's delivery id (a redelivery repeats it)
   std::string repo;  // "owner/name"; empty for deliveries about no repository (ping)
   std::vector<queue::Event> events;
+  std::vector<FollowUp> follow_ups;
+  bool fetch = false;  // it names commits the mirror may not have yet: fetch before acting
+};
+
+// Where a PR stands, as the forge shows it on the PR's head (a check run or a commit status),
+// kept current by the service: made by summarize() in forges/summary.hpp.
+struct PullSummary {
+  enum class State { kQueued, kInProgress, kSuccess, kFailure, kNeutral };
+  int number = 0;
+  queue::Sha head;
+  State state = State::kNeutral;
+  std::string title;  // one line: "queued at position 2"
+  std::string text;   // the details, one per line
+  bool operator==(const PullSummary&) const = default;
+};
+
+// What the service needs from a repository's view of the forge to reconcile it.
+struct ReconcileInput {
+  queue::RepoState state;  // a snapshot of the hot state
+  // When dmzbot learned PR n's current head (from its event log); asked only for the few PRs
+  // that need it. A very large value when unknown: nothing is trusted to be newer.
+  std::function<queue::Millis(int)> head_seen_at;
+};
+
+// The health of the forge's API (rate limits, errors), for /readyz, the queue JSON and the
+// status page.
+struct ApiHealth {
+  bool used = false;  // this forge has an API
+  bool ok = true;
+  std::string last_error;            // "" when ok
+  queue::Millis blocked_until = 0;   // rate limited until then (0: not)
+  int rate_remaining = -1;           // what the API said is left (-1: unknown)
+  queue::Millis last_reconcile = 0;  // the last complete reconciliation
 };
 
 // A plain-forge registration of a pull request (POST .../pulls).
@@ -82,6 +142,21 @@ class Forge {
   // Carries out one message. A transient failure (unavailable) is retried later; any other
   // error drops the message.
   virtual Status deliver(const OutboxMessage& message) = 0;
+
+  // ---- forges with an API (the defaults are for forges without one) ----
+  // The remaining calls block and run on the repository's forge thread.
+
+  // Whether `login` is a merge master of the repository (the forge may cache the answer).
+  virtual Result<bool> may_approve(const std::string& login);
+  // The check states the forge holds for `sha`, as CheckReported events.
+  virtual Result<std::vector<queue::Event>> checks_of(const queue::Sha& sha, queue::Millis now);
+  // Reads the forge's view of the repository (open PRs, their heads and labels, the checks
+  // of the train) and returns the events that bring `input.state` in line with it.
+  virtual Result<std::vector<queue::Event>> reconcile(const ReconcileInput& input,
+                                                      queue::Millis now);
+  // Shows `summary` on the PR's head (replacing what it showed before).
+  virtual Status show(const PullSummary& summary);
+  virtual ApiHealth api_health() const { return {}; }
 };
 
 }  // namespace dmz::forges

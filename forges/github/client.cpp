@@ -1,0 +1,542 @@
+#include "forges/github/client.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
+#include "base/crypto.hpp"
+#include "base/text.hpp"
+#include "base/url.hpp"
+
+namespace dmz::forges::github {
+namespace {
+
+namespace q = queue;
+using nlohmann::json;
+
+constexpr q::Millis kTokenMargin = 5 * 60'000;  // an installation token is renewed this early
+
+// Where a path ends and its query starts, for adding per_page.
+std::string with_per_page(const std::string& path) {
+  if (path.find("per_page=") != std::string::npos) return path;
+  return path + (path.find('?') == std::string::npos ? "?" : "&") + "per_page=100";
+}
+
+std::string message_of(const json& body) {
+  if (body.is_object())
+    if (auto it = body.find("message"); it != body.end() && it->is_string())
+      return escape_control(it->get<std::string>().substr(0, 200));
+  return "";
+}
+
+std::string str(const json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+q::CheckState status_state(const std::string& s) {
+  if (s == "success") return q::CheckState::Success;
+  if (s == "failure") return q::CheckState::Failure;
+  if (s == "error") return q::CheckState::Error;
+  return q::CheckState::Pending;
+}
+
+q::CheckState run_state(const std::string& status, const std::string& conclusion) {
+  if (status != "completed") return q::CheckState::Pending;
+  if (conclusion == "success" || conclusion == "neutral" || conclusion == "skipped")
+    return q::CheckState::Success;
+  if (conclusion == "cancelled") return q::CheckState::Error;
+  return q::CheckState::Failure;
+}
+
+std::string when(q::Millis t) {
+  std::time_t s = static_cast<std::time_t>(t / 1000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace
+
+std::optional<q::Millis> parse_time(const std::string& t) {
+  int y, mo, d, h, mi, s;
+  char tail = 0;
+  if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &tail) != 7)
+    return std::nullopt;
+  if (tail != 'Z' && tail != '.' && tail != '+') return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = s;
+  std::time_t epoch = timegm(&tm);
+  if (epoch == static_cast<std::time_t>(-1)) return std::nullopt;
+  return static_cast<q::Millis>(epoch) * 1000;
+}
+
+Result<std::string> app_jwt(std::int64_t app_id, const std::string& pem, q::Millis now) {
+  const std::int64_t iat = now / 1000 - 60;
+  const std::string header = base64url_encode(R"({"alg":"RS256","typ":"JWT"})");
+  const std::string claims =
+      base64url_encode(json{{"iat", iat}, {"exp", iat + 600 - 60}, {"iss", app_id}}.dump());
+  const std::string signing_input = header + "." + claims;
+  auto sig = rs256_sign(pem, signing_input);
+  if (!sig) return sig.error();
+  return signing_input + "." + base64url_encode(*sig);
+}
+
+std::string next_link(const std::string& link) {
+  std::size_t pos = 0;
+  while (pos < link.size()) {
+    auto open = link.find('<', pos);
+    if (open == std::string::npos) break;
+    auto close = link.find('>', open);
+    if (close == std::string::npos) break;
+    auto end = link.find(',', close);
+    std::string params =
+        link.substr(close + 1, end == std::string::npos ? std::string::npos : end - close - 1);
+    if (params.find("rel=\"next\"") != std::string::npos)
+      return link.substr(open + 1, close - open - 1);
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  return "";
+}
+
+std::string path_segment(const std::string& s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+Client::Client(HttpClient& http, const Clock& clock, ClientOptions options)
+    : http_(http), clock_(clock), options_(std::move(options)) {
+  if (auto url = parse_url(options_.api_url)) origin_ = url->origin();
+  if (!options_.sleep)
+    options_.sleep = [](q::Millis ms) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    };
+  health_.used = true;
+}
+
+std::string Client::url_of(const std::string& path) const {
+  if (path.starts_with("https://") || path.starts_with("http://")) return path;
+  return options_.api_url + path;
+}
+
+void Client::note_error(const std::string& message) {
+  std::lock_guard lock(mu_);
+  health_.ok = false;
+  health_.last_error = message;
+}
+
+void Client::note_ok(const HttpReply& reply) {
+  std::lock_guard lock(mu_);
+  health_.ok = true;
+  health_.last_error.clear();
+  const std::string remaining = reply.header("x-ratelimit-remaining");
+  if (!remaining.empty()) {
+    try {
+      health_.rate_remaining = std::stoi(remaining);
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+ApiHealth Client::health() const {
+  std::lock_guard lock(mu_);
+  ApiHealth h = health_;
+  if (h.blocked_until <= clock_.now()) h.blocked_until = 0;
+  return h;
+}
+
+std::uint64_t Client::requests() const {
+  std::lock_guard lock(mu_);
+  return requests_;
+}
+
+Result<std::string> Client::token() {
+  if (!app()) return options_.token;
+  std::lock_guard lock(token_mu_);
+  if (!installation_token_.empty() && installation_expires_ - clock_.now() > kTokenMargin)
+    return installation_token_;
+  return refresh_installation_token();
+}
+
+// Called with token_mu_ held. A few quick attempts: without a token nothing else works.
+Result<std::string> Client::refresh_installation_token() {
+  const std::string url = options_.api_url + "/app/installations/" +
+                          std::to_string(options_.installation_id) + "/access_tokens";
+  Error last = unavailable("no attempt");
+  for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+    auto jwt = app_jwt(options_.app_id, options_.private_key, clock_.now());
+    if (!jwt) return jwt.error();
+    HttpCall c{"POST",
+               url,
+               {{"Accept", "application/vnd.github+json"},
+                {"X-GitHub-Api-Version", "2022-11-28"},
+                {"User-Agent", "dmzbot"},
+                {"Authorization", "Bearer " + *jwt}},
+               ""};
+    auto r = http_.send(c);
+    {
+      std::lock_guard lock(mu_);
+      ++requests_;
+    }
+    if (r && r->status == 201) {
+      json body = json::parse(r->body, nullptr, false);
+      std::string token = str(body, "token");
+      auto expires = parse_time(str(body, "expires_at"));
+      if (token.empty() || !expires)
+        return unavailable("the installation token answer has no token or expiry");
+      installation_token_ = token;
+      installation_expires_ = *expires;
+      note_ok(*r);
+      return installation_token_;
+    }
+    if (r && r->status >= 400 && r->status < 500 && r->status != 429) {
+      std::string why = "installation token: " + std::to_string(r->status) + " " +
+                        message_of(json::parse(r->body, nullptr, false));
+      note_error(why);
+      return r->status == 401 ? unauthenticated(why) : permission_denied(why);
+    }
+    last = r ? unavailable("installation token: " + std::to_string(r->status))
+             : unavailable("installation token: " + r.message());
+    note_error(last.message);
+    if (attempt < options_.max_attempts) options_.sleep(options_.backoff);
+  }
+  return last;
+}
+
+Result<std::string> Client::bearer() { return token(); }
+
+Result<Client::Response> Client::call(const std::string& method, const std::string& path,
+                                      const json* body) {
+  const std::string url = url_of(path);
+  // The token goes only to the API's own origin (a Link header could point elsewhere).
+  if (origin_.empty() || !(url == origin_ || url.starts_with(origin_ + "/")))
+    return invalid("refusing to send the API token to " + escape_control(url));
+  const std::string what = method + " " + url.substr(origin_.size());
+  const bool get = method == "GET";
+  Error last = unavailable(what + ": no attempt");
+  bool retried_auth = false;
+  q::Millis backoff = options_.backoff;
+  for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+    // A rate limit in force: waited out if short, else refused at once (no request is spent).
+    q::Millis blocked = 0;
+    {
+      std::lock_guard lock(mu_);
+      blocked = health_.blocked_until;
+    }
+    if (const q::Millis wait = blocked - clock_.now(); wait > 0) {
+      if (wait > options_.max_rate_wait)
+        return unavailable(what + ": rate limited until " + when(blocked));
+      options_.sleep(wait);
+    }
+    auto auth = bearer();
+    if (!auth) return auth.error();
+    HttpCall c;
+    c.method = method;
+    c.url = url;
+    c.headers = {{"Accept", "application/vnd.github+json"},
+                 {"X-GitHub-Api-Version", "2022-11-28"},
+                 {"User-Agent", "dmzbot"},
+                 {"Authorization", "Bearer " + *auth}};
+    auto cached = get ? etags_.find(url) : etags_.end();
+    if (cached != etags_.end()) c.headers.emplace_back("If-None-Match", cached->second.etag);
+    if (body) {
+      c.body = body->dump(-1, ' ', false, json::error_handler_t::replace);
+      c.headers.emplace_back("Content-Type", "application/json");
+    }
+    auto r = http_.send(c);
+    {
+      std::lock_guard lock(mu_);
+      ++requests_;
+    }
+    if (!r) {
+      last = unavailable(what + ": " + r.message());
+      note_error(last.message);
+      if (attempt < options_.max_attempts) {
+        options_.sleep(backoff);
+        backoff = std::min(backoff * 2, options_.max_backoff);
+      }
+      continue;
+    }
+    HttpReply reply = std::move(*r);
+    if (reply.status == 304 && cached != etags_.end()) reply = cached->second.reply;
+    const int st = reply.status;
+    json parsed = reply.body.empty() ? json() : json::parse(reply.body, nullptr, false);
+    if (parsed.is_discarded()) parsed = json();
+    if (st >= 200 && st < 300) {
+      note_ok(reply);
+      if (get && !reply.header("etag").empty()) etags_[url] = Cached{reply.header("etag"), reply};
+      return Response{st, std::move(parsed), reply.headers};
+    }
+    const std::string said =
+        std::to_string(st) + (message_of(parsed).empty() ? "" : " ") + message_of(parsed);
+    // Rate limits: the secondary ones say Retry-After; the primary one X-RateLimit-Reset.
+    const std::string retry_after = reply.header("retry-after");
+    const bool exhausted = reply.header("x-ratelimit-remaining") == "0";
+    if ((st == 403 || st == 429) && (!retry_after.empty() || exhausted)) {
+      q::Millis until = clock_.now() + 60'000;
+      try {
+        if (!retry_after.empty())
+          until = clock_.now() + std::stoll(retry_after) * 1000;
+        else if (!reply.header("x-ratelimit-reset").empty())
+          until = std::stoll(reply.header("x-ratelimit-reset")) * 1000;
+      } catch (const std::exception&) {
+      }
+      {
+        std::lock_guard lock(mu_);
+        health_.blocked_until = std::max(until, clock_.now() + 1000);
+        health_.rate_remaining = 0;
+      }
+      last = unavailable(what + ": rate limited (" + said + ")");
+      note_error(last.message);
+      continue;
+    }
+    if (st >= 500 || st == 429) {
+      last = unavailable(what + ": " + said);
+      note_error(last.message);
+      if (attempt < options_.max_attempts) {
+        options_.sleep(backoff);
+        backoff = std::min(backoff * 2, options_.max_backoff);
+      }
+      continue;
+    }
+    note_ok(reply);  // the API answered: a refusal is about the request, not the API
+    if (st == 401 && app() && !retried_auth) {  // the installation token was revoked: renew
+      retried_auth = true;
+      std::lock_guard lock(token_mu_);
+      installation_token_.clear();
+      --attempt;
+      continue;
+    }
+    switch (st) {
+      case 401:
+        return unauthenticated(what + ": " + said);
+      case 403:
+        return permission_denied(what + ": " + said);
+      case 404:
+      case 410:
+        return not_found(what + ": " + said);
+      case 409:
+        return conflict(what + ": " + said);
+      default:
+        return invalid(what + ": " + said);
+    }
+  }
+  return last;
+}
+
+Result<std::vector<json>> Client::list(const std::string& path, const std::string& field,
+                                       bool* complete) {
+  std::vector<json> items;
+  std::string url = with_per_page(path);
+  if (complete) *complete = false;
+  for (std::size_t page = 0; page < options_.max_pages; ++page) {
+    auto r = call("GET", url);
+    if (!r) return r.error();
+    const json* array = &r->body;
+    if (!field.empty()) {
+      if (!r->body.is_object() || !r->body.contains(field)) return items;
+      array = &r->body[field];
+    }
+    if (array->is_array())
+      for (const auto& item : *array) items.push_back(item);
+    auto link = r->headers.find("link");
+    url = link == r->headers.end() ? std::string() : next_link(link->second);
+    if (url.empty()) {
+      if (complete) *complete = true;
+      return items;
+    }
+  }
+  return items;  // truncated: complete stays false
+}
+
+Result<std::pair<std::vector<PullInfo>, bool>> Client::open_pulls(const std::string& base) {
+  bool complete = false;
+  auto items = list("/repos/" + options_.repo + "/pulls?state=open&base=" + path_segment(base), "",
+                    &complete);
+  if (!items) return items.error();
+  std::vector<PullInfo> out;
+  for (const auto& p : *items) {
+    PullInfo info;
+    info.number = p.value("number", 0);
+    info.title = str(p, "title");
+    if (p.contains("user")) info.author = str(p["user"], "login");
+    if (p.contains("head")) {
+      info.head = str(p["head"], "sha");
+      info.head_ref = str(p["head"], "ref");
+    }
+    if (p.contains("base")) info.base = str(p["base"], "ref");
+    info.draft = p.value("draft", false);
+    if (p.contains("labels") && p["labels"].is_array())
+      for (const auto& l : p["labels"]) info.labels.push_back(str(l, "name"));
+    if (info.number > 0 && !info.head.empty()) out.push_back(std::move(info));
+  }
+  return std::make_pair(std::move(out), complete);
+}
+
+Result<PullInfo> Client::pull(int number) {
+  auto r = call("GET", "/repos/" + options_.repo + "/pulls/" + std::to_string(number));
+  if (!r) return r.error();
+  const json& p = r->body;
+  PullInfo info;
+  info.number = number;
+  info.state = str(p, "state");
+  info.title = str(p, "title");
+  if (p.contains("user")) info.author = str(p["user"], "login");
+  if (p.contains("head")) {
+    info.head = str(p["head"], "sha");
+    info.head_ref = str(p["head"], "ref");
+  }
+  if (p.contains("base")) info.base = str(p["base"], "ref");
+  info.draft = p.value("draft", false);
+  return info;
+}
+
+Result<std::optional<LabelEvent>> Client::last_labeled(int number, const std::string& label) {
+  auto items = list("/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/events");
+  if (!items) return items.error();
+  std::optional<LabelEvent> found;
+  for (const auto& e : *items) {
+    if (str(e, "event") != "labeled" || !e.contains("label") || str(e["label"], "name") != label)
+      continue;
+    auto at = parse_time(str(e, "created_at"));
+    if (!at) continue;
+    if (!found || *at >= found->at)
+      found = LabelEvent{e.contains("actor") ? str(e["actor"], "login") : "", *at};
+  }
+  return found;
+}
+
+Result<std::string> Client::permission(const std::string& login) {
+  auto r = call(
+      "GET", "/repos/" + options_.repo + "/collaborators/" + path_segment(login) + "/permission");
+  if (!r) {
+    if (r.code() == Code::kNotFound) return std::string("none");
+    return r.error();
+  }
+  std::string role = str(r->body, "role_name");
+  return role.empty() ? str(r->body, "permission") : role;
+}
+
+Result<bool> Client::team_member(const std::string& org, const std::string& slug,
+                                 const std::string& login) {
+  auto r = call("GET", "/orgs/" + path_segment(org) + "/teams/" + path_segment(slug) +
+                           "/memberships/" + path_segment(login));
+  if (!r) {
+    if (r.code() == Code::kNotFound) return false;
+    return r.error();
+  }
+  return str(r->body, "state") == "active";
+}
+
+Status Client::comment(int number, const std::string& body) {
+  json b{{"body", body}};
+  return call("POST", "/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/comments",
+              &b)
+      .status();
+}
+
+Result<bool> Client::has_comment_with(int number, const std::string& marker) {
+  auto items = list("/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/comments");
+  if (!items) return items.error();
+  return std::any_of(items->begin(), items->end(), [&](const json& c) {
+    return str(c, "body").find(marker) != std::string::npos;
+  });
+}
+
+Status Client::add_labels(int number, const std::vector<std::string>& labels) {
+  json b{{"labels", labels}};
+  return call("POST", "/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/labels",
+              &b)
+      .status();
+}
+
+Status Client::remove_label(int number, const std::string& label) {
+  auto r = call("DELETE", "/repos/" + options_.repo + "/issues/" + std::to_string(number) +
+                              "/labels/" + path_segment(label));
+  if (!r && r.code() == Code::kNotFound) return {};
+  return r.status();
+}
+
+Status Client::commit_status(const q::Sha& sha, const std::string& state,
+                             const std::string& context, const std::string& description,
+                             const std::string& target_url) {
+  json b{{"state", state}, {"context", context}};
+  // GitHub refuses descriptions over 140 characters (cut on a UTF-8 boundary).
+  std::string d = description;
+  if (d.size() > 140) {
+    d.resize(137);
+    while (!d.empty() && (static_cast<unsigned char>(d.back()) & 0xC0) == 0x80) d.pop_back();
+    if (!d.empty() && static_cast<unsigned char>(d.back()) >= 0xC0) d.pop_back();
+    d += "...";
+  }
+  b["description"] = d;
+  if (!target_url.empty()) b["target_url"] = target_url;
+  return call("POST", "/repos/" + options_.repo + "/statuses/" + sha, &b).status();
+}
+
+Result<std::int64_t> Client::check_run(std::optional<std::int64_t> id, const json& fields) {
+  auto r =
+      id ? call("PATCH", "/repos/" + options_.repo + "/check-runs/" + std::to_string(*id), &fields)
+         : call("POST", "/repos/" + options_.repo + "/check-runs", &fields);
+  if (!r) return r.error();
+  if (!r->body.is_object() || !r->body.contains("id") || !r->body["id"].is_number_integer())
+    return unavailable("the check run answer has no id");
+  return r->body["id"].get<std::int64_t>();
+}
+
+Result<std::optional<std::int64_t>> Client::find_check_run(const q::Sha& sha,
+                                                           const std::string& name) {
+  auto r = call("GET", "/repos/" + options_.repo + "/commits/" + sha +
+                           "/check-runs?check_name=" + path_segment(name) + "&filter=latest");
+  if (!r) return r.error();
+  const json& runs = r->body.is_object() ? r->body.value("check_runs", json::array()) : json();
+  if (!runs.is_array() || runs.empty() || !runs[0].contains("id"))
+    return std::optional<std::int64_t>();
+  return std::optional<std::int64_t>(runs[0]["id"].get<std::int64_t>());
+}
+
+Result<std::vector<q::Check>> Client::checks(const q::Sha& sha) {
+  std::vector<q::Check> out;
+  auto combined = call("GET", "/repos/" + options_.repo + "/commits/" + sha + "/status");
+  if (!combined) return combined.error();
+  if (combined->body.is_object() && combined->body.contains("statuses") &&
+      combined->body["statuses"].is_array())
+    for (const auto& s : combined->body["statuses"])
+      out.push_back(q::Check{str(s, "context"), status_state(str(s, "state")),
+                             str(s, "description"), str(s, "target_url"), 0});
+  auto runs = list("/repos/" + options_.repo + "/commits/" + sha + "/check-runs", "check_runs");
+  if (!runs) return runs.error();
+  for (const auto& run : *runs) {
+    std::string description = run.contains("output") ? str(run["output"], "title") : "";
+    if (description.empty()) description = str(run, "conclusion");
+    std::string url = str(run, "html_url");
+    if (url.empty()) url = str(run, "details_url");
+    out.push_back(q::Check{str(run, "name"), run_state(str(run, "status"), str(run, "conclusion")),
+                           description, url, 0});
+  }
+  return out;
+}
+
+}  // namespace dmz::forges::github

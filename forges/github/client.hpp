@@ -1,0 +1,152 @@
+// The GitHub REST client dmzbot needs: pull requests, labels, comments, commit statuses, check
+// runs, collaborator permissions and team memberships, with pagination (Link headers),
+// conditional requests (ETags: a 304 costs no rate limit), authentication by a token or as a
+// GitHub App (an RS256 JWT exchanged for installation tokens, refreshed before they expire),
+// and retries: 5xx and network errors with doubling backoff, rate limits (403/429 with
+// Retry-After or X-RateLimit-Reset) waited out when short, else refused at once until they
+// end, so that one repository's limits never hold up another's thread for long.
+// HTTP goes through the HttpClient port (base/http_client.hpp).
+// Threading: one thread makes the calls (the repository's forge thread); token() and health()
+// are safe from any thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/clock.hpp"
+#include "base/http_client.hpp"
+#include "base/status.hpp"
+#include "forges/forge.hpp"
+#include "queue/model.hpp"
+
+namespace dmz::forges::github {
+
+struct ClientOptions {
+  std::string api_url = "https://api.github.com";  // no trailing slash
+  std::string repo;                                // "owner/name"
+  std::string token;                               // a token, or an App:
+  std::int64_t app_id = 0, installation_id = 0;
+  std::string private_key;      // PEM (RSA)
+  int max_attempts = 4;         // per call, for 5xx and network errors
+  queue::Millis backoff = 500;  // before the second attempt; doubles
+  queue::Millis max_backoff = 8'000;
+  queue::Millis max_rate_wait = 10'000;  // a rate limit ending sooner is waited for
+  std::size_t max_pages = 30;            // of 100 items each
+  // How the client waits (backoff, short rate limits); tests make it record or advance a clock.
+  std::function<void(queue::Millis)> sleep;
+};
+
+// An open pull request as the API lists it.
+struct PullInfo {
+  int number = 0;
+  std::string state = "open";  // "open" or "closed"
+  std::string title, author, head_ref, base;
+  queue::Sha head;
+  bool draft = false;
+  std::vector<std::string> labels;
+};
+
+// Who added a label to an issue or PR, and when (GitHub's clock).
+struct LabelEvent {
+  std::string actor;
+  queue::Millis at = 0;
+};
+
+class Client {
+ public:
+  Client(HttpClient& http, const Clock& clock, ClientOptions options);
+
+  // ---- typed calls ----
+  // The open PRs into `base`; `complete` is false if there were more pages than max_pages.
+  Result<std::pair<std::vector<PullInfo>, bool>> open_pulls(const std::string& base);
+  Result<PullInfo> pull(int number);
+  // The latest "labeled" event of `label` on issue `number`, if any.
+  Result<std::optional<LabelEvent>> last_labeled(int number, const std::string& label);
+  // "admin", "maintain", "write", "triage", "read" or "none".
+  Result<std::string> permission(const std::string& login);
+  // Whether `login` is an active member of team `org/slug`.
+  Result<bool> team_member(const std::string& org, const std::string& slug,
+                           const std::string& login);
+  Status comment(int number, const std::string& body);
+  // Whether a comment on `number` contains `marker` (to not repeat a comment that was posted
+  // when its answer was lost).
+  Result<bool> has_comment_with(int number, const std::string& marker);
+  Status add_labels(int number, const std::vector<std::string>& labels);
+  Status remove_label(int number, const std::string& label);  // absent: ok
+  Status commit_status(const queue::Sha& sha, const std::string& state, const std::string& context,
+                       const std::string& description, const std::string& target_url);
+  // Creates or updates (by id) a check run; returns its id.
+  Result<std::int64_t> check_run(std::optional<std::int64_t> id, const nlohmann::json& fields);
+  // The id of the newest check run `name` on `sha`, if any.
+  Result<std::optional<std::int64_t>> find_check_run(const queue::Sha& sha,
+                                                     const std::string& name);
+  // Every check state GitHub holds for `sha`: commit statuses (combined) and check runs.
+  Result<std::vector<queue::Check>> checks(const queue::Sha& sha);
+
+  // ---- plumbing ----
+  struct Response {
+    int status = 0;
+    nlohmann::json body;  // null when empty
+    std::map<std::string, std::string> headers;
+  };
+  // One call to `path` (relative to api_url, or an absolute URL on the API's origin), with
+  // authentication, retries and, for GETs, the ETag cache. Statuses are errors by code: 401
+  // unauthenticated, 403 permission_denied, 404 not_found, 409 conflict, 422 invalid, 5xx and
+  // rate limits unavailable.
+  Result<Response> call(const std::string& method, const std::string& path,
+                        const nlohmann::json* body = nullptr);
+  // Every item of a paginated list (the array itself, or the array under `field`).
+  Result<std::vector<nlohmann::json>> list(const std::string& path, const std::string& field = "",
+                                           bool* complete = nullptr);
+
+  // The token git uses (the configured one, or the current installation token).
+  Result<std::string> token();
+  ApiHealth health() const;
+  bool app() const { return options_.app_id != 0; }
+  queue::Millis now() const { return clock_.now(); }
+  std::uint64_t requests() const;  // HTTP requests made (including retries)
+
+ private:
+  Result<std::string> bearer();  // what goes after "Authorization: Bearer "
+  Result<std::string> refresh_installation_token();
+  void note_error(const std::string& message);
+  void note_ok(const HttpReply& reply);
+  std::string url_of(const std::string& path) const;
+
+  HttpClient& http_;
+  const Clock& clock_;
+  ClientOptions options_;
+  std::string origin_;  // scheme://host[:port] of api_url
+
+  mutable std::mutex token_mu_;  // the installation token, refreshed by whichever thread needs it
+  std::string installation_token_;
+  queue::Millis installation_expires_ = 0;
+
+  mutable std::mutex mu_;  // health, rate limit, counters
+  ApiHealth health_;
+  std::uint64_t requests_ = 0;
+
+  struct Cached {
+    std::string etag;
+    HttpReply reply;
+  };
+  std::map<std::string, Cached> etags_;  // by URL; the forge thread only
+};
+
+// "2011-04-14T16:00:49Z" as milliseconds since the epoch; nullopt if malformed.
+std::optional<queue::Millis> parse_time(const std::string& iso8601);
+// The RS256 JWT a GitHub App authenticates with: issued 60 s ago (clock drift), valid 9 min.
+Result<std::string> app_jwt(std::int64_t app_id, const std::string& private_key_pem,
+                            queue::Millis now);
+// The URL of rel="next" in a Link header, or "".
+std::string next_link(const std::string& link_header);
+// `s` percent-encoded for a URL path segment (a label name, a login).
+std::string path_segment(const std::string& s);
+
+}  // namespace dmz::forges::github

@@ -1,0 +1,256 @@
+// The REST client against a scripted HttpClient: what it sends, retries and backoff, rate
+// limits, pagination, ETags, and GitHub App tokens.
+#include "forges/github/client.hpp"
+
+#include <doctest/doctest.h>
+
+#include "forges/github/test_support.hpp"
+
+namespace dmz::forges::github {
+namespace {
+
+using nlohmann::json;
+using testing::ScriptedHttp;
+namespace q = queue;
+
+struct Fixture {
+  ScriptedHttp http;
+  ManualClock clock{1'700'000'000'000};
+  std::vector<q::Millis> slept;
+  ClientOptions options;
+  Fixture() {
+    options.api_url = "https://api.example.com";
+    options.repo = "octo/widgets";
+    options.token = "ghp_secret";
+    options.sleep = [this](q::Millis ms) {
+      slept.push_back(ms);
+      clock.advance(ms);
+    };
+  }
+  Client client() { return Client(http, clock, options); }
+};
+
+std::string header(const HttpCall& c, const std::string& name) {
+  for (const auto& [k, v] : c.headers)
+    if (k == name) return v;
+  return "";
+}
+
+TEST_CASE("github client: a call carries the token and GitHub's headers; codes by status") {
+  Fixture f;
+  Client c = f.client();
+  f.http.answer(200, R"({"permission":"write","role_name":"maintain"})");
+  auto perm = c.permission("ali ce");
+  REQUIRE(perm.ok());
+  CHECK(*perm == "maintain");
+  REQUIRE(f.http.calls.size() == 1);
+  const auto& call = f.http.calls[0];
+  CHECK(call.method == "GET");
+  CHECK(call.url == "https://api.example.com/repos/octo/widgets/collaborators/ali%20ce/permission");
+  CHECK(header(call, "Authorization") == "Bearer ghp_secret");
+  CHECK(header(call, "Accept") == "application/vnd.github+json");
+  CHECK(header(call, "X-GitHub-Api-Version") == "2022-11-28");
+  CHECK(header(call, "User-Agent") == "dmzbot");
+
+  f.http.answer(404, R"({"message":"Not Found"})");
+  CHECK(c.call("GET", "/x").code() == Code::kNotFound);
+  f.http.answer(422, R"({"message":"Validation Failed"})");
+  auto bad = c.call("POST", "/x");
+  CHECK(bad.code() == Code::kInvalid);
+  CHECK(bad.message() == "POST /x: 422 Validation Failed");
+  f.http.answer(403, R"({"message":"Must have admin rights"})");
+  CHECK(c.call("GET", "/x").code() == Code::kPermissionDenied);
+  f.http.answer(401, R"({"message":"Bad credentials"})");
+  CHECK(c.call("GET", "/x").code() == Code::kUnauthenticated);
+  CHECK(f.slept.empty());  // none of these is retried
+  // The token never leaves for another origin (a Link header could point anywhere).
+  CHECK(c.call("GET", "https://evil.example.com/steal").code() == Code::kInvalid);
+  CHECK(f.http.calls.size() == 5);
+}
+
+TEST_CASE("github client: 5xx and network errors are retried with doubling backoff") {
+  Fixture f;
+  f.options.max_attempts = 4;
+  f.options.backoff = 100;
+  Client c = f.client();
+  f.http.answer(502, "");
+  f.http.replies.push_back(unavailable("connect: refused"));
+  f.http.answer(200, R"({"id": 7})");
+  auto r = c.call("GET", "/ok");
+  REQUIRE(r.ok());
+  CHECK(r->body["id"] == 7);
+  CHECK(f.slept == std::vector<q::Millis>{100, 200});
+  CHECK(c.health().ok);
+
+  f.slept.clear();
+  for (int i = 0; i < 4; ++i) f.http.answer(503, R"({"message":"busy"})");
+  auto gone = c.call("GET", "/down");
+  CHECK(gone.code() == Code::kUnavailable);
+  CHECK(gone.message() == "GET /down: 503 busy");
+  CHECK(f.slept == std::vector<q::Millis>{100, 200, 400});
+  CHECK_FALSE(c.health().ok);
+  CHECK(c.health().last_error == "GET /down: 503 busy");
+  CHECK(c.requests() == 7);
+}
+
+TEST_CASE("github client: rate limits are waited out when short, refused at once when long") {
+  Fixture f;
+  f.options.max_rate_wait = 10'000;
+  Client c = f.client();
+  const q::Millis now = f.clock.now();
+  // Primary limit: 403, nothing remaining, reset in 3 s: waited for, then the call succeeds.
+  f.http.answer(
+      403, R"({"message":"API rate limit exceeded"})",
+      {{"x-ratelimit-remaining", "0"}, {"x-ratelimit-reset", std::to_string(now / 1000 + 3)}});
+  f.http.answer(200, "{}", {{"x-ratelimit-remaining", "4999"}});
+  REQUIRE(c.call("GET", "/a").ok());
+  REQUIRE(f.slept.size() == 1);
+  CHECK(f.slept[0] >= 2000);
+  CHECK(f.slept[0] <= 3000);
+  CHECK(c.health().rate_remaining == 4999);
+
+  // Secondary limit: 429 with Retry-After of an hour: refused, and no request is spent until
+  // it ends (another repository's thread is never held up this long).
+  f.slept.clear();
+  f.http.answer(429, R"({"message":"secondary rate limit"})", {{"retry-after", "3600"}});
+  auto limited = c.call("GET", "/b");
+  CHECK(limited.code() == Code::kUnavailable);
+  CHECK(limited.message().find("rate limited until") != std::string::npos);
+  const auto calls = f.http.calls.size();
+  CHECK(c.call("GET", "/c").code() == Code::kUnavailable);
+  CHECK(f.http.calls.size() == calls);
+  CHECK(c.health().blocked_until == f.clock.now() + 3'600'000);
+  CHECK(f.slept.empty());
+  f.clock.advance(3'600'001);
+  f.http.answer(200, "{}");
+  CHECK(c.call("GET", "/c").ok());
+  CHECK(c.health().blocked_until == 0);
+  // A 403 that is not a rate limit is a refusal, not retried.
+  f.http.answer(403, R"({"message":"Resource not accessible"})");
+  CHECK(c.call("GET", "/d").code() == Code::kPermissionDenied);
+}
+
+TEST_CASE("github client: lists follow Link rel=next pages; ETags make repeats free") {
+  Fixture f;
+  Client c = f.client();
+  f.http.answer(200, R"([{"number":1,"head":{"sha":"a","ref":"f1"},"user":{"login":"x"}}])",
+                {{"link",
+                  "<https://api.example.com/repos/octo/widgets/pulls?state=open&page=2>; "
+                  "rel=\"next\", <https://api.example.com/x?page=2>; rel=\"last\""},
+                 {"etag", "\"p1\""}});
+  f.http.answer(200, R"([{"number":2,"head":{"sha":"b","ref":"f2"},"draft":true,
+                         "labels":[{"name":"dmz:merge"}]}])",
+                {{"etag", "\"p2\""}});
+  auto pulls = c.open_pulls("master");
+  REQUIRE(pulls.ok());
+  CHECK(pulls->second);  // complete
+  REQUIRE(pulls->first.size() == 2);
+  CHECK(pulls->first[0].number == 1);
+  CHECK(pulls->first[0].head_ref == "f1");
+  CHECK(pulls->first[1].draft);
+  CHECK(pulls->first[1].labels == std::vector<std::string>{"dmz:merge"});
+  CHECK(f.http.calls[0].url ==
+        "https://api.example.com/repos/octo/widgets/pulls?state=open&base=master&per_page=100");
+  CHECK(f.http.calls[1].url ==
+        "https://api.example.com/repos/octo/widgets/pulls?state=open&page=2");
+  CHECK(header(f.http.calls[0], "If-None-Match").empty());
+
+  // Again: each page is asked with its ETag; 304s give the same answer.
+  f.http.answer(304, "", {{"etag", "\"p1\""}});
+  f.http.answer(304, "", {{"etag", "\"p2\""}});
+  auto again = c.open_pulls("master");
+  REQUIRE(again.ok());
+  CHECK(again->first.size() == 2);
+  CHECK(header(f.http.calls[2], "If-None-Match") == "\"p1\"");
+  CHECK(header(f.http.calls[3], "If-None-Match") == "\"p2\"");
+
+  // Too many pages: incomplete (reconciliation then closes nothing).
+  f.options.max_pages = 1;
+  Client short_client = f.client();
+  f.http.answer(200, "[]", {{"link", "<https://api.example.com/p?page=2>; rel=\"next\""}});
+  auto partial = short_client.open_pulls("master");
+  REQUIRE(partial.ok());
+  CHECK_FALSE(partial->second);
+}
+
+TEST_CASE("github client: a GitHub App's JWT buys installation tokens, renewed before expiry") {
+  Fixture f;
+  test::TempDir dir;
+  test::must("openssl genrsa -out " + (dir / "app.pem").string() + " 2048 2>/dev/null");
+  test::must("openssl pkey -in " + (dir / "app.pem").string() + " -pubout -out " +
+             (dir / "app.pub").string());
+  f.options.token.clear();
+  f.options.app_id = 42;
+  f.options.installation_id = 99;
+  f.options.private_key = test::read_file(dir / "app.pem");
+  Client c = f.client();
+  auto expiry = [&](q::Millis in) {
+    std::time_t t = static_cast<std::time_t>((f.clock.now() + in) / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return std::string(buf);
+  };
+  f.http.answer(201, json{{"token", "ghs_1"}, {"expires_at", expiry(3'600'000)}}.dump());
+  f.http.answer(200, "{}");
+  REQUIRE(c.call("GET", "/x").ok());
+  REQUIRE(f.http.calls.size() == 2);
+  const auto& exchange = f.http.calls[0];
+  CHECK(exchange.method == "POST");
+  CHECK(exchange.url == "https://api.example.com/app/installations/99/access_tokens");
+  const std::string jwt = header(exchange, "Authorization").substr(7);
+  CHECK(header(f.http.calls[1], "Authorization") == "Bearer ghs_1");
+  // The JWT: RS256 over header.claims, verified by openssl with the App's public key.
+  auto d2 = jwt.rfind('.');
+  std::string sig = jwt.substr(d2 + 1);
+  for (char& ch : sig) ch = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+  while (sig.size() % 4) sig += '=';
+  test::write_file(dir / "input", jwt.substr(0, d2));
+  test::write_file(dir / "sig", *base64_decode(sig));
+  test::must("openssl dgst -sha256 -verify " + (dir / "app.pub").string() + " -signature " +
+             (dir / "sig").string() + " " + (dir / "input").string());
+  std::string claims = jwt.substr(jwt.find('.') + 1, d2 - jwt.find('.') - 1);
+  for (char& ch : claims) ch = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+  while (claims.size() % 4) claims += '=';
+  json cl = json::parse(*base64_decode(claims));
+  CHECK(cl["iss"] == 42);
+  CHECK(cl["iat"].get<std::int64_t>() == f.clock.now() / 1000 - 60);
+  CHECK(cl["exp"].get<std::int64_t>() - cl["iat"].get<std::int64_t>() <= 600);
+
+  // Used until 5 minutes before it expires, then renewed.
+  f.clock.advance(50 * 60'000);
+  f.http.answer(200, "{}");
+  REQUIRE(c.call("GET", "/y").ok());
+  CHECK(f.http.calls.size() == 3);
+  CHECK(c.token().value() == "ghs_1");
+  f.clock.advance(6 * 60'000);
+  f.http.answer(201, json{{"token", "ghs_2"}, {"expires_at", expiry(3'600'000)}}.dump());
+  CHECK(c.token().value() == "ghs_2");
+  // A token the API stops taking (401) is renewed once.
+  f.http.answer(401, R"({"message":"Bad credentials"})");
+  f.http.answer(201, json{{"token", "ghs_3"}, {"expires_at", expiry(3'600'000)}}.dump());
+  f.http.answer(200, "{}");
+  REQUIRE(c.call("GET", "/z").ok());
+  CHECK(header(f.http.calls.back(), "Authorization") == "Bearer ghs_3");
+  // A refused JWT is unauthenticated, not retried.
+  Client fresh = f.client();
+  f.http.answer(401, R"({"message":"A JSON web token could not be decoded"})");
+  CHECK(fresh.call("GET", "/w").code() == Code::kUnauthenticated);
+}
+
+TEST_CASE("github client: small parsers") {
+  CHECK(parse_time("2011-04-14T16:00:49Z") == 1302796849000);
+  CHECK(parse_time("2011-04-14T16:00:49.123Z") == 1302796849000);
+  CHECK_FALSE(parse_time("yesterday"));
+  CHECK(next_link("<https://a/x?page=2>; rel=\"next\", <https://a/x?page=9>; rel=\"last\"") ==
+        "https://a/x?page=2");
+  CHECK(next_link("<https://a/x?page=1>; rel=\"prev\"") == "");
+  CHECK(next_link("") == "");
+  CHECK(path_segment("dmz:merge") == "dmz%3Amerge");
+  CHECK(path_segment("a b/c") == "a%20b%2Fc");
+  CHECK(path_segment("x-y_z.1~") == "x-y_z.1~");
+}
+
+}  // namespace
+}  // namespace dmz::forges::github

@@ -1,0 +1,149 @@
+#include "forges/github/commands.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <sstream>
+
+#include "queue/model.hpp"
+
+namespace dmz::forges::github {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool is_hex(std::string_view s) {
+  return std::all_of(s.begin(), s.end(),
+                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+std::vector<std::string> words_of(std::string_view line) {
+  std::vector<std::string> out;
+  std::istringstream in{std::string(line)};
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+Command interpret(const std::vector<std::string>& w) {
+  Command c;
+  auto help = [&] {
+    Command h;
+    for (const auto& word : w) h.words += (h.words.empty() ? "" : " ") + word;
+    return h;
+  };
+  if (w.empty()) return help();
+  const std::string verb = lower(w[0]);
+  const std::size_t n = w.size();
+  if (verb == "merge" && n <= 2) {
+    c.kind = Command::Kind::kMerge;
+    if (n == 2) {
+      if (w[1].size() < 7 || w[1].size() > 64 || !is_hex(w[1])) return help();
+      c.sha = lower(w[1]);
+    }
+    return c;
+  }
+  if (verb == "priority" && n == 2) {
+    int value = 0;
+    const auto& t = w[1];
+    auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), value);
+    if (ec != std::errc() || end != t.data() + t.size() || value < -queue::kMaxPriority ||
+        value > queue::kMaxPriority)
+      return help();
+    c.kind = Command::Kind::kPriority;
+    c.priority = value;
+    return c;
+  }
+  if (n != 1) return help();
+  if (verb == "cancel")
+    c.kind = Command::Kind::kCancel;
+  else if (verb == "retry")
+    c.kind = Command::Kind::kRetry;
+  else if (verb == "try")
+    c.kind = Command::Kind::kTry;
+  else if (verb == "status")
+    c.kind = Command::Kind::kStatus;
+  else
+    return help();
+  return c;
+}
+
+}  // namespace
+
+std::vector<Command> parse_commands(std::string_view body, std::string_view bot) {
+  std::vector<Command> out;
+  const std::string name = "@" + lower(bot);
+  bool in_fence = false;
+  std::size_t pos = 0;
+  while (pos <= body.size() && out.size() < kMaxCommands) {
+    auto end = body.find('\n', pos);
+    std::string_view line =
+        body.substr(pos, end == std::string_view::npos ? body.size() - pos : end - pos);
+    pos = end == std::string_view::npos ? body.size() + 1 : end + 1;
+    auto first = line.find_first_not_of(" \t\r");
+    if (first == std::string_view::npos) continue;
+    line = line.substr(first);
+    if (line.starts_with("```") || line.starts_with("~~~")) {
+      in_fence = !in_fence;
+      continue;
+    }
+    if (in_fence || line.front() == '>') continue;
+    auto words = words_of(line);
+    if (words.empty()) continue;
+    std::string mention = lower(words[0]);
+    for (char trailing : {',', ':'})  // "@dmzbot: merge"
+      if (mention.size() > 1 && mention.back() == trailing) mention.pop_back();
+    if (mention != name && mention != name + "[bot]") continue;
+    words.erase(words.begin());
+    out.push_back(interpret(words));
+  }
+  return out;
+}
+
+bool needs_merge_master(Command::Kind kind) {
+  switch (kind) {
+    case Command::Kind::kMerge:
+    case Command::Kind::kCancel:
+    case Command::Kind::kRetry:
+    case Command::Kind::kPriority:
+    case Command::Kind::kTry:
+      return true;
+    case Command::Kind::kStatus:
+    case Command::Kind::kHelp:
+      return false;
+  }
+  return true;
+}
+
+std::string_view to_string(Command::Kind kind) {
+  switch (kind) {
+    case Command::Kind::kMerge:
+      return "merge";
+    case Command::Kind::kCancel:
+      return "cancel";
+    case Command::Kind::kRetry:
+      return "retry";
+    case Command::Kind::kPriority:
+      return "priority";
+    case Command::Kind::kTry:
+      return "try";
+    case Command::Kind::kStatus:
+      return "status";
+    case Command::Kind::kHelp:
+      return "help";
+  }
+  return "?";
+}
+
+std::string help_text(std::string_view bot, std::string_view merge_label) {
+  const std::string b = "@" + std::string(bot);
+  return "commands: `" + b + " merge [sha]` (approve the head), `" + b + " cancel`, `" + b +
+         " retry`, `" + b + " priority <n>`, `" + b + " try` (build on master, not queued), `" + b +
+         " status`; merge masters may also add the label `" + std::string(merge_label) +
+         "` to approve and remove it to cancel";
+}
+
+}  // namespace dmz::forges::github

@@ -1,0 +1,412 @@
+#include "forges/github/github.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "base/text.hpp"
+#include "forges/plain.hpp"
+
+namespace dmz::forges::github {
+namespace {
+
+namespace q = queue;
+using nlohmann::json;
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool terminal(const q::PullRequest& pr) {
+  return pr.status == q::PrStatus::Merged ||
+         (pr.status == q::PrStatus::Cancelled && pr.reason_code == q::Reason::Closed);
+}
+
+// Whether a notice means the merge label no longer stands for an approval: the PR left the
+// queue without landing. The label is taken off, so that a label on a PR always means "approved
+// at the head it was added to" and adding it again approves the new head.
+bool drops_label(q::Reason r) {
+  switch (r) {
+    case q::Reason::BuildFailed:
+    case q::Reason::CheckTimeout:
+    case q::Reason::MergeConflict:
+    case q::Reason::PolicyFailed:
+    case q::Reason::CandidatePolicyFailed:
+    case q::Reason::NewPush:
+    case q::Reason::RewrittenHistory:
+    case q::Reason::Cancelled:
+      return true;
+    case q::Reason::None:
+    case q::Reason::Closed:
+    case q::Reason::MasterMoved:
+    case q::Reason::TransientError:
+    case q::Reason::Merged:
+      return false;
+  }
+  return false;
+}
+
+std::string heading(const q::Notify& n) {
+  switch (n.reason) {
+    case q::Reason::Merged:
+      return "Merged";
+    case q::Reason::BuildFailed:
+      return "Build failed";
+    case q::Reason::CheckTimeout:
+      return "Check timed out";
+    case q::Reason::MergeConflict:
+      return "Merge conflict";
+    case q::Reason::PolicyFailed:
+    case q::Reason::CandidatePolicyFailed:
+      return "Policy failed";
+    case q::Reason::NewPush:
+      return "Approval dropped";
+    case q::Reason::RewrittenHistory:
+      return "History rewritten";
+    case q::Reason::Cancelled:
+      return "Cancelled";
+    case q::Reason::Closed:
+      return "Closed";
+    case q::Reason::MasterMoved:
+    case q::Reason::TransientError:
+    case q::Reason::None:
+      return "";
+  }
+  return "";
+}
+
+// A check state of ours on GitHub's words: (status, conclusion) of a check run.
+std::pair<std::string, std::string> run_words(PullSummary::State s) {
+  switch (s) {
+    case PullSummary::State::kQueued:
+      return {"queued", ""};
+    case PullSummary::State::kInProgress:
+      return {"in_progress", ""};
+    case PullSummary::State::kSuccess:
+      return {"completed", "success"};
+    case PullSummary::State::kFailure:
+      return {"completed", "failure"};
+    case PullSummary::State::kNeutral:
+      return {"completed", "neutral"};
+  }
+  return {"completed", "neutral"};
+}
+
+// A commit status has no "neutral": a PR that is not queued (cancelled, approval dropped) shows
+// as an error, with the reason as its description.
+std::string status_word(PullSummary::State s) {
+  switch (s) {
+    case PullSummary::State::kQueued:
+    case PullSummary::State::kInProgress:
+      return "pending";
+    case PullSummary::State::kSuccess:
+      return "success";
+    case PullSummary::State::kFailure:
+      return "failure";
+    case PullSummary::State::kNeutral:
+      return "error";
+  }
+  return "error";
+}
+
+std::string cut(std::string s, std::size_t max) {
+  if (s.size() <= max) return s;
+  s.resize(max - 3);
+  while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xC0) == 0x80) s.pop_back();
+  if (!s.empty() && static_cast<unsigned char>(s.back()) >= 0xC0) s.pop_back();
+  return s + "...";
+}
+
+}  // namespace
+
+std::vector<q::Event> reconcile_pulls(const q::RepoState& state, const std::vector<PullInfo>& open,
+                                      bool complete, q::Millis now, std::vector<int>* missing) {
+  std::vector<q::Event> out;
+  std::map<int, const PullInfo*> listed;
+  for (const auto& p : open) {
+    listed.emplace(p.number, &p);
+    const q::PrOpened opened{p.number, p.head_ref, p.author, p.title, p.head, now};
+    auto it = state.prs.find(p.number);
+    if (it == state.prs.end()) {
+      out.push_back(opened);  // a PR whose opening was missed (or that was archived)
+      continue;
+    }
+    const q::PullRequest& pr = it->second;
+    if (pr.status == q::PrStatus::Merged) continue;
+    if (pr.status == q::PrStatus::Cancelled && pr.reason_code == q::Reason::Closed)
+      out.push_back(opened);  // reopened
+    else if (pr.head != p.head)
+      out.push_back(q::PrPushed{p.number, p.head, now, false});
+    else if (pr.title != p.title && pr.branch == p.head_ref && pr.author == p.author)
+      out.push_back(opened);  // an edited title
+  }
+  if (complete)
+    for (const auto& [n, pr] : state.prs) {
+      if (listed.count(n) || terminal(pr)) continue;
+      if (missing)
+        missing->push_back(n);
+      else
+        out.push_back(q::PrClosed{n, now});
+    }
+  return out;
+}
+
+std::vector<q::Event> reconcile_checks(const q::Candidate& k, const std::vector<q::Check>& checks,
+                                       q::Millis now) {
+  std::vector<q::Event> out;
+  std::map<std::string, q::Check> latest;  // one per context
+  for (const auto& c : checks)
+    if (!c.context.empty()) latest[c.context] = c;
+  for (auto& [context, c] : latest) {
+    auto known = k.checks.find(context);
+    if (known != k.checks.end() && known->second.state == c.state) continue;
+    c.at = now;
+    out.push_back(q::CheckReported{k.sha, c, now});
+  }
+  return out;
+}
+
+std::string comment_for(const q::Notify& n, const std::string& repo, const std::string& public_url,
+                        const std::string& marker) {
+  if (n.reason == q::Reason::TransientError || n.reason == q::Reason::MasterMoved) return "";
+  std::string body;
+  const std::string head = heading(n);
+  if (!head.empty()) body = "**" + head + "**: ";
+  body += escape_control(n.message);
+  if (n.reason == q::Reason::Merged && !n.details.empty())
+    body += "\n\nThe master commit: " + escape_control(n.details.front());
+  else
+    for (std::size_t i = 0; i < n.details.size(); ++i) {
+      if (i == 0) body += "\n";
+      body += "\n- " + escape_control(n.details[i]);
+    }
+  if (!public_url.empty())
+    body += "\n\n[Queue status](" + public_url + "/repos/" + repo + "#pr-" +
+            std::to_string(n.number) + ")";
+  if (!marker.empty()) body += "\n\n" + marker;
+  return body;
+}
+
+GitHubForge::GitHubForge(Options options, std::unique_ptr<Client> client)
+    : options_(std::move(options)), client_(std::move(client)) {}
+
+std::vector<q::Event> GitHubForge::events_from_fetch(const q::RepoState& state,
+                                                     const RemoteRefs& refs, q::Millis now) const {
+  std::vector<q::Event> out;
+  for (const auto& [n, pr] : state.prs) {
+    if (terminal(pr) || pr.status == q::PrStatus::Cancelled) continue;
+    auto it = refs.pulls.find(n);
+    if (it != refs.pulls.end() && it->second != pr.head)
+      out.push_back(
+          q::PrPushed{n, it->second, now, refs.rewritten.count("pull/" + std::to_string(n)) > 0});
+  }
+  auto master = refs.branches.find(options_.webhook.master);
+  if (master != refs.branches.end() && master->second != state.master)
+    out.push_back(q::MasterObserved{master->second, now});
+  return out;
+}
+
+Result<Delivery> GitHubForge::webhook(const InboundRequest& request, q::Millis now) const {
+  if (Status s =
+          verify_signature(options_.secret, request.body, request.header("x-hub-signature-256"));
+      !s.ok())
+    return s.error();
+  auto payload = payload_of(request);
+  if (!payload) return payload.error();
+  return parse_delivery(options_.webhook, request.header("x-github-event"),
+                        request.header("x-github-delivery"), *payload, now);
+}
+
+Status GitHubForge::deliver(const OutboxMessage& m) {
+  const q::Notify& n = m.notice;
+  // Idempotent steps first, the comment last: a failure part-way is retried whole.
+  if (drops_label(n.reason))
+    if (Status s = client_->remove_label(n.number, options_.webhook.merge_label); !s.ok()) return s;
+  const std::string body = comment_for(n, options_.webhook.repo, options_.public_url,
+                                       "<!-- dmzbot:notice:" + std::to_string(m.id) + " -->");
+  if (body.empty()) return {};
+  if (m.attempts > 0) {  // an earlier attempt may have posted it before its answer was lost
+    auto posted =
+        client_->has_comment_with(n.number, "<!-- dmzbot:notice:" + std::to_string(m.id) + " -->");
+    if (!posted) return posted.status();
+    if (*posted) return {};
+  }
+  return client_->comment(n.number, body);
+}
+
+Result<bool> GitHubForge::may_approve(const std::string& login) {
+  if (login.empty()) return false;
+  const std::string key = lower(login);
+  const q::Millis now = client_->now();
+  if (auto it = permissions_.find(key); it != permissions_.end() && it->second.second > now)
+    return it->second.first;
+  bool listed = false;
+  for (const auto& m : options_.merge_masters)
+    if (m.find('/') == std::string::npos && lower(m) == key) listed = true;
+  for (const auto& m : options_.merge_masters) {
+    if (listed) break;
+    auto slash = m.find('/');
+    if (slash == std::string::npos) continue;
+    auto member = client_->team_member(m.substr(0, slash), m.substr(slash + 1), login);
+    if (!member) return member.error();
+    listed = *member;
+  }
+  bool ok = false;
+  if (listed) {
+    // A merge master must still be able to push: a listed login that lost its access is not
+    // one any more.
+    auto permission = client_->permission(login);
+    if (!permission) return permission.error();
+    ok = *permission == "admin" || *permission == "maintain" || *permission == "write";
+  }
+  permissions_[key] = {ok, now + options_.permission_cache};
+  return ok;
+}
+
+Result<std::vector<q::Event>> GitHubForge::checks_of(const q::Sha& sha, q::Millis now) {
+  auto checks = client_->checks(sha);
+  if (!checks) return checks.error();
+  std::vector<q::Event> out;
+  for (auto c : *checks) {
+    c.at = now;
+    out.push_back(q::CheckReported{sha, c, now});
+  }
+  return out;
+}
+
+Result<std::vector<q::Event>> GitHubForge::reconcile(const ReconcileInput& input, q::Millis now) {
+  const q::RepoState& state = input.state;
+  // 1. The open PRs, their heads and titles; PRs the list misses are confirmed one by one
+  //    (a just-opened PR may be missing from a list served by a lagging replica).
+  auto open = client_->open_pulls(options_.webhook.master);
+  if (!open) return open.error();
+  std::vector<int> missing;
+  auto events = reconcile_pulls(state, open->first, open->second, now, &missing);
+  for (int n : missing) {
+    auto pr = client_->pull(n);
+    if (!pr && pr.code() != Code::kNotFound) return pr.error();
+    if (!pr || pr->state != "open" || pr->base != options_.webhook.master)
+      events.push_back(q::PrClosed{n, now});
+  }
+  // 2. Merge labels without an approval at the PR's head: the label's webhook was lost. It
+  //    approves only if it was added well after dmzbot learned that head (and after the PR
+  //    last left the queue), by a merge master.
+  for (const auto& p : open->first) {
+    if (p.draft ||
+        std::find(p.labels.begin(), p.labels.end(), options_.webhook.merge_label) == p.labels.end())
+      continue;
+    auto it = state.prs.find(p.number);
+    if (it == state.prs.end() || it->second.head != p.head) continue;  // first learn the head
+    const q::PullRequest& pr = it->second;
+    if (pr.status != q::PrStatus::Open && pr.status != q::PrStatus::Failed &&
+        pr.status != q::PrStatus::Cancelled)
+      continue;
+    if (pr.status == q::PrStatus::Cancelled && pr.reason_code == q::Reason::Closed) continue;
+    auto labeled = client_->last_labeled(p.number, options_.webhook.merge_label);
+    if (!labeled) return labeled.error();
+    if (!*labeled) continue;
+    const q::Millis seen = input.head_seen_at ? input.head_seen_at(p.number) : q::Millis{0};
+    const q::Millis after = std::max(seen, pr.finished_at) + options_.label_skew;
+    if ((*labeled)->at < after) continue;
+    auto allowed = may_approve((*labeled)->actor);
+    if (!allowed) return allowed.error();
+    if (*allowed) events.push_back(q::MergeRequested{p.number, p.head, (*labeled)->actor, now});
+  }
+  // 3. The checks of the candidates on dmz that still wait for a required check.
+  for (const auto& k : state.train) {
+    if (k.sha.empty() ||
+        (k.status != q::CandidateStatus::InDmz && k.status != q::CandidateStatus::Building))
+      continue;
+    bool waiting = false;
+    for (const auto& context : options_.required_checks) {
+      auto c = k.checks.find(context);
+      if (c == k.checks.end() || c->second.state == q::CheckState::Pending) waiting = true;
+    }
+    if (!waiting) continue;
+    auto checks = client_->checks(k.sha);
+    if (!checks) return checks.error();
+    auto more = reconcile_checks(k, *checks, now);
+    events.insert(events.end(), more.begin(), more.end());
+  }
+  {
+    std::lock_guard lock(mu_);
+    last_reconcile_ = now;
+  }
+  return events;
+}
+
+Status GitHubForge::set_status_labels(int number, PullSummary::State state) {
+  std::string want;
+  switch (state) {
+    case PullSummary::State::kQueued:
+    case PullSummary::State::kInProgress:
+      want = options_.queued_label;
+      break;
+    case PullSummary::State::kFailure:
+      want = options_.failed_label;
+      break;
+    case PullSummary::State::kSuccess:
+    case PullSummary::State::kNeutral:
+      break;
+  }
+  auto have = status_label_.find(number);
+  if (have != status_label_.end() && have->second == want) return {};
+  for (const auto& label : {options_.queued_label, options_.failed_label})
+    if (label != want)
+      if (Status s = client_->remove_label(number, label); !s.ok()) return s;
+  if (!want.empty())
+    if (Status s = client_->add_labels(number, {want}); !s.ok()) return s;
+  status_label_[number] = want;
+  return {};
+}
+
+Status GitHubForge::show(const PullSummary& summary) {
+  if (summary.head.empty()) return {};
+  const std::string details_url = options_.public_url.empty()
+                                      ? std::string()
+                                      : options_.public_url + "/repos/" + options_.webhook.repo +
+                                            "#pr-" + std::to_string(summary.number);
+  if (client_->app()) {
+    auto [status, conclusion] = run_words(summary.state);
+    json fields{
+        {"name", options_.check_name},
+        {"head_sha", summary.head},
+        {"status", status},
+        {"output",
+         {{"title", cut(summary.title, 250)},
+          {"summary",
+           cut(summary.title + (summary.text.empty() ? "" : "\n\n" + summary.text), 60000)}}}};
+    if (!conclusion.empty()) fields["conclusion"] = conclusion;
+    if (!details_url.empty()) fields["details_url"] = details_url;
+    std::optional<std::int64_t> id;
+    if (auto it = check_runs_.find(summary.head); it != check_runs_.end()) {
+      id = it->second;
+    } else {
+      auto found = client_->find_check_run(summary.head, options_.check_name);
+      if (!found) return found.status();
+      id = *found;
+    }
+    if (id) fields.erase("head_sha");  // an update names the run, not the commit
+    auto run = client_->check_run(id, fields);
+    if (!run) return run.status();
+    check_runs_[summary.head] = *run;
+  } else {
+    if (Status s = client_->commit_status(summary.head, status_word(summary.state),
+                                          options_.check_name, summary.title, details_url);
+        !s.ok())
+      return s;
+  }
+  if (options_.status_labels) return set_status_labels(summary.number, summary.state);
+  return {};
+}
+
+ApiHealth GitHubForge::api_health() const {
+  ApiHealth h = client_->health();
+  std::lock_guard lock(mu_);
+  h.last_reconcile = last_reconcile_;
+  return h;
+}
+
+}  // namespace dmz::forges::github

@@ -1,0 +1,84 @@
+// The GitHub forge: webhooks (forges/github/webhook.hpp), fetched PR heads (refs/pull/N/head),
+// answers on pull requests (comments, the `dmzbot` check run, or a commit status with a plain
+// token, labels), who may approve (merge masters, checked through the API and cached briefly),
+// check states read back, and the reconciliation that reads the open PRs, their labels and
+// heads and the checks of the train, so that a lost webhook never stalls the queue.
+// Threading: kind(), events_from_fetch() and webhook() are pure and run on any thread; every
+// other call blocks on the API and runs on the repository's forge thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "forges/forge.hpp"
+#include "forges/github/client.hpp"
+#include "forges/github/webhook.hpp"
+
+namespace dmz::forges::github {
+
+struct Options {
+  WebhookSettings webhook;                 // repo, master, merge label, bot name, try branch
+  std::string secret;                      // the webhook secret
+  std::vector<std::string> merge_masters;  // logins, or "org/team-slug"
+  std::vector<std::string> required_checks;
+  queue::Millis permission_cache = 60'000;
+  // A merge label found by reconciliation approves only if it was added this long after
+  // dmzbot learned the PR's head: clocks differ, and a label older than the head must never
+  // approve it (the webhook of the label carries the exact head; this is the fallback).
+  queue::Millis label_skew = 5'000;
+  bool status_labels = false;
+  std::string queued_label = "dmz:queued", failed_label = "dmz:failed";
+  std::string public_url;  // the status page, for links ("" for none)
+  std::string check_name = "dmzbot";
+};
+
+// The pure part of reconciliation: the events that bring `state` in line with the open PRs
+// the API listed. PRs the list misses are closed (PrClosed), or, with `missing`, named there
+// for the caller to confirm; only when `complete` (every page was read).
+std::vector<queue::Event> reconcile_pulls(const queue::RepoState& state,
+                                          const std::vector<PullInfo>& open, bool complete,
+                                          queue::Millis now, std::vector<int>* missing = nullptr);
+// The check events that bring candidate `k` in line with what GitHub holds for its sha.
+std::vector<queue::Event> reconcile_checks(const queue::Candidate& k,
+                                           const std::vector<queue::Check>& checks,
+                                           queue::Millis now);
+// The comment a notice becomes, or "" for a notice that needs none (a transient error, a
+// moved master: the check run says it). `marker` goes at the end, invisible.
+std::string comment_for(const queue::Notify& n, const std::string& repo,
+                        const std::string& public_url, const std::string& marker);
+
+class GitHubForge final : public Forge {
+ public:
+  GitHubForge(Options options, std::unique_ptr<Client> client);
+
+  std::string_view kind() const override { return "github"; }
+  std::vector<queue::Event> events_from_fetch(const queue::RepoState& state, const RemoteRefs& refs,
+                                              queue::Millis now) const override;
+  Result<Delivery> webhook(const InboundRequest& request, queue::Millis now) const override;
+  Status deliver(const OutboxMessage& message) override;
+  Result<bool> may_approve(const std::string& login) override;
+  Result<std::vector<queue::Event>> checks_of(const queue::Sha& sha, queue::Millis now) override;
+  Result<std::vector<queue::Event>> reconcile(const ReconcileInput& input,
+                                              queue::Millis now) override;
+  Status show(const PullSummary& summary) override;
+  ApiHealth api_health() const override;
+
+  Client& client() { return *client_; }
+
+ private:
+  Status set_status_labels(int number, PullSummary::State state);
+
+  Options options_;
+  std::unique_ptr<Client> client_;
+  // Forge thread only.
+  std::map<std::string, std::pair<bool, queue::Millis>> permissions_;  // login -> (ok, until)
+  std::map<queue::Sha, std::int64_t> check_runs_;                      // head -> check run id
+  std::map<int, std::string> status_label_;  // the status label each PR has ("" none)
+  mutable std::mutex mu_;                    // the last reconciliation, read by api_health()
+  queue::Millis last_reconcile_ = 0;
+};
+
+}  // namespace dmz::forges::github

@@ -1,0 +1,400 @@
+// The GitHub forge over a scripted API: answers on PRs (comments, labels, check runs or
+// statuses), who may approve, reconciliation, and PR heads seen by a fetch.
+#include "forges/github/github.hpp"
+
+#include <doctest/doctest.h>
+
+#include "forges/github/test_support.hpp"
+#include "queue/json.hpp"
+
+namespace dmz::forges::github {
+namespace {
+
+using nlohmann::json;
+using testing::ScriptedHttp;
+namespace q = queue;
+
+const q::Sha kA(40, 'a'), kB(40, 'b'), kC(40, 'c');
+
+struct Fixture {
+  ScriptedHttp http;
+  ManualClock clock{1'700'000'000'000};
+  Options options;
+  ClientOptions client;
+  Fixture() {
+    options.webhook.repo = "octo/widgets";
+    options.secret = "s";
+    options.merge_masters = {"alice", "octo/release"};
+    options.required_checks = {"build"};
+    options.public_url = "https://dmz.example";
+    options.label_skew = 5'000;
+    client.api_url = "https://api.example.com";
+    client.repo = "octo/widgets";
+    client.token = "t";
+    client.sleep = [this](q::Millis ms) { clock.advance(ms); };
+  }
+  std::unique_ptr<GitHubForge> forge() {
+    return std::make_unique<GitHubForge>(options, std::make_unique<Client>(http, clock, client));
+  }
+  std::vector<std::string> calls() const {
+    std::vector<std::string> out;
+    for (const auto& c : http.calls)
+      out.push_back(c.method + " " + c.url.substr(std::string("https://api.example.com").size()));
+    return out;
+  }
+};
+
+using Calls = std::vector<std::string>;
+
+forges::OutboxMessage message(q::Notify n, std::int64_t id = 7, int attempts = 0) {
+  forges::OutboxMessage m;
+  m.id = id;
+  m.repo = "octo/widgets";
+  m.notice = std::move(n);
+  m.attempts = attempts;
+  return m;
+}
+
+TEST_CASE("github forge: a failure takes the merge label off and comments every detail") {
+  Fixture f;
+  auto forge = f.forge();
+  f.http.answer(200, "[]");  // DELETE label
+  f.http.answer(201, "{}");  // comment
+  auto s = forge->deliver(message(q::Notify{3,
+                                            q::NoticeKind::Failure,
+                                            q::Reason::PolicyFailed,
+                                            "policy: commit abc is unsigned",
+                                            kA,
+                                            {"commit abc is unsigned", "path x is not covered"}}));
+  REQUIRE(s.ok());
+  CHECK(f.calls() == Calls{"DELETE /repos/octo/widgets/issues/3/labels/dmz%3Amerge",
+                           "POST /repos/octo/widgets/issues/3/comments"});
+  const std::string body = json::parse(f.http.calls[1].body)["body"];
+  CHECK(body ==
+        "**Policy failed**: policy: commit abc is unsigned\n\n"
+        "- commit abc is unsigned\n- path x is not covered\n\n"
+        "[Queue status](https://dmz.example/repos/octo/widgets#pr-3)\n\n"
+        "<!-- dmzbot:notice:7 -->");
+}
+
+TEST_CASE("github forge: merged says the master commit; transient notices need no comment") {
+  Fixture f;
+  f.options.public_url.clear();
+  auto forge = f.forge();
+  f.http.answer(201, "{}");
+  REQUIRE(forge
+              ->deliver(message(q::Notify{3,
+                                          q::NoticeKind::Success,
+                                          q::Reason::Merged,
+                                          "merged into master at ccccccc",
+                                          kA,
+                                          {kC}}))
+              .ok());
+  CHECK(f.calls() == Calls{"POST /repos/octo/widgets/issues/3/comments"});  // label kept
+  CHECK(json::parse(f.http.calls[0].body)["body"] ==
+        "**Merged**: merged into master at ccccccc\n\nThe master commit: " + kC +
+            "\n\n<!-- dmzbot:notice:7 -->");
+  f.http.calls.clear();
+  REQUIRE(forge
+              ->deliver(message(q::Notify{3, q::NoticeKind::Info, q::Reason::TransientError,
+                                          "transient error: x", kA}))
+              .ok());
+  CHECK(f.http.calls.empty());
+}
+
+TEST_CASE("github forge: a retried notice is not commented twice; errors keep their codes") {
+  Fixture f;
+  auto forge = f.forge();
+  // The first attempt posted the comment but its answer was lost: the retry finds the marker.
+  f.http.answer(200, "[]");  // DELETE label
+  f.http.answer(200, R"([{"body":"**Cancelled**: x\n\n<!-- dmzbot:notice:9 -->"}])");
+  REQUIRE(forge
+              ->deliver(message(
+                  q::Notify{4, q::NoticeKind::Info, q::Reason::Cancelled, "cancelled by alice", kA},
+                  9, 1))
+              .ok());
+  CHECK(f.calls() == Calls{"DELETE /repos/octo/widgets/issues/4/labels/dmz%3Amerge",
+                           "GET /repos/octo/widgets/issues/4/comments?per_page=100"});
+  // A PR GitHub does not know: not_found (the outbox drops it); 5xx: unavailable (retried).
+  f.http.answer(404, R"({"message":"Not Found"})");
+  CHECK(forge->deliver(message(q::Notify{5, q::NoticeKind::Info, q::Reason::None, "hi", kA}))
+            .code() == Code::kNotFound);
+  f.client.max_attempts = 1;
+  auto once = f.forge();
+  f.http.answer(502, "");
+  CHECK(
+      once->deliver(message(q::Notify{5, q::NoticeKind::Info, q::Reason::None, "hi", kA})).code() ==
+      Code::kUnavailable);
+}
+
+TEST_CASE("github forge: merge masters are listed users or team members who can push; cached") {
+  Fixture f;
+  auto forge = f.forge();
+  f.http.answer(200, R"({"permission":"write"})");
+  CHECK(forge->may_approve("Alice").value());  // logins compare without case
+  CHECK(f.calls() == Calls{"GET /repos/octo/widgets/collaborators/Alice/permission"});
+  CHECK(forge->may_approve("alice").value());  // cached
+  CHECK(f.http.calls.size() == 1);
+  // A team member with write access.
+  f.http.answer(200, R"({"state":"active"})");
+  f.http.answer(200, R"({"permission":"admin"})");
+  CHECK(forge->may_approve("bob").value());
+  CHECK(f.calls()[1] == "GET /orgs/octo/teams/release/memberships/bob");
+  // Not listed, not in the team: refused without asking for permissions.
+  f.http.answer(404, R"({"message":"Not Found"})");
+  CHECK_FALSE(forge->may_approve("mallory").value());
+  CHECK(f.http.calls.size() == 4);
+  // Listed, but lost write access.
+  f.clock.advance(61'000);
+  f.http.answer(200, R"({"permission":"read"})");
+  CHECK_FALSE(forge->may_approve("alice").value());
+  // The API down: an error, not a refusal (the service asks again later).
+  f.clock.advance(61'000);
+  f.client.max_attempts = 1;
+  auto down = f.forge();
+  f.http.answer(502, "");
+  CHECK(down->may_approve("alice").code() == Code::kUnavailable);
+}
+
+TEST_CASE("github forge: the summary is a commit status with a token, a check run for an App") {
+  Fixture f;
+  auto forge = f.forge();
+  PullSummary s{3, kA, PullSummary::State::kQueued, "queued at position 2 of 3", ""};
+  f.http.answer(201, "{}");
+  REQUIRE(forge->show(s).ok());
+  REQUIRE(f.calls() == Calls{"POST /repos/octo/widgets/statuses/" + kA});
+  json st = json::parse(f.http.calls[0].body);
+  CHECK(st == json{{"state", "pending"},
+                   {"context", "dmzbot"},
+                   {"description", "queued at position 2 of 3"},
+                   {"target_url", "https://dmz.example/repos/octo/widgets#pr-3"}});
+
+  Fixture app;
+  app.client.token.clear();
+  app.client.app_id = 1;
+  app.client.installation_id = 2;
+  test::TempDir dir;
+  test::must("openssl genrsa -out " + (dir / "k.pem").string() + " 2048 2>/dev/null");
+  app.client.private_key = test::read_file(dir / "k.pem");
+  auto appforge = app.forge();
+  app.http.answer(201, R"({"token":"ghs_x","expires_at":"2099-01-01T00:00:00Z"})");
+  app.http.answer(200, R"({"total_count":0,"check_runs":[]})");
+  app.http.answer(201, R"({"id":55})");
+  REQUIRE(appforge->show(s).ok());
+  CHECK(app.calls() == Calls{"POST /app/installations/2/access_tokens",
+                             "GET /repos/octo/widgets/commits/" + kA +
+                                 "/check-runs?check_name=dmzbot&filter=latest",
+                             "POST /repos/octo/widgets/check-runs"});
+  json run = json::parse(app.http.calls[2].body);
+  CHECK(run["name"] == "dmzbot");
+  CHECK(run["head_sha"] == kA);
+  CHECK(run["status"] == "queued");
+  CHECK_FALSE(run.contains("conclusion"));
+  CHECK(run["output"]["title"] == "queued at position 2 of 3");
+  // The same run is updated afterwards, without asking for it again.
+  app.http.answer(200, R"({"id":55})");
+  REQUIRE(appforge
+              ->show(PullSummary{3, kA, PullSummary::State::kFailure, "check build failed",
+                                 "- https://ci/1\n"})
+              .ok());
+  CHECK(app.calls().back() == "PATCH /repos/octo/widgets/check-runs/55");
+  json patch = json::parse(app.http.calls.back().body);
+  CHECK(patch["status"] == "completed");
+  CHECK(patch["conclusion"] == "failure");
+  CHECK_FALSE(patch.contains("head_sha"));
+}
+
+TEST_CASE("github forge: status labels follow the summary when configured") {
+  Fixture f;
+  f.options.status_labels = true;
+  auto forge = f.forge();
+  f.http.otherwise = [](const HttpCall& c) {
+    return HttpReply{c.method == "POST" ? 201 : 200, {}, "[]"};
+  };
+  REQUIRE(forge->show(PullSummary{3, kA, PullSummary::State::kQueued, "queued", ""}).ok());
+  REQUIRE(forge->show(PullSummary{3, kA, PullSummary::State::kInProgress, "building", ""}).ok());
+  REQUIRE(forge->show(PullSummary{3, kA, PullSummary::State::kFailure, "failed", ""}).ok());
+  CHECK(f.calls() == Calls{
+                         "POST /repos/octo/widgets/statuses/" + kA,
+                         "DELETE /repos/octo/widgets/issues/3/labels/dmz%3Afailed",
+                         "POST /repos/octo/widgets/issues/3/labels",
+                         "POST /repos/octo/widgets/statuses/" + kA,  // label already right
+                         "POST /repos/octo/widgets/statuses/" + kA,
+                         "DELETE /repos/octo/widgets/issues/3/labels/dmz%3Aqueued",
+                         "POST /repos/octo/widgets/issues/3/labels",
+                     });
+}
+
+q::PullRequest pr(int n, q::Sha head, q::PrStatus status = q::PrStatus::Open) {
+  q::PullRequest p;
+  p.number = n;
+  p.branch = "f" + std::to_string(n);
+  p.author = "dev";
+  p.title = "T" + std::to_string(n);
+  p.head = std::move(head);
+  p.status = status;
+  return p;
+}
+
+PullInfo info(int n, q::Sha head, std::vector<std::string> labels = {}) {
+  PullInfo i;
+  i.number = n;
+  i.head = std::move(head);
+  i.head_ref = "f" + std::to_string(n);
+  i.author = "dev";
+  i.title = "T" + std::to_string(n);
+  i.base = "master";
+  i.labels = std::move(labels);
+  return i;
+}
+
+std::vector<std::string> kinds(const std::vector<q::Event>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events) out.push_back(q::to_json(e).dump());
+  return out;
+}
+
+TEST_CASE("reconcile_pulls: missed openings, pushes, reopenings, titles and closings") {
+  q::RepoState s;
+  s.prs[1] = pr(1, kA);                         // unchanged
+  s.prs[2] = pr(2, kA, q::PrStatus::Queued);    // pushed since
+  s.prs[3] = pr(3, kA, q::PrStatus::Building);  // closed since
+  s.prs[4] = pr(4, kA, q::PrStatus::Cancelled);
+  s.prs[4].reason_code = q::Reason::Closed;   // reopened since
+  s.prs[5] = pr(5, kA, q::PrStatus::Merged);  // merged: never touched
+  s.prs[6] = pr(6, kA);                       // title edited
+  std::vector<PullInfo> open = {info(1, kA), info(2, kB), info(4, kC), info(6, kA), info(7, kB)};
+  open[3].title = "Better title";
+  const q::Millis now = 99;
+  auto events = reconcile_pulls(s, open, true, now);
+  CHECK(kinds(events) ==
+        kinds({q::PrPushed{2, kB, now, false}, q::PrOpened{4, "f4", "dev", "T4", kC, now},
+               q::PrOpened{6, "f6", "dev", "Better title", kA, now},
+               q::PrOpened{7, "f7", "dev", "T7", kB, now}, q::PrClosed{3, now}}));
+  // An incomplete list closes nothing; `missing` names what to confirm instead.
+  CHECK(reconcile_pulls(s, open, false, now).size() == 4);
+  std::vector<int> missing;
+  reconcile_pulls(s, open, true, now, &missing);
+  CHECK(missing == std::vector<int>{3});
+}
+
+TEST_CASE("reconcile_checks: only states that differ from what the candidate holds") {
+  q::Candidate k;
+  k.sha = kC;
+  k.checks["build"] = q::Check{"build", q::CheckState::Pending, "", "", 1};
+  k.checks["lint"] = q::Check{"lint", q::CheckState::Success, "", "", 1};
+  auto events = reconcile_checks(k,
+                                 {q::Check{"build", q::CheckState::Success, "ok", "u", 0},
+                                  q::Check{"lint", q::CheckState::Success, "", "", 0},
+                                  q::Check{"test", q::CheckState::Failure, "2 failed", "", 0}},
+                                 50);
+  REQUIRE(events.size() == 2);
+  CHECK(std::get<q::CheckReported>(events[0]).check.context == "build");
+  CHECK(std::get<q::CheckReported>(events[0]).check.at == 50);
+  CHECK(std::get<q::CheckReported>(events[1]).check.context == "test");
+}
+
+TEST_CASE("github forge reconcile: a lost label approves only when added after the head") {
+  Fixture f;
+  auto forge = f.forge();
+  const q::Millis now = f.clock.now();
+  q::RepoState s;
+  s.prs[1] = pr(1, kA);
+  s.prs[2] = pr(2, kB);
+  ReconcileInput in{s, [&](int n) { return n == 1 ? now - 60'000 : now - 1'000; }};
+  auto iso = [](q::Millis t) {
+    std::time_t sec = static_cast<std::time_t>(t / 1000);
+    std::tm tm{};
+    gmtime_r(&sec, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return std::string(buf);
+  };
+  f.http.otherwise = [&](const HttpCall& c) -> Result<HttpReply> {
+    if (c.url.find("/pulls?") != std::string::npos)
+      return HttpReply{200,
+                       {},
+                       json::array({{{"number", 1},
+                                     {"title", "T1"},
+                                     {"user", {{"login", "dev"}}},
+                                     {"head", {{"sha", kA}, {"ref", "f1"}}},
+                                     {"base", {{"ref", "master"}}},
+                                     {"labels", {{{"name", "dmz:merge"}}}}},
+                                    {{"number", 2},
+                                     {"title", "T2"},
+                                     {"user", {{"login", "dev"}}},
+                                     {"head", {{"sha", kB}, {"ref", "f2"}}},
+                                     {"base", {{"ref", "master"}}},
+                                     {"labels", {{{"name", "dmz:merge"}}}}}})
+                           .dump()};
+    // Both labels were added 30 s ago: after PR 1's head was seen, before PR 2's.
+    if (c.url.find("/events") != std::string::npos)
+      return HttpReply{200,
+                       {},
+                       json::array({{{"event", "labeled"},
+                                     {"actor", {{"login", "alice"}}},
+                                     {"label", {{"name", "dmz:merge"}}},
+                                     {"created_at", iso(now - 30'000)}}})
+                           .dump()};
+    if (c.url.find("/permission") != std::string::npos)
+      return HttpReply{200, {}, R"({"permission":"write"})"};
+    return HttpReply{404, {}, "{}"};
+  };
+  auto events = forge->reconcile(in, now);
+  REQUIRE(events.ok());
+  CHECK(kinds(*events) == kinds({q::MergeRequested{1, kA, "alice", now}}));
+  CHECK(forge->api_health().last_reconcile == now);
+}
+
+TEST_CASE("github forge reconcile: a PR missing from the list is closed only when GitHub says so") {
+  Fixture f;
+  auto forge = f.forge();
+  q::RepoState s;
+  s.prs[1] = pr(1, kA, q::PrStatus::Queued);
+  s.prs[2] = pr(2, kA, q::PrStatus::Queued);
+  f.http.answer(200, "[]");  // the open list
+  f.http.answer(200, R"({"number":1,"state":"open","base":{"ref":"master"},"head":{"sha":"x"}})");
+  f.http.answer(200, R"({"number":2,"state":"closed","base":{"ref":"master"}})");
+  auto events = forge->reconcile(ReconcileInput{s, {}}, 5);
+  REQUIRE(events.ok());
+  CHECK(kinds(*events) == kinds({q::PrClosed{2, 5}}));
+}
+
+TEST_CASE("github forge reconcile: the checks of a waiting candidate are read back") {
+  Fixture f;
+  auto forge = f.forge();
+  q::RepoState s;
+  q::Candidate k;
+  k.id = 1;
+  k.sha = kC;
+  k.status = q::CandidateStatus::InDmz;
+  s.train.push_back(k);
+  f.http.answer(200, "[]");
+  f.http.answer(200, json{{"statuses", {{{"context", "build"}, {"state", "success"}}}}}.dump());
+  f.http.answer(200, R"({"total_count":0,"check_runs":[]})");
+  auto events = forge->reconcile(ReconcileInput{s, {}}, 5);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 1);
+  CHECK(std::get<q::CheckReported>((*events)[0]).check.state == q::CheckState::Success);
+  CHECK(f.calls()[1] == "GET /repos/octo/widgets/commits/" + kC + "/status");
+}
+
+TEST_CASE("github forge: a fetch's refs/pull/N/head moves PRs; branches do not") {
+  Fixture f;
+  auto forge = f.forge();
+  q::RepoState s;
+  s.master = kA;
+  s.prs[1] = pr(1, kA, q::PrStatus::Queued);
+  s.prs[2] = pr(2, kA);
+  RemoteRefs refs;
+  refs.branches = {{"master", kA}, {"f2", kC}};  // a fork's branch name means nothing here
+  refs.pulls = {{1, kB}, {2, kA}};
+  refs.rewritten = {"pull/1"};
+  auto events = forge->events_from_fetch(s, refs, 3);
+  CHECK(kinds(events) == kinds({q::PrPushed{1, kB, 3, true}}));
+  refs.branches["master"] = kC;
+  CHECK(forge->events_from_fetch(s, refs, 3).size() == 2);
+}
+
+}  // namespace
+}  // namespace dmz::forges::github

@@ -1,0 +1,430 @@
+#include "forges/github/webhook.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <nlohmann/json.hpp>
+
+#include "base/crypto.hpp"
+#include "forges/github/commands.hpp"
+
+namespace dmz::forges::github {
+namespace {
+
+namespace q = queue;
+using nlohmann::json;
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Reading a payload: every field may be missing or null in some GitHub version; `at` walks a
+// path and gives nullptr for anything that is not there.
+const json* at(const json& j, std::initializer_list<const char*> path) {
+  const json* cur = &j;
+  for (const char* key : path) {
+    if (!cur->is_object()) return nullptr;
+    auto it = cur->find(key);
+    if (it == cur->end() || it->is_null()) return nullptr;
+    cur = &*it;
+  }
+  return cur;
+}
+std::string str(const json& j, std::initializer_list<const char*> path) {
+  const json* v = at(j, path);
+  return v && v->is_string() ? v->get<std::string>() : std::string();
+}
+bool flag(const json& j, std::initializer_list<const char*> path) {
+  const json* v = at(j, path);
+  return v && v->is_boolean() && v->get<bool>();
+}
+int number(const json& j, std::initializer_list<const char*> path) {
+  const json* v = at(j, path);
+  if (!v || !v->is_number_integer()) return 0;
+  auto n = v->get<std::int64_t>();
+  return n > 0 && n <= (1 << 30) ? static_cast<int>(n) : 0;
+}
+
+bool is_sha(const std::string& s) {
+  return (s.size() == 40 || s.size() == 64) && std::all_of(s.begin(), s.end(), [](char c) {
+           return std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
+         });
+}
+bool zero_sha(const std::string& s) { return s.find_first_not_of('0') == std::string::npos; }
+
+std::string url_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '+') {
+      out += ' ';
+    } else if (s[i] == '%' && i + 2 < s.size() &&
+               std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+               std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+q::CheckState status_state(const std::string& s) {
+  if (s == "success") return q::CheckState::Success;
+  if (s == "failure") return q::CheckState::Failure;
+  if (s == "error") return q::CheckState::Error;
+  return q::CheckState::Pending;
+}
+
+// A check run's state: anything not completed is pending; skipped and neutral runs do not
+// stand in the way (as on GitHub's own branch protection); cancelled is an error.
+q::CheckState run_state(const std::string& status, const std::string& conclusion) {
+  if (status != "completed") return q::CheckState::Pending;
+  if (conclusion == "success" || conclusion == "neutral" || conclusion == "skipped")
+    return q::CheckState::Success;
+  if (conclusion == "cancelled") return q::CheckState::Error;
+  return q::CheckState::Failure;
+}
+
+// One delivery being read.
+struct Reader {
+  const WebhookSettings& cfg;
+  const json& p;
+  q::Millis now;
+  Delivery d;
+
+  std::string sender() const { return str(p, {"sender", "login"}); }
+
+  void reply(int n, q::NoticeKind kind, std::string message) {
+    d.events.push_back(q::Reply{n, kind, std::move(message), {}, now});
+  }
+
+  void authorize(int n, const std::string& actor, std::string command, q::Event event,
+                 bool pin_head = false, bool quiet = false) {
+    FollowUp f;
+    f.kind = FollowUp::Kind::kAuthorize;
+    f.number = n;
+    f.actor = actor;
+    f.command = std::move(command);
+    f.event = std::move(event);
+    f.pin_head = pin_head;
+    f.quiet = quiet;
+    d.follow_ups.push_back(std::move(f));
+  }
+
+  q::PrOpened opened(const json& pr) const {
+    return q::PrOpened{number(pr, {"number"}), str(pr, {"head", "ref"}), str(pr, {"user", "login"}),
+                       str(pr, {"title"}),     str(pr, {"head", "sha"}), now};
+  }
+
+  // "@dmzbot ..." lines of a comment or review on PR n; `seen` is the head the writer saw
+  // (a review's commit), "" when unknown (the PR's head when the webhook arrived is used).
+  void commands(int n, const std::string& body, const std::string& actor, const std::string& seen,
+                bool draft) {
+    for (const Command& c : parse_commands(body, mention_name(cfg.bot_name))) {
+      const std::string who = "@" + actor;
+      if (draft && (c.kind == Command::Kind::kMerge || c.kind == Command::Kind::kTry)) {
+        reply(n, q::NoticeKind::Failure,
+              who + ": #" + std::to_string(n) +
+                  " is a draft; mark it ready for review, then ask again. Nothing changed.");
+        continue;
+      }
+      switch (c.kind) {
+        case Command::Kind::kMerge: {
+          // A full sha is taken as given (the engine refuses it unless it is the head); an
+          // abbreviation or nothing is pinned to the head known when the comment arrived.
+          std::string sha = c.sha.empty() ? seen : c.sha;
+          const bool pin = !is_sha(sha);
+          authorize(n, actor, "merge", q::MergeRequested{n, sha, actor, now}, pin);
+          d.fetch = true;
+          break;
+        }
+        case Command::Kind::kCancel:
+          authorize(n, actor, "cancel", q::CancelRequested{n, actor, now});
+          break;
+        case Command::Kind::kRetry:
+          authorize(n, actor, "retry", q::RetryRequested{n, actor, now});
+          break;
+        case Command::Kind::kPriority:
+          authorize(n, actor, "priority", q::PriorityRequested{n, c.priority, actor, now});
+          break;
+        case Command::Kind::kTry: {
+          FollowUp f;
+          f.kind = FollowUp::Kind::kTry;
+          f.number = n;
+          f.actor = actor;
+          f.command = "try";
+          d.follow_ups.push_back(std::move(f));
+          d.fetch = true;
+          break;
+        }
+        case Command::Kind::kStatus:
+          d.events.push_back(q::StatusRequested{n, actor, now});
+          break;
+        case Command::Kind::kHelp:
+          reply(n, q::NoticeKind::Info,
+                who + ": " +
+                    (c.words.empty() ? std::string()
+                                     : "I do not know `" + c.words.substr(0, 80) + "`; ") +
+                    help_text(mention_name(cfg.bot_name), cfg.merge_label));
+          break;
+      }
+    }
+  }
+
+  // A check state on a try branch: the result goes to the PR as an answer.
+  void try_result(const std::string& branch, const std::string& sha, const std::string& name,
+                  q::CheckState state, const std::string& description, const std::string& url) {
+    int n = try_number(branch, cfg.try_branch);
+    if (n == 0 || state == q::CheckState::Pending) return;
+    std::string message =
+        "try " + sha.substr(0, 7) + ": " + name + " " + std::string(q::to_string(state));
+    if (!description.empty()) message += ": " + description;
+    d.events.push_back(q::Reply{
+        n, state == q::CheckState::Success ? q::NoticeKind::Success : q::NoticeKind::Failure,
+        message, url.empty() ? std::vector<std::string>{} : std::vector<std::string>{url}, now});
+  }
+
+  Status pull_request() {
+    const json* pr = at(p, {"pull_request"});
+    if (!pr || !pr->is_object()) return invalid("a pull_request event without its pull request");
+    const std::string action = str(p, {"action"});
+    const int n = number(*pr, {"number"});
+    if (n == 0) return invalid("a pull_request event without a number");
+    const std::string head = str(*pr, {"head", "sha"});
+    const std::string base = str(*pr, {"base", "ref"});
+    if (action == "edited") {
+      const json* from = at(p, {"changes", "base", "ref", "from"});
+      if (from && from->is_string() && base != cfg.master && from->get<std::string>() == cfg.master)
+        d.events.push_back(q::PrClosed{n, now});  // it left master: out of the queue
+      else if (base == cfg.master && is_sha(head))
+        d.events.push_back(opened(*pr));  // a new base (master), or a new title
+      return {};
+    }
+    if (base != cfg.master) return {};  // a PR into another branch is not dmzbot's
+    if (action == "opened" || action == "reopened" || action == "ready_for_review") {
+      if (!is_sha(head)) return invalid("pull request #" + std::to_string(n) + " has no head sha");
+      d.events.push_back(opened(*pr));
+      d.fetch = true;
+    } else if (action == "synchronize") {
+      if (!is_sha(head)) return invalid("pull request #" + std::to_string(n) + " has no head sha");
+      d.events.push_back(q::PrPushed{n, head, now, false});
+      d.fetch = true;
+    } else if (action == "closed") {
+      d.events.push_back(q::PrClosed{n, now});
+    } else if (action == "converted_to_draft") {
+      // Not ready after all: out of the queue (the engine ignores a PR that was not in it).
+      authorize(n, sender(), "convert to draft", q::CancelRequested{n, sender(), now}, false, true);
+    } else if (action == "labeled" || action == "unlabeled") {
+      if (str(p, {"label", "name"}) != cfg.merge_label || is_bot(sender(), cfg.bot_name)) return {};
+      const std::string label = "label " + cfg.merge_label;
+      if (action == "unlabeled") {
+        authorize(n, sender(), "remove the " + label, q::CancelRequested{n, sender(), now}, false,
+                  true);
+      } else if (flag(*pr, {"draft"})) {
+        reply(n, q::NoticeKind::Failure,
+              "@" + sender() + ": #" + std::to_string(n) +
+                  " is a draft; mark it ready for review, then add the " + label +
+                  " again. Nothing changed.");
+      } else {
+        if (!is_sha(head))
+          return invalid("pull request #" + std::to_string(n) + " has no head sha");
+        // Known from here on even if its opening was missed; approved at the head it had when
+        // the label was added, never a later one.
+        d.events.push_back(opened(*pr));
+        authorize(n, sender(), "add the " + label, q::MergeRequested{n, head, sender(), now});
+        d.fetch = true;
+      }
+    }
+    return {};
+  }
+
+  Status issue_comment() {
+    if (str(p, {"action"}) != "created" || !at(p, {"issue", "pull_request"})) return {};
+    const int n = number(p, {"issue", "number"});
+    if (n == 0) return invalid("an issue_comment event without an issue number");
+    const std::string actor = str(p, {"comment", "user", "login"});
+    if (actor.empty() || is_bot(actor, cfg.bot_name)) return {};
+    commands(n, str(p, {"comment", "body"}), actor, "", flag(p, {"issue", "draft"}));
+    return {};
+  }
+
+  Status pull_request_review() {
+    if (str(p, {"action"}) != "submitted") return {};
+    const int n = number(p, {"pull_request", "number"});
+    if (n == 0) return invalid("a pull_request_review event without a number");
+    if (str(p, {"pull_request", "base", "ref"}) != cfg.master) return {};
+    const std::string actor = str(p, {"review", "user", "login"});
+    if (actor.empty() || is_bot(actor, cfg.bot_name)) return {};
+    std::string seen = str(p, {"review", "commit_id"});
+    if (!is_sha(seen)) seen.clear();
+    commands(n, str(p, {"review", "body"}), actor, seen, flag(p, {"pull_request", "draft"}));
+    return {};
+  }
+
+  Status status() {
+    const std::string sha = str(p, {"sha"});
+    const std::string context = str(p, {"context"});
+    if (!is_sha(sha) || context.empty()) return invalid("a status event without sha or context");
+    const auto state = status_state(str(p, {"state"}));
+    const std::string description = str(p, {"description"});
+    const std::string url = str(p, {"target_url"});
+    d.events.push_back(q::CheckReported{sha, q::Check{context, state, description, url, now}, now});
+    if (const json* branches = at(p, {"branches"}); branches && branches->is_array())
+      for (const auto& b : *branches)
+        if (str(b, {"commit", "sha"}) == sha)
+          try_result(str(b, {"name"}), sha, context, state, description, url);
+    return {};
+  }
+
+  Status check_run() {
+    const json* run = at(p, {"check_run"});
+    if (!run) return invalid("a check_run event without its check run");
+    const std::string sha = str(*run, {"head_sha"});
+    const std::string name = str(*run, {"name"});
+    if (!is_sha(sha) || name.empty()) return invalid("a check_run event without head_sha or name");
+    const auto state = run_state(str(*run, {"status"}), str(*run, {"conclusion"}));
+    std::string description = str(*run, {"output", "title"});
+    if (description.empty()) description = str(*run, {"conclusion"});
+    std::string url = str(*run, {"html_url"});
+    if (url.empty()) url = str(*run, {"details_url"});
+    d.events.push_back(q::CheckReported{sha, q::Check{name, state, description, url, now}, now});
+    try_result(str(*run, {"check_suite", "head_branch"}), sha, name, state, description, url);
+    return {};
+  }
+
+  Status check_suite() {
+    const std::string sha = str(p, {"check_suite", "head_sha"});
+    if (!is_sha(sha)) return invalid("a check_suite event without head_sha");
+    if (str(p, {"action"}) != "completed") return {};
+    // A suite names no checks: its runs are read back, in case one of their events was lost.
+    FollowUp f;
+    f.kind = FollowUp::Kind::kRefreshChecks;
+    f.sha = sha;
+    d.follow_ups.push_back(std::move(f));
+    return {};
+  }
+
+  Status push() {
+    const std::string after = str(p, {"after"});
+    if (str(p, {"ref"}) != "refs/heads/" + cfg.master || flag(p, {"deleted"}) || !is_sha(after) ||
+        zero_sha(after))
+      return {};
+    d.events.push_back(q::MasterObserved{after, now});
+    d.fetch = true;
+    return {};
+  }
+
+  void reconcile() {
+    FollowUp f;
+    f.kind = FollowUp::Kind::kReconcile;
+    d.follow_ups.push_back(std::move(f));
+  }
+};
+
+// Whether `list` (an array of repositories) names `repo`.
+bool names(const json* list, const std::string& repo) {
+  if (!list || !list->is_array()) return false;
+  return std::any_of(list->begin(), list->end(),
+                     [&](const json& r) { return lower(str(r, {"full_name"})) == repo; });
+}
+
+}  // namespace
+
+std::string mention_name(std::string_view bot_name) {
+  std::string name(bot_name);
+  if (name.ends_with("[bot]")) name.resize(name.size() - 5);
+  return name;
+}
+
+bool is_bot(std::string_view login, std::string_view bot_name) {
+  const std::string who = lower(login), name = lower(mention_name(bot_name));
+  return !who.empty() && (who == name || who == name + "[bot]");
+}
+
+int try_number(std::string_view branch, std::string_view try_branch) {
+  const std::string prefix = std::string(try_branch) + "/";
+  if (!branch.starts_with(prefix)) return 0;
+  auto digits = branch.substr(prefix.size());
+  if (digits.empty() || digits.size() > 9 || digits.front() == '0' ||
+      !std::all_of(digits.begin(), digits.end(),
+                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
+    return 0;
+  return std::stoi(std::string(digits));
+}
+
+Status verify_signature(std::string_view secret, std::string_view body, std::string_view header) {
+  if (secret.empty()) return unauthenticated("no webhook secret is configured");
+  if (header.empty()) return unauthenticated("the X-Hub-Signature-256 header is missing");
+  const std::string expected = "sha256=" + to_hex(hmac_sha256(secret, body));
+  if (!constant_time_equal(lower(header), expected))
+    return unauthenticated("the X-Hub-Signature-256 signature is wrong");
+  return {};
+}
+
+Result<std::string> payload_of(const InboundRequest& request) {
+  std::string type = lower(request.header("content-type"));
+  type = type.substr(0, type.find(';'));
+  while (!type.empty() && type.back() == ' ') type.pop_back();
+  if (type.empty() || type == "application/json") return request.body;
+  if (type == "application/x-www-form-urlencoded") {
+    std::string_view body = request.body;
+    std::size_t pos = 0;
+    while (pos <= body.size()) {
+      auto end = body.find('&', pos);
+      auto field = body.substr(pos, end == std::string_view::npos ? body.size() - pos : end - pos);
+      if (field.starts_with("payload=")) return url_decode(field.substr(8));
+      if (end == std::string_view::npos) break;
+      pos = end + 1;
+    }
+    return invalid("a form-encoded webhook without a payload field");
+  }
+  return invalid("webhook content type " + type + " is neither JSON nor a form");
+}
+
+Result<Delivery> parse_delivery(const WebhookSettings& cfg, std::string_view event,
+                                std::string_view id, std::string_view payload, q::Millis now) {
+  if (event.empty()) return invalid("the X-GitHub-Event header is missing");
+  if (id.empty() || id.size() > 200) return invalid("the X-GitHub-Delivery header is missing");
+  json p = json::parse(payload, nullptr, /*allow_exceptions=*/false);
+  if (p.is_discarded() || !p.is_object())
+    return invalid("the webhook payload is not a JSON object");
+  Reader r{cfg, p, now, {}};
+  r.d.id = std::string(id);
+  const std::string repo = lower(cfg.repo);
+  if (const json* named = at(p, {"repository"})) {
+    if (lower(str(*named, {"full_name"})) != repo)
+      return not_found("the webhook is about " + str(*named, {"full_name"}) + ", not " + cfg.repo);
+    r.d.repo = cfg.repo;
+  }
+  Status s;
+  if (event == "pull_request")
+    s = r.pull_request();
+  else if (event == "issue_comment")
+    s = r.issue_comment();
+  else if (event == "pull_request_review")
+    s = r.pull_request_review();
+  else if (event == "status")
+    s = r.status();
+  else if (event == "check_run")
+    s = r.check_run();
+  else if (event == "check_suite")
+    s = r.check_suite();
+  else if (event == "push")
+    s = r.push();
+  else if (event == "installation" || event == "installation_repositories") {
+    const std::string action = str(p, {"action"});
+    const bool ours =
+        names(at(p, {"repositories"}), repo) || names(at(p, {"repositories_added"}), repo);
+    if (ours && action != "deleted" && action != "suspend") {
+      r.d.repo = cfg.repo;
+      r.reconcile();  // what happened while the App could not see the repository
+    }
+  }
+  // ping and every other event: acknowledged, nothing to do.
+  if (!s.ok()) return s.error();
+  return std::move(r.d);
+}
+
+}  // namespace dmz::forges::github
