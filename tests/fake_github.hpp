@@ -1,0 +1,151 @@
+// A fake GitHub REST API for tests, over TLS on 127.0.0.1 (with a certificate from
+// tests/test_ca.hpp): in-memory pull requests, labels and their events, comments, commit
+// statuses, check runs, collaborator permissions and team memberships; token or GitHub App
+// authentication (the App's JWT is verified with its public key, installation tokens are
+// issued with an expiry); pagination and ETags; and faults on command: a share of requests
+// answered 502, and rate-limit windows. It records every request, for assertions and for the
+// check against GitHub's published OpenAPI description.
+// Threading: it serves on a thread of its own, one connection at a time; every method is safe
+// from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace dmz::test {
+
+class FakeGitHub {
+ public:
+  struct Options {
+    std::filesystem::path cert, key;  // the server's certificate and key (PEM)
+    std::string repo = "octo/widgets";
+    std::string token;           // accepted as "Bearer <token>" ("" = none)
+    std::int64_t app_id = 0;     // a GitHub App: JWTs verified with app_public_key
+    std::string app_public_key;  // PEM
+    std::int64_t installation_id = 0;
+    std::int64_t installation_token_ttl_ms = 3'600'000;
+    int page_size = 100;  // at most this many items per page, whatever per_page says
+  };
+
+  struct Pull {
+    int number = 0;
+    std::string title, author, head_ref, head_sha, base = "master", state = "open";
+    bool draft = false;
+    std::vector<std::string> labels;
+  };
+  struct LabelEvent {
+    int number = 0;
+    std::string label, actor;
+    std::int64_t at_ms = 0;
+  };
+  struct Comment {
+    std::int64_t id = 0;
+    int number = 0;
+    std::string author, body;
+  };
+  struct Status {
+    std::string sha, context, state, description, target_url, creator;
+  };
+  struct CheckRun {
+    std::int64_t id = 0;
+    std::string name, head_sha, status, conclusion, title, summary, details_url, app;
+  };
+  struct Request {
+    std::string method, target, path;  // target with the query, path without
+    std::string body;
+    std::string auth;  // "token", "installation", "jwt", "" (none) or "bad"
+    int status = 0;    // what it was answered
+  };
+
+  explicit FakeGitHub(Options options);
+  ~FakeGitHub();
+  FakeGitHub(const FakeGitHub&) = delete;
+  FakeGitHub& operator=(const FakeGitHub&) = delete;
+
+  std::string api_url() const;  // https://127.0.0.1:PORT
+  int port() const { return port_; }
+  const std::string& error() const { return error_; }  // why it could not start
+
+  // ---- the repository (what people and CI do) ----
+  void put_pull(const Pull& pull);
+  void set_head(int number, const std::string& sha);
+  void set_state(int number, const std::string& state);
+  void add_label(int number, const std::string& label, const std::string& actor,
+                 std::int64_t at_ms);
+  void remove_label(int number, const std::string& label);
+  void set_permission(const std::string& login, const std::string& permission);
+  void add_team_member(const std::string& org, const std::string& slug, const std::string& login);
+  void add_status(const Status& status);
+  std::int64_t add_check_run(CheckRun run);  // returns its id
+
+  // ---- what the bot did ----
+  std::vector<Pull> pulls() const;
+  Pull pull(int number) const;
+  std::vector<Comment> comments(int number = 0) const;  // 0: all
+  std::vector<Status> statuses(const std::string& sha = "") const;
+  std::vector<CheckRun> check_runs(const std::string& sha = "") const;
+  std::vector<Request> requests() const;
+  std::size_t installation_tokens_issued() const;
+
+  // ---- faults ----
+  // Answers a share `rate` of the requests 502 (before doing anything), from a seeded PRNG.
+  void fail_share(double rate, unsigned seed = 1);
+  // For `ms` from now, every request is refused as rate limited: 403 with
+  // X-RateLimit-Remaining 0 and X-RateLimit-Reset (primary), or 429 with Retry-After.
+  void rate_limit_for(std::int64_t ms, bool secondary = false);
+  // The next `n` requests get no answer at all (the connection is held until the client
+  // gives up): a server that hangs.
+  void hang_next(int n);
+
+ private:
+  struct Answer {
+    int status = 200;
+    nlohmann::json body;
+    std::vector<std::pair<std::string, std::string>> headers;
+    bool raw_empty = false;  // 204/304: no body
+  };
+  void serve();
+  void handle(int fd);
+  Answer route(const std::string& method, const std::string& target, const std::string& body,
+               const std::string& authorization, const std::string& if_none_match, Request& record);
+  Answer list(const std::string& target, const nlohmann::json& items,
+              const std::string& if_none_match);
+  std::string check_auth(const std::string& authorization, const std::string& path);
+  std::int64_t now_ms() const;
+
+  Options options_;
+  int listen_fd_ = -1;
+  int stop_pipe_[2] = {-1, -1};
+  int port_ = 0;
+  std::string error_;
+  std::thread thread_;
+
+  mutable std::mutex mu_;
+  std::map<int, Pull> pulls_;
+  std::vector<LabelEvent> label_events_;
+  std::vector<Comment> comments_;
+  std::vector<Status> statuses_;
+  std::vector<CheckRun> check_runs_;
+  std::map<std::string, std::string> permissions_;
+  std::set<std::string> team_members_;                       // "org/slug/login"
+  std::map<std::string, std::int64_t> installation_tokens_;  // token -> expiry
+  std::vector<Request> requests_;
+  std::int64_t next_id_ = 1000;
+  double fail_rate_ = 0;
+  std::mt19937 rng_{1};
+  std::int64_t limited_until_ = 0;
+  bool secondary_limit_ = false;
+  int hang_ = 0;
+  std::vector<int> hung_;  // connections held open
+};
+
+}  // namespace dmz::test
