@@ -207,6 +207,8 @@ Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
   if (!saved) return saved.status();
   slot.state = std::move(next);
   slot.version = saved->version;
+  if (options_.on_commit)
+    options_.on_commit(repo, Committed{&slot.state, &change.delta, &change.archived});
   dispatch(slot, actions, saved->outbox_ids);
   return {};
 }
@@ -364,6 +366,10 @@ void Driver::delivered(std::int64_t id, const Status& result) {
     slot->health.outbox_pending = static_cast<std::size_t>(
         std::count_if(pending_.begin(), pending_.end(),
                       [&](const auto& e) { return e.second.message.repo == repo; }));
+}
+
+void Driver::set_api_health(const std::string& repo, const forges::ApiHealth& api) {
+  if (Slot* slot = find(repo)) slot->health.api = api;
 }
 
 const q::RepoState* Driver::state(const std::string& repo) const {

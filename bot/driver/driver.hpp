@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -18,6 +19,7 @@
 #include "bot/driver/ports.hpp"
 #include "bot/store/store.hpp"
 #include "forges/forge.hpp"
+#include "queue/delta.hpp"
 #include "queue/model.hpp"
 
 namespace dmz::driver {
@@ -31,6 +33,14 @@ struct RepoConfig {
                                              // on the page) this long, then moves to history
 };
 
+// What a saved change did to a repository's hot state, for observers (the service keeps the
+// forge's view of each PR current from it).
+struct Committed {
+  const queue::RepoState* state = nullptr;                    // the new hot state
+  const queue::StateDelta* delta = nullptr;                   // what changed in it
+  const std::vector<queue::PullRequest>* archived = nullptr;  // PRs that just left it
+};
+
 struct Options {
   std::string owner = "dmzbot";  // who holds the leases (host:pid in serve)
   queue::Millis lease_ttl = 60'000;
@@ -40,6 +50,8 @@ struct Options {
   queue::Millis max_outbox_backoff = 3'600'000;
   int max_outbox_attempts = 30;  // then the message is dropped, with a log line
   queue::Millis delivery_retention = 7 * 86'400'000LL;  // webhook ids older than this are forgotten
+  // Called on the driver's thread after each saved change, before its actions are handed out.
+  std::function<void(const std::string& repo, const Committed&)> on_commit;
 };
 
 // What the service knows about a repository's health, for /readyz, the queue JSON and the
@@ -53,6 +65,7 @@ struct Health {
   queue::Millis next_fetch_at = 0;
   std::string last_error;  // of the remote, the store or the lease; "" when healthy
   std::size_t outbox_pending = 0;
+  forges::ApiHealth api;  // the forge's API (rate limits, errors), for forges that have one
 };
 
 class Driver {
@@ -81,6 +94,8 @@ class Driver {
   void fetched(const std::string& repo, const forges::RemoteRefs& refs);
   void fetch_failed(const std::string& repo, const Status& why);
   void delivered(std::int64_t outbox_id, const Status& result);
+  // The forge's API health, as its owner last saw it.
+  void set_api_health(const std::string& repo, const forges::ApiHealth& api);
 
   // Reads (nullptr for an unknown repository).
   const queue::RepoState* state(const std::string& repo) const;

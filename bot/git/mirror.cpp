@@ -318,14 +318,17 @@ std::optional<Sha> Mirror::reference(const std::string& name) const {
 }
 
 std::map<std::string, Sha> Mirror::remote_branches() const {
+  return refs_under("refs/remotes/origin/");
+}
+
+std::map<std::string, Sha> Mirror::refs_under(const std::string& prefix) const {
   std::map<std::string, Sha> out;
   git_reference_iterator* it = nullptr;
-  if (git_reference_iterator_glob_new(&it, impl_->repo.get(), "refs/remotes/origin/*") < 0) {
+  if (git_reference_iterator_glob_new(&it, impl_->repo.get(), (prefix + "*").c_str()) < 0) {
     git_error_clear();
     return out;
   }
   RefIterPtr iter(it);
-  const std::string prefix = "refs/remotes/origin/";
   git_reference* ref = nullptr;
   while (git_reference_next(&ref, iter.get()) == 0) {
     RefPtr owned(ref);

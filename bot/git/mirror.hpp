@@ -72,6 +72,8 @@ class Mirror {
   Status fetch();
   std::optional<Sha> remote_branch(const std::string& name) const;  // refs/remotes/origin/<name>
   std::map<std::string, Sha> remote_branches() const;               // branch name -> sha
+  // The direct refs under `prefix` ("refs/remotes/pull/"), by their name after it.
+  std::map<std::string, Sha> refs_under(const std::string& prefix) const;
   // What the local ref `name` ("refs/notes/dmz-approvals") points at, symbolic refs resolved;
   // nullopt if there is no such ref.
   std::optional<Sha> reference(const std::string& name) const;

@@ -256,7 +256,7 @@ struct Transport::Impl {
       return permission_denied(dir.string() + " is not a directory of this user");
     if ((st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) < 0)
       return unavailable("chmod 0700 " + dir.string() + ": " + std::strerror(errno));
-    if (opt.token.empty()) return {};
+    if (opt.token.empty() && !opt.token_source) return {};
     auto script = dir / kAskpassName;
     if (::access(script.c_str(), X_OK) == 0) return {};
     auto tmp = dir / (std::string(kAskpassName) + ".tmp");
@@ -335,8 +335,41 @@ struct Transport::Impl {
     return a;
   }
 
+  // Puts `token` into a fresh sealed memfd, which replaces the one held before.
+  Status seal_token(const std::string& token) {
+    int fd = ::memfd_create("dmzbot-token", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0) return internal(std::string("memfd_create: ") + std::strerror(errno));
+    fd = high_fd(fd);
+    if (::write(fd, token.data(), token.size()) != static_cast<ssize_t>(token.size())) {
+      ::close(fd);
+      return internal(std::string("write token memfd: ") + std::strerror(errno));
+    }
+    // Read-only from now on, for us and for every child that inherits it.
+    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+      ::close(fd);
+      return internal(std::string("seal token memfd: ") + std::strerror(errno));
+    }
+    if (secret_fd >= 0) ::close(secret_fd);
+    secret_fd = fd;
+    return {};
+  }
+
+  // A token that changes (a GitHub App's installation token): asked for before each run.
+  Status refresh_token() {
+    if (!opt.token_source) return {};
+    auto token = opt.token_source();
+    if (!token) return token.status().prefixed("the remote's token: ");
+    if (*token == opt.token) return {};
+    if (token->empty() || has_control_chars(*token))
+      return invalid("the remote's token is empty or has control characters");
+    if (Status s = seal_token(*token); !s.ok()) return s;
+    opt.token = *token;
+    return {};
+  }
+
   // Runs git with `args` after the common prefix, under the total deadline.
   Result<GitRun> run(const std::vector<std::string>& args) {
+    if (Status s = refresh_token(); !s.ok()) return s.error();
     if (Status s = prepare_scratch(); !s.ok()) return s.error();
     std::vector<std::string> argv_strings = git_prefix();
     argv_strings.insert(argv_strings.end(), args.begin(), args.end());
@@ -569,18 +602,8 @@ Result<std::unique_ptr<Transport>> Transport::create(const std::filesystem::path
   if (options.scratch_dir.empty()) options.scratch_dir = git_dir / "dmzbot-transport";
   options.scratch_dir = std::filesystem::absolute(options.scratch_dir);
   impl->git_dir = std::filesystem::absolute(git_dir);
-  if (!options.token.empty()) {
-    int fd = ::memfd_create("dmzbot-token", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0) return internal(std::string("memfd_create: ") + std::strerror(errno));
-    fd = high_fd(fd);
-    impl->secret_fd = fd;
-    const std::string& t = options.token;
-    if (::write(fd, t.data(), t.size()) != static_cast<ssize_t>(t.size()))
-      return internal(std::string("write token memfd: ") + std::strerror(errno));
-    // Read-only from now on, for us and for every child that inherits it.
-    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0)
-      return internal(std::string("seal token memfd: ") + std::strerror(errno));
-  }
+  if (!options.token.empty())
+    if (Status s = impl->seal_token(options.token); !s.ok()) return s.error();
   impl->opt = std::move(options);
   return std::unique_ptr<Transport>(new Transport(std::move(impl)));
 }

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -48,6 +49,9 @@ struct TransportOptions {
   // proxy, CA bundle and TMPDIR variables if set.
   std::string token;
   std::string username = "x-access-token";
+  // A token that changes (a GitHub App's installation token, renewed hourly): asked for before
+  // every operation, and used instead of `token` when set. Called on the transport's thread.
+  std::function<Result<std::string>()> token_source;
 
   // ssh: the private key to log in with (IdentitiesOnly) and the pinned host keys
   // (StrictHostKeyChecking=yes: an unknown or changed host key fails closed). Empty

@@ -221,7 +221,13 @@ json health_json(const driver::Health& h) {
           {"fetch_failures", h.fetch_failures},
           {"next_fetch_at", h.next_fetch_at},
           {"last_error", h.last_error},
-          {"outbox_pending", h.outbox_pending}};
+          {"outbox_pending", h.outbox_pending},
+          {"api", h.api.used ? json{{"ok", h.api.ok},
+                                    {"last_error", h.api.last_error},
+                                    {"rate_limited_until", h.api.blocked_until},
+                                    {"rate_remaining", h.api.rate_remaining},
+                                    {"last_reconcile", h.api.last_reconcile}}
+                             : json(nullptr)}};
 }
 
 json history_json(const std::vector<HistoryEntry>& entries) {
@@ -297,6 +303,7 @@ class Api {
         for (const auto& [name, h] : repos) {
           out["repos"][name] = health_json(h);
           if (!h.loaded || !h.remote_ok) out["status"] = "degraded";
+          if (h.api.used && (!h.api.ok || h.api.blocked_until != 0)) out["status"] = "degraded";
         }
         respond(json_ok(200, out));
       });

@@ -96,3 +96,158 @@ Result<ClientResponse> http_request(const std::string& host, std::uint16_t port,
 }
 
 }  // namespace dmz
+
+// ---- BeastHttpClient -------------------------------------------------------------------------
+
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/ssl.hpp>
+
+#include "base/url.hpp"
+
+namespace dmz {
+
+namespace ssl = boost::asio::ssl;
+
+struct BeastHttpClient::Impl {
+  HttpClientOptions options;
+  std::unique_ptr<ssl::context> tls;  // shared by every call (thread-safe once set up)
+};
+
+BeastHttpClient::BeastHttpClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+BeastHttpClient::~BeastHttpClient() = default;
+
+Result<std::unique_ptr<BeastHttpClient>> BeastHttpClient::create(HttpClientOptions options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  try {
+    impl->tls = std::make_unique<ssl::context>(ssl::context::tls_client);
+    impl->tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 |
+                           ssl::context::no_sslv3 | ssl::context::no_tlsv1 |
+                           ssl::context::no_tlsv1_1);
+    impl->tls->set_verify_mode(ssl::verify_peer);
+    if (impl->options.system_cas) impl->tls->set_default_verify_paths();
+    if (!impl->options.ca_file.empty()) {
+      error_code ec;
+      impl->tls->load_verify_file(impl->options.ca_file.string(), ec);
+      if (ec)
+        return invalid("cannot load the CA file " + impl->options.ca_file.string() + ": " +
+                       ec.message());
+    }
+  } catch (const std::exception& e) {
+    return internal(std::string("TLS setup: ") + e.what());
+  }
+  return std::unique_ptr<BeastHttpClient>(new BeastHttpClient(std::move(impl)));
+}
+
+namespace {
+
+// Writes `req` and reads the answer on `stream` (plain or TLS), each step under `timeout`.
+template <class Stream>
+Result<HttpReply> exchange(asio::io_context& ioc, Stream& stream, beast::tcp_stream& tcp,
+                           http::request<http::string_body>& req, const HttpClientOptions& options,
+                           const std::string& where) {
+  tcp.expires_after(options.timeout);
+  error_code ec = run_one(ioc, [&](auto cb) { http::async_write(stream, req, cb); });
+  if (ec) return unavailable(where + ": write: " + ec.message());
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.header_limit(64 * 1024);
+  parser.body_limit(options.max_body);
+  tcp.expires_after(options.timeout);
+  ec = run_one(ioc, [&](auto cb) { http::async_read(stream, buffer, parser, cb); });
+  if (ec) return unavailable(where + ": read: " + ec.message());
+  auto& res = parser.get();
+  HttpReply out;
+  out.status = static_cast<int>(res.result_int());
+  for (const auto& field : res) {
+    std::string name(field.name_string());
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[name] = std::string(field.value());
+  }
+  out.body = std::move(res.body());
+  return out;
+}
+
+}  // namespace
+
+Result<HttpReply> BeastHttpClient::send(const HttpCall& call) {
+  auto url = parse_url(call.url);
+  if (!url) return url.error();
+  const bool tls = url->scheme == "https";
+  // The URL without its query: queries may carry what does not belong in a log.
+  const std::string where =
+      call.method + " " + url->origin() + url->path.substr(0, url->path.find('?'));
+  const auto& options = impl_->options;
+  try {
+    asio::io_context ioc;
+    // The lookup has a deadline too: a resolver that hangs is cancelled by the timer.
+    tcp::resolver resolver(ioc);
+    tcp::resolver::results_type endpoints;
+    {
+      error_code ec = asio::error::would_block;
+      asio::steady_timer deadline(ioc, options.timeout);
+      deadline.async_wait([&](error_code e) {
+        if (!e) resolver.cancel();
+      });
+      resolver.async_resolve(url->host, std::to_string(url->port),
+                             [&](error_code e, tcp::resolver::results_type r) {
+                               ec = e;
+                               endpoints = std::move(r);
+                               deadline.cancel();
+                             });
+      ioc.run();
+      ioc.restart();
+      if (ec) return unavailable(where + ": cannot resolve " + url->host + ": " + ec.message());
+    }
+
+    http::request<http::string_body> req;
+    req.version(11);
+    auto verb = http::string_to_verb(call.method);
+    if (verb == http::verb::unknown)
+      req.method_string(call.method);
+    else
+      req.method(verb);
+    req.target(url->path);
+    req.set(http::field::host, url->authority());
+    req.set(http::field::user_agent, "dmzbot");
+    for (const auto& [name, value] : call.headers) req.set(name, value);
+    req.body() = call.body;
+    req.keep_alive(false);
+    req.prepare_payload();
+
+    if (!tls) {
+      beast::tcp_stream stream(ioc);
+      stream.expires_after(options.timeout);
+      error_code ec = run_one(ioc, [&](auto cb) { stream.async_connect(endpoints, cb); });
+      if (ec) return unavailable(where + ": connect: " + ec.message());
+      auto out = exchange(ioc, stream, stream, req, options, where);
+      stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+      return out;
+    }
+
+    beast::ssl_stream<beast::tcp_stream> stream(ioc, *impl_->tls);
+    // SNI (not for an address), and the certificate must name the host (or the address).
+    error_code parsed;
+    asio::ip::make_address(url->host, parsed);
+    if (parsed && !SSL_set_tlsext_host_name(stream.native_handle(), url->host.c_str()))
+      return unavailable(where + ": cannot set the TLS server name");
+    stream.set_verify_callback(ssl::host_name_verification(url->host));
+    auto& tcp_layer = beast::get_lowest_layer(stream);
+    tcp_layer.expires_after(options.timeout);
+    error_code ec = run_one(ioc, [&](auto cb) { tcp_layer.async_connect(endpoints, cb); });
+    if (ec) return unavailable(where + ": connect: " + ec.message());
+    tcp_layer.expires_after(options.timeout);
+    ec = run_one(ioc, [&](auto cb) { stream.async_handshake(ssl::stream_base::client, cb); });
+    if (ec) return unavailable(where + ": TLS: " + ec.message());
+    auto out = exchange(ioc, stream, tcp_layer, req, options, where);
+    // No TLS close_notify exchange: the answer is complete (Content-Length or chunked) and the
+    // connection is not reused; closing the socket is enough.
+    tcp_layer.socket().shutdown(tcp::socket::shutdown_both, ec);
+    return out;
+  } catch (const std::exception& e) {  // bad_alloc, header values Beast refuses
+    return unavailable(where + ": " + e.what());
+  }
+}
+
+}  // namespace dmz

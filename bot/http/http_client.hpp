@@ -1,13 +1,19 @@
-// A small synchronous HTTP/1.1 client (Beast) with a deadline, for the demo, the CLI and tests.
+// Small synchronous HTTP/1.1 clients (Beast): http_request() for plain HTTP with a deadline (the
+// demo, the CLI and tests), and BeastHttpClient, base/http_client.hpp's port over http:// and
+// https:// (OpenSSL: the server's certificate verified against the system's CAs and an extra
+// CA file, its name checked, SNI), with a deadline on every step and bounded answers.
 // Threading: each call is independent; safe from any thread.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "base/http_client.hpp"
 #include "base/status.hpp"
 
 namespace dmz {
@@ -23,5 +29,26 @@ Result<ClientResponse> http_request(
     const std::string& target, const std::string& body = {},
     const std::vector<std::pair<std::string, std::string>>& headers = {},
     std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+struct HttpClientOptions {
+  std::filesystem::path ca_file;  // an extra CA (PEM) trusted beside the system's
+  bool system_cas = true;         // the system's CA store (tests turn it off)
+  // Each step (resolve, connect, TLS handshake, write, read) gets this long.
+  std::chrono::milliseconds timeout{30'000};
+  std::size_t max_body = 16u << 20;  // larger answers are refused (unavailable)
+};
+
+class BeastHttpClient final : public HttpClient {
+ public:
+  // invalid if the CA file cannot be loaded.
+  static Result<std::unique_ptr<BeastHttpClient>> create(HttpClientOptions options);
+  ~BeastHttpClient() override;
+  Result<HttpReply> send(const HttpCall& call) override;
+
+ private:
+  struct Impl;
+  explicit BeastHttpClient(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace dmz

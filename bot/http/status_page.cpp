@@ -52,7 +52,7 @@ code { font: 12px ui-monospace, monospace; }
 .s-merged, .s-success { background: #b7e4b7; } .s-failed, .s-failure, .s-error { background: #f3b3b3; }
 .s-building, .s-in_dmz, .s-merging, .s-landing, .s-pending { background: #f6e3a1; }
 .s-queued, .s-approved { background: #bcd7f5; } .s-cancelled { background: #ccc; }
-.muted { color: #777; } #err { color: #b00; }
+.muted { color: #777; } #err, .warn { color: #b00; }
 )CSS";
 
 constexpr const char* kScript = R"JS(
@@ -110,6 +110,13 @@ function render(box, q) {
   m.appendChild(document.createTextNode("master "));
   m.appendChild(el("code", short(q.master)));
   out.appendChild(m);
+  const api = q.health && q.health.api;
+  if (api) {  // a forge with an API: its rate limit and errors show here
+    const limited = Number(api.rate_limited_until || 0);
+    out.appendChild(el("p", "forge API: " + (limited ? "rate limited until " +
+        new Date(limited).toISOString() : api.ok ? "ok" : "failing: " + (api.last_error || "")),
+        limited || !api.ok ? "warn" : "muted"));
+  }
   const train = Array.isArray(q.train) ? q.train : [];
   out.appendChild(el("h3", "Train (" + train.length + ")"));
   if (train.length) {
@@ -132,8 +139,10 @@ function render(box, q) {
         line.appendChild(linkOrText(d, d));
         reason.appendChild(line);
       });
-      return row(["#" + p.number, (p.title || "") + (p.author ? " (" + p.author + ")" : ""),
-                  p.branch || "", el("td", short(p.head)), st, ap, reason]);
+      const tr = row(["#" + p.number, (p.title || "") + (p.author ? " (" + p.author + ")" : ""),
+                      p.branch || "", el("td", short(p.head)), st, ap, reason]);
+      tr.id = "pr-" + p.number;  // answers on pull requests link here
+      return tr;
     })));
   } else out.appendChild(el("p", "none", "muted"));
   const recent = Array.isArray(q.recent) ? q.recent : [];

@@ -49,22 +49,60 @@ forges::RemoteRefs GitWorker::read_refs() {
   }
   peeled_ = std::move(peeled);
   for (const auto& [name, objects] : peeled_) refs.tags.emplace(name, objects.second);
+  // A forge's pull request heads (GitHub: refs/pull/N/head, fetched as refs/remotes/pull/N):
+  // the head of a PR from a fork is nowhere else.
+  for (const auto& [name, sha] : mirror_->refs_under("refs/remotes/pull/")) {
+    if (name.empty() || name.size() > 9 ||
+        name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    refs.pulls.emplace(std::stoi(name), sha);
+  }
   return refs;
 }
 
+namespace {
+
+// Every head a PR can have, by the name RemoteRefs::rewritten uses: branches, "tags/<name>"
+// and "pull/<N>".
+std::map<std::string, q::Sha> all_heads(const forges::RemoteRefs& refs) {
+  auto heads = forges::pr_heads(refs);
+  for (const auto& [n, sha] : refs.pulls) heads.emplace("pull/" + std::to_string(n), sha);
+  return heads;
+}
+
+}  // namespace
+
 Result<forges::RemoteRefs> GitWorker::fetch() {
   // What the mirror held before: a head that no longer contains it was force-pushed.
-  const auto before = forges::pr_heads(read_refs());
+  const auto before = all_heads(read_refs());
   if (Status s = mirror_->fetch(); !s.ok())
     return unavailable("fetch " + repo_.name + ": " + s.message());
   auto refs = read_refs();
-  for (const auto& [name, sha] : forges::pr_heads(refs)) {
+  for (const auto& [name, sha] : all_heads(refs)) {
     auto old = before.find(name);
     if (old == before.end() || old->second == sha) continue;
     auto contains = mirror_->is_ancestor(old->second, sha);
     if (contains && !*contains) refs.rewritten.insert(name);
   }
   return refs;
+}
+
+Result<q::Sha> GitWorker::try_build(int number, const q::Sha& head, const q::Sha& base,
+                                    const std::string& branch) {
+  git::Identity who{signing_.name, signing_.email, clock_.now() / 1000, 0};
+  q::MergeItem item{number, head, "pull/" + std::to_string(number), "try", "", ""};
+  const std::string message = "Try #" + std::to_string(number) + " on " + base.substr(0, 12) +
+                              "\n\nBuilt by dmzbot on request; not queued.\n\n" +
+                              "Pull-Request: #" + std::to_string(number) + "\nHead: " + head + "\n";
+  auto merged = mirror_->merge(base, head, message, who, signer_.get(), {});
+  if (!merged) return merged.error();
+  if (!merged->clean) {
+    std::string paths;
+    for (const auto& p : merged->conflicts) paths += (paths.empty() ? "" : ", ") + p;
+    return conflict("merge conflict in " + paths);
+  }
+  if (Status s = mirror_->push_force(merged->commit, branch); !s.ok()) return s.error();
+  return merged->commit;
 }
 
 q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {

@@ -41,6 +41,10 @@ class GitWorker {
   Status reset_dmz(const queue::ResetDmz& action);
   queue::MasterPushed fast_forward(const queue::FastForwardMaster& action);
   Status export_tree(const queue::Sha& commit, const std::filesystem::path& dir);
+  // A try build: `head` merged onto `base` (master) in memory and force-pushed to `branch`, so
+  // CI builds it; nothing is queued. conflict (with the paths) if the merge conflicts.
+  Result<queue::Sha> try_build(int number, const queue::Sha& head, const queue::Sha& base,
+                               const std::string& branch);
   std::uint64_t signature_verifications() const;
 
  private:

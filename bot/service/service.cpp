@@ -10,9 +10,12 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <future>
+#include <limits>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
@@ -20,11 +23,14 @@
 #include "bot/ci/runner.hpp"
 #include "bot/driver/driver.hpp"
 #include "bot/git/mirror.hpp"
+#include "bot/http/http_client.hpp"
 #include "bot/service/git_worker.hpp"
 #include "bot/service/serial_executor.hpp"
 #include "bot/store/store.hpp"
 #include "bot/trust/signing.hpp"
+#include "forges/github/github.hpp"
 #include "forges/plain.hpp"
+#include "forges/summary.hpp"
 #include "queue/engine.hpp"
 #include "queue/json.hpp"
 
@@ -87,13 +93,32 @@ std::string owner_id(const fs::path& data_dir) {
 
 }  // namespace
 
-// Everything a repository needs at run time. The worker belongs to the git thread.
+// Everything a repository needs at run time. The worker belongs to the git thread; the forge's
+// blocking calls run on the forge thread.
 struct RepoRuntime {
   config::Repo cfg;
+  q::Settings settings;
+  std::unique_ptr<HttpClient> http;  // the forge's API transport (GitHub)
   std::unique_ptr<forges::Forge> forge;
+  bool api = false;  // the forge has an API: follow-ups, reconciliation, summaries
   std::unique_ptr<GitWorker> worker;
   std::unique_ptr<LocalRunner> runner;
   std::unique_ptr<SerialExecutor> git;
+  std::unique_ptr<SerialExecutor> forge_thread;
+  std::atomic<bool> fetch_queued{false};
+  std::atomic<bool> periodic_queued{false};
+
+  // Forge thread only.
+  std::deque<forges::FollowUp> follow_ups;     // in the order the webhooks came
+  std::map<int, forges::PullSummary> to_show;  // summaries not shown yet
+  std::map<int, forges::PullSummary> shown;    // what the PR heads show
+  bool api_was_ok = true;
+
+  // Engine thread only.
+  std::map<int, forges::PullSummary> desired;  // the summary each PR should show
+  q::Millis next_reconcile_at = 0;             // 0: at the next tick
+  bool reconcile_in_flight = false;
+  q::Millis reconcile_interval = 60'000;
 };
 
 struct Service::Impl final : driver::GitPort,
@@ -112,7 +137,6 @@ struct Service::Impl final : driver::GitPort,
   std::vector<std::unique_ptr<RepoRuntime>> repos;
   std::unique_ptr<driver::Driver> driver;  // engine thread only
   SerialExecutor engine{"engine"};
-  SerialExecutor outbox{"outbox"};
   std::atomic<bool> started{false};
   std::atomic<bool> stopped{false};
 
@@ -185,21 +209,85 @@ struct Service::Impl final : driver::GitPort,
     return nullptr;
   }
 
+  // The GitHub adapter: its REST client over TLS, and the forge.
+  Status open_github(RepoRuntime& rt) {
+    const config::GitHub& g = *rt.cfg.github;
+    HttpClientOptions http;
+    http.ca_file = g.ca_file;
+    http.timeout = options.api_timeout;
+    auto client = BeastHttpClient::create(http);
+    if (!client) return client.status().prefixed(rt.cfg.name + ": ");
+    rt.http = std::move(*client);
+    forges::github::ClientOptions c;
+    c.api_url = g.api_url;
+    c.repo = rt.cfg.name;
+    c.token = g.token.reveal();
+    c.app_id = g.app_id;
+    c.installation_id = g.installation_id;
+    c.private_key = g.private_key.reveal();
+    c.backoff = options.api_backoff.count();
+    c.max_backoff = std::max<q::Millis>(c.backoff, 8'000);
+    c.max_rate_wait = options.api_max_rate_wait.count();
+    forges::github::Options f;
+    f.webhook = {rt.cfg.name, rt.cfg.master, g.merge_label, g.bot_name, g.try_branch};
+    f.secret = g.webhook_secret.reveal();
+    f.merge_masters = g.merge_masters;
+    f.required_checks = rt.settings.required_checks;
+    f.permission_cache =
+        std::chrono::duration_cast<std::chrono::milliseconds>(g.permission_cache).count();
+    f.label_skew = options.label_skew.count();
+    f.status_labels = g.status_labels;
+    f.public_url = cfg.server.public_url;
+    rt.forge = std::make_unique<forges::github::GitHubForge>(
+        f, std::make_unique<forges::github::Client>(*rt.http, *clock, c));
+    rt.api = true;
+    rt.reconcile_interval =
+        options.reconcile_interval
+            ? options.reconcile_interval->count()
+            : std::chrono::duration_cast<std::chrono::milliseconds>(g.reconcile_interval).count();
+    return {};
+  }
+
+  // How git reaches the repository's remote: [repo.auth], and for GitHub the token (or the
+  // App's installation token, renewed as it expires) and the heads of pull requests.
+  git::TransportOptions transport_for(const RepoRuntime& rt) const {
+    const config::Repo& repo = rt.cfg;
+    git::TransportOptions t;
+    t.url = repo.remote;
+    t.network_timeout = repo.network_timeout;
+    t.username = repo.auth.username;
+    t.ssh_key = repo.auth.ssh_key;
+    t.known_hosts = repo.auth.known_hosts;
+    t.token = repo.auth.token.reveal();
+    if (repo.github) {
+      t.fetch_refspecs.push_back("+refs/pull/*/head:refs/remotes/pull/*");
+      if (t.token.empty() && !repo.github->app()) t.token = repo.github->token.reveal();
+      if (t.token.empty() && repo.github->app()) {
+        auto* forge = static_cast<forges::github::GitHubForge*>(rt.forge.get());
+        t.token_source = [forge] { return forge->client().token(); };
+      }
+    }
+    return t;
+  }
+
   Status open_repo(const config::Repo& repo) {
     auto rt = std::make_unique<RepoRuntime>();
     rt->cfg = repo;
-    auto mirror =
-        git::Mirror::open(cfg.data_dir / "mirrors" / mirror_dir_name(repo.name), repo.remote);
+    rt->settings = settings_for(repo);
+    if (repo.forge == "plain")
+      rt->forge = std::make_unique<forges::PlainForge>(forges::PlainForge::Options{
+          repo.name, repo.master, repo.branch_patterns, repo.refused_patterns});
+    else if (repo.forge == "github" && repo.github) {
+      if (Status s = open_github(*rt); !s.ok()) return s;
+    } else
+      return invalid(repo.name + ": forge " + repo.forge + " is not supported");
+    auto mirror = git::Mirror::open(cfg.data_dir / "mirrors" / mirror_dir_name(repo.name),
+                                    transport_for(*rt));
     if (!mirror) return mirror.status().prefixed(repo.name + ": ");
     auto signer = make_signer(cfg.signing);
     if (!signer) return signer.status().prefixed(repo.name + ": signing: ");
     rt->worker = std::make_unique<GitWorker>(repo, cfg.signing, std::move(*mirror),
                                              std::move(*signer), *clock);
-    if (repo.forge == "plain")
-      rt->forge = std::make_unique<forges::PlainForge>(forges::PlainForge::Options{
-          repo.name, repo.master, repo.branch_patterns, repo.refused_patterns});
-    else
-      return invalid(repo.name + ": forge " + repo.forge + " is not supported");
     if (repo.runner) {
       if (Status s = make_private_dir(log_dir(repo.name)); !s.ok()) return s;
       RepoRuntime* raw = rt.get();
@@ -212,6 +300,7 @@ struct Service::Impl final : driver::GitPort,
           secret_paths());
     }
     rt->git = std::make_unique<SerialExecutor>("git " + repo.name);
+    rt->forge_thread = std::make_unique<SerialExecutor>("forge " + repo.name);
     repos.push_back(std::move(rt));
     return {};
   }
@@ -221,7 +310,7 @@ struct Service::Impl final : driver::GitPort,
     for (const auto& rt : repos) {
       driver::RepoConfig c;
       c.name = rt->cfg.name;
-      c.settings = settings_for(rt->cfg);
+      c.settings = rt->settings;
       c.forge = rt->forge.get();
       c.fetch_interval = options.fetch_interval.count();
       out.push_back(std::move(c));
@@ -305,10 +394,273 @@ struct Service::Impl final : driver::GitPort,
   void send(const forges::OutboxMessage& m) override {
     RepoRuntime* rt = find(m.repo);
     if (!rt) return;
-    outbox.post([this, rt, m] {
+    rt->forge_thread->post([this, rt, m] {
       Status s = rt->forge->deliver(m);
       engine.post([this, id = m.id, s] { driver->delivered(id, s); });
     });
+  }
+
+  // ---- the forge's API: webhook follow-ups, reconciliation, summaries ------------------------
+
+  // A fetch before the events of a webhook that names new commits are acted on (git work runs
+  // in order on the git thread). Coalesced: one queued fetch covers every webhook before it.
+  void request_fetch(RepoRuntime& rt) {
+    if (rt.fetch_queued.exchange(true)) return;
+    rt.git->post([this, &rt] {
+      rt.fetch_queued = false;
+      fetch_into_driver(rt);
+    });
+  }
+
+  // Engine thread: a webhook's events, then its follow-ups with heads pinned as they are now.
+  void handle_delivery(RepoRuntime& rt, forges::Delivery d) {
+    for (const auto& event : d.events) {
+      auto out = driver->apply(rt.cfg.name, event);
+      if (out.rejected && out.rejected->code != Code::kNotFound)
+        spdlog::info("{}: {} from a webhook refused: {}", rt.cfg.name, q::event_kind(event),
+                     escape_control(out.rejected->message));
+    }
+    if (d.follow_ups.empty()) return;
+    const q::RepoState* state = driver->state(rt.cfg.name);
+    for (auto& f : d.follow_ups) {
+      if (!f.pin_head || !f.event || !state) continue;
+      auto* merge = std::get_if<q::MergeRequested>(&*f.event);
+      auto pr = state->prs.find(f.number);
+      if (!merge || pr == state->prs.end()) continue;
+      const q::Sha& head = pr->second.head;
+      if (merge->sha.empty() || (merge->sha.size() >= 7 && head.starts_with(merge->sha)))
+        merge->sha = head;  // an abbreviation that is not the head stays, and is refused
+    }
+    rt.forge_thread->post([this, &rt, follow_ups = std::move(d.follow_ups)]() mutable {
+      for (auto& f : follow_ups) rt.follow_ups.push_back(std::move(f));
+      drain_follow_ups(rt);
+    });
+  }
+
+  // Engine thread: the answer to a command that was allowed.
+  void apply_command(RepoRuntime& rt, const forges::FollowUp& f) {
+    auto out = driver->apply(rt.cfg.name, *f.event);
+    if (!out.rejected) return;
+    if (f.quiet) {
+      spdlog::info("{}#{}: {} by {} changed nothing: {}", rt.cfg.name, f.number, f.command,
+                   escape_control(f.actor), escape_control(out.rejected->message));
+      return;
+    }
+    reply(rt, f.number, q::NoticeKind::Failure,
+          "@" + f.actor + ": " + f.command + " refused: " + out.rejected->message);
+  }
+
+  // Engine thread.
+  void reply(RepoRuntime& rt, int number, q::NoticeKind kind, std::string message,
+             std::vector<std::string> details = {}) {
+    auto out = driver->apply(rt.cfg.name,
+                             q::Reply{number, kind, std::move(message), std::move(details), now()});
+    if (out.rejected)
+      spdlog::warn("{}#{}: cannot answer: {}", rt.cfg.name, number, out.rejected->message);
+  }
+
+  // Forge thread: the follow-ups in order; one the API cannot answer now stays first and is
+  // tried again at the next tick (a rate limit or an outage delays commands, never drops them).
+  void drain_follow_ups(RepoRuntime& rt) {
+    while (!rt.follow_ups.empty()) {
+      forges::FollowUp& f = rt.follow_ups.front();
+      switch (f.kind) {
+        case forges::FollowUp::Kind::kAuthorize:
+        case forges::FollowUp::Kind::kTry: {
+          auto allowed = rt.forge->may_approve(f.actor);
+          if (!allowed && allowed.code() == Code::kUnavailable) return;
+          if (!allowed || !*allowed) {
+            const std::string why =
+                allowed ? "only merge masters may " + f.command + "; nothing changed"
+                        : "cannot tell whether you may " + f.command + " (" + allowed.message() +
+                              "); nothing changed";
+            if (f.quiet)
+              spdlog::info("{}#{}: {} by {} ignored: {}", rt.cfg.name, f.number, f.command,
+                           escape_control(f.actor), why);
+            else
+              engine.post([this, &rt, n = f.number, text = "@" + f.actor + ": " + why] {
+                reply(rt, n, q::NoticeKind::Failure, text);
+              });
+          } else if (f.kind == forges::FollowUp::Kind::kTry) {
+            engine.post([this, &rt, f] { start_try(rt, f); });
+          } else {
+            engine.post([this, &rt, f] { apply_command(rt, f); });
+          }
+          break;
+        }
+        case forges::FollowUp::Kind::kRefreshChecks: {
+          auto events = rt.forge->checks_of(f.sha, now());
+          if (!events && events.code() == Code::kUnavailable) return;
+          if (events)
+            engine.post([this, &rt, events = std::move(*events)] {
+              for (const auto& e : events) (void)driver->apply(rt.cfg.name, e);
+            });
+          break;
+        }
+        case forges::FollowUp::Kind::kReconcile:
+          engine.post([&rt] { rt.next_reconcile_at = 0; });
+          break;
+      }
+      rt.follow_ups.pop_front();
+    }
+  }
+
+  // Engine thread: a try build of the PR's head on master, on its own branch.
+  void start_try(RepoRuntime& rt, const forges::FollowUp& f) {
+    const q::RepoState& state = *driver->state(rt.cfg.name);
+    auto pr = state.prs.find(f.number);
+    if (pr == state.prs.end() || state.master.empty())
+      return reply(rt, f.number, q::NoticeKind::Failure,
+                   "@" + f.actor + ": try refused: #" + std::to_string(f.number) +
+                       " is not known to dmzbot yet; ask again in a minute");
+    const std::string branch = rt.cfg.github->try_branch + "/" + std::to_string(f.number);
+    on_git(rt.cfg.name, [this, n = f.number, head = pr->second.head, master = state.master, branch,
+                         actor = f.actor](RepoRuntime& rt) {
+      auto built = rt.worker->try_build(n, head, master, branch);
+      engine.post([this, &rt, n, head, master, branch, actor, built] {
+        if (built)
+          reply(rt, n, q::NoticeKind::Info,
+                "@" + actor + ": trying " + head.substr(0, 7) + " on master " +
+                    master.substr(0, 7) + " as " + built->substr(0, 7) + " on branch " + branch +
+                    " (not queued); the results will follow here");
+        else
+          reply(rt, n, q::NoticeKind::Failure,
+                "@" + actor + ": try of " + head.substr(0, 7) + " failed: " + built.message());
+      });
+    });
+  }
+
+  // Forge thread: the summaries that changed, shown on the PR heads; one the API cannot take
+  // now stays for the next tick.
+  void flush_shows(RepoRuntime& rt) {
+    for (auto it = rt.to_show.begin(); it != rt.to_show.end();) {
+      auto shown = rt.shown.find(it->first);
+      if (shown != rt.shown.end() && shown->second == it->second) {
+        it = rt.to_show.erase(it);
+        continue;
+      }
+      Status s = rt.forge->show(it->second);
+      if (!s.ok() && s.code() == Code::kUnavailable) return;
+      if (!s.ok())
+        spdlog::warn("{}#{}: cannot show where it stands: {}", rt.cfg.name, it->first, s.message());
+      else
+        rt.shown[it->first] = it->second;
+      it = rt.to_show.erase(it);
+    }
+  }
+
+  // Engine thread (after each saved change): the summaries of the PRs it touched, and of
+  // every waiting PR when places in the queue may have moved.
+  void on_commit(const std::string& repo, const driver::Committed& c) {
+    RepoRuntime* rt = find(repo);
+    if (!rt || !rt->api) return;
+    std::vector<forges::PullSummary> changed;
+    auto consider = [&](const q::PullRequest& pr) {
+      auto s = forges::summarize(*c.state, pr, rt->settings.required_checks);
+      if (!s) return;
+      auto known = rt->desired.find(pr.number);
+      if (known != rt->desired.end() && known->second == *s) return;
+      rt->desired[pr.number] = *s;
+      changed.push_back(*s);
+    };
+    for (int n : c.delta->changed_prs) consider(c.state->prs.at(n));
+    for (const auto& pr : *c.archived) consider(pr);
+    if (!c.delta->changed_prs.empty() || !c.delta->removed_prs.empty() || c.delta->train_changed)
+      for (const auto& [n, pr] : c.state->prs)
+        if (pr.status == q::PrStatus::Queued || pr.candidate) consider(pr);
+    for (const auto& pr : *c.archived) rt->desired.erase(pr.number);
+    show(*rt, std::move(changed));
+  }
+
+  void show(RepoRuntime& rt, std::vector<forges::PullSummary> summaries) {
+    if (summaries.empty()) return;
+    rt.forge_thread->post([this, &rt, summaries = std::move(summaries)] {
+      for (const auto& s : summaries) rt.to_show[s.number] = s;
+      flush_shows(rt);
+    });
+  }
+
+  // Engine thread, each tick: reconciliation when due, and the forge thread's retries.
+  void forge_tick(RepoRuntime& rt) {
+    if (!rt.api || !driver->health(rt.cfg.name)->loaded) return;
+    const q::Millis t = now();
+    if (!rt.reconcile_in_flight && t >= rt.next_reconcile_at) reconcile(rt);
+    if (rt.periodic_queued.exchange(true)) return;
+    rt.forge_thread->post([this, &rt] {
+      rt.periodic_queued = false;
+      drain_follow_ups(rt);
+      flush_shows(rt);
+      const forges::ApiHealth health = rt.forge->api_health();
+      const bool ok = health.ok && health.blocked_until == 0;
+      const bool recovered = ok && !rt.api_was_ok;
+      rt.api_was_ok = ok;
+      engine.post([this, &rt, health, recovered] {
+        driver->set_api_health(rt.cfg.name, health);
+        if (recovered) rt.next_reconcile_at = 0;  // whatever was missed while it was down
+      });
+    });
+  }
+
+  // Engine thread: reads the forge's view back on the forge thread and applies the events
+  // that bring the state in line with it.
+  void reconcile(RepoRuntime& rt) {
+    rt.reconcile_in_flight = true;
+    forges::ReconcileInput input;
+    input.state = *driver->state(rt.cfg.name);
+    const std::string repo = rt.cfg.name;
+    std::map<int, q::Sha> heads;
+    for (const auto& [n, pr] : input.state.prs) heads[n] = pr.head;
+    // When dmzbot learned each PR's head: from the event log, durable across restarts.
+    input.head_seen_at = [this, repo, heads](int n) -> q::Millis {
+      auto head = heads.find(n);
+      auto events = store->pr_events(repo, n, 200);
+      if (head == heads.end() || !events) return std::numeric_limits<q::Millis>::max();
+      for (auto e = events->rbegin(); e != events->rend(); ++e) {
+        if (e->kind != "pr_opened" && e->kind != "pr_pushed") continue;
+        auto j = nlohmann::json::parse(e->json, nullptr, false);
+        if (j.is_object() && j.value("head", "") == head->second) return e->at;
+      }
+      return std::numeric_limits<q::Millis>::max();
+    };
+    bool posted = rt.forge_thread->post([this, &rt, input = std::move(input)] {
+      auto events = rt.forge->reconcile(input, now());
+      engine.post([this, &rt, events = std::move(events)] {
+        rt.reconcile_in_flight = false;
+        const q::Millis t = now();
+        if (!events) {
+          spdlog::warn("{}: reconciliation failed: {}", rt.cfg.name, events.message());
+          rt.next_reconcile_at = t + std::min<q::Millis>(rt.reconcile_interval, 5'000);
+          return;
+        }
+        rt.next_reconcile_at = t + rt.reconcile_interval;
+        for (const auto& e : *events) {
+          auto out = driver->apply(rt.cfg.name, e);
+          if (out.rejected && out.rejected->code != Code::kNotFound)
+            spdlog::info("{}: {} from reconciliation refused: {}", rt.cfg.name, q::event_kind(e),
+                         escape_control(out.rejected->message));
+          else if (!out.rejected)
+            spdlog::debug("{}: reconciliation: {}", rt.cfg.name, q::event_kind(e));
+        }
+      });
+    });
+    if (!posted) rt.reconcile_in_flight = false;
+  }
+
+  // Engine thread, at start: every hot PR's summary (what GitHub shows may be from an earlier
+  // run, or missing).
+  void show_all() {
+    for (auto& rt : repos) {
+      if (!rt->api) continue;
+      const q::RepoState* state = driver->state(rt->cfg.name);
+      if (!state) continue;
+      std::vector<forges::PullSummary> all;
+      for (const auto& [n, pr] : state->prs)
+        if (auto s = forges::summarize(*state, pr, rt->settings.required_checks)) {
+          rt->desired[n] = *s;
+          all.push_back(*s);
+        }
+      show(*rt, std::move(all));
+    }
   }
 
   // ---- timer ------------------------------------------------------------------------------------
@@ -321,6 +673,7 @@ struct Service::Impl final : driver::GitPort,
       lock.unlock();
       engine.post([this] {
         driver->tick();
+        for (auto& rt : repos) forge_tick(*rt);
         render_metrics();
       });
       lock.lock();
@@ -366,11 +719,15 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   Impl& im = *service->impl_;
   driver::Options driver_options;
   driver_options.owner = owner_id(im.cfg.data_dir);
+  driver_options.on_commit = [&im](const std::string& repo, const driver::Committed& c) {
+    im.on_commit(repo, c);
+  };
   im.driver = std::make_unique<driver::Driver>(*im.clock, *im.store, im, im, im, im,
                                                im.driver_configs(), driver_options);
   std::promise<Status> started;
   im.engine.post([&] {
     Status s = im.driver->start();
+    if (s.ok()) im.show_all();
     im.render_metrics();
     started.set_value(s);
   });
@@ -392,7 +749,7 @@ void Service::stop() {
   if (im.timer.joinable()) im.timer.join();
   for (auto& rt : im.repos) rt->runner.reset();  // kills builds; no reports follow
   for (auto& rt : im.repos) rt->git->stop();     // finishes the git step under way
-  im.outbox.stop();
+  for (auto& rt : im.repos) rt->forge_thread->stop();
   im.engine.stop();
 }
 
@@ -510,10 +867,21 @@ void Service::webhook(const std::string& forge, forges::InboundRequest request,
     }
     // Durable before the answer: a redelivery of this id changes nothing.
     auto fresh = impl_->store->record_delivery(forge + ":" + delivery->id, impl_->now());
-    if (!fresh) return done(fresh.status().prefixed("store: ").error());
-    WebhookAccepted accepted{delivery->repo, !*fresh, delivery->events.size()};
-    if (*fresh)
-      for (auto& event : delivery->events) impl_->post_event(rt->cfg.name, std::move(event));
+    if (!fresh) {
+      // The forge will not send it again: read the repository back as soon as we can.
+      RepoRuntime* raw = rt.get();
+      impl_->engine.post([raw] { raw->next_reconcile_at = 0; });
+      return done(fresh.status().prefixed("store: ").error());
+    }
+    WebhookAccepted accepted{delivery->repo, !*fresh,
+                             delivery->events.size() + delivery->follow_ups.size()};
+    if (*fresh) {
+      if (delivery->fetch) impl_->request_fetch(*rt);
+      RepoRuntime* raw = rt.get();
+      impl_->engine.post([this, raw, d = std::move(*delivery)]() mutable {
+        impl_->handle_delivery(*raw, std::move(d));
+      });
+    }
     return done(accepted);
   }
   if (!any) return done(not_found("no " + forge + " repository is configured"));

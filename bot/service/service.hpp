@@ -1,6 +1,7 @@
 // The running service: the driver on one engine thread, a git thread per repository (its
-// GitWorker), the local runner, an outbox thread that talks to the forges, and a timer that
-// makes time pass for the driver. It is the Backend the HTTP API uses.
+// GitWorker), the local runner, a forge thread per repository (the outbox's deliveries, and for
+// GitHub: webhook follow-ups, reconciliation, the PR summaries), and a timer that makes time
+// pass for the driver. It is the Backend the HTTP API uses.
 // Threading: Backend calls from any thread; everything else is internal.
 #pragma once
 
@@ -25,6 +26,15 @@ class Service final : public Backend {
     std::chrono::milliseconds tick_interval{1000};   // how often time passes for the driver
     const Clock* clock = nullptr;                    // the wall clock unless set
     SqliteOptions store;                             // e.g. how long a write waits for a lock
+    // GitHub repositories (tests make these short): how often the REST API is read back
+    // (unset: [repo.github] reconcile_interval), the first backoff of a failed API call, the
+    // longest rate limit a call waits out, and how long after dmzbot learned a PR's head a
+    // merge label found by reconciliation must have been added to approve it.
+    std::optional<std::chrono::milliseconds> reconcile_interval;
+    std::chrono::milliseconds api_backoff{500};
+    std::chrono::milliseconds api_max_rate_wait{10'000};
+    std::chrono::milliseconds label_skew{5'000};
+    std::chrono::milliseconds api_timeout{30'000};  // each step of an API call
   };
 
   // Takes the data directory (one service per directory), opens the store and the mirrors,
