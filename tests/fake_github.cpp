@@ -335,7 +335,10 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
     if (method != "POST" || record.auth != "jwt")
       return Answer{401, json{{"message", "JWT"}}, {}, false};
     if (p[2] != std::to_string(options_.installation_id)) return not_found();
-    const std::string token = "ghs_fake" + std::to_string(next_id_++);
+    const std::string token = options_.installation_token.empty()
+                                  ? "ghs_fake" + std::to_string(next_id_++)
+                                  : options_.installation_token;
+    ++tokens_issued_;
     const std::int64_t expires = now_ms() + options_.installation_token_ttl_ms;
     installation_tokens_[token] = expires;
     return ok({{"token", token}, {"expires_at", iso(expires)}}, 201);
@@ -586,7 +589,7 @@ std::vector<FakeGitHub::Request> FakeGitHub::requests() const {
 }
 std::size_t FakeGitHub::installation_tokens_issued() const {
   std::lock_guard lock(mu_);
-  return installation_tokens_.size();
+  return tokens_issued_;
 }
 
 void FakeGitHub::fail_share(double rate, unsigned seed) {

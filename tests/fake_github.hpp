@@ -33,7 +33,8 @@ class FakeGitHub {
     std::string app_public_key;  // PEM
     std::int64_t installation_id = 0;
     std::int64_t installation_token_ttl_ms = 3'600'000;
-    int page_size = 100;  // at most this many items per page, whatever per_page says
+    std::string installation_token;  // what every installation token is ("" = fresh each time)
+    int page_size = 100;             // at most this many items per page, whatever per_page says
   };
 
   struct Pull {
@@ -138,6 +139,7 @@ class FakeGitHub {
   std::map<std::string, std::string> permissions_;
   std::set<std::string> team_members_;                       // "org/slug/login"
   std::map<std::string, std::int64_t> installation_tokens_;  // token -> expiry
+  std::size_t tokens_issued_ = 0;
   std::vector<Request> requests_;
   std::int64_t next_id_ = 1000;
   double fail_rate_ = 0;

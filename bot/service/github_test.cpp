@@ -1,0 +1,665 @@
+// End to end on GitHub: the real service (engine, SQLite store, mirror, HTTP server, the GitHub
+// adapter on Beast over TLS) against a fake GitHub on 127.0.0.1 (TLS, a CA made at test time)
+// and a real git remote over smart HTTP that demands the token as basic auth and serves
+// refs/pull/N/head. Webhooks are built from @octokit/webhooks-examples, signed, and posted to
+// POST /webhooks/github; CI reports as commit statuses and as check runs. Every request the
+// bot made is checked against GitHub's published REST description.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "base/crypto.hpp"
+#include "bot/http/http_client.hpp"
+#include "bot/http/http_server.hpp"
+#include "bot/service/service.hpp"
+#include "forges/github/test_support.hpp"
+#include "tests/fake_github.hpp"
+#include "tests/git_http.hpp"
+#include "tests/support.hpp"
+#include "tests/test_ca.hpp"
+
+namespace dmz {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using test::must;
+namespace q = queue;
+
+constexpr const char* kRepo = "octo/widgets";
+constexpr const char* kToken = "ghp_dmzbot_test_token";
+constexpr const char* kSecret = "webhook-secret";
+
+// Polls `done` every 20 ms until it holds or `limit` passes; true if it held.
+template <class F>
+bool eventually(F done, std::chrono::milliseconds limit = 30s) {
+  auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (done()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return done();
+}
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The GitHub side: the fake API and the git remote (a bare repository served over smart HTTP).
+struct GitHub {
+  test::TempDir dir;
+  test::TestCa ca = test::make_test_ca(dir / "ca");
+  std::filesystem::path repos = dir / "git";
+  std::filesystem::path origin = repos / "widgets.git";
+  std::filesystem::path work = dir / "work";
+  std::string initial;
+  std::unique_ptr<test::FakeGitHub> api;
+  std::unique_ptr<test::GitHttpServer> git;
+
+  explicit GitHub(test::FakeGitHub::Options options, const std::string& git_token = kToken) {
+    must("git init -q --bare -b master " + origin.string());
+    // Every move of master is logged: the test checks each was a fast-forward.
+    must("git -C " + origin.string() + " config core.logAllRefUpdates always");
+    initial = test::init_repo(work, {{"README", "widgets\n"}, {"shared.txt", "1\n2\n3\n"}});
+    must(test::git_env() + "git push -q " + origin.string() + " master", work);
+    options.cert = ca.server_cert;
+    options.key = ca.server_key;
+    options.repo = kRepo;
+    if (options.app_id == 0) options.token = kToken;  // a plain token, for the API and git
+    api = std::make_unique<test::FakeGitHub>(options);
+    REQUIRE_MESSAGE(api->error().empty(), api->error());
+    git = std::make_unique<test::GitHttpServer>(repos, "x-access-token", git_token);
+    REQUIRE_MESSAGE(git->error().empty(), git->error());
+    api->set_permission("alice", "write");
+    api->set_permission("bob", "write");
+    api->set_permission("mallory", "read");
+    api->add_team_member("octo", "release", "bob");
+  }
+
+  // A commit on `branch` (from master) with `files`, pushed to the remote's branch (or only to
+  // refs/pull/<n>/head for a fork's PR); returns its sha.
+  std::string commit(const std::string& branch, const std::string& file, const std::string& content,
+                     int fork_pr = 0, bool from_master = true) {
+    if (from_master) {
+      must(test::git_env() + "git fetch -q " + origin.string() + " master", work);
+      must(test::git_env() + "git checkout -q -B " + branch + " FETCH_HEAD", work);
+    } else {
+      must(test::git_env() + "git checkout -q " + branch, work);
+    }
+    std::string sha = test::commit_files(work, {{file, content}}, "change " + file);
+    const std::string ref =
+        fork_pr ? "refs/pull/" + std::to_string(fork_pr) + "/head" : "refs/heads/" + branch;
+    must(test::git_env() + "git push -q -f " + origin.string() + " " + sha + ":" + ref, work);
+    return sha;
+  }
+  // GitHub keeps refs/pull/N/head for every PR, forks' included.
+  void pull_ref(int n, const std::string& sha) {
+    must("git -C " + origin.string() + " update-ref refs/pull/" + std::to_string(n) + "/head " +
+         sha);
+  }
+  std::string rev(const std::string& ref) { return must("git rev-parse " + ref, origin); }
+};
+
+// Webhook payloads, from the corpus's examples with the fields of this repository.
+json repo_json() {
+  return {{"full_name", kRepo}, {"name", "widgets"}, {"owner", {{"login", "octo"}}}};
+}
+
+json pr_payload(const std::string& action, const test::FakeGitHub::Pull& p,
+                const std::string& sender, const std::string& fork = "") {
+  json e = forges::github::testing::example("pull_request",
+                                            [&](const json& x) { return x["action"] == "opened"; });
+  e["action"] = action;
+  e["number"] = p.number;
+  auto& pr = e["pull_request"];
+  pr["number"] = p.number;
+  pr["title"] = p.title;
+  pr["user"]["login"] = p.author;
+  pr["draft"] = p.draft;
+  pr["head"]["sha"] = p.head_sha;
+  pr["head"]["ref"] = p.head_ref;
+  pr["head"]["repo"]["full_name"] = fork.empty() ? kRepo : fork;
+  pr["base"]["ref"] = "master";
+  pr["base"]["repo"]["full_name"] = kRepo;
+  e["repository"] = repo_json();
+  e["sender"]["login"] = sender;
+  return e;
+}
+
+json comment_payload(int number, const std::string& who, const std::string& body) {
+  json e = forges::github::testing::example("issue_comment",
+                                            [](const json& x) { return x["action"] == "created"; });
+  e["issue"]["number"] = number;
+  e["issue"]["pull_request"] = {{"url", std::string("https://api.github.com/repos/") + kRepo +
+                                            "/pulls/" + std::to_string(number)}};
+  e["issue"]["draft"] = false;
+  e["comment"]["body"] = body;
+  e["comment"]["user"]["login"] = who;
+  e["sender"]["login"] = who;
+  e["repository"] = repo_json();
+  return e;
+}
+
+// One run of the bot against the fake GitHub: the service, its HTTP server, and helpers that
+// act as people and CI do (on the fake, then by webhook).
+struct Bot {
+  GitHub& gh;
+  test::TempDir data;
+  std::unique_ptr<Service> service;
+  std::unique_ptr<HttpServer> server;
+  std::uint16_t port = 0;
+  int deliveries = 0;
+  std::set<std::string> lost;  // "event:key" of webhooks that are never sent
+
+  Bot(GitHub& g, std::function<void(config::Repo&)> tweak = {}) : gh(g) {
+    config::Config cfg;
+    cfg.data_dir = data.path();
+    cfg.server.port = 0;
+    cfg.server.read_timeout = 5s;
+    cfg.server.public_url = "https://dmz.example";
+    config::Repo repo;
+    repo.name = kRepo;
+    repo.forge = "github";
+    repo.remote = gh.git->url("widgets.git");
+    repo.required_checks = {"ci/build", "test"};
+    repo.check_timeout = 3s;
+    repo.network_timeout = 10s;
+    config::GitHub settings;
+    settings.api_url = gh.api->api_url();
+    settings.webhook_secret = config::Secret(kSecret);
+    settings.token = config::Secret(kToken);
+    settings.merge_masters = {"alice", "octo/release"};
+    settings.ca_file = gh.ca.ca_cert;
+    repo.github = settings;
+    if (tweak) tweak(repo);
+    cfg.repos.push_back(repo);
+    Service::Options o;
+    o.fetch_interval = 200ms;
+    o.tick_interval = 50ms;
+    o.reconcile_interval = 300ms;
+    o.api_backoff = 20ms;
+    o.api_max_rate_wait = 5s;
+    o.api_timeout = 5s;
+    auto s = Service::start(cfg, o);
+    REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.message()));
+    service = std::move(*s);
+    server = std::make_unique<HttpServer>(cfg.server, make_api(*service));
+    auto p = server->start();
+    REQUIRE(p.ok());
+    port = *p;
+  }
+  ~Bot() {
+    server->stop();
+    service->stop();
+  }
+
+  // Posts a signed webhook; returns the answer.
+  ClientResponse post(const std::string& event, const json& payload, std::string id = "",
+                      const std::string& secret = kSecret) {
+    if (id.empty()) id = "delivery-" + std::to_string(++deliveries);
+    const std::string body = payload.dump();
+    auto r = http_request("127.0.0.1", port, "POST", "/webhooks/github", body,
+                          {{"X-GitHub-Event", event},
+                           {"X-GitHub-Delivery", id},
+                           {"Content-Type", "application/json"},
+                           {"X-Hub-Signature-256", "sha256=" + to_hex(hmac_sha256(secret, body))}});
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+    return *r;
+  }
+  void hook(const std::string& event, const json& payload, const std::string& key = "",
+            const std::string& id = "") {
+    if (!key.empty() && lost.count(event + ":" + key)) return;  // GitHub never sent it
+    auto r = post(event, payload, id);
+    REQUIRE_MESSAGE(r.status == 202, r.body);
+  }
+
+  // ---- people ----
+  test::FakeGitHub::Pull open(int n, const std::string& branch, const std::string& head,
+                              const std::string& author = "dev", const std::string& fork = "") {
+    test::FakeGitHub::Pull p;
+    p.number = n;
+    p.title = "Change " + std::to_string(n);
+    p.author = author;
+    p.head_ref = branch;
+    p.head_sha = head;
+    gh.api->put_pull(p);
+    gh.pull_ref(n, head);
+    hook("pull_request", pr_payload("opened", p, author, fork), "opened#" + std::to_string(n));
+    return p;
+  }
+  void label(int n, const std::string& who) {
+    gh.api->add_label(n, "dmz:merge", who, wall_ms());
+    json e = pr_payload("labeled", gh.api->pull(n), who);
+    e["label"] = {{"name", "dmz:merge"}};
+    hook("pull_request", e, "labeled#" + std::to_string(n));
+  }
+  void push(int n, const std::string& branch, const std::string& file) {
+    auto before = gh.api->pull(n);
+    std::string sha = gh.commit(branch, file, "pushed again\n", 0, false);
+    gh.api->set_head(n, sha);
+    gh.pull_ref(n, sha);
+    json e = pr_payload("synchronize", gh.api->pull(n), before.author);
+    e["before"] = before.head_sha;
+    e["after"] = sha;
+    hook("pull_request", e, "synchronize#" + std::to_string(n));
+  }
+  void comment(int n, const std::string& who, const std::string& body, const std::string& id = "") {
+    hook("issue_comment", comment_payload(n, who, body), "", id);
+  }
+
+  // ---- CI ----
+  void status(const std::string& sha, const std::string& context, const std::string& state,
+              const std::string& url = "") {
+    gh.api->add_status({sha, context, state, state + " on CI", url, "ci"});
+    json e = forges::github::testing::example("status");
+    e["sha"] = sha;
+    e["context"] = context;
+    e["state"] = state;
+    e["description"] = state + " on CI";
+    e["target_url"] = url;
+    e["branches"] = json::array({{{"name", "dmz"}, {"commit", {{"sha", sha}}}}});
+    e["repository"] = repo_json();
+    hook("status", e, "status:" + sha.substr(0, 7));
+  }
+  void check_run(const std::string& sha, const std::string& name, const std::string& conclusion) {
+    auto id =
+        gh.api->add_check_run({0, name, sha, "completed", conclusion, conclusion, "", "", "ci"});
+    json e = forges::github::testing::example(
+        "check_run", [](const json& x) { return x["action"] == "completed"; });
+    e["check_run"]["id"] = id;
+    e["check_run"]["name"] = name;
+    e["check_run"]["head_sha"] = sha;
+    e["check_run"]["status"] = "completed";
+    e["check_run"]["conclusion"] = conclusion;
+    e["check_run"]["check_suite"]["head_branch"] = "dmz";
+    e["check_run"]["html_url"] = "https://ci.example/runs/" + std::to_string(id);
+    e["repository"] = repo_json();
+    hook("check_run", e, "check_run:" + sha.substr(0, 7));
+  }
+
+  // ---- what the bot knows ----
+  q::PullRequest pr(int n) {
+    auto v = service->pull_now(kRepo, n);
+    return v.ok() ? v->pr : q::PullRequest{};
+  }
+  // The sha of the candidate holding PR n once it is on dmz.
+  std::string candidate_of(int n) {
+    std::string sha;
+    REQUIRE_MESSAGE(eventually([&] {
+                      auto st = service->state(kRepo);
+                      for (const auto& k : st->train)
+                        if (std::find(k.prs.begin(), k.prs.end(), n) != k.prs.end() &&
+                            !k.sha.empty() &&
+                            (k.status == q::CandidateStatus::InDmz ||
+                             k.status == q::CandidateStatus::Building)) {
+                          sha = k.sha;
+                          return true;
+                        }
+                      return false;
+                    }),
+                    "PR #" << n << " never reached dmz; it is " << q::to_string(pr(n).status)
+                           << ": " << pr(n).reason);
+    return sha;
+  }
+  void until(int n, q::PrStatus status) {
+    REQUIRE_MESSAGE(eventually([&] { return pr(n).status == status; }),
+                    "PR #" << n << " is " << q::to_string(pr(n).status) << ", not "
+                           << q::to_string(status) << ": " << pr(n).reason);
+  }
+  // GitHub marks a PR merged (and closed) once master contains its head.
+  void merged(int n) {
+    until(n, q::PrStatus::Merged);
+    gh.api->set_state(n, "closed");
+    hook("pull_request", pr_payload("closed", gh.api->pull(n), "dev"));
+  }
+  void green(int n) {
+    std::string sha = candidate_of(n);
+    status(sha, "ci/build", "success", "https://ci.example/build/" + sha.substr(0, 7));
+    check_run(sha, "test", "success");
+    merged(n);
+  }
+};
+
+// Comment headings ("**Merged**") per PR, and what each PR head shows as the dmzbot status.
+struct Outcome {
+  std::vector<std::string> master;  // first-parent subjects since the initial commit
+  std::map<int, std::string> status;
+  std::map<int, std::vector<std::string>> comments;
+  std::map<int, std::string> shown;  // the last `dmzbot` commit status on the PR's head
+  bool operator==(const Outcome&) const = default;
+};
+
+std::string heading(const std::string& body) {
+  if (body.rfind("**", 0) == 0) return body.substr(2, body.find("**", 2) - 2);
+  return body.substr(0, body.find(':'));
+}
+
+Outcome outcome_of(Bot& bot, const std::vector<int>& prs) {
+  Outcome o;
+  std::istringstream log(
+      must("git log --first-parent --reverse --format=%s " + bot.gh.initial + "..master",
+           bot.gh.origin));
+  for (std::string line; std::getline(log, line);) o.master.push_back(line);
+  for (int n : prs) {
+    auto pr = bot.pr(n);
+    o.status[n] =
+        std::string(q::to_string(pr.status)) + " " + std::string(q::to_string(pr.reason_code));
+    for (const auto& c : bot.gh.api->comments(n)) o.comments[n].push_back(heading(c.body));
+    auto head = bot.gh.api->pull(n).head_sha;
+    for (const auto& s : bot.gh.api->statuses(head))
+      if (s.context == "dmzbot") o.shown[n] = s.state;
+  }
+  return o;
+}
+
+// Every request the bot made exists in GitHub's REST description, with a body that fits.
+void check_against_openapi(const test::FakeGitHub& api, const std::filesystem::path& dir) {
+  json all = json::array();
+  for (const auto& r : api.requests())
+    all.push_back({{"method", r.method}, {"target", r.target}, {"body", r.body}});
+  REQUIRE(all.size() > 10);
+  test::write_file(dir / "requests.json", all.dump());
+  auto script = forges::github::testing::source_dir() / "tests" / "github" / "check_requests.mjs";
+  auto r = test::run("node " + test::shell_quote(script.string()) + " " +
+                     test::shell_quote((dir / "requests.json").string()));
+  INFO(r.out);
+  CHECK(r.exit_code == 0);
+}
+
+// The check itself refuses what GitHub would: an operation that does not exist, a method a
+// path does not take, an unknown query parameter, a missing required field, a wrong type.
+TEST_CASE("github requests check: requests GitHub does not describe are refused") {
+  test::TempDir dir;
+  auto script = forges::github::testing::source_dir() / "tests" / "github" / "check_requests.mjs";
+  auto check = [&](const json& requests) {
+    test::write_file(dir / "r.json", requests.dump());
+    return test::run("node " + test::shell_quote(script.string()) + " " +
+                     test::shell_quote((dir / "r.json").string()));
+  };
+  const std::string statuses = "/repos/octo/widgets/statuses/" + std::string(40, 'a');
+  auto good = check(json::array({{{"method", "POST"},
+                                  {"target", statuses},
+                                  {"body", R"({"state":"success","context":"dmzbot"})"}},
+                                 {{"method", "GET"},
+                                  {"target", "/repos/octo/widgets/pulls?state=open&per_page=100"},
+                                  {"body", ""}}}));
+  CHECK_MESSAGE(good.exit_code == 0, good.out);
+  for (const json& bad : std::vector<json>{
+           {{"method", "GET"}, {"target", "/repos/octo/widgets/no-such-thing"}, {"body", ""}},
+           {{"method", "DELETE"}, {"target", "/repos/octo/widgets/pulls"}, {"body", ""}},
+           {{"method", "GET"}, {"target", "/repos/octo/widgets/pulls?colour=red"}, {"body", ""}},
+           {{"method", "POST"}, {"target", statuses}, {"body", R"({"context":"dmzbot"})"}},
+           {{"method", "POST"}, {"target", statuses}, {"body", R"({"state":"green"})"}},
+           {{"method", "POST"},
+            {"target", "/repos/octo/widgets/issues/1/comments"},
+            {"body", R"({"body":42})"}}}) {
+    auto r = check(json::array({bad}));
+    CHECK_MESSAGE(r.exit_code == 1, bad.dump() << ": " << r.out);
+  }
+}
+
+// Each move of master (its reflog in the remote, oldest first) was a fast-forward.
+void check_fast_forwards(GitHub& gh) {
+  std::istringstream log(must("git reflog show --format=%H refs/heads/master", gh.origin));
+  std::vector<std::string> shas;
+  for (std::string line; std::getline(log, line);) shas.insert(shas.begin(), line);
+  REQUIRE(shas.size() >= 2);
+  for (std::size_t i = 1; i < shas.size(); ++i)
+    CHECK_MESSAGE(
+        test::run("git merge-base --is-ancestor " + shas[i - 1] + " " + shas[i], gh.origin)
+                .exit_code == 0,
+        "master moved from " << shas[i - 1] << " to " << shas[i] << " without a fast-forward");
+}
+
+// The scenario of the issue, from first webhook to last landing; with `faults`, the fake
+// answers a tenth of the requests 502 and refuses everything for a while as rate limited.
+Outcome scenario(bool faults) {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  if (faults) gh.api->fail_share(0.10, 7);
+  bot.lost = {"pull_request:opened#5"};  // and PR 5's CI status, below
+
+  // 1. A PR approved by the merge label, built by CI (a status and a check run), merged.
+  std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  bot.open(1, "feature/one", h1);
+  if (faults) gh.api->rate_limit_for(1500);  // while the label's merge master is checked
+  bot.label(1, "alice");
+  bot.green(1);
+
+  // 2. A PR from a fork (its head only at refs/pull/2/head), approved by a team's member.
+  std::string h2 = gh.commit("patch-1", "two.txt", "2\n", 2);
+  bot.open(2, "patch-1", h2, "forker", "forker/widgets");
+  bot.comment(2, "bob", "Thanks!\n\n@dmzbot merge");
+  bot.green(2);
+
+  // 3. Approved, then pushed again: the approval is dropped (with a comment, the label taken
+  //    off); approved again, it lands at the new head.
+  std::string h3 = gh.commit("feature/three", "three.txt", "3\n");
+  bot.open(3, "feature/three", h3);
+  bot.label(3, "alice");
+  bot.candidate_of(3);  // in the train, CI holding
+  bot.push(3, "feature/three", "three-more.txt");
+  bot.until(3, q::PrStatus::Open);
+  CHECK(bot.pr(3).reason_code == q::Reason::NewPush);
+  REQUIRE(eventually([&] { return gh.api->pull(3).labels.empty(); }));
+  bot.label(3, "alice");
+  bot.green(3);
+  CHECK(gh.rev("master^2") == gh.api->pull(3).head_sha);
+
+  // 4. A required check that never reports: the candidate fails after the timeout, naming it.
+  std::string h4 = gh.commit("feature/four", "four.txt", "4\n");
+  bot.open(4, "feature/four", h4);
+  bot.label(4, "alice");
+  bot.status(bot.candidate_of(4), "ci/build", "success");
+  bot.until(4, q::PrStatus::Failed);
+  CHECK(bot.pr(4).reason_code == q::Reason::CheckTimeout);
+  CHECK(bot.pr(4).reason.find("check test did not report") != std::string::npos);
+
+  // 5. Its opening webhook and its CI status webhook are lost: reconciliation finds both.
+  std::string h5 = gh.commit("feature/five", "five.txt", "5\n");
+  bot.open(5, "feature/five", h5);
+  REQUIRE_MESSAGE(eventually([&] { return bot.pr(5).number == 5; }), "reconciliation missed #5");
+  bot.label(5, "alice");
+  std::string k5 = bot.candidate_of(5);
+  bot.lost.insert("status:" + k5.substr(0, 7));
+  bot.status(k5, "ci/build", "success");  // GitHub has it; dmzbot never hears of it
+  bot.check_run(k5, "test", "success");
+  bot.merged(5);
+
+  // 6. A command from someone who may not give it; the merge master's delivered twice.
+  std::string h6 = gh.commit("feature/six", "six.txt", "6\n");
+  bot.open(6, "feature/six", h6);
+  bot.comment(6, "mallory", "@dmzbot merge");
+  REQUIRE(eventually([&] { return gh.api->comments(6).size() == 1; }));
+  CHECK(bot.pr(6).status == q::PrStatus::Open);
+  bot.comment(6, "alice", "@dmzbot merge", "twice-6");
+  auto again = bot.post("issue_comment", comment_payload(6, "alice", "@dmzbot merge"), "twice-6");
+  CHECK(again.status == 202);
+  CHECK(json::parse(again.body)["duplicate"] == true);
+  bot.green(6);
+
+  // 7. A build that fails: the PR fails with the check and its link.
+  std::string h7 = gh.commit("feature/seven", "seven.txt", "7\n");
+  bot.open(7, "feature/seven", h7);
+  bot.label(7, "alice");
+  std::string k7 = bot.candidate_of(7);
+  bot.status(k7, "ci/build", "failure", "https://ci.example/build/7");
+  bot.until(7, q::PrStatus::Failed);
+  CHECK(bot.pr(7).reason_code == q::Reason::BuildFailed);
+
+  // 8. The merge label from someone who may not approve: refused, nothing changes.
+  std::string h8 = gh.commit("feature/eight", "eight.txt", "8\n");
+  bot.open(8, "feature/eight", h8);
+  bot.label(8, "mallory");
+  REQUIRE(eventually([&] { return gh.api->comments(8).size() == 1; }));
+  CHECK(bot.pr(8).status == q::PrStatus::Open);
+  CHECK_FALSE(bot.pr(8).approval);
+
+  // The answers settle: every comment and status is out.
+  REQUIRE(eventually([&] {
+    auto h = bot.service->view_now(kRepo);
+    return h.ok() && h->health.outbox_pending == 0;
+  }));
+  const std::vector<int> prs = {1, 2, 3, 4, 5, 6, 7, 8};
+  std::map<int, std::string> want_shown = {{1, "success"}, {2, "success"}, {3, "success"},
+                                           {4, "failure"}, {5, "success"}, {6, "success"},
+                                           {7, "failure"}};
+  REQUIRE_MESSAGE(eventually([&] {
+                    auto o = outcome_of(bot, prs);
+                    for (const auto& [n, state] : want_shown)
+                      if (o.shown[n] != state) return false;
+                    return true;
+                  }),
+                  "the PR heads do not show their outcome");
+  bool timeout_shown = false;
+  for (const auto& s : gh.api->statuses(h4))
+    if (s.context == "dmzbot" && s.description.find("check test did not report") == 0)
+      timeout_shown = true;
+  CHECK(timeout_shown);
+
+  check_fast_forwards(gh);
+  // The contributors' commits are merged as they are, never rewritten.
+  for (const auto& [n, sha] : std::map<int, std::string>{{1, h1}, {2, h2}, {5, h5}, {6, h6}})
+    CHECK(test::run("git merge-base --is-ancestor " + sha + " master", gh.origin).exit_code == 0);
+  // Every request: authenticated with the token, and known to GitHub's REST description.
+  for (const auto& r : gh.api->requests())
+    if (r.status != 502 && r.status != 403)
+      CHECK_MESSAGE(r.auth == "token", r.method << " " << r.target);
+  check_against_openapi(*gh.api, bot.data.path());
+  return outcome_of(bot, prs);
+}
+
+TEST_CASE("github end to end: labels, commands, forks, pushes, a silent check, lost webhooks") {
+  Outcome o = scenario(false);
+  CHECK(o.master == std::vector<std::string>{"Merge #1 from feature/one: Change 1",
+                                             "Merge #2 from patch-1: Change 2",
+                                             "Merge #3 from feature/three: Change 3",
+                                             "Merge #5 from feature/five: Change 5",
+                                             "Merge #6 from feature/six: Change 6"});
+  CHECK(o.status == std::map<int, std::string>{{1, "merged merged"},
+                                               {2, "merged merged"},
+                                               {3, "merged merged"},
+                                               {4, "failed check-timeout"},
+                                               {5, "merged merged"},
+                                               {6, "merged merged"},
+                                               {7, "failed build-failed"},
+                                               {8, "open "}});
+  using V = std::vector<std::string>;
+  CHECK(o.comments[1] == V{"Merged"});
+  CHECK(o.comments[2] == V{"Merged"});
+  CHECK(o.comments[3] == V{"Approval dropped", "Merged"});
+  CHECK(o.comments[4] == V{"Check timed out"});
+  CHECK(o.comments[5] == V{"Merged"});
+  CHECK(o.comments[6] == V{"@mallory", "Merged"});
+  CHECK(o.comments[7] == V{"Build failed"});
+  CHECK(o.comments[8] == V{"@mallory"});
+  CHECK(o.shown.size() == 7);  // #8 was never approved: nothing to show
+
+  // And once more with a tenth of GitHub's answers 502 and a rate-limit window: the same end.
+  Outcome faulty = scenario(true);
+  CHECK(faulty == o);
+}
+
+TEST_CASE(
+    "github end to end as a GitHub App: installation tokens for the API and git, check runs") {
+  test::TempDir keys;
+  must("openssl genrsa -out " + (keys / "app.pem").string() + " 2048 2>/dev/null");
+  must("openssl pkey -in " + (keys / "app.pem").string() + " -pubout -out " +
+       (keys / "app.pub").string());
+  test::FakeGitHub::Options o;
+  o.app_id = 77;
+  o.installation_id = 88;
+  o.app_public_key = test::read_file(keys / "app.pub");
+  o.installation_token = "ghs_installation_token_for_tests";
+  // Tokens that live just over the renewal margin: each is renewed a moment later.
+  o.installation_token_ttl_ms = 5 * 60'000 + 1'000;
+  GitHub gh(o, o.installation_token);
+  Bot bot(gh, [&](config::Repo& repo) {
+    repo.github->token = config::Secret();
+    repo.github->app_id = 77;
+    repo.github->installation_id = 88;
+    repo.github->private_key = config::Secret(test::read_file(keys / "app.pem"));
+    repo.github->bot_name = "dmzbot[bot]";
+  });
+  std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  bot.open(1, "feature/one", h1);
+  bot.comment(1, "alice", "@dmzbot merge");
+  bot.green(1);
+  CHECK(gh.rev("master^2") == h1);
+  // The PR's head shows one check run `dmzbot`, completed with success.
+  REQUIRE(eventually([&] {
+    auto runs = gh.api->check_runs(h1);
+    return runs.size() == 1 && runs[0].conclusion == "success";
+  }));
+  auto run = gh.api->check_runs(h1)[0];
+  CHECK(run.name == "dmzbot");
+  CHECK(run.status == "completed");
+  CHECK(run.title.find("merged into master at") == 0);
+  CHECK(run.details_url == "https://dmz.example/repos/octo/widgets#pr-1");
+  CHECK(gh.api->statuses(h1).size() == 0);  // an App answers with check runs, not statuses
+  // Installation tokens were bought with JWTs and renewed; git used them too.
+  CHECK(gh.api->installation_tokens_issued() >= 2);
+  std::set<std::string> auths;
+  for (const auto& r : gh.api->requests()) auths.insert(r.auth);
+  CHECK(auths == std::set<std::string>{"installation", "jwt"});
+  bool git_authorized = false;
+  for (const auto& r : gh.git->requests()) git_authorized = git_authorized || r.authorized;
+  CHECK(git_authorized);
+  check_against_openapi(*gh.api, bot.data.path());
+}
+
+TEST_CASE("github webhooks: bad input is answered with a code and changes nothing") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  auto opened = pr_payload("opened", {1, "T", "dev", "feature/one", h1}, "dev");
+  // A wrong or missing signature: 401.
+  CHECK(bot.post("pull_request", opened, "bad-1", "not the secret").status == 401);
+  auto unsigned_r =
+      http_request("127.0.0.1", bot.port, "POST", "/webhooks/github", opened.dump(),
+                   {{"X-GitHub-Event", "pull_request"}, {"X-GitHub-Delivery", "bad-2"}});
+  REQUIRE(unsigned_r.ok());
+  CHECK(unsigned_r->status == 401);
+  // Truncated JSON, correctly signed: refused as invalid (422, as every invalid body of the API).
+  const std::string body = opened.dump();
+  const std::string cut = body.substr(0, body.size() / 2);
+  auto truncated =
+      http_request("127.0.0.1", bot.port, "POST", "/webhooks/github", cut,
+                   {{"X-GitHub-Event", "pull_request"},
+                    {"X-GitHub-Delivery", "bad-3"},
+                    {"X-Hub-Signature-256", "sha256=" + to_hex(hmac_sha256(kSecret, cut))}});
+  REQUIRE(truncated.ok());
+  CHECK(truncated->status == 422);
+  // A repository dmzbot does not serve: 404.
+  json other = opened;
+  other["repository"]["full_name"] = "octo/elsewhere";
+  CHECK(bot.post("pull_request", other, "bad-4").status == 404);
+  // An event dmzbot does not use: acknowledged, nothing to do.
+  auto star = bot.post("star", forges::github::testing::example("star"), "bad-5");
+  CHECK(star.status == 404);  // the example is about another repository...
+  json ours = forges::github::testing::example("star");
+  ours["repository"] = repo_json();
+  auto star_ours = bot.post("star", ours, "bad-6");
+  CHECK(star_ours.status == 202);  // ...and about ours it is taken and ignored
+  CHECK(json::parse(star_ours.body)["events"] == 0);
+  // None of it reached the queue.
+  auto state = bot.service->state(kRepo);
+  REQUIRE(state);
+  CHECK(state->prs.empty());
+  // A body over the server's limit: 413 before anyone reads it.
+  std::string huge(2 << 20, 'x');
+  auto big = http_request("127.0.0.1", bot.port, "POST", "/webhooks/github", huge,
+                          {{"X-GitHub-Event", "push"}, {"X-GitHub-Delivery", "bad-7"}});
+  REQUIRE(big.ok());
+  CHECK(big->status == 413);
+}
+
+}  // namespace
+}  // namespace dmz
