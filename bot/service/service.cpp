@@ -209,7 +209,7 @@ struct Service::Impl final : driver::GitPort,
             check.at = now();
             post_event(raw->cfg.name, q::CheckReported{sha, std::move(check), check.at});
           },
-          secret_paths());
+          secret_paths(), cfg.data_dir / "builds" / mirror_dir_name(repo.name));
     }
     rt->git = std::make_unique<SerialExecutor>("git " + repo.name);
     repos.push_back(std::move(rt));
