@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "bot/ci/runner.hpp"
 #include "bot/driver/driver.hpp"
@@ -120,9 +121,6 @@ struct Service::Impl final : driver::GitPort,
   std::mutex timer_mutex;
   std::condition_variable timer_wake;
   bool timer_stop = false;
-
-  mutable std::mutex metrics_mutex;
-  std::string metrics_text;
 
   q::Millis now() const { return clock->now(); }
 
@@ -319,31 +317,9 @@ struct Service::Impl final : driver::GitPort,
       timer_wake.wait_for(lock, options.tick_interval, [this] { return timer_stop; });
       if (timer_stop) break;
       lock.unlock();
-      engine.post([this] {
-        driver->tick();
-        render_metrics();
-      });
+      engine.post([this] { driver->tick(); });
       lock.lock();
     }
-  }
-
-  void render_metrics() {
-    std::ostringstream out;
-    out << "# HELP dmzbot_pull_requests Pull requests in the hot state by status.\n"
-           "# TYPE dmzbot_pull_requests gauge\n";
-    for (const auto& name : driver->repos()) {
-      std::map<std::string_view, int> counts;
-      for (const auto& [n, pr] : driver->state(name)->prs) ++counts[q::to_string(pr.status)];
-      for (const auto& [status, count] : counts)
-        out << "dmzbot_pull_requests{repo=\"" << name << "\",status=\"" << status << "\"} " << count
-            << "\n";
-    }
-    out << "# HELP dmzbot_train_length Candidates in flight.\n# TYPE dmzbot_train_length gauge\n";
-    for (const auto& name : driver->repos())
-      out << "dmzbot_train_length{repo=\"" << name << "\"} " << driver->state(name)->train.size()
-          << "\n";
-    std::lock_guard lock(metrics_mutex);
-    metrics_text = out.str();
   }
 };
 
@@ -366,12 +342,13 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   Impl& im = *service->impl_;
   driver::Options driver_options;
   driver_options.owner = owner_id(im.cfg.data_dir);
+  driver_options.metrics = &metrics::global();
   im.driver = std::make_unique<driver::Driver>(*im.clock, *im.store, im, im, im, im,
                                                im.driver_configs(), driver_options);
   std::promise<Status> started;
   im.engine.post([&] {
     Status s = im.driver->start();
-    im.render_metrics();
+    im.driver->tick();  // the gauges, before the first scrape
     started.set_value(s);
   });
   if (Status s = started.get_future().get(); !s.ok()) return s.error();
@@ -495,7 +472,16 @@ void Service::pull(const std::string& repo, int number,
 }
 
 void Service::webhook(const std::string& forge, forges::InboundRequest request,
-                      std::function<void(Result<WebhookAccepted>)> done) {
+                      std::function<void(Result<WebhookAccepted>)> answer) {
+  // Counted by how it ended: accepted, duplicate, or the code of the refusal.
+  auto done = [forge, answer = std::move(answer)](Result<WebhookAccepted> r) {
+    const std::string result = !r             ? std::string(to_string(r.code()))
+                               : r->duplicate ? "duplicate"
+                                              : "accepted";
+    metrics::global().add("dmzbot_webhook_deliveries_total",
+                          {{"forge", forge}, {"result", result}});
+    answer(std::move(r));
+  };
   bool any = false, unauthenticated_seen = false;
   for (auto& rt : impl_->repos) {
     if (rt->forge->kind() != forge) continue;
@@ -528,10 +514,7 @@ std::optional<std::string> Service::build_log(const std::string& repo, const q::
   return read_build_log(impl_->log_dir(repo), sha, max_bytes);
 }
 
-std::string Service::metrics() const {
-  std::lock_guard lock(impl_->metrics_mutex);
-  return impl_->metrics_text;
-}
+std::string Service::metrics() const { return metrics::global().text(); }
 
 q::Outcome Service::submit_and_wait(const std::string& repo, q::Event event) {
   std::promise<q::Outcome> result;
