@@ -445,14 +445,12 @@ void Service::pull(const std::string& repo, int number,
   Store& store = *impl_->store;
   auto outcomes = store.pr_history(repo, number, kPullEvents);
   auto events = store.pr_events(repo, number, kPullEvents);
-  auto archived = store.archived(repo, number);
-  if (!outcomes || !events || !archived)
+  if (!outcomes || !events)
     return done(unavailable("store: cannot read pull request #" + std::to_string(number)));
   PullView view;
   view.outcomes = std::move(*outcomes);
   view.events = std::move(*events);
-  if (!impl_->engine.post([this, repo, number, view = std::move(view),
-                           archived = std::move(*archived), done]() mutable {
+  if (!impl_->engine.post([this, &store, repo, number, view = std::move(view), done]() mutable {
         const q::RepoState& state = *impl_->driver->state(repo);
         auto it = state.prs.find(number);
         if (it != state.prs.end()) {
@@ -460,12 +458,17 @@ void Service::pull(const std::string& repo, int number,
           auto order = q::queue_order(state);
           auto at = std::find(order.begin(), order.end(), number);
           if (at != order.end()) view.position = static_cast<std::size_t>(at - order.begin()) + 1;
-        } else if (archived) {
-          view.pr = std::move(*archived);
-          view.archived = true;
-        } else {
-          return done(not_found("unknown pull request #" + std::to_string(number) + " in " + repo));
+          return done(std::move(view));
         }
+        // Read on the engine thread, which is the one that archives: a PR is
+        // either in the hot state or already in the archive, never in between.
+        auto archived = store.archived(repo, number);
+        if (!archived)
+          return done(unavailable("store: cannot read pull request #" + std::to_string(number)));
+        if (!*archived)
+          return done(not_found("unknown pull request #" + std::to_string(number) + " in " + repo));
+        view.pr = std::move(**archived);
+        view.archived = true;
         done(std::move(view));
       }))
     done(stopping());
