@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/clock.hpp"
+#include "base/metrics.hpp"
 #include "bot/driver/ports.hpp"
 #include "bot/store/store.hpp"
 #include "forges/forge.hpp"
@@ -52,6 +53,7 @@ struct Options {
   queue::Millis delivery_retention = 7 * 86'400'000LL;  // webhook ids older than this are forgotten
   // Called on the driver's thread after each saved change, before its actions are handed out.
   std::function<void(const std::string& repo, const Committed&)> on_commit;
+  metrics::Registry* metrics = nullptr;  // where landings, ejections, builds are counted
 };
 
 // What the service knows about a repository's health, for /readyz, the queue JSON and the
@@ -122,6 +124,11 @@ class Driver {
                 const std::vector<std::int64_t>& outbox_ids);
   void send_due_outbox(queue::Millis now);
   void renew_lease(Slot& slot, queue::Millis now);
+  // Counts what the change from the slot's state to `next` means: landings, ejections, the
+  // builds that ended.
+  void record(const Slot& slot, const queue::RepoState& next,
+              const std::vector<HistoryEntry>& outcomes, queue::Millis now);
+  void record_gauges(const Slot& slot);
 
   const Clock& clock_;
   Store& store_;
