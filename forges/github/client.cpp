@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "base/crypto.hpp"
+#include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "base/url.hpp"
 
@@ -141,6 +142,18 @@ std::string Client::url_of(const std::string& path) const {
   return options_.api_url + path;
 }
 
+void Client::counted(const Result<HttpReply>& reply) {
+  {
+    std::lock_guard lock(mu_);
+    ++requests_;
+  }
+  // By the HTTP status GitHub answered (a 304 is a request the ETag made free); "error" when
+  // there was no answer (connect, TLS, timeout).
+  metrics::global().add("dmzbot_forge_api_requests_total",
+                        {{"forge", "github"},
+                         {"code", reply ? std::to_string(reply->status) : std::string("error")}});
+}
+
 void Client::note_error(const std::string& message) {
   std::lock_guard lock(mu_);
   health_.ok = false;
@@ -196,10 +209,7 @@ Result<std::string> Client::refresh_installation_token() {
                 {"Authorization", "Bearer " + *jwt}},
                ""};
     auto r = http_.send(c);
-    {
-      std::lock_guard lock(mu_);
-      ++requests_;
-    }
+    counted(r);
     if (r && r->status == 201) {
       json body = json::parse(r->body, nullptr, false);
       std::string token = str(body, "token");
@@ -266,10 +276,7 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
       c.headers.emplace_back("Content-Type", "application/json");
     }
     auto r = http_.send(c);
-    {
-      std::lock_guard lock(mu_);
-      ++requests_;
-    }
+    counted(r);
     if (!r) {
       last = unavailable(what + ": " + r.message());
       note_error(last.message);

@@ -115,6 +115,8 @@ class Client {
  private:
   Result<std::string> bearer();  // what goes after "Authorization: Bearer "
   Result<std::string> refresh_installation_token();
+  // One HTTP exchange made: the request count, and dmzbot_forge_api_requests_total{forge,code}.
+  void counted(const Result<HttpReply>& reply);
   void note_error(const std::string& message);
   void note_ok(const HttpReply& reply);
   std::string url_of(const std::string& path) const;

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include "base/metrics.hpp"
 #include "forges/github/test_support.hpp"
 
 namespace dmz::forges::github {
@@ -91,6 +92,29 @@ TEST_CASE("github client: 5xx and network errors are retried with doubling backo
   CHECK_FALSE(c.health().ok);
   CHECK(c.health().last_error == "GET /down: 503 busy");
   CHECK(c.requests() == 7);
+}
+
+TEST_CASE("github client: every HTTP exchange is counted by its status for /metrics") {
+  auto count = [](const std::string& code) {
+    return metrics::global().value("dmzbot_forge_api_requests_total",
+                                   {{"forge", "github"}, {"code", code}});
+  };
+  const double ok0 = count("200"), bad0 = count("502"), none0 = count("error"),
+               free0 = count("304");
+  Fixture f;
+  f.options.backoff = 1;
+  Client c = f.client();
+  f.http.answer(502, "");
+  f.http.replies.push_back(unavailable("connect: refused"));
+  f.http.answer(200, R"({"id": 1})", {{"etag", "\"v1\""}});
+  REQUIRE(c.call("GET", "/a").ok());
+  f.http.answer(304, "");
+  REQUIRE(c.call("GET", "/a").ok());  // the same answer, from the ETag cache
+  CHECK(count("200") - ok0 == 1);
+  CHECK(count("502") - bad0 == 1);
+  CHECK(count("error") - none0 == 1);
+  CHECK(count("304") - free0 == 1);
+  CHECK(c.requests() == 4);
 }
 
 TEST_CASE("github client: rate limits are waited out when short, refused at once when long") {
