@@ -46,4 +46,6 @@ fi
 if $with_tests; then
   # Exact versions from the committed lock file; a test tool never downloads its own browser.
   npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
+  # GitHub's webhook examples and REST description, for the GitHub adapter's tests.
+  npm ci --prefix tests/github --no-audit --no-fund --loglevel=error
 fi
