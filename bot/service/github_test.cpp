@@ -289,6 +289,12 @@ struct Bot {
     auto v = service->pull_now(kRepo, n);
     return v.ok() ? v->pr : q::PullRequest{};
   }
+  // What the bot said on PR n, for failure messages.
+  std::string comments_of(int n) {
+    std::string out;
+    for (const auto& c : gh.api->comments(n)) out += "\n  " + c.body;
+    return out;
+  }
   // The sha of the candidate holding PR n once it is on dmz.
   std::string candidate_of(int n) {
     std::string sha;
@@ -305,7 +311,7 @@ struct Bot {
                       return false;
                     }),
                     "PR #" << n << " never reached dmz; it is " << q::to_string(pr(n).status)
-                           << ": " << pr(n).reason);
+                           << ": " << pr(n).reason << "; its comments:" << comments_of(n));
     return sha;
   }
   void until(int n, q::PrStatus status) {
@@ -533,6 +539,13 @@ Outcome scenario(bool faults) {
     if (r.status != 502 && r.status != 403)
       CHECK_MESSAGE(r.auth == "token", r.method << " " << r.target);
   check_against_openapi(*gh.api, bot.data.path());
+  // The API's answers are counted on /metrics by status, the 502s among them.
+  const std::string scraped = bot.service->metrics();
+  CHECK(scraped.find("dmzbot_forge_api_requests_total{forge=\"github\",code=\"201\"}") !=
+        std::string::npos);
+  if (faults)
+    CHECK(scraped.find("dmzbot_forge_api_requests_total{forge=\"github\",code=\"502\"}") !=
+          std::string::npos);
   return outcome_of(bot, prs);
 }
 
