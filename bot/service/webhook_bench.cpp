@@ -1,0 +1,210 @@
+// webhook_bench: signed GitHub webhooks from @octokit/webhooks-examples posted to
+// POST /webhooks/github of the real service (signature check, parse, the delivery id stored in
+// SQLite, then 202), beside the same payloads verified and parsed by @octokit/webhooks on Node
+// in the same run. Prints requests per second (two client threads, as fast as they go) and the
+// p50/p99 latency of the 202 at a fixed 1,000 requests per second (measured from when each
+// request was due, so a stall counts). Target: 5x Node's rate, p99 under 5 ms.
+// Not part of the tests: `cmake --build build --target webhook_bench && build/webhook_bench
+// [SECONDS]` from the checkout, after `npm ci --prefix tests/github` (deploy/setup.sh --test).
+// Threading: the bench's threads plus the service's.
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/crypto.hpp"
+#include "bot/http/http_client.hpp"
+#include "bot/http/http_server.hpp"
+#include "bot/service/service.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+constexpr const char* kRepo = "bench/widgets";
+constexpr const char* kSecret = "webhook-bench-secret";
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "webhook_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+std::string sh(const std::string& command) {
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) die("popen");
+  std::string out;
+  std::array<char, 4096> buf;
+  for (std::size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
+  if (pclose(p) != 0) die(command + ": " + out);
+  return out;
+}
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5)];
+}
+
+// The checkout: DMZ_SOURCE_DIR, or the current directory (or its parent, from build/).
+fs::path source_dir() {
+  if (const char* d = std::getenv("DMZ_SOURCE_DIR")) return d;
+  for (fs::path p : {fs::current_path(), fs::current_path().parent_path()})
+    if (fs::exists(p / "tests" / "github" / "package.json")) return p;
+  die("run from the checkout (or set DMZ_SOURCE_DIR)");
+}
+
+struct Delivery {
+  std::string event, body, signature;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const double seconds = argc > 1 ? std::atof(argv[1]) : 3;
+  if (seconds <= 0) die("SECONDS must be positive");
+  std::signal(SIGPIPE, SIG_IGN);
+  spdlog::set_level(spdlog::level::off);  // no API and an empty remote: their errors are noise
+  const fs::path src = source_dir();
+  const fs::path examples =
+      src / "tests/github/node_modules/@octokit/webhooks-examples/api.github.com/index.json";
+  std::ifstream in(examples);
+  if (!in) die("no " + examples.string() + ": run `npm ci --prefix tests/github`");
+  const json corpus = json::parse(in);
+
+  // Every example, about this repository, signed.
+  std::vector<Delivery> deliveries;
+  for (const auto& event : corpus)
+    for (json payload : event["examples"]) {
+      payload["repository"] = {
+          {"full_name", kRepo}, {"name", "widgets"}, {"owner", {{"login", "bench"}}}};
+      std::string body = payload.dump();
+      deliveries.push_back({event["name"].get<std::string>(), body,
+                            "sha256=" + dmz::to_hex(dmz::hmac_sha256(kSecret, body))});
+    }
+
+  std::string pattern = (fs::temp_directory_path() / "webhook-bench-XXXXXX").string();
+  if (!mkdtemp(pattern.data())) die("mkdtemp");
+  const fs::path dir = pattern;
+  const std::string origin = (dir / "origin.git").string();
+  sh("git init -q --bare -b master " + quote(origin));
+
+  dmz::config::Config cfg;
+  cfg.data_dir = dir / "data";
+  cfg.server.port = 0;
+  cfg.server.threads = 1;
+  dmz::config::Repo repo;
+  repo.name = kRepo;
+  repo.forge = "github";
+  repo.remote = origin;
+  repo.required_checks = {"build"};
+  dmz::config::GitHub settings;
+  settings.api_url = "https://127.0.0.1:9";  // nothing answers: webhooks need no API
+  settings.webhook_secret = dmz::config::Secret(kSecret);
+  settings.token = dmz::config::Secret("bench-token");
+  settings.merge_masters = {"octocat"};
+  repo.github = settings;
+  cfg.repos.push_back(repo);
+  dmz::Service::Options options;
+  options.reconcile_interval = 3'600'000ms;
+  // The follow-ups some examples ask for (check suites read back) fail at once against the
+  // absent API; without a backoff they do not hold up the service's stop.
+  options.api_backoff = 1ms;
+  auto service = dmz::Service::start(cfg, options);
+  if (!service) die(service.message());
+  dmz::HttpServer server(cfg.server, dmz::make_api(**service));
+  auto port = server.start();
+  if (!port) die(port.message());
+
+  std::atomic<std::size_t> next{0};
+  auto post = [&](std::size_t i) {
+    const Delivery& d = deliveries[i % deliveries.size()];
+    auto r = dmz::http_request("127.0.0.1", *port, "POST", "/webhooks/github", d.body,
+                               {{"X-GitHub-Event", d.event},
+                                {"X-GitHub-Delivery", "bench-" + std::to_string(i)},
+                                {"Content-Type", "application/json"},
+                                {"X-Hub-Signature-256", d.signature}});
+    if (!r || r->status != 202)
+      die(d.event + ": " + (r ? std::to_string(r->status) + " " + r->body : r.message()));
+  };
+
+  // 1. As fast as two clients go.
+  std::atomic<std::size_t> done{0};
+  auto t0 = SteadyClock::now();
+  const auto until = t0 + std::chrono::duration<double>(seconds);
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 2; ++t)
+    clients.emplace_back([&] {
+      while (SteadyClock::now() < until) {
+        post(next++);
+        ++done;
+      }
+    });
+  for (auto& c : clients) c.join();
+  const double rate =
+      static_cast<double>(done) / std::chrono::duration<double>(SteadyClock::now() - t0).count();
+
+  // 2. A fixed 1,000 per second, each timed from when it was due.
+  const auto count = static_cast<std::size_t>(seconds * 1000);
+  std::vector<double> latency(count);
+  std::atomic<std::size_t> slot{0};
+  const auto start = SteadyClock::now() + 10ms;
+  clients.clear();
+  for (int t = 0; t < 2; ++t)
+    clients.emplace_back([&] {
+      for (std::size_t i; (i = slot++) < count;) {
+        const auto due = start + std::chrono::microseconds(i * 1000);
+        std::this_thread::sleep_until(due);
+        post(next++);
+        latency[i] = std::chrono::duration<double, std::milli>(SteadyClock::now() - due).count();
+      }
+    });
+  for (auto& c : clients) c.join();
+  server.stop();
+  (*service)->stop();
+
+  // 3. The same payloads through @octokit/webhooks (verify, parse, dispatch) on Node.
+  json items = json::array();
+  for (const auto& d : deliveries)
+    items.push_back({{"event", d.event}, {"body", d.body}, {"signature", d.signature}});
+  std::ofstream(dir / "deliveries.json") << json{{"secret", kSecret}, {"items", items}}.dump();
+  const std::string node_out =
+      sh("node " + quote((src / "tests/github/webhooks_bench.mjs").string()) + " " +
+         quote((dir / "deliveries.json").string()) + " " + std::to_string(seconds));
+  fs::remove_all(dir);
+  const json node = json::parse(node_out.substr(node_out.find('{')), nullptr, false);
+  if (!node.is_object()) die("node: " + node_out);
+  const double node_rate = node.value("rate", 0.0);
+
+  std::printf("webhook_bench: %zu example payloads, %.0f s per phase, 127.0.0.1\n",
+              deliveries.size(), seconds);
+  std::printf("%-58s %12.0f\n", "dmzbot: 202s per second (2 clients, HTTP + SQLite)", rate);
+  std::printf("%-58s %12.0f\n", "@octokit/webhooks on Node: verified+parsed per second", node_rate);
+  std::printf("dmzbot at 1,000/s: p50 %.2f ms, p99 %.2f ms (target p99 < 5 ms): %s\n",
+              percentile(latency, 0.5), percentile(latency, 0.99),
+              percentile(latency, 0.99) < 5 ? "met" : "NOT met");
+  const double ratio = node_rate > 0 ? rate / node_rate : 0;
+  std::printf("dmzbot / Node: %.1fx (target >= 5x): %s\n", ratio, ratio >= 5 ? "met" : "NOT met");
+  return 0;
+}
