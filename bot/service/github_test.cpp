@@ -628,6 +628,29 @@ TEST_CASE(
   check_against_openapi(*gh.api, bot.data.path());
 }
 
+// While GitHub answers nothing but 502s, a burst of webhooks that need the API queues one
+// drain of their follow-ups, not one each (every drain costs a round of retries): the forge
+// thread keeps up, and stop() does not wait for a pile of doomed retries.
+TEST_CASE("github: a burst of webhooks during an API outage does not pile up work") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  gh.api->fail_share(1.0);
+  json suite = forges::github::testing::example(
+      "check_suite", [](const json& x) { return x["action"] == "completed"; });
+  suite["repository"] = repo_json();
+  for (int i = 0; i < 60; ++i) {
+    suite["check_suite"]["head_sha"] = std::string(38, 'a') + std::to_string(10 + i);
+    bot.hook("check_suite", suite);
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  bot.service->stop();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  CHECK_MESSAGE(
+      took < 5s,
+      "stop() took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                     << " ms");
+}
+
 TEST_CASE("github webhooks: bad input is answered with a code and changes nothing") {
   GitHub gh(test::FakeGitHub::Options{});
   Bot bot(gh);

@@ -108,6 +108,13 @@ struct RepoRuntime {
   std::unique_ptr<SerialExecutor> forge_thread;
   std::atomic<bool> fetch_queued{false};
   std::atomic<bool> periodic_queued{false};
+  // Follow-ups of webhooks, handed from the engine thread to the forge thread. One drain is
+  // queued at a time: while the API is down each drain costs a full round of retries, so a
+  // burst of webhooks must not queue one drain each (the forge thread, and stop(), would be
+  // held up for minutes).
+  std::mutex inbox_mu;
+  std::vector<forges::FollowUp> inbox;  // guarded by inbox_mu
+  std::atomic<bool> drain_queued{false};
 
   // Forge thread only.
   std::deque<forges::FollowUp> follow_ups;     // in the order the webhooks came
@@ -429,8 +436,13 @@ struct Service::Impl final : driver::GitPort,
       if (merge->sha.empty() || (merge->sha.size() >= 7 && head.starts_with(merge->sha)))
         merge->sha = head;  // an abbreviation that is not the head stays, and is refused
     }
-    rt.forge_thread->post([this, &rt, follow_ups = std::move(d.follow_ups)]() mutable {
-      for (auto& f : follow_ups) rt.follow_ups.push_back(std::move(f));
+    {
+      std::lock_guard lock(rt.inbox_mu);
+      for (auto& f : d.follow_ups) rt.inbox.push_back(std::move(f));
+    }
+    if (rt.drain_queued.exchange(true)) return;  // the drain already queued takes them too
+    rt.forge_thread->post([this, &rt] {
+      rt.drain_queued = false;
       drain_follow_ups(rt);
     });
   }
@@ -460,6 +472,11 @@ struct Service::Impl final : driver::GitPort,
   // Forge thread: the follow-ups in order; one the API cannot answer now stays first and is
   // tried again at the next tick (a rate limit or an outage delays commands, never drops them).
   void drain_follow_ups(RepoRuntime& rt) {
+    {
+      std::lock_guard lock(rt.inbox_mu);
+      for (auto& f : rt.inbox) rt.follow_ups.push_back(std::move(f));
+      rt.inbox.clear();
+    }
     while (!rt.follow_ups.empty()) {
       forges::FollowUp& f = rt.follow_ups.front();
       switch (f.kind) {
