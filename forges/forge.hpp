@@ -27,6 +27,9 @@ struct RemoteRefs {
   // Branches (or "tags/<name>", or "pull/<N>") whose new head does not contain the head seen
   // before: a force-push dropped published commits.
   std::set<std::string> rewritten;
+  // Pull request heads this fetch moved (or saw first). A webhook may have told of a newer head
+  // while the fetch ran; a head the fetch merely saw again must not take it back.
+  std::set<int> moved_pulls;
 };
 
 // An inbound HTTP request for a forge (a webhook), without the socket.

@@ -100,6 +100,10 @@ Result<forges::RemoteRefs> GitWorker::fetch() {
   if (Status s = mirror_->fetch(); !s.ok())
     return unavailable("fetch " + repo_.name + ": " + s.message());
   auto refs = read_refs();
+  for (const auto& [n, sha] : refs.pulls) {
+    auto old = before.find("pull/" + std::to_string(n));
+    if (old == before.end() || old->second != sha) refs.moved_pulls.insert(n);
+  }
   for (const auto& [name, sha] : all_heads(refs)) {
     auto old = before.find(name);
     if (old == before.end() || old->second == sha) continue;

@@ -198,7 +198,9 @@ std::vector<q::Event> GitHubForge::events_from_fetch(const q::RepoState& state,
   for (const auto& [n, pr] : state.prs) {
     if (terminal(pr) || pr.status == q::PrStatus::Cancelled) continue;
     auto it = refs.pulls.find(n);
-    if (it != refs.pulls.end() && it->second != pr.head)
+    // Only a head this fetch moved: the fetch may have read refs/pull/N/head before a push whose
+    // `synchronize` webhook has already been applied, and must not take the PR back to it.
+    if (it != refs.pulls.end() && it->second != pr.head && refs.moved_pulls.count(n))
       out.push_back(
           q::PrPushed{n, it->second, now, refs.rewritten.count("pull/" + std::to_string(n)) > 0});
   }

@@ -390,10 +390,25 @@ TEST_CASE("github forge: a fetch's refs/pull/N/head moves PRs; branches do not")
   refs.branches = {{"master", kA}, {"f2", kC}};  // a fork's branch name means nothing here
   refs.pulls = {{1, kB}, {2, kA}};
   refs.rewritten = {"pull/1"};
+  refs.moved_pulls = {1, 2};
   auto events = forge->events_from_fetch(s, refs, 3);
   CHECK(kinds(events) == kinds({q::PrPushed{1, kB, 3, true}}));
   refs.branches["master"] = kC;
   CHECK(forge->events_from_fetch(s, refs, 3).size() == 2);
+}
+
+TEST_CASE("github forge: a fetch that saw a PR's head again does not undo a newer webhook") {
+  Fixture f;
+  auto forge = f.forge();
+  q::RepoState s;
+  s.master = kA;
+  s.prs[3] = pr(3, kB, q::PrStatus::Queued);  // a `synchronize` webhook already moved it to kB
+  RemoteRefs refs;
+  refs.branches = {{"master", kA}};
+  refs.pulls = {{3, kA}};  // read before the push; the mirror held kA already
+  CHECK(forge->events_from_fetch(s, refs, 3).empty());
+  refs.moved_pulls = {3};  // had the fetch itself moved it, it would be news
+  CHECK(forge->events_from_fetch(s, refs, 3).size() == 1);
 }
 
 }  // namespace
