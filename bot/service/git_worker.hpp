@@ -42,6 +42,8 @@ class GitWorker {
   queue::MasterPushed fast_forward(const queue::FastForwardMaster& action);
   Status export_tree(const queue::Sha& commit, const std::filesystem::path& dir);
   std::uint64_t signature_verifications() const;
+  // The mirror, for other work on this thread (release promotion).
+  git::Mirror& mirror() { return *mirror_; }
 
  private:
   forges::RemoteRefs read_refs();

@@ -22,7 +22,9 @@
 #include "bot/driver/driver.hpp"
 #include "bot/git/mirror.hpp"
 #include "bot/service/git_worker.hpp"
+#include "bot/service/promoter.hpp"
 #include "bot/service/serial_executor.hpp"
+#include "bot/service/transport_options.hpp"
 #include "bot/store/store.hpp"
 #include "bot/trust/signing.hpp"
 #include "forges/plain.hpp"
@@ -95,6 +97,7 @@ struct RepoRuntime {
   std::unique_ptr<GitWorker> worker;
   std::unique_ptr<LocalRunner> runner;
   std::unique_ptr<SerialExecutor> git;
+  std::unique_ptr<Promoter> promoter;  // release promotion; used on the git thread
 };
 
 struct Service::Impl final : driver::GitPort,
@@ -186,8 +189,8 @@ struct Service::Impl final : driver::GitPort,
   Status open_repo(const config::Repo& repo) {
     auto rt = std::make_unique<RepoRuntime>();
     rt->cfg = repo;
-    auto mirror =
-        git::Mirror::open(cfg.data_dir / "mirrors" / mirror_dir_name(repo.name), repo.remote);
+    auto mirror = git::Mirror::open(cfg.data_dir / "mirrors" / mirror_dir_name(repo.name),
+                                    transport_options(repo, cfg.signing));
     if (!mirror) return mirror.status().prefixed(repo.name + ": ");
     auto signer = make_signer(cfg.signing);
     if (!signer) return signer.status().prefixed(repo.name + ": signing: ");
@@ -210,6 +213,7 @@ struct Service::Impl final : driver::GitPort,
           secret_paths(), cfg.data_dir / "builds" / mirror_dir_name(repo.name));
     }
     rt->git = std::make_unique<SerialExecutor>("git " + repo.name);
+    rt->promoter = std::make_unique<Promoter>(repo, *clock);
     repos.push_back(std::move(rt));
     return {};
   }
@@ -247,6 +251,7 @@ struct Service::Impl final : driver::GitPort,
 
   void fetch_into_driver(RepoRuntime& rt, std::function<void()> then = nullptr) {
     auto refs = rt.worker->fetch();
+    if (refs) rt.promoter->after_fetch(rt.worker->mirror());
     engine.post([this, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then)] {
       if (refs)
         driver->fetched(repo, *refs);
@@ -418,6 +423,24 @@ void Service::register_pull(const std::string& repo, forges::Registration regist
     if (!on_engine) done(refusal(stopping()));
   });
   if (!posted) done(refusal(stopping()));
+}
+
+void Service::promote(const std::string& repo, const std::string& tag,
+                      std::function<void(Result<std::string>)> done) {
+  RepoRuntime* rt = impl_->find(repo);
+  if (!rt) return done(not_found("unknown repository " + repo));
+  if (!rt->git->post([rt, tag, done] {
+        auto r = rt->promoter->promote(rt->worker->mirror(), tag, "api");
+        if (!r) return done(r.error());
+        done(rt->promoter->record_json(*r));
+      }))
+    done(stopping());
+}
+
+std::optional<std::string> Service::releases(const std::string& repo) const {
+  RepoRuntime* rt = impl_->find(repo);
+  if (!rt) return std::nullopt;
+  return rt->promoter->json();
 }
 
 void Service::view(const std::string& repo, std::function<void(Result<RepoView>)> done) {
