@@ -102,7 +102,10 @@ void Promoter::remember(const PromotionRecord& r) {
   std::lock_guard lock(mu_);
   recent_.push_front(r);
   if (recent_.size() > kRecent) recent_.pop_back();
-  if (r.promoted) holds_[r.target] = r;
+  if (r.promoted) {
+    holds_[r.target] = r;
+    tips_[r.target] = r.commit;
+  }
 }
 
 void Promoter::note_tips(git::Mirror& mirror) {

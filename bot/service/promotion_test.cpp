@@ -140,10 +140,16 @@ TEST_CASE("release promotion through the service: by API, by fetch, refusals, th
   remote.tag("v1.1", remote.releng, next);
   CHECK(eventually([&] { return remote.rev("refs/heads/production") == next; }));
 
-  // The queue JSON: what each branch holds, and the last promotions and refusals.
-  auto queue = call("GET", "/queue", "");
-  REQUIRE(queue.status == 200);
-  auto qdoc = nlohmann::json::parse(queue.body);
+  // The queue JSON: what each branch holds, and the last promotions and refusals (recorded on
+  // the git thread just after the push the test saw).
+  nlohmann::json qdoc;
+  CHECK(eventually([&] {
+    auto queue = call("GET", "/queue", "");
+    REQUIRE(queue.status == 200);
+    qdoc = nlohmann::json::parse(queue.body);
+    return qdoc.contains("releases") && qdoc["releases"]["production"].is_object() &&
+           qdoc["releases"]["production"].contains("tag");
+  }));
   REQUIRE(qdoc.contains("releases"));
   const auto& rel = qdoc["releases"];
   CHECK(rel["staging"]["commit"] == next);
