@@ -34,6 +34,8 @@
 //   remote = "/srv/git/x.git"      # required (but for github); URL, host:path, or a path
 //   master = "master"              # valid branch names; dmz must differ from master
 //   dmz = "dmz"
+//   staging = "staging"            # release promotion (docs/POLICY.md, "Release promotion"):
+//   production = "production"      # moved only by signed tags; all four names distinct
 //   required_checks = ["ci/build"] # non-empty, no duplicates; default: [runner.context] when
 //                                  # a runner is configured (a repo with no check at all is a
 //                                  # problem: nothing would gate master)
@@ -622,11 +624,12 @@ class Loader {
   std::optional<Repo> repo(const toml::table& t) {
     Repo r;
     r.line = line_of(t);
-    unknown_keys(t,
-                 {"name", "forge", "remote", "master", "dmz", "required_checks", "check_timeout",
-                  "branch_patterns", "refused_patterns", "api_token", "status_token", "policy_root",
-                  "runner", "auth", "network_timeout", "github"},
-                 "[[repo]]");
+    unknown_keys(
+        t,
+        {"name", "forge", "remote", "master", "dmz", "staging", "production", "required_checks",
+         "check_timeout", "branch_patterns", "refused_patterns", "api_token", "status_token",
+         "policy_root", "runner", "auth", "network_timeout", "github"},
+        "[[repo]]");
     if (auto v = string(t, "name", "repo.name")) {
       if (valid_repo_name(*v))
         r.name = *v;
@@ -649,7 +652,9 @@ class Loader {
     else if (!t.contains("remote") && r.forge != "github")  // GitHub: the clone URL, below
       missing(t, "remote", "[[repo]]");
     bool branches_ok = true;
-    for (auto [key, field] : {std::pair{"master", &r.master}, std::pair{"dmz", &r.dmz}}) {
+    for (auto [key, field] :
+         {std::pair{"master", &r.master}, std::pair{"dmz", &r.dmz},
+          std::pair{"staging", &r.staging}, std::pair{"production", &r.production}}) {
       std::string name = std::string("repo.") + key;
       if (auto v = string(t, key, name)) {
         if (valid_branch_name(*v)) {
@@ -659,6 +664,17 @@ class Loader {
           branches_ok = false;
         }
       }
+    }
+    // Checked when they are configured; a default that meets master or dmz (an older
+    // configuration with dmz = "staging") only disables promotion to it (bot/service/promoter).
+    const bool release_set = t.contains("staging") || t.contains("production");
+    if (branches_ok && release_set &&
+        (r.staging == r.production || r.staging == r.master || r.staging == r.dmz ||
+         r.production == r.master || r.production == r.dmz)) {
+      const toml::node* at = t.get("production") ? t.get("production") : t.get("staging");
+      problem(at ? line_of(*at) : r.line,
+              "repo.staging and repo.production must differ from each other and from master "
+              "and dmz");
     }
     if (branches_ok && r.master == r.dmz) {
       const toml::node* at = t.get("dmz") ? t.get("dmz") : t.get("master");

@@ -98,6 +98,8 @@ struct Repo {
   std::string remote;           // URL or path of the remote
   std::string master = "master";
   std::string dmz = "dmz";
+  std::string staging = "staging";        // moved by release candidate tags (release promotion)
+  std::string production = "production";  // moved by release tags
   std::vector<std::string> required_checks;
   std::chrono::seconds check_timeout{1800};
   std::vector<std::string> branch_patterns = {"feature/*", "bug/*", "hotfix/*"};

@@ -341,6 +341,15 @@ TEST_CASE("config: repository names, forges and branches") {
         Lines{"6: repo.dmz must differ from repo.master (both are 'main')"});
   CHECK(f.problems(kRepo + "master = \"dmz\"\n") ==
         Lines{"5: repo.dmz must differ from repo.master (both are 'dmz')"});
+  // Release branches: configurable, distinct from each other and from master and dmz.
+  Config named = f.ok(kRepo + "staging = \"pre\"\nproduction = \"live\"\n");
+  CHECK(named.repos[0].staging == "pre");
+  CHECK(named.repos[0].production == "live");
+  CHECK(f.problems(kRepo + "staging = \"master\"\n") ==
+        Lines{"5: repo.staging and repo.production must differ from each other and from master "
+              "and dmz"});
+  CHECK(f.problems(kRepo + "production = \"a..b\"\n") ==
+        Lines{"5: repo.production 'a..b' is not a valid branch name"});
   CHECK(f.problems(kRepo + "master = \"ma ster\"\ndmz = \"a..b\"\n") ==
         Lines{"5: repo.master 'ma ster' is not a valid branch name",
               "6: repo.dmz 'a..b' is not a valid branch name"});

@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <limits>
 #include <map>
+#include <tuple>
 
 #include "config/toml_words.hpp"
 
@@ -52,7 +53,9 @@ class PolicyReader {
 
   Policy read(const toml::table& doc) {
     Policy policy;
-    check_keys(doc, {"version", "accounts", "groups", "branches", "rule", "merges"}, "the policy");
+    check_keys(doc,
+               {"version", "accounts", "groups", "branches", "rule", "merges", "push", "release"},
+               "the policy");
     read_version(doc);
     if (auto* accounts = table_at(doc, "accounts", "accounts")) read_accounts(*accounts, policy);
     if (auto* groups = table_at(doc, "groups", "groups")) read_groups(*groups, policy);
@@ -68,10 +71,75 @@ class PolicyReader {
       policy.conflict_resolvers =
           group_at(*merges, "conflict_resolvers", "merges.conflict_resolvers", policy);
     }
+    read_push_rules(doc, policy);
+    if (auto* release = table_at(doc, "release", "release")) read_release(*release, policy);
     return policy;
   }
 
  private:
+  void read_release(const toml::table& t, Policy& policy) {
+    check_keys(t,
+               {"candidate_tags", "candidate_signers", "candidate_signatures", "release_tags",
+                "release_signers", "release_signatures"},
+               "[release]");
+    queue::ReleasePolicy r;
+    if (t.get("candidate_tags"))
+      r.candidate_tags = strings_at(t, "candidate_tags", "release.candidate_tags");
+    if (t.get("release_tags"))
+      r.release_tags = strings_at(t, "release_tags", "release.release_tags");
+    r.candidate_signers = group_at(t, "candidate_signers", "release.candidate_signers", policy);
+    r.release_signers = group_at(t, "release_signers", "release.release_signers", policy);
+    if (!t.get("candidate_signers")) add(line_of(t), "[release] has no candidate_signers group");
+    if (!t.get("release_signers")) add(line_of(t), "[release] has no release_signers group");
+    for (auto [key, group, out] :
+         {std::tuple{"candidate_signatures", &r.candidate_signers, &r.candidate_signatures},
+          std::tuple{"release_signatures", &r.release_signers, &r.release_signatures}}) {
+      const toml::node* n = t.get(key);
+      if (!n) continue;
+      const std::string name = std::string("release.") + key;
+      if (!n->is_integer()) {
+        wrong_type(*n, name, "an integer");
+        continue;
+      }
+      const std::int64_t v = n->as_integer()->get();
+      const auto g = policy.groups.find(*group);
+      if (v < 1)
+        add(line_of(*n), name + " must be at least 1, is " + std::to_string(v));
+      else if (g != policy.groups.end() && v > static_cast<std::int64_t>(g->second.size()))
+        add(line_of(*n), name + " = " + std::to_string(v) + " can never be met: group " + *group +
+                             " has " + std::to_string(g->second.size()) + " members");
+      else if (v <= 1000)
+        *out = static_cast<int>(v);
+      else
+        add(line_of(*n), name + " is too large");
+    }
+    policy.release = std::move(r);
+  }
+
+  void read_push_rules(const toml::table& doc, Policy& policy) {
+    const toml::node* node = doc.get("push");
+    if (!node) return;
+    const toml::array* array = node->as_array();
+    if (!array || !array->is_array_of_tables()) {
+      wrong_type(*node, "push", "an array of tables ([[push]])");
+      return;
+    }
+    for (const toml::node& element : *array) {
+      const toml::table& t = *element.as_table();
+      check_keys(t, {"refs", "signers"}, "[[push]]");
+      queue::PushRule rule;
+      rule.refs = strings_at(t, "refs", "push.refs");
+      for (const std::string& r : rule.refs)
+        if (!r.starts_with("refs/"))
+          add(line_of(*t.get("refs")),
+              "push.refs: \"" + r + "\" is not a full ref name (refs/heads/...)");
+      if (rule.refs.empty()) add(line_of(t), "[[push]] has no refs");
+      rule.signers = group_at(t, "signers", "push.signers", policy);
+      if (rule.signers.empty()) add(line_of(t), "[[push]] has no signers group");
+      policy.push_rules.push_back(std::move(rule));
+    }
+  }
+
   void check_keys(const toml::table& table, std::initializer_list<std::string_view> known,
                   std::string_view where) {
     for (auto&& [key, value] : table)

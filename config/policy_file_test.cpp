@@ -371,3 +371,26 @@ TEST_CASE("policy file: ssh lines are checked by the caller's checker, each at i
   REQUIRE(unchecked.policy.has_value());
   CHECK(unchecked.policy->accounts.at("bob").ssh == Lines{"bad\ntwo"});
 }
+
+TEST_CASE("policy file: [[push]] names who may push which refs; Policy::pushers") {
+  const PolicyLoad load = parse_policy(
+      "version = 1\n" + kAccounts + "ops = [\"bob\"]\n" + kRule +
+          "[[push]]\nrefs = [\"refs/heads/master\", \"refs/tags/v*\"]\nsigners = \"maintainers\"\n"
+          "[[push]]\nrefs = [\"refs/tags/v*\"]\nsigners = \"ops\"\n",
+      "p.toml");
+  REQUIRE_MESSAGE(load.policy.has_value(), load.problems.front().to_string());
+  REQUIRE(load.policy->push_rules.size() == 2);
+  CHECK(load.policy->pushers("refs/heads/master") == Lines{"alice", "bob"});
+  CHECK(load.policy->pushers("refs/tags/v1.0") == Lines{"alice", "bob"});
+  CHECK(load.policy->pushers("refs/heads/dmz").empty());
+}
+
+TEST_CASE("policy file: bad [[push]] tables") {
+  CHECK(problems("version = 1\n" + kAccounts + kRule +
+                 "[[push]]\nrefs = [\"master\"]\nsigners = \"nobody\"\ncolour = 1\n") ==
+        Lines{"policy.toml:11: push.refs: \"master\" is not a full ref name (refs/heads/...)",
+              "policy.toml:12: push.signers names unknown group 'nobody'",
+              "policy.toml:13: unknown key 'colour' in [[push]]"});
+  CHECK(problems("version = 1\npush = 3\n" + kAccounts + kRule) ==
+        Lines{"policy.toml:2: push must be an array of tables ([[push]]), not an integer"});
+}

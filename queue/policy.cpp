@@ -164,6 +164,19 @@ const Account* Policy::account_for_login(std::string_view login) const {
   return nullptr;
 }
 
+std::vector<std::string> Policy::pushers(std::string_view ref) const {
+  std::vector<std::string> out;
+  for (const PushRule& rule : push_rules) {
+    bool match = false;
+    for (const std::string& g : rule.refs) match = match || glob_match(g, ref);
+    if (!match) continue;
+    for (std::string& m : members(rule.signers)) out.push_back(std::move(m));
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
 std::vector<std::string> Policy::members(std::string_view group) const {
   auto it = groups.find(std::string(group));
   return it == groups.end() ? std::vector<std::string>{} : it->second;

@@ -40,14 +40,40 @@ struct Rule {
   bool operator==(const Rule&) const = default;
 };
 
+// Who may move which refs of a git server by a signed push (dmzbot pre-receive).
+struct PushRule {
+  std::vector<std::string> refs;  // globs over full ref names ("refs/heads/master", "refs/tags/v*")
+  std::string signers;            // the group whose members may push them
+  bool operator==(const PushRule&) const = default;
+};
+
+// Release promotion (the distributed-trust flow): which tags move `staging` and `production`,
+// and who must sign them. A tag is a candidate if its name matches candidate_tags; otherwise a
+// release if it matches release_tags.
+struct ReleasePolicy {
+  std::vector<std::string> candidate_tags = {"v*-rc*"};  // globs over tag names
+  std::string candidate_signers;                         // group (the team leads)
+  int candidate_signatures = 1;  // distinct members who signed candidate tags of the commit
+  std::vector<std::string> release_tags = {"v*"};
+  std::string release_signers;  // group (the release engineers)
+  int release_signatures = 1;
+  bool operator==(const ReleasePolicy&) const = default;
+};
+
 struct Policy {
   std::map<std::string, Account> accounts;                 // by account name
   std::map<std::string, std::vector<std::string>> groups;  // group -> account names
   std::vector<std::string> allowed_branches;  // PR source branch globs; empty = any branch
   std::vector<std::string> refused_branches;  // PR source branch globs, checked first
   std::vector<Rule> rules;
-  std::string merge_signers;       // group that signs merge commits (the bot)
-  std::string conflict_resolvers;  // group that may sign a merge whose tree was hand-resolved
+  std::string merge_signers;             // group that signs merge commits (the bot)
+  std::string conflict_resolvers;        // group that may sign a merge whose tree was hand-resolved
+  std::vector<PushRule> push_rules;      // [[push]]: who may push protected refs (signed pushes)
+  std::optional<ReleasePolicy> release;  // [release]; unset: no tag promotes anything
+
+  // The accounts that may push `ref` by a signed push: members of the groups of every
+  // [[push]] whose refs match it, each once, sorted.
+  std::vector<std::string> pushers(std::string_view ref) const;
 
   // The account whose primary key has this fingerprint (case-insensitive), or nullptr.
   const Account* account_for_openpgp(std::string_view fingerprint) const;

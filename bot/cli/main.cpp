@@ -1,4 +1,5 @@
-// dmzbot's command line: serve, demo, check-config, verify.
+// dmzbot's command line: serve, demo, check-config, verify, and the git server hooks
+// (install-hooks, pre-receive, post-receive).
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -8,6 +9,9 @@
 #include "bot/cli/demo.hpp"
 #include "bot/cli/serve.hpp"
 #include "bot/cli/version.hpp"
+#include "bot/git/mirror.hpp"
+#include "bot/trust/push_hooks.hpp"
+#include "bot/trust/release_check.hpp"
 #include "bot/trust/verify_command.hpp"
 #include "config/config.hpp"
 
@@ -19,6 +23,28 @@ std::optional<dmz::config::Config> load_config(const std::string& file) {
   for (const auto& p : loaded.problems) std::fprintf(stderr, "%s\n", p.to_string().c_str());
   if (!loaded.problems.empty()) return std::nullopt;
   return loaded.config;
+}
+
+// `dmzbot verify --releases`: staging's tip must carry a valid candidate tag, production's a
+// valid release tag (branches of the repository itself, refs/heads/<name>).
+int run_verify_releases(const dmz::VerifyOptions& options,
+                        const dmz::trust::ReleaseBranches& branches) {
+  auto mirror = dmz::git::Mirror::open_existing(options.repo);
+  if (!mirror) {
+    std::fprintf(stderr, "%s\n", mirror.status().message().c_str());
+    return 2;
+  }
+  dmz::git::Mirror* m = mirror->get();
+  auto tip = [m](const std::string& b) { return m->reference("refs/heads/" + b); };
+  auto problems = dmz::trust::audit_release_branches(*m, branches, tip, options.policy);
+  if (!problems) {
+    std::fprintf(stderr, "%s\n", problems.status().message().c_str());
+    return 2;
+  }
+  for (const auto& p : *problems) std::printf("problem: %s\n", p.c_str());
+  std::printf("%s and %s: %zu problems\n", branches.staging.c_str(), branches.production.c_str(),
+              problems->size());
+  return problems->empty() ? 0 : 1;
 }
 
 }  // namespace
@@ -53,8 +79,30 @@ int main(int argc, char** argv) {
   verify->add_option("--policy", verify_options.policy,
                      "policy file (default: the trust root in the repository)");
   verify->add_flag("--json", verify_options.json, "print JSON");
-  verify->add_option("REVRANGE", verify_options.range, "revision range, e.g. master or v1..master")
+  bool verify_pushes = false;
+  std::string hooks_config;
+  verify->add_flag("--pushes", verify_pushes,
+                   "audit the push certificate log (refs/dmz/push-log) against the refs");
+  verify->add_option("--config", hooks_config, "with --pushes: the hooks' configuration");
+  bool verify_releases = false;
+  dmz::trust::ReleaseBranches release_branches;
+  verify->add_flag("--releases", verify_releases,
+                   "audit the staging and production tips against the release policy");
+  verify->add_option("--staging", release_branches.staging, "with --releases: staging's name");
+  verify->add_option("--production", release_branches.production,
+                     "with --releases: production's name");
+  verify->add_option("REVRANGE", verify_options.range, "revision range, e.g. master or v1..master");
+
+  dmz::trust::InstallHooksOptions install_options;
+  auto* install = app.add_subcommand(
+      "install-hooks", "install dmzbot as a git server's pre-receive and post-receive hooks");
+  install->add_option("--repo", install_options.repo, "the bare repository")->required();
+  install->add_option("--config", install_options.config, "the hooks' configuration (TOML)")
       ->required();
+  auto* pre_receive = app.add_subcommand("pre-receive", "git hook: refuse unsigned pushes");
+  pre_receive->add_option("--config", hooks_config, "the hooks' configuration")->required();
+  auto* post_receive = app.add_subcommand("post-receive", "git hook: log push certificates");
+  post_receive->add_option("--config", hooks_config, "the hooks' configuration")->required();
 
   try {
     app.parse(argc, argv);
@@ -76,6 +124,24 @@ int main(int argc, char** argv) {
     std::printf("%s: ok (%zu repositories)\n", check_file.c_str(), cfg->repos.size());
     return 0;
   }
-  if (*verify) return dmz::run_verify(verify_options);
+  if (*verify && verify_pushes) {
+    dmz::trust::VerifyPushesOptions o;
+    o.repo = verify_options.repo;
+    o.config = hooks_config;
+    o.policy = verify_options.policy;
+    o.json = verify_options.json;
+    return dmz::trust::run_verify_pushes(o);
+  }
+  if (*verify && verify_releases) return run_verify_releases(verify_options, release_branches);
+  if (*verify) {
+    if (verify_options.range.empty()) {
+      std::fprintf(stderr, "verify: REVRANGE is required (or --pushes)\n");
+      return 2;
+    }
+    return dmz::run_verify(verify_options);
+  }
+  if (*install) return dmz::trust::run_install_hooks(install_options);
+  if (*pre_receive) return dmz::trust::run_pre_receive(hooks_config, stdin);
+  if (*post_receive) return dmz::trust::run_post_receive(hooks_config, stdin);
   return 2;
 }

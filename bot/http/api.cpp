@@ -92,6 +92,19 @@ std::vector<std::string> split_path(std::string_view path) {
   return parts;
 }
 
+// A tag name dmzbot accepts from the API: what git allows (check-ref-format), narrowed to the
+// characters release tags use, so that nothing odd reaches a ref lookup or a log line.
+bool valid_tag_name(const std::string& s) {
+  if (s.empty() || s.size() > 200 || s.front() == '.' || s.front() == '-' || s.back() == '.' ||
+      s.back() == '/' || s.find("..") != std::string::npos || s.find("//") != std::string::npos ||
+      s.find("/.") != std::string::npos || s.ends_with(".lock") ||
+      s.find("@{") != std::string::npos)
+    return false;
+  for (unsigned char c : s)
+    if (!std::isalnum(c) && c != '.' && c != '-' && c != '_' && c != '/' && c != '+') return false;
+  return true;
+}
+
 bool is_sha(const std::string& s) {
   if (s.size() != 40 && s.size() != 64) return false;
   for (unsigned char c : s)
@@ -365,8 +378,10 @@ class Api {
     const auto n = p.size();
     const std::string name = p[3] + "/" + p[4];
     const std::string& what = p[5];
-    enum { Queue, History, Pull, Log, Status, Register, Command, None } kind = None;
-    if (n == 6 && what == "queue")
+    enum { Queue, History, Pull, Log, Status, Register, Command, Promote, None } kind = None;
+    if (n == 6 && what == "promote")
+      kind = Promote;
+    else if (n == 6 && what == "queue")
       kind = Queue;
     else if (n == 6 && what == "history")
       kind = History;
@@ -390,11 +405,12 @@ class Api {
     if (!repo) return respond(json_error(404, "unknown repository " + name));
 
     if (kind == Queue) {
-      backend_.view(name, [respond](Result<RepoView> v) {
+      backend_.view(name, [respond, releases = backend_.releases(name)](Result<RepoView> v) {
         if (!v) return respond(error_response(v.error()));
         json doc = queue::to_json(v->state);
         doc["health"] = health_json(v->health);
         doc["recent"] = history_json(v->recent);
+        if (releases) doc["releases"] = json::parse(*releases, nullptr, false);
         respond(json_ok(200, doc));
       });
       return;
@@ -467,6 +483,26 @@ class Api {
     }
 
     if (auto denied = authorize(req, repo->api_token, "api_token")) return respond(*denied);
+
+    if (kind == Promote) {
+      auto body = parse_object(req.body);
+      auto tag = string_field(body, "tag", std::nullopt, true);
+      if (!valid_tag_name(tag))
+        return respond(json_error(422, "field 'tag' is not a valid tag name"));
+      backend_.promote(name, tag, [respond](Result<std::string> r) {
+        if (!r) return respond(error_response(r.error()));
+        json doc = json::parse(*r, nullptr, false);
+        const bool promoted = doc.is_object() && doc.value("promoted", false);
+        if (!promoted && doc.is_object()) {
+          std::string why;
+          for (const auto& reason : doc.value("reasons", json::array()))
+            why += (why.empty() ? "" : "; ") + reason.get<std::string>();
+          doc["error"] = "not promoted: " + why;
+        }
+        respond(json_ok(promoted ? 200 : 409, doc));
+      });
+      return;
+    }
 
     if (kind == Register) {
       auto body = parse_object(req.body);

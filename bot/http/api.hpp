@@ -75,6 +75,18 @@ class Backend {
   // it; nullopt if there is none. Called on I/O threads.
   virtual std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
                                                std::size_t max_bytes) const = 0;
+  // Release promotion: judges refs/tags/<tag> and moves staging or production if it passes;
+  // `done` gets the promotion record as JSON ({"promoted": bool, "reasons": [...], ...}).
+  virtual void promote(const std::string& repo, const std::string& tag,
+                       std::function<void(Result<std::string>)> done) {
+    (void)repo, (void)tag;
+    done(unavailable("release promotion is not available"));
+  }
+  // What staging and production hold and the last promotions (JSON), for the queue document.
+  virtual std::optional<std::string> releases(const std::string& repo) const {
+    (void)repo;
+    return std::nullopt;
+  }
 };
 
 // Routes (JSON unless stated; every error is {"error": "..."} with a 4xx, or a 503 with
@@ -90,6 +102,8 @@ class Backend {
 //        {"sha": "<head being approved>", "approver": "..."}
 //   POST /api/v1/repos/{owner}/{name}/pulls/{n}/cancel     bearer api_token {"by": "..."}
 //   POST /api/v1/repos/{owner}/{name}/pulls/{n}/retry      bearer api_token {"by": "..."}
+//   POST /api/v1/repos/{owner}/{name}/promote              bearer api_token {"tag": "v1.0-rc1"}
+//        200 {"promoted": true, ...}; 409 {"error", "reasons": [...], "promoted": false, ...}
 //   GET  /api/v1/repos/{owner}/{name}/queue                the train, the waiting PRs, health,
 //                                                          the newest outcomes
 //   GET  /api/v1/repos/{owner}/{name}/history?before=&limit=  finished PRs, paged

@@ -640,3 +640,18 @@ TEST_CASE("control characters in names are refused: they would forge trailers an
              R"({"state":"success","context":"ci/x","description":"line1\nline2"})", "st")
             .response.status == 202);
 }
+
+TEST_CASE("promote: token, tag name checked before the backend; a backend without promotion") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  expect_refused(call(api, "POST", "/api/v1/repos/o/n/promote", R"({"tag":"v1"})", "wrong"), fake,
+                 401, "token");
+  for (const char* bad : {"../x", "v1..2", "-v1", "v1.lock", "a b", "v1@{0}", ""})
+    expect_refused(call(api, "POST", "/api/v1/repos/o/n/promote", json{{"tag", bad}}.dump(), "tok"),
+                   fake, 422, "tag");
+  CHECK(call(api, "GET", "/api/v1/repos/o/n/promote", "", "tok").response.status == 405);
+  // The fake, like any backend that does not override promote(), has no release promotion.
+  auto c = call(api, "POST", "/api/v1/repos/o/n/promote", R"({"tag":"v1.0-rc1"})", "tok");
+  CHECK(c.response.status == 503);
+  CHECK(c.error().find("release promotion is not available") != std::string::npos);
+}

@@ -46,6 +46,8 @@ class GitWorker {
   Result<queue::Sha> try_build(int number, const queue::Sha& head, const queue::Sha& base,
                                const std::string& branch);
   std::uint64_t signature_verifications() const;
+  // The mirror, for other work on this thread (release promotion).
+  git::Mirror& mirror() { return *mirror_; }
 
  private:
   forges::RemoteRefs read_refs();

@@ -26,7 +26,9 @@
 #include "bot/git/mirror.hpp"
 #include "bot/http/http_client.hpp"
 #include "bot/service/git_worker.hpp"
+#include "bot/service/promoter.hpp"
 #include "bot/service/serial_executor.hpp"
+#include "bot/service/transport_options.hpp"
 #include "bot/store/store.hpp"
 #include "bot/trust/signing.hpp"
 #include "forges/github/github.hpp"
@@ -127,6 +129,7 @@ struct RepoRuntime {
   q::Millis next_reconcile_at = 0;             // 0: at the next tick
   bool reconcile_in_flight = false;
   q::Millis reconcile_interval = 60'000;
+  std::unique_ptr<Promoter> promoter;  // release promotion; used on the git thread
 };
 
 struct Service::Impl final : driver::GitPort,
@@ -257,13 +260,7 @@ struct Service::Impl final : driver::GitPort,
   // App's installation token, renewed as it expires) and the heads of pull requests.
   git::TransportOptions transport_for(const RepoRuntime& rt) const {
     const config::Repo& repo = rt.cfg;
-    git::TransportOptions t;
-    t.url = repo.remote;
-    t.network_timeout = repo.network_timeout;
-    t.username = repo.auth.username;
-    t.ssh_key = repo.auth.ssh_key;
-    t.known_hosts = repo.auth.known_hosts;
-    t.token = repo.auth.token.reveal();
+    git::TransportOptions t = transport_options(repo, cfg.signing);
     if (repo.github) {
       t.fetch_refspecs.push_back("+refs/pull/*/head:refs/remotes/pull/*");
       if (t.token.empty() && !repo.github->app()) t.token = repo.github->token.reveal();
@@ -306,6 +303,7 @@ struct Service::Impl final : driver::GitPort,
     }
     rt->git = std::make_unique<SerialExecutor>("git " + repo.name);
     rt->forge_thread = std::make_unique<SerialExecutor>("forge " + repo.name);
+    rt->promoter = std::make_unique<Promoter>(repo, *clock);
     repos.push_back(std::move(rt));
     return {};
   }
@@ -343,6 +341,7 @@ struct Service::Impl final : driver::GitPort,
 
   void fetch_into_driver(RepoRuntime& rt, std::function<void()> then = nullptr) {
     auto refs = rt.worker->fetch();
+    if (refs) rt.promoter->after_fetch(rt.worker->mirror());
     engine.post([this, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then)] {
       if (refs)
         driver->fetched(repo, *refs);
@@ -794,6 +793,24 @@ void Service::register_pull(const std::string& repo, forges::Registration regist
     if (!on_engine) done(refusal(stopping()));
   });
   if (!posted) done(refusal(stopping()));
+}
+
+void Service::promote(const std::string& repo, const std::string& tag,
+                      std::function<void(Result<std::string>)> done) {
+  RepoRuntime* rt = impl_->find(repo);
+  if (!rt) return done(not_found("unknown repository " + repo));
+  if (!rt->git->post([rt, tag, done] {
+        auto r = rt->promoter->promote(rt->worker->mirror(), tag, "api");
+        if (!r) return done(r.error());
+        done(rt->promoter->record_json(*r));
+      }))
+    done(stopping());
+}
+
+std::optional<std::string> Service::releases(const std::string& repo) const {
+  RepoRuntime* rt = impl_->find(repo);
+  if (!rt) return std::nullopt;
+  return rt->promoter->json();
 }
 
 void Service::view(const std::string& repo, std::function<void(Result<RepoView>)> done) {

@@ -69,6 +69,9 @@ class Service final : public Backend {
   std::string metrics() const override;
   std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
                                        std::size_t max_bytes) const override;
+  void promote(const std::string& repo, const std::string& tag,
+               std::function<void(Result<std::string>)> done) override;
+  std::optional<std::string> releases(const std::string& repo) const override;
 
   // Synchronous helpers for the demo, the CLI and tests.
   queue::Outcome submit_and_wait(const std::string& repo, queue::Event event);

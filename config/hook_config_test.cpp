@@ -1,0 +1,58 @@
+// The git server hooks' configuration: defaults, every key, and problems with lines.
+#include "config/hook_config.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace dmz::config;
+
+TEST_CASE("hook config: defaults protect master, dmz, staging, production and v* tags") {
+  auto c = parse_hook_config("", "/etc/dmz/hooks.toml");
+  REQUIRE(c.config);
+  CHECK(c.config->protected_refs ==
+        std::vector<std::string>{"refs/heads/master", "refs/heads/dmz", "refs/heads/staging",
+                                 "refs/heads/production", "refs/tags/v*"});
+  CHECK_FALSE(c.config->require_signed);
+  CHECK(c.config->nonce_slop == 0);
+  CHECK(c.config->log_ref == "refs/dmz/push-log");
+}
+
+TEST_CASE("hook config: every key, relative policy_root from the file's directory") {
+  auto c = parse_hook_config(
+      "[hooks]\nprotected = [\"refs/heads/main\"]\nrequire_signed = true\nnonce_slop = 60\n"
+      "policy_branch = \"main\"\npolicy_root = \"root/policy.toml\"\nlog_ref = \"refs/x/log\"\n",
+      "/etc/dmz/hooks.toml");
+  REQUIRE(c.config);
+  CHECK(c.config->protected_refs == std::vector<std::string>{"refs/heads/main"});
+  CHECK(c.config->require_signed);
+  CHECK(c.config->nonce_slop == 60);
+  CHECK(c.config->policy_branch == "main");
+  CHECK(c.config->policy_root == "/etc/dmz/root/policy.toml");
+  CHECK(c.config->log_ref == "refs/x/log");
+}
+
+TEST_CASE("hook config: every problem with its line, and no config") {
+  auto c = parse_hook_config(
+      "[hooks]\nprotected = [\"master\"]\nnonce_slop = -1\nlog_ref = \"log\"\ncolour = 1\n"
+      "require_signed = \"yes\"\n[other]\n",
+      "h.toml");
+  CHECK_FALSE(c.config);
+  REQUIRE(c.problems.size() == 6);
+  CHECK(c.problems[0].line == 2);
+  CHECK(c.problems[1].line == 3);
+  CHECK(c.problems[2].line == 4);
+  CHECK(c.problems[3].to_string() == "h.toml:5: unknown key 'colour' in [hooks]");
+  CHECK(c.problems[4].line == 6);
+  CHECK(c.problems[5].to_string() ==
+        "h.toml:7: unknown key 'other' (the hooks' settings go in [hooks])");
+  auto broken = parse_hook_config("[hooks\n", "h.toml");
+  CHECK_FALSE(broken.config);
+  CHECK(broken.problems.size() == 1);
+}
+
+TEST_CASE("hook config: the example in deploy/ is valid") {
+  auto c =
+      load_hook_config(std::filesystem::path(DMZ_SOURCE_DIR) / "deploy" / "hooks.example.toml");
+  CHECK(c.problems.empty());
+  REQUIRE(c.config);
+  CHECK(c.config->policy_root == "/etc/dmzbot/policy.toml");
+}
