@@ -214,6 +214,7 @@ Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
   record(slot, next, change.outcomes, now);
   slot.state = std::move(next);
   slot.version = saved->version;
+  if (options_.on_saved) options_.on_saved(slot.cfg.name);
   dispatch(slot, actions, saved->outbox_ids);
   return {};
 }

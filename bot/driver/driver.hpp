@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,6 +43,9 @@ struct Options {
   int max_outbox_attempts = 30;  // then the message is dropped, with a log line
   queue::Millis delivery_retention = 7 * 86'400'000LL;  // webhook ids older than this are forgotten
   metrics::Registry* metrics = nullptr;  // where landings, ejections, builds are counted
+  // Called (on the driver's thread) after each change of a repository is saved, before its
+  // actions run: live feeds read the new events from the store then.
+  std::function<void(const std::string& repo)> on_saved;
 };
 
 // What the service knows about a repository's health, for /readyz, the queue JSON and the
