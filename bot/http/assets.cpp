@@ -96,7 +96,7 @@ th { font-weight: 600; }
   .facts { grid-template-columns: 1fr; }
   .facts dt { margin-top: .3em; }
   /* Tables become stacked cards: each cell says which column it is. */
-  table, tbody, tr, td { display: block; width: 100%; }
+  table, caption, tbody, tr, td { display: block; width: 100%; }
   thead tr { position: absolute; width: 1px; height: 1px; overflow: hidden;
     clip-path: inset(50%); white-space: nowrap; }
   tr { border-bottom: 1px solid var(--line); padding: .4em 0; }
