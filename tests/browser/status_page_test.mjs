@@ -78,7 +78,7 @@ try {
   git(work, "remote", "add", "origin", origin);
   git(work, "push", "-q", "origin", "master");
   const heads = {};
-  for (const name of ["feature/good", "feature/bad"]) {
+  for (const name of ["feature/good", "feature/bad", "feature/third"]) {
     git(work, "checkout", "-q", "-b", name, "master");
     writeFileSync(join(work, name.replace("/", "-") + ".txt"), name + "\n");
     git(work, "add", ".");
@@ -118,10 +118,13 @@ try {
   };
   const queue = async () => (await api("GET", "/queue")).body;
 
-  // Both PRs approved at their heads: #1 becomes the candidate, #2 waits behind it.
+  // Three PRs approved at their heads: #1 becomes the candidate, #2 and #3 wait behind it.
+  const titles = {
+    "feature/good": "Good change", "feature/bad": "Bad <b>change</b>", "feature/third": "Third",
+  };
   let n = 1;
-  for (const name of ["feature/good", "feature/bad"]) {
-    const title = name === "feature/good" ? "Good change" : "Bad <b>change</b>";
+  for (const name of ["feature/good", "feature/bad", "feature/third"]) {
+    const title = titles[name];
     let r = await api("POST", "/pulls", { number: n, branch: name, author: "dev", title });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     r = await api("POST", `/pulls/${n}/merge`, { sha: heads[name], approver: "mm" });
@@ -164,7 +167,7 @@ try {
   assert.match(csp, /script-src 'self'; style-src 'self'/);
   assert.doesNotMatch(csp, /unsafe/);
   assert.match(await mainText(), /acme\/widget/);
-  assert.match(await mainText(), /Queue\s+2 PRs, 1 candidate building/);
+  assert.match(await mainText(), /Queue\s+3 PRs, 1 candidate building/);
   assert.match(await mainText(), /Remote\s+reachable/);
   await shot("overview");
   await page.getByRole("link", { name: "acme/widget" }).click({ timeout: 10000 });
@@ -224,6 +227,10 @@ try {
   assert.match(await mainText(), /a candidate takes ~\d+ s to land/);
   assert.match(await train.innerText(), /lands (in \d+ s|any moment now)/);
   assert.match(await mainText(), /last landing #1/);
+  // ... and so has #3, waiting first in line now.
+  const third = section("h-waiting").locator("tbody tr").first();
+  assert.match(await third.innerText(), /^1\s+#3 Third/);
+  assert.match(await third.innerText(), /(in \d+ s|any moment now)/);
   await shot("repo-building");
 
   // A failure backs #2 out: its reason code, its message and the CI's log link show.
@@ -240,6 +247,10 @@ try {
   const link = failedRow().locator('a[href^="https://"]');
   assert.equal(await link.getAttribute("href"), "https://ci.example/builds/2");
   assert.equal(await link.getAttribute("rel"), "noopener noreferrer");
+  // #3 is next; a merge master cancels it, and the train is empty.
+  await eventually("#3 in the train", async () => /#3 Third/.test(await train.innerText()));
+  r = await api("POST", "/pulls/3/cancel", { by: "mm" });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
   await eventually("the empty train on the page", async () =>
     /Train \(0\)/.test(await train.locator("h2").innerText()));
   assert.equal(await page.evaluate(() => window.notReloaded), true, "the page was reloaded");
