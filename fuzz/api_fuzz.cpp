@@ -54,7 +54,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   });
   FUZZ_CHECK(answers == 1, "the fake answers synchronously: exactly one response");
   FUZZ_CHECK(response.status >= 200 && response.status < 500, "a status other than 2xx-4xx");
-  if (response.status >= 400) {
+  if (response.status >= 400 && response.content_type == "text/html; charset=utf-8") {
+    // A status page's error is a page (for people), still without state change.
+    FUZZ_CHECK(response.body.find("<h1>Error ") != std::string::npos,
+               "an error page without a title");
+    FUZZ_CHECK(backend.events.empty() && backend.registrations.empty(),
+               "a refused request reached the backend");
+  } else if (response.status >= 400) {
     FUZZ_CHECK(response.content_type == "application/json", "an error that is not JSON");
     auto body = nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
     FUZZ_CHECK(body.is_object() && body.contains("error") && body["error"].is_string(),

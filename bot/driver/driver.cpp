@@ -216,6 +216,7 @@ Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
   slot.version = saved->version;
   if (options_.on_commit)
     options_.on_commit(repo, Committed{&slot.state, &change.delta, &change.archived});
+  if (options_.on_saved) options_.on_saved(slot.cfg.name);
   dispatch(slot, actions, saved->outbox_ids);
   return {};
 }

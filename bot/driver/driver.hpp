@@ -54,6 +54,9 @@ struct Options {
   // Called on the driver's thread after each saved change, before its actions are handed out.
   std::function<void(const std::string& repo, const Committed&)> on_commit;
   metrics::Registry* metrics = nullptr;  // where landings, ejections, builds are counted
+  // Called (on the driver's thread) after each change of a repository is saved, before its
+  // actions run: live feeds read the new events from the store then.
+  std::function<void(const std::string& repo)> on_saved;
 };
 
 // What the service knows about a repository's health, for /readyz, the queue JSON and the

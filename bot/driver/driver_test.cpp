@@ -376,6 +376,29 @@ TEST_CASE("driver: an idle tick writes nothing") {
   CHECK(w.store.events(kRepo, 1000)->size() == events);
 }
 
+TEST_CASE("driver: on_saved hears of each saved change, after its events are readable") {
+  World w;
+  std::vector<std::string> heard;
+  std::vector<std::size_t> readable;  // events in the store when each call came
+  Options options;
+  options.on_saved = [&](const std::string& repo) {
+    heard.push_back(repo);
+    readable.push_back(w.store.events(kRepo, 1000)->size());
+  };
+  w.start(options);
+  w.fetch_answer(sha('0'));
+  const auto before = heard.size();
+  w.must(q::PrOpened{1, "feature/1", "dev", "PR 1", sha('a'), w.clock.now()});
+  REQUIRE(heard.size() == before + 1);
+  CHECK(heard.back() == kRepo);
+  CHECK(readable.back() == w.store.events(kRepo, 1000)->size());
+  // A refused event and an idle tick change nothing: nobody is told.
+  CHECK(w.apply(q::MergeRequested{9, sha('b'), "mm", w.clock.now()}).rejected);
+  w.clock.advance(100);
+  w.driver->tick();
+  CHECK(heard.size() == before + 1);
+}
+
 TEST_CASE("driver: a repository another process holds the lease on is not served") {
   World w;
   REQUIRE(w.store.acquire_lease(kRepo, "other-host:1", w.clock.now(), 60'000).value());

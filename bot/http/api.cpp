@@ -3,17 +3,21 @@
 // reaches the Backend, so bad input never changes state.
 #include "bot/http/api.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <climits>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <vector>
 
 #include "base/crypto.hpp"
 #include "base/text.hpp"
-#include "bot/http/status_page.hpp"
+#include "bot/http/assets.hpp"
+#include "bot/http/page_model.hpp"
+#include "bot/http/pages.hpp"
 #include "queue/json.hpp"
 
 namespace dmz {
@@ -23,6 +27,8 @@ namespace {
 using nlohmann::json;
 
 constexpr std::size_t kLogLimit = 1 << 20;  // the tail of a build log that is served
+constexpr std::size_t kPageEvents = 500;    // of the event log, read for a status page
+constexpr std::size_t kPageOutcomes = 50;   // finished PRs on a repository's page
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -262,9 +268,21 @@ json history_json(const std::vector<HistoryEntry>& entries) {
   return out;
 }
 
-class Api {
+// A Last-Event-ID or ?after= value: a seq (digits only).
+std::optional<std::int64_t> parse_seq(std::string_view s) {
+  if (s.empty() || s.size() > 18) return std::nullopt;
+  std::int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+class Api : public std::enable_shared_from_this<Api> {
  public:
-  explicit Api(Backend& backend) : backend_(backend) {}
+  Api(Backend& backend, const ApiOptions& options)
+      : backend_(backend), sse_(sse_options(backend, options.sse)) {}
 
   void handle(const HttpRequest& req, Respond respond) {
     try {
@@ -276,6 +294,23 @@ class Api {
 
  private:
   Backend& backend_;
+  const SseOptions sse_;
+  std::mutex hub_mu_;
+  std::unique_ptr<SseHub> hub_;  // made by the first live stream (it runs a thread)
+
+  SseHub& hub() {
+    std::lock_guard lock(hub_mu_);
+    if (!hub_) hub_ = std::make_unique<SseHub>(backend_, sse_);
+    return *hub_;
+  }
+
+  // Live streams never take more than half the server's connections: the API stays reachable.
+  static SseOptions sse_options(const Backend& backend, SseOptions o) {
+    const auto half =
+        static_cast<std::size_t>(std::max(1, backend.config().server.max_connections / 2));
+    o.max_streams = std::min(o.max_streams, half);
+    return o;
+  }
 
   const config::Repo* find_repo(const std::string& name) const {
     return backend_.config().find_repo(name);
@@ -331,13 +366,34 @@ class Api {
     }
     if (path == "/") {
       if (m != "GET") return respond(method_not_allowed(m, "GET"));
-      return respond(html(status_page_html("")));
+      return index_page(respond);
     }
-    if (n == 3 && p[0] == "repos") {
+    if ((n == 3 || n == 5) && p[0] == "repos" && (n == 3 || p[3] == "pulls")) {
       if (m != "GET") return respond(method_not_allowed(m, "GET"));
       auto name = p[1] + "/" + p[2];
-      if (!find_repo(name)) return respond(json_error(404, "unknown repository " + name));
-      return respond(html(status_page_html(name)));
+      if (!find_repo(name)) return respond(html_error(404, "unknown repository " + name));
+      if (n == 3) return repo_page(name, respond);
+      auto number = parse_number(p[4]);
+      if (!number)
+        return respond(
+            html_error(404, "pull request number '" + p[4] + "' must be a positive integer"));
+      return pull_page(name, *number, respond);
+    }
+    if (n == 2 && p[0] == "assets") {
+      if (m != "GET") return respond(method_not_allowed(m, "GET"));
+      const Asset* asset = find_asset(path);
+      if (!asset) return respond(json_error(404, "no asset " + path));
+      HttpResponse r;
+      r.content_type = std::string(asset->content_type);
+      r.headers.emplace_back("ETag", asset->etag);
+      r.headers.emplace_back("Cache-Control", "no-cache");  // revalidated: a new build shows
+      r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+      if (req.header("if-none-match") == asset->etag) {
+        r.status = 304;
+        return respond(r);
+      }
+      r.body = std::string(asset->body);
+      return respond(r);
     }
     if (n == 3 && p[0] == "api" && p[1] == "v1" && p[2] == "repos") {
       if (m != "GET") return respond(method_not_allowed(m, "GET"));
@@ -362,13 +418,117 @@ class Api {
     respond(json_error(404, "no route for " + path));
   }
 
-  static HttpResponse html(std::string body) {
+  static HttpResponse html(std::string body, int status = 200) {
     HttpResponse r;
+    r.status = status;
     r.content_type = "text/html; charset=utf-8";
-    r.headers.emplace_back("Content-Security-Policy", status_page_csp());
+    r.headers.emplace_back("Content-Security-Policy", page::pages_csp());
     r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    r.headers.emplace_back("Cache-Control", "no-store");
+    r.headers.emplace_back("Referrer-Policy", "same-origin");
     r.body = std::move(body);
     return r;
+  }
+
+  static HttpResponse html_error(int status, const std::string& message) {
+    return html(page::render_error(status, message), status);
+  }
+  static HttpResponse html_error(const Error& e) {
+    auto r = html_error(http_status(e.code), e.message);
+    if (e.code == Code::kUnavailable) r.headers.emplace_back("Retry-After", kRetryAfterSeconds);
+    return r;
+  }
+
+  page::RepoInput page_input(const std::string& name) const {
+    const config::Repo* repo = find_repo(name);
+    page::RepoInput in;
+    in.name = name;
+    in.forge = repo->forge;
+    in.master_branch = repo->master;
+    in.dmz_branch = repo->dmz;
+    in.now = backend_.now();
+    return in;
+  }
+
+  // Every repository: their views, gathered as they answer; rendered once all have.
+  void index_page(const Respond& respond) {
+    struct Gather {
+      std::mutex mu;
+      std::vector<std::optional<page::RepoSummary>> summaries;
+      std::size_t left = 0;
+    };
+    const auto& repos = backend_.config().repos;
+    auto g = std::make_shared<Gather>();
+    g->summaries.resize(repos.size());
+    g->left = repos.size();
+    if (repos.empty()) return respond(html(page::render_index({}, backend_.now())));
+    auto self = shared_from_this();  // answers may come after the server dropped its handler
+    for (std::size_t i = 0; i < repos.size(); ++i) {
+      const std::string name = repos[i].name;
+      backend_.view(name, [this, self, g, i, name, respond](Result<RepoView> v) {
+        std::optional<page::RepoSummary> summary;
+        if (v) {
+          auto events = backend_.recent_events(name, kPageEvents);
+          auto in = page_input(name);
+          in.view = &*v;
+          if (events) in.events = &*events;
+          summary = page::build_summary(in);
+        } else {
+          page::RepoSummary s;  // shown as not served, with why
+          s.name = name;
+          s.forge = find_repo(name)->forge;
+          s.health.last_error = v.message();
+          s.warnings.push_back({"not-served", "this repository cannot be read: " + v.message()});
+          summary = std::move(s);
+        }
+        std::vector<page::RepoSummary> all;
+        {
+          std::lock_guard lock(g->mu);
+          g->summaries[i] = std::move(summary);
+          if (--g->left > 0) return;
+          for (auto& s : g->summaries) all.push_back(std::move(*s));
+        }
+        respond(html(page::render_index(all, backend_.now())));
+      });
+    }
+  }
+
+  // The repository's page model: its view, its newest outcomes and events.
+  void repo_model(const std::string& name, std::function<void(Result<page::RepoPage>)> done) {
+    auto self = shared_from_this();
+    backend_.view(name, [this, self, name, done](Result<RepoView> v) {
+      if (!v) return done(v.error());
+      backend_.history(
+          name, 0, kPageOutcomes,
+          [this, self, name, done, v = std::move(*v)](Result<std::vector<HistoryEntry>> h) {
+            if (!h) return done(h.error());
+            auto events = backend_.recent_events(name, kPageEvents);
+            if (!events) return done(events.error());
+            auto in = page_input(name);
+            in.view = &v;
+            in.events = &*events;
+            in.outcomes = &*h;
+            done(page::build_repo_page(in));
+          });
+    });
+  }
+
+  void repo_page(const std::string& name, const Respond& respond) {
+    repo_model(name, [respond](Result<page::RepoPage> p) {
+      if (!p) return respond(html_error(p.error()));
+      respond(html(page::render_repo(*p)));
+    });
+  }
+
+  void pull_page(const std::string& name, int number, const Respond& respond) {
+    auto self = shared_from_this();
+    backend_.pull(name, number, [this, self, name, respond](Result<PullView> pv) {
+      if (!pv) return respond(html_error(pv.error()));
+      repo_model(name, [name, respond, pv = std::move(*pv)](Result<page::RepoPage> p) {
+        if (!p) return respond(html_error(p.error()));
+        respond(html(page::render_pull(page::build_pull_page(name, pv, *p))));
+      });
+    });
   }
 
   // /api/v1/repos/{owner}/{name}/...
@@ -378,11 +538,24 @@ class Api {
     const auto n = p.size();
     const std::string name = p[3] + "/" + p[4];
     const std::string& what = p[5];
-    enum { Queue, History, Pull, Log, Status, Register, Command, Promote, None } kind = None;
+    enum {
+      Queue,
+      History,
+      Events,
+      Pull,
+      Log,
+      Status,
+      Register,
+      Command,
+      Promote,
+      None
+    } kind = None;
     if (n == 6 && what == "promote")
       kind = Promote;
     else if (n == 6 && what == "queue")
       kind = Queue;
+    else if (n == 6 && what == "events")
+      kind = Events;
     else if (n == 6 && what == "history")
       kind = History;
     else if (n == 7 && what == "pulls")
@@ -399,7 +572,8 @@ class Api {
       return respond(json_error(404, "no route for " + req.target.substr(0, req.target.find('?'))));
 
     const char* allowed =
-        kind == Queue || kind == History || kind == Pull || kind == Log ? "GET" : "POST";
+        kind == Queue || kind == History || kind == Events || kind == Pull || kind == Log ? "GET"
+                                                                                          : "POST";
     if (m != allowed) return respond(method_not_allowed(m, allowed));
     const config::Repo* repo = find_repo(name);
     if (!repo) return respond(json_error(404, "unknown repository " + name));
@@ -414,6 +588,23 @@ class Api {
         respond(json_ok(200, doc));
       });
       return;
+    }
+
+    if (kind == Events) {
+      // The browser resends the id it saw last on a reconnect (Last-Event-ID); a page starts
+      // from the seq it was rendered at (?after=). A malformed header is ignored.
+      std::optional<std::int64_t> after = parse_seq(req.header("last-event-id"));
+      if (!after && req.target.find('?') != std::string::npos &&
+          req.target.find("after=") != std::string::npos)
+        after = query_number(req.target, "after", 0, std::numeric_limits<std::int64_t>::max());
+      auto stream = hub().open(name, after);
+      if (!stream) return respond(error_response(stream.error()));
+      HttpResponse r;
+      r.content_type = "text/event-stream; charset=utf-8";
+      r.headers.emplace_back("Cache-Control", "no-store");
+      r.headers.emplace_back("X-Accel-Buffering", "no");  // proxies must not hold events back
+      r.stream = std::move(*stream);
+      return respond(r);
     }
 
     if (kind == History) {
@@ -543,8 +734,8 @@ class Api {
 
 }  // namespace
 
-Handler make_api(Backend& backend) {
-  auto api = std::make_shared<Api>(backend);
+Handler make_api(Backend& backend, ApiOptions options) {
+  auto api = std::make_shared<Api>(backend, options);
   return [api](HttpRequest req, Respond respond) {
     try {
       api->handle(req, respond);

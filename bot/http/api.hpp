@@ -6,11 +6,13 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include "bot/driver/driver.hpp"
 #include "bot/http/http.hpp"
+#include "bot/http/sse.hpp"
 #include "bot/store/store.hpp"
 #include "config/config.hpp"
 #include "forges/forge.hpp"
@@ -23,6 +25,7 @@ struct RepoView {
   queue::RepoState state;
   driver::Health health;
   std::vector<HistoryEntry> recent;  // the newest finished PRs, newest first
+  queue::Settings settings;          // what the engine runs it with (checks, strategy)
 };
 
 // Everything known about one PR: its state (hot, or archived after it finished), every way it
@@ -71,6 +74,17 @@ class Backend {
                        std::function<void(Result<WebhookAccepted>)> done) = 0;
   // Prometheus text for /metrics.
   virtual std::string metrics() const = 0;
+  // The newest `limit` events of `repo`, oldest first (the status pages read verdicts, check
+  // reports and landings from them). Called on I/O threads.
+  virtual Result<std::vector<EventLogEntry>> recent_events(const std::string& repo,
+                                                           std::size_t limit) = 0;
+  // `repo`'s events with seq > `after`, oldest first, at most `limit` (the live feed).
+  virtual Result<std::vector<EventLogEntry>> events_after(const std::string& repo,
+                                                          std::int64_t after,
+                                                          std::size_t limit) = 0;
+  // Calls `on_change(repo)` after each saved change of any repository, from the service's
+  // threads, until the returned handle is dropped. It must return quickly.
+  virtual std::shared_ptr<void> watch(std::function<void(const std::string& repo)> on_change) = 0;
   // The local runner's log of `repo`'s build of `sha` (hex, validated), at most `max_bytes` of
   // it; nullopt if there is none. Called on I/O threads.
   virtual std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
@@ -109,8 +123,18 @@ class Backend {
 //   GET  /api/v1/repos/{owner}/{name}/history?before=&limit=  finished PRs, paged
 //   GET  /api/v1/repos/{owner}/{name}/pulls/{n}            one PR with its outcomes and events
 //   GET  /api/v1/repos/{owner}/{name}/logs/{sha}           a local build's log (text, tail 1 MiB)
-//   GET  /, /repos/{owner}/{name}                          status page (HTML)
+//   GET  /api/v1/repos/{owner}/{name}/events[?after=SEQ]   Server-Sent Events of the event
+//                                                          log; resumes after Last-Event-ID
+//   GET  /                                                 every repository (HTML)
+//   GET  /repos/{owner}/{name}                             the train, the waiting PRs, the
+//                                                          last 50 outcomes (HTML, live)
+//   GET  /repos/{owner}/{name}/pulls/{n}                   one PR's timeline (HTML, live)
+//   GET  /assets/{file}                                    the pages' CSS and JS
 //   GET  /metrics                                          Prometheus text
-Handler make_api(Backend& backend);
+struct ApiOptions {
+  SseOptions sse;
+};
+Handler make_api(Backend& backend, ApiOptions options);
+inline Handler make_api(Backend& backend) { return make_api(backend, ApiOptions{}); }
 
 }  // namespace dmz

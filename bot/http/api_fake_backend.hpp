@@ -42,12 +42,13 @@ class FakeBackend : public Backend {
   queue::Millis clock = 1000;
   bool is_ready = true;
   std::string metrics_text = "# TYPE dmz_up gauge\ndmz_up 1\n";
-  queue::Outcome outcome;                          // returned by submit and register_pull
-  std::map<std::string, queue::RepoState> states;  // view
-  std::map<std::string, driver::Health> healths;   // view and health
-  std::vector<HistoryEntry> outcomes;              // history (newest first) and view.recent
-  std::map<int, PullView> pulls;                   // pull
-  std::optional<Error> read_error;                 // when set, every read fails with it
+  queue::Outcome outcome;                           // returned by submit and register_pull
+  std::map<std::string, queue::RepoState> states;   // view
+  std::map<std::string, driver::Health> healths;    // view and health
+  std::vector<HistoryEntry> outcomes;               // history (newest first) and view.recent
+  std::map<std::string, queue::Settings> settings;  // view
+  std::map<int, PullView> pulls;                    // pull
+  std::optional<Error> read_error;                  // when set, every read fails with it
   Result<WebhookAccepted> webhook_answer = WebhookAccepted{"o/n", false, 1};
   bool answer_from_thread = false;
 
@@ -112,7 +113,7 @@ class FakeBackend : public Backend {
     if (read_error)
       v = *read_error;
     else if (it != states.end())
-      v = RepoView{it->second, healths[repo], outcomes};
+      v = RepoView{it->second, healths[repo], outcomes, settings[repo]};
     answer([done, v] { done(v); });
   }
   void history(const std::string&, std::int64_t before, std::size_t limit,
@@ -131,6 +132,51 @@ class FakeBackend : public Backend {
       v = it->second;
     answer([done, v] { done(v); });
   }
+  // The event log: appends `e` with the next seq (for `repo`), then tells the watchers, as the
+  // service does after a save.
+  std::int64_t publish(EventLogEntry e) {
+    std::vector<std::shared_ptr<std::function<void(const std::string&)>>> live;
+    {
+      std::lock_guard lock(mu_);
+      e.seq = ++last_seq_;
+      log_.push_back(e);
+      for (const auto& w : watchers_)
+        if (auto f = w.lock()) live.push_back(f);
+    }
+    for (const auto& f : live) (*f)(e.repo);
+    return e.seq;
+  }
+  std::size_t watcher_count() {
+    std::lock_guard lock(mu_);
+    std::size_t n = 0;
+    for (const auto& w : watchers_) n += !w.expired();
+    return n;
+  }
+  Result<std::vector<EventLogEntry>> recent_events(const std::string& repo,
+                                                   std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    if (read_error) return *read_error;
+    std::vector<EventLogEntry> out;
+    for (auto it = log_.rbegin(); it != log_.rend() && out.size() < limit; ++it)
+      if (it->repo == repo) out.insert(out.begin(), *it);
+    return out;
+  }
+  Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
+                                                  std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    if (read_error) return *read_error;
+    std::vector<EventLogEntry> out;
+    for (const auto& e : log_)
+      if (e.repo == repo && e.seq > after && out.size() < limit) out.push_back(e);
+    return out;
+  }
+  std::shared_ptr<void> watch(std::function<void(const std::string&)> on_change) override {
+    auto f = std::make_shared<std::function<void(const std::string&)>>(std::move(on_change));
+    std::lock_guard lock(mu_);
+    watchers_.push_back(f);
+    return f;
+  }
+
   void webhook(const std::string& forge, forges::InboundRequest request,
                std::function<void(Result<WebhookAccepted>)> done) override {
     {
@@ -149,6 +195,9 @@ class FakeBackend : public Backend {
 
   std::mutex mu_;
   std::vector<std::thread> threads_;
+  std::vector<EventLogEntry> log_;
+  std::int64_t last_seq_ = 0;
+  std::vector<std::weak_ptr<std::function<void(const std::string&)>>> watchers_;
 };
 
 }  // namespace dmz::test

@@ -465,6 +465,20 @@ TEST_CASE("build logs are served as plain text, never as a page") {
 
 TEST_CASE("repository list and status pages") {
   FakeBackend fake;
+  queue::RepoState st;
+  st.repo = "o/n";
+  queue::PullRequest pr;
+  pr.number = 7;
+  pr.title = "<script>x()</script>";
+  pr.branch = "feature/<b>";
+  pr.status = queue::PrStatus::Open;
+  st.prs[7] = pr;
+  fake.states["o/n"] = st;
+  fake.healths["o/n"].loaded = true;
+  fake.settings["o/n"].required_checks = {"ci/test"};
+  PullView pv;
+  pv.pr = pr;
+  fake.pulls[7] = pv;
   auto api = make_api(fake);
   auto list = call(api, "GET", "/api/v1/repos");
   CHECK(list.response.status == 200);
@@ -473,21 +487,67 @@ TEST_CASE("repository list and status pages") {
   auto index = call(api, "GET", "/");
   CHECK(index.response.status == 200);
   CHECK(index.response.content_type == "text/html; charset=utf-8");
-  CHECK(index.response.body.find("/api/v1/repos") != std::string::npos);
-  CHECK(index.response.body.find("<script") != std::string::npos);
-  CHECK(index.response.body.find("src=") == std::string::npos);  // no external assets
-  CHECK(index.response.body.find("innerHTML") == std::string::npos);
-  // Only the page's own inline script and style may run (the browser test proves it does).
+  CHECK(index.response.body.find("href=\"/repos/o/n\"") != std::string::npos);
+  // A repository that cannot be read is listed with why.
+  CHECK(index.response.body.find("cannot be read: unknown repository o/notoken") !=
+        std::string::npos);
+  // Scripts and styles only from dmzbot's own assets; no inline code at all.
   auto csp = index.header("Content-Security-Policy");
-  CHECK(csp.starts_with("default-src 'none'; script-src 'sha256-"));
+  CHECK(csp.starts_with("default-src 'none'; script-src 'self'; style-src 'self'"));
   CHECK(csp.find("frame-ancestors 'none'") != std::string::npos);
   CHECK(csp.find("unsafe-inline") == std::string::npos);
+  CHECK(index.response.body.find("<script>") == std::string::npos);
 
   auto page = call(api, "GET", "/repos/o/n");
   CHECK(page.response.status == 200);
-  CHECK(page.response.body.find("data-repo=\"o/n\"") != std::string::npos);
+  CHECK(page.header("Content-Security-Policy") == csp);
+  CHECK(page.response.body.find("data-events=\"/api/v1/repos/o/n/events\"") != std::string::npos);
+  CHECK(page.response.body.find("&lt;script&gt;x()&lt;/script&gt;") != std::string::npos);
+  CHECK(page.response.body.find("<script>x()") == std::string::npos);
+  CHECK(fake.history_calls.back() == std::pair<std::int64_t, std::size_t>{0, 50});
+
+  auto pull = call(api, "GET", "/repos/o/n/pulls/7");
+  CHECK(pull.response.status == 200);
+  CHECK(pull.response.body.find("<h1>#7 &lt;script&gt;x()&lt;/script&gt;</h1>") !=
+        std::string::npos);
+  auto missing = call(api, "GET", "/repos/o/n/pulls/8");
+  CHECK(missing.response.status == 404);
+  CHECK(missing.response.content_type == "text/html; charset=utf-8");
+  CHECK(missing.response.body.find("unknown pull request #8") != std::string::npos);
+  CHECK(call(api, "GET", "/repos/o/n/pulls/x").response.status == 404);
   CHECK(call(api, "GET", "/repos/x/y").response.status == 404);
   CHECK(call(api, "POST", "/").response.status == 405);
+
+  // The service failing to answer is a 503 page that says so.
+  fake.read_error = unavailable("store: locked");
+  auto down = call(api, "GET", "/repos/o/n");
+  CHECK(down.response.status == 503);
+  CHECK(down.response.body.find("store: locked") != std::string::npos);
+}
+
+TEST_CASE("assets are served with their type and an ETag") {
+  FakeBackend fake;
+  auto api = make_api(fake);
+  auto css = call(api, "GET", "/assets/dmzbot.css");
+  CHECK(css.response.status == 200);
+  CHECK(css.response.content_type == "text/css; charset=utf-8");
+  CHECK(css.response.body.find("prefers-color-scheme: dark") != std::string::npos);
+  CHECK(css.response.body.find(":focus-visible") != std::string::npos);
+  auto js = call(api, "GET", "/assets/dmzbot.js");
+  CHECK(js.response.status == 200);
+  CHECK(js.response.content_type == "text/javascript; charset=utf-8");
+  CHECK(js.response.body.find("EventSource") != std::string::npos);
+  CHECK(js.response.body.find("innerHTML") == std::string::npos);
+  const auto etag = js.header("ETag");
+  CHECK(etag.size() == 18);
+  HttpRequest again{"GET", "/assets/dmzbot.js", {{"if-none-match", etag}}, ""};
+  std::optional<HttpResponse> r;
+  api(again, [&](HttpResponse x) { r = std::move(x); });
+  REQUIRE(r);
+  CHECK(r->status == 304);
+  CHECK(r->body.empty());
+  CHECK(call(api, "GET", "/assets/other.js").response.status == 404);
+  CHECK(call(api, "GET", "/assets/../api.cpp").response.status == 404);
 }
 
 TEST_CASE("unknown routes and methods") {

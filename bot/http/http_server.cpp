@@ -54,23 +54,24 @@ constexpr std::size_t kLingerBytes = 1 << 20;
 
 constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
 
-// The meeting point of a connection waiting for its answer and a Respond called from anywhere.
-struct Reply {
+// The meeting point of a connection waiting for something (an answer, a piece of a streamed
+// body) and a callback that provides it from anywhere.
+struct Slot {
   std::mutex mu;
-  std::optional<HttpResponse> response;
   bool abandoned = false;        // the connection is gone or going; drop any answer
   std::function<void()> waiter;  // set while the connection waits; posts its resumption
 
-  // First answer wins; later ones (and answers after abandon) are dropped.
-  void deliver(HttpResponse r) {
-    std::lock_guard lock(mu);
-    if (response || abandoned) return;
-    response = std::move(r);
-    wake_locked();
-  }
+  virtual ~Slot() = default;
+  virtual bool filled_locked() const = 0;
+
   void abandon() {
     std::lock_guard lock(mu);
     abandoned = true;
+    wake_locked();
+  }
+  // Wakes the connection without an answer (its keep-alive timer).
+  void poke() {
+    std::lock_guard lock(mu);
     wake_locked();
   }
   // Removes the waiter without running it (after the io_context has stopped for good).
@@ -80,10 +81,39 @@ struct Reply {
     return std::exchange(waiter, nullptr);
   }
 
- private:
+ protected:
   void wake_locked() {
     // Posting under the lock: stop() abandons under the same lock before the io_context dies.
     if (auto w = std::exchange(waiter, nullptr)) w();
+  }
+};
+
+// A request's answer.
+struct Reply : Slot {
+  std::optional<HttpResponse> response;
+
+  bool filled_locked() const override { return response.has_value(); }
+  // First answer wins; later ones (and answers after abandon) are dropped.
+  void deliver(HttpResponse r) {
+    std::lock_guard lock(mu);
+    if (response || abandoned) return;
+    response = std::move(r);
+    wake_locked();
+  }
+};
+
+// One piece of a streamed body; nullopt ends the body.
+struct Piece : Slot {
+  bool filled = false;
+  std::optional<std::string> text;
+
+  bool filled_locked() const override { return filled; }
+  void deliver(std::optional<std::string> t) {
+    std::lock_guard lock(mu);
+    if (filled || abandoned) return;
+    filled = true;
+    text = std::move(t);
+    wake_locked();
   }
 };
 
@@ -97,16 +127,25 @@ struct Responder {
   ~Responder() { reply->deliver(json_error(500, "internal error: the request was not answered")); }
 };
 
-// co_await async_wait_reply(reply, ex, use_awaitable): resumes on `ex` once the reply has a
-// response or was abandoned.
+// The same for a streamed body: a dropped `deliver` ends the body.
+struct PieceResponder {
+  explicit PieceResponder(std::shared_ptr<Piece> p) : piece(std::move(p)) {}
+  PieceResponder(const PieceResponder&) = delete;
+  PieceResponder& operator=(const PieceResponder&) = delete;
+  std::shared_ptr<Piece> piece;
+  ~PieceResponder() { piece->deliver(std::nullopt); }
+};
+
+// co_await async_wait_reply(slot, ex, use_awaitable): resumes on `ex` once the slot is filled,
+// abandoned or poked.
 template <class Token>
-auto async_wait_reply(std::shared_ptr<Reply> reply, asio::any_io_executor ex, Token&& token) {
+auto async_wait_reply(std::shared_ptr<Slot> reply, asio::any_io_executor ex, Token&& token) {
   return asio::async_initiate<Token, void()>(
       [reply, ex](auto handler) {
         auto h = std::make_shared<decltype(handler)>(std::move(handler));
         auto resume = [h, ex] { asio::post(ex, [h] { std::move (*h)(); }); };
         std::lock_guard lock(reply->mu);
-        if (reply->response || reply->abandoned)
+        if (reply->filled_locked() || reply->abandoned)
           resume();
         else
           reply->waiter = resume;
@@ -160,7 +199,8 @@ struct HttpServer::Impl {
   struct Conn {
     asio::any_io_executor ex;
     beast::tcp_stream* stream = nullptr;
-    std::shared_ptr<Reply> reply;  // the request being answered, if any
+    std::shared_ptr<Slot> reply;       // the answer or body piece being waited for, if any
+    std::shared_ptr<BodyStream> body;  // the streamed body being written, if any
   };
   std::mutex mu;  // guards conns, stopping, running_threads
   std::condition_variable threads_done;
@@ -197,11 +237,19 @@ struct HttpServer::Impl {
     bool registered() const { return id_ != 0; }
     bool over_limit() const { return over_limit_; }
     // Publishes the reply in flight so that stop() can abandon it; false when stopping.
-    bool set_reply(std::shared_ptr<Reply> reply) {
+    bool set_reply(std::shared_ptr<Slot> reply) {
       std::lock_guard lock(impl_.mu);
       auto it = impl_.conns.find(id_);
       if (impl_.stopping || it == impl_.conns.end()) return false;
       it->second.reply = std::move(reply);
+      return true;
+    }
+    // Publishes the streamed body so that stop() can close it; false when stopping.
+    bool set_body(std::shared_ptr<BodyStream> body) {
+      std::lock_guard lock(impl_.mu);
+      auto it = impl_.conns.find(id_);
+      if (impl_.stopping || it == impl_.conns.end()) return false;
+      it->second.body = std::move(body);
       return true;
     }
     ConnGuard(const ConnGuard&) = delete;
@@ -242,6 +290,93 @@ struct HttpServer::Impl {
     bool ok = false;
     co_await write(stream, r, 11, false, ok);
     if (ok) co_await linger_close(stream);
+  }
+
+  asio::awaitable<bool> write_piece(beast::tcp_stream& stream, const std::string& text,
+                                    bool chunked) {
+    stream.expires_after(cfg.read_timeout);
+    if (chunked) {
+      auto [ec, n] =
+          co_await asio::async_write(stream, http::make_chunk(asio::buffer(text)), tuple_awaitable);
+      co_return !ec;
+    }
+    auto [ec, n] = co_await asio::async_write(stream, asio::buffer(text), tuple_awaitable);
+    co_return !ec;
+  }
+
+  // Writes `head` and then its body piece by piece (chunked on HTTP/1.1), with keep-alive
+  // comments while no piece comes, until the body ends, its time is up, the client goes or the
+  // server stops. The body is closed in every case.
+  asio::awaitable<void> stream_body(beast::tcp_stream& stream, const HttpResponse& head,
+                                    unsigned version, ConnGuard& guard, asio::any_io_executor ex) {
+    const std::shared_ptr<BodyStream> body = head.stream;
+    struct Closer {
+      std::shared_ptr<BodyStream> body;
+      ~Closer() { body->close(); }
+    } closer{body};
+    if (!guard.set_body(body)) co_return;
+
+    http::response<http::empty_body> res{static_cast<http::status>(head.status), version};
+    res.set(http::field::server, "dmzbot");
+    res.set(http::field::content_type, head.content_type);
+    for (const auto& [name, value] : head.headers) res.set(name, value);
+    const bool chunked = version >= 11;
+    if (chunked) res.chunked(true);
+    res.keep_alive(false);  // the connection ends with the body
+    http::response_serializer<http::empty_body> sr{res};
+    stream.expires_after(cfg.read_timeout);
+    auto [hec, hn] = co_await http::async_write_header(stream, sr, tuple_awaitable);
+    if (hec) co_return;
+
+    const auto end_at = std::chrono::steady_clock::now() + body->max_duration;
+    for (bool ended = false; !ended;) {
+      auto piece = std::make_shared<Piece>();
+      if (!guard.set_reply(piece)) co_return;
+      {
+        auto responder = std::make_shared<PieceResponder>(piece);
+        body->next(
+            [responder](std::optional<std::string> t) { responder->piece->deliver(std::move(t)); });
+      }
+      std::optional<std::string> text;
+      for (;;) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= end_at) {
+          ended = true;
+          break;
+        }
+        asio::steady_timer timer(
+            ex, std::min<std::chrono::steady_clock::duration>(body->keepalive, end_at - now));
+        timer.async_wait([piece](error_code ec) {
+          if (!ec) piece->poke();
+        });
+        co_await async_wait_reply(piece, ex, asio::use_awaitable);
+        timer.cancel();
+        bool filled = false, abandoned = false;
+        {
+          std::lock_guard lock(piece->mu);
+          filled = piece->filled;
+          abandoned = piece->abandoned;
+          if (filled) text = std::move(piece->text);
+        }
+        if (abandoned) co_return;  // stopping
+        if (filled) {
+          ended = !text;
+          break;
+        }
+        // Nothing for a while: a comment keeps proxies and the client from timing out, and
+        // finds a client that left.
+        if (!co_await write_piece(stream, body->keepalive_text, chunked)) co_return;
+      }
+      if (!ended && !text->empty() && !co_await write_piece(stream, *text, chunked)) co_return;
+    }
+    guard.set_reply(nullptr);
+    if (chunked) {
+      stream.expires_after(cfg.read_timeout);
+      auto [ec, n] = co_await asio::async_write(stream, http::make_chunk_last(), tuple_awaitable);
+      if (ec) co_return;
+    }
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   }
 
   asio::awaitable<void> session(beast::tcp_stream stream) {
@@ -330,6 +465,10 @@ struct HttpServer::Impl {
       }
       guard.set_reply(nullptr);
       if (!answer) co_return;  // stopping
+      if (answer->stream) {
+        co_await stream_body(stream, *answer, version, guard, ex);
+        co_return;
+      }
 
       bool ok = false;
       co_await write(stream, *answer, version, keep_alive, ok);
@@ -431,15 +570,18 @@ struct HttpServer::Impl {
     });
     for (auto& [ex, id] : to_close)
       asio::post(ex, [this, id = id] {
-        std::shared_ptr<Reply> reply;
+        std::shared_ptr<Slot> reply;
+        std::shared_ptr<BodyStream> body;
         {
           std::lock_guard lock(mu);
           auto it = conns.find(id);
           if (it == conns.end()) return;
           it->second.stream->close();  // on the connection's strand: aborts its read/write
           reply = it->second.reply;
+          body = it->second.body;
         }
         if (reply) reply->abandon();
+        if (body) body->close();
       });
     to_close.clear();  // strand executors must not outlive the io_context
     {

@@ -616,7 +616,7 @@ TEST_CASE(
   CHECK(run.name == "dmzbot");
   CHECK(run.status == "completed");
   CHECK(run.title.find("merged into master at") == 0);
-  CHECK(run.details_url == "https://dmz.example/repos/octo/widgets#pr-1");
+  CHECK(run.details_url == "https://dmz.example/repos/octo/widgets/pulls/1");
   CHECK(gh.api->statuses(h1).size() == 0);  // an App answers with check runs, not statuses
   // Installation tokens were bought with JWTs and renewed; git used them too.
   CHECK(gh.api->installation_tokens_issued() >= 2);

@@ -151,6 +151,20 @@ struct Service::Impl final : driver::GitPort,
   std::atomic<bool> started{false};
   std::atomic<bool> stopped{false};
 
+  // Live feeds (the status page's events) hear of each saved change.
+  std::mutex watch_mutex;
+  std::vector<std::weak_ptr<std::function<void(const std::string&)>>> watchers;
+  void notify_saved(const std::string& repo) {
+    std::vector<std::shared_ptr<std::function<void(const std::string&)>>> live;
+    {
+      std::lock_guard lock(watch_mutex);
+      std::erase_if(watchers, [](const auto& w) { return w.expired(); });
+      for (const auto& w : watchers)
+        if (auto f = w.lock()) live.push_back(std::move(f));
+    }
+    for (const auto& f : live) (*f)(repo);
+  }
+
   std::thread timer;
   std::mutex timer_mutex;
   std::condition_variable timer_wake;
@@ -717,6 +731,7 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
     im.on_commit(repo, c);
   };
   driver_options.metrics = &metrics::global();
+  driver_options.on_saved = [&im](const std::string& repo) { im.notify_saved(repo); };
   im.driver = std::make_unique<driver::Driver>(*im.clock, *im.store, im, im, im, im,
                                                im.driver_configs(), driver_options);
   std::promise<Status> started;
@@ -819,7 +834,8 @@ void Service::view(const std::string& repo, std::function<void(Result<RepoView>)
   auto recent = impl_->store->history(repo, 0, kRecentOutcomes);
   if (!recent) return done(recent.status().prefixed("store: ").error());
   if (!impl_->engine.post([this, repo, recent = std::move(*recent), done] {
-        done(RepoView{*impl_->driver->state(repo), *impl_->driver->health(repo), recent});
+        done(RepoView{*impl_->driver->state(repo), *impl_->driver->health(repo), recent,
+                      impl_->driver->config(repo)->settings});
       }))
     done(stopping());
 }
@@ -922,6 +938,29 @@ std::optional<std::string> Service::build_log(const std::string& repo, const q::
 }
 
 std::string Service::metrics() const { return metrics::global().text(); }
+
+Result<std::vector<EventLogEntry>> Service::recent_events(const std::string& repo,
+                                                          std::size_t limit) {
+  if (!impl_->find(repo)) return not_found("unknown repository " + repo);
+  auto events = impl_->store->events(repo, limit);
+  if (!events) return events.status().prefixed("store: ").error();
+  return std::move(*events);
+}
+
+Result<std::vector<EventLogEntry>> Service::events_after(const std::string& repo,
+                                                         std::int64_t after, std::size_t limit) {
+  if (!impl_->find(repo)) return not_found("unknown repository " + repo);
+  auto events = impl_->store->events_after(repo, after, limit);
+  if (!events) return events.status().prefixed("store: ").error();
+  return std::move(*events);
+}
+
+std::shared_ptr<void> Service::watch(std::function<void(const std::string& repo)> on_change) {
+  auto f = std::make_shared<std::function<void(const std::string&)>>(std::move(on_change));
+  std::lock_guard lock(impl_->watch_mutex);
+  impl_->watchers.push_back(f);
+  return f;
+}
 
 q::Outcome Service::submit_and_wait(const std::string& repo, q::Event event) {
   std::promise<q::Outcome> result;

@@ -67,6 +67,11 @@ class Service final : public Backend {
   void webhook(const std::string& forge, forges::InboundRequest request,
                std::function<void(Result<WebhookAccepted>)> done) override;
   std::string metrics() const override;
+  Result<std::vector<EventLogEntry>> recent_events(const std::string& repo,
+                                                   std::size_t limit) override;
+  Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
+                                                  std::size_t limit) override;
+  std::shared_ptr<void> watch(std::function<void(const std::string& repo)> on_change) override;
   std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
                                        std::size_t max_bytes) const override;
   void promote(const std::string& repo, const std::string& tag,

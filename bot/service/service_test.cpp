@@ -6,8 +6,10 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -507,6 +509,59 @@ TEST_CASE("master moved by someone else: dmzbot rebuilds dmz on it and never ove
   CHECK(remote.rev("master") == second_candidate);
   CHECK(must("git merge-base --is-ancestor " + foreign + " master && echo yes", remote.origin) ==
         "yes");
+}
+
+TEST_CASE("the live feed: watchers hear each saved change and read it by seq from the store") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/a", {{"a.txt", "a\n"}});
+  Running run(make_config(remote, data.path(), false, {"ci/x"}));
+  std::mutex mu;
+  std::vector<std::string> heard;
+  auto handle = run.service->watch([&](const std::string& repo) {
+    std::lock_guard lock(mu);
+    heard.push_back(repo);
+  });
+  auto heard_count = [&] {
+    std::lock_guard lock(mu);
+    return heard.size();
+  };
+  auto newest = run.service->recent_events(kRepo, 1);
+  REQUIRE(newest.ok());
+  const std::int64_t from = newest->empty() ? 0 : newest->back().seq;
+
+  run.enqueue(1, "feature/a", head);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  REQUIRE(eventually([&] { return heard_count() >= 3; }));  // opened, approved, verdict, ...
+  auto after = run.service->events_after(kRepo, from, 100);
+  REQUIRE(after.ok());
+  std::vector<std::string> kinds;
+  for (std::size_t i = 0; i < after->size(); ++i) {
+    kinds.push_back((*after)[i].kind);
+    CHECK((*after)[i].seq > (i ? (*after)[i - 1].seq : from));
+  }
+  auto opened = std::find(kinds.begin(), kinds.end(), "pr_opened");
+  auto approved = std::find(kinds.begin(), kinds.end(), "merge_requested");
+  CHECK(opened < approved);
+  CHECK(approved != kinds.end());
+  {
+    std::lock_guard lock(mu);
+    for (const auto& repo : heard) CHECK(repo == kRepo);
+  }
+  // Paged: a limit keeps the oldest after the seq.
+  auto first = run.service->events_after(kRepo, from, 1);
+  REQUIRE(first.ok());
+  REQUIRE(first->size() == 1);
+  CHECK(first->front().seq == after->front().seq);
+
+  // A dropped handle hears nothing more.
+  handle.reset();
+  const auto n = heard_count();
+  auto cancel = run.post("/pulls/1/cancel", {{"by", "mm"}});
+  REQUIRE(cancel.status == 202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Cancelled; }));
+  CHECK(heard_count() == n);
+  CHECK(run.service->events_after("no/such", 0, 10).code() == Code::kNotFound);
 }
 
 TEST_CASE("a second service on the same data directory is refused") {

@@ -42,6 +42,10 @@ class FaultInjectionStore final : public Store {
                                                std::size_t limit) override {
     return real_.pr_events(repo, n, limit);
   }
+  Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
+                                                  std::size_t limit) override {
+    return real_.events_after(repo, after, limit);
+  }
   Result<std::vector<forges::OutboxMessage>> outbox(const std::string& repo) override {
     return real_.outbox(repo);
   }

@@ -522,6 +522,16 @@ class SqliteStore final : public Store {
     return read_events(q);
   }
 
+  Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
+                                                  std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(
+        "SELECT seq, repo, kind, json, number, at FROM events"
+        " WHERE repo = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3");
+    q.bind(1, repo).bind(2, after).bind(3, clamp_limit(limit));
+    return read_events(q);
+  }
+
   Result<std::vector<forges::OutboxMessage>> outbox(const std::string& repo) override {
     std::lock_guard lock(mu_);
     auto& q = stmt(

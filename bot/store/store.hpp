@@ -95,6 +95,11 @@ class Store {
   virtual Result<std::vector<EventLogEntry>> events(const std::string& repo, std::size_t limit) = 0;
   virtual Result<std::vector<EventLogEntry>> pr_events(const std::string& repo, int number,
                                                        std::size_t limit) = 0;
+  // The repository's events with seq > `after`, oldest first, at most `limit` (a live feed
+  // resuming where a client left off).
+  virtual Result<std::vector<EventLogEntry>> events_after(const std::string& repo,
+                                                          std::int64_t after,
+                                                          std::size_t limit) = 0;
 
   // The repository's undelivered outbox messages, oldest first.
   virtual Result<std::vector<forges::OutboxMessage>> outbox(const std::string& repo) = 0;

@@ -520,6 +520,15 @@ TEST_CASE("store: the event log keeps order, per repository, and the limit keeps
   CHECK(store->events("acme/widgets", 0)->empty());
   CHECK(store->events("nobody/none", 5)->empty());
   CHECK(store->events("acme/other", 100)->size() == 6);
+
+  // A live feed resumes after a seq: only this repository's later events, oldest first, paged.
+  auto after = store->events_after("acme/widgets", (*all)[2].seq, 2);
+  REQUIRE(after.ok());
+  REQUIRE(after->size() == 2);
+  CHECK((*after)[0].kind == "kind4");
+  CHECK((*after)[1].kind == "kind5");
+  CHECK(store->events_after("acme/widgets", (*all)[5].seq, 10)->empty());
+  CHECK(store->events_after("acme/widgets", 0, 100)->size() == 6);
 }
 
 TEST_CASE("store: duplicate delivery ids are detected; old ones are pruned") {

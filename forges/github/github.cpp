@@ -183,8 +183,8 @@ std::string comment_for(const q::Notify& n, const std::string& repo, const std::
       body += "\n- " + escape_control(n.details[i]);
     }
   if (!public_url.empty())
-    body += "\n\n[Queue status](" + public_url + "/repos/" + repo + "#pr-" +
-            std::to_string(n.number) + ")";
+    body += "\n\n[Queue status](" + public_url + "/repos/" + repo + "/pulls/" +
+            std::to_string(n.number) + ")";  // the PR's own page on dmzbot
   if (!marker.empty()) body += "\n\n" + marker;
   return body;
 }
@@ -369,7 +369,7 @@ Status GitHubForge::show(const PullSummary& summary) {
   const std::string details_url = options_.public_url.empty()
                                       ? std::string()
                                       : options_.public_url + "/repos/" + options_.webhook.repo +
-                                            "#pr-" + std::to_string(summary.number);
+                                            "/pulls/" + std::to_string(summary.number);
   if (client_->app()) {
     auto [status, conclusion] = run_words(summary.state);
     json fields{

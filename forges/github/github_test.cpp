@@ -73,7 +73,7 @@ TEST_CASE("github forge: a failure takes the merge label off and comments every 
   CHECK(body ==
         "**Policy failed**: policy: commit abc is unsigned\n\n"
         "- commit abc is unsigned\n- path x is not covered\n\n"
-        "[Queue status](https://dmz.example/repos/octo/widgets#pr-3)\n\n"
+        "[Queue status](https://dmz.example/repos/octo/widgets/pulls/3)\n\n"
         "<!-- dmzbot:notice:7 -->");
 }
 
@@ -167,7 +167,7 @@ TEST_CASE("github forge: the summary is a commit status with a token, a check ru
   CHECK(st == json{{"state", "pending"},
                    {"context", "dmzbot"},
                    {"description", "queued at position 2 of 3"},
-                   {"target_url", "https://dmz.example/repos/octo/widgets#pr-3"}});
+                   {"target_url", "https://dmz.example/repos/octo/widgets/pulls/3"}});
 
   Fixture app;
   app.client.token.clear();

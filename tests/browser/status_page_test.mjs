@@ -1,9 +1,14 @@
-// Browser test of the status page: a real `dmzbot serve` on 127.0.0.1 with a real git origin,
-// and Debian's chromium driven by playwright-core. It checks what a developer sees: the queue
-// rendered, updated live (no reload) as CI reports, and links only where they are safe.
+// Browser test of the status pages: a real `dmzbot serve` on 127.0.0.1 with a real git origin,
+// and Debian's chromium driven by playwright-core. It checks what a developer sees: the train
+// with its checks, verdicts, positions and expected times, updated live (Server-Sent Events,
+// no reload) as CI reports; the reason and the log link of a failure; a PR's timeline; links
+// only where they are safe; dark mode and a phone's width; keyboard focus; the pages without
+// JavaScript; and an axe-core accessibility check (axe is injected by the test, never served
+// by dmzbot). Screenshots go to $DMZBOT_ARTIFACTS (default: ./browser-artifacts).
 // Every wait is bounded; the server, the browser and the temp directory go away at the end.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import assert from "node:assert/strict";
@@ -11,12 +16,16 @@ import assert from "node:assert/strict";
 const bin = process.env.DMZBOT_BIN;
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 if (!bin) fail("DMZBOT_BIN must name the dmzbot binary (ctest sets it)");
-let chromium;
+let chromium, axeSource;
 try {
   ({ chromium } = await import("playwright-core"));
+  axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 } catch (e) {
-  fail("playwright-core is not installed; run deploy/setup.sh --test (" + e.message + ")");
+  fail("playwright-core or axe-core is not installed; run deploy/setup.sh --test (" +
+       e.message + ")");
 }
+const artifacts = process.env.DMZBOT_ARTIFACTS || join(process.cwd(), "browser-artifacts");
+mkdirSync(artifacts, { recursive: true });
 
 function fail(message) {
   console.error("status_page_test: " + message);
@@ -38,6 +47,7 @@ const git = (cwd, ...args) =>
 
 let server;
 let browser;
+let page;  // the main page, for a screenshot when the test fails
 let output = "";  // what the server printed
 async function cleanup() {
   if (browser) await browser.close().catch(() => {});
@@ -68,7 +78,7 @@ try {
   git(work, "remote", "add", "origin", origin);
   git(work, "push", "-q", "origin", "master");
   const heads = {};
-  for (const name of ["feature/good", "feature/bad"]) {
+  for (const name of ["feature/good", "feature/bad", "feature/third"]) {
     git(work, "checkout", "-q", "-b", name, "master");
     writeFileSync(join(work, name.replace("/", "-") + ".txt"), name + "\n");
     git(work, "add", ".");
@@ -108,10 +118,13 @@ try {
   };
   const queue = async () => (await api("GET", "/queue")).body;
 
-  // Both PRs approved at their heads: #1 becomes the candidate, #2 waits behind it.
+  // Three PRs approved at their heads: #1 becomes the candidate, #2 and #3 wait behind it.
+  const titles = {
+    "feature/good": "Good change", "feature/bad": "Bad <b>change</b>", "feature/third": "Third",
+  };
   let n = 1;
-  for (const name of ["feature/good", "feature/bad"]) {
-    const title = name === "feature/good" ? "Good change" : "Bad <b>change</b>";
+  for (const name of ["feature/good", "feature/bad", "feature/third"]) {
+    const title = titles[name];
     let r = await api("POST", "/pulls", { number: n, branch: name, author: "dev", title });
     assert.equal(r.status, 202, JSON.stringify(r.body));
     r = await api("POST", `/pulls/${n}/merge`, { sha: heads[name], approver: "mm" });
@@ -130,11 +143,12 @@ try {
       "--disable-background-networking", "--disable-component-update", "--disable-sync",
     ],
   });
-  const page = await browser.newPage();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  page = await context.newPage();
   const pageErrors = [];
-  const cspViolations = [];  // console reports of blocked content, other than the probe above
+  const cspViolations = [];  // console reports of blocked content, other than the probe below
   page.on("console", (m) => {
-    if (/Content Security Policy/.test(m.text()) && !/window\.injected|inline script/i.test(m.text()))
+    if (/Content Security Policy/.test(m.text()) && !/inline script/i.test(m.text()))
       cspViolations.push(m.text());
   });
   page.on("pageerror", (e) => pageErrors.push(e.message));
@@ -142,36 +156,56 @@ try {
     pageErrors.push("a dialog opened: " + d.message());
     d.dismiss();
   });
-  const text = async (selector) => (await page.locator(selector).allInnerTexts()).join("\n");
-  const prRow = (number) => page.locator("tr", { hasText: `#${number}\t` }).first();
+  const mainText = async () => await page.locator("main").innerText();
+  const section = (id) => page.locator(`section:has(h2#${id})`);
+  const shot = async (name) =>
+    await page.screenshot({ path: join(artifacts, name + ".png"), fullPage: true });
 
-  // The overview lists the repository and links to its page.
+  // The overview lists the repository with its health, and links to its page.
   const overview = await page.goto(base + "/", { timeout: 10000 });
-  assert.match(overview.headers()["content-security-policy"], /script-src 'sha256-/);
+  const csp = overview.headers()["content-security-policy"];
+  assert.match(csp, /script-src 'self'; style-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe/);
+  assert.match(await mainText(), /acme\/widget/);
+  assert.match(await mainText(), /Queue\s+3 PRs, 1 candidate building/);
+  assert.match(await mainText(), /Remote\s+reachable/);
+  await shot("overview");
   await page.getByRole("link", { name: "acme/widget" }).click({ timeout: 10000 });
   await page.waitForURL(base + "/repos/acme/widget", { timeout: 10000 });
-  await eventually("the train on the page", async () => (await text("h3")).includes("Train (1)"));
-  assert.match(await text("h1"), /acme\/widget/);
-  assert.match(await text("table"), new RegExp(candidate.slice(0, 10)));
-  // The policy is in force: the page's own script runs (it rendered), an injected one does not.
+  assert.match(await page.locator("h1").innerText(), /acme\/widget/);
+
+  // The train: the candidate with #1, its verdict and its pending check; #2 waits at 1.
+  const train = section("h-train");
+  assert.match(await train.locator("h2").innerText(), /Train \(1\)/);
+  assert.match(await train.innerText(), new RegExp(candidate.slice(0, 10)));
+  assert.match(await train.innerText(), /#1 Good change/);
+  assert.match(await train.innerText(), /Policy\s+passed\s+approved by mm/);
+  assert.match(await train.innerText(), /pending\s+ci\/ext/);
+  const waitingRow = section("h-waiting").locator("tbody tr").first();
+  assert.match(await waitingRow.innerText(), /^1\s+#2 Bad <b>change<\/b>/);
+  assert.match(await waitingRow.innerText(), /no estimate yet/);
+  // A title is text, never markup.
+  assert.equal(await page.locator("main b").count(), 0);
+
+  // The policy is in force: the page's own script runs (it goes live), an injected one does
+  // not.
+  await page.locator("#live", { hasText: "live" }).waitFor({ timeout: 10000 });
   const injected = await page.evaluate(() => {
     const s = document.createElement("script");
     s.textContent = "window.injected = true;";
     document.body.appendChild(s);
     return window.injected === true;
   });
-  assert.equal(injected, false, "an inline script outside the CSP hashes ran");
-  // A title is text, never markup.
-  assert.equal(await page.locator("td b").count(), 0);
-  assert.match(await text("table"), /Bad <b>change<\/b>/);
+  assert.equal(injected, false, "an inline script outside the CSP ran");
+  await page.evaluate(() => { window.notReloaded = true; });
 
-  // CI reports pending with a javascript: URL: shown, never clickable.
+  // CI reports pending with a javascript: URL: shown live, never clickable.
   let r = await api("POST", `/statuses/${candidate}`, {
     state: "pending", context: "ci/ext", target_url: "javascript:alert(1)",
   });
   assert.equal(r.status, 202, JSON.stringify(r.body));
-  await eventually("the pending check on the page", async () =>
-    (await text("table")).includes("ci/ext pending"));
+  await eventually("the running check on the page", async () =>
+    /running\s+ci\/ext/.test(await train.innerText()));
   assert.equal(await page.locator('a[href^="javascript"]').count(), 0);
 
   // Success lands #1; the page follows without a reload, and #2 becomes the candidate.
@@ -181,36 +215,136 @@ try {
   assert.equal(r.status, 202, JSON.stringify(r.body));
   const second = await eventually("#2 as the candidate", async () => {
     const q = await queue();
-    // A merged PR leaves the queue for the history ("recent").
-    return q.recent.some((h) => h.number === 1 && h.status === "merged") &&
-      q.train.length === 1 && q.train[0].sha !== candidate && q.train[0].sha;
+    return q.train.length === 1 && q.train[0].sha !== candidate && q.train[0].sha;
   });
-  await eventually("#1 merged on the page", async () =>
-    (await prRow(1).innerText()).includes("merged"));
+  await eventually("#1 merged and #2 building, on the page", async () => {
+    const outcomes = await section("h-outcomes").innerText();
+    return /#1 Good change[\s\S]*merged/.test(outcomes) &&
+      (await train.innerText()).includes(second.slice(0, 10));
+  });
+  assert.equal(await page.evaluate(() => window.notReloaded), true, "the page was reloaded");
+  // One landing observed: the queue has a pace, and #2 an expected landing time.
+  assert.match(await mainText(), /a candidate takes ~\d+ s to land/);
+  assert.match(await train.innerText(), /lands (in \d+ s|any moment now)/);
+  assert.match(await mainText(), /last landing #1/);
+  // ... and so has #3, waiting first in line now.
+  const third = section("h-waiting").locator("tbody tr").first();
+  assert.match(await third.innerText(), /^1\s+#3 Third/);
+  assert.match(await third.innerText(), /(in \d+ s|any moment now)/);
+  await shot("repo-building");
 
-  // A failure backs #2 out; its reason and the CI link show on its row.
+  // A failure backs #2 out: its reason code, its message and the CI's log link show.
   r = await api("POST", `/statuses/${second}`, {
     state: "failure", context: "ci/ext", description: "3 tests failed",
     target_url: "https://ci.example/builds/2",
   });
   assert.equal(r.status, 202, JSON.stringify(r.body));
-  await eventually("#2 failed on the page", async () =>
-    (await prRow(2).innerText()).includes("failed"));
-  assert.match(await prRow(2).innerText(), /check ci\/ext failed/);
-  const link = prRow(2).locator("a");
+  const failedRow = () =>
+    page.locator("tr", { hasText: "#2 Bad" }).filter({ hasText: "build-failed" }).first();
+  await eventually("#2 failed on the page", async () => (await failedRow().count()) > 0);
+  assert.match(await failedRow().innerText(), /failed/);
+  assert.match(await failedRow().innerText(), /build-failed\s+check ci\/ext failed/);
+  const link = failedRow().locator('a[href^="https://"]');
   assert.equal(await link.getAttribute("href"), "https://ci.example/builds/2");
   assert.equal(await link.getAttribute("rel"), "noopener noreferrer");
+  // #3 is next; a merge master cancels it, and the train is empty.
+  await eventually("#3 in the train", async () => /#3 Third/.test(await train.innerText()));
+  r = await api("POST", "/pulls/3/cancel", { by: "mm" });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
   await eventually("the empty train on the page", async () =>
-    (await text("h3")).includes("Train (0)"));
+    /Train \(0\)/.test(await train.locator("h2").innerText()));
+  assert.equal(await page.evaluate(() => window.notReloaded), true, "the page was reloaded");
+  await shot("repo-light");
+
+  // Dark mode follows the system; light text on a dark background.
+  const luminance = async (selector, property) => await page.evaluate(([sel, prop]) => {
+    const c = getComputedStyle(document.querySelector(sel))[prop].match(/\d+(\.\d+)?/g).map(Number);
+    return (0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2]) / 255;
+  }, [selector, property]);
+  assert.ok(await luminance("body", "backgroundColor") > 0.8, "light background");
+  await page.emulateMedia({ colorScheme: "dark" });
+  assert.ok(await luminance("body", "backgroundColor") < 0.15, "dark background");
+  assert.ok(await luminance("body", "color") > 0.8, "light text in dark mode");
+  await shot("repo-dark");
+  await page.emulateMedia({ colorScheme: "light" });
+
+  // Keyboard: on a fresh load the first Tab reaches the skip link, and focus is visible.
+  await page.goto(base + "/repos/acme/widget", { timeout: 10000 });
+  await page.keyboard.press("Tab");
+  const focus = await page.evaluate(() => {
+    const e = document.activeElement;
+    const s = getComputedStyle(e);
+    const box = e.getBoundingClientRect();
+    return { text: e.textContent, outline: s.outlineStyle, width: parseFloat(s.outlineWidth),
+             visible: box.left >= 0 && box.top >= 0 && box.width > 0 };
+  });
+  assert.equal(focus.text, "Skip to content");
+  assert.ok(focus.visible, "the focused skip link is on screen");
+  assert.notEqual(focus.outline, "none");
+  assert.ok(focus.width >= 2, "a focus outline of at least 2px");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), "dmzbot");
+
+  // A phone: nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  assert.ok(await page.evaluate(() =>
+    document.documentElement.scrollWidth <= window.innerWidth + 1), "no sideways scrolling");
+  await shot("repo-phone");
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  // The PR's page: its whole timeline.
+  await page.goto(base + "/repos/acme/widget/pulls/2", { timeout: 10000 });
+  const timeline = await page.locator("ol.timeline").innerText();
+  assert.match(timeline, /registered from feature\/bad/);
+  assert.match(timeline, /approved by mm at [0-9a-f]{10}/);
+  assert.match(timeline, /policy verdict at [0-9a-f]{10}: passed/);
+  assert.match(timeline, /failed: check ci\/ext failed[\s\S]*build-failed/);
+  assert.match(await page.locator("h1").innerText(), /#2 Bad <b>change<\/b>/);
+  await shot("pull");
+
+  // Without JavaScript the pages render all the same, read-only.
+  const noJs = await browser.newContext({ javaScriptEnabled: false });
+  const plain = await noJs.newPage();
+  await plain.goto(base + "/repos/acme/widget", { timeout: 10000 });
+  const plainText = await plain.locator("main").innerText();
+  assert.match(plainText, /Train \(0\)/);
+  assert.match(plainText, /#1 Good change[\s\S]*merged/);
+  assert.match(plainText, /build-failed/);
+  assert.equal(await plain.locator("#live").isVisible(), false);
+  await plain.screenshot({ path: join(artifacts, "repo-no-js.png"), fullPage: true });
+  await noJs.close();
+
+  // Accessibility: no serious or critical axe-core violation on any page, in either theme.
+  // axe is injected by the test (the context bypasses the CSP for it); dmzbot never serves it.
+  const axeContext = await browser.newContext({ bypassCSP: true });
+  const axePage = await axeContext.newPage();
+  for (const path of ["/", "/repos/acme/widget", "/repos/acme/widget/pulls/2"]) {
+    for (const scheme of ["light", "dark"]) {
+      await axePage.emulateMedia({ colorScheme: scheme });
+      await axePage.goto(base + path, { timeout: 10000 });
+      await axePage.addScriptTag({ content: axeSource });
+      const result = await axePage.evaluate(async () =>
+        await window.axe.run(document, { resultTypes: ["violations"] }));
+      const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+      assert.deepEqual(
+        bad.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target).join(", ")}`),
+        [], `axe on ${path} (${scheme})`);
+    }
+  }
+  await axeContext.close();
 
   // master holds exactly #1.
   const merged = git(origin, "log", "--first-parent", "--format=%s", "master~1..master");
   assert.match(merged, /^Merge #1 from feature\/good/);
   assert.deepEqual(pageErrors, []);
   assert.deepEqual(cspViolations, []);
-  console.log("status_page_test: ok (" + port + ")");
+  console.log("status_page_test: ok (" + port + "); screenshots in " + artifacts);
 } catch (e) {
   console.error(e);
+  if (page) {
+    await page.screenshot({ path: join(artifacts, "failure.png"), fullPage: true }).catch(() => {});
+    console.error("--- page ---\n" + (await page.locator("body").innerText().catch(() => "?")));
+  }
   console.error("--- server log ---\n" + output);
   await cleanup();
   process.exit(1);

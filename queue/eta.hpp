@@ -1,0 +1,39 @@
+// When the train's candidates and the waiting PRs are expected to land, from the pace of the
+// queue: how long a candidate takes from its push to dmz to its landing, how many candidates
+// build at once and how many PRs share one. Before the throughput work measures the pace of
+// each strategy, pace_from_observed() derives one from observed candidate durations; a better
+// Pace can be handed to estimate_landings() without changing it.
+// Threading: pure functions.
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "queue/model.hpp"
+
+namespace dmz::queue {
+
+struct Pace {
+  Millis per_candidate = 0;   // from a candidate's push to dmz until it lands
+  std::size_t parallel = 1;   // candidates in flight at once (the train's length)
+  std::size_t per_batch = 1;  // PRs merged into one candidate
+};
+
+// The median of `samples` (the lower middle for an even count); nullopt when there is none.
+std::optional<Millis> median(std::vector<Millis> samples);
+
+// A pace from the durations of candidates that landed (newest last; the newest `window` count)
+// and the repository's settings; nullopt before any candidate landed.
+std::optional<Pace> pace_from_observed(const std::vector<Millis>& landed_durations,
+                                       const Settings& settings, std::size_t window = 10);
+
+// The expected landing time of each PR in the train or waiting in `waiting` (queue order):
+// a candidate lands `per_candidate` after its push (never before the one ahead of it, never
+// before `now`); a waiting PR takes the first free place once a candidate ahead lands, in
+// groups of `per_batch`. PRs neither in the train nor in `waiting` get no estimate.
+std::map<int, Millis> estimate_landings(const RepoState& state, const std::vector<int>& waiting,
+                                        const Pace& pace, Millis now);
+
+}  // namespace dmz::queue

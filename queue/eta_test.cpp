@@ -1,0 +1,92 @@
+#include "queue/eta.hpp"
+
+#include <doctest/doctest.h>
+
+namespace dmz::queue {
+
+namespace {
+
+Candidate candidate(CandidateId id, std::vector<int> prs, Millis pushed_at) {
+  Candidate c;
+  c.id = id;
+  c.prs = std::move(prs);
+  c.created_at = pushed_at > 0 ? pushed_at - 1 : 0;
+  c.pushed_at = pushed_at;
+  c.status = pushed_at > 0 ? CandidateStatus::Building : CandidateStatus::Merging;
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("eta: the median of observations") {
+  CHECK(!median({}).has_value());
+  CHECK(median({7}) == 7);
+  CHECK(median({30, 10, 20}) == 20);
+  CHECK(median({40, 10, 30, 20}) == 20);  // the lower middle
+}
+
+TEST_CASE("eta: a pace from the newest landed durations and the settings") {
+  Settings s;
+  CHECK(!pace_from_observed({}, s).has_value());
+  // Only the newest `window` count: the old slow builds no longer matter.
+  auto p = pace_from_observed({900, 900, 900, 100, 120, 110}, s, 3);
+  REQUIRE(p);
+  CHECK(p->per_candidate == 110);
+  CHECK(p->parallel == 1);
+  CHECK(p->per_batch == 1);
+  s.max_train = 3;
+  s.max_batch = 4;
+  p = pace_from_observed({100}, s);
+  REQUIRE(p);
+  CHECK(p->parallel == 3);
+  CHECK(p->per_batch == 4);
+}
+
+TEST_CASE("eta: serial queue, the candidate and the waiting PRs one after another") {
+  RepoState st;
+  st.train.push_back(candidate(1, {5}, 1000));
+  const Pace pace{600, 1, 1};
+  auto eta = estimate_landings(st, {7, 9}, pace, 1200);
+  CHECK(eta.at(5) == 1600);  // pushed at 1000 + 600
+  CHECK(eta.at(7) == 2200);  // starts when #5 lands
+  CHECK(eta.at(9) == 2800);
+  CHECK(eta.count(11) == 0);  // neither in the train nor waiting
+
+  // An overdue candidate is expected now, never in the past; the rest follow from now.
+  eta = estimate_landings(st, {7}, pace, 5000);
+  CHECK(eta.at(5) == 5000);
+  CHECK(eta.at(7) == 5600);
+
+  // A candidate still merging (not pushed) counts from now.
+  RepoState merging;
+  merging.train.push_back(candidate(2, {3}, 0));
+  CHECK(estimate_landings(merging, {}, pace, 400).at(3) == 1000);
+
+  // Empty train: the first waiting PR starts now.
+  CHECK(estimate_landings(RepoState{}, {4}, pace, 100).at(4) == 700);
+}
+
+TEST_CASE("eta: a train builds in parallel and lands in order; batches share a landing") {
+  RepoState st;
+  st.train.push_back(candidate(1, {1}, 1000));
+  st.train.push_back(candidate(2, {2}, 1100));
+  const Pace pace{1000, 3, 2};
+  auto eta = estimate_landings(st, {3, 4, 5}, pace, 1200);
+  CHECK(eta.at(1) == 2000);
+  CHECK(eta.at(2) == 2100);
+  // A free third place: #3 and #4 in one candidate starting now, landing after #2.
+  CHECK(eta.at(3) == 2200);
+  CHECK(eta.at(4) == 2200);
+  // #5 takes the first place freed (when #1 lands at 2000).
+  CHECK(eta.at(5) == 3000);
+
+  // A slow candidate ahead holds back a faster one behind it.
+  RepoState slow;
+  slow.train.push_back(candidate(1, {1}, 1000));
+  slow.train.push_back(candidate(2, {2}, 1050));
+  auto e2 = estimate_landings(slow, {}, Pace{100, 2, 1}, 1500);
+  CHECK(e2.at(1) == 1500);
+  CHECK(e2.at(2) == 1500);
+}
+
+}  // namespace dmz::queue
