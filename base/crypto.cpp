@@ -1,10 +1,13 @@
 #include "base/crypto.hpp"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
@@ -99,6 +102,34 @@ std::string random_hex(std::size_t bytes) {
   if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1)
     throw std::runtime_error("RAND_bytes failed");  // no entropy: nothing safe to return
   return to_hex(std::string_view(reinterpret_cast<char*>(buf.data()), buf.size()));
+}
+
+Result<std::string> rs256_sign(std::string_view pem, std::string_view data) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  if (!bio) return internal("BIO_new_mem_buf failed");
+  // No passphrase callback: an encrypted key fails here instead of prompting on a terminal.
+  auto no_passphrase = [](char*, int, int, void*) { return 0; };
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr), &EVP_PKEY_free);
+  ERR_clear_error();  // what went wrong is said below, not left in the thread's error queue
+  if (!key) return invalid("not a PEM private key (or an encrypted one)");
+  if (EVP_PKEY_base_id(key.get()) != EVP_PKEY_RSA) return invalid("not an RSA private key");
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  std::size_t len = 0;
+  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key.get()) != 1 ||
+      EVP_DigestSign(ctx.get(), nullptr, &len, u8(data), data.size()) != 1) {
+    ERR_clear_error();
+    return internal("RS256 signing failed");
+  }
+  std::string sig(len, '\0');
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len, u8(data),
+                     data.size()) != 1) {
+    ERR_clear_error();
+    return internal("RS256 signing failed");
+  }
+  sig.resize(len);
+  return sig;
 }
 
 }  // namespace dmz

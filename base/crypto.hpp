@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include "base/status.hpp"
+
 namespace dmz {
 
 // Raw digests (32 and 64 bytes).
@@ -29,5 +31,10 @@ bool constant_time_equal(std::string_view a, std::string_view b);
 
 // `bytes` bytes from OpenSSL's CSPRNG, as lowercase hex.
 std::string random_hex(std::size_t bytes);
+
+// An RSASSA-PKCS1-v1_5 signature with SHA-256 (JWT's RS256) of `data` by the RSA private key
+// in `pem` (PKCS#1 "BEGIN RSA PRIVATE KEY" or PKCS#8). invalid: not an RSA private key (or an
+// encrypted one: there is nobody to ask for a passphrase).
+Result<std::string> rs256_sign(std::string_view pem, std::string_view data);
 
 }  // namespace dmz

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include "tests/support.hpp"
+
 namespace dmz {
 namespace {
 
@@ -44,6 +46,40 @@ TEST_CASE("random_hex: the asked length, lowercase hex, different each time") {
   CHECK(a.size() == 32);
   CHECK(a.find_first_not_of("0123456789abcdef") == std::string::npos);
   CHECK(a != b);
+}
+
+}  // namespace
+}  // namespace dmz
+
+namespace dmz {
+namespace {
+
+TEST_CASE("rs256_sign: openssl verifies the signature; other keys and garbage are refused") {
+  test::TempDir dir;
+  test::must("openssl genrsa -out " + (dir / "rsa.pem").string() + " 2048 2>/dev/null");
+  test::must("openssl pkey -in " + (dir / "rsa.pem").string() + " -pubout -out " +
+             (dir / "rsa.pub").string());
+  const std::string data = "eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOjF9";
+  auto sig = rs256_sign(test::read_file(dir / "rsa.pem"), data);
+  REQUIRE(sig.ok());
+  CHECK(sig->size() == 256);
+  test::write_file(dir / "data", data);
+  test::write_file(dir / "sig", *sig);
+  test::must("openssl dgst -sha256 -verify " + (dir / "rsa.pub").string() + " -signature " +
+             (dir / "sig").string() + " " + (dir / "data").string());
+  // The same data changed by one byte does not verify.
+  test::write_file(dir / "data", data + "x");
+  CHECK(test::run("openssl dgst -sha256 -verify " + (dir / "rsa.pub").string() + " -signature " +
+                  (dir / "sig").string() + " " + (dir / "data").string())
+            .exit_code != 0);
+
+  test::must("openssl genpkey -algorithm ed25519 -out " + (dir / "ed.pem").string());
+  auto ed = rs256_sign(test::read_file(dir / "ed.pem"), data);
+  CHECK(ed.code() == Code::kInvalid);
+  CHECK(rs256_sign("not a key", data).code() == Code::kInvalid);
+  test::must("openssl genrsa -aes128 -passout pass:pw -out " + (dir / "enc.pem").string() +
+             " 2048 2>/dev/null");
+  CHECK(rs256_sign(test::read_file(dir / "enc.pem"), data).code() == Code::kInvalid);
 }
 
 }  // namespace

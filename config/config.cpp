@@ -14,6 +14,7 @@
 //   answer_timeout = 30            # seconds for the service to answer, 1..3600
 //   max_connections = 512          # open at once, 1..65536
 //   threads = 2                    # I/O threads, 1..256
+//   public_url = "https://dmzbot.example.com"   # optional; links in answers on PRs
 //
 //   [store]
 //   kind = "sqlite"                # the only kind so far
@@ -29,8 +30,8 @@
 //
 //   [[repo]]                       # one per repository
 //   name = "owner/name"            # required; [A-Za-z0-9._-] on both sides of one '/'
-//   forge = "plain"                # plain; github, gitlab, gitea are not supported yet
-//   remote = "/srv/git/x.git"      # required; URL, scp-like host:path, or a local path
+//   forge = "plain"                # plain or github; gitlab, gitea are not supported yet
+//   remote = "/srv/git/x.git"      # required (but for github); URL, host:path, or a path
 //   master = "master"              # valid branch names; dmz must differ from master
 //   dmz = "dmz"
 //   required_checks = ["ci/build"] # non-empty, no duplicates; default: [runner.context] when
@@ -67,6 +68,22 @@
 //   [[repo.queue.path_groups]]     # lanes = "groups": name, paths (globs, queue/glob.hpp)
 //   name = "docs"
 //   paths = ["docs/**"]
+//   [repo.github]                  # forge = "github": GitHub or GitHub Enterprise Server
+//   api_url = "https://api.github.com"      # https only; https://HOST/api/v3 for GHES; the
+//                                           # remote defaults to that GitHub's clone URL
+//   webhook_secret = { file = "..." }       # required: X-Hub-Signature-256 is always checked
+//   token = { file = "..." }                # a token, or all three of:
+//   app_id = 123                            #   a GitHub App (1..2^53)
+//   installation_id = 456                   #   its installation on the repository
+//   private_key = { file = "app.pem" }      #   its RSA private key (PEM, unencrypted)
+//   merge_label = "dmz:merge"               # at most 50 characters
+//   merge_masters = ["alice", "octo/release-team"]  # required, logins or org/team-slug
+//   ca_file = "certs/ghes-ca.pem"           # an extra CA (PEM) for a GHES with a private CA
+//   bot_name = "dmzbot"                     # the login comments address ("@dmzbot merge")
+//   reconcile_interval = 60                 # seconds, 5..3600: the REST API read back
+//   permission_cache = 60                   # seconds, 0..3600: merge master checks cached
+//   status_labels = false                   # dmz:queued / dmz:failed labels on the PRs
+//   try_branch = "dmz-try"                  # `try` builds go to <try_branch>/<number>
 //   [repo.runner]                  # optional local CI runner
 //   command = "make test"          # required
 //   context = "dmzbot/local"
@@ -97,7 +114,10 @@
 #include <map>
 #include <set>
 
+#include "base/crypto.hpp"
 #include "base/file.hpp"
+#include "base/text.hpp"
+#include "base/url.hpp"
 #include "config/toml_words.hpp"
 
 namespace dmz::config {
@@ -148,6 +168,31 @@ bool is_local_path(const std::string& remote) {
   if (colon == std::string::npos) return true;
   auto slash = remote.find('/');
   return slash != std::string::npos && slash < colon;  // "./a:b" is a path
+}
+
+// A GitHub login: letters, digits and single hyphens, at most 39 characters.
+bool valid_login(std::string_view s) {
+  if (s.empty() || s.size() > 39 || s.front() == '-' || s.back() == '-') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+  });
+}
+
+// "org/team-slug": a login, then a team slug (letters, digits, '-', '_', '.').
+bool valid_team(std::string_view s) {
+  auto slash = s.find('/');
+  if (slash == std::string_view::npos || !valid_login(s.substr(0, slash))) return false;
+  auto slug = s.substr(slash + 1);
+  return !slug.empty() && slug.size() <= 100 && std::all_of(slug.begin(), slug.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+// The clone URL of `repo` on the GitHub that serves `api_url`: github.com for
+// api.github.com, the same host for a GHES (https://HOST/api/v3).
+std::string github_clone_url(const Url& api, const std::string& repo) {
+  std::string host = api.host == "api.github.com" ? std::string("github.com") : api.authority();
+  return api.scheme + "://" + host + "/" + repo + ".git";
 }
 
 class Loader {
@@ -332,7 +377,7 @@ class Loader {
     if (!t) return;
     unknown_keys(*t,
                  {"host", "port", "body_limit", "read_timeout", "answer_timeout", "max_connections",
-                  "threads"},
+                  "threads", "public_url"},
                  "[server]");
     if (auto v = string(*t, "host", "server.host")) s.host = *v;
     if (auto v = integer(*t, "port", "server.port", 0, 65535))
@@ -347,6 +392,12 @@ class Loader {
     if (auto v = integer(*t, "max_connections", "server.max_connections", 1, 65536))
       s.max_connections = static_cast<int>(*v);
     if (auto v = integer(*t, "threads", "server.threads", 1, 256)) s.threads = static_cast<int>(*v);
+    if (auto v = string(*t, "public_url", "server.public_url")) {
+      if (auto url = parse_url(*v); !url)
+        problem(*t->get("public_url"), "server.public_url: " + url.message());
+      else
+        s.public_url = v->back() == '/' ? v->substr(0, v->size() - 1) : *v;
+    }
   }
 
   void store(const toml::table& root, Store& s, const fs::path& data_dir) {
@@ -581,13 +632,125 @@ class Loader {
     return a;
   }
 
+  // [repo.github]: where the API is, how dmzbot authenticates to it and to its webhooks, and
+  // who may approve. Secrets are read here; the App key must be an RSA key that signs.
+  std::optional<GitHub> github(const toml::table& repo) {
+    const toml::table* t = table(repo, "github", "repo.github");
+    if (!t) return std::nullopt;
+    GitHub g;
+    unknown_keys(*t,
+                 {"api_url", "webhook_secret", "token", "app_id", "installation_id", "private_key",
+                  "merge_label", "merge_masters", "ca_file", "bot_name", "reconcile_interval",
+                  "permission_cache", "status_labels", "try_branch"},
+                 "[repo.github]");
+    if (auto v = string(*t, "api_url", "repo.github.api_url")) {
+      auto url = parse_url(*v);
+      if (!url)
+        problem(*t->get("api_url"), "repo.github.api_url: " + url.message());
+      else if (url->scheme != "https")
+        problem(*t->get("api_url"), "repo.github.api_url must be https:// (tokens travel on it)");
+      else if (url->path.find('?') != std::string::npos)
+        problem(*t->get("api_url"), "repo.github.api_url must not have a query");
+      else
+        g.api_url = v->back() == '/' ? v->substr(0, v->size() - 1) : *v;
+    }
+    if (auto v = secret(*t, "webhook_secret", "repo.github.webhook_secret"))
+      g.webhook_secret = std::move(*v);
+    else if (!t->contains("webhook_secret"))
+      missing(*t, "webhook_secret", "[repo.github] (webhooks are never taken unsigned)");
+    if (auto v = secret(*t, "token", "repo.github.token")) g.token = std::move(*v);
+    if (auto v = integer(*t, "app_id", "repo.github.app_id", 1, std::int64_t{1} << 53))
+      g.app_id = *v;
+    if (auto v =
+            integer(*t, "installation_id", "repo.github.installation_id", 1, std::int64_t{1} << 53))
+      g.installation_id = *v;
+    if (auto v = secret(*t, "private_key", "repo.github.private_key")) {
+      if (auto signed_ = rs256_sign(v->reveal(), "probe"); !signed_)
+        problem(*t->get("private_key"), "repo.github.private_key: " + signed_.message());
+      else
+        g.private_key = std::move(*v);
+    }
+    const bool has_token = t->contains("token");
+    const int app_keys = int(t->contains("app_id")) + int(t->contains("installation_id")) +
+                         int(t->contains("private_key"));
+    if (has_token && app_keys > 0)
+      problem(line_of(*t),
+              "[repo.github] has both token and GitHub App keys: use one way to authenticate");
+    else if (!has_token && app_keys == 0)
+      problem(line_of(*t), "[repo.github] needs token, or app_id, installation_id and private_key");
+    else if (!has_token && app_keys != 3)
+      problem(
+          line_of(*t),
+          "[repo.github] needs all of app_id, installation_id and private_key for a GitHub App");
+    if (auto v = string(*t, "merge_label", "repo.github.merge_label")) {
+      if (v->size() > 50 || has_control(*v))
+        problem(*t->get("merge_label"),
+                "repo.github.merge_label must be at most 50 characters, without control "
+                "characters");
+      else
+        g.merge_label = *v;
+    }
+    if (auto v = strings(*t, "merge_masters", "repo.github.merge_masters")) {
+      for (std::size_t i = 0; i < v->size(); ++i) {
+        const std::string& who = (*v)[i];
+        if (!valid_login(who) && !valid_team(who))
+          problem(*t->get("merge_masters")->as_array()->get(i),
+                  "repo.github.merge_masters: '" + who +
+                      "' is neither a GitHub login nor \"org/team-slug\"");
+      }
+      g.merge_masters = *v;
+      if (v->empty())
+        problem(*t->get("merge_masters"),
+                "repo.github.merge_masters is empty: nobody could approve a pull request");
+    } else if (!t->contains("merge_masters")) {
+      missing(*t, "merge_masters", "[repo.github] (who may approve)");
+    }
+    if (auto v = string(*t, "ca_file", "repo.github.ca_file")) {
+      g.ca_file = resolve(*v);
+      auto content = read_regular_file(g.ca_file, kMaxPolicyFileBytes);
+      if (!content)
+        problem(*t->get("ca_file"), "repo.github.ca_file " + content.message());
+      else if (content->find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+        problem(*t->get("ca_file"),
+                "repo.github.ca_file '" + g.ca_file.string() + "' holds no PEM certificate");
+    }
+    if (auto v = string(*t, "bot_name", "repo.github.bot_name")) {
+      if (valid_login(*v) || (v->ends_with("[bot]") && valid_login(v->substr(0, v->size() - 5))))
+        g.bot_name = *v;
+      else
+        problem(*t->get("bot_name"), "repo.github.bot_name '" + *v + "' is not a GitHub login");
+    }
+    if (auto v = integer(*t, "reconcile_interval", "repo.github.reconcile_interval", 5, 3600,
+                         "seconds", "1 hour"))
+      g.reconcile_interval = std::chrono::seconds(*v);
+    if (auto v = integer(*t, "permission_cache", "repo.github.permission_cache", 0, 3600, "seconds",
+                         "1 hour"))
+      g.permission_cache = std::chrono::seconds(*v);
+    if (const toml::node* n = t->get("status_labels")) {
+      if (n->is_boolean())
+        g.status_labels = n->as_boolean()->get();
+      else
+        problem(*n,
+                "repo.github.status_labels must be a boolean, not " + std::string(type_name(*n)));
+    }
+    if (auto v = string(*t, "try_branch", "repo.github.try_branch")) {
+      if (valid_branch_name(*v))
+        g.try_branch = *v;
+      else
+        problem(*t->get("try_branch"),
+                "repo.github.try_branch '" + *v + "' is not a valid branch name");
+    }
+    return g;
+  }
+
   std::optional<Repo> repo(const toml::table& t) {
     Repo r;
     r.line = line_of(t);
     unknown_keys(t,
                  {"name", "forge", "remote", "master", "dmz", "required_checks", "check_timeout",
                   "branch_patterns", "refused_patterns", "api_token", "status_token", "policy_root",
-                  "runner", "auth", "network_timeout", "queue"},
+                  "runner", "auth", "network_timeout", "queue",
+                  "github"},
                  "[[repo]]");
     if (auto v = string(t, "name", "repo.name")) {
       if (valid_repo_name(*v))
@@ -598,9 +761,9 @@ class Loader {
       missing(t, "name", "[[repo]]");
     }
     if (auto v = string(t, "forge", "repo.forge")) {
-      if (*v == "plain")
+      if (*v == "plain" || *v == "github")
         r.forge = *v;
-      else if (*v == "github" || *v == "gitlab" || *v == "gitea")
+      else if (*v == "gitlab" || *v == "gitea")
         problem(*t.get("forge"), "forge " + *v + " is not supported yet");
       else
         problem(*t.get("forge"),
@@ -608,7 +771,7 @@ class Loader {
     }
     if (auto v = string(t, "remote", "repo.remote"))
       r.remote = is_local_path(*v) ? resolve(*v).string() : *v;
-    else if (!t.contains("remote"))
+    else if (!t.contains("remote") && r.forge != "github")  // GitHub: the clone URL, below
       missing(t, "remote", "[[repo]]");
     bool branches_ok = true;
     for (auto [key, field] : {std::pair{"master", &r.master}, std::pair{"dmz", &r.dmz}}) {
@@ -647,6 +810,16 @@ class Loader {
       r.network_timeout = std::chrono::seconds(*v);
     r.auth = auth(t);
     r.queue = queue_section(t, r);
+    r.github = github(t);
+    if (r.forge == "github" && !r.github && !t.contains("github")) {
+      problem(r.line, "[[repo]] with forge = \"github\" needs a [repo.github] table");
+      if (!t.contains("remote")) missing(t, "remote", "[[repo]]");
+    }
+    if (r.forge != "github" && t.contains("github"))
+      problem(*t.get("github"), "[repo.github] belongs to a repository with forge = \"github\"");
+    if (r.github && !t.contains("remote") && !r.name.empty()) {
+      if (auto api = parse_url(r.github->api_url)) r.remote = github_clone_url(*api, r.name);
+    }
     // Master must be gated by something: default to the runner's check, refuse nothing at all.
     if (const toml::node* n = t.get("required_checks")) {
       if (checks && checks->empty())

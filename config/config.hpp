@@ -35,6 +35,9 @@ struct Server {
   std::chrono::seconds answer_timeout{30};  // for the service to answer a read request (503)
   int max_connections = 512;                // open at once; more get 503 and are closed
   int threads = 2;                          // I/O threads
+  // Where people reach the status page (https://dmzbot.example.com), for links in the answers
+  // on pull requests; empty: answers carry no link.
+  std::string public_url;
 };
 
 struct Store {
@@ -84,9 +87,29 @@ struct Queue {
   std::string candidate_branch = "dmz-queue/{id}";
 };
 
+// A repository on GitHub or GitHub Enterprise Server ([repo.github]).
+struct GitHub {
+  std::string api_url = "https://api.github.com";  // https://HOST/api/v3 for GHES
+  Secret webhook_secret;                           // X-Hub-Signature-256 key (required)
+  // Authentication to the REST API and git: a token, or a GitHub App installation.
+  Secret token;
+  std::int64_t app_id = 0, installation_id = 0;
+  Secret private_key;  // the App's PEM private key (RSA)
+  std::string merge_label = "dmz:merge";
+  std::vector<std::string> merge_masters;       // logins, or "org/team-slug"
+  std::filesystem::path ca_file;                // an extra CA (a GHES with a private CA)
+  std::string bot_name = "dmzbot";              // comments address it as "@dmzbot ..."
+  std::chrono::seconds reconcile_interval{60};  // how often the REST API is read back
+  std::chrono::seconds permission_cache{60};    // how long a merge master check is believed
+  bool status_labels = false;                   // dmz:queued / dmz:failed on the PRs
+  std::string try_branch = "dmz-try";           // `try` pushes <try_branch>/<number>
+
+  bool app() const { return app_id != 0; }
+};
+
 struct Repo {
   std::string name;             // "owner/name"
-  std::string forge = "plain";  // plain (github, gitlab, gitea later)
+  std::string forge = "plain";  // plain or github (gitlab, gitea later)
   std::string remote;           // URL or path of the remote
   std::string master = "master";
   std::string dmz = "dmz";
@@ -102,6 +125,7 @@ struct Repo {
   Queue queue;
   std::chrono::seconds network_timeout{60};  // git: connect and stalled transfer; the whole
                                              // operation may take ten times as long
+  std::optional<GitHub> github;              // forge = "github"
   int line = 0;                              // where [[repo]] starts, for messages
 };
 

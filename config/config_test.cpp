@@ -15,6 +15,18 @@
 
 #include "tests/support.hpp"
 
+// Lists of problems print whole when a comparison fails.
+namespace doctest {
+template <>
+struct StringMaker<std::vector<std::string>> {
+  static String convert(const std::vector<std::string>& lines) {
+    std::string out = "{";
+    for (const auto& l : lines) out += "\n  \"" + l + "\"";
+    return String((out + "\n}").c_str());
+  }
+};
+}  // namespace doctest
+
 namespace dmz::config {
 namespace {
 
@@ -321,8 +333,8 @@ TEST_CASE("config: repository names, forges and branches") {
         Lines{"2: repo.name 'widgets' must look like \"owner/name\"",
               "6: repo.name 'a/b/c' must look like \"owner/name\"",
               "10: repo.name 'a/..' must look like \"owner/name\""});
-  CHECK(f.problems(kRepo + "forge = \"github\"\n") ==
-        Lines{"5: forge github is not supported yet"});
+  CHECK(f.problems(kRepo + "forge = \"gitlab\"\n") ==
+        Lines{"5: forge gitlab is not supported yet"});
   CHECK(f.problems(kRepo + "forge = \"bitbucket\"\n") ==
         Lines{"5: unknown forge 'bitbucket' (expected plain, github, gitlab or gitea)"});
   CHECK(f.problems(kRepo + "master = \"main\"\ndmz = \"main\"\n") ==
@@ -542,14 +554,20 @@ TEST_CASE("config: the example in deploy/ is valid") {
   test::write_file(f.dir / "keys" / "dmzbot_ed25519", "k\n");
   test::write_file(f.dir / "keys" / "gadgets_deploy_ed25519", "k\n");
   test::write_file(f.dir / "keys" / "known_hosts", "git.example.com ssh-ed25519 AAAA\n");
+  test::write_file(f.dir / "secrets" / "octo-webhook", "w\n");
+  test::write_file(f.dir / "secrets" / "octo-token", "t\n");
   ScopedEnv env("DMZBOT_WIDGETS_STATUS_TOKEN", "c");
   Config c = f.ok(text);
   CHECK(c.data_dir == "/var/lib/dmzbot");
   CHECK(c.store.path == "/var/lib/dmzbot/dmzbot.db");
-  REQUIRE(c.repos.size() == 2);
+  REQUIRE(c.repos.size() == 3);
   CHECK(c.repos[0].required_checks == std::vector<std::string>{"ci/build", "ci/test"});
   CHECK(c.repos[1].required_checks == std::vector<std::string>{"dmzbot/local"});
   CHECK(c.repos[1].api_token.reveal() == "b");
+  CHECK(c.repos[2].forge == "github");
+  CHECK(c.repos[2].remote == "https://github.com/octo/widgets.git");
+  REQUIRE(c.repos[2].github.has_value());
+  CHECK(c.repos[2].github->merge_masters == std::vector<std::string>{"alice", "octo/release-team"});
 }
 
 // A FIFO at `fifo` with a writer held open while `load` runs: a reader that blocked would wait
@@ -702,6 +720,148 @@ TEST_CASE("config: control characters in values are escaped: one line per proble
                  "14: repo.policy_root '" + d + "/no\\npolicy' does not exist",
                  "17: repo.runner.sandbox must be \"bwrap\" or \"none\", not \"d\\nocker\"",
              });
+}
+
+}  // namespace
+}  // namespace dmz::config
+
+namespace dmz::config {
+namespace {
+
+// A GitHub repository with a token; `extra` lines go into [repo.github].
+std::string github_repo(const std::string& extra, const std::string& repo_extra = "") {
+  return "[[repo]]\nname = \"octo/widgets\"\nforge = \"github\"\nrequired_checks = [\"build\"]\n" +
+         repo_extra + "[repo.github]\nwebhook_secret = { file = \"hook\" }\n" + extra;
+}
+
+TEST_CASE("config: [repo.github] with a token, every key, and the clone URL as the remote") {
+  Fixture f;
+  test::write_file(f.dir / "hook", "whsec\n");
+  test::write_file(f.dir / "token", "ghp_x\n");
+  test::write_file(f.dir / "certs" / "ca.pem", "-----BEGIN CERTIFICATE-----\nMII\n");
+  Config c = f.ok("[server]\npublic_url = \"https://dmzbot.example.com/\"\n" +
+                  github_repo("api_url = \"https://ghes.example.com/api/v3/\"\n"
+                              "token = { file = \"token\" }\n"
+                              "merge_label = \"ship it\"\n"
+                              "merge_masters = [\"alice\", \"octo/release-team\"]\n"
+                              "ca_file = \"certs/ca.pem\"\n"
+                              "bot_name = \"merge-bot\"\n"
+                              "reconcile_interval = 30\n"
+                              "permission_cache = 0\n"
+                              "status_labels = true\n"
+                              "try_branch = \"try\"\n"));
+  CHECK(c.server.public_url == "https://dmzbot.example.com");
+  REQUIRE(c.repos.size() == 1);
+  const Repo& r = c.repos[0];
+  CHECK(r.forge == "github");
+  REQUIRE(r.github.has_value());
+  const GitHub& g = *r.github;
+  CHECK(g.api_url == "https://ghes.example.com/api/v3");
+  CHECK(r.remote == "https://ghes.example.com/octo/widgets.git");
+  CHECK(g.webhook_secret.reveal() == "whsec");
+  CHECK(g.token.reveal() == "ghp_x");
+  CHECK_FALSE(g.app());
+  CHECK(g.merge_label == "ship it");
+  CHECK(g.merge_masters == std::vector<std::string>{"alice", "octo/release-team"});
+  CHECK(g.ca_file == f.dir / "certs" / "ca.pem");
+  CHECK(g.bot_name == "merge-bot");
+  CHECK(g.reconcile_interval == std::chrono::seconds(30));
+  CHECK(g.permission_cache == std::chrono::seconds(0));
+  CHECK(g.status_labels);
+  CHECK(g.try_branch == "try");
+
+  // Defaults: github.com's clone URL, the default label; an explicit remote wins.
+  Config d = f.ok(github_repo("token = { file = \"token\" }\nmerge_masters = [\"alice\"]\n"));
+  CHECK(d.repos[0].remote == "https://github.com/octo/widgets.git");
+  CHECK(d.repos[0].github->api_url == "https://api.github.com");
+  CHECK(d.repos[0].github->merge_label == "dmz:merge");
+  CHECK(d.repos[0].github->bot_name == "dmzbot");
+  Config e = f.ok(github_repo("token = { file = \"token\" }\nmerge_masters = [\"alice\"]\n",
+                              "remote = \"https://mirror.example.com/w.git\"\n"));
+  CHECK(e.repos[0].remote == "https://mirror.example.com/w.git");
+}
+
+TEST_CASE("config: [repo.github] as a GitHub App; the key must be an RSA key that signs") {
+  Fixture f;
+  test::write_file(f.dir / "hook", "whsec\n");
+  test::must("openssl genrsa -out " + (f.dir / "app.pem").string() + " 2048 2>/dev/null");
+  test::must("openssl genpkey -algorithm ed25519 -out " + (f.dir / "ed.pem").string());
+  const std::string app =
+      "app_id = 123\ninstallation_id = 456\nprivate_key = { file = \"app.pem\" }\n"
+      "merge_masters = [\"alice\"]\n";
+  Config c = f.ok(github_repo(app));
+  const GitHub& g = *c.repos[0].github;
+  CHECK(g.app());
+  CHECK(g.app_id == 123);
+  CHECK(g.installation_id == 456);
+  CHECK(g.private_key.reveal().find("PRIVATE KEY") != std::string::npos);
+  CHECK(f.problems(
+            github_repo("app_id = 123\ninstallation_id = 456\nprivate_key = { file = \"ed.pem\" }\n"
+                        "merge_masters = [\"alice\"]\n")) ==
+        Lines{"9: repo.github.private_key: not an RSA private key"});
+}
+
+TEST_CASE("config: [repo.github] problems, each at its line") {
+  Fixture f;
+  test::write_file(f.dir / "hook", "whsec\n");
+  test::write_file(f.dir / "token", "ghp_x\n");
+  test::write_file(f.dir / "notca.pem", "hello\n");
+  CHECK(f.problems(github_repo("api_url = \"http://api.github.com\"\n"
+                               "token = { file = \"token\" }\n"
+                               "merge_label = \"" +
+                               std::string(51, 'x') +
+                               "\"\n"
+                               "merge_masters = [\"alice\", \"bad login!\", \"octo/\"]\n"
+                               "ca_file = \"notca.pem\"\n"
+                               "bot_name = \"-x\"\n"
+                               "reconcile_interval = 1\n"
+                               "status_labels = \"yes\"\n"
+                               "try_branch = \"a..b\"\n"
+                               "colour = \"red\"\n")) ==
+        Lines{
+            "7: repo.github.api_url must be https:// (tokens travel on it)",
+            "9: repo.github.merge_label must be at most 50 characters, without control "
+            "characters",
+            "10: repo.github.merge_masters: 'bad login!' is neither a GitHub login nor "
+            "\"org/team-slug\"",
+            "10: repo.github.merge_masters: 'octo/' is neither a GitHub login nor "
+            "\"org/team-slug\"",
+            "11: repo.github.ca_file '" + (f.dir / "notca.pem").string() +
+                "' holds no PEM certificate",
+            "12: repo.github.bot_name '-x' is not a GitHub login",
+            "13: repo.github.reconcile_interval must be between 5 and 3600 seconds (1 hour), "
+            "not 1",
+            "14: repo.github.status_labels must be a boolean, not a string",
+            "15: repo.github.try_branch 'a..b' is not a valid branch name",
+            "16: unknown key 'colour' in [repo.github]",
+        });
+  // Neither, or both, ways to authenticate; an incomplete App; no merge masters; no secret.
+  CHECK(f.problems(github_repo("merge_masters = [\"alice\"]\n")) ==
+        Lines{"5: [repo.github] needs token, or app_id, installation_id and private_key"});
+  CHECK(f.problems(github_repo("token = { file = \"token\" }\napp_id = 1\n"
+                               "merge_masters = [\"alice\"]\n")) ==
+        Lines{"5: [repo.github] has both token and GitHub App keys: use one way to authenticate"});
+  CHECK(f.problems(github_repo("app_id = 1\nmerge_masters = [\"alice\"]\n")) ==
+        Lines{"5: [repo.github] needs all of app_id, installation_id and private_key for a "
+              "GitHub App"});
+  CHECK(f.problems(github_repo("token = { file = \"token\" }\nmerge_masters = []\n")) ==
+        Lines{"8: repo.github.merge_masters is empty: nobody could approve a pull request"});
+  CHECK(f.problems(github_repo("token = { file = \"token\" }\n")) ==
+        Lines{"5: missing required key 'merge_masters' in [repo.github] (who may approve)"});
+  CHECK(f.problems("[[repo]]\nname = \"octo/w\"\nforge = \"github\"\nrequired_checks = [\"b\"]\n"
+                   "[repo.github]\ntoken = { file = \"token\" }\nmerge_masters = [\"a\"]\n") ==
+        Lines{"5: missing required key 'webhook_secret' in [repo.github] (webhooks are never "
+              "taken unsigned)"});
+  // The table belongs to forge = "github", which needs it.
+  CHECK(
+      f.problems("[[repo]]\nname = \"octo/w\"\nforge = \"github\"\nrequired_checks = [\"b\"]\n") ==
+      Lines{"1: [[repo]] with forge = \"github\" needs a [repo.github] table",
+            "1: missing required key 'remote' in [[repo]]"});
+  CHECK(f.problems(kRepo + "[repo.github]\nwebhook_secret = { file = \"hook\" }\n"
+                           "token = { file = \"token\" }\nmerge_masters = [\"a\"]\n") ==
+        Lines{"5: [repo.github] belongs to a repository with forge = \"github\""});
+  CHECK(f.problems("[server]\npublic_url = \"dmzbot.example.com\"\n" + kRepo) ==
+        Lines{"2: server.public_url: 'dmzbot.example.com' is not an http(s) URL: no scheme"});
 }
 
 }  // namespace

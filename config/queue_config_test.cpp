@@ -55,13 +55,14 @@ TEST_CASE("config: [repo.queue] defaults to serial with candidate branches dmz-q
 }
 
 TEST_CASE("config: [repo.queue] with every setting") {
-  Queue q = queue_of(kRepo +
-                     "[repo.queue]\nstrategy = \"adaptive\"\nmax_batch = 4\nwindow_start = 6\n"
-                     "window_floor = 2\nwindow_max = 12\nflaky_retries = 1\n"
-                     "priority_interrupts = true\nlanes = \"groups\"\n"
-                     "candidate_branch = \"queue/c-{id}\"\n"
-                     "[[repo.queue.path_groups]]\nname = \"docs\"\npaths = [\"docs/**\"]\n"
-                     "[[repo.queue.path_groups]]\nname = \"web\"\npaths = [\"web/**\", \"*.css\"]\n");
+  Queue q =
+      queue_of(kRepo +
+               "[repo.queue]\nstrategy = \"adaptive\"\nmax_batch = 4\nwindow_start = 6\n"
+               "window_floor = 2\nwindow_max = 12\nflaky_retries = 1\n"
+               "priority_interrupts = true\nlanes = \"groups\"\n"
+               "candidate_branch = \"queue/c-{id}\"\n"
+               "[[repo.queue.path_groups]]\nname = \"docs\"\npaths = [\"docs/**\"]\n"
+               "[[repo.queue.path_groups]]\nname = \"web\"\npaths = [\"web/**\", \"*.css\"]\n");
   CHECK(q.strategy == queue::Strategy::Adaptive);
   CHECK(q.max_batch == 4);
   CHECK(q.window_start == 6);

@@ -149,8 +149,9 @@ struct Ctx {
   void emit(A a) {
     out.emplace_back(std::in_place_type<A>, std::move(a));
   }
-  void notify(const PullRequest& pr, NoticeKind kind, Reason reason, std::string message) {
-    emit(Notify{pr.number, kind, reason, std::move(message), pr.head});
+  void notify(const PullRequest& pr, NoticeKind kind, Reason reason, std::string message,
+              std::vector<std::string> details = {}) {
+    emit(Notify{pr.number, kind, reason, std::move(message), pr.head, std::move(details)});
   }
   PullRequest* find(int n) {
     auto it = s.prs.find(n);
@@ -228,7 +229,7 @@ void fail(Ctx& c, PullRequest& pr, Reason code, std::string reason,
   pr.reason = std::move(reason);
   pr.details = std::move(details);
   pr.finished_at = c.at;
-  c.notify(pr, NoticeKind::Failure, code, pr.reason);
+  c.notify(pr, NoticeKind::Failure, code, pr.reason, pr.details);
 }
 
 // ---- the train ---------------------------------------------------------------------------------
@@ -294,7 +295,7 @@ void landed(Ctx& c) {
     pr.reason = "merged into master at " + short_sha(k.sha);
     pr.details.clear();
     pr.finished_at = c.at;
-    c.notify(pr, NoticeKind::Success, Reason::Merged, pr.reason);
+    c.notify(pr, NoticeKind::Success, Reason::Merged, pr.reason, {k.sha});
   }
   land_front_if_green(c);
 }
@@ -947,10 +948,23 @@ void schedule(Ctx& c) {
 Verdict on(Ctx& c, const PrOpened& e) {
   if (e.number <= 0) return invalid("invalid pull request number " + std::to_string(e.number));
   if (e.head.empty()) return invalid("pull request " + pr_name(e.number) + " has no head sha");
-  if (const auto* pr = c.find(e.number)) {
-    if (pr->branch == e.branch && pr->author == e.author && pr->title == e.title &&
-        pr->head == e.head)
-      return std::nullopt;  // a repeated delivery
+  if (auto* pr = c.find(e.number)) {
+    if (pr->status == PrStatus::Cancelled && pr->reason_code == Reason::Closed) {
+      // Reopened: known again as it is now, with no approval (a merge master approves anew).
+      PullRequest reopened;
+      reopened.number = e.number;
+      reopened.branch = e.branch;
+      reopened.author = e.author;
+      reopened.title = e.title;
+      reopened.head = e.head;
+      reopened.priority = pr->priority;
+      *pr = std::move(reopened);
+      return std::nullopt;
+    }
+    if (pr->head == e.head && pr->branch == e.branch && pr->author == e.author) {
+      pr->title = e.title;  // a repeated delivery, or a forge re-reading an edited title
+      return std::nullopt;
+    }
     return conflict(pr_name(e.number) + " is already known (branch " + pr->branch + ", head " +
                     short_sha(pr->head) + ")");
   }
@@ -1027,7 +1041,6 @@ Verdict on(Ctx& c, const MergeRequested& e) {
                     short_sha(pr->approval ? pr->approval->sha : Sha()) +
                     "; newer commits need a new pull request");
   approve(c, *pr, Approval{e.sha, e.approver, e.at});
-  pr->priority = e.priority;
   observe_arrival(c);
   return std::nullopt;
 }
@@ -1240,6 +1253,69 @@ Verdict on(Ctx& c, const MasterObserved& e) {
   for (const auto& k : c.s.train)
     if (k.status == CandidateStatus::Landing) return std::nullopt;  // MasterPushed will tell
   rebuild_on(c, e.sha);
+  return std::nullopt;
+}
+
+Verdict on(Ctx& c, const Reply& e) {
+  const auto* pr = c.find(e.number);
+  c.emit(Notify{e.number, e.kind, Reason::None, e.message, pr ? pr->head : Sha(), e.details});
+  return std::nullopt;
+}
+
+// Where a PR stands, in one line: what a `status` command answers.
+std::string standing(const Ctx& c, const PullRequest& pr) {
+  std::string out =
+      pr_name(pr.number) + " at " + short_sha(pr.head) + " is " + std::string(to_string(pr.status));
+  if (pr.approval)
+    out += ", approved by " + pr.approval->approver + " at " + short_sha(pr.approval->sha);
+  if (pr.status == PrStatus::Queued) {
+    auto order = queue_order(c.s);
+    auto at = std::find(order.begin(), order.end(), pr.number);
+    if (at != order.end())
+      out += ", position " + std::to_string(at - order.begin() + 1) + " of " +
+             std::to_string(order.size());
+  }
+  if (pr.candidate)
+    if (auto i = index_of(c.s, *pr.candidate)) {
+      const auto& k = c.s.train[*i];
+      out += ", in candidate " + std::to_string(k.id) +
+             (k.sha.empty() ? std::string(" (merging)") : " (" + short_sha(k.sha) + ")");
+      if (auto missing = not_green(k, c.cfg); !missing.empty() && on_dmz(k.status))
+        out += ", waiting for " + join(missing, ", ");
+    }
+  if (pr.priority != 0) out += ", priority " + std::to_string(pr.priority);
+  if (!pr.reason.empty()) out += ": " + pr.reason;
+  return out;
+}
+
+Verdict on(Ctx& c, const StatusRequested& e) {
+  const auto* pr = c.find(e.number);
+  if (!pr) {
+    c.emit(Notify{e.number,
+                  NoticeKind::Info,
+                  Reason::None,
+                  pr_name(e.number) + " is not known to dmzbot (yet)",
+                  Sha(),
+                  {}});
+    return std::nullopt;
+  }
+  c.notify(*pr, NoticeKind::Info, Reason::None, standing(c, *pr), pr->details);
+  return std::nullopt;
+}
+
+Verdict on(Ctx& c, const PriorityRequested& e) {
+  auto* pr = c.find(e.number);
+  if (!pr) return unknown(e.number);
+  if (e.priority < -kMaxPriority || e.priority > kMaxPriority)
+    return invalid("priority must be between " + std::to_string(-kMaxPriority) + " and " +
+                   std::to_string(kMaxPriority));
+  if (pr->status == PrStatus::Merged) return conflict(pr_name(e.number) + " is already merged");
+  pr->priority = e.priority;
+  // A candidate already being built is not interrupted (unless Settings::priority_interrupts:
+  // the scheduling step after this event cuts lower candidates); the waiting PRs reorder.
+  c.notify(
+      *pr, NoticeKind::Info, Reason::None,
+      "priority of " + pr_name(e.number) + " set to " + std::to_string(e.priority) + " by " + e.by);
   return std::nullopt;
 }
 

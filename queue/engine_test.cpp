@@ -1053,3 +1053,108 @@ TEST_CASE("resume re-issues a candidate check that had not answered, and only th
   REQUIRE(actions.size() == 1);
   CHECK(std::holds_alternative<StartBuild>(actions[0]));
 }
+
+TEST_CASE(
+    "PrOpened: a title edit is taken; a closed PR that is reopened is open again, unapproved") {
+  Repo r;
+  r.queue(1, sha('a'));
+  CHECK_FALSE(r.on(PrOpened{1, "feature/f1", "dev1", "New title", sha('a'), r.now}).rejected);
+  CHECK(r.pr(1).title == "New title");
+  CHECK(r.pr(1).status == PrStatus::Merging);  // nothing else changed
+  CHECK_FALSE(r.on(PrClosed{1, r.now}).rejected);
+  CHECK(r.pr(1).status == PrStatus::Cancelled);
+  r.pr(1).priority = 4;
+  auto o = r.on(PrOpened{1, "feature/f1", "dev1", "Reopened", sha('b'), r.now});
+  CHECK_FALSE(o.rejected);
+  CHECK(r.pr(1).status == PrStatus::Open);
+  CHECK(r.pr(1).head == sha('b'));
+  CHECK(r.pr(1).title == "Reopened");
+  CHECK_FALSE(r.pr(1).approval);
+  CHECK(r.pr(1).reason_code == Reason::None);
+  CHECK(r.pr(1).finished_at == 0);
+  CHECK(r.pr(1).priority == 4);
+  CHECK(none<CheckPolicy>(o));
+  // A cancelled (not closed) PR is not reopened by a PrOpened at another head.
+  r.queue(2, sha('c'));
+  CHECK_FALSE(r.on(CancelRequested{2, "mm", r.now}).rejected);
+  expect_rejected(r, PrOpened{2, "feature/f2", "dev2", "Title 2", sha('d'), r.now},
+                  Code::kConflict);
+}
+
+TEST_CASE("Reply says something about a PR and changes nothing, known or not") {
+  Repo r;
+  r.open(1, sha('a'));
+  const std::string before = r.dump();
+  auto o = r.on(Reply{1, NoticeKind::Failure, "only merge masters may merge", {"see docs"}, r.now});
+  CHECK_FALSE(o.rejected);
+  CHECK(r.dump() == before);
+  auto n = only<Notify>(o);
+  CHECK(n == Notify{1,
+                    NoticeKind::Failure,
+                    Reason::None,
+                    "only merge masters may merge",
+                    sha('a'),
+                    {"see docs"}});
+  auto unknown = only<Notify>(r.on(Reply{9, NoticeKind::Info, "help", {}, r.now}));
+  CHECK(unknown.number == 9);
+  CHECK(unknown.head.empty());
+}
+
+TEST_CASE("StatusRequested answers where the PR stands") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+  r.merged(1, sha('c'));
+  auto one = only<Notify>(r.on(StatusRequested{1, "dev", r.now}));
+  CHECK(one.kind == NoticeKind::Info);
+  CHECK(one.message.find("#1 at aaaaaaa is in_dmz, approved by mm at aaaaaaa") == 0);
+  CHECK(one.message.find("in candidate 1 (ccccccc), waiting for ci/build") != std::string::npos);
+  auto two = only<Notify>(r.on(StatusRequested{2, "dev", r.now}));
+  CHECK(two.message.find("is queued") != std::string::npos);
+  CHECK(two.message.find("position 1 of 1") != std::string::npos);
+  auto none_such = only<Notify>(r.on(StatusRequested{7, "dev", r.now}));
+  CHECK(none_such.message == "#7 is not known to dmzbot (yet)");
+}
+
+TEST_CASE("PriorityRequested: higher priority enters the train first; a building one is kept") {
+  Repo r;
+  r.queue(1, sha('a'));  // takes the train at once
+  r.queue(2, sha('b'));
+  r.queue(3, sha('c'));
+  r.queue(4, sha('d'));
+  CHECK(queue_order(r.s) == std::vector<int>{2, 3, 4});
+  auto o = r.on(PriorityRequested{4, 10, "mm", r.now});
+  CHECK_FALSE(o.rejected);
+  CHECK(only<Notify>(o).message == "priority of #4 set to 10 by mm");
+  CHECK(none<CancelBuild>(o));  // the candidate being built is not interrupted
+  CHECK(queue_order(r.s) == std::vector<int>{4, 2, 3});
+  r.on(PriorityRequested{3, 10, "mm", r.now});
+  CHECK(queue_order(r.s) == std::vector<int>{3, 4, 2});  // equal priority: queued_at
+  r.on(PriorityRequested{1, -5, "mm", r.now});
+  CHECK(r.pr(1).status == PrStatus::Merging);
+  // The next candidate takes the highest priority.
+  REQUIRE(!r.merged(1, sha('e')).rejected);
+  auto landed = r.check(sha('e'), CheckState::Success);
+  auto ff = only<FastForwardMaster>(landed);
+  auto next = r.master_pushed(ff.candidate, true);
+  CHECK(only<BuildCandidate>(next).items.front().number == 3);
+  expect_rejected(r, PriorityRequested{9, 1, "mm", r.now}, Code::kNotFound);
+  expect_rejected(r, PriorityRequested{2, kMaxPriority + 1, "mm", r.now}, Code::kInvalid);
+  expect_rejected(r, PriorityRequested{1, 3, "mm", r.now}, Code::kConflict);  // merged
+}
+
+TEST_CASE("failure and merge notices carry their details") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.merged(1, sha('c'));
+  auto failed = r.check(sha('c'), CheckState::Failure, "ci/build", "3 tests", "https://ci/9");
+  auto n = notices_for(failed, 1);
+  REQUIRE(n.size() == 1);
+  CHECK(n[0].details == std::vector<std::string>{"https://ci/9"});
+  r.queue(2, sha('b'));
+  r.green(2, sha('d'));
+  auto ff = r.master_pushed(2, true);
+  auto merged = notices_for(ff, 2);
+  REQUIRE(merged.size() == 1);
+  CHECK(merged[0].details == std::vector<std::string>{sha('d')});
+}

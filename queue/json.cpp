@@ -107,11 +107,7 @@ json fields(const PrPushed& e) {
 }
 json fields(const PrClosed& e) { return {{"number", e.number}, {"at", e.at}}; }
 json fields(const MergeRequested& e) {
-  return {{"number", e.number},
-          {"sha", e.sha},
-          {"approver", e.approver},
-          {"at", e.at},
-          {"priority", e.priority}};
+  return {{"number", e.number}, {"sha", e.sha}, {"approver", e.approver}, {"at", e.at}};
 }
 json fields(const CancelRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const RetryRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
@@ -147,6 +143,17 @@ json fields(const MasterPushed& e) {
 }
 json fields(const MasterObserved& e) { return {{"sha", e.sha}, {"at", e.at}}; }
 json fields(const Tick& e) { return {{"at", e.at}}; }
+json fields(const Reply& e) {
+  return {{"number", e.number},
+          {"kind", to_string(e.kind)},
+          {"message", e.message},
+          {"details", e.details},
+          {"at", e.at}};
+}
+json fields(const StatusRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
+json fields(const PriorityRequested& e) {
+  return {{"number", e.number}, {"priority", e.priority}, {"by", e.by}, {"at", e.at}};
+}
 
 // ---- actions ----
 
@@ -184,7 +191,8 @@ json fields(const Notify& a) {
           {"kind", to_string(a.kind)},
           {"reason", to_string(a.reason)},
           {"message", a.message},
-          {"head", a.head}};
+          {"head", a.head},
+          {"details", a.details}};
 }
 
 std::string action_kind(const Action& action) {
@@ -219,6 +227,9 @@ std::string event_kind(const Event& event) {
                         [](const MasterPushed&) { return "master_pushed"; },
                         [](const MasterObserved&) { return "master_observed"; },
                         [](const Tick&) { return "tick"; },
+                        [](const Reply&) { return "reply"; },
+                        [](const StatusRequested&) { return "status_requested"; },
+                        [](const PriorityRequested&) { return "priority_requested"; },
                     },
                     event);
 }

@@ -171,13 +171,12 @@ TEST_CASE("an empty repository is an empty document, not nulls") {
 }
 
 TEST_CASE("events carry their snake_case type and fields") {
-  CHECK(to_json(Event{MergeRequested{4, sha('a'), "mm", 55, 2}}) ==
+  CHECK(to_json(Event{MergeRequested{4, sha('a'), "mm", 55}}) ==
         json{{"type", "merge_requested"},
              {"number", 4},
              {"sha", sha('a')},
              {"approver", "mm"},
-             {"at", 55},
-             {"priority", 2}});
+             {"at", 55}});
   CHECK(to_json(Event{PolicyChecked{4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}}}) ==
         json{{"type", "policy_checked"},
              {"number", 4},
@@ -267,8 +266,10 @@ TEST_CASE("actions carry their snake_case type and fields") {
       to_json(Action{FastForwardMaster{3, sha('0'), sha('c')}}) ==
       json{
           {"type", "fast_forward_master"}, {"candidate", 3}, {"from", sha('0')}, {"to", sha('c')}});
-  CHECK(to_json(Action{Notify{4, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')}}) ==
+  CHECK(to_json(Action{Notify{
+            4, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a'), {"https://ci/4"}}}) ==
         json{{"type", "notify"},
+             {"details", {"https://ci/4"}},
              {"number", 4},
              {"kind", "failure"},
              {"reason", "build-failed"},

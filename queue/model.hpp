@@ -75,7 +75,7 @@ struct PullRequest {
   std::optional<CandidateId> candidate;  // set while Merging/InDmz/Building
   Millis finished_at = 0;                // when it became Merged, Failed or Cancelled
   // Facts the strategies use (plain data gathered by the shell):
-  int priority = 0;                // higher enters the train first (set with the approval)
+  int priority = 0;                // higher enters the train first (PriorityRequested)
   std::vector<std::string> paths;  // files it changes against master (from the policy check)
   CheckState precheck = CheckState::Pending;  // its own CI on its head, before the queue
   // Where it stands in a strategy's bookkeeping:
@@ -221,7 +221,6 @@ struct MergeRequested {  // a merge master approves the PR at `sha`
   Sha sha;
   std::string approver;
   Millis at = 0;
-  int priority = 0;  // higher enters the train first
 };
 struct CancelRequested {
   int number = 0;
@@ -279,10 +278,33 @@ struct MasterObserved {  // a fetch saw master at `sha`
 struct Tick {  // time passes; drives timeouts and retries
   Millis at = 0;
 };
+enum class NoticeKind { Info, Success, Failure };
+// A message for a PR that changes nothing: a forge's answer to a command (a refusal, help),
+// the result of a try build. It goes out through the outbox like every notice.
+struct Reply {
+  int number = 0;
+  NoticeKind kind = NoticeKind::Info;
+  std::string message;
+  std::vector<std::string> details;
+  Millis at = 0;
+};
+struct StatusRequested {  // someone asked where a PR stands: answered with a Notify
+  int number = 0;
+  std::string by;
+  Millis at = 0;
+};
+inline constexpr int kMaxPriority = 1000;  // priorities are -kMaxPriority..kMaxPriority
+struct PriorityRequested {                 // a merge master sets a PR's priority
+  int number = 0;
+  int priority = 0;
+  std::string by;
+  Millis at = 0;
+};
 
-using Event = std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelRequested,
-                           RetryRequested, PolicyChecked, MergeDone, CandidateChecked,
-                           CheckReported, MasterPushed, MasterObserved, Tick>;
+using Event =
+    std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelRequested, RetryRequested,
+                 PolicyChecked, MergeDone, CandidateChecked, CheckReported, MasterPushed,
+                 MasterObserved, Tick, Reply, StatusRequested, PriorityRequested>;
 
 // ---- Actions (outputs) -------------------------------------------------------------------------
 
@@ -335,13 +357,15 @@ struct FastForwardMaster {  // push master from `from` to `to` only as a fast-fo
   CandidateId candidate = 0;
   Sha from, to;
 };
-enum class NoticeKind { Info, Success, Failure };
 struct Notify {  // tell the PR's author/merge master (forge comment, log, status page)
   int number = 0;
   NoticeKind kind = NoticeKind::Info;
   Reason reason = Reason::None;
   std::string message;
   Sha head;  // the PR's head when it was said (forges put statuses on it)
+  // What the one-line message leaves out: every policy reason, every conflicting path, the
+  // failing check's link, the full master commit of a merge.
+  std::vector<std::string> details;
 
   bool operator==(const Notify&) const = default;
 };

@@ -41,6 +41,7 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
   };
   std::map<int, Seen> prs;                 // by recorded number, first approval only
   std::map<int, std::string> authors;      // from pr_opened
+  std::map<int, int> priorities;           // from priority_requested (the latest)
   std::map<std::string, Millis> pushed;    // candidate sha -> when it reached dmz
   std::set<std::string> decided;           // candidate shas whose build verdict was counted
   std::vector<Millis> durations;
@@ -51,13 +52,17 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
     try {
       if (e.kind == "pr_opened") {
         authors[j.at("number").get<int>()] = j.value("author", "");
+      } else if (e.kind == "priority_requested") {
+        const int n = j.at("number").get<int>();
+        priorities[n] = j.at("priority").get<int>();
+        if (auto it = prs.find(n); it != prs.end()) it->second.priority = priorities[n];
       } else if (e.kind == "merge_requested") {
         const int n = j.at("number").get<int>();
         if (prs.count(n)) continue;
         Seen s;
         s.approved = j.at("at").get<Millis>();
         s.head = j.at("sha").get<std::string>();
-        s.priority = j.value("priority", 0);
+        s.priority = priorities.count(n) ? priorities[n] : 0;
         s.author = authors.count(n) ? authors[n] : "unknown";
         prs.emplace(n, std::move(s));
       } else if (e.kind == "policy_checked") {

@@ -89,7 +89,8 @@ class World final : public driver::GitPort,
         apply(q::CheckReported{head, c, now()});
       });
       at_time(at, [this, n, head] {
-        apply(q::MergeRequested{n, head, "mm", now(), w_.pr(n).priority});
+        if (w_.pr(n).priority != 0) apply(q::PriorityRequested{n, w_.pr(n).priority, "mm", now()});
+        apply(q::MergeRequested{n, head, "mm", now()});
       });
     }
     last_arrival_ = kStart + 10 * kMinute +

@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 4> kMigrations = {
+constexpr std::array<std::string_view, 5> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -201,20 +201,25 @@ CREATE TABLE leases(
   expires_at INTEGER NOT NULL
 );
 )sql",
-    // 4: the strategies' state: the train's window and what was observed of builds and PRs;
-    // a PR's priority, changed paths, pre-queue CI, hold, bisection group, probe and failures; a
+    // 4: PR priorities (higher lands first); the details of a notice (every policy reason,
+    // the conflicting paths, a check's link) go out with it.
+    R"sql(
+ALTER TABLE prs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE pr_archive ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN details TEXT NOT NULL DEFAULT '[]';
+)sql",
+    // 5: the strategies' state: the train's window and what was observed of builds and PRs;
+    // a PR's changed paths, pre-queue CI, hold, bisection group, probe and failures; a
     // candidate's lane, probe flag, build attempt and retried failure.
     R"sql(
 ALTER TABLE repos ADD COLUMN train_window INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE repos ADD COLUMN observed TEXT NOT NULL DEFAULT '{}';
-ALTER TABLE prs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE prs ADD COLUMN paths TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE prs ADD COLUMN precheck TEXT NOT NULL DEFAULT 'pending';
 ALTER TABLE prs ADD COLUMN held_by INTEGER;
 ALTER TABLE prs ADD COLUMN bisect_group INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE prs ADD COLUMN probed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE prs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE pr_archive ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE candidates ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE candidates ADD COLUMN probe INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE candidates ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
@@ -578,8 +583,8 @@ class SqliteStore final : public Store {
   Result<std::vector<forges::OutboxMessage>> outbox(const std::string& repo) override {
     std::lock_guard lock(mu_);
     auto& q = stmt(
-        "SELECT id, number, kind, reason_code, message, head, attempts, next_at, last_error"
-        " FROM outbox WHERE repo = ?1 ORDER BY id");
+        "SELECT id, number, kind, reason_code, message, head, attempts, next_at, last_error,"
+        " details FROM outbox WHERE repo = ?1 ORDER BY id");
     q.bind(1, repo);
     std::vector<forges::OutboxMessage> out;
     for (;;) {
@@ -600,6 +605,9 @@ class SqliteStore final : public Store {
       m.attempts = static_cast<int>(q.int64(6));
       m.next_at = q.int64(7);
       m.last_error = q.text(8);
+      auto details = parse_details(repo, m.notice.number, q.text(9));
+      if (!details) return details.error();
+      m.notice.details = std::move(*details);
       out.push_back(std::move(m));
     }
     return out;
@@ -892,17 +900,18 @@ class SqliteStore final : public Store {
 
   Result<std::int64_t> write_outbox(const std::string& repo, const queue::Notify& n,
                                     queue::Millis at) {
-    DMZ_TRY_R(
-        stmt("INSERT INTO outbox(repo, number, kind, reason_code, message, head, attempts,"
-             " next_at, created_at, last_error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7, '')")
-            .bind(1, repo)
-            .bind(2, std::int64_t{n.number})
-            .bind(3, queue::to_string(n.kind))
-            .bind(4, queue::to_string(n.reason))
-            .bind(5, n.message)
-            .bind(6, n.head)
-            .bind(7, at)
-            .exec());
+    DMZ_TRY_R(stmt("INSERT INTO outbox(repo, number, kind, reason_code, message, head, attempts,"
+                   " next_at, created_at, last_error, details)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7, '', ?8)")
+                  .bind(1, repo)
+                  .bind(2, std::int64_t{n.number})
+                  .bind(3, queue::to_string(n.kind))
+                  .bind(4, queue::to_string(n.reason))
+                  .bind(5, n.message)
+                  .bind(6, n.head)
+                  .bind(7, at)
+                  .bind(8, details_json(n.details))
+                  .exec());
     return static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
   }
 

@@ -69,7 +69,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "4");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "5");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
         R"(["src/a.cpp","docs/ünïcödé.md"])");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT held_by || '/' || bisect_group || '/' || precheck"
@@ -256,7 +256,12 @@ TEST_CASE("store: the outbox is saved with the change, delivered or rescheduled"
   Writer w{*store, RepoState{s.repo}};
   s.master = sha('1');
   auto saved = w.save(s, "x", {}, {},
-                      {Notify{3, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')},
+                      {Notify{3,
+                              NoticeKind::Failure,
+                              Reason::BuildFailed,
+                              "boom",
+                              sha('a'),
+                              {"https://ci/7", "every detail"}},
                        Notify{4, NoticeKind::Success, Reason::Merged, "landed", sha('b')}},
                       500);
   REQUIRE(saved.ok());
@@ -265,7 +270,12 @@ TEST_CASE("store: the outbox is saved with the change, delivered or rescheduled"
   REQUIRE(box.ok());
   REQUIRE(box->size() == 2);
   CHECK((*box)[0].id == saved->outbox_ids[0]);
-  CHECK((*box)[0].notice == Notify{3, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')});
+  CHECK((*box)[0].notice == Notify{3,
+                                   NoticeKind::Failure,
+                                   Reason::BuildFailed,
+                                   "boom",
+                                   sha('a'),
+                                   {"https://ci/7", "every detail"}});
   CHECK((*box)[0].next_at == 500);
   CHECK((*box)[0].attempts == 0);
   REQUIRE(store->outbox_retry((*box)[0].id, 1, 2500, "forge answered 502").ok());
@@ -541,7 +551,7 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "4");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "5");
   CHECK(back.state.prs.at(4).priority == 0);
   CHECK(back.state.prs.at(4).precheck == CheckState::Pending);
   CHECK(back.state.window == 0);
