@@ -26,9 +26,6 @@ std::string escape_control(std::string_view s) {
       case '\t':
         out += "\\t";
         break;
-      case '\\':
-        out += "\\\\";
-        break;
       default:
         if (is_control(c)) {
           out += "\\x";

@@ -16,7 +16,8 @@ TEST_CASE("has_control finds C0 controls and DEL, not UTF-8") {
 
 TEST_CASE("escape_control keeps one line and shows what was there") {
   CHECK(escape_control("mm\nApproved-by: x") == "mm\\nApproved-by: x");
-  CHECK(escape_control("a\r\tb\\") == "a\\r\\tb\\\\");
+  CHECK(escape_control("a\r\tb\\") == "a\\r\\tb\\");
+  CHECK(escape_control(escape_control("x\ny")) == escape_control("x\ny"));  // idempotent
   CHECK(escape_control("\x1b[31mred") == "\\x1b[31mred");
   CHECK(escape_control(std::string("nul\0", 4)) == "nul\\x00");
   CHECK(escape_control("Jürgen") == "Jürgen");

@@ -21,7 +21,8 @@ for arg in "$@"; do
   esac
 done
 if $with_tests; then
-  packages="$packages chromium openssh-server"  # sshd: bot/git's ssh transport tests
+  # sshd: bot/git's ssh transport tests; the reference Prometheus parser checks /metrics.
+  packages="$packages chromium openssh-server python3-prometheus-client"
   command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
 fi
 missing=""

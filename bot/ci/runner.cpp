@@ -20,8 +20,10 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <fstream>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -40,10 +42,32 @@ struct Job {
   bool cancelled = false;  // guarded by Impl::mu
 };
 
-queue::Millis now_millis() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
+// The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat), or
+// nullopt if there is no such process. With the pid it names one process for good: a pid the
+// kernel reuses later has another start time.
+std::optional<unsigned long long> start_time(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return std::nullopt;
+  auto close = stat.rfind(')');  // the command name may hold spaces and parentheses
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && fields >> field; ++i)
+    if (i == 22) return std::stoull(field);
+  return std::nullopt;
+}
+
+// Removes `path` and everything in it, making read-only directories a build left writable.
+void remove_tree(const std::filesystem::path& path) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->is_directory(ec) && !it->is_symlink(ec))
+      std::filesystem::permissions(it->path(), std::filesystem::perms::owner_all,
+                                   std::filesystem::perm_options::add, ec);
+  }
+  std::filesystem::remove_all(path, ec);
 }
 
 std::string seconds(Clock::duration d) {
@@ -57,15 +81,13 @@ struct TempDirGuard {
   std::filesystem::path path;
   ~TempDirGuard() {
     if (path.empty()) return;
+    remove_tree(path);
     std::error_code ec;
-    // A build may leave read-only directories behind; make them writable so that they go.
-    for (auto it = std::filesystem::recursive_directory_iterator(path, ec);
-         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-      if (it->is_directory(ec) && !it->is_symlink(ec))
-        std::filesystem::permissions(it->path(), std::filesystem::perms::owner_all,
-                                     std::filesystem::perm_options::add, ec);
-    }
-    std::filesystem::remove_all(path, ec);
+    std::filesystem::remove(record_of(path), ec);
+  }
+  // Where a build records its process group: "<build dir>.pid".
+  static std::filesystem::path record_of(const std::filesystem::path& dir) {
+    return dir.string() + ".pid";
   }
 };
 
@@ -149,6 +171,8 @@ struct LocalRunner::Impl {
   config::Runner cfg;
   std::filesystem::path log_dir;
   std::vector<std::filesystem::path> hidden;  // see build_command_line
+  std::filesystem::path work_dir;             // where build directories go
+  std::filesystem::path owned_work_dir;       // removed with the runner (a temp dir of its own)
   Done done;
 
   std::mutex mu;
@@ -166,7 +190,7 @@ struct LocalRunner::Impl {
     c.state = state;
     c.description = std::move(description);
     c.url = build_log_url(job.repo, job.sha);  // served by the API, not a path on this machine
-    c.at = now_millis();
+    c.at = 0;                                  // the service stamps it with its clock
     return c;
   }
 
@@ -201,6 +225,34 @@ struct LocalRunner::Impl {
     return job.cancelled || stopping;
   }
 
+  // Records the build's process group beside its directory, so that a dmzbot restarted after
+  // being killed can kill a build that outlived it (one run unsandboxed: bubblewrap's builds
+  // die with their parent) instead of running it twice.
+  static void record(const std::filesystem::path& dir, pid_t pid) {
+    auto started = start_time(pid);
+    std::ofstream out(TempDirGuard::record_of(dir));
+    out << pid << " " << (started ? *started : 0) << "\n";
+  }
+
+  // The debris of a dmzbot that was killed: builds still running are killed (only if the
+  // recorded process is still the one that was started), directories removed.
+  void recover() {
+    std::error_code ec;
+    std::filesystem::create_directories(work_dir, ec);
+    for (const auto& entry : std::filesystem::directory_iterator(work_dir, ec)) {
+      if (entry.path().extension() != ".pid") continue;
+      std::ifstream in(entry.path());
+      pid_t pid = 0;
+      unsigned long long started = 0;
+      if (in >> pid >> started && pid > 1 && started != 0 && start_time(pid) == started) {
+        ::kill(-pid, SIGKILL);
+        ::kill(pid, SIGKILL);  // in case it left its group
+      }
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(work_dir, ec))
+      remove_tree(entry.path());
+  }
+
   // The final report goes out after the build directory is gone.
   void build(Job& job) {
     std::optional<queue::Check> result;
@@ -217,8 +269,7 @@ struct LocalRunner::Impl {
     std::error_code ec;
     std::filesystem::create_directories(log_dir, ec);
 
-    std::string pattern =
-        (std::filesystem::temp_directory_path(ec) / "dmzbot-build-XXXXXX").string();
+    std::string pattern = (work_dir / "build-XXXXXX").string();
     if (ec || !mkdtemp(pattern.data())) {
       std::string msg = std::string("cannot create a build directory: ") + std::strerror(errno);
       append_line(log, msg);
@@ -257,7 +308,10 @@ struct LocalRunner::Impl {
         rc = -1;
       } else {
         rc = spawn_in_group(pid, args, env, dir.path, fd);
-        if (rc == 0) job.pid = pid;
+        if (rc == 0) {
+          job.pid = pid;
+          record(dir.path, pid);
+        }
       }
     }
     ::close(fd);
@@ -329,10 +383,20 @@ struct LocalRunner::Impl {
 };
 
 LocalRunner::LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
-                         std::vector<std::filesystem::path> hidden)
+                         std::vector<std::filesystem::path> hidden, std::filesystem::path work_dir)
     : impl_(std::make_unique<Impl>()) {
   impl_->cfg = std::move(cfg);
   impl_->hidden = std::move(hidden);
+  if (work_dir.empty()) {  // a directory of its own, gone with the runner
+    std::error_code ec;
+    std::string pattern =
+        (std::filesystem::temp_directory_path(ec) / "dmzbot-builds-XXXXXX").string();
+    if (mkdtemp(pattern.data())) impl_->owned_work_dir = pattern;
+    impl_->work_dir = pattern;
+  } else {
+    impl_->work_dir = std::move(work_dir);
+    impl_->recover();
+  }
   impl_->log_dir = std::move(log_dir);
   impl_->done = std::move(done);
   int n = impl_->cfg.max_parallel > 0 ? impl_->cfg.max_parallel : 1;
@@ -349,6 +413,7 @@ LocalRunner::~LocalRunner() {
   }
   impl_->cv.notify_all();
   for (auto& t : impl_->workers) t.join();
+  if (!impl_->owned_work_dir.empty()) remove_tree(impl_->owned_work_dir);
 }
 
 void LocalRunner::start(const std::string& repo, const queue::Sha& sha, Export export_tree) {

@@ -26,9 +26,11 @@ class LocalRunner {
 
   // Logs go to <log_dir>/<sha>.log; at most cfg.max_parallel commands run at once. `hidden`
   // names what a sandboxed build must not see even where it sees /usr and /etc (dmzbot's
-  // configuration directory, data directory, keys).
+  // configuration directory, data directory, keys). Builds run in directories under
+  // `work_dir` (one runner's own; default $TMPDIR/dmzbot-builds-UID), which the constructor
+  // first clears of a killed run's debris: builds still running are killed, not duplicated.
   LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
-              std::vector<std::filesystem::path> hidden = {});
+              std::vector<std::filesystem::path> hidden = {}, std::filesystem::path work_dir = {});
   ~LocalRunner();  // kills running commands (their process groups) and joins
 
   void start(const std::string& repo, const queue::Sha& sha, Export export_tree);

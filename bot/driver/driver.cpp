@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <nlohmann/json.hpp>
 
 #include "base/text.hpp"
@@ -203,8 +204,14 @@ Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
   if (event)
     change.event = EventLogEntry{
         0, repo, q::event_kind(*event), q::to_json(*event).dump(), q::pr_of(*event), now};
+  const auto write_started = std::chrono::steady_clock::now();
   auto saved = store_.save(change);
+  if (options_.metrics)
+    options_.metrics->observe(
+        "dmzbot_store_write_seconds", {{"repo", repo}},
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started).count());
   if (!saved) return saved.status();
+  record(slot, next, change.outcomes, now);
   slot.state = std::move(next);
   slot.version = saved->version;
   dispatch(slot, actions, saved->outbox_ids);
@@ -228,6 +235,8 @@ void Driver::dispatch(Slot& slot, const std::vector<q::Action>& actions,
           } else if constexpr (std::is_same_v<A, q::ResetDmz>) {
             git_.reset_dmz(repo, a);
           } else if constexpr (std::is_same_v<A, q::StartBuild>) {
+            if (options_.metrics)
+              options_.metrics->add("dmzbot_builds_started_total", {{"repo", repo}});
             ci_.start_build(repo, a);
           } else if constexpr (std::is_same_v<A, q::CancelBuild>) {
             ci_.cancel_build(repo, a);
@@ -251,16 +260,59 @@ void Driver::dispatch(Slot& slot, const std::vector<q::Action>& actions,
       }));
 }
 
+void Driver::record(const Slot& slot, const q::RepoState& next,
+                    const std::vector<HistoryEntry>& outcomes, q::Millis now) {
+  if (!options_.metrics) return;
+  metrics::Registry& m = *options_.metrics;
+  const metrics::Labels repo{{"repo", slot.cfg.name}};
+  for (const auto& h : outcomes) {
+    if (h.status == q::PrStatus::Merged) {
+      m.add("dmzbot_prs_landed_total", repo);
+      if (h.approved_at > 0 && h.at >= h.approved_at)
+        m.observe("dmzbot_time_to_merge_seconds", repo,
+                  static_cast<double>(h.at - h.approved_at) / 1000.0);
+    } else {
+      m.add("dmzbot_prs_dequeued_total",
+            {{"repo", slot.cfg.name}, {"reason", std::string(q::to_string(h.reason))}});
+    }
+  }
+  // A candidate that left the train after reaching the remote has finished its build.
+  for (const auto& k : slot.state.train) {
+    if (k.pushed_at == 0) continue;
+    bool still = std::any_of(next.train.begin(), next.train.end(),
+                             [&](const q::Candidate& c) { return c.id == k.id; });
+    if (!still)
+      m.observe("dmzbot_build_duration_seconds", repo,
+                static_cast<double>(now - k.pushed_at) / 1000.0);
+  }
+}
+
+void Driver::record_gauges(const Slot& slot) {
+  if (!options_.metrics) return;
+  metrics::Registry& m = *options_.metrics;
+  const metrics::Labels repo{{"repo", slot.cfg.name}};
+  m.set("dmzbot_queue_length", repo, static_cast<double>(q::queue_order(slot.state).size()));
+  m.set("dmzbot_train_candidates", repo, static_cast<double>(slot.state.train.size()));
+  const double landed = m.value("dmzbot_prs_landed_total", repo);
+  if (landed > 0)
+    m.set("dmzbot_builds_per_landed_pr", repo,
+          m.value("dmzbot_builds_started_total", repo) / landed);
+  m.set("dmzbot_repository_healthy", repo, slot.health.loaded && slot.health.remote_ok ? 1.0 : 0.0);
+  m.set("dmzbot_outbox_pending", repo, static_cast<double>(slot.health.outbox_pending));
+}
+
 void Driver::tick() {
   const q::Millis now = clock_.now();
   for (auto& slot : slots_) {
     if (!slot->health.loaded) {
       load(*slot);  // the store or the lease may be back
+      record_gauges(*slot);
       continue;
     }
     renew_lease(*slot, now);
     if (!slot->health.loaded) continue;
     (void)apply(slot->cfg.name, q::Tick{now});
+    record_gauges(*slot);
     if (!slot->fetch_in_flight && now >= slot->health.next_fetch_at) {
       slot->fetch_in_flight = true;
       git_.fetch(slot->cfg.name);

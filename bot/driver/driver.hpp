@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "base/clock.hpp"
+#include "base/metrics.hpp"
 #include "bot/driver/ports.hpp"
 #include "bot/store/store.hpp"
 #include "forges/forge.hpp"
@@ -40,6 +41,7 @@ struct Options {
   queue::Millis max_outbox_backoff = 3'600'000;
   int max_outbox_attempts = 30;  // then the message is dropped, with a log line
   queue::Millis delivery_retention = 7 * 86'400'000LL;  // webhook ids older than this are forgotten
+  metrics::Registry* metrics = nullptr;  // where landings, ejections, builds are counted
 };
 
 // What the service knows about a repository's health, for /readyz, the queue JSON and the
@@ -107,6 +109,11 @@ class Driver {
                 const std::vector<std::int64_t>& outbox_ids);
   void send_due_outbox(queue::Millis now);
   void renew_lease(Slot& slot, queue::Millis now);
+  // Counts what the change from the slot's state to `next` means: landings, ejections, the
+  // builds that ended.
+  void record(const Slot& slot, const queue::RepoState& next,
+              const std::vector<HistoryEntry>& outcomes, queue::Millis now);
+  void record_gauges(const Slot& slot);
 
   const Clock& clock_;
   Store& store_;

@@ -393,6 +393,40 @@ TEST_CASE("driver: a repository another process holds the lease on is not served
   CHECK(w.ports.of<Fetch>().size() == 1);
 }
 
+TEST_CASE("driver: landings, ejections and builds are counted for /metrics") {
+  World w;
+  metrics::Registry& m = metrics::global();
+  const metrics::Labels repo{{"repo", kRepo}};
+  const double landed = m.value("dmzbot_prs_landed_total", repo);
+  const double failed =
+      m.value("dmzbot_prs_dequeued_total", {{"repo", kRepo}, {"reason", "build-failed"}});
+  const double builds = m.value("dmzbot_builds_started_total", repo);
+  const double merges = m.value("dmzbot_time_to_merge_seconds", repo);
+  const double durations = m.value("dmzbot_build_duration_seconds", repo);
+  Options o;
+  o.metrics = &m;
+  w.start(o);
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  w.clock.advance(60'000);
+  REQUIRE_FALSE(w.land_front(sha('c')).rejected);
+  w.queue_pr(2, sha('b'));
+  auto bc = w.ports.of<q::BuildCandidate>().back();
+  w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('d'), 0, {}, "", w.clock.now()});
+  w.must(q::CheckReported{sha('d'), q::Check{"ci/build", q::CheckState::Failure}, w.clock.now()});
+  CHECK(m.value("dmzbot_prs_landed_total", repo) == landed + 1);
+  CHECK(m.value("dmzbot_prs_dequeued_total", {{"repo", kRepo}, {"reason", "build-failed"}}) ==
+        failed + 1);
+  CHECK(m.value("dmzbot_builds_started_total", repo) == builds + 2);
+  CHECK(m.value("dmzbot_time_to_merge_seconds", repo) == merges + 1);
+  CHECK(m.value("dmzbot_build_duration_seconds", repo) == durations + 2);
+  w.driver->tick();
+  CHECK(m.value("dmzbot_queue_length", repo) == 0);
+  CHECK(m.value("dmzbot_repository_healthy", repo) == 1);
+  CHECK(m.text().find("dmzbot_time_to_merge_seconds_bucket{repo=\"acme/app\",le=\"60\"}") !=
+        std::string::npos);
+}
+
 TEST_CASE("driver: unknown repositories are not found") {
   World w;
   w.start();

@@ -2,8 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <set>
 
+#include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "bot/git/mirror.hpp"
 #include "bot/git/signer.hpp"
@@ -14,6 +16,24 @@
 namespace dmz {
 
 namespace q = queue;
+
+namespace {
+// Times one git operation on `repo` for /metrics.
+class GitTimer {
+ public:
+  GitTimer(std::string repo, std::string op)
+      : repo_(std::move(repo)), op_(std::move(op)), start_(std::chrono::steady_clock::now()) {}
+  ~GitTimer() {
+    metrics::global().observe(
+        "dmzbot_git_operation_seconds", {{"repo", repo_}, {"op", op_}},
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+  }
+
+ private:
+  std::string repo_, op_;
+  std::chrono::steady_clock::time_point start_;
+};
+}  // namespace
 
 std::string merge_message(const std::string& repo, const q::MergeItem& item) {
   std::string subject =
@@ -55,6 +75,7 @@ forges::RemoteRefs GitWorker::read_refs() {
 }
 
 Result<forges::RemoteRefs> GitWorker::fetch() {
+  GitTimer timer(repo_.name, "fetch");
   // What the mirror held before: a head that no longer contains it was force-pushed.
   const auto before = forges::pr_heads(read_refs());
   if (Status s = mirror_->fetch(); !s.ok())
@@ -70,6 +91,7 @@ Result<forges::RemoteRefs> GitWorker::fetch() {
 }
 
 q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
+  GitTimer timer(repo_.name, "build_candidate");
   q::MergeDone done{a.candidate};
   git::Identity who{signing_.name, signing_.email, clock_.now() / 1000, 0};
   git::Sha tip = a.base;
@@ -179,9 +201,13 @@ q::CandidateChecked GitWorker::check_candidate(const q::CheckCandidate& a) {
   return candidates_->check(*mirror_, a, clock_.now());
 }
 
-Status GitWorker::reset_dmz(const q::ResetDmz& a) { return mirror_->push_force(a.sha, repo_.dmz); }
+Status GitWorker::reset_dmz(const q::ResetDmz& a) {
+  GitTimer timer(repo_.name, "reset_dmz");
+  return mirror_->push_force(a.sha, repo_.dmz);
+}
 
 q::MasterPushed GitWorker::fast_forward(const q::FastForwardMaster& a) {
+  GitTimer timer(repo_.name, "fast_forward");
   q::MasterPushed pushed{a.candidate};
   auto r = mirror_->push_fast_forward(repo_.master, a.from, a.to);
   if (!r) {

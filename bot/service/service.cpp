@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "bot/ci/runner.hpp"
 #include "bot/driver/driver.hpp"
@@ -132,9 +133,6 @@ struct Service::Impl final : driver::GitPort,
   std::condition_variable timer_wake;
   bool timer_stop = false;
 
-  mutable std::mutex metrics_mutex;
-  std::string metrics_text;
-
   q::Millis now() const { return clock->now(); }
 
   // One service per data directory: its mirrors and database must have a single writer (that
@@ -220,7 +218,7 @@ struct Service::Impl final : driver::GitPort,
             check.at = now();
             post_event(raw->cfg.name, q::CheckReported{sha, std::move(check), check.at});
           },
-          secret_paths());
+          secret_paths(), cfg.data_dir / "builds" / mirror_dir_name(repo.name));
     }
     rt->git = std::make_unique<SerialExecutor>("git " + repo.name);
     repos.push_back(std::move(rt));
@@ -346,31 +344,9 @@ struct Service::Impl final : driver::GitPort,
       timer_wake.wait_for(lock, options.tick_interval, [this] { return timer_stop; });
       if (timer_stop) break;
       lock.unlock();
-      engine.post([this] {
-        driver->tick();
-        render_metrics();
-      });
+      engine.post([this] { driver->tick(); });
       lock.lock();
     }
-  }
-
-  void render_metrics() {
-    std::ostringstream out;
-    out << "# HELP dmzbot_pull_requests Pull requests in the hot state by status.\n"
-           "# TYPE dmzbot_pull_requests gauge\n";
-    for (const auto& name : driver->repos()) {
-      std::map<std::string_view, int> counts;
-      for (const auto& [n, pr] : driver->state(name)->prs) ++counts[q::to_string(pr.status)];
-      for (const auto& [status, count] : counts)
-        out << "dmzbot_pull_requests{repo=\"" << name << "\",status=\"" << status << "\"} " << count
-            << "\n";
-    }
-    out << "# HELP dmzbot_train_length Candidates in flight.\n# TYPE dmzbot_train_length gauge\n";
-    for (const auto& name : driver->repos())
-      out << "dmzbot_train_length{repo=\"" << name << "\"} " << driver->state(name)->train.size()
-          << "\n";
-    std::lock_guard lock(metrics_mutex);
-    metrics_text = out.str();
   }
 };
 
@@ -393,12 +369,13 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   Impl& im = *service->impl_;
   driver::Options driver_options;
   driver_options.owner = owner_id(im.cfg.data_dir);
+  driver_options.metrics = &metrics::global();
   im.driver = std::make_unique<driver::Driver>(*im.clock, *im.store, im, im, im, im,
                                                im.driver_configs(), driver_options);
   std::promise<Status> started;
   im.engine.post([&] {
     Status s = im.driver->start();
-    im.render_metrics();
+    im.driver->tick();  // the gauges, before the first scrape
     started.set_value(s);
   });
   if (Status s = started.get_future().get(); !s.ok()) return s.error();
@@ -495,14 +472,12 @@ void Service::pull(const std::string& repo, int number,
   Store& store = *impl_->store;
   auto outcomes = store.pr_history(repo, number, kPullEvents);
   auto events = store.pr_events(repo, number, kPullEvents);
-  auto archived = store.archived(repo, number);
-  if (!outcomes || !events || !archived)
+  if (!outcomes || !events)
     return done(unavailable("store: cannot read pull request #" + std::to_string(number)));
   PullView view;
   view.outcomes = std::move(*outcomes);
   view.events = std::move(*events);
-  if (!impl_->engine.post([this, repo, number, view = std::move(view),
-                           archived = std::move(*archived), done]() mutable {
+  if (!impl_->engine.post([this, &store, repo, number, view = std::move(view), done]() mutable {
         const q::RepoState& state = *impl_->driver->state(repo);
         auto it = state.prs.find(number);
         if (it != state.prs.end()) {
@@ -510,19 +485,33 @@ void Service::pull(const std::string& repo, int number,
           auto order = q::queue_order(state);
           auto at = std::find(order.begin(), order.end(), number);
           if (at != order.end()) view.position = static_cast<std::size_t>(at - order.begin()) + 1;
-        } else if (archived) {
-          view.pr = std::move(*archived);
-          view.archived = true;
-        } else {
-          return done(not_found("unknown pull request #" + std::to_string(number) + " in " + repo));
+          return done(std::move(view));
         }
+        // Read on the engine thread, which is the one that archives: a PR is
+        // either in the hot state or already in the archive, never in between.
+        auto archived = store.archived(repo, number);
+        if (!archived)
+          return done(unavailable("store: cannot read pull request #" + std::to_string(number)));
+        if (!*archived)
+          return done(not_found("unknown pull request #" + std::to_string(number) + " in " + repo));
+        view.pr = std::move(**archived);
+        view.archived = true;
         done(std::move(view));
       }))
     done(stopping());
 }
 
 void Service::webhook(const std::string& forge, forges::InboundRequest request,
-                      std::function<void(Result<WebhookAccepted>)> done) {
+                      std::function<void(Result<WebhookAccepted>)> answer) {
+  // Counted by how it ended: accepted, duplicate, or the code of the refusal.
+  auto done = [forge, answer = std::move(answer)](Result<WebhookAccepted> r) {
+    const std::string result = !r             ? std::string(to_string(r.code()))
+                               : r->duplicate ? "duplicate"
+                                              : "accepted";
+    metrics::global().add("dmzbot_webhook_deliveries_total",
+                          {{"forge", forge}, {"result", result}});
+    answer(std::move(r));
+  };
   bool any = false, unauthenticated_seen = false;
   for (auto& rt : impl_->repos) {
     if (rt->forge->kind() != forge) continue;
@@ -555,10 +544,7 @@ std::optional<std::string> Service::build_log(const std::string& repo, const q::
   return read_build_log(impl_->log_dir(repo), sha, max_bytes);
 }
 
-std::string Service::metrics() const {
-  std::lock_guard lock(impl_->metrics_mutex);
-  return impl_->metrics_text;
-}
+std::string Service::metrics() const { return metrics::global().text(); }
 
 q::Outcome Service::submit_and_wait(const std::string& repo, q::Event event) {
   std::promise<q::Outcome> result;

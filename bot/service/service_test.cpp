@@ -7,7 +7,9 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 #include <tuple>
 
@@ -678,6 +680,86 @@ TEST_CASE("the data directory, database and mirrors are private to dmzbot's user
   CHECK(mode(data.path() / "state" / "mirrors") == 0700);
   CHECK(mode(data.path() / "state" / "logs" / "acme_widget.git") == 0700);
   CHECK(mode(data.path() / "state" / "dmzbot.db") == 0600);
+}
+
+}  // namespace
+}  // namespace dmz
+
+namespace dmz {
+namespace {
+
+// Every sample of /metrics, as Prometheus's reference parser (python3-prometheus-client) reads
+// it: the test fails if the text does not parse.
+struct Sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+std::vector<Sample> scrape(std::uint16_t port, const test::TempDir& dir) {
+  auto r = http_request("127.0.0.1", port, "GET", "/metrics");
+  REQUIRE(r.ok());
+  REQUIRE(r->status == 200);
+  test::write_file(dir / "metrics.txt", r->body);
+  auto parsed =
+      test::run("/usr/bin/python3 " +
+                test::shell_quote(std::string(DMZ_SOURCE_DIR) + "/tests/metrics/prom_parse.py") +
+                " < " + test::shell_quote((dir / "metrics.txt").string()));
+  INFO(parsed.out);
+  REQUIRE(parsed.exit_code == 0);
+  std::vector<Sample> out;
+  std::istringstream lines(parsed.out);
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line);
+    Sample s{j.at("name"), {}, j.at("value")};
+    for (auto& [k, v] : j.at("labels").items()) s.labels[k] = v.get<std::string>();
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+double sample(const std::vector<Sample>& all, const std::string& name,
+              const std::map<std::string, std::string>& labels) {
+  double sum = 0;
+  for (const auto& s : all) {
+    if (s.name != name) continue;
+    bool match = true;
+    for (const auto& [k, v] : labels) match = match && s.labels.count(k) && s.labels.at(k) == v;
+    if (match) sum += s.value;
+  }
+  return sum;
+}
+
+TEST_CASE("/metrics parses with Prometheus's own parser and moves as a PR lands and one fails") {
+  Remote remote;
+  test::TempDir data;
+  std::string good = remote.branch("feature/m1", {{"m1.txt", "1\n"}});
+  std::string bad = remote.branch("feature/m2", {{"FAIL", "x\n"}});
+  Running run(make_config(remote, data.path(), true));
+  const std::map<std::string, std::string> repo{{"repo", kRepo}};
+  auto before = scrape(run.port, data);
+  run.enqueue(1, "feature/m1", good);
+  run.enqueue(2, "feature/m2", bad);
+  REQUIRE(eventually([&] { return run.status(2) == q::PrStatus::Failed; }));
+  REQUIRE(run.status(1) == q::PrStatus::Merged);
+  // Gauges are refreshed by the timer.
+  REQUIRE(eventually([&] {
+    return sample(scrape(run.port, data), "dmzbot_queue_length", repo) == 0 &&
+           sample(scrape(run.port, data), "dmzbot_builds_per_landed_pr", repo) > 0;
+  }));
+  auto after = scrape(run.port, data);
+  auto delta = [&](const std::string& name, std::map<std::string, std::string> labels) {
+    return sample(after, name, labels) - sample(before, name, labels);
+  };
+  CHECK(delta("dmzbot_prs_landed_total", repo) == 1);
+  CHECK(delta("dmzbot_prs_dequeued_total", {{"repo", kRepo}, {"reason", "build-failed"}}) == 1);
+  CHECK(delta("dmzbot_builds_started_total", repo) == 2);
+  CHECK(delta("dmzbot_time_to_merge_seconds_count", repo) == 1);
+  CHECK(delta("dmzbot_build_duration_seconds_count", repo) == 2);
+  CHECK(delta("dmzbot_git_operation_seconds_count", {{"repo", kRepo}, {"op", "fast_forward"}}) ==
+        1);
+  CHECK(delta("dmzbot_store_write_seconds_count", repo) > 0);
+  CHECK(sample(after, "dmzbot_train_candidates", repo) == 0);
+  CHECK(sample(after, "dmzbot_repository_healthy", repo) == 1);
 }
 
 }  // namespace

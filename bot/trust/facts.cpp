@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "base/file.hpp"
+#include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "bot/git/mirror.hpp"
 #include "bot/trust/raw_objects.hpp"
@@ -269,6 +270,15 @@ SignatureCheck TrustKeys::verify(SignatureKind kind, std::string_view payload,
 
 // ---- FactGatherer ------------------------------------------------------------------------------
 
+namespace {
+// One verification for /metrics: its format and whether it passed.
+void count_verification(SignatureKind kind, const SignatureCheck& check) {
+  metrics::global().add("dmzbot_signature_verifications_total",
+                        {{"format", kind == SignatureKind::openpgp ? "openpgp" : "ssh"},
+                         {"result", check.problem.empty() ? "good" : "refused"}});
+}
+}  // namespace
+
 SignatureCheck FactGatherer::cached_verify(TrustKeys& keys, const std::string& object_id,
                                            SignatureKind kind, std::string_view payload,
                                            std::string_view signature, std::int64_t signed_at) {
@@ -278,6 +288,7 @@ SignatureCheck FactGatherer::cached_verify(TrustKeys& keys, const std::string& o
   if (auto it = cache_.find(key); it != cache_.end()) return it->second;
   ++verifications_;
   SignatureCheck check = keys.verify(kind, payload, signature, signed_at);
+  count_verification(kind, check);
   // Results that depend on the machine rather than the object (GnuPG missing) are not cached.
   if (check.problem.rfind("error:", 0) == 0) return check;
   if (cache_.size() >= cache_limit_) cache_.clear();
@@ -314,6 +325,7 @@ void FactGatherer::prefetch(const std::filesystem::path& repo_dir, const TrustKe
         ++done[t].verifications;
         SignatureCheck check = loaded.keys->verify(parsed->signature_kind, parsed->payload,
                                                    *parsed->signature, parsed->committer.time);
+        count_verification(parsed->signature_kind, check);
         if (check.problem.rfind("error:", 0) == 0) continue;  // not cached, as in cached_verify
         done[t].results.emplace_back(todo[i], std::move(check));
       }
