@@ -54,6 +54,22 @@
 //   ssh_key = { file = "keys/deploy_ed25519" }  # ssh private key (a regular file, <= 64 KiB)
 //   known_hosts = "keys/known_hosts"            # ssh: the pinned host keys; required with
 //                                               # ssh_key (host keys are always checked)
+//   [repo.queue]                   # optional: how approved PRs become candidates
+//   strategy = "serial"            # "serial", "batch", "train" or "adaptive"
+//   max_batch = 8                  # PRs per candidate, 1..64 (default 1 for serial and
+//                                  # train, 8 for batch and adaptive)
+//   window_start = 4               # train/adaptive: candidates in flight at first, 1..256
+//   window_floor = 1               # ... at least, 1..256 (<= window_start)
+//   window_max = 20                # ... at most, 1..256 (>= window_start)
+//   flaky_retries = 0              # 0..3: a failed build is built again this often before
+//                                  # anyone is ejected (not with serial)
+//   priority_interrupts = false    # a higher-priority PR cuts lower candidates that build
+//   lanes = "none"                 # adaptive: "none", "groups" (path_groups) or "paths"
+//                                  # (PRs with disjoint changed paths)
+//   candidate_branch = "dmz-queue/{id}"   # each candidate's branch; "" for dmz only
+//   [[repo.queue.path_groups]]     # lanes = "groups": name, paths (globs, queue/glob.hpp)
+//   name = "docs"
+//   paths = ["docs/**"]
 //   [repo.github]                  # forge = "github": GitHub or GitHub Enterprise Server
 //   api_url = "https://api.github.com"      # https only; https://HOST/api/v3 for GHES; the
 //                                           # remote defaults to that GitHub's clone URL
@@ -472,6 +488,114 @@ class Loader {
     return r;
   }
 
+  Queue queue_section(const toml::table& repo, const Repo& r) {
+    Queue q;
+    const toml::table* t = table(repo, "queue", "repo.queue");
+    if (!t) return q;
+    unknown_keys(*t,
+                 {"strategy", "max_batch", "window_start", "window_floor", "window_max",
+                  "flaky_retries", "priority_interrupts", "lanes", "path_groups",
+                  "candidate_branch"},
+                 "[repo.queue]");
+    if (auto v = string(*t, "strategy", "repo.queue.strategy")) {
+      if (auto st = queue::parse_strategy(*v))
+        q.strategy = *st;
+      else
+        problem(*t->get("strategy"), "repo.queue.strategy must be \"serial\", \"batch\", "
+                                     "\"train\" or \"adaptive\", not \"" + *v + "\"");
+    }
+    const bool batches =
+        q.strategy == queue::Strategy::Batch || q.strategy == queue::Strategy::Adaptive;
+    q.max_batch = batches ? 8 : 1;
+    if (auto v = integer(*t, "max_batch", "repo.queue.max_batch", 1, 64))
+      q.max_batch = static_cast<int>(*v);
+    if (auto v = integer(*t, "window_start", "repo.queue.window_start", 1, 256))
+      q.window_start = static_cast<int>(*v);
+    if (auto v = integer(*t, "window_floor", "repo.queue.window_floor", 1, 256))
+      q.window_floor = static_cast<int>(*v);
+    if (auto v = integer(*t, "window_max", "repo.queue.window_max", 1, 256))
+      q.window_max = static_cast<int>(*v);
+    if (q.window_floor > q.window_start || q.window_start > q.window_max)
+      problem(line_of(*t), "[repo.queue] needs window_floor <= window_start <= window_max (" +
+                               std::to_string(q.window_floor) + ", " +
+                               std::to_string(q.window_start) + ", " +
+                               std::to_string(q.window_max) + ")");
+    if (auto v = integer(*t, "flaky_retries", "repo.queue.flaky_retries", 0, 3)) {
+      q.flaky_retries = static_cast<int>(*v);
+      if (q.flaky_retries > 0 && q.strategy == queue::Strategy::Serial)
+        problem(*t->get("flaky_retries"),
+                "repo.queue.flaky_retries needs strategy \"batch\", \"train\" or "
+                "\"adaptive\" (serial fails a candidate at its first failure)");
+    }
+    if (const toml::node* n = t->get("priority_interrupts")) {
+      if (n->is_boolean())
+        q.priority_interrupts = n->as_boolean()->get();
+      else
+        problem(*n, "repo.queue.priority_interrupts must be a boolean, not " +
+                        std::string(type_name(*n)));
+    }
+    if (auto v = string(*t, "lanes", "repo.queue.lanes")) {
+      if (auto l = queue::parse_lanes(*v)) {
+        q.lanes = *l;
+        if (q.lanes != queue::Lanes::None && q.strategy != queue::Strategy::Adaptive)
+          problem(*t->get("lanes"), "repo.queue.lanes needs strategy \"adaptive\"");
+      } else {
+        problem(*t->get("lanes"), "repo.queue.lanes must be \"none\", \"groups\" or "
+                                  "\"paths\", not \"" + *v + "\"");
+      }
+    }
+    if (const toml::node* n = t->get("path_groups")) {
+      const toml::array* groups = n->as_array();
+      if (!groups || !groups->is_array_of_tables()) {
+        problem(*n, "repo.queue.path_groups must be an array of tables ([[repo.queue.path_groups]])");
+      } else {
+        std::set<std::string> names;
+        for (const auto& el : *groups) {
+          const toml::table& g = *el.as_table();
+          unknown_keys(g, {"name", "paths"}, "[[repo.queue.path_groups]]");
+          queue::PathGroup group;
+          if (auto v = string(g, "name", "repo.queue.path_groups.name")) {
+            if (!names.insert(*v).second)
+              problem(*g.get("name"), "repo.queue.path_groups has '" + *v + "' twice");
+            group.name = *v;
+          } else if (!g.contains("name")) {
+            missing(g, "name", "[[repo.queue.path_groups]]");
+          }
+          if (auto v = strings(g, "paths", "repo.queue.path_groups.paths")) {
+            if (v->empty()) problem(*g.get("paths"), "repo.queue.path_groups.paths is empty");
+            group.globs = *v;
+          } else if (!g.contains("paths")) {
+            missing(g, "paths", "[[repo.queue.path_groups]]");
+          }
+          q.path_groups.push_back(std::move(group));
+        }
+        if (q.lanes != queue::Lanes::Groups)
+          problem(*n, "repo.queue.path_groups are used only with lanes = \"groups\"");
+      }
+    } else if (q.lanes == queue::Lanes::Groups) {
+      problem(*t->get("lanes"), "repo.queue.lanes = \"groups\" needs [[repo.queue.path_groups]]");
+    }
+    if (auto v = string(*t, "candidate_branch", "repo.queue.candidate_branch", false)) {
+      const toml::node& at = *t->get("candidate_branch");
+      const auto brace = v->find("{id}");
+      const std::string sample = candidate_branch(*v, 1);
+      if (v->empty()) {
+        q.candidate_branch.clear();
+      } else if (brace == std::string::npos || v->find("{id}", brace + 1) != std::string::npos) {
+        problem(at, "repo.queue.candidate_branch must hold \"{id}\" once, not '" + *v + "'");
+      } else if (!valid_branch_name(sample)) {
+        problem(at, "repo.queue.candidate_branch '" + *v + "' makes invalid branch names");
+      } else if (sample.rfind(r.dmz + "/", 0) == 0 || sample.rfind(r.master + "/", 0) == 0) {
+        problem(at, "repo.queue.candidate_branch '" + *v + "' is under " +
+                        (sample.rfind(r.dmz + "/", 0) == 0 ? r.dmz : r.master) +
+                        "/, which git cannot hold beside the branch itself");
+      } else {
+        q.candidate_branch = *v;
+      }
+    }
+    return q;
+  }
+
   Auth auth(const toml::table& repo) {
     Auth a;
     const toml::table* t = table(repo, "auth", "repo.auth");
@@ -628,7 +752,7 @@ class Loader {
         t,
         {"name", "forge", "remote", "master", "dmz", "staging", "production", "required_checks",
          "check_timeout", "branch_patterns", "refused_patterns", "api_token", "status_token",
-         "policy_root", "runner", "auth", "network_timeout", "github"},
+         "policy_root", "runner", "auth", "network_timeout", "queue", "github"},
         "[[repo]]");
     if (auto v = string(t, "name", "repo.name")) {
       if (valid_repo_name(*v))
@@ -700,6 +824,7 @@ class Loader {
             integer(t, "network_timeout", "repo.network_timeout", 1, 3600, "seconds", "1 hour"))
       r.network_timeout = std::chrono::seconds(*v);
     r.auth = auth(t);
+    r.queue = queue_section(t, r);
     r.github = github(t);
     if (r.forge == "github" && !r.github && !t.contains("github")) {
       problem(r.line, "[[repo]] with forge = \"github\" needs a [repo.github] table");
@@ -761,6 +886,29 @@ class Loader {
 };
 
 }  // namespace
+
+std::string candidate_branch(const std::string& pattern, std::uint64_t id) {
+  std::string out = pattern;
+  if (auto at = out.find("{id}"); at != std::string::npos)
+    out.replace(at, 4, std::to_string(id));
+  return out;
+}
+
+std::optional<std::uint64_t> candidate_of_branch(const std::string& pattern,
+                                                 const std::string& branch) {
+  const auto at = pattern.find("{id}");
+  if (pattern.empty() || at == std::string::npos) return std::nullopt;
+  const std::string prefix = pattern.substr(0, at), suffix = pattern.substr(at + 4);
+  if (branch.size() <= prefix.size() + suffix.size() || branch.rfind(prefix, 0) != 0 ||
+      branch.compare(branch.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return std::nullopt;
+  const std::string digits =
+      branch.substr(prefix.size(), branch.size() - prefix.size() - suffix.size());
+  if (digits.size() > 19 || digits.front() == '0' ||
+      !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return std::stoull(digits);
+}
 
 LoadResult parse(std::string_view toml_text, const std::string& file_name) {
   LoadResult out;

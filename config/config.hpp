@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/status.hpp"
+#include "queue/model.hpp"
 
 namespace dmz::config {
 
@@ -72,6 +73,20 @@ struct Auth {
   std::filesystem::path known_hosts;        // ssh: the pinned host keys (strict checking)
 };
 
+// How the repository's queue turns approved PRs into candidates ([repo.queue]).
+struct Queue {
+  queue::Strategy strategy = queue::Strategy::Serial;
+  int max_batch = 1;  // PRs per candidate (default 8 for batch and adaptive)
+  int window_start = 4, window_floor = 1, window_max = 20;  // train and adaptive
+  int flaky_retries = 0;             // builds again before anyone is ejected (not for serial)
+  bool priority_interrupts = false;  // a higher priority cuts lower candidates that build
+  queue::Lanes lanes = queue::Lanes::None;  // adaptive only
+  std::vector<queue::PathGroup> path_groups;
+  // Each candidate's own branch ("{id}" is its number), so that any CI builds it on push;
+  // "" pushes dmz only. Never under dmz/ (git cannot hold dmz and dmz/x).
+  std::string candidate_branch = "dmz-queue/{id}";
+};
+
 // A repository on GitHub or GitHub Enterprise Server ([repo.github]).
 struct GitHub {
   std::string api_url = "https://api.github.com";  // https://HOST/api/v3 for GHES
@@ -109,11 +124,18 @@ struct Repo {
   std::optional<Runner> runner;
   std::filesystem::path policy_root;  // trust root policy file (issue: trust policy)
   Auth auth;
+  Queue queue;
   std::chrono::seconds network_timeout{60};  // git: connect and stalled transfer; the whole
                                              // operation may take ten times as long
   std::optional<GitHub> github;              // forge = "github"
   int line = 0;                              // where [[repo]] starts, for messages
 };
+
+// The branch name of candidate `id` under `pattern` ("dmz-queue/{id}" -> "dmz-queue/7"), and
+// the id of a branch that matches the pattern (nullopt for any other branch).
+std::string candidate_branch(const std::string& pattern, std::uint64_t id);
+std::optional<std::uint64_t> candidate_of_branch(const std::string& pattern,
+                                                 const std::string& branch);
 
 struct Config {
   std::filesystem::path file;            // where it was loaded from

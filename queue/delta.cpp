@@ -6,7 +6,8 @@ StateDelta diff(const RepoState& before, const RepoState& after) {
   StateDelta d;
   d.header_changed = before.master != after.master ||
                      before.next_candidate != after.next_candidate ||
-                     before.retry_after != after.retry_after;
+                     before.retry_after != after.retry_after || before.window != after.window ||
+                     before.observed != after.observed;
   d.train_changed = before.train != after.train;
   // Both maps are ordered by number: one merge-like walk.
   auto b = before.prs.begin();

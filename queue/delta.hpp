@@ -10,7 +10,7 @@
 namespace dmz::queue {
 
 struct StateDelta {
-  bool header_changed = false;   // master, next_candidate or retry_after
+  bool header_changed = false;   // master, next_candidate, retry_after, window, observed
   std::vector<int> changed_prs;  // added or modified: look them up in the new state
   std::vector<int> removed_prs;  // no longer in the hot state
   bool train_changed = false;    // any candidate (its PRs, checks, status) or their order

@@ -1,9 +1,14 @@
 #include "queue/engine.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
+#include <map>
+#include <set>
 #include <string>
 #include <utility>
+
+#include "queue/glob.hpp"
 
 namespace dmz::queue {
 namespace {
@@ -93,8 +98,36 @@ std::vector<std::string> not_green(const Candidate& k, const Settings& cfg) {
   return out;
 }
 
+// The strategies other than serial share one machinery: lanes, holds, bisection, retries,
+// jumps (see "the strategies" below). Serial keeps the original code paths.
+bool generic(const Settings& cfg) { return cfg.strategy != Strategy::Serial; }
+
+bool same_chain(const Candidate& a, const Candidate& b) {
+  return a.probe == b.probe && a.lane == b.lane;  // a probe's lane is its own id
+}
+
+// The train indices of `k`'s chain, front first.
+std::vector<std::size_t> chain_of(const RepoState& s, const Candidate& k) {
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < s.train.size(); ++i)
+    if (same_chain(s.train[i], k)) out.push_back(i);
+  return out;
+}
+
+bool green(const Candidate& k, const Settings& cfg) {
+  switch (k.status) {
+    case CandidateStatus::InDmz:
+    case CandidateStatus::Building:
+    case CandidateStatus::Landing:
+      return not_green(k, cfg).empty();
+    case CandidateStatus::Merging:
+      return false;
+  }
+  return false;
+}
+
 BuildCandidate build_action(const RepoState& s, const Candidate& k) {
-  BuildCandidate action{k.id, k.base, {}};
+  BuildCandidate action{k.id, k.base, {}, !k.probe};
   for (int n : k.prs) {
     const auto& pr = s.prs.at(n);
     const Sha& head = pr.approval ? pr.approval->sha : pr.head;
@@ -125,6 +158,8 @@ struct Ctx {
     return it == s.prs.end() ? nullptr : &it->second;
   }
   PullRequest& pr(int n) { return s.prs.at(n); }
+  std::vector<CandidateId> landed;  // candidates that landed during this event
+  bool removed = false;             // candidates left the train without landing
   bool landing(const PullRequest& p) const {
     if (!p.candidate) return false;
     auto i = index_of(s, *p.candidate);
@@ -134,7 +169,16 @@ struct Ctx {
 
 // ---- PR fates ----------------------------------------------------------------------------------
 
+// A PR leaving the strategies' bookkeeping (a new approval, a push, a failure, a cancel).
+void forget_bookkeeping(PullRequest& pr) {
+  pr.held_by.reset();
+  pr.group = 0;
+  pr.probed = false;
+  pr.failures = 0;
+}
+
 void approve(Ctx& c, PullRequest& pr, Approval approval) {
+  forget_bookkeeping(pr);
   pr.approval = std::move(approval);
   pr.status = PrStatus::Approved;
   pr.queued_at = c.at;
@@ -148,6 +192,7 @@ void approve(Ctx& c, PullRequest& pr, Approval approval) {
 
 // Invariant 2: an approval is pinned to a head; a new head needs a new approval.
 void drop_approval(Ctx& c, PullRequest& pr, bool rewritten = false) {
+  forget_bookkeeping(pr);
   pr.approval.reset();
   pr.status = PrStatus::Open;
   pr.candidate.reset();
@@ -167,6 +212,7 @@ void drop_approval(Ctx& c, PullRequest& pr, bool rewritten = false) {
 // while its candidate was landing cannot be re-queued at the old approval.
 void requeue(Ctx& c, PullRequest& pr) {
   pr.candidate.reset();
+  pr.held_by.reset();
   if (pr.approval && pr.approval->sha == pr.head) {
     pr.status = PrStatus::Queued;
     return;
@@ -176,6 +222,7 @@ void requeue(Ctx& c, PullRequest& pr) {
 
 void fail(Ctx& c, PullRequest& pr, Reason code, std::string reason,
           std::vector<std::string> details) {
+  forget_bookkeeping(pr);
   pr.status = PrStatus::Failed;
   pr.candidate.reset();
   pr.reason_code = code;
@@ -186,6 +233,11 @@ void fail(Ctx& c, PullRequest& pr, Reason code, std::string reason,
 }
 
 // ---- the train ---------------------------------------------------------------------------------
+
+std::vector<int> cut(Ctx& c, std::size_t index);  // below: by the strategy's rules
+void land(Ctx& c);                                // below: lands what is green
+void observe_pr(Ctx& c, const PullRequest& pr, bool bad);
+void observe_arrival(Ctx& c);
 
 // Removes train[from..]: cancels the builds of candidates that reached dmz, re-queues the PRs
 // of the later candidates (they were based on train[from]) and points dmz back at the new
@@ -216,20 +268,10 @@ std::vector<int> cut_train(Ctx& c, std::size_t from) {
 
 // A candidate failed (check failure or timeout): its PRs are Failed, later ones re-queued.
 void back_out(Ctx& c, std::size_t index, Reason code, const std::string& reason,
-              const std::vector<std::string>& details) {
-  for (int n : cut_train(c, index)) fail(c, c.pr(n), code, reason, details);
-}
+              const std::vector<std::string>& details);
 
 // A transient git error: nobody is to blame; retry after the backoff.
-void transient(Ctx& c, std::size_t index, const std::string& message) {
-  const std::string text = "transient error: " + message + "; retrying in " +
-                           std::to_string(c.cfg.retry_backoff / 1000) + "s";
-  for (int n : cut_train(c, index)) {
-    requeue(c, c.pr(n));
-    c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
-  }
-  c.s.retry_after = c.at + c.cfg.retry_backoff;
-}
+void transient(Ctx& c, std::size_t index, const std::string& message);
 
 // Only the front candidate lands; a later green one waits for its turn.
 void land_front_if_green(Ctx& c) {
@@ -246,6 +288,7 @@ void landed(Ctx& c) {
   c.s.master = k.sha;
   for (int n : k.prs) {
     auto& pr = c.pr(n);
+    observe_pr(c, pr, false);
     pr.status = PrStatus::Merged;
     pr.candidate.reset();
     pr.reason_code = Reason::Merged;
@@ -265,7 +308,8 @@ void rebuild_on(Ctx& c, const Sha& master) {
   if (c.s.train.empty())
     c.emit(ResetDmz{master});
   else
-    for (int n : cut_train(c, 0)) requeue(c, c.pr(n));
+    while (!c.s.train.empty())
+      for (int n : cut(c, 0)) requeue(c, c.pr(n));
   const std::string text =
       "master moved to " + short_sha(master) + " outside dmzbot; rebuilding dmz";
   for (int n : affected) c.notify(c.pr(n), NoticeKind::Info, Reason::MasterMoved, text);
@@ -276,9 +320,10 @@ void rebuild_on(Ctx& c, const Sha& master) {
 void withdraw(Ctx& c, PullRequest& pr, Reason code, std::string reason) {
   if (pr.candidate) {
     if (auto i = index_of(c.s, *pr.candidate))
-      for (int n : cut_train(c, *i))
+      for (int n : cut(c, *i))
         if (n != pr.number) requeue(c, c.pr(n));
   }
+  forget_bookkeeping(pr);
   pr.status = PrStatus::Cancelled;
   pr.candidate.reset();
   pr.reason_code = code;
@@ -288,8 +333,593 @@ void withdraw(Ctx& c, PullRequest& pr, Reason code, std::string reason) {
   c.notify(pr, NoticeKind::Info, code, pr.reason);
 }
 
+// ---- observations ------------------------------------------------------------------------------
+
+// Moving averages, in integers so that a state compares and stores exactly.
+void observe_build(Ctx& c, const Candidate& k) {
+  if (k.pushed_at <= 0 || c.at < k.pushed_at) return;
+  auto& o = c.s.observed;
+  const Millis took = c.at - k.pushed_at;
+  o.build_ms = o.build_ms == 0 ? took : (7 * o.build_ms + took) / 8;
+  if (o.builds < 1'000'000) ++o.builds;
+}
+
+// How often PRs are approved: how many would be built behind a PR before its result.
+void observe_arrival(Ctx& c) {
+  auto& o = c.s.observed;
+  if (o.last_arrival > 0 && c.at > o.last_arrival) {
+    const Millis gap = c.at - o.last_arrival;
+    o.arrival_ms = o.arrival_ms == 0 ? gap : (7 * o.arrival_ms + gap) / 8;
+  }
+  o.last_arrival = std::max(o.last_arrival, c.at);
+}
+
+std::string top_dir(const std::string& path) {
+  auto slash = path.find('/');
+  return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
+}
+
+// A PR's fate as evidence: landed (bad = false) or ejected as the culprit (bad = true).
+void observe_pr(Ctx& c, const PullRequest& pr, bool bad) {
+  auto& o = c.s.observed;
+  o.fail_permille = static_cast<std::uint32_t>((31 * std::uint64_t{o.fail_permille} +
+                                                (bad ? 1000u : 0u)) /
+                                               32);
+  std::set<std::string> keys = {"author:" + pr.author};
+  for (const auto& p : pr.paths) {
+    keys.insert("path:" + top_dir(p));
+    if (keys.size() > 8) break;  // a huge PR says little about each directory
+  }
+  for (const auto& key : keys) {
+    auto& t = o.risk[key];
+    (bad ? t.failed : t.passed) += 1;
+    if (t.passed + t.failed > 64) {  // decay: recent history weighs more
+      t.passed /= 2;
+      t.failed /= 2;
+    }
+  }
+  while (o.risk.size() > Observed::kMaxRiskKeys) {  // forget the least informative key
+    auto least = o.risk.begin();
+    for (auto it = o.risk.begin(); it != o.risk.end(); ++it)
+      if (it->second.passed + it->second.failed < least->second.passed + least->second.failed)
+        least = it;
+    o.risk.erase(least);
+  }
+}
+
+// The observed probability that a PR is bad (a prior of 10% until there is evidence).
+double base_failure(const RepoState& s) {
+  double f = s.observed.builds >= 8 ? s.observed.fail_permille / 1000.0 : 0.10;
+  return std::clamp(f, 0.01, 0.9);
+}
+
+// How likely `pr` is to fail: the base rate, moved by its own pre-queue CI and by its
+// author's and directories' history (likelihood ratios in odds, shrunk towards the base).
+double risk_of(const RepoState& s, const PullRequest& pr) {
+  const double f = base_failure(s);
+  const double base_odds = f / (1 - f);
+  double odds = base_odds;
+  if (pr.precheck == CheckState::Failure || pr.precheck == CheckState::Error)
+    odds *= 8;
+  else if (pr.precheck == CheckState::Success)
+    odds *= 0.6;
+  auto ratio = [&](const std::string& key) {
+    auto it = s.observed.risk.find(key);
+    if (it == s.observed.risk.end()) return 1.0;
+    const double n = it->second.passed + it->second.failed;
+    const double p = (it->second.failed + 4 * f) / (n + 4);
+    return (p / (1 - p)) / base_odds;
+  };
+  odds *= ratio("author:" + pr.author);
+  double worst_dir = 1.0;
+  for (const auto& p : pr.paths) worst_dir = std::max(worst_dir, ratio("path:" + top_dir(p)));
+  odds *= worst_dir;
+  return odds / (1 + odds);
+}
+
+// ---- the strategies: batch, train, adaptive ------------------------------------------------
+//
+// Candidates form chains (lanes): each is based on the one before it in its lane, the first on
+// master. A chain lands by fast-forwarding master to its furthest green candidate (train: the
+// longest green prefix; adaptive, or with flaky checks: any green candidate, which was tested
+// with everything ahead of it). When a candidate fails:
+//   - flaky checks: it is built again (attempt 2), the candidates behind it keep building;
+//   - a candidate ahead of it still undecided: it leaves the train and its PRs are held,
+//     waiting for that candidate's fate (it lands: they were to blame; it fails: they are
+//     innocent and go back to their place); what was behind it is rebuilt without it;
+//   - at the front of its chain: one PR is ejected; a batch is bisected (halves first, each a
+//     group that builds alone) and nobody else is touched.
+
+std::size_t window_of(const RepoState& s, const Settings& cfg) {
+  switch (cfg.strategy) {
+    case Strategy::Serial:
+    case Strategy::Batch:
+      return std::max<std::size_t>(1, cfg.max_train);
+    case Strategy::Train:
+    case Strategy::Adaptive:
+      break;
+  }
+  const std::size_t floor = std::max<std::size_t>(1, cfg.window_floor);
+  const std::size_t max = std::max(floor, cfg.window_max);
+  const std::size_t w = s.window == 0 ? cfg.window_start : s.window;
+  return std::clamp(w, floor, max);
+}
+
+bool zuul_window(const Settings& cfg) {
+  return cfg.strategy == Strategy::Train || cfg.strategy == Strategy::Adaptive;
+}
+
+// Whether a chain may land past a candidate that is not green (yet): a green candidate was
+// tested with everything ahead of it.
+bool jumps(const Settings& cfg) {
+  return cfg.strategy == Strategy::Adaptive || cfg.flaky_retries > 0;
+}
+
+// Removes train[index] and every later candidate of its chain: cancels what was pushed and
+// re-queues the PRs behind. Returns the PRs of train[index], detached; the caller decides.
+std::vector<int> cut_lane(Ctx& c, std::size_t index) {
+  auto& train = c.s.train;
+  const Candidate head = train[index];
+  std::vector<Candidate> kept;
+  for (std::size_t i = 0; i < train.size(); ++i) {
+    Candidate& k = train[i];
+    if (i < index || !same_chain(k, head)) {
+      kept.push_back(std::move(k));
+      continue;
+    }
+    if (!k.sha.empty()) c.emit(CancelBuild{k.sha, k.id});
+    for (int n : k.prs) {
+      c.pr(n).candidate.reset();
+      if (i != index) requeue(c, c.pr(n));
+    }
+    if (!k.probe) c.removed = true;  // dmz may have to follow the tip
+  }
+  train = std::move(kept);
+  return head.prs;
+}
+
+// Cuts train[index] and what depends on it, in the strategy's terms.
+std::vector<int> cut(Ctx& c, std::size_t index) {
+  return generic(c.cfg) ? cut_lane(c, index) : cut_train(c, index);
+}
+
+// Requeues `prs` as one group: they build together (a single PR alone), and are bisected if
+// they fail together.
+void regroup(Ctx& c, const std::vector<int>& prs) {
+  const std::uint64_t group = c.s.next_candidate++;
+  for (int n : prs) {
+    requeue(c, c.pr(n));
+    if (c.pr(n).status == PrStatus::Queued) c.pr(n).group = group;
+  }
+}
+
+// `prs` failed at the front of their chain: one PR is the culprit; a batch is bisected.
+void blame(Ctx& c, const std::vector<int>& prs, Reason code, const std::string& reason,
+           const std::vector<std::string>& details) {
+  if (prs.size() == 1) {
+    auto& pr = c.pr(prs[0]);
+    if (pr.failures < c.cfg.flaky_retries) {  // maybe a flake: it builds again, alone
+      ++pr.failures;
+      regroup(c, prs);
+      return;
+    }
+    observe_pr(c, pr, true);
+    fail(c, pr, code, reason, details);
+    return;
+  }
+  const auto half = static_cast<std::ptrdiff_t>((prs.size() + 1) / 2);
+  regroup(c, std::vector<int>(prs.begin(), prs.begin() + half));
+  regroup(c, std::vector<int>(prs.begin() + half, prs.end()));
+}
+
+// `prs` failed behind candidate `ahead`, whose fate decides who was to blame.
+void hold(Ctx& c, const std::vector<int>& prs, CandidateId ahead, Reason code,
+          const std::string& reason, const std::vector<std::string>& details) {
+  const std::uint64_t group = c.s.next_candidate++;
+  for (int n : prs) {
+    auto& pr = c.pr(n);
+    requeue(c, pr);
+    if (pr.status != PrStatus::Queued) continue;
+    pr.held_by = ahead;
+    pr.group = group;
+    pr.reason_code = code;
+    pr.reason = reason;
+    pr.details = details;
+  }
+}
+
+// After the train changed: held PRs whose candidate ahead landed were to blame; those whose
+// candidate ahead left without landing go back to their place.
+void resolve_holds(Ctx& c) {
+  std::map<std::uint64_t, std::vector<int>> guilty;  // by group
+  for (auto& [n, pr] : c.s.prs) {
+    if (!pr.held_by || index_of(c.s, *pr.held_by)) continue;
+    const bool landed =
+        std::find(c.landed.begin(), c.landed.end(), *pr.held_by) != c.landed.end();
+    pr.held_by.reset();
+    if (landed) {
+      guilty[pr.group].push_back(n);
+    } else {  // innocent: back to its place, with its batch
+      pr.reason_code = Reason::None;
+      pr.reason.clear();
+      pr.details.clear();
+    }
+  }
+  for (auto& [group, prs] : guilty) {
+    std::stable_sort(prs.begin(), prs.end(), [&](int a, int b) {
+      return c.pr(a).queued_at < c.pr(b).queued_at;
+    });
+    const auto& first = c.pr(prs.front());
+    const Reason code = first.reason_code;
+    const std::string reason = first.reason;
+    const std::vector<std::string> details = first.details;
+    blame(c, prs, code == Reason::None ? Reason::BuildFailed : code, reason, details);
+  }
+}
+
+// A required check failed (or timed out) on train[index].
+void fail_candidate(Ctx& c, std::size_t index, Reason code, const std::string& reason,
+                    const std::vector<std::string>& details) {
+  Candidate& k = c.s.train[index];
+  std::optional<CandidateId> ahead;
+  for (std::size_t i = 0; i < index; ++i)
+    if (same_chain(c.s.train[i], k)) ahead = c.s.train[i].id;
+  // A PR alone at the front would be ejected: with flaky checks it is built again first, in
+  // place, so that the candidates behind it keep building (a green one clears it).
+  if (!ahead && k.prs.size() == 1 && c.pr(k.prs[0]).failures < c.cfg.flaky_retries) {
+    ++c.pr(k.prs[0]).failures;
+    ++k.attempt;
+    k.failed = true;
+    for (const auto& context : c.cfg.required_checks) {
+      auto it = k.checks.find(context);
+      if (it != k.checks.end() && it->second.state != CheckState::Success) k.checks.erase(it);
+    }
+    k.status = CandidateStatus::InDmz;
+    k.pushed_at = c.at;
+    for (int n : k.prs) c.pr(n).status = PrStatus::InDmz;
+    c.emit(StartBuild{k.id, k.sha, k.attempt});
+    return;
+  }
+  // Zuul halves its window on a failure; adaptive keeps its runners busy (a failure already
+  // costs the rebuild of what was behind it).
+  if (c.cfg.strategy == Strategy::Train)
+    c.s.window = std::max(c.cfg.window_floor, window_of(c.s, c.cfg) / 2);
+  auto prs = cut_lane(c, index);
+  if (ahead)
+    hold(c, prs, *ahead, code, reason, details);
+  else
+    blame(c, prs, code, reason, details);  // a probe, or the front of its chain
+}
+
+// The lane a PR goes to (adaptive): by its configured path group, or with the lane whose PRs
+// touch the same paths; 0 is the main lane.
+std::uint64_t lane_for(Ctx& c, const PullRequest& pr) {
+  if (c.cfg.strategy != Strategy::Adaptive || pr.paths.empty()) return 0;
+  switch (c.cfg.lanes) {
+    case Lanes::None:
+      return 0;
+    case Lanes::Groups: {
+      std::optional<std::size_t> only;
+      for (const auto& path : pr.paths) {
+        std::optional<std::size_t> hit;
+        for (std::size_t g = 0; g < c.cfg.path_groups.size() && !hit; ++g)
+          for (const auto& glob : c.cfg.path_groups[g].globs)
+            if (glob_match(glob, path)) {
+              hit = g;
+              break;
+            }
+        if (!hit || (only && *only != *hit)) return 0;  // outside the groups, or several
+        only = hit;
+      }
+      return only ? *only + 1 : 0;
+    }
+    case Lanes::Paths: {
+      const std::set<std::string> mine(pr.paths.begin(), pr.paths.end());
+      bool any = false;
+      for (const auto& k : c.s.train) {
+        if (k.probe) continue;
+        any = true;
+        for (int n : k.prs) {
+          const auto& other = c.pr(n).paths;
+          if (other.empty()) return k.lane;
+          for (const auto& p : other)
+            if (mine.count(p)) return k.lane;
+        }
+      }
+      return any ? c.s.next_candidate++ : 0;  // disjoint from every lane: a lane of its own
+    }
+  }
+  return 0;
+}
+
+// Fast-forwards master along a chain: to its furthest green candidate (train without flaky
+// checks: the end of its green prefix). One landing at a time.
+void try_land(Ctx& c) {
+  for (const auto& k : c.s.train)
+    if (k.status == CandidateStatus::Landing) return;
+  // A green probe built on master lands itself when no chain would be left stale by it.
+  const bool chains = std::any_of(c.s.train.begin(), c.s.train.end(),
+                                  [](const Candidate& k) { return !k.probe; });
+  if (!chains)
+    for (auto& k : c.s.train)
+      if (k.probe && k.base == c.s.master && k.policy_passed && green(k, c.cfg)) {
+        k.status = CandidateStatus::Landing;
+        c.emit(FastForwardMaster{k.id, c.s.master, k.sha});
+        return;
+      }
+  std::set<std::pair<bool, std::uint64_t>> seen;
+  for (const auto& first : c.s.train) {
+    if (first.probe || !seen.insert({first.probe, first.lane}).second) continue;
+    if (first.base != c.s.master) continue;  // stale: rebuilt when its lane is cut
+    const auto idx = chain_of(c.s, first);
+    std::optional<std::size_t> best;
+    for (std::size_t i = 0; i < idx.size(); ++i) {
+      const Candidate& k = c.s.train[idx[i]];
+      if (!k.policy_passed) break;  // its merges are not judged yet
+      if (green(k, c.cfg))
+        best = i;
+      else if (!jumps(c.cfg))
+        break;
+    }
+    if (!best) continue;
+    for (std::size_t i = 0; i <= *best; ++i) c.s.train[idx[i]].status = CandidateStatus::Landing;
+    const Candidate& target = c.s.train[idx[*best]];
+    c.emit(FastForwardMaster{target.id, c.s.master, target.sha});
+    return;
+  }
+}
+
+// Master reached candidate `id`: it and every candidate ahead of it in its chain landed.
+// Other chains were built on the old master: they are rebuilt on the new one, each as a batch.
+void land_chain(Ctx& c, CandidateId id) {
+  const Candidate target = c.s.train[*index_of(c.s, id)];
+  std::set<CandidateId> ids;  // the target and the candidates ahead of it in its chain
+  for (auto i : chain_of(c.s, target)) {
+    ids.insert(c.s.train[i].id);
+    if (c.s.train[i].id == id) break;
+  }
+  std::vector<Candidate> landing, kept;
+  for (auto& k : c.s.train) (ids.count(k.id) ? landing : kept).push_back(std::move(k));
+  c.s.train = std::move(kept);
+  c.s.master = target.sha;
+  for (const auto& k : landing) {
+    if (!green(k, c.cfg) && !k.sha.empty()) c.emit(CancelBuild{k.sha, k.id});  // jumped over
+    c.landed.push_back(k.id);
+    for (int n : k.prs) {
+      auto& pr = c.pr(n);
+      observe_pr(c, pr, false);
+      forget_bookkeeping(pr);
+      pr.status = PrStatus::Merged;
+      pr.candidate.reset();
+      pr.reason_code = Reason::Merged;
+      pr.reason = "merged into master at " + short_sha(target.sha);
+      pr.details.clear();
+      pr.finished_at = c.at;
+      c.notify(pr, NoticeKind::Success, Reason::Merged, pr.reason);
+    }
+  }
+  if (zuul_window(c.cfg))
+    c.s.window = std::min(std::max(c.cfg.window_floor, c.cfg.window_max),
+                          window_of(c.s, c.cfg) + landing.size());
+  // Other lanes were built on the old master: each builds again on the new one, as a batch.
+  for (;;) {
+    std::optional<std::size_t> stale;
+    for (std::size_t i = 0; i < c.s.train.size() && !stale; ++i)
+      if (!c.s.train[i].probe && chain_of(c.s, c.s.train[i]).front() == i &&
+          c.s.train[i].base != c.s.master)
+        stale = i;
+    if (!stale) break;
+    std::vector<int> prs;
+    for (auto j : chain_of(c.s, c.s.train[*stale]))
+      prs.insert(prs.end(), c.s.train[j].prs.begin(), c.s.train[j].prs.end());
+    cut_lane(c, *stale);
+    regroup(c, prs);
+  }
+  try_land(c);
+}
+
+// A higher-priority PR waits while lower-priority candidates build: with priority_interrupts
+// they are cut (nobody is blamed) so that it enters the train first.
+void interrupt_for_priority(Ctx& c) {
+  if (!c.cfg.priority_interrupts) return;
+  auto order = queue_order(c.s);
+  if (order.empty()) return;
+  const PullRequest& top = c.pr(order.front());
+  for (std::size_t i = 0; i < c.s.train.size(); ++i) {
+    const Candidate& k = c.s.train[i];
+    if (k.probe || k.status == CandidateStatus::Landing) continue;
+    int highest = k.prs.empty() ? 0 : c.pr(k.prs.front()).priority;
+    for (int n : k.prs) highest = std::max(highest, c.pr(n).priority);
+    if (highest >= top.priority) continue;
+    const std::string text = "interrupted by #" + std::to_string(top.number) +
+                             " (priority " + std::to_string(top.priority) +
+                             "); back in the queue at the same place";
+    for (int n : cut(c, i)) {
+      requeue(c, c.pr(n));
+      c.notify(c.pr(n), NoticeKind::Info, Reason::None, text);
+    }
+    i = static_cast<std::size_t>(-1);  // the train changed: look again from the front
+  }
+}
+
+// Adaptive batches: one PR per candidate while the window has room for every waiting PR;
+// otherwise as many as the failure rate allows (a batch should pass 70% of the time).
+std::size_t batch_size(Ctx& c, std::size_t waiting, std::size_t free_slots) {
+  const std::size_t max = std::max<std::size_t>(1, c.cfg.max_batch);
+  if (c.cfg.strategy != Strategy::Adaptive) return max;
+  if (free_slots == 0 || waiting <= free_slots) return 1;
+  const double f = base_failure(c.s);
+  const auto by_rate = static_cast<std::size_t>(std::max(1.0, std::floor(std::log(0.7) /
+                                                                         std::log(1 - f))));
+  const std::size_t needed = (waiting + free_slots - 1) / free_slots;
+  return std::clamp<std::size_t>(std::min(by_rate, needed), 1, max);
+}
+
+// Adaptive: a PR is probed (built alone on master before it joins the train) when the
+// rebuilds it would cause by failing in the train, its risk times the PRs that would be built
+// behind it before its result, outweigh what the probe costs it: one build, and one build's
+// delay. With a high failure rate and a busy queue that is every PR (the train then holds PRs
+// that passed alone, and fails only on semantic conflicts and flakes); with a quiet queue,
+// only the PRs whose own CI was red.
+bool wants_probe(const RepoState& s, const PullRequest& p, double risk, std::size_t waiting_behind) {
+  if (p.probed || p.group != 0) return false;
+  double behind = static_cast<double>(waiting_behind);
+  if (s.observed.arrival_ms > 0 && s.observed.build_ms > 0)
+    behind = std::max(behind, static_cast<double>(s.observed.build_ms) /
+                                  static_cast<double>(s.observed.arrival_ms));
+  return risk * behind >= 1.0;
+}
+
+void schedule_generic(Ctx& c) {
+  auto& s = c.s;
+  if (c.at < s.retry_after || s.master.empty()) return;
+  interrupt_for_priority(c);
+  const std::size_t window = window_of(s, c.cfg);
+  const bool adaptive = c.cfg.strategy == Strategy::Adaptive;
+  auto order = queue_order(s);
+  if (order.empty()) return;
+  // Adaptive: PRs entering the train together go in order of how likely they are to pass,
+  // so that a likely failure sits behind as little as possible.
+  std::map<int, double> risk;
+  std::map<int, bool> probe;
+  if (adaptive) {
+    for (int n : order) risk[n] = risk_of(s, c.pr(n));
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+      const auto& pa = c.pr(a);
+      const auto& pb = c.pr(b);
+      if (pa.priority != pb.priority) return pa.priority > pb.priority;
+      if ((pa.group != 0) != (pb.group != 0)) return pa.group != 0;  // bisections first
+      return risk[a] < risk[b];
+    });
+    for (std::size_t i = 0; i < order.size(); ++i)
+      probe[order[i]] = wants_probe(s, c.pr(order[i]), risk[order[i]], order.size() - i - 1);
+  }
+  std::set<int> taken;
+  std::set<std::uint64_t> blocked_lanes;  // whose tail is still merging
+  // Adaptive: a lane whose candidate failed behind undecided ones stops growing until they
+  // decide. Whatever would be built behind them now holds the culprit if it is ahead (the
+  // likelier case: each undecided PR ahead is a suspect), and would be built again anyway.
+  if (adaptive)
+    for (const auto& [n, pr] : s.prs)
+      if (pr.held_by)
+        if (auto i = index_of(s, *pr.held_by)) blocked_lanes.insert(s.train[*i].lane);
+  for (std::size_t at = 0; at < order.size(); ++at) {
+    const int n = order[at];
+    if (taken.count(n)) continue;
+    PullRequest& p = c.pr(n);
+    std::size_t in_flight = 0;  // adaptive: probes share the window (the runners)
+    for (const auto& k : s.train) in_flight += adaptive || !k.probe ? 1 : 0;
+    if (in_flight >= window) break;
+    if (adaptive && probe[n]) {
+      Candidate k;
+      k.id = s.next_candidate++;
+      k.lane = k.id;
+      k.probe = true;
+      k.prs = {n};
+      k.base = s.master;
+      k.created_at = c.at;
+      p.status = PrStatus::Merging;
+      p.candidate = k.id;
+      taken.insert(n);
+      c.emit(build_action(s, k));
+      s.train.push_back(std::move(k));
+      continue;
+    }
+    const std::uint64_t lane = lane_for(c, p);
+    if (blocked_lanes.count(lane)) continue;
+    const Candidate* tail = nullptr;
+    for (const auto& k : s.train)
+      if (!k.probe && k.lane == lane) tail = &k;
+    if (tail && tail->sha.empty()) {  // wait for the tail's sha to build on
+      blocked_lanes.insert(lane);
+      continue;
+    }
+    Candidate k;
+    k.id = s.next_candidate++;
+    k.lane = lane;
+    k.base = tail ? tail->sha : s.master;
+    k.created_at = c.at;
+    if (p.group != 0) {
+      for (std::size_t j = at; j < order.size(); ++j)
+        if (c.pr(order[j]).group == p.group && !taken.count(order[j])) k.prs.push_back(order[j]);
+    } else {
+      std::size_t waiting = 0;
+      for (std::size_t j = at; j < order.size(); ++j) waiting += taken.count(order[j]) ? 0 : 1;
+      const std::size_t size = batch_size(c, waiting, window - in_flight);
+      for (std::size_t j = at; j < order.size() && k.prs.size() < size; ++j) {
+        const auto& q = c.pr(order[j]);
+        if (taken.count(q.number) || q.group != 0) continue;
+        if (adaptive && probe[q.number]) continue;
+        if (j != at && lane_for(c, q) != lane) continue;
+        k.prs.push_back(q.number);
+      }
+    }
+    for (int m : k.prs) {
+      taken.insert(m);
+      c.pr(m).status = PrStatus::Merging;
+      c.pr(m).candidate = k.id;
+    }
+    c.emit(build_action(s, k));
+    s.train.push_back(std::move(k));
+  }
+}
+
+// The tip of the train (its last candidate that is not a probe), if any.
+const Candidate* tip_of(const RepoState& s) {
+  const Candidate* tip = nullptr;
+  for (const auto& k : s.train)
+    if (!k.probe) tip = &k;
+  return tip;
+}
+
+// After a generic event: dmz follows the tip when candidates were cut, and their branches go.
+void finish_generic(Ctx& c, const std::set<CandidateId>& before) {
+  std::set<CandidateId> now;
+  for (const auto& k : c.s.train) now.insert(k.id);
+  if (c.removed) {
+    const Candidate* tip = tip_of(c.s);
+    if (!tip)
+      c.emit(ResetDmz{c.s.master});
+    else if (!tip->sha.empty())
+      c.emit(ResetDmz{tip->sha});
+    // else: the tip is being merged; its push moves dmz
+  }
+  const bool shrank = std::any_of(before.begin(), before.end(),
+                                  [&](CandidateId id) { return !now.count(id); });
+  if (c.cfg.candidate_branches && shrank)
+    c.emit(PruneCandidates{std::vector<CandidateId>(now.begin(), now.end())});
+}
+
+// A candidate failed for good in a way that is nobody's to bisect (its own merges failed the
+// policy; serial: any failure): its PRs are Failed, later ones re-queued.
+void back_out(Ctx& c, std::size_t index, Reason code, const std::string& reason,
+              const std::vector<std::string>& details) {
+  for (int n : cut(c, index)) fail(c, c.pr(n), code, reason, details);
+}
+
+void transient(Ctx& c, std::size_t index, const std::string& message) {
+  const std::string text = "transient error: " + message + "; retrying in " +
+                           std::to_string(c.cfg.retry_backoff / 1000) + "s";
+  // A chain that was landing goes back whole: its landing candidates all wait for the push.
+  if (generic(c.cfg) && c.s.train[index].status == CandidateStatus::Landing)
+    index = chain_of(c.s, c.s.train[index]).front();
+  for (int n : cut(c, index)) {
+    requeue(c, c.pr(n));
+    c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
+  }
+  c.s.retry_after = c.at + c.cfg.retry_backoff;
+}
+
+void land(Ctx& c) {
+  if (generic(c.cfg))
+    try_land(c);
+  else
+    land_front_if_green(c);
+}
+
 // The scheduling step after every event: fill the train from the queue.
 void schedule(Ctx& c) {
+  if (generic(c.cfg)) return schedule_generic(c);
   auto& s = c.s;
   const std::size_t batch = std::max<std::size_t>(1, c.cfg.max_batch);
   while (s.train.size() < c.cfg.max_train && c.at >= s.retry_after) {
@@ -371,7 +1001,7 @@ Verdict on(Ctx& c, const PrPushed& e) {
     return std::nullopt;
   }
   if (auto i = index_of(c.s, pr->candidate.value_or(0)))
-    for (int n : cut_train(c, *i))
+    for (int n : cut(c, *i))
       if (n != pr->number) requeue(c, c.pr(n));
   drop_approval(c, *pr, e.rewritten);
   return std::nullopt;
@@ -411,6 +1041,7 @@ Verdict on(Ctx& c, const MergeRequested& e) {
                     short_sha(pr->approval ? pr->approval->sha : Sha()) +
                     "; newer commits need a new pull request");
   approve(c, *pr, Approval{e.sha, e.approver, e.at});
+  observe_arrival(c);
   return std::nullopt;
 }
 
@@ -455,6 +1086,7 @@ Verdict on(Ctx& c, const PolicyChecked& e) {
     return std::nullopt;  // a stale verdict
   if (e.pass) {
     pr->status = PrStatus::Queued;
+    pr->paths = e.paths;
     return std::nullopt;
   }
   const std::string first = e.reasons.empty() ? std::string("failed") : e.reasons.front();
@@ -478,7 +1110,7 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
     return transient(c, index,
                      "conflict reported for " + pr_name(e.culprit) +
                          ", which is not in candidate " + std::to_string(c.s.train[index].id));
-  for (int n : cut_train(c, index)) {
+  for (int n : cut(c, index)) {
     if (n == e.culprit)
       fail(c, c.pr(n), Reason::MergeConflict,
            "merge conflict in " + join(e.conflicts, ", ") +
@@ -491,7 +1123,15 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
 
 Verdict on(Ctx& c, const MergeDone& e) {
   auto i = index_of(c.s, e.candidate);
-  if (!i || c.s.train[*i].status != CandidateStatus::Merging) return std::nullopt;  // stale
+  if (!i || c.s.train[*i].status != CandidateStatus::Merging) {  // stale
+    // Its branch may have been pushed after the prune that followed its removal.
+    if (!i && e.outcome == MergeOutcome::Merged && c.cfg.candidate_branches) {
+      std::vector<CandidateId> keep;
+      for (const auto& k : c.s.train) keep.push_back(k.id);
+      c.emit(PruneCandidates{keep});
+    }
+    return std::nullopt;
+  }
   switch (e.outcome) {
     case MergeOutcome::Merged:
       if (e.sha.empty())
@@ -519,35 +1159,73 @@ Verdict on(Ctx& c, const CandidateChecked& e) {
     return std::nullopt;
   }
   c.s.train[*i].policy_passed = true;
-  land_front_if_green(c);  // with no required checks a candidate lands at once
+  land(c);  // with no required checks a candidate lands at once
   return std::nullopt;
+}
+
+// A PR head's own CI before the queue: the adaptive strategy's hint of its risk.
+void record_precheck(Ctx& c, const CheckReported& e) {
+  if (!generic(c.cfg) || !is_required(c.cfg, e.check.context)) return;
+  for (auto& [n, pr] : c.s.prs) {
+    if (pr.head != e.sha || pr.status == PrStatus::Merged) continue;
+    if (e.check.state == CheckState::Failure || e.check.state == CheckState::Error)
+      pr.precheck = e.check.state;
+    else if (e.check.state == CheckState::Success && pr.precheck == CheckState::Pending)
+      pr.precheck = CheckState::Success;
+  }
+}
+
+// A probe passed: its PR goes back to its place in the queue, cleared to join the train.
+void probe_passed(Ctx& c, std::size_t index) {
+  for (int n : cut_lane(c, index)) {
+    requeue(c, c.pr(n));
+    c.pr(n).probed = true;
+  }
 }
 
 Verdict on(Ctx& c, const CheckReported& e) {
   auto i = index_of_sha(c.s, e.sha);
-  if (!i) return std::nullopt;  // not a candidate of ours (any more)
+  if (!i) {  // not a candidate of ours (any more), or a PR head's own CI
+    record_precheck(c, e);
+    return std::nullopt;
+  }
   auto& k = c.s.train[*i];
+  const bool was_green = green(k, c.cfg);
   Check check = e.check;
   if (check.at == 0) check.at = c.at;
   k.checks[check.context] = check;
   if (!on_dmz(k.status)) return std::nullopt;  // landing: too late to matter
   const bool bad = check.state == CheckState::Failure || check.state == CheckState::Error;
   if (bad && is_required(c.cfg, check.context)) {
+    observe_build(c, k);
     const std::string what =
         check.description.empty() ? std::string(to_string(check.state)) : check.description;
     std::vector<std::string> details;
     if (!check.url.empty()) details.push_back(check.url);
-    back_out(c, *i, Reason::BuildFailed,
-             "check " + check.context + " failed: " + what +
-                 "; push a fix and ask for approval again, or retry if the PR was not the cause",
-             details);
+    const std::string reason =
+        "check " + check.context + " failed: " + what +
+        "; push a fix and ask for approval again, or retry if the PR was not the cause";
+    if (generic(c.cfg)) {
+      fail_candidate(c, *i, Reason::BuildFailed, reason, details);
+    } else {
+      if (k.prs.size() == 1) observe_pr(c, c.pr(k.prs.front()), true);
+      back_out(c, *i, Reason::BuildFailed, reason, details);
+    }
     return std::nullopt;
   }
   if (k.status == CandidateStatus::InDmz) {
     k.status = CandidateStatus::Building;
     for (int n : k.prs) c.pr(n).status = PrStatus::Building;
   }
-  land_front_if_green(c);
+  if (!was_green && green(k, c.cfg)) {
+    observe_build(c, k);
+    k.failed = false;  // a retry (or a late report) cleared the earlier failure
+  }
+  land(c);
+  // A green probe that could not land: its PR joins the train, cleared.
+  if (auto j = index_of_sha(c.s, e.sha); j && c.s.train[*j].probe &&
+      c.s.train[*j].status != CandidateStatus::Landing && green(c.s.train[*j], c.cfg))
+    probe_passed(c, *j);
   return std::nullopt;
 }
 
@@ -556,7 +1234,10 @@ Verdict on(Ctx& c, const MasterPushed& e) {
   if (!i || c.s.train[*i].status != CandidateStatus::Landing) return std::nullopt;  // stale
   const Sha sha = c.s.train[*i].sha;
   if (e.ok || e.remote_master == sha) {  // the remote already has it: a repeated push
-    landed(c);
+    if (generic(c.cfg))
+      land_chain(c, e.candidate);
+    else
+      landed(c);
     return std::nullopt;
   }
   if (!e.remote_master.empty() && e.remote_master != c.s.master) {
@@ -630,7 +1311,8 @@ Verdict on(Ctx& c, const PriorityRequested& e) {
                    std::to_string(kMaxPriority));
   if (pr->status == PrStatus::Merged) return conflict(pr_name(e.number) + " is already merged");
   pr->priority = e.priority;
-  // A candidate already being built is not interrupted; the order of the waiting PRs changes.
+  // A candidate already being built is not interrupted (unless Settings::priority_interrupts:
+  // the scheduling step after this event cuts lower candidates); the waiting PRs reorder.
   c.notify(
       *pr, NoticeKind::Info, Reason::None,
       "priority of " + pr_name(e.number) + " set to " + std::to_string(e.priority) + " by " + e.by);
@@ -643,11 +1325,14 @@ Verdict on(Ctx& c, const Tick&) {
     if (!on_dmz(k.status) || c.at < k.pushed_at + c.cfg.check_timeout) continue;
     const auto missing = not_green(k, c.cfg);
     if (missing.empty()) continue;
-    back_out(c, i, Reason::CheckTimeout,
-             "check " + join(missing, ", ") + " did not report within " +
-                 std::to_string(c.cfg.check_timeout / 1000) +
-                 "s; make sure CI builds the dmz branch and reports this check, then retry",
-             missing);
+    const std::string reason =
+        "check " + join(missing, ", ") + " did not report within " +
+        std::to_string(c.cfg.check_timeout / 1000) +
+        "s; make sure CI builds the dmz branch and reports this check, then retry";
+    if (generic(c.cfg))
+      fail_candidate(c, i, Reason::CheckTimeout, reason, missing);
+    else
+      back_out(c, i, Reason::CheckTimeout, reason, missing);
     break;  // later candidates went with it
   }
   return std::nullopt;
@@ -659,9 +1344,13 @@ Outcome handle(RepoState& state, const Event& event, const Settings& settings) {
   try {
     RepoState work = state;  // applied to a copy: a rejection leaves `state` untouched
     Ctx c{work, settings, time_of(event), {}};
+    std::set<CandidateId> before;
+    for (const auto& k : work.train) before.insert(k.id);
     if (Verdict v = std::visit([&](const auto& e) { return on(c, e); }, event))
       return Outcome{std::move(*v), {}};
+    if (generic(settings)) resolve_holds(c);
     schedule(c);
+    if (generic(settings)) finish_generic(c, before);
     state = std::move(work);
     return Outcome{std::nullopt, std::move(c.out)};
   } catch (const std::exception& e) {
@@ -669,12 +1358,13 @@ Outcome handle(RepoState& state, const Event& event, const Settings& settings) {
   }
 }
 
-std::vector<Action> resume(const RepoState& state, const Settings&) {
+std::vector<Action> resume(const RepoState& state, const Settings& settings) {
   std::vector<Action> out;
   for (const auto& [n, pr] : state.prs)
     if (pr.status == PrStatus::Approved && pr.approval)
       out.push_back(CheckPolicy{n, pr.approval->sha, pr.branch, pr.author, state.master});
-  for (const auto& k : state.train) {
+  for (std::size_t i = 0; i < state.train.size(); ++i) {
+    const Candidate& k = state.train[i];
     switch (k.status) {
       case CandidateStatus::Merging:
         out.push_back(build_action(state, k));
@@ -682,23 +1372,41 @@ std::vector<Action> resume(const RepoState& state, const Settings&) {
       case CandidateStatus::InDmz:
       case CandidateStatus::Building:
         if (!k.policy_passed) out.push_back(CheckCandidate{k.id, k.sha, k.base});
-        out.push_back(StartBuild{k.id, k.sha});
+        out.push_back(StartBuild{k.id, k.sha, k.attempt});
         break;
-      case CandidateStatus::Landing:
-        out.push_back(FastForwardMaster{k.id, state.master, k.sha});
+      case CandidateStatus::Landing: {
+        // A chain lands at once: the push went to its last landing candidate.
+        bool last = true;
+        if (generic(settings))
+          for (std::size_t j = i + 1; j < state.train.size(); ++j)
+            if (same_chain(state.train[j], k) &&
+                state.train[j].status == CandidateStatus::Landing)
+              last = false;
+        if (last) out.push_back(FastForwardMaster{k.id, state.master, k.sha});
         break;
+      }
     }
   }
   // With an empty train dmz must be master; a back-out's reset may have been lost in a crash.
   // Forcing dmz to where it already is changes nothing.
-  if (state.train.empty() && !state.master.empty()) out.push_back(ResetDmz{state.master});
+  if (state.train.empty() && !state.master.empty()) {
+    out.push_back(ResetDmz{state.master});
+  } else if (generic(settings)) {
+    const Candidate* tip = tip_of(state);
+    if (tip && !tip->sha.empty()) out.push_back(ResetDmz{tip->sha});
+  }
+  if (settings.candidate_branches) {
+    PruneCandidates prune;
+    for (const auto& k : state.train) prune.keep.push_back(k.id);
+    out.push_back(std::move(prune));
+  }
   return out;
 }
 
 std::vector<int> queue_order(const RepoState& state) {
   std::vector<const PullRequest*> queued;
   for (const auto& [n, pr] : state.prs)
-    if (pr.status == PrStatus::Queued) queued.push_back(&pr);
+    if (pr.status == PrStatus::Queued && !pr.held_by) queued.push_back(&pr);
   std::stable_sort(queued.begin(), queued.end(), [](const auto* a, const auto* b) {
     if (a->priority != b->priority) return a->priority > b->priority;
     return a->queued_at < b->queued_at;  // the map already orders by number

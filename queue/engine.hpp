@@ -16,8 +16,8 @@ Outcome handle(RepoState& state, const Event& event, const Settings& settings);
 // again. Every action is idempotent in the shell.
 std::vector<Action> resume(const RepoState& state, const Settings& settings);
 
-// The PRs waiting for the train, in the order they will enter it (higher priority first,
-// then queued_at, then number).
+// The PRs waiting for the train, in the order they will enter it (priority, highest first,
+// then queued_at, then number); PRs held while a failure ahead of them is decided are not.
 std::vector<int> queue_order(const RepoState& state);
 
 }  // namespace dmz::queue

@@ -46,6 +46,14 @@ json approval_json(const std::optional<Approval>& a) {
   return {{"sha", a->sha}, {"approver", a->approver}, {"at", a->at}};
 }
 
+// A PR's changed paths in the queue document: the first kMaxPaths (a huge PR would bloat it).
+constexpr std::size_t kMaxPaths = 100;
+json paths_json(const std::vector<std::string>& paths) {
+  json out = json::array();
+  for (std::size_t i = 0; i < paths.size() && i < kMaxPaths; ++i) out.push_back(paths[i]);
+  return out;
+}
+
 json pr_json(const PullRequest& pr, std::optional<std::size_t> position) {
   return {{"number", pr.number},
           {"branch", pr.branch},
@@ -61,7 +69,13 @@ json pr_json(const PullRequest& pr, std::optional<std::size_t> position) {
           {"position", or_null(position)},
           {"queued_at", pr.queued_at},
           {"finished_at", pr.finished_at},
-          {"priority", pr.priority}};
+          {"priority", pr.priority},
+          {"paths", paths_json(pr.paths)},
+          {"precheck", to_string(pr.precheck)},
+          {"held_by", or_null(pr.held_by)},
+          {"group", pr.group},
+          {"probed", pr.probed},
+          {"failures", pr.failures}};
 }
 
 json candidate_json(const Candidate& k) {
@@ -75,7 +89,11 @@ json candidate_json(const Candidate& k) {
           {"checks", checks},
           {"created_at", k.created_at},
           {"pushed_at", k.pushed_at},
-          {"policy_passed", k.policy_passed}};
+          {"policy_passed", k.policy_passed},
+          {"lane", k.lane},
+          {"probe", k.probe},
+          {"attempt", k.attempt},
+          {"failed", k.failed}};
 }
 
 // ---- events: the fields of each, without "type" ----
@@ -94,8 +112,8 @@ json fields(const MergeRequested& e) {
 json fields(const CancelRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const RetryRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const PolicyChecked& e) {
-  return {
-      {"number", e.number}, {"sha", e.sha}, {"pass", e.pass}, {"reasons", e.reasons}, {"at", e.at}};
+  return {{"number", e.number}, {"sha", e.sha},     {"pass", e.pass},
+          {"reasons", e.reasons}, {"at", e.at}, {"paths", e.paths}};
 }
 json fields(const MergeDone& e) {
   return {{"candidate", e.candidate},
@@ -154,14 +172,17 @@ json fields(const CheckPolicy& a) {
 json fields(const BuildCandidate& a) {
   json items = json::array();
   for (const auto& i : a.items) items.push_back(item_json(i));
-  return {{"candidate", a.candidate}, {"base", a.base}, {"items", items}};
+  return {{"candidate", a.candidate}, {"base", a.base}, {"items", items}, {"tip", a.tip}};
 }
 json fields(const CheckCandidate& a) {
   return {{"candidate", a.candidate}, {"sha", a.sha}, {"base", a.base}};
 }
 json fields(const ResetDmz& a) { return {{"sha", a.sha}}; }
-json fields(const StartBuild& a) { return {{"candidate", a.candidate}, {"sha", a.sha}}; }
-json fields(const CancelBuild& a) { return {{"sha", a.sha}}; }
+json fields(const StartBuild& a) {
+  return {{"candidate", a.candidate}, {"sha", a.sha}, {"attempt", a.attempt}};
+}
+json fields(const CancelBuild& a) { return {{"sha", a.sha}, {"candidate", a.candidate}}; }
+json fields(const PruneCandidates& a) { return {{"keep", a.keep}}; }
 json fields(const FastForwardMaster& a) {
   return {{"candidate", a.candidate}, {"from", a.from}, {"to", a.to}};
 }
@@ -184,6 +205,7 @@ std::string action_kind(const Action& action) {
                         [](const CancelBuild&) { return "cancel_build"; },
                         [](const FastForwardMaster&) { return "fast_forward_master"; },
                         [](const Notify&) { return "notify"; },
+                        [](const PruneCandidates&) { return "prune_candidates"; },
                     },
                     action);
 }
@@ -228,13 +250,18 @@ nlohmann::json to_json(const PullRequest& pr, std::optional<std::size_t> positio
   return pr_json(pr, position);
 }
 
-nlohmann::json to_json(const RepoState& state) {
+nlohmann::json to_json(const RepoState& state, const std::map<int, Millis>* eta) {
   std::map<int, std::size_t> positions;  // 1-based place in the queue
   for (int n : queue_order(state)) positions.emplace(n, positions.size() + 1);
   json prs = json::array();
   for (const auto& [n, pr] : state.prs) {
     auto it = positions.find(n);
-    prs.push_back(pr_json(pr, it == positions.end() ? std::nullopt : std::optional(it->second)));
+    json j = pr_json(pr, it == positions.end() ? std::nullopt : std::optional(it->second));
+    if (eta) {
+      auto e = eta->find(n);
+      j["eta"] = e == eta->end() ? json(nullptr) : json(e->second);
+    }
+    prs.push_back(std::move(j));
   }
   json train = json::array();
   for (const auto& k : state.train) train.push_back(candidate_json(k));
@@ -243,7 +270,12 @@ nlohmann::json to_json(const RepoState& state) {
           {"prs", prs},
           {"train", train},
           {"retry_after", state.retry_after},
-          {"next_candidate", state.next_candidate}};
+          {"next_candidate", state.next_candidate},
+          {"window", state.window},
+          {"observed",
+           {{"build_ms", state.observed.build_ms},
+            {"fail_permille", state.observed.fail_permille},
+            {"builds", state.observed.builds}}}};
 }
 
 }  // namespace dmz::queue

@@ -3,6 +3,7 @@
 // Threading: pure functions.
 #pragma once
 
+#include <map>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
@@ -11,8 +12,12 @@
 namespace dmz::queue {
 
 // {"repo", "master", "prs": [{number, branch, author, title, head, status, approval,
-//   reason, details, candidate, position}], "train": [{id, prs, base, sha, status, checks}]}
-nlohmann::json to_json(const RepoState& state);
+//   reason, details, candidate, position, priority, paths, precheck, held_by, group, probed,
+//   eta}], "train": [{id, prs, base, sha, status, checks, lane, probe, attempt, failed}],
+//   "window", "observed": {build_ms, fail_permille, builds}}. `eta` (epoch ms when the PR is
+// expected to land, or null) is there only when `eta` is given; nothing computes it yet (issue 11,
+// item 5: the forward simulation is not written).
+nlohmann::json to_json(const RepoState& state, const std::map<int, Millis>* eta = nullptr);
 // One PR as it appears in the queue document (position: its 1-based place among waiting PRs).
 nlohmann::json to_json(const PullRequest& pr, std::optional<std::size_t> position);
 nlohmann::json to_json(const Event& event);    // {"type": "merge_requested", ...fields}

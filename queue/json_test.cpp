@@ -125,6 +125,42 @@ TEST_CASE("the queue document shows every PR, its position and the train") {
                                             {"at", 400}}}));
 }
 
+TEST_CASE("the queue document shows the strategies' bookkeeping and, when given, the ETA") {
+  RepoState s = sample();
+  s.window = 5;
+  s.observed.build_ms = 1800;
+  s.observed.fail_permille = 90;
+  s.observed.builds = 12;
+  auto& held = s.prs.at(5);
+  held.priority = 3;
+  held.held_by = 7;
+  held.group = 12;
+  held.precheck = CheckState::Failure;
+  held.paths.assign(150, "src/x.c");  // the document shows the first 100
+  s.train[0].lane = 2;
+  s.train[0].attempt = 2;
+  s.train[0].failed = true;
+  std::map<int, Millis> eta = {{3, 5000}};
+  const json doc = to_json(s, &eta);
+  CHECK(doc.at("window") == 5);
+  CHECK(doc.at("observed") == json{{"build_ms", 1800}, {"fail_permille", 90}, {"builds", 12}});
+  const json& p = pr_by_number(doc, 5);
+  CHECK(p.at("priority") == 3);
+  CHECK(p.at("held_by") == 7);
+  CHECK(p.at("group") == 12);
+  CHECK(p.at("precheck") == "failure");
+  CHECK(p.at("paths").size() == 100);
+  CHECK(p.at("position").is_null());  // held: not waiting for the train
+  CHECK(p.at("eta").is_null());
+  CHECK(pr_by_number(doc, 3).at("eta") == 5000);
+  const json& k = doc.at("train")[0];
+  CHECK(k.at("lane") == 2);
+  CHECK(k.at("probe") == false);
+  CHECK(k.at("attempt") == 2);
+  CHECK(k.at("failed") == true);
+  CHECK_FALSE(to_json(s).at("prs")[0].contains("eta"));  // no estimate asked for
+}
+
 TEST_CASE("an empty repository is an empty document, not nulls") {
   RepoState s;
   s.repo = "o/n";
@@ -135,11 +171,20 @@ TEST_CASE("an empty repository is an empty document, not nulls") {
 }
 
 TEST_CASE("events carry their snake_case type and fields") {
-  CHECK(to_json(Event{MergeRequested{4, sha('a'), "mm", 55}}) == json{{"type", "merge_requested"},
-                                                                      {"number", 4},
-                                                                      {"sha", sha('a')},
-                                                                      {"approver", "mm"},
-                                                                      {"at", 55}});
+  CHECK(to_json(Event{MergeRequested{4, sha('a'), "mm", 55}}) ==
+        json{{"type", "merge_requested"},
+             {"number", 4},
+             {"sha", sha('a')},
+             {"approver", "mm"},
+             {"at", 55}});
+  CHECK(to_json(Event{PolicyChecked{4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}}}) ==
+        json{{"type", "policy_checked"},
+             {"number", 4},
+             {"sha", sha('a')},
+             {"pass", true},
+             {"reasons", json::array()},
+             {"at", 56},
+             {"paths", {"src/a.c", "docs/b.md"}}});
   CHECK(to_json(Event{PrOpened{1, "feature/a", "ann", "A", sha('a'), 1}}) ==
         json{{"type", "pr_opened"},
              {"number", 1},
@@ -207,12 +252,16 @@ TEST_CASE("actions carry their snake_case type and fields") {
                                          {"branch", "feature/a"},
                                          {"title", "A"},
                                          {"author", "ann"},
-                                         {"approver", "mm"}}})}});
+                                         {"approver", "mm"}}})},
+             {"tip", true}});
+  CHECK(to_json(Action{BuildCandidate{3, sha('0'), {}, false}}).at("tip") == false);
   CHECK(to_json(Action{ResetDmz{sha('0')}}) == json{{"type", "reset_dmz"}, {"sha", sha('0')}});
-  CHECK(to_json(Action{StartBuild{3, sha('c')}}) ==
-        json{{"type", "start_build"}, {"candidate", 3}, {"sha", sha('c')}});
-  CHECK(to_json(Action{CancelBuild{sha('c')}}) ==
-        json{{"type", "cancel_build"}, {"sha", sha('c')}});
+  CHECK(to_json(Action{StartBuild{3, sha('c'), 2}}) ==
+        json{{"type", "start_build"}, {"candidate", 3}, {"sha", sha('c')}, {"attempt", 2}});
+  CHECK(to_json(Action{CancelBuild{sha('c'), 3}}) ==
+        json{{"type", "cancel_build"}, {"sha", sha('c')}, {"candidate", 3}});
+  CHECK(to_json(Action{PruneCandidates{{4, 6}}}) ==
+        json{{"type", "prune_candidates"}, {"keep", {4, 6}}});
   CHECK(
       to_json(Action{FastForwardMaster{3, sha('0'), sha('c')}}) ==
       json{

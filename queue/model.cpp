@@ -116,4 +116,42 @@ std::optional<CheckState> parse_check_state(std::string_view s) {
   return std::nullopt;
 }
 
+std::string_view to_string(Strategy s) {
+  switch (s) {
+    case Strategy::Serial:
+      return "serial";
+    case Strategy::Batch:
+      return "batch";
+    case Strategy::Train:
+      return "train";
+    case Strategy::Adaptive:
+      return "adaptive";
+  }
+  return "?";
+}
+
+std::optional<Strategy> parse_strategy(std::string_view s) {
+  for (auto k : {Strategy::Serial, Strategy::Batch, Strategy::Train, Strategy::Adaptive})
+    if (to_string(k) == s) return k;
+  return std::nullopt;
+}
+
+std::string_view to_string(Lanes l) {
+  switch (l) {
+    case Lanes::None:
+      return "none";
+    case Lanes::Groups:
+      return "groups";
+    case Lanes::Paths:
+      return "paths";
+  }
+  return "?";
+}
+
+std::optional<Lanes> parse_lanes(std::string_view s) {
+  for (auto k : {Lanes::None, Lanes::Groups, Lanes::Paths})
+    if (to_string(k) == s) return k;
+  return std::nullopt;
+}
+
 }  // namespace dmz::queue

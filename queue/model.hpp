@@ -74,7 +74,16 @@ struct PullRequest {
   Millis queued_at = 0;                  // ordering key in the queue (then number)
   std::optional<CandidateId> candidate;  // set while Merging/InDmz/Building
   Millis finished_at = 0;                // when it became Merged, Failed or Cancelled
-  int priority = 0;                      // higher enters the train first (then queued_at)
+  // Facts the strategies use (plain data gathered by the shell):
+  int priority = 0;                // higher enters the train first (PriorityRequested)
+  std::vector<std::string> paths;  // files it changes against master (from the policy check)
+  CheckState precheck = CheckState::Pending;  // its own CI on its head, before the queue
+  // Where it stands in a strategy's bookkeeping:
+  std::optional<CandidateId> held_by;  // its candidate failed behind candidate X, whose fate
+                                       // decides whether it was to blame: Queued, not built
+  std::uint64_t group = 0;  // a batch being bisected: builds only with its group (0: none)
+  bool probed = false;      // passed an isolation build at its approved head (adaptive)
+  int failures = 0;         // builds that failed with it alone to blame (flaky: built again)
 
   bool operator==(const PullRequest&) const = default;
 };
@@ -108,8 +117,32 @@ struct Candidate {
   Millis created_at = 0;
   Millis pushed_at = 0;        // when it reached dmz; the check timeout counts from here
   bool policy_passed = false;  // the shell judged the candidate's own merges (CheckCandidate)
+  // Candidates of one lane form a chain (each based on the one before, the first on master);
+  // 0 is the main lane. A probe is an isolation build of one PR on master: it never lands.
+  std::uint64_t lane = 0;
+  bool probe = false;
+  int attempt = 1;      // builds of this sha so far (a flaky failure is built again)
+  bool failed = false;  // a required check failed and the build is being retried
 
   bool operator==(const Candidate&) const = default;
+};
+
+// What the engine has observed of a repository's builds and PRs: moving averages for the
+// adaptive strategy and the ETA, and pass/fail tallies by author and top-level directory.
+struct Tally {
+  std::uint32_t passed = 0, failed = 0;
+  bool operator==(const Tally&) const = default;
+};
+struct Observed {
+  Millis build_ms = 0;               // a build's duration (pushed to its verdict); 0: none yet
+  std::uint32_t fail_permille = 0;   // how often a PR turns out bad (per mille)
+  std::uint32_t builds = 0;          // verdicts observed (saturates)
+  Millis arrival_ms = 0;             // the gap between two approvals
+  Millis last_arrival = 0;           // when the last PR was approved
+  std::map<std::string, Tally> risk; // "author:<name>", "path:<dir>"; at most kMaxRiskKeys
+
+  static constexpr std::size_t kMaxRiskKeys = 512;
+  bool operator==(const Observed&) const = default;
 };
 
 // The hot state of a repository: the PRs that are open or still worth showing and the train.
@@ -120,19 +153,49 @@ struct RepoState {
   Sha master;        // last known master
   std::map<int, PullRequest> prs;
   std::vector<Candidate> train;  // ordered; front() lands first
-  CandidateId next_candidate = 1;
+  CandidateId next_candidate = 1;  // also numbers lanes and bisection groups
   Millis retry_after = 0;  // after a transient git error, no new candidate before this time
+  std::size_t window = 0;  // train/adaptive: candidates allowed in flight (0: window_start)
+  Observed observed;
 
   bool operator==(const RepoState&) const = default;
+};
+
+// How the queue turns waiting PRs into candidates (see docs/ARCHITECTURE.md, Strategies).
+enum class Strategy {
+  Serial,    // one candidate of up to max_batch PRs (max_train in flight); a failure fails it
+  Batch,     // up to max_batch PRs per candidate, bisected on failure (bors-ng)
+  Train,     // speculative candidates in a window (Zuul): start, floor, +1 per landing, /2
+  Adaptive,  // batches sized from the failure rate, risky PRs probed alone, lanes, jumps
+};
+// How PRs are split into lanes (independent chains of candidates) by the adaptive strategy.
+enum class Lanes {
+  None,    // one chain
+  Groups,  // by the configured path groups
+  Paths,   // PRs whose changed paths are disjoint from every other lane's
+};
+struct PathGroup {
+  std::string name;
+  std::vector<std::string> globs;  // queue/glob.hpp patterns ("docs/**")
+  bool operator==(const PathGroup&) const = default;
 };
 
 // What the engine needs to know about the repository's configuration.
 struct Settings {
   std::vector<std::string> required_checks;  // all must be Success on a candidate
   Millis check_timeout = 30 * 60 * 1000;     // from pushed_at until every required check reports
-  std::size_t max_train = 1;                 // candidates in flight; 1 = serial strategy
-  std::size_t max_batch = 1;                 // PRs per candidate; 1 = no batching
-  Millis retry_backoff = 30 * 1000;          // after a transient error
+  Strategy strategy = Strategy::Serial;
+  std::size_t max_train = 1;  // serial and batch: candidates in flight
+  std::size_t max_batch = 1;  // PRs per candidate; 1 = no batching
+  Millis retry_backoff = 30 * 1000;  // after a transient error
+  // train and adaptive: Zuul's window of candidates in flight
+  std::size_t window_start = 4, window_floor = 1, window_max = 32;
+  int flaky_retries = 0;             // a failed build is built again this often before anyone is
+                                     // ejected; 0: failures are trusted (checks are not flaky)
+  bool priority_interrupts = false;  // a higher-priority PR may cut candidates already building
+  Lanes lanes = Lanes::None;
+  std::vector<PathGroup> path_groups;
+  bool candidate_branches = false;  // candidates have their own branches: PruneCandidates
 };
 
 // ---- Events (inputs) -------------------------------------------------------------------------
@@ -175,6 +238,7 @@ struct PolicyChecked {  // the shell's verdict for CheckPolicy
   bool pass = false;
   std::vector<std::string> reasons;
   Millis at = 0;
+  std::vector<std::string> paths;  // the files the PR changes against master (lanes, risk)
 };
 enum class MergeOutcome { Merged, Conflict, Error };
 struct MergeDone {  // result of BuildCandidate
@@ -193,7 +257,9 @@ struct CandidateChecked {  // the shell's verdict for CheckCandidate
   std::vector<std::string> reasons;
   Millis at = 0;
 };
-struct CheckReported {  // a check state on a commit (local runner, status API, forge)
+// A check state on a commit (local runner, status API, forge): a candidate's, or a PR head's
+// own CI before the queue (the adaptive strategy's first hint of how likely it is to pass).
+struct CheckReported {
   Sha sha;
   Check check;
   Millis at = 0;
@@ -255,10 +321,13 @@ struct MergeItem {
   Sha head;
   std::string branch, title, author, approver;
 };
-struct BuildCandidate {  // merge `items` onto `base` in memory, force-push dmz; answer MergeDone
+// Merge `items` onto `base` in memory, push the candidate (to its own branch when the shell
+// has a pattern for them) and, if `tip`, force dmz to it; answer MergeDone.
+struct BuildCandidate {
   CandidateId candidate = 0;
   Sha base;
   std::vector<MergeItem> items;
+  bool tip = true;  // false for a probe: dmz stays at the tip of the train
 };
 // Judge the candidate's own merge commits (base..sha, first parents) with the policy of
 // `base`: signed by an account allowed to sign merges, trees equal to the recomputed merges.
@@ -273,9 +342,16 @@ struct ResetDmz {  // force-push dmz to `sha` (master) when the train empties af
 struct StartBuild {  // the local runner (if configured) builds `sha`; answers CheckReported
   CandidateId candidate = 0;
   Sha sha;
+  int attempt = 1;  // >1: a retry of a failed build (the shell starts it again)
 };
-struct CancelBuild {
+struct CancelBuild {  // the candidate left the train: stop building it
   Sha sha;
+  CandidateId candidate = 0;
+};
+// Delete the candidate branches of every candidate not in `keep` (the train). Emitted when
+// candidates leave the train and on resume, when Settings::candidate_branches is set.
+struct PruneCandidates {
+  std::vector<CandidateId> keep;
 };
 struct FastForwardMaster {  // push master from `from` to `to` only as a fast-forward with lease
   CandidateId candidate = 0;
@@ -295,7 +371,7 @@ struct Notify {  // tell the PR's author/merge master (forge comment, log, statu
 };
 
 using Action = std::variant<CheckPolicy, BuildCandidate, CheckCandidate, ResetDmz, StartBuild,
-                            CancelBuild, FastForwardMaster, Notify>;
+                            CancelBuild, FastForwardMaster, Notify, PruneCandidates>;
 
 // What handle() returns: either the event was refused (state unchanged, `rejected` says why
 // with a code: not_found for an unknown PR, conflict for a stale SHA or a PR already merged,
@@ -313,5 +389,9 @@ std::optional<Reason> parse_reason(std::string_view);
 std::string_view to_string(NoticeKind);
 std::optional<NoticeKind> parse_notice_kind(std::string_view);
 std::optional<CheckState> parse_check_state(std::string_view);  // "pending", "success", ...
+std::string_view to_string(Strategy);  // "serial", "batch", "train", "adaptive"
+std::optional<Strategy> parse_strategy(std::string_view);
+std::string_view to_string(Lanes);  // "none", "groups", "paths"
+std::optional<Lanes> parse_lanes(std::string_view);
 
 }  // namespace dmz::queue

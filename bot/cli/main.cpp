@@ -1,5 +1,5 @@
-// dmzbot's command line: serve, demo, check-config, verify, and the git server hooks
-// (install-hooks, pre-receive, post-receive).
+// dmzbot's command line: serve, demo, check-config, verify, simulate, and the git server
+// hooks (install-hooks, pre-receive, post-receive).
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
@@ -10,6 +10,7 @@
 #include "bot/cli/serve.hpp"
 #include "bot/cli/version.hpp"
 #include "bot/git/mirror.hpp"
+#include "bot/sim/simulate.hpp"
 #include "bot/trust/push_hooks.hpp"
 #include "bot/trust/release_check.hpp"
 #include "bot/trust/verify_command.hpp"
@@ -104,6 +105,50 @@ int main(int argc, char** argv) {
   auto* post_receive = app.add_subcommand("post-receive", "git hook: log push certificates");
   post_receive->add_option("--config", hooks_config, "the hooks' configuration")->required();
 
+  dmz::sim::SimulateOptions sim;
+  auto* simulate = app.add_subcommand(
+      "simulate", "run the strategies and an oracle on simulated workloads (virtual time)");
+  auto& w = sim.workload;
+  simulate->add_option("--rate", w.rate, "PRs approved per hour")->check(CLI::Range(0.0, 10000.0));
+  simulate->add_option("--hours", w.hours, "hours of arrivals")->check(CLI::Range(0.0, 24.0 * 365));
+  simulate->add_option("--burst", w.burst, "probability that an arrival brings a burst of 2-6")
+      ->check(CLI::Range(0.0, 1.0));
+  simulate->add_flag("--day", w.day_profile, "arrivals follow a working day (peak at 14:00)");
+  simulate->add_option("--ci-median", w.ci_median_minutes, "median build minutes")
+      ->check(CLI::Range(0.1, 24.0 * 60));
+  simulate->add_option("--ci-sigma", w.ci_sigma, "lognormal spread of build durations")
+      ->check(CLI::Range(0.0, 3.0));
+  simulate->add_option("--fail", w.fail, "probability that a PR is bad")->check(CLI::Range(0.0, 1.0));
+  simulate->add_option("--flake", w.flake, "probability that a build fails anyway")
+      ->check(CLI::Range(0.0, 1.0));
+  simulate->add_option("--runners", w.runners, "CI runners")->check(CLI::Range(1, 10000));
+  simulate->add_option("--precheck", w.precheck,
+                       "probability that a bad PR's own CI before the queue is red")
+      ->check(CLI::Range(0.0, 1.0));
+  simulate->add_option("--conflict", w.pair_conflict,
+                       "probability that two random PRs conflict semantically")
+      ->check(CLI::Range(0.0, 1.0));
+  simulate->add_option("--strategy", sim.strategy, "serial, batch, train, adaptive or all");
+  simulate->add_option("--seeds", sim.seeds, "workloads (seeds) per strategy")
+      ->check(CLI::Range(1, 1000));
+  simulate->add_option("--seed", sim.first_seed, "the first seed");
+  simulate->add_option("--drain", sim.run.drain_hours, "hours the queue may drain after arrivals")
+      ->check(CLI::Range(0.0, 24.0 * 365));
+  simulate->add_option("--threads", sim.threads, "worker threads (default: one per core)")
+      ->check(CLI::Range(0, 256));
+  simulate->add_option("--window-max", sim.window_max, "train/adaptive: the window's ceiling")
+      ->check(CLI::Range(1, 10000));
+  simulate->add_option("--max-batch", sim.max_batch, "batch/adaptive: PRs per candidate")
+      ->check(CLI::Range(1, 64));
+  simulate->add_option("--flaky-retries", sim.flaky_retries, "builds again before ejecting")
+      ->check(CLI::Range(0, 3));
+  simulate->add_option("--lanes", sim.lanes, "adaptive: none or paths");
+  simulate->add_flag("--json", sim.json, "print JSON (one object per strategy)");
+  simulate->add_option("--svg", sim.svg, "draw the time-to-merge distributions into FILE");
+  simulate->add_option("--replay", sim.replay_dir,
+                       "replay the recorded history in DATA_DIR (with --repo)");
+  simulate->add_option("--repo", sim.replay_repo, "the repository to replay (owner/name)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -143,5 +188,6 @@ int main(int argc, char** argv) {
   if (*install) return dmz::trust::run_install_hooks(install_options);
   if (*pre_receive) return dmz::trust::run_pre_receive(hooks_config, stdin);
   if (*post_receive) return dmz::trust::run_post_receive(hooks_config, stdin);
+  if (*simulate) return dmz::sim::run_simulate(sim);
   return 2;
 }

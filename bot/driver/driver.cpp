@@ -245,6 +245,8 @@ void Driver::dispatch(Slot& slot, const std::vector<q::Action>& actions,
             ci_.cancel_build(repo, a);
           } else if constexpr (std::is_same_v<A, q::FastForwardMaster>) {
             git_.fast_forward(repo, a);
+          } else if constexpr (std::is_same_v<A, q::PruneCandidates>) {
+            git_.prune_candidates(repo, a);
           } else if constexpr (std::is_same_v<A, q::Notify>) {
             // Saved with the change: delivered now, or retried from the store after a crash.
             if (notice >= outbox_ids.size()) return;  // resume() emits no notices

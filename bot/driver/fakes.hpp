@@ -20,7 +20,7 @@ struct Fetch {
 // Every call of every port, as one ordered log.
 using Call = std::variant<Fetch, queue::BuildCandidate, queue::ResetDmz, queue::FastForwardMaster,
                           queue::CheckPolicy, queue::CheckCandidate, queue::StartBuild,
-                          queue::CancelBuild, forges::OutboxMessage>;
+                          queue::CancelBuild, forges::OutboxMessage, queue::PruneCandidates>;
 
 class RecordingPorts final : public GitPort, public PolicyPort, public CiPort, public OutboxPort {
  public:
@@ -30,6 +30,9 @@ class RecordingPorts final : public GitPort, public PolicyPort, public CiPort, p
   }
   void reset_dmz(const std::string&, const queue::ResetDmz& a) override { calls.emplace_back(a); }
   void fast_forward(const std::string&, const queue::FastForwardMaster& a) override {
+    calls.emplace_back(a);
+  }
+  void prune_candidates(const std::string&, const queue::PruneCandidates& a) override {
     calls.emplace_back(a);
   }
   void check_policy(const std::string&, const queue::CheckPolicy& a) override {

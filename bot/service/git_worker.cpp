@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <set>
 
 #include "base/metrics.hpp"
 #include "base/text.hpp"
@@ -165,13 +166,68 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
     }
     tip = merged->commit;
   }
-  if (Status s = mirror_->push_force(tip, repo_.dmz); !s.ok()) {
-    done.message = s.message();
+  // The candidate's own branch (any CI builds it on push) and, at the tip of the train, dmz:
+  // both forced, in one atomic push.
+  std::vector<git::RefUpdate> updates;
+  const std::string& pattern = repo_.queue.candidate_branch;
+  if (!pattern.empty())
+    updates.push_back({"refs/heads/" + config::candidate_branch(pattern, a.candidate), tip, {}});
+  if (a.tip) updates.push_back({"refs/heads/" + repo_.dmz, tip, {}});
+  Status pushed;
+  if (!updates.empty()) {
+    auto r = mirror_->push_refs(updates);
+    if (!r)
+      pushed = r.status();
+    else if (!r->ok())
+      pushed = conflict("push of candidate " + std::to_string(a.candidate) + " refused: " +
+                        (r->remote_messages.empty() ? r->refs.front().summary : r->remote_messages));
+  }
+  if (!pushed.ok()) {
+    done.message = pushed.message();
   } else {
     done.outcome = q::MergeOutcome::Merged;
     done.sha = tip;
   }
   return finish();
+}
+
+Status GitWorker::prune_candidates(const q::PruneCandidates& a) {
+  const std::string& pattern = repo_.queue.candidate_branch;
+  if (pattern.empty()) return {};
+  const std::set<q::CandidateId> keep(a.keep.begin(), a.keep.end());
+  auto obsolete = [&] {
+    std::vector<git::RefUpdate> deletes;
+    for (const auto& [branch, sha] : mirror_->remote_branches())
+      if (auto id = config::candidate_of_branch(pattern, branch); id && !keep.count(*id))
+        deletes.push_back({"refs/heads/" + branch, "", {}});
+    return deletes;
+  };
+  auto deletes = obsolete();
+  if (deletes.empty()) return {};
+  auto r = mirror_->push_refs(deletes);
+  if (r && r->ok()) return {};
+  // Someone else deleted one of them (the push is atomic): see what is really there, once.
+  if (Status s = mirror_->fetch(); !s.ok()) return s;
+  deletes = obsolete();
+  if (deletes.empty()) return {};
+  r = mirror_->push_refs(deletes);
+  if (!r) return r.status();
+  if (!r->ok()) return conflict("deleting obsolete candidate branches was refused");
+  return {};
+}
+
+Status GitWorker::repush_candidate(q::CandidateId id, const q::Sha& sha) {
+  const std::string& pattern = repo_.queue.candidate_branch;
+  if (pattern.empty()) return {};
+  const std::string ref = "refs/heads/" + config::candidate_branch(pattern, id);
+  if (mirror_->remote_branch(config::candidate_branch(pattern, id))) {
+    auto gone = mirror_->push_refs({{ref, "", {}}});
+    if (!gone) return gone.status();
+  }
+  auto back = mirror_->push_refs({{ref, sha, {}}});
+  if (!back) return back.status();
+  if (!back->ok()) return conflict("push of " + ref + " refused");
+  return {};
 }
 
 q::PolicyChecked GitWorker::check_policy(const q::CheckPolicy& a) {

@@ -39,6 +39,11 @@ class GitWorker {
   queue::PolicyChecked check_policy(const queue::CheckPolicy& action);
   queue::CandidateChecked check_candidate(const queue::CheckCandidate& action);
   Status reset_dmz(const queue::ResetDmz& action);
+  // Deletes every remote candidate branch (repo.queue.candidate_branch) not in `keep`.
+  Status prune_candidates(const queue::PruneCandidates& action);
+  // Pushes a candidate's branch again (deleted, then created) so that a CI that builds on
+  // push builds it again: the retry of a build that may have been a flake.
+  Status repush_candidate(queue::CandidateId id, const queue::Sha& sha);
   queue::MasterPushed fast_forward(const queue::FastForwardMaster& action);
   Status export_tree(const queue::Sha& commit, const std::filesystem::path& dir);
   // A try build: `head` merged onto `base` (master) in memory and force-pushed to `branch`, so

@@ -54,6 +54,17 @@ q::Settings settings_for(const config::Repo& repo) {
   if (s.required_checks.empty() && repo.runner) s.required_checks = {repo.runner->context};
   s.check_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(repo.check_timeout).count();
+  const config::Queue& queue = repo.queue;
+  s.strategy = queue.strategy;
+  s.max_batch = static_cast<std::size_t>(queue.max_batch);
+  s.window_start = static_cast<std::size_t>(queue.window_start);
+  s.window_floor = static_cast<std::size_t>(queue.window_floor);
+  s.window_max = static_cast<std::size_t>(queue.window_max);
+  s.flaky_retries = queue.flaky_retries;
+  s.priority_interrupts = queue.priority_interrupts;
+  s.lanes = queue.lanes;
+  s.path_groups = queue.path_groups;
+  s.candidate_branches = !queue.candidate_branch.empty();
   return s;
 }
 
@@ -380,6 +391,13 @@ struct Service::Impl final : driver::GitPort,
         spdlog::error("{}: reset {} to {} failed: {}", rt.cfg.name, rt.cfg.dmz, a.sha, s.message());
     });
   }
+  void prune_candidates(const std::string& repo, const q::PruneCandidates& a) override {
+    on_git(repo, [a](RepoRuntime& rt) {
+      if (Status s = rt.worker->prune_candidates(a); !s.ok())
+        spdlog::warn("{}: deleting obsolete candidate branches failed: {}", rt.cfg.name,
+                     s.message());
+    });
+  }
   void fast_forward(const std::string& repo, const q::FastForwardMaster& a) override {
     on_git(repo,
            [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->fast_forward(a)); });
@@ -394,7 +412,16 @@ struct Service::Impl final : driver::GitPort,
   }
   void start_build(const std::string& repo, const q::StartBuild& a) override {
     RepoRuntime* rt = find(repo);
-    if (!rt || !rt->runner) return;  // external CI builds dmz and posts statuses
+    if (!rt) return;
+    if (!rt->runner) {  // external CI builds the candidate's branch on push and posts statuses
+      if (a.attempt > 1)  // a retry: push the branch again so that CI builds it again
+        on_git(repo, [a](RepoRuntime& rt) {
+          if (Status s = rt.worker->repush_candidate(a.candidate, a.sha); !s.ok())
+            spdlog::warn("{}: pushing candidate {} again failed: {}", rt.cfg.name, a.candidate,
+                         s.message());
+        });
+      return;
+    }
     SerialExecutor* git = rt->git.get();
     GitWorker* worker = rt->worker.get();
     rt->runner->start(repo, a.sha, [git, worker, sha = a.sha](const fs::path& dir) {

@@ -819,3 +819,49 @@ TEST_CASE("/metrics parses with Prometheus's own parser and moves as a PR lands 
 
 }  // namespace
 }  // namespace dmz
+
+namespace dmz {
+namespace {
+
+TEST_CASE(
+    "train: two PRs built in parallel; the first fails, the second is rebuilt alone and lands") {
+  Remote remote;
+  test::TempDir data;
+  // The bad PR's build takes a while to fail, so that candidate 2 is built beside it.
+  std::string bad = remote.branch(
+      "bug/bad",
+      {{"FAIL", "x\n"}, {"test.sh", "#!/bin/sh\nif test -e FAIL; then sleep 2; exit 1; fi\n"}});
+  std::string good = remote.branch("feature/good", {{"good.txt", "g\n"}});
+  config::Config cfg = make_config(remote, data.path(), true);
+  config::Repo& repo = cfg.repos[0];
+  repo.runner->max_parallel = 2;
+  repo.queue.strategy = q::Strategy::Train;
+  repo.queue.window_start = 2;
+  repo.queue.window_max = 2;
+  Running run(cfg);
+  run.enqueue(1, "bug/bad", bad);
+  run.enqueue(2, "feature/good", good);
+  // Candidate 2 (master + 1 + 2) is speculated on candidate 1: both have their own branch.
+  REQUIRE(eventually([&] {
+    const std::string heads =
+        must("git for-each-ref --format='%(refname)' refs/heads/dmz-queue", remote.origin);
+    return heads.find("refs/heads/dmz-queue/1") != std::string::npos &&
+           heads.find("refs/heads/dmz-queue/2") != std::string::npos;
+  }));
+  REQUIRE(eventually([&] { return run.status(2) == q::PrStatus::Merged; }));
+  CHECK(run.status(1) == q::PrStatus::Failed);
+  CHECK(run.pr(1).reason.find("check dmzbot/local failed") != std::string::npos);
+  // PR 2 landed without PR 1: rebuilt on master, never ejected for 1's failure.
+  CHECK(remote.master_subjects() ==
+        std::vector<std::string>{"Merge #2 from feature/good: feature/good"});
+  CHECK(must("git ls-tree --name-only master", remote.origin).find("FAIL") == std::string::npos);
+  // The obsolete candidate branches are deleted; dmz is master again.
+  REQUIRE(eventually([&] {
+    return must("git for-each-ref --format='%(refname)' refs/heads/dmz-queue", remote.origin)
+        .empty();
+  }));
+  CHECK(remote.rev("dmz") == remote.rev("master"));
+}
+
+}  // namespace
+}  // namespace dmz

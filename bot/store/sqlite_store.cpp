@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 4> kMigrations = {
+constexpr std::array<std::string_view, 5> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -207,6 +207,23 @@ CREATE TABLE leases(
 ALTER TABLE prs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE pr_archive ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN details TEXT NOT NULL DEFAULT '[]';
+)sql",
+    // 5: the strategies' state: the train's window and what was observed of builds and PRs;
+    // a PR's changed paths, pre-queue CI, hold, bisection group, probe and failures; a
+    // candidate's lane, probe flag, build attempt and retried failure.
+    R"sql(
+ALTER TABLE repos ADD COLUMN train_window INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE repos ADD COLUMN observed TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE prs ADD COLUMN paths TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE prs ADD COLUMN precheck TEXT NOT NULL DEFAULT 'pending';
+ALTER TABLE prs ADD COLUMN held_by INTEGER;
+ALTER TABLE prs ADD COLUMN bisect_group INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE prs ADD COLUMN probed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE prs ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE candidates ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE candidates ADD COLUMN probe INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE candidates ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE candidates ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 
@@ -380,6 +397,47 @@ Result<std::vector<std::string>> parse_details(const std::string& repo, int numb
     out.push_back(d.get<std::string>());
   }
   return out;
+}
+
+// The observations of a repository (moving averages and tallies) as one JSON text: they are
+// read and written whole, with the header.
+std::string observed_json(const queue::Observed& o) {
+  nlohmann::json risk = nlohmann::json::object();
+  for (const auto& [key, t] : o.risk) risk[key] = {t.passed, t.failed};
+  return nlohmann::json{{"build_ms", o.build_ms},
+                        {"fail_permille", o.fail_permille},
+                        {"builds", o.builds},
+                        {"arrival_ms", o.arrival_ms},
+                        {"last_arrival", o.last_arrival},
+                        {"risk", risk}}
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+Result<queue::Observed> parse_observed(const std::string& repo, const std::string& text) {
+  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return corrupt(repo, "observations are not a JSON object");
+  queue::Observed o;
+  auto number = [&](const char* key, auto& out) {
+    auto it = j.find(key);
+    if (it == j.end()) return true;  // an older row: nothing observed yet
+    if (!it->is_number_unsigned() && !it->is_number_integer()) return false;
+    out = it->get<std::remove_reference_t<decltype(out)>>();
+    return true;
+  };
+  if (!number("build_ms", o.build_ms) || !number("fail_permille", o.fail_permille) ||
+      !number("builds", o.builds) || !number("arrival_ms", o.arrival_ms) ||
+      !number("last_arrival", o.last_arrival))
+    return corrupt(repo, "observations have a field that is not a number");
+  if (auto it = j.find("risk"); it != j.end()) {
+    if (!it->is_object()) return corrupt(repo, "observed risk is not an object");
+    for (const auto& [key, v] : it->items()) {
+      if (!v.is_array() || v.size() != 2 || !v[0].is_number_unsigned() ||
+          !v[1].is_number_unsigned())
+        return corrupt(repo, "observed risk of '" + key + "' is not [passed, failed]");
+      o.risk[key] = queue::Tally{v[0].get<std::uint32_t>(), v[1].get<std::uint32_t>()};
+    }
+  }
+  return o;
 }
 
 #define DMZ_TRY(expr)                            \
@@ -645,23 +703,35 @@ class SqliteStore final : public Store {
   // Bumps the repository's version from `expected` (0: the repository is new).
   Result<std::uint64_t> write_header(const queue::RepoState& st, std::uint64_t expected) {
     if (expected == 0) {
-      DMZ_TRY_R(stmt("INSERT INTO repos(name, master, next_candidate, retry_after, version)"
-                     " VALUES(?1, ?2, ?3, ?4, 1)")
+      // Another writer may have saved this repository first: that is a conflict, not a bug.
+      auto& exists = stmt("SELECT 1 FROM repos WHERE name = ?1");
+      exists.bind(1, st.repo);
+      auto row = exists.step();
+      exists.reset();
+      if (!row) return row.error();
+      if (*row) return conflict("store: " + st.repo + " was saved by another writer");
+      DMZ_TRY_R(stmt("INSERT INTO repos(name, master, next_candidate, retry_after, version,"
+                     " train_window, observed) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6)")
                     .bind(1, st.repo)
                     .bind(2, st.master)
                     .bind(3, as_int64(st.next_candidate))
                     .bind(4, st.retry_after)
+                    .bind(5, static_cast<std::int64_t>(st.window))
+                    .bind(6, observed_json(st.observed))
                     .exec()
                     .prefixed("store: " + st.repo + " was saved by another writer: "));
       return std::uint64_t{1};
     }
     DMZ_TRY_R(stmt("UPDATE repos SET master = ?2, next_candidate = ?3, retry_after = ?4,"
-                   " version = version + 1 WHERE name = ?1 AND version = ?5")
+                   " version = version + 1, train_window = ?6, observed = ?7"
+                   " WHERE name = ?1 AND version = ?5")
                   .bind(1, st.repo)
                   .bind(2, st.master)
                   .bind(3, as_int64(st.next_candidate))
                   .bind(4, st.retry_after)
                   .bind(5, as_int64(expected))
+                  .bind(6, static_cast<std::int64_t>(st.window))
+                  .bind(7, observed_json(st.observed))
                   .exec());
     if (sqlite3_changes(db_.get()) != 1)
       return conflict("store: " + st.repo + " is not at version " + std::to_string(expected) +
@@ -683,8 +753,10 @@ class SqliteStore final : public Store {
   Status write_pr(const std::string& repo, const queue::PullRequest& p) {
     auto& pr = stmt(
         "INSERT OR REPLACE INTO prs(repo, number, branch, author, title, head, status, reason,"
-        " details, queued_at, candidate, reason_code, finished_at, priority)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+        " details, queued_at, candidate, reason_code, finished_at, priority, paths, precheck,"
+        " held_by, bisect_group, probed, failures)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+        " ?18, ?19, ?20)");
     pr.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -697,7 +769,16 @@ class SqliteStore final : public Store {
         .bind(10, p.queued_at)
         .bind(12, queue::to_string(p.reason_code))
         .bind(13, p.finished_at)
-        .bind(14, std::int64_t{p.priority});
+        .bind(14, std::int64_t{p.priority})
+        .bind(15, details_json(p.paths))
+        .bind(16, queue::to_string(p.precheck))
+        .bind(18, as_int64(p.group))
+        .bind(19, std::int64_t{p.probed ? 1 : 0})
+        .bind(20, std::int64_t{p.failures});
+    if (p.held_by)
+      pr.bind(17, as_int64(*p.held_by));
+    else
+      pr.bind(17, std::nullopt);
     if (p.candidate)
       pr.bind(11, as_int64(*p.candidate));
     else
@@ -727,8 +808,8 @@ class SqliteStore final : public Store {
     auto& q = stmt(
         "INSERT OR REPLACE INTO pr_archive(repo, number, branch, author, title, head, status,"
         " reason_code, reason, details, queued_at, finished_at, approval_sha, approver,"
-        " approved_at, priority)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)");
+        " approved_at, priority) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
+        " ?14, ?15, ?16)");
     q.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -757,7 +838,8 @@ class SqliteStore final : public Store {
     for (std::size_t pos = 0; pos < st.train.size(); ++pos) {
       const auto& c = st.train[pos];
       DMZ_TRY(stmt("INSERT INTO candidates(repo, id, position, base, sha, status, created_at,"
-                   " pushed_at, policy_passed) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                   " pushed_at, policy_passed, lane, probe, attempt, failed)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")
                   .bind(1, st.repo)
                   .bind(2, as_int64(c.id))
                   .bind(3, static_cast<std::int64_t>(pos))
@@ -767,6 +849,10 @@ class SqliteStore final : public Store {
                   .bind(7, c.created_at)
                   .bind(8, c.pushed_at)
                   .bind(9, static_cast<std::int64_t>(c.policy_passed ? 1 : 0))
+                  .bind(10, as_int64(c.lane))
+                  .bind(11, static_cast<std::int64_t>(c.probe ? 1 : 0))
+                  .bind(12, std::int64_t{c.attempt})
+                  .bind(13, static_cast<std::int64_t>(c.failed ? 1 : 0))
                   .exec());
       for (std::size_t i = 0; i < c.prs.size(); ++i)
         DMZ_TRY(stmt("INSERT INTO candidate_prs(repo, candidate, position, number)"
@@ -889,7 +975,8 @@ class SqliteStore final : public Store {
     queue::RepoState& st = loaded.state;
     {
       auto& q =
-          stmt("SELECT master, next_candidate, retry_after, version FROM repos WHERE name = ?1");
+          stmt("SELECT master, next_candidate, retry_after, version, train_window, observed"
+               " FROM repos WHERE name = ?1");
       q.bind(1, name);
       auto row = q.step();
       if (!row) return row.error();
@@ -899,13 +986,17 @@ class SqliteStore final : public Store {
       st.next_candidate = as_uint64(q.int64(1));
       st.retry_after = q.int64(2);
       loaded.version = as_uint64(q.int64(3));
+      st.window = static_cast<std::size_t>(q.int64(4));
+      auto observed = parse_observed(name, q.text(5));
       q.reset();
+      if (!observed) return observed.error();
+      st.observed = std::move(*observed);
     }
     {
       auto& q = stmt(
           "SELECT number, branch, author, title, head, status, reason, details, queued_at,"
-          " candidate, reason_code, finished_at, priority FROM prs WHERE repo = ?1"
-          " ORDER BY number");
+          " candidate, reason_code, finished_at, priority, paths, precheck, held_by,"
+          " bisect_group, probed, failures FROM prs WHERE repo = ?1 ORDER BY number");
       q.bind(1, name);
       for (;;) {
         auto row = q.step();
@@ -935,6 +1026,18 @@ class SqliteStore final : public Store {
         p.reason_code = *reason;
         p.finished_at = q.int64(11);
         p.priority = static_cast<int>(q.int64(12));
+        auto paths = parse_details(name, p.number, q.text(13));
+        if (!paths) return paths.error();
+        p.paths = std::move(*paths);
+        auto precheck = parse_enum(q.text(14), kCheckStates);
+        if (!precheck)
+          return corrupt(name, "PR #" + std::to_string(p.number) + " has unknown precheck '" +
+                                   q.text(14) + "'");
+        p.precheck = *precheck;
+        if (!q.is_null(15)) p.held_by = as_uint64(q.int64(15));
+        p.group = as_uint64(q.int64(16));
+        p.probed = q.int64(17) != 0;
+        p.failures = static_cast<int>(q.int64(18));
         st.prs.emplace(p.number, std::move(p));
       }
     }
@@ -954,7 +1057,8 @@ class SqliteStore final : public Store {
     }
     {
       auto& q = stmt(
-          "SELECT id, base, sha, status, created_at, pushed_at, policy_passed FROM candidates"
+          "SELECT id, base, sha, status, created_at, pushed_at, policy_passed, lane, probe,"
+          " attempt, failed FROM candidates"
           " WHERE repo = ?1 ORDER BY position");
       q.bind(1, name);
       for (;;) {
@@ -973,6 +1077,10 @@ class SqliteStore final : public Store {
         c.created_at = q.int64(4);
         c.pushed_at = q.int64(5);
         c.policy_passed = q.int64(6) != 0;
+        c.lane = as_uint64(q.int64(7));
+        c.probe = q.int64(8) != 0;
+        c.attempt = static_cast<int>(q.int64(9));
+        c.failed = q.int64(10) != 0;
         st.train.push_back(std::move(c));
       }
     }

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "bot/store/store_test_support.hpp"
 #include "tests/support.hpp"
 
 namespace dmz {
@@ -20,159 +21,11 @@ namespace {
 
 using namespace queue;
 
-// Field-by-field comparison with a doctest CHECK per field, so a failure names the field.
-void check_equal(const Check& a, const Check& b) {
-  CHECK(a.context == b.context);
-  CHECK(a.state == b.state);
-  CHECK(a.description == b.description);
-  CHECK(a.url == b.url);
-  CHECK(a.at == b.at);
-}
-
-void check_equal(const PullRequest& a, const PullRequest& b) {
-  INFO("PR #", b.number);
-  CHECK(a.number == b.number);
-  CHECK(a.branch == b.branch);
-  CHECK(a.author == b.author);
-  CHECK(a.title == b.title);
-  CHECK(a.head == b.head);
-  CHECK(a.status == b.status);
-  REQUIRE(a.approval.has_value() == b.approval.has_value());
-  if (a.approval) {
-    CHECK(a.approval->sha == b.approval->sha);
-    CHECK(a.approval->approver == b.approval->approver);
-    CHECK(a.approval->at == b.approval->at);
-  }
-  CHECK(a.reason_code == b.reason_code);
-  CHECK(a.reason == b.reason);
-  CHECK(a.details == b.details);
-  CHECK(a.queued_at == b.queued_at);
-  CHECK(a.candidate == b.candidate);
-  CHECK(a.finished_at == b.finished_at);
-}
-
-void check_equal(const Candidate& a, const Candidate& b) {
-  INFO("candidate ", b.id);
-  CHECK(a.id == b.id);
-  CHECK(a.prs == b.prs);
-  CHECK(a.base == b.base);
-  CHECK(a.sha == b.sha);
-  CHECK(a.status == b.status);
-  CHECK(a.created_at == b.created_at);
-  CHECK(a.pushed_at == b.pushed_at);
-  CHECK(a.policy_passed == b.policy_passed);
-  REQUIRE(a.checks.size() == b.checks.size());
-  for (auto ia = a.checks.begin(), ib = b.checks.begin(); ia != a.checks.end(); ++ia, ++ib) {
-    CHECK(ia->first == ib->first);
-    check_equal(ia->second, ib->second);
-  }
-}
-
-void check_equal(const RepoState& a, const RepoState& b) {
-  CHECK(a.repo == b.repo);
-  CHECK(a.master == b.master);
-  CHECK(a.next_candidate == b.next_candidate);
-  CHECK(a.retry_after == b.retry_after);
-  REQUIRE(a.prs.size() == b.prs.size());
-  for (auto ia = a.prs.begin(), ib = b.prs.begin(); ia != a.prs.end(); ++ia, ++ib) {
-    CHECK(ia->first == ib->first);
-    check_equal(ia->second, ib->second);
-  }
-  REQUIRE(a.train.size() == b.train.size());
-  for (std::size_t i = 0; i < a.train.size(); ++i) check_equal(a.train[i], b.train[i]);
-}
-
-std::string sha(char c) { return std::string(40, c); }
-
-PullRequest make_pr(int number, PrStatus status) {
-  PullRequest p;
-  p.number = number;
-  p.branch = "feature/f" + std::to_string(number);
-  p.author = "dev" + std::to_string(number % 3);
-  p.title = "Title of #" + std::to_string(number) + " with 'quotes', \"dq\" and ünïcödé";
-  p.head = sha(static_cast<char>('a' + number % 6));
-  p.status = status;
-  p.queued_at = 1000 + number;
-  return p;
-}
-
-// A state exercising every field: a PR in each status, approvals, failure details, a train
-// of two candidates (a batch of two PRs, then one PR) with checks in every state.
-RepoState rich_state() {
-  RepoState s;
-  s.repo = "acme/widgets";
-  s.master = sha('0');
-  s.next_candidate = 8;
-  s.retry_after = 1'700'000'000'123;
-  const PrStatus all[] = {PrStatus::Open,    PrStatus::Approved, PrStatus::Queued,
-                          PrStatus::Merging, PrStatus::InDmz,    PrStatus::Building,
-                          PrStatus::Merged,  PrStatus::Failed,   PrStatus::Cancelled};
-  int n = 1;
-  for (PrStatus st : all) {
-    auto p = make_pr(n, st);
-    if (st != PrStatus::Open) p.approval = Approval{p.head, "master" + std::to_string(n), 5000 + n};
-    s.prs[n] = p;
-    ++n;
-  }
-  s.prs[8].reason = "build failed: ci/build";
-  s.prs[8].reason_code = Reason::BuildFailed;
-  s.prs[8].finished_at = 7777;
-  s.prs[8].details = {"ci/build: failure", "path with \"quotes\" and [brackets]", ""};
-  s.prs[9].reason = "cancelled by alice";
-  s.prs[3].priority = 7;  // a priority round-trips, negative ones too
-  s.prs[9].priority = -2;
-  s.prs[7].priority = 3;                        // and through the archive
-  s.prs[10] = make_pr(10, PrStatus::Building);  // batched with #6
-  s.prs[10].approval = Approval{s.prs[10].head, "bob", 42};
-  s.prs[4].candidate = 7;  // Merging, in the last candidate... see below
-  s.prs[5].candidate = 6;
-  s.prs[6].candidate = 5;
-  s.prs[10].candidate = 5;
-
-  Candidate c1;
-  c1.id = 5;
-  c1.prs = {10, 6};  // order within the candidate is not the PR number order
-  c1.base = s.master;
-  c1.sha = sha('c');
-  c1.status = CandidateStatus::Building;
-  c1.created_at = 2000;
-  c1.pushed_at = 2100;
-  c1.policy_passed = true;  // c2 keeps false: both values round-trip
-  c1.checks["ci/build"] = Check{"ci/build", CheckState::Success, "ok", "https://ci/1", 2200};
-  c1.checks["ci/test"] = Check{"ci/test", CheckState::Failure, "3 failed", "", 2300};
-  c1.checks["ci/lint"] = Check{"ci/lint", CheckState::Error, "", "https://ci/3", 2250};
-  Candidate c2;
-  c2.id = 6;
-  c2.prs = {5};
-  c2.base = c1.sha;
-  c2.sha = sha('d');
-  c2.status = CandidateStatus::InDmz;
-  c2.created_at = 2400;
-  c2.pushed_at = 2500;
-  c2.checks["ci/build"] = Check{"ci/build", CheckState::Pending, "queued", "", 2600};
-  Candidate c3;
-  c3.id = 7;
-  c3.prs = {4};
-  c3.base = c2.sha;
-  c3.status = CandidateStatus::Merging;  // sha empty while merging
-  c3.created_at = 2700;
-  s.train = {c1, c2, c3};
-  return s;
-}
-
 std::unique_ptr<Store> open_store(const std::filesystem::path& file) {
   auto r = open_sqlite_store(file);
   INFO((r.ok() ? std::string() : r.message()));
   REQUIRE(r.ok());
   return std::move(r).value();
-}
-
-Loaded must_load(Store& store, const std::string& repo) {
-  auto r = store.load(repo);
-  INFO((r.ok() ? std::string() : r.message()));
-  REQUIRE(r.ok());
-  REQUIRE(r->has_value());
-  return **r;
 }
 
 // Runs SQL on a second, raw connection (what an operator would do); the first column of the
@@ -192,40 +45,6 @@ std::string sql_scalar(const std::filesystem::path& file, const std::string& sql
   sqlite3_close(db);
   return out;
 }
-
-// A writer of one repository that remembers its last saved state and version, as the driver
-// does: each save() writes the diff from the previous one.
-struct Writer {
-  Store& store;
-  RepoState last;
-  std::uint64_t version = 0;
-
-  Result<Saved> save(const RepoState& next, const std::string& kind = "test",
-                     std::vector<PullRequest> archived = {},
-                     std::vector<HistoryEntry> outcomes = {}, std::vector<Notify> notices = {},
-                     Millis at = 10) {
-    Change c;
-    c.state = &next;
-    c.delta = diff(last, next);
-    c.expected_version = version;
-    c.archived = std::move(archived);
-    c.outcomes = std::move(outcomes);
-    c.event = EventLogEntry{0, next.repo, kind, "{\"kind\":\"" + kind + "\"}", std::nullopt, at};
-    c.notices = std::move(notices);
-    c.at = at;
-    auto saved = store.save(c);
-    if (saved.ok()) {
-      last = next;
-      version = saved->version;
-    }
-    return saved;
-  }
-  void must_save(const RepoState& next, const std::string& kind = "test") {
-    auto r = save(next, kind);
-    INFO((r.ok() ? std::string() : r.message()));
-    REQUIRE(r.ok());
-  }
-};
 
 TEST_CASE("store: a rich state round-trips field by field") {
   test::TempDir dir;
@@ -250,7 +69,14 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "4");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "5");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
+        R"(["src/a.cpp","docs/ünïcödé.md"])");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT held_by || '/' || bisect_group || '/' || precheck"
+                                   " FROM prs WHERE number=3") == "5/11/failure");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT lane || '/' || attempt || '/' || failed FROM"
+                                   " candidates WHERE id=6") == "4/2/1");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT train_window FROM repos") == "6");
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(policy_passed) FROM (SELECT policy_passed"
                    " FROM candidates WHERE repo='acme/widgets' ORDER BY position)") == "1,0,0");
@@ -734,7 +560,11 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "4");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "5");
+  CHECK(back.state.prs.at(4).priority == 0);
+  CHECK(back.state.prs.at(4).precheck == CheckState::Pending);
+  CHECK(back.state.window == 0);
+  CHECK(back.state.observed == Observed{});
   Writer w{*store, back.state, back.version};
   RepoState next = back.state;
   next.master = "cccc";

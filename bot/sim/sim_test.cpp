@@ -1,0 +1,154 @@
+// The simulator: serial's numbers against a case worked by hand, the conflict calibration,
+// the oracle as a lower bound, and every strategy keeping the invariants (with crashes).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "bot/sim/oracle.hpp"
+#include "bot/sim/report.hpp"
+#include "bot/sim/simulate.hpp"
+#include "bot/sim/workload.hpp"
+#include "bot/sim/world.hpp"
+
+namespace dmz::sim {
+namespace {
+
+SimPr pr_at(int number, Millis approved_at, bool bad = false) {
+  SimPr p;
+  p.number = number;
+  p.approved_at = approved_at;
+  p.author = "dev";
+  p.targets = {number};  // nobody shares a target: no semantic conflicts
+  p.bad = bad;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("simulate: serial matches the closed form of a case worked by hand") {
+  // Four PRs approved within a second; CI takes exactly 30 minutes (sigma 0), PR 2 is bad, no
+  // flakes. The simulated shell answers a policy check in 2 s, a merge in 5 s, a push in 3 s.
+  // Serial builds one candidate at a time:
+  //   PR 1: policy 2 s, merge 5 s, build 1800 s, push 3 s: lands 1810 s after approval;
+  //   PR 2: merged when 1 lands (5 s), fails after its build: ejected at 1810 + 1805 = 3615 s;
+  //   PR 3: 3615 + 5 + 1800 + 3 = 5423 s; PR 4: 5423 + 1808 = 7231 s.
+  WorkloadOptions o;
+  o.ci_median_minutes = 30;
+  o.ci_sigma = 0;
+  o.flake = 0;
+  o.fail = 0;
+  o.runners = 4;
+  o.hours = 0.01;
+  std::vector<SimPr> prs = {pr_at(1, 0), pr_at(2, 200, true), pr_at(3, 400), pr_at(4, 600)};
+  Workload w = Workload::from_prs(o, 7, prs);
+  RunResult r = run(w, *strategy_named("serial", o));
+  CHECK(r.violations.empty());
+  CHECK(r.landed == 3);
+  CHECK(r.ejected == 1);
+  CHECK(r.innocent == 0);
+  CHECK(r.escaped == 0);
+  CHECK(r.unfinished == 0);
+  CHECK(r.builds_started == 4);
+  REQUIRE(r.ttm_minutes.size() == 3);
+  std::sort(r.ttm_minutes.begin(), r.ttm_minutes.end());
+  CHECK(r.ttm_minutes[0] == doctest::Approx(1810.0 / 60));
+  CHECK(r.ttm_minutes[1] == doctest::Approx((5423.0 - 0.4) / 60));
+  CHECK(r.ttm_minutes[2] == doctest::Approx((7231.0 - 0.6) / 60));
+  // The oracle builds each good PR as it arrives: every one lands 30 minutes after approval.
+  RunResult best = oracle(w);
+  CHECK(best.landed == 3);
+  CHECK(best.ejected == 1);
+  for (double m : best.ttm_minutes) CHECK(m == doctest::Approx(30.0));
+}
+
+TEST_CASE("simulate: conflicts are calibrated: about 1% of pairs, most 16-PR groups") {
+  WorkloadOptions o;
+  o.rate = 200;
+  o.hours = 4;
+  Workload w = Workload::generate(o, 3);
+  const int n = static_cast<int>(w.prs().size());
+  REQUIRE(n > 500);
+  long pairs = 0, conflicts = 0;
+  for (int a = 1; a <= n; a += 3)
+    for (int b = a + 1; b <= n; b += 5) {
+      ++pairs;
+      conflicts += w.conflict(a, b);
+    }
+  const double rate = static_cast<double>(conflicts) / static_cast<double>(pairs);
+  CHECK(rate > 0.005);
+  CHECK(rate < 0.02);
+  int groups = 0, with_conflict = 0;
+  for (int start = 1; start + 16 <= n; start += 16, ++groups) {
+    bool any = false;
+    for (int a = start; a < start + 16 && !any; ++a)
+      for (int b = a + 1; b < start + 16 && !any; ++b) any = w.conflict(a, b);
+    with_conflict += any;
+  }
+  CHECK(with_conflict * 2 > groups);
+}
+
+TEST_CASE("simulate: every strategy keeps the invariants on a loaded queue, with crashes") {
+  WorkloadOptions o;
+  o.rate = 20;
+  o.hours = 2;
+  o.fail = 0.1;
+  o.flake = 0.05;
+  o.runners = 8;
+  Workload w = Workload::generate(o, 11);
+  RunResult best = oracle(w);
+  for (const auto& s : standard_strategies(o)) {
+    CAPTURE(s.name);
+    RunOptions plain;
+    RunResult r = run(w, s, plain);
+    CHECK(r.violations.empty());
+    for (const auto& v : r.violations) MESSAGE(v);
+    CHECK(r.escaped == 0);
+    CHECK(r.landed + r.ejected + r.unfinished == r.prs);
+    CHECK(r.landed > 0);
+    CHECK(r.landed <= best.landed + best.unfinished + 2);  // flakes aside, no more than the oracle
+    RunOptions crashing;
+    crashing.crash_every = 37;
+    RunResult c = run(w, s, crashing);
+    CHECK(c.restarts > 0);
+    CHECK(c.violations.empty());
+    for (const auto& v : c.violations) MESSAGE(v);
+    CHECK(c.escaped == 0);
+  }
+}
+
+TEST_CASE("simulate: the report's statistics and JSON") {
+  CHECK(percentile({}, 50) == 0);
+  CHECK(percentile({1, 2, 3, 4}, 50) == doctest::Approx(2.5));
+  CHECK(percentile({5}, 99) == 5);
+  Stat s = stat({1, 2, 3});
+  CHECK(s.mean == doctest::Approx(2));
+  CHECK(s.half > 0);
+  SimulateOptions opts;
+  opts.strategy = "nope";
+  std::string problem;
+  CHECK(chosen_strategies(opts, &problem).empty());
+  CHECK(problem.find("unknown strategy 'nope'") != std::string::npos);
+  opts.strategy = "all";
+  opts.window_max = 5;
+  auto all = chosen_strategies(opts, &problem);
+  REQUIRE(all.size() == 4);
+  CHECK(all[2].settings.window_max == 5);
+  CHECK(all[2].settings.window_start <= 5);
+
+  WorkloadOptions o;
+  o.rate = 10;
+  o.hours = 1;
+  Workload w = Workload::generate(o, 1);
+  std::vector<RunResult> oracle_runs = {oracle(w)};
+  std::vector<RunResult> runs = {run(w, *strategy_named("train", o))};
+  auto json = to_json({summarize("train", runs, oracle_runs)});
+  REQUIRE(json.is_array());
+  REQUIRE(json.size() == 1);
+  for (const char* key : {"strategy", "landed", "ejected", "ejected_innocent", "unfinished",
+                          "p50_minutes", "p95_minutes", "p99_minutes", "p50_to_oracle",
+                          "builds_per_landed", "landings_per_hour", "escaped_breakages"})
+    CHECK_MESSAGE(json[0].contains(key), key);
+}
+
+}  // namespace dmz::sim

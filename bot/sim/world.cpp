@@ -1,0 +1,452 @@
+#include "bot/sim/world.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <set>
+#include <cstdlib>
+
+#include <nlohmann/json.hpp>
+
+#include "queue/json.hpp"
+
+#include "base/clock.hpp"
+#include "bot/driver/driver.hpp"
+#include "bot/store/memory_store.hpp"
+
+namespace dmz::sim {
+namespace {
+
+namespace q = queue;
+constexpr const char* kRepo = "sim/repo";
+constexpr const char* kCheck = "ci";
+constexpr Millis kStart = 1'700'000'000'000;  // the virtual clock's origin (an epoch time)
+// How long the simulated shell takes to answer each kind of request.
+constexpr Millis kPolicyDelay = 2'000, kMergeDelay = 5'000, kPushDelay = 3'000;
+
+// A forge whose fetches say only where master is: the simulated world tells the driver about
+// PRs directly.
+class SimForge final : public forges::Forge {
+ public:
+  std::string_view kind() const override { return "sim"; }
+  std::vector<q::Event> events_from_fetch(const q::RepoState& state, const forges::RemoteRefs& refs,
+                                          q::Millis now) const override {
+    auto master = refs.branches.find("master");
+    if (master == refs.branches.end() || master->second == state.master) return {};
+    return {q::MasterObserved{master->second, now}};
+  }
+  Status deliver(const forges::OutboxMessage&) override { return {}; }
+};
+
+std::string sha_of(char kind, std::uint64_t n) {
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%c%039llu", kind, static_cast<unsigned long long>(n));
+  return buf;
+}
+
+int pr_of_head(const q::Sha& head) { return std::stoi(head.substr(1)); }
+
+class World final : public driver::GitPort,
+                    public driver::PolicyPort,
+                    public driver::CiPort,
+                    public driver::OutboxPort {
+ public:
+  World(const Workload& w, const Strategy& strategy, const RunOptions& options)
+      : w_(w), options_(options), clock_(kStart) {
+    result_.strategy = strategy.name;
+    result_.prs = static_cast<int>(w.prs().size());
+    cfg_.name = kRepo;
+    cfg_.settings = strategy.settings;
+    cfg_.settings.required_checks = {kCheck};
+    cfg_.settings.check_timeout = 48 * kHour;  // builds may wait long for a runner
+    cfg_.forge = &forge_;
+    cfg_.fetch_interval = kHour;
+    store_ = make_memory_store({0, false});
+    landed_at_.assign(w.prs().size() + 1, kNever);
+    outcome_.assign(w.prs().size() + 1, Outcome::None);
+    master_ = sha_of('m', 0);
+    content_[master_] = {};
+  }
+
+  RunResult run() {
+    start_driver();
+    for (const auto& p : w_.prs()) {
+      const Millis at = kStart + 10 * kMinute + p.approved_at;
+      const int n = p.number;
+      const q::Sha head = sha_of('h', static_cast<std::uint64_t>(n));
+      at_time(at - kMinute, [this, n, head] {
+        apply(q::PrOpened{n, "feature/" + std::to_string(n), w_.pr(n).author,
+                          "PR " + std::to_string(n), head, now()});
+      });
+      at_time(at - kMinute / 2, [this, n, head] {
+        q::Check c{kCheck, w_.pr(n).precheck_red ? q::CheckState::Failure : q::CheckState::Success,
+                   "", "", now()};
+        apply(q::CheckReported{head, c, now()});
+      });
+      at_time(at, [this, n, head] {
+        if (w_.pr(n).priority != 0) apply(q::PriorityRequested{n, w_.pr(n).priority, "mm", now()});
+        apply(q::MergeRequested{n, head, "mm", now()});
+      });
+    }
+    last_arrival_ = kStart + 10 * kMinute +
+                    (w_.prs().empty() ? 0 : w_.prs().back().approved_at);
+    const Millis stop =
+        std::max(last_arrival_, kStart + 10 * kMinute + static_cast<Millis>(
+                                                             w_.options().hours * kHour)) +
+        static_cast<Millis>(options_.drain_hours * kHour);
+    at_time(now() + options_.tick, [this] { tick(); });
+    while (!events_.empty()) {
+      Item item = events_.top();
+      if (item.at > stop) break;
+      events_.pop();
+      if (item.at > now()) clock_.set(item.at);
+      item.fn();
+      if (finished()) break;
+    }
+    finish(std::min(now(), stop));
+    return std::move(result_);
+  }
+
+  // ---- ports ---------------------------------------------------------------------------------
+
+  void fetch(const std::string&) override {
+    later(1'000, [this] {
+      forges::RemoteRefs refs;
+      refs.branches["master"] = master_;
+      driver_->fetched(kRepo, refs);
+    });
+  }
+  void build_candidate(const std::string&, const q::BuildCandidate& a) override {
+    later(kMergeDelay, [this, a] {
+      auto base = content_.find(a.base);
+      if (base == content_.end()) {
+        violation("candidate " + std::to_string(a.candidate) + " on an unknown base");
+        return;
+      }
+      std::vector<int> content = base->second;
+      for (const auto& item : a.items) content.push_back(pr_of_head(item.head));
+      const q::Sha sha = sha_of('c', ++shas_);
+      content_[sha] = std::move(content);
+      apply(q::MergeDone{a.candidate, q::MergeOutcome::Merged, sha, 0, {}, "", now()});
+    });
+  }
+  void reset_dmz(const std::string&, const q::ResetDmz&) override {}
+  void prune_candidates(const std::string&, const q::PruneCandidates&) override {}
+  void fast_forward(const std::string&, const q::FastForwardMaster& a) override {
+    later(kPushDelay, [this, a] {
+      if (master_ != a.from) {  // the lease fails
+        apply(q::MasterPushed{a.candidate, false, master_, "stale lease", now()});
+        return;
+      }
+      move_master(a.to);
+      apply(q::MasterPushed{a.candidate, true, "", "", now()});
+    });
+  }
+  void check_policy(const std::string&, const q::CheckPolicy& a) override {
+    later(kPolicyDelay, [this, a] {
+      apply(q::PolicyChecked{a.number, a.sha, true, {}, now(), w_.pr(a.number).paths()});
+    });
+  }
+  void check_candidate(const std::string&, const q::CheckCandidate& a) override {
+    later(kPolicyDelay, [this, a] { apply(q::CandidateChecked{a.candidate, a.sha, true, {}, now()}); });
+  }
+  void start_build(const std::string&, const q::StartBuild& a) override {
+    auto it = builds_.find(a.sha);
+    if (it != builds_.end()) {
+      if (a.attempt <= it->second.attempt) return;  // a resume: it is already building
+      stop_build(a.sha);
+    }
+    const auto& content = content_.at(a.sha);
+    Build b;
+    b.attempt = a.attempt;
+    b.last = content.empty() ? 0 : content.back();
+    b.n = nth_build_[b.last]++;
+    b.generation = ++generations_;
+    builds_[a.sha] = b;
+    waiting_.push_back(a.sha);
+    dispatch_runners();
+  }
+  void cancel_build(const std::string&, const q::CancelBuild& a) override { stop_build(a.sha); }
+  void send(const forges::OutboxMessage& m) override {
+    const q::Notify& n = m.notice;
+    if (n.kind == q::NoticeKind::Success && n.reason == q::Reason::Merged) {
+      if (landed_at_.at(static_cast<std::size_t>(n.number)) == kNever)
+        violation("#" + std::to_string(n.number) + " reported merged but not on master");
+      set_outcome(n.number, Outcome::Landed);
+    } else if (n.kind == q::NoticeKind::Failure) {
+      // The outbox delivers at least once: a notice resent after a restart counts once.
+      if (outcome_.at(static_cast<std::size_t>(n.number)) != Outcome::Ejected &&
+          innocent(n.number))
+        ++result_.innocent;
+      set_outcome(n.number, Outcome::Ejected);
+    }
+    later(0, [this, id = m.id] { driver_->delivered(id, {}); });
+  }
+
+ private:
+  enum class Outcome { None, Landed, Ejected };
+  static constexpr Millis kNever = std::numeric_limits<Millis>::max();
+
+  struct Item {
+    Millis at;
+    std::uint64_t seq;
+    std::function<void()> fn;
+    bool operator<(const Item& o) const { return at != o.at ? at > o.at : seq > o.seq; }
+  };
+  struct Build {
+    int attempt = 1;
+    int last = 0, n = 0;
+    std::uint64_t generation = 0;
+    bool running = false;
+  };
+
+  Millis now() const { return clock_.now(); }
+  void at_time(Millis at, std::function<void()> fn) {
+    events_.push(Item{std::max(at, now()), ++seq_, std::move(fn)});
+  }
+  void later(Millis delay, std::function<void()> fn) { at_time(now() + delay, std::move(fn)); }
+  void violation(std::string what) {
+    if (result_.violations.size() < 20) result_.violations.push_back(std::move(what));
+  }
+
+  void start_driver() {
+    driver_ = std::make_unique<driver::Driver>(clock_, *store_, *this, *this, *this, *this,
+                                               std::vector<driver::RepoConfig>{cfg_});
+    if (Status s = driver_->start(); !s.ok()) violation("driver start: " + s.message());
+  }
+
+  void apply(const q::Event& e) {
+    auto out = driver_->apply(kRepo, e);
+    if (trace_) {
+      std::fprintf(stderr, "%8.1f %s %s\n", static_cast<double>(now() - kStart) / kMinute,
+                   q::to_json(e).dump().c_str(),
+                   out.rejected ? out.rejected->message.c_str() : "");
+      for (const auto& a : out.actions)
+        std::fprintf(stderr, "           -> %s\n", q::to_json(a).dump().c_str());
+    }
+    ++result_.events;
+    if (out.rejected && out.rejected->code != Code::kNotFound &&
+        out.rejected->code != Code::kConflict)
+      violation(std::string("refused: ") + out.rejected->message);
+    if (options_.crash_every > 0 && result_.events % options_.crash_every == 0) {
+      ++result_.restarts;
+      start_driver();  // the old driver is gone with everything it held in memory
+    }
+  }
+
+  void tick() {
+    driver_->tick();
+    if (!finished()) later(options_.tick, [this] { tick(); });
+  }
+
+  bool finished() const {
+    if (now() < last_arrival_) return false;
+    for (std::size_t n = 1; n < outcome_.size(); ++n)
+      if (outcome_[n] == Outcome::None) return false;
+    return true;
+  }
+
+  void set_outcome(int number, Outcome o) {
+    auto& slot = outcome_.at(static_cast<std::size_t>(number));
+    if (slot == Outcome::Landed && o != Outcome::Landed)
+      violation("#" + std::to_string(number) + " failed after it landed");
+    slot = o;
+  }
+
+  // ---- CI --------------------------------------------------------------------------------------
+
+  void dispatch_runners() {
+    while (running_ < w_.options().runners && !waiting_.empty()) {
+      const q::Sha sha = waiting_.front();
+      waiting_.pop_front();
+      auto it = builds_.find(sha);
+      if (it == builds_.end() || it->second.running) continue;
+      Build& b = it->second;
+      b.running = true;
+      ++running_;
+      ++result_.builds_started;
+      const std::uint64_t generation = b.generation;
+      later(w_.build_duration(b.last, b.n),
+            [this, sha, generation] { build_finished(sha, generation); });
+    }
+  }
+
+  void stop_build(const q::Sha& sha) {
+    auto it = builds_.find(sha);
+    if (it == builds_.end()) return;
+    if (it->second.running) --running_;
+    builds_.erase(it);
+    std::erase(waiting_, sha);
+    dispatch_runners();
+  }
+
+  void build_finished(const q::Sha& sha, std::uint64_t generation) {
+    auto it = builds_.find(sha);
+    if (it == builds_.end() || it->second.generation != generation) return;  // cancelled
+    const Build b = it->second;
+    builds_.erase(it);
+    --running_;
+    dispatch_runners();
+    const bool pass = !broken(content_.at(sha)) && !w_.flaky(b.last, b.n);
+    if (pass) green_.insert(sha);
+    apply(q::CheckReported{
+        sha, q::Check{kCheck, pass ? q::CheckState::Success : q::CheckState::Failure, "", "", now()},
+        now()});
+  }
+
+  // ---- ground truth ------------------------------------------------------------------------
+
+  Millis approved(int n) const { return kStart + 10 * kMinute + w_.pr(n).approved_at; }
+  // Whether a conflict between x and y matters: neither was written on top of the other.
+  bool matters(int x, int y) const {
+    const Millis lx = landed_at_[static_cast<std::size_t>(x)];
+    const Millis ly = landed_at_[static_cast<std::size_t>(y)];
+    return !(lx <= approved(y) || ly <= approved(x));
+  }
+  bool broken(const std::vector<int>& content) const {
+    for (std::size_t i = 0; i < content.size(); ++i) {
+      if (w_.pr(content[i]).bad) return true;
+      for (std::size_t j = 0; j < i; ++j)
+        if (w_.conflict(content[j], content[i]) && matters(content[j], content[i])) return true;
+    }
+    return false;
+  }
+  // An ejected PR was innocent if it is good and would pass alone on master now.
+  bool innocent(int n) const {
+    if (w_.pr(n).bad) return false;
+    for (int m : content_.at(master_))
+      if (w_.conflict(m, n) && matters(m, n)) return false;
+    return true;
+  }
+
+  void move_master(const q::Sha& to) {
+    const auto& from = content_.at(master_);
+    auto target = content_.find(to);
+    if (target == content_.end()) {
+      violation("master pushed to an unknown sha");
+      return;
+    }
+    const auto& next = target->second;
+    if (next.size() < from.size() || !std::equal(from.begin(), from.end(), next.begin()))
+      violation("master moved to " + to + ", not a fast-forward");
+    if (!green_.count(to)) violation("master moved to " + to + ", which never built green");
+    std::set<int> seen;
+    for (int n : next)
+      if (!seen.insert(n).second) violation("#" + std::to_string(n) + " is on master twice");
+    for (std::size_t i = from.size(); i < next.size(); ++i)
+      landed_at_.at(static_cast<std::size_t>(next[i])) = now();
+    if (broken(next)) ++result_.escaped;
+    master_ = to;
+    last_landing_ = now();
+  }
+
+  void finish(Millis stop) {
+    const q::RepoState* st = driver_->state(kRepo);
+    for (std::size_t n = 1; n < outcome_.size(); ++n) {
+      const int number = static_cast<int>(n);
+      const double from = static_cast<double>(approved(number));
+      switch (outcome_[n]) {
+        case Outcome::Landed:
+          ++result_.landed;
+          result_.ttm_minutes.push_back((static_cast<double>(landed_at_[n]) - from) / kMinute);
+          break;
+        case Outcome::Ejected:
+          ++result_.ejected;
+          break;
+        case Outcome::None: {
+          ++result_.unfinished;
+          result_.censored_minutes.push_back((static_cast<double>(stop) - from) / kMinute);
+          if (approved(number) > stop) break;
+          auto it = st ? st->prs.find(number) : decltype(st->prs.end()){};
+          if (!st || it == st->prs.end() || it->second.status == q::PrStatus::Open ||
+              it->second.status == q::PrStatus::Cancelled)
+            violation("#" + std::to_string(number) + " was lost");
+          break;
+        }
+      }
+      if (landed_at_[n] != kNever && outcome_[n] != Outcome::Landed)
+        violation("#" + std::to_string(number) + " is on master but was not reported merged");
+    }
+    const Millis first = w_.prs().empty() ? kStart : approved(1);
+    result_.active_hours = static_cast<double>(std::max<Millis>(last_landing_ - first, 0)) / kHour;
+  }
+
+  const Workload& w_;
+  RunOptions options_;
+  bool trace_ = std::getenv("DMZ_SIM_TRACE") != nullptr;  // every event and action, to stderr
+  ManualClock clock_;
+  SimForge forge_;
+  driver::RepoConfig cfg_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<driver::Driver> driver_;
+  std::priority_queue<Item> events_;
+  std::uint64_t seq_ = 0;
+  RunResult result_;
+
+  q::Sha master_;
+  std::map<q::Sha, std::vector<int>> content_;  // what each commit holds on top of the origin
+  std::uint64_t shas_ = 0;
+  std::set<q::Sha> green_;
+  std::vector<Millis> landed_at_;
+  std::vector<Outcome> outcome_;
+  Millis last_arrival_ = 0, last_landing_ = 0;
+
+  std::map<q::Sha, Build> builds_;
+  std::deque<q::Sha> waiting_;
+  std::map<int, int> nth_build_;  // builds started so far per last PR
+  std::uint64_t generations_ = 0;
+  int running_ = 0;
+};
+
+}  // namespace
+
+std::vector<Strategy> standard_strategies(const WorkloadOptions& o) {
+  std::vector<Strategy> out;
+  for (const char* name : {"serial", "batch", "train", "adaptive"})
+    out.push_back(*strategy_named(name, o));
+  return out;
+}
+
+std::optional<Strategy> strategy_named(const std::string& name, const WorkloadOptions& o) {
+  auto st = q::parse_strategy(name);
+  if (!st) return std::nullopt;
+  Strategy s{name, {}};
+  q::Settings& cfg = s.settings;
+  cfg.strategy = *st;
+  const auto runners = static_cast<std::size_t>(std::max(1, o.runners));
+  const int retries = o.flake > 0 ? 1 : 0;
+  switch (*st) {
+    case q::Strategy::Serial:
+      break;
+    case q::Strategy::Batch:
+      cfg.max_batch = 8;
+      cfg.flaky_retries = retries;
+      break;
+    case q::Strategy::Train:  // Zuul's defaults: start 20, floor 3, +1, /2; at most the runners
+      cfg.window_max = runners;
+      cfg.window_floor = std::min<std::size_t>(3, runners);
+      cfg.window_start = std::min<std::size_t>(20, runners);
+      cfg.flaky_retries = retries;
+      break;
+    case q::Strategy::Adaptive:
+      cfg.window_max = runners;
+      cfg.window_floor = std::min<std::size_t>(3, runners);
+      cfg.window_start = runners;
+      cfg.max_batch = 8;
+      cfg.flaky_retries = retries;
+      break;
+  }
+  return s;
+}
+
+RunResult run(const Workload& workload, const Strategy& strategy, const RunOptions& options) {
+  World world(workload, strategy, options);
+  return world.run();
+}
+
+}  // namespace dmz::sim

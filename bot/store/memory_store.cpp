@@ -1,0 +1,224 @@
+// The in-memory store: a map per table. save() applies the change as the SQLite store does
+// (the header, the PRs the delta names, the train when it changed) so that a wrong delta
+// shows up here as it would on disk, and checks the version first so that nothing is written
+// when another writer moved the repository on.
+#include "bot/store/memory_store.hpp"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <mutex>
+
+namespace dmz {
+namespace {
+
+struct Repo {
+  queue::RepoState state;
+  std::uint64_t version = 0;
+  std::map<int, queue::PullRequest> archive;
+  std::vector<HistoryEntry> outcomes;  // by seq
+  std::deque<EventLogEntry> events;    // by seq
+};
+
+class MemoryStore final : public Store {
+ public:
+  explicit MemoryStore(MemoryStoreOptions options) : options_(options) {}
+
+  Result<Saved> save(const Change& change) override {
+    std::lock_guard lock(mu_);
+    if (!change.state) return internal("store: a change without a state");
+    const queue::RepoState& st = *change.state;
+    auto found = repos_.find(st.repo);
+    if (change.expected_version == 0 && found != repos_.end())
+      return conflict("store: " + st.repo + " was saved by another writer");
+    if (change.expected_version != 0 &&
+        (found == repos_.end() || found->second.version != change.expected_version))
+      return conflict("store: " + st.repo + " is not at version " +
+                      std::to_string(change.expected_version) + ": another process wrote it");
+    for (int number : change.delta.changed_prs)
+      if (!st.prs.count(number))
+        return internal("store: changed PR #" + std::to_string(number) +
+                        " is not in the state of " + st.repo);
+    Repo& r = repos_[st.repo];
+    // The header always; PRs and the train as the delta says (what the SQLite store writes).
+    r.state.repo = st.repo;
+    r.state.master = st.master;
+    r.state.next_candidate = st.next_candidate;
+    r.state.retry_after = st.retry_after;
+    r.state.window = st.window;
+    r.state.observed = st.observed;
+    for (int number : change.delta.removed_prs) r.state.prs.erase(number);
+    for (int number : change.delta.changed_prs) {
+      r.state.prs[number] = st.prs.at(number);
+      r.archive.erase(number);  // a PR that came back from the archive lives in one place
+    }
+    for (const auto& pr : change.archived) {  // what the SQLite archive keeps of a PR
+      queue::PullRequest kept = pr;
+      kept.candidate.reset();
+      kept.paths.clear();
+      kept.precheck = queue::CheckState::Pending;
+      kept.held_by.reset();
+      kept.group = 0;
+      kept.probed = false;
+      kept.failures = 0;
+      r.archive[pr.number] = std::move(kept);
+    }
+    if (change.delta.train_changed) r.state.train = st.train;
+    for (auto h : change.outcomes) {
+      h.seq = ++seq_;
+      r.outcomes.push_back(std::move(h));
+    }
+    if (change.event && options_.keep_events) {
+      EventLogEntry e = *change.event;
+      e.seq = ++seq_;
+      r.events.push_back(std::move(e));
+      if (options_.max_events > 0 && r.events.size() > options_.max_events) r.events.pop_front();
+    }
+    Saved saved{++r.version, {}};
+    for (const auto& n : change.notices) {
+      forges::OutboxMessage m{++outbox_seq_, st.repo, n, 0, change.at, ""};
+      saved.outbox_ids.push_back(m.id);
+      outbox_.emplace(m.id, std::move(m));
+    }
+    return saved;
+  }
+
+  Result<std::optional<Loaded>> load(const std::string& repo) override {
+    std::lock_guard lock(mu_);
+    auto it = repos_.find(repo);
+    if (it == repos_.end()) return std::optional<Loaded>();
+    return std::optional<Loaded>(Loaded{it->second.state, it->second.version});
+  }
+
+  Result<bool> has_state() override {
+    std::lock_guard lock(mu_);
+    return !repos_.empty();
+  }
+
+  Result<std::optional<queue::PullRequest>> archived(const std::string& repo,
+                                                     int number) override {
+    std::lock_guard lock(mu_);
+    auto it = repos_.find(repo);
+    if (it == repos_.end()) return std::optional<queue::PullRequest>();
+    auto pr = it->second.archive.find(number);
+    if (pr == it->second.archive.end()) return std::optional<queue::PullRequest>();
+    return std::optional<queue::PullRequest>(pr->second);
+  }
+
+  Result<std::vector<HistoryEntry>> history(const std::string& repo, std::int64_t before,
+                                            std::size_t limit) override {
+    return outcomes_of(repo, std::nullopt, before, limit);
+  }
+
+  Result<std::vector<HistoryEntry>> pr_history(const std::string& repo, int number,
+                                               std::size_t limit) override {
+    return outcomes_of(repo, number, 0, limit);
+  }
+
+  Result<std::vector<EventLogEntry>> events(const std::string& repo, std::size_t limit) override {
+    return events_of(repo, std::nullopt, limit);
+  }
+
+  Result<std::vector<EventLogEntry>> pr_events(const std::string& repo, int number,
+                                               std::size_t limit) override {
+    return events_of(repo, number, limit);
+  }
+
+  Result<std::vector<forges::OutboxMessage>> outbox(const std::string& repo) override {
+    std::lock_guard lock(mu_);
+    std::vector<forges::OutboxMessage> out;
+    for (const auto& [id, m] : outbox_)
+      if (m.repo == repo) out.push_back(m);
+    return out;
+  }
+
+  Status outbox_delivered(std::int64_t id) override {
+    std::lock_guard lock(mu_);
+    outbox_.erase(id);
+    return {};
+  }
+
+  Status outbox_retry(std::int64_t id, int attempts, queue::Millis next_at,
+                      const std::string& last_error) override {
+    std::lock_guard lock(mu_);
+    auto it = outbox_.find(id);
+    if (it == outbox_.end()) return {};
+    it->second.attempts = attempts;
+    it->second.next_at = next_at;
+    it->second.last_error = last_error;
+    return {};
+  }
+
+  Result<bool> record_delivery(const std::string& delivery_id, queue::Millis at) override {
+    std::lock_guard lock(mu_);
+    return deliveries_.emplace(delivery_id, at).second;
+  }
+
+  Status prune_deliveries(queue::Millis before) override {
+    std::lock_guard lock(mu_);
+    std::erase_if(deliveries_, [&](const auto& d) { return d.second < before; });
+    return {};
+  }
+
+  Result<bool> acquire_lease(const std::string& repo, const std::string& owner, queue::Millis now,
+                             queue::Millis ttl) override {
+    std::lock_guard lock(mu_);
+    auto it = leases_.find(repo);
+    if (it != leases_.end() && it->second.first != owner && it->second.second > now) return false;
+    leases_[repo] = {owner, now + ttl};
+    return true;
+  }
+
+  Status release_lease(const std::string& repo, const std::string& owner) override {
+    std::lock_guard lock(mu_);
+    auto it = leases_.find(repo);
+    if (it != leases_.end() && it->second.first == owner) leases_.erase(it);
+    return {};
+  }
+
+ private:
+  Result<std::vector<HistoryEntry>> outcomes_of(const std::string& repo, std::optional<int> number,
+                                                std::int64_t before, std::size_t limit) {
+    std::lock_guard lock(mu_);
+    std::vector<HistoryEntry> out;
+    auto it = repos_.find(repo);
+    if (it == repos_.end()) return out;
+    const auto& all = it->second.outcomes;
+    for (auto h = all.rbegin(); h != all.rend() && out.size() < limit; ++h) {
+      if (before > 0 && h->seq >= before) continue;
+      if (number && h->number != *number) continue;
+      out.push_back(*h);
+    }
+    return out;
+  }
+
+  Result<std::vector<EventLogEntry>> events_of(const std::string& repo, std::optional<int> number,
+                                               std::size_t limit) {
+    std::lock_guard lock(mu_);
+    std::vector<EventLogEntry> out;
+    auto it = repos_.find(repo);
+    if (it == repos_.end()) return out;
+    const auto& all = it->second.events;
+    for (auto e = all.rbegin(); e != all.rend() && out.size() < limit; ++e)
+      if (!number || e->number == number) out.push_back(*e);
+    std::reverse(out.begin(), out.end());  // oldest first
+    return out;
+  }
+
+  MemoryStoreOptions options_;
+  std::mutex mu_;
+  std::map<std::string, Repo> repos_;
+  std::map<std::int64_t, forges::OutboxMessage> outbox_;
+  std::map<std::string, queue::Millis> deliveries_;
+  std::map<std::string, std::pair<std::string, queue::Millis>> leases_;
+  std::int64_t seq_ = 0;
+  std::int64_t outbox_seq_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Store> make_memory_store(MemoryStoreOptions options) {
+  return std::make_unique<MemoryStore>(options);
+}
+
+}  // namespace dmz

@@ -1,0 +1,257 @@
+// The Store contract, run against both implementations (SQLite and in-memory): every test
+// here goes through the interface only, so the simulator's store behaves as the real one.
+#include "bot/store/memory_store.hpp"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "bot/store/store_test_support.hpp"
+#include "tests/support.hpp"
+
+namespace dmz {
+namespace {
+
+struct SqliteFactory {
+  test::TempDir dir;
+  std::unique_ptr<Store> open() {
+    auto r = open_sqlite_store(dir / "dmz.db");
+    REQUIRE(r.ok());
+    return std::move(*r);
+  }
+};
+struct MemoryFactory {
+  std::unique_ptr<Store> open() { return make_memory_store(); }
+};
+
+TEST_CASE_TEMPLATE("store contract: a rich state round-trips, then shrinks", F, SqliteFactory,
+                   MemoryFactory) {
+  F f;
+  auto store = f.open();
+  CHECK(store->load("acme/widgets")->has_value() == false);
+  CHECK(store->has_state().value() == false);
+  RepoState s = rich_state();
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s);
+  CHECK(store->has_state().value());
+  Loaded back = must_load(*store, s.repo);
+  check_equal(back.state, s);
+  CHECK(back.version == 1);
+
+  s.prs.erase(9);
+  s.prs[2].approval.reset();
+  s.prs[3].held_by.reset();
+  s.prs[3].paths.clear();
+  s.train.erase(s.train.begin() + 1, s.train.end());
+  s.window = 3;
+  s.observed.risk.erase("author:dev1");
+  s.master = sha('1');
+  w.must_save(s);
+  back = must_load(*store, s.repo);
+  check_equal(back.state, s);
+  CHECK(back.version == 2);
+}
+
+TEST_CASE_TEMPLATE("store contract: a stale version is a conflict and writes nothing", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  RepoState s = rich_state();
+  Writer a{*store, RepoState{s.repo}};
+  a.must_save(s);
+  Writer b = a;
+  RepoState sa = s, sb = s;
+  sa.prs[1].title = "by a";
+  sb.prs[1].title = "by b";
+  a.must_save(sa);
+  auto r = b.save(sb, "b", {}, {}, {Notify{1, NoticeKind::Info, Reason::None, "x", sha('a')}});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.code() == Code::kConflict);
+  CHECK(must_load(*store, s.repo).state.prs.at(1).title == "by a");
+  CHECK(store->outbox(s.repo)->empty());
+  CHECK(store->events(s.repo, 10)->size() == 2);
+  Writer c{*store, RepoState{s.repo}};  // a second "new" repository of that name
+  CHECK(c.save(s).code() == Code::kConflict);
+}
+
+TEST_CASE_TEMPLATE("store contract: a delta naming a PR the state lacks is refused whole", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  RepoState s = rich_state();
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s);
+  RepoState next = s;
+  next.master = sha('e');
+  Change c;
+  c.state = &next;
+  c.delta = diff(s, next);
+  c.delta.changed_prs.push_back(99);
+  c.expected_version = w.version;
+  auto r = store->save(c);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.code() == Code::kInternal);
+  check_equal(must_load(*store, s.repo).state, s);
+}
+
+TEST_CASE_TEMPLATE("store contract: archive, history pages and PR timelines", F, SqliteFactory,
+                   MemoryFactory) {
+  F f;
+  auto store = f.open();
+  RepoState s = rich_state();
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s);
+  PullRequest merged = s.prs.at(7);
+  merged.finished_at = 9000;
+  merged.reason_code = Reason::Merged;
+  merged.priority = 3;
+  RepoState next = s;
+  next.prs.erase(7);
+  REQUIRE(w.save(next, "master_pushed", {merged}, {HistoryEntry::of(s.repo, merged)}).ok());
+  CHECK(must_load(*store, s.repo).state.prs.count(7) == 0);
+  auto back = store->archived(s.repo, 7);
+  REQUIRE(back->has_value());
+  check_equal(**back, merged);
+  CHECK(store->archived(s.repo, 99)->has_value() == false);
+  CHECK(store->archived("no/repo", 7)->has_value() == false);
+  RepoState restored = next;
+  restored.prs.emplace(7, merged);
+  w.must_save(restored);
+  CHECK(store->archived(s.repo, 7)->has_value() == false);
+
+  for (int i = 1; i <= 5; ++i) {
+    PullRequest p = make_pr(i % 2 + 1, PrStatus::Failed);
+    p.finished_at = 100 + i;
+    restored.next_candidate = static_cast<CandidateId>(20 + i);
+    REQUIRE(w.save(restored, "e", {}, {HistoryEntry::of(s.repo, p)}).ok());
+  }
+  auto page = store->history(s.repo, 0, 2);
+  REQUIRE(page->size() == 2);
+  CHECK((*page)[0].at == 105);
+  auto older = store->history(s.repo, (*page)[1].seq, 10);
+  REQUIRE(older->size() == 4);  // 103, 102, 101 and the merged one
+  CHECK((*older)[0].at == 103);
+  CHECK(store->pr_history(s.repo, 2, 10)->size() == 3);  // i = 1, 3, 5
+  CHECK(store->history("no/repo", 0, 10)->empty());
+}
+
+TEST_CASE_TEMPLATE("store contract: events keep order and the newest within a limit", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  RepoState s;
+  s.repo = "acme/e";
+  Writer w{*store, RepoState{s.repo}};
+  for (int i = 1; i <= 5; ++i) {
+    s.next_candidate = static_cast<CandidateId>(i);
+    Change c;
+    c.state = &s;
+    c.delta = diff(w.last, s);
+    c.expected_version = w.version;
+    c.event = EventLogEntry{0, s.repo, "k" + std::to_string(i), "{}",
+                            i % 2 ? std::optional<int>(7) : std::nullopt, 100 + i};
+    auto saved = store->save(c);
+    REQUIRE(saved.ok());
+    w.last = s;
+    w.version = saved->version;
+  }
+  auto all = store->events(s.repo, 100);
+  REQUIRE(all->size() == 5);
+  for (std::size_t i = 1; i < all->size(); ++i) CHECK((*all)[i].seq > (*all)[i - 1].seq);
+  auto last2 = store->events(s.repo, 2);
+  REQUIRE(last2->size() == 2);
+  CHECK((*last2)[0].kind == "k4");
+  CHECK((*last2)[1].kind == "k5");
+  auto of7 = store->pr_events(s.repo, 7, 10);
+  REQUIRE(of7->size() == 3);
+  CHECK((*of7)[2].kind == "k5");
+  CHECK(store->events(s.repo, 0)->empty());
+}
+
+TEST_CASE_TEMPLATE("store contract: outbox, deliveries and leases", F, SqliteFactory,
+                   MemoryFactory) {
+  F f;
+  auto store = f.open();
+  RepoState s;
+  s.repo = "acme/o";
+  Writer w{*store, RepoState{s.repo}};
+  auto saved = w.save(s, "x", {}, {},
+                      {Notify{3, NoticeKind::Failure, Reason::BuildFailed, "boom", sha('a')},
+                       Notify{4, NoticeKind::Success, Reason::Merged, "landed", sha('b')}},
+                      500);
+  REQUIRE(saved.ok());
+  REQUIRE(saved->outbox_ids.size() == 2);
+  auto box = store->outbox(s.repo);
+  REQUIRE(box->size() == 2);
+  CHECK((*box)[0].notice.message == "boom");
+  CHECK((*box)[0].next_at == 500);
+  REQUIRE(store->outbox_retry((*box)[0].id, 1, 2500, "502").ok());
+  REQUIRE(store->outbox_delivered((*box)[1].id).ok());
+  box = store->outbox(s.repo);
+  REQUIRE(box->size() == 1);
+  CHECK((*box)[0].attempts == 1);
+  CHECK((*box)[0].last_error == "502");
+
+  CHECK(store->record_delivery("abc", 10).value());
+  CHECK_FALSE(store->record_delivery("abc", 30).value());
+  REQUIRE(store->prune_deliveries(20).ok());
+  CHECK(store->record_delivery("abc", 40).value());
+
+  CHECK(store->acquire_lease("acme/a", "h1", 1000, 500).value());
+  CHECK_FALSE(store->acquire_lease("acme/a", "h2", 1200, 500).value());
+  CHECK(store->acquire_lease("acme/a", "h2", 1501, 500).value());
+  REQUIRE(store->release_lease("acme/a", "h1").ok());  // not the owner
+  CHECK_FALSE(store->acquire_lease("acme/a", "h1", 1600, 500).value());
+  REQUIRE(store->release_lease("acme/a", "h2").ok());
+  CHECK(store->acquire_lease("acme/a", "h1", 1601, 500).value());
+}
+
+TEST_CASE_TEMPLATE("store contract: calls from several threads are serialized", F, SqliteFactory,
+                   MemoryFactory) {
+  F f;
+  auto store = f.open();
+  std::atomic<int> inserted{0}, failed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      RepoState s = rich_state();
+      s.repo = "acme/t" + std::to_string(t);
+      Writer w{*store, RepoState{s.repo}};
+      for (int i = 0; i < 6; ++i) {
+        auto r = store->record_delivery("shared-" + std::to_string(i), i);
+        if (!r.ok())
+          ++failed;
+        else if (*r)
+          ++inserted;
+        s.next_candidate = static_cast<CandidateId>(100 + i);
+        if (!w.save(s, "k").ok()) ++failed;
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(failed == 0);
+  CHECK(inserted == 6);
+  for (int t = 0; t < 4; ++t)
+    CHECK(must_load(*store, "acme/t" + std::to_string(t)).state.next_candidate == 105);
+}
+
+TEST_CASE("memory store: the event log can be capped or left out") {
+  for (auto [options, expected] : {std::pair{MemoryStoreOptions{3, true}, std::size_t{3}},
+                                   std::pair{MemoryStoreOptions{0, false}, std::size_t{0}}}) {
+    auto store = make_memory_store(options);
+    RepoState s;
+    s.repo = "acme/m";
+    Writer w{*store, RepoState{s.repo}};
+    for (int i = 1; i <= 5; ++i) {
+      s.next_candidate = static_cast<CandidateId>(i);
+      w.must_save(s, "k" + std::to_string(i));
+    }
+    auto ev = store->events(s.repo, 100);
+    REQUIRE(ev->size() == expected);
+    if (expected) CHECK(ev->back().kind == "k5");
+    CHECK(must_load(*store, s.repo).version == 5);
+  }
+}
+
+}  // namespace
+}  // namespace dmz

@@ -1,0 +1,601 @@
+// The strategies' decisions (batch bisection, train windows and rebuild-behind, adaptive lanes,
+// flake retries, priority) and a property test of the invariants under random events.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
+#include "queue/engine.hpp"
+#include "queue/json.hpp"
+
+using namespace dmz::queue;
+
+namespace {
+
+Sha sha_of(char kind, int n) {
+  std::string s = std::to_string(n);
+  return std::string(1, kind) + std::string(39 - s.size(), '0') + s;
+}
+const Sha kMaster = sha_of('m', 0);
+
+template <class A>
+std::vector<A> all(const Outcome& o) {
+  std::vector<A> out;
+  for (const auto& a : o.actions)
+    if (const auto* x = std::get_if<A>(&a)) out.push_back(*x);
+  return out;
+}
+
+std::vector<int> numbers(const BuildCandidate& b) {
+  std::vector<int> out;
+  for (const auto& i : b.items) out.push_back(i.number);
+  return out;
+}
+
+// A repository driven by hand: every event is stamped with `now`, and the candidates that
+// reach dmz get the shas c1, c2, ... in the order they are merged.
+struct Repo {
+  RepoState s;
+  Settings cfg;
+  Millis now = 1'000'000;
+  int shas = 0;
+  std::vector<BuildCandidate> built;  // every BuildCandidate emitted, in order
+
+  explicit Repo(Strategy strategy) {
+    s.repo = "acme/app";
+    s.master = kMaster;
+    cfg.required_checks = {"ci"};
+    cfg.strategy = strategy;
+  }
+  Outcome on(Event e) {
+    Outcome o = handle(s, e, cfg);
+    REQUIRE_FALSE(o.rejected);
+    for (const auto& b : all<BuildCandidate>(o)) built.push_back(b);
+    now += 1000;
+    return o;
+  }
+  // Opens, approves and passes the policy of PR n (head h<n>), changing `paths`.
+  Outcome queue(int n, std::vector<std::string> paths = {}, int priority = 0) {
+    on(PrOpened{n, "f" + std::to_string(n), "dev" + std::to_string(n % 3), "t", sha_of('h', n),
+                now});
+    if (priority != 0) on(PriorityRequested{n, priority, "mm", now});
+    on(MergeRequested{n, sha_of('h', n), "mm", now});
+    return on(PolicyChecked{n, sha_of('h', n), true, {}, now, std::move(paths)});
+  }
+  // Candidate `id` reached dmz at a fresh sha and its merges passed; returns the sha.
+  Sha merge(CandidateId id) {
+    const Sha sha = sha_of('c', ++shas);
+    on(MergeDone{id, MergeOutcome::Merged, sha, 0, {}, "", now});
+    on(CandidateChecked{id, sha, true, {}, now});
+    return sha;
+  }
+  Outcome check(const Sha& sha, bool pass) {
+    return on(CheckReported{
+        sha, Check{"ci", pass ? CheckState::Success : CheckState::Failure, "", "", 0}, now});
+  }
+  Outcome pushed(CandidateId id) { return on(MasterPushed{id, true, "", "", now}); }
+  const Candidate& candidate(CandidateId id) const {
+    for (const auto& k : s.train)
+      if (k.id == id) return k;
+    FAIL("no candidate " << id);
+    return s.train.front();
+  }
+  bool has(CandidateId id) const {
+    return std::any_of(s.train.begin(), s.train.end(), [&](const auto& k) { return k.id == id; });
+  }
+  // The candidate whose PRs are exactly `prs` (the newest), or 0.
+  CandidateId with(std::vector<int> prs) const {
+    CandidateId found = 0;
+    for (const auto& k : s.train)
+      if (k.prs == prs) found = k.id;
+    return found;
+  }
+  PrStatus status(int n) const { return s.prs.at(n).status; }
+};
+
+}  // namespace
+
+TEST_CASE("batch: a failing batch is bisected, halves first; only the culprit is ejected") {
+  Repo r(Strategy::Batch);
+  r.cfg.max_batch = 4;
+  r.queue(1);  // alone: the train was empty
+  const Sha c1 = r.merge(1);
+  for (int n = 2; n <= 5; ++n) r.queue(n);
+  CHECK(r.s.train.size() == 1);  // max_train 1: the others wait
+  r.check(c1, true);
+  r.pushed(1);
+  REQUIRE(r.status(1) == PrStatus::Merged);
+  const CandidateId batch = r.with({2, 3, 4, 5});
+  REQUIRE(batch != 0);
+  auto f = r.check(r.merge(batch), false);
+  // Halves: {2, 3} builds first (it is ahead), {4, 5} waits as a group; nobody is ejected.
+  for (int n : {2, 3, 4, 5}) CHECK(r.status(n) != PrStatus::Failed);
+  for (const auto& n : all<Notify>(f)) CHECK(n.kind != NoticeKind::Failure);
+  REQUIRE(all<BuildCandidate>(f).size() == 1);
+  CHECK(numbers(all<BuildCandidate>(f)[0]) == std::vector<int>{2, 3});
+  CHECK(r.s.prs.at(4).group == r.s.prs.at(5).group);
+  CHECK(r.s.prs.at(4).group != 0);
+
+  const CandidateId left = r.with({2, 3});
+  r.check(r.merge(left), true);
+  auto landed = r.pushed(left);
+  CHECK(r.status(2) == PrStatus::Merged);
+  CHECK(r.status(3) == PrStatus::Merged);
+  REQUIRE(all<BuildCandidate>(landed).size() == 1);
+  CHECK(numbers(all<BuildCandidate>(landed)[0]) == std::vector<int>{4, 5});
+
+  r.check(r.merge(r.with({4, 5})), false);  // the culprit is in this half: halve again
+  const CandidateId four = r.with({4});
+  REQUIRE(four != 0);
+  CHECK(r.status(5) == PrStatus::Queued);
+  auto culprit = r.check(r.merge(four), false);
+  CHECK(r.status(4) == PrStatus::Failed);
+  REQUIRE(all<Notify>(culprit).size() >= 1);
+  std::set<int> failed;
+  for (const auto& n : all<Notify>(culprit))
+    if (n.kind == NoticeKind::Failure) failed.insert(n.number);
+  CHECK(failed == std::set<int>{4});
+  const CandidateId five = r.with({5});
+  REQUIRE(five != 0);
+  r.check(r.merge(five), true);
+  r.pushed(five);
+  CHECK(r.status(5) == PrStatus::Merged);
+  // Builds: the batch, {2,3}, {4,5}, {4}, {5}, after {1}.
+  CHECK(r.built.size() == 6);
+}
+
+TEST_CASE("batch: a crash in the middle of a bisection resumes it") {
+  Repo r(Strategy::Batch);
+  r.cfg.max_batch = 4;
+  r.queue(1);
+  const Sha c1 = r.merge(1);
+  for (int n = 2; n <= 5; ++n) r.queue(n);
+  r.check(c1, true);
+  r.pushed(1);
+  r.check(r.merge(r.with({2, 3, 4, 5})), false);
+  const CandidateId left = r.with({2, 3});
+  REQUIRE(left != 0);
+  // The shell crashed: a fresh engine gets the saved state (a JSON round trip is not needed:
+  // the state is plain data) and resumes the merge of {2, 3}.
+  RepoState saved = r.s;
+  auto actions = resume(saved, r.cfg);
+  bool rebuilt = false;
+  for (const auto& a : actions)
+    if (const auto* b = std::get_if<BuildCandidate>(&a))
+      rebuilt = b->candidate == left && numbers(*b) == std::vector<int>{2, 3};
+  CHECK(rebuilt);
+  // The group {4, 5} is still a group after the restart: it builds together next.
+  r.s = saved;
+  r.check(r.merge(left), true);
+  auto landed = r.pushed(left);
+  REQUIRE(all<BuildCandidate>(landed).size() == 1);
+  CHECK(numbers(all<BuildCandidate>(landed)[0]) == std::vector<int>{4, 5});
+}
+
+TEST_CASE(
+    "train: the window starts at window_start, grows by one per landing, halves per failure") {
+  Repo r(Strategy::Train);
+  r.cfg.window_start = 2;
+  r.cfg.window_floor = 1;
+  r.cfg.window_max = 8;
+  r.queue(1);
+  const Sha c1 = r.merge(1);
+  r.queue(2);
+  const CandidateId k2 = r.with({2});
+  REQUIRE(k2 != 0);
+  CHECK(r.candidate(k2).base == c1);  // speculative: built on candidate 1
+  const Sha c2 = r.merge(k2);
+  r.queue(3);
+  r.queue(4);
+  r.queue(5);
+  CHECK(r.s.train.size() == 2);  // window 2
+  r.check(c1, true);
+  auto l1 = r.pushed(1);
+  CHECK(r.s.window == 3);  // +1 per landing
+  // Two more fit: 3 on candidate 2; 4 waits for 3's sha.
+  REQUIRE(all<BuildCandidate>(l1).size() == 1);
+  CHECK(numbers(all<BuildCandidate>(l1)[0]) == std::vector<int>{3});
+  CHECK(all<BuildCandidate>(l1)[0].base == c2);
+  const Sha c3 = r.merge(r.with({3}));
+  CHECK(r.with({4}) != 0);
+  CHECK(r.s.train.size() == 3);
+
+  // Candidate 2 (PR 2) fails at the front: PR 2 alone is ejected; 3 and 4 are rebuilt on master
+  // without it; the window halves.
+  auto f = r.check(c2, false);
+  CHECK(r.status(2) == PrStatus::Failed);
+  CHECK(r.s.window == 1);
+  std::set<Sha> cancelled;
+  for (const auto& c : all<CancelBuild>(f)) cancelled.insert(c.sha);
+  CHECK(cancelled.count(c2));
+  CHECK(cancelled.count(c3));
+  for (int n : {3, 4, 5}) CHECK(r.status(n) != PrStatus::Failed);
+  auto rebuilt = all<BuildCandidate>(f);
+  REQUIRE(rebuilt.size() == 1);  // window 1
+  CHECK(numbers(rebuilt[0]) == std::vector<int>{3});
+  CHECK(rebuilt[0].base == r.s.master);
+}
+
+TEST_CASE("train: master fast-forwards along the longest green prefix") {
+  Repo r(Strategy::Train);
+  r.cfg.window_start = 3;
+  r.queue(1);
+  const Sha c1 = r.merge(1);
+  r.queue(2);
+  const Sha c2 = r.merge(r.with({2}));
+  r.queue(3);
+  const Sha c3 = r.merge(r.with({3}));
+  r.check(c3, true);  // green, but 1 and 2 are undecided: nothing lands
+  CHECK(all<FastForwardMaster>(r.check(c2, true)).empty());
+  auto g = r.check(c1, true);
+  auto ff = all<FastForwardMaster>(g);
+  REQUIRE(ff.size() == 1);
+  CHECK(ff[0].from == kMaster);
+  CHECK(ff[0].to == c3);  // one push lands all three
+  r.pushed(ff[0].candidate);
+  for (int n : {1, 2, 3}) CHECK(r.status(n) == PrStatus::Merged);
+  CHECK(r.s.master == c3);
+  CHECK(r.s.train.empty());
+}
+
+TEST_CASE("train: a PR that failed only behind a bad one is held, then rebuilt, never ejected") {
+  Repo r(Strategy::Train);
+  r.cfg.window_start = 2;
+  r.queue(1);
+  const Sha c1 = r.merge(1);
+  r.queue(2);
+  const Sha c2 = r.merge(r.with({2}));
+  // Candidate 2 (master + 1 + 2) fails before candidate 1 has a verdict: is 1 or 2 to blame?
+  r.check(c2, false);
+  CHECK(r.status(2) == PrStatus::Queued);
+  CHECK(r.s.prs.at(2).held_by == CandidateId{1});
+  CHECK(queue_order(r.s).empty());  // held: not built again until 1 decides
+
+  SUBCASE("candidate 1 fails: 2 was innocent and is rebuilt on master without 1") {
+    auto f = r.check(c1, false);
+    CHECK(r.status(1) == PrStatus::Failed);
+    CHECK(r.status(2) != PrStatus::Failed);
+    CHECK_FALSE(r.s.prs.at(2).held_by);
+    auto rebuilt = all<BuildCandidate>(f);
+    REQUIRE(rebuilt.size() == 1);
+    CHECK(numbers(rebuilt[0]) == std::vector<int>{2});
+    CHECK(rebuilt[0].base == kMaster);
+  }
+  SUBCASE("candidate 1 lands: 2 was to blame and is ejected") {
+    r.check(c1, true);
+    auto l = r.pushed(1);
+    CHECK(r.status(1) == PrStatus::Merged);
+    CHECK(r.status(2) == PrStatus::Failed);
+    CHECK(all<BuildCandidate>(l).empty());
+  }
+}
+
+TEST_CASE("flaky checks: a failure alone is built again before anyone is ejected") {
+  Repo r(Strategy::Train);
+  r.cfg.window_start = 2;
+  r.cfg.flaky_retries = 1;
+  r.queue(1);
+  const Sha c1 = r.merge(1);
+  r.queue(2);
+  const Sha c2 = r.merge(r.with({2}));
+  auto f = r.check(c1, false);
+  CHECK(r.status(1) != PrStatus::Failed);
+  auto again = all<StartBuild>(f);
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].sha == c1);
+  CHECK(again[0].attempt == 2);
+  CHECK(all<CancelBuild>(f).empty());  // candidate 2 keeps building
+
+  SUBCASE("a later green candidate holding the same PRs clears the failure") {
+    auto g = r.check(c2, true);
+    auto ff = all<FastForwardMaster>(g);
+    REQUIRE(ff.size() == 1);
+    CHECK(ff[0].to == c2);
+    r.pushed(ff[0].candidate);
+    CHECK(r.status(1) == PrStatus::Merged);
+    CHECK(r.status(2) == PrStatus::Merged);
+    CHECK(r.s.master == c2);
+  }
+  SUBCASE("the retry fails too: the PR is ejected, the one behind rebuilt without it") {
+    auto f2 = r.check(c1, false);
+    CHECK(r.status(1) == PrStatus::Failed);
+    CHECK(r.status(2) != PrStatus::Failed);
+    auto rebuilt = all<BuildCandidate>(f2);
+    REQUIRE(rebuilt.size() == 1);
+    CHECK(numbers(rebuilt[0]) == std::vector<int>{2});
+    CHECK(rebuilt[0].base == kMaster);
+  }
+}
+
+TEST_CASE("adaptive lanes: a failure in one lane cancels nothing in another") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.lanes = Lanes::Paths;
+  r.cfg.window_start = 4;
+  r.queue(1, {"app/main.cpp"});
+  const Sha c1 = r.merge(1);
+  r.queue(2, {"docs/guide.md"});  // disjoint from lane 0: a lane of its own, on master
+  const CandidateId k2 = r.with({2});
+  REQUIRE(k2 != 0);
+  CHECK(r.candidate(k2).lane != r.candidate(1).lane);
+  CHECK(r.candidate(k2).base == kMaster);
+  const Sha c2 = r.merge(k2);
+  r.queue(3, {"app/main.cpp", "app/util.cpp"});  // overlaps lane of PR 1: behind it
+  const CandidateId k3 = r.with({3});
+  REQUIRE(k3 != 0);
+  CHECK(r.candidate(k3).lane == r.candidate(1).lane);
+  CHECK(r.candidate(k3).base == c1);
+  r.merge(k3);
+
+  auto f = r.check(c1, false);  // PR 1 is bad
+  CHECK(r.status(1) == PrStatus::Failed);
+  for (const auto& c : all<CancelBuild>(f)) CHECK(c.sha != c2);  // the docs lane builds on
+  CHECK(r.has(k2));
+  CHECK(r.candidate(k2).base == kMaster);
+  // PR 3 is rebuilt on master, alone.
+  bool rebuilt = false;
+  for (const auto& b : all<BuildCandidate>(f)) rebuilt |= numbers(b) == std::vector<int>{3};
+  CHECK(rebuilt);
+  auto g = r.check(c2, true);
+  auto ff = all<FastForwardMaster>(g);
+  REQUIRE(ff.size() == 1);
+  CHECK(ff[0].to == c2);
+}
+
+TEST_CASE("priority: a higher priority enters the train first; a building candidate stays") {
+  for (Strategy st : {Strategy::Serial, Strategy::Batch, Strategy::Train, Strategy::Adaptive}) {
+    CAPTURE(to_string(st));
+    Repo r(st);
+    r.cfg.window_start = 1;
+    r.cfg.window_max = 1;
+    r.queue(1);
+    const Sha c1 = r.merge(1);
+    r.queue(2);
+    r.queue(3, {}, 5);  // urgent: ahead of 2
+    CHECK(queue_order(r.s) == std::vector<int>{3, 2});
+    CHECK(r.has(1));  // not interrupted
+    r.check(c1, true);
+    auto l = r.pushed(1);
+    auto next = all<BuildCandidate>(l);
+    REQUIRE(next.size() == 1);
+    CHECK(numbers(next[0]).front() == 3);
+  }
+}
+
+TEST_CASE("priority_interrupts: a higher priority cuts the lower candidates that build") {
+  Repo r(Strategy::Train);
+  r.cfg.window_start = 1;
+  r.cfg.window_max = 1;
+  r.cfg.priority_interrupts = true;
+  r.queue(1);
+  const Sha c1 = r.merge(1);
+  auto o = r.queue(2, {}, 5);
+  bool cancelled = false;
+  for (const auto& c : all<CancelBuild>(o)) cancelled |= c.sha == c1;
+  CHECK(cancelled);
+  CHECK(r.status(1) == PrStatus::Queued);  // back at its place, not blamed
+  auto next = all<BuildCandidate>(o);
+  REQUIRE(next.size() == 1);
+  CHECK(numbers(next[0]) == std::vector<int>{2});
+}
+
+// ---- the property test -------------------------------------------------------------------------
+
+namespace {
+
+// A random world: PRs (some bad), a git that merges, CI that reports in any order, pushes,
+// cancels, crashes (resume from a copy of the state). After every event the invariants hold:
+// master moves only by fast-forward to a candidate that was green and whose merges passed,
+// with exactly the PRs of its chain; no PR lands twice; a landed PR is never un-landed; a
+// good PR is never ejected for a build failure unless it shared its candidate's verdict
+// with a bad one it could not be told apart from (never, once bisected alone).
+struct World {
+  Settings cfg;
+  RepoState s;
+  std::mt19937_64 rng;
+  std::map<Sha, std::vector<int>> content;  // what a candidate sha holds on top of the origin
+  std::map<Sha, std::set<int>> prs_of;      // the PRs in the candidate itself
+  std::set<int> bad, landed;
+  std::vector<int> master_content;
+  std::set<Sha> green;  // shas that built green and passed their merges
+  std::vector<std::pair<CandidateId, Sha>> pending_merge;
+  std::vector<Sha> pending_check;
+  std::vector<std::pair<CandidateId, Sha>> pending_push;
+  int shas = 0, next_pr = 1, events = 0;
+  Millis now = 1'000'000;
+
+  World(Settings c, std::uint64_t seed) : cfg(std::move(c)), rng(seed) {
+    s.repo = "acme/app";
+    s.master = kMaster;
+    content[kMaster] = {};
+  }
+  int pick(int n) { return static_cast<int>(rng() % static_cast<std::uint64_t>(n)); }
+
+  void absorb(const Outcome& o) {
+    REQUIRE_FALSE(o.rejected);
+    for (const auto& a : o.actions) {
+      if (const auto* b = std::get_if<BuildCandidate>(&a)) {
+        pending_merge.emplace_back(b->candidate, b->base);
+        std::vector<int> items;
+        for (const auto& i : b->items) items.push_back(i.number);
+        merges[b->candidate] = items;
+      } else if (const auto* sb = std::get_if<StartBuild>(&a)) {
+        pending_check.push_back(sb->sha);
+      } else if (const auto* ff = std::get_if<FastForwardMaster>(&a)) {
+        pending_push.emplace_back(ff->candidate, ff->to);
+      }
+    }
+  }
+  std::map<CandidateId, std::vector<int>> merges;
+
+  void apply(const Event& e) {
+    Outcome o = handle(s, e, cfg);
+    now += 1000 + pick(60'000);
+    ++events;
+    if (o.rejected) {  // only stale or refused requests may be refused
+      CHECK((o.rejected->code == dmz::Code::kConflict || o.rejected->code == dmz::Code::kNotFound));
+      return;
+    }
+    absorb(o);
+    check_invariants();
+  }
+
+  // Plain loops with one CHECK per event: a doctest assertion per PR per event would
+  // dominate the run time.
+  void check_invariants() {
+    std::string broken;
+    std::set<int> seen;
+    for (int n : master_content)
+      if (!seen.insert(n).second) broken = "#" + std::to_string(n) + " landed twice";
+    for (int n : landed)
+      if (s.prs.at(n).status != PrStatus::Merged) broken = "#" + std::to_string(n) + " un-landed";
+    std::map<CandidateId, const Candidate*> by_id;
+    for (const auto& k : s.train) {
+      by_id[k.id] = &k;
+      for (int n : k.prs)
+        if (!s.prs.count(n) || s.prs.at(n).candidate != k.id)
+          broken = "candidate " + std::to_string(k.id) + " lost #" + std::to_string(n);
+    }
+    // Nothing is lost: a PR in the train's statuses is in a candidate of the train.
+    for (const auto& [n, pr] : s.prs) {
+      const bool in_train = pr.status == PrStatus::Merging || pr.status == PrStatus::InDmz ||
+                            pr.status == PrStatus::Building;
+      if (in_train && (!pr.candidate || !by_id.count(*pr.candidate)))
+        broken = "#" + std::to_string(n) + " is " + std::string(to_string(pr.status)) +
+                 " outside the train";
+      if ((pr.status == PrStatus::Queued || pr.status == PrStatus::Approved) && pr.candidate)
+        broken = "#" + std::to_string(n) + " waits but holds a candidate";
+      if (pr.held_by && pr.status != PrStatus::Queued)
+        broken = "#" + std::to_string(n) + " is held but not queued";
+    }
+    if (!broken.empty()) CHECK_MESSAGE(false, broken, " after event ", events);
+  }
+
+  void step() {
+    switch (pick(12)) {
+      case 0:
+      case 1: {  // a new PR, approved
+        const int n = next_pr++;
+        if (pick(5) == 0) bad.insert(n);
+        apply(PrOpened{n, "f", "dev" + std::to_string(n % 3), "t", sha_of('h', n), now});
+        if (pick(4) == 0) apply(PriorityRequested{n, pick(3), "mm", now});
+        apply(MergeRequested{n, sha_of('h', n), "mm", now});
+        std::vector<std::string> paths = {"d" + std::to_string(pick(3)) + "/f"};
+        apply(PolicyChecked{n, sha_of('h', n), pick(10) != 0, {}, now, paths});
+        break;
+      }
+      case 2:
+      case 3:
+      case 4: {  // a merge answers (any order)
+        if (pending_merge.empty()) break;
+        const auto i = static_cast<std::size_t>(pick(static_cast<int>(pending_merge.size())));
+        auto [id, base] = pending_merge[i];
+        pending_merge.erase(pending_merge.begin() + static_cast<std::ptrdiff_t>(i));
+        auto b = content.find(base);
+        if (b == content.end() || !merges.count(id)) break;
+        const Sha sha = sha_of('c', ++shas);
+        auto c = b->second;
+        for (int n : merges[id]) c.push_back(n);
+        content[sha] = c;
+        apply(MergeDone{id, MergeOutcome::Merged, sha, 0, {}, "", now});
+        apply(CandidateChecked{id, sha, true, {}, now});
+        break;
+      }
+      case 5:
+      case 6:
+      case 7: {  // a build reports (any order); bad PRs fail it, 3% flakes
+        if (pending_check.empty()) break;
+        const auto i = static_cast<std::size_t>(pick(static_cast<int>(pending_check.size())));
+        const Sha sha = pending_check[i];
+        pending_check.erase(pending_check.begin() + static_cast<std::ptrdiff_t>(i));
+        bool pass = pick(33) != 0;
+        for (int n : content.at(sha)) pass &= !bad.count(n);
+        if (pass) green.insert(sha);
+        apply(CheckReported{
+            sha, Check{"ci", pass ? CheckState::Success : CheckState::Failure, "", "", 0}, now});
+        break;
+      }
+      case 8: {  // master is pushed (the lease holds when master is where it was)
+        if (pending_push.empty()) break;
+        auto [id, to] = pending_push.front();
+        pending_push.erase(pending_push.begin());
+        const auto& next = content.at(to);
+        // The invariant: a fast-forward to a green sha whose content extends master's.
+        REQUIRE(green.count(to));
+        REQUIRE(next.size() >= master_content.size());
+        REQUIRE(std::equal(master_content.begin(), master_content.end(), next.begin()));
+        for (int n : next)
+          if (!std::count(master_content.begin(), master_content.end(), n)) {
+            REQUIRE_FALSE(landed.count(n));
+            REQUIRE_FALSE(bad.count(n));  // no breakage escapes
+          }
+        master_content = next;
+        apply(MasterPushed{id, true, "", "", now});
+        for (int n : next) landed.insert(n);
+        break;
+      }
+      case 9: {  // a push to or a cancel of a random PR
+        if (next_pr == 1) break;
+        const int n = 1 + pick(next_pr - 1);
+        if (pick(2) == 0)
+          apply(CancelRequested{n, "mm", now});
+        else if (s.prs.count(n) && s.prs.at(n).status != PrStatus::Merged)
+          apply(PrPushed{n, sha_of('p', n * 100 + pick(99)), now});
+        break;
+      }
+      case 10: {  // time passes
+        apply(Tick{now});
+        break;
+      }
+      case 11: {  // a crash: the shell forgets what was in flight and resumes
+        pending_merge.clear();
+        pending_check.clear();
+        pending_push.clear();
+        absorb(Outcome{std::nullopt, resume(s, cfg)});
+        break;
+      }
+    }
+  }
+};
+
+}  // namespace
+
+TEST_CASE("property: random events keep every strategy's invariants") {
+  struct Named {
+    const char* name;
+    Settings cfg;
+  };
+  std::vector<Named> settings;
+  for (Strategy st : {Strategy::Serial, Strategy::Batch, Strategy::Train, Strategy::Adaptive}) {
+    Settings cfg;
+    cfg.required_checks = {"ci"};
+    cfg.check_timeout = 3'600'000;
+    cfg.strategy = st;
+    cfg.max_batch = st == Strategy::Serial ? 1 : 4;
+    cfg.window_start = 3;
+    settings.push_back({"plain", cfg});
+    if (st != Strategy::Serial) {
+      cfg.flaky_retries = 1;
+      settings.push_back({"flaky", cfg});
+    }
+    if (st == Strategy::Adaptive) {
+      cfg.lanes = Lanes::Paths;
+      settings.push_back({"lanes", cfg});
+    }
+    if (st == Strategy::Train) {
+      cfg.priority_interrupts = true;
+      settings.push_back({"interrupts", cfg});
+    }
+  }
+  for (const auto& named : settings) {
+    for (std::uint64_t seed = 1; seed <= 8; ++seed) {
+      CAPTURE(to_string(named.cfg.strategy));
+      CAPTURE(named.name);
+      CAPTURE(seed);
+      World w(named.cfg, seed);
+      for (int i = 0; i < 1200; ++i) w.step();
+      CHECK(w.landed.size() > 0);
+    }
+  }
+}
