@@ -95,8 +95,7 @@ class MemoryStore final : public Store {
     return !repos_.empty();
   }
 
-  Result<std::optional<queue::PullRequest>> archived(const std::string& repo,
-                                                     int number) override {
+  Result<std::optional<queue::PullRequest>> archived(const std::string& repo, int number) override {
     std::lock_guard lock(mu_);
     auto it = repos_.find(repo);
     if (it == repos_.end()) return std::optional<queue::PullRequest>();
@@ -122,6 +121,17 @@ class MemoryStore final : public Store {
   Result<std::vector<EventLogEntry>> pr_events(const std::string& repo, int number,
                                                std::size_t limit) override {
     return events_of(repo, number, limit);
+  }
+
+  Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
+                                                  std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<EventLogEntry> out;
+    auto it = repos_.find(repo);
+    if (it == repos_.end()) return out;
+    for (const auto& e : it->second.events)  // kept in seq order
+      if (e.seq > after && out.size() < limit) out.push_back(e);
+    return out;
   }
 
   Result<std::vector<forges::OutboxMessage>> outbox(const std::string& repo) override {
