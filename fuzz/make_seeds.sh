@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${1:?output directory}")
 rm -rf "$out"
-mkdir -p "$out"/{config,policy,signed_object,sshsig,openpgp,api}
+mkdir -p "$out"/{config,policy,signed_object,sshsig,openpgp,api,webhook}
 tmp=$(mktemp -d)
 export GNUPGHOME=$tmp/gnupg
 cleanup() { gpgconf --kill all >/dev/null 2>&1 || true; rm -rf "$tmp"; }
@@ -69,5 +69,18 @@ g checkout -q master
 g -c gpg.ssh.allowedSignersFile="$tmp/allowed" merge -q --no-ff --no-edit for-merge >/dev/null
 g cat-file commit HEAD > "$out/signed_object/commit-mergetag"
 cp "$out"/signed_object/*openpgp "$out/openpgp/" 2>/dev/null || true
+
+# webhook: GitHub's own example deliveries (@octokit/webhooks-examples, installed from the lock
+# file by setup.sh --test), one seed per example: the event name, a newline, the payload.
+examples=tests/github/node_modules/@octokit/webhooks-examples/api.github.com/index.json
+if [[ -f $examples ]] && command -v python3 >/dev/null; then
+  python3 - "$examples" "$out/webhook" <<'PY'
+import json, sys
+for group in json.load(open(sys.argv[1])):
+    for i, example in enumerate(group["examples"]):
+        with open(f"{sys.argv[2]}/{group['name']}-{i}", "w") as f:
+            f.write(group["name"] + "\n" + json.dumps(example))
+PY
+fi
 
 for t in "$out"/*; do echo "seeds: $(basename "$t"): $(ls "$t" | wc -l) generated"; done
