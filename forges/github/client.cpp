@@ -11,6 +11,7 @@
 #include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "base/url.hpp"
+#include "forges/github/webhook.hpp"
 
 namespace dmz::forges::github {
 namespace {
@@ -37,21 +38,6 @@ std::string str(const json& j, const char* key) {
   if (!j.is_object()) return "";
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-q::CheckState status_state(const std::string& s) {
-  if (s == "success") return q::CheckState::Success;
-  if (s == "failure") return q::CheckState::Failure;
-  if (s == "error") return q::CheckState::Error;
-  return q::CheckState::Pending;
-}
-
-q::CheckState run_state(const std::string& status, const std::string& conclusion) {
-  if (status != "completed") return q::CheckState::Pending;
-  if (conclusion == "success" || conclusion == "neutral" || conclusion == "skipped")
-    return q::CheckState::Success;
-  if (conclusion == "cancelled") return q::CheckState::Error;
-  return q::CheckState::Failure;
 }
 
 std::string when(q::Millis t) {

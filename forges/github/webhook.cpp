@@ -70,23 +70,6 @@ std::string url_decode(std::string_view s) {
   return out;
 }
 
-q::CheckState status_state(const std::string& s) {
-  if (s == "success") return q::CheckState::Success;
-  if (s == "failure") return q::CheckState::Failure;
-  if (s == "error") return q::CheckState::Error;
-  return q::CheckState::Pending;
-}
-
-// A check run's state: anything not completed is pending; skipped and neutral runs do not
-// stand in the way (as on GitHub's own branch protection); cancelled is an error.
-q::CheckState run_state(const std::string& status, const std::string& conclusion) {
-  if (status != "completed") return q::CheckState::Pending;
-  if (conclusion == "success" || conclusion == "neutral" || conclusion == "skipped")
-    return q::CheckState::Success;
-  if (conclusion == "cancelled") return q::CheckState::Error;
-  return q::CheckState::Failure;
-}
-
 // One delivery being read.
 struct Reader {
   const WebhookSettings& cfg;
@@ -331,6 +314,21 @@ bool names(const json* list, const std::string& repo) {
 }
 
 }  // namespace
+
+q::CheckState status_state(const std::string& s) {
+  if (s == "success") return q::CheckState::Success;
+  if (s == "failure") return q::CheckState::Failure;
+  if (s == "error") return q::CheckState::Error;
+  return q::CheckState::Pending;
+}
+
+q::CheckState run_state(const std::string& status, const std::string& conclusion) {
+  if (status != "completed") return q::CheckState::Pending;
+  if (conclusion == "success" || conclusion == "neutral" || conclusion == "skipped")
+    return q::CheckState::Success;
+  if (conclusion == "cancelled") return q::CheckState::Error;
+  return q::CheckState::Failure;
+}
 
 std::string mention_name(std::string_view bot_name) {
   std::string name(bot_name);

@@ -35,6 +35,13 @@ Result<std::string> payload_of(const InboundRequest& request);
 Result<Delivery> parse_delivery(const WebhookSettings& settings, std::string_view event,
                                 std::string_view id, std::string_view payload, queue::Millis now);
 
+// A commit status's state ("success", "failure", "error", else pending) as a check state.
+queue::CheckState status_state(const std::string& state);
+// A check run's state: anything not completed is pending; skipped and neutral runs do not
+// stand in the way (as on GitHub's own branch protection); cancelled is an error. Webhooks and
+// reconciliation both read check runs through this one translation.
+queue::CheckState run_state(const std::string& status, const std::string& conclusion);
+
 // The login people mention to address the bot: bot_name without a trailing "[bot]".
 std::string mention_name(std::string_view bot_name);
 // Whether `login` is the bot itself (its own labels and comments are not commands).
