@@ -492,17 +492,19 @@ class Loader {
     Queue q;
     const toml::table* t = table(repo, "queue", "repo.queue");
     if (!t) return q;
-    unknown_keys(*t,
-                 {"strategy", "max_batch", "window_start", "window_floor", "window_max",
-                  "flaky_retries", "priority_interrupts", "lanes", "path_groups",
-                  "candidate_branch"},
-                 "[repo.queue]");
+    unknown_keys(
+        *t,
+        {"strategy", "max_batch", "window_start", "window_floor", "window_max", "flaky_retries",
+         "priority_interrupts", "lanes", "path_groups", "candidate_branch"},
+        "[repo.queue]");
     if (auto v = string(*t, "strategy", "repo.queue.strategy")) {
       if (auto st = queue::parse_strategy(*v))
         q.strategy = *st;
       else
-        problem(*t->get("strategy"), "repo.queue.strategy must be \"serial\", \"batch\", "
-                                     "\"train\" or \"adaptive\", not \"" + *v + "\"");
+        problem(*t->get("strategy"),
+                "repo.queue.strategy must be \"serial\", \"batch\", "
+                "\"train\" or \"adaptive\", not \"" +
+                    *v + "\"");
     }
     const bool batches =
         q.strategy == queue::Strategy::Batch || q.strategy == queue::Strategy::Adaptive;
@@ -540,14 +542,17 @@ class Loader {
         if (q.lanes != queue::Lanes::None && q.strategy != queue::Strategy::Adaptive)
           problem(*t->get("lanes"), "repo.queue.lanes needs strategy \"adaptive\"");
       } else {
-        problem(*t->get("lanes"), "repo.queue.lanes must be \"none\", \"groups\" or "
-                                  "\"paths\", not \"" + *v + "\"");
+        problem(*t->get("lanes"),
+                "repo.queue.lanes must be \"none\", \"groups\" or "
+                "\"paths\", not \"" +
+                    *v + "\"");
       }
     }
     if (const toml::node* n = t->get("path_groups")) {
       const toml::array* groups = n->as_array();
       if (!groups || !groups->is_array_of_tables()) {
-        problem(*n, "repo.queue.path_groups must be an array of tables ([[repo.queue.path_groups]])");
+        problem(*n,
+                "repo.queue.path_groups must be an array of tables ([[repo.queue.path_groups]])");
       } else {
         std::set<std::string> names;
         for (const auto& el : *groups) {
@@ -889,8 +894,7 @@ class Loader {
 
 std::string candidate_branch(const std::string& pattern, std::uint64_t id) {
   std::string out = pattern;
-  if (auto at = out.find("{id}"); at != std::string::npos)
-    out.replace(at, 4, std::to_string(id));
+  if (auto at = out.find("{id}"); at != std::string::npos) out.replace(at, 4, std::to_string(id));
   return out;
 }
 

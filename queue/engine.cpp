@@ -362,9 +362,8 @@ std::string top_dir(const std::string& path) {
 // A PR's fate as evidence: landed (bad = false) or ejected as the culprit (bad = true).
 void observe_pr(Ctx& c, const PullRequest& pr, bool bad) {
   auto& o = c.s.observed;
-  o.fail_permille = static_cast<std::uint32_t>((31 * std::uint64_t{o.fail_permille} +
-                                                (bad ? 1000u : 0u)) /
-                                               32);
+  o.fail_permille =
+      static_cast<std::uint32_t>((31 * std::uint64_t{o.fail_permille} + (bad ? 1000u : 0u)) / 32);
   std::set<std::string> keys = {"author:" + pr.author};
   for (const auto& p : pr.paths) {
     keys.insert("path:" + top_dir(p));
@@ -534,8 +533,7 @@ void resolve_holds(Ctx& c) {
   std::map<std::uint64_t, std::vector<int>> guilty;  // by group
   for (auto& [n, pr] : c.s.prs) {
     if (!pr.held_by || index_of(c.s, *pr.held_by)) continue;
-    const bool landed =
-        std::find(c.landed.begin(), c.landed.end(), *pr.held_by) != c.landed.end();
+    const bool landed = std::find(c.landed.begin(), c.landed.end(), *pr.held_by) != c.landed.end();
     pr.held_by.reset();
     if (landed) {
       guilty[pr.group].push_back(n);
@@ -546,9 +544,8 @@ void resolve_holds(Ctx& c) {
     }
   }
   for (auto& [group, prs] : guilty) {
-    std::stable_sort(prs.begin(), prs.end(), [&](int a, int b) {
-      return c.pr(a).queued_at < c.pr(b).queued_at;
-    });
+    std::stable_sort(prs.begin(), prs.end(),
+                     [&](int a, int b) { return c.pr(a).queued_at < c.pr(b).queued_at; });
     const auto& first = c.pr(prs.front());
     const Reason code = first.reason_code;
     const std::string reason = first.reason;
@@ -638,8 +635,8 @@ void try_land(Ctx& c) {
   for (const auto& k : c.s.train)
     if (k.status == CandidateStatus::Landing) return;
   // A green probe built on master lands itself when no chain would be left stale by it.
-  const bool chains = std::any_of(c.s.train.begin(), c.s.train.end(),
-                                  [](const Candidate& k) { return !k.probe; });
+  const bool chains =
+      std::any_of(c.s.train.begin(), c.s.train.end(), [](const Candidate& k) { return !k.probe; });
   if (!chains)
     for (auto& k : c.s.train)
       if (k.probe && k.base == c.s.master && k.policy_passed && green(k, c.cfg)) {
@@ -731,8 +728,8 @@ void interrupt_for_priority(Ctx& c) {
     int highest = k.prs.empty() ? 0 : c.pr(k.prs.front()).priority;
     for (int n : k.prs) highest = std::max(highest, c.pr(n).priority);
     if (highest >= top.priority) continue;
-    const std::string text = "interrupted by #" + std::to_string(top.number) +
-                             " (priority " + std::to_string(top.priority) +
+    const std::string text = "interrupted by #" + std::to_string(top.number) + " (priority " +
+                             std::to_string(top.priority) +
                              "); back in the queue at the same place";
     for (int n : cut(c, i)) {
       requeue(c, c.pr(n));
@@ -749,8 +746,8 @@ std::size_t batch_size(Ctx& c, std::size_t waiting, std::size_t free_slots) {
   if (c.cfg.strategy != Strategy::Adaptive) return max;
   if (free_slots == 0 || waiting <= free_slots) return 1;
   const double f = base_failure(c.s);
-  const auto by_rate = static_cast<std::size_t>(std::max(1.0, std::floor(std::log(0.7) /
-                                                                         std::log(1 - f))));
+  const auto by_rate =
+      static_cast<std::size_t>(std::max(1.0, std::floor(std::log(0.7) / std::log(1 - f))));
   const std::size_t needed = (waiting + free_slots - 1) / free_slots;
   return std::clamp<std::size_t>(std::min(by_rate, needed), 1, max);
 }
@@ -761,7 +758,8 @@ std::size_t batch_size(Ctx& c, std::size_t waiting, std::size_t free_slots) {
 // delay. With a high failure rate and a busy queue that is every PR (the train then holds PRs
 // that passed alone, and fails only on semantic conflicts and flakes); with a quiet queue,
 // only the PRs whose own CI was red.
-bool wants_probe(const RepoState& s, const PullRequest& p, double risk, std::size_t waiting_behind) {
+bool wants_probe(const RepoState& s, const PullRequest& p, double risk,
+                 std::size_t waiting_behind) {
   if (p.probed || p.group != 0) return false;
   double behind = static_cast<double>(waiting_behind);
   if (s.observed.arrival_ms > 0 && s.observed.build_ms > 0)
@@ -884,8 +882,8 @@ void finish_generic(Ctx& c, const std::set<CandidateId>& before) {
       c.emit(ResetDmz{tip->sha});
     // else: the tip is being merged; its push moves dmz
   }
-  const bool shrank = std::any_of(before.begin(), before.end(),
-                                  [&](CandidateId id) { return !now.count(id); });
+  const bool shrank =
+      std::any_of(before.begin(), before.end(), [&](CandidateId id) { return !now.count(id); });
   if (c.cfg.candidate_branches && shrank)
     c.emit(PruneCandidates{std::vector<CandidateId>(now.begin(), now.end())});
 }
@@ -1224,7 +1222,8 @@ Verdict on(Ctx& c, const CheckReported& e) {
   land(c);
   // A green probe that could not land: its PR joins the train, cleared.
   if (auto j = index_of_sha(c.s, e.sha); j && c.s.train[*j].probe &&
-      c.s.train[*j].status != CandidateStatus::Landing && green(c.s.train[*j], c.cfg))
+                                         c.s.train[*j].status != CandidateStatus::Landing &&
+                                         green(c.s.train[*j], c.cfg))
     probe_passed(c, *j);
   return std::nullopt;
 }
@@ -1379,8 +1378,7 @@ std::vector<Action> resume(const RepoState& state, const Settings& settings) {
         bool last = true;
         if (generic(settings))
           for (std::size_t j = i + 1; j < state.train.size(); ++j)
-            if (same_chain(state.train[j], k) &&
-                state.train[j].status == CandidateStatus::Landing)
+            if (same_chain(state.train[j], k) && state.train[j].status == CandidateStatus::Landing)
               last = false;
         if (last) out.push_back(FastForwardMaster{k.id, state.master, k.sha});
         break;

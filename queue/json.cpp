@@ -112,8 +112,8 @@ json fields(const MergeRequested& e) {
 json fields(const CancelRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const RetryRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const PolicyChecked& e) {
-  return {{"number", e.number}, {"sha", e.sha},     {"pass", e.pass},
-          {"reasons", e.reasons}, {"at", e.at}, {"paths", e.paths}};
+  return {{"number", e.number},   {"sha", e.sha}, {"pass", e.pass},
+          {"reasons", e.reasons}, {"at", e.at},   {"paths", e.paths}};
 }
 json fields(const MergeDone& e) {
   return {{"candidate", e.candidate},

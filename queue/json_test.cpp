@@ -171,12 +171,11 @@ TEST_CASE("an empty repository is an empty document, not nulls") {
 }
 
 TEST_CASE("events carry their snake_case type and fields") {
-  CHECK(to_json(Event{MergeRequested{4, sha('a'), "mm", 55}}) ==
-        json{{"type", "merge_requested"},
-             {"number", 4},
-             {"sha", sha('a')},
-             {"approver", "mm"},
-             {"at", 55}});
+  CHECK(to_json(Event{MergeRequested{4, sha('a'), "mm", 55}}) == json{{"type", "merge_requested"},
+                                                                      {"number", 4},
+                                                                      {"sha", sha('a')},
+                                                                      {"approver", "mm"},
+                                                                      {"at", 55}});
   CHECK(to_json(Event{PolicyChecked{4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}}}) ==
         json{{"type", "policy_checked"},
              {"number", 4},

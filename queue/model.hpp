@@ -134,12 +134,12 @@ struct Tally {
   bool operator==(const Tally&) const = default;
 };
 struct Observed {
-  Millis build_ms = 0;               // a build's duration (pushed to its verdict); 0: none yet
-  std::uint32_t fail_permille = 0;   // how often a PR turns out bad (per mille)
-  std::uint32_t builds = 0;          // verdicts observed (saturates)
-  Millis arrival_ms = 0;             // the gap between two approvals
-  Millis last_arrival = 0;           // when the last PR was approved
-  std::map<std::string, Tally> risk; // "author:<name>", "path:<dir>"; at most kMaxRiskKeys
+  Millis build_ms = 0;                // a build's duration (pushed to its verdict); 0: none yet
+  std::uint32_t fail_permille = 0;    // how often a PR turns out bad (per mille)
+  std::uint32_t builds = 0;           // verdicts observed (saturates)
+  Millis arrival_ms = 0;              // the gap between two approvals
+  Millis last_arrival = 0;            // when the last PR was approved
+  std::map<std::string, Tally> risk;  // "author:<name>", "path:<dir>"; at most kMaxRiskKeys
 
   static constexpr std::size_t kMaxRiskKeys = 512;
   bool operator==(const Observed&) const = default;
@@ -152,10 +152,10 @@ struct RepoState {
   std::string repo;  // "owner/name"
   Sha master;        // last known master
   std::map<int, PullRequest> prs;
-  std::vector<Candidate> train;  // ordered; front() lands first
+  std::vector<Candidate> train;    // ordered; front() lands first
   CandidateId next_candidate = 1;  // also numbers lanes and bisection groups
-  Millis retry_after = 0;  // after a transient git error, no new candidate before this time
-  std::size_t window = 0;  // train/adaptive: candidates allowed in flight (0: window_start)
+  Millis retry_after = 0;          // after a transient git error, no new candidate before this time
+  std::size_t window = 0;          // train/adaptive: candidates allowed in flight (0: window_start)
   Observed observed;
 
   bool operator==(const RepoState&) const = default;
@@ -185,8 +185,8 @@ struct Settings {
   std::vector<std::string> required_checks;  // all must be Success on a candidate
   Millis check_timeout = 30 * 60 * 1000;     // from pushed_at until every required check reports
   Strategy strategy = Strategy::Serial;
-  std::size_t max_train = 1;  // serial and batch: candidates in flight
-  std::size_t max_batch = 1;  // PRs per candidate; 1 = no batching
+  std::size_t max_train = 1;         // serial and batch: candidates in flight
+  std::size_t max_batch = 1;         // PRs per candidate; 1 = no batching
   Millis retry_backoff = 30 * 1000;  // after a transient error
   // train and adaptive: Zuul's window of candidates in flight
   std::size_t window_start = 4, window_floor = 1, window_max = 32;

@@ -118,15 +118,18 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0.1, 24.0 * 60));
   simulate->add_option("--ci-sigma", w.ci_sigma, "lognormal spread of build durations")
       ->check(CLI::Range(0.0, 3.0));
-  simulate->add_option("--fail", w.fail, "probability that a PR is bad")->check(CLI::Range(0.0, 1.0));
+  simulate->add_option("--fail", w.fail, "probability that a PR is bad")
+      ->check(CLI::Range(0.0, 1.0));
   simulate->add_option("--flake", w.flake, "probability that a build fails anyway")
       ->check(CLI::Range(0.0, 1.0));
   simulate->add_option("--runners", w.runners, "CI runners")->check(CLI::Range(1, 10000));
-  simulate->add_option("--precheck", w.precheck,
-                       "probability that a bad PR's own CI before the queue is red")
+  simulate
+      ->add_option("--precheck", w.precheck,
+                   "probability that a bad PR's own CI before the queue is red")
       ->check(CLI::Range(0.0, 1.0));
-  simulate->add_option("--conflict", w.pair_conflict,
-                       "probability that two random PRs conflict semantically")
+  simulate
+      ->add_option("--conflict", w.pair_conflict,
+                   "probability that two random PRs conflict semantically")
       ->check(CLI::Range(0.0, 1.0));
   simulate->add_option("--strategy", sim.strategy, "serial, batch, train, adaptive or all");
   simulate->add_option("--seeds", sim.seeds, "workloads (seeds) per strategy")

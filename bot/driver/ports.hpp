@@ -25,8 +25,7 @@ class GitPort {
   virtual void fast_forward(const std::string& repo, const queue::FastForwardMaster& action) = 0;
   // Deletes the remote branches of candidates that left the train. No answer: a failure is
   // logged and redone after a restart.
-  virtual void prune_candidates(const std::string& repo,
-                                const queue::PruneCandidates& action) = 0;
+  virtual void prune_candidates(const std::string& repo, const queue::PruneCandidates& action) = 0;
 };
 
 class PolicyPort {

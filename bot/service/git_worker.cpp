@@ -179,8 +179,9 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
     if (!r)
       pushed = r.status();
     else if (!r->ok())
-      pushed = conflict("push of candidate " + std::to_string(a.candidate) + " refused: " +
-                        (r->remote_messages.empty() ? r->refs.front().summary : r->remote_messages));
+      pushed =
+          conflict("push of candidate " + std::to_string(a.candidate) + " refused: " +
+                   (r->remote_messages.empty() ? r->refs.front().summary : r->remote_messages));
   }
   if (!pushed.ok()) {
     done.message = pushed.message();

@@ -413,7 +413,7 @@ struct Service::Impl final : driver::GitPort,
   void start_build(const std::string& repo, const q::StartBuild& a) override {
     RepoRuntime* rt = find(repo);
     if (!rt) return;
-    if (!rt->runner) {  // external CI builds the candidate's branch on push and posts statuses
+    if (!rt->runner) {    // external CI builds the candidate's branch on push and posts statuses
       if (a.attempt > 1)  // a retry: push the branch again so that CI builds it again
         on_git(repo, [a](RepoRuntime& rt) {
           if (Status s = rt.worker->repush_candidate(a.candidate, a.sha); !s.ok())

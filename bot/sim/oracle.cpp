@@ -49,9 +49,8 @@ RunResult oracle(const Workload& w) {
     r.ttm_minutes.push_back(static_cast<double>(landed[i] - prs[i].approved_at) / kMinute);
     last = std::max(last, landed[i]);
   }
-  r.active_hours = n ? static_cast<double>(std::max<Millis>(last - prs.front().approved_at, 0)) /
-                           kHour
-                     : 0;
+  r.active_hours =
+      n ? static_cast<double>(std::max<Millis>(last - prs.front().approved_at, 0)) / kHour : 0;
   return r;
 }
 

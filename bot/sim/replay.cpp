@@ -39,11 +39,11 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
     std::vector<std::string> paths;
     bool red = false;
   };
-  std::map<int, Seen> prs;                 // by recorded number, first approval only
-  std::map<int, std::string> authors;      // from pr_opened
-  std::map<int, int> priorities;           // from priority_requested (the latest)
-  std::map<std::string, Millis> pushed;    // candidate sha -> when it reached dmz
-  std::set<std::string> decided;           // candidate shas whose build verdict was counted
+  std::map<int, Seen> prs;               // by recorded number, first approval only
+  std::map<int, std::string> authors;    // from pr_opened
+  std::map<int, int> priorities;         // from priority_requested (the latest)
+  std::map<std::string, Millis> pushed;  // candidate sha -> when it reached dmz
+  std::set<std::string> decided;         // candidate shas whose build verdict was counted
   std::vector<Millis> durations;
   int builds = 0, failed_builds = 0;
   for (const auto& e : *events) {
@@ -97,9 +97,9 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
   std::map<int, bool> bad;
   for (auto h = history->rbegin(); h != history->rend(); ++h) {  // oldest first
     if (bad.count(h->number)) continue;
-    bad[h->number] = h->status == queue::PrStatus::Failed &&
-                     (h->reason == queue::Reason::BuildFailed ||
-                      h->reason == queue::Reason::CheckTimeout);
+    bad[h->number] =
+        h->status == queue::PrStatus::Failed &&
+        (h->reason == queue::Reason::BuildFailed || h->reason == queue::Reason::CheckTimeout);
   }
 
   Replay r;
@@ -119,8 +119,8 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
     p.priority = s.priority;
     std::set<int> targets;
     for (const auto& path : s.paths)
-      targets.insert(target_ids.emplace(top_dir(path), static_cast<int>(target_ids.size()))
-                         .first->second);
+      targets.insert(
+          target_ids.emplace(top_dir(path), static_cast<int>(target_ids.size())).first->second);
     p.targets.assign(targets.begin(), targets.end());
     p.bad = bad.count(n) && bad[n];
     p.precheck_red = s.red;
@@ -132,8 +132,8 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
   r.options.rate = static_cast<double>(r.prs.size()) / r.options.hours;
   r.options.fail = static_cast<double>(bad_count) / static_cast<double>(r.prs.size());
   // Builds that failed beyond what the culprits explain were flakes (at least 0).
-  r.options.flake = builds ? std::max(0.0, static_cast<double>(failed_builds - bad_count) / builds)
-                           : base.flake;
+  r.options.flake =
+      builds ? std::max(0.0, static_cast<double>(failed_builds - bad_count) / builds) : base.flake;
   r.options.targets = std::max(1, static_cast<int>(target_ids.size()));
   if (!durations.empty()) {
     std::vector<double> logs;

@@ -16,10 +16,10 @@
 namespace dmz::sim {
 
 struct Replay {
-  WorkloadOptions options;           // fitted to the history (runners as given)
-  std::vector<SimPr> prs;            // numbered 1..n in approval order
-  std::vector<int> numbers;          // the recorded PR number of each
-  std::vector<Millis> durations;     // observed build durations (ms)
+  WorkloadOptions options;                      // fitted to the history (runners as given)
+  std::vector<SimPr> prs;                       // numbered 1..n in approval order
+  std::vector<int> numbers;                     // the recorded PR number of each
+  std::vector<Millis> durations;                // observed build durations (ms)
   Workload workload(std::uint64_t seed) const;  // the seed draws durations and flakes
 };
 

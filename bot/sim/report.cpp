@@ -20,10 +20,9 @@ namespace {
 
 // Student's t at 97.5% for df = 1..30; beyond, the normal's 1.96.
 double t975(std::size_t df) {
-  static const double t[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306,
-                             2.262,  2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120,
-                             2.110,  2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-                             2.060,  2.056, 2.052, 2.048, 2.045, 2.042};
+  static const double t[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                             2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                             2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
   return df == 0 ? 0 : df <= 30 ? t[df - 1] : 1.96;
 }
 
@@ -48,8 +47,8 @@ Summary summarize(const std::string& strategy, const std::vector<RunResult>& run
   Summary out;
   out.strategy = strategy;
   out.seeds = static_cast<int>(runs.size());
-  std::vector<double> landed, ejected, innocent, unfinished, p50, p95, p99, r50, r95, r99, bpl,
-      lph, escaped;
+  std::vector<double> landed, ejected, innocent, unfinished, p50, p95, p99, r50, r95, r99, bpl, lph,
+      escaped;
   for (std::size_t i = 0; i < runs.size(); ++i) {
     const RunResult& r = runs[i];
     std::vector<double> all = r.ttm_minutes;
@@ -106,7 +105,8 @@ std::string cell(const Stat& s, int decimals) {
 std::string table(const std::vector<Summary>& summaries) {
   std::string out;
   char line[512];
-  std::snprintf(line, sizeof line, "%-9s %11s %10s %10s %10s %12s %12s %12s %10s %10s %10s %10s %10s %8s\n",
+  std::snprintf(line, sizeof line,
+                "%-9s %11s %10s %10s %10s %12s %12s %12s %10s %10s %10s %10s %10s %8s\n",
                 "strategy", "landed", "ejected", "innocent", "unfinished", "p50 min", "p95 min",
                 "p99 min", "p50/orc", "p95/orc", "p99/orc", "builds/PR", "landed/h", "escaped");
   out += line;

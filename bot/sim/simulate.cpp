@@ -22,8 +22,8 @@ std::vector<Strategy> chosen_strategies(const SimulateOptions& o, std::string* p
   } else if (auto s = strategy_named(o.strategy, o.workload)) {
     out.push_back(*s);
   } else {
-    *problem = "unknown strategy '" + o.strategy +
-               "' (expected serial, batch, train, adaptive or all)";
+    *problem =
+        "unknown strategy '" + o.strategy + "' (expected serial, batch, train, adaptive or all)";
     return {};
   }
   for (auto& s : out) {
@@ -100,8 +100,8 @@ int run_simulate(const SimulateOptions& given) {
       results[si][wi] = run(workloads[wi], strategies[si], o.run);
     }
   };
-  const unsigned threads =
-      o.threads > 0 ? static_cast<unsigned>(o.threads) : std::max(1u, std::thread::hardware_concurrency());
+  const unsigned threads = o.threads > 0 ? static_cast<unsigned>(o.threads)
+                                         : std::max(1u, std::thread::hardware_concurrency());
   std::vector<std::thread> pool;
   for (unsigned t = 0; t < std::min<std::size_t>(threads, jobs); ++t) pool.emplace_back(worker);
   for (auto& t : pool) t.join();
@@ -118,14 +118,16 @@ int run_simulate(const SimulateOptions& given) {
     std::printf("%s\n", to_json(summaries).dump(2).c_str());
   } else {
     if (replay)
-      std::printf("replay of %s: %zu PRs over %.1f hours; builds %.0f min median; %.1f%% bad, "
-                  "%.1f%% flaky builds\n",
-                  o.replay_repo.c_str(), replay->prs.size(), wo.hours, wo.ci_median_minutes,
-                  100 * wo.fail, 100 * wo.flake);
-    std::printf("%d seeds (%llu..%llu), %d runners; mean ± 95%% CI over seeds; times in "
-                "minutes from approval (unfinished PRs count at the stop)\n",
-                o.seeds, static_cast<unsigned long long>(o.first_seed),
-                static_cast<unsigned long long>(o.first_seed + o.seeds - 1), wo.runners);
+      std::printf(
+          "replay of %s: %zu PRs over %.1f hours; builds %.0f min median; %.1f%% bad, "
+          "%.1f%% flaky builds\n",
+          o.replay_repo.c_str(), replay->prs.size(), wo.hours, wo.ci_median_minutes, 100 * wo.fail,
+          100 * wo.flake);
+    std::printf(
+        "%d seeds (%llu..%llu), %d runners; mean ± 95%% CI over seeds; times in "
+        "minutes from approval (unfinished PRs count at the stop)\n",
+        o.seeds, static_cast<unsigned long long>(o.first_seed),
+        static_cast<unsigned long long>(o.first_seed + o.seeds - 1), wo.runners);
     std::printf("%s", table(summaries).c_str());
   }
   if (!o.svg.empty()) {

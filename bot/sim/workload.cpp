@@ -123,8 +123,8 @@ bool Workload::conflict(int a, int b) const {
 }
 
 Millis Workload::build_duration(int last, int n) const {
-  const std::uint64_t key = key_of(seed_ ^ 0xd0d0, static_cast<std::uint64_t>(last),
-                                   static_cast<std::uint64_t>(n));
+  const std::uint64_t key =
+      key_of(seed_ ^ 0xd0d0, static_cast<std::uint64_t>(last), static_cast<std::uint64_t>(n));
   if (!durations_.empty())
     return durations_[static_cast<std::size_t>(mix(key) % durations_.size())];
   // Lognormal: median * exp(sigma * z), z standard normal (Box-Muller on two uniforms).

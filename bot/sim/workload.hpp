@@ -41,8 +41,8 @@ struct SimPr {
   int number = 0;
   Millis approved_at = 0;
   std::string author;
-  std::vector<int> targets;  // sorted
-  bool bad = false;          // fails every build that contains it
+  std::vector<int> targets;   // sorted
+  bool bad = false;           // fails every build that contains it
   bool precheck_red = false;  // its own CI before the queue failed
   int priority = 0;
   std::vector<std::string> paths() const;  // one file per target: "t17/lib.cpp"

@@ -2,22 +2,20 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <queue>
 #include <set>
-#include <cstdlib>
-
-#include <nlohmann/json.hpp>
-
-#include "queue/json.hpp"
 
 #include "base/clock.hpp"
 #include "bot/driver/driver.hpp"
 #include "bot/store/memory_store.hpp"
+#include "queue/json.hpp"
 
 namespace dmz::sim {
 namespace {
@@ -93,11 +91,10 @@ class World final : public driver::GitPort,
         apply(q::MergeRequested{n, head, "mm", now()});
       });
     }
-    last_arrival_ = kStart + 10 * kMinute +
-                    (w_.prs().empty() ? 0 : w_.prs().back().approved_at);
+    last_arrival_ = kStart + 10 * kMinute + (w_.prs().empty() ? 0 : w_.prs().back().approved_at);
     const Millis stop =
-        std::max(last_arrival_, kStart + 10 * kMinute + static_cast<Millis>(
-                                                             w_.options().hours * kHour)) +
+        std::max(last_arrival_,
+                 kStart + 10 * kMinute + static_cast<Millis>(w_.options().hours * kHour)) +
         static_cast<Millis>(options_.drain_hours * kHour);
     at_time(now() + options_.tick, [this] { tick(); });
     while (!events_.empty()) {
@@ -153,7 +150,9 @@ class World final : public driver::GitPort,
     });
   }
   void check_candidate(const std::string&, const q::CheckCandidate& a) override {
-    later(kPolicyDelay, [this, a] { apply(q::CandidateChecked{a.candidate, a.sha, true, {}, now()}); });
+    later(kPolicyDelay, [this, a] {
+      apply(q::CandidateChecked{a.candidate, a.sha, true, {}, now()});
+    });
   }
   void start_build(const std::string&, const q::StartBuild& a) override {
     auto it = builds_.find(a.sha);
@@ -180,8 +179,7 @@ class World final : public driver::GitPort,
       set_outcome(n.number, Outcome::Landed);
     } else if (n.kind == q::NoticeKind::Failure) {
       // The outbox delivers at least once: a notice resent after a restart counts once.
-      if (outcome_.at(static_cast<std::size_t>(n.number)) != Outcome::Ejected &&
-          innocent(n.number))
+      if (outcome_.at(static_cast<std::size_t>(n.number)) != Outcome::Ejected && innocent(n.number))
         ++result_.innocent;
       set_outcome(n.number, Outcome::Ejected);
     }
@@ -224,8 +222,7 @@ class World final : public driver::GitPort,
     auto out = driver_->apply(kRepo, e);
     if (trace_) {
       std::fprintf(stderr, "%8.1f %s %s\n", static_cast<double>(now() - kStart) / kMinute,
-                   q::to_json(e).dump().c_str(),
-                   out.rejected ? out.rejected->message.c_str() : "");
+                   q::to_json(e).dump().c_str(), out.rejected ? out.rejected->message.c_str() : "");
       for (const auto& a : out.actions)
         std::fprintf(stderr, "           -> %s\n", q::to_json(a).dump().c_str());
     }
@@ -295,7 +292,8 @@ class World final : public driver::GitPort,
     const bool pass = !broken(content_.at(sha)) && !w_.flaky(b.last, b.n);
     if (pass) green_.insert(sha);
     apply(q::CheckReported{
-        sha, q::Check{kCheck, pass ? q::CheckState::Success : q::CheckState::Failure, "", "", now()},
+        sha,
+        q::Check{kCheck, pass ? q::CheckState::Success : q::CheckState::Failure, "", "", now()},
         now()});
   }
 

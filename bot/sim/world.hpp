@@ -17,7 +17,7 @@
 namespace dmz::sim {
 
 struct Strategy {
-  std::string name;         // "serial", "adaptive", ...
+  std::string name;          // "serial", "adaptive", ...
   queue::Settings settings;  // required_checks and check_timeout are set by the run
 };
 
@@ -37,14 +37,14 @@ struct RunResult {
   std::string strategy;
   int prs = 0;
   int landed = 0;
-  int ejected = 0;     // failed out of the queue (as the culprit or not)
-  int innocent = 0;    // ejected although good and passing on master alone
-  int unfinished = 0;  // still queued when the run stopped
+  int ejected = 0;                       // failed out of the queue (as the culprit or not)
+  int innocent = 0;                      // ejected although good and passing on master alone
+  int unfinished = 0;                    // still queued when the run stopped
   std::vector<double> ttm_minutes;       // landed PRs: landing minus approval
   std::vector<double> censored_minutes;  // unfinished PRs: the stop minus approval
   long builds_started = 0;
-  double active_hours = 0;  // from the first approval to the last landing
-  int escaped = 0;          // landings of a master that was broken (must be 0)
+  double active_hours = 0;              // from the first approval to the last landing
+  int escaped = 0;                      // landings of a master that was broken (must be 0)
   std::vector<std::string> violations;  // invariants broken (must be empty)
   long events = 0;                      // applied to the driver
   int restarts = 0;

@@ -149,8 +149,9 @@ TEST_CASE_TEMPLATE("store contract: events keep order and the newest within a li
     c.state = &s;
     c.delta = diff(w.last, s);
     c.expected_version = w.version;
-    c.event = EventLogEntry{0, s.repo, "k" + std::to_string(i), "{}",
-                            i % 2 ? std::optional<int>(7) : std::nullopt, 100 + i};
+    c.event = EventLogEntry{
+        0,      s.repo, "k" + std::to_string(i), "{}", i % 2 ? std::optional<int>(7) : std::nullopt,
+        100 + i};
     auto saved = store->save(c);
     REQUIRE(saved.ok());
     w.last = s;

@@ -404,12 +404,9 @@ Result<std::vector<std::string>> parse_details(const std::string& repo, int numb
 std::string observed_json(const queue::Observed& o) {
   nlohmann::json risk = nlohmann::json::object();
   for (const auto& [key, t] : o.risk) risk[key] = {t.passed, t.failed};
-  return nlohmann::json{{"build_ms", o.build_ms},
-                        {"fail_permille", o.fail_permille},
-                        {"builds", o.builds},
-                        {"arrival_ms", o.arrival_ms},
-                        {"last_arrival", o.last_arrival},
-                        {"risk", risk}}
+  return nlohmann::json{
+      {"build_ms", o.build_ms},     {"fail_permille", o.fail_permille}, {"builds", o.builds},
+      {"arrival_ms", o.arrival_ms}, {"last_arrival", o.last_arrival},   {"risk", risk}}
       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
@@ -974,9 +971,9 @@ class SqliteStore final : public Store {
     Loaded loaded;
     queue::RepoState& st = loaded.state;
     {
-      auto& q =
-          stmt("SELECT master, next_candidate, retry_after, version, train_window, observed"
-               " FROM repos WHERE name = ?1");
+      auto& q = stmt(
+          "SELECT master, next_candidate, retry_after, version, train_window, observed"
+          " FROM repos WHERE name = ?1");
       q.bind(1, name);
       auto row = q.step();
       if (!row) return row.error();

@@ -72,10 +72,12 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "5");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
         R"(["src/a.cpp","docs/ünïcödé.md"])");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT held_by || '/' || bisect_group || '/' || precheck"
-                                   " FROM prs WHERE number=3") == "5/11/failure");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT lane || '/' || attempt || '/' || failed FROM"
-                                   " candidates WHERE id=6") == "4/2/1");
+  CHECK(sql_scalar(dir / "dmz.db",
+                   "SELECT held_by || '/' || bisect_group || '/' || precheck"
+                   " FROM prs WHERE number=3") == "5/11/failure");
+  CHECK(sql_scalar(dir / "dmz.db",
+                   "SELECT lane || '/' || attempt || '/' || failed FROM"
+                   " candidates WHERE id=6") == "4/2/1");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT train_window FROM repos") == "6");
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(policy_passed) FROM (SELECT policy_passed"
