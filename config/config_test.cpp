@@ -555,7 +555,7 @@ TEST_CASE("config: a file that cannot be read") {
 TEST_CASE("config: the example in deploy/ is valid") {
   Fixture f;
   const fs::path example =
-      fs::path(__FILE__).parent_path().parent_path() / "deploy" / "dmzbot.example.toml";
+      test::source_dir() / "deploy" / "dmzbot.example.toml";
   std::string text = test::read_file(example);
   REQUIRE_FALSE(text.empty());
   test::write_file(f.dir / "secrets" / "widgets-api.token", "a\n");

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include "tests/support.hpp"
+
 using namespace dmz::config;
 
 TEST_CASE("hook config: defaults protect master, dmz, staging, production and v* tags") {
@@ -50,8 +52,7 @@ TEST_CASE("hook config: every problem with its line, and no config") {
 }
 
 TEST_CASE("hook config: the example in deploy/ is valid") {
-  auto c =
-      load_hook_config(std::filesystem::path(DMZ_SOURCE_DIR) / "deploy" / "hooks.example.toml");
+  auto c = load_hook_config(dmz::test::source_dir() / "deploy" / "hooks.example.toml");
   CHECK(c.problems.empty());
   REQUIRE(c.config);
   CHECK(c.config->policy_root == "/etc/dmzbot/policy.toml");

@@ -86,4 +86,14 @@ std::string init_repo(const std::filesystem::path& dir,
   return commit_files(dir, files, "initial commit");
 }
 
+std::filesystem::path source_dir() {
+  if (const char* d = std::getenv("DMZ_SOURCE_DIR"); d && *d) return d;
+  for (auto dir = std::filesystem::current_path(); !dir.empty(); dir = dir.parent_path()) {
+    if (std::filesystem::exists(dir / "deploy" / "setup.sh")) return dir;
+    if (dir == dir.parent_path()) break;
+  }
+  FAIL("test::source_dir: set DMZ_SOURCE_DIR or run from the checkout (or its build/)");
+  return {};
+}
+
 }  // namespace dmz::test

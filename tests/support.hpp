@@ -54,4 +54,9 @@ std::string commit_files(const std::filesystem::path& dir,
                          const std::vector<std::pair<std::string, std::string>>& files,
                          const std::string& message);
 
+// The checkout's root: $DMZ_SOURCE_DIR (ctest sets it), else the nearest of the current
+// directory and its parents holding deploy/setup.sh. Read at run time, not compiled in, so a
+// test object does not depend on where the checkout lives (ccache shares it across clones).
+std::filesystem::path source_dir();
+
 }  // namespace dmz::test

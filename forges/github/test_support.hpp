@@ -29,10 +29,7 @@ inline InboundRequest signed_request(const std::string& secret, const std::strin
   return r;
 }
 
-inline std::filesystem::path source_dir() {
-  if (const char* d = std::getenv("DMZ_SOURCE_DIR")) return d;
-  return std::filesystem::absolute(std::filesystem::path(__FILE__)).parent_path() / ".." / "..";
-}
+inline std::filesystem::path source_dir() { return test::source_dir(); }
 
 // One example payload of the corpus: the event name, which corpus, and the payload.
 struct Example {
