@@ -122,6 +122,10 @@ struct OutboxMessage {
   int attempts = 0;       // failed deliveries so far
   queue::Millis next_at;  // not before this time
   std::string last_error;
+  queue::Millis created_at = 0;  // when the change that said it was saved (the decision)
+  // Set when it is sent: the PR has been approved again since created_at, so a merge label on
+  // it now stands for that approval (a late removal must leave it).
+  bool approved_since = false;
 };
 
 class Forge {

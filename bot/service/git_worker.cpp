@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 
@@ -130,6 +131,23 @@ Result<q::Sha> GitWorker::try_build(int number, const q::Sha& head, const q::Sha
   }
   if (Status s = mirror_->push_force(merged->commit, branch); !s.ok()) return s.error();
   return merged->commit;
+}
+
+Status GitWorker::prune_try_branches(const std::string& prefix, const std::set<int>& keep) {
+  std::vector<git::RefUpdate> deletes;
+  for (const auto& [branch, sha] : mirror_->remote_branches()) {
+    if (!branch.starts_with(prefix + "/")) continue;
+    const std::string digits = branch.substr(prefix.size() + 1);
+    if (digits.empty() || digits.size() > 9 ||
+        !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      continue;  // not one of dmzbot's
+    if (!keep.count(std::stoi(digits))) deletes.push_back({"refs/heads/" + branch, "", {}});
+  }
+  if (deletes.empty()) return {};
+  auto r = mirror_->push_refs(deletes);
+  if (!r) return r.status();
+  if (!r->ok()) return conflict("deleting obsolete try branches was refused");
+  return {};
 }
 
 q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -50,6 +51,9 @@ class GitWorker {
   // CI builds it; nothing is queued. conflict (with the paths) if the merge conflicts.
   Result<queue::Sha> try_build(int number, const queue::Sha& head, const queue::Sha& base,
                                const std::string& branch);
+  // Deletes every remote try branch `<prefix>/<n>` (as the mirror last saw the remote) whose
+  // PR `n` is not in `keep`: the PR merged or closed, so its try build is obsolete.
+  Status prune_try_branches(const std::string& prefix, const std::set<int>& keep);
   std::uint64_t signature_verifications() const;
   // The mirror, for other work on this thread (release promotion).
   git::Mirror& mirror() { return *mirror_; }

@@ -6,6 +6,7 @@
 // bot made is checked against GitHub's published REST description.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -256,7 +257,7 @@ struct Bot {
 
   // ---- CI ----
   void status(const std::string& sha, const std::string& context, const std::string& state,
-              const std::string& url = "") {
+              const std::string& url = "", const std::string& branch = "dmz") {
     gh.api->add_status({sha, context, state, state + " on CI", url, "ci"});
     json e = forges::github::testing::example("status");
     e["sha"] = sha;
@@ -264,11 +265,12 @@ struct Bot {
     e["state"] = state;
     e["description"] = state + " on CI";
     e["target_url"] = url;
-    e["branches"] = json::array({{{"name", "dmz"}, {"commit", {{"sha", sha}}}}});
+    e["branches"] = json::array({{{"name", branch}, {"commit", {{"sha", sha}}}}});
     e["repository"] = repo_json();
     hook("status", e, "status:" + sha.substr(0, 7));
   }
-  void check_run(const std::string& sha, const std::string& name, const std::string& conclusion) {
+  void check_run(const std::string& sha, const std::string& name, const std::string& conclusion,
+                 const std::string& branch = "dmz") {
     auto id =
         gh.api->add_check_run({0, name, sha, "completed", conclusion, conclusion, "", "", "ci"});
     json e = forges::github::testing::example(
@@ -278,7 +280,7 @@ struct Bot {
     e["check_run"]["head_sha"] = sha;
     e["check_run"]["status"] = "completed";
     e["check_run"]["conclusion"] = conclusion;
-    e["check_run"]["check_suite"]["head_branch"] = "dmz";
+    e["check_run"]["check_suite"]["head_branch"] = branch;
     e["check_run"]["html_url"] = "https://ci.example/runs/" + std::to_string(id);
     e["repository"] = repo_json();
     hook("check_run", e, "check_run:" + sha.substr(0, 7));
@@ -580,6 +582,137 @@ TEST_CASE("github end to end: labels, commands, forks, pushes, a silent check, l
   CHECK(faulty == o);
 }
 
+// The candidate branches on the remote: name -> sha.
+std::map<std::string, std::string> candidate_branches(GitHub& gh) {
+  std::map<std::string, std::string> out;
+  std::istringstream refs(
+      must("git for-each-ref --format='%(refname:short) %(objectname)' refs/heads/dmz-queue",
+           gh.origin));
+  for (std::string name, sha; refs >> name >> sha;) out[name] = sha;
+  return out;
+}
+
+// A train on GitHub: every candidate is pushed to its own branch (with dmz at the tip, in one
+// atomic push) so CI builds each on push; checks are matched by each candidate's sha; a failure
+// rebuilds what was behind it on new branches and the obsolete ones are deleted. `try` builds
+// on a branch of its own and its result is answered on the PR.
+TEST_CASE("github end to end: a train of candidates, each on its own branch; try on its own") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh, [](config::Repo& repo) {
+    repo.queue.strategy = q::Strategy::Train;
+    repo.queue.window_start = 3;
+    repo.check_timeout = 60s;  // nothing here waits for a timeout
+  });
+  for (int n = 1; n <= 3; ++n) {
+    const std::string branch = "feature/t" + std::to_string(n);
+    bot.open(n, branch, gh.commit(branch, "t" + std::to_string(n) + ".txt", "t\n"));
+  }
+  for (int n = 1; n <= 3; ++n) bot.label(n, "alice");
+
+  // Three candidates, master+1, master+1+2, master+1+2+3, each on dmz-queue/<id>.
+  std::vector<q::Candidate> train;
+  REQUIRE_MESSAGE(eventually([&] {
+                    train = bot.service->state(kRepo)->train;
+                    if (train.size() != 3) return false;
+                    for (const auto& k : train)
+                      if (k.sha.empty() || k.status == q::CandidateStatus::Merging) return false;
+                    return true;
+                  }),
+                  "the train never held three candidates on the remote");
+  auto branch_of = [](const q::Candidate& k) { return "dmz-queue/" + std::to_string(k.id); };
+  {
+    auto remote = candidate_branches(gh);
+    CHECK(remote.size() == 3);
+    for (const auto& k : train) CHECK(remote[branch_of(k)] == k.sha);
+    CHECK(gh.rev("dmz") == train.back().sha);  // the tip of the train
+  }
+  const q::Candidate k1 = train[0], k2 = train[1], k3 = train[2];
+  CHECK(k2.base == k1.sha);  // each based on the one before
+  CHECK(k3.base == k2.sha);
+  CHECK(k3.prs == std::vector<int>{3});
+
+  // CI reports on each branch by its sha: the first is green and lands by itself (the others
+  // wait for their checks), the second fails.
+  bot.status(k1.sha, "ci/build", "success", "", branch_of(k1));
+  bot.check_run(k1.sha, "test", "success", branch_of(k1));
+  bot.merged(1);
+  CHECK(gh.rev("master") == k1.sha);
+  bot.status(k2.sha, "ci/build", "failure", "https://ci.example/build/k2", branch_of(k2));
+  bot.until(2, q::PrStatus::Failed);
+  CHECK(bot.pr(2).reason_code == q::Reason::BuildFailed);
+  // PR 3 was innocent: rebuilt on the new master without PR 2, on a new branch; the branches
+  // of the candidates that left the train are deleted.
+  q::Candidate k4;
+  REQUIRE(eventually([&] {
+    auto t = bot.service->state(kRepo)->train;
+    if (t.size() != 1 || t[0].sha.empty() || t[0].id == k3.id ||
+        t[0].status == q::CandidateStatus::Merging)
+      return false;
+    k4 = t[0];
+    return true;
+  }));
+  CHECK(k4.prs == std::vector<int>{3});
+  REQUIRE_MESSAGE(eventually([&] {
+                    return candidate_branches(gh) ==
+                           std::map<std::string, std::string>{{branch_of(k4), k4.sha}};
+                  }),
+                  "candidate branches left: " << candidate_branches(gh).size());
+  // A late success on the obsolete candidate that held PR 2 lands nothing.
+  bot.status(k3.sha, "ci/build", "success", "", branch_of(k3));
+  bot.check_run(k3.sha, "test", "success", branch_of(k3));
+  bot.status(k4.sha, "ci/build", "success", "", branch_of(k4));
+  bot.check_run(k4.sha, "test", "success", branch_of(k4));
+  bot.merged(3);
+  CHECK(gh.rev("master") == k4.sha);
+  CHECK(test::run("git merge-base --is-ancestor " + k3.sha + " master", gh.origin).exit_code != 0);
+  check_fast_forwards(gh);
+  REQUIRE(eventually([&] { return candidate_branches(gh).empty(); }));
+
+  // try: the PR's head on master, built on its own branch, the result answered on the PR.
+  std::string h5 = gh.commit("feature/five", "five.txt", "5\n");
+  bot.open(5, "feature/five", h5);
+  REQUIRE(eventually([&] { return bot.pr(5).number == 5; }));
+  bot.comment(5, "alice", "@dmzbot try");
+  std::string tried;
+  REQUIRE(eventually([&] {
+    auto r = test::run("git rev-parse --verify -q refs/heads/dmz-try/5", gh.origin);
+    if (r.exit_code != 0) return false;
+    tried = r.out.substr(0, 40);
+    return true;
+  }));
+  CHECK(must("git rev-parse " + tried + "^1", gh.origin).substr(0, 40) == gh.rev("master"));
+  CHECK(must("git rev-parse " + tried + "^2", gh.origin).substr(0, 40) == h5);
+  bot.status(tried, "ci/build", "success", "https://ci.example/try/5", "dmz-try/5");
+  REQUIRE_MESSAGE(
+      eventually([&] {
+        for (const auto& c : gh.api->comments(5))
+          if (c.body.find("try " + tried.substr(0, 7) + ": ci/build success") != std::string::npos)
+            return true;
+        return false;
+      }),
+      "no try result on #5:" << bot.comments_of(5));
+  CHECK(bot.pr(5).status == q::PrStatus::Open);  // tried, not queued
+  CHECK(gh.rev("master") == k4.sha);
+  // Closed, the PR's try branch is obsolete and deleted.
+  gh.api->set_state(5, "closed");
+  bot.hook("pull_request", pr_payload("closed", gh.api->pull(5), "dev"));
+  REQUIRE_MESSAGE(
+      eventually([&] {
+        return test::run("git rev-parse --verify -q refs/heads/dmz-try/5", gh.origin).exit_code !=
+               0;
+      }),
+      "dmz-try/5 was not deleted");
+  // The answers settle; every comment names its outcome.
+  REQUIRE(eventually([&] {
+    auto h = bot.service->view_now(kRepo);
+    return h.ok() && h->health.outbox_pending == 0;
+  }));
+  CHECK(outcome_of(bot, {1, 2, 3}).comments ==
+        std::map<int, std::vector<std::string>>{
+            {1, {"Merged"}}, {2, {"Build failed"}}, {3, {"Merged"}}});
+  check_against_openapi(*gh.api, bot.data.path());
+}
+
 TEST_CASE(
     "github end to end as a GitHub App: installation tokens for the API and git, check runs") {
   test::TempDir keys;
@@ -650,6 +783,38 @@ TEST_CASE("github: a burst of webhooks during an API outage does not pile up wor
       took < 5s,
       "stop() took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
                      << " ms");
+}
+
+// Deliveries arriving together share one commit of their ids; a redelivery among them (GitHub's
+// "redeliver" clicked while the first is in flight) is still taken only once.
+TEST_CASE("github webhooks: one delivery posted many times at once is taken once") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  test::FakeGitHub::Pull p{1, "Change 1", "dev", "feature/one", h1};
+  gh.api->put_pull(p);
+  const json opened = pr_payload("opened", p, "dev");
+  std::vector<std::thread> senders;
+  std::atomic<int> fresh{0}, duplicate{0}, other{0};
+  for (int i = 0; i < 8; ++i)
+    senders.emplace_back([&, i] {
+      // Other deliveries in the same bursts, each its own id.
+      json star = forges::github::testing::example("star");
+      star["repository"] = repo_json();
+      auto s = bot.post("star", star, "star-" + std::to_string(i));
+      auto r = bot.post("pull_request", opened, "same-delivery");
+      if (r.status != 202 || s.status != 202)
+        ++other;
+      else if (json::parse(r.body)["duplicate"] == true)
+        ++duplicate;
+      else
+        ++fresh;
+    });
+  for (auto& t : senders) t.join();
+  CHECK(other.load() == 0);
+  CHECK(fresh.load() == 1);
+  CHECK(duplicate.load() == 7);
+  REQUIRE(eventually([&] { return bot.pr(1).number == 1; }));  // and the one was handled
 }
 
 TEST_CASE("github webhooks: bad input is answered with a code and changes nothing") {

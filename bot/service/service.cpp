@@ -16,6 +16,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -25,6 +26,7 @@
 #include "bot/driver/driver.hpp"
 #include "bot/git/mirror.hpp"
 #include "bot/http/http_client.hpp"
+#include "bot/service/delivery_recorder.hpp"
 #include "bot/service/git_worker.hpp"
 #include "bot/service/promoter.hpp"
 #include "bot/service/serial_executor.hpp"
@@ -159,6 +161,8 @@ struct Service::Impl final : driver::GitPort,
   std::vector<std::unique_ptr<RepoRuntime>> repos;
   std::unique_ptr<driver::Driver> driver;  // engine thread only
   SerialExecutor engine{"engine"};
+  // Webhook delivery ids, group-committed (declared after `engine`: its answers post there).
+  std::unique_ptr<DeliveryRecorder> deliveries;
   std::atomic<bool> started{false};
   std::atomic<bool> stopped{false};
 
@@ -207,6 +211,7 @@ struct Service::Impl final : driver::GitPort,
     auto opened = open_sqlite_store(file, options.store);
     if (!opened) return opened.status().prefixed("store: ");
     store = std::move(*opened);
+    deliveries = std::make_unique<DeliveryRecorder>(*store);
     auto has_state = store->has_state();
     if (!has_state) return has_state.status().prefixed("store: ");
     if (!*has_state && has_entries(mirrors))
@@ -436,9 +441,15 @@ struct Service::Impl final : driver::GitPort,
   void cancel_build(const std::string& repo, const q::CancelBuild& a) override {
     if (RepoRuntime* rt = find(repo); rt && rt->runner) rt->runner->cancel(a.sha);
   }
-  void send(const forges::OutboxMessage& m) override {
-    RepoRuntime* rt = find(m.repo);
+  void send(const forges::OutboxMessage& message) override {
+    RepoRuntime* rt = find(message.repo);
     if (!rt) return;
+    forges::OutboxMessage m = message;
+    if (const q::RepoState* state = driver->state(m.repo)) {  // engine thread: as it is now
+      auto pr = state->prs.find(m.notice.number);
+      m.approved_since =
+          pr != state->prs.end() && pr->second.approval && pr->second.approval->at > m.created_at;
+    }
     rt->forge_thread->post([this, rt, m] {
       Status s = rt->forge->deliver(m);
       engine.post([this, id = m.id, s] { driver->delivered(id, s); });
@@ -625,6 +636,16 @@ struct Service::Impl final : driver::GitPort,
         if (pr.status == q::PrStatus::Queued || pr.candidate) consider(pr);
     for (const auto& pr : *c.archived) rt->desired.erase(pr.number);
     show(*rt, std::move(changed));
+    // PRs that left the hot state (merged, closed, long finished) need their try builds no
+    // more: their branches are deleted, as obsolete candidate branches are.
+    if (!c.archived->empty() && rt->cfg.github) {
+      std::set<int> keep;
+      for (const auto& [n, pr] : c.state->prs) keep.insert(n);
+      on_git(repo, [keep = std::move(keep)](RepoRuntime& rt) {
+        if (Status s = rt.worker->prune_try_branches(rt.cfg.github->try_branch, keep); !s.ok())
+          spdlog::warn("{}: cannot delete obsolete try branches: {}", rt.cfg.name, s.message());
+      });
+    }
   }
 
   void show(RepoRuntime& rt, std::vector<forges::PullSummary> summaries) {
@@ -778,6 +799,8 @@ void Service::stop() {
   Impl& im = *impl_;
   if (im.stopped.exchange(true)) return;
   im.started = false;
+  // Deliveries already taken are written and handed to the engine before anything stops.
+  if (im.deliveries) im.deliveries->stop();
   {
     std::lock_guard lock(im.timer_mutex);
     im.timer_stop = true;
@@ -933,24 +956,28 @@ void Service::webhook(const std::string& forge, forges::InboundRequest request,
       if (delivery.code() == Code::kUnauthenticated || delivery.code() == Code::kNotFound) continue;
       return done(delivery.error());
     }
-    // Durable before the answer: a redelivery of this id changes nothing.
-    auto fresh = impl_->store->record_delivery(forge + ":" + delivery->id, impl_->now());
-    if (!fresh) {
-      // The forge will not send it again: read the repository back as soon as we can.
-      RepoRuntime* raw = rt.get();
-      impl_->engine.post([raw] { raw->next_reconcile_at = 0; });
-      return done(fresh.status().prefixed("store: ").error());
-    }
-    WebhookAccepted accepted{delivery->repo, !*fresh,
-                             delivery->events.size() + delivery->follow_ups.size()};
-    if (*fresh) {
-      if (delivery->fetch) impl_->request_fetch(*rt);
-      RepoRuntime* raw = rt.get();
-      impl_->engine.post([this, raw, d = std::move(*delivery)]() mutable {
-        impl_->handle_delivery(*raw, std::move(d));
-      });
-    }
-    return done(accepted);
+    // Durable before the answer: a redelivery of this id changes nothing. The id is written
+    // together with those of other deliveries arriving meanwhile (group commit); the 202 and
+    // the handling wait for that commit.
+    RepoRuntime* raw = rt.get();
+    const std::string id = forge + ":" + delivery->id;  // before the delivery moves on
+    auto recorded = [this, raw, done, d = std::move(*delivery)](Result<bool> fresh) mutable {
+      if (!fresh) {
+        // The forge will not send it again: read the repository back as soon as we can.
+        impl_->engine.post([raw] { raw->next_reconcile_at = 0; });
+        return done(fresh.status().prefixed("store: ").error());
+      }
+      WebhookAccepted accepted{d.repo, !*fresh, d.events.size() + d.follow_ups.size()};
+      if (*fresh) {
+        if (d.fetch) impl_->request_fetch(*raw);
+        impl_->engine.post([this, raw, d = std::move(d)]() mutable {
+          impl_->handle_delivery(*raw, std::move(d));
+        });
+      }
+      done(accepted);
+    };
+    impl_->deliveries->record(id, impl_->now(), std::move(recorded));
+    return;
   }
   if (!any) return done(not_found("no " + forge + " repository is configured"));
   if (unauthenticated_seen)

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
+#include <vector>
 
 #include "bot/store/store.hpp"
 
@@ -16,6 +18,9 @@ class FaultInjectionStore final : public Store {
 
   std::atomic<int> fail_saves{0};  // the next N saves fail as a full disk would
   std::atomic<int> fail_reads{0};  // the next N reads of archived PRs fail as a locked database
+  std::atomic<int> fail_deliveries{0};  // the next N delivery batches fail as a locked database
+  // Runs before each batch of delivery ids is written (set it before the store is shared).
+  std::function<void(const std::vector<DeliveryId>&)> before_deliveries;
 
   Result<Saved> save(const Change& c) override {
     if (take(fail_saves)) return unavailable("sqlite: step 'INSERT': database or disk is full");
@@ -54,8 +59,10 @@ class FaultInjectionStore final : public Store {
                       const std::string& e) override {
     return real_.outbox_retry(id, attempts, next_at, e);
   }
-  Result<bool> record_delivery(const std::string& id, queue::Millis at) override {
-    return real_.record_delivery(id, at);
+  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) override {
+    if (before_deliveries) before_deliveries(ids);
+    if (take(fail_deliveries)) return unavailable("sqlite: step 'INSERT': database is locked");
+    return real_.record_deliveries(ids);
   }
   Status prune_deliveries(queue::Millis before) override { return real_.prune_deliveries(before); }
   Result<bool> acquire_lease(const std::string& repo, const std::string& owner, queue::Millis now,

@@ -76,7 +76,7 @@ class MemoryStore final : public Store {
     }
     Saved saved{++r.version, {}};
     for (const auto& n : change.notices) {
-      forges::OutboxMessage m{++outbox_seq_, st.repo, n, 0, change.at, ""};
+      forges::OutboxMessage m{++outbox_seq_, st.repo, n, 0, change.at, "", change.at};
       saved.outbox_ids.push_back(m.id);
       outbox_.emplace(m.id, std::move(m));
     }
@@ -159,9 +159,12 @@ class MemoryStore final : public Store {
     return {};
   }
 
-  Result<bool> record_delivery(const std::string& delivery_id, queue::Millis at) override {
+  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) override {
     std::lock_guard lock(mu_);
-    return deliveries_.emplace(delivery_id, at).second;
+    std::vector<bool> fresh;
+    fresh.reserve(ids.size());
+    for (const auto& d : ids) fresh.push_back(deliveries_.emplace(d.id, d.at).second);
+    return fresh;
   }
 
   Status prune_deliveries(queue::Millis before) override {

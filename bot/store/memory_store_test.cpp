@@ -187,6 +187,7 @@ TEST_CASE_TEMPLATE("store contract: outbox, deliveries and leases", F, SqliteFac
   REQUIRE(box->size() == 2);
   CHECK((*box)[0].notice.message == "boom");
   CHECK((*box)[0].next_at == 500);
+  CHECK((*box)[0].created_at == 500);
   REQUIRE(store->outbox_retry((*box)[0].id, 1, 2500, "502").ok());
   REQUIRE(store->outbox_delivered((*box)[1].id).ok());
   box = store->outbox(s.repo);
@@ -198,6 +199,8 @@ TEST_CASE_TEMPLATE("store contract: outbox, deliveries and leases", F, SqliteFac
   CHECK_FALSE(store->record_delivery("abc", 30).value());
   REQUIRE(store->prune_deliveries(20).ok());
   CHECK(store->record_delivery("abc", 40).value());
+  CHECK(*store->record_deliveries({{"x", 50}, {"abc", 50}, {"x", 51}}) ==
+        std::vector<bool>{true, false, false});
 
   CHECK(store->acquire_lease("acme/a", "h1", 1000, 500).value());
   CHECK_FALSE(store->acquire_lease("acme/a", "h2", 1200, 500).value());

@@ -591,7 +591,7 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     auto& q = stmt(
         "SELECT id, number, kind, reason_code, message, head, attempts, next_at, last_error,"
-        " details FROM outbox WHERE repo = ?1 ORDER BY id");
+        " details, created_at FROM outbox WHERE repo = ?1 ORDER BY id");
     q.bind(1, repo);
     std::vector<forges::OutboxMessage> out;
     for (;;) {
@@ -612,6 +612,7 @@ class SqliteStore final : public Store {
       m.attempts = static_cast<int>(q.int64(6));
       m.next_at = q.int64(7);
       m.last_error = q.text(8);
+      m.created_at = q.int64(10);
       auto details = parse_details(repo, m.notice.number, q.text(9));
       if (!details) return details.error();
       m.notice.details = std::move(*details);
@@ -636,13 +637,22 @@ class SqliteStore final : public Store {
         .exec();
   }
 
-  Result<bool> record_delivery(const std::string& delivery_id, queue::Millis at) override {
+  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) override {
     std::lock_guard lock(mu_);
-    DMZ_TRY_R(stmt("INSERT OR IGNORE INTO deliveries(id, at) VALUES(?1, ?2)")
-                  .bind(1, delivery_id)
-                  .bind(2, at)
-                  .exec());
-    return sqlite3_changes(db_.get()) == 1;
+    // One transaction, so one fsync (synchronous=FULL) for the whole burst.
+    Transaction tx(db_.get());
+    DMZ_TRY_R(tx.begun());
+    std::vector<bool> fresh;
+    fresh.reserve(ids.size());
+    for (const auto& d : ids) {
+      DMZ_TRY_R(stmt("INSERT OR IGNORE INTO deliveries(id, at) VALUES(?1, ?2)")
+                    .bind(1, d.id)
+                    .bind(2, d.at)
+                    .exec());
+      fresh.push_back(sqlite3_changes(db_.get()) == 1);
+    }
+    DMZ_TRY_R(tx.commit());
+    return fresh;
   }
 
   Status prune_deliveries(queue::Millis before) override {

@@ -62,6 +62,12 @@ struct Change {
   queue::Millis at = 0;                      // when (outbox messages are due from then)
 };
 
+// A webhook delivery id and when it arrived.
+struct DeliveryId {
+  std::string id;
+  queue::Millis at = 0;
+};
+
 struct Saved {
   std::uint64_t version = 0;             // the repository's version after the change
   std::vector<std::int64_t> outbox_ids;  // of change.notices, in order
@@ -107,8 +113,16 @@ class Store {
   virtual Status outbox_retry(std::int64_t id, int attempts, queue::Millis next_at,
                               const std::string& last_error) = 0;
 
-  // Records a webhook delivery id seen at `at`; false if it was already recorded.
-  virtual Result<bool> record_delivery(const std::string& delivery_id, queue::Millis at) = 0;
+  // Records webhook delivery ids, each seen at its `at`, in one transaction (one commit for a
+  // burst of deliveries): for each, in order, true if it is new, false if it was already
+  // recorded (earlier, or earlier in the same batch). Fails as a whole: then none is recorded.
+  virtual Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) = 0;
+  // The same for one id.
+  Result<bool> record_delivery(const std::string& delivery_id, queue::Millis at) {
+    auto r = record_deliveries({DeliveryId{delivery_id, at}});
+    if (!r) return r.error();
+    return bool(r->front());
+  }
   // Forgets delivery ids first seen before `before` (a forge redelivers within days, not months).
   virtual Status prune_deliveries(queue::Millis before) = 0;
 

@@ -286,6 +286,7 @@ TEST_CASE("store: the outbox is saved with the change, delivered or rescheduled"
   REQUIRE(box->size() == 1);
   CHECK((*box)[0].attempts == 1);
   CHECK((*box)[0].next_at == 2500);
+  CHECK((*box)[0].created_at == 500);  // when it was decided, whatever the retries
   CHECK((*box)[0].last_error == "forge answered 502");
   CHECK(store->outbox("other/repo")->empty());
 }
@@ -371,6 +372,30 @@ TEST_CASE("store: duplicate delivery ids are detected; old ones are pruned") {
   REQUIRE(store->prune_deliveries(20).ok());  // first seen before 20: "abc"
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM deliveries") == "2");
   CHECK(store->record_delivery("abc", 60).value() == true);
+}
+
+TEST_CASE("store: a batch of delivery ids is one transaction, deduplicated within it") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  REQUIRE(store->record_delivery("old", 5).value());
+  auto r = store->record_deliveries({{"a", 10}, {"old", 11}, {"b", 12}, {"a", 13}, {"c", 14}});
+  REQUIRE(r.ok());
+  CHECK(*r == std::vector<bool>{true, false, true, false, true});  // the second "a" is a redelivery
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT at FROM deliveries WHERE id = 'a'") == "10");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM deliveries") == "4");
+  CHECK(store->record_deliveries({})->empty());
+
+  // A batch that cannot be written records none of its ids, so none was answered 202.
+  auto limited = open_sqlite_store(dir / "dmz.db", {.busy_timeout_ms = 5000, .max_pages = 64});
+  REQUIRE(limited.ok());
+  std::vector<DeliveryId> big;
+  for (int i = 0; i < 400; ++i)
+    big.push_back({"big-" + std::to_string(i) + std::string(900, 'x'), 20});
+  auto full = (*limited)->record_deliveries(big);
+  REQUIRE_FALSE(full.ok());
+  CHECK(full.code() == Code::kUnavailable);
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM deliveries") == "4");
+  CHECK((*limited)->record_delivery("d", 30).value());  // a small batch still fits
 }
 
 TEST_CASE("store: a lease is held by one owner until it expires") {

@@ -221,11 +221,28 @@ Result<Delivery> GitHubForge::webhook(const InboundRequest& request, q::Millis n
                         request.header("x-github-delivery"), *payload, now);
 }
 
+// Takes the merge label off for a notice that ended its approval, unless a merge master put
+// it on again since that decision: a late or retried removal must not strip a new approval's
+// label. dmzbot knows of a new approval it has applied (`approved_since`); one whose webhook is
+// late or lost shows in GitHub's label events. GitHub stamps them to the second: a label of
+// the decision's own second is taken for the old one (removed; a new approval by it, if its
+// webhook comes, has lost its label, as before this check).
+Status GitHubForge::drop_merge_label(const OutboxMessage& m) {
+  const std::string& label = options_.webhook.merge_label;
+  if (m.approved_since) return {};
+  if (m.created_at > 0) {
+    auto labeled = client_->last_labeled(m.notice.number, label);
+    if (!labeled) return labeled.status();
+    if (*labeled && (*labeled)->at > m.created_at - m.created_at % 1000) return {};
+  }
+  return client_->remove_label(m.notice.number, label);
+}
+
 Status GitHubForge::deliver(const OutboxMessage& m) {
   const q::Notify& n = m.notice;
   // Idempotent steps first, the comment last: a failure part-way is retried whole.
   if (drops_label(n.reason))
-    if (Status s = client_->remove_label(n.number, options_.webhook.merge_label); !s.ok()) return s;
+    if (Status s = drop_merge_label(m); !s.ok()) return s;
   const std::string body = comment_for(n, options_.webhook.repo, options_.public_url,
                                        "<!-- dmzbot:notice:" + std::to_string(m.id) + " -->");
   if (body.empty()) return {};

@@ -70,6 +70,7 @@ class GitHubForge final : public Forge {
 
  private:
   Status set_status_labels(int number, PullSummary::State state);
+  Status drop_merge_label(const OutboxMessage& m);
 
   Options options_;
   std::unique_ptr<Client> client_;

@@ -46,20 +46,41 @@ struct Fixture {
 
 using Calls = std::vector<std::string>;
 
-forges::OutboxMessage message(q::Notify n, std::int64_t id = 7, int attempts = 0) {
+forges::OutboxMessage message(q::Notify n, std::int64_t id = 7, int attempts = 0,
+                              q::Millis created_at = 1'700'000'000'000) {
   forges::OutboxMessage m;
   m.id = id;
   m.repo = "octo/widgets";
   m.notice = std::move(n);
   m.attempts = attempts;
+  m.created_at = created_at;
   return m;
+}
+
+std::string iso(q::Millis t) {
+  std::time_t sec = static_cast<std::time_t>(t / 1000);
+  std::tm tm{};
+  gmtime_r(&sec, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+// An issue events page: the merge label added by `actor` at `at`.
+std::string labeled_at(q::Millis at, const std::string& actor = "alice") {
+  return json::array({{{"event", "labeled"},
+                       {"actor", {{"login", actor}}},
+                       {"label", {{"name", "dmz:merge"}}},
+                       {"created_at", iso(at)}}})
+      .dump();
 }
 
 TEST_CASE("github forge: a failure takes the merge label off and comments every detail") {
   Fixture f;
   auto forge = f.forge();
-  f.http.answer(200, "[]");  // DELETE label
-  f.http.answer(201, "{}");  // comment
+  f.http.answer(200, labeled_at(f.clock.now() - 60'000));  // approved a minute before
+  f.http.answer(200, "[]");                                // DELETE label
+  f.http.answer(201, "{}");                                // comment
   auto s = forge->deliver(message(q::Notify{3,
                                             q::NoticeKind::Failure,
                                             q::Reason::PolicyFailed,
@@ -67,14 +88,64 @@ TEST_CASE("github forge: a failure takes the merge label off and comments every 
                                             kA,
                                             {"commit abc is unsigned", "path x is not covered"}}));
   REQUIRE(s.ok());
-  CHECK(f.calls() == Calls{"DELETE /repos/octo/widgets/issues/3/labels/dmz%3Amerge",
+  CHECK(f.calls() == Calls{"GET /repos/octo/widgets/issues/3/events?per_page=100",
+                           "DELETE /repos/octo/widgets/issues/3/labels/dmz%3Amerge",
                            "POST /repos/octo/widgets/issues/3/comments"});
-  const std::string body = json::parse(f.http.calls[1].body)["body"];
+  const std::string body = json::parse(f.http.calls[2].body)["body"];
   CHECK(body ==
         "**Policy failed**: policy: commit abc is unsigned\n\n"
         "- commit abc is unsigned\n- path x is not covered\n\n"
         "[Queue status](https://dmz.example/repos/octo/widgets/pulls/3)\n\n"
         "<!-- dmzbot:notice:7 -->");
+}
+
+TEST_CASE("github forge: a late or retried label removal keeps a label added again since") {
+  Fixture f;
+  auto forge = f.forge();
+  const q::Millis decided = f.clock.now() - 20'000;  // the failure was saved 20 s ago
+  const q::Notify failed{3, q::NoticeKind::Failure, q::Reason::BuildFailed, "build failed", kA};
+  auto answer_events = [&](q::Millis labeled) {
+    f.http.calls.clear();
+    f.http.otherwise = [&, labeled](const HttpCall& c) -> Result<HttpReply> {
+      if (c.url.find("/events") != std::string::npos)
+        return HttpReply{200, {}, labeled_at(labeled)};
+      if (c.method == "GET") return HttpReply{200, {}, "[]"};
+      return HttpReply{c.method == "POST" ? 201 : 200, {}, "{}"};
+    };
+  };
+  auto deleted = [&] {
+    for (const auto& c : f.calls())
+      if (c.rfind("DELETE ", 0) == 0) return true;
+    return false;
+  };
+  SUBCASE("a merge master added the label again after the failure: it stays") {
+    // The first attempt's answer was lost; meanwhile alice re-approved with the label.
+    answer_events(decided + 5'000);
+    REQUIRE(forge->deliver(message(failed, 11, 1, decided)).ok());
+    CHECK_FALSE(deleted());
+    CHECK(f.calls().back() == "POST /repos/octo/widgets/issues/3/comments");  // still said
+  }
+  SUBCASE("dmzbot applied a new approval since: it stays, without asking GitHub") {
+    answer_events(decided - 1'000);
+    auto m = message(failed, 11, 1, decided);
+    m.approved_since = true;
+    REQUIRE(forge->deliver(m).ok());
+    CHECK_FALSE(deleted());
+    for (const auto& c : f.calls()) CHECK(c.find("/events") == std::string::npos);
+  }
+  SUBCASE("a label of the decision's own second is the approval that ended: taken off") {
+    answer_events(decided - decided % 1000);
+    REQUIRE(forge->deliver(message(failed, 11, 0, decided + 999 - decided % 1000)).ok());
+    CHECK(deleted());
+  }
+  SUBCASE("the label of the approval that failed is taken off, first attempt or retry") {
+    answer_events(decided - 1'000);
+    REQUIRE(forge->deliver(message(failed, 11, 0, decided)).ok());
+    CHECK(deleted());
+    answer_events(decided - 1'000);
+    REQUIRE(forge->deliver(message(failed, 11, 2, decided)).ok());
+    CHECK(deleted());
+  }
 }
 
 TEST_CASE("github forge: merged says the master commit; transient notices need no comment") {
@@ -106,6 +177,7 @@ TEST_CASE("github forge: a retried notice is not commented twice; errors keep th
   Fixture f;
   auto forge = f.forge();
   // The first attempt posted the comment but its answer was lost: the retry finds the marker.
+  f.http.answer(200, "[]");  // no label events
   f.http.answer(200, "[]");  // DELETE label
   f.http.answer(200, R"([{"body":"**Cancelled**: x\n\n<!-- dmzbot:notice:9 -->"}])");
   REQUIRE(forge
@@ -113,7 +185,8 @@ TEST_CASE("github forge: a retried notice is not commented twice; errors keep th
                   q::Notify{4, q::NoticeKind::Info, q::Reason::Cancelled, "cancelled by alice", kA},
                   9, 1))
               .ok());
-  CHECK(f.calls() == Calls{"DELETE /repos/octo/widgets/issues/4/labels/dmz%3Amerge",
+  CHECK(f.calls() == Calls{"GET /repos/octo/widgets/issues/4/events?per_page=100",
+                           "DELETE /repos/octo/widgets/issues/4/labels/dmz%3Amerge",
                            "GET /repos/octo/widgets/issues/4/comments?per_page=100"});
   // A PR GitHub does not know: not_found (the outbox drops it); 5xx: unavailable (retried).
   f.http.answer(404, R"({"message":"Not Found"})");
@@ -302,14 +375,6 @@ TEST_CASE("github forge reconcile: a lost label approves only when added after t
   s.prs[1] = pr(1, kA);
   s.prs[2] = pr(2, kB);
   ReconcileInput in{s, [&](int n) { return n == 1 ? now - 60'000 : now - 1'000; }};
-  auto iso = [](q::Millis t) {
-    std::time_t sec = static_cast<std::time_t>(t / 1000);
-    std::tm tm{};
-    gmtime_r(&sec, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return std::string(buf);
-  };
   f.http.otherwise = [&](const HttpCall& c) -> Result<HttpReply> {
     if (c.url.find("/pulls?") != std::string::npos)
       return HttpReply{200,

@@ -1,0 +1,163 @@
+#include "bot/service/delivery_recorder.hpp"
+
+#include <doctest/doctest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bot/store/fault_injection.hpp"
+#include "tests/support.hpp"
+
+namespace dmz {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// Whether `id` is committed, read through a connection of its own (it sees only commits).
+// Plain code, no assertions: it runs on the recorder's thread too.
+bool committed(const std::filesystem::path& db, const std::string& id) {
+  sqlite3* c = nullptr;
+  bool found = false;
+  if (sqlite3_open_v2(db.c_str(), &c, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(c, "SELECT count(*) FROM deliveries WHERE id = ?1", -1, &q, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_bind_text(q, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+      found = sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 1;
+    }
+    sqlite3_finalize(q);
+  }
+  sqlite3_close(c);
+  return found;
+}
+
+// The answers, in the order they came, waited for with a deadline.
+struct Answers {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::pair<std::string, Result<bool>>> got;
+
+  DeliveryRecorder::Answer for_id(std::string id, std::function<void()> also = {}) {
+    return [this, id, also](Result<bool> r) {
+      if (also) also();
+      std::lock_guard lock(mu);
+      got.emplace_back(id, std::move(r));
+      cv.notify_all();
+    };
+  }
+  bool wait_for(std::size_t n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, 10s, [&] { return got.size() >= n; });
+  }
+};
+
+}  // namespace
+
+TEST_CASE("DeliveryRecorder: ids arriving during a commit share the next one, deduplicated") {
+  test::TempDir dir;
+  auto real = open_sqlite_store(dir / "dmz.db");
+  REQUIRE(real.ok());
+  FaultInjectionStore store(**real);
+  // The first batch waits (inside the store) until the test has queued four more ids, as a
+  // slow fsync would hold it while a burst arrives.
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool open = false;
+  std::vector<std::vector<std::string>> batches;
+  store.before_deliveries = [&](const std::vector<DeliveryId>& ids) {
+    std::unique_lock lock(gate_mu);
+    std::vector<std::string> names;
+    for (const auto& d : ids) names.push_back(d.id);
+    batches.push_back(names);
+    gate_cv.wait_for(lock, 10s, [&] { return open; });
+  };
+  Answers answers;
+  // Each answer checks that its id was committed before it was given.
+  std::atomic<int> answered_before_commit{0};
+  auto check_committed = [&](const std::string& id) {
+    return [&, id] {
+      if (!committed(dir / "dmz.db", id)) ++answered_before_commit;
+    };
+  };
+  {
+    DeliveryRecorder recorder(store);
+    recorder.record("a", 1, answers.for_id("a", check_committed("a")));
+    // Wait until the recorder holds "a" inside the store, then queue the burst.
+    for (auto until = std::chrono::steady_clock::now() + 10s;;) {
+      {
+        std::lock_guard lock(gate_mu);
+        if (!batches.empty()) break;
+      }
+      REQUIRE(std::chrono::steady_clock::now() < until);
+      std::this_thread::yield();
+    }
+    for (std::string id : {"b", "c", "b", "a"})
+      recorder.record(id, 2, answers.for_id(id, check_committed(id)));
+    {
+      std::lock_guard lock(gate_mu);
+      open = true;
+    }
+    gate_cv.notify_all();
+    REQUIRE(answers.wait_for(5));
+    CHECK(recorder.batches() == 2);
+  }
+  REQUIRE(batches.size() == 2);
+  CHECK(batches[1] == std::vector<std::string>{"b", "c", "b", "a"});
+  std::vector<std::string> order;
+  std::vector<bool> fresh;
+  for (auto& [id, r] : answers.got) {
+    REQUIRE(r.ok());
+    order.push_back(id);
+    fresh.push_back(*r);
+  }
+  CHECK(order == std::vector<std::string>{"a", "b", "c", "b", "a"});  // the order they came
+  // The second "b" arrived in the same batch as the first: a redelivery, as is the old "a".
+  CHECK(fresh == std::vector<bool>{true, true, true, false, false});
+  CHECK(answered_before_commit == 0);
+}
+
+TEST_CASE("DeliveryRecorder: a failed batch answers every id in it with the error") {
+  test::TempDir dir;
+  auto real = open_sqlite_store(dir / "dmz.db");
+  REQUIRE(real.ok());
+  FaultInjectionStore store(**real);
+  store.fail_deliveries = 1;
+  Answers answers;
+  DeliveryRecorder recorder(store);
+  recorder.record("x", 1, answers.for_id("x"));
+  REQUIRE(answers.wait_for(1));
+  CHECK(answers.got[0].second.code() == Code::kUnavailable);
+  CHECK_FALSE(committed(dir / "dmz.db", "x"));
+  recorder.record("x", 2, answers.for_id("x"));  // GitHub's manual redelivery is taken
+  REQUIRE(answers.wait_for(2));
+  CHECK(answers.got[1].second.value() == true);
+}
+
+TEST_CASE("DeliveryRecorder: stop answers what waits; later ids are refused at once") {
+  test::TempDir dir;
+  auto real = open_sqlite_store(dir / "dmz.db");
+  REQUIRE(real.ok());
+  Answers answers;
+  DeliveryRecorder recorder(**real);
+  for (int i = 0; i < 50; ++i) recorder.record("id-" + std::to_string(i), i, answers.for_id("x"));
+  recorder.stop();
+  {
+    std::lock_guard lock(answers.mu);
+    REQUIRE(answers.got.size() == 50);
+    for (auto& [id, r] : answers.got) CHECK(r.value() == true);
+  }
+  CHECK(committed(dir / "dmz.db", "id-49"));
+  recorder.record("late", 99, answers.for_id("late"));
+  REQUIRE(answers.wait_for(51));
+  CHECK(answers.got[50].second.code() == Code::kUnavailable);
+  CHECK_FALSE(committed(dir / "dmz.db", "late"));
+}
+
+}  // namespace dmz
