@@ -510,7 +510,7 @@ class Api : public std::enable_shared_from_this<Api> {
             in.outcomes = &*h;
             auto page = page::build_repo_page(in);
             if (auto r = backend_.releases(name))  // the releases section (releases_view.hpp)
-              if (auto v = page::parse_releases(*r)) page.releases = std::move(*v);
+              if (auto v = page::parse_releases(*r); v && !v->empty()) page.releases = *v;
             done(std::move(page));
           });
     });

@@ -26,6 +26,8 @@ struct HeldRelease {
 struct ReleasesView {
   std::optional<HeldRelease> staging, production;  // nullopt: the branch does not exist
   std::vector<PromotionRecord> recent;             // newest first
+  // Nothing to show: no release branch and no tag ever judged (a repository without releases).
+  bool empty() const { return !staging && !production && recent.empty(); }
 };
 
 // Reads Promoter::json() ({"staging": {...} | null, "production": ..., "recent": [...]});

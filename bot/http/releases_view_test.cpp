@@ -67,6 +67,7 @@ bool contains(const std::string& text, const std::string& part) {
 TEST_CASE("releases: what staging and production hold, promotions and refusals, escaped") {
   auto view = parse_releases(releases_json());
   REQUIRE(view.ok());
+  CHECK_FALSE(view->empty());
   REQUIRE(view->staging);
   CHECK(view->staging->tag == "v1.0.1-rc1");
   CHECK(view->staging->signers == std::vector<std::string>{"lead"});
@@ -92,6 +93,7 @@ TEST_CASE("releases: what staging and production hold, promotions and refusals, 
 TEST_CASE("releases: branches not created yet, nothing judged yet") {
   auto view = parse_releases(R"({"staging": null, "production": null, "recent": []})");
   REQUIRE(view.ok());
+  CHECK(view->empty());  // the repository page leaves the section out
   const std::string html = render_releases(*view, kNow);
   CHECK(contains(html, "<dt>Staging</dt><dd><span class=\"muted\">not created yet</span>"));
   CHECK(contains(html, "No tag has been promoted or refused yet."));
