@@ -163,6 +163,14 @@ TEST_CASE("release promotion through the service: by API, by fetch, refusals, th
   CHECK(rel["staging"]["tag"] == "v1.1-rc1");
   CHECK(rel["production"]["tag"] == "v1.1");
   CHECK(rel["production"]["signers"] == nlohmann::json::array({"releng"}));
+  // The repository's status page shows the same.
+  auto page = http_request("127.0.0.1", *port, "GET", std::string("/repos/") + kRepo, "", {});
+  REQUIRE(page.ok());
+  CHECK(page->status == 200);
+  CHECK(page->body.find("<h2 id=\"h-releases\">Releases</h2>") != std::string::npos);
+  CHECK(page->body.find("tag <code>v1.1</code> signed by releng") != std::string::npos);
+  CHECK(page->body.find("who is not in the release signers") != std::string::npos);
+
   int refusals = 0;
   for (const auto& r : rel["recent"])
     if (r["tag"] == "v1.0" && r["promoted"] == false) ++refusals;
