@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
+#include <set>
 
 #include "bot/cli/demo.hpp"
 #include "bot/cli/serve.hpp"
@@ -26,18 +27,42 @@ std::optional<dmz::config::Config> load_config(const std::string& file) {
   return loaded.config;
 }
 
-// `dmzbot verify --releases`: staging's tip must carry a valid candidate tag, production's a
-// valid release tag (branches of the repository itself, refs/heads/<name>).
+// `dmzbot verify --releases`: every commit staging ever held must carry a valid candidate tag,
+// every commit production ever held a valid release tag. The branches are the repository's own
+// (refs/heads/<name>) or, in dmzbot's mirror, the tracking refs (refs/remotes/origin/<name>);
+// their history is the ref's reflog and the updates the push log (`log_ref`) records.
 int run_verify_releases(const dmz::VerifyOptions& options,
-                        const dmz::trust::ReleaseBranches& branches) {
+                        const dmz::trust::ReleaseBranches& branches, const std::string& log_ref) {
   auto mirror = dmz::git::Mirror::open_existing(options.repo);
   if (!mirror) {
     std::fprintf(stderr, "%s\n", mirror.status().message().c_str());
     return 2;
   }
   dmz::git::Mirror* m = mirror->get();
-  auto tip = [m](const std::string& b) { return m->reference("refs/heads/" + b); };
-  auto problems = dmz::trust::audit_release_branches(*m, branches, tip, options.policy);
+  auto ref_of = [m](const std::string& b) {
+    const std::string local = "refs/heads/" + b;
+    if (m->reference(local)) return local;
+    const std::string tracking = "refs/remotes/origin/" + b;
+    return m->reference(tracking) ? tracking : local;
+  };
+  auto tip = [m, ref_of](const std::string& b) { return m->reference(ref_of(b)); };
+  auto pushed = dmz::trust::push_log_updates(*m, log_ref);
+  if (!pushed) {
+    std::fprintf(stderr, "%s\n", pushed.message().c_str());
+    return 2;
+  }
+  dmz::trust::BranchHistory history =
+      [&](const std::string& b) -> dmz::Result<std::vector<std::string>> {
+    auto held = m->reflog(ref_of(b));
+    if (!held) return held.error();
+    std::set<std::string> seen(held->begin(), held->end());
+    for (const auto& u : *pushed)
+      if (u.ref == "refs/heads/" + b && u.new_sha != std::string(40, '0') &&
+          seen.insert(u.new_sha).second)
+        held->push_back(u.new_sha);
+    return held;
+  };
+  auto problems = dmz::trust::audit_release_branches(*m, branches, tip, options.policy, history);
   if (!problems) {
     std::fprintf(stderr, "%s\n", problems.status().message().c_str());
     return 2;
@@ -88,7 +113,10 @@ int main(int argc, char** argv) {
   bool verify_releases = false;
   dmz::trust::ReleaseBranches release_branches;
   verify->add_flag("--releases", verify_releases,
-                   "audit the staging and production tips against the release policy");
+                   "audit every commit staging and production held (reflog, push log)");
+  std::string push_log_ref = "refs/dmz/push-log";
+  verify->add_option("--push-log", push_log_ref,
+                     "with --releases: the push certificate log ref (default refs/dmz/push-log)");
   verify->add_option("--staging", release_branches.staging, "with --releases: staging's name");
   verify->add_option("--production", release_branches.production,
                      "with --releases: production's name");
@@ -180,7 +208,8 @@ int main(int argc, char** argv) {
     o.json = verify_options.json;
     return dmz::trust::run_verify_pushes(o);
   }
-  if (*verify && verify_releases) return run_verify_releases(verify_options, release_branches);
+  if (*verify && verify_releases)
+    return run_verify_releases(verify_options, release_branches, push_log_ref);
   if (*verify) {
     if (verify_options.range.empty()) {
       std::fprintf(stderr, "verify: REVRANGE is required (or --pushes)\n");

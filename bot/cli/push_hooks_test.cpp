@@ -58,7 +58,8 @@ struct Server {
                    "devs = [\"mallory\"]\n[[rule]]\nbranch = \"master\"\n"
                    "[[push]]\nrefs = [\"refs/heads/master\", \"refs/heads/dmz\"]\n"
                    "signers = \"bots\"\n[[push]]\nrefs = [\"refs/tags/v*\", "
-                   "\"refs/heads/staging\", \"refs/heads/production\"]\nsigners = \"releng\"\n");
+                   "\"refs/heads/staging\", \"refs/heads/production\"]\nsigners = \"releng\"\n"
+                   "[release]\ncandidate_signers = \"releng\"\nrelease_signers = \"releng\"\n");
     write_file(hooks_toml, "[hooks]\npolicy_root = \"root/policy.toml\"\n");
     must(git_env() + "git init -q --bare " + shell_quote(origin.string()));
     // receive-pack verifies certificates with gpg: point it at the keys' home.
@@ -297,6 +298,61 @@ TEST_CASE("hooks and verify: usage errors, a broken hooks configuration refuses 
                 " --config " + test::shell_quote((tmp / "bad.toml").string()));
   CHECK(install.exit_code == 2);
   CHECK_FALSE(std::filesystem::exists(tmp / "r.git" / "hooks" / "pre-receive"));
+}
+
+TEST_CASE("verify --releases judges every commit production was pushed to, from the push log") {
+  Server s;
+  REQUIRE(run(dmzbot() + " install-hooks --repo " + shell_quote(s.origin.string()) + " --config " +
+              shell_quote(s.hooks_toml.string()))
+              .exit_code == 0);
+  // The server keeps a reflog of its branches now.
+  CHECK(s.git_srv("config core.logAllRefUpdates") == "true");
+  GitDaemon daemon(s.srv, "origin.git");
+  REQUIRE_MESSAGE(!daemon.url().empty(), daemon.log());
+  auto git_work = [&](const std::string& args) {
+    return must(git_env() + s.home.env() + "git -C " + shell_quote(s.work.string()) + " " + args);
+  };
+  auto signed_tag = [&](const std::string& name, const std::string& at) {
+    git_work("-c gpg.program=gpg tag -s -u " + s.alice + " -m " + name + " " + name + " " + at);
+  };
+  const std::string one = git_work("rev-parse HEAD");
+  signed_tag("v1.0-rc1", one);
+  signed_tag("v1.0", one);
+  RunResult first = s.push(
+      daemon.url(), "refs/tags/v1.0-rc1 refs/tags/v1.0 " + one + ":refs/heads/production", s.alice);
+  REQUIRE_MESSAGE(first.exit_code == 0, first.out);
+  // The release engineer may push production, but this commit was never released.
+  const std::string unreleased = commit_files(s.work, {{"README", "unreleased\n"}}, "unreleased");
+  RunResult sneaked = s.push(daemon.url(), unreleased + ":refs/heads/production", s.alice);
+  REQUIRE_MESSAGE(sneaked.exit_code == 0, sneaked.out);
+  const std::string two = commit_files(s.work, {{"README", "two\n"}}, "two");
+  signed_tag("v2.0-rc1", two);
+  signed_tag("v2.0", two);
+  RunResult second = s.push(
+      daemon.url(), "refs/tags/v2.0-rc1 refs/tags/v2.0 " + two + ":refs/heads/production", s.alice);
+  REQUIRE_MESSAGE(second.exit_code == 0, second.out);
+
+  auto verify_releases = [&] {
+    return run(dmzbot() + " verify --releases --repo " + shell_quote(s.origin.string()) +
+               " --policy " + shell_quote((s.tmp / "root" / "policy.toml").string()));
+  };
+  // Production's tip carries a good release tag; the commit it held before does not.
+  RunResult audit = verify_releases();
+  CHECK(audit.exit_code == 1);
+  CHECK_MESSAGE(contains(audit.out, "problem: production was at " + unreleased.substr(0, 12) +
+                                        ", which carries no valid release tag"),
+                audit.out);
+  CHECK(contains(audit.out, "staging and production: 1 problems"));
+  // Without the server's reflog the push log alone still shows it.
+  fs::remove_all(s.origin / "logs");
+  audit = verify_releases();
+  CHECK(audit.exit_code == 1);
+  CHECK_MESSAGE(contains(audit.out, "production was at " + unreleased.substr(0, 12)), audit.out);
+  // With neither source (no reflog, another log ref) only the good tip is judged.
+  RunResult tip_only = run(dmzbot() + " verify --releases --push-log refs/dmz/none --repo " +
+                           shell_quote(s.origin.string()) + " --policy " +
+                           shell_quote((s.tmp / "root" / "policy.toml").string()));
+  CHECK_MESSAGE(tip_only.exit_code == 0, tip_only.out);
 }
 
 }  // namespace dmz

@@ -261,6 +261,13 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
     if (rc = git_remote_add_fetch(repo, kRemote, kFetchTags); rc < 0)
       return git_fail(what + ": add tag refspec", rc);
   }
+  // A reflog for every ref (a bare repository keeps none by default): `dmzbot verify
+  // --releases` audits every commit staging and production ever held from it.
+  git_config* config = nullptr;
+  if (rc = git_repository_config(&config, repo); rc < 0) return git_fail(what + ": config", rc);
+  rc = git_config_set_string(config, "core.logAllRefUpdates", "true");
+  git_config_free(config);
+  if (rc < 0) return git_fail(what + ": set core.logAllRefUpdates", rc);
   return std::unique_ptr<Mirror>(new Mirror(std::move(impl)));
 }
 
@@ -315,6 +322,20 @@ std::optional<Sha> Mirror::reference(const std::string& name) const {
     return std::nullopt;
   }
   return oid_hex(oid);
+}
+
+Result<std::vector<Sha>> Mirror::reflog(const std::string& name) const {
+  git_reflog* log = nullptr;
+  if (int rc = git_reflog_read(&log, impl_->repo.get(), name.c_str()); rc < 0)
+    return git_fail("read the reflog of " + name, rc);
+  std::vector<Sha> out;
+  // Index 0 is the newest entry. A deletion is logged with a zero new id: not a value.
+  for (size_t i = git_reflog_entrycount(log); i-- > 0;) {
+    const git_oid* id = git_reflog_entry_id_new(git_reflog_entry_byindex(log, i));
+    if (id && !git_oid_is_zero(id)) out.push_back(oid_hex(*id));
+  }
+  git_reflog_free(log);
+  return out;
 }
 
 std::map<std::string, Sha> Mirror::remote_branches() const {

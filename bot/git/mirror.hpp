@@ -77,6 +77,9 @@ class Mirror {
   // What the local ref `name` ("refs/notes/dmz-approvals") points at, symbolic refs resolved;
   // nullopt if there is no such ref.
   std::optional<Sha> reference(const std::string& name) const;
+  // Every value the local ref `name` took, oldest first, from its reflog (a mirror keeps one
+  // for its branches and tracking refs: core.logAllRefUpdates=true); empty without a reflog.
+  Result<std::vector<Sha>> reflog(const std::string& name) const;
 
   // Merges `head` into `base` in memory (no working tree) and writes a merge commit with
   // parents (base, head), the merged tree, `message`, committer/author `who`, the extra header

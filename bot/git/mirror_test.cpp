@@ -124,6 +124,25 @@ TEST_CASE("fetch mirrors branches and tags and prunes deleted branches") {
   CHECK(f.mirror->remote_branches().size() == 1);
 }
 
+TEST_CASE("the mirror keeps a reflog of its tracking refs: every value a fetch saw") {
+  Fixture f;
+  f.fetch();
+  std::string two = commit_files(f.work, {{"README", "two\n"}}, "two");
+  f.push("master");
+  f.fetch();
+  std::string three = commit_files(f.work, {{"README", "three\n"}}, "three");
+  f.push("master");
+  f.fetch();
+  CHECK(f.mirror_git("config core.logAllRefUpdates") == "true");
+  auto held = f.mirror->reflog("refs/remotes/origin/master");
+  REQUIRE(held.ok());
+  CHECK(*held == std::vector<std::string>{f.initial, two, three});
+  // A ref without a reflog has no history, and that is not an error.
+  auto none = f.mirror->reflog("refs/remotes/origin/nope");
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+}
+
 TEST_CASE("fetch mirrors notes refs as they are, reference reads a local ref") {
   Fixture f;
   CHECK_FALSE(f.mirror->reference("refs/notes/dmz-approvals").has_value());

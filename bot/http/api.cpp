@@ -508,7 +508,10 @@ class Api : public std::enable_shared_from_this<Api> {
             in.view = &v;
             in.events = &*events;
             in.outcomes = &*h;
-            done(page::build_repo_page(in));
+            auto page = page::build_repo_page(in);
+            if (auto r = backend_.releases(name))  // the releases section (releases_view.hpp)
+              if (auto v = page::parse_releases(*r); v && !v->empty()) page.releases = *v;
+            done(std::move(page));
           });
     });
   }

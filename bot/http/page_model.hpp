@@ -13,6 +13,7 @@
 
 #include "bot/driver/driver.hpp"
 #include "bot/http/api.hpp"
+#include "bot/http/releases_view.hpp"
 #include "bot/store/store.hpp"
 #include "queue/eta.hpp"
 #include "queue/model.hpp"
@@ -133,6 +134,7 @@ struct RepoPage {
   std::optional<queue::Pace> pace;     // what the estimates assume
   std::int64_t last_seq = 0;           // the newest event seen (where a live feed resumes)
   Millis now = 0;
+  std::optional<ReleasesView> releases;  // staging/production (release promotion), if known
 };
 
 // Everything the pages need of one repository.

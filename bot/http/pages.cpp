@@ -411,6 +411,8 @@ std::string render_repo(const RepoPage& p) {
     out += kTableClose + std::string("</section>\n");
   }
 
+  if (p.releases) out += render_releases(*p.releases, p.now);  // releases_view.hpp
+
   out += "<section aria-labelledby=\"h-outcomes\"><h2 id=\"h-outcomes\">Recent outcomes (" +
          num(p.outcomes.size()) + ")</h2>";
   if (p.outcomes.empty())

@@ -23,7 +23,7 @@ constexpr const char* kRepo = "acme/release";
 constexpr const char* kToken = "promotion-token-for-tests";
 
 template <class F>
-bool eventually(F done, std::chrono::milliseconds limit = 30s) {
+bool eventually(F done, std::chrono::milliseconds limit = 60s) {
   auto end = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < end) {
     if (done()) return true;
@@ -35,7 +35,7 @@ bool eventually(F done, std::chrono::milliseconds limit = 30s) {
 struct ReleaseRemote {
   test::TempDir dir;
   test::GpgHome home;
-  std::string lead, releng;
+  std::string lead, releng, bot;
   std::filesystem::path origin = dir / "origin.git";
   std::filesystem::path work = dir / "work";
   std::string base;
@@ -43,16 +43,20 @@ struct ReleaseRemote {
   ReleaseRemote() {
     lead = home.generate("Lead <lead@example.com>");
     releng = home.generate("Releng <releng@example.com>");
+    bot = home.generate("dmzbot <dmzbot@example.com>");
     must("git init -q --bare -b master " + origin.string());
     base = test::init_repo(
         work, {{".dmz/policy.toml",
                 "version = 1\n[accounts.lead]\nopenpgp = [\"" + lead +
                     "\"]\n[accounts.releng]\nopenpgp = [\"" + releng +
-                    "\"]\n[groups]\nleads = [\"lead\"]\nreleng = [\"releng\"]\n[[rule]]\n"
-                    "branch = \"master\"\n[release]\ncandidate_signers = \"leads\"\n"
-                    "release_signers = \"releng\"\n"},
+                    "\"]\n[accounts.dmzbot]\nopenpgp = [\"" + bot +
+                    "\"]\n[groups]\nleads = [\"lead\"]\nreleng = [\"releng\"]\n"
+                    "bots = [\"dmzbot\"]\n[[rule]]\n"
+                    "branch = \"master\"\n[merges]\nsigners = \"bots\"\n"
+                    "[release]\ncandidate_signers = \"leads\"\nrelease_signers = \"releng\"\n"},
                {".dmz/keys/lead.asc", home.export_public(lead)},
                {".dmz/keys/releng.asc", home.export_public(releng)},
+               {".dmz/keys/dmzbot.asc", home.export_public(bot)},
                {"app", "1\n"}});
     git("remote add origin " + origin.string());
     git("push -q origin master");
@@ -107,14 +111,17 @@ TEST_CASE("release promotion through the service: by API, by fetch, refusals, th
     return *r;
   };
 
-  // Tags already there at the start are not promoted by themselves.
+  // Tags already there at the start were never judged: they are, as new tags are. The good
+  // candidate moves staging; the release signed by the wrong person is refused.
   service.fetch_now(kRepo);
-  CHECK_FALSE(remote.rev("refs/heads/staging"));
+  CHECK(eventually([&] { return remote.rev("refs/heads/staging") == remote.base; }));
+  CHECK_FALSE(remote.rev("refs/heads/production"));
 
   auto unauthorized = call("POST", "/promote", R"({"tag": "v1.0-rc1"})", "wrong");
   CHECK(unauthorized.status == 401);
   CHECK(call("POST", "/promote", R"({"tag": "../x"})").status == 422);
 
+  // Asked for again: it is already there.
   auto candidate = call("POST", "/promote", R"({"tag": "v1.0-rc1"})");
   CHECK_MESSAGE(candidate.status == 200, candidate.body);
   auto cdoc = nlohmann::json::parse(candidate.body);
@@ -156,10 +163,138 @@ TEST_CASE("release promotion through the service: by API, by fetch, refusals, th
   CHECK(rel["staging"]["tag"] == "v1.1-rc1");
   CHECK(rel["production"]["tag"] == "v1.1");
   CHECK(rel["production"]["signers"] == nlohmann::json::array({"releng"}));
-  bool refusal_listed = false;
+  // The repository's status page shows the same.
+  auto page = http_request("127.0.0.1", *port, "GET", std::string("/repos/") + kRepo, "", {});
+  REQUIRE(page.ok());
+  CHECK(page->status == 200);
+  CHECK(page->body.find("<h2 id=\"h-releases\">Releases</h2>") != std::string::npos);
+  CHECK(page->body.find("tag <code>v1.1</code> signed by releng") != std::string::npos);
+  CHECK(page->body.find("who is not in the release signers") != std::string::npos);
+
+  int refusals = 0;
   for (const auto& r : rel["recent"])
-    if (r["tag"] == "v1.0" && r["promoted"] == false) refusal_listed = true;
-  CHECK(refusal_listed);
+    if (r["tag"] == "v1.0" && r["promoted"] == false) ++refusals;
+  CHECK(refusals == 2);  // by the first fetch, then by the API
+  const auto recent_before = rel["recent"];
+
+  // A restart: the records come back from the store, and no tag is judged again.
+  server.stop();
+  service.stop();
+  started->reset();  // releases the data directory's lock, as the process exiting would
+  auto again = Service::start(cfg, o);
+  REQUIRE_MESSAGE(again.ok(), (again.ok() ? "" : again.message()));
+  HttpServer server2(cfg.server, make_api(**again));
+  auto port2 = server2.start();
+  REQUIRE(port2.ok());
+  (*again)->fetch_now(kRepo);
+  (*again)->fetch_now(kRepo);
+  auto after =
+      http_request("127.0.0.1", *port2, "GET", std::string("/api/v1/repos/") + kRepo + "/queue", "",
+                   {{"Authorization", std::string("Bearer ") + kToken}});
+  REQUIRE(after.ok());
+  auto adoc = nlohmann::json::parse(after->body);
+  REQUIRE(adoc.contains("releases"));
+  CHECK(adoc["releases"]["production"]["tag"] == "v1.1");
+  CHECK(adoc["releases"]["production"]["signers"] == nlohmann::json::array({"releng"}));
+  CHECK(adoc["releases"]["staging"]["tag"] == "v1.1-rc1");
+  CHECK(adoc["releases"]["recent"] == recent_before);
+  server2.stop();
+  (*again)->stop();
+}
+
+TEST_CASE("hotfix flow: a hotfix branch off production reaches staging, production, then master") {
+  ReleaseRemote remote;
+  test::TempDir data;
+  config::Config cfg;
+  cfg.data_dir = data.path();
+  cfg.server.port = 0;
+  config::Repo repo;
+  repo.name = kRepo;
+  repo.remote = remote.origin.string();
+  repo.api_token = config::Secret(kToken);
+  repo.status_token = config::Secret(kToken);
+  repo.required_checks = {"ci"};
+  cfg.repos.push_back(repo);
+  cfg.signing.format = "openpgp";  // dmzbot signs its merges, as the policy's [merges] wants
+  cfg.signing.fingerprint = remote.bot;
+  cfg.signing.gnupg_home = remote.home.path();
+
+  // v1.0 is in production; master moved on and v2.0-rc1 is on staging.
+  remote.tag("v1.0-rc1", remote.lead, remote.base);
+  remote.tag("v1.0", remote.releng, remote.base);
+  std::string two = test::commit_files(remote.work, {{"app", "2\n"}}, "two");
+  remote.git("push -q origin master");
+  remote.tag("v2.0-rc1", remote.lead, two);
+
+  Service::Options o;
+  o.fetch_interval = 100ms;
+  o.tick_interval = 50ms;
+  auto started = Service::start(cfg, o);
+  REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.message()));
+  auto& service = **started;
+  HttpServer server(cfg.server, make_api(service));
+  auto port = server.start();
+  REQUIRE(port.ok());
+  auto call = [&](const std::string& method, const std::string& path, const std::string& body) {
+    auto r = http_request("127.0.0.1", *port, method, std::string("/api/v1/repos/") + kRepo + path,
+                          body, {{"Authorization", std::string("Bearer ") + kToken}});
+    REQUIRE(r.ok());
+    return *r;
+  };
+  CHECK(eventually([&] { return remote.rev("refs/heads/production") == remote.base; }));
+  CHECK(eventually([&] { return remote.rev("refs/heads/staging") == two; }));
+
+  // The hotfix, made from the production tag, tagged as a candidate by the lead.
+  remote.git("checkout -q -b hotfix/crash v1.0");
+  // Signed by its author, as the policy wants every commit of a PR into master.
+  test::write_file(remote.work / "fix", "no more crash\n");
+  remote.git("add fix");
+  remote.git("-c gpg.program=gpg commit -q -S" + remote.lead + " -m 'fix the crash'");
+  std::string fix = remote.git("rev-parse HEAD");
+  remote.git("push -q origin hotfix/crash");
+  remote.git("checkout -q master");
+  remote.tag("v1.0.1-rc1", remote.lead, fix);
+  // staging goes back from v2.0-rc1 to the hotfix (not a fast-forward: allowed for a hotfix).
+  CHECK(eventually([&] { return remote.rev("refs/heads/staging") == fix; }));
+  CHECK(remote.rev("refs/heads/production") == remote.base);
+  remote.tag("v1.0.1", remote.releng, fix);
+  CHECK(eventually([&] { return remote.rev("refs/heads/production") == fix; }));
+  // master never held it.
+  CHECK(test::run("git merge-base --is-ancestor " + fix + " master", remote.origin).exit_code != 0);
+
+  // dmzbot brings it back through the queue: a PR of hotfix/crash, approved on the release
+  // signers' behalf, merged into dmz, built, landed.
+  std::optional<std::string> candidate;
+  CHECK(eventually([&] {
+    auto q = nlohmann::json::parse(call("GET", "/queue", "").body);
+    if (q["train"].empty() || q["prs"].empty() || q["prs"][0]["branch"] != "hotfix/crash")
+      return false;
+    candidate = q["train"][0]["sha"].get<std::string>();
+    return remote.rev("refs/heads/dmz") == candidate;
+  }));
+  REQUIRE(candidate);
+  CHECK(test::run("git merge-base --is-ancestor " + fix + " " + *candidate, remote.origin)
+            .exit_code == 0);
+  auto status = call("POST", "/statuses/" + *candidate, R"({"state":"success","context":"ci"})");
+  CHECK_MESSAGE(status.status < 300, status.body);
+  CHECK(eventually([&] { return remote.rev("refs/heads/master") == *candidate; }));
+  CHECK(test::run("git merge-base --is-ancestor " + fix + " master", remote.origin).exit_code == 0);
+  CHECK(test::run("git merge-base --is-ancestor " + two + " master", remote.origin).exit_code == 0);
+
+  // The records: the hotfix candidate and release name their branch.
+  auto q = nlohmann::json::parse(call("GET", "/queue", "").body);
+  bool release_listed = false;
+  for (const auto& r : q["releases"]["recent"])
+    if (r["tag"] == "v1.0.1" && r["promoted"] == true && r["hotfix_branch"] == "hotfix/crash")
+      release_listed = true;
+  CHECK(release_listed);
+  // The remote's master moved before the engine records the landing: wait for the outcome.
+  CHECK(eventually([&] {
+    auto doc = nlohmann::json::parse(call("GET", "/queue", "").body);
+    for (const auto& h : doc["recent"])
+      if (h["branch"] == "hotfix/crash" && h["status"] == "merged") return true;
+    return false;
+  }));
 
   server.stop();
   service.stop();

@@ -333,7 +333,10 @@ struct Service::Impl final : driver::GitPort,
     }
     rt->git = std::make_unique<SerialExecutor>("git " + repo.name);
     rt->forge_thread = std::make_unique<SerialExecutor>("forge " + repo.name);
-    rt->promoter = std::make_unique<Promoter>(repo, *clock);
+    RepoRuntime* raw_rt = rt.get();
+    rt->promoter = std::make_unique<Promoter>(
+        repo, *clock, store.get(),
+        [this, raw_rt](const PromotionRecord& r) { bring_hotfix_back(*raw_rt, r); });
     repos.push_back(std::move(rt));
     return {};
   }
@@ -378,6 +381,47 @@ struct Service::Impl final : driver::GitPort,
       else
         driver->fetch_failed(repo, refs.status());
       if (then) then();
+    });
+  }
+
+  // A hotfix released to production is not on master: it comes back through the queue as its
+  // own PR (registered as POST .../pulls would, numbered kHotfixPullBase + its promotion
+  // record's seq so that it cannot take the number of a PR people registered), approved by
+  // dmzbot on behalf of the release signers; the policy check and CI judge it as any PR.
+  // Git thread (the promoter's callback); the registration runs on the engine thread.
+  static constexpr int kHotfixPullBase = 1'000'000;
+  void bring_hotfix_back(RepoRuntime& rt, const PromotionRecord& r) {
+    const std::string& repo = rt.cfg.name;
+    if (rt.forge->kind() != "plain") {
+      spdlog::warn("{}: hotfix {} is in production but not on {}: open a pull request of {}", repo,
+                   r.tag, rt.cfg.master, r.hotfix_branch);
+      return;
+    }
+    forges::RemoteRefs refs;
+    refs.branches = rt.worker->mirror().remote_branches();
+    forges::Registration reg{kHotfixPullBase + static_cast<int>(r.seq), r.hotfix_branch, "dmzbot",
+                             "Bring hotfix " + r.tag + " back into " + rt.cfg.master};
+    std::string approver = "dmzbot (release " + r.tag + " signed by";
+    for (const auto& s : r.signers) approver += " " + s;
+    approver += ")";
+    engine.post([this, &rt, refs = std::move(refs), reg, approver] {
+      const std::string& repo = rt.cfg.name;
+      auto opened = rt.forge->register_pull(refs, reg, now());
+      if (!opened) {
+        spdlog::warn("{}: bringing {} back: {}", repo, reg.branch, opened.message());
+        return;
+      }
+      for (q::Event e : {q::Event(*opened),
+                         q::Event(q::MergeRequested{reg.number, opened->head, approver, now()})}) {
+        auto out = driver->apply(repo, e);
+        if (out.rejected) {
+          spdlog::warn("{}: bringing {} back as #{}: {}", repo, reg.branch, reg.number,
+                       escape_control(out.rejected->message));
+          return;
+        }
+      }
+      spdlog::info("{}: hotfix branch {} queued for {} as #{}", repo, reg.branch, rt.cfg.master,
+                   reg.number);
     });
   }
 

@@ -72,6 +72,22 @@ class FaultInjectionStore final : public Store {
   Status release_lease(const std::string& repo, const std::string& owner) override {
     return real_.release_lease(repo, owner);
   }
+  Result<std::int64_t> record_promotion(const PromotionRecord& r) override {
+    if (take(fail_saves)) return unavailable("sqlite: step 'INSERT': database or disk is full");
+    return real_.record_promotion(r);
+  }
+  Result<std::vector<PromotionRecord>> promotions(const std::string& repo,
+                                                  std::size_t limit) override {
+    return real_.promotions(repo, limit);
+  }
+  Result<std::optional<PromotionRecord>> last_promotion(const std::string& repo,
+                                                        const std::string& target) override {
+    return real_.last_promotion(repo, target);
+  }
+  Result<std::vector<std::pair<std::string, std::string>>> judged_tags(
+      const std::string& repo) override {
+    return real_.judged_tags(repo);
+  }
 
  private:
   static bool take(std::atomic<int>& n) {

@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <set>
 
 namespace dmz {
 namespace {
@@ -189,6 +190,40 @@ class MemoryStore final : public Store {
     return {};
   }
 
+  Result<std::int64_t> record_promotion(const PromotionRecord& record) override {
+    std::lock_guard lock(mu_);
+    PromotionRecord& kept = promotions_.emplace_back(record);
+    kept.seq = ++promotion_seq_;
+    return kept.seq;
+  }
+
+  Result<std::vector<PromotionRecord>> promotions(const std::string& repo,
+                                                  std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<PromotionRecord> out;
+    for (auto r = promotions_.rbegin(); r != promotions_.rend() && out.size() < limit; ++r)
+      if (r->repo == repo) out.push_back(*r);
+    return out;
+  }
+
+  Result<std::optional<PromotionRecord>> last_promotion(const std::string& repo,
+                                                        const std::string& target) override {
+    std::lock_guard lock(mu_);
+    for (auto r = promotions_.rbegin(); r != promotions_.rend(); ++r)
+      if (r->repo == repo && r->promoted && r->target == target)
+        return std::optional<PromotionRecord>(*r);
+    return std::optional<PromotionRecord>();
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> judged_tags(
+      const std::string& repo) override {
+    std::lock_guard lock(mu_);
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& r : promotions_)
+      if (r.repo == repo) seen.emplace(r.tag, r.tag_object);
+    return std::vector<std::pair<std::string, std::string>>(seen.begin(), seen.end());
+  }
+
  private:
   Result<std::vector<HistoryEntry>> outcomes_of(const std::string& repo, std::optional<int> number,
                                                 std::int64_t before, std::size_t limit) {
@@ -226,6 +261,8 @@ class MemoryStore final : public Store {
   std::map<std::string, std::pair<std::string, queue::Millis>> leases_;
   std::int64_t seq_ = 0;
   std::int64_t outbox_seq_ = 0;
+  std::vector<PromotionRecord> promotions_;  // by seq
+  std::int64_t promotion_seq_ = 0;
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <thread>
 
@@ -209,6 +210,73 @@ TEST_CASE_TEMPLATE("store contract: outbox, deliveries and leases", F, SqliteFac
   CHECK_FALSE(store->acquire_lease("acme/a", "h1", 1600, 500).value());
   REQUIRE(store->release_lease("acme/a", "h2").ok());
   CHECK(store->acquire_lease("acme/a", "h1", 1601, 500).value());
+}
+
+TEST_CASE_TEMPLATE("store contract: promotion records, newest first, per repository", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  auto record = [&](std::string repo, std::string tag, std::string object, std::string target,
+                    bool promoted, queue::Millis at) {
+    PromotionRecord r;
+    r.repo = std::move(repo);
+    r.tag = std::move(tag);
+    r.tag_object = std::move(object);
+    r.kind = "candidate";
+    r.target = std::move(target);
+    r.commit = sha('c');
+    r.from = sha('b');
+    r.signers = {"lead", "lead2"};
+    if (!promoted) r.reasons = {"tag is not signed", "commit is not on master"};
+    r.promoted = promoted;
+    r.source = "fetch";
+    r.hotfix_branch = promoted ? "hotfix/x" : "";
+    r.at = at;
+    auto seq = store->record_promotion(r);
+    REQUIRE(seq.ok());
+    return *seq;
+  };
+  auto s1 = record("acme/a", "v1-rc1", sha('1'), "staging", true, 100);
+  auto s2 = record("acme/a", "v1", sha('2'), "production", false, 200);
+  record("acme/b", "v9-rc1", sha('9'), "staging", true, 250);
+  auto s3 = record("acme/a", "v1", sha('3'), "production", true, 300);
+  CHECK(s1 < s2);
+  CHECK(s2 < s3);
+
+  auto all = store->promotions("acme/a", 10);
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 3);
+  CHECK((*all)[0].seq == s3);
+  CHECK((*all)[2].seq == s1);
+  const PromotionRecord& refused = (*all)[1];
+  CHECK(refused.repo == "acme/a");
+  CHECK(refused.tag == "v1");
+  CHECK(refused.tag_object == sha('2'));
+  CHECK(refused.kind == "candidate");
+  CHECK(refused.target == "production");
+  CHECK(refused.commit == sha('c'));
+  CHECK(refused.from == sha('b'));
+  CHECK(refused.signers == std::vector<std::string>{"lead", "lead2"});
+  CHECK(refused.reasons ==
+        std::vector<std::string>{"tag is not signed", "commit is not on master"});
+  CHECK_FALSE(refused.promoted);
+  CHECK(refused.source == "fetch");
+  CHECK(refused.at == 200);
+  CHECK((*all)[0].hotfix_branch == "hotfix/x");
+  CHECK(store->promotions("acme/a", 1)->size() == 1);
+
+  auto prod = store->last_promotion("acme/a", "production");
+  REQUIRE(prod.ok());
+  REQUIRE(prod->has_value());
+  CHECK((*prod)->seq == s3);  // the refusal before it does not count
+  CHECK_FALSE(store->last_promotion("acme/a", "nowhere")->has_value());
+  CHECK_FALSE(store->last_promotion("acme/c", "staging")->has_value());
+
+  auto judged = store->judged_tags("acme/a");
+  REQUIRE(judged.ok());
+  std::sort(judged->begin(), judged->end());
+  CHECK(*judged == std::vector<std::pair<std::string, std::string>>{
+                       {"v1", sha('2')}, {"v1", sha('3')}, {"v1-rc1", sha('1')}});
 }
 
 TEST_CASE_TEMPLATE("store contract: calls from several threads are serialized", F, SqliteFactory,

@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 5> kMigrations = {
+constexpr std::array<std::string_view, 6> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -224,6 +224,28 @@ ALTER TABLE candidates ADD COLUMN lane INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE candidates ADD COLUMN probe INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE candidates ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE candidates ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 6: release promotion records (promotions and refusals of staging/production), so they
+    // survive a restart and a tag judged once is not judged again.
+    R"sql(
+CREATE TABLE promotions(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  repo TEXT NOT NULL,
+  tag TEXT NOT NULL,
+  tag_object TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  target TEXT NOT NULL,
+  commit_sha TEXT NOT NULL,
+  from_sha TEXT NOT NULL,
+  signers TEXT NOT NULL,          -- JSON array of strings
+  reasons TEXT NOT NULL,          -- JSON array of strings; empty iff promoted
+  promoted INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  hotfix_branch TEXT NOT NULL,
+  at INTEGER NOT NULL
+);
+CREATE INDEX promotions_by_repo ON promotions(repo, seq);
+CREATE INDEX promotions_by_target ON promotions(repo, target, promoted, seq);
 )sql",
 };
 
@@ -689,7 +711,104 @@ class SqliteStore final : public Store {
         .exec();
   }
 
+  Result<std::int64_t> record_promotion(const PromotionRecord& r) override {
+    std::lock_guard lock(mu_);
+    DMZ_TRY_R(stmt("INSERT INTO promotions(repo, tag, tag_object, kind, target, commit_sha,"
+                   " from_sha, signers, reasons, promoted, source, hotfix_branch, at)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")
+                  .bind(1, r.repo)
+                  .bind(2, r.tag)
+                  .bind(3, r.tag_object)
+                  .bind(4, r.kind)
+                  .bind(5, r.target)
+                  .bind(6, r.commit)
+                  .bind(7, r.from)
+                  .bind(8, details_json(r.signers))
+                  .bind(9, details_json(r.reasons))
+                  .bind(10, std::int64_t{r.promoted ? 1 : 0})
+                  .bind(11, r.source)
+                  .bind(12, r.hotfix_branch)
+                  .bind(13, r.at)
+                  .exec());
+    return sqlite3_last_insert_rowid(db_.get());
+  }
+
+  Result<std::vector<PromotionRecord>> promotions(const std::string& repo,
+                                                  std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(std::string(kPromotionSelect) + " WHERE repo = ?1 ORDER BY seq DESC LIMIT ?2");
+    q.bind(1, repo).bind(2, clamp_limit(limit));
+    return read_promotions(q, repo);
+  }
+
+  Result<std::optional<PromotionRecord>> last_promotion(const std::string& repo,
+                                                        const std::string& target) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(std::string(kPromotionSelect) +
+                   " WHERE repo = ?1 AND target = ?2 AND promoted = 1 ORDER BY seq DESC LIMIT 1");
+    q.bind(1, repo).bind(2, target);
+    auto rows = read_promotions(q, repo);
+    if (!rows) return rows.error();
+    if (rows->empty()) return std::optional<PromotionRecord>();
+    return std::optional<PromotionRecord>(std::move(rows->front()));
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> judged_tags(
+      const std::string& repo) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt("SELECT DISTINCT tag, tag_object FROM promotions WHERE repo = ?1");
+    q.bind(1, repo);
+    std::vector<std::pair<std::string, std::string>> out;
+    for (;;) {
+      auto row = q.step();
+      if (!row) return row.error();
+      if (!*row) break;
+      out.emplace_back(q.text(0), q.text(1));
+    }
+    q.reset();
+    return out;
+  }
+
  private:
+  static constexpr const char* kPromotionSelect =
+      "SELECT seq, tag, tag_object, kind, target, commit_sha, from_sha, signers, reasons,"
+      " promoted, source, hotfix_branch, at FROM promotions";
+
+  Result<std::vector<PromotionRecord>> read_promotions(Stmt& q, const std::string& repo) {
+    std::vector<PromotionRecord> out;
+    struct ResetAfter {
+      Stmt& s;
+      ~ResetAfter() { s.reset(); }
+    } reset_after{q};
+    for (;;) {
+      auto row = q.step();
+      if (!row) return row.error();
+      if (!*row) break;
+      PromotionRecord r;
+      r.seq = q.int64(0);
+      r.repo = repo;
+      r.tag = q.text(1);
+      r.tag_object = q.text(2);
+      r.kind = q.text(3);
+      r.target = q.text(4);
+      r.commit = q.text(5);
+      r.from = q.text(6);
+      auto signers = parse_details(repo, 0, q.text(7));
+      auto reasons = parse_details(repo, 0, q.text(8));
+      if (!signers || !reasons)
+        return corrupt(repo, "promotion record " + std::to_string(r.seq) +
+                                 " has signers or reasons that are not a JSON array of strings");
+      r.signers = std::move(*signers);
+      r.reasons = std::move(*reasons);
+      r.promoted = q.int64(9) != 0;
+      r.source = q.text(10);
+      r.hotfix_branch = q.text(11);
+      r.at = q.int64(12);
+      out.push_back(std::move(r));
+    }
+    return out;
+  }
+
   static constexpr const char* kHistorySelect =
       "SELECT seq, number, status, reason_code, message, details, branch, author, title, head,"
       " approver, approved_at, at FROM outcomes";

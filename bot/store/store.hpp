@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.hpp"
@@ -66,6 +67,26 @@ struct Change {
 struct DeliveryId {
   std::string id;
   queue::Millis at = 0;
+};
+
+// One judgement of a release tag (bot/service/promoter): a promotion of `staging` or
+// `production`, or a refusal with every reason. Kept so that the records survive a restart and
+// a tag judged once is not judged again by every fetch.
+struct PromotionRecord {
+  std::int64_t seq = 0;  // set by the store; increases with time
+  std::string repo;
+  std::string tag;
+  std::string tag_object;  // the tag's object id when judged ("" if there was no such tag)
+  std::string kind;        // "candidate", "release" or "none"
+  std::string target;      // the branch it moves ("" for a tag of no kind)
+  std::string commit;
+  std::string from;  // the branch's tip before ("" = it did not exist)
+  std::vector<std::string> signers;
+  std::vector<std::string> reasons;  // empty iff promoted
+  bool promoted = false;
+  std::string source;         // "api" or "fetch"
+  std::string hotfix_branch;  // a hotfix candidate's or release's hotfix/* branch ("" = none)
+  queue::Millis at = 0;       // unix milliseconds
 };
 
 struct Saved {
@@ -131,6 +152,19 @@ class Store {
   virtual Result<bool> acquire_lease(const std::string& repo, const std::string& owner,
                                      queue::Millis now, queue::Millis ttl) = 0;
   virtual Status release_lease(const std::string& repo, const std::string& owner) = 0;
+
+  // Release promotion records (bot/service/promoter). Appends one and returns the seq the
+  // store gave it (the record's own seq is ignored).
+  virtual Result<std::int64_t> record_promotion(const PromotionRecord& record) = 0;
+  // The repository's newest `limit` records, newest first.
+  virtual Result<std::vector<PromotionRecord>> promotions(const std::string& repo,
+                                                          std::size_t limit) = 0;
+  // The newest record that promoted `target` (moved it, or found it already there).
+  virtual Result<std::optional<PromotionRecord>> last_promotion(const std::string& repo,
+                                                                const std::string& target) = 0;
+  // Every (tag, tag_object) of the repository that has a record, each once.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> judged_tags(
+      const std::string& repo) = 0;
 };
 
 struct SqliteOptions {

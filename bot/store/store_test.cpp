@@ -69,7 +69,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "5");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "6");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
         R"(["src/a.cpp","docs/ünïcödé.md"])");
   CHECK(sql_scalar(dir / "dmz.db",
@@ -307,6 +307,50 @@ TEST_CASE("store: state survives closing and reopening") {
   REQUIRE(ev.ok());
   REQUIRE(ev->size() == 1);
   CHECK((*ev)[0].json == R"({"kind":"a"})");
+}
+
+TEST_CASE("store: promotion records survive closing and reopening") {
+  test::TempDir dir;
+  {
+    auto store = open_store(dir / "dmz.db");
+    PromotionRecord r;
+    r.repo = "acme/widgets";
+    r.tag = "v1.0-rc1";
+    r.tag_object = std::string(40, 'a');
+    r.kind = "candidate";
+    r.target = "staging";
+    r.commit = std::string(40, 'c');
+    r.signers = {"lead"};
+    r.promoted = true;
+    r.source = "api";
+    r.at = 1234;
+    REQUIRE(store->record_promotion(r).ok());
+  }
+  auto store = open_store(dir / "dmz.db");
+  auto held = store->last_promotion("acme/widgets", "staging");
+  REQUIRE(held.ok());
+  REQUIRE(held->has_value());
+  CHECK((*held)->tag == "v1.0-rc1");
+  CHECK((*held)->signers == std::vector<std::string>{"lead"});
+  CHECK((*held)->at == 1234);
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT signers FROM promotions") == R"(["lead"])");
+}
+
+TEST_CASE("store: a promotion record whose signers are not a JSON array is corrupt, not guessed") {
+  test::TempDir dir;
+  {
+    auto store = open_store(dir / "dmz.db");
+    PromotionRecord r;
+    r.repo = "acme/widgets";
+    r.tag = "v1";
+    REQUIRE(store->record_promotion(r).ok());
+  }
+  sql_scalar(dir / "dmz.db", "UPDATE promotions SET signers = '{'");
+  auto store = open_store(dir / "dmz.db");
+  auto all = store->promotions("acme/widgets", 5);
+  REQUIRE_FALSE(all.ok());
+  CHECK(all.code() == Code::kInternal);
+  CHECK(all.message().find("promotion record 1") != std::string::npos);
 }
 
 TEST_CASE("store: WAL mode is on and the files are private") {
@@ -587,7 +631,7 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "5");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "6");
   CHECK(back.state.prs.at(4).priority == 0);
   CHECK(back.state.prs.at(4).precheck == CheckState::Pending);
   CHECK(back.state.window == 0);

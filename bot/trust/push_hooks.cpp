@@ -272,6 +272,9 @@ int run_install_hooks(const InstallHooksOptions& options) {
       if (!rc && cfg->nonce_slop > 0 &&
           git_config_set_int64(gc, "receive.certNonceSlop", cfg->nonce_slop) < 0)
         rc = 2;
+      // A bare repository keeps no reflog by default; with one, `dmzbot verify --releases`
+      // audits every commit staging and production ever held, not only their tips.
+      if (!rc && git_config_set_string(gc, "core.logAllRefUpdates", "true") < 0) rc = 2;
       if (rc) say(last_git_error("setting receive.certNonceSeed"));
       git_config_free(gc);
     } else if (!rc) {
@@ -527,6 +530,31 @@ int run_verify_pushes(const VerifyPushesOptions& options) {
                 problems.size());
   }
   return problems.empty() ? 0 : 1;
+}
+
+Result<std::vector<RefCommand>> push_log_updates(git::Mirror& m, const std::string& log_ref) {
+  std::vector<std::string> chain;
+  for (std::string at = m.reference(log_ref).value_or(""); !at.empty();) {
+    if (chain.size() >= kMaxLogEntries)
+      return invalid(log_ref + " has more than " + std::to_string(kMaxLogEntries) + " entries");
+    auto raw = m.read_object(at);
+    if (!raw) return raw.error();
+    if (raw->second != "commit") return invalid(log_ref + ": entry " + at + " is not a commit");
+    auto commit = parse_commit(raw->first);
+    if (!commit) return invalid(log_ref + ": entry " + at + ": " + commit.status().message());
+    chain.push_back(at);
+    at = commit->parents.empty() ? "" : commit->parents[0];
+  }
+  std::vector<RefCommand> out;
+  for (auto entry = chain.rbegin(); entry != chain.rend(); ++entry) {
+    auto text = m.read_file(*entry, "updates");
+    if (!text) return text.error();
+    if (!*text) return invalid(log_ref + ": entry " + *entry + " has no updates file");
+    auto updates = parse_ref_commands(**text);
+    if (!updates) return invalid(log_ref + ": entry " + *entry + ": " + updates.message());
+    for (auto& u : *updates) out.push_back(std::move(u));
+  }
+  return out;
 }
 
 }  // namespace dmz::trust

@@ -8,6 +8,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <vector>
+
+#include "base/status.hpp"
+#include "bot/trust/push_cert.hpp"
+
+namespace dmz {
+namespace git {
+class Mirror;
+}
+}  // namespace dmz
 
 namespace dmz::trust {
 
@@ -43,5 +53,10 @@ struct VerifyPushesOptions {
 // certifies, and chain (each update's old id is where the previous entry left the ref); the
 // protected refs must be where the log leaves them. 0 consistent, 1 problems, 2 I/O or usage.
 int run_verify_pushes(const VerifyPushesOptions& options);
+
+// The updates the push log at `log_ref` records, oldest first (empty without a log), for
+// `verify --releases`, which judges every commit a branch was pushed to. Nothing is verified
+// here (run_verify_pushes does that); an entry that cannot be read or parsed is an error.
+Result<std::vector<RefCommand>> push_log_updates(git::Mirror& mirror, const std::string& log_ref);
 
 }  // namespace dmz::trust

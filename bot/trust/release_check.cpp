@@ -2,10 +2,12 @@
 #include "bot/trust/release_check.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "bot/git/mirror.hpp"
 #include "bot/trust/facts.hpp"
 #include "bot/trust/signed_object.hpp"
+#include "queue/glob.hpp"
 
 namespace dmz::trust {
 namespace {
@@ -82,6 +84,44 @@ std::vector<std::pair<std::string, std::string>> all_tags(git::Mirror& mirror) {
   return out;
 }
 
+// The policy in force at a commit, with its keys.
+Result<LoadedPolicy> policy_at_commit(git::Mirror& mirror, const std::string& commit,
+                                      const std::filesystem::path& root) {
+  auto source = policy_in_force(mirror, commit, root);
+  if (!source) return source.error();
+  LoadedPolicy out;
+  if (!*source) {
+    out.problem = "no policy at " + commit.substr(0, 12) + " and no trust root";
+    return out;
+  }
+  auto loaded = TrustKeys::load(**source);
+  out.keys = loaded.keys;
+  for (const auto& p : loaded.problems) out.problem += (out.problem.empty() ? "" : "; ") + p;
+  return out;
+}
+
+// The hotfix branch that holds `commit` when it descends from production's tip ("" if none).
+Result<std::string> hotfix_branch_of(git::Mirror& mirror, const std::string& commit,
+                                     const ReleaseBranches& b, const BranchTip& tip_of,
+                                     const BranchHeads& heads) {
+  if (!heads) return std::string();
+  auto production = tip_of(b.production);
+  if (!production) return std::string();  // nothing in production to fix
+  if (*production != commit) {
+    auto from_production = mirror.is_ancestor(*production, commit);
+    if (!from_production) return from_production.error();
+    if (!*from_production) return std::string();
+  }
+  for (const auto& [name, tip] : heads()) {
+    if (!queue::glob_match(b.hotfix, name)) continue;
+    if (tip == commit) return name;
+    auto holds = mirror.is_ancestor(commit, tip);
+    if (!holds) return holds.error();
+    if (*holds) return name;
+  }
+  return std::string();
+}
+
 Result<bool> reachable(git::Mirror& mirror, const std::string& commit,
                        const std::optional<std::string>& tip) {
   if (!tip) return false;
@@ -93,7 +133,7 @@ Result<bool> reachable(git::Mirror& mirror, const std::string& commit,
 
 Result<PromotionPlan> plan_promotion(git::Mirror& mirror, const std::string& tag,
                                      const ReleaseBranches& b, const BranchTip& tip_of,
-                                     const std::filesystem::path& root) {
+                                     const std::filesystem::path& root, const BranchHeads& heads) {
   PromotionPlan plan;
   plan.tag = tag;
   auto id = mirror.reference("refs/tags/" + tag);
@@ -131,6 +171,11 @@ Result<PromotionPlan> plan_promotion(git::Mirror& mirror, const std::string& tag
     auto on_master = reachable(mirror, facts.tag.commit, tip_of(b.master));
     if (!on_master) return on_master.error();
     facts.on_master = *on_master;
+    if (!facts.on_master) {
+      auto hotfix = hotfix_branch_of(mirror, facts.tag.commit, b, tip_of, heads);
+      if (!hotfix) return hotfix.error();
+      facts.hotfix_branch = plan.hotfix_branch = std::move(*hotfix);
+    }
     if (!plan.target.empty()) {
       auto target_tip = tip_of(plan.target);
       facts.target_tip = target_tip.value_or("");
@@ -164,41 +209,58 @@ Result<std::vector<std::pair<std::string, TagKind>>> promotable_tags(
 Result<std::vector<std::string>> audit_release_branches(git::Mirror& mirror,
                                                         const ReleaseBranches& b,
                                                         const BranchTip& tip_of,
-                                                        const std::filesystem::path& root) {
+                                                        const std::filesystem::path& root,
+                                                        const BranchHistory& history) {
   std::vector<std::string> problems;
+  const auto tags = all_tags(mirror);
   for (auto [branch, kind] :
        {std::pair{b.staging, TagKind::kCandidate}, std::pair{b.production, TagKind::kRelease}}) {
+    std::vector<std::string> held;
+    if (history) {
+      auto h = history(branch);
+      if (!h) return h.status().prefixed(branch + ": history: ").error();
+      held = std::move(*h);
+    }
     auto tip = tip_of(branch);
-    if (!tip) continue;  // not promoted to yet
-    auto policy = policy_at(mirror, branch, b, tip_of, root);
-    if (!policy) return policy.error();
-    if (!policy->keys) {
-      problems.push_back(branch + ": the policy cannot be used: " + policy->problem);
-      continue;
-    }
-    auto at = tags_at(mirror, *policy->keys, *tip, all_tags(mirror));
-    if (!at) return at.error();
-    std::vector<std::string> why;
-    bool good = false;
-    for (const TagFact& t : *at) {
-      if (tag_kind(policy->keys->policy(), t.name) != kind) continue;
-      PromotionFacts facts;
-      facts.tag = t;
-      facts.at_commit = *at;
-      facts.on_master = true;  // history is not re-judged: only the tag and its signatures
-      facts.fast_forward = true;
-      PromotionVerdict v = judge_promotion(policy->keys->policy(), kind, facts, b.master);
-      if (v.ok()) {
-        good = true;
-        break;
+    if (tip && (held.empty() || held.back() != *tip)) held.push_back(*tip);
+    std::set<std::string> judged;
+    std::string before;  // the commit the branch held before (its policy judged the move)
+    for (const std::string& commit : held) {
+      const std::string policy_commit = before.empty() ? commit : before;
+      before = commit;
+      if (!judged.insert(commit).second) continue;
+      auto policy = policy_at_commit(mirror, policy_commit, root);
+      if (!policy) return policy.error();
+      const bool current = tip && commit == *tip;
+      const std::string where = branch + (current ? " is at " : " was at ") + commit.substr(0, 12);
+      if (!policy->keys) {
+        problems.push_back(where + ": the policy cannot be used: " + policy->problem);
+        continue;
       }
-      for (auto& r : v.reasons) why.push_back(std::move(r));
-    }
-    if (!good) {
-      std::string line = branch + " is at " + tip->substr(0, 12) + ", which carries no valid " +
-                         std::string(to_string(kind)) + " tag";
-      for (const auto& w : why) line += "; " + w;
-      problems.push_back(line);
+      auto at = tags_at(mirror, *policy->keys, commit, tags);
+      if (!at) return at.error();
+      std::vector<std::string> why;
+      bool good = false;
+      for (const TagFact& t : *at) {
+        if (tag_kind(policy->keys->policy(), t.name) != kind) continue;
+        PromotionFacts facts;
+        facts.tag = t;
+        facts.at_commit = *at;
+        facts.on_master = true;  // history is not re-judged: only the tag and its signatures
+        facts.fast_forward = true;
+        PromotionVerdict v = judge_promotion(policy->keys->policy(), kind, facts, b.master);
+        if (v.ok()) {
+          good = true;
+          break;
+        }
+        for (auto& r : v.reasons) why.push_back(std::move(r));
+      }
+      if (!good) {
+        std::string line =
+            where + ", which carries no valid " + std::string(to_string(kind)) + " tag";
+        for (const auto& w : why) line += "; " + w;
+        problems.push_back(line);
+      }
     }
   }
   return problems;

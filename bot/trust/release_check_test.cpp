@@ -51,7 +51,8 @@ struct ReleaseRepo {
     REQUIRE(mirror.ok());
     git::Mirror* m = mirror->get();
     BranchTip tip = [m](const std::string& b) { return m->reference("refs/heads/" + b); };
-    return plan_promotion(*m, tag, ReleaseBranches{}, tip, {});
+    BranchHeads heads = [m] { return m->refs_under("refs/heads/"); };
+    return plan_promotion(*m, tag, ReleaseBranches{}, tip, {}, heads);
   }
 };
 
@@ -164,5 +165,96 @@ TEST_CASE("promotion refusals from real tags, each with its reason") {
     auto p = r.plan("v9");
     REQUIRE(p.ok());
     CHECK(has(p->verdict.reasons, "there is no tag v9"));
+  }
+}
+
+TEST_CASE("verify --releases audits every commit production ever held, from its reflog") {
+  ReleaseRepo r;
+  r.tag("v1.0-rc1", r.lead, r.base);
+  r.tag("v1.0", r.releng, r.base);
+  std::string bad = commit_files(r.dir, {{"app", "bad\n"}}, "never released");
+  std::string two = commit_files(r.dir, {{"app", "2\n"}}, "two");
+  r.tag("v2.0-rc1", r.lead, two);
+  r.tag("v2.0", r.releng, two);
+  // production: the good v1.0, then a commit no release tag marks, then the good v2.0.
+  r.git("update-ref refs/heads/production " + r.base);
+  r.git("update-ref refs/heads/production " + bad);
+  r.git("update-ref refs/heads/production " + two);
+  r.git("update-ref refs/heads/staging " + two);
+
+  auto mirror = git::Mirror::open_existing(r.dir);
+  REQUIRE(mirror.ok());
+  git::Mirror* m = mirror->get();
+  auto held = m->reflog("refs/heads/production");
+  REQUIRE(held.ok());
+  CHECK(*held == std::vector<std::string>{r.base, bad, two});
+  BranchTip tip = [m](const std::string& b) { return m->reference("refs/heads/" + b); };
+
+  // The tips alone look fine...
+  auto tips_only = audit_release_branches(*m, {}, tip, {});
+  REQUIRE(tips_only.ok());
+  CHECK_MESSAGE(tips_only->empty(), all(*tips_only));
+  // ... the history does not.
+  BranchHistory history = [m](const std::string& b) -> Result<std::vector<std::string>> {
+    return m->reflog("refs/heads/" + b);
+  };
+  auto audited = audit_release_branches(*m, {}, tip, {}, history);
+  REQUIRE(audited.ok());
+  REQUIRE_MESSAGE(audited->size() == 1, all(*audited));
+  CHECK(has(*audited,
+            "production was at " + bad.substr(0, 12) + ", which carries no valid release tag"));
+  // A history that cannot be read is an error, not a pass.
+  BranchHistory broken = [](const std::string&) -> Result<std::vector<std::string>> {
+    return unavailable("reflog unreadable");
+  };
+  auto failed = audit_release_branches(*m, {}, tip, {}, broken);
+  REQUIRE_FALSE(failed.ok());
+  CHECK(failed.message().find("reflog unreadable") != std::string::npos);
+}
+
+TEST_CASE("a hotfix candidate off master, on a hotfix branch made from production") {
+  ReleaseRepo r;
+  r.tag("v1.0-rc1", r.lead, r.base);
+  r.tag("v1.0", r.releng, r.base);
+  r.git("branch production " + r.base);
+  // master moves on and staging holds a newer candidate.
+  std::string two = commit_files(r.dir, {{"app", "2\n"}}, "two");
+  r.tag("v2.0-rc1", r.lead, two);
+  r.git("branch staging " + two);
+  // The hotfix, made from the production tag.
+  r.git("checkout -q -b hotfix/crash v1.0");
+  std::string fix = commit_files(r.dir, {{"fix", "1\n"}}, "fix the crash");
+  r.git("checkout -q master");
+  r.tag("v1.0.1-rc1", r.lead, fix);
+
+  auto c = r.plan("v1.0.1-rc1");
+  REQUIRE(c.ok());
+  CHECK_MESSAGE(c->verdict.ok(), all(c->verdict.reasons));
+  CHECK(c->verdict.hotfix);
+  CHECK(c->hotfix_branch == "hotfix/crash");
+  CHECK(c->target == "staging");
+  CHECK(c->expected_old == two);
+
+  r.git("update-ref refs/heads/staging " + fix);
+  r.tag("v1.0.1", r.releng, fix);
+  auto rel = r.plan("v1.0.1");
+  REQUIRE(rel.ok());
+  CHECK_MESSAGE(rel->verdict.ok(), all(rel->verdict.reasons));
+  CHECK(rel->target == "production");
+  CHECK(rel->hotfix_branch == "hotfix/crash");
+
+  SUBCASE("a candidate on a branch not named hotfix/* is refused") {
+    r.git("branch -m hotfix/crash side");
+    auto p = r.plan("v1.0.1-rc1");
+    REQUIRE(p.ok());
+    CHECK_FALSE(p->verdict.hotfix);
+    CHECK(has(p->verdict.reasons, "nor on a hotfix branch made from production's tip"));
+  }
+  SUBCASE("a hotfix branch that does not start from production is refused") {
+    r.git("update-ref refs/heads/production " + two);  // production moved past the fix's base
+    auto p = r.plan("v1.0.1-rc1");
+    REQUIRE(p.ok());
+    CHECK_FALSE(p->verdict.hotfix);
+    CHECK(has(p->verdict.reasons, "is not on master"));
   }
 }

@@ -106,9 +106,10 @@ PromotionVerdict judge_promotion(const queue::Policy& policy, TagKind kind,
 
   const std::string short_commit = tag.commit.substr(0, 12);
   if (candidate) {
-    if (!facts.on_master)
+    if (!facts.on_master && facts.hotfix_branch.empty())
       v.reasons.push_back("commit " + short_commit + " of tag " + tag.name + " is not on " +
-                          master_name);
+                          master_name + ", nor on a hotfix branch made from production's tip");
+    v.hotfix = !facts.on_master && !facts.hotfix_branch.empty();
   } else {
     auto cand = signers_at(policy, TagKind::kCandidate, all, r.candidate_signers, tag.commit);
     if (cand.empty())
@@ -119,7 +120,7 @@ PromotionVerdict judge_promotion(const queue::Policy& policy, TagKind kind,
                           " has candidate tags by " + std::to_string(cand.size()) + " signers, " +
                           std::to_string(r.candidate_signatures) + " needed");
   }
-  if (!facts.fast_forward)
+  if (!facts.fast_forward && !v.hotfix)
     v.reasons.push_back("moving to " + short_commit + " from " + facts.target_tip.substr(0, 12) +
                         " is not a fast-forward");
   return v;

@@ -35,12 +35,18 @@ struct PromotionFacts {
   bool on_master = false;          // the commit is reachable from master's tip
   std::string target_tip;          // the target branch's tip now ("" = it does not exist)
   bool fast_forward = false;       // target_tip is empty, or an ancestor of the commit
+  // Hotfix flow: a branch matching the hotfix pattern (hotfix/*) that holds the commit, when
+  // the commit is not on master but descends from production's tip ("" otherwise).
+  std::string hotfix_branch;
 };
 
 struct PromotionVerdict {
   TagKind kind = TagKind::kNone;
   std::vector<std::string> signers;  // distinct accounts whose signatures counted, sorted
   std::vector<std::string> reasons;  // every reason to refuse; empty = promote
+  // A hotfix candidate: off master, on a hotfix branch made from production's tip. Staging
+  // then moves to it even if that is not a fast-forward (it may hold a newer candidate).
+  bool hotfix = false;
   bool ok() const { return reasons.empty(); }
 };
 
@@ -49,9 +55,10 @@ struct PromotionVerdict {
 //  - the tag is annotated, its header names its ref, it peels to a commit, it is signed by a
 //    member of the kind's signer group (and N distinct members signed tags of the same kind
 //    at the commit, N = candidate_signatures / release_signatures);
-//  - a candidate's commit is on master; a release's commit is marked by a candidate tag that
-//    passes the candidate rules;
-//  - the target branch moves by fast-forward only.
+//  - a candidate's commit is on master, or it is a hotfix candidate (facts.hotfix_branch: on a
+//    hotfix branch made from production's tip); a release's commit is marked by a candidate tag
+//    that passes the candidate rules;
+//  - the target branch moves by fast-forward only (staging excepted for a hotfix candidate).
 PromotionVerdict judge_promotion(const queue::Policy& policy, TagKind kind,
                                  const PromotionFacts& facts, const std::string& master_name);
 

@@ -158,3 +158,33 @@ TEST_CASE("no [release] or a tag of no kind promotes nothing") {
               .reasons,
           "no [release]"));
 }
+
+TEST_CASE("a hotfix candidate: off master on a hotfix branch, staging need not fast-forward") {
+  auto p = policy();
+  PromotionFacts f = facts_for(signed_tag("v1.0.1-rc1", "lead"));
+  f.on_master = false;
+  f.fast_forward = false;  // staging holds a newer candidate from master
+  f.target_tip = std::string(40, '2');
+  f.hotfix_branch = "hotfix/login";
+  auto v = judge_promotion(p, TagKind::kCandidate, f, "master");
+  CHECK_MESSAGE(v.ok(), (v.reasons.empty() ? "" : v.reasons.front()));
+  CHECK(v.hotfix);
+  // The same tag without a hotfix branch made from production is refused twice over.
+  f.hotfix_branch.clear();
+  v = judge_promotion(p, TagKind::kCandidate, f, "master");
+  CHECK_FALSE(v.hotfix);
+  CHECK(has(v.reasons, "is not on master, nor on a hotfix branch made from production's tip"));
+  CHECK(has(v.reasons, "is not a fast-forward"));
+  // A candidate on master is never a hotfix, even if a hotfix branch holds it too.
+  PromotionFacts on_master = facts_for(signed_tag("v1.1-rc1", "lead"));
+  on_master.hotfix_branch = "hotfix/login";
+  CHECK_FALSE(judge_promotion(p, TagKind::kCandidate, on_master, "master").hotfix);
+  // A release is never excused from fast-forwarding production.
+  PromotionFacts rel = facts_for(signed_tag("v1.0.1", "releng"));
+  rel.at_commit = {signed_tag("v1.0.1-rc1", "lead")};
+  rel.on_master = false;
+  rel.hotfix_branch = "hotfix/login";
+  rel.fast_forward = false;
+  rel.target_tip = std::string(40, '3');
+  CHECK(has(judge_promotion(p, TagKind::kRelease, rel, "master").reasons, "is not a fast-forward"));
+}
