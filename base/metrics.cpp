@@ -71,6 +71,9 @@ Registry& global() {
     g->declare("dmzbot_queue_length", Type::Gauge, "Approved PRs waiting for the train.");
     g->declare("dmzbot_train_candidates", Type::Gauge, "Candidates in flight.");
     g->declare("dmzbot_prs_landed_total", Type::Counter, "PRs that reached master.");
+    g->declare("dmzbot_innocent_ejections_total", Type::Counter,
+               "PRs ejected for a failed build that later landed at the same head (retried): "
+               "the failure was a flake or another PR's.");
     g->declare("dmzbot_prs_dequeued_total", Type::Counter,
                "PRs that left the queue without landing, by reason code.");
     g->declare("dmzbot_time_to_merge_seconds", Type::Histogram,

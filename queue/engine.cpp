@@ -413,6 +413,7 @@ double risk_of(const RepoState& s, const PullRequest& pr) {
   double worst_dir = 1.0;
   for (const auto& p : pr.paths) worst_dir = std::max(worst_dir, ratio("path:" + top_dir(p)));
   odds *= worst_dir;
+  if (pr.probed) odds *= 0.1;  // it passed alone: only a conflict or a flake can fail it now
   return odds / (1 + odds);
 }
 
@@ -429,6 +430,8 @@ double risk_of(const RepoState& s, const PullRequest& pr) {
 //   - at the front of its chain: one PR is ejected; a batch is bisected (halves first, each a
 //     group that builds alone) and nobody else is touched.
 
+}  // namespace
+
 std::size_t window_of(const RepoState& s, const Settings& cfg) {
   switch (cfg.strategy) {
     case Strategy::Serial:
@@ -440,9 +443,20 @@ std::size_t window_of(const RepoState& s, const Settings& cfg) {
   }
   const std::size_t floor = std::max<std::size_t>(1, cfg.window_floor);
   const std::size_t max = std::max(floor, cfg.window_max);
-  const std::size_t w = s.window == 0 ? cfg.window_start : s.window;
+  std::size_t w = s.window == 0 ? cfg.window_start : s.window;
+  // Adaptive: a chain lands the run of PRs before its first failure, (1-f)/f of them on
+  // average, and builds everything behind that failure again. A longer speculation burns
+  // runners without landing more (measured with sim_bench stats: at the main workload's
+  // observed 24% a window of 20 started 31 builds per landed PR, this cap 4, with the same
+  // landings and time to merge).
+  if (cfg.strategy == Strategy::Adaptive) {
+    const double f = base_failure(s);
+    w = std::min(w, static_cast<std::size_t>(std::ceil((1 - f) / f)));
+  }
   return std::clamp(w, floor, max);
 }
+
+namespace {
 
 bool zuul_window(const Settings& cfg) {
   return cfg.strategy == Strategy::Train || cfg.strategy == Strategy::Adaptive;
@@ -460,6 +474,7 @@ std::vector<int> cut_lane(Ctx& c, std::size_t index) {
   auto& train = c.s.train;
   const Candidate head = train[index];
   std::vector<Candidate> kept;
+  std::set<Sha> gone;  // shas of chain candidates removed
   for (std::size_t i = 0; i < train.size(); ++i) {
     Candidate& k = train[i];
     if (i < index || !same_chain(k, head)) {
@@ -467,13 +482,24 @@ std::vector<int> cut_lane(Ctx& c, std::size_t index) {
       continue;
     }
     if (!k.sha.empty()) c.emit(CancelBuild{k.sha, k.id});
+    if (!k.sha.empty() && !k.probe) gone.insert(k.sha);
     for (int n : k.prs) {
       c.pr(n).candidate.reset();
       if (i != index) requeue(c, c.pr(n));
     }
     if (!k.probe) c.removed = true;  // dmz may have to follow the tip
   }
-  train = std::move(kept);
+  // Probes built on a candidate that is gone say nothing any more: their PRs wait again.
+  std::vector<Candidate> still;
+  for (auto& k : kept) {
+    if (!k.probe || !gone.count(k.base) || k.status == CandidateStatus::Landing) {
+      still.push_back(std::move(k));
+      continue;
+    }
+    if (!k.sha.empty()) c.emit(CancelBuild{k.sha, k.id});
+    for (int n : k.prs) requeue(c, c.pr(n));
+  }
+  train = std::move(still);
   return head.prs;
 }
 
@@ -561,6 +587,10 @@ void fail_candidate(Ctx& c, std::size_t index, Reason code, const std::string& r
   std::optional<CandidateId> ahead;
   for (std::size_t i = 0; i < index; ++i)
     if (same_chain(c.s.train[i], k)) ahead = c.s.train[i].id;
+  // A probe built on a candidate of the train: that candidate's fate decides who was to blame.
+  if (k.probe && k.base != c.s.master)
+    for (const auto& t : c.s.train)
+      if (!t.probe && t.sha == k.base) ahead = t.id;
   // A PR alone at the front would be ejected: with flaky checks it is built again first, in
   // place, so that the candidates behind it keep building (a green one clears it).
   if (!ahead && k.prs.size() == 1 && c.pr(k.prs[0]).failures < c.cfg.flaky_retries) {
@@ -739,28 +769,37 @@ void interrupt_for_priority(Ctx& c) {
   }
 }
 
+}  // namespace
+
 // Adaptive batches: one PR per candidate while the window has room for every waiting PR;
 // otherwise as many as the failure rate allows (a batch should pass 70% of the time).
-std::size_t batch_size(Ctx& c, std::size_t waiting, std::size_t free_slots) {
-  const std::size_t max = std::max<std::size_t>(1, c.cfg.max_batch);
-  if (c.cfg.strategy != Strategy::Adaptive) return max;
+std::size_t batch_size(const RepoState& s, const Settings& cfg, std::size_t waiting,
+                       std::size_t free_slots) {
+  const std::size_t max = std::max<std::size_t>(1, cfg.max_batch);
+  if (cfg.strategy != Strategy::Adaptive) return max;
   if (free_slots == 0 || waiting <= free_slots) return 1;
-  const double f = base_failure(c.s);
+  const double f = base_failure(s);
   const auto by_rate =
       static_cast<std::size_t>(std::max(1.0, std::floor(std::log(0.7) / std::log(1 - f))));
   const std::size_t needed = (waiting + free_slots - 1) / free_slots;
   return std::clamp<std::size_t>(std::min(by_rate, needed), 1, max);
 }
 
-// Adaptive: a PR is probed (built alone on master before it joins the train) when the
-// rebuilds it would cause by failing in the train, its risk times the PRs that would be built
-// behind it before its result, outweigh what the probe costs it: one build, and one build's
-// delay. With a high failure rate and a busy queue that is every PR (the train then holds PRs
-// that passed alone, and fails only on semantic conflicts and flakes); with a quiet queue,
-// only the PRs whose own CI was red.
-bool wants_probe(const RepoState& s, const PullRequest& p, double risk,
-                 std::size_t waiting_behind) {
-  if (p.probed || p.group != 0) return false;
+namespace {
+
+// Adaptive: a PR is probed (built beside the train, on the newest candidate of its lane, and
+// never landed, before it joins the train) when it touches paths a PR ahead of it touches (a
+// semantic conflict between them would fail every candidate behind it), when it was found to
+// blame once (the flaky retry), or when the rebuilds it would cause by failing in the train,
+// its risk times the PRs that would be built behind it before its result, outweigh what the
+// probe costs it: one build, and one build's delay. A probe that fails while the candidate it
+// was built on is undecided waits for that candidate's fate (as a held PR does).
+bool wants_probe(const RepoState& s, const PullRequest& p, double risk, std::size_t waiting_behind,
+                 bool overlaps) {
+  if (p.probed) return false;
+  if (p.failures > 0) return true;  // found to blame once: the flake retry is built aside too
+  if (p.group != 0) return false;
+  if (overlaps) return true;
   double behind = static_cast<double>(waiting_behind);
   if (s.observed.arrival_ms > 0 && s.observed.build_ms > 0)
     behind = std::max(behind, static_cast<double>(s.observed.build_ms) /
@@ -789,18 +828,23 @@ void schedule_generic(Ctx& c) {
       if ((pa.group != 0) != (pb.group != 0)) return pa.group != 0;  // bisections first
       return risk[a] < risk[b];
     });
-    for (std::size_t i = 0; i < order.size(); ++i)
-      probe[order[i]] = wants_probe(s, c.pr(order[i]), risk[order[i]], order.size() - i - 1);
+    // A PR touching paths that PRs ahead of it (in the train, or waiting before it) touch may
+    // conflict with them: it is probed on the tip of the train, beside it, so that a conflict
+    // fails the probe rather than every candidate that would be built behind it.
+    std::set<std::string> ahead_paths;
+    for (const auto& k : s.train)
+      if (!k.probe)
+        for (int m : k.prs) ahead_paths.insert(c.pr(m).paths.begin(), c.pr(m).paths.end());
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      const PullRequest& p = c.pr(order[i]);
+      const bool overlaps = std::any_of(p.paths.begin(), p.paths.end(),
+                                        [&](const std::string& x) { return ahead_paths.count(x); });
+      probe[order[i]] = wants_probe(s, p, risk[order[i]], order.size() - i - 1, overlaps);
+      ahead_paths.insert(p.paths.begin(), p.paths.end());
+    }
   }
   std::set<int> taken;
   std::set<std::uint64_t> blocked_lanes;  // whose tail is still merging
-  // Adaptive: a lane whose candidate failed behind undecided ones stops growing until they
-  // decide. Whatever would be built behind them now holds the culprit if it is ahead (the
-  // likelier case: each undecided PR ahead is a suspect), and would be built again anyway.
-  if (adaptive)
-    for (const auto& [n, pr] : s.prs)
-      if (pr.held_by)
-        if (auto i = index_of(s, *pr.held_by)) blocked_lanes.insert(s.train[*i].lane);
   for (std::size_t at = 0; at < order.size(); ++at) {
     const int n = order[at];
     if (taken.count(n)) continue;
@@ -815,6 +859,10 @@ void schedule_generic(Ctx& c) {
       k.probe = true;
       k.prs = {n};
       k.base = s.master;
+      // On the newest candidate of its lane that has a sha: built with what is ahead of it.
+      const std::uint64_t lane = lane_for(c, p);
+      for (const auto& t : s.train)
+        if (!t.probe && t.lane == lane && !t.sha.empty()) k.base = t.sha;
       k.created_at = c.at;
       p.status = PrStatus::Merging;
       p.candidate = k.id;
@@ -843,7 +891,7 @@ void schedule_generic(Ctx& c) {
     } else {
       std::size_t waiting = 0;
       for (std::size_t j = at; j < order.size(); ++j) waiting += taken.count(order[j]) ? 0 : 1;
-      const std::size_t size = batch_size(c, waiting, window - in_flight);
+      const std::size_t size = batch_size(s, c.cfg, waiting, window - in_flight);
       for (std::size_t j = at; j < order.size() && k.prs.size() < size; ++j) {
         const auto& q = c.pr(order[j]);
         if (taken.count(q.number) || q.group != 0) continue;

@@ -20,4 +20,11 @@ std::vector<Action> resume(const RepoState& state, const Settings& settings);
 // then queued_at, then number); PRs held while a failure ahead of them is decided are not.
 std::vector<int> queue_order(const RepoState& state);
 
+// The strategies' sizes, for the ETA: candidates allowed in flight now (serial and batch:
+// max_train; train and adaptive: the current window), and how many PRs the next candidate
+// takes when `waiting` PRs wait for `free_slots` places in the window.
+std::size_t window_of(const RepoState& state, const Settings& settings);
+std::size_t batch_size(const RepoState& state, const Settings& settings, std::size_t waiting,
+                       std::size_t free_slots);
+
 }  // namespace dmz::queue

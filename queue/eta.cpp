@@ -1,8 +1,11 @@
 #include "queue/eta.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <queue>
+
+#include "queue/engine.hpp"
 
 namespace dmz::queue {
 
@@ -23,6 +26,44 @@ std::optional<Pace> pace_from_observed(const std::vector<Millis>& landed_duratio
   if (!m) return std::nullopt;
   return Pace{*m, std::max<std::size_t>(1, settings.max_train),
               std::max<std::size_t>(1, settings.max_batch)};
+}
+
+std::optional<Pace> pace_of(const RepoState& s, const Settings& cfg,
+                            const std::vector<Millis>& landed_durations, std::size_t window) {
+  std::optional<Pace> pace = pace_from_observed(landed_durations, cfg, window);
+  if (!pace) {
+    if (s.observed.build_ms <= 0) return std::nullopt;
+    pace = Pace{s.observed.build_ms, 1, 1};
+  }
+  // The engine trusts its failure rate after 8 verdicts (as the adaptive strategy does).
+  const double f =
+      s.observed.builds >= 8 ? std::clamp(s.observed.fail_permille / 1000.0, 0.0, 0.9) : 0.0;
+  const std::size_t waiting = queue_order(s).size();
+  const std::size_t in_flight = window_of(s, cfg);
+  switch (cfg.strategy) {
+    case Strategy::Serial:
+    case Strategy::Batch: {
+      pace->parallel = in_flight;
+      pace->per_batch = std::max<std::size_t>(1, cfg.max_batch);
+      // A candidate of b PRs fails with 1 - (1-f)^b and is built again (without its culprit,
+      // or bisected): on average 1 / (1-f)^b builds before it lands.
+      const double passes = std::pow(1 - f, static_cast<double>(pace->per_batch));
+      pace->per_candidate =
+          static_cast<Millis>(static_cast<double>(pace->per_candidate) / std::max(passes, 0.1));
+      break;
+    }
+    case Strategy::Train:
+    case Strategy::Adaptive: {
+      // A chain lands the run of passing candidates before its first failure, (1-f)/f on
+      // average; what was behind the failure is built again.
+      const double run = f > 0 ? (1 - f) / f : static_cast<double>(in_flight);
+      pace->parallel = std::clamp<std::size_t>(static_cast<std::size_t>(std::lround(run)), 1,
+                                               std::max<std::size_t>(1, in_flight));
+      pace->per_batch = batch_size(s, cfg, waiting, in_flight);
+      break;
+    }
+  }
+  return pace;
 }
 
 std::map<int, Millis> estimate_landings(const RepoState& state, const std::vector<int>& waiting,

@@ -1,8 +1,8 @@
 // When the train's candidates and the waiting PRs are expected to land, from the pace of the
 // queue: how long a candidate takes from its push to dmz to its landing, how many candidates
-// build at once and how many PRs share one. Before the throughput work measures the pace of
-// each strategy, pace_from_observed() derives one from observed candidate durations; a better
-// Pace can be handed to estimate_landings() without changing it.
+// build at once and how many PRs share one. pace_of() derives it from the active strategy
+// (its window, batch size) and what the engine observed (build durations, failure rate);
+// pace_from_observed() from landed durations and the settings alone.
 // Threading: pure functions.
 #pragma once
 
@@ -28,6 +28,15 @@ std::optional<Millis> median(std::vector<Millis> samples);
 // and the repository's settings; nullopt before any candidate landed.
 std::optional<Pace> pace_from_observed(const std::vector<Millis>& landed_durations,
                                        const Settings& settings, std::size_t window = 10);
+
+// The pace of the repository's strategy as it is now: candidates in flight (serial and batch:
+// max_train; train and adaptive: the current window, cut to the run of PRs a chain lands
+// between two failures at the observed failure rate), PRs per candidate (batch: max_batch;
+// adaptive: what its failure rate allows for the PRs waiting), and a candidate's time (the
+// median of the newest landed durations, else the observed build duration), stretched by the
+// rebuilds a failure costs a serial queue. nullopt before anything was observed.
+std::optional<Pace> pace_of(const RepoState& state, const Settings& settings,
+                            const std::vector<Millis>& landed_durations, std::size_t window = 10);
 
 // The expected landing time of each PR in the train or waiting in `waiting` (queue order):
 // a candidate lands `per_candidate` after its push (never before the one ahead of it, never

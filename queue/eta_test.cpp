@@ -89,4 +89,81 @@ TEST_CASE("eta: a train builds in parallel and lands in order; batches share a l
   CHECK(e2.at(2) == 1500);
 }
 
+TEST_CASE("eta: the pace follows the active strategy and what the engine observed") {
+  RepoState st;
+  Settings cfg;
+  // Nothing observed: no estimate. A build duration observed before any landing is used.
+  CHECK_FALSE(pace_of(st, cfg, {}).has_value());
+  st.observed.build_ms = 900;
+  auto p = pace_of(st, cfg, {});
+  REQUIRE(p);
+  CHECK(p->per_candidate == 900);
+  CHECK(p->parallel == 1);
+  // Landed durations win over the build duration.
+  p = pace_of(st, cfg, {600, 600, 600});
+  REQUIRE(p);
+  CHECK(p->per_candidate == 600);
+
+  // Serial with batches of 4 and a 10% failure rate observed (after enough verdicts): a batch
+  // passes 0.9^4 of the time, so a candidate takes 600 / 0.6561 on average.
+  cfg.max_batch = 4;
+  cfg.max_train = 2;
+  st.observed.fail_permille = 100;
+  st.observed.builds = 3;  // too few verdicts: the failure rate is not trusted yet
+  p = pace_of(st, cfg, {600});
+  REQUIRE(p);
+  CHECK(p->per_candidate == 600);
+  CHECK(p->parallel == 2);
+  CHECK(p->per_batch == 4);
+  st.observed.builds = 50;
+  p = pace_of(st, cfg, {600});
+  REQUIRE(p);
+  CHECK(p->per_candidate == 914);
+
+  // Train: the current window in flight, one PR per candidate...
+  cfg = Settings{};
+  cfg.strategy = Strategy::Train;
+  cfg.window_start = 8;
+  cfg.window_max = 20;
+  st.observed.fail_permille = 0;
+  p = pace_of(st, cfg, {600});
+  REQUIRE(p);
+  CHECK(p->parallel == 8);
+  CHECK(p->per_batch == 1);
+  st.window = 12;  // grown by landings
+  CHECK(pace_of(st, cfg, {600})->parallel == 12);
+  // ...but a chain lands only the run before its first failure: (1 - 0.2) / 0.2 = 4.
+  st.observed.fail_permille = 200;
+  CHECK(pace_of(st, cfg, {600})->parallel == 4);
+
+  // Adaptive: one PR per candidate while the window has room; batches sized from the failure
+  // rate (a batch should pass 70% of the time: 3 PRs at 10%) when many PRs wait.
+  cfg.strategy = Strategy::Adaptive;
+  cfg.max_batch = 8;
+  st.window = 2;
+  st.observed.fail_permille = 100;
+  CHECK(pace_of(st, cfg, {600})->per_batch == 1);
+  for (int n = 1; n <= 30; ++n) {
+    PullRequest pr;
+    pr.number = n;
+    pr.status = PrStatus::Queued;
+    pr.queued_at = n;
+    st.prs[n] = pr;
+  }
+  CHECK(pace_of(st, cfg, {600})->per_batch == 3);
+
+  // The estimate follows: with the train's pace, the tenth waiting PR lands far sooner than
+  // behind a serial queue.
+  std::vector<int> waiting;
+  for (int n = 1; n <= 10; ++n) waiting.push_back(n);
+  st.observed.fail_permille = 0;
+  cfg.strategy = Strategy::Train;
+  st.window = 10;
+  const auto train = estimate_landings(st, waiting, *pace_of(st, cfg, {600}), 0);
+  cfg = Settings{};
+  const auto serial = estimate_landings(st, waiting, *pace_of(st, cfg, {600}), 0);
+  CHECK(train.at(10) == 600);
+  CHECK(serial.at(10) == 6000);
+}
+
 }  // namespace dmz::queue

@@ -321,9 +321,19 @@ TEST_CASE("adaptive lanes: a failure in one lane cancels nothing in another") {
   CHECK(r.candidate(k2).lane != r.candidate(1).lane);
   CHECK(r.candidate(k2).base == kMaster);
   const Sha c2 = r.merge(k2);
-  r.queue(3, {"app/main.cpp", "app/util.cpp"});  // overlaps lane of PR 1: behind it
+  // Overlaps the lane of PR 1: probed on its tip first (a conflict with PR 1 would fail what
+  // is built behind it), then behind it.
+  r.queue(3, {"app/main.cpp", "app/util.cpp"});
+  const CandidateId probe = r.with({3});
+  REQUIRE(probe != 0);
+  CHECK(r.candidate(probe).probe);
+  CHECK(r.candidate(probe).base == c1);
+  r.check(r.merge(probe), true);
+  CHECK_FALSE(r.has(probe));
+  CHECK(r.s.prs.at(3).probed);
   const CandidateId k3 = r.with({3});
   REQUIRE(k3 != 0);
+  CHECK_FALSE(r.candidate(k3).probe);
   CHECK(r.candidate(k3).lane == r.candidate(1).lane);
   CHECK(r.candidate(k3).base == c1);
   r.merge(k3);
@@ -341,6 +351,92 @@ TEST_CASE("adaptive lanes: a failure in one lane cancels nothing in another") {
   auto ff = all<FastForwardMaster>(g);
   REQUIRE(ff.size() == 1);
   CHECK(ff[0].to == c2);
+}
+
+TEST_CASE(
+    "adaptive: a PR touching what a PR in the train touches is probed on the train's tip; the "
+    "candidate under it decides who is to blame") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.window_start = 4;
+  r.queue(1, {"app/main.cpp"});
+  const Sha c1 = r.merge(1);
+  r.queue(2, {"app/main.cpp"});  // may conflict with PR 1: probed beside the train, on c1
+  const CandidateId probe = r.with({2});
+  REQUIRE(probe != 0);
+  CHECK(r.candidate(probe).probe);
+  CHECK(r.candidate(probe).base == c1);
+  CHECK(r.built.back().tip == false);  // dmz stays at the tip of the train
+  r.queue(3, {"docs/guide.md"});       // touches nothing ahead: straight into the train
+  const CandidateId k3 = r.with({3});
+  REQUIRE(k3 != 0);
+  CHECK_FALSE(r.candidate(k3).probe);
+  CHECK(r.candidate(k3).base == c1);
+  const Sha p2 = r.merge(probe);
+  r.merge(k3);
+
+  SUBCASE("the probe fails and PR 1 lands: PR 2 conflicts with it and is ejected") {
+    auto f = r.check(p2, false);
+    CHECK(r.status(2) == PrStatus::Queued);  // held: PR 1 may be the one to blame
+    CHECK(r.s.prs.at(2).held_by == CandidateId{1});
+    for (const auto& c : all<CancelBuild>(f)) CHECK(c.sha != c1);  // the train builds on
+    auto g = r.check(c1, true);
+    REQUIRE(all<FastForwardMaster>(g).size() == 1);
+    r.pushed(1);
+    CHECK(r.status(1) == PrStatus::Merged);
+    CHECK(r.status(2) == PrStatus::Failed);
+    CHECK(r.s.prs.at(2).reason_code == Reason::BuildFailed);
+  }
+  SUBCASE("the probe fails and PR 1 fails too: PR 2 was innocent and waits again") {
+    r.check(p2, false);
+    r.check(c1, false);
+    CHECK(r.status(1) == PrStatus::Failed);
+    CHECK(r.status(2) != PrStatus::Failed);
+    CHECK_FALSE(r.s.prs.at(2).held_by.has_value());
+  }
+  SUBCASE("PR 1 fails before the probe reports: the probe is dropped, PR 2 waits again") {
+    auto f = r.check(c1, false);
+    CHECK(r.status(1) == PrStatus::Failed);
+    CHECK_FALSE(r.has(probe));
+    bool cancelled = false;
+    for (const auto& c : all<CancelBuild>(f)) cancelled |= c.sha == p2;
+    CHECK(cancelled);
+    CHECK(r.status(2) != PrStatus::Failed);
+    CHECK_FALSE(r.s.prs.at(2).held_by.has_value());
+    for (const auto& k : r.s.train) CHECK(k.base == kMaster);  // nothing built on c1 is left
+  }
+}
+
+TEST_CASE("adaptive: the window is cut to the run a chain lands between two failures") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.window_start = 20;
+  r.cfg.window_max = 20;
+  r.cfg.window_floor = 1;
+  CHECK(window_of(r.s, r.cfg) == 9);  // before evidence, a 10% prior: (1 - 0.1) / 0.1
+  r.s.observed.builds = 50;
+  r.s.observed.fail_permille = 250;
+  CHECK(window_of(r.s, r.cfg) == 3);
+  r.s.observed.fail_permille = 20;
+  CHECK(window_of(r.s, r.cfg) == 20);  // 49 > the runners: the configured window
+  // The train strategy keeps Zuul's window.
+  r.cfg.strategy = Strategy::Train;
+  r.s.observed.fail_permille = 250;
+  CHECK(window_of(r.s, r.cfg) == 20);
+  // And the engine fills no more than that.
+  Repo q(Strategy::Adaptive);
+  q.cfg.window_start = 20;
+  q.cfg.window_max = 20;
+  q.s.observed.builds = 50;
+  q.s.observed.fail_permille = 250;
+  for (int n = 1; n <= 6; ++n) q.queue(n, {"p" + std::to_string(n) + "/x.cpp"});
+  for (bool merged = true; merged;) {  // each candidate reaches dmz; the next is built on it
+    merged = false;
+    for (const auto& k : std::vector<Candidate>(q.s.train))
+      if (k.sha.empty()) {
+        q.merge(k.id);
+        merged = true;
+      }
+  }
+  CHECK(q.s.train.size() == 3);
 }
 
 TEST_CASE("priority: a higher priority enters the train first; a building candidate stays") {

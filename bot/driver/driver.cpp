@@ -271,6 +271,8 @@ void Driver::record(const Slot& slot, const q::RepoState& next,
   for (const auto& h : outcomes) {
     if (h.status == q::PrStatus::Merged) {
       m.add("dmzbot_prs_landed_total", repo);
+      if (const int innocent = innocent_ejections(slot.cfg.name, h); innocent > 0)
+        m.add("dmzbot_innocent_ejections_total", repo, innocent);
       if (h.approved_at > 0 && h.at >= h.approved_at)
         m.observe("dmzbot_time_to_merge_seconds", repo,
                   static_cast<double>(h.at - h.approved_at) / 1000.0);
@@ -288,6 +290,20 @@ void Driver::record(const Slot& slot, const q::RepoState& next,
       m.observe("dmzbot_build_duration_seconds", repo,
                 static_cast<double>(now - k.pushed_at) / 1000.0);
   }
+}
+
+// A PR that landed at a head it had been ejected at for a failed (or silent) build was not to
+// blame for that failure: a flake, or another PR of its candidate. Ejections at an older head
+// say nothing (the push may have been the fix). The store knows the PR's earlier outcomes.
+int Driver::innocent_ejections(const std::string& repo, const HistoryEntry& landed) {
+  auto earlier = store_.pr_history(repo, landed.number, 64);
+  if (!earlier) return 0;  // a metric is not worth failing a landing for
+  int innocent = 0;
+  for (const auto& h : *earlier)
+    if (h.status == q::PrStatus::Failed && h.head == landed.head &&
+        (h.reason == q::Reason::BuildFailed || h.reason == q::Reason::CheckTimeout))
+      ++innocent;
+  return innocent;
 }
 
 void Driver::record_gauges(const Slot& slot) {

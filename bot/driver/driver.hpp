@@ -132,6 +132,7 @@ class Driver {
   void record(const Slot& slot, const queue::RepoState& next,
               const std::vector<HistoryEntry>& outcomes, queue::Millis now);
   void record_gauges(const Slot& slot);
+  int innocent_ejections(const std::string& repo, const HistoryEntry& landed);
 
   const Clock& clock_;
   Store& store_;

@@ -450,6 +450,43 @@ TEST_CASE("driver: landings, ejections and builds are counted for /metrics") {
         std::string::npos);
 }
 
+TEST_CASE(
+    "driver: an ejection is counted innocent when the PR later lands at the same head; not "
+    "after a new push") {
+  World w;
+  metrics::Registry& m = metrics::global();
+  const metrics::Labels repo{{"repo", kRepo}};
+  const double innocent = m.value("dmzbot_innocent_ejections_total", repo);
+  Options o;
+  o.metrics = &m;
+  w.start(o);
+  w.fetch_answer(sha('0'));
+  auto fail_front = [&](const q::Sha& commit) {
+    auto bc = w.ports.of<q::BuildCandidate>().back();
+    w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, commit, 0, {}, "", w.clock.now()});
+    w.must(q::CheckReported{commit, q::Check{"ci/build", q::CheckState::Failure}, w.clock.now()});
+  };
+  // #1 fails (a flake), is retried at the same head and lands: its ejection was innocent.
+  w.queue_pr(1, sha('a'));
+  fail_front(sha('c'));
+  REQUIRE(w.state().prs.at(1).status == q::PrStatus::Failed);
+  CHECK(m.value("dmzbot_innocent_ejections_total", repo) == innocent);
+  w.must(q::RetryRequested{1, "mm", w.clock.now()});
+  w.must(q::PolicyChecked{1, sha('a'), true, {}, w.clock.now()});
+  REQUIRE_FALSE(w.land_front(sha('d')).rejected);
+  CHECK(m.value("dmzbot_innocent_ejections_total", repo) == innocent + 1);
+  // #2 fails, its author pushes a fix, it lands at the new head: it was to blame.
+  w.queue_pr(2, sha('b'));
+  fail_front(sha('e'));
+  w.must(q::PrPushed{2, sha('f'), w.clock.now()});
+  w.must(q::MergeRequested{2, sha('f'), "mm", w.clock.now()});
+  w.must(q::PolicyChecked{2, sha('f'), true, {}, w.clock.now()});
+  REQUIRE_FALSE(w.land_front(sha('9')).rejected);
+  REQUIRE(w.state().master == sha('9'));
+  CHECK(m.value("dmzbot_innocent_ejections_total", repo) == innocent + 1);
+  CHECK(m.text().find("dmzbot_innocent_ejections_total{repo=\"acme/app\"} ") != std::string::npos);
+}
+
 TEST_CASE("driver: unknown repositories are not found") {
   World w;
   w.start();

@@ -18,12 +18,14 @@ RunResult oracle(const Workload& w) {
     const SimPr& p = prs[y];
     bool ok = !p.bad;
     // A conflict with an earlier PR x matters unless x landed before y was written: x lands
-    // at the first good build started at or after its approval (and before y's).
-    for (std::size_t x = 0; x < y && ok; ++x) {
-      if (!included[x] || !w.conflict(prs[x].number, p.number)) continue;
-      Millis landed = kNever;
-      for (std::size_t k = x; k < y; ++k) landed = std::min(landed, finish[k]);
-      if (landed > p.approved_at) ok = false;
+    // at the first good build started at or after its approval (and before y's). Walking back
+    // from y keeps that minimum as it goes; once it is before y's approval every earlier PR
+    // had landed too, so the walk covers only the PRs in flight (not the whole history).
+    Millis landed = kNever;
+    for (std::size_t x = y; x-- > 0 && ok;) {
+      landed = std::min(landed, finish[x]);
+      if (landed <= p.approved_at) break;
+      if (included[x] && w.conflict(prs[x].number, p.number)) ok = false;
     }
     if (!ok) {
       ++r.ejected;

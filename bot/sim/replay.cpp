@@ -44,6 +44,7 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
   std::map<int, int> priorities;         // from priority_requested (the latest)
   std::map<std::string, Millis> pushed;  // candidate sha -> when it reached dmz
   std::set<std::string> decided;         // candidate shas whose build verdict was counted
+  std::set<std::string> red_heads;       // PR heads whose own CI failed (maybe before approval)
   std::vector<Millis> durations;
   int builds = 0, failed_builds = 0;
   for (const auto& e : *events) {
@@ -64,6 +65,7 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
         s.head = j.at("sha").get<std::string>();
         s.priority = priorities.count(n) ? priorities[n] : 0;
         s.author = authors.count(n) ? authors[n] : "unknown";
+        s.red = red_heads.count(s.head) > 0;
         prs.emplace(n, std::move(s));
       } else if (e.kind == "policy_checked") {
         auto it = prs.find(j.at("number").get<int>());
@@ -83,7 +85,8 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
             failed_builds += state != "success";
           }
         } else if (state == "failure" || state == "error") {
-          for (auto& [n, s] : prs)  // a PR head's own CI (before or after its approval)
+          red_heads.insert(sha);    // a PR head's own CI, before its approval
+          for (auto& [n, s] : prs)  // or after it
             if (s.head == sha) s.red = true;
         }
       }

@@ -67,8 +67,10 @@ class World final : public driver::GitPort,
     store_ = make_memory_store({0, false});
     landed_at_.assign(w.prs().size() + 1, kNever);
     outcome_.assign(w.prs().size() + 1, Outcome::None);
+    undecided_ = static_cast<int>(w.prs().size());
     master_ = sha_of('m', 0);
-    content_[master_] = {};
+    commits_[master_] = {};
+    master_history_[master_] = 0;
   }
 
   RunResult run() {
@@ -105,6 +107,7 @@ class World final : public driver::GitPort,
       item.fn();
       if (finished()) break;
     }
+    count_samples();
     finish(std::min(now(), stop));
     return std::move(result_);
   }
@@ -119,16 +122,18 @@ class World final : public driver::GitPort,
     });
   }
   void build_candidate(const std::string&, const q::BuildCandidate& a) override {
+    ++counters_["candidates"];
+    counters_["candidate_prs"] += static_cast<double>(a.items.size());
+    if (!a.tip) ++counters_["probes"];
     later(kMergeDelay, [this, a] {
-      auto base = content_.find(a.base);
-      if (base == content_.end()) {
+      if (!commits_.count(a.base)) {
         violation("candidate " + std::to_string(a.candidate) + " on an unknown base");
         return;
       }
-      std::vector<int> content = base->second;
-      for (const auto& item : a.items) content.push_back(pr_of_head(item.head));
+      Commit commit{a.base, {}};
+      for (const auto& item : a.items) commit.added.push_back(pr_of_head(item.head));
       const q::Sha sha = sha_of('c', ++shas_);
-      content_[sha] = std::move(content);
+      commits_[sha] = std::move(commit);
       apply(q::MergeDone{a.candidate, q::MergeOutcome::Merged, sha, 0, {}, "", now()});
     });
   }
@@ -160,10 +165,9 @@ class World final : public driver::GitPort,
       if (a.attempt <= it->second.attempt) return;  // a resume: it is already building
       stop_build(a.sha);
     }
-    const auto& content = content_.at(a.sha);
     Build b;
     b.attempt = a.attempt;
-    b.last = content.empty() ? 0 : content.back();
+    b.last = last_pr(a.sha);
     b.n = nth_build_[b.last]++;
     b.generation = ++generations_;
     builds_[a.sha] = b;
@@ -238,21 +242,55 @@ class World final : public driver::GitPort,
 
   void tick() {
     driver_->tick();
+    sample();
     if (!finished()) later(options_.tick, [this] { tick(); });
   }
 
-  bool finished() const {
-    if (now() < last_arrival_) return false;
-    for (std::size_t n = 1; n < outcome_.size(); ++n)
-      if (outcome_[n] == Outcome::None) return false;
-    return true;
-  }
+  bool finished() const { return now() >= last_arrival_ && undecided_ == 0; }
 
   void set_outcome(int number, Outcome o) {
     auto& slot = outcome_.at(static_cast<std::size_t>(number));
     if (slot == Outcome::Landed && o != Outcome::Landed)
       violation("#" + std::to_string(number) + " failed after it landed");
+    if (slot == Outcome::None) --undecided_;
     slot = o;
+    if (options_.progress) options_.progress(result_.prs - undecided_, result_.events);
+  }
+
+  // Once a minute of virtual time, while PRs are waiting: how busy the queue and CI are.
+  void sample() {
+    if (w_.prs().empty() || now() < approved(1)) return;
+    int approved_so_far = 0;  // PRs approved by now (the workload is in approval order)
+    {
+      auto it = std::upper_bound(w_.prs().begin(), w_.prs().end(), now() - kStart - 10 * kMinute,
+                                 [](Millis t, const SimPr& p) { return t < p.approved_at; });
+      approved_so_far = static_cast<int>(it - w_.prs().begin());
+    }
+    const int decided = result_.prs - undecided_;
+    const q::RepoState* st = driver_->state(kRepo);
+    ++samples_;
+    sums_["backlog"] += std::max(0, approved_so_far - decided);
+    sums_["runners_busy"] += running_;
+    sums_["builds_waiting_for_runner"] += static_cast<double>(waiting_.size());
+    if (st) {
+      sums_["train_candidates"] += static_cast<double>(st->train.size());
+      sums_["window"] += static_cast<double>(st->window);
+      sums_["observed_fail_permille"] += st->observed.fail_permille;
+      for (const auto& [n, pr] : st->prs) {
+        if (pr.status == q::PrStatus::Queued) sums_[pr.held_by ? "prs_held" : "prs_queued"] += 1;
+        if (pr.status == q::PrStatus::Approved) sums_["prs_approved"] += 1;
+        if (pr.candidate) sums_["prs_in_train"] += 1;
+      }
+      for (const auto& k : st->train) {
+        if (k.probe) sums_["train_probes"] += 1;
+        if (k.sha.empty()) sums_["train_merging"] += 1;
+      }
+    }
+  }
+  void count_samples() {
+    for (const auto& [name, sum] : sums_)
+      counters_["mean_" + name] = samples_ ? sum / static_cast<double>(samples_) : 0;
+    result_.counters = counters_;
   }
 
   // ---- CI --------------------------------------------------------------------------------------
@@ -276,6 +314,7 @@ class World final : public driver::GitPort,
   void stop_build(const q::Sha& sha) {
     auto it = builds_.find(sha);
     if (it == builds_.end()) return;
+    ++counters_[it->second.running ? "builds_cancelled_running" : "builds_cancelled_waiting"];
     if (it->second.running) --running_;
     builds_.erase(it);
     std::erase(waiting_, sha);
@@ -289,7 +328,13 @@ class World final : public driver::GitPort,
     builds_.erase(it);
     --running_;
     dispatch_runners();
-    const bool pass = !broken(content_.at(sha)) && !w_.flaky(b.last, b.n);
+    const Breakage why = breakage(sha);
+    const bool flake = w_.flaky(b.last, b.n);
+    const bool pass = why == Breakage::None && !flake;
+    ++counters_[why == Breakage::Bad        ? "builds_failed_bad_pr"
+                : why == Breakage::Conflict ? "builds_failed_conflict"
+                : flake                     ? "builds_failed_flake"
+                                            : "builds_passed"];
     if (pass) green_.insert(sha);
     apply(q::CheckReported{
         sha,
@@ -306,39 +351,97 @@ class World final : public driver::GitPort,
     const Millis ly = landed_at_[static_cast<std::size_t>(y)];
     return !(lx <= approved(y) || ly <= approved(x));
   }
-  bool broken(const std::vector<int>& content) const {
-    for (std::size_t i = 0; i < content.size(); ++i) {
-      if (w_.pr(content[i]).bad) return true;
-      for (std::size_t j = 0; j < i; ++j)
-        if (w_.conflict(content[j], content[i]) && matters(content[j], content[i])) return true;
+
+  // A commit is its parent plus the PRs merged onto it; every master master has been at
+  // remembers how many landings it held. What a commit holds beyond the master it descends
+  // from is found by walking up: a chain of candidates, never the whole history, so that a
+  // check costs the same after 100,000 landings as after ten.
+  struct Commit {
+    q::Sha parent;  // empty for the origin
+    std::vector<int> added;
+  };
+  // The PRs `sha` holds on top of the master commit it descends from (`root`), in order.
+  std::vector<int> unlanded_part(const q::Sha& sha, q::Sha* root) const {
+    std::vector<const std::vector<int>*> parts;
+    q::Sha at = sha;
+    while (!master_history_.count(at)) {
+      auto it = commits_.find(at);
+      if (it == commits_.end()) break;
+      parts.push_back(&it->second.added);
+      at = it->second.parent;
     }
-    return false;
+    *root = at;
+    std::vector<int> out;
+    for (auto p = parts.rbegin(); p != parts.rend(); ++p)
+      out.insert(out.end(), (*p)->begin(), (*p)->end());
+    return out;
+  }
+  int last_pr(q::Sha sha) const {
+    for (;;) {
+      auto it = commits_.find(sha);
+      if (it == commits_.end()) return 0;
+      if (!it->second.added.empty()) return it->second.added.back();
+      sha = it->second.parent;
+    }
+  }
+  // The landings of master (in order) that came after PR y's approval, up to the first `end`
+  // landings: the only PRs on master a conflict with y can matter with.
+  template <class F>
+  void landed_after_approval(int y, std::size_t end, F&& f) const {
+    auto it = std::upper_bound(
+        landings_.begin(), landings_.begin() + static_cast<std::ptrdiff_t>(end), approved(y),
+        [](Millis t, const std::pair<Millis, int>& l) { return t < l.first; });
+    for (; it != landings_.begin() + static_cast<std::ptrdiff_t>(end); ++it) f(it->second);
+  }
+
+  enum class Breakage { None, Bad, Conflict };
+  Breakage breakage(const q::Sha& sha) const {
+    q::Sha root;
+    const std::vector<int> mine = unlanded_part(sha, &root);
+    auto h = master_history_.find(root);
+    const std::size_t end = h == master_history_.end() ? 0 : h->second;
+    Breakage why = Breakage::None;
+    for (std::size_t i = 0; i < mine.size(); ++i) {
+      if (w_.pr(mine[i]).bad) return Breakage::Bad;
+      for (std::size_t j = 0; j < i; ++j)
+        if (w_.conflict(mine[j], mine[i]) && matters(mine[j], mine[i])) why = Breakage::Conflict;
+      landed_after_approval(mine[i], end, [&](int x) {
+        if (w_.conflict(x, mine[i]) && matters(x, mine[i])) why = Breakage::Conflict;
+      });
+    }
+    return why;
   }
   // An ejected PR was innocent if it is good and would pass alone on master now.
   bool innocent(int n) const {
     if (w_.pr(n).bad) return false;
-    for (int m : content_.at(master_))
-      if (w_.conflict(m, n) && matters(m, n)) return false;
-    return true;
+    bool clean = true;
+    landed_after_approval(n, landings_.size(), [&](int m) {
+      if (w_.conflict(m, n) && matters(m, n)) clean = false;
+    });
+    return clean;
   }
 
   void move_master(const q::Sha& to) {
-    const auto& from = content_.at(master_);
-    auto target = content_.find(to);
-    if (target == content_.end()) {
+    if (!commits_.count(to)) {
       violation("master pushed to an unknown sha");
       return;
     }
-    const auto& next = target->second;
-    if (next.size() < from.size() || !std::equal(from.begin(), from.end(), next.begin()))
+    q::Sha root;
+    const std::vector<int> next = unlanded_part(to, &root);
+    if (root != master_ && to != master_)
       violation("master moved to " + to + ", not a fast-forward");
     if (!green_.count(to)) violation("master moved to " + to + ", which never built green");
     std::set<int> seen;
     for (int n : next)
-      if (!seen.insert(n).second) violation("#" + std::to_string(n) + " is on master twice");
-    for (std::size_t i = from.size(); i < next.size(); ++i)
-      landed_at_.at(static_cast<std::size_t>(next[i])) = now();
-    if (broken(next)) ++result_.escaped;
+      if (!seen.insert(n).second || landed_at_.at(static_cast<std::size_t>(n)) != kNever)
+        violation("#" + std::to_string(n) + " is on master twice");
+    if (breakage(to) != Breakage::None) ++result_.escaped;
+    for (int n : next) {
+      landed_at_.at(static_cast<std::size_t>(n)) = now();
+      landings_.emplace_back(now(), n);
+    }
+    master_history_[to] = landings_.size();
+    ++counters_["master_moves"];
     master_ = to;
     last_landing_ = now();
   }
@@ -387,11 +490,16 @@ class World final : public driver::GitPort,
   RunResult result_;
 
   q::Sha master_;
-  std::map<q::Sha, std::vector<int>> content_;  // what each commit holds on top of the origin
+  std::map<q::Sha, Commit> commits_;
+  std::map<q::Sha, std::size_t> master_history_;  // every master so far: landings it holds
+  std::vector<std::pair<Millis, int>> landings_;  // (when, PR), in landing order
   std::uint64_t shas_ = 0;
   std::set<q::Sha> green_;
   std::vector<Millis> landed_at_;
   std::vector<Outcome> outcome_;
+  int undecided_ = 0;  // PRs neither landed nor ejected
+  std::map<std::string, double> counters_, sums_;
+  long samples_ = 0;
   Millis last_arrival_ = 0, last_landing_ = 0;
 
   std::map<q::Sha, Build> builds_;

@@ -8,6 +8,8 @@
 // Threading: a run is single-threaded; different runs share nothing but the Workload.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,9 @@ struct RunOptions {
   double drain_hours = 48;      // after the arrivals end, the queue may drain this long
   queue::Millis tick = 60'000;  // how often time passes for the driver
   int crash_every = 0;          // >0: a crash and restart of the driver every N events
+  // Called after each applied event with the PRs decided (landed or ejected) and the events so
+  // far (sim_bench's progress).
+  std::function<void(int decided, long events)> progress;
 };
 
 struct RunResult {
@@ -48,6 +53,9 @@ struct RunResult {
   std::vector<std::string> violations;  // invariants broken (must be empty)
   long events = 0;                      // applied to the driver
   int restarts = 0;
+  // What happened inside, for finding out why a strategy does what it does: builds by how
+  // they ended, failures by cause, probes, the backlog (sim_bench stats).
+  std::map<std::string, double> counters;
 };
 
 RunResult run(const Workload& workload, const Strategy& strategy, const RunOptions& options = {});

@@ -18,7 +18,10 @@ struct Repo {
   std::uint64_t version = 0;
   std::map<int, queue::PullRequest> archive;
   std::vector<HistoryEntry> outcomes;  // by seq
-  std::deque<EventLogEntry> events;    // by seq
+  // Where each PR's outcomes are in `outcomes` (as SQLite's outcomes_by_pr index): a PR's
+  // history costs the same after 100,000 finished PRs as after ten.
+  std::map<int, std::vector<std::size_t>> outcomes_by_pr;
+  std::deque<EventLogEntry> events;  // by seq
 };
 
 class MemoryStore final : public Store {
@@ -67,6 +70,7 @@ class MemoryStore final : public Store {
     if (change.delta.train_changed) r.state.train = st.train;
     for (auto h : change.outcomes) {
       h.seq = ++seq_;
+      r.outcomes_by_pr[h.number].push_back(r.outcomes.size());
       r.outcomes.push_back(std::move(h));
     }
     if (change.event && options_.keep_events) {
@@ -232,6 +236,14 @@ class MemoryStore final : public Store {
     auto it = repos_.find(repo);
     if (it == repos_.end()) return out;
     const auto& all = it->second.outcomes;
+    if (number) {
+      auto positions = it->second.outcomes_by_pr.find(*number);
+      if (positions == it->second.outcomes_by_pr.end()) return out;
+      for (auto i = positions->second.rbegin(); i != positions->second.rend() && out.size() < limit;
+           ++i)
+        if (before <= 0 || all[*i].seq < before) out.push_back(all[*i]);
+      return out;
+    }
     for (auto h = all.rbegin(); h != all.rend() && out.size() < limit; ++h) {
       if (before > 0 && h->seq >= before) continue;
       if (number && h->number != *number) continue;
