@@ -190,7 +190,7 @@ try {
   assert.match(await mainText(), /acme\/widget/);
   assert.match(await mainText(), /Queue\s+3 PRs, 1 candidate building/);
   assert.match(await mainText(), /Remote\s+reachable/);
-  assert.match(await mainText(), /acme\/lanes[\s\S]*adaptive, window 4 \(1\.\.32\), lanes by paths/);
+  assert.match(await mainText(), /acme\/lanes[\s\S]*adaptive, window 4 \(1\.\.\d+\), lanes by paths/);
   await shot("overview");
   // A second tab keeps the overview open: it follows every repository's feed, no reload.
   const overviewTab = await context.newPage();
