@@ -98,12 +98,24 @@ TEST_CASE(
     "serve --log-format=json writes one JSON object per line, with the repository, no secret") {
   test::TempDir dir;
   test::write_file(dir / "token", "t0ken-secret\n");
-  // Nothing listens on port 1: every fetch fails at once, and git's error names the remote,
-  // whose URL carries a password.
-  test::write_file(dir / "dmzbot.toml",
-                   "data_dir = \"data\"\n[server]\nport = 0\n[[repo]]\nname = \"acme/widget\"\n"
-                   "remote = \"http://bot:pa55word@127.0.0.1:1/widget.git\"\n"
-                   "required_checks = [\"ci/build\"]\napi_token = { file = \"token\" }\n");
+  // Nothing listens on port 1: every fetch fails at once.
+  auto config = [&](const std::string& remote, const std::string& data) {
+    test::write_file(
+        dir / "dmzbot.toml",
+        "data_dir = \"" + data +
+            "\"\n[server]\nport = 0\n[[repo]]\nname = \"acme/widget\"\nremote = \"" + remote +
+            "\"\nrequired_checks = [\"ci/build\"]\napi_token = { file = \"token\" }\n");
+  };
+  // A remote URL with a password is refused at start, in a JSON line that masks it.
+  config("http://bot:pa55word@127.0.0.1:1/widget.git", "refused");
+  auto refused = test::run(dmzbot() + " serve --log-format=json --config " +
+                           test::shell_quote((dir / "dmzbot.toml").string()) + " 2>&1");
+  CHECK(refused.exit_code != 0);
+  CHECK(refused.out.find("pa55word") == std::string::npos);
+  CHECK(refused.out.find("http://***@127.0.0.1:1/widget.git") != std::string::npos);
+  CHECK(nlohmann::json::parse(refused.out.substr(0, refused.out.find('\n')))["level"] == "error");
+
+  config("http://127.0.0.1:1/widget.git", "data");
   const std::string log = test::shell_quote((dir / "log.txt").string());
   auto r = test::run(dmzbot() + " serve --log-format=json --config " +
                      test::shell_quote((dir / "dmzbot.toml").string()) + " >" + log +
@@ -113,7 +125,6 @@ TEST_CASE(
   CHECK(r.out.find("exit=0") != std::string::npos);
   const std::string text = test::read_file(dir / "log.txt");
   CAPTURE(text);
-  CHECK(text.find("pa55word") == std::string::npos);
   CHECK(text.find("t0ken-secret") == std::string::npos);
   std::istringstream in(text);
   int lines = 0;
