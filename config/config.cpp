@@ -16,6 +16,9 @@
 //   threads = 2                    # I/O threads, 1..256
 //   public_url = "https://dmzbot.example.com"   # optional; links in answers on PRs
 //
+//   [log]
+//   format = "text"                # "text" (default) or "json": one JSON object per line
+//
 //   [store]
 //   kind = "sqlite"                # the only kind so far
 //   path = "dmzbot.db"             # relative to data_dir
@@ -118,6 +121,7 @@
 
 #include "base/crypto.hpp"
 #include "base/file.hpp"
+#include "base/log.hpp"
 #include "base/text.hpp"
 #include "base/url.hpp"
 #include "config/toml_words.hpp"
@@ -399,6 +403,18 @@ class Loader {
         problem(*t->get("public_url"), "server.public_url: " + url.message());
       else
         s.public_url = v->back() == '/' ? v->substr(0, v->size() - 1) : *v;
+    }
+  }
+
+  void log_section(const toml::table& root, std::string& format) {
+    const toml::table* t = table(root, "log", "log");
+    if (!t) return;
+    unknown_keys(*t, {"format"}, "[log]");
+    if (auto v = string(*t, "format", "log.format")) {
+      if (log::parse_format(*v))
+        format = *v;
+      else
+        problem(*t->get("format"), "log.format '" + *v + "' must be \"text\" or \"json\"");
     }
   }
 
@@ -856,8 +872,9 @@ class Loader {
   std::optional<Config> config(const toml::table& root) {
     Config c;
     c.data_dir = base_;
-    unknown_keys(root, {"data_dir", "server", "store", "signing", "repo"}, "");
+    unknown_keys(root, {"data_dir", "log", "server", "store", "signing", "repo"}, "");
     if (auto v = string(root, "data_dir", "data_dir")) c.data_dir = resolve(*v);
+    log_section(root, c.log_format);
     server(root, c.server);
     store(root, c.store, c.data_dir);
     signing(root, c.signing);

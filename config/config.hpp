@@ -140,6 +140,7 @@ std::optional<std::uint64_t> candidate_of_branch(const std::string& pattern,
 struct Config {
   std::filesystem::path file;            // where it was loaded from
   std::filesystem::path data_dir = ".";  // mirrors, database, build logs
+  std::string log_format = "text";       // [log] format: "text" or "json" (base/log.hpp)
   Server server;
   Store store;
   Signing signing;

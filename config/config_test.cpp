@@ -372,6 +372,16 @@ TEST_CASE("config: server ranges") {
         Lines{"2: store.kind 'postgres' is not supported (use \"sqlite\")"});
 }
 
+TEST_CASE("config: [log] format is text (the default) or json") {
+  Fixture f;
+  CHECK(f.ok(kRepo).log_format == "text");
+  CHECK(f.ok("[log]\nformat = \"json\"\n" + kRepo).log_format == "json");
+  CHECK(f.ok("[log]\nformat = \"text\"\n" + kRepo).log_format == "text");
+  CHECK(
+      f.problems("[log]\nformat = \"xml\"\nlevel = \"debug\"\n" + kRepo) ==
+      Lines{"2: log.format 'xml' must be \"text\" or \"json\"", "3: unknown key 'level' in [log]"});
+}
+
 TEST_CASE("config: required checks") {
   Fixture f;
   const std::string head = "[[repo]]\nname = \"a/b\"\nremote = \"/r\"\n";
@@ -569,6 +579,7 @@ TEST_CASE("config: the example in deploy/ is valid") {
   Config c = f.ok(text);
   CHECK(c.data_dir == "/var/lib/dmzbot");
   CHECK(c.store.path == "/var/lib/dmzbot/dmzbot.db");
+  CHECK(c.log_format == "text");
   REQUIRE(c.repos.size() == 3);
   CHECK(c.repos[0].required_checks == std::vector<std::string>{"ci/build", "ci/test"});
   CHECK(c.repos[1].required_checks == std::vector<std::string>{"dmzbot/local"});

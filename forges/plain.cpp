@@ -1,9 +1,8 @@
 #include "forges/plain.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <vector>
 
+#include "base/log.hpp"
 #include "base/text.hpp"
 #include "queue/glob.hpp"
 
@@ -106,7 +105,12 @@ Result<queue::PrOpened> PlainForge::register_pull(const RemoteRefs& refs, const 
 Status PlainForge::deliver(const OutboxMessage& m) {
   auto level =
       m.notice.kind == queue::NoticeKind::Failure ? spdlog::level::warn : spdlog::level::info;
-  spdlog::log(level, "{}#{}: {}", options_.repo, m.notice.number, escape_control(m.notice.message));
+  log::write(level,
+             {.repo = options_.repo,
+              .pr = m.notice.number,
+              .sha = m.notice.head,
+              .reason = queue::to_string(m.notice.reason)},
+             escape_control(m.notice.message));
   return {};
 }
 

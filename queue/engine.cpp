@@ -187,6 +187,7 @@ void approve(Ctx& c, PullRequest& pr, Approval approval) {
   pr.details.clear();
   pr.candidate.reset();
   pr.finished_at = 0;
+  pr.signers.clear();  // the new verdict says who signed
   c.emit(CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, c.s.master});
 }
 
@@ -1130,6 +1131,7 @@ Verdict on(Ctx& c, const PolicyChecked& e) {
   auto* pr = c.find(e.number);
   if (!pr || pr->status != PrStatus::Approved || !pr->approval || pr->approval->sha != e.sha)
     return std::nullopt;  // a stale verdict
+  pr->signers = e.signers;
   if (e.pass) {
     pr->status = PrStatus::Queued;
     pr->paths = e.paths;

@@ -75,7 +75,8 @@ json pr_json(const PullRequest& pr, std::optional<std::size_t> position) {
           {"held_by", or_null(pr.held_by)},
           {"group", pr.group},
           {"probed", pr.probed},
-          {"failures", pr.failures}};
+          {"failures", pr.failures},
+          {"signers", pr.signers}};
 }
 
 json candidate_json(const Candidate& k) {
@@ -112,8 +113,8 @@ json fields(const MergeRequested& e) {
 json fields(const CancelRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const RetryRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const PolicyChecked& e) {
-  return {{"number", e.number},   {"sha", e.sha}, {"pass", e.pass},
-          {"reasons", e.reasons}, {"at", e.at},   {"paths", e.paths}};
+  return {{"number", e.number}, {"sha", e.sha},     {"pass", e.pass},      {"reasons", e.reasons},
+          {"at", e.at},         {"paths", e.paths}, {"signers", e.signers}};
 }
 json fields(const MergeDone& e) {
   return {{"candidate", e.candidate},

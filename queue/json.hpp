@@ -13,6 +13,7 @@ namespace dmz::queue {
 
 // {"repo", "master", "prs": [{number, branch, author, title, head, status, approval,
 //   reason, details, candidate, position, priority, paths, precheck, held_by, group, probed,
+//   signers,
 //   eta}], "train": [{id, prs, base, sha, status, checks, lane, probe, attempt, failed}],
 //   "window", "observed": {build_ms, fail_permille, builds}}. `eta` (epoch ms when the PR is
 // expected to land, or null) is there only when `eta` is given; nothing computes it yet (issue 11,

@@ -176,14 +176,16 @@ TEST_CASE("events carry their snake_case type and fields") {
                                                                       {"sha", sha('a')},
                                                                       {"approver", "mm"},
                                                                       {"at", 55}});
-  CHECK(to_json(Event{PolicyChecked{4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}}}) ==
+  CHECK(to_json(
+            Event{PolicyChecked{4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}, {"alice"}}}) ==
         json{{"type", "policy_checked"},
              {"number", 4},
              {"sha", sha('a')},
              {"pass", true},
              {"reasons", json::array()},
              {"at", 56},
-             {"paths", {"src/a.c", "docs/b.md"}}});
+             {"paths", {"src/a.c", "docs/b.md"}},
+             {"signers", {"alice"}}});
   CHECK(to_json(Event{PrOpened{1, "feature/a", "ann", "A", sha('a'), 1}}) ==
         json{{"type", "pr_opened"},
              {"number", 1},

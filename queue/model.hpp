@@ -84,6 +84,9 @@ struct PullRequest {
   std::uint64_t group = 0;  // a batch being bisected: builds only with its group (0: none)
   bool probed = false;      // passed an isolation build at its approved head (adaptive)
   int failures = 0;         // builds that failed with it alone to blame (flaky: built again)
+  // The policy accounts whose valid signatures the verdict at approval->sha found on the PR's
+  // commits, sorted; kept with the verdict for the status page (empty until it is judged).
+  std::vector<std::string> signers;
 
   bool operator==(const PullRequest&) const = default;
 };
@@ -238,7 +241,8 @@ struct PolicyChecked {  // the shell's verdict for CheckPolicy
   bool pass = false;
   std::vector<std::string> reasons;
   Millis at = 0;
-  std::vector<std::string> paths;  // the files the PR changes against master (lanes, risk)
+  std::vector<std::string> paths;    // the files the PR changes against master (lanes, risk)
+  std::vector<std::string> signers;  // accounts that validly signed its commits, sorted
 };
 enum class MergeOutcome { Merged, Conflict, Error };
 struct MergeDone {  // result of BuildCandidate

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -91,6 +92,68 @@ TEST_CASE("serve starts where the sandbox cannot work if the operator chose sand
   CAPTURE(r.out);
   CHECK(r.out.find("dmzbot listening on http://127.0.0.1:") != std::string::npos);
   CHECK(r.out.find("exit=0") != std::string::npos);
+}
+
+TEST_CASE(
+    "serve --log-format=json writes one JSON object per line, with the repository, no secret") {
+  test::TempDir dir;
+  test::write_file(dir / "token", "t0ken-secret\n");
+  // Nothing listens on port 1: every fetch fails at once.
+  auto config = [&](const std::string& remote, const std::string& data) {
+    test::write_file(
+        dir / "dmzbot.toml",
+        "data_dir = \"" + data +
+            "\"\n[server]\nport = 0\n[[repo]]\nname = \"acme/widget\"\nremote = \"" + remote +
+            "\"\nrequired_checks = [\"ci/build\"]\napi_token = { file = \"token\" }\n");
+  };
+  // A remote URL with a password is refused at start, in a JSON line that masks it.
+  config("http://bot:pa55word@127.0.0.1:1/widget.git", "refused");
+  auto refused = test::run(dmzbot() + " serve --log-format=json --config " +
+                           test::shell_quote((dir / "dmzbot.toml").string()) + " 2>&1");
+  CHECK(refused.exit_code != 0);
+  CHECK(refused.out.find("pa55word") == std::string::npos);
+  CHECK(refused.out.find("http://***@127.0.0.1:1/widget.git") != std::string::npos);
+  CHECK(nlohmann::json::parse(refused.out.substr(0, refused.out.find('\n')))["level"] == "error");
+
+  config("http://127.0.0.1:1/widget.git", "data");
+  const std::string log = test::shell_quote((dir / "log.txt").string());
+  auto r = test::run(dmzbot() + " serve --log-format=json --config " +
+                     test::shell_quote((dir / "dmzbot.toml").string()) + " >" + log +
+                     " 2>&1 & pid=$!; i=0; until grep -q 'fetch failed' " + log +
+                     "; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done; "
+                     "kill -TERM $pid; wait $pid; echo \"exit=$?\"");
+  CHECK(r.out.find("exit=0") != std::string::npos);
+  const std::string text = test::read_file(dir / "log.txt");
+  CAPTURE(text);
+  CHECK(text.find("t0ken-secret") == std::string::npos);
+  std::istringstream in(text);
+  int lines = 0;
+  bool listening = false, fetch_failed = false;
+  for (std::string line; std::getline(in, line);) {
+    ++lines;
+    auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    REQUIRE_MESSAGE(j.is_object(), line);
+    CHECK(j["time"].is_string());
+    CHECK(j["level"].is_string());
+    CHECK(j["msg"].is_string());
+    const std::string msg = j["msg"];
+    if (msg.starts_with("dmzbot listening on http://127.0.0.1:")) listening = true;
+    if (msg.starts_with("fetch failed")) {
+      fetch_failed = true;
+      CHECK(j["repo"] == "acme/widget");
+      CHECK(j["level"] == "warning");
+      CHECK_FALSE(j.contains("pr"));  // only the fields that apply
+    }
+  }
+  CHECK(lines >= 2);
+  CHECK(listening);
+  CHECK(fetch_failed);
+}
+
+TEST_CASE("serve --log-format refuses a format it does not know") {
+  auto r = test::run(dmzbot() + " serve --log-format=xml --config /nonexistent.toml 2>&1");
+  CHECK(r.exit_code != 0);
+  CHECK(r.out.find("xml") != std::string::npos);
 }
 
 TEST_CASE("the demo says in one line that it builds unsandboxed where the sandbox cannot work") {

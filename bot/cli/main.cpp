@@ -86,6 +86,11 @@ int main(int argc, char** argv) {
   std::string config_file;
   auto* serve = app.add_subcommand("serve", "run the service");
   serve->add_option("--config", config_file, "configuration file (TOML)")->required();
+  std::string log_format;
+  serve
+      ->add_option("--log-format", log_format,
+                   "text or json (one object per line); overrides [log] format")
+      ->check(CLI::IsMember({"text", "json"}));
 
   dmz::DemoOptions demo_options;
   auto* demo = app.add_subcommand("demo", "self-contained demo on a local sandbox");
@@ -191,6 +196,7 @@ int main(int argc, char** argv) {
   if (*serve) {
     dmz::block_shutdown_signals();
     auto cfg = load_config(config_file);
+    if (cfg && !log_format.empty()) cfg->log_format = log_format;
     return cfg ? dmz::serve(*cfg) : 1;
   }
   if (*demo) return dmz::run_demo(demo_options);

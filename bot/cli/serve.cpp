@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "base/log.hpp"
 #include "bot/ci/runner.hpp"
 #include "bot/http/http_server.hpp"
 #include "bot/service/service.hpp"
@@ -38,6 +39,7 @@ bool wait_for_shutdown_signal(int timeout_ms) {
 }
 
 int serve(const config::Config& config) {
+  log::use_format(log::parse_format(config.log_format).value_or(log::Format::Text));
   // Every build of a repository whose runner sandboxes builds would fail where the sandbox
   // cannot work: refuse to start, and say what to do, rather than fail each pull request.
   for (const auto& repo : config.repos) {

@@ -1,11 +1,10 @@
 #include "bot/driver/driver.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "base/log.hpp"
 #include "base/text.hpp"
 #include "queue/delta.hpp"
 #include "queue/engine.hpp"
@@ -41,6 +40,25 @@ bool finished(q::PrStatus status) {
       return false;
   }
   return false;
+}
+
+// The PRs of the candidate that `event` is about (its merge, a check's end on its sha, its
+// landing) in `state` as it was before the event: the event goes into each one's timeline.
+std::vector<int> candidate_prs(const q::RepoState& state, const q::Event& event) {
+  const q::Candidate* found = nullptr;
+  auto by_id = [&](q::CandidateId id) {
+    for (const auto& c : state.train)
+      if (c.id == id) found = &c;
+  };
+  if (const auto* e = std::get_if<q::MergeDone>(&event)) by_id(e->candidate);
+  if (const auto* e = std::get_if<q::CandidateChecked>(&event)) by_id(e->candidate);
+  if (const auto* e = std::get_if<q::MasterPushed>(&event)) by_id(e->candidate);
+  // A check's end, not each of its pending reports (a PR's timeline stays readable).
+  if (const auto* e = std::get_if<q::CheckReported>(&event);
+      e && e->check.state != q::CheckState::Pending)
+    for (const auto& c : state.train)
+      if (!c.sha.empty() && c.sha == e->sha) found = &c;
+  return found ? found->prs : std::vector<int>{};
 }
 
 // Whether a PR leaves the hot state now: merged and closed PRs at once; failed and cancelled
@@ -132,7 +150,7 @@ void Driver::load(Slot& slot) {
   for (auto& m : *outbox) pending_[m.id] = Pending{std::move(m), false};
   // Finished PRs of an older run (or of a schema before history) move out now.
   if (Status s = commit(slot, slot.state, nullptr, {}); !s.ok())
-    spdlog::warn("{}: cannot archive finished pull requests: {}", repo, s.message());
+    log::warn({.repo = repo}, "cannot archive finished pull requests: {}", s.message());
   dispatch(slot, q::resume(slot.state, slot.cfg.settings), {});
   slot.fetch_in_flight = true;
   slot.health.next_fetch_at = now;
@@ -156,8 +174,8 @@ q::Outcome Driver::apply(const std::string& repo, const q::Event& event) {
   q::Outcome out = q::handle(work, event, slot->cfg.settings);
   if (out.rejected) return out;
   if (Status s = commit(*slot, std::move(work), &event, out.actions); !s.ok()) {
-    spdlog::error("{}: cannot save the state, {} refused: {}", repo, q::event_kind(event),
-                  s.message());
+    log::error({.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
+               "cannot save the state, {} refused: {}", q::event_kind(event), s.message());
     if (s.code() == Code::kConflict) {  // another writer: reload before acting again
       slot->health.loaded = false;
       slot->health.last_error = s.message();
@@ -202,8 +220,13 @@ Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
   change.expected_version = slot.version;
   change.at = now;
   if (event)
-    change.event = EventLogEntry{
-        0, repo, q::event_kind(*event), q::to_json(*event).dump(), q::pr_of(*event), now};
+    change.event = EventLogEntry{0,
+                                 repo,
+                                 q::event_kind(*event),
+                                 q::to_json(*event).dump(),
+                                 q::pr_of(*event),
+                                 now,
+                                 candidate_prs(slot.state, *event)};
   const auto write_started = std::chrono::steady_clock::now();
   auto saved = store_.save(change);
   if (options_.metrics)
@@ -212,6 +235,14 @@ Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
         std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started).count());
   if (!saved) return saved.status();
   record(slot, next, change.outcomes, now);
+  for (const auto& o : change.outcomes)  // one line per PR that left the queue, with its reason
+    log::info({.repo = repo,
+               .pr = o.number,
+               .sha = o.head,
+               .reason = q::to_string(o.reason),
+               .event = change.event ? std::string_view(change.event->kind) : std::string_view()},
+              "{}{}{}", q::to_string(o.status), o.message.empty() ? "" : ": ",
+              escape_control(o.message));
   slot.state = std::move(next);
   slot.version = saved->version;
   if (options_.on_commit)
@@ -353,11 +384,11 @@ void Driver::renew_lease(Slot& slot, q::Millis now) {
     return;
   }
   if (!lease) {  // the store is down: try again next tick, keep serving what we have
-    spdlog::warn("{}: cannot renew the lease: {}", slot.cfg.name, lease.message());
+    log::warn({.repo = slot.cfg.name}, "cannot renew the lease: {}", lease.message());
     return;
   }
   // Another process took the repository over: stop acting on it.
-  spdlog::error("{}: another dmzbot took the lease; no longer serving it", slot.cfg.name);
+  log::error({.repo = slot.cfg.name}, "another dmzbot took the lease; no longer serving it");
   slot.health.loaded = false;
   slot.health.last_error = "another dmzbot holds the lease on " + slot.cfg.name;
 }
@@ -386,8 +417,9 @@ void Driver::fetched(const std::string& repo, const forges::RemoteRefs& refs) {
   for (const auto& event : slot->cfg.forge->events_from_fetch(slot->state, refs, now)) {
     auto out = apply(repo, event);
     if (out.rejected)
-      spdlog::warn("{}: {} from a fetch refused: {}", repo, q::event_kind(event),
-                   escape_control(out.rejected->message));
+      log::warn({.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
+                "{} from a fetch refused: {}", q::event_kind(event),
+                escape_control(out.rejected->message));
   }
 }
 
@@ -403,8 +435,8 @@ void Driver::fetch_failed(const std::string& repo, const Status& why) {
   slot->health.next_fetch_at =
       now + backoff(slot->cfg.fetch_interval, slot->health.fetch_failures,
                     std::max(options_.max_fetch_backoff, slot->cfg.fetch_interval));
-  spdlog::warn("{}: fetch failed ({} in a row), next in {}s: {}", repo, slot->health.fetch_failures,
-               (slot->health.next_fetch_at - now) / 1000, why.message());
+  log::warn({.repo = repo}, "fetch failed ({} in a row), next in {}s: {}",
+            slot->health.fetch_failures, (slot->health.next_fetch_at - now) / 1000, why.message());
 }
 
 void Driver::delivered(std::int64_t id, const Status& result) {
@@ -417,10 +449,14 @@ void Driver::delivered(std::int64_t id, const Status& result) {
                                         p.message.attempts + 1 >= options_.max_outbox_attempts);
   if (result.ok() || give_up) {
     if (give_up)
-      spdlog::error("{}#{}: dropping a message after {} attempt(s): {}", repo,
-                    p.message.notice.number, p.message.attempts + 1, result.message());
+      log::error({.repo = repo,
+                  .pr = p.message.notice.number,
+                  .sha = p.message.notice.head,
+                  .reason = q::to_string(p.message.notice.reason)},
+                 "dropping a message after {} attempt(s): {}", p.message.attempts + 1,
+                 result.message());
     if (Status s = store_.outbox_delivered(id); !s.ok())
-      spdlog::warn("{}: cannot mark outbox message {} delivered: {}", repo, id, s.message());
+      log::warn({.repo = repo}, "cannot mark outbox message {} delivered: {}", id, s.message());
     pending_.erase(it);
   } else {
     const q::Millis now = clock_.now();
@@ -431,7 +467,7 @@ void Driver::delivered(std::int64_t id, const Status& result) {
     if (Status s =
             store_.outbox_retry(id, p.message.attempts, p.message.next_at, p.message.last_error);
         !s.ok())
-      spdlog::warn("{}: cannot reschedule outbox message {}: {}", repo, id, s.message());
+      log::warn({.repo = repo}, "cannot reschedule outbox message {}: {}", id, s.message());
   }
   if (Slot* slot = find(repo))
     slot->health.outbox_pending = static_cast<std::size_t>(

@@ -3,7 +3,12 @@
 #include "bot/driver/driver.hpp"
 
 #include <doctest/doctest.h>
+#include <spdlog/sinks/ostream_sink.h>
 
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "base/log.hpp"
 #include "bot/driver/fakes.hpp"
 #include "bot/store/fault_injection.hpp"
 #include "forges/fake.hpp"
@@ -485,6 +490,71 @@ TEST_CASE(
   REQUIRE(w.state().master == sha('9'));
   CHECK(m.value("dmzbot_innocent_ejections_total", repo) == innocent + 1);
   CHECK(m.text().find("dmzbot_innocent_ejections_total{repo=\"acme/app\"} ") != std::string::npos);
+}
+
+TEST_CASE("driver: a candidate's merge, checks and landing are in its PRs' timelines") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  auto bc = w.ports.of<q::BuildCandidate>().back();
+  w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('c'), 0, {}, "", w.clock.now()});
+  w.must(q::CandidateChecked{bc.candidate, sha('c'), true, {}, w.clock.now()});
+  // A pending report is not filed under the PR (its end is), nor is a check on another sha.
+  w.must(q::CheckReported{sha('c'), q::Check{"ci/build", q::CheckState::Pending}, w.clock.now()});
+  (void)w.apply(
+      q::CheckReported{sha('e'), q::Check{"ci/build", q::CheckState::Failure}, w.clock.now()});
+  w.must(q::CheckReported{
+      sha('c'), q::Check{"ci/build", q::CheckState::Success, "", "https://ci/1"}, w.clock.now()});
+  w.must(q::MasterPushed{bc.candidate, true, "", "", w.clock.now()});
+  REQUIRE(w.state().prs.count(1) == 0);  // merged: archived
+
+  auto events = w.real->pr_events(kRepo, 1, 100);
+  REQUIRE(events.ok());
+  std::vector<std::string> kinds;
+  for (const auto& e : *events) kinds.push_back(e.kind);
+  CHECK(kinds == std::vector<std::string>{"pr_opened", "merge_requested", "policy_checked",
+                                          "merge_done", "candidate_checked", "check_reported",
+                                          "master_pushed"});
+  CHECK(events->at(5).json.find("https://ci/1") != std::string::npos);
+}
+
+TEST_CASE("driver: each PR that leaves the queue is one JSON log line with its fields") {
+  std::ostringstream out;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "test", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
+  log::use_format(log::Format::Json);
+  {
+    World w;
+    w.start();
+    w.fetch_answer(sha('0'));
+    w.queue_pr(1, sha('a'));
+    REQUIRE_FALSE(w.land_front(sha('c')).rejected);
+    w.queue_pr(2, sha('b'));
+    auto bc = w.ports.of<q::BuildCandidate>().back();
+    w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('d'), 0, {}, "", w.clock.now()});
+    w.must(q::CheckReported{sha('d'), q::Check{"ci/build", q::CheckState::Failure}, w.clock.now()});
+  }
+  spdlog::set_default_logger(previous);
+  log::use_format(log::Format::Text);
+  std::map<int, nlohmann::json> left;  // by PR
+  std::istringstream lines(out.str());
+  for (std::string line; std::getline(lines, line);) {
+    auto j = nlohmann::json::parse(line);  // every line is one JSON object
+    if (j.contains("pr") && j.contains("reason")) left[j["pr"].get<int>()] = j;
+  }
+  CAPTURE(out.str());
+  REQUIRE(left.count(1));
+  CHECK(left[1]["repo"] == kRepo);
+  CHECK(left[1]["reason"] == "merged");
+  CHECK(left[1]["sha"] == sha('a'));
+  CHECK(left[1]["event"] == "master_pushed");
+  CHECK(left[1]["level"] == "info");
+  REQUIRE(left.count(2));
+  CHECK(left[2]["reason"] == "build-failed");
+  CHECK(left[2]["sha"] == sha('b'));
+  CHECK(left[2]["msg"].get<std::string>().starts_with("failed: "));
 }
 
 TEST_CASE("driver: unknown repositories are not found") {

@@ -395,6 +395,10 @@ class Api : public std::enable_shared_from_this<Api> {
       r.body = std::string(asset->body);
       return respond(r);
     }
+    if (n == 3 && p[0] == "api" && p[1] == "v1" && p[2] == "events") {
+      if (m != "GET") return respond(method_not_allowed(m, "GET"));
+      return events_stream(req, "", respond);
+    }
     if (n == 3 && p[0] == "api" && p[1] == "v1" && p[2] == "repos") {
       if (m != "GET") return respond(method_not_allowed(m, "GET"));
       json names = json::array();
@@ -456,6 +460,7 @@ class Api : public std::enable_shared_from_this<Api> {
       std::mutex mu;
       std::vector<std::optional<page::RepoSummary>> summaries;
       std::size_t left = 0;
+      std::int64_t last_seq = 0;  // the newest event of any repository: the feed resumes there
     };
     const auto& repos = backend_.config().repos;
     auto g = std::make_shared<Gather>();
@@ -467,11 +472,13 @@ class Api : public std::enable_shared_from_this<Api> {
       const std::string name = repos[i].name;
       backend_.view(name, [this, self, g, i, name, respond](Result<RepoView> v) {
         std::optional<page::RepoSummary> summary;
+        std::int64_t last_seq = 0;
         if (v) {
           auto events = backend_.recent_events(name, kPageEvents);
           auto in = page_input(name);
           in.view = &*v;
           if (events) in.events = &*events;
+          if (events && !events->empty()) last_seq = events->back().seq;
           summary = page::build_summary(in);
         } else {
           page::RepoSummary s;  // shown as not served, with why
@@ -485,10 +492,11 @@ class Api : public std::enable_shared_from_this<Api> {
         {
           std::lock_guard lock(g->mu);
           g->summaries[i] = std::move(summary);
+          g->last_seq = std::max(g->last_seq, last_seq);
           if (--g->left > 0) return;
           for (auto& s : g->summaries) all.push_back(std::move(*s));
         }
-        respond(html(page::render_index(all, backend_.now())));
+        respond(html(page::render_index(all, backend_.now(), g->last_seq)));
       });
     }
   }
@@ -532,6 +540,24 @@ class Api : public std::enable_shared_from_this<Api> {
         respond(html(page::render_pull(page::build_pull_page(name, pv, *p))));
       });
     });
+  }
+
+  // The live feed of `repo` (empty: of every repository).
+  void events_stream(const HttpRequest& req, const std::string& repo, const Respond& respond) {
+    // The browser resends the id it saw last on a reconnect (Last-Event-ID); a page starts
+    // from the seq it was rendered at (?after=). A malformed header is ignored.
+    std::optional<std::int64_t> after = parse_seq(req.header("last-event-id"));
+    if (!after && req.target.find('?') != std::string::npos &&
+        req.target.find("after=") != std::string::npos)
+      after = query_number(req.target, "after", 0, std::numeric_limits<std::int64_t>::max());
+    auto stream = hub().open(repo, after);
+    if (!stream) return respond(error_response(stream.error()));
+    HttpResponse r;
+    r.content_type = "text/event-stream; charset=utf-8";
+    r.headers.emplace_back("Cache-Control", "no-store");
+    r.headers.emplace_back("X-Accel-Buffering", "no");  // proxies must not hold events back
+    r.stream = std::move(*stream);
+    respond(r);
   }
 
   // /api/v1/repos/{owner}/{name}/...
@@ -593,22 +619,7 @@ class Api : public std::enable_shared_from_this<Api> {
       return;
     }
 
-    if (kind == Events) {
-      // The browser resends the id it saw last on a reconnect (Last-Event-ID); a page starts
-      // from the seq it was rendered at (?after=). A malformed header is ignored.
-      std::optional<std::int64_t> after = parse_seq(req.header("last-event-id"));
-      if (!after && req.target.find('?') != std::string::npos &&
-          req.target.find("after=") != std::string::npos)
-        after = query_number(req.target, "after", 0, std::numeric_limits<std::int64_t>::max());
-      auto stream = hub().open(name, after);
-      if (!stream) return respond(error_response(stream.error()));
-      HttpResponse r;
-      r.content_type = "text/event-stream; charset=utf-8";
-      r.headers.emplace_back("Cache-Control", "no-store");
-      r.headers.emplace_back("X-Accel-Buffering", "no");  // proxies must not hold events back
-      r.stream = std::move(*stream);
-      return respond(r);
-    }
+    if (kind == Events) return events_stream(req, name, respond);
 
     if (kind == History) {
       auto before = query_number(req.target, "before", 0, std::numeric_limits<std::int64_t>::max());

@@ -125,7 +125,9 @@ class Backend {
 //   GET  /api/v1/repos/{owner}/{name}/logs/{sha}           a local build's log (text, tail 1 MiB)
 //   GET  /api/v1/repos/{owner}/{name}/events[?after=SEQ]   Server-Sent Events of the event
 //                                                          log; resumes after Last-Event-ID
-//   GET  /                                                 every repository (HTML)
+//   GET  /api/v1/events[?after=SEQ]                       the same for every repository (the
+//                                                          overview follows it)
+//   GET  /                                                 every repository (HTML, live)
 //   GET  /repos/{owner}/{name}                             the train, the waiting PRs, the
 //                                                          last 50 outcomes (HTML, live)
 //   GET  /repos/{owner}/{name}/pulls/{n}                   one PR's timeline (HTML, live)

@@ -484,8 +484,17 @@ TEST_CASE("repository list and status pages") {
   CHECK(list.response.status == 200);
   CHECK(list.body() == json::array({"o/n", "o/notoken"}));
 
+  EventLogEntry opened;
+  opened.repo = "o/n";
+  opened.kind = "pr_opened";
+  opened.json = "{}";
+  const auto newest = fake.publish(opened);
   auto index = call(api, "GET", "/");
   CHECK(index.response.status == 200);
+  // The overview follows every repository's feed from the newest event it was rendered with.
+  CHECK(index.response.body.find("data-events=\"/api/v1/events\" data-last-seq=\"" +
+                                 std::to_string(newest) + "\"") != std::string::npos);
+  CHECK(call(api, "POST", "/api/v1/events").response.status == 405);
   CHECK(index.response.content_type == "text/html; charset=utf-8");
   CHECK(index.response.body.find("href=\"/repos/o/n\"") != std::string::npos);
   // A repository that cannot be read is listed with why.

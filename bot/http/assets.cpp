@@ -74,6 +74,11 @@ code { font: .9em ui-monospace, SFMono-Regular, Menlo, monospace; background: va
 .b-failed, .b-failure, .b-error { background: var(--bad-bg); color: var(--bad-fg); }
 .b-running, .b-building, .b-in_dmz, .b-merging, .b-approved { background: var(--run-bg); color: var(--run-fg); }
 .b-pending, .b-queued { background: var(--wait-bg); color: var(--wait-fg); }
+.lanes { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(20rem, 100%), 1fr)); gap: .8em; }
+.lane { border-left: 4px solid var(--line); padding-left: .6em; }
+.lane h3 { margin: .4em 0 0; }
+.batch { font-size: .8em; font-weight: 600; color: var(--muted); }
+.signers { margin: .1em 0; }
 .verdict { margin: .2em 0; font-size: .95em; }
 .verdict p { margin: .2em 0 0; }
 .time { color: var(--muted); font-variant-numeric: tabular-nums; }
@@ -105,7 +110,8 @@ th { font-weight: 600; }
 }
 )CSS";
 
-// Follows the repository's live feed (EventSource resumes with Last-Event-ID by itself; after a
+// Follows the page's live feed, a repository's or (the overview) every repository's
+// (EventSource resumes with Last-Event-ID by itself; after a
 // refused connection it starts again from the last id seen) and swaps in the freshly rendered
 // <main>. The server renders everything; this script only replaces what it rendered.
 constexpr std::string_view kJs = R"JS("use strict";
@@ -151,8 +157,9 @@ constexpr std::string_view kJs = R"JS("use strict";
     busy = false;
   }
   const url = main.dataset.events;
-  if (!url || !window.EventSource) {
-    setInterval(refresh, 15000);  // the overview: a light poll
+  if (!url) return;
+  if (!window.EventSource) {  // a browser without Server-Sent Events: a light poll
+    setInterval(refresh, 15000);
     return;
   }
   let lastId = main.dataset.lastSeq || "";

@@ -53,6 +53,7 @@ std::string list(const std::vector<std::string>& names) {
 struct VerdictEvent {
   bool pass = false;
   std::vector<std::string> reasons;
+  std::vector<std::string> signers;
   Millis at = 0;
 };
 using Verdicts = std::map<std::pair<int, std::string>, VerdictEvent>;
@@ -62,8 +63,8 @@ Verdicts verdicts_of(const std::vector<EventLogEntry>& events) {
   for (const auto& e : events) {
     if (e.kind != "policy_checked") continue;
     auto j = parse(e);
-    out[{get<int>(j, "number", 0), get<std::string>(j, "sha", "")}] =
-        VerdictEvent{get<bool>(j, "pass", false), strings(j, "reasons"), e.at};
+    out[{get<int>(j, "number", 0), get<std::string>(j, "sha", "")}] = VerdictEvent{
+        get<bool>(j, "pass", false), strings(j, "reasons"), strings(j, "signers"), e.at};
   }
   return out;
 }
@@ -75,6 +76,7 @@ Verdict verdict_of(const queue::PullRequest& pr, const Verdicts& verdicts) {
     if (pr.reason_code == queue::Reason::PolicyFailed) {
       v.state = Verdict::State::Failed;
       v.reasons = pr.details;
+      v.signers = pr.signers;
     }
     return v;
   }
@@ -85,10 +87,15 @@ Verdict verdict_of(const queue::PullRequest& pr, const Verdicts& verdicts) {
   auto it = verdicts.find({pr.number, pr.approval->sha});
   if (pr.status == queue::PrStatus::Approved) {
     v.state = Verdict::State::Checking;
-  } else if (it != verdicts.end()) {
+    return v;  // who signed is not known yet
+  }
+  // Kept with the PR (durable); an older event log may have them where the PR does not.
+  v.signers = pr.signers;
+  if (it != verdicts.end()) {
     v.state = it->second.pass ? Verdict::State::Passed : Verdict::State::Failed;
     v.reasons = it->second.reasons;
     v.at = it->second.at;
+    if (v.signers.empty()) v.signers = it->second.signers;
   } else if (pr.reason_code == queue::Reason::PolicyFailed) {
     v.state = Verdict::State::Failed;
     v.reasons = pr.details;
@@ -267,9 +274,68 @@ std::vector<Warning> warnings(const WarningInput& in) {
 }
 
 std::string strategy_name(const queue::Settings& s) {
-  if (s.max_train <= 1 && s.max_batch <= 1) return "serial";
-  std::string out = "train of " + std::to_string(std::max<std::size_t>(1, s.max_train));
-  if (s.max_batch > 1) out += ", batches of " + std::to_string(s.max_batch);
+  auto n = [](std::size_t v) { return std::to_string(v); };
+  std::string out;
+  switch (s.strategy) {
+    case queue::Strategy::Serial:
+      if (s.max_train <= 1 && s.max_batch <= 1) {
+        out = "serial";
+      } else {
+        out = "train of " + n(std::max<std::size_t>(1, s.max_train));
+        if (s.max_batch > 1) out += ", batches of " + n(s.max_batch);
+      }
+      break;
+    case queue::Strategy::Batch:
+      out = "batches of " + n(s.max_batch) + ", bisected on failure";
+      if (s.max_train > 1) out += ", " + n(s.max_train) + " at once";
+      break;
+    case queue::Strategy::Train:
+      out = "train, window " + n(s.window_start) + " (" + n(s.window_floor) + ".." +
+            n(s.window_max) + ")";
+      if (s.max_batch > 1) out += ", batches of " + n(s.max_batch);
+      break;
+    case queue::Strategy::Adaptive:
+      out = "adaptive, window " + n(s.window_start) + " (" + n(s.window_floor) + ".." +
+            n(s.window_max) + ")";
+      if (s.lanes == queue::Lanes::Paths) {
+        out += ", lanes by paths";
+      } else if (s.lanes == queue::Lanes::Groups) {
+        out += ", lanes by path groups";
+        std::string names;
+        for (const auto& g : s.path_groups) names += (names.empty() ? "" : ", ") + g.name;
+        if (!names.empty()) out += " (" + names + ")";
+      }
+      break;
+  }
+  if (s.strategy != queue::Strategy::Serial && s.flaky_retries > 0)
+    out += ", flaky checks built again " + n(static_cast<std::size_t>(s.flaky_retries)) +
+           (s.flaky_retries == 1 ? " time" : " times");
+  return out;
+}
+
+std::vector<Lane> lanes_of(const std::vector<queue::Candidate>& train,
+                           const queue::Settings& settings) {
+  std::vector<Lane> out;
+  auto lane = [&](std::uint64_t id, bool probe) -> Lane& {
+    for (auto& l : out)
+      if (l.probes == probe && (probe || l.id == id)) return l;
+    Lane l;
+    l.id = probe ? 0 : id;
+    l.probes = probe;
+    if (probe)
+      l.name = "probes (each PR built alone on `master`; they never land)";
+    else if (id == 0)
+      l.name = "main lane";
+    else if (settings.lanes == queue::Lanes::Groups && id <= settings.path_groups.size())
+      l.name = "lane `" + settings.path_groups[id - 1].name + "`";
+    else
+      l.name = "lane " + std::to_string(id);
+    out.push_back(std::move(l));
+    return out.back();
+  };
+  for (std::size_t i = 0; i < train.size(); ++i)
+    lane(train[i].lane, train[i].probe).candidates.push_back(i);
+  if (out.size() == 1 && !out.front().probes && out.front().id == 0) out.clear();  // one chain
   return out;
 }
 
@@ -337,7 +403,9 @@ RepoPage build_repo_page(const RepoInput& in) {
   if (in.events && !in.events->empty()) page.last_seq = in.events->back().seq;
 
   const auto order = queue::queue_order(v.state);
-  page.pace = queue::pace_from_observed(landed_durations(cx.records), v.settings);
+  page.pace = queue::pace_of(v.state, v.settings, landed_durations(cx.records));
+  page.required_checks = v.settings.required_checks;
+  page.lanes = lanes_of(v.state.train, v.settings);
   std::map<int, Millis> etas;
   if (page.pace) etas = queue::estimate_landings(v.state, order, *page.pace, in.now);
   auto row = [&](const queue::PullRequest& pr) {
@@ -370,6 +438,7 @@ RepoPage build_repo_page(const RepoInput& in) {
         k.look = look_of(it->second.state);
         k.description = it->second.description;
         k.url = it->second.url;
+        k.at = it->second.at;
         if (k.look == CheckLook::Passed || k.look == CheckLook::Failed) until = it->second.at;
       }
       if (c.pushed_at > 0) k.elapsed = std::max<Millis>(0, until - c.pushed_at);
@@ -417,10 +486,54 @@ PullPage build_pull_page(const std::string& repo_name, const PullView& view, con
       }
   if (!found) p.row.verdict = verdict_of(view.pr, verdicts_of(view.events));
 
+  // The candidates it was in (the store files their events under each of their PRs), with the
+  // checks reported on them.
+  queue::RepoState building;
+  for (const auto& c : repo.train) building.train.push_back(c.candidate);
+  const auto records = candidate_records(view.events, building);
+  std::map<queue::CandidateId, const CandidateRecord*> record_of;
+  std::set<std::string> candidate_shas;
+  for (const auto& r : records) {
+    record_of[r.id] = &r;
+    candidate_shas.insert(r.sha);
+  }
+  auto required = [&](const std::string& context) {
+    return std::find(repo.required_checks.begin(), repo.required_checks.end(), context) !=
+           repo.required_checks.end();
+  };
+  auto checks_of = [&](const CandidateRecord& r) {
+    std::vector<CheckRow> rows;
+    auto add = [&](const std::string& context, const queue::Check* c) {
+      CheckRow k;
+      k.context = context;
+      k.required = required(context);
+      if (c) {
+        k.look = look_of(c->state);
+        k.description = c->description;
+        k.url = c->url;
+        k.at = c->at;
+        if (r.pushed_at > 0) k.elapsed = std::max<Millis>(0, c->at - r.pushed_at);
+      }
+      rows.push_back(std::move(k));
+    };
+    for (const auto& context : repo.required_checks) {
+      auto it = r.checks.find(context);
+      add(context, it == r.checks.end() ? nullptr : &it->second);
+    }
+    for (const auto& [context, c] : r.checks)
+      if (!required(context)) add(context, &c);
+    return rows;
+  };
+  const std::string dmz = repo.summary.dmz_branch.empty() ? "dmz" : repo.summary.dmz_branch;
+  const std::string master =
+      repo.summary.master_branch.empty() ? "master" : repo.summary.master_branch;
+
   for (const auto& e : view.events) {
     auto j = parse(e);
     TimelineEntry t;
     t.at = e.at;
+    if (e.kind == "check_reported" && candidate_shas.count(get<std::string>(j, "sha", "")))
+      continue;  // shown with its candidate
     const auto sha = short_sha(get<std::string>(j, "sha", get<std::string>(j, "head", "")));
     if (e.kind == "pr_opened") {
       t.what = "registered from `" + get<std::string>(j, "branch", "") + "` at `" + sha + "`";
@@ -449,6 +562,45 @@ PullPage build_pull_page(const std::string& repo_name, const PullView& view, con
       t.what = std::string("policy verdict at `") + sha + "`: " + (pass ? "passed" : "failed");
       if (!pass) t.reason_code = "policy-failed";
       t.details = strings(j, "reasons");
+    } else if (e.kind == "merge_done") {
+      const auto id = std::to_string(get<queue::CandidateId>(j, "candidate", 0));
+      const auto outcome = get<std::string>(j, "outcome", "");
+      if (outcome == "merged") {
+        t.what = "in candidate " + id + ", pushed to `" + dmz + "` at `" + sha + "`";
+        if (auto r = record_of.find(get<queue::CandidateId>(j, "candidate", 0));
+            r != record_of.end())
+          t.checks = checks_of(*r->second);
+      } else if (outcome == "conflict") {
+        const int culprit = get<int>(j, "culprit", 0);
+        t.what = "candidate " + id + ": merge conflict" +
+                 (culprit == view.pr.number ? std::string(" in its merge")
+                                            : " in #" + std::to_string(culprit) + "'s merge");
+        if (culprit == view.pr.number) t.reason_code = "merge-conflict";
+        t.details = strings(j, "conflicts");
+      } else {
+        t.what = "candidate " + id +
+                 ": merging failed, tried again later: " + get<std::string>(j, "message", "");
+      }
+    } else if (e.kind == "candidate_checked") {
+      const bool pass = get<bool>(j, "pass", false);
+      t.what = "candidate " + std::to_string(get<queue::CandidateId>(j, "candidate", 0)) +
+               "'s own merge commits " + (pass ? "passed" : "failed") + " the policy";
+      if (!pass) t.reason_code = "candidate-policy-failed";
+      t.details = strings(j, "reasons");
+    } else if (e.kind == "master_pushed") {
+      const auto id = get<queue::CandidateId>(j, "candidate", 0);
+      if (get<bool>(j, "ok", false)) {
+        auto r = record_of.find(id);
+        t.what = "candidate " + std::to_string(id) + " landed: `" + master + "` moved to `" +
+                 (r != record_of.end() ? short_sha(r->second->sha) : std::string("?")) + "`";
+      } else {
+        t.what = "landing candidate " + std::to_string(id) +
+                 " failed: " + get<std::string>(j, "message", "");
+      }
+    } else if (e.kind == "check_reported") {
+      auto c = j.value("check", json::object());
+      t.what = "`" + get<std::string>(c, "context", "") + "` " + get<std::string>(c, "state", "") +
+               " on `" + sha + "`";
     } else {
       t.what = e.kind;
     }

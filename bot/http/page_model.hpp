@@ -75,6 +75,7 @@ struct CheckRow {
   std::string description, url;
   Millis elapsed = 0;              // since the candidate's push, until it reported an end
   std::optional<Millis> expected;  // the median time this check took to pass lately
+  Millis at = 0;                   // when it last reported (0: never)
 };
 
 // The policy verdict of a PR as the engine keeps it: the approval (pinned to a head) and the
@@ -87,7 +88,8 @@ struct Verdict {
   Millis approved_at = 0;
   bool stale = false;  // approved at another head than the PR's head
   std::vector<std::string> reasons;
-  Millis at = 0;  // of the verdict
+  std::vector<std::string> signers;  // accounts whose valid signatures the verdict found
+  Millis at = 0;                     // of the verdict
 };
 std::string_view to_string(Verdict::State);
 
@@ -105,6 +107,15 @@ struct CandidateRow {
   Millis elapsed = 0;            // since its push (0 while merging)
   std::optional<Millis> expected;
   std::optional<Millis> eta;
+};
+
+// Candidates of one lane (queue/model.hpp: an independent chain of candidates of the adaptive
+// strategy; 0 is the main lane); probes (isolation builds that never land) form their own.
+struct Lane {
+  std::uint64_t id = 0;
+  std::string name;                     // "main lane", "lane `docs`" (a path group), "lane 7"
+  bool probes = false;                  // the isolation builds
+  std::vector<std::size_t> candidates;  // indexes into RepoPage::train, in train order
 };
 
 struct LastCheck {
@@ -132,7 +143,9 @@ struct RepoPage {
   std::vector<PrRow> others;           // open, checking, failed or cancelled (hot)
   std::vector<HistoryEntry> outcomes;  // newest first
   std::optional<queue::Pace> pace;     // what the estimates assume
-  std::int64_t last_seq = 0;           // the newest event seen (where a live feed resumes)
+  std::vector<Lane> lanes;             // the train by lane, when it has more than the main one
+  std::vector<std::string> required_checks;
+  std::int64_t last_seq = 0;  // the newest event seen (where a live feed resumes)
   Millis now = 0;
   std::optional<ReleasesView> releases;  // staging/production (release promotion), if known
 };
@@ -146,8 +159,13 @@ struct RepoInput {
   Millis now = 0;
 };
 
-// "serial", or "train of 3, batches of 4".
+// What the strategy is, in a few words: "serial", "batches of 4, bisected on failure",
+// "train, window 4 (1..32)", "adaptive, lanes by paths", ...
 std::string strategy_name(const queue::Settings& s);
+
+// The train's lanes (empty when everything is one chain, the main lane, without probes).
+std::vector<Lane> lanes_of(const std::vector<queue::Candidate>& train,
+                           const queue::Settings& settings);
 
 RepoSummary build_summary(const RepoInput& in);
 RepoPage build_repo_page(const RepoInput& in);
@@ -157,6 +175,7 @@ struct TimelineEntry {
   std::string what;                  // one line, names in `backticks`
   std::string reason_code;           // for outcomes and sent-back PRs
   std::vector<std::string> details;  // every reason
+  std::vector<CheckRow> checks;      // a candidate's checks as they ended (or stand)
 };
 
 struct PullPage {
@@ -169,8 +188,10 @@ struct PullPage {
   Millis now = 0;
 };
 
-// One PR's page: its events and outcomes as a timeline; `repo` (its repository's page model)
-// supplies the verdict, the candidate and the ETA while it is in the queue.
+// One PR's page: its events and outcomes as a timeline, with the candidates it was in and their
+// checks (the store files a candidate's merge, check results and landing under each of its
+// PRs); `repo` (its repository's page model) supplies the verdict, the candidate and the ETA
+// while it is in the queue.
 PullPage build_pull_page(const std::string& repo_name, const PullView& view, const RepoPage& repo);
 
 }  // namespace dmz::page

@@ -294,4 +294,149 @@ TEST_CASE("page model: the strategy's name") {
   CHECK(strategy_name(s) == "train of 3");
   s.max_batch = 4;
   CHECK(strategy_name(s) == "train of 3, batches of 4");
+  s.strategy = q::Strategy::Batch;
+  s.max_train = 1;
+  CHECK(strategy_name(s) == "batches of 4, bisected on failure");
+  s.strategy = q::Strategy::Train;
+  s.max_batch = 1;
+  s.flaky_retries = 1;
+  CHECK(strategy_name(s) == "train, window 4 (1..32), flaky checks built again 1 time");
+  s.strategy = q::Strategy::Adaptive;
+  s.flaky_retries = 0;
+  s.lanes = q::Lanes::Paths;
+  CHECK(strategy_name(s) == "adaptive, window 4 (1..32), lanes by paths");
+  s.lanes = q::Lanes::Groups;
+  s.path_groups = {{"docs", {"docs/**"}}, {"web", {"web/**"}}};
+  CHECK(strategy_name(s) == "adaptive, window 4 (1..32), lanes by path groups (docs, web)");
+}
+
+TEST_CASE("page model: the train's lanes, and probes apart") {
+  q::Settings s;
+  auto cand = [](q::CandidateId id, std::uint64_t lane, bool probe = false) {
+    q::Candidate c;
+    c.id = id;
+    c.lane = lane;
+    c.probe = probe;
+    return c;
+  };
+  // One chain: no lanes to draw.
+  CHECK(lanes_of({cand(1, 0), cand(2, 0)}, s).empty());
+  CHECK(lanes_of({}, s).empty());
+
+  s.lanes = q::Lanes::Groups;
+  s.path_groups = {{"docs", {"docs/**"}}, {"web", {"web/**"}}};
+  auto lanes = lanes_of({cand(1, 0), cand(2, 2), cand(3, 0), cand(4, 4, true), cand(5, 2)}, s);
+  REQUIRE(lanes.size() == 3);
+  CHECK(lanes[0].name == "main lane");
+  CHECK(lanes[0].candidates == std::vector<std::size_t>{0, 2});
+  CHECK(lanes[1].id == 2);
+  CHECK(lanes[1].name == "lane `web`");
+  CHECK(lanes[1].candidates == std::vector<std::size_t>{1, 4});
+  CHECK(lanes[2].probes);
+  CHECK(lanes[2].candidates == std::vector<std::size_t>{3});
+
+  s.lanes = q::Lanes::Paths;  // lanes by paths have numbers, not names
+  lanes = lanes_of({cand(1, 0), cand(2, 9)}, s);
+  REQUIRE(lanes.size() == 2);
+  CHECK(lanes[1].name == "lane 9");
+}
+
+TEST_CASE("page model: who signed, from the PR or from its verdict's event") {
+  RepoView view;
+  view.settings.required_checks = {"ci/test"};
+  q::PullRequest p;
+  p.number = 5;
+  p.head = sha('5');
+  p.status = q::PrStatus::Queued;
+  p.approval = q::Approval{p.head, "mm", 1000};
+  p.signers = {"alice", "bob"};
+  view.state.prs[5] = p;
+  p.number = 6;
+  p.head = sha('6');
+  p.approval = q::Approval{p.head, "mm", 1000};
+  p.signers.clear();  // an older state: the event log still knows
+  view.state.prs[6] = p;
+  p.number = 7;
+  p.head = sha('7');
+  p.status = q::PrStatus::Approved;  // being judged: nobody is known to have signed yet
+  p.approval = q::Approval{p.head, "mm", 1000};
+  p.signers = {"stale"};
+  view.state.prs[7] = p;
+  Log log;
+  q::PolicyChecked six{6, sha('6'), true, {}, 2000};
+  six.signers = {"carol"};
+  log.add(six, 2000);
+  RepoInput in;
+  in.name = "acme/widget";
+  in.view = &view;
+  in.events = &log.events;
+  in.now = 3000;
+  auto page = build_repo_page(in);
+  REQUIRE(page.waiting.size() == 2);
+  CHECK(page.waiting[0].verdict.signers == std::vector<std::string>{"alice", "bob"});
+  CHECK(page.waiting[1].verdict.signers == std::vector<std::string>{"carol"});
+  REQUIRE(page.others.size() == 1);
+  CHECK(page.others[0].verdict.state == Verdict::State::Checking);
+  CHECK(page.others[0].verdict.signers.empty());
+}
+
+TEST_CASE("page model: a finished PR's timeline holds its candidates and their checks") {
+  Log log;  // the PR's events as the store files them: its own and its candidates'
+  log.add(q::PrOpened{2, "feature/2", "dev", "PR 2", sha('2'), 1000}, 1000);
+  log.add(q::MergeRequested{2, sha('2'), "mm", 2000}, 2000);
+  log.add(q::MergeDone{7, q::MergeOutcome::Conflict, "", 3, {"a.txt"}, "", 3000}, 3000);
+  log.add(q::MergeDone{8, q::MergeOutcome::Merged, sha('c'), 0, {}, "", 4000}, 4000);
+  log.add(q::CandidateChecked{8, sha('c'), true, {}, 4500}, 4500);
+  log.add(
+      q::CheckReported{
+          sha('c'), q::Check{"ci/lint", q::CheckState::Success, "", "https://ci/lint", 5000}, 5000},
+      5000);
+  log.add(q::CheckReported{sha('c'),
+                           q::Check{"ci/test", q::CheckState::Failure, "2 failed",
+                                    "https://ci/test/8", 64'000},
+                           64'000},
+          64'000);
+  RepoView view;
+  view.settings.required_checks = {"ci/test", "ci/build"};
+  RepoInput in;
+  in.name = "acme/widget";
+  in.view = &view;
+  in.now = 100'000;
+  auto repo = build_repo_page(in);  // #2 is not in the train any more
+
+  PullView pv;
+  pv.archived = true;
+  pv.pr.number = 2;
+  pv.pr.status = q::PrStatus::Failed;
+  pv.events = log.events;
+  auto pull = build_pull_page("acme/widget", pv, repo);
+  std::vector<std::string> what;
+  for (const auto& t : pull.timeline) what.push_back(t.what);
+  REQUIRE(what.size() == 5);  // the check reports are inside their candidate's entry
+  CHECK(what[2] == "candidate 7: merge conflict in #3's merge");
+  CHECK(pull.timeline[2].reason_code.empty());  // not its own conflict
+  CHECK(what[3] == "in candidate 8, pushed to `dmz` at `" + sha('c').substr(0, 10) + "`");
+  CHECK(what[4] == "candidate 8's own merge commits passed the policy");
+  const auto& checks = pull.timeline[3].checks;
+  REQUIRE(checks.size() == 3);
+  CHECK(checks[0].context == "ci/test");  // required ones first, in their order
+  CHECK(checks[0].required);
+  CHECK(checks[0].look == CheckLook::Failed);
+  CHECK(checks[0].url == "https://ci/test/8");
+  CHECK(checks[0].description == "2 failed");
+  CHECK(checks[0].elapsed == 60'000);
+  CHECK(checks[0].at == 64'000);
+  CHECK(checks[1].context == "ci/build");  // required, never reported
+  CHECK(checks[1].look == CheckLook::Pending);
+  CHECK(checks[2].context == "ci/lint");
+  CHECK_FALSE(checks[2].required);
+  CHECK(checks[2].look == CheckLook::Passed);
+
+  SUBCASE("and its landing") {
+    log.add(q::MasterPushed{8, true, "", "", 70'000}, 70'000);
+    pv.events = log.events;
+    auto landed = build_pull_page("acme/widget", pv, repo);
+    CHECK(landed.timeline.back().what ==
+          "candidate 8 landed: `master` moved to `" + sha('c').substr(0, 10) + "`");
+  }
 }

@@ -116,6 +116,16 @@ std::string verdict_html(const Verdict& v, Millis now) {
            html_escape(short_sha(v.approved_sha)) + "</code> " + when(v.approved_at, now);
     if (v.stale) out += " <strong>(not the PR's head: approve it again)</strong>";
   }
+  if (v.state == Verdict::State::Passed || v.state == Verdict::State::Failed) {
+    out += "<p class=\"signers\"><span class=\"label\">Signed by</span> ";
+    if (v.signers.empty()) {
+      out += "<span class=\"muted\">no verified signature</span>";
+    } else {
+      for (std::size_t i = 0; i < v.signers.size(); ++i)
+        out += (i ? ", " : "") + std::string("<strong>") + html_escape(v.signers[i]) + "</strong>";
+    }
+    out += "</p>";
+  }
   if (!v.reasons.empty()) {
     out += v.state == Verdict::State::Failed ? "<p>What is missing:</p>" : "";
     out += details_list(v.reasons);
@@ -233,7 +243,9 @@ std::string check_html(const CheckRow& k) {
   if (!k.description.empty())
     out += " <span class=\"muted\">" + html_text(k.description) + "</span>";
   if (k.look != CheckLook::Pending || k.elapsed > 0) {
-    out += " <span class=\"time\">" + duration_text(k.elapsed);
+    out += " <span class=\"time\"";
+    if (k.at > 0) out += " title=\"reported " + utc(k.at) + "\"";
+    out += ">" + duration_text(k.elapsed);
     if (k.expected) out += " of ~" + duration_text(*k.expected);
     out += "</span>";
   }
@@ -244,8 +256,11 @@ std::string candidate_html(const std::string& repo, const CandidateRow& c, Milli
   const auto& k = c.candidate;
   std::string out = "<article class=\"candidate\" aria-labelledby=\"cand-" + num(k.id) +
                     "\"><h3 id=\"cand-" + num(k.id) + "\">Candidate " + num(k.id) + " " +
-                    badge(queue::to_string(k.status), queue::to_string(k.status)) + "</h3>";
-  out += "<p class=\"meta\">";
+                    badge(queue::to_string(k.status), queue::to_string(k.status));
+  if (k.probe) out += " " + badge("probe", "pending");
+  if (k.prs.size() > 1) out += " <span class=\"batch\">batch of " + num(k.prs.size()) + "</span>";
+  if (k.attempt > 1) out += " <span class=\"muted\">build " + num(k.attempt) + "</span>";
+  out += "</h3><p class=\"meta\">";
   out += k.sha.empty() ? std::string("merging…")
                        : "<code>" + html_escape(short_sha(k.sha)) + "</code>";
   if (k.pushed_at > 0) {
@@ -342,8 +357,8 @@ std::string duration_text(Millis ms) {
   return num(h) + " h" + (m % 60 ? " " + num(m % 60) + " min" : "");
 }
 
-std::string render_index(const std::vector<RepoSummary>& repos, Millis now) {
-  std::string out = head("Repositories") + top("") + main_open("", 0);
+std::string render_index(const std::vector<RepoSummary>& repos, Millis now, std::int64_t last_seq) {
+  std::string out = head("Repositories") + top("") + main_open("/api/v1/events", last_seq);
   out += "<h1>Repositories</h1>\n";
   if (repos.empty()) out += "<p class=\"muted\">No repository is configured.</p>";
   for (const auto& s : repos) {
@@ -379,7 +394,21 @@ std::string render_repo(const RepoPage& p) {
   out += "<section aria-labelledby=\"h-train\"><h2 id=\"h-train\">Train (" + num(p.train.size()) +
          ")</h2>";
   if (p.train.empty()) out += "<p class=\"muted\">Nothing is building.</p>";
-  for (const auto& c : p.train) out += candidate_html(s.name, c, p.now);
+  if (p.lanes.empty()) {
+    for (const auto& c : p.train) out += candidate_html(s.name, c, p.now);
+  } else {
+    // Independent chains side by side (stacked on a phone): a failure in one rebuilds nothing
+    // in another.
+    out += "<div class=\"lanes\">";
+    for (const auto& lane : p.lanes) {
+      const std::string id = lane.probes ? "lane-probes" : "lane-" + num(lane.id);
+      out += "<section class=\"lane\" aria-labelledby=\"" + id + "\"><h3 id=\"" + id + "\">" +
+             html_text(lane.name) + " (" + num(lane.candidates.size()) + ")</h3>";
+      for (std::size_t i : lane.candidates) out += candidate_html(s.name, p.train[i], p.now);
+      out += "</section>";
+    }
+    out += "</div>";
+  }
   out += "</section>\n";
 
   out += "<section aria-labelledby=\"h-waiting\"><h2 id=\"h-waiting\">Waiting (" +
@@ -474,7 +503,13 @@ std::string render_pull(const PullPage& p) {
       out += "<li>" + when(t.at, p.now) + " <span class=\"what\">" + html_text(t.what) + "</span>";
       if (!t.reason_code.empty())
         out += " <code class=\"reason\">" + html_escape(t.reason_code) + "</code>";
-      out += details_list(t.details) + "</li>";
+      out += details_list(t.details);
+      if (!t.checks.empty()) {
+        out += "<ul class=\"checks\">";
+        for (const auto& k : t.checks) out += check_html(k);
+        out += "</ul>";
+      }
+      out += "</li>";
     }
     out += "</ol>";
   }

@@ -22,7 +22,9 @@ std::string html_text(std::string_view text);
 // "45 s", "3 min 20 s", "2 h 5 min".
 std::string duration_text(Millis ms);
 
-std::string render_index(const std::vector<RepoSummary>& repos, Millis now);
+// `last_seq`: the newest event of any repository, where the overview's live feed resumes.
+std::string render_index(const std::vector<RepoSummary>& repos, Millis now,
+                         std::int64_t last_seq = 0);
 std::string render_repo(const RepoPage& page);
 std::string render_pull(const PullPage& page);
 // A page for an error (unknown repository or PR, the service not answering).

@@ -216,7 +216,9 @@ TEST_CASE("pages: the index lists every repository with its health") {
   CHECK(html.find(">2 min ago</time>") != std::string::npos);
   CHECK(html.find("last check <code>ci/test</code> <span class=\"badge b-passed\">passed</span>") !=
         std::string::npos);
-  CHECK(html.find("data-events") == std::string::npos);  // the overview polls
+  // The overview follows every repository's live feed from where it was rendered.
+  CHECK(html.find("data-events=\"/api/v1/events\" data-last-seq=\"0\"") != std::string::npos);
+  CHECK(render_index({a}, kNow, 77).find("data-last-seq=\"77\"") != std::string::npos);
   CHECK(render_index({}, kNow).find("No repository is configured.") != std::string::npos);
   CHECK(html.find("(no forge API)") != std::string::npos);
 }
@@ -268,6 +270,103 @@ TEST_CASE("pages: a PR's timeline") {
   CHECK(html.find("<code class=\"reason\">build-failed</code>") != std::string::npos);
   CHECK(html.find("(finished; from the history)") != std::string::npos);
   CHECK(html.find("<a href=\"https://ci.example/1\"") != std::string::npos);
+}
+
+TEST_CASE("pages: who signed a PR's commits shows beside its verdict") {
+  RepoPage p = hostile_page();
+  auto& v = p.train[0].prs[0].verdict;
+  v.signers = {"alice", "<b>mallory</b>"};
+  auto html = render_repo(p);
+  CHECK(html.find("<span class=\"label\">Signed by</span> <strong>alice</strong>, "
+                  "<strong>&lt;b&gt;mallory&lt;/b&gt;</strong>") != std::string::npos);
+  CHECK(html.find("<b>mallory") == std::string::npos);
+  // A passed verdict without verified signatures says so (no policy, or none required).
+  CHECK(html.find("no verified signature") != std::string::npos);  // the waiting PR's
+  v.state = Verdict::State::Checking;
+  v.signers.clear();
+  p.waiting.clear();
+  p.others.clear();
+  CHECK(render_repo(p).find("Signed by") == std::string::npos);  // not judged yet
+  PullPage pull;
+  pull.repo = "acme/widget";
+  pull.now = kNow;
+  pull.view.pr = hostile_pr(5);
+  pull.row.verdict.state = Verdict::State::Failed;
+  pull.row.verdict.signers = {"alice"};
+  pull.row.verdict.reasons = {"commit 1234567 is unsigned"};
+  html = render_pull(pull);
+  CHECK(html.find("Signed by</span> <strong>alice</strong>") != std::string::npos);
+  CHECK(html.find("What is missing:") != std::string::npos);
+}
+
+TEST_CASE("pages: lanes side by side, batches and probes marked") {
+  RepoPage p = hostile_page();
+  CandidateRow other = p.train[0];
+  other.candidate.id = 9;
+  other.candidate.lane = 9;
+  other.candidate.prs = {11, 12, 13};
+  CandidateRow probe = p.train[0];
+  probe.candidate.id = 10;
+  probe.candidate.lane = 10;
+  probe.candidate.probe = true;
+  p.train.push_back(other);
+  p.train.push_back(probe);
+  p.lanes = {Lane{0, "main lane", false, {0}}, Lane{9, "lane 9", false, {1}},
+             Lane{0, "probes (each PR built alone on `master`; they never land)", true, {2}}};
+  auto html = render_repo(p);
+  const auto lanes = html.find("<div class=\"lanes\">");
+  REQUIRE(lanes != std::string::npos);
+  const auto main_lane = html.find("<h3 id=\"lane-0\">main lane (1)</h3>");
+  const auto lane9 = html.find("<h3 id=\"lane-9\">lane 9 (1)</h3>");
+  const auto probes = html.find(
+      "<h3 id=\"lane-probes\">probes (each PR built alone on "
+      "<code>master</code>; they never land) (1)</h3>");
+  REQUIRE(main_lane != std::string::npos);
+  REQUIRE(lane9 != std::string::npos);
+  REQUIRE(probes != std::string::npos);
+  CHECK(lanes < main_lane);
+  // Each candidate in its lane's section.
+  CHECK(main_lane < html.find("id=\"cand-3\""));
+  CHECK(html.find("id=\"cand-3\"") < lane9);
+  CHECK(lane9 < html.find("id=\"cand-9\""));
+  CHECK(html.find("id=\"cand-9\"") < probes);
+  CHECK(probes < html.find("id=\"cand-10\""));
+  CHECK(html.find("<span class=\"batch\">batch of 3</span>") != std::string::npos);
+  CHECK(html.find("<span class=\"badge b-pending\">probe</span>") != std::string::npos);
+  // One chain: the candidates, no lane sections.
+  p.lanes.clear();
+  CHECK(render_repo(p).find("class=\"lanes\"") == std::string::npos);
+}
+
+TEST_CASE("pages: a finished PR's timeline shows its candidates' checks with their links") {
+  PullPage p;
+  p.repo = "acme/widget";
+  p.now = kNow;
+  p.view.pr = hostile_pr(5);
+  p.view.archived = true;
+  TimelineEntry t{kNow - 120'000, "in candidate 8, pushed to `dmz` at `cccccccccc`", "", {}, {}};
+  CheckRow failed;
+  failed.context = "ci/test";
+  failed.look = CheckLook::Failed;
+  failed.required = true;
+  failed.url = "https://ci.example/8";
+  failed.elapsed = 60'000;
+  failed.at = kNow - 60'000;
+  CheckRow evil;
+  evil.context = "ci/<x>";
+  evil.look = CheckLook::Passed;
+  evil.url = "javascript:alert(1)";
+  t.checks = {failed, evil};
+  p.timeline.push_back(t);
+  auto html = render_pull(p);
+  CHECK(html.find("in candidate 8, pushed to <code>dmz</code>") != std::string::npos);
+  CHECK(html.find("<span class=\"badge b-failed\">failed</span> <a href=\"https://ci.example/8\" "
+                  "rel=\"noopener noreferrer\"><code>ci/test</code></a>") != std::string::npos);
+  CHECK(html.find("title=\"reported ") != std::string::npos);
+  CHECK(html.find(">1 min</span>") != std::string::npos);
+  CHECK(html.find("javascript:") == std::string::npos);
+  CHECK(html.find("<code>ci/&lt;x&gt;</code> <span class=\"muted\">(not required)</span>") !=
+        std::string::npos);
 }
 
 TEST_CASE("pages: the CSP allows only dmzbot's own assets") {

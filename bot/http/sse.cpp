@@ -1,5 +1,6 @@
 #include "bot/http/sse.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <map>
 #include <mutex>
@@ -28,11 +29,9 @@ std::string marker(const char* kind, std::int64_t seq) {
 
 std::string sse_event(const EventLogEntry& e) {
   json event = json::parse(e.json, nullptr, /*allow_exceptions=*/false);
-  json data = {{"seq", e.seq},
-               {"kind", e.kind},
-               {"number", e.number ? json(*e.number) : json(nullptr)},
-               {"at", e.at},
-               {"event", event.is_discarded() ? json(nullptr) : event}};
+  json data = {{"seq", e.seq},   {"repo", e.repo},
+               {"kind", e.kind}, {"number", e.number ? json(*e.number) : json(nullptr)},
+               {"at", e.at},     {"event", event.is_discarded() ? json(nullptr) : event}};
   // No "event:" line: a plain message, which EventSource hands to onmessage; the kind is in the
   // data. dump() escapes control characters, so the data is one line.
   return "id: " + std::to_string(e.seq) + "\ndata: " + dump(data) + "\n\n";
@@ -70,7 +69,9 @@ struct SseHub::Core {
     streams.erase(id);
   }
   void run();
-  void feed(Stream& s);
+  void feed(Stream& s, const std::string& repo);
+  // The repositories a stream follows: its own, or every configured one.
+  std::vector<std::string> repos_of(const std::string& repo) const;
 };
 
 namespace {
@@ -82,7 +83,8 @@ class Stream final : public BodyStream {
       : core_(std::move(core)), id_(id), repo_(std::move(repo)), max_buffered_(max_buffered) {}
   ~Stream() override { unregister(); }
 
-  const std::string& repo() const { return repo_; }
+  const std::string& repo() const { return repo_; }  // empty: every repository
+  bool follows(const std::string& repo) const { return repo_.empty() || repo_ == repo; }
 
   void next(std::function<void(std::optional<std::string>)> deliver) override {
     std::unique_lock lock(mu_);
@@ -108,11 +110,11 @@ class Stream final : public BodyStream {
     unregister();
   }
 
-  // Queues `text` (events up to `seq`) for the client.
-  void push(std::string text, std::int64_t seq) {
+  // Queues `text` (`repo`'s events up to `seq`) for the client.
+  void push(std::string text, const std::string& repo, std::int64_t seq) {
     std::unique_lock lock(mu_);
     if (closed_ || ended_) return;
-    last_ = seq;
+    lasts_[repo] = seq;
     if (auto deliver = std::exchange(parked_, nullptr)) {
       lock.unlock();
       return deliver(std::move(text));
@@ -127,11 +129,13 @@ class Stream final : public BodyStream {
   void set_start(std::string head, std::int64_t last) {
     std::lock_guard lock(mu_);
     pending_ = std::move(head);
-    last_ = last;
+    start_ = last;
   }
-  std::int64_t last() {
+  // The newest of `repo`'s events this client has (been sent).
+  std::int64_t last(const std::string& repo) {
     std::lock_guard lock(mu_);
-    return last_;
+    auto it = lasts_.find(repo);
+    return it == lasts_.end() ? start_ : it->second;
   }
   bool done() {
     std::lock_guard lock(mu_);
@@ -158,7 +162,8 @@ class Stream final : public BodyStream {
   const std::string repo_;
   const std::size_t max_buffered_;
   std::mutex mu_;
-  std::int64_t last_ = 0;
+  std::int64_t start_ = 0;                     // where every repository's events start
+  std::map<std::string, std::int64_t> lasts_;  // what was sent since, by repository
   std::string pending_;
   std::function<void(std::optional<std::string>)> parked_;
   bool ended_ = false, closed_ = false;
@@ -179,20 +184,29 @@ void SseHub::Core::run() {
     }
     // Outside the lock: dropping the last reference to a stream unregisters it (takes `mu`).
     for (auto& weak : all)
-      if (auto s = weak.lock(); s && changed.count(s->repo())) feed(*s);
+      if (auto s = weak.lock())
+        for (const auto& repo : changed)
+          if (s->follows(repo)) feed(*s, repo);
   }
 }
 
-void SseHub::Core::feed(Stream& s) {
+void SseHub::Core::feed(Stream& s, const std::string& repo) {
   for (;;) {
     if (s.done()) return;
-    auto events = backend.events_after(s.repo(), s.last(), options.batch);
+    auto events = backend.events_after(repo, s.last(repo), options.batch);
     if (!events || events->empty()) return;  // a store error: the next change tries again
     std::string text;
     for (const auto& e : *events) text += sse_event(e);
-    s.push(std::move(text), events->back().seq);
+    s.push(std::move(text), repo, events->back().seq);
     if (events->size() < options.batch) return;
   }
+}
+
+std::vector<std::string> SseHub::Core::repos_of(const std::string& repo) const {
+  if (!repo.empty()) return {repo};
+  std::vector<std::string> out;
+  for (const auto& r : backend.config().repos) out.push_back(r.name);
+  return out;
 }
 
 SseHub::SseHub(Backend& backend, SseOptions options)
@@ -242,10 +256,15 @@ Result<std::shared_ptr<BodyStream>> SseHub::open(const std::string& repo,
   stream->keepalive = core.options.keepalive;
   stream->max_duration = core.options.max_duration;
 
+  const auto repos = core.repos_of(repo);
   auto newest = [&]() -> Result<std::int64_t> {
-    auto latest = core.backend.recent_events(repo, 1);
-    if (!latest) return latest.error();
-    return latest->empty() ? std::int64_t{0} : latest->back().seq;
+    std::int64_t seq = 0;
+    for (const auto& r : repos) {
+      auto latest = core.backend.recent_events(r, 1);
+      if (!latest) return latest.error();
+      if (!latest->empty()) seq = std::max(seq, latest->back().seq);
+    }
+    return seq;
   };
   std::string head = "retry: 3000\n\n";
   std::int64_t last = 0;
@@ -255,10 +274,14 @@ Result<std::shared_ptr<BodyStream>> SseHub::open(const std::string& repo,
     last = *seq;
     head += marker("hello", last);
   } else {
-    auto missed = core.backend.events_after(repo, *after, core.options.max_replay + 1);
-    if (!missed) return missed.error();
+    std::size_t missed = 0;
+    for (const auto& r : repos) {
+      auto events = core.backend.events_after(r, *after, core.options.max_replay + 1);
+      if (!events) return events.error();
+      missed += events->size();
+    }
     last = *after;
-    if (missed->size() > core.options.max_replay) {
+    if (missed > core.options.max_replay) {
       auto seq = newest();
       if (!seq) return seq.error();
       last = *seq;
@@ -275,7 +298,7 @@ Result<std::shared_ptr<BodyStream>> SseHub::open(const std::string& repo,
     core.streams.emplace(id, stream);
     // Whatever was saved since `last` (while this stream was being opened, or missed by a
     // resuming client) is sent by the feeding thread.
-    core.dirty.insert(repo);
+    for (const auto& r : repos) core.dirty.insert(r);
   }
   core.wake.notify_one();
   return std::shared_ptr<BodyStream>(stream);

@@ -1,4 +1,5 @@
-// Server-Sent Events of a repository's event log, for the live status page and for scripts:
+// Server-Sent Events of a repository's event log (or of every repository's, for the overview),
+// for the live status pages and for scripts:
 // each stream sends the events after the one its client saw last (Last-Event-ID, or ?after=),
 // then every new one as the service saves it. Ids are the store's event seqs. The number of
 // open streams is bounded; a stream ends after a while (the client reconnects and resumes), and
@@ -31,7 +32,7 @@ struct SseOptions {
 };
 
 // The text of one event: "id: <seq>\ndata: <json>\n\n" (a plain message) where the JSON is
-// {"seq", "kind", "number", "at", "event"}.
+// {"seq", "repo", "kind", "number", "at", "event"}.
 std::string sse_event(const EventLogEntry& e);
 
 class SseHub {
@@ -41,7 +42,9 @@ class SseHub {
   SseHub(const SseHub&) = delete;
   SseHub& operator=(const SseHub&) = delete;
 
-  // A stream of `repo`'s events after `after` (nullopt: from now on). It opens with
+  // A stream of `repo`'s events after `after` (nullopt: from now on); an empty `repo` streams
+  // every configured repository's (seqs are the store's, shared by all repositories, so one id
+  // resumes them all). It opens with
   // "retry:" and, when it starts from now, a "hello" event carrying the newest id; a client
   // further behind than max_replay events gets a "reset" event (reload, then follow).
   // unavailable when max_streams are open or the hub has stopped.

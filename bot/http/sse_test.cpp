@@ -198,6 +198,35 @@ TEST_CASE("sse: an event arrives after a change; a client resumes after its Last
   CHECK(bad.status == 422);
 }
 
+TEST_CASE("sse: the overview's stream carries every repository's events; one id resumes it") {
+  FakeBackend fake;
+  fake.publish(entry("o/notoken", "pr_opened", 3));
+  const auto first = fake.publish(entry("o/n", "pr_opened", 7));
+  Served s(fake);
+
+  SseClient all(s.port, "/api/v1/events");
+  CHECK(all.status == 200);
+  CHECK(all.head.find("text/event-stream") != std::string::npos);
+  // From now on: the newest id of any repository.
+  REQUIRE(all.wait_for_text("id: " + std::to_string(first) + "\nevent: hello\n"));
+  const auto a = fake.publish(entry("o/n", "merge_requested", 7));
+  const auto b = fake.publish(entry("o/notoken", "merge_requested", 3));
+  REQUIRE(all.wait_for_text("id: " + std::to_string(b) + "\n"));
+  CHECK(all.body.find("id: " + std::to_string(a) + "\n") != std::string::npos);
+  CHECK(all.body.find(R"("repo":"o/notoken")") != std::string::npos);
+  CHECK(all.body.find(R"("repo":"o/n")") != std::string::npos);
+
+  // A reconnect with the last id it saw gets what it missed, of every repository, and no more.
+  SseClient resumed(s.port, "/api/v1/events", "Last-Event-ID: " + std::to_string(first) + "\r\n");
+  REQUIRE(resumed.wait_for_text("id: " + std::to_string(b) + "\n"));
+  CHECK(resumed.body.find("id: " + std::to_string(a) + "\n") != std::string::npos);
+  CHECK(resumed.body.find("id: " + std::to_string(first) + "\n") == std::string::npos);
+  CHECK(resumed.body.find("hello") == std::string::npos);
+
+  SseClient bad(s.port, "/api/v1/events?after=-1");
+  CHECK(bad.status == 422);
+}
+
 TEST_CASE("sse: a client too far behind gets a reset to the newest id") {
   FakeBackend fake;
   for (int i = 0; i < 5; ++i) fake.publish(entry("o/n", "tick", i));

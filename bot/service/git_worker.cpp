@@ -1,11 +1,10 @@
 #include "bot/service/git_worker.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <chrono>
 #include <set>
 
+#include "base/log.hpp"
 #include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "bot/git/mirror.hpp"
@@ -280,7 +279,7 @@ q::MasterPushed GitWorker::fast_forward(const q::FastForwardMaster& a) {
       pushed.remote_master = r->remote_sha;
       // The engine will rebuild on the new master: its objects must be in the mirror.
       if (Status s = mirror_->fetch(); !s.ok())
-        spdlog::warn("{}: fetch after a moved master failed: {}", repo_.name, s.message());
+        log::warn({.repo = repo_.name}, "fetch after a moved master failed: {}", s.message());
     }
   }
   pushed.at = clock_.now();

@@ -1,7 +1,6 @@
 #include "bot/service/service.hpp"
 
 #include <fcntl.h>
-#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,6 +19,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/log.hpp"
 #include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "bot/ci/runner.hpp"
@@ -360,8 +360,8 @@ struct Service::Impl final : driver::GitPort,
     engine.post([this, repo, event = std::move(event)] {
       auto out = driver->apply(repo, event);
       if (out.rejected && out.rejected->code != Code::kNotFound)
-        spdlog::warn("{}: {} refused: {}", repo, q::event_kind(event),
-                     escape_control(out.rejected->message));
+        log::warn({.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
+                  "{} refused: {}", q::event_kind(event), escape_control(out.rejected->message));
     });
   }
 
@@ -437,14 +437,15 @@ struct Service::Impl final : driver::GitPort,
   void reset_dmz(const std::string& repo, const q::ResetDmz& a) override {
     on_git(repo, [a](RepoRuntime& rt) {
       if (Status s = rt.worker->reset_dmz(a); !s.ok())
-        spdlog::error("{}: reset {} to {} failed: {}", rt.cfg.name, rt.cfg.dmz, a.sha, s.message());
+        log::error({.repo = rt.cfg.name, .sha = a.sha}, "reset {} to {} failed: {}", rt.cfg.dmz,
+                   a.sha, s.message());
     });
   }
   void prune_candidates(const std::string& repo, const q::PruneCandidates& a) override {
     on_git(repo, [a](RepoRuntime& rt) {
       if (Status s = rt.worker->prune_candidates(a); !s.ok())
-        spdlog::warn("{}: deleting obsolete candidate branches failed: {}", rt.cfg.name,
-                     s.message());
+        log::warn({.repo = rt.cfg.name}, "deleting obsolete candidate branches failed: {}",
+                  s.message());
     });
   }
   void fast_forward(const std::string& repo, const q::FastForwardMaster& a) override {
@@ -466,8 +467,8 @@ struct Service::Impl final : driver::GitPort,
       if (a.attempt > 1)  // a retry: push the branch again so that CI builds it again
         on_git(repo, [a](RepoRuntime& rt) {
           if (Status s = rt.worker->repush_candidate(a.candidate, a.sha); !s.ok())
-            spdlog::warn("{}: pushing candidate {} again failed: {}", rt.cfg.name, a.candidate,
-                         s.message());
+            log::warn({.repo = rt.cfg.name, .sha = a.sha}, "pushing candidate {} again failed: {}",
+                      a.candidate, s.message());
         });
       return;
     }
@@ -517,8 +518,10 @@ struct Service::Impl final : driver::GitPort,
     for (const auto& event : d.events) {
       auto out = driver->apply(rt.cfg.name, event);
       if (out.rejected && out.rejected->code != Code::kNotFound)
-        spdlog::info("{}: {} from a webhook refused: {}", rt.cfg.name, q::event_kind(event),
-                     escape_control(out.rejected->message));
+        log::info(
+            {.repo = rt.cfg.name, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
+            "{} from a webhook refused: {}", q::event_kind(event),
+            escape_control(out.rejected->message));
     }
     if (d.follow_ups.empty()) return;
     const q::RepoState* state = driver->state(rt.cfg.name);
@@ -547,8 +550,8 @@ struct Service::Impl final : driver::GitPort,
     auto out = driver->apply(rt.cfg.name, *f.event);
     if (!out.rejected) return;
     if (f.quiet) {
-      spdlog::info("{}#{}: {} by {} changed nothing: {}", rt.cfg.name, f.number, f.command,
-                   escape_control(f.actor), escape_control(out.rejected->message));
+      log::info({.repo = rt.cfg.name, .pr = f.number}, "{} by {} changed nothing: {}", f.command,
+                escape_control(f.actor), escape_control(out.rejected->message));
       return;
     }
     reply(rt, f.number, q::NoticeKind::Failure,
@@ -561,7 +564,7 @@ struct Service::Impl final : driver::GitPort,
     auto out = driver->apply(rt.cfg.name,
                              q::Reply{number, kind, std::move(message), std::move(details), now()});
     if (out.rejected)
-      spdlog::warn("{}#{}: cannot answer: {}", rt.cfg.name, number, out.rejected->message);
+      log::warn({.repo = rt.cfg.name, .pr = number}, "cannot answer: {}", out.rejected->message);
   }
 
   // Forge thread: the follow-ups in order; one the API cannot answer now stays first and is
@@ -585,8 +588,8 @@ struct Service::Impl final : driver::GitPort,
                         : "cannot tell whether you may " + f.command + " (" + allowed.message() +
                               "); nothing changed";
             if (f.quiet)
-              spdlog::info("{}#{}: {} by {} ignored: {}", rt.cfg.name, f.number, f.command,
-                           escape_control(f.actor), why);
+              log::info({.repo = rt.cfg.name, .pr = f.number}, "{} by {} ignored: {}", f.command,
+                        escape_control(f.actor), why);
             else
               engine.post([this, &rt, n = f.number, text = "@" + f.actor + ": " + why] {
                 reply(rt, n, q::NoticeKind::Failure, text);
@@ -652,7 +655,8 @@ struct Service::Impl final : driver::GitPort,
       Status s = rt.forge->show(it->second);
       if (!s.ok() && s.code() == Code::kUnavailable) return;
       if (!s.ok())
-        spdlog::warn("{}#{}: cannot show where it stands: {}", rt.cfg.name, it->first, s.message());
+        log::warn({.repo = rt.cfg.name, .pr = it->first}, "cannot show where it stands: {}",
+                  s.message());
       else
         rt.shown[it->first] = it->second;
       it = rt.to_show.erase(it);
@@ -748,7 +752,7 @@ struct Service::Impl final : driver::GitPort,
         rt.reconcile_in_flight = false;
         const q::Millis t = now();
         if (!events) {
-          spdlog::warn("{}: reconciliation failed: {}", rt.cfg.name, events.message());
+          log::warn({.repo = rt.cfg.name}, "reconciliation failed: {}", events.message());
           rt.next_reconcile_at = t + std::min<q::Millis>(rt.reconcile_interval, 5'000);
           return;
         }
@@ -756,10 +760,13 @@ struct Service::Impl final : driver::GitPort,
         for (const auto& e : *events) {
           auto out = driver->apply(rt.cfg.name, e);
           if (out.rejected && out.rejected->code != Code::kNotFound)
-            spdlog::info("{}: {} from reconciliation refused: {}", rt.cfg.name, q::event_kind(e),
-                         escape_control(out.rejected->message));
+            log::info(
+                {.repo = rt.cfg.name, .pr = q::pr_of(e).value_or(0), .event = q::event_kind(e)},
+                "{} from reconciliation refused: {}", q::event_kind(e),
+                escape_control(out.rejected->message));
           else if (!out.rejected)
-            spdlog::debug("{}: reconciliation: {}", rt.cfg.name, q::event_kind(e));
+            log::debug({.repo = rt.cfg.name, .pr = q::pr_of(e).value_or(0)}, "reconciliation: {}",
+                       q::event_kind(e));
         }
       });
     });

@@ -260,7 +260,9 @@ class MemoryStore final : public Store {
     if (it == repos_.end()) return out;
     const auto& all = it->second.events;
     for (auto e = all.rbegin(); e != all.rend() && out.size() < limit; ++e)
-      if (!number || e->number == number) out.push_back(*e);
+      if (!number || e->number == number ||
+          std::find(e->also.begin(), e->also.end(), *number) != e->also.end())
+        out.push_back(*e);
     std::reverse(out.begin(), out.end());  // oldest first
     return out;
   }

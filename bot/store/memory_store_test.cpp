@@ -153,6 +153,7 @@ TEST_CASE_TEMPLATE("store contract: events keep order and the newest within a li
     c.event = EventLogEntry{
         0,      s.repo, "k" + std::to_string(i), "{}", i % 2 ? std::optional<int>(7) : std::nullopt,
         100 + i};
+    if (i == 2) c.event->also = {7, 8};  // a candidate's event: about the PRs it holds
     auto saved = store->save(c);
     REQUIRE(saved.ok());
     w.last = s;
@@ -166,8 +167,12 @@ TEST_CASE_TEMPLATE("store contract: events keep order and the newest within a li
   CHECK((*last2)[0].kind == "k4");
   CHECK((*last2)[1].kind == "k5");
   auto of7 = store->pr_events(s.repo, 7, 10);
-  REQUIRE(of7->size() == 3);
-  CHECK((*of7)[2].kind == "k5");
+  REQUIRE(of7->size() == 4);
+  CHECK((*of7)[1].kind == "k2");
+  CHECK((*of7)[3].kind == "k5");
+  auto of8 = store->pr_events(s.repo, 8, 10);
+  REQUIRE(of8->size() == 1);
+  CHECK((*of8)[0].kind == "k2");
   CHECK(store->events(s.repo, 0)->empty());
 }
 

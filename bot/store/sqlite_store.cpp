@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 6> kMigrations = {
+constexpr std::array<std::string_view, 7> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -246,6 +246,18 @@ CREATE TABLE promotions(
 );
 CREATE INDEX promotions_by_repo ON promotions(repo, seq);
 CREATE INDEX promotions_by_target ON promotions(repo, target, promoted, seq);
+)sql",
+    // 7: who signed a PR's commits, kept with its policy verdict (the status page shows them).
+    R"sql(
+ALTER TABLE prs ADD COLUMN signers TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE pr_archive ADD COLUMN signers TEXT NOT NULL DEFAULT '[]';
+-- the PRs of the candidate an event names (merge, checks, landing): a PR's timeline holds them
+CREATE TABLE event_prs(
+  repo TEXT NOT NULL,
+  number INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  PRIMARY KEY(repo, number, seq)
+);
 )sql",
 };
 
@@ -525,8 +537,8 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     auto& q = stmt(
         "SELECT number, branch, author, title, head, status, reason_code, reason, details,"
-        " queued_at, finished_at, approval_sha, approver, approved_at, priority FROM pr_archive"
-        " WHERE repo = ?1 AND number = ?2");
+        " queued_at, finished_at, approval_sha, approver, approved_at, priority, signers"
+        " FROM pr_archive WHERE repo = ?1 AND number = ?2");
     q.bind(1, repo).bind(2, std::int64_t{number});
     auto row = q.step();
     if (!row) return row.error();
@@ -555,6 +567,9 @@ class SqliteStore final : public Store {
     p.finished_at = q.int64(10);
     if (!q.is_null(11)) p.approval = queue::Approval{q.text(11), q.text(12), q.int64(13)};
     p.priority = static_cast<int>(q.int64(14));
+    auto signers = parse_details(repo, number, q.text(15));
+    if (!signers) return signers.error();
+    p.signers = std::move(*signers);
     return std::optional<queue::PullRequest>(std::move(p));
   }
 
@@ -593,7 +608,9 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     auto& q = stmt(
         "SELECT seq, repo, kind, json, number, at FROM ("
-        "  SELECT * FROM events WHERE repo = ?1 AND number = ?2 ORDER BY seq DESC LIMIT ?3"
+        "  SELECT * FROM events WHERE repo = ?1 AND (number = ?2 OR seq IN ("
+        "    SELECT seq FROM event_prs WHERE repo = ?1 AND number = ?2))"
+        "  ORDER BY seq DESC LIMIT ?3"
         ") ORDER BY seq");
     q.bind(1, repo).bind(2, std::int64_t{number}).bind(3, clamp_limit(limit));
     return read_events(q);
@@ -880,9 +897,9 @@ class SqliteStore final : public Store {
     auto& pr = stmt(
         "INSERT OR REPLACE INTO prs(repo, number, branch, author, title, head, status, reason,"
         " details, queued_at, candidate, reason_code, finished_at, priority, paths, precheck,"
-        " held_by, bisect_group, probed, failures)"
+        " held_by, bisect_group, probed, failures, signers)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-        " ?18, ?19, ?20)");
+        " ?18, ?19, ?20, ?21)");
     pr.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -900,7 +917,8 @@ class SqliteStore final : public Store {
         .bind(16, queue::to_string(p.precheck))
         .bind(18, as_int64(p.group))
         .bind(19, std::int64_t{p.probed ? 1 : 0})
-        .bind(20, std::int64_t{p.failures});
+        .bind(20, std::int64_t{p.failures})
+        .bind(21, details_json(p.signers));
     if (p.held_by)
       pr.bind(17, as_int64(*p.held_by));
     else
@@ -934,8 +952,8 @@ class SqliteStore final : public Store {
     auto& q = stmt(
         "INSERT OR REPLACE INTO pr_archive(repo, number, branch, author, title, head, status,"
         " reason_code, reason, details, queued_at, finished_at, approval_sha, approver,"
-        " approved_at, priority) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,"
-        " ?14, ?15, ?16)");
+        " approved_at, priority, signers) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+        " ?12, ?13, ?14, ?15, ?16, ?17)");
     q.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -948,7 +966,8 @@ class SqliteStore final : public Store {
         .bind(10, details_json(p.details))
         .bind(11, p.queued_at)
         .bind(12, p.finished_at)
-        .bind(16, std::int64_t{p.priority});
+        .bind(16, std::int64_t{p.priority})
+        .bind(17, details_json(p.signers));
     if (p.approval)
       q.bind(13, p.approval->sha).bind(14, p.approval->approver).bind(15, p.approval->at);
     else
@@ -1031,7 +1050,16 @@ class SqliteStore final : public Store {
       q.bind(4, std::int64_t{*e.number});
     else
       q.bind(4, std::nullopt);
-    return q.exec();
+    DMZ_TRY(q.exec());
+    if (e.also.empty()) return {};
+    const auto seq = static_cast<std::int64_t>(sqlite3_last_insert_rowid(db_.get()));
+    for (int n : e.also)
+      DMZ_TRY(stmt("INSERT OR IGNORE INTO event_prs(repo, number, seq) VALUES(?1, ?2, ?3)")
+                  .bind(1, e.repo)
+                  .bind(2, std::int64_t{n})
+                  .bind(3, seq)
+                  .exec());
+    return {};
   }
 
   Result<std::int64_t> write_outbox(const std::string& repo, const queue::Notify& n,
@@ -1122,7 +1150,7 @@ class SqliteStore final : public Store {
       auto& q = stmt(
           "SELECT number, branch, author, title, head, status, reason, details, queued_at,"
           " candidate, reason_code, finished_at, priority, paths, precheck, held_by,"
-          " bisect_group, probed, failures FROM prs WHERE repo = ?1 ORDER BY number");
+          " bisect_group, probed, failures, signers FROM prs WHERE repo = ?1 ORDER BY number");
       q.bind(1, name);
       for (;;) {
         auto row = q.step();
@@ -1164,6 +1192,9 @@ class SqliteStore final : public Store {
         p.group = as_uint64(q.int64(16));
         p.probed = q.int64(17) != 0;
         p.failures = static_cast<int>(q.int64(18));
+        auto signers = parse_details(name, p.number, q.text(19));
+        if (!signers) return signers.error();
+        p.signers = std::move(*signers);
         st.prs.emplace(p.number, std::move(p));
       }
     }

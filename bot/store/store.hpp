@@ -30,6 +30,9 @@ struct EventLogEntry {
   std::string json;           // the event as JSON
   std::optional<int> number;  // the PR it is about, if any
   queue::Millis at = 0;
+  // Other PRs it is about: those of the candidate a merge, check or landing names, so that a
+  // PR's events (pr_events) hold its candidates' too. Written by save; reads may leave it empty.
+  std::vector<int> also;
 };
 
 // One way a PR left the queue: merged, failed, cancelled, closed.
@@ -118,7 +121,8 @@ class Store {
   // The same for one PR (its every outcome, newest first).
   virtual Result<std::vector<HistoryEntry>> pr_history(const std::string& repo, int number,
                                                        std::size_t limit) = 0;
-  // The newest `limit` events of the repository (or of one PR), oldest first.
+  // The newest `limit` events of the repository (or of one PR: those about it, and those that
+  // name it in `also`), oldest first.
   virtual Result<std::vector<EventLogEntry>> events(const std::string& repo, std::size_t limit) = 0;
   virtual Result<std::vector<EventLogEntry>> pr_events(const std::string& repo, int number,
                                                        std::size_t limit) = 0;

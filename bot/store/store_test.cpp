@@ -69,7 +69,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "6");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "7");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
         R"(["src/a.cpp","docs/ünïcödé.md"])");
   CHECK(sql_scalar(dir / "dmz.db",
@@ -242,12 +242,31 @@ TEST_CASE("store: history pages newest first; one PR's outcomes and events") {
   c.delta = diff(s, t);
   c.expected_version = w.version;
   c.event = EventLogEntry{0, s.repo, "merge_requested", "{}", 5, 999};
-  REQUIRE(store->save(c).ok());
+  auto saved_c = store->save(c);
+  REQUIRE(saved_c.ok());
   auto ev = store->pr_events(s.repo, 5, 10);
   REQUIRE(ev->size() == 1);
   CHECK(ev->at(0).kind == "merge_requested");
   CHECK(ev->at(0).number == 5);
   CHECK(store->pr_events(s.repo, 6, 10)->empty());
+
+  // A candidate's event names the PRs of the candidate: it is in each one's timeline.
+  RepoState u = t;
+  u.master = sha('8');
+  Change d;
+  d.state = &u;
+  d.delta = diff(t, u);
+  d.expected_version = saved_c->version;
+  d.event = EventLogEntry{0, s.repo, "merge_done", "{\"candidate\":3}", std::nullopt, 1000, {5, 6}};
+  REQUIRE(store->save(d).ok());
+  ev = store->pr_events(s.repo, 5, 10);
+  REQUIRE(ev->size() == 2);
+  CHECK(ev->at(0).kind == "merge_requested");
+  CHECK(ev->at(1).kind == "merge_done");
+  CHECK_FALSE(ev->at(1).number.has_value());
+  REQUIRE(store->pr_events(s.repo, 6, 10)->size() == 1);
+  CHECK(store->pr_events(s.repo, 7, 10)->empty());
+  CHECK(store->pr_events(s.repo, 5, 1)->at(0).kind == "merge_done");  // the newest first
 }
 
 TEST_CASE("store: the outbox is saved with the change, delivered or rescheduled") {
@@ -631,8 +650,9 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "6");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "7");
   CHECK(back.state.prs.at(4).priority == 0);
+  CHECK(back.state.prs.at(4).signers.empty());  // migration 7: nobody known to have signed
   CHECK(back.state.prs.at(4).precheck == CheckState::Pending);
   CHECK(back.state.window == 0);
   CHECK(back.state.observed == Observed{});

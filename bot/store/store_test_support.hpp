@@ -51,6 +51,7 @@ inline void check_equal(const PullRequest& a, const PullRequest& b) {
   CHECK(a.group == b.group);
   CHECK(a.probed == b.probed);
   CHECK(a.failures == b.failures);
+  CHECK(a.signers == b.signers);
 }
 
 inline void check_equal(const Candidate& a, const Candidate& b) {
@@ -179,6 +180,8 @@ inline RepoState rich_state() {
   s.prs[2].precheck = CheckState::Success;
   s.prs[2].probed = true;
   s.prs[2].failures = 1;
+  s.prs[3].signers = {"alice", "bob"};
+  s.prs[7].signers = {"carol"};  // kept when it is archived
   c2.lane = 4;
   c2.attempt = 2;
   c2.failed = true;

@@ -21,6 +21,25 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
+// The files a PR changes: between the tree its oldest commit started from and its head's.
+// Empty when they cannot be read (the PR then shares the main lane: the safe side).
+std::vector<std::string> pr_paths(git::Mirror& mirror, const queue::Sha& target,
+                                  const queue::Sha& sha) {
+  auto commits = trust::rev_list(mirror, target, sha);
+  if (!commits || commits->empty()) return {};
+  auto oldest = trust::commit_links(mirror, commits->front());
+  auto head = trust::commit_links(mirror, sha);
+  if (!oldest || !head) return {};
+  std::string from_tree;
+  if (!oldest->parents.empty()) {
+    auto base = trust::commit_links(mirror, oldest->parents.front());
+    if (!base) return {};
+    from_tree = base->tree;
+  }
+  auto paths = trust::changed_paths(mirror, from_tree, head->tree);
+  return paths ? std::move(*paths) : std::vector<std::string>{};
+}
+
 class TrustPolicy final : public PolicyChecker {
  public:
   explicit TrustPolicy(config::Repo repo) : repo_(std::move(repo)) {}
@@ -42,7 +61,8 @@ class TrustPolicy final : public PolicyChecker {
     auto in_force = trust::policy_in_force(mirror, target, repo_.policy_root);
     if (!in_force) return fail({"error: " + in_force.message()});
     if (!*in_force) {
-      out.pass = true;  // no policy at all: the checks alone gate master
+      out.pass = true;                            // no policy at all: the checks alone gate master
+      out.paths = pr_paths(mirror, target, sha);  // the strategies' lanes and risk need them
       return out;
     }
     trust::PolicySource source = std::move(**in_force);
@@ -75,6 +95,12 @@ class TrustPolicy final : public PolicyChecker {
       facts.commits.push_back(std::move(*fact));
     }
     facts.changed_paths.assign(paths.begin(), paths.end());
+    out.paths = facts.changed_paths;
+    // Who signed: the accounts behind the valid signatures found (the status page shows them).
+    std::set<std::string> signers;
+    for (const auto& c : facts.commits)
+      if (c.signer && c.signature_problem.empty()) signers.insert(*c.signer);
+    out.signers.assign(signers.begin(), signers.end());
 
     // Hard failures the core cannot see (the signed tag of a tag PR), and notes on approvals
     // that were refused before reaching the core (shown only when the PR fails).

@@ -101,6 +101,7 @@ TEST_CASE("trust: an ssh-signed PR by its author with two signed-tag approvals p
   CHECK(v.reasons.empty());
   CHECK(v.number == 1);
   CHECK(v.sha == head);
+  CHECK(v.signers == std::vector<std::string>{"alice"});  // who signed, for the status page
   // git agrees that the signature is good.
   test::write_allowed_signers(r.tmp / "allowed", {{"alice", &k.alice_ssh, ""}});
   CHECK(test::run(test::git_env() + "git " + test::ssh_verify_options(r.tmp / "allowed") +
@@ -117,6 +118,8 @@ TEST_CASE("trust: an OpenPGP-signed PR by its author with two signed-tag approva
   r.approvals(head);
   auto v = r.check("alice@example.com", head);
   CHECK_MESSAGE(v.pass, all(v.reasons));
+  CHECK(v.signers == std::vector<std::string>{"alice"});  // two commits, one signer
+  CHECK(v.paths == std::vector<std::string>{"a.txt", "b.txt"});
   for (const auto& c : {c1, head})
     CHECK(test::run(k.gpg.home.env() + test::git_env() + "git verify-commit " + c, r.work)
               .exit_code == 0);
@@ -133,6 +136,8 @@ TEST_CASE("trust: without a policy_root or a committed policy every PR passes") 
   auto v = checker->check(*r.mirror, pr, head, r.root, 0);
   CHECK(v.pass);
   CHECK(v.reasons.empty());
+  CHECK(v.signers.empty());                                // nothing was verified
+  CHECK(v.paths == std::vector<std::string>{"a.txt"});     // what it changes: lanes need it
   CHECK(checker->check(*r.mirror, pr, head, "", 0).pass);  // no master known yet
 }
 

@@ -87,6 +87,23 @@ try {
     heads[name] = git(work, "rev-parse", "HEAD");
   }
 
+  // A second repository, adaptive with lanes by paths: two PRs that touch different files.
+  const origin2 = join(dir, "lanes.git");
+  git(dir, "init", "-q", "--bare", "-b", "master", origin2);
+  git(work, "checkout", "-q", "master");
+  git(work, "remote", "add", "lanes", origin2);
+  git(work, "push", "-q", "lanes", "master");
+  const laneHeads = {};
+  for (const [name, file] of [["feature/docs", "docs/guide.md"], ["feature/src", "src/main.c"]]) {
+    git(work, "checkout", "-q", "-b", name, "master");
+    mkdirSync(join(work, file, ".."), { recursive: true });
+    writeFileSync(join(work, file), name + "\n");
+    git(work, "add", ".");
+    git(work, "commit", "-q", "-m", name);
+    git(work, "push", "-q", "lanes", name);
+    laneHeads[name] = git(work, "rev-parse", "HEAD");
+  }
+
   // The service, gated by an external CI check that this test posts.
   const token = "browser-test-token";
   writeFileSync(join(dir, "token"), token + "\n");
@@ -95,7 +112,11 @@ try {
     `data_dir = "data"\n[server]\nport = 0\n` +
       `[[repo]]\nname = "acme/widget"\nremote = "${origin}"\n` +
       `required_checks = ["ci/ext"]\n` +
-      `api_token = { file = "token" }\nstatus_token = { file = "token" }\n`,
+      `api_token = { file = "token" }\nstatus_token = { file = "token" }\n` +
+      `[[repo]]\nname = "acme/lanes"\nremote = "${origin2}"\n` +
+      `required_checks = ["ci/ext"]\n` +
+      `api_token = { file = "token" }\nstatus_token = { file = "token" }\n` +
+      `[repo.queue]\nstrategy = "adaptive"\nlanes = "paths"\n`,
   );
   server = spawn(bin, ["serve", "--config", join(dir, "dmzbot.toml")], {
     stdio: ["ignore", "pipe", "pipe"],
@@ -107,8 +128,8 @@ try {
     return m && Number(m[1]);
   });
   const base = `http://127.0.0.1:${port}`;
-  const api = async (method, path, body) => {
-    const r = await fetch(base + "/api/v1/repos/acme/widget" + path, {
+  const api = async (method, path, body, repo = "acme/widget") => {
+    const r = await fetch(base + "/api/v1/repos/" + repo + path, {
       method,
       headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
       body: body && JSON.stringify(body),
@@ -169,7 +190,14 @@ try {
   assert.match(await mainText(), /acme\/widget/);
   assert.match(await mainText(), /Queue\s+3 PRs, 1 candidate building/);
   assert.match(await mainText(), /Remote\s+reachable/);
+  assert.match(await mainText(), /acme\/lanes[\s\S]*adaptive, window 4 \(1\.\.\d+\), lanes by paths/);
   await shot("overview");
+  // A second tab keeps the overview open: it follows every repository's feed, no reload.
+  const overviewTab = await context.newPage();
+  overviewTab.on("pageerror", (e) => pageErrors.push("overview: " + e.message));
+  await overviewTab.goto(base + "/", { timeout: 10000 });
+  await overviewTab.locator("#live", { hasText: "live" }).waitFor({ timeout: 10000 });
+  await overviewTab.evaluate(() => { window.notReloaded = true; });
   await page.getByRole("link", { name: "acme/widget" }).click({ timeout: 10000 });
   await page.waitForURL(base + "/repos/acme/widget", { timeout: 10000 });
   assert.match(await page.locator("h1").innerText(), /acme\/widget/);
@@ -180,6 +208,8 @@ try {
   assert.match(await train.innerText(), new RegExp(candidate.slice(0, 10)));
   assert.match(await train.innerText(), /#1 Good change/);
   assert.match(await train.innerText(), /Policy\s+passed\s+approved by mm/);
+  // No policy here: the verdict says that no signature was verified.
+  assert.match(await train.innerText(), /Signed by\s+no verified signature/);
   assert.match(await train.innerText(), /pending\s+ci\/ext/);
   const waitingRow = section("h-waiting").locator("tbody tr").first();
   assert.match(await waitingRow.innerText(), /^1\s+#2 Bad <b>change<\/b>/);
@@ -227,6 +257,12 @@ try {
   assert.match(await mainText(), /a candidate takes ~\d+ s to land/);
   assert.match(await train.innerText(), /lands (in \d+ s|any moment now)/);
   assert.match(await mainText(), /last landing #1/);
+  // The overview in the other tab followed too.
+  await eventually("the overview showing #1's landing", async () =>
+    /acme\/widget[\s\S]*last landing #1/.test(await overviewTab.locator("main").innerText()));
+  assert.equal(await overviewTab.evaluate(() => window.notReloaded), true,
+               "the overview was reloaded");
+  await overviewTab.close();
   // ... and so has #3, waiting first in line now.
   const third = section("h-waiting").locator("tbody tr").first();
   assert.match(await third.innerText(), /^1\s+#3 Third/);
@@ -302,6 +338,44 @@ try {
   assert.match(await page.locator("h1").innerText(), /#2 Bad <b>change<\/b>/);
   await shot("pull");
 
+  // A finished PR's page keeps its candidate's checks, with the log link, and its landing.
+  await page.goto(base + "/repos/acme/widget/pulls/1", { timeout: 10000 });
+  const landedTimeline = page.locator("ol.timeline");
+  const landedText = await landedTimeline.innerText();
+  assert.match(landedText, /in candidate \d+, pushed to dmz at [0-9a-f]{10}/);
+  assert.match(landedText, /passed\s+ci\/ext/);
+  assert.match(landedText, /candidate \d+ landed: master moved to [0-9a-f]{10}/);
+  assert.equal(await landedTimeline.locator('a[href="https://ci.example/builds/1"]').count(), 1);
+  await shot("pull-merged");
+
+  // Lanes: two PRs with disjoint paths build in independent chains, drawn side by side.
+  let lanePr = 1;
+  for (const name of ["feature/docs", "feature/src"]) {
+    let r2 = await api("POST", "/pulls", { number: lanePr, branch: name, author: "dev",
+                                           title: name }, "acme/lanes");
+    assert.equal(r2.status, 202, JSON.stringify(r2.body));
+    r2 = await api("POST", `/pulls/${lanePr}/merge`, { sha: laneHeads[name], approver: "mm" },
+                   "acme/lanes");
+    assert.equal(r2.status, 202, JSON.stringify(r2.body));
+    ++lanePr;
+  }
+  await eventually("two candidates in two lanes", async () => {
+    const q = (await api("GET", "/queue", undefined, "acme/lanes")).body;
+    return q.train.length === 2 && q.train[0].lane !== q.train[1].lane &&
+      q.train.every((c) => c.sha);
+  });
+  await page.goto(base + "/repos/acme/lanes", { timeout: 10000 });
+  const lanes = page.locator(".lanes > section.lane");
+  assert.equal(await lanes.count(), 2);
+  assert.match(await lanes.nth(0).innerText(), /main lane \(1\)[\s\S]*#1 feature\/docs/);
+  assert.match(await lanes.nth(1).innerText(), /lane \d+ \(1\)[\s\S]*#2 feature\/src/);
+  await shot("lanes");
+  await page.setViewportSize({ width: 390, height: 844 });
+  assert.ok(await page.evaluate(() =>
+    document.documentElement.scrollWidth <= window.innerWidth + 1), "lanes fit a phone");
+  await shot("lanes-phone");
+  await page.setViewportSize({ width: 1280, height: 900 });
+
   // Without JavaScript the pages render all the same, read-only.
   const noJs = await browser.newContext({ javaScriptEnabled: false });
   const plain = await noJs.newPage();
@@ -312,13 +386,17 @@ try {
   assert.match(plainText, /build-failed/);
   assert.equal(await plain.locator("#live").isVisible(), false);
   await plain.screenshot({ path: join(artifacts, "repo-no-js.png"), fullPage: true });
+  await plain.goto(base + "/", { timeout: 10000 });  // the overview too, read-only
+  assert.match(await plain.locator("main").innerText(), /acme\/widget[\s\S]*last landing #1/);
+  assert.equal(await plain.locator("#live").isVisible(), false);
   await noJs.close();
 
   // Accessibility: no serious or critical axe-core violation on any page, in either theme.
   // axe is injected by the test (the context bypasses the CSP for it); dmzbot never serves it.
   const axeContext = await browser.newContext({ bypassCSP: true });
   const axePage = await axeContext.newPage();
-  for (const path of ["/", "/repos/acme/widget", "/repos/acme/widget/pulls/2"]) {
+  for (const path of ["/", "/repos/acme/widget", "/repos/acme/widget/pulls/2",
+                      "/repos/acme/widget/pulls/1", "/repos/acme/lanes"]) {
     for (const scheme of ["light", "dark"]) {
       await axePage.emulateMedia({ colorScheme: scheme });
       await axePage.goto(base + path, { timeout: 10000 });
