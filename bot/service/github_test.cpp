@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "base/crypto.hpp"
+#include "base/metrics.hpp"
 #include "bot/http/http_client.hpp"
 #include "bot/http/http_server.hpp"
 #include "bot/service/service.hpp"
@@ -552,7 +553,10 @@ Outcome scenario(bool faults) {
 }
 
 TEST_CASE("github end to end: labels, commands, forks, pushes, a silent check, lost webhooks") {
+  const metrics::Labels accepted{{"forge", "github"}, {"result", "accepted"}};
+  const double delivered = metrics::global().value("dmzbot_webhook_deliveries_total", accepted);
   Outcome o = scenario(false);
+  CHECK(metrics::global().value("dmzbot_webhook_deliveries_total", accepted) > delivered);
   CHECK(o.master == std::vector<std::string>{"Merge #1 from feature/one: Change 1",
                                              "Merge #2 from patch-1: Change 2",
                                              "Merge #3 from feature/three: Change 3",

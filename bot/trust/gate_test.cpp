@@ -11,6 +11,7 @@
 #include <chrono>
 #include <future>
 
+#include "base/metrics.hpp"
 #include "bot/git/mirror.hpp"
 #include "bot/trust/facts.hpp"
 #include "bot/trust/test_fixture.hpp"
@@ -96,8 +97,12 @@ TEST_CASE("trust: an ssh-signed PR by its author with two signed-tag approvals p
   PrRepo r;
   std::string head = r.commit({{"a.txt", "a\n"}}, "feature", k.ssh(k.alice_ssh));
   r.approvals(head);
+  const metrics::Labels good_ssh{{"format", "ssh"}, {"result", "good"}};
+  const double verified = metrics::global().value("dmzbot_signature_verifications_total", good_ssh);
   auto v = r.check("alice", head);
   CHECK_MESSAGE(v.pass, all(v.reasons));
+  // The commit and both approval tags, each verified once, counted for /metrics.
+  CHECK(metrics::global().value("dmzbot_signature_verifications_total", good_ssh) >= verified + 3);
   CHECK(v.reasons.empty());
   CHECK(v.number == 1);
   CHECK(v.sha == head);
@@ -229,7 +234,10 @@ TEST_CASE("trust: refusals, each with its reason") {
   SUBCASE("ssh signature by a key no account names") {
     std::string head = r.commit({{"a.txt", "a\n"}}, "x", k.ssh(k.stranger_ssh));
     r.approvals(head);
+    const metrics::Labels refused{{"format", "ssh"}, {"result", "refused"}};
+    const double before = metrics::global().value("dmzbot_signature_verifications_total", refused);
     auto v = r.check("alice", head);
+    CHECK(metrics::global().value("dmzbot_signature_verifications_total", refused) == before + 1);
     CHECK_MESSAGE(has_prefix(v.reasons, "commit " + s7(head) + ": no-key: "), all(v.reasons));
     CHECK_FALSE(v.pass);
   }
