@@ -564,8 +564,7 @@ TEST_CASE("config: a file that cannot be read") {
 
 TEST_CASE("config: the example in deploy/ is valid") {
   Fixture f;
-  const fs::path example =
-      test::source_dir() / "deploy" / "dmzbot.example.toml";
+  const fs::path example = test::source_dir() / "deploy" / "dmzbot.example.toml";
   std::string text = test::read_file(example);
   REQUIRE_FALSE(text.empty());
   test::write_file(f.dir / "secrets" / "widgets-api.token", "a\n");

@@ -75,13 +75,10 @@ struct ReleaseRemote {
   }
 };
 
-}  // namespace
-
-TEST_CASE("release promotion through the service: by API, by fetch, refusals, the queue JSON") {
-  ReleaseRemote remote;
-  test::TempDir data;
+// The service's configuration for the one repository of `remote`, on port 0.
+config::Config service_config(const ReleaseRemote& remote, const std::filesystem::path& data) {
   config::Config cfg;
-  cfg.data_dir = data.path();
+  cfg.data_dir = data;
   cfg.server.port = 0;
   config::Repo repo;
   repo.name = kRepo;
@@ -90,6 +87,15 @@ TEST_CASE("release promotion through the service: by API, by fetch, refusals, th
   repo.status_token = config::Secret(kToken);
   repo.required_checks = {"ci"};
   cfg.repos.push_back(repo);
+  return cfg;
+}
+
+}  // namespace
+
+TEST_CASE("release promotion through the service: by API, by fetch, refusals, the queue JSON") {
+  ReleaseRemote remote;
+  test::TempDir data;
+  config::Config cfg = service_config(remote, data.path());
 
   remote.tag("v1.0-rc1", remote.lead, remote.base);
   remote.tag("v1.0", remote.lead, remote.base);  // a release tag by the wrong person
@@ -205,16 +211,7 @@ TEST_CASE("release promotion through the service: by API, by fetch, refusals, th
 TEST_CASE("hotfix flow: a hotfix branch off production reaches staging, production, then master") {
   ReleaseRemote remote;
   test::TempDir data;
-  config::Config cfg;
-  cfg.data_dir = data.path();
-  cfg.server.port = 0;
-  config::Repo repo;
-  repo.name = kRepo;
-  repo.remote = remote.origin.string();
-  repo.api_token = config::Secret(kToken);
-  repo.status_token = config::Secret(kToken);
-  repo.required_checks = {"ci"};
-  cfg.repos.push_back(repo);
+  config::Config cfg = service_config(remote, data.path());
   cfg.signing.format = "openpgp";  // dmzbot signs its merges, as the policy's [merges] wants
   cfg.signing.fingerprint = remote.bot;
   cfg.signing.gnupg_home = remote.home.path();

@@ -755,10 +755,10 @@ std::vector<Sample> scrape(std::uint16_t port, const test::TempDir& dir) {
   REQUIRE(r.ok());
   REQUIRE(r->status == 200);
   test::write_file(dir / "metrics.txt", r->body);
-  auto parsed =
-      test::run("/usr/bin/python3 " +
-                test::shell_quote((test::source_dir() / "tests" / "metrics" / "prom_parse.py").string()) +
-                " < " + test::shell_quote((dir / "metrics.txt").string()));
+  auto parsed = test::run(
+      "/usr/bin/python3 " +
+      test::shell_quote((test::source_dir() / "tests" / "metrics" / "prom_parse.py").string()) +
+      " < " + test::shell_quote((dir / "metrics.txt").string()));
   INFO(parsed.out);
   REQUIRE(parsed.exit_code == 0);
   std::vector<Sample> out;
