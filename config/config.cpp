@@ -39,6 +39,7 @@
 //   dmz = "dmz"
 //   staging = "staging"            # release promotion (docs/POLICY.md, "Release promotion"):
 //   production = "production"      # moved only by signed tags; all four names distinct
+//   hotfix_branches = "hotfix/*"   # glob of the hotfix flow's branches (off production)
 //   required_checks = ["ci/build"] # non-empty, no duplicates; default: [runner.context] when
 //                                  # a runner is configured (a repo with no check at all is a
 //                                  # problem: nothing would gate master)
@@ -125,6 +126,7 @@
 #include "base/text.hpp"
 #include "base/url.hpp"
 #include "config/toml_words.hpp"
+#include "queue/glob.hpp"
 
 namespace dmz::config {
 namespace {
@@ -769,12 +771,28 @@ class Loader {
   std::optional<Repo> repo(const toml::table& t) {
     Repo r;
     r.line = line_of(t);
-    unknown_keys(
-        t,
-        {"name", "forge", "remote", "master", "dmz", "staging", "production", "required_checks",
-         "check_timeout", "branch_patterns", "refused_patterns", "api_token", "status_token",
-         "policy_root", "runner", "auth", "network_timeout", "queue", "github"},
-        "[[repo]]");
+    unknown_keys(t,
+                 {"name",
+                  "forge",
+                  "remote",
+                  "master",
+                  "dmz",
+                  "staging",
+                  "production",
+                  "hotfix_branches",
+                  "required_checks",
+                  "check_timeout",
+                  "branch_patterns",
+                  "refused_patterns",
+                  "api_token",
+                  "status_token",
+                  "policy_root",
+                  "runner",
+                  "auth",
+                  "network_timeout",
+                  "queue",
+                  "github"},
+                 "[[repo]]");
     if (auto v = string(t, "name", "repo.name")) {
       if (valid_repo_name(*v))
         r.name = *v;
@@ -820,6 +838,19 @@ class Loader {
       problem(at ? line_of(*at) : r.line,
               "repo.staging and repo.production must differ from each other and from master "
               "and dmz");
+    }
+    if (auto v = string(t, "hotfix_branches", "repo.hotfix_branches")) {
+      // A glob, not a name: checked as a branch name with its wildcards taken for letters.
+      std::string as_name = *v;
+      std::replace(as_name.begin(), as_name.end(), '*', 'x');
+      const toml::node& at = *t.get("hotfix_branches");
+      if (!valid_branch_name(as_name))
+        problem(at, "repo.hotfix_branches '" + *v + "' is not a branch name pattern");
+      else if (queue::glob_match(*v, r.master) || queue::glob_match(*v, r.dmz) ||
+               queue::glob_match(*v, r.staging) || queue::glob_match(*v, r.production))
+        problem(at, "repo.hotfix_branches '" + *v + "' matches master, dmz, staging or production");
+      else
+        r.hotfix_branches = *v;
     }
     if (branches_ok && r.master == r.dmz) {
       const toml::node* at = t.get("dmz") ? t.get("dmz") : t.get("master");

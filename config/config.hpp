@@ -113,8 +113,9 @@ struct Repo {
   std::string remote;           // URL or path of the remote
   std::string master = "master";
   std::string dmz = "dmz";
-  std::string staging = "staging";        // moved by release candidate tags (release promotion)
-  std::string production = "production";  // moved by release tags
+  std::string staging = "staging";           // moved by release candidate tags (release promotion)
+  std::string production = "production";     // moved by release tags
+  std::string hotfix_branches = "hotfix/*";  // glob: the hotfix flow's branches (off production)
   std::vector<std::string> required_checks;
   std::chrono::seconds check_timeout{1800};
   std::vector<std::string> branch_patterns = {"feature/*", "bug/*", "hotfix/*"};

@@ -348,6 +348,13 @@ TEST_CASE("config: repository names, forges and branches") {
   CHECK(f.problems(kRepo + "staging = \"master\"\n") ==
         Lines{"5: repo.staging and repo.production must differ from each other and from master "
               "and dmz"});
+  // The hotfix flow's branches: a glob, default hotfix/*.
+  CHECK(named.repos[0].hotfix_branches == "hotfix/*");
+  CHECK(f.ok(kRepo + "hotfix_branches = \"fix-*\"\n").repos[0].hotfix_branches == "fix-*");
+  CHECK(f.problems(kRepo + "hotfix_branches = \"a..*\"\n") ==
+        Lines{"5: repo.hotfix_branches 'a..*' is not a branch name pattern"});
+  CHECK(f.problems(kRepo + "hotfix_branches = \"*\"\n") ==
+        Lines{"5: repo.hotfix_branches '*' matches master, dmz, staging or production"});
   CHECK(f.problems(kRepo + "production = \"a..b\"\n") ==
         Lines{"5: repo.production 'a..b' is not a valid branch name"});
   CHECK(f.problems(kRepo + "master = \"ma ster\"\ndmz = \"a..b\"\n") ==

@@ -24,6 +24,10 @@ Result<std::vector<queue::Event>> Forge::reconcile(const ReconcileInput&, queue:
   return std::vector<queue::Event>{};
 }
 
+Result<std::optional<queue::PrOpened>> Forge::open_pull(const PullToOpen&, queue::Millis) {
+  return not_found("the " + std::string(kind()) + " forge has no API to open pull requests");
+}
+
 Status Forge::show(const PullSummary&) { return {}; }
 
 }  // namespace dmz::forges

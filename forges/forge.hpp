@@ -113,6 +113,14 @@ struct Registration {
   std::string author, title;
 };
 
+// A pull request dmzbot opens itself (a hotfix brought back into master).
+struct PullToOpen {
+  std::string branch;  // its head branch, on the repository itself
+  std::string base;    // the branch it goes into
+  queue::Sha head;     // the commit it is opened for: a PR of `branch` closed at it means done
+  std::string title, body;
+};
+
 // One message of the outbox: persisted with the state change that produced it, delivered
 // after the change is saved, retried with backoff until the forge takes it.
 struct OutboxMessage {
@@ -161,6 +169,10 @@ class Forge {
   // of the train) and returns the events that bring `input.state` in line with it.
   virtual Result<std::vector<queue::Event>> reconcile(const ReconcileInput& input,
                                                       queue::Millis now);
+  // Opens a pull request of `p.branch` into `p.base`, or finds the one already open for it
+  // (so that asking again after a crash opens nothing twice). nullopt when a pull request of
+  // the branch at `p.head` was already closed: it was opened and finished before.
+  virtual Result<std::optional<queue::PrOpened>> open_pull(const PullToOpen& p, queue::Millis now);
   // Shows `summary` on the PR's head (replacing what it showed before).
   virtual Status show(const PullSummary& summary);
   virtual ApiHealth api_health() const { return {}; }

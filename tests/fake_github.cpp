@@ -359,9 +359,31 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
       for (const auto& [n, pull] : pulls_) {
         if (q.count("state") && q["state"] != "all" && pull.state != q["state"]) continue;
         if (q.count("base") && pull.base != q["base"]) continue;
+        const std::string owner = options_.repo.substr(0, options_.repo.find('/'));
+        if (q.count("head") && q["head"] != owner + ":" + pull.head_ref) continue;
         items.push_back(pull_json(pull, options_.repo));
       }
       return list(target, items, if_none_match);
+    }
+    if (p.size() == 4 && method == "POST") {  // a pull request opened by the bot
+      for (const char* field : {"title", "head", "base"})
+        if (!in.is_object() || !in.contains(field) || !in[field].is_string()) return invalid(field);
+      const std::string head = in["head"], base = in["base"];
+      const std::string sha = options_.branch_head ? options_.branch_head(head) : "";
+      if (sha.empty() || !options_.branch_head || options_.branch_head(base).empty())
+        return invalid("head or base is not a branch");
+      for (const auto& [n, pull] : pulls_)
+        if (pull.state == "open" && pull.head_ref == head && pull.base == base)
+          return invalid("A pull request already exists for " + head);
+      Pull made;
+      made.number = pulls_.empty() ? 1 : pulls_.rbegin()->first + 1;
+      made.title = in["title"];
+      made.author = "dmzbot";
+      made.head_ref = head;
+      made.head_sha = sha;
+      made.base = base;
+      pulls_[made.number] = made;
+      return ok(pull_json(made, options_.repo), 201);
     }
     if (p.size() == 5 && method == "GET") {
       auto it = pulls_.find(std::atoi(p[4].c_str()));

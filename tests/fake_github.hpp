@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -35,6 +36,8 @@ class FakeGitHub {
     std::int64_t installation_token_ttl_ms = 3'600'000;
     std::string installation_token;  // what every installation token is ("" = fresh each time)
     int page_size = 100;             // at most this many items per page, whatever per_page says
+    // The commit a branch of the repository points at ("" = no such branch), for POST /pulls.
+    std::function<std::string(const std::string& branch)> branch_head;
   };
 
   struct Pull {

@@ -74,6 +74,10 @@ struct GitHub {
     options.cert = ca.server_cert;
     options.key = ca.server_key;
     options.repo = kRepo;
+    options.branch_head = [this](const std::string& branch) {
+      auto r = test::run("git rev-parse --verify -q refs/heads/" + branch, origin);
+      return r.exit_code == 0 ? r.out.substr(0, 40) : std::string();
+    };
     if (options.app_id == 0) options.token = kToken;  // a plain token, for the API and git
     api = std::make_unique<test::FakeGitHub>(options);
     REQUIRE_MESSAGE(api->error().empty(), api->error());
@@ -160,8 +164,15 @@ struct Bot {
   int deliveries = 0;
   std::set<std::string> lost;  // "event:key" of webhooks that are never sent
 
-  Bot(GitHub& g, std::function<void(config::Repo&)> tweak = {}) : gh(g) {
-    config::Config cfg;
+  config::Config cfg;
+  Service::Options options;
+
+  // `seed` runs on the data directory before the service starts (e.g. to leave what a crash
+  // left in the store).
+  Bot(GitHub& g, std::function<void(config::Repo&)> tweak = {},
+      std::function<void(const std::filesystem::path&)> seed = {})
+      : gh(g) {
+    if (seed) seed(data.path());
     cfg.data_dir = data.path();
     cfg.server.port = 0;
     cfg.server.read_timeout = 5s;
@@ -182,14 +193,17 @@ struct Bot {
     repo.github = settings;
     if (tweak) tweak(repo);
     cfg.repos.push_back(repo);
-    Service::Options o;
-    o.fetch_interval = 200ms;
-    o.tick_interval = 50ms;
-    o.reconcile_interval = 300ms;
-    o.api_backoff = 20ms;
-    o.api_max_rate_wait = 5s;
-    o.api_timeout = 5s;
-    auto s = Service::start(cfg, o);
+    options.fetch_interval = 200ms;
+    options.tick_interval = 50ms;
+    options.reconcile_interval = 300ms;
+    options.api_backoff = 20ms;
+    options.api_max_rate_wait = 5s;
+    options.api_timeout = 5s;
+    start();
+  }
+  ~Bot() { stop(); }
+  void start() {
+    auto s = Service::start(cfg, options);
     REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.message()));
     service = std::move(*s);
     server = std::make_unique<HttpServer>(cfg.server, make_api(*service));
@@ -197,9 +211,11 @@ struct Bot {
     REQUIRE(p.ok());
     port = *p;
   }
-  ~Bot() {
-    server->stop();
-    service->stop();
+  void stop() {
+    if (server) server->stop();
+    if (service) service->stop();
+    server.reset();
+    service.reset();
   }
 
   // Posts a signed webhook; returns the answer.
@@ -763,6 +779,68 @@ TEST_CASE(
   bool git_authorized = false;
   for (const auto& r : gh.git->requests()) git_authorized = git_authorized || r.authorized;
   CHECK(git_authorized);
+  check_against_openapi(*gh.api, bot.data.path());
+}
+
+// A hotfix released to production comes back into master as a PR dmzbot opens on GitHub;
+// the hand-over is repeated after a stop (here: the stop came right after the push of
+// production), and opens nothing twice.
+TEST_CASE("github: a hotfix in production comes back as a pull request dmzbot opens, once") {
+  GitHub gh({});
+  std::string fix = gh.commit("hotfix/crash", "fix.txt", "no more crash\n");
+  must("git -C " + gh.origin.string() + " update-ref refs/heads/production " + fix);
+  auto seed = [&](const std::filesystem::path& data) {
+    auto store = open_sqlite_store(data / "dmzbot.db");
+    REQUIRE(store.ok());
+    PromotionRecord r;
+    r.repo = kRepo;
+    r.tag = "v1.0.1";
+    r.kind = "release";
+    r.target = "production";
+    r.commit = fix;
+    r.from = gh.initial;
+    r.signers = {"releng"};
+    r.promoted = true;
+    r.source = "fetch";
+    r.hotfix_branch = "hotfix/crash";
+    r.at = 1;
+    REQUIRE((*store)->record_promotion(r).ok());
+  };
+  auto opened = [&] {
+    int n = 0;
+    for (const auto& r : gh.api->requests())
+      if (r.method == "POST" && r.path == "/repos/octo/widgets/pulls") ++n;
+    return n;
+  };
+  Bot bot(gh, {}, seed);
+  REQUIRE(eventually([&] { return gh.api->pulls().size() == 1; }));
+  const auto pull = gh.api->pulls()[0];
+  CHECK(pull.head_ref == "hotfix/crash");
+  CHECK(pull.head_sha == fix);
+  CHECK(pull.base == "master");
+  CHECK(pull.title == "Bring hotfix v1.0.1 back into master");
+  // Queued on the release signers' behalf at the released commit, built on dmz.
+  auto queued = [&] {
+    auto state = bot.service->state(kRepo);
+    if (!state || !state->prs.count(pull.number)) return std::optional<q::PullRequest>();
+    const auto& pr = state->prs.at(pull.number);
+    return pr.approval && pr.candidate ? std::optional(pr) : std::nullopt;
+  };
+  REQUIRE(eventually([&] { return queued().has_value(); }));
+  const q::Approval approval = *queued()->approval;
+  CHECK(approval.sha == fix);
+  CHECK(approval.approver == "dmzbot (release v1.0.1 signed by releng)");
+  CHECK(opened() == 1);
+  // Started again before it landed: found, not opened or approved again.
+  bot.stop();
+  bot.start();
+  REQUIRE(eventually([&] { return queued().has_value(); }));
+  std::this_thread::sleep_for(500ms);  // reconciliations and fetches: none opens it again
+  CHECK(queued()->approval == approval);
+  bot.green(pull.number);
+  CHECK(test::run("git merge-base --is-ancestor " + fix + " master", gh.origin).exit_code == 0);
+  CHECK(opened() == 1);
+  CHECK(gh.api->pulls().size() == 1);
   check_against_openapi(*gh.api, bot.data.path());
 }
 

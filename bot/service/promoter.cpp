@@ -21,6 +21,10 @@ nlohmann::json to_json(const PromotionRecord& r) {
   return out;
 }
 
+trust::ReleaseBranches branches_of(const config::Repo& r) {
+  return {r.master, r.staging, r.production, r.hotfix_branches};
+}
+
 }  // namespace
 
 bool Promoter::load() {
@@ -60,7 +64,7 @@ Result<PromotionRecord> Promoter::promote(git::Mirror& mirror, const std::string
 
 Result<PromotionRecord> Promoter::judge_and_move(git::Mirror& mirror, const std::string& tag,
                                                  const std::string& source) {
-  trust::ReleaseBranches branches{repo_.master, repo_.staging, repo_.production};
+  trust::ReleaseBranches branches = branches_of(repo_);
   trust::BranchTip tip = [&mirror](const std::string& b) { return mirror.remote_branch(b); };
   trust::BranchHeads heads = [&mirror] { return mirror.remote_branches(); };
   auto plan = trust::plan_promotion(mirror, tag, branches, tip, repo_.policy_root, heads);
@@ -152,7 +156,7 @@ void Promoter::after_fetch(git::Mirror& mirror) {
     note_tips(mirror);
     return;
   }
-  trust::ReleaseBranches branches{repo_.master, repo_.staging, repo_.production};
+  trust::ReleaseBranches branches = branches_of(repo_);
   trust::BranchTip tip = [&mirror](const std::string& b) { return mirror.remote_branch(b); };
   auto names = trust::promotable_tags(mirror, branches, tip, repo_.policy_root);
   if (!names) {
@@ -172,6 +176,32 @@ void Promoter::after_fetch(git::Mirror& mirror) {
       if (!r) spdlog::warn("{}: promotion of {}: {}", repo_.name, n, r.message());
     }
   note_tips(mirror);
+  hand_over_hotfixes(mirror);
+}
+
+void Promoter::hand_over_hotfixes(git::Mirror& mirror) {
+  if (!on_hotfix_ || hotfixes_handed_.exchange(true)) return;
+  auto master = mirror.remote_branch(repo_.master);
+  if (!master) return;
+  std::map<std::int64_t, PromotionRecord> released;  // by seq: the holder and the recent ones
+  {
+    std::lock_guard lock(mu_);
+    if (auto held = holds_.find(repo_.production); held != holds_.end())
+      released.emplace(held->second.seq, held->second);
+    for (const auto& r : recent_) released.emplace(r.seq, r);
+  }
+  for (const auto& [seq, r] : released) {
+    if (!r.promoted || r.target != repo_.production || r.hotfix_branch.empty() ||
+        r.from == r.commit)
+      continue;
+    auto on_master = mirror.is_ancestor(r.commit, *master);
+    if (!on_master) {
+      spdlog::warn("{}: hotfix {}: {}", repo_.name, r.tag, on_master.message());
+      hotfixes_handed_ = false;  // again after the next fetch
+    } else if (!*on_master) {
+      on_hotfix_(r);
+    }
+  }
 }
 
 void Promoter::remember(PromotionRecord& r) {

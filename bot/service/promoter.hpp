@@ -8,6 +8,7 @@
 // Threading: promote() and after_fetch() on the repository's git thread; json() from any thread.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -44,8 +45,13 @@ class Promoter {
                                   const std::string& source);
   // After a fetch: every tag matching the policy's patterns that was never judged (by its name
   // and object id) is judged and promoted if it passes, candidates first. A tag whose commit
-  // the target branch already holds behind its tip is left alone (an old release).
+  // the target branch already holds behind its tip is left alone (an old release). After the
+  // first fetch of a run (and again after resume_hotfixes()), every hotfix the records show in
+  // production but the fetch does not show on master is handed to on_hotfix again: the run
+  // before may have stopped between the push of production and the hand-over.
   void after_fetch(git::Mirror& mirror);
+  // Hand the hotfixes over again after the next fetch (the last hand-over failed). Any thread.
+  void resume_hotfixes() { hotfixes_handed_ = false; }
 
   // {"staging": {"branch", "commit", "tag", "signers", "at"} | null, "production": ...,
   //  "recent": [records, newest first]}
@@ -68,6 +74,7 @@ class Promoter {
   // Reads the records of earlier runs from the store, once; false if it could not.
   bool load();
   Result<bool> push_hotfix_candidate(git::Mirror& mirror, PromotionRecord& rec);
+  void hand_over_hotfixes(git::Mirror& mirror);
 
   config::Repo repo_;
   const Clock& clock_;
@@ -75,6 +82,7 @@ class Promoter {
   HotfixReleased on_hotfix_;
   std::set<std::pair<std::string, std::string>> judged_;  // (tag, object id); git thread only
   bool loaded_ = false;                                   // git thread only
+  std::atomic<bool> hotfixes_handed_{false};
   mutable std::mutex mu_;
   std::map<std::string, std::string> tips_;       // branch -> commit (mu_)
   std::map<std::string, PromotionRecord> holds_;  // branch -> the promotion that put it there

@@ -212,6 +212,7 @@ TEST_CASE("hotfix flow: a hotfix branch off production reaches staging, producti
   ReleaseRemote remote;
   test::TempDir data;
   config::Config cfg = service_config(remote, data.path());
+  cfg.repos[0].hotfix_branches = "fix/*";  // not the default: a fix/ branch is a hotfix here
   cfg.signing.format = "openpgp";  // dmzbot signs its merges, as the policy's [merges] wants
   cfg.signing.fingerprint = remote.bot;
   cfg.signing.gnupg_home = remote.home.path();
@@ -242,13 +243,13 @@ TEST_CASE("hotfix flow: a hotfix branch off production reaches staging, producti
   CHECK(eventually([&] { return remote.rev("refs/heads/staging") == two; }));
 
   // The hotfix, made from the production tag, tagged as a candidate by the lead.
-  remote.git("checkout -q -b hotfix/crash v1.0");
+  remote.git("checkout -q -b fix/crash v1.0");
   // Signed by its author, as the policy wants every commit of a PR into master.
   test::write_file(remote.work / "fix", "no more crash\n");
   remote.git("add fix");
   remote.git("-c gpg.program=gpg commit -q -S" + remote.lead + " -m 'fix the crash'");
   std::string fix = remote.git("rev-parse HEAD");
-  remote.git("push -q origin hotfix/crash");
+  remote.git("push -q origin fix/crash");
   remote.git("checkout -q master");
   remote.tag("v1.0.1-rc1", remote.lead, fix);
   // staging goes back from v2.0-rc1 to the hotfix (not a fast-forward: allowed for a hotfix).
@@ -259,12 +260,12 @@ TEST_CASE("hotfix flow: a hotfix branch off production reaches staging, producti
   // master never held it.
   CHECK(test::run("git merge-base --is-ancestor " + fix + " master", remote.origin).exit_code != 0);
 
-  // dmzbot brings it back through the queue: a PR of hotfix/crash, approved on the release
+  // dmzbot brings it back through the queue: a PR of fix/crash, approved on the release
   // signers' behalf, merged into dmz, built, landed.
   std::optional<std::string> candidate;
   CHECK(eventually([&] {
     auto q = nlohmann::json::parse(call("GET", "/queue", "").body);
-    if (q["train"].empty() || q["prs"].empty() || q["prs"][0]["branch"] != "hotfix/crash")
+    if (q["train"].empty() || q["prs"].empty() || q["prs"][0]["branch"] != "fix/crash")
       return false;
     candidate = q["train"][0]["sha"].get<std::string>();
     return remote.rev("refs/heads/dmz") == candidate;
@@ -282,17 +283,108 @@ TEST_CASE("hotfix flow: a hotfix branch off production reaches staging, producti
   auto q = nlohmann::json::parse(call("GET", "/queue", "").body);
   bool release_listed = false;
   for (const auto& r : q["releases"]["recent"])
-    if (r["tag"] == "v1.0.1" && r["promoted"] == true && r["hotfix_branch"] == "hotfix/crash")
+    if (r["tag"] == "v1.0.1" && r["promoted"] == true && r["hotfix_branch"] == "fix/crash")
       release_listed = true;
   CHECK(release_listed);
   // The remote's master moved before the engine records the landing: wait for the outcome.
   CHECK(eventually([&] {
     auto doc = nlohmann::json::parse(call("GET", "/queue", "").body);
     for (const auto& h : doc["recent"])
-      if (h["branch"] == "hotfix/crash" && h["status"] == "merged") return true;
+      if (h["branch"] == "fix/crash" && h["status"] == "merged") return true;
     return false;
   }));
 
+  server.stop();
+  service.stop();
+}
+
+TEST_CASE("hotfix flow: a hotfix in production but never handed over is brought back on start") {
+  ReleaseRemote remote;
+  test::TempDir data;
+  config::Config cfg = service_config(remote, data.path());
+  cfg.signing.format = "openpgp";
+  cfg.signing.fingerprint = remote.bot;
+  cfg.signing.gnupg_home = remote.home.path();
+  std::string two = test::commit_files(remote.work, {{"app", "2\n"}}, "two");
+  remote.git("push -q origin master");
+  remote.git("checkout -q -b hotfix/crash " + remote.base);
+  test::write_file(remote.work / "fix", "no more crash\n");
+  remote.git("add fix");
+  remote.git("-c gpg.program=gpg commit -q -S" + remote.lead + " -m 'fix the crash'");
+  std::string fix = remote.git("rev-parse HEAD");
+  remote.git("push -q origin hotfix/crash " + fix + ":refs/heads/production");
+  remote.git("checkout -q master");
+  // What a stop right after the push of production leaves: the record, and no PR.
+  {
+    auto store = open_sqlite_store(data.path() / cfg.store.path);
+    REQUIRE(store.ok());
+    PromotionRecord r;
+    r.repo = kRepo;
+    r.tag = "v1.0.1";
+    r.kind = "release";
+    r.target = "production";
+    r.commit = fix;
+    r.from = remote.base;
+    r.signers = {"releng"};
+    r.promoted = true;
+    r.source = "fetch";
+    r.hotfix_branch = "hotfix/crash";
+    r.at = 1;
+    REQUIRE((*store)->record_promotion(r).ok());
+  }
+  Service::Options o;
+  o.fetch_interval = 100ms;
+  o.tick_interval = 50ms;
+  auto hotfix_prs = [&](Service& service) {
+    std::vector<queue::PullRequest> out;
+    if (auto state = service.state(kRepo))
+      for (const auto& [n, pr] : state->prs)
+        if (pr.branch == "hotfix/crash") out.push_back(pr);
+    return out;
+  };
+  std::string candidate;
+  std::optional<queue::Approval> approval;
+  {
+    auto started = Service::start(cfg, o);
+    REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.message()));
+    auto& service = **started;
+    CHECK(eventually([&] {
+      auto prs = hotfix_prs(service);
+      if (prs.size() != 1 || !prs[0].candidate) return false;
+      approval = prs[0].approval;
+      return true;
+    }));
+    REQUIRE(approval);
+    CHECK(approval->sha == fix);
+    CHECK(approval->approver == "dmzbot (release v1.0.1 signed by releng)");
+    service.stop();
+  }
+  // Started again before it landed: the PR is found, not registered or approved again.
+  auto started = Service::start(cfg, o);
+  REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.message()));
+  auto& service = **started;
+  CHECK(eventually([&] {
+    auto state = service.state(kRepo);
+    if (!state || state->train.empty() || state->train[0].sha.empty()) return false;
+    candidate = state->train[0].sha;
+    return remote.rev("refs/heads/dmz") == candidate;
+  }));
+  std::this_thread::sleep_for(500ms);  // several fetches: each could hand it over again
+  auto prs = hotfix_prs(service);
+  REQUIRE(prs.size() == 1);
+  CHECK(prs[0].approval == approval);
+  HttpServer server(cfg.server, make_api(service));
+  auto port = server.start();
+  REQUIRE(port.ok());
+  auto status = http_request("127.0.0.1", *port, "POST",
+                             std::string("/api/v1/repos/") + kRepo + "/statuses/" + candidate,
+                             R"({"state":"success","context":"ci"})",
+                             {{"Authorization", std::string("Bearer ") + kToken}});
+  REQUIRE(status.ok());
+  CHECK_MESSAGE(status->status < 300, status->body);
+  CHECK(eventually([&] { return remote.rev("refs/heads/master") == candidate; }));
+  CHECK(test::run("git merge-base --is-ancestor " + fix + " master", remote.origin).exit_code == 0);
+  CHECK(test::run("git merge-base --is-ancestor " + two + " master", remote.origin).exit_code == 0);
   server.stop();
   service.stop();
 }

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -306,10 +307,14 @@ struct Service::Impl final : driver::GitPort,
     auto rt = std::make_unique<RepoRuntime>();
     rt->cfg = repo;
     rt->settings = settings_for(repo);
-    if (repo.forge == "plain")
+    if (repo.forge == "plain") {
+      // The hotfix branches come back into master as PRs of their own (bring_hotfix_back).
+      auto patterns = repo.branch_patterns;
+      if (std::find(patterns.begin(), patterns.end(), repo.hotfix_branches) == patterns.end())
+        patterns.push_back(repo.hotfix_branches);
       rt->forge = std::make_unique<forges::PlainForge>(forges::PlainForge::Options{
-          repo.name, repo.master, repo.branch_patterns, repo.refused_patterns});
-    else if (repo.forge == "github" && repo.github) {
+          repo.name, repo.master, std::move(patterns), repo.refused_patterns});
+    } else if (repo.forge == "github" && repo.github) {
       if (Status s = open_github(*rt); !s.ok()) return s;
     } else
       return invalid(repo.name + ": forge " + repo.forge + " is not supported");
@@ -385,44 +390,102 @@ struct Service::Impl final : driver::GitPort,
   }
 
   // A hotfix released to production is not on master: it comes back through the queue as its
-  // own PR (registered as POST .../pulls would, numbered kHotfixPullBase + its promotion
-  // record's seq so that it cannot take the number of a PR people registered), approved by
-  // dmzbot on behalf of the release signers; the policy check and CI judge it as any PR.
-  // Git thread (the promoter's callback); the registration runs on the engine thread.
+  // own PR, approved by dmzbot on the release signers' behalf at the released commit (a later
+  // push to the branch is not approved); the policy check and CI judge it as any PR. On the
+  // plain forge the PR is registered as POST .../pulls would, numbered kHotfixPullBase + its
+  // promotion record's seq (no PR people registered has it, and a second hand-over finds it);
+  // a forge with an API opens it there (open_pull finds one already open). The promoter hands
+  // a hotfix over again after a restart until master holds it, so a stop between the push of
+  // production and the hand-over loses nothing, and nothing is opened or approved twice.
+  // Git thread (the promoter's callback).
   static constexpr int kHotfixPullBase = 1'000'000;
   void bring_hotfix_back(RepoRuntime& rt, const PromotionRecord& r) {
     const std::string& repo = rt.cfg.name;
-    if (rt.forge->kind() != "plain") {
-      spdlog::warn("{}: hotfix {} is in production but not on {}: open a pull request of {}", repo,
-                   r.tag, rt.cfg.master, r.hotfix_branch);
-      return;
-    }
-    forges::RemoteRefs refs;
-    refs.branches = rt.worker->mirror().remote_branches();
-    forges::Registration reg{kHotfixPullBase + static_cast<int>(r.seq), r.hotfix_branch, "dmzbot",
-                             "Bring hotfix " + r.tag + " back into " + rt.cfg.master};
     std::string approver = "dmzbot (release " + r.tag + " signed by";
     for (const auto& s : r.signers) approver += " " + s;
     approver += ")";
-    engine.post([this, &rt, refs = std::move(refs), reg, approver] {
-      const std::string& repo = rt.cfg.name;
-      auto opened = rt.forge->register_pull(refs, reg, now());
-      if (!opened) {
-        spdlog::warn("{}: bringing {} back: {}", repo, reg.branch, opened.message());
-        return;
-      }
-      for (q::Event e : {q::Event(*opened),
-                         q::Event(q::MergeRequested{reg.number, opened->head, approver, now()})}) {
-        auto out = driver->apply(repo, e);
-        if (out.rejected) {
-          spdlog::warn("{}: bringing {} back as #{}: {}", repo, reg.branch, reg.number,
-                       escape_control(out.rejected->message));
+    const forges::PullToOpen want{r.hotfix_branch, rt.cfg.master, r.commit,
+                                  "Bring hotfix " + r.tag + " back into " + rt.cfg.master,
+                                  "dmzbot released " + r.tag + " from " + r.hotfix_branch + " to " +
+                                      rt.cfg.production + " without " + rt.cfg.master +
+                                      ". This pull request brings the fix into " + rt.cfg.master +
+                                      " through the queue, so that the next release keeps it."};
+    if (rt.api) {
+      rt.forge_thread->post([this, &rt, want, approver] {
+        auto opened = rt.forge->open_pull(want, now());
+        if (!opened) {
+          spdlog::warn("{}: bringing {} back: {}", rt.cfg.name, want.branch, opened.message());
+          if (opened.code() == Code::kUnavailable) rt.promoter->resume_hotfixes();
           return;
         }
+        if (!*opened) return;  // a PR of it at that commit was closed: brought back before
+        auto before = brought_back_before(rt, (*opened)->number, want.head);
+        if (!before || *before) return;
+        engine.post([this, &rt, pr = **opened, approver, commit = want.head] {
+          queue_hotfix(rt, pr, approver, commit);
+        });
+      });
+      return;
+    }
+    const int number = kHotfixPullBase + static_cast<int>(r.seq);
+    auto before = brought_back_before(rt, number, r.commit);
+    if (!before || *before) return;
+    forges::RemoteRefs refs;
+    refs.branches = rt.worker->mirror().remote_branches();
+    forges::Registration reg{number, r.hotfix_branch, "dmzbot", want.title};
+    engine.post([this, &rt, refs = std::move(refs), reg, approver, commit = r.commit] {
+      const q::RepoState* state = driver->state(rt.cfg.name);
+      if (state && state->prs.count(reg.number)) {
+        queue_hotfix(rt, q::PrOpened{reg.number, reg.branch}, approver, commit);
+        return;
       }
-      spdlog::info("{}: hotfix branch {} queued for {} as #{}", repo, reg.branch, rt.cfg.master,
-                   reg.number);
+      auto opened = rt.forge->register_pull(refs, reg, now());
+      if (!opened) {
+        spdlog::warn("{}: bringing {} back: {}", rt.cfg.name, reg.branch, opened.message());
+        return;
+      }
+      queue_hotfix(rt, *opened, approver, commit);
     });
+  }
+
+  // Whether PR `number` was approved at `commit` and finished (landed, or refused: its outcome
+  // said why); an error (logged) hands the hotfixes over again after the next fetch.
+  Result<bool> brought_back_before(RepoRuntime& rt, int number, const q::Sha& commit) {
+    auto archived = store->archived(rt.cfg.name, number);
+    if (!archived) {
+      spdlog::warn("{}: bringing the hotfix back as #{}: {}", rt.cfg.name, number,
+                   archived.message());
+      rt.promoter->resume_hotfixes();
+      return archived.error();
+    }
+    return *archived && (*archived)->approval && (*archived)->approval->sha == commit;
+  }
+
+  // Engine thread: registers `opened` if the engine does not know it yet and approves it at
+  // `commit`, unless it is approved there already.
+  void queue_hotfix(RepoRuntime& rt, const q::PrOpened& opened, const std::string& approver,
+                    const q::Sha& commit) {
+    const std::string& repo = rt.cfg.name;
+    const q::RepoState* state = driver->state(repo);
+    std::vector<q::Event> events;
+    const q::PullRequest* known = nullptr;
+    if (state)
+      if (auto it = state->prs.find(opened.number); it != state->prs.end()) known = &it->second;
+    if (!known)
+      events.push_back(opened);
+    else if (known->approval && known->approval->sha == commit)
+      return;
+    events.push_back(q::MergeRequested{opened.number, commit, approver, now()});
+    for (const q::Event& e : events) {
+      auto out = driver->apply(repo, e);
+      if (out.rejected) {
+        spdlog::warn("{}: bringing the hotfix back as #{}: {}", repo, opened.number,
+                     escape_control(out.rejected->message));
+        return;
+      }
+    }
+    spdlog::info("{}: hotfix branch {} queued for {} as #{}", repo, opened.branch, rt.cfg.master,
+                 opened.number);
   }
 
   // ---- ports (called on the engine thread) -----------------------------------------------------

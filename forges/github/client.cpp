@@ -364,37 +364,13 @@ Result<std::vector<json>> Client::list(const std::string& path, const std::strin
   return items;  // truncated: complete stays false
 }
 
-Result<std::pair<std::vector<PullInfo>, bool>> Client::open_pulls(const std::string& base) {
-  bool complete = false;
-  auto items = list("/repos/" + options_.repo + "/pulls?state=open&base=" + path_segment(base), "",
-                    &complete);
-  if (!items) return items.error();
-  std::vector<PullInfo> out;
-  for (const auto& p : *items) {
-    PullInfo info;
-    info.number = p.value("number", 0);
-    info.title = str(p, "title");
-    if (p.contains("user")) info.author = str(p["user"], "login");
-    if (p.contains("head")) {
-      info.head = str(p["head"], "sha");
-      info.head_ref = str(p["head"], "ref");
-    }
-    if (p.contains("base")) info.base = str(p["base"], "ref");
-    info.draft = p.value("draft", false);
-    if (p.contains("labels") && p["labels"].is_array())
-      for (const auto& l : p["labels"]) info.labels.push_back(str(l, "name"));
-    if (info.number > 0 && !info.head.empty()) out.push_back(std::move(info));
-  }
-  return std::make_pair(std::move(out), complete);
-}
+namespace {
 
-Result<PullInfo> Client::pull(int number) {
-  auto r = call("GET", "/repos/" + options_.repo + "/pulls/" + std::to_string(number));
-  if (!r) return r.error();
-  const json& p = r->body;
+// A pull request as the API shows it (GET /pulls, GET /pulls/{n}, POST /pulls).
+PullInfo pull_info(const json& p) {
   PullInfo info;
-  info.number = number;
-  info.state = str(p, "state");
+  info.number = p.value("number", 0);
+  if (p.contains("state")) info.state = str(p, "state");
   info.title = str(p, "title");
   if (p.contains("user")) info.author = str(p["user"], "login");
   if (p.contains("head")) {
@@ -403,6 +379,55 @@ Result<PullInfo> Client::pull(int number) {
   }
   if (p.contains("base")) info.base = str(p["base"], "ref");
   info.draft = p.value("draft", false);
+  if (p.contains("labels") && p["labels"].is_array())
+    for (const auto& l : p["labels"]) info.labels.push_back(str(l, "name"));
+  return info;
+}
+
+}  // namespace
+
+Result<std::pair<std::vector<PullInfo>, bool>> Client::open_pulls(const std::string& base) {
+  bool complete = false;
+  auto items = list("/repos/" + options_.repo + "/pulls?state=open&base=" + path_segment(base), "",
+                    &complete);
+  if (!items) return items.error();
+  std::vector<PullInfo> out;
+  for (const auto& p : *items) {
+    PullInfo info = pull_info(p);
+    if (info.number > 0 && !info.head.empty()) out.push_back(std::move(info));
+  }
+  return std::make_pair(std::move(out), complete);
+}
+
+Result<PullInfo> Client::pull(int number) {
+  auto r = call("GET", "/repos/" + options_.repo + "/pulls/" + std::to_string(number));
+  if (!r) return r.error();
+  PullInfo info = pull_info(r->body);
+  info.number = number;
+  return info;
+}
+
+Result<std::vector<PullInfo>> Client::pulls_of_branch(const std::string& branch) {
+  const std::string owner = options_.repo.substr(0, options_.repo.find('/'));
+  auto items = list("/repos/" + options_.repo +
+                    "/pulls?state=all&head=" + path_segment(owner + ":" + branch));
+  if (!items) return items.error();
+  std::vector<PullInfo> out;
+  for (const auto& p : *items) {
+    PullInfo info = pull_info(p);
+    if (info.number > 0 && info.head_ref == branch) out.push_back(std::move(info));
+  }
+  return out;
+}
+
+Result<PullInfo> Client::create_pull(const std::string& head, const std::string& base,
+                                     const std::string& title, const std::string& body) {
+  json b{{"title", title}, {"head", head}, {"base", base}, {"body", body}};
+  auto r = call("POST", "/repos/" + options_.repo + "/pulls", &b);
+  if (!r) return r.error();
+  PullInfo info = pull_info(r->body);
+  if (info.number <= 0 || info.head.empty())
+    return unavailable("POST /pulls: the answer names no pull request");
   return info;
 }
 

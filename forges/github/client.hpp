@@ -66,6 +66,11 @@ class Client {
   // The open PRs into `base`; `complete` is false if there were more pages than max_pages.
   Result<std::pair<std::vector<PullInfo>, bool>> open_pulls(const std::string& base);
   Result<PullInfo> pull(int number);
+  // Every pull request (open and closed) whose head is `branch` of this repository.
+  Result<std::vector<PullInfo>> pulls_of_branch(const std::string& branch);
+  // Opens a pull request (POST /repos/{owner}/{repo}/pulls).
+  Result<PullInfo> create_pull(const std::string& head, const std::string& base,
+                               const std::string& title, const std::string& body);
   // The latest "labeled" event of `label` on issue `number`, if any.
   Result<std::optional<LabelEvent>> last_labeled(int number, const std::string& label);
   // "admin", "maintain", "write", "triage", "read" or "none".

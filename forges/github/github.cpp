@@ -255,6 +255,28 @@ Status GitHubForge::deliver(const OutboxMessage& m) {
   return client_->comment(n.number, body);
 }
 
+Result<std::optional<q::PrOpened>> GitHubForge::open_pull(const PullToOpen& p, q::Millis now) {
+  auto existing = client_->pulls_of_branch(p.branch);
+  if (!existing) return existing.error();
+  const PullInfo* open = nullptr;
+  for (const auto& info : *existing) {
+    if (info.base != p.base) continue;
+    if (info.state == "open")
+      open = &info;
+    else if (info.head == p.head)
+      return std::optional<q::PrOpened>();  // opened and finished
+  }
+  PullInfo made;
+  if (!open) {
+    auto created = client_->create_pull(p.branch, p.base, p.title, p.body);
+    if (!created) return created.error();
+    made = std::move(*created);
+    open = &made;
+  }
+  return std::optional<q::PrOpened>(
+      q::PrOpened{open->number, open->head_ref, open->author, open->title, open->head, now});
+}
+
 Result<bool> GitHubForge::may_approve(const std::string& login) {
   if (login.empty()) return false;
   const std::string key = lower(login);

@@ -63,6 +63,7 @@ class GitHubForge final : public Forge {
   Result<std::vector<queue::Event>> checks_of(const queue::Sha& sha, queue::Millis now) override;
   Result<std::vector<queue::Event>> reconcile(const ReconcileInput& input,
                                               queue::Millis now) override;
+  Result<std::optional<queue::PrOpened>> open_pull(const PullToOpen& p, queue::Millis now) override;
   Status show(const PullSummary& summary) override;
   ApiHealth api_health() const override;
 

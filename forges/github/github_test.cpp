@@ -148,6 +148,57 @@ TEST_CASE("github forge: a late or retried label removal keeps a label added aga
   }
 }
 
+TEST_CASE("github forge: open_pull finds the open PR of the branch, or opens one, once") {
+  Fixture f;
+  auto forge = f.forge();
+  const forges::PullToOpen want{"hotfix/crash", "master", kB, "Bring hotfix v1.0.1 back", "body"};
+  auto pull = [](int n, const std::string& state, const q::Sha& head, const char* base) {
+    return json{{"number", n},
+                {"state", state},
+                {"title", "t"},
+                {"user", {{"login", "dmzbot"}}},
+                {"head", {{"ref", "hotfix/crash"}, {"sha", head}}},
+                {"base", {{"ref", base}}}};
+  };
+  // None yet (a closed one at another head, one into another base): opened.
+  f.http.answer(
+      200, json::array({pull(4, "closed", kA, "master"), pull(5, "open", kB, "maint")}).dump());
+  f.http.answer(201, pull(9, "open", kB, "master").dump());
+  auto opened = forge->open_pull(want, 100);
+  REQUIRE(opened.ok());
+  REQUIRE(opened->has_value());
+  CHECK((*opened)->number == 9);
+  CHECK((*opened)->branch == "hotfix/crash");
+  CHECK((*opened)->author == "dmzbot");
+  CHECK((*opened)->head == kB);
+  CHECK(f.calls() == Calls{"GET /repos/octo/widgets/pulls?state=all&head=octo%3Ahotfix%2Fcrash"
+                           "&per_page=100",
+                           "POST /repos/octo/widgets/pulls"});
+  CHECK(json::parse(f.http.calls[1].body) == json{{"title", "Bring hotfix v1.0.1 back"},
+                                                  {"head", "hotfix/crash"},
+                                                  {"base", "master"},
+                                                  {"body", "body"}});
+  // Asked again (a restart): the open one is found, nothing is opened twice.
+  f.http.answer(200, json::array({pull(9, "open", kB, "master")}).dump());
+  auto again = forge->open_pull(want, 200);
+  REQUIRE(again.ok());
+  REQUIRE(again->has_value());
+  CHECK((*again)->number == 9);
+  CHECK(f.http.calls.size() == 3);
+  // Closed at that head: it was brought back (or refused) before; nothing to do.
+  f.http.answer(200, json::array({pull(9, "closed", kB, "master")}).dump());
+  auto done = forge->open_pull(want, 300);
+  REQUIRE(done.ok());
+  CHECK_FALSE(done->has_value());
+  CHECK(f.http.calls.size() == 4);
+  // GitHub refuses (no commits between the branches): the error keeps its code.
+  f.http.answer(200, "[]");
+  f.http.answer(422, R"({"message":"Validation Failed"})");
+  auto refused = forge->open_pull(want, 400);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.code() == Code::kInvalid);
+}
+
 TEST_CASE("github forge: merged says the master commit; transient notices need no comment") {
   Fixture f;
   f.options.public_url.clear();
