@@ -187,7 +187,8 @@ void approve(Ctx& c, PullRequest& pr, Approval approval) {
   pr.details.clear();
   pr.candidate.reset();
   pr.finished_at = 0;
-  pr.signers.clear();  // the new verdict says who signed
+  pr.signers.clear();    // the new verdict says who signed
+  pr.approvers.clear();  // ... and whose approvals count
   c.emit(CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, c.s.master});
 }
 
@@ -1132,6 +1133,7 @@ Verdict on(Ctx& c, const PolicyChecked& e) {
   if (!pr || pr->status != PrStatus::Approved || !pr->approval || pr->approval->sha != e.sha)
     return std::nullopt;  // a stale verdict
   pr->signers = e.signers;
+  pr->approvers = e.approvers;
   if (e.pass) {
     pr->status = PrStatus::Queued;
     pr->paths = e.paths;

@@ -76,7 +76,8 @@ json pr_json(const PullRequest& pr, std::optional<std::size_t> position) {
           {"group", pr.group},
           {"probed", pr.probed},
           {"failures", pr.failures},
-          {"signers", pr.signers}};
+          {"signers", pr.signers},
+          {"approvers", pr.approvers}};
 }
 
 json candidate_json(const Candidate& k) {
@@ -113,8 +114,9 @@ json fields(const MergeRequested& e) {
 json fields(const CancelRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const RetryRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const PolicyChecked& e) {
-  return {{"number", e.number}, {"sha", e.sha},     {"pass", e.pass},      {"reasons", e.reasons},
-          {"at", e.at},         {"paths", e.paths}, {"signers", e.signers}};
+  return {
+      {"number", e.number}, {"sha", e.sha},     {"pass", e.pass},       {"reasons", e.reasons},
+      {"at", e.at},         {"paths", e.paths}, {"signers", e.signers}, {"approvers", e.approvers}};
 }
 json fields(const MergeDone& e) {
   return {{"candidate", e.candidate},

@@ -13,8 +13,8 @@ namespace dmz::queue {
 
 // {"repo", "master", "prs": [{number, branch, author, title, head, status, approval,
 //   reason, details, candidate, position, priority, paths, precheck, held_by, group, probed,
-//   signers,
-//   eta}], "train": [{id, prs, base, sha, status, checks, lane, probe, attempt, failed}],
+//   signers, approvers (whose approvals the policy verdict counted; `approval` is the merge
+//   request), eta}], "train": [{id, prs, base, sha, status, checks, lane, probe, attempt, failed}],
 //   "window", "observed": {build_ms, fail_permille, builds}}. `eta` (epoch ms when the PR is
 // expected to land, or null) is there only when `eta` is given; nothing computes it yet (issue 11,
 // item 5: the forward simulation is not written).

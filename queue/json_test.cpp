@@ -176,8 +176,8 @@ TEST_CASE("events carry their snake_case type and fields") {
                                                                       {"sha", sha('a')},
                                                                       {"approver", "mm"},
                                                                       {"at", 55}});
-  CHECK(to_json(
-            Event{PolicyChecked{4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}, {"alice"}}}) ==
+  CHECK(to_json(Event{PolicyChecked{
+            4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}, {"alice"}, {"bob"}}}) ==
         json{{"type", "policy_checked"},
              {"number", 4},
              {"sha", sha('a')},
@@ -185,7 +185,8 @@ TEST_CASE("events carry their snake_case type and fields") {
              {"reasons", json::array()},
              {"at", 56},
              {"paths", {"src/a.c", "docs/b.md"}},
-             {"signers", {"alice"}}});
+             {"signers", {"alice"}},
+             {"approvers", {"bob"}}});
   CHECK(to_json(Event{PrOpened{1, "feature/a", "ann", "A", sha('a'), 1}}) ==
         json{{"type", "pr_opened"},
              {"number", 1},

@@ -87,6 +87,10 @@ struct PullRequest {
   // The policy accounts whose valid signatures the verdict at approval->sha found on the PR's
   // commits, sorted; kept with the verdict for the status page (empty until it is judged).
   std::vector<std::string> signers;
+  // The policy accounts whose approvals that verdict counted (signed approval tags, signed
+  // notes, forge reviews where a rule allows them), sorted; not the merge master of `approval`,
+  // who asked to merge. Empty until it is judged, and when no rule asks for approvals.
+  std::vector<std::string> approvers;
 
   bool operator==(const PullRequest&) const = default;
 };
@@ -241,8 +245,9 @@ struct PolicyChecked {  // the shell's verdict for CheckPolicy
   bool pass = false;
   std::vector<std::string> reasons;
   Millis at = 0;
-  std::vector<std::string> paths;    // the files the PR changes against master (lanes, risk)
-  std::vector<std::string> signers;  // accounts that validly signed its commits, sorted
+  std::vector<std::string> paths;      // the files the PR changes against master (lanes, risk)
+  std::vector<std::string> signers;    // accounts that validly signed its commits, sorted
+  std::vector<std::string> approvers;  // accounts whose approvals the policy counted, sorted
 };
 enum class MergeOutcome { Merged, Conflict, Error };
 struct MergeDone {  // result of BuildCandidate

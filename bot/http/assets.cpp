@@ -78,7 +78,7 @@ code { font: .9em ui-monospace, SFMono-Regular, Menlo, monospace; background: va
 .lane { border-left: 4px solid var(--line); padding-left: .6em; }
 .lane h3 { margin: .4em 0 0; }
 .batch { font-size: .8em; font-weight: 600; color: var(--muted); }
-.signers { margin: .1em 0; }
+.signers, .approvers { margin: .1em 0; }
 .verdict { margin: .2em 0; font-size: .95em; }
 .verdict p { margin: .2em 0 0; }
 .time { color: var(--muted); font-variant-numeric: tabular-nums; }

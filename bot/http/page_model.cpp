@@ -54,6 +54,7 @@ struct VerdictEvent {
   bool pass = false;
   std::vector<std::string> reasons;
   std::vector<std::string> signers;
+  std::vector<std::string> approvers;
   Millis at = 0;
 };
 using Verdicts = std::map<std::pair<int, std::string>, VerdictEvent>;
@@ -63,8 +64,9 @@ Verdicts verdicts_of(const std::vector<EventLogEntry>& events) {
   for (const auto& e : events) {
     if (e.kind != "policy_checked") continue;
     auto j = parse(e);
-    out[{get<int>(j, "number", 0), get<std::string>(j, "sha", "")}] = VerdictEvent{
-        get<bool>(j, "pass", false), strings(j, "reasons"), strings(j, "signers"), e.at};
+    out[{get<int>(j, "number", 0), get<std::string>(j, "sha", "")}] =
+        VerdictEvent{get<bool>(j, "pass", false), strings(j, "reasons"), strings(j, "signers"),
+                     strings(j, "approvers"), e.at};
   }
   return out;
 }
@@ -77,6 +79,7 @@ Verdict verdict_of(const queue::PullRequest& pr, const Verdicts& verdicts) {
       v.state = Verdict::State::Failed;
       v.reasons = pr.details;
       v.signers = pr.signers;
+      v.approvers = pr.approvers;
     }
     return v;
   }
@@ -87,15 +90,17 @@ Verdict verdict_of(const queue::PullRequest& pr, const Verdicts& verdicts) {
   auto it = verdicts.find({pr.number, pr.approval->sha});
   if (pr.status == queue::PrStatus::Approved) {
     v.state = Verdict::State::Checking;
-    return v;  // who signed is not known yet
+    return v;  // who signed and who approved are not known yet
   }
   // Kept with the PR (durable); an older event log may have them where the PR does not.
   v.signers = pr.signers;
+  v.approvers = pr.approvers;
   if (it != verdicts.end()) {
     v.state = it->second.pass ? Verdict::State::Passed : Verdict::State::Failed;
     v.reasons = it->second.reasons;
     v.at = it->second.at;
     if (v.signers.empty()) v.signers = it->second.signers;
+    if (v.approvers.empty()) v.approvers = it->second.approvers;
   } else if (pr.reason_code == queue::Reason::PolicyFailed) {
     v.state = Verdict::State::Failed;
     v.reasons = pr.details;
@@ -551,7 +556,8 @@ PullPage build_pull_page(const std::string& repo_name, const PullView& view, con
       t.what = "closed";
       t.reason_code = "closed";
     } else if (e.kind == "merge_requested") {
-      t.what = "approved by " + get<std::string>(j, "approver", "?") + " at `" + sha + "`";
+      // A merge master's request; the policy's approvals are in its verdict (policy_checked).
+      t.what = "merge requested by " + get<std::string>(j, "approver", "?") + " at `" + sha + "`";
     } else if (e.kind == "cancel_requested") {
       t.what = "cancelled by " + get<std::string>(j, "by", "?");
       t.reason_code = "cancelled";
@@ -560,6 +566,8 @@ PullPage build_pull_page(const std::string& repo_name, const PullView& view, con
     } else if (e.kind == "policy_checked") {
       const bool pass = get<bool>(j, "pass", false);
       t.what = std::string("policy verdict at `") + sha + "`: " + (pass ? "passed" : "failed");
+      if (const auto approvers = strings(j, "approvers"); !approvers.empty())
+        t.what += "; approved (policy): " + list(approvers);
       if (!pass) t.reason_code = "policy-failed";
       t.details = strings(j, "reasons");
     } else if (e.kind == "merge_done") {

@@ -78,18 +78,20 @@ struct CheckRow {
   Millis at = 0;                   // when it last reported (0: never)
 };
 
-// The policy verdict of a PR as the engine keeps it: the approval (pinned to a head) and the
-// newest verdict for that head, with every reason (what is missing when it failed).
+// The policy verdict of a PR as the engine keeps it: the merge request (pinned to a head) and
+// the newest verdict for that head: who signed, whose approvals counted, and every reason (what
+// is missing when it failed).
 struct Verdict {
   enum class State { NotApproved, Checking, Passed, Failed };
   State state = State::NotApproved;
-  std::string approver;
+  std::string approver;  // the merge master who asked to merge (not a policy approval)
   queue::Sha approved_sha;
   Millis approved_at = 0;
   bool stale = false;  // approved at another head than the PR's head
   std::vector<std::string> reasons;
-  std::vector<std::string> signers;  // accounts whose valid signatures the verdict found
-  Millis at = 0;                     // of the verdict
+  std::vector<std::string> signers;    // accounts whose valid signatures the verdict found
+  std::vector<std::string> approvers;  // accounts whose approvals the verdict counted
+  Millis at = 0;                       // of the verdict
 };
 std::string_view to_string(Verdict::State);
 

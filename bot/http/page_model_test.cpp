@@ -260,7 +260,7 @@ TEST_CASE("page model: the train, verdicts, positions and expected times") {
     REQUIRE(pull.timeline.size() == 3);
     CHECK(pull.timeline[0].what ==
           "registered from `feature/5` at `" + sha('5').substr(0, 10) + "` by dev");
-    CHECK(pull.timeline[1].what == "approved by mm at `" + sha('5').substr(0, 10) + "`");
+    CHECK(pull.timeline[1].what == "merge requested by mm at `" + sha('5').substr(0, 10) + "`");
     CHECK(pull.timeline[2].what.find("policy verdict") == 0);
   }
   SUBCASE("a finished PR: its outcome with its reason in the timeline") {
@@ -378,6 +378,74 @@ TEST_CASE("page model: who signed, from the PR or from its verdict's event") {
   REQUIRE(page.others.size() == 1);
   CHECK(page.others[0].verdict.state == Verdict::State::Checking);
   CHECK(page.others[0].verdict.signers.empty());
+}
+
+TEST_CASE("page model: whose approvals counted, from the PR or from its verdict's event") {
+  RepoView view;
+  view.settings.required_checks = {"ci/test"};
+  q::PullRequest p;
+  p.number = 5;
+  p.head = sha('5');
+  p.status = q::PrStatus::Queued;
+  p.approval = q::Approval{p.head, "mm", 1000};
+  p.approvers = {"alice", "bob"};
+  view.state.prs[5] = p;
+  p.number = 6;
+  p.head = sha('6');
+  p.approval = q::Approval{p.head, "mm", 1000};
+  p.approvers.clear();  // an older state: the event log still knows
+  view.state.prs[6] = p;
+  p.number = 7;
+  p.head = sha('7');
+  p.status = q::PrStatus::Approved;  // being judged: no approval is known to count yet
+  p.approval = q::Approval{p.head, "mm", 1000};
+  p.approvers = {"stale"};
+  view.state.prs[7] = p;
+  p.number = 8;  // refused by the policy, its approval gone: it keeps what did count
+  p.head = sha('8');
+  p.status = q::PrStatus::Failed;
+  p.approval.reset();
+  p.reason_code = q::Reason::PolicyFailed;
+  p.details = {"needs 2 approvals from maintainers for paths **, has 1 (dave)"};
+  p.approvers = {"dave"};
+  view.state.prs[8] = p;
+  Log log;
+  q::PolicyChecked six{6, sha('6'), true, {}, 2000};
+  six.approvers = {"carol"};
+  log.add(six, 2000);
+  RepoInput in;
+  in.name = "acme/widget";
+  in.view = &view;
+  in.events = &log.events;
+  in.now = 3000;
+  auto page = build_repo_page(in);
+  REQUIRE(page.waiting.size() == 2);
+  CHECK(page.waiting[0].verdict.approvers == std::vector<std::string>{"alice", "bob"});
+  CHECK(page.waiting[0].verdict.approver == "mm");  // who asked to merge, kept apart
+  CHECK(page.waiting[1].verdict.approvers == std::vector<std::string>{"carol"});
+  REQUIRE(page.others.size() == 2);
+  CHECK(page.others[0].verdict.state == Verdict::State::Checking);
+  CHECK(page.others[0].verdict.approvers.empty());
+  CHECK(page.others[1].verdict.state == Verdict::State::Failed);
+  CHECK(page.others[1].verdict.approvers == std::vector<std::string>{"dave"});
+  CHECK(page.others[1].verdict.reasons == p.details);
+
+  // The PR page's timeline: the merge request, then the verdict with whose approvals counted.
+  PullView pv;
+  pv.pr = view.state.prs[5];
+  pv.events.push_back(logged(q::MergeRequested{5, sha('5'), "mm", 1000}, 1000, 1));
+  q::PolicyChecked five{5, sha('5'), true, {}, 1500};
+  five.approvers = {"alice", "bob"};
+  pv.events.push_back(logged(five, 1500, 2));
+  q::PolicyChecked none{5, sha('5'), false, {"needs 2 approvals from maintainers"}, 1600};
+  pv.events.push_back(logged(none, 1600, 3));
+  auto pull = build_pull_page("acme/widget", pv, page);
+  REQUIRE(pull.timeline.size() == 3);
+  CHECK(pull.timeline[0].what == "merge requested by mm at `" + sha('5').substr(0, 10) + "`");
+  CHECK(pull.timeline[1].what == "policy verdict at `" + sha('5').substr(0, 10) +
+                                     "`: passed; approved (policy): `alice`, `bob`");
+  CHECK(pull.timeline[2].what == "policy verdict at `" + sha('5').substr(0, 10) + "`: failed");
+  CHECK(pull.timeline[2].details == std::vector<std::string>{"needs 2 approvals from maintainers"});
 }
 
 TEST_CASE("page model: a finished PR's timeline holds its candidates and their checks") {

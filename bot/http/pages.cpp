@@ -111,19 +111,32 @@ std::string pr_meta(const queue::PullRequest& pr) {
 std::string verdict_html(const Verdict& v, Millis now) {
   std::string out =
       "<div class=\"verdict\"><span class=\"label\">Policy</span> " + verdict_badge(v.state);
+  // Who asked to merge (a merge master) is not who approved the change under the policy: the
+  // two are shown apart.
   if (!v.approver.empty()) {
-    out += " approved by <strong>" + html_escape(v.approver) + "</strong> at <code>" +
+    out += " merge requested by <strong>" + html_escape(v.approver) + "</strong> at <code>" +
            html_escape(short_sha(v.approved_sha)) + "</code> " + when(v.approved_at, now);
     if (v.stale) out += " <strong>(not the PR's head: approve it again)</strong>";
   }
   if (v.state == Verdict::State::Passed || v.state == Verdict::State::Failed) {
+    auto names = [](const std::vector<std::string>& accounts) {
+      std::string list;
+      for (std::size_t i = 0; i < accounts.size(); ++i)
+        list += (i ? ", " : "") + std::string("<strong>") + html_escape(accounts[i]) + "</strong>";
+      return list;
+    };
     out += "<p class=\"signers\"><span class=\"label\">Signed by</span> ";
-    if (v.signers.empty()) {
-      out += "<span class=\"muted\">no verified signature</span>";
-    } else {
-      for (std::size_t i = 0; i < v.signers.size(); ++i)
-        out += (i ? ", " : "") + std::string("<strong>") + html_escape(v.signers[i]) + "</strong>";
-    }
+    out +=
+        v.signers.empty() ? "<span class=\"muted\">no verified signature</span>" : names(v.signers);
+    out += "</p><p class=\"approvers\"><span class=\"label\">Approved (policy)</span> ";
+    // A passed verdict without counted approvals needed none; a failed one says below what
+    // is missing.
+    if (!v.approvers.empty())
+      out += names(v.approvers);
+    else if (v.state == Verdict::State::Passed)
+      out += "<span class=\"muted\">no approval required</span>";
+    else
+      out += "<span class=\"muted\">no approval counted</span>";
     out += "</p>";
   }
   if (!v.reasons.empty()) {
@@ -448,7 +461,7 @@ std::string render_repo(const RepoPage& p) {
     out += "<p class=\"muted\">No PR has finished yet.</p>";
   else {
     out += table_open("The newest finished PRs, newest first",
-                      {"When", "Pull request", "Outcome", "Reason", "Approved by"});
+                      {"When", "Pull request", "Outcome", "Reason", "Merge requested by"});
     for (const auto& h : p.outcomes) {
       queue::PullRequest pr;
       pr.number = h.number;
@@ -462,7 +475,7 @@ std::string render_repo(const RepoPage& p) {
              cell("Reason",
                   reason_html(h.reason == queue::Reason::Merged ? queue::Reason::None : h.reason,
                               h.status == queue::PrStatus::Merged ? "" : h.message, h.details)) +
-             cell("Approved by", html_escape(h.approver)) + "</tr>";
+             cell("Merge requested by", html_escape(h.approver)) + "</tr>";
     }
     out += kTableClose;
   }

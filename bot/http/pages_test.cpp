@@ -150,7 +150,7 @@ TEST_CASE("pages: the repository page renders the train, the queue and the outco
   CHECK(html.find(">in 3 min</time>") != std::string::npos);
   CHECK(html.find("<h2 id=\"h-waiting\">Waiting (1)</h2>") != std::string::npos);
   CHECK(html.find(">in 8 min</time>") != std::string::npos);
-  CHECK(html.find("approved by <strong>mm&lt;i&gt;</strong>") != std::string::npos);
+  CHECK(html.find("merge requested by <strong>mm&lt;i&gt;</strong>") != std::string::npos);
   CHECK(html.find("What is missing:") != std::string::npos);
   CHECK(html.find("commit aaaaaaa is not signed by &lt;anyone&gt;") != std::string::npos);
   CHECK(html.find("<code class=\"reason\">policy-failed</code>") != std::string::npos);
@@ -297,6 +297,55 @@ TEST_CASE("pages: who signed a PR's commits shows beside its verdict") {
   html = render_pull(pull);
   CHECK(html.find("Signed by</span> <strong>alice</strong>") != std::string::npos);
   CHECK(html.find("What is missing:") != std::string::npos);
+}
+
+TEST_CASE("pages: whose approvals the policy counted, apart from who asked to merge") {
+  RepoPage p = hostile_page();
+  auto& v = p.train[0].prs[0].verdict;
+  v.approvers = {"alice", "<b>bob</b>"};
+  auto html = render_repo(p);
+  CHECK(html.find("merge requested by <strong>mm&lt;i&gt;</strong>") != std::string::npos);
+  CHECK(html.find("<span class=\"label\">Approved (policy)</span> <strong>alice</strong>, "
+                  "<strong>&lt;b&gt;bob&lt;/b&gt;</strong>") != std::string::npos);
+  CHECK(html.find("<b>bob") == std::string::npos);
+  // The waiting PR passed without a counted approval: none was required.
+  CHECK(html.find("Approved (policy)</span> <span class=\"muted\">no approval required</span>") !=
+        std::string::npos);
+  // The policy-failed PR: nothing counted, and what is missing is listed.
+  auto& failed = p.others[0].verdict;
+  failed.reasons = {"needs 2 approvals from maintainers for paths **, has 0",
+                    "approval by <i>dev</i> does not count: dev is the PR's author"};
+  html = render_repo(p);
+  const auto none = html.find(
+      "Approved (policy)</span> <span class=\"muted\">no approval "
+      "counted</span>");
+  const auto missing = html.find("What is missing:");
+  REQUIRE(none != std::string::npos);
+  REQUIRE(missing != std::string::npos);
+  CHECK(none < missing);
+  CHECK(html.find("<li>needs 2 approvals from maintainers for paths **, has 0</li>", missing) !=
+        std::string::npos);
+  CHECK(html.find("approval by &lt;i&gt;dev&lt;/i&gt; does not count", missing) !=
+        std::string::npos);
+  // Not judged yet: nobody is named as approving.
+  v.state = Verdict::State::Checking;
+  p.waiting.clear();
+  p.others.clear();
+  CHECK(render_repo(p).find("Approved (policy)") == std::string::npos);
+  // The PR page shows the same verdict.
+  PullPage pull;
+  pull.repo = "acme/widget";
+  pull.now = kNow;
+  pull.view.pr = hostile_pr(5);
+  pull.row.verdict.state = Verdict::State::Failed;
+  pull.row.verdict.approver = "mm";
+  pull.row.verdict.approvers = {"carol"};
+  pull.row.verdict.reasons = {"needs 2 approvals from maintainers for paths **, has 1 (carol)"};
+  html = render_pull(pull);
+  CHECK(html.find("merge requested by <strong>mm</strong>") != std::string::npos);
+  CHECK(html.find("Approved (policy)</span> <strong>carol</strong>") != std::string::npos);
+  CHECK(html.find("<li>needs 2 approvals from maintainers for paths **, has 1 (carol)</li>") !=
+        std::string::npos);
 }
 
 TEST_CASE("pages: lanes side by side, batches and probes marked") {

@@ -481,6 +481,81 @@ TEST_CASE(
   CHECK(remote.master_subjects() == std::vector<std::string>{"Merge #1 from feature/signed"});
 }
 
+TEST_CASE(
+    "the approvals the policy counted show in the queue, on the PR page, and what is missing") {
+  Remote remote;
+  test::TempDir data;
+  const auto& alice = test::cached_ssh_key("ed25519", 2);
+  const auto& bot = test::cached_ssh_key("ed25519", 3);
+  const auto& bob = test::cached_ssh_key("ed25519", 4);
+  // alice signs her work, one maintainer (bob) must approve it with a signed tag.
+  test::write_file(data / "trust/policy.toml",
+                   "version = 1\n[accounts.alice]\nssh = [\"" + alice.public_line +
+                       "\"]\nlogins = [\"alice\"]\n[accounts.bob]\nssh = [\"" + bob.public_line +
+                       "\"]\n[accounts.dmzbot]\nssh = [\"" + bot.public_line +
+                       "\"]\n[groups]\ndevelopers = [\"alice\"]\nmaintainers = [\"bob\"]\n"
+                       "bots = [\"dmzbot\"]\n[[rule]]\nbranch = \"master\"\npaths = [\"**\"]\n"
+                       "signers = \"developers\"\napprovals = 1\napprovers = \"maintainers\"\n"
+                       "[merges]\nsigners = \"bots\"\n");
+  // #1: signed by alice, approved by bob's signed tag; #2: signed by alice, approved by nobody.
+  must(test::git_env() + "git checkout -q -B feature/approved origin/master", remote.work);
+  std::string approved =
+      test::ssh_signed_commit(remote.work, alice, {{"a.txt", "a\n"}}, "approved work");
+  test::ssh_signed_tag(remote.work, bob, "dmz-approve/1-bob", approved, "approve #1");
+  must(test::git_env() + "git checkout -q -B feature/lonely origin/master", remote.work);
+  std::string lonely = test::ssh_signed_commit(remote.work, alice, {{"l.txt", "l\n"}}, "lonely");
+  must(test::git_env() + "git push -q origin feature/approved feature/lonely dmz-approve/1-bob",
+       remote.work);
+  auto cfg = make_config(remote, data.path(), true);
+  cfg.repos[0].policy_root = data / "trust/policy.toml";
+  cfg.signing.format = "ssh";
+  cfg.signing.key = bot.private_path;
+  Running run(cfg);
+  for (auto [n, branch, head] :
+       {std::tuple{1, "feature/approved", approved}, std::tuple{2, "feature/lonely", lonely}}) {
+    REQUIRE(run.post("/pulls", {{"number", n}, {"branch", branch}, {"author", "alice"}}).status ==
+            202);
+    REQUIRE(run.post("/pulls/" + std::to_string(n) + "/merge", {{"sha", head}, {"approver", "mm"}})
+                .status == 202);
+  }
+  auto get = [&](const std::string& path) {
+    auto r = http_request("127.0.0.1", run.port, "GET", path, "",
+                          {{"Authorization", std::string("Bearer ") + kToken}});
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+    CHECK(r->status == 200);
+    return r->body;
+  };
+
+  REQUIRE(eventually([&] { return run.status(2) == q::PrStatus::Failed; }));
+  auto refused = run.pr(2);
+  CHECK(refused.approvers.empty());
+  CHECK(refused.signers == std::vector<std::string>{"alice"});
+  CHECK(std::find(refused.details.begin(), refused.details.end(),
+                  "needs 1 approvals from maintainers for paths **, has 0") !=
+        refused.details.end());
+  // The queue JSON: nobody's approval counted for #2, and mm only asked to merge it.
+  const auto doc = nlohmann::json::parse(get(std::string("/api/v1/repos/") + kRepo + "/queue"));
+  bool listed = false;
+  for (const auto& pr : doc.at("prs"))
+    if (pr.at("number") == 2) {
+      listed = true;
+      CHECK(pr.at("approvers") == nlohmann::json::array());
+      CHECK(pr.at("approval").at("approver") == "mm");
+    }
+  CHECK(listed);
+  // Its page says what is missing.
+  auto page2 = get(std::string("/repos/") + kRepo + "/pulls/2");
+  CHECK(page2.find("no approval counted") != std::string::npos);
+  CHECK(page2.find("What is missing:") != std::string::npos);
+  CHECK(page2.find("needs 1 approvals from maintainers for paths **, has 0") != std::string::npos);
+
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+  CHECK(run.pr(1).approvers == std::vector<std::string>{"bob"});  // kept in the archive
+  auto page1 = get(std::string("/repos/") + kRepo + "/pulls/1");
+  CHECK(page1.find("merge requested by mm at <code>") != std::string::npos);
+  CHECK(page1.find("passed; approved (policy): <code>bob</code>") != std::string::npos);
+}
+
 TEST_CASE("master moved by someone else: dmzbot rebuilds dmz on it and never overwrites it") {
   Remote remote;
   test::TempDir data;

@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 7> kMigrations = {
+constexpr std::array<std::string_view, 8> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -258,6 +258,13 @@ CREATE TABLE event_prs(
   seq INTEGER NOT NULL,
   PRIMARY KEY(repo, number, seq)
 );
+)sql",
+    // 8: whose approvals the policy verdict counted (signed tags, signed notes, forge reviews a
+    // rule allows), kept beside its signers: the status page shows them apart from the merge
+    // master who asked to merge.
+    R"sql(
+ALTER TABLE prs ADD COLUMN approvers TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE pr_archive ADD COLUMN approvers TEXT NOT NULL DEFAULT '[]';
 )sql",
 };
 
@@ -537,8 +544,8 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     auto& q = stmt(
         "SELECT number, branch, author, title, head, status, reason_code, reason, details,"
-        " queued_at, finished_at, approval_sha, approver, approved_at, priority, signers"
-        " FROM pr_archive WHERE repo = ?1 AND number = ?2");
+        " queued_at, finished_at, approval_sha, approver, approved_at, priority, signers,"
+        " approvers FROM pr_archive WHERE repo = ?1 AND number = ?2");
     q.bind(1, repo).bind(2, std::int64_t{number});
     auto row = q.step();
     if (!row) return row.error();
@@ -570,6 +577,9 @@ class SqliteStore final : public Store {
     auto signers = parse_details(repo, number, q.text(15));
     if (!signers) return signers.error();
     p.signers = std::move(*signers);
+    auto approvers = parse_details(repo, number, q.text(16));
+    if (!approvers) return approvers.error();
+    p.approvers = std::move(*approvers);
     return std::optional<queue::PullRequest>(std::move(p));
   }
 
@@ -897,9 +907,9 @@ class SqliteStore final : public Store {
     auto& pr = stmt(
         "INSERT OR REPLACE INTO prs(repo, number, branch, author, title, head, status, reason,"
         " details, queued_at, candidate, reason_code, finished_at, priority, paths, precheck,"
-        " held_by, bisect_group, probed, failures, signers)"
+        " held_by, bisect_group, probed, failures, signers, approvers)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-        " ?18, ?19, ?20, ?21)");
+        " ?18, ?19, ?20, ?21, ?22)");
     pr.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -918,7 +928,8 @@ class SqliteStore final : public Store {
         .bind(18, as_int64(p.group))
         .bind(19, std::int64_t{p.probed ? 1 : 0})
         .bind(20, std::int64_t{p.failures})
-        .bind(21, details_json(p.signers));
+        .bind(21, details_json(p.signers))
+        .bind(22, details_json(p.approvers));
     if (p.held_by)
       pr.bind(17, as_int64(*p.held_by));
     else
@@ -952,8 +963,8 @@ class SqliteStore final : public Store {
     auto& q = stmt(
         "INSERT OR REPLACE INTO pr_archive(repo, number, branch, author, title, head, status,"
         " reason_code, reason, details, queued_at, finished_at, approval_sha, approver,"
-        " approved_at, priority, signers) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
-        " ?12, ?13, ?14, ?15, ?16, ?17)");
+        " approved_at, priority, signers, approvers) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9,"
+        " ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)");
     q.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -967,7 +978,8 @@ class SqliteStore final : public Store {
         .bind(11, p.queued_at)
         .bind(12, p.finished_at)
         .bind(16, std::int64_t{p.priority})
-        .bind(17, details_json(p.signers));
+        .bind(17, details_json(p.signers))
+        .bind(18, details_json(p.approvers));
     if (p.approval)
       q.bind(13, p.approval->sha).bind(14, p.approval->approver).bind(15, p.approval->at);
     else
@@ -1150,7 +1162,8 @@ class SqliteStore final : public Store {
       auto& q = stmt(
           "SELECT number, branch, author, title, head, status, reason, details, queued_at,"
           " candidate, reason_code, finished_at, priority, paths, precheck, held_by,"
-          " bisect_group, probed, failures, signers FROM prs WHERE repo = ?1 ORDER BY number");
+          " bisect_group, probed, failures, signers, approvers FROM prs WHERE repo = ?1"
+          " ORDER BY number");
       q.bind(1, name);
       for (;;) {
         auto row = q.step();
@@ -1195,6 +1208,9 @@ class SqliteStore final : public Store {
         auto signers = parse_details(name, p.number, q.text(19));
         if (!signers) return signers.error();
         p.signers = std::move(*signers);
+        auto approvers = parse_details(name, p.number, q.text(20));
+        if (!approvers) return approvers.error();
+        p.approvers = std::move(*approvers);
         st.prs.emplace(p.number, std::move(p));
       }
     }

@@ -69,7 +69,9 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "7");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "8");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT approvers FROM prs WHERE number=3") ==
+        R"(["bob","carol"])");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
         R"(["src/a.cpp","docs/ünïcödé.md"])");
   CHECK(sql_scalar(dir / "dmz.db",
@@ -650,9 +652,10 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "7");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "8");
   CHECK(back.state.prs.at(4).priority == 0);
-  CHECK(back.state.prs.at(4).signers.empty());  // migration 7: nobody known to have signed
+  CHECK(back.state.prs.at(4).signers.empty());    // migration 7: nobody known to have signed
+  CHECK(back.state.prs.at(4).approvers.empty());  // migration 8: no counted approval known
   CHECK(back.state.prs.at(4).precheck == CheckState::Pending);
   CHECK(back.state.window == 0);
   CHECK(back.state.observed == Observed{});
@@ -661,6 +664,48 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   next.master = "cccc";
   w.must_save(next);
   CHECK(must_load(*store, "acme/old").version == 2);
+}
+
+TEST_CASE("store: a database of schema version 7 gains the counted approvers, keeping the rest") {
+  test::TempDir dir;
+  const auto file = dir / "v7.db";
+  RepoState s = rich_state();
+  PullRequest merged = s.prs.at(7);
+  merged.finished_at = 9000;
+  merged.reason_code = Reason::Merged;
+  {
+    auto store = open_store(file);
+    Writer w{*store, RepoState{s.repo}};
+    w.must_save(s);
+    RepoState next = s;
+    next.prs.erase(7);
+    REQUIRE(w.save(next, "master_pushed", {merged}, {HistoryEntry::of(s.repo, merged)}).ok());
+  }
+  // The database as dmzbot of schema version 7 left it: no approvers columns.
+  sql_scalar(file, "ALTER TABLE prs DROP COLUMN approvers");
+  sql_scalar(file, "ALTER TABLE pr_archive DROP COLUMN approvers");
+  sql_scalar(file, "UPDATE schema_version SET version = 7");
+  CHECK(sql_scalar(file, "SELECT count(*) FROM pragma_table_info('prs') WHERE name='approvers'") ==
+        "0");
+
+  auto store = open_store(file);
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "8");
+  Loaded back = must_load(*store, s.repo);
+  REQUIRE(back.state.prs.count(3));
+  CHECK(back.state.prs.at(3).signers == std::vector<std::string>{"alice", "bob"});  // kept
+  CHECK(back.state.prs.at(3).approvers.empty());  // not known until it is judged again
+  auto archived = store->archived(s.repo, 7);
+  REQUIRE(archived.ok());
+  REQUIRE(archived->has_value());
+  CHECK((*archived)->signers == std::vector<std::string>{"carol"});
+  CHECK((*archived)->approvers.empty());
+
+  // And they are written from now on.
+  Writer w{*store, back.state, back.version};
+  RepoState next = back.state;
+  next.prs.at(3).approvers = {"erin"};
+  w.must_save(next);
+  CHECK(must_load(*store, s.repo).state.prs.at(3).approvers == std::vector<std::string>{"erin"});
 }
 
 // Version v of the crash test's state: N PRs all titled "v<v>", master names v too.

@@ -52,6 +52,7 @@ inline void check_equal(const PullRequest& a, const PullRequest& b) {
   CHECK(a.probed == b.probed);
   CHECK(a.failures == b.failures);
   CHECK(a.signers == b.signers);
+  CHECK(a.approvers == b.approvers);
 }
 
 inline void check_equal(const Candidate& a, const Candidate& b) {
@@ -182,6 +183,8 @@ inline RepoState rich_state() {
   s.prs[2].failures = 1;
   s.prs[3].signers = {"alice", "bob"};
   s.prs[7].signers = {"carol"};  // kept when it is archived
+  s.prs[3].approvers = {"bob", "carol"};
+  s.prs[7].approvers = {"dave"};  // kept when it is archived
   c2.lane = 4;
   c2.attempt = 2;
   c2.failed = true;

@@ -114,6 +114,8 @@ class TrustPolicy final : public PolicyChecker {
     queue::Verdict verdict = queue::evaluate(policy, facts);
     out.pass = verdict.pass && extra_failures.empty();
     out.reasons = std::move(verdict.reasons);
+    // Whose approvals counted (the status page shows them apart from who asked to merge).
+    out.approvers = std::move(verdict.approvers);
     out.reasons.insert(out.reasons.end(), extra_failures.begin(), extra_failures.end());
     if (!out.pass)
       out.reasons.insert(out.reasons.end(), approval_notes.begin(), approval_notes.end());

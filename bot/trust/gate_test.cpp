@@ -107,12 +107,29 @@ TEST_CASE("trust: an ssh-signed PR by its author with two signed-tag approvals p
   CHECK(v.number == 1);
   CHECK(v.sha == head);
   CHECK(v.signers == std::vector<std::string>{"alice"});  // who signed, for the status page
+  // Whose approvals counted: the two signed tags' accounts.
+  CHECK(v.approvers == std::vector<std::string>{"bob", "carol"});
   // git agrees that the signature is good.
   test::write_allowed_signers(r.tmp / "allowed", {{"alice", &k.alice_ssh, ""}});
   CHECK(test::run(test::git_env() + "git " + test::ssh_verify_options(r.tmp / "allowed") +
                       "verify-commit " + head,
                   r.work)
             .exit_code == 0);
+}
+
+TEST_CASE("trust: a signed PR nobody approved lists no approvers, and says what is missing") {
+  auto& k = keys();
+  PrRepo r;
+  std::string head = r.commit({{"a.txt", "a\n"}}, "feature", k.ssh(k.alice_ssh));
+  // An approval tag of another PR on another commit is not one of this PR's.
+  std::string other = r.commit({{"b.txt", "b\n"}}, "other", k.ssh(k.alice_ssh));
+  r.ssh_tag(k.bob_ssh, "dmz-approve/2-bob", other);
+  auto v = r.check("alice", head);
+  CHECK_FALSE(v.pass);
+  CHECK(v.approvers.empty());
+  CHECK(v.signers == std::vector<std::string>{"alice"});
+  CHECK_MESSAGE(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 0"),
+                all(v.reasons));
 }
 
 TEST_CASE("trust: an OpenPGP-signed PR by its author with two signed-tag approvals passes") {
@@ -142,6 +159,7 @@ TEST_CASE("trust: without a policy_root or a committed policy every PR passes") 
   CHECK(v.pass);
   CHECK(v.reasons.empty());
   CHECK(v.signers.empty());                                // nothing was verified
+  CHECK(v.approvers.empty());                              // and no approval was asked for
   CHECK(v.paths == std::vector<std::string>{"a.txt"});     // what it changes: lanes need it
   CHECK(checker->check(*r.mirror, pr, head, "", 0).pass);  // no master known yet
 }
@@ -571,6 +589,7 @@ TEST_CASE("trust: signed notes under refs/notes/dmz-approvals are approvals") {
     CHECK_FALSE(one.pass);
     CHECK_MESSAGE(has(one.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"),
                   all(one.reasons));
+    CHECK(one.approvers == std::vector<std::string>{"bob"});  // the one that counted, so far
     r.note_approve(k.carol_ssh, "o/r#1", head);
     // git itself sees a good signature by carol on the notes commit.
     test::write_allowed_signers(r.tmp / "allowed", {{"carol", &k.carol_ssh, ""}});
@@ -582,6 +601,7 @@ TEST_CASE("trust: signed notes under refs/notes/dmz-approvals are approvals") {
     auto v = r.check("alice", head);
     CHECK_MESSAGE(v.pass, all(v.reasons));
     CHECK(v.reasons.empty());
+    CHECK(v.approvers == std::vector<std::string>{"bob", "carol"});  // a tag and a note
 
     SUBCASE("cache: re-checking verifies no signature") {
       const auto before = r.checker->signature_verifications();
@@ -598,6 +618,7 @@ TEST_CASE("trust: signed notes under refs/notes/dmz-approvals are approvals") {
     CHECK(r.git("rev-parse refs/notes/dmz-approvals^") == first);
     auto v = r.check("alice", head);
     CHECK_MESSAGE(v.pass, all(v.reasons));
+    CHECK(v.approvers == std::vector<std::string>{"bob", "carol"});  // two notes
     CHECK(r.checker->signature_verifications() == 3);
     CHECK(r.check("alice", head).pass);
     CHECK(r.checker->signature_verifications() == 3);
@@ -610,12 +631,14 @@ TEST_CASE("trust: signed notes under refs/notes/dmz-approvals are approvals") {
     CHECK_MESSAGE(has(v.reasons, "approval by alice does not count: alice is the PR's author"),
                   all(v.reasons));
     CHECK(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"));
+    CHECK(v.approvers == std::vector<std::string>{"bob"});  // the author's own is not one
   }
   SUBCASE("an unsigned notes commit does not count") {
     r.approve(k.bob_ssh, "bob", head);
     std::string commit = r.unsigned_note("o/r#1", head);
     auto v = r.check("alice", head);
     CHECK_FALSE(v.pass);
+    CHECK(v.approvers == std::vector<std::string>{"bob"});  // the unsigned note is not one
     CHECK_MESSAGE(
         has(v.reasons, "notes commit " + s7(commit) + " (note on " + s7(head) + ") is unsigned"),
         all(v.reasons));

@@ -207,9 +207,12 @@ try {
   assert.match(await train.locator("h2").innerText(), /Train \(1\)/);
   assert.match(await train.innerText(), new RegExp(candidate.slice(0, 10)));
   assert.match(await train.innerText(), /#1 Good change/);
-  assert.match(await train.innerText(), /Policy\s+passed\s+approved by mm/);
-  // No policy here: the verdict says that no signature was verified.
+  // mm asked to merge it; that is not an approval the policy counted.
+  assert.match(await train.innerText(), /Policy\s+passed\s+merge requested by mm/);
+  // No policy here: the verdict says that no signature was verified and no approval needed.
   assert.match(await train.innerText(), /Signed by\s+no verified signature/);
+  assert.match(await train.innerText(), /Approved \(policy\)\s+no approval required/);
+  assert.deepEqual((await queue()).prs.find((p) => p.number === 1).approvers, []);
   assert.match(await train.innerText(), /pending\s+ci\/ext/);
   const waitingRow = section("h-waiting").locator("tbody tr").first();
   assert.match(await waitingRow.innerText(), /^1\s+#2 Bad <b>change<\/b>/);
@@ -332,7 +335,7 @@ try {
   await page.goto(base + "/repos/acme/widget/pulls/2", { timeout: 10000 });
   const timeline = await page.locator("ol.timeline").innerText();
   assert.match(timeline, /registered from feature\/bad/);
-  assert.match(timeline, /approved by mm at [0-9a-f]{10}/);
+  assert.match(timeline, /merge requested by mm at [0-9a-f]{10}/);
   assert.match(timeline, /policy verdict at [0-9a-f]{10}: passed/);
   assert.match(timeline, /failed: check ci\/ext failed[\s\S]*build-failed/);
   assert.match(await page.locator("h1").innerText(), /#2 Bad <b>change<\/b>/);
