@@ -19,6 +19,7 @@
 #include "bot/http/http_client.hpp"
 #include "bot/http/http_server.hpp"
 #include "bot/service/service.hpp"
+#include "bot/store/store_test_support.hpp"
 #include "forges/github/test_support.hpp"
 #include "tests/fake_github.hpp"
 #include "tests/git_http.hpp"
@@ -790,21 +791,7 @@ TEST_CASE("github: a hotfix in production comes back as a pull request dmzbot op
   std::string fix = gh.commit("hotfix/crash", "fix.txt", "no more crash\n");
   must("git -C " + gh.origin.string() + " update-ref refs/heads/production " + fix);
   auto seed = [&](const std::filesystem::path& data) {
-    auto store = open_sqlite_store(data / "dmzbot.db");
-    REQUIRE(store.ok());
-    PromotionRecord r;
-    r.repo = kRepo;
-    r.tag = "v1.0.1";
-    r.kind = "release";
-    r.target = "production";
-    r.commit = fix;
-    r.from = gh.initial;
-    r.signers = {"releng"};
-    r.promoted = true;
-    r.source = "fetch";
-    r.hotfix_branch = "hotfix/crash";
-    r.at = 1;
-    REQUIRE((*store)->record_promotion(r).ok());
+    record_released_hotfix(data / "dmzbot.db", kRepo, "v1.0.1", "hotfix/crash", fix, gh.initial);
   };
   auto opened = [&] {
     int n = 0;

@@ -10,6 +10,7 @@
 #include "bot/http/http_client.hpp"
 #include "bot/http/http_server.hpp"
 #include "bot/service/service.hpp"
+#include "bot/store/store_test_support.hpp"
 #include "tests/gpg_keys.hpp"
 #include "tests/support.hpp"
 
@@ -315,23 +316,8 @@ TEST_CASE("hotfix flow: a hotfix in production but never handed over is brought 
   remote.git("push -q origin hotfix/crash " + fix + ":refs/heads/production");
   remote.git("checkout -q master");
   // What a stop right after the push of production leaves: the record, and no PR.
-  {
-    auto store = open_sqlite_store(data.path() / cfg.store.path);
-    REQUIRE(store.ok());
-    PromotionRecord r;
-    r.repo = kRepo;
-    r.tag = "v1.0.1";
-    r.kind = "release";
-    r.target = "production";
-    r.commit = fix;
-    r.from = remote.base;
-    r.signers = {"releng"};
-    r.promoted = true;
-    r.source = "fetch";
-    r.hotfix_branch = "hotfix/crash";
-    r.at = 1;
-    REQUIRE((*store)->record_promotion(r).ok());
-  }
+  record_released_hotfix(data.path() / cfg.store.path, kRepo, "v1.0.1", "hotfix/crash", fix,
+                         remote.base);
   Service::Options o;
   o.fetch_interval = 100ms;
   o.tick_interval = 50ms;

@@ -1,10 +1,12 @@
 // Shared by the store tests (SQLite and in-memory): a field-by-field comparison, a state that
-// exercises every field, and a writer that saves diffs as the driver does.
+// exercises every field, and a writer that saves diffs as the driver does; and for service
+// tests, what a stop right after a release of a hotfix leaves in a store.
 // Threading: test code, one thread at a time (each Writer).
 #pragma once
 
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -235,6 +237,29 @@ struct Writer {
     REQUIRE(r.ok());
   }
 };
+
+// Records in the SQLite store at `db` that release `tag` put hotfix `branch` (at `commit`,
+// production before: `from`) on production, signed by releng: what a stop right after the push
+// of production leaves, before the hotfix was handed over to the queue.
+inline void record_released_hotfix(const std::filesystem::path& db, const std::string& repo,
+                                   const std::string& tag, const std::string& branch,
+                                   const Sha& commit, const Sha& from) {
+  auto store = open_sqlite_store(db);
+  REQUIRE(store.ok());
+  PromotionRecord r;
+  r.repo = repo;
+  r.tag = tag;
+  r.kind = "release";
+  r.target = "production";
+  r.commit = commit;
+  r.from = from;
+  r.signers = {"releng"};
+  r.promoted = true;
+  r.source = "fetch";
+  r.hotfix_branch = branch;
+  r.at = 1;
+  REQUIRE((*store)->record_promotion(r).ok());
+}
 
 }  // namespace store_test
 }  // namespace dmz
