@@ -153,6 +153,9 @@ class Forge {
   // A webhook: authenticated (unauthenticated when the signature is missing or wrong) and
   // parsed (invalid for a malformed payload). Forges without webhooks answer not_found.
   virtual Result<Delivery> webhook(const InboundRequest& request, queue::Millis now) const;
+  // The headers webhook() reads (lowercased): kept with the body so that a delivery can be
+  // handled again after a crash, and nothing else (a proxy's headers are not ours to keep).
+  virtual std::vector<std::string> webhook_headers() const { return {}; }
 
   // Carries out one message. A transient failure (unavailable) is retried later; any other
   // error drops the message.

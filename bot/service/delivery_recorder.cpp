@@ -1,6 +1,6 @@
 #include "bot/service/delivery_recorder.hpp"
 
-#include <vector>
+#include <spdlog/spdlog.h>
 
 namespace dmz {
 
@@ -11,11 +11,11 @@ DeliveryRecorder::DeliveryRecorder(Store& store, std::size_t max_batch)
 
 DeliveryRecorder::~DeliveryRecorder() { stop(); }
 
-void DeliveryRecorder::record(std::string id, queue::Millis at, Answer answer) {
+void DeliveryRecorder::record(DeliveryId delivery, Answer answer) {
   {
     std::lock_guard lock(mu_);
-    if (!stopping_) {
-      pending_.push_back({DeliveryId{std::move(id), at}, std::move(answer)});
+    if (!closing_) {
+      pending_.push_back({std::move(delivery), std::move(answer)});
       wake_.notify_one();
       return;
     }
@@ -23,7 +23,22 @@ void DeliveryRecorder::record(std::string id, queue::Millis at, Answer answer) {
   answer(unavailable("the service is stopping"));
 }
 
+void DeliveryRecorder::handled(std::string id) {
+  std::lock_guard lock(mu_);
+  if (finished_) return;  // stopped: it is handled again at the next start
+  handled_.push_back(std::move(id));
+  wake_.notify_one();
+}
+
+void DeliveryRecorder::close() {
+  std::unique_lock lock(mu_);
+  closing_ = true;
+  wake_.notify_all();
+  idle_.wait(lock, [&] { return finished_ || (pending_.empty() && !writing_); });
+}
+
 void DeliveryRecorder::stop() {
+  close();
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -37,25 +52,51 @@ std::size_t DeliveryRecorder::batches() const {
   return batches_;
 }
 
+std::size_t DeliveryRecorder::marked() const {
+  std::lock_guard lock(mu_);
+  return marked_;
+}
+
 void DeliveryRecorder::loop() {
   std::vector<Pending> batch;
-  std::vector<DeliveryId> ids;
+  std::vector<DeliveryId> deliveries;
+  std::vector<std::string> marks;
   for (;;) {
     batch.clear();
-    ids.clear();
+    deliveries.clear();
+    marks.clear();
     {
       std::unique_lock lock(mu_);
       // No timer: a lone delivery is written at once; whatever arrives while that commit
       // waits for the disk forms the next batch.
-      wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-      if (pending_.empty()) return;  // stopping, and everything was answered
+      wake_.wait(lock, [&] { return stopping_ || !pending_.empty() || !handled_.empty(); });
+      if (pending_.empty() && handled_.empty()) {  // stopping, and everything was done
+        finished_ = true;
+        idle_.notify_all();
+        return;
+      }
       while (!pending_.empty() && batch.size() < max_batch_) {
         batch.push_back(std::move(pending_.front()));
         pending_.pop_front();
       }
+      writing_ = !batch.empty();
+      // Marks wait while deliveries do: an answer must not wait for them.
+      if (batch.empty()) marks.swap(handled_);
     }
-    for (const auto& p : batch) ids.push_back(p.id);
-    auto fresh = store_.record_deliveries(ids);
+    if (!marks.empty()) {
+      Status s = store_.mark_deliveries_handled(marks);
+      std::lock_guard lock(mu_);
+      if (s.ok())
+        marked_ += marks.size();
+      else
+        spdlog::warn(
+            "cannot mark {} webhook deliveries handled (they are handled again at the "
+            "next start): {}",
+            marks.size(), s.message());
+      continue;
+    }
+    for (auto& p : batch) deliveries.push_back(std::move(p.id));
+    auto fresh = store_.record_deliveries(deliveries);
     {
       std::lock_guard lock(mu_);
       ++batches_;
@@ -66,6 +107,11 @@ void DeliveryRecorder::loop() {
       else
         batch[i].answer(bool((*fresh)[i]));
     }
+    {
+      std::lock_guard lock(mu_);
+      writing_ = false;
+    }
+    idle_.notify_all();
   }
 }
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bot/store/fault_injection.hpp"
@@ -36,6 +37,39 @@ bool committed(const std::filesystem::path& db, const std::string& id) {
   }
   sqlite3_close(c);
   return found;
+}
+
+// The body of delivery `id` as committed (read as `committed` does), or "" if there is none.
+std::string committed_body(const std::filesystem::path& db, const std::string& id) {
+  sqlite3* c = nullptr;
+  std::string body;
+  if (sqlite3_open_v2(db.c_str(), &c, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+    sqlite3_stmt* q = nullptr;
+    if (sqlite3_prepare_v2(c, "SELECT body FROM deliveries WHERE id = ?1", -1, &q, nullptr) ==
+        SQLITE_OK) {
+      sqlite3_bind_text(q, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+      if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_blob(q, 0))
+        body.assign(static_cast<const char*>(sqlite3_column_blob(q, 0)),
+                    static_cast<std::size_t>(sqlite3_column_bytes(q, 0)));
+    }
+    sqlite3_finalize(q);
+  }
+  sqlite3_close(c);
+  return body;
+}
+
+DeliveryId with_request(std::string id, queue::Millis at) {
+  std::string body = R"({"delivery":")" + id + R"("})";
+  return DeliveryId{std::move(id), at, "github", R"({"x-github-event":"issue_comment"})", body};
+}
+
+// Waits (with a deadline) until `done` holds.
+bool eventually(const std::function<bool()>& done) {
+  for (auto until = std::chrono::steady_clock::now() + 10s;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() > until) return false;
+    std::this_thread::yield();
+  }
 }
 
 // The answers, in the order they came, waited for with a deadline.
@@ -158,6 +192,73 @@ TEST_CASE("DeliveryRecorder: stop answers what waits; later ids are refused at o
   REQUIRE(answers.wait_for(51));
   CHECK(answers.got[50].second.code() == Code::kUnavailable);
   CHECK_FALSE(committed(dir / "dmz.db", "late"));
+}
+
+TEST_CASE("DeliveryRecorder: a request is written in its id's batch, before the answer") {
+  test::TempDir dir;
+  auto real = open_sqlite_store(dir / "dmz.db");
+  REQUIRE(real.ok());
+  FaultInjectionStore store(**real);
+  std::mutex seen_mu;
+  std::vector<std::vector<DeliveryId>> seen;  // each batch as the store was asked to write it
+  store.before_deliveries = [&](const std::vector<DeliveryId>& ids) {
+    std::lock_guard lock(seen_mu);
+    seen.push_back(ids);
+  };
+  Answers answers;
+  std::atomic<int> answered_without_body{0};
+  DeliveryRecorder recorder(store);
+  for (std::string id : {"github:1", "github:2", "github:1"})
+    recorder.record(with_request(id, 5), answers.for_id(id, [&, id] {
+      if (committed_body(dir / "dmz.db", id) != with_request(id, 5).body) ++answered_without_body;
+    }));
+  REQUIRE(answers.wait_for(3));
+  CHECK(answered_without_body == 0);
+  {
+    std::lock_guard lock(seen_mu);
+    std::size_t with_body = 0;
+    for (const auto& batch : seen)
+      for (const auto& d : batch) {
+        CHECK(d.forge == "github");
+        CHECK(d.body == with_request(d.id, 5).body);
+        ++with_body;
+      }
+    CHECK(with_body == 3);
+    CHECK(seen.size() == recorder.batches());
+  }
+  auto unhandled = store.unhandled_deliveries(0, 10);
+  REQUIRE(unhandled.ok());
+  REQUIRE(unhandled->size() == 2);
+  CHECK((*unhandled)[0].id == "github:1");
+  CHECK((*unhandled)[0].headers == R"({"x-github-event":"issue_comment"})");
+}
+
+TEST_CASE("DeliveryRecorder: handled deliveries are marked in batches; a failed mark keeps one") {
+  test::TempDir dir;
+  auto real = open_sqlite_store(dir / "dmz.db");
+  REQUIRE(real.ok());
+  FaultInjectionStore store(**real);
+  Answers answers;
+  DeliveryRecorder recorder(store);
+  for (std::string id : {"github:a", "github:b", "github:c"})
+    recorder.record(with_request(id, 1), answers.for_id(id));
+  REQUIRE(answers.wait_for(3));
+  recorder.handled("github:a");
+  recorder.handled("github:b");
+  REQUIRE(eventually([&] { return recorder.marked() == 2; }));
+  auto left = store.unhandled_deliveries(0, 10);
+  REQUIRE(left->size() == 1);
+  CHECK((*left)[0].id == "github:c");
+  CHECK(committed_body(dir / "dmz.db", "github:a").empty());  // the request is dropped
+
+  store.fail_marks = 1;
+  recorder.handled("github:c");
+  REQUIRE(eventually([&] { return store.fail_marks == 0; }));
+  recorder.stop();
+  CHECK(recorder.marked() == 2);
+  CHECK(store.unhandled_deliveries(0, 10)->size() == 1);  // handled again at the next start
+  recorder.handled("github:c");                           // after stop: dropped, no crash
+  CHECK(store.unhandled_deliveries(0, 10)->size() == 1);
 }
 
 }  // namespace dmz

@@ -5,6 +5,7 @@
 // POST /webhooks/github; CI reports as commit statuses and as check runs. Every request the
 // bot made is checked against GitHub's published REST description.
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
 #include <atomic>
 #include <chrono>
@@ -829,6 +830,150 @@ TEST_CASE("github: a hotfix in production comes back as a pull request dmzbot op
   CHECK(opened() == 1);
   CHECK(gh.api->pulls().size() == 1);
   check_against_openapi(*gh.api, bot.data.path());
+}
+
+// The headers GitHub signs a delivery with, as the store keeps them (JSON).
+std::string stored_headers(const std::string& event, const std::string& id,
+                           const std::string& body) {
+  return json{{"content-type", "application/json"},
+              {"x-github-event", event},
+              {"x-github-delivery", id},
+              {"x-hub-signature-256", "sha256=" + to_hex(hmac_sha256(kSecret, body))}}
+      .dump();
+}
+
+// How often dmzbot asked GitHub whether `login` may approve.
+int permission_checks(const GitHub& gh, const std::string& login) {
+  int n = 0;
+  for (const auto& r : gh.api->requests())
+    if (r.path == "/repos/octo/widgets/collaborators/" + login + "/permission") ++n;
+  return n;
+}
+
+// A delivery answered 202 right before a crash (recorded, not handled) is handled at the next
+// start without GitHub sending it again; once handled, it is not handled again.
+TEST_CASE("github: a webhook answered just before a crash is handled at the next start, once") {
+  GitHub gh({});
+  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });  // the train waits meanwhile
+  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  bot.open(1, "feature/one", h1);
+  REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
+  bot.stop();
+  // What the crash left: the `@dmzbot merge` of a merge master, recorded with its request.
+  const json merge = comment_payload(1, "alice", "@dmzbot merge");
+  const std::string body = merge.dump();
+  const auto db = bot.data.path() / "dmzbot.db";
+  {
+    auto store = open_sqlite_store(db);
+    REQUIRE(store.ok());
+    REQUIRE((*store)
+                ->record_deliveries({{"github:crashed-1", wall_ms(), "github",
+                                      stored_headers("issue_comment", "crashed-1", body), body}})
+                .ok());
+  }
+  const int sent = bot.deliveries;
+  bot.start();
+  REQUIRE_MESSAGE(
+      eventually([&] {
+        auto pr = bot.pr(1);
+        return pr.approval && pr.approval->approver == "alice" && pr.approval->sha == h1;
+      }),
+      "PR #1 is " << q::to_string(bot.pr(1).status) << "; its comments:" << bot.comments_of(1));
+  CHECK(bot.deliveries == sent);       // GitHub sent nothing again
+  auto store = open_sqlite_store(db);  // a second connection, as an operator's
+  REQUIRE(store.ok());
+  REQUIRE(eventually([&] { return (*store)->unhandled_deliveries(0, 10)->empty(); }));
+  // GitHub's redelivery of it is a duplicate.
+  auto again = bot.post("issue_comment", merge, "crashed-1");
+  CHECK(again.status == 202);
+  CHECK(json::parse(again.body)["duplicate"] == true);
+
+  // Cancelled since; a restart must not replay the handled merge (it would queue #1 again).
+  bot.comment(1, "alice", "@dmzbot cancel");
+  bot.until(1, q::PrStatus::Cancelled);
+  bot.stop();
+  bot.start();
+  const int alice_checks = permission_checks(gh, "alice");
+  // A delivery after the restart is handled after any replay: once its answer is on the PR,
+  // a replayed merge would have been applied.
+  bot.comment(1, "mallory", "@dmzbot merge");
+  REQUIRE(eventually([&] {
+    for (const auto& c : gh.api->comments(1))
+      if (c.body.find("@mallory") != std::string::npos) return true;
+    return false;
+  }));
+  CHECK(bot.pr(1).status == q::PrStatus::Cancelled);
+  CHECK(permission_checks(gh, "alice") == alice_checks);
+  CHECK((*store)->unhandled_deliveries(0, 10)->empty());
+}
+
+// A crash after a delivery's effects but before it was marked handled: it is handled again at
+// the next start, and the engine takes the second approval of the same head for a duplicate.
+TEST_CASE("github: a delivery replayed after its effects changes nothing") {
+  GitHub gh({});
+  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });  // the train waits meanwhile
+  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  bot.open(1, "feature/one", h1);
+  REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
+  const json merge = comment_payload(1, "alice", "@dmzbot merge");
+  bot.hook("issue_comment", merge, "", "live-merge");
+  REQUIRE(eventually([&] { return bot.pr(1).approval.has_value(); }));
+  const q::Approval approval = *bot.pr(1).approval;
+  bot.stop();
+  auto answers_to_alice = [&] {
+    int n = 0;
+    for (const auto& c : gh.api->comments(1)) n += c.body.find("@alice") != std::string::npos;
+    return n;
+  };
+  const int alice_answers = answers_to_alice();
+  // Undo the mark, as if the process died between the effects and the mark's commit.
+  const auto db = bot.data.path() / "dmzbot.db";
+  {
+    const std::string body = merge.dump();
+    const std::string headers = stored_headers("issue_comment", "live-merge", body);
+    sqlite3* c = nullptr;
+    REQUIRE(sqlite3_open(db.c_str(), &c) == SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(c,
+                               "UPDATE deliveries SET handled = 0, forge = 'github', headers = ?1,"
+                               " body = ?2 WHERE id = 'github:live-merge'",
+                               -1, &st, nullptr) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, headers.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_bind_blob(st, 2, body.data(), static_cast<int>(body.size()), SQLITE_TRANSIENT);
+    CHECK(sqlite3_step(st) == SQLITE_DONE);
+    CHECK(sqlite3_changes(c) == 1);
+    sqlite3_finalize(st);
+    sqlite3_close(c);
+  }
+  std::size_t logged_before = 0;
+  {
+    auto store = open_sqlite_store(db);
+    REQUIRE(store.ok());
+    REQUIRE((*store)->unhandled_deliveries(0, 10)->size() == 1);
+    logged_before = (*store)->pr_events(kRepo, 1, 1000)->size();
+  }
+  const int alice_checks = permission_checks(gh, "alice");
+  bot.start();
+  // Replayed: alice's permission is asked again (the cache did not survive), then the merge is
+  // applied, and is a duplicate.
+  REQUIRE(eventually([&] { return permission_checks(gh, "alice") > alice_checks; }));
+  auto store = open_sqlite_store(db);
+  REQUIRE(store.ok());
+  REQUIRE(eventually([&] { return (*store)->unhandled_deliveries(0, 10)->empty(); }));
+  bot.comment(1, "mallory", "@dmzbot merge");  // answered after the replay (see above)
+  REQUIRE(eventually([&] {
+    for (const auto& c : gh.api->comments(1))
+      if (c.body.find("@mallory") != std::string::npos) return true;
+    return false;
+  }));
+  REQUIRE(bot.pr(1).approval.has_value());
+  CHECK(*bot.pr(1).approval == approval);      // the same approval, not a second one
+  CHECK(answers_to_alice() == alice_answers);  // no refusal of the replayed merge
+  // Nothing but mallory's refused command was logged for #1 since.
+  auto logged = (*store)->pr_events(kRepo, 1, 1000);
+  REQUIRE(logged.ok());
+  for (std::size_t i = logged_before; i < logged->size(); ++i)
+    CHECK_MESSAGE((*logged)[i].kind != "merge_requested", (*logged)[i].json);
 }
 
 // While GitHub answers nothing but 502s, a burst of webhooks that need the API queues one

@@ -110,6 +110,27 @@ std::string owner_id(const fs::path& data_dir) {
 
 }  // namespace
 
+// One webhook delivery being handled: it is marked handled once its events were applied and
+// each of its follow-ups was carried out (or dropped for good). A part that never completes
+// (the service stopped, or crashed) leaves it unhandled in the store: it is handled again at
+// the next start.
+struct DeliveryTicket {
+  DeliveryTicket(std::string id, std::size_t parts, DeliveryRecorder& recorder)
+      : id(std::move(id)), open(static_cast<int>(parts)), recorder(recorder) {}
+  void done() {
+    if (open.fetch_sub(1) == 1) recorder.handled(id);
+  }
+  const std::string id;
+  std::atomic<int> open;
+  DeliveryRecorder& recorder;
+};
+
+// A follow-up with the delivery it came with.
+struct QueuedFollowUp {
+  forges::FollowUp f;
+  std::shared_ptr<DeliveryTicket> ticket;
+};
+
 // Everything a repository needs at run time. The worker belongs to the git thread; the forge's
 // blocking calls run on the forge thread.
 struct RepoRuntime {
@@ -129,11 +150,11 @@ struct RepoRuntime {
   // burst of webhooks must not queue one drain each (the forge thread, and stop(), would be
   // held up for minutes).
   std::mutex inbox_mu;
-  std::vector<forges::FollowUp> inbox;  // guarded by inbox_mu
+  std::vector<QueuedFollowUp> inbox;  // guarded by inbox_mu
   std::atomic<bool> drain_queued{false};
 
   // Forge thread only.
-  std::deque<forges::FollowUp> follow_ups;     // in the order the webhooks came
+  std::deque<QueuedFollowUp> follow_ups;       // in the order the webhooks came
   std::map<int, forges::PullSummary> to_show;  // summaries not shown yet
   std::map<int, forges::PullSummary> shown;    // what the PR heads show
   bool api_was_ok = true;
@@ -576,8 +597,34 @@ struct Service::Impl final : driver::GitPort,
     });
   }
 
-  // Engine thread: a webhook's events, then its follow-ups with heads pinned as they are now.
-  void handle_delivery(RepoRuntime& rt, forges::Delivery d) {
+  // A delivery authenticated and parsed, recorded as new: a fetch if it names new commits, and
+  // its handling on the engine thread. `replayed`: it arrived before a crash, at d's time.
+  void accept(RepoRuntime& rt, forges::Delivery d, std::string key, bool replayed) {
+    auto ticket =
+        std::make_shared<DeliveryTicket>(std::move(key), 1 + d.follow_ups.size(), *deliveries);
+    if (d.fetch) request_fetch(rt);
+    engine.post([this, &rt, d = std::move(d), ticket, replayed]() mutable {
+      handle_delivery(rt, std::move(d), ticket, replayed);
+    });
+  }
+
+  // The head PR n had at `at` by the event log (when a delivery from before a crash is handled
+  // again, its comment approves what the PR was then, not a later push), or "" if unknown.
+  q::Sha head_at(const std::string& repo, int n, q::Millis at) {
+    auto events = store->pr_events(repo, n, 200);
+    if (!events) return {};
+    for (auto e = events->rbegin(); e != events->rend(); ++e) {
+      if ((e->kind != "pr_opened" && e->kind != "pr_pushed") || e->at > at) continue;
+      auto j = nlohmann::json::parse(e->json, nullptr, false);
+      if (j.is_object()) return j.value("head", "");
+    }
+    return {};
+  }
+
+  // Engine thread: a webhook's events, then its follow-ups with heads pinned as they are now
+  // (or, replayed, as they were when it arrived).
+  void handle_delivery(RepoRuntime& rt, forges::Delivery d,
+                       const std::shared_ptr<DeliveryTicket>& ticket, bool replayed = false) {
     for (const auto& event : d.events) {
       auto out = driver->apply(rt.cfg.name, event);
       if (out.rejected && out.rejected->code != Code::kNotFound)
@@ -586,6 +633,7 @@ struct Service::Impl final : driver::GitPort,
             "{} from a webhook refused: {}", q::event_kind(event),
             escape_control(out.rejected->message));
     }
+    ticket->done();
     if (d.follow_ups.empty()) return;
     const q::RepoState* state = driver->state(rt.cfg.name);
     for (auto& f : d.follow_ups) {
@@ -593,13 +641,14 @@ struct Service::Impl final : driver::GitPort,
       auto* merge = std::get_if<q::MergeRequested>(&*f.event);
       auto pr = state->prs.find(f.number);
       if (!merge || pr == state->prs.end()) continue;
-      const q::Sha& head = pr->second.head;
+      const q::Sha head = replayed ? head_at(rt.cfg.name, f.number, merge->at) : pr->second.head;
+      if (head.empty()) continue;  // unknown then: the comment's own sha (or none) is refused
       if (merge->sha.empty() || (merge->sha.size() >= 7 && head.starts_with(merge->sha)))
         merge->sha = head;  // an abbreviation that is not the head stays, and is refused
     }
     {
       std::lock_guard lock(rt.inbox_mu);
-      for (auto& f : d.follow_ups) rt.inbox.push_back(std::move(f));
+      for (auto& f : d.follow_ups) rt.inbox.push_back({std::move(f), ticket});
     }
     if (rt.drain_queued.exchange(true)) return;  // the drain already queued takes them too
     rt.forge_thread->post([this, &rt] {
@@ -639,7 +688,10 @@ struct Service::Impl final : driver::GitPort,
       rt.inbox.clear();
     }
     while (!rt.follow_ups.empty()) {
-      forges::FollowUp& f = rt.follow_ups.front();
+      forges::FollowUp& f = rt.follow_ups.front().f;
+      std::shared_ptr<DeliveryTicket> ticket = rt.follow_ups.front().ticket;
+      // Each branch completes the follow-up where it is carried out (on the engine thread), so
+      // that its delivery is marked handled only then.
       switch (f.kind) {
         case forges::FollowUp::Kind::kAuthorize:
         case forges::FollowUp::Kind::kTry: {
@@ -650,17 +702,23 @@ struct Service::Impl final : driver::GitPort,
                 allowed ? "only merge masters may " + f.command + "; nothing changed"
                         : "cannot tell whether you may " + f.command + " (" + allowed.message() +
                               "); nothing changed";
-            if (f.quiet)
+            if (f.quiet) {
               log::info({.repo = rt.cfg.name, .pr = f.number}, "{} by {} ignored: {}", f.command,
                         escape_control(f.actor), why);
-            else
-              engine.post([this, &rt, n = f.number, text = "@" + f.actor + ": " + why] {
+              ticket->done();
+            } else {
+              engine.post([this, &rt, n = f.number, text = "@" + f.actor + ": " + why, ticket] {
                 reply(rt, n, q::NoticeKind::Failure, text);
+                ticket->done();
               });
+            }
           } else if (f.kind == forges::FollowUp::Kind::kTry) {
-            engine.post([this, &rt, f] { start_try(rt, f); });
+            engine.post([this, &rt, f, ticket] { start_try(rt, f, ticket); });
           } else {
-            engine.post([this, &rt, f] { apply_command(rt, f); });
+            engine.post([this, &rt, f, ticket] {
+              apply_command(rt, f);
+              ticket->done();
+            });
           }
           break;
         }
@@ -668,13 +726,19 @@ struct Service::Impl final : driver::GitPort,
           auto events = rt.forge->checks_of(f.sha, now());
           if (!events && events.code() == Code::kUnavailable) return;
           if (events)
-            engine.post([this, &rt, events = std::move(*events)] {
+            engine.post([this, &rt, events = std::move(*events), ticket] {
               for (const auto& e : events) (void)driver->apply(rt.cfg.name, e);
+              ticket->done();
             });
+          else
+            ticket->done();  // dropped for good
           break;
         }
         case forges::FollowUp::Kind::kReconcile:
-          engine.post([&rt] { rt.next_reconcile_at = 0; });
+          engine.post([&rt, ticket] {
+            rt.next_reconcile_at = 0;
+            ticket->done();
+          });
           break;
       }
       rt.follow_ups.pop_front();
@@ -682,18 +746,21 @@ struct Service::Impl final : driver::GitPort,
   }
 
   // Engine thread: a try build of the PR's head on master, on its own branch.
-  void start_try(RepoRuntime& rt, const forges::FollowUp& f) {
+  void start_try(RepoRuntime& rt, const forges::FollowUp& f,
+                 const std::shared_ptr<DeliveryTicket>& ticket) {
     const q::RepoState& state = *driver->state(rt.cfg.name);
     auto pr = state.prs.find(f.number);
-    if (pr == state.prs.end() || state.master.empty())
-      return reply(rt, f.number, q::NoticeKind::Failure,
-                   "@" + f.actor + ": try refused: #" + std::to_string(f.number) +
-                       " is not known to dmzbot yet; ask again in a minute");
+    if (pr == state.prs.end() || state.master.empty()) {
+      reply(rt, f.number, q::NoticeKind::Failure,
+            "@" + f.actor + ": try refused: #" + std::to_string(f.number) +
+                " is not known to dmzbot yet; ask again in a minute");
+      return ticket->done();
+    }
     const std::string branch = rt.cfg.github->try_branch + "/" + std::to_string(f.number);
     on_git(rt.cfg.name, [this, n = f.number, head = pr->second.head, master = state.master, branch,
-                         actor = f.actor](RepoRuntime& rt) {
+                         actor = f.actor, ticket](RepoRuntime& rt) {
       auto built = rt.worker->try_build(n, head, master, branch);
-      engine.post([this, &rt, n, head, master, branch, actor, built] {
+      engine.post([this, &rt, n, head, master, branch, actor, built, ticket] {
         if (built)
           reply(rt, n, q::NoticeKind::Info,
                 "@" + actor + ": trying " + head.substr(0, 7) + " on master " +
@@ -702,6 +769,7 @@ struct Service::Impl final : driver::GitPort,
         else
           reply(rt, n, q::NoticeKind::Failure,
                 "@" + actor + ": try of " + head.substr(0, 7) + " failed: " + built.message());
+        ticket->done();
       });
     });
   }
@@ -836,6 +904,58 @@ struct Service::Impl final : driver::GitPort,
     if (!posted) rt.reconcile_in_flight = false;
   }
 
+  // At start, before serving: every delivery answered 202 and not handled when the last run
+  // ended (a crash, or a stop before its follow-ups were carried out) is handled again, through
+  // the adapter as it came. One that no longer authenticates or parses is logged and dropped.
+  // At least once: a delivery whose effects were applied but not yet marked is applied again,
+  // which the engine takes as a duplicate (an approval of the same head changes nothing).
+  Status replay_unhandled() {
+    constexpr std::size_t kPage = 256;
+    std::size_t replayed = 0, dropped = 0;
+    for (std::int64_t after = 0;;) {
+      auto page = store->unhandled_deliveries(after, kPage);
+      if (!page) return page.status().prefixed("store: unhandled webhook deliveries: ");
+      for (auto& stored : *page) {
+        after = stored.seq;
+        if (replay(stored))
+          ++replayed;
+        else {
+          deliveries->handled(stored.id);
+          ++dropped;
+        }
+      }
+      if (page->size() < kPage) break;
+    }
+    if (replayed + dropped > 0)
+      spdlog::info("{} webhook deliveries from before the restart handled again ({} dropped)",
+                   replayed, dropped);
+    return {};
+  }
+
+  // One stored delivery handed to its repository as a new one; false if none takes it.
+  bool replay(DeliveryId& stored) {
+    forges::InboundRequest request;
+    auto headers = nlohmann::json::parse(stored.headers, nullptr, false);
+    if (headers.is_object())
+      for (const auto& [name, value] : headers.items())
+        if (value.is_string()) request.headers[name] = value.get<std::string>();
+    request.body = std::move(stored.body);
+    std::string why = "its forge " + stored.forge + " has no repository here";
+    for (auto& rt : repos) {
+      if (rt->forge->kind() != stored.forge) continue;
+      auto delivery = rt->forge->webhook(request, stored.at);  // as it was when it came
+      if (delivery) {
+        accept(*rt, std::move(*delivery), stored.id, true);
+        return true;
+      }
+      why = delivery.message();
+      if (delivery.code() != Code::kUnauthenticated && delivery.code() != Code::kNotFound) break;
+    }
+    spdlog::warn("webhook delivery {} from before the restart is dropped: {}",
+                 escape_control(stored.id), escape_control(why));
+    return false;
+  }
+
   // Engine thread, at start: every hot PR's summary (what GitHub shows may be from an earlier
   // run, or missing).
   void show_all() {
@@ -904,6 +1024,8 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
     started.set_value(s);
   });
   if (Status s = started.get_future().get(); !s.ok()) return s.error();
+  // Queued on the engine before any new webhook can be: the deliveries keep their order.
+  if (Status s = im.replay_unhandled(); !s.ok()) return s.error();
   im.timer = std::thread([&im] { im.timer_loop(); });
   im.started = true;
   return service;
@@ -914,7 +1036,7 @@ void Service::stop() {
   if (im.stopped.exchange(true)) return;
   im.started = false;
   // Deliveries already taken are written and handed to the engine before anything stops.
-  if (im.deliveries) im.deliveries->stop();
+  if (im.deliveries) im.deliveries->close();
   {
     std::lock_guard lock(im.timer_mutex);
     im.timer_stop = true;
@@ -925,6 +1047,8 @@ void Service::stop() {
   for (auto& rt : im.repos) rt->git->stop();     // finishes the git step under way
   for (auto& rt : im.repos) rt->forge_thread->stop();
   im.engine.stop();
+  // The deliveries handled until now are marked so; the others are handled at the next start.
+  if (im.deliveries) im.deliveries->stop();
 }
 
 const config::Config& Service::config() const { return impl_->cfg; }
@@ -1070,27 +1194,28 @@ void Service::webhook(const std::string& forge, forges::InboundRequest request,
       if (delivery.code() == Code::kUnauthenticated || delivery.code() == Code::kNotFound) continue;
       return done(delivery.error());
     }
-    // Durable before the answer: a redelivery of this id changes nothing. The id is written
-    // together with those of other deliveries arriving meanwhile (group commit); the 202 and
-    // the handling wait for that commit.
+    // Durable before the answer: a redelivery of this id changes nothing, and a crash before
+    // it was handled leaves it to be handled at the next start. It is written together with
+    // the deliveries arriving meanwhile (group commit); the 202 and the handling wait for that.
     RepoRuntime* raw = rt.get();
-    const std::string id = forge + ":" + delivery->id;  // before the delivery moves on
-    auto recorded = [this, raw, done, d = std::move(*delivery)](Result<bool> fresh) mutable {
+    DeliveryId record{forge + ":" + delivery->id, impl_->now(), forge, "{}", request.body};
+    nlohmann::json headers = nlohmann::json::object();
+    for (const auto& name : rt->forge->webhook_headers())
+      if (auto it = request.headers.find(name); it != request.headers.end())
+        headers[name] = it->second;
+    record.headers = headers.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    auto recorded = [this, raw, done, key = record.id,
+                     d = std::move(*delivery)](Result<bool> fresh) mutable {
       if (!fresh) {
         // The forge will not send it again: read the repository back as soon as we can.
         impl_->engine.post([raw] { raw->next_reconcile_at = 0; });
         return done(fresh.status().prefixed("store: ").error());
       }
       WebhookAccepted accepted{d.repo, !*fresh, d.events.size() + d.follow_ups.size()};
-      if (*fresh) {
-        if (d.fetch) impl_->request_fetch(*raw);
-        impl_->engine.post([this, raw, d = std::move(d)]() mutable {
-          impl_->handle_delivery(*raw, std::move(d));
-        });
-      }
+      if (*fresh) impl_->accept(*raw, std::move(d), std::move(key), false);
       done(accepted);
     };
-    impl_->deliveries->record(id, impl_->now(), std::move(recorded));
+    impl_->deliveries->record(std::move(record), std::move(recorded));
     return;
   }
   if (!any) return done(not_found("no " + forge + " repository is configured"));

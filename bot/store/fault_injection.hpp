@@ -19,6 +19,7 @@ class FaultInjectionStore final : public Store {
   std::atomic<int> fail_saves{0};  // the next N saves fail as a full disk would
   std::atomic<int> fail_reads{0};  // the next N reads of archived PRs fail as a locked database
   std::atomic<int> fail_deliveries{0};  // the next N delivery batches fail as a locked database
+  std::atomic<int> fail_marks{0};       // the next N marks of handled deliveries fail so too
   // Runs before each batch of delivery ids is written (set it before the store is shared).
   std::function<void(const std::vector<DeliveryId>&)> before_deliveries;
 
@@ -63,6 +64,14 @@ class FaultInjectionStore final : public Store {
     if (before_deliveries) before_deliveries(ids);
     if (take(fail_deliveries)) return unavailable("sqlite: step 'INSERT': database is locked");
     return real_.record_deliveries(ids);
+  }
+  Status mark_deliveries_handled(const std::vector<std::string>& ids) override {
+    if (take(fail_marks)) return unavailable("sqlite: step 'UPDATE': database is locked");
+    return real_.mark_deliveries_handled(ids);
+  }
+  Result<std::vector<DeliveryId>> unhandled_deliveries(std::int64_t after,
+                                                       std::size_t limit) override {
+    return real_.unhandled_deliveries(after, limit);
   }
   Status prune_deliveries(queue::Millis before) override { return real_.prune_deliveries(before); }
   Result<bool> acquire_lease(const std::string& repo, const std::string& owner, queue::Millis now,

@@ -168,13 +168,38 @@ class MemoryStore final : public Store {
     std::lock_guard lock(mu_);
     std::vector<bool> fresh;
     fresh.reserve(ids.size());
-    for (const auto& d : ids) fresh.push_back(deliveries_.emplace(d.id, d.at).second);
+    for (const auto& d : ids) {
+      const bool is_new = deliveries_.emplace(d.id, d.at).second;
+      fresh.push_back(is_new);
+      if (!is_new || d.forge.empty()) continue;
+      DeliveryId kept = d;
+      kept.seq = ++delivery_seq_;
+      unhandled_.emplace(kept.seq, std::move(kept));
+    }
     return fresh;
+  }
+
+  Status mark_deliveries_handled(const std::vector<std::string>& ids) override {
+    std::lock_guard lock(mu_);
+    for (const auto& id : ids)
+      std::erase_if(unhandled_, [&](const auto& u) { return u.second.id == id; });
+    return {};
+  }
+
+  Result<std::vector<DeliveryId>> unhandled_deliveries(std::int64_t after,
+                                                       std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<DeliveryId> out;
+    for (auto it = unhandled_.upper_bound(after); it != unhandled_.end() && out.size() < limit;
+         ++it)
+      out.push_back(it->second);
+    return out;
   }
 
   Status prune_deliveries(queue::Millis before) override {
     std::lock_guard lock(mu_);
     std::erase_if(deliveries_, [&](const auto& d) { return d.second < before; });
+    std::erase_if(unhandled_, [&](const auto& u) { return u.second.at < before; });
     return {};
   }
 
@@ -272,6 +297,8 @@ class MemoryStore final : public Store {
   std::map<std::string, Repo> repos_;
   std::map<std::int64_t, forges::OutboxMessage> outbox_;
   std::map<std::string, queue::Millis> deliveries_;
+  std::map<std::int64_t, DeliveryId> unhandled_;  // by seq: those kept with their request
+  std::int64_t delivery_seq_ = 0;
   std::map<std::string, std::pair<std::string, queue::Millis>> leases_;
   std::int64_t seq_ = 0;
   std::int64_t outbox_seq_ = 0;

@@ -176,6 +176,52 @@ TEST_CASE_TEMPLATE("store contract: events keep order and the newest within a li
   CHECK(store->events(s.repo, 0)->empty());
 }
 
+TEST_CASE_TEMPLATE("store contract: a delivery keeps its request until it is marked handled", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  auto with_request = [](std::string id, Millis at, std::string body) {
+    return DeliveryId{std::move(id), at, "github", R"({"x-github-event":"ping"})", std::move(body)};
+  };
+  REQUIRE(store->record_delivery("bare", 5).value());  // an id alone is never handed out
+  auto fresh = store->record_deliveries(
+      {with_request("github:a", 10, "{\"n\":1}"), with_request("github:b", 11, "{\"n\":2}"),
+       with_request("github:a", 12, "{\"n\":3}"), with_request("github:c", 13, "{\"n\":4}")});
+  REQUIRE(fresh.ok());
+  CHECK(*fresh == std::vector<bool>{true, true, false, true});
+
+  auto all = store->unhandled_deliveries(0, 100);
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 3);  // oldest first; the duplicate's request was not kept
+  CHECK((*all)[0].id == "github:a");
+  CHECK((*all)[0].at == 10);
+  CHECK((*all)[0].forge == "github");
+  CHECK((*all)[0].headers == R"({"x-github-event":"ping"})");
+  CHECK((*all)[0].body == "{\"n\":1}");
+  CHECK((*all)[1].id == "github:b");
+  CHECK((*all)[2].id == "github:c");
+  CHECK((*all)[0].seq < (*all)[1].seq);
+  CHECK((*all)[1].seq < (*all)[2].seq);
+  // Paged by seq.
+  auto page = store->unhandled_deliveries((*all)[0].seq, 1);
+  REQUIRE(page->size() == 1);
+  CHECK((*page)[0].id == "github:b");
+
+  REQUIRE(store->mark_deliveries_handled({"github:a", "github:c", "unknown"}).ok());
+  auto left = store->unhandled_deliveries(0, 100);
+  REQUIRE(left->size() == 1);
+  CHECK((*left)[0].id == "github:b");
+  // A handled delivery's id still makes a redelivery a duplicate, which is not kept either.
+  CHECK(*store->record_deliveries({with_request("github:a", 20, "again")}) ==
+        std::vector<bool>{false});
+  CHECK(store->unhandled_deliveries(0, 100)->size() == 1);
+  // Pruning forgets old deliveries, handled or not.
+  REQUIRE(store->prune_deliveries(12).ok());
+  CHECK(store->unhandled_deliveries(0, 100)->empty());
+  CHECK(store->record_delivery("github:a", 30).value());
+  CHECK_FALSE(store->record_delivery("github:c", 31).value());
+}
+
 TEST_CASE_TEMPLATE("store contract: outbox, deliveries and leases", F, SqliteFactory,
                    MemoryFactory) {
   F f;

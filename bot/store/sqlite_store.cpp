@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 8> kMigrations = {
+constexpr std::array<std::string_view, 9> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -266,6 +266,15 @@ CREATE TABLE event_prs(
 ALTER TABLE prs ADD COLUMN approvers TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE pr_archive ADD COLUMN approvers TEXT NOT NULL DEFAULT '[]';
 )sql",
+    // 9: a webhook delivery keeps its request until it is handled, so that one answered 202
+    // just before a crash is handled at the next start. Older rows were handled (or are lost).
+    R"sql(
+ALTER TABLE deliveries ADD COLUMN forge TEXT NOT NULL DEFAULT '';
+ALTER TABLE deliveries ADD COLUMN headers TEXT NOT NULL DEFAULT '{}';  -- JSON object
+ALTER TABLE deliveries ADD COLUMN body BLOB;                           -- NULL once handled
+ALTER TABLE deliveries ADD COLUMN handled INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX deliveries_unhandled ON deliveries(handled) WHERE handled = 0;
+)sql",
 };
 
 // ---- RAII over the C API ---------------------------------------------------------------------
@@ -320,6 +329,10 @@ class Stmt {
   }
   Stmt& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(s_, i, v)); }
   Stmt& bind(int i, std::nullopt_t) { return check(sqlite3_bind_null(s_, i)); }
+  // Bytes kept as they came (a webhook body is signed byte for byte).
+  Stmt& bind_blob(int i, std::string_view v) {
+    return check(sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_TRANSIENT));
+  }
 
   // true: a row is available; false: done.
   Result<bool> step() {
@@ -344,6 +357,10 @@ class Stmt {
   bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
   std::string text(int col) const {
     auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : "";
+  }
+  std::string blob(int col) const {
+    auto* p = static_cast<const char*>(sqlite3_column_blob(s_, col));
     return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : "";
   }
 
@@ -694,14 +711,55 @@ class SqliteStore final : public Store {
     std::vector<bool> fresh;
     fresh.reserve(ids.size());
     for (const auto& d : ids) {
-      DMZ_TRY_R(stmt("INSERT OR IGNORE INTO deliveries(id, at) VALUES(?1, ?2)")
-                    .bind(1, d.id)
-                    .bind(2, d.at)
-                    .exec());
+      auto& q = stmt(
+          "INSERT OR IGNORE INTO deliveries(id, at, forge, headers, body, handled)"
+          " VALUES(?1, ?2, ?3, ?4, ?5, ?6)");
+      q.bind(1, d.id).bind(2, d.at).bind(3, d.forge).bind(4, d.headers);
+      if (d.forge.empty())
+        q.bind(5, std::nullopt).bind(6, std::int64_t{1});
+      else
+        q.bind_blob(5, d.body).bind(6, std::int64_t{0});
+      DMZ_TRY_R(q.exec());
       fresh.push_back(sqlite3_changes(db_.get()) == 1);
     }
     DMZ_TRY_R(tx.commit());
     return fresh;
+  }
+
+  Status mark_deliveries_handled(const std::vector<std::string>& ids) override {
+    std::lock_guard lock(mu_);
+    Transaction tx(db_.get());
+    DMZ_TRY(tx.begun());
+    for (const auto& id : ids)
+      DMZ_TRY(stmt("UPDATE deliveries SET handled = 1, body = NULL, headers = '{}'"
+                   " WHERE id = ?1 AND handled = 0")
+                  .bind(1, id)
+                  .exec());
+    return tx.commit();
+  }
+
+  Result<std::vector<DeliveryId>> unhandled_deliveries(std::int64_t after,
+                                                       std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(
+        "SELECT rowid, id, at, forge, headers, body FROM deliveries"
+        " WHERE handled = 0 AND rowid > ?1 ORDER BY rowid LIMIT ?2");
+    q.bind(1, after).bind(2, as_int64(limit));
+    std::vector<DeliveryId> out;
+    for (;;) {
+      auto row = q.step();
+      if (!row) return row.error();
+      if (!*row) break;
+      DeliveryId d;
+      d.seq = q.int64(0);
+      d.id = q.text(1);
+      d.at = q.int64(2);
+      d.forge = q.text(3);
+      d.headers = q.text(4);
+      d.body = q.blob(5);
+      out.push_back(std::move(d));
+    }
+    return out;
   }
 
   Status prune_deliveries(queue::Millis before) override {

@@ -66,10 +66,16 @@ struct Change {
   queue::Millis at = 0;                      // when (outbox messages are due from then)
 };
 
-// A webhook delivery id and when it arrived.
+// A webhook delivery: its id and when it arrived, and (when `forge` is set) the request as it
+// came, so that a delivery answered 202 and not handled yet (a crash) is handled at the next
+// start. The headers are those the forge's adapter reads, as a JSON object.
 struct DeliveryId {
   std::string id;
   queue::Millis at = 0;
+  std::string forge;           // "": an id alone, handled once recorded
+  std::string headers = "{}";  // JSON object: lowercased name -> value
+  std::string body;
+  std::int64_t seq = 0;  // set by the store: increases with arrival (unhandled_deliveries)
 };
 
 // One judgement of a release tag (bot/service/promoter): a promotion of `staging` or
@@ -138,9 +144,11 @@ class Store {
   virtual Status outbox_retry(std::int64_t id, int attempts, queue::Millis next_at,
                               const std::string& last_error) = 0;
 
-  // Records webhook delivery ids, each seen at its `at`, in one transaction (one commit for a
+  // Records webhook deliveries, each seen at its `at`, in one transaction (one commit for a
   // burst of deliveries): for each, in order, true if it is new, false if it was already
-  // recorded (earlier, or earlier in the same batch). Fails as a whole: then none is recorded.
+  // recorded (earlier, or earlier in the same batch; a duplicate's request is not kept). A new
+  // one with a `forge` is kept with its request, unhandled. Fails as a whole: then none is
+  // recorded.
   virtual Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) = 0;
   // The same for one id.
   Result<bool> record_delivery(const std::string& delivery_id, queue::Millis at) {
@@ -148,7 +156,16 @@ class Store {
     if (!r) return r.error();
     return bool(r->front());
   }
-  // Forgets delivery ids first seen before `before` (a forge redelivers within days, not months).
+  // Marks recorded deliveries handled (their events applied, their follow-ups carried out), in
+  // one transaction: they are not handed out again, their request may be dropped, their id
+  // still makes a redelivery a duplicate. Unknown ids are ignored.
+  virtual Status mark_deliveries_handled(const std::vector<std::string>& ids) = 0;
+  // Deliveries recorded with a request and not handled, oldest first: at most `limit` with
+  // seq > `after` (page on with the last one's seq).
+  virtual Result<std::vector<DeliveryId>> unhandled_deliveries(std::int64_t after,
+                                                               std::size_t limit) = 0;
+  // Forgets deliveries first seen before `before`, handled or not (a forge redelivers within
+  // days, not months; a delivery unhandled that long is not going to be).
   virtual Status prune_deliveries(queue::Millis before) = 0;
 
   // Takes (or renews) the lease on `repo` for `owner` until now + ttl: true if `owner` holds

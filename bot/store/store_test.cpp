@@ -69,7 +69,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "8");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "9");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT approvers FROM prs WHERE number=3") ==
         R"(["bob","carol"])");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
@@ -652,7 +652,7 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "8");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "9");
   CHECK(back.state.prs.at(4).priority == 0);
   CHECK(back.state.prs.at(4).signers.empty());    // migration 7: nobody known to have signed
   CHECK(back.state.prs.at(4).approvers.empty());  // migration 8: no counted approval known
@@ -664,6 +664,13 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   next.master = "cccc";
   w.must_save(next);
   CHECK(must_load(*store, "acme/old").version == 2);
+}
+
+// The deliveries table as dmzbot of schema version 8 left it: ids and times only.
+void undo_migration_9(const std::filesystem::path& file) {
+  sql_scalar(file, "DROP INDEX deliveries_unhandled");
+  for (const char* column : {"forge", "headers", "body", "handled"})
+    sql_scalar(file, std::string("ALTER TABLE deliveries DROP COLUMN ") + column);
 }
 
 TEST_CASE("store: a database of schema version 7 gains the counted approvers, keeping the rest") {
@@ -684,12 +691,13 @@ TEST_CASE("store: a database of schema version 7 gains the counted approvers, ke
   // The database as dmzbot of schema version 7 left it: no approvers columns.
   sql_scalar(file, "ALTER TABLE prs DROP COLUMN approvers");
   sql_scalar(file, "ALTER TABLE pr_archive DROP COLUMN approvers");
+  undo_migration_9(file);
   sql_scalar(file, "UPDATE schema_version SET version = 7");
   CHECK(sql_scalar(file, "SELECT count(*) FROM pragma_table_info('prs') WHERE name='approvers'") ==
         "0");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "8");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "9");
   Loaded back = must_load(*store, s.repo);
   REQUIRE(back.state.prs.count(3));
   CHECK(back.state.prs.at(3).signers == std::vector<std::string>{"alice", "bob"});  // kept
@@ -706,6 +714,46 @@ TEST_CASE("store: a database of schema version 7 gains the counted approvers, ke
   next.prs.at(3).approvers = {"erin"};
   w.must_save(next);
   CHECK(must_load(*store, s.repo).state.prs.at(3).approvers == std::vector<std::string>{"erin"});
+}
+
+TEST_CASE("store: a delivery's request is kept byte for byte and dropped once handled") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  std::string body = "payload=%7B%7D&x";
+  body += std::string("\0\xff\x01", 3);  // a webhook is signed byte for byte
+  REQUIRE(store->record_deliveries({{"github:z", 7, "github", R"({"a":"b"})", body}}).ok());
+  auto got = store->unhandled_deliveries(0, 10);
+  REQUIRE(got.ok());
+  REQUIRE(got->size() == 1);
+  CHECK((*got)[0].body == body);
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT handled FROM deliveries WHERE id = 'github:z'") == "0");
+  REQUIRE(store->mark_deliveries_handled({"github:z"}).ok());
+  CHECK(sql_scalar(dir / "dmz.db",
+                   "SELECT handled || '/' || ifnull(body, 'null') || '/' || headers"
+                   " FROM deliveries WHERE id = 'github:z'") == "1/null/{}");
+  CHECK(store->unhandled_deliveries(0, 10)->empty());
+  CHECK_FALSE(store->record_delivery("github:z", 8).value());
+}
+
+TEST_CASE("store: a database of schema version 8 keeps its delivery ids, all handled") {
+  test::TempDir dir;
+  const auto file = dir / "v8.db";
+  {
+    auto store = open_store(file);
+    REQUIRE(store->record_delivery("github:old", 10).value());
+  }
+  undo_migration_9(file);
+  sql_scalar(file, "UPDATE schema_version SET version = 8");
+  CHECK(sql_scalar(file, "SELECT count(*) FROM pragma_table_info('deliveries')") == "2");
+
+  auto store = open_store(file);
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "9");
+  CHECK(store->unhandled_deliveries(0, 10)->empty());             // nothing to handle again
+  CHECK_FALSE(store->record_delivery("github:old", 20).value());  // still a duplicate
+  REQUIRE(store->record_deliveries({{"github:new", 30, "github", "{}", "{}"}}).ok());
+  auto got = store->unhandled_deliveries(0, 10);
+  REQUIRE(got->size() == 1);
+  CHECK((*got)[0].id == "github:new");
 }
 
 // Version v of the crash test's state: N PRs all titled "v<v>", master names v too.

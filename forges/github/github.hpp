@@ -58,6 +58,9 @@ class GitHubForge final : public Forge {
   std::vector<queue::Event> events_from_fetch(const queue::RepoState& state, const RemoteRefs& refs,
                                               queue::Millis now) const override;
   Result<Delivery> webhook(const InboundRequest& request, queue::Millis now) const override;
+  std::vector<std::string> webhook_headers() const override {
+    return {"content-type", "x-github-delivery", "x-github-event", "x-hub-signature-256"};
+  }
   Status deliver(const OutboxMessage& message) override;
   Result<bool> may_approve(const std::string& login) override;
   Result<std::vector<queue::Event>> checks_of(const queue::Sha& sha, queue::Millis now) override;
