@@ -370,7 +370,8 @@ void Driver::tick() {
   }
   send_due_outbox(now);
   if (now >= next_prune_at_) {
-    if (Status s = store_.prune_deliveries(now - options_.delivery_retention); !s.ok())
+    Store& deliveries = options_.deliveries ? *options_.deliveries : store_;
+    if (Status s = deliveries.prune_deliveries(now - options_.delivery_retention); !s.ok())
       spdlog::warn("cannot prune old webhook delivery ids: {}", s.message());
     next_prune_at_ = now + 3'600'000;
   }

@@ -51,6 +51,7 @@ struct Options {
   queue::Millis max_outbox_backoff = 3'600'000;
   int max_outbox_attempts = 30;  // then the message is dropped, with a log line
   queue::Millis delivery_retention = 7 * 86'400'000LL;  // webhook ids older than this are forgotten
+  Store* deliveries = nullptr;  // where webhook deliveries are kept (null: the driver's store)
   // Called on the driver's thread after each saved change, before its actions are handed out.
   std::function<void(const std::string& repo, const Committed&)> on_commit;
   metrics::Registry* metrics = nullptr;  // where landings, ejections, builds are counted

@@ -862,7 +862,7 @@ TEST_CASE("github: a webhook answered just before a crash is handled at the next
   // What the crash left: the `@dmzbot merge` of a merge master, recorded with its request.
   const json merge = comment_payload(1, "alice", "@dmzbot merge");
   const std::string body = merge.dump();
-  const auto db = bot.data.path() / "dmzbot.db";
+  const auto db = deliveries_file(bot.data.path() / "dmzbot.db");  // the deliveries
   {
     auto store = open_sqlite_store(db);
     REQUIRE(store.ok());
@@ -928,11 +928,12 @@ TEST_CASE("github: a delivery replayed after its effects changes nothing") {
   const int alice_answers = answers_to_alice();
   // Undo the mark, as if the process died between the effects and the mark's commit.
   const auto db = bot.data.path() / "dmzbot.db";
+  const auto inbox = deliveries_file(db);  // the deliveries' own database
   {
     const std::string body = merge.dump();
     const std::string headers = stored_headers("issue_comment", "live-merge", body);
     sqlite3* c = nullptr;
-    REQUIRE(sqlite3_open(db.c_str(), &c) == SQLITE_OK);
+    REQUIRE(sqlite3_open(inbox.c_str(), &c) == SQLITE_OK);
     sqlite3_stmt* st = nullptr;
     REQUIRE(sqlite3_prepare_v2(c,
                                "UPDATE deliveries SET handled = 0, forge = 'github', headers = ?1,"
@@ -947,9 +948,11 @@ TEST_CASE("github: a delivery replayed after its effects changes nothing") {
   }
   std::size_t logged_before = 0;
   {
+    auto deliveries = open_sqlite_store(inbox);
+    REQUIRE(deliveries.ok());
+    REQUIRE((*deliveries)->unhandled_deliveries(0, 10)->size() == 1);
     auto store = open_sqlite_store(db);
     REQUIRE(store.ok());
-    REQUIRE((*store)->unhandled_deliveries(0, 10)->size() == 1);
     logged_before = (*store)->pr_events(kRepo, 1, 1000)->size();
   }
   const int alice_checks = permission_checks(gh, "alice");
@@ -957,9 +960,11 @@ TEST_CASE("github: a delivery replayed after its effects changes nothing") {
   // Replayed: alice's permission is asked again (the cache did not survive), then the merge is
   // applied, and is a duplicate.
   REQUIRE(eventually([&] { return permission_checks(gh, "alice") > alice_checks; }));
+  auto deliveries = open_sqlite_store(inbox);
+  REQUIRE(deliveries.ok());
+  REQUIRE(eventually([&] { return (*deliveries)->unhandled_deliveries(0, 10)->empty(); }));
   auto store = open_sqlite_store(db);
   REQUIRE(store.ok());
-  REQUIRE(eventually([&] { return (*store)->unhandled_deliveries(0, 10)->empty(); }));
   bot.comment(1, "mallory", "@dmzbot merge");  // answered after the replay (see above)
   REQUIRE(eventually([&] {
     for (const auto& c : gh.api->comments(1))

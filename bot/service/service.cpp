@@ -110,6 +110,11 @@ std::string owner_id(const fs::path& data_dir) {
 
 }  // namespace
 
+fs::path deliveries_file(const fs::path& store_file) {
+  return store_file.parent_path() /
+         (store_file.stem().string() + "-webhooks" + store_file.extension().string());
+}
+
 // One webhook delivery being handled: it is marked handled once its events were applied and
 // each of its follow-ups was carried out (or dropped for good). A part that never completes
 // (the service stopped, or crashed) leaves it unhandled in the store: it is handled again at
@@ -180,6 +185,7 @@ struct Service::Impl final : driver::GitPort,
   Options options;
   const Clock* clock = &wall_clock();
   std::unique_ptr<Store> store;
+  std::unique_ptr<Store> delivery_store;  // the webhook deliveries (deliveries_file)
   std::vector<std::unique_ptr<RepoRuntime>> repos;
   std::unique_ptr<driver::Driver> driver;  // engine thread only
   SerialExecutor engine{"engine"};
@@ -233,7 +239,12 @@ struct Service::Impl final : driver::GitPort,
     auto opened = open_sqlite_store(file, options.store);
     if (!opened) return opened.status().prefixed("store: ");
     store = std::move(*opened);
-    deliveries = std::make_unique<DeliveryRecorder>(*store);
+    // Webhook deliveries have a database file of their own: a 202 waits for its commit, which
+    // must not queue behind the engine's saves for SQLite's one writer per file.
+    auto inbox = open_sqlite_store(deliveries_file(file), options.store);
+    if (!inbox) return inbox.status().prefixed("store (webhook deliveries): ");
+    delivery_store = std::move(*inbox);
+    deliveries = std::make_unique<DeliveryRecorder>(*delivery_store);
     auto has_state = store->has_state();
     if (!has_state) return has_state.status().prefixed("store: ");
     if (!*has_state && has_entries(mirrors))
@@ -913,7 +924,7 @@ struct Service::Impl final : driver::GitPort,
     constexpr std::size_t kPage = 256;
     std::size_t replayed = 0, dropped = 0;
     for (std::int64_t after = 0;;) {
-      auto page = store->unhandled_deliveries(after, kPage);
+      auto page = delivery_store->unhandled_deliveries(after, kPage);
       if (!page) return page.status().prefixed("store: unhandled webhook deliveries: ");
       for (auto& stored : *page) {
         after = stored.seq;
@@ -1014,6 +1025,7 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   };
   driver_options.metrics = &metrics::global();
   driver_options.on_saved = [&im](const std::string& repo) { im.notify_saved(repo); };
+  driver_options.deliveries = im.delivery_store.get();
   im.driver = std::make_unique<driver::Driver>(*im.clock, *im.store, im, im, im, im,
                                                im.driver_configs(), driver_options);
   std::promise<Status> started;

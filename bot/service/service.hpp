@@ -6,6 +6,7 @@
 #pragma once
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,9 @@
 #include "queue/model.hpp"
 
 namespace dmz {
+
+// The database of webhook deliveries beside the store's file: "dmzbot.db" -> "dmzbot-webhooks.db".
+std::filesystem::path deliveries_file(const std::filesystem::path& store_file);
 
 class Service final : public Backend {
  public:

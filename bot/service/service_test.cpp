@@ -813,6 +813,7 @@ TEST_CASE("the data directory, database and mirrors are private to dmzbot's user
   CHECK(mode(data.path() / "state" / "mirrors") == 0700);
   CHECK(mode(data.path() / "state" / "logs" / "acme_widget.git") == 0700);
   CHECK(mode(data.path() / "state" / "dmzbot.db") == 0600);
+  CHECK(mode(data.path() / "state" / "dmzbot-webhooks.db") == 0600);  // webhook bodies
 }
 
 }  // namespace
