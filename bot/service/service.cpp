@@ -432,7 +432,6 @@ struct Service::Impl final : driver::GitPort,
   // Git thread (the promoter's callback).
   static constexpr int kHotfixPullBase = 1'000'000;
   void bring_hotfix_back(RepoRuntime& rt, const PromotionRecord& r) {
-    const std::string& repo = rt.cfg.name;
     std::string approver = "dmzbot (release " + r.tag + " signed by";
     for (const auto& s : r.signers) approver += " " + s;
     approver += ")";
