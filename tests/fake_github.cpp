@@ -19,9 +19,10 @@
 #include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <cstring>
-#include <ctime>
 #include <memory>
 #include <sstream>
+
+#include "base/iso_time.hpp"
 
 namespace dmz::test {
 namespace {
@@ -65,14 +66,7 @@ std::map<std::string, std::string> query_of(const std::string& target) {
   return out;
 }
 
-std::string iso(std::int64_t ms) {
-  std::time_t s = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string iso(std::int64_t ms) { return iso8601_utc(ms / 1000); }
 
 std::string b64url_decode(std::string s) {
   for (char& c : s) {

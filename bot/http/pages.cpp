@@ -3,6 +3,8 @@
 #include <ctime>
 #include <string>
 
+#include "base/iso_time.hpp"
+
 namespace dmz::page {
 
 namespace {
@@ -23,14 +25,7 @@ std::string utc(Millis ms) {
   return buf;
 }
 
-std::string iso(Millis ms) {
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string iso(Millis ms) { return iso8601_utc(ms / 1000); }
 
 // <time> with the absolute time as its title and a relative text ("5 min ago", "in 3 min").
 std::string when(Millis at, Millis now) {

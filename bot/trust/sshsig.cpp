@@ -11,10 +11,10 @@
 
 #include <algorithm>
 #include <cstring>
-#include <ctime>
 #include <memory>
 
 #include "base/crypto.hpp"
+#include "base/iso_time.hpp"
 #include "bot/trust/openssl_handles.hpp"
 
 namespace dmz {
@@ -25,15 +25,6 @@ constexpr std::string_view kBegin = "-----BEGIN SSH SIGNATURE-----";
 constexpr std::string_view kEnd = "-----END SSH SIGNATURE-----";
 
 using namespace openssl;  // the handles of bot/openssl_handles.hpp
-
-std::string iso_time(int64_t t) {
-  std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  if (!gmtime_r(&tt, &tm)) return std::to_string(t);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
 
 // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
 int64_t days_from_civil(int64_t y, unsigned m, unsigned d) {
@@ -546,13 +537,13 @@ Result<SshVerified> verify_sshsig(std::string_view armored, std::string_view mes
     if (key.valid_after && signed_at < *key.valid_after) {
       if (refusal.empty())
         refusal = "not-yet-valid-key: key " + fingerprint + " valid after " +
-                  iso_time(*key.valid_after) + " but commit time " + iso_time(signed_at);
+                  iso8601_utc(*key.valid_after) + " but commit time " + iso8601_utc(signed_at);
       continue;
     }
     if (key.valid_before && signed_at > *key.valid_before) {
       if (refusal.empty())
         refusal = "expired-key: key " + fingerprint + " valid before " +
-                  iso_time(*key.valid_before) + " but commit time " + iso_time(signed_at);
+                  iso8601_utc(*key.valid_before) + " but commit time " + iso8601_utc(signed_at);
       continue;
     }
     match = &key;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "base/crypto.hpp"
+#include "base/iso_time.hpp"
 #include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "base/url.hpp"
@@ -40,14 +41,7 @@ std::string str(const json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-std::string when(q::Millis t) {
-  std::time_t s = static_cast<std::time_t>(t / 1000);
-  std::tm tm{};
-  gmtime_r(&s, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string when(q::Millis t) { return iso8601_utc(t / 1000); }
 
 }  // namespace
 

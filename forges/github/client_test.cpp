@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include "base/iso_time.hpp"
 #include "base/metrics.hpp"
 #include "forges/github/test_support.hpp"
 
@@ -208,14 +209,7 @@ TEST_CASE("github client: a GitHub App's JWT buys installation tokens, renewed b
   f.options.installation_id = 99;
   f.options.private_key = test::read_file(dir / "app.pem");
   Client c = f.client();
-  auto expiry = [&](q::Millis in) {
-    std::time_t t = static_cast<std::time_t>((f.clock.now() + in) / 1000);
-    std::tm tm{};
-    gmtime_r(&t, &tm);
-    char buf[32];
-    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    return std::string(buf);
-  };
+  auto expiry = [&](q::Millis in) { return iso8601_utc((f.clock.now() + in) / 1000); };
   f.http.answer(201, json{{"token", "ghs_1"}, {"expires_at", expiry(3'600'000)}}.dump());
   f.http.answer(200, "{}");
   REQUIRE(c.call("GET", "/x").ok());

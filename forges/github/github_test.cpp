@@ -4,6 +4,7 @@
 
 #include <doctest/doctest.h>
 
+#include "base/iso_time.hpp"
 #include "forges/github/test_support.hpp"
 #include "queue/json.hpp"
 
@@ -57,14 +58,7 @@ forges::OutboxMessage message(q::Notify n, std::int64_t id = 7, int attempts = 0
   return m;
 }
 
-std::string iso(q::Millis t) {
-  std::time_t sec = static_cast<std::time_t>(t / 1000);
-  std::tm tm{};
-  gmtime_r(&sec, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
+std::string iso(q::Millis t) { return iso8601_utc(t / 1000); }
 
 // An issue events page: the merge label added by `actor` at `at`.
 std::string labeled_at(q::Millis at, const std::string& actor = "alice") {

@@ -1,0 +1,15 @@
+// ISO 8601 UTC timestamps ("2026-11-26T12:00:00Z"), as GitHub's API, SSH signatures and the
+// status page write them.
+// Threading: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dmz {
+
+// `unix_seconds` as "YYYY-MM-DDTHH:MM:SSZ"; a time gmtime cannot represent comes back as
+// its decimal number, so a hostile value still prints as something true.
+std::string iso8601_utc(std::int64_t unix_seconds);
+
+}  // namespace dmz
