@@ -80,10 +80,15 @@ struct World {
     must(q::MergeRequested{n, head, "mm", clock.now()});
     must(q::PolicyChecked{n, head, true, {}, clock.now()});
   }
-  // Answers the newest BuildCandidate with a merge at `commit`, then its checks green.
-  q::Outcome land_front(const q::Sha& commit) {
+  // Answers the newest BuildCandidate with a merge at `commit`; returns that BuildCandidate.
+  q::BuildCandidate merge_front(const q::Sha& commit) {
     auto bc = ports.of<q::BuildCandidate>().back();
     must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, commit, 0, {}, "", clock.now()});
+    return bc;
+  }
+  // Answers the newest BuildCandidate with a merge at `commit`, then its checks green.
+  q::Outcome land_front(const q::Sha& commit) {
+    auto bc = merge_front(commit);
     must(q::CandidateChecked{bc.candidate, commit, true, {}, clock.now()});
     must(q::CheckReported{commit, q::Check{"ci/build", q::CheckState::Success}, clock.now()});
     auto ff = ports.of<q::FastForwardMaster>().back();
@@ -274,8 +279,7 @@ TEST_CASE("driver: a required check that never reports times out when the clock 
   w.start();
   w.fetch_answer(sha('0'));
   w.queue_pr(1, sha('a'));
-  auto bc = w.ports.of<q::BuildCandidate>().back();
-  w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('c'), 0, {}, "", w.clock.now()});
+  auto bc = w.merge_front(sha('c'));
   w.clock.advance(599'999);
   w.driver->tick();
   CHECK(w.state().prs.at(1).status == q::PrStatus::InDmz);
@@ -322,8 +326,7 @@ TEST_CASE(
   w.start();
   w.fetch_answer(sha('0'));
   w.queue_pr(1, sha('a'));
-  auto bc = w.ports.of<q::BuildCandidate>().back();
-  w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('c'), 0, {}, "", w.clock.now()});
+  auto bc = w.merge_front(sha('c'));
   w.must(q::CheckReported{sha('c'), q::Check{"ci/build", q::CheckState::Failure}, w.clock.now()});
   CHECK(w.state().prs.at(1).status == q::PrStatus::Failed);
   REQUIRE(w.store.history(kRepo, 0, 10)->size() == 1);
@@ -439,8 +442,7 @@ TEST_CASE("driver: landings, ejections and builds are counted for /metrics") {
   w.clock.advance(60'000);
   REQUIRE_FALSE(w.land_front(sha('c')).rejected);
   w.queue_pr(2, sha('b'));
-  auto bc = w.ports.of<q::BuildCandidate>().back();
-  w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('d'), 0, {}, "", w.clock.now()});
+  auto bc = w.merge_front(sha('d'));
   w.must(q::CheckReported{sha('d'), q::Check{"ci/build", q::CheckState::Failure}, w.clock.now()});
   CHECK(m.value("dmzbot_prs_landed_total", repo) == landed + 1);
   CHECK(m.value("dmzbot_prs_dequeued_total", {{"repo", kRepo}, {"reason", "build-failed"}}) ==
@@ -467,8 +469,7 @@ TEST_CASE(
   w.start(o);
   w.fetch_answer(sha('0'));
   auto fail_front = [&](const q::Sha& commit) {
-    auto bc = w.ports.of<q::BuildCandidate>().back();
-    w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, commit, 0, {}, "", w.clock.now()});
+    (void)w.merge_front(commit);
     w.must(q::CheckReported{commit, q::Check{"ci/build", q::CheckState::Failure}, w.clock.now()});
   };
   // #1 fails (a flake), is retried at the same head and lands: its ejection was innocent.
@@ -497,8 +498,7 @@ TEST_CASE("driver: a candidate's merge, checks and landing are in its PRs' timel
   w.start();
   w.fetch_answer(sha('0'));
   w.queue_pr(1, sha('a'));
-  auto bc = w.ports.of<q::BuildCandidate>().back();
-  w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('c'), 0, {}, "", w.clock.now()});
+  auto bc = w.merge_front(sha('c'));
   w.must(q::CandidateChecked{bc.candidate, sha('c'), true, {}, w.clock.now()});
   // A pending report is not filed under the PR (its end is), nor is a check on another sha.
   w.must(q::CheckReported{sha('c'), q::Check{"ci/build", q::CheckState::Pending}, w.clock.now()});
@@ -532,8 +532,7 @@ TEST_CASE("driver: each PR that leaves the queue is one JSON log line with its f
     w.queue_pr(1, sha('a'));
     REQUIRE_FALSE(w.land_front(sha('c')).rejected);
     w.queue_pr(2, sha('b'));
-    auto bc = w.ports.of<q::BuildCandidate>().back();
-    w.must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha('d'), 0, {}, "", w.clock.now()});
+    (void)w.merge_front(sha('d'));
     w.must(q::CheckReported{sha('d'), q::Check{"ci/build", q::CheckState::Failure}, w.clock.now()});
   }
   spdlog::set_default_logger(previous);
