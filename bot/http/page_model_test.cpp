@@ -341,37 +341,54 @@ TEST_CASE("page model: the train's lanes, and probes apart") {
   CHECK(lanes[1].name == "lane 9");
 }
 
-TEST_CASE("page model: who signed, from the PR or from its verdict's event") {
+// The scenario the verdict's names (signers, counted approvers) are tested on: #5 queued with
+// its names, #6 queued from an older state that lacks them (its verdict's event has them:
+// "carol"), #7 being judged with stale names. `names` is the field of the PR and of the event.
+struct NamesScenario {
   RepoView view;
-  view.settings.required_checks = {"ci/test"};
-  q::PullRequest p;
-  p.number = 5;
-  p.head = sha('5');
-  p.status = q::PrStatus::Queued;
-  p.approval = q::Approval{p.head, "mm", 1000};
-  p.signers = {"alice", "bob"};
-  view.state.prs[5] = p;
-  p.number = 6;
-  p.head = sha('6');
-  p.approval = q::Approval{p.head, "mm", 1000};
-  p.signers.clear();  // an older state: the event log still knows
-  view.state.prs[6] = p;
-  p.number = 7;
-  p.head = sha('7');
-  p.status = q::PrStatus::Approved;  // being judged: nobody is known to have signed yet
-  p.approval = q::Approval{p.head, "mm", 1000};
-  p.signers = {"stale"};
-  view.state.prs[7] = p;
   Log log;
-  q::PolicyChecked six{6, sha('6'), true, {}, 2000};
-  six.signers = {"carol"};
-  log.add(six, 2000);
-  RepoInput in;
-  in.name = "acme/widget";
-  in.view = &view;
-  in.events = &log.events;
-  in.now = 3000;
-  auto page = build_repo_page(in);
+  q::PullRequest last;  // #7, to build more PRs from
+
+  NamesScenario(std::vector<std::string> q::PullRequest::*pr_names,
+                std::vector<std::string> q::PolicyChecked::*event_names) {
+    view.settings.required_checks = {"ci/test"};
+    q::PullRequest p;
+    p.number = 5;
+    p.head = sha('5');
+    p.status = q::PrStatus::Queued;
+    p.approval = q::Approval{p.head, "mm", 1000};
+    p.*pr_names = {"alice", "bob"};
+    view.state.prs[5] = p;
+    p.number = 6;
+    p.head = sha('6');
+    p.approval = q::Approval{p.head, "mm", 1000};
+    (p.*pr_names).clear();  // an older state: the event log still knows
+    view.state.prs[6] = p;
+    p.number = 7;
+    p.head = sha('7');
+    p.status = q::PrStatus::Approved;  // being judged: no name is known to count yet
+    p.approval = q::Approval{p.head, "mm", 1000};
+    p.*pr_names = {"stale"};
+    view.state.prs[7] = p;
+    last = p;
+    q::PolicyChecked six{6, sha('6'), true, {}, 2000};
+    six.*event_names = {"carol"};
+    log.add(six, 2000);
+  }
+
+  RepoPage page() const {
+    RepoInput in;
+    in.name = "acme/widget";
+    in.view = &view;
+    in.events = &log.events;
+    in.now = 3000;
+    return build_repo_page(in);
+  }
+};
+
+TEST_CASE("page model: who signed, from the PR or from its verdict's event") {
+  const NamesScenario scenario(&q::PullRequest::signers, &q::PolicyChecked::signers);
+  auto page = scenario.page();
   REQUIRE(page.waiting.size() == 2);
   CHECK(page.waiting[0].verdict.signers == std::vector<std::string>{"alice", "bob"});
   CHECK(page.waiting[1].verdict.signers == std::vector<std::string>{"carol"});
@@ -381,26 +398,8 @@ TEST_CASE("page model: who signed, from the PR or from its verdict's event") {
 }
 
 TEST_CASE("page model: whose approvals counted, from the PR or from its verdict's event") {
-  RepoView view;
-  view.settings.required_checks = {"ci/test"};
-  q::PullRequest p;
-  p.number = 5;
-  p.head = sha('5');
-  p.status = q::PrStatus::Queued;
-  p.approval = q::Approval{p.head, "mm", 1000};
-  p.approvers = {"alice", "bob"};
-  view.state.prs[5] = p;
-  p.number = 6;
-  p.head = sha('6');
-  p.approval = q::Approval{p.head, "mm", 1000};
-  p.approvers.clear();  // an older state: the event log still knows
-  view.state.prs[6] = p;
-  p.number = 7;
-  p.head = sha('7');
-  p.status = q::PrStatus::Approved;  // being judged: no approval is known to count yet
-  p.approval = q::Approval{p.head, "mm", 1000};
-  p.approvers = {"stale"};
-  view.state.prs[7] = p;
+  NamesScenario scenario(&q::PullRequest::approvers, &q::PolicyChecked::approvers);
+  q::PullRequest p = scenario.last;
   p.number = 8;  // refused by the policy, its approval gone: it keeps what did count
   p.head = sha('8');
   p.status = q::PrStatus::Failed;
@@ -408,17 +407,8 @@ TEST_CASE("page model: whose approvals counted, from the PR or from its verdict'
   p.reason_code = q::Reason::PolicyFailed;
   p.details = {"needs 2 approvals from maintainers for paths **, has 1 (dave)"};
   p.approvers = {"dave"};
-  view.state.prs[8] = p;
-  Log log;
-  q::PolicyChecked six{6, sha('6'), true, {}, 2000};
-  six.approvers = {"carol"};
-  log.add(six, 2000);
-  RepoInput in;
-  in.name = "acme/widget";
-  in.view = &view;
-  in.events = &log.events;
-  in.now = 3000;
-  auto page = build_repo_page(in);
+  scenario.view.state.prs[8] = p;
+  auto page = scenario.page();
   REQUIRE(page.waiting.size() == 2);
   CHECK(page.waiting[0].verdict.approvers == std::vector<std::string>{"alice", "bob"});
   CHECK(page.waiting[0].verdict.approver == "mm");  // who asked to merge, kept apart
@@ -432,7 +422,7 @@ TEST_CASE("page model: whose approvals counted, from the PR or from its verdict'
 
   // The PR page's timeline: the merge request, then the verdict with whose approvals counted.
   PullView pv;
-  pv.pr = view.state.prs[5];
+  pv.pr = scenario.view.state.prs[5];
   pv.events.push_back(logged(q::MergeRequested{5, sha('5'), "mm", 1000}, 1000, 1));
   q::PolicyChecked five{5, sha('5'), true, {}, 1500};
   five.approvers = {"alice", "bob"};
