@@ -450,37 +450,26 @@ struct Service::Impl final : driver::GitPort,
           return;
         }
         if (!*opened) return;  // a PR of it at that commit was closed: brought back before
-        auto before = brought_back_before(rt, (*opened)->number, want.head);
-        if (!before || *before) return;
         engine.post([this, &rt, pr = **opened, approver, commit = want.head] {
-          queue_hotfix(rt, pr, approver, commit);
+          queue_hotfix(rt, pr.number, pr.branch, approver, commit, [&] { return pr; });
         });
       });
       return;
     }
     const int number = kHotfixPullBase + static_cast<int>(r.seq);
-    auto before = brought_back_before(rt, number, r.commit);
-    if (!before || *before) return;
     forges::RemoteRefs refs;
     refs.branches = rt.worker->mirror().remote_branches();
     forges::Registration reg{number, r.hotfix_branch, "dmzbot", want.title};
     engine.post([this, &rt, refs = std::move(refs), reg, approver, commit = r.commit] {
-      const q::RepoState* state = driver->state(rt.cfg.name);
-      if (state && state->prs.count(reg.number)) {
-        queue_hotfix(rt, q::PrOpened{reg.number, reg.branch}, approver, commit);
-        return;
-      }
-      auto opened = rt.forge->register_pull(refs, reg, now());
-      if (!opened) {
-        spdlog::warn("{}: bringing {} back: {}", rt.cfg.name, reg.branch, opened.message());
-        return;
-      }
-      queue_hotfix(rt, *opened, approver, commit);
+      queue_hotfix(rt, reg.number, reg.branch, approver, commit,
+                   [&] { return rt.forge->register_pull(refs, reg, now()); });
     });
   }
 
-  // Whether PR `number` was approved at `commit` and finished (landed, or refused: its outcome
-  // said why); an error (logged) hands the hotfixes over again after the next fetch.
+  // Engine thread (the one that archives, so that a PR is in the hot state or in the archive,
+  // never in between): whether PR `number` was approved at `commit` and finished (landed, or
+  // refused: its outcome said why); an error (logged) hands the hotfixes over again after the
+  // next fetch.
   Result<bool> brought_back_before(RepoRuntime& rt, int number, const q::Sha& commit) {
     auto archived = store->archived(rt.cfg.name, number);
     if (!archived) {
@@ -492,31 +481,40 @@ struct Service::Impl final : driver::GitPort,
     return *archived && (*archived)->approval && (*archived)->approval->sha == commit;
   }
 
-  // Engine thread: registers `opened` if the engine does not know it yet and approves it at
-  // `commit`, unless it is approved there already.
-  void queue_hotfix(RepoRuntime& rt, const q::PrOpened& opened, const std::string& approver,
-                    const q::Sha& commit) {
+  // Engine thread: approves PR `number` of `branch` at `commit`, unless it is approved there
+  // already or was, and finished; a PR the engine does not know yet is opened (registered, or
+  // the PR the forge opened) first.
+  void queue_hotfix(RepoRuntime& rt, int number, const std::string& branch,
+                    const std::string& approver, const q::Sha& commit,
+                    const std::function<Result<q::PrOpened>()>& open) {
     const std::string& repo = rt.cfg.name;
     const q::RepoState* state = driver->state(repo);
     std::vector<q::Event> events;
     const q::PullRequest* known = nullptr;
     if (state)
-      if (auto it = state->prs.find(opened.number); it != state->prs.end()) known = &it->second;
-    if (!known)
-      events.push_back(opened);
-    else if (known->approval && known->approval->sha == commit)
+      if (auto it = state->prs.find(number); it != state->prs.end()) known = &it->second;
+    if (!known) {
+      auto before = brought_back_before(rt, number, commit);
+      if (!before || *before) return;
+      auto opened = open();
+      if (!opened) {
+        spdlog::warn("{}: bringing {} back: {}", repo, branch, opened.message());
+        return;
+      }
+      events.push_back(*opened);
+    } else if (known->approval && known->approval->sha == commit) {
       return;
-    events.push_back(q::MergeRequested{opened.number, commit, approver, now()});
+    }
+    events.push_back(q::MergeRequested{number, commit, approver, now()});
     for (const q::Event& e : events) {
       auto out = driver->apply(repo, e);
       if (out.rejected) {
-        spdlog::warn("{}: bringing the hotfix back as #{}: {}", repo, opened.number,
+        spdlog::warn("{}: bringing the hotfix back as #{}: {}", repo, number,
                      escape_control(out.rejected->message));
         return;
       }
     }
-    spdlog::info("{}: hotfix branch {} queued for {} as #{}", repo, opened.branch, rt.cfg.master,
-                 opened.number);
+    spdlog::info("{}: hotfix branch {} queued for {} as #{}", repo, branch, rt.cfg.master, number);
   }
 
   // ---- ports (called on the engine thread) -----------------------------------------------------
