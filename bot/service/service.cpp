@@ -1207,7 +1207,8 @@ void Service::webhook(const std::string& forge, forges::InboundRequest request,
     // it was handled leaves it to be handled at the next start. It is written together with
     // the deliveries arriving meanwhile (group commit); the 202 and the handling wait for that.
     RepoRuntime* raw = rt.get();
-    DeliveryId record{forge + ":" + delivery->id, impl_->now(), forge, "{}", request.body};
+    DeliveryId record{forge + ":" + delivery->id, impl_->now(), forge, "{}",
+                      std::move(request.body)};  // parsed already; not read again
     nlohmann::json headers = nlohmann::json::object();
     for (const auto& name : rt->forge->webhook_headers())
       if (auto it = request.headers.find(name); it != request.headers.end())
