@@ -27,6 +27,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/this_thread.hpp"
+
 extern char** environ;
 
 namespace dmz {
@@ -400,7 +402,12 @@ LocalRunner::LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done
   impl_->log_dir = std::move(log_dir);
   impl_->done = std::move(done);
   int n = impl_->cfg.max_parallel > 0 ? impl_->cfg.max_parallel : 1;
-  for (int i = 0; i < n; ++i) impl_->workers.emplace_back([this] { impl_->worker(); });
+  for (int i = 0; i < n; ++i)
+    impl_->workers.emplace_back([this] {
+      name_this_thread("ci-runner");
+      make_this_thread_background();  // and so the builds it starts
+      impl_->worker();
+    });
 }
 
 LocalRunner::~LocalRunner() {

@@ -37,6 +37,8 @@
 #include <thread>
 #include <vector>
 
+#include "base/this_thread.hpp"
+
 namespace dmz {
 
 namespace asio = boost::asio;
@@ -542,6 +544,7 @@ struct HttpServer::Impl {
     }
     for (int i = 0; i < n; ++i)
       threads.emplace_back([this] {
+        name_this_thread("http");
         for (;;) {
           try {
             ioc->run();

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/this_thread.hpp"
 #include "bot/http/api.hpp"
 
 namespace dmz {
@@ -215,7 +216,10 @@ SseHub::SseHub(Backend& backend, SseOptions options)
   core_->watch = backend.watch([weak](const std::string& repo) {
     if (auto core = weak.lock()) core->changed(repo);
   });
-  core_->thread = std::thread([core = core_.get()] { core->run(); });
+  core_->thread = std::thread([core = core_.get()] {
+    name_this_thread("sse");
+    core->run();
+  });
 }
 
 SseHub::~SseHub() { stop(); }

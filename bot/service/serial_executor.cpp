@@ -1,13 +1,17 @@
 #include "bot/service/serial_executor.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <future>
 
+#include "base/this_thread.hpp"
+
 namespace dmz {
 
-SerialExecutor::SerialExecutor(std::string name)
-    : name_(std::move(name)), thread_([this] { loop(); }) {}
+SerialExecutor::SerialExecutor(std::string name, Priority priority)
+    : name_(std::move(name)), priority_(priority), thread_([this] { loop(); }) {}
 
 SerialExecutor::~SerialExecutor() { stop(); }
 
@@ -37,6 +41,8 @@ void SerialExecutor::stop() {
 }
 
 void SerialExecutor::loop() {
+  name_this_thread(name_);
+  if (priority_ == Priority::kBackground) make_this_thread_background();
   for (;;) {
     std::function<void()> task;
     {

@@ -15,7 +15,9 @@ namespace dmz {
 
 class SerialExecutor {
  public:
-  explicit SerialExecutor(std::string name);
+  // The thread is named `name`; background work runs niced (base/this_thread.hpp).
+  enum class Priority { kNormal, kBackground };
+  explicit SerialExecutor(std::string name, Priority priority = Priority::kNormal);
   ~SerialExecutor();  // runs what is already posted, then joins
   SerialExecutor(const SerialExecutor&) = delete;
   SerialExecutor& operator=(const SerialExecutor&) = delete;
@@ -31,6 +33,7 @@ class SerialExecutor {
   void loop();
 
   std::string name_;
+  Priority priority_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::function<void()>> tasks_;

@@ -1,9 +1,13 @@
 #include "bot/service/serial_executor.hpp"
 
 #include <doctest/doctest.h>
+#include <pthread.h>
 
 #include <atomic>
+#include <string>
 #include <vector>
+
+#include "base/this_thread.hpp"
 
 namespace dmz {
 
@@ -24,6 +28,26 @@ TEST_CASE("SerialExecutor runs tasks in order on one thread") {
   REQUIRE(seen.size() == 100);
   for (int i = 0; i < 100; ++i) CHECK(seen[i] == i);
   CHECK(same_thread);
+}
+
+TEST_CASE("SerialExecutor names its thread; a background one runs niced") {
+  const int caller = this_thread_nice();
+  SerialExecutor normal("git octo/widgets");
+  SerialExecutor background("engine", SerialExecutor::Priority::kBackground);
+  std::string name;
+  int normal_nice = -100, background_nice = -100;
+  normal.post([&] {
+    char buf[32] = {};
+    pthread_getname_np(pthread_self(), buf, sizeof buf);
+    name = buf;
+    normal_nice = this_thread_nice();
+  });
+  background.post([&] { background_nice = this_thread_nice(); });
+  normal.drain();
+  background.drain();
+  CHECK(name == "git octo/widget");
+  CHECK(normal_nice == caller);
+  CHECK(background_nice == std::max(caller, kBackgroundNice));
 }
 
 TEST_CASE("SerialExecutor survives a throwing task and refuses posts after stop") {

@@ -23,6 +23,7 @@
 #include "base/log.hpp"
 #include "base/metrics.hpp"
 #include "base/text.hpp"
+#include "base/this_thread.hpp"
 #include "bot/ci/runner.hpp"
 #include "bot/driver/driver.hpp"
 #include "bot/git/mirror.hpp"
@@ -188,7 +189,7 @@ struct Service::Impl final : driver::GitPort,
   std::unique_ptr<Store> delivery_store;  // the webhook deliveries (deliveries_file)
   std::vector<std::unique_ptr<RepoRuntime>> repos;
   std::unique_ptr<driver::Driver> driver;  // engine thread only
-  SerialExecutor engine{"engine"};
+  SerialExecutor engine{"engine", SerialExecutor::Priority::kBackground};
   // Webhook delivery ids, group-committed (declared after `engine`: its answers post there).
   std::unique_ptr<DeliveryRecorder> deliveries;
   std::atomic<bool> started{false};
@@ -368,8 +369,10 @@ struct Service::Impl final : driver::GitPort,
           },
           secret_paths(), cfg.data_dir / "builds" / mirror_dir_name(repo.name));
     }
-    rt->git = std::make_unique<SerialExecutor>("git " + repo.name);
-    rt->forge_thread = std::make_unique<SerialExecutor>("forge " + repo.name);
+    rt->git =
+        std::make_unique<SerialExecutor>("git " + repo.name, SerialExecutor::Priority::kBackground);
+    rt->forge_thread = std::make_unique<SerialExecutor>("forge " + repo.name,
+                                                        SerialExecutor::Priority::kBackground);
     RepoRuntime* raw_rt = rt.get();
     rt->promoter = std::make_unique<Promoter>(
         repo, *clock, store.get(),
@@ -1035,7 +1038,10 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   if (Status s = started.get_future().get(); !s.ok()) return s.error();
   // Queued on the engine before any new webhook can be: the deliveries keep their order.
   if (Status s = im.replay_unhandled(); !s.ok()) return s.error();
-  im.timer = std::thread([&im] { im.timer_loop(); });
+  im.timer = std::thread([&im] {
+    name_this_thread("timer");
+    im.timer_loop();
+  });
   im.started = true;
   return service;
 }
