@@ -2,11 +2,16 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/this_thread.hpp"
+
 namespace dmz {
 
 DeliveryRecorder::DeliveryRecorder(Store& store, std::size_t max_batch)
     : store_(store), max_batch_(max_batch == 0 ? 1 : max_batch) {
-  thread_ = std::thread([this] { loop(); });
+  thread_ = std::thread([this] {
+    name_this_thread("deliveries");
+    loop();
+  });
 }
 
 DeliveryRecorder::~DeliveryRecorder() { stop(); }
@@ -57,6 +62,15 @@ std::size_t DeliveryRecorder::marked() const {
   return marked_;
 }
 
+void DeliveryRecorder::count_marks(std::size_t n, const Status& written) {
+  if (written.ok())
+    marked_ += n;
+  else if (n > 0)
+    spdlog::warn(
+        "cannot mark {} webhook deliveries handled (they are handled again at the next start): {}",
+        n, written.message());
+}
+
 void DeliveryRecorder::loop() {
   std::vector<Pending> batch;
   std::vector<DeliveryId> deliveries;
@@ -80,26 +94,22 @@ void DeliveryRecorder::loop() {
         pending_.pop_front();
       }
       writing_ = !batch.empty();
-      // Marks wait while deliveries do: an answer must not wait for them.
-      if (batch.empty()) marks.swap(handled_);
+      // The marks waiting ride in the batch's transaction (one commit for both), or are written
+      // alone when no delivery waits.
+      marks.swap(handled_);
     }
-    if (!marks.empty()) {
+    if (batch.empty()) {
       Status s = store_.mark_deliveries_handled(marks);
       std::lock_guard lock(mu_);
-      if (s.ok())
-        marked_ += marks.size();
-      else
-        spdlog::warn(
-            "cannot mark {} webhook deliveries handled (they are handled again at the "
-            "next start): {}",
-            marks.size(), s.message());
+      count_marks(marks.size(), s);
       continue;
     }
     for (auto& p : batch) deliveries.push_back(std::move(p.id));
-    auto fresh = store_.record_deliveries(deliveries);
+    auto fresh = store_.record_deliveries(deliveries, marks);
     {
       std::lock_guard lock(mu_);
       ++batches_;
+      count_marks(marks.size(), fresh.status());
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (!fresh)

@@ -55,6 +55,7 @@ class DeliveryRecorder {
     Answer answer;
   };
   void loop();
+  void count_marks(std::size_t n, const Status& written);  // mu_ held
 
   Store& store_;
   const std::size_t max_batch_;

@@ -251,7 +251,7 @@ TEST_CASE("DeliveryRecorder: handled deliveries are marked in batches; a failed 
   CHECK((*left)[0].id == "github:c");
   CHECK(committed_body(dir / "dmz.db", "github:a").empty());  // the request is dropped
 
-  store.fail_marks = 1;
+  store.fail_marks = 1;  // a mark written alone fails now
   recorder.handled("github:c");
   REQUIRE(eventually([&] { return store.fail_marks == 0; }));
   recorder.stop();
@@ -259,6 +259,51 @@ TEST_CASE("DeliveryRecorder: handled deliveries are marked in batches; a failed 
   CHECK(store.unhandled_deliveries(0, 10)->size() == 1);  // handled again at the next start
   recorder.handled("github:c");                           // after stop: dropped, no crash
   CHECK(store.unhandled_deliveries(0, 10)->size() == 1);
+}
+
+TEST_CASE("DeliveryRecorder: marks waiting ride in the next batch of deliveries, one commit") {
+  test::TempDir dir;
+  auto real = open_sqlite_store(dir / "dmz.db");
+  REQUIRE(real.ok());
+  FaultInjectionStore store(**real);
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool held = false, open = false;
+  store.before_deliveries = [&](const std::vector<DeliveryId>& ids) {
+    if (ids.front().id != "github:b") return;
+    std::unique_lock lock(gate_mu);
+    held = true;
+    gate_cv.notify_all();
+    gate_cv.wait_for(lock, 10s, [&] { return open; });
+  };
+  store.fail_marks = 1;  // a mark written in a transaction of its own would fail
+  Answers answers;
+  DeliveryRecorder recorder(store);
+  recorder.record(with_request("github:a", 1), answers.for_id("github:a"));
+  REQUIRE(answers.wait_for(1));
+  // While "b" is being written, "a" is reported handled and "c" arrives: the next
+  // transaction records "c" and marks "a".
+  recorder.record(with_request("github:b", 2), answers.for_id("github:b"));
+  {
+    std::unique_lock lock(gate_mu);
+    REQUIRE(gate_cv.wait_for(lock, 10s, [&] { return held; }));
+  }
+  recorder.handled("github:a");
+  recorder.record(with_request("github:c", 3), answers.for_id("github:c"));
+  {
+    std::lock_guard lock(gate_mu);
+    open = true;
+  }
+  gate_cv.notify_all();
+  REQUIRE(answers.wait_for(3));
+  CHECK(recorder.batches() == 3);
+  CHECK(recorder.marked() == 1);
+  CHECK(store.fail_marks == 1);  // no mark was written alone
+  auto left = store.unhandled_deliveries(0, 10);
+  REQUIRE(left->size() == 2);
+  CHECK((*left)[0].id == "github:b");
+  CHECK((*left)[1].id == "github:c");
+  CHECK(committed_body(dir / "dmz.db", "github:a").empty());
 }
 
 }  // namespace dmz

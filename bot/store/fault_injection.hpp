@@ -60,10 +60,11 @@ class FaultInjectionStore final : public Store {
                       const std::string& e) override {
     return real_.outbox_retry(id, attempts, next_at, e);
   }
-  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) override {
+  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids,
+                                              const std::vector<std::string>& handled) override {
     if (before_deliveries) before_deliveries(ids);
     if (take(fail_deliveries)) return unavailable("sqlite: step 'INSERT': database is locked");
-    return real_.record_deliveries(ids);
+    return real_.record_deliveries(ids, handled);
   }
   Status mark_deliveries_handled(const std::vector<std::string>& ids) override {
     if (take(fail_marks)) return unavailable("sqlite: step 'UPDATE': database is locked");

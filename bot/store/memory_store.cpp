@@ -164,8 +164,10 @@ class MemoryStore final : public Store {
     return {};
   }
 
-  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) override {
+  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids,
+                                              const std::vector<std::string>& handled) override {
     std::lock_guard lock(mu_);
+    mark_handled(handled);
     std::vector<bool> fresh;
     fresh.reserve(ids.size());
     for (const auto& d : ids) {
@@ -181,9 +183,12 @@ class MemoryStore final : public Store {
 
   Status mark_deliveries_handled(const std::vector<std::string>& ids) override {
     std::lock_guard lock(mu_);
+    mark_handled(ids);
+    return {};
+  }
+  void mark_handled(const std::vector<std::string>& ids) {  // mu_ held
     for (const auto& id : ids)
       std::erase_if(unhandled_, [&](const auto& u) { return u.second.id == id; });
-    return {};
   }
 
   Result<std::vector<DeliveryId>> unhandled_deliveries(std::int64_t after,

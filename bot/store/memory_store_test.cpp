@@ -215,6 +215,12 @@ TEST_CASE_TEMPLATE("store contract: a delivery keeps its request until it is mar
   CHECK(*store->record_deliveries({with_request("github:a", 20, "again")}) ==
         std::vector<bool>{false});
   CHECK(store->unhandled_deliveries(0, 100)->size() == 1);
+  // Marks ride in a batch of new deliveries: one transaction records d and marks b.
+  CHECK(*store->record_deliveries({with_request("github:d", 11, "{}")}, {"github:b"}) ==
+        std::vector<bool>{true});
+  left = store->unhandled_deliveries(0, 100);
+  REQUIRE(left->size() == 1);
+  CHECK((*left)[0].id == "github:d");
   // Pruning forgets old deliveries, handled or not.
   REQUIRE(store->prune_deliveries(12).ok());
   CHECK(store->unhandled_deliveries(0, 100)->empty());

@@ -703,9 +703,10 @@ class SqliteStore final : public Store {
         .exec();
   }
 
-  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) override {
+  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids,
+                                              const std::vector<std::string>& handled) override {
     std::lock_guard lock(mu_);
-    // One transaction, so one fsync (synchronous=FULL) for the whole burst.
+    // One transaction, so one fsync (synchronous=FULL) for the whole burst and its marks.
     Transaction tx(db_.get());
     DMZ_TRY_R(tx.begun());
     std::vector<bool> fresh;
@@ -722,6 +723,7 @@ class SqliteStore final : public Store {
       DMZ_TRY_R(q.exec());
       fresh.push_back(sqlite3_changes(db_.get()) == 1);
     }
+    DMZ_TRY_R(mark_handled(handled));
     DMZ_TRY_R(tx.commit());
     return fresh;
   }
@@ -730,12 +732,17 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     Transaction tx(db_.get());
     DMZ_TRY(tx.begun());
+    DMZ_TRY(mark_handled(ids));
+    return tx.commit();
+  }
+
+  Status mark_handled(const std::vector<std::string>& ids) {  // mu_ held, in a transaction
     for (const auto& id : ids)
       DMZ_TRY(stmt("UPDATE deliveries SET handled = 1, body = NULL, headers = '{}'"
                    " WHERE id = ?1 AND handled = 0")
                   .bind(1, id)
                   .exec());
-    return tx.commit();
+    return {};
   }
 
   Result<std::vector<DeliveryId>> unhandled_deliveries(std::int64_t after,

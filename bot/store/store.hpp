@@ -147,9 +147,15 @@ class Store {
   // Records webhook deliveries, each seen at its `at`, in one transaction (one commit for a
   // burst of deliveries): for each, in order, true if it is new, false if it was already
   // recorded (earlier, or earlier in the same batch; a duplicate's request is not kept). A new
-  // one with a `forge` is kept with its request, unhandled. Fails as a whole: then none is
-  // recorded.
-  virtual Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) = 0;
+  // one with a `forge` is kept with its request, unhandled. The deliveries in `handled` are
+  // marked handled in the same transaction (as mark_deliveries_handled does), so that under a
+  // steady stream of webhooks the marks cost no commit of their own. Fails as a whole: then
+  // none is recorded and none marked.
+  virtual Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids,
+                                                      const std::vector<std::string>& handled) = 0;
+  Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids) {
+    return record_deliveries(ids, {});
+  }
   // The same for one id.
   Result<bool> record_delivery(const std::string& delivery_id, queue::Millis at) {
     auto r = record_deliveries({DeliveryId{delivery_id, at}});
