@@ -175,6 +175,7 @@ void forget_bookkeeping(PullRequest& pr) {
   pr.group = 0;
   pr.probed = false;
   pr.failures = 0;
+  pr.merge_errors = 0;
 }
 
 void approve(Ctx& c, PullRequest& pr, Approval approval) {
@@ -1149,7 +1150,10 @@ void merged(Ctx& c, std::size_t index, const MergeDone& e) {
   k.sha = e.sha;
   k.status = CandidateStatus::InDmz;
   k.pushed_at = c.at;
-  for (int n : k.prs) c.pr(n).status = PrStatus::InDmz;
+  for (int n : k.prs) {
+    c.pr(n).status = PrStatus::InDmz;
+    c.pr(n).merge_errors = 0;
+  }
   c.emit(CheckCandidate{k.id, k.sha, k.base});
   c.emit(StartBuild{k.id, k.sha});
 }
@@ -1166,6 +1170,27 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
            "merge conflict in " + join(e.conflicts, ", ") +
                "; merge master into the branch (or rebase), push, and ask for approval again",
            e.conflicts);
+    else
+      requeue(c, c.pr(n));
+  }
+}
+
+// Git failed to build the candidate. A failure of one PR's merge is retried as transient until
+// it has failed kMaxMergeErrors times in a row: then that PR fails (a head git cannot merge
+// would otherwise hold the queue forever) and the others keep their place. Any other failure
+// (the push, the remote) is nobody's fault and is retried for as long as it lasts.
+void merge_failed(Ctx& c, std::size_t index, const MergeDone& e) {
+  const auto& prs = c.s.train[index].prs;
+  const bool blamed = std::find(prs.begin(), prs.end(), e.culprit) != prs.end();
+  if (!blamed || ++c.pr(e.culprit).merge_errors < kMaxMergeErrors)
+    return transient(c, index, e.message);
+  for (int n : cut(c, index)) {
+    if (n == e.culprit)
+      fail(c, c.pr(n), Reason::Unmergeable,
+           "dmzbot could not merge its head " + short_sha(c.pr(n).head) + " (" +
+               std::to_string(kMaxMergeErrors) + " tries): " + e.message +
+               "; push a new head (or rebase) and ask for approval again",
+           {e.message});
     else
       requeue(c, c.pr(n));
   }
@@ -1193,7 +1218,7 @@ Verdict on(Ctx& c, const MergeDone& e) {
       conflicted(c, *i, e);
       break;
     case MergeOutcome::Error:
-      transient(c, *i, e.message);
+      merge_failed(c, *i, e);
       break;
   }
   return std::nullopt;

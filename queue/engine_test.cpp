@@ -460,6 +460,74 @@ TEST_CASE("a transient merge error re-queues and waits for the backoff") {
   CHECK(r.pr(1).status == PrStatus::Merging);
 }
 
+TEST_CASE("a PR whose merge fails time after time fails as unmergeable; the others go on") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+  auto fail_merge = [&](int culprit) {
+    REQUIRE(r.s.train.size() == 1);
+    auto o = r.on(MergeDone{r.s.train[0].id,
+                            MergeOutcome::Error,
+                            "",
+                            culprit,
+                            {},
+                            "merge: resolve " + sha('a') + ": object not found",
+                            r.now});
+    r.tick(r.now + 30'000);  // the backoff
+    return o;
+  };
+  // A failure that is nobody's (a push) never ejects anyone, however often it comes.
+  for (int i = 0; i < kMaxMergeErrors + 2; ++i) fail_merge(0);
+  CHECK(r.pr(1).status == PrStatus::Merging);
+  CHECK(r.pr(1).merge_errors == 0);
+  // A successful merge clears the count: only failures in a row count.
+  for (int i = 0; i < kMaxMergeErrors - 1; ++i) fail_merge(1);
+  CHECK(r.pr(1).merge_errors == kMaxMergeErrors - 1);
+  r.merged(r.s.train[0].id, sha('c'));
+  CHECK(r.pr(1).merge_errors == 0);
+  r.check(sha('c'), CheckState::Failure);
+  // PR 1 failed its build; PR 2's merge fails on its own head, three times.
+  REQUIRE(r.s.train.size() == 1);
+  REQUIRE(r.s.train[0].prs == std::vector<int>{2});
+  for (int i = 0; i < kMaxMergeErrors - 1; ++i) {
+    auto o = fail_merge(2);
+    CHECK(r.pr(2).status != PrStatus::Failed);
+    CHECK(only<Notify>(o).kind == NoticeKind::Info);
+  }
+  auto o = fail_merge(2);
+  CHECK(r.pr(2).status == PrStatus::Failed);
+  CHECK(r.pr(2).reason_code == Reason::Unmergeable);
+  CHECK(r.pr(2).reason.find("object not found") != std::string::npos);
+  CHECK(r.pr(2).reason.find("3 tries") != std::string::npos);
+  auto n = only<Notify>(o);
+  CHECK(n.kind == NoticeKind::Failure);
+  CHECK(n.reason == Reason::Unmergeable);
+  CHECK(r.s.train.empty());
+}
+
+TEST_CASE("an unmergeable PR in a batch fails alone; the rest of its candidate is rebuilt") {
+  Repo r;
+  r.cfg.strategy = Strategy::Batch;
+  r.cfg.max_batch = 3;
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+  r.queue(3, sha('d'));
+  // PR 1 went alone; a push failure (nobody's) sends it back, and all three go together.
+  r.on(MergeDone{r.s.train[0].id, MergeOutcome::Error, "", 0, {}, "push refused", r.now});
+  r.tick(r.now + 30'000);
+  REQUIRE(r.s.train.size() == 1);
+  REQUIRE(r.s.train[0].prs == std::vector<int>{1, 2, 3});
+  for (int i = 0; i < kMaxMergeErrors; ++i) {
+    REQUIRE(r.s.train.size() == 1);
+    r.on(MergeDone{r.s.train[0].id, MergeOutcome::Error, "", 2, {}, "bad object", r.now});
+    r.tick(r.now + 30'000);
+  }
+  CHECK(r.pr(2).status == PrStatus::Failed);
+  CHECK(r.pr(2).reason_code == Reason::Unmergeable);
+  REQUIRE(r.s.train.size() == 1);
+  CHECK(r.s.train[0].prs == std::vector<int>{1, 3});
+}
+
 TEST_CASE("MergeDone for an unknown or finished candidate is stale and ignored") {
   Repo r;
   r.queue(1, sha('a'));

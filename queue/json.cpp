@@ -76,6 +76,7 @@ json pr_json(const PullRequest& pr, std::optional<std::size_t> position) {
           {"group", pr.group},
           {"probed", pr.probed},
           {"failures", pr.failures},
+          {"merge_errors", pr.merge_errors},
           {"signers", pr.signers},
           {"approvers", pr.approvers}};
 }

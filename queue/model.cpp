@@ -80,6 +80,8 @@ std::string_view to_string(Reason r) {
       return "master-moved";
     case Reason::TransientError:
       return "transient-error";
+    case Reason::Unmergeable:
+      return "unmergeable";
     case Reason::Merged:
       return "merged";
   }

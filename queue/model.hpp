@@ -49,6 +49,7 @@ enum class Reason {
   Closed,                 // the pull request was closed
   MasterMoved,            // master moved outside dmzbot: re-queued on the new master
   TransientError,         // git or the remote failed: re-queued, retried after a backoff
+  Unmergeable,            // git failed to merge its head, time after time (kMaxMergeErrors)
   Merged,                 // landed on master
 };
 
@@ -84,6 +85,7 @@ struct PullRequest {
   std::uint64_t group = 0;  // a batch being bisected: builds only with its group (0: none)
   bool probed = false;      // passed an isolation build at its approved head (adaptive)
   int failures = 0;         // builds that failed with it alone to blame (flaky: built again)
+  int merge_errors = 0;     // merges of its approved head that failed in a row (not conflicts)
   // The policy accounts whose valid signatures the verdict at approval->sha found on the PR's
   // commits, sorted; kept with the verdict for the status page (empty until it is judged).
   std::vector<std::string> signers;
@@ -254,7 +256,8 @@ struct MergeDone {  // result of BuildCandidate
   CandidateId candidate = 0;
   MergeOutcome outcome = MergeOutcome::Error;
   Sha sha;                             // Merged: the candidate commit, already on dmz
-  int culprit = 0;                     // Conflict: the PR whose merge conflicted
+  int culprit = 0;                     // Conflict: the PR whose merge conflicted; Error: the PR
+                                       // whose merge failed (0: nobody's, e.g. the push)
   std::vector<std::string> conflicts;  // Conflict: the conflicting paths
   std::string message;                 // Error: what went wrong (transient; retried)
   Millis at = 0;
@@ -302,6 +305,10 @@ struct StatusRequested {  // someone asked where a PR stands: answered with a No
   std::string by;
   Millis at = 0;
 };
+// Merges of one PR's head that may fail in a row (git errors, not conflicts: a head that is not
+// a commit, a merge libgit2 refuses) before it fails as Unmergeable; until then each is
+// retried as transient, since a failure on our side must not eject anyone.
+inline constexpr int kMaxMergeErrors = 3;
 inline constexpr int kMaxPriority = 1000;  // priorities are -kMaxPriority..kMaxPriority
 struct PriorityRequested {                 // a merge master sets a PR's priority
   int number = 0;

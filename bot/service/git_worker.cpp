@@ -165,14 +165,16 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
       auto tag = mergetag_for(*mirror_, item.branch.substr(forges::kTagPrefix.size()));
       if (!tag) {
         done.message = tag.message();
+        done.culprit = item.number;
         return finish();
       }
       headers.emplace_back("mergetag", *tag);
     }
     auto merged = mirror_->merge(tip, item.head, merge_message(repo_.name, item), who,
                                  signer_.get(), headers);
-    if (!merged) {
+    if (!merged) {  // this PR's head (the push below is nobody's)
       done.message = merged.message();
+      done.culprit = item.number;
       return finish();
     }
     if (!merged->clean) {

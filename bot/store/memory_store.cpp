@@ -65,6 +65,7 @@ class MemoryStore final : public Store {
       kept.group = 0;
       kept.probed = false;
       kept.failures = 0;
+      kept.merge_errors = 0;
       r.archive[pr.number] = std::move(kept);
     }
     if (change.delta.train_changed) r.state.train = st.train;

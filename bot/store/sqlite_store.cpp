@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 9> kMigrations = {
+constexpr std::array<std::string_view, 10> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -274,6 +274,10 @@ ALTER TABLE deliveries ADD COLUMN headers TEXT NOT NULL DEFAULT '{}';  -- JSON o
 ALTER TABLE deliveries ADD COLUMN body BLOB;                           -- NULL once handled
 ALTER TABLE deliveries ADD COLUMN handled INTEGER NOT NULL DEFAULT 1;
 CREATE INDEX deliveries_unhandled ON deliveries(handled) WHERE handled = 0;
+)sql",
+    // 10: how often in a row a PR's merge failed (it fails as unmergeable after a few).
+    R"sql(
+ALTER TABLE prs ADD COLUMN merge_errors INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 
@@ -972,9 +976,9 @@ class SqliteStore final : public Store {
     auto& pr = stmt(
         "INSERT OR REPLACE INTO prs(repo, number, branch, author, title, head, status, reason,"
         " details, queued_at, candidate, reason_code, finished_at, priority, paths, precheck,"
-        " held_by, bisect_group, probed, failures, signers, approvers)"
+        " held_by, bisect_group, probed, failures, signers, approvers, merge_errors)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-        " ?18, ?19, ?20, ?21, ?22)");
+        " ?18, ?19, ?20, ?21, ?22, ?23)");
     pr.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -994,7 +998,8 @@ class SqliteStore final : public Store {
         .bind(19, std::int64_t{p.probed ? 1 : 0})
         .bind(20, std::int64_t{p.failures})
         .bind(21, details_json(p.signers))
-        .bind(22, details_json(p.approvers));
+        .bind(22, details_json(p.approvers))
+        .bind(23, std::int64_t{p.merge_errors});
     if (p.held_by)
       pr.bind(17, as_int64(*p.held_by));
     else
@@ -1227,7 +1232,8 @@ class SqliteStore final : public Store {
       auto& q = stmt(
           "SELECT number, branch, author, title, head, status, reason, details, queued_at,"
           " candidate, reason_code, finished_at, priority, paths, precheck, held_by,"
-          " bisect_group, probed, failures, signers, approvers FROM prs WHERE repo = ?1"
+          " bisect_group, probed, failures, signers, approvers, merge_errors FROM prs"
+          " WHERE repo = ?1"
           " ORDER BY number");
       q.bind(1, name);
       for (;;) {
@@ -1276,6 +1282,7 @@ class SqliteStore final : public Store {
         auto approvers = parse_details(name, p.number, q.text(20));
         if (!approvers) return approvers.error();
         p.approvers = std::move(*approvers);
+        p.merge_errors = static_cast<int>(q.int64(21));
         st.prs.emplace(p.number, std::move(p));
       }
     }

@@ -183,6 +183,7 @@ inline RepoState rich_state() {
   s.prs[2].precheck = CheckState::Success;
   s.prs[2].probed = true;
   s.prs[2].failures = 1;
+  s.prs[2].merge_errors = 2;
   s.prs[3].signers = {"alice", "bob"};
   s.prs[7].signers = {"carol"};  // kept when it is archived
   s.prs[3].approvers = {"bob", "carol"};

@@ -37,6 +37,7 @@ bool drops_label(q::Reason r) {
     case q::Reason::NewPush:
     case q::Reason::RewrittenHistory:
     case q::Reason::Cancelled:
+    case q::Reason::Unmergeable:
       return true;
     case q::Reason::None:
     case q::Reason::Closed:
@@ -58,6 +59,8 @@ std::string heading(const q::Notify& n) {
       return "Check timed out";
     case q::Reason::MergeConflict:
       return "Merge conflict";
+    case q::Reason::Unmergeable:
+      return "Cannot merge";
     case q::Reason::PolicyFailed:
     case q::Reason::CandidatePolicyFailed:
       return "Policy failed";

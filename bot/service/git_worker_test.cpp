@@ -1,0 +1,90 @@
+#include "bot/service/git_worker.hpp"
+
+#include <doctest/doctest.h>
+
+#include <filesystem>
+#include <string>
+
+#include "base/clock.hpp"
+#include "bot/git/mirror.hpp"
+#include "bot/trust/signing.hpp"
+#include "tests/support.hpp"
+
+namespace dmz {
+
+namespace {
+
+namespace fs = std::filesystem;
+using test::git_env;
+using test::must;
+using test::shell_quote;
+
+// A remote with master and a feature branch, a mirror of it, and a worker over the mirror.
+struct Worker {
+  test::TempDir tmp;
+  fs::path work = tmp / "work";
+  fs::path origin = tmp / "origin.git";
+  std::string master, feature;
+  ManualClock clock;
+  std::unique_ptr<GitWorker> worker;
+
+  Worker() {
+    git::init();
+    master = test::init_repo(work, {{"README", "hello\n"}});
+    must(git_env() + "git init -q --bare -b master " + shell_quote(origin.string()));
+    must(git_env() + "git remote add origin " + shell_quote(origin.string()), work);
+    must(git_env() + "git push -q origin master", work);
+    must(git_env() + "git checkout -q -b feature", work);
+    feature = test::commit_files(work, {{"feature.txt", "new\n"}}, "Add a feature");
+    must(git_env() + "git push -q origin feature", work);
+    auto mirror = git::Mirror::open(tmp / "mirror.git", origin.string());
+    REQUIRE_MESSAGE(mirror.ok(), (mirror.ok() ? "" : mirror.message()));
+    config::Repo repo;
+    repo.name = "acme/app";
+    worker =
+        std::make_unique<GitWorker>(repo, config::Signing{}, std::move(*mirror), nullptr, clock);
+    REQUIRE(worker->fetch().ok());
+  }
+
+  queue::MergeDone build(queue::CandidateId id, std::vector<queue::MergeItem> items) {
+    return worker->build_candidate(queue::BuildCandidate{id, master, std::move(items)});
+  }
+};
+
+queue::MergeItem item(int number, const std::string& head) {
+  return {number, head, "feature/" + std::to_string(number), "T", "dev", "mm"};
+}
+
+}  // namespace
+
+TEST_CASE("GitWorker: a head git cannot merge is blamed on its PR; a failed push on nobody") {
+  Worker w;
+  SUBCASE("a head that is not a commit") {
+    const std::string blob = must(git_env() + "git rev-parse master:README", w.work);
+    auto done = w.build(1, {item(1, w.feature), item(2, blob)});
+    CHECK(done.outcome == queue::MergeOutcome::Error);
+    CHECK(done.culprit == 2);
+    CHECK(done.message.find(blob) != std::string::npos);
+  }
+  SUBCASE("a head the mirror does not have") {
+    const std::string missing(40, 'e');
+    auto done = w.build(1, {item(3, missing)});
+    CHECK(done.outcome == queue::MergeOutcome::Error);
+    CHECK(done.culprit == 3);
+  }
+  SUBCASE("the remote refuses the push: nobody's fault") {
+    fs::rename(w.origin, w.tmp / "gone.git");
+    auto done = w.build(1, {item(1, w.feature)});
+    CHECK(done.outcome == queue::MergeOutcome::Error);
+    CHECK(done.culprit == 0);
+    CHECK_FALSE(done.message.empty());
+  }
+  SUBCASE("a clean merge") {
+    auto done = w.build(1, {item(1, w.feature)});
+    CHECK(done.outcome == queue::MergeOutcome::Merged);
+    CHECK(done.culprit == 0);
+    CHECK(must("git -C " + shell_quote(w.origin.string()) + " rev-parse dmz") == done.sha);
+  }
+}
+
+}  // namespace dmz
