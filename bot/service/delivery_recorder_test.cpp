@@ -92,6 +92,31 @@ struct Answers {
   }
 };
 
+// Holds the recorder inside the store (as a slow fsync would) until the test opens it.
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool held = false, opened = false;
+
+  void hold() {  // on the recorder's thread
+    std::unique_lock lock(mu);
+    held = true;
+    cv.notify_all();
+    cv.wait_for(lock, 10s, [&] { return opened; });
+  }
+  bool wait_held() {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, 10s, [&] { return held; });
+  }
+  void open() {
+    {
+      std::lock_guard lock(mu);
+      opened = true;
+    }
+    cv.notify_all();
+  }
+};
+
 }  // namespace
 
 TEST_CASE("DeliveryRecorder: ids arriving during a commit share the next one, deduplicated") {
@@ -101,16 +126,13 @@ TEST_CASE("DeliveryRecorder: ids arriving during a commit share the next one, de
   FaultInjectionStore store(**real);
   // The first batch waits (inside the store) until the test has queued four more ids, as a
   // slow fsync would hold it while a burst arrives.
-  std::mutex gate_mu;
-  std::condition_variable gate_cv;
-  bool open = false;
-  std::vector<std::vector<std::string>> batches;
+  Gate gate;
+  std::vector<std::vector<std::string>> batches;  // written before the gate, read after it
   store.before_deliveries = [&](const std::vector<DeliveryId>& ids) {
-    std::unique_lock lock(gate_mu);
     std::vector<std::string> names;
     for (const auto& d : ids) names.push_back(d.id);
     batches.push_back(names);
-    gate_cv.wait_for(lock, 10s, [&] { return open; });
+    if (batches.size() == 1) gate.hold();
   };
   Answers answers;
   // Each answer checks that its id was committed before it was given.
@@ -124,21 +146,10 @@ TEST_CASE("DeliveryRecorder: ids arriving during a commit share the next one, de
     DeliveryRecorder recorder(store);
     recorder.record("a", 1, answers.for_id("a", check_committed("a")));
     // Wait until the recorder holds "a" inside the store, then queue the burst.
-    for (auto until = std::chrono::steady_clock::now() + 10s;;) {
-      {
-        std::lock_guard lock(gate_mu);
-        if (!batches.empty()) break;
-      }
-      REQUIRE(std::chrono::steady_clock::now() < until);
-      std::this_thread::yield();
-    }
+    REQUIRE(gate.wait_held());
     for (std::string id : {"b", "c", "b", "a"})
       recorder.record(id, 2, answers.for_id(id, check_committed(id)));
-    {
-      std::lock_guard lock(gate_mu);
-      open = true;
-    }
-    gate_cv.notify_all();
+    gate.open();
     REQUIRE(answers.wait_for(5));
     CHECK(recorder.batches() == 2);
   }
@@ -266,15 +277,9 @@ TEST_CASE("DeliveryRecorder: marks waiting ride in the next batch of deliveries,
   auto real = open_sqlite_store(dir / "dmz.db");
   REQUIRE(real.ok());
   FaultInjectionStore store(**real);
-  std::mutex gate_mu;
-  std::condition_variable gate_cv;
-  bool held = false, open = false;
+  Gate gate;
   store.before_deliveries = [&](const std::vector<DeliveryId>& ids) {
-    if (ids.front().id != "github:b") return;
-    std::unique_lock lock(gate_mu);
-    held = true;
-    gate_cv.notify_all();
-    gate_cv.wait_for(lock, 10s, [&] { return open; });
+    if (ids.front().id == "github:b") gate.hold();
   };
   store.fail_marks = 1;  // a mark written in a transaction of its own would fail
   Answers answers;
@@ -284,17 +289,10 @@ TEST_CASE("DeliveryRecorder: marks waiting ride in the next batch of deliveries,
   // While "b" is being written, "a" is reported handled and "c" arrives: the next
   // transaction records "c" and marks "a".
   recorder.record(with_request("github:b", 2), answers.for_id("github:b"));
-  {
-    std::unique_lock lock(gate_mu);
-    REQUIRE(gate_cv.wait_for(lock, 10s, [&] { return held; }));
-  }
+  REQUIRE(gate.wait_held());
   recorder.handled("github:a");
   recorder.record(with_request("github:c", 3), answers.for_id("github:c"));
-  {
-    std::lock_guard lock(gate_mu);
-    open = true;
-  }
-  gate_cv.notify_all();
+  gate.open();
   REQUIRE(answers.wait_for(3));
   CHECK(recorder.batches() == 3);
   CHECK(recorder.marked() == 1);
