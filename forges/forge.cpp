@@ -16,6 +16,10 @@ Result<bool> Forge::may_approve(const std::string&) {
   return not_found("the " + std::string(kind()) + " forge has no API to ask who may approve");
 }
 
+Result<std::vector<std::string>> Forge::approving_reviewers(int, const queue::Sha&) {
+  return std::vector<std::string>{};
+}
+
 Result<std::vector<queue::Event>> Forge::checks_of(const queue::Sha&, queue::Millis) {
   return std::vector<queue::Event>{};
 }

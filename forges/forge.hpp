@@ -166,6 +166,8 @@ class Forge {
 
   // Whether `login` is a merge master of the repository (the forge may cache the answer).
   virtual Result<bool> may_approve(const std::string& login);
+  // The logins whose latest review of PR `number` approves `sha`, sorted (none by default).
+  virtual Result<std::vector<std::string>> approving_reviewers(int number, const queue::Sha& sha);
   // The check states the forge holds for `sha`, as CheckReported events.
   virtual Result<std::vector<queue::Event>> checks_of(const queue::Sha& sha, queue::Millis now);
   // Reads the forge's view of the repository (open PRs, their heads and labels, the checks

@@ -384,6 +384,20 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
       if (it == pulls_.end()) return not_found();
       return ok(pull_json(it->second, options_.repo));
     }
+    if (p.size() == 6 && p[5] == "reviews" && method == "GET") {  // oldest first
+      const int n = std::atoi(p[4].c_str());
+      if (!pulls_.count(n)) return not_found();
+      json items = json::array();
+      std::int64_t id = 0;
+      for (const auto& r : reviews_)
+        if (r.number == n)
+          items.push_back({{"id", ++id},
+                           {"user", {{"login", r.login}}},
+                           {"state", r.state},
+                           {"commit_id", r.sha},
+                           {"body", ""}});
+      return list(target, items, if_none_match);
+    }
   }
   if (what == "issues" && p.size() >= 6) {
     const int n = std::atoi(p[4].c_str());
@@ -546,6 +560,11 @@ void FakeGitHub::remove_label(int number, const std::string& label) {
   std::lock_guard lock(mu_);
   auto& labels = pulls_.at(number).labels;
   labels.erase(std::remove(labels.begin(), labels.end(), label), labels.end());
+}
+void FakeGitHub::add_review(int number, const std::string& login, const std::string& state,
+                            const std::string& sha) {
+  std::lock_guard lock(mu_);
+  reviews_.push_back({number, login, state, sha});
 }
 void FakeGitHub::set_permission(const std::string& login, const std::string& permission) {
   std::lock_guard lock(mu_);

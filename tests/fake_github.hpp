@@ -86,6 +86,9 @@ class FakeGitHub {
   void add_label(int number, const std::string& label, const std::string& actor,
                  std::int64_t at_ms);
   void remove_label(int number, const std::string& label);
+  // A review of PR `number` by `login` of commit `sha`: "APPROVED", "CHANGES_REQUESTED", ...
+  void add_review(int number, const std::string& login, const std::string& state,
+                  const std::string& sha);
   void set_permission(const std::string& login, const std::string& permission);
   void add_team_member(const std::string& org, const std::string& slug, const std::string& login);
   void add_status(const Status& status);
@@ -136,6 +139,11 @@ class FakeGitHub {
   mutable std::mutex mu_;
   std::map<int, Pull> pulls_;
   std::vector<LabelEvent> label_events_;
+  struct Review {
+    int number = 0;
+    std::string login, state, sha;
+  };
+  std::vector<Review> reviews_;
   std::vector<Comment> comments_;
   std::vector<Status> statuses_;
   std::vector<CheckRun> check_runs_;

@@ -250,13 +250,13 @@ Status GitWorker::repush_candidate(q::CandidateId id, const q::Sha& sha) {
   return {};
 }
 
-q::PolicyChecked GitWorker::check_policy(const q::CheckPolicy& a) {
+q::PolicyChecked GitWorker::check_policy(const q::CheckPolicy& a, const ForgeReviews& reviews) {
   q::PullRequest pr;
   pr.number = a.number;
   pr.branch = a.branch;
   pr.author = a.author;
   pr.head = a.sha;
-  return policy_->check(*mirror_, pr, a.sha, a.target, clock_.now());
+  return policy_->check(*mirror_, pr, a.sha, a.target, clock_.now(), reviews);
 }
 
 q::CandidateChecked GitWorker::check_candidate(const q::CheckCandidate& a) {

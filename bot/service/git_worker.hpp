@@ -14,6 +14,7 @@
 
 #include "base/clock.hpp"
 #include "base/status.hpp"
+#include "bot/trust/gate.hpp"
 #include "config/config.hpp"
 #include "forges/forge.hpp"
 #include "queue/model.hpp"
@@ -23,7 +24,6 @@ namespace git {
 class Mirror;
 }
 class Signer;
-class PolicyChecker;
 class CandidateChecker;
 
 class GitWorker {
@@ -37,7 +37,9 @@ class GitWorker {
   // reported as rewritten. A failure to reach the remote is `unavailable`.
   Result<forges::RemoteRefs> fetch();
   queue::MergeDone build_candidate(const queue::BuildCandidate& action);
-  queue::PolicyChecked check_policy(const queue::CheckPolicy& action);
+  // `reviews`: the PR's reviews as the forge reports them (none for a forge without an API).
+  queue::PolicyChecked check_policy(const queue::CheckPolicy& action,
+                                    const ForgeReviews& reviews = {});
   queue::CandidateChecked check_candidate(const queue::CheckCandidate& action);
   Status reset_dmz(const queue::ResetDmz& action);
   // Deletes every remote candidate branch (repo.queue.candidate_branch) not in `keep`.

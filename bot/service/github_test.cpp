@@ -24,6 +24,7 @@
 #include "forges/github/test_support.hpp"
 #include "tests/fake_github.hpp"
 #include "tests/git_http.hpp"
+#include "tests/ssh_keys.hpp"
 #include "tests/support.hpp"
 #include "tests/test_ca.hpp"
 
@@ -787,6 +788,66 @@ TEST_CASE(
 // A hotfix released to production comes back into master as a PR dmzbot opens on GitHub;
 // the hand-over is repeated after a stop (here: the stop came right after the push of
 // production), and opens nothing twice.
+TEST_CASE("github: approving reviews count where the committed policy lets forge reviews count") {
+  GitHub gh(test::FakeGitHub::Options{});
+  // Commits signed by alice, merges by dmzbot; one approval from a maintainer, and a GitHub
+  // review is one.
+  const auto& alice = test::cached_ssh_key("ed25519", 1);
+  const auto& dmzbot = test::cached_ssh_key("ed25519", 2);
+  test::configure_ssh_signing(gh.work, alice);
+  must(test::git_env() + "git config commit.gpgsign true", gh.work);
+  auto key = [](const test::SshKey& k) {  // "type base64", without the comment
+    return k.public_line.substr(0, k.public_line.find(' ', k.public_line.find(' ') + 1));
+  };
+  gh.commit("master", ".dmz/policy.toml",
+            "version = 1\n"
+            "[accounts.alice]\nssh = ['" +
+                key(alice) +
+                "']\nlogins = [\"alice\"]\n"
+                "[accounts.bob]\nlogins = [\"bob\"]\n"
+                "[accounts.dmzbot]\nssh = ['" +
+                key(dmzbot) +
+                "']\n"
+                "[groups]\nmaintainers = [\"alice\", \"bob\"]\nbots = [\"dmzbot\"]\n"
+                "[[rule]]\nbranch = \"master\"\npaths = [\"**\"]\napprovals = 1\n"
+                "approvers = \"maintainers\"\nforge_reviews = true\n"
+                "[merges]\nsigners = \"bots\"\n");
+  Bot bot(gh);
+  bot.stop();
+  bot.cfg.signing.format = "ssh";
+  bot.cfg.signing.key = dmzbot.private_path;
+  bot.start();
+  const std::string old_head = gh.commit("feature/r1", "r1.txt", "one\n");
+  bot.open(1, "feature/r1", old_head);
+  const std::string h2 = gh.commit("feature/r2", "r2.txt", "two\n");
+  bot.open(2, "feature/r2", h2);
+  gh.api->add_review(2, "bob", "APPROVED", h2);
+  // PR 1: bob approved an older head, then it moved; reviews of the head by nobody in the
+  // policy do not count either.
+  gh.api->add_review(1, "bob", "APPROVED", old_head);
+  bot.push(1, "feature/r1", "r1.txt");
+  const std::string h1 = gh.api->pull(1).head_sha;
+  gh.api->add_review(1, "stranger", "APPROVED", h1);
+  REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
+
+  bot.label(2, "alice");
+  bot.green(2);
+  CHECK(bot.pr(2).approvers == std::vector<std::string>{"bob"});
+
+  bot.label(1, "alice");
+  bot.until(1, q::PrStatus::Failed);
+  CHECK(bot.pr(1).reason_code == q::Reason::PolicyFailed);
+  const auto& details = bot.pr(1).details;
+  CHECK(std::find(details.begin(), details.end(),
+                  "forge review by @stranger does not count: no policy account has that login") !=
+        details.end());
+  bool asked = false;
+  for (const auto& r : gh.api->requests())
+    asked = asked || r.target.starts_with("/repos/octo/widgets/pulls/1/reviews");
+  CHECK(asked);
+  check_against_openapi(*gh.api, bot.data.path());
+}
+
 TEST_CASE("github: a hotfix in production comes back as a pull request dmzbot opens, once") {
   GitHub gh({});
   std::string fix = gh.commit("hotfix/crash", "fix.txt", "no more crash\n");

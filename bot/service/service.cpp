@@ -548,8 +548,23 @@ struct Service::Impl final : driver::GitPort,
            [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->fast_forward(a)); });
   }
   void check_policy(const std::string& repo, const q::CheckPolicy& a) override {
-    on_git(repo,
-           [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->check_policy(a)); });
+    RepoRuntime* rt = find(repo);
+    if (!rt || !rt->api) {
+      on_git(repo,
+             [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->check_policy(a)); });
+      return;
+    }
+    // The forge's reviews first (the API may block: the forge thread), then the verdict.
+    rt->forge_thread->post([this, rt, a] {
+      ForgeReviews reviews;
+      if (auto approving = rt->forge->approving_reviewers(a.number, a.sha))
+        reviews.approving = std::move(*approving);
+      else
+        reviews.unreadable = approving.message();
+      rt->git->post([this, rt, a, reviews = std::move(reviews)] {
+        post_event(rt->cfg.name, rt->worker->check_policy(a, reviews));
+      });
+    });
   }
   void check_candidate(const std::string& repo, const q::CheckCandidate& a) override {
     on_git(repo,

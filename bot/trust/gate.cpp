@@ -45,8 +45,8 @@ class TrustPolicy final : public PolicyChecker {
   explicit TrustPolicy(config::Repo repo) : repo_(std::move(repo)) {}
 
   queue::PolicyChecked check(git::Mirror& mirror, const queue::PullRequest& pr,
-                             const queue::Sha& sha, const queue::Sha& target,
-                             queue::Millis now) override {
+                             const queue::Sha& sha, const queue::Sha& target, queue::Millis now,
+                             const ForgeReviews& reviews) override {
     queue::PolicyChecked out{pr.number, sha, false, {}, now};
     auto fail = [&](std::vector<std::string> reasons) {
       out.pass = false;
@@ -108,6 +108,16 @@ class TrustPolicy final : public PolicyChecker {
     const auto tags = mirror.tags();
     gather_approvals(mirror, keys, pr, sha, tags, facts, approval_notes);
     gather_note_approvals(mirror, keys, pr, sha, facts, approval_notes);
+    for (const auto& login : reviews.approving) {
+      if (const queue::Account* a = policy.account_for_login(login))
+        facts.approvals.push_back({a->name, sha, "forge review (@" + login + ")", false});
+      else
+        approval_notes.push_back("forge review by @" + login +
+                                 " does not count: no policy account has that login");
+    }
+    if (!reviews.unreadable.empty())
+      approval_notes.push_back("the forge's reviews could not be read (" + reviews.unreadable +
+                               "); ask again once it answers");
     if (starts_with(pr.branch, kTagBranchPrefix))
       check_tag_pr(mirror, keys, pr, sha, tags, facts, extra_failures);
 

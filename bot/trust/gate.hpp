@@ -18,13 +18,21 @@ namespace git {
 class Mirror;
 }
 
+// A PR's reviews as a forge with an API reports them.
+struct ForgeReviews {
+  std::vector<std::string> approving;  // logins whose latest review approves the head
+  std::string unreadable;              // why they could not be read; "" if they were
+};
+
 class PolicyChecker {
  public:
   virtual ~PolicyChecker() = default;
   // The verdict for `pr` at `sha` against the target branch's current tip `target`.
+  // `reviews`: what the forge says of the PR's reviews (they count only for rules with
+  // forge_reviews = true, through the accounts' `logins`).
   virtual queue::PolicyChecked check(git::Mirror& mirror, const queue::PullRequest& pr,
                                      const queue::Sha& sha, const queue::Sha& target,
-                                     queue::Millis now) = 0;
+                                     queue::Millis now, const ForgeReviews& reviews = {}) = 0;
   // Signature operations (GnuPG or SSHSIG verifications) performed so far; results are cached
   // by (object id, key set), so re-checking an unchanged PR adds none. For tests and metrics.
   virtual std::uint64_t signature_verifications() const { return 0; }

@@ -48,14 +48,15 @@ struct PrRepo : Repo {
     checker = make_policy_checker(cfg);
   }
   queue::PolicyChecked check(const std::string& author, const std::string& head,
-                             const std::string& branch = "feature/x", int number = 1) {
+                             const std::string& branch = "feature/x", int number = 1,
+                             const ForgeReviews& reviews = {}) {
     fetch();
     queue::PullRequest pr;
     pr.number = number;
     pr.branch = branch;
     pr.author = author;
     pr.head = head;
-    return checker->check(*mirror, pr, head, master, 0);
+    return checker->check(*mirror, pr, head, master, 0, reviews);
   }
   void approve(const test::SshKey& key, const std::string& who, const std::string& head) {
     ssh_tag(key, "dmz-approve/1-" + who, head);
@@ -129,6 +130,49 @@ TEST_CASE("trust: a signed PR nobody approved lists no approvers, and says what 
   CHECK(v.approvers.empty());
   CHECK(v.signers == std::vector<std::string>{"alice"});
   CHECK_MESSAGE(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 0"),
+                all(v.reasons));
+}
+
+TEST_CASE("trust: forge reviews count where a rule allows them, through the accounts' logins") {
+  auto& k = keys();
+  std::string policy = k.policy();
+  const std::string main_rule = "approvers = \"maintainers\"\n";
+  policy.insert(policy.find(main_rule) + main_rule.size(), "forge_reviews = true\n");
+  PrRepo r(policy);
+  std::string head = r.commit({{"a.txt", "a\n"}}, "feature", k.ssh(k.alice_ssh));
+  auto check = [&](ForgeReviews reviews) {
+    return r.check("alice", head, "feature/x", 1, reviews);
+  };
+
+  auto v = check({{"bob", "carol"}, ""});
+  CHECK_MESSAGE(v.pass, all(v.reasons));
+  CHECK(v.approvers == std::vector<std::string>{"bob", "carol"});
+
+  v = check({{"bob", "stranger"}, ""});
+  CHECK_FALSE(v.pass);
+  CHECK_MESSAGE(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"),
+                all(v.reasons));
+  CHECK(
+      has(v.reasons, "forge review by @stranger does not count: no policy account has that login"));
+
+  v = check({{"alice", "bob"}, ""});  // the author's own review
+  CHECK_FALSE(v.pass);
+  CHECK(has(v.reasons, "approval by alice does not count: alice is the PR's author"));
+
+  v = check({{"bob"}, "GitHub answered 502"});
+  CHECK_FALSE(v.pass);
+  CHECK(has(v.reasons,
+            "the forge's reviews could not be read (GitHub answered 502); ask again "
+            "once it answers"));
+
+  // Where the rule asks for signed approvals, a forge review is refused with the reason.
+  PrRepo strict;
+  std::string strict_head = strict.commit({{"a.txt", "a\n"}}, "feature", k.ssh(k.alice_ssh));
+  v = strict.check("alice", strict_head, "feature/x", 1, {{"bob", "carol"}, ""});
+  CHECK_FALSE(v.pass);
+  CHECK_MESSAGE(has(v.reasons,
+                    "forge review (@bob) by bob does not count: rule requires signed "
+                    "approvals"),
                 all(v.reasons));
 }
 

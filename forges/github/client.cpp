@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
 #include <thread>
 
 #include "base/crypto.hpp"
@@ -438,6 +439,22 @@ Result<std::optional<LabelEvent>> Client::last_labeled(int number, const std::st
       found = LabelEvent{e.contains("actor") ? str(e["actor"], "login") : "", *at};
   }
   return found;
+}
+
+Result<std::vector<std::string>> Client::approving_reviewers(int number, const queue::Sha& sha) {
+  auto items = list("/repos/" + options_.repo + "/pulls/" + std::to_string(number) + "/reviews");
+  if (!items) return items.error();
+  std::map<std::string, const nlohmann::json*> latest;  // by login; the list is oldest first
+  for (const auto& r : *items) {
+    const std::string state = str(r, "state");
+    if (state == "COMMENTED" || state == "PENDING" || !r.contains("user")) continue;
+    const std::string login = str(r["user"], "login");
+    if (!login.empty()) latest[login] = &r;
+  }
+  std::vector<std::string> out;
+  for (const auto& [login, r] : latest)
+    if (str(*r, "state") == "APPROVED" && str(*r, "commit_id") == sha) out.push_back(login);
+  return out;
 }
 
 Result<std::string> Client::permission(const std::string& login) {

@@ -79,6 +79,10 @@ class Client {
   Result<bool> team_member(const std::string& org, const std::string& slug,
                            const std::string& login);
   Status comment(int number, const std::string& body);
+  // The logins whose latest review of PR `number` (APPROVED, CHANGES_REQUESTED or DISMISSED; a
+  // COMMENTED review changes no verdict) approves commit `sha`, sorted: an approval of an
+  // older head, or one taken back since, does not count.
+  Result<std::vector<std::string>> approving_reviewers(int number, const queue::Sha& sha);
   // Whether a comment on `number` contains `marker` (to not repeat a comment that was posted
   // when its answer was lost).
   Result<bool> has_comment_with(int number, const std::string& marker);

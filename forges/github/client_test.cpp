@@ -198,6 +198,39 @@ TEST_CASE("github client: lists follow Link rel=next pages; ETags make repeats f
   CHECK_FALSE(partial->second);
 }
 
+TEST_CASE(
+    "github client: the approving reviewers are those whose latest review approves the head") {
+  Fixture f;
+  Client c = f.client();
+  const std::string head(40, 'a'), old(40, 'b');
+  auto review = [](const std::string& login, const std::string& state, const std::string& sha) {
+    return json{{"user", {{"login", login}}}, {"state", state}, {"commit_id", sha}};
+  };
+  json reviews = json::array({
+      review("alice", "APPROVED", head),  // counts
+      review("bob", "APPROVED", old),     // an older head
+      review("carol", "APPROVED", head),  // then asked for changes
+      review("carol", "CHANGES_REQUESTED", head),
+      review("dave", "CHANGES_REQUESTED", old),  // then approved the head
+      review("dave", "APPROVED", head),
+      review("erin", "APPROVED", head),  // a comment changes no verdict
+      review("erin", "COMMENTED", head),
+      review("frank", "APPROVED", head),  // dismissed
+      review("frank", "DISMISSED", head),
+  });
+  f.http.answer(200, reviews.dump());
+  auto got = c.approving_reviewers(7, head);
+  REQUIRE(got.ok());
+  CHECK(*got == std::vector<std::string>{"alice", "dave", "erin"});
+  CHECK(f.http.calls[0].method == "GET");
+  CHECK(f.http.calls[0].url ==
+        "https://api.example.com/repos/octo/widgets/pulls/7/reviews?per_page=100");
+
+  f.http.answer(500, "");
+  f.options.max_attempts = 1;
+  CHECK(f.client().approving_reviewers(7, head).code() == Code::kUnavailable);
+}
+
 TEST_CASE("github client: a GitHub App's JWT buys installation tokens, renewed before expiry") {
   Fixture f;
   test::TempDir dir;

@@ -280,6 +280,10 @@ Result<std::optional<q::PrOpened>> GitHubForge::open_pull(const PullToOpen& p, q
       q::PrOpened{open->number, open->head_ref, open->author, open->title, open->head, now});
 }
 
+Result<std::vector<std::string>> GitHubForge::approving_reviewers(int number, const q::Sha& sha) {
+  return client_->approving_reviewers(number, sha);
+}
+
 Result<bool> GitHubForge::may_approve(const std::string& login) {
   if (login.empty()) return false;
   const std::string key = lower(login);
