@@ -1158,21 +1158,33 @@ void merged(Ctx& c, std::size_t index, const MergeDone& e) {
   c.emit(StartBuild{k.id, k.sha});
 }
 
-void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
+// Whether the merge of train[index] failed on one of its own PRs.
+bool in_candidate(const Ctx& c, std::size_t index, int culprit) {
   const auto& prs = c.s.train[index].prs;
-  if (std::find(prs.begin(), prs.end(), e.culprit) == prs.end())
-    return transient(c, index,
-                     "conflict reported for " + pr_name(e.culprit) +
-                         ", which is not in candidate " + std::to_string(c.s.train[index].id));
+  return std::find(prs.begin(), prs.end(), culprit) != prs.end();
+}
+
+// The merge of train[index] failed on `culprit`: it fails; the candidate's other PRs and the
+// later candidates go back to their place.
+void fail_merge_of(Ctx& c, std::size_t index, int culprit, Reason code, std::string reason,
+                   std::vector<std::string> details) {
   for (int n : cut(c, index)) {
-    if (n == e.culprit)
-      fail(c, c.pr(n), Reason::MergeConflict,
-           "merge conflict in " + join(e.conflicts, ", ") +
-               "; merge master into the branch (or rebase), push, and ask for approval again",
-           e.conflicts);
+    if (n == culprit)
+      fail(c, c.pr(n), code, std::move(reason), std::move(details));
     else
       requeue(c, c.pr(n));
   }
+}
+
+void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
+  if (!in_candidate(c, index, e.culprit))
+    return transient(c, index,
+                     "conflict reported for " + pr_name(e.culprit) +
+                         ", which is not in candidate " + std::to_string(c.s.train[index].id));
+  fail_merge_of(c, index, e.culprit, Reason::MergeConflict,
+                "merge conflict in " + join(e.conflicts, ", ") +
+                    "; merge master into the branch (or rebase), push, and ask for approval again",
+                e.conflicts);
 }
 
 // Git failed to build the candidate. A failure of one PR's merge is retried as transient until
@@ -1180,20 +1192,13 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
 // would otherwise hold the queue forever) and the others keep their place. Any other failure
 // (the push, the remote) is nobody's fault and is retried for as long as it lasts.
 void merge_failed(Ctx& c, std::size_t index, const MergeDone& e) {
-  const auto& prs = c.s.train[index].prs;
-  const bool blamed = std::find(prs.begin(), prs.end(), e.culprit) != prs.end();
-  if (!blamed || ++c.pr(e.culprit).merge_errors < kMaxMergeErrors)
+  if (!in_candidate(c, index, e.culprit) || ++c.pr(e.culprit).merge_errors < kMaxMergeErrors)
     return transient(c, index, e.message);
-  for (int n : cut(c, index)) {
-    if (n == e.culprit)
-      fail(c, c.pr(n), Reason::Unmergeable,
-           "dmzbot could not merge its head " + short_sha(c.pr(n).head) + " (" +
-               std::to_string(kMaxMergeErrors) + " tries): " + e.message +
-               "; push a new head (or rebase) and ask for approval again",
-           {e.message});
-    else
-      requeue(c, c.pr(n));
-  }
+  fail_merge_of(c, index, e.culprit, Reason::Unmergeable,
+                "dmzbot could not merge its head " + short_sha(c.pr(e.culprit).head) + " (" +
+                    std::to_string(kMaxMergeErrors) + " tries): " + e.message +
+                    "; push a new head (or rebase) and ask for approval again",
+                {e.message});
 }
 
 Verdict on(Ctx& c, const MergeDone& e) {
