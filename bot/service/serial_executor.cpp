@@ -1,8 +1,6 @@
 #include "bot/service/serial_executor.hpp"
 
 #include <spdlog/spdlog.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 #include <future>
 

@@ -549,9 +549,9 @@ struct Service::Impl final : driver::GitPort,
   }
   void check_policy(const std::string& repo, const q::CheckPolicy& a) override {
     RepoRuntime* rt = find(repo);
-    if (!rt || !rt->api) {
-      on_git(repo,
-             [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->check_policy(a)); });
+    if (!rt) return;
+    if (!rt->api) {
+      rt->git->post([this, rt, a] { post_event(rt->cfg.name, rt->worker->check_policy(a)); });
       return;
     }
     // The forge's reviews first (the API may block: the forge thread), then the verdict.
