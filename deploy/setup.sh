@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 packages="cmake ninja-build g++ pkg-config ccache git gnupg openssh-client bubblewrap
-  libboost1.81-dev libgit2-dev libgpgme-dev nlohmann-json3-dev libssl-dev doctest-dev
+  libboost1.81-dev libgit2-dev libgpgme-dev nlohmann-json3-dev libsimdjson-dev libssl-dev doctest-dev
   libtomlplusplus-dev libsqlite3-dev libpq-dev libspdlog-dev libcli11-dev"
 with_tests=false
 for arg in "$@"; do

@@ -1,8 +1,10 @@
 #include "forges/github/webhook.hpp"
 
+#include <simdjson.h>
+
 #include <algorithm>
 #include <cctype>
-#include <nlohmann/json.hpp>
+#include <optional>
 
 #include "base/crypto.hpp"
 #include "forges/github/commands.hpp"
@@ -11,7 +13,10 @@ namespace dmz::forges::github {
 namespace {
 
 namespace q = queue;
-using nlohmann::json;
+// simdjson, not nlohmann_json: webhooks are parsed on the thread that answers them, and
+// simdjson reads a 10 KB payload about 25 times faster (SIMD, one tape per document, no allocation
+// per value).
+using json = simdjson::dom::element;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -20,29 +25,30 @@ std::string lower(std::string_view s) {
 }
 
 // Reading a payload: every field may be missing or null in some GitHub version; `at` walks a
-// path and gives nullptr for anything that is not there.
-const json* at(const json& j, std::initializer_list<const char*> path) {
-  const json* cur = &j;
+// path and gives nothing for anything that is not there.
+std::optional<json> at(json j, std::initializer_list<const char*> path) {
   for (const char* key : path) {
-    if (!cur->is_object()) return nullptr;
-    auto it = cur->find(key);
-    if (it == cur->end() || it->is_null()) return nullptr;
-    cur = &*it;
+    simdjson::dom::object object;
+    json next;
+    if (j.get(object) || object.at_key(key).get(next) || next.is_null()) return std::nullopt;
+    j = next;
   }
-  return cur;
+  return j;
 }
-std::string str(const json& j, std::initializer_list<const char*> path) {
-  const json* v = at(j, path);
-  return v && v->is_string() ? v->get<std::string>() : std::string();
+std::string str(json j, std::initializer_list<const char*> path) {
+  std::string_view s;
+  auto v = at(j, path);
+  return v && !v->get(s) ? std::string(s) : std::string();
 }
-bool flag(const json& j, std::initializer_list<const char*> path) {
-  const json* v = at(j, path);
-  return v && v->is_boolean() && v->get<bool>();
+bool flag(json j, std::initializer_list<const char*> path) {
+  bool b = false;
+  auto v = at(j, path);
+  return v && !v->get(b) && b;
 }
-int number(const json& j, std::initializer_list<const char*> path) {
-  const json* v = at(j, path);
-  if (!v || !v->is_number_integer()) return 0;
-  auto n = v->get<std::int64_t>();
+int number(json j, std::initializer_list<const char*> path) {
+  std::int64_t n = 0;
+  auto v = at(j, path);
+  if (!v || v->get(n)) return 0;
   return n > 0 && n <= (1 << 30) ? static_cast<int>(n) : 0;
 }
 
@@ -73,7 +79,7 @@ std::string url_decode(std::string_view s) {
 // One delivery being read.
 struct Reader {
   const WebhookSettings& cfg;
-  const json& p;
+  json p;
   q::Millis now;
   Delivery d;
 
@@ -96,7 +102,7 @@ struct Reader {
     d.follow_ups.push_back(std::move(f));
   }
 
-  q::PrOpened opened(const json& pr) const {
+  q::PrOpened opened(json pr) const {
     return q::PrOpened{number(pr, {"number"}), str(pr, {"head", "ref"}), str(pr, {"user", "login"}),
                        str(pr, {"title"}),     str(pr, {"head", "sha"}), now};
   }
@@ -170,7 +176,7 @@ struct Reader {
   }
 
   Status pull_request() {
-    const json* pr = at(p, {"pull_request"});
+    auto pr = at(p, {"pull_request"});
     if (!pr || !pr->is_object()) return invalid("a pull_request event without its pull request");
     const std::string action = str(p, {"action"});
     const int n = number(*pr, {"number"});
@@ -178,8 +184,7 @@ struct Reader {
     const std::string head = str(*pr, {"head", "sha"});
     const std::string base = str(*pr, {"base", "ref"});
     if (action == "edited") {
-      const json* from = at(p, {"changes", "base", "ref", "from"});
-      if (from && from->is_string() && base != cfg.master && from->get<std::string>() == cfg.master)
+      if (base != cfg.master && str(p, {"changes", "base", "ref", "from"}) == cfg.master)
         d.events.push_back(q::PrClosed{n, now});  // it left master: out of the queue
       else if (base == cfg.master && is_sha(head))
         d.events.push_back(opened(*pr));  // a new base (master), or a new title
@@ -254,15 +259,16 @@ struct Reader {
     const std::string description = str(p, {"description"});
     const std::string url = str(p, {"target_url"});
     d.events.push_back(q::CheckReported{sha, q::Check{context, state, description, url, now}, now});
-    if (const json* branches = at(p, {"branches"}); branches && branches->is_array())
-      for (const auto& b : *branches)
+    simdjson::dom::array branches;
+    if (auto list = at(p, {"branches"}); list && !list->get(branches))
+      for (json b : branches)
         if (str(b, {"commit", "sha"}) == sha)
           try_result(str(b, {"name"}), sha, context, state, description, url);
     return {};
   }
 
   Status check_run() {
-    const json* run = at(p, {"check_run"});
+    auto run = at(p, {"check_run"});
     if (!run) return invalid("a check_run event without its check run");
     const std::string sha = str(*run, {"head_sha"});
     const std::string name = str(*run, {"name"});
@@ -307,10 +313,11 @@ struct Reader {
 };
 
 // Whether `list` (an array of repositories) names `repo`.
-bool names(const json* list, const std::string& repo) {
-  if (!list || !list->is_array()) return false;
-  return std::any_of(list->begin(), list->end(),
-                     [&](const json& r) { return lower(str(r, {"full_name"})) == repo; });
+bool names(std::optional<json> list, const std::string& repo) {
+  simdjson::dom::array repos;
+  if (!list || list->get(repos)) return false;
+  return std::any_of(repos.begin(), repos.end(),
+                     [&](json r) { return lower(str(r, {"full_name"})) == repo; });
 }
 
 }  // namespace
@@ -385,13 +392,20 @@ Result<Delivery> parse_delivery(const WebhookSettings& cfg, std::string_view eve
                                 std::string_view id, std::string_view payload, q::Millis now) {
   if (event.empty()) return invalid("the X-GitHub-Event header is missing");
   if (id.empty() || id.size() > 200) return invalid("the X-GitHub-Delivery header is missing");
-  json p = json::parse(payload, nullptr, /*allow_exceptions=*/false);
-  if (p.is_discarded() || !p.is_object())
+  // One parser per thread keeps its buffers between deliveries; a big payload gets its own, so
+  // that no thread holds on to a large one's memory.
+  constexpr std::size_t kKeptParserBytes = 1 << 20;
+  thread_local simdjson::dom::parser kept;
+  simdjson::dom::parser big;
+  simdjson::dom::parser& parser = payload.size() <= kKeptParserBytes ? kept : big;
+  json p;  // the copy made by the parse pads the text, as simdjson needs
+  if (parser.parse(payload.data(), payload.size(), /*realloc_if_needed=*/true).get(p) ||
+      !p.is_object())
     return invalid("the webhook payload is not a JSON object");
   Reader r{cfg, p, now, {}};
   r.d.id = std::string(id);
   const std::string repo = lower(cfg.repo);
-  if (const json* named = at(p, {"repository"})) {
+  if (auto named = at(p, {"repository"})) {
     if (lower(str(*named, {"full_name"})) != repo)
       return not_found("the webhook is about " + str(*named, {"full_name"}) + ", not " + cfg.repo);
     r.d.repo = cfg.repo;

@@ -259,6 +259,56 @@ TEST_CASE("github webhooks: bad input is refused with a reason, nothing else") {
   CHECK(f.forge->webhook(xml, kNow).code() == Code::kInvalid);
 }
 
+TEST_CASE("github webhooks: a field of the wrong type or null is absent; the text must be UTF-8") {
+  Forge f("Codertocat/Hello-World");
+  json p = testing::example("pull_request", [](const json& p) { return p["action"] == "opened"; });
+  json bad = p;
+  bad["pull_request"]["number"] = std::to_string(p["pull_request"]["number"].get<int>());
+  CHECK(f.hook("pull_request", bad).code() == Code::kInvalid);
+  bad = p;
+  bad["pull_request"]["number"] = 2.5;
+  CHECK(f.hook("pull_request", bad).code() == Code::kInvalid);
+  bad = p;
+  bad["pull_request"]["head"]["sha"] = nullptr;
+  auto no_head = f.hook("pull_request", bad);
+  REQUIRE(no_head.code() == Code::kInvalid);
+  CHECK(no_head.message().find("has no head sha") != std::string::npos);
+  bad = p;
+  bad["pull_request"]["head"] = json::array({p["pull_request"]["head"]});  // not an object
+  CHECK(f.hook("pull_request", bad).code() == Code::kInvalid);
+  // "draft": "true" is not a draft (only the JSON true is).
+  json labeled = p;
+  labeled["action"] = "labeled";
+  labeled["label"] = {{"name", "dmz:merge"}};
+  labeled["sender"]["login"] = "alice";
+  labeled["pull_request"]["draft"] = "true";
+  CHECK(kinds(*f.hook("pull_request", labeled)) == Kinds{"pr_opened", "authorize:merge_requested"});
+  // Invalid UTF-8 inside a string: not JSON.
+  std::string body = p.dump();
+  body.insert(body.find("\"title\":\"") + 9, "\xC3\x28");
+  CHECK(f.forge->webhook(signed_request(kSecret, "pull_request", "d-9", body), kNow).code() ==
+        Code::kInvalid);
+}
+
+TEST_CASE("github webhooks: a payload over a megabyte means the same as a small one") {
+  // Big payloads are parsed apart from the thread's kept parser; the next small one still reads.
+  Forge f("Codertocat/Hello-World");
+  json p = testing::example("pull_request", [](const json& p) { return p["action"] == "opened"; });
+  auto small = f.hook("pull_request", p);
+  REQUIRE(small.ok());
+  json big = p;
+  big["pull_request"]["body"] = std::string(3 << 20, 'x');
+  auto large = f.hook("pull_request", big);
+  REQUIRE(large.ok());
+  CHECK(kinds(*large) == kinds(*small));
+  CHECK(std::get<q::PrOpened>(large->events[0]).head ==
+        std::get<q::PrOpened>(small->events[0]).head);
+  auto again = f.hook("pull_request", p);
+  REQUIRE(again.ok());
+  CHECK(std::get<q::PrOpened>(again->events[0]).title ==
+        std::get<q::PrOpened>(small->events[0]).title);
+}
+
 TEST_CASE("github webhooks: a form-encoded delivery carries its JSON in `payload`") {
   Forge f("Codertocat/Hello-World");
   const json pr =
