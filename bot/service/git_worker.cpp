@@ -259,6 +259,10 @@ q::PolicyChecked GitWorker::check_policy(const q::CheckPolicy& a, const ForgeRev
   return policy_->check(*mirror_, pr, a.sha, a.target, clock_.now(), reviews);
 }
 
+bool GitWorker::counts_forge_reviews(const q::CheckPolicy& a) {
+  return policy_->counts_forge_reviews(*mirror_, a.target);
+}
+
 q::CandidateChecked GitWorker::check_candidate(const q::CheckCandidate& a) {
   return candidates_->check(*mirror_, a, clock_.now());
 }

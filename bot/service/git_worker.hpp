@@ -40,6 +40,8 @@ class GitWorker {
   // `reviews`: the PR's reviews as the forge reports them (none for a forge without an API).
   queue::PolicyChecked check_policy(const queue::CheckPolicy& action,
                                     const ForgeReviews& reviews = {});
+  // Whether the policy the action would be judged by lets forge reviews count.
+  bool counts_forge_reviews(const queue::CheckPolicy& action);
   queue::CandidateChecked check_candidate(const queue::CheckCandidate& action);
   Status reset_dmz(const queue::ResetDmz& action);
   // Deletes every remote candidate branch (repo.queue.candidate_branch) not in `keep`.

@@ -733,6 +733,9 @@ TEST_CASE("github end to end: a train of candidates, each on its own branch; try
   CHECK(outcome_of(bot, {1, 2, 3}).comments ==
         std::map<int, std::vector<std::string>>{
             {1, {"Merged"}}, {2, {"Build failed"}}, {3, {"Merged"}}});
+  // No committed policy, so no rule lets forge reviews count: nobody asked GitHub for them.
+  for (const auto& r : gh.api->requests())
+    CHECK_MESSAGE(r.target.find("/reviews") == std::string::npos, r.target);
   check_against_openapi(*gh.api, bot.data.path());
 }
 

@@ -550,19 +550,19 @@ struct Service::Impl final : driver::GitPort,
   void check_policy(const std::string& repo, const q::CheckPolicy& a) override {
     RepoRuntime* rt = find(repo);
     if (!rt) return;
-    if (!rt->api) {
-      rt->git->post([this, rt, a] { post_event(rt->cfg.name, rt->worker->check_policy(a)); });
-      return;
-    }
-    // The forge's reviews first (the API may block: the forge thread), then the verdict.
-    rt->forge_thread->post([this, rt, a] {
-      ForgeReviews reviews;
-      if (auto approving = rt->forge->approving_reviewers(a.number, a.sha))
-        reviews.approving = std::move(*approving);
-      else
-        reviews.unreadable = approving.message();
-      rt->git->post([this, rt, a, reviews = std::move(reviews)] {
-        post_event(rt->cfg.name, rt->worker->check_policy(a, reviews));
+    rt->git->post([this, rt, a] {
+      if (!rt->api || !rt->worker->counts_forge_reviews(a))
+        return post_event(rt->cfg.name, rt->worker->check_policy(a));
+      // The forge's reviews first (the API may block: the forge thread), then the verdict.
+      rt->forge_thread->post([this, rt, a] {
+        ForgeReviews reviews;
+        if (auto approving = rt->forge->approving_reviewers(a.number, a.sha))
+          reviews.approving = std::move(*approving);
+        else
+          reviews.unreadable = approving.message();
+        rt->git->post([this, rt, a, reviews = std::move(reviews)] {
+          post_event(rt->cfg.name, rt->worker->check_policy(a, reviews));
+        });
       });
     });
   }

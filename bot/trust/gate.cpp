@@ -132,6 +132,16 @@ class TrustPolicy final : public PolicyChecker {
     return out;
   }
 
+  bool counts_forge_reviews(git::Mirror& mirror, const queue::Sha& target) override {
+    auto in_force = trust::policy_in_force(mirror, target, repo_.policy_root);
+    if (!in_force || !*in_force || !(*in_force)->refusal.empty()) return false;  // fails anyway
+    auto loaded = keys_.load(**in_force);
+    if (!loaded.keys) return false;
+    const auto& rules = loaded.keys->policy().rules;
+    return std::any_of(rules.begin(), rules.end(),
+                       [](const queue::Rule& r) { return r.forge_reviews; });
+  }
+
   std::uint64_t signature_verifications() const override { return gatherer_.verifications(); }
 
  private:

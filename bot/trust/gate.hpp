@@ -33,6 +33,9 @@ class PolicyChecker {
   virtual queue::PolicyChecked check(git::Mirror& mirror, const queue::PullRequest& pr,
                                      const queue::Sha& sha, const queue::Sha& target,
                                      queue::Millis now, const ForgeReviews& reviews = {}) = 0;
+  // Whether the policy in force at `target` lets forge reviews count (a rule with
+  // forge_reviews = true): when it does not, nobody need ask the forge for them.
+  virtual bool counts_forge_reviews(git::Mirror& mirror, const queue::Sha& target) = 0;
   // Signature operations (GnuPG or SSHSIG verifications) performed so far; results are cached
   // by (object id, key set), so re-checking an unchanged PR adds none. For tests and metrics.
   virtual std::uint64_t signature_verifications() const { return 0; }

@@ -145,6 +145,7 @@ TEST_CASE("trust: forge reviews count where a rule allows them, through the acco
   };
 
   auto v = check({{"bob", "carol"}, ""});
+  CHECK(r.checker->counts_forge_reviews(*r.mirror, r.master));  // the mirror is fetched now
   CHECK_MESSAGE(v.pass, all(v.reasons));
   CHECK(v.approvers == std::vector<std::string>{"bob", "carol"});
 
@@ -169,6 +170,7 @@ TEST_CASE("trust: forge reviews count where a rule allows them, through the acco
   PrRepo strict;
   std::string strict_head = strict.commit({{"a.txt", "a\n"}}, "feature", k.ssh(k.alice_ssh));
   v = strict.check("alice", strict_head, "feature/x", 1, {{"bob", "carol"}, ""});
+  CHECK_FALSE(strict.checker->counts_forge_reviews(*strict.mirror, strict.master));
   CHECK_FALSE(v.pass);
   CHECK_MESSAGE(has(v.reasons,
                     "forge review (@bob) by bob does not count: rule requires signed "
@@ -206,6 +208,7 @@ TEST_CASE("trust: without a policy_root or a committed policy every PR passes") 
   CHECK(v.approvers.empty());                              // and no approval was asked for
   CHECK(v.paths == std::vector<std::string>{"a.txt"});     // what it changes: lanes need it
   CHECK(checker->check(*r.mirror, pr, head, "", 0).pass);  // no master known yet
+  CHECK_FALSE(checker->counts_forge_reviews(*r.mirror, r.root));
 }
 
 TEST_CASE("trust: the trust root judges a repository without a committed policy") {
