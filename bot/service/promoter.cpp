@@ -182,7 +182,10 @@ void Promoter::after_fetch(git::Mirror& mirror) {
 void Promoter::hand_over_hotfixes(git::Mirror& mirror) {
   if (!on_hotfix_ || hotfixes_handed_.exchange(true)) return;
   auto master = mirror.remote_branch(repo_.master);
-  if (!master) return;
+  if (!master) {
+    hotfixes_handed_ = false;  // nothing to bring them into yet: again after the next fetch
+    return;
+  }
   std::map<std::int64_t, PromotionRecord> released;  // by seq: the holder and the recent ones
   {
     std::lock_guard lock(mu_);

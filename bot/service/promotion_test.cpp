@@ -375,4 +375,46 @@ TEST_CASE("hotfix flow: a hotfix in production but never handed over is brought 
   service.stop();
 }
 
+TEST_CASE("hotfix flow: a hotfix released while the remote has no master waits for master") {
+  ReleaseRemote remote;
+  test::TempDir data;
+  config::Config cfg = service_config(remote, data.path());
+  cfg.signing.format = "openpgp";
+  cfg.signing.fingerprint = remote.bot;
+  cfg.signing.gnupg_home = remote.home.path();
+  remote.git("checkout -q -b hotfix/crash " + remote.base);
+  test::write_file(remote.work / "fix", "no more crash\n");
+  remote.git("add fix");
+  remote.git("-c gpg.program=gpg commit -q -S" + remote.lead + " -m 'fix the crash'");
+  const std::string fix = remote.git("rev-parse HEAD");
+  remote.git("push -q origin hotfix/crash " + fix + ":refs/heads/production");
+  remote.git("checkout -q master");
+  record_released_hotfix(data.path() / cfg.store.path, kRepo, "v1.0.1", "hotfix/crash", fix,
+                         remote.base);
+  // master is gone for a while (a botched push, a migration): nothing to bring the fix into.
+  REQUIRE(test::run("git update-ref -d refs/heads/master", remote.origin).exit_code == 0);
+  Service::Options o;
+  o.fetch_interval = 100ms;
+  o.tick_interval = 50ms;
+  auto started = Service::start(cfg, o);
+  REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.message()));
+  auto& service = **started;
+  auto hotfix_approval = [&]() -> std::optional<queue::Approval> {
+    if (auto state = service.state(kRepo))
+      for (const auto& [n, pr] : state->prs)
+        if (pr.branch == "hotfix/crash") return pr.approval;
+    return std::nullopt;
+  };
+  std::this_thread::sleep_for(400ms);  // several fetches without master
+  CHECK_FALSE(hotfix_approval());
+  // master is back: the next fetch hands the hotfix over.
+  REQUIRE(test::run("git update-ref refs/heads/master " + remote.base, remote.origin).exit_code ==
+          0);
+  CHECK(eventually([&] {
+    auto approval = hotfix_approval();
+    return approval && approval->sha == fix;
+  }));
+  service.stop();
+}
+
 }  // namespace dmz
