@@ -91,6 +91,36 @@ config::Config service_config(const ReleaseRemote& remote, const std::filesystem
   return cfg;
 }
 
+// Fetches and ticks often, so that the tests wait little for what the service notices.
+Service::Options quick_options() {
+  Service::Options o;
+  o.fetch_interval = 100ms;
+  o.tick_interval = 50ms;
+  return o;
+}
+
+// dmzbot signs its merges with its own key, as the policy's [merges] wants.
+void sign_merges_as_bot(config::Config& cfg, const ReleaseRemote& remote) {
+  cfg.signing.format = "openpgp";
+  cfg.signing.fingerprint = remote.bot;
+  cfg.signing.gnupg_home = remote.home.path();
+}
+
+// A signed fix on hotfix/crash off v1.0, pushed straight to production as release v1.0.1: what
+// a stop right after the push of production leaves (the record, and no PR). Returns the fix.
+std::string released_hotfix(ReleaseRemote& remote, const config::Config& cfg) {
+  remote.git("checkout -q -b hotfix/crash " + remote.base);
+  test::write_file(remote.work / "fix", "no more crash\n");
+  remote.git("add fix");
+  remote.git("-c gpg.program=gpg commit -q -S" + remote.lead + " -m 'fix the crash'");
+  const std::string fix = remote.git("rev-parse HEAD");
+  remote.git("push -q origin hotfix/crash " + fix + ":refs/heads/production");
+  remote.git("checkout -q master");
+  record_released_hotfix(cfg.data_dir / cfg.store.path, kRepo, "v1.0.1", "hotfix/crash", fix,
+                         remote.base);
+  return fix;
+}
+
 }  // namespace
 
 TEST_CASE("release promotion through the service: by API, by fetch, refusals, the queue JSON") {
@@ -101,9 +131,7 @@ TEST_CASE("release promotion through the service: by API, by fetch, refusals, th
   remote.tag("v1.0-rc1", remote.lead, remote.base);
   remote.tag("v1.0", remote.lead, remote.base);  // a release tag by the wrong person
 
-  Service::Options o;
-  o.fetch_interval = 100ms;
-  o.tick_interval = 50ms;
+  const Service::Options o = quick_options();
   auto started = Service::start(cfg, o);
   REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.message()));
   auto& service = **started;
@@ -214,9 +242,7 @@ TEST_CASE("hotfix flow: a hotfix branch off production reaches staging, producti
   test::TempDir data;
   config::Config cfg = service_config(remote, data.path());
   cfg.repos[0].hotfix_branches = "fix/*";  // not the default: a fix/ branch is a hotfix here
-  cfg.signing.format = "openpgp";  // dmzbot signs its merges, as the policy's [merges] wants
-  cfg.signing.fingerprint = remote.bot;
-  cfg.signing.gnupg_home = remote.home.path();
+  sign_merges_as_bot(cfg, remote);
 
   // v1.0 is in production; master moved on and v2.0-rc1 is on staging.
   remote.tag("v1.0-rc1", remote.lead, remote.base);
@@ -225,9 +251,7 @@ TEST_CASE("hotfix flow: a hotfix branch off production reaches staging, producti
   remote.git("push -q origin master");
   remote.tag("v2.0-rc1", remote.lead, two);
 
-  Service::Options o;
-  o.fetch_interval = 100ms;
-  o.tick_interval = 50ms;
+  const Service::Options o = quick_options();
   auto started = Service::start(cfg, o);
   REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.message()));
   auto& service = **started;
@@ -303,24 +327,11 @@ TEST_CASE("hotfix flow: a hotfix in production but never handed over is brought 
   ReleaseRemote remote;
   test::TempDir data;
   config::Config cfg = service_config(remote, data.path());
-  cfg.signing.format = "openpgp";
-  cfg.signing.fingerprint = remote.bot;
-  cfg.signing.gnupg_home = remote.home.path();
+  sign_merges_as_bot(cfg, remote);
   std::string two = test::commit_files(remote.work, {{"app", "2\n"}}, "two");
   remote.git("push -q origin master");
-  remote.git("checkout -q -b hotfix/crash " + remote.base);
-  test::write_file(remote.work / "fix", "no more crash\n");
-  remote.git("add fix");
-  remote.git("-c gpg.program=gpg commit -q -S" + remote.lead + " -m 'fix the crash'");
-  std::string fix = remote.git("rev-parse HEAD");
-  remote.git("push -q origin hotfix/crash " + fix + ":refs/heads/production");
-  remote.git("checkout -q master");
-  // What a stop right after the push of production leaves: the record, and no PR.
-  record_released_hotfix(data.path() / cfg.store.path, kRepo, "v1.0.1", "hotfix/crash", fix,
-                         remote.base);
-  Service::Options o;
-  o.fetch_interval = 100ms;
-  o.tick_interval = 50ms;
+  const std::string fix = released_hotfix(remote, cfg);
+  const Service::Options o = quick_options();
   auto hotfix_prs = [&](Service& service) {
     std::vector<queue::PullRequest> out;
     if (auto state = service.state(kRepo))
@@ -379,23 +390,11 @@ TEST_CASE("hotfix flow: a hotfix released while the remote has no master waits f
   ReleaseRemote remote;
   test::TempDir data;
   config::Config cfg = service_config(remote, data.path());
-  cfg.signing.format = "openpgp";
-  cfg.signing.fingerprint = remote.bot;
-  cfg.signing.gnupg_home = remote.home.path();
-  remote.git("checkout -q -b hotfix/crash " + remote.base);
-  test::write_file(remote.work / "fix", "no more crash\n");
-  remote.git("add fix");
-  remote.git("-c gpg.program=gpg commit -q -S" + remote.lead + " -m 'fix the crash'");
-  const std::string fix = remote.git("rev-parse HEAD");
-  remote.git("push -q origin hotfix/crash " + fix + ":refs/heads/production");
-  remote.git("checkout -q master");
-  record_released_hotfix(data.path() / cfg.store.path, kRepo, "v1.0.1", "hotfix/crash", fix,
-                         remote.base);
+  sign_merges_as_bot(cfg, remote);
+  const std::string fix = released_hotfix(remote, cfg);
   // master is gone for a while (a botched push, a migration): nothing to bring the fix into.
   REQUIRE(test::run("git update-ref -d refs/heads/master", remote.origin).exit_code == 0);
-  Service::Options o;
-  o.fetch_interval = 100ms;
-  o.tick_interval = 50ms;
+  const Service::Options o = quick_options();
   auto started = Service::start(cfg, o);
   REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.message()));
   auto& service = **started;
