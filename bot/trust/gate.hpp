@@ -32,7 +32,7 @@ class PolicyChecker {
   // forge_reviews = true, through the accounts' `logins`).
   virtual queue::PolicyChecked check(git::Mirror& mirror, const queue::PullRequest& pr,
                                      const queue::Sha& sha, const queue::Sha& target,
-                                     queue::Millis now, const ForgeReviews& reviews = {}) = 0;
+                                     queue::Millis now, const ForgeReviews& reviews) = 0;
   // Whether the policy in force at `target` lets forge reviews count (a rule with
   // forge_reviews = true): when it does not, nobody need ask the forge for them.
   virtual bool counts_forge_reviews(git::Mirror& mirror, const queue::Sha& target) = 0;

@@ -201,13 +201,13 @@ TEST_CASE("trust: without a policy_root or a committed policy every PR passes") 
   config::Repo cfg;
   auto checker = make_policy_checker(cfg);
   queue::PullRequest pr{1, "feature/x", "nobody"};
-  auto v = checker->check(*r.mirror, pr, head, r.root, 0);
+  auto v = checker->check(*r.mirror, pr, head, r.root, 0, {});
   CHECK(v.pass);
   CHECK(v.reasons.empty());
-  CHECK(v.signers.empty());                                // nothing was verified
-  CHECK(v.approvers.empty());                              // and no approval was asked for
-  CHECK(v.paths == std::vector<std::string>{"a.txt"});     // what it changes: lanes need it
-  CHECK(checker->check(*r.mirror, pr, head, "", 0).pass);  // no master known yet
+  CHECK(v.signers.empty());                                    // nothing was verified
+  CHECK(v.approvers.empty());                                  // and no approval was asked for
+  CHECK(v.paths == std::vector<std::string>{"a.txt"});         // what it changes: lanes need it
+  CHECK(checker->check(*r.mirror, pr, head, "", 0, {}).pass);  // no master known yet
   CHECK_FALSE(checker->counts_forge_reviews(*r.mirror, r.root));
 }
 
@@ -223,7 +223,7 @@ TEST_CASE("trust: the trust root judges a repository without a committed policy"
   cfg.policy_root = etc / "policy.toml";
   auto checker = make_policy_checker(cfg);
   queue::PullRequest pr{1, "feature/x", "alice"};
-  auto v = checker->check(*r.mirror, pr, head, r.root, 0);
+  auto v = checker->check(*r.mirror, pr, head, r.root, 0, {});
   CHECK_FALSE(v.pass);
   CHECK_MESSAGE(has(v.reasons, "commit " + s7(head) + " is unsigned"), all(v.reasons));
 
@@ -235,19 +235,19 @@ TEST_CASE("trust: the trust root judges a repository without a committed policy"
     r.ssh_tag(k.carol_ssh, "dmz-approve/2-carol", signed_head);
     r.fetch();
     queue::PullRequest pr2{2, "feature/y", "alice"};
-    auto no_keys = checker->check(*r.mirror, pr2, signed_head, r.root, 0);
+    auto no_keys = checker->check(*r.mirror, pr2, signed_head, r.root, 0, {});
     CHECK_FALSE(no_keys.pass);
     CHECK_MESSAGE(has_prefix(no_keys.reasons, "commit " + s7(signed_head) + ": no-key: "),
                   all(no_keys.reasons));
     std::filesystem::create_directories(etc / "keys");
     test::write_file(etc / "keys" / "alice.asc", k.gpg.home.export_public(k.gpg.alice));
-    auto with_keys = checker->check(*r.mirror, pr2, signed_head, r.root, 0);
+    auto with_keys = checker->check(*r.mirror, pr2, signed_head, r.root, 0, {});
     CHECK_MESSAGE(with_keys.pass, all(with_keys.reasons));
   }
   SUBCASE("an unreadable trust root fails closed") {
     config::Repo bad;
     bad.policy_root = etc / "missing.toml";
-    auto v2 = make_policy_checker(bad)->check(*r.mirror, pr, head, r.root, 0);
+    auto v2 = make_policy_checker(bad)->check(*r.mirror, pr, head, r.root, 0, {});
     CHECK_FALSE(v2.pass);
     CHECK(v2.reasons == std::vector<std::string>{"error: reading the trust root: '" +
                                                  bad.policy_root.string() + "' does not exist"});
@@ -261,7 +261,7 @@ TEST_CASE("trust: the trust root judges a repository without a committed policy"
     bad.policy_root = etc / "fifo";
     auto checker2 = make_policy_checker(bad);
     auto pending = std::async(std::launch::async,
-                              [&] { return checker2->check(*r.mirror, pr, head, r.root, 0); });
+                              [&] { return checker2->check(*r.mirror, pr, head, r.root, 0, {}); });
     const bool prompt = pending.wait_for(std::chrono::seconds(10)) == std::future_status::ready;
     ::close(writer);
     auto v2 = pending.get();
@@ -270,7 +270,7 @@ TEST_CASE("trust: the trust root judges a repository without a committed policy"
           std::vector<std::string>{"error: reading the trust root: '" + bad.policy_root.string() +
                                    "' is not a regular file (a FIFO)"});
     bad.policy_root = "/dev/zero";
-    CHECK(make_policy_checker(bad)->check(*r.mirror, pr, head, r.root, 0).reasons ==
+    CHECK(make_policy_checker(bad)->check(*r.mirror, pr, head, r.root, 0, {}).reasons ==
           std::vector<std::string>{"error: reading the trust root: '/dev/zero' is not a regular "
                                    "file (a character device)"});
   }
@@ -574,7 +574,7 @@ TEST_CASE("trust: a policy path that is not a regular file fails closed, not ope
   r.fetch();
   auto checker = make_policy_checker(config::Repo{});
   queue::PullRequest pr{1, "feature/x", "alice"};
-  auto v = checker->check(*r.mirror, pr, head, target, 0);
+  auto v = checker->check(*r.mirror, pr, head, target, 0, {});
   CHECK_FALSE(v.pass);
   CHECK(v.reasons == std::vector<std::string>{".dmz/policy.toml at " + s7(target) +
                                               " is not a regular file (" + kind + ")"});
