@@ -259,6 +259,13 @@ q::PolicyChecked GitWorker::check_policy(const q::CheckPolicy& a, const ForgeRev
   return policy_->check(*mirror_, pr, a.sha, a.target, clock_.now(), reviews);
 }
 
+bool GitWorker::has_commits(const std::vector<q::Sha>& commits) {
+  return std::all_of(commits.begin(), commits.end(), [&](const q::Sha& sha) {
+    auto object = mirror_->read_object(sha);
+    return object && object->second == "commit";
+  });
+}
+
 bool GitWorker::counts_forge_reviews(const q::CheckPolicy& a) {
   return policy_->counts_forge_reviews(*mirror_, a.target);
 }

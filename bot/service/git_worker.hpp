@@ -36,6 +36,8 @@ class GitWorker {
   // object is peeled once). A head that no longer contains the head seen before the fetch is
   // reported as rewritten. A failure to reach the remote is `unavailable`.
   Result<forges::RemoteRefs> fetch();
+  // Whether the mirror holds every one of `commits` as a commit (none: true).
+  bool has_commits(const std::vector<queue::Sha>& commits);
   queue::MergeDone build_candidate(const queue::BuildCandidate& action);
   // `reviews`: the PR's reviews as the forge reports them (none for a forge without an API).
   queue::PolicyChecked check_policy(const queue::CheckPolicy& action,

@@ -851,6 +851,38 @@ TEST_CASE("github: approving reviews count where the committed policy lets forge
   check_against_openapi(*gh.api, bot.data.path());
 }
 
+// A webhook that names only commits the mirror has starts no git process; one that names a
+// new head, or a push, fetches.
+TEST_CASE("github: a label on a head the mirror holds fetches nothing; new heads are fetched") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  bot.stop();  // no periodic fetch or reconciliation during the test: only webhooks fetch
+  bot.options.fetch_interval = std::chrono::hours(1);
+  bot.options.reconcile_interval = std::chrono::hours(1);
+  bot.start();
+  auto fetches = [] {
+    return metrics::global().value("dmzbot_git_operation_seconds",
+                                   {{"repo", kRepo}, {"op", "fetch"}});
+  };
+  REQUIRE(eventually([&] { return fetches() > 0; }));  // the first fetch of the run
+  REQUIRE(eventually(
+      [&] { return bot.service->state(kRepo) && !bot.service->state(kRepo)->master.empty(); }));
+  double seen = fetches();
+
+  const std::string head = gh.commit("feature/one", "one.txt", "one\n");
+  bot.open(1, "feature/one", head);  // a head the mirror has never seen
+  REQUIRE(eventually([&] { return fetches() >= seen + 1; }));
+  seen = fetches();
+  bot.label(1, "alice");  // the same head: in the mirror since the fetch
+  const std::string candidate = bot.candidate_of(1);
+  CHECK(fetches() == seen);
+  CHECK(bot.pr(1).approval->sha == head);
+
+  bot.push(1, "feature/one", "one.txt");  // a push always fetches (a rewrite shows only so)
+  REQUIRE(eventually([&] { return fetches() >= seen + 1; }));
+  CHECK(eventually([&] { return bot.pr(1).head == gh.api->pull(1).head_sha; }));
+}
+
 TEST_CASE("github: a hotfix in production comes back as a pull request dmzbot opens, once") {
   GitHub gh({});
   std::string fix = gh.commit("hotfix/crash", "fix.txt", "no more crash\n");

@@ -19,6 +19,8 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <utility>
+#include <variant>
 
 #include "base/log.hpp"
 #include "base/metrics.hpp"
@@ -150,6 +152,11 @@ struct RepoRuntime {
   std::unique_ptr<SerialExecutor> git;
   std::unique_ptr<SerialExecutor> forge_thread;
   std::atomic<bool> fetch_queued{false};
+  // What the webhooks since the queued fetch was posted need from it: these commits, or
+  // (fetch_always) whatever the remote has now.
+  std::mutex fetch_mu;
+  std::vector<q::Sha> fetch_for;  // guarded by fetch_mu
+  bool fetch_always = false;      // guarded by fetch_mu
   std::atomic<bool> periodic_queued{false};
   // Follow-ups of webhooks, handed from the engine thread to the forge thread. One drain is
   // queued at a time: while the API is down each drain costs a full round of retries, so a
@@ -614,13 +621,55 @@ struct Service::Impl final : driver::GitPort,
   // ---- the forge's API: webhook follow-ups, reconciliation, summaries ------------------------
 
   // A fetch before the events of a webhook that names new commits are acted on (git work runs
-  // in order on the git thread). Coalesced: one queued fetch covers every webhook before it.
-  void request_fetch(RepoRuntime& rt) {
+  // in order on the git thread), unless the mirror has every commit they name (a label or a
+  // `merge <sha>` on a head fetched before: no git process for it). `commits` empty: the
+  // webhook needs what only a fetch can tell (a push, a comment's PR head, a try). Coalesced:
+  // one queued fetch covers every webhook before it.
+  void request_fetch(RepoRuntime& rt, std::vector<q::Sha> commits) {
+    {
+      std::lock_guard lock(rt.fetch_mu);
+      if (commits.empty())
+        rt.fetch_always = true;
+      else
+        rt.fetch_for.insert(rt.fetch_for.end(), commits.begin(), commits.end());
+    }
     if (rt.fetch_queued.exchange(true)) return;
     rt.git->post([this, &rt] {
       rt.fetch_queued = false;
+      std::vector<q::Sha> wanted;
+      bool always = false;
+      {
+        std::lock_guard lock(rt.fetch_mu);
+        wanted.swap(rt.fetch_for);
+        always = std::exchange(rt.fetch_always, false);
+      }
+      if (!always && rt.worker->has_commits(wanted)) return;
       fetch_into_driver(rt);
     });
+  }
+
+  // The commits the events of a delivery that asks for a fetch name: PRs opened (or labelled)
+  // at a head, approvals of a full sha. Empty when one of them needs the remote itself: a push
+  // (the PR's branch moved: a rewrite shows only in a fetch), master pushed, a command whose
+  // head is pinned later, a try.
+  static std::vector<q::Sha> commits_named(const forges::Delivery& d) {
+    std::vector<q::Sha> named;
+    for (const auto& e : d.events) {
+      if (const auto* opened = std::get_if<q::PrOpened>(&e))
+        named.push_back(opened->head);
+      else if (std::holds_alternative<q::PrPushed>(e) ||
+               std::holds_alternative<q::MasterObserved>(e))
+        return {};
+    }
+    for (const auto& f : d.follow_ups) {
+      if (f.kind == forges::FollowUp::Kind::kTry) return {};
+      if (f.kind != forges::FollowUp::Kind::kAuthorize || !f.event) continue;
+      if (const auto* merge = std::get_if<q::MergeRequested>(&*f.event)) {
+        if (f.pin_head || merge->sha.size() < 40) return {};
+        named.push_back(merge->sha);
+      }
+    }
+    return named;
   }
 
   // A delivery authenticated and parsed, recorded as new: a fetch if it names new commits, and
@@ -628,7 +677,7 @@ struct Service::Impl final : driver::GitPort,
   void accept(RepoRuntime& rt, forges::Delivery d, std::string key, bool replayed) {
     auto ticket =
         std::make_shared<DeliveryTicket>(std::move(key), 1 + d.follow_ups.size(), *deliveries);
-    if (d.fetch) request_fetch(rt);
+    if (d.fetch) request_fetch(rt, commits_named(d));
     engine.post([this, &rt, d = std::move(d), ticket, replayed]() mutable {
       handle_delivery(rt, std::move(d), ticket, replayed);
     });
