@@ -151,12 +151,13 @@ struct RepoRuntime {
   std::unique_ptr<LocalRunner> runner;
   std::unique_ptr<SerialExecutor> git;
   std::unique_ptr<SerialExecutor> forge_thread;
-  std::atomic<bool> fetch_queued{false};
-  // What the webhooks since the queued fetch was posted need from it: these commits, or
+  // Webhook fetches (request_fetch), guarded by fetch_mu: whether one is queued on the git
+  // thread, and what the webhooks since it was queued need from it: these commits, or
   // (fetch_always) whatever the remote has now.
   std::mutex fetch_mu;
-  std::vector<q::Sha> fetch_for;  // guarded by fetch_mu
-  bool fetch_always = false;      // guarded by fetch_mu
+  bool fetch_queued = false;
+  std::vector<q::Sha> fetch_for;
+  bool fetch_always = false;
   std::atomic<bool> periodic_queued{false};
   // Follow-ups of webhooks, handed from the engine thread to the forge thread. One drain is
   // queued at a time: while the API is down each drain costs a full round of retries, so a
@@ -632,14 +633,14 @@ struct Service::Impl final : driver::GitPort,
         rt.fetch_always = true;
       else
         rt.fetch_for.insert(rt.fetch_for.end(), commits.begin(), commits.end());
+      if (std::exchange(rt.fetch_queued, true)) return;  // the queued one takes them too
     }
-    if (rt.fetch_queued.exchange(true)) return;
     rt.git->post([this, &rt] {
-      rt.fetch_queued = false;
       std::vector<q::Sha> wanted;
       bool always = false;
       {
         std::lock_guard lock(rt.fetch_mu);
+        rt.fetch_queued = false;
         wanted.swap(rt.fetch_for);
         always = std::exchange(rt.fetch_always, false);
       }
