@@ -214,14 +214,7 @@ std::vector<q::Event> GitHubForge::events_from_fetch(const q::RepoState& state,
 }
 
 Result<Delivery> GitHubForge::webhook(const InboundRequest& request, q::Millis now) const {
-  if (Status s =
-          verify_signature(options_.secret, request.body, request.header("x-hub-signature-256"));
-      !s.ok())
-    return s.error();
-  auto payload = payload_of(request);
-  if (!payload) return payload.error();
-  return parse_delivery(options_.webhook, request.header("x-github-event"),
-                        request.header("x-github-delivery"), *payload, now);
+  return read_delivery(options_.webhook, options_.secret, request, now);
 }
 
 // Takes the merge label off for a notice that ended its approval, unless a merge master put

@@ -439,4 +439,15 @@ Result<Delivery> parse_delivery(const WebhookSettings& cfg, std::string_view eve
   return std::move(r.d);
 }
 
+Result<Delivery> read_delivery(const WebhookSettings& settings, std::string_view secret,
+                               const InboundRequest& request, q::Millis now) {
+  if (Status s = verify_signature(secret, request.body, request.header("x-hub-signature-256"));
+      !s.ok())
+    return s.error();
+  auto payload = payload_of(request);
+  if (!payload) return payload.error();
+  return parse_delivery(settings, request.header("x-github-event"),
+                        request.header("x-github-delivery"), *payload, now);
+}
+
 }  // namespace dmz::forges::github

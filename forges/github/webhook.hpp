@@ -35,6 +35,11 @@ Result<std::string> payload_of(const InboundRequest& request);
 Result<Delivery> parse_delivery(const WebhookSettings& settings, std::string_view event,
                                 std::string_view id, std::string_view payload, queue::Millis now);
 
+// A delivery as it came: the signature checked under `secret`, then the payload read and
+// parsed for `settings.repo` (payload_of, parse_delivery). GitHubForge::webhook.
+Result<Delivery> read_delivery(const WebhookSettings& settings, std::string_view secret,
+                               const InboundRequest& request, queue::Millis now);
+
 // A commit status's state ("success", "failure", "error", else pending) as a check state.
 queue::CheckState status_state(const std::string& state);
 // A check run's state: anything not completed is pending; skipped and neutral runs do not
