@@ -198,6 +198,7 @@ struct Bot {
     cfg.repos.push_back(repo);
     options.fetch_interval = 200ms;
     options.tick_interval = 50ms;
+    options.webhook_fetch_gap = 50ms;
     options.reconcile_interval = 300ms;
     options.api_backoff = 20ms;
     options.api_max_rate_wait = 5s;
@@ -881,6 +882,35 @@ TEST_CASE("github: a label on a head the mirror holds fetches nothing; new heads
   bot.push(1, "feature/one", "one.txt");  // a push always fetches (a rewrite shows only so)
   REQUIRE(eventually([&] { return fetches() >= seen + 1; }));
   CHECK(eventually([&] { return bot.pr(1).head == gh.api->pull(1).head_sha; }));
+}
+
+TEST_CASE("github: a burst of webhooks naming new heads shares a fetch after the first") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  bot.stop();  // only webhooks fetch during the test
+  bot.options.fetch_interval = std::chrono::hours(1);
+  bot.options.reconcile_interval = std::chrono::hours(1);
+  bot.options.webhook_fetch_gap = 2s;
+  auto fetches = [] {
+    return metrics::global().value("dmzbot_git_operation_seconds",
+                                   {{"repo", kRepo}, {"op", "fetch"}});
+  };
+  const double base = fetches();
+  bot.start();
+  REQUIRE(eventually([&] { return fetches() >= base + 1; }));  // the first fetch of the run
+  std::vector<std::string> heads;
+  const double seen = fetches();
+  for (int n = 1; n <= 6; ++n) {  // each a head the remote had not before
+    const std::string branch = "feature/" + std::to_string(n);
+    heads.push_back(gh.commit(branch, std::to_string(n) + ".txt", "x\n"));
+    bot.open(n, branch, heads.back());
+    std::this_thread::sleep_for(80ms);  // time for a fetch of its own without the gap
+  }
+  // The first webhook's fetch at once, then one for the five that came within the gap.
+  REQUIRE(eventually([&] { return fetches() >= seen + 2; }));
+  std::this_thread::sleep_for(300ms);  // a third fetch, if one were coming
+  CHECK(fetches() == seen + 2);
+  for (int n = 1; n <= 6; ++n) CHECK(bot.pr(n).head == heads[n - 1]);
 }
 
 TEST_CASE("github: a hotfix in production comes back as a pull request dmzbot opens, once") {

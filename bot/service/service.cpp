@@ -158,6 +158,9 @@ struct RepoRuntime {
   bool fetch_queued = false;
   std::vector<q::Sha> fetch_for;
   bool fetch_always = false;
+  // When the last webhook fetch ended (git thread only): the next waits out options'
+  // webhook_fetch_gap from it.
+  std::chrono::steady_clock::time_point webhook_fetch_done{};
   std::atomic<bool> periodic_queued{false};
   // Follow-ups of webhooks, handed from the engine thread to the forge thread. One drain is
   // queued at a time: while the API is down each drain costs a full round of retries, so a
@@ -625,7 +628,9 @@ struct Service::Impl final : driver::GitPort,
   // in order on the git thread), unless the mirror has every commit they name (a label or a
   // `merge <sha>` on a head fetched before: no git process for it). `commits` empty: the
   // webhook needs what only a fetch can tell (a push, a comment's PR head, a try). Coalesced:
-  // one queued fetch covers every webhook before it.
+  // one queued fetch covers every webhook before it, and it waits out webhook_fetch_gap since
+  // the last one (a burst of deliveries costs one git process, not one each) while later
+  // webhooks join it. The git thread waits: what is queued behind the fetch needs it anyway.
   void request_fetch(RepoRuntime& rt, std::vector<q::Sha> commits) {
     {
       std::lock_guard lock(rt.fetch_mu);
@@ -636,6 +641,7 @@ struct Service::Impl final : driver::GitPort,
       if (std::exchange(rt.fetch_queued, true)) return;  // the queued one takes them too
     }
     rt.git->post([this, &rt] {
+      std::this_thread::sleep_until(rt.webhook_fetch_done + options.webhook_fetch_gap);
       std::vector<q::Sha> wanted;
       bool always = false;
       {
@@ -646,6 +652,7 @@ struct Service::Impl final : driver::GitPort,
       }
       if (!always && rt.worker->has_commits(wanted)) return;
       fetch_into_driver(rt);
+      rt.webhook_fetch_done = std::chrono::steady_clock::now();
     });
   }
 

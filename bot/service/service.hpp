@@ -28,8 +28,10 @@ class Service final : public Backend {
   struct Options {
     std::chrono::milliseconds fetch_interval{5000};  // how often remotes are fetched
     std::chrono::milliseconds tick_interval{1000};   // how often time passes for the driver
-    const Clock* clock = nullptr;                    // the wall clock unless set
-    SqliteOptions store;                             // e.g. how long a write waits for a lock
+    // The least time from one fetch a webhook started to the next: a burst shares one.
+    std::chrono::milliseconds webhook_fetch_gap{1000};
+    const Clock* clock = nullptr;  // the wall clock unless set
+    SqliteOptions store;           // e.g. how long a write waits for a lock
     // GitHub repositories (tests make these short): how often the REST API is read back
     // (unset: [repo.github] reconcile_interval), the first backoff of a failed API call, the
     // longest rate limit a call waits out, and how long after dmzbot learned a PR's head a
