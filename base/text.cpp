@@ -3,7 +3,15 @@
 namespace dmz {
 namespace {
 bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
+bool is_lower_hex(std::string_view s) {
+  return s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
 }  // namespace
+
+bool is_object_id(std::string_view s) {
+  return (s.size() == 40 || s.size() == 64) && is_lower_hex(s);
+}
+bool is_sha1_hex(std::string_view s) { return s.size() == 40 && is_lower_hex(s); }
 
 bool has_control(std::string_view s) {
   for (unsigned char c : s)

@@ -1,5 +1,6 @@
 // Text helpers for what comes from outside: finding and escaping control characters so that a
-// user-supplied name can never forge a line (a log line, a commit trailer, a file:line message).
+// user-supplied name can never forge a line (a log line, a commit trailer, a file:line message),
+// and recognising git object names.
 // Threading: pure functions.
 #pragma once
 
@@ -15,5 +16,10 @@ bool has_control(std::string_view s);
 // bytes (UTF-8 included, and backslashes) are kept, so escaping twice changes nothing more.
 // The result is always one line.
 std::string escape_control(std::string_view s);
+
+// A git object name as git writes it: lowercase hex, 40 digits (SHA-1) or 64 (SHA-256).
+bool is_object_id(std::string_view s);
+// Only a SHA-1 name (40 lowercase hex digits): where the format read has no other.
+bool is_sha1_hex(std::string_view s);
 
 }  // namespace dmz

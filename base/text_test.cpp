@@ -32,4 +32,21 @@ TEST_CASE("escape_control: control characters become visible escapes, the rest s
 }
 
 }  // namespace
+
+TEST_CASE("object ids: 40 or 64 lowercase hex digits; SHA-1 names only 40") {
+  const std::string sha1(40, 'a'), sha256(64, '0');
+  CHECK(is_object_id(sha1));
+  CHECK(is_object_id(sha256));
+  CHECK(is_object_id("0123456789abcdef0123456789abcdef01234567"));
+  CHECK_FALSE(is_object_id(""));
+  CHECK_FALSE(is_object_id(std::string(39, 'a')));
+  CHECK_FALSE(is_object_id(std::string(41, 'a')));
+  CHECK_FALSE(is_object_id(std::string(40, 'A')));  // git writes lowercase
+  CHECK_FALSE(is_object_id(std::string(39, 'a') + "g"));
+  CHECK_FALSE(is_object_id(std::string(39, 'a') + '\0'));
+  CHECK(is_sha1_hex(sha1));
+  CHECK_FALSE(is_sha1_hex(sha256));
+  CHECK_FALSE(is_sha1_hex(std::string(39, 'a') + "G"));
+}
+
 }  // namespace dmz

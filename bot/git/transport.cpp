@@ -30,6 +30,8 @@
 #include <set>
 #include <utility>
 
+#include "base/text.hpp"
+
 namespace dmz::git {
 namespace {
 
@@ -58,12 +60,6 @@ enum class Scheme { kLocal, kFile, kGit, kHttp, kSsh };
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-bool is_hex_sha(const std::string& s) {
-  if (s.size() != 40 && s.size() != 64) return false;
-  return std::all_of(s.begin(), s.end(),
-                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
 }
 
 bool has_control_chars(const std::string& s) {
@@ -665,9 +661,9 @@ Result<PushOutcome> Transport::push(const std::vector<RefUpdate>& updates) {
   for (const auto& u : updates) {
     if (!valid_ref_name(u.ref)) return invalid("bad ref name '" + u.ref + "'");
     if (!seen.insert(u.ref).second) return invalid("ref " + u.ref + " is updated twice");
-    if (!u.new_sha.empty() && !is_hex_sha(u.new_sha))
+    if (!u.new_sha.empty() && !is_object_id(u.new_sha))
       return invalid("bad sha '" + u.new_sha + "' for " + u.ref);
-    if (u.expected_old && !u.expected_old->empty() && !is_hex_sha(*u.expected_old))
+    if (u.expected_old && !u.expected_old->empty() && !is_object_id(*u.expected_old))
       return invalid("bad expected sha '" + *u.expected_old + "' for " + u.ref);
     if (u.expected_old) {
       args.push_back("--force-with-lease=" + u.ref + ":" + *u.expected_old);
@@ -784,7 +780,7 @@ Result<std::map<std::string, Sha>> Transport::ls_remote(const std::vector<std::s
     size_t tab = line.find('\t');
     if (tab == std::string::npos) continue;
     std::string name = line.substr(tab + 1);
-    if (wanted.count(name) && is_hex_sha(line.substr(0, tab))) out[name] = line.substr(0, tab);
+    if (wanted.count(name) && is_object_id(line.substr(0, tab))) out[name] = line.substr(0, tab);
   }
   return out;
 }

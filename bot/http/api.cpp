@@ -111,13 +111,6 @@ bool valid_tag_name(const std::string& s) {
   return true;
 }
 
-bool is_sha(const std::string& s) {
-  if (s.size() != 40 && s.size() != 64) return false;
-  for (unsigned char c : s)
-    if (!std::isxdigit(c)) return false;
-  return true;
-}
-
 std::string lowercase(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -191,7 +184,7 @@ int number_field(const json& j, const char* name) {
 
 std::string sha_field(const json& j, const char* name) {
   auto value = string_field(j, name);
-  if (!is_sha(value))
+  if (!is_object_id(lowercase(value)))
     throw BadInput{json_error(
         422, std::string("field '") + name + "' must be a commit SHA (40 or 64 hex digits)")};
   return lowercase(value);
@@ -656,7 +649,7 @@ class Api : public std::enable_shared_from_this<Api> {
     }
 
     if (kind == Log) {  // public, like the queue and the status page that links to it
-      if (!is_sha(p[6]))
+      if (!is_object_id(lowercase(p[6])))
         return respond(json_error(422, "'" + p[6] + "' is not a commit SHA (40 or 64 hex digits)"));
       auto log = backend_.build_log(name, lowercase(p[6]), kLogLimit);
       if (!log) return respond(json_error(404, "no build log for " + p[6] + " in " + name));
@@ -669,7 +662,7 @@ class Api : public std::enable_shared_from_this<Api> {
 
     if (kind == Status) {
       if (auto denied = authorize(req, repo->status_token, "status_token")) return respond(*denied);
-      if (!is_sha(p[6]))
+      if (!is_object_id(lowercase(p[6])))
         return respond(json_error(422, "'" + p[6] + "' is not a commit SHA (40 or 64 hex digits)"));
       auto body = parse_object(req.body);
       auto state_name = string_field(body, "state");

@@ -44,10 +44,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-bool is_hex_sha(std::string_view s) {
-  return s.size() == 40 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
-
 // The note of `object` in the notes commit `commit` ("" if none): git stores it at the object's
 // hex name, fanned out into directories of two hex digits once a notes tree grows large.
 Result<std::string> note_at(git::Mirror& mirror, const std::string& commit,
@@ -408,7 +404,7 @@ Result<std::vector<NoteChange>> FactGatherer::note_changes(git::Mirror& mirror,
       std::vector<std::string> objects;
       for (auto path : *paths) {  // "ab/cdef..." names the object abcdef...
         path.erase(std::remove(path.begin(), path.end(), '/'), path.end());
-        if (is_hex_sha(path)) objects.push_back(std::move(path));
+        if (is_sha1_hex(path)) objects.push_back(std::move(path));
       }
       if (noted_objects_.size() >= cache_limit_) noted_objects_.clear();
       cached = noted_objects_.emplace(commit, std::move(objects)).first;

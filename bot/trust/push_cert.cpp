@@ -4,16 +4,11 @@
 #include <algorithm>
 #include <charconv>
 
+#include "base/text.hpp"
 #include "queue/glob.hpp"
 
 namespace dmz::trust {
 namespace {
-
-bool is_hex40(std::string_view s) {
-  return s.size() == 40 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
-}
 
 Result<RefCommand> parse_command(std::string_view line) {
   size_t a = line.find(' ');
@@ -22,7 +17,7 @@ Result<RefCommand> parse_command(std::string_view line) {
     return invalid("not \"<old> <new> <ref>\": " + std::string(line));
   RefCommand c{std::string(line.substr(0, a)), std::string(line.substr(a + 1, b - a - 1)),
                std::string(line.substr(b + 1))};
-  if (!is_hex40(c.old_sha) || !is_hex40(c.new_sha) || c.ref.empty() ||
+  if (!is_sha1_hex(c.old_sha) || !is_sha1_hex(c.new_sha) || c.ref.empty() ||
       c.ref.find_first_of(" \t\r\n") != std::string::npos)
     return invalid("not \"<old> <new> <ref>\": " + std::string(line));
   return c;

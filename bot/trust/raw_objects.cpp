@@ -7,14 +7,11 @@
 #include <set>
 
 #include "base/crypto.hpp"
+#include "base/text.hpp"
 #include "bot/git/mirror.hpp"
 
 namespace dmz::trust {
 namespace {
-
-bool is_hex_sha(std::string_view s) {
-  return s.size() == 40 && s.find_first_not_of("0123456789abcdef") == std::string_view::npos;
-}
 
 std::optional<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
   std::vector<TreeEntry> out;
@@ -86,12 +83,12 @@ Result<CommitLinks> commit_links(git::Mirror& mirror, const std::string& sha) {
   };
   CommitLinks links;
   std::string_view first = line();
-  if (!first.starts_with("tree ") || !is_hex_sha(first.substr(5)))
+  if (!first.starts_with("tree ") || !is_sha1_hex(first.substr(5)))
     return invalid("commit " + sha + " does not start with a tree line");
   links.tree = std::string(first.substr(5));
   while (raw.starts_with("parent ")) {
     std::string_view p = line().substr(7);
-    if (!is_hex_sha(p)) return invalid("commit " + sha + " has a malformed parent line");
+    if (!is_sha1_hex(p)) return invalid("commit " + sha + " has a malformed parent line");
     links.parents.emplace_back(p);
   }
   return links;
@@ -206,7 +203,7 @@ Result<std::string> resolve_commit(git::Mirror& mirror, const std::string& revis
   auto resolved = mirror.resolve(revision);
   if (resolved) return resolved;
   std::vector<std::string> ids;
-  if (is_hex_sha(revision)) ids.push_back(revision);
+  if (is_sha1_hex(revision)) ids.push_back(revision);
   for (const std::string& ref : {"refs/heads/" + revision, "refs/tags/" + revision, revision})
     if (auto id = mirror.reference(ref)) ids.push_back(*id);
   for (const auto& id : ids)

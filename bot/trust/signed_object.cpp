@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <array>
 
+#include "base/text.hpp"
+
 namespace dmz {
 namespace {
 
@@ -58,12 +60,6 @@ bool valid_header_name(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
   });
-}
-
-bool is_sha1_hex(std::string_view s) {
-  return s.size() == 40 && std::all_of(s.begin(), s.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
 }
 
 Result<Split> split_headers(std::string_view raw) {

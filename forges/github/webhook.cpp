@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "base/crypto.hpp"
+#include "base/text.hpp"
 #include "forges/github/commands.hpp"
 
 namespace dmz::forges::github {
@@ -52,11 +53,6 @@ int number(json j, std::initializer_list<const char*> path) {
   return n > 0 && n <= (1 << 30) ? static_cast<int>(n) : 0;
 }
 
-bool is_sha(const std::string& s) {
-  return (s.size() == 40 || s.size() == 64) && std::all_of(s.begin(), s.end(), [](char c) {
-           return std::isdigit(static_cast<unsigned char>(c)) || (c >= 'a' && c <= 'f');
-         });
-}
 bool zero_sha(const std::string& s) { return s.find_first_not_of('0') == std::string::npos; }
 
 std::string url_decode(std::string_view s) {
@@ -124,7 +120,7 @@ struct Reader {
           // A full sha is taken as given (the engine refuses it unless it is the head); an
           // abbreviation or nothing is pinned to the head known when the comment arrived.
           std::string sha = c.sha.empty() ? seen : c.sha;
-          const bool pin = !is_sha(sha);
+          const bool pin = !is_object_id(sha);
           authorize(n, actor, "merge", q::MergeRequested{n, sha, actor, now}, pin);
           d.fetch = true;
           break;
@@ -186,17 +182,19 @@ struct Reader {
     if (action == "edited") {
       if (base != cfg.master && str(p, {"changes", "base", "ref", "from"}) == cfg.master)
         d.events.push_back(q::PrClosed{n, now});  // it left master: out of the queue
-      else if (base == cfg.master && is_sha(head))
+      else if (base == cfg.master && is_object_id(head))
         d.events.push_back(opened(*pr));  // a new base (master), or a new title
       return {};
     }
     if (base != cfg.master) return {};  // a PR into another branch is not dmzbot's
     if (action == "opened" || action == "reopened" || action == "ready_for_review") {
-      if (!is_sha(head)) return invalid("pull request #" + std::to_string(n) + " has no head sha");
+      if (!is_object_id(head))
+        return invalid("pull request #" + std::to_string(n) + " has no head sha");
       d.events.push_back(opened(*pr));
       d.fetch = true;
     } else if (action == "synchronize") {
-      if (!is_sha(head)) return invalid("pull request #" + std::to_string(n) + " has no head sha");
+      if (!is_object_id(head))
+        return invalid("pull request #" + std::to_string(n) + " has no head sha");
       d.events.push_back(q::PrPushed{n, head, now, false});
       d.fetch = true;
     } else if (action == "closed") {
@@ -216,7 +214,7 @@ struct Reader {
                   " is a draft; mark it ready for review, then add the " + label +
                   " again. Nothing changed.");
       } else {
-        if (!is_sha(head))
+        if (!is_object_id(head))
           return invalid("pull request #" + std::to_string(n) + " has no head sha");
         // Known from here on even if its opening was missed; approved at the head it had when
         // the label was added, never a later one.
@@ -246,7 +244,7 @@ struct Reader {
     const std::string actor = str(p, {"review", "user", "login"});
     if (actor.empty() || is_bot(actor, cfg.bot_name)) return {};
     std::string seen = str(p, {"review", "commit_id"});
-    if (!is_sha(seen)) seen.clear();
+    if (!is_object_id(seen)) seen.clear();
     commands(n, str(p, {"review", "body"}), actor, seen, flag(p, {"pull_request", "draft"}));
     return {};
   }
@@ -254,7 +252,8 @@ struct Reader {
   Status status() {
     const std::string sha = str(p, {"sha"});
     const std::string context = str(p, {"context"});
-    if (!is_sha(sha) || context.empty()) return invalid("a status event without sha or context");
+    if (!is_object_id(sha) || context.empty())
+      return invalid("a status event without sha or context");
     const auto state = status_state(str(p, {"state"}));
     const std::string description = str(p, {"description"});
     const std::string url = str(p, {"target_url"});
@@ -272,7 +271,8 @@ struct Reader {
     if (!run) return invalid("a check_run event without its check run");
     const std::string sha = str(*run, {"head_sha"});
     const std::string name = str(*run, {"name"});
-    if (!is_sha(sha) || name.empty()) return invalid("a check_run event without head_sha or name");
+    if (!is_object_id(sha) || name.empty())
+      return invalid("a check_run event without head_sha or name");
     const auto state = run_state(str(*run, {"status"}), str(*run, {"conclusion"}));
     std::string description = str(*run, {"output", "title"});
     if (description.empty()) description = str(*run, {"conclusion"});
@@ -285,7 +285,7 @@ struct Reader {
 
   Status check_suite() {
     const std::string sha = str(p, {"check_suite", "head_sha"});
-    if (!is_sha(sha)) return invalid("a check_suite event without head_sha");
+    if (!is_object_id(sha)) return invalid("a check_suite event without head_sha");
     if (str(p, {"action"}) != "completed") return {};
     // A suite names no checks: its runs are read back, in case one of their events was lost.
     FollowUp f;
@@ -297,8 +297,8 @@ struct Reader {
 
   Status push() {
     const std::string after = str(p, {"after"});
-    if (str(p, {"ref"}) != "refs/heads/" + cfg.master || flag(p, {"deleted"}) || !is_sha(after) ||
-        zero_sha(after))
+    if (str(p, {"ref"}) != "refs/heads/" + cfg.master || flag(p, {"deleted"}) ||
+        !is_object_id(after) || zero_sha(after))
       return {};
     d.events.push_back(q::MasterObserved{after, now});
     d.fetch = true;
