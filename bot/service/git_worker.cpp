@@ -53,7 +53,8 @@ GitWorker::GitWorker(config::Repo repo, config::Signing signing,
       signer_(std::move(signer)),
       policy_(make_policy_checker(repo_)),
       candidates_(std::make_unique<CandidateChecker>(repo_)),
-      clock_(clock) {}
+      clock_(clock),
+      last_fetch_(unavailable("the remote has not been fetched yet")) {}
 
 GitWorker::~GitWorker() = default;
 
@@ -98,8 +99,11 @@ Result<forges::RemoteRefs> GitWorker::fetch() {
   GitTimer timer(repo_.name, "fetch");
   // What the mirror held before: a head that no longer contains it was force-pushed.
   const auto before = all_heads(read_refs());
-  if (Status s = mirror_->fetch(); !s.ok())
-    return unavailable("fetch " + repo_.name + ": " + s.message());
+  if (Status s = mirror_->fetch(); !s.ok()) {
+    last_fetch_ = unavailable("fetch " + repo_.name + ": " + s.message());
+    return last_fetch_.error();
+  }
+  last_fetch_ = {};
   auto refs = read_refs();
   for (const auto& [n, sha] : refs.pulls) {
     auto old = before.find("pull/" + std::to_string(n));
@@ -169,6 +173,15 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
         return finish();
       }
       headers.emplace_back("mergetag", *tag);
+    }
+    if (!last_fetch_.ok() && !mirror_->read_object(item.head)) {
+      // Not a bad head: one the remote may have, out of reach (a webhook named it, or the
+      // service restarted with the remote down). Blaming the PR would fail it after a few
+      // tries for the remote's outage.
+      done.message = "head " + item.head + " of #" + std::to_string(item.number) +
+                     " is not in the mirror yet, and the remote cannot be fetched (" +
+                     last_fetch_.message() + ")";
+      return finish();
     }
     auto merged = mirror_->merge(tip, item.head, merge_message(repo_.name, item), who,
                                  signer_.get(), headers);

@@ -38,6 +38,8 @@ class GitWorker {
   Result<forges::RemoteRefs> fetch();
   // Whether the mirror holds every one of `commits` as a commit (none: true).
   bool has_commits(const std::vector<queue::Sha>& commits);
+  // A head that cannot be merged is its PR's fault (MergeDone::culprit), unless the mirror
+  // lacks it while the last fetch failed: then the remote is (nobody's, retried).
   queue::MergeDone build_candidate(const queue::BuildCandidate& action);
   // `reviews`: the PR's reviews as the forge reports them (none for a forge without an API).
   queue::PolicyChecked check_policy(const queue::CheckPolicy& action,
@@ -75,6 +77,7 @@ class GitWorker {
   std::unique_ptr<CandidateChecker> candidates_;
   const Clock& clock_;
   std::map<std::string, std::pair<queue::Sha, queue::Sha>> peeled_;  // tag -> (object, commit)
+  Status last_fetch_;  // how the last fetch went (an error until one succeeded)
 };
 
 // The merge commit message dmzbot writes: a subject naming the PR, then trailers naming the

@@ -72,6 +72,19 @@ TEST_CASE("GitWorker: a head git cannot merge is blamed on its PR; a failed push
     CHECK(done.outcome == queue::MergeOutcome::Error);
     CHECK(done.culprit == 3);
   }
+  SUBCASE("a head the mirror does not have while the remote is out of reach: nobody's fault") {
+    fs::rename(w.origin, w.tmp / "gone.git");
+    REQUIRE_FALSE(w.worker->fetch().ok());
+    const std::string missing(40, 'e');
+    auto done = w.build(1, {item(1, w.feature), item(3, missing)});
+    CHECK(done.outcome == queue::MergeOutcome::Error);
+    CHECK(done.culprit == 0);
+    CHECK(done.message.find(missing) != std::string::npos);
+    CHECK(done.message.find("cannot be fetched") != std::string::npos);
+    fs::rename(w.tmp / "gone.git", w.origin);  // back, and fetched: the missing head is its PR's
+    REQUIRE(w.worker->fetch().ok());
+    CHECK(w.build(2, {item(3, missing)}).culprit == 3);
+  }
   SUBCASE("the remote refuses the push: nobody's fault") {
     fs::rename(w.origin, w.tmp / "gone.git");
     auto done = w.build(1, {item(1, w.feature)});
