@@ -852,54 +852,53 @@ TEST_CASE("github: approving reviews count where the committed policy lets forge
   check_against_openapi(*gh.api, bot.data.path());
 }
 
+// The fetches of the test repository so far: the process's count, every test's add to it.
+double fetch_count() {
+  return metrics::global().value("dmzbot_git_operation_seconds",
+                                 {{"repo", kRepo}, {"op", "fetch"}});
+}
+
+// Starts `bot` again with no periodic fetch or reconciliation, so that only webhooks fetch, and
+// waits for the first fetch of the run.
+void only_webhooks_fetch(Bot& bot, std::chrono::milliseconds gap) {
+  bot.stop();
+  bot.options.fetch_interval = std::chrono::hours(1);
+  bot.options.reconcile_interval = std::chrono::hours(1);
+  bot.options.webhook_fetch_gap = gap;
+  const double before = fetch_count();
+  bot.start();
+  REQUIRE(eventually([&] { return fetch_count() >= before + 1; }));
+}
+
 // A webhook that names only commits the mirror has starts no git process; one that names a
 // new head, or a push, fetches.
 TEST_CASE("github: a label on a head the mirror holds fetches nothing; new heads are fetched") {
   GitHub gh(test::FakeGitHub::Options{});
   Bot bot(gh);
-  bot.stop();  // no periodic fetch or reconciliation during the test: only webhooks fetch
-  bot.options.fetch_interval = std::chrono::hours(1);
-  bot.options.reconcile_interval = std::chrono::hours(1);
-  // The count is the process's: every test's fetches of this repository add to it.
-  auto fetches = [] {
-    return metrics::global().value("dmzbot_git_operation_seconds",
-                                   {{"repo", kRepo}, {"op", "fetch"}});
-  };
-  const double base = fetches();
-  bot.start();
-  REQUIRE(eventually([&] { return fetches() >= base + 1; }));  // the first fetch of the run
+  only_webhooks_fetch(bot, 50ms);
+  const double base = fetch_count();
 
   const std::string head = gh.commit("feature/one", "one.txt", "one\n");
   bot.open(1, "feature/one", head);  // a head the mirror has never seen
-  REQUIRE(eventually([&] { return fetches() >= base + 2; }));
+  REQUIRE(eventually([&] { return fetch_count() >= base + 1; }));
   REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
-  double seen = fetches();
+  double seen = fetch_count();
   bot.label(1, "alice");  // the same head: in the mirror since the fetch
   const std::string candidate = bot.candidate_of(1);
-  CHECK(fetches() == seen);
+  CHECK(fetch_count() == seen);
   CHECK(bot.pr(1).approval->sha == head);
 
   bot.push(1, "feature/one", "one.txt");  // a push always fetches (a rewrite shows only so)
-  REQUIRE(eventually([&] { return fetches() >= seen + 1; }));
+  REQUIRE(eventually([&] { return fetch_count() >= seen + 1; }));
   CHECK(eventually([&] { return bot.pr(1).head == gh.api->pull(1).head_sha; }));
 }
 
 TEST_CASE("github: a burst of webhooks naming new heads shares a fetch after the first") {
   GitHub gh(test::FakeGitHub::Options{});
   Bot bot(gh);
-  bot.stop();  // only webhooks fetch during the test
-  bot.options.fetch_interval = std::chrono::hours(1);
-  bot.options.reconcile_interval = std::chrono::hours(1);
-  bot.options.webhook_fetch_gap = 2s;
-  auto fetches = [] {
-    return metrics::global().value("dmzbot_git_operation_seconds",
-                                   {{"repo", kRepo}, {"op", "fetch"}});
-  };
-  const double base = fetches();
-  bot.start();
-  REQUIRE(eventually([&] { return fetches() >= base + 1; }));  // the first fetch of the run
+  only_webhooks_fetch(bot, 2s);
+  const double seen = fetch_count();
   std::vector<std::string> heads;
-  const double seen = fetches();
   for (int n = 1; n <= 6; ++n) {  // each a head the remote had not before
     const std::string branch = "feature/" + std::to_string(n);
     heads.push_back(gh.commit(branch, std::to_string(n) + ".txt", "x\n"));
@@ -907,9 +906,9 @@ TEST_CASE("github: a burst of webhooks naming new heads shares a fetch after the
     std::this_thread::sleep_for(80ms);  // time for a fetch of its own without the gap
   }
   // The first webhook's fetch at once, then one for the five that came within the gap.
-  REQUIRE(eventually([&] { return fetches() >= seen + 2; }));
+  REQUIRE(eventually([&] { return fetch_count() >= seen + 2; }));
   std::this_thread::sleep_for(300ms);  // a third fetch, if one were coming
-  CHECK(fetches() == seen + 2);
+  CHECK(fetch_count() == seen + 2);
   for (int n = 1; n <= 6; ++n) CHECK(bot.pr(n).head == heads[n - 1]);
 }
 
