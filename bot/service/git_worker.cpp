@@ -174,7 +174,7 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
       }
       headers.emplace_back("mergetag", *tag);
     }
-    if (!last_fetch_.ok() && !mirror_->read_object(item.head)) {
+    if (out_of_reach(item.head)) {
       // Not a bad head: one the remote may have, out of reach (a webhook named it, or the
       // service restarted with the remote down). Blaming the PR would fail it after a few
       // tries for the remote's outage.
@@ -277,6 +277,10 @@ bool GitWorker::has_commits(const std::vector<q::Sha>& commits) {
     auto object = mirror_->read_object(sha);
     return object && object->second == "commit";
   });
+}
+
+bool GitWorker::out_of_reach(const q::Sha& sha) {
+  return !last_fetch_.ok() && !mirror_->read_object(sha);
 }
 
 bool GitWorker::counts_forge_reviews(const q::CheckPolicy& a) {

@@ -38,6 +38,9 @@ class GitWorker {
   Result<forges::RemoteRefs> fetch();
   // Whether the mirror holds every one of `commits` as a commit (none: true).
   bool has_commits(const std::vector<queue::Sha>& commits);
+  // Whether the mirror lacks `sha` while the last fetch failed: whether that head is good or
+  // bad cannot be told until the remote answers again.
+  bool out_of_reach(const queue::Sha& sha);
   // A head that cannot be merged is its PR's fault (MergeDone::culprit), unless the mirror
   // lacks it while the last fetch failed: then the remote is (nobody's, retried).
   queue::MergeDone build_candidate(const queue::BuildCandidate& action);

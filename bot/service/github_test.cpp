@@ -792,6 +792,11 @@ TEST_CASE(
 // A hotfix released to production comes back into master as a PR dmzbot opens on GitHub;
 // the hand-over is repeated after a stop (here: the stop came right after the push of
 // production), and opens nothing twice.
+// A public key as the policy lists it: "type base64", without the comment.
+std::string ssh_key_line(const test::SshKey& k) {
+  return k.public_line.substr(0, k.public_line.find(' ', k.public_line.find(' ') + 1));
+}
+
 TEST_CASE("github: approving reviews count where the committed policy lets forge reviews count") {
   GitHub gh(test::FakeGitHub::Options{});
   // Commits signed by alice, merges by dmzbot; one approval from a maintainer, and a GitHub
@@ -800,17 +805,14 @@ TEST_CASE("github: approving reviews count where the committed policy lets forge
   const auto& dmzbot = test::cached_ssh_key("ed25519", 2);
   test::configure_ssh_signing(gh.work, alice);
   must(test::git_env() + "git config commit.gpgsign true", gh.work);
-  auto key = [](const test::SshKey& k) {  // "type base64", without the comment
-    return k.public_line.substr(0, k.public_line.find(' ', k.public_line.find(' ') + 1));
-  };
   gh.commit("master", ".dmz/policy.toml",
             "version = 1\n"
             "[accounts.alice]\nssh = ['" +
-                key(alice) +
+                ssh_key_line(alice) +
                 "']\nlogins = [\"alice\"]\n"
                 "[accounts.bob]\nlogins = [\"bob\"]\n"
                 "[accounts.dmzbot]\nssh = ['" +
-                key(dmzbot) +
+                ssh_key_line(dmzbot) +
                 "']\n"
                 "[groups]\nmaintainers = [\"alice\", \"bob\"]\nbots = [\"dmzbot\"]\n"
                 "[[rule]]\nbranch = \"master\"\npaths = [\"**\"]\napprovals = 1\n"
@@ -910,6 +912,52 @@ TEST_CASE("github: a burst of webhooks naming new heads shares a fetch after the
   std::this_thread::sleep_for(300ms);  // a third fetch, if one were coming
   CHECK(fetch_count() == seen + 2);
   for (int n = 1; n <= 6; ++n) CHECK(bot.pr(n).head == heads[n - 1]);
+}
+
+// A head named while the remote cannot be fetched is judged once it can: before, its policy
+// check failed on the missing commits and the PR with it, for the remote's outage.
+TEST_CASE("github: a policy check of a head the remote could not give waits for the remote") {
+  GitHub gh(test::FakeGitHub::Options{});
+  // Commits signed by alice, merges by dmzbot.
+  const auto& alice = test::cached_ssh_key("ed25519", 1);
+  const auto& dmzbot = test::cached_ssh_key("ed25519", 2);
+  test::configure_ssh_signing(gh.work, alice);
+  must(test::git_env() + "git config commit.gpgsign true", gh.work);
+  gh.commit("master", ".dmz/policy.toml",
+            "version = 1\n[accounts.alice]\nssh = ['" + ssh_key_line(alice) +
+                "']\n[accounts.dmzbot]\nssh = ['" + ssh_key_line(dmzbot) +
+                "']\n[groups]\nbots = [\"dmzbot\"]\n[[rule]]\nbranch = \"master\"\n"
+                "[merges]\nsigners = \"bots\"\n");
+  Bot bot(gh);
+  bot.cfg.signing.format = "ssh";
+  bot.cfg.signing.key = dmzbot.private_path;
+  only_webhooks_fetch(bot, 50ms);
+
+  const std::string head = gh.commit("feature/late", "late.txt", "late\n");
+  test::FakeGitHub::Pull p;
+  p.number = 1;
+  p.title = "Late";
+  p.author = "dev";
+  p.head_ref = "feature/late";
+  p.head_sha = head;
+  gh.api->put_pull(p);
+  gh.pull_ref(1, head);
+  const auto away = gh.origin.parent_path() / "away.git";
+  std::filesystem::rename(gh.origin, away);  // the remote is out of reach from here
+  const double before = fetch_count();
+  bot.hook("pull_request", pr_payload("opened", p, "dev"), "opened#1");
+  bot.label(1, "alice");
+  REQUIRE(eventually([&] { return fetch_count() >= before + 2; }));  // both fetches failed
+  REQUIRE(eventually([&] { return bot.pr(1).approval.has_value(); }));
+  std::this_thread::sleep_for(500ms);  // time enough for a verdict, had there been one
+  CHECK(bot.pr(1).status == q::PrStatus::Approved);
+  INFO("reason: ", bot.pr(1).reason);
+  CHECK(bot.pr(1).reason_code == q::Reason::None);
+
+  std::filesystem::rename(away, gh.origin);  // back: the next fetch (a new PR's) brings the head
+  bot.open(2, "feature/other", gh.commit("feature/other", "other.txt", "other\n"));
+  bot.green(1);
+  CHECK(test::run("git merge-base --is-ancestor " + head + " master", gh.origin).exit_code == 0);
 }
 
 TEST_CASE("github: a hotfix in production comes back as a pull request dmzbot opens, once") {

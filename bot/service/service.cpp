@@ -162,6 +162,8 @@ struct RepoRuntime {
   // webhook_fetch_gap from it.
   std::chrono::steady_clock::time_point webhook_fetch_done{};
   std::atomic<bool> periodic_queued{false};
+  // Policy checks of heads out of reach (git thread only): judged after the next good fetch.
+  std::vector<q::CheckPolicy> policy_waiting;
   // Follow-ups of webhooks, handed from the engine thread to the forge thread. One drain is
   // queued at a time: while the API is down each drain costs a full round of retries, so a
   // burst of webhooks must not queue one drain each (the forge thread, and stop(), would be
@@ -426,6 +428,7 @@ struct Service::Impl final : driver::GitPort,
   void fetch_into_driver(RepoRuntime& rt, std::function<void()> then = nullptr) {
     auto refs = rt.worker->fetch();
     if (refs) rt.promoter->after_fetch(rt.worker->mirror());
+    const bool fetched = refs.ok();
     engine.post([this, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then)] {
       if (refs)
         driver->fetched(repo, *refs);
@@ -433,6 +436,8 @@ struct Service::Impl final : driver::GitPort,
         driver->fetch_failed(repo, refs.status());
       if (then) then();
     });
+    if (fetched)
+      for (const auto& a : std::exchange(rt.policy_waiting, {})) judge_policy(rt, a);
   }
 
   // A hotfix released to production is not on master: it comes back through the queue as its
@@ -561,19 +566,28 @@ struct Service::Impl final : driver::GitPort,
   void check_policy(const std::string& repo, const q::CheckPolicy& a) override {
     RepoRuntime* rt = find(repo);
     if (!rt) return;
-    rt->git->post([this, rt, a] {
-      if (!rt->api || !rt->worker->counts_forge_reviews(a))
-        return post_event(rt->cfg.name, rt->worker->check_policy(a));
-      // The forge's reviews first (the API may block: the forge thread), then the verdict.
-      rt->forge_thread->post([this, rt, a] {
-        ForgeReviews reviews;
-        if (auto approving = rt->forge->approving_reviewers(a.number, a.sha))
-          reviews.approving = std::move(*approving);
-        else
-          reviews.unreadable = approving.message();
-        rt->git->post([this, rt, a, reviews = std::move(reviews)] {
-          post_event(rt->cfg.name, rt->worker->check_policy(a, reviews));
-        });
+    rt->git->post([this, rt, a] { judge_policy(*rt, a); });
+  }
+  // Git thread. A head the mirror lacks while the remote cannot be fetched waits for the next
+  // good fetch: judged now, it would fail the policy for the remote's outage.
+  void judge_policy(RepoRuntime& rt, const q::CheckPolicy& a) {
+    if (rt.worker->out_of_reach(a.sha)) {
+      log::info({.repo = rt.cfg.name, .pr = a.number, .sha = a.sha},
+                "policy check waits for the remote: the head is not fetched yet");
+      rt.policy_waiting.push_back(a);
+      return;
+    }
+    if (!rt.api || !rt.worker->counts_forge_reviews(a))
+      return post_event(rt.cfg.name, rt.worker->check_policy(a));
+    // The forge's reviews first (the API may block: the forge thread), then the verdict.
+    rt.forge_thread->post([this, rt = &rt, a] {
+      ForgeReviews reviews;
+      if (auto approving = rt->forge->approving_reviewers(a.number, a.sha))
+        reviews.approving = std::move(*approving);
+      else
+        reviews.unreadable = approving.message();
+      rt->git->post([this, rt, a, reviews = std::move(reviews)] {
+        post_event(rt->cfg.name, rt->worker->check_policy(a, reviews));
       });
     });
   }
