@@ -797,27 +797,34 @@ std::string ssh_key_line(const test::SshKey& k) {
   return k.public_line.substr(0, k.public_line.find(' ', k.public_line.find(' ') + 1));
 }
 
-TEST_CASE("github: approving reviews count where the committed policy lets forge reviews count") {
-  GitHub gh(test::FakeGitHub::Options{});
-  // Commits signed by alice, merges by dmzbot; one approval from a maintainer, and a GitHub
-  // review is one.
+// From here on gh's commits are signed by alice, and master holds `policy`, in which {alice}
+// and {dmzbot} stand for their keys. Returns dmzbot's key, for the merges.
+const test::SshKey& commit_policy(GitHub& gh, std::string policy) {
   const auto& alice = test::cached_ssh_key("ed25519", 1);
   const auto& dmzbot = test::cached_ssh_key("ed25519", 2);
   test::configure_ssh_signing(gh.work, alice);
   must(test::git_env() + "git config commit.gpgsign true", gh.work);
-  gh.commit("master", ".dmz/policy.toml",
-            "version = 1\n"
-            "[accounts.alice]\nssh = ['" +
-                ssh_key_line(alice) +
-                "']\nlogins = [\"alice\"]\n"
-                "[accounts.bob]\nlogins = [\"bob\"]\n"
-                "[accounts.dmzbot]\nssh = ['" +
-                ssh_key_line(dmzbot) +
-                "']\n"
-                "[groups]\nmaintainers = [\"alice\", \"bob\"]\nbots = [\"dmzbot\"]\n"
-                "[[rule]]\nbranch = \"master\"\npaths = [\"**\"]\napprovals = 1\n"
-                "approvers = \"maintainers\"\nforge_reviews = true\n"
-                "[merges]\nsigners = \"bots\"\n");
+  for (const auto& [name, key] : {std::pair{"{alice}", &alice}, std::pair{"{dmzbot}", &dmzbot}})
+    for (auto at = policy.find(name); at != std::string::npos; at = policy.find(name))
+      policy.replace(at, std::string_view(name).size(), ssh_key_line(*key));
+  gh.commit("master", ".dmz/policy.toml", policy);
+  return dmzbot;
+}
+
+TEST_CASE("github: approving reviews count where the committed policy lets forge reviews count") {
+  GitHub gh(test::FakeGitHub::Options{});
+  // Commits signed by alice, merges by dmzbot; one approval from a maintainer, and a GitHub
+  // review is one.
+  const auto& dmzbot =
+      commit_policy(gh,
+                    "version = 1\n"
+                    "[accounts.alice]\nssh = ['{alice}']\nlogins = [\"alice\"]\n"
+                    "[accounts.bob]\nlogins = [\"bob\"]\n"
+                    "[accounts.dmzbot]\nssh = ['{dmzbot}']\n"
+                    "[groups]\nmaintainers = [\"alice\", \"bob\"]\nbots = [\"dmzbot\"]\n"
+                    "[[rule]]\nbranch = \"master\"\npaths = [\"**\"]\napprovals = 1\n"
+                    "approvers = \"maintainers\"\nforge_reviews = true\n"
+                    "[merges]\nsigners = \"bots\"\n");
   Bot bot(gh);
   bot.stop();
   bot.cfg.signing.format = "ssh";
@@ -919,15 +926,11 @@ TEST_CASE("github: a burst of webhooks naming new heads shares a fetch after the
 TEST_CASE("github: a policy check of a head the remote could not give waits for the remote") {
   GitHub gh(test::FakeGitHub::Options{});
   // Commits signed by alice, merges by dmzbot.
-  const auto& alice = test::cached_ssh_key("ed25519", 1);
-  const auto& dmzbot = test::cached_ssh_key("ed25519", 2);
-  test::configure_ssh_signing(gh.work, alice);
-  must(test::git_env() + "git config commit.gpgsign true", gh.work);
-  gh.commit("master", ".dmz/policy.toml",
-            "version = 1\n[accounts.alice]\nssh = ['" + ssh_key_line(alice) +
-                "']\n[accounts.dmzbot]\nssh = ['" + ssh_key_line(dmzbot) +
-                "']\n[groups]\nbots = [\"dmzbot\"]\n[[rule]]\nbranch = \"master\"\n"
-                "[merges]\nsigners = \"bots\"\n");
+  const auto& dmzbot = commit_policy(
+      gh,
+      "version = 1\n[accounts.alice]\nssh = ['{alice}']\n[accounts.dmzbot]\nssh = ['{dmzbot}']\n"
+      "[groups]\nbots = [\"dmzbot\"]\n[[rule]]\nbranch = \"master\"\n"
+      "[merges]\nsigners = \"bots\"\n");
   Bot bot(gh);
   bot.cfg.signing.format = "ssh";
   bot.cfg.signing.key = dmzbot.private_path;
