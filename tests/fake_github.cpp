@@ -297,7 +297,8 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
                                      const std::string& if_none_match, Request& record) {
   std::lock_guard lock(mu_);
   const std::string path = target.substr(0, target.find('?'));
-  if (fail_rate_ > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < fail_rate_)
+  if ((fail_rate_ > 0 && std::uniform_real_distribution<double>(0, 1)(rng_) < fail_rate_) ||
+      (!fail_prefix_.empty() && path.starts_with(fail_prefix_)))
     return Answer{502, json{{"message", "Server Error"}}, {}, false};
   if (limited_until_ > now_ms()) {
     if (secondary_limit_)
@@ -631,6 +632,10 @@ void FakeGitHub::fail_share(double rate, unsigned seed) {
   std::lock_guard lock(mu_);
   fail_rate_ = rate;
   rng_.seed(seed);
+}
+void FakeGitHub::fail_paths(std::string prefix) {
+  std::lock_guard lock(mu_);
+  fail_prefix_ = std::move(prefix);
 }
 void FakeGitHub::rate_limit_for(std::int64_t ms, bool secondary) {
   std::lock_guard lock(mu_);

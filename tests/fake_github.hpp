@@ -106,6 +106,8 @@ class FakeGitHub {
   // ---- faults ----
   // Answers a share `rate` of the requests 502 (before doing anything), from a seeded PRNG.
   void fail_share(double rate, unsigned seed = 1);
+  // Answers every request whose path starts with `prefix` 502 ("" = none): one endpoint down.
+  void fail_paths(std::string prefix);
   // For `ms` from now, every request is refused as rate limited: 403 with
   // X-RateLimit-Remaining 0 and X-RateLimit-Reset (primary), or 429 with Retry-After.
   void rate_limit_for(std::int64_t ms, bool secondary = false);
@@ -154,6 +156,7 @@ class FakeGitHub {
   std::vector<Request> requests_;
   std::int64_t next_id_ = 1000;
   double fail_rate_ = 0;
+  std::string fail_prefix_;
   std::mt19937 rng_{1};
   std::int64_t limited_until_ = 0;
   bool secondary_limit_ = false;

@@ -256,6 +256,13 @@ struct Bot {
     hook("pull_request", pr_payload("opened", p, author, fork), "opened#" + std::to_string(n));
     return p;
   }
+  // Started again with dmzbot's merges signed by `key` (ssh).
+  void sign_merges_with(const test::SshKey& key) {
+    stop();
+    cfg.signing.format = "ssh";
+    cfg.signing.key = key.private_path;
+    start();
+  }
   void label(int n, const std::string& who) {
     gh.api->add_label(n, "dmz:merge", who, wall_ms());
     json e = pr_payload("labeled", gh.api->pull(n), who);
@@ -811,25 +818,24 @@ const test::SshKey& commit_policy(GitHub& gh, std::string policy) {
   return dmzbot;
 }
 
+// One approval from a maintainer (alice, bob), and a GitHub review is one; dmzbot signs merges.
+const char* const kReviewPolicy =
+    "version = 1\n"
+    "[accounts.alice]\nssh = ['{alice}']\nlogins = [\"alice\"]\n"
+    "[accounts.bob]\nlogins = [\"bob\"]\n"
+    "[accounts.dmzbot]\nssh = ['{dmzbot}']\n"
+    "[groups]\nmaintainers = [\"alice\", \"bob\"]\nbots = [\"dmzbot\"]\n"
+    "[[rule]]\nbranch = \"master\"\npaths = [\"**\"]\napprovals = 1\n"
+    "approvers = \"maintainers\"\nforge_reviews = true\n"
+    "[merges]\nsigners = \"bots\"\n";
+
 TEST_CASE("github: approving reviews count where the committed policy lets forge reviews count") {
   GitHub gh(test::FakeGitHub::Options{});
   // Commits signed by alice, merges by dmzbot; one approval from a maintainer, and a GitHub
   // review is one.
-  const auto& dmzbot =
-      commit_policy(gh,
-                    "version = 1\n"
-                    "[accounts.alice]\nssh = ['{alice}']\nlogins = [\"alice\"]\n"
-                    "[accounts.bob]\nlogins = [\"bob\"]\n"
-                    "[accounts.dmzbot]\nssh = ['{dmzbot}']\n"
-                    "[groups]\nmaintainers = [\"alice\", \"bob\"]\nbots = [\"dmzbot\"]\n"
-                    "[[rule]]\nbranch = \"master\"\npaths = [\"**\"]\napprovals = 1\n"
-                    "approvers = \"maintainers\"\nforge_reviews = true\n"
-                    "[merges]\nsigners = \"bots\"\n");
+  const auto& dmzbot = commit_policy(gh, kReviewPolicy);
   Bot bot(gh);
-  bot.stop();
-  bot.cfg.signing.format = "ssh";
-  bot.cfg.signing.key = dmzbot.private_path;
-  bot.start();
+  bot.sign_merges_with(dmzbot);
   const std::string old_head = gh.commit("feature/r1", "r1.txt", "one\n");
   bot.open(1, "feature/r1", old_head);
   const std::string h2 = gh.commit("feature/r2", "r2.txt", "two\n");
@@ -858,6 +864,37 @@ TEST_CASE("github: approving reviews count where the committed policy lets forge
   for (const auto& r : gh.api->requests())
     asked = asked || r.target.starts_with("/repos/octo/widgets/pulls/1/reviews");
   CHECK(asked);
+  check_against_openapi(*gh.api, bot.data.path());
+}
+
+// GitHub's reviews down when a check asks for them: the verdict waits for the API instead of
+// failing the PR for GitHub's outage, and counts the review once the API answers.
+TEST_CASE("github: a policy check whose reviews the API cannot give waits for the API") {
+  GitHub gh(test::FakeGitHub::Options{});
+  const auto& dmzbot = commit_policy(gh, kReviewPolicy);
+  Bot bot(gh);
+  bot.sign_merges_with(dmzbot);
+  const std::string head = gh.commit("feature/r", "r.txt", "r\n");
+  bot.open(1, "feature/r", head);
+  gh.api->add_review(1, "bob", "APPROVED", head);
+  REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
+  auto review_reads = [&] {
+    int n = 0;
+    for (const auto& r : gh.api->requests())
+      n += r.target.starts_with("/repos/octo/widgets/pulls/1/reviews") ? 1 : 0;
+    return n;
+  };
+  gh.api->fail_paths("/repos/octo/widgets/pulls/1/reviews");  // that endpoint down from here
+  bot.label(1, "alice");
+  REQUIRE(eventually([&] { return review_reads() > 0; }));
+  std::this_thread::sleep_for(500ms);  // the client's retries, and time for a verdict
+  CHECK(bot.pr(1).status == q::PrStatus::Approved);
+  INFO("reason: ", bot.pr(1).reason);
+  CHECK(bot.pr(1).reason_code == q::Reason::None);
+
+  gh.api->fail_paths("");  // back: the next reconciliation lets the check go on
+  bot.green(1);
+  CHECK(bot.pr(1).approvers == std::vector<std::string>{"bob"});
   check_against_openapi(*gh.api, bot.data.path());
 }
 
@@ -932,8 +969,7 @@ TEST_CASE("github: a policy check of a head the remote could not give waits for 
       "[groups]\nbots = [\"dmzbot\"]\n[[rule]]\nbranch = \"master\"\n"
       "[merges]\nsigners = \"bots\"\n");
   Bot bot(gh);
-  bot.cfg.signing.format = "ssh";
-  bot.cfg.signing.key = dmzbot.private_path;
+  bot.sign_merges_with(dmzbot);
   only_webhooks_fetch(bot, 50ms);
 
   const std::string head = gh.commit("feature/late", "late.txt", "late\n");

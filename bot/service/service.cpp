@@ -164,6 +164,9 @@ struct RepoRuntime {
   std::atomic<bool> periodic_queued{false};
   // Policy checks of heads out of reach (git thread only): judged after the next good fetch.
   std::vector<q::CheckPolicy> policy_waiting;
+  // Policy checks whose forge reviews the API could not give (forge thread only): judged again
+  // after the next reconciliation that reads the API.
+  std::vector<q::CheckPolicy> reviews_waiting;
   // Follow-ups of webhooks, handed from the engine thread to the forge thread. One drain is
   // queued at a time: while the API is down each drain costs a full round of retries, so a
   // burst of webhooks must not queue one drain each (the forge thread, and stop(), would be
@@ -579,10 +582,19 @@ struct Service::Impl final : driver::GitPort,
     }
     if (!rt.api || !rt.worker->counts_forge_reviews(a))
       return post_event(rt.cfg.name, rt.worker->check_policy(a));
-    // The forge's reviews first (the API may block: the forge thread), then the verdict.
+    // The forge's reviews first (the API may block: the forge thread), then the verdict. An
+    // API that is down (unavailable, after the client's retries) holds the verdict back until
+    // it answers again; any other refusal (no access to reviews) fails closed, with the reason.
     rt.forge_thread->post([this, rt = &rt, a] {
       ForgeReviews reviews;
-      if (auto approving = rt->forge->approving_reviewers(a.number, a.sha))
+      auto approving = rt->forge->approving_reviewers(a.number, a.sha);
+      if (!approving && approving.code() == Code::kUnavailable) {
+        log::info({.repo = rt->cfg.name, .pr = a.number, .sha = a.sha},
+                  "policy check waits for the API: {}", approving.message());
+        rt->reviews_waiting.push_back(a);
+        return;
+      }
+      if (approving)
         reviews.approving = std::move(*approving);
       else
         reviews.unreadable = approving.message();
@@ -976,6 +988,9 @@ struct Service::Impl final : driver::GitPort,
     };
     bool posted = rt.forge_thread->post([this, &rt, input = std::move(input)] {
       auto events = rt.forge->reconcile(input, now());
+      if (events)  // the API answers again: the checks that waited for reviews go on
+        for (const auto& a : std::exchange(rt.reviews_waiting, {}))
+          rt.git->post([this, &rt, a] { judge_policy(rt, a); });
       engine.post([this, &rt, events = std::move(events)] {
         rt.reconcile_in_flight = false;
         const q::Millis t = now();
