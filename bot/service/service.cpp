@@ -571,13 +571,24 @@ struct Service::Impl final : driver::GitPort,
     if (!rt) return;
     rt->git->post([this, rt, a] { judge_policy(*rt, a); });
   }
+  // A check joins those waiting, or replaces the one of the same PR at the same head (the
+  // newer names the newer master).
+  static void wait_once(std::vector<q::CheckPolicy>& waiting, const q::CheckPolicy& a) {
+    auto same = std::find_if(waiting.begin(), waiting.end(), [&](const q::CheckPolicy& w) {
+      return w.number == a.number && w.sha == a.sha;
+    });
+    if (same == waiting.end())
+      waiting.push_back(a);
+    else
+      *same = a;
+  }
   // Git thread. A head the mirror lacks while the remote cannot be fetched waits for the next
   // good fetch: judged now, it would fail the policy for the remote's outage.
   void judge_policy(RepoRuntime& rt, const q::CheckPolicy& a) {
     if (rt.worker->out_of_reach(a.sha)) {
       log::info({.repo = rt.cfg.name, .pr = a.number, .sha = a.sha},
                 "policy check waits for the remote: the head is not fetched yet");
-      rt.policy_waiting.push_back(a);
+      wait_once(rt.policy_waiting, a);
       return;
     }
     if (!rt.api || !rt.worker->counts_forge_reviews(a))
@@ -591,7 +602,7 @@ struct Service::Impl final : driver::GitPort,
       if (!approving && approving.code() == Code::kUnavailable) {
         log::info({.repo = rt->cfg.name, .pr = a.number, .sha = a.sha},
                   "policy check waits for the API: {}", approving.message());
-        rt->reviews_waiting.push_back(a);
+        wait_once(rt->reviews_waiting, a);
         return;
       }
       if (approving)
