@@ -183,11 +183,11 @@ int number_field(const json& j, const char* name) {
 }
 
 std::string sha_field(const json& j, const char* name) {
-  auto value = string_field(j, name);
-  if (!is_object_id(lowercase(value)))
+  auto value = lowercase(string_field(j, name));
+  if (!is_object_id(value))
     throw BadInput{json_error(
         422, std::string("field '") + name + "' must be a commit SHA (40 or 64 hex digits)")};
-  return lowercase(value);
+  return value;
 }
 
 HttpResponse outcome_response(const queue::Outcome& outcome) {
@@ -649,9 +649,10 @@ class Api : public std::enable_shared_from_this<Api> {
     }
 
     if (kind == Log) {  // public, like the queue and the status page that links to it
-      if (!is_object_id(lowercase(p[6])))
+      const std::string sha = lowercase(p[6]);
+      if (!is_object_id(sha))
         return respond(json_error(422, "'" + p[6] + "' is not a commit SHA (40 or 64 hex digits)"));
-      auto log = backend_.build_log(name, lowercase(p[6]), kLogLimit);
+      auto log = backend_.build_log(name, sha, kLogLimit);
       if (!log) return respond(json_error(404, "no build log for " + p[6] + " in " + name));
       HttpResponse r;
       r.content_type = "text/plain; charset=utf-8";
@@ -662,7 +663,8 @@ class Api : public std::enable_shared_from_this<Api> {
 
     if (kind == Status) {
       if (auto denied = authorize(req, repo->status_token, "status_token")) return respond(*denied);
-      if (!is_object_id(lowercase(p[6])))
+      const std::string sha = lowercase(p[6]);
+      if (!is_object_id(sha))
         return respond(json_error(422, "'" + p[6] + "' is not a commit SHA (40 or 64 hex digits)"));
       auto body = parse_object(req.body);
       auto state_name = string_field(body, "state");
@@ -676,7 +678,7 @@ class Api : public std::enable_shared_from_this<Api> {
       check.description = string_field(body, "description", "", false, Text::Free);
       check.url = string_field(body, "target_url", "", false, Text::Free);
       check.at = backend_.now();
-      queue::CheckReported event{lowercase(p[6]), check, check.at};
+      queue::CheckReported event{sha, check, check.at};
       return submit(name, event, respond);
     }
 

@@ -818,6 +818,18 @@ const test::SshKey& commit_policy(GitHub& gh, std::string policy) {
   return dmzbot;
 }
 
+std::string reviews_path(int n) {
+  return "/repos/octo/widgets/pulls/" + std::to_string(n) + "/reviews";
+}
+
+// How often dmzbot asked GitHub for PR n's reviews.
+int review_reads(const GitHub& gh, int n) {
+  int reads = 0;
+  for (const auto& r : gh.api->requests())
+    if (r.path == reviews_path(n)) ++reads;
+  return reads;
+}
+
 // One approval from a maintainer (alice, bob), and a GitHub review is one; dmzbot signs merges.
 const char* const kReviewPolicy =
     "version = 1\n"
@@ -860,10 +872,7 @@ TEST_CASE("github: approving reviews count where the committed policy lets forge
   CHECK(std::find(details.begin(), details.end(),
                   "forge review by @stranger does not count: no policy account has that login") !=
         details.end());
-  bool asked = false;
-  for (const auto& r : gh.api->requests())
-    asked = asked || r.target.starts_with("/repos/octo/widgets/pulls/1/reviews");
-  CHECK(asked);
+  CHECK(review_reads(gh, 1) > 0);
   check_against_openapi(*gh.api, bot.data.path());
 }
 
@@ -878,15 +887,9 @@ TEST_CASE("github: a policy check whose reviews the API cannot give waits for th
   bot.open(1, "feature/r", head);
   gh.api->add_review(1, "bob", "APPROVED", head);
   REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
-  auto review_reads = [&] {
-    int n = 0;
-    for (const auto& r : gh.api->requests())
-      n += r.target.starts_with("/repos/octo/widgets/pulls/1/reviews") ? 1 : 0;
-    return n;
-  };
-  gh.api->fail_paths("/repos/octo/widgets/pulls/1/reviews");  // that endpoint down from here
+  gh.api->fail_paths(reviews_path(1));  // that endpoint down from here
   bot.label(1, "alice");
-  REQUIRE(eventually([&] { return review_reads() > 0; }));
+  REQUIRE(eventually([&] { return review_reads(gh, 1) > 0; }));
   std::this_thread::sleep_for(500ms);  // the client's retries, and time for a verdict
   CHECK(bot.pr(1).status == q::PrStatus::Approved);
   INFO("reason: ", bot.pr(1).reason);
