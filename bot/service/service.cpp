@@ -211,18 +211,28 @@ struct Service::Impl final : driver::GitPort,
   std::atomic<bool> started{false};
   std::atomic<bool> stopped{false};
 
-  // Live feeds (the status page's events) hear of each saved change.
+  // Live feeds (the status page's events) hear of each saved change. A watcher is called under
+  // its own mutex, which dropping its handle takes too, so that once the handle is gone no call
+  // is under way or to come (recursive: a callback may drop its own handle).
+  struct Watcher {
+    std::recursive_mutex mu;
+    bool live = true;
+    std::function<void(const std::string&)> on_change;
+  };
   std::mutex watch_mutex;
-  std::vector<std::weak_ptr<std::function<void(const std::string&)>>> watchers;
+  std::vector<std::weak_ptr<Watcher>> watchers;
   void notify_saved(const std::string& repo) {
-    std::vector<std::shared_ptr<std::function<void(const std::string&)>>> live;
+    std::vector<std::shared_ptr<Watcher>> live;
     {
       std::lock_guard lock(watch_mutex);
       std::erase_if(watchers, [](const auto& w) { return w.expired(); });
       for (const auto& w : watchers)
         if (auto f = w.lock()) live.push_back(std::move(f));
     }
-    for (const auto& f : live) (*f)(repo);
+    for (const auto& w : live) {
+      std::lock_guard lock(w->mu);
+      if (w->live) w->on_change(repo);
+    }
   }
 
   std::thread timer;
@@ -1377,10 +1387,17 @@ Result<std::vector<EventLogEntry>> Service::events_after(const std::string& repo
 }
 
 std::shared_ptr<void> Service::watch(std::function<void(const std::string& repo)> on_change) {
-  auto f = std::make_shared<std::function<void(const std::string&)>>(std::move(on_change));
-  std::lock_guard lock(impl_->watch_mutex);
-  impl_->watchers.push_back(f);
-  return f;
+  auto w = std::make_shared<Impl::Watcher>();
+  w->on_change = std::move(on_change);
+  {
+    std::lock_guard lock(impl_->watch_mutex);
+    impl_->watchers.push_back(w);
+  }
+  // The handle: dropping it waits for a call under way and stops the next.
+  return std::shared_ptr<void>(w.get(), [w](void*) {
+    std::lock_guard lock(w->mu);
+    w->live = false;
+  });
 }
 
 q::Outcome Service::submit_and_wait(const std::string& repo, q::Event event) {
