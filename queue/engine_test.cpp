@@ -671,6 +671,34 @@ TEST_CASE("a check that never reports times out on Tick") {
   CHECK(bc.base == kMaster);
 }
 
+TEST_CASE("time the forge could not be read does not count towards the check timeout") {
+  Repo r;
+  r.cfg.required_checks = {"ci/build"};
+  r.queue(1, sha('a'));
+  const Millis pushed = r.now;
+  r.merged(1, sha('c'));
+  r.check(sha('c'), CheckState::Pending, "ci/build");
+
+  // 100 s of the first 400 s the forge was down: the deadline moves by exactly that.
+  r.tick(pushed + 200'000);
+  r.on(Tick{pushed + 300'000, 100'000});
+  CHECK(r.s.train.at(0).paused_ms == 100'000);
+  CHECK(r.tick(pushed + 700'000 - 1).actions.empty());
+  CHECK(r.pr(1).status == PrStatus::Building);
+  r.tick(pushed + 700'000);
+  CHECK(r.pr(1).status == PrStatus::Failed);
+  CHECK(r.pr(1).reason.starts_with(
+      "check ci/build did not report within 600s (not counting 100s when the forge was down); "));
+
+  // A candidate pushed during an outage counts only the outage since its push.
+  Repo q;
+  q.cfg.required_checks = {"ci/build"};
+  q.queue(1, sha('a'));
+  q.merged(1, sha('c'));
+  q.on(Tick{q.s.train.at(0).pushed_at + 5'000, 60'000});
+  CHECK(q.s.train.at(0).paused_ms == 5'000);
+}
+
 TEST_CASE("cancel takes a PR out; retry puts it back through the policy") {
   Repo r;
   r.queue(1, sha('a'));

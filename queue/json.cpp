@@ -92,6 +92,7 @@ json candidate_json(const Candidate& k) {
           {"checks", checks},
           {"created_at", k.created_at},
           {"pushed_at", k.pushed_at},
+          {"paused_ms", k.paused_ms},
           {"policy_passed", k.policy_passed},
           {"lane", k.lane},
           {"probe", k.probe},
@@ -146,7 +147,11 @@ json fields(const MasterPushed& e) {
           {"at", e.at}};
 }
 json fields(const MasterObserved& e) { return {{"sha", e.sha}, {"at", e.at}}; }
-json fields(const Tick& e) { return {{"at", e.at}}; }
+json fields(const Tick& e) {
+  json out{{"at", e.at}};
+  if (e.unobserved_ms > 0) out["unobserved_ms"] = e.unobserved_ms;
+  return out;
+}
 json fields(const Reply& e) {
   return {{"number", e.number},
           {"kind", to_string(e.kind)},

@@ -219,6 +219,7 @@ TEST_CASE("events carry their snake_case type and fields") {
   CHECK(to_json(Event{PolicyChecked{3, sha('a'), false, {"unsigned"}, 6}}).at("reasons") ==
         json::array({"unsigned"}));
   CHECK(to_json(Event{Tick{77}}) == json{{"type", "tick"}, {"at", 77}});
+  CHECK(to_json(Event{Tick{77, 5}}) == json{{"type", "tick"}, {"at", 77}, {"unobserved_ms", 5}});
 }
 
 TEST_CASE("event_kind names every event type") {

@@ -125,6 +125,7 @@ struct Candidate {
   std::map<std::string, Check> checks;  // by context
   Millis created_at = 0;
   Millis pushed_at = 0;        // when it reached dmz; the check timeout counts from here
+  Millis paused_ms = 0;        // time on dmz while checks could not be observed (not counted)
   bool policy_passed = false;  // the shell judged the candidate's own merges (CheckCandidate)
   // Candidates of one lane form a chain (each based on the one before, the first on master);
   // 0 is the main lane. A probe is an isolation build of one PR on master: it never lands.
@@ -193,6 +194,7 @@ struct PathGroup {
 struct Settings {
   std::vector<std::string> required_checks;  // all must be Success on a candidate
   Millis check_timeout = 30 * 60 * 1000;     // from pushed_at until every required check reports
+                                             // (time the forge could not be read not counted)
   Strategy strategy = Strategy::Serial;
   std::size_t max_train = 1;         // serial and batch: candidates in flight
   std::size_t max_batch = 1;         // PRs per candidate; 1 = no batching
@@ -289,6 +291,9 @@ struct MasterObserved {  // a fetch saw master at `sha`
 };
 struct Tick {  // time passes; drives timeouts and retries
   Millis at = 0;
+  // How much of the time since the previous tick CI results could not be observed (the
+  // forge's API was down or rate limited): check timeouts do not count it.
+  Millis unobserved_ms = 0;
 };
 enum class NoticeKind { Info, Success, Failure };
 // A message for a PR that changes nothing: a forge's answer to a command (a refusal, help),

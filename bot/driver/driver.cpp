@@ -21,6 +21,7 @@ struct Driver::Slot {
   Health health;
   bool fetch_in_flight = false;
   q::Millis lease_renew_at = 0;
+  q::Millis last_tick = 0;  // 0: none since the start
 };
 
 namespace {
@@ -361,7 +362,12 @@ void Driver::tick() {
     }
     renew_lease(*slot, now);
     if (!slot->health.loaded) continue;
-    (void)apply(slot->cfg.name, q::Tick{now});
+    // While the forge's API cannot be read, CI results may go unseen: the check timeouts wait.
+    const forges::ApiHealth& api = slot->health.api;
+    const bool blind = api.used && (!api.ok || api.blocked_until > now);
+    const q::Millis since = slot->last_tick > 0 ? std::max<q::Millis>(0, now - slot->last_tick) : 0;
+    slot->last_tick = now;
+    (void)apply(slot->cfg.name, q::Tick{now, blind ? since : 0});
     record_gauges(*slot);
     if (!slot->fetch_in_flight && now >= slot->health.next_fetch_at) {
       slot->fetch_in_flight = true;

@@ -901,6 +901,30 @@ TEST_CASE("github: a policy check whose reviews the API cannot give waits for th
   check_against_openapi(*gh.api, bot.data.path());
 }
 
+// While GitHub's API answers nothing, CI results may go unseen (a lost webhook cannot be made up
+// by reconciliation): a candidate's check timeout waits for the API instead of failing its PRs.
+TEST_CASE("github: an API outage longer than the check timeout fails nobody") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 2s; });
+  const std::string head = gh.commit("feature/wait", "wait.txt", "wait\n");
+  bot.open(1, "feature/wait", head);
+  bot.label(1, "alice");
+  bot.candidate_of(1);
+  gh.api->fail_share(1.0);  // every API request 502 from here
+  auto paused = [&] {
+    auto st = bot.service->state(kRepo);
+    return st->train.empty() ? q::Millis{0} : st->train.front().paused_ms;
+  };
+  REQUIRE(eventually([&] { return paused() > 0; }));
+  std::this_thread::sleep_for(2500ms);  // past the timeout, counted from the push
+  CHECK(paused() >= 2000);
+  INFO("reason: ", bot.pr(1).reason);
+  CHECK(bot.pr(1).status == q::PrStatus::InDmz);
+
+  gh.api->fail_share(0);
+  bot.green(1);
+}
+
 // The fetches of the test repository so far: the process's count, every test's add to it.
 double fetch_count() {
   return metrics::global().value("dmzbot_git_operation_seconds",

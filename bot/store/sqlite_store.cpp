@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 10> kMigrations = {
+constexpr std::array<std::string_view, 11> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -278,6 +278,10 @@ CREATE INDEX deliveries_unhandled ON deliveries(handled) WHERE handled = 0;
     // 10: how often in a row a PR's merge failed (it fails as unmergeable after a few).
     R"sql(
 ALTER TABLE prs ADD COLUMN merge_errors INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 11: how long a candidate's checks could not be observed (its check timeout waits it out).
+    R"sql(
+ALTER TABLE candidates ADD COLUMN paused_ms INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 
@@ -1065,8 +1069,8 @@ class SqliteStore final : public Store {
     for (std::size_t pos = 0; pos < st.train.size(); ++pos) {
       const auto& c = st.train[pos];
       DMZ_TRY(stmt("INSERT INTO candidates(repo, id, position, base, sha, status, created_at,"
-                   " pushed_at, policy_passed, lane, probe, attempt, failed)"
-                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")
+                   " pushed_at, policy_passed, lane, probe, attempt, failed, paused_ms)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")
                   .bind(1, st.repo)
                   .bind(2, as_int64(c.id))
                   .bind(3, static_cast<std::int64_t>(pos))
@@ -1080,6 +1084,7 @@ class SqliteStore final : public Store {
                   .bind(11, static_cast<std::int64_t>(c.probe ? 1 : 0))
                   .bind(12, std::int64_t{c.attempt})
                   .bind(13, static_cast<std::int64_t>(c.failed ? 1 : 0))
+                  .bind(14, c.paused_ms)
                   .exec());
       for (std::size_t i = 0; i < c.prs.size(); ++i)
         DMZ_TRY(stmt("INSERT INTO candidate_prs(repo, candidate, position, number)"
@@ -1303,7 +1308,7 @@ class SqliteStore final : public Store {
     {
       auto& q = stmt(
           "SELECT id, base, sha, status, created_at, pushed_at, policy_passed, lane, probe,"
-          " attempt, failed FROM candidates"
+          " attempt, failed, paused_ms FROM candidates"
           " WHERE repo = ?1 ORDER BY position");
       q.bind(1, name);
       for (;;) {
@@ -1326,6 +1331,7 @@ class SqliteStore final : public Store {
         c.probe = q.int64(8) != 0;
         c.attempt = static_cast<int>(q.int64(9));
         c.failed = q.int64(10) != 0;
+        c.paused_ms = q.int64(11);
         st.train.push_back(std::move(c));
       }
     }

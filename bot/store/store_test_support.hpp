@@ -71,6 +71,7 @@ inline void check_equal(const Candidate& a, const Candidate& b) {
   CHECK(a.probe == b.probe);
   CHECK(a.attempt == b.attempt);
   CHECK(a.failed == b.failed);
+  CHECK(a.paused_ms == b.paused_ms);
   REQUIRE(a.checks.size() == b.checks.size());
   for (auto ia = a.checks.begin(), ib = b.checks.begin(); ia != a.checks.end(); ++ia, ++ib) {
     CHECK(ia->first == ib->first);
@@ -191,6 +192,7 @@ inline RepoState rich_state() {
   c2.lane = 4;
   c2.attempt = 2;
   c2.failed = true;
+  c2.paused_ms = 42'000;
   c3.lane = 7;
   c3.probe = true;
   s.train = {c1, c2, c3};
