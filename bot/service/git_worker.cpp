@@ -125,6 +125,10 @@ Result<q::Sha> GitWorker::try_build(int number, const q::Sha& head, const q::Sha
   const std::string message = "Try #" + std::to_string(number) + " on " + base.substr(0, 12) +
                               "\n\nBuilt by dmzbot on request; not queued.\n\n" +
                               "Pull-Request: #" + std::to_string(number) + "\nHead: " + head + "\n";
+  if (out_of_reach(head))  // not the PR's fault: the remote is down and the mirror lacks it
+    return unavailable("head " + head.substr(0, 12) +
+                       " is not in the mirror yet, and the remote cannot be fetched (" +
+                       last_fetch_.message() + ")");
   auto merged = mirror_->merge(base, head, message, who, signer_.get(), {});
   if (!merged) return merged.error();
   if (!merged->clean) {

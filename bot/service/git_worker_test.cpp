@@ -100,4 +100,22 @@ TEST_CASE("GitWorker: a head git cannot merge is blamed on its PR; a failed push
   }
 }
 
+TEST_CASE("GitWorker: a try of a head the remote cannot give is unavailable, not a failure") {
+  Worker w;
+  fs::rename(w.origin, w.tmp / "gone.git");
+  REQUIRE_FALSE(w.worker->fetch().ok());
+  auto tried = w.worker->try_build(3, std::string(40, 'e'), w.master, "dmz-try/3");
+  REQUIRE_FALSE(tried.ok());
+  CHECK(tried.code() == Code::kUnavailable);
+  CHECK(tried.message().find("cannot be fetched") != std::string::npos);
+  fs::rename(w.tmp / "gone.git", w.origin);
+  REQUIRE(w.worker->fetch().ok());
+  auto missing = w.worker->try_build(3, std::string(40, 'e'), w.master, "dmz-try/3");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.code() != Code::kUnavailable);  // fetched, and still missing: the PR's head
+  auto built = w.worker->try_build(1, w.feature, w.master, "dmz-try/1");
+  REQUIRE_MESSAGE(built.ok(), (built.ok() ? "" : built.message()));
+  CHECK(must("git -C " + shell_quote(w.origin.string()) + " rev-parse dmz-try/1") == *built);
+}
+
 }  // namespace dmz

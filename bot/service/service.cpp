@@ -896,6 +896,11 @@ struct Service::Impl final : driver::GitPort,
                 "@" + actor + ": trying " + head.substr(0, 7) + " on master " +
                     master.substr(0, 7) + " as " + built->substr(0, 7) + " on branch " + branch +
                     " (not queued); the results will follow here");
+        else if (built.code() == Code::kUnavailable)  // the remote's fault, not the PR's
+          reply(rt, n, q::NoticeKind::Info,
+                "@" + actor + ": try of " + head.substr(0, 7) +
+                    " could not start, the git remote is unavailable (" + built.message() +
+                    "); ask again once it is back");
         else
           reply(rt, n, q::NoticeKind::Failure,
                 "@" + actor + ": try of " + head.substr(0, 7) + " failed: " + built.message());
