@@ -82,10 +82,12 @@ struct PullRequest {
   // Where it stands in a strategy's bookkeeping:
   std::optional<CandidateId> held_by;  // its candidate failed behind candidate X, whose fate
                                        // decides whether it was to blame: Queued, not built
-  std::uint64_t group = 0;  // a batch being bisected: builds only with its group (0: none)
-  bool probed = false;      // passed an isolation build at its approved head (adaptive)
-  int failures = 0;         // builds that failed with it alone to blame (flaky: built again)
-  int merge_errors = 0;     // merges of its approved head that failed in a row (not conflicts)
+  std::uint64_t group = 0;       // a batch being bisected: builds only with its group (0: none)
+  bool probed = false;           // passed an isolation build at its approved head (adaptive)
+  std::vector<int> probed_with;  // the unlanded PRs its probe was built on (adaptive)
+  int untested = 0;  // PRs landed since its probe, not built with it, that change what it changes
+  int failures = 0;  // builds that failed with it alone to blame (flaky: built again)
+  int merge_errors = 0;  // merges of its approved head that failed in a row (not conflicts)
   // The policy accounts whose valid signatures the verdict at approval->sha found on the PR's
   // commits, sorted; kept with the verdict for the status page (empty until it is judged).
   std::vector<std::string> signers;

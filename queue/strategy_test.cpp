@@ -421,13 +421,13 @@ TEST_CASE("adaptive: the window is cut to the run a chain lands between two fail
   r.cfg.strategy = Strategy::Train;
   r.s.observed.fail_permille = 250;
   CHECK(window_of(r.s, r.cfg) == 20);
-  // And the engine fills no more than that.
+  // And the engine fills no more than that (3 PRs at 25%: not under load, no probes first).
   Repo q(Strategy::Adaptive);
   q.cfg.window_start = 20;
   q.cfg.window_max = 20;
   q.s.observed.builds = 50;
   q.s.observed.fail_permille = 250;
-  for (int n = 1; n <= 6; ++n) q.queue(n, {"p" + std::to_string(n) + "/x.cpp"});
+  for (int n = 1; n <= 3; ++n) q.queue(n, {"p" + std::to_string(n) + "/x.cpp"});
   for (bool merged = true; merged;) {  // each candidate reaches dmz; the next is built on it
     merged = false;
     for (const auto& k : std::vector<Candidate>(q.s.train))
@@ -437,6 +437,78 @@ TEST_CASE("adaptive: the window is cut to the run a chain lands between two fail
       }
   }
   CHECK(q.s.train.size() == 3);
+}
+
+// Under load (here: a PR in four fails, and fifteen arrive during a build) adaptive probes every
+// PR before it joins the chain, and batches those whose probes passed.
+TEST_CASE(
+    "adaptive under load: every PR is probed first; those that passed join in a batch; "
+    "landings that may conflict with a probe have it redone") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.window_start = 20;
+  r.cfg.window_max = 20;
+  r.cfg.max_batch = 8;
+  r.s.observed.builds = 50;
+  r.s.observed.fail_permille = 250;
+  r.s.observed.build_ms = 45'000;
+  r.s.observed.arrival_ms = 3'000;
+  r.s.observed.last_arrival = r.now - 3'000;
+  // PRs 1-4 change b/, c/, d/, e/; PR 5 changes what PRs 3 and 4 change.
+  for (int n = 1; n <= 4; ++n) r.queue(n, {std::string(1, char('a' + n)) + "/x.cpp"});
+  r.queue(5, {"d/x.cpp", "e/x.cpp"});
+  std::map<int, CandidateId> probe;
+  std::map<int, Sha> built;
+  for (int n = 1; n <= 5; ++n) {
+    probe[n] = r.with({n});
+    REQUIRE(probe[n] != 0);
+    CHECK(r.candidate(probe[n]).probe);
+    CHECK(r.candidate(probe[n]).base == kMaster);
+    built[n] = r.merge(probe[n]);
+  }
+  // The first green probe on master lands itself: nothing else is in the chain.
+  REQUIRE(all<FastForwardMaster>(r.check(built[1], true)).size() == 1);
+  r.pushed(probe[1]);
+  CHECK(r.status(1) == PrStatus::Merged);
+  CHECK(r.has(probe[5]));  // PR 1 changes nothing PR 5 changes: its probe still counts
+  // PR 2's probe was on the old master: PR 2 joins the chain on the new one.
+  r.check(built[2], true);
+  const CandidateId k2 = r.with({2});
+  REQUIRE(k2 != 0);
+  CHECK_FALSE(r.candidate(k2).probe);
+  CHECK(r.candidate(k2).base == built[1]);
+  // PRs 3 and 4 pass while k2 is merging: they join it together, in one candidate.
+  r.check(built[3], true);
+  r.check(built[4], true);
+  CHECK(r.s.prs.at(3).probed);
+  CHECK(r.s.prs.at(4).probed);
+  const Sha c2 = r.merge(k2);
+  CandidateId k34 = 0;
+  for (const auto& k : r.s.train)
+    if (std::set<int>(k.prs.begin(), k.prs.end()) == std::set<int>{3, 4}) k34 = k.id;
+  REQUIRE(k34 != 0);
+  CHECK_FALSE(r.candidate(k34).probe);
+  CHECK(r.candidate(k34).base == c2);
+  const Sha c34 = r.merge(k34);
+  // k34 lands (with k2 ahead of it). PR 5's probe, still building, was built without two PRs
+  // that may conflict with it: it says too little about the new master, so it is cut and PR 5
+  // is probed again there.
+  REQUIRE(all<FastForwardMaster>(r.check(c34, true)).size() == 1);
+  auto after = r.pushed(k34);
+  for (int n : {2, 3, 4}) CHECK(r.status(n) == PrStatus::Merged);
+  CHECK(r.s.master == c34);
+  bool cancelled = false;
+  for (const auto& c : all<CancelBuild>(after)) cancelled |= c.sha == built[5];
+  CHECK(cancelled);
+  CHECK_FALSE(r.has(probe[5]));
+  const CandidateId again = r.with({5});
+  REQUIRE(again != 0);
+  CHECK(r.candidate(again).probe);
+  CHECK(r.candidate(again).base == c34);
+  CHECK(r.s.prs.at(5).untested == 0);
+  // Its new probe passes on master as it is: it lands itself.
+  REQUIRE(all<FastForwardMaster>(r.check(r.merge(again), true)).size() == 1);
+  r.pushed(again);
+  CHECK(r.status(5) == PrStatus::Merged);
 }
 
 TEST_CASE("priority: a higher priority enters the train first; a building candidate stays") {

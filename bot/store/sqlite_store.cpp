@@ -57,7 +57,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 11> kMigrations = {
+constexpr std::array<std::string_view, 12> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -283,6 +283,12 @@ ALTER TABLE prs ADD COLUMN merge_errors INTEGER NOT NULL DEFAULT 0;
     R"sql(
 ALTER TABLE candidates ADD COLUMN paused_ms INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 12: adaptive under load: the PRs a PR's probe was built with, and the PRs that landed
+    // since without it that change what it changes.
+    R"sql(
+ALTER TABLE prs ADD COLUMN probed_with TEXT NOT NULL DEFAULT '[]';  -- JSON array of numbers
+ALTER TABLE prs ADD COLUMN untested INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 
 // ---- RAII over the C API ---------------------------------------------------------------------
@@ -461,6 +467,20 @@ Result<std::vector<std::string>> parse_details(const std::string& repo, int numb
     if (!d.is_string())
       return corrupt(repo, "PR #" + std::to_string(number) + " details are not strings");
     out.push_back(d.get<std::string>());
+  }
+  return out;
+}
+
+Result<std::vector<int>> parse_numbers(const std::string& repo, int number,
+                                       const std::string& text) {
+  auto numbers = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!numbers.is_array())
+    return corrupt(repo, "PR #" + std::to_string(number) + " probed_with is not a JSON array");
+  std::vector<int> out;
+  for (const auto& n : numbers) {
+    if (!n.is_number_integer())
+      return corrupt(repo, "PR #" + std::to_string(number) + " probed_with holds a non-number");
+    out.push_back(n.get<int>());
   }
   return out;
 }
@@ -980,9 +1000,10 @@ class SqliteStore final : public Store {
     auto& pr = stmt(
         "INSERT OR REPLACE INTO prs(repo, number, branch, author, title, head, status, reason,"
         " details, queued_at, candidate, reason_code, finished_at, priority, paths, precheck,"
-        " held_by, bisect_group, probed, failures, signers, approvers, merge_errors)"
+        " held_by, bisect_group, probed, failures, signers, approvers, merge_errors,"
+        " probed_with, untested)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-        " ?18, ?19, ?20, ?21, ?22, ?23)");
+        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)");
     pr.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -1003,7 +1024,9 @@ class SqliteStore final : public Store {
         .bind(20, std::int64_t{p.failures})
         .bind(21, details_json(p.signers))
         .bind(22, details_json(p.approvers))
-        .bind(23, std::int64_t{p.merge_errors});
+        .bind(23, std::int64_t{p.merge_errors})
+        .bind(24, nlohmann::json(p.probed_with).dump())
+        .bind(25, std::int64_t{p.untested});
     if (p.held_by)
       pr.bind(17, as_int64(*p.held_by));
     else
@@ -1237,7 +1260,8 @@ class SqliteStore final : public Store {
       auto& q = stmt(
           "SELECT number, branch, author, title, head, status, reason, details, queued_at,"
           " candidate, reason_code, finished_at, priority, paths, precheck, held_by,"
-          " bisect_group, probed, failures, signers, approvers, merge_errors FROM prs"
+          " bisect_group, probed, failures, signers, approvers, merge_errors, probed_with,"
+          " untested FROM prs"
           " WHERE repo = ?1"
           " ORDER BY number");
       q.bind(1, name);
@@ -1288,6 +1312,10 @@ class SqliteStore final : public Store {
         if (!approvers) return approvers.error();
         p.approvers = std::move(*approvers);
         p.merge_errors = static_cast<int>(q.int64(21));
+        auto probed_with = parse_numbers(name, p.number, q.text(22));
+        if (!probed_with) return probed_with.error();
+        p.probed_with = std::move(*probed_with);
+        p.untested = static_cast<int>(q.int64(23));
         st.prs.emplace(p.number, std::move(p));
       }
     }

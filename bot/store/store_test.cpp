@@ -69,7 +69,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "11");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "12");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT approvers FROM prs WHERE number=3") ==
         R"(["bob","carol"])");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
@@ -652,7 +652,7 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "11");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "12");
   CHECK(back.state.prs.at(4).priority == 0);
   CHECK(back.state.prs.at(4).signers.empty());    // migration 7: nobody known to have signed
   CHECK(back.state.prs.at(4).approvers.empty());  // migration 8: no counted approval known
@@ -668,7 +668,13 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
 }
 
 // The prs table without migration 10's merge error count.
+void undo_migration_12(const std::filesystem::path& file) {
+  sql_scalar(file, "ALTER TABLE prs DROP COLUMN probed_with");
+  sql_scalar(file, "ALTER TABLE prs DROP COLUMN untested");
+}
+
 void undo_migration_11(const std::filesystem::path& file) {
+  undo_migration_12(file);
   sql_scalar(file, "ALTER TABLE candidates DROP COLUMN paused_ms");
 }
 
@@ -709,7 +715,7 @@ TEST_CASE("store: a database of schema version 7 gains the counted approvers, ke
         "0");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "11");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "12");
   Loaded back = must_load(*store, s.repo);
   REQUIRE(back.state.prs.count(3));
   CHECK(back.state.prs.at(3).signers == std::vector<std::string>{"alice", "bob"});  // kept
@@ -759,7 +765,7 @@ TEST_CASE("store: a database of schema version 8 keeps its delivery ids, all han
   CHECK(sql_scalar(file, "SELECT count(*) FROM pragma_table_info('deliveries')") == "2");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "11");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "12");
   CHECK(store->unhandled_deliveries(0, 10)->empty());             // nothing to handle again
   CHECK_FALSE(store->record_delivery("github:old", 20).value());  // still a duplicate
   REQUIRE(store->record_deliveries({{"github:new", 30, "github", "{}", "{}"}}).ok());

@@ -52,6 +52,8 @@ inline void check_equal(const PullRequest& a, const PullRequest& b) {
   CHECK(a.held_by == b.held_by);
   CHECK(a.group == b.group);
   CHECK(a.probed == b.probed);
+  CHECK(a.probed_with == b.probed_with);
+  CHECK(a.untested == b.untested);
   CHECK(a.failures == b.failures);
   CHECK(a.signers == b.signers);
   CHECK(a.approvers == b.approvers);
@@ -185,6 +187,8 @@ inline RepoState rich_state() {
   s.prs[2].probed = true;
   s.prs[2].failures = 1;
   s.prs[2].merge_errors = 2;
+  s.prs[2].probed_with = {1, 5};
+  s.prs[2].untested = 1;
   s.prs[3].signers = {"alice", "bob"};
   s.prs[7].signers = {"carol"};  // kept when it is archived
   s.prs[3].approvers = {"bob", "carol"};
