@@ -884,6 +884,17 @@ bool wants_probe(const RepoState& s, const PullRequest& p, double risk, std::siz
   return risk * behind >= 1.0;
 }
 
+// Puts candidate `k` on the train: its PRs are merging into it, and it is built.
+void start(Ctx& c, Candidate k, std::set<int>& taken) {
+  for (int m : k.prs) {
+    taken.insert(m);
+    c.pr(m).status = PrStatus::Merging;
+    c.pr(m).candidate = k.id;
+  }
+  c.emit(build_action(c.s, k));
+  c.s.train.push_back(std::move(k));
+}
+
 // The PRs of train candidate `k` and of every candidate ahead of it in its chain.
 std::vector<int> prs_up_to(const RepoState& s, const Candidate& k) {
   std::vector<int> out;
@@ -941,13 +952,7 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order) {
         with.push_back(q.number);
       }
     }
-    for (int m : k.prs) {
-      taken.insert(m);
-      c.pr(m).status = PrStatus::Merging;
-      c.pr(m).candidate = k.id;
-    }
-    c.emit(build_action(s, k));
-    s.train.push_back(std::move(k));
+    start(c, std::move(k), taken);
   }
 }
 
@@ -1009,11 +1014,7 @@ void schedule_generic(Ctx& c) {
       for (const auto& t : s.train)
         if (!t.probe && t.lane == lane && !t.sha.empty()) k.base = t.sha;
       k.created_at = c.at;
-      p.status = PrStatus::Merging;
-      p.candidate = k.id;
-      taken.insert(n);
-      c.emit(build_action(s, k));
-      s.train.push_back(std::move(k));
+      start(c, std::move(k), taken);
       continue;
     }
     const std::uint64_t lane = lane_for(c, p);
@@ -1045,13 +1046,7 @@ void schedule_generic(Ctx& c) {
         k.prs.push_back(q.number);
       }
     }
-    for (int m : k.prs) {
-      taken.insert(m);
-      c.pr(m).status = PrStatus::Merging;
-      c.pr(m).candidate = k.id;
-    }
-    c.emit(build_action(s, k));
-    s.train.push_back(std::move(k));
+    start(c, std::move(k), taken);
   }
 }
 
