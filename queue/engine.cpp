@@ -702,6 +702,20 @@ void try_land(Ctx& c) {
   }
 }
 
+// How many PRs are approved during a build, as observed (0 until a build and two approvals are).
+double arrivals_per_build(const RepoState& s) {
+  if (s.observed.arrival_ms <= 0 || s.observed.build_ms <= 0) return 0;
+  return static_cast<double>(s.observed.build_ms) / static_cast<double>(s.observed.arrival_ms);
+}
+
+// The newest chain candidate (not a probe) of `lane`, if any: the next one is built on it.
+const Candidate* tail_of(const RepoState& s, std::uint64_t lane) {
+  const Candidate* tail = nullptr;
+  for (const auto& k : s.train)
+    if (!k.probe && k.lane == lane) tail = &k;
+  return tail;
+}
+
 // Beyond this many approvals during a build, PRs that change a common path land during nearly
 // every probe, and probes are redone over and over (the heavy workload of the README: 57 builds
 // per landed PR); the chain without probes first does better there.
@@ -713,17 +727,12 @@ constexpr double kMaxArrivalsPerBuild = 20;
 bool under_load(const Settings& cfg, const RepoState& s) {
   if (cfg.strategy != Strategy::Adaptive) return false;
   // Until a build and two approvals are observed the load is not known.
-  if (s.observed.arrival_ms <= 0 || s.observed.build_ms <= 0 ||
-      static_cast<double>(s.observed.build_ms) / static_cast<double>(s.observed.arrival_ms) >
-          kMaxArrivalsPerBuild)
-    return false;
+  const double per_build = arrivals_per_build(s);
+  if (per_build <= 0 || per_build > kMaxArrivalsPerBuild) return false;
   double behind = 0;
   for (const auto& [n, p] : s.prs)
     behind += p.status == PrStatus::Queued || stage(p.status) == Stage::InTrain ? 1 : 0;
-  if (s.observed.arrival_ms > 0 && s.observed.build_ms > 0)
-    behind = std::max(behind, static_cast<double>(s.observed.build_ms) /
-                                  static_cast<double>(s.observed.arrival_ms));
-  return base_failure(s) * behind >= 1.0;
+  return base_failure(s) * std::max(behind, per_build) >= 1.0;
 }
 
 // Whether two PRs may conflict: they change a common path (or one's paths are unknown).
@@ -877,11 +886,7 @@ bool wants_probe(const RepoState& s, const PullRequest& p, double risk, std::siz
   if (p.failures > 0) return true;  // found to blame once: the flake retry is built aside too
   if (p.group != 0) return false;
   if (overlaps) return true;
-  double behind = static_cast<double>(waiting_behind);
-  if (s.observed.arrival_ms > 0 && s.observed.build_ms > 0)
-    behind = std::max(behind, static_cast<double>(s.observed.build_ms) /
-                                  static_cast<double>(s.observed.arrival_ms));
-  return risk * behind >= 1.0;
+  return risk * std::max(static_cast<double>(waiting_behind), arrivals_per_build(s)) >= 1.0;
 }
 
 // Puts candidate `k` on the train: its PRs are merging into it, and it is built.
@@ -924,9 +929,7 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order) {
     if (taken.count(n)) continue;
     PullRequest& p = c.pr(n);
     const std::uint64_t lane = lane_for(c, p);
-    const Candidate* tail = nullptr;
-    for (const auto& k : s.train)
-      if (!k.probe && k.lane == lane) tail = &k;
+    const Candidate* tail = tail_of(s, lane);
     if (tail && tail->sha.empty()) continue;  // wait for the tail's sha to build on
     std::vector<int> with = tail ? prs_up_to(s, *tail) : std::vector<int>{};
     Candidate k;
@@ -1019,9 +1022,7 @@ void schedule_generic(Ctx& c) {
     }
     const std::uint64_t lane = lane_for(c, p);
     if (blocked_lanes.count(lane)) continue;
-    const Candidate* tail = nullptr;
-    for (const auto& k : s.train)
-      if (!k.probe && k.lane == lane) tail = &k;
+    const Candidate* tail = tail_of(s, lane);
     if (tail && tail->sha.empty()) {  // wait for the tail's sha to build on
       blocked_lanes.insert(lane);
       continue;
