@@ -55,6 +55,17 @@ TEST_CASE("simulate: serial matches the closed form of a case worked by hand") {
   CHECK(r.ttm_minutes[0] == doctest::Approx(1810.0 / 60));
   CHECK(r.ttm_minutes[1] == doctest::Approx((5423.0 - 0.4) / 60));
   CHECK(r.ttm_minutes[2] == doctest::Approx((7231.0 - 0.6) / 60));
+  // Where the time went (sim_bench stats): every landed PR was in one candidate and no probe;
+  // the candidates were merged 2 s, 3,615 s and 5,423 s into the run (the median: PR 3's).
+  CHECK(r.counters["landed_mean_probes"] == 0);
+  CHECK(r.counters["landed_mean_chain_builds"] == 1);
+  CHECK(r.counters["landed_median_min_to_last_chain_build"] ==
+        doctest::Approx((3615.0 - 0.4) / 60));
+  CHECK(r.counters["landed_median_min_to_landing"] == doctest::Approx((5423.0 - 0.4) / 60));
+  CHECK(r.counters["chain_passed"] == 3);
+  CHECK(r.counters["chain_failed_bad_pr"] == 1);
+  CHECK(r.counters["runner_minutes_finished"] == doctest::Approx(4 * 30.0));
+  CHECK(r.counters.count("runner_minutes_cancelled") == 0);
   // The oracle builds each good PR as it arrives: every one lands 30 minutes after approval.
   RunResult best = oracle(w);
   CHECK(best.landed == 3);

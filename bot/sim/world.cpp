@@ -125,6 +125,12 @@ class World final : public driver::GitPort,
     ++counters_["candidates"];
     counters_["candidate_prs"] += static_cast<double>(a.items.size());
     if (!a.tip) ++counters_["probes"];
+    for (const auto& item : a.items) {
+      Journey& j = journeys_[pr_of_head(item.head)];
+      (a.tip ? j.chain_builds : j.probes) += 1;
+      (a.tip ? j.last_chain_build : j.last_probe) = now();
+      if (!a.tip && j.probes == 1) j.first_probe = now();
+    }
     later(kMergeDelay, [this, a] {
       if (!commits_.count(a.base)) {
         violation("candidate " + std::to_string(a.candidate) + " on an unknown base");
@@ -205,6 +211,12 @@ class World final : public driver::GitPort,
     int last = 0, n = 0;
     std::uint64_t generation = 0;
     bool running = false;
+    Millis started = 0;  // when it got a runner
+  };
+  // A PR's way through the train: its probes and the chain candidates that held it.
+  struct Journey {
+    int probes = 0, chain_builds = 0;
+    Millis first_probe = 0, last_probe = 0, last_chain_build = 0;
   };
 
   Millis now() const { return clock_.now(); }
@@ -278,16 +290,44 @@ class World final : public driver::GitPort,
       sums_["observed_fail_permille"] += st->observed.fail_permille;
       for (const auto& [n, pr] : st->prs) {
         if (pr.status == q::PrStatus::Queued) sums_[pr.held_by ? "prs_held" : "prs_queued"] += 1;
+        if (pr.status == q::PrStatus::Queued && pr.probed) sums_["prs_queued_probed"] += 1;
         if (pr.status == q::PrStatus::Approved) sums_["prs_approved"] += 1;
         if (pr.candidate) sums_["prs_in_train"] += 1;
       }
       for (const auto& k : st->train) {
         if (k.probe) sums_["train_probes"] += 1;
+        sums_[k.probe ? "prs_in_probes" : "prs_in_chain"] += static_cast<double>(k.prs.size());
         if (k.sha.empty()) sums_["train_merging"] += 1;
       }
     }
   }
+  // Medians over the landed PRs of when (minutes after approval) their first and last probe and
+  // their last chain candidate were merged, and when they landed: where the time to merge goes.
+  void count_journeys() {
+    std::map<std::string, std::vector<double>> at;
+    double probes = 0, chain_builds = 0, landed = 0;
+    for (const auto& [n, j] : journeys_) {
+      const Millis end = landed_at_.at(static_cast<std::size_t>(n));
+      if (end == kNever) continue;
+      auto after = [&](Millis t) { return static_cast<double>(t - approved(n)) / kMinute; };
+      if (j.probes) at["first_probe"].push_back(after(j.first_probe));
+      if (j.probes) at["last_probe"].push_back(after(j.last_probe));
+      if (j.chain_builds) at["last_chain_build"].push_back(after(j.last_chain_build));
+      at["landing"].push_back(after(end));
+      probes += j.probes;
+      chain_builds += j.chain_builds;
+      ++landed;
+    }
+    for (auto& [name, v] : at) {
+      std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+      counters_["landed_median_min_to_" + name] = v[v.size() / 2];
+    }
+    counters_["landed_mean_probes"] = landed ? probes / landed : 0;
+    counters_["landed_mean_chain_builds"] = landed ? chain_builds / landed : 0;
+  }
+
   void count_samples() {
+    count_journeys();
     for (const auto& [name, sum] : sums_)
       counters_["mean_" + name] = samples_ ? sum / static_cast<double>(samples_) : 0;
     result_.counters = counters_;
@@ -303,6 +343,7 @@ class World final : public driver::GitPort,
       if (it == builds_.end() || it->second.running) continue;
       Build& b = it->second;
       b.running = true;
+      b.started = now();
       ++running_;
       ++result_.builds_started;
       const std::uint64_t generation = b.generation;
@@ -316,6 +357,9 @@ class World final : public driver::GitPort,
     if (it == builds_.end()) return;
     ++counters_[it->second.running ? "builds_cancelled_running" : "builds_cancelled_waiting"];
     if (it->second.running) --running_;
+    if (it->second.running)
+      counters_["runner_minutes_cancelled"] +=
+          static_cast<double>(now() - it->second.started) / kMinute;
     builds_.erase(it);
     std::erase(waiting_, sha);
     dispatch_runners();
@@ -331,6 +375,15 @@ class World final : public driver::GitPort,
     const Breakage why = breakage(sha);
     const bool flake = w_.flaky(b.last, b.n);
     const bool pass = why == Breakage::None && !flake;
+    counters_["runner_minutes_finished"] += static_cast<double>(now() - b.started) / kMinute;
+    if (const q::RepoState* st = driver_->state(kRepo))
+      for (const auto& k : st->train)
+        if (k.sha == sha)
+          ++counters_[std::string(k.probe ? "probe_" : "chain_") +
+                      (why == Breakage::Bad        ? "failed_bad_pr"
+                       : why == Breakage::Conflict ? "failed_conflict"
+                       : flake                     ? "failed_flake"
+                                                   : "passed")];
     ++counters_[why == Breakage::Bad        ? "builds_failed_bad_pr"
                 : why == Breakage::Conflict ? "builds_failed_conflict"
                 : flake                     ? "builds_failed_flake"
@@ -499,6 +552,7 @@ class World final : public driver::GitPort,
   std::vector<Outcome> outcome_;
   int undecided_ = 0;  // PRs neither landed nor ejected
   std::map<std::string, double> counters_, sums_;
+  std::map<int, Journey> journeys_;  // by PR number
   long samples_ = 0;
   Millis last_arrival_ = 0, last_landing_ = 0;
 

@@ -54,7 +54,8 @@ struct RunResult {
   long events = 0;                      // applied to the driver
   int restarts = 0;
   // What happened inside, for finding out why a strategy does what it does: builds by how
-  // they ended, failures by cause, probes, the backlog (sim_bench stats).
+  // they ended, failures by cause and by kind of candidate, runner minutes, probes, the backlog,
+  // and where the landed PRs' time went (sim_bench stats).
   std::map<std::string, double> counters;
 };
 
