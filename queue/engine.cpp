@@ -763,13 +763,14 @@ constexpr int kUntestedOverlaps = 1;
 
 // PRs landed: a probe (green, or still building) not built with those of them that may
 // conflict with its PR counts them; past kUntestedOverlaps it says too little about master
-// now: a green one is forgotten, one in flight is cut. Either is probed again on the tip.
-void forget_stale_probes(Ctx& c, const std::vector<Candidate>& landing) {
+// now: under load (`act`), a green one is forgotten, one in flight is cut, and either is probed
+// again on the tip. The count is kept without load too, so that it is right when load comes.
+void forget_stale_probes(Ctx& c, const std::vector<Candidate>& landing, bool act) {
   std::vector<int> landed;
   for (const auto& k : landing) landed.insert(landed.end(), k.prs.begin(), k.prs.end());
   auto stale = [&](PullRequest& p) {
     p.untested += untested_with(c, p, landed);
-    return p.untested > kUntestedOverlaps;
+    return act && p.untested > kUntestedOverlaps;
   };
   for (auto& [n, p] : c.s.prs)
     if (p.status == PrStatus::Queued && p.probed && stale(p)) p.probed = false;
@@ -813,7 +814,7 @@ void land_chain(Ctx& c, CandidateId id) {
   if (zuul_window(c.cfg))
     c.s.window = std::min(std::max(c.cfg.window_floor, c.cfg.window_max),
                           window_of(c.s, c.cfg) + landing.size());
-  if (under_load(c.cfg, c.s)) forget_stale_probes(c, landing);
+  if (c.cfg.strategy == Strategy::Adaptive) forget_stale_probes(c, landing, under_load(c.cfg, c.s));
   // Other lanes were built on the old master: each builds again on the new one, as a batch.
   for (;;) {
     std::optional<std::size_t> stale;

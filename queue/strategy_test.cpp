@@ -489,26 +489,43 @@ TEST_CASE(
   CHECK_FALSE(r.candidate(k34).probe);
   CHECK(r.candidate(k34).base == c2);
   const Sha c34 = r.merge(k34);
-  // k34 lands (with k2 ahead of it). PR 5's probe, still building, was built without two PRs
-  // that may conflict with it: it says too little about the new master, so it is cut and PR 5
-  // is probed again there.
-  REQUIRE(all<FastForwardMaster>(r.check(c34, true)).size() == 1);
-  auto after = r.pushed(k34);
-  for (int n : {2, 3, 4}) CHECK(r.status(n) == PrStatus::Merged);
-  CHECK(r.s.master == c34);
-  bool cancelled = false;
-  for (const auto& c : all<CancelBuild>(after)) cancelled |= c.sha == built[5];
-  CHECK(cancelled);
-  CHECK_FALSE(r.has(probe[5]));
-  const CandidateId again = r.with({5});
-  REQUIRE(again != 0);
-  CHECK(r.candidate(again).probe);
-  CHECK(r.candidate(again).base == c34);
-  CHECK(r.s.prs.at(5).untested == 0);
-  // Its new probe passes on master as it is: it lands itself.
-  REQUIRE(all<FastForwardMaster>(r.check(r.merge(again), true)).size() == 1);
-  r.pushed(again);
-  CHECK(r.status(5) == PrStatus::Merged);
+  SUBCASE("under load") {
+    // k34 lands (with k2 ahead of it). PR 5's probe, still building, was built without two PRs
+    // that may conflict with it: it says too little about the new master, so it is cut and PR 5
+    // is probed again there.
+    REQUIRE(all<FastForwardMaster>(r.check(c34, true)).size() == 1);
+    auto after = r.pushed(k34);
+    for (int n : {2, 3, 4}) CHECK(r.status(n) == PrStatus::Merged);
+    CHECK(r.s.master == c34);
+    bool cancelled = false;
+    for (const auto& c : all<CancelBuild>(after)) cancelled |= c.sha == built[5];
+    CHECK(cancelled);
+    CHECK_FALSE(r.has(probe[5]));
+    const CandidateId again = r.with({5});
+    REQUIRE(again != 0);
+    CHECK(r.candidate(again).probe);
+    CHECK(r.candidate(again).base == c34);
+    CHECK(r.s.prs.at(5).untested == 0);
+    // Its new probe passes on master as it is: it lands itself.
+    REQUIRE(all<FastForwardMaster>(r.check(r.merge(again), true)).size() == 1);
+    r.pushed(again);
+    CHECK(r.status(5) == PrStatus::Merged);
+  }
+  SUBCASE(
+      "without load the landing is still counted, so that the probe is redone when load returns") {
+    r.s.observed.fail_permille = 10;  // 1% of 15 arrivals per build: not under load
+    REQUIRE(all<FastForwardMaster>(r.check(c34, true)).size() == 1);
+    r.pushed(k34);
+    CHECK(r.s.master == c34);
+    CHECK(r.has(probe[5]));  // not cut: without load a probe is not redone
+    CHECK(r.s.prs.at(5).untested == 2);
+    r.s.observed.fail_permille = 250;  // load again
+    r.check(built[5], true);
+    const CandidateId again = r.with({5});
+    REQUIRE(again != 0);
+    CHECK(r.candidate(again).probe);  // built without PRs 3 and 4: probed again, not joined
+    CHECK(r.candidate(again).base == c34);
+  }
 }
 
 TEST_CASE("priority: a higher priority enters the train first; a building candidate stays") {
