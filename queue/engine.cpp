@@ -950,7 +950,7 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order) {
         const PullRequest& q = c.pr(order[j]);
         const bool joins = p.group != 0 ? q.group == p.group
                                         : q.group == 0 && k.prs.size() < batch && fits(q, with) &&
-                                              lane_for(c, q) == lane;
+                                              (j == at || lane_for(c, q) == lane);
         if (taken.count(q.number) || !joins) continue;
         k.prs.push_back(q.number);
         with.push_back(q.number);

@@ -528,6 +528,38 @@ TEST_CASE(
   }
 }
 
+TEST_CASE(
+    "adaptive under load with lanes by paths: a PR disjoint from every lane joins a lane "
+    "of its own") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.lanes = Lanes::Paths;
+  r.cfg.window_start = 20;
+  r.cfg.window_max = 20;
+  r.s.observed.builds = 50;
+  r.s.observed.fail_permille = 250;
+  r.s.observed.build_ms = 45'000;
+  r.s.observed.arrival_ms = 3'000;
+  r.s.observed.last_arrival = r.now - 3'000;
+  for (int n = 1; n <= 3; ++n) r.queue(n, {std::string(1, char('a' + n)) + "/x.cpp"});
+  std::map<int, Sha> probe;
+  for (int n = 1; n <= 3; ++n) probe[n] = r.merge(r.with({n}));
+  REQUIRE(all<FastForwardMaster>(r.check(probe[1], true)).size() == 1);  // alone: lands itself
+  r.pushed(r.with({1}));
+  r.check(probe[2], true);  // on the old master: PR 2 starts the chain of lane 0
+  const CandidateId k2 = r.with({2});
+  REQUIRE(k2 != 0);
+  CHECK_FALSE(r.candidate(k2).probe);
+  // PR 3 changes nothing lane 0 changes: it joins a lane of its own, in a candidate that holds
+  // it (deciding the lane twice once gave two different new lanes and an empty candidate).
+  r.check(probe[3], true);
+  const CandidateId k3 = r.with({3});
+  REQUIRE(k3 != 0);
+  CHECK_FALSE(r.candidate(k3).probe);
+  CHECK(r.candidate(k3).lane != r.candidate(k2).lane);
+  CHECK(r.candidate(k3).base == r.s.master);
+  for (const auto& k : r.s.train) CHECK_FALSE(k.prs.empty());
+}
+
 TEST_CASE("priority: a higher priority enters the train first; a building candidate stays") {
   for (Strategy st : {Strategy::Serial, Strategy::Batch, Strategy::Train, Strategy::Adaptive}) {
     CAPTURE(to_string(st));
@@ -638,6 +670,7 @@ struct World {
     std::map<CandidateId, const Candidate*> by_id;
     for (const auto& k : s.train) {
       by_id[k.id] = &k;
+      if (k.prs.empty()) broken = "candidate " + std::to_string(k.id) + " holds no PR";
       for (int n : k.prs)
         if (!s.prs.count(n) || s.prs.at(n).candidate != k.id)
           broken = "candidate " + std::to_string(k.id) + " lost #" + std::to_string(n);
