@@ -93,6 +93,16 @@ struct Repo {
     return found;
   }
   PrStatus status(int n) const { return s.prs.at(n).status; }
+  // What puts adaptive under load: a PR in four fails, and fifteen arrive during a build.
+  void observe_load() {
+    cfg.window_start = 20;
+    cfg.window_max = 20;
+    s.observed.builds = 50;
+    s.observed.fail_permille = 250;
+    s.observed.build_ms = 45'000;
+    s.observed.arrival_ms = 3'000;
+    s.observed.last_arrival = now - 3'000;
+  }
 };
 
 }  // namespace
@@ -439,20 +449,14 @@ TEST_CASE("adaptive: the window is cut to the run a chain lands between two fail
   CHECK(q.s.train.size() == 3);
 }
 
-// Under load (here: a PR in four fails, and fifteen arrive during a build) adaptive probes every
-// PR before it joins the chain, and batches those whose probes passed.
+// Under load adaptive probes every PR before it joins the chain, and batches those whose probes
+// passed.
 TEST_CASE(
     "adaptive under load: every PR is probed first; those that passed join in a batch; "
     "landings that may conflict with a probe have it redone") {
   Repo r(Strategy::Adaptive);
-  r.cfg.window_start = 20;
-  r.cfg.window_max = 20;
+  r.observe_load();
   r.cfg.max_batch = 8;
-  r.s.observed.builds = 50;
-  r.s.observed.fail_permille = 250;
-  r.s.observed.build_ms = 45'000;
-  r.s.observed.arrival_ms = 3'000;
-  r.s.observed.last_arrival = r.now - 3'000;
   // PRs 1-4 change b/, c/, d/, e/; PR 5 changes what PRs 3 and 4 change.
   for (int n = 1; n <= 4; ++n) r.queue(n, {std::string(1, char('a' + n)) + "/x.cpp"});
   r.queue(5, {"d/x.cpp", "e/x.cpp"});
@@ -533,13 +537,7 @@ TEST_CASE(
     "of its own") {
   Repo r(Strategy::Adaptive);
   r.cfg.lanes = Lanes::Paths;
-  r.cfg.window_start = 20;
-  r.cfg.window_max = 20;
-  r.s.observed.builds = 50;
-  r.s.observed.fail_permille = 250;
-  r.s.observed.build_ms = 45'000;
-  r.s.observed.arrival_ms = 3'000;
-  r.s.observed.last_arrival = r.now - 3'000;
+  r.observe_load();
   for (int n = 1; n <= 3; ++n) r.queue(n, {std::string(1, char('a' + n)) + "/x.cpp"});
   std::map<int, Sha> probe;
   for (int n = 1; n <= 3; ++n) probe[n] = r.merge(r.with({n}));
