@@ -137,7 +137,7 @@ int stats(const std::string& name, int argc, char** argv) {
   }
   std::printf("%s over %d seeds: landed %.1f (oracle %.1f), p50 of landed %.0f min (oracle %.0f)\n",
               name.c_str(), seeds, landed, oracle_landed, p50, oracle_p50);
-  for (const auto& [k, v] : sum) std::printf("  %-32s %10.2f\n", k.c_str(), v);
+  for (const auto& [k, v] : sum) std::printf("  %-40s %10.2f\n", k.c_str(), v);
   return 0;
 }
 
