@@ -437,6 +437,8 @@ double risk_of(const RepoState& s, const PullRequest& pr) {
 
 }  // namespace
 
+double failure_risk(const RepoState& s, const PullRequest& pr) { return risk_of(s, pr); }
+
 std::size_t window_of(const RepoState& s, const Settings& cfg) {
   switch (cfg.strategy) {
     case Strategy::Serial:

@@ -27,4 +27,9 @@ std::size_t window_of(const RepoState& state, const Settings& settings);
 std::size_t batch_size(const RepoState& state, const Settings& settings, std::size_t waiting,
                        std::size_t free_slots);
 
+// How likely `pr` is to fail a build, as the adaptive strategy judges it: the observed failure
+// rate, moved by the PR's own CI before the queue, its author's and directories' history, and
+// a passed probe.
+double failure_risk(const RepoState& state, const PullRequest& pr);
+
 }  // namespace dmz::queue

@@ -6,6 +6,7 @@
 #include <queue>
 
 #include "queue/engine.hpp"
+#include "queue/forecast.hpp"
 
 namespace dmz::queue {
 
@@ -92,6 +93,18 @@ std::map<int, Millis> estimate_landings(const RepoState& state, const std::vecto
     free_at.push(lands);
   }
   return out;
+}
+
+std::map<int, Millis> expected_landings(const RepoState& state, const Settings& settings,
+                                        const std::vector<Millis>& landed_durations, Millis now) {
+  if (settings.strategy == Strategy::Adaptive && state.prs.size() <= kMaxForecastPrs) {
+    ForecastOptions options;
+    options.runs = 3;
+    return forecast_landings(state, settings, now, options);
+  }
+  auto pace = pace_of(state, settings, landed_durations);
+  if (!pace) return {};
+  return estimate_landings(state, queue_order(state), *pace, now);
 }
 
 }  // namespace dmz::queue

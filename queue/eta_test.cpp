@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include "queue/engine.hpp"
+#include "queue/forecast.hpp"
+
 namespace dmz::queue {
 
 namespace {
@@ -164,6 +167,46 @@ TEST_CASE("eta: the pace follows the active strategy and what the engine observe
   const auto serial = estimate_landings(st, waiting, *pace_of(st, cfg, {600}), 0);
   CHECK(train.at(10) == 600);
   CHECK(serial.at(10) == 6000);
+}
+
+TEST_CASE("eta: the page forecasts adaptive queues and uses the formula for the others") {
+  RepoState st;
+  st.master = std::string(40, 'a');
+  st.observed.builds = 50;
+  st.observed.build_ms = 600;
+  for (int n = 1; n <= 3; ++n) {
+    PullRequest pr;
+    pr.number = n;
+    pr.status = PrStatus::Queued;
+    pr.head = std::string(40, char('0' + n));
+    pr.approval = Approval{pr.head, "mm", 1};
+    pr.queued_at = n;
+    st.prs[n] = pr;
+  }
+  Settings cfg;
+  cfg.required_checks = {"ci"};
+  const std::vector<Millis> landed = {700, 700};
+  const auto pace = pace_of(st, cfg, landed);
+  REQUIRE(pace);
+  CHECK(expected_landings(st, cfg, landed, 1000) ==
+        estimate_landings(st, queue_order(st), *pace, 1000));
+  cfg.strategy = Strategy::Adaptive;
+  ForecastOptions three;
+  three.runs = 3;
+  const auto forecast = forecast_landings(st, cfg, 1000, three);
+  REQUIRE(forecast.size() == 3);
+  CHECK(expected_landings(st, cfg, landed, 1000) == forecast);
+  // A queue too long to forecast on every page gets the formula.
+  for (int n = 4; n <= static_cast<int>(kMaxForecastPrs) + 1; ++n) {
+    PullRequest pr = st.prs.at(1);
+    pr.number = n;
+    pr.queued_at = n;
+    st.prs[n] = pr;
+  }
+  const auto long_pace = pace_of(st, cfg, landed);
+  REQUIRE(long_pace);
+  CHECK(expected_landings(st, cfg, landed, 1000) ==
+        estimate_landings(st, queue_order(st), *long_pace, 1000));
 }
 
 }  // namespace dmz::queue

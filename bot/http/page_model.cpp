@@ -411,8 +411,8 @@ RepoPage build_repo_page(const RepoInput& in) {
   page.pace = queue::pace_of(v.state, v.settings, landed_durations(cx.records));
   page.required_checks = v.settings.required_checks;
   page.lanes = lanes_of(v.state.train, v.settings);
-  std::map<int, Millis> etas;
-  if (page.pace) etas = queue::estimate_landings(v.state, order, *page.pace, in.now);
+  const std::map<int, Millis> etas =
+      queue::expected_landings(v.state, v.settings, landed_durations(cx.records), in.now);
   auto row = [&](const queue::PullRequest& pr) {
     PrRow r;
     r.pr = pr;

@@ -122,7 +122,9 @@ int stats(const std::string& name, int argc, char** argv) {
   double landed = 0, oracle_landed = 0, p50 = 0, oracle_p50 = 0;
   for (int seed = 1; seed <= seeds; ++seed) {
     const Workload w = Workload::generate(o, static_cast<std::uint64_t>(seed));
-    RunResult r = run(w, *strategy);
+    RunOptions ro;
+    ro.measure_eta = true;
+    RunResult r = run(w, *strategy, ro);
     RunResult best = oracle(w);
     for (const auto& [k, v] : r.counters) sum[k] += v / seeds;
     sum["builds_started"] += static_cast<double>(r.builds_started) / seeds;

@@ -15,6 +15,7 @@
 #include "base/clock.hpp"
 #include "bot/driver/driver.hpp"
 #include "bot/store/memory_store.hpp"
+#include "queue/eta.hpp"
 #include "queue/json.hpp"
 
 namespace dmz::sim {
@@ -140,6 +141,7 @@ class World final : public driver::GitPort,
       for (const auto& item : a.items) commit.added.push_back(pr_of_head(item.head));
       const q::Sha sha = sha_of('c', ++shas_);
       commits_[sha] = std::move(commit);
+      merged_at_[a.candidate] = now();
       apply(q::MergeDone{a.candidate, q::MergeOutcome::Merged, sha, 0, {}, "", now()});
     });
   }
@@ -152,12 +154,15 @@ class World final : public driver::GitPort,
         return;
       }
       move_master(a.to);
+      if (auto m = merged_at_.find(a.candidate); m != merged_at_.end())
+        landed_durations_.push_back(now() - m->second);
       apply(q::MasterPushed{a.candidate, true, "", "", now()});
     });
   }
   void check_policy(const std::string&, const q::CheckPolicy& a) override {
     later(kPolicyDelay, [this, a] {
       apply(q::PolicyChecked{a.number, a.sha, true, {}, now(), w_.pr(a.number).paths()});
+      predict_landing(a.number);
     });
   }
   void check_candidate(const std::string&, const q::CheckCandidate& a) override {
@@ -301,6 +306,15 @@ class World final : public driver::GitPort,
       }
     }
   }
+  // What the status page would have shown as the PR's expected landing when it was queued
+  // (queue/eta.hpp, from the landings so far), to compare with when it landed.
+  void predict_landing(int number) {
+    const q::RepoState* st = driver_->state(kRepo);
+    if (!options_.measure_eta || !st || eta_.count(number)) return;
+    auto etas = q::expected_landings(*st, cfg_.settings, landed_durations_, now());
+    if (auto it = etas.find(number); it != etas.end()) eta_[number] = it->second;
+  }
+
   // Medians over the landed PRs of when (minutes after approval) their first and last probe and
   // their last chain candidate were merged, and when they landed: where the time to merge goes.
   void count_journeys() {
@@ -314,13 +328,19 @@ class World final : public driver::GitPort,
       if (j.probes) at["last_probe"].push_back(after(j.last_probe));
       if (j.chain_builds) at["last_chain_build"].push_back(after(j.last_chain_build));
       at["landing"].push_back(after(end));
+      if (auto e = eta_.find(n); e != eta_.end()) {
+        const double late = static_cast<double>(end - e->second) / kMinute;
+        at["eta_late"].push_back(late);  // landed this much after the estimate
+        at["eta_off"].push_back(std::abs(late));
+      }
       probes += j.probes;
       chain_builds += j.chain_builds;
       ++landed;
     }
     for (auto& [name, v] : at) {
       std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-      counters_["landed_median_min_to_" + name] = v[v.size() / 2];
+      counters_[(name.starts_with("eta") ? "landed_median_min_" : "landed_median_min_to_") + name] =
+          v[v.size() / 2];
     }
     counters_["landed_mean_probes"] = landed ? probes / landed : 0;
     counters_["landed_mean_chain_builds"] = landed ? chain_builds / landed : 0;
@@ -553,6 +573,9 @@ class World final : public driver::GitPort,
   int undecided_ = 0;  // PRs neither landed nor ejected
   std::map<std::string, double> counters_, sums_;
   std::map<int, Journey> journeys_;  // by PR number
+  std::map<q::CandidateId, Millis> merged_at_;
+  std::vector<Millis> landed_durations_;  // from a candidate's merge to its landing, oldest first
+  std::map<int, Millis> eta_;             // by PR number: the estimate when it was queued
   long samples_ = 0;
   Millis last_arrival_ = 0, last_landing_ = 0;
 

@@ -33,6 +33,10 @@ struct RunOptions {
   double drain_hours = 48;      // after the arrivals end, the queue may drain this long
   queue::Millis tick = 60'000;  // how often time passes for the driver
   int crash_every = 0;          // >0: a crash and restart of the driver every N events
+  // Record the expected landing the status page would show each PR when it is queued, and
+  // count how far off it was (counters landed_median_min_eta_*). Costly for adaptive (a
+  // forecast per approval), so only sim_bench stats asks for it.
+  bool measure_eta = false;
   // Called after each applied event with the PRs decided (landed or ejected) and the events so
   // far (sim_bench's progress).
   std::function<void(int decided, long events)> progress;

@@ -1,0 +1,103 @@
+// The forecast of landings: the engine played forward, builds taking the observed duration and
+// PRs failing with their risk.
+#include "queue/forecast.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "queue/engine.hpp"
+
+using namespace dmz::queue;
+
+namespace {
+
+constexpr Millis kNow = 10'000'000;
+constexpr Millis kBuild = 1'800'000;  // 30 minutes
+
+Sha sha_of(char kind, int n) {
+  std::string s = std::to_string(n);
+  return std::string(1, kind) + std::string(39 - s.size(), '0') + s;
+}
+
+// A repository with PRs 1..count queued 3 s apart, the last 3 s before kNow (PR n changes
+// p<n>/x.cpp), as the engine leaves it.
+struct Queue {
+  RepoState s;
+  Settings cfg;
+
+  Queue(Strategy strategy, int count, std::uint32_t fail_permille, Millis build_ms = kBuild) {
+    s.repo = "acme/app";
+    s.master = sha_of('m', 0);
+    cfg.required_checks = {"ci"};
+    cfg.strategy = strategy;
+    cfg.window_start = 20;
+    cfg.window_max = 20;
+    s.observed.builds = 50;
+    s.observed.build_ms = build_ms;
+    s.observed.fail_permille = fail_permille;
+    s.observed.arrival_ms = 3'000;
+    for (int n = 1; n <= count; ++n) {
+      const Millis at = kNow - 3'000 * (count - n + 1);
+      const Sha head = sha_of('h', n);
+      apply(PrOpened{n, "f" + std::to_string(n), "dev", "t", head, at});
+      apply(MergeRequested{n, head, "mm", at});
+      apply(PolicyChecked{n, head, true, {}, at, {"p" + std::to_string(n) + "/x.cpp"}});
+    }
+  }
+  void apply(const Event& e) { REQUIRE_FALSE(handle(s, e, cfg).rejected); }
+};
+
+}  // namespace
+
+TEST_CASE("forecast: a serial queue that nothing fails lands one PR per build") {
+  Queue q(Strategy::Serial, 3, 0);  // no failure observed: a 1% floor of risk
+  const RepoState before = q.s;
+  const auto at = forecast_landings(q.s, q.cfg, kNow);
+  CHECK(q.s == before);  // played on a copy
+  REQUIRE(at.size() == 3);
+  CHECK(at.at(1) == kNow + kBuild);
+  CHECK(at.at(2) == kNow + 2 * kBuild);
+  CHECK(at.at(3) == kNow + 3 * kBuild);
+  CHECK(forecast_landings(q.s, q.cfg, kNow) == at);  // the same state, the same forecast
+}
+
+TEST_CASE("forecast: a PR that will most likely fail gets no estimate, and costs a build") {
+  Queue q(Strategy::Serial, 3, 10);
+  // PR 1 failed its own CI before the queue, and its author's PRs failed 50 times out of 50.
+  q.s.prs.at(1).author = "mallory";
+  q.s.prs.at(1).precheck = CheckState::Failure;
+  q.s.observed.risk["author:mallory"] = Tally{0, 50};
+  CHECK(failure_risk(q.s, q.s.prs.at(1)) > 0.98);
+  CHECK(failure_risk(q.s, q.s.prs.at(2)) < 0.02);
+  const auto at = forecast_landings(q.s, q.cfg, kNow);
+  CHECK_FALSE(at.count(1));
+  REQUIRE(at.size() == 2);
+  CHECK(at.at(2) == kNow + 2 * kBuild);  // after PR 1's failed build
+  CHECK(at.at(3) == kNow + 3 * kBuild);
+}
+
+TEST_CASE("forecast: adaptive under load probes before the chain, which takes a build more") {
+  // A PR in four fails and fifteen are approved during a 45 s build: under load.
+  Queue q(Strategy::Adaptive, 4, 250, 45'000);
+  for (const auto& k : q.s.train) REQUIRE(k.probe);  // every PR is probed first
+  const auto at = forecast_landings(q.s, q.cfg, kNow);
+  REQUIRE_FALSE(at.empty());
+  int after_two_builds = 0;
+  for (const auto& [n, when] : at) {
+    CHECK(when >= kNow + 45'000);
+    after_two_builds += when >= kNow + 2 * 45'000 ? 1 : 0;
+  }
+  // The first green probe on master lands itself; the others join a chain and build again.
+  CHECK(after_two_builds >= 1);
+}
+
+TEST_CASE("forecast: nothing before a build duration is observed") {
+  Queue q(Strategy::Serial, 2, 0);
+  q.s.observed.build_ms = 0;
+  CHECK(forecast_landings(q.s, q.cfg, kNow).empty());
+  ForecastOptions none;
+  none.runs = 0;
+  q.s.observed.build_ms = kBuild;
+  CHECK(forecast_landings(q.s, q.cfg, kNow, none).empty());
+}
