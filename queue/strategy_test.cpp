@@ -8,6 +8,7 @@
 #include <set>
 
 #include "queue/engine.hpp"
+#include "queue/forecast.hpp"
 #include "queue/json.hpp"
 
 using namespace dmz::queue;
@@ -618,6 +619,7 @@ struct World {
   std::vector<Sha> pending_check;
   std::vector<std::pair<CandidateId, Sha>> pending_push;
   int shas = 0, next_pr = 1, events = 0;
+  int forecasts = 0;  // of the state so far (every 1,000th event)
   Millis now = 1'000'000;
 
   World(Settings c, std::uint64_t seed) : cfg(std::move(c)), rng(seed) {
@@ -654,6 +656,12 @@ struct World {
     }
     absorb(o);
     check_invariants();
+    // The status page's forecast plays any state forward without harm, never into the past.
+    if (events % 1000 == 0 && s.observed.build_ms > 0) {
+      ++forecasts;
+      for (const auto& [n, at] : forecast_landings(s, cfg, now, ForecastOptions{1}))
+        if (at < now) CHECK_MESSAGE(false, "#", n, " forecast before now after event ", events);
+    }
   }
 
   // Plain loops with one CHECK per event: a doctest assertion per PR per event would
@@ -804,6 +812,7 @@ TEST_CASE("property: random events keep every strategy's invariants") {
       settings.push_back({"interrupts", cfg});
     }
   }
+  int forecasts = 0;
   for (const auto& named : settings) {
     for (std::uint64_t seed = 1; seed <= 8; ++seed) {
       CAPTURE(to_string(named.cfg.strategy));
@@ -812,6 +821,8 @@ TEST_CASE("property: random events keep every strategy's invariants") {
       World w(named.cfg, seed);
       for (int i = 0; i < 1200; ++i) w.step();
       CHECK(w.landed.size() > 0);
+      forecasts += w.forecasts;
     }
   }
+  CHECK(forecasts > 20);
 }
