@@ -118,8 +118,8 @@ class Run {
             later(now_, CandidateChecked{a.candidate, a.sha, true, {}, now_});
           } else if constexpr (std::is_same_v<A, StartBuild>) {
             Millis start = now_;
-            if (auto it = started_.find(a.sha); it != started_.end() && a.attempt <= 1) {
-              start = it->second;  // building since before the forecast
+            if (auto it = started_.find(a.sha); it != started_.end()) {
+              start = it->second;  // building (or built again) since before the forecast
               started_.erase(it);
             }
             const auto held = content(a.sha);

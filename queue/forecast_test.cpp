@@ -62,6 +62,20 @@ TEST_CASE("forecast: a serial queue that nothing fails lands one PR per build") 
   CHECK(forecast_landings(q.s, q.cfg, kNow) == at);  // the same state, the same forecast
 }
 
+TEST_CASE("forecast: a build that started before the forecast ends a build after it started") {
+  Queue q(Strategy::Serial, 2, 0);
+  REQUIRE(q.s.train.size() == 1);
+  const CandidateId id = q.s.train.front().id;
+  const Sha sha = sha_of('c', 1);
+  const Millis pushed = kNow - 600'000;  // ten minutes ago
+  q.apply(MergeDone{id, MergeOutcome::Merged, sha, 0, {}, "", pushed});
+  q.apply(CandidateChecked{id, sha, true, {}, pushed});
+  REQUIRE(q.s.train.front().pushed_at == pushed);
+  const auto at = forecast_landings(q.s, q.cfg, kNow);
+  CHECK(at.at(1) == pushed + kBuild);
+  CHECK(at.at(2) == pushed + 2 * kBuild);
+}
+
 TEST_CASE("forecast: a PR that will most likely fail gets no estimate, and costs a build") {
   Queue q(Strategy::Serial, 3, 10);
   // PR 1 failed its own CI before the queue, and its author's PRs failed 50 times out of 50.
