@@ -49,7 +49,8 @@ std::map<int, Millis> estimate_landings(const RepoState& state, const std::vecto
 // `adaptive`, a forecast (queue/forecast.hpp), because the strategy probes, batches and rebuilds
 // in ways the formula of estimate_landings does not follow (in the simulator's main workload
 // the formula's estimates were 83 minutes early at the median, the forecast's 42); for the
-// others, and past kMaxForecastPrs, the formula at pace_of. Empty before anything was observed.
+// others the formula at pace_of; for adaptive past kMaxForecastPrs, the formula plus a build for
+// each PR not in a chain yet (its probe). Empty before anything was observed.
 // The page is built on the engine thread, so the forecast's cost is bounded: in the simulator
 // it took 13 ms on average with 30 to 40 PRs in the hot state, 66 ms with 60 to 80.
 constexpr std::size_t kMaxForecastPrs = 50;

@@ -196,17 +196,23 @@ TEST_CASE("eta: the page forecasts adaptive queues and uses the formula for the 
   const auto forecast = forecast_landings(st, cfg, 1000, three);
   REQUIRE(forecast.size() == 3);
   CHECK(expected_landings(st, cfg, landed, 1000) == forecast);
-  // A queue too long to forecast on every page gets the formula.
+  // A queue too long to forecast on every page gets the formula, and a build more for each PR
+  // not in the chain yet (its probe).
   for (int n = 4; n <= static_cast<int>(kMaxForecastPrs) + 1; ++n) {
     PullRequest pr = st.prs.at(1);
     pr.number = n;
     pr.queued_at = n;
     st.prs[n] = pr;
   }
+  st.train.push_back(candidate(1, {1}, 900));  // PR 1 is in the chain already
+  st.prs.at(1).status = PrStatus::Building;
+  st.prs.at(1).candidate = 1;
   const auto long_pace = pace_of(st, cfg, landed);
   REQUIRE(long_pace);
-  CHECK(expected_landings(st, cfg, landed, 1000) ==
-        estimate_landings(st, queue_order(st), *long_pace, 1000));
+  auto formula = estimate_landings(st, queue_order(st), *long_pace, 1000);
+  for (auto& [n, at] : formula)
+    if (n != 1) at += long_pace->per_candidate;
+  CHECK(expected_landings(st, cfg, landed, 1000) == formula);
 }
 
 }  // namespace dmz::queue
