@@ -601,9 +601,15 @@ class Api : public std::enable_shared_from_this<Api> {
     if (!repo) return respond(json_error(404, "unknown repository " + name));
 
     if (kind == Queue) {
-      backend_.view(name, [respond, releases = backend_.releases(name)](Result<RepoView> v) {
+      auto self = shared_from_this();
+      backend_.view(name, [this, self, name, respond,
+                           releases = backend_.releases(name)](Result<RepoView> v) {
         if (!v) return respond(error_response(v.error()));
-        json doc = queue::to_json(v->state);
+        // The same expected landings as the repo page (a PR without one has "eta": null).
+        std::map<int, Millis> etas;
+        if (auto events = backend_.recent_events(name, kPageEvents))
+          etas = page::expected_landings(*v, *events, backend_.now());
+        json doc = queue::to_json(v->state, &etas);
         doc["health"] = health_json(v->health);
         doc["recent"] = history_json(v->recent);
         if (releases) doc["releases"] = json::parse(*releases, nullptr, false);

@@ -413,6 +413,10 @@ TEST_CASE("queue document") {
   pr.head = kSha256.substr(0, 40);
   pr.status = queue::PrStatus::Queued;
   state.prs[7] = pr;
+  pr.number = 8;  // not approved: no estimate
+  pr.status = queue::PrStatus::Open;
+  state.prs[8] = pr;
+  state.observed.build_ms = 600'000;  // ten-minute builds, none landed yet
   fake.states["o/n"] = state;
   auto api = make_api(fake);
 
@@ -422,10 +426,13 @@ TEST_CASE("queue document") {
   auto j = c.body();
   CHECK(j.at("repo") == "o/n");
   CHECK(j.at("master") == kSha);
-  REQUIRE(j.at("prs").size() == 1);
+  REQUIRE(j.at("prs").size() == 2);
   CHECK(j["prs"][0].at("number") == 7);
   CHECK(j["prs"][0].at("status") == "queued");
   CHECK(j["prs"][0].at("head") == pr.head);
+  // The status page's expected landing: first in a serial queue, one build from now.
+  CHECK(j["prs"][0].at("eta") == fake.clock + 600'000);
+  CHECK(j["prs"][1].at("eta").is_null());
 
   // Configured but no state (engine does not know it): 404; not configured: 404.
   auto unknown = call(api, "GET", "/api/v1/repos/o/notoken/queue");

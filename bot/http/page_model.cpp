@@ -398,6 +398,12 @@ RepoSummary summary_of(const Context& cx) {
 
 RepoSummary build_summary(const RepoInput& in) { return summary_of(context_of(in)); }
 
+std::map<int, Millis> expected_landings(const RepoView& view,
+                                        const std::vector<EventLogEntry>& events, Millis now) {
+  return queue::expected_landings(view.state, view.settings,
+                                  landed_durations(candidate_records(events, view.state)), now);
+}
+
 RepoPage build_repo_page(const RepoInput& in) {
   Context cx = context_of(in);
   const RepoView& v = *in.view;

@@ -172,6 +172,12 @@ std::vector<Lane> lanes_of(const std::vector<queue::Candidate>& train,
 RepoSummary build_summary(const RepoInput& in);
 RepoPage build_repo_page(const RepoInput& in);
 
+// When each PR in the train or waiting is expected to land, as the repo page shows it
+// (queue::expected_landings, with the push-to-landing times of the candidates in `events`, the
+// newest of the event log); the queue JSON carries the same.
+std::map<int, Millis> expected_landings(const RepoView& view,
+                                        const std::vector<EventLogEntry>& events, Millis now);
+
 struct TimelineEntry {
   Millis at = 0;
   std::string what;                  // one line, names in `backticks`
