@@ -324,14 +324,17 @@ class World final : public driver::GitPort,
       const Millis end = landed_at_.at(static_cast<std::size_t>(n));
       if (end == kNever) continue;
       auto after = [&](Millis t) { return static_cast<double>(t - approved(n)) / kMinute; };
-      if (j.probes) at["first_probe"].push_back(after(j.first_probe));
-      if (j.probes) at["last_probe"].push_back(after(j.last_probe));
-      if (j.chain_builds) at["last_chain_build"].push_back(after(j.last_chain_build));
-      at["landing"].push_back(after(end));
+      if (j.probes) {
+        at["landed_median_min_to_first_probe"].push_back(after(j.first_probe));
+        at["landed_median_min_to_last_probe"].push_back(after(j.last_probe));
+      }
+      if (j.chain_builds)
+        at["landed_median_min_to_last_chain_build"].push_back(after(j.last_chain_build));
+      at["landed_median_min_to_landing"].push_back(after(end));
       if (auto e = eta_.find(n); e != eta_.end()) {
         const double late = static_cast<double>(end - e->second) / kMinute;
-        at["eta_late"].push_back(late);  // landed this much after the estimate
-        at["eta_off"].push_back(std::abs(late));
+        at["landed_median_min_eta_late"].push_back(late);  // landed this much after it
+        at["landed_median_min_eta_off"].push_back(std::abs(late));
       }
       probes += j.probes;
       chain_builds += j.chain_builds;
@@ -339,8 +342,7 @@ class World final : public driver::GitPort,
     }
     for (auto& [name, v] : at) {
       std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
-      counters_[(name.starts_with("eta") ? "landed_median_min_" : "landed_median_min_to_") + name] =
-          v[v.size() / 2];
+      counters_[name] = v[v.size() / 2];
     }
     counters_["landed_mean_probes"] = landed ? probes / landed : 0;
     counters_["landed_mean_chain_builds"] = landed ? chain_builds / landed : 0;
@@ -376,10 +378,11 @@ class World final : public driver::GitPort,
     auto it = builds_.find(sha);
     if (it == builds_.end()) return;
     ++counters_[it->second.running ? "builds_cancelled_running" : "builds_cancelled_waiting"];
-    if (it->second.running) --running_;
-    if (it->second.running)
+    if (it->second.running) {
+      --running_;
       counters_["runner_minutes_cancelled"] +=
           static_cast<double>(now() - it->second.started) / kMinute;
+    }
     builds_.erase(it);
     std::erase(waiting_, sha);
     dispatch_runners();
@@ -395,19 +398,15 @@ class World final : public driver::GitPort,
     const Breakage why = breakage(sha);
     const bool flake = w_.flaky(b.last, b.n);
     const bool pass = why == Breakage::None && !flake;
+    const std::string ended = why == Breakage::Bad        ? "failed_bad_pr"
+                              : why == Breakage::Conflict ? "failed_conflict"
+                              : flake                     ? "failed_flake"
+                                                          : "passed";
     counters_["runner_minutes_finished"] += static_cast<double>(now() - b.started) / kMinute;
+    ++counters_["builds_" + ended];
     if (const q::RepoState* st = driver_->state(kRepo))
       for (const auto& k : st->train)
-        if (k.sha == sha)
-          ++counters_[std::string(k.probe ? "probe_" : "chain_") +
-                      (why == Breakage::Bad        ? "failed_bad_pr"
-                       : why == Breakage::Conflict ? "failed_conflict"
-                       : flake                     ? "failed_flake"
-                                                   : "passed")];
-    ++counters_[why == Breakage::Bad        ? "builds_failed_bad_pr"
-                : why == Breakage::Conflict ? "builds_failed_conflict"
-                : flake                     ? "builds_failed_flake"
-                                            : "builds_passed"];
+        if (k.sha == sha) ++counters_[(k.probe ? "probe_" : "chain_") + ended];
     if (pass) green_.insert(sha);
     apply(q::CheckReported{
         sha,
