@@ -439,6 +439,10 @@ double risk_of(const RepoState& s, const PullRequest& pr) {
 
 double failure_risk(const RepoState& s, const PullRequest& pr) { return risk_of(s, pr); }
 
+bool in_queue(PrStatus status) {
+  return stage(status) == Stage::Waiting || stage(status) == Stage::InTrain;
+}
+
 std::size_t window_of(const RepoState& s, const Settings& cfg) {
   switch (cfg.strategy) {
     case Strategy::Serial:

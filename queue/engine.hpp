@@ -27,6 +27,9 @@ std::size_t window_of(const RepoState& state, const Settings& settings);
 std::size_t batch_size(const RepoState& state, const Settings& settings, std::size_t waiting,
                        std::size_t free_slots);
 
+// Whether a PR in `status` is approved and not decided yet: waiting for the train or in it.
+bool in_queue(PrStatus status);
+
 // How likely `pr` is to fail a build, as the adaptive strategy judges it: the observed failure
 // rate, moved by the PR's own CI before the queue, its author's and directories' history, and
 // a passed probe.

@@ -24,7 +24,7 @@ class Run {
     for (const auto& [n, pr] : s_.prs) {
       if (pr.status == PrStatus::Merged) continue;
       if (u(rng) < failure_risk(s_, pr)) bad_.insert(n);
-      if (waiting(pr)) open_.insert(n);
+      if (in_queue(pr.status)) open_.insert(n);
     }
     // What the candidates already pushed hold, and when their builds started.
     for (const auto& k : s_.train) {
@@ -67,12 +67,6 @@ class Run {
     Sha sha;
     bool operator>(const Pending& o) const { return at != o.at ? at > o.at : seq > o.seq; }
   };
-
-  static bool waiting(const PullRequest& pr) {
-    return pr.status == PrStatus::Approved || pr.status == PrStatus::Queued ||
-           pr.status == PrStatus::Merging || pr.status == PrStatus::InDmz ||
-           pr.status == PrStatus::Building;
-  }
 
   std::vector<int> content(const Sha& sha) const {
     auto it = content_.find(sha);
