@@ -414,11 +414,11 @@ RepoPage build_repo_page(const RepoInput& in) {
   if (in.events && !in.events->empty()) page.last_seq = in.events->back().seq;
 
   const auto order = queue::queue_order(v.state);
-  page.pace = queue::pace_of(v.state, v.settings, landed_durations(cx.records));
+  const std::vector<Millis> landed = landed_durations(cx.records);
+  page.pace = queue::pace_of(v.state, v.settings, landed);
   page.required_checks = v.settings.required_checks;
   page.lanes = lanes_of(v.state.train, v.settings);
-  const std::map<int, Millis> etas =
-      queue::expected_landings(v.state, v.settings, landed_durations(cx.records), in.now);
+  const std::map<int, Millis> etas = queue::expected_landings(v.state, v.settings, landed, in.now);
   auto row = [&](const queue::PullRequest& pr) {
     PrRow r;
     r.pr = pr;
