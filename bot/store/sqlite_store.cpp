@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 #include <system_error>
+#include <type_traits>
 
 #include "bot/store/store.hpp"
 
@@ -457,32 +458,33 @@ std::string details_json(const std::vector<std::string>& details) {
   return nlohmann::json(details).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-Result<std::vector<std::string>> parse_details(const std::string& repo, int number,
-                                               const std::string& text) {
-  auto details = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!details.is_array())
-    return corrupt(repo, "PR #" + std::to_string(number) + " details are not a JSON array");
-  std::vector<std::string> out;
-  for (const auto& d : details) {
-    if (!d.is_string())
-      return corrupt(repo, "PR #" + std::to_string(number) + " details are not strings");
-    out.push_back(d.get<std::string>());
+// A JSON array column of strings or of integers; anything else is corruption, said with
+// `not_array` or `bad_item`.
+template <class T>
+Result<std::vector<T>> parse_array(const std::string& repo, int number, const std::string& text,
+                                   std::string_view not_array, std::string_view bad_item) {
+  auto items = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  const std::string pr = "PR #" + std::to_string(number) + " ";
+  if (!items.is_array()) return corrupt(repo, pr + std::string(not_array));
+  std::vector<T> out;
+  for (const auto& item : items) {
+    const bool ok = std::is_same_v<T, std::string> ? item.is_string() : item.is_number_integer();
+    if (!ok) return corrupt(repo, pr + std::string(bad_item));
+    out.push_back(item.get<T>());
   }
   return out;
 }
 
+Result<std::vector<std::string>> parse_details(const std::string& repo, int number,
+                                               const std::string& text) {
+  return parse_array<std::string>(repo, number, text, "details are not a JSON array",
+                                  "details are not strings");
+}
+
 Result<std::vector<int>> parse_numbers(const std::string& repo, int number,
                                        const std::string& text) {
-  auto numbers = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!numbers.is_array())
-    return corrupt(repo, "PR #" + std::to_string(number) + " probed_with is not a JSON array");
-  std::vector<int> out;
-  for (const auto& n : numbers) {
-    if (!n.is_number_integer())
-      return corrupt(repo, "PR #" + std::to_string(number) + " probed_with holds a non-number");
-    out.push_back(n.get<int>());
-  }
-  return out;
+  return parse_array<int>(repo, number, text, "probed_with is not a JSON array",
+                          "probed_with holds a non-number");
 }
 
 // The observations of a repository (moving averages and tallies) as one JSON text: they are

@@ -667,7 +667,7 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(must_load(*store, "acme/old").version == 2);
 }
 
-// The prs table without migration 10's merge error count.
+// The prs table without migration 12's probe bookkeeping.
 void undo_migration_12(const std::filesystem::path& file) {
   sql_scalar(file, "ALTER TABLE prs DROP COLUMN probed_with");
   sql_scalar(file, "ALTER TABLE prs DROP COLUMN untested");
@@ -678,6 +678,7 @@ void undo_migration_11(const std::filesystem::path& file) {
   sql_scalar(file, "ALTER TABLE candidates DROP COLUMN paused_ms");
 }
 
+// The prs table without migration 10's merge error count.
 void undo_migration_10(const std::filesystem::path& file) {
   undo_migration_11(file);
   sql_scalar(file, "ALTER TABLE prs DROP COLUMN merge_errors");
