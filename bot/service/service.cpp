@@ -205,6 +205,9 @@ struct Service::Impl final : driver::GitPort,
   std::unique_ptr<Store> delivery_store;  // the webhook deliveries (deliveries_file)
   std::vector<std::unique_ptr<RepoRuntime>> repos;
   std::unique_ptr<driver::Driver> driver;  // engine thread only
+  // The answers to reads of the hot state (view, pull, health) are handed over here, so that
+  // what a caller builds from them (a page, its forecast) never holds up the engine.
+  SerialExecutor views{"views"};
   SerialExecutor engine{"engine", SerialExecutor::Priority::kBackground};
   // Webhook delivery ids, group-committed (declared after `engine`: its answers post there).
   std::unique_ptr<DeliveryRecorder> deliveries;
@@ -1189,6 +1192,7 @@ void Service::stop() {
   for (auto& rt : im.repos) rt->git->stop();     // finishes the git step under way
   for (auto& rt : im.repos) rt->forge_thread->stop();
   im.engine.stop();
+  im.views.stop();
   // The deliveries handled until now are marked so; the others are handled at the next start.
   if (im.deliveries) im.deliveries->stop();
 }
@@ -1203,7 +1207,8 @@ void Service::health(
         std::vector<std::pair<std::string, driver::Health>> out;
         for (const auto& name : impl_->driver->repos())
           out.emplace_back(name, *impl_->driver->health(name));
-        done(std::move(out));
+        if (!impl_->views.post([done, out = std::move(out)]() mutable { done(std::move(out)); }))
+          done({});
       }))
     done({});
 }
@@ -1264,8 +1269,10 @@ void Service::view(const std::string& repo, std::function<void(Result<RepoView>)
   auto recent = impl_->store->history(repo, 0, kRecentOutcomes);
   if (!recent) return done(recent.status().prefixed("store: ").error());
   if (!impl_->engine.post([this, repo, recent = std::move(*recent), done] {
-        done(RepoView{*impl_->driver->state(repo), *impl_->driver->health(repo), recent,
-                      impl_->driver->config(repo)->settings});
+        RepoView v{*impl_->driver->state(repo), *impl_->driver->health(repo), recent,
+                   impl_->driver->config(repo)->settings};
+        if (!impl_->views.post([done, v = std::move(v)]() mutable { done(std::move(v)); }))
+          done(stopping());
       }))
     done(stopping());
 }
@@ -1290,25 +1297,29 @@ void Service::pull(const std::string& repo, int number,
   view.outcomes = std::move(*outcomes);
   view.events = std::move(*events);
   if (!impl_->engine.post([this, &store, repo, number, view = std::move(view), done]() mutable {
-        const q::RepoState& state = *impl_->driver->state(repo);
-        auto it = state.prs.find(number);
-        if (it != state.prs.end()) {
-          view.pr = it->second;
-          auto order = q::queue_order(state);
-          auto at = std::find(order.begin(), order.end(), number);
-          if (at != order.end()) view.position = static_cast<std::size_t>(at - order.begin()) + 1;
-          return done(std::move(view));
-        }
-        // Read on the engine thread, which is the one that archives: a PR is
-        // either in the hot state or already in the archive, never in between.
-        auto archived = store.archived(repo, number);
-        if (!archived)
-          return done(unavailable("store: cannot read pull request #" + std::to_string(number)));
-        if (!*archived)
-          return done(not_found("unknown pull request #" + std::to_string(number) + " in " + repo));
-        view.pr = std::move(**archived);
-        view.archived = true;
-        done(std::move(view));
+        auto read = [&]() -> Result<PullView> {
+          const q::RepoState& state = *impl_->driver->state(repo);
+          auto it = state.prs.find(number);
+          if (it != state.prs.end()) {
+            view.pr = it->second;
+            auto order = q::queue_order(state);
+            auto at = std::find(order.begin(), order.end(), number);
+            if (at != order.end()) view.position = static_cast<std::size_t>(at - order.begin()) + 1;
+            return std::move(view);
+          }
+          // Read on the engine thread, which is the one that archives: a PR is
+          // either in the hot state or already in the archive, never in between.
+          auto archived = store.archived(repo, number);
+          if (!archived)
+            return unavailable("store: cannot read pull request #" + std::to_string(number));
+          if (!*archived)
+            return not_found("unknown pull request #" + std::to_string(number) + " in " + repo);
+          view.pr = std::move(**archived);
+          view.archived = true;
+          return std::move(view);
+        };
+        if (!impl_->views.post([done, r = read()]() mutable { done(std::move(r)); }))
+          done(stopping());
       }))
     done(stopping());
 }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -640,6 +641,28 @@ TEST_CASE("the live feed: watchers hear each saved change and read it by seq fro
   REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Cancelled; }));
   CHECK(heard_count() == n);
   CHECK(run.service->events_after("no/such", 0, 10).code() == Code::kNotFound);
+}
+
+TEST_CASE("a caller still working on a view of the queue does not hold up the queue") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/a", {{"a.txt", "a\n"}});
+  Running run(make_config(remote, data.path(), false, {"ci/x"}));
+  // A page being built from a view (its forecast can take tens of milliseconds), held here.
+  std::promise<void> holding, release;
+  std::shared_future<void> released = release.get_future().share();
+  run.service->view(kRepo, [&holding, released](Result<RepoView> v) {
+    CHECK(v.ok());
+    holding.set_value();
+    released.wait();
+  });
+  holding.get_future().wait();
+  // Registering and approving a PR go through the engine meanwhile.
+  auto queued = std::async(std::launch::async, [&] { run.enqueue(1, "feature/a", head); });
+  CHECK(queued.wait_for(10s) == std::future_status::ready);
+  release.set_value();
+  queued.get();
+  CHECK(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
 }
 
 TEST_CASE("a second service on the same data directory is refused") {
