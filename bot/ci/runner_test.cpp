@@ -205,7 +205,15 @@ TEST_CASE("a runner started after a killed one kills its orphaned build and clea
         cfg("echo $$ > " + shell_quote(pid_file.string()) + "; exec sleep 300"), dir / "logs",
         [](const std::string&, const queue::Sha&, queue::Check) {}, {}, work);
     runner.start("o/n", "deadbeef", write_tree({{"x", "y"}}));
-    for (int i = 0; i < 1000 && read_file(pid_file).empty(); ++i) ::usleep(10'000);
+    // Dies once the build runs and the runner has recorded it (its thread may write the
+    // record after the build has started).
+    auto recorded = [&] {
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(work, ec))
+        if (e.path().extension() == ".pid" && !read_file(e.path()).empty()) return true;
+      return false;
+    };
+    for (int i = 0; i < 1000 && (read_file(pid_file).empty() || !recorded()); ++i) ::usleep(10'000);
     _exit(0);  // no destructors, as after kill -9
   }
   int status = 0;
