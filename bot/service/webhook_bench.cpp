@@ -122,7 +122,7 @@ asio::awaitable<void> post_at(std::uint16_t port, const Delivery& d, std::string
   beast::http::response<beast::http::string_body> res;
   co_await beast::http::async_read(stream, buffer, res, asio::use_awaitable);
   latency_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - due).count();
-  if (res.result_int() != status)
+  if (static_cast<int>(res.result_int()) != status)
     die(d.event + ": " + std::to_string(res.result_int()) + " " + res.body());
   beast::error_code ignored;
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
@@ -229,6 +229,21 @@ double in_process_rate(const std::vector<Delivery>& deliveries, double seconds) 
   return static_cast<double>(done) / std::chrono::duration<double>(SteadyClock::now() - t0).count();
 }
 
+// What any receiver must pay at least in process: the HMAC-SHA256 of each body against its
+// signature (the rest, parse and dispatch, only adds). Per second, on one thread.
+double hmac_only_rate(const std::vector<Delivery>& deliveries, double seconds) {
+  std::size_t done = 0;
+  const auto t0 = SteadyClock::now();
+  const auto until = t0 + std::chrono::duration<double>(seconds);
+  for (; SteadyClock::now() < until; ++done) {
+    const Delivery& d = deliveries[done % deliveries.size()];
+    if (!dmz::constant_time_equal("sha256=" + dmz::to_hex(dmz::hmac_sha256(kSecret, d.body)),
+                                  d.signature))
+      die(d.event + ": bad signature");
+  }
+  return static_cast<double>(done) / std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -292,10 +307,21 @@ int main(int argc, char** argv) {
   if (!port) die(port.message());
 
   const double ours_in_process = in_process_rate(deliveries, seconds);
+  const double hmac_alone = hmac_only_rate(deliveries, seconds);
   std::atomic<std::size_t> next{0};
   const Figures ours = measure(*port, 202, deliveries, seconds, clients_n, next);
   server.stop();
   (*service)->stop();
+
+  // The same server answering 202 to each request it has read, with no work: the most the
+  // clients and the kernel let any receiver answer on this machine.
+  dmz::HttpServer empty(cfg.server, [](dmz::HttpRequest, dmz::Respond respond) {
+    respond({.status = 202, .body = "{}"});
+  });
+  auto empty_port = empty.start();
+  if (!empty_port) die(empty_port.message());
+  const Figures nothing = measure(*empty_port, 202, deliveries, seconds, clients_n, next);
+  empty.stop();
 
   // The same requests to @octokit/webhooks' Node HTTP middleware.
   const std::string script = (src / "tests/github/webhooks_server.mjs").string();
@@ -334,14 +360,18 @@ int main(int argc, char** argv) {
   };
   row("dmzbot (HTTP, request durable in SQLite, 202)", ours);
   row("@octokit/webhooks Node middleware (HTTP, 200)", node_http);
+  row("no work (the same server, 202 once read)", nothing);
   std::printf("%-52s %10.0f\n", "dmzbot in process (verify, parse; no HTTP)", ours_in_process);
   std::printf("%-52s %10.0f\n", "@octokit/webhooks in process (verify, parse; no HTTP)", node_rate);
+  std::printf("%-52s %10.0f\n", "HMAC-SHA256 of the body alone (in process)", hmac_alone);
   std::printf("p99 at 1,000/s under 5 ms: %s\n", ours.p99 < 5 ? "met" : "NOT met");
-  for (auto [what, mine, peer] : {std::tuple{"HTTP", ours.rate, node_http.rate},
-                                  std::tuple{"in process", ours_in_process, node_rate}}) {
-    const double ratio = peer > 0 ? mine / peer : 0;
-    std::printf("dmzbot / Node, %s: %.1fx (target >= 5x): %s\n", what, ratio,
-                ratio >= 5 ? "met" : "NOT met");
+  // The reach: the most any receiver could show against the same peer, with the floor above.
+  for (auto [what, mine, peer, reach] :
+       {std::tuple{"HTTP", ours.rate, node_http.rate, nothing.rate},
+        std::tuple{"in process", ours_in_process, node_rate, hmac_alone}}) {
+    const auto ratio = [&](double x) { return peer > 0 ? x / peer : 0; };
+    std::printf("dmzbot / Node, %s: %.1fx (target >= 5x): %s; at most %.1fx on this machine\n",
+                what, ratio(mine), ratio(mine) >= 5 ? "met" : "NOT met", ratio(reach));
   }
   return 0;
 }
