@@ -51,8 +51,9 @@ std::map<int, Millis> estimate_landings(const RepoState& state, const std::vecto
 // the formula's estimates were 83 minutes early at the median, the forecast's 42); for the
 // others the formula at pace_of; for adaptive past kMaxForecastPrs, the formula plus a build for
 // each PR not in a chain yet (its probe). Empty before anything was observed.
-// The page is built on the engine thread, so the forecast's cost is bounded: in the simulator
-// it took 13 ms on average with 30 to 40 PRs in the hot state, 66 ms with 60 to 80.
+// Every page view waits for it (bot/http/eta_memo.hpp shares one among the viewers of a state),
+// so the forecast's cost is bounded: in the simulator it took 13 ms on average with 30 to 40
+// PRs in the hot state, 66 ms with 60 to 80.
 constexpr std::size_t kMaxForecastPrs = 50;
 std::map<int, Millis> expected_landings(const RepoState& state, const Settings& settings,
                                         const std::vector<Millis>& landed_durations, Millis now);

@@ -16,8 +16,7 @@ namespace dmz::queue {
 //   signers, approvers (whose approvals the policy verdict counted; `approval` is the merge
 //   request), eta}], "train": [{id, prs, base, sha, status, checks, lane, probe, attempt, failed}],
 //   "window", "observed": {build_ms, fail_permille, builds}}. `eta` (epoch ms when the PR is
-// expected to land, or null) is there only when `eta` is given; nothing computes it yet (issue 11,
-// item 5: the forward simulation is not written).
+// expected to land, or null) is there only when `eta` is given (queue::expected_landings).
 nlohmann::json to_json(const RepoState& state, const std::map<int, Millis>* eta = nullptr);
 // One PR as it appears in the queue document (position: its 1-based place among waiting PRs).
 nlohmann::json to_json(const PullRequest& pr, std::optional<std::size_t> position);

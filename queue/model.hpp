@@ -209,6 +209,8 @@ struct Settings {
   Lanes lanes = Lanes::None;
   std::vector<PathGroup> path_groups;
   bool candidate_branches = false;  // candidates have their own branches: PruneCandidates
+
+  bool operator==(const Settings&) const = default;
 };
 
 // ---- Events (inputs) -------------------------------------------------------------------------

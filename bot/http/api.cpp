@@ -290,6 +290,8 @@ class Api : public std::enable_shared_from_this<Api> {
   const SseOptions sse_;
   std::mutex hub_mu_;
   std::unique_ptr<SseHub> hub_;  // made by the first live stream (it runs a thread)
+  // Every live page asks again after each change: its viewers share one forecast.
+  EtaMemo etas_;
 
   SseHub& hub() {
     std::lock_guard lock(hub_mu_);
@@ -436,7 +438,7 @@ class Api : public std::enable_shared_from_this<Api> {
     return r;
   }
 
-  page::RepoInput page_input(const std::string& name) const {
+  page::RepoInput page_input(const std::string& name) {
     const config::Repo* repo = find_repo(name);
     page::RepoInput in;
     in.name = name;
@@ -444,6 +446,7 @@ class Api : public std::enable_shared_from_this<Api> {
     in.master_branch = repo->master;
     in.dmz_branch = repo->dmz;
     in.now = backend_.now();
+    in.eta_memo = &etas_;
     return in;
   }
 
@@ -608,7 +611,7 @@ class Api : public std::enable_shared_from_this<Api> {
         // The same expected landings as the repo page (a PR without one has "eta": null).
         std::map<int, Millis> etas;
         if (auto events = backend_.recent_events(name, kPageEvents))
-          etas = page::expected_landings(*v, *events, backend_.now());
+          etas = page::expected_landings(*v, *events, backend_.now(), &etas_);
         json doc = queue::to_json(v->state, &etas);
         doc["health"] = health_json(v->health);
         doc["recent"] = history_json(v->recent);

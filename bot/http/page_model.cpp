@@ -394,14 +394,21 @@ RepoSummary summary_of(const Context& cx) {
   return s;
 }
 
+// The expected landings, from `memo` when there is one.
+std::map<int, Millis> landings(const RepoView& v, const std::vector<Millis>& landed, Millis now,
+                               EtaMemo* memo) {
+  return memo ? memo->expected_landings(v.state, v.settings, landed, now)
+              : queue::expected_landings(v.state, v.settings, landed, now);
+}
+
 }  // namespace
 
 RepoSummary build_summary(const RepoInput& in) { return summary_of(context_of(in)); }
 
 std::map<int, Millis> expected_landings(const RepoView& view,
-                                        const std::vector<EventLogEntry>& events, Millis now) {
-  return queue::expected_landings(view.state, view.settings,
-                                  landed_durations(candidate_records(events, view.state)), now);
+                                        const std::vector<EventLogEntry>& events, Millis now,
+                                        EtaMemo* memo) {
+  return landings(view, landed_durations(candidate_records(events, view.state)), now, memo);
 }
 
 RepoPage build_repo_page(const RepoInput& in) {
@@ -418,7 +425,7 @@ RepoPage build_repo_page(const RepoInput& in) {
   page.pace = queue::pace_of(v.state, v.settings, landed);
   page.required_checks = v.settings.required_checks;
   page.lanes = lanes_of(v.state.train, v.settings);
-  const std::map<int, Millis> etas = queue::expected_landings(v.state, v.settings, landed, in.now);
+  const std::map<int, Millis> etas = landings(v, landed, in.now, in.eta_memo);
   auto row = [&](const queue::PullRequest& pr) {
     PrRow r;
     r.pr = pr;

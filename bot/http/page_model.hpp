@@ -2,7 +2,7 @@
 // state and health, its recent event log and its finished PRs become plain structs that the
 // HTML renderer (pages.hpp) prints. Also the warnings that need a person, and the candidates
 // as the event log tells them (pushes, checks, landings) for the expected times.
-// Threading: pure functions.
+// Threading: pure functions (but for the EtaMemo a caller may pass, which is thread-safe).
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,7 @@
 
 #include "bot/driver/driver.hpp"
 #include "bot/http/api.hpp"
+#include "bot/http/eta_memo.hpp"
 #include "bot/http/releases_view.hpp"
 #include "bot/store/store.hpp"
 #include "queue/eta.hpp"
@@ -159,6 +160,7 @@ struct RepoInput {
   const std::vector<EventLogEntry>* events = nullptr;   // the newest ones, oldest first
   const std::vector<HistoryEntry>* outcomes = nullptr;  // newest first (default: view->recent)
   Millis now = 0;
+  EtaMemo* eta_memo = nullptr;  // where the expected landings are shared (null: computed here)
 };
 
 // What the strategy is, in a few words: "serial", "batches of 4, bisected on failure",
@@ -176,7 +178,8 @@ RepoPage build_repo_page(const RepoInput& in);
 // (queue::expected_landings, with the push-to-landing times of the candidates in `events`, the
 // newest of the event log); the queue JSON carries the same.
 std::map<int, Millis> expected_landings(const RepoView& view,
-                                        const std::vector<EventLogEntry>& events, Millis now);
+                                        const std::vector<EventLogEntry>& events, Millis now,
+                                        EtaMemo* memo = nullptr);
 
 struct TimelineEntry {
   Millis at = 0;
