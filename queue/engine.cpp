@@ -1139,11 +1139,16 @@ void schedule(Ctx& c) {
 // ---- event handlers
 // ------------------------------------------------------------------------------
 
+// Closed on the forge (or moved off master): only a reopening brings it back.
+bool closed(const PullRequest& pr) {
+  return pr.status == PrStatus::Cancelled && pr.reason_code == Reason::Closed;
+}
+
 Verdict on(Ctx& c, const PrOpened& e) {
   if (e.number <= 0) return invalid("invalid pull request number " + std::to_string(e.number));
   if (e.head.empty()) return invalid("pull request " + pr_name(e.number) + " has no head sha");
   if (auto* pr = c.find(e.number)) {
-    if (pr->status == PrStatus::Cancelled && pr->reason_code == Reason::Closed) {
+    if (closed(*pr)) {
       // Reopened: known again as it is now, with no approval (a merge master approves anew).
       PullRequest reopened;
       reopened.number = e.number;
@@ -1227,6 +1232,7 @@ Verdict on(Ctx& c, const MergeRequested& e) {
     return conflict("sha " + e.sha + " is not the head of " + pr_name(e.number) + " (head is " +
                     pr->head + ")");
   if (pr->status == PrStatus::Merged) return conflict(pr_name(e.number) + " is already merged");
+  if (closed(*pr)) return conflict(pr_name(e.number) + " is closed; reopen it first");
   const Stage st = stage(pr->status);
   const bool pinned_here = pr->approval && pr->approval->sha == e.sha;
   if ((st == Stage::Waiting || st == Stage::InTrain) && pinned_here) return std::nullopt;
@@ -1264,6 +1270,7 @@ Verdict on(Ctx& c, const RetryRequested& e) {
   if (pr->status != PrStatus::Failed && pr->status != PrStatus::Cancelled)
     return conflict(pr_name(e.number) + " is " + std::string(to_string(pr->status)) +
                     "; only failed or cancelled pull requests can be retried");
+  if (closed(*pr)) return conflict(pr_name(e.number) + " is closed; reopen it first");
   if (!pr->approval)
     return conflict(pr_name(e.number) + " has no approval; a merge master must approve it");
   if (pr->approval->sha != pr->head)

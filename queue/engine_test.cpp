@@ -759,9 +759,10 @@ TEST_CASE("cancel of a queued PR; cancel and retry refusals") {
     expect_rejected(r, RetryRequested{9, "bob", r.now}, Code::kNotFound);
   }
   SUBCASE("retry without an approval") {
+    // (A state no event sequence leads to now: a closed PR is refused as closed first.)
     r.open(3, sha('d'));
-    r.on(PrClosed{3, r.now});
-    REQUIRE(r.pr(3).status == PrStatus::Cancelled);
+    r.s.prs.at(3).status = PrStatus::Cancelled;
+    r.s.prs.at(3).reason_code = Reason::Cancelled;
     auto bad = expect_rejected(r, RetryRequested{3, "bob", r.now}, Code::kConflict);
     CHECK(bad.rejected->message.find("no approval") != std::string::npos);
   }
@@ -809,6 +810,21 @@ TEST_CASE("PrClosed cancels a queued or building PR; an open PR is just marked c
   CHECK(r.pr(3).status == PrStatus::Cancelled);
   CHECK(r.pr(3).reason == "closed");
   expect_rejected(r, PrClosed{77, r.now}, Code::kNotFound);
+
+  // A closed PR is not queued again by an approval or a retry, with or without its old
+  // approval; a reopening brings it back, unapproved.
+  for (int n : {1, 3}) {
+    const std::string before = r.dump();
+    expect_rejected(r, MergeRequested{n, r.pr(n).head, "mm", r.now}, Code::kConflict);
+    expect_rejected(r, RetryRequested{n, "mm", r.now}, Code::kConflict);
+    CHECK(r.dump() == before);
+  }
+  REQUIRE(r.pr(1).approval);  // what a retry would have used
+  r.on(PrOpened{1, "feature/1", "dev", "PR 1", r.pr(1).head, r.now});
+  CHECK(r.pr(1).status == PrStatus::Open);
+  CHECK_FALSE(r.pr(1).approval);
+  CHECK_FALSE(r.on(MergeRequested{1, r.pr(1).head, "mm", r.now}).rejected);
+  CHECK(r.pr(1).status == PrStatus::Approved);
 }
 
 TEST_CASE("master moved by someone else: the train is rebuilt on the new master") {

@@ -105,14 +105,23 @@ struct Reader {
 
   // "@dmzbot ..." lines of a comment or review on PR n; `seen` is the head the writer saw
   // (a review's commit), "" when unknown (the PR's head when the webhook arrived is used).
+  // Why a PR cannot be queued as it is ("" when it can): GitHub merges neither a closed PR
+  // nor a draft.
+  static std::string not_mergeable(bool closed, bool draft) {
+    return closed ? "is closed; reopen it" : draft ? "is a draft; mark it ready for review" : "";
+  }
+
   void commands(int n, const std::string& body, const std::string& actor, const std::string& seen,
-                bool draft) {
+                bool closed, bool draft) {
+    const std::string why_not = not_mergeable(closed, draft);
     for (const Command& c : parse_commands(body, mention_name(cfg.bot_name))) {
       const std::string who = "@" + actor;
-      if (draft && (c.kind == Command::Kind::kMerge || c.kind == Command::Kind::kTry)) {
-        reply(n, q::NoticeKind::Failure,
-              who + ": #" + std::to_string(n) +
-                  " is a draft; mark it ready for review, then ask again. Nothing changed.");
+      const bool queues = c.kind == Command::Kind::kMerge || c.kind == Command::Kind::kTry ||
+                          c.kind == Command::Kind::kRetry;
+      if (!why_not.empty() && queues) {
+        reply(
+            n, q::NoticeKind::Failure,
+            who + ": #" + std::to_string(n) + " " + why_not + ", then ask again. Nothing changed.");
         continue;
       }
       switch (c.kind) {
@@ -179,10 +188,12 @@ struct Reader {
     if (n == 0) return invalid("a pull_request event without a number");
     const std::string head = str(*pr, {"head", "sha"});
     const std::string base = str(*pr, {"base", "ref"});
+    // A closed PR is never made known again by an edit or a label: only `reopened` does that.
+    const bool closed = str(*pr, {"state"}) == "closed";
     if (action == "edited") {
       if (base != cfg.master && str(p, {"changes", "base", "ref", "from"}) == cfg.master)
         d.events.push_back(q::PrClosed{n, now});  // it left master: out of the queue
-      else if (base == cfg.master && is_object_id(head))
+      else if (base == cfg.master && is_object_id(head) && !closed)
         d.events.push_back(opened(*pr));  // a new base (master), or a new title
       return {};
     }
@@ -208,11 +219,10 @@ struct Reader {
       if (action == "unlabeled") {
         authorize(n, sender(), "remove the " + label, q::CancelRequested{n, sender(), now}, false,
                   true);
-      } else if (flag(*pr, {"draft"})) {
+      } else if (auto why_not = not_mergeable(closed, flag(*pr, {"draft"})); !why_not.empty()) {
         reply(n, q::NoticeKind::Failure,
-              "@" + sender() + ": #" + std::to_string(n) +
-                  " is a draft; mark it ready for review, then add the " + label +
-                  " again. Nothing changed.");
+              "@" + sender() + ": #" + std::to_string(n) + " " + why_not + ", then add the " +
+                  label + " again. Nothing changed.");
       } else {
         if (!is_object_id(head))
           return invalid("pull request #" + std::to_string(n) + " has no head sha");
@@ -232,7 +242,8 @@ struct Reader {
     if (n == 0) return invalid("an issue_comment event without an issue number");
     const std::string actor = str(p, {"comment", "user", "login"});
     if (actor.empty() || is_bot(actor, cfg.bot_name)) return {};
-    commands(n, str(p, {"comment", "body"}), actor, "", flag(p, {"issue", "draft"}));
+    commands(n, str(p, {"comment", "body"}), actor, "", str(p, {"issue", "state"}) == "closed",
+             flag(p, {"issue", "draft"}));
     return {};
   }
 
@@ -245,7 +256,8 @@ struct Reader {
     if (actor.empty() || is_bot(actor, cfg.bot_name)) return {};
     std::string seen = str(p, {"review", "commit_id"});
     if (!is_object_id(seen)) seen.clear();
-    commands(n, str(p, {"review", "body"}), actor, seen, flag(p, {"pull_request", "draft"}));
+    commands(n, str(p, {"review", "body"}), actor, seen,
+             str(p, {"pull_request", "state"}) == "closed", flag(p, {"pull_request", "draft"}));
     return {};
   }
 

@@ -88,10 +88,12 @@ Kinds expected(const std::string& event, const json& p, const std::string& label
     if (action == "synchronize") return {"pr_pushed"};
     if (action == "closed") return {"pr_closed"};
     if (action == "converted_to_draft") return {"authorize:cancel_requested"};
-    if (action == "edited") return {"pr_opened"};
+    // A closed PR is known again only when reopened; GitHub merges no closed PR.
+    const bool closed = s(p, {"pull_request", "state"}) == "closed";
+    if (action == "edited") return closed ? Kinds{} : Kinds{"pr_opened"};
     if ((action == "labeled" || action == "unlabeled") && s(p, {"label", "name"}) == label) {
       if (action == "unlabeled") return {"authorize:cancel_requested"};
-      if (p["pull_request"].value("draft", false)) return {"reply"};
+      if (closed || p["pull_request"].value("draft", false)) return {"reply"};
       return {"pr_opened", "authorize:merge_requested"};
     }
     return {};
@@ -399,6 +401,13 @@ TEST_CASE("github webhooks: commands in comments become follow-ups, events or an
   REQUIRE(kinds(*d) == Kinds{"reply"});
   CHECK(std::get<q::Reply>(d->events[0]).message.find("is a draft") != std::string::npos);
   CHECK(std::get<q::Reply>(d->events[0]).kind == q::NoticeKind::Failure);
+  // So is a closed PR, for every command that would queue it; the others are answered.
+  json closed = comment("@dmzbot merge\n@dmzbot retry\n@dmzbot try\n@dmzbot status");
+  closed["issue"]["state"] = "closed";
+  d = f.hook("issue_comment", closed);
+  REQUIRE(kinds(*d) == Kinds{"reply", "reply", "reply", "status_requested"});
+  CHECK(std::get<q::Reply>(d->events[0]).message ==
+        "@alice: #2 is closed; reopen it, then ask again. Nothing changed.");
   // At most kMaxCommands per comment.
   std::string many;
   for (int i = 0; i < 9; ++i) many += "@dmzbot status\n";
@@ -416,6 +425,8 @@ TEST_CASE("github webhooks: a review's command approves the commit the reviewer 
   REQUIRE(kinds(*d) == Kinds{"authorize:merge_requested"});
   CHECK(std::get<q::MergeRequested>(*d->follow_ups[0].event).sha == s(p, {"review", "commit_id"}));
   CHECK_FALSE(d->follow_ups[0].pin_head);
+  p["pull_request"]["state"] = "closed";
+  CHECK(kinds(*f.hook("pull_request_review", p)) == Kinds{"reply"});
 }
 
 TEST_CASE("github webhooks: the merge label approves the head it was added to; drafts refused") {
@@ -436,6 +447,16 @@ TEST_CASE("github webhooks: the merge label approves the head it was added to; d
   d = f.hook("pull_request", p);
   REQUIRE(kinds(*d) == Kinds{"reply"});
   CHECK(std::get<q::Reply>(d->events[0]).message.find("@alice: #2 is a draft") == 0);
+  // A closed PR is refused the same way, and is not made known again.
+  p["pull_request"]["draft"] = false;
+  p["pull_request"]["state"] = "closed";
+  d = f.hook("pull_request", p);
+  REQUIRE(kinds(*d) == Kinds{"reply"});
+  CHECK(std::get<q::Reply>(d->events[0]).message.find("@alice: #2 is closed; reopen it") == 0);
+  p["action"] = "edited";
+  CHECK(kinds(*f.hook("pull_request", p)).empty());
+  p["pull_request"]["state"] = "open";
+  CHECK(kinds(*f.hook("pull_request", p)) == Kinds{"pr_opened"});
   // Removing it cancels, quietly when nothing was queued.
   p["action"] = "unlabeled";
   d = f.hook("pull_request", p);
