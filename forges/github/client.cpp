@@ -36,6 +36,13 @@ std::string message_of(const json& body) {
   return "";
 }
 
+// "You have exceeded a secondary rate limit...", "API rate limit exceeded for ...".
+bool mentions_rate_limit(std::string message) {
+  std::transform(message.begin(), message.end(), message.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return message.find("rate limit") != std::string::npos;
+}
+
 std::string str(const json& j, const char* key) {
   if (!j.is_object()) return "";
   auto it = j.find(key);
@@ -279,10 +286,13 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
     }
     const std::string said =
         std::to_string(st) + (message_of(parsed).empty() ? "" : " ") + message_of(parsed);
-    // Rate limits: the secondary ones say Retry-After; the primary one X-RateLimit-Reset.
+    // Rate limits (GitHub's "Rate limits for the REST API"): a 403 or 429 that says Retry-After,
+    // or X-RateLimit-Remaining 0 (until X-RateLimit-Reset), or only its message (a secondary
+    // limit: wait at least a minute; asking again meanwhile can get the integration banned).
     const std::string retry_after = reply.header("retry-after");
     const bool exhausted = reply.header("x-ratelimit-remaining") == "0";
-    if ((st == 403 || st == 429) && (!retry_after.empty() || exhausted)) {
+    if ((st == 403 || st == 429) && (!retry_after.empty() || exhausted || st == 429 ||
+                                     mentions_rate_limit(message_of(parsed)))) {
       q::Millis until = clock_.now() + 60'000;
       try {
         if (!retry_after.empty())
@@ -300,7 +310,7 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
       note_error(last.message);
       continue;
     }
-    if (st >= 500 || st == 429) {
+    if (st >= 500) {
       last = unavailable(what + ": " + said);
       note_error(last.message);
       if (attempt < options_.max_attempts) {
@@ -464,8 +474,7 @@ Result<std::string> Client::permission(const std::string& login) {
     if (r.code() == Code::kNotFound) return std::string("none");
     return r.error();
   }
-  std::string role = str(r->body, "role_name");
-  return role.empty() ? str(r->body, "permission") : role;
+  return str(r->body, "permission");
 }
 
 Result<bool> Client::team_member(const std::string& org, const std::string& slug,
@@ -548,13 +557,13 @@ Result<std::optional<std::int64_t>> Client::find_check_run(const q::Sha& sha,
 
 Result<std::vector<q::Check>> Client::checks(const q::Sha& sha) {
   std::vector<q::Check> out;
-  auto combined = call("GET", "/repos/" + options_.repo + "/commits/" + sha + "/status");
-  if (!combined) return combined.error();
-  if (combined->body.is_object() && combined->body.contains("statuses") &&
-      combined->body["statuses"].is_array())
-    for (const auto& s : combined->body["statuses"])
-      out.push_back(q::Check{str(s, "context"), status_state(str(s, "state")),
-                             str(s, "description"), str(s, "target_url"), 0});
+  // Every page of the combined status (30 contexts by default; a CI that posts one status per
+  // job has more).
+  auto statuses = list("/repos/" + options_.repo + "/commits/" + sha + "/status", "statuses");
+  if (!statuses) return statuses.error();
+  for (const auto& s : *statuses)
+    out.push_back(q::Check{str(s, "context"), status_state(str(s, "state")), str(s, "description"),
+                           str(s, "target_url"), 0});
   auto runs = list("/repos/" + options_.repo + "/commits/" + sha + "/check-runs", "check_runs");
   if (!runs) return runs.error();
   for (const auto& run : *runs) {

@@ -73,7 +73,8 @@ class Client {
                                const std::string& title, const std::string& body);
   // The latest "labeled" event of `label` on issue `number`, if any.
   Result<std::optional<LabelEvent>> last_labeled(int number, const std::string& label);
-  // "admin", "maintain", "write", "triage", "read" or "none".
+  // The login's base access: "admin", "write" (maintain too), "read" (triage too) or "none".
+  // Not the role's name, which may be a custom role's ("release-manager" with write access).
   Result<std::string> permission(const std::string& login);
   // Whether `login` is an active member of team `org/slug`.
   Result<bool> team_member(const std::string& org, const std::string& slug,

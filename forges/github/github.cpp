@@ -300,7 +300,7 @@ Result<bool> GitHubForge::may_approve(const std::string& login) {
     // one any more.
     auto permission = client_->permission(login);
     if (!permission) return permission.error();
-    ok = *permission == "admin" || *permission == "maintain" || *permission == "write";
+    ok = *permission == "admin" || *permission == "write";
   }
   permissions_[key] = {ok, now + options_.permission_cache};
   return ok;

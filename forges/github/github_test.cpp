@@ -248,7 +248,8 @@ TEST_CASE("github forge: a retried notice is not commented twice; errors keep th
 TEST_CASE("github forge: merge masters are listed users or team members who can push; cached") {
   Fixture f;
   auto forge = f.forge();
-  f.http.answer(200, R"({"permission":"write"})");
+  // Write access through a custom role (answers as GitHub gives them: both fields).
+  f.http.answer(200, R"({"permission":"write","role_name":"release-manager"})");
   CHECK(forge->may_approve("Alice").value());  // logins compare without case
   CHECK(f.calls() == Calls{"GET /repos/octo/widgets/collaborators/Alice/permission"});
   CHECK(forge->may_approve("alice").value());  // cached
@@ -264,7 +265,7 @@ TEST_CASE("github forge: merge masters are listed users or team members who can 
   CHECK(f.http.calls.size() == 4);
   // Listed, but lost write access.
   f.clock.advance(61'000);
-  f.http.answer(200, R"({"permission":"read"})");
+  f.http.answer(200, R"({"permission":"read","role_name":"triage"})");
   CHECK_FALSE(forge->may_approve("alice").value());
   // The API down: an error, not a refusal (the service asks again later).
   f.clock.advance(61'000);
@@ -480,13 +481,24 @@ TEST_CASE("github forge reconcile: the checks of a waiting candidate are read ba
   k.status = q::CandidateStatus::InDmz;
   s.train.push_back(k);
   f.http.answer(200, "[]");
-  f.http.answer(200, json{{"statuses", {{{"context", "build"}, {"state", "success"}}}}}.dump());
+  // The combined status in two pages (a CI that posts a status per job has more than 30).
+  const std::string status_url =
+      "https://api.example.com/repos/octo/widgets/commits/" + kC + "/status";
+  f.http.answer(200, json{{"statuses", {{{"context", "lint"}, {"state", "success"}}}}}.dump(),
+                {{"link", "<" + status_url + "?per_page=100&page=2>; rel=\"next\""}});
+  f.http.answer(200, json{{"statuses", {{{"context", "build"}, {"state", "failure"}}}}}.dump());
   f.http.answer(200, R"({"total_count":0,"check_runs":[]})");
   auto events = forge->reconcile(ReconcileInput{s, {}}, 5);
   REQUIRE(events.ok());
-  REQUIRE(events->size() == 1);
-  CHECK(std::get<q::CheckReported>((*events)[0]).check.state == q::CheckState::Success);
-  CHECK(f.calls()[1] == "GET /repos/octo/widgets/commits/" + kC + "/status");
+  std::map<std::string, q::CheckState> read;
+  for (const auto& e : *events) {
+    const auto& check = std::get<q::CheckReported>(e).check;
+    read[check.context] = check.state;
+  }
+  CHECK(read == std::map<std::string, q::CheckState>{{"build", q::CheckState::Failure},
+                                                     {"lint", q::CheckState::Success}});
+  CHECK(f.http.calls[1].url == status_url + "?per_page=100");
+  CHECK(f.http.calls[2].url == status_url + "?per_page=100&page=2");
 }
 
 TEST_CASE("github forge: a fetch's refs/pull/N/head moves PRs; branches do not") {
