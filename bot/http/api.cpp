@@ -463,18 +463,21 @@ class Api : public std::enable_shared_from_this<Api> {
     g->summaries.resize(repos.size());
     g->left = repos.size();
     if (repos.empty()) return respond(html(page::render_index({}, backend_.now())));
+    // The newest event is read before any state, so the feed resumes no later than the oldest
+    // state shown: a change saved in between is sent again, never skipped.
+    for (const auto& repo : repos)
+      if (auto newest = backend_.recent_events(repo.name, 1); newest && !newest->empty())
+        g->last_seq = std::max(g->last_seq, newest->back().seq);
     auto self = shared_from_this();  // answers may come after the server dropped its handler
     for (std::size_t i = 0; i < repos.size(); ++i) {
       const std::string name = repos[i].name;
       backend_.view(name, [this, self, g, i, name, respond](Result<RepoView> v) {
         std::optional<page::RepoSummary> summary;
-        std::int64_t last_seq = 0;
         if (v) {
           auto events = backend_.recent_events(name, kPageEvents);
           auto in = page_input(name);
           in.view = &*v;
           if (events) in.events = &*events;
-          if (events && !events->empty()) last_seq = events->back().seq;
           summary = page::build_summary(in);
         } else {
           page::RepoSummary s;  // shown as not served, with why
@@ -488,7 +491,6 @@ class Api : public std::enable_shared_from_this<Api> {
         {
           std::lock_guard lock(g->mu);
           g->summaries[i] = std::move(summary);
-          g->last_seq = std::max(g->last_seq, last_seq);
           if (--g->left > 0) return;
           for (auto& s : g->summaries) all.push_back(std::move(*s));
         }
@@ -499,18 +501,20 @@ class Api : public std::enable_shared_from_this<Api> {
 
   // The repository's page model: its view, its newest outcomes and events.
   void repo_model(const std::string& name, std::function<void(Result<page::RepoPage>)> done) {
+    // The events before the state: the page's last_seq (where its feed resumes) is then never
+    // newer than the state it shows, so a change saved in between is sent again, not skipped.
+    auto read = backend_.recent_events(name, kPageEvents);
+    if (!read) return done(read.error());
     auto self = shared_from_this();
-    backend_.view(name, [this, self, name, done](Result<RepoView> v) {
+    backend_.view(name, [this, self, name, done, events = std::move(*read)](Result<RepoView> v) {
       if (!v) return done(v.error());
       backend_.history(
           name, 0, kPageOutcomes,
-          [this, self, name, done, v = std::move(*v)](Result<std::vector<HistoryEntry>> h) {
+          [this, self, name, done, events, v = std::move(*v)](Result<std::vector<HistoryEntry>> h) {
             if (!h) return done(h.error());
-            auto events = backend_.recent_events(name, kPageEvents);
-            if (!events) return done(events.error());
             auto in = page_input(name);
             in.view = &v;
-            in.events = &*events;
+            in.events = &events;
             in.outcomes = &*h;
             auto page = page::build_repo_page(in);
             if (auto r = backend_.releases(name))  // the releases section (releases_view.hpp)

@@ -51,6 +51,7 @@ class FakeBackend : public Backend {
   std::optional<Error> read_error;                  // when set, every read fails with it
   Result<WebhookAccepted> webhook_answer = WebhookAccepted{"o/n", false, 1};
   bool answer_from_thread = false;
+  std::function<void(const std::string& repo)> after_view;  // runs once view() read the state
 
   std::vector<std::pair<std::string, queue::Event>> events;   // every submit, in order
   std::vector<std::pair<std::string, queue::Event>> applied;  // those the outcome accepted
@@ -114,6 +115,7 @@ class FakeBackend : public Backend {
       v = *read_error;
     else if (it != states.end())
       v = RepoView{it->second, healths[repo], outcomes, settings[repo]};
+    if (after_view) after_view(repo);  // a change saved just after the state was read
     answer([done, v] { done(v); });
   }
   void history(const std::string&, std::int64_t before, std::size_t limit,

@@ -502,6 +502,22 @@ TEST_CASE("repository list and status pages") {
   CHECK(index.response.body.find("data-events=\"/api/v1/events\" data-last-seq=\"" +
                                  std::to_string(newest) + "\"") != std::string::npos);
   CHECK(call(api, "POST", "/api/v1/events").response.status == 405);
+  // A change saved after the state was read: both pages resume before it, so their feeds send
+  // it (they would skip it if they resumed from the newest event read later).
+  fake.after_view = [&](const std::string& repo) {
+    EventLogEntry later = opened;
+    later.repo = repo;
+    later.kind = "merge_requested";
+    fake.publish(later);
+  };
+  for (const char* path : {"/", "/repos/o/n"}) {
+    const auto before = fake.recent_events("o/n", 1)->back().seq;
+    auto shown = call(api, "GET", path);
+    CHECK(shown.response.body.find("data-last-seq=\"" + std::to_string(before) + "\"") !=
+          std::string::npos);
+    CHECK(fake.recent_events("o/n", 1)->back().seq > before);
+  }
+  fake.after_view = nullptr;
   CHECK(index.response.content_type == "text/html; charset=utf-8");
   CHECK(index.response.body.find("href=\"/repos/o/n\"") != std::string::npos);
   // A repository that cannot be read is listed with why.
