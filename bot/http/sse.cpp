@@ -285,9 +285,12 @@ Result<std::shared_ptr<BodyStream>> SseHub::open(const std::string& repo,
       missed += events->size();
     }
     last = *after;
-    if (missed > core.options.max_replay) {
-      auto seq = newest();
-      if (!seq) return seq.error();
+    auto seq = newest();
+    if (!seq) return seq.error();
+    // Too much missed, or an id from after the newest event (a store restored from a backup,
+    // another instance's): the client renders anew from the newest. Followed from an id the
+    // store has not reached, the stream would stay silent.
+    if (missed > core.options.max_replay || *after > *seq) {
       last = *seq;
       head += marker("reset", last);
     }

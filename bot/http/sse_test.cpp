@@ -238,6 +238,13 @@ TEST_CASE("sse: a client too far behind gets a reset to the newest id") {
   REQUIRE(behind.wait_for_text("id: " + std::to_string(newest) + "\nevent: reset\n"));
   CHECK(behind.body.find("data: {\"seq\"") != std::string::npos);
   CHECK(behind.body.find("\"kind\"") == std::string::npos);  // nothing replayed
+
+  // An id from after the newest event (a store restored from a backup): reset to the newest,
+  // then the events that follow are sent.
+  SseClient ahead(s.port, kEvents, "Last-Event-ID: " + std::to_string(newest + 100) + "\r\n");
+  REQUIRE(ahead.wait_for_text("id: " + std::to_string(newest) + "\nevent: reset\n"));
+  const auto next = fake.publish(entry("o/n", "tick", 10));
+  REQUIRE(ahead.wait_for_text("id: " + std::to_string(next) + "\n"));
 }
 
 TEST_CASE("sse: streams are bounded, keep alive, end after their time and on shutdown") {
