@@ -263,10 +263,17 @@ struct HttpServer::Impl {
     bool over_limit_ = false;
   };
 
+  // `head_only`: the answer to a HEAD, its header (with the GET's Content-Length) and no body.
   asio::awaitable<void> write(beast::tcp_stream& stream, const HttpResponse& r, unsigned version,
-                              bool keep_alive, bool& ok) {
+                              bool keep_alive, bool& ok, bool head_only = false) {
     auto res = to_beast(r, version, keep_alive);
     stream.expires_after(cfg.read_timeout);
+    if (head_only) {
+      http::response_serializer<http::string_body> header(res);
+      auto [ec, n] = co_await http::async_write_header(stream, header, tuple_awaitable);
+      ok = !ec;
+      co_return;
+    }
     auto [ec, n] = co_await http::async_write(stream, res, tuple_awaitable);
     ok = !ec;
   }
@@ -436,6 +443,7 @@ struct HttpServer::Impl {
       auto& req = parser.get();
       const bool keep_alive = req.keep_alive();
       const unsigned version = req.version();
+      const bool head = req.method() == http::verb::head;
 
       auto reply = std::make_shared<Reply>();
       if (!guard.set_reply(reply)) co_return;
@@ -443,7 +451,9 @@ struct HttpServer::Impl {
         auto responder = std::make_shared<Responder>(reply);
         Respond respond = [responder](HttpResponse r) { responder->reply->deliver(std::move(r)); };
         try {
-          handler(to_plain(req), std::move(respond));
+          HttpRequest plain = to_plain(req);
+          if (head) plain.method = "GET";  // RFC 9110 9.3.2: a GET whose answer has no body
+          handler(std::move(plain), std::move(respond));
         } catch (const std::exception& e) {
           reply->deliver(json_error(500, std::string("internal error: ") + e.what()));
         } catch (...) {
@@ -453,10 +463,12 @@ struct HttpServer::Impl {
       // A service that never answers (a stuck engine) must not hold the connection forever.
       asio::steady_timer answer_deadline(ex, cfg.answer_timeout);
       answer_deadline.async_wait([reply, seconds = cfg.answer_timeout.count()](error_code ec) {
-        if (!ec)
-          reply->deliver(
-              json_error(503, "no answer within " + std::to_string(seconds) +
-                                  "s; the request may still take effect, check before retrying"));
+        if (ec) return;
+        HttpResponse late =
+            json_error(503, "no answer within " + std::to_string(seconds) +
+                                "s; the request may still take effect, check before retrying");
+        late.headers.emplace_back("Retry-After", std::to_string(seconds));
+        reply->deliver(std::move(late));
       });
       co_await async_wait_reply(reply, ex, asio::use_awaitable);
       answer_deadline.cancel();
@@ -466,14 +478,21 @@ struct HttpServer::Impl {
         if (!reply->abandoned) answer = std::move(reply->response);
       }
       guard.set_reply(nullptr);
-      if (!answer) co_return;  // stopping
+      if (!answer) co_return;        // stopping
+      if (answer->stream && head) {  // a stream's header, then the connection ends
+        answer->stream->close();
+        answer->stream.reset();
+        bool ok = false;
+        co_await write(stream, *answer, version, false, ok, true);
+        co_return;
+      }
       if (answer->stream) {
         co_await stream_body(stream, *answer, version, guard, ex);
         co_return;
       }
 
       bool ok = false;
-      co_await write(stream, *answer, version, keep_alive, ok);
+      co_await write(stream, *answer, version, keep_alive, ok, head);
       if (!ok) co_return;
       if (!keep_alive) {
         error_code ignored;

@@ -71,8 +71,9 @@ class RawClient {
     return true;
   }
 
-  // One response (headers and a Content-Length body); nullopt on EOF, error or timeout.
-  std::optional<std::string> read_response() {
+  // One response (headers and a Content-Length body, unless it answers a HEAD); nullopt on
+  // EOF, error or timeout.
+  std::optional<std::string> read_response(bool to_head = false) {
     std::size_t end;
     while ((end = buf_.find("\r\n\r\n")) == std::string::npos)
       if (!fill()) return std::nullopt;
@@ -81,7 +82,7 @@ class RawClient {
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     std::size_t length = 0;
     auto cl = lower.find("content-length:");
-    if (cl != std::string::npos) length = std::stoul(head.substr(cl + 15));
+    if (cl != std::string::npos && !to_head) length = std::stoul(head.substr(cl + 15));
     while (buf_.size() < end + 4 + length)
       if (!fill()) return std::nullopt;
     std::string response = buf_.substr(0, end + 4 + length);
@@ -360,6 +361,7 @@ TEST_CASE("server: a handler that never answers gets 503 after answer_timeout") 
   CHECK(status_of(*r) == "503");
   CHECK(SteadyClock::now() - start >= 900ms);
   CHECK(json::parse(body_of(*r)).at("error").get<std::string>().starts_with("no answer within 1s"));
+  CHECK(r->find("\r\nRetry-After: 1\r\n") != std::string::npos);
   {
     std::lock_guard lock(mu);
     REQUIRE(held.size() == 1);
@@ -548,4 +550,23 @@ TEST_CASE("server: Expect: 100-continue is honoured, and refused early when too 
   REQUIRE(refused);
   CHECK(status_of(*refused) == "413");
   CHECK(s.fake.event_count() == 1);
+}
+
+TEST_CASE("http server: HEAD is answered as the GET would be, without its body") {
+  HttpServer server(test_config(), [](HttpRequest req, Respond respond) {
+    respond({.status = 200, .body = req.method + " " + req.target});
+  });
+  auto port = server.start();
+  REQUIRE(port.ok());
+  RawClient c(*port);
+  // Pipelined: a body after the HEAD's header would be read as the start of the next answer.
+  REQUIRE(c.send("HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nGET /yy HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto head = c.read_response(true);
+  REQUIRE(head);
+  CHECK(status_of(*head) == "200");
+  CHECK(head->find("Content-Length: 6\r\n") != std::string::npos);  // "GET /x"
+  auto get = c.read_response();
+  REQUIRE(get);
+  CHECK(status_of(*get) == "200");
+  CHECK(body_of(*get) == "GET /yy");
 }
