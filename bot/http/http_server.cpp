@@ -16,6 +16,7 @@
 #include "bot/http/http_server.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -337,10 +338,28 @@ struct HttpServer::Impl {
     auto [hec, hn] = co_await http::async_write_header(stream, sr, tuple_awaitable);
     if (hec) co_return;
 
+    // A client that leaves is noticed at once, not at the next keep-alive write (up to 15 s
+    // later, holding one of the few stream slots): a read stays posted on the socket, where the
+    // client sends nothing more, and its end (EOF, a reset, or stray bytes, which end the stream
+    // too) wakes the loop. Its handler runs on the connection's strand, as this coroutine does,
+    // and touches only what it shares.
+    struct Departure {
+      bool gone = false;
+      std::shared_ptr<Piece> waiting;
+      std::array<char, 64> sink{};
+    };
+    auto departure = std::make_shared<Departure>();
+    stream.socket().async_read_some(asio::buffer(departure->sink),
+                                    [departure](error_code, std::size_t) {
+                                      departure->gone = true;
+                                      if (departure->waiting) departure->waiting->poke();
+                                    });
+
     const auto end_at = std::chrono::steady_clock::now() + body->max_duration;
     for (bool ended = false; !ended;) {
       auto piece = std::make_shared<Piece>();
       if (!guard.set_reply(piece)) co_return;
+      departure->waiting = piece;
       {
         auto responder = std::make_shared<PieceResponder>(piece);
         body->next(
@@ -358,8 +377,10 @@ struct HttpServer::Impl {
         timer.async_wait([piece](error_code ec) {
           if (!ec) piece->poke();
         });
+        if (departure->gone) co_return;
         co_await async_wait_reply(piece, ex, asio::use_awaitable);
         timer.cancel();
+        if (departure->gone) co_return;
         bool filled = false, abandoned = false;
         {
           std::lock_guard lock(piece->mu);

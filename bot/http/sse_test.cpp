@@ -266,8 +266,8 @@ TEST_CASE("sse: streams are bounded, keep alive, end after their time and on shu
   SseClient queue(s->port, "/healthz");
   CHECK(queue.status == 200);
 
-  // A quiet stream carries keep-alive comments; a client that left is noticed by the next
-  // one, and its place is free again.
+  // A quiet stream carries keep-alive comments; a client that left is noticed, and its place
+  // is free again.
   CHECK(b.wait_for_text(": keep-alive\n\n", 2s));
   a.reset();
   bool freed = false;
@@ -287,6 +287,27 @@ TEST_CASE("sse: streams are bounded, keep alive, end after their time and on shu
   s.reset();
   // With the API gone, the backend holds no callback of the hub any more.
   CHECK(fake.watcher_count() == 0);
+}
+
+TEST_CASE("sse: a client that leaves frees its place at once, not at the next keep-alive") {
+  FakeBackend fake;
+  SseOptions o;
+  o.max_streams = 1;
+  o.keepalive = 60s;  // no write in this test would find the client gone
+  Served s(fake, o);
+  for (int visit = 0; visit < 3; ++visit) {  // a page reloaded, three times
+    bool served = false;
+    const auto deadline = SteadyClock::now() + 3s;
+    while (!served && SteadyClock::now() < deadline) {
+      SseClient c(s.port, kEvents);
+      served = c.status == 200;
+      if (served)
+        REQUIRE(c.wait_for_text("event: hello"));
+      else
+        std::this_thread::sleep_for(20ms);  // retrying a refusal, as a browser does
+    }                                       // the client closes its connection here
+    CHECK(served);
+  }
 }
 
 TEST_CASE("sse: a stream ends after its maximum duration (the client reconnects)") {
