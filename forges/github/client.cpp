@@ -226,7 +226,7 @@ Result<std::string> Client::refresh_installation_token() {
 Result<std::string> Client::bearer() { return token(); }
 
 Result<Client::Response> Client::call(const std::string& method, const std::string& path,
-                                      const json* body) {
+                                      const json* body, bool once) {
   const std::string url = url_of(path);
   // The token goes only to the API's own origin (a Link header could point elsewhere).
   if (origin_.empty() || !(url == origin_ || url.starts_with(origin_ + "/")))
@@ -268,6 +268,7 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
     if (!r) {
       last = unavailable(what + ": " + r.message());
       note_error(last.message);
+      if (once) return last;
       if (attempt < options_.max_attempts) {
         options_.sleep(backoff);
         backoff = std::min(backoff * 2, options_.max_backoff);
@@ -313,6 +314,7 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
     if (st >= 500) {
       last = unavailable(what + ": " + said);
       note_error(last.message);
+      if (once) return last;
       if (attempt < options_.max_attempts) {
         options_.sleep(backoff);
         backoff = std::min(backoff * 2, options_.max_backoff);
@@ -428,7 +430,7 @@ Result<std::vector<PullInfo>> Client::pulls_of_branch(const std::string& branch)
 Result<PullInfo> Client::create_pull(const std::string& head, const std::string& base,
                                      const std::string& title, const std::string& body) {
   json b{{"title", title}, {"head", head}, {"base", base}, {"body", body}};
-  auto r = call("POST", "/repos/" + options_.repo + "/pulls", &b);
+  auto r = call("POST", "/repos/" + options_.repo + "/pulls", &b, true);  // open_pull looks first
   if (!r) return r.error();
   PullInfo info = pull_info(r->body);
   if (info.number <= 0 || info.head.empty())
@@ -490,8 +492,9 @@ Result<bool> Client::team_member(const std::string& org, const std::string& slug
 
 Status Client::comment(int number, const std::string& body) {
   json b{{"body", body}};
+  // Once: the outbox's next attempt looks for the comment's marker before posting again.
   return call("POST", "/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/comments",
-              &b)
+              &b, true)
       .status();
 }
 

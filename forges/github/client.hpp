@@ -108,9 +108,11 @@ class Client {
   // One call to `path` (relative to api_url, or an absolute URL on the API's origin), with
   // authentication, retries and, for GETs, the ETag cache. Statuses are errors by code: 401
   // unauthenticated, 403 permission_denied, 404 not_found, 409 conflict, 422 invalid, 5xx and
-  // rate limits unavailable.
+  // rate limits unavailable. `once`: a request that creates (a comment, a pull request) is not
+  // sent again after an answer that may have come after its effect (none, or a 5xx); the
+  // caller looks before it tries again, or it would be created twice.
   Result<Response> call(const std::string& method, const std::string& path,
-                        const nlohmann::json* body = nullptr);
+                        const nlohmann::json* body = nullptr, bool once = false);
   // Every item of a paginated list (the array itself, or the array under `field`).
   Result<std::vector<nlohmann::json>> list(const std::string& path, const std::string& field = "",
                                            bool* complete = nullptr);

@@ -95,6 +95,23 @@ TEST_CASE("github client: 5xx and network errors are retried with doubling backo
   CHECK_FALSE(c.health().ok);
   CHECK(c.health().last_error == "GET /down: 503 busy");
   CHECK(c.requests() == 7);
+
+  // What creates is sent once: a comment or a pull request that may exist despite the error
+  // is looked for by the caller before it is sent again.
+  f.slept.clear();
+  f.http.answer(502, "");
+  CHECK(c.comment(3, "hello").code() == Code::kUnavailable);
+  f.http.replies.push_back(unavailable("read: timed out"));
+  CHECK(c.create_pull("f", "master", "t", "b").code() == Code::kUnavailable);
+  CHECK(c.requests() == 9);
+  CHECK(f.slept.empty());
+  // A rate limit says it was not done: sent again once it ends.
+  f.options.max_rate_wait = 10'000;
+  Client patient = f.client();
+  f.http.answer(429, R"({"message":"slow down"})", {{"retry-after", "2"}});
+  f.http.answer(201, R"({"id": 1})");
+  CHECK(patient.comment(3, "hello").ok());
+  CHECK(f.slept == std::vector<q::Millis>{2000});
 }
 
 TEST_CASE("github client: every HTTP exchange is counted by its status for /metrics") {

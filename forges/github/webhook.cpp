@@ -103,17 +103,26 @@ struct Reader {
                        str(pr, {"title"}),     str(pr, {"head", "sha"}), now};
   }
 
-  // "@dmzbot ..." lines of a comment or review on PR n; `seen` is the head the writer saw
-  // (a review's commit), "" when unknown (the PR's head when the webhook arrived is used).
+  // Words echoed back inside a code span: without backticks (which would end the span) and
+  // without @ (which would mention someone on the writer's behalf).
+  static std::string quotable(std::string words) {
+    std::erase_if(words, [](char ch) { return ch == '`' || ch == '@'; });
+    return words;
+  }
+
   // Why a PR cannot be queued as it is ("" when it can): GitHub merges neither a closed PR
   // nor a draft.
   static std::string not_mergeable(bool closed, bool draft) {
     return closed ? "is closed; reopen it" : draft ? "is a draft; mark it ready for review" : "";
   }
 
+  // "@dmzbot ..." lines of a comment or review on PR n; `seen` is the head the writer saw
+  // (a review's commit), "" when unknown (the PR's head when the webhook arrived is used).
+  // Anyone may ask for help or the status: each is answered at most once per comment.
   void commands(int n, const std::string& body, const std::string& actor, const std::string& seen,
                 bool closed, bool draft) {
     const std::string why_not = not_mergeable(closed, draft);
+    bool helped = false, told = false;
     for (const Command& c : parse_commands(body, mention_name(cfg.bot_name))) {
       const std::string who = "@" + actor;
       const bool queues = c.kind == Command::Kind::kMerge || c.kind == Command::Kind::kTry ||
@@ -154,14 +163,16 @@ struct Reader {
           break;
         }
         case Command::Kind::kStatus:
-          d.events.push_back(q::StatusRequested{n, actor, now});
+          if (!std::exchange(told, true)) d.events.push_back(q::StatusRequested{n, actor, now});
           break;
         case Command::Kind::kHelp:
-          reply(n, q::NoticeKind::Info,
-                who + ": " +
-                    (c.words.empty() ? std::string()
-                                     : "I do not know `" + c.words.substr(0, 80) + "`; ") +
-                    help_text(mention_name(cfg.bot_name), cfg.merge_label));
+          if (std::exchange(helped, true)) break;
+          reply(
+              n, q::NoticeKind::Info,
+              who + ": " +
+                  (c.words.empty() ? std::string()
+                                   : "I do not know `" + quotable(c.words.substr(0, 80)) + "`; ") +
+                  help_text(mention_name(cfg.bot_name), cfg.merge_label));
           break;
       }
     }
@@ -211,8 +222,10 @@ struct Reader {
     } else if (action == "closed") {
       d.events.push_back(q::PrClosed{n, now});
     } else if (action == "converted_to_draft") {
-      // Not ready after all: out of the queue (the engine ignores a PR that was not in it).
-      authorize(n, sender(), "convert to draft", q::CancelRequested{n, sender(), now}, false, true);
+      // Not ready after all: out of the queue (the engine refuses, and it is logged, when the
+      // PR was not in it). GitHub lets only the author and writers convert, so no merge master
+      // is needed: the author taking their PR back is the usual case.
+      d.events.push_back(q::CancelRequested{n, sender(), now});
     } else if (action == "labeled" || action == "unlabeled") {
       if (str(p, {"label", "name"}) != cfg.merge_label || is_bot(sender(), cfg.bot_name)) return {};
       const std::string label = "label " + cfg.merge_label;

@@ -87,7 +87,7 @@ Kinds expected(const std::string& event, const json& p, const std::string& label
       return {"pr_opened"};
     if (action == "synchronize") return {"pr_pushed"};
     if (action == "closed") return {"pr_closed"};
-    if (action == "converted_to_draft") return {"authorize:cancel_requested"};
+    if (action == "converted_to_draft") return {"cancel_requested"};
     // A closed PR is known again only when reopened; GitHub merges no closed PR.
     const bool closed = s(p, {"pull_request", "state"}) == "closed";
     if (action == "edited") return closed ? Kinds{} : Kinds{"pr_opened"};
@@ -380,6 +380,14 @@ TEST_CASE("github webhooks: commands in comments become follow-ups, events or an
   CHECK(help.number == 2);
   CHECK(help.message.find("@alice: I do not know `frobnicate`") == 0);
   CHECK(help.message.find("`@dmzbot merge [sha]`") != std::string::npos);
+  // Anyone may ask, so one answer of each per comment, and nothing echoed can mention anyone
+  // or leave its code span.
+  d = f.hook("issue_comment", comment("@dmzbot x` @org/security `y\n@dmzbot z\n@dmzbot status\n"
+                                      "@dmzbot status\n",
+                                      "mallory"));
+  REQUIRE(kinds(*d) == Kinds{"reply", "status_requested"});
+  CHECK(std::get<q::Reply>(d->events[0])
+            .message.find("@mallory: I do not know `x org/security y`;") == 0);
 
   // Not commands: quoted, in a code fence, not addressed, by the bot itself, a plain issue.
   d = f.hook("issue_comment",
@@ -410,7 +418,7 @@ TEST_CASE("github webhooks: commands in comments become follow-ups, events or an
         "@alice: #2 is closed; reopen it, then ask again. Nothing changed.");
   // At most kMaxCommands per comment.
   std::string many;
-  for (int i = 0; i < 9; ++i) many += "@dmzbot status\n";
+  for (int i = 0; i < 9; ++i) many += "@dmzbot priority " + std::to_string(i) + "\n";
   CHECK(kinds(*f.hook("issue_comment", comment(many))).size() == kMaxCommands);
 }
 
