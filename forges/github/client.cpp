@@ -257,8 +257,8 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
                  {"X-GitHub-Api-Version", "2022-11-28"},
                  {"User-Agent", "dmzbot"},
                  {"Authorization", "Bearer " + *auth}};
-    auto cached = get ? etags_.find(url) : etags_.end();
-    if (cached != etags_.end()) c.headers.emplace_back("If-None-Match", cached->second.etag);
+    const Cached* known = get ? cached(url) : nullptr;
+    if (known) c.headers.emplace_back("If-None-Match", known->etag);
     if (body) {
       c.body = body->dump(-1, ' ', false, json::error_handler_t::replace);
       c.headers.emplace_back("Content-Type", "application/json");
@@ -276,13 +276,13 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
       continue;
     }
     HttpReply reply = std::move(*r);
-    if (reply.status == 304 && cached != etags_.end()) reply = cached->second.reply;
+    if (reply.status == 304 && known) reply = known->reply;
     const int st = reply.status;
     json parsed = reply.body.empty() ? json() : json::parse(reply.body, nullptr, false);
     if (parsed.is_discarded()) parsed = json();
     if (st >= 200 && st < 300) {
       note_ok(reply);
-      if (get && !reply.header("etag").empty()) etags_[url] = Cached{reply.header("etag"), reply};
+      if (get && !reply.header("etag").empty()) cache(url, reply.header("etag"), reply);
       return Response{st, std::move(parsed), reply.headers};
     }
     const std::string said =
@@ -344,6 +344,31 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
     }
   }
   return last;
+}
+
+const Client::Cached* Client::cached(const std::string& url) {
+  auto it = etags_.find(url);
+  if (it == etags_.end()) return nullptr;
+  etag_order_.splice(etag_order_.end(), etag_order_, it->second.used);
+  return &it->second;
+}
+
+void Client::cache(const std::string& url, std::string etag, HttpReply reply) {
+  if (auto it = etags_.find(url); it != etags_.end()) {
+    etag_bytes_ -= it->second.reply.body.size();
+    etag_order_.erase(it->second.used);
+    etags_.erase(it);
+  }
+  if (reply.body.size() > options_.max_cached_bytes) return;
+  etag_bytes_ += reply.body.size();
+  etag_order_.push_back(url);
+  etags_.emplace(url, Cached{std::move(etag), std::move(reply), std::prev(etag_order_.end())});
+  while (etag_bytes_ > options_.max_cached_bytes) {
+    auto oldest = etags_.find(etag_order_.front());
+    etag_bytes_ -= oldest->second.reply.body.size();
+    etags_.erase(oldest);
+    etag_order_.pop_front();
+  }
 }
 
 Result<std::vector<json>> Client::list(const std::string& path, const std::string& field,

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -38,6 +39,9 @@ struct ClientOptions {
   queue::Millis max_backoff = 8'000;
   queue::Millis max_rate_wait = 10'000;  // a rate limit ending sooner is waited for
   std::size_t max_pages = 30;            // of 100 items each
+  // The ETag cache keeps the newest answers, up to this many bytes of bodies (URLs name PRs
+  // and commits, so without a bound it would grow with every one ever read).
+  std::size_t max_cached_bytes = 16 << 20;
   // How the client waits (backoff, short rate limits); tests make it record or advance a clock.
   std::function<void(queue::Millis)> sleep;
 };
@@ -146,11 +150,18 @@ class Client {
   ApiHealth health_;
   std::uint64_t requests_ = 0;
 
+  // The ETag cache, the forge thread only: answers by URL, least recently used first in
+  // `etag_order_`, evicted from there beyond max_cached_bytes.
   struct Cached {
     std::string etag;
     HttpReply reply;
+    std::list<std::string>::iterator used;
   };
-  std::map<std::string, Cached> etags_;  // by URL; the forge thread only
+  std::map<std::string, Cached> etags_;
+  std::list<std::string> etag_order_;
+  std::size_t etag_bytes_ = 0;
+  const Cached* cached(const std::string& url);  // marks it used
+  void cache(const std::string& url, std::string etag, HttpReply reply);
 };
 
 // "2011-04-14T16:00:49Z" as milliseconds since the epoch; nullopt if malformed.

@@ -235,6 +235,33 @@ TEST_CASE("github client: lists follow Link rel=next pages; ETags make repeats f
   CHECK_FALSE(partial->second);
 }
 
+TEST_CASE("github client: the ETag cache keeps the newest answers within its bytes") {
+  Fixture f;
+  f.options.max_cached_bytes = 25;  // two of the 10-byte bodies below, not three
+  Client c = f.client();
+  auto get = [&](const std::string& path, const std::string& etag) {
+    f.http.answer(200, R"({"x":"12"})", {{"etag", etag}});
+    REQUIRE(c.call("GET", path).ok());
+    return header(f.http.calls.back(), "If-None-Match");
+  };
+  CHECK(get("/a", "\"a\"").empty());
+  CHECK(get("/b", "\"b\"").empty());
+  CHECK(get("/a", "\"a\"") == "\"a\"");  // kept; now the newest used
+  CHECK(get("/c", "\"c\"").empty());     // /b, the least recently used, makes room
+  CHECK(get("/a", "\"a\"") == "\"a\"");
+  CHECK(get("/c", "\"c\"") == "\"c\"");
+  CHECK(get("/b", "\"b\"").empty());
+  // A 304 answers from the cache.
+  f.http.answer(304, "", {{"etag", "\"b\""}});
+  auto again = c.call("GET", "/b");
+  REQUIRE(again.ok());
+  CHECK(again->body["x"] == "12");
+  // An answer bigger than the whole cache is not kept.
+  f.http.answer(200, std::string(R"({"x":")") + std::string(40, 'y') + "\"}", {{"etag", "\"d\""}});
+  REQUIRE(c.call("GET", "/d").ok());
+  CHECK(get("/d", "\"d\"").empty());
+}
+
 TEST_CASE(
     "github client: the approving reviewers are those whose latest review approves the head") {
   Fixture f;
