@@ -1220,20 +1220,47 @@ TEST_CASE("github: a delivery replayed after its effects changes nothing") {
     CHECK_MESSAGE((*logged)[i].kind != "merge_requested", (*logged)[i].json);
 }
 
+TEST_CASE("github: a completed check suite is read back only for a commit the queue follows") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  const std::string head = gh.commit("feature/one", "one.txt", "one\n");
+  bot.open(1, "feature/one", head);
+  REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
+  json suite = forges::github::testing::example(
+      "check_suite", [](const json& x) { return x["action"] == "completed"; });
+  suite["repository"] = repo_json();
+  const std::string elsewhere = std::string(39, 'e') + "1";  // a branch no PR holds
+  auto reads_of = [&](const std::string& sha) {
+    std::size_t n = 0;
+    for (const auto& r : gh.api->requests())
+      n += r.path.find("/commits/" + sha + "/") != std::string::npos;
+    return n;
+  };
+  suite["check_suite"]["head_sha"] = elsewhere;
+  bot.hook("check_suite", suite);
+  suite["check_suite"]["head_sha"] = head;
+  bot.hook("check_suite", suite);
+  // Follow-ups run in order: once the PR's head was read back, the other was passed over.
+  REQUIRE(eventually([&] { return reads_of(head) >= 2; }));  // its statuses and check runs
+  CHECK(reads_of(elsewhere) == 0);
+}
+
 // While GitHub answers nothing but 502s, a burst of webhooks that need the API queues one
 // drain of their follow-ups, not one each (every drain costs a round of retries): the forge
 // thread keeps up, and stop() does not wait for a pile of doomed retries.
 TEST_CASE("github: a burst of webhooks during an API outage does not pile up work") {
   GitHub gh(test::FakeGitHub::Options{});
   Bot bot(gh);
+  // Suites of a PR's head (the queue follows it, so each is read back).
+  const std::string head = gh.commit("feature/one", "one.txt", "one\n");
+  bot.open(1, "feature/one", head);
+  REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
   gh.api->fail_share(1.0);
   json suite = forges::github::testing::example(
       "check_suite", [](const json& x) { return x["action"] == "completed"; });
   suite["repository"] = repo_json();
-  for (int i = 0; i < 60; ++i) {
-    suite["check_suite"]["head_sha"] = std::string(38, 'a') + std::to_string(10 + i);
-    bot.hook("check_suite", suite);
-  }
+  suite["check_suite"]["head_sha"] = head;
+  for (int i = 0; i < 60; ++i) bot.hook("check_suite", suite);
   const auto t0 = std::chrono::steady_clock::now();
   bot.service->stop();
   const auto took = std::chrono::steady_clock::now() - t0;

@@ -754,6 +754,15 @@ struct Service::Impl final : driver::GitPort,
     return {};
   }
 
+  // Whether `sha` is a candidate's, or the head of a PR that is not finished.
+  static bool follows(const q::RepoState& state, const q::Sha& sha) {
+    for (const auto& k : state.train)
+      if (k.sha == sha) return true;
+    for (const auto& [n, pr] : state.prs)
+      if (pr.head == sha && pr.finished_at == 0) return true;
+    return false;
+  }
+
   // Engine thread: a webhook's events, then its follow-ups with heads pinned as they are now
   // (or, replayed, as they were when it arrived).
   void handle_delivery(RepoRuntime& rt, forges::Delivery d,
@@ -769,6 +778,15 @@ struct Service::Impl final : driver::GitPort,
     ticket->done();
     if (d.follow_ups.empty()) return;
     const q::RepoState* state = driver->state(rt.cfg.name);
+    // A completed check suite is read back only for a commit the queue follows (a candidate,
+    // or a PR's head for its pre-queue result): every push to any branch completes suites, and
+    // each read costs two or more API requests.
+    std::erase_if(d.follow_ups, [&](const forges::FollowUp& f) {
+      if (f.kind != forges::FollowUp::Kind::kRefreshChecks || !state || follows(*state, f.sha))
+        return false;
+      ticket->done();
+      return true;
+    });
     for (auto& f : d.follow_ups) {
       if (!f.pin_head || !f.event || !state) continue;
       auto* merge = std::get_if<q::MergeRequested>(&*f.event);
