@@ -21,22 +21,60 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-// The files a PR changes: between the tree its oldest commit started from and its head's.
-// Empty when they cannot be read (the PR then shares the main lane: the safe side).
+// What merging the PR changes on `target`: the paths that differ between each merge base of
+// the two and the head (the newest commits of the target's history that the PR's `commits`
+// build on). Not only what its commits change each on their first parent: a merge inside the
+// PR (`git merge -s ours master`) can undo what master changed, a protected file among it,
+// while every commit's own diff leaves that out.
+Result<std::vector<std::string>> merge_effect(git::Mirror& mirror, const queue::Sha& target,
+                                              const queue::Sha& head,
+                                              const std::vector<std::string>& commits) {
+  if (commits.empty()) return std::vector<std::string>{};
+  const std::set<std::string> range(commits.begin(), commits.end());
+  std::set<std::string> bases;  // parents outside the PR: in the target's history
+  for (const auto& c : commits) {
+    auto links = trust::commit_links(mirror, c);
+    if (!links) return links.error();
+    for (const auto& p : links->parents)
+      if (!range.count(p)) bases.insert(p);
+  }
+  // Only the newest: a base that another base descends from is behind it.
+  std::vector<std::string> newest;
+  for (const auto& b : bases) {
+    bool behind = false;
+    for (const auto& other : bases) {
+      if (other == b) continue;
+      auto ahead_of_other = trust::rev_list(mirror, other, b);  // b's commits not in other's
+      if (!ahead_of_other) return ahead_of_other.error();
+      if (ahead_of_other->empty()) behind = true;
+    }
+    if (!behind) newest.push_back(b);
+  }
+  auto head_links = trust::commit_links(mirror, head);
+  if (!head_links) return head_links.error();
+  std::set<std::string> paths;
+  if (newest.empty()) newest.push_back("");  // a PR from an unrelated root: every path
+  for (const auto& base : newest) {
+    std::string base_tree;
+    if (!base.empty()) {
+      auto links = trust::commit_links(mirror, base);
+      if (!links) return links.error();
+      base_tree = links->tree;
+    }
+    auto changed = trust::changed_paths(mirror, base_tree, head_links->tree);
+    if (!changed) return changed.error();
+    paths.insert(changed->begin(), changed->end());
+  }
+  return std::vector<std::string>(paths.begin(), paths.end());
+}
+
+// The files a PR changes (merge_effect). Empty when they cannot be read (the PR then shares
+// the main lane: the safe side).
 std::vector<std::string> pr_paths(git::Mirror& mirror, const queue::Sha& target,
                                   const queue::Sha& sha) {
   auto commits = trust::rev_list(mirror, target, sha);
-  if (!commits || commits->empty()) return {};
-  auto oldest = trust::commit_links(mirror, commits->front());
-  auto head = trust::commit_links(mirror, sha);
-  if (!oldest || !head) return {};
-  std::string from_tree;
-  if (!oldest->parents.empty()) {
-    auto base = trust::commit_links(mirror, oldest->parents.front());
-    if (!base) return {};
-    from_tree = base->tree;
-  }
-  auto paths = trust::changed_paths(mirror, from_tree, head->tree);
+  if (!commits) return {};
+  auto paths = merge_effect(mirror, target, sha, *commits);
   return paths ? std::move(*paths) : std::vector<std::string>{};
 }
 
@@ -94,6 +132,11 @@ class TrustPolicy final : public PolicyChecker {
         paths.insert(fact->changed_paths->begin(), fact->changed_paths->end());
       facts.commits.push_back(std::move(*fact));
     }
+    // What the PR changes on the target, and what each of its commits changes (a PR whose
+    // commits touch a protected path and then undo it is judged by the stricter rule too).
+    auto effect = merge_effect(mirror, target, sha, *commits);
+    if (!effect) return fail({"error: " + effect.message()});
+    paths.insert(effect->begin(), effect->end());
     facts.changed_paths.assign(paths.begin(), paths.end());
     out.paths = facts.changed_paths;
     // Who signed: the accounts behind the valid signatures found (the status page shows them).

@@ -118,6 +118,33 @@ TEST_CASE("trust: an ssh-signed PR by its author with two signed-tag approvals p
             .exit_code == 0);
 }
 
+// The stricter rule of .dmz/** needs 3 approvals; the PR has the 2 of **.
+TEST_CASE("trust: a merge inside the PR that undoes master's change to a protected path") {
+  auto& k = keys();
+  PrRepo r;
+  // Master moves on: a change under .dmz/ (unsigned: the target's history is not judged here).
+  r.git("checkout -q master");
+  r.master = test::commit_files(r.work, {{".dmz/notes.txt", "tightened\n"}}, "tighten");
+  r.git("checkout -q feature/x");
+  std::string own = r.commit({{"a.txt", "a\n"}}, "feature", k.ssh(k.alice_ssh));
+
+  SUBCASE("alone, the PR changes only a.txt") {
+    r.approvals(own);
+    auto v = r.check("alice", own);
+    CHECK_MESSAGE(v.pass, all(v.reasons));
+    CHECK(v.paths == std::vector<std::string>{"a.txt"});
+  }
+  SUBCASE("merged with master's history but keeping its own tree (-s ours), it undoes it") {
+    r.git("merge -q -s ours --no-edit master");
+    const std::string head = r.sign_head(k.ssh(k.alice_ssh));  // alice resolves conflicts
+    r.approvals(head);
+    auto v = r.check("alice", head);
+    CHECK_FALSE(v.pass);
+    CHECK_MESSAGE(has_prefix(v.reasons, "needs 3 approvals from maintainers"), all(v.reasons));
+    CHECK(std::find(v.paths.begin(), v.paths.end(), ".dmz/notes.txt") != v.paths.end());
+  }
+}
+
 TEST_CASE("trust: a signed PR nobody approved lists no approvers, and says what is missing") {
   auto& k = keys();
   PrRepo r;
