@@ -156,6 +156,20 @@ TEST_CASE("serve --log-format refuses a format it does not know") {
   CHECK(r.out.find("xml") != std::string::npos);
 }
 
+TEST_CASE("the demo refuses a --dir that holds something: it would remove it afterwards") {
+  test::TempDir tmp;
+  test::write_file(tmp / "mine" / "precious.txt", "important\n");
+  auto r = test::run(dmzbot() + " demo --until-idle --port 0 --dir " + (tmp / "mine").string() +
+                     " 2>&1");
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.find("not an empty directory") != std::string::npos);
+  CHECK(test::read_file(tmp / "mine" / "precious.txt") == "important\n");
+  test::write_file(tmp / "file", "x");
+  CHECK(test::run(dmzbot() + " demo --until-idle --port 0 --dir " + (tmp / "file").string())
+            .exit_code == 2);
+  CHECK(test::read_file(tmp / "file") == "x");
+}
+
 TEST_CASE("the demo says in one line that it builds unsandboxed where the sandbox cannot work") {
   auto command = without_user_namespaces(dmzbot() + " demo --until-idle --port 0");
   if (!command) {

@@ -346,6 +346,13 @@ int run_demo(const DemoOptions& options) {
     if (!mkdtemp(pattern.data())) return std::perror("mkdtemp"), 1;
     dir = pattern;
   }
+  // The demo fills its directory and, after --until-idle, removes it: never one that holds
+  // something already.
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !(fs::is_directory(dir, ec) && fs::is_empty(dir, ec))) {
+    say(dir.string() + ": not an empty directory; give --dir a new or empty one");
+    return 2;
+  }
   fs::create_directories(dir);
   dir = fs::canonical(dir);
   say("sandbox: " + dir.string());
