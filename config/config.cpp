@@ -457,6 +457,17 @@ class Loader {
       else if (content->empty())
         problem(*t->get("key"), "signing.key file '" + s.key.string() + "' is empty");
     }
+    if (!t->contains("format")) {
+      // A key without a format would leave every merge unsigned, silently.
+      for (const char* k : {"key", "fingerprint", "gnupg_home"})
+        if (const toml::node* given = t->get(k)) {
+          problem(*given, std::string("signing.") + k +
+                              " is set but signing.format is not (\"ssh\" or \"openpgp\"): "
+                              "merges would not be signed");
+          break;
+        }
+      return;
+    }
     auto format = string(*t, "format", "signing.format");
     if (!format) return;
     const toml::node& at = *t->get("format");
@@ -914,16 +925,30 @@ class Loader {
       if (!repos || !repos->is_array_of_tables()) {
         problem(*n, "repo must be an array of tables ([[repo]])");
       } else {
-        std::map<std::string, int> seen;  // name -> line
+        // Names compare as the service stores them: without case (as GitHub's do) and with
+        // '/' as '_' (the mirror's directory): two repositories must never share a mirror.
+        std::map<std::string, std::pair<std::string, int>> seen;  // key -> name, line
+        auto key_of = [](std::string name) {
+          for (char& ch : name)
+            ch = ch == '/' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+          return name;
+        };
         for (const auto& el : *repos) {
           const toml::table& t = *el.as_table();
           auto r = repo(t);
           if (!r) continue;
           if (!r->name.empty()) {
-            auto [it, fresh] = seen.emplace(r->name, line_of(*t.get("name")));
+            auto [it, fresh] =
+                seen.emplace(key_of(r->name), std::pair{r->name, line_of(*t.get("name"))});
             if (!fresh) {
-              problem(*t.get("name"), "duplicate repo '" + r->name + "' (first defined on line " +
-                                          std::to_string(it->second) + ")");
+              const auto& [first, line] = it->second;
+              problem(*t.get("name"),
+                      first == r->name
+                          ? "duplicate repo '" + r->name + "' (first defined on line " +
+                                std::to_string(line) + ")"
+                          : "repo '" + r->name + "' is the same as '" + first + "' (line " +
+                                std::to_string(line) +
+                                ") to dmzbot: names compare without case, and '/' as '_'");
             }
           }
           c.repos.push_back(std::move(*r));

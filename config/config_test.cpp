@@ -327,6 +327,15 @@ TEST_CASE("config: repository names, forges and branches") {
   CHECK(f.problems(kRepo + "\n[[repo]]\nname = \"acme/widgets\"\nremote = \"/x\"\n"
                            "required_checks = [\"c\"]\n") ==
         Lines{"7: duplicate repo 'acme/widgets' (first defined on line 2)"});
+  // Names that would share a mirror directory (and GitHub's routing, which ignores case).
+  CHECK(f.problems(
+            "[[repo]]\nname = \"acme_x/widgets\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
+            "[[repo]]\nname = \"acme/x_widgets\"\nremote = \"/s\"\nrequired_checks = [\"c\"]\n"
+            "[[repo]]\nname = \"Acme_X/Widgets\"\nremote = \"/t\"\nrequired_checks = [\"c\"]\n") ==
+        Lines{"6: repo 'acme/x_widgets' is the same as 'acme_x/widgets' (line 2) to dmzbot: names "
+              "compare without case, and '/' as '_'",
+              "10: repo 'Acme_X/Widgets' is the same as 'acme_x/widgets' (line 2) to dmzbot: names "
+              "compare without case, and '/' as '_'"});
   CHECK(f.problems("[[repo]]\nname = \"widgets\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
                    "[[repo]]\nname = \"a/b/c\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n"
                    "[[repo]]\nname = \"a/..\"\nremote = \"/r\"\nrequired_checks = [\"c\"]\n") ==
@@ -519,14 +528,21 @@ TEST_CASE("config: signing") {
         Lines{"2: signing.format \"openpgp\" needs signing.fingerprint"});
   CHECK(f.problems("[signing]\nformat = \"x509\"\n" + kRepo) ==
         Lines{"2: signing.format must be \"ssh\" or \"openpgp\", not 'x509'"});
+  // A key without its format: merges would silently go unsigned.
+  CHECK(f.problems("[signing]\nname = \"dmzbot\"\nkey = \"key\"\n" + kRepo) ==
+        Lines{"3: signing.key is set but signing.format is not (\"ssh\" or \"openpgp\"): merges "
+              "would not be signed"});
+  CHECK(f.ok("[signing]\nname = \"dmzbot\"\n" + kRepo).signing.format.empty());
   fs::create_directories(f.dir / "keydir");
   CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"nokey\"\n" + kRepo) ==
         Lines{"3: signing.key file '" + (f.dir / "nokey").string() + "' does not exist"});
   CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"keydir\"\n" + kRepo) ==
         Lines{"3: signing.key file '" + (f.dir / "keydir").string() +
               "' is not a regular file (a directory)"});
-  CHECK(f.problems("[signing]\ngnupg_home = \"key\"\n" + kRepo) ==
-        Lines{"2: signing.gnupg_home '" + (f.dir / "key").string() + "' is not a directory"});
+  CHECK(
+      f.problems("[signing]\nformat = \"openpgp\"\nfingerprint = \"ABCD\"\ngnupg_home = \"key\"\n" +
+                 kRepo) ==
+      Lines{"4: signing.gnupg_home '" + (f.dir / "key").string() + "' is not a directory"});
 }
 
 TEST_CASE("config: every problem is reported, in line order") {
