@@ -344,6 +344,7 @@ class Loader {
     }
     if (file) {
       fs::path path = resolve(*file);
+      secret_files_.push_back(path);
       auto content = read_regular_file(path, kMaxSecretFileBytes);
       const toml::node& at = *st.get("file");
       if (!content) {
@@ -653,6 +654,7 @@ class Loader {
       } else {
         unknown_keys(*kt, {"file"}, "repo.auth.ssh_key");
         a.ssh_key = resolve(*file);
+        secret_files_.push_back(a.ssh_key);
         if (auto content = read_regular_file(a.ssh_key, kMaxSecretFileBytes); !content)
           problem(*kt->get("file"), "repo.auth.ssh_key file " + content.message());
       }
@@ -955,10 +957,12 @@ class Loader {
         }
       }
     }
+    c.secret_files = std::move(secret_files_);
     return c;
   }
 
  private:
+  std::vector<fs::path> secret_files_;  // every file a secret or a key was read from
   std::string file_;
   fs::path base_;
 };

@@ -146,6 +146,9 @@ struct Config {
   Store store;
   Signing signing;
   std::vector<Repo> repos;
+  // Every file a secret or key was read from ({ file = ... }, repo.auth.ssh_key): hidden from
+  // the builds' sandbox with the rest of dmzbot's own files.
+  std::vector<std::filesystem::path> secret_files;
 
   const Repo* find_repo(std::string_view name) const;
 };

@@ -435,6 +435,7 @@ TEST_CASE("config: tokens come from a file or the environment, never inline") {
                   "status_token = { env = \"DMZ_TEST_TOKEN\" }\n");
   CHECK(c.repos[0].api_token.reveal() == "tok-from-file");
   CHECK(c.repos[0].status_token.reveal() == "tok-from-env");
+  CHECK(c.secret_files == std::vector<fs::path>{f.dir / "api.token"});
   // The [repo.api_token] table form works too; absolute paths are kept.
   Config c2 = f.ok(head + "[repo.api_token]\nfile = \"" + (f.dir / "api.token").string() + "\"\n");
   CHECK(c2.repos[0].api_token.reveal() == "tok-from-file");
@@ -486,6 +487,8 @@ TEST_CASE("config: credentials for the remote and the network timeout") {
   CHECK(r.auth.username == "bot");
   CHECK(r.auth.ssh_key == f.dir / "deploy_key");
   CHECK(r.auth.known_hosts == f.dir / "known_hosts");
+  // The files of secrets and keys, which the builds' sandbox hides (not the public hosts).
+  CHECK(c.secret_files == std::vector<fs::path>{f.dir / "git.token", f.dir / "deploy_key"});
   Config d = f.ok(head);
   CHECK(d.repos[0].network_timeout == std::chrono::seconds(60));
   CHECK(d.repos[0].auth.username == "x-access-token");

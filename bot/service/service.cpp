@@ -291,6 +291,7 @@ struct Service::Impl final : driver::GitPort,
   // and the signing key or GnuPG home.
   std::vector<fs::path> secret_paths() const {
     std::vector<fs::path> out = {cfg.data_dir, cfg.signing.key, cfg.signing.gnupg_home};
+    out.insert(out.end(), cfg.secret_files.begin(), cfg.secret_files.end());
     if (!cfg.file.empty()) {
       auto file = fs::absolute(cfg.file);
       out.push_back(file);
