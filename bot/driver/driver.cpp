@@ -167,14 +167,18 @@ q::Outcome Driver::apply(const std::string& repo, const q::Event& event) {
   q::RepoState work = slot->state;
   // An event about a PR that left the hot state brings it back: the engine judges it as
   // before (retry a failed PR, refuse to approve a merged one).
+  std::optional<q::PullRequest> restored;
   if (auto n = q::pr_of(event); n && !work.prs.count(*n)) {
     auto archived = store_.archived(repo, *n);
     if (!archived) return refused(archived.error());
-    if (*archived) work.prs.emplace(*n, std::move(**archived));
+    if (*archived) {
+      restored = **archived;
+      work.prs.emplace(*n, std::move(**archived));
+    }
   }
   q::Outcome out = q::handle(work, event, slot->cfg.settings);
   if (out.rejected) return out;
-  if (Status s = commit(*slot, std::move(work), &event, out.actions); !s.ok()) {
+  if (Status s = commit(*slot, std::move(work), &event, out.actions, restored); !s.ok()) {
     log::error({.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
                "cannot save the state, {} refused: {}", q::event_kind(event), s.message());
     if (s.code() == Code::kConflict) {  // another writer: reload before acting again
@@ -188,25 +192,32 @@ q::Outcome Driver::apply(const std::string& repo, const q::Event& event) {
 }
 
 Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
-                      const std::vector<q::Action>& actions) {
+                      const std::vector<q::Action>& actions,
+                      const std::optional<q::PullRequest>& restored) {
   const q::Millis now = clock_.now();
   const std::string& repo = slot.cfg.name;
   Change change;
   for (auto it = next.prs.begin(); it != next.prs.end();) {
     if (archivable(it->second, now, slot.cfg.archive_after)) {
-      change.archived.push_back(std::move(it->second));
+      // Back from the archive and unchanged (a `closed` webhook after its landing): it is
+      // there already.
+      if (!restored || it->second != *restored) change.archived.push_back(std::move(it->second));
       it = next.prs.erase(it);
     } else {
       ++it;
     }
   }
   change.delta = q::diff(slot.state, next);
-  // A PR whose status or finishing time changed into a finished one has a new outcome.
+  // A PR whose status or finishing time changed into a finished one has a new outcome; one
+  // brought back from the archive is compared with what it was there.
   auto just_finished = [&](const q::PullRequest& pr) {
     if (!finished(pr.status)) return false;
-    auto before = slot.state.prs.find(pr.number);
-    return before == slot.state.prs.end() || before->second.status != pr.status ||
-           before->second.finished_at != pr.finished_at;
+    const q::PullRequest* before = nullptr;
+    if (auto it = slot.state.prs.find(pr.number); it != slot.state.prs.end())
+      before = &it->second;
+    else if (restored && restored->number == pr.number)
+      before = &*restored;
+    return !before || before->status != pr.status || before->finished_at != pr.finished_at;
   };
   for (int n : change.delta.changed_prs)
     if (just_finished(next.prs.at(n)))

@@ -121,9 +121,11 @@ class Driver {
   const Slot* find(const std::string& repo) const;
   void load(Slot& slot);
   // Saves `next` as the slot's new state (archiving what is finished) with the event and the
-  // notices among `actions`; then hands the actions out.
+  // notices among `actions`; then hands the actions out. `restored`: a PR the event brought
+  // back from the archive, as it was there (it has no new outcome unless it changed).
   Status commit(Slot& slot, queue::RepoState next, const queue::Event* event,
-                const std::vector<queue::Action>& actions);
+                const std::vector<queue::Action>& actions,
+                const std::optional<queue::PullRequest>& restored = std::nullopt);
   void dispatch(Slot& slot, const std::vector<queue::Action>& actions,
                 const std::vector<std::int64_t>& outbox_ids);
   void send_due_outbox(queue::Millis now);

@@ -353,6 +353,30 @@ TEST_CASE(
   CHECK(o.rejected->code == Code::kNotFound);
 }
 
+TEST_CASE("driver: an event about a landed PR that changes nothing writes nothing") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  auto bc = w.merge_front(sha('c'));
+  w.must(q::CandidateChecked{bc.candidate, sha('c'), true, {}, w.clock.now()});
+  w.must(q::CheckReported{sha('c'), q::Check{"ci/build", q::CheckState::Success}, w.clock.now()});
+  w.must(q::MasterPushed{bc.candidate, true, "", "", w.clock.now()});
+  REQUIRE(w.state().prs.count(1) == 0);  // merged: archived
+  REQUIRE(w.store.history(kRepo, 0, 10)->size() == 1);
+  const auto events = w.real->pr_events(kRepo, 1, 100)->size();
+  const auto archived = w.store.archived(kRepo, 1);
+
+  // GitHub's `closed` webhook follows every landing; a repeated registration is the same.
+  w.must(q::PrClosed{1, w.clock.now()});
+  w.must(q::PrOpened{1, archived->value().branch, archived->value().author, archived->value().title,
+                     archived->value().head, w.clock.now()});
+  CHECK(w.store.history(kRepo, 0, 10)->size() == 1);  // one outcome, not three
+  CHECK(w.real->pr_events(kRepo, 1, 100)->size() == events);
+  CHECK(w.state().prs.count(1) == 0);
+  CHECK(w.store.archived(kRepo, 1).value() == archived.value());
+}
+
 TEST_CASE("driver: the hot state does not grow with history") {
   World w;
   w.start();
