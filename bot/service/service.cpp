@@ -427,13 +427,44 @@ struct Service::Impl final : driver::GitPort,
   // ---- results back to the engine thread ------------------------------------------------------
 
   void post_event(const std::string& repo, q::Event event) {
-    engine.post([this, repo, event = std::move(event)] {
+    engine.post([this, repo, event = std::move(event)]() mutable {
+      unsaved[repo].push_back(std::move(event));
+      apply_unsaved(repo);
+    });
+  }
+
+  // Results of work already done (a merge pushed, a build finished, a verdict) that the store
+  // could not save: nothing else would ever bring them again, so they are applied again at
+  // each tick, in order, until they are saved; the repository's later results wait behind
+  // them. Dropped only when the repository is not served any more (another writer took it:
+  // its load re-issues the work). Engine thread only.
+  std::map<std::string, std::deque<q::Event>> unsaved;
+
+  void apply_unsaved(const std::string& repo) {
+    auto it = unsaved.find(repo);
+    if (it == unsaved.end()) return;
+    auto& waiting = it->second;
+    while (!waiting.empty()) {
+      const q::Event& event = waiting.front();
       auto out = driver->apply(repo, event);
+      const auto* health = driver->health(repo);
+      if (out.rejected && out.rejected->code == Code::kUnavailable && health && health->loaded) {
+        if (!retrying.count(repo))  // once, not at every tick
+          log::warn({.repo = repo, .event = q::event_kind(event)},
+                    "cannot save {} yet, tried again at each tick: {}", q::event_kind(event),
+                    escape_control(out.rejected->message));
+        retrying.insert(repo);
+        return;
+      }
       if (out.rejected && out.rejected->code != Code::kNotFound)
         log::warn({.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
                   "{} refused: {}", q::event_kind(event), escape_control(out.rejected->message));
-    });
+      waiting.pop_front();
+    }
+    retrying.erase(repo);
+    unsaved.erase(it);
   }
+  std::set<std::string> retrying;  // repositories whose first waiting result was refused
 
   // Runs `work` on the repository's git thread; false if the service is stopping.
   template <class F>
@@ -1142,6 +1173,9 @@ struct Service::Impl final : driver::GitPort,
       if (timer_stop) break;
       lock.unlock();
       engine.post([this] {
+        std::vector<std::string> waiting;
+        for (const auto& [repo, events] : unsaved) waiting.push_back(repo);
+        for (const auto& repo : waiting) apply_unsaved(repo);
         driver->tick();
         for (auto& rt : repos) forge_tick(*rt);
       });

@@ -122,8 +122,8 @@ struct Running {
   std::unique_ptr<HttpServer> server;
   std::uint16_t port = 0;
 
-  explicit Running(const config::Config& cfg) {
-    auto s = Service::start(cfg, fast());
+  explicit Running(const config::Config& cfg, const Service::Options& options = fast()) {
+    auto s = Service::start(cfg, options);
     REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.message()));
     service = std::move(*s);
     server = std::make_unique<HttpServer>(cfg.server, make_api(*service));
@@ -800,6 +800,36 @@ TEST_CASE("a store that cannot write answers 503 with Retry-After and changes no
   CHECK(post("/pulls/1/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
   server.stop();
   service->stop();
+}
+
+TEST_CASE("a build result the store could not save is saved once it can: nothing stalls") {
+  Remote remote;
+  test::TempDir data, gates;
+  const std::string started = (gates / "started").string(), go = (gates / "go").string();
+  // The build says it started, then waits for the test's word.
+  std::string head = remote.branch(
+      "feature/g",
+      {{"test.sh", "touch '" + started + "'\nwhile [ ! -e '" + go + "' ]; do sleep 0.05; done\n"}});
+  auto cfg = make_config(remote, data.path(), true);
+  cfg.repos[0].runner->sandbox = "none";  // it reads the test's files
+  auto options = fast();
+  options.store.busy_timeout_ms = 100;
+  Running run(cfg, options);
+  run.enqueue(1, "feature/g", head);
+  REQUIRE(eventually([&] { return std::filesystem::exists(started); }));
+
+  // The build passes while another writer holds the database: its result cannot be saved.
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 5000);  // the service may be writing at this moment
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  test::write_file(go, "");
+  std::this_thread::sleep_for(1s);  // the build ends and its result is refused meanwhile
+  CHECK(run.status(1) == q::PrStatus::Building);  // its pending check reported at its start
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  // Before: the result was dropped and the PR waited for the check timeout (60 s) to fail.
+  CHECK(eventually([&] { return run.status(1) == q::PrStatus::Merged; }, 20s));
 }
 
 TEST_CASE("a missing database beside an earlier run's mirrors is refused, with the way out") {
