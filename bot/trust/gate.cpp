@@ -188,28 +188,23 @@ class TrustPolicy final : public PolicyChecker {
   std::uint64_t signature_verifications() const override { return gatherer_.verifications(); }
 
  private:
-  // Signed-tag approvals: annotated tags named dmz-approve/* that point at the head, and those
-  // named dmz-approve/<this PR>-* that point elsewhere (stale: the core says why they do not
-  // count). Other tags are never approvals, so a signed release tag is not one.
+  // Signed-tag approvals: annotated tags named dmz-approve/<this PR>-*; those that point
+  // elsewhere than the head are stale (the core says why they do not count). The name is in
+  // the signed tag, so an approval of PR 5 never counts for PR 9 with the same head. Other tags
+  // are never approvals, so a signed release tag is not one.
   void gather_approvals(git::Mirror& mirror, trust::TrustKeys& keys, const queue::PullRequest& pr,
                         const queue::Sha& sha, const std::map<std::string, std::string>& tags,
                         queue::PrFacts& facts, std::vector<std::string>& notes) {
     const std::string own_prefix = std::string(kApprovePrefix) + std::to_string(pr.number) + "-";
     for (const auto& [name, tag_id] : tags) {
-      if (!starts_with(name, kApprovePrefix)) continue;
-      // Only tags on this head, or stale ones of this PR, are verified: the approvals of
-      // every other PR would otherwise cost a signature operation each.
-      auto checked = gatherer_.tag_check(mirror, keys, name, tag_id, [&](const ParsedTag& t) {
-        return t.object == sha || starts_with(name, own_prefix);
-      });
+      if (!starts_with(name, own_prefix)) continue;
+      auto checked = gatherer_.tag_check(mirror, keys, name, tag_id, nullptr);
       if (!checked) {
         notes.push_back("approval tag refs/tags/" + name + ": " + checked.message());
         continue;
       }
       if (checked->skipped) continue;
       if (!checked->refusal.empty()) {
-        // A tag that does not even parse names no commit: report it only for this PR.
-        if (checked->tag.object.empty() && !starts_with(name, own_prefix)) continue;
         notes.push_back(checked->refusal);
         continue;
       }

@@ -737,8 +737,14 @@ TEST_CASE("trust: signed notes under refs/notes/dmz-approvals are approvals") {
                                      head + "\" to the note on " + s7(head)),
                   all(v.reasons));
     CHECK(has(v.reasons, "needs 2 approvals from maintainers for paths **, has 1 (bob)"));
-    // The same head opened as PR 2 (bob's tag points at the head, so it counts there too).
+    // The same head opened as PR 2: carol's note counts there; bob's tag names PR 1, so it
+    // does not, until bob approves PR 2 too.
     auto v2 = r.check("alice", head, "feature/x", 2);
+    CHECK_FALSE(v2.pass);
+    CHECK_MESSAGE(has(v2.reasons, "needs 2 approvals from maintainers for paths **, has 1 (carol)"),
+                  all(v2.reasons));
+    r.ssh_tag(k.bob_ssh, "dmz-approve/2-bob", head);
+    v2 = r.check("alice", head, "feature/x", 2);
     CHECK_MESSAGE(v2.pass, all(v2.reasons));
   }
   SUBCASE("a note naming another repository is refused") {
