@@ -393,6 +393,24 @@ TEST_CASE("verify: an empty or reversed range and a hostile --policy are exit 2"
         "dmzbot verify: '" + (r.dir / "fifo").string() + "' is not a regular file (a FIFO)\n");
 }
 
+TEST_CASE("verify --releases: a branch that does not exist is exit 2, not a clean audit") {
+  SignedRepo r;
+  r.commit("a.txt");
+  r.git("branch staging");
+  r.git("branch production");
+  auto misspelt = dmzbot_run("verify --releases --staging stagign --production production", r.work);
+  CHECK(misspelt.exit_code == 2);
+  CHECK(misspelt.out.find("no branch stagign") != std::string::npos);
+  CHECK(
+      dmzbot_run("verify --releases --staging staging --production prodution", r.work).exit_code ==
+      2);
+  // Neither of the default names there: nothing to audit is not a pass either.
+  r.git("branch -D staging production");
+  auto none = dmzbot_run("verify --releases", r.work);
+  CHECK(none.exit_code == 2);
+  CHECK(none.out.find("no branch staging") != std::string::npos);
+}
+
 TEST_CASE("usage errors exit 2") {
   CHECK(test::run(dmzbot() + " verify").exit_code == 2);
   CHECK(test::run(dmzbot() + " no-such-command").exit_code == 2);

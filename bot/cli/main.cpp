@@ -46,6 +46,19 @@ int run_verify_releases(const dmz::VerifyOptions& options,
     return m->reference(tracking) ? tracking : local;
   };
   auto tip = [m, ref_of](const std::string& b) { return m->reference(ref_of(b)); };
+  // A misspelt branch would audit nothing and pass: one named on the command line must exist,
+  // and one of the two at least (a repository may have production and no staging yet).
+  const dmz::trust::ReleaseBranches defaults;
+  const bool named[] = {branches.staging != defaults.staging,
+                        branches.production != defaults.production};
+  const std::string names[] = {branches.staging, branches.production};
+  const bool exists[] = {tip(names[0]).has_value(), tip(names[1]).has_value()};
+  for (int i = 0; i < 2; ++i)
+    if ((named[i] || !(exists[0] || exists[1])) && !exists[i]) {
+      std::fprintf(stderr, "no branch %s (refs/heads/%s or refs/remotes/origin/%s)\n",
+                   names[i].c_str(), names[i].c_str(), names[i].c_str());
+      return 2;
+    }
   auto pushed = dmz::trust::push_log_updates(*m, log_ref);
   if (!pushed) {
     std::fprintf(stderr, "%s\n", pushed.message().c_str());
