@@ -305,6 +305,10 @@ class PolicyReader {
       for (auto& [member, line] : strings_with_lines(groups, name, "groups." + name)) {
         if (!policy.accounts.count(member))
           add(line, "group " + name + " names unknown account '" + member + "'");
+        // Approvals count distinct accounts: a repeated member would make a rule's approvals
+        // look reachable when they are not.
+        if (std::find(members.begin(), members.end(), member) != members.end())
+          add(line, "group " + name + " names account '" + member + "' twice");
         members.push_back(member);
       }
       policy.groups.emplace(name, std::move(members));  // even if malformed: it exists

@@ -271,6 +271,11 @@ TEST_CASE("policy file: groups and rules name known accounts and groups") {
                                 "policy.toml:11: rule.signers names unknown group 'devs'",
                                 "policy.toml:12: rule.approvers names unknown group 'admins'",
                                 "policy.toml:15: merges.signers names unknown group 'bots'"});
+  // A repeated member: approvals count distinct accounts.
+  const std::string twice = "version = 1\n" + kAccounts +  // 1-7
+                            "developers = [\"alice\",\n\"alice\"]\n";
+  CHECK(problems(twice) == Lines{"policy.toml:1: no [[rule]]: every pull request would be refused",
+                                 "policy.toml:9: group developers names account 'alice' twice"});
 }
 
 TEST_CASE("policy file: approvals between 0 and the approvers group's size") {
