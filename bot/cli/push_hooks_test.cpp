@@ -300,6 +300,23 @@ TEST_CASE("hooks and verify: usage errors, a broken hooks configuration refuses 
   CHECK_FALSE(std::filesystem::exists(tmp / "r.git" / "hooks" / "pre-receive"));
 }
 
+TEST_CASE("install-hooks never replaces a hook it did not write") {
+  Server s;
+  const fs::path theirs = s.origin / "hooks" / "post-receive";
+  test::write_file(theirs, "#!/bin/sh\necho my CI trigger\n");
+  const std::string install = dmzbot() + " install-hooks --repo " + shell_quote(s.origin.string()) +
+                              " --config " + shell_quote(s.hooks_toml.string());
+  RunResult refused = run(install);
+  CHECK(refused.exit_code == 2);
+  CHECK_MESSAGE(contains(refused.out, "was not written by dmzbot"), refused.out);
+  CHECK(test::read_file(theirs) == "#!/bin/sh\necho my CI trigger\n");
+  CHECK_FALSE(fs::exists(s.origin / "hooks" / "pre-receive"));  // nothing half-installed
+  // Moved aside, it installs; installing again over its own hooks is fine.
+  fs::rename(theirs, s.origin / "hooks" / "post-receive.mine");
+  CHECK(run(install).exit_code == 0);
+  CHECK(run(install).exit_code == 0);
+}
+
 TEST_CASE("verify --releases judges every commit production was pushed to, from the push log") {
   Server s;
   REQUIRE(run(dmzbot() + " install-hooks --repo " + shell_quote(s.origin.string()) + " --config " +

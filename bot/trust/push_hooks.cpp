@@ -228,6 +228,22 @@ int run_install_hooks(const InstallHooksOptions& options) {
       say("paths with a single quote are not supported");
       rc = 2;
     }
+    // A hook someone else wrote (the server's own CI trigger, another policy) is not replaced
+    // without a word: the operator moves it aside or chains it first.
+    for (const char* hook : {"pre-receive", "post-receive"}) {
+      const fs::path file = hooks / hook;
+      if (!fs::exists(file, ec)) continue;
+      std::ifstream in(file);
+      std::string first, second;
+      std::getline(in, first);
+      std::getline(in, second);
+      if (second != "# written by dmzbot install-hooks") {
+        say(file.string() +
+            " exists and was not written by dmzbot; move it aside (or call it "
+            "from elsewhere), then install again");
+        rc = 2;
+      }
+    }
     for (const char* hook : {"pre-receive", "post-receive"}) {
       if (rc) break;
       fs::path file = hooks / hook;
