@@ -148,7 +148,12 @@ void Driver::load(Slot& slot) {
   }
   slot.health.loaded = true;
   slot.health.last_error.clear();
-  for (auto& m : *outbox) pending_[m.id] = Pending{std::move(m), false};
+  // A message already being sent (a reload after a conflict, a lease regained) keeps its
+  // flight: sending it again now would post it twice.
+  for (auto& m : *outbox) {
+    auto [it, fresh] = pending_.try_emplace(m.id, Pending{m, false});
+    if (!fresh && !it->second.in_flight) it->second.message = std::move(m);
+  }
   // Finished PRs of an older run (or of a schema before history) move out now.
   if (Status s = commit(slot, slot.state, nullptr, {}); !s.ok())
     log::warn({.repo = repo}, "cannot archive finished pull requests: {}", s.message());

@@ -448,6 +448,26 @@ TEST_CASE("driver: a repository another process holds the lease on is not served
   CHECK(w.ports.of<Fetch>().size() == 1);
 }
 
+TEST_CASE("driver: a repository taken back after losing its lease sends nothing twice") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  auto bc = w.ports.of<q::BuildCandidate>().back();
+  w.must(
+      q::MergeDone{bc.candidate, q::MergeOutcome::Conflict, "", 1, {"x.txt"}, "", w.clock.now()});
+  REQUIRE(w.ports.of<forges::OutboxMessage>().size() == 1);  // being sent, not answered yet
+  // Our lease lapses, another process holds it for a while, then we take it back.
+  w.clock.advance(Options{}.lease_ttl + 1);
+  REQUIRE(w.store.acquire_lease(kRepo, "other-host:1", w.clock.now(), 60'000).value());
+  w.driver->tick();
+  REQUIRE_FALSE(w.driver->health(kRepo)->loaded);
+  w.clock.advance(60'001);
+  w.driver->tick();
+  REQUIRE(w.driver->health(kRepo)->loaded);
+  CHECK(w.ports.of<forges::OutboxMessage>().size() == 1);  // the one in flight keeps its flight
+}
+
 TEST_CASE("driver: landings, ejections and builds are counted for /metrics") {
   World w;
   metrics::Registry& m = metrics::global();
