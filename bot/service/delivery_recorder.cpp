@@ -62,13 +62,36 @@ std::size_t DeliveryRecorder::marked() const {
   return marked_;
 }
 
-void DeliveryRecorder::count_marks(std::size_t n, const Status& written) {
-  if (written.ok())
-    marked_ += n;
-  else if (n > 0)
-    spdlog::warn(
-        "cannot mark {} webhook deliveries handled (they are handled again at the next start): {}",
-        n, written.message());
+void DeliveryRecorder::count_marks(std::vector<std::string>& marks, const Status& written) {
+  if (written.ok()) {
+    marked_ += marks.size();
+    return;
+  }
+  if (marks.empty()) return;
+  // Not written: kept for a later transaction (a delivery left unmarked is replayed at the
+  // next start, after newer ones were handled). While stopping, they are left to that replay.
+  if (stopping_) {
+    spdlog::warn("cannot mark {} webhook deliveries handled (handled again at the next start): {}",
+                 marks.size(), written.message());
+    return;
+  }
+  if (!marks_failing_)
+    spdlog::warn("cannot mark {} webhook deliveries handled yet, trying again: {}", marks.size(),
+                 written.message());
+  handled_.insert(handled_.end(), std::make_move_iterator(marks.begin()),
+                  std::make_move_iterator(marks.end()));
+  marks_retry_at_ = std::chrono::steady_clock::now() + kMarksRetry;
+}
+
+// The store's calls, with what a statement that failed to prepare throws as an error: this
+// thread must never end.
+template <class F>
+auto guarded(F write) -> decltype(write()) {
+  try {
+    return write();
+  } catch (const std::exception& e) {
+    return unavailable(std::string("store: ") + e.what());
+  }
 }
 
 void DeliveryRecorder::loop() {
@@ -82,12 +105,25 @@ void DeliveryRecorder::loop() {
     {
       std::unique_lock lock(mu_);
       // No timer: a lone delivery is written at once; whatever arrives while that commit
-      // waits for the disk forms the next batch.
-      wake_.wait(lock, [&] { return stopping_ || !pending_.empty() || !handled_.empty(); });
-      if (pending_.empty() && handled_.empty()) {  // stopping, and everything was done
-        finished_ = true;
-        idle_.notify_all();
-        return;
+      // waits for the disk forms the next batch. Marks alone wait out a failed attempt.
+      for (;;) {
+        const bool marks_due =
+            !handled_.empty() && std::chrono::steady_clock::now() >= marks_retry_at_;
+        if (!pending_.empty() || marks_due) break;
+        if (stopping_) {
+          // Everything is recorded; the marks left are tried once more, unless they just
+          // failed (then the next start's replay handles their deliveries again).
+          if (handled_.empty() || marks_failing_) {
+            finished_ = true;
+            idle_.notify_all();
+            return;
+          }
+          break;
+        }
+        if (handled_.empty())
+          wake_.wait(lock);
+        else
+          wake_.wait_until(lock, marks_retry_at_);
       }
       while (!pending_.empty() && batch.size() < max_batch_) {
         batch.push_back(std::move(pending_.front()));
@@ -99,17 +135,19 @@ void DeliveryRecorder::loop() {
       marks.swap(handled_);
     }
     if (batch.empty()) {
-      Status s = store_.mark_deliveries_handled(marks);
+      Status s = guarded([&] { return store_.mark_deliveries_handled(marks); });
       std::lock_guard lock(mu_);
-      count_marks(marks.size(), s);
+      count_marks(marks, s);
+      marks_failing_ = !s.ok();
       continue;
     }
     for (auto& p : batch) deliveries.push_back(std::move(p.id));
-    auto fresh = store_.record_deliveries(deliveries, marks);
+    auto fresh = guarded(
+        [&]() -> Result<std::vector<bool>> { return store_.record_deliveries(deliveries, marks); });
     {
       std::lock_guard lock(mu_);
       ++batches_;
-      count_marks(marks.size(), fresh.status());
+      count_marks(marks, fresh.status());
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (!fresh)

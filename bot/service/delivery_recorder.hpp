@@ -7,6 +7,7 @@
 // thread, in the order the deliveries were recorded.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -55,7 +56,9 @@ class DeliveryRecorder {
     Answer answer;
   };
   void loop();
-  void count_marks(std::size_t n, const Status& written);  // mu_ held
+  // Counts the marks written, or keeps them for a later attempt. mu_ held.
+  void count_marks(std::vector<std::string>& marks, const Status& written);
+  static constexpr std::chrono::milliseconds kMarksRetry{1000};
 
   Store& store_;
   const std::size_t max_batch_;
@@ -63,13 +66,16 @@ class DeliveryRecorder {
   std::condition_variable wake_;
   std::deque<Pending> pending_;       // guarded by mu_
   std::vector<std::string> handled_;  // guarded by mu_
-  std::size_t marked_ = 0;            // guarded by mu_
-  std::condition_variable idle_;      // no record batch waits or is being written
-  bool closing_ = false;              // guarded by mu_: no more records
-  bool writing_ = false;              // guarded by mu_: a record batch is being written
-  bool stopping_ = false;             // guarded by mu_
-  bool finished_ = false;             // guarded by mu_: the thread has written its last batch
-  std::size_t batches_ = 0;           // guarded by mu_
+  // guarded by mu_: marks alone are written again from then on (after a failed attempt)
+  std::chrono::steady_clock::time_point marks_retry_at_{};
+  bool marks_failing_ = false;    // guarded by mu_: the last attempt of marks alone failed
+  std::size_t marked_ = 0;        // guarded by mu_
+  std::condition_variable idle_;  // no record batch waits or is being written
+  bool closing_ = false;          // guarded by mu_: no more records
+  bool writing_ = false;          // guarded by mu_: a record batch is being written
+  bool stopping_ = false;         // guarded by mu_
+  bool finished_ = false;         // guarded by mu_: the thread has written its last batch
+  std::size_t batches_ = 0;       // guarded by mu_
   std::thread thread_;
 };
 

@@ -272,6 +272,50 @@ TEST_CASE("DeliveryRecorder: handled deliveries are marked in batches; a failed 
   CHECK(store.unhandled_deliveries(0, 10)->size() == 1);
 }
 
+TEST_CASE("DeliveryRecorder: a mark that failed is written later, not left for a replay") {
+  test::TempDir dir;
+  auto real = open_sqlite_store(dir / "dmz.db");
+  REQUIRE(real.ok());
+  FaultInjectionStore store(**real);
+  Answers answers;
+  DeliveryRecorder recorder(store);
+  recorder.record(with_request("github:a", 1), answers.for_id("github:a"));
+  REQUIRE(answers.wait_for(1));
+  store.fail_marks = 2;  // the database is locked for two attempts
+  recorder.handled("github:a");
+  // Before: the mark was dropped, and the delivery replayed at the next start, after newer
+  // ones were handled (a stale push or close undoing them).
+  CHECK(eventually([&] { return recorder.marked() == 1; }));  // within 10 s
+  CHECK(store.fail_marks == 0);
+  CHECK(store.unhandled_deliveries(0, 10)->empty());
+  recorder.stop();
+}
+
+// A statement that cannot be prepared throws in the store; the recorder's thread answers the
+// batch with the error and goes on.
+TEST_CASE("DeliveryRecorder: a store that throws is an error for the batch, not a crash") {
+  test::TempDir dir;
+  auto real = open_sqlite_store(dir / "dmz.db");
+  REQUIRE(real.ok());
+  FaultInjectionStore store(**real);
+  int thrown = 0;
+  store.before_deliveries = [&](const std::vector<DeliveryId>&) {
+    if (thrown++ == 0) throw std::logic_error("prepare: out of memory");
+  };
+  Answers answers;
+  DeliveryRecorder recorder(store);
+  recorder.record(with_request("github:a", 1), answers.for_id("github:a"));
+  REQUIRE(answers.wait_for(1));
+  recorder.record(with_request("github:b", 2), answers.for_id("github:b"));
+  REQUIRE(answers.wait_for(2));
+  std::lock_guard lock(answers.mu);
+  CHECK(answers.got[0].first == "github:a");
+  CHECK(answers.got[0].second.code() == Code::kUnavailable);
+  CHECK(answers.got[0].second.message().find("out of memory") != std::string::npos);
+  CHECK(answers.got[1].first == "github:b");
+  CHECK(answers.got[1].second.ok());
+}
+
 TEST_CASE("DeliveryRecorder: marks waiting ride in the next batch of deliveries, one commit") {
   test::TempDir dir;
   auto real = open_sqlite_store(dir / "dmz.db");
