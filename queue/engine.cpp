@@ -1560,7 +1560,7 @@ Verdict on(Ctx& c, const Tick& e) {
     for (auto& k : c.s.train)
       if (on_dmz(k.status) && c.at > k.pushed_at)
         k.paused_ms += std::min(e.unobserved_ms, c.at - k.pushed_at);
-  for (std::size_t i = 0; i < c.s.train.size(); ++i) {
+  for (std::size_t i = 0; i < c.s.train.size() && !e.blind; ++i) {
     const auto& k = c.s.train[i];
     if (!on_dmz(k.status) || c.at < k.pushed_at + k.paused_ms + c.cfg.check_timeout) continue;
     const auto missing = not_green(k, c.cfg);

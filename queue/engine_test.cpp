@@ -697,6 +697,14 @@ TEST_CASE("time the forge could not be read does not count towards the check tim
   q.merged(1, sha('c'));
   q.on(Tick{q.s.train.at(0).pushed_at + 5'000, 60'000});
   CHECK(q.s.train.at(0).paused_ms == 5'000);
+
+  // While the forge is down and its time not credited yet, no check times out.
+  const Millis deadline = q.s.train.at(0).pushed_at + 5'000 + q.cfg.check_timeout;
+  const std::string before = q.dump();
+  CHECK(q.on(Tick{deadline + 1, 0, true}).actions.empty());
+  CHECK(q.dump() == before);
+  q.on(Tick{deadline + 1});
+  CHECK(q.pr(1).status == PrStatus::Failed);
 }
 
 TEST_CASE("cancel takes a PR out; retry puts it back through the policy") {

@@ -150,6 +150,7 @@ json fields(const MasterObserved& e) { return {{"sha", e.sha}, {"at", e.at}}; }
 json fields(const Tick& e) {
   json out{{"at", e.at}};
   if (e.unobserved_ms > 0) out["unobserved_ms"] = e.unobserved_ms;
+  if (e.blind) out["blind"] = true;
   return out;
 }
 json fields(const Reply& e) {

@@ -220,6 +220,7 @@ TEST_CASE("events carry their snake_case type and fields") {
         json::array({"unsigned"}));
   CHECK(to_json(Event{Tick{77}}) == json{{"type", "tick"}, {"at", 77}});
   CHECK(to_json(Event{Tick{77, 5}}) == json{{"type", "tick"}, {"at", 77}, {"unobserved_ms", 5}});
+  CHECK(to_json(Event{Tick{77, 0, true}}) == json{{"type", "tick"}, {"at", 77}, {"blind", true}});
 }
 
 TEST_CASE("event_kind names every event type") {

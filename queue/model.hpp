@@ -295,9 +295,13 @@ struct MasterObserved {  // a fetch saw master at `sha`
 };
 struct Tick {  // time passes; drives timeouts and retries
   Millis at = 0;
-  // How much of the time since the previous tick CI results could not be observed (the
-  // forge's API was down or rate limited): check timeouts do not count it.
+  // How much time CI results could not be observed (the forge's API was down or rate
+  // limited): check timeouts do not count it.
   Millis unobserved_ms = 0;
+  // CI results cannot be observed now: no check times out at this tick (the time is credited
+  // as unobserved_ms later, when it ends or every minute, so that an outage is not a save and
+  // an event per tick).
+  bool blind = false;
 };
 enum class NoticeKind { Info, Success, Failure };
 // A message for a PR that changes nothing: a forge's answer to a command (a refusal, help),

@@ -22,6 +22,7 @@ struct Driver::Slot {
   bool fetch_in_flight = false;
   q::Millis lease_renew_at = 0;
   q::Millis last_tick = 0;  // 0: none since the start
+  q::Millis blind_ms = 0;   // time CI results could not be observed, not credited yet
 };
 
 namespace {
@@ -368,6 +369,9 @@ void Driver::record_gauges(const Slot& slot) {
   m.set("dmzbot_outbox_pending", repo, static_cast<double>(slot.health.outbox_pending));
 }
 
+// How often time CI results could not be observed is credited to the candidates' deadlines.
+constexpr q::Millis kBlindCredit = 60'000;
+
 void Driver::tick() {
   const q::Millis now = clock_.now();
   for (auto& slot : slots_) {
@@ -383,7 +387,13 @@ void Driver::tick() {
     const bool blind = api.used && (!api.ok || api.blocked_until > now);
     const q::Millis since = slot->last_tick > 0 ? std::max<q::Millis>(0, now - slot->last_tick) : 0;
     slot->last_tick = now;
-    (void)apply(slot->cfg.name, q::Tick{now, blind ? since : 0});
+    // The blind time is credited once a minute and when the outage ends, not at every tick:
+    // each credit changes the state, a save and an event (86,400 a day at one tick a second).
+    if (blind) slot->blind_ms += since;
+    const bool credit = slot->blind_ms > 0 && (!blind || slot->blind_ms >= kBlindCredit);
+    auto ticked =
+        apply(slot->cfg.name, q::Tick{now, credit ? slot->blind_ms : 0, blind && !credit});
+    if (credit && !ticked.rejected) slot->blind_ms = 0;
     record_gauges(*slot);
     if (!slot->fetch_in_flight && now >= slot->health.next_fetch_at) {
       slot->fetch_in_flight = true;

@@ -448,6 +448,45 @@ TEST_CASE("driver: a repository another process holds the lease on is not served
   CHECK(w.ports.of<Fetch>().size() == 1);
 }
 
+TEST_CASE("driver: a forge outage is credited to check deadlines once a minute, not every tick") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));
+  auto bc = w.merge_front(sha('c'));
+  w.must(q::CheckReported{sha('c'), q::Check{"ci/build", q::CheckState::Pending}, w.clock.now()});
+  const auto events_before = w.store.events(kRepo, 100000)->size();
+  forges::ApiHealth down;
+  down.used = true;
+  down.ok = false;
+  w.driver->set_api_health(kRepo, down);
+  // Twice the check timeout of ticks a second apart, the forge down throughout.
+  const q::Millis timeout = w.driver->config(kRepo)->settings.check_timeout;
+  for (q::Millis t = 0; t < 2 * timeout; t += 1000) {
+    w.clock.advance(1000);
+    w.driver->tick();
+  }
+  CHECK(w.state().prs.at(1).status == q::PrStatus::Building);  // nobody's fault
+  const auto written = w.store.events(kRepo, 100000)->size() - events_before;
+  CHECK(written <= static_cast<std::size_t>(2 * timeout / 60'000 + 1));  // a credit a minute
+  const q::Millis paused = w.state().train.at(0).paused_ms;
+  CHECK(paused >= 2 * timeout - 60'000);
+  // Back up: the rest is credited at once, and the deadline counts from there.
+  w.driver->set_api_health(kRepo, forges::ApiHealth{.used = true});
+  w.clock.advance(1000);
+  w.driver->tick();
+  const q::Candidate k = w.state().train.at(0);
+  CHECK(k.paused_ms >= 2 * timeout - 1000);  // all of it (less the tick before the first)
+  CHECK(k.paused_ms > paused);
+  const q::Millis deadline = k.pushed_at + k.paused_ms + timeout;
+  w.clock.advance(deadline - 1 - w.clock.now());
+  w.driver->tick();
+  CHECK(w.state().prs.at(1).status == q::PrStatus::Building);
+  w.clock.advance(1);
+  w.driver->tick();
+  CHECK(w.state().prs.at(1).status == q::PrStatus::Failed);
+}
+
 TEST_CASE("driver: a repository taken back after losing its lease sends nothing twice") {
   World w;
   w.start();
