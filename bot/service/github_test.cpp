@@ -946,6 +946,27 @@ void only_webhooks_fetch(Bot& bot, std::chrono::milliseconds gap) {
   REQUIRE(eventually([&] { return fetch_count() >= before + 1; }));
 }
 
+// The delivery is acknowledged once recorded (in its own database); the events it carries
+// are applied later, and wait for the main database when it cannot be written.
+TEST_CASE("github: a webhook's events the store cannot save now are applied once it can") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  bot.options.store.busy_timeout_ms = 100;
+  only_webhooks_fetch(bot, 50ms);  // no reconciliation to make up for a lost event
+  const std::string head = gh.commit("feature/late", "late.txt", "late\n");
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 5000);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  bot.open(1, "feature/late", head);  // answered 202
+  std::this_thread::sleep_for(1s);
+  CHECK(bot.pr(1).number == 0);  // not known yet
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  // Before: the PrOpened was refused, logged and lost with its delivery marked handled.
+  CHECK(eventually([&] { return bot.pr(1).head == head; }));
+}
+
 // A webhook that names only commits the mirror has starts no git process; one that names a
 // new head, or a push, fetches.
 TEST_CASE("github: a label on a head the mirror holds fetches nothing; new heads are fetched") {

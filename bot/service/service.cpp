@@ -799,13 +799,24 @@ struct Service::Impl final : driver::GitPort,
   // (or, replayed, as they were when it arrived).
   void handle_delivery(RepoRuntime& rt, forges::Delivery d,
                        const std::shared_ptr<DeliveryTicket>& ticket, bool replayed = false) {
+    const std::string& repo = rt.cfg.name;
     for (const auto& event : d.events) {
-      auto out = driver->apply(rt.cfg.name, event);
-      if (out.rejected && out.rejected->code != Code::kNotFound)
-        log::info(
-            {.repo = rt.cfg.name, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
-            "{} from a webhook refused: {}", q::event_kind(event),
-            escape_control(out.rejected->message));
+      // The delivery is acknowledged (202) and will be marked handled: an event the store
+      // cannot save now waits with the unsaved results, in order, instead of being lost.
+      if (unsaved.count(repo)) {
+        unsaved[repo].push_back(event);
+        continue;
+      }
+      auto out = driver->apply(repo, event);
+      const auto* health = driver->health(repo);
+      if (out.rejected && out.rejected->code == Code::kUnavailable && health && health->loaded) {
+        unsaved[repo].push_back(event);
+        apply_unsaved(repo);
+      } else if (out.rejected && out.rejected->code != Code::kNotFound) {
+        log::info({.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
+                  "{} from a webhook refused: {}", q::event_kind(event),
+                  escape_control(out.rejected->message));
+      }
     }
     ticket->done();
     if (d.follow_ups.empty()) return;
