@@ -1463,15 +1463,47 @@ Verdict on(Ctx& c, const CheckReported& e) {
   return std::nullopt;
 }
 
+// A landing changed what the policy is made of (.dmz/: the policy, its keys): every PR still
+// queued or in the train was judged under the old one, at an older master. Each is judged
+// again at the new master, keeping its place; the candidates left are cut, as they hold PRs
+// judged under the old policy.
+void judge_again_after_policy_change(Ctx& c, const std::set<int>& landed_now) {
+  const bool changed = std::any_of(landed_now.begin(), landed_now.end(), [&](int n) {
+    const auto& paths = c.pr(n).paths;
+    return std::any_of(paths.begin(), paths.end(),
+                       [](const std::string& p) { return p.rfind(".dmz/", 0) == 0; });
+  });
+  if (!changed) return;
+  while (!c.s.train.empty())
+    for (int n : cut(c, 0)) requeue(c, c.pr(n));
+  for (auto& [n, pr] : c.s.prs) {
+    if (pr.status != PrStatus::Queued || !pr.approval) continue;
+    forget_bookkeeping(pr);
+    pr.status = PrStatus::Approved;
+    pr.signers.clear();
+    pr.approvers.clear();
+    c.emit(CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, c.s.master});
+    c.notify(pr, NoticeKind::Info, Reason::None,
+             "the policy changed on master: " + pr_name(n) + " is judged again under it");
+  }
+}
+
 Verdict on(Ctx& c, const MasterPushed& e) {
   auto i = index_of(c.s, e.candidate);
   if (!i || c.s.train[*i].status != CandidateStatus::Landing) return std::nullopt;  // stale
   const Sha sha = c.s.train[*i].sha;
   if (e.ok || e.remote_master == sha) {  // the remote already has it: a repeated push
+    std::set<int> waiting;
+    for (const auto& [n, pr] : c.s.prs)
+      if (pr.status != PrStatus::Merged) waiting.insert(n);
     if (generic(c.cfg))
       land_chain(c, e.candidate);
     else
       landed(c);
+    std::set<int> landed_now;
+    for (int n : waiting)
+      if (c.pr(n).status == PrStatus::Merged) landed_now.insert(n);
+    judge_again_after_policy_change(c, landed_now);
     return std::nullopt;
   }
   if (!e.remote_master.empty() && e.remote_master != c.s.master) {

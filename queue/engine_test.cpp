@@ -707,6 +707,43 @@ TEST_CASE("time the forge could not be read does not count towards the check tim
   CHECK(q.pr(1).status == PrStatus::Failed);
 }
 
+TEST_CASE("a landing that changes the policy has every queued PR judged again under it") {
+  for (Strategy strategy : {Strategy::Serial, Strategy::Train}) {
+    CAPTURE(static_cast<int>(strategy));
+    Repo r;
+    r.cfg.strategy = strategy;
+    r.cfg.window_start = 4;
+    auto queue_with = [&](int n, Sha head, std::vector<std::string> paths) {
+      REQUIRE(!r.open(n, head).rejected);
+      REQUIRE(!r.approve(n).rejected);
+      REQUIRE(!r.on(PolicyChecked{n, head, true, {}, r.now, std::move(paths)}).rejected);
+    };
+    queue_with(1, sha('a'), {".dmz/keys/mallory.asc"});  // revokes a key
+    queue_with(2, sha('b'), {"src/x.c"});
+    queue_with(3, sha('d'), {"src/y.c"});
+    const CandidateId first = r.pr(1).candidate.value();
+    r.green(first, sha('c'));
+    if (r.pr(1).status != PrStatus::Merged) REQUIRE(!r.master_pushed(first, true).rejected);
+    REQUIRE(r.pr(1).status == PrStatus::Merged);
+    // #2 and #3 were judged at the old master: both are judged again at the new one, in their
+    // places, and nothing of theirs builds meanwhile.
+    for (int n : {2, 3}) {
+      CHECK(r.pr(n).status == PrStatus::Approved);
+      CHECK_FALSE(r.pr(n).candidate);
+    }
+    CHECK(r.s.train.empty());
+    CHECK(r.pr(2).queued_at < r.pr(3).queued_at);
+    // A landing that changes no policy path judges nobody again.
+    REQUIRE(!r.policy(2, true).rejected);
+    REQUIRE(!r.policy(3, true).rejected);
+    const CandidateId next = r.pr(2).candidate.value();
+    r.green(next, sha('e'));
+    if (r.pr(2).status != PrStatus::Merged) REQUIRE(!r.master_pushed(next, true).rejected);
+    CHECK(r.pr(2).status == PrStatus::Merged);
+    CHECK(r.pr(3).status != PrStatus::Approved);
+  }
+}
+
 TEST_CASE("cancel takes a PR out; retry puts it back through the policy") {
   Repo r;
   r.queue(1, sha('a'));
