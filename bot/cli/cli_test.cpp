@@ -415,6 +415,12 @@ TEST_CASE("usage errors exit 2") {
   CHECK(test::run(dmzbot() + " verify").exit_code == 2);
   CHECK(test::run(dmzbot() + " no-such-command").exit_code == 2);
   CHECK(test::run(dmzbot() + " --version").exit_code == 0);
+  // Numbers out of range, NaN among them (CLI11's Range lets it through).
+  for (const char* bad : {"--rate nan", "--rate -1", "--fail 1.5", "--ci-median inf"}) {
+    auto r = test::run(dmzbot() + " simulate --seeds 1 --hours 1 " + bad + " 2>&1");
+    CAPTURE(bad);
+    CHECK(r.exit_code == 2);
+  }
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <set>
@@ -151,38 +152,48 @@ int main(int argc, char** argv) {
   auto* post_receive = app.add_subcommand("post-receive", "git hook: log push certificates");
   post_receive->add_option("--config", hooks_config, "the hooks' configuration")->required();
 
+  // CLI11's Range lets NaN through (every comparison with it is false): numbers of the
+  // simulator must also be finite.
+  const CLI::Validator finite(
+      [](std::string& text) {
+        const double v = std::strtod(text.c_str(), nullptr);
+        return std::isfinite(v) ? std::string() : "not a finite number: " + text;
+      },
+      "FINITE");
   dmz::sim::SimulateOptions sim;
   auto* simulate = app.add_subcommand(
       "simulate", "run the strategies and an oracle on simulated workloads (virtual time)");
   auto& w = sim.workload;
-  simulate->add_option("--rate", w.rate, "PRs approved per hour")->check(CLI::Range(0.0, 10000.0));
-  simulate->add_option("--hours", w.hours, "hours of arrivals")->check(CLI::Range(0.0, 24.0 * 365));
+  simulate->add_option("--rate", w.rate, "PRs approved per hour")
+      ->check(CLI::Range(0.0, 10000.0) & finite);
+  simulate->add_option("--hours", w.hours, "hours of arrivals")
+      ->check(CLI::Range(0.0, 24.0 * 365) & finite);
   simulate->add_option("--burst", w.burst, "probability that an arrival brings a burst of 2-6")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(0.0, 1.0) & finite);
   simulate->add_flag("--day", w.day_profile, "arrivals follow a working day (peak at 14:00)");
   simulate->add_option("--ci-median", w.ci_median_minutes, "median build minutes")
-      ->check(CLI::Range(0.1, 24.0 * 60));
+      ->check(CLI::Range(0.1, 24.0 * 60) & finite);
   simulate->add_option("--ci-sigma", w.ci_sigma, "lognormal spread of build durations")
-      ->check(CLI::Range(0.0, 3.0));
+      ->check(CLI::Range(0.0, 3.0) & finite);
   simulate->add_option("--fail", w.fail, "probability that a PR is bad")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(0.0, 1.0) & finite);
   simulate->add_option("--flake", w.flake, "probability that a build fails anyway")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(0.0, 1.0) & finite);
   simulate->add_option("--runners", w.runners, "CI runners")->check(CLI::Range(1, 10000));
   simulate
       ->add_option("--precheck", w.precheck,
                    "probability that a bad PR's own CI before the queue is red")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(0.0, 1.0) & finite);
   simulate
       ->add_option("--conflict", w.pair_conflict,
                    "probability that two random PRs conflict semantically")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(CLI::Range(0.0, 1.0) & finite);
   simulate->add_option("--strategy", sim.strategy, "serial, batch, train, adaptive or all");
   simulate->add_option("--seeds", sim.seeds, "workloads (seeds) per strategy")
       ->check(CLI::Range(1, 1000));
   simulate->add_option("--seed", sim.first_seed, "the first seed");
   simulate->add_option("--drain", sim.run.drain_hours, "hours the queue may drain after arrivals")
-      ->check(CLI::Range(0.0, 24.0 * 365));
+      ->check(CLI::Range(0.0, 24.0 * 365) & finite);
   simulate->add_option("--threads", sim.threads, "worker threads (default: one per core)")
       ->check(CLI::Range(0, 256));
   simulate->add_option("--window-max", sim.window_max, "train/adaptive: the window's ceiling")
