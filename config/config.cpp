@@ -23,7 +23,7 @@
 //   kind = "sqlite"                # the only kind so far
 //   path = "dmzbot.db"             # relative to data_dir
 //
-//   [signing]                      # absent, or format absent: merge commits are unsigned
+//   [signing]                      # absent: merge commits are unsigned (a key needs its format)
 //   format = "ssh"                 # "ssh" (needs key) or "openpgp" (needs fingerprint)
 //   key = "keys/dmzbot_ed25519"    # ssh private key file: a readable regular file, <= 64 KiB
 //   fingerprint = "ABCD..."        # openpgp key in gnupg_home
@@ -110,10 +110,12 @@
 // so that each is one line.
 #include "config/config.hpp"
 
+#include <sys/stat.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -201,6 +203,12 @@ bool valid_team(std::string_view s) {
 std::string github_clone_url(const Url& api, const std::string& repo) {
   std::string host = api.host == "api.github.com" ? std::string("github.com") : api.authority();
   return api.scheme + "://" + host + "/" + repo + ".git";
+}
+
+std::string octal(unsigned mode) {
+  char out[8];
+  std::snprintf(out, sizeof out, "%04o", mode);
+  return out;
 }
 
 class Loader {
@@ -655,8 +663,14 @@ class Loader {
         unknown_keys(*kt, {"file"}, "repo.auth.ssh_key");
         a.ssh_key = resolve(*file);
         secret_files_.push_back(a.ssh_key);
+        struct stat st {};
         if (auto content = read_regular_file(a.ssh_key, kMaxSecretFileBytes); !content)
           problem(*kt->get("file"), "repo.auth.ssh_key file " + content.message());
+        else if (::stat(a.ssh_key.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+          // ssh ignores such a key ("permissions are too open"): every fetch would fail.
+          problem(*kt->get("file"), "repo.auth.ssh_key file '" + a.ssh_key.string() +
+                                        "' is readable by others (mode " +
+                                        octal(st.st_mode & 0777) + "); ssh refuses it: chmod 600");
       }
     }
     if (auto v = string(*t, "known_hosts", "repo.auth.known_hosts")) {

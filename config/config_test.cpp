@@ -475,6 +475,7 @@ TEST_CASE("config: credentials for the remote and the network timeout") {
   const std::string head = kRepo;  // lines 1-4
   test::write_file(f.dir / "git.token", "ghs_secret-token\n");
   test::write_file(f.dir / "deploy_key", "-----BEGIN OPENSSH PRIVATE KEY-----\n...\n");
+  fs::permissions(f.dir / "deploy_key", fs::perms::owner_read | fs::perms::owner_write);
   test::write_file(f.dir / "known_hosts", "[127.0.0.1]:2222 ssh-ed25519 AAAA...\n");
 
   Config c = f.ok(head +
@@ -487,6 +488,14 @@ TEST_CASE("config: credentials for the remote and the network timeout") {
   CHECK(r.auth.username == "bot");
   CHECK(r.auth.ssh_key == f.dir / "deploy_key");
   CHECK(r.auth.known_hosts == f.dir / "known_hosts");
+  // A key others may read: ssh would refuse it at the first fetch.
+  fs::permissions(f.dir / "deploy_key", fs::perms::group_read | fs::perms::others_read,
+                  fs::perm_options::add);
+  CHECK(f.problems(head + "[repo.auth]\nssh_key = { file = \"deploy_key\" }\n"
+                          "known_hosts = \"known_hosts\"\n") ==
+        Lines{"6: repo.auth.ssh_key file '" + (f.dir / "deploy_key").string() +
+              "' is readable by others (mode 0644); ssh refuses it: chmod 600"});
+  fs::permissions(f.dir / "deploy_key", fs::perms::owner_read | fs::perms::owner_write);
   // The files of secrets and keys, which the builds' sandbox hides (not the public hosts).
   CHECK(c.secret_files == std::vector<fs::path>{f.dir / "git.token", f.dir / "deploy_key"});
   Config d = f.ok(head);
@@ -597,6 +606,8 @@ TEST_CASE("config: the example in deploy/ is valid") {
   test::write_file(f.dir / "secrets" / "gadgets-api.token", "b\n");
   test::write_file(f.dir / "keys" / "dmzbot_ed25519", "k\n");
   test::write_file(f.dir / "keys" / "gadgets_deploy_ed25519", "k\n");
+  fs::permissions(f.dir / "keys" / "gadgets_deploy_ed25519",
+                  fs::perms::owner_read | fs::perms::owner_write);
   test::write_file(f.dir / "keys" / "known_hosts", "git.example.com ssh-ed25519 AAAA\n");
   test::write_file(f.dir / "secrets" / "octo-webhook", "w\n");
   test::write_file(f.dir / "secrets" / "octo-token", "t\n");
