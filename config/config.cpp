@@ -931,7 +931,13 @@ class Loader {
     Config c;
     c.data_dir = base_;
     unknown_keys(root, {"data_dir", "log", "server", "store", "signing", "repo"}, "");
-    if (auto v = string(root, "data_dir", "data_dir")) c.data_dir = resolve(*v);
+    if (auto v = string(root, "data_dir", "data_dir")) {
+      c.data_dir = resolve(*v);
+      std::error_code ec;
+      if (fs::exists(c.data_dir, ec) && !fs::is_directory(c.data_dir, ec))
+        problem(*root.get("data_dir"),
+                "data_dir '" + c.data_dir.string() + "' exists and is not a directory");
+    }
     log_section(root, c.log_format);
     server(root, c.server);
     store(root, c.store, c.data_dir);

@@ -322,6 +322,14 @@ TEST_CASE("config: missing required keys point at the table header") {
         Lines{"6: repo.runner.command must not be empty"});
 }
 
+TEST_CASE("config: a data_dir that is a file is a problem at its line") {
+  Fixture f;
+  test::write_file(f.dir / "taken", "x");
+  CHECK(f.problems("data_dir = \"taken\"\n" + kRepo) ==
+        Lines{"1: data_dir '" + (f.dir / "taken").string() + "' exists and is not a directory"});
+  CHECK(f.ok("data_dir = \"new\"\n" + kRepo).data_dir == f.dir / "new");  // made at start
+}
+
 TEST_CASE("config: repository names, forges and branches") {
   Fixture f;
   CHECK(f.problems(kRepo + "\n[[repo]]\nname = \"acme/widgets\"\nremote = \"/x\"\n"
