@@ -1037,7 +1037,9 @@ TEST_CASE("github: a policy check of a head the remote could not give waits for 
   const double before = fetch_count();
   bot.hook("pull_request", pr_payload("opened", p, "dev"), "opened#1");
   bot.label(1, "alice");
-  REQUIRE(eventually([&] { return fetch_count() >= before + 2; }));  // both fetches failed
+  // The fetch they asked for failed (one, or one each when the label came after the first had
+  // started: a queued fetch covers the webhooks behind it).
+  REQUIRE(eventually([&] { return fetch_count() >= before + 1; }));
   REQUIRE(eventually([&] { return bot.pr(1).approval.has_value(); }));
   std::this_thread::sleep_for(500ms);  // time enough for a verdict, had there been one
   CHECK(bot.pr(1).status == q::PrStatus::Approved);
