@@ -428,8 +428,7 @@ Result<std::vector<NoteChange>> FactGatherer::note_changes(git::Mirror& mirror,
 }
 
 Result<TagCheck> FactGatherer::tag_check(git::Mirror& mirror, TrustKeys& keys,
-                                         const std::string& name, const std::string& tag_id,
-                                         const std::function<bool(const ParsedTag&)>& relevant) {
+                                         const std::string& name, const std::string& tag_id) {
   auto obj = mirror.read_object(tag_id);
   if (!obj) return obj.error();
   if (obj->second != "tag") return invalid(tag_id + " is a " + obj->second + ", not a tag");
@@ -440,10 +439,6 @@ Result<TagCheck> FactGatherer::tag_check(git::Mirror& mirror, TrustKeys& keys,
     return out;
   }
   out.tag = std::move(*parsed);
-  if (relevant && !relevant(out.tag)) {
-    out.skipped = true;
-    return out;
-  }
   // The name is inside the signed object; the ref name is not. A tag moved to another name
   // (a replayed approval) says so here.
   if (out.tag.tag != name) {

@@ -126,7 +126,6 @@ struct TagCheck {
   // Set when the tag is refused before its signature counts: "tag refs/tags/x claims to be y",
   // or the parser's refusal.
   std::string refusal;
-  bool skipped = false;  // the caller's filter found the tag irrelevant: nothing was verified
 };
 
 // Signed-note approvals live in this notes ref (docs/POLICY.md, "Making an approval").
@@ -153,12 +152,9 @@ class FactGatherer {
                                         const std::string& sha,
                                         std::optional<ParsedCommit>* parsed = nullptr);
 
-  // The annotated tag object `tag_id`, found at refs/tags/<name>, verified with `keys`. If
-  // `relevant` is set and returns false for the parsed tag, it is returned `skipped`, without
-  // a signature operation (approval tags of other PRs).
+  // The annotated tag object `tag_id`, found at refs/tags/<name>, verified with `keys`.
   Result<TagCheck> tag_check(git::Mirror& mirror, TrustKeys& keys, const std::string& name,
-                             const std::string& tag_id,
-                             const std::function<bool(const ParsedTag&)>& relevant = {});
+                             const std::string& tag_id);
 
   // The signature of any commit (a notes commit) verified with `keys`, cached like commit_fact's;
   // a parser refusal becomes the problem.

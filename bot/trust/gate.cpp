@@ -21,13 +21,12 @@ bool starts_with(std::string_view s, std::string_view prefix) {
   return s.substr(0, prefix.size()) == prefix;
 }
 
-// What merging the PR changes on `target`: the paths that differ between each merge base of
-// the two and the head (the newest commits of the target's history that the PR's `commits`
-// build on). Not only what its commits change each on their first parent: a merge inside the
-// PR (`git merge -s ours master`) can undo what master changed, a protected file among it,
-// while every commit's own diff leaves that out.
-Result<std::vector<std::string>> merge_effect(git::Mirror& mirror, const queue::Sha& target,
-                                              const queue::Sha& head,
+// What merging the PR changes on its target: the paths that differ between each merge base of
+// the two and the head (the newest commits of the target's history that the PR's `commits`,
+// rev_list(target, head), build on). Not only what its commits change each on their first parent: a
+// merge inside the PR (`git merge -s ours master`) can undo what master changed, a protected file
+// among it, while every commit's own diff leaves that out.
+Result<std::vector<std::string>> merge_effect(git::Mirror& mirror, const queue::Sha& head,
                                               const std::vector<std::string>& commits) {
   if (commits.empty()) return std::vector<std::string>{};
   const std::set<std::string> range(commits.begin(), commits.end());
@@ -74,7 +73,7 @@ std::vector<std::string> pr_paths(git::Mirror& mirror, const queue::Sha& target,
                                   const queue::Sha& sha) {
   auto commits = trust::rev_list(mirror, target, sha);
   if (!commits) return {};
-  auto paths = merge_effect(mirror, target, sha, *commits);
+  auto paths = merge_effect(mirror, sha, *commits);
   return paths ? std::move(*paths) : std::vector<std::string>{};
 }
 
@@ -134,7 +133,7 @@ class TrustPolicy final : public PolicyChecker {
     }
     // What the PR changes on the target, and what each of its commits changes (a PR whose
     // commits touch a protected path and then undo it is judged by the stricter rule too).
-    auto effect = merge_effect(mirror, target, sha, *commits);
+    auto effect = merge_effect(mirror, sha, *commits);
     if (!effect) return fail({"error: " + effect.message()});
     paths.insert(effect->begin(), effect->end());
     facts.changed_paths.assign(paths.begin(), paths.end());
@@ -149,7 +148,7 @@ class TrustPolicy final : public PolicyChecker {
     // that were refused before reaching the core (shown only when the PR fails).
     std::vector<std::string> extra_failures, approval_notes;
     const auto tags = mirror.tags();
-    gather_approvals(mirror, keys, pr, sha, tags, facts, approval_notes);
+    gather_approvals(mirror, keys, pr, tags, facts, approval_notes);
     gather_note_approvals(mirror, keys, pr, sha, facts, approval_notes);
     for (const auto& login : reviews.approving) {
       if (const queue::Account* a = policy.account_for_login(login))
@@ -193,17 +192,16 @@ class TrustPolicy final : public PolicyChecker {
   // the signed tag, so an approval of PR 5 never counts for PR 9 with the same head. Other tags
   // are never approvals, so a signed release tag is not one.
   void gather_approvals(git::Mirror& mirror, trust::TrustKeys& keys, const queue::PullRequest& pr,
-                        const queue::Sha& sha, const std::map<std::string, std::string>& tags,
-                        queue::PrFacts& facts, std::vector<std::string>& notes) {
+                        const std::map<std::string, std::string>& tags, queue::PrFacts& facts,
+                        std::vector<std::string>& notes) {
     const std::string own_prefix = std::string(kApprovePrefix) + std::to_string(pr.number) + "-";
     for (const auto& [name, tag_id] : tags) {
       if (!starts_with(name, own_prefix)) continue;
-      auto checked = gatherer_.tag_check(mirror, keys, name, tag_id, nullptr);
+      auto checked = gatherer_.tag_check(mirror, keys, name, tag_id);
       if (!checked) {
         notes.push_back("approval tag refs/tags/" + name + ": " + checked.message());
         continue;
       }
-      if (checked->skipped) continue;
       if (!checked->refusal.empty()) {
         notes.push_back(checked->refusal);
         continue;
