@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "queue/glob.hpp"
+#include "queue/policy_paths.hpp"
 
 namespace dmz::queue {
 namespace {
@@ -1468,11 +1469,8 @@ Verdict on(Ctx& c, const CheckReported& e) {
 // again at the new master, keeping its place; the candidates left are cut, as they hold PRs
 // judged under the old policy.
 void judge_again_after_policy_change(Ctx& c, const std::set<int>& landed_now) {
-  const bool changed = std::any_of(landed_now.begin(), landed_now.end(), [&](int n) {
-    const auto& paths = c.pr(n).paths;
-    return std::any_of(paths.begin(), paths.end(),
-                       [](const std::string& p) { return p.rfind(".dmz/", 0) == 0; });
-  });
+  const bool changed = std::any_of(landed_now.begin(), landed_now.end(),
+                                   [&](int n) { return touches_policy_sources(c.pr(n).paths); });
   if (!changed) return;
   while (!c.s.train.empty())
     for (int n : cut(c, 0)) requeue(c, c.pr(n));

@@ -192,6 +192,12 @@ bool touches_policy(const std::vector<std::string>& changed_paths) {
   return std::find(changed_paths.begin(), changed_paths.end(), kPolicyPath) != changed_paths.end();
 }
 
+bool touches_policy_sources(const std::vector<std::string>& changed_paths) {
+  const std::string_view dir = kPolicyPath.substr(0, kPolicyPath.rfind('/') + 1);  // ".dmz/"
+  return std::any_of(changed_paths.begin(), changed_paths.end(),
+                     [&](const std::string& p) { return std::string_view(p).starts_with(dir); });
+}
+
 Verdict evaluate(const Policy& policy, const PrFacts& pr) {
   Reasons reasons;
   check_branch(policy, pr.branch, reasons);

@@ -3,10 +3,10 @@
 //
 // Division of labour. The shell (bot/) verifies every signature cryptographically, maps keys
 // and forge logins to policy accounts, and gathers the facts below; this core only judges
-// them. A change to the policy itself must satisfy the policy of its parent: the shell always
-// evaluates a PR with the policy at the first parent of the merge that brings it in (the tip
-// of the target branch, or the previous candidate on dmz), never with the policy the PR
-// proposes, and audits each commit with the policy of its first parent.
+// them. A change to the policy itself must satisfy the policy of its parent: the shell
+// evaluates a PR with the policy at the tip of the target branch, never with the policy the
+// PR proposes (and again whenever a landing changes the policy's sources), and audits each
+// commit with the policy of its first parent.
 // Rules for ".dmz/**" (see touches_policy) are how a policy makes its own changes harder.
 #pragma once
 
@@ -17,9 +17,9 @@
 #include <string_view>
 #include <vector>
 
-namespace dmz::queue {
+#include "queue/policy_paths.hpp"
 
-inline constexpr std::string_view kPolicyPath = ".dmz/policy.toml";
+namespace dmz::queue {
 
 struct Account {
   std::string name;
@@ -148,8 +148,5 @@ Verdict evaluate(const Policy& policy, const PrFacts& pr);
 // commit. author_signs and approvals cannot be judged per commit.
 Verdict evaluate_commit(const Policy& policy, const std::string& target_branch,
                         const CommitFact& commit);
-
-// Whether a change touches the policy file (.dmz/policy.toml).
-bool touches_policy(const std::vector<std::string>& changed_paths);
 
 }  // namespace dmz::queue

@@ -107,6 +107,10 @@ TEST_CASE("policy: lookups by fingerprint, login and group") {
 TEST_CASE("policy: touches_policy") {
   CHECK(touches_policy({"src/a.cpp", ".dmz/policy.toml"}));
   CHECK_FALSE(touches_policy({"src/a.cpp", ".dmz/other.toml", "x/.dmz/policy.toml"}));
+  // Its sources: the policy and the keys beside it, nothing named like them elsewhere.
+  CHECK(touches_policy_sources({"src/a.cpp", ".dmz/keys/alice.asc"}));
+  CHECK(touches_policy_sources({".dmz/policy.toml"}));
+  CHECK_FALSE(touches_policy_sources({"x/.dmz/policy.toml", ".dmzignore", "dmz/keys/a.asc"}));
   CHECK_FALSE(touches_policy({}));
 }
 
