@@ -22,4 +22,7 @@ bool is_object_id(std::string_view s);
 // Only a SHA-1 name (40 lowercase hex digits): where the format read has no other.
 bool is_sha1_hex(std::string_view s);
 
+// `s` with ASCII letters lowercased (header names, schemes, logins, hex): other bytes kept.
+std::string ascii_lower(std::string_view s);
+
 }  // namespace dmz

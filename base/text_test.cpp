@@ -5,6 +5,14 @@
 namespace dmz {
 namespace {
 
+TEST_CASE("ascii_lower lowers ASCII letters only") {
+  CHECK(ascii_lower("X-GitHub-Event: HTTPS://Acme/Widgets") ==
+        "x-github-event: https://acme/widgets");
+  CHECK(ascii_lower("Ölmann ABC") == "Ölmann abc");  // UTF-8 bytes kept as they are
+  CHECK(ascii_lower(std::string("A\0B", 3)) == std::string("a\0b", 3));
+  CHECK(ascii_lower("") == "");
+}
+
 TEST_CASE("has_control finds C0 controls and DEL, not UTF-8") {
   CHECK_FALSE(has_control("merge-master"));
   CHECK_FALSE(has_control("Jürgen Ölmann"));

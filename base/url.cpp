@@ -24,8 +24,7 @@ Result<Url> parse_url(std::string_view text) {
   Url url;
   auto sep = text.find("://");
   if (sep == std::string_view::npos) return bad("no scheme");
-  std::string scheme(text.substr(0, sep));
-  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string scheme = ascii_lower(text.substr(0, sep));
   if (scheme != "http" && scheme != "https") return bad("the scheme must be http or https");
   url.scheme = scheme;
   std::string_view rest = text.substr(sep + 3);

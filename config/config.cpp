@@ -950,11 +950,7 @@ class Loader {
         // Names compare as the service stores them: without case (as GitHub's do) and with
         // '/' as '_' (the mirror's directory): two repositories must never share a mirror.
         std::map<std::string, std::pair<std::string, int>> seen;  // key -> name, line
-        auto key_of = [](std::string name) {
-          for (char& ch : name)
-            ch = ch == '/' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-          return name;
-        };
+        auto key_of = [](const std::string& name) { return ascii_lower(mirror_dir_name(name)); };
         for (const auto& el : *repos) {
           const toml::table& t = *el.as_table();
           auto r = repo(t);
@@ -988,6 +984,13 @@ class Loader {
 };
 
 }  // namespace
+
+std::string mirror_dir_name(const std::string& repo) {
+  std::string name = repo;
+  for (char& c : name)
+    if (c == '/') c = '_';
+  return name + ".git";
+}
 
 std::string candidate_branch(const std::string& pattern, std::uint64_t id) {
   std::string out = pattern;

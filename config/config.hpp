@@ -132,6 +132,10 @@ struct Repo {
   int line = 0;                              // where [[repo]] starts, for messages
 };
 
+// The repository's directory name under data_dir (its mirror, build logs and builds):
+// "owner_name.git". Two repositories whose names map to the same one are refused at load.
+std::string mirror_dir_name(const std::string& repo);
+
 // The branch name of candidate `id` under `pattern` ("dmz-queue/{id}" -> "dmz-queue/7"), and
 // the id of a branch that matches the pattern (nullopt for any other branch).
 std::string candidate_branch(const std::string& pattern, std::uint64_t id);

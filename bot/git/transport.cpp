@@ -57,11 +57,6 @@ constexpr const char* kAskpassScript =
 
 enum class Scheme { kLocal, kFile, kGit, kHttp, kSsh };
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool has_control_chars(const std::string& s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
     auto u = static_cast<unsigned char>(c);
@@ -102,7 +97,7 @@ Result<Scheme> classify_url(const std::string& url) {
   size_t sep = url.find("://");
   size_t slash = url.find('/');
   if (sep != std::string::npos && sep < slash) {
-    std::string scheme = lower(url.substr(0, sep));
+    std::string scheme = ascii_lower(url.substr(0, sep));
     size_t host = sep + 3;
     size_t path = url.find('/', host);
     std::string authority =
@@ -236,7 +231,7 @@ std::string redact(std::string text, const std::string& secret) {
     while (scheme_start > 0 && (std::isalnum(static_cast<unsigned char>(text[scheme_start - 1])) ||
                                 text[scheme_start - 1] == '+'))
       --scheme_start;
-    bool http = lower(text.substr(scheme_start, pos - scheme_start)).rfind("http", 0) == 0;
+    bool http = ascii_lower(text.substr(scheme_start, pos - scheme_start)).rfind("http", 0) == 0;
     size_t start = pos + 3;
     size_t end = text.find_first_of("/ \t\r\n'\"<>", start);
     if (end == std::string::npos) end = text.size();

@@ -111,11 +111,6 @@ bool valid_tag_name(const std::string& s) {
   return true;
 }
 
-std::string lowercase(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // A positive decimal int without sign or leading zeros.
 std::optional<int> parse_number(const std::string& s) {
   if (s.empty() || s.size() > 10 || s[0] == '0') return std::nullopt;
@@ -183,7 +178,7 @@ int number_field(const json& j, const char* name) {
 }
 
 std::string sha_field(const json& j, const char* name) {
-  auto value = lowercase(string_field(j, name));
+  auto value = ascii_lower(string_field(j, name));
   if (!is_object_id(value))
     throw BadInput{json_error(
         422, std::string("field '") + name + "' must be a commit SHA (40 or 64 hex digits)")};
@@ -317,7 +312,7 @@ class Api : public std::enable_shared_from_this<Api> {
     if (secret.empty()) return json_error(403, std::string("no ") + secret_name + " configured");
     auto header = req.header("authorization");
     constexpr std::string_view scheme = "bearer ";
-    if (header.size() < scheme.size() || lowercase(header.substr(0, scheme.size())) != scheme)
+    if (header.size() < scheme.size() || ascii_lower(header.substr(0, scheme.size())) != scheme)
       return unauthorized("missing bearer token");
     auto token = header.substr(scheme.size());
     while (!token.empty() && token.front() == ' ') token.erase(0, 1);
@@ -662,7 +657,7 @@ class Api : public std::enable_shared_from_this<Api> {
     }
 
     if (kind == Log) {  // public, like the queue and the status page that links to it
-      const std::string sha = lowercase(p[6]);
+      const std::string sha = ascii_lower(p[6]);
       if (!is_object_id(sha))
         return respond(json_error(422, "'" + p[6] + "' is not a commit SHA (40 or 64 hex digits)"));
       auto log = backend_.build_log(name, sha, kLogLimit);
@@ -676,7 +671,7 @@ class Api : public std::enable_shared_from_this<Api> {
 
     if (kind == Status) {
       if (auto denied = authorize(req, repo->status_token, "status_token")) return respond(*denied);
-      const std::string sha = lowercase(p[6]);
+      const std::string sha = ascii_lower(p[6]);
       if (!is_object_id(sha))
         return respond(json_error(422, "'" + p[6] + "' is not a commit SHA (40 or 64 hex digits)"));
       auto body = parse_object(req.body);

@@ -103,6 +103,7 @@ Result<ClientResponse> http_request(const std::string& host, std::uint16_t port,
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "base/text.hpp"
 #include "base/url.hpp"
 
 namespace dmz {
@@ -161,9 +162,7 @@ Result<HttpReply> exchange(asio::io_context& ioc, Stream& stream, beast::tcp_str
   HttpReply out;
   out.status = static_cast<int>(res.result_int());
   for (const auto& field : res) {
-    std::string name(field.name_string());
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    out.headers[name] = std::string(field.value());
+    out.headers[ascii_lower(field.name_string())] = std::string(field.value());
   }
   out.body = std::move(res.body());
   return out;

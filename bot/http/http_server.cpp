@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/text.hpp"
 #include "base/this_thread.hpp"
 
 namespace dmz {
@@ -156,19 +157,12 @@ auto async_wait_reply(std::shared_ptr<Slot> reply, asio::any_io_executor ex, Tok
       token);
 }
 
-std::string lowercase(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
-
 HttpRequest to_plain(const http::request<http::string_body>& req) {
   HttpRequest r;
   r.method = std::string(req.method_string());
   r.target = std::string(req.target());
   for (const auto& field : req) {
-    auto name = lowercase(field.name_string());
+    auto name = ascii_lower(field.name_string());
     auto [it, inserted] = r.headers.emplace(name, std::string(field.value()));
     if (!inserted) it->second += ", " + std::string(field.value());  // RFC 9110 5.3
   }

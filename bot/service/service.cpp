@@ -74,13 +74,6 @@ q::Settings settings_for(const config::Repo& repo) {
   return s;
 }
 
-std::string mirror_dir_name(const std::string& repo) {
-  std::string name = repo;
-  for (char& c : name)
-    if (c == '/') c = '_';
-  return name + ".git";
-}
-
 q::Outcome refusal(Error e) { return q::Outcome{std::move(e), {}}; }
 
 Error stopping() { return unavailable("the service is stopping"); }
@@ -302,7 +295,7 @@ struct Service::Impl final : driver::GitPort,
   }
 
   fs::path log_dir(const std::string& repo) const {
-    return cfg.data_dir / "logs" / mirror_dir_name(repo);
+    return cfg.data_dir / "logs" / config::mirror_dir_name(repo);
   }
 
   RepoRuntime* find(const std::string& name) {
@@ -381,7 +374,7 @@ struct Service::Impl final : driver::GitPort,
       if (Status s = open_github(*rt); !s.ok()) return s;
     } else
       return invalid(repo.name + ": forge " + repo.forge + " is not supported");
-    auto mirror = git::Mirror::open(cfg.data_dir / "mirrors" / mirror_dir_name(repo.name),
+    auto mirror = git::Mirror::open(cfg.data_dir / "mirrors" / config::mirror_dir_name(repo.name),
                                     transport_for(*rt));
     if (!mirror) return mirror.status().prefixed(repo.name + ": ");
     auto signer = make_signer(cfg.signing);
@@ -397,7 +390,7 @@ struct Service::Impl final : driver::GitPort,
             check.at = now();
             post_event(raw->cfg.name, q::CheckReported{sha, std::move(check), check.at});
           },
-          secret_paths(), cfg.data_dir / "builds" / mirror_dir_name(repo.name));
+          secret_paths(), cfg.data_dir / "builds" / config::mirror_dir_name(repo.name));
     }
     rt->git =
         std::make_unique<SerialExecutor>("git " + repo.name, SerialExecutor::Priority::kBackground);
@@ -447,8 +440,7 @@ struct Service::Impl final : driver::GitPort,
     while (!waiting.empty()) {
       const q::Event& event = waiting.front();
       auto out = driver->apply(repo, event);
-      const auto* health = driver->health(repo);
-      if (out.rejected && out.rejected->code == Code::kUnavailable && health && health->loaded) {
+      if (store_refused(repo, out)) {
         if (!retrying.count(repo))  // once, not at every tick
           log::warn({.repo = repo, .event = q::event_kind(event)},
                     "cannot save {} yet, tried again at each tick: {}", q::event_kind(event),
@@ -465,6 +457,12 @@ struct Service::Impl final : driver::GitPort,
     unsaved.erase(it);
   }
   std::set<std::string> retrying;  // repositories whose first waiting result was refused
+
+  // Refused because the store cannot save now, for a repository still served: worth waiting.
+  bool store_refused(const std::string& repo, const q::Outcome& out) const {
+    const auto* health = driver->health(repo);
+    return out.rejected && out.rejected->code == Code::kUnavailable && health && health->loaded;
+  }
 
   // Runs `work` on the repository's git thread; false if the service is stopping.
   template <class F>
@@ -808,8 +806,7 @@ struct Service::Impl final : driver::GitPort,
         continue;
       }
       auto out = driver->apply(repo, event);
-      const auto* health = driver->health(repo);
-      if (out.rejected && out.rejected->code == Code::kUnavailable && health && health->loaded) {
+      if (store_refused(repo, out)) {
         unsaved[repo].push_back(event);
         apply_unsaved(repo);
       } else if (out.rejected && out.rejected->code != Code::kNotFound) {

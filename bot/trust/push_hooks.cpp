@@ -199,6 +199,9 @@ Status append_log_entry(git_repository* repo, const std::string& log_ref,
 
 }  // namespace
 
+// The second line of every hook install-hooks writes: how it knows its own from others'.
+constexpr std::string_view kHookMarker = "# written by dmzbot install-hooks";
+
 int run_install_hooks(const InstallHooksOptions& options) {
   auto cfg = load_config(options.config);
   if (!cfg) return 2;
@@ -237,7 +240,7 @@ int run_install_hooks(const InstallHooksOptions& options) {
       std::string first, second;
       std::getline(in, first);
       std::getline(in, second);
-      if (second != "# written by dmzbot install-hooks") {
+      if (second != kHookMarker) {
         say(file.string() +
             " exists and was not written by dmzbot; move it aside (or call it "
             "from elsewhere), then install again");
@@ -250,8 +253,9 @@ int run_install_hooks(const InstallHooksOptions& options) {
       fs::path tmp = hooks / (std::string(hook) + ".dmzbot-tmp");
       {
         std::ofstream out(tmp, std::ios::trunc);
-        out << "#!/bin/sh\n# written by dmzbot install-hooks\nexec " << quote(dmzbot) << " " << hook
-            << " --config " << quote(config) << "\n";
+        out << "#!/bin/sh\n"
+            << kHookMarker << "\nexec " << quote(dmzbot) << " " << hook << " --config "
+            << quote(config) << "\n";
         if (!out) rc = 2;
       }
       fs::permissions(tmp,

@@ -37,10 +37,8 @@ std::string message_of(const json& body) {
 }
 
 // "You have exceeded a secondary rate limit...", "API rate limit exceeded for ...".
-bool mentions_rate_limit(std::string message) {
-  std::transform(message.begin(), message.end(), message.begin(),
-                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-  return message.find("rate limit") != std::string::npos;
+bool mentions_rate_limit(std::string_view message) {
+  return ascii_lower(message).find("rate limit") != std::string::npos;
 }
 
 std::string str(const json& j, const char* key) {
@@ -265,14 +263,20 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
     }
     auto r = http_.send(c);
     counted(r);
-    if (!r) {
-      last = unavailable(what + ": " + r.message());
+    // No answer, or a 5xx: the API may have carried the request out. True when it is sent
+    // again (after the doubling backoff); a request that creates (`once`) is not.
+    auto again_after = [&](const std::string& failure) {
+      last = unavailable(what + ": " + failure);
       note_error(last.message);
-      if (once) return last;
+      if (once) return false;
       if (attempt < options_.max_attempts) {
         options_.sleep(backoff);
         backoff = std::min(backoff * 2, options_.max_backoff);
       }
+      return true;
+    };
+    if (!r) {
+      if (!again_after(r.message())) return last;
       continue;
     }
     HttpReply reply = std::move(*r);
@@ -292,8 +296,8 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
     // limit: wait at least a minute; asking again meanwhile can get the integration banned).
     const std::string retry_after = reply.header("retry-after");
     const bool exhausted = reply.header("x-ratelimit-remaining") == "0";
-    if ((st == 403 || st == 429) && (!retry_after.empty() || exhausted || st == 429 ||
-                                     mentions_rate_limit(message_of(parsed)))) {
+    if (st == 429 || (st == 403 && (!retry_after.empty() || exhausted ||
+                                    mentions_rate_limit(message_of(parsed))))) {
       q::Millis until = clock_.now() + 60'000;
       try {
         if (!retry_after.empty())
@@ -312,13 +316,7 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
       continue;
     }
     if (st >= 500) {
-      last = unavailable(what + ": " + said);
-      note_error(last.message);
-      if (once) return last;
-      if (attempt < options_.max_attempts) {
-        options_.sleep(backoff);
-        backoff = std::min(backoff * 2, options_.max_backoff);
-      }
+      if (!again_after(said)) return last;
       continue;
     }
     note_ok(reply);  // the API answered: a refusal is about the request, not the API

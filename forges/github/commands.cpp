@@ -5,16 +5,11 @@
 #include <charconv>
 #include <sstream>
 
+#include "base/text.hpp"
 #include "queue/model.hpp"
 
 namespace dmz::forges::github {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 bool is_hex(std::string_view s) {
   return std::all_of(s.begin(), s.end(),
@@ -36,13 +31,13 @@ Command interpret(const std::vector<std::string>& w) {
     return h;
   };
   if (w.empty()) return help();
-  const std::string verb = lower(w[0]);
+  const std::string verb = ascii_lower(w[0]);
   const std::size_t n = w.size();
   if (verb == "merge" && n <= 2) {
     c.kind = Command::Kind::kMerge;
     if (n == 2) {
       if (w[1].size() < 7 || w[1].size() > 64 || !is_hex(w[1])) return help();
-      c.sha = lower(w[1]);
+      c.sha = ascii_lower(w[1]);
     }
     return c;
   }
@@ -75,7 +70,7 @@ Command interpret(const std::vector<std::string>& w) {
 
 std::vector<Command> parse_commands(std::string_view body, std::string_view bot) {
   std::vector<Command> out;
-  const std::string name = "@" + lower(bot);
+  const std::string name = "@" + ascii_lower(bot);
   bool in_fence = false;
   std::size_t pos = 0;
   while (pos <= body.size() && out.size() < kMaxCommands) {
@@ -93,7 +88,7 @@ std::vector<Command> parse_commands(std::string_view body, std::string_view bot)
     if (in_fence || line.front() == '>') continue;
     auto words = words_of(line);
     if (words.empty()) continue;
-    std::string mention = lower(words[0]);
+    std::string mention = ascii_lower(words[0]);
     for (char trailing : {',', ':'})  // "@dmzbot: merge"
       if (mention.size() > 1 && mention.back() == trailing) mention.pop_back();
     if (mention != name && mention != name + "[bot]") continue;

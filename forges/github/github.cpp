@@ -14,11 +14,6 @@ namespace {
 namespace q = queue;
 using nlohmann::json;
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool terminal(const q::PullRequest& pr) {
   return pr.status == q::PrStatus::Merged ||
          (pr.status == q::PrStatus::Cancelled && pr.reason_code == q::Reason::Closed);
@@ -279,13 +274,13 @@ Result<std::vector<std::string>> GitHubForge::approving_reviewers(int number, co
 
 Result<bool> GitHubForge::may_approve(const std::string& login) {
   if (login.empty()) return false;
-  const std::string key = lower(login);
+  const std::string key = ascii_lower(login);
   const q::Millis now = client_->now();
   if (auto it = permissions_.find(key); it != permissions_.end() && it->second.second > now)
     return it->second.first;
   bool listed = false;
   for (const auto& m : options_.merge_masters)
-    if (m.find('/') == std::string::npos && lower(m) == key) listed = true;
+    if (m.find('/') == std::string::npos && ascii_lower(m) == key) listed = true;
   for (const auto& m : options_.merge_masters) {
     if (listed) break;
     auto slash = m.find('/');

@@ -19,12 +19,6 @@ namespace q = queue;
 // per value).
 using json = simdjson::dom::element;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 // Reading a payload: every field may be missing or null in some GitHub version; `at` walks a
 // path and gives nothing for anything that is not there.
 std::optional<json> at(json j, std::initializer_list<const char*> path) {
@@ -342,7 +336,7 @@ bool names(std::optional<json> list, const std::string& repo) {
   simdjson::dom::array repos;
   if (!list || list->get(repos)) return false;
   return std::any_of(repos.begin(), repos.end(),
-                     [&](json r) { return lower(str(r, {"full_name"})) == repo; });
+                     [&](json r) { return ascii_lower(str(r, {"full_name"})) == repo; });
 }
 
 }  // namespace
@@ -369,7 +363,7 @@ std::string mention_name(std::string_view bot_name) {
 }
 
 bool is_bot(std::string_view login, std::string_view bot_name) {
-  const std::string who = lower(login), name = lower(mention_name(bot_name));
+  const std::string who = ascii_lower(login), name = ascii_lower(mention_name(bot_name));
   return !who.empty() && (who == name || who == name + "[bot]");
 }
 
@@ -388,13 +382,13 @@ Status verify_signature(std::string_view secret, std::string_view body, std::str
   if (secret.empty()) return unauthenticated("no webhook secret is configured");
   if (header.empty()) return unauthenticated("the X-Hub-Signature-256 header is missing");
   const std::string expected = "sha256=" + to_hex(hmac_sha256(secret, body));
-  if (!constant_time_equal(lower(header), expected))
+  if (!constant_time_equal(ascii_lower(header), expected))
     return unauthenticated("the X-Hub-Signature-256 signature is wrong");
   return {};
 }
 
 Result<std::string> payload_of(const InboundRequest& request) {
-  std::string type = lower(request.header("content-type"));
+  std::string type = ascii_lower(request.header("content-type"));
   type = type.substr(0, type.find(';'));
   while (!type.empty() && type.back() == ' ') type.pop_back();
   if (type.empty() || type == "application/json") return request.body;
@@ -429,9 +423,9 @@ Result<Delivery> parse_delivery(const WebhookSettings& cfg, std::string_view eve
     return invalid("the webhook payload is not a JSON object");
   Reader r{cfg, p, now, {}};
   r.d.id = std::string(id);
-  const std::string repo = lower(cfg.repo);
+  const std::string repo = ascii_lower(cfg.repo);
   if (auto named = at(p, {"repository"})) {
-    if (lower(str(*named, {"full_name"})) != repo)
+    if (ascii_lower(str(*named, {"full_name"})) != repo)
       return not_found("the webhook is about " + str(*named, {"full_name"}) + ", not " + cfg.repo);
     r.d.repo = cfg.repo;
   }
