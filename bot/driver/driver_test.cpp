@@ -450,7 +450,7 @@ TEST_CASE("driver: a forge outage is credited to check deadlines once a minute, 
   w.start();
   w.fetch_answer(sha('0'));
   w.queue_pr(1, sha('a'));
-  auto bc = w.merge_front(sha('c'));
+  w.merge_front(sha('c'));
   w.must(q::CheckReported{sha('c'), q::Check{"ci/build", q::CheckState::Pending}, w.clock.now()});
   const auto events_before = w.store.events(kRepo, 100000)->size();
   forges::ApiHealth down;
