@@ -307,6 +307,23 @@ void landed(Ctx& c) {
 }
 
 // Master moved outside dmzbot: everything built on the old master is void.
+// Every PR queued was judged at an older master, whose policy may not be the one in force now:
+// each is judged again at the current master, keeping its place in the queue.
+void judge_queued_again(Ctx& c, const std::string& why) {
+  for (auto& [n, pr] : c.s.prs) {
+    if (pr.status != PrStatus::Queued || !pr.approval) continue;
+    forget_bookkeeping(pr);
+    pr.status = PrStatus::Approved;
+    pr.signers.clear();
+    pr.approvers.clear();
+    c.emit(CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, c.s.master});
+    if (!why.empty()) c.notify(pr, NoticeKind::Info, Reason::None, why);
+  }
+}
+
+// Master moved outside dmzbot: the train is cut and rebuilt on it. The push may have changed
+// the policy (the engine cannot see what it changed), so every PR is judged again under it:
+// the safe side, as such pushes are rare.
 void rebuild_on(Ctx& c, const Sha& master) {
   std::vector<int> affected;
   for (const auto& k : c.s.train) affected.insert(affected.end(), k.prs.begin(), k.prs.end());
@@ -319,6 +336,7 @@ void rebuild_on(Ctx& c, const Sha& master) {
   const std::string text =
       "master moved to " + short_sha(master) + " outside dmzbot; rebuilding dmz";
   for (int n : affected) c.notify(c.pr(n), NoticeKind::Info, Reason::MasterMoved, text);
+  judge_queued_again(c, {});
 }
 
 // Takes a PR out of the train or the queue (cancel, close); its candidate's other PRs and the
@@ -1286,6 +1304,12 @@ Verdict on(Ctx& c, const PolicyChecked& e) {
   auto* pr = c.find(e.number);
   if (!pr || pr->status != PrStatus::Approved || !pr->approval || pr->approval->sha != e.sha)
     return std::nullopt;  // a stale verdict
+  // A verdict counts only at the master it was judged at: master moved while the PR was judged
+  // (a landing or a push that may have changed the policy), so it is judged again.
+  if (e.target != c.s.master) {
+    c.emit(CheckPolicy{pr->number, pr->approval->sha, pr->branch, pr->author, c.s.master});
+    return std::nullopt;
+  }
   pr->signers = e.signers;
   pr->approvers = e.approvers;
   if (e.pass) {
@@ -1474,16 +1498,7 @@ void judge_again_after_policy_change(Ctx& c, const std::set<int>& landed_now) {
   if (!changed) return;
   while (!c.s.train.empty())
     for (int n : cut(c, 0)) requeue(c, c.pr(n));
-  for (auto& [n, pr] : c.s.prs) {
-    if (pr.status != PrStatus::Queued || !pr.approval) continue;
-    forget_bookkeeping(pr);
-    pr.status = PrStatus::Approved;
-    pr.signers.clear();
-    pr.approvers.clear();
-    c.emit(CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, c.s.master});
-    c.notify(pr, NoticeKind::Info, Reason::None,
-             "the policy changed on master: " + pr_name(n) + " is judged again under it");
-  }
+  judge_queued_again(c, "the policy changed on master: judged again under it");
 }
 
 Verdict on(Ctx& c, const MasterPushed& e) {

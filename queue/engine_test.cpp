@@ -69,7 +69,12 @@ struct Repo {
     return on(MergeRequested{n, pr(n).head, who, now});
   }
   Outcome policy(int n, bool pass, std::vector<std::string> reasons = {}) {
-    return on(PolicyChecked{n, pr(n).approval.value().sha, pass, reasons, now});
+    return on(PolicyChecked{.number = n,
+                            .sha = pr(n).approval.value().sha,
+                            .pass = pass,
+                            .reasons = reasons,
+                            .at = now,
+                            .target = s.master});
   }
   // The merge reached dmz and the shell judged the candidate's merges as passing: the usual
   // path, with the actions of both events.
@@ -716,7 +721,13 @@ TEST_CASE("a landing that changes the policy has every queued PR judged again un
     auto queue_with = [&](int n, Sha head, std::vector<std::string> paths) {
       REQUIRE(!r.open(n, head).rejected);
       REQUIRE(!r.approve(n).rejected);
-      REQUIRE(!r.on(PolicyChecked{n, head, true, {}, r.now, std::move(paths)}).rejected);
+      REQUIRE(!r.on(PolicyChecked{.number = n,
+                                  .sha = head,
+                                  .pass = true,
+                                  .at = r.now,
+                                  .paths = std::move(paths),
+                                  .target = r.s.master})
+                   .rejected);
     };
     queue_with(1, sha('a'), {".dmz/keys/mallory.asc"});  // revokes a key
     queue_with(2, sha('b'), {"src/x.c"});
@@ -741,6 +752,32 @@ TEST_CASE("a landing that changes the policy has every queued PR judged again un
     if (r.pr(2).status != PrStatus::Merged) REQUIRE(!r.master_pushed(next, true).rejected);
     CHECK(r.pr(2).status == PrStatus::Merged);
     CHECK(r.pr(3).status != PrStatus::Approved);
+  }
+}
+
+TEST_CASE("a verdict judged at a master that has moved since is not taken: judged again") {
+  for (Strategy strategy : {Strategy::Serial, Strategy::Adaptive}) {
+    CAPTURE(static_cast<int>(strategy));
+    Repo r;
+    r.cfg.strategy = strategy;
+    r.queue(1, sha('a'));
+    REQUIRE(!r.open(2, sha('b')).rejected);
+    const CheckPolicy asked = only<CheckPolicy>(r.approve(2));
+    CHECK(asked.target == kMaster);
+    // #1 lands (it may have changed the policy) while #2's verdict is being written.
+    const CandidateId first = r.pr(1).candidate.value();
+    r.green(first, sha('c'));
+    if (r.pr(1).status != PrStatus::Merged) REQUIRE(!r.master_pushed(first, true).rejected);
+    REQUIRE(r.s.master == sha('c'));
+    // The verdict judged at the old master passes, and is not taken.
+    auto late = r.on(PolicyChecked{
+        .number = 2, .sha = sha('b'), .pass = true, .at = r.now, .target = asked.target});
+    CHECK(r.pr(2).status == PrStatus::Approved);
+    CHECK(none<BuildCandidate>(late));
+    CHECK(only<CheckPolicy>(late).target == sha('c'));
+    // The verdict at the new master decides, either way.
+    r.policy(2, false, {"commit bbbbbbb is unsigned"});
+    CHECK(r.pr(2).status == PrStatus::Failed);
   }
 }
 
@@ -872,7 +909,7 @@ TEST_CASE("PrClosed cancels a queued or building PR; an open PR is just marked c
   CHECK(r.pr(1).status == PrStatus::Approved);
 }
 
-TEST_CASE("master moved by someone else: the train is rebuilt on the new master") {
+TEST_CASE("master moved by someone else: the train is rebuilt on the new master, re-judged") {
   Repo r;
   r.queue(1, sha('a'));
   r.merged(1, sha('c'));
@@ -886,7 +923,11 @@ TEST_CASE("master moved by someone else: the train is rebuilt on the new master"
     auto n = only<Notify>(o);
     CHECK(n.kind == NoticeKind::Info);
     CHECK(n.message == "master moved to " + moved.substr(0, 7) + " outside dmzbot; rebuilding dmz");
-    auto bc = only<BuildCandidate>(o);
+    // The push may have changed the policy: #1 is judged again under the new master first.
+    CHECK(none<BuildCandidate>(o));
+    CHECK(r.pr(1).status == PrStatus::Approved);
+    CHECK(only<CheckPolicy>(o).target == moved);
+    auto bc = only<BuildCandidate>(r.policy(1, true));
     CHECK(bc.base == moved);
     CHECK(bc.candidate == 2);
     CHECK(r.pr(1).status == PrStatus::Merging);
@@ -906,7 +947,8 @@ TEST_CASE("master moved by someone else: the train is rebuilt on the new master"
     auto o = r.master_pushed(1, false, moved);
     CHECK(r.s.master == moved);
     CHECK(only<CancelBuild>(o).sha == sha('c'));
-    CHECK(only<BuildCandidate>(o).base == moved);
+    CHECK(only<CheckPolicy>(o).target == moved);
+    CHECK(only<BuildCandidate>(r.policy(1, true)).base == moved);
     CHECK(r.pr(1).status == PrStatus::Merging);
     CHECK(only<Notify>(o).message.find("outside dmzbot") != std::string::npos);
   }
@@ -1121,8 +1163,10 @@ TEST_CASE("the first sight of master, or a move with an empty train, resets dmz"
   auto o = r.on(MasterObserved{kMaster, r.now});
   CHECK(r.s.master == kMaster);
   CHECK(only<ResetDmz>(o).sha == kMaster);
-  CHECK(only<BuildCandidate>(o).base == kMaster);
   CHECK(none<Notify>(o));
+  // Judged before there was a master to judge it by: judged again at the first one seen.
+  CHECK(only<CheckPolicy>(o).target == kMaster);
+  CHECK(only<BuildCandidate>(r.policy(1, true)).base == kMaster);
 }
 
 TEST_CASE("Tick does not time out a candidate that is still merging") {

@@ -100,7 +100,9 @@ class Run {
             auto pr = s_.prs.find(a.number);
             std::vector<std::string> paths;
             if (pr != s_.prs.end()) paths = pr->second.paths;
-            later(now_, PolicyChecked{a.number, a.sha, true, {}, now_, std::move(paths)});
+            PolicyChecked verdict{a.number, a.sha, true, {}, now_, std::move(paths)};
+            verdict.target = a.target;
+            later(now_, std::move(verdict));
           } else if constexpr (std::is_same_v<A, BuildCandidate>) {
             const Sha sha = "forecast-" + std::to_string(++shas_);
             auto held = content(a.base);

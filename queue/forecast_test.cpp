@@ -42,7 +42,12 @@ struct Queue {
       const Sha head = sha_of('h', n);
       apply(PrOpened{n, "f" + std::to_string(n), "dev", "t", head, at});
       apply(MergeRequested{n, head, "mm", at});
-      apply(PolicyChecked{n, head, true, {}, at, {"p" + std::to_string(n) + "/x.cpp"}});
+      apply(PolicyChecked{.number = n,
+                          .sha = head,
+                          .pass = true,
+                          .at = at,
+                          .paths = {"p" + std::to_string(n) + "/x.cpp"},
+                          .target = s.master});
     }
   }
   void apply(const Event& e) { REQUIRE_FALSE(handle(s, e, cfg).rejected); }

@@ -118,7 +118,8 @@ json fields(const RetryRequested& e) { return {{"number", e.number}, {"by", e.by
 json fields(const PolicyChecked& e) {
   return {
       {"number", e.number}, {"sha", e.sha},     {"pass", e.pass},       {"reasons", e.reasons},
-      {"at", e.at},         {"paths", e.paths}, {"signers", e.signers}, {"approvers", e.approvers}};
+      {"at", e.at},         {"paths", e.paths}, {"signers", e.signers}, {"approvers", e.approvers},
+      {"target", e.target}};
 }
 json fields(const MergeDone& e) {
   return {{"candidate", e.candidate},

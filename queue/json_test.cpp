@@ -177,7 +177,7 @@ TEST_CASE("events carry their snake_case type and fields") {
                                                                       {"approver", "mm"},
                                                                       {"at", 55}});
   CHECK(to_json(Event{PolicyChecked{
-            4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}, {"alice"}, {"bob"}}}) ==
+            4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}, {"alice"}, {"bob"}, sha('m')}}) ==
         json{{"type", "policy_checked"},
              {"number", 4},
              {"sha", sha('a')},
@@ -186,7 +186,8 @@ TEST_CASE("events carry their snake_case type and fields") {
              {"at", 56},
              {"paths", {"src/a.c", "docs/b.md"}},
              {"signers", {"alice"}},
-             {"approvers", {"bob"}}});
+             {"approvers", {"bob"}},
+             {"target", sha('m')}});
   CHECK(to_json(Event{PrOpened{1, "feature/a", "ann", "A", sha('a'), 1}}) ==
         json{{"type", "pr_opened"},
              {"number", 1},

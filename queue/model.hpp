@@ -256,6 +256,7 @@ struct PolicyChecked {  // the shell's verdict for CheckPolicy
   std::vector<std::string> paths;      // the files the PR changes against master (lanes, risk)
   std::vector<std::string> signers;    // accounts that validly signed its commits, sorted
   std::vector<std::string> approvers;  // accounts whose approvals the policy counted, sorted
+  Sha target;                          // the master it was judged at (CheckPolicy's target)
 };
 enum class MergeOutcome { Merged, Conflict, Error };
 struct MergeDone {  // result of BuildCandidate

@@ -63,7 +63,12 @@ struct Repo {
                 now});
     if (priority != 0) on(PriorityRequested{n, priority, "mm", now});
     on(MergeRequested{n, sha_of('h', n), "mm", now});
-    return on(PolicyChecked{n, sha_of('h', n), true, {}, now, std::move(paths)});
+    return on(PolicyChecked{.number = n,
+                            .sha = sha_of('h', n),
+                            .pass = true,
+                            .at = now,
+                            .paths = std::move(paths),
+                            .target = s.master});
   }
   // Candidate `id` reached dmz at a fresh sha and its merges passed; returns the sha.
   Sha merge(CandidateId id) {
@@ -706,7 +711,12 @@ struct World {
         if (pick(4) == 0) apply(PriorityRequested{n, pick(3), "mm", now});
         apply(MergeRequested{n, sha_of('h', n), "mm", now});
         std::vector<std::string> paths = {"d" + std::to_string(pick(3)) + "/f"};
-        apply(PolicyChecked{n, sha_of('h', n), pick(10) != 0, {}, now, paths});
+        apply(PolicyChecked{.number = n,
+                            .sha = sha_of('h', n),
+                            .pass = pick(10) != 0,
+                            .at = now,
+                            .paths = paths,
+                            .target = s.master});
         break;
       }
       case 2:

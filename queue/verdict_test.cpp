@@ -37,6 +37,7 @@ TEST_CASE("verdict: the signers of a judged PR are kept, cleared by a new approv
   CHECK(r.s.prs.at(1).signers.empty());
 
   PolicyChecked verdict{1, sha('a'), true, {}, r.now, {"src/a.cpp"}, {"alice", "bob"}};
+  verdict.target = r.s.master;
   REQUIRE_FALSE(r.on(verdict).rejected);
   CHECK(r.s.prs.at(1).status != PrStatus::Approved);
   CHECK(r.s.prs.at(1).signers == std::vector<std::string>{"alice", "bob"});
@@ -54,9 +55,16 @@ TEST_CASE("verdict: the signers of a judged PR are kept, cleared by a new approv
   REQUIRE_FALSE(r.on(MergeRequested{1, sha('c'), "mm", r.now}).rejected);
   CHECK(r.s.prs.at(1).signers.empty());
   // A failing verdict keeps who signed too (the page shows who did, beside what is missing).
-  REQUIRE_FALSE(
-      r.on(PolicyChecked{1, sha('c'), false, {"commit c0ffee1 is unsigned"}, r.now, {}, {"alice"}})
-          .rejected);
+  REQUIRE_FALSE(r.on(PolicyChecked{1,
+                                   sha('c'),
+                                   false,
+                                   {"commit c0ffee1 is unsigned"},
+                                   r.now,
+                                   {},
+                                   {"alice"},
+                                   {},
+                                   r.s.master})
+                    .rejected);
   CHECK(r.s.prs.at(1).status == PrStatus::Failed);
   CHECK(r.s.prs.at(1).signers == std::vector<std::string>{"alice"});
 }
@@ -67,7 +75,7 @@ TEST_CASE("verdict: the approvers the policy counted are kept, apart from who as
   REQUIRE_FALSE(r.on(MergeRequested{1, sha('a'), "mm", r.now}).rejected);
   CHECK(r.s.prs.at(1).approvers.empty());
 
-  PolicyChecked verdict{1, sha('a'), true, {}, r.now, {}, {"alice"}, {"bob", "carol"}};
+  PolicyChecked verdict{1, sha('a'), true, {}, r.now, {}, {"alice"}, {"bob", "carol"}, r.s.master};
   REQUIRE_FALSE(r.on(verdict).rejected);
   CHECK(r.s.prs.at(1).status != PrStatus::Approved);  // judged: queued and merging
   CHECK(r.s.prs.at(1).approvers == std::vector<std::string>{"bob", "carol"});
@@ -93,7 +101,8 @@ TEST_CASE("verdict: the approvers the policy counted are kept, apart from who as
                                    r.now,
                                    {},
                                    {"alice"},
-                                   {"bob"}})
+                                   {"bob"},
+                                   r.s.master})
                     .rejected);
   CHECK(r.s.prs.at(1).status == PrStatus::Failed);
   CHECK(r.s.prs.at(1).approvers == std::vector<std::string>{"bob"});

@@ -90,7 +90,12 @@ int main(int argc, char** argv) {
     const q::Millis now = clock.now();
     apply(q::PrOpened{number, "feature/" + std::to_string(n), "dev", "PR", head, now}, "open");
     apply(q::MergeRequested{number, head, "mm", now}, "approve");
-    apply(q::PolicyChecked{number, head, true, {}, now}, "policy");
+    apply(q::PolicyChecked{.number = number,
+                           .sha = head,
+                           .pass = true,
+                           .at = now,
+                           .target = ports.of<q::CheckPolicy>().back().target},
+          "policy");
     auto built = ports.of<q::BuildCandidate>();
     if (built.empty()) die("no candidate for #" + std::to_string(n));
     const auto id = built.back().candidate;

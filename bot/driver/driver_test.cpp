@@ -73,12 +73,20 @@ struct World {
     driver->fetched(kRepo, refs);
   }
 
+  // The policy's pass for PR n at `head`, judged at the master the driver last asked about.
+  q::PolicyChecked passed(int n, const q::Sha& head) {
+    return {.number = n,
+            .sha = head,
+            .pass = true,
+            .at = clock.now(),
+            .target = ports.of<q::CheckPolicy>().back().target};
+  }
   // A PR from registration to Queued; returns nothing, asserts every step.
   void queue_pr(int n, const q::Sha& head) {
     must(q::PrOpened{n, "feature/" + std::to_string(n), "dev", "PR " + std::to_string(n), head,
                      clock.now()});
     must(q::MergeRequested{n, head, "mm", clock.now()});
-    must(q::PolicyChecked{n, head, true, {}, clock.now()});
+    must(passed(n, head));
   }
   // Answers the newest BuildCandidate with a merge at `commit`; returns that BuildCandidate.
   q::BuildCandidate merge_front(const q::Sha& commit) {
@@ -128,7 +136,7 @@ TEST_CASE(
   CHECK(cp[0].branch == "feature/1");
   CHECK(cp[0].author == "dev");
   CHECK(cp[0].target == sha('0'));
-  w.must(q::PolicyChecked{1, sha('a'), true, {}, w.clock.now()});
+  w.must(w.passed(1, sha('a')));
   REQUIRE(w.ports.of<q::BuildCandidate>().size() == 1);
   CHECK(w.ports.of<q::BuildCandidate>()[0].items.at(0).approver == "mm");
 
@@ -558,7 +566,7 @@ TEST_CASE(
   REQUIRE(w.state().prs.at(1).status == q::PrStatus::Failed);
   CHECK(m.value("dmzbot_innocent_ejections_total", repo) == innocent);
   w.must(q::RetryRequested{1, "mm", w.clock.now()});
-  w.must(q::PolicyChecked{1, sha('a'), true, {}, w.clock.now()});
+  w.must(w.passed(1, sha('a')));
   REQUIRE_FALSE(w.land_front(sha('d')).rejected);
   CHECK(m.value("dmzbot_innocent_ejections_total", repo) == innocent + 1);
   // #2 fails, its author pushes a fix, it lands at the new head: it was to blame.
@@ -566,7 +574,7 @@ TEST_CASE(
   fail_front(sha('e'));
   w.must(q::PrPushed{2, sha('f'), w.clock.now()});
   w.must(q::MergeRequested{2, sha('f'), "mm", w.clock.now()});
-  w.must(q::PolicyChecked{2, sha('f'), true, {}, w.clock.now()});
+  w.must(w.passed(2, sha('f')));
   REQUIRE_FALSE(w.land_front(sha('9')).rejected);
   REQUIRE(w.state().master == sha('9'));
   CHECK(m.value("dmzbot_innocent_ejections_total", repo) == innocent + 1);

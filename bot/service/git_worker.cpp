@@ -273,7 +273,9 @@ q::PolicyChecked GitWorker::check_policy(const q::CheckPolicy& a, const ForgeRev
   pr.branch = a.branch;
   pr.author = a.author;
   pr.head = a.sha;
-  return policy_->check(*mirror_, pr, a.sha, a.target, clock_.now(), reviews);
+  auto verdict = policy_->check(*mirror_, pr, a.sha, a.target, clock_.now(), reviews);
+  verdict.target = a.target;  // the engine takes it only while master is still there
+  return verdict;
 }
 
 bool GitWorker::has_commits(const std::vector<q::Sha>& commits) {

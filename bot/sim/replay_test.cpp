@@ -54,7 +54,12 @@ void record_history(const std::filesystem::path& data_dir) {
     must(q::PrOpened{n, "feature/" + std::to_string(n), author, "t", sha(head), clock.now()});
     if (red) must(q::CheckReported{sha(head), q::Check{"ci", q::CheckState::Failure}, clock.now()});
     must(q::MergeRequested{n, sha(head), "mm", clock.now()});
-    must(q::PolicyChecked{n, sha(head), true, {}, clock.now(), std::move(paths)});
+    must(q::PolicyChecked{.number = n,
+                          .sha = sha(head),
+                          .pass = true,
+                          .at = clock.now(),
+                          .paths = std::move(paths),
+                          .target = ports.of<q::CheckPolicy>().back().target});
     auto bc = ports.of<q::BuildCandidate>().back();
     must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha(commit), 0, {}, "", clock.now()});
     must(q::CandidateChecked{bc.candidate, sha(commit), true, {}, clock.now()});

@@ -161,7 +161,9 @@ class World final : public driver::GitPort,
   }
   void check_policy(const std::string&, const q::CheckPolicy& a) override {
     later(kPolicyDelay, [this, a] {
-      apply(q::PolicyChecked{a.number, a.sha, true, {}, now(), w_.pr(a.number).paths()});
+      q::PolicyChecked verdict{a.number, a.sha, true, {}, now(), w_.pr(a.number).paths()};
+      verdict.target = a.target;
+      apply(std::move(verdict));
       predict_landing(a.number);
     });
   }
