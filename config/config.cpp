@@ -22,6 +22,7 @@
 //   [store]
 //   kind = "sqlite"                # the only kind so far
 //   path = "dmzbot.db"             # relative to data_dir
+//   history_days = 365             # events and outcomes older are pruned (0: kept forever)
 //
 //   [signing]                      # absent: merge commits are unsigned (a key needs its format)
 //   format = "ssh"                 # "ssh" (needs key) or "openpgp" (needs fingerprint)
@@ -432,7 +433,7 @@ class Loader {
   void store(const toml::table& root, Store& s, const fs::path& data_dir) {
     const toml::table* t = table(root, "store", "store");
     if (t) {
-      unknown_keys(*t, {"kind", "path"}, "[store]");
+      unknown_keys(*t, {"kind", "path", "history_days"}, "[store]");
       if (auto v = string(*t, "kind", "store.kind")) {
         if (*v == "sqlite")
           s.kind = *v;
@@ -440,6 +441,8 @@ class Loader {
           problem(*t->get("kind"), "store.kind '" + *v + "' is not supported (use \"sqlite\")");
       }
       if (auto v = string(*t, "path", "store.path")) s.path = *v;
+      if (auto v = integer(*t, "history_days", "store.history_days", 0, 36500, "days", "100 years"))
+        s.history_days = static_cast<int>(*v);
     }
     if (s.path.is_relative()) s.path = (data_dir / s.path).lexically_normal();
   }

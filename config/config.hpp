@@ -43,6 +43,7 @@ struct Server {
 struct Store {
   std::string kind = "sqlite";               // "sqlite" (embedded default)
   std::filesystem::path path = "dmzbot.db";  // relative to data_dir
+  int history_days = 365;  // events and outcomes older than this are pruned; 0: kept forever
 };
 
 struct Runner {                          // the built-in local CI runner

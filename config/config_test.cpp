@@ -108,6 +108,7 @@ threads = 4
 [store]
 kind = "sqlite"
 path = "db/dmz.db"
+history_days = 90
 
 [signing]
 format = "ssh"
@@ -158,6 +159,7 @@ command = "true"
   CHECK(c.server.threads == 4);
   CHECK(c.store.kind == "sqlite");
   CHECK(c.store.path == d / "state" / "db" / "dmz.db");
+  CHECK(c.store.history_days == 90);
   CHECK(c.signing.format == "ssh");
   CHECK(c.signing.key == d / "keys" / "bot");
   CHECK(c.signing.fingerprint == "0123456789ABCDEF");
@@ -186,11 +188,11 @@ command = "true"
   CHECK(w.runner->max_parallel == 3);
   CHECK(w.runner->sandbox == "none");
   CHECK(w.runner->network);
-  CHECK(w.line == 24);
+  CHECK(w.line == 25);
 
   const Repo& g = c.repos[1];
   CHECK(g.name == "acme/gadgets");
-  CHECK(g.line == 46);
+  CHECK(g.line == 47);
   CHECK(g.remote == (d.parent_path() / "remotes" / "gadgets.git").string());  // a local path
   CHECK(g.forge == "plain");
   CHECK(g.master == "master");
@@ -220,6 +222,7 @@ TEST_CASE("config: defaults, and paths relative to the config file's directory")
   const fs::path d = f.dir.path();
   CHECK(c.data_dir == d);
   CHECK(c.store.path == d / "dmzbot.db");
+  CHECK(c.store.history_days == 365);
   CHECK(c.server.host == "127.0.0.1");
   CHECK(c.server.port == 8080);
   CHECK(c.server.body_limit == 1u << 20);
@@ -394,6 +397,9 @@ TEST_CASE("config: server ranges") {
   CHECK(f.ok("[server]\nport = 65535\n" + kRepo).server.port == 65535);
   CHECK(f.problems("[store]\nkind = \"postgres\"\n" + kRepo) ==
         Lines{"2: store.kind 'postgres' is not supported (use \"sqlite\")"});
+  CHECK(f.problems("[store]\nhistory_days = -1\n" + kRepo) ==
+        Lines{"2: store.history_days must be between 0 and 36500 days (100 years), not -1"});
+  CHECK(f.ok("[store]\nhistory_days = 0\n" + kRepo).store.history_days == 0);  // kept forever
 }
 
 TEST_CASE("config: [log] format is text (the default) or json") {

@@ -406,6 +406,16 @@ void Driver::tick() {
     if (Status s = deliveries.prune_deliveries(now - options_.delivery_retention); !s.ok())
       spdlog::warn("cannot prune old webhook delivery ids: {}", s.message());
     next_prune_at_ = now + 3'600'000;
+    if (options_.history_retention > 0) {
+      // A batch at a time on this thread, so that the engine waits for a short delete only; a
+      // full batch means more is old (a first prune, or a lowered history_days): soon again.
+      const std::size_t batch = std::max<std::size_t>(1, options_.history_batch);
+      auto pruned = store_.prune_history(now - options_.history_retention, batch);
+      if (!pruned)
+        spdlog::warn("cannot prune old history: {}", pruned.message());
+      else if (*pruned >= batch)
+        next_prune_at_ = now + 10'000;
+    }
   }
 }
 

@@ -51,6 +51,9 @@ struct Options {
   queue::Millis max_outbox_backoff = 3'600'000;
   int max_outbox_attempts = 30;  // then the message is dropped, with a log line
   queue::Millis delivery_retention = 7 * 86'400'000LL;  // webhook ids older than this are forgotten
+  // Events and outcomes older than this are pruned, a batch at a time (0: kept forever).
+  queue::Millis history_retention = 365 * 86'400'000LL;
+  std::size_t history_batch = 2'000;  // rows of each kind per delete: milliseconds of the store
   Store* deliveries = nullptr;  // where webhook deliveries are kept (null: the driver's store)
   // Called on the driver's thread after each saved change, before its actions are handed out.
   std::function<void(const std::string& repo, const Committed&)> on_commit;

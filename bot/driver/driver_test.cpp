@@ -400,6 +400,42 @@ TEST_CASE("driver: the hot state does not grow with history") {
   CHECK(w.state().prs.empty());
 }
 
+TEST_CASE("driver: history older than its retention is pruned, a batch at a time") {
+  World w;
+  Options options;
+  options.history_retention = 86'400'000;
+  options.history_batch = 8;
+  w.start(options);
+  w.fetch_answer(sha('0'));
+  for (int n = 1; n <= 3; ++n) {
+    w.queue_pr(n, q::Sha(39, 'a') + std::to_string(n));
+    REQUIRE_FALSE(w.land_front(q::Sha(39, 'c') + std::to_string(n)).rejected);
+  }
+  w.driver->tick();  // nothing is old yet
+  const auto old_events = w.store.events(kRepo, 1000)->size();
+  REQUIRE(old_events > 8);
+  CHECK(w.store.history(kRepo, 0, 100)->size() == 3);
+
+  w.clock.advance(86'400'000 + 3'600'000);
+  w.queue_pr(4, q::Sha(39, 'a') + "4");
+  REQUIRE_FALSE(w.land_front(q::Sha(39, 'c') + "4").rejected);
+  const auto new_events = w.store.events(kRepo, 1000)->size() - old_events;
+  w.driver->tick();  // the first batch: 8 events and the 3 outcomes
+  CHECK(w.store.events(kRepo, 1000)->size() == old_events + new_events - 8);
+  CHECK(w.store.history(kRepo, 0, 100)->size() == 1);
+  w.clock.advance(1'000);
+  w.driver->tick();  // not yet: the next batch is 10 s after a full one
+  CHECK(w.store.events(kRepo, 1000)->size() == old_events + new_events - 8);
+  for (int i = 0; i < 10; ++i) {
+    w.clock.advance(10'000);
+    w.driver->tick();
+  }
+  CHECK(w.store.events(kRepo, 1000)->size() == new_events);
+  CHECK(w.store.pr_events(kRepo, 1, 100)->empty());
+  CHECK_FALSE(w.store.pr_events(kRepo, 4, 100)->empty());
+  CHECK(w.state().master == q::Sha(39, 'c') + "4");
+}
+
 TEST_CASE("driver: an idle tick writes nothing") {
   World w;
   w.start();

@@ -1217,6 +1217,7 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   driver_options.metrics = &metrics::global();
   driver_options.on_saved = [&im](const std::string& repo) { im.notify_saved(repo); };
   driver_options.deliveries = im.delivery_store.get();
+  driver_options.history_retention = std::int64_t{im.cfg.store.history_days} * 86'400'000;
   im.driver = std::make_unique<driver::Driver>(*im.clock, *im.store, im, im, im, im,
                                                im.driver_configs(), driver_options);
   std::promise<Status> started;

@@ -75,6 +75,9 @@ class FaultInjectionStore final : public Store {
     return real_.unhandled_deliveries(after, limit);
   }
   Status prune_deliveries(queue::Millis before) override { return real_.prune_deliveries(before); }
+  Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) override {
+    return real_.prune_history(before, limit);
+  }
   Result<bool> acquire_lease(const std::string& repo, const std::string& owner, queue::Millis now,
                              queue::Millis ttl) override {
     return real_.acquire_lease(repo, owner, now, ttl);

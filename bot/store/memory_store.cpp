@@ -209,6 +209,32 @@ class MemoryStore final : public Store {
     return {};
   }
 
+  Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    // The oldest `limit` of each kind across repositories, as the SQLite store picks them.
+    auto oldest = [&](auto entries_of) {
+      std::vector<std::pair<queue::Millis, std::int64_t>> old;  // (at, seq)
+      for (auto& [name, r] : repos_)
+        for (const auto& e : entries_of(r))
+          if (e.at < before) old.emplace_back(e.at, e.seq);
+      std::sort(old.begin(), old.end());
+      if (old.size() > limit) old.resize(limit);
+      std::set<std::int64_t> seqs;
+      for (const auto& o : old) seqs.insert(o.second);
+      return seqs;
+    };
+    const auto events = oldest([](Repo & r) -> auto& { return r.events; });
+    const auto outcomes = oldest([](Repo & r) -> auto& { return r.outcomes; });
+    for (auto& [name, r] : repos_) {
+      std::erase_if(r.events, [&](const EventLogEntry& e) { return events.count(e.seq) > 0; });
+      std::erase_if(r.outcomes, [&](const HistoryEntry& h) { return outcomes.count(h.seq) > 0; });
+      r.outcomes_by_pr.clear();
+      for (std::size_t i = 0; i < r.outcomes.size(); ++i)
+        r.outcomes_by_pr[r.outcomes[i].number].push_back(i);
+    }
+    return events.size() + outcomes.size();
+  }
+
   Result<bool> acquire_lease(const std::string& repo, const std::string& owner, queue::Millis now,
                              queue::Millis ttl) override {
     std::lock_guard lock(mu_);

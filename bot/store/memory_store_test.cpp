@@ -176,6 +176,58 @@ TEST_CASE_TEMPLATE("store contract: events keep order and the newest within a li
   CHECK(store->events(s.repo, 0)->empty());
 }
 
+TEST_CASE_TEMPLATE("store contract: old history is pruned oldest first, a limit at a time", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  // Two repositories, each with an event and an outcome at 101..106 (the event at 102 is
+  // about PRs 7 and 8); the archived PR stays whatever its age.
+  RepoState a = rich_state(), b;
+  b.repo = "acme/other";
+  Writer wa{*store, RepoState{a.repo}}, wb{*store, RepoState{b.repo}};
+  for (int i = 1; i <= 6; ++i) {
+    for (auto [w, next] : {std::pair{&wa, &a}, std::pair{&wb, &b}}) {
+      next->next_candidate = static_cast<CandidateId>(i);
+      PullRequest p = make_pr(i, PrStatus::Failed);
+      p.finished_at = 100 + i;
+      Change c;
+      c.state = next;
+      c.delta = diff(w->last, *next);
+      c.expected_version = w->version;
+      c.outcomes = {HistoryEntry::of(next->repo, p)};
+      c.event = EventLogEntry{0, next->repo, "k" + std::to_string(i), "{}", i, 100 + i};
+      if (i == 2) c.event->also = {7, 8};
+      c.at = 100 + i;
+      auto saved = store->save(c);
+      REQUIRE(saved.ok());
+      w->last = *next;
+      w->version = saved->version;
+    }
+  }
+  // Before 104: 3 events and 3 outcomes of each repository are old; 4 of each kind at a time.
+  auto first = store->prune_history(104, 4);
+  REQUIRE(first.ok());
+  CHECK(*first == 8);
+  auto second = store->prune_history(104, 4);
+  REQUIRE(second.ok());
+  CHECK(*second == 4);
+  CHECK(store->prune_history(104, 4).value() == 0);
+  for (const auto& repo : {a.repo, b.repo}) {
+    auto left = store->events(repo, 100);
+    REQUIRE(left->size() == 3);
+    CHECK(left->front().kind == "k4");
+    auto outcomes = store->history(repo, 0, 100);
+    REQUIRE(outcomes->size() == 3);
+    CHECK(outcomes->back().at == 104);
+    CHECK(store->pr_events(repo, 8, 10)->empty());  // its only event was pruned
+    REQUIRE(store->pr_events(repo, 5, 10)->size() == 1);
+    CHECK(store->pr_history(repo, 2, 10)->empty());
+    CHECK(store->pr_history(repo, 5, 10)->size() == 1);
+  }
+  // The hot state is untouched.
+  check_equal(must_load(*store, a.repo).state, wa.last);
+}
+
 TEST_CASE_TEMPLATE("store contract: a delivery keeps its request until it is marked handled", F,
                    SqliteFactory, MemoryFactory) {
   F f;

@@ -58,7 +58,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 12> kMigrations = {
+constexpr std::array<std::string_view, 13> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -289,6 +289,12 @@ ALTER TABLE candidates ADD COLUMN paused_ms INTEGER NOT NULL DEFAULT 0;
     R"sql(
 ALTER TABLE prs ADD COLUMN probed_with TEXT NOT NULL DEFAULT '[]';  -- JSON array of numbers
 ALTER TABLE prs ADD COLUMN untested INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 13: history older than [store] history_days is pruned, oldest first.
+    R"sql(
+CREATE INDEX events_by_time ON events(at);
+CREATE INDEX outcomes_by_time ON outcomes(at);
+CREATE INDEX event_prs_by_seq ON event_prs(seq);
 )sql",
 };
 
@@ -802,6 +808,31 @@ class SqliteStore final : public Store {
   Status prune_deliveries(queue::Millis before) override {
     std::lock_guard lock(mu_);
     return stmt("DELETE FROM deliveries WHERE at < ?1").bind(1, before).exec();
+  }
+
+  Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    Transaction tx(db_.get());
+    DMZ_TRY_R(tx.begun());
+    auto remove = [&](const char* sql) -> Result<std::size_t> {
+      DMZ_TRY_R(stmt(sql).bind(1, before).bind(2, as_int64(limit)).exec());
+      return static_cast<std::size_t>(sqlite3_changes(db_.get()));
+    };
+    // The same oldest events twice in one transaction: their timeline rows, then themselves.
+    auto timelines = remove(
+        "DELETE FROM event_prs WHERE seq IN"
+        " (SELECT seq FROM events WHERE at < ?1 ORDER BY at, seq LIMIT ?2)");
+    if (!timelines) return timelines.error();
+    auto events = remove(
+        "DELETE FROM events WHERE seq IN"
+        " (SELECT seq FROM events WHERE at < ?1 ORDER BY at, seq LIMIT ?2)");
+    if (!events) return events.error();
+    auto outcomes = remove(
+        "DELETE FROM outcomes WHERE seq IN"
+        " (SELECT seq FROM outcomes WHERE at < ?1 ORDER BY at, seq LIMIT ?2)");
+    if (!outcomes) return outcomes.error();
+    DMZ_TRY_R(tx.commit());
+    return *events + *outcomes;
   }
 
   Result<bool> acquire_lease(const std::string& repo, const std::string& owner, queue::Millis now,

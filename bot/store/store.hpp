@@ -173,6 +173,11 @@ class Store {
   // Forgets deliveries first seen before `before`, handled or not (a forge redelivers within
   // days, not months; a delivery unhandled that long is not going to be).
   virtual Status prune_deliveries(queue::Millis before) = 0;
+  // Forgets history older than `before`: the oldest events (with the timelines that name them)
+  // and outcomes, at most `limit` of each, in one transaction (a long backlog goes in several
+  // calls, so that no call holds the writers up for long). Finished PRs stay archived. Returns
+  // how many rows it removed.
+  virtual Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) = 0;
 
   // Takes (or renews) the lease on `repo` for `owner` until now + ttl: true if `owner` holds
   // it now, false if another owner's lease has not expired.

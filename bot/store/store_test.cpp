@@ -69,7 +69,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "12");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "13");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT approvers FROM prs WHERE number=3") ==
         R"(["bob","carol"])");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
@@ -439,6 +439,31 @@ TEST_CASE("store: duplicate delivery ids are detected; old ones are pruned") {
   CHECK(store->record_delivery("abc", 60).value() == true);
 }
 
+TEST_CASE("store: pruned events take their timeline rows with them") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  RepoState s;
+  s.repo = "acme/p";
+  Writer w{*store, RepoState{s.repo}};
+  for (int i = 1; i <= 3; ++i) {
+    s.next_candidate = static_cast<CandidateId>(i);
+    Change c;
+    c.state = &s;
+    c.delta = diff(w.last, s);
+    c.expected_version = w.version;
+    c.event = EventLogEntry{0, s.repo, "merge_done", "{}", std::nullopt, 100 * i, {i, i + 10}};
+    auto saved = store->save(c);
+    REQUIRE(saved.ok());
+    w.last = s;
+    w.version = saved->version;
+  }
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM event_prs") == "6");
+  REQUIRE(store->prune_history(250, 100).value() == 2);  // timeline rows are not counted
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM event_prs") == "2");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT min(seq) FROM event_prs") ==
+        sql_scalar(dir / "dmz.db", "SELECT min(seq) FROM events"));
+}
+
 TEST_CASE("store: a batch of delivery ids is one transaction, deduplicated within it") {
   test::TempDir dir;
   auto store = open_store(dir / "dmz.db");
@@ -652,7 +677,7 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "12");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "13");
   CHECK(back.state.prs.at(4).priority == 0);
   CHECK(back.state.prs.at(4).signers.empty());    // migration 7: nobody known to have signed
   CHECK(back.state.prs.at(4).approvers.empty());  // migration 8: no counted approval known
@@ -667,8 +692,15 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(must_load(*store, "acme/old").version == 2);
 }
 
+// Without migration 13's indexes for pruning history.
+void undo_migration_13(const std::filesystem::path& file) {
+  for (const char* index : {"events_by_time", "outcomes_by_time", "event_prs_by_seq"})
+    sql_scalar(file, std::string("DROP INDEX ") + index);
+}
+
 // The prs table without migration 12's probe bookkeeping.
 void undo_migration_12(const std::filesystem::path& file) {
+  undo_migration_13(file);
   sql_scalar(file, "ALTER TABLE prs DROP COLUMN probed_with");
   sql_scalar(file, "ALTER TABLE prs DROP COLUMN untested");
 }
@@ -716,7 +748,7 @@ TEST_CASE("store: a database of schema version 7 gains the counted approvers, ke
         "0");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "12");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "13");
   Loaded back = must_load(*store, s.repo);
   REQUIRE(back.state.prs.count(3));
   CHECK(back.state.prs.at(3).signers == std::vector<std::string>{"alice", "bob"});  // kept
@@ -766,7 +798,7 @@ TEST_CASE("store: a database of schema version 8 keeps its delivery ids, all han
   CHECK(sql_scalar(file, "SELECT count(*) FROM pragma_table_info('deliveries')") == "2");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "12");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "13");
   CHECK(store->unhandled_deliveries(0, 10)->empty());             // nothing to handle again
   CHECK_FALSE(store->record_delivery("github:old", 20).value());  // still a duplicate
   REQUIRE(store->record_deliveries({{"github:new", 30, "github", "{}", "{}"}}).ok());
