@@ -85,6 +85,8 @@ struct PullSummary {
   std::string title;  // one line: "queued at position 2"
   std::string text;   // the details, one per line
   bool operator==(const PullSummary&) const = default;
+  // The PR left the queue (landed, failed or not queued): what is kept to show it can go.
+  bool finished() const { return state != State::kQueued && state != State::kInProgress; }
 };
 
 // What the service needs from a repository's view of the forge to reconcile it.

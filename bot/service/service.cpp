@@ -984,6 +984,8 @@ struct Service::Impl final : driver::GitPort,
       if (!s.ok())
         log::warn({.repo = rt.cfg.name, .pr = it->first}, "cannot show where it stands: {}",
                   s.message());
+      else if (it->second.finished())  // it left the queue: not kept for months
+        rt.shown.erase(it->first);
       else
         rt.shown[it->first] = it->second;
       it = rt.to_show.erase(it);

@@ -398,6 +398,14 @@ Status GitHubForge::set_status_labels(int number, PullSummary::State state) {
   return {};
 }
 
+// A PR that left the queue is not remembered (a forge thread serving for months would hold
+// every PR it ever showed): shown again, it costs a lookup or a label call more.
+void GitHubForge::forget(const PullSummary& summary) {
+  if (!summary.finished()) return;
+  check_runs_.erase(summary.head);
+  status_label_.erase(summary.number);
+}
+
 Status GitHubForge::show(const PullSummary& summary) {
   if (summary.head.empty()) return {};
   const std::string details_url = options_.public_url.empty()
@@ -434,7 +442,9 @@ Status GitHubForge::show(const PullSummary& summary) {
         !s.ok())
       return s;
   }
-  if (options_.status_labels) return set_status_labels(summary.number, summary.state);
+  if (options_.status_labels)
+    if (Status s = set_status_labels(summary.number, summary.state); !s.ok()) return s;
+  forget(summary);
   return {};
 }
 

@@ -75,6 +75,7 @@ class GitHubForge final : public Forge {
 
  private:
   Status set_status_labels(int number, PullSummary::State state);
+  void forget(const PullSummary& summary);
   Status drop_merge_label(const OutboxMessage& m);
 
   Options options_;

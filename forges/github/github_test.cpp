@@ -321,6 +321,14 @@ TEST_CASE("github forge: the summary is a commit status with a token, a check ru
   CHECK(patch["status"] == "completed");
   CHECK(patch["conclusion"] == "failure");
   CHECK_FALSE(patch.contains("head_sha"));
+  // A finished PR's run is not remembered: shown again (retried), it is looked up first.
+  app.http.answer(200, R"({"total_count":1,"check_runs":[{"id":55}]})");
+  app.http.answer(200, R"({"id":55})");
+  REQUIRE(appforge->show(s).ok());
+  CHECK(app.calls().size() == 6);
+  CHECK(app.calls()[4] ==
+        "GET /repos/octo/widgets/commits/" + kA + "/check-runs?check_name=dmzbot&filter=latest");
+  CHECK(app.calls()[5] == "PATCH /repos/octo/widgets/check-runs/55");
 }
 
 TEST_CASE("github forge: status labels follow the summary when configured") {
@@ -342,6 +350,10 @@ TEST_CASE("github forge: status labels follow the summary when configured") {
                          "DELETE /repos/octo/widgets/issues/3/labels/dmz%3Aqueued",
                          "POST /repos/octo/widgets/issues/3/labels",
                      });
+  // Failed, it is forgotten: shown as failed again, its labels are set again (not skipped).
+  REQUIRE(forge->show(PullSummary{3, kA, PullSummary::State::kFailure, "failed", ""}).ok());
+  CHECK(f.calls().size() == 10);
+  CHECK(f.calls().back() == "POST /repos/octo/widgets/issues/3/labels");
 }
 
 q::PullRequest pr(int n, q::Sha head, q::PrStatus status = q::PrStatus::Open) {
