@@ -21,8 +21,9 @@ for arg in "$@"; do
   esac
 done
 if $with_tests; then
-  # sshd: bot/git's ssh transport tests; the reference Prometheus parser checks /metrics.
-  packages="$packages chromium openssh-server python3-prometheus-client"
+  # sshd: bot/git's ssh transport tests; the reference Prometheus parser checks /metrics;
+  # systemd-analyze checks deploy/dmzbot.service.
+  packages="$packages chromium openssh-server python3-prometheus-client systemd"
   command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
 fi
 missing=""
