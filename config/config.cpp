@@ -27,7 +27,7 @@
 //   [signing]                      # absent: merge commits are unsigned (a key needs its format)
 //   format = "ssh"                 # "ssh" (needs key) or "openpgp" (needs fingerprint)
 //   key = "keys/dmzbot_ed25519"    # ssh private key file: a readable regular file, <= 64 KiB
-//   fingerprint = "ABCD..."        # openpgp key in gnupg_home
+//   fingerprint = "ABCD..."        # openpgp key in gnupg_home: its full fingerprint (40 or 64 hex)
 //   gnupg_home = "gnupg"           # must be a directory if given
 //   name = "dmzbot"                # committer identity
 //   email = "dmzbot@localhost"
@@ -453,7 +453,17 @@ class Loader {
     unknown_keys(*t, {"format", "key", "fingerprint", "gnupg_home", "name", "email"}, "[signing]");
     if (auto v = string(*t, "name", "signing.name")) s.name = *v;
     if (auto v = string(*t, "email", "signing.email")) s.email = *v;
-    if (auto v = string(*t, "fingerprint", "signing.fingerprint")) s.fingerprint = *v;
+    if (auto v = string(*t, "fingerprint", "signing.fingerprint")) {
+      // The full fingerprint (v4: 40 hex digits, v5: 64): a short key id can name another key.
+      const bool hex =
+          std::all_of(v->begin(), v->end(), [](unsigned char c) { return std::isxdigit(c) != 0; });
+      if (!hex || (v->size() != 40 && v->size() != 64))
+        problem(*t->get("fingerprint"),
+                "signing.fingerprint must be the key's full fingerprint (40 or 64 hex digits, "
+                "no spaces), not '" +
+                    *v + "'");
+      s.fingerprint = *v;
+    }
     if (auto v = string(*t, "gnupg_home", "signing.gnupg_home")) {
       s.gnupg_home = resolve(*v);
       std::error_code ec;
@@ -468,6 +478,10 @@ class Loader {
         problem(*t->get("key"), "signing.key file " + content.message());
       else if (content->empty())
         problem(*t->get("key"), "signing.key file '" + s.key.string() + "' is empty");
+      else if (content->find("PRIVATE KEY-----") == std::string::npos)
+        problem(*t->get("key"), "signing.key file '" + s.key.string() +
+                                    "' is not a private key (an OpenSSH public key, or another "
+                                    "format?): give the private key file");
     }
     if (!t->contains("format")) {
       // A key without a format would leave every merge unsigned, silently.

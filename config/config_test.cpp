@@ -113,7 +113,7 @@ history_days = 90
 [signing]
 format = "ssh"
 key = "keys/bot"
-fingerprint = "0123456789ABCDEF"
+fingerprint = "0123456789ABCDEF0123456789abcdef01234567"
 gnupg_home = "gnupg"
 name = "Merge Bot"
 email = "bot@example.com"
@@ -162,7 +162,7 @@ command = "true"
   CHECK(c.store.history_days == 90);
   CHECK(c.signing.format == "ssh");
   CHECK(c.signing.key == d / "keys" / "bot");
-  CHECK(c.signing.fingerprint == "0123456789ABCDEF");
+  CHECK(c.signing.fingerprint == "0123456789ABCDEF0123456789abcdef01234567");
   CHECK(c.signing.gnupg_home == d / "gnupg");
   CHECK(c.signing.name == "Merge Bot");
   CHECK(c.signing.email == "bot@example.com");
@@ -543,10 +543,13 @@ TEST_CASE("config: credentials for the remote and the network timeout") {
 
 TEST_CASE("config: signing") {
   Fixture f;
-  test::write_file(f.dir / "key", "PRIVATE\n");
-  Config c = f.ok("[signing]\nformat = \"openpgp\"\nfingerprint = \"ABCD\"\n" + kRepo);
+  test::write_file(f.dir / "key", "-----BEGIN OPENSSH PRIVATE KEY-----\n...\n");
+  Config c = f.ok(
+      "[signing]\nformat = \"openpgp\"\nfingerprint = "
+      "\"0123456789ABCDEF0123456789abcdef01234567\"\n" +
+      kRepo);
   CHECK(c.signing.format == "openpgp");
-  CHECK(c.signing.fingerprint == "ABCD");
+  CHECK(c.signing.fingerprint == "0123456789ABCDEF0123456789abcdef01234567");
   CHECK(f.ok("[signing]\nformat = \"ssh\"\nkey = \"key\"\n" + kRepo).signing.key == f.dir / "key");
   CHECK(f.problems("[signing]\nformat = \"ssh\"\n" + kRepo) ==
         Lines{"2: signing.format \"ssh\" needs signing.key"});
@@ -565,10 +568,24 @@ TEST_CASE("config: signing") {
   CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"keydir\"\n" + kRepo) ==
         Lines{"3: signing.key file '" + (f.dir / "keydir").string() +
               "' is not a regular file (a directory)"});
+  CHECK(f.problems("[signing]\nformat = \"openpgp\"\nfingerprint = "
+                   "\"0123456789ABCDEF0123456789abcdef01234567\"\ngnupg_home = \"key\"\n" +
+                   kRepo) ==
+        Lines{"4: signing.gnupg_home '" + (f.dir / "key").string() + "' is not a directory"});
+  // A short key id, a fingerprint with spaces, a public key instead of the private one.
   CHECK(
-      f.problems("[signing]\nformat = \"openpgp\"\nfingerprint = \"ABCD\"\ngnupg_home = \"key\"\n" +
-                 kRepo) ==
-      Lines{"4: signing.gnupg_home '" + (f.dir / "key").string() + "' is not a directory"});
+      f.problems("[signing]\nformat = \"openpgp\"\nfingerprint = \"89ABCDEF01234567\"\n" + kRepo) ==
+      Lines{"3: signing.fingerprint must be the key's full fingerprint (40 or 64 hex digits, no "
+            "spaces), not '89ABCDEF01234567'"});
+  CHECK(f.problems("[signing]\nformat = \"openpgp\"\nfingerprint = \"0123 4567 89AB CDEF 0123  "
+                   "4567 89AB CDEF 0123 4567\"\n" +
+                   kRepo)
+            .size() == 1);
+  test::write_file(f.dir / "key.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB bot@host\n");
+  CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"key.pub\"\n" + kRepo) ==
+        Lines{"3: signing.key file '" + (f.dir / "key.pub").string() +
+              "' is not a private key (an OpenSSH public key, or another format?): give the "
+              "private key file"});
 }
 
 TEST_CASE("config: every problem is reported, in line order") {
@@ -618,7 +635,7 @@ TEST_CASE("config: the example in deploy/ is valid") {
   REQUIRE_FALSE(text.empty());
   test::write_file(f.dir / "secrets" / "widgets-api.token", "a\n");
   test::write_file(f.dir / "secrets" / "gadgets-api.token", "b\n");
-  test::write_file(f.dir / "keys" / "dmzbot_ed25519", "k\n");
+  test::write_file(f.dir / "keys" / "dmzbot_ed25519", "-----BEGIN OPENSSH PRIVATE KEY-----\n");
   test::write_file(f.dir / "keys" / "gadgets_deploy_ed25519", "k\n");
   fs::permissions(f.dir / "keys" / "gadgets_deploy_ed25519",
                   fs::perms::owner_read | fs::perms::owner_write);

@@ -213,6 +213,28 @@ TEST_CASE("check-config prints file:line: message for every problem and exits 1"
   CHECK(r.out.find("inline-secret") == std::string::npos);  // never echoed
 }
 
+TEST_CASE("check-config parses policy_root: its problems at their own lines, exit 1") {
+  test::TempDir dir;
+  test::write_file(dir / "ok.toml",
+                   "[[repo]]\nname = \"acme/widget\"\nremote = \"/srv/git/widget.git\"\n"
+                   "required_checks = [\"ci/build\"]\npolicy_root = \"trust/policy.toml\"\n");
+  const std::string accounts = "version = 1\n[accounts.alice]\nlogins = [\"alice\"]\n";
+  test::write_file(dir / "trust" / "policy.toml",
+                   accounts +
+                       "[groups]\ndevs = [\"alice\"]\n[[rule]]\nbranch = \"master\"\n"
+                       "signers = \"devs\"\n");
+  auto good = test::run(dmzbot() + " check-config ok.toml", dir.path());
+  CHECK(good.exit_code == 0);
+  // A typo would make the gate refuse every PR once serving: said before.
+  test::write_file(dir / "trust" / "policy.toml",
+                   accounts + "sssh = [\"x\"]\n[[rule]]\nbranch = \"master\"\n");
+  auto bad = test::run(dmzbot() + " check-config ok.toml", dir.path());
+  CHECK(bad.exit_code == 1);
+  CHECK(bad.out.find("trust/policy.toml:4: unknown key 'sssh' in [accounts.alice]") !=
+        std::string::npos);
+  CHECK(bad.out.find(": ok (") == std::string::npos);
+}
+
 TEST_CASE("check-config reports an unreadable file and a TOML syntax error") {
   test::TempDir dir;
   auto missing = test::run(dmzbot() + " check-config nowhere.toml", dir.path());

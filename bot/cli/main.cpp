@@ -13,6 +13,7 @@
 #include "bot/cli/version.hpp"
 #include "bot/git/mirror.hpp"
 #include "bot/sim/simulate.hpp"
+#include "bot/trust/facts.hpp"
 #include "bot/trust/push_hooks.hpp"
 #include "bot/trust/release_check.hpp"
 #include "bot/trust/verify_command.hpp"
@@ -21,10 +22,28 @@
 namespace {
 
 // Prints every problem as file:line: message; returns the config if there were none.
+// Also parses each repository's policy_root: one that does not parse would refuse every PR
+// (the gate fails closed), so it is said before serving, with its own file:line.
 std::optional<dmz::config::Config> load_config(const std::string& file) {
   auto loaded = dmz::config::load(file);
   for (const auto& p : loaded.problems) std::fprintf(stderr, "%s\n", p.to_string().c_str());
   if (!loaded.problems.empty()) return std::nullopt;
+  bool ok = true;
+  for (const auto& repo : loaded.config->repos) {
+    if (repo.policy_root.empty()) continue;
+    auto source = dmz::trust::policy_source_from_file(repo.policy_root);
+    if (!source) {
+      std::fprintf(stderr, "%s:%d: repo.policy_root: %s\n", file.c_str(), repo.line,
+                   source.message().c_str());
+      ok = false;
+      continue;
+    }
+    for (const auto& problem : dmz::trust::TrustKeys::load(*source).problems) {
+      std::fprintf(stderr, "%s\n", problem.c_str());
+      ok = false;
+    }
+  }
+  if (!ok) return std::nullopt;
   return loaded.config;
 }
 
