@@ -1,5 +1,7 @@
-// `dmzbot verify`: each commit of the range is judged by the policy of its first parent (or the
-// --policy file where that parent has none), with queue::evaluate_commit.
+// `dmzbot verify`: each commit of the range is judged with queue::evaluate_commit by the policy
+// in force where it entered the audited branch: a commit of the branch's first-parent line by
+// its first parent's, a commit a merge brought in (a PR's) by that merge's first parent's, as
+// the gate judged it (the --policy file where that commit has none).
 #include "bot/trust/verify_command.hpp"
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "base/text.hpp"
@@ -47,6 +50,29 @@ class Auditor {
 
   Auditor(git::Mirror& mirror, std::shared_ptr<trust::TrustKeys> fallback)
       : mirror_(mirror), fallback_(std::move(fallback)) {}
+
+  // Walks the first-parent line from `tip` through `range`: each merge on it is where the
+  // commits it brought in (reachable from its other parents, not from its first) entered the
+  // branch, so they are judged by its first parent's policy, never by one their own branch
+  // proposed. (Two merges of the line never bring in the same commit: the older one is an
+  // ancestor of the newer one's first parent.)
+  Status attribute(const std::string& tip, const std::vector<std::string>& range) {
+    const std::set<std::string> in_range(range.begin(), range.end());
+    for (std::string at = tip; in_range.count(at);) {
+      auto links = trust::commit_links(mirror_, at);
+      if (!links) return links.status();
+      if (links->parents.empty()) break;
+      const std::string& first = links->parents.front();
+      if (links->parents.size() > 1) {
+        auto brought = trust::rev_list(mirror_, first, at);
+        if (!brought) return brought.status();
+        for (const auto& sha : *brought)
+          if (sha != at) judged_at_[sha] = first;
+      }
+      at = first;
+    }
+    return {};
+  }
 
   // Verifies the OpenPGP signatures of `shas` on a small pool of threads ahead of judge(),
   // grouped by the policy in force for each (GnuPG costs a process per signature).
@@ -105,13 +131,20 @@ class Auditor {
   }
 
  private:
-  // The policy in force for `sha`: its first parent's, else the --policy file; problems
-  // (reasons for the commit) when the parent's policy is unusable or does not parse.
+  // The policy in force for `sha`: where it entered the branch (attribute), else its first
+  // parent's, else the --policy file; problems (reasons for the commit) when that policy is
+  // unusable or does not parse.
   Result<KeysAt> keys_for(const std::string& sha) {
-    auto links = trust::commit_links(mirror_, sha);
-    if (!links) return links.error();
-    if (!links->parents.empty()) {
-      auto k = keys_at(links->parents.front());
+    std::string judge_at;
+    if (auto it = judged_at_.find(sha); it != judged_at_.end()) {
+      judge_at = it->second;
+    } else {
+      auto links = trust::commit_links(mirror_, sha);
+      if (!links) return links.error();
+      if (!links->parents.empty()) judge_at = links->parents.front();
+    }
+    if (!judge_at.empty()) {
+      auto k = keys_at(judge_at);
       if (!k) return k.error();
       if (k->keys || !k->problems.empty()) return k;
     }
@@ -139,6 +172,7 @@ class Auditor {
   std::shared_ptr<trust::TrustKeys> fallback_;
   trust::FactGatherer gatherer_;
   std::map<std::string, std::shared_ptr<trust::TrustKeys>> by_digest_;
+  std::map<std::string, std::string> judged_at_;  // a merged-in commit -> its merge's first parent
 };
 
 }  // namespace
@@ -181,6 +215,7 @@ int run_verify(const VerifyOptions& options) {
   if (commits->empty()) return usage_error("the range " + options.range + " is empty");
 
   Auditor auditor(**mirror, fallback);
+  if (Status s = auditor.attribute(*t, *commits); !s.ok()) return usage_error(s.message());
   auditor.prefetch(*commits, std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
   std::vector<Line> lines;
   for (const auto& sha : *commits) {

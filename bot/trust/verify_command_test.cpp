@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -152,6 +153,29 @@ TEST_CASE("verify: violations are exit 1 with their reasons") {
     CHECK(ran.lines[0] == s7(change) + " FAIL mallory commit " + s7(change) +
                               " is signed by mallory, who is not in group developers");
     CHECK(ran.lines[1] == s7(after) + " pass mallory");
+  }
+  SUBCASE("a PR's commits are judged by the policy of the branch it was merged into") {
+    // The PR adds mallory (alice signs that), then mallory signs on the PR's own branch: the
+    // gate judged both under master's policy, and so does the audit, whatever the PR proposed.
+    r.git("checkout -q -b pr");
+    std::string change = r.commit({{".dmz/policy.toml", k.policy(", \"mallory\"", 0)}},
+                                  "add mallory", k.ssh(k.alice_ssh));
+    std::string sneaky = r.commit({{"m.txt", "m\n"}}, "mallory's work", k.ssh(k.mallory_ssh));
+    r.git("checkout -q master");
+    r.git("merge -q --no-ff -m 'Merge pr' pr");
+    std::string merge = r.sign_head(k.ssh(k.bot_ssh));
+    // Once merged, the policy is master's: mallory may sign on master now.
+    std::string after = r.commit({{"n.txt", "n\n"}}, "mallory on master", k.ssh(k.mallory_ssh));
+    Ran ran = verify(opts(r, r.root + "..master"));
+    CHECK(ran.code == 1);
+    REQUIRE(ran.lines.size() == 4);
+    std::map<std::string, std::string> by_sha;
+    for (const auto& line : ran.lines) by_sha[line.substr(0, 7)] = line;
+    CHECK(by_sha[s7(change)] == s7(change) + " pass alice");
+    CHECK(by_sha[s7(sneaky)] == s7(sneaky) + " FAIL mallory commit " + s7(sneaky) +
+                                    " is signed by mallory, who is not in group developers");
+    CHECK(by_sha[s7(merge)] == s7(merge) + " pass dmzbot");
+    CHECK(by_sha[s7(after)] == s7(after) + " pass mallory");
   }
   SUBCASE("a committed policy that does not parse fails the commits it judges") {
     std::string broken =
