@@ -146,18 +146,11 @@ TEST_CASE_TEMPLATE("store contract: events keep order and the newest within a li
   Writer w{*store, RepoState{s.repo}};
   for (int i = 1; i <= 5; ++i) {
     s.next_candidate = static_cast<CandidateId>(i);
-    Change c;
-    c.state = &s;
-    c.delta = diff(w.last, s);
-    c.expected_version = w.version;
-    c.event = EventLogEntry{
+    EventLogEntry e{
         0,      s.repo, "k" + std::to_string(i), "{}", i % 2 ? std::optional<int>(7) : std::nullopt,
         100 + i};
-    if (i == 2) c.event->also = {7, 8};  // a candidate's event: about the PRs it holds
-    auto saved = store->save(c);
-    REQUIRE(saved.ok());
-    w.last = s;
-    w.version = saved->version;
+    if (i == 2) e.also = {7, 8};  // a candidate's event: about the PRs it holds
+    w.must_save_event(s, std::move(e));
   }
   auto all = store->events(s.repo, 100);
   REQUIRE(all->size() == 5);
@@ -190,18 +183,9 @@ TEST_CASE_TEMPLATE("store contract: old history is pruned oldest first, a limit 
       next->next_candidate = static_cast<CandidateId>(i);
       PullRequest p = make_pr(i, PrStatus::Failed);
       p.finished_at = 100 + i;
-      Change c;
-      c.state = next;
-      c.delta = diff(w->last, *next);
-      c.expected_version = w->version;
-      c.outcomes = {HistoryEntry::of(next->repo, p)};
-      c.event = EventLogEntry{0, next->repo, "k" + std::to_string(i), "{}", i, 100 + i};
-      if (i == 2) c.event->also = {7, 8};
-      c.at = 100 + i;
-      auto saved = store->save(c);
-      REQUIRE(saved.ok());
-      w->last = *next;
-      w->version = saved->version;
+      EventLogEntry e{0, next->repo, "k" + std::to_string(i), "{}", i, 100 + i};
+      if (i == 2) e.also = {7, 8};
+      w->must_save_event(*next, std::move(e), {HistoryEntry::of(next->repo, p)});
     }
   }
   // Before 104: 3 events and 3 outcomes of each repository are old; 4 of each kind at a time.

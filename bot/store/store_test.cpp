@@ -447,15 +447,8 @@ TEST_CASE("store: pruned events take their timeline rows with them") {
   Writer w{*store, RepoState{s.repo}};
   for (int i = 1; i <= 3; ++i) {
     s.next_candidate = static_cast<CandidateId>(i);
-    Change c;
-    c.state = &s;
-    c.delta = diff(w.last, s);
-    c.expected_version = w.version;
-    c.event = EventLogEntry{0, s.repo, "merge_done", "{}", std::nullopt, 100 * i, {i, i + 10}};
-    auto saved = store->save(c);
-    REQUIRE(saved.ok());
-    w.last = s;
-    w.version = saved->version;
+    w.must_save_event(
+        s, EventLogEntry{0, s.repo, "merge_done", "{}", std::nullopt, 100 * i, {i, i + 10}});
   }
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM event_prs") == "6");
   REQUIRE(store->prune_history(250, 100).value() == 2);  // timeline rows are not counted

@@ -238,6 +238,22 @@ struct Writer {
     }
     return saved;
   }
+  // Saves `next` with this event (its own `at`, PRs and `also`) and these outcomes.
+  void must_save_event(const RepoState& next, EventLogEntry event,
+                       std::vector<HistoryEntry> outcomes = {}) {
+    Change c;
+    c.state = &next;
+    c.delta = diff(last, next);
+    c.expected_version = version;
+    c.outcomes = std::move(outcomes);
+    c.at = event.at;
+    c.event = std::move(event);
+    auto saved = store.save(c);
+    INFO((saved.ok() ? std::string() : saved.message()));
+    REQUIRE(saved.ok());
+    last = next;
+    version = saved->version;
+  }
   void must_save(const RepoState& next, const std::string& kind = "test") {
     auto r = save(next, kind);
     INFO((r.ok() ? std::string() : r.message()));
