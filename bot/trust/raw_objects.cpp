@@ -13,6 +13,29 @@
 namespace dmz::trust {
 namespace {
 
+// A tree entry's mode as git reads it (tree-walk.c get_mode and canon_mode): octal digits, then
+// the canonical mode of its type. A zero-padded "040000" is a directory to git and "100664" a
+// regular file; judged by their text, such entries would hide the paths they hold from the
+// gate. Longer than any mode git writes (git would wrap around): malformed, on the safe side.
+std::optional<std::string> canonical_mode(std::string_view text) {
+  if (text.empty() || text.size() > 7) return std::nullopt;
+  unsigned mode = 0;
+  for (char c : text) {
+    if (c < '0' || c > '7') return std::nullopt;
+    mode = (mode << 3) + static_cast<unsigned>(c - '0');
+  }
+  switch (mode & 0170000) {
+    case 0100000:
+      return (mode & 0100) ? "100755" : "100644";
+    case 0120000:
+      return "120000";
+    case 0040000:
+      return "40000";
+    default:
+      return "160000";  // git takes any other type for a submodule (a gitlink)
+  }
+}
+
 std::optional<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
   std::vector<TreeEntry> out;
   while (!raw.empty()) {
@@ -21,7 +44,9 @@ std::optional<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
     size_t nul = raw.find('\0', sp);
     if (nul == std::string_view::npos || raw.size() < nul + 21) return std::nullopt;
     TreeEntry e;
-    e.mode = std::string(raw.substr(0, sp));
+    auto mode = canonical_mode(raw.substr(0, sp));
+    if (!mode) return std::nullopt;
+    e.mode = std::move(*mode);
     e.name = std::string(raw.substr(sp + 1, nul - sp - 1));
     e.id = to_hex(raw.substr(nul + 1, 20));
     out.push_back(std::move(e));

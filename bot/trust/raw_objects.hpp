@@ -32,7 +32,7 @@ Result<CommitLinks> commit_links(git::Mirror& mirror, const std::string& sha);
 
 // One entry of a git tree object: "<mode> <name>\0<20-byte id>".
 struct TreeEntry {
-  std::string mode;  // as git writes it: "100644", "100755", "120000", "40000", "160000"
+  std::string mode;  // as git reads it: "100644", "100755", "120000", "40000" or "160000"
   std::string name;
   std::string id;  // hex
 };

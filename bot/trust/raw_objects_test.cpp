@@ -1,0 +1,67 @@
+// Trees read as git reads them, on objects written byte for byte (git hash-object --literally):
+// a mode git would canonicalize hides nothing from the gate.
+#include "bot/trust/raw_objects.hpp"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "bot/git/mirror.hpp"
+#include "tests/support.hpp"
+
+namespace dmz::trust {
+namespace {
+
+// Writes a tree object with these raw entries ("<mode> <name>", id) and returns its id.
+std::string raw_tree(const std::filesystem::path& repo,
+                     const std::vector<std::pair<std::string, std::string>>& entries) {
+  std::string bytes;
+  for (const auto& [head, hex] : entries) {
+    bytes += head + '\0';
+    for (size_t i = 0; i < hex.size(); i += 2)
+      bytes += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
+  }
+  test::write_file(repo / "tree.bin", bytes);
+  std::string id = test::must("git hash-object -w -t tree --literally tree.bin", repo);
+  return id.substr(0, 40);
+}
+
+TEST_CASE("raw trees: modes are read as git reads them") {
+  test::TempDir dir;
+  test::must("git init -q " + dir.path().string());
+  test::write_file(dir / "policy.toml", "version = 1\n");
+  const std::string blob = test::must("git hash-object -w policy.toml", dir.path()).substr(0, 40);
+  auto mirror = git::Mirror::open_existing(dir.path());
+  REQUIRE(mirror);
+
+  // `.dmz` as a zero-padded directory, a group-writable file: what git checks out.
+  const std::string dmz = raw_tree(dir.path(), {{"100644 policy.toml", blob}});
+  const std::string top = raw_tree(dir.path(), {{"040000 .dmz", dmz}, {"100664 a.txt", blob}});
+  auto paths = changed_paths(**mirror, "", top);
+  REQUIRE(paths);
+  CHECK(*paths == std::vector<std::string>{".dmz/policy.toml", "a.txt"});
+  auto listed = list_tree(**mirror, top, ".dmz");
+  REQUIRE(listed);
+  REQUIRE(listed->has_value());
+  REQUIRE((*listed)->size() == 1);
+  CHECK(is_regular_file((**listed)[0]));
+  auto root = list_tree(**mirror, top, "");
+  REQUIRE(root);
+  REQUIRE(root->has_value());
+  CHECK((**root)[1].mode == "100644");  // a.txt: 100664 is a regular file to git
+
+  // The canonical tree has the same paths: no change between the two.
+  const std::string canonical = raw_tree(dir.path(), {{"40000 .dmz", dmz}, {"100644 a.txt", blob}});
+  auto none = changed_paths(**mirror, canonical, top);
+  REQUIRE(none);
+  CHECK(none->empty());
+
+  // A mode git cannot read is a malformed tree, not a guess.
+  const std::string bad = raw_tree(dir.path(), {{"10x644 a.txt", blob}});
+  auto refused = changed_paths(**mirror, "", bad);
+  CHECK_FALSE(refused);
+  CHECK(refused.message().find("malformed") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace dmz::trust
