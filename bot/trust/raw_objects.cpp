@@ -91,8 +91,7 @@ std::string kind_of(const TreeEntry& e) {
   if (is_regular_file(e)) return "a regular file";
   if (is_tree(e)) return "a directory";
   if (e.mode == "120000") return "a symlink";
-  if (e.mode == "160000") return "a submodule";
-  return "an entry of mode " + e.mode;
+  return "a submodule";  // the only mode left once canonical
 }
 
 Result<CommitLinks> commit_links(git::Mirror& mirror, const std::string& sha) {
