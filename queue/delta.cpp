@@ -7,7 +7,7 @@ StateDelta diff(const RepoState& before, const RepoState& after) {
   d.header_changed = before.master != after.master ||
                      before.next_candidate != after.next_candidate ||
                      before.retry_after != after.retry_after || before.window != after.window ||
-                     before.observed != after.observed;
+                     before.observed != after.observed || before.policy_epoch != after.policy_epoch;
   d.train_changed = before.train != after.train;
   // Both maps are ordered by number: one merge-like walk.
   auto b = before.prs.begin();

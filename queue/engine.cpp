@@ -145,6 +145,9 @@ struct Ctx {
   const Settings& cfg;
   Millis at = 0;
   std::vector<Action> out;
+  // A landing that changes the policy is being handled: no other candidate starts landing in
+  // the same event (it holds PRs judged under the old policy, and is about to be cut).
+  bool hold_landings = false;
 
   template <class A>
   void emit(A a) {
@@ -171,6 +174,11 @@ struct Ctx {
 // ---- PR fates ----------------------------------------------------------------------------------
 
 // A PR leaving the strategies' bookkeeping (a new approval, a push, a failure, a cancel).
+// The policy check of `pr`'s approved head at master, under the current policy epoch.
+CheckPolicy ask_policy(const RepoState& s, const PullRequest& pr) {
+  return CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, s.master, s.policy_epoch};
+}
+
 void forget_bookkeeping(PullRequest& pr) {
   pr.held_by.reset();
   pr.group = 0;
@@ -193,7 +201,7 @@ void approve(Ctx& c, PullRequest& pr, Approval approval) {
   pr.finished_at = 0;
   pr.signers.clear();    // the new verdict says who signed
   pr.approvers.clear();  // ... and whose approvals count
-  c.emit(CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, c.s.master});
+  c.emit(ask_policy(c.s, pr));
 }
 
 // Invariant 2: an approval is pinned to a head; a new head needs a new approval.
@@ -281,7 +289,7 @@ void transient(Ctx& c, std::size_t index, const std::string& message);
 
 // Only the front candidate lands; a later green one waits for its turn.
 void land_front_if_green(Ctx& c) {
-  if (c.s.train.empty()) return;
+  if (c.s.train.empty() || c.hold_landings) return;
   auto& k = c.s.train.front();
   if (!on_dmz(k.status) || !k.policy_passed || !not_green(k, c.cfg).empty()) return;
   k.status = CandidateStatus::Landing;
@@ -306,22 +314,23 @@ void landed(Ctx& c) {
   land_front_if_green(c);
 }
 
-// Master moved outside dmzbot: everything built on the old master is void.
-// Every PR queued was judged at an older master, whose policy may not be the one in force now:
-// each is judged again at the current master, keeping its place in the queue.
+// The policy in force may have changed: a verdict asked for before is not taken (its epoch is
+// past), and every PR queued is judged again at the current master, keeping its place.
 void judge_queued_again(Ctx& c, const std::string& why) {
+  ++c.s.policy_epoch;
   for (auto& [n, pr] : c.s.prs) {
     if (pr.status != PrStatus::Queued || !pr.approval) continue;
     forget_bookkeeping(pr);
     pr.status = PrStatus::Approved;
     pr.signers.clear();
     pr.approvers.clear();
-    c.emit(CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, c.s.master});
+    c.emit(ask_policy(c.s, pr));
     if (!why.empty()) c.notify(pr, NoticeKind::Info, Reason::None, why);
   }
 }
 
-// Master moved outside dmzbot: the train is cut and rebuilt on it. The push may have changed
+// Master moved outside dmzbot: everything built on the old master is void; the train is cut
+// and rebuilt on the new one. The push may have changed
 // the policy (the engine cannot see what it changed), so every PR is judged again under it:
 // the safe side, as such pushes are rare.
 void rebuild_on(Ctx& c, const Sha& master) {
@@ -693,6 +702,7 @@ std::uint64_t lane_for(Ctx& c, const PullRequest& pr) {
 // Fast-forwards master along a chain: to its furthest green candidate (train without flaky
 // checks: the end of its green prefix). One landing at a time.
 void try_land(Ctx& c) {
+  if (c.hold_landings) return;
   for (const auto& k : c.s.train)
     if (k.status == CandidateStatus::Landing) return;
   // A green probe built on master lands itself when no chain would be left stale by it.
@@ -1304,10 +1314,11 @@ Verdict on(Ctx& c, const PolicyChecked& e) {
   auto* pr = c.find(e.number);
   if (!pr || pr->status != PrStatus::Approved || !pr->approval || pr->approval->sha != e.sha)
     return std::nullopt;  // a stale verdict
-  // A verdict counts only at the master it was judged at: master moved while the PR was judged
-  // (a landing or a push that may have changed the policy), so it is judged again.
-  if (e.target != c.s.master) {
-    c.emit(CheckPolicy{pr->number, pr->approval->sha, pr->branch, pr->author, c.s.master});
+  // Asked for before the policy may have changed (a landing that touched .dmz/, a push to
+  // master): not taken, it is judged again under the current one. A landing that left the
+  // policy as it was does not void it: a slow check still ends on a busy queue.
+  if (e.epoch != c.s.policy_epoch) {
+    c.emit(ask_policy(c.s, *pr));
     return std::nullopt;
   }
   pr->signers = e.signers;
@@ -1488,11 +1499,30 @@ Verdict on(Ctx& c, const CheckReported& e) {
   return std::nullopt;
 }
 
+// Whether landing train[index] (with the candidates ahead of it in its chain, which land with
+// it) changes what the policy is made of (.dmz/: the policy, its keys).
+bool landing_changes_policy(const Ctx& c, std::size_t index) {
+  std::vector<std::size_t> landing = {index};
+  if (generic(c.cfg)) {
+    landing.clear();
+    for (auto j : chain_of(c.s, c.s.train[index])) {
+      landing.push_back(j);
+      if (j == index) break;
+    }
+  }
+  return std::any_of(landing.begin(), landing.end(), [&](std::size_t j) {
+    const auto& prs = c.s.train[j].prs;
+    return std::any_of(prs.begin(), prs.end(),
+                       [&](int n) { return touches_policy_sources(c.s.prs.at(n).paths); });
+  });
+}
+
 // A landing changed what the policy is made of (.dmz/: the policy, its keys): every PR still
 // queued or in the train was judged under the old one, at an older master. Each is judged
 // again at the new master, keeping its place; the candidates left are cut, as they hold PRs
 // judged under the old policy.
 void judge_again_after_policy_change(Ctx& c, const std::set<int>& landed_now) {
+  // The gate fails a PR whose changes it cannot read, so a PR's paths are all it changes.
   const bool changed = std::any_of(landed_now.begin(), landed_now.end(),
                                    [&](int n) { return touches_policy_sources(c.pr(n).paths); });
   if (!changed) return;
@@ -1506,6 +1536,7 @@ Verdict on(Ctx& c, const MasterPushed& e) {
   if (!i || c.s.train[*i].status != CandidateStatus::Landing) return std::nullopt;  // stale
   const Sha sha = c.s.train[*i].sha;
   if (e.ok || e.remote_master == sha) {  // the remote already has it: a repeated push
+    c.hold_landings = landing_changes_policy(c, *i);
     std::set<int> waiting;
     for (const auto& [n, pr] : c.s.prs)
       if (pr.status != PrStatus::Merged) waiting.insert(n);
@@ -1650,8 +1681,7 @@ Outcome handle(RepoState& state, const Event& event, const Settings& settings) {
 std::vector<Action> resume(const RepoState& state, const Settings& settings) {
   std::vector<Action> out;
   for (const auto& [n, pr] : state.prs)
-    if (pr.status == PrStatus::Approved && pr.approval)
-      out.push_back(CheckPolicy{n, pr.approval->sha, pr.branch, pr.author, state.master});
+    if (pr.status == PrStatus::Approved && pr.approval) out.push_back(ask_policy(state, pr));
   for (std::size_t i = 0; i < state.train.size(); ++i) {
     const Candidate& k = state.train[i];
     switch (k.status) {

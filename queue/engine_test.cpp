@@ -74,7 +74,8 @@ struct Repo {
                             .pass = pass,
                             .reasons = reasons,
                             .at = now,
-                            .target = s.master});
+                            .target = s.master,
+                            .epoch = s.policy_epoch});
   }
   // The merge reached dmz and the shell judged the candidate's merges as passing: the usual
   // path, with the actions of both events.
@@ -726,7 +727,8 @@ TEST_CASE("a landing that changes the policy has every queued PR judged again un
                                   .pass = true,
                                   .at = r.now,
                                   .paths = std::move(paths),
-                                  .target = r.s.master})
+                                  .target = r.s.master,
+                                  .epoch = r.s.policy_epoch})
                    .rejected);
     };
     queue_with(1, sha('a'), {".dmz/keys/mallory.asc"});  // revokes a key
@@ -755,29 +757,88 @@ TEST_CASE("a landing that changes the policy has every queued PR judged again un
   }
 }
 
-TEST_CASE("a verdict judged at a master that has moved since is not taken: judged again") {
-  for (Strategy strategy : {Strategy::Serial, Strategy::Adaptive}) {
+TEST_CASE("a landing that changes the policy starts no other landing in the same event") {
+  for (Strategy strategy : {Strategy::Train, Strategy::Adaptive}) {
     CAPTURE(static_cast<int>(strategy));
     Repo r;
     r.cfg.strategy = strategy;
-    r.queue(1, sha('a'));
-    REQUIRE(!r.open(2, sha('b')).rejected);
-    const CheckPolicy asked = only<CheckPolicy>(r.approve(2));
-    CHECK(asked.target == kMaster);
-    // #1 lands (it may have changed the policy) while #2's verdict is being written.
+    r.cfg.window_start = 4;
+    for (auto [n, head, path] :
+         {std::tuple{1, sha('a'), ".dmz/policy.toml"}, std::tuple{2, sha('b'), "src/x.c"}}) {
+      REQUIRE(!r.open(n, head).rejected);
+      REQUIRE(!r.approve(n).rejected);
+      REQUIRE(!r.on(PolicyChecked{.number = n,
+                                  .sha = head,
+                                  .pass = true,
+                                  .at = r.now,
+                                  .paths = {path},
+                                  .target = r.s.master})
+                   .rejected);
+    }
     const CandidateId first = r.pr(1).candidate.value();
-    r.green(first, sha('c'));
-    if (r.pr(1).status != PrStatus::Merged) REQUIRE(!r.master_pushed(first, true).rejected);
-    REQUIRE(r.s.master == sha('c'));
-    // The verdict judged at the old master passes, and is not taken.
-    auto late = r.on(PolicyChecked{
-        .number = 2, .sha = sha('b'), .pass = true, .at = r.now, .target = asked.target});
+    REQUIRE(!r.merged(first, sha('c')).rejected);
+    const CandidateId second = r.pr(2).candidate.value();  // built on #1's candidate
+    REQUIRE(!r.merged(second, sha('d')).rejected);
+    REQUIRE(!r.check(sha('c'), CheckState::Success).rejected);  // #1 lands: its push in flight
+    REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
+    REQUIRE(!r.check(sha('d'), CheckState::Success).rejected);  // green too; one landing at a time
+    auto o = r.master_pushed(first, true);
+    CHECK(r.pr(1).status == PrStatus::Merged);
+    // #2 was judged under the old policy: not pushed to master, judged again under the new one.
+    CHECK(none<FastForwardMaster>(o));
+    CHECK(r.s.train.empty());
     CHECK(r.pr(2).status == PrStatus::Approved);
-    CHECK(none<BuildCandidate>(late));
-    CHECK(only<CheckPolicy>(late).target == sha('c'));
-    // The verdict at the new master decides, either way.
-    r.policy(2, false, {"commit bbbbbbb is unsigned"});
-    CHECK(r.pr(2).status == PrStatus::Failed);
+    CHECK(only<CheckPolicy>(o).number == 2);
+  }
+}
+
+TEST_CASE("a verdict asked for before a policy change lands is not taken; after others it is") {
+  for (Strategy strategy : {Strategy::Serial, Strategy::Adaptive}) {
+    for (const std::string changed : {"src/a.c", ".dmz/keys/mallory.asc"}) {
+      CAPTURE(static_cast<int>(strategy));
+      CAPTURE(changed);
+      Repo r;
+      r.cfg.strategy = strategy;
+      REQUIRE(!r.open(1, sha('a')).rejected);
+      REQUIRE(!r.approve(1).rejected);
+      REQUIRE(!r.on(PolicyChecked{.number = 1,
+                                  .sha = sha('a'),
+                                  .pass = true,
+                                  .at = r.now,
+                                  .paths = {changed},
+                                  .target = kMaster})
+                   .rejected);
+      REQUIRE(!r.open(2, sha('b')).rejected);
+      const CheckPolicy asked = only<CheckPolicy>(r.approve(2));
+      CHECK(asked.target == kMaster);
+      // #1 lands while #2's verdict is being written.
+      const CandidateId first = r.pr(1).candidate.value();
+      r.green(first, sha('c'));
+      if (r.pr(1).status != PrStatus::Merged) REQUIRE(!r.master_pushed(first, true).rejected);
+      REQUIRE(r.s.master == sha('c'));
+      auto late = r.on(PolicyChecked{.number = 2,
+                                     .sha = sha('b'),
+                                     .pass = true,
+                                     .at = r.now,
+                                     .target = asked.target,
+                                     .epoch = asked.epoch});
+      if (changed == "src/a.c") {
+        // The policy is the one it was judged by: taken, even on a master that moved since (a
+        // slow check still ends on a busy queue).
+        CHECK(r.pr(2).status != PrStatus::Approved);
+        CHECK(none<CheckPolicy>(late));
+        continue;
+      }
+      // #1 changed the policy: the verdict is not taken; #2 is judged at the new master.
+      CHECK(r.pr(2).status == PrStatus::Approved);
+      CHECK(none<BuildCandidate>(late));
+      const CheckPolicy again = only<CheckPolicy>(late);
+      CHECK(again.target == sha('c'));
+      CHECK(again.epoch == asked.epoch + 1);
+      // The verdict under the new policy decides, either way.
+      r.policy(2, false, {"commit bbbbbbb is signed by mallory, whose key was revoked"});
+      CHECK(r.pr(2).status == PrStatus::Failed);
+    }
   }
 }
 

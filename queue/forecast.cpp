@@ -102,6 +102,7 @@ class Run {
             if (pr != s_.prs.end()) paths = pr->second.paths;
             PolicyChecked verdict{a.number, a.sha, true, {}, now_, std::move(paths)};
             verdict.target = a.target;
+            verdict.epoch = a.epoch;
             later(now_, std::move(verdict));
           } else if constexpr (std::is_same_v<A, BuildCandidate>) {
             const Sha sha = "forecast-" + std::to_string(++shas_);

@@ -47,7 +47,8 @@ struct Queue {
                           .pass = true,
                           .at = at,
                           .paths = {"p" + std::to_string(n) + "/x.cpp"},
-                          .target = s.master});
+                          .target = s.master,
+                          .epoch = s.policy_epoch});
     }
   }
   void apply(const Event& e) { REQUIRE_FALSE(handle(s, e, cfg).rejected); }

@@ -119,7 +119,7 @@ json fields(const PolicyChecked& e) {
   return {
       {"number", e.number}, {"sha", e.sha},     {"pass", e.pass},       {"reasons", e.reasons},
       {"at", e.at},         {"paths", e.paths}, {"signers", e.signers}, {"approvers", e.approvers},
-      {"target", e.target}};
+      {"target", e.target}, {"epoch", e.epoch}};
 }
 json fields(const MergeDone& e) {
   return {{"candidate", e.candidate},
@@ -174,11 +174,8 @@ json item_json(const MergeItem& i) {
 }
 
 json fields(const CheckPolicy& a) {
-  return {{"number", a.number},
-          {"sha", a.sha},
-          {"branch", a.branch},
-          {"author", a.author},
-          {"target", a.target}};
+  return {{"number", a.number}, {"sha", a.sha},       {"branch", a.branch},
+          {"author", a.author}, {"target", a.target}, {"epoch", a.epoch}};
 }
 json fields(const BuildCandidate& a) {
   json items = json::array();
@@ -283,6 +280,7 @@ nlohmann::json to_json(const RepoState& state, const std::map<int, Millis>* eta)
           {"retry_after", state.retry_after},
           {"next_candidate", state.next_candidate},
           {"window", state.window},
+          {"policy_epoch", state.policy_epoch},
           {"observed",
            {{"build_ms", state.observed.build_ms},
             {"fail_permille", state.observed.fail_permille},

@@ -187,7 +187,8 @@ TEST_CASE("events carry their snake_case type and fields") {
              {"paths", {"src/a.c", "docs/b.md"}},
              {"signers", {"alice"}},
              {"approvers", {"bob"}},
-             {"target", sha('m')}});
+             {"target", sha('m')},
+             {"epoch", 0}});
   CHECK(to_json(Event{PrOpened{1, "feature/a", "ann", "A", sha('a'), 1}}) ==
         json{{"type", "pr_opened"},
              {"number", 1},
@@ -240,13 +241,14 @@ TEST_CASE("event_kind names every event type") {
 }
 
 TEST_CASE("actions carry their snake_case type and fields") {
-  CHECK(to_json(Action{CheckPolicy{4, sha('a'), "feature/a", "ann", sha('0')}}) ==
+  CHECK(to_json(Action{CheckPolicy{4, sha('a'), "feature/a", "ann", sha('0'), 2}}) ==
         json{{"type", "check_policy"},
              {"number", 4},
              {"sha", sha('a')},
              {"branch", "feature/a"},
              {"author", "ann"},
-             {"target", sha('0')}});
+             {"target", sha('0')},
+             {"epoch", 2}});
   CHECK(to_json(Action{BuildCandidate{
             3, sha('0'), {MergeItem{4, sha('a'), "feature/a", "A", "ann", "mm"}}}}) ==
         json{{"type", "build_candidate"},

@@ -169,6 +169,9 @@ struct RepoState {
   Millis retry_after = 0;          // after a transient git error, no new candidate before this time
   std::size_t window = 0;          // train/adaptive: candidates allowed in flight (0: window_start)
   Observed observed;
+  // Raised each time the policy in force may have changed (a landing that touched .dmz/, master
+  // moved outside dmzbot): a verdict asked for before is not taken.
+  std::uint64_t policy_epoch = 0;
 
   bool operator==(const RepoState&) const = default;
 };
@@ -257,6 +260,7 @@ struct PolicyChecked {  // the shell's verdict for CheckPolicy
   std::vector<std::string> signers;    // accounts that validly signed its commits, sorted
   std::vector<std::string> approvers;  // accounts whose approvals the policy counted, sorted
   Sha target;                          // the master it was judged at (CheckPolicy's target)
+  std::uint64_t epoch = 0;             // CheckPolicy's: taken only while it is the state's
 };
 enum class MergeOutcome { Merged, Conflict, Error };
 struct MergeDone {  // result of BuildCandidate
@@ -345,6 +349,7 @@ struct CheckPolicy {
   Sha sha;
   std::string branch, author;  // a PR by signed tag is "tags/<name>", signed by its author
   Sha target;
+  std::uint64_t epoch = 0;  // RepoState::policy_epoch when asked; the verdict carries it back
 };
 struct MergeItem {
   int number = 0;

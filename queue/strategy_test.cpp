@@ -68,7 +68,8 @@ struct Repo {
                             .pass = true,
                             .at = now,
                             .paths = std::move(paths),
-                            .target = s.master});
+                            .target = s.master,
+                            .epoch = s.policy_epoch});
   }
   // Candidate `id` reached dmz at a fresh sha and its merges passed; returns the sha.
   Sha merge(CandidateId id) {
@@ -623,6 +624,7 @@ struct World {
   std::vector<std::pair<CandidateId, Sha>> pending_merge;
   std::vector<Sha> pending_check;
   std::vector<std::pair<CandidateId, Sha>> pending_push;
+  std::vector<CheckPolicy> pending_policy;  // asked again (a policy change, a push to master)
   int shas = 0, next_pr = 1, events = 0;
   int forecasts = 0;  // of the state so far (every 1,000th event)
   Millis now = 1'000'000;
@@ -646,10 +648,13 @@ struct World {
         pending_check.push_back(sb->sha);
       } else if (const auto* ff = std::get_if<FastForwardMaster>(&a)) {
         pending_push.emplace_back(ff->candidate, ff->to);
+      } else if (const auto* cp = std::get_if<CheckPolicy>(&a)) {
+        pending_policy.push_back(*cp);
       }
     }
   }
   std::map<CandidateId, std::vector<int>> merges;
+  int stale_verdicts = 0;  // verdicts answered after the policy changed: none may be taken
 
   void apply(const Event& e) {
     Outcome o = handle(s, e, cfg);
@@ -701,8 +706,15 @@ struct World {
     if (!broken.empty()) CHECK_MESSAGE(false, broken, " after event ", events);
   }
 
+  // What a PR changes: one of three directories, or now and then the policy's keys (its landing
+  // has every PR waiting judged again).
+  std::vector<std::string> some_paths() {
+    if (pick(10) == 0) return {".dmz/keys/k.asc"};
+    return {"d" + std::to_string(pick(3)) + "/f"};
+  }
+
   void step() {
-    switch (pick(12)) {
+    switch (pick(13)) {
       case 0:
       case 1: {  // a new PR, approved
         const int n = next_pr++;
@@ -710,13 +722,16 @@ struct World {
         apply(PrOpened{n, "f", "dev" + std::to_string(n % 3), "t", sha_of('h', n), now});
         if (pick(4) == 0) apply(PriorityRequested{n, pick(3), "mm", now});
         apply(MergeRequested{n, sha_of('h', n), "mm", now});
-        std::vector<std::string> paths = {"d" + std::to_string(pick(3)) + "/f"};
+        // Its verdict comes at once, or later (case 12), any number of events after.
+        if (pick(2) == 0) break;
+        std::erase_if(pending_policy, [&](const CheckPolicy& a) { return a.number == n; });
         apply(PolicyChecked{.number = n,
                             .sha = sha_of('h', n),
                             .pass = pick(10) != 0,
                             .at = now,
-                            .paths = paths,
-                            .target = s.master});
+                            .paths = some_paths(),
+                            .target = s.master,
+                            .epoch = s.policy_epoch});
         break;
       }
       case 2:
@@ -786,7 +801,28 @@ struct World {
         pending_merge.clear();
         pending_check.clear();
         pending_push.clear();
+        pending_policy.clear();
         absorb(Outcome{std::nullopt, resume(s, cfg)});
+        break;
+      }
+      case 12: {  // a policy verdict answers (any order; the policy may have changed since)
+        if (pending_policy.empty()) break;
+        const auto i = static_cast<std::size_t>(pick(static_cast<int>(pending_policy.size())));
+        const CheckPolicy asked = pending_policy[i];
+        pending_policy.erase(pending_policy.begin() + static_cast<std::ptrdiff_t>(i));
+        const bool stale = asked.epoch != s.policy_epoch;
+        const auto pr = s.prs.find(asked.number);
+        const bool waiting = pr != s.prs.end() && pr->second.status == PrStatus::Approved;
+        apply(PolicyChecked{.number = asked.number,
+                            .sha = asked.sha,
+                            .pass = pick(10) != 0,
+                            .at = now,
+                            .paths = some_paths(),
+                            .target = asked.target,
+                            .epoch = asked.epoch});
+        // A verdict asked for under an older policy is never taken.
+        if (stale && waiting) CHECK(s.prs.at(asked.number).status == PrStatus::Approved);
+        if (stale && waiting) ++stale_verdicts;
         break;
       }
     }
@@ -822,7 +858,7 @@ TEST_CASE("property: random events keep every strategy's invariants") {
       settings.push_back({"interrupts", cfg});
     }
   }
-  int forecasts = 0;
+  int forecasts = 0, stale_verdicts = 0;
   for (const auto& named : settings) {
     for (std::uint64_t seed = 1; seed <= 8; ++seed) {
       CAPTURE(to_string(named.cfg.strategy));
@@ -832,7 +868,9 @@ TEST_CASE("property: random events keep every strategy's invariants") {
       for (int i = 0; i < 1200; ++i) w.step();
       CHECK(w.landed.size() > 0);
       forecasts += w.forecasts;
+      stale_verdicts += w.stale_verdicts;
     }
   }
   CHECK(forecasts > 20);
+  CHECK(stale_verdicts > 20);  // the policy did change under verdicts in flight
 }

@@ -94,7 +94,8 @@ int main(int argc, char** argv) {
                            .sha = head,
                            .pass = true,
                            .at = now,
-                           .target = ports.of<q::CheckPolicy>().back().target},
+                           .target = ports.of<q::CheckPolicy>().back().target,
+                           .epoch = ports.of<q::CheckPolicy>().back().epoch},
           "policy");
     auto built = ports.of<q::BuildCandidate>();
     if (built.empty()) die("no candidate for #" + std::to_string(n));

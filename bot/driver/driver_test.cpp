@@ -79,7 +79,8 @@ struct World {
             .sha = head,
             .pass = true,
             .at = clock.now(),
-            .target = ports.of<q::CheckPolicy>().back().target};
+            .target = ports.of<q::CheckPolicy>().back().target,
+            .epoch = ports.of<q::CheckPolicy>().back().epoch};
   }
   // A PR from registration to Queued; returns nothing, asserts every step.
   void queue_pr(int n, const q::Sha& head) {

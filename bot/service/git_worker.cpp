@@ -274,7 +274,8 @@ q::PolicyChecked GitWorker::check_policy(const q::CheckPolicy& a, const ForgeRev
   pr.author = a.author;
   pr.head = a.sha;
   auto verdict = policy_->check(*mirror_, pr, a.sha, a.target, clock_.now(), reviews);
-  verdict.target = a.target;  // the engine takes it only while master is still there
+  verdict.target = a.target;
+  verdict.epoch = a.epoch;  // the engine takes it only while the policy is the one it asked under
   return verdict;
 }
 

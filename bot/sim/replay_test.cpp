@@ -59,7 +59,8 @@ void record_history(const std::filesystem::path& data_dir) {
                           .pass = true,
                           .at = clock.now(),
                           .paths = std::move(paths),
-                          .target = ports.of<q::CheckPolicy>().back().target});
+                          .target = ports.of<q::CheckPolicy>().back().target,
+                          .epoch = ports.of<q::CheckPolicy>().back().epoch});
     auto bc = ports.of<q::BuildCandidate>().back();
     must(q::MergeDone{bc.candidate, q::MergeOutcome::Merged, sha(commit), 0, {}, "", clock.now()});
     must(q::CandidateChecked{bc.candidate, sha(commit), true, {}, clock.now()});

@@ -163,6 +163,7 @@ class World final : public driver::GitPort,
     later(kPolicyDelay, [this, a] {
       q::PolicyChecked verdict{a.number, a.sha, true, {}, now(), w_.pr(a.number).paths()};
       verdict.target = a.target;
+      verdict.epoch = a.epoch;
       apply(std::move(verdict));
       predict_landing(a.number);
     });

@@ -50,6 +50,7 @@ class MemoryStore final : public Store {
     r.state.next_candidate = st.next_candidate;
     r.state.retry_after = st.retry_after;
     r.state.window = st.window;
+    r.state.policy_epoch = st.policy_epoch;
     r.state.observed = st.observed;
     for (int number : change.delta.removed_prs) r.state.prs.erase(number);
     for (int number : change.delta.changed_prs) {

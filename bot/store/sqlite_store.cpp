@@ -58,7 +58,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 13> kMigrations = {
+constexpr std::array<std::string_view, 14> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -295,6 +295,11 @@ ALTER TABLE prs ADD COLUMN untested INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX events_by_time ON events(at);
 CREATE INDEX outcomes_by_time ON outcomes(at);
 CREATE INDEX event_prs_by_seq ON event_prs(seq);
+)sql",
+    // 14: the policy epoch: a policy verdict asked for before the policy may have changed is
+    // not taken.
+    R"sql(
+ALTER TABLE repos ADD COLUMN policy_epoch INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 
@@ -990,19 +995,20 @@ class SqliteStore final : public Store {
       if (!row) return row.error();
       if (*row) return conflict("store: " + st.repo + " was saved by another writer");
       DMZ_TRY_R(stmt("INSERT INTO repos(name, master, next_candidate, retry_after, version,"
-                     " train_window, observed) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6)")
+                     " train_window, observed, policy_epoch) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6, ?7)")
                     .bind(1, st.repo)
                     .bind(2, st.master)
                     .bind(3, as_int64(st.next_candidate))
                     .bind(4, st.retry_after)
                     .bind(5, static_cast<std::int64_t>(st.window))
                     .bind(6, observed_json(st.observed))
+                    .bind(7, as_int64(st.policy_epoch))
                     .exec()
                     .prefixed("store: " + st.repo + " was saved by another writer: "));
       return std::uint64_t{1};
     }
     DMZ_TRY_R(stmt("UPDATE repos SET master = ?2, next_candidate = ?3, retry_after = ?4,"
-                   " version = version + 1, train_window = ?6, observed = ?7"
+                   " version = version + 1, train_window = ?6, observed = ?7, policy_epoch = ?8"
                    " WHERE name = ?1 AND version = ?5")
                   .bind(1, st.repo)
                   .bind(2, st.master)
@@ -1011,6 +1017,7 @@ class SqliteStore final : public Store {
                   .bind(5, as_int64(expected))
                   .bind(6, static_cast<std::int64_t>(st.window))
                   .bind(7, observed_json(st.observed))
+                  .bind(8, as_int64(st.policy_epoch))
                   .exec());
     if (sqlite3_changes(db_.get()) != 1)
       return conflict("store: " + st.repo + " is not at version " + std::to_string(expected) +
@@ -1272,8 +1279,8 @@ class SqliteStore final : public Store {
     queue::RepoState& st = loaded.state;
     {
       auto& q = stmt(
-          "SELECT master, next_candidate, retry_after, version, train_window, observed"
-          " FROM repos WHERE name = ?1");
+          "SELECT master, next_candidate, retry_after, version, train_window, observed,"
+          " policy_epoch FROM repos WHERE name = ?1");
       q.bind(1, name);
       auto row = q.step();
       if (!row) return row.error();
@@ -1284,6 +1291,7 @@ class SqliteStore final : public Store {
       st.retry_after = q.int64(2);
       loaded.version = as_uint64(q.int64(3));
       st.window = static_cast<std::size_t>(q.int64(4));
+      st.policy_epoch = as_uint64(q.int64(6));
       auto observed = parse_observed(name, q.text(5));
       q.reset();
       if (!observed) return observed.error();

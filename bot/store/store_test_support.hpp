@@ -87,6 +87,7 @@ inline void check_equal(const RepoState& a, const RepoState& b) {
   CHECK(a.next_candidate == b.next_candidate);
   CHECK(a.retry_after == b.retry_after);
   CHECK(a.window == b.window);
+  CHECK(a.policy_epoch == b.policy_epoch);
   CHECK(a.observed == b.observed);
   REQUIRE(a.prs.size() == b.prs.size());
   for (auto ia = a.prs.begin(), ib = b.prs.begin(); ia != a.prs.end(); ++ia, ++ib) {
@@ -170,6 +171,7 @@ inline RepoState rich_state() {
   c3.created_at = 2700;
   // The strategies' bookkeeping, in every form.
   s.window = 6;
+  s.policy_epoch = 3;
   s.observed.build_ms = 1'800'000;
   s.observed.fail_permille = 123;
   s.observed.builds = 77;

@@ -67,14 +67,13 @@ Result<std::vector<std::string>> merge_effect(git::Mirror& mirror, const queue::
   return std::vector<std::string>(paths.begin(), paths.end());
 }
 
-// The files a PR changes (merge_effect). Empty when they cannot be read (the PR then shares
-// the main lane: the safe side).
-std::vector<std::string> pr_paths(git::Mirror& mirror, const queue::Sha& target,
-                                  const queue::Sha& sha) {
+// The files a PR changes (merge_effect). They must be known: the engine judges queued PRs again
+// when a landing changed .dmz/, the first policy included.
+Result<std::vector<std::string>> pr_paths(git::Mirror& mirror, const queue::Sha& target,
+                                          const queue::Sha& sha) {
   auto commits = trust::rev_list(mirror, target, sha);
-  if (!commits) return {};
-  auto paths = merge_effect(mirror, sha, *commits);
-  return paths ? std::move(*paths) : std::vector<std::string>{};
+  if (!commits) return commits.error();
+  return merge_effect(mirror, sha, *commits);
 }
 
 class TrustPolicy final : public PolicyChecker {
@@ -98,8 +97,12 @@ class TrustPolicy final : public PolicyChecker {
     auto in_force = trust::policy_in_force(mirror, target, repo_.policy_root);
     if (!in_force) return fail({"error: " + in_force.message()});
     if (!*in_force) {
-      out.pass = true;                            // no policy at all: the checks alone gate master
-      out.paths = pr_paths(mirror, target, sha);  // the strategies' lanes and risk need them
+      // No policy at all: the checks alone gate master. What the PR changes is still needed (a
+      // PR that brings the first policy makes the queue judge the others again; lanes, risk).
+      auto paths = pr_paths(mirror, target, sha);
+      if (!paths) return fail({"error: " + paths.message()});
+      out.pass = true;
+      out.paths = std::move(*paths);
       return out;
     }
     trust::PolicySource source = std::move(**in_force);
