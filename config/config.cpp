@@ -22,12 +22,12 @@
 //   [store]
 //   kind = "sqlite"                # the only kind so far
 //   path = "dmzbot.db"             # relative to data_dir
-//   history_days = 365             # events and outcomes older are pruned (0: kept forever)
+//   history_days = 365             # events and outcomes older are pruned (>= 7; 0: kept forever)
 //
 //   [signing]                      # absent: merge commits are unsigned (a key needs its format)
 //   format = "ssh"                 # "ssh" (needs key) or "openpgp" (needs fingerprint)
 //   key = "keys/dmzbot_ed25519"    # ssh private key file: a readable regular file, <= 64 KiB
-//   fingerprint = "ABCD..."        # openpgp key in gnupg_home: its full fingerprint (40 or 64 hex)
+//   fingerprint = "ABCD..."        # openpgp key in gnupg_home: its full fingerprint (40 hex)
 //   gnupg_home = "gnupg"           # must be a directory if given
 //   name = "dmzbot"                # committer identity
 //   email = "dmzbot@localhost"
@@ -441,8 +441,16 @@ class Loader {
           problem(*t->get("kind"), "store.kind '" + *v + "' is not supported (use \"sqlite\")");
       }
       if (auto v = string(*t, "path", "store.path")) s.path = *v;
-      if (auto v = integer(*t, "history_days", "store.history_days", 0, 36500, "days", "100 years"))
-        s.history_days = static_cast<int>(*v);
+      if (auto v =
+              integer(*t, "history_days", "store.history_days", 0, 36500, "days", "100 years")) {
+        // The event log also dates PR heads for approvals and replayed webhooks (a week).
+        if (*v > 0 && *v < 7)
+          problem(*t->get("history_days"),
+                  "store.history_days must be 0 (kept forever) or at least 7, not " +
+                      std::to_string(*v));
+        else
+          s.history_days = static_cast<int>(*v);
+      }
     }
     if (s.path.is_relative()) s.path = (data_dir / s.path).lexically_normal();
   }
@@ -454,13 +462,14 @@ class Loader {
     if (auto v = string(*t, "name", "signing.name")) s.name = *v;
     if (auto v = string(*t, "email", "signing.email")) s.email = *v;
     if (auto v = string(*t, "fingerprint", "signing.fingerprint")) {
-      // The full fingerprint (v4: 40 hex digits, v5: 64): a short key id can name another key.
+      // The full fingerprint (40 hex digits, as the signer takes it): a short key id can name
+      // another key.
       const bool hex =
           std::all_of(v->begin(), v->end(), [](unsigned char c) { return std::isxdigit(c) != 0; });
-      if (!hex || (v->size() != 40 && v->size() != 64))
+      if (!hex || v->size() != 40)
         problem(*t->get("fingerprint"),
-                "signing.fingerprint must be the key's full fingerprint (40 or 64 hex digits, "
-                "no spaces), not '" +
+                "signing.fingerprint must be the key's full fingerprint (40 hex digits, no "
+                "spaces), not '" +
                     *v + "'");
       s.fingerprint = *v;
     }
@@ -478,10 +487,10 @@ class Loader {
         problem(*t->get("key"), "signing.key file " + content.message());
       else if (content->empty())
         problem(*t->get("key"), "signing.key file '" + s.key.string() + "' is empty");
-      else if (content->find("PRIVATE KEY-----") == std::string::npos)
+      else if (content->find("-----BEGIN OPENSSH PRIVATE KEY-----") == std::string::npos)
         problem(*t->get("key"), "signing.key file '" + s.key.string() +
-                                    "' is not a private key (an OpenSSH public key, or another "
-                                    "format?): give the private key file");
+                                    "' is not an OpenSSH private key (a public key, or PEM?): "
+                                    "give the private key ssh-keygen wrote, without a passphrase");
     }
     if (!t->contains("format")) {
       // A key without a format would leave every merge unsigned, silently.

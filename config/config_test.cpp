@@ -400,6 +400,8 @@ TEST_CASE("config: server ranges") {
   CHECK(f.problems("[store]\nhistory_days = -1\n" + kRepo) ==
         Lines{"2: store.history_days must be between 0 and 36500 days (100 years), not -1"});
   CHECK(f.ok("[store]\nhistory_days = 0\n" + kRepo).store.history_days == 0);  // kept forever
+  CHECK(f.problems("[store]\nhistory_days = 3\n" + kRepo) ==
+        Lines{"2: store.history_days must be 0 (kept forever) or at least 7, not 3"});
 }
 
 TEST_CASE("config: [log] format is text (the default) or json") {
@@ -575,7 +577,7 @@ TEST_CASE("config: signing") {
   // A short key id, a fingerprint with spaces, a public key instead of the private one.
   CHECK(
       f.problems("[signing]\nformat = \"openpgp\"\nfingerprint = \"89ABCDEF01234567\"\n" + kRepo) ==
-      Lines{"3: signing.fingerprint must be the key's full fingerprint (40 or 64 hex digits, no "
+      Lines{"3: signing.fingerprint must be the key's full fingerprint (40 hex digits, no "
             "spaces), not '89ABCDEF01234567'"});
   CHECK(f.problems("[signing]\nformat = \"openpgp\"\nfingerprint = \"0123 4567 89AB CDEF 0123  "
                    "4567 89AB CDEF 0123 4567\"\n" +
@@ -584,8 +586,10 @@ TEST_CASE("config: signing") {
   test::write_file(f.dir / "key.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB bot@host\n");
   CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"key.pub\"\n" + kRepo) ==
         Lines{"3: signing.key file '" + (f.dir / "key.pub").string() +
-              "' is not a private key (an OpenSSH public key, or another format?): give the "
-              "private key file"});
+              "' is not an OpenSSH private key (a public key, or PEM?): give the private key "
+              "ssh-keygen wrote, without a passphrase"});
+  test::write_file(f.dir / "key.pem", "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n");
+  CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"key.pem\"\n" + kRepo).size() == 1);
 }
 
 TEST_CASE("config: every problem is reported, in line order") {
