@@ -13,12 +13,12 @@
 namespace dmz::trust {
 namespace {
 
-// A tree entry's mode as git reads it (tree-walk.c get_mode and canon_mode): octal digits, then
-// the canonical mode of its type. A zero-padded "040000" is a directory to git and "100664" a
-// regular file; judged by their text, such entries would hide the paths they hold from the
-// gate. Longer than any mode git writes (git would wrap around): malformed, on the safe side.
+// A tree entry's mode as git reads it (tree-walk.c get_mode and canon_mode): octal digits of
+// any length (an unsigned that wraps, as git's), then the canonical mode of its type. A
+// zero-padded "040000" is a directory to git and "100664" a regular file; judged by their
+// text, such entries would hide the paths they hold from the gate.
 std::optional<std::string> canonical_mode(std::string_view text) {
-  if (text.empty() || text.size() > 7) return std::nullopt;
+  if (text.empty()) return std::nullopt;
   unsigned mode = 0;
   for (char c : text) {
     if (c < '0' || c > '7') return std::nullopt;
@@ -48,6 +48,7 @@ std::optional<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
     if (!mode) return std::nullopt;
     e.mode = std::move(*mode);
     e.name = std::string(raw.substr(sp + 1, nul - sp - 1));
+    if (e.name.empty()) return std::nullopt;  // git: "empty filename in tree entry"
     e.id = to_hex(raw.substr(nul + 1, 20));
     out.push_back(std::move(e));
     raw.remove_prefix(nul + 21);

@@ -56,6 +56,13 @@ TEST_CASE("raw trees: modes are read as git reads them") {
   REQUIRE(none);
   CHECK(none->empty());
 
+  // Any number of leading zeros: still what git reads.
+  const std::string padded =
+      raw_tree(dir.path(), {{"0000000040000 .dmz", dmz}, {"000000100644 a.txt", blob}});
+  auto same = changed_paths(**mirror, canonical, padded);
+  REQUIRE(same);
+  CHECK(same->empty());
+
   // A mode git cannot read is a malformed tree, not a guess.
   const std::string bad = raw_tree(dir.path(), {{"10x644 a.txt", blob}});
   auto refused = changed_paths(**mirror, "", bad);
