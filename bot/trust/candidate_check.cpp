@@ -3,14 +3,29 @@
 #include <vector>
 
 #include "bot/git/mirror.hpp"
+#include "bot/trust/gate.hpp"
+#include "bot/trust/raw_objects.hpp"
 #include "bot/trust/signed_object.hpp"
 #include "queue/policy.hpp"
+#include "queue/policy_paths.hpp"
 
 namespace dmz {
 
 namespace {
 // A train is at most a few dozen merges deep; anything longer is not a candidate of ours.
 constexpr int kMaxMerges = 1000;
+
+// The top-level `.dmz` entry of `tree` ("" if there is none), as "<mode> <id>".
+Result<std::string> policy_dir_of(git::Mirror& mirror, const std::string& tree) {
+  auto top = trust::list_tree(mirror, tree, "");
+  if (!top) return top.error();
+  const std::string_view path = queue::kPolicyPath;
+  const std::string dir(path.substr(0, path.find('/')));
+  if (*top)
+    for (const auto& e : **top)
+      if (e.name == dir) return e.mode + " " + e.id;
+  return std::string();
+}
 }  // namespace
 
 CandidateChecker::CandidateChecker(const config::Repo& repo)
@@ -75,6 +90,23 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
     if (!*recomputed || **recomputed != m->tree)
       out.reasons.push_back("evil merge: " + trust::short_sha(m->sha) +
                             "'s tree differs from the merge of its parents");
+    // A merge that changes .dmz/ although the PR's own changes do not was never judged as a
+    // policy change (by the rules for .dmz/**, nor by the queue, which judges everyone again
+    // after one): git's rename detection carries an edit of a file master moved there.
+    auto ours = trust::commit_links(mirror, m->ours);
+    if (!ours) return fail("error: " + ours.message());
+    auto before = policy_dir_of(mirror, ours->tree);
+    if (!before) return fail("error: " + before.message());
+    auto after = policy_dir_of(mirror, m->tree);
+    if (!after) return fail("error: " + after.message());
+    if (*before != *after) {
+      auto own = pr_paths(mirror, m->ours, m->theirs);
+      if (!own) return fail("error: " + own.message());
+      if (!queue::touches_policy_sources(*own))
+        out.reasons.push_back("merge " + trust::short_sha(m->sha) +
+                              " changes .dmz/ although its pull request's changes do not (a "
+                              "file master moved there?): rebase the pull request");
+    }
     if (!keys) continue;  // no policy: the checks alone gate master
     auto fact = gatherer_.commit_fact(mirror, *keys, m->sha);
     if (!fact) return fail("error: " + fact.message());

@@ -69,6 +69,41 @@ TEST_CASE("an honest merge passes without a policy; an evil merge never does") {
         "evil merge: " + evil.substr(0, 7) + "'s tree differs from the merge of its parents");
 }
 
+TEST_CASE("a merge that changes .dmz/ beyond its PR's own changes is refused") {
+  Fixture f;
+  const std::string text = "line 1\nline 2\nline 3\nline 4\nline 5\nline 6\n";
+  const std::string before = test::commit_files(f.work, {{"x.txt", text}}, "x");
+  // master moves x.txt into the policy's keys; a PR made before that edits x.txt.
+  must(test::git_env() + "git checkout -q -b pr", f.work);
+  const std::string pr =
+      test::commit_files(f.work, {{"x.txt", "line 1\nline 2 edited\n" + text.substr(14)}}, "edit");
+  must(test::git_env() + "git checkout -q master && mkdir -p .dmz/keys && " + test::git_env() +
+           "git mv x.txt .dmz/keys/k.asc && " + test::git_env() + "git commit -q -m move",
+       f.work);
+  const std::string master = must("git rev-parse HEAD", f.work).substr(0, 40);
+  f.publish("pr");
+  f.publish("master");
+  // dmzbot's merge (libgit2, renames found) carries the PR's edit into .dmz/keys/k.asc.
+  auto merged = f.mirror->merge(master, pr, "Merge PR #1\n", {});
+  REQUIRE(merged);
+  REQUIRE(merged->clean);
+  CandidateChecker checker(no_policy());
+  auto v = checker.check(*f.mirror, queue::CheckCandidate{1, merged->commit, master}, 0);
+  CHECK_FALSE(v.pass);
+  REQUIRE(v.reasons.size() == 1);
+  CHECK(v.reasons[0] == "merge " + merged->commit.substr(0, 7) +
+                            " changes .dmz/ although its pull request's changes do not (a file "
+                            "master moved there?): rebase the pull request");
+  // A PR whose own changes are in .dmz/ is a policy change the gate judged as one: it passes.
+  must(test::git_env() + "git checkout -q -b keys " + before, f.work);
+  const std::string keys = test::commit_files(f.work, {{".dmz/keys/b.asc", "b\n"}}, "key");
+  f.publish("keys");
+  auto own = f.mirror->merge(master, keys, "Merge PR #2\n", {});
+  REQUIRE(own);
+  REQUIRE(own->clean);
+  CHECK(checker.check(*f.mirror, queue::CheckCandidate{2, own->commit, master}, 0).pass);
+}
+
 TEST_CASE("a commit on dmz that is not a merge is refused") {
   Fixture f;
   std::string plain = test::commit_files(f.work, {{"b.txt", "b\n"}}, "direct commit");

@@ -67,14 +67,16 @@ Result<std::vector<std::string>> merge_effect(git::Mirror& mirror, const queue::
   return std::vector<std::string>(paths.begin(), paths.end());
 }
 
-// The files a PR changes (merge_effect). They must be known: the engine judges queued PRs again
-// when a landing changed .dmz/, the first policy included.
+}  // namespace
+
 Result<std::vector<std::string>> pr_paths(git::Mirror& mirror, const queue::Sha& target,
                                           const queue::Sha& sha) {
   auto commits = trust::rev_list(mirror, target, sha);
   if (!commits) return commits.error();
   return merge_effect(mirror, sha, *commits);
 }
+
+namespace {
 
 class TrustPolicy final : public PolicyChecker {
  public:

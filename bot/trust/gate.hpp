@@ -41,6 +41,12 @@ class PolicyChecker {
   virtual std::uint64_t signature_verifications() const { return 0; }
 };
 
+// The files merging `sha` into `target` changes (what differs between their newest merge bases
+// and `sha`, with what each of the PR's commits changes). They must be known: the engine judges
+// queued PRs again when a landing changed .dmz/, the first policy included.
+Result<std::vector<std::string>> pr_paths(git::Mirror& mirror, const queue::Sha& target,
+                                          const queue::Sha& sha);
+
 // The checker configured for `repo` (its policy_root, its master branch and the policy file
 // committed in the repository).
 std::unique_ptr<PolicyChecker> make_policy_checker(const config::Repo& repo);

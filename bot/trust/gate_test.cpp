@@ -236,6 +236,12 @@ TEST_CASE("trust: without a policy_root or a committed policy every PR passes") 
   CHECK(v.paths == std::vector<std::string>{"a.txt"});         // what it changes: lanes need it
   CHECK(checker->check(*r.mirror, pr, head, "", 0, {}).pass);  // no master known yet
   CHECK_FALSE(checker->counts_forge_reviews(*r.mirror, r.root));
+  // What it changes cannot be read (a head the mirror does not hold): it fails, with the error,
+  // rather than pass with no paths (a landing of the first policy would go unseen).
+  auto unread = checker->check(*r.mirror, pr, std::string(40, 'e'), r.root, 0, {});
+  CHECK_FALSE(unread.pass);
+  REQUIRE(unread.reasons.size() == 1);
+  CHECK(unread.reasons[0].rfind("error: ", 0) == 0);
 }
 
 TEST_CASE("trust: the trust root judges a repository without a committed policy") {
