@@ -758,11 +758,12 @@ TEST_CASE("a landing that changes the policy has every queued PR judged again un
 }
 
 TEST_CASE("a landing that changes the policy starts no other landing in the same event") {
-  for (Strategy strategy : {Strategy::Train, Strategy::Adaptive}) {
+  for (Strategy strategy : {Strategy::Serial, Strategy::Train, Strategy::Adaptive}) {
     CAPTURE(static_cast<int>(strategy));
     Repo r;
     r.cfg.strategy = strategy;
     r.cfg.window_start = 4;
+    r.cfg.max_train = 2;  // serial: a second candidate builds behind the first
     for (auto [n, head, path] :
          {std::tuple{1, sha('a'), ".dmz/policy.toml"}, std::tuple{2, sha('b'), "src/x.c"}}) {
       REQUIRE(!r.open(n, head).rejected);
@@ -993,6 +994,19 @@ TEST_CASE("master moved by someone else: the train is rebuilt on the new master,
     CHECK(bc.candidate == 2);
     CHECK(r.pr(1).status == PrStatus::Merging);
     CHECK(r.pr(1).approval->sha == sha('a'));
+  }
+  SUBCASE("a verdict asked for before the move is not taken") {
+    REQUIRE(!r.open(2, sha('b')).rejected);
+    const CheckPolicy asked = only<CheckPolicy>(r.approve(2));
+    REQUIRE(!r.on(MasterObserved{moved, r.now}).rejected);
+    auto late = r.on(PolicyChecked{.number = 2,
+                                   .sha = sha('b'),
+                                   .pass = true,
+                                   .at = r.now,
+                                   .target = asked.target,
+                                   .epoch = asked.epoch});
+    CHECK(r.pr(2).status == PrStatus::Approved);
+    CHECK(only<CheckPolicy>(late).target == moved);
   }
   SUBCASE("the same master again: nothing") {
     const std::string before = r.dump();

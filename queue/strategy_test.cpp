@@ -648,6 +648,11 @@ struct World {
         pending_check.push_back(sb->sha);
       } else if (const auto* ff = std::get_if<FastForwardMaster>(&a)) {
         pending_push.emplace_back(ff->candidate, ff->to);
+        // Everything it lands was judged under the policy in force now.
+        for (int n : content.at(ff->to))
+          if (!std::count(master_content.begin(), master_content.end(), n))
+            CHECK_MESSAGE((judged_at.count(n) > 0 && judged_at.at(n) == s.policy_epoch), "#", n,
+                          " lands judged under an older policy");
       } else if (const auto* cp = std::get_if<CheckPolicy>(&a)) {
         pending_policy.push_back(*cp);
       }
@@ -655,6 +660,17 @@ struct World {
   }
   std::map<CandidateId, std::vector<int>> merges;
   int stale_verdicts = 0;  // verdicts answered after the policy changed: none may be taken
+  std::map<int, std::uint64_t> judged_at;  // the policy epoch of each PR's verdict taken last
+
+  // Applies a verdict and notes its epoch when it is taken (the PR was waiting for it).
+  void verdict(const PolicyChecked& v) {
+    const auto pr = s.prs.find(v.number);
+    const bool taken = pr != s.prs.end() && pr->second.status == PrStatus::Approved &&
+                       pr->second.approval && pr->second.approval->sha == v.sha &&
+                       v.epoch == s.policy_epoch;
+    apply(v);
+    if (taken) judged_at[v.number] = v.epoch;
+  }
 
   void apply(const Event& e) {
     Outcome o = handle(s, e, cfg);
@@ -725,13 +741,13 @@ struct World {
         // Its verdict comes at once, or later (case 12), any number of events after.
         if (pick(2) == 0) break;
         std::erase_if(pending_policy, [&](const CheckPolicy& a) { return a.number == n; });
-        apply(PolicyChecked{.number = n,
-                            .sha = sha_of('h', n),
-                            .pass = pick(10) != 0,
-                            .at = now,
-                            .paths = some_paths(),
-                            .target = s.master,
-                            .epoch = s.policy_epoch});
+        verdict(PolicyChecked{.number = n,
+                              .sha = sha_of('h', n),
+                              .pass = pick(10) != 0,
+                              .at = now,
+                              .paths = some_paths(),
+                              .target = s.master,
+                              .epoch = s.policy_epoch});
         break;
       }
       case 2:
@@ -813,13 +829,13 @@ struct World {
         const bool stale = asked.epoch != s.policy_epoch;
         const auto pr = s.prs.find(asked.number);
         const bool waiting = pr != s.prs.end() && pr->second.status == PrStatus::Approved;
-        apply(PolicyChecked{.number = asked.number,
-                            .sha = asked.sha,
-                            .pass = pick(10) != 0,
-                            .at = now,
-                            .paths = some_paths(),
-                            .target = asked.target,
-                            .epoch = asked.epoch});
+        verdict(PolicyChecked{.number = asked.number,
+                              .sha = asked.sha,
+                              .pass = pick(10) != 0,
+                              .at = now,
+                              .paths = some_paths(),
+                              .target = asked.target,
+                              .epoch = asked.epoch});
         // A verdict asked for under an older policy is never taken.
         if (stale && waiting) CHECK(s.prs.at(asked.number).status == PrStatus::Approved);
         if (stale && waiting) ++stale_verdicts;
