@@ -235,6 +235,23 @@ TEST_CASE("check-config parses policy_root: its problems at their own lines, exi
   CHECK(bad.out.find(": ok (") == std::string::npos);
 }
 
+TEST_CASE("check-config loads the signing key as serve will: one with a passphrase is refused") {
+  test::TempDir dir;
+  test::must("ssh-keygen -q -t ed25519 -N '' -C bot -f plain", dir.path());
+  test::must("ssh-keygen -q -t ed25519 -N secret -C bot -f locked", dir.path());
+  auto config = [&](const std::string& key) {
+    test::write_file(dir / "c.toml",
+                     "[signing]\nformat = \"ssh\"\nkey = \"" + key +
+                         "\"\n[[repo]]\nname = \"acme/widget\"\nremote = \"/srv/w.git\"\n"
+                         "required_checks = [\"ci/build\"]\n");
+    return test::run(dmzbot() + " check-config c.toml", dir.path());
+  };
+  CHECK(config("plain").exit_code == 0);
+  auto locked = config("locked");
+  CHECK(locked.exit_code == 1);
+  CHECK(locked.out.find("c.toml:0: signing: ") != std::string::npos);
+}
+
 TEST_CASE("check-config reports an unreadable file and a TOML syntax error") {
   test::TempDir dir;
   auto missing = test::run(dmzbot() + " check-config nowhere.toml", dir.path());

@@ -16,19 +16,27 @@
 #include "bot/trust/facts.hpp"
 #include "bot/trust/push_hooks.hpp"
 #include "bot/trust/release_check.hpp"
+#include "bot/trust/signing.hpp"
 #include "bot/trust/verify_command.hpp"
 #include "config/config.hpp"
 
 namespace {
 
 // Prints every problem as file:line: message; returns the config if there were none.
-// Also parses each repository's policy_root: one that does not parse would refuse every PR
-// (the gate fails closed), so it is said before serving, with its own file:line.
+// Also parses each repository's policy_root (one that does not parse would refuse every PR: the
+// gate fails closed), with its own file:line, and loads the signing key as serve will (a key
+// with a passphrase, of a type the signer does not know, or missing from the GnuPG home).
 std::optional<dmz::config::Config> load_config(const std::string& file) {
   auto loaded = dmz::config::load(file);
   for (const auto& p : loaded.problems) std::fprintf(stderr, "%s\n", p.to_string().c_str());
   if (!loaded.problems.empty()) return std::nullopt;
   bool ok = true;
+  if (!loaded.config->signing.format.empty()) {
+    if (auto signer = dmz::make_signer(loaded.config->signing); !signer) {
+      std::fprintf(stderr, "%s:0: signing: %s\n", file.c_str(), signer.message().c_str());
+      ok = false;
+    }
+  }
   for (const auto& repo : loaded.config->repos) {
     if (repo.policy_root.empty()) continue;
     auto source = dmz::trust::policy_source_from_file(repo.policy_root);
