@@ -106,6 +106,28 @@ struct Repo {
     return on(Tick{at});
   }
 
+  // The passing verdict the shell gives to `asked`, however late.
+  Outcome answer(const CheckPolicy& asked) {
+    return on(PolicyChecked{.number = asked.number,
+                            .sha = asked.sha,
+                            .pass = true,
+                            .at = now,
+                            .target = asked.target,
+                            .epoch = asked.epoch});
+  }
+  // Opens PR n at `head`, approves it and passes the policy, changing `paths`.
+  void queue_changing(int n, Sha head, std::vector<std::string> paths) {
+    REQUIRE(!open(n, head).rejected);
+    REQUIRE(!approve(n).rejected);
+    REQUIRE(!on(PolicyChecked{.number = n,
+                              .sha = head,
+                              .pass = true,
+                              .at = now,
+                              .paths = std::move(paths),
+                              .target = s.master,
+                              .epoch = s.policy_epoch})
+                 .rejected);
+  }
   // Opens PR n at `head`, approves it and passes the policy; returns the last outcome.
   Outcome queue(int n, Sha head) {
     REQUIRE(!open(n, head).rejected);
@@ -719,21 +741,9 @@ TEST_CASE("a landing that changes the policy has every queued PR judged again un
     Repo r;
     r.cfg.strategy = strategy;
     r.cfg.window_start = 4;
-    auto queue_with = [&](int n, Sha head, std::vector<std::string> paths) {
-      REQUIRE(!r.open(n, head).rejected);
-      REQUIRE(!r.approve(n).rejected);
-      REQUIRE(!r.on(PolicyChecked{.number = n,
-                                  .sha = head,
-                                  .pass = true,
-                                  .at = r.now,
-                                  .paths = std::move(paths),
-                                  .target = r.s.master,
-                                  .epoch = r.s.policy_epoch})
-                   .rejected);
-    };
-    queue_with(1, sha('a'), {".dmz/keys/mallory.asc"});  // revokes a key
-    queue_with(2, sha('b'), {"src/x.c"});
-    queue_with(3, sha('d'), {"src/y.c"});
+    r.queue_changing(1, sha('a'), {".dmz/keys/mallory.asc"});  // revokes a key
+    r.queue_changing(2, sha('b'), {"src/x.c"});
+    r.queue_changing(3, sha('d'), {"src/y.c"});
     const CandidateId first = r.pr(1).candidate.value();
     r.green(first, sha('c'));
     if (r.pr(1).status != PrStatus::Merged) REQUIRE(!r.master_pushed(first, true).rejected);
@@ -764,18 +774,8 @@ TEST_CASE("a landing that changes the policy starts no other landing in the same
     r.cfg.strategy = strategy;
     r.cfg.window_start = 4;
     r.cfg.max_train = 2;  // serial: a second candidate builds behind the first
-    for (auto [n, head, path] :
-         {std::tuple{1, sha('a'), ".dmz/policy.toml"}, std::tuple{2, sha('b'), "src/x.c"}}) {
-      REQUIRE(!r.open(n, head).rejected);
-      REQUIRE(!r.approve(n).rejected);
-      REQUIRE(!r.on(PolicyChecked{.number = n,
-                                  .sha = head,
-                                  .pass = true,
-                                  .at = r.now,
-                                  .paths = {path},
-                                  .target = r.s.master})
-                   .rejected);
-    }
+    r.queue_changing(1, sha('a'), {".dmz/policy.toml"});
+    r.queue_changing(2, sha('b'), {"src/x.c"});
     const CandidateId first = r.pr(1).candidate.value();
     REQUIRE(!r.merged(first, sha('c')).rejected);
     const CandidateId second = r.pr(2).candidate.value();  // built on #1's candidate
@@ -800,15 +800,7 @@ TEST_CASE("a verdict asked for before a policy change lands is not taken; after 
       CAPTURE(changed);
       Repo r;
       r.cfg.strategy = strategy;
-      REQUIRE(!r.open(1, sha('a')).rejected);
-      REQUIRE(!r.approve(1).rejected);
-      REQUIRE(!r.on(PolicyChecked{.number = 1,
-                                  .sha = sha('a'),
-                                  .pass = true,
-                                  .at = r.now,
-                                  .paths = {changed},
-                                  .target = kMaster})
-                   .rejected);
+      r.queue_changing(1, sha('a'), {changed});
       REQUIRE(!r.open(2, sha('b')).rejected);
       const CheckPolicy asked = only<CheckPolicy>(r.approve(2));
       CHECK(asked.target == kMaster);
@@ -817,12 +809,7 @@ TEST_CASE("a verdict asked for before a policy change lands is not taken; after 
       r.green(first, sha('c'));
       if (r.pr(1).status != PrStatus::Merged) REQUIRE(!r.master_pushed(first, true).rejected);
       REQUIRE(r.s.master == sha('c'));
-      auto late = r.on(PolicyChecked{.number = 2,
-                                     .sha = sha('b'),
-                                     .pass = true,
-                                     .at = r.now,
-                                     .target = asked.target,
-                                     .epoch = asked.epoch});
+      auto late = r.answer(asked);
       if (changed == "src/a.c") {
         // The policy is the one it was judged by: taken, even on a master that moved since (a
         // slow check still ends on a busy queue).
@@ -999,12 +986,7 @@ TEST_CASE("master moved by someone else: the train is rebuilt on the new master,
     REQUIRE(!r.open(2, sha('b')).rejected);
     const CheckPolicy asked = only<CheckPolicy>(r.approve(2));
     REQUIRE(!r.on(MasterObserved{moved, r.now}).rejected);
-    auto late = r.on(PolicyChecked{.number = 2,
-                                   .sha = sha('b'),
-                                   .pass = true,
-                                   .at = r.now,
-                                   .target = asked.target,
-                                   .epoch = asked.epoch});
+    auto late = r.answer(asked);
     CHECK(r.pr(2).status == PrStatus::Approved);
     CHECK(only<CheckPolicy>(late).target == moved);
   }
