@@ -173,12 +173,12 @@ struct Ctx {
 
 // ---- PR fates ----------------------------------------------------------------------------------
 
-// A PR leaving the strategies' bookkeeping (a new approval, a push, a failure, a cancel).
 // The policy check of `pr`'s approved head at master, under the current policy epoch.
 CheckPolicy ask_policy(const RepoState& s, const PullRequest& pr) {
   return CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, s.master, s.policy_epoch};
 }
 
+// A PR leaving the strategies' bookkeeping (a new approval, a push, a failure, a cancel).
 void forget_bookkeeping(PullRequest& pr) {
   pr.held_by.reset();
   pr.group = 0;
@@ -330,9 +330,8 @@ void judge_queued_again(Ctx& c, const std::string& why) {
 }
 
 // Master moved outside dmzbot: everything built on the old master is void; the train is cut
-// and rebuilt on the new one. The push may have changed
-// the policy (the engine cannot see what it changed), so every PR is judged again under it:
-// the safe side, as such pushes are rare.
+// and rebuilt on the new one. The push may have changed the policy (the engine cannot see what
+// it changed), so every PR is judged again under it: the safe side, as such pushes are rare.
 void rebuild_on(Ctx& c, const Sha& master) {
   std::vector<int> affected;
   for (const auto& k : c.s.train) affected.insert(affected.end(), k.prs.begin(), k.prs.end());
@@ -1500,7 +1499,9 @@ Verdict on(Ctx& c, const CheckReported& e) {
 }
 
 // Whether landing train[index] (with the candidates ahead of it in its chain, which land with
-// it) changes what the policy is made of (.dmz/: the policy, its keys).
+// it: land_chain, or the front alone: landed) changes what the policy is made of (.dmz/: the
+// policy, its keys). The gate fails a PR whose changes it cannot read, so a PR's paths are all
+// it changes.
 bool landing_changes_policy(const Ctx& c, std::size_t index) {
   std::vector<std::size_t> landing = {index};
   if (generic(c.cfg)) {
@@ -1517,15 +1518,10 @@ bool landing_changes_policy(const Ctx& c, std::size_t index) {
   });
 }
 
-// A landing changed what the policy is made of (.dmz/: the policy, its keys): every PR still
-// queued or in the train was judged under the old one, at an older master. Each is judged
-// again at the new master, keeping its place; the candidates left are cut, as they hold PRs
-// judged under the old policy.
-void judge_again_after_policy_change(Ctx& c, const std::set<int>& landed_now) {
-  // The gate fails a PR whose changes it cannot read, so a PR's paths are all it changes.
-  const bool changed = std::any_of(landed_now.begin(), landed_now.end(),
-                                   [&](int n) { return touches_policy_sources(c.pr(n).paths); });
-  if (!changed) return;
+// A landing changed what the policy is made of: every PR still queued or in the train was
+// judged under the old one, at an older master. Each is judged again at the new master,
+// keeping its place; the candidates left are cut, as they hold PRs judged under the old policy.
+void judge_again_after_policy_change(Ctx& c) {
   while (!c.s.train.empty())
     for (int n : cut(c, 0)) requeue(c, c.pr(n));
   judge_queued_again(c, "the policy changed on master: judged again under it");
@@ -1536,18 +1532,15 @@ Verdict on(Ctx& c, const MasterPushed& e) {
   if (!i || c.s.train[*i].status != CandidateStatus::Landing) return std::nullopt;  // stale
   const Sha sha = c.s.train[*i].sha;
   if (e.ok || e.remote_master == sha) {  // the remote already has it: a repeated push
-    c.hold_landings = landing_changes_policy(c, *i);
-    std::set<int> waiting;
-    for (const auto& [n, pr] : c.s.prs)
-      if (pr.status != PrStatus::Merged) waiting.insert(n);
+    // Known before it lands: a landing that changes the policy starts no other landing, and
+    // what waits is judged again after it.
+    const bool policy_changed = landing_changes_policy(c, *i);
+    c.hold_landings = policy_changed;
     if (generic(c.cfg))
       land_chain(c, e.candidate);
     else
       landed(c);
-    std::set<int> landed_now;
-    for (int n : waiting)
-      if (c.pr(n).status == PrStatus::Merged) landed_now.insert(n);
-    judge_again_after_policy_change(c, landed_now);
+    if (policy_changed) judge_again_after_policy_change(c);
     return std::nullopt;
   }
   if (!e.remote_master.empty() && e.remote_master != c.s.master) {
