@@ -11,6 +11,7 @@
 #include "base/log.hpp"
 #include "bot/driver/fakes.hpp"
 #include "bot/store/fault_injection.hpp"
+#include "bot/store/store_test_support.hpp"
 #include "forges/fake.hpp"
 #include "tests/support.hpp"
 
@@ -27,17 +28,11 @@ q::Sha sha(char c) { return q::Sha(40, c); }
 struct World {
   test::TempDir dir;
   ManualClock clock{1'000'000};
-  std::unique_ptr<Store> real = must_open(dir / "dmz.db");
+  std::unique_ptr<Store> real = open_store(dir / "dmz.db");
   FaultInjectionStore store{*real};
   RecordingPorts ports;
   forges::FakeForge forge;
   std::unique_ptr<Driver> driver;
-
-  static std::unique_ptr<Store> must_open(const std::filesystem::path& file) {
-    auto s = open_sqlite_store(file);
-    REQUIRE(s.ok());
-    return std::move(*s);
-  }
 
   RepoConfig config() {
     RepoConfig c;

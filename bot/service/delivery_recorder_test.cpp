@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bot/store/fault_injection.hpp"
+#include "bot/store/store_test_support.hpp"
 #include "tests/support.hpp"
 
 namespace dmz {
@@ -117,13 +118,19 @@ struct Gate {
   }
 };
 
+// A SQLite store in a temp dir, behind a fault injector the tests arm.
+struct Db {
+  test::TempDir dir;
+  std::filesystem::path file = dir / "dmz.db";
+  std::unique_ptr<Store> real = open_store(file);
+  FaultInjectionStore store{*real};
+};
+
 }  // namespace
 
 TEST_CASE("DeliveryRecorder: ids arriving during a commit share the next one, deduplicated") {
-  test::TempDir dir;
-  auto real = open_sqlite_store(dir / "dmz.db");
-  REQUIRE(real.ok());
-  FaultInjectionStore store(**real);
+  Db db;
+  FaultInjectionStore& store = db.store;
   // The first batch waits (inside the store) until the test has queued four more ids, as a
   // slow fsync would hold it while a burst arrives.
   Gate gate;
@@ -139,7 +146,7 @@ TEST_CASE("DeliveryRecorder: ids arriving during a commit share the next one, de
   std::atomic<int> answered_before_commit{0};
   auto check_committed = [&](const std::string& id) {
     return [&, id] {
-      if (!committed(dir / "dmz.db", id)) ++answered_before_commit;
+      if (!committed(db.file, id)) ++answered_before_commit;
     };
   };
   {
@@ -169,28 +176,24 @@ TEST_CASE("DeliveryRecorder: ids arriving during a commit share the next one, de
 }
 
 TEST_CASE("DeliveryRecorder: a failed batch answers every id in it with the error") {
-  test::TempDir dir;
-  auto real = open_sqlite_store(dir / "dmz.db");
-  REQUIRE(real.ok());
-  FaultInjectionStore store(**real);
+  Db db;
+  FaultInjectionStore& store = db.store;
   store.fail_deliveries = 1;
   Answers answers;
   DeliveryRecorder recorder(store);
   recorder.record("x", 1, answers.for_id("x"));
   REQUIRE(answers.wait_for(1));
   CHECK(answers.got[0].second.code() == Code::kUnavailable);
-  CHECK_FALSE(committed(dir / "dmz.db", "x"));
+  CHECK_FALSE(committed(db.file, "x"));
   recorder.record("x", 2, answers.for_id("x"));  // GitHub's manual redelivery is taken
   REQUIRE(answers.wait_for(2));
   CHECK(answers.got[1].second.value() == true);
 }
 
 TEST_CASE("DeliveryRecorder: stop answers what waits; later ids are refused at once") {
-  test::TempDir dir;
-  auto real = open_sqlite_store(dir / "dmz.db");
-  REQUIRE(real.ok());
+  Db db;
   Answers answers;
-  DeliveryRecorder recorder(**real);
+  DeliveryRecorder recorder(*db.real);
   for (int i = 0; i < 50; ++i) recorder.record("id-" + std::to_string(i), i, answers.for_id("x"));
   recorder.stop();
   {
@@ -198,18 +201,16 @@ TEST_CASE("DeliveryRecorder: stop answers what waits; later ids are refused at o
     REQUIRE(answers.got.size() == 50);
     for (auto& [id, r] : answers.got) CHECK(r.value() == true);
   }
-  CHECK(committed(dir / "dmz.db", "id-49"));
+  CHECK(committed(db.file, "id-49"));
   recorder.record("late", 99, answers.for_id("late"));
   REQUIRE(answers.wait_for(51));
   CHECK(answers.got[50].second.code() == Code::kUnavailable);
-  CHECK_FALSE(committed(dir / "dmz.db", "late"));
+  CHECK_FALSE(committed(db.file, "late"));
 }
 
 TEST_CASE("DeliveryRecorder: a request is written in its id's batch, before the answer") {
-  test::TempDir dir;
-  auto real = open_sqlite_store(dir / "dmz.db");
-  REQUIRE(real.ok());
-  FaultInjectionStore store(**real);
+  Db db;
+  FaultInjectionStore& store = db.store;
   std::mutex seen_mu;
   std::vector<std::vector<DeliveryId>> seen;  // each batch as the store was asked to write it
   store.before_deliveries = [&](const std::vector<DeliveryId>& ids) {
@@ -221,7 +222,7 @@ TEST_CASE("DeliveryRecorder: a request is written in its id's batch, before the 
   DeliveryRecorder recorder(store);
   for (std::string id : {"github:1", "github:2", "github:1"})
     recorder.record(with_request(id, 5), answers.for_id(id, [&, id] {
-      if (committed_body(dir / "dmz.db", id) != with_request(id, 5).body) ++answered_without_body;
+      if (committed_body(db.file, id) != with_request(id, 5).body) ++answered_without_body;
     }));
   REQUIRE(answers.wait_for(3));
   CHECK(answered_without_body == 0);
@@ -245,10 +246,8 @@ TEST_CASE("DeliveryRecorder: a request is written in its id's batch, before the 
 }
 
 TEST_CASE("DeliveryRecorder: handled deliveries are marked in batches; a failed mark keeps one") {
-  test::TempDir dir;
-  auto real = open_sqlite_store(dir / "dmz.db");
-  REQUIRE(real.ok());
-  FaultInjectionStore store(**real);
+  Db db;
+  FaultInjectionStore& store = db.store;
   Answers answers;
   DeliveryRecorder recorder(store);
   for (std::string id : {"github:a", "github:b", "github:c"})
@@ -260,7 +259,7 @@ TEST_CASE("DeliveryRecorder: handled deliveries are marked in batches; a failed 
   auto left = store.unhandled_deliveries(0, 10);
   REQUIRE(left->size() == 1);
   CHECK((*left)[0].id == "github:c");
-  CHECK(committed_body(dir / "dmz.db", "github:a").empty());  // the request is dropped
+  CHECK(committed_body(db.file, "github:a").empty());  // the request is dropped
 
   store.fail_marks = 1;  // a mark written alone fails now
   recorder.handled("github:c");
@@ -273,10 +272,8 @@ TEST_CASE("DeliveryRecorder: handled deliveries are marked in batches; a failed 
 }
 
 TEST_CASE("DeliveryRecorder: a mark that failed is written later, not left for a replay") {
-  test::TempDir dir;
-  auto real = open_sqlite_store(dir / "dmz.db");
-  REQUIRE(real.ok());
-  FaultInjectionStore store(**real);
+  Db db;
+  FaultInjectionStore& store = db.store;
   Answers answers;
   DeliveryRecorder recorder(store);
   recorder.record(with_request("github:a", 1), answers.for_id("github:a"));
@@ -294,10 +291,8 @@ TEST_CASE("DeliveryRecorder: a mark that failed is written later, not left for a
 // A statement that cannot be prepared throws in the store; the recorder's thread answers the
 // batch with the error and goes on.
 TEST_CASE("DeliveryRecorder: a store that throws is an error for the batch, not a crash") {
-  test::TempDir dir;
-  auto real = open_sqlite_store(dir / "dmz.db");
-  REQUIRE(real.ok());
-  FaultInjectionStore store(**real);
+  Db db;
+  FaultInjectionStore& store = db.store;
   int thrown = 0;
   store.before_deliveries = [&](const std::vector<DeliveryId>&) {
     if (thrown++ == 0) throw std::logic_error("prepare: out of memory");
@@ -317,10 +312,8 @@ TEST_CASE("DeliveryRecorder: a store that throws is an error for the batch, not 
 }
 
 TEST_CASE("DeliveryRecorder: marks waiting ride in the next batch of deliveries, one commit") {
-  test::TempDir dir;
-  auto real = open_sqlite_store(dir / "dmz.db");
-  REQUIRE(real.ok());
-  FaultInjectionStore store(**real);
+  Db db;
+  FaultInjectionStore& store = db.store;
   Gate gate;
   store.before_deliveries = [&](const std::vector<DeliveryId>& ids) {
     if (ids.front().id == "github:b") gate.hold();
@@ -345,7 +338,7 @@ TEST_CASE("DeliveryRecorder: marks waiting ride in the next batch of deliveries,
   REQUIRE(left->size() == 2);
   CHECK((*left)[0].id == "github:b");
   CHECK((*left)[1].id == "github:c");
-  CHECK(committed_body(dir / "dmz.db", "github:a").empty());
+  CHECK(committed_body(db.file, "github:a").empty());
 }
 
 }  // namespace dmz

@@ -16,11 +16,7 @@ namespace {
 
 struct SqliteFactory {
   test::TempDir dir;
-  std::unique_ptr<Store> open() {
-    auto r = open_sqlite_store(dir / "dmz.db");
-    REQUIRE(r.ok());
-    return std::move(*r);
-  }
+  std::unique_ptr<Store> open() { return open_store(dir / "dmz.db"); }
 };
 struct MemoryFactory {
   std::unique_ptr<Store> open() { return make_memory_store(); }

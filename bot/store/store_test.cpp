@@ -21,13 +21,6 @@ namespace {
 
 using namespace queue;
 
-std::unique_ptr<Store> open_store(const std::filesystem::path& file) {
-  auto r = open_sqlite_store(file);
-  INFO((r.ok() ? std::string() : r.message()));
-  REQUIRE(r.ok());
-  return std::move(r).value();
-}
-
 // Runs SQL on a second, raw connection (what an operator would do); the first column of the
 // first row.
 std::string sql_scalar(const std::filesystem::path& file, const std::string& sql) {

@@ -17,6 +17,14 @@ inline namespace store_test {
 
 using namespace queue;
 
+// The SQLite store at `file` (created if needed); the test stops if it cannot be opened.
+inline std::unique_ptr<Store> open_store(const std::filesystem::path& file) {
+  auto r = open_sqlite_store(file);
+  INFO((r.ok() ? std::string() : r.message()));
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
 // Field-by-field comparison with a doctest CHECK per field, so a failure names the field.
 inline void check_equal(const Check& a, const Check& b) {
   CHECK(a.context == b.context);
