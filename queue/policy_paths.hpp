@@ -9,7 +9,10 @@
 
 namespace dmz::queue {
 
+// The directory the policy in force is read from (the policy file, the keys beside it).
+inline constexpr std::string_view kPolicyDir = ".dmz";
 inline constexpr std::string_view kPolicyPath = ".dmz/policy.toml";
+static_assert(kPolicyPath.starts_with(kPolicyDir) && kPolicyPath[kPolicyDir.size()] == '/');
 
 // Whether a change touches the policy file (.dmz/policy.toml).
 bool touches_policy(const std::vector<std::string>& changed_paths);

@@ -19,11 +19,9 @@ constexpr int kMaxMerges = 1000;
 Result<std::string> policy_dir_of(git::Mirror& mirror, const std::string& tree) {
   auto top = trust::list_tree(mirror, tree, "");
   if (!top) return top.error();
-  const std::string_view path = queue::kPolicyPath;
-  const std::string dir(path.substr(0, path.find('/')));
   if (*top)
     for (const auto& e : **top)
-      if (e.name == dir) return e.mode + " " + e.id;
+      if (e.name == queue::kPolicyDir) return e.mode + " " + e.id;
   return std::string();
 }
 }  // namespace

@@ -69,7 +69,7 @@ Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
   // From raw objects: libgit2 would refuse a commit that git accepts (raw_objects.hpp).
   auto links = commit_links(mirror, commit);
   if (!links) return links.error();
-  auto dmz = list_tree(mirror, links->tree, ".dmz");
+  auto dmz = list_tree(mirror, links->tree, queue::kPolicyDir);
   if (!dmz) return dmz.error();
   if (!*dmz) return Out();
   const std::string policy_name(queue::kPolicyPath.substr(queue::kPolicyPath.rfind('/') + 1));
