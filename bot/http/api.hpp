@@ -40,7 +40,7 @@ struct PullView {
 
 // How a webhook delivery was taken.
 struct WebhookAccepted {
-  std::string repo;        // empty for a delivery about no repository (ping)
+  std::string repo;  // who took it, ", "-separated (several: an App installed on them); "" for ping
   bool duplicate = false;  // a redelivery of an id already taken: acknowledged, ignored
   std::size_t events = 0;  // domain events it carried
 };

@@ -1374,5 +1374,43 @@ TEST_CASE("github webhooks: bad input is answered with a code and changes nothin
   CHECK(big->status == 413);
 }
 
+// An App installed on several configured repositories says so in one delivery: each of them
+// reads itself back, and the delivery is still taken once.
+TEST_CASE("github webhooks: an installation naming several repositories reaches each of them") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  bot.stop();
+  must("git init -q --bare -b master " + (gh.repos / "gadgets.git").string());
+  must(test::git_env() + "git push -q " + (gh.repos / "gadgets.git").string() + " master", gh.work);
+  for (const char* name : {"octo/gadgets", "octo/unnamed"}) {
+    config::Repo other = bot.cfg.repos.front();
+    other.name = name;
+    other.remote = gh.git->url("gadgets.git");
+    bot.cfg.repos.push_back(other);
+  }
+  bot.options.reconcile_interval = 1h;  // only the start's reconciliation, and the event's
+  bot.start();
+  auto reads_of_pulls = [&] {
+    int n = 0;
+    for (const auto& r : gh.api->requests())
+      if (r.method == "GET" && r.path == "/repos/octo/widgets/pulls") ++n;
+    return n;
+  };
+  REQUIRE(eventually([&] { return reads_of_pulls() == 1; }));
+
+  json e = forges::github::testing::example("installation_repositories");
+  e["action"] = "added";
+  e["repositories_added"] = json::array();
+  for (const char* name : {"octo/gadgets", "octo/widgets"})
+    e["repositories_added"].push_back({{"full_name", name}, {"name", name + 5}});
+  auto r = bot.post("installation_repositories", e, "installed");
+  REQUIRE(r.status == 202);
+  CHECK(json::parse(r.body)["repo"] == "octo/widgets, octo/gadgets");
+  CHECK(json::parse(r.body)["events"] == 2);
+  CHECK(eventually([&] { return reads_of_pulls() == 2; }));
+  auto again = bot.post("installation_repositories", e, "installed");
+  CHECK(json::parse(again.body)["duplicate"] == true);
+}
+
 }  // namespace
 }  // namespace dmz

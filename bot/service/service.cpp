@@ -182,6 +182,12 @@ struct RepoRuntime {
   std::unique_ptr<Promoter> promoter;  // release promotion; used on the git thread
 };
 
+// A webhook delivery as one repository read it.
+struct Taken {
+  RepoRuntime* rt;
+  forges::Delivery d;
+};
+
 struct Service::Impl final : driver::GitPort,
                              driver::PolicyPort,
                              driver::CiPort,
@@ -762,13 +768,47 @@ struct Service::Impl final : driver::GitPort,
 
   // A delivery authenticated and parsed, recorded as new: a fetch if it names new commits, and
   // its handling on the engine thread. `replayed`: it arrived before a crash, at d's time.
-  void accept(RepoRuntime& rt, forges::Delivery d, std::string key, bool replayed) {
-    auto ticket =
-        std::make_shared<DeliveryTicket>(std::move(key), 1 + d.follow_ups.size(), *deliveries);
-    if (d.fetch) request_fetch(rt, commits_named(d));
-    engine.post([this, &rt, d = std::move(d), ticket, replayed]() mutable {
-      handle_delivery(rt, std::move(d), ticket, replayed);
-    });
+  // A delivery handed to every repository that took it (several only for an App's installation
+  // events, which name repositories); it is marked handled once all of them are done with it.
+  void accept(std::vector<Taken> taken, std::string key, bool replayed) {
+    std::size_t parts = 0;
+    for (const auto& t : taken) parts += 1 + t.d.follow_ups.size();
+    auto ticket = std::make_shared<DeliveryTicket>(std::move(key), parts, *deliveries);
+    for (auto& [rt, d] : taken) {
+      if (d.fetch) request_fetch(*rt, commits_named(d));
+      engine.post([this, rt, d = std::move(d), ticket, replayed]() mutable {
+        handle_delivery(*rt, std::move(d), ticket, replayed);
+      });
+    }
+  }
+
+  // The repositories of `forge` that take `request` as it was at `at`, each with its reading of
+  // it. Every one is asked: an App's installation event may name several. Empty with the
+  // reason when none does; a refusal other than "not mine" stops the search.
+  Result<std::vector<Taken>> takers(const std::string& forge, const forges::InboundRequest& request,
+                                    q::Millis at) {
+    std::vector<Taken> taken;
+    bool any = false, unauthenticated_seen = false;
+    for (auto& rt : repos) {
+      if (rt->forge->kind() != forge) continue;
+      any = true;
+      auto delivery = rt->forge->webhook(request, at);
+      if (delivery) {
+        taken.push_back({rt.get(), std::move(*delivery)});
+        continue;
+      }
+      const Code code = delivery.code();
+      if (code != Code::kUnauthenticated && code != Code::kNotFound) {
+        if (taken.empty()) return delivery.error();
+        break;  // the same body another repository could read: not ours to refuse
+      }
+      unauthenticated_seen |= code == Code::kUnauthenticated;
+    }
+    if (!taken.empty()) return taken;
+    if (!any) return not_found("no " + forge + " repository is configured");
+    if (unauthenticated_seen)
+      return unauthenticated("the webhook's signature matches no configured repository");
+    return not_found("the webhook is about no configured repository");
   }
 
   // The head PR n had at `at` by the event log (when a delivery from before a crash is handled
@@ -1141,17 +1181,12 @@ struct Service::Impl final : driver::GitPort,
       for (const auto& [name, value] : headers.items())
         if (value.is_string()) request.headers[name] = value.get<std::string>();
     request.body = std::move(stored.body);
-    std::string why = "its forge " + stored.forge + " has no repository here";
-    for (auto& rt : repos) {
-      if (rt->forge->kind() != stored.forge) continue;
-      auto delivery = rt->forge->webhook(request, stored.at);  // as it was when it came
-      if (delivery) {
-        accept(*rt, std::move(*delivery), stored.id, true);
-        return true;
-      }
-      why = delivery.message();
-      if (delivery.code() != Code::kUnauthenticated && delivery.code() != Code::kNotFound) break;
+    auto taken = takers(stored.forge, request, stored.at);  // as it was when it came
+    if (taken) {
+      accept(std::move(*taken), stored.id, true);
+      return true;
     }
+    const std::string why = taken.message();
     spdlog::warn("webhook delivery {} from before the restart is dropped: {}",
                  escape_control(stored.id), escape_control(why));
     return false;
@@ -1399,47 +1434,36 @@ void Service::webhook(const std::string& forge, forges::InboundRequest request,
                           {{"forge", forge}, {"result", result}});
     answer(std::move(r));
   };
-  bool any = false, unauthenticated_seen = false;
-  for (auto& rt : impl_->repos) {
-    if (rt->forge->kind() != forge) continue;
-    any = true;
-    // The adapter authenticates (each repository may have its own secret) and parses; a
-    // delivery for another repository is not_found here and goes to the next one.
-    auto delivery = rt->forge->webhook(request, impl_->now());
-    if (!delivery) {
-      if (delivery.code() == Code::kUnauthenticated) unauthenticated_seen = true;
-      if (delivery.code() == Code::kUnauthenticated || delivery.code() == Code::kNotFound) continue;
-      return done(delivery.error());
+  // The adapters authenticate (each repository may have its own secret) and parse.
+  auto taken = impl_->takers(forge, request, impl_->now());
+  if (!taken) return done(taken.error());
+  // Durable before the answer: a redelivery of this id changes nothing, and a crash before
+  // it was handled leaves it to be handled at the next start. It is written together with
+  // the deliveries arriving meanwhile (group commit); the 202 and the handling wait for that.
+  const forges::Forge& adapter = *taken->front().rt->forge;
+  DeliveryId record{forge + ":" + taken->front().d.id, impl_->now(), forge, "{}",
+                    std::move(request.body)};  // parsed already; not read again
+  nlohmann::json headers = nlohmann::json::object();
+  for (const auto& name : adapter.webhook_headers())
+    if (auto it = request.headers.find(name); it != request.headers.end())
+      headers[name] = it->second;
+  record.headers = headers.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  auto recorded = [this, done, key = record.id,
+                   taken = std::move(*taken)](Result<bool> fresh) mutable {
+    if (!fresh) {
+      // The forge will not send it again: read the repositories back as soon as we can.
+      for (auto& t : taken) impl_->engine.post([rt = t.rt] { rt->next_reconcile_at = 0; });
+      return done(fresh.status().prefixed("store: ").error());
     }
-    // Durable before the answer: a redelivery of this id changes nothing, and a crash before
-    // it was handled leaves it to be handled at the next start. It is written together with
-    // the deliveries arriving meanwhile (group commit); the 202 and the handling wait for that.
-    RepoRuntime* raw = rt.get();
-    DeliveryId record{forge + ":" + delivery->id, impl_->now(), forge, "{}",
-                      std::move(request.body)};  // parsed already; not read again
-    nlohmann::json headers = nlohmann::json::object();
-    for (const auto& name : rt->forge->webhook_headers())
-      if (auto it = request.headers.find(name); it != request.headers.end())
-        headers[name] = it->second;
-    record.headers = headers.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    auto recorded = [this, raw, done, key = record.id,
-                     d = std::move(*delivery)](Result<bool> fresh) mutable {
-      if (!fresh) {
-        // The forge will not send it again: read the repository back as soon as we can.
-        impl_->engine.post([raw] { raw->next_reconcile_at = 0; });
-        return done(fresh.status().prefixed("store: ").error());
-      }
-      WebhookAccepted accepted{d.repo, !*fresh, d.events.size() + d.follow_ups.size()};
-      if (*fresh) impl_->accept(*raw, std::move(d), std::move(key), false);
-      done(accepted);
-    };
-    impl_->deliveries->record(std::move(record), std::move(recorded));
-    return;
-  }
-  if (!any) return done(not_found("no " + forge + " repository is configured"));
-  if (unauthenticated_seen)
-    return done(unauthenticated("the webhook's signature matches no configured repository"));
-  done(not_found("the webhook is about no configured repository"));
+    WebhookAccepted accepted{"", !*fresh, 0};
+    for (const auto& t : taken) {
+      if (!t.d.repo.empty()) accepted.repo += (accepted.repo.empty() ? "" : ", ") + t.d.repo;
+      accepted.events += t.d.events.size() + t.d.follow_ups.size();
+    }
+    if (*fresh) impl_->accept(std::move(taken), std::move(key), false);
+    done(accepted);
+  };
+  impl_->deliveries->record(std::move(record), std::move(recorded));
 }
 
 std::optional<std::string> Service::build_log(const std::string& repo, const q::Sha& sha,
