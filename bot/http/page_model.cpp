@@ -49,13 +49,16 @@ std::string list(const std::vector<std::string>& names) {
   return out;
 }
 
-// The newest policy verdict for each PR and head, from policy_checked events.
+// The policy verdict that stands for each PR and head, from policy_checked events: the one
+// under the newest policy epoch, the latest among those. A verdict under an older epoch was
+// superseded even if it came last: the engine did not take it, or judged the PR again since.
 struct VerdictEvent {
   bool pass = false;
   std::vector<std::string> reasons;
   std::vector<std::string> signers;
   std::vector<std::string> approvers;
   Millis at = 0;
+  std::uint64_t epoch = 0;
 };
 using Verdicts = std::map<std::pair<int, std::string>, VerdictEvent>;
 
@@ -64,9 +67,15 @@ Verdicts verdicts_of(const std::vector<EventLogEntry>& events) {
   for (const auto& e : events) {
     if (e.kind != "policy_checked") continue;
     auto j = parse(e);
-    out[{get<int>(j, "number", 0), get<std::string>(j, "sha", "")}] =
-        VerdictEvent{get<bool>(j, "pass", false), strings(j, "reasons"), strings(j, "signers"),
-                     strings(j, "approvers"), e.at};
+    VerdictEvent v{get<bool>(j, "pass", false),
+                   strings(j, "reasons"),
+                   strings(j, "signers"),
+                   strings(j, "approvers"),
+                   e.at,
+                   get<std::uint64_t>(j, "epoch", 0)};
+    auto [it, fresh] =
+        out.try_emplace({get<int>(j, "number", 0), get<std::string>(j, "sha", "")}, v);
+    if (!fresh && v.epoch >= it->second.epoch) it->second = std::move(v);
   }
   return out;
 }
@@ -502,7 +511,8 @@ PullPage build_pull_page(const std::string& repo_name, const PullView& view, con
         p.candidate = c;
         found = true;
       }
-  if (!found) p.row.verdict = verdict_of(view.pr, verdicts_of(view.events));
+  const Verdicts standing = verdicts_of(view.events);
+  if (!found) p.row.verdict = verdict_of(view.pr, standing);
 
   // The candidates it was in (the store files their events under each of their PRs), with the
   // checks reported on them.
@@ -581,7 +591,13 @@ PullPage build_pull_page(const std::string& repo_name, const PullView& view, con
       t.what = std::string("policy verdict at `") + sha + "`: " + (pass ? "passed" : "failed");
       if (const auto approvers = strings(j, "approvers"); !approvers.empty())
         t.what += "; approved (policy): " + list(approvers);
-      if (!pass) t.reason_code = "policy-failed";
+      auto stands = standing.find({view.pr.number, get<std::string>(j, "sha", "")});
+      const bool superseded =
+          stands != standing.end() && get<std::uint64_t>(j, "epoch", 0) < stands->second.epoch;
+      if (superseded)
+        t.what += " (superseded: judged again under a newer policy)";
+      else if (!pass)
+        t.reason_code = "policy-failed";
       t.details = strings(j, "reasons");
     } else if (e.kind == "merge_done") {
       const auto id = std::to_string(get<queue::CandidateId>(j, "candidate", 0));

@@ -386,6 +386,47 @@ struct NamesScenario {
   }
 };
 
+// A verdict asked for under an older policy that comes back last (the engine did not take it,
+// or judged the PR again since) does not stand over the newer one, and says so in the timeline.
+TEST_CASE("page model: a verdict under an older policy epoch is superseded, even if it came last") {
+  RepoView view;
+  view.settings.required_checks = {"ci/test"};
+  q::PullRequest p;
+  p.number = 5;
+  p.head = sha('5');
+  p.status = q::PrStatus::Queued;
+  p.approval = q::Approval{p.head, "mm", 1000};
+  view.state.prs[5] = p;
+  view.state.policy_epoch = 2;
+  q::PolicyChecked taken{5, sha('5'), true, {}, 2000};
+  taken.epoch = 2;
+  q::PolicyChecked late{5, sha('5'), false, {"commit 5555555 is not signed"}, 3000};
+  late.epoch = 1;
+  Log log;
+  log.add(taken, 2000);
+  log.add(late, 3000);
+  RepoInput in;
+  in.name = "acme/widget";
+  in.view = &view;
+  in.events = &log.events;
+  in.now = 4000;
+  auto page = build_repo_page(in);
+  REQUIRE(page.waiting.size() == 1);
+  CHECK(page.waiting[0].verdict.state == Verdict::State::Passed);
+  CHECK(page.waiting[0].verdict.reasons.empty());
+
+  PullView pv;
+  pv.pr = p;
+  pv.events = log.events;
+  auto pull = build_pull_page("acme/widget", pv, page);
+  CHECK(pull.row.verdict.state == Verdict::State::Passed);
+  REQUIRE(pull.timeline.size() == 2);
+  CHECK(pull.timeline[0].what.find("superseded") == std::string::npos);
+  CHECK(pull.timeline[1].what.find("failed (superseded: judged again under a newer policy)") !=
+        std::string::npos);
+  CHECK(pull.timeline[1].reason_code.empty());
+}
+
 TEST_CASE("page model: who signed, from the PR or from its verdict's event") {
   const NamesScenario scenario(&q::PullRequest::signers, &q::PolicyChecked::signers);
   auto page = scenario.page();
