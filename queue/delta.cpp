@@ -4,10 +4,11 @@ namespace dmz::queue {
 
 StateDelta diff(const RepoState& before, const RepoState& after) {
   StateDelta d;
-  d.header_changed = before.master != after.master ||
-                     before.next_candidate != after.next_candidate ||
-                     before.retry_after != after.retry_after || before.window != after.window ||
-                     before.observed != after.observed || before.policy_epoch != after.policy_epoch;
+  d.header_changed =
+      before.master != after.master || before.next_candidate != after.next_candidate ||
+      before.retry_after != after.retry_after || before.window != after.window ||
+      before.observed != after.observed || before.policy_epoch != after.policy_epoch ||
+      before.trust_root != after.trust_root;
   d.train_changed = before.train != after.train;
   // Both maps are ordered by number: one merge-like walk.
   auto b = before.prs.begin();

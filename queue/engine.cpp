@@ -1622,6 +1622,23 @@ Verdict on(Ctx& c, const PriorityRequested& e) {
   return std::nullopt;
 }
 
+// The operator changed the trust root: every verdict was given under the old one (it is the
+// policy of a target without .dmz/policy.toml, and the anchor of the chain of policies). The
+// candidates not yet landing are cut and everything waiting is judged again; a landing already
+// pushing master finishes, as it would had the edit come a moment later.
+Verdict on(Ctx& c, const TrustRootRead& e) {
+  if (e.digest == c.s.trust_root) return std::nullopt;
+  c.s.trust_root = e.digest;
+  auto building = [&] {  // each chain's landing candidates come first in it
+    return std::find_if(c.s.train.begin(), c.s.train.end(),
+                        [](const Candidate& k) { return k.status != CandidateStatus::Landing; });
+  };
+  for (auto k = building(); k != c.s.train.end(); k = building())
+    for (int n : cut(c, static_cast<std::size_t>(k - c.s.train.begin()))) requeue(c, c.pr(n));
+  judge_queued_again(c, "dmzbot's trust root (policy_root) changed: judged again under it");
+  return std::nullopt;
+}
+
 Verdict on(Ctx& c, const Tick& e) {
   // While CI results cannot be observed (the forge is down), a silent check is nobody's fault:
   // the time is added to each waiting candidate's deadline rather than failing its PRs.

@@ -830,6 +830,51 @@ TEST_CASE("a verdict asked for before a policy change lands is not taken; after 
   }
 }
 
+TEST_CASE("a changed trust root has every waiting PR judged again; a landing in flight ends") {
+  for (Strategy strategy : {Strategy::Serial, Strategy::Train, Strategy::Adaptive}) {
+    CAPTURE(static_cast<int>(strategy));
+    Repo r;
+    r.cfg.strategy = strategy;
+    r.cfg.window_start = 4;
+    r.cfg.max_train = 2;
+    // Read at the start: the state had no digest yet, and nothing waits.
+    REQUIRE(!r.on(TrustRootRead{"root-1", r.now}).rejected);
+    CHECK(r.s.trust_root == "root-1");
+    const auto epoch = r.s.policy_epoch;
+    // Read again unchanged: nothing happens.
+    CHECK(r.on(TrustRootRead{"root-1", r.now}).actions.empty());
+    CHECK(r.s.policy_epoch == epoch);
+
+    r.queue_changing(1, sha('a'), {"src/a.c"});
+    r.queue_changing(2, sha('b'), {"src/b.c"});
+    REQUIRE(!r.open(3, sha('d')).rejected);
+    const CheckPolicy asked = only<CheckPolicy>(r.approve(3));
+    const CandidateId first = r.pr(1).candidate.value();
+    REQUIRE(!r.merged(first, sha('c')).rejected);
+    REQUIRE(!r.check(sha('c'), CheckState::Success).rejected);  // #1 lands: its push in flight
+    REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
+
+    auto o = r.on(TrustRootRead{"root-2", r.now});  // the operator revoked a key
+    CHECK(r.s.trust_root == "root-2");
+    CHECK(r.s.policy_epoch == epoch + 1);
+    // #1's landing goes on; #2 (queued or building) and #3 (being judged) are judged again.
+    REQUIRE(r.s.train.size() == 1);
+    CHECK(r.s.train[0].id == first);
+    CHECK(r.pr(1).candidate == first);
+    CHECK(r.pr(2).status == PrStatus::Approved);
+    CHECK_FALSE(r.pr(2).candidate);
+    CHECK(r.pr(3).status == PrStatus::Approved);
+    CHECK(only<CheckPolicy>(o).number == 2);
+    CHECK(none<BuildCandidate>(o));
+    // #3's verdict under the old root is not taken: it is asked again.
+    auto late = r.answer(asked);
+    CHECK(r.pr(3).status == PrStatus::Approved);
+    CHECK(only<CheckPolicy>(late).epoch == r.s.policy_epoch);
+    REQUIRE(!r.master_pushed(first, true).rejected);
+    CHECK(r.pr(1).status == PrStatus::Merged);
+  }
+}
+
 TEST_CASE("cancel takes a PR out; retry puts it back through the policy") {
   Repo r;
   r.queue(1, sha('a'));

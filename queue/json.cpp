@@ -166,6 +166,8 @@ json fields(const PriorityRequested& e) {
   return {{"number", e.number}, {"priority", e.priority}, {"by", e.by}, {"at", e.at}};
 }
 
+json fields(const TrustRootRead& e) { return {{"digest", e.digest}, {"at", e.at}}; }
+
 // ---- actions ----
 
 json item_json(const MergeItem& i) {
@@ -238,6 +240,7 @@ std::string event_kind(const Event& event) {
                         [](const Reply&) { return "reply"; },
                         [](const StatusRequested&) { return "status_requested"; },
                         [](const PriorityRequested&) { return "priority_requested"; },
+                        [](const TrustRootRead&) { return "trust_root_read"; },
                     },
                     event);
 }
@@ -281,6 +284,7 @@ nlohmann::json to_json(const RepoState& state, const std::map<int, Millis>* eta)
           {"next_candidate", state.next_candidate},
           {"window", state.window},
           {"policy_epoch", state.policy_epoch},
+          {"trust_root", state.trust_root},
           {"observed",
            {{"build_ms", state.observed.build_ms},
             {"fail_permille", state.observed.fail_permille},

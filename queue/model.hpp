@@ -172,6 +172,8 @@ struct RepoState {
   // Raised each time the policy in force may have changed (a landing that touched .dmz/, master
   // moved outside dmzbot): a verdict asked for before is not taken.
   std::uint64_t policy_epoch = 0;
+  // The operator's trust root (policy_root) as last read: TrustRootRead's digest.
+  std::string trust_root;
 
   bool operator==(const RepoState&) const = default;
 };
@@ -308,6 +310,12 @@ struct Tick {  // time passes; drives timeouts and retries
   // an event per tick).
   bool blind = false;
 };
+// The shell read the repository's trust root (policy_root, outside the repository): the digest
+// of what it holds ("" when none is configured). A change voids every verdict given so far.
+struct TrustRootRead {
+  std::string digest;
+  Millis at = 0;
+};
 enum class NoticeKind { Info, Success, Failure };
 // A message for a PR that changes nothing: a forge's answer to a command (a refusal, help),
 // the result of a try build. It goes out through the outbox like every notice.
@@ -338,7 +346,7 @@ struct PriorityRequested {                 // a merge master sets a PR's priorit
 using Event =
     std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelRequested, RetryRequested,
                  PolicyChecked, MergeDone, CandidateChecked, CheckReported, MasterPushed,
-                 MasterObserved, Tick, Reply, StatusRequested, PriorityRequested>;
+                 MasterObserved, Tick, Reply, StatusRequested, PriorityRequested, TrustRootRead>;
 
 // ---- Actions (outputs) -------------------------------------------------------------------------
 

@@ -51,6 +51,7 @@ class MemoryStore final : public Store {
     r.state.retry_after = st.retry_after;
     r.state.window = st.window;
     r.state.policy_epoch = st.policy_epoch;
+    r.state.trust_root = st.trust_root;
     r.state.observed = st.observed;
     for (int number : change.delta.removed_prs) r.state.prs.erase(number);
     for (int number : change.delta.changed_prs) {

@@ -58,7 +58,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 14> kMigrations = {
+constexpr std::array<std::string_view, 15> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -300,6 +300,10 @@ CREATE INDEX event_prs_by_seq ON event_prs(seq);
     // not taken.
     R"sql(
 ALTER TABLE repos ADD COLUMN policy_epoch INTEGER NOT NULL DEFAULT 0;
+)sql",
+    // 15: the trust root as last read (its digest): a change voids every verdict.
+    R"sql(
+ALTER TABLE repos ADD COLUMN trust_root TEXT NOT NULL DEFAULT '';
 )sql",
 };
 
@@ -995,7 +999,8 @@ class SqliteStore final : public Store {
       if (!row) return row.error();
       if (*row) return conflict("store: " + st.repo + " was saved by another writer");
       DMZ_TRY_R(stmt("INSERT INTO repos(name, master, next_candidate, retry_after, version,"
-                     " train_window, observed, policy_epoch) VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6, ?7)")
+                     " train_window, observed, policy_epoch, trust_root)"
+                     " VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8)")
                     .bind(1, st.repo)
                     .bind(2, st.master)
                     .bind(3, as_int64(st.next_candidate))
@@ -1003,12 +1008,14 @@ class SqliteStore final : public Store {
                     .bind(5, static_cast<std::int64_t>(st.window))
                     .bind(6, observed_json(st.observed))
                     .bind(7, as_int64(st.policy_epoch))
+                    .bind(8, st.trust_root)
                     .exec()
                     .prefixed("store: " + st.repo + " was saved by another writer: "));
       return std::uint64_t{1};
     }
     DMZ_TRY_R(stmt("UPDATE repos SET master = ?2, next_candidate = ?3, retry_after = ?4,"
-                   " version = version + 1, train_window = ?6, observed = ?7, policy_epoch = ?8"
+                   " version = version + 1, train_window = ?6, observed = ?7, policy_epoch = ?8,"
+                   " trust_root = ?9"
                    " WHERE name = ?1 AND version = ?5")
                   .bind(1, st.repo)
                   .bind(2, st.master)
@@ -1018,6 +1025,7 @@ class SqliteStore final : public Store {
                   .bind(6, static_cast<std::int64_t>(st.window))
                   .bind(7, observed_json(st.observed))
                   .bind(8, as_int64(st.policy_epoch))
+                  .bind(9, st.trust_root)
                   .exec());
     if (sqlite3_changes(db_.get()) != 1)
       return conflict("store: " + st.repo + " is not at version " + std::to_string(expected) +
@@ -1280,7 +1288,7 @@ class SqliteStore final : public Store {
     {
       auto& q = stmt(
           "SELECT master, next_candidate, retry_after, version, train_window, observed,"
-          " policy_epoch FROM repos WHERE name = ?1");
+          " policy_epoch, trust_root FROM repos WHERE name = ?1");
       q.bind(1, name);
       auto row = q.step();
       if (!row) return row.error();
@@ -1292,6 +1300,7 @@ class SqliteStore final : public Store {
       loaded.version = as_uint64(q.int64(3));
       st.window = static_cast<std::size_t>(q.int64(4));
       st.policy_epoch = as_uint64(q.int64(6));
+      st.trust_root = q.text(7);
       auto observed = parse_observed(name, q.text(5));
       q.reset();
       if (!observed) return observed.error();

@@ -96,6 +96,7 @@ inline void check_equal(const RepoState& a, const RepoState& b) {
   CHECK(a.retry_after == b.retry_after);
   CHECK(a.window == b.window);
   CHECK(a.policy_epoch == b.policy_epoch);
+  CHECK(a.trust_root == b.trust_root);
   CHECK(a.observed == b.observed);
   REQUIRE(a.prs.size() == b.prs.size());
   for (auto ia = a.prs.begin(), ib = b.prs.begin(); ia != a.prs.end(); ++ia, ++ib) {
@@ -180,6 +181,7 @@ inline RepoState rich_state() {
   // The strategies' bookkeeping, in every form.
   s.window = 6;
   s.policy_epoch = 3;
+  s.trust_root = std::string(64, 'e');
   s.observed.build_ms = 1'800'000;
   s.observed.fail_permille = 123;
   s.observed.builds = 77;
