@@ -36,6 +36,7 @@
 #include "bot/service/serial_executor.hpp"
 #include "bot/service/transport_options.hpp"
 #include "bot/store/store.hpp"
+#include "bot/trust/facts.hpp"
 #include "bot/trust/signing.hpp"
 #include "forges/github/github.hpp"
 #include "forges/plain.hpp"
@@ -481,11 +482,20 @@ struct Service::Impl final : driver::GitPort,
     auto refs = rt.worker->fetch();
     if (refs) rt.promoter->after_fetch(rt.worker->mirror());
     const bool fetched = refs.ok();
-    engine.post([this, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then)] {
+    // The trust root is read as often as the remote: an edit of it (a key revoked) voids the
+    // verdicts given under the old one within a fetch interval, and at the start.
+    auto trust_root = trust::trust_root_digest(rt.cfg.policy_root);
+    engine.post([this, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then),
+                 trust_root = std::move(trust_root)] {
       if (refs)
         driver->fetched(repo, *refs);
       else
         driver->fetch_failed(repo, refs.status());
+      if (const q::RepoState* state = driver->state(repo);
+          trust_root && state && state->trust_root != *trust_root) {
+        unsaved[repo].push_back(q::TrustRootRead{*trust_root, now()});
+        apply_unsaved(repo);
+      }
       if (then) then();
     });
     if (fetched)

@@ -482,6 +482,36 @@ TEST_CASE(
   CHECK(remote.master_subjects() == std::vector<std::string>{"Merge #1 from feature/signed"});
 }
 
+// The operator revokes alice's key in the trust root while her PR waits for CI: the PR is
+// judged again under the new root and fails, instead of landing on the old verdict.
+TEST_CASE("an edited trust root voids the verdicts given under the old one") {
+  Remote remote;
+  test::TempDir data;
+  const auto& alice = test::cached_ssh_key("ed25519", 2);
+  const auto& bot = test::cached_ssh_key("ed25519", 3);
+  const auto& other = test::cached_ssh_key("ed25519", 4);
+  write_policy(data / "trust/policy.toml", alice, bot);
+  must(test::git_env() + "git checkout -q -B feature/signed origin/master", remote.work);
+  std::string head = test::ssh_signed_commit(remote.work, alice, {{"s.txt", "s\n"}}, "signed");
+  must(test::git_env() + "git push -q origin feature/signed", remote.work);
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});  // CI never reports
+  cfg.repos[0].policy_root = data / "trust/policy.toml";
+  cfg.signing.format = "ssh";
+  cfg.signing.key = bot.private_path;
+  Running run(cfg);
+  REQUIRE(run.post("/pulls", {{"number", 1}, {"branch", "feature/signed"}, {"author", "alice"}})
+              .status == 202);
+  REQUIRE(run.post("/pulls/1/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+
+  write_policy(data / "trust/policy.toml", other, bot);  // alice's key is not hers any more
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Failed; }));
+  auto pr = run.pr(1);
+  INFO("reason: ", pr.reason);
+  CHECK(pr.reason.rfind("policy: ", 0) == 0);
+  CHECK(remote.rev("master") == remote.initial);
+}
+
 TEST_CASE(
     "the approvals the policy counted show in the queue, on the PR page, and what is missing") {
   Remote remote;

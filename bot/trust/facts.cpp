@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "base/crypto.hpp"
 #include "base/file.hpp"
 #include "base/metrics.hpp"
 #include "base/text.hpp"
@@ -144,6 +145,28 @@ Result<PolicySource> policy_source_from_file(const std::filesystem::path& file) 
     }
   }
   return src;
+}
+
+std::optional<std::string> trust_root_digest(const std::filesystem::path& policy_root) {
+  if (policy_root.empty()) return std::string();
+  std::string all;  // each part length-prefixed, so no two roots hash the same text
+  auto part = [&all](std::string_view s) {
+    all += std::to_string(s.size()) + ":";
+    all += s;
+  };
+  auto source = policy_source_from_file(policy_root);
+  if (!source) {
+    if (source.code() == Code::kUnavailable) return std::nullopt;
+    part("unreadable");
+    part(source.message());
+  } else {
+    part(source->text);
+    for (const auto& [name, armored] : source->armored_keys) {
+      part(std::filesystem::path(name).filename().string());
+      part(armored);
+    }
+  }
+  return to_hex(sha256(all));
 }
 
 // ---- TrustKeys ---------------------------------------------------------------------------------

@@ -57,6 +57,12 @@ Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
 // kMaxPolicyFileBytes): not_found, invalid (not a regular file, too large) or unavailable.
 Result<PolicySource> policy_source_from_file(const std::filesystem::path& file);
 
+// What the trust root holds, as a digest that any change of it changes: SHA-256 (hex) of the
+// policy file and its keys/*.asc (names and contents), or of why it cannot be read (not found,
+// not a regular file: every PR fails then, so that is a policy too); "" when `policy_root` is
+// empty. nullopt when reading it failed on our side (I/O): unknown, not changed.
+std::optional<std::string> trust_root_digest(const std::filesystem::path& policy_root);
+
 // The policy in force at `target`: its committed .dmz/policy.toml (with .dmz/keys), else the
 // trust root file `policy_root` (if set), else none. Always read from the target side, so no
 // change can be judged by a policy it introduces itself.

@@ -9,12 +9,42 @@
 
 #include <chrono>
 #include <future>
+#include <set>
 
 #include "bot/trust/test_fixture.hpp"
 
 using namespace dmz;
 using namespace dmz::trust_test;
 using dmz::test::TempDir;
+
+TEST_CASE("trust_root_digest: changes with the policy file and each key, and when unreadable") {
+  TempDir etc;
+  CHECK(trust::trust_root_digest("") == "");  // none configured
+  test::write_file(etc / "policy.toml", "version = 1\n");
+  const auto first = trust::trust_root_digest(etc / "policy.toml");
+  REQUIRE(first);
+  CHECK(first->size() == 64);
+  CHECK(trust::trust_root_digest(etc / "policy.toml") == first);  // read again: the same
+  std::set<std::string> seen = {*first};
+  auto changed = [&] {
+    auto d = trust::trust_root_digest(etc / "policy.toml");
+    REQUIRE(d);
+    return seen.insert(*d).second;
+  };
+  test::write_file(etc / "policy.toml", "version = 1\n# edited\n");
+  CHECK(changed());
+  std::filesystem::create_directories(etc / "keys");
+  test::write_file(etc / "keys" / "alice.asc", "KEY A");
+  CHECK(changed());
+  test::write_file(etc / "keys" / "alice.asc", "KEY A, revoked");
+  CHECK(changed());
+  std::filesystem::rename(etc / "keys" / "alice.asc", etc / "keys" / "bob.asc");
+  CHECK(changed());
+  test::write_file(etc / "keys" / "notes.txt", "not a key");  // only *.asc are read
+  CHECK_FALSE(changed());
+  std::filesystem::remove(etc / "policy.toml");  // every PR fails now: a policy too
+  CHECK(changed());
+}
 
 TEST_CASE("policy_source_from_file: a regular file of at most 1 MiB, and so is each key file") {
   TempDir etc;
