@@ -224,14 +224,24 @@ void drop_approval(Ctx& c, PullRequest& pr, bool rewritten = false) {
 
 // Back to the queue, keeping its approval and its place (queued_at). A PR whose head moved
 // while its candidate was landing cannot be re-queued at the old approval.
+// Sends an approved PR back to the gate: it is judged again under the policy in force now.
+void judge_again(Ctx& c, PullRequest& pr) {
+  forget_bookkeeping(pr);
+  pr.status = PrStatus::Approved;
+  pr.candidate.reset();
+  pr.signers.clear();
+  pr.approvers.clear();
+  c.emit(ask_policy(c.s, pr));
+}
+
 void requeue(Ctx& c, PullRequest& pr) {
   pr.candidate.reset();
   pr.held_by.reset();
-  if (pr.approval && pr.approval->sha == pr.head) {
-    pr.status = PrStatus::Queued;
-    return;
-  }
-  drop_approval(c, pr);
+  if (!pr.approval || pr.approval->sha != pr.head) return drop_approval(c, pr);
+  // Its verdict was given under a policy that has changed since (a landing in flight finished
+  // after the trust root changed, then its push failed): judged again, never queued on it.
+  if (pr.judged_epoch != c.s.policy_epoch) return judge_again(c, pr);
+  pr.status = PrStatus::Queued;
 }
 
 void fail(Ctx& c, PullRequest& pr, Reason code, std::string reason,
@@ -320,11 +330,7 @@ void judge_queued_again(Ctx& c, const std::string& why) {
   ++c.s.policy_epoch;
   for (auto& [n, pr] : c.s.prs) {
     if (pr.status != PrStatus::Queued || !pr.approval) continue;
-    forget_bookkeeping(pr);
-    pr.status = PrStatus::Approved;
-    pr.signers.clear();
-    pr.approvers.clear();
-    c.emit(ask_policy(c.s, pr));
+    judge_again(c, pr);
     if (!why.empty()) c.notify(pr, NoticeKind::Info, Reason::None, why);
   }
 }
@@ -1324,6 +1330,7 @@ Verdict on(Ctx& c, const PolicyChecked& e) {
   pr->approvers = e.approvers;
   if (e.pass) {
     pr->status = PrStatus::Queued;
+    pr->judged_epoch = e.epoch;
     pr->paths = e.paths;
     return std::nullopt;
   }

@@ -875,6 +875,27 @@ TEST_CASE("a changed trust root has every waiting PR judged again; a landing in 
   }
 }
 
+TEST_CASE("a landing kept across a trust root change whose push fails is judged again") {
+  for (Strategy strategy : {Strategy::Serial, Strategy::Train}) {
+    CAPTURE(static_cast<int>(strategy));
+    Repo r;
+    r.cfg.strategy = strategy;
+    r.queue_changing(1, sha('a'), {"src/a.c"});
+    const CandidateId first = r.pr(1).candidate.value();
+    REQUIRE(!r.merged(first, sha('c')).rejected);
+    REQUIRE(!r.check(sha('c'), CheckState::Success).rejected);
+    REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
+    REQUIRE(!r.on(TrustRootRead{"root-2", r.now}).rejected);
+    // The push fails on our side: #1 leaves the train, and its verdict is from the old root.
+    auto o = r.master_pushed(first, false);
+    CHECK(r.pr(1).status == PrStatus::Approved);
+    CHECK(only<CheckPolicy>(o).epoch == r.s.policy_epoch);
+    CHECK(none<BuildCandidate>(o));
+    REQUIRE(!r.policy(1, true).rejected);  // judged again under the new root: queued
+    CHECK(r.pr(1).judged_epoch == r.s.policy_epoch);
+  }
+}
+
 TEST_CASE("cancel takes a PR out; retry puts it back through the policy") {
   Repo r;
   r.queue(1, sha('a'));

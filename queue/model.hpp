@@ -95,6 +95,9 @@ struct PullRequest {
   // notes, forge reviews where a rule allows them), sorted; not the merge master of `approval`,
   // who asked to merge. Empty until it is judged, and when no rule asks for approvals.
   std::vector<std::string> approvers;
+  // The policy epoch (RepoState::policy_epoch) of the verdict that queued it: a PR that comes
+  // back from the train after the epoch moved is judged again, not queued on the old verdict.
+  std::uint64_t judged_epoch = 0;
 
   bool operator==(const PullRequest&) const = default;
 };

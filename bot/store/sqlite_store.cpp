@@ -58,7 +58,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 15> kMigrations = {
+constexpr std::array<std::string_view, 16> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -304,6 +304,10 @@ ALTER TABLE repos ADD COLUMN policy_epoch INTEGER NOT NULL DEFAULT 0;
     // 15: the trust root as last read (its digest): a change voids every verdict.
     R"sql(
 ALTER TABLE repos ADD COLUMN trust_root TEXT NOT NULL DEFAULT '';
+)sql",
+    // 16: the policy epoch of each PR's verdict (0: judged again if it leaves the train).
+    R"sql(
+ALTER TABLE prs ADD COLUMN judged_epoch INTEGER NOT NULL DEFAULT 0;
 )sql",
 };
 
@@ -1049,9 +1053,9 @@ class SqliteStore final : public Store {
         "INSERT OR REPLACE INTO prs(repo, number, branch, author, title, head, status, reason,"
         " details, queued_at, candidate, reason_code, finished_at, priority, paths, precheck,"
         " held_by, bisect_group, probed, failures, signers, approvers, merge_errors,"
-        " probed_with, untested)"
+        " probed_with, untested, judged_epoch)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)");
+        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)");
     pr.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -1074,7 +1078,8 @@ class SqliteStore final : public Store {
         .bind(22, details_json(p.approvers))
         .bind(23, std::int64_t{p.merge_errors})
         .bind(24, nlohmann::json(p.probed_with).dump())
-        .bind(25, std::int64_t{p.untested});
+        .bind(25, std::int64_t{p.untested})
+        .bind(26, as_int64(p.judged_epoch));
     if (p.held_by)
       pr.bind(17, as_int64(*p.held_by));
     else
@@ -1311,7 +1316,7 @@ class SqliteStore final : public Store {
           "SELECT number, branch, author, title, head, status, reason, details, queued_at,"
           " candidate, reason_code, finished_at, priority, paths, precheck, held_by,"
           " bisect_group, probed, failures, signers, approvers, merge_errors, probed_with,"
-          " untested FROM prs"
+          " untested, judged_epoch FROM prs"
           " WHERE repo = ?1"
           " ORDER BY number");
       q.bind(1, name);
@@ -1366,6 +1371,7 @@ class SqliteStore final : public Store {
         if (!probed_with) return probed_with.error();
         p.probed_with = std::move(*probed_with);
         p.untested = static_cast<int>(q.int64(23));
+        p.judged_epoch = as_uint64(q.int64(24));
         st.prs.emplace(p.number, std::move(p));
       }
     }

@@ -62,7 +62,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "15");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "16");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT approvers FROM prs WHERE number=3") ==
         R"(["bob","carol"])");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
@@ -665,11 +665,12 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "15");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "16");
   CHECK(back.state.prs.at(4).priority == 0);
   CHECK(back.state.prs.at(4).signers.empty());    // migration 7: nobody known to have signed
   CHECK(back.state.prs.at(4).approvers.empty());  // migration 8: no counted approval known
   CHECK(back.state.prs.at(4).merge_errors == 0);  // migration 10
+  CHECK(back.state.prs.at(4).judged_epoch == 0);  // migration 16: judged again if requeued
   CHECK(back.state.prs.at(4).precheck == CheckState::Pending);
   CHECK(back.state.window == 0);
   CHECK(back.state.policy_epoch == 0);
@@ -682,8 +683,14 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(must_load(*store, "acme/old").version == 2);
 }
 
+// Without migration 16's epoch of each PR's verdict.
+void undo_migration_16(const std::filesystem::path& file) {
+  sql_scalar(file, "ALTER TABLE prs DROP COLUMN judged_epoch");
+}
+
 // Without migration 15's trust root digest.
 void undo_migration_15(const std::filesystem::path& file) {
+  undo_migration_16(file);
   sql_scalar(file, "ALTER TABLE repos DROP COLUMN trust_root");
 }
 
@@ -750,7 +757,7 @@ TEST_CASE("store: a database of schema version 7 gains the counted approvers, ke
         "0");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "15");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "16");
   Loaded back = must_load(*store, s.repo);
   REQUIRE(back.state.prs.count(3));
   CHECK(back.state.prs.at(3).signers == std::vector<std::string>{"alice", "bob"});  // kept
@@ -800,7 +807,7 @@ TEST_CASE("store: a database of schema version 8 keeps its delivery ids, all han
   CHECK(sql_scalar(file, "SELECT count(*) FROM pragma_table_info('deliveries')") == "2");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "15");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "16");
   CHECK(store->unhandled_deliveries(0, 10)->empty());             // nothing to handle again
   CHECK_FALSE(store->record_delivery("github:old", 20).value());  // still a duplicate
   REQUIRE(store->record_deliveries({{"github:new", 30, "github", "{}", "{}"}}).ok());
