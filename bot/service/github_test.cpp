@@ -1372,6 +1372,17 @@ TEST_CASE("github webhooks: bad input is answered with a code and changes nothin
                           {{"X-GitHub-Event", "push"}, {"X-GitHub-Delivery", "bad-7"}});
   REQUIRE(big.ok());
   CHECK(big->status == 413);
+  // A forge nobody configured: 404, counted without its name (each would be a new series).
+  for (const char* forge : {"not-a-forge-1", "not-a-forge-2"}) {
+    auto odd = http_request("127.0.0.1", bot.port, "POST", std::string("/webhooks/") + forge, "{}",
+                            {{"X-GitHub-Event", "push"}});
+    REQUIRE(odd.ok());
+    CHECK(odd->status == 404);
+  }
+  const std::string scraped = bot.service->metrics();
+  CHECK(scraped.find("not-a-forge") == std::string::npos);
+  CHECK(scraped.find("dmzbot_webhook_deliveries_total{forge=\"other\",result=\"not found\"} 2") !=
+        std::string::npos);
 }
 
 // An App installed on several configured repositories says so in one delivery: each of them

@@ -271,7 +271,8 @@ std::string Promoter::json() const {
   out["production"] = branch(repo_.production, h.production_tip, h.production);
   out["recent"] = nlohmann::json::array();
   for (const auto& r : h.recent) out["recent"].push_back(to_json(r));
-  return out.dump();
+  // A tag's name is bytes a pusher chose: one that is not UTF-8 must not fail the page.
+  return out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace dmz

@@ -210,7 +210,19 @@ TEST_CASE("release promotion through the service: by API, by fetch, refusals, th
   for (const auto& r : rel["recent"])
     if (r["tag"] == "v1.0" && r["promoted"] == false) ++refusals;
   CHECK(refusals == 2);  // by the first fetch, then by the API
-  const auto recent_before = rel["recent"];
+
+  // A tag whose name is not UTF-8 (git takes any byte over 0x7f), refused: the queue JSON and
+  // the page still answer, the byte replaced.
+  remote.tag("v1.2\xff", remote.lead, next);
+  CHECK(eventually([&] {
+    auto queue = call("GET", "/queue", "");
+    return queue.status == 200 && queue.body.find("v1.2\xef\xbf\xbd") != std::string::npos;
+  }));
+  auto page_after = http_request("127.0.0.1", *port, "GET", std::string("/repos/") + kRepo, "", {});
+  REQUIRE(page_after.ok());
+  CHECK(page_after->status == 200);
+  const auto recent_before =
+      nlohmann::json::parse(call("GET", "/queue", "").body)["releases"]["recent"];
 
   // A restart: the records come back from the store, and no tag is judged again.
   server.stop();

@@ -1435,13 +1435,17 @@ void Service::pull(const std::string& repo, int number,
 
 void Service::webhook(const std::string& forge, forges::InboundRequest request,
                       std::function<void(Result<WebhookAccepted>)> answer) {
-  // Counted by how it ended: accepted, duplicate, or the code of the refusal.
-  auto done = [forge, answer = std::move(answer)](Result<WebhookAccepted> r) {
+  // Counted by how it ended: accepted, duplicate, or the code of the refusal; by forge only
+  // for a forge some repository has (the path is the sender's: each name would be a series).
+  const bool served = std::any_of(impl_->repos.begin(), impl_->repos.end(),
+                                  [&](const auto& rt) { return rt->forge->kind() == forge; });
+  auto done = [label = served ? forge : std::string("other"),
+               answer = std::move(answer)](Result<WebhookAccepted> r) {
     const std::string result = !r             ? std::string(to_string(r.code()))
                                : r->duplicate ? "duplicate"
                                               : "accepted";
     metrics::global().add("dmzbot_webhook_deliveries_total",
-                          {{"forge", forge}, {"result", result}});
+                          {{"forge", label}, {"result", result}});
     answer(std::move(r));
   };
   // The adapters authenticate (each repository may have its own secret) and parse.
