@@ -258,6 +258,19 @@ void fail(Ctx& c, PullRequest& pr, Reason code, std::string reason,
 
 // ---- the train ---------------------------------------------------------------------------------
 
+// A PR that changes what the policy is made of (.dmz/: the policy, its keys). The PRs after it
+// were judged under the policy it replaces: it is the last PR of its candidate, nothing is built
+// on top of it, and a landing ends with it (then everything waiting is judged again).
+bool changes_policy(const Ctx& c, int n) { return touches_policy_sources(c.s.prs.at(n).paths); }
+bool ends_chain(const Ctx& c, const Candidate& k) {
+  return std::any_of(k.prs.begin(), k.prs.end(), [&](int n) { return changes_policy(c, n); });
+}
+// Puts a candidate's policy-changing PR last (a bisected group keeps its members, whose batch
+// held at most one such PR).
+void policy_change_last(const Ctx& c, std::vector<int>& prs) {
+  std::stable_partition(prs.begin(), prs.end(), [&](int n) { return !changes_policy(c, n); });
+}
+
 std::vector<int> cut(Ctx& c, std::size_t index);  // below: by the strategy's rules
 void land(Ctx& c);                                // below: lands what is green
 void observe_pr(Ctx& c, const PullRequest& pr, bool bad);
@@ -733,6 +746,7 @@ void try_land(Ctx& c) {
         best = i;
       else if (!jumps(c.cfg))
         break;
+      if (ends_chain(c, k)) break;  // what is behind it is judged again once it lands
     }
     if (!best) continue;
     for (std::size_t i = 0; i <= *best; ++i) c.s.train[idx[i]].status = CandidateStatus::Landing;
@@ -971,7 +985,8 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order) {
     PullRequest& p = c.pr(n);
     const std::uint64_t lane = lane_for(c, p);
     const Candidate* tail = tail_of(s, lane);
-    if (tail && tail->sha.empty()) continue;  // wait for the tail's sha to build on
+    // Wait for the tail's sha to build on, or for a policy change to land.
+    if (tail && (tail->sha.empty() || ends_chain(c, *tail))) continue;
     std::vector<int> with = tail ? prs_up_to(s, *tail) : std::vector<int>{};
     Candidate k;
     k.id = s.next_candidate++;
@@ -994,7 +1009,9 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order) {
         if (taken.count(q.number) || !joins) continue;
         k.prs.push_back(q.number);
         with.push_back(q.number);
+        if (p.group == 0 && changes_policy(c, q.number)) break;
       }
+      policy_change_last(c, k.prs);
     }
     start(c, std::move(k), taken);
   }
@@ -1064,7 +1081,8 @@ void schedule_generic(Ctx& c) {
     const std::uint64_t lane = lane_for(c, p);
     if (blocked_lanes.count(lane)) continue;
     const Candidate* tail = tail_of(s, lane);
-    if (tail && tail->sha.empty()) {  // wait for the tail's sha to build on
+    // Wait for the tail's sha to build on, or for a policy change to land.
+    if (tail && (tail->sha.empty() || ends_chain(c, *tail))) {
       blocked_lanes.insert(lane);
       continue;
     }
@@ -1076,6 +1094,7 @@ void schedule_generic(Ctx& c) {
     if (p.group != 0) {
       for (std::size_t j = at; j < order.size(); ++j)
         if (c.pr(order[j]).group == p.group && !taken.count(order[j])) k.prs.push_back(order[j]);
+      policy_change_last(c, k.prs);
     } else {
       std::size_t waiting = 0;
       for (std::size_t j = at; j < order.size(); ++j) waiting += taken.count(order[j]) ? 0 : 1;
@@ -1086,6 +1105,7 @@ void schedule_generic(Ctx& c) {
         if (adaptive && probe[q.number]) continue;
         if (j != at && lane_for(c, q) != lane) continue;
         k.prs.push_back(q.number);
+        if (changes_policy(c, q.number)) break;
       }
     }
     start(c, std::move(k), taken);
@@ -1153,9 +1173,13 @@ void schedule(Ctx& c) {
   while (s.train.size() < c.cfg.max_train && c.at >= s.retry_after) {
     const Sha base = s.train.empty() ? s.master : s.train.back().sha;
     if (base.empty()) return;  // the tail is still merging (or master unknown): wait
+    if (!s.train.empty() && ends_chain(c, s.train.back())) return;  // a policy change lands first
     auto order = queue_order(s);
     if (order.empty()) return;
     if (order.size() > batch) order.resize(batch);
+    auto change =
+        std::find_if(order.begin(), order.end(), [&](int n) { return changes_policy(c, n); });
+    if (change != order.end()) order.erase(change + 1, order.end());
     Candidate k;
     k.id = s.next_candidate++;
     k.prs = order;

@@ -767,18 +767,57 @@ TEST_CASE("a landing that changes the policy has every queued PR judged again un
   }
 }
 
-TEST_CASE("a landing that changes the policy starts no other landing in the same event") {
-  for (Strategy strategy : {Strategy::Serial, Strategy::Train, Strategy::Adaptive}) {
+TEST_CASE("nothing is built on top of a policy change, nor batched or landed with it") {
+  for (Strategy strategy :
+       {Strategy::Serial, Strategy::Batch, Strategy::Train, Strategy::Adaptive}) {
     CAPTURE(static_cast<int>(strategy));
     Repo r;
     r.cfg.strategy = strategy;
     r.cfg.window_start = 4;
-    r.cfg.max_train = 2;  // serial: a second candidate builds behind the first
+    r.cfg.max_train = 2;  // serial: a second candidate could build behind the first
+    r.cfg.max_batch = 4;  // batch: all three could share a candidate
+    r.cfg.lanes = Lanes::None;
+    r.queue_changing(1, sha('a'), {"src/x.c"});
+    r.queue_changing(2, sha('b'), {".dmz/keys/mallory.asc"});  // revokes a key
+    r.queue_changing(3, sha('d'), {"src/y.c"});
+    // Every merge answered, until nothing more starts.
+    for (int round = 0; round < 6; ++round)
+      for (const auto& k : std::vector<Candidate>(r.s.train))
+        if (k.sha.empty()) REQUIRE(!r.merged(k.id, sha(static_cast<char>('k' + k.id))).rejected);
+    // #2 ends whatever holds it: #3 (judged under the old policy) is neither in its candidate
+    // nor built behind it.
+    REQUIRE(r.pr(2).candidate);
+    const CandidateId with_policy = *r.pr(2).candidate;
+    CHECK(r.s.train.back().id == with_policy);
+    CHECK(r.s.train.back().prs.back() == 2);
+    CHECK(r.pr(3).status == PrStatus::Queued);
+    CHECK_FALSE(r.pr(3).candidate);
+    // Everything up to #2 goes green and lands; #3 is then judged under the new policy.
+    for (const auto& k : std::vector<Candidate>(r.s.train))
+      if (!k.sha.empty()) REQUIRE(!r.check(k.sha, CheckState::Success).rejected);
+    for (int guard = 0; r.pr(2).status != PrStatus::Merged && guard < 4; ++guard) {
+      REQUIRE(!r.s.train.empty());
+      REQUIRE(!r.master_pushed(r.s.train.front().id, true).rejected);
+    }
+    CHECK(r.pr(1).status == PrStatus::Merged);
+    CHECK(r.pr(2).status == PrStatus::Merged);
+    CHECK(r.pr(3).status == PrStatus::Approved);
+    CHECK(r.s.train.empty());
+  }
+}
+
+TEST_CASE("a landing that changes the policy starts no other landing in the same event") {
+  for (Strategy strategy : {Strategy::Adaptive}) {
+    CAPTURE(static_cast<int>(strategy));
+    Repo r;
+    r.cfg.strategy = strategy;
+    r.cfg.window_start = 4;
+    r.cfg.lanes = Lanes::Paths;  // #2 in a lane of its own, built beside #1
     r.queue_changing(1, sha('a'), {".dmz/policy.toml"});
     r.queue_changing(2, sha('b'), {"src/x.c"});
     const CandidateId first = r.pr(1).candidate.value();
+    const CandidateId second = r.pr(2).candidate.value();
     REQUIRE(!r.merged(first, sha('c')).rejected);
-    const CandidateId second = r.pr(2).candidate.value();  // built on #1's candidate
     REQUIRE(!r.merged(second, sha('d')).rejected);
     REQUIRE(!r.check(sha('c'), CheckState::Success).rejected);  // #1 lands: its push in flight
     REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
