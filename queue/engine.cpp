@@ -1452,6 +1452,10 @@ Verdict on(Ctx& c, const CandidateChecked& e) {
   auto i = index_of(c.s, e.candidate);
   if (!i || c.s.train[*i].sha != e.sha || !on_dmz(c.s.train[*i].status))
     return std::nullopt;  // stale: the candidate was dropped or rebuilt
+  if (!e.unavailable.empty()) {
+    transient(c, *i, "checking candidate " + std::to_string(e.candidate) + ": " + e.unavailable);
+    return std::nullopt;
+  }
   if (!e.pass) {
     const std::string first = e.reasons.empty() ? std::string("failed") : e.reasons.front();
     back_out(c, *i, Reason::CandidatePolicyFailed, "policy (candidate): " + first, e.reasons);

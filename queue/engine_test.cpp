@@ -1403,6 +1403,25 @@ TEST_CASE("a failing candidate verdict backs the candidate out with every reason
   CHECK(next.base == kMaster);
 }
 
+TEST_CASE("a candidate check that failed on our side blames nobody: built again later") {
+  Repo r;
+  r.queue(1, sha('a'));
+  r.merged_unchecked(1, sha('c'));
+  r.check(sha('c'), CheckState::Success);
+  CandidateChecked unread{1, sha('c'), false, {}, r.now};
+  unread.unavailable = "reading ccccccc: disk I/O error";
+  auto o = r.on(unread);
+  CHECK(r.pr(1).status == PrStatus::Queued);
+  CHECK(only<Notify>(o).reason == Reason::TransientError);
+  CHECK(only<Notify>(o).message.find("disk I/O error") != std::string::npos);
+  CHECK(none<FastForwardMaster>(o));
+  CHECK(only<CancelBuild>(o).sha == sha('c'));
+  CHECK(r.s.train.empty());
+  CHECK(r.s.retry_after == r.now - 1000 + r.cfg.retry_backoff);
+  auto later = r.tick(r.s.retry_after);  // after the backoff it is merged again
+  CHECK(only<BuildCandidate>(later).items.at(0).number == 1);
+}
+
 TEST_CASE("resume re-issues a candidate check that had not answered, and only that") {
   Repo r;
   r.queue(1, sha('a'));

@@ -131,11 +131,8 @@ json fields(const MergeDone& e) {
           {"at", e.at}};
 }
 json fields(const CandidateChecked& e) {
-  return {{"candidate", e.candidate},
-          {"sha", e.sha},
-          {"pass", e.pass},
-          {"reasons", e.reasons},
-          {"at", e.at}};
+  return {{"candidate", e.candidate}, {"sha", e.sha}, {"pass", e.pass},
+          {"reasons", e.reasons},     {"at", e.at},   {"unavailable", e.unavailable}};
 }
 json fields(const CheckReported& e) {
   return {{"sha", e.sha}, {"check", check_json(e.check)}, {"at", e.at}};

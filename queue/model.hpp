@@ -284,6 +284,9 @@ struct CandidateChecked {  // the shell's verdict for CheckCandidate
   bool pass = false;
   std::vector<std::string> reasons;
   Millis at = 0;
+  // Set when the check could not be made on dmzbot's side (an I/O error): no verdict, nobody
+  // blamed; the candidate is built again after the backoff.
+  std::string unavailable;
 };
 // A check state on a commit (local runner, status API, forge): a candidate's, or a PR head's
 // own CI before the queue (the adaptive strategy's first hint of how likely it is to pass).

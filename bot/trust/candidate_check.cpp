@@ -36,6 +36,15 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
     out.reasons.push_back(std::move(reason));
     return out;
   };
+  // Reading what to judge failed: on our side (I/O), nobody is blamed and the candidate is
+  // built again; anything else fails closed.
+  auto error = [&](const Error& e) {
+    if (e.code == Code::kUnavailable) {
+      out.unavailable = e.message;
+      return out;
+    }
+    return fail("error: " + e.message);
+  };
 
   // The candidate's own merges, newest first, down its first parents to the base.
   struct Merge {
@@ -47,7 +56,7 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
       return fail("candidate " + trust::short_sha(c.sha) + " does not reach its base " +
                   trust::short_sha(c.base) + " along first parents");
     auto raw = mirror.read_object(at);
-    if (!raw) return fail("error: " + raw.message());
+    if (!raw) return error(raw.error());
     auto parsed = parse_commit(raw->first);
     if (!parsed) return fail("commit " + trust::short_sha(at) + ": " + parsed.message());
     if (parsed->parents.size() != 2)
@@ -57,7 +66,7 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
   }
 
   auto source = trust::policy_in_force(mirror, c.base, policy_root_);
-  if (!source) return fail("error: " + source.message());
+  if (!source) return error(source.error());
   std::shared_ptr<trust::TrustKeys> keys;
   if (*source && !(*source)->refusal.empty()) return fail((*source)->refusal);
   if (*source) {
@@ -92,14 +101,14 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
     // policy change (by the rules for .dmz/**, nor by the queue, which judges everyone again
     // after one): git's rename detection carries an edit of a file master moved there.
     auto ours = trust::commit_links(mirror, m->ours);
-    if (!ours) return fail("error: " + ours.message());
+    if (!ours) return error(ours.error());
     auto before = policy_dir_of(mirror, ours->tree);
-    if (!before) return fail("error: " + before.message());
+    if (!before) return error(before.error());
     auto after = policy_dir_of(mirror, m->tree);
-    if (!after) return fail("error: " + after.message());
+    if (!after) return error(after.error());
     if (*before != *after) {
       auto own = pr_paths(mirror, m->ours, m->theirs);
-      if (!own) return fail("error: " + own.message());
+      if (!own) return error(own.error());
       if (!queue::touches_policy_sources(*own))
         out.reasons.push_back("merge " + trust::short_sha(m->sha) +
                               " changes .dmz/ although its pull request's changes do not (a "
@@ -107,7 +116,7 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
     }
     if (!keys) continue;  // no policy: the checks alone gate master
     auto fact = gatherer_.commit_fact(mirror, *keys, m->sha);
-    if (!fact) return fail("error: " + fact.message());
+    if (!fact) return error(fact.error());
     auto verdict = queue::evaluate_commit(keys->policy(), master_, *fact);
     out.reasons.insert(out.reasons.end(), verdict.reasons.begin(), verdict.reasons.end());
   }
