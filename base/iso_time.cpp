@@ -1,5 +1,6 @@
 #include "base/iso_time.hpp"
 
+#include <cstdio>
 #include <ctime>
 
 namespace dmz {
@@ -12,6 +13,24 @@ std::string iso8601_utc(std::int64_t unix_seconds) {
   if (std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
     return std::to_string(unix_seconds);
   return buf;
+}
+
+std::optional<std::int64_t> parse_iso8601_ms(const std::string& t) {
+  int y, mo, d, h, mi, s;
+  char tail = 0;
+  if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &tail) != 7)
+    return std::nullopt;
+  if (tail != 'Z' && tail != '.' && tail != '+') return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = s;
+  std::time_t epoch = timegm(&tm);
+  if (epoch == static_cast<std::time_t>(-1)) return std::nullopt;
+  return static_cast<std::int64_t>(epoch) * 1000;
 }
 
 }  // namespace dmz

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace dmz {
@@ -11,5 +12,9 @@ namespace dmz {
 // `unix_seconds` as "YYYY-MM-DDTHH:MM:SSZ"; a time gmtime cannot represent comes back as
 // its decimal number, so a hostile value still prints as something true.
 std::string iso8601_utc(std::int64_t unix_seconds);
+
+// "2011-04-14T16:00:49Z" (fractions ignored) as milliseconds since the epoch; nullopt if
+// malformed.
+std::optional<std::int64_t> parse_iso8601_ms(const std::string& iso8601);
 
 }  // namespace dmz

@@ -15,5 +15,12 @@ TEST_CASE("iso8601_utc writes UTC seconds, and a time it cannot represent as its
   CHECK(iso8601_utc(huge) == std::to_string(huge));
 }
 
+TEST_CASE("parse_iso8601_ms reads GitHub's timestamps, and refuses anything else") {
+  CHECK(parse_iso8601_ms("2011-04-14T16:00:49Z") == 1302796849000);
+  CHECK(parse_iso8601_ms("2011-04-14T16:00:49.123Z") == 1302796849000);
+  CHECK_FALSE(parse_iso8601_ms("yesterday"));
+  CHECK_FALSE(parse_iso8601_ms("2011-04-14T16:00:49"));
+}
+
 }  // namespace
 }  // namespace dmz

@@ -57,13 +57,16 @@ struct FollowUp {
   std::string actor;    // who asked
   std::string command;  // what they asked, for a refusal: "merge", "label dmz:merge"
   std::optional<queue::Event> event;
-  // The event's sha (MergeRequested) is the PR's head as the service knew it when the webhook
-  // arrived: a push that comes later is never approved by an earlier comment.
+  // The event's sha (MergeRequested) is pinned by the service to the PR's head when the comment
+  // was written: a push made after it is never approved by it, whatever order they arrive in.
   bool pin_head = false;
   // A refusal by the engine (e.g. cancel of a PR that is not queued) is logged, not answered
   // on the PR: for gestures such as removing a label, which need no answer.
   bool quiet = false;
-  queue::Sha sha;  // kRefreshChecks
+  queue::Sha sha;  // kRefreshChecks; kTry: the head to try ("" until pinned, as pin_head)
+  // When the comment that asked was written (forge time; 0: not a comment): pin_head and a
+  // try take the head the PR had then, not the one known when the webhook is handled.
+  queue::Millis written_at = 0;
 };
 
 // What a webhook delivery means for one repository.

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "base/crypto.hpp"
+#include "base/iso_time.hpp"
 #include "base/metrics.hpp"
 #include "bot/http/http_client.hpp"
 #include "bot/http/http_server.hpp"
@@ -142,9 +143,12 @@ json pr_payload(const std::string& action, const test::FakeGitHub::Pull& p,
   return e;
 }
 
-json comment_payload(int number, const std::string& who, const std::string& body) {
+// A comment written now (GitHub's second resolution), or at `written` (ms since the epoch).
+json comment_payload(int number, const std::string& who, const std::string& body,
+                     std::int64_t written = wall_ms()) {
   json e = forges::github::testing::example("issue_comment",
                                             [](const json& x) { return x["action"] == "created"; });
+  e["comment"]["created_at"] = iso8601_utc(written / 1000);
   e["issue"]["number"] = number;
   e["issue"]["pull_request"] = {{"url", std::string("https://api.github.com/repos/") + kRepo +
                                             "/pulls/" + std::to_string(number)}};
@@ -1421,6 +1425,51 @@ TEST_CASE("github webhooks: an installation naming several repositories reaches 
   CHECK(eventually([&] { return reads_of_pulls() == 2; }));
   auto again = bot.post("installation_repositories", e, "installed");
   CHECK(json::parse(again.body)["duplicate"] == true);
+}
+
+// GitHub does not deliver in order: a push made after a merge master's comment may arrive
+// first. The comment approves (or tries) the head the PR had when it was written, never the
+// later push.
+TEST_CASE("github commands: a comment never approves or tries a push made after it") {
+  GitHub gh({});
+  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });
+  bot.stop();
+  bot.options.label_skew = 1s;  // GitHub's timestamps have whole seconds
+  bot.start();
+  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  bot.open(1, "feature/one", h1);
+  REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
+  std::this_thread::sleep_for(2100ms);
+  const std::int64_t written = wall_ms();  // alice writes her comments, reviewing h1
+  std::this_thread::sleep_for(1500ms);
+  bot.push(1, "feature/one", "later.txt");  // pushed after them, delivered before them
+  const std::string h2 = gh.api->pull(1).head_sha;
+  REQUIRE(eventually([&] { return bot.pr(1).head == h2; }));
+  bot.hook("issue_comment", comment_payload(1, "alice", "@dmzbot merge", written), "",
+           "late-merge");
+  bot.hook("issue_comment", comment_payload(1, "alice", "@dmzbot try", written), "", "late-try");
+  REQUIRE_MESSAGE(eventually([&] {
+                    int refused = 0;
+                    for (const auto& c : gh.api->comments(1))
+                      refused += c.body.find("@alice: merge refused: sha " + h1) == 0 ||
+                                 c.body.find("@alice: try refused: #1 was pushed after") == 0;
+                    return refused == 2;
+                  }),
+                  "its comments:" << bot.comments_of(1));
+  CHECK_FALSE(bot.pr(1).approval);
+  CHECK(test::run("git rev-parse --verify -q refs/heads/dmz-try/1", gh.origin).exit_code != 0);
+  // Written within a second of the push: which head it meant is not certain, so it is refused.
+  bot.comment(1, "alice", "@dmzbot merge");
+  REQUIRE(eventually([&] {
+    for (const auto& c : gh.api->comments(1))
+      if (c.body.find("@alice: merge refused: #1 was pushed within seconds") == 0) return true;
+    return false;
+  }));
+  CHECK_FALSE(bot.pr(1).approval);
+  // Written a while after the push, the same words approve the head as it is.
+  std::this_thread::sleep_for(2100ms);
+  bot.comment(1, "alice", "@dmzbot merge");
+  REQUIRE(eventually([&] { return bot.pr(1).approval && bot.pr(1).approval->sha == h2; }));
 }
 
 }  // namespace

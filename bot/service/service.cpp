@@ -776,18 +776,18 @@ struct Service::Impl final : driver::GitPort,
     return named;
   }
 
-  // A delivery authenticated and parsed, recorded as new: a fetch if it names new commits, and
-  // its handling on the engine thread. `replayed`: it arrived before a crash, at d's time.
-  // A delivery handed to every repository that took it (several only for an App's installation
-  // events, which name repositories); it is marked handled once all of them are done with it.
-  void accept(std::vector<Taken> taken, std::string key, bool replayed) {
+  // A delivery authenticated and parsed, recorded as new (or from before a crash): a fetch if
+  // it names new commits, and its handling on the engine thread, by every repository that took
+  // it (several only for an App's installation events, which name repositories); it is marked
+  // handled once all of them are done with it.
+  void accept(std::vector<Taken> taken, std::string key) {
     std::size_t parts = 0;
     for (const auto& t : taken) parts += 1 + t.d.follow_ups.size();
     auto ticket = std::make_shared<DeliveryTicket>(std::move(key), parts, *deliveries);
     for (auto& [rt, d] : taken) {
       if (d.fetch) request_fetch(*rt, commits_named(d));
-      engine.post([this, rt, d = std::move(d), ticket, replayed]() mutable {
-        handle_delivery(*rt, std::move(d), ticket, replayed);
+      engine.post([this, rt, d = std::move(d), ticket]() mutable {
+        handle_delivery(*rt, std::move(d), ticket);
       });
     }
   }
@@ -821,17 +821,34 @@ struct Service::Impl final : driver::GitPort,
     return not_found("the webhook is about no configured repository");
   }
 
-  // The head PR n had at `at` by the event log (when a delivery from before a crash is handled
-  // again, its comment approves what the PR was then, not a later push), or "" if unknown.
-  q::Sha head_at(const std::string& repo, int n, q::Millis at) {
-    auto events = store->pr_events(repo, n, 200);
-    if (!events) return {};
-    for (auto e = events->rbegin(); e != events->rend(); ++e) {
-      if ((e->kind != "pr_opened" && e->kind != "pr_pushed") || e->at > at) continue;
-      auto j = nlohmann::json::parse(e->json, nullptr, false);
-      if (j.is_object()) return j.value("head", "");
+  // The head PR f.number had when f's comment was written (the adapter sets the time of
+  // every comment, or of its delivery), by the event log: the order the webhooks arrived in
+  // does not matter, and a delivery handled again after a restart pins what it pinned then.
+  // "" when that is not certain: two heads within the clock skew of the comment, or none known
+  // by then. Without a time: the head known now.
+  q::Sha head_when_written(const RepoRuntime& rt, const forges::FollowUp& f) {
+    const std::string& repo = rt.cfg.name;
+    if (f.written_at == 0) {
+      const q::RepoState* state = driver->state(repo);
+      if (!state || !state->prs.count(f.number)) return {};
+      return state->prs.at(f.number).head;
     }
-    return {};
+    auto events = store->pr_events(repo, f.number, 200);
+    if (!events) return {};
+    const q::Millis skew = options.label_skew.count();
+    q::Sha before;                   // the head at written - skew
+    std::set<q::Sha> within;         // the heads it took until written + skew
+    for (const auto& e : *events) {  // oldest first
+      if ((e.kind != "pr_opened" && e.kind != "pr_pushed") || e.at > f.written_at + skew) continue;
+      auto j = nlohmann::json::parse(e.json, nullptr, false);
+      const q::Sha head = j.is_object() ? j.value("head", "") : "";
+      if (e.at <= f.written_at - skew)
+        before = head;
+      else
+        within.insert(head);
+    }
+    if (!before.empty()) within.insert(before);
+    return within.size() == 1 ? *within.begin() : q::Sha();
   }
 
   // Whether `sha` is a candidate's, or the head of a PR that is not finished.
@@ -843,10 +860,10 @@ struct Service::Impl final : driver::GitPort,
     return false;
   }
 
-  // Engine thread: a webhook's events, then its follow-ups with heads pinned as they are now
-  // (or, replayed, as they were when it arrived).
+  // Engine thread: a webhook's events, then its follow-ups with heads pinned as they were when
+  // the comment was written.
   void handle_delivery(RepoRuntime& rt, forges::Delivery d,
-                       const std::shared_ptr<DeliveryTicket>& ticket, bool replayed = false) {
+                       const std::shared_ptr<DeliveryTicket>& ticket) {
     const std::string& repo = rt.cfg.name;
     for (const auto& event : d.events) {
       // The delivery is acknowledged (202) and will be marked handled: an event the store
@@ -877,16 +894,27 @@ struct Service::Impl final : driver::GitPort,
       ticket->done();
       return true;
     });
-    for (auto& f : d.follow_ups) {
-      if (!f.pin_head || !f.event || !state) continue;
-      auto* merge = std::get_if<q::MergeRequested>(&*f.event);
-      auto pr = state->prs.find(f.number);
-      if (!merge || pr == state->prs.end()) continue;
-      const q::Sha head = replayed ? head_at(rt.cfg.name, f.number, merge->at) : pr->second.head;
-      if (head.empty()) continue;  // unknown then: the comment's own sha (or none) is refused
-      if (merge->sha.empty() || (merge->sha.size() >= 7 && head.starts_with(merge->sha)))
+    // A merge or try by comment takes the head the PR had when the comment was written.
+    std::erase_if(d.follow_ups, [&](forges::FollowUp& f) {
+      auto* merge = f.event ? std::get_if<q::MergeRequested>(&*f.event) : nullptr;
+      const bool pins =
+          (f.pin_head && merge) || (f.kind == forges::FollowUp::Kind::kTry && f.sha.empty());
+      if (!pins || !state || !state->prs.count(f.number)) return false;
+      const q::Sha head = head_when_written(rt, f);
+      if (head.empty()) {
+        reply(rt, f.number, q::NoticeKind::Failure,
+              "@" + f.actor + ": " + f.command + " refused: #" + std::to_string(f.number) +
+                  " was pushed within seconds of your comment, so which commit you meant is not "
+                  "certain; write `merge <sha>` with the commit you reviewed. Nothing changed.");
+        ticket->done();
+        return true;
+      }
+      if (!merge)
+        f.sha = head;
+      else if (merge->sha.empty() || (merge->sha.size() >= 7 && head.starts_with(merge->sha)))
         merge->sha = head;  // an abbreviation that is not the head stays, and is refused
-    }
+      return false;
+    });
     {
       std::lock_guard lock(rt.inbox_mu);
       for (auto& f : d.follow_ups) rt.inbox.push_back({std::move(f), ticket});
@@ -995,6 +1023,13 @@ struct Service::Impl final : driver::GitPort,
       reply(rt, f.number, q::NoticeKind::Failure,
             "@" + f.actor + ": try refused: #" + std::to_string(f.number) +
                 " is not known to dmzbot yet; ask again in a minute");
+      return ticket->done();
+    }
+    if (!f.sha.empty() && f.sha != pr->second.head) {
+      reply(rt, f.number, q::NoticeKind::Failure,
+            "@" + f.actor + ": try refused: #" + std::to_string(f.number) + " was pushed after " +
+                "your comment (its head is now " + pr->second.head.substr(0, 7) +
+                "); ask again to try it. Nothing changed.");
       return ticket->done();
     }
     const std::string branch = rt.cfg.github->try_branch + "/" + std::to_string(f.number);
@@ -1193,7 +1228,7 @@ struct Service::Impl final : driver::GitPort,
     request.body = std::move(stored.body);
     auto taken = takers(stored.forge, request, stored.at);  // as it was when it came
     if (taken) {
-      accept(std::move(*taken), stored.id, true);
+      accept(std::move(*taken), stored.id);
       return true;
     }
     const std::string why = taken.message();
@@ -1474,7 +1509,7 @@ void Service::webhook(const std::string& forge, forges::InboundRequest request,
       if (!t.d.repo.empty()) accepted.repo += (accepted.repo.empty() ? "" : ", ") + t.d.repo;
       accepted.events += t.d.events.size() + t.d.follow_ups.size();
     }
-    if (*fresh) impl_->accept(std::move(taken), std::move(key), false);
+    if (*fresh) impl_->accept(std::move(taken), std::move(key));
     done(accepted);
   };
   impl_->deliveries->record(std::move(record), std::move(recorded));

@@ -51,24 +51,6 @@ std::string when(q::Millis t) { return iso8601_utc(t / 1000); }
 
 }  // namespace
 
-std::optional<q::Millis> parse_time(const std::string& t) {
-  int y, mo, d, h, mi, s;
-  char tail = 0;
-  if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &tail) != 7)
-    return std::nullopt;
-  if (tail != 'Z' && tail != '.' && tail != '+') return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  std::time_t epoch = timegm(&tm);
-  if (epoch == static_cast<std::time_t>(-1)) return std::nullopt;
-  return static_cast<q::Millis>(epoch) * 1000;
-}
-
 Result<std::string> app_jwt(std::int64_t app_id, const std::string& pem, q::Millis now) {
   const std::int64_t iat = now / 1000 - 60;
   const std::string header = base64url_encode(R"({"alg":"RS256","typ":"JWT"})");
@@ -199,7 +181,7 @@ Result<std::string> Client::refresh_installation_token() {
     if (r && r->status == 201) {
       json body = json::parse(r->body, nullptr, false);
       std::string token = str(body, "token");
-      auto expires = parse_time(str(body, "expires_at"));
+      auto expires = parse_iso8601_ms(str(body, "expires_at"));
       if (token.empty() || !expires)
         return unavailable("the installation token answer has no token or expiry");
       installation_token_ = token;
@@ -468,7 +450,7 @@ Result<std::optional<LabelEvent>> Client::last_labeled(int number, const std::st
   for (const auto& e : *items) {
     if (str(e, "event") != "labeled" || !e.contains("label") || str(e["label"], "name") != label)
       continue;
-    auto at = parse_time(str(e, "created_at"));
+    auto at = parse_iso8601_ms(str(e, "created_at"));
     if (!at) continue;
     if (!found || *at >= found->at)
       found = LabelEvent{e.contains("actor") ? str(e["actor"], "login") : "", *at};

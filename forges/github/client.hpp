@@ -164,8 +164,6 @@ class Client {
   void cache(const std::string& url, std::string etag, HttpReply reply);
 };
 
-// "2011-04-14T16:00:49Z" as milliseconds since the epoch; nullopt if malformed.
-std::optional<queue::Millis> parse_time(const std::string& iso8601);
 // The RS256 JWT a GitHub App authenticates with: issued 60 s ago (clock drift), valid 9 min.
 Result<std::string> app_jwt(std::int64_t app_id, const std::string& private_key_pem,
                             queue::Millis now);

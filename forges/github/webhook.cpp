@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "base/crypto.hpp"
+#include "base/iso_time.hpp"
 #include "base/text.hpp"
 #include "forges/github/commands.hpp"
 
@@ -111,10 +112,12 @@ struct Reader {
   }
 
   // "@dmzbot ..." lines of a comment or review on PR n; `seen` is the head the writer saw
-  // (a review's commit), "" when unknown (the PR's head when the webhook arrived is used).
-  // Anyone may ask for help or the status: each is answered at most once per comment.
+  // (a review's commit), "" when unknown: then the head the PR had when it was `written` (the
+  // service reads it from the event log, so a push delivered before the comment is never what
+  // the comment approves or tries). Anyone may ask for help or the status: each is answered at
+  // most once per comment.
   void commands(int n, const std::string& body, const std::string& actor, const std::string& seen,
-                bool closed, bool draft) {
+                q::Millis written, bool closed, bool draft) {
     const std::string why_not = not_mergeable(closed, draft);
     bool helped = false, told = false;
     for (const Command& c : parse_commands(body, mention_name(cfg.bot_name))) {
@@ -134,6 +137,7 @@ struct Reader {
           std::string sha = c.sha.empty() ? seen : c.sha;
           const bool pin = !is_object_id(sha);
           authorize(n, actor, "merge", q::MergeRequested{n, sha, actor, now}, pin);
+          d.follow_ups.back().written_at = written;
           d.fetch = true;
           break;
         }
@@ -152,6 +156,8 @@ struct Reader {
           f.number = n;
           f.actor = actor;
           f.command = "try";
+          f.sha = seen;
+          f.written_at = written;
           d.follow_ups.push_back(std::move(f));
           d.fetch = true;
           break;
@@ -249,8 +255,9 @@ struct Reader {
     if (n == 0) return invalid("an issue_comment event without an issue number");
     const std::string actor = str(p, {"comment", "user", "login"});
     if (actor.empty() || is_bot(actor, cfg.bot_name)) return {};
-    commands(n, str(p, {"comment", "body"}), actor, "", str(p, {"issue", "state"}) == "closed",
-             flag(p, {"issue", "draft"}));
+    commands(n, str(p, {"comment", "body"}), actor, "",
+             parse_iso8601_ms(str(p, {"comment", "created_at"})).value_or(now),
+             str(p, {"issue", "state"}) == "closed", flag(p, {"issue", "draft"}));
     return {};
   }
 
@@ -264,6 +271,7 @@ struct Reader {
     std::string seen = str(p, {"review", "commit_id"});
     if (!is_object_id(seen)) seen.clear();
     commands(n, str(p, {"review", "body"}), actor, seen,
+             parse_iso8601_ms(str(p, {"review", "submitted_at"})).value_or(now),
              str(p, {"pull_request", "state"}) == "closed", flag(p, {"pull_request", "draft"}));
     return {};
   }
