@@ -22,6 +22,10 @@ bool is_object_id(std::string_view s);
 // Only a SHA-1 name (40 lowercase hex digits): where the format read has no other.
 bool is_sha1_hex(std::string_view s);
 
+// The longest prefix of `s` of at most `max_bytes` that does not split a UTF-8 sequence (for
+// limits a forge counts in characters: a cut sequence would be invalid UTF-8 in its JSON).
+std::string_view utf8_prefix(std::string_view s, std::size_t max_bytes);
+
 // `s` with ASCII letters lowercased (header names, schemes, logins, hex): other bytes kept.
 std::string ascii_lower(std::string_view s);
 

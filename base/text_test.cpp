@@ -57,4 +57,15 @@ TEST_CASE("object ids: 40 or 64 lowercase hex digits; SHA-1 names only 40") {
   CHECK_FALSE(is_sha1_hex(std::string(39, 'a') + "G"));
 }
 
+TEST_CASE("utf8_prefix cuts at most max bytes, never inside a UTF-8 sequence") {
+  CHECK(utf8_prefix("short", 10) == "short");
+  CHECK(utf8_prefix("abcdef", 3) == "abc");
+  const std::string word = "d\xc3\xa9j\xc3\xa0";  // "déjà": 1 + 2 + 1 + 2 bytes
+  CHECK(utf8_prefix(word, 2) == "d");             // é would be cut
+  CHECK(utf8_prefix(word, 3) == "d\xc3\xa9");
+  CHECK(utf8_prefix(word, 5) == "d\xc3\xa9j");
+  CHECK(utf8_prefix("\xf0\x9f\x98\x80!", 3) == "");  // a 4-byte emoji
+  CHECK(utf8_prefix("", 0) == "");
+}
+
 }  // namespace dmz

@@ -280,18 +280,20 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
     const bool exhausted = reply.header("x-ratelimit-remaining") == "0";
     if (st == 429 || (st == 403 && (!retry_after.empty() || exhausted ||
                                     mentions_rate_limit(message_of(parsed))))) {
+      // GitHub's order: Retry-After; else the reset, when nothing remains (the primary
+      // limit); else (a secondary limit) at least a minute.
       q::Millis until = clock_.now() + 60'000;
       try {
         if (!retry_after.empty())
           until = clock_.now() + std::stoll(retry_after) * 1000;
-        else if (!reply.header("x-ratelimit-reset").empty())
+        else if (exhausted && !reply.header("x-ratelimit-reset").empty())
           until = std::stoll(reply.header("x-ratelimit-reset")) * 1000;
       } catch (const std::exception&) {
       }
       {
         std::lock_guard lock(mu_);
         health_.blocked_until = std::max(until, clock_.now() + 1000);
-        health_.rate_remaining = 0;
+        if (exhausted) health_.rate_remaining = 0;
       }
       last = unavailable(what + ": rate limited (" + said + ")");
       note_error(last.message);
@@ -530,14 +532,8 @@ Status Client::commit_status(const q::Sha& sha, const std::string& state,
                              const std::string& target_url) {
   json b{{"state", state}, {"context", context}};
   // GitHub refuses descriptions over 140 characters (cut on a UTF-8 boundary).
-  std::string d = description;
-  if (d.size() > 140) {
-    d.resize(137);
-    while (!d.empty() && (static_cast<unsigned char>(d.back()) & 0xC0) == 0x80) d.pop_back();
-    if (!d.empty() && static_cast<unsigned char>(d.back()) >= 0xC0) d.pop_back();
-    d += "...";
-  }
-  b["description"] = d;
+  b["description"] =
+      description.size() > 140 ? std::string(utf8_prefix(description, 137)) + "..." : description;
   if (!target_url.empty()) b["target_url"] = target_url;
   return call("POST", "/repos/" + options_.repo + "/statuses/" + sha, &b).status();
 }

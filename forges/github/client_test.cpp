@@ -187,6 +187,15 @@ TEST_CASE("github client: rate limits are waited out when short, refused at once
     f.http.answer(200, "{}");
     CHECK(c.call("GET", "/e").ok());
   }
+  // A secondary limit with the primary limit's headers (plenty remaining, a reset 45 minutes
+  // away): a minute, not until the primary window resets.
+  f.http.answer(403, R"({"message":"You have exceeded a secondary rate limit."})",
+                {{"x-ratelimit-remaining", "4100"},
+                 {"x-ratelimit-reset", std::to_string(f.clock.now() / 1000 + 45 * 60)}});
+  CHECK(c.call("GET", "/f").code() == Code::kUnavailable);
+  CHECK(c.health().blocked_until == f.clock.now() + 60'000);
+  CHECK(c.health().rate_remaining != 0);  // the primary limit was not reached
+  f.clock.advance(60'001);
   // A 403 that is not a rate limit is a refusal, not retried.
   f.http.answer(403, R"({"message":"Resource not accessible"})");
   CHECK(c.call("GET", "/d").code() == Code::kPermissionDenied);

@@ -169,16 +169,24 @@ std::vector<q::Event> reconcile_checks(const q::Candidate& k, const std::vector<
 std::string comment_for(const q::Notify& n, const std::string& repo, const std::string& public_url,
                         const std::string& marker) {
   if (n.reason == q::Reason::TransientError || n.reason == q::Reason::MasterMoved) return "";
+  // GitHub refuses a comment over 65,536 characters (422), which would drop it for good: the
+  // message and the details are cut to fit, the link and the marker always kept.
+  constexpr std::size_t kMessageBytes = 4'096, kBodyBytes = 60'000;
   std::string body;
   const std::string head = heading(n);
   if (!head.empty()) body = "**" + head + "**: ";
-  body += escape_control(n.message);
+  body += utf8_prefix(escape_control(n.message), kMessageBytes);
   if (n.reason == q::Reason::Merged && !n.details.empty())
     body += "\n\nThe master commit: " + escape_control(n.details.front());
   else
     for (std::size_t i = 0; i < n.details.size(); ++i) {
+      const std::string line = "\n- " + escape_control(n.details[i]);
+      if (body.size() + line.size() > kBodyBytes) {
+        body += "\n- ... and " + std::to_string(n.details.size() - i) + " more";
+        break;
+      }
       if (i == 0) body += "\n";
-      body += "\n- " + escape_control(n.details[i]);
+      body += line;
     }
   if (!public_url.empty())
     body += "\n\n[Queue status](" + public_url + "/repos/" + repo + "/pulls/" +

@@ -93,6 +93,26 @@ TEST_CASE("github forge: a failure takes the merge label off and comments every 
         "<!-- dmzbot:notice:7 -->");
 }
 
+TEST_CASE("github forge: a comment stays under GitHub's size limit, its link and marker kept") {
+  // A merge conflict in thousands of files (a mass reformat): every path is a detail.
+  std::vector<std::string> files;
+  for (int i = 0; i < 5000; ++i) files.push_back("src/module_" + std::to_string(i) + "/file.cpp");
+  const q::Notify n{3,
+                    q::NoticeKind::Failure,
+                    q::Reason::MergeConflict,
+                    "merge conflict in " + std::string(10'000, 'x'),
+                    kA,
+                    files};
+  const std::string body =
+      forges::github::comment_for(n, "octo/widgets", "https://dmz.example", "<!-- m -->");
+  CHECK(body.size() <= 65'536);
+  CHECK(body.find("src/module_0/file.cpp") != std::string::npos);
+  CHECK(body.find("src/module_4999/file.cpp") == std::string::npos);
+  CHECK(body.find(" more\n\n[Queue status](https://dmz.example/repos/octo/widgets/pulls/3)") !=
+        std::string::npos);
+  CHECK(body.ends_with("<!-- m -->"));
+}
+
 TEST_CASE("github forge: a late or retried label removal keeps a label added again since") {
   Fixture f;
   auto forge = f.forge();
