@@ -98,7 +98,7 @@ struct GitHub {
   Secret private_key;  // the App's PEM private key (RSA)
   std::string merge_label = "dmz:merge";
   std::vector<std::string> merge_masters;       // logins, or "org/team-slug"
-  std::filesystem::path ca_file;                // an extra CA (a GHES with a private CA)
+  std::filesystem::path ca_file;                // a GHES's private CA: the API's and git's
   std::string bot_name = "dmzbot";              // comments address it as "@dmzbot ..."
   std::chrono::seconds reconcile_interval{60};  // how often the REST API is read back
   std::chrono::seconds permission_cache{60};    // how long a merge master check is believed

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -51,10 +52,21 @@ int listen_local(int& port, std::string& error) {
   return fd;
 }
 
-bool send_all(int fd, std::string_view data) {
+}  // namespace
+
+// A client's connection: the socket, and its TLS session when the server has one.
+struct Conn {
+  int fd;
+  SSL* ssl = nullptr;
+};
+
+namespace {
+
+bool send_all(Conn& c, std::string_view data) {
   while (!data.empty()) {
-    ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = c.ssl ? SSL_write(c.ssl, data.data(), static_cast<int>(data.size()))
+                      : ::send(c.fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n < 0 && !c.ssl && errno == EINTR) continue;
     if (n <= 0) return false;
     data.remove_prefix(static_cast<size_t>(n));
   }
@@ -63,13 +75,14 @@ bool send_all(int fd, std::string_view data) {
 
 // Reads from a socket into a buffer, for a parser that takes lines and exact byte counts.
 struct Reader {
-  int fd;
+  Conn& c;
   std::string buf;
   bool fill() {
     char chunk[64 * 1024];
     for (;;) {
-      ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
-      if (n < 0 && errno == EINTR) continue;
+      ssize_t n = c.ssl ? SSL_read(c.ssl, chunk, static_cast<int>(sizeof chunk))
+                        : ::recv(c.fd, chunk, sizeof chunk, 0);
+      if (n < 0 && !c.ssl && errno == EINTR) continue;
       if (n <= 0) return false;  // closed, error or SO_RCVTIMEO
       buf.append(chunk, static_cast<size_t>(n));
       return true;
@@ -139,15 +152,24 @@ std::string status_text(int status) {
   }
 }
 
-void answer(int fd, int status, const std::string& extra_headers, const std::string& body) {
+void answer(Conn& fd, int status, const std::string& extra_headers, const std::string& body) {
   send_all(fd, "HTTP/1.1 " + status_text(status) + "\r\n" + extra_headers + "Content-Length: " +
                    std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body);
 }
 
 }  // namespace
 
-GitHttpServer::GitHttpServer(std::filesystem::path base, std::string username, std::string token)
+GitHttpServer::GitHttpServer(std::filesystem::path base, std::string username, std::string token,
+                             Tls tls)
     : base_(std::move(base)), username_(std::move(username)), token_(std::move(token)) {
+  if (!tls.cert.empty()) {
+    tls_ = SSL_CTX_new(TLS_server_method());
+    if (!tls_ || SSL_CTX_use_certificate_chain_file(tls_, tls.cert.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(tls_, tls.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      error_ = "TLS: cannot load " + tls.cert.string() + " and its key";
+      return;
+    }
+  }
   listen_fd_ = listen_local(port_, error_);
   if (listen_fd_ < 0) return;
   if (::pipe2(stop_pipe_, O_CLOEXEC) < 0) {
@@ -164,11 +186,13 @@ GitHttpServer::~GitHttpServer() {
   }
   for (int fd : {listen_fd_, stop_pipe_[0], stop_pipe_[1]})
     if (fd >= 0) ::close(fd);
+  SSL_CTX_free(tls_);
 }
 
 std::string GitHttpServer::url(const std::string& repo) const {
   if (!error_.empty() || port_ == 0) return "";
-  return "http://127.0.0.1:" + std::to_string(port_) + "/" + repo;
+  return std::string(tls_ ? "https" : "http") + "://127.0.0.1:" + std::to_string(port_) + "/" +
+         repo;
 }
 
 std::vector<GitHttpServer::Request> GitHttpServer::requests() const {
@@ -189,12 +213,21 @@ void GitHttpServer::serve() {
     timeval tv{kIoTimeoutSeconds, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    handle(fd);
+    Conn c{fd};
+    if (tls_) {
+      c.ssl = SSL_new(tls_);
+      SSL_set_fd(c.ssl, fd);
+      if (SSL_accept(c.ssl) == 1) handle(c);  // a client that refused our certificate: nothing
+      SSL_shutdown(c.ssl);
+      SSL_free(c.ssl);
+    } else {
+      handle(c);
+    }
     ::close(fd);
   }
 }
 
-void GitHttpServer::handle(int fd) {
+void GitHttpServer::handle(Conn& fd) {
   Reader in{fd, {}};
   std::string line;
   if (!in.line(line)) return;

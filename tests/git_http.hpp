@@ -1,6 +1,7 @@
 // Smart HTTP for tests: `git http-backend` (CGI) behind a small HTTP/1.1 server on 127.0.0.1
 // that demands HTTP basic auth with one username and token (401 + WWW-Authenticate otherwise)
-// and serves the bare repositories of a directory, push enabled.
+// and serves the bare repositories of a directory, push enabled; over TLS (OpenSSL) when given
+// a certificate and key.
 // Threading: the server answers on a thread of its own, one connection at a time; the owner
 // thread constructs, reads and destroys it (the destructor stops it).
 #pragma once
@@ -12,7 +13,11 @@
 #include <thread>
 #include <vector>
 
+typedef struct ssl_ctx_st SSL_CTX;
+
 namespace dmz::test {
+
+struct Conn;
 
 class GitHttpServer {
  public:
@@ -26,13 +31,16 @@ class GitHttpServer {
     int status = 0;        // what we answered
   };
 
-  GitHttpServer(std::filesystem::path base, std::string username, std::string token);
+  struct Tls {
+    std::filesystem::path cert, key;  // PEM; empty: plain HTTP
+  };
+  GitHttpServer(std::filesystem::path base, std::string username, std::string token, Tls tls = {});
   ~GitHttpServer();
   GitHttpServer(const GitHttpServer&) = delete;
   GitHttpServer& operator=(const GitHttpServer&) = delete;
 
   // Empty if the server could not start (see error()).
-  std::string url(const std::string& repo) const;  // http://127.0.0.1:PORT/<repo>
+  std::string url(const std::string& repo) const;  // http(s)://127.0.0.1:PORT/<repo>
   int port() const { return port_; }
   const std::string& error() const { return error_; }
   std::vector<Request> requests() const;
@@ -41,11 +49,12 @@ class GitHttpServer {
 
  private:
   void serve();
-  void handle(int fd);
+  void handle(Conn& c);
 
   std::filesystem::path base_;
   std::string username_;
   std::string token_;
+  SSL_CTX* tls_ = nullptr;
   int listen_fd_ = -1;
   int stop_pipe_[2] = {-1, -1};
   int port_ = 0;

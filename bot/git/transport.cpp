@@ -310,7 +310,11 @@ struct Transport::Impl {
     for (const char* name : {"http_proxy", "https_proxy", "no_proxy", "all_proxy", "HTTP_PROXY",
                              "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "SSL_CERT_FILE",
                              "SSL_CERT_DIR", "GIT_SSL_CAINFO", "GIT_SSL_CAPATH", "TMPDIR"})
-      if (const char* value = std::getenv(name)) env.push_back(std::string(name) + "=" + value);
+      if (const char* value = std::getenv(name);
+          value && (opt.ca_file.empty() || std::string_view(name) != "GIT_SSL_CAINFO"))
+        env.push_back(std::string(name) + "=" + value);
+    // The remote's own CA: in the environment, which git ranks above its configuration.
+    if (!opt.ca_file.empty()) env.push_back("GIT_SSL_CAINFO=" + opt.ca_file.string());
     if (!opt.token.empty()) {
       env.push_back("GIT_ASKPASS=" + (opt.scratch_dir / kAskpassName).string());
       env.push_back("DMZBOT_GIT_USERNAME=" + opt.username);

@@ -59,6 +59,10 @@ struct TransportOptions {
   std::filesystem::path ssh_key;
   std::filesystem::path known_hosts;
 
+  // https: the CA (PEM) that signed the remote's certificate, e.g. a GitHub Enterprise
+  // Server's private CA (GIT_SSL_CAINFO for git: it replaces the CA bundle for this remote).
+  std::filesystem::path ca_file;
+
   // Connect and stalled-transfer timeout: ssh's ConnectTimeout and keepalives
   // (ServerAliveInterval = timeout/3, 3 missed), curl's low-speed limit for http(s)
   // (http.lowSpeedLimit=1 byte/s for this long). git 2.39 has no setting for curl's connect

@@ -23,6 +23,7 @@
 #include "tests/ssh_keys.hpp"
 #include "tests/sshd.hpp"
 #include "tests/support.hpp"
+#include "tests/test_ca.hpp"
 
 namespace fs = std::filesystem;
 using namespace dmz;
@@ -416,6 +417,36 @@ TEST_CASE("smart HTTP: a configured username, and a push large enough to be sent
   for (const auto& req : http.requests()) chunked = chunked || (req.chunked && req.authorized);
   CHECK(chunked);
   CHECK(run(git_env() + "git -C " + q(r.origin) + " fsck --strict").exit_code == 0);
+}
+
+TEST_CASE("smart HTTP over TLS: a private CA (a GHES's) is trusted through ca_file, only") {
+  Repos r;
+  const test::TestCa ca = test::make_test_ca(r.tmp / "ca");
+  GitHttpServer https(r.srv, "x-access-token", kToken, {ca.server_cert, ca.server_key});
+  REQUIRE_MESSAGE(https.error().empty(), https.error());
+  const std::string url = https.url("origin.git");
+  REQUIRE(url.rfind("https://", 0) == 0);
+  TransportOptions o = options_for(url);
+  o.token = kToken;
+  // Without the CA, or with one that did not sign the server's certificate: refused, and the
+  // token never sent.
+  for (const std::filesystem::path& wrong : {std::filesystem::path(), ca.other_ca_cert}) {
+    TransportOptions untrusting = o;
+    untrusting.ca_file = wrong;
+    Status s = make(r.mirror, untrusting)->fetch();
+    REQUIRE_FALSE(s.ok());
+    CHECK_MESSAGE(s.message().find("certificate") != std::string::npos, s.message());
+  }
+  CHECK(https.requests().empty());
+  o.ca_file = ca.ca_cert;
+  auto t = make(r.mirror, o);
+  Status fetched = t->fetch();
+  REQUIRE_MESSAGE(fetched.ok(), fetched.message());
+  CHECK(r.in_mirror("refs/remotes/origin/master") == r.initial);
+  r.seed_mirror();
+  auto pushed = t->push({{"refs/heads/dmz", r.initial, std::nullopt}});
+  REQUIRE_MESSAGE(pushed.ok(), (pushed.ok() ? "" : pushed.message()));
+  CHECK(r.at_origin("refs/heads/dmz") == r.initial);
 }
 
 TEST_CASE("smart HTTP: a wrong or missing token fails as unauthenticated, the token unsaid") {

@@ -10,6 +10,7 @@ git::TransportOptions transport_options(const config::Repo& repo, const config::
   o.ssh_key = repo.auth.ssh_key;
   o.known_hosts = repo.auth.known_hosts;
   o.network_timeout = repo.network_timeout;
+  if (repo.github) o.ca_file = repo.github->ca_file;  // the API's host is the remote's
   if (signing.format == "openpgp")
     o.sign_pushes = git::PushSigning{
         git::PushSigning::Format::kOpenPgp, signing.fingerprint, signing.gnupg_home, {}};
