@@ -370,6 +370,61 @@ TEST_CASE("adaptive lanes: a failure in one lane cancels nothing in another") {
   CHECK(ff[0].to == c2);
 }
 
+TEST_CASE("adaptive lanes by path groups: a PR within one group queues in that group's lane") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.lanes = Lanes::Groups;
+  r.cfg.path_groups = {{"docs", {"docs/**"}}, {"app", {"app/**"}}};
+  r.cfg.window_start = 8;
+  r.queue(1, {"app/main.cpp"});
+  REQUIRE(r.with({1}) != 0);
+  CHECK(r.candidate(r.with({1})).lane == 2);  // the second group's lane
+  const Sha c1 = r.merge(r.with({1}));
+  r.queue(2, {"docs/guide.md", "docs/faq.md"});
+  REQUIRE(r.with({2}) != 0);
+  CHECK(r.candidate(r.with({2})).lane == 1);
+  CHECK(r.candidate(r.with({2})).base == kMaster);  // beside PR 1, not on it
+  r.merge(r.with({2}));
+  // Another app change queues behind PR 1, in its lane; one that spans both groups, or touches
+  // a path no group holds, goes in the shared lane 0.
+  r.queue(3, {"app/util.cpp"});
+  REQUIRE(r.with({3}) != 0);
+  CHECK(r.candidate(r.with({3})).lane == 2);
+  CHECK(r.candidate(r.with({3})).base == c1);
+  r.queue(4, {"app/x.cpp", "docs/y.md"});
+  REQUIRE(r.with({4}) != 0);
+  CHECK(r.candidate(r.with({4})).lane == 0);
+  CHECK(r.candidate(r.with({4})).base == kMaster);
+  const Sha c4 = r.merge(r.with({4}));
+  r.queue(5, {"Makefile"});
+  REQUIRE(r.with({5}) != 0);
+  CHECK(r.candidate(r.with({5})).lane == 0);
+  CHECK(r.candidate(r.with({5})).base == c4);
+}
+
+TEST_CASE("adaptive: PRs waiting together enter the train by how likely they are to pass") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.window_start = 1;
+  r.cfg.window_max = 1;
+  r.cfg.window_floor = 1;
+  r.queue(1, {"a/1"});
+  const CandidateId k1 = r.with({1});
+  REQUIRE(k1 != 0);
+  // Queued in this order while the window is full; their own CI before the queue then says
+  // #2 is red and #3 green.
+  r.queue(2, {"b/2"});
+  r.queue(3, {"c/3"});
+  r.on(CheckReported{sha_of('h', 2), Check{"ci", CheckState::Failure, "", "", 0}, r.now});
+  r.on(CheckReported{sha_of('h', 3), Check{"ci", CheckState::Success, "", "", 0}, r.now});
+  CHECK(r.s.prs.at(2).precheck == CheckState::Failure);
+  const std::size_t before = r.built.size();
+  r.check(r.merge(k1), true);
+  r.pushed(k1);
+  REQUIRE(r.status(1) == PrStatus::Merged);
+  REQUIRE(r.built.size() > before);
+  // The next candidate starts with #3: a likely failure sits behind as little as possible.
+  CHECK(numbers(r.built[before]).front() == 3);
+}
+
 TEST_CASE(
     "adaptive: a PR touching what a PR in the train touches is probed on the train's tip; the "
     "candidate under it decides who is to blame") {
