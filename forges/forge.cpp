@@ -1,6 +1,18 @@
 #include "forges/forge.hpp"
 
+#include "queue/delta.hpp"
+
 namespace dmz::forges {
+
+bool still_current(const queue::RepoState& snapshot, const queue::RepoState& now,
+                   const queue::Event& e) {
+  const auto n = queue::pr_of(e);
+  if (!n) return true;
+  auto then = snapshot.prs.find(*n);
+  auto current = now.prs.find(*n);
+  if (then == snapshot.prs.end()) return current == now.prs.end();
+  return current != now.prs.end() && current->second.head == then->second.head;
+}
 
 Result<queue::PrOpened> Forge::register_pull(const RemoteRefs&, const Registration&,
                                              queue::Millis) const {

@@ -100,6 +100,13 @@ struct ReconcileInput {
   std::function<queue::Millis(int)> head_seen_at;
 };
 
+// Whether `e`, which a reconciliation computed from a snapshot of the state (`snapshot`), still
+// applies to the state as it is `now` (the API calls take seconds, and webhooks are applied
+// meanwhile): an event about a PR whose head moved since, or that became known since, is
+// dropped (the next reconciliation sees the newer state); events about no PR always apply.
+bool still_current(const queue::RepoState& snapshot, const queue::RepoState& now,
+                   const queue::Event& e);
+
 // The health of the forge's API (rate limits, errors), for /readyz, the queue JSON and the
 // status page.
 struct ApiHealth {

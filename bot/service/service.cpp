@@ -1165,7 +1165,7 @@ struct Service::Impl final : driver::GitPort,
       if (events)  // the API answers again: the checks that waited for reviews go on
         for (const auto& a : std::exchange(rt.reviews_waiting, {}))
           rt.git->post([this, &rt, a] { judge_policy(rt, a); });
-      engine.post([this, &rt, events = std::move(events)] {
+      engine.post([this, &rt, snapshot = input.state, events = std::move(events)] {
         rt.reconcile_in_flight = false;
         const q::Millis t = now();
         if (!events) {
@@ -1174,7 +1174,14 @@ struct Service::Impl final : driver::GitPort,
           return;
         }
         rt.next_reconcile_at = t + rt.reconcile_interval;
-        for (const auto& e : *events) {
+        // Judged against the state before any of them is applied (one may open a PR that the
+        // next approves).
+        const q::RepoState* current = driver->state(rt.cfg.name);
+        if (!current) return;
+        std::vector<q::Event> current_events;
+        for (auto& e : *events)
+          if (forges::still_current(snapshot, *current, e)) current_events.push_back(std::move(e));
+        for (const auto& e : current_events) {
           auto out = driver->apply(rt.cfg.name, e);
           if (out.rejected && out.rejected->code != Code::kNotFound)
             log::info(
