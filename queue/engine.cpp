@@ -237,6 +237,13 @@ void judge_again(Ctx& c, PullRequest& pr) {
 void requeue(Ctx& c, PullRequest& pr) {
   pr.candidate.reset();
   pr.held_by.reset();
+  if (pr.reason_code == Reason::Closed) {  // closed while its landing was in flight
+    forget_bookkeeping(pr);
+    pr.status = PrStatus::Cancelled;
+    pr.reason = "closed";
+    pr.finished_at = c.at;
+    return;
+  }
   if (!pr.approval || pr.approval->sha != pr.head) return drop_approval(c, pr);
   // Its verdict was given under a policy that has changed since (a landing in flight finished
   // after the trust root changed, then its push failed): judged again, never queued on it.
@@ -1268,7 +1275,8 @@ Verdict on(Ctx& c, const PrClosed& e) {
   auto* pr = c.find(e.number);
   if (!pr) return unknown(e.number);
   if (pr->status == PrStatus::Merged || pr->status == PrStatus::Cancelled) return std::nullopt;
-  if (c.landing(*pr)) {
+  if (c.landing(*pr)) {  // its push is in flight: it lands, or leaves the queue (requeue)
+    pr->reason_code = Reason::Closed;
     pr->reason = "closed while landing";
     return std::nullopt;
   }

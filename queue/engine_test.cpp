@@ -914,6 +914,29 @@ TEST_CASE("a changed trust root has every waiting PR judged again; a landing in 
   }
 }
 
+TEST_CASE("a PR closed while its landing is in flight lands, or leaves the queue") {
+  for (bool push_ok : {true, false}) {
+    CAPTURE(push_ok);
+    Repo r;
+    r.queue(1, sha('a'));
+    const CandidateId first = r.pr(1).candidate.value();
+    REQUIRE(!r.merged(first, sha('c')).rejected);
+    REQUIRE(!r.check(sha('c'), CheckState::Success).rejected);
+    REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
+    REQUIRE(!r.on(PrClosed{1, r.now}).rejected);
+    auto o = r.master_pushed(first, push_ok);
+    if (push_ok) {
+      CHECK(r.pr(1).status == PrStatus::Merged);
+      continue;
+    }
+    // The push failed on our side: the closed PR is not queued again.
+    CHECK(r.pr(1).status == PrStatus::Cancelled);
+    CHECK(r.pr(1).reason_code == Reason::Closed);
+    CHECK(none<BuildCandidate>(o));
+    CHECK(r.tick(r.now + r.cfg.retry_backoff).actions.empty());
+  }
+}
+
 TEST_CASE("a landing kept across a trust root change whose push fails is judged again") {
   for (Strategy strategy : {Strategy::Serial, Strategy::Train}) {
     CAPTURE(static_cast<int>(strategy));
