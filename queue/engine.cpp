@@ -645,9 +645,10 @@ void resolve_holds(Ctx& c) {
 }
 
 // A required check failed (or timed out) on train[index].
-void fail_candidate(Ctx& c, std::size_t index, Reason code, const std::string& reason,
-                    const std::vector<std::string>& details) {
-  Candidate& k = c.s.train[index];
+// The undecided candidate train[index] was built on, whose fate decides whether what failed in
+// it was to blame; none for the front of its chain (or a probe on master).
+std::optional<CandidateId> ahead_of(const Ctx& c, std::size_t index) {
+  const Candidate& k = c.s.train[index];
   std::optional<CandidateId> ahead;
   for (std::size_t i = 0; i < index; ++i)
     if (same_chain(c.s.train[i], k)) ahead = c.s.train[i].id;
@@ -655,6 +656,13 @@ void fail_candidate(Ctx& c, std::size_t index, Reason code, const std::string& r
   if (k.probe && k.base != c.s.master)
     for (const auto& t : c.s.train)
       if (!t.probe && t.sha == k.base) ahead = t.id;
+  return ahead;
+}
+
+void fail_candidate(Ctx& c, std::size_t index, Reason code, const std::string& reason,
+                    const std::vector<std::string>& details) {
+  Candidate& k = c.s.train[index];
+  const std::optional<CandidateId> ahead = ahead_of(c, index);
   // A PR alone at the front would be ejected: with flaky checks it is built again first, in
   // place, so that the candidates behind it keep building (a green one clears it).
   if (!ahead && k.prs.size() == 1 && c.pr(k.prs[0]).failures < c.cfg.flaky_retries) {
@@ -1408,10 +1416,19 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
     return transient(c, index,
                      "conflict reported for " + pr_name(e.culprit) +
                          ", which is not in candidate " + std::to_string(c.s.train[index].id));
-  fail_merge_of(c, index, e.culprit, Reason::MergeConflict,
-                "merge conflict in " + join(e.conflicts, ", ") +
-                    "; merge master into the branch (or rebase), push, and ask for approval again",
-                e.conflicts);
+  const std::string reason =
+      "merge conflict in " + join(e.conflicts, ", ") +
+      "; merge master into the branch (or rebase), push, and ask for approval again";
+  // Built on a candidate that may still fail: the conflict may be with a PR that never lands.
+  // The culprit waits for that candidate's fate (landed: to blame; failed: built again).
+  if (generic(c.cfg))
+    if (const auto ahead = ahead_of(c, index)) {
+      for (int n : cut_lane(c, index))
+        if (n != e.culprit) requeue(c, c.pr(n));
+      hold(c, {e.culprit}, *ahead, Reason::MergeConflict, reason, e.conflicts);
+      return;
+    }
+  fail_merge_of(c, index, e.culprit, Reason::MergeConflict, reason, e.conflicts);
 }
 
 // Git failed to build the candidate. A failure of one PR's merge is retried as transient until

@@ -289,6 +289,45 @@ TEST_CASE("train: a PR that failed only behind a bad one is held, then rebuilt, 
   }
 }
 
+TEST_CASE("train: a merge conflict with a PR ahead that then fails ejects nobody innocent") {
+  for (bool ahead_lands : {false, true}) {
+    CAPTURE(ahead_lands);
+    Repo r(Strategy::Train);
+    r.cfg.window_start = 4;
+    r.queue(1, {"x.c"});
+    const Sha c1 = r.merge(1);
+    r.queue(2, {"x.c"});  // edits the same lines as #1
+    const CandidateId k2 = r.with({2});
+    REQUIRE(k2 != 0);
+    REQUIRE(r.candidate(k2).base == c1);
+    r.on(MergeDone{k2, MergeOutcome::Conflict, "", 2, {"x.c"}, "", r.now});
+    // Not ejected yet: the conflict is with #1, which may never land.
+    CHECK(r.status(2) == PrStatus::Queued);
+    CHECK_FALSE(r.has(k2));
+    const std::size_t before = r.built.size();
+    r.check(c1, ahead_lands);
+    if (ahead_lands) {
+      r.pushed(1);
+      REQUIRE(r.status(1) == PrStatus::Merged);
+      // #1 landed: #2 conflicts with master now; merged again there, it fails for good.
+      for (int round = 0; round < 3 && r.status(2) != PrStatus::Failed; ++round) {
+        const CandidateId again = r.with({2});
+        REQUIRE(again != 0);
+        CHECK(r.candidate(again).base == r.s.master);
+        r.on(MergeDone{again, MergeOutcome::Conflict, "", 2, {"x.c"}, "", r.now});
+      }
+      CHECK(r.status(2) == PrStatus::Failed);
+      CHECK(r.s.prs.at(2).reason_code == Reason::MergeConflict);
+      continue;
+    }
+    // #1 failed: #2 was innocent, and is merged again on master.
+    CHECK(r.status(1) == PrStatus::Failed);
+    REQUIRE(r.built.size() > before);
+    CHECK(numbers(r.built.back()) == std::vector<int>{2});
+    CHECK(r.built.back().base == kMaster);
+  }
+}
+
 TEST_CASE("flaky checks: a failure alone is built again before anyone is ejected") {
   Repo r(Strategy::Train);
   r.cfg.window_start = 2;
