@@ -203,6 +203,13 @@ std::vector<GitHttpServer::Request> GitHttpServer::requests() const {
 std::string GitHttpServer::backend_log() const { return read_file(base_ / "http-backend.log"); }
 
 void GitHttpServer::serve() {
+  // SSL_write writes with write(2), not send(MSG_NOSIGNAL): a client that hung up (git refusing
+  // our certificate) would raise SIGPIPE and kill the test. Blocked on this thread, the write
+  // fails with EPIPE instead.
+  sigset_t pipe;
+  sigemptyset(&pipe);
+  sigaddset(&pipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe, nullptr);
   for (;;) {
     pollfd p[2] = {{listen_fd_, POLLIN, 0}, {stop_pipe_[0], POLLIN, 0}};
     if (::poll(p, 2, -1) < 0 && errno != EINTR) return;
