@@ -449,14 +449,17 @@ Result<std::optional<LabelEvent>> Client::last_labeled(int number, const std::st
   auto items = list("/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/events");
   if (!items) return items.error();
   std::optional<LabelEvent> found;
+  q::Millis ready_at = 0;
   for (const auto& e : *items) {
-    if (str(e, "event") != "labeled" || !e.contains("label") || str(e["label"], "name") != label)
-      continue;
     auto at = parse_iso8601_ms(str(e, "created_at"));
     if (!at) continue;
+    if (str(e, "event") == "ready_for_review") ready_at = std::max(ready_at, *at);
+    if (str(e, "event") != "labeled" || !e.contains("label") || str(e["label"], "name") != label)
+      continue;
     if (!found || *at >= found->at)
       found = LabelEvent{e.contains("actor") ? str(e["actor"], "login") : "", *at};
   }
+  if (found) found->ready_at = ready_at;
   return found;
 }
 

@@ -60,6 +60,9 @@ struct PullInfo {
 struct LabelEvent {
   std::string actor;
   queue::Millis at = 0;
+  // The PR's last ready_for_review event (0: none): a label added while it was a draft was
+  // refused then, and approves nothing later.
+  queue::Millis ready_at = 0;
 };
 
 class Client {

@@ -353,7 +353,7 @@ Result<std::vector<q::Event>> GitHubForge::reconcile(const ReconcileInput& input
     if (!*labeled) continue;
     const q::Millis seen = input.head_seen_at ? input.head_seen_at(p.number) : q::Millis{0};
     const q::Millis after = std::max(seen, pr.finished_at) + options_.label_skew;
-    if ((*labeled)->at < after) continue;
+    if ((*labeled)->at < after || (*labeled)->at < (*labeled)->ready_at) continue;
     auto allowed = may_approve((*labeled)->actor);
     if (!allowed) return allowed.error();
     if (*allowed) events.push_back(q::MergeRequested{p.number, p.head, (*labeled)->actor, now});

@@ -452,7 +452,8 @@ TEST_CASE("github forge reconcile: a lost label approves only when added after t
   q::RepoState s;
   s.prs[1] = pr(1, kA);
   s.prs[2] = pr(2, kB);
-  ReconcileInput in{s, [&](int n) { return n == 1 ? now - 60'000 : now - 1'000; }};
+  s.prs[3] = pr(3, kC);
+  ReconcileInput in{s, [&](int n) { return n == 2 ? now - 1'000 : now - 60'000; }};
   f.http.otherwise = [&](const HttpCall& c) -> Result<HttpReply> {
     if (c.url.find("/pulls?") != std::string::npos)
       return HttpReply{200,
@@ -468,17 +469,25 @@ TEST_CASE("github forge reconcile: a lost label approves only when added after t
                                      {"user", {{"login", "dev"}}},
                                      {"head", {{"sha", kB}, {"ref", "f2"}}},
                                      {"base", {{"ref", "master"}}},
+                                     {"labels", {{{"name", "dmz:merge"}}}}},
+                                    {{"number", 3},
+                                     {"title", "T3"},
+                                     {"user", {{"login", "dev"}}},
+                                     {"head", {{"sha", kC}, {"ref", "f3"}}},
+                                     {"base", {{"ref", "master"}}},
                                      {"labels", {{{"name", "dmz:merge"}}}}}})
                            .dump()};
-    // Both labels were added 30 s ago: after PR 1's head was seen, before PR 2's.
-    if (c.url.find("/events") != std::string::npos)
-      return HttpReply{200,
-                       {},
-                       json::array({{{"event", "labeled"},
-                                     {"actor", {{"login", "alice"}}},
-                                     {"label", {{"name", "dmz:merge"}}},
-                                     {"created_at", iso(now - 30'000)}}})
-                           .dump()};
+    // The labels were added 30 s ago: after PR 1's head was seen, before PR 2's. PR 3 was a
+    // draft then (the label was refused), marked ready 10 s ago: its label approves nothing.
+    json events = json::array({{{"event", "labeled"},
+                                {"actor", {{"login", "alice"}}},
+                                {"label", {{"name", "dmz:merge"}}},
+                                {"created_at", iso(now - 30'000)}}});
+    if (c.url.find("/issues/3/events") != std::string::npos)
+      events.push_back({{"event", "ready_for_review"},
+                        {"actor", {{"login", "dev"}}},
+                        {"created_at", iso(now - 10'000)}});
+    if (c.url.find("/events") != std::string::npos) return HttpReply{200, {}, events.dump()};
     if (c.url.find("/permission") != std::string::npos)
       return HttpReply{200, {}, R"({"permission":"write"})"};
     return HttpReply{404, {}, "{}"};
