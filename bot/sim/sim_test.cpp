@@ -156,10 +156,66 @@ TEST_CASE("simulate: the report's statistics and JSON") {
   auto json = to_json({summarize("train", runs, oracle_runs)});
   REQUIRE(json.is_array());
   REQUIRE(json.size() == 1);
-  for (const char* key : {"strategy", "landed", "ejected", "ejected_innocent", "unfinished",
-                          "p50_minutes", "p95_minutes", "p99_minutes", "p50_to_oracle",
-                          "builds_per_landed", "landings_per_hour", "escaped_breakages"})
+  for (const char* key :
+       {"strategy", "landed", "ejected", "ejected_innocent", "unfinished", "p50_minutes",
+        "p95_minutes", "p99_minutes", "p50_to_oracle", "p95_to_oracle", "p99_to_oracle",
+        "builds_per_landed", "landings_per_hour", "escaped_breakages"})
     CHECK_MESSAGE(json[0].contains(key), key);
+  // Each figure is a mean with its 95% half-width over seeds.
+  CHECK(json[0]["p95_to_oracle"].contains("mean"));
+  CHECK(json[0]["p95_to_oracle"]["mean"].get<double>() >= 1.0);  // never better than the bound
+}
+
+TEST_CASE("simulate: --svg draws one curve per strategy, ending at every PR") {
+  const std::string drawn =
+      svg({{"oracle", {10, 20, 30, 40}}, {"serial", {50, 60}}, {"adaptive", {}}});
+  CHECK(drawn.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
+  CHECK(drawn.ends_with("</svg>\n"));
+  std::size_t curves = 0;
+  for (std::size_t at = 0; (at = drawn.find("<polyline", at)) != std::string::npos; ++at) ++curves;
+  CHECK(curves == 3);
+  for (const char* name : {">oracle<", ">serial<", ">adaptive<"})
+    CHECK_MESSAGE(drawn.find(name) != std::string::npos, name);
+  // The serial curve reaches 100% (the top of the plot, y = 30) at its last PR.
+  const auto serial = drawn.find("stroke=\"#d62728\" stroke-width=\"2\" points=\"");
+  REQUIRE(serial != std::string::npos);
+  const auto end = drawn.find('"', drawn.find("points=\"", serial) + 8);
+  CHECK(drawn.substr(0, end).ends_with(",30.0"));
+}
+
+TEST_CASE("simulate: bursts and the working day shape the arrivals, not their mean") {
+  WorkloadOptions o;
+  o.rate = 20;
+  o.hours = 24;
+  auto gaps_of = [](const Workload& w) {
+    std::vector<Millis> gaps;
+    for (std::size_t i = 1; i < w.prs().size(); ++i)
+      gaps.push_back(w.prs()[i].approved_at - w.prs()[i - 1].approved_at);
+    return gaps;
+  };
+  std::size_t plain = 0, bursty_close = 0, plain_close = 0;
+  std::vector<int> by_hour(24, 0);
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    const Workload w = Workload::generate(o, seed);
+    plain += w.prs().size();
+    for (Millis g : gaps_of(w)) plain_close += g == 30'000;
+    WorkloadOptions b = o;
+    b.burst = 0.3;
+    for (Millis g : gaps_of(Workload::generate(b, seed))) bursty_close += g == 30'000;
+    WorkloadOptions d = o;
+    d.day_profile = true;
+    for (const auto& p : Workload::generate(d, seed).prs())
+      ++by_hour[static_cast<std::size_t>(p.approved_at / kHour) % 24];
+  }
+  CHECK(plain == doctest::Approx(5 * 20 * 24).epsilon(0.1));
+  // A burst: a merge master's round, one approval every 30 s.
+  CHECK(plain_close == 0);
+  CHECK(bursty_close > 100);
+  // The day starts at 09:00 and peaks at 14:00 (hour 5), lowest at 02:00 (hour 17).
+  CHECK(by_hour[5] > 3 * by_hour[17]);
+  int total = 0;
+  for (int n : by_hour) total += n;
+  CHECK(total == doctest::Approx(5 * 20 * 24).epsilon(0.15));
 }
 
 }  // namespace dmz::sim
