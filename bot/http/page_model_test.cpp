@@ -341,6 +341,16 @@ TEST_CASE("page model: the train's lanes, and probes apart") {
   CHECK(lanes[1].name == "lane 9");
 }
 
+// PR n at head nnnn..., approved by mm and queued.
+q::PullRequest queued_pr(int n) {
+  q::PullRequest p;
+  p.number = n;
+  p.head = sha(static_cast<char>('0' + n));
+  p.status = q::PrStatus::Queued;
+  p.approval = q::Approval{p.head, "mm", 1000};
+  return p;
+}
+
 // The scenario the verdict's names (signers, counted approvers) are tested on: #5 queued with
 // its names, #6 queued from an older state that lacks them (its verdict's event has them:
 // "carol"), #7 being judged with stale names. `names` is the field of the PR and of the event.
@@ -352,11 +362,7 @@ struct NamesScenario {
   NamesScenario(std::vector<std::string> q::PullRequest::*pr_names,
                 std::vector<std::string> q::PolicyChecked::*event_names) {
     view.settings.required_checks = {"ci/test"};
-    q::PullRequest p;
-    p.number = 5;
-    p.head = sha('5');
-    p.status = q::PrStatus::Queued;
-    p.approval = q::Approval{p.head, "mm", 1000};
+    q::PullRequest p = queued_pr(5);
     p.*pr_names = {"alice", "bob"};
     view.state.prs[5] = p;
     p.number = 6;
@@ -391,11 +397,7 @@ struct NamesScenario {
 TEST_CASE("page model: a verdict under an older policy epoch is superseded, even if it came last") {
   RepoView view;
   view.settings.required_checks = {"ci/test"};
-  q::PullRequest p;
-  p.number = 5;
-  p.head = sha('5');
-  p.status = q::PrStatus::Queued;
-  p.approval = q::Approval{p.head, "mm", 1000};
+  const q::PullRequest p = queued_pr(5);
   view.state.prs[5] = p;
   view.state.policy_epoch = 2;
   q::PolicyChecked taken{5, sha('5'), true, {}, 2000};
