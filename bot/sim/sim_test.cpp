@@ -204,8 +204,8 @@ TEST_CASE("simulate: bursts and the working day shape the arrivals, not their me
     for (Millis g : gaps_of(Workload::generate(b, seed))) bursty_close += g == 30'000;
     WorkloadOptions d = o;
     d.day_profile = true;
-    for (const auto& p : Workload::generate(d, seed).prs())
-      ++by_hour[static_cast<std::size_t>(p.approved_at / kHour) % 24];
+    const Workload day = Workload::generate(d, seed);
+    for (const auto& p : day.prs()) ++by_hour[static_cast<std::size_t>(p.approved_at / kHour) % 24];
   }
   CHECK(plain == doctest::Approx(5 * 20 * 24).epsilon(0.1));
   // A burst: a merge master's round, one approval every 30 s.
