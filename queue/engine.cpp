@@ -222,8 +222,6 @@ void drop_approval(Ctx& c, PullRequest& pr, bool rewritten = false) {
   c.notify(pr, rewritten ? NoticeKind::Failure : NoticeKind::Info, pr.reason_code, pr.reason);
 }
 
-// Back to the queue, keeping its approval and its place (queued_at). A PR whose head moved
-// while its candidate was landing cannot be re-queued at the old approval.
 // Sends an approved PR back to the gate: it is judged again under the policy in force now.
 void judge_again(Ctx& c, PullRequest& pr) {
   forget_bookkeeping(pr);
@@ -234,15 +232,22 @@ void judge_again(Ctx& c, PullRequest& pr) {
   c.emit(ask_policy(c.s, pr));
 }
 
+// A PR closed on the forge, out of the queue (a PR in the train is withdrawn first).
+void mark_closed(Ctx& c, PullRequest& pr) {
+  pr.status = PrStatus::Cancelled;
+  pr.reason_code = Reason::Closed;
+  pr.reason = "closed";
+  pr.finished_at = c.at;
+}
+
+// Back to the queue, keeping its approval and its place (queued_at). A PR whose head moved
+// while its candidate was landing cannot be re-queued at the old approval.
 void requeue(Ctx& c, PullRequest& pr) {
   pr.candidate.reset();
   pr.held_by.reset();
   if (pr.reason_code == Reason::Closed) {  // closed while its landing was in flight
     forget_bookkeeping(pr);
-    pr.status = PrStatus::Cancelled;
-    pr.reason = "closed";
-    pr.finished_at = c.at;
-    return;
+    return mark_closed(c, pr);
   }
   if (!pr.approval || pr.approval->sha != pr.head) return drop_approval(c, pr);
   // Its verdict was given under a policy that has changed since (a landing in flight finished
@@ -1289,10 +1294,7 @@ Verdict on(Ctx& c, const PrClosed& e) {
     return std::nullopt;
   }
   if (stage(pr->status) == Stage::Idle) {  // nothing to take out of the queue
-    pr->status = PrStatus::Cancelled;
-    pr->reason_code = Reason::Closed;
-    pr->reason = "closed";
-    pr->finished_at = c.at;
+    mark_closed(c, *pr);
     return std::nullopt;
   }
   withdraw(c, *pr, Reason::Closed, "closed");
@@ -1571,11 +1573,8 @@ bool landing_changes_policy(const Ctx& c, std::size_t index) {
       if (j == index) break;
     }
   }
-  return std::any_of(landing.begin(), landing.end(), [&](std::size_t j) {
-    const auto& prs = c.s.train[j].prs;
-    return std::any_of(prs.begin(), prs.end(),
-                       [&](int n) { return touches_policy_sources(c.s.prs.at(n).paths); });
-  });
+  return std::any_of(landing.begin(), landing.end(),
+                     [&](std::size_t j) { return ends_chain(c, c.s.train[j]); });
 }
 
 // A landing changed what the policy is made of: every PR still queued or in the train was
