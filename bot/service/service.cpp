@@ -821,6 +821,20 @@ struct Service::Impl final : driver::GitPort,
     return not_found("the webhook is about no configured repository");
   }
 
+  // The heads PR n took by the event log (its pr_opened and pr_pushed events, among its newest
+  // 200), with when dmzbot learned each, oldest first; empty if the log cannot be read.
+  std::vector<std::pair<q::Millis, q::Sha>> logged_heads(const std::string& repo, int n) {
+    std::vector<std::pair<q::Millis, q::Sha>> out;
+    auto events = store->pr_events(repo, n, 200);
+    if (!events) return out;
+    for (const auto& e : *events) {
+      if (e.kind != "pr_opened" && e.kind != "pr_pushed") continue;
+      auto j = nlohmann::json::parse(e.json, nullptr, false);
+      out.emplace_back(e.at, j.is_object() ? j.value("head", "") : "");
+    }
+    return out;
+  }
+
   // The head PR f.number had when f's comment was written (the adapter sets the time of
   // every comment, or of its delivery), by the event log: the order the webhooks arrived in
   // does not matter, and a delivery handled again after a restart pins what it pinned then.
@@ -833,16 +847,12 @@ struct Service::Impl final : driver::GitPort,
       if (!state || !state->prs.count(f.number)) return {};
       return state->prs.at(f.number).head;
     }
-    auto events = store->pr_events(repo, f.number, 200);
-    if (!events) return {};
     const q::Millis skew = options.label_skew.count();
-    q::Sha before;                   // the head at written - skew
-    std::set<q::Sha> within;         // the heads it took until written + skew
-    for (const auto& e : *events) {  // oldest first
-      if ((e.kind != "pr_opened" && e.kind != "pr_pushed") || e.at > f.written_at + skew) continue;
-      auto j = nlohmann::json::parse(e.json, nullptr, false);
-      const q::Sha head = j.is_object() ? j.value("head", "") : "";
-      if (e.at <= f.written_at - skew)
+    q::Sha before;            // the head at written - skew
+    std::set<q::Sha> within;  // the heads it took until written + skew
+    for (const auto& [at, head] : logged_heads(repo, f.number)) {
+      if (at > f.written_at + skew) continue;
+      if (at <= f.written_at - skew)
         before = head;
       else
         within.insert(head);
@@ -1151,13 +1161,10 @@ struct Service::Impl final : driver::GitPort,
     // When dmzbot learned each PR's head: from the event log, durable across restarts.
     input.head_seen_at = [this, repo, heads](int n) -> q::Millis {
       auto head = heads.find(n);
-      auto events = store->pr_events(repo, n, 200);
-      if (head == heads.end() || !events) return std::numeric_limits<q::Millis>::max();
-      for (auto e = events->rbegin(); e != events->rend(); ++e) {
-        if (e->kind != "pr_opened" && e->kind != "pr_pushed") continue;
-        auto j = nlohmann::json::parse(e->json, nullptr, false);
-        if (j.is_object() && j.value("head", "") == head->second) return e->at;
-      }
+      if (head == heads.end()) return std::numeric_limits<q::Millis>::max();
+      const auto logged = logged_heads(repo, n);
+      for (auto e = logged.rbegin(); e != logged.rend(); ++e)
+        if (e->second == head->second) return e->first;
       return std::numeric_limits<q::Millis>::max();
     };
     bool posted = rt.forge_thread->post([this, &rt, input = std::move(input)] {
@@ -1165,7 +1172,7 @@ struct Service::Impl final : driver::GitPort,
       if (events)  // the API answers again: the checks that waited for reviews go on
         for (const auto& a : std::exchange(rt.reviews_waiting, {}))
           rt.git->post([this, &rt, a] { judge_policy(rt, a); });
-      engine.post([this, &rt, snapshot = input.state, events = std::move(events)] {
+      engine.post([this, &rt, snapshot = input.state, events = std::move(events)]() mutable {
         rt.reconcile_in_flight = false;
         const q::Millis t = now();
         if (!events) {
@@ -1178,10 +1185,10 @@ struct Service::Impl final : driver::GitPort,
         // next approves).
         const q::RepoState* current = driver->state(rt.cfg.name);
         if (!current) return;
-        std::vector<q::Event> current_events;
-        for (auto& e : *events)
-          if (forges::still_current(snapshot, *current, e)) current_events.push_back(std::move(e));
-        for (const auto& e : current_events) {
+        std::erase_if(*events, [&](const q::Event& e) {
+          return !forges::still_current(snapshot, *current, e);
+        });
+        for (const auto& e : *events) {
           auto out = driver->apply(rt.cfg.name, e);
           if (out.rejected && out.rejected->code != Code::kNotFound)
             log::info(
