@@ -542,9 +542,11 @@ class Api : public std::enable_shared_from_this<Api> {
     // The browser resends the id it saw last on a reconnect (Last-Event-ID); a page starts
     // from the seq it was rendered at (?after=). A malformed header is ignored.
     std::optional<std::int64_t> after = parse_seq(req.header("last-event-id"));
-    if (!after && req.target.find('?') != std::string::npos &&
-        req.target.find("after=") != std::string::npos)
-      after = query_number(req.target, "after", 0, std::numeric_limits<std::int64_t>::max());
+    if (!after) {
+      const auto query =
+          query_number(req.target, "after", -1, std::numeric_limits<std::int64_t>::max());
+      if (query >= 0) after = query;
+    }
     auto stream = hub().open(repo, after);
     if (!stream) return respond(error_response(stream.error()));
     HttpResponse r;

@@ -190,6 +190,10 @@ TEST_CASE("sse: an event arrives after a change; a client resumes after its Last
   SseClient page(s.port, kEvents + "?after=0");
   REQUIRE(page.wait_for_text("id: " + std::to_string(third) + "\n"));
   CHECK(page.body.find("id: " + std::to_string(first) + "\n") != std::string::npos);
+  // Another parameter that ends in "after" is not ?after: the stream starts from now.
+  SseClient other(s.port, kEvents + "?xafter=0");
+  REQUIRE(other.wait_for_text("id: " + std::to_string(third) + "\nevent: hello\n"));
+  CHECK(other.body.find("\"kind\"") == std::string::npos);  // nothing replayed
 
   // Refused: an unknown repository, a malformed ?after.
   SseClient unknown(s.port, "/api/v1/repos/x/y/events");
