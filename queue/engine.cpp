@@ -127,11 +127,14 @@ bool green(const Candidate& k, const Settings& cfg) {
   return false;
 }
 
+// The head a candidate merges for `pr`: the one its approval is pinned to.
+const Sha& merged_head(const PullRequest& pr) { return pr.approval ? pr.approval->sha : pr.head; }
+
 BuildCandidate build_action(const RepoState& s, const Candidate& k) {
   BuildCandidate action{k.id, k.base, {}, !k.probe};
   for (int n : k.prs) {
     const auto& pr = s.prs.at(n);
-    const Sha& head = pr.approval ? pr.approval->sha : pr.head;
+    const Sha& head = merged_head(pr);
     const std::string approver = pr.approval ? pr.approval->approver : std::string();
     action.items.push_back(MergeItem{n, head, pr.branch, pr.title, pr.author, approver});
   }
@@ -1158,8 +1161,8 @@ void finish_generic(Ctx& c, const std::set<CandidateId>& before) {
     c.emit(PruneCandidates{std::vector<CandidateId>(now.begin(), now.end())});
 }
 
-// A candidate failed for good in a way that is nobody's to bisect (its own merges failed the
-// policy; serial: any failure): its PRs are Failed, later ones re-queued.
+// A candidate failed for good in a way that is nobody's to bisect (serial: any failure): its
+// PRs are Failed, later ones re-queued.
 void back_out(Ctx& c, std::size_t index, Reason code, const std::string& reason,
               const std::vector<std::string>& details) {
   for (int n : cut(c, index)) fail(c, c.pr(n), code, reason, details);
@@ -1403,11 +1406,11 @@ bool in_candidate(const Ctx& c, std::size_t index, int culprit) {
 
 // The merge of train[index] failed on `culprit`: it fails; the candidate's other PRs and the
 // later candidates go back to their place.
-void fail_merge_of(Ctx& c, std::size_t index, int culprit, Reason code, std::string reason,
-                   std::vector<std::string> details) {
+void fail_merge_of(Ctx& c, std::size_t index, const std::set<int>& culprits, Reason code,
+                   const std::string& reason, const std::vector<std::string>& details) {
   for (int n : cut(c, index)) {
-    if (n == culprit)
-      fail(c, c.pr(n), code, std::move(reason), std::move(details));
+    if (culprits.count(n))
+      fail(c, c.pr(n), code, reason, details);
     else
       requeue(c, c.pr(n));
   }
@@ -1430,7 +1433,7 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
       hold(c, {e.culprit}, *ahead, Reason::MergeConflict, reason, e.conflicts);
       return;
     }
-  fail_merge_of(c, index, e.culprit, Reason::MergeConflict, reason, e.conflicts);
+  fail_merge_of(c, index, {e.culprit}, Reason::MergeConflict, reason, e.conflicts);
 }
 
 // Git failed to build the candidate. A failure of one PR's merge is retried as transient until
@@ -1440,7 +1443,7 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
 void merge_failed(Ctx& c, std::size_t index, const MergeDone& e) {
   if (!in_candidate(c, index, e.culprit) || ++c.pr(e.culprit).merge_errors < kMaxMergeErrors)
     return transient(c, index, e.message);
-  fail_merge_of(c, index, e.culprit, Reason::Unmergeable,
+  fail_merge_of(c, index, {e.culprit}, Reason::Unmergeable,
                 "dmzbot could not merge its head " + short_sha(c.pr(e.culprit).head) + " (" +
                     std::to_string(kMaxMergeErrors) + " tries): " + e.message +
                     "; push a new head (or rebase) and ask for approval again",
@@ -1484,8 +1487,16 @@ Verdict on(Ctx& c, const CandidateChecked& e) {
     return std::nullopt;
   }
   if (!e.pass) {
-    const std::string first = e.reasons.empty() ? std::string("failed") : e.reasons.front();
-    back_out(c, *i, Reason::CandidatePolicyFailed, "policy (candidate): " + first, e.reasons);
+    const std::string reason =
+        "policy (candidate): " + (e.reasons.empty() ? std::string("failed") : e.reasons.front());
+    // The merges of some of its PRs failed: those PRs fail, the others go back to their place.
+    std::set<int> culprits;
+    for (int n : c.s.train[*i].prs)
+      for (const auto& head : e.culprits)
+        if (merged_head(c.pr(n)) == head) culprits.insert(n);
+    if (culprits.empty())  // about none in particular (or all): every PR of it fails
+      culprits.insert(c.s.train[*i].prs.begin(), c.s.train[*i].prs.end());
+    fail_merge_of(c, *i, culprits, Reason::CandidatePolicyFailed, reason, e.reasons);
     return std::nullopt;
   }
   c.s.train[*i].policy_passed = true;

@@ -132,7 +132,8 @@ json fields(const MergeDone& e) {
 }
 json fields(const CandidateChecked& e) {
   return {{"candidate", e.candidate}, {"sha", e.sha}, {"pass", e.pass},
-          {"reasons", e.reasons},     {"at", e.at},   {"unavailable", e.unavailable}};
+          {"reasons", e.reasons},     {"at", e.at},   {"unavailable", e.unavailable},
+          {"culprits", e.culprits}};
 }
 json fields(const CheckReported& e) {
   return {{"sha", e.sha}, {"check", check_json(e.check)}, {"at", e.at}};

@@ -287,6 +287,9 @@ struct CandidateChecked {  // the shell's verdict for CheckCandidate
   // Set when the check could not be made on dmzbot's side (an I/O error): no verdict, nobody
   // blamed; the candidate is built again after the backoff.
   std::string unavailable;
+  // The PR heads whose merges the reasons are about (empty: none in particular). A batch fails
+  // only those PRs; the others go back to their place.
+  std::vector<Sha> culprits;
 };
 // A check state on a commit (local runner, status API, forge): a candidate's, or a PR head's
 // own CI before the queue (the adaptive strategy's first hint of how likely it is to pass).

@@ -114,6 +114,36 @@ struct Repo {
 
 }  // namespace
 
+TEST_CASE("batch: a candidate policy failure about one PR's merge fails only that PR") {
+  Repo r(Strategy::Batch);
+  r.cfg.max_batch = 3;
+  for (int n = 1; n <= 3; ++n) r.queue(n);
+  const CandidateId first = r.with({1});
+  r.check(r.merge(first), true);
+  r.pushed(first);
+  const CandidateId batch = r.with({2, 3});
+  REQUIRE(batch != 0);
+  const Sha sha = sha_of('c', ++r.shas);
+  r.on(MergeDone{batch, MergeOutcome::Merged, sha, 0, {}, "", r.now});
+  CandidateChecked verdict{batch, sha, false, {"evil merge: c000002's tree differs"}, r.now};
+  verdict.culprits = {sha_of('h', 3)};
+  auto o = r.on(verdict);
+  CHECK(r.status(3) == PrStatus::Failed);
+  CHECK(r.s.prs.at(3).reason_code == Reason::CandidatePolicyFailed);
+  CHECK(r.s.prs.at(3).details == verdict.reasons);
+  CHECK(r.status(2) != PrStatus::Failed);  // innocent: built again, alone
+  REQUIRE(all<BuildCandidate>(o).size() == 1);
+  CHECK(numbers(all<BuildCandidate>(o)[0]) == std::vector<int>{2});
+  CHECK(all<Notify>(o).size() == 1);
+
+  // A verdict about no PR in particular fails the whole candidate, as before.
+  const Sha again = sha_of('c', ++r.shas);
+  const CandidateId alone = r.with({2});
+  r.on(MergeDone{alone, MergeOutcome::Merged, again, 0, {}, "", r.now});
+  r.on(CandidateChecked{alone, again, false, {"merge c000003 is unsigned"}, r.now});
+  CHECK(r.status(2) == PrStatus::Failed);
+}
+
 TEST_CASE("batch: a failing batch is bisected, halves first; only the culprit is ejected") {
   Repo r(Strategy::Batch);
   r.cfg.max_batch = 4;

@@ -80,6 +80,7 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
   }
 
   for (auto m = merges.rbegin(); m != merges.rend(); ++m) {
+    const std::size_t reasons_before = out.reasons.size();
     // dmzbot never resolves conflicts, so its merge must be exactly the recomputed one.
     auto recomputed = mirror.merge_tree(m->ours, m->theirs);
     if (!recomputed) {
@@ -114,11 +115,14 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
                               " changes .dmz/ although its pull request's changes do not (a "
                               "file master moved there?): rebase the pull request");
     }
-    if (!keys) continue;  // no policy: the checks alone gate master
-    auto fact = gatherer_.commit_fact(mirror, *keys, m->sha);
-    if (!fact) return error(fact.error());
-    auto verdict = queue::evaluate_commit(keys->policy(), master_, *fact);
-    out.reasons.insert(out.reasons.end(), verdict.reasons.begin(), verdict.reasons.end());
+    if (keys) {  // without a policy the checks alone gate master
+      auto fact = gatherer_.commit_fact(mirror, *keys, m->sha);
+      if (!fact) return error(fact.error());
+      auto verdict = queue::evaluate_commit(keys->policy(), master_, *fact);
+      out.reasons.insert(out.reasons.end(), verdict.reasons.begin(), verdict.reasons.end());
+    }
+    // The reasons of this loop are about this merge, so about the PR it merged.
+    if (out.reasons.size() > reasons_before) out.culprits.push_back(m->theirs);
   }
   out.pass = out.reasons.empty();
   return out;

@@ -60,6 +60,7 @@ TEST_CASE("an honest merge passes without a policy; an evil merge never does") {
   auto ok = checker.check(*f.mirror, queue::CheckCandidate{1, honest, f.base}, 7);
   CHECK(ok.pass);
   CHECK(ok.reasons.empty());
+  CHECK(ok.culprits.empty());
   CHECK(ok.candidate == 1);
   CHECK(ok.at == 7);
   auto bad = checker.check(*f.mirror, queue::CheckCandidate{2, evil, f.base}, 7);
@@ -67,6 +68,32 @@ TEST_CASE("an honest merge passes without a policy; an evil merge never does") {
   REQUIRE(bad.reasons.size() == 1);
   CHECK(bad.reasons[0] ==
         "evil merge: " + evil.substr(0, 7) + "'s tree differs from the merge of its parents");
+  // The reason is about the PR the evil merge merged.
+  const std::string feature = must("git rev-parse feature/x", f.work);
+  CHECK(bad.culprits == std::vector<std::string>{feature});
+
+  // In a batch, only the merge that is wrong names its PR.
+  must(test::git_env() + "git checkout -q -b feature/y " + f.base + " && " + test::git_env() +
+           "git commit -q --allow-empty -m y && " + test::git_env() + "git checkout -q master",
+       f.work);
+  const std::string y = must("git rev-parse feature/y", f.work);
+  must(test::git_env() + "git reset -q --hard " + honest + " && " + test::git_env() +
+           "git merge -q --no-ff -m second feature/y",
+       f.work);
+  const std::string second = must("git rev-parse HEAD", f.work);
+  test::write_file(f.work / "backdoor.txt", "x\n");
+  must(test::git_env() + "git add backdoor.txt && " + test::git_env() +
+           "git commit -q --amend -m evil-second",
+       f.work);
+  const std::string evil_second = must("git rev-parse HEAD", f.work);
+  must(test::git_env() + "git branch -f batch " + evil_second, f.work);
+  f.publish("batch");
+  f.publish("master");
+  auto batch = checker.check(*f.mirror, queue::CheckCandidate{3, evil_second, f.base}, 7);
+  CHECK_FALSE(batch.pass);
+  CHECK(batch.reasons.size() == 1);
+  CHECK(batch.culprits == std::vector<std::string>{y});
+  CHECK(second != evil_second);
 }
 
 TEST_CASE("a merge that changes .dmz/ beyond its PR's own changes is refused") {
@@ -94,6 +121,7 @@ TEST_CASE("a merge that changes .dmz/ beyond its PR's own changes is refused") {
   CHECK(v.reasons[0] == "merge " + merged->commit.substr(0, 7) +
                             " changes .dmz/ although its pull request's changes do not (a file "
                             "master moved there?): rebase the pull request");
+  CHECK(v.culprits == std::vector<std::string>{pr});
   // A PR whose own changes are in .dmz/ is a policy change the gate judged as one: it passes.
   must(test::git_env() + "git checkout -q -b keys " + before, f.work);
   const std::string keys = test::commit_files(f.work, {{".dmz/keys/b.asc", "b\n"}}, "key");
