@@ -1,6 +1,8 @@
 // The local CI runner (see runner.hpp): a fixed pool of cfg.max_parallel worker threads takes
 // builds from a FIFO queue; each build exports its tree into a fresh temp directory and runs
-// `/bin/sh -c <command>` there in its own process group, output to <log_dir>/<sha>.log.
+// `/bin/sh -c <command>` there in its own process group. Its output goes through a pipe that the
+// worker copies into <log_dir>/<sha>.log, so that the log stays under its cap whatever the build
+// (or a leftover of it) writes.
 //
 // Processes are started with posix_spawn rather than fork+exec: in a multi-threaded program
 // only async-signal-safe calls are allowed between fork and exec, and posix_spawn does exactly
@@ -12,11 +14,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -136,8 +140,8 @@ bool under(const std::filesystem::path& path, const char* root) {
 }
 
 // Starts `args` in `dir` with environment `env`, in a process group of its own (so that all of
-// it can be killed), stdin from /dev/null, stdout and stderr to `out_fd`, every signal at its
-// default. Returns posix_spawn's error number.
+// it can be killed), stdin from /dev/null, stdout and stderr to `out_fd`, no other descriptor,
+// every signal at its default. Returns posix_spawn's error number.
 int spawn_in_group(pid_t& pid, std::vector<std::string>& args, std::vector<std::string>& env,
                    const std::filesystem::path& dir, int out_fd) {
   std::vector<char*> argv, envp;
@@ -150,6 +154,10 @@ int spawn_in_group(pid_t& pid, std::vector<std::string>& args, std::vector<std::
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
   posix_spawn_file_actions_adddup2(&actions, out_fd, 2);
+  // Not every descriptor of dmzbot is close-on-exec (Asio's listening socket and connections,
+  // the HTTP client's sockets): a build that inherited one could accept dmzbot's requests and
+  // print their tokens. bubblewrap passes on what it is given, so close them here.
+  posix_spawn_file_actions_addclosefrom_np(&actions, 3);
   posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
@@ -167,6 +175,58 @@ int spawn_in_group(pid_t& pid, std::vector<std::string>& args, std::vector<std::
   return rc;
 }
 
+void write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    ssize_t n = ::write(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // e.g. a full disk: the rest of the log is lost, not the build
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+
+// "64 MiB", or "1000 bytes" for a cap that is not a whole number of MiB.
+std::string size_text(std::uintmax_t bytes) {
+  constexpr std::uintmax_t kMiB = 1 << 20;
+  return bytes % kMiB == 0 ? std::to_string(bytes / kMiB) + " MiB"
+                           : std::to_string(bytes) + " bytes";
+}
+
+// Copies a build's output from its pipe into its log, at most `cap` bytes of it. The rest is
+// read and dropped: the build is stopped for it, not left blocked on a full pipe.
+struct LogCopy {
+  int from, to;
+  std::uintmax_t cap;
+  std::uintmax_t seen = 0;  // bytes the build wrote
+  bool eof = false;         // every writer has closed the pipe
+
+  bool over() const { return seen > cap; }
+
+  // Reads what is there, at most `max` bytes; returns how many (0 at the end or on an error).
+  std::size_t pump(std::size_t max) {
+    char buf[64 * 1024];
+    ssize_t n = ::read(from, buf, std::min(max, sizeof buf));
+    if (n < 0 && errno == EINTR) return 0;
+    if (n <= 0) {
+      eof = true;
+      return 0;
+    }
+    const auto got = static_cast<std::size_t>(n);
+    write_all(to, buf,
+              seen < cap ? static_cast<std::size_t>(std::min<std::uintmax_t>(got, cap - seen)) : 0);
+    seen += got;
+    return got;
+  }
+
+  // Reads what the pipe holds now, not what is written after.
+  void drain() {
+    int pending = 0;
+    if (eof || ::ioctl(from, FIONREAD, &pending) != 0) return;
+    for (std::size_t n; pending > 0 && (n = pump(static_cast<std::size_t>(pending))) > 0;)
+      pending -= static_cast<int>(n);
+  }
+};
+
 }  // namespace
 
 struct LocalRunner::Impl {
@@ -175,6 +235,7 @@ struct LocalRunner::Impl {
   std::vector<std::filesystem::path> hidden;  // see build_command_line
   std::filesystem::path work_dir;             // where build directories go
   std::filesystem::path owned_work_dir;       // removed with the runner (a temp dir of its own)
+  BuildLogLimits limits;
   Done done;
 
   std::mutex mu;
@@ -182,6 +243,7 @@ struct LocalRunner::Impl {
   std::deque<std::shared_ptr<Job>> queue;
   std::vector<std::shared_ptr<Job>> running;
   bool stopping = false;
+  Clock::time_point next_prune{};  // when a worker next prunes the logs
   std::vector<std::thread> workers;
 
   std::filesystem::path log_file(const queue::Sha& sha) const { return log_path(log_dir, sha); }
@@ -208,6 +270,7 @@ struct LocalRunner::Impl {
   void worker() {
     for (;;) {
       std::shared_ptr<Job> job;
+      bool prune = false;
       {
         std::unique_lock lock(mu);
         cv.wait(lock, [&] { return stopping || !queue.empty(); });
@@ -215,7 +278,11 @@ struct LocalRunner::Impl {
         job = queue.front();
         queue.pop_front();
         running.push_back(job);
+        prune = Clock::now() >= next_prune;
+        if (prune) next_prune = Clock::now() + std::chrono::hours(1);
       }
+      // Logs are only written by builds, so pruning as builds start keeps them bounded.
+      if (prune) prune_logs(limits.keep);
       build(*job);
       std::lock_guard lock(mu);
       std::erase(running, job);
@@ -255,6 +322,20 @@ struct LocalRunner::Impl {
       remove_tree(entry.path());
   }
 
+  std::size_t prune_logs(std::chrono::seconds older_than) {
+    const auto cutoff = std::filesystem::file_time_type::clock::now() - older_than;
+    std::size_t removed = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::directory_iterator(log_dir, ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      std::error_code file_ec;
+      if (it->path().extension() != ".log" || !it->is_regular_file(file_ec)) continue;
+      auto written = it->last_write_time(file_ec);
+      if (!file_ec && written < cutoff && std::filesystem::remove(it->path(), file_ec)) ++removed;
+    }
+    return removed;
+  }
+
   // The final report goes out after the build directory is gone.
   void build(Job& job) {
     std::optional<queue::Check> result;
@@ -289,9 +370,16 @@ struct LocalRunner::Impl {
     }
     if (should_stop(job)) return std::nullopt;
 
-    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
+    int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
       std::string msg = "cannot open log " + log.string() + ": " + std::strerror(errno);
+      return check(queue::CheckState::Error, msg, job);
+    }
+    int out[2];
+    if (::pipe2(out, O_CLOEXEC) != 0) {
+      std::string msg = std::string("cannot make a pipe for the log: ") + std::strerror(errno);
+      ::close(log_fd);
+      append_line(log, msg);
       return check(queue::CheckState::Error, msg, job);
     }
 
@@ -309,14 +397,18 @@ struct LocalRunner::Impl {
       if (job.cancelled || stopping) {
         rc = -1;
       } else {
-        rc = spawn_in_group(pid, args, env, dir.path, fd);
+        rc = spawn_in_group(pid, args, env, dir.path, out[1]);
         if (rc == 0) {
           job.pid = pid;
           record(dir.path, pid);
         }
       }
     }
-    ::close(fd);
+    ::close(out[1]);
+    if (rc != 0) {
+      ::close(out[0]);
+      ::close(log_fd);
+    }
     if (rc < 0) return std::nullopt;  // cancelled
     if (rc != 0) {
       std::string msg = "cannot start " + args[0] + ": " + std::strerror(rc);
@@ -328,7 +420,9 @@ struct LocalRunner::Impl {
     report(job, check(queue::CheckState::Pending, "running", job));
 
     const auto deadline = started + cfg.timeout;
-    bool timed_out = false;
+    LogCopy copy{out[0], log_fd, limits.max_bytes};
+    const std::string log_exceeded = "log exceeded " + size_text(limits.max_bytes);
+    std::string failure;  // why the runner stopped the build, if it did
     bool terminating = false;
     Clock::time_point kill_at{};
     siginfo_t info{};
@@ -340,8 +434,10 @@ struct LocalRunner::Impl {
           info.si_pid == pid)
         break;
       auto now = Clock::now();
-      if (!terminating && (should_stop(job) || now >= deadline)) {
-        timed_out = !should_stop(job);
+      if (!terminating && (should_stop(job) || copy.over() || now >= deadline)) {
+        if (!should_stop(job))
+          failure = copy.over() ? log_exceeded
+                                : "timed out after " + std::to_string(cfg.timeout.count()) + "s";
         terminating = true;
         ::kill(-pid, SIGTERM);
         kill_at = now + std::chrono::seconds(2);
@@ -350,7 +446,12 @@ struct LocalRunner::Impl {
         ::kill(-pid, SIGKILL);
         kill_at = now + std::chrono::hours(1);
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      // Its output as it comes, or a look at the build again within 20 ms.
+      pollfd p{out[0], POLLIN, 0};
+      if (copy.eof)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      else if (::poll(&p, 1, 20) > 0)
+        copy.pump(SIZE_MAX);
     }
     {
       // Before reaping: once reaped, the pid may be reused and cancel() must not kill it.
@@ -358,15 +459,20 @@ struct LocalRunner::Impl {
       job.pid = 0;
     }
     ::kill(-pid, SIGKILL);  // leftovers in the group (background jobs) die with the build
+    // All the leader wrote is in the pipe by now; a leftover outside the group that writes on
+    // is not waited for (and gets EPIPE once the pipe is closed).
+    copy.drain();
+    ::close(out[0]);
+    ::close(log_fd);
+    if (failure.empty() && copy.over()) failure = log_exceeded;  // it exited before we saw it
     int status = 0;
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     const auto elapsed = Clock::now() - started;
 
     queue::Check result;
-    if (timed_out) {
-      result = check(queue::CheckState::Failure,
-                     "timed out after " + std::to_string(cfg.timeout.count()) + "s", job);
+    if (!failure.empty()) {
+      result = check(queue::CheckState::Failure, failure, job);
     } else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       result = check(queue::CheckState::Success, "passed in " + seconds(elapsed), job);
     } else if (WIFEXITED(status)) {
@@ -385,9 +491,11 @@ struct LocalRunner::Impl {
 };
 
 LocalRunner::LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
-                         std::vector<std::filesystem::path> hidden, std::filesystem::path work_dir)
+                         std::vector<std::filesystem::path> hidden, std::filesystem::path work_dir,
+                         BuildLogLimits limits)
     : impl_(std::make_unique<Impl>()) {
   impl_->cfg = std::move(cfg);
+  impl_->limits = limits;
   impl_->hidden = std::move(hidden);
   if (work_dir.empty()) {  // a directory of its own, gone with the runner
     std::error_code ec;
@@ -563,6 +671,10 @@ Status check_sandbox(const config::Runner& cfg) {
 
 std::filesystem::path LocalRunner::log_file(const queue::Sha& sha) const {
   return impl_->log_file(sha);
+}
+
+std::size_t LocalRunner::prune_logs(std::chrono::seconds older_than) {
+  return impl_->prune_logs(older_than);
 }
 
 std::string build_log_url(const std::string& repo, const queue::Sha& sha) {

@@ -1,8 +1,13 @@
 // The built-in local CI runner: builds a candidate by exporting its tree into a temp directory
 // and running the configured command there with a timeout, keeping the log; reports a check.
-// Threading: start()/cancel() from any thread; `done` is called on a runner thread.
+// A timeout or a cancel kills the build's process group. With sandbox "none" that is all it
+// kills: a process the build moved out of the group (setsid, a daemon) survives it. Only
+// bubblewrap (the default) ends everything the build started: use it for untrusted PRs.
+// Threading: start()/cancel()/prune_logs() from any thread; `done` is called on a runner thread.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -15,6 +20,12 @@
 #include "queue/model.hpp"
 
 namespace dmz {
+
+// How much of the disk build logs may take: a build's output is PR code's to choose.
+struct BuildLogLimits {
+  std::uintmax_t max_bytes = 64 << 20;  // a build that writes more is stopped and fails
+  std::chrono::hours keep{24 * 30};     // older logs are deleted (more than any build's timeout)
+};
 
 class LocalRunner {
  public:
@@ -29,13 +40,18 @@ class LocalRunner {
   // configuration directory, data directory, keys). Builds run in directories under
   // `work_dir` (one runner's own; default $TMPDIR/dmzbot-builds-UID), which the constructor
   // first clears of a killed run's debris: builds still running are killed, not duplicated.
+  // Logs are bounded by `limits`; the runner prunes them itself at most once an hour, when a
+  // build starts.
   LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
-              std::vector<std::filesystem::path> hidden = {}, std::filesystem::path work_dir = {});
+              std::vector<std::filesystem::path> hidden = {}, std::filesystem::path work_dir = {},
+              BuildLogLimits limits = {});
   ~LocalRunner();  // kills running commands (their process groups) and joins
 
   void start(const std::string& repo, const queue::Sha& sha, Export export_tree);
   void cancel(const queue::Sha& sha);  // kills it if running; no report follows
   std::filesystem::path log_file(const queue::Sha& sha) const;
+  // Deletes the logs (<log_dir>/*.log) last written more than `older_than` ago; returns how many.
+  std::size_t prune_logs(std::chrono::seconds older_than);
 
  private:
   struct Impl;

@@ -3,8 +3,11 @@
 #include "bot/ci/runner.hpp"
 
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -255,6 +258,98 @@ TEST_CASE("a failing command reports its exit code and keeps its output") {
   std::string log = read_file(runner.log_file("bad"));
   CHECK(starts_with(log, "compiling\nerror: it broke\n"));
   CHECK(log.find("[dmzbot] exit code 3 after ") != std::string::npos);
+}
+
+TEST_CASE("a build gets stdin, stdout and stderr, and no other descriptor of dmzbot's") {
+  // Like Asio's listening socket and the HTTP client's sockets: not close-on-exec. A build that
+  // inherited the listener could accept dmzbot's requests and print their tokens.
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(listener >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(listener, 1) == 0);
+  int file = ::open("/dev/null", O_RDONLY);
+  REQUIRE(file >= 0);
+  for (std::string sandbox : {"none", "bwrap"}) {
+    CAPTURE(sandbox);
+    if (sandbox == "bwrap" && !sandbox_works()) continue;
+    TempDir tmp;
+    Recorder rec;
+    auto c = cfg("ls /proc/$$/fd; echo end");  // the shell's own descriptors
+    c.sandbox = sandbox;
+    LocalRunner runner(c, tmp / "logs", rec.callback());
+    runner.start("o/r", "fds", write_tree({}));
+    auto r = rec.final_for("fds");
+    REQUIRE(r.has_value());
+    const std::string log = read_file(runner.log_file("fds"));
+    CAPTURE(log);
+    CHECK(r->check.state == CheckState::Success);
+    CHECK(starts_with(log, "0\n1\n2\nend\n"));
+  }
+  ::close(file);
+  ::close(listener);
+}
+
+TEST_CASE("a build whose output passes the log's cap is stopped and fails; its log holds the cap") {
+  TempDir tmp;
+  Recorder rec;
+  SUBCASE("a build that writes on is stopped long before its timeout") {
+    auto begin = std::chrono::steady_clock::now();
+    LocalRunner runner(cfg("yes", 1, 30s), tmp / "logs", rec.callback(), {}, {},
+                       {.max_bytes = 1 << 20});
+    runner.start("o/r", "loud", write_tree({}));
+    auto r = rec.final_for("loud", 20s);
+    REQUIRE(r.has_value());
+    CHECK(r->check.state == CheckState::Failure);
+    CHECK(r->check.description == "log exceeded 1 MiB");
+    CHECK(std::chrono::steady_clock::now() - begin < 10s);
+    const std::string tail = "[dmzbot] log exceeded 1 MiB\n";
+    CHECK(fs::file_size(runner.log_file("loud")) == (1 << 20) + tail.size());
+    CHECK(read_file(runner.log_file("loud")).ends_with("y\n" + tail));
+  }
+  SUBCASE("up to the cap is fine; one byte more fails, even from a build that exited at once") {
+    LocalRunner runner(cfg("head -c $DMZ_SHA /dev/zero | tr '\\0' x"), tmp / "logs", rec.callback(),
+                       {}, {}, {.max_bytes = 1000});
+    runner.start("o/r", "1000", write_tree({}));
+    runner.start("o/r", "1001", write_tree({}));
+    auto fits = rec.final_for("1000"), over = rec.final_for("1001");
+    REQUIRE(fits.has_value());
+    REQUIRE(over.has_value());
+    CHECK(fits->check.state == CheckState::Success);
+    CHECK(starts_with(read_file(runner.log_file("1000")),
+                      std::string(1000, 'x') + "[dmzbot] passed in "));
+    CHECK(over->check.state == CheckState::Failure);
+    CHECK(over->check.description == "log exceeded 1000 bytes");
+    CHECK(read_file(runner.log_file("1001")) ==
+          std::string(1000, 'x') + "[dmzbot] log exceeded 1000 bytes\n");
+  }
+}
+
+TEST_CASE("logs older than their retention are deleted: as builds start, and by prune_logs") {
+  TempDir tmp;
+  Recorder rec;
+  const auto now = fs::file_time_type::clock::now();
+  const auto days = [](int n) { return std::chrono::hours(24 * n); };
+  for (const char* name : {"old.log", "recent.log", "notes.txt"})
+    write_file(tmp / "logs" / name, "output\n");
+  fs::last_write_time(tmp / "logs" / "old.log", now - days(31));
+  fs::last_write_time(tmp / "logs" / "recent.log", now - days(29));
+  fs::last_write_time(tmp / "logs" / "notes.txt", now - days(400));  // not a build log
+  LocalRunner runner(cfg("true"), tmp / "logs", rec.callback());     // keeps them 30 days
+  runner.start("o/r", "new", write_tree({}));
+  REQUIRE(rec.final_for("new").has_value());
+  CHECK_FALSE(fs::exists(tmp / "logs" / "old.log"));
+  CHECK(fs::exists(tmp / "logs" / "recent.log"));
+  CHECK(fs::exists(tmp / "logs" / "notes.txt"));
+  CHECK(fs::exists(runner.log_file("new")));
+
+  CHECK(runner.prune_logs(days(28)) == 1);
+  CHECK_FALSE(fs::exists(tmp / "logs" / "recent.log"));
+  CHECK(fs::exists(runner.log_file("new")));
+  CHECK(fs::exists(tmp / "logs" / "notes.txt"));
+  CHECK(runner.prune_logs(days(28)) == 0);
 }
 
 TEST_CASE("a command that runs too long is killed with its process group") {
