@@ -188,6 +188,33 @@ TEST_CASE("the demo says in one line that it builds unsandboxed where the sandbo
   CHECK(r.out.find("UNEXPECTED") == std::string::npos);
 }
 
+TEST_CASE("the demo runs in a directory whose name holds a space and a quote") {
+  test::TempDir tmp;
+  const auto dir = tmp / "my demo's dir";
+  auto r = test::run("timeout 120 " + dmzbot() + " demo --until-idle --port 0 --dir " +
+                     test::shell_quote(dir.string()));
+  CAPTURE(r.out);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.find("queue drained") != std::string::npos);
+  CHECK(r.out.find("UNEXPECTED") == std::string::npos);
+}
+
+TEST_CASE("demo --until-idle stopped by a signal before the queue drains exits 1") {
+  test::TempDir tmp;
+  // Stopped as soon as it serves: the queue takes seconds to drain (each build sleeps 1 s).
+  const std::string log = test::shell_quote((tmp / "log.txt").string());
+  auto r = test::run("timeout 120 " + dmzbot() + " demo --until-idle --port 0 --dir " +
+                     test::shell_quote((tmp / "demo").string()) + " >" + log +
+                     " 2>&1 & pid=$!; i=0; until grep -q 'status page:' " + log +
+                     "; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done; "
+                     "kill -TERM $pid; wait $pid; echo \"exit=$?\"");
+  const std::string out = test::read_file(tmp / "log.txt");
+  CAPTURE(out);
+  CHECK(r.out == "exit=1\n");
+  CHECK(out.find("interrupted before the queue drained") != std::string::npos);
+  CHECK(out.find("queue drained:") == std::string::npos);
+}
+
 TEST_CASE("check-config accepts a valid file and exits 0") {
   test::TempDir dir;
   test::write_file(dir / "token", "t0ken\n");
@@ -450,9 +477,27 @@ TEST_CASE("verify --releases: a branch that does not exist is exit 2, not a clea
   CHECK(none.out.find("no branch staging") != std::string::npos);
 }
 
+TEST_CASE("check-config's usage errors exit 1, as every problem it reports") {
+  test::TempDir dir;
+  test::write_file(dir / "token", "t0ken\n");
+  test::write_file(dir / "ok.toml",
+                   "[[repo]]\nname = \"acme/widget\"\nremote = \"/srv/git/widget.git\"\n"
+                   "required_checks = [\"ci/build\"]\napi_token = { file = \"token\" }\n");
+  for (const char* args : {"", "ok.toml ok.toml", "--strict ok.toml"}) {
+    auto r = dmzbot_run(std::string("check-config ") + args, dir.path());
+    CAPTURE(args);
+    CAPTURE(r.out);
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find(": ok (") == std::string::npos);
+  }
+  CHECK(dmzbot_run("check-config --help", dir.path()).exit_code == 0);
+}
+
 TEST_CASE("usage errors exit 2") {
   CHECK(test::run(dmzbot() + " verify").exit_code == 2);
   CHECK(test::run(dmzbot() + " no-such-command").exit_code == 2);
+  CHECK(test::run(dmzbot() + " verify --no-such-flag master").exit_code == 2);
+  CHECK(test::run(dmzbot() + " demo --port nope").exit_code == 2);
   CHECK(test::run(dmzbot() + " --version").exit_code == 0);
   // Numbers out of range, NaN among them (CLI11's Range lets it through).
   for (const char* bad : {"--rate nan", "--rate -1", "--fail 1.5", "--ci-median inf"}) {

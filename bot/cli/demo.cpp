@@ -34,9 +34,16 @@ struct Shell {
   std::string out;
 };
 
+// `s` single-quoted for /bin/sh: the sandbox's paths may hold spaces and quotes.
+std::string sh_quote(const std::string& s) {
+  std::string quoted = "'";
+  for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
 // The demo builds its sandbox with the git command line, exactly as a user would.
 Shell sh(const std::string& command, const fs::path& cwd) {
-  std::string full = "cd '" + cwd.string() + "' && { " + command + " ; } 2>&1";
+  std::string full = "cd " + sh_quote(cwd.string()) + " && { " + command + " ; } 2>&1";
   Shell r;
   FILE* pipe = popen(full.c_str(), "r");
   if (!pipe) return r;
@@ -110,8 +117,8 @@ std::vector<Branch> demo_branches() {
 Status make_sandbox(const fs::path& dir, std::string* master) {
   fs::path work = dir / "work", origin = dir / "origin.git";
   fs::create_directories(work);
-  if (!git("init -q --bare -b master " + origin.string(), dir) ||
-      !git("-C " + origin.string() + " config core.logAllRefUpdates always", dir))
+  if (!git("init -q --bare -b master " + sh_quote(origin.string()), dir) ||
+      !git("-C " + sh_quote(origin.string()) + " config core.logAllRefUpdates always", dir))
     return error("cannot create the origin repository");
   write(work / "lib.sh", kLib);
   write(work / "test.sh", kTest);
@@ -120,13 +127,13 @@ Status make_sandbox(const fs::path& dir, std::string* master) {
   write(work / "README.md", "# widget\n\nA tiny project that dmzbot's demo merges into.\n");
   if (!git("init -q -b master .", work) || !git("add -A", work) ||
       !git("commit -q -m 'Initial project'", work) ||
-      !git("remote add origin " + origin.string(), work) || !git("push -q origin master", work) ||
-      !git("rev-parse HEAD", work, master))
+      !git("remote add origin " + sh_quote(origin.string()), work) ||
+      !git("push -q origin master", work) || !git("rev-parse HEAD", work, master))
     return error("cannot create the sample project");
   for (const auto& b : demo_branches()) {
     if (!git("checkout -q -b " + b.name + " master", work)) return error("branch " + b.name);
     for (const auto& [file, text] : b.files) write(work / file, text);
-    if (!git("add -A", work) || !git("commit -q -m '" + b.title + "'", work) ||
+    if (!git("add -A", work) || !git("commit -q -m " + sh_quote(b.title), work) ||
         !git("push -q origin " + b.name, work))
       return error("cannot push " + b.name);
   }
@@ -328,8 +335,9 @@ std::vector<std::string> check_outcome(const fs::path& dir, const DemoState& sta
   git("rev-list --merges " + initial_master + "..master", origin, &merges);
   std::istringstream merge_lines(merges);
   for (std::string sha; std::getline(merge_lines, sha);) {
-    Shell v = sh(std::string(kGitEnv) + "git -c gpg.ssh.allowedSignersFile=" +
-                     (dir / "allowed_signers").string() + " verify-commit " + sha,
+    Shell v = sh(std::string(kGitEnv) + "git -c " +
+                     sh_quote("gpg.ssh.allowedSignersFile=" + (dir / "allowed_signers").string()) +
+                     " verify-commit " + sha,
                  origin);
     if (v.code != 0) problems.push_back("merge " + sha + " is not signed by dmzbot: " + v.out);
   }
@@ -432,6 +440,11 @@ int run_demo(const DemoOptions& options) {
   }
   server.stop();
   (*service)->stop();
+  // Only a signal gets --until-idle here: the outcome it exits 0 for was never reached.
+  if (options.until_idle) {
+    say("interrupted before the queue drained");
+    return 1;
+  }
   return 0;
 }
 

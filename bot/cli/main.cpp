@@ -240,8 +240,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
-    // Usage errors of verify are exit 2 by its contract; CLI11 uses 105+ for parse errors.
-    return code == 0 ? 0 : 2;
+    if (code == 0) return 0;  // --help, --version
+    // CLI11 uses 105+ for parse errors; each verb's contract says what a usage error is:
+    // check-config exits 0 or 1 (its scripts test for 1), the others 2.
+    return *check ? 1 : 2;
   }
 
   if (*serve) {
