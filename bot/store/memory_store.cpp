@@ -211,6 +211,13 @@ class MemoryStore final : public Store {
     return {};
   }
 
+  // The event that gave a PR of the hot state a head (kept by prune_history).
+  static bool hot_head(const Repo& r, const EventLogEntry& e) {
+    return (e.kind == "pr_opened" || e.kind == "pr_pushed") && e.number &&
+           r.state.prs.count(*e.number);
+  }
+  static bool hot_head(const Repo&, const HistoryEntry&) { return false; }
+
   Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) override {
     std::lock_guard lock(mu_);
     // The oldest `limit` of each kind across repositories, as the SQLite store picks them.
@@ -218,7 +225,7 @@ class MemoryStore final : public Store {
       std::vector<std::pair<queue::Millis, std::int64_t>> old;  // (at, seq)
       for (auto& [name, r] : repos_)
         for (const auto& e : entries_of(r))
-          if (e.at < before) old.emplace_back(e.at, e.seq);
+          if (e.at < before && !hot_head(r, e)) old.emplace_back(e.at, e.seq);
       std::sort(old.begin(), old.end());
       if (old.size() > limit) old.resize(limit);
       std::set<std::int64_t> seqs;

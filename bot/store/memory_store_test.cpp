@@ -208,6 +208,27 @@ TEST_CASE_TEMPLATE("store contract: old history is pruned oldest first, a limit 
   check_equal(must_load(*store, a.repo).state, wa.last);
 }
 
+TEST_CASE_TEMPLATE("store contract: pruning keeps the heads of PRs in the hot state", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  RepoState s;
+  s.repo = "acme/p";
+  Writer w{*store, RepoState{s.repo}};
+  s.prs[1] = make_pr(1, PrStatus::Queued);  // open for a long time; #2 left the hot state
+  w.must_save_event(s, EventLogEntry{0, s.repo, "pr_opened", R"({"head":"h1"})", 1, 100});
+  w.must_save_event(s, EventLogEntry{0, s.repo, "pr_opened", R"({"head":"h2"})", 2, 101});
+  w.must_save_event(s, EventLogEntry{0, s.repo, "merge_requested", "{}", 1, 102});
+  w.must_save_event(s, EventLogEntry{0, s.repo, "pr_pushed", R"({"head":"h3"})", 1, 103});
+  REQUIRE(store->prune_history(1000, 100).value() == 2);
+  auto left = store->pr_events(s.repo, 1, 10);
+  REQUIRE(left->size() == 2);
+  CHECK((*left)[0].kind == "pr_opened");
+  CHECK((*left)[1].kind == "pr_pushed");
+  CHECK(store->pr_events(s.repo, 2, 10)->empty());
+  CHECK(store->prune_history(1000, 100).value() == 0);
+}
+
 TEST_CASE_TEMPLATE("store contract: a delivery keeps its request until it is marked handled", F,
                    SqliteFactory, MemoryFactory) {
   F f;

@@ -827,18 +827,19 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     Transaction tx(db_.get());
     DMZ_TRY_R(tx.begun());
-    auto remove = [&](const char* sql) -> Result<std::size_t> {
+    auto remove = [&](const std::string& sql) -> Result<std::size_t> {
       DMZ_TRY_R(stmt(sql).bind(1, before).bind(2, as_int64(limit)).exec());
       return static_cast<std::size_t>(sqlite3_changes(db_.get()));
     };
-    // The same oldest events twice in one transaction: their timeline rows, then themselves.
-    auto timelines = remove(
-        "DELETE FROM event_prs WHERE seq IN"
-        " (SELECT seq FROM events WHERE at < ?1 ORDER BY at, seq LIMIT ?2)");
+    // The same oldest events twice in one transaction: their timeline rows, then themselves;
+    // not the heads of PRs in the hot state.
+    const std::string oldest_events =
+        " (SELECT seq FROM events WHERE at < ?1 AND NOT (kind IN ('pr_opened', 'pr_pushed') AND"
+        " EXISTS (SELECT 1 FROM prs WHERE prs.repo = events.repo AND prs.number = events.number))"
+        " ORDER BY at, seq LIMIT ?2)";
+    auto timelines = remove("DELETE FROM event_prs WHERE seq IN" + oldest_events);
     if (!timelines) return timelines.error();
-    auto events = remove(
-        "DELETE FROM events WHERE seq IN"
-        " (SELECT seq FROM events WHERE at < ?1 ORDER BY at, seq LIMIT ?2)");
+    auto events = remove("DELETE FROM events WHERE seq IN" + oldest_events);
     if (!events) return events.error();
     auto outcomes = remove(
         "DELETE FROM outcomes WHERE seq IN"

@@ -175,8 +175,10 @@ class Store {
   virtual Status prune_deliveries(queue::Millis before) = 0;
   // Forgets history older than `before`: the oldest events (with the timelines that name them)
   // and outcomes, at most `limit` of each, in one transaction (a long backlog goes in several
-  // calls, so that no call holds the writers up for long). Finished PRs stay archived. Returns
-  // how many rows it removed.
+  // calls, so that no call holds the writers up for long). Finished PRs stay archived. The
+  // heads of PRs still in the hot state stay (their pr_opened and pr_pushed events): a comment
+  // is pinned to the head its PR had when it was written, by the log. Returns how many rows it
+  // removed.
   virtual Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) = 0;
 
   // Takes (or renews) the lease on `repo` for `owner` until now + ttl: true if `owner` holds
