@@ -971,6 +971,47 @@ TEST_CASE("github: a webhook's events the store cannot save now are applied once
   CHECK(eventually([&] { return bot.pr(1).head == head; }));
 }
 
+// A merge master's command is not lost when the database is locked: it waits for the store,
+// and its delivery is marked handled only once it was applied, so that a stop meanwhile hands
+// it to the next start. (Reconciliation cannot bring a comment back.)
+TEST_CASE("github: a command the store cannot save now is applied once it can, or after a stop") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });
+  bot.options.store.busy_timeout_ms = 100;
+  only_webhooks_fetch(bot, 50ms);
+  const std::string one = gh.commit("feature/one", "one.txt", "one\n");
+  const std::string two = gh.commit("feature/two", "two.txt", "two\n");
+  bot.open(1, "feature/one", one);
+  bot.open(2, "feature/two", two);
+  REQUIRE(eventually([&] { return bot.pr(1).head == one && bot.pr(2).head == two; }));
+  auto approved = [&](int n) { return bot.pr(n).approval.has_value(); };
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 5000);
+  auto lock = [&] {
+    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  };
+  auto unlock = [&] { sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr); };
+
+  lock();
+  bot.comment(1, "alice", "@dmzbot merge");
+  std::this_thread::sleep_for(1s);
+  CHECK_FALSE(approved(1));
+  unlock();
+  // Before: refused as unavailable, the refusal's answer refused too, the delivery handled.
+  CHECK(eventually([&] { return approved(1); }));
+
+  lock();
+  bot.comment(2, "alice", "@dmzbot merge");
+  std::this_thread::sleep_for(1s);
+  bot.stop();
+  unlock();
+  sqlite3_close(other);
+  bot.start();
+  REQUIRE(eventually([&] { return approved(2); }));
+  CHECK(bot.pr(2).approval->sha == two);
+}
+
 // A webhook that names only commits the mirror has starts no git process; one that names a
 // new head, or a push, fetches.
 TEST_CASE("github: a label on a head the mirror holds fetches nothing; new heads are fetched") {

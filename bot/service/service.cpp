@@ -242,6 +242,7 @@ struct Service::Impl final : driver::GitPort,
   std::mutex timer_mutex;
   std::condition_variable timer_wake;
   bool timer_stop = false;
+  std::atomic<bool> tick_queued{false};  // a tick waits on the engine thread
 
   q::Millis now() const { return clock->now(); }
 
@@ -428,47 +429,84 @@ struct Service::Impl final : driver::GitPort,
 
   void post_event(const std::string& repo, q::Event event) {
     engine.post([this, repo, event = std::move(event)]() mutable {
-      unsaved[repo].push_back(std::move(event));
-      apply_unsaved(repo);
+      apply_or_park(repo, std::move(event), Parked::kWhileServed);
     });
   }
 
-  // Results of work already done (a merge pushed, a build finished, a verdict) that the store
-  // could not save: nothing else would ever bring them again, so they are applied again at
-  // each tick, in order, until they are saved; the repository's later results wait behind
-  // them. Dropped only when the repository is not served any more (another writer took it:
-  // its load re-issues the work). Engine thread only.
-  std::map<std::string, std::deque<q::Event>> unsaved;
+  // Events the store could not save, applied again at each tick, in order, until they are;
+  // the repository's later events wait behind them.
+  //  - Results of work already done (a merge pushed, a build finished, a verdict): nothing
+  //    else would ever bring them again. Dropped only when the repository is not served any
+  //    more (another writer took it: its load re-issues the work).
+  //  - A webhook's events and commands: they wait even while the repository is not served (it
+  //    may be loaded again), and their delivery is marked handled only once they were applied
+  //    (`then`), so that one never applied is handled again at the next start.
+  // Engine thread only.
+  struct Parked {
+    enum Keep { kWhileServed, kUntilApplied };
+    q::Event event;
+    Keep keep = kWhileServed;
+    std::function<void(const q::Outcome&)> then;  // once applied (or refused for good)
+  };
+  std::map<std::string, std::deque<Parked>> unsaved;
+  // Beyond this many events waiting for a repository, a delivery's event is not kept: its
+  // delivery stays unhandled and is handled again at the next start.
+  static constexpr std::size_t kMaxParked = 10'000;
+
+  // Applies `event` now, or parks it when the store cannot save it (or events wait before it).
+  void apply_or_park(const std::string& repo, q::Event event, Parked::Keep keep,
+                     std::function<void(const q::Outcome&)> then = nullptr) {
+    if (!unsaved.count(repo)) {
+      auto out = driver->apply(repo, event);
+      if (!must_wait(repo, out, keep)) {
+        if (then) then(out);
+        return;
+      }
+    }
+    auto& waiting = unsaved[repo];
+    if (keep == Parked::kUntilApplied && waiting.size() >= kMaxParked) {
+      log::error({.repo = repo, .event = q::event_kind(event)},
+                 "{} events wait to be saved; this {} waits for the next start", waiting.size(),
+                 q::event_kind(event));
+      return;
+    }
+    waiting.push_back({std::move(event), keep, std::move(then)});
+  }
 
   void apply_unsaved(const std::string& repo) {
     auto it = unsaved.find(repo);
     if (it == unsaved.end()) return;
     auto& waiting = it->second;
     while (!waiting.empty()) {
-      const q::Event& event = waiting.front();
-      auto out = driver->apply(repo, event);
-      if (store_refused(repo, out)) {
+      const Parked& p = waiting.front();
+      auto out = driver->apply(repo, p.event);
+      if (must_wait(repo, out, p.keep)) {
         if (!retrying.count(repo))  // once, not at every tick
-          log::warn({.repo = repo, .event = q::event_kind(event)},
-                    "cannot save {} yet, tried again at each tick: {}", q::event_kind(event),
+          log::warn({.repo = repo, .event = q::event_kind(p.event)},
+                    "cannot save {} yet, tried again at each tick: {}", q::event_kind(p.event),
                     escape_control(out.rejected->message));
         retrying.insert(repo);
         return;
       }
       if (out.rejected && out.rejected->code != Code::kNotFound)
-        log::warn({.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
-                  "{} refused: {}", q::event_kind(event), escape_control(out.rejected->message));
+        log::warn(
+            {.repo = repo, .pr = q::pr_of(p.event).value_or(0), .event = q::event_kind(p.event)},
+            "{} refused: {}", q::event_kind(p.event), escape_control(out.rejected->message));
+      auto then = std::move(waiting.front().then);
       waiting.pop_front();
+      if (then) then(out);
     }
     retrying.erase(repo);
-    unsaved.erase(it);
+    unsaved.erase(repo);
   }
-  std::set<std::string> retrying;  // repositories whose first waiting result was refused
+  std::set<std::string> retrying;  // repositories whose first waiting event was refused
 
-  // Refused because the store cannot save now, for a repository still served: worth waiting.
-  bool store_refused(const std::string& repo, const q::Outcome& out) const {
+  // Refused because the store cannot save now (or the repository is not served now): worth
+  // waiting, as `keep` says.
+  bool must_wait(const std::string& repo, const q::Outcome& out, Parked::Keep keep) const {
+    if (!out.rejected || out.rejected->code != Code::kUnavailable) return false;
     const auto* health = driver->health(repo);
-    return out.rejected && out.rejected->code == Code::kUnavailable && health && health->loaded;
+    return health && (health->loaded || keep == Parked::kUntilApplied);
   }
 
   // Runs `work` on the repository's git thread; false if the service is stopping.
@@ -493,8 +531,7 @@ struct Service::Impl final : driver::GitPort,
         driver->fetch_failed(repo, refs.status());
       if (const q::RepoState* state = driver->state(repo);
           trust_root && state && state->trust_root != *trust_root) {
-        unsaved[repo].push_back(q::TrustRootRead{*trust_root, now()});
-        apply_unsaved(repo);
+        apply_or_park(repo, q::TrustRootRead{*trust_root, now()}, Parked::kWhileServed);
       }
       if (then) then();
     });
@@ -679,7 +716,7 @@ struct Service::Impl final : driver::GitPort,
   }
   void start_build(const std::string& repo, const q::StartBuild& a) override {
     RepoRuntime* rt = find(repo);
-    if (!rt) return;
+    if (!rt || stopped) return;  // stopping: the runners are gone or going
     if (!rt->runner) {    // external CI builds the candidate's branch on push and posts statuses
       if (a.attempt > 1)  // a retry: push the branch again so that CI builds it again
         on_git(repo, [a](RepoRuntime& rt) {
@@ -875,24 +912,22 @@ struct Service::Impl final : driver::GitPort,
   void handle_delivery(RepoRuntime& rt, forges::Delivery d,
                        const std::shared_ptr<DeliveryTicket>& ticket) {
     const std::string& repo = rt.cfg.name;
-    for (const auto& event : d.events) {
-      // The delivery is acknowledged (202) and will be marked handled: an event the store
-      // cannot save now waits with the unsaved results, in order, instead of being lost.
-      if (unsaved.count(repo)) {
-        unsaved[repo].push_back(event);
-        continue;
-      }
-      auto out = driver->apply(repo, event);
-      if (store_refused(repo, out)) {
-        unsaved[repo].push_back(event);
-        apply_unsaved(repo);
-      } else if (out.rejected && out.rejected->code != Code::kNotFound) {
-        log::info({.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
+    // The delivery is acknowledged (202): an event the store cannot save now waits, in order,
+    // and the delivery's events are done once the last of them was applied.
+    for (std::size_t i = 0; i < d.events.size(); ++i) {
+      const bool last = i + 1 == d.events.size();
+      apply_or_park(
+          repo, d.events[i], Parked::kUntilApplied,
+          [repo, event = d.events[i], ticket = last ? ticket : nullptr](const q::Outcome& out) {
+            if (out.rejected && out.rejected->code != Code::kNotFound)
+              log::info(
+                  {.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
                   "{} from a webhook refused: {}", q::event_kind(event),
                   escape_control(out.rejected->message));
-      }
+            if (ticket) ticket->done();
+          });
     }
-    ticket->done();
+    if (d.events.empty()) ticket->done();
     if (d.follow_ups.empty()) return;
     const q::RepoState* state = driver->state(rt.cfg.name);
     // A completed check suite is read back only for a commit the queue follows (a candidate,
@@ -936,26 +971,35 @@ struct Service::Impl final : driver::GitPort,
     });
   }
 
-  // Engine thread: the answer to a command that was allowed.
-  void apply_command(RepoRuntime& rt, const forges::FollowUp& f) {
-    auto out = driver->apply(rt.cfg.name, *f.event);
-    if (!out.rejected) return;
-    if (f.quiet) {
+  // Engine thread: a command that was allowed, and the answer if it was refused. One the store
+  // cannot save now waits, and its delivery is done once it was applied.
+  void apply_command(RepoRuntime& rt, const forges::FollowUp& f,
+                     const std::shared_ptr<DeliveryTicket>& ticket) {
+    apply_or_park(rt.cfg.name, *f.event, Parked::kUntilApplied,
+                  [this, &rt, f, ticket](const q::Outcome& out) {
+                    if (out.rejected) command_refused(rt, f, out.rejected->message);
+                    ticket->done();
+                  });
+  }
+  void command_refused(RepoRuntime& rt, const forges::FollowUp& f, const std::string& why) {
+    if (f.quiet)
       log::info({.repo = rt.cfg.name, .pr = f.number}, "{} by {} changed nothing: {}", f.command,
-                escape_control(f.actor), escape_control(out.rejected->message));
-      return;
-    }
-    reply(rt, f.number, q::NoticeKind::Failure,
-          "@" + f.actor + ": " + f.command + " refused: " + out.rejected->message);
+                escape_control(f.actor), escape_control(why));
+    else
+      reply(rt, f.number, q::NoticeKind::Failure,
+            "@" + f.actor + ": " + f.command + " refused: " + why);
   }
 
   // Engine thread.
   void reply(RepoRuntime& rt, int number, q::NoticeKind kind, std::string message,
              std::vector<std::string> details = {}) {
-    auto out = driver->apply(rt.cfg.name,
-                             q::Reply{number, kind, std::move(message), std::move(details), now()});
-    if (out.rejected)
-      log::warn({.repo = rt.cfg.name, .pr = number}, "cannot answer: {}", out.rejected->message);
+    apply_or_park(rt.cfg.name,
+                  q::Reply{number, kind, std::move(message), std::move(details), now()},
+                  Parked::kWhileServed, [&rt, number](const q::Outcome& out) {
+                    if (out.rejected)
+                      log::warn({.repo = rt.cfg.name, .pr = number}, "cannot answer: {}",
+                                out.rejected->message);
+                  });
   }
 
   // Forge thread: the follow-ups in order; one the API cannot answer now stays first and is
@@ -994,10 +1038,7 @@ struct Service::Impl final : driver::GitPort,
           } else if (f.kind == forges::FollowUp::Kind::kTry) {
             engine.post([this, &rt, f, ticket] { start_try(rt, f, ticket); });
           } else {
-            engine.post([this, &rt, f, ticket] {
-              apply_command(rt, f);
-              ticket->done();
-            });
+            engine.post([this, &rt, f, ticket] { apply_command(rt, f, ticket); });
           }
           break;
         }
@@ -1006,8 +1047,13 @@ struct Service::Impl final : driver::GitPort,
           if (!events && events.code() == Code::kUnavailable) return;
           if (events)
             engine.post([this, &rt, events = std::move(*events), ticket] {
-              for (const auto& e : events) (void)driver->apply(rt.cfg.name, e);
-              ticket->done();
+              for (std::size_t i = 0; i < events.size(); ++i)
+                apply_or_park(
+                    rt.cfg.name, events[i], Parked::kUntilApplied,
+                    [ticket = i + 1 == events.size() ? ticket : nullptr](const q::Outcome&) {
+                      if (ticket) ticket->done();
+                    });
+              if (events.empty()) ticket->done();
             });
           else
             ticket->done();  // dropped for good
@@ -1276,13 +1322,17 @@ struct Service::Impl final : driver::GitPort,
       timer_wake.wait_for(lock, options.tick_interval, [this] { return timer_stop; });
       if (timer_stop) break;
       lock.unlock();
-      engine.post([this] {
-        std::vector<std::string> waiting;
-        for (const auto& [repo, events] : unsaved) waiting.push_back(repo);
-        for (const auto& repo : waiting) apply_unsaved(repo);
-        driver->tick();
-        for (auto& rt : repos) forge_tick(*rt);
-      });
+      // One tick at a time: while the store is locked a tick takes its busy timeout per
+      // repository, and ticks queued behind it would delay every answer of the engine.
+      if (!tick_queued.exchange(true))
+        engine.post([this] {
+          tick_queued = false;
+          std::vector<std::string> waiting;
+          for (const auto& [repo, events] : unsaved) waiting.push_back(repo);
+          for (const auto& repo : waiting) apply_unsaved(repo);
+          driver->tick();
+          for (auto& rt : repos) forge_tick(*rt);
+        });
       lock.lock();
     }
   }
@@ -1346,8 +1396,16 @@ void Service::stop() {
   }
   im.timer_wake.notify_all();
   if (im.timer.joinable()) im.timer.join();
-  for (auto& rt : im.repos) rt->runner.reset();  // kills builds; no reports follow
-  for (auto& rt : im.repos) rt->git->stop();     // finishes the git step under way
+  // The runners kill their builds (no reports follow). The engine thread starts and cancels
+  // builds, so they go on it, between two of its tasks.
+  std::promise<void> runners_gone;
+  auto reset_runners = [&] {
+    for (auto& rt : im.repos) rt->runner.reset();
+    runners_gone.set_value();
+  };
+  if (!im.engine.post(reset_runners)) reset_runners();
+  runners_gone.get_future().wait();
+  for (auto& rt : im.repos) rt->git->stop();  // finishes the git step under way
   for (auto& rt : im.repos) rt->forge_thread->stop();
   im.engine.stop();
   im.views.stop();
