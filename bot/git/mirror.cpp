@@ -46,7 +46,6 @@ using ObjectPtr = Ptr<git_object, git_object_free>;
 using RefPtr = Ptr<git_reference, git_reference_free>;
 using RefIterPtr = Ptr<git_reference_iterator, git_reference_iterator_free>;
 using RevwalkPtr = Ptr<git_revwalk, git_revwalk_free>;
-using DiffPtr = Ptr<git_diff, git_diff_free>;
 using BlobPtr = Ptr<git_blob, git_blob_free>;
 
 // The message of the last libgit2 error on this thread, prefixed with `what`.
@@ -737,34 +736,6 @@ Result<std::vector<std::pair<Sha, Sha>>> Mirror::newest_commits(const Sha& tip, 
     out.emplace_back(oid_hex(oid), parents > 0 ? oid_hex(*git_commit_parent_id(c, 0)) : Sha());
   }
   return out;
-}
-
-Result<std::vector<std::string>> Mirror::changed_paths(const Sha& from, const Sha& to) {
-  const std::string what = "diff " + from + " " + to;
-  TreePtr old_tree;  // empty `from`: everything in `to` is new
-  if (!from.empty()) {
-    auto t = impl_->tree_of(from, what);
-    if (!t) return t.error();
-    old_tree = std::move(*t);
-  }
-  auto new_tree = impl_->tree_of(to, what);
-  if (!new_tree) return new_tree.error();
-  git_diff_options opts = GIT_DIFF_OPTIONS_INIT;
-  git_diff* d = nullptr;
-  if (int rc = git_diff_tree_to_tree(&d, impl_->repo.get(), old_tree.get(), new_tree->get(), &opts);
-      rc < 0)
-    return git_fail(what, rc);
-  DiffPtr diff(d);
-  git_diff_find_options find = GIT_DIFF_FIND_OPTIONS_INIT;
-  find.flags = GIT_DIFF_FIND_RENAMES;
-  if (int rc = git_diff_find_similar(d, &find); rc < 0) return git_fail(what + ": renames", rc);
-  std::set<std::string> paths;
-  for (size_t i = 0, n = git_diff_num_deltas(d); i < n; ++i) {
-    const git_diff_delta* delta = git_diff_get_delta(d, i);
-    if (delta->old_file.path) paths.insert(delta->old_file.path);
-    if (delta->new_file.path) paths.insert(delta->new_file.path);
-  }
-  return std::vector<std::string>(paths.begin(), paths.end());
 }
 
 Result<Sha> Mirror::resolve(const std::string& revision) {

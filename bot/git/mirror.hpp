@@ -119,8 +119,6 @@ class Mirror {
   // parents), each with its first parent ("" for a root): a bounded walk of a history that may
   // be long (notes refs).
   Result<std::vector<std::pair<Sha, Sha>>> newest_commits(const Sha& tip, std::size_t limit);
-  // The files changed between two commits' trees (paths), for path-based policy rules.
-  Result<std::vector<std::string>> changed_paths(const Sha& from, const Sha& to);
   // Resolves any revision (sha, ref name, "HEAD~2") to a commit sha.
   Result<Sha> resolve(const std::string& revision);
 

@@ -488,7 +488,7 @@ TEST_CASE("export_tree refuses a tree entry that would escape the directory") {
   CHECK(s.message().find("unsafe path in tree: .GIT") != std::string::npos);
 }
 
-TEST_CASE("rev_list, is_ancestor, changed_paths, read_object, resolve") {
+TEST_CASE("rev_list, is_ancestor, read_object, resolve") {
   Fixture f;
   std::string c1 =
       commit_files(f.work, {{"a.txt", "a\n"}, {"c.txt", "to be renamed, long enough\n"}}, "c1");
@@ -512,13 +512,6 @@ TEST_CASE("rev_list, is_ancestor, changed_paths, read_object, resolve") {
   CHECK(*f.mirror->is_ancestor(c3, c3));
   CHECK_FALSE(*f.mirror->is_ancestor(c3, c1));
   CHECK_FALSE(f.mirror->is_ancestor("deadbeef", c1).ok());
-
-  auto paths = f.mirror->changed_paths(c2, c3);
-  REQUIRE(paths.ok());
-  CHECK(*paths == std::vector<std::string>{"a.txt", "c.txt", "d.txt"});
-  auto from_root = f.mirror->changed_paths("", f.initial);
-  REQUIRE(from_root.ok());
-  CHECK(*from_root == std::vector<std::string>{"README", "shared.txt"});
 
   auto obj = f.mirror->read_object(c2);
   REQUIRE(obj.ok());

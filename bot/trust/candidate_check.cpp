@@ -1,5 +1,6 @@
 #include "bot/trust/candidate_check.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "bot/git/mirror.hpp"
@@ -15,14 +16,12 @@ namespace {
 // A train is at most a few dozen merges deep; anything longer is not a candidate of ours.
 constexpr int kMaxMerges = 1000;
 
-// The top-level `.dmz` entry of `tree` ("" if there is none), as "<mode> <id>".
-Result<std::string> policy_dir_of(git::Mirror& mirror, const std::string& tree) {
-  auto top = trust::list_tree(mirror, tree, "");
-  if (!top) return top.error();
-  if (*top)
-    for (const auto& e : **top)
-      if (e.name == queue::kPolicyDir) return e.mode + " " + e.id;
-  return std::string();
+// Up to three of `paths`, for a reason that must stay one line.
+std::string some_of(const std::vector<std::string>& paths) {
+  std::string out;
+  for (size_t i = 0; i < paths.size() && i < 3; ++i) out += (i ? ", " : "") + paths[i];
+  if (paths.size() > 3) out += " and " + std::to_string(paths.size() - 3) + " more";
+  return out;
 }
 }  // namespace
 
@@ -98,22 +97,27 @@ queue::CandidateChecked CandidateChecker::check(git::Mirror& mirror, const queue
     if (!*recomputed || **recomputed != m->tree)
       out.reasons.push_back("evil merge: " + trust::short_sha(m->sha) +
                             "'s tree differs from the merge of its parents");
-    // A merge that changes .dmz/ although the PR's own changes do not was never judged as a
-    // policy change (by the rules for .dmz/**, nor by the queue, which judges everyone again
-    // after one): git's rename detection carries an edit of a file master moved there.
-    auto ours = trust::commit_links(mirror, m->ours);
-    if (!ours) return error(ours.error());
-    auto before = policy_dir_of(mirror, ours->tree);
-    if (!before) return error(before.error());
-    auto after = policy_dir_of(mirror, m->tree);
-    if (!after) return error(after.error());
-    if (*before != *after) {
+    // The gate judged the PR by the paths it changes, and the queue judges everyone again
+    // after a change to .dmz/. A merge that changes any other path was judged by neither: git's
+    // rename detection carries an edit of a file master has since moved (to deploy/, to
+    // .dmz/keys/) to the new path, under rules the PR never met.
+    if (*recomputed) {
+      auto ours = trust::commit_links(mirror, m->ours);
+      if (!ours) return error(ours.error());
+      auto changed = trust::changed_paths(mirror, ours->tree, **recomputed);
+      if (!changed) return error(changed.error());
       auto own = pr_paths(mirror, m->ours, m->theirs);
       if (!own) return error(own.error());
-      if (!queue::touches_policy_sources(*own))
-        out.reasons.push_back("merge " + trust::short_sha(m->sha) +
-                              " changes .dmz/ although its pull request's changes do not (a "
-                              "file master moved there?): rebase the pull request");
+      std::vector<std::string> policy, other;  // both sorted: changed_paths sorts
+      for (const auto& p : *changed)
+        if (!std::binary_search(own->begin(), own->end(), p))
+          (queue::touches_policy_sources({p}) ? policy : other).push_back(p);
+      const std::string what = "merge " + trust::short_sha(m->sha) + " changes ";
+      const std::string why =
+          " although its pull request's changes do not (a file master moved there?): rebase the "
+          "pull request";
+      if (!policy.empty()) out.reasons.push_back(what + ".dmz/" + why);
+      if (!other.empty()) out.reasons.push_back(what + some_of(other) + why);
     }
     if (keys) {  // without a policy the checks alone gate master
       auto fact = gatherer_.commit_fact(mirror, *keys, m->sha);

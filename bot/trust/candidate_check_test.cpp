@@ -132,6 +132,61 @@ TEST_CASE("a merge that changes .dmz/ beyond its PR's own changes is refused") {
   CHECK(checker.check(*f.mirror, queue::CheckCandidate{2, own->commit, master}, 0).pass);
 }
 
+TEST_CASE("a merge that changes a path beyond its PR's own changes is refused") {
+  Fixture f;
+  const std::string text = "line 1\nline 2\nline 3\nline 4\nline 5\nline 6\n";
+  const std::string before =
+      test::commit_files(f.work, {{"scripts/x.sh", text}, {"notes.txt", text}}, "x");
+  auto branch = [&](const std::string& name,
+                    const std::vector<std::pair<std::string, std::string>>& files) {
+    must(test::git_env() + "git checkout -q -b " + name + " " + before, f.work);
+    const std::string head = test::commit_files(f.work, files, name);
+    must(test::git_env() + "git checkout -q master", f.work);
+    f.publish(name);
+    return head;
+  };
+  const std::string edited = "line 1\nline 2 edited\n" + text.substr(14);
+  // A PR made before master moved scripts/x.sh to deploy/x.sh (a path with stricter rules)
+  // edits scripts/x.sh: it was judged by the rules of scripts/, not of deploy/.
+  const std::string pr = branch("pr", {{"scripts/x.sh", edited}});
+  test::commit_files(f.work, {{"notes.txt", text.substr(0, 28) + "line 5 on master\nline 6\n"}},
+                     "master's edit");
+  must("mkdir deploy && " + test::git_env() + "git mv scripts/x.sh deploy/x.sh && " +
+           test::git_env() + "git commit -q -m move",
+       f.work);
+  const std::string master = must("git rev-parse HEAD", f.work).substr(0, 40);
+  f.publish("master");
+  CandidateChecker checker(no_policy());
+  auto merge = [&](const std::string& head) {
+    auto merged = f.mirror->merge(master, head, "Merge\n", {});
+    REQUIRE(merged);
+    REQUIRE(merged->clean);
+    return merged->commit;
+  };
+  const std::string carried = merge(pr);
+  CHECK(f.mirror->read_file(carried, "deploy/x.sh").value() == edited);  // libgit2's renames
+  auto v = checker.check(*f.mirror, queue::CheckCandidate{1, carried, master}, 0);
+  CHECK_FALSE(v.pass);
+  CHECK(v.reasons == std::vector<std::string>{
+                         "merge " + carried.substr(0, 7) +
+                         " changes deploy/x.sh although its pull request's changes do not (a file "
+                         "master moved there?): rebase the pull request"});
+  CHECK(v.culprits == std::vector<std::string>{pr});
+
+  // An honest merge changes only what its PR changes.
+  const std::string honest = branch("honest", {{"b.txt", "b\n"}, {"notes.txt", edited}});
+  CHECK(checker.check(*f.mirror, queue::CheckCandidate{2, merge(honest), master}, 0).pass);
+  // A PR that renames a file itself: master's edit follows it, both paths are the PR's own.
+  must(test::git_env() + "git checkout -q -b renames " + before + " && " + test::git_env() +
+           "git mv notes.txt renamed.txt && " + test::git_env() + "git commit -q -m rename && " +
+           test::git_env() + "git checkout -q master",
+       f.work);
+  f.publish("renames");
+  const std::string renames = must("git rev-parse renames", f.work).substr(0, 40);
+  auto own = checker.check(*f.mirror, queue::CheckCandidate{3, merge(renames), master}, 0);
+  CHECK_MESSAGE(own.pass, (own.reasons.empty() ? "" : own.reasons[0]));
+}
+
 TEST_CASE("a commit on dmz that is not a merge is refused") {
   Fixture f;
   std::string plain = test::commit_files(f.work, {{"b.txt", "b\n"}}, "direct commit");
@@ -193,6 +248,24 @@ TEST_CASE("a policy path that is not a regular file fails the candidate, closed"
   CHECK_FALSE(v.pass);
   CHECK(v.reasons == std::vector<std::string>{".dmz/policy.toml at " + r.root.substr(0, 7) +
                                               " is not a regular file (a directory)"});
+}
+
+TEST_CASE("a .dmz that is not a directory fails the candidate, closed") {
+  using namespace trust_test;
+  Repo r(std::vector<std::pair<std::string, std::string>>{{"a.txt", "a\n"}});
+  std::filesystem::remove_all(r.work / ".dmz");
+  const std::string base = r.commit({{".dmz", "version = 1\n"}}, ".dmz as a file", nullptr);
+  r.git("checkout -q -b feature/x");
+  r.commit({{"b.txt", "b\n"}}, "feature", nullptr);
+  r.git("checkout -q master");
+  r.git("merge -q --no-ff -m merge feature/x");
+  std::string merge = r.git("rev-parse HEAD");
+  r.fetch();
+  CandidateChecker checker(no_policy());
+  auto v = checker.check(*r.mirror, queue::CheckCandidate{1, merge, base}, 0);
+  CHECK_FALSE(v.pass);
+  CHECK(v.reasons == std::vector<std::string>{".dmz at " + base.substr(0, 7) +
+                                              " is not a directory (a regular file)"});
 }
 
 }  // namespace
