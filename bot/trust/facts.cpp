@@ -45,17 +45,22 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-// The note of `object` in the notes commit `commit` ("" if none): git stores it at the object's
-// hex name, fanned out into directories of two hex digits once a notes tree grows large.
-Result<std::string> note_at(git::Mirror& mirror, const std::string& commit,
-                            const std::string& object) {
-  for (size_t levels = 0; levels <= 4; ++levels) {
-    std::string path;
-    for (size_t i = 0; i < levels; ++i) path += object.substr(2 * i, 2) + "/";
-    path += object.substr(2 * levels);
-    auto text = mirror.read_file(commit, path);
-    if (!text) return text.error();
-    if (*text) return std::move(**text);
+// The blob id of the note of `object` in the notes tree `tree` ("" if none): git stores it at the
+// object's hex name, fanned out into directories of two hex digits once a notes tree grows
+// large. Only the entries on that path are looked at, never the whole notes tree.
+Result<std::string> note_blob_in(git::Mirror& mirror, std::string tree, const std::string& object) {
+  for (size_t level = 0; level <= 4; ++level) {
+    auto entries = list_tree(mirror, tree, "");
+    if (!entries) return entries.error();
+    if (!*entries) return std::string();
+    const std::string rest = object.substr(2 * level), fanout = rest.substr(0, 2);
+    std::string next;
+    for (const auto& e : **entries) {
+      if (e.name == rest && (is_regular_file(e) || e.mode == "120000")) return e.id;  // a blob
+      if (e.name == fanout && is_tree(e)) next = e.id;
+    }
+    if (next.empty()) return std::string();
+    tree = std::move(next);
   }
   return std::string();
 }
@@ -70,17 +75,32 @@ Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
   // From raw objects: libgit2 would refuse a commit that git accepts (raw_objects.hpp).
   auto links = commit_links(mirror, commit);
   if (!links) return links.error();
-  auto dmz = list_tree(mirror, links->tree, queue::kPolicyDir);
-  if (!dmz) return dmz.error();
-  if (!*dmz) return Out();
-  const std::string policy_name(queue::kPolicyPath.substr(queue::kPolicyPath.rfind('/') + 1));
-  auto entry = std::find_if((*dmz)->begin(), (*dmz)->end(),
-                            [&](const TreeEntry& e) { return e.name == policy_name; });
-  if (entry == (*dmz)->end()) return Out();
+  auto top = list_tree(mirror, links->tree, "");
+  if (!top) return top.error();
+  if (!*top) return Out();
+  auto named = [](std::string_view name) {
+    return [name](const TreeEntry& e) { return e.name == name; };
+  };
+  auto dir = std::find_if((*top)->begin(), (*top)->end(), named(queue::kPolicyDir));
+  if (dir == (*top)->end()) return Out();
 
   PolicySource src;
   src.label = std::string(queue::kPolicyPath) + "@" + short_sha(commit);
   const std::string where = " at " + short_sha(commit);
+  // A `.dmz` that is not a directory (a symlink, a file, a submodule) holds no policy git could
+  // check out, but reading it as "no policy" would let the trust root, or nothing, judge.
+  if (!is_tree(*dir)) {
+    src.refusal =
+        std::string(queue::kPolicyDir) + where + " is not a directory (" + kind_of(*dir) + ")";
+    return Out(std::move(src));
+  }
+  auto dmz = list_tree(mirror, dir->id, "");
+  if (!dmz) return dmz.error();
+  if (!*dmz) return Out();
+  const std::string policy_name(queue::kPolicyPath.substr(queue::kPolicyPath.rfind('/') + 1));
+  auto entry = std::find_if((*dmz)->begin(), (*dmz)->end(), named(policy_name));
+  if (entry == (*dmz)->end()) return Out();
+
   // Anything but a regular file (a directory, a submodule, a symlink, whose target git stores
   // as the blob) is refused, never read as "no policy" (which would let everything pass).
   if (!is_regular_file(*entry)) {
@@ -222,8 +242,9 @@ OpenPgpVerifier* TrustKeys::openpgp(std::string& problem) {
   }
   auto v = OpenPgpVerifier::create();
   if (!v) {
-    openpgp_problem_ = "error: " + v.message();
-    problem = openpgp_problem_;
+    // On our side (no room for a GnuPG home, gpg missing): not kept, the next signature tries
+    // again; "error:" keeps the result out of the cache, as for any machine failure.
+    problem = v.message().starts_with("error:") ? v.message() : "error: " + v.message();
     return nullptr;
   }
   auto verifier = std::make_unique<OpenPgpVerifier>(std::move(*v));
@@ -411,6 +432,20 @@ Result<SignatureCheck> FactGatherer::commit_signature(git::Mirror& mirror, Trust
                        parsed->committer.time);
 }
 
+Result<std::string> FactGatherer::note_blob(git::Mirror& mirror, const std::string& commit,
+                                            const std::string& object) {
+  if (commit.empty()) return std::string();
+  auto links = commit_links(mirror, commit);
+  if (!links) return links.error();
+  std::pair<std::string, std::string> key{links->tree, object};
+  if (auto it = note_blobs_.find(key); it != note_blobs_.end()) return it->second;
+  auto blob = note_blob_in(mirror, links->tree, object);
+  if (!blob) return blob.error();
+  if (note_blobs_.size() >= cache_limit_) note_blobs_.clear();
+  note_blobs_.emplace(std::move(key), *blob);
+  return blob;
+}
+
 Result<std::vector<NoteChange>> FactGatherer::note_changes(git::Mirror& mirror,
                                                            const std::string& notes_tip,
                                                            const std::string& object,
@@ -420,34 +455,25 @@ Result<std::vector<NoteChange>> FactGatherer::note_changes(git::Mirror& mirror,
   std::vector<NoteChange> out;
   for (auto it = history->rbegin(); it != history->rend(); ++it) {  // oldest first
     const auto& [commit, first_parent] = *it;
-    auto cached = noted_objects_.find(commit);
-    if (cached == noted_objects_.end()) {
-      auto paths = mirror.changed_paths(first_parent, commit);
-      if (!paths) return paths.error();
-      std::vector<std::string> objects;
-      for (auto path : *paths) {  // "ab/cdef..." names the object abcdef...
-        path.erase(std::remove(path.begin(), path.end(), '/'), path.end());
-        if (is_sha1_hex(path)) objects.push_back(std::move(path));
-      }
-      if (noted_objects_.size() >= cache_limit_) noted_objects_.clear();
-      cached = noted_objects_.emplace(commit, std::move(objects)).first;
-    }
-    if (std::find(cached->second.begin(), cached->second.end(), object) == cached->second.end())
-      continue;
-    NoteChange change;
-    change.commit = commit;
-    if (!first_parent.empty()) {
-      auto before = note_at(mirror, first_parent, object);
-      if (!before) return before.error();
-      change.before = std::move(*before);
-    }
-    auto after = note_at(mirror, commit, object);
+    auto before = note_blob(mirror, first_parent, object);
+    if (!before) return before.error();
+    auto after = note_blob(mirror, commit, object);
     if (!after) return after.error();
-    change.after = std::move(*after);
-    if (change.before == change.after) continue;  // moved by a fan-out, not changed
-    out.push_back(std::move(change));
+    if (*before == *after) continue;  // unchanged, or moved by a fan-out
+    out.push_back({commit, std::move(*before), std::move(*after)});
   }
   return out;
+}
+
+Result<std::string> note_text(git::Mirror& mirror, const std::string& blob) {
+  if (blob.empty()) return std::string();
+  auto obj = mirror.read_object(blob);
+  if (!obj) return obj.error();
+  if (obj->second != "blob") return invalid("note " + blob + " is a " + obj->second);
+  if (obj->first.size() > kMaxNoteBytes)
+    return invalid("note " + short_sha(blob) + " is larger than " + std::to_string(kMaxNoteBytes) +
+                   " bytes");
+  return std::move(obj->first);
 }
 
 Result<TagCheck> FactGatherer::tag_check(git::Mirror& mirror, TrustKeys& keys,

@@ -38,16 +38,17 @@ struct PolicySource {
   std::string text;
   std::vector<std::pair<std::string, std::string>> armored_keys;  // file label -> *.asc content
   // Set when a policy is there but cannot be used, text and keys empty: ".dmz/policy.toml at
-  // abc1234 is not a regular file (a symlink)", "... is larger than 1048576 bytes". Such a
-  // policy allows nothing (TrustKeys::load refuses it).
+  // abc1234 is not a regular file (a symlink)", ".dmz at abc1234 is not a directory (a
+  // symlink)", "... is larger than 1048576 bytes". Such a policy allows nothing
+  // (TrustKeys::load refuses it).
   std::string refusal;
 };
 
 // The policy committed in `commit` (.dmz/policy.toml) and the *.asc files of .dmz/keys in the
 // same commit (regular files only), read from raw objects; nullopt when the commit has no
-// policy file. A policy file that is not a regular file (a directory, a submodule, a symlink)
-// or larger than kMaxPolicyFileBytes, or such a key file, gives a source with `refusal` set;
-// errors are I/O errors.
+// policy file. A `.dmz` that is not a directory, a policy file that is not a regular file (a
+// directory, a submodule, a symlink) or larger than kMaxPolicyFileBytes, or such a key file,
+// gives a source with `refusal` set; errors are I/O errors.
 Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
                                                      const std::string& commit);
 
@@ -112,7 +113,7 @@ class TrustKeys {
   std::vector<SshPublicKey> ssh_keys_;
   std::map<std::string, std::vector<std::string>> ssh_accounts_;  // fingerprint -> accounts
   std::unique_ptr<OpenPgpVerifier> openpgp_;  // created on the first OpenPGP signature
-  std::string openpgp_problem_;               // why it could not be created
+  std::string openpgp_problem_;               // why its key files could not be imported
 };
 
 // Loaded policies by key-set digest, so that the GnuPG home holding a policy's keys is made once
@@ -137,12 +138,19 @@ struct TagCheck {
 // Signed-note approvals live in this notes ref (docs/POLICY.md, "Making an approval").
 inline constexpr std::string_view kApprovalNotesRef = "refs/notes/dmz-approvals";
 
-// One commit of a notes history that adds, changes or removes the note of one object.
+// One commit of a notes history that adds, changes or removes the note of one object. The notes
+// are named by blob id, read one at a time with note_text: a history may hold 10,000 of them.
 struct NoteChange {
-  std::string commit;  // the notes commit
-  std::string before;  // the object's note at the commit's first parent ("" if none)
-  std::string after;   // the object's note in the commit ("" if the commit removed it)
+  std::string commit;       // the notes commit
+  std::string before_blob;  // the object's note at the commit's first parent ("" if none)
+  std::string after_blob;   // the object's note in the commit ("" if the commit removed it)
 };
+
+// An approval note is a few lines; a larger one approves nothing.
+inline constexpr std::size_t kMaxNoteBytes = 64 * 1024;
+// The text of the note blob `blob` ("" for ""); invalid if it is not a blob or is larger than
+// kMaxNoteBytes.
+Result<std::string> note_text(git::Mirror& mirror, const std::string& blob);
 
 // Gathers facts from a mirror and caches signature results by (object id, key-set digest), so
 // an unchanged object under unchanged keys is verified once. The cache is bounded: it is
@@ -169,9 +177,10 @@ class FactGatherer {
 
   // The commits among the `limit` nearest the notes commit `notes_tip` (Mirror::newest_commits;
   // returned parents before children on a chain) that change the note of `object` against their
-  // first parent, with the note before and after. Notes trees may be fanned out (ab/cdef...). Which
-  // objects' notes each notes commit changes is cached by commit id (objects are immutable), so a
-  // re-check diffs no tree again. No signature is verified here.
+  // first parent, with the note's blob before and after. Notes trees may be fanned out
+  // (ab/cdef...); only the entries on the path of `object`'s note are read, and the blob found
+  // in each notes tree is cached by (tree id, object), so a re-check reads no tree again. No
+  // signature is verified here.
   Result<std::vector<NoteChange>> note_changes(git::Mirror& mirror, const std::string& notes_tip,
                                                const std::string& object,
                                                std::size_t limit = 10000);
@@ -194,9 +203,14 @@ class FactGatherer {
                                std::string_view payload, std::string_view signature,
                                std::int64_t signed_at);
 
+  // The blob of `object`'s note in notes commit `commit` ("" if none, or if `commit` is "").
+  Result<std::string> note_blob(git::Mirror& mirror, const std::string& commit,
+                                const std::string& object);
+
   std::size_t cache_limit_;
   std::map<std::pair<std::string, std::string>, SignatureCheck> cache_;
-  std::map<std::string, std::vector<std::string>> noted_objects_;  // notes commit -> objects
+  // (notes tree, object) -> the blob of the object's note there ("" if none)
+  std::map<std::pair<std::string, std::string>, std::string> note_blobs_;
   std::uint64_t verifications_ = 0;
 };
 

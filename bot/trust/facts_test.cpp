@@ -141,3 +141,32 @@ TEST_CASE("TrustKeys::load: a refused source never loads") {
   CHECK_FALSE(loaded.keys);
   CHECK(loaded.problems == std::vector<std::string>{source.refusal});
 }
+
+TEST_CASE("TrustKeys: a GnuPG home that cannot be made fails one check, not every later one") {
+  auto& k = keys();
+  trust::PolicySource source;
+  source.label = "policy.toml";
+  source.text = k.policy();
+  source.armored_keys = k.key_files();
+  auto loaded = trust::TrustKeys::load(source);
+  REQUIRE(loaded.keys);
+  const std::string payload = "tree 0\n\nsigned\n";
+  const std::string signature = k.openpgp(k.gpg.alice)(payload);
+  auto verify = [&] { return loaded.keys->verify(SignatureKind::openpgp, payload, signature, 0); };
+  {
+    // No temporary directory can be made under /proc, whoever runs the test.
+    const char* old = std::getenv("TMPDIR");
+    const std::string saved = old ? old : "";
+    setenv("TMPDIR", "/proc", 1);
+    auto failed = verify();
+    if (old)
+      setenv("TMPDIR", saved.c_str(), 1);
+    else
+      unsetenv("TMPDIR");
+    CHECK_FALSE(failed.signer);
+    CHECK(failed.problem == "error: cannot create a GnuPG home under /proc");
+  }
+  auto good = verify();
+  CHECK(good.problem == "");
+  CHECK(good.signer == std::optional<std::string>("alice"));
+}

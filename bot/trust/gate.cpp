@@ -242,8 +242,17 @@ class TrustPolicy final : public PolicyChecker {
     }
     for (const auto& change : *changes) {
       const std::string commit = "notes commit " + trust::short_sha(change.commit);
-      if (change.after.empty()) continue;  // a removed note approves nothing, withdraws nothing
-      if (count_lines(change.after, line) <= count_lines(change.before, line)) {
+      // A removed note approves nothing, withdraws nothing.
+      if (change.after_blob.empty()) continue;
+      // One note at a time, each bounded: what is not read approves nothing.
+      auto before = trust::note_text(mirror, change.before_blob);
+      auto after = trust::note_text(mirror, change.after_blob);
+      if (!before || !after) {
+        notes.push_back(commit + " (note on " + trust::short_sha(sha) +
+                        "): " + (after ? before : after).message());
+        continue;
+      }
+      if (count_lines(*after, line) <= count_lines(*before, line)) {
         notes.push_back(commit + " does not approve " + what + ": it does not add the line \"" +
                         line + "\" to the note on " + trust::short_sha(sha));
         continue;

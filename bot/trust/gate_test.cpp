@@ -613,6 +613,38 @@ TEST_CASE("trust: a policy path that is not a regular file fails closed, not ope
                                               " is not a regular file (" + kind + ")"});
 }
 
+TEST_CASE("trust: a .dmz that is not a directory fails closed, not open") {
+  auto& k = keys();
+  Repo r(std::vector<std::pair<std::string, std::string>>{{"real/policy.toml", k.policy()}});
+  std::filesystem::remove_all(r.work / ".dmz");
+  std::string kind;
+  SUBCASE("a symlink to a directory holding a good policy") {
+    std::filesystem::create_symlink("real", r.work / ".dmz");
+    r.commit({}, "a symlink", nullptr);
+    kind = "a symlink";
+  }
+  SUBCASE("a file") {
+    r.commit({{".dmz", "x\n"}}, "a file", nullptr);
+    kind = "a regular file";
+  }
+  SUBCASE("a submodule") {
+    r.git("update-index --add --cacheinfo 160000," + r.root + ",.dmz");
+    r.git("commit -q -m 'a submodule'");
+    kind = "a submodule";
+  }
+  std::string target = r.git("rev-parse HEAD");
+  r.git("checkout -q -b feature/x");
+  std::string head = r.commit({{"a.txt", "a\n"}}, "unsigned", nullptr);
+  r.fetch();
+  // Without a trust root an absent policy passes every PR: this one must not.
+  auto checker = make_policy_checker(config::Repo{});
+  queue::PullRequest pr{1, "feature/x", "alice"};
+  auto v = checker->check(*r.mirror, pr, head, target, 0, {});
+  CHECK_FALSE(v.pass);
+  CHECK(v.reasons ==
+        std::vector<std::string>{".dmz at " + s7(target) + " is not a directory (" + kind + ")"});
+}
+
 TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread, once each") {
   auto& k = keys();
   Repo r(policy_files(k.policy()));
@@ -762,6 +794,22 @@ TEST_CASE("trust: signed notes under refs/notes/dmz-approvals are approvals") {
         has_prefix(v.reasons, "notes commit " + s7(notes_tip()) + " does not approve o/r#1: "),
         all(v.reasons));
   }
+  SUBCASE("a note larger than 64 KiB is not read, and approves nothing") {
+    r.approve(k.bob_ssh, "bob", head);
+    // carol's signed note adds the line, after 64 KiB of padding.
+    r.git("notes --ref=dmz-approvals add -m " + std::string(trust::kMaxNoteBytes, 'x') + " " +
+          head);
+    r.git("push -q origin refs/notes/dmz-approvals");
+    r.note_approve(k.carol_ssh, "o/r#1", head);
+    auto v = r.check("alice", head);
+    CHECK_FALSE(v.pass);
+    CHECK(v.approvers == std::vector<std::string>{"bob"});
+    const std::string blob = r.git("rev-parse " + notes_tip() + ":" + head);
+    CHECK_MESSAGE(has(v.reasons, "notes commit " + s7(notes_tip()) + " (note on " + s7(head) +
+                                     "): note " + s7(blob) + " is larger than 65536 bytes"),
+                  all(v.reasons));
+    CHECK(r.checker->signature_verifications() == 2);  // the commit and bob's tag only
+  }
   SUBCASE("a note approval for an older head does not count") {
     r.note_approve(k.carol_ssh, "o/r#1", head);
     std::string newer = r.commit({{"a.txt", "b\n"}}, "fixup", k.ssh(k.alice_ssh));
@@ -803,12 +851,13 @@ TEST_CASE("trust: note_changes finds a note in a fanned-out notes tree") {
   auto changes = g.note_changes(*r.mirror, changed, head);
   REQUIRE_MESSAGE(changes.ok(), (changes.ok() ? "" : changes.message()));
   REQUIRE(changes->size() == 2);  // the move changed nothing
+  auto text = [&](const std::string& blob) { return trust::note_text(*r.mirror, blob).value(); };
   CHECK((*changes)[0].commit == tip);
-  CHECK((*changes)[0].before == "");
-  CHECK((*changes)[0].after == "dmz-approve o/r#1 " + head + "\n");
+  CHECK((*changes)[0].before_blob == "");
+  CHECK(text((*changes)[0].after_blob) == "dmz-approve o/r#1 " + head + "\n");
   CHECK((*changes)[1].commit == changed);
-  CHECK((*changes)[1].before == "dmz-approve o/r#1 " + head + "\n");
-  CHECK((*changes)[1].after == "changed\n");
+  CHECK(text((*changes)[1].before_blob) == "dmz-approve o/r#1 " + head + "\n");
+  CHECK(text((*changes)[1].after_blob) == "changed\n");
   auto bounded = g.note_changes(*r.mirror, changed, head, 1);  // only the newest commit
   REQUIRE(bounded.ok());
   REQUIRE(bounded->size() == 1);

@@ -56,8 +56,6 @@ std::optional<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
   return out;
 }
 
-bool is_tree(const TreeEntry& e) { return e.mode == "40000"; }
-
 // The entries of the tree object `tree`, by name.
 Result<std::map<std::string, TreeEntry>> entries_of(git::Mirror& mirror, const std::string& tree) {
   std::map<std::string, TreeEntry> out;
@@ -87,6 +85,7 @@ Result<std::string> peel_to_commit(git::Mirror& mirror, std::string id) {
 }  // namespace
 
 bool is_regular_file(const TreeEntry& e) { return e.mode == "100644" || e.mode == "100755"; }
+bool is_tree(const TreeEntry& e) { return e.mode == "40000"; }
 
 std::string kind_of(const TreeEntry& e) {
   if (is_regular_file(e)) return "a regular file";
@@ -148,6 +147,9 @@ Result<std::vector<std::string>> changed_paths(git::Mirror& mirror, const std::s
   };
   std::set<std::string> out;
   std::vector<Pair> todo{{from_tree, to_tree, ""}};  // a work list: no recursion on deep trees
+  // Trees are shared by id, so a few small objects (1000 entries naming one subtree, four
+  // levels deep) stand for 10^12 paths: bound the work, not only the objects.
+  std::size_t entries = 0;
   while (!todo.empty()) {
     Pair pair = std::move(todo.back());
     todo.pop_back();
@@ -160,6 +162,9 @@ Result<std::vector<std::string>> changed_paths(git::Mirror& mirror, const std::s
     for (const auto& [name, e] : *a) names.insert(name);
     for (const auto& [name, e] : *b) names.insert(name);
     for (const auto& name : names) {
+      if (++entries > kMaxDiffEntries)
+        return invalid("tree " + to_tree + " has too many paths to compare (more than " +
+                       std::to_string(kMaxDiffEntries) + " tree entries)");
       auto ia = a->find(name);
       auto ib = b->find(name);
       const TreeEntry* ea = ia == a->end() ? nullptr : &ia->second;

@@ -6,6 +6,7 @@
 // Threading: like the Mirror, one thread at a time.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -37,6 +38,7 @@ struct TreeEntry {
   std::string id;  // hex
 };
 bool is_regular_file(const TreeEntry& entry);  // a blob of mode 100644 or 100755
+bool is_tree(const TreeEntry& entry);          // a directory (mode 40000)
 // "a directory", "a symlink", "a submodule", ... for messages.
 std::string kind_of(const TreeEntry& entry);
 
@@ -47,7 +49,10 @@ Result<std::optional<std::vector<TreeEntry>>> list_tree(git::Mirror& mirror,
                                                         std::string_view dir);
 
 // The paths that differ between two trees (`from` empty: every path of `to`), each side's
-// path of a change listed: the set of paths git diff --name-only --no-renames prints.
+// path of a change listed: the set of paths git diff --name-only --no-renames prints. Fails
+// (invalid) after comparing kMaxDiffEntries tree entries: shared subtrees make a few small
+// objects stand for more paths than fit in memory.
+inline constexpr std::size_t kMaxDiffEntries = 1'000'000;
 Result<std::vector<std::string>> changed_paths(git::Mirror& mirror, const std::string& from_tree,
                                                const std::string& to_tree);
 

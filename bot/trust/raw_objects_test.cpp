@@ -70,5 +70,27 @@ TEST_CASE("raw trees: modes are read as git reads them") {
   CHECK(refused.message().find("malformed") != std::string::npos);
 }
 
+TEST_CASE("raw trees: a tree bomb fails the diff instead of expanding") {
+  test::TempDir dir;
+  test::must("git init -q " + dir.path().string());
+  test::write_file(dir / "f", "x\n");
+  const std::string blob = test::must("git hash-object -w f", dir.path()).substr(0, 40);
+  auto mirror = git::Mirror::open_existing(dir.path());
+  REQUIRE(mirror);
+  // 1000 entries naming the same object, four levels deep: four small trees, 10^12 paths.
+  auto fan = [&](const std::string& mode, const std::string& id) {
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (int i = 0; i < 1000; ++i) entries.emplace_back(mode + " e" + std::to_string(1000 + i), id);
+    return raw_tree(dir.path(), entries);
+  };
+  std::string bomb = fan("100644", blob);
+  for (int level = 1; level < 4; ++level) bomb = fan("40000", bomb);
+  auto paths = changed_paths(**mirror, "", bomb);
+  REQUIRE_FALSE(paths);
+  CHECK(paths.code() == Code::kInvalid);
+  CHECK(paths.message() ==
+        "tree " + bomb + " has too many paths to compare (more than 1000000 tree entries)");
+}
+
 }  // namespace
 }  // namespace dmz::trust
