@@ -105,10 +105,12 @@ PromotionVerdict judge_promotion(const queue::Policy& policy, TagKind kind,
                         " did");
 
   const std::string short_commit = tag.commit.substr(0, 12);
+  // A candidate's commit is on master or a hotfix; a release's commit must pass the candidate
+  // rules, that one included, so a candidate tag alone cannot release a commit from elsewhere.
+  if (!facts.on_master && facts.hotfix_branch.empty())
+    v.reasons.push_back("commit " + short_commit + " of tag " + tag.name + " is not on " +
+                        master_name + ", nor on a hotfix branch made from production's tip");
   if (candidate) {
-    if (!facts.on_master && facts.hotfix_branch.empty())
-      v.reasons.push_back("commit " + short_commit + " of tag " + tag.name + " is not on " +
-                          master_name + ", nor on a hotfix branch made from production's tip");
     v.hotfix = !facts.on_master && !facts.hotfix_branch.empty();
   } else {
     auto cand = signers_at(policy, TagKind::kCandidate, all, r.candidate_signers, tag.commit);

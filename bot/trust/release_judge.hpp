@@ -57,7 +57,7 @@ struct PromotionVerdict {
 //    at the commit, N = candidate_signatures / release_signatures);
 //  - a candidate's commit is on master, or it is a hotfix candidate (facts.hotfix_branch: on a
 //    hotfix branch made from production's tip); a release's commit is marked by a candidate tag
-//    that passes the candidate rules;
+//    that passes the candidate rules, so it is on master or such a hotfix branch too;
 //  - the target branch moves by fast-forward only (staging excepted for a hotfix candidate).
 PromotionVerdict judge_promotion(const queue::Policy& policy, TagKind kind,
                                  const PromotionFacts& facts, const std::string& master_name);

@@ -68,10 +68,24 @@ TEST_CASE("a good candidate and a good release") {
   CHECK(v.ok());
   CHECK(v.signers == std::vector<std::string>{"lead"});
   PromotionFacts rel = facts_for(signed_tag("v1", "releng"));
-  rel.on_master = false;  // a release need not be on master (hotfixes), only on a candidate
   rel.at_commit = {signed_tag("v1-rc1", "lead")};
   auto r = judge_promotion(p, TagKind::kRelease, rel, "master");
   CHECK_MESSAGE(r.ok(), (r.reasons.empty() ? "" : r.reasons.front()));
+  rel.on_master = false;  // a hotfix: off master, on a hotfix branch made from production's tip
+  rel.hotfix_branch = "hotfix/1";
+  auto hotfix = judge_promotion(p, TagKind::kRelease, rel, "master");
+  CHECK_MESSAGE(hotfix.ok(), (hotfix.reasons.empty() ? "" : hotfix.reasons.front()));
+  CHECK_FALSE(hotfix.hotfix);  // production still moves by fast-forward only
+}
+
+TEST_CASE("a release's commit must pass the candidate rules: on master or a hotfix branch") {
+  auto p = policy();
+  PromotionFacts rel = facts_for(signed_tag("v1", "releng"));
+  rel.at_commit = {signed_tag("v1-rc1", "lead")};
+  rel.on_master = false;
+  auto r = judge_promotion(p, TagKind::kRelease, rel, "master");
+  CHECK(r.reasons == std::vector<std::string>{"commit 111111111111 of tag v1 is not on master, nor "
+                                              "on a hotfix branch made from production's tip"});
 }
 
 TEST_CASE("every reason at once, and nothing counts from a refused tag") {
