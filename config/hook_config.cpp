@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "base/file.hpp"
+#include "queue/glob.hpp"
 
 namespace dmz::config {
 namespace {
@@ -34,11 +35,13 @@ HookConfigLoad parse_hook_config(std::string_view toml_text, const std::string& 
           "unknown key '" + std::string(key.str()) + "' (the hooks' settings go in [hooks])");
   const toml::table* t = root["hooks"].as_table();
   if (root.contains("hooks") && !t) add(line_of(*root.get("hooks")), "hooks must be a table");
+  int protected_line = 0, policy_branch_line = 0;  // where they were set (0: defaults)
   if (t) {
     for (auto&& [key, value] : *t) {
       const std::string k(key.str());
       const int line = static_cast<int>(key.source().begin.line);
       if (k == "protected") {
+        protected_line = line;
         const toml::array* a = value.as_array();
         cfg.protected_refs.clear();
         if (!a) add(line, "hooks.protected must be an array of strings");
@@ -68,6 +71,7 @@ HookConfigLoad parse_hook_config(std::string_view toml_text, const std::string& 
         if (!value.is_string() || !s || s->empty()) {
           add(line, "hooks." + k + " must be a non-empty string");
         } else if (k == "policy_branch") {
+          policy_branch_line = line;
           cfg.policy_branch = *s;
         } else if (k == "policy_root") {
           std::filesystem::path p(*s);
@@ -83,6 +87,15 @@ HookConfigLoad parse_hook_config(std::string_view toml_text, const std::string& 
       }
     }
   }
+  // The policy at the tip of policy_branch judges every push: an unsigned push there could
+  // add a [[push]] rule for its own key, and the next push would authorize itself.
+  const std::string policy_ref = "refs/heads/" + cfg.policy_branch;
+  if (std::none_of(cfg.protected_refs.begin(), cfg.protected_refs.end(),
+                   [&](const std::string& g) { return queue::glob_match(g, policy_ref); }))
+    add(protected_line ? protected_line : std::max(policy_branch_line, 1),
+        "hooks.protected must cover " + policy_ref +
+            " (the policy_branch): otherwise an unsigned push could change the policy that "
+            "judges pushes");
   std::stable_sort(out.problems.begin(), out.problems.end(),
                    [](const Problem& a, const Problem& b) { return a.line < b.line; });
   if (out.problems.empty()) out.config = std::move(cfg);

@@ -10,6 +10,9 @@
 //   policy_branch = "master"    # the .dmz/policy.toml at this branch's tip judges pushes ...
 //   policy_root = "policy.toml" # ... or this trust root file, when the branch has none
 //   log_ref = "refs/dmz/push-log"
+//
+// `protected` must cover refs/heads/<policy_branch>: the policy there judges every push, so an
+// unsigned push to it could authorize the next one.
 #pragma once
 
 #include <cstdint>

@@ -38,17 +38,39 @@ TEST_CASE("hook config: every problem with its line, and no config") {
       "require_signed = \"yes\"\n[other]\n",
       "h.toml");
   CHECK_FALSE(c.config);
-  REQUIRE(c.problems.size() == 6);
+  REQUIRE(c.problems.size() == 7);
   CHECK(c.problems[0].line == 2);
-  CHECK(c.problems[1].line == 3);
-  CHECK(c.problems[2].line == 4);
-  CHECK(c.problems[3].to_string() == "h.toml:5: unknown key 'colour' in [hooks]");
-  CHECK(c.problems[4].line == 6);
-  CHECK(c.problems[5].to_string() ==
+  CHECK(c.problems[1].line == 2);  // nothing left protects refs/heads/master
+  CHECK(c.problems[2].line == 3);
+  CHECK(c.problems[3].line == 4);
+  CHECK(c.problems[4].to_string() == "h.toml:5: unknown key 'colour' in [hooks]");
+  CHECK(c.problems[5].line == 6);
+  CHECK(c.problems[6].to_string() ==
         "h.toml:7: unknown key 'other' (the hooks' settings go in [hooks])");
   auto broken = parse_hook_config("[hooks\n", "h.toml");
   CHECK_FALSE(broken.config);
   CHECK(broken.problems.size() == 1);
+}
+
+TEST_CASE("hook config: the policy branch must be protected") {
+  const std::string why =
+      " (the policy_branch): otherwise an unsigned push could change the policy that judges "
+      "pushes";
+  auto moved = parse_hook_config("[hooks]\npolicy_branch = \"main\"\n", "h.toml");
+  CHECK_FALSE(moved.config);
+  REQUIRE(moved.problems.size() == 1);
+  CHECK(moved.problems[0].to_string() ==
+        "h.toml:2: hooks.protected must cover refs/heads/main" + why);
+  auto narrowed = parse_hook_config("[hooks]\nprotected = [\"refs/tags/v*\"]\n", "h.toml");
+  CHECK_FALSE(narrowed.config);
+  REQUIRE(narrowed.problems.size() == 1);
+  CHECK(narrowed.problems[0].to_string() ==
+        "h.toml:2: hooks.protected must cover refs/heads/master" + why);
+  // A glob covers it as it covers the refs it protects.
+  auto glob = parse_hook_config(
+      "[hooks]\nprotected = [\"refs/heads/release/*\"]\npolicy_branch = \"release/1\"\n", "h.toml");
+  CHECK(glob.problems.empty());
+  CHECK(glob.config);
 }
 
 TEST_CASE("hook config: the example in deploy/ is valid") {
