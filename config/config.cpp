@@ -125,6 +125,7 @@
 
 #include "base/crypto.hpp"
 #include "base/file.hpp"
+#include "base/git_remote.hpp"
 #include "base/log.hpp"
 #include "base/text.hpp"
 #include "base/url.hpp"
@@ -170,15 +171,6 @@ bool valid_branch_name(std::string_view b) {
     if (u < 0x20 || u == 0x7f || std::strchr(" ~^:?*[\\", c)) return false;
   }
   return true;
-}
-
-// A remote is a local path unless it looks like a URL ("scheme://") or scp-like ("host:path").
-bool is_local_path(const std::string& remote) {
-  if (remote.find("://") != std::string::npos) return false;
-  auto colon = remote.find(':');
-  if (colon == std::string::npos) return true;
-  auto slash = remote.find('/');
-  return slash != std::string::npos && slash < colon;  // "./a:b" is a path
 }
 
 // A GitHub login: letters, digits and single hyphens, at most 39 characters.
@@ -665,6 +657,33 @@ class Loader {
     return q;
   }
 
+  // dmzbot deletes the branches <try_branch>/<number> of PRs it does not follow: none of them
+  // may be a branch of anyone else's (master, dmz, a candidate's, a hotfix, a PR's).
+  void check_try_branch(const toml::table& t, const Repo& r) {
+    const std::string& prefix = r.github->try_branch;
+    const std::string sample = prefix + "/1";
+    auto nested = [&](const std::string& b) {
+      return !b.empty() &&
+             (b == prefix || b.starts_with(prefix + "/") || prefix.starts_with(b + "/"));
+    };
+    std::string clash;
+    for (const auto* b : {&r.master, &r.dmz, &r.staging, &r.production})
+      if (nested(*b)) clash = *b;
+    if (!r.queue.candidate_branch.empty() &&
+        candidate_branch(r.queue.candidate_branch, 1).starts_with(prefix + "/"))
+      clash = r.queue.candidate_branch;
+    if (!r.hotfix_branches.empty() && queue::glob_match(r.hotfix_branches, sample))
+      clash = r.hotfix_branches;
+    for (const auto& pattern : r.branch_patterns)
+      if (queue::glob_match(pattern, sample)) clash = pattern;
+    if (clash.empty()) return;
+    const toml::node* github = t.get("github");
+    const toml::node* at = github->as_table()->get("try_branch");
+    problem(at ? line_of(*at) : line_of(*github),
+            "repo.github.try_branch '" + prefix + "' overlaps '" + clash +
+                "': dmzbot deletes the try branches of pull requests it does not follow");
+  }
+
   Auth auth(const toml::table& repo) {
     Auth a;
     const toml::table* t = table(repo, "auth", "repo.auth");
@@ -863,9 +882,13 @@ class Loader {
         problem(*t.get("forge"),
                 "unknown forge '" + *v + "' (expected plain, github, gitlab or gitea)");
     }
-    if (auto v = string(t, "remote", "repo.remote"))
-      r.remote = is_local_path(*v) ? resolve(*v).string() : *v;
-    else if (!t.contains("remote") && r.forge != "github")  // GitHub: the clone URL, below
+    if (auto v = string(t, "remote", "repo.remote")) {
+      // Refused here, at its line, rather than when serve starts git.
+      if (auto kind = classify_git_remote(*v); !kind)
+        problem(*t.get("remote"), "repo.remote: " + kind.message());
+      else
+        r.remote = *kind == GitRemote::kLocal ? resolve(*v).string() : *v;
+    } else if (!t.contains("remote") && r.forge != "github")  // GitHub: the clone URL, below
       missing(t, "remote", "[[repo]]");
     bool branches_ok = true;
     for (auto [key, field] :
@@ -931,6 +954,7 @@ class Loader {
     r.auth = auth(t);
     r.queue = queue_section(t, r);
     r.github = github(t);
+    if (r.github) check_try_branch(t, r);
     if (r.forge == "github" && !r.github && !t.contains("github")) {
       problem(r.line, "[[repo]] with forge = \"github\" needs a [repo.github] table");
       if (!t.contains("remote")) missing(t, "remote", "[[repo]]");

@@ -543,6 +543,33 @@ TEST_CASE("config: credentials for the remote and the network timeout") {
   CHECK(env_key == Lines{"6: repo.auth.ssh_key must be { file = \"...\" }"});
 }
 
+TEST_CASE("config: a remote git would run as a helper, or with credentials in it, is refused") {
+  Fixture f;
+  auto with_remote = [](const std::string& url) {
+    return "[[repo]]\nname = \"acme/widgets\"\nremote = \"" + url +
+           "\"\nrequired_checks = [\"ci/build\"]\n";
+  };
+  CHECK(f.problems(with_remote("ext::sh -c touch% /tmp/pwned")) ==
+        Lines{"3: repo.remote: remote helper URLs (ext::) are not allowed"});
+  CHECK(f.problems(with_remote("ftp://example.com/x.git")) ==
+        Lines{"3: repo.remote: unsupported remote URL scheme 'ftp'"});
+  CHECK(f.problems(with_remote("-oProxyCommand=evil")) ==
+        Lines{"3: repo.remote: the remote URL starts with '-'"});
+  for (const char* url :
+       {"https://bob:hunter2@example.com/x.git", "https://hunter2@example.com/x"}) {
+    auto p = f.problems(with_remote(url));
+    REQUIRE(p.size() == 1);
+    CHECK(
+        p[0].starts_with("3: repo.remote: the remote URL carries credentials (https://...@"
+                         "example.com): give the token as the repository's token"));
+    CHECK(p[0].find("hunter2") == std::string::npos);
+  }
+  // ssh names its user in the URL; local paths and the usual URLs load.
+  for (const char* url : {"ssh://git@example.com/x.git", "git@example.com:x.git",
+                          "https://example.com/x.git", "/srv/x.git"})
+    CHECK(f.ok(with_remote(url)).repos.at(0).remote.ends_with("x.git"));
+}
+
 TEST_CASE("config: signing") {
   Fixture f;
   test::write_file(f.dir / "key", "-----BEGIN OPENSSH PRIVATE KEY-----\n...\n");
@@ -890,6 +917,28 @@ TEST_CASE("config: [repo.github] as a GitHub App; the key must be an RSA key tha
             github_repo("app_id = 123\ninstallation_id = 456\nprivate_key = { file = \"ed.pem\" }\n"
                         "merge_masters = [\"alice\"]\n")) ==
         Lines{"9: repo.github.private_key: not an RSA private key"});
+}
+
+TEST_CASE("config: [repo.github] try_branch must not hold anyone else's branches") {
+  Fixture f;
+  test::write_file(f.dir / "hook", "whsec\n");
+  test::write_file(f.dir / "token", "ghp_x\n");
+  const std::string github = "token = { file = \"token\" }\nmerge_masters = [\"alice\"]\n";
+  auto try_branch = [&](const std::string& name, const std::string& repo_extra = "") {
+    return f.problems(github_repo(github + "try_branch = \"" + name + "\"\n", repo_extra));
+  };
+  const std::string why = "': dmzbot deletes the try branches of pull requests it does not follow";
+  CHECK(try_branch("dmz-queue") ==
+        Lines{"9: repo.github.try_branch 'dmz-queue' overlaps 'dmz-queue/{id}" + why});
+  CHECK(try_branch("release", "hotfix_branches = \"release/*\"\n") ==
+        Lines{"10: repo.github.try_branch 'release' overlaps 'release/*" + why});
+  CHECK(try_branch("feature", "branch_patterns = [\"feature/*\"]\n") ==
+        Lines{"10: repo.github.try_branch 'feature' overlaps 'feature/*" + why});
+  CHECK(try_branch("master") == Lines{"9: repo.github.try_branch 'master' overlaps 'master" + why});
+  CHECK(try_branch("dmz/try") == Lines{"9: repo.github.try_branch 'dmz/try' overlaps 'dmz" + why});
+  CHECK(f.ok(github_repo(github + "try_branch = \"dmz-try-builds\"\n"))
+            .repos.at(0)
+            .github->try_branch == "dmz-try-builds");
 }
 
 TEST_CASE("config: [repo.github] problems, each at its line") {

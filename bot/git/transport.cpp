@@ -30,6 +30,7 @@
 #include <set>
 #include <utility>
 
+#include "base/git_remote.hpp"
 #include "base/text.hpp"
 
 namespace dmz::git {
@@ -54,8 +55,6 @@ constexpr const char* kAskpassScript =
     "Username*) printf '%s\\n' \"$DMZBOT_GIT_USERNAME\" ;;\n"
     "*) exec cat /proc/self/fd/3 ;;\n"
     "esac\n";
-
-enum class Scheme { kLocal, kFile, kGit, kHttp, kSsh };
 
 bool has_control_chars(const std::string& s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
@@ -86,38 +85,6 @@ bool valid_ref_name(const std::string& ref) {
 bool valid_refspec(const std::string& spec) {
   return !spec.empty() && spec.front() != '-' && !has_control_chars(spec) &&
          spec.find(' ') == std::string::npos;
-}
-
-// What kind of remote `url` is, refusing what git would treat as a remote helper
-// ("ext::cmd") or an option, and passwords in URLs.
-Result<Scheme> classify_url(const std::string& url) {
-  if (url.empty()) return invalid("no remote URL");
-  if (has_control_chars(url)) return invalid("the remote URL has control characters");
-  if (url.front() == '-') return invalid("the remote URL starts with '-'");
-  size_t sep = url.find("://");
-  size_t slash = url.find('/');
-  if (sep != std::string::npos && sep < slash) {
-    std::string scheme = ascii_lower(url.substr(0, sep));
-    size_t host = sep + 3;
-    size_t path = url.find('/', host);
-    std::string authority =
-        url.substr(host, path == std::string::npos ? std::string::npos : path - host);
-    size_t at = authority.rfind('@');
-    if (at != std::string::npos && authority.substr(0, at).find(':') != std::string::npos)
-      return invalid("the remote URL " + redact(url) +
-                     " carries a password: give the token as the repository's auth token");
-    if (scheme == "file") return Scheme::kFile;
-    if (scheme == "git") return Scheme::kGit;
-    if (scheme == "http" || scheme == "https") return Scheme::kHttp;
-    if (scheme == "ssh" || scheme == "git+ssh" || scheme == "ssh+git") return Scheme::kSsh;
-    return invalid("unsupported remote URL scheme '" + scheme + "' in " + redact(url));
-  }
-  size_t helper = url.find("::");
-  if (helper != std::string::npos && helper < slash)
-    return invalid("remote helper URLs (" + url.substr(0, helper) + "::) are not allowed");
-  size_t colon = url.find(':');
-  if (colon != std::string::npos && colon < slash) return Scheme::kSsh;  // scp-like host:path
-  return Scheme::kLocal;
 }
 
 // The last lines of git's stderr for an error message: redacted, hints and blank lines
@@ -257,7 +224,7 @@ bool PushOutcome::ok() const {
 struct Transport::Impl {
   std::filesystem::path git_dir;
   TransportOptions opt;
-  Scheme scheme = Scheme::kLocal;
+  GitRemote scheme = GitRemote::kLocal;
   std::string display_url;
   int secret_fd = -1;  // the sealed memfd holding the token; -1 without a token
 
@@ -319,7 +286,7 @@ struct Transport::Impl {
       env.push_back("GIT_ASKPASS=" + (opt.scratch_dir / kAskpassName).string());
       env.push_back("DMZBOT_GIT_USERNAME=" + opt.username);
     }
-    if (scheme == Scheme::kSsh) env.push_back("GIT_SSH_COMMAND=" + ssh_command());
+    if (scheme == GitRemote::kSsh) env.push_back("GIT_SSH_COMMAND=" + ssh_command());
     if (opt.sign_pushes && opt.sign_pushes->format == PushSigning::Format::kOpenPgp &&
         !opt.sign_pushes->gnupg_home.empty())
       env.push_back("GNUPGHOME=" + opt.sign_pushes->gnupg_home.string());
@@ -602,7 +569,7 @@ const std::string& Transport::display_url() const { return impl_->display_url; }
 Result<std::unique_ptr<Transport>> Transport::create(const std::filesystem::path& git_dir,
                                                      TransportOptions options) {
   auto impl = std::make_unique<Impl>();
-  auto scheme = classify_url(options.url);
+  auto scheme = classify_git_remote(options.url);
   if (!scheme) return scheme.error();
   impl->scheme = *scheme;
   impl->display_url = redact(options.url, options.token);

@@ -281,10 +281,10 @@ TEST_CASE("bad options and bad updates are refused before git runs") {
     o.git_program = rec.program.string();
     return Transport::create(r.mirror, std::move(o));
   };
-  for (const std::string& url :
-       std::vector<std::string>{"", "-oProxyCommand=evil", "ext::sh -c touch% /tmp/pwned", "fd::17",
-                                "https://bob:hunter2@example.com/x.git", "ftp://example.com/x",
-                                "https://example.com/\nx"}) {
+  for (const std::string& url : std::vector<std::string>{
+           "", "-oProxyCommand=evil", "ext::sh -c touch% /tmp/pwned", "fd::17",
+           "https://bob:hunter2@example.com/x.git", "https://hunter2@example.com/x.git",
+           "ftp://example.com/x", "https://example.com/\nx"}) {
     auto t = create(options_for(url));
     REQUIRE_FALSE(t.ok());
     CHECK(t.code() == Code::kInvalid);
