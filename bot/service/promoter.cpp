@@ -176,6 +176,7 @@ void Promoter::after_fetch(git::Mirror& mirror) {
       if (!r) spdlog::warn("{}: promotion of {}: {}", repo_.name, n, r.message());
     }
   note_tips(mirror);
+  save_unsaved();
   hand_over_hotfixes(mirror);
 }
 
@@ -213,10 +214,13 @@ void Promoter::remember(PromotionRecord& r) {
     // The branches and tags are the durable truth; a record that cannot be written is logged,
     // and the tag may be judged again after a restart (idempotent: it is then already there).
     auto seq = store_->record_promotion(r);
-    if (seq)
+    if (seq) {
       r.seq = *seq;
-    else
+    } else {
+      // Saved again after the next fetches: a hotfix needs its seq to be brought back.
       spdlog::warn("{}: promotion record of {} not saved: {}", repo_.name, r.tag, seq.message());
+      if (unsaved_.size() < kRecent) unsaved_.push_back(r);
+    }
   }
   std::lock_guard lock(mu_);
   recent_.push_front(r);
@@ -224,6 +228,24 @@ void Promoter::remember(PromotionRecord& r) {
   if (r.promoted) {
     holds_[r.target] = r;
     tips_[r.target] = r.commit;
+  }
+}
+
+void Promoter::save_unsaved() {
+  for (auto it = unsaved_.begin(); it != unsaved_.end();) {
+    auto seq = store_->record_promotion(*it);
+    if (!seq) return;  // the store still refuses: the rest wait too
+    auto same = [&](const PromotionRecord& x) {
+      return x.seq == 0 && x.tag == it->tag && x.tag_object == it->tag_object && x.at == it->at;
+    };
+    {
+      std::lock_guard lock(mu_);
+      for (auto& r : recent_)
+        if (same(r)) r.seq = *seq;
+      for (auto& [branch, r] : holds_)
+        if (same(r)) r.seq = *seq;
+    }
+    it = unsaved_.erase(it);
   }
 }
 

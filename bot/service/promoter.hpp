@@ -70,6 +70,8 @@ class Promoter {
   Result<PromotionRecord> judge_and_move(git::Mirror& mirror, const std::string& tag,
                                          const std::string& source);
   void remember(PromotionRecord& r);
+  // Saves the records the store refused before; each saved one gets its seq everywhere.
+  void save_unsaved();
   void note_tips(git::Mirror& mirror);
   // Reads the records of earlier runs from the store, once; false if it could not.
   bool load();
@@ -82,6 +84,7 @@ class Promoter {
   HotfixReleased on_hotfix_;
   std::set<std::pair<std::string, std::string>> judged_;  // (tag, object id); git thread only
   bool loaded_ = false;                                   // git thread only
+  std::vector<PromotionRecord> unsaved_;                  // git thread only
   std::atomic<bool> hotfixes_handed_{false};
   mutable std::mutex mu_;
   std::map<std::string, std::string> tips_;       // branch -> commit (mu_)

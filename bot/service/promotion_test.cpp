@@ -2,6 +2,7 @@
 // with [release] and real OpenPGP keys, tags made with `git tag -s`, promotion asked over HTTP
 // and found by the service's own fetches, and the queue JSON that shows it.
 #include <doctest/doctest.h>
+#include <sqlite3.h>
 
 #include <chrono>
 #include <nlohmann/json.hpp>
@@ -332,6 +333,56 @@ TEST_CASE("hotfix flow: a hotfix branch off production reaches staging, producti
   }));
 
   server.stop();
+  service.stop();
+}
+
+// The release is pushed while the database is locked (an operator's shell, a backup): neither
+// its record nor the hand-over can be saved then. Both are tried again once the store is back.
+TEST_CASE("hotfix flow: a hotfix released while the store refuses writes is brought back after") {
+  ReleaseRemote remote;
+  test::TempDir data;
+  config::Config cfg = service_config(remote, data.path());
+  cfg.repos[0].hotfix_branches = "fix/*";
+  sign_merges_as_bot(cfg, remote);
+  remote.tag("v1.0-rc1", remote.lead, remote.base);
+  remote.tag("v1.0", remote.releng, remote.base);
+  Service::Options o = quick_options();
+  o.store.busy_timeout_ms = 100;
+  auto started = Service::start(cfg, o);
+  REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.message()));
+  auto& service = **started;
+  CHECK(eventually([&] { return remote.rev("refs/heads/production") == remote.base; }));
+  remote.git("checkout -q -b fix/crash v1.0");
+  test::write_file(remote.work / "fix", "no more crash\n");
+  remote.git("add fix");
+  remote.git("-c gpg.program=gpg commit -q -S" + remote.lead + " -m 'fix the crash'");
+  const std::string fix = remote.git("rev-parse HEAD");
+  remote.git("push -q origin fix/crash");
+  remote.git("checkout -q master");
+  remote.tag("v1.0.1-rc1", remote.lead, fix);
+  CHECK(eventually([&] { return remote.rev("refs/heads/staging") == fix; }));
+  auto hotfix_approval = [&]() -> std::optional<queue::Approval> {
+    if (auto state = service.state(kRepo))
+      for (const auto& [n, pr] : state->prs)
+        if (pr.branch == "fix/crash") return pr.approval;
+    return std::nullopt;
+  };
+
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((data.path() / cfg.store.path).c_str(), &other) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 5000);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  remote.tag("v1.0.1", remote.releng, fix);
+  CHECK(eventually([&] { return remote.rev("refs/heads/production") == fix; }));
+  std::this_thread::sleep_for(500ms);  // several fetches, each refused by the store
+  CHECK_FALSE(hotfix_approval());
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  // Before: the record kept no seq and the hand-over was refused, never to be tried again.
+  CHECK(eventually([&] {
+    auto approval = hotfix_approval();
+    return approval && approval->sha == fix;
+  }));
   service.stop();
 }
 

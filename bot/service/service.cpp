@@ -574,6 +574,11 @@ struct Service::Impl final : driver::GitPort,
       });
       return;
     }
+    if (r.seq == 0) {  // its record is not saved yet: without a seq it has no number of its own
+      spdlog::warn("{}: hotfix {} waits for its promotion record to be saved", rt.cfg.name, r.tag);
+      rt.promoter->resume_hotfixes();
+      return;
+    }
     const int number = kHotfixPullBase + static_cast<int>(r.seq);
     forges::RemoteRefs refs;
     refs.branches = rt.worker->mirror().remote_branches();
@@ -617,6 +622,7 @@ struct Service::Impl final : driver::GitPort,
       auto opened = open();
       if (!opened) {
         spdlog::warn("{}: bringing {} back: {}", repo, branch, opened.message());
+        if (opened.code() == Code::kUnavailable) rt.promoter->resume_hotfixes();
         return;
       }
       events.push_back(*opened);
@@ -629,6 +635,8 @@ struct Service::Impl final : driver::GitPort,
       if (out.rejected) {
         spdlog::warn("{}: bringing the hotfix back as #{}: {}", repo, number,
                      escape_control(out.rejected->message));
+        // The store could not save it: handed over again after the next fetch.
+        if (out.rejected->code == Code::kUnavailable) rt.promoter->resume_hotfixes();
         return;
       }
     }
