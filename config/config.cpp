@@ -96,6 +96,8 @@
 //   context = "dmzbot/local"
 //   timeout = 600                  # seconds, 1..86400 (24 hours)
 //   max_parallel = 2               # 1..64
+//   max_log_mib = 64               # 1..4096: a build whose log passes it is stopped, failed
+//   log_days = 30                  # 1..3650: older build logs are deleted
 //   sandbox = "bwrap"              # "bwrap" (bubblewrap, the default) or "none"
 //   network = false                # with bwrap: whether the build may use the network
 //
@@ -515,7 +517,9 @@ class Loader {
     if (!t) return std::nullopt;
     Runner r;
     bool ok = true;
-    unknown_keys(*t, {"command", "context", "timeout", "max_parallel", "sandbox", "network"},
+    unknown_keys(*t,
+                 {"command", "context", "timeout", "max_parallel", "sandbox", "network",
+                  "max_log_mib", "log_days"},
                  "[repo.runner]");
     if (auto v = string(*t, "command", "repo.runner.command"))
       r.command = *v;
@@ -527,6 +531,10 @@ class Loader {
       r.timeout = std::chrono::seconds(*v);
     if (auto v = integer(*t, "max_parallel", "repo.runner.max_parallel", 1, 64))
       r.max_parallel = static_cast<int>(*v);
+    if (auto v = integer(*t, "max_log_mib", "repo.runner.max_log_mib", 1, 4096))
+      r.max_log_mib = static_cast<int>(*v);
+    if (auto v = integer(*t, "log_days", "repo.runner.log_days", 1, 3650))
+      r.log_days = static_cast<int>(*v);
     if (auto v = string(*t, "sandbox", "repo.runner.sandbox")) {
       if (*v == "bwrap" || *v == "none")
         r.sandbox = *v;

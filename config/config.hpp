@@ -56,6 +56,8 @@ struct Runner {                          // the built-in local CI runner
   // dmzbot's data directory, keys or tokens. "none" runs it as dmzbot's own user, unconfined.
   std::string sandbox = "bwrap";  // "bwrap" or "none"
   bool network = false;           // with bwrap: share the host's network
+  int max_log_mib = 64;           // a build whose log would pass this is stopped and fails
+  int log_days = 30;              // build logs older than this are deleted
 };
 
 struct Signing {              // how dmzbot signs its merge commits

@@ -208,6 +208,8 @@ command = "true"
   CHECK(g.runner->context == "dmzbot/local");
   CHECK(g.runner->timeout == std::chrono::seconds(600));
   CHECK(g.runner->max_parallel == 2);
+  CHECK(g.runner->max_log_mib == 64);
+  CHECK(g.runner->log_days == 30);
   CHECK(g.runner->sandbox == "bwrap");  // pull-request code is confined unless told otherwise
   CHECK_FALSE(g.runner->network);
   CHECK(g.required_checks == std::vector<std::string>{"dmzbot/local"});  // the runner's check
@@ -777,15 +779,22 @@ TEST_CASE("config: every duration and count has a range, named in its message") 
   CHECK(
       f.ok(head + "required_checks = [\"ci\"]\ncheck_timeout = 604800\n").repos[0].check_timeout ==
       std::chrono::hours(24 * 7));
-  CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 86401\nmax_parallel = 65\n") ==
+  CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 86401\nmax_parallel = 65\n"
+                          "max_log_mib = 0\nlog_days = 3651\n") ==
         Lines{"6: repo.runner.timeout must be between 1 and 86400 seconds (24 hours), not 86401",
-              "7: repo.runner.max_parallel must be between 1 and 64, not 65"});
+              "7: repo.runner.max_parallel must be between 1 and 64, not 65",
+              "8: repo.runner.max_log_mib must be between 1 and 4096, not 0",
+              "9: repo.runner.log_days must be between 1 and 3650, not 3651"});
   CHECK(f.problems(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 9223372036854775807\n") ==
         Lines{"6: repo.runner.timeout must be between 1 and 86400 seconds (24 hours), not "
               "9223372036854775807"});
-  Config ok = f.ok(head + "[repo.runner]\ncommand = \"x\"\ntimeout = 86400\nmax_parallel = 64\n");
+  Config ok = f.ok(head +
+                   "[repo.runner]\ncommand = \"x\"\ntimeout = 86400\nmax_parallel = 64\n"
+                   "max_log_mib = 4096\nlog_days = 3650\n");
   CHECK(ok.repos[0].runner->timeout == std::chrono::hours(24));
   CHECK(ok.repos[0].runner->max_parallel == 64);
+  CHECK(ok.repos[0].runner->max_log_mib == 4096);
+  CHECK(ok.repos[0].runner->log_days == 3650);
   CHECK(f.problems("[server]\nbody_limit = 9223372036854775807\nread_timeout = 3601\n"
                    "answer_timeout = 3601\nmax_connections = 65537\nthreads = 257\nport = -1\n" +
                    kRepo) ==

@@ -398,7 +398,9 @@ struct Service::Impl final : driver::GitPort,
             check.at = now();
             post_event(raw->cfg.name, q::CheckReported{sha, std::move(check), check.at});
           },
-          secret_paths(), cfg.data_dir / "builds" / config::mirror_dir_name(repo.name));
+          secret_paths(), cfg.data_dir / "builds" / config::mirror_dir_name(repo.name),
+          BuildLogLimits{static_cast<std::uintmax_t>(repo.runner->max_log_mib) << 20,
+                         std::chrono::hours(24 * repo.runner->log_days)});
     }
     rt->git =
         std::make_unique<SerialExecutor>("git " + repo.name, SerialExecutor::Priority::kBackground);
