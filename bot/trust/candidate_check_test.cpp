@@ -234,15 +234,21 @@ TEST_CASE("a commit git accepts but dmzbot refuses fails the candidate with its 
   }
 }
 
-TEST_CASE("a policy path that is not a regular file fails the candidate, closed") {
-  using namespace trust_test;
-  Repo r(std::vector<std::pair<std::string, std::string>>{{".dmz/policy.toml/x", "x\n"}});
+// A feature branch off master, merged into it (no fast-forward) and fetched: the merge.
+std::string merge_a_feature(trust_test::Repo& r) {
   r.git("checkout -q -b feature/x");
   r.commit({{"b.txt", "b\n"}}, "feature", nullptr);
   r.git("checkout -q master");
   r.git("merge -q --no-ff -m merge feature/x");
   std::string merge = r.git("rev-parse HEAD");
   r.fetch();
+  return merge;
+}
+
+TEST_CASE("a policy path that is not a regular file fails the candidate, closed") {
+  using namespace trust_test;
+  Repo r(std::vector<std::pair<std::string, std::string>>{{".dmz/policy.toml/x", "x\n"}});
+  const std::string merge = merge_a_feature(r);
   CandidateChecker checker(no_policy());
   auto v = checker.check(*r.mirror, queue::CheckCandidate{1, merge, r.root}, 0);
   CHECK_FALSE(v.pass);
@@ -255,12 +261,7 @@ TEST_CASE("a .dmz that is not a directory fails the candidate, closed") {
   Repo r(std::vector<std::pair<std::string, std::string>>{{"a.txt", "a\n"}});
   std::filesystem::remove_all(r.work / ".dmz");
   const std::string base = r.commit({{".dmz", "version = 1\n"}}, ".dmz as a file", nullptr);
-  r.git("checkout -q -b feature/x");
-  r.commit({{"b.txt", "b\n"}}, "feature", nullptr);
-  r.git("checkout -q master");
-  r.git("merge -q --no-ff -m merge feature/x");
-  std::string merge = r.git("rev-parse HEAD");
-  r.fetch();
+  const std::string merge = merge_a_feature(r);
   CandidateChecker checker(no_policy());
   auto v = checker.check(*r.mirror, queue::CheckCandidate{1, merge, base}, 0);
   CHECK_FALSE(v.pass);
