@@ -583,6 +583,17 @@ TEST_CASE("trust: a PR by signed tag") {
   }
 }
 
+// Alice's PR (one commit, signed by `signer` if any) on master, judged without a trust root.
+queue::PolicyChecked judge_a_pr(Repo& r, const SignFn& signer) {
+  const std::string target = r.git("rev-parse HEAD");
+  r.git("checkout -q -b feature/x");
+  const std::string head = r.commit({{"a.txt", "a\n"}}, "a change", signer);
+  r.fetch();
+  auto checker = make_policy_checker(config::Repo{});
+  queue::PullRequest pr{1, "feature/x", "alice"};
+  return checker->check(*r.mirror, pr, head, target, 0, {});
+}
+
 TEST_CASE("trust: a policy path that is not a regular file fails closed, not open") {
   auto& k = keys();
   Repo r(std::vector<std::pair<std::string, std::string>>{{".dmz/real.toml", k.policy()}});
@@ -602,12 +613,7 @@ TEST_CASE("trust: a policy path that is not a regular file fails closed, not ope
     kind = "a symlink";
   }
   std::string target = r.git("rev-parse HEAD");
-  r.git("checkout -q -b feature/x");
-  std::string head = r.commit({{"a.txt", "a\n"}}, "signed", k.ssh(k.alice_ssh));
-  r.fetch();
-  auto checker = make_policy_checker(config::Repo{});
-  queue::PullRequest pr{1, "feature/x", "alice"};
-  auto v = checker->check(*r.mirror, pr, head, target, 0, {});
+  auto v = judge_a_pr(r, k.ssh(k.alice_ssh));
   CHECK_FALSE(v.pass);
   CHECK(v.reasons == std::vector<std::string>{".dmz/policy.toml at " + s7(target) +
                                               " is not a regular file (" + kind + ")"});
@@ -633,13 +639,8 @@ TEST_CASE("trust: a .dmz that is not a directory fails closed, not open") {
     kind = "a submodule";
   }
   std::string target = r.git("rev-parse HEAD");
-  r.git("checkout -q -b feature/x");
-  std::string head = r.commit({{"a.txt", "a\n"}}, "unsigned", nullptr);
-  r.fetch();
   // Without a trust root an absent policy passes every PR: this one must not.
-  auto checker = make_policy_checker(config::Repo{});
-  queue::PullRequest pr{1, "feature/x", "alice"};
-  auto v = checker->check(*r.mirror, pr, head, target, 0, {});
+  auto v = judge_a_pr(r, nullptr);
   CHECK_FALSE(v.pass);
   CHECK(v.reasons ==
         std::vector<std::string>{".dmz at " + s7(target) + " is not a directory (" + kind + ")"});
