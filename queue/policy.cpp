@@ -117,6 +117,13 @@ void check_coverage(const Policy& policy, const std::string& branch,
     reasons.add("no rule for branch " + branch + " covers " + join(uncovered));
 }
 
+// The first commit of the PR with a good signature by `account`, or nullptr.
+const CommitFact* commit_signed_by(const PrFacts& pr, std::string_view account) {
+  for (const auto& c : pr.commits)
+    if (c.signer && c.signature_problem.empty() && *c.signer == account) return &c;
+  return nullptr;
+}
+
 // Judges one rule's approvals; returns the accounts that counted.
 std::set<std::string> check_approvals(const Policy& policy, const PrFacts& pr, const Rule& rule,
                                       Reasons& reasons) {
@@ -127,6 +134,12 @@ std::set<std::string> check_approvals(const Policy& policy, const PrFacts& pr, c
              " does not count: PR head is " + short_sha(pr.head);
     if (pr.author_account && a.account == *pr.author_account)
       return "approval by " + a.account + " does not count: " + a.account + " is the PR's author";
+    // An author the policy cannot name may still be one of its accounts: whoever signed a
+    // commit of the PR is its author as far as the policy can tell.
+    if (!pr.author_account)
+      if (const CommitFact* c = commit_signed_by(pr, a.account))
+        return "approval by " + a.account + " does not count: " + a.account + " signed commit " +
+               short_sha(c->sha) + " of the PR, whose author is not a policy account";
     if (!a.is_signed && !rule.forge_reviews)
       return (a.via.empty() ? std::string("unsigned approval") : a.via) + " by " + a.account +
              " does not count: rule requires signed approvals";
@@ -193,9 +206,11 @@ bool touches_policy(const std::vector<std::string>& changed_paths) {
 }
 
 bool touches_policy_sources(const std::vector<std::string>& changed_paths) {
-  const std::string_view dir = kPolicyPath.substr(0, kPolicyPath.rfind('/') + 1);  // ".dmz/"
-  return std::any_of(changed_paths.begin(), changed_paths.end(),
-                     [&](const std::string& p) { return std::string_view(p).starts_with(dir); });
+  // ".dmz" itself too: a file, symlink or submodule there takes the directory's place.
+  return std::any_of(changed_paths.begin(), changed_paths.end(), [](std::string_view p) {
+    return p.starts_with(kPolicyDir) &&
+           (p.size() == kPolicyDir.size() || p[kPolicyDir.size()] == '/');
+  });
 }
 
 Verdict evaluate(const Policy& policy, const PrFacts& pr) {

@@ -110,6 +110,7 @@ TEST_CASE("policy: touches_policy") {
   // Its sources: the policy and the keys beside it, nothing named like them elsewhere.
   CHECK(touches_policy_sources({"src/a.cpp", ".dmz/keys/alice.asc"}));
   CHECK(touches_policy_sources({".dmz/policy.toml"}));
+  CHECK(touches_policy_sources({".dmz"}));  // a file, symlink or submodule in its place
   CHECK_FALSE(touches_policy_sources({"x/.dmz/policy.toml", ".dmzignore", "dmz/keys/a.asc"}));
   CHECK_FALSE(touches_policy({}));
 }
@@ -216,6 +217,22 @@ TEST_CASE("policy: the author never counts, even as a maintainer") {
   CHECK(evaluate(example_policy(), pr).reasons ==
         Reasons{"needs 2 approvals from maintainers for paths **, has 1 (bob)",
                 "approval by alice does not count: alice is the PR's author"});
+}
+
+TEST_CASE("policy: an author of no account never approves the commits they signed") {
+  Policy p = example_policy();
+  p.rules[0].author_signs = false;  // else "PR author is not a policy account" fails it anyway
+  PrFacts pr = good_pr();
+  pr.author_account.reset();  // e.g. a login no account lists
+  pr.commits = {signed_by("abc1234ffff", "bob"), signed_by(kHead, "dave")};
+  pr.approvals = {signed_approval("bob"), signed_approval("carol")};
+  CHECK(evaluate(p, pr).reasons ==
+        Reasons{"needs 2 approvals from maintainers for paths **, has 1 (carol)",
+                "approval by bob does not count: bob signed commit abc1234 of the PR, whose "
+                "author is not a policy account"});
+  // A known author: the other signers of a co-authored PR may approve it.
+  pr.author_account = "dave";
+  CHECK(evaluate(p, pr).pass);
 }
 
 TEST_CASE("policy: approvals from outside the approvers group, and none at all") {
