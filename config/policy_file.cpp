@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "config/toml_words.hpp"
+#include "queue/glob.hpp"
 
 namespace dmz::config {
 namespace {
@@ -61,8 +62,8 @@ class PolicyReader {
     if (auto* groups = table_at(doc, "groups", "groups")) read_groups(*groups, policy);
     if (auto* branches = table_at(doc, "branches", "branches")) {
       check_keys(*branches, {"allowed", "refused"}, "[branches]");
-      policy.allowed_branches = strings_at(*branches, "allowed", "branches.allowed");
-      policy.refused_branches = strings_at(*branches, "refused", "branches.refused");
+      policy.allowed_branches = patterns_at(*branches, "allowed", "branches.allowed", kBranches);
+      policy.refused_branches = patterns_at(*branches, "refused", "branches.refused", kBranches);
     }
     read_rules(doc, policy);
     if (auto* merges = table_at(doc, "merges", "merges")) {
@@ -84,9 +85,9 @@ class PolicyReader {
                "[release]");
     queue::ReleasePolicy r;
     if (t.get("candidate_tags"))
-      r.candidate_tags = strings_at(t, "candidate_tags", "release.candidate_tags");
+      r.candidate_tags = patterns_at(t, "candidate_tags", "release.candidate_tags", kTags);
     if (t.get("release_tags"))
-      r.release_tags = strings_at(t, "release_tags", "release.release_tags");
+      r.release_tags = patterns_at(t, "release_tags", "release.release_tags", kTags);
     r.candidate_signers = group_at(t, "candidate_signers", "release.candidate_signers", policy);
     r.release_signers = group_at(t, "release_signers", "release.release_signers", policy);
     if (!t.get("candidate_signers")) add(line_of(t), "[release] has no candidate_signers group");
@@ -207,6 +208,34 @@ class PolicyReader {
                                       std::string_view name) {
     std::vector<std::string> out;
     for (auto& [value, line] : strings_with_lines(t, key, name)) out.push_back(std::move(value));
+    return out;
+  }
+
+  // What a pattern is matched against: paths of the repository, or the short names of
+  // branches or tags ("master", "v1.2"; [[push]] refs are full ref names and not checked here).
+  enum Names { kPaths, kBranches, kTags };
+
+  // A pattern that can never match would make its rule silently never apply: reported at its
+  // line.
+  void check_pattern(const std::string& pattern, int line, std::string_view name, Names names) {
+    std::string why = queue::unmatchable(pattern);
+    if (why.empty() && names != kPaths && pattern.starts_with("refs/")) {
+      const std::string prefix = names == kBranches ? "refs/heads/" : "refs/tags/";
+      why = std::string(names == kBranches ? "branches" : "tags") +
+            " are matched by their short name";
+      if (pattern.starts_with(prefix)) why += " (\"" + pattern.substr(prefix.size()) + "\")";
+    }
+    if (!why.empty())
+      add(line, std::string(name) + ": \"" + pattern + "\" can never match: " + why);
+  }
+
+  std::vector<std::string> patterns_at(const toml::table& t, std::string_view key,
+                                       std::string_view name, Names names) {
+    std::vector<std::string> out;
+    for (auto& [value, line] : strings_with_lines(t, key, name)) {
+      check_pattern(value, line, name, names);
+      out.push_back(std::move(value));
+    }
     return out;
   }
 
@@ -340,12 +369,14 @@ class PolicyReader {
         {"branch", "paths", "signers", "author_signs", "approvals", "approvers", "forge_reviews"},
         "[[rule]]");
     Rule rule;
-    if (auto branch = string_at(t, "branch", "rule.branch"))
+    if (auto branch = string_at(t, "branch", "rule.branch")) {
       rule.branch = *branch;
-    else if (!t.get("branch"))
+      check_pattern(rule.branch, line_of(*t.get("branch")), "rule.branch", kBranches);
+    } else if (!t.get("branch")) {
       add(line_of(t), "rule has no branch (e.g. branch = \"master\")");
+    }
     if (const toml::node* paths = t.get("paths")) {
-      rule.paths = strings_at(t, "paths", "rule.paths");
+      rule.paths = patterns_at(t, "paths", "rule.paths", kPaths);
       if (paths->is_array() && paths->as_array()->empty())
         add(line_of(*paths), "rule.paths is empty: the rule would never apply");
     }

@@ -310,6 +310,44 @@ TEST_CASE("policy file: a rule needs a branch and some paths") {
                                 "policy.toml:6: rule.paths is empty: the rule would never apply"});
 }
 
+TEST_CASE("policy file: a pattern that can never match is refused at its line") {
+  const std::string text = "version = 1\n" + kAccounts +                        // 1-7
+                           "[branches]\n"                                       // 8
+                           "allowed = [\"feature/*\", \"refs/heads/bug/*\"]\n"  // 9
+                           "refused = [\"wip/\"]\n"                             // 10
+                           "[[rule]]\n"                                         // 11
+                           "branch = \"refs/heads/master\"\n"                   // 12
+                           "paths = [\n"                                        // 13
+                           "  \"/deploy/**\",\n"                                // 14
+                           "  \"deploy/\",\n"                                   // 15
+                           "  \"a//b\", \"./x\", \"src/../x\", \"\",\n"         // 16
+                           "]\n"                                                // 17
+                           "[release]\n"                                        // 18
+                           "candidate_signers = \"maintainers\"\n"              // 19
+                           "release_signers = \"maintainers\"\n"                // 20
+                           "release_tags = [\"refs/tags/v*\"]\n";               // 21
+  CHECK(problems(text) ==
+        Lines{"policy.toml:9: branches.allowed: \"refs/heads/bug/*\" can never match: branches "
+              "are matched by their short name (\"bug/*\")",
+              "policy.toml:10: branches.refused: \"wip/\" can never match: it ends with '/' "
+              "(\"wip/**\" matches what is under it)",
+              "policy.toml:12: rule.branch: \"refs/heads/master\" can never match: branches are "
+              "matched by their short name (\"master\")",
+              "policy.toml:14: rule.paths: \"/deploy/**\" can never match: it starts with '/'",
+              "policy.toml:15: rule.paths: \"deploy/\" can never match: it ends with '/' "
+              "(\"deploy/**\" matches what is under it)",
+              "policy.toml:16: rule.paths: \"a//b\" can never match: it has an empty segment (//)",
+              "policy.toml:16: rule.paths: \"./x\" can never match: it has a \".\" segment",
+              "policy.toml:16: rule.paths: \"src/../x\" can never match: it has a \"..\" segment",
+              "policy.toml:16: rule.paths: \"\" can never match: it is empty",
+              "policy.toml:21: release.release_tags: \"refs/tags/v*\" can never match: tags are "
+              "matched by their short name (\"v*\")"});
+  // [[push]] rules name full refs, as they must.
+  CHECK(problems("version = 1\n" + kAccounts + kRule +
+                 "[[push]]\nrefs = [\"refs/heads/master\"]\nsigners = \"maintainers\"\n")
+            .empty());
+}
+
 TEST_CASE("policy file: every problem of a file at once, in line order") {
   const std::string text =
       "version = 3\n"           // 1

@@ -3,7 +3,9 @@
 // policy path rules need.
 #include "queue/glob.hpp"
 
+#include <algorithm>
 #include <cstddef>
+#include <string>
 #include <vector>
 
 namespace dmz::queue {
@@ -49,7 +51,12 @@ class Matcher {
       return false;
     }
     if (si == s_.size()) return false;
-    if (c == '?') return s_[si] != '/' && match(pi + 1, si + 1);
+    if (c == '?') {  // one character: its first byte and its UTF-8 continuation bytes
+      if (s_[si] == '/') return false;
+      std::size_t end = si + 1;
+      while (end < s_.size() && (static_cast<unsigned char>(s_[end]) & 0xC0) == 0x80) ++end;
+      return match(pi + 1, end);
+    }
     return s_[si] == c && match(pi + 1, si + 1);
   }
 
@@ -61,6 +68,23 @@ class Matcher {
 
 bool glob_match(std::string_view pattern, std::string_view path) {
   return Matcher(pattern, path).match(0, 0);
+}
+
+// Each of these makes a literal part that no name git stores has, whatever the stars match.
+std::string unmatchable(std::string_view pattern) {
+  if (pattern.empty()) return "it is empty";
+  if (pattern.front() == '/') return "it starts with '/'";
+  if (pattern.back() == '/')
+    return "it ends with '/' (\"" + std::string(pattern) + "**\" matches what is under it)";
+  if (pattern.find("//") != std::string_view::npos) return "it has an empty segment (//)";
+  for (std::size_t start = 0; start <= pattern.size();) {
+    const std::size_t end = std::min(pattern.find('/', start), pattern.size());
+    const std::string_view segment = pattern.substr(start, end - start);
+    if (segment == "." || segment == "..")
+      return "it has a \"" + std::string(segment) + "\" segment";
+    start = end + 1;
+  }
+  return {};
 }
 
 }  // namespace dmz::queue

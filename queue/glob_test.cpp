@@ -45,6 +45,16 @@ TEST_CASE("glob: ? matches one character except '/'") {
   CHECK(glob_match("?\?/x", "ab/x"));  // "?\?" avoids the ??/ trigraph
 }
 
+TEST_CASE("glob: ? matches a whole UTF-8 character, however many bytes it has") {
+  CHECK(glob_match("wip-?", "wip-\xC3\xA9"));  // é, two bytes
+  CHECK_FALSE(glob_match("wip-?\?", "wip-\xC3\xA9"));
+  CHECK(glob_match("docs/?.md", "docs/\xE2\x82\xAC.md"));  // €, three bytes
+  CHECK(glob_match("?/x", "\xF0\x9F\x98\x80/x"));          // an emoji, four bytes
+  CHECK_FALSE(glob_match("?", "\xC3\xA9\xC3\xA9"));
+  CHECK(glob_match("*?", "\xC3\xA9"));
+  CHECK(glob_match("?", "\xA9"));  // a stray continuation byte is a character of its own
+}
+
 TEST_CASE("glob: ** alone matches every path") {
   CHECK(glob_match("**", "a"));
   CHECK(glob_match("**", "a/b/c.txt"));
@@ -93,6 +103,20 @@ TEST_CASE("glob: brackets and backslashes are literal") {
   CHECK(glob_match("a[1]", "a[1]"));
   CHECK_FALSE(glob_match("a[1]", "a1"));
   CHECK(glob_match("a\\*", "a\\bc"));  // '\' matches itself, '*' is still a star
+}
+
+TEST_CASE("glob: unmatchable names the patterns no git path or ref name can match") {
+  using dmz::queue::unmatchable;
+  for (const char* good :
+       {"**", "*", "deploy/**", "**/x", ".dmz/**", ".*", "a..b", "wip/*", "master", "?", "a/**/b"})
+    CHECK_MESSAGE(unmatchable(good).empty(), good);
+  CHECK(unmatchable("") == "it is empty");
+  CHECK(unmatchable("/deploy/**") == "it starts with '/'");
+  CHECK(unmatchable("deploy/") == "it ends with '/' (\"deploy/**\" matches what is under it)");
+  CHECK(unmatchable("a//b") == "it has an empty segment (//)");
+  CHECK(unmatchable("./x") == "it has a \".\" segment");
+  CHECK(unmatchable("a/**/../b") == "it has a \"..\" segment");
+  CHECK(unmatchable("a/..") == "it has a \"..\" segment");
 }
 
 TEST_CASE("glob: many stars stay fast (memoised, not exponential)") {
