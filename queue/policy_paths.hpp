@@ -17,7 +17,7 @@ static_assert(kPolicyPath.starts_with(kPolicyDir) && kPolicyPath[kPolicyDir.size
 // Whether a change touches the policy file (.dmz/policy.toml).
 bool touches_policy(const std::vector<std::string>& changed_paths);
 // Whether a change touches anything the policy in force is read from (.dmz/: the policy file
-// and the keys beside it).
+// and the keys beside it; or .dmz itself, as a file, symlink or submodule).
 bool touches_policy_sources(const std::vector<std::string>& changed_paths);
 
 }  // namespace dmz::queue

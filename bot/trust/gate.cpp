@@ -67,6 +67,18 @@ Result<std::vector<std::string>> merge_effect(git::Mirror& mirror, const queue::
   return std::vector<std::string>(paths.begin(), paths.end());
 }
 
+// Why the policy would be unusable at the PR's head (a `.dmz` that is no directory, a policy
+// file that is no regular file or too large), or "". Once landed, such a PR would fail every
+// later one, the one that undoes it included, so it is refused before it lands.
+Result<std::string> head_policy_refusal(git::Mirror& mirror, const queue::Sha& head,
+                                        const std::vector<std::string>& paths) {
+  if (!queue::touches_policy_sources(paths)) return std::string();
+  auto at_head = trust::policy_source_at(mirror, head);
+  if (!at_head) return at_head.error();
+  if (!*at_head || (*at_head)->refusal.empty()) return std::string();
+  return "the pull request would leave no usable policy: " + (*at_head)->refusal;
+}
+
 }  // namespace
 
 Result<std::vector<std::string>> pr_paths(git::Mirror& mirror, const queue::Sha& target,
@@ -103,8 +115,11 @@ class TrustPolicy final : public PolicyChecker {
       // PR that brings the first policy makes the queue judge the others again; lanes, risk).
       auto paths = pr_paths(mirror, target, sha);
       if (!paths) return fail({"error: " + paths.message()});
-      out.pass = true;
       out.paths = std::move(*paths);
+      auto refusal = head_policy_refusal(mirror, sha, out.paths);
+      if (!refusal) return fail({"error: " + refusal.message()});
+      if (!refusal->empty()) return fail({*refusal});
+      out.pass = true;
       return out;
     }
     trust::PolicySource source = std::move(**in_force);
@@ -167,6 +182,9 @@ class TrustPolicy final : public PolicyChecker {
                                "); ask again once it answers");
     if (starts_with(pr.branch, kTagBranchPrefix))
       check_tag_pr(mirror, keys, pr, sha, tags, facts, extra_failures);
+    auto refusal = head_policy_refusal(mirror, sha, facts.changed_paths);
+    if (!refusal) return fail({"error: " + refusal.message()});
+    if (!refusal->empty()) extra_failures.push_back(std::move(*refusal));
 
     queue::Verdict verdict = queue::evaluate(policy, facts);
     out.pass = verdict.pass && extra_failures.empty();

@@ -160,6 +160,28 @@ TEST_CASE("trust: a signed PR nobody approved lists no approvers, and says what 
                 all(v.reasons));
 }
 
+// A plain-forge PR registered without an author, or by a login no account lists.
+TEST_CASE("trust: when the author is no account, whoever signed the PR does not approve it") {
+  auto& k = keys();
+  std::string policy = k.policy();
+  policy.replace(policy.find("author_signs = true"), 19, "author_signs = false");
+  PrRepo r(policy);
+  std::string head = r.commit({{"a.txt", "a\n"}}, "feature", k.ssh(k.bob_ssh));
+  r.approvals(head);  // bob and carol
+  const std::vector<std::string> refused = {
+      "needs 2 approvals from maintainers for paths **, has 1 (carol)",
+      "approval by bob does not count: bob signed commit " + s7(head) +
+          " of the PR, whose author is not a policy account"};
+  for (const std::string author : {"", "stranger"}) {
+    CAPTURE(author);
+    auto v = r.check(author, head);
+    CHECK_FALSE(v.pass);
+    CHECK_MESSAGE(v.reasons == refused, all(v.reasons));
+  }
+  auto v = r.check("bob", head);  // the author known: bob's approval is refused as the author's
+  CHECK(has(v.reasons, "approval by bob does not count: bob is the PR's author"));
+}
+
 TEST_CASE("trust: forge reviews count where a rule allows them, through the accounts' logins") {
   auto& k = keys();
   std::string policy = k.policy();
@@ -644,6 +666,46 @@ TEST_CASE("trust: a .dmz that is not a directory fails closed, not open") {
   CHECK_FALSE(v.pass);
   CHECK(v.reasons ==
         std::vector<std::string>{".dmz at " + s7(target) + " is not a directory (" + kind + ")"});
+}
+
+// Once landed, such a .dmz would fail every later PR, the one that deletes it included.
+TEST_CASE("trust: a PR that makes .dmz a file or a submodule is refused before it lands") {
+  auto& k = keys();
+  Repo r(std::vector<std::pair<std::string, std::string>>{{"README", "x\n"}});
+  std::filesystem::remove_all(r.work / ".dmz");
+  r.git("checkout -q -b feature/x");
+  std::string kind;
+  SUBCASE("a file") {
+    r.commit({{".dmz", "x\n"}}, "a file", nullptr);
+    kind = "a regular file";
+  }
+  SUBCASE("a submodule") {
+    r.git("update-index --add --cacheinfo 160000," + r.root + ",.dmz");
+    r.git("commit -q -m 'a submodule'");
+    kind = "a submodule";
+  }
+  const std::string head = r.sign_head(k.ssh(k.alice_ssh));
+  r.ssh_tag(k.bob_ssh, "dmz-approve/1-bob", head);
+  r.ssh_tag(k.carol_ssh, "dmz-approve/1-carol", head);
+  r.fetch();
+  const std::vector<std::string> refused = {
+      "the pull request would leave no usable policy: .dmz at " + s7(head) +
+      " is not a directory (" + kind + ")"};
+  queue::PullRequest pr{1, "feature/x", "alice"};
+
+  // No policy at all: everything else passes.
+  auto v = make_policy_checker(config::Repo{})->check(*r.mirror, pr, head, r.root, 0, {});
+  CHECK_FALSE(v.pass);
+  CHECK(v.reasons == refused);
+  CHECK(v.paths == std::vector<std::string>{".dmz"});
+  // The trust root: signed by the author and approved by two maintainers, as ** asks.
+  TempDir etc;
+  test::write_file(etc / "policy.toml", k.policy());
+  config::Repo cfg;
+  cfg.policy_root = etc / "policy.toml";
+  v = make_policy_checker(cfg)->check(*r.mirror, pr, head, r.root, 0, {});
+  CHECK_FALSE(v.pass);
+  CHECK(v.reasons == refused);
 }
 
 TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread, once each") {
