@@ -13,6 +13,12 @@
 namespace dmz::trust {
 namespace {
 
+// changed_paths also fails on a path longer than kMaxPathBytes (git's own practical limit;
+// each policy glob costs |pattern| * |path| on it) and once the paths listed add up to more
+// than kMaxPathsBytes: a deep tree of long names is a few small objects, and huge as paths.
+constexpr std::size_t kMaxPathBytes = 4096;
+constexpr std::size_t kMaxPathsBytes = std::size_t{64} << 20;
+
 // A tree entry's mode as git reads it (tree-walk.c get_mode and canon_mode): octal digits of
 // any length (an unsigned that wraps, as git's), then the canonical mode of its type. A
 // zero-padded "040000" is a directory to git and "100664" a regular file; judged by their
@@ -149,7 +155,7 @@ Result<std::vector<std::string>> changed_paths(git::Mirror& mirror, const std::s
   std::vector<Pair> todo{{from_tree, to_tree, ""}};  // a work list: no recursion on deep trees
   // Trees are shared by id, so a few small objects (1000 entries naming one subtree, four
   // levels deep) stand for 10^12 paths: bound the work, not only the objects.
-  std::size_t entries = 0;
+  std::size_t entries = 0, bytes = 0;
   while (!todo.empty()) {
     Pair pair = std::move(todo.back());
     todo.pop_back();
@@ -170,11 +176,23 @@ Result<std::vector<std::string>> changed_paths(git::Mirror& mirror, const std::s
       const TreeEntry* ea = ia == a->end() ? nullptr : &ia->second;
       const TreeEntry* eb = ib == b->end() ? nullptr : &ib->second;
       if (ea && eb && ea->mode == eb->mode && ea->id == eb->id) continue;
+      // Checked before it is built: a directory's path is the prefix of everything under it.
+      if (pair.prefix.size() + name.size() > kMaxPathBytes) {
+        const std::string start = pair.prefix.substr(0, 64) + name.substr(0, 64);
+        return invalid("tree " + to_tree + " has a path longer than " +
+                       std::to_string(kMaxPathBytes) + " bytes (" +
+                       escape_control(utf8_prefix(start, 64)) + "...)");
+      }
       const std::string path = pair.prefix + name;
       const bool tree_a = ea && is_tree(*ea), tree_b = eb && is_tree(*eb);
       if (tree_a || tree_b)
         todo.push_back({tree_a ? ea->id : "", tree_b ? eb->id : "", path + "/"});
-      if ((ea && !tree_a) || (eb && !tree_b)) out.insert(path);
+      if ((ea && !tree_a) || (eb && !tree_b)) {
+        if ((bytes += path.size()) > kMaxPathsBytes)
+          return invalid("tree " + to_tree + " has too many paths to compare (more than " +
+                         std::to_string(kMaxPathsBytes) + " bytes of paths)");
+        out.insert(path);
+      }
     }
   }
   return std::vector<std::string>(out.begin(), out.end());

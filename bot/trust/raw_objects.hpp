@@ -50,8 +50,9 @@ Result<std::optional<std::vector<TreeEntry>>> list_tree(git::Mirror& mirror,
 
 // The paths that differ between two trees (`from` empty: every path of `to`), each side's
 // path of a change listed: the set of paths git diff --name-only --no-renames prints. Fails
-// (invalid) after comparing kMaxDiffEntries tree entries: shared subtrees make a few small
-// objects stand for more paths than fit in memory.
+// (invalid) after comparing kMaxDiffEntries tree entries, on a path over 4,096 bytes, or past
+// 64 MiB of paths: shared subtrees make a few small objects stand for more paths than fit in
+// memory.
 inline constexpr std::size_t kMaxDiffEntries = 1'000'000;
 Result<std::vector<std::string>> changed_paths(git::Mirror& mirror, const std::string& from_tree,
                                                const std::string& to_tree);

@@ -92,5 +92,61 @@ TEST_CASE("raw trees: a tree bomb fails the diff instead of expanding") {
         "tree " + bomb + " has too many paths to compare (more than 1000000 tree entries)");
 }
 
+// 15 directories of 255-byte names, nested: 3,840 bytes of path ("ddd.../ddd.../") before
+// what `leaf` holds; a few small objects.
+std::string deep_tree(const std::filesystem::path& repo, const std::string& leaf) {
+  std::string tree = leaf;
+  for (int level = 0; level < 15; ++level)
+    tree = raw_tree(repo, {{"40000 " + std::string(255, 'd'), tree}});
+  return tree;
+}
+
+TEST_CASE("raw trees: a path longer than 4096 bytes fails the diff") {
+  test::TempDir dir;
+  test::must("git init -q " + dir.path().string());
+  test::write_file(dir / "f", "x\n");
+  const std::string blob = test::must("git hash-object -w f", dir.path()).substr(0, 40);
+  auto mirror = git::Mirror::open_existing(dir.path());
+  REQUIRE(mirror);
+  // 3,840 + 256 bytes: the longest path read.
+  const std::string longest =
+      deep_tree(dir.path(), raw_tree(dir.path(), {{"100644 " + std::string(256, 'f'), blob}}));
+  auto paths = changed_paths(**mirror, "", longest);
+  REQUIRE(paths);
+  REQUIRE(paths->size() == 1);
+  CHECK(paths->front().size() == 4096);
+  // One byte more, as a file or as a directory.
+  for (const std::string mode : {"100644", "40000"}) {
+    const std::string entry = mode + " " + std::string(257, 'f');
+    const std::string tree = deep_tree(dir.path(), raw_tree(dir.path(), {{entry, blob}}));
+    auto refused = changed_paths(**mirror, "", tree);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.code() == Code::kInvalid);
+    CHECK(refused.message() ==
+          "tree " + tree + " has a path longer than 4096 bytes (" + std::string(64, 'd') + "...)");
+  }
+}
+
+TEST_CASE("raw trees: paths that add up to more than 64 MiB fail the diff") {
+  test::TempDir dir;
+  test::must("git init -q " + dir.path().string());
+  test::write_file(dir / "f", "x\n");
+  const std::string blob = test::must("git hash-object -w f", dir.path()).substr(0, 40);
+  auto mirror = git::Mirror::open_existing(dir.path());
+  REQUIRE(mirror);
+  auto fan = [&](int n, const std::string& mode, const std::string& id) {
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (int i = 0; i < n; ++i) entries.emplace_back(mode + " e" + std::to_string(1000 + i), id);
+    return raw_tree(dir.path(), entries);
+  };
+  // 1000 * 20 paths of about 3,850 bytes: 77 MB of paths, 21,000 tree entries.
+  const std::string tree = deep_tree(dir.path(), fan(1000, "40000", fan(20, "100644", blob)));
+  auto paths = changed_paths(**mirror, "", tree);
+  REQUIRE_FALSE(paths);
+  CHECK(paths.code() == Code::kInvalid);
+  CHECK(paths.message() ==
+        "tree " + tree + " has too many paths to compare (more than 67108864 bytes of paths)");
+}
+
 }  // namespace
 }  // namespace dmz::trust
