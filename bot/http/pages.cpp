@@ -4,6 +4,7 @@
 #include <string>
 
 #include "base/iso_time.hpp"
+#include "base/text.hpp"
 
 namespace dmz::page {
 
@@ -74,10 +75,31 @@ std::string verdict_badge(Verdict::State s) {
   return badge(to_string(s), kind);
 }
 
+// Reasons and details come from PRs (one per unsigned commit, per conflicting path): a page
+// shows the first few of each, cut to a line, so that a PR of 300,000 commits does not make
+// every viewer download megabytes at every event. The JSON API has them whole.
+constexpr std::size_t kShownDetails = 20, kShownDetailBytes = 300, kShownMessageBytes = 1'000;
+constexpr std::size_t kShownOthers = 100;  // PRs not in the queue
+
+// `text` cut to `max` bytes (never inside a UTF-8 sequence), "..." marking the cut, as HTML.
+std::string cut_text(const std::string& text, std::size_t max) {
+  if (text.size() <= max) return html_text(text);
+  return html_text(std::string(utf8_prefix(text, max))) + "...";
+}
+
 std::string details_list(const std::vector<std::string>& details) {
   if (details.empty()) return "";
   std::string out = "<ul class=\"details\">";
-  for (const auto& d : details) out += "<li>" + link_or_text(html_text(d), d) + "</li>";
+  for (std::size_t i = 0; i < details.size() && i < kShownDetails; ++i) {
+    const std::string& d = details[i];
+    out += "<li>" +
+           (d.size() <= kShownDetailBytes ? link_or_text(html_text(d), d)
+                                          : cut_text(d, kShownDetailBytes)) +
+           "</li>";
+  }
+  if (details.size() > kShownDetails)
+    out += "<li class=\"muted\">... and " +
+           num(static_cast<std::int64_t>(details.size() - kShownDetails)) + " more</li>";
   return out + "</ul>";
 }
 
@@ -86,7 +108,7 @@ std::string reason_html(queue::Reason code, const std::string& message,
   std::string out;
   if (code != queue::Reason::None)
     out += "<code class=\"reason\">" + html_escape(queue::to_string(code)) + "</code> ";
-  out += html_text(message);
+  out += cut_text(message, kShownMessageBytes);
   return out + details_list(details);
 }
 
@@ -440,12 +462,22 @@ std::string render_repo(const RepoPage& p) {
            num(p.others.size()) + ")</h2>";
     out += table_open("Open, checking, failed and cancelled PRs",
                       {"Pull request", "Status", "Policy", "Reason"});
-    for (const auto& r : p.others)
+    // Every open PR of a forge is here, and every viewer downloads the page again at each
+    // event: the newest kShownOthers (by number), the rest counted.
+    const std::size_t first = p.others.size() > kShownOthers ? p.others.size() - kShownOthers : 0;
+    for (std::size_t i = first; i < p.others.size(); ++i) {
+      const PrRow& r = p.others[i];
       out += "<tr>" + cell("Pull request", pr_link(s.name, r.pr) + " " + pr_meta(r.pr)) +
              cell("Status", status_badge(r.pr.status)) +
              cell("Policy", verdict_html(r.verdict, p.now)) +
              cell("Reason", reason_html(r.pr.reason_code, r.pr.reason, r.pr.details)) + "</tr>";
-    out += kTableClose + std::string("</section>\n");
+    }
+    out += kTableClose;
+    if (first > 0)
+      out += "<p class=\"muted\">... and " + num(static_cast<std::int64_t>(first)) +
+             " older ones, in <a href=\"/api/v1/repos/" + html_escape(s.name) +
+             "/queue\">the queue's JSON</a>.</p>";
+    out += "</section>\n";
   }
 
   if (p.releases) out += render_releases(*p.releases, p.now);  // releases_view.hpp

@@ -173,6 +173,43 @@ TEST_CASE("pages: the repository page renders the train, the queue and the outco
   CHECK(count(html, "<th scope=\"col\">") >= 4);
 }
 
+TEST_CASE("pages: a PR's long lists of reasons show their first few, cut to a line") {
+  RepoPage p = hostile_page();
+  PrRow& failed = p.others.at(0);
+  failed.verdict.reasons.clear();
+  for (int i = 0; i < 5'000; ++i)
+    failed.verdict.reasons.push_back("commit c" + std::to_string(i) + " is not signed");
+  failed.pr.details = failed.verdict.reasons;
+  failed.pr.details[0] = std::string(10'000, 'x');
+  failed.pr.reason = "merge conflict in " + std::string(50'000, 'y');
+  const auto html = render_repo(p);
+  CHECK(html.size() < 40'000);
+  CHECK(html.find("commit c19 is not signed") != std::string::npos);
+  CHECK(html.find("commit c20 is not signed") == std::string::npos);
+  CHECK(count(html, "... and 4980 more") == 2);  // the verdict's reasons and the PR's details
+  CHECK(html.find(std::string(300, 'x') + "...</li>") != std::string::npos);
+  CHECK(html.find(std::string(301, 'x')) == std::string::npos);
+  CHECK(html.find(std::string(1'001, 'y')) == std::string::npos);
+}
+
+TEST_CASE("pages: the newest 100 PRs not in the queue are listed, the others counted") {
+  RepoPage p = hostile_page();
+  p.others.clear();
+  for (int n = 1; n <= 150; ++n) {
+    PrRow r;
+    r.pr = hostile_pr(n);
+    r.pr.status = q::PrStatus::Open;
+    p.others.push_back(r);
+  }
+  const auto html = render_repo(p);
+  CHECK(html.find("Not in the queue (150)") != std::string::npos);
+  CHECK(html.find("href=\"/repos/acme/widget/pulls/150\"") != std::string::npos);
+  CHECK(html.find("href=\"/repos/acme/widget/pulls/51\"") != std::string::npos);
+  CHECK(html.find("href=\"/repos/acme/widget/pulls/50\"") == std::string::npos);
+  CHECK(html.find("... and 50 older ones, in <a href=\"/api/v1/repos/acme/widget/queue\">") !=
+        std::string::npos);
+}
+
 TEST_CASE("pages: an empty repository page says so") {
   RepoPage p;
   p.now = kNow;
