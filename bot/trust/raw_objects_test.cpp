@@ -26,6 +26,30 @@ std::string raw_tree(const std::filesystem::path& repo,
   return id.substr(0, 40);
 }
 
+// A bare-bones repository with one blob ("x\n") and a mirror on it, for trees made by hand.
+struct RawRepo {
+  test::TempDir dir;
+  std::string blob;
+  std::unique_ptr<git::Mirror> mirror;
+  RawRepo() {
+    test::must("git init -q " + dir.path().string());
+    test::write_file(dir / "f", "x\n");
+    blob = test::must("git hash-object -w f", dir.path()).substr(0, 40);
+    auto m = git::Mirror::open_existing(dir.path());
+    REQUIRE(m);
+    mirror = std::move(*m);
+  }
+  std::string tree(const std::vector<std::pair<std::string, std::string>>& entries) {
+    return raw_tree(dir.path(), entries);
+  }
+  // `n` entries e1000, e1001, ... of `mode`, all naming `id`.
+  std::string fan(int n, const std::string& mode, const std::string& id) {
+    std::vector<std::pair<std::string, std::string>> entries;
+    for (int i = 0; i < n; ++i) entries.emplace_back(mode + " e" + std::to_string(1000 + i), id);
+    return tree(entries);
+  }
+};
+
 TEST_CASE("raw trees: modes are read as git reads them") {
   test::TempDir dir;
   test::must("git init -q " + dir.path().string());
@@ -71,21 +95,11 @@ TEST_CASE("raw trees: modes are read as git reads them") {
 }
 
 TEST_CASE("raw trees: a tree bomb fails the diff instead of expanding") {
-  test::TempDir dir;
-  test::must("git init -q " + dir.path().string());
-  test::write_file(dir / "f", "x\n");
-  const std::string blob = test::must("git hash-object -w f", dir.path()).substr(0, 40);
-  auto mirror = git::Mirror::open_existing(dir.path());
-  REQUIRE(mirror);
+  RawRepo r;
   // 1000 entries naming the same object, four levels deep: four small trees, 10^12 paths.
-  auto fan = [&](const std::string& mode, const std::string& id) {
-    std::vector<std::pair<std::string, std::string>> entries;
-    for (int i = 0; i < 1000; ++i) entries.emplace_back(mode + " e" + std::to_string(1000 + i), id);
-    return raw_tree(dir.path(), entries);
-  };
-  std::string bomb = fan("100644", blob);
-  for (int level = 1; level < 4; ++level) bomb = fan("40000", bomb);
-  auto paths = changed_paths(**mirror, "", bomb);
+  std::string bomb = r.fan(1000, "100644", r.blob);
+  for (int level = 1; level < 4; ++level) bomb = r.fan(1000, "40000", bomb);
+  auto paths = changed_paths(*r.mirror, "", bomb);
   REQUIRE_FALSE(paths);
   CHECK(paths.code() == Code::kInvalid);
   CHECK(paths.message() ==
@@ -102,24 +116,19 @@ std::string deep_tree(const std::filesystem::path& repo, const std::string& leaf
 }
 
 TEST_CASE("raw trees: a path longer than 4096 bytes fails the diff") {
-  test::TempDir dir;
-  test::must("git init -q " + dir.path().string());
-  test::write_file(dir / "f", "x\n");
-  const std::string blob = test::must("git hash-object -w f", dir.path()).substr(0, 40);
-  auto mirror = git::Mirror::open_existing(dir.path());
-  REQUIRE(mirror);
+  RawRepo r;
   // 3,840 + 256 bytes: the longest path read.
   const std::string longest =
-      deep_tree(dir.path(), raw_tree(dir.path(), {{"100644 " + std::string(256, 'f'), blob}}));
-  auto paths = changed_paths(**mirror, "", longest);
+      deep_tree(r.dir.path(), r.tree({{"100644 " + std::string(256, 'f'), r.blob}}));
+  auto paths = changed_paths(*r.mirror, "", longest);
   REQUIRE(paths);
   REQUIRE(paths->size() == 1);
   CHECK(paths->front().size() == 4096);
   // One byte more, as a file or as a directory.
   for (const std::string mode : {"100644", "40000"}) {
     const std::string entry = mode + " " + std::string(257, 'f');
-    const std::string tree = deep_tree(dir.path(), raw_tree(dir.path(), {{entry, blob}}));
-    auto refused = changed_paths(**mirror, "", tree);
+    const std::string tree = deep_tree(r.dir.path(), r.tree({{entry, r.blob}}));
+    auto refused = changed_paths(*r.mirror, "", tree);
     REQUIRE_FALSE(refused);
     CHECK(refused.code() == Code::kInvalid);
     CHECK(refused.message() ==
@@ -128,20 +137,11 @@ TEST_CASE("raw trees: a path longer than 4096 bytes fails the diff") {
 }
 
 TEST_CASE("raw trees: paths that add up to more than 64 MiB fail the diff") {
-  test::TempDir dir;
-  test::must("git init -q " + dir.path().string());
-  test::write_file(dir / "f", "x\n");
-  const std::string blob = test::must("git hash-object -w f", dir.path()).substr(0, 40);
-  auto mirror = git::Mirror::open_existing(dir.path());
-  REQUIRE(mirror);
-  auto fan = [&](int n, const std::string& mode, const std::string& id) {
-    std::vector<std::pair<std::string, std::string>> entries;
-    for (int i = 0; i < n; ++i) entries.emplace_back(mode + " e" + std::to_string(1000 + i), id);
-    return raw_tree(dir.path(), entries);
-  };
+  RawRepo r;
   // 1000 * 20 paths of about 3,850 bytes: 77 MB of paths, 21,000 tree entries.
-  const std::string tree = deep_tree(dir.path(), fan(1000, "40000", fan(20, "100644", blob)));
-  auto paths = changed_paths(**mirror, "", tree);
+  const std::string tree =
+      deep_tree(r.dir.path(), r.fan(1000, "40000", r.fan(20, "100644", r.blob)));
+  auto paths = changed_paths(*r.mirror, "", tree);
   REQUIRE_FALSE(paths);
   CHECK(paths.code() == Code::kInvalid);
   CHECK(paths.message() ==
