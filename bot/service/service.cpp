@@ -490,11 +490,12 @@ struct Service::Impl final : driver::GitPort,
         retrying.insert(repo);
         return;
       }
-      if (out.rejected && out.rejected->code != Code::kNotFound)
+      auto then = std::move(waiting.front().then);
+      // A refusal for good is reported by whoever waits for the outcome (`then`), else here.
+      if (!then && out.rejected && out.rejected->code != Code::kNotFound)
         log::warn(
             {.repo = repo, .pr = q::pr_of(p.event).value_or(0), .event = q::event_kind(p.event)},
             "{} refused: {}", q::event_kind(p.event), escape_control(out.rejected->message));
-      auto then = std::move(waiting.front().then);
       waiting.pop_front();
       if (then) then(out);
     }
@@ -917,18 +918,17 @@ struct Service::Impl final : driver::GitPort,
     return false;
   }
 
-  // Engine thread: a webhook's events, then its follow-ups with heads pinned as they were when
-  // the comment was written.
-  void handle_delivery(RepoRuntime& rt, forges::Delivery d,
+  // Engine thread: the events of a delivery (its own, or those a follow-up read from the API).
+  // It is acknowledged (202): an event the store cannot save now waits, in order, and this
+  // part of the delivery is done once the last of them was applied.
+  void apply_delivered(const std::string& repo, const std::vector<q::Event>& events,
                        const std::shared_ptr<DeliveryTicket>& ticket) {
-    const std::string& repo = rt.cfg.name;
-    // The delivery is acknowledged (202): an event the store cannot save now waits, in order,
-    // and the delivery's events are done once the last of them was applied.
-    for (std::size_t i = 0; i < d.events.size(); ++i) {
-      const bool last = i + 1 == d.events.size();
+    if (events.empty()) return ticket->done();
+    for (std::size_t i = 0; i < events.size(); ++i)
       apply_or_park(
-          repo, d.events[i], Parked::kUntilApplied,
-          [repo, event = d.events[i], ticket = last ? ticket : nullptr](const q::Outcome& out) {
+          repo, events[i], Parked::kUntilApplied,
+          [repo, event = events[i],
+           ticket = i + 1 == events.size() ? ticket : nullptr](const q::Outcome& out) {
             if (out.rejected && out.rejected->code != Code::kNotFound)
               log::info(
                   {.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
@@ -936,8 +936,13 @@ struct Service::Impl final : driver::GitPort,
                   escape_control(out.rejected->message));
             if (ticket) ticket->done();
           });
-    }
-    if (d.events.empty()) ticket->done();
+  }
+
+  // Engine thread: a webhook's events, then its follow-ups with heads pinned as they were when
+  // the comment was written.
+  void handle_delivery(RepoRuntime& rt, forges::Delivery d,
+                       const std::shared_ptr<DeliveryTicket>& ticket) {
+    apply_delivered(rt.cfg.name, d.events, ticket);
     if (d.follow_ups.empty()) return;
     const q::RepoState* state = driver->state(rt.cfg.name);
     // A completed check suite is read back only for a commit the queue follows (a candidate,
@@ -1057,13 +1062,7 @@ struct Service::Impl final : driver::GitPort,
           if (!events && events.code() == Code::kUnavailable) return;
           if (events)
             engine.post([this, &rt, events = std::move(*events), ticket] {
-              for (std::size_t i = 0; i < events.size(); ++i)
-                apply_or_park(
-                    rt.cfg.name, events[i], Parked::kUntilApplied,
-                    [ticket = i + 1 == events.size() ? ticket : nullptr](const q::Outcome&) {
-                      if (ticket) ticket->done();
-                    });
-              if (events.empty()) ticket->done();
+              apply_delivered(rt.cfg.name, events, ticket);
             });
           else
             ticket->done();  // dropped for good
