@@ -54,6 +54,12 @@ std::string ascii_lower(std::string_view s) {
   return out;
 }
 
+std::string sh_quote(std::string_view s) {
+  std::string quoted = "'";
+  for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
 std::string_view utf8_prefix(std::string_view s, std::size_t max_bytes) {
   if (s.size() <= max_bytes) return s;
   std::size_t end = max_bytes;  // s[end] is the first byte left out: not a continuation byte

@@ -26,6 +26,10 @@ bool is_sha1_hex(std::string_view s);
 // limits a forge counts in characters: a cut sequence would be invalid UTF-8 in its JSON).
 std::string_view utf8_prefix(std::string_view s, std::size_t max_bytes);
 
+// `s` single-quoted for /bin/sh (a ' written as '\''): a path or value with spaces or quotes
+// stays one word.
+std::string sh_quote(std::string_view s);
+
 // `s` with ASCII letters lowercased (header names, schemes, logins, hex): other bytes kept.
 std::string ascii_lower(std::string_view s);
 

@@ -13,6 +13,12 @@ TEST_CASE("ascii_lower lowers ASCII letters only") {
   CHECK(ascii_lower("") == "");
 }
 
+TEST_CASE("sh_quote makes one shell word of anything") {
+  CHECK(sh_quote("") == "''");
+  CHECK(sh_quote("my demo's dir") == "'my demo'\\''s dir'");
+  CHECK(sh_quote("$(rm -rf /)") == "'$(rm -rf /)'");
+}
+
 TEST_CASE("has_control finds C0 controls and DEL, not UTF-8") {
   CHECK_FALSE(has_control("merge-master"));
   CHECK_FALSE(has_control("Jürgen Ölmann"));

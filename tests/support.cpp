@@ -10,6 +10,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "base/text.hpp"
+
 namespace dmz::test {
 
 TempDir::TempDir() {
@@ -23,11 +25,7 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+std::string shell_quote(const std::string& s) { return sh_quote(s); }
 
 RunResult run(const std::string& command, const std::filesystem::path& cwd) {
   std::string full = cwd.empty() ? command : "cd " + shell_quote(cwd.string()) + " && " + command;

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/crypto.hpp"
+#include "base/text.hpp"
 #include "bot/ci/runner.hpp"
 #include "bot/cli/serve.hpp"
 #include "bot/http/http_client.hpp"
@@ -33,13 +34,6 @@ struct Shell {
   int code = -1;
   std::string out;
 };
-
-// `s` single-quoted for /bin/sh: the sandbox's paths may hold spaces and quotes.
-std::string sh_quote(const std::string& s) {
-  std::string quoted = "'";
-  for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return quoted + "'";
-}
 
 // The demo builds its sandbox with the git command line, exactly as a user would.
 Shell sh(const std::string& command, const fs::path& cwd) {

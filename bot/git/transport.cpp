@@ -293,12 +293,6 @@ struct Transport::Impl {
     return env;
   }
 
-  static std::string sh_quote(const std::string& s) {
-    std::string q = "'";
-    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    return q + "'";
-  }
-
   // ssh run by git (through /bin/sh, hence the quoting): no user or system ssh config, never
   // a prompt, strict host keys, bounded connect and keepalives.
   std::string ssh_command() const {

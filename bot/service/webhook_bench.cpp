@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "base/crypto.hpp"
+#include "base/text.hpp"
 #include "bot/http/http_client.hpp"
 #include "bot/http/http_server.hpp"
 #include "bot/service/service.hpp"
@@ -68,12 +69,6 @@ std::string sh(const std::string& command) {
   for (std::size_t n; (n = fread(buf.data(), 1, buf.size(), p)) > 0;) out.append(buf.data(), n);
   if (pclose(p) != 0) die(command + ": " + out);
   return out;
-}
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -277,7 +272,7 @@ int main(int argc, char** argv) {
   if (!mkdtemp(pattern.data())) die("mkdtemp");
   const fs::path dir = pattern;
   const std::string origin = (dir / "origin.git").string();
-  sh("git init -q --bare -b master " + quote(origin));
+  sh("git init -q --bare -b master " + dmz::sh_quote(origin));
 
   dmz::config::Config cfg;
   cfg.data_dir = dir / "data";
@@ -325,8 +320,9 @@ int main(int argc, char** argv) {
 
   // The same requests to @octokit/webhooks' Node HTTP middleware.
   const std::string script = (src / "tests/github/webhooks_server.mjs").string();
-  FILE* node_server =
-      popen(("WEBHOOK_SECRET=" + quote(kSecret) + " exec node " + quote(script)).c_str(), "r");
+  FILE* node_server = popen(
+      ("WEBHOOK_SECRET=" + dmz::sh_quote(kSecret) + " exec node " + dmz::sh_quote(script)).c_str(),
+      "r");
   if (!node_server) die("popen node");
   std::array<char, 256> line{};
   if (!fgets(line.data(), line.size(), node_server)) die("node server: no port");
@@ -344,8 +340,8 @@ int main(int argc, char** argv) {
     items.push_back({{"event", d.event}, {"body", d.body}, {"signature", d.signature}});
   std::ofstream(dir / "deliveries.json") << json{{"secret", kSecret}, {"items", items}}.dump();
   const std::string node_out =
-      sh("node " + quote((src / "tests/github/webhooks_bench.mjs").string()) + " " +
-         quote((dir / "deliveries.json").string()) + " " + std::to_string(seconds));
+      sh("node " + dmz::sh_quote((src / "tests/github/webhooks_bench.mjs").string()) + " " +
+         dmz::sh_quote((dir / "deliveries.json").string()) + " " + std::to_string(seconds));
   fs::remove_all(dir);
   const json node = json::parse(node_out.substr(node_out.find('{')), nullptr, false);
   if (!node.is_object()) die("node: " + node_out);

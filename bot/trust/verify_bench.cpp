@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/text.hpp"
 #include "bot/git/mirror.hpp"
 #include "bot/trust/facts.hpp"
 #include "bot/trust/gpg_signer.hpp"
@@ -35,12 +36,6 @@ namespace {
 [[noreturn]] void die(const std::string& what) {
   std::fprintf(stderr, "verify_bench: %s\n", what.c_str());
   std::exit(1);
-}
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
 }
 
 // Runs a shell command; returns its stdout (trailing newline trimmed); dies on failure.
@@ -108,11 +103,12 @@ std::vector<std::string> make_commits(const fs::path& repo, const std::string& b
     list += file.string() + "\n";
   }
   std::ofstream(dir / "list") << list;
-  std::string written =
-      sh("cd " + quote(repo.string()) + " && git hash-object -t commit -w --stdin-paths < " +
-         quote((dir / "list").string()));
+  std::string written = sh("cd " + dmz::sh_quote(repo.string()) +
+                           " && git hash-object -t commit -w --stdin-paths < " +
+                           dmz::sh_quote((dir / "list").string()));
   if (written.substr(written.size() - 40) != ids.back()) die("object ids differ from git's");
-  sh("cd " + quote(repo.string()) + " && git update-ref refs/heads/" + branch + " " + ids.back());
+  sh("cd " + dmz::sh_quote(repo.string()) + " && git update-ref refs/heads/" + branch + " " +
+     ids.back());
   fs::remove_all(dir);
   return ids;
 }
@@ -149,8 +145,8 @@ double git_run(const fs::path& repo, const std::string& env_and_options,
                const std::vector<std::string>& ids) {
   auto start = Clock::now();
   for (const auto& id : ids) {
-    std::string cmd = "cd " + quote(repo.string()) + " && " + env_and_options + " verify-commit " +
-                      id + " >/dev/null 2>&1";
+    std::string cmd = "cd " + dmz::sh_quote(repo.string()) + " && " + env_and_options +
+                      " verify-commit " + id + " >/dev/null 2>&1";
     if (std::system(cmd.c_str()) != 0) die("git verify-commit failed for " + id);
   }
   return seconds_since(start);
@@ -189,10 +185,10 @@ int main(int argc, char** argv) {
   const fs::path repo = tmp / "repo.git";
   const fs::path gnupg = tmp / "gnupg";
   const std::string git = "GIT_CONFIG_GLOBAL=/dev/null GIT_CONFIG_NOSYSTEM=1 git";
-  sh(git + " init -q --bare " + quote(repo.string()));
+  sh(git + " init -q --bare " + dmz::sh_quote(repo.string()));
   fs::create_directories(gnupg);
   fs::permissions(gnupg, fs::perms::owner_all, fs::perm_options::replace);
-  const std::string gpg = "GNUPGHOME=" + quote(gnupg.string()) +
+  const std::string gpg = "GNUPGHOME=" + dmz::sh_quote(gnupg.string()) +
                           " gpg --batch --pinentry-mode loopback --passphrase '' ";
 
   std::fprintf(stderr, "generating keys and %d signed commits of each format...\n", n);
@@ -200,8 +196,8 @@ int main(int argc, char** argv) {
   std::string fpr =
       sh(gpg + "--with-colons --list-keys bench@example.com | awk -F: '/^fpr/ {print $10; exit}'");
   std::string armored = sh(gpg + "--armor --export " + fpr);
-  sh("ssh-keygen -q -t ed25519 -N '' -C bench -f " + quote((tmp / "id").string()));
-  std::string ssh_pub = sh("cut -d' ' -f1,2 " + quote((tmp / "id.pub").string()));
+  sh("ssh-keygen -q -t ed25519 -N '' -C bench -f " + dmz::sh_quote((tmp / "id").string()));
+  std::string ssh_pub = sh("cut -d' ' -f1,2 " + dmz::sh_quote((tmp / "id.pub").string()));
   { std::ofstream(tmp / "allowed") << "bench@example.com " << ssh_pub << "\n"; }
 
   auto gpg_signer = dmz::GpgSigner::create(gnupg.string(), fpr);
@@ -225,7 +221,7 @@ int main(int argc, char** argv) {
     Row r{"openpgp", n, 0, 0, 0, threads};
     r.dmzbot = dmzbot_run(repo, source, pgp_ids, "bench", 1);
     r.dmzbot_pool = dmzbot_run(repo, source, pgp_ids, "bench", threads);
-    r.git = git_run(repo, "GNUPGHOME=" + quote(gnupg.string()) + " " + git, pgp_ids);
+    r.git = git_run(repo, "GNUPGHOME=" + dmz::sh_quote(gnupg.string()) + " " + git, pgp_ids);
     rows.push_back(r);
   }
   {
@@ -234,12 +230,12 @@ int main(int argc, char** argv) {
     r.dmzbot_pool = dmzbot_run(repo, source, ssh_ids, "bench", threads);
     r.git = git_run(repo,
                     git + " -c gpg.format=ssh -c gpg.ssh.allowedSignersFile=" +
-                        quote((tmp / "allowed").string()),
+                        dmz::sh_quote((tmp / "allowed").string()),
                     ssh_ids);
     rows.push_back(r);
   }
   print(rows);
-  sh("GNUPGHOME=" + quote(gnupg.string()) + " gpgconf --kill all");
+  sh("GNUPGHOME=" + dmz::sh_quote(gnupg.string()) + " gpgconf --kill all");
   fs::remove_all(tmp);
   return 0;
 }
