@@ -201,11 +201,12 @@ TEST_CASE("the demo runs in a directory whose name holds a space and a quote") {
 
 TEST_CASE("demo --until-idle stopped by a signal before the queue drains exits 1") {
   test::TempDir tmp;
-  // Stopped as soon as it serves: the queue takes seconds to drain (each build sleeps 1 s).
+  // Stopped once it waits for the queue (every PR approved; a signal before that stops the
+  // approvals themselves): the queue takes seconds to drain (each build sleeps 1 s).
   const std::string log = test::shell_quote((tmp / "log.txt").string());
   auto r = test::run("timeout 120 " + dmzbot() + " demo --until-idle --port 0 --dir " +
                      test::shell_quote((tmp / "demo").string()) + " >" + log +
-                     " 2>&1 & pid=$!; i=0; until grep -q 'status page:' " + log +
+                     " 2>&1 & pid=$!; i=0; until grep -q 'wip/experiment as #5' " + log +
                      "; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done; "
                      "kill -TERM $pid; wait $pid; echo \"exit=$?\"");
   const std::string out = test::read_file(tmp / "log.txt");
