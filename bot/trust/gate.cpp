@@ -68,15 +68,24 @@ Result<std::vector<std::string>> merge_effect(git::Mirror& mirror, const queue::
 }
 
 // Why the policy would be unusable at the PR's head (a `.dmz` that is no directory, a policy
-// file that is no regular file or too large), or "". Once landed, such a PR would fail every
-// later one, the one that undoes it included, so it is refused before it lands.
+// file that is no regular file, too large or that does not parse), or "". Once landed, such a
+// PR would fail every later one, the one that undoes it included, so it is refused before it
+// lands. Parsing does not import keys: TrustKeys::load only reads the text and the ssh lines.
 Result<std::string> head_policy_refusal(git::Mirror& mirror, const queue::Sha& head,
                                         const std::vector<std::string>& paths) {
   if (!queue::touches_policy_sources(paths)) return std::string();
   auto at_head = trust::policy_source_at(mirror, head);
   if (!at_head) return at_head.error();
-  if (!*at_head || (*at_head)->refusal.empty()) return std::string();
-  return "the pull request would leave no usable policy: " + (*at_head)->refusal;
+  if (!*at_head) return std::string();  // no policy file: the trust root (if any) judges
+  auto loaded = trust::TrustKeys::load(**at_head);
+  if (loaded.keys) return std::string();
+  constexpr size_t kShown = 5;  // the rest are for `dmzbot verify`
+  std::string why;
+  for (size_t i = 0; i < loaded.problems.size() && i < kShown; ++i)
+    why += (i ? "; " : "") + loaded.problems[i];
+  if (loaded.problems.size() > kShown)
+    why += "; and " + std::to_string(loaded.problems.size() - kShown) + " more";
+  return "the pull request would leave no usable policy: " + why;
 }
 
 }  // namespace

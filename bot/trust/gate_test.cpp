@@ -708,6 +708,33 @@ TEST_CASE("trust: a PR that makes .dmz a file or a submodule is refused before i
   CHECK(v.reasons == refused);
 }
 
+// A policy that does not parse allows nothing: landed, it would fail every later PR, the one
+// that repairs it included. So the PR that would land it is refused, with the parser's reasons.
+TEST_CASE("trust: a PR whose policy does not parse is refused before it lands, with why") {
+  auto& k = keys();
+  std::string base = k.policy();  // .dmz/** with the two approvals the fixture gives
+  base.replace(base.find("approvals = 3"), 13, "approvals = 2");
+  PrRepo r(base);
+  std::string policy = base;
+  SUBCASE("a policy that parses lands") {}
+  SUBCASE("a TOML error") { policy += "[merges\n"; }
+  SUBCASE("an unknown group") {
+    policy.replace(policy.find("approvers = \"maintainers\""), 25, "approvers = \"nobody\"");
+  }
+  const bool broken = policy != base;
+  std::string head =
+      r.commit({{".dmz/policy.toml", policy + "# edited\n"}}, "policy", k.ssh(k.alice_ssh));
+  r.approvals(head);
+  auto v = r.check("alice", head);
+  CHECK_MESSAGE(v.pass == !broken, all(v.reasons));
+  if (broken) {
+    REQUIRE(v.reasons.size() == 1);
+    CHECK_MESSAGE(has_prefix(v.reasons, "the pull request would leave no usable policy: "
+                                        ".dmz/policy.toml@" + s7(head) + ":"),
+                  all(v.reasons));
+  }
+}
+
 TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread, once each") {
   auto& k = keys();
   Repo r(policy_files(k.policy()));
