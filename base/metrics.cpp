@@ -91,6 +91,8 @@ Registry& global() {
                "Git operations on a repository's mirror and remote.", seconds);
     g->declare("dmzbot_signature_verifications_total", Type::Counter,
                "Signature verifications by format and result.");
+    g->declare("dmzbot_policy_checks_deferred_total", Type::Counter,
+               "Policy verdicts that failed on dmzbot's side and were asked again.");
     g->declare("dmzbot_store_write_seconds", Type::Histogram, "Saves of a state change.",
                exponential_buckets(0.0005, 2, 14));
     g->declare("dmzbot_repository_healthy", Type::Gauge,

@@ -119,7 +119,7 @@ json fields(const PolicyChecked& e) {
   return {
       {"number", e.number}, {"sha", e.sha},     {"pass", e.pass},       {"reasons", e.reasons},
       {"at", e.at},         {"paths", e.paths}, {"signers", e.signers}, {"approvers", e.approvers},
-      {"target", e.target}, {"epoch", e.epoch}};
+      {"target", e.target}, {"epoch", e.epoch}, {"unavailable", e.unavailable}};
 }
 json fields(const MergeDone& e) {
   return {{"candidate", e.candidate},

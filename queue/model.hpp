@@ -266,6 +266,10 @@ struct PolicyChecked {  // the shell's verdict for CheckPolicy
   std::vector<std::string> approvers;  // accounts whose approvals the policy counted, sorted
   Sha target;                          // the master it was judged at (CheckPolicy's target)
   std::uint64_t epoch = 0;             // CheckPolicy's: taken only while it is the state's
+  // Set when the verdict failed because of dmzbot's side (I/O, a GnuPG home that could not be
+  // made), not the PR: the shell asks again, backing off, before it passes such a verdict on
+  // (it then fails closed, the error among the reasons).
+  std::string unavailable;
 };
 enum class MergeOutcome { Merged, Conflict, Error };
 struct MergeDone {  // result of BuildCandidate

@@ -158,6 +158,14 @@ struct RepoRuntime {
   std::atomic<bool> periodic_queued{false};
   // Policy checks of heads out of reach (git thread only): judged after the next good fetch.
   std::vector<q::CheckPolicy> policy_waiting;
+  // Policy checks whose verdict failed on our side (git thread only): judged again at the
+  // first fetch after `not_before`, `tries` verdicts so far.
+  struct PolicyRetry {
+    q::CheckPolicy check;
+    int tries = 0;
+    q::Millis not_before = 0;
+  };
+  std::vector<PolicyRetry> policy_retrying;
   // Policy checks whose forge reviews the API could not give (forge thread only): judged again
   // after the next reconciliation that reads the API.
   std::vector<q::CheckPolicy> reviews_waiting;
@@ -540,6 +548,7 @@ struct Service::Impl final : driver::GitPort,
     });
     if (fetched)
       for (const auto& a : std::exchange(rt.policy_waiting, {})) judge_policy(rt, a);
+    retry_policies(rt);
   }
 
   // A hotfix released to production is not on master: it comes back through the queue as its
@@ -689,9 +698,43 @@ struct Service::Impl final : driver::GitPort,
     else
       *same = a;
   }
+  // Git thread. A verdict that failed on our side (PolicyChecked::unavailable: I/O, GnuPG) is
+  // not the PR's fault: it is asked again, backing off from the fetch interval (5 s, 10 s, 20 s,
+  // 40 s by default), and only the kPolicyTries-th such verdict fails the PR, closed, the error
+  // among its reasons (`retry` asks again).
+  static constexpr int kPolicyTries = 5;
+  void take_verdict(RepoRuntime& rt, const q::CheckPolicy& a, q::PolicyChecked verdict,
+                    int tries) {
+    if (!verdict.unavailable.empty() && tries + 1 < kPolicyTries) {
+      const q::Millis base = std::max<q::Millis>(options.fetch_interval.count(), 2'000);
+      const q::Millis wait = base << tries;
+      log::warn({.repo = rt.cfg.name, .pr = a.number, .sha = a.sha},
+                "policy check failed on our side, asked again in {}s: {}", wait / 1000,
+                verdict.unavailable);
+      metrics::global().add("dmzbot_policy_checks_deferred_total", {{"repo", rt.cfg.name}});
+      std::erase_if(rt.policy_retrying, [&](const RepoRuntime::PolicyRetry& r) {
+        return r.check.number == a.number && r.check.sha == a.sha;
+      });
+      rt.policy_retrying.push_back({a, tries + 1, now() + wait});
+      return;
+    }
+    post_event(rt.cfg.name, std::move(verdict));
+  }
+  // Git thread (after each fetch): the checks whose backoff is over are judged again.
+  void retry_policies(RepoRuntime& rt) {
+    const q::Millis t = now();
+    std::vector<RepoRuntime::PolicyRetry> later;
+    for (auto& r : std::exchange(rt.policy_retrying, {})) {
+      if (r.not_before <= t)
+        judge_policy(rt, r.check, r.tries);  // may wait again, in policy_retrying
+      else
+        later.push_back(std::move(r));
+    }
+    for (auto& r : later) rt.policy_retrying.push_back(std::move(r));
+  }
   // Git thread. A head the mirror lacks while the remote cannot be fetched waits for the next
   // good fetch: judged now, it would fail the policy for the remote's outage.
-  void judge_policy(RepoRuntime& rt, const q::CheckPolicy& a) {
+  void judge_policy(RepoRuntime& rt, const q::CheckPolicy& a, int tries = 0) {
     if (rt.worker->out_of_reach(a.sha)) {
       log::info({.repo = rt.cfg.name, .pr = a.number, .sha = a.sha},
                 "policy check waits for the remote: the head is not fetched yet");
@@ -699,11 +742,11 @@ struct Service::Impl final : driver::GitPort,
       return;
     }
     if (!rt.api || !rt.worker->counts_forge_reviews(a))
-      return post_event(rt.cfg.name, rt.worker->check_policy(a));
+      return take_verdict(rt, a, rt.worker->check_policy(a), tries);
     // The forge's reviews first (the API may block: the forge thread), then the verdict. An
     // API that is down (unavailable, after the client's retries) holds the verdict back until
     // it answers again; any other refusal (no access to reviews) fails closed, with the reason.
-    rt.forge_thread->post([this, rt = &rt, a] {
+    rt.forge_thread->post([this, rt = &rt, a, tries] {
       ForgeReviews reviews;
       auto approving = rt->forge->approving_reviewers(a.number, a.sha);
       if (!approving && approving.code() == Code::kUnavailable) {
@@ -716,8 +759,8 @@ struct Service::Impl final : driver::GitPort,
         reviews.approving = std::move(*approving);
       else
         reviews.unreadable = approving.message();
-      rt->git->post([this, rt, a, reviews = std::move(reviews)] {
-        post_event(rt->cfg.name, rt->worker->check_policy(a, reviews));
+      rt->git->post([this, rt, a, tries, reviews = std::move(reviews)] {
+        take_verdict(*rt, a, rt->worker->check_policy(a, reviews), tries);
       });
     });
   }

@@ -19,6 +19,8 @@
 #include "bot/ci/runner.hpp"
 #include "bot/http/http_client.hpp"
 #include "bot/http/http_server.hpp"
+#include "base/metrics.hpp"
+#include "tests/gpg_keys.hpp"
 #include "tests/ssh_keys.hpp"
 #include "tests/support.hpp"
 
@@ -478,6 +480,57 @@ TEST_CASE(
   for (const auto& d : refused.details)
     names_unsigned |= d.find(unsigned_head.substr(0, 7) + " is unsigned") != std::string::npos;
   CHECK_MESSAGE(names_unsigned, refused.reason);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+  CHECK(remote.master_subjects() == std::vector<std::string>{"Merge #1 from feature/signed"});
+}
+
+// A GnuPG home dmzbot cannot make (no temporary directory under /proc) is a failure on
+// dmzbot's side, not the PR's: the PR waits, its verdict asked again, and lands once it can be.
+TEST_CASE("a policy check that fails on dmzbot's side is asked again, not blamed on the PR") {
+  Remote remote;
+  test::TempDir data;
+  test::GpgHome gpg;
+  const std::string alice = gpg.generate("Alice <alice@example.com>");
+  const auto& bot = test::cached_ssh_key("ed25519", 3);
+  test::write_file(data / "trust/keys/alice.asc", gpg.export_public(alice));
+  test::write_file(data / "trust/policy.toml",
+                   "version = 1\n[accounts.alice]\nopenpgp = [\"" + alice +
+                       "\"]\nlogins = [\"alice\"]\n[accounts.dmzbot]\nssh = [\"" +
+                       bot.public_line +
+                       "\"]\n[groups]\ndevelopers = [\"alice\"]\nbots = [\"dmzbot\"]\n"
+                       "[[rule]]\nbranch = \"master\"\nsigners = \"developers\"\n"
+                       "author_signs = true\n[merges]\nsigners = \"bots\"\n");
+  must(test::git_env() + "git checkout -q -B feature/signed origin/master", remote.work);
+  test::write_file(remote.work / "s.txt", "s\n");
+  must(test::git_env() + "git add -A && " + gpg.env() + test::git_env() +
+           "git -c gpg.format=openpgp -c user.signingkey=" + alice +
+           " commit -q -S -m 'signed work' && git push -q origin feature/signed",
+       remote.work);
+  const std::string head = must("git rev-parse HEAD", remote.work);
+  auto cfg = make_config(remote, data.path(), true);
+  cfg.repos[0].policy_root = data / "trust/policy.toml";
+  cfg.signing.format = "ssh";
+  cfg.signing.key = bot.private_path;
+  Running run(cfg);
+  const metrics::Labels repo = {{"repo", cfg.repos[0].name}};
+  const double deferred = metrics::global().value("dmzbot_policy_checks_deferred_total", repo);
+
+  const char* old = std::getenv("TMPDIR");
+  const std::string saved = old ? old : "";
+  setenv("TMPDIR", "/proc", 1);
+  REQUIRE(run.post("/pulls", {{"number", 1}, {"branch", "feature/signed"}, {"author", "alice"}})
+              .status == 202);
+  REQUIRE(run.post("/pulls/1/merge", {{"sha", head}, {"approver", "mm"}}).status == 202);
+  const bool asked_again = eventually([&] {
+    return metrics::global().value("dmzbot_policy_checks_deferred_total", repo) > deferred;
+  });
+  const q::PrStatus waiting = run.status(1);
+  if (old)
+    setenv("TMPDIR", saved.c_str(), 1);
+  else
+    unsetenv("TMPDIR");
+  REQUIRE(asked_again);
+  CHECK(waiting == q::PrStatus::Approved);  // not failed for our GnuPG home
   REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
   CHECK(remote.master_subjects() == std::vector<std::string>{"Merge #1 from feature/signed"});
 }

@@ -107,10 +107,17 @@ class TrustPolicy final : public PolicyChecker {
                              const queue::Sha& sha, const queue::Sha& target, queue::Millis now,
                              const ForgeReviews& reviews) override {
     queue::PolicyChecked out{pr.number, sha, false, {}, now};
+    our_side_.clear();
     auto fail = [&](std::vector<std::string> reasons) {
       out.pass = false;
       out.reasons = std::move(reasons);
+      out.unavailable = our_side_;
       return out;
+    };
+    // Reading what to judge failed: closed, and asked again when it may be ours (not kInvalid).
+    auto error = [&](const Error& e) {
+      note_our_side(e);
+      return fail({"error: " + e.message});
     };
 
     // The policy in force is the one in the TARGET (the parent side of the merge), never the
@@ -118,15 +125,15 @@ class TrustPolicy final : public PolicyChecker {
     // PR can authorize itself. Without a committed policy, the operator's trust root.
     // An empty target (the service knows no master yet) has no committed policy.
     auto in_force = trust::policy_in_force(mirror, target, repo_.policy_root);
-    if (!in_force) return fail({"error: " + in_force.message()});
+    if (!in_force) return error(in_force.error());
     if (!*in_force) {
       // No policy at all: the checks alone gate master. What the PR changes is still needed (a
       // PR that brings the first policy makes the queue judge the others again; lanes, risk).
       auto paths = pr_paths(mirror, target, sha);
-      if (!paths) return fail({"error: " + paths.message()});
+      if (!paths) return error(paths.error());
       out.paths = std::move(*paths);
       auto refusal = head_policy_refusal(mirror, sha, out.paths);
-      if (!refusal) return fail({"error: " + refusal.message()});
+      if (!refusal) return error(refusal.error());
       if (!refusal->empty()) return fail({*refusal});
       out.pass = true;
       return out;
@@ -151,11 +158,12 @@ class TrustPolicy final : public PolicyChecker {
       facts.author_account = a->name;
 
     auto commits = trust::rev_list(mirror, target, sha);
-    if (!commits) return fail({"error: " + commits.message()});
+    if (!commits) return error(commits.error());
     std::set<std::string> paths;
     for (const auto& c : *commits) {
       auto fact = gatherer_.commit_fact(mirror, keys, c);
-      if (!fact) return fail({"error: " + fact.message()});
+      if (!fact) return error(fact.error());
+      note_our_side(fact->signature_problem);
       if (fact->changed_paths)
         paths.insert(fact->changed_paths->begin(), fact->changed_paths->end());
       facts.commits.push_back(std::move(*fact));
@@ -163,7 +171,7 @@ class TrustPolicy final : public PolicyChecker {
     // What the PR changes on the target, and what each of its commits changes (a PR whose
     // commits touch a protected path and then undo it is judged by the stricter rule too).
     auto effect = merge_effect(mirror, sha, *commits);
-    if (!effect) return fail({"error: " + effect.message()});
+    if (!effect) return error(effect.error());
     paths.insert(effect->begin(), effect->end());
     facts.changed_paths.assign(paths.begin(), paths.end());
     out.paths = facts.changed_paths;
@@ -192,7 +200,7 @@ class TrustPolicy final : public PolicyChecker {
     if (starts_with(pr.branch, kTagBranchPrefix))
       check_tag_pr(mirror, keys, pr, sha, tags, facts, extra_failures);
     auto refusal = head_policy_refusal(mirror, sha, facts.changed_paths);
-    if (!refusal) return fail({"error: " + refusal.message()});
+    if (!refusal) return error(refusal.error());
     if (!refusal->empty()) extra_failures.push_back(std::move(*refusal));
 
     queue::Verdict verdict = queue::evaluate(policy, facts);
@@ -201,8 +209,10 @@ class TrustPolicy final : public PolicyChecker {
     // Whose approvals counted (the status page shows them apart from who asked to merge).
     out.approvers = std::move(verdict.approvers);
     out.reasons.insert(out.reasons.end(), extra_failures.begin(), extra_failures.end());
-    if (!out.pass)
+    if (!out.pass) {
       out.reasons.insert(out.reasons.end(), approval_notes.begin(), approval_notes.end());
+      out.unavailable = our_side_;
+    }
     return out;
   }
 
@@ -231,6 +241,7 @@ class TrustPolicy final : public PolicyChecker {
       if (!starts_with(name, own_prefix)) continue;
       auto checked = gatherer_.tag_check(mirror, keys, name, tag_id);
       if (!checked) {
+        note_our_side(checked.error());
         notes.push_back("approval tag refs/tags/" + name + ": " + checked.message());
         continue;
       }
@@ -240,6 +251,7 @@ class TrustPolicy final : public PolicyChecker {
       }
       if (checked->tag.type != "commit") continue;
       const trust::SignatureCheck& sig = checked->signature;
+      note_our_side(sig.problem);
       if (!sig.problem.empty()) {
         notes.push_back("approval tag refs/tags/" + name + ": " + sig.problem);
       } else if (!sig.signer) {
@@ -264,6 +276,7 @@ class TrustPolicy final : public PolicyChecker {
     const std::string line = "dmz-approve " + what + " " + sha;
     auto changes = gatherer_.note_changes(mirror, *tip, sha);
     if (!changes) {
+      note_our_side(changes.error());
       notes.push_back("approval notes " + ref + ": " + changes.message());
       return;
     }
@@ -275,6 +288,7 @@ class TrustPolicy final : public PolicyChecker {
       auto before = trust::note_text(mirror, change.before_blob);
       auto after = trust::note_text(mirror, change.after_blob);
       if (!before || !after) {
+        note_our_side((after ? before : after).error());
         notes.push_back(commit + " (note on " + trust::short_sha(sha) +
                         "): " + (after ? before : after).message());
         continue;
@@ -286,8 +300,10 @@ class TrustPolicy final : public PolicyChecker {
       }
       auto sig = gatherer_.commit_signature(mirror, keys, change.commit);
       if (!sig) {
+        note_our_side(sig.error());
         notes.push_back(commit + ": " + sig.message());
       } else if (!sig->problem.empty()) {
+        note_our_side(sig->problem);
         notes.push_back(commit + ": " + sig->problem);
       } else if (!sig->signer) {
         notes.push_back(commit + " (note on " + trust::short_sha(sha) + ") is unsigned");
@@ -327,6 +343,7 @@ class TrustPolicy final : public PolicyChecker {
     }
     auto checked = gatherer_.tag_check(mirror, keys, name, it->second);
     if (!checked) {
+      note_our_side(checked.error());
       failures.push_back("pull request tag " + ref + ": " + checked.message());
       return;
     }
@@ -339,6 +356,7 @@ class TrustPolicy final : public PolicyChecker {
                          trust::short_sha(checked->tag.object) + ", not at the PR head " +
                          trust::short_sha(sha));
     const trust::SignatureCheck& sig = checked->signature;
+    note_our_side(sig.problem);
     if (!sig.problem.empty()) {
       failures.push_back("pull request tag " + ref + ": " + sig.problem);
     } else if (!sig.signer) {
@@ -352,7 +370,19 @@ class TrustPolicy final : public PolicyChecker {
     }
   }
 
+  // The first failure on dmzbot's side met by the check under way: an error that is not the
+  // repository's (kInvalid), or a signature problem starting "error:" (a machine failure, see
+  // TrustKeys::verify). A verdict that fails with one is asked again (PolicyChecked::unavailable).
+  void note_our_side(const Error& e) {
+    if (e.code != Code::kInvalid && our_side_.empty()) our_side_ = e.message;
+  }
+  void note_our_side(const std::string& signature_problem) {
+    if (signature_problem.starts_with("error:") && our_side_.empty())
+      our_side_ = signature_problem;
+  }
+
   config::Repo repo_;
+  std::string our_side_;
   trust::FactGatherer gatherer_;
   trust::KeyCache keys_;
 };

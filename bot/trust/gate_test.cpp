@@ -727,12 +727,41 @@ TEST_CASE("trust: a PR whose policy does not parse is refused before it lands, w
   r.approvals(head);
   auto v = r.check("alice", head);
   CHECK_MESSAGE(v.pass == !broken, all(v.reasons));
+  CHECK(v.unavailable.empty());  // the PR's fault: no asking again
   if (broken) {
     REQUIRE(v.reasons.size() == 1);
     CHECK_MESSAGE(has_prefix(v.reasons, "the pull request would leave no usable policy: "
                                         ".dmz/policy.toml@" + s7(head) + ":"),
                   all(v.reasons));
   }
+}
+
+// A failure on dmzbot's side is not the PR's: the verdict fails closed and says so, and the
+// shell asks again rather than failing the PR.
+TEST_CASE("trust: a verdict that failed on our side says so; asked again, it passes") {
+  auto& k = keys();
+  PrRepo r;
+  std::string head = r.commit({{"a.txt", "a\n"}}, "feature", k.openpgp(k.gpg.alice));
+  r.approvals(head);
+  queue::PolicyChecked failed;
+  {
+    // No temporary directory (no GnuPG home) can be made under /proc, whoever runs the test.
+    const char* old = std::getenv("TMPDIR");
+    const std::string saved = old ? old : "";
+    setenv("TMPDIR", "/proc", 1);
+    failed = r.check("alice", head);
+    if (old)
+      setenv("TMPDIR", saved.c_str(), 1);
+    else
+      unsetenv("TMPDIR");
+  }
+  CHECK_FALSE(failed.pass);
+  CHECK(failed.unavailable == "error: cannot create a GnuPG home under /proc");
+  CHECK_MESSAGE(has(failed.reasons, "commit " + s7(head) + ": " + failed.unavailable),
+                all(failed.reasons));
+  auto again = r.check("alice", head);
+  CHECK_MESSAGE(again.pass, all(again.reasons));
+  CHECK(again.unavailable.empty());
 }
 
 TEST_CASE("trust: verifying on a pool (prefetch) gives the results of one thread, once each") {
