@@ -66,27 +66,80 @@ Command interpret(const std::vector<std::string>& w) {
   return c;
 }
 
+// A run of 3 or more '`' or '~' that a line's text starts with: a code fence (n == 0: none).
+struct Fence {
+  char c = 0;
+  std::size_t n = 0;
+};
+
+Fence fence_of(std::string_view text) {
+  if (text.empty() || (text[0] != '`' && text[0] != '~')) return {};
+  const std::size_t n = std::min(text.find_first_not_of(text[0]), text.size());
+  return n >= 3 ? Fence{text[0], n} : Fence{};
+}
+
+// `line` without its HTML comments, which GitHub does not show; `open` is set when one runs on
+// past the end of the line.
+std::string without_comments(std::string_view line, bool& open) {
+  std::string out;
+  for (;;) {
+    const auto start = line.find("<!--");
+    out += line.substr(0, start);
+    if (start == std::string_view::npos) return out;
+    // From start + 2: "<!-->" and "<!--->" are whole (empty) comments, as in HTML.
+    const auto end = line.find("-->", start + 2);
+    if (end == std::string_view::npos) {
+      open = true;
+      return out;
+    }
+    line = line.substr(end + 3);
+  }
+}
+
 }  // namespace
 
 std::vector<Command> parse_commands(std::string_view body, std::string_view bot) {
   std::vector<Command> out;
   const std::string name = "@" + ascii_lower(bot);
-  bool in_fence = false;
+  // Only what a reader sees at the start of a line is a command, so code, quotes and HTML
+  // comments are skipped as CommonMark renders them: a command shown as an example (or hidden)
+  // must not act. Simplified: 4+ columns of indentation is always code, even in a list item.
+  Fence fence;              // the open code fence, if any
+  bool in_comment = false;  // in an HTML comment `<!-- ... -->` begun on an earlier line
   std::size_t pos = 0;
   while (pos <= body.size() && out.size() < kMaxCommands) {
     auto end = body.find('\n', pos);
     std::string_view line =
         body.substr(pos, end == std::string_view::npos ? body.size() - pos : end - pos);
     pos = end == std::string_view::npos ? body.size() + 1 : end + 1;
-    auto first = line.find_first_not_of(" \t\r");
-    if (first == std::string_view::npos) continue;
-    line = line.substr(first);
-    if (line.starts_with("```") || line.starts_with("~~~")) {
-      in_fence = !in_fence;
-      continue;
+    if (line.ends_with('\r')) line.remove_suffix(1);
+    if (in_comment) {
+      const auto close = line.find("-->");
+      if (close == std::string_view::npos) continue;
+      in_comment = false;
+      line = line.substr(close + 3);  // mid-line: no code or quote can start here
+    } else {
+      std::size_t column = 0, first = 0;  // a tab goes to the next multiple of 4
+      for (; first < line.size() && (line[first] == ' ' || line[first] == '\t'); ++first)
+        column = line[first] == '\t' ? column / 4 * 4 + 4 : column + 1;
+      const std::string_view text = line.substr(first);
+      const Fence f = column < 4 ? fence_of(text) : Fence{};
+      if (fence.n > 0) {
+        // Closed only by the same character, at least as many, and nothing after but spaces.
+        if (f.c == fence.c && f.n >= fence.n &&
+            text.find_first_not_of(" \t", f.n) == std::string_view::npos)
+          fence = {};
+        continue;
+      }
+      if (column >= 4 || text.starts_with('>')) continue;  // indented code, a quote
+      // A backtick in the info string makes "```x```" a code span, not a fence.
+      if (f.n > 0 && !(f.c == '`' && text.find('`', f.n) != std::string_view::npos)) {
+        fence = f;
+        continue;
+      }
+      line = text;
     }
-    if (in_fence || line.front() == '>') continue;
-    auto words = words_of(line);
+    auto words = words_of(without_comments(line, in_comment));
     if (words.empty()) continue;
     std::string mention = ascii_lower(words[0]);
     for (char trailing : {',', ':'})  // "@dmzbot: merge"

@@ -21,7 +21,8 @@ struct Command {
 inline constexpr std::size_t kMaxCommands = 5;  // per comment; the rest are ignored
 
 // The commands in `body`: every line that starts with "@<bot>" (or "@<bot>[bot]"; any case)
-// outside quotes ("> ...") and code fences. `bot` is a login without "[bot]".
+// outside quotes ("> ..."), code (fenced, or indented 4+ columns) and HTML comments ("<!-- -->").
+// `bot` is a login without "[bot]".
 std::vector<Command> parse_commands(std::string_view body, std::string_view bot);
 
 // Whether the command changes the queue (only merge masters may give it).
