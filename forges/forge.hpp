@@ -76,6 +76,11 @@ struct Delivery {
   std::vector<queue::Event> events;
   std::vector<FollowUp> follow_ups;
   bool fetch = false;  // it names commits the mirror may not have yet: fetch before acting
+  // For each PR whose push it reports (a PrPushed among `events`), the head that push replaced
+  // (GitHub's `before`). A PR whose head is another one by the time the event is applied has
+  // moved on (the webhook is late) or missed a push (one was lost): the head is left to the
+  // fetch the delivery asks for, which reads the real one.
+  std::map<int, queue::Sha> pushed_from;
 };
 
 // Where a PR stands, as the forge shows it on the PR's head (a check run or a commit status),

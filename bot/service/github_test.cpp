@@ -1343,6 +1343,60 @@ TEST_CASE("github: a burst of webhooks during an API outage does not pile up wor
 
 // Deliveries arriving together share one commit of their ids; a redelivery among them (GitHub's
 // "redeliver" clicked while the first is in flight) is still taken only once.
+// GitHub delivers late, and a delivery is replayed at a restart: a push webhook older than
+// what dmzbot knows must neither set a PR back to an older head (dropping the approval of the
+// newer) nor set master back (cutting the train to rebuild it).
+TEST_CASE("github webhooks: a late push webhook, of a PR or of master, takes nothing back") {
+  GitHub gh({});
+  Bot bot(gh);
+  // A webhook that a later one must follow: once #n is known, every earlier one was handled.
+  int barrier = 10;
+  auto handled = [&] {
+    const int n = ++barrier;
+    bot.open(n, "barrier/" + std::to_string(n),
+             gh.commit("barrier/" + std::to_string(n), "b" + std::to_string(n), "b\n"));
+    REQUIRE(eventually([&] { return bot.pr(n).status == q::PrStatus::Open; }));
+  };
+
+  const std::string a = gh.commit("feature/a", "a.txt", "a\n");
+  bot.open(1, "feature/a", a);
+  bot.push(1, "feature/a", "a2.txt");
+  const std::string b = gh.rev("refs/heads/feature/a");
+  REQUIRE(eventually([&] { return bot.pr(1).head == b; }));
+  bot.label(1, "alice");
+  bot.candidate_of(1);
+  // The synchronize that made `a` the head, delivered now.
+  auto old = gh.api->pull(1);
+  old.head_sha = a;
+  json late = pr_payload("synchronize", old, "dev");
+  late["before"] = gh.initial;
+  late["after"] = a;
+  bot.hook("pull_request", late);
+  handled();
+  CHECK(bot.pr(1).head == b);
+  REQUIRE(bot.pr(1).approval);
+  CHECK(bot.pr(1).approval->sha == b);
+  bot.green(1);
+  const std::string landed = gh.rev("master");
+
+  bot.open(2, "feature/b", gh.commit("feature/b", "b.txt", "b\n"));
+  bot.label(2, "alice");
+  const std::string candidate = bot.candidate_of(2);
+  // The push of master that the landing of #1 made, delivered now: it names the old master.
+  json push = forges::github::testing::example("push");
+  push["ref"] = "refs/heads/master";
+  push["before"] = gh.initial;
+  push["after"] = gh.initial;
+  push["deleted"] = false;
+  push["repository"] = repo_json();
+  bot.hook("push", push);
+  handled();
+  CHECK(bot.service->state(kRepo)->master == landed);
+  CHECK(bot.candidate_of(2) == candidate);  // not cut and rebuilt
+  bot.green(2);
+  CHECK(gh.rev("master^1") == landed);
+}
+
 TEST_CASE("github webhooks: one delivery posted many times at once is taken once") {
   GitHub gh(test::FakeGitHub::Options{});
   Bot bot(gh);

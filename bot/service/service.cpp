@@ -703,8 +703,7 @@ struct Service::Impl final : driver::GitPort,
   // 40 s by default), and only the kPolicyTries-th such verdict fails the PR, closed, the error
   // among its reasons (`retry` asks again).
   static constexpr int kPolicyTries = 5;
-  void take_verdict(RepoRuntime& rt, const q::CheckPolicy& a, q::PolicyChecked verdict,
-                    int tries) {
+  void take_verdict(RepoRuntime& rt, const q::CheckPolicy& a, q::PolicyChecked verdict, int tries) {
     if (!verdict.unavailable.empty() && tries + 1 < kPolicyTries) {
       const q::Millis base = std::max<q::Millis>(options.fetch_interval.count(), 2'000);
       const q::Millis wait = base << tries;
@@ -981,10 +980,30 @@ struct Service::Impl final : driver::GitPort,
           });
   }
 
+  // Whether `e` is a push webhook's new head for a PR whose head is neither the one that push
+  // replaced nor the new one: a late webhook would set the PR back to an older head (and drop
+  // an approval of the newer); after a lost one it is still news, but the delivery's fetch
+  // reads the real head either way (GitHubForge::events_from_fetch).
+  static bool stale_push(const q::RepoState& state, const forges::Delivery& d, const q::Event& e) {
+    const auto* pushed = std::get_if<q::PrPushed>(&e);
+    if (!pushed) return false;
+    auto before = d.pushed_from.find(pushed->number);
+    auto pr = state.prs.find(pushed->number);
+    if (before == d.pushed_from.end() || pr == state.prs.end()) return false;
+    const q::Sha& head = pr->second.head;
+    if (head == before->second || head == pushed->head) return false;
+    log::info({.repo = d.repo, .pr = pushed->number, .sha = pushed->head},
+              "push webhook left to the fetch: it replaced {}, the head is {}",
+              before->second.substr(0, 7), head.substr(0, 7));
+    return true;
+  }
+
   // Engine thread: a webhook's events, then its follow-ups with heads pinned as they were when
   // the comment was written.
   void handle_delivery(RepoRuntime& rt, forges::Delivery d,
                        const std::shared_ptr<DeliveryTicket>& ticket) {
+    if (const q::RepoState* state = driver->state(rt.cfg.name))
+      std::erase_if(d.events, [&](const q::Event& e) { return stale_push(*state, d, e); });
     apply_delivered(rt.cfg.name, d.events, ticket);
     if (d.follow_ups.empty()) return;
     const q::RepoState* state = driver->state(rt.cfg.name);

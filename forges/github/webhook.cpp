@@ -218,6 +218,8 @@ struct Reader {
       if (!is_object_id(head))
         return invalid("pull request #" + std::to_string(n) + " has no head sha");
       d.events.push_back(q::PrPushed{n, head, now, false});
+      if (const std::string before = str(p, {"before"}); is_object_id(before))
+        d.pushed_from[n] = before;
       d.fetch = true;
     } else if (action == "closed") {
       d.events.push_back(q::PrClosed{n, now});
@@ -327,7 +329,9 @@ struct Reader {
     if (str(p, {"ref"}) != "refs/heads/" + cfg.master || flag(p, {"deleted"}) ||
         !is_object_id(after) || zero_sha(after))
       return {};
-    d.events.push_back(q::MasterObserved{after, now});
+    // Only a fetch: the fetch reads where master is now. `after` may be old news (a webhook
+    // late behind dmzbot's own later landings, or replayed at a restart), and taken as is it
+    // would set master back and cut the whole train to rebuild it twice.
     d.fetch = true;
     return {};
   }
