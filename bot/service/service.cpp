@@ -1285,7 +1285,14 @@ struct Service::Impl final : driver::GitPort,
       return std::numeric_limits<q::Millis>::max();
     };
     bool posted = rt.forge_thread->post([this, &rt, input = std::move(input)] {
-      auto events = rt.forge->reconcile(input, now());
+      // Whatever happens in the adapter, the engine hears back: reconcile_in_flight is
+      // cleared there, and an exception left unanswered would stop reconciliation for good.
+      Result<std::vector<q::Event>> events = internal("reconciliation threw");
+      try {
+        events = rt.forge->reconcile(input, now());
+      } catch (const std::exception& e) {
+        events = internal(std::string("reconciliation threw: ") + e.what());
+      }
       if (events)  // the API answers again: the checks that waited for reviews go on
         for (const auto& a : std::exchange(rt.reviews_waiting, {}))
           rt.git->post([this, &rt, a] { judge_policy(rt, a); });

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <thread>
 
@@ -45,6 +46,19 @@ std::string str(const json& j, const char* key) {
   if (!j.is_object()) return "";
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The integer under `key`, else `fallback`. GitHub's answers pass proxies (and GHES versions):
+// a field of another type is missing data, never an exception (nlohmann's value() throws).
+std::int64_t integer(const json& j, const char* key, std::int64_t fallback = 0) {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<std::int64_t>() : fallback;
+}
+bool boolean(const json& j, const char* key) {
+  if (!j.is_object()) return false;
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
 }
 
 std::string when(q::Millis t) { return iso8601_utc(t / 1000); }
@@ -383,7 +397,8 @@ namespace {
 // A pull request as the API shows it (GET /pulls, GET /pulls/{n}, POST /pulls).
 PullInfo pull_info(const json& p) {
   PullInfo info;
-  info.number = p.value("number", 0);
+  const std::int64_t number = integer(p, "number");
+  info.number = number > 0 && number <= std::numeric_limits<int>::max() ? int(number) : 0;
   if (p.contains("state")) info.state = str(p, "state");
   info.title = str(p, "title");
   if (p.contains("user")) info.author = str(p["user"], "login");
@@ -392,7 +407,7 @@ PullInfo pull_info(const json& p) {
     info.head_ref = str(p["head"], "ref");
   }
   if (p.contains("base")) info.base = str(p["base"], "ref");
-  info.draft = p.value("draft", false);
+  info.draft = boolean(p, "draft");
   if (p.contains("labels") && p["labels"].is_array())
     for (const auto& l : p["labels"]) info.labels.push_back(str(l, "name"));
   return info;
@@ -416,6 +431,9 @@ Result<std::pair<std::vector<PullInfo>, bool>> Client::open_pulls(const std::str
 Result<PullInfo> Client::pull(int number) {
   auto r = call("GET", "/repos/" + options_.repo + "/pulls/" + std::to_string(number));
   if (!r) return r.error();
+  if (!r->body.is_object())
+    return unavailable("GET /pulls/" + std::to_string(number) +
+                       ": the answer is not a pull request");
   PullInfo info = pull_info(r->body);
   info.number = number;
   return info;
@@ -546,9 +564,9 @@ Result<std::int64_t> Client::check_run(std::optional<std::int64_t> id, const jso
       id ? call("PATCH", "/repos/" + options_.repo + "/check-runs/" + std::to_string(*id), &fields)
          : call("POST", "/repos/" + options_.repo + "/check-runs", &fields);
   if (!r) return r.error();
-  if (!r->body.is_object() || !r->body.contains("id") || !r->body["id"].is_number_integer())
-    return unavailable("the check run answer has no id");
-  return r->body["id"].get<std::int64_t>();
+  const std::int64_t run = integer(r->body, "id");
+  if (run <= 0) return unavailable("the check run answer has no id");
+  return run;
 }
 
 Result<std::optional<std::int64_t>> Client::find_check_run(const q::Sha& sha,
@@ -556,10 +574,10 @@ Result<std::optional<std::int64_t>> Client::find_check_run(const q::Sha& sha,
   auto r = call("GET", "/repos/" + options_.repo + "/commits/" + sha +
                            "/check-runs?check_name=" + path_segment(name) + "&filter=latest");
   if (!r) return r.error();
-  const json& runs = r->body.is_object() ? r->body.value("check_runs", json::array()) : json();
-  if (!runs.is_array() || runs.empty() || !runs[0].contains("id"))
+  auto runs = r->body.is_object() ? r->body.find("check_runs") : r->body.end();
+  if (runs == r->body.end() || !runs->is_array() || runs->empty() || integer((*runs)[0], "id") <= 0)
     return std::optional<std::int64_t>();
-  return std::optional<std::int64_t>(runs[0]["id"].get<std::int64_t>());
+  return std::optional<std::int64_t>(integer((*runs)[0], "id"));
 }
 
 Result<std::vector<q::Check>> Client::checks(const q::Sha& sha) {

@@ -363,6 +363,42 @@ TEST_CASE("github client: a GitHub App's JWT buys installation tokens, renewed b
   CHECK(fresh.call("GET", "/w").code() == Code::kUnauthenticated);
 }
 
+// A proxy or an odd GHES can answer 200 with anything: an answer of the wrong shape is an
+// error or no data, never an exception (one thrown on the forge thread stopped reconciliation).
+TEST_CASE("github client: answers of the wrong shape are errors or no data, never a throw") {
+  Fixture f;
+  Client c = f.client();
+  for (const char* body : {"", "[]", "\"x\"", "null"}) {
+    CAPTURE(body);
+    f.http.answer(200, body);
+    auto pull = c.pull(5);
+    CHECK(pull.code() == Code::kUnavailable);
+  }
+  f.http.answer(200, R"({"number":"5","draft":"yes","head":{"sha":7},"user":"x","labels":{}})");
+  auto odd = c.pull(5);
+  REQUIRE(odd.ok());
+  CHECK(odd->number == 5);
+  CHECK_FALSE(odd->draft);
+  CHECK(odd->head.empty());
+  f.http.answer(200, R"([1, "x", {"number": 1e30, "head": {"sha": "a"}},
+                         {"number": 3, "head": {"sha": "b"}, "draft": true}])");
+  auto open = c.open_pulls("master");
+  REQUIRE(open.ok());
+  REQUIRE(open->first.size() == 1);
+  CHECK(open->first[0].number == 3);
+  CHECK(open->first[0].draft);
+  for (const char* body :
+       {R"({"check_runs":"x"})", R"({"check_runs":[{"id":"7"}]})", R"({"check_runs":[3]})", "[]"}) {
+    CAPTURE(body);
+    f.http.answer(200, body);
+    auto run = c.find_check_run(std::string(40, 'a'), "dmzbot");
+    REQUIRE(run.ok());
+    CHECK_FALSE(*run);
+  }
+  f.http.answer(200, R"({"check_runs":[{"id":7}]})");
+  CHECK(*c.find_check_run(std::string(40, 'a'), "dmzbot") == std::optional<std::int64_t>(7));
+}
+
 TEST_CASE("github client: small parsers") {
   CHECK(next_link("<https://a/x?page=2>; rel=\"next\", <https://a/x?page=9>; rel=\"last\"") ==
         "https://a/x?page=2");
