@@ -14,6 +14,19 @@ namespace {
 namespace q = queue;
 using nlohmann::json;
 
+bool waiting_or_in_train(const q::PullRequest& pr) {
+  switch (pr.status) {
+    case q::PrStatus::Approved:
+    case q::PrStatus::Queued:
+    case q::PrStatus::Merging:
+    case q::PrStatus::InDmz:
+    case q::PrStatus::Building:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool terminal(const q::PullRequest& pr) {
   return pr.status == q::PrStatus::Merged ||
          (pr.status == q::PrStatus::Cancelled && pr.reason_code == q::Reason::Closed);
@@ -139,6 +152,9 @@ std::vector<q::Event> reconcile_pulls(const q::RepoState& state, const std::vect
       out.push_back(q::PrPushed{p.number, p.head, now, false});
     else if (pr.title != p.title && pr.branch == p.head_ref && pr.author == p.author)
       out.push_back(opened);  // an edited title
+    // Converted to a draft, the webhook lost: out of the queue, as converted_to_draft does.
+    if (p.draft && pr.head == p.head && waiting_or_in_train(pr))
+      out.push_back(q::CancelRequested{p.number, "GitHub (it is a draft now)", now});
   }
   if (complete)
     for (const auto& [n, pr] : state.prs) {
@@ -202,7 +218,7 @@ std::vector<q::Event> GitHubForge::events_from_fetch(const q::RepoState& state,
                                                      const RemoteRefs& refs, q::Millis now) const {
   std::vector<q::Event> out;
   for (const auto& [n, pr] : state.prs) {
-    if (terminal(pr) || pr.status == q::PrStatus::Cancelled) continue;
+    if (terminal(pr)) continue;  // a cancelled PR's head is kept current: `retry` takes it
     auto it = refs.pulls.find(n);
     // Only a head this fetch moved: the fetch may have read refs/pull/N/head before a push whose
     // `synchronize` webhook has already been applied, and must not take the PR back to it.

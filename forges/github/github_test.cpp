@@ -429,6 +429,25 @@ TEST_CASE("reconcile_pulls: missed openings, pushes, reopenings, titles and clos
   CHECK(missing == std::vector<int>{3});
 }
 
+// A PR converted to a draft whose webhook was lost: GitHub would not merge it, nor does dmzbot.
+TEST_CASE("reconcile_pulls: a draft waiting or in the train is taken out; others are left") {
+  q::RepoState s;
+  s.prs[1] = pr(1, kA, q::PrStatus::Queued);
+  s.prs[2] = pr(2, kA, q::PrStatus::Building);
+  s.prs[3] = pr(3, kA, q::PrStatus::Approved);
+  s.prs[4] = pr(4, kA);                          // not queued: nothing to take out
+  s.prs[5] = pr(5, kA, q::PrStatus::Queued);     // not a draft
+  s.prs[6] = pr(6, kA, q::PrStatus::Cancelled);  // out already
+  std::vector<PullInfo> open = {info(1, kA), info(2, kA), info(3, kA),
+                                info(4, kA), info(5, kA), info(6, kA)};
+  for (int i : {0, 1, 2, 3, 5}) open[i].draft = true;
+  const q::Millis now = 99;
+  const std::string by = "GitHub (it is a draft now)";
+  CHECK(kinds(reconcile_pulls(s, open, true, now)) ==
+        kinds({q::CancelRequested{1, by, now}, q::CancelRequested{2, by, now},
+               q::CancelRequested{3, by, now}}));
+}
+
 TEST_CASE("reconcile_checks: only states that differ from what the candidate holds") {
   q::Candidate k;
   k.sha = kC;
@@ -558,6 +577,17 @@ TEST_CASE("github forge: a fetch's refs/pull/N/head moves PRs; branches do not")
   CHECK(kinds(events) == kinds({q::PrPushed{1, kB, 3, true}}));
   refs.branches["master"] = kC;
   CHECK(forge->events_from_fetch(s, refs, 3).size() == 2);
+  refs.branches["master"] = kA;
+  // A cancelled PR's head is kept current (a `retry` queues the head it has now); a closed or
+  // merged one is left alone.
+  s.prs[3] = pr(3, kA, q::PrStatus::Cancelled);
+  s.prs[4] = pr(4, kA, q::PrStatus::Cancelled);
+  s.prs[4].reason_code = q::Reason::Closed;
+  s.prs[5] = pr(5, kA, q::PrStatus::Merged);
+  refs.pulls = {{3, kC}, {4, kC}, {5, kC}};
+  refs.rewritten.clear();
+  refs.moved_pulls = {3, 4, 5};
+  CHECK(kinds(forge->events_from_fetch(s, refs, 3)) == kinds({q::PrPushed{3, kC, 3, false}}));
 }
 
 TEST_CASE("github forge: a fetch that saw a PR's head again does not undo a newer webhook") {
