@@ -188,7 +188,8 @@ TEST_CASE("events carry their snake_case type and fields") {
              {"signers", {"alice"}},
              {"approvers", {"bob"}},
              {"target", sha('m')},
-             {"epoch", 0}});
+             {"epoch", 0},
+             {"unavailable", ""}});
   CHECK(to_json(Event{PrOpened{1, "feature/a", "ann", "A", sha('a'), 1}}) ==
         json{{"type", "pr_opened"},
              {"number", 1},
