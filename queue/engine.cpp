@@ -166,7 +166,9 @@ struct Ctx {
   }
   PullRequest& pr(int n) { return s.prs.at(n); }
   std::vector<CandidateId> landed;  // candidates that landed during this event
-  bool removed = false;             // candidates left the train without landing
+  // dmz may not be at the tip of the train: candidates left it without landing, or a probe
+  // (never on dmz) landed.
+  bool dmz_stale = false;
   bool landing(const PullRequest& p) const {
     if (!p.candidate) return false;
     auto i = index_of(s, *p.candidate);
@@ -338,6 +340,7 @@ void landed(Ctx& c) {
   Candidate k = std::move(c.s.train.front());
   c.s.train.erase(c.s.train.begin());
   c.s.master = k.sha;
+  c.landed.push_back(k.id);  // PRs held on it (before a switch to serial) were to blame
   for (int n : k.prs) {
     auto& pr = c.pr(n);
     observe_pr(c, pr, false);
@@ -559,7 +562,7 @@ std::vector<int> cut_lane(Ctx& c, std::size_t index) {
       c.pr(n).candidate.reset();
       if (i != index) requeue(c, c.pr(n));
     }
-    if (!k.probe) c.removed = true;  // dmz may have to follow the tip
+    if (!k.probe) c.dmz_stale = true;  // dmz may have to follow the tip
   }
   // Probes built on a candidate that is gone say nothing any more: their PRs wait again.
   std::vector<Candidate> still;
@@ -667,8 +670,10 @@ std::optional<CandidateId> ahead_of(const Ctx& c, std::size_t index) {
   return ahead;
 }
 
+// `announced`: the Pending the failing report replaced (the CI announced that run), if any.
 void fail_candidate(Ctx& c, std::size_t index, Reason code, const std::string& reason,
-                    const std::vector<std::string>& details) {
+                    const std::vector<std::string>& details,
+                    const std::optional<Check>& announced = std::nullopt) {
   Candidate& k = c.s.train[index];
   const std::optional<CandidateId> ahead = ahead_of(c, index);
   // A PR alone at the front would be ejected: with flaky checks it is built again first, in
@@ -677,10 +682,15 @@ void fail_candidate(Ctx& c, std::size_t index, Reason code, const std::string& r
     ++c.pr(k.prs[0]).failures;
     ++k.attempt;
     k.failed = true;
+    // A run this attempt announced (Pending), the failed one too, keeps its record: its end,
+    // arriving after the retry started, is told apart from the retry's (CheckReported).
     for (const auto& context : c.cfg.required_checks) {
       auto it = k.checks.find(context);
-      if (it != k.checks.end() && it->second.state != CheckState::Success) k.checks.erase(it);
+      if (it != k.checks.end() && it->second.state != CheckState::Success &&
+          it->second.state != CheckState::Pending)
+        k.checks.erase(it);
     }
+    if (announced) k.checks[announced->context] = *announced;
     k.status = CandidateStatus::InDmz;
     k.pushed_at = c.at;
     k.paused_ms = 0;
@@ -872,6 +882,7 @@ void land_chain(Ctx& c, CandidateId id) {
   for (auto& k : c.s.train) (ids.count(k.id) ? landing : kept).push_back(std::move(k));
   c.s.train = std::move(kept);
   c.s.master = target.sha;
+  if (target.probe) c.dmz_stale = true;  // a probe is not on dmz: dmz is behind master now
   for (const auto& k : landing) {
     if (!green(k, c.cfg) && !k.sha.empty()) c.emit(CancelBuild{k.sha, k.id});  // jumped over
     c.landed.push_back(k.id);
@@ -1143,11 +1154,11 @@ const Candidate* tip_of(const RepoState& s) {
   return tip;
 }
 
-// After a generic event: dmz follows the tip when candidates were cut, and their branches go.
-void finish_generic(Ctx& c, const std::set<CandidateId>& before) {
+// After an event: dmz follows the tip when candidates were cut, and their branches go.
+void finish_event(Ctx& c, const std::set<CandidateId>& before) {
   std::set<CandidateId> now;
   for (const auto& k : c.s.train) now.insert(k.id);
-  if (c.removed) {
+  if (c.dmz_stale) {
     const Candidate* tip = tip_of(c.s);
     if (!tip)
       c.emit(ResetDmz{c.s.master});
@@ -1534,10 +1545,21 @@ Verdict on(Ctx& c, const CheckReported& e) {
   const bool was_green = green(k, c.cfg);
   Check check = e.check;
   if (check.at == 0) check.at = c.at;
+  const bool bad = check.state == CheckState::Failure || check.state == CheckState::Error;
+  const bool required = is_required(c.cfg, check.context);
+  std::optional<Check> announced;  // the Pending that announced the run this report is about
+  if (auto it = k.checks.find(check.context);
+      it != k.checks.end() && it->second.state == CheckState::Pending)
+    announced = it->second;
+  // Built again in place (flaky): the failure of a run announced before the retry started is
+  // the failed attempt's, ending late or reported again, not the retry's, whose runs announce
+  // themselves first (Check::at is when a report arrived). A CI that never reports Pending is
+  // taken at its word.
+  if (bad && required && k.attempt > 1 && announced && announced->at <= k.pushed_at)
+    return std::nullopt;
   k.checks[check.context] = check;
   if (!on_dmz(k.status)) return std::nullopt;  // landing: too late to matter
-  const bool bad = check.state == CheckState::Failure || check.state == CheckState::Error;
-  if (bad && is_required(c.cfg, check.context)) {
+  if (bad && required) {
     observe_build(c, k);
     const std::string what =
         check.description.empty() ? std::string(to_string(check.state)) : check.description;
@@ -1547,7 +1569,7 @@ Verdict on(Ctx& c, const CheckReported& e) {
         "check " + check.context + " failed: " + what +
         "; push a fix and ask for approval again, or retry if the PR was not the cause";
     if (generic(c.cfg)) {
-      fail_candidate(c, *i, Reason::BuildFailed, reason, details);
+      fail_candidate(c, *i, Reason::BuildFailed, reason, details, announced);
     } else {
       if (k.prs.size() == 1) observe_pr(c, c.pr(k.prs.front()), true);
       back_out(c, *i, Reason::BuildFailed, reason, details);
@@ -1592,6 +1614,7 @@ bool landing_changes_policy(const Ctx& c, std::size_t index) {
 // judged under the old one, at an older master. Each is judged again at the new master,
 // keeping its place; the candidates left are cut, as they hold PRs judged under the old policy.
 void judge_again_after_policy_change(Ctx& c) {
+  resolve_holds(c);  // first: judging again forgets whom a PR was held on, and what landed
   while (!c.s.train.empty())
     for (int n : cut(c, 0)) requeue(c, c.pr(n));
   judge_queued_again(c, "the policy changed on master: judged again under it");
@@ -1748,9 +1771,9 @@ Outcome handle(RepoState& state, const Event& event, const Settings& settings) {
     for (const auto& k : work.train) before.insert(k.id);
     if (Verdict v = std::visit([&](const auto& e) { return on(c, e); }, event))
       return Outcome{std::move(*v), {}};
-    if (generic(settings)) resolve_holds(c);
+    resolve_holds(c);  // every strategy: held PRs survive a switch to serial
     schedule(c);
-    if (generic(settings)) finish_generic(c, before);
+    finish_event(c, before);  // every strategy: serial candidates have branches too
     state = std::move(work);
     return Outcome{std::nullopt, std::move(c.out)};
   } catch (const std::exception& e) {
@@ -1791,7 +1814,10 @@ std::vector<Action> resume(const RepoState& state, const Settings& settings) {
     out.push_back(ResetDmz{state.master});
   } else if (generic(settings)) {
     const Candidate* tip = tip_of(state);
-    if (tip && !tip->sha.empty()) out.push_back(ResetDmz{tip->sha});
+    if (!tip && !state.master.empty())  // probes alone (one may have landed): dmz is master
+      out.push_back(ResetDmz{state.master});
+    else if (tip && !tip->sha.empty())
+      out.push_back(ResetDmz{tip->sha});
   }
   if (settings.candidate_branches) {
     PruneCandidates prune;

@@ -12,8 +12,8 @@ namespace dmz::queue {
 Outcome handle(RepoState& state, const Event& event, const Settings& settings);
 
 // After a restart: the actions that were in flight for `state` (policy checks, merges,
-// builds, fast-forwards, and the reset of dmz when the train is empty), to be executed
-// again. Every action is idempotent in the shell.
+// builds, fast-forwards, and the reset of dmz: to master when the train holds no chain, else,
+// but for serial, to its tip), to be executed again. Every action is idempotent in the shell.
 std::vector<Action> resume(const RepoState& state, const Settings& settings);
 
 // The PRs waiting for the train, in the order they will enter it (priority, highest first,

@@ -1563,3 +1563,19 @@ TEST_CASE("failure and merge notices carry their details") {
   REQUIRE(merged.size() == 1);
   CHECK(merged[0].details == std::vector<std::string>{sha('d')});
 }
+
+TEST_CASE(
+    "serial with candidate branches: a candidate that leaves the train has its branch pruned") {
+  Repo r;
+  r.cfg.candidate_branches = true;
+  r.queue(1, sha('a'));
+  r.queue(2, sha('b'));
+  r.merged(1, sha('c'));
+  auto failed = r.check(sha('c'), CheckState::Failure);
+  CHECK(r.pr(1).status == PrStatus::Failed);
+  CHECK(only<PruneCandidates>(failed).keep == std::vector<CandidateId>{2});
+  r.green(2, sha('d'));
+  auto landed = r.master_pushed(2, true);
+  CHECK(r.pr(2).status == PrStatus::Merged);
+  CHECK(only<PruneCandidates>(landed).keep.empty());
+}

@@ -726,6 +726,122 @@ TEST_CASE("priority_interrupts: a higher priority cuts the lower candidates that
   CHECK(numbers(next[0]) == std::vector<int>{2});
 }
 
+TEST_CASE(
+    "flaky checks: the first attempt's reports that arrive after its retry started do not use "
+    "up the retry") {
+  Repo r(Strategy::Train);
+  r.cfg.required_checks = {"ci/build", "ci/test"};
+  r.cfg.flaky_retries = 1;
+  r.queue(1);
+  const Sha c1 = r.merge(1);
+  auto report = [&](const std::string& context, CheckState state) {
+    return r.on(CheckReported{c1, Check{context, state, "", "", 0}, r.now});
+  };
+  // The CI announces both runs, then ci/build fails: the build is retried in place.
+  report("ci/build", CheckState::Pending);
+  report("ci/test", CheckState::Pending);
+  auto retry = report("ci/build", CheckState::Failure);
+  REQUIRE(all<StartBuild>(retry).size() == 1);
+  CHECK(all<StartBuild>(retry)[0].attempt == 2);
+  // The first attempt's ci/test ends, and the forge reports its failed ci/build again, both
+  // before the second attempt announced its runs: nobody is ejected.
+  CHECK(report("ci/test", CheckState::Failure).actions.empty());
+  CHECK(report("ci/build", CheckState::Failure).actions.empty());
+  CHECK(r.status(1) == PrStatus::InDmz);
+  // The second attempt announces its runs: what they report counts.
+  report("ci/build", CheckState::Pending);
+  report("ci/test", CheckState::Pending);
+  SUBCASE("it passes: the PR lands") {
+    report("ci/build", CheckState::Success);
+    auto g = report("ci/test", CheckState::Success);
+    REQUIRE(all<FastForwardMaster>(g).size() == 1);
+    r.pushed(1);
+    CHECK(r.status(1) == PrStatus::Merged);
+  }
+  SUBCASE("it fails too: the PR is ejected") {
+    report("ci/test", CheckState::Failure);
+    CHECK(r.status(1) == PrStatus::Failed);
+    CHECK(r.s.prs.at(1).reason_code == Reason::BuildFailed);
+  }
+}
+
+TEST_CASE("adaptive: a probe that lands itself takes dmz along to the new master") {
+  Repo r(Strategy::Adaptive);
+  r.observe_load();  // every PR is probed first
+  r.queue(1, {"a/x.cpp"});
+  r.queue(2, {"b/x.cpp"});
+  const CandidateId probe = r.with({1});
+  REQUIRE(probe != 0);
+  REQUIRE(r.candidate(probe).probe);
+  REQUIRE(r.with({2}) != 0);
+  const Sha p1 = r.merge(probe);
+  r.merge(r.with({2}));
+  REQUIRE(all<FastForwardMaster>(r.check(p1, true)).size() == 1);
+  auto o = r.pushed(probe);
+  CHECK(r.status(1) == PrStatus::Merged);
+  CHECK(r.s.master == p1);
+  // dmz was left at the old master (a probe never moves it): it follows master now.
+  REQUIRE(all<ResetDmz>(o).size() == 1);
+  CHECK(all<ResetDmz>(o)[0].sha == p1);
+  // ... and again after a restart, with only PR 2's probe in the train.
+  REQUIRE(r.s.train.size() == 1);
+  REQUIRE(r.s.train[0].probe);
+  bool reset = false;
+  for (const auto& a : resume(r.s, r.cfg))
+    if (const auto* d = std::get_if<ResetDmz>(&a)) reset |= d->sha == p1;
+  CHECK(reset);
+}
+
+TEST_CASE("adaptive: a probe held on a candidate whose landing changes the policy is to blame") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.window_start = 4;
+  r.queue(1, {".dmz/policy.toml", "app/main.cpp"});
+  const Sha c1 = r.merge(1);
+  r.queue(2, {"app/main.cpp"});  // may conflict with PR 1: probed on c1
+  const CandidateId probe = r.with({2});
+  REQUIRE(probe != 0);
+  REQUIRE(r.candidate(probe).probe);
+  REQUIRE(r.candidate(probe).base == c1);
+  r.check(r.merge(probe), false);
+  REQUIRE(r.s.prs.at(2).held_by == CandidateId{1});
+  REQUIRE(all<FastForwardMaster>(r.check(c1, true)).size() == 1);
+  auto o = r.pushed(1);
+  CHECK(r.status(1) == PrStatus::Merged);
+  // PR 1 landed: PR 2 was to blame, and is not judged again under the new policy as innocent.
+  CHECK(r.status(2) == PrStatus::Failed);
+  CHECK(r.s.prs.at(2).reason_code == Reason::BuildFailed);
+  CHECK(all<CheckPolicy>(o).empty());
+}
+
+TEST_CASE("held PRs are decided after a restart with the serial strategy, not left waiting") {
+  Repo r(Strategy::Train);
+  r.cfg.window_start = 2;
+  r.queue(1);
+  const Sha c1 = r.merge(1);
+  r.queue(2);
+  const Sha c2 = r.merge(r.with({2}));
+  r.check(c2, false);
+  REQUIRE(r.s.prs.at(2).held_by == CandidateId{1});
+  r.cfg.strategy = Strategy::Serial;  // the operator goes back to the default
+
+  SUBCASE("candidate 1 fails: 2 was innocent and is built on master") {
+    auto f = r.check(c1, false);
+    CHECK(r.status(1) == PrStatus::Failed);
+    CHECK_FALSE(r.s.prs.at(2).held_by);
+    auto rebuilt = all<BuildCandidate>(f);
+    REQUIRE(rebuilt.size() == 1);
+    CHECK(numbers(rebuilt[0]) == std::vector<int>{2});
+    CHECK(rebuilt[0].base == kMaster);
+  }
+  SUBCASE("candidate 1 lands: 2 was to blame and is ejected") {
+    REQUIRE(all<FastForwardMaster>(r.check(c1, true)).size() == 1);
+    r.pushed(1);
+    CHECK(r.status(1) == PrStatus::Merged);
+    CHECK(r.status(2) == PrStatus::Failed);
+    CHECK(r.s.prs.at(2).reason_code == Reason::BuildFailed);
+  }
+}
+
 // ---- the property test -------------------------------------------------------------------------
 
 namespace {
