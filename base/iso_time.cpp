@@ -1,6 +1,7 @@
 #include "base/iso_time.hpp"
 
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 namespace dmz {
@@ -24,6 +25,31 @@ std::optional<std::int64_t> parse_iso8601_ms(const std::string& t) {
   std::tm tm{};
   tm.tm_year = y - 1900;
   tm.tm_mon = mo - 1;
+  tm.tm_mday = d;
+  tm.tm_hour = h;
+  tm.tm_min = mi;
+  tm.tm_sec = s;
+  std::time_t epoch = timegm(&tm);
+  if (epoch == static_cast<std::time_t>(-1)) return std::nullopt;
+  return static_cast<std::int64_t>(epoch) * 1000;
+}
+
+// By hand, not strptime: its %a and %b follow the process locale, and HTTP's names do not.
+std::optional<std::int64_t> parse_http_date(const std::string& date) {
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  char weekday[4] = {}, month[4] = {}, zone[4] = {};
+  int d, y, h, mi, s, end = 0;
+  if (std::sscanf(date.c_str(), "%3[A-Za-z], %2d %3[A-Za-z] %4d %2d:%2d:%2d %3[A-Z]%n", weekday, &d,
+                  month, &y, &h, &mi, &s, zone, &end) != 8 ||
+      static_cast<std::size_t>(end) != date.size() || std::strcmp(zone, "GMT") != 0)
+    return std::nullopt;
+  int mo = 0;
+  while (mo < 12 && std::strcmp(month, kMonths[mo]) != 0) ++mo;
+  if (mo == 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = mo;
   tm.tm_mday = d;
   tm.tm_hour = h;
   tm.tm_min = mi;

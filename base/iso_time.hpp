@@ -17,4 +17,9 @@ std::string iso8601_utc(std::int64_t unix_seconds);
 // malformed.
 std::optional<std::int64_t> parse_iso8601_ms(const std::string& iso8601);
 
+// An HTTP Date header in the IMF-fixdate form servers send (RFC 9110 5.6.7: "Sun, 06 Nov 1994
+// 08:49:37 GMT") as milliseconds since the epoch; nullopt for anything else (the obsolete
+// forms included).
+std::optional<std::int64_t> parse_http_date(const std::string& date);
+
 }  // namespace dmz

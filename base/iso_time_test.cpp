@@ -22,5 +22,18 @@ TEST_CASE("parse_iso8601_ms reads GitHub's timestamps, and refuses anything else
   CHECK_FALSE(parse_iso8601_ms("2011-04-14T16:00:49"));
 }
 
+TEST_CASE("parse_http_date reads an HTTP Date header, and refuses anything else") {
+  CHECK(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == 784111777000);
+  CHECK(parse_http_date("Fri, 27 Nov 2026 19:10:11 GMT") ==
+        parse_iso8601_ms("2026-11-27T19:10:11Z"));
+  for (const char* bad : {"", "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994",
+                          "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 06 Nov 1994 08:49:37 GMT x",
+                          "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, 06 Nov 1994 25:49:37 GMT",
+                          "Sun, 06 Nov 1994 08:49 GMT"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(parse_http_date(bad));
+  }
+}
+
 }  // namespace
 }  // namespace dmz

@@ -121,6 +121,10 @@ struct ApiHealth {
   queue::Millis blocked_until = 0;   // rate limited until then (0: not)
   int rate_remaining = -1;           // what the API said is left (-1: unknown)
   queue::Millis last_reconcile = 0;  // the last complete reconciliation
+  // The API's clock minus dmzbot's, from the Date of its latest answer (0 until one came): the
+  // times the forge writes (a comment's, a label's) are on its clock, the heads dmzbot logged
+  // on its own, and pinning an approval to a head compares the two.
+  queue::Millis clock_offset = 0;
 };
 
 // A plain-forge registration of a pull request (POST .../pulls).

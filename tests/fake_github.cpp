@@ -19,6 +19,7 @@
 #include <boost/beast/ssl.hpp>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <sstream>
 
@@ -67,6 +68,16 @@ std::map<std::string, std::string> query_of(const std::string& target) {
 }
 
 std::string iso(std::int64_t ms) { return iso8601_utc(ms / 1000); }
+
+// "Sun, 06 Nov 1994 08:49:37 GMT", as every answer of GitHub's carries.
+std::string http_date(std::int64_t ms) {
+  const std::time_t t = ms / 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return buf;
+}
 
 std::string b64url_decode(std::string s) {
   for (char& c : s) {
@@ -174,7 +185,8 @@ std::string FakeGitHub::api_url() const { return "https://127.0.0.1:" + std::to_
 std::int64_t FakeGitHub::now_ms() const {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
-      .count();
+             .count() +
+         options_.clock_skew_ms;
 }
 
 void FakeGitHub::serve() {
@@ -235,6 +247,7 @@ void FakeGitHub::handle(int fd) {
     }
     http::response<http::string_body> res{static_cast<http::status>(a.status), 11};
     res.set(http::field::server, "fake-github");
+    res.set(http::field::date, http_date(now_ms()));
     res.set(http::field::content_type, "application/json; charset=utf-8");
     for (const auto& [k, v] : a.headers) res.set(k, v);
     if (!a.raw_empty) res.body() = a.body.is_null() ? std::string() : a.body.dump();

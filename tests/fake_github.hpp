@@ -36,6 +36,9 @@ class FakeGitHub {
     std::int64_t installation_token_ttl_ms = 3'600'000;
     std::string installation_token;  // what every installation token is ("" = fresh each time)
     int page_size = 100;             // at most this many items per page, whatever per_page says
+    // How far GitHub's clock is ahead of this machine's: its Date headers, the times it writes
+    // and those it checks (a JWT's) are on it.
+    std::int64_t clock_skew_ms = 0;
     // The commit a branch of the repository points at ("" = no such branch), for POST /pulls.
     std::function<std::string(const std::string& branch)> branch_head;
   };

@@ -1525,6 +1525,38 @@ TEST_CASE("github webhooks: an installation naming several repositories reaches 
 // GitHub does not deliver in order: a push made after a merge master's comment may arrive
 // first. The comment approves (or tries) the head the PR had when it was written, never the
 // later push.
+// GitHub writes a comment's time on its clock, dmzbot logs heads on its own: with GitHub's
+// clock 30 s ahead, a comment written 10 s before a push looks 20 s after it. The offset read
+// from the API's Date headers puts the two on one clock.
+TEST_CASE("github commands: a comment is pinned to its head on one clock, GitHub's ahead") {
+  test::FakeGitHub::Options ahead;
+  ahead.clock_skew_ms = 30'000;
+  GitHub gh(ahead);
+  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });
+  bot.stop();
+  bot.options.label_skew = 1s;  // GitHub's timestamps have whole seconds
+  bot.start();
+  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  bot.open(1, "feature/one", h1);
+  REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
+  // Two answers from the API (one thread asks): the first one's Date was read.
+  REQUIRE(eventually([&] { return gh.api->requests().size() >= 2; }));
+  std::this_thread::sleep_for(3100ms);
+  // Written (on GitHub's clock) 2 s before the push, reviewing h1; delivered after it.
+  const std::int64_t written = wall_ms() + ahead.clock_skew_ms - 2'000;
+  bot.push(1, "feature/one", "later.txt");
+  const std::string h2 = gh.api->pull(1).head_sha;
+  REQUIRE(eventually([&] { return bot.pr(1).head == h2; }));
+  bot.hook("issue_comment", comment_payload(1, "alice", "@dmzbot merge", written), "", "late");
+  REQUIRE_MESSAGE(eventually([&] {
+                    for (const auto& c : gh.api->comments(1))
+                      if (c.body.find("@alice: merge refused: sha " + h1) == 0) return true;
+                    return false;
+                  }),
+                  "its comments:" << bot.comments_of(1));
+  CHECK_FALSE(bot.pr(1).approval);
+}
+
 TEST_CASE("github commands: a comment never approves or tries a push made after it") {
   GitHub gh({});
   Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });

@@ -938,11 +938,13 @@ struct Service::Impl final : driver::GitPort,
       return state->prs.at(f.number).head;
     }
     const q::Millis skew = options.label_skew.count();
+    // Written on the forge's clock, the heads logged on ours.
+    const q::Millis written = f.written_at - rt.forge->api_health().clock_offset;
     q::Sha before;            // the head at written - skew
     std::set<q::Sha> within;  // the heads it took until written + skew
     for (const auto& [at, head] : logged_heads(repo, f.number)) {
-      if (at > f.written_at + skew) continue;
-      if (at <= f.written_at - skew)
+      if (at > written + skew) continue;
+      if (at <= written - skew)
         before = head;
       else
         within.insert(head);

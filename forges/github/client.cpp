@@ -146,6 +146,9 @@ void Client::note_ok(const HttpReply& reply) {
   std::lock_guard lock(mu_);
   health_.ok = true;
   health_.last_error.clear();
+  // The Date is whole seconds, truncated: +500 ms is the middle of the second it names.
+  if (auto date = parse_http_date(reply.header("date")))
+    health_.clock_offset = *date + 500 - clock_.now();
   const std::string remaining = reply.header("x-ratelimit-remaining");
   if (!remaining.empty()) {
     try {
@@ -181,7 +184,8 @@ Result<std::string> Client::refresh_installation_token() {
                           std::to_string(options_.installation_id) + "/access_tokens";
   Error last = unavailable("no attempt");
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
-    auto jwt = app_jwt(options_.app_id, options_.private_key, clock_.now());
+    // On GitHub's clock as far as it is known: a JWT from a clock ahead of it is refused.
+    auto jwt = app_jwt(options_.app_id, options_.private_key, clock_.now() + health().clock_offset);
     if (!jwt) return jwt.error();
     HttpCall c{"POST",
                url,
@@ -198,9 +202,9 @@ Result<std::string> Client::refresh_installation_token() {
       auto expires = parse_iso8601_ms(str(body, "expires_at"));
       if (token.empty() || !expires)
         return unavailable("the installation token answer has no token or expiry");
-      installation_token_ = token;
-      installation_expires_ = *expires;
       note_ok(*r);
+      installation_token_ = token;
+      installation_expires_ = *expires - health().clock_offset;  // on our clock
       return installation_token_;
     }
     if (r && r->status >= 400 && r->status < 500 && r->status != 429) {
@@ -276,12 +280,17 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
       continue;
     }
     HttpReply reply = std::move(*r);
-    if (reply.status == 304 && known) reply = known->reply;
+    // A 304 tells how the API is now (rate limit, date); the cached answer only its body.
+    const bool not_modified = reply.status == 304 && known;
+    if (not_modified) {
+      note_ok(reply);
+      reply = known->reply;
+    }
     const int st = reply.status;
     json parsed = reply.body.empty() ? json() : json::parse(reply.body, nullptr, false);
     if (parsed.is_discarded()) parsed = json();
     if (st >= 200 && st < 300) {
-      note_ok(reply);
+      if (!not_modified) note_ok(reply);
       if (get && !reply.header("etag").empty()) cache(url, reply.header("etag"), reply);
       return Response{st, std::move(parsed), reply.headers};
     }
@@ -468,9 +477,11 @@ Result<std::optional<LabelEvent>> Client::last_labeled(int number, const std::st
   if (!items) return items.error();
   std::optional<LabelEvent> found;
   q::Millis ready_at = 0;
+  const q::Millis offset = health().clock_offset;
   for (const auto& e : *items) {
     auto at = parse_iso8601_ms(str(e, "created_at"));
     if (!at) continue;
+    *at -= offset;  // on dmzbot's clock
     if (str(e, "event") == "ready_for_review") ready_at = std::max(ready_at, *at);
     if (str(e, "event") != "labeled" || !e.contains("label") || str(e["label"], "name") != label)
       continue;

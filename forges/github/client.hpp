@@ -57,7 +57,7 @@ struct PullInfo {
 };
 
 // Who added a label to an issue or PR, and when (GitHub's clock).
-struct LabelEvent {
+struct LabelEvent {  // times on dmzbot's clock (GitHub's, less ApiHealth::clock_offset)
   std::string actor;
   queue::Millis at = 0;
   // The PR's last ready_for_review event (0: none): a label added while it was a draft was

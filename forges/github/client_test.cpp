@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdlib>
+#include <ctime>
+
 #include "base/iso_time.hpp"
 #include "base/metrics.hpp"
 #include "forges/github/test_support.hpp"
@@ -397,6 +400,46 @@ TEST_CASE("github client: answers of the wrong shape are errors or no data, neve
   }
   f.http.answer(200, R"({"check_runs":[{"id":7}]})");
   CHECK(*c.find_check_run(std::string(40, 'a'), "dmzbot") == std::optional<std::int64_t>(7));
+}
+
+// GitHub's times are on its clock: the offset from its Date header puts them on ours.
+TEST_CASE("github client: the API's clock offset is read from its Date; its times moved by it") {
+  Fixture f;
+  Client c = f.client();
+  CHECK(c.health().clock_offset == 0);                     // nothing answered yet
+  const std::int64_t github_now = f.clock.now() + 30'000;  // GitHub's clock is 30 s ahead
+  auto date = [](std::int64_t ms) {
+    const std::time_t t = ms / 1000;
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    return std::string(buf);
+  };
+  f.http.answer(
+      200,
+      json::array({{{"event", "labeled"},
+                    {"label", {{"name", "dmz:merge"}}},
+                    {"actor", {{"login", "alice"}}},
+                    {"created_at", iso8601_utc(github_now / 1000 - 5)}}})
+          .dump(),
+      {{"date", date(github_now)}, {"x-ratelimit-remaining", "4000"}, {"etag", "\"v1\""}});
+  auto labeled = c.last_labeled(3, "dmz:merge");
+  REQUIRE(labeled.ok());
+  REQUIRE(*labeled);
+  const std::int64_t offset = c.health().clock_offset;
+  CHECK(offset > 29'000);
+  CHECK(offset <= 31'000);
+  // Labelled 5 s before GitHub's now: on our clock, about 5 s before ours.
+  CHECK((*labeled)->at == (github_now / 1000 - 5) * 1000 - offset);
+  CHECK(std::llabs(f.clock.now() - 5'000 - (*labeled)->at) <= 1'000);
+  CHECK(c.health().rate_remaining == 4000);
+
+  // A 304 tells how the API is now: its own rate limit and date, not the cached answer's.
+  f.http.answer(304, "", {{"date", date(github_now)}, {"x-ratelimit-remaining", "3999"}});
+  auto again = c.last_labeled(3, "dmz:merge");
+  REQUIRE(again.ok());
+  CHECK(c.health().rate_remaining == 3999);
 }
 
 TEST_CASE("github client: small parsers") {
