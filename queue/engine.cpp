@@ -1254,6 +1254,10 @@ Verdict on(Ctx& c, const PrOpened& e) {
     }
     if (pr->head == e.head && pr->branch == e.branch && pr->author == e.author) {
       pr->title = e.title;  // a repeated delivery, or a forge re-reading an edited title
+      if (pr->reason_code == Reason::Closed && c.landing(*pr)) {  // closed while landing:
+        pr->reason_code = Reason::None;  // reopened, a cut landing queues it again
+        pr->reason.clear();
+      }
       return std::nullopt;
     }
     return conflict(pr_name(e.number) + " is already known (branch " + pr->branch + ", head " +
@@ -1548,9 +1552,14 @@ Verdict on(Ctx& c, const CheckReported& e) {
   const bool bad = check.state == CheckState::Failure || check.state == CheckState::Error;
   const bool required = is_required(c.cfg, check.context);
   std::optional<Check> announced;  // the Pending that announced the run this report is about
-  if (auto it = k.checks.find(check.context);
-      it != k.checks.end() && it->second.state == CheckState::Pending)
-    announced = it->second;
+  if (auto it = k.checks.find(check.context); it != k.checks.end()) {
+    if (it->second.state == CheckState::Pending)
+      announced = it->second;
+    else if (check.state == CheckState::Pending)
+      // A run's start that arrives after its end (GitHub does not deliver in order) does not
+      // take the end back; a run started again reports its own end later.
+      return std::nullopt;
+  }
   // Built again in place (flaky): the failure of a run announced before the retry started is
   // the failed attempt's, ending late or reported again, not the retry's, whose runs announce
   // themselves first (Check::at is when a report arrived). A CI that never reports Pending is

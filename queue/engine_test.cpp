@@ -937,6 +937,39 @@ TEST_CASE("a PR closed while its landing is in flight lands, or leaves the queue
   }
 }
 
+TEST_CASE("a check's Pending that arrives after its end does not take the end back") {
+  Repo r;
+  r.cfg.required_checks = {"ci/build", "ci/test"};
+  r.queue(1, sha('a'));
+  const CandidateId first = r.pr(1).candidate.value();
+  REQUIRE(!r.merged(first, sha('c')).rejected);
+  REQUIRE(!r.on(CheckReported{sha('c'), Check{"ci/build", CheckState::Success, "", "", 0}, r.now})
+               .rejected);
+  auto late =
+      r.on(CheckReported{sha('c'), Check{"ci/build", CheckState::Pending, "", "", 0}, r.now});
+  CHECK(late.actions.empty());
+  CHECK(r.s.train.at(0).checks.at("ci/build").state == CheckState::Success);
+  // The other check's end lands the candidate: nothing waits for ci/build again.
+  auto o = r.on(CheckReported{sha('c'), Check{"ci/test", CheckState::Success, "", "", 0}, r.now});
+  CHECK(only<FastForwardMaster>(o).to == sha('c'));
+}
+
+// Reopened before the landing's push answered: the close is forgotten, as the forge forgot it.
+TEST_CASE("a PR closed and reopened while its landing is in flight stays queued if it is cut") {
+  Repo r;
+  r.queue(1, sha('a'));
+  const CandidateId first = r.pr(1).candidate.value();
+  REQUIRE(!r.merged(first, sha('c')).rejected);
+  REQUIRE(!r.check(sha('c'), CheckState::Success).rejected);
+  REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
+  REQUIRE(!r.on(PrClosed{1, r.now}).rejected);
+  REQUIRE(!r.on(PrOpened{1, r.pr(1).branch, r.pr(1).author, "reopened", sha('a'), r.now}).rejected);
+  CHECK(r.pr(1).reason_code == Reason::None);
+  r.master_pushed(first, false);  // the push failed on our side: back to its place
+  CHECK(r.pr(1).status != PrStatus::Cancelled);
+  CHECK(r.pr(1).approval);
+}
+
 TEST_CASE("a landing kept across a trust root change whose push fails is judged again") {
   for (Strategy strategy : {Strategy::Serial, Strategy::Train}) {
     CAPTURE(static_cast<int>(strategy));
