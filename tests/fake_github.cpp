@@ -398,6 +398,16 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
       if (it == pulls_.end()) return not_found();
       return ok(pull_json(it->second, options_.repo));
     }
+    if (p.size() == 6 && p[5] == "commits" && method == "GET") {  // oldest first
+      const int n = std::atoi(p[4].c_str());
+      if (!pulls_.count(n)) return not_found();
+      json items = json::array();
+      for (const auto& [sha, login] : pull_commits_[n])
+        items.push_back({{"sha", sha},
+                         {"commit", {{"author", {{"name", "A"}, {"email", "a@example.com"}}}}},
+                         {"author", login.empty() ? json() : json{{"login", login}}}});
+      return list(target, items, if_none_match);
+    }
     if (p.size() == 6 && p[5] == "reviews" && method == "GET") {  // oldest first
       const int n = std::atoi(p[4].c_str());
       if (!pulls_.count(n)) return not_found();
@@ -579,6 +589,11 @@ void FakeGitHub::add_review(int number, const std::string& login, const std::str
                             const std::string& sha) {
   std::lock_guard lock(mu_);
   reviews_.push_back({number, login, state, sha});
+}
+void FakeGitHub::set_pull_commits(int number,
+                                  std::vector<std::pair<std::string, std::string>> commits) {
+  std::lock_guard lock(mu_);
+  pull_commits_[number] = std::move(commits);
 }
 void FakeGitHub::set_permission(const std::string& login, const std::string& permission) {
   std::lock_guard lock(mu_);

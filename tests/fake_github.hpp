@@ -92,6 +92,9 @@ class FakeGitHub {
   // A review of PR `number` by `login` of commit `sha`: "APPROVED", "CHANGES_REQUESTED", ...
   void add_review(int number, const std::string& login, const std::string& state,
                   const std::string& sha);
+  // The commits GET /pulls/{n}/commits lists: (sha, the GitHub login of its author or "" for an
+  // email GitHub maps to nobody), oldest first.
+  void set_pull_commits(int number, std::vector<std::pair<std::string, std::string>> commits);
   void set_permission(const std::string& login, const std::string& permission);
   void add_team_member(const std::string& org, const std::string& slug, const std::string& login);
   void add_status(const Status& status);
@@ -149,6 +152,7 @@ class FakeGitHub {
     std::string login, state, sha;
   };
   std::vector<Review> reviews_;
+  std::map<int, std::vector<std::pair<std::string, std::string>>> pull_commits_;
   std::vector<Comment> comments_;
   std::vector<Status> statuses_;
   std::vector<CheckRun> check_runs_;

@@ -528,11 +528,15 @@ Outcome scenario(bool faults) {
   // 7. A build that fails: the PR fails with the check and its link.
   std::string h7 = gh.commit("feature/seven", "seven.txt", "7\n");
   bot.open(7, "feature/seven", h7);
+  gh.api->set_pull_commits(7, {{h7, "dev"}, {h7, "carol"}});  // carol wrote some of it
   bot.label(7, "alice");
   std::string k7 = bot.candidate_of(7);
   bot.status(k7, "ci/build", "failure", "https://ci.example/build/7");
   bot.until(7, q::PrStatus::Failed);
   CHECK(bot.pr(7).reason_code == q::Reason::BuildFailed);
+  // Its commits' other author is told too; its author hears of every comment anyway.
+  REQUIRE(eventually([&] { return gh.api->comments(7).size() == 1; }));
+  CHECK(gh.api->comments(7)[0].body.find("\n\ncc @carol\n\n") != std::string::npos);
 
   // 8. The merge label from someone who may not approve: refused, nothing changes.
   std::string h8 = gh.commit("feature/eight", "eight.txt", "8\n");

@@ -492,6 +492,19 @@ Result<std::optional<LabelEvent>> Client::last_labeled(int number, const std::st
   return found;
 }
 
+Result<std::vector<std::string>> Client::commit_authors(int number) {
+  auto items = list("/repos/" + options_.repo + "/pulls/" + std::to_string(number) + "/commits");
+  if (!items) return items.error();
+  std::vector<std::string> out;
+  for (const auto& c : *items) {
+    const std::string login =
+        c.is_object() && c.contains("author") ? str(c["author"], "login") : "";
+    if (!login.empty() && std::find(out.begin(), out.end(), login) == out.end())
+      out.push_back(login);
+  }
+  return out;
+}
+
 Result<std::vector<std::string>> Client::approving_reviewers(int number, const queue::Sha& sha) {
   auto items = list("/repos/" + options_.repo + "/pulls/" + std::to_string(number) + "/reviews");
   if (!items) return items.error();

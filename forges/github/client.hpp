@@ -91,6 +91,10 @@ class Client {
   // COMMENTED review changes no verdict) approves commit `sha`, sorted: an approval of an
   // older head, or one taken back since, does not count.
   Result<std::vector<std::string>> approving_reviewers(int number, const queue::Sha& sha);
+  // The GitHub logins of the authors of PR `number`'s commits (GitHub lists up to 250), each
+  // once, in the order of their first commit; commits whose email maps to no account are left
+  // out.
+  Result<std::vector<std::string>> commit_authors(int number);
   // Whether a comment on `number` contains `marker` (to not repeat a comment that was posted
   // when its answer was lost).
   Result<bool> has_comment_with(int number, const std::string& marker);

@@ -27,6 +27,43 @@ bool waiting_or_in_train(const q::PullRequest& pr) {
   }
 }
 
+// Whether a notice says the PR left the queue because of what its commits do (a build, a
+// conflict, the policy): their authors are the ones who can fix it.
+bool about_its_commits(const q::Notify& n) {
+  if (n.kind != q::NoticeKind::Failure) return false;
+  switch (n.reason) {
+    case q::Reason::BuildFailed:
+    case q::Reason::CheckTimeout:
+    case q::Reason::MergeConflict:
+    case q::Reason::PolicyFailed:
+    case q::Reason::Unmergeable:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The commit authors to mention: not `told` (dmzbot, the PR's author, who hears of every
+// comment), no bot (GitHub's "name[bot]" accounts), and at most ten, so a long-lived branch
+// does not page a crowd.
+std::vector<std::string> others_to_tell(const std::vector<std::string>& authors,
+                                        const std::vector<std::string>& told) {
+  constexpr std::size_t kMaxMentions = 10;
+  std::vector<std::string> out;
+  for (const auto& login : authors) {
+    if (out.size() == kMaxMentions) break;
+    if (login.ends_with("[bot]") ||
+        std::any_of(told.begin(), told.end(),
+                    [&](const std::string& t) { return ascii_lower(t) == ascii_lower(login); }))
+      continue;
+    // A login is letters, digits and '-': anything else is not mentioned (no markdown).
+    if (std::all_of(login.begin(), login.end(),
+                    [](unsigned char ch) { return std::isalnum(ch) || ch == '-'; }))
+      out.push_back(login);
+  }
+  return out;
+}
+
 bool terminal(const q::PullRequest& pr) {
   return pr.status == q::PrStatus::Merged ||
          (pr.status == q::PrStatus::Cancelled && pr.reason_code == q::Reason::Closed);
@@ -183,7 +220,7 @@ std::vector<q::Event> reconcile_checks(const q::Candidate& k, const std::vector<
 }
 
 std::string comment_for(const q::Notify& n, const std::string& repo, const std::string& public_url,
-                        const std::string& marker) {
+                        const std::string& marker, const std::vector<std::string>& cc) {
   if (n.reason == q::Reason::TransientError || n.reason == q::Reason::MasterMoved) return "";
   // GitHub refuses a comment over 65,536 characters (422), which would drop it for good: the
   // message and the details are cut to fit, the link and the marker always kept.
@@ -204,6 +241,10 @@ std::string comment_for(const q::Notify& n, const std::string& repo, const std::
       if (i == 0) body += "\n";
       body += line;
     }
+  if (!cc.empty()) {
+    body += "\n\ncc";
+    for (const auto& login : cc) body += " @" + login;
+  }
   if (!public_url.empty())
     body += "\n\n[Queue status](" + public_url + "/repos/" + repo + "/pulls/" +
             std::to_string(n.number) + ")";  // the PR's own page on dmzbot
@@ -258,8 +299,17 @@ Status GitHubForge::deliver(const OutboxMessage& m) {
   // Idempotent steps first, the comment last: a failure part-way is retried whole.
   if (drops_label(n.reason))
     if (Status s = drop_merge_label(m); !s.ok()) return s;
+  // The PR's author hears of a comment anyway; whoever else wrote its commits is told too.
+  std::vector<std::string> cc;
+  if (about_its_commits(n)) {
+    auto authors = client_->commit_authors(n.number);
+    if (!authors && authors.code() != Code::kNotFound) return authors.status();
+    auto pull = authors ? client_->pull(n.number) : Result<PullInfo>(not_found(""));
+    if (!pull && pull.code() != Code::kNotFound) return pull.status();
+    if (authors && pull) cc = others_to_tell(*authors, {options_.webhook.bot_name, pull->author});
+  }
   const std::string body = comment_for(n, options_.webhook.repo, options_.public_url,
-                                       "<!-- dmzbot:notice:" + std::to_string(m.id) + " -->");
+                                       "<!-- dmzbot:notice:" + std::to_string(m.id) + " -->", cc);
   if (body.empty()) return {};
   if (m.attempts > 0) {  // an earlier attempt may have posted it before its answer was lost
     auto posted =

@@ -46,9 +46,11 @@ std::vector<queue::Event> reconcile_checks(const queue::Candidate& k,
                                            const std::vector<queue::Check>& checks,
                                            queue::Millis now);
 // The comment a notice becomes, or "" for a notice that needs none (a transient error, a
-// moved master: the check run says it). `marker` goes at the end, invisible.
+// moved master: the check run says it). `cc`: logins mentioned at the end (the authors of
+// the PR's commits, for a failure they can fix); `marker` goes at the end, invisible.
 std::string comment_for(const queue::Notify& n, const std::string& repo,
-                        const std::string& public_url, const std::string& marker);
+                        const std::string& public_url, const std::string& marker,
+                        const std::vector<std::string>& cc = {});
 
 class GitHubForge final : public Forge {
  public:

@@ -74,7 +74,18 @@ TEST_CASE("github forge: a failure takes the merge label off and comments every 
   auto forge = f.forge();
   f.http.answer(200, labeled_at(f.clock.now() - 60'000));  // approved a minute before
   f.http.answer(200, "[]");                                // DELETE label
-  f.http.answer(201, "{}");                                // comment
+  // The PR's commits: its author's, a co-author's (twice), an email GitHub maps to nobody,
+  // bots'.
+  f.http.answer(200, R"js([{"sha":"1","author":{"login":"dev"}},
+                         {"sha":"2","author":{"login":"carol"}},
+                         {"sha":"3","author":null},
+                         {"sha":"4","author":{"login":"Carol"}},
+                         {"sha":"5","author":{"login":"dependabot[bot]"}},
+                         {"sha":"6","author":{"login":"dmzbot"}},
+                         {"sha":"7","author":{"login":"x](evil)"}},
+                         {"sha":"8","author":{"login":"dave"}}])js");
+  f.http.answer(200, R"({"number":3,"user":{"login":"dev"},"head":{"sha":"1"}})");
+  f.http.answer(201, "{}");  // comment
   auto s = forge->deliver(message(q::Notify{3,
                                             q::NoticeKind::Failure,
                                             q::Reason::PolicyFailed,
@@ -84,11 +95,14 @@ TEST_CASE("github forge: a failure takes the merge label off and comments every 
   REQUIRE(s.ok());
   CHECK(f.calls() == Calls{"GET /repos/octo/widgets/issues/3/events?per_page=100",
                            "DELETE /repos/octo/widgets/issues/3/labels/dmz%3Amerge",
+                           "GET /repos/octo/widgets/pulls/3/commits?per_page=100",
+                           "GET /repos/octo/widgets/pulls/3",
                            "POST /repos/octo/widgets/issues/3/comments"});
-  const std::string body = json::parse(f.http.calls[2].body)["body"];
+  const std::string body = json::parse(f.http.calls[4].body)["body"];
   CHECK(body ==
         "**Policy failed**: policy: commit abc is unsigned\n\n"
         "- commit abc is unsigned\n- path x is not covered\n\n"
+        "cc @carol @Carol @dave\n\n"
         "[Queue status](https://dmz.example/repos/octo/widgets/pulls/3)\n\n"
         "<!-- dmzbot:notice:7 -->");
 }
@@ -123,6 +137,8 @@ TEST_CASE("github forge: a late or retried label removal keeps a label added aga
     f.http.otherwise = [&, labeled](const HttpCall& c) -> Result<HttpReply> {
       if (c.url.find("/events") != std::string::npos)
         return HttpReply{200, {}, labeled_at(labeled)};
+      if (c.method == "GET" && c.url.ends_with("/pulls/3"))
+        return HttpReply{200, {}, R"({"number":3,"user":{"login":"dev"}})"};
       if (c.method == "GET") return HttpReply{200, {}, "[]"};
       return HttpReply{c.method == "POST" ? 201 : 200, {}, "{}"};
     };
