@@ -15,9 +15,25 @@ std::string Url::authority() const {
 
 std::string Url::origin() const { return scheme + "://" + authority(); }
 
+namespace {
+
+// The URL as an error quotes it: without user info (a token written there) or query, since
+// such errors reach stderr and the journal.
+std::string quotable(std::string_view text) {
+  std::string_view shown = text.substr(0, text.find_first_of("?#"));
+  const auto sep = shown.find("://");
+  const std::size_t host_at = sep == std::string_view::npos ? 0 : sep + 3;
+  const auto at = shown.substr(0, shown.find('/', host_at)).rfind('@');
+  std::string out(shown);
+  if (at != std::string_view::npos && at >= host_at) out.replace(host_at, at - host_at, "***");
+  return escape_control(out);
+}
+
+}  // namespace
+
 Result<Url> parse_url(std::string_view text) {
   auto bad = [&](std::string why) {
-    return invalid("'" + escape_control(text) + "' is not an http(s) URL: " + why);
+    return invalid("'" + quotable(text) + "' is not an http(s) URL: " + why);
   };
   for (unsigned char c : text)
     if (c <= 0x20 || c == 0x7f) return bad("it has spaces or control characters");

@@ -207,10 +207,10 @@ std::int64_t query_number(const std::string& target, const std::string& key, std
     if (pair.substr(0, eq) != key) continue;
     std::string_view value = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
     std::int64_t v = 0;
-    bool ok = !value.empty() && value.size() <= 18;
-    for (char c : value) {
-      if (c < '0' || c > '9') ok = false;
-      v = v * 10 + (c - '0');
+    bool ok = !value.empty() && value.size() <= 18;  // 18 digits: no overflow below
+    for (std::size_t i = 0; ok && i < value.size(); ++i) {
+      if (value[i] < '0' || value[i] > '9') ok = false;
+      v = v * 10 + (value[i] - '0');
     }
     if (!ok || v > max)
       throw BadInput{json_error(

@@ -665,6 +665,11 @@ TEST_CASE("history is paged by seq with a bounded limit") {
                  "'limit' must be a number from 0 to 500");
   expect_refused(call(api, "GET", "/api/v1/repos/o/n/history?before=-1"), fake, 422,
                  "'before' must be a number");
+  // Twenty digits: refused before any arithmetic could overflow (UBSan aborts on it).
+  expect_refused(call(api, "GET", "/api/v1/repos/o/n/history?limit=99999999999999999999"), fake,
+                 422, "'limit' must be a number from 0 to 500");
+  expect_refused(call(api, "GET", "/api/v1/repos/o/n/history?before=9x99999999999999999999"),
+                 fake, 422, "'before' must be a number");
   CHECK(call(api, "GET", "/api/v1/repos/x/y/history").response.status == 404);
 }
 

@@ -52,6 +52,7 @@ using boost::system::error_code;
 namespace {
 
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;                // request line + headers
+constexpr std::size_t kFramingLimit = 64 * 1024;                  // unparsed bytes beyond them
 constexpr auto kStopGrace = std::chrono::seconds(2);             // before the io_context is stopped
 constexpr auto kLingerTimeout = std::chrono::milliseconds(500);  // draining after an early error
 constexpr std::size_t kLingerBytes = 1 << 20;
@@ -414,23 +415,25 @@ struct HttpServer::Impl {
       co_return;
     }
     if (!guard.registered()) co_return;  // accepted just as stop() began
-    beast::flat_buffer buffer;
+    // Capped: body_limit counts only chunk data, and Beast bounds neither a chunk's extensions
+    // nor the trailer, which would otherwise grow the buffer until the read timeout. The body
+    // is copied out as it is parsed, so the cap is on what waits unparsed.
+    beast::flat_buffer buffer(kHeaderLimit + kFramingLimit);
     for (;;) {
       http::request_parser<http::string_body> parser;
       parser.header_limit(kHeaderLimit);
       parser.body_limit(cfg.body_limit);
 
+      // One deadline for the whole request, headers and body: not one per phase.
       stream.expires_after(cfg.read_timeout);
       auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
       error_code ec = hec;
       if (!ec && parser.get()[http::field::expect] == "100-continue") {
         http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
-        stream.expires_after(cfg.read_timeout);
         auto [cec, cn] = co_await http::async_write(stream, cont, tuple_awaitable);
         if (cec) co_return;
       }
       if (!ec && !parser.is_done()) {
-        stream.expires_after(cfg.read_timeout);
         auto [bec, bn] = co_await http::async_read(stream, buffer, parser, tuple_awaitable);
         ec = bec;
       }
@@ -447,6 +450,9 @@ struct HttpServer::Impl {
         else if (ec == http::error::header_limit)
           answer =
               json_error(431, "request header exceeds " + std::to_string(kHeaderLimit) + " bytes");
+        else if (ec == http::error::buffer_overflow)
+          answer = json_error(431, "request framing (a chunk header or trailer) exceeds " +
+                                       std::to_string(kFramingLimit) + " bytes");
         else if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
                  ec != http::error::partial_message)
           answer = json_error(400, "bad request: " + ec.message());

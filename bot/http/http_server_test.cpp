@@ -274,6 +274,36 @@ TEST_CASE("server: a malformed request gets 400 and the connection closes") {
   CHECK(c.closed_within(2000ms));
 }
 
+// Beast bounds neither a chunk's extensions nor the trailer; body_limit counts chunk data only.
+TEST_CASE("server: endless chunk framing gets 431 at once, not a buffer grown until timeout") {
+  Served s;
+  for (const std::string& framing :
+       {std::string("1;") + std::string(200'000, 'a'),  // a chunk extension without end
+        std::string("0\r\nX-Trailer: ") + std::string(200'000, 't')}) {  // an endless trailer
+    RawClient c(s.port);
+    c.send("POST /api/v1/repos/o/n/statuses/" + kSha +
+           " HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer st\r\n"
+           "Transfer-Encoding: chunked\r\n\r\n" +
+           framing);
+    auto r = c.read_response();
+    REQUIRE(r);
+    CHECK(status_of(*r) == "431");
+    CHECK(s.fake.event_count() == 0);
+  }
+}
+
+// read_timeout is for the whole request: a slow header does not buy the body a fresh one.
+TEST_CASE("server: one read_timeout covers a request's headers and body together") {
+  Served s;
+  RawClient c(s.port);
+  const auto t0 = SteadyClock::now();
+  REQUIRE(c.send("POST /api/v1/repos/o/n/statuses/" + kSha + " HTTP/1.1\r\nHost: t\r\n"));
+  std::this_thread::sleep_for(700ms);
+  REQUIRE(c.send("Content-Length: 10\r\n\r\n{"));
+  CHECK(c.closed_within(3000ms));
+  CHECK(SteadyClock::now() - t0 < 1500ms);  // per phase, it would be 700 ms + 1 s
+}
+
 TEST_CASE("server: oversized headers get 431") {
   Served s;
   RawClient c(s.port);
