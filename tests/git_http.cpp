@@ -180,6 +180,7 @@ GitHttpServer::GitHttpServer(std::filesystem::path base, std::string username, s
 }
 
 GitHttpServer::~GitHttpServer() {
+  hold_fetches(false);
   if (thread_.joinable()) {
     [[maybe_unused]] ssize_t n = ::write(stop_pipe_[1], "x", 1);
     thread_.join();
@@ -198,6 +199,34 @@ std::string GitHttpServer::url(const std::string& repo) const {
 std::vector<GitHttpServer::Request> GitHttpServer::requests() const {
   std::lock_guard lock(mu_);
   return requests_;
+}
+
+void GitHttpServer::hold_fetches(bool hold) {
+  {
+    std::lock_guard lock(mu_);
+    hold_ = hold;
+  }
+  released_.notify_all();
+}
+
+void GitHttpServer::release_waiting_fetch() {
+  {
+    std::lock_guard lock(mu_);
+    ++released_count_;
+  }
+  released_.notify_all();
+}
+
+int GitHttpServer::refs_read() const {
+  std::lock_guard lock(mu_);
+  int n = 0;
+  for (const auto& r : requests_) n += r.lists_refs;
+  return n;
+}
+
+bool GitHttpServer::fetch_waiting() const {
+  std::lock_guard lock(mu_);
+  return waiting_;
 }
 
 std::string GitHttpServer::backend_log() const { return read_file(base_ / "http-backend.log"); }
@@ -297,6 +326,18 @@ void GitHttpServer::handle(Conn& fd) {
   if (!rec.authorized) {
     record(401);
     return answer(fd, 401, challenge, "authentication required\n");
+  }
+  // Protocol v2 (git's default): the refs are listed by a POST of its own (ls-refs), the pack
+  // comes with the next (fetch).
+  rec.lists_refs = rec.method == "POST" && body.find("command=ls-refs") != std::string::npos;
+  if (rec.method == "POST" && rec.target.find("git-upload-pack") != std::string::npos &&
+      body.find("command=fetch") != std::string::npos) {
+    std::unique_lock lock(mu_);
+    waiting_ = hold_;
+    const int released = released_count_;
+    released_.wait_for(lock, std::chrono::seconds(20),
+                       [&] { return !hold_ || released_count_ != released; });
+    waiting_ = false;
   }
 
   // The CGI environment git http-backend reads.

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <mutex>
 #include <string>
@@ -26,9 +27,10 @@ class GitHttpServer {
     std::string target;  // "/origin.git/info/refs?service=git-upload-pack"
     std::string user;    // the username of the Authorization header ("" if none)
     bool authorized = false;
-    bool chunked = false;  // the body came with Transfer-Encoding: chunked
-    size_t body_size = 0;  // decoded
-    int status = 0;        // what we answered
+    bool chunked = false;     // the body came with Transfer-Encoding: chunked
+    size_t body_size = 0;     // decoded
+    bool lists_refs = false;  // a protocol v2 ls-refs: the refs a fetch goes by
+    int status = 0;           // what we answered
   };
 
   struct Tls {
@@ -46,6 +48,14 @@ class GitHttpServer {
   std::vector<Request> requests() const;
   // What git http-backend wrote to stderr.
   std::string backend_log() const;
+  // While held, a fetch that has read the refs (protocol v2 ls-refs) waits before its pack
+  // (command=fetch) is served, for at most 20 s: a fetch whose answer comes after a push made
+  // meanwhile. `fetch_waiting` says whether one waits now.
+  void hold_fetches(bool hold);
+  bool fetch_waiting() const;
+  void release_waiting_fetch();  // lets the one waiting go on; the next ones are held still
+  // How many ref listings (ls-refs) were served.
+  int refs_read() const;
 
  private:
   void serve();
@@ -60,6 +70,9 @@ class GitHttpServer {
   int port_ = 0;
   std::string error_;
   mutable std::mutex mu_;
+  std::condition_variable released_;
+  bool hold_ = false, waiting_ = false;  // guarded by mu_
+  int released_count_ = 0;               // guarded by mu_
   std::vector<Request> requests_;
   std::thread thread_;
 };

@@ -1401,6 +1401,43 @@ TEST_CASE("github webhooks: a late push webhook, of a PR or of master, takes not
   CHECK(gh.rev("master^1") == landed);
 }
 
+// A fetch reads the remote's refs, then its pack: a push and its webhook can come between.
+// The fetch, the first to see the PR, must not take it back to the head it read.
+TEST_CASE("github webhooks: a fetch that read the remote before a push takes nothing back") {
+  GitHub gh({});
+  Bot bot(gh);
+  gh.git->hold_fetches(true);
+  const std::string a = gh.commit("feature/a", "a.txt", "a\n");
+  bot.open(1, "feature/a", a);
+  // A fetch that read refs/pull/1/head = a (its refs were read after the PR was opened; the
+  // git thread fetches one at a time) waits for its pack.
+  const int read_before = gh.git->refs_read();
+  REQUIRE(eventually([&] {
+    if (!gh.git->fetch_waiting()) return false;
+    if (gh.git->refs_read() > read_before) return true;
+    gh.git->release_waiting_fetch();  // one that read the refs before: let it go
+    return false;
+  }));
+  bot.push(1, "feature/a", "a2.txt");
+  const std::string b = gh.rev("refs/heads/feature/a");
+  REQUIRE(eventually([&] { return bot.pr(1).head == b; }));
+  bot.label(1, "alice");
+  REQUIRE(eventually([&] { return bot.pr(1).approval && bot.pr(1).approval->sha == b; }));
+  auto packs = [&] {
+    int n = 0;
+    for (const auto& r : gh.git->requests())
+      n += r.target.find("git-upload-pack") != std::string::npos && r.method == "POST";
+    return n;
+  };
+  const int before = packs();
+  gh.git->hold_fetches(false);
+  bot.candidate_of(1);  // the held fetch and those after it were applied: #1 went on
+  CHECK(packs() > before);
+  CHECK(bot.pr(1).head == b);
+  REQUIRE(bot.pr(1).approval);
+  CHECK(bot.pr(1).approval->sha == b);
+}
+
 TEST_CASE("github webhooks: one delivery posted many times at once is taken once") {
   GitHub gh(test::FakeGitHub::Options{});
   Bot bot(gh);

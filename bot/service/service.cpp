@@ -160,6 +160,10 @@ struct RepoRuntime {
   std::vector<q::CheckPolicy> policy_waiting;
   // Policy checks whose verdict failed on our side (git thread only): judged again at the
   // first fetch after `not_before`, `tries` verdicts so far.
+  // PR heads a webhook set (engine thread only), with when: a fetch that began before then read
+  // the remote before that push, and its head for the PR is older news. Kept until a fetch
+  // that began after them has been applied.
+  std::map<int, std::pair<q::Sha, q::Millis>> webhook_heads;
   struct PolicyRetry {
     q::CheckPolicy check;
     int tries = 0;
@@ -528,16 +532,19 @@ struct Service::Impl final : driver::GitPort,
   }
 
   void fetch_into_driver(RepoRuntime& rt, std::function<void()> then = nullptr) {
+    const q::Millis began = now();
     auto refs = rt.worker->fetch();
     if (refs) rt.promoter->after_fetch(rt.worker->mirror());
     const bool fetched = refs.ok();
     // The trust root is read as often as the remote: an edit of it (a key revoked) voids the
     // verdicts given under the old one within a fetch interval, and at the start.
     auto trust_root = trust::trust_root_digest(rt.cfg.policy_root);
-    engine.post([this, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then),
-                 trust_root = std::move(trust_root)] {
-      if (refs)
+    engine.post([this, &rt, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then),
+                 trust_root = std::move(trust_root), began]() mutable {
+      if (refs) {
+        older_than_webhooks(rt, *refs, began);
         driver->fetched(repo, *refs);
+      }
       else
         driver->fetch_failed(repo, refs.status());
       if (const q::RepoState* state = driver->state(repo);
@@ -982,6 +989,20 @@ struct Service::Impl final : driver::GitPort,
           });
   }
 
+  // Engine thread. A PR head a fetch read before a webhook told of a newer one is not news: the
+  // fetch began before that push (its webhook came first), and taken as a move it would set the
+  // PR back and drop the approval of the newer head. (The mirror's own ref cannot tell when the
+  // fetch is the first to see the PR.)
+  static void older_than_webhooks(RepoRuntime& rt, forges::RemoteRefs& refs, q::Millis began) {
+    for (auto it = rt.webhook_heads.begin(); it != rt.webhook_heads.end();) {
+      const auto& [n, told] = *it;
+      auto read = refs.pulls.find(n);
+      if (told.second >= began && read != refs.pulls.end() && read->second != told.first)
+        refs.moved_pulls.erase(n);
+      it = told.second < began ? rt.webhook_heads.erase(it) : std::next(it);
+    }
+  }
+
   // Whether `e` is a push webhook's new head for a PR whose head is neither the one that push
   // replaced nor the new one: a late webhook would set the PR back to an older head (and drop
   // an approval of the newer); after a lost one it is still news, but the delivery's fetch
@@ -1006,6 +1027,12 @@ struct Service::Impl final : driver::GitPort,
                        const std::shared_ptr<DeliveryTicket>& ticket) {
     if (const q::RepoState* state = driver->state(rt.cfg.name))
       std::erase_if(d.events, [&](const q::Event& e) { return stale_push(*state, d, e); });
+    for (const auto& e : d.events) {
+      if (const auto* pushed = std::get_if<q::PrPushed>(&e))
+        rt.webhook_heads[pushed->number] = {pushed->head, now()};
+      else if (const auto* opened = std::get_if<q::PrOpened>(&e))
+        rt.webhook_heads[opened->number] = {opened->head, now()};
+    }
     apply_delivered(rt.cfg.name, d.events, ticket);
     if (d.follow_ups.empty()) return;
     const q::RepoState* state = driver->state(rt.cfg.name);
