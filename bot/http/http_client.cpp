@@ -49,7 +49,7 @@ Result<ClientResponse> http_request(const std::string& host, std::uint16_t port,
 
     beast::tcp_stream stream(ioc);
     stream.expires_after(timeout);
-    ec = run_one(ioc, [&](auto cb) { stream.async_connect(endpoints, cb); });
+    ec = run_one(ioc, [&](auto cb) { stream.async_connect(*endpoints, cb); });
     if (ec) return error(where + ": connect: " + ec.message());
 
     http::request<http::string_body> req;
@@ -102,6 +102,9 @@ Result<ClientResponse> http_request(const std::string& host, std::uint16_t port,
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/ssl.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "base/text.hpp"
 #include "base/url.hpp"
@@ -168,6 +171,44 @@ Result<HttpReply> exchange(asio::io_context& ioc, Stream& stream, beast::tcp_str
   return out;
 }
 
+// The addresses of `host`, within options.timeout. getaddrinfo cannot be cancelled (Asio's
+// resolver.cancel() does not stop a lookup under way, and io_context waits for it), so the
+// lookup runs on a thread of its own, left behind when the deadline passes: it ends when the
+// system's resolver gives up, and its answer is dropped.
+Result<tcp::resolver::results_type> resolve(const std::string& host, int port,
+                                            const HttpClientOptions& options) {
+  struct Lookup {
+    std::mutex mu;
+    std::condition_variable done_cv;
+    bool done = false;
+    error_code ec;
+    tcp::resolver::results_type endpoints;
+  };
+  auto lookup = std::make_shared<Lookup>();
+  try {
+    std::thread([lookup, host, port, hook = options.before_lookup] {
+      if (hook) hook();
+      asio::io_context own;
+      tcp::resolver resolver(own);
+      error_code ec;
+      auto endpoints = resolver.resolve(host, std::to_string(port), ec);
+      std::lock_guard lock(lookup->mu);
+      lookup->ec = ec;
+      lookup->endpoints = std::move(endpoints);
+      lookup->done = true;
+      lookup->done_cv.notify_all();
+    }).detach();
+  } catch (const std::system_error& e) {
+    return unavailable("cannot resolve " + host + ": no thread for the lookup: " + e.what());
+  }
+  std::unique_lock lock(lookup->mu);
+  if (!lookup->done_cv.wait_for(lock, options.timeout, [&] { return lookup->done; }))
+    return unavailable("cannot resolve " + host + ": no answer within " +
+                       std::to_string(options.timeout.count()) + " ms");
+  if (lookup->ec) return unavailable("cannot resolve " + host + ": " + lookup->ec.message());
+  return lookup->endpoints;
+}
+
 }  // namespace
 
 Result<HttpReply> BeastHttpClient::send(const HttpCall& call) {
@@ -180,25 +221,8 @@ Result<HttpReply> BeastHttpClient::send(const HttpCall& call) {
   const auto& options = impl_->options;
   try {
     asio::io_context ioc;
-    // The lookup has a deadline too: a resolver that hangs is cancelled by the timer.
-    tcp::resolver resolver(ioc);
-    tcp::resolver::results_type endpoints;
-    {
-      error_code ec = asio::error::would_block;
-      asio::steady_timer deadline(ioc, options.timeout);
-      deadline.async_wait([&](error_code e) {
-        if (!e) resolver.cancel();
-      });
-      resolver.async_resolve(url->host, std::to_string(url->port),
-                             [&](error_code e, tcp::resolver::results_type r) {
-                               ec = e;
-                               endpoints = std::move(r);
-                               deadline.cancel();
-                             });
-      ioc.run();
-      ioc.restart();
-      if (ec) return unavailable(where + ": cannot resolve " + url->host + ": " + ec.message());
-    }
+    auto endpoints = resolve(url->host, url->port, options);
+    if (!endpoints) return unavailable(where + ": " + endpoints.message());
 
     http::request<http::string_body> req;
     req.version(11);
@@ -218,7 +242,7 @@ Result<HttpReply> BeastHttpClient::send(const HttpCall& call) {
     if (!tls) {
       beast::tcp_stream stream(ioc);
       stream.expires_after(options.timeout);
-      error_code ec = run_one(ioc, [&](auto cb) { stream.async_connect(endpoints, cb); });
+      error_code ec = run_one(ioc, [&](auto cb) { stream.async_connect(*endpoints, cb); });
       if (ec) return unavailable(where + ": connect: " + ec.message());
       auto out = exchange(ioc, stream, stream, req, options, where);
       stream.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -234,7 +258,7 @@ Result<HttpReply> BeastHttpClient::send(const HttpCall& call) {
     stream.set_verify_callback(ssl::host_name_verification(url->host));
     auto& tcp_layer = beast::get_lowest_layer(stream);
     tcp_layer.expires_after(options.timeout);
-    error_code ec = run_one(ioc, [&](auto cb) { tcp_layer.async_connect(endpoints, cb); });
+    error_code ec = run_one(ioc, [&](auto cb) { tcp_layer.async_connect(*endpoints, cb); });
     if (ec) return unavailable(where + ": connect: " + ec.message());
     tcp_layer.expires_after(options.timeout);
     ec = run_one(ioc, [&](auto cb) { stream.async_handshake(ssl::stream_base::client, cb); });

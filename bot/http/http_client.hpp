@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -36,6 +37,8 @@ struct HttpClientOptions {
   // Each step (resolve, connect, TLS handshake, write, read) gets this long.
   std::chrono::milliseconds timeout{30'000};
   std::size_t max_body = 16u << 20;  // larger answers are refused (unavailable)
+  // Called on the lookup's thread before the system resolver: tests make a lookup hang.
+  std::function<void()> before_lookup;
 };
 
 class BeastHttpClient final : public HttpClient {

@@ -5,6 +5,9 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
+#include <thread>
+
 #include "tests/fake_github.hpp"
 #include "tests/support.hpp"
 #include "tests/test_ca.hpp"
@@ -56,6 +59,30 @@ TEST_CASE("https client: the server's certificate must chain to a trusted CA and
   REQUIRE_FALSE(misnamed.ok());
   CHECK(misnamed.message().find("certificate verify failed") != std::string::npos);
   CHECK(server.api->requests().size() == asked);
+}
+
+// A resolver that does not answer (a DNS server dropping queries) cannot be cancelled: the
+// call gives up at its deadline all the same, and the next call is not held up by it.
+TEST_CASE("https client: a lookup that hangs ends the call at its deadline") {
+  TlsServer s;
+  HttpClientOptions o;
+  o.ca_file = s.ca.ca_cert;
+  o.system_cas = false;
+  o.timeout = std::chrono::milliseconds(300);
+  std::atomic<int> lookups{0};
+  o.before_lookup = [&lookups] {
+    if (lookups++ == 0) std::this_thread::sleep_for(std::chrono::seconds(3));
+  };
+  auto client = BeastHttpClient::create(o);
+  REQUIRE(client.ok());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto hung = (*client)->send(HttpCall{"GET", s.api->api_url() + "/rate_limit", {}, ""});
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
+  CHECK(hung.code() == Code::kUnavailable);
+  CHECK(hung.message().find("cannot resolve 127.0.0.1: no answer within 300 ms") !=
+        std::string::npos);
+  auto next = (*client)->send(HttpCall{"GET", s.api->api_url() + "/rate_limit", {}, ""});
+  CHECK(next.ok());
 }
 
 }  // namespace
