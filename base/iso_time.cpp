@@ -16,22 +16,31 @@ std::string iso8601_utc(std::int64_t unix_seconds) {
   return buf;
 }
 
+namespace {
+
+// A UTC calendar time (month from 0) as milliseconds since the epoch.
+std::optional<std::int64_t> utc_ms(int year, int month, int day, int hour, int minute, int second) {
+  std::tm tm{};
+  tm.tm_year = year - 1900;
+  tm.tm_mon = month;
+  tm.tm_mday = day;
+  tm.tm_hour = hour;
+  tm.tm_min = minute;
+  tm.tm_sec = second;
+  std::time_t epoch = timegm(&tm);
+  if (epoch == static_cast<std::time_t>(-1)) return std::nullopt;
+  return static_cast<std::int64_t>(epoch) * 1000;
+}
+
+}  // namespace
+
 std::optional<std::int64_t> parse_iso8601_ms(const std::string& t) {
   int y, mo, d, h, mi, s;
   char tail = 0;
   if (std::sscanf(t.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &y, &mo, &d, &h, &mi, &s, &tail) != 7)
     return std::nullopt;
   if (tail != 'Z' && tail != '.' && tail != '+') return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo - 1;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  std::time_t epoch = timegm(&tm);
-  if (epoch == static_cast<std::time_t>(-1)) return std::nullopt;
-  return static_cast<std::int64_t>(epoch) * 1000;
+  return utc_ms(y, mo - 1, d, h, mi, s);
 }
 
 // By hand, not strptime: its %a and %b follow the process locale, and HTTP's names do not.
@@ -47,16 +56,7 @@ std::optional<std::int64_t> parse_http_date(const std::string& date) {
   int mo = 0;
   while (mo < 12 && std::strcmp(month, kMonths[mo]) != 0) ++mo;
   if (mo == 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60) return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = y - 1900;
-  tm.tm_mon = mo;
-  tm.tm_mday = d;
-  tm.tm_hour = h;
-  tm.tm_min = mi;
-  tm.tm_sec = s;
-  std::time_t epoch = timegm(&tm);
-  if (epoch == static_cast<std::time_t>(-1)) return std::nullopt;
-  return static_cast<std::int64_t>(epoch) * 1000;
+  return utc_ms(y, mo, d, h, mi, s);
 }
 
 }  // namespace dmz
