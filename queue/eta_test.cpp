@@ -210,6 +210,7 @@ TEST_CASE("eta: the page forecasts adaptive queues and uses the formula for the 
   const auto long_pace = pace_of(st, cfg, landed);
   REQUIRE(long_pace);
   auto formula = estimate_landings(st, queue_order(st), *long_pace, 1000);
+  REQUIRE(formula.size() == kMaxForecastPrs + 1);  // every PR, the one in the chain too
   for (auto& [n, at] : formula)
     if (n != 1) at += long_pace->per_candidate;
   CHECK(expected_landings(st, cfg, landed, 1000) == formula);

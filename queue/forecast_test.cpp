@@ -100,6 +100,7 @@ TEST_CASE("forecast: a PR that will most likely fail gets no estimate, and costs
 TEST_CASE("forecast: adaptive under load probes before the chain, which takes a build more") {
   // A PR in four fails and fifteen are approved during a 45 s build: under load.
   Queue q(Strategy::Adaptive, 4, 250, 45'000);
+  REQUIRE_FALSE(q.s.train.empty());
   for (const auto& k : q.s.train) REQUIRE(k.probe);  // every PR is probed first
   const auto at = forecast_landings(q.s, q.cfg, kNow);
   REQUIRE_FALSE(at.empty());

@@ -438,11 +438,13 @@ TEST_CASE("driver: an idle tick writes nothing") {
   w.fetch_answer(sha('0'));
   w.queue_pr(1, sha('a'));
   const auto events = w.store.events(kRepo, 1000)->size();
+  const auto version = w.store.load(kRepo)->value().version;
   for (int i = 0; i < 5; ++i) {
     w.clock.advance(100);
     w.driver->tick();
   }
   CHECK(w.store.events(kRepo, 1000)->size() == events);
+  CHECK(w.store.load(kRepo)->value().version == version);  // no save without an event either
 }
 
 TEST_CASE("driver: on_saved hears of each saved change, after its events are readable") {

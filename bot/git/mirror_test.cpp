@@ -343,13 +343,28 @@ TEST_CASE("a signed merge puts gpgsig last and signs exactly the rest of the com
   f.origin_git("fsck --strict");
 }
 
-TEST_CASE("a failing signer is an error and nothing is written") {
+// The merged tree is written before the commit can be signed (its id is in the payload); an
+// unreferenced tree is garbage for git gc, an unsigned commit would be a merge nobody signed.
+TEST_CASE("a failing signer is an error and no commit is written") {
   Fixture f;
   auto [master, feature] = f.diverge();
   FailingSigner signer;
+  auto objects = [&] {
+    return f.mirror_git("cat-file --batch-all-objects --batch-check='%(objecttype)'");
+  };
+  const std::string before = objects();
   auto r = f.mirror->merge(master, feature, "m", {}, &signer);
   REQUIRE_FALSE(r.ok());
   CHECK(r.message().find("sign: no key loaded") != std::string::npos);
+  const std::string after = objects();
+  auto count = [](const std::string& listing, const std::string& type) {
+    size_t n = 0;
+    for (size_t at = listing.find(type); at != std::string::npos; at = listing.find(type, at + 1))
+      ++n;
+    return n;
+  };
+  CHECK(count(after, "commit") == count(before, "commit"));
+  CHECK(count(after, "tree") == count(before, "tree") + 1);  // the merged tree, unreferenced
 }
 
 TEST_CASE("a conflicting merge lists exactly the conflicting paths and writes nothing") {

@@ -87,6 +87,7 @@ Result<ClientResponse> http_request(const std::string& host, std::uint16_t port,
     ClientResponse out;
     out.status = static_cast<int>(res.result_int());
     out.content_type = std::string(res[http::field::content_type]);
+    out.retry_after = std::string(res[http::field::retry_after]);
     out.body = std::move(res.body());
     stream.socket().shutdown(tcp::socket::shutdown_both, ec);
     return out;

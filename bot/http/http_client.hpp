@@ -22,6 +22,7 @@ namespace dmz {
 struct ClientResponse {
   int status = 0;
   std::string content_type;
+  std::string retry_after;  // the Retry-After header ("" if none)
   std::string body;
 };
 

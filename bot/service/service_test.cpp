@@ -343,7 +343,7 @@ TEST_CASE("every kind of bad input gets a 4xx with a JSON message and changes no
   CHECK(remote.rev("master") == remote.initial);
 }
 
-TEST_CASE("a new push to a PR in the train drops it and cancels its build") {
+TEST_CASE("a new push to a PR in the train drops it and takes its candidate off dmz") {
   Remote remote;
   test::TempDir data;
   std::string head = remote.branch("feature/p", {{"p.txt", "1\n"}});
@@ -359,6 +359,7 @@ TEST_CASE("a new push to a PR in the train drops it and cancels its build") {
   CHECK_FALSE(pr.approval.has_value());
   CHECK(pr.head == remote.rev("feature/p"));
   CHECK(run.service->state(kRepo)->train.empty());
+  CHECK(eventually([&] { return remote.rev("dmz") == remote.initial; }));  // CI builds nothing
   CHECK(remote.rev("master") == remote.initial);
 }
 
@@ -831,6 +832,7 @@ TEST_CASE(
                           {{"Authorization", std::string("Bearer ") + kToken}});
   REQUIRE(reg.ok());
   CHECK(reg->status == 503);
+  CHECK_FALSE(reg->retry_after.empty());
   CHECK(get_json(run.port, "/api/v1/repos/acme/down/queue")["prs"].empty());
 
   // The healthy repository lands its PR meanwhile.
@@ -874,6 +876,7 @@ TEST_CASE("a store that cannot write answers 503 with Retry-After and changes no
                             {{"Authorization", std::string("Bearer ") + kToken}});
   REQUIRE(merge.ok());
   CHECK(merge->status == 503);
+  CHECK(merge->retry_after == "5");
   CHECK(merge->body.find("locked") != std::string::npos);
   CHECK(get_json(*port, queue_path).at("prs") == prs_before);
   sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);

@@ -161,6 +161,7 @@ TEST_CASE("store: a save on a version another writer moved on is a conflict and 
   Writer c{*store, RepoState{s.repo}};
   auto again = c.save(s);
   REQUIRE_FALSE(again.ok());
+  CHECK(again.code() == Code::kConflict);
   CHECK(must_load(*store, s.repo).state.prs.at(1).title == "by a");
 }
 
