@@ -1,10 +1,11 @@
 // driver_bench: what one event costs as a repository's history grows. It drives N pull requests
 // (default 100,000) through the real Driver, engine and SQLite store, git and CI being answered
 // at once by the bench (recording fakes), and prints the cost of an event around 1k, 10k and
-// 100k finished PRs of history, and the peak memory. The store lives on tmpfs (/dev/shm) unless
-// a directory is given, so that the figures are the work dmzbot does, not the disk's fsync.
-// Not part of the tests: `cmake --build build --target driver_bench && build/driver_bench [N]
-// [DIR]`. Threading: single-threaded.
+// N - 1k (99k by default) finished PRs of history, and the peak memory. Each window is 1,000 PRs
+// and no two overlap: N is at least 3,000, and below 12,000 the 10k window is left out. The store
+// lives on tmpfs (/dev/shm) unless a directory is given, so that the figures are the work dmzbot
+// does, not the disk's fsync. Not part of the tests: `cmake --build build --target driver_bench
+// && build/driver_bench [N] [DIR]`. Threading: single-threaded.
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -53,7 +54,8 @@ fs::path make_dir(const char* given) {
 
 int main(int argc, char** argv) {
   const long n_prs = argc > 1 ? std::atol(argv[1]) : 100'000;
-  if (n_prs < 2'000) die("N must be at least 2000");
+  // The first window, (1000, 2000], and the last, (N - 1000, N], must not be the same PRs.
+  if (n_prs < 3'000) die("N must be at least 3000");
   const fs::path dir = make_dir(argc > 2 ? argv[2] : nullptr);
   auto store = dmz::open_sqlite_store(dir / "bench.db");
   if (!store) die(store.message());
@@ -70,8 +72,12 @@ int main(int argc, char** argv) {
   refs.branches["master"] = sha_of('0', 0);
   driver.fetched(kRepo, refs);
 
-  // The windows measured: 1,000 PRs starting at each of these history sizes.
-  const std::vector<long> marks = {1'000, 10'000, n_prs - 1'000};
+  // The windows measured: 1,000 PRs starting at each of these history sizes; the 10k one only
+  // where it ends before the last one starts.
+  constexpr long kWindow = 1'000;
+  std::vector<long> marks = {1'000};
+  if (10'000 + kWindow <= n_prs - kWindow) marks.push_back(10'000);
+  marks.push_back(n_prs - kWindow);
   // Per PR in each window: the cost of one of its events. The median is reported: other work
   // on the machine shows up as outliers, not as a shift.
   std::vector<std::vector<double>> samples(marks.size());
@@ -113,10 +119,16 @@ int main(int argc, char** argv) {
     if (n % 100 == 0) driver.tick();
     const double took = std::chrono::duration<double>(SteadyClock::now() - t0).count();
     for (std::size_t i = 0; i < marks.size(); ++i)
-      if (n > marks[i] && n <= marks[i] + 1'000)
+      if (n > marks[i] && n <= marks[i] + kWindow)
         samples[i].push_back(1e6 * took / static_cast<double>(total_events - before));
   }
   const double all = std::chrono::duration<double>(SteadyClock::now() - started).count();
+  for (std::size_t i = 0; i < marks.size(); ++i)
+    if (samples[i].size() < static_cast<std::size_t>(kWindow)) {
+      if (argc <= 2) fs::remove_all(dir);
+      die("the window at " + std::to_string(marks[i]) + " has " +
+          std::to_string(samples[i].size()) + " samples, not " + std::to_string(kWindow));
+    }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
 

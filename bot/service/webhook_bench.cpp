@@ -267,6 +267,8 @@ int main(int argc, char** argv) {
       deliveries.push_back({event["name"].get<std::string>(), body,
                             "sha256=" + dmz::to_hex(dmz::hmac_sha256(kSecret, body))});
     }
+  // Before anything is measured: every phase cycles through the deliveries.
+  if (deliveries.empty()) die("no example of event " + only);
 
   std::string pattern = (fs::temp_directory_path() / "webhook-bench-XXXXXX").string();
   if (!mkdtemp(pattern.data())) die("mkdtemp");
@@ -343,12 +345,26 @@ int main(int argc, char** argv) {
       sh("node " + dmz::sh_quote((src / "tests/github/webhooks_bench.mjs").string()) + " " +
          dmz::sh_quote((dir / "deliveries.json").string()) + " " + std::to_string(seconds));
   fs::remove_all(dir);
-  const json node = json::parse(node_out.substr(node_out.find('{')), nullptr, false);
-  if (!node.is_object()) die("node: " + node_out);
-  const double node_rate = node.value("rate", 0.0);
+  const auto brace = node_out.find('{');
+  const json node =
+      brace == std::string::npos ? json() : json::parse(node_out.substr(brace), nullptr, false);
+  const auto field = [&](const char* name) { return node.value(name, json()); };
+  if (!node.is_object() || !field("rate").is_number() || !field("done").is_number_unsigned() ||
+      !field("errors").is_number_unsigned() || !field("handled").is_number_unsigned())
+    die("node: no {rate, done, errors, handled} in: " + node_out);
+  // Node's rate counts every delivery it tried: it is only Node's rate of verifying and parsing
+  // if each one passed and reached the handler.
+  const auto node_done = field("done").get<std::uint64_t>(),
+             node_errors = field("errors").get<std::uint64_t>(),
+             node_handled = field("handled").get<std::uint64_t>();
+  if (node_done == 0 || node_errors != 0 || node_handled != node_done)
+    die("node: @octokit/webhooks refused deliveries: " + std::to_string(node_errors) + " of " +
+        std::to_string(node_done) + " failed, " + std::to_string(node_handled) +
+        " handled; first: " +
+        (field("first_error").is_string() ? field("first_error").get<std::string>() : "none"));
+  const double node_rate = field("rate").get<double>();
 
-  if (deliveries.empty()) die("no example of event " + only);
-  std::printf("webhook_bench: %zu example payloads, %.0f s per phase, %d clients, 127.0.0.1\n",
+  std::printf("webhook_bench: %zu example payloads, %g s per phase, %d clients, 127.0.0.1\n",
               deliveries.size(), seconds, clients_n);
   std::printf("%-52s %10s %12s %12s\n", "", "per second", "p50 1,000/s", "p99 1,000/s");
   auto row = [](const char* what, const Figures& f) {

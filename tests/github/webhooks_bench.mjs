@@ -4,7 +4,10 @@
 //   node webhooks_bench.mjs DELIVERIES.json SECONDS
 //
 // DELIVERIES.json: {"secret": "...", "items": [{"event", "body", "signature"}]}. Prints
-// {"rate": per second, "done": count, "errors": count} on one line.
+// {"rate": per second, "done": deliveries tried, "errors": how many of them verifyAndReceive
+// refused, "handled": how many reached the onAny handler, "first_error": the first refusal's
+// message or null} on one line. A rate is only worth reading with errors 0 and handled == done:
+// webhook_bench checks both.
 import { readFileSync } from "node:fs";
 import { Webhooks } from "@octokit/webhooks";
 
@@ -13,7 +16,7 @@ const seconds = Number(process.argv[3] || 3);
 const webhooks = new Webhooks({ secret });
 let handled = 0;
 webhooks.onAny(() => { ++handled; });
-let done = 0, errors = 0;
+let done = 0, errors = 0, firstError = null;
 const start = process.hrtime.bigint();
 const end = start + BigInt(Math.round(seconds * 1e9));
 while (process.hrtime.bigint() < end) {
@@ -21,10 +24,11 @@ while (process.hrtime.bigint() < end) {
   try {
     await webhooks.verifyAndReceive({ id: `bench-${done}`, name: d.event, payload: d.body,
                                       signature: d.signature });
-  } catch {
-    ++errors;
+  } catch (e) {
+    if (errors++ === 0) firstError = `${d.event}: ${e?.message ?? e}`;
   }
   ++done;
 }
 const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
-console.log(JSON.stringify({ rate: done / elapsed, done, errors, handled }));
+console.log(JSON.stringify({ rate: done / elapsed, done, errors, handled,
+                              first_error: firstError }));
