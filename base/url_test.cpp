@@ -46,8 +46,9 @@ TEST_CASE("parse_url: anything else is refused with a reason") {
 // Config problems go to stderr and the journal: a token written into a URL is not repeated.
 TEST_CASE("parse_url: a refusal quotes the URL without its user info or query") {
   auto u = parse_url("https://x-access-token:ghp_SECRET@ghe.example/api/v3");
-  CHECK(u.message() ==
-        "'https://***@ghe.example/api/v3' is not an http(s) URL: credentials do not belong in a URL");
+  CHECK(
+      u.message() ==
+      "'https://***@ghe.example/api/v3' is not an http(s) URL: credentials do not belong in a URL");
   u = parse_url("https://h:0/x?token=ghp_SECRET");
   CHECK(u.message().find("SECRET") == std::string::npos);
   CHECK(u.message().rfind("'https://h:0/x' is not", 0) == 0);

@@ -116,10 +116,17 @@ json fields(const MergeRequested& e) {
 json fields(const CancelRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const RetryRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const PolicyChecked& e) {
-  return {
-      {"number", e.number}, {"sha", e.sha},     {"pass", e.pass},       {"reasons", e.reasons},
-      {"at", e.at},         {"paths", e.paths}, {"signers", e.signers}, {"approvers", e.approvers},
-      {"target", e.target}, {"epoch", e.epoch}, {"unavailable", e.unavailable}};
+  return {{"number", e.number},
+          {"sha", e.sha},
+          {"pass", e.pass},
+          {"reasons", e.reasons},
+          {"at", e.at},
+          {"paths", e.paths},
+          {"signers", e.signers},
+          {"approvers", e.approvers},
+          {"target", e.target},
+          {"epoch", e.epoch},
+          {"unavailable", e.unavailable}};
 }
 json fields(const MergeDone& e) {
   return {{"candidate", e.candidate},

@@ -668,8 +668,8 @@ TEST_CASE("history is paged by seq with a bounded limit") {
   // Twenty digits: refused before any arithmetic could overflow (UBSan aborts on it).
   expect_refused(call(api, "GET", "/api/v1/repos/o/n/history?limit=99999999999999999999"), fake,
                  422, "'limit' must be a number from 0 to 500");
-  expect_refused(call(api, "GET", "/api/v1/repos/o/n/history?before=9x99999999999999999999"),
-                 fake, 422, "'before' must be a number");
+  expect_refused(call(api, "GET", "/api/v1/repos/o/n/history?before=9x99999999999999999999"), fake,
+                 422, "'before' must be a number");
   CHECK(call(api, "GET", "/api/v1/repos/x/y/history").response.status == 404);
 }
 

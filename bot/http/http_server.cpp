@@ -52,7 +52,7 @@ using boost::system::error_code;
 namespace {
 
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;                // request line + headers
-constexpr std::size_t kFramingLimit = 64 * 1024;                  // unparsed bytes beyond them
+constexpr std::size_t kFramingLimit = 64 * 1024;                 // unparsed bytes beyond them
 constexpr auto kStopGrace = std::chrono::seconds(2);             // before the io_context is stopped
 constexpr auto kLingerTimeout = std::chrono::milliseconds(500);  // draining after an early error
 constexpr std::size_t kLingerBytes = 1 << 20;

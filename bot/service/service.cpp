@@ -544,8 +544,7 @@ struct Service::Impl final : driver::GitPort,
       if (refs) {
         older_than_webhooks(rt, *refs, began);
         driver->fetched(repo, *refs);
-      }
-      else
+      } else
         driver->fetch_failed(repo, refs.status());
       if (const q::RepoState* state = driver->state(repo);
           trust_root && state && state->trust_root != *trust_root) {

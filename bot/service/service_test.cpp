@@ -16,10 +16,10 @@
 #include <thread>
 #include <tuple>
 
+#include "base/metrics.hpp"
 #include "bot/ci/runner.hpp"
 #include "bot/http/http_client.hpp"
 #include "bot/http/http_server.hpp"
-#include "base/metrics.hpp"
 #include "tests/gpg_keys.hpp"
 #include "tests/ssh_keys.hpp"
 #include "tests/support.hpp"
@@ -496,8 +496,7 @@ TEST_CASE("a policy check that fails on dmzbot's side is asked again, not blamed
   test::write_file(data / "trust/keys/alice.asc", gpg.export_public(alice));
   test::write_file(data / "trust/policy.toml",
                    "version = 1\n[accounts.alice]\nopenpgp = [\"" + alice +
-                       "\"]\nlogins = [\"alice\"]\n[accounts.dmzbot]\nssh = [\"" +
-                       bot.public_line +
+                       "\"]\nlogins = [\"alice\"]\n[accounts.dmzbot]\nssh = [\"" + bot.public_line +
                        "\"]\n[groups]\ndevelopers = [\"alice\"]\nbots = [\"dmzbot\"]\n"
                        "[[rule]]\nbranch = \"master\"\nsigners = \"developers\"\n"
                        "author_signs = true\n[merges]\nsigners = \"bots\"\n");

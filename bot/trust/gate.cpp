@@ -377,8 +377,7 @@ class TrustPolicy final : public PolicyChecker {
     if (e.code != Code::kInvalid && our_side_.empty()) our_side_ = e.message;
   }
   void note_our_side(const std::string& signature_problem) {
-    if (signature_problem.starts_with("error:") && our_side_.empty())
-      our_side_ = signature_problem;
+    if (signature_problem.starts_with("error:") && our_side_.empty()) our_side_ = signature_problem;
   }
 
   config::Repo repo_;

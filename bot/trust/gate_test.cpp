@@ -730,8 +730,10 @@ TEST_CASE("trust: a PR whose policy does not parse is refused before it lands, w
   CHECK(v.unavailable.empty());  // the PR's fault: no asking again
   if (broken) {
     REQUIRE(v.reasons.size() == 1);
-    CHECK_MESSAGE(has_prefix(v.reasons, "the pull request would leave no usable policy: "
-                                        ".dmz/policy.toml@" + s7(head) + ":"),
+    CHECK_MESSAGE(has_prefix(v.reasons,
+                             "the pull request would leave no usable policy: "
+                             ".dmz/policy.toml@" +
+                                 s7(head) + ":"),
                   all(v.reasons));
   }
 }
