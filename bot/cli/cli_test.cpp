@@ -210,7 +210,7 @@ TEST_CASE("demo --until-idle stopped by a signal before the queue drains exits 1
   const std::string log = test::shell_quote((tmp / "log.txt").string());
   auto r = test::run("timeout 120 " + dmzbot() + " demo --until-idle --port 0 --dir " +
                      test::shell_quote((tmp / "demo").string()) + " >" + log +
-                     " 2>&1 & pid=$!; i=0; until grep -q 'wip/experiment as #5' " + log +
+                     " 2>&1 & pid=$!; i=0; until grep -qs 'wip/experiment as #5' " + log +
                      "; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done; "
                      "kill -TERM $pid; wait $pid; echo \"exit=$?\"");
   const std::string out = test::read_file(tmp / "log.txt");
