@@ -36,28 +36,6 @@ Millis time_of(const Event& event) {
   return std::visit([](const auto& e) { return e.at; }, event);
 }
 
-// Where a PR stands relative to the queue: one exhaustive switch, so a new status forces a
-// decision here rather than a silent default in every handler.
-enum class Stage { Idle, Waiting, InTrain, Done };
-Stage stage(PrStatus status) {
-  switch (status) {
-    case PrStatus::Open:
-    case PrStatus::Failed:
-    case PrStatus::Cancelled:
-      return Stage::Idle;
-    case PrStatus::Approved:
-    case PrStatus::Queued:
-      return Stage::Waiting;
-    case PrStatus::Merging:
-    case PrStatus::InDmz:
-    case PrStatus::Building:
-      return Stage::InTrain;
-    case PrStatus::Merged:
-      return Stage::Done;
-  }
-  return Stage::Idle;
-}
-
 // True for a candidate that is on dmz and waiting for its checks.
 bool on_dmz(CandidateStatus status) {
   switch (status) {

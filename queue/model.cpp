@@ -2,6 +2,25 @@
 
 namespace dmz::queue {
 
+Stage stage(PrStatus status) {
+  switch (status) {
+    case PrStatus::Open:
+    case PrStatus::Failed:
+    case PrStatus::Cancelled:
+      return Stage::Idle;
+    case PrStatus::Approved:
+    case PrStatus::Queued:
+      return Stage::Waiting;
+    case PrStatus::Merging:
+    case PrStatus::InDmz:
+    case PrStatus::Building:
+      return Stage::InTrain;
+    case PrStatus::Merged:
+      return Stage::Done;
+  }
+  return Stage::Idle;
+}
+
 std::string_view to_string(PrStatus s) {
   switch (s) {
     case PrStatus::Open:

@@ -32,6 +32,11 @@ enum class PrStatus {
   Cancelled,  // cancelled by a merge master or closed; retry re-queues
 };
 
+// Where a PR stands relative to the queue: one exhaustive switch (stage()), so a new status
+// forces a decision there rather than a silent default in every handler.
+enum class Stage { Idle, Waiting, InTrain, Done };
+Stage stage(PrStatus status);
+
 enum class CheckState { Pending, Success, Failure, Error };
 
 // Why a PR left the queue (or was sent back into it): a stable code beside the message, for

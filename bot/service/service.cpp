@@ -158,12 +158,12 @@ struct RepoRuntime {
   std::atomic<bool> periodic_queued{false};
   // Policy checks of heads out of reach (git thread only): judged after the next good fetch.
   std::vector<q::CheckPolicy> policy_waiting;
-  // Policy checks whose verdict failed on our side (git thread only): judged again at the
-  // first fetch after `not_before`, `tries` verdicts so far.
   // PR heads a webhook set (engine thread only), with when: a fetch that began before then read
   // the remote before that push, and its head for the PR is older news. Kept until a fetch
   // that began after them has been applied.
   std::map<int, std::pair<q::Sha, q::Millis>> webhook_heads;
+  // Policy checks whose verdict failed on our side (git thread only): judged again at the
+  // first fetch after `not_before`, `tries` verdicts so far.
   struct PolicyRetry {
     q::CheckPolicy check;
     int tries = 0;

@@ -599,9 +599,9 @@ Result<std::optional<std::int64_t>> Client::find_check_run(const q::Sha& sha,
                            "/check-runs?check_name=" + path_segment(name) + "&filter=latest");
   if (!r) return r.error();
   auto runs = r->body.is_object() ? r->body.find("check_runs") : r->body.end();
-  if (runs == r->body.end() || !runs->is_array() || runs->empty() || integer((*runs)[0], "id") <= 0)
-    return std::optional<std::int64_t>();
-  return std::optional<std::int64_t>(integer((*runs)[0], "id"));
+  const std::int64_t id =
+      runs != r->body.end() && runs->is_array() && !runs->empty() ? integer((*runs)[0], "id") : 0;
+  return id > 0 ? std::optional<std::int64_t>(id) : std::nullopt;
 }
 
 Result<std::vector<q::Check>> Client::checks(const q::Sha& sha) {

@@ -14,19 +14,6 @@ namespace {
 namespace q = queue;
 using nlohmann::json;
 
-bool waiting_or_in_train(const q::PullRequest& pr) {
-  switch (pr.status) {
-    case q::PrStatus::Approved:
-    case q::PrStatus::Queued:
-    case q::PrStatus::Merging:
-    case q::PrStatus::InDmz:
-    case q::PrStatus::Building:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // Whether a notice says the PR left the queue because of what its commits do (a build, a
 // conflict, the policy): their authors are the ones who can fix it.
 bool about_its_commits(const q::Notify& n) {
@@ -190,7 +177,8 @@ std::vector<q::Event> reconcile_pulls(const q::RepoState& state, const std::vect
     else if (pr.title != p.title && pr.branch == p.head_ref && pr.author == p.author)
       out.push_back(opened);  // an edited title
     // Converted to a draft, the webhook lost: out of the queue, as converted_to_draft does.
-    if (p.draft && pr.head == p.head && waiting_or_in_train(pr))
+    if (p.draft && pr.head == p.head &&
+        (q::stage(pr.status) == q::Stage::Waiting || q::stage(pr.status) == q::Stage::InTrain))
       out.push_back(q::CancelRequested{p.number, "GitHub (it is a draft now)", now});
   }
   if (complete)
@@ -303,10 +291,9 @@ Status GitHubForge::deliver(const OutboxMessage& m) {
   std::vector<std::string> cc;
   if (about_its_commits(n)) {
     auto authors = client_->commit_authors(n.number);
-    if (!authors && authors.code() != Code::kNotFound) return authors.status();
-    auto pull = authors ? client_->pull(n.number) : Result<PullInfo>(not_found(""));
-    if (!pull && pull.code() != Code::kNotFound) return pull.status();
-    if (authors && pull) cc = others_to_tell(*authors, {options_.webhook.bot_name, pull->author});
+    auto pull = authors ? client_->pull(n.number) : Result<PullInfo>(authors.error());
+    if (!pull && pull.code() != Code::kNotFound) return pull.status();  // asked again later
+    if (pull) cc = others_to_tell(*authors, {options_.webhook.bot_name, pull->author});
   }
   const std::string body = comment_for(n, options_.webhook.repo, options_.public_url,
                                        "<!-- dmzbot:notice:" + std::to_string(m.id) + " -->", cc);
