@@ -664,7 +664,8 @@ Result<bool> Mirror::is_ancestor(const Sha& ancestor, const Sha& descendant) {
   return rc == 1;
 }
 
-Result<std::pair<std::string, std::string>> Mirror::read_object(const Sha& sha) {
+Result<std::pair<std::string, std::string>> Mirror::read_object(const Sha& sha,
+                                                                std::size_t max_bytes) {
   const std::string what = "read object " + sha;
   git_oid oid;
   if (int rc = git_oid_fromstrn(&oid, sha.c_str(), sha.size());
@@ -679,6 +680,15 @@ Result<std::pair<std::string, std::string>> Mirror::read_object(const Sha& sha) 
   git_odb* db = nullptr;
   if (int rc = git_repository_odb(&db, impl_->repo.get()); rc < 0) return git_fail(what, rc);
   OdbPtr odb(db);
+  size_t size = 0;
+  git_object_t type = GIT_OBJECT_INVALID;
+  if (int rc = git_odb_read_header(&size, &type, odb.get(), &oid); rc < 0)
+    return git_fail(what, rc);
+  if (size > max_bytes) {
+    char hex[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(hex, 8, &oid);
+    return invalid(std::string(hex) + " is larger than " + std::to_string(max_bytes) + " bytes");
+  }
   git_odb_object* o = nullptr;
   if (int rc = git_odb_read(&o, odb.get(), &oid); rc < 0) return git_fail(what, rc);
   OdbObjectPtr obj(o);

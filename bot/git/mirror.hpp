@@ -26,6 +26,10 @@ namespace dmz::git {
 // Call once per process before any other function here (safe to call again).
 void init();
 
+// What read_object holds at most by default: dmzbot parses commits, tags, trees and small files
+// (policies, notes, certificates), none of which is this large in good faith.
+inline constexpr std::size_t kMaxObjectBytes = std::size_t{64} << 20;
+
 struct Identity {
   std::string name = "dmzbot";
   std::string email = "dmzbot@localhost";
@@ -112,7 +116,10 @@ class Mirror {
 
   Result<bool> is_ancestor(const Sha& ancestor, const Sha& descendant);
   // Raw object bytes (as `git cat-file <type> <sha>` prints) and its type ("commit", "tag", ...).
-  Result<std::pair<std::string, std::string>> read_object(const Sha& sha);
+  // An object over `max_bytes` is refused (kInvalid, "<sha7> is larger than N bytes") from its
+  // header, before it is inflated: a pushed giant blob costs no memory to turn down.
+  Result<std::pair<std::string, std::string>> read_object(const Sha& sha,
+                                                          std::size_t max_bytes = kMaxObjectBytes);
   // Commits reachable from `to` and not from `exclude` (if not empty), oldest first.
   Result<std::vector<Sha>> rev_list(const Sha& exclude, const Sha& to);
   // At most `limit` commits reachable from `tip`, breadth-first from it (a child before its

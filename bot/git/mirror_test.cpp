@@ -538,6 +538,12 @@ TEST_CASE("rev_list, is_ancestor, read_object, resolve") {
   CHECK(blob->second == "blob");
   CHECK(blob->first == "a changed\n");
   CHECK_FALSE(f.mirror->read_object("1111111111111111111111111111111111111111").ok());
+  // A limit is checked against the object's header: 10 bytes pass a limit of 10, not one of 9.
+  CHECK(f.mirror->read_object(blob_id, 10).ok());
+  auto over = f.mirror->read_object(blob_id, 9);
+  REQUIRE_FALSE(over.ok());
+  CHECK(over.code() == Code::kInvalid);
+  CHECK(over.message() == blob_id.substr(0, 7) + " is larger than 9 bytes");
 
   CHECK(*f.mirror->resolve("refs/remotes/origin/master~1") == c2);
   CHECK(*f.mirror->resolve(c1) == c1);

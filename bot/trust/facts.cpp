@@ -108,14 +108,11 @@ Result<std::optional<PolicySource>> policy_source_at(git::Mirror& mirror,
                   kind_of(*entry) + ")";
     return Out(std::move(src));
   }
-  // Every blob is read whole by the object database; the limits keep what is parsed and held
-  // the same as for a policy file outside the repository.
+  // The same size limit as for a policy file outside the repository, checked before the blob is
+  // read.
   auto read_blob = [&](const TreeEntry& e, const std::string& path) -> Result<std::string> {
-    auto blob = mirror.read_object(e.id);
-    if (!blob) return blob.error();
-    if (blob->first.size() > kMaxPolicyFileBytes)
-      return invalid(path + where + " is larger than " + std::to_string(kMaxPolicyFileBytes) +
-                     " bytes");
+    auto blob = mirror.read_object(e.id, kMaxPolicyFileBytes);
+    if (!blob) return blob.status().prefixed(path + where + ": ").error();
     return std::move(blob->first);
   };
   auto text = read_blob(*entry, std::string(queue::kPolicyPath));
@@ -467,12 +464,9 @@ Result<std::vector<NoteChange>> FactGatherer::note_changes(git::Mirror& mirror,
 
 Result<std::string> note_text(git::Mirror& mirror, const std::string& blob) {
   if (blob.empty()) return std::string();
-  auto obj = mirror.read_object(blob);
-  if (!obj) return obj.error();
+  auto obj = mirror.read_object(blob, kMaxNoteBytes);
+  if (!obj) return obj.status().prefixed("note ").error();
   if (obj->second != "blob") return invalid("note " + blob + " is a " + obj->second);
-  if (obj->first.size() > kMaxNoteBytes)
-    return invalid("note " + short_sha(blob) + " is larger than " + std::to_string(kMaxNoteBytes) +
-                   " bytes");
   return std::move(obj->first);
 }
 

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <future>
 
+#include "base/file.hpp"
 #include "base/metrics.hpp"
 #include "bot/git/mirror.hpp"
 #include "bot/trust/facts.hpp"
@@ -639,6 +640,21 @@ TEST_CASE("trust: a policy path that is not a regular file fails closed, not ope
   CHECK_FALSE(v.pass);
   CHECK(v.reasons == std::vector<std::string>{".dmz/policy.toml at " + s7(target) +
                                               " is not a regular file (" + kind + ")"});
+}
+
+TEST_CASE("trust: a policy file over 1 MiB fails closed, refused before it is read") {
+  auto& k = keys();
+  Repo r(std::vector<std::pair<std::string, std::string>>{{".dmz/policy.toml", k.policy()}});
+  // A valid policy, padded with a comment past the limit.
+  r.commit({{".dmz/policy.toml", k.policy() + "#" + std::string(kMaxPolicyFileBytes, 'x') + "\n"}},
+           "a large policy", nullptr);
+  const std::string target = r.git("rev-parse HEAD");
+  const std::string blob = r.git("rev-parse HEAD:.dmz/policy.toml");
+  auto v = judge_a_pr(r, k.ssh(k.alice_ssh));
+  CHECK_FALSE(v.pass);
+  CHECK_MESSAGE(has(v.reasons, ".dmz/policy.toml at " + s7(target) + ": " + s7(blob) +
+                                   " is larger than 1048576 bytes"),
+                all(v.reasons));
 }
 
 TEST_CASE("trust: a .dmz that is not a directory fails closed, not open") {

@@ -88,10 +88,9 @@ PushPolicy push_policy(git::Mirror& mirror, const config::HookConfig& cfg,
 }
 
 Result<PushCertificate> read_certificate(git::Mirror& mirror, const std::string& blob) {
-  auto object = mirror.read_object(blob);
-  if (!object) return object.error();
+  auto object = mirror.read_object(blob, kMaxCertificate);
+  if (!object) return object.status().prefixed("the certificate ").error();
   if (object->second != "blob") return invalid("GIT_PUSH_CERT " + blob + " is not a blob");
-  if (object->first.size() > kMaxCertificate) return invalid("the certificate is too large");
   return parse_push_certificate(object->first);
 }
 
