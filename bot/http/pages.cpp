@@ -282,6 +282,20 @@ std::string check_html(const CheckRow& k) {
   return out + "</li>";
 }
 
+// A candidate's checks: every required one, and at most kOptionalChecksShown others (a PR's own
+// workflows may report hundreds on its candidate; the page stays readable and small).
+constexpr std::size_t kOptionalChecksShown = 20;
+std::string checks_html(const std::vector<CheckRow>& checks) {
+  std::string out = "<ul class=\"checks\">";
+  std::size_t optional = 0;
+  for (const auto& k : checks)
+    if (k.required || ++optional <= kOptionalChecksShown) out += check_html(k);
+  if (optional > kOptionalChecksShown)
+    out += "<li class=\"muted\">and " + num(optional - kOptionalChecksShown) +
+           " more checks not required</li>";
+  return out + "</ul>";
+}
+
 std::string candidate_html(const std::string& repo, const CandidateRow& c, Millis now) {
   const auto& k = c.candidate;
   std::string out = "<article class=\"candidate\" aria-labelledby=\"cand-" + num(k.id) +
@@ -308,11 +322,8 @@ std::string candidate_html(const std::string& repo, const CandidateRow& c, Milli
   out += "</ul><h4>Checks</h4>";
   if (c.checks.empty())
     out += "<p class=\"muted\">no check required or reported</p>";
-  else {
-    out += "<ul class=\"checks\">";
-    for (const auto& ch : c.checks) out += check_html(ch);
-    out += "</ul>";
-  }
+  else
+    out += checks_html(c.checks);
   return out + "</article>";
 }
 
@@ -544,11 +555,7 @@ std::string render_pull(const PullPage& p) {
       if (!t.reason_code.empty())
         out += " <code class=\"reason\">" + html_escape(t.reason_code) + "</code>";
       out += details_list(t.details);
-      if (!t.checks.empty()) {
-        out += "<ul class=\"checks\">";
-        for (const auto& k : t.checks) out += check_html(k);
-        out += "</ul>";
-      }
+      if (!t.checks.empty()) out += checks_html(t.checks);
       out += "</li>";
     }
     out += "</ol>";

@@ -192,6 +192,27 @@ TEST_CASE("pages: a PR's long lists of reasons show their first few, cut to a li
   CHECK(html.find(std::string(1'001, 'y')) == std::string::npos);
 }
 
+TEST_CASE("pages: a candidate shows every required check and at most 20 others, the rest counted") {
+  RepoPage p = hostile_page();
+  auto& checks = p.train.at(0).checks;
+  for (int i = 0; i < 500; ++i) {
+    CheckRow k;
+    k.context = "matrix/" + std::to_string(i);
+    checks.push_back(k);
+  }
+  CheckRow last_required;
+  last_required.context = "ci/required-last";
+  last_required.required = true;
+  checks.push_back(last_required);
+  const auto html = render_repo(p);
+  CHECK(html.find("<code>ci/&lt;evil&gt;</code>") != std::string::npos);
+  CHECK(html.find("<code>ci/required-last</code>") != std::string::npos);
+  // ci/test and ci/lint are the first two not required; 18 of the matrix follow them.
+  CHECK(html.find("<code>matrix/17</code>") != std::string::npos);
+  CHECK(html.find("<code>matrix/18</code>") == std::string::npos);
+  CHECK(html.find("and 482 more checks not required") != std::string::npos);
+}
+
 TEST_CASE("pages: the newest 100 PRs not in the queue are listed, the others counted") {
   RepoPage p = hostile_page();
   p.others.clear();
