@@ -42,19 +42,33 @@ std::optional<std::string> canonical_mode(std::string_view text) {
   }
 }
 
-std::optional<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
+// A name git's fsck refuses and its checkout will not write (fsck.c fsck_tree, verify_path):
+// read here, it would name a path other than the one a checkout produces.
+bool unsafe_name(std::string_view name) {
+  return name.empty() || name == "." || name == ".." || name.find('/') != std::string_view::npos ||
+         ascii_lower(name) == ".git";
+}
+
+// The entries of a raw tree, or why it is not one git would check out as the gate reads it.
+// A name twice (two blobs, or a blob and a tree) is refused: the gate would judge the first
+// entry and a checkout writes the last, so a changed file could hide behind its old self.
+Result<std::vector<TreeEntry>> parse_tree(std::string_view raw) {
   std::vector<TreeEntry> out;
+  std::set<std::string, std::less<>> names;
   while (!raw.empty()) {
     size_t sp = raw.find(' ');
-    if (sp == std::string_view::npos) return std::nullopt;
+    if (sp == std::string_view::npos) return invalid("an entry has no mode");
     size_t nul = raw.find('\0', sp);
-    if (nul == std::string_view::npos || raw.size() < nul + 21) return std::nullopt;
+    if (nul == std::string_view::npos || raw.size() < nul + 21)
+      return invalid("an entry is cut short");
     TreeEntry e;
     auto mode = canonical_mode(raw.substr(0, sp));
-    if (!mode) return std::nullopt;
+    if (!mode) return invalid("an entry has the mode '" + escape_control(raw.substr(0, sp)) + "'");
     e.mode = std::move(*mode);
     e.name = std::string(raw.substr(sp + 1, nul - sp - 1));
-    if (e.name.empty()) return std::nullopt;  // git: "empty filename in tree entry"
+    if (unsafe_name(e.name)) return invalid("an entry is named '" + escape_control(e.name) + "'");
+    if (!names.insert(e.name).second)
+      return invalid("it holds '" + escape_control(e.name) + "' twice");
     e.id = to_hex(raw.substr(nul + 1, 20));
     out.push_back(std::move(e));
     raw.remove_prefix(nul + 21);
@@ -70,7 +84,7 @@ Result<std::map<std::string, TreeEntry>> entries_of(git::Mirror& mirror, const s
   if (!obj) return obj.error();
   if (obj->second != "tree") return invalid(tree + " is a " + obj->second + ", not a tree");
   auto entries = parse_tree(obj->first);
-  if (!entries) return invalid("tree " + tree + " is malformed");
+  if (!entries) return invalid("tree " + tree + " is malformed: " + entries.message());
   for (auto& e : *entries) out.emplace(e.name, std::move(e));
   return out;
 }

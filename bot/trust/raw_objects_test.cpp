@@ -94,6 +94,32 @@ TEST_CASE("raw trees: modes are read as git reads them") {
   CHECK(refused.message().find("malformed") != std::string::npos);
 }
 
+TEST_CASE("raw trees: a name twice, or one git will not check out, fails the diff") {
+  RawRepo r;
+  test::write_file(r.dir / "g", "changed\n");
+  const std::string changed = test::must("git hash-object -w g", r.dir.path()).substr(0, 40);
+  const std::string base = r.tree({{"100644 secret", r.blob}});
+  const std::string sub = r.tree({{"100644 f", changed}});
+  struct Case {
+    std::vector<std::pair<std::string, std::string>> entries;
+    std::string why;
+  };
+  for (const Case& c : std::vector<Case>{
+           // A checkout writes the second `secret`; read first-wins, the change would not show.
+           {{{"100644 secret", r.blob}, {"100644 secret", changed}}, "it holds 'secret' twice"},
+           {{{"100644 secret", r.blob}, {"40000 secret", sub}}, "it holds 'secret' twice"},
+           {{{"100644 secret", r.blob}, {"40000 .GIT", sub}}, "an entry is named '.GIT'"},
+           {{{"100644 secret", r.blob}, {"40000 ..", sub}}, "an entry is named '..'"},
+           {{{"100644 secret", r.blob}, {"100644 a/b", changed}}, "an entry is named 'a/b'"},
+       }) {
+    const std::string head = r.tree(c.entries);
+    auto paths = changed_paths(*r.mirror, base, head);
+    REQUIRE_FALSE(paths);
+    CHECK(paths.code() == Code::kInvalid);
+    CHECK(paths.message() == "tree " + head + " is malformed: " + c.why);
+  }
+}
+
 TEST_CASE("raw trees: a tree bomb fails the diff instead of expanding") {
   RawRepo r;
   // 1000 entries naming the same object, four levels deep: four small trees, 10^12 paths.
