@@ -1176,7 +1176,11 @@ TEST_CASE("github: a webhook answered just before a crash is handled at the next
   // What the crash left: the `@dmzbot merge` of a merge master, recorded with its request.
   const json merge = comment_payload(1, "alice", "@dmzbot merge");
   const std::string body = merge.dump();
-  const auto db = deliveries_file(bot.data.path() / "dmzbot.db");  // the deliveries
+  auto db = deliveries_file(bot.data.path() / "dmzbot.db");  // the deliveries' own file
+  SUBCASE("in the deliveries' own file") {}
+  SUBCASE("in the main database, where a dmzbot before the deliveries' own file kept them") {
+    db = bot.data.path() / "dmzbot.db";
+  }
   {
     auto store = open_sqlite_store(db);
     REQUIRE(store.ok());
@@ -1197,6 +1201,9 @@ TEST_CASE("github: a webhook answered just before a crash is handled at the next
   auto store = open_sqlite_store(db);  // a second connection, as an operator's
   REQUIRE(store.ok());
   REQUIRE(eventually([&] { return (*store)->unhandled_deliveries(0, 10)->empty(); }));
+  auto inbox = open_sqlite_store(deliveries_file(bot.data.path() / "dmzbot.db"));
+  REQUIRE(inbox.ok());
+  REQUIRE(eventually([&] { return (*inbox)->unhandled_deliveries(0, 10)->empty(); }));
   // GitHub's redelivery of it is a duplicate.
   auto again = bot.post("issue_comment", merge, "crashed-1");
   CHECK(again.status == 202);

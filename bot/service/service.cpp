@@ -272,6 +272,25 @@ struct Service::Impl final : driver::GitPort,
     return {};
   }
 
+  // Deliveries that a dmzbot older than the deliveries' own file answered 202 and had not
+  // handled are in the main database: copied to the deliveries' file, then marked handled where
+  // they were, so the replay at start handles them once (a crash in between copies none twice:
+  // the copy of a recorded id is a duplicate).
+  Status move_old_deliveries() {
+    for (std::int64_t after = 0;;) {
+      auto old = store->unhandled_deliveries(after, 256);
+      if (!old) return old.status();
+      if (old->empty()) return {};
+      if (auto copied = delivery_store->record_deliveries(*old); !copied) return copied.status();
+      std::vector<std::string> ids;
+      for (const DeliveryId& d : *old) ids.push_back(d.id);
+      if (Status s = store->mark_deliveries_handled(ids); !s.ok()) return s;
+      spdlog::info("moved {} unhandled webhook deliveries to {}", ids.size(),
+                   deliveries_file(cfg.data_dir / cfg.store.path).string());
+      after = old->back().seq;
+    }
+  }
+
   // The store, refusing to take a missing or empty database for an empty queue when the data
   // directory holds the mirrors of an earlier run: that would silently forget every queued PR.
   Status open_store() {
@@ -288,6 +307,7 @@ struct Service::Impl final : driver::GitPort,
     if (!inbox) return inbox.status().prefixed("store (webhook deliveries): ");
     delivery_store = std::move(*inbox);
     deliveries = std::make_unique<DeliveryRecorder>(*delivery_store);
+    if (Status s = move_old_deliveries(); !s.ok()) return s.prefixed("store: ");
     auto has_state = store->has_state();
     if (!has_state) return has_state.status().prefixed("store: ");
     if (!*has_state && has_entries(mirrors))
