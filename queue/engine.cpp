@@ -307,7 +307,7 @@ void transient(Ctx& c, std::size_t index, const std::string& message);
 
 // Only the front candidate lands; a later green one waits for its turn.
 void land_front_if_green(Ctx& c) {
-  if (c.s.train.empty() || c.hold_landings) return;
+  if (c.s.train.empty() || c.hold_landings || c.at < c.s.retry_after) return;
   auto& k = c.s.train.front();
   if (!on_dmz(k.status) || !k.policy_passed || !not_green(k, c.cfg).empty()) return;
   k.status = CandidateStatus::Landing;
@@ -731,7 +731,7 @@ std::uint64_t lane_for(Ctx& c, const PullRequest& pr) {
 // Fast-forwards master along a chain: to its furthest green candidate (train without flaky
 // checks: the end of its green prefix). One landing at a time.
 void try_land(Ctx& c) {
-  if (c.hold_landings) return;
+  if (c.hold_landings || c.at < c.s.retry_after) return;
   for (const auto& k : c.s.train)
     if (k.status == CandidateStatus::Landing) return;
   // A green probe built on master lands itself when no chain would be left stale by it.
@@ -1627,14 +1627,57 @@ Verdict on(Ctx& c, const MasterPushed& e) {
     rebuild_on(c, e.remote_master);
     return std::nullopt;
   }
-  transient(c, *i, "pushing master failed: " + e.message);
+  // The push failed, or its answer was lost and the remote could not be read after it: the
+  // same landing is tried again after the backoff, the train kept. Cut and rebuilt, a landing
+  // that did reach the remote would be merged and landed a second time (on(MasterObserved)
+  // lands it if a fetch sees it first). Unless something that came while it was in flight
+  // forbids landing it now (a PR closed or pushed to, a policy change): then it is cut.
+  auto still_lands = [&](int n) {
+    const PullRequest& pr = c.pr(n);
+    return pr.reason_code != Reason::Closed && pr.approval && pr.approval->sha == pr.head &&
+           pr.judged_epoch == c.s.policy_epoch;
+  };
+  bool keep = true;
+  for (const auto& k : c.s.train)
+    if (k.status == CandidateStatus::Landing)
+      keep = keep && std::all_of(k.prs.begin(), k.prs.end(), still_lands);
+  if (!keep) {
+    transient(c, *i, "pushing master failed: " + e.message);
+    return std::nullopt;
+  }
+  const std::string text = "pushing master failed: " + e.message + "; trying again in " +
+                           std::to_string(c.cfg.retry_backoff / 1000) + "s";
+  for (auto& k : c.s.train)
+    if (k.status == CandidateStatus::Landing) {
+      k.status = CandidateStatus::Building;
+      for (int n : k.prs) c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
+    }
+  c.s.retry_after = c.at + c.cfg.retry_backoff;
   return std::nullopt;
+}
+
+// Whether master at `sha` is train[index] landed: a landing whose push answered with an error
+// and that reached the remote all the same. Its chain must start at master (serial: it is the
+// front), so that what lands with it is exactly what it holds.
+bool landed_already(const Ctx& c, const Sha& sha, std::size_t& index) {
+  auto i = index_of_sha(c.s, sha);
+  if (!i || !on_dmz(c.s.train[*i].status)) return false;
+  if (generic(c.cfg) ? chain_of(c.s, c.s.train[*i]).empty() ||
+                           c.s.train[chain_of(c.s, c.s.train[*i]).front()].base != c.s.master
+                     : *i != 0)
+    return false;
+  index = *i;
+  return true;
 }
 
 Verdict on(Ctx& c, const MasterObserved& e) {
   if (e.sha.empty() || e.sha == c.s.master) return std::nullopt;
   for (const auto& k : c.s.train)
     if (k.status == CandidateStatus::Landing) return std::nullopt;  // MasterPushed will tell
+  if (std::size_t i = 0; landed_already(c, e.sha, i)) {
+    c.s.train[i].status = CandidateStatus::Landing;
+    return on(c, MasterPushed{c.s.train[i].id, true, e.sha, "master seen at the candidate", c.at});
+  }
   rebuild_on(c, e.sha);
   return std::nullopt;
 }
@@ -1745,6 +1788,7 @@ Verdict on(Ctx& c, const Tick& e) {
       back_out(c, i, Reason::CheckTimeout, reason, missing);
     break;  // later candidates went with it
   }
+  land(c);  // a landing whose push failed is tried again once the backoff is over
   return std::nullopt;
 }
 

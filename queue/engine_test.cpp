@@ -1170,16 +1170,34 @@ TEST_CASE("master moved by someone else: the train is rebuilt on the new master,
     CHECK(r.pr(1).status == PrStatus::Merging);
     CHECK(only<Notify>(o).message.find("outside dmzbot") != std::string::npos);
   }
-  SUBCASE("a refused push without a remote master is transient") {
+  SUBCASE("a failed push, the remote unread, is tried again after the backoff, the train kept") {
     r.check(sha('c'), CheckState::Success);
     const Millis at = r.now;
     auto o = r.master_pushed(1, false);
     CHECK(r.s.master == kMaster);
-    CHECK(r.s.train.empty());
-    CHECK(r.pr(1).status == PrStatus::Queued);
+    REQUIRE(r.s.train.size() == 1);
+    CHECK(r.s.train[0].status == CandidateStatus::Building);
+    CHECK(r.pr(1).status == PrStatus::Building);
     CHECK(r.s.retry_after == at + 30'000);
     CHECK(only<Notify>(o).kind == NoticeKind::Info);
     CHECK(none<BuildCandidate>(o));
+    CHECK(none<FastForwardMaster>(o));
+    CHECK(none<FastForwardMaster>(r.tick(at + 29'000)));  // not before the backoff
+    auto again = only<FastForwardMaster>(r.tick(at + 30'000));
+    CHECK(again.to == sha('c'));
+    CHECK(again.from == kMaster);
+    CHECK(r.s.train[0].status == CandidateStatus::Landing);
+  }
+  SUBCASE("a failed push that reached the remote all the same: a fetch seeing it lands it once") {
+    r.check(sha('c'), CheckState::Success);
+    r.master_pushed(1, false);
+    auto o = r.on(MasterObserved{sha('c'), r.now});
+    REQUIRE_FALSE(o.rejected);
+    CHECK(r.s.master == sha('c'));
+    CHECK(r.s.train.empty());
+    CHECK(r.pr(1).status == PrStatus::Merged);
+    CHECK(none<BuildCandidate>(o));  // not merged again
+    CHECK(none<FastForwardMaster>(r.tick(r.now + 60'000)));
   }
   SUBCASE("a refused push whose remote is already the candidate counts as landed") {
     r.check(sha('c'), CheckState::Success);

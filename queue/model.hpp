@@ -174,7 +174,7 @@ struct RepoState {
   std::map<int, PullRequest> prs;
   std::vector<Candidate> train;    // ordered; front() lands first
   CandidateId next_candidate = 1;  // also numbers lanes and bisection groups
-  Millis retry_after = 0;          // after a transient git error, no new candidate before this time
+  Millis retry_after = 0;          // after a transient git error, no new candidate nor landing before this time
   std::size_t window = 0;          // train/adaptive: candidates allowed in flight (0: window_start)
   Observed observed;
   // Raised each time the policy in force may have changed (a landing that touched .dmz/, master

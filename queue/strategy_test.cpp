@@ -287,6 +287,33 @@ TEST_CASE("train: master fast-forwards along the longest green prefix") {
   CHECK(r.s.train.empty());
 }
 
+TEST_CASE("train: a chain's push that failed and reached master all the same lands it once") {
+  Repo r(Strategy::Train);
+  r.cfg.window_start = 3;
+  r.queue(1);
+  const Sha c1 = r.merge(1);
+  r.queue(2);
+  const Sha c2 = r.merge(r.with({2}));
+  r.check(c2, true);
+  const auto ffs = all<FastForwardMaster>(r.check(c1, true));
+  REQUIRE(ffs.size() == 1);
+  const FastForwardMaster ff = ffs[0];
+  CHECK(ff.to == c2);
+  // The answer was lost and the remote could not be read: the chain waits to be pushed again.
+  r.on(MasterPushed{ff.candidate, false, "", "the remote hung up", r.now});
+  CHECK(r.s.train.size() == 2);
+  CHECK(r.s.master == kMaster);
+  // A fetch finds master at the chain's tip: both land, nothing is merged again.
+  const std::size_t built = r.built.size();
+  auto o = r.on(MasterObserved{c2, r.now});
+  CHECK(r.s.master == c2);
+  CHECK(r.s.train.empty());
+  CHECK(r.status(1) == PrStatus::Merged);
+  CHECK(r.status(2) == PrStatus::Merged);
+  CHECK(r.built.size() == built);
+  CHECK(all<FastForwardMaster>(o).empty());
+}
+
 TEST_CASE("train: a PR that failed only behind a bad one is held, then rebuilt, never ejected") {
   Repo r(Strategy::Train);
   r.cfg.window_start = 2;

@@ -536,7 +536,14 @@ Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
   }
   // The lease makes the server update the branch only if it is still at expected_old.
   auto pushed = push_refs({{ref, new_sha, expected_old}});
-  if (!pushed) return pushed.status().prefixed(what + ": ").error();
+  if (!pushed) {
+    // The server may have moved the branch and its answer been lost (a reset connection, a
+    // slow hook past the deadline): taken for a failure, the landing would be made twice.
+    // Where the remote is now decides; if it cannot be read either, the push failed.
+    auto settled = settle(pushed.message());
+    if (settled && (settled->ok || settled->remote_moved)) return settled;
+    return pushed.status().prefixed(what + ": ").error();
+  }
   const RefResult& result = pushed->refs.front();
   if (!result.ok()) return settle(what + ": rejected: " + refusal(result, *pushed));
   out.ok = true;

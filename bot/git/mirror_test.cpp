@@ -449,6 +449,27 @@ TEST_CASE("push_fast_forward moves master only forward and only from the expecte
   }
 }
 
+TEST_CASE("push_fast_forward whose answer is lost after the remote moved reports it moved") {
+  Fixture f;
+  auto [master, feature] = f.diverge();
+  auto merged = f.mirror->merge(master, feature, "Merge feature", {});
+  REQUIRE(merged.ok());
+  // The server updates master, then a hook holds the connection past the push's deadline.
+  write_file(f.origin / "hooks" / "post-receive", "#!/bin/sh\nsleep 4\n");
+  fs::permissions(f.origin / "hooks" / "post-receive", fs::perms::owner_all);
+  git::TransportOptions options;
+  options.url = f.origin.string();
+  options.network_timeout = std::chrono::seconds(1);
+  options.operation_timeout = std::chrono::seconds(1);
+  auto slow = git::Mirror::open(f.mirror_dir, options);
+  REQUIRE(slow.ok());
+  auto r = (*slow)->push_fast_forward("master", master, merged->commit);
+  REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+  CHECK(r->ok);
+  CHECK(r->remote_sha == merged->commit);
+  CHECK(f.origin_git("rev-parse master") == merged->commit);
+}
+
 TEST_CASE("export_tree writes files, modes and symlinks, without .git") {
   Fixture f;
   write_file(f.work / "build.sh", "#!/bin/sh\necho built\n");
