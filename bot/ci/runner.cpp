@@ -139,9 +139,11 @@ bool under(const std::filesystem::path& path, const char* root) {
   return !rel.empty() && rel != "." && *rel.begin() != "..";
 }
 
-// Starts `args` in `dir` with environment `env`, in a process group of its own (so that all of
-// it can be killed), stdin from /dev/null, stdout and stderr to `out_fd`, no other descriptor,
-// every signal at its default. Returns posix_spawn's error number.
+// Starts `args` in `dir` with environment `env`, in a session and process group of its own
+// (so that all of it can be killed, and it has no controlling terminal: a build run from a
+// shell's `dmzbot serve` could otherwise type into that shell with TIOCSTI), stdin from
+// /dev/null, stdout and stderr to `out_fd`, no other descriptor, every signal at its default.
+// Returns posix_spawn's error number.
 int spawn_in_group(pid_t& pid, std::vector<std::string>& args, std::vector<std::string>& env,
                    const std::filesystem::path& dir, int out_fd) {
   std::vector<char*> argv, envp;
@@ -161,14 +163,13 @@ int spawn_in_group(pid_t& pid, std::vector<std::string>& args, std::vector<std::
   posix_spawn_file_actions_addchdir_np(&actions, dir.c_str());
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setpgroup(&attr, 0);
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);  // e.g. an ignored SIGPIPE is not inherited
   posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
@@ -563,7 +564,7 @@ std::vector<std::string> build_command_line(const config::Runner& cfg,
                                             const std::vector<std::filesystem::path>& hidden) {
   std::vector<std::string> argv;
   if (cfg.sandbox == "bwrap") {
-    argv = {kBwrap, "--die-with-parent", "--unshare-all"};
+    argv = {kBwrap, "--die-with-parent", "--new-session", "--unshare-all"};
     if (cfg.network) argv.push_back("--share-net");
     argv.insert(argv.end(), {"--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"});
     for (const char* top : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {

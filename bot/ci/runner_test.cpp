@@ -253,6 +253,19 @@ TEST_CASE("read_build_log: whole, missing, and cut to its tail") {
   CHECK(read_build_log(tmp / "logs", "empty", 100) == "");
 }
 
+TEST_CASE("a build runs in a session of its own, without dmzbot's controlling terminal") {
+  TempDir tmp;
+  Recorder rec;
+  LocalRunner runner(cfg("cut -d' ' -f6 /proc/self/stat"), tmp / "logs", rec.callback());
+  runner.start("o/r", "session", write_tree({}));
+  auto r = rec.final_for("session");
+  REQUIRE(r.has_value());
+  CHECK(r->check.state == CheckState::Success);
+  const std::string log = read_file(runner.log_file("session"));
+  REQUIRE(!log.empty());
+  CHECK(std::stol(log) != static_cast<long>(::getsid(0)));
+}
+
 TEST_CASE("a failing command reports its exit code and keeps its output") {
   TempDir tmp;
   Recorder rec;
@@ -596,6 +609,7 @@ TEST_CASE("build_command_line: plain sh unconfined, bwrap with hidden paths othe
   CAPTURE(joined);
   CHECK(argv.front() == "/usr/bin/bwrap");
   CHECK(joined.find("--unshare-all ") != std::string::npos);
+  CHECK(joined.find("--new-session ") != std::string::npos);
   CHECK(joined.find("--share-net") == std::string::npos);
   // Hidden after /etc is bound (bwrap applies mounts in order): a directory gets a tmpfs, a
   // file /dev/null; / and paths outside /usr and /etc get nothing; so does what does not exist.
