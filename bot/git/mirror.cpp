@@ -364,9 +364,12 @@ Result<MergeOutcome> Mirror::merge(
     const Sha& base, const Sha& head, const std::string& message, const Identity& who,
     Signer* signer, const std::vector<std::pair<std::string, std::string>>& extra_headers) {
   const std::string what = "merge " + head + " into " + base;
+  // What fails on dmzbot's side (the base missing from the mirror, the object database, the
+  // signer) is kUnavailable: the caller must not blame the PR for it. The rest is the head's.
+  auto ours_failed = [](const Error& e) { return unavailable(e.message); };
   git_repository* repo = impl_->repo.get();
   auto ours = impl_->commit(base, what);
-  if (!ours) return ours.error();
+  if (!ours) return ours_failed(ours.error());
   auto theirs = impl_->commit(head, what);
   if (!theirs) return theirs.error();
 
@@ -397,7 +400,7 @@ Result<MergeOutcome> Mirror::merge(
 
   git_oid tree;
   if (int rc = git_index_write_tree_to(&tree, index.get(), repo); rc < 0)
-    return git_fail(what + ": write tree", rc);
+    return ours_failed(git_fail(what + ": write tree", rc));
 
   // The commit object is written by hand rather than with git_commit_create_buffer /
   // git_commit_create_with_signature: those cannot add arbitrary extra headers (mergetag), and
@@ -422,19 +425,20 @@ Result<MergeOutcome> Mirror::merge(
   if (signer) {
     std::string payload = text + "\n" + body;
     auto signature = signer->sign(payload);
-    if (!signature) return error(what + ": sign: " + signature.message());
+    if (!signature) return unavailable(what + ": sign: " + signature.message());
     object = text + header("gpgsig", *signature) + "\n" + body;
   } else {
     object = text + "\n" + body;
   }
 
   git_odb* db = nullptr;
-  if (int rc = git_repository_odb(&db, repo); rc < 0) return git_fail(what + ": odb", rc);
+  if (int rc = git_repository_odb(&db, repo); rc < 0)
+    return ours_failed(git_fail(what + ": odb", rc));
   OdbPtr odb(db);
   git_oid id;
   if (int rc = git_odb_write(&id, odb.get(), object.data(), object.size(), GIT_OBJECT_COMMIT);
       rc < 0)
-    return git_fail(what + ": write commit", rc);
+    return ours_failed(git_fail(what + ": write commit", rc));
   out.clean = true;
   out.commit = oid_hex(id);
   return out;

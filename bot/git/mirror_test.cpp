@@ -356,6 +356,14 @@ TEST_CASE("a failing signer is an error and no commit is written") {
   auto r = f.mirror->merge(master, feature, "m", {}, &signer);
   REQUIRE_FALSE(r.ok());
   CHECK(r.message().find("sign: no key loaded") != std::string::npos);
+  CHECK(r.code() == Code::kUnavailable);  // dmzbot's side: no PR is to blame
+  // A head that is no commit is the PR's.
+  auto bad_head = f.mirror->merge(master, "1111111111111111111111111111111111111111", "m", {});
+  REQUIRE_FALSE(bad_head.ok());
+  CHECK(bad_head.code() != Code::kUnavailable);
+  auto no_base = f.mirror->merge("1111111111111111111111111111111111111111", feature, "m", {});
+  REQUIRE_FALSE(no_base.ok());
+  CHECK(no_base.code() == Code::kUnavailable);
   const std::string after = objects();
   auto count = [](const std::string& listing, const std::string& type) {
     size_t n = 0;

@@ -189,9 +189,11 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
     }
     auto merged = mirror_->merge(tip, item.head, merge_message(repo_.name, item), who,
                                  signer_.get(), headers);
-    if (!merged) {  // this PR's head (the push below is nobody's)
+    if (!merged) {
+      // This PR's head, unless the mirror says it failed on our side (the signer, the disk):
+      // then it is nobody's, as the push below.
       done.message = merged.message();
-      done.culprit = item.number;
+      if (merged.code() != Code::kUnavailable) done.culprit = item.number;
       return finish();
     }
     if (!merged->clean) {

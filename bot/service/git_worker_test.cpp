@@ -28,7 +28,7 @@ struct Worker {
   ManualClock clock;
   std::unique_ptr<GitWorker> worker;
 
-  Worker() {
+  explicit Worker(std::unique_ptr<Signer> signer = nullptr) {
     git::init();
     master = test::init_repo(work, {{"README", "hello\n"}});
     must(git_env() + "git init -q --bare -b master " + shell_quote(origin.string()));
@@ -41,14 +41,20 @@ struct Worker {
     REQUIRE_MESSAGE(mirror.ok(), (mirror.ok() ? "" : mirror.message()));
     config::Repo repo;
     repo.name = "acme/app";
-    worker =
-        std::make_unique<GitWorker>(repo, config::Signing{}, std::move(*mirror), nullptr, clock);
+    worker = std::make_unique<GitWorker>(repo, config::Signing{}, std::move(*mirror),
+                                         std::move(signer), clock);
     REQUIRE(worker->fetch().ok());
   }
 
   queue::MergeDone build(queue::CandidateId id, std::vector<queue::MergeItem> items) {
     return worker->build_candidate(queue::BuildCandidate{id, master, std::move(items)});
   }
+};
+
+// A signer whose key is gone (an agent down, a key expired): dmzbot's failure, no PR's.
+class BrokenSigner : public Signer {
+ public:
+  Result<std::string> sign(std::string_view) override { return error("no secret key"); }
 };
 
 queue::MergeItem item(int number, const std::string& head) {
@@ -98,6 +104,14 @@ TEST_CASE("GitWorker: a head git cannot merge is blamed on its PR; a failed push
     CHECK(done.culprit == 0);
     CHECK(must("git -C " + shell_quote(w.origin.string()) + " rev-parse dmz") == done.sha);
   }
+}
+
+TEST_CASE("GitWorker: a merge the signer cannot sign is nobody's fault") {
+  Worker w(std::make_unique<BrokenSigner>());
+  auto done = w.build(1, {item(1, w.feature)});
+  CHECK(done.outcome == queue::MergeOutcome::Error);
+  CHECK(done.culprit == 0);
+  CHECK(done.message.find("sign: no secret key") != std::string::npos);
 }
 
 TEST_CASE("GitWorker: a try of a head the remote cannot give is unavailable, not a failure") {
