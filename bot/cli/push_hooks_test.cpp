@@ -93,6 +93,10 @@ struct Server {
                    " < " + shell_quote((tmp / "stdin").string()),
                origin);
   }
+  RunResult install_hooks(const std::string& env = "") {
+    return run(env + dmzbot() + " install-hooks --repo " + shell_quote(origin.string()) +
+               " --config " + shell_quote(hooks_toml.string()));
+  }
   RunResult verify_pushes(const fs::path& repo) {
     return run(dmzbot() + " verify --pushes --repo " + shell_quote(repo.string()) + " --config " +
                shell_quote(hooks_toml.string()));
@@ -248,6 +252,35 @@ TEST_CASE("git server hooks: signed pushes enforced, logged, audited") {
                                       "): the certificate does not verify with the policy's keys"),
                   r.out);
   }
+  SUBCASE("a certificate without a nonce is reported") {
+    // Entry 1 re-signed by dmzbot's key without its nonce line: it verifies, but pre-receive
+    // never accepts such a certificate, so the hook did not log it.
+    const std::string entries = s.git_srv("rev-list --reverse refs/dmz/push-log");
+    const std::string e1 = entries.substr(0, 40);
+    const std::string cert = s.git_srv("cat-file blob " + e1 + ":certificate") + "\n";
+    std::string payload = cert.substr(0, cert.find("-----BEGIN"));
+    const size_t nonce = payload.find("\nnonce ");
+    REQUIRE(nonce != std::string::npos);
+    payload.erase(nonce + 1, payload.find('\n', nonce + 1) - nonce);
+    write_file(s.tmp / "no-nonce", payload + s.home.sign(s.bot, payload));
+    const std::string blob =
+        s.git_srv("hash-object -w " + shell_quote((s.tmp / "no-nonce").string()));
+    const std::string updates = s.git_srv("rev-parse " + e1 + ":updates");
+    write_file(s.tmp / "tree",
+               "100644 blob " + blob + "\tcertificate\n100644 blob " + updates + "\tupdates\n");
+    const std::string tree = s.git_srv("mktree < " + shell_quote((s.tmp / "tree").string()));
+    std::string top = s.git_srv("commit-tree " + tree + " -m forged");
+    const std::string forged = top;
+    for (size_t i = 1; i < 3; ++i)
+      top = s.git_srv("commit-tree " + entries.substr(41 * i, 40) + "^{tree} -p " + top + " -m x");
+    s.git_srv("update-ref refs/dmz/push-log " + top);
+    RunResult r = s.verify_pushes(s.origin);
+    CHECK(r.exit_code == 1);
+    CHECK_MESSAGE(
+        contains(r.out, "entry 1 (" + forged.substr(0, 12) +
+                            "): the certificate has no nonce this server could have given"),
+        r.out);
+  }
   SUBCASE("a reordered log is detected") {
     const std::string entries = s.git_srv("rev-list --reverse refs/dmz/push-log");
     auto tree_of = [&](size_t i) {
@@ -370,6 +403,96 @@ TEST_CASE("verify --releases judges every commit production was pushed to, from 
                            shell_quote(s.origin.string()) + " --policy " +
                            shell_quote((s.tmp / "root" / "policy.toml").string()));
   CHECK_MESSAGE(tip_only.exit_code == 0, tip_only.out);
+}
+
+TEST_CASE("install-hooks refuses where core.hooksPath sends receive-pack's hooks elsewhere") {
+  Server s;
+  const std::string other = (s.tmp / "other-hooks").string();
+  s.git_srv("config core.hooksPath " + shell_quote(other));
+  RunResult local = s.install_hooks();
+  CHECK(local.exit_code == 2);
+  CHECK_MESSAGE(
+      contains(local.out, "core.hooksPath is set to " + other + " in the repository's config"),
+      local.out);
+  CHECK_FALSE(fs::exists(s.origin / "hooks" / "pre-receive"));
+  // Set for the user that runs receive-pack ($HOME/.gitconfig).
+  s.git_srv("config --unset core.hooksPath");
+  write_file(s.tmp / "home" / ".gitconfig", "[core]\n\thooksPath = /srv/git-hooks\n");
+  RunResult global = s.install_hooks("HOME=" + shell_quote((s.tmp / "home").string()) + " ");
+  CHECK(global.exit_code == 2);
+  CHECK_MESSAGE(contains(global.out, "/srv/git-hooks in the user's global config"), global.out);
+  // The repository's own hooks directory is where it installs anyway.
+  s.git_srv("config core.hooksPath hooks");
+  RunResult same = s.install_hooks();
+  CHECK_MESSAGE(same.exit_code == 0, same.out);
+}
+
+TEST_CASE("install-hooks sets receive.certNonceSlop to nonce_slop, 0 included") {
+  Server s;
+  // An earlier install's slop: git would report a nonce up to 600 s old as OK.
+  s.git_srv("config receive.certNonceSlop 600");
+  REQUIRE(s.install_hooks().exit_code == 0);
+  CHECK(s.git_srv("config receive.certNonceSlop") == "0");
+}
+
+TEST_CASE("the log holds judged pushes only, and no push blocks it or goes around a protection") {
+  Server s;
+  REQUIRE(s.install_hooks().exit_code == 0);
+  GitDaemon daemon(s.srv, "origin.git");
+  REQUIRE_MESSAGE(!daemon.url().empty(), daemon.log());
+  const std::string first =
+      must(git_env() + "git -C " + shell_quote(s.work.string()) + " rev-parse HEAD");
+
+  // A developer's signed push of a feature branch (push.gpgSign=if-asked) with a key the policy
+  // does not know: nothing judged it, so it is not logged, and the audit still passes.
+  const std::string eve = s.home.generate("Eve <eve@example.com>");
+  RunResult feature = s.push(daemon.url(), "HEAD:refs/heads/feature/eve", eve);
+  CHECK_MESSAGE(feature.exit_code == 0, feature.out);
+  CHECK_FALSE(s.remote_ref("refs/dmz/push-log"));
+  RunResult audit = s.verify_pushes(s.origin);
+  CHECK_MESSAGE(audit.exit_code == 0, audit.out);
+
+  // A ref under the log ref, or at a parent path of it, would keep post-receive from ever
+  // writing the log (a ref cannot be both a file and a directory).
+  RunResult under = s.push(daemon.url(), "HEAD:refs/dmz/push-log/x");
+  CHECK(under.exit_code != 0);
+  CHECK_MESSAGE(contains(under.out,
+                         "refs/dmz/push-log/x: would keep the server's post-receive hook from "
+                         "writing refs/dmz/push-log"),
+                under.out);
+  CHECK_FALSE(s.remote_ref("refs/dmz/push-log/x"));
+  const std::string hooks_toml = read_file(s.hooks_toml);
+  write_file(s.hooks_toml, hooks_toml + "log_ref = \"refs/dmz/audit/log\"\n");
+  RunResult parent = s.push(daemon.url(), "HEAD:refs/dmz/audit");
+  CHECK(parent.exit_code != 0);
+  CHECK_MESSAGE(contains(parent.out,
+                         "refs/dmz/audit: would keep the server's post-receive hook "
+                         "from writing refs/dmz/audit/log"),
+                parent.out);
+  write_file(s.hooks_toml, hooks_toml);
+
+  // receive-pack updates through a symbolic ref: an unsigned push (or deletion) of main would
+  // move master.
+  s.git_srv("update-ref refs/heads/master " + first);
+  s.git_srv("symbolic-ref refs/heads/main refs/heads/master");
+  commit_files(s.work, {{"README", "two\n"}}, "second");
+  RunResult via = s.push(daemon.url(), "HEAD:refs/heads/main");
+  CHECK(via.exit_code != 0);
+  CHECK_MESSAGE(contains(via.out,
+                         "refs/heads/main is a symbolic ref to refs/heads/master; push "
+                         "refs/heads/master itself"),
+                via.out);
+  RunResult deleted = s.push(daemon.url(), ":refs/heads/main");
+  CHECK(deleted.exit_code != 0);
+  CHECK(s.remote_ref("refs/heads/master") == first);
+
+  // Refs that cannot be listed fail the audit (here master, which no certificate moved, would
+  // otherwise go unseen).
+  s.git_srv("pack-refs --all");
+  write_file(s.origin / "packed-refs", read_file(s.origin / "packed-refs") + "garbage\n");
+  RunResult broken = s.verify_pushes(s.origin);
+  CHECK(broken.exit_code == 2);
+  CHECK_MESSAGE(contains(broken.out, "list refs: corrupted packed references file"), broken.out);
 }
 
 }  // namespace dmz

@@ -102,6 +102,15 @@ Result<PushCertificate> parse_push_certificate(std::string_view text) {
   return cert;
 }
 
+std::optional<std::int64_t> nonce_stamp(std::string_view nonce) {
+  if (nonce.empty() || nonce[0] < '0' || nonce[0] > '9') return std::nullopt;
+  std::int64_t stamp = 0;
+  const char* end = nonce.data() + nonce.size();
+  auto [p, ec] = std::from_chars(nonce.data(), end, stamp);
+  if (ec != std::errc{} || p == end || *p != '-') return std::nullopt;
+  return stamp;
+}
+
 Result<std::vector<RefCommand>> parse_ref_commands(std::string_view text) {
   std::vector<RefCommand> out;
   for (std::string_view line : lines_of(text)) {
@@ -176,6 +185,17 @@ std::vector<std::string> judge_push(const PushFacts& facts, const PushRules& rul
         (facts.signature_problem.empty() ? std::string() : ": " + facts.signature_problem));
   const std::string& n = facts.nonce_status;
   if (n == "OK") {
+    // receive.certNonceSlop makes git report a nonce up to that old as OK; install-hooks sets it
+    // to nonce_slop, and this holds even when that setting was changed since.
+    auto stamp = nonce_stamp(facts.cert->nonce);
+    if (facts.now && stamp) {
+      std::int64_t age = *facts.now - *stamp;
+      if (age < 0) age = -age;
+      if (age > rules.nonce_slop + kNonceUploadMargin)
+        reasons.push_back("the certificate's nonce is " + std::to_string(age) + " s old, at most " +
+                          std::to_string(rules.nonce_slop + kNonceUploadMargin) +
+                          " s allowed (nonce_slop and the time to upload a push): push again");
+    }
   } else if (n == "SLOP") {
     std::int64_t off = facts.nonce_slop.value_or(INT64_MAX);
     if (off < 0) off = -off;

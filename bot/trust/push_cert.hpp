@@ -46,6 +46,14 @@ struct PushCertificate {
 // of version 0.1 with at least one command.
 Result<PushCertificate> parse_push_certificate(std::string_view text);
 
+// The time in a nonce receive-pack gave ("<unix seconds>-<hmac>", receive-pack.c
+// prepare_push_cert_nonce); nullopt if the nonce does not start that way.
+std::optional<std::int64_t> nonce_stamp(std::string_view nonce);
+
+// How much older than nonce_slop an OK nonce may be: receive-pack stamps the nonce when it
+// advertises its refs, before the pack is uploaded, so a large push's nonce is minutes old.
+inline constexpr std::int64_t kNonceUploadMargin = 300;
+
 // Parses a pre-receive/post-receive stdin ("<old> <new> <ref>" lines).
 Result<std::vector<RefCommand>> parse_ref_commands(std::string_view text);
 
@@ -64,6 +72,7 @@ struct PushFacts {
   std::string git_status;                  // GIT_PUSH_CERT_STATUS: G, U, B, X, Y, R, E, N
   std::string nonce_status;                // GIT_PUSH_CERT_NONCE_STATUS
   std::optional<std::int64_t> nonce_slop;  // GIT_PUSH_CERT_NONCE_SLOP, with SLOP
+  std::optional<std::int64_t> now;         // the server's clock, to check an OK nonce's age
   std::optional<std::string> signer;       // the policy account whose key made the signature
   std::string signature_problem;           // why it did not verify with the policy's keys
 };

@@ -159,6 +159,20 @@ TEST_CASE("judge_push: every reason, one line each") {
     f.nonce_slop.reset();
     CHECK(has(judge_push(f, rules), "stale"));
   }
+  SUBCASE("an OK nonce older than nonce_slop and the upload margin is stale") {
+    // git reports a nonce up to receive.certNonceSlop old as OK; the cert's nonce is from
+    // 1700000000.
+    PushFacts f = good;
+    f.now = 1700000000 + 30 + kNonceUploadMargin;
+    CHECK(judge_push(f, rules).empty());
+    f.now = *f.now + 1;
+    auto r = judge_push(f, rules);
+    REQUIRE_MESSAGE(r.size() == 1, all(r));
+    CHECK(has(r, "nonce is " + std::to_string(31 + kNonceUploadMargin) + " s old"));
+    // A nonce without a readable time is git's to judge (it gave it).
+    f.cert->nonce = "x-0123";
+    CHECK(judge_push(f, rules).empty());
+  }
   SUBCASE("a replayed certificate: old id differs, nonce bad, each a line") {
     PushFacts f = good;
     f.updates = {{C, B, "refs/heads/master"}};
@@ -178,4 +192,13 @@ TEST_CASE("judge_push: every reason, one line each") {
     rules.allowed = nullptr;
     CHECK(has(judge_push(good, rules), "the policy allows nobody"));
   }
+}
+
+TEST_CASE("nonce_stamp reads the time git puts first in its nonces") {
+  CHECK(nonce_stamp("1700000000-0123abcd") == 1700000000);
+  CHECK_FALSE(nonce_stamp(""));
+  CHECK_FALSE(nonce_stamp("1700000000"));
+  CHECK_FALSE(nonce_stamp("-1700000000-ab"));
+  CHECK_FALSE(nonce_stamp("abc-0123"));
+  CHECK_FALSE(nonce_stamp("99999999999999999999999-ab"));
 }

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -130,22 +131,105 @@ Result<RepoPtr> open_repo(const fs::path& dir) {
   return RepoPtr(r);
 }
 
-std::vector<std::pair<std::string, std::string>> all_refs(git_repository* repo) {
+// Every ref and the object it leads to. A ref that cannot be read is an error, not a ref that
+// is not there: the audit must not pass on a list it could not make. A symbolic ref to a ref that
+// does not exist leads nowhere and is left out.
+Result<std::vector<std::pair<std::string, std::string>>> all_refs(git_repository* repo) {
   std::vector<std::pair<std::string, std::string>> out;
   git_reference_iterator* it = nullptr;
-  if (git_reference_iterator_new(&it, repo) < 0) return out;
+  if (git_reference_iterator_new(&it, repo) < 0) return unavailable(last_git_error("list refs"));
   git_reference* ref = nullptr;
-  while (git_reference_next(&ref, it) == 0) {
+  int rc = 0;
+  while ((rc = git_reference_next(&ref, it)) == 0) {
+    const std::string name = git_reference_name(ref);
     git_reference* resolved = nullptr;
-    if (git_reference_resolve(&resolved, ref) == 0) {
-      char hex[GIT_OID_HEXSZ + 1] = {};
-      git_oid_tostr(hex, sizeof hex, git_reference_target(resolved));
-      out.emplace_back(git_reference_name(ref), hex);
-      git_reference_free(resolved);
-    }
+    int resolve_rc = git_reference_resolve(&resolved, ref);
     git_reference_free(ref);
+    if (resolve_rc == GIT_ENOTFOUND) continue;
+    if (resolve_rc < 0) {
+      rc = resolve_rc;
+      break;
+    }
+    char hex[GIT_OID_HEXSZ + 1] = {};
+    git_oid_tostr(hex, sizeof hex, git_reference_target(resolved));
+    out.emplace_back(name, hex);
+    git_reference_free(resolved);
   }
   git_reference_iterator_free(it);
+  if (rc != GIT_ITEROVER) return unavailable(last_git_error("list refs"));
+  return out;
+}
+
+// The target of the symbolic ref `name`; nullopt if it is a direct ref or does not exist.
+Result<std::optional<std::string>> symbolic_target(git_repository* repo, const std::string& name) {
+  git_reference* ref = nullptr;
+  int rc = git_reference_lookup(&ref, repo, name.c_str());
+  if (rc == GIT_ENOTFOUND) return std::optional<std::string>();
+  if (rc < 0) return unavailable(last_git_error("read " + name));
+  std::optional<std::string> target;
+  if (git_reference_type(ref) == GIT_REFERENCE_SYMBOLIC)
+    target = git_reference_symbolic_target(ref);
+  git_reference_free(ref);
+  return target;
+}
+
+// Refs nobody may push, each with why: the log ref and any ref that would keep post-receive
+// from writing it (one under it, or at a parent path such as refs/dmz: a ref cannot be both a
+// file and a directory); and updates through a symbolic ref, which receive-pack applies to its
+// target (refs/heads/main -> refs/heads/master moves master) while the judgement and the log go
+// by the pushed name.
+std::vector<std::string> refused_refs(git_repository* repo, const std::vector<RefCommand>& updates,
+                                      const std::string& log_ref) {
+  std::vector<std::string> reasons;
+  for (const RefCommand& u : updates) {
+    if (u.ref == log_ref) {
+      reasons.push_back(u.ref + ": written only by the server's post-receive hook");
+      continue;
+    }
+    if (u.ref.starts_with(log_ref + "/") || log_ref.starts_with(u.ref + "/")) {
+      reasons.push_back(u.ref + ": would keep the server's post-receive hook from writing " +
+                        log_ref);
+      continue;
+    }
+    auto target = symbolic_target(repo, u.ref);
+    if (!target)
+      reasons.push_back(target.status().message());
+    else if (*target)
+      reasons.push_back(u.ref + " is a symbolic ref to " + **target + "; push " + **target +
+                        " itself");
+  }
+  return reasons;
+}
+
+// Where core.hooksPath (any config level git reads) sends receive-pack's hooks, if it is set and
+// is not `hooks`: install-hooks writing into `hooks` would then enforce nothing. A relative path
+// is taken from where git runs hooks (a bare repository's directory, or the work tree).
+Result<std::optional<std::string>> other_hooks_path(git_repository* repo, const fs::path& hooks) {
+  git_config* gc = nullptr;
+  if (git_repository_config(&gc, repo) < 0)
+    return unavailable(last_git_error("open the repository's config"));
+  std::optional<std::string> out;
+  git_config_entry* entry = nullptr;
+  git_buf value = GIT_BUF_INIT;
+  if (git_config_get_entry(&entry, gc, "core.hooksPath") == 0 &&
+      git_config_get_path(&value, gc, "core.hooksPath") == 0) {
+    const char* workdir = git_repository_workdir(repo);
+    fs::path path = fs::path(workdir ? workdir : git_repository_path(repo)) / value.ptr;
+    std::error_code ec;
+    if (!fs::equivalent(path, hooks, ec)) {
+      static const std::map<git_config_level_t, std::string> kWhere = {
+          {GIT_CONFIG_LEVEL_SYSTEM, "the system config (git config --system)"},
+          {GIT_CONFIG_LEVEL_XDG, "the user's ~/.config/git/config"},
+          {GIT_CONFIG_LEVEL_GLOBAL, "the user's global config (git config --global)"},
+          {GIT_CONFIG_LEVEL_LOCAL, "the repository's config (git config --local)"}};
+      auto where = kWhere.find(entry->level);
+      out = std::string("core.hooksPath is set to ") + value.ptr + " in " +
+            (where == kWhere.end() ? std::string("a git config") : where->second);
+    }
+  }
+  git_buf_dispose(&value);
+  git_config_entry_free(entry);
+  git_config_free(gc);
   return out;
 }
 
@@ -223,6 +307,15 @@ int run_install_hooks(const InstallHooksOptions& options) {
   {
     fs::path hooks = fs::path(git_repository_path(repo->get())) / "hooks";
     fs::create_directories(hooks, ec);
+    // receive-pack runs the hooks core.hooksPath names: ours in `hooks` would never run.
+    if (auto elsewhere = other_hooks_path(repo->get(), hooks); !elsewhere) {
+      say(elsewhere.status().message());
+      rc = 2;
+    } else if (*elsewhere) {
+      say(**elsewhere + ": git would run the hooks there, not dmzbot's in " + hooks.string() +
+          "; unset it, then install again");
+      rc = 2;
+    }
     // Paths are single-quoted for sh; a quote in them would break out, so it is refused.
     auto quote = [](const fs::path& p) { return "'" + p.string() + "'"; };
     if (config.string().find('\'') != std::string::npos ||
@@ -288,9 +381,9 @@ int run_install_hooks(const InstallHooksOptions& options) {
         }
       }
       git_buf_dispose(&existing);
-      if (!rc && cfg->nonce_slop > 0 &&
-          git_config_set_int64(gc, "receive.certNonceSlop", cfg->nonce_slop) < 0)
-        rc = 2;
+      // Set even when 0: a slop from an earlier install or the system config would make git
+      // report a nonce that old as OK (as if it were this push's), hiding its age from the hook.
+      if (!rc && git_config_set_int64(gc, "receive.certNonceSlop", cfg->nonce_slop) < 0) rc = 2;
       // A bare repository keeps no reflog by default; with one, `dmzbot verify --releases`
       // audits every commit staging and production ever held, not only their tips.
       if (!rc && git_config_set_string(gc, "core.logAllRefUpdates", "true") < 0) rc = 2;
@@ -327,10 +420,12 @@ int run_pre_receive(const fs::path& config_file, std::FILE* in) {
   facts.updates = std::move(*updates);
 
   std::vector<std::string> reasons;
-  // Only post-receive writes the log; nobody pushes it.
-  for (const RefCommand& u : facts.updates)
-    if (u.ref == cfg->log_ref)
-      reasons.push_back(u.ref + ": written only by the server's post-receive hook");
+  git_libgit2_init();
+  if (auto repo = open_repo("."); !repo)
+    reasons.push_back(repo.status().message());
+  else
+    reasons = refused_refs(repo->get(), facts.updates, cfg->log_ref);
+  git_libgit2_shutdown();
 
   auto mirror = git::Mirror::open_existing(".");
   if (!mirror) {
@@ -339,6 +434,7 @@ int run_pre_receive(const fs::path& config_file, std::FILE* in) {
   }
   facts.git_status = env("GIT_PUSH_CERT_STATUS");
   facts.nonce_status = env("GIT_PUSH_CERT_NONCE_STATUS");
+  facts.now = std::time(nullptr);
   if (std::string slop = env("GIT_PUSH_CERT_NONCE_SLOP"); !slop.empty()) {
     char* end = nullptr;
     long long v = std::strtoll(slop.c_str(), &end, 10);
@@ -380,6 +476,18 @@ int run_post_receive(const fs::path& config_file, std::FILE* in) {
   }
   const std::string blob = env("GIT_PUSH_CERT");
   if (blob.empty()) return 0;  // an unsigned push (of an unprotected ref): nothing to log
+  auto updates = parse_ref_commands(*input);
+  if (!updates) {
+    say("the push certificate was not logged: " + updates.status().message());
+    return 1;
+  }
+  // Only pushes that moved a protected ref are logged: pre-receive judged their certificate in
+  // full, as `verify --pushes` judges it again. A signed push of other refs alone was not judged
+  // (any developer's key may sign a feature branch); logged, it would fail the audit for good.
+  const PushRules rules = rules_for(*cfg, nullptr);
+  if (std::none_of(updates->begin(), updates->end(),
+                   [&](const RefCommand& u) { return is_protected(rules, u.ref); }))
+    return 0;
   git_libgit2_init();
   int rc = 0;
   {
@@ -471,10 +579,14 @@ int run_verify_pushes(const VerifyPushesOptions& options) {
       else
         signer = *check.signer;
       // The nonce starts with the server's time when it gave it: entries are in push order.
-      std::int64_t stamp = std::atoll(cert->nonce.c_str());
-      if (stamp < last_nonce_time)
-        mine.push_back("its nonce is older than the previous entry's: entries out of order");
-      last_nonce_time = std::max(last_nonce_time, stamp);
+      // pre-receive accepts no certificate without one.
+      if (auto stamp = nonce_stamp(cert->nonce); !stamp) {
+        mine.push_back("the certificate has no nonce this server could have given");
+      } else {
+        if (*stamp < last_nonce_time)
+          mine.push_back("its nonce is older than the previous entry's: entries out of order");
+        last_nonce_time = std::max(last_nonce_time, *stamp);
+      }
       for (const RefCommand& u : updates) {
         if (std::find(cert->commands.begin(), cert->commands.end(), u) == cert->commands.end())
           mine.push_back(u.ref + ": recorded update " + u.to_string() +
@@ -509,8 +621,15 @@ int run_verify_pushes(const VerifyPushesOptions& options) {
       git_libgit2_shutdown();
       return 2;
     }
+    auto refs = all_refs(repo->get());
+    if (!refs) {
+      say(refs.status().message());
+      repo->reset();
+      git_libgit2_shutdown();
+      return 2;
+    }
     std::set<std::string> seen;
-    for (const auto& [ref, sha] : all_refs(repo->get())) {
+    for (const auto& [ref, sha] : *refs) {
       if (!is_protected(rules, ref)) continue;
       seen.insert(ref);
       auto it = state.find(ref);

@@ -28,18 +28,20 @@ struct InstallHooksOptions {
 };
 // Validates the configuration, writes hooks/pre-receive and hooks/post-receive (exec dmzbot with
 // absolute paths), sets receive.certNonceSeed (32 random bytes, kept if already set) and
-// receive.certNonceSlop (= nonce_slop, when not 0). 0 ok, 2 error.
+// receive.certNonceSlop (= nonce_slop, 0 included). Refuses where core.hooksPath (any config
+// level) points elsewhere: git would not run these hooks. 0 ok, 2 error.
 int run_install_hooks(const InstallHooksOptions& options);
 
 // Run by git in the repository with the updates on stdin and GIT_PUSH_CERT* in the
 // environment. Prints one "dmzbot: ..." line per reason to stderr (git relays it to the
-// pusher); 0 accept, 1 refuse.
+// pusher); 0 accept, 1 refuse. Whatever the certificate, it refuses updates of the log ref, of
+// a ref under it or at a parent path of it, and updates through a symbolic ref.
 int run_pre_receive(const std::filesystem::path& config, std::FILE* in);
 
-// Appends the push certificate of an accepted push (if any) to the log ref: a commit whose tree
-// holds `certificate` (the blob receive-pack stored) and `updates` (the hook's stdin), whose
-// parent is the previous entry. 0 ok (or nothing to log), 1 failure (the push has happened
-// already; the failure is printed).
+// Appends the push certificate of an accepted push that moved a protected ref (the pushes
+// pre-receive judged in full) to the log ref: a commit whose tree holds `certificate` (the blob
+// receive-pack stored) and `updates` (the hook's stdin), whose parent is the previous entry. 0 ok
+// (or nothing to log), 1 failure (the push has happened already; the failure is printed).
 int run_post_receive(const std::filesystem::path& config, std::FILE* in);
 
 struct VerifyPushesOptions {
