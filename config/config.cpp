@@ -71,7 +71,11 @@
 //   priority_interrupts = false    # a higher-priority PR cuts lower candidates that build
 //   lanes = "none"                 # adaptive: "none", "groups" (path_groups) or "paths"
 //                                  # (PRs with disjoint changed paths)
-//   candidate_branch = "dmz-queue/{id}"   # each candidate's branch; "" for dmz only
+//   candidate_branch = "dmz-queue/{id}"   # each candidate's branch; "" for dmz only. dmzbot
+//                                  # deletes the branches it names that are no live
+//                                  # candidate's, so it must name none of master, dmz,
+//                                  # staging, production, the try branches, or a branch
+//                                  # the patterns or hotfix_branches match
 //   [[repo.queue.path_groups]]     # lanes = "groups": name, paths (globs, queue/glob.hpp)
 //   name = "docs"
 //   paths = ["docs/**"]
@@ -173,6 +177,12 @@ bool valid_branch_name(std::string_view b) {
     if (u < 0x20 || u == 0x7f || std::strchr(" ~^:?*[\\", c)) return false;
   }
   return true;
+}
+
+// Whether two branches collide: the same name, or one under the other (git cannot hold
+// refs/heads/a beside refs/heads/a/b).
+bool branches_nest(const std::string& a, const std::string& b) {
+  return !a.empty() && !b.empty() && (a == b || a.starts_with(b + "/") || b.starts_with(a + "/"));
 }
 
 // A GitHub login: letters, digits and single hyphens, at most 39 characters.
@@ -510,6 +520,9 @@ class Loader {
       return;
     }
     s.format = *format;
+    // A key that cannot be loaded (check-config and serve try) is reported at this line.
+    const toml::node* named = t->get(*format == "ssh" ? "key" : "fingerprint");
+    s.line = line_of(named ? *named : at);
   }
 
   std::optional<Runner> runner(const toml::table& repo) {
@@ -552,7 +565,7 @@ class Loader {
     return r;
   }
 
-  Queue queue_section(const toml::table& repo, const Repo& r) {
+  Queue queue_section(const toml::table& repo) {
     Queue q;
     const toml::table* t = table(repo, "queue", "repo.queue");
     if (!t) return q;
@@ -654,10 +667,6 @@ class Loader {
         problem(at, "repo.queue.candidate_branch must hold \"{id}\" once, not '" + *v + "'");
       } else if (!valid_branch_name(sample)) {
         problem(at, "repo.queue.candidate_branch '" + *v + "' makes invalid branch names");
-      } else if (sample.rfind(r.dmz + "/", 0) == 0 || sample.rfind(r.master + "/", 0) == 0) {
-        problem(at, "repo.queue.candidate_branch '" + *v + "' is under " +
-                        (sample.rfind(r.dmz + "/", 0) == 0 ? r.dmz : r.master) +
-                        "/, which git cannot hold beside the branch itself");
       } else {
         q.candidate_branch = *v;
       }
@@ -665,20 +674,52 @@ class Loader {
     return q;
   }
 
+  // dmzbot deletes every branch the candidate pattern names that is not a live candidate
+  // (GitWorker::prune_candidates): none of them may be anyone else's (master, dmz, staging,
+  // production, a hotfix's, a PR's), and none may sit where git cannot hold it beside one of
+  // those. The try branch is compared in check_try_branch, which runs after [repo.github].
+  void check_candidate_branch(const toml::table& t, const Repo& r) {
+    const std::string& pattern = r.queue.candidate_branch;
+    if (pattern.empty()) return;
+    const std::string sample = candidate_branch(pattern, 1);
+    std::string under, clash;
+    for (const auto* b : {&r.master, &r.dmz, &r.staging, &r.production}) {
+      if (candidate_of_branch(pattern, *b))
+        clash = *b;
+      else if (branches_nest(sample, *b))
+        under = *b;
+    }
+    if (!r.hotfix_branches.empty() && queue::glob_match(r.hotfix_branches, sample))
+      clash = r.hotfix_branches;
+    for (const auto* patterns : {&r.branch_patterns, &r.refused_patterns})
+      for (const auto& p : *patterns)
+        if (queue::glob_match(p, sample)) clash = p;
+    if (clash.empty() && under.empty()) return;
+    // At the key, or where the default was taken: [repo.queue], else [[repo]].
+    const toml::table* q = t.get_as<toml::table>("queue");
+    const toml::node* key = q ? q->get("candidate_branch") : nullptr;
+    const int line = key ? line_of(*key) : q ? line_of(*q) : r.line;
+    if (!clash.empty())
+      problem(line, "repo.queue.candidate_branch '" + pattern + "' overlaps '" + clash +
+                        "': dmzbot deletes the branches it names that are not live candidates");
+    else
+      problem(line, "repo.queue.candidate_branch '" + pattern + "' " +
+                        (sample.starts_with(under + "/") ? "is under " + under + "/"
+                                                         : "holds " + under + " under it") +
+                        ", which git cannot hold beside the branch itself");
+  }
+
   // dmzbot deletes the branches <try_branch>/<number> of PRs it does not follow: none of them
   // may be a branch of anyone else's (master, dmz, a candidate's, a hotfix, a PR's).
   void check_try_branch(const toml::table& t, const Repo& r) {
     const std::string& prefix = r.github->try_branch;
     const std::string sample = prefix + "/1";
-    auto nested = [&](const std::string& b) {
-      return !b.empty() &&
-             (b == prefix || b.starts_with(prefix + "/") || prefix.starts_with(b + "/"));
-    };
     std::string clash;
     for (const auto* b : {&r.master, &r.dmz, &r.staging, &r.production})
-      if (nested(*b)) clash = *b;
+      if (branches_nest(prefix, *b)) clash = *b;
     if (!r.queue.candidate_branch.empty() &&
-        candidate_branch(r.queue.candidate_branch, 1).starts_with(prefix + "/"))
+        (branches_nest(candidate_branch(r.queue.candidate_branch, 1), prefix) ||
+         candidate_of_branch(r.queue.candidate_branch, sample)))
       clash = r.queue.candidate_branch;
     if (!r.hotfix_branches.empty() && queue::glob_match(r.hotfix_branches, sample))
       clash = r.hotfix_branches;
@@ -960,7 +1001,8 @@ class Loader {
             integer(t, "network_timeout", "repo.network_timeout", 1, 3600, "seconds", "1 hour"))
       r.network_timeout = std::chrono::seconds(*v);
     r.auth = auth(t);
-    r.queue = queue_section(t, r);
+    r.queue = queue_section(t);
+    check_candidate_branch(t, r);
     r.github = github(t);
     if (r.github) check_try_branch(t, r);
     if (r.forge == "github" && !r.github && !t.contains("github")) {

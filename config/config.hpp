@@ -66,6 +66,7 @@ struct Signing {              // how dmzbot signs its merge commits
   std::string fingerprint;    // openpgp: key in gnupg_home
   std::filesystem::path gnupg_home;
   std::string name = "dmzbot", email = "dmzbot@localhost";  // committer identity
+  int line = 0;  // where the key is named (signing.key or signing.fingerprint), for messages
 };
 
 // How dmzbot authenticates to a repository's remote (fetch and push go through `git`).
@@ -86,7 +87,8 @@ struct Queue {
   queue::Lanes lanes = queue::Lanes::None;  // adaptive only
   std::vector<queue::PathGroup> path_groups;
   // Each candidate's own branch ("{id}" is its number), so that any CI builds it on push;
-  // "" pushes dmz only. Never under dmz/ (git cannot hold dmz and dmz/x).
+  // "" pushes dmz only. It names no one else's branch (dmzbot deletes those of no live
+  // candidate) and none beside which git cannot hold it (dmz and dmz/x).
   std::string candidate_branch = "dmz-queue/{id}";
 };
 

@@ -945,6 +945,9 @@ TEST_CASE("config: [repo.github] try_branch must not hold anyone else's branches
         Lines{"10: repo.github.try_branch 'feature' overlaps 'feature/*" + why});
   CHECK(try_branch("master") == Lines{"9: repo.github.try_branch 'master' overlaps 'master" + why});
   CHECK(try_branch("dmz/try") == Lines{"9: repo.github.try_branch 'dmz/try' overlaps 'dmz" + why});
+  // A candidate's branch cannot sit beside try branches under it either.
+  CHECK(try_branch("dmz-queue/1") ==
+        Lines{"9: repo.github.try_branch 'dmz-queue/1' overlaps 'dmz-queue/{id}" + why});
   CHECK(f.ok(github_repo(github + "try_branch = \"dmz-try-builds\"\n"))
             .repos.at(0)
             .github->try_branch == "dmz-try-builds");

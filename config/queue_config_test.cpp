@@ -107,6 +107,37 @@ TEST_CASE("config: [repo.queue] problems name their line") {
         Lines{"6: unknown key 'stratgy' in [repo.queue]"});
 }
 
+// dmzbot deletes every branch the pattern names that is not a live candidate.
+TEST_CASE("config: [repo.queue] candidate_branch must name no one else's branches") {
+  const std::string why = "': dmzbot deletes the branches it names that are not live candidates";
+  CHECK(problems(kRepo + "[repo.queue]\ncandidate_branch = \"bug/{id}\"\n") ==
+        Lines{"6: repo.queue.candidate_branch 'bug/{id}' overlaps 'bug/*" + why});
+  CHECK(problems(kRepo + "[repo.queue]\ncandidate_branch = \"wip/{id}\"\n") ==
+        Lines{"6: repo.queue.candidate_branch 'wip/{id}' overlaps 'wip/*" + why});
+  CHECK(problems(kRepo + "hotfix_branches = \"fix-*\"\n[repo.queue]\ncandidate_branch = "
+                         "\"fix-{id}\"\n") ==
+        Lines{"7: repo.queue.candidate_branch 'fix-{id}' overlaps 'fix-*" + why});
+  CHECK(problems(kRepo + "master = \"q/7\"\n[repo.queue]\ncandidate_branch = \"q/{id}\"\n") ==
+        Lines{"7: repo.queue.candidate_branch 'q/{id}' overlaps 'q/7" + why});
+  CHECK(problems(kRepo + "[repo.queue]\ncandidate_branch = \"staging/{id}\"\n") ==
+        Lines{"6: repo.queue.candidate_branch 'staging/{id}' is under staging/, which git "
+              "cannot hold beside the branch itself"});
+  CHECK(problems(kRepo + "production = \"q1/prod\"\n[repo.queue]\ncandidate_branch = "
+                         "\"q{id}\"\n") ==
+        Lines{"7: repo.queue.candidate_branch 'q{id}' holds q1/prod under it, which git cannot "
+              "hold beside the branch itself"});
+  // The default is checked too, at [repo.queue] or else at [[repo]].
+  CHECK(problems(kRepo + "branch_patterns = [\"*/*\"]\n") ==
+        Lines{"1: repo.queue.candidate_branch 'dmz-queue/{id}' overlaps '*/*" + why});
+  CHECK(problems(kRepo + "branch_patterns = [\"*/*\"]\n[repo.queue]\nstrategy = \"batch\"\n") ==
+        Lines{"6: repo.queue.candidate_branch 'dmz-queue/{id}' overlaps '*/*" + why});
+  CHECK(
+      queue_of(kRepo + "[repo.queue]\ncandidate_branch = \"bugs-queue/{id}\"\n").candidate_branch ==
+      "bugs-queue/{id}");
+  CHECK(queue_of(kRepo + "branch_patterns = [\"*/*\"]\n[repo.queue]\ncandidate_branch = \"\"\n")
+            .candidate_branch.empty());
+}
+
 TEST_CASE("config: candidate branch names map back to their candidate, and only those") {
   CHECK(candidate_of_branch("dmz-queue/{id}", "dmz-queue/17") == std::uint64_t{17});
   CHECK(candidate_of_branch("q/{id}-x", "q/5-x") == std::uint64_t{5});

@@ -51,7 +51,11 @@ std::optional<std::string> branch_refusal(const std::string& branch,
 }
 
 std::map<std::string, queue::Sha> pr_heads(const RemoteRefs& refs) {
-  auto heads = refs.branches;
+  std::map<std::string, queue::Sha> heads;
+  // "tags/<name>" is a tag's: a branch named so is never a PR (the API refuses it), and must
+  // not stand in for the tag of a PR by signed tag.
+  for (const auto& [name, commit] : refs.branches)
+    if (!name.starts_with(kTagPrefix)) heads.emplace(name, commit);
   for (const auto& [name, commit] : refs.tags)
     heads.emplace(std::string(kTagPrefix) + name, commit);
   return heads;
@@ -86,16 +90,17 @@ std::vector<queue::Event> PlainForge::events_from_fetch(const queue::RepoState& 
 Result<queue::PrOpened> PlainForge::register_pull(const RemoteRefs& refs, const Registration& r,
                                                   queue::Millis now) const {
   // A signed-tag PR is judged by the policy's branch rules (tags/*), not by branch patterns.
+  // Only the API's `tag` field makes a "tags/" name: it refuses a branch named so.
   const bool is_tag = r.branch.starts_with(kTagPrefix);
   if (!is_tag)
     if (auto why = branch_refusal(r.branch, options_.branch_patterns, options_.refused_patterns))
       return invalid(*why);
-  const auto heads = pr_heads(refs);
-  auto found = heads.find(r.branch);
-  if (found == heads.end())
-    return invalid(
-        (is_tag ? "annotated tag " + r.branch.substr(kTagPrefix.size()) : "branch " + r.branch) +
-        " does not exist on the remote");
+  const std::string name = is_tag ? r.branch.substr(kTagPrefix.size()) : r.branch;
+  const auto& pool = is_tag ? refs.tags : refs.branches;
+  auto found = pool.find(name);
+  if (found == pool.end())
+    return invalid((is_tag ? "annotated tag " : "branch ") + name +
+                   " does not exist on the remote");
   return queue::PrOpened{r.number, r.branch, r.author, r.title, found->second, now};
 }
 

@@ -23,7 +23,8 @@ std::optional<std::string> branch_refusal(const std::string& branch,
                                           const std::vector<std::string>& allowed,
                                           const std::vector<std::string>& refused);
 
-// What a PR can point at: every branch by name and every annotated tag as "tags/<name>".
+// What a PR can point at: every branch by name and every annotated tag as "tags/<name>" (a
+// branch whose name starts with "tags/" is left out: that name is the tag's).
 std::map<std::string, queue::Sha> pr_heads(const RemoteRefs& refs);
 
 // The events a fetch implies: PrPushed for every open PR whose head moved (rewritten when the

@@ -92,6 +92,32 @@ TEST_CASE("events_from_fetch: a rewritten branch and a PR by signed tag") {
   CHECK_FALSE(std::get<queue::PrPushed>(events[1]).rewritten);
 }
 
+// A branch literally named "tags/v1" must not stand in for tag v1.
+TEST_CASE("a PR by signed tag follows the tag, never a branch named tags/<name>") {
+  queue::RepoState s;
+  s.master = sha('0');
+  s.prs[1] = pr(1, "tags/v1", sha('t'), queue::PrStatus::Queued);
+  forges::RemoteRefs refs;
+  refs.branches = {{"master", sha('0')}, {"tags/v1", sha('b')}};
+  refs.tags = {{"v1", sha('t')}};
+  CHECK(events_from_fetch(s, refs, "master", 7).empty());
+  CHECK(forges::pr_heads(refs) ==
+        std::map<std::string, queue::Sha>{{"master", sha('0')}, {"tags/v1", sha('t')}});
+  refs.tags.clear();  // the tag is gone: the branch does not keep the PR open
+  const auto events = events_from_fetch(s, refs, "master", 7);
+  REQUIRE(events.size() == 1);
+  CHECK(std::get<queue::PrClosed>(events[0]).number == 1);
+
+  forges::PlainForge forge({"acme/app", "master", {"**"}, {}});
+  auto missing = forge.register_pull(refs, {2, "tags/v1", "ann", ""}, 99);
+  REQUIRE_FALSE(missing);
+  CHECK(missing.message() == "annotated tag v1 does not exist on the remote");
+  refs.tags = {{"v1", sha('t')}};
+  auto tag = forge.register_pull(refs, {2, "tags/v1", "ann", ""}, 99);
+  REQUIRE(tag);
+  CHECK(tag->head == sha('t'));
+}
+
 TEST_CASE("PlainForge::register_pull resolves the head and refuses what cannot be a PR") {
   forges::PlainForge forge({"acme/app", "master", {"feature/*", "bug/*"}, {"wip/*"}});
   forges::RemoteRefs refs;

@@ -265,6 +265,15 @@ TEST_CASE("check-config parses policy_root: its problems at their own lines, exi
   CHECK(bad.out.find("trust/policy.toml:4: unknown key 'sssh' in [accounts.alice]") !=
         std::string::npos);
   CHECK(bad.out.find(": ok (") == std::string::npos);
+  // A policy that cannot be read is reported at its [[repo]], its names' control characters
+  // escaped: the line is one line.
+  test::write_file(dir / "trust" / "policy.toml", accounts);
+  std::filesystem::create_directories(dir / "trust" / "keys" / "evil\nkey.asc");
+  auto unreadable = test::run(dmzbot() + " check-config ok.toml", dir.path());
+  CHECK(unreadable.exit_code == 1);
+  CHECK(unreadable.out.find("ok.toml:1: repo.policy_root: ") != std::string::npos);
+  CHECK(unreadable.out.find("evil\\nkey.asc") != std::string::npos);
+  CHECK(unreadable.out.find("evil\nkey") == std::string::npos);
 }
 
 TEST_CASE("check-config loads the signing key as serve will: one with a passphrase is refused") {
@@ -281,7 +290,7 @@ TEST_CASE("check-config loads the signing key as serve will: one with a passphra
   CHECK(config("plain").exit_code == 0);
   auto locked = config("locked");
   CHECK(locked.exit_code == 1);
-  CHECK(locked.out.find("c.toml:0: signing: ") != std::string::npos);
+  CHECK(locked.out.find("c.toml:3: signing: ") != std::string::npos);  // at signing.key
 }
 
 TEST_CASE("check-config reports an unreadable file and a TOML syntax error") {
@@ -496,6 +505,26 @@ TEST_CASE("check-config's usage errors exit 1, as every problem it reports") {
     CHECK(r.out.find(": ok (") == std::string::npos);
   }
   CHECK(dmzbot_run("check-config --help", dir.path()).exit_code == 0);
+}
+
+// Each audit takes its own options: one meant for another would be ignored, silently.
+TEST_CASE("verify: options of another audit are usage errors, exit 2") {
+  for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--pushes --releases", "--pushes excludes --releases"},
+           {"--pushes master", "--pushes excludes REVRANGE"},
+           {"--releases master", "--releases excludes REVRANGE"},
+           {"--staging s master", "--staging requires --releases"},
+           {"--production p --pushes", "--production requires --releases"},
+           {"--push-log refs/x master", "--push-log requires --releases"},
+           {"--config hooks.toml master", "--config requires --pushes"},
+           {"--config hooks.toml --releases", "--config requires --pushes"},
+           {"--json --releases", "--json excludes --releases"}}) {
+    auto r = test::run(dmzbot() + " verify " + args + " 2>&1");
+    CAPTURE(args);
+    CAPTURE(r.out);
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find(says) != std::string::npos);
+  }
 }
 
 TEST_CASE("usage errors exit 2") {

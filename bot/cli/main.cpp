@@ -31,19 +31,21 @@ std::optional<dmz::config::Config> load_config(const std::string& file) {
   for (const auto& p : loaded.problems) std::fprintf(stderr, "%s\n", p.to_string().c_str());
   if (!loaded.problems.empty()) return std::nullopt;
   bool ok = true;
-  if (!loaded.config->signing.format.empty()) {
-    if (auto signer = dmz::make_signer(loaded.config->signing); !signer) {
-      std::fprintf(stderr, "%s:0: signing: %s\n", file.c_str(), signer.message().c_str());
-      ok = false;
-    }
-  }
+  // As the loader's own problems: at a line of the file, control characters escaped (a
+  // message may quote a key's or a file's content).
+  auto report = [&](int line, const std::string& message) {
+    std::fprintf(stderr, "%s\n", dmz::config::Problem{file, line, message}.to_string().c_str());
+    ok = false;
+  };
+  const auto& signing = loaded.config->signing;
+  if (!signing.format.empty())
+    if (auto signer = dmz::make_signer(signing); !signer)
+      report(signing.line, "signing: " + signer.message());
   for (const auto& repo : loaded.config->repos) {
     if (repo.policy_root.empty()) continue;
     auto source = dmz::trust::policy_source_from_file(repo.policy_root);
     if (!source) {
-      std::fprintf(stderr, "%s:%d: repo.policy_root: %s\n", file.c_str(), repo.line,
-                   source.message().c_str());
-      ok = false;
+      report(repo.line, "repo.policy_root: " + source.message());  // the [[repo]] it is in
       continue;
     }
     for (const auto& problem : dmz::trust::TrustKeys::load(*source).problems) {
@@ -150,23 +152,36 @@ int main(int argc, char** argv) {
   verify->add_option("--repo", verify_options.repo, "repository (default: .)");
   verify->add_option("--policy", verify_options.policy,
                      "policy file (default: the trust root in the repository)");
-  verify->add_flag("--json", verify_options.json, "print JSON");
+  auto* verify_json = verify->add_flag("--json", verify_options.json, "print JSON");
   bool verify_pushes = false;
   std::string hooks_config;
-  verify->add_flag("--pushes", verify_pushes,
-                   "audit the push certificate log (refs/dmz/push-log) against the refs");
-  verify->add_option("--config", hooks_config, "with --pushes: the hooks' configuration");
+  auto* pushes =
+      verify->add_flag("--pushes", verify_pushes,
+                       "audit the push certificate log (refs/dmz/push-log) against the refs");
+  verify->add_option("--config", hooks_config, "with --pushes: the hooks' configuration")
+      ->needs(pushes);
   bool verify_releases = false;
   dmz::trust::ReleaseBranches release_branches;
-  verify->add_flag("--releases", verify_releases,
-                   "audit every commit staging and production held (reflog, push log)");
+  auto* releases =
+      verify->add_flag("--releases", verify_releases,
+                       "audit every commit staging and production held (reflog, push log)");
   std::string push_log_ref = "refs/dmz/push-log";
-  verify->add_option("--push-log", push_log_ref,
-                     "with --releases: the push certificate log ref (default refs/dmz/push-log)");
-  verify->add_option("--staging", release_branches.staging, "with --releases: staging's name");
-  verify->add_option("--production", release_branches.production,
-                     "with --releases: production's name");
-  verify->add_option("REVRANGE", verify_options.range, "revision range, e.g. master or v1..master");
+  verify
+      ->add_option("--push-log", push_log_ref,
+                   "with --releases: the push certificate log ref (default refs/dmz/push-log)")
+      ->needs(releases);
+  verify->add_option("--staging", release_branches.staging, "with --releases: staging's name")
+      ->needs(releases);
+  verify
+      ->add_option("--production", release_branches.production,
+                   "with --releases: production's name")
+      ->needs(releases);
+  verify->add_option("REVRANGE", verify_options.range, "revision range, e.g. master or v1..master")
+      ->excludes(pushes)
+      ->excludes(releases);
+  // One audit per run: an option of another would be ignored, and the audit not the one asked.
+  pushes->excludes(releases);
+  verify_json->excludes(releases);  // its report is text only
 
   dmz::trust::InstallHooksOptions install_options;
   auto* install = app.add_subcommand(

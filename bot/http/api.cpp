@@ -18,6 +18,7 @@
 #include "bot/http/assets.hpp"
 #include "bot/http/page_model.hpp"
 #include "bot/http/pages.hpp"
+#include "forges/plain.hpp"
 #include "queue/json.hpp"
 
 namespace dmz {
@@ -161,6 +162,16 @@ std::string string_field(const json& j, const char* name,
                                        escape_control(value) + "\")")};
   if (non_empty && value.empty())
     throw BadInput{json_error(422, std::string("field '") + name + "' must not be empty")};
+  return value;
+}
+
+// A CI's free text (optional), at most `max` bytes: it is kept with its candidate and sent to
+// every reader of the pages and the queue, so one status must not make them heavy.
+std::string free_text_field(const json& j, const char* name, std::size_t max) {
+  auto value = string_field(j, name, "", false, Text::Free);
+  if (value.size() > max)
+    throw BadInput{json_error(422, std::string("field '") + name + "' must be at most " +
+                                       std::to_string(max) + " bytes")};
   return value;
 }
 
@@ -527,12 +538,19 @@ class Api : public std::enable_shared_from_this<Api> {
   }
 
   void pull_page(const std::string& name, int number, const Respond& respond) {
+    // The newest event before the PR is read (repo_model reads its own only after): the page
+    // resumes its feed there, no later than the PR it shows.
+    auto newest = backend_.recent_events(name, 1);
+    if (!newest) return respond(html_error(newest.error()));
+    const std::int64_t last_seq = newest->empty() ? 0 : newest->back().seq;
     auto self = shared_from_this();
-    backend_.pull(name, number, [this, self, name, respond](Result<PullView> pv) {
+    backend_.pull(name, number, [this, self, name, last_seq, respond](Result<PullView> pv) {
       if (!pv) return respond(html_error(pv.error()));
-      repo_model(name, [name, respond, pv = std::move(*pv)](Result<page::RepoPage> p) {
+      repo_model(name, [name, last_seq, respond, pv = std::move(*pv)](Result<page::RepoPage> p) {
         if (!p) return respond(html_error(p.error()));
-        respond(html(page::render_pull(page::build_pull_page(name, pv, *p))));
+        auto page = page::build_pull_page(name, pv, *p);
+        page.last_seq = last_seq;
+        respond(html(page::render_pull(page)));
       });
     });
   }
@@ -685,8 +703,9 @@ class Api : public std::enable_shared_from_this<Api> {
       queue::Check check;
       check.context = string_field(body, "context", std::nullopt, true);
       check.state = *state;
-      check.description = string_field(body, "description", "", false, Text::Free);
-      check.url = string_field(body, "target_url", "", false, Text::Free);
+      // GitHub keeps 140 characters of a description; 1 KiB leaves room for any CI's.
+      check.description = free_text_field(body, "description", 1024);
+      check.url = free_text_field(body, "target_url", 2048);
       check.at = backend_.now();
       queue::CheckReported event{sha, check, check.at};
       return submit(name, event, respond);
@@ -717,11 +736,23 @@ class Api : public std::enable_shared_from_this<Api> {
     if (kind == Register) {
       auto body = parse_object(req.body);
       int number = number_field(body, "number");
-      // A PR is a branch, or a signed tag (the pull-request-by-signed-tag flow): "tags/<name>".
-      auto tag = string_field(body, "tag", "");
-      if (!tag.empty() && body.contains("branch"))
-        return respond(json_error(422, "give either 'branch' or 'tag', not both"));
-      auto branch = tag.empty() ? string_field(body, "branch", std::nullopt, true) : "tags/" + tag;
+      // A PR is a branch, or a signed tag (the pull-request-by-signed-tag flow), known as
+      // "tags/<name>". The field says which: a branch named "tags/..." would pass for a tag,
+      // escaping the branch patterns, so it is refused.
+      std::string branch;
+      if (auto tag = string_field(body, "tag", ""); !tag.empty()) {
+        if (body.contains("branch"))
+          return respond(json_error(422, "give either 'branch' or 'tag', not both"));
+        if (!valid_tag_name(tag))
+          return respond(json_error(422, "field 'tag' is not a valid tag name"));
+        branch = std::string(forges::kTagPrefix) + tag;
+      } else {
+        branch = string_field(body, "branch", std::nullopt, true);
+        if (branch.starts_with(forges::kTagPrefix))
+          return respond(json_error(422,
+                                    "field 'branch' must not start with 'tags/': give a "
+                                    "signed tag as 'tag'"));
+      }
       forges::Registration r{number, branch, string_field(body, "author", ""),
                              string_field(body, "title", "")};
       backend_.register_pull(name, std::move(r),

@@ -175,6 +175,17 @@ TEST_CASE("status: bad input is refused and records nothing") {
         call(api, "POST", kStatus, R"({"state":"success","context":"c","target_url":[]})", "st"),
         fake, 422, "'target_url' must be a string");
   }
+  SUBCASE("description or target_url too long") {
+    auto status = [](const std::string& field, std::size_t bytes) {
+      return json{{"state", "success"}, {"context", "c"}, {field, std::string(bytes, 'x')}}.dump();
+    };
+    expect_refused(call(api, "POST", kStatus, status("description", 1025), "st"), fake, 422,
+                   "field 'description' must be at most 1024 bytes");
+    expect_refused(call(api, "POST", kStatus, status("target_url", 2049), "st"), fake, 422,
+                   "field 'target_url' must be at most 2048 bytes");
+    CHECK(call(api, "POST", kStatus, status("description", 1024), "st").response.status == 202);
+    CHECK(call(api, "POST", kStatus, status("target_url", 2048), "st").response.status == 202);
+  }
   SUBCASE("bad sha: too short") {
     expect_refused(call(api, "POST", "/api/v1/repos/o/n/statuses/abc123", kStatusBody, "st"), fake,
                    422, "not a commit SHA");
@@ -368,6 +379,21 @@ TEST_CASE("pulls: register") {
     CHECK(r.title == "Add x");
     CHECK(fake.events.empty());
   }
+  SUBCASE("a PR by signed tag") {
+    auto c = call(api, "POST", url, R"({"number":8,"tag":"v1-for-you","author":"ann"})", "tok");
+    CHECK(c.response.status == 202);
+    REQUIRE(fake.registrations.size() == 1);
+    CHECK(fake.registrations[0].branch == "tags/v1-for-you");
+  }
+  SUBCASE("tag or branch: the field says which") {
+    // A branch named tags/... would pass for a tag and skip the branch patterns.
+    expect_refused(call(api, "POST", url, R"({"number":7,"branch":"tags/v1"})", "tok"), fake, 422,
+                   "field 'branch' must not start with 'tags/'");
+    expect_refused(call(api, "POST", url, R"({"number":7,"tag":"v1","branch":"feature/x"})", "tok"),
+                   fake, 422, "give either 'branch' or 'tag', not both");
+    expect_refused(call(api, "POST", url, R"({"number":7,"tag":"../v1"})", "tok"), fake, 422,
+                   "field 'tag' is not a valid tag name");
+  }
   SUBCASE("rejected by the backend (refused branch)") {
     fake.outcome.rejected = invalid("branch wip/x matches refused pattern wip/*");
     auto c = call(api, "POST", url, R"({"number":7,"branch":"wip/x"})", "tok");
@@ -468,6 +494,43 @@ TEST_CASE("build logs are served as plain text, never as a page") {
   CHECK(call(api, "GET", "/api/v1/repos/a/b/logs/" + kSha).response.status == 404);
   CHECK(call(api, "POST", "/api/v1/repos/o/n/logs/" + kSha).response.status == 405);
   CHECK(fake.log_limits.size() == 3);
+}
+
+// A FakeBackend that saves an event just after it read a PR, as the engine may.
+class SavesAfterPull : public FakeBackend {
+ public:
+  void pull(const std::string& repo, int number,
+            std::function<void(Result<PullView>)> done) override {
+    FakeBackend::pull(repo, number, [this, repo, done](Result<PullView> v) {
+      EventLogEntry later;
+      later.repo = repo;
+      later.kind = "merge_requested";
+      later.json = "{}";
+      publish(later);
+      done(v);
+    });
+  }
+};
+
+TEST_CASE("a PR's page resumes its feed before any change saved after the PR was read") {
+  SavesAfterPull fake;
+  fake.states["o/n"].repo = "o/n";
+  queue::PullRequest pr;
+  pr.number = 7;
+  pr.status = queue::PrStatus::Open;
+  fake.pulls[7].pr = pr;
+  EventLogEntry opened;
+  opened.repo = "o/n";
+  opened.kind = "pr_opened";
+  opened.json = "{}";
+  const auto before = fake.publish(opened);
+  auto api = make_api(fake);
+  auto shown = call(api, "GET", "/repos/o/n/pulls/7");
+  CHECK(shown.response.status == 200);
+  CAPTURE(shown.response.body);
+  CHECK(shown.response.body.find("data-last-seq=\"" + std::to_string(before) + "\"") !=
+        std::string::npos);
+  CHECK(fake.recent_events("o/n", 1)->back().seq > before);
 }
 
 TEST_CASE("repository list and status pages") {

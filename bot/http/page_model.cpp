@@ -186,14 +186,40 @@ std::string_view to_string(Verdict::State s) {
   return "not approved";
 }
 
+namespace {
+
+// Whether `e` may have taken candidates off dmz: a failure, a landing, a push, a command, a
+// moved master, a timeout (a tick)... Not what every build brings (another candidate's push, a
+// check pending, a passing candidate verdict), nor what concerns only PRs outside the train.
+// An event it does not know may: a candidate's life is then counted short, never long.
+bool may_end_candidates(const EventLogEntry& e, const json& j, bool on_a_candidate) {
+  static const std::set<std::string> never{"pr_opened",      "merge_requested", "retry_requested",
+                                           "policy_checked", "reply",           "status_requested"};
+  if (never.count(e.kind)) return false;
+  if (e.kind == "merge_done") return get<std::string>(j, "outcome", "") != "merged";
+  if (e.kind == "candidate_checked") return !get<bool>(j, "pass", false);
+  if (e.kind == "check_reported")
+    return on_a_candidate &&
+           get<std::string>(j.value("check", json::object()), "state", "") != "pending";
+  return true;
+}
+
+}  // namespace
+
 std::vector<CandidateRecord> candidate_records(const std::vector<EventLogEntry>& events,
                                                const queue::RepoState& state) {
   std::vector<CandidateRecord> out;
   std::map<queue::CandidateId, std::size_t> by_id;
   std::map<std::string, std::size_t> by_sha;
+  std::size_t unbounded = 0;  // out[unbounded..] have seen no event that may have ended them
   for (const auto& e : events) {
-    if (e.kind != "merge_done" && e.kind != "check_reported" && e.kind != "master_pushed") continue;
     auto j = parse(e);
+    const bool on_a_candidate =
+        e.kind == "check_reported" && by_sha.count(get<std::string>(j, "sha", ""));
+    if (may_end_candidates(e, j, on_a_candidate)) {
+      for (; unbounded < out.size(); ++unbounded) out[unbounded].alive_until = e.at;
+    }
+    if (e.kind != "merge_done" && e.kind != "check_reported" && e.kind != "master_pushed") continue;
     if (e.kind == "merge_done") {
       if (get<std::string>(j, "outcome", "") != "merged") continue;
       CandidateRecord r;
@@ -242,12 +268,19 @@ std::vector<Warning> warnings(const WarningInput& in) {
                        " fetches in a row: " + (h.last_error.empty() ? "no error" : h.last_error) +
                        ". Check its URL, credentials and network."});
 
-  // The newest `window` settled candidates.
+  // The newest `window` settled candidates: CI had its chance on them. One that ended counts
+  // only if it landed, something reported on it or it lived `grace`: a candidate cut seconds
+  // after its push (a train's speculation, a cancel) says nothing of a CI that reports only
+  // when it is done.
+  auto settled_one = [&](const CandidateRecord& r) {
+    if (!r.ended) return r.pushed_at > 0 && in.now - r.pushed_at >= in.grace;
+    return r.landed_at > 0 || !r.checks.empty() ||
+           (r.alive_until > 0 && r.alive_until - r.pushed_at >= in.grace);
+  };
   std::vector<const CandidateRecord*> settled;
   for (auto it = in.candidates.rbegin(); it != in.candidates.rend(); ++it) {
     if (settled.size() == in.window) break;
-    if (it->ended || (it->pushed_at > 0 && in.now - it->pushed_at >= in.grace))
-      settled.push_back(&*it);
+    if (settled_one(*it)) settled.push_back(&*it);
   }
   if (in.window > 0 && settled.size() == in.window) {
     for (const auto& context : in.required_checks) {

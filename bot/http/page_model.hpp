@@ -31,6 +31,9 @@ struct CandidateRecord {
   Millis pushed_at = 0;
   Millis landed_at = 0;  // 0: has not landed
   bool ended = false;    // no longer in the train (landed, backed out or dropped)
+  // The first event after its push that may have taken it off dmz (0: none yet): it was on
+  // dmz at least until then. The log says when a candidate left only by its landing.
+  Millis alive_until = 0;
   std::map<std::string, queue::Check> checks;  // the latest report of each context
   std::map<std::string, Millis> passed_at;     // the first success of each context
 };
@@ -61,7 +64,8 @@ struct WarningInput {
 };
 
 // The warnings, most serious first. A required check that reported on none of the newest
-// `window` settled candidates (ended, or pushed `grace` ago) is one ("`ci/test` never reports
+// `window` settled candidates (pushed `grace` ago and still in the train, or ended after it
+// landed, had a check reported or lived `grace`) is one ("`ci/test` never reports
 // on `dmz`: does your CI build on push to it?"); so is one that failed on all of them.
 std::vector<Warning> warnings(const WarningInput& in);
 

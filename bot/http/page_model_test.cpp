@@ -115,6 +115,45 @@ TEST_CASE("warnings: a required check that never reports on the last candidates"
   }
 }
 
+// A train's speculative candidates, cut seconds after their push, never hear from a CI that
+// reports only when a build is done: they are no sign that it never builds dmz.
+TEST_CASE("warnings: candidates cut before CI could report are not judged") {
+  WarningInput in;
+  in.required_checks = {"ci/test"};
+  in.health.loaded = true;
+  in.health.remote_ok = true;
+  in.now = 100 * kMin;
+  auto judged = [&](const Log& log) {
+    in.candidates = candidate_records(log.events, q::RepoState{});  // the train is empty
+    return warnings(in);
+  };
+  Log cut;
+  for (int i = 0; i < 3; ++i) {
+    const Millis at = (10 + i) * kMin;
+    cut.candidate(static_cast<q::CandidateId>(i + 1), static_cast<char>('a' + i), at, 0, {}, false);
+    cut.add(q::CandidateChecked{static_cast<q::CandidateId>(i + 1), sha('a' + i), true, {}, at},
+            at + 1000);  // what every build brings: no end
+    cut.add(q::CancelRequested{7, "mm", at + 20'000}, at + 20'000);
+  }
+  const auto records = candidate_records(cut.events, q::RepoState{});
+  REQUIRE(records.size() == 3);
+  CHECK(records[0].alive_until == 10 * kMin + 20'000);
+  CHECK(judged(cut).empty());
+
+  // Ended by the check timeout half an hour after each push: CI had its chance.
+  Log timed_out;
+  for (int i = 0; i < 3; ++i) {
+    const Millis at = (10 + 31 * i) * kMin;
+    timed_out.candidate(static_cast<q::CandidateId>(i + 1), static_cast<char>('a' + i), at, 0, {},
+                        false);
+    timed_out.add(q::Tick{at + 30 * kMin}, at + 30 * kMin);
+  }
+  in.now = 200 * kMin;
+  auto w = judged(timed_out);
+  REQUIRE(w.size() == 1);
+  CHECK(w[0].code == "check-never-reports");
+}
+
 TEST_CASE("warnings: the remote, the service and the outbox") {
   WarningInput in;
   in.health.loaded = true;

@@ -80,6 +80,8 @@ std::string verdict_badge(Verdict::State s) {
 // every viewer download megabytes at every event. The JSON API has them whole.
 constexpr std::size_t kShownDetails = 20, kShownDetailBytes = 300, kShownMessageBytes = 1'000;
 constexpr std::size_t kShownOthers = 100;  // PRs not in the queue
+// A check's description: GitHub shows 140 characters of one; the API takes up to 1 KiB.
+constexpr std::size_t kShownDescriptionBytes = 140;
 
 // `text` cut to `max` bytes (never inside a UTF-8 sequence), "..." marking the cut, as HTML.
 std::string cut_text(const std::string& text, std::size_t max) {
@@ -271,7 +273,7 @@ std::string check_html(const CheckRow& k) {
   std::string out = "<li class=\"check\">" + check_badge(k.look) + " " + link_or_text(name, k.url);
   if (!k.required) out += " <span class=\"muted\">(not required)</span>";
   if (!k.description.empty())
-    out += " <span class=\"muted\">" + html_text(k.description) + "</span>";
+    out += " <span class=\"muted\">" + cut_text(k.description, kShownDescriptionBytes) + "</span>";
   if (k.look != CheckLook::Pending || k.elapsed > 0) {
     out += " <span class=\"time\"";
     if (k.at > 0) out += " title=\"reported " + utc(k.at) + "\"";

@@ -213,6 +213,15 @@ TEST_CASE("pages: a candidate shows every required check and at most 20 others, 
   CHECK(html.find("and 482 more checks not required") != std::string::npos);
 }
 
+TEST_CASE("pages: a check's description is cut to a line (UTF-8 safe)") {
+  RepoPage p = hostile_page();
+  auto& good = p.train.at(0).checks.at(1);
+  good.description = std::string(139, 'd') + "\xc3\xa9" + std::string(1'000, 'q');
+  const auto html = render_repo(p);
+  CHECK(html.find(std::string(139, 'd') + "...</span>") != std::string::npos);
+  CHECK(html.find(std::string(10, 'q')) == std::string::npos);
+}
+
 TEST_CASE("pages: the newest 100 PRs not in the queue are listed, the others counted") {
   RepoPage p = hostile_page();
   p.others.clear();

@@ -120,12 +120,15 @@ class Stream final : public BodyStream {
       lock.unlock();
       return deliver(std::move(text));
     }
-    pending_ += text;
     // A client this far behind resumes from the store after a reconnect, not from memory.
-    if (pending_.size() > max_buffered_) {
+    // Checked before appending, so the buffer never grows past the limit; one piece alone may
+    // (an event larger than the limit), or a client could never get past that event.
+    if (!pending_.empty() && pending_.size() + text.size() > max_buffered_) {
       pending_.clear();
       ended_ = true;
+      return;
     }
+    pending_ += text;
   }
   void set_start(std::string head, std::int64_t last) {
     std::lock_guard lock(mu_);
@@ -196,9 +199,17 @@ void SseHub::Core::feed(Stream& s, const std::string& repo) {
     if (s.done()) return;
     auto events = backend.events_after(repo, s.last(repo), options.batch);
     if (!events || events->empty()) return;  // a store error: the next change tries again
+    // Pushed in pieces of about batch_bytes: a batch of large events (verdicts with thousands
+    // of reasons) would otherwise be one huge write, built whole before the buffer's limit
+    // could end a slow client's stream.
     std::string text;
-    for (const auto& e : *events) text += sse_event(e);
-    s.push(std::move(text), repo, events->back().seq);
+    for (std::size_t i = 0; i < events->size(); ++i) {
+      text += sse_event((*events)[i]);
+      if (text.size() < options.batch_bytes && i + 1 < events->size()) continue;
+      s.push(std::move(text), repo, (*events)[i].seq);
+      text.clear();
+      if (s.done()) return;
+    }
     if (events->size() < options.batch) return;
   }
 }

@@ -28,6 +28,8 @@ struct SseOptions {
   std::chrono::milliseconds max_duration{600'000};  // then the client reconnects and resumes
   std::size_t max_replay = 1000;       // events replayed to a resuming client; beyond: a "reset"
   std::size_t batch = 100;             // events read from the store at once
+  std::size_t batch_bytes = 64 << 10;  // sent in pieces of about this many bytes (one event
+                                       // at least)
   std::size_t max_buffered = 1 << 20;  // bytes waiting for a slow client before its stream ends
 };
 

@@ -11,9 +11,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "bot/http/api.hpp"
 #include "bot/http/api_fake_backend.hpp"
@@ -150,6 +153,76 @@ struct Served {
 };
 
 const std::string kEvents = "/api/v1/repos/o/n/events";
+
+// An event whose data is about `bytes` long.
+EventLogEntry big_entry(int number, std::size_t bytes) {
+  EventLogEntry e = entry("o/n", "tick", number);
+  e.json = R"({"pad":")" + std::string(bytes, 'p') + R"("})";
+  return e;
+}
+
+// What a stream delivers to a client that always asks for more (a fast one), in pieces.
+class Reader {
+ public:
+  explicit Reader(std::shared_ptr<BodyStream> s) : stream_(std::move(s)) { ask(); }
+  ~Reader() { stream_->close(); }  // drops the parked request that refers to this
+  // The pieces once `count` have come (within 5 s), or what came.
+  std::vector<std::string> pieces(std::size_t count) {
+    std::unique_lock lock(mu_);
+    cv_.wait_for(lock, 5s, [&] { return pieces_.size() >= count; });
+    return pieces_;
+  }
+
+ private:
+  void ask() {
+    stream_->next([this](std::optional<std::string> piece) {
+      if (!piece) return;
+      {
+        std::lock_guard lock(mu_);
+        pieces_.push_back(std::move(*piece));
+      }
+      cv_.notify_all();
+      ask();
+    });
+  }
+  std::shared_ptr<BodyStream> stream_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> pieces_;
+};
+
+// A FakeBackend whose event reads wait at a gate the test opens.
+class GatedBackend : public FakeBackend {
+ public:
+  Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
+                                                  std::size_t limit) override {
+    {
+      std::unique_lock lock(gate_mu_);
+      ++waiting_;
+      gate_cv_.notify_all();
+      gate_cv_.wait(lock, [&] { return open_; });
+      --waiting_;
+    }
+    return FakeBackend::events_after(repo, after, limit);
+  }
+  void set_open(bool open) {
+    {
+      std::lock_guard lock(gate_mu_);
+      open_ = open;
+    }
+    gate_cv_.notify_all();
+  }
+  bool wait_for_reader() {
+    std::unique_lock lock(gate_mu_);
+    return gate_cv_.wait_for(lock, 5s, [&] { return waiting_ > 0; });
+  }
+
+ private:
+  std::mutex gate_mu_;
+  std::condition_variable gate_cv_;
+  bool open_ = true;
+  int waiting_ = 0;
+};
 
 }  // namespace
 
@@ -324,4 +397,68 @@ TEST_CASE("sse: a stream ends after its maximum duration (the client reconnects)
   REQUIRE(c.wait_for_text("event: hello"));
   CHECK(c.wait_end(3s));
   CHECK(c.ended);  // a clean end of the chunked body, not a reset
+}
+
+TEST_CASE("sse: a batch of events is sent in pieces of about batch_bytes") {
+  GatedBackend fake;
+  SseOptions o;
+  o.batch_bytes = 1'000;
+  SseHub hub(fake, o);
+  auto stream = hub.open("o/n", std::nullopt);
+  REQUIRE(stream);
+  Reader reader(*stream);
+  REQUIRE(reader.pieces(1).size() == 1);  // retry and hello
+  // Three events of about 700 bytes, read from the store at once.
+  fake.set_open(false);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back("id: " + std::to_string(fake.publish(big_entry(i, 600))) + "\n");
+  REQUIRE(fake.wait_for_reader());
+  fake.set_open(true);
+  const auto pieces = reader.pieces(3);
+  REQUIRE(pieces.size() == 3);
+  CHECK(pieces[1].find(ids[0]) != std::string::npos);
+  CHECK(pieces[1].find(ids[1]) != std::string::npos);  // the piece that reached 1,000 bytes
+  CHECK(pieces[1].find(ids[2]) == std::string::npos);
+  CHECK(pieces[2].find(ids[2]) != std::string::npos);
+}
+
+TEST_CASE("sse: a slow client's stream ends before its buffer passes max_buffered") {
+  FakeBackend fake;
+  SseOptions o;
+  o.max_buffered = 1'000;
+  SseHub hub(fake, o);
+  auto slow = hub.open("o/n", std::nullopt);  // reads only when the test says
+  REQUIRE(slow);
+  // Takes what the slow stream holds now (nullopt: it ended).
+  auto take = [&] {
+    std::optional<std::string> got;
+    bool called = false;
+    (*slow)->next([&](std::optional<std::string> piece) {
+      called = true;
+      got = std::move(piece);
+    });
+    REQUIRE(called);  // something was queued, or the stream ended: answered at once
+    return got;
+  };
+  REQUIRE(take());  // retry and hello
+  // The hub feeds streams in the order they opened: once a later one has an event, the slow
+  // one was given it too.
+  auto fast = hub.open("o/n", std::nullopt);
+  REQUIRE(fast);
+  Reader after_slow(*fast);
+  std::size_t seen = 1;
+  auto publish = [&](int number, std::size_t bytes) {
+    fake.publish(big_entry(number, bytes));
+    REQUIRE(after_slow.pieces(++seen).size() == seen);
+  };
+  // An event larger than the whole buffer still gets through to a client that keeps up.
+  publish(1, 1'500);
+  auto first = take();
+  REQUIRE(first);
+  CHECK(first->find(std::string(1'500, 'p')) != std::string::npos);
+  // Two that together would pass it end the stream (the client resumes from the store).
+  publish(2, 600);
+  publish(3, 600);
+  CHECK_FALSE(take());
 }
