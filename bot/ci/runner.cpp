@@ -29,8 +29,10 @@
 #include <optional>
 #include <sstream>
 #include <thread>
+#include <variant>
 #include <vector>
 
+#include "base/log.hpp"
 #include "base/this_thread.hpp"
 
 extern char** environ;
@@ -47,6 +49,15 @@ struct Job {
   pid_t pid = 0;           // process group of the running command (0 = not started)
   bool cancelled = false;  // guarded by Impl::mu
 };
+
+// What one try at a build came to: its final check; Cancelled (nothing to report); or a
+// RunnerFailure, when dmzbot itself could not run it (its disk, bubblewrap failing to start):
+// not the PR's fault, so it is tried again before anything is reported.
+struct Cancelled {};
+struct RunnerFailure {
+  std::string why;
+};
+using Attempt = std::variant<queue::Check, Cancelled, RunnerFailure>;
 
 // The start time of process `pid` in clock ticks since boot (field 22 of /proc/PID/stat), or
 // nullopt if there is no such process. With the pid it names one process for good: a pid the
@@ -237,10 +248,12 @@ struct LocalRunner::Impl {
   std::filesystem::path work_dir;             // where build directories go
   std::filesystem::path owned_work_dir;       // removed with the runner (a temp dir of its own)
   BuildLogLimits limits;
+  std::vector<std::chrono::milliseconds> retry_waits;  // before each retry of a RunnerFailure
   Done done;
 
   std::mutex mu;
-  std::condition_variable cv;  // queue changes and stop
+  std::condition_variable cv;        // queue changes and stop
+  std::condition_variable retry_cv;  // cancels and stop, for builds waiting to be retried
   std::deque<std::shared_ptr<Job>> queue;
   std::vector<std::shared_ptr<Job>> running;
   bool stopping = false;
@@ -337,51 +350,75 @@ struct LocalRunner::Impl {
     return removed;
   }
 
-  // The final report goes out after the build directory is gone.
-  void build(Job& job) {
-    std::optional<queue::Check> result;
-    {
-      TempDirGuard dir;
-      result = execute(job, dir);
-    }
-    if (result) report(job, std::move(*result));
+  // Waits `delay`, or less if the build is cancelled or the runner stops; true if it waited
+  // it out.
+  bool wait_to_retry(const Job& job, std::chrono::milliseconds delay) {
+    std::unique_lock lock(mu);
+    return !retry_cv.wait_for(lock, delay, [&] { return job.cancelled || stopping; });
   }
 
-  // Runs one build; returns its final check, or nothing if it was cancelled.
-  std::optional<queue::Check> execute(Job& job, TempDirGuard& dir) {
+  // Tries the build until it ends or fails for its own reasons; a failure of dmzbot's is tried
+  // again after each of retry_waits (a full disk may be freed, bubblewrap may work again), so
+  // that a PR is not ejected as build-failed for it. The final report goes out after the build
+  // directory is gone.
+  void build(Job& job) {
+    for (std::size_t tries = 0;; ++tries) {
+      Attempt attempt;
+      {
+        TempDirGuard dir;
+        attempt = execute(job, dir);
+      }
+      if (auto* result = std::get_if<queue::Check>(&attempt)) return report(job, *result);
+      auto* failed = std::get_if<RunnerFailure>(&attempt);
+      if (!failed || should_stop(job)) return;  // cancelled
+      if (tries == retry_waits.size()) {
+        const std::string msg = "dmzbot could not run the build: " + failed->why;
+        append_line(log_file(job.sha), "[dmzbot] " + msg);
+        return report(job, check(queue::CheckState::Error, msg, job));
+      }
+      const std::string wait = seconds(retry_waits[tries]);
+      log::warn({.repo = job.repo, .sha = job.sha},
+                "could not run the build ({}); trying again in {}", failed->why, wait);
+      append_line(log_file(job.sha), "[dmzbot] could not run the build (" + failed->why +
+                                         "); trying again in " + wait);
+      if (!wait_to_retry(job, retry_waits[tries])) return;
+    }
+  }
+
+  // Runs one try at a build.
+  Attempt execute(Job& job, TempDirGuard& dir) {
     const auto log = log_file(job.sha);
     std::error_code ec;
-    std::filesystem::create_directories(log_dir, ec);
+    if (std::filesystem::create_directories(log_dir, ec); ec)
+      return RunnerFailure{"cannot create the log directory " + log_dir.string() + ": " +
+                           ec.message()};
 
     std::string pattern = (work_dir / "build-XXXXXX").string();
-    if (ec || !mkdtemp(pattern.data())) {
-      std::string msg = std::string("cannot create a build directory: ") + std::strerror(errno);
-      append_line(log, msg);
-      return check(queue::CheckState::Error, msg, job);
-    }
+    if (!mkdtemp(pattern.data()))
+      return RunnerFailure{std::string("cannot create a build directory: ") + std::strerror(errno)};
     dir.path = pattern;
 
     Status exported =
         job.export_tree ? job.export_tree(dir.path) : Status(error("nothing to export"));
     if (!exported) {
       std::string msg = "export failed: " + exported.message();
+      // Only `invalid` is the tree's own fault (an unsafe path in it); anything else (the
+      // mirror, the disk, a service that is stopping) is dmzbot's, and worth another try.
+      if (exported.code() != Code::kInvalid) return RunnerFailure{msg};
       if (FILE* f = std::fopen(log.c_str(), "w")) std::fclose(f);
       append_line(log, msg);
       return check(queue::CheckState::Error, msg, job);
     }
-    if (should_stop(job)) return std::nullopt;
+    if (should_stop(job)) return Cancelled{};
 
     int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (log_fd < 0) {
-      std::string msg = "cannot open log " + log.string() + ": " + std::strerror(errno);
-      return check(queue::CheckState::Error, msg, job);
-    }
+    if (log_fd < 0)
+      return RunnerFailure{"cannot open log " + log.string() + ": " + std::strerror(errno)};
     int out[2];
     if (::pipe2(out, O_CLOEXEC) != 0) {
       std::string msg = std::string("cannot make a pipe for the log: ") + std::strerror(errno);
       ::close(log_fd);
-      append_line(log, msg);
-      return check(queue::CheckState::Error, msg, job);
+      return RunnerFailure{msg};
     }
 
     std::vector<std::string> env = build_environment();
@@ -410,13 +447,12 @@ struct LocalRunner::Impl {
       ::close(out[0]);
       ::close(log_fd);
     }
-    if (rc < 0) return std::nullopt;  // cancelled
+    if (rc < 0) return Cancelled{};
     if (rc != 0) {
       std::string msg = "cannot start " + args[0] + ": " + std::strerror(rc);
       if (args[0] == kBwrap && rc == ENOENT)
         msg += " (install bubblewrap, or set sandbox = \"none\" to run builds unconfined)";
-      append_line(log, msg);
-      return check(queue::CheckState::Error, msg, job);
+      return RunnerFailure{msg};
     }
     report(job, check(queue::CheckState::Pending, "running", job));
 
@@ -485,7 +521,7 @@ struct LocalRunner::Impl {
       result = check(queue::CheckState::Failure,
                      "killed by signal " + std::to_string(sig) + " after " + seconds(elapsed), job);
     }
-    if (should_stop(job)) return std::nullopt;
+    if (should_stop(job)) return Cancelled{};
     append_line(log, "[dmzbot] " + result.description);
     return result;
   }
@@ -493,10 +529,11 @@ struct LocalRunner::Impl {
 
 LocalRunner::LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
                          std::vector<std::filesystem::path> hidden, std::filesystem::path work_dir,
-                         BuildLogLimits limits)
+                         BuildLogLimits limits, std::vector<std::chrono::milliseconds> retry_waits)
     : impl_(std::make_unique<Impl>()) {
   impl_->cfg = std::move(cfg);
   impl_->limits = limits;
+  impl_->retry_waits = std::move(retry_waits);
   impl_->hidden = std::move(hidden);
   if (work_dir.empty()) {  // a directory of its own, gone with the runner
     std::error_code ec;
@@ -528,6 +565,7 @@ LocalRunner::~LocalRunner() {
       if (job->pid > 0) ::kill(-job->pid, SIGTERM);  // workers escalate to SIGKILL after 2s
   }
   impl_->cv.notify_all();
+  impl_->retry_cv.notify_all();
   for (auto& t : impl_->workers) t.join();
   if (!impl_->owned_work_dir.empty()) remove_tree(impl_->owned_work_dir);
 }
@@ -546,13 +584,16 @@ void LocalRunner::start(const std::string& repo, const queue::Sha& sha, Export e
 }
 
 void LocalRunner::cancel(const queue::Sha& sha) {
-  std::lock_guard lock(impl_->mu);
-  std::erase_if(impl_->queue, [&](const auto& job) { return job->sha == sha; });
-  for (auto& job : impl_->running) {
-    if (job->sha != sha) continue;
-    job->cancelled = true;
-    if (job->pid > 0) ::kill(-job->pid, SIGTERM);  // its worker escalates to SIGKILL after 2s
+  {
+    std::lock_guard lock(impl_->mu);
+    std::erase_if(impl_->queue, [&](const auto& job) { return job->sha == sha; });
+    for (auto& job : impl_->running) {
+      if (job->sha != sha) continue;
+      job->cancelled = true;
+      if (job->pid > 0) ::kill(-job->pid, SIGTERM);  // its worker escalates to SIGKILL after 2s
+    }
   }
+  impl_->retry_cv.notify_all();  // a build waiting to be retried stops waiting
 }
 
 // A root made of /usr and /etc read-only, `dir` read-write at the same path, a private /tmp,

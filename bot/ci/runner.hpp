@@ -30,9 +30,11 @@ struct BuildLogLimits {
 class LocalRunner {
  public:
   // Called once per build with the final check (Success, Failure or Error) and once, earlier,
-  // with Pending when the command starts.
+  // with Pending when the command starts (for the try that runs it).
   using Done = std::function<void(const std::string& repo, const queue::Sha& sha, queue::Check)>;
-  // Writes the tree to build into the given empty directory.
+  // Writes the tree to build into the given empty directory. `invalid` means the tree cannot
+  // be built (e.g. an unsafe path in it): the PR's fault, an Error at once. Any other failure
+  // is taken for dmzbot's own, and retried.
   using Export = std::function<Status(const std::filesystem::path& dir)>;
 
   // Logs go to <log_dir>/<sha>.log; at most cfg.max_parallel commands run at once. `hidden`
@@ -41,14 +43,20 @@ class LocalRunner {
   // `work_dir` (one runner's own; default $TMPDIR/dmzbot-builds-UID), which the constructor
   // first clears of a killed run's debris: builds still running are killed, not duplicated.
   // Logs are bounded by `limits`; the runner prunes them itself at most once an hour, when a
-  // build starts.
+  // build starts. A build the runner itself cannot run (a full disk, bubblewrap failing to
+  // start, an export failing for a reason other than the tree's content: not the PR's fault)
+  // is tried again after each of `retry_waits`, and only then reported as Error, saying it is
+  // dmzbot's side.
   LocalRunner(config::Runner cfg, std::filesystem::path log_dir, Done done,
               std::vector<std::filesystem::path> hidden = {}, std::filesystem::path work_dir = {},
-              BuildLogLimits limits = {});
+              BuildLogLimits limits = {},
+              std::vector<std::chrono::milliseconds> retry_waits = {
+                  std::chrono::seconds(5), std::chrono::seconds(20), std::chrono::seconds(60)});
   ~LocalRunner();  // kills running commands (their process groups) and joins
 
   void start(const std::string& repo, const queue::Sha& sha, Export export_tree);
-  void cancel(const queue::Sha& sha);  // kills it if running; no report follows
+  // Kills it if running, or ends its wait to be retried; no report follows.
+  void cancel(const queue::Sha& sha);
   std::filesystem::path log_file(const queue::Sha& sha) const;
   // Deletes the logs (<log_dir>/*.log) last written more than `older_than` ago; returns how many.
   std::size_t prune_logs(std::chrono::seconds older_than);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -464,20 +465,113 @@ TEST_CASE("cancel kills a running build, drops a queued one, and nothing is repo
   CHECK_FALSE(fs::exists(tmp / "queued.pid"));
 }
 
-TEST_CASE("an export failure is an Error check with the message, and no command runs") {
+TEST_CASE("a tree that cannot be exported is an Error check at once, and no command runs") {
   TempDir tmp;
   Recorder rec;
+  int exports = 0;
   LocalRunner runner(cfg("touch " + shell_quote((tmp / "ran").string())), tmp / "logs",
                      rec.callback());
-  runner.start("o/r", "noexport",
-               [](const fs::path&) -> Status { return error("object not found"); });
+  runner.start("o/r", "noexport", [&](const fs::path&) -> Status {
+    ++exports;
+    return invalid("unsafe path in tree: ../x");  // the tree's fault: no retry helps
+  });
   auto r = rec.final_for("noexport");
   REQUIRE(r.has_value());
   CHECK(r->check.state == CheckState::Error);
-  CHECK(r->check.description.find("object not found") != std::string::npos);
+  CHECK(r->check.description == "export failed: unsafe path in tree: ../x");
   CHECK(rec.for_sha("noexport").size() == 1);  // no Pending: the command never started
+  CHECK(exports == 1);
   CHECK_FALSE(fs::exists(tmp / "ran"));
-  CHECK(read_file(runner.log_file("noexport")).find("object not found") != std::string::npos);
+  CHECK(read_file(runner.log_file("noexport")).find("unsafe path") != std::string::npos);
+}
+
+// The runner's own failures are not the PR's: it tries again after each wait, and reports
+// Error, saying it is dmzbot's side, only when every try failed.
+TEST_CASE("a build dmzbot itself could not run is tried again before anything is reported") {
+  TempDir tmp;
+  Recorder rec;
+  const fs::path logs = tmp / "logs";
+  std::atomic<int> exports = 0;
+  auto exported = [&](int n) {  // waits (bounded) for the n-th export
+    auto end = std::chrono::steady_clock::now() + 10s;
+    while (exports < n && std::chrono::steady_clock::now() < end) std::this_thread::sleep_for(10ms);
+    return exports >= n;
+  };
+
+  SUBCASE("an export that fails on dmzbot's side, then works") {
+    LocalRunner runner(cfg("cat marker.txt"), logs, rec.callback(), {}, {}, {}, {50ms, 50ms});
+    runner.start("o/r", "flaky", [&](const fs::path& dir) -> Status {
+      if (++exports == 1) return unavailable("the mirror is busy");
+      return write_tree({{"marker.txt", "exported\n"}})(dir);
+    });
+    auto r = rec.final_for("flaky");
+    REQUIRE(r.has_value());
+    CHECK(r->check.state == CheckState::Success);
+    CHECK(exports == 2);
+    CHECK(rec.for_sha("flaky").size() == 2);  // Pending and Success: no Error in between
+  }
+
+  SUBCASE("a log that cannot be opened, fixed before the next try") {
+    // A directory where the log goes: open() fails for the runner whatever its privileges.
+    fs::create_directories(logs / "blocked.log");
+    LocalRunner runner(cfg("echo built"), logs, rec.callback(), {}, {}, {}, {50ms, 50ms});
+    runner.start("o/r", "blocked", [&](const fs::path&) -> Status {
+      if (++exports == 2) fs::remove(logs / "blocked.log");  // freed during the wait
+      return {};
+    });
+    auto r = rec.final_for("blocked");
+    REQUIRE(r.has_value());
+    CHECK(r->check.state == CheckState::Success);
+    CHECK(exports == 2);
+    CHECK(read_file(runner.log_file("blocked")).find("built\n") == 0);
+  }
+
+  SUBCASE("a failure that lasts: Error after the last try, saying whose it is") {
+    fs::create_directories(logs / "blocked.log");
+    LocalRunner runner(cfg("true"), logs, rec.callback(), {}, {}, {}, {10ms, 10ms, 10ms});
+    runner.start("o/r", "blocked", [&](const fs::path&) -> Status {
+      ++exports;
+      return {};
+    });
+    auto r = rec.final_for("blocked");
+    REQUIRE(r.has_value());
+    CHECK(r->check.state == CheckState::Error);
+    CHECK_MESSAGE(
+        starts_with(r->check.description, "dmzbot could not run the build: cannot open log"),
+        r->check.description);
+    CHECK(exports == 4);                        // the first try and three more
+    CHECK(rec.for_sha("blocked").size() == 1);  // only the final report
+  }
+
+  SUBCASE("cancel and shutdown end the wait") {
+    fs::create_directories(logs / "blocked.log");
+    auto runner =
+        std::make_unique<LocalRunner>(cfg("true", 1), logs, rec.callback(), std::vector<fs::path>{},
+                                      fs::path{}, BuildLogLimits{}, std::vector{60'000ms});
+    auto blocked = [&](const fs::path&) -> Status {
+      ++exports;
+      return {};
+    };
+    runner->start("o/r", "blocked", blocked);
+    REQUIRE(exported(1));
+    std::this_thread::sleep_for(100ms);  // its log fails to open; it waits to try again
+    runner->cancel("blocked");
+    // The one worker is free again at once, not after the minute's wait.
+    runner->start("o/r", "quick", write_tree({}));
+    auto quick = rec.final_for("quick", 5s);
+    REQUIRE(quick.has_value());
+    CHECK(quick->check.state == CheckState::Success);
+    CHECK(rec.for_sha("blocked").empty());
+
+    runner->start("o/r", "blocked", blocked);
+    REQUIRE(exported(2));
+    std::this_thread::sleep_for(100ms);
+    auto begin = std::chrono::steady_clock::now();
+    runner.reset();
+    CHECK(std::chrono::steady_clock::now() - begin < 4s);
+    CHECK(rec.for_sha("blocked").empty());
+    CHECK(exports == 2);
+  }
 }
 
 TEST_CASE(

@@ -567,6 +567,7 @@ struct ExportCtx {
   git_repository* repo;
   std::filesystem::path root;
   std::string failure;
+  bool tree_at_fault = false;  // the failure is the tree's (kInvalid), not the disk's
 };
 
 Status write_all(const std::filesystem::path& file, const void* data, size_t size, bool exec) {
@@ -598,6 +599,7 @@ int export_entry(const char* root, const git_tree_entry* entry, void* payload) {
   // write inside the export directory.
   if (!valid_entry_name(name)) {
     ctx->failure = std::string("unsafe path in tree: ") + root + name;
+    ctx->tree_at_fault = true;
     return -1;
   }
   std::filesystem::path target = ctx->root / root / name;
@@ -640,6 +642,7 @@ int export_entry(const char* root, const git_tree_entry* entry, void* payload) {
     }
     default:
       ctx->failure = std::string("unknown file mode in tree at ") + root + name;
+      ctx->tree_at_fault = true;
       return -1;
   }
 }
@@ -655,7 +658,9 @@ Status Mirror::export_tree(const Sha& commit, const std::filesystem::path& dir) 
   if (ec) return error(what + ": " + ec.message());
   ExportCtx ctx{impl_->repo.get(), dir, {}};
   if (int rc = git_tree_walk(tree->get(), GIT_TREEWALK_PRE, export_entry, &ctx); rc < 0) {
-    if (!ctx.failure.empty()) return error(what + ": " + ctx.failure);
+    if (!ctx.failure.empty())
+      return ctx.tree_at_fault ? invalid(what + ": " + ctx.failure)
+                               : error(what + ": " + ctx.failure);
     return git_fail(what, rc);
   }
   return {};

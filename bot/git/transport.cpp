@@ -7,9 +7,13 @@
 //
 // How a secret reaches git: the token is written once into a sealed memfd; each git child
 // gets it as fd 3 (the only fd besides 0-2) and GIT_ASKPASS points at a script that prints
-// the username for git's "Username for ..." prompt and `cat /proc/self/fd/3` otherwise
-// (opening /proc/self/fd/N of a memfd starts at offset 0, so every prompt gets it whole).
-// The token is never in argv, in the child's environment or in a file.
+// the username for git's "Username for '<remote>'" prompt and `cat /proc/self/fd/3` for its
+// "Password for '<scheme>://<user>@<host>'" prompt, when they name the configured remote's
+// scheme and host, and nothing for any other (opening /proc/self/fd/N of a memfd starts at
+// offset 0, so every prompt gets it whole). The token is never in argv, in the child's
+// environment or in a file. It goes only over https (or http to this machine), and git
+// follows no redirect (http.followRedirects=false): with git's default it would follow the
+// first request's redirect to another host and ask for that host's password.
 #include "bot/git/transport.hpp"
 
 #include <fcntl.h>
@@ -27,6 +31,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <set>
 #include <utility>
 
@@ -46,15 +51,45 @@ constexpr size_t kMaxStdout = 16 * 1024 * 1024;  // porcelain / ls-remote output
 constexpr auto kDrainAfterKill = std::chrono::seconds(5);
 
 constexpr const char* kAskpassName = "askpass.sh";
-// Written once into the scratch directory; holds no secret.
+// Written into the scratch directory (again if it differs); holds no secret. The prompts it
+// answers come from the environment (Impl::environment), with their closing quote: a prompt
+// for another host or port gets nothing, and git fails as unauthenticated.
 constexpr const char* kAskpassScript =
     "#!/bin/sh\n"
-    "# dmzbot's askpass helper: the username for git's \"Username for ...\" prompt, the token\n"
-    "# (from the memfd git inherited as fd 3) for anything else.\n"
+    "# dmzbot's askpass helper: the username, and the token (from the memfd git inherited as\n"
+    "# fd 3), only for the configured remote's own host; nothing for any other.\n"
     "case \"$1\" in\n"
-    "Username*) printf '%s\\n' \"$DMZBOT_GIT_USERNAME\" ;;\n"
-    "*) exec cat /proc/self/fd/3 ;;\n"
+    "\"$DMZBOT_GIT_USERNAME_PROMPT\"*) printf '%s\\n' \"$DMZBOT_GIT_USERNAME\" ;;\n"
+    "\"$DMZBOT_GIT_PASSWORD_PROMPT\"*) exec cat /proc/self/fd/3 ;;\n"
+    "*) printf 'dmzbot askpass: no credentials for: %s\\n' \"$1\" >&2; exit 1 ;;\n"
     "esac\n";
+
+// The first 4 KiB of `path` ("" if it cannot be read).
+std::string read_small_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text(4096, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
+
+// "https://host:port" of an http(s) URL: how git names the remote in its prompts.
+std::string url_origin(const std::string& url) {
+  const size_t sep = url.find("://");
+  if (sep == std::string::npos) return "";
+  const size_t end = url.find_first_of("/?#", sep + 3);
+  return ascii_lower(url.substr(0, sep)) + "://" + url.substr(sep + 3, end - sep - 3);
+}
+
+// Whether an http(s) URL names this machine (127.0.0.1, ::1, localhost), where plain http
+// does not cross a network.
+bool loopback_host(const std::string& url) {
+  const std::string origin = url_origin(url);
+  std::string host = ascii_lower(origin.substr(origin.find("://") + 3));
+  if (host.empty()) return false;
+  host = host.substr(0, host.front() == '[' ? host.find(']') + 1 : host.find(':'));
+  return host == "127.0.0.1" || host == "[::1]" || host == "localhost";
+}
 
 bool has_control_chars(const std::string& s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
@@ -251,7 +286,8 @@ struct Transport::Impl {
       return unavailable("chmod 0700 " + dir.string() + ": " + std::strerror(errno));
     if (opt.token.empty() && !opt.token_source) return {};
     auto script = dir / kAskpassName;
-    if (::access(script.c_str(), X_OK) == 0) return {};
+    // An older dmzbot's script (which answered any host) is replaced.
+    if (::access(script.c_str(), X_OK) == 0 && read_small_file(script) == kAskpassScript) return {};
     auto tmp = dir / (std::string(kAskpassName) + ".tmp");
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0700);
     if (fd < 0) return unavailable("create " + tmp.string() + ": " + std::strerror(errno));
@@ -283,8 +319,15 @@ struct Transport::Impl {
     // The remote's own CA: in the environment, which git ranks above its configuration.
     if (!opt.ca_file.empty()) env.push_back("GIT_SSL_CAINFO=" + opt.ca_file.string());
     if (!opt.token.empty()) {
+      // git's prompts for the remote's own scheme, host and port (git 2.39 asks "Username
+      // for 'https://github.com': ", then "Password for 'https://USER@github.com': ").
+      const std::string origin = url_origin(opt.url);
+      const size_t host = origin.find("://") + 3;
       env.push_back("GIT_ASKPASS=" + (opt.scratch_dir / kAskpassName).string());
       env.push_back("DMZBOT_GIT_USERNAME=" + opt.username);
+      env.push_back("DMZBOT_GIT_USERNAME_PROMPT=Username for '" + origin + "'");
+      env.push_back("DMZBOT_GIT_PASSWORD_PROMPT=Password for '" + origin.substr(0, host) +
+                    opt.username + "@" + origin.substr(host) + "'");
     }
     if (scheme == GitRemote::kSsh) env.push_back("GIT_SSH_COMMAND=" + ssh_command());
     if (opt.sign_pushes && opt.sign_pushes->format == PushSigning::Format::kOpenPgp &&
@@ -310,13 +353,15 @@ struct Transport::Impl {
   }
 
   // git's argv up to the subcommand: the repository and the settings that hold for every
-  // operation (only the transports we support, no credential helpers, stall detection).
+  // operation (only the transports we support, no credential helpers, stall detection, no
+  // redirects: a token must not follow one to another host).
   std::vector<std::string> git_prefix() const {
     std::vector<std::string> a = {opt.git_program, "--git-dir=" + git_dir.string()};
     for (const char* c :
          {"protocol.allow=never", "protocol.file.allow=always", "protocol.git.allow=always",
           "protocol.http.allow=always", "protocol.https.allow=always", "protocol.ssh.allow=always",
-          "credential.helper=", "core.askPass=", "http.lowSpeedLimit=1"}) {
+          "credential.helper=", "core.askPass=", "http.followRedirects=false",
+          "http.lowSpeedLimit=1"}) {
       a.push_back("-c");
       a.push_back(c);
     }
@@ -543,6 +588,10 @@ struct Transport::Impl {
       return unauthenticated("authentication failed for " + display_url +
                              (opt.token.empty() ? " (no token configured)" : " (token rejected)") +
                              detail);
+    if (has("returned error: 30"))  // curl's words for a redirect it was told not to follow
+      return unavailable(what + ": the remote redirects, and dmzbot follows no redirect (the " +
+                         "token must not go to another host): configure where it redirects to" +
+                         detail);
     if (has("returned error: 403"))
       return permission_denied(what + ": access denied (HTTP 403)" + detail);
     if (has("does not appear to be a git repository") || has("returned error: 404") ||
@@ -572,6 +621,11 @@ Result<std::unique_ptr<Transport>> Transport::create(const std::filesystem::path
   if (has_control_chars(options.username) || options.username.find(':') != std::string::npos)
     return invalid("bad HTTP username");
   if (has_control_chars(options.token)) return invalid("the token has control characters");
+  // Plain http would show the token to anyone on the way; on this machine it crosses no network.
+  if ((!options.token.empty() || options.token_source) && *scheme == GitRemote::kHttp &&
+      ascii_lower(options.url).rfind("https://", 0) != 0 && !loopback_host(options.url))
+    return invalid("a token goes only over https: the remote " + impl->display_url +
+                   " is plain http");
   for (const auto& file : {options.ssh_key, options.known_hosts}) {
     std::error_code ec;
     if (!file.empty() && !std::filesystem::is_regular_file(file, ec))

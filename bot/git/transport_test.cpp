@@ -4,13 +4,17 @@
 #include "bot/git/transport.hpp"
 
 #include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <set>
@@ -260,6 +264,65 @@ bool wait_until_gone(pid_t pid, std::chrono::seconds limit) {
   }
   return true;
 }
+
+// An HTTP server on 127.0.0.1 that answers every request with a 302 to `to` + its target: a
+// remote that sends git elsewhere.
+class RedirectServer {
+ public:
+  explicit RedirectServer(std::string to) : to_(std::move(to)) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::listen(fd_, 8) != 0 || ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+      return;
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~RedirectServer() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+  }
+  std::string url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+  }
+  int port() const { return port_; }
+  int redirected() const { return redirected_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      int conn = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (conn < 0) continue;
+      std::string request;
+      char buf[4096];
+      pollfd c{conn, POLLIN, 0};
+      while (request.find("\r\n\r\n") == std::string::npos && ::poll(&c, 1, 5000) > 0) {
+        ssize_t n = ::read(conn, buf, sizeof buf);
+        if (n <= 0) break;
+        request.append(buf, static_cast<size_t>(n));
+      }
+      size_t start = request.find(' ') + 1, end = request.find(' ', start);
+      std::string answer = "HTTP/1.1 302 Found\r\nLocation: " + to_ +
+                           request.substr(start, end - start) +
+                           "\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+      if (::write(conn, answer.data(), answer.size()) > 0) ++redirected_;
+      ::close(conn);
+    }
+  }
+
+  std::string to_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_ = false;
+  std::atomic<int> redirected_ = 0;
+  std::thread thread_;
+};
 
 }  // namespace
 
@@ -528,6 +591,98 @@ TEST_CASE("the token reaches git only through the askpass helper and fd 3") {
   CHECK((fs::status(r.tmp / "scratch").permissions() & fs::perms::mask) == fs::perms::owner_all);
   for (const auto& e : fs::directory_iterator(r.tmp / "scratch"))
     if (e.is_regular_file()) CHECK(read_file(e.path()).find(kToken) == std::string::npos);
+}
+
+TEST_CASE("a token goes only over https, or over plain http to this machine") {
+  Repos r;
+  for (const std::string& url : std::vector<std::string>{
+           "http://example.com/o/r.git", "HTTP://example.com/o/r.git", "http://10.0.0.1:8080/r",
+           "http://127.0.0.1.example.com/r", "http://localhost.example.com/r"}) {
+    TransportOptions o = options_for(url);
+    o.token = kToken;
+    auto t = Transport::create(r.mirror, o);
+    REQUIRE_FALSE(t.ok());
+    CHECK(t.code() == Code::kInvalid);
+    CHECK_MESSAGE(t.message().find("a token goes only over https") == 0, t.message());
+    CHECK(t.message().find(kToken) == std::string::npos);
+    o.token.clear();  // a token that comes later (a GitHub App's) is refused as well
+    o.token_source = [] { return Result<std::string>(std::string(kToken)); };
+    CHECK(Transport::create(r.mirror, o).code() == Code::kInvalid);
+    o.token_source = nullptr;
+    CHECK(Transport::create(r.mirror, o).ok());  // no token, nothing to leak
+  }
+  for (const std::string& url : std::vector<std::string>{
+           "https://example.com/o/r.git", "http://127.0.0.1:8080/o/r.git", "http://[::1]:8080/r",
+           "http://localhost/r", "http://LOCALHOST:80/r"}) {
+    TransportOptions o = options_for(url);
+    o.token = kToken;
+    auto t = Transport::create(r.mirror, o);
+    CHECK_MESSAGE(t.ok(), url, ": ", (t.ok() ? "" : t.message()));
+  }
+}
+
+TEST_CASE("smart HTTP: a redirect is not followed, so the token never goes elsewhere") {
+  Repos r;
+  GitHttpServer http(r.srv, "x-access-token", kToken);
+  REQUIRE_MESSAGE(http.error().empty(), http.error());
+  // To another port: for git's credentials another host, which would be asked for the token.
+  RedirectServer redirect("http://127.0.0.1:" + std::to_string(http.port()));
+  REQUIRE(redirect.port() != 0);
+  TransportOptions o = options_for(redirect.url("/origin.git"));
+  o.token = kToken;
+  Status s = make(r.mirror, o)->fetch();
+  REQUIRE_FALSE(s.ok());
+  CHECK_MESSAGE(s.message().find("the remote redirects") != std::string::npos, s.message());
+  CHECK(redirect.redirected() >= 1);
+  CHECK(http.requests().empty());  // git did not even go there
+}
+
+TEST_CASE("the askpass helper answers only git's prompts for the remote's own host") {
+  Repos r;
+  GitHttpServer http(r.srv, "x-access-token", kToken);
+  REQUIRE_MESSAGE(http.error().empty(), http.error());
+  RecordingGit rec(r.tmp / "rec");
+  TransportOptions o = options_for(http.url("origin.git"));
+  o.token = kToken;
+  o.git_program = rec.program.string();
+  o.scratch_dir = r.tmp / "scratch";
+  // The script an older dmzbot left, which answered every prompt, is replaced.
+  fs::create_directories(o.scratch_dir);
+  write_file(o.scratch_dir / "askpass.sh",
+             "#!/bin/sh\ncase \"$1\" in\nUsername*) printf '%s\\n' \"$DMZBOT_GIT_USERNAME\" ;;\n"
+             "*) exec cat /proc/self/fd/3 ;;\nesac\n");
+  fs::permissions(o.scratch_dir / "askpass.sh", fs::perms::owner_all);
+  Status fetched = make(r.mirror, o)->fetch();
+  REQUIRE_MESSAGE(fetched.ok(), fetched.message());
+
+  // The script as git runs it: its environment, the token at fd 3.
+  std::string env;
+  std::istringstream recorded(rec.file("env"));
+  for (std::string line; std::getline(recorded, line);)
+    if (line.rfind("DMZBOT_GIT_", 0) == 0) env += " " + shell_quote(line);
+  write_file(r.tmp / "token", kToken);
+  auto askpass = [&](const std::string& prompt) {
+    return run("env -i" + env + " /bin/sh " + q(o.scratch_dir / "askpass.sh") + " " +
+               shell_quote(prompt) + " 3<" + q(r.tmp / "token"));
+  };
+  const std::string host = "127.0.0.1:" + std::to_string(http.port());
+  RunResult user = askpass("Username for 'http://" + host + "': ");
+  CHECK(user.exit_code == 0);
+  CHECK(user.out == "x-access-token\n");
+  RunResult password = askpass("Password for 'http://x-access-token@" + host + "': ");
+  CHECK(password.exit_code == 0);
+  CHECK(password.out == kToken);
+  for (const std::string& elsewhere : std::vector<std::string>{
+           "Password for 'http://x-access-token@evil.example.com': ",
+           "Password for 'http://x-access-token@" + host + "0': ",      // another port
+           "Password for 'https://x-access-token@" + host + "': ",      // another scheme
+           "Password for 'http://x-access-token@" + host + ".evil': ",  // a longer host
+           "Username for 'http://evil.example.com': "}) {
+    RunResult refused = askpass(elsewhere);
+    CHECK_MESSAGE(refused.exit_code != 0, elsewhere);
+    CHECK_MESSAGE(refused.out.find(kToken) == std::string::npos, elsewhere);
+    CHECK_MESSAGE(refused.out.find("x-access-token\n") == std::string::npos, elsewhere);
+  }
 }
 
 TEST_CASE("without a token, a git child gets no fd beyond stdio") {
