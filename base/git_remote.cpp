@@ -38,4 +38,12 @@ Result<GitRemote> classify_git_remote(const std::string& url) {
   return GitRemote::kLocal;
 }
 
+bool token_may_go_to(const std::string& url) {
+  const std::string lower = ascii_lower(url);
+  if (!lower.starts_with("http://")) return true;
+  std::string host = lower.substr(7, lower.find_first_of("/?#", 7) - 7);
+  host = host.substr(0, host.starts_with('[') ? host.find(']') + 1 : host.find(':'));
+  return host == "127.0.0.1" || host == "[::1]" || host == "localhost";
+}
+
 }  // namespace dmz

@@ -1001,6 +1001,12 @@ class Loader {
             integer(t, "network_timeout", "repo.network_timeout", 1, 3600, "seconds", "1 hour"))
       r.network_timeout = std::chrono::seconds(*v);
     r.auth = auth(t);
+    // Refused here, at the token's line, rather than when serve opens the transport.
+    if (!r.auth.token.empty() && !token_may_go_to(r.remote))
+      if (const toml::table* a = t["auth"].as_table(); a && a->get("token"))
+        problem(*a->get("token"), "repo.auth.token goes only over https: repo.remote " + r.remote +
+                                      " is plain http (a token would cross the network "
+                                      "in clear text)");
     r.queue = queue_section(t);
     check_candidate_branch(t, r);
     r.github = github(t);

@@ -514,6 +514,19 @@ TEST_CASE("config: credentials for the remote and the network timeout") {
         Lines{"6: repo.auth.ssh_key file '" + (f.dir / "deploy_key").string() +
               "' is readable by others (mode 0644); ssh refuses it: chmod 600"});
   fs::permissions(f.dir / "deploy_key", fs::perms::owner_read | fs::perms::owner_write);
+  // A token goes only over https, or plain http on this machine.
+  const std::string over_http =
+      "[[repo]]\nname = \"acme/widgets\"\n"
+      "remote = \"http://git.example.com/widgets.git\"\n"
+      "required_checks = [\"ci\"]\n"
+      "[repo.auth]\ntoken = { file = \"git.token\" }\n";  // line 6
+  CHECK(f.problems(over_http) ==
+        Lines{"6: repo.auth.token goes only over https: repo.remote "
+              "http://git.example.com/widgets.git is plain http (a token would cross the network "
+              "in clear text)"});
+  f.ok(
+      "[[repo]]\nname = \"acme/widgets\"\nremote = \"http://127.0.0.1:8080/widgets.git\"\n"
+      "required_checks = [\"ci\"]\n[repo.auth]\ntoken = { file = \"git.token\" }\n");
   // The files of secrets and keys, which the builds' sandbox hides (not the public hosts).
   CHECK(c.secret_files == std::vector<fs::path>{f.dir / "git.token", f.dir / "deploy_key"});
   Config d = f.ok(head);

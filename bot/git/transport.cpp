@@ -81,16 +81,6 @@ std::string url_origin(const std::string& url) {
   return ascii_lower(url.substr(0, sep)) + "://" + url.substr(sep + 3, end - sep - 3);
 }
 
-// Whether an http(s) URL names this machine (127.0.0.1, ::1, localhost), where plain http
-// does not cross a network.
-bool loopback_host(const std::string& url) {
-  const std::string origin = url_origin(url);
-  std::string host = ascii_lower(origin.substr(origin.find("://") + 3));
-  if (host.empty()) return false;
-  host = host.substr(0, host.front() == '[' ? host.find(']') + 1 : host.find(':'));
-  return host == "127.0.0.1" || host == "[::1]" || host == "localhost";
-}
-
 bool has_control_chars(const std::string& s) {
   return std::any_of(s.begin(), s.end(), [](char c) {
     auto u = static_cast<unsigned char>(c);
@@ -622,8 +612,7 @@ Result<std::unique_ptr<Transport>> Transport::create(const std::filesystem::path
     return invalid("bad HTTP username");
   if (has_control_chars(options.token)) return invalid("the token has control characters");
   // Plain http would show the token to anyone on the way; on this machine it crosses no network.
-  if ((!options.token.empty() || options.token_source) && *scheme == GitRemote::kHttp &&
-      ascii_lower(options.url).rfind("https://", 0) != 0 && !loopback_host(options.url))
+  if ((!options.token.empty() || options.token_source) && !token_may_go_to(options.url))
     return invalid("a token goes only over https: the remote " + impl->display_url +
                    " is plain http");
   for (const auto& file : {options.ssh_key, options.known_hosts}) {
