@@ -83,6 +83,19 @@ q::Outcome refused(Error error) { return q::Outcome{std::move(error), {}}; }
 // Delivery failures that a later attempt may get past.
 bool transient(Code code) { return code == Code::kUnavailable || code == Code::kInternal; }
 
+// Runs `call`, an observer of a change already saved: one that throws is a bug to log, not a
+// reason to keep the change's actions and messages from going out.
+template <class F>
+void observe(const std::string& repo, std::string_view what, F&& call) {
+  try {
+    call();
+  } catch (const std::exception& e) {
+    log::error({.repo = repo}, "{} threw: {}", what, e.what());
+  } catch (...) {
+    log::error({.repo = repo}, "{} threw", what);
+  }
+}
+
 }  // namespace
 
 Driver::Driver(const Clock& clock, Store& store, GitPort& git, PolicyPort& policy, CiPort& ci,
@@ -166,6 +179,23 @@ void Driver::load(Slot& slot) {
 }
 
 q::Outcome Driver::apply(const std::string& repo, const q::Event& event) {
+  // Whatever throws (a bug, a store's surprise) fails this event, not the engine thread: the
+  // slot moves on only once its change is saved (commit), so it still matches the store.
+  const auto failed = [&](std::string_view why) {
+    log::error({.repo = repo, .pr = q::pr_of(event).value_or(0), .event = q::event_kind(event)},
+               "{} failed: {}", q::event_kind(event), why);
+    return refused(internal(std::string(q::event_kind(event)) + " failed: " + std::string(why)));
+  };
+  try {
+    return apply_event(repo, event);
+  } catch (const std::exception& e) {
+    return failed(e.what());
+  } catch (...) {
+    return failed("an unknown exception");
+  }
+}
+
+q::Outcome Driver::apply_event(const std::string& repo, const q::Event& event) {
   Slot* slot = find(repo);
   if (!slot) return refused(not_found("unknown repository " + repo));
   if (!slot->health.loaded)
@@ -241,7 +271,7 @@ Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
     change.event = EventLogEntry{0,
                                  repo,
                                  q::event_kind(*event),
-                                 q::to_json(*event).dump(),
+                                 json_text(q::to_json(*event)),
                                  q::pr_of(*event),
                                  now,
                                  candidate_prs(slot.state, *event)};
@@ -252,20 +282,27 @@ Status Driver::commit(Slot& slot, q::RepoState next, const q::Event* event,
         "dmzbot_store_write_seconds", {{"repo", repo}},
         std::chrono::duration<double>(std::chrono::steady_clock::now() - write_started).count());
   if (!saved) return saved.status();
-  record(slot, next, change.outcomes, now);
-  for (const auto& o : change.outcomes)  // one line per PR that left the queue, with its reason
-    log::info({.repo = repo,
-               .pr = o.number,
-               .sha = o.head,
-               .reason = q::to_string(o.reason),
-               .event = change.event ? std::string_view(change.event->kind) : std::string_view()},
-              "{}{}{}", q::to_string(o.status), o.message.empty() ? "" : ": ",
-              escape_control(o.message));
+  // Saved: from here on the change is the slot's, and its actions and messages go out whatever
+  // the metrics, the log or an observer do (a saved candidate would otherwise wait for a
+  // restart to be built).
+  observe(repo, "counting the change", [&] { record(slot, next, change.outcomes, now); });
+  observe(repo, "logging the outcomes", [&] {
+    for (const auto& o : change.outcomes)  // one line per PR that left the queue, with its reason
+      log::info({.repo = repo,
+                 .pr = o.number,
+                 .sha = o.head,
+                 .reason = q::to_string(o.reason),
+                 .event = change.event ? std::string_view(change.event->kind) : std::string_view()},
+                "{}{}{}", q::to_string(o.status), o.message.empty() ? "" : ": ",
+                escape_control(o.message));
+  });
   slot.state = std::move(next);
   slot.version = saved->version;
   if (options_.on_commit)
-    options_.on_commit(repo, Committed{&slot.state, &change.delta, &change.archived});
-  if (options_.on_saved) options_.on_saved(slot.cfg.name);
+    observe(repo, "on_commit", [&] {
+      options_.on_commit(repo, Committed{&slot.state, &change.delta, &change.archived});
+    });
+  if (options_.on_saved) observe(repo, "on_saved", [&] { options_.on_saved(repo); });
   dispatch(slot, actions, saved->outbox_ids);
   return {};
 }
@@ -402,14 +439,18 @@ void Driver::tick() {
   }
   send_due_outbox(now);
   if (now >= next_prune_at_) {
-    Store& deliveries = options_.deliveries ? *options_.deliveries : store_;
-    if (Status s = deliveries.prune_deliveries(now - options_.delivery_retention); !s.ok())
-      spdlog::warn("cannot prune old webhook delivery ids: {}", s.message());
+    // A batch at a time on this thread, so that the engine (and the webhooks, which share the
+    // deliveries' store) wait for a short delete only; a full batch means more is old (a first
+    // prune, downtime, a lowered history_days): soon again.
+    const std::size_t batch = std::max<std::size_t>(1, options_.prune_batch);
     next_prune_at_ = now + 3'600'000;
+    Store& deliveries = options_.deliveries ? *options_.deliveries : store_;
+    auto forgotten = deliveries.prune_deliveries(now - options_.delivery_retention, batch);
+    if (!forgotten)
+      spdlog::warn("cannot prune old webhook delivery ids: {}", forgotten.message());
+    else if (*forgotten >= batch)
+      next_prune_at_ = now + 10'000;
     if (options_.history_retention > 0) {
-      // A batch at a time on this thread, so that the engine waits for a short delete only; a
-      // full batch means more is old (a first prune, or a lowered history_days): soon again.
-      const std::size_t batch = std::max<std::size_t>(1, options_.history_batch);
       auto pruned = store_.prune_history(now - options_.history_retention, batch);
       if (!pruned)
         spdlog::warn("cannot prune old history: {}", pruned.message());

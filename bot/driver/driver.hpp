@@ -50,10 +50,13 @@ struct Options {
   queue::Millis outbox_backoff = 2'000;       // first retry of a failed delivery; doubles
   queue::Millis max_outbox_backoff = 3'600'000;
   int max_outbox_attempts = 30;  // then the message is dropped, with a log line
-  queue::Millis delivery_retention = 7 * 86'400'000LL;  // webhook ids older than this are forgotten
+  queue::Millis delivery_retention = 7 * 86'400'000LL;  // webhook ids older than this are
+                                                        // forgotten, a batch at a time
   // Events and outcomes older than this are pruned, a batch at a time (0: kept forever).
   queue::Millis history_retention = 365 * 86'400'000LL;
-  std::size_t history_batch = 2'000;  // rows of each kind per delete: milliseconds of the store
+  // Rows of each kind (events, outcomes, webhook deliveries) per delete when old ones are
+  // pruned: milliseconds of the store.
+  std::size_t prune_batch = 2'000;
   Store* deliveries = nullptr;  // where webhook deliveries are kept (null: the driver's store)
   // Called on the driver's thread after each saved change, before its actions are handed out.
   std::function<void(const std::string& repo, const Committed&)> on_commit;
@@ -92,7 +95,8 @@ class Driver {
 
   // The engine's answer to `event`, after the change it made is saved and its actions are
   // handed out. A refused event changes nothing; a save that fails is `unavailable` (or
-  // `conflict` if another writer moved the repository on) and changes nothing either.
+  // `conflict` if another writer moved the repository on) and changes nothing either; an
+  // exception on the way (a bug) is `internal`, and changes nothing if it came before the save.
   queue::Outcome apply(const std::string& repo, const queue::Event& event);
 
   // Time passes (read from the clock): the engine's timeouts, the fetch schedule, outbox
@@ -123,6 +127,8 @@ class Driver {
   Slot* find(const std::string& repo);
   const Slot* find(const std::string& repo) const;
   void load(Slot& slot);
+  // apply() without its guard against exceptions.
+  queue::Outcome apply_event(const std::string& repo, const queue::Event& event);
   // Saves `next` as the slot's new state (archiving what is finished) with the event and the
   // notices among `actions`; then hands the actions out. `restored`: a PR the event brought
   // back from the archive, as it was there (it has no new outcome unless it changed).

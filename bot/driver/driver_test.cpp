@@ -323,6 +323,81 @@ TEST_CASE("driver: a store that cannot write answers unavailable and changes not
   CHECK_FALSE(w.apply(q::PrOpened{2, "feature/2", "dev", "t", sha('b'), w.clock.now()}).rejected);
 }
 
+TEST_CASE("driver: paths and git messages that are not UTF-8 are saved; the PRs move on") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  const std::string latin1 = "caf\xe9.txt";  // a file name git gives as bytes
+  w.must(q::PrOpened{1, "feature/1", "dev", "PR 1", sha('a'), w.clock.now()});
+  w.must(q::MergeRequested{1, sha('a'), "mm", w.clock.now()});
+  q::PolicyChecked verdict = w.passed(1, sha('a'));
+  verdict.paths = {latin1};
+  w.must(verdict);
+  auto bc = w.ports.of<q::BuildCandidate>();
+  REQUIRE(bc.size() == 1);
+  w.must(
+      q::MergeDone{bc[0].candidate, q::MergeOutcome::Conflict, "", 1, {latin1}, "", w.clock.now()});
+  CHECK(w.state().prs.at(1).status == q::PrStatus::Failed);
+  CHECK(w.state().prs.at(1).reason_code == q::Reason::MergeConflict);
+  // A git error message is such bytes too.
+  w.queue_pr(2, sha('b'));
+  bc = w.ports.of<q::BuildCandidate>();
+  w.must(q::MergeDone{bc.back().candidate,
+                      q::MergeOutcome::Error,
+                      "",
+                      2,
+                      {},
+                      "fatal: cannot read " + latin1,
+                      w.clock.now()});
+  CHECK(w.state().prs.at(2).merge_errors == 1);
+
+  // The log holds each event as JSON, the bytes replaced; a restart loads what was saved.
+  auto events = w.store.events(kRepo, 1000);
+  REQUIRE(events.ok());
+  int merges = 0;
+  for (const auto& e : *events) {
+    CHECK(nlohmann::json::accept(e.json));
+    if (e.kind == "merge_done") ++merges;
+  }
+  CHECK(merges == 2);
+  w.start();
+  CHECK(w.state().prs.at(1).status == q::PrStatus::Failed);
+  CHECK(w.state().prs.at(2).merge_errors == 1);
+}
+
+TEST_CASE("driver: an observer that throws does not hold back the saved change's actions") {
+  World w;
+  Options options;
+  options.on_commit = [](const std::string&, const Committed&) {
+    throw std::runtime_error("observer bug");
+  };
+  options.on_saved = [](const std::string&) { throw std::runtime_error("feed bug"); };
+  w.start(options);
+  w.fetch_answer(sha('0'));
+  w.queue_pr(1, sha('a'));  // each step saved, its actions handed out, the version kept
+  auto bc = w.ports.of<q::BuildCandidate>();
+  REQUIRE(bc.size() == 1);
+  w.must(q::MergeDone{
+      bc[0].candidate, q::MergeOutcome::Conflict, "", 1, {"x.txt"}, "", w.clock.now()});
+  CHECK(w.state().prs.at(1).status == q::PrStatus::Failed);
+  CHECK(w.ports.of<forges::OutboxMessage>().size() == 1);  // the notice went out
+}
+
+TEST_CASE("driver: a store that throws is an internal error and changes nothing") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  const q::RepoState before = w.state();
+  w.ports.clear();
+  w.store.throw_saves = 1;
+  auto o = w.apply(q::PrOpened{1, "feature/1", "dev", "t", sha('a'), w.clock.now()});
+  REQUIRE(o.rejected);
+  CHECK(o.rejected->code == Code::kInternal);
+  CHECK(w.state() == before);
+  CHECK(w.ports.calls.empty());
+  CHECK_FALSE(w.apply(q::PrOpened{1, "feature/1", "dev", "t", sha('a'), w.clock.now()}).rejected);
+}
+
 TEST_CASE(
     "driver: a failed PR stays retryable, moves to history when old, and comes back when "
     "named") {
@@ -400,7 +475,7 @@ TEST_CASE("driver: history older than its retention is pruned, a batch at a time
   World w;
   Options options;
   options.history_retention = 86'400'000;
-  options.history_batch = 8;
+  options.prune_batch = 8;
   w.start(options);
   w.fetch_answer(sha('0'));
   for (int n = 1; n <= 3; ++n) {
@@ -430,6 +505,29 @@ TEST_CASE("driver: history older than its retention is pruned, a batch at a time
   CHECK(w.store.pr_events(kRepo, 1, 100)->empty());
   CHECK_FALSE(w.store.pr_events(kRepo, 4, 100)->empty());
   CHECK(w.state().master == q::Sha(39, 'c') + "4");
+}
+
+TEST_CASE("driver: old webhook deliveries are pruned a batch at a time") {
+  World w;
+  std::vector<DeliveryId> old;
+  for (int i = 0; i < 20; ++i)
+    old.push_back(DeliveryId{"github:" + std::to_string(i), i, "github", "{}", "{}"});
+  REQUIRE(w.store.record_deliveries(old, {}).ok());
+  Options options;
+  options.delivery_retention = 1'000;
+  options.prune_batch = 8;
+  w.start(options);
+  auto left = [&] { return w.store.unhandled_deliveries(0, 100)->size(); };
+  w.driver->tick();  // the first batch
+  CHECK(left() == 12);
+  w.clock.advance(1'000);
+  w.driver->tick();  // not yet: the next batch is 10 s after a full one
+  CHECK(left() == 12);
+  for (int i = 0; i < 3; ++i) {
+    w.clock.advance(10'000);
+    w.driver->tick();
+  }
+  CHECK(left() == 0);
 }
 
 TEST_CASE("driver: an idle tick writes nothing") {

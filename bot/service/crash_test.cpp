@@ -11,6 +11,7 @@
 #include <regex>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "bot/ci/runner.hpp"
 #include "bot/http/http_client.hpp"
@@ -28,10 +29,21 @@ struct Child {
   std::uint16_t port = 0;
 };
 
-// Starts `dmzbot serve` with output to `log` and waits (bounded) until it answers /readyz.
-Child start_server(const std::string& bin, const std::filesystem::path& config,
-                   const std::filesystem::path& log) {
-  std::filesystem::remove(log);
+// One log per run of the server (serve.0.log, serve.1.log, ...), so that what an earlier run
+// wrote is still there to check after a restart.
+struct Logs {
+  std::filesystem::path dir;
+  std::vector<std::filesystem::path> runs;
+
+  std::filesystem::path next() {
+    return runs.emplace_back(dir / ("serve." + std::to_string(runs.size()) + ".log"));
+  }
+  const std::filesystem::path& last() const { return runs.back(); }
+};
+
+// Starts `dmzbot serve` with output to a new log and waits (bounded) until it answers /readyz.
+Child start_server(const std::string& bin, const std::filesystem::path& config, Logs& logs) {
+  const std::filesystem::path log = logs.next();
   Child c;
   c.pid = fork();
   REQUIRE(c.pid >= 0);
@@ -93,7 +105,7 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
                        "sandbox = \"" +
                        (check_sandbox(config::Runner{}).ok() ? "bwrap" : "none") + "\"\n");
   auto config = dir / "dmzbot.toml";
-  auto log = dir / "serve.log";
+  Logs logs{dir.path()};
   auto api = [](const Child& c, const std::string& method, const std::string& path,
                 const nlohmann::json& body) {
     return http_request("127.0.0.1", c.port, method, "/api/v1/repos/acme/crash" + path,
@@ -115,7 +127,7 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
     return static_cast<int>(merged.size());
   };
 
-  Child c = start_server(bin, config, log);
+  Child c = start_server(bin, config, logs);
   for (int n = 1; n <= kPrs; ++n) {
     auto reg =
         api(c, "POST", "/pulls", {{"number", n}, {"branch", "feature/f" + std::to_string(n)}});
@@ -133,7 +145,7 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
   for (; kills < 12 && merged_count(c) < kPrs; ++kills) {
     std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
     kill_hard(c);
-    c = start_server(bin, config, log);
+    c = start_server(bin, config, logs);
   }
   int merged = 0;
   for (int i = 0; i < 600 && merged < kPrs; ++i) {
@@ -141,10 +153,13 @@ TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing tw
     if (merged < kPrs) std::this_thread::sleep_for(50ms);
   }
   kill_hard(c);
-  INFO("kills: ", kills, "; queue: ", last_queue, "; server log: ", test::read_file(log));
+  INFO("kills: ", kills, "; queue: ", last_queue, "; server log: ", test::read_file(logs.last()));
   CHECK(merged == kPrs);
-  // Every request carried the bearer token: none of it reaches the log.
-  CHECK(test::read_file(log).find("crash-test-token") == std::string::npos);
+  // Every request carried the bearer token: none of it reaches the log of any run.
+  for (const auto& log : logs.runs) {
+    CAPTURE(log);
+    CHECK(test::read_file(log).find("crash-test-token") == std::string::npos);
+  }
   // Each PR merged exactly once, in queue order, every master step a merge of one PR.
   std::string subjects =
       must("git log --first-parent --reverse --format=%s " + initial + "..master", origin);
@@ -195,29 +210,29 @@ TEST_CASE("kill -9 after a back-out emptied the train: the restart puts dmz back
                        "\"\napi_token = { file = \"token\" }\nstatus_token = { file = \"token\" }\n"
                        "[repo.runner]\ncommand = \"sh ./test.sh\"\ntimeout = 30\n");
   auto config = dir / "dmzbot.toml";
-  auto log = dir / "serve.log";
+  Logs logs{dir.path()};
   auto api = [](const Child& c, const std::string& path, const nlohmann::json& body) {
     return http_request("127.0.0.1", c.port, "POST", "/api/v1/repos/acme/crash" + path, body.dump(),
                         {{"Authorization", "Bearer crash-test-token"}}, 5s);
   };
 
-  Child c = start_server(bin, config, log);
+  Child c = start_server(bin, config, logs);
   REQUIRE(api(c, "/pulls", {{"number", 1}, {"branch", "feature/bad"}})->status == 202);
   REQUIRE(api(c, "/pulls/1/merge", {{"sha", bad}, {"approver", "mm"}})->status == 202);
   // The build fails, the back-out empties the train, its reset of dmz is refused.
   bool blocked = false;
   for (int i = 0; i < 600 && !blocked; ++i) {
-    blocked = test::read_file(log).find("reset blocked by the test") != std::string::npos;
+    blocked = test::read_file(logs.last()).find("reset blocked by the test") != std::string::npos;
     if (!blocked) std::this_thread::sleep_for(50ms);
   }
-  INFO("server log: ", test::read_file(log));
+  INFO("server log: ", test::read_file(logs.last()));
   REQUIRE(blocked);
   const std::string failed_candidate = must("git rev-parse dmz", origin);
   CHECK(failed_candidate != master);
   kill_hard(c);
 
   std::filesystem::remove(origin / "block-reset");
-  c = start_server(bin, config, log);
+  c = start_server(bin, config, logs);
   std::string dmz;
   for (int i = 0; i < 600; ++i) {
     dmz = must("git rev-parse dmz", origin);

@@ -63,11 +63,14 @@ std::size_t DeliveryRecorder::marked() const {
 }
 
 void DeliveryRecorder::count_marks(std::vector<std::string>& marks, const Status& written) {
+  if (marks.empty()) return;
+  // The last attempt at marks, alone or riding in a batch, is what stop() goes by.
+  const bool was_failing = marks_failing_;
+  marks_failing_ = !written.ok();
   if (written.ok()) {
     marked_ += marks.size();
     return;
   }
-  if (marks.empty()) return;
   // Not written: kept for a later transaction (a delivery left unmarked is replayed at the
   // next start, after newer ones were handled). While stopping, they are left to that replay.
   if (stopping_) {
@@ -75,7 +78,7 @@ void DeliveryRecorder::count_marks(std::vector<std::string>& marks, const Status
                  marks.size(), written.message());
     return;
   }
-  if (!marks_failing_)
+  if (!was_failing)
     spdlog::warn("cannot mark {} webhook deliveries handled yet, trying again: {}", marks.size(),
                  written.message());
   handled_.insert(handled_.end(), std::make_move_iterator(marks.begin()),
@@ -83,16 +86,33 @@ void DeliveryRecorder::count_marks(std::vector<std::string>& marks, const Status
   marks_retry_at_ = std::chrono::steady_clock::now() + kMarksRetry;
 }
 
-// The store's calls, with what a statement that failed to prepare throws as an error: this
-// thread must never end.
+namespace {
+
+// The store's calls, with whatever they throw (a bug) as an error: this thread must never end.
 template <class F>
 auto guarded(F write) -> decltype(write()) {
   try {
     return write();
   } catch (const std::exception& e) {
     return unavailable(std::string("store: ") + e.what());
+  } catch (...) {
+    return unavailable("store: an unknown exception");
   }
 }
+
+// Gives a delivery its answer. One that throws is its caller's bug: logged, and the other
+// answers still go out (this thread must never end).
+void give(const DeliveryRecorder::Answer& answer, Result<bool> result) {
+  try {
+    answer(std::move(result));
+  } catch (const std::exception& e) {
+    spdlog::error("the answer to a webhook delivery threw: {}", e.what());
+  } catch (...) {
+    spdlog::error("the answer to a webhook delivery threw");
+  }
+}
+
+}  // namespace
 
 void DeliveryRecorder::loop() {
   std::vector<Pending> batch;
@@ -138,7 +158,6 @@ void DeliveryRecorder::loop() {
       Status s = guarded([&] { return store_.mark_deliveries_handled(marks); });
       std::lock_guard lock(mu_);
       count_marks(marks, s);
-      marks_failing_ = !s.ok();
       continue;
     }
     for (auto& p : batch) deliveries.push_back(std::move(p.id));
@@ -151,9 +170,9 @@ void DeliveryRecorder::loop() {
     }
     for (std::size_t i = 0; i < batch.size(); ++i) {
       if (!fresh)
-        batch[i].answer(fresh.error());
+        give(batch[i].answer, fresh.error());
       else
-        batch[i].answer(bool((*fresh)[i]));
+        give(batch[i].answer, bool((*fresh)[i]));
     }
     {
       std::lock_guard lock(mu_);

@@ -56,7 +56,8 @@ class DeliveryRecorder {
     Answer answer;
   };
   void loop();
-  // Counts the marks written, or keeps them for a later attempt. mu_ held.
+  // Counts the marks written, or keeps them for a later attempt; notes whether they failed.
+  // mu_ held.
   void count_marks(std::vector<std::string>& marks, const Status& written);
   static constexpr std::chrono::milliseconds kMarksRetry{1000};
 
@@ -68,7 +69,8 @@ class DeliveryRecorder {
   std::vector<std::string> handled_;  // guarded by mu_
   // guarded by mu_: marks alone are written again from then on (after a failed attempt)
   std::chrono::steady_clock::time_point marks_retry_at_{};
-  bool marks_failing_ = false;    // guarded by mu_: the last attempt of marks alone failed
+  bool marks_failing_ = false;    // guarded by mu_: the last attempt at marks (alone or in a
+                                  // batch) failed
   std::size_t marked_ = 0;        // guarded by mu_
   std::condition_variable idle_;  // no record batch waits or is being written
   bool closing_ = false;          // guarded by mu_: no more records

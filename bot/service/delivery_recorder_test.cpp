@@ -288,8 +288,55 @@ TEST_CASE("DeliveryRecorder: a mark that failed is written later, not left for a
   recorder.stop();
 }
 
-// A statement that cannot be prepared throws in the store; the recorder's thread answers the
-// batch with the error and goes on.
+TEST_CASE("DeliveryRecorder: marks that failed alone, then rode in a batch, do not hold up stop") {
+  Db db;
+  FaultInjectionStore& store = db.store;
+  Answers answers;
+  DeliveryRecorder recorder(store);
+  for (std::string id : {"github:a", "github:b"})
+    recorder.record(with_request(id, 1), answers.for_id(id));
+  REQUIRE(answers.wait_for(2));
+  store.fail_marks = 1;  // "a" written alone fails...
+  recorder.handled("github:a");
+  REQUIRE(eventually([&] { return store.fail_marks == 0; }));
+  recorder.record(with_request("github:c", 2), answers.for_id("github:c"));
+  REQUIRE(answers.wait_for(3));
+  CHECK(recorder.marked() == 1);  // ...then rides in c's batch, which commits
+  // The marks work again: stop() writes the one waiting, not leaving it to a replay.
+  recorder.handled("github:b");
+  recorder.stop();
+  CHECK(recorder.marked() == 2);
+  auto left = store.unhandled_deliveries(0, 10);
+  REQUIRE(left->size() == 1);
+  CHECK((*left)[0].id == "github:c");
+}
+
+TEST_CASE("DeliveryRecorder: an answer that throws is logged; the others still come") {
+  Db db;
+  FaultInjectionStore& store = db.store;
+  Gate gate;
+  store.before_deliveries = [&](const std::vector<DeliveryId>& ids) {
+    if (ids.front().id == "github:a") gate.hold();
+  };
+  Answers answers;
+  DeliveryRecorder recorder(store);
+  recorder.record(with_request("github:a", 1), answers.for_id("github:a"));
+  REQUIRE(gate.wait_held());
+  // One batch: b's answer throws, c's is still given.
+  recorder.record(with_request("github:b", 2),
+                  [](Result<bool>) { throw std::runtime_error("the caller's bug"); });
+  recorder.record(with_request("github:c", 3), answers.for_id("github:c"));
+  gate.open();
+  REQUIRE(answers.wait_for(2));
+  recorder.record(with_request("github:d", 4), answers.for_id("github:d"));
+  REQUIRE(answers.wait_for(3));  // the thread goes on
+  std::lock_guard lock(answers.mu);
+  CHECK(answers.got[1].first == "github:c");
+  CHECK(answers.got[2].first == "github:d");
+}
+
+// A store that throws (a bug) fails the batch: the recorder's thread answers it with the error
+// and goes on.
 TEST_CASE("DeliveryRecorder: a store that throws is an error for the batch, not a crash") {
   Db db;
   FaultInjectionStore& store = db.store;

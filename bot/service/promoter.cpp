@@ -257,7 +257,7 @@ void Promoter::note_tips(git::Mirror& mirror) {
   tips_ = std::move(tips);
 }
 
-std::string Promoter::record_json(const PromotionRecord& r) { return to_json(r).dump(); }
+std::string Promoter::record_json(const PromotionRecord& r) { return json_text(to_json(r)); }
 
 Promoter::Holdings Promoter::holdings() const {
   std::lock_guard lock(mu_);

@@ -55,6 +55,8 @@ void SerialExecutor::loop() {
     } catch (const std::exception& e) {
       // A task must not take the executor down with it; the failure is a bug worth a log line.
       spdlog::error("{}: task threw: {}", name_, e.what());
+    } catch (...) {  // not a std::exception: still no reason to end the process
+      spdlog::error("{}: task threw something that is not a std::exception", name_);
     }
   }
 }

@@ -62,6 +62,15 @@ TEST_CASE("SerialExecutor survives a throwing task and refuses posts after stop"
   CHECK(after == 1);
 }
 
+TEST_CASE("SerialExecutor survives a task that throws something that is not a std::exception") {
+  SerialExecutor ex("test");
+  int after = 0;
+  ex.post([] { throw 42; });
+  ex.post([&] { after = 1; });
+  ex.drain();
+  CHECK(after == 1);
+}
+
 TEST_CASE("SerialExecutor runs already posted tasks before stopping") {
   std::atomic<int> ran = 0;
   {

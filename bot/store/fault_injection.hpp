@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <functional>
+#include <stdexcept>
 #include <vector>
 
 #include "bot/store/store.hpp"
@@ -16,8 +17,9 @@ class FaultInjectionStore final : public Store {
  public:
   explicit FaultInjectionStore(Store& real) : real_(real) {}
 
-  std::atomic<int> fail_saves{0};  // the next N saves fail as a full disk would
-  std::atomic<int> fail_reads{0};  // the next N reads of archived PRs fail as a locked database
+  std::atomic<int> fail_saves{0};   // the next N saves fail as a full disk would
+  std::atomic<int> throw_saves{0};  // the next N saves throw, as a bug would
+  std::atomic<int> fail_reads{0};   // the next N reads of archived PRs fail as a locked database
   std::atomic<int> fail_deliveries{0};  // the next N delivery batches fail as a locked database
   std::atomic<int> fail_marks{0};       // the next N marks of handled deliveries fail so too
   // Runs before each batch of delivery ids is written (set it before the store is shared).
@@ -25,6 +27,7 @@ class FaultInjectionStore final : public Store {
 
   Result<Saved> save(const Change& c) override {
     if (take(fail_saves)) return unavailable("sqlite: step 'INSERT': database or disk is full");
+    if (take(throw_saves)) throw std::logic_error("store: a bug");
     return real_.save(c);
   }
   Result<std::optional<Loaded>> load(const std::string& repo) override { return real_.load(repo); }
@@ -74,7 +77,9 @@ class FaultInjectionStore final : public Store {
                                                        std::size_t limit) override {
     return real_.unhandled_deliveries(after, limit);
   }
-  Status prune_deliveries(queue::Millis before) override { return real_.prune_deliveries(before); }
+  Result<std::size_t> prune_deliveries(queue::Millis before, std::size_t limit) override {
+    return real_.prune_deliveries(before, limit);
+  }
   Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) override {
     return real_.prune_history(before, limit);
   }

@@ -66,8 +66,11 @@ class MemoryStore final : public Store {
       kept.held_by.reset();
       kept.group = 0;
       kept.probed = false;
+      kept.probed_with.clear();
+      kept.untested = 0;
       kept.failures = 0;
       kept.merge_errors = 0;
+      kept.judged_epoch = 0;
       r.archive[pr.number] = std::move(kept);
     }
     if (change.delta.train_changed) r.state.train = st.train;
@@ -170,7 +173,6 @@ class MemoryStore final : public Store {
   Result<std::vector<bool>> record_deliveries(const std::vector<DeliveryId>& ids,
                                               const std::vector<std::string>& handled) override {
     std::lock_guard lock(mu_);
-    mark_handled(handled);
     std::vector<bool> fresh;
     fresh.reserve(ids.size());
     for (const auto& d : ids) {
@@ -181,6 +183,7 @@ class MemoryStore final : public Store {
       kept.seq = ++delivery_seq_;
       unhandled_.emplace(kept.seq, std::move(kept));
     }
+    mark_handled(handled);  // after the inserts, as the SQLite store: a new one may be marked too
     return fresh;
   }
 
@@ -204,11 +207,18 @@ class MemoryStore final : public Store {
     return out;
   }
 
-  Status prune_deliveries(queue::Millis before) override {
+  Result<std::size_t> prune_deliveries(queue::Millis before, std::size_t limit) override {
     std::lock_guard lock(mu_);
-    std::erase_if(deliveries_, [&](const auto& d) { return d.second < before; });
-    std::erase_if(unhandled_, [&](const auto& u) { return u.second.at < before; });
-    return {};
+    std::vector<std::pair<queue::Millis, std::string>> old;  // (at, id): the oldest go first
+    for (const auto& [id, at] : deliveries_)
+      if (at < before) old.emplace_back(at, id);
+    std::sort(old.begin(), old.end());
+    if (old.size() > limit) old.resize(limit);
+    std::set<std::string> ids;
+    for (auto& o : old) ids.insert(std::move(o.second));
+    std::erase_if(deliveries_, [&](const auto& d) { return ids.count(d.first) > 0; });
+    std::erase_if(unhandled_, [&](const auto& u) { return ids.count(u.second.id) > 0; });
+    return ids.size();
   }
 
   // The event that gave a PR of the hot state a head (kept by prune_history).

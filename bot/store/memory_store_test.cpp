@@ -92,6 +92,47 @@ TEST_CASE_TEMPLATE("store contract: a delta naming a PR the state lacks is refus
   check_equal(must_load(*store, s.repo).state, s);
 }
 
+TEST_CASE_TEMPLATE("store contract: a change without a state is refused", F, SqliteFactory,
+                   MemoryFactory) {
+  F f;
+  auto store = f.open();
+  auto r = store->save(Change{});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.code() == Code::kInternal);
+}
+
+TEST_CASE_TEMPLATE("store contract: the archive keeps a PR's outcome, not its queue bookkeeping", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  RepoState s = rich_state();
+  Writer w{*store, RepoState{s.repo}};
+  w.must_save(s);
+  PullRequest failed = s.prs.at(2);  // in the strategies' bookkeeping, in every field
+  failed.status = PrStatus::Failed;
+  failed.reason_code = Reason::BuildFailed;
+  failed.finished_at = 9000;
+  RepoState next = s;
+  next.prs.erase(2);
+  REQUIRE(w.save(next, "check_reported", {failed}).ok());
+  auto back = store->archived(s.repo, 2);
+  REQUIRE(back->has_value());
+  PullRequest kept = failed;  // what comes back: the outcome, who approved and signed
+  kept.candidate.reset();
+  kept.paths.clear();
+  kept.precheck = CheckState::Pending;
+  kept.held_by.reset();
+  kept.group = 0;
+  kept.probed = false;
+  kept.probed_with.clear();
+  kept.untested = 0;
+  kept.failures = 0;
+  kept.merge_errors = 0;
+  kept.judged_epoch = 0;
+  check_equal(**back, kept);
+  CHECK(**back == kept);  // every field, those check_equal does not name too
+}
+
 TEST_CASE_TEMPLATE("store contract: archive, history pages and PR timelines", F, SqliteFactory,
                    MemoryFactory) {
   F f;
@@ -274,11 +315,38 @@ TEST_CASE_TEMPLATE("store contract: a delivery keeps its request until it is mar
   left = store->unhandled_deliveries(0, 100);
   REQUIRE(left->size() == 1);
   CHECK((*left)[0].id == "github:d");
+  // A delivery marked in the batch that records it is handled (recorded first, then marked).
+  CHECK(*store->record_deliveries({with_request("github:e", 11, "{}")}, {"github:e"}) ==
+        std::vector<bool>{true});
+  REQUIRE(store->unhandled_deliveries(0, 100)->size() == 1);
   // Pruning forgets old deliveries, handled or not.
-  REQUIRE(store->prune_deliveries(12).ok());
+  REQUIRE(store->prune_deliveries(12, 100).ok());
   CHECK(store->unhandled_deliveries(0, 100)->empty());
   CHECK(store->record_delivery("github:a", 30).value());
   CHECK_FALSE(store->record_delivery("github:c", 31).value());
+}
+
+TEST_CASE_TEMPLATE("store contract: old deliveries are pruned oldest first, a limit at a time", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  std::vector<DeliveryId> ids;
+  for (int i = 0; i < 5; ++i)  // first seen at 14, 13, ... 10: the oldest came last
+    ids.push_back(DeliveryId{"github:" + std::to_string(i), 14 - i, "github", "{}", "{}"});
+  ids.push_back(DeliveryId{"github:new", 100, "github", "{}", "{}"});
+  REQUIRE(store->record_deliveries(ids).ok());
+  CHECK(store->prune_deliveries(50, 2).value() == 2);
+  auto left = store->unhandled_deliveries(0, 100);
+  REQUIRE(left->size() == 4);
+  CHECK((*left)[0].id == "github:0");  // 14 and 13 stay; 10 and 11 went
+  CHECK((*left)[2].id == "github:2");
+  CHECK(store->prune_deliveries(50, 2).value() == 2);
+  CHECK(store->prune_deliveries(50, 2).value() == 1);
+  CHECK(store->prune_deliveries(50, 2).value() == 0);
+  left = store->unhandled_deliveries(0, 100);
+  REQUIRE(left->size() == 1);
+  CHECK((*left)[0].id == "github:new");
+  CHECK(store->record_delivery("github:4", 200).value());  // forgotten: new again
 }
 
 TEST_CASE_TEMPLATE("store contract: outbox, deliveries and leases", F, SqliteFactory,
@@ -308,7 +376,7 @@ TEST_CASE_TEMPLATE("store contract: outbox, deliveries and leases", F, SqliteFac
 
   CHECK(store->record_delivery("abc", 10).value());
   CHECK_FALSE(store->record_delivery("abc", 30).value());
-  REQUIRE(store->prune_deliveries(20).ok());
+  REQUIRE(store->prune_deliveries(20, 100).ok());
   CHECK(store->record_delivery("abc", 40).value());
   CHECK(*store->record_deliveries({{"x", 50}, {"abc", 50}, {"x", 51}}) ==
         std::vector<bool>{true, false, false});

@@ -10,7 +10,8 @@
 // same transaction, so two writers cannot both build on one version.
 // Errors: what SQLite reports while reading or writing (busy, full, I/O) is `unavailable`;
 // a row that does not parse is a corrupt store (`internal`), never guessed.
-// Threading: one connection, every call under one mutex; statements are prepared once.
+// Threading: one connection, every call under one mutex; statements are prepared once (again
+// at their next use if that failed).
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
@@ -28,6 +29,10 @@
 #include "bot/store/store.hpp"
 
 namespace dmz {
+
+std::string json_text(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 HistoryEntry HistoryEntry::of(const std::string& repo, const queue::PullRequest& pr) {
   HistoryEntry h;
@@ -343,7 +348,8 @@ Error sql_error(sqlite3* db, std::string_view what) {
                      "sqlite: " + std::string(what) + ": " + sqlite3_errmsg(db));
 }
 
-// One prepared statement. Bind errors are remembered and reported by the next step().
+// One prepared statement. Bind errors are remembered and reported by the next step(); so is
+// the error of one that did not prepare (failed()), whose bindings are ignored.
 class Stmt {
  public:
   static Result<Stmt> prepare(sqlite3* db, std::string_view sql) {
@@ -353,23 +359,37 @@ class Stmt {
       return sql_error(db, "prepare '" + std::string(sql.substr(0, 60)) + "'");
     return Stmt(db, s);
   }
-  Stmt(Stmt&& o) noexcept : db_(o.db_), s_(std::exchange(o.s_, nullptr)), bind_rc_(o.bind_rc_) {}
+  static Stmt failed(sqlite3* db, Error why) {
+    Stmt s(db, nullptr);
+    s.prepare_error_ = std::move(why);
+    return s;
+  }
+  Stmt(Stmt&& o) noexcept
+      : db_(o.db_),
+        s_(std::exchange(o.s_, nullptr)),
+        bind_rc_(o.bind_rc_),
+        prepare_error_(std::move(o.prepare_error_)) {}
   Stmt& operator=(Stmt&&) = delete;
   Stmt(const Stmt&) = delete;
   ~Stmt() { sqlite3_finalize(s_); }
 
+  bool prepared() const { return s_ != nullptr; }
+
   Stmt& bind(int i, std::string_view v) {
+    if (!s_) return *this;
     return check(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
   }
-  Stmt& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(s_, i, v)); }
-  Stmt& bind(int i, std::nullopt_t) { return check(sqlite3_bind_null(s_, i)); }
+  Stmt& bind(int i, std::int64_t v) { return s_ ? check(sqlite3_bind_int64(s_, i, v)) : *this; }
+  Stmt& bind(int i, std::nullopt_t) { return s_ ? check(sqlite3_bind_null(s_, i)) : *this; }
   // Bytes kept as they came (a webhook body is signed byte for byte).
   Stmt& bind_blob(int i, std::string_view v) {
+    if (!s_) return *this;
     return check(sqlite3_bind_blob64(s_, i, v.data(), v.size(), SQLITE_TRANSIENT));
   }
 
   // true: a row is available; false: done.
   Result<bool> step() {
+    if (!s_) return *prepare_error_;
     if (bind_rc_ != SQLITE_OK) return error_from(bind_rc_, "bind");
     int rc = sqlite3_step(s_);
     if (rc == SQLITE_ROW) return true;
@@ -382,6 +402,7 @@ class Stmt {
     return r.ok() ? Status() : r.status();
   }
   void reset() {
+    if (!s_) return;
     sqlite3_reset(s_);
     sqlite3_clear_bindings(s_);
     bind_rc_ = SQLITE_OK;
@@ -414,6 +435,21 @@ class Stmt {
   sqlite3* db_;
   sqlite3_stmt* s_;
   int bind_rc_ = SQLITE_OK;
+  std::optional<Error> prepare_error_;  // set iff s_ is null
+};
+
+// Resets a statement when its reader leaves, at the end or early (an error, a corrupt row): one
+// left in the middle of its rows keeps its read snapshot until its next use, and while it does
+// no WAL checkpoint can finish.
+class ResetAfter {
+ public:
+  explicit ResetAfter(Stmt& s) : s_(s) {}
+  ~ResetAfter() { s_.reset(); }
+  ResetAfter(const ResetAfter&) = delete;
+  ResetAfter& operator=(const ResetAfter&) = delete;
+
+ private:
+  Stmt& s_;
 };
 
 Status exec_script(sqlite3* db, const std::string& sql) {
@@ -426,10 +462,15 @@ Status exec_script(sqlite3* db, const std::string& sql) {
   return {};
 }
 
-// BEGIN IMMEDIATE on construction (check ok()), ROLLBACK on destruction unless committed.
+// BEGIN IMMEDIATE (a writer's) or BEGIN (a reader's: one snapshot for several statements) on
+// construction (check begun()); ROLLBACK on destruction unless committed, however the caller
+// leaves: a transaction left open would fail every later BEGIN.
 class Transaction {
  public:
-  explicit Transaction(sqlite3* db) : db_(db) { begun_ = exec_script(db_, "BEGIN IMMEDIATE"); }
+  enum Kind { kWrite, kRead };
+  explicit Transaction(sqlite3* db, Kind kind = kWrite) : db_(db) {
+    begun_ = exec_script(db_, kind == kWrite ? "BEGIN IMMEDIATE" : "BEGIN");
+  }
   ~Transaction() {
     if (begun_.ok() && !done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
   }
@@ -474,7 +515,7 @@ std::int64_t clamp_limit(std::size_t limit) {
 }
 
 std::string details_json(const std::vector<std::string>& details) {
-  return nlohmann::json(details).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json_text(nlohmann::json(details));
 }
 
 // A JSON array column of strings or of integers; anything else is corruption, said with
@@ -511,10 +552,12 @@ Result<std::vector<int>> parse_numbers(const std::string& repo, int number,
 std::string observed_json(const queue::Observed& o) {
   nlohmann::json risk = nlohmann::json::object();
   for (const auto& [key, t] : o.risk) risk[key] = {t.passed, t.failed};
-  return nlohmann::json{
-      {"build_ms", o.build_ms},     {"fail_permille", o.fail_permille}, {"builds", o.builds},
-      {"arrival_ms", o.arrival_ms}, {"last_arrival", o.last_arrival},   {"risk", risk}}
-      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return json_text(nlohmann::json{{"build_ms", o.build_ms},
+                                  {"fail_permille", o.fail_permille},
+                                  {"builds", o.builds},
+                                  {"arrival_ms", o.arrival_ms},
+                                  {"last_arrival", o.last_arrival},
+                                  {"risk", risk}});
 }
 
 Result<queue::Observed> parse_observed(const std::string& repo, const std::string& text) {
@@ -561,6 +604,7 @@ class SqliteStore final : public Store {
 
   Result<Saved> save(const Change& change) override {
     std::lock_guard lock(mu_);
+    if (!change.state) return internal("store: a change without a state");
     const queue::RepoState& st = *change.state;
     Transaction tx(db_.get());
     DMZ_TRY_R(tx.begun());
@@ -590,18 +634,18 @@ class SqliteStore final : public Store {
 
   Result<std::optional<Loaded>> load(const std::string& repo) override {
     std::lock_guard lock(mu_);
-    // A read transaction so that the rows of all tables come from one snapshot.
-    DMZ_TRY_R(exec_script(db_.get(), "BEGIN"));
-    auto r = read_state(repo);
-    (void)exec_script(db_.get(), r.ok() ? "COMMIT" : "ROLLBACK");  // read-only: nothing to lose
-    return r;
+    // A read transaction so that the rows of all tables come from one snapshot; it is rolled
+    // back when it ends (read-only: nothing to lose).
+    Transaction tx(db_.get(), Transaction::kRead);
+    DMZ_TRY_R(tx.begun());
+    return read_state(repo);
   }
 
   Result<bool> has_state() override {
     std::lock_guard lock(mu_);
     auto& q = stmt("SELECT 1 FROM repos LIMIT 1");
+    ResetAfter reset_after(q);
     auto row = q.step();
-    q.reset();
     if (!row) return row.error();
     return *row;
   }
@@ -613,13 +657,10 @@ class SqliteStore final : public Store {
         " queued_at, finished_at, approval_sha, approver, approved_at, priority, signers,"
         " approvers FROM pr_archive WHERE repo = ?1 AND number = ?2");
     q.bind(1, repo).bind(2, std::int64_t{number});
+    ResetAfter reset_after(q);
     auto row = q.step();
     if (!row) return row.error();
     if (!*row) return std::optional<queue::PullRequest>();
-    struct ResetAfter {
-      Stmt& s;
-      ~ResetAfter() { s.reset(); }
-    } reset_after{q};
     queue::PullRequest p;
     p.number = static_cast<int>(q.int64(0));
     p.branch = q.text(1);
@@ -708,6 +749,7 @@ class SqliteStore final : public Store {
         "SELECT id, number, kind, reason_code, message, head, attempts, next_at, last_error,"
         " details, created_at FROM outbox WHERE repo = ?1 ORDER BY id");
     q.bind(1, repo);
+    ResetAfter reset_after(q);
     std::vector<forges::OutboxMessage> out;
     for (;;) {
       auto row = q.step();
@@ -801,6 +843,7 @@ class SqliteStore final : public Store {
         "SELECT rowid, id, at, forge, headers, body FROM deliveries"
         " WHERE handled = 0 AND rowid > ?1 ORDER BY rowid LIMIT ?2");
     q.bind(1, after).bind(2, as_int64(limit));
+    ResetAfter reset_after(q);
     std::vector<DeliveryId> out;
     for (;;) {
       auto row = q.step();
@@ -818,9 +861,14 @@ class SqliteStore final : public Store {
     return out;
   }
 
-  Status prune_deliveries(queue::Millis before) override {
+  Result<std::size_t> prune_deliveries(queue::Millis before, std::size_t limit) override {
     std::lock_guard lock(mu_);
-    return stmt("DELETE FROM deliveries WHERE at < ?1").bind(1, before).exec();
+    DMZ_TRY_R(stmt("DELETE FROM deliveries WHERE rowid IN"
+                   " (SELECT rowid FROM deliveries WHERE at < ?1 ORDER BY at LIMIT ?2)")
+                  .bind(1, before)
+                  .bind(2, clamp_limit(limit))
+                  .exec());
+    return static_cast<std::size_t>(sqlite3_changes(db_.get()));
   }
 
   Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) override {
@@ -854,12 +902,15 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     Transaction tx(db_.get());
     DMZ_TRY_R(tx.begun());
-    auto& q = stmt("SELECT owner, expires_at FROM leases WHERE repo = ?1");
-    q.bind(1, repo);
-    auto row = q.step();
-    if (!row) return row.error();
-    const bool held = *row && q.text(0) != owner && q.int64(1) > now;  // another live owner
-    q.reset();
+    bool held = false;
+    {
+      auto& q = stmt("SELECT owner, expires_at FROM leases WHERE repo = ?1");
+      q.bind(1, repo);
+      ResetAfter reset_after(q);
+      auto row = q.step();
+      if (!row) return row.error();
+      held = *row && q.text(0) != owner && q.int64(1) > now;  // another live owner
+    }
     if (held) return false;
     DMZ_TRY_R(stmt("INSERT OR REPLACE INTO leases(repo, owner, expires_at) VALUES(?1, ?2, ?3)")
                   .bind(1, repo)
@@ -925,6 +976,7 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     auto& q = stmt("SELECT DISTINCT tag, tag_object FROM promotions WHERE repo = ?1");
     q.bind(1, repo);
+    ResetAfter reset_after(q);
     std::vector<std::pair<std::string, std::string>> out;
     for (;;) {
       auto row = q.step();
@@ -932,7 +984,6 @@ class SqliteStore final : public Store {
       if (!*row) break;
       out.emplace_back(q.text(0), q.text(1));
     }
-    q.reset();
     return out;
   }
 
@@ -943,10 +994,7 @@ class SqliteStore final : public Store {
 
   Result<std::vector<PromotionRecord>> read_promotions(Stmt& q, const std::string& repo) {
     std::vector<PromotionRecord> out;
-    struct ResetAfter {
-      Stmt& s;
-      ~ResetAfter() { s.reset(); }
-    } reset_after{q};
+    ResetAfter reset_after(q);
     for (;;) {
       auto row = q.step();
       if (!row) return row.error();
@@ -980,14 +1028,19 @@ class SqliteStore final : public Store {
       "SELECT seq, number, status, reason_code, message, details, branch, author, title, head,"
       " approver, approved_at, at FROM outcomes";
 
-  // A prepared statement for `sql`, reset and ready to bind; prepared on first use. A
-  // statement that does not prepare is a bug (the SQL is ours), so it throws.
+  // A prepared statement for `sql`, reset and ready to bind; prepared on first use. One that
+  // does not prepare (the database busy, out of memory or failing to read its schema; or our
+  // SQL wrong) reports why at its step(), as unavailable or internal, and is prepared again at
+  // its next use.
   Stmt& stmt(const std::string& sql) {
     auto it = stmts_.find(sql);
+    if (it != stmts_.end() && !it->second.prepared()) {
+      stmts_.erase(it);
+      it = stmts_.end();
+    }
     if (it == stmts_.end()) {
       auto s = Stmt::prepare(db_.get(), sql);
-      if (!s) throw std::logic_error(s.message());
-      it = stmts_.emplace(sql, std::move(*s)).first;
+      it = stmts_.emplace(sql, s ? std::move(*s) : Stmt::failed(db_.get(), s.error())).first;
     }
     it->second.reset();
     return it->second;
@@ -997,12 +1050,16 @@ class SqliteStore final : public Store {
   Result<std::uint64_t> write_header(const queue::RepoState& st, std::uint64_t expected) {
     if (expected == 0) {
       // Another writer may have saved this repository first: that is a conflict, not a bug.
-      auto& exists = stmt("SELECT 1 FROM repos WHERE name = ?1");
-      exists.bind(1, st.repo);
-      auto row = exists.step();
-      exists.reset();
-      if (!row) return row.error();
-      if (*row) return conflict("store: " + st.repo + " was saved by another writer");
+      bool taken = false;
+      {
+        auto& exists = stmt("SELECT 1 FROM repos WHERE name = ?1");
+        exists.bind(1, st.repo);
+        ResetAfter reset_after(exists);
+        auto row = exists.step();
+        if (!row) return row.error();
+        taken = *row;
+      }
+      if (taken) return conflict("store: " + st.repo + " was saved by another writer");
       DMZ_TRY_R(stmt("INSERT INTO repos(name, master, next_candidate, retry_after, version,"
                      " train_window, observed, policy_epoch, trust_root)"
                      " VALUES(?1, ?2, ?3, ?4, 1, ?5, ?6, ?7, ?8)")
@@ -1078,7 +1135,7 @@ class SqliteStore final : public Store {
         .bind(21, details_json(p.signers))
         .bind(22, details_json(p.approvers))
         .bind(23, std::int64_t{p.merge_errors})
-        .bind(24, nlohmann::json(p.probed_with).dump())
+        .bind(24, json_text(nlohmann::json(p.probed_with)))
         .bind(25, std::int64_t{p.untested})
         .bind(26, as_int64(p.judged_epoch));
     if (p.held_by)
@@ -1244,6 +1301,7 @@ class SqliteStore final : public Store {
   }
 
   Result<std::vector<HistoryEntry>> read_history(Stmt& q, const std::string& repo) {
+    ResetAfter reset_after(q);
     std::vector<HistoryEntry> out;
     for (;;) {
       auto row = q.step();
@@ -1276,6 +1334,7 @@ class SqliteStore final : public Store {
   }
 
   static Result<std::vector<EventLogEntry>> read_events(Stmt& q) {
+    ResetAfter reset_after(q);
     std::vector<EventLogEntry> out;
     for (;;) {
       auto row = q.step();
@@ -1296,6 +1355,7 @@ class SqliteStore final : public Store {
           "SELECT master, next_candidate, retry_after, version, train_window, observed,"
           " policy_epoch, trust_root FROM repos WHERE name = ?1");
       q.bind(1, name);
+      ResetAfter reset_after(q);
       auto row = q.step();
       if (!row) return row.error();
       if (!*row) return std::optional<Loaded>();
@@ -1308,7 +1368,6 @@ class SqliteStore final : public Store {
       st.policy_epoch = as_uint64(q.int64(6));
       st.trust_root = q.text(7);
       auto observed = parse_observed(name, q.text(5));
-      q.reset();
       if (!observed) return observed.error();
       st.observed = std::move(*observed);
     }
@@ -1321,6 +1380,7 @@ class SqliteStore final : public Store {
           " WHERE repo = ?1"
           " ORDER BY number");
       q.bind(1, name);
+      ResetAfter reset_after(q);
       for (;;) {
         auto row = q.step();
         if (!row) return row.error();
@@ -1379,6 +1439,7 @@ class SqliteStore final : public Store {
     {
       auto& q = stmt("SELECT number, sha, approver, at FROM approvals WHERE repo = ?1");
       q.bind(1, name);
+      ResetAfter reset_after(q);
       for (;;) {
         auto row = q.step();
         if (!row) return row.error();
@@ -1396,6 +1457,7 @@ class SqliteStore final : public Store {
           " attempt, failed, paused_ms FROM candidates"
           " WHERE repo = ?1 ORDER BY position");
       q.bind(1, name);
+      ResetAfter reset_after(q);
       for (;;) {
         auto row = q.step();
         if (!row) return row.error();
@@ -1430,6 +1492,7 @@ class SqliteStore final : public Store {
           "SELECT candidate, number FROM candidate_prs WHERE repo = ?1"
           " ORDER BY candidate, position");
       q.bind(1, name);
+      ResetAfter reset_after(q);
       for (;;) {
         auto row = q.step();
         if (!row) return row.error();
@@ -1443,6 +1506,7 @@ class SqliteStore final : public Store {
       auto& q = stmt(
           "SELECT candidate, context, state, description, url, at FROM checks WHERE repo = ?1");
       q.bind(1, name);
+      ResetAfter reset_after(q);
       for (;;) {
         auto row = q.step();
         if (!row) return row.error();

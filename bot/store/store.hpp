@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <utility>
@@ -171,8 +172,10 @@ class Store {
   virtual Result<std::vector<DeliveryId>> unhandled_deliveries(std::int64_t after,
                                                                std::size_t limit) = 0;
   // Forgets deliveries first seen before `before`, handled or not (a forge redelivers within
-  // days, not months; a delivery unhandled that long is not going to be).
-  virtual Status prune_deliveries(queue::Millis before) = 0;
+  // days, not months; a delivery unhandled that long is not going to be): the oldest `limit`
+  // of them, so that a backlog (after downtime) holds the webhooks up for one short delete at
+  // a time. Returns how many it forgot.
+  virtual Result<std::size_t> prune_deliveries(queue::Millis before, std::size_t limit) = 0;
   // Forgets history older than `before`: the oldest events (with the timelines that name them)
   // and outcomes, at most `limit` of each, in one transaction (a long backlog goes in several
   // calls, so that no call holds the writers up for long). Finished PRs stay archived. The
@@ -200,6 +203,11 @@ class Store {
   virtual Result<std::vector<std::pair<std::string, std::string>>> judged_tags(
       const std::string& repo) = 0;
 };
+
+// `j` as JSON text, for the store. A string in it that is not UTF-8 (a path or a message from
+// git, which deals in bytes) is kept with U+FFFD for its bad bytes: nlohmann's plain dump()
+// throws on it, and an event that cannot be saved would be lost and its PR stalled.
+std::string json_text(const nlohmann::json& j);
 
 struct SqliteOptions {
   int busy_timeout_ms = 5000;  // how long a write waits for another writer before `unavailable`

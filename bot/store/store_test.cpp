@@ -430,7 +430,7 @@ TEST_CASE("store: duplicate delivery ids are detected; old ones are pruned") {
   CHECK(store->record_delivery("abc", 40).value() == false);
   CHECK(store->record_delivery("", 50).value() == true);
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM deliveries") == "3");
-  REQUIRE(store->prune_deliveries(20).ok());  // first seen before 20: "abc"
+  REQUIRE(store->prune_deliveries(20, 100).value() == 1);  // first seen before 20: "abc"
   CHECK(sql_scalar(dir / "dmz.db", "SELECT count(*) FROM deliveries") == "2");
   CHECK(store->record_delivery("abc", 60).value() == true);
 }
@@ -610,6 +610,50 @@ TEST_CASE("store: an unknown enum name in the database is reported, not guessed"
   auto r = store->load("acme/widgets");
   REQUIRE_FALSE(r.ok());
   CHECK(r.message() == "store: corrupt state for acme/widgets: PR #3 has unknown status 'limbo'");
+}
+
+TEST_CASE("store: a statement that cannot be prepared is an error, and leaves no transaction") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  Writer w{*store, RepoState{"acme/widgets"}};
+  w.must_save(rich_state());
+  // The load's statement for the checks cannot be prepared while the table is away.
+  sql_scalar(dir / "dmz.db", "ALTER TABLE checks RENAME TO checks_away");
+  auto r = store->load("acme/widgets");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.code() == Code::kInternal);
+  CHECK(r.message().find("checks") != std::string::npos);
+  // Its read transaction ended: a writer can begin.
+  CHECK(store->acquire_lease("acme/widgets", "me", 1000, 500).value());
+  // The statement is prepared again once it can be.
+  sql_scalar(dir / "dmz.db", "ALTER TABLE checks_away RENAME TO checks");
+  check_equal(must_load(*store, "acme/widgets").state, rich_state());
+}
+
+TEST_CASE("store: a reader that stops at a corrupt row keeps no snapshot") {
+  test::TempDir dir;
+  const auto db = dir / "dmz.db";
+  auto store = open_store(db);
+  RepoState s = rich_state();
+  Writer w{*store, RepoState{s.repo}};
+  std::vector<HistoryEntry> outcomes;
+  for (int n : {8, 9}) outcomes.push_back(HistoryEntry::of(s.repo, s.prs.at(n)));
+  REQUIRE(
+      w.save(s, "test", {}, outcomes, {Notify{1, NoticeKind::Info, Reason::None, "x", sha('a')}})
+          .ok());
+  // While a statement of the store's connection holds a snapshot, a checkpoint cannot finish.
+  auto checkpoint_busy = [&] { return sql_scalar(db, "PRAGMA wal_checkpoint(TRUNCATE)"); };
+  REQUIRE(checkpoint_busy() == "0");
+
+  sql_scalar(db, "UPDATE outcomes SET status = 'limbo'");
+  CHECK_FALSE(store->history(s.repo, 0, 10).ok());
+  CHECK(checkpoint_busy() == "0");
+  sql_scalar(db, "UPDATE outbox SET kind = 'limbo'");
+  CHECK_FALSE(store->outbox(s.repo).ok());
+  CHECK(checkpoint_busy() == "0");
+  sql_scalar(db, "UPDATE prs SET status = 'limbo' WHERE number = 3");
+  CHECK_FALSE(store->load(s.repo).ok());
+  CHECK(checkpoint_busy() == "0");
 }
 
 TEST_CASE("store: a database from a newer dmzbot is refused") {
