@@ -305,13 +305,30 @@ void back_out(Ctx& c, std::size_t index, Reason code, const std::string& reason,
 // A transient git error: nobody is to blame; retry after the backoff.
 void transient(Ctx& c, std::size_t index, const std::string& message);
 
+// The candidate master is being pushed to. One landing at a time (serial: the front; a chain
+// lands at once, its push going to its last Landing candidate, the newest of them).
+std::optional<std::size_t> landing_target(const RepoState& s) {
+  std::optional<std::size_t> out;
+  for (std::size_t i = 0; i < s.train.size(); ++i)
+    if (s.train[i].status == CandidateStatus::Landing) out = i;
+  return out;
+}
+
 // Only the front candidate lands; a later green one waits for its turn.
+// Asks for master to be pushed to `k` (marked Landing by the caller, with what lands with it).
+// A retry_after in the past is cleared: set again, it marks a push that failed without an answer
+// (on(MasterPushed)), which the next tick pushes again.
+void push_master(Ctx& c, const Candidate& k) {
+  if (c.s.retry_after <= c.at) c.s.retry_after = 0;
+  c.emit(FastForwardMaster{k.id, c.s.master, k.sha});
+}
+
 void land_front_if_green(Ctx& c) {
-  if (c.s.train.empty() || c.hold_landings || c.at < c.s.retry_after) return;
+  if (c.s.train.empty() || c.hold_landings) return;
   auto& k = c.s.train.front();
   if (!on_dmz(k.status) || !k.policy_passed || !not_green(k, c.cfg).empty()) return;
   k.status = CandidateStatus::Landing;
-  c.emit(FastForwardMaster{k.id, c.s.master, k.sha});
+  push_master(c, k);
 }
 
 void landed(Ctx& c) {
@@ -731,7 +748,7 @@ std::uint64_t lane_for(Ctx& c, const PullRequest& pr) {
 // Fast-forwards master along a chain: to its furthest green candidate (train without flaky
 // checks: the end of its green prefix). One landing at a time.
 void try_land(Ctx& c) {
-  if (c.hold_landings || c.at < c.s.retry_after) return;
+  if (c.hold_landings) return;
   for (const auto& k : c.s.train)
     if (k.status == CandidateStatus::Landing) return;
   // A green probe built on master lands itself when no chain would be left stale by it.
@@ -741,7 +758,7 @@ void try_land(Ctx& c) {
     for (auto& k : c.s.train)
       if (k.probe && k.base == c.s.master && k.policy_passed && green(k, c.cfg)) {
         k.status = CandidateStatus::Landing;
-        c.emit(FastForwardMaster{k.id, c.s.master, k.sha});
+        push_master(c, k);
         return;
       }
   std::set<std::pair<bool, std::uint64_t>> seen;
@@ -761,8 +778,7 @@ void try_land(Ctx& c) {
     }
     if (!best) continue;
     for (std::size_t i = 0; i <= *best; ++i) c.s.train[idx[i]].status = CandidateStatus::Landing;
-    const Candidate& target = c.s.train[idx[*best]];
-    c.emit(FastForwardMaster{target.id, c.s.master, target.sha});
+    push_master(c, c.s.train[idx[*best]]);
     return;
   }
 }
@@ -1627,56 +1643,44 @@ Verdict on(Ctx& c, const MasterPushed& e) {
     rebuild_on(c, e.remote_master);
     return std::nullopt;
   }
-  // The push failed, or its answer was lost and the remote could not be read after it: the
-  // same landing is tried again after the backoff, the train kept. Cut and rebuilt, a landing
-  // that did reach the remote would be merged and landed a second time (on(MasterObserved)
-  // lands it if a fetch sees it first). Unless something that came while it was in flight
-  // forbids landing it now (a PR closed or pushed to, a policy change): then it is cut.
-  auto still_lands = [&](int n) {
-    const PullRequest& pr = c.pr(n);
-    return pr.reason_code != Reason::Closed && pr.approval && pr.approval->sha == pr.head &&
-           pr.judged_epoch == c.s.policy_epoch;
-  };
-  bool keep = true;
-  for (const auto& k : c.s.train)
-    if (k.status == CandidateStatus::Landing)
-      keep = keep && std::all_of(k.prs.begin(), k.prs.end(), still_lands);
-  if (!keep) {
-    transient(c, *i, "pushing master failed: " + e.message);
-    return std::nullopt;
-  }
-  const std::string text = "pushing master failed: " + e.message + "; trying again in " +
-                           std::to_string(c.cfg.retry_backoff / 1000) + "s";
-  for (auto& k : c.s.train)
-    if (k.status == CandidateStatus::Landing) {
-      k.status = CandidateStatus::Building;
-      for (int n : k.prs) c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
+  if (e.remote_master.empty()) {
+    // No answer, and the remote could not be read after it: the push may have moved master.
+    // Cut and rebuilt, a landing that did happen would land twice; so the same push is made
+    // again after the backoff (a tick), the candidates still Landing, unless something that
+    // came while it was in flight forbids landing it now (a PR closed or pushed to, a policy
+    // change).
+    auto still_lands = [&](int n) {
+      const PullRequest& pr = c.pr(n);
+      return pr.reason_code != Reason::Closed && pr.approval && pr.approval->sha == pr.head &&
+             pr.judged_epoch == c.s.policy_epoch;
+    };
+    bool keep = true;
+    for (const auto& k : c.s.train)
+      if (k.status == CandidateStatus::Landing)
+        keep = keep && std::all_of(k.prs.begin(), k.prs.end(), still_lands);
+    if (keep) {
+      const std::string text = "pushing master failed: " + e.message + "; trying again in " +
+                               std::to_string(c.cfg.retry_backoff / 1000) + "s";
+      for (const auto& k : c.s.train)
+        if (k.status == CandidateStatus::Landing)
+          for (int n : k.prs) c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
+      c.s.retry_after = c.at + c.cfg.retry_backoff;
+      return std::nullopt;
     }
-  c.s.retry_after = c.at + c.cfg.retry_backoff;
+  }
+  // Refused with master where it was (a hook, a protection), or no longer landable: rebuilt.
+  transient(c, *i, "pushing master failed: " + e.message);
   return std::nullopt;
-}
-
-// Whether master at `sha` is train[index] landed: a landing whose push answered with an error
-// and that reached the remote all the same. Its chain must start at master (serial: it is the
-// front), so that what lands with it is exactly what it holds.
-bool landed_already(const Ctx& c, const Sha& sha, std::size_t& index) {
-  auto i = index_of_sha(c.s, sha);
-  if (!i || !on_dmz(c.s.train[*i].status)) return false;
-  if (generic(c.cfg) ? chain_of(c.s, c.s.train[*i]).empty() ||
-                           c.s.train[chain_of(c.s, c.s.train[*i]).front()].base != c.s.master
-                     : *i != 0)
-    return false;
-  index = *i;
-  return true;
 }
 
 Verdict on(Ctx& c, const MasterObserved& e) {
   if (e.sha.empty() || e.sha == c.s.master) return std::nullopt;
-  for (const auto& k : c.s.train)
-    if (k.status == CandidateStatus::Landing) return std::nullopt;  // MasterPushed will tell
-  if (std::size_t i = 0; landed_already(c, e.sha, i)) {
-    c.s.train[i].status = CandidateStatus::Landing;
-    return on(c, MasterPushed{c.s.train[i].id, true, e.sha, "master seen at the candidate", c.at});
+  if (auto t = landing_target(c.s)) {
+    // Master already at the candidate being pushed: landed (its push's answer, or the retry
+    // of a push whose answer was lost, then finds it there and is stale).
+    if (c.s.train[*t].sha == e.sha)
+      return on(c, MasterPushed{c.s.train[*t].id, true, e.sha, "master seen at it", c.at});
+    return std::nullopt;  // MasterPushed will tell
   }
   rebuild_on(c, e.sha);
   return std::nullopt;
@@ -1788,7 +1792,9 @@ Verdict on(Ctx& c, const Tick& e) {
       back_out(c, i, Reason::CheckTimeout, reason, missing);
     break;  // later candidates went with it
   }
-  land(c);  // a landing whose push failed is tried again once the backoff is over
+  // A push of master that failed without an answer is made again once the backoff is over.
+  if (c.s.retry_after != 0 && c.at >= c.s.retry_after)
+    if (auto t = landing_target(c.s)) push_master(c, c.s.train[*t]);
   return std::nullopt;
 }
 
@@ -1827,16 +1833,9 @@ std::vector<Action> resume(const RepoState& state, const Settings& settings) {
         if (!k.policy_passed) out.push_back(CheckCandidate{k.id, k.sha, k.base});
         out.push_back(StartBuild{k.id, k.sha, k.attempt});
         break;
-      case CandidateStatus::Landing: {
-        // A chain lands at once: the push went to its last landing candidate.
-        bool last = true;
-        if (generic(settings))
-          for (std::size_t j = i + 1; j < state.train.size(); ++j)
-            if (same_chain(state.train[j], k) && state.train[j].status == CandidateStatus::Landing)
-              last = false;
-        if (last) out.push_back(FastForwardMaster{k.id, state.master, k.sha});
+      case CandidateStatus::Landing:
+        if (landing_target(state) == i) out.push_back(FastForwardMaster{k.id, state.master, k.sha});
         break;
-      }
     }
   }
   // With an empty train dmz must be master; a back-out's reset may have been lost in a crash.

@@ -1170,14 +1170,24 @@ TEST_CASE("master moved by someone else: the train is rebuilt on the new master,
     CHECK(r.pr(1).status == PrStatus::Merging);
     CHECK(only<Notify>(o).message.find("outside dmzbot") != std::string::npos);
   }
-  SUBCASE("a failed push, the remote unread, is tried again after the backoff, the train kept") {
+  SUBCASE("a push refused with master in place (a hook, a protection) is transient") {
+    r.check(sha('c'), CheckState::Success);
+    const Millis at = r.now;
+    auto o = r.master_pushed(1, false, kMaster);
+    CHECK(r.s.master == kMaster);
+    CHECK(r.s.train.empty());
+    CHECK(r.pr(1).status == PrStatus::Queued);
+    CHECK(r.s.retry_after == at + 30'000);
+    CHECK(only<Notify>(o).kind == NoticeKind::Info);
+    CHECK(none<BuildCandidate>(o));
+  }
+  SUBCASE("a push without an answer is made again after the backoff, the same, still landing") {
     r.check(sha('c'), CheckState::Success);
     const Millis at = r.now;
     auto o = r.master_pushed(1, false);
     CHECK(r.s.master == kMaster);
     REQUIRE(r.s.train.size() == 1);
-    CHECK(r.s.train[0].status == CandidateStatus::Building);
-    CHECK(r.pr(1).status == PrStatus::Building);
+    CHECK(r.s.train[0].status == CandidateStatus::Landing);
     CHECK(r.s.retry_after == at + 30'000);
     CHECK(only<Notify>(o).kind == NoticeKind::Info);
     CHECK(none<BuildCandidate>(o));
@@ -1186,9 +1196,14 @@ TEST_CASE("master moved by someone else: the train is rebuilt on the new master,
     auto again = only<FastForwardMaster>(r.tick(at + 30'000));
     CHECK(again.to == sha('c'));
     CHECK(again.from == kMaster);
-    CHECK(r.s.train[0].status == CandidateStatus::Landing);
+    CHECK(r.s.retry_after == 0);
+    CHECK(none<FastForwardMaster>(r.tick(at + 60'000)));  // once: its answer is awaited
+    // A restart meanwhile pushes it again too (resume), and its answer lands it.
+    CHECK(std::get<FastForwardMaster>(resume(r.s, r.cfg).back()).to == sha('c'));
+    r.master_pushed(1, true);
+    CHECK(r.pr(1).status == PrStatus::Merged);
   }
-  SUBCASE("a failed push that reached the remote all the same: a fetch seeing it lands it once") {
+  SUBCASE("a push without an answer that reached the remote: a fetch seeing it lands it once") {
     r.check(sha('c'), CheckState::Success);
     r.master_pushed(1, false);
     auto o = r.on(MasterObserved{sha('c'), r.now});
@@ -1198,6 +1213,7 @@ TEST_CASE("master moved by someone else: the train is rebuilt on the new master,
     CHECK(r.pr(1).status == PrStatus::Merged);
     CHECK(none<BuildCandidate>(o));  // not merged again
     CHECK(none<FastForwardMaster>(r.tick(r.now + 60'000)));
+    CHECK(r.master_pushed(1, true).actions.empty());  // the retry's answer: stale
   }
   SUBCASE("a refused push whose remote is already the candidate counts as landed") {
     r.check(sha('c'), CheckState::Success);

@@ -174,7 +174,8 @@ struct RepoState {
   std::map<int, PullRequest> prs;
   std::vector<Candidate> train;    // ordered; front() lands first
   CandidateId next_candidate = 1;  // also numbers lanes and bisection groups
-  Millis retry_after = 0;          // after a transient git error, no new candidate nor landing before this time
+  Millis retry_after = 0;          // after a transient git error, no new candidate before this
+                                   // time; with a candidate Landing, when its push is made again
   std::size_t window = 0;          // train/adaptive: candidates allowed in flight (0: window_start)
   Observed observed;
   // Raised each time the policy in force may have changed (a landing that touched .dmz/, master
@@ -310,7 +311,7 @@ struct CheckReported {
 struct MasterPushed {  // result of FastForwardMaster
   CandidateId candidate = 0;
   bool ok = false;
-  Sha remote_master;  // when !ok and the remote moved: what master is now (else empty)
+  Sha remote_master;  // where the remote's master was read to be; empty: unknown (no answer)
   std::string message;
   Millis at = 0;
 };

@@ -287,31 +287,47 @@ TEST_CASE("train: master fast-forwards along the longest green prefix") {
   CHECK(r.s.train.empty());
 }
 
-TEST_CASE("train: a chain's push that failed and reached master all the same lands it once") {
+TEST_CASE("train: a chain's push without an answer is made again to the same candidate") {
   Repo r(Strategy::Train);
   r.cfg.window_start = 3;
   r.queue(1);
   const Sha c1 = r.merge(1);
   r.queue(2);
   const Sha c2 = r.merge(r.with({2}));
+  r.queue(3);
+  const Sha c3 = r.merge(r.with({3}));
   r.check(c2, true);
   const auto ffs = all<FastForwardMaster>(r.check(c1, true));
   REQUIRE(ffs.size() == 1);
   const FastForwardMaster ff = ffs[0];
   CHECK(ff.to == c2);
   // The answer was lost and the remote could not be read: the chain waits to be pushed again.
+  const Millis failed_at = r.now;
   r.on(MasterPushed{ff.candidate, false, "", "the remote hung up", r.now});
-  CHECK(r.s.train.size() == 2);
+  CHECK(r.s.train.size() == 3);
   CHECK(r.s.master == kMaster);
-  // A fetch finds master at the chain's tip: both land, nothing is merged again.
-  const std::size_t built = r.built.size();
-  auto o = r.on(MasterObserved{c2, r.now});
-  CHECK(r.s.master == c2);
-  CHECK(r.s.train.empty());
-  CHECK(r.status(1) == PrStatus::Merged);
-  CHECK(r.status(2) == PrStatus::Merged);
-  CHECK(r.built.size() == built);
-  CHECK(all<FastForwardMaster>(o).empty());
+  // #3 turns green meanwhile: the push made again is the same (c2 may be master already).
+  CHECK(all<FastForwardMaster>(r.check(c3, true)).empty());
+  auto again = all<FastForwardMaster>(r.on(Tick{failed_at + r.cfg.retry_backoff}));
+  REQUIRE(again.size() == 1);
+  CHECK(again[0].to == c2);
+  CHECK(again[0].candidate == ff.candidate);
+  SUBCASE("its answer lands the chain, then #3") {
+    auto o = r.pushed(ff.candidate);
+    CHECK(r.s.master == c2);
+    CHECK(r.status(1) == PrStatus::Merged);
+    CHECK(r.status(2) == PrStatus::Merged);
+    CHECK(all<FastForwardMaster>(o).at(0).to == c3);
+  }
+  SUBCASE("a fetch that finds master at c2 lands both, nothing merged again") {
+    const std::size_t built = r.built.size();
+    auto o = r.on(MasterObserved{c2, r.now});
+    CHECK(r.s.master == c2);
+    CHECK(r.status(1) == PrStatus::Merged);
+    CHECK(r.status(2) == PrStatus::Merged);
+    CHECK(r.built.size() == built);
+    CHECK(all<FastForwardMaster>(o).at(0).to == c3);
+  }
 }
 
 TEST_CASE("train: a PR that failed only behind a bad one is held, then rebuilt, never ejected") {

@@ -314,8 +314,10 @@ q::MasterPushed GitWorker::fast_forward(const q::FastForwardMaster& a) {
   } else {
     pushed.ok = r->ok;
     pushed.message = r->message;
+    // Where the remote was read to be: the engine tells a push refused with master in place
+    // from one without an answer (remote_master empty: the error above).
+    pushed.remote_master = r->remote_sha;
     if (r->remote_moved) {
-      pushed.remote_master = r->remote_sha;
       // The engine will rebuild on the new master: its objects must be in the mirror.
       if (Status s = mirror_->fetch(); !s.ok())
         log::warn({.repo = repo_.name}, "fetch after a moved master failed: {}", s.message());
