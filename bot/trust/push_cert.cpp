@@ -53,7 +53,10 @@ Result<PushCertificate> parse_push_certificate(std::string_view text) {
   std::string_view payload = text.substr(0, sig_start);
   if (sig_start != std::string_view::npos) {
     cert.signature = std::string(text.substr(sig_start));
-    cert.signature_kind = signature_kind_of(cert.signature);
+    // As strict as for tags and commits: nothing after the END line reaches the verifier.
+    auto kind = check_armor(cert.signature);
+    if (!kind) return invalid("the certificate's signature: " + kind.message());
+    cert.signature_kind = *kind;
   }
   cert.payload = std::string(payload);
   if (!payload.ends_with('\n')) return invalid("the certificate does not end its lines");

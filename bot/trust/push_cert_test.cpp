@@ -66,6 +66,14 @@ TEST_CASE("malformed certificates are refused") {
                                      " refs/heads/master\n")
                   .ok());
   CHECK_FALSE(parse_push_certificate(cert_text(cmd) + kSig).ok());  // two signatures
+  // Text after the END line, or no END line: one signature written another way.
+  auto trailing = parse_push_certificate(cert_text(cmd) + "more\n");
+  REQUIRE_FALSE(trailing.ok());
+  CHECK(trailing.message() ==
+        "the certificate's signature: bad-armor: text after \"-----END PGP SIGNATURE-----\"");
+  std::string cut = cert_text(cmd);
+  cut.resize(cut.find("-----END"));
+  CHECK_FALSE(parse_push_certificate(cut).ok());
   std::string nul = cert_text(cmd);
   nul[5] = '\0';
   CHECK_FALSE(parse_push_certificate(nul).ok());

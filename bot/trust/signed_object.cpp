@@ -143,8 +143,8 @@ Result<Ident> parse_ident(const RawHeader& h) {
   return id;
 }
 
-// Checks that `sig` is exactly one armor block of a known kind: its BEGIN line, its END line,
-// nothing after it but the final newline.
+}  // namespace
+
 Result<SignatureKind> check_armor(std::string_view sig) {
   size_t begins = 0;
   for (size_t pos = 0; pos < sig.size();) {
@@ -167,6 +167,8 @@ Result<SignatureKind> check_armor(std::string_view sig) {
   }
   return m->kind;
 }
+
+namespace {
 
 bool one_line_header(std::string_view name) {
   return name == "tree" || name == "parent" || name == "author" || name == "committer" ||

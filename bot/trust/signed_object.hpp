@@ -19,6 +19,9 @@ enum class SignatureKind { none, openpgp, ssh, x509 };
 std::string_view to_string(SignatureKind kind);
 // The kind named by the BEGIN line that starts `armored`; none if it starts with no known marker.
 SignatureKind signature_kind_of(std::string_view armored);
+// Checks that `sig` is exactly one armor block of a known kind: its BEGIN line, its END line,
+// nothing after it but the final newline (so that one signature cannot be written two ways).
+Result<SignatureKind> check_armor(std::string_view sig);
 
 // An author/committer/tagger line: "Name <email> 1700000000 +0100".
 struct Ident {
