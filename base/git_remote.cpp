@@ -1,6 +1,7 @@
 #include "base/git_remote.hpp"
 
 #include "base/text.hpp"
+#include "base/url.hpp"
 
 namespace dmz {
 
@@ -39,11 +40,11 @@ Result<GitRemote> classify_git_remote(const std::string& url) {
 }
 
 bool token_may_go_to(const std::string& url) {
-  const std::string lower = ascii_lower(url);
-  if (!lower.starts_with("http://")) return true;
-  std::string host = lower.substr(7, lower.find_first_of("/?#", 7) - 7);
-  host = host.substr(0, host.starts_with('[') ? host.find(']') + 1 : host.find(':'));
-  return host == "127.0.0.1" || host == "[::1]" || host == "localhost";
+  if (!ascii_lower(url).starts_with("http://")) return true;
+  auto parsed = parse_url(url);  // one that does not parse names no host we know: refused
+  if (!parsed) return false;
+  const std::string host = ascii_lower(parsed->host);
+  return host == "127.0.0.1" || host == "::1" || host == "localhost";
 }
 
 }  // namespace dmz

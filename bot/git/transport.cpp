@@ -31,10 +31,10 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <utility>
 
+#include "base/file.hpp"
 #include "base/git_remote.hpp"
 #include "base/text.hpp"
 
@@ -63,15 +63,6 @@ constexpr const char* kAskpassScript =
     "\"$DMZBOT_GIT_PASSWORD_PROMPT\"*) exec cat /proc/self/fd/3 ;;\n"
     "*) printf 'dmzbot askpass: no credentials for: %s\\n' \"$1\" >&2; exit 1 ;;\n"
     "esac\n";
-
-// The first 4 KiB of `path` ("" if it cannot be read).
-std::string read_small_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::string text(4096, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<size_t>(in.gcount()));
-  return text;
-}
 
 // "https://host:port" of an http(s) URL: how git names the remote in its prompts.
 std::string url_origin(const std::string& url) {
@@ -277,7 +268,9 @@ struct Transport::Impl {
     if (opt.token.empty() && !opt.token_source) return {};
     auto script = dir / kAskpassName;
     // An older dmzbot's script (which answered any host) is replaced.
-    if (::access(script.c_str(), X_OK) == 0 && read_small_file(script) == kAskpassScript) return {};
+    if (auto current = read_regular_file(script, 4096);
+        ::access(script.c_str(), X_OK) == 0 && current && *current == kAskpassScript)
+      return {};
     auto tmp = dir / (std::string(kAskpassName) + ".tmp");
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0700);
     if (fd < 0) return unavailable("create " + tmp.string() + ": " + std::strerror(errno));
