@@ -16,6 +16,14 @@ grep -q "^ExecStart=$bin serve --config $tmp/dmzbot.toml\$" "$tmp/dmzbot.service
   fail "ExecStart does not run dmzbot serve on /etc/dmzbot/dmzbot.toml"
 out=$(systemd-analyze verify "$tmp/dmzbot.service" 2>&1) || fail "systemd-analyze verify: $out"
 [ -z "$out" ] || fail "systemd-analyze verify: $out"
+# The builds' sandbox (bubblewrap) mounts a procfs of its own; the kernel refuses that when
+# anything is mounted over /proc, as these settings do (ProtectKernelLogs covers /proc/kmsg).
+for setting in ProtectKernelLogs ProtectKernelTunables ProtectProc ProcSubset RestrictNamespaces \
+  PrivateUsers; do
+  if grep -Eq "^$setting=" "$tmp/dmzbot.service"; then
+    fail "$setting= breaks the build sandbox (bubblewrap cannot mount /proc)"
+  fi
+done
 
 # The unit's own ExecStartPre line, run as systemd would (no shell).
 pre=$(sed -n 's/^ExecStartPre=//p' "$tmp/dmzbot.service")
