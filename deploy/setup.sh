@@ -24,7 +24,18 @@ if $with_tests; then
   # sshd: bot/git's ssh transport tests; the reference Prometheus parser checks /metrics;
   # systemd-analyze checks deploy/dmzbot.service.
   packages="$packages chromium openssh-server python3-prometheus-client systemd"
-  command -v node >/dev/null 2>&1 || packages="$packages nodejs npm"
+  # Debian's nodejs does not bring npm; a Node from elsewhere (NodeSource) bundles its own npm
+  # and conflicts with Debian's, so Debian's npm is added only beside Debian's node.
+  if ! command -v node >/dev/null 2>&1; then
+    packages="$packages nodejs npm"
+  elif ! command -v npm >/dev/null 2>&1; then
+    if dpkg-query -S "$(command -v node)" 2>/dev/null | grep -q '^nodejs:'; then
+      packages="$packages npm"
+    else
+      echo "$0: node is installed but npm is not; install the npm that goes with this node" >&2
+      exit 1
+    fi
+  fi
 fi
 missing=""
 for p in $packages; do
@@ -32,9 +43,10 @@ for p in $packages; do
 done
 if [ -n "$missing" ]; then
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
   # shellcheck disable=SC2086
-  $SUDO apt-get install -y -qq --no-install-recommends $missing
+  # A new VM's first boot often runs unattended-upgrades: wait for its lock rather than fail.
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing
   case " $missing " in
     *" openssh-server "*)
       # Installed for the tests only: the system's own sshd (started by the package under
