@@ -68,6 +68,41 @@ std::optional<Pace> pace_of(const RepoState& s, const Settings& cfg,
   return pace;
 }
 
+namespace {
+
+// A PR to place in the train once a place is free, not before `not_before`.
+struct Waiting {
+  int number = 0;
+  Millis not_before = 0;
+};
+
+// The PRs held behind an undecided candidate (Queued with held_by: the PRs behind a failure)
+// are built again once it is decided, ahead of the queue: after the candidates that hold them
+// (in train order), each holder's in queued_at order, none before its holder lands.
+std::vector<Waiting> held_behind(const RepoState& state, const std::map<CandidateId, Millis>& lands,
+                                 Millis now) {
+  std::vector<std::pair<std::size_t, const PullRequest*>> held;  // (holder's place, PR)
+  for (const auto& [n, pr] : state.prs) {
+    if (pr.status != PrStatus::Queued || !pr.held_by) continue;
+    std::size_t place = state.train.size();  // a holder gone: after the train
+    for (std::size_t i = 0; i < state.train.size(); ++i)
+      if (state.train[i].id == *pr.held_by) place = i;
+    held.emplace_back(place, &pr);
+  }
+  std::stable_sort(held.begin(), held.end(), [](const auto& a, const auto& b) {
+    if (a.first != b.first) return a.first < b.first;
+    return a.second->queued_at < b.second->queued_at;
+  });
+  std::vector<Waiting> out;
+  for (const auto& [place, pr] : held) {
+    auto holder = lands.find(*pr->held_by);
+    out.push_back({pr->number, holder == lands.end() ? now : holder->second});
+  }
+  return out;
+}
+
+}  // namespace
+
 std::map<int, Millis> estimate_landings(const RepoState& state, const std::vector<int>& waiting,
                                         const Pace& pace, Millis now) {
   std::map<int, Millis> out;
@@ -75,22 +110,27 @@ std::map<int, Millis> estimate_landings(const RepoState& state, const std::vecto
   const std::size_t per_batch = std::max<std::size_t>(1, pace.per_batch);
   // When each place in the train becomes free (earliest first).
   std::priority_queue<Millis, std::vector<Millis>, std::greater<>> free_at;
+  std::map<CandidateId, Millis> lands_at;
   Millis last_landing = now;  // candidates land in train order
   for (const auto& c : state.train) {
     const Millis start = c.pushed_at > 0 ? c.pushed_at : (c.created_at > 0 ? c.created_at : now);
     const Millis lands = std::max({start + pace.per_candidate, last_landing, now});
     last_landing = lands;
     for (int n : c.prs) out[n] = lands;
+    lands_at[c.id] = lands;
     free_at.push(lands);
   }
   while (free_at.size() < parallel) free_at.push(now);
-  for (std::size_t i = 0; i < waiting.size(); i += per_batch) {
-    const Millis start = free_at.top();
+  std::vector<Waiting> line = held_behind(state, lands_at, now);
+  for (int n : waiting) line.push_back({n, now});
+  for (std::size_t i = 0; i < line.size(); i += per_batch) {
+    const std::size_t end = std::min(line.size(), i + per_batch);
+    Millis start = free_at.top();
     free_at.pop();
+    for (std::size_t j = i; j < end; ++j) start = std::max(start, line[j].not_before);
     const Millis lands = std::max(start + pace.per_candidate, last_landing);
     last_landing = lands;
-    for (std::size_t j = i; j < std::min(waiting.size(), i + per_batch); ++j)
-      out[waiting[j]] = lands;
+    for (std::size_t j = i; j < end; ++j) out[line[j].number] = lands;
     free_at.push(lands);
   }
   return out;

@@ -41,7 +41,8 @@ std::optional<Pace> pace_of(const RepoState& state, const Settings& settings,
 // The expected landing time of each PR in the train or waiting in `waiting` (queue order):
 // a candidate lands `per_candidate` after its push (never before the one ahead of it, never
 // before `now`); a waiting PR takes the first free place once a candidate ahead lands, in
-// groups of `per_batch`. PRs neither in the train nor in `waiting` get no estimate.
+// groups of `per_batch`. PRs held behind an undecided candidate go first, none before its
+// holder lands. PRs in none of these get no estimate.
 std::map<int, Millis> estimate_landings(const RepoState& state, const std::vector<int>& waiting,
                                         const Pace& pace, Millis now);
 

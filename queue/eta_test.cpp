@@ -2,6 +2,9 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <string>
+
 #include "queue/engine.hpp"
 #include "queue/forecast.hpp"
 
@@ -169,51 +172,126 @@ TEST_CASE("eta: the pace follows the active strategy and what the engine observe
   CHECK(serial.at(10) == 6000);
 }
 
-TEST_CASE("eta: the page forecasts adaptive queues and uses the formula for the others") {
-  RepoState st;
-  st.master = std::string(40, 'a');
-  st.observed.builds = 50;
-  st.observed.build_ms = 600;
-  for (int n = 1; n <= 3; ++n) {
-    PullRequest pr;
-    pr.number = n;
-    pr.status = PrStatus::Queued;
-    pr.head = std::string(40, char('0' + n));
-    pr.approval = Approval{pr.head, "mm", 1};
-    pr.queued_at = n;
-    st.prs[n] = pr;
-  }
+namespace {
+
+constexpr Millis kNow = 10'000'000;
+constexpr Millis kBuild = 600'000;
+
+Sha sha_of(char kind, int n) {
+  std::string s = std::to_string(n);
+  return std::string(1, kind) + std::string(39 - s.size(), '0') + s;
+}
+
+// PRs 1..count queued a second apart before kNow, as the engine leaves them, with a build
+// duration observed.
+struct Queue {
+  RepoState s;
   Settings cfg;
-  cfg.required_checks = {"ci"};
-  const std::vector<Millis> landed = {700, 700};
-  const auto pace = pace_of(st, cfg, landed);
-  REQUIRE(pace);
-  CHECK(expected_landings(st, cfg, landed, 1000) ==
-        estimate_landings(st, queue_order(st), *pace, 1000));
-  cfg.strategy = Strategy::Adaptive;
-  ForecastOptions three;
-  three.runs = 3;
-  const auto forecast = forecast_landings(st, cfg, 1000, three);
-  REQUIRE(forecast.size() == 3);
-  CHECK(expected_landings(st, cfg, landed, 1000) == forecast);
-  // A queue too long to forecast on every page gets the formula, and a build more for each PR
-  // not in the chain yet (its probe).
-  for (int n = 4; n <= static_cast<int>(kMaxForecastPrs) + 1; ++n) {
-    PullRequest pr = st.prs.at(1);
-    pr.number = n;
-    pr.queued_at = n;
-    st.prs[n] = pr;
+
+  Queue(Strategy strategy, int count) {
+    s.repo = "acme/app";
+    s.master = sha_of('m', 0);
+    s.observed.builds = 50;
+    s.observed.build_ms = kBuild;
+    cfg.required_checks = {"ci"};
+    cfg.strategy = strategy;
+    cfg.window_start = 20;
+    cfg.window_max = 20;
+    for (int n = 1; n <= count; ++n) {
+      const Millis at = kNow - 1'000 * (count - n + 1);
+      const Sha head = sha_of('h', n);
+      apply(PrOpened{n, "f" + std::to_string(n), "dev", "t", head, at});
+      apply(MergeRequested{n, head, "mm", at});
+      apply(PolicyChecked{.number = n,
+                          .sha = head,
+                          .pass = true,
+                          .at = at,
+                          .paths = {"p" + std::to_string(n) + "/x.cpp"},
+                          .target = s.master,
+                          .epoch = s.policy_epoch});
+    }
   }
-  st.train.push_back(candidate(1, {1}, 900));  // PR 1 is in the chain already
-  st.prs.at(1).status = PrStatus::Building;
-  st.prs.at(1).candidate = 1;
-  const auto long_pace = pace_of(st, cfg, landed);
-  REQUIRE(long_pace);
-  auto formula = estimate_landings(st, queue_order(st), *long_pace, 1000);
-  REQUIRE(formula.size() == kMaxForecastPrs + 1);  // every PR, the one in the chain too
-  for (auto& [n, at] : formula)
-    if (n != 1) at += long_pace->per_candidate;
-  CHECK(expected_landings(st, cfg, landed, 1000) == formula);
+  void apply(const Event& e) { REQUIRE_FALSE(handle(s, e, cfg).rejected); }
+  // Every candidate merged and pushed to dmz at `at`.
+  void push_all(Millis at) {
+    for (std::size_t i = 0; i < s.train.size(); ++i) {
+      if (!s.train[i].sha.empty()) continue;
+      const CandidateId id = s.train[i].id;
+      const Sha sha = sha_of('c', static_cast<int>(id));
+      apply(MergeDone{id, MergeOutcome::Merged, sha, 0, {}, "", at});
+      apply(CandidateChecked{id, sha, true, {}, at});
+    }
+  }
+  const Candidate& holding(int number) const {
+    for (const auto& k : s.train)
+      if (std::find(k.prs.begin(), k.prs.end(), number) != k.prs.end()) return k;
+    FAIL("#" << number << " is in no candidate");
+    return s.train.front();
+  }
+};
+
+// What the page promises: every PR waiting (queued or held) or in the train has an expected
+// landing, none before `now`.
+void check_every_pr_estimated(const Queue& q, Millis now, const char* state) {
+  INFO(std::string(state));
+  const auto eta = expected_landings(q.s, q.cfg, {kBuild + 60'000}, now);
+  for (const auto& [n, pr] : q.s.prs) {
+    if (pr.status != PrStatus::Queued && !pr.candidate) continue;
+    const std::string which = "#" + std::to_string(n) + (pr.held_by ? " (held)" : "");
+    INFO(which);
+    REQUIRE(eta.count(n));
+    CHECK(eta.at(n) >= now);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("eta: a PR held behind an undecided candidate is expected after its holder") {
+  Queue q(Strategy::Train, 3);
+  q.push_all(kNow);
+  REQUIRE(q.s.train.size() == 3);
+  // #2's candidate fails while #1's still builds: #2 (and #3 behind it) wait for #1's fate.
+  q.apply(CheckReported{q.holding(2).sha, Check{"ci", CheckState::Failure}, kNow + 1'000});
+  REQUIRE(q.s.prs.at(2).held_by == q.s.train.front().id);
+  REQUIRE(queue_order(q.s).empty());
+  const auto pace = pace_of(q.s, q.cfg, {kBuild});
+  REQUIRE(pace);
+  const auto eta = estimate_landings(q.s, queue_order(q.s), *pace, kNow + 2'000);
+  REQUIRE(eta.count(1));
+  REQUIRE(eta.count(2));
+  REQUIRE(eta.count(3));
+  CHECK(eta.at(2) >= eta.at(1) + pace->per_candidate);  // built again once #1 is decided
+}
+
+TEST_CASE("eta: every waiting, held or building PR has an expected landing, never before now") {
+  // Adaptive is forecast up to kMaxForecastPrs PRs, estimated by the formula beyond.
+  const int many = static_cast<int>(kMaxForecastPrs) + 1;
+  for (auto [strategy, count] : {std::pair{Strategy::Serial, 4},
+                                 {Strategy::Train, 4},
+                                 {Strategy::Adaptive, 4},
+                                 {Strategy::Adaptive, many}}) {
+    INFO(to_string(strategy) << " with " << count << " PRs");
+    {  // a plain train
+      Queue q(strategy, count);
+      q.push_all(kNow - 1'000);
+      check_every_pr_estimated(q, kNow, "a plain train");
+      check_every_pr_estimated(q, kNow + 2 * kBuild, "overdue builds");
+    }
+    {  // a backoff after a transient error
+      Queue q(strategy, count);
+      q.cfg.retry_backoff = 2 * kBuild;
+      q.apply(MergeDone{q.s.train.front().id, MergeOutcome::Error, "", 0, {}, "git down", kNow});
+      REQUIRE(q.s.retry_after > kNow);
+      check_every_pr_estimated(q, kNow, "a backoff");
+    }
+    if (strategy == Strategy::Train) {  // a PR held behind a candidate (a chain's failure)
+      Queue q(strategy, count);
+      q.push_all(kNow - 1'000);
+      q.apply(CheckReported{q.s.train.back().sha, Check{"ci", CheckState::Failure}, kNow});
+      REQUIRE(q.s.prs.at(count).held_by.has_value());
+      check_every_pr_estimated(q, kNow, "a held PR");
+    }
+  }
 }
 
 }  // namespace dmz::queue

@@ -37,10 +37,12 @@ class Run {
   }
 
   std::map<int, Millis> landings() {
-    Tick tick;
-    tick.at = now_;
-    step(tick);
-    for (const auto& a : resume(s_, cfg_)) act(a);
+    step(Tick{.at = now_});
+    for (const auto& a : resume(s_, cfg_))
+      if (!waits_for_backoff(a)) act(a);
+    // After a transient error nothing is scheduled (and a failed push is not made again)
+    // before retry_after: the engine waits for a tick then, so the forecast sends one.
+    if (s_.retry_after > now_) later(s_.retry_after, Tick{.at = s_.retry_after});
     // Bounded: a strategy that could go on forever (it does not) would still stop here.
     const std::size_t budget = 50 * (s_.prs.size() + s_.train.size()) + 100;
     for (std::size_t events = 0; !pending_.empty() && events < budget; ++events) {
@@ -71,6 +73,12 @@ class Run {
   std::vector<int> content(const Sha& sha) const {
     auto it = content_.find(sha);
     return it == content_.end() ? std::vector<int>{} : it->second;  // master: all good
+  }
+
+  // A push of master that failed without an answer is made again by the tick at retry_after
+  // (on(Tick)), not when the forecast resumes.
+  bool waits_for_backoff(const Action& a) const {
+    return std::holds_alternative<FastForwardMaster>(a) && s_.retry_after > now_;
   }
 
   void later(Millis at, Event e, bool build = false, Sha sha = {}) {

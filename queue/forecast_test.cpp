@@ -122,3 +122,17 @@ TEST_CASE("forecast: nothing before a build duration is observed") {
   q.s.observed.build_ms = kBuild;
   CHECK(forecast_landings(q.s, q.cfg, kNow, none).empty());
 }
+
+TEST_CASE("forecast: after a transient error the queue starts again when the backoff ends") {
+  Queue q(Strategy::Serial, 2, 0);
+  q.cfg.retry_backoff = 3'600'000;  // an hour: longer than a build
+  REQUIRE(q.s.train.size() == 1);
+  q.apply(MergeDone{q.s.train.front().id, MergeOutcome::Error, "", 0, {}, "git is down", kNow});
+  REQUIRE(q.s.train.empty());
+  const Millis resumes = kNow + q.cfg.retry_backoff;
+  REQUIRE(q.s.retry_after == resumes);
+  const auto at = forecast_landings(q.s, q.cfg, kNow);
+  REQUIRE(at.size() == 2);
+  CHECK(at.at(1) == resumes + kBuild);
+  CHECK(at.at(2) == resumes + 2 * kBuild);
+}
