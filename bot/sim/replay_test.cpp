@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <set>
+#include <string>
 
 #include "base/clock.hpp"
 #include "bot/driver/driver.hpp"
@@ -19,6 +21,7 @@ namespace dmz::sim {
 namespace {
 
 namespace q = queue;
+using namespace std::string_literals;
 constexpr const char* kRepo = "acme/app";
 constexpr Millis kStart = 1'700'000'000'000;
 
@@ -135,6 +138,165 @@ TEST_CASE("replay: a recorded queue is read back as its own workload and replaye
     });
     CHECK_MESSAGE(recorded, ttm);
   }
+}
+
+// The production driver on a SQLite store, its requests answered by hand: the policy passes
+// (but for the PRs in `refused`), merges and pushes succeed, builds end when a test reports.
+struct Shell {
+  ManualClock clock{kStart};
+  driver::RecordingPorts ports;
+  forges::FakeForge forge;
+  std::unique_ptr<Store> store;
+  std::unique_ptr<driver::Driver> d;
+  std::set<int> refused;
+  std::size_t answered = 0;                  // ports.calls handled so far
+  std::map<q::Sha, std::vector<int>> holds;  // candidate sha -> its PRs beyond master
+  int shas = 0;
+
+  Shell(const std::filesystem::path& dir, q::Strategy strategy,
+        std::vector<std::string> checks = {"ci"}) {
+    auto opened = open_sqlite_store(dir / "dmzbot.db");
+    REQUIRE(opened.ok());
+    store = std::move(*opened);
+    driver::RepoConfig cfg;
+    cfg.name = kRepo;
+    cfg.settings.required_checks = std::move(checks);
+    cfg.settings.strategy = strategy;
+    cfg.forge = &forge;
+    d = std::make_unique<driver::Driver>(clock, *store, ports, ports, ports, ports,
+                                         std::vector<driver::RepoConfig>{cfg});
+    REQUIRE(d->start().ok());
+    forges::RemoteRefs refs;
+    refs.branches["master"] = sha('0');
+    d->fetched(kRepo, refs);
+  }
+  void must(const q::Event& e) {
+    auto o = d->apply(kRepo, e);
+    INFO((o.rejected ? o.rejected->message : std::string()));
+    REQUIRE_FALSE(o.rejected);
+  }
+  void approve(int n, char head) {
+    must(q::PrOpened{n, "f" + std::to_string(n), "dev", "t", sha(head), clock.now()});
+    must(q::MergeRequested{n, sha(head), "mm", clock.now()});
+    settle();
+  }
+  // Answers what the driver asked for until it asks for nothing more.
+  void settle() {
+    while (answered < ports.calls.size()) {
+      const auto call = ports.calls[answered++];
+      if (const auto* a = std::get_if<q::CheckPolicy>(&call)) {
+        const bool pass = !refused.count(a->number);
+        must(q::PolicyChecked{.number = a->number,
+                              .sha = a->sha,
+                              .pass = pass,
+                              .reasons = pass ? std::vector<std::string>{} : std::vector{"no"s},
+                              .at = clock.now(),
+                              .paths = {"src/x.cpp"},
+                              .target = a->target,
+                              .epoch = a->epoch});
+      } else if (const auto* a = std::get_if<q::BuildCandidate>(&call)) {
+        const q::Sha commit = "c" + std::string(38, '0') + std::to_string(++shas % 10);
+        auto held = holds[a->base];
+        for (const auto& item : a->items) held.push_back(item.number);
+        holds[commit] = held;
+        must(q::MergeDone{a->candidate, q::MergeOutcome::Merged, commit, 0, {}, "", clock.now()});
+        must(q::CandidateChecked{a->candidate, commit, true, {}, clock.now()});
+      } else if (const auto* a = std::get_if<q::FastForwardMaster>(&call)) {
+        must(q::MasterPushed{a->candidate, true, "", "", clock.now()});
+      }
+    }
+  }
+  // `context` ends on every candidate on dmz, the newest first: failed if it holds a PR in `bad`.
+  void report(const std::string& context, const std::set<int>& bad) {
+    const auto train = d->state(kRepo)->train;
+    for (auto k = train.rbegin(); k != train.rend(); ++k) {
+      if (k->sha.empty() || k->status == q::CandidateStatus::Landing) continue;
+      const auto& held = holds[k->sha];
+      const bool fails = std::any_of(held.begin(), held.end(), [&](int n) { return bad.count(n); });
+      d->apply(kRepo, q::CheckReported{k->sha,
+                                       q::Check{context, fails ? q::CheckState::Failure
+                                                               : q::CheckState::Success},
+                                       clock.now()});
+    }
+    settle();
+  }
+};
+
+TEST_CASE("replay: builds that failed behind a culprit are not flakes") {
+  test::TempDir dir;
+  {
+    Shell sh(dir.path(), q::Strategy::Train);
+    sh.approve(1, 'a');  // bad
+    sh.approve(2, 'b');
+    sh.approve(3, 'c');
+    REQUIRE(sh.d->state(kRepo)->train.size() == 3);  // {1}, {1,2}, {1,2,3}
+    sh.clock.advance(10 * kMinute);
+    sh.report("ci", {1});  // all three fail; #2 and #3 are built again without #1
+    REQUIRE(sh.d->state(kRepo)->prs.at(1).status == q::PrStatus::Failed);
+    sh.clock.advance(10 * kMinute);
+    sh.report("ci", {1});
+    sh.clock.advance(10 * kMinute);
+    sh.report("ci", {1});
+    REQUIRE(sh.d->state(kRepo)->prs.count(3) == 0);  // landed and archived
+  }
+  auto r = load_replay(dir.path().string(), kRepo, WorkloadOptions{});
+  REQUIRE_MESSAGE(r.ok(), r.message());
+  REQUIRE(r->prs.size() == 3);
+  CHECK(r->prs[0].bad);
+  CHECK(r->durations.size() == 5);  // three failed, two passed
+  CHECK(r->options.fail == doctest::Approx(1.0 / 3));
+  CHECK(r->options.flake == 0);
+}
+
+TEST_CASE("replay: each approval arrives; cancelled and refused PRs are left out") {
+  test::TempDir dir;
+  {
+    Shell sh(dir.path(), q::Strategy::Serial);
+    sh.refused = {4};
+    sh.approve(1, 'a');  // bad: ejected, fixed, approved again, lands
+    sh.clock.advance(10 * kMinute);
+    sh.report("ci", {1});
+    REQUIRE(sh.d->state(kRepo)->prs.at(1).status == q::PrStatus::Failed);
+    sh.approve(2, 'b');  // lands
+    sh.must(q::PrPushed{1, sha('f'), sh.clock.now()});
+    sh.must(q::MergeRequested{1, sha('f'), "mm", sh.clock.now()});
+    sh.settle();
+    sh.approve(3, 'c');  // closed while it waits
+    sh.must(q::PrClosed{3, sh.clock.now()});
+    sh.approve(4, 'd');  // refused by the policy
+    for (int round = 0; round < 3; ++round) {
+      sh.clock.advance(10 * kMinute);
+      sh.report("ci", {});
+    }
+    REQUIRE(sh.d->state(kRepo)->prs.count(1) == 0);  // landed and archived
+  }
+  auto r = load_replay(dir.path().string(), kRepo, WorkloadOptions{});
+  REQUIRE_MESSAGE(r.ok(), r.message());
+  CHECK(r->numbers == std::vector<int>{1, 2, 1});
+  REQUIRE(r->prs.size() == 3);
+  CHECK(r->prs[0].bad);
+  CHECK_FALSE(r->prs[1].bad);
+  CHECK_FALSE(r->prs[2].bad);  // the fix
+  CHECK(r->left_out == 2);
+}
+
+TEST_CASE("replay: a build's verdict waits for every check it reports") {
+  test::TempDir dir;
+  {
+    Shell sh(dir.path(), q::Strategy::Serial, {"ci", "lint"});
+    sh.approve(1, 'a');  // bad, but only lint says so, 20 minutes after ci passed
+    sh.clock.advance(10 * kMinute);
+    sh.report("ci", {});
+    sh.clock.advance(20 * kMinute);
+    sh.report("lint", {1});
+    REQUIRE(sh.d->state(kRepo)->prs.at(1).status == q::PrStatus::Failed);
+  }
+  auto r = load_replay(dir.path().string(), kRepo, WorkloadOptions{});
+  REQUIRE_MESSAGE(r.ok(), r.message());
+  REQUIRE(r->prs.size() == 1);
+  CHECK(r->prs[0].bad);
+  CHECK(r->durations == std::vector<Millis>{30 * kMinute});
+  CHECK(r->options.flake == 0);  // the failed build held the culprit
 }
 
 TEST_CASE("replay: no history, or no such repository, is a clear error") {
