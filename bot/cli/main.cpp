@@ -233,7 +233,8 @@ int main(int argc, char** argv) {
   simulate->add_option("--strategy", sim.strategy, "serial, batch, train, adaptive or all");
   simulate->add_option("--seeds", sim.seeds, "workloads (seeds) per strategy")
       ->check(CLI::Range(1, 1000));
-  simulate->add_option("--seed", sim.first_seed, "the first seed");
+  simulate->add_option("--seed", sim.first_seed, "the first seed")
+      ->check(CLI::NonNegativeNumber);  // CLI11 would wrap -1 into an unsigned seed
   simulate->add_option("--drain", sim.run.drain_hours, "hours the queue may drain after arrivals")
       ->check(CLI::Range(0.0, 24.0 * 365) & finite);
   simulate->add_option("--threads", sim.threads, "worker threads (default: one per core)")

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 namespace dmz::sim {
 
@@ -30,6 +31,7 @@ double t975(std::size_t df) {
 
 Stat stat(const std::vector<double>& s) {
   Stat out;
+  out.seeds = static_cast<int>(s.size());
   if (s.empty()) return out;
   double sum = 0;
   for (double x : s) sum += x;
@@ -41,6 +43,25 @@ Stat stat(const std::vector<double>& s) {
   out.half = t975(s.size() - 1) * sd / std::sqrt(static_cast<double>(s.size()));
   return out;
 }
+
+namespace {
+
+// The figures of one seed; nullopt where the seed does not define one.
+std::optional<double> percentile_of(const std::vector<double>& values, double p) {
+  if (values.empty()) return std::nullopt;
+  return percentile(values, p);
+}
+
+std::optional<double> ratio(std::optional<double> mine, std::optional<double> oracle) {
+  if (!mine || !oracle || *oracle <= 0) return std::nullopt;
+  return *mine / *oracle;
+}
+
+void add(std::vector<double>& samples, std::optional<double> value) {
+  if (value) samples.push_back(*value);
+}
+
+}  // namespace
 
 Summary summarize(const std::string& strategy, const std::vector<RunResult>& runs,
                   const std::vector<RunResult>& oracle) {
@@ -57,20 +78,21 @@ Summary summarize(const std::string& strategy, const std::vector<RunResult>& run
     ejected.push_back(r.ejected);
     innocent.push_back(r.innocent);
     unfinished.push_back(r.unfinished);
-    p50.push_back(percentile(all, 50));
-    p95.push_back(percentile(all, 95));
-    p99.push_back(percentile(all, 99));
+    const auto mine50 = percentile_of(all, 50), mine95 = percentile_of(all, 95),
+               mine99 = percentile_of(all, 99);
+    add(p50, mine50);
+    add(p95, mine95);
+    add(p99, mine99);
     if (i < oracle.size()) {
-      auto ratio = [&](double mine, double p) {
-        const double o = percentile(oracle[i].ttm_minutes, p);
-        return o > 0 ? mine / o : 0;
-      };
-      r50.push_back(ratio(p50.back(), 50));
-      r95.push_back(ratio(p95.back(), 95));
-      r99.push_back(ratio(p99.back(), 99));
+      const auto& best = oracle[i].ttm_minutes;
+      add(r50, ratio(mine50, percentile_of(best, 50)));
+      add(r95, ratio(mine95, percentile_of(best, 95)));
+      add(r99, ratio(mine99, percentile_of(best, 99)));
     }
-    bpl.push_back(r.landed ? static_cast<double>(r.builds_started) / r.landed : 0);
-    lph.push_back(r.active_hours > 0 ? r.landed / r.active_hours : 0);
+    // Per seed, over the seeds that landed something (not sum over sum): each seed is one
+    // independent sample, which is what the t-interval of stat() assumes.
+    if (r.landed) bpl.push_back(static_cast<double>(r.builds_started) / r.landed);
+    lph.push_back(r.active_hours > 0 ? r.landed / r.active_hours : 0);  // none landed: 0 an hour
     escaped.push_back(r.escaped);
     out.violations += static_cast<int>(r.violations.size());
     for (const auto& v : r.violations)
@@ -95,6 +117,7 @@ Summary summarize(const std::string& strategy, const std::vector<RunResult>& run
 namespace {
 
 std::string cell(const Stat& s, int decimals) {
+  if (!s.defined()) return "-";
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f±%.*f", decimals, s.mean, decimals, s.half);
   return buf;
@@ -128,7 +151,9 @@ std::string table(const std::vector<Summary>& summaries) {
 }
 
 nlohmann::json to_json(const std::vector<Summary>& summaries) {
-  auto j = [](const Stat& s) { return nlohmann::json{{"mean", s.mean}, {"ci95", s.half}}; };
+  auto j = [](const Stat& s) {
+    return s.defined() ? nlohmann::json{{"mean", s.mean}, {"ci95", s.half}} : nlohmann::json();
+  };
   nlohmann::json out = nlohmann::json::array();
   for (const auto& s : summaries)
     out.push_back({{"strategy", s.strategy},

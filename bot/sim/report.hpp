@@ -15,6 +15,8 @@ namespace dmz::sim {
 struct Stat {
   double mean = 0;
   double half = 0;  // the 95% interval is mean +- half
+  int seeds = 0;    // the seeds it is defined for (0: none; printed "-" or null)
+  bool defined() const { return seeds > 0; }
 };
 
 struct Summary {
@@ -33,7 +35,9 @@ double percentile(std::vector<double> values, double p);
 Stat stat(const std::vector<double>& samples);
 
 // `runs[i]` and `oracle[i]` are the same seed. Percentiles count unfinished PRs at the time
-// the run stopped (a lower bound for them).
+// the run stopped (a lower bound for them). A seed is left out of a figure it does not define
+// (a percentile of no PR, a ratio to an oracle that landed nothing, builds per landed PR when
+// nothing landed), rather than counted as 0.
 Summary summarize(const std::string& strategy, const std::vector<RunResult>& runs,
                   const std::vector<RunResult>& oracle);
 

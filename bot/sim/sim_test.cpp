@@ -166,6 +166,47 @@ TEST_CASE("simulate: the report's statistics and JSON") {
   CHECK(json[0]["p95_to_oracle"]["mean"].get<double>() >= 1.0);  // never better than the bound
 }
 
+TEST_CASE("simulate: a seed leaves out what it does not define; the oracle is its own 1") {
+  WorkloadOptions o;
+  o.rate = 10;
+  o.hours = 1;
+  o.fail = 1;  // every PR is bad: nothing lands, under any strategy or the oracle
+  o.flake = 0;
+  Workload doomed = Workload::generate(o, 1);
+  o.fail = 0.1;
+  Workload fine = Workload::generate(o, 2);
+  const std::vector<RunResult> oracle_runs = {oracle(doomed), oracle(fine)};
+  const std::vector<RunResult> serial = {run(doomed, *strategy_named("serial", o)),
+                                         run(fine, *strategy_named("serial", o))};
+  REQUIRE(serial[0].landed == 0);
+  REQUIRE(serial[0].builds_started > 0);
+  REQUIRE(serial[1].landed > 0);
+  // Builds per landed PR: the seed that landed something alone (not a mean with 0).
+  const Summary mixed = summarize("serial", serial, oracle_runs);
+  CHECK(mixed.builds_per_landed.seeds == 1);
+  CHECK(mixed.builds_per_landed.mean ==
+        doctest::Approx(static_cast<double>(serial[1].builds_started) / serial[1].landed));
+  CHECK(mixed.p50_ratio.seeds == 1);
+  const Summary best = summarize("oracle", oracle_runs, oracle_runs);
+  CHECK(best.p50_ratio.seeds == 1);
+  CHECK(best.p50_ratio.mean == 1);  // exactly
+  CHECK(best.p99_ratio.mean == 1);
+  CHECK(best.p99_ratio.half == 0);
+
+  // Defined for no seed: "-" in the table, null in the JSON.
+  const Summary none = summarize("serial", {serial[0]}, {oracle_runs[0]});
+  CHECK_FALSE(none.builds_per_landed.defined());
+  CHECK_FALSE(none.p50_ratio.defined());
+  CHECK(none.landed.defined());  // 0 landed is a figure
+  const std::string text = table({none});
+  CHECK(text.find("0.00±0.00") == std::string::npos);
+  CHECK(text.find(" -") != std::string::npos);
+  const auto json = to_json({none});
+  CHECK(json[0]["builds_per_landed"].is_null());
+  CHECK(json[0]["p50_to_oracle"].is_null());
+  CHECK(json[0]["landed"]["mean"] == 0);
+}
+
 TEST_CASE("simulate: --svg draws one curve per strategy, ending at every PR") {
   const std::string drawn =
       svg({{"oracle", {10, 20, 30, 40}}, {"serial", {50, 60}}, {"adaptive", {}}});

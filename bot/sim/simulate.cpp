@@ -5,8 +5,10 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 
 #include "bot/sim/oracle.hpp"
@@ -49,10 +51,43 @@ std::vector<Strategy> chosen_strategies(const SimulateOptions& o, std::string* p
   return out;
 }
 
+namespace {
+
+// The options' own problems (before any workload is made), or "".
+std::string bad_options(const SimulateOptions& o) {
+  if (o.seeds < 1 || o.seeds > 1000) return "--seeds must be between 1 and 1000";
+  const auto last =
+      std::numeric_limits<std::uint64_t>::max() - static_cast<std::uint64_t>(o.seeds - 1);
+  if (o.first_seed > last) return "--seed plus --seeds overflows the seeds (at most 2^64 - 1)";
+  if (!o.lanes.empty()) {  // whichever strategies run: a typo is not silently ignored
+    auto lanes = queue::parse_lanes(o.lanes);
+    if (!lanes || *lanes == queue::Lanes::Groups) return "--lanes must be none or paths";
+  }
+  const double prs = o.workload.rate * o.workload.hours;
+  if (o.replay_dir.empty() && prs > kMaxPrsPerSeed)
+    return "--rate times --hours is " + std::to_string(static_cast<long long>(prs)) +
+           " PRs per seed; at most " + std::to_string(kMaxPrsPerSeed) + " are simulated";
+  return "";
+}
+
+// Opens (creating) the --svg file now, so that a bad path fails before the run.
+std::optional<std::ofstream> open_svg(const std::string& path) {
+  std::ofstream out(path);
+  if (!out) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
 int run_simulate(const SimulateOptions& given) {
   SimulateOptions o = given;
-  if (o.seeds < 1 || o.seeds > 1000) {
-    std::fprintf(stderr, "simulate: --seeds must be between 1 and 1000\n");
+  if (std::string problem = bad_options(o); !problem.empty()) {
+    std::fprintf(stderr, "simulate: %s\n", problem.c_str());
+    return 2;
+  }
+  std::optional<std::ofstream> svg_file;
+  if (!o.svg.empty() && !(svg_file = open_svg(o.svg))) {
+    std::fprintf(stderr, "simulate: cannot write %s\n", o.svg.c_str());
     return 2;
   }
   // The workloads: generated per seed, or the repository's own history.
@@ -119,10 +154,10 @@ int run_simulate(const SimulateOptions& given) {
   } else {
     if (replay)
       std::printf(
-          "replay of %s: %zu PRs over %.1f hours; builds %.0f min median; %.1f%% bad, "
-          "%.1f%% flaky builds\n",
-          o.replay_repo.c_str(), replay->prs.size(), wo.hours, wo.ci_median_minutes, 100 * wo.fail,
-          100 * wo.flake);
+          "replay of %s: %zu PRs over %.1f hours (%d approvals left out: cancelled, closed, "
+          "refused or conflicting); builds %.0f min median; %.1f%% bad, %.1f%% flaky builds\n",
+          o.replay_repo.c_str(), replay->prs.size(), wo.hours, replay->left_out,
+          wo.ci_median_minutes, 100 * wo.fail, 100 * wo.flake);
     std::printf(
         "%d seeds (%llu..%llu), %d runners; mean ± 95%% CI over seeds; times in "
         "minutes from approval (unfinished PRs count at the stop)\n",
@@ -143,11 +178,11 @@ int run_simulate(const SimulateOptions& given) {
     samples.emplace_back("oracle", pool_of(oracle_runs));
     for (std::size_t s = 0; s < strategies.size(); ++s)
       samples.emplace_back(strategies[s].name, pool_of(results[s]));
-    std::ofstream out(o.svg);
-    out << svg(samples);
-    if (!out) {
+    *svg_file << svg(samples);
+    svg_file->flush();
+    if (!*svg_file) {
       std::fprintf(stderr, "simulate: cannot write %s\n", o.svg.c_str());
-      return 2;
+      if (!broken) return 2;  // a broken invariant says more than a lost drawing
     }
   }
   return broken ? 1 : 0;

@@ -31,6 +31,9 @@ struct SimulateOptions {
   std::string replay_repo;
 };
 
+// A generated workload holds at most this many PRs per seed (rate times hours).
+constexpr int kMaxPrsPerSeed = 100'000;
+
 // Prints the results to stdout; problems to stderr. Exit code: 0, 1 when a run broke an
 // invariant or a breakage escaped, 2 for bad options.
 int run_simulate(const SimulateOptions& options);
