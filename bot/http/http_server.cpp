@@ -158,10 +158,24 @@ auto async_wait_reply(std::shared_ptr<Slot> reply, asio::any_io_executor ex, Tok
       token);
 }
 
+// The path and query of a request target: an absolute-form target ("http://host/path?q", which
+// a server must accept, RFC 9112 3.2.2) is reduced to them, so that it routes as origin-form.
+std::string origin_form(std::string_view target) {
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() < scheme.size() || ascii_lower(target.substr(0, scheme.size())) != scheme)
+      continue;
+    const auto rest = target.substr(scheme.size());
+    const auto path = rest.find_first_of("/?");
+    if (path == std::string_view::npos) return "/";
+    return (rest[path] == '?' ? "/" : "") + std::string(rest.substr(path));
+  }
+  return std::string(target);
+}
+
 HttpRequest to_plain(const http::request<http::string_body>& req) {
   HttpRequest r;
   r.method = std::string(req.method_string());
-  r.target = std::string(req.target());
+  r.target = origin_form(req.target());
   for (const auto& field : req) {
     auto name = ascii_lower(field.name_string());
     auto [it, inserted] = r.headers.emplace(name, std::string(field.value()));
@@ -169,6 +183,54 @@ HttpRequest to_plain(const http::request<http::string_body>& req) {
   }
   r.body = req.body();
   return r;
+}
+
+// The transfer codings of a request, in order, from all its Transfer-Encoding fields.
+std::vector<std::string> transfer_codings(const http::request_header<>& req) {
+  std::vector<std::string> codings;
+  auto [it, end] = req.equal_range(http::field::transfer_encoding);
+  for (; it != end; ++it) {
+    std::string_view rest = it->value();
+    for (;;) {
+      const auto comma = rest.find(',');
+      auto coding = rest.substr(0, comma);
+      while (!coding.empty() && (coding.front() == ' ' || coding.front() == '\t'))
+        coding.remove_prefix(1);
+      while (!coding.empty() && (coding.back() == ' ' || coding.back() == '\t'))
+        coding.remove_suffix(1);
+      if (!coding.empty()) codings.push_back(ascii_lower(coding));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return codings;
+}
+
+// nullopt when the body's framing is one Beast reads as the client meant it: none, a
+// Content-Length, or Transfer-Encoding exactly `chunked`. Anything else (another coding, chunked
+// twice or not last, an empty field, Transfer-Encoding on HTTP/1.0) Beast would read as no body
+// or a wrong one, and what follows as the next request: a request smuggled past a proxy that
+// frames it otherwise. Such a request is refused and its connection closed (RFC 9112 6.1, 6.3).
+std::optional<HttpResponse> framing_refusal(const http::request_header<>& req) {
+  if (req.count(http::field::transfer_encoding) == 0) return std::nullopt;
+  if (req.version() < 11) return json_error(400, "Transfer-Encoding in an HTTP/1.0 request");
+  const auto codings = transfer_codings(req);
+  if (codings.empty()) return json_error(400, "an empty Transfer-Encoding");
+  const auto chunked = std::count(codings.begin(), codings.end(), "chunked");
+  if (chunked > 1 || (chunked == 1 && codings.back() != "chunked"))
+    return json_error(400, "chunked must be the last transfer coding, and only once");
+  for (const auto& coding : codings)
+    if (coding != "chunked")
+      return json_error(501, "transfer coding not supported: " + coding.substr(0, 40));
+  return std::nullopt;
+}
+
+// nullopt when the Host fields are as RFC 9112 3.2 wants them: one, or none on HTTP/1.0.
+std::optional<HttpResponse> host_refusal(const http::request_header<>& req) {
+  const auto hosts = req.count(http::field::host);
+  if (hosts > 1) return json_error(400, "more than one Host field");
+  if (hosts == 0 && req.version() >= 11) return json_error(400, "an HTTP/1.1 request without Host");
+  return std::nullopt;
 }
 
 http::response<http::string_body> to_beast(const HttpResponse& r, unsigned version,
@@ -428,6 +490,14 @@ struct HttpServer::Impl {
       stream.expires_after(cfg.read_timeout);
       auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, tuple_awaitable);
       error_code ec = hec;
+      if (!ec) {
+        auto refusal = framing_refusal(parser.get());
+        if (!refusal) refusal = host_refusal(parser.get());
+        if (refusal) {
+          co_await refuse(stream, *refusal);
+          co_return;
+        }
+      }
       if (!ec && parser.get()[http::field::expect] == "100-continue") {
         http::response<http::empty_body> cont{http::status::continue_, parser.get().version()};
         auto [cec, cn] = co_await http::async_write(stream, cont, tuple_awaitable);
