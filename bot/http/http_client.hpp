@@ -1,8 +1,9 @@
 // Small synchronous HTTP/1.1 clients (Beast): http_request() for plain HTTP with a deadline (the
 // demo, the CLI and tests), and BeastHttpClient, base/http_client.hpp's port over http:// and
 // https:// (OpenSSL: the server's certificate verified against the system's CAs and an extra
-// CA file, its name checked, SNI), with a deadline on every step and bounded answers.
-// Threading: each call is independent; safe from any thread.
+// CA file, its name checked, SNI), with one deadline per call, bounded answers, and stop() for
+// shutdown.
+// Threading: each call is independent; safe from any thread, stop() too.
 #pragma once
 
 #include <chrono>
@@ -35,7 +36,8 @@ Result<ClientResponse> http_request(
 struct HttpClientOptions {
   std::filesystem::path ca_file;  // an extra CA (PEM) trusted beside the system's
   bool system_cas = true;         // the system's CA store (tests turn it off)
-  // Each step (resolve, connect, TLS handshake, write, read) gets this long.
+  // The whole call (lookup, connect, TLS handshake, write, read) ends within this: a server
+  // slow at every step does not get the full timeout for each.
   std::chrono::milliseconds timeout{30'000};
   std::size_t max_body = 16u << 20;  // larger answers are refused (unavailable)
   // Called on the lookup's thread before the system resolver: tests make a lookup hang.
@@ -48,6 +50,9 @@ class BeastHttpClient final : public HttpClient {
   static Result<std::unique_ptr<BeastHttpClient>> create(HttpClientOptions options);
   ~BeastHttpClient() override;
   Result<HttpReply> send(const HttpCall& call) override;
+  // For shutdown: the calls under way end at once (their sockets closed, a lookup no longer
+  // waited for), and later calls fail at once; both unavailable, "...: stopping". For good.
+  void stop();
 
  private:
   struct Impl;

@@ -7,7 +7,6 @@
 #include <ctime>
 #include <limits>
 #include <map>
-#include <thread>
 
 #include "base/crypto.hpp"
 #include "base/iso_time.hpp"
@@ -112,11 +111,30 @@ std::string path_segment(const std::string& s) {
 Client::Client(HttpClient& http, const Clock& clock, ClientOptions options)
     : http_(http), clock_(clock), options_(std::move(options)) {
   if (auto url = parse_url(options_.api_url)) origin_ = url->origin();
-  if (!options_.sleep)
-    options_.sleep = [](q::Millis ms) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-    };
   health_.used = true;
+}
+
+void Client::stop() {
+  {
+    std::lock_guard lock(stop_mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+}
+
+bool Client::stopping() const {
+  std::lock_guard lock(stop_mu_);
+  return stopping_;
+}
+
+bool Client::pause(q::Millis ms) {
+  if (options_.sleep) {
+    if (stopping()) return false;
+    options_.sleep(ms);
+    return !stopping();
+  }
+  std::unique_lock lock(stop_mu_);
+  return !stop_cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_; });
 }
 
 std::string Client::url_of(const std::string& path) const {
@@ -184,6 +202,7 @@ Result<std::string> Client::refresh_installation_token() {
                           std::to_string(options_.installation_id) + "/access_tokens";
   Error last = unavailable("no attempt");
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+    if (stopping()) return unavailable("installation token: stopping");
     // On GitHub's clock as far as it is known: a JWT from a clock ahead of it is refused.
     auto jwt = app_jwt(options_.app_id, options_.private_key, clock_.now() + health().clock_offset);
     if (!jwt) return jwt.error();
@@ -216,7 +235,8 @@ Result<std::string> Client::refresh_installation_token() {
     last = r ? unavailable("installation token: " + std::to_string(r->status))
              : unavailable("installation token: " + r.message());
     note_error(last.message);
-    if (attempt < options_.max_attempts) options_.sleep(options_.backoff);
+    if (attempt < options_.max_attempts && !pause(options_.backoff))
+      return unavailable("installation token: stopping");
   }
   return last;
 }
@@ -234,7 +254,9 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
   Error last = unavailable(what + ": no attempt");
   bool retried_auth = false;
   q::Millis backoff = options_.backoff;
+  const Error stopped = unavailable(what + ": stopping");
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
+    if (stopping()) return stopped;
     // A rate limit in force: waited out if short, else refused at once (no request is spent).
     q::Millis blocked = 0;
     {
@@ -244,7 +266,7 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
     if (const q::Millis wait = blocked - clock_.now(); wait > 0) {
       if (wait > options_.max_rate_wait)
         return unavailable(what + ": rate limited until " + when(blocked));
-      options_.sleep(wait);
+      if (!pause(wait)) return stopped;
     }
     auto auth = bearer();
     if (!auth) return auth.error();
@@ -270,7 +292,7 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
       note_error(last.message);
       if (once) return false;
       if (attempt < options_.max_attempts) {
-        options_.sleep(backoff);
+        pause(backoff);  // stop() ends it, and the next attempt is not made
         backoff = std::min(backoff * 2, options_.max_backoff);
       }
       return true;

@@ -6,10 +6,11 @@
 // Retry-After or X-RateLimit-Reset) waited out when short, else refused at once until they
 // end, so that one repository's limits never hold up another's thread for long.
 // HTTP goes through the HttpClient port (base/http_client.hpp).
-// Threading: one thread makes the calls (the repository's forge thread); token() and health()
-// are safe from any thread.
+// Threading: one thread makes the calls (the repository's forge thread); token(), health() and
+// stop() are safe from any thread.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -43,6 +44,7 @@ struct ClientOptions {
   // and commits, so without a bound it would grow with every one ever read).
   std::size_t max_cached_bytes = 16 << 20;
   // How the client waits (backoff, short rate limits); tests make it record or advance a clock.
+  // Unset: a wait that stop() ends.
   std::function<void(queue::Millis)> sleep;
 };
 
@@ -134,6 +136,10 @@ class Client {
   bool app() const { return options_.app_id != 0; }
   queue::Millis now() const { return clock_.now(); }
   std::uint64_t requests() const;  // HTTP requests made (including retries)
+  // For shutdown: no request is sent or retried any more and a wait (backoff, a short rate
+  // limit) ends at once; the calls fail unavailable ("...: stopping"), so what they were for
+  // stays queued. A request under way is the HttpClient's to end. For good.
+  void stop();
 
  private:
   Result<std::string> bearer();  // what goes after "Authorization: Bearer "
@@ -143,6 +149,9 @@ class Client {
   void note_error(const std::string& message);
   void note_ok(const HttpReply& reply);
   std::string url_of(const std::string& path) const;
+  bool stopping() const;
+  // Waits `ms` (options_.sleep, else until stop()); false when stopping.
+  bool pause(queue::Millis ms);
 
   HttpClient& http_;
   const Clock& clock_;
@@ -152,6 +161,10 @@ class Client {
   mutable std::mutex token_mu_;  // the installation token, refreshed by whichever thread needs it
   std::string installation_token_;
   queue::Millis installation_expires_ = 0;
+
+  mutable std::mutex stop_mu_;  // stopping_; stop_cv_ wakes a pause()
+  std::condition_variable stop_cv_;
+  bool stopping_ = false;
 
   mutable std::mutex mu_;  // health, rate limit, counters
   ApiHealth health_;

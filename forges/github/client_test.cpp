@@ -4,8 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <ctime>
+#include <future>
 
 #include "base/iso_time.hpp"
 #include "base/metrics.hpp"
@@ -115,6 +117,34 @@ TEST_CASE("github client: 5xx and network errors are retried with doubling backo
   f.http.answer(201, R"({"id": 1})");
   CHECK(patient.comment(3, "hello").ok());
   CHECK(f.slept == std::vector<q::Millis>{2000});
+}
+
+// Shutdown must not wait out a backoff (up to 8 s each) or send what is left of the retries:
+// the call ends "stopping", unavailable, so its follow-up stays queued for the next start.
+TEST_CASE("github client: stop() ends a backoff under way and refuses later calls") {
+  Fixture f;
+  f.options.sleep = nullptr;  // the real wait, which stop() ends
+  f.options.backoff = 20'000;
+  f.options.max_attempts = 2;
+  Client c = f.client();
+  std::promise<void> first_sent;
+  f.http.otherwise = [&first_sent](const HttpCall&) -> Result<HttpReply> {
+    first_sent.set_value();
+    return HttpReply{503, {}, R"({"message":"busy"})"};
+  };
+  auto call = std::async(std::launch::async, [&c] { return c.call("GET", "/down"); });
+  REQUIRE(first_sent.get_future().wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+  c.stop();  // while it waits out the backoff, or just before
+  REQUIRE(call.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+  auto r = call.get();
+  CHECK(r.code() == Code::kUnavailable);
+  CHECK(r.message() == "GET /down: stopping");
+  CHECK(f.http.calls.size() == 1);  // no second attempt
+
+  auto later = c.permission("alice");
+  CHECK(later.code() == Code::kUnavailable);
+  CHECK(later.message().ends_with(": stopping"));
+  CHECK(f.http.calls.size() == 1);
 }
 
 TEST_CASE("github client: every HTTP exchange is counted by its status for /metrics") {
