@@ -301,7 +301,9 @@ struct Transport::Impl {
         env.push_back(std::string(name) + "=" + value);
     // The remote's own CA: in the environment, which git ranks above its configuration.
     if (!opt.ca_file.empty()) env.push_back("GIT_SSL_CAINFO=" + opt.ca_file.string());
-    if (!opt.token.empty()) {
+    // The token answers only an http(s) remote's prompts: a local, file, git or ssh remote has
+    // no origin for the askpass check (and needs no password).
+    if (!opt.token.empty() && scheme == GitRemote::kHttp) {
       // git's prompts for the remote's own scheme, host and port (git 2.39 asks "Username
       // for 'https://github.com': ", then "Password for 'https://USER@github.com': ").
       const std::string origin = url_origin(opt.url);

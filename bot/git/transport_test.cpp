@@ -393,6 +393,12 @@ TEST_CASE("a local path and a file:// remote") {
     Repos r;
     exercise(r, options_for("file://" + r.origin.string()));
   }
+  SUBCASE("path, with a token (a forge's, for its API): git is asked for no password") {
+    Repos r;
+    TransportOptions o = options_for(r.origin.string());
+    o.token = kToken;
+    exercise(r, o);
+  }
 }
 
 TEST_CASE("git daemon: fetch, forced, leased, atomic pushes and deletes") {
