@@ -1,10 +1,11 @@
-// A recording fake forge for tests: it remembers every message it was asked to deliver, fails
-// the next deliveries when told to, answers webhooks with scripted deliveries, and turns
-// fetches into events as the plain forge does.
+// A fake forge for tests of the driver and the simulator: fetches turn into events as the plain
+// forge makes them, on a master of the test's choosing; it takes no webhooks (the base class's
+// answer), and every delivery succeeds. The tests that use it drive the outbox through their
+// own OutboxPort, so nothing is ever delivered through it.
 // Threading: one thread at a time (tests).
 #pragma once
 
-#include <deque>
+#include <string>
 #include <vector>
 
 #include "forges/forge.hpp"
@@ -21,27 +22,7 @@ class FakeForge final : public Forge {
                                               queue::Millis now) const override {
     return forges::events_from_fetch(state, refs, master_, now);
   }
-  Result<Delivery> webhook(const InboundRequest& request, queue::Millis) const override {
-    webhooks.push_back(request);
-    if (scripted_webhooks.empty()) return not_found("no scripted webhook");
-    Result<Delivery> next = scripted_webhooks.front();
-    scripted_webhooks.pop_front();
-    return next;
-  }
-  Status deliver(const OutboxMessage& message) override {
-    delivered.push_back(message);
-    if (failures.empty()) return {};
-    Status next = failures.front();
-    failures.pop_front();
-    return next;
-  }
-
-  // What it was asked.
-  std::vector<OutboxMessage> delivered;
-  mutable std::vector<InboundRequest> webhooks;
-  // What it answers next.
-  std::deque<Status> failures;  // one per delivery, then success
-  mutable std::deque<Result<Delivery>> scripted_webhooks;
+  Status deliver(const OutboxMessage&) override { return {}; }
 
  private:
   std::string master_;

@@ -11,7 +11,9 @@ namespace dmz::test {
 class GitDaemon {
  public:
   // Serves the repositories under `base` and waits until `repo` (a bare repository directly
-  // under it, e.g. "origin.git") answers; url() is empty if that never happened.
+  // under it, e.g. "origin.git") answers through this daemon (not another test's on the same
+  // port: a probe repository it makes under `base` for the daemon's lifetime says whose it
+  // is); url() is empty if that never happened.
   GitDaemon(const std::filesystem::path& base, const std::string& repo);
   ~GitDaemon();
   GitDaemon(const GitDaemon&) = delete;
@@ -25,6 +27,7 @@ class GitDaemon {
  private:
   void stop();
   std::filesystem::path base_;
+  std::string probe_;  // the probe repository's name under base_
   std::string url_;
 };
 

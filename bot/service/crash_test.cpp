@@ -2,15 +2,18 @@
 // arbitrary moments and restarted loses no queued PR and merges nothing twice.
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "bot/ci/runner.hpp"
@@ -24,9 +27,36 @@ namespace {
 using namespace std::chrono_literals;
 using test::must;
 
+// A running `dmzbot serve`. It owns the process: however the test leaves its scope (a failed
+// REQUIRE throws), the destructor kills and reaps it, so no server outlives its test.
 struct Child {
   pid_t pid = -1;
   std::uint16_t port = 0;
+
+  Child() = default;
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  Child(Child&& other) noexcept
+      : pid(std::exchange(other.pid, -1)), port(std::exchange(other.port, 0)) {}
+  Child& operator=(Child&& other) noexcept {
+    if (this != &other) {
+      kill_hard();
+      pid = std::exchange(other.pid, -1);
+      port = std::exchange(other.port, 0);
+    }
+    return *this;
+  }
+  ~Child() { kill_hard(); }
+
+  // SIGKILL and reap; a no-op once done.
+  void kill_hard() {
+    if (pid <= 0) return;
+    kill(pid, SIGKILL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid = -1;
+  }
 };
 
 // One log per run of the server (serve.0.log, serve.1.log, ...), so that what an earlier run
@@ -44,10 +74,14 @@ struct Logs {
 // Starts `dmzbot serve` with output to a new log and waits (bounded) until it answers /readyz.
 Child start_server(const std::string& bin, const std::filesystem::path& config, Logs& logs) {
   const std::filesystem::path log = logs.next();
+  const pid_t parent = getpid();
   Child c;
   c.pid = fork();
   REQUIRE(c.pid >= 0);
   if (c.pid == 0) {
+    // Should the test process die before it can kill the server (a crash, a SIGKILL), the
+    // kernel kills the server too; the check closes the race of a parent gone before prctl.
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(126);
     FILE* out = std::freopen(log.c_str(), "w", stdout);
     if (out) dup2(fileno(out), 2);
     execl(bin.c_str(), bin.c_str(), "serve", "--config", config.c_str(), nullptr);
@@ -67,11 +101,7 @@ Child start_server(const std::string& bin, const std::filesystem::path& config, 
   return c;
 }
 
-void kill_hard(Child& c) {
-  kill(c.pid, SIGKILL);
-  int status = 0;
-  waitpid(c.pid, &status, 0);
-}
+void kill_hard(Child& c) { c.kill_hard(); }
 
 TEST_CASE("kill -9 at arbitrary moments loses no queued PR and merges nothing twice") {
   const char* bin = std::getenv("DMZBOT_BIN");
