@@ -4,4 +4,4 @@ set -eu
 cd "$(dirname "$0")/.."
 deploy/setup.sh --test
 deploy/build.sh
-ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j 2
+ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure --no-tests=error -j 2

@@ -414,7 +414,8 @@ void check_against_openapi(const test::FakeGitHub& api, const std::filesystem::p
 }
 
 // The check itself refuses what GitHub would: an operation that does not exist, a method a
-// path does not take, an unknown query parameter, a missing required field, a wrong type.
+// path does not take, an unknown query parameter, a query value or a path parameter that does
+// not fit its schema, a missing required field, a wrong type.
 TEST_CASE("github requests check: requests GitHub does not describe are refused") {
   test::TempDir dir;
   auto script = forges::github::testing::source_dir() / "tests" / "github" / "check_requests.mjs";
@@ -429,12 +430,20 @@ TEST_CASE("github requests check: requests GitHub does not describe are refused"
                                   {"body", R"({"state":"success","context":"dmzbot"})"}},
                                  {{"method", "GET"},
                                   {"target", "/repos/octo/widgets/pulls?state=open&per_page=100"},
+                                  {"body", ""}},
+                                 {{"method", "GET"},
+                                  {"target", "/repos/octo/widgets/pulls/7/reviews?per_page=100&page=2"},
                                   {"body", ""}}}));
   CHECK_MESSAGE(good.exit_code == 0, good.out);
   for (const json& bad : std::vector<json>{
            {{"method", "GET"}, {"target", "/repos/octo/widgets/no-such-thing"}, {"body", ""}},
            {{"method", "DELETE"}, {"target", "/repos/octo/widgets/pulls"}, {"body", ""}},
            {{"method", "GET"}, {"target", "/repos/octo/widgets/pulls?colour=red"}, {"body", ""}},
+           // query values and path parameters that do not fit their schemas
+           {{"method", "GET"}, {"target", "/repos/octo/widgets/pulls?state=opened"}, {"body", ""}},
+           {{"method", "GET"}, {"target", "/repos/octo/widgets/pulls?per_page=1000"}, {"body", ""}},
+           {{"method", "GET"}, {"target", "/repos/octo/widgets/pulls?per_page=ten"}, {"body", ""}},
+           {{"method", "GET"}, {"target", "/repos/octo/widgets/pulls/abc"}, {"body", ""}},
            {{"method", "POST"}, {"target", statuses}, {"body", R"({"context":"dmzbot"})"}},
            {{"method", "POST"}, {"target", statuses}, {"body", R"({"state":"green"})"}},
            {{"method", "POST"},
@@ -838,6 +847,20 @@ int review_reads(const GitHub& gh, int n) {
   return reads;
 }
 
+// Whether PR n's reviews were read, then a reconciliation asked for the open PRs, then PR n's
+// reviews were read again. The forge thread does one thing at a time: the reconciliation ran
+// once the first check (its retries included) was done with.
+bool reviews_read_again_after_reconciliation(const GitHub& gh, int n) {
+  enum { kNone, kRead, kReconciled, kReadAgain } seen = kNone;
+  for (const auto& r : gh.api->requests()) {
+    if (r.path == reviews_path(n))
+      seen = seen == kNone ? kRead : seen == kReconciled ? kReadAgain : seen;
+    else if (seen == kRead && r.method == "GET" && r.path == "/repos/octo/widgets/pulls")
+      seen = kReconciled;
+  }
+  return seen == kReadAgain;
+}
+
 // One approval from a maintainer (alice, bob), and a GitHub review is one; dmzbot signs merges.
 const char* const kReviewPolicy =
     "version = 1\n"
@@ -897,8 +920,11 @@ TEST_CASE("github: a policy check whose reviews the API cannot give waits for th
   REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
   gh.api->fail_paths(reviews_path(1));  // that endpoint down from here
   bot.label(1, "alice");
-  REQUIRE(eventually([&] { return review_reads(gh, 1) > 0; }));
-  std::this_thread::sleep_for(500ms);  // the client's retries, and time for a verdict
+  // The decision in question: the check, its reviews unreadable, is held for the API rather
+  // than judged. Its sign: after the reviews were read, a reconciliation ran (on the forge
+  // thread, which the check had by then let go of), and the reviews were read again, as a
+  // reconciliation does for the checks held for the API.
+  REQUIRE(eventually([&] { return reviews_read_again_after_reconciliation(gh, 1); }));
   CHECK(bot.pr(1).status == q::PrStatus::Approved);
   INFO("reason: ", bot.pr(1).reason);
   CHECK(bot.pr(1).reason_code == q::Reason::None);
@@ -924,7 +950,26 @@ TEST_CASE("github: an API outage longer than the check timeout fails nobody") {
     return st->train.empty() ? q::Millis{0} : st->train.front().paused_ms;
   };
   REQUIRE(eventually([&] { return !bot.service->view_now(kRepo)->health.api.ok; }));
-  std::this_thread::sleep_for(2500ms);  // past the timeout, counted from the push
+  const q::Millis down_seen = wall_ms();  // the service's clock is the wall clock too
+  // The decision in question is that of a tick past the check's deadline (2 s from the push),
+  // once the outage has lasted longer than the check timeout (2 s). Ticks start the fetches,
+  // one at a time, each after the tick was applied: a fetch that ends after one that ended past
+  // both was started, and its tick applied, past both.
+  const auto before = bot.service->state(kRepo);
+  REQUIRE(before);
+  REQUIRE(!before->train.empty());
+  const q::Millis past = std::max(
+      before->train.front().pushed_at + before->train.front().paused_ms + 2'000, down_seen + 2'000);
+  auto last_fetch = [&] {
+    auto v = bot.service->view_now(kRepo);
+    return v ? std::max(v->health.last_fetch_ok, v->health.last_fetch_failed) : q::Millis{0};
+  };
+  q::Millis ended_past = 0;  // the end of a fetch past both
+  REQUIRE(eventually([&] {
+    const q::Millis at = last_fetch();
+    if (ended_past == 0 && at >= past) ended_past = at;
+    return ended_past != 0 && at > ended_past;
+  }));
   INFO("reason: ", bot.pr(1).reason);
   CHECK(bot.pr(1).status == q::PrStatus::InDmz);
 

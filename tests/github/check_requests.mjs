@@ -1,7 +1,9 @@
 // Checks requests a client made against GitHub's published REST description
 // (@octokit/openapi's api.github.com.json): each must be an operation that exists (method and
-// path template), use only query parameters the operation declares, and send a body with every
-// required field and each field of the type the description gives.
+// path template) with path parameters that fit their schemas, use only query parameters the
+// operation declares, each with a value that fits its schema (type, enum, minimum and maximum,
+// or the "(max N)" the parameter's description states where its schema gives no maximum), and
+// send a body with every required field and each field of the type the description gives.
 //
 //   node check_requests.mjs REQUESTS.json
 //
@@ -26,10 +28,12 @@ const resolve = (schema) => {
 
 // Path templates as regular expressions, the most literal first ("/repos/{owner}/{repo}/pulls"
 // before a template with more parameters that also matches).
+// Each "{name}" captures its segment, in the order of `names`.
 const templates = Object.keys(spec.paths).map((t) => ({
   template: t,
   params: (t.match(/\{/g) || []).length,
-  re: new RegExp("^" + t.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\\?\{[^}]+\\?\}|\{[^}]+\}/g, "[^/]+") + "$"),
+  names: (t.match(/\{[^}]+\}/g) || []).map((m) => m.slice(1, -1)),
+  re: new RegExp("^" + t.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\\?\{[^}]+\\?\}|\{[^}]+\}/g, "([^/]+)") + "$"),
 })).sort((a, b) => a.params - b.params);
 
 function typeOk(value, schema) {
@@ -41,11 +45,15 @@ function typeOk(value, schema) {
   if (s.enum && !s.enum.includes(value)) return false;
   const types = Array.isArray(s.type) ? s.type : s.type ? [s.type] : [];
   if (!types.length) return true;
+  const inRange = (v) => (s.minimum === undefined || v >= s.minimum) &&
+    (s.maximum === undefined || v <= s.maximum) &&
+    (typeof s.exclusiveMinimum !== "number" || v > s.exclusiveMinimum) &&
+    (typeof s.exclusiveMaximum !== "number" || v < s.exclusiveMaximum);
   return types.some((t) => {
     switch (t) {
       case "string": return typeof value === "string";
-      case "integer": return Number.isInteger(value);
-      case "number": return typeof value === "number";
+      case "integer": return Number.isInteger(value) && inRange(value);
+      case "number": return typeof value === "number" && Number.isFinite(value) && inRange(value);
       case "boolean": return typeof value === "boolean";
       case "array": return Array.isArray(value) &&
         (!s.items || value.every((v) => typeOk(v, s.items)));
@@ -86,25 +94,75 @@ function checkObject(body, schema, where, out) {
   }
 }
 
+// A parameter's value as it is in a URL (a string) turned into what its schema describes, for
+// typeOk: integers and numbers as numbers, booleans as booleans, arrays split at commas. A
+// value that is not written as its type stays a string, which typeOk then refuses.
+function fromUrl(text, schema) {
+  const s = resolve(schema);
+  const types = Array.isArray(s.type) ? s.type : s.type ? [s.type] : [];
+  if (types.includes("array")) return text.split(",").map((v) => fromUrl(v, s.items || {}));
+  if ((types.includes("integer") || types.includes("number")) &&
+      /^-?(\d+(\.\d+)?|\.\d+)([eE][-+]?\d+)?$/.test(text)) return Number(text);
+  if (types.includes("boolean") && (text === "true" || text === "false")) return text === "true";
+  return text;
+}
+
+// The schema of a parameter, with the "(max N)" of its description as the maximum where the
+// schema states none (GitHub's per_page: "The number of results per page (max 100)").
+function paramSchema(p) {
+  const s = resolve(p.schema);
+  const max = /\(max (\d+)\)/.exec(p.description || "");
+  return max && s.maximum === undefined ? { ...s, maximum: Number(max[1]) } : s;
+}
+
+// Problems with `text`, the value of parameter `p` (path or query) as sent.
+function checkParam(text, p, what, out) {
+  let decoded = text;
+  try { decoded = decodeURIComponent(text.replace(/\+/g, p.in === "query" ? " " : "+")); } catch {
+    out.push(`${what}: ${p.in} parameter "${p.name}": ${JSON.stringify(text)} is not URL-encoded`);
+    return;
+  }
+  const s = paramSchema(p);
+  if (!typeOk(fromUrl(decoded, s), s))
+    out.push(`${what}: ${p.in} parameter "${p.name}": ${JSON.stringify(decoded).slice(0, 60)} ` +
+             `does not fit ` + JSON.stringify({type: s.type, enum: s.enum, minimum: s.minimum,
+                                               maximum: s.maximum}).slice(0, 120));
+}
+
 const problems = [];
 const operations = new Set();
 for (const r of requests) {
   const [path, query = ""] = r.target.split("?");
   const method = r.method.toLowerCase();
   const what = `${r.method} ${r.target}`;
-  const match = templates.find((t) => t.re.test(path) && spec.paths[t.template][method]);
-  if (!match) {
+  const paramsOf = (t) => [...(spec.paths[t.template].parameters || []),
+                           ...(spec.paths[t.template][method].parameters || [])].map(resolve);
+  // The operations whose template matches, each with the problems of its path parameters; the
+  // first whose parameters fit is the one, else the first (its problems are reported).
+  const matches = templates.filter((t) => t.re.test(path) && spec.paths[t.template][method])
+    .map((t) => {
+      const params = paramsOf(t), found = [];
+      t.re.exec(path).slice(1).forEach((value, i) => {
+        const p = params.find((q) => q.in === "path" && q.name === t.names[i]);
+        if (!p) found.push(`${what}: path parameter "${t.names[i]}" is not described`);
+        else checkParam(value, p, what, found);
+      });
+      return { t, params, found };
+    });
+  if (!matches.length) {
     problems.push(`${what}: no such operation in GitHub's REST description`);
     continue;
   }
+  const { t: match, params, found } = matches.find((m) => m.found.length === 0) || matches[0];
+  problems.push(...found);
   const op = spec.paths[match.template][method];
   operations.add(`${r.method} ${match.template}`);
-  const params = [...(spec.paths[match.template].parameters || []), ...(op.parameters || [])]
-    .map(resolve);
-  const allowed = new Set(params.filter((p) => p.in === "query").map((p) => p.name));
+  const allowed = new Map(params.filter((p) => p.in === "query").map((p) => [p.name, p]));
   for (const kv of query.split("&").filter(Boolean)) {
-    const name = decodeURIComponent(kv.split("=")[0]);
+    const at = kv.indexOf("=");
+    const name = decodeURIComponent(at < 0 ? kv : kv.slice(0, at));
     if (!allowed.has(name)) problems.push(`${what}: unknown query parameter "${name}"`);
+    else checkParam(at < 0 ? "" : kv.slice(at + 1), allowed.get(name), what, problems);
   }
   const schema = op.requestBody?.content?.["application/json"]?.schema;
   if (r.body) {
