@@ -1430,9 +1430,14 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
     return transient(c, index,
                      "conflict reported for " + pr_name(e.culprit) +
                          ", which is not in candidate " + std::to_string(c.s.train[index].id));
+  const bool nothing_new = e.conflicts.size() == 1 && e.conflicts[0].starts_with(kNothingToMerge);
   const std::string reason =
-      "merge conflict in " + join(e.conflicts, ", ") +
-      "; merge master into the branch (or rebase), push, and ask for approval again";
+      nothing_new ? e.conflicts[0] +
+                        "; its commits have landed or are in a PR ahead of it: push new commits "
+                        "and ask for approval again, or close it"
+                  : "merge conflict in " + join(e.conflicts, ", ") +
+                        "; merge master into the branch (or rebase), push, and ask for approval "
+                        "again";
   // Built on a candidate that may still fail: the conflict may be with a PR that never lands.
   // The culprit waits for that candidate's fate (landed: to blame; failed: built again).
   if (generic(c.cfg))

@@ -411,6 +411,17 @@ TEST_CASE("an Error check state backs out too, with the state as the description
   CHECK(r.pr(1).details.empty());
 }
 
+TEST_CASE("a PR whose head is already in the base fails as holding nothing to merge") {
+  Repo r;
+  r.queue(1, sha('a'));
+  REQUIRE(r.s.train.size() == 1);
+  const std::string what = std::string(kNothingToMerge) + "aaaaaaa is already in master cccccc";
+  r.on(MergeDone{r.s.train[0].id, MergeOutcome::Conflict, "", 1, {what}, "", r.now});
+  CHECK(r.pr(1).status == PrStatus::Failed);
+  CHECK(r.pr(1).reason.starts_with(what + "; its commits have landed"));
+  CHECK(r.pr(1).reason.find("merge conflict") == std::string::npos);
+}
+
 TEST_CASE("a merge conflict fails the culprit with the conflicting files") {
   Repo r;
   r.cfg.max_batch = 2;

@@ -278,6 +278,10 @@ struct PolicyChecked {  // the shell's verdict for CheckPolicy
   std::string unavailable;
 };
 enum class MergeOutcome { Merged, Conflict, Error };
+// How a Conflict whose PR holds nothing new (its head is already in the base) names it: its one
+// `conflicts` entry starts with this, so the PR's reason says so instead of "merge conflict".
+inline constexpr std::string_view kNothingToMerge = "nothing to merge: ";
+
 struct MergeDone {  // result of BuildCandidate
   CandidateId candidate = 0;
   MergeOutcome outcome = MergeOutcome::Error;

@@ -98,6 +98,22 @@ bool valid_entry_name(const char* name) {
            (n[3] | 0x20) == 't');
 }
 
+// Removes every *.lock file of the repository at `dir` (objects/ aside): debris of a git
+// process that died holding it. Only for a repository nothing else writes to.
+Status remove_stale_locks(const std::filesystem::path& dir) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().parent_path() == dir / "objects") it.disable_recursion_pending();
+    if (it->is_regular_file(ec) && it->path().extension() == ".lock") {
+      if (!std::filesystem::remove(it->path(), ec) || ec)
+        return error("cannot remove stale lock " + it->path().string());
+    }
+  }
+  if (ec) return error("scanning for stale locks: " + ec.message());
+  return {};
+}
+
 }  // namespace
 
 void init() {
@@ -133,6 +149,9 @@ struct Mirror::Impl {
   // fetch and push go through the git command; null if the repository has no origin.
   std::unique_ptr<Transport> transport;
   Status no_transport;  // why there is none
+  // open(): dmzbot's own mirror, which nothing else writes to (not a repository of
+  // open_existing's), so a lock in it is debris of ours.
+  bool sole_writer = false;
 
   // Points refs/remotes/origin/<branch> at `sha` ("" = deletes it), as a fetch would.
   Status set_tracking(const std::string& branch, const Sha& sha, const std::string& what) {
@@ -160,13 +179,19 @@ struct Mirror::Impl {
     return {};
   }
 
-  Status need_transport(const std::string& what) const {
-    if (transport) return {};
-    return no_transport.prefixed(what + ": ");
+  // Before each git run: a transport, and no lock left by a git run stopped at its deadline
+  // (killed, git cannot remove its locks; one would fail every later update of its ref).
+  Status ready_for_git(const std::string& what) {
+    if (!transport) return no_transport.prefixed(what + ": ");
+    if (!sole_writer || !transport->may_have_left_locks()) return {};
+    if (Status s = remove_stale_locks(dir); !s.ok()) return s.prefixed(what + ": ");
+    transport->locks_cleared();
+    return {};
   }
 
   // The remote's value of `ref` ("" if it has none).
   Result<Sha> remote_value(const std::string& ref, const std::string& what) {
+    if (Status s = ready_for_git(what); !s.ok()) return s.error();
     auto values = transport->ls_remote({ref});
     if (!values) return values.status().prefixed(what + ": ").error();
     auto it = values->find(ref);
@@ -178,22 +203,6 @@ Mirror::Mirror(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Mirror::~Mirror() = default;
 
 const std::filesystem::path& Mirror::path() const { return impl_->dir; }
-
-namespace {
-Status remove_stale_locks(const std::filesystem::path& dir) {
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->path().parent_path() == dir / "objects") it.disable_recursion_pending();
-    if (it->is_regular_file(ec) && it->path().extension() == ".lock") {
-      if (!std::filesystem::remove(it->path(), ec) || ec)
-        return error("cannot remove stale lock " + it->path().string());
-    }
-  }
-  if (ec) return error("scanning for stale locks: " + ec.message());
-  return {};
-}
-}  // namespace
 
 Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
                                              const std::string& remote_url) {
@@ -213,6 +222,7 @@ Result<std::unique_ptr<Mirror>> Mirror::open(const std::filesystem::path& dir,
   auto t = Transport::create(dir, std::move(transport));
   if (!t) return t.status().prefixed(what + ": ").error();
   impl->transport = std::move(*t);
+  impl->sole_writer = true;
 
   git_repository* repo = nullptr;
   std::error_code ec;
@@ -300,8 +310,14 @@ Result<std::unique_ptr<Mirror>> Mirror::open_existing(const std::filesystem::pat
 
 Status Mirror::fetch() {
   const std::string what = "fetch origin";
-  if (Status s = impl_->need_transport(what); !s.ok()) return s;
+  if (Status s = impl_->ready_for_git(what); !s.ok()) return s;
   return impl_->transport->fetch().prefixed(what + ": ");
+}
+
+Status Mirror::collect_garbage() {
+  const std::string what = "gc";
+  if (Status s = impl_->ready_for_git(what); !s.ok()) return s;
+  return impl_->transport->gc().prefixed(what + ": ");
 }
 
 std::optional<Sha> Mirror::remote_branch(const std::string& name) const {
@@ -373,13 +389,24 @@ Result<MergeOutcome> Mirror::merge(
   auto theirs = impl_->commit(head, what);
   if (!theirs) return theirs.error();
 
+  MergeOutcome out;
+  // git says "Already up to date" and writes nothing; a merge commit would be empty.
+  const git_oid* base_id = git_commit_id(ours->get());
+  const git_oid* head_id = git_commit_id(theirs->get());
+  int contained =
+      git_oid_equal(base_id, head_id) ? 1 : git_graph_descendant_of(repo, base_id, head_id);
+  if (contained < 0) return ours_failed(git_fail(what + ": history", contained));
+  if (contained == 1) {
+    out.up_to_date = true;
+    return out;
+  }
+
   git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
   git_index* idx = nullptr;
   if (int rc = git_merge_commits(&idx, repo, ours->get(), theirs->get(), &opts); rc < 0)
     return git_fail(what, rc);
   IndexPtr index(idx);
 
-  MergeOutcome out;
   if (git_index_has_conflicts(index.get())) {
     git_index_conflict_iterator* it = nullptr;
     if (int rc = git_index_conflict_iterator_new(&it, index.get()); rc < 0)
@@ -446,7 +473,7 @@ Result<MergeOutcome> Mirror::merge(
 
 Result<PushOutcome> Mirror::push_refs(const std::vector<RefUpdate>& updates) {
   const std::string what = "push to origin";
-  if (Status s = impl_->need_transport(what); !s.ok()) return s.error();
+  if (Status s = impl_->ready_for_git(what); !s.ok()) return s.error();
   // git would say "src refspec does not match any": say which object is missing instead.
   git_odb* db = nullptr;
   if (int rc = git_repository_odb(&db, impl_->repo.get()); rc < 0) return git_fail(what, rc);
@@ -475,7 +502,7 @@ Result<PushOutcome> Mirror::push_refs(const std::vector<RefUpdate>& updates) {
 
 Result<std::map<std::string, Sha>> Mirror::ls_remote(const std::vector<std::string>& refs) {
   const std::string what = "ls-remote origin";
-  if (Status s = impl_->need_transport(what); !s.ok()) return s.error();
+  if (Status s = impl_->ready_for_git(what); !s.ok()) return s.error();
   auto values = impl_->transport->ls_remote(refs);
   if (!values) return values.status().prefixed(what + ": ").error();
   return values;
@@ -506,7 +533,7 @@ Status Mirror::push_force(const Sha& sha, const std::string& branch) {
 Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
                                                      const Sha& expected_old, const Sha& new_sha) {
   const std::string what = "fast-forward origin " + branch + " to " + new_sha;
-  if (Status s = impl_->need_transport(what); !s.ok()) return s.error();
+  if (Status s = impl_->ready_for_git(what); !s.ok()) return s.error();
   const std::string ref = "refs/heads/" + branch;
   FastForwardOutcome out;
   // What the remote is at, once a push did not go through: it decides between "already
@@ -563,89 +590,116 @@ Result<FastForwardOutcome> Mirror::push_fast_forward(const std::string& branch,
 
 namespace {
 
-struct ExportCtx {
-  git_repository* repo;
-  std::filesystem::path root;
-  std::string failure;
-  bool tree_at_fault = false;  // the failure is the tree's (kInvalid), not the disk's
+// Writing a tree under a directory file descriptor: every entry is created relative to its
+// parent's descriptor, exclusively and without following a symlink, so that no entry of the
+// tree (a symlink "a" and a tree "a/", say) can make a write land outside the export.
+class TreeExport {
+ public:
+  explicit TreeExport(git_repository* repo) : repo_(repo) {}
+
+  // Writes the entries of `tree` into the directory open as `dir_fd`, at `path` ("" or "a/b/").
+  Status write_tree(const git_tree* tree, int dir_fd, const std::string& path) {
+    for (size_t i = 0; i < git_tree_entrycount(tree); ++i)
+      if (Status s = write_entry(git_tree_entry_byindex(tree, i), dir_fd, path); !s.ok()) return s;
+    return {};
+  }
+
+ private:
+  // A failure of the system call `op` on `path`: the tree's when the error can only come from
+  // what the tree holds (a name twice, a name too long, a symlink without a usable target).
+  static Error failed(const std::string& op, const std::string& path, int err) {
+    std::string msg = op + " " + path + ": " + std::strerror(err);
+    if (err == EEXIST || err == ENAMETOOLONG ||
+        (op == "symlink" && (err == ENOENT || err == EINVAL)))
+      return invalid("the tree cannot be written: " + msg);
+    return error(msg);
+  }
+
+  Status write_entry(const git_tree_entry* entry, int dir_fd, const std::string& parent) {
+    const char* name = git_tree_entry_name(entry);
+    // Names are checked one by one, and each is created under its parent's descriptor.
+    if (!valid_entry_name(name)) return invalid("unsafe path in tree: " + parent + name);
+    const std::string path = parent + name;
+    switch (git_tree_entry_filemode(entry)) {
+      case GIT_FILEMODE_TREE:
+        return write_subtree(entry, dir_fd, name, path);
+      case GIT_FILEMODE_COMMIT:  // a submodule: an empty directory, as git checkout leaves it
+        if (::mkdirat(dir_fd, name, 0755) < 0) return failed("mkdir", path, errno);
+        return {};
+      case GIT_FILEMODE_LINK:
+        return write_symlink(entry, dir_fd, name, path);
+      case GIT_FILEMODE_BLOB:
+      case GIT_FILEMODE_BLOB_EXECUTABLE:
+        return write_file(entry, dir_fd, name, path);
+      default:
+        return invalid("unknown file mode in tree at " + path);
+    }
+  }
+
+  Status write_subtree(const git_tree_entry* entry, int dir_fd, const char* name,
+                       const std::string& path) {
+    if (::mkdirat(dir_fd, name, 0755) < 0) return failed("mkdir", path, errno);
+    int sub_fd = ::openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub_fd < 0) return failed("open", path, errno);
+    git_tree* t = nullptr;
+    Status s;
+    if (int rc = git_tree_lookup(&t, repo_, git_tree_entry_id(entry)); rc < 0)
+      s = git_fail("read tree " + path, rc);
+    else
+      s = write_tree(TreePtr(t).get(), sub_fd, path + "/");
+    ::close(sub_fd);
+    return s;
+  }
+
+  Result<BlobPtr> blob(const git_tree_entry* entry, const std::string& path) {
+    git_blob* b = nullptr;
+    if (int rc = git_blob_lookup(&b, repo_, git_tree_entry_id(entry)); rc < 0)
+      return git_fail("read blob " + path, rc);
+    return BlobPtr(b);
+  }
+
+  Status write_symlink(const git_tree_entry* entry, int dir_fd, const char* name,
+                       const std::string& path) {
+    auto b = blob(entry, path);
+    if (!b) return b.status();
+    std::string target(static_cast<const char*>(git_blob_rawcontent(b->get())),
+                       static_cast<size_t>(git_blob_rawsize(b->get())));
+    if (target.empty() || target.find('\0') != std::string::npos)
+      return invalid("the tree cannot be written: symlink " + path + " has no usable target");
+    if (::symlinkat(target.c_str(), dir_fd, name) < 0) return failed("symlink", path, errno);
+    return {};
+  }
+
+  Status write_file(const git_tree_entry* entry, int dir_fd, const char* name,
+                    const std::string& path) {
+    auto b = blob(entry, path);
+    if (!b) return b.status();
+    // The tree's mode, whatever the umask.
+    const mode_t mode =
+        git_tree_entry_filemode(entry) == GIT_FILEMODE_BLOB_EXECUTABLE ? 0755 : 0644;
+    int fd = ::openat(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) return failed("create", path, errno);
+    Status s = write_all(fd, git_blob_rawcontent(b->get()),
+                         static_cast<size_t>(git_blob_rawsize(b->get())), path);
+    if (s.ok() && ::fchmod(fd, mode) < 0) s = failed("chmod", path, errno);
+    if (::close(fd) < 0 && s.ok()) s = failed("close", path, errno);
+    return s;
+  }
+
+  static Status write_all(int fd, const void* data, size_t size, const std::string& path) {
+    const char* p = static_cast<const char*>(data);
+    while (size > 0) {
+      ssize_t n = ::write(fd, p, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return failed("write", path, errno);
+      p += n;
+      size -= static_cast<size_t>(n);
+    }
+    return {};
+  }
+
+  git_repository* repo_;
 };
-
-Status write_all(const std::filesystem::path& file, const void* data, size_t size, bool exec) {
-  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, exec ? 0755 : 0644);
-  if (fd < 0) return error("create " + file.string() + ": " + std::strerror(errno));
-  const char* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      std::string e = std::strerror(errno);
-      ::close(fd);
-      return error("write " + file.string() + ": " + e);
-    }
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  if (::close(fd) < 0) return error("close " + file.string() + ": " + std::strerror(errno));
-  // The umask may have dropped bits; the tree's mode is what counts.
-  if (::chmod(file.c_str(), exec ? 0755 : 0644) < 0)
-    return error("chmod " + file.string() + ": " + std::strerror(errno));
-  return {};
-}
-
-int export_entry(const char* root, const git_tree_entry* entry, void* payload) {
-  auto* ctx = static_cast<ExportCtx*>(payload);
-  const char* name = git_tree_entry_name(entry);
-  // `root` is built from names already checked here, so checking each name keeps every
-  // write inside the export directory.
-  if (!valid_entry_name(name)) {
-    ctx->failure = std::string("unsafe path in tree: ") + root + name;
-    ctx->tree_at_fault = true;
-    return -1;
-  }
-  std::filesystem::path target = ctx->root / root / name;
-  std::error_code ec;
-  switch (git_tree_entry_filemode(entry)) {
-    case GIT_FILEMODE_TREE:
-    case GIT_FILEMODE_COMMIT:  // a submodule: an empty directory, as git checkout leaves it
-      std::filesystem::create_directories(target, ec);
-      if (ec) {
-        ctx->failure = "mkdir " + target.string() + ": " + ec.message();
-        return -1;
-      }
-      return git_tree_entry_filemode(entry) == GIT_FILEMODE_COMMIT ? 1 : 0;
-    case GIT_FILEMODE_BLOB:
-    case GIT_FILEMODE_BLOB_EXECUTABLE:
-    case GIT_FILEMODE_LINK: {
-      git_blob* b = nullptr;
-      if (git_blob_lookup(&b, ctx->repo, git_tree_entry_id(entry)) < 0) {
-        ctx->failure = git_fail(std::string("read blob ") + root + name).message;
-        return -1;
-      }
-      BlobPtr blob(b);
-      const void* data = git_blob_rawcontent(b);
-      size_t size = static_cast<size_t>(git_blob_rawsize(b));
-      if (git_tree_entry_filemode(entry) == GIT_FILEMODE_LINK) {
-        std::string dest(static_cast<const char*>(data), size);
-        if (::symlink(dest.c_str(), target.c_str()) < 0) {
-          ctx->failure = "symlink " + target.string() + ": " + std::strerror(errno);
-          return -1;
-        }
-        return 0;
-      }
-      Status s = write_all(target, data, size,
-                           git_tree_entry_filemode(entry) == GIT_FILEMODE_BLOB_EXECUTABLE);
-      if (!s) {
-        ctx->failure = s.message();
-        return -1;
-      }
-      return 0;
-    }
-    default:
-      ctx->failure = std::string("unknown file mode in tree at ") + root + name;
-      ctx->tree_at_fault = true;
-      return -1;
-  }
-}
 
 }  // namespace
 
@@ -656,14 +710,11 @@ Status Mirror::export_tree(const Sha& commit, const std::filesystem::path& dir) 
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return error(what + ": " + ec.message());
-  ExportCtx ctx{impl_->repo.get(), dir, {}};
-  if (int rc = git_tree_walk(tree->get(), GIT_TREEWALK_PRE, export_entry, &ctx); rc < 0) {
-    if (!ctx.failure.empty())
-      return ctx.tree_at_fault ? invalid(what + ": " + ctx.failure)
-                               : error(what + ": " + ctx.failure);
-    return git_fail(what, rc);
-  }
-  return {};
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) return error(what + ": open: " + std::strerror(errno));
+  Status s = TreeExport(impl_->repo.get()).write_tree(tree->get(), dir_fd, "");
+  ::close(dir_fd);
+  return s.prefixed(what + ": ");
 }
 
 Result<bool> Mirror::is_ancestor(const Sha& ancestor, const Sha& descendant) {

@@ -41,6 +41,9 @@ struct MergeOutcome {
   bool clean = false;
   Sha commit;                          // clean: the merge commit written to the object database
   std::vector<std::string> conflicts;  // !clean: the conflicting paths, sorted
+  // !clean, no conflicts: the head is the base or already in it, so there is nothing to merge
+  // (git: "Already up to date"); no commit is written.
+  bool up_to_date = false;
 };
 
 struct FastForwardOutcome {
@@ -73,7 +76,11 @@ class Mirror {
 
   // The transport's fetch refspecs, by default +refs/heads/*:refs/remotes/origin/*,
   // +refs/tags/*:refs/tags/* and +refs/notes/*:refs/notes/* (pruning deleted branches).
+  // A fetch or push stopped at its deadline may leave git's *.lock files: the next one of a
+  // mirror made by open() removes them first (nothing else writes to it).
   Status fetch();
+  // git gc --auto, under the transport's deadline (the mirror's fetches never start one).
+  Status collect_garbage();
   std::optional<Sha> remote_branch(const std::string& name) const;  // refs/remotes/origin/<name>
   std::map<std::string, Sha> remote_branches() const;               // branch name -> sha
   // The direct refs under `prefix` ("refs/remotes/pull/"), by their name after it.
@@ -88,7 +95,9 @@ class Mirror {
   // Merges `head` into `base` in memory (no working tree) and writes a merge commit with
   // parents (base, head), the merged tree, `message`, committer/author `who`, the extra header
   // lines (e.g. {"mergetag", tag object text}) and, if `signer` is set, a gpgsig header over
-  // the rest of the commit exactly as git signs. A conflict is a value, not an error.
+  // the rest of the commit exactly as git signs. A conflict is a value, not an error; so is a
+  // head that is the base or one of its ancestors (up_to_date: an empty merge would record a
+  // PR as merged that brought nothing).
   Result<MergeOutcome> merge(
       const Sha& base, const Sha& head, const std::string& message, const Identity& who,
       Signer* signer = nullptr,
@@ -111,7 +120,10 @@ class Mirror {
   // The remote's current values of the given full ref names (absent refs are left out).
   Result<std::map<std::string, Sha>> ls_remote(const std::vector<std::string>& refs);
 
-  // Writes the tree of `commit` into `dir` (created if missing). No .git in it.
+  // Writes the tree of `commit` into `dir` (created if missing; empty). No .git in it. Every
+  // entry is created exclusively under its parent directory, never through a symlink. What
+  // the tree makes impossible (an unsafe name, a name twice, a name too long, a symlink
+  // without a target) is kInvalid: the tree's fault, not dmzbot's.
   Status export_tree(const Sha& commit, const std::filesystem::path& dir);
 
   Result<bool> is_ancestor(const Sha& ancestor, const Sha& descendant);
@@ -129,8 +141,11 @@ class Mirror {
   // Resolves any revision (sha, ref name, "HEAD~2") to a commit sha.
   Result<Sha> resolve(const std::string& revision);
 
-  // The tree of the in-memory merge of two commits (as `git merge-tree --write-tree` computes
-  // it, written to the object database); nullopt if the merge conflicts.
+  // The tree of the in-memory merge of two commits, written to the object database; nullopt if
+  // the merge conflicts. libgit2's merge (the one merge() writes), which agrees with `git
+  // merge-tree --write-tree` (ort) on clean merges, conflicts and criss-cross histories, except
+  // that it detects no directory renames: master renaming old/ to new/ while the PR adds
+  // old/c.txt conflicts for git, while libgit2 merges it as old/c.txt.
   Result<std::optional<Sha>> merge_tree(const Sha& ours, const Sha& theirs);
   // The content of the blob at `path` ("a/b.txt") in `commit`; nullopt if there is no such path
   // or it is not a blob.

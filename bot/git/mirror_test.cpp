@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "bot/git/signer.hpp"
 #include "tests/git_daemon.hpp"
@@ -91,6 +92,39 @@ std::vector<std::string> lines(const std::string& s) {
   std::istringstream in(s);
   for (std::string line; std::getline(in, line);) out.push_back(line);
   return out;
+}
+
+// What `git merge-tree --write-tree` (git's own merge, ort) makes of merging `theirs` into
+// `ours` in `repo`: the tree, or nullopt on a conflict.
+std::optional<std::string> git_merge_tree(const fs::path& repo, const std::string& ours,
+                                          const std::string& theirs) {
+  auto r = run(git_env() + "git -C " + q(repo) + " merge-tree --write-tree " + ours + " " + theirs);
+  REQUIRE_MESSAGE((r.exit_code == 0 || r.exit_code == 1), r.out);
+  if (r.exit_code == 1) return std::nullopt;
+  return r.out.substr(0, r.out.find('\n'));
+}
+
+// A tree object written as raw bytes into `repo` (git hash-object --literally: no checks), from
+// entries of (mode, name, object id): what a hostile push can hold and git mktree refuses.
+std::string raw_tree(
+    const fs::path& repo, const fs::path& scratch,
+    const std::vector<std::tuple<std::string, std::string, std::string>>& entries) {
+  std::string bytes;
+  for (const auto& [mode, name, id] : entries) {
+    bytes += mode + " " + name + '\0';
+    for (size_t i = 0; i < id.size(); i += 2)
+      bytes += static_cast<char>(std::stoi(id.substr(i, 2), nullptr, 16));
+  }
+  write_file(scratch, bytes);
+  return must(git_env() + "git -C " + q(repo) + " hash-object -t tree --literally -w " +
+              q(scratch));
+}
+
+size_t pack_files(const fs::path& repo) {
+  size_t n = 0;
+  for (const auto& e : fs::directory_iterator(repo / "objects" / "pack"))
+    if (e.path().extension() == ".pack") ++n;
+  return n;
 }
 
 size_t loose_objects(const fs::path& repo) {
@@ -275,7 +309,9 @@ TEST_CASE("a clean merge writes a two-parent commit that git accepts and push_fo
   CHECK(f.origin_git("log --format=%H dmz").find(feature) != std::string::npos);
   f.origin_git("fsck --strict");
   CHECK(f.mirror->remote_branch("dmz") == c);
-  CHECK_FALSE(f.mirror_git("for-each-ref refs/dmzbot").size() > 0);  // temp ref removed
+  // The push made no local ref of its own: only the tracking ref of the branch it moved.
+  CHECK(f.mirror_git("for-each-ref --format='%(refname)'") ==
+        "refs/remotes/origin/dmz\nrefs/remotes/origin/feature\nrefs/remotes/origin/master");
 
   // dmz is rewritten freely: a force push back to master's commit is accepted.
   s = f.mirror->push_force(master, "dmz");
@@ -854,4 +890,186 @@ TEST_CASE("open with transport options: smart HTTP with a token; bad options cha
   CHECK(refused.code() == Code::kInvalid);
   CHECK(refused.message().find("password@") == std::string::npos);
   CHECK_FALSE(fs::exists(f.tmp / "never.git"));
+}
+
+TEST_CASE("a fetch stopped at its deadline: git gets SIGTERM, and its lock goes before the next") {
+  Fixture f;
+  // A git that, the first time, takes the tracking ref's lock as a fetch does, then hangs
+  // through SIGTERM (noting it) until the SIGKILL: the lock stays, as after a real kill.
+  const fs::path slow = f.tmp / "slow.git";
+  const fs::path hang = f.tmp / "hang", log = f.tmp / "signals";
+  write_file(hang, "");
+  write_file(f.tmp / "git-wrapper",
+             "#!/bin/sh\n"
+             "if [ -e " +
+                 q(hang) +
+                 " ]; then\n"
+                 "  rm -f " +
+                 q(hang) +
+                 "\n"
+                 "  mkdir -p " +
+                 q(slow / "refs/remotes/origin") +
+                 "\n"
+                 "  : > " +
+                 q(slow / "refs/remotes/origin/master.lock") +
+                 "\n"
+                 "  trap 'echo TERM >> " +
+                 q(log) +
+                 "' TERM\n"
+                 "  while :; do sleep 0.1; done\n"
+                 "fi\n"
+                 "exec git \"$@\"\n");
+  must("chmod +x " + q(f.tmp / "git-wrapper"));
+  git::TransportOptions options;
+  options.url = f.origin.string();
+  options.git_program = (f.tmp / "git-wrapper").string();
+  options.operation_timeout = std::chrono::seconds(1);
+  auto m = git::Mirror::open(slow, options);
+  REQUIRE_MESSAGE(m.ok(), (m.ok() ? "" : m.message()));
+
+  Status stopped = (*m)->fetch();
+  REQUIRE_FALSE(stopped.ok());
+  CHECK(stopped.code() == Code::kUnavailable);
+  CHECK(stopped.message().find("no answer within 1 s") != std::string::npos);
+  CHECK(read_file(log) == "TERM\n");  // asked to stop (and clean up) before it was killed
+  CHECK(fs::exists(slow / "refs/remotes/origin/master.lock"));
+
+  Status next = (*m)->fetch();
+  CHECK_MESSAGE(next.ok(), next.message());
+  CHECK((*m)->remote_branch("master") == f.initial);
+  CHECK_FALSE(fs::exists(slow / "refs/remotes/origin/master.lock"));
+}
+
+TEST_CASE("merging a head that is the base or already in it writes nothing: up to date") {
+  Fixture f;
+  auto [master, feature] = f.diverge();
+  const size_t objects = loose_objects(f.mirror_dir);
+  for (const auto& head : {master, f.initial}) {  // the base itself, then one of its ancestors
+    CAPTURE(head);
+    auto r = f.mirror->merge(master, head, "Merge", git::Identity{});
+    REQUIRE_MESSAGE(r.ok(), (r.ok() ? "" : r.message()));
+    CHECK(r->up_to_date);
+    CHECK_FALSE(r->clean);
+    CHECK(r->commit.empty());
+    CHECK(r->conflicts.empty());
+  }
+  CHECK(loose_objects(f.mirror_dir) == objects);
+  // The other way round is a real merge (a fast-forward git would make, recorded as a merge).
+  auto forward = f.mirror->merge(f.initial, master, "Merge", git::Identity{});
+  REQUIRE(forward.ok());
+  CHECK(forward->clean);
+  CHECK_FALSE(forward->up_to_date);
+}
+
+TEST_CASE("export_tree never writes through a symlink of the tree; what the tree breaks is its") {
+  Fixture f;
+  const fs::path outside = f.tmp / "outside";
+  fs::create_directories(outside);
+  auto blob = [&](const std::string& content) {
+    write_file(f.tmp / "blob", content);
+    return f.mirror_git("hash-object -w " + q(f.tmp / "blob"));
+  };
+  auto commit_of = [&](const std::string& tree) {
+    return f.mirror_git("commit-tree -m hostile " + tree);
+  };
+  const std::string x = blob("written outside\n");
+  const std::string inner = raw_tree(f.mirror_dir, f.tmp / "t1", {{"100644", "x", x}});
+
+  SUBCASE("a symlink a -> outside, then a tree a/") {
+    const std::string tree =
+        raw_tree(f.mirror_dir, f.tmp / "t2",
+                 {{"120000", "a", blob(outside.string())}, {"40000", "a", inner}});
+    Status s = f.mirror->export_tree(commit_of(tree), f.tmp / "export");
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.code() == Code::kInvalid);
+    CHECK(s.message().find("the tree cannot be written: mkdir a: File exists") !=
+          std::string::npos);
+    CHECK_FALSE(fs::exists(outside / "x"));
+  }
+  SUBCASE("a symlink a -> outside, then a file a") {
+    const std::string tree =
+        raw_tree(f.mirror_dir, f.tmp / "t3",
+                 {{"120000", "a", blob((outside / "x").string())}, {"100644", "a", x}});
+    Status s = f.mirror->export_tree(commit_of(tree), f.tmp / "export");
+    CHECK(s.code() == Code::kInvalid);
+    CHECK_FALSE(fs::exists(outside / "x"));
+  }
+  SUBCASE("a symlink with an empty target") {
+    const std::string tree = raw_tree(f.mirror_dir, f.tmp / "t4", {{"120000", "e", blob("")}});
+    Status s = f.mirror->export_tree(commit_of(tree), f.tmp / "export");
+    CHECK(s.code() == Code::kInvalid);
+    CHECK(s.message().find("symlink e has no usable target") != std::string::npos);
+  }
+  SUBCASE("a name longer than the file system takes") {
+    const std::string tree =
+        raw_tree(f.mirror_dir, f.tmp / "t5", {{"100644", std::string(300, 'n'), x}});
+    Status s = f.mirror->export_tree(commit_of(tree), f.tmp / "export");
+    CHECK(s.code() == Code::kInvalid);
+    CHECK(s.message().find("File name too long") != std::string::npos);
+  }
+}
+
+TEST_CASE("collect_garbage runs git gc --auto: past gc.autoPackLimit, the packs become one") {
+  Fixture f;
+  // Each fetch keeps its pack (none is unpacked to loose objects), and two are too many.
+  f.mirror_git("config fetch.unpackLimit 1");
+  f.mirror_git("config gc.autoPackLimit 1");
+  f.fetch();
+  commit_files(f.work, {{"more.txt", "more\n"}}, "more");
+  f.push("master");
+  f.fetch();
+  REQUIRE(pack_files(f.mirror_dir) == 2);
+  Status s = f.mirror->collect_garbage();
+  REQUIRE_MESSAGE(s.ok(), s.message());
+  CHECK(pack_files(f.mirror_dir) == 1);
+  // The reflogs are kept (gc would expire old entries), and the mirror still works.
+  auto held = f.mirror->reflog("refs/remotes/origin/master");
+  REQUIRE(held.ok());
+  CHECK(held->size() == 2);
+  CHECK(f.mirror->resolve("refs/remotes/origin/master").ok());
+  f.mirror_git("fsck --no-dangling");
+}
+
+TEST_CASE("merge_tree agrees with git merge-tree --write-tree: clean, conflicting, criss-cross") {
+  Fixture f;
+  auto agree = [&](const std::string& ours, const std::string& theirs) {
+    auto ours_tree = f.mirror->merge_tree(ours, theirs);
+    REQUIRE_MESSAGE(ours_tree.ok(), (ours_tree.ok() ? "" : ours_tree.message()));
+    const auto git_tree = git_merge_tree(f.mirror_dir, ours, theirs);
+    CHECK(*ours_tree == git_tree);
+    return git_tree.has_value();
+  };
+  auto [master, feature] = f.diverge();
+  CHECK(agree(master, feature));  // clean
+  auto merged = f.mirror->merge(master, feature, "m", git::Identity{});
+  REQUIRE(merged.ok());
+  CHECK(git_merge_tree(f.mirror_dir, master, feature) == *f.mirror->tree_of(merged->commit));
+
+  // The same lines changed on both sides: a conflict for both.
+  f.git("checkout -q feature");
+  const std::string f1 = commit_files(f.work, {{"shared.txt", "one\nfeature\nthree\n"}}, "f1");
+  f.git("checkout -q master");
+  const std::string m1 = commit_files(f.work, {{"shared.txt", "one\nmaster\nthree\n"}}, "m1");
+  // Criss-cross: a and b each merge the other's first commit, so they have two merge bases.
+  f.git("checkout -q -b a " + f.initial);
+  const std::string a1 =
+      commit_files(f.work, {{"a.txt", "a1\n"}, {"shared.txt", "one\ntwo\nthree\nfour\n"}}, "a1");
+  f.git("checkout -q -b b " + f.initial);
+  const std::string b1 =
+      commit_files(f.work, {{"b.txt", "b1\n"}, {"shared.txt", "zero\none\ntwo\nthree\n"}}, "b1");
+  f.git("merge -q --no-edit " + a1);
+  commit_files(f.work, {{"b.txt", "b2\n"}}, "b2");
+  const std::string b2 = must(git_env() + "git rev-parse HEAD", f.work);
+  f.git("checkout -q a");
+  f.git("merge -q --no-edit " + b1);
+  const std::string a2 = commit_files(f.work, {{"a.txt", "a2\n"}}, "a2");
+  f.git("checkout -q -b c " + a2);
+  const std::string c3 = commit_files(f.work, {{"b.txt", "c3\n"}}, "c3");  // b2 changed it too
+  f.git("push -q origin master feature a b c");
+  f.fetch();
+  REQUIRE(must(git_env() + "git merge-base --all " + a2 + " " + b2, f.work).find('\n') !=
+          std::string::npos);
+  CHECK_FALSE(agree(m1, f1));  // conflicting
+  CHECK(agree(a2, b2));        // criss-cross, clean
+  CHECK_FALSE(agree(c3, b2));  // criss-cross, conflicting
 }

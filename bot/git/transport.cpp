@@ -49,6 +49,9 @@ constexpr size_t kStderrTail = 8 * 1024;         // what is kept of git's stderr
 constexpr size_t kMessageTail = 2 * 1024;        // what of it goes into an error message
 constexpr size_t kMaxStdout = 16 * 1024 * 1024;  // porcelain / ls-remote output
 constexpr auto kDrainAfterKill = std::chrono::seconds(5);
+// Between SIGTERM and SIGKILL at the deadline: git removes its *.lock files when terminated,
+// not when killed, and a lock left behind makes every later update of that ref fail.
+constexpr auto kTermGrace = std::chrono::seconds(2);
 
 constexpr const char* kAskpassName = "askpass.sh";
 // Written into the scratch directory (again if it differs); holds no secret. The prompts it
@@ -242,7 +245,8 @@ struct Transport::Impl {
   TransportOptions opt;
   GitRemote scheme = GitRemote::kLocal;
   std::string display_url;
-  int secret_fd = -1;  // the sealed memfd holding the token; -1 without a token
+  int secret_fd = -1;        // the sealed memfd holding the token; -1 without a token
+  bool interrupted = false;  // a run was stopped at its deadline since locks_cleared()
 
   ~Impl() {
     if (secret_fd >= 0) ::close(secret_fd);
@@ -472,6 +476,9 @@ struct Transport::Impl {
 
     GitRun r;
     const auto deadline = started + total_timeout();
+    const auto kill_at = deadline + kTermGrace;
+    const auto give_up = kill_at + kDrainAfterKill;
+    bool killed = false;
     int fds[2] = {std::exchange(out_pipe[0], -1), std::exchange(err_pipe[0], -1)};
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));  // -1: poll waitid instead
     bool exited = false, reaped_elsewhere = false;
@@ -495,17 +502,21 @@ struct Transport::Impl {
         }
         if (!r.timed_out && now >= deadline) {
           r.timed_out = true;
+          interrupted = true;
+          ::kill(-pid, SIGTERM);
+        } else if (r.timed_out && !killed && now >= kill_at) {
+          killed = true;
           ::kill(-pid, SIGKILL);
         }
       }
       // Pipes held open by something outside the group: stop reading.
-      if (now >= deadline + kDrainAfterKill) break;
+      if (now >= give_up) break;
       pollfd p[3];
       int n = 0;
       for (int fd : fds)
         if (fd >= 0) p[n++] = {fd, POLLIN, 0};
       if (!exited && pidfd >= 0) p[n++] = {pidfd, POLLIN, 0};
-      auto limit = (r.timed_out || exited) ? deadline + kDrainAfterKill : deadline;
+      auto limit = (exited || killed) ? give_up : r.timed_out ? kill_at : deadline;
       long wait_ms = std::max<long>(
           0, std::chrono::duration_cast<std::chrono::milliseconds>(limit - now).count() + 1);
       if (!exited && pidfd < 0) wait_ms = std::min<long>(wait_ms, 50);
@@ -647,6 +658,22 @@ Status Transport::fetch() {
   auto r = impl_->run(args);
   if (!r) return r.error();
   if (r->exit_code != 0 || r->timed_out) return impl_->failure("fetch", *r);
+  return {};
+}
+
+bool Transport::may_have_left_locks() const { return impl_->interrupted; }
+void Transport::locks_cleared() { impl_->interrupted = false; }
+
+Status Transport::gc() {
+  // In the foreground (a detached gc leaves the process group, out of the deadline's reach),
+  // keeping every reflog: `dmzbot verify --releases` audits what the branches ever held.
+  auto r = impl_->run({"-c", "gc.autoDetach=false", "-c", "gc.reflogExpire=never", "-c",
+                       "gc.reflogExpireUnreachable=never", "gc", "--auto", "--quiet"});
+  if (!r) return r.status();
+  if (r->timed_out)
+    return unavailable("git gc: not done within " + seconds_text(impl_->total_timeout()));
+  if (r->exit_code != 0)
+    return unavailable("git gc failed: " + stderr_summary(r->err, impl_->opt.token));
   return {};
 }
 

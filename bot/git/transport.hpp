@@ -1,6 +1,7 @@
 // Talks to a mirror's remote by running the `git` command (fetch, push --porcelain, ls-remote)
 // on the mirror's bare repository, with credentials passed only through an askpass helper and
-// a file descriptor, and a deadline on every operation (the git process group is killed).
+// a file descriptor, and a deadline on every operation (the git process group is sent SIGTERM,
+// then SIGKILL after a grace).
 // Threading: a Transport runs one operation at a time (the repository's git worker).
 #pragma once
 
@@ -68,8 +69,8 @@ struct TransportOptions {
   // (http.lowSpeedLimit=1 byte/s for this long). git 2.39 has no setting for curl's connect
   // timeout, and git:// no timeout at all: there only the total deadline cuts it.
   std::chrono::seconds network_timeout{60};
-  // Deadline for a whole operation, after which the git process group is killed;
-  // 0 = 10 x network_timeout.
+  // Deadline for a whole operation, after which the git process group is terminated (SIGTERM,
+  // then SIGKILL 2 s later); 0 = 10 x network_timeout.
   std::chrono::seconds operation_timeout{0};
 
   // A private (0700) directory for the askpass helper; also git's HOME. Empty = <git
@@ -138,6 +139,14 @@ class Transport {
   Result<PushOutcome> push(const std::vector<RefUpdate>& updates);
   // The remote's values of the given full ref names; refs it does not have are left out.
   Result<std::map<std::string, Sha>> ls_remote(const std::vector<std::string>& refs);
+  // git gc --auto in the repository (packs loose objects and packs once git's thresholds are
+  // passed; keeps every reflog), under the same deadline. No network.
+  Status gc();
+
+  // Whether a git run was stopped at its deadline since locks_cleared(). git was sent SIGTERM,
+  // then SIGKILL after a grace: killed, it may have left *.lock files in the repository.
+  bool may_have_left_locks() const;
+  void locks_cleared();
 
   // The URL with anything that looks like a credential replaced by "***".
   const std::string& display_url() const;

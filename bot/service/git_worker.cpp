@@ -11,6 +11,7 @@
 #include "bot/git/signer.hpp"
 #include "bot/trust/candidate_check.hpp"
 #include "bot/trust/gate.hpp"
+#include "bot/trust/signed_object.hpp"
 #include "forges/plain.hpp"
 
 namespace dmz {
@@ -104,6 +105,7 @@ Result<forges::RemoteRefs> GitWorker::fetch() {
     return last_fetch_.error();
   }
   last_fetch_ = {};
+  collect_garbage_daily();
   auto refs = read_refs();
   for (const auto& [n, sha] : refs.pulls) {
     auto old = before.find("pull/" + std::to_string(n));
@@ -118,6 +120,49 @@ Result<forges::RemoteRefs> GitWorker::fetch() {
   return refs;
 }
 
+void GitWorker::collect_garbage_daily() {
+  const Millis now = clock_.now();
+  if (last_gc_ && now - *last_gc_ < kGcInterval) return;
+  last_gc_ = now;  // tried: a gc that fails is not run again at every fetch
+  GitTimer timer(repo_.name, "gc");
+  if (Status s = mirror_->collect_garbage(); !s.ok())
+    log::warn({.repo = repo_.name}, "garbage collection of the mirror failed: {}", s.message());
+}
+
+namespace {
+
+std::string nothing_to_merge(const q::Sha& head, const std::string& where) {
+  return std::string(q::kNothingToMerge) + head.substr(0, 7) + " is already in " + where;
+}
+
+// Whether a failure to give a tag PR its mergetag is the PR's (its tag is gone, malformed or
+// moved) rather than dmzbot's (reading the mirror: retried, nobody blamed).
+bool tag_at_fault(Code code) { return code == Code::kNotFound || code == Code::kInvalid; }
+
+// The mergetag header of a PR made by a signed tag: the tag object refs/tags/<name> names now
+// (fetched, forced), which must still point at the head the gate judged and the approval
+// pinned. A tag moved or made again on another commit since was never checked against it.
+// (mergetag_for would take a tag object the mirror cannot read for a missing tag: the PR's.)
+Result<std::string> pinned_mergetag(git::Mirror& mirror, const q::MergeItem& item) {
+  const std::string name = item.branch.substr(forges::kTagPrefix.size());
+  const std::string ref = "refs/tags/" + name;
+  auto id = mirror.reference(ref);
+  if (!id) return not_found(ref + " is not in the repository");
+  auto object = mirror.read_object(*id);
+  if (!object) return object.status().prefixed(ref + ": ").error();
+  if (object->second != "tag") return not_found(ref + " is not an annotated tag");
+  auto tag = parse_tag(object->first);
+  if (!tag) return tag.status().prefixed(ref + ": ").error();
+  if (tag->tag != name) return invalid("tag " + ref + " claims to be " + tag->tag);
+  if (tag->type != "commit" || tag->object != item.head)
+    return invalid(ref + " now points at " + tag->object.substr(0, 7) +
+                   ", not at the approved head " + item.head.substr(0, 7) +
+                   ": the tag moved after the approval");
+  return std::move(object->first);
+}
+
+}  // namespace
+
 Result<q::Sha> GitWorker::try_build(int number, const q::Sha& head, const q::Sha& base,
                                     const std::string& branch) {
   git::Identity who{signing_.name, signing_.email, clock_.now() / 1000, 0};
@@ -131,6 +176,7 @@ Result<q::Sha> GitWorker::try_build(int number, const q::Sha& head, const q::Sha
                        last_fetch_.message() + ")");
   auto merged = mirror_->merge(base, head, message, who, signer_.get(), {});
   if (!merged) return merged.error();
+  if (merged->up_to_date) return conflict(nothing_to_merge(head, "master " + base.substr(0, 7)));
   if (!merged->clean) {
     std::string paths;
     for (const auto& p : merged->conflicts) paths += (paths.empty() ? "" : ", ") + p;
@@ -162,6 +208,7 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
   q::MergeDone done{a.candidate};
   git::Identity who{signing_.name, signing_.email, clock_.now() / 1000, 0};
   git::Sha tip = a.base;
+  int merged_before = 0;  // the PR whose merge `tip` is (0: tip is the base)
   auto finish = [&] {
     done.at = clock_.now();
     return done;
@@ -170,10 +217,10 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
     std::vector<std::pair<std::string, std::string>> headers;
     if (item.branch.starts_with(forges::kTagPrefix)) {
       // Record the contributor's signed tag so `git show --show-signature` verifies it later.
-      auto tag = mergetag_for(*mirror_, item.branch.substr(forges::kTagPrefix.size()));
+      auto tag = pinned_mergetag(*mirror_, item);
       if (!tag) {
         done.message = tag.message();
-        done.culprit = item.number;
+        if (tag_at_fault(tag.code())) done.culprit = item.number;
         return finish();
       }
       headers.emplace_back("mergetag", *tag);
@@ -196,6 +243,18 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
       if (merged.code() != Code::kUnavailable) done.culprit = item.number;
       return finish();
     }
+    if (merged->up_to_date) {
+      // As a conflict: the engine fails the PR at once with this reason (or, behind a
+      // candidate that may still fail, holds it for that candidate's fate).
+      const std::string where = merged_before == 0
+                                    ? "the base " + tip.substr(0, 7)
+                                    : "the merge of #" + std::to_string(merged_before);
+      done.outcome = q::MergeOutcome::Conflict;
+      done.culprit = item.number;
+      done.conflicts = {nothing_to_merge(item.head, where)};
+      done.message = done.conflicts.front();
+      return finish();
+    }
     if (!merged->clean) {
       done.outcome = q::MergeOutcome::Conflict;
       done.culprit = item.number;
@@ -203,6 +262,7 @@ q::MergeDone GitWorker::build_candidate(const q::BuildCandidate& a) {
       return finish();
     }
     tip = merged->commit;
+    merged_before = item.number;
   }
   // The candidate's own branch (any CI builds it on push) and, at the tip of the train, dmz:
   // both forced, in one atomic push.

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -34,7 +35,9 @@ class GitWorker {
 
   // Fetches, then reads the remote's branches and annotated tags (peeled to commits; a tag
   // object is peeled once). A head that no longer contains the head seen before the fetch is
-  // reported as rewritten. A failure to reach the remote is `unavailable`.
+  // reported as rewritten. A failure to reach the remote is `unavailable`. After the first
+  // successful fetch, then at most once a day (kGcInterval), the mirror is garbage-collected
+  // (git gc --auto); a failure of that is only logged.
   Result<forges::RemoteRefs> fetch();
   // Whether the mirror holds every one of `commits` as a commit (none: true).
   bool has_commits(const std::vector<queue::Sha>& commits);
@@ -42,7 +45,10 @@ class GitWorker {
   // bad cannot be told until the remote answers again.
   bool out_of_reach(const queue::Sha& sha);
   // A head that cannot be merged is its PR's fault (MergeDone::culprit), unless the mirror
-  // lacks it while the last fetch failed: then the remote is (nobody's, retried).
+  // lacks it while the last fetch failed: then the remote is (nobody's, retried). A head
+  // already in what it is merged onto is refused as a conflict ("nothing to merge: ..."), so
+  // that its PR fails at once instead of landing as an empty merge. A PR made by a signed tag
+  // fails (as an error) if refs/tags/<name> no longer points at its approved head.
   queue::MergeDone build_candidate(const queue::BuildCandidate& action);
   // `reviews`: the PR's reviews as the forge reports them (none for a forge without an API).
   queue::PolicyChecked check_policy(const queue::CheckPolicy& action,
@@ -71,6 +77,7 @@ class GitWorker {
 
  private:
   forges::RemoteRefs read_refs();
+  void collect_garbage_daily();
 
   config::Repo repo_;
   config::Signing signing_;
@@ -80,8 +87,16 @@ class GitWorker {
   std::unique_ptr<CandidateChecker> candidates_;
   const Clock& clock_;
   std::map<std::string, std::pair<queue::Sha, queue::Sha>> peeled_;  // tag -> (object, commit)
-  Status last_fetch_;  // how the last fetch went (an error until one succeeded)
+  Status last_fetch_;              // how the last fetch went (an error until one succeeded)
+  std::optional<Millis> last_gc_;  // when the mirror was last garbage-collected (tried)
 };
+
+// How often the git thread runs `git gc --auto` on the mirror: fetches leave up to
+// transfer.unpackLimit (100) objects loose each, and merges write theirs loose, so a busy
+// repository gathers thousands a day. A gc --auto under git's thresholds costs a directory
+// listing, but one that repacks can hold the git thread (merges, landings) for minutes on a
+// large repository: once a day bounds that, and a day's loose objects cost little.
+inline constexpr Millis kGcInterval = 24 * 60 * 60 * 1000;
 
 // The merge commit message dmzbot writes: a subject naming the PR, then trailers naming the
 // PR, its head SHA and its approver (invariant 4 of DESIGN.md). Control characters in the

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include "bot/git/mirror.hpp"
 #include "bot/trust/openpgp.hpp"
 #include "tests/gpg_keys.hpp"
 #include "tests/support.hpp"
@@ -183,6 +184,35 @@ TEST_CASE("a commit object signed by GpgSigner passes git verify-commit") {
   std::string forged_sha =
       must(test::git_env() + "git hash-object -t commit -w --stdin < ../forged", repo);
   CHECK(test::run(git + "verify-commit " + forged_sha, repo).exit_code != 0);
+}
+
+TEST_CASE("Mirror::merge signed by GpgSigner, with a mergetag, passes git verify-commit") {
+  auto& keys = test_keys();
+  test::TempDir dir;
+  const auto work = dir / "work";
+  const std::string base = test::init_repo(work, {{"README", "hello\n"}});
+  must(test::git_env() + "git checkout -q -b feature", work);
+  const std::string head = test::commit_files(work, {{"feature.txt", "new\n"}}, "feature");
+  must(test::git_env() + "git tag -a for-master -m 'please merge' " + head, work);
+  const std::string tag = must(test::git_env() + "git cat-file tag for-master", work) + "\n";
+  git::init();
+  auto mirror = git::Mirror::open(dir / "mirror.git", work.string());
+  REQUIRE_MESSAGE(mirror.ok(), why(mirror));
+  REQUIRE((*mirror)->fetch().ok());
+  auto signer = alice_signer();
+  git::Identity who{"dmzbot", "dmzbot@example.com", 1700000000, 0};
+  auto merged = (*mirror)->merge(base, head, "Merge #1 from tags/for-master\n", who, signer.get(),
+                                 {{"mergetag", tag}});
+  REQUIRE_MESSAGE(merged.ok(), why(merged));
+  REQUIRE(merged->clean);
+
+  const std::string git = keys.home.env() + test::git_env() + "git -C " +
+                          shell_quote((dir / "mirror.git").string()) + " -c gpg.program=gpg ";
+  std::string out = must(git + "verify-commit -v " + merged->commit);
+  CHECK(contains(out, "Good signature from \"Alice <alice@example.com>\""));
+  CHECK(must(git + "log -1 --format=%G?:%GP:%P " + merged->commit) ==
+        "G:" + keys.alice + ":" + base + " " + head);
+  CHECK(contains(must(git + "cat-file commit " + merged->commit), "\nmergetag object " + head));
 }
 
 }  // namespace
