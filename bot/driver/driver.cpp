@@ -159,6 +159,8 @@ void Driver::load(Slot& slot) {
   if (*loaded) {
     slot.state = std::move((*loaded)->state);
     slot.version = (*loaded)->version;
+  } else if (Status s = save_first(slot, now); !s.ok()) {
+    log::warn({.repo = repo}, "cannot save the new repository's empty queue: {}", s.message());
   }
   slot.health.loaded = true;
   slot.health.last_error.clear();
@@ -176,6 +178,20 @@ void Driver::load(Slot& slot) {
   slot.health.next_fetch_at = now;
   git_.fetch(repo);
   send_due_outbox(now);
+}
+
+// A repository the store has never held is written at once, empty: its mirror is made next,
+// and a data directory with mirrors beside a database without state is taken at the next start
+// for a lost database (a stop before the first change would otherwise leave exactly that).
+Status Driver::save_first(Slot& slot, q::Millis now) {
+  Change change;
+  change.state = &slot.state;
+  change.expected_version = slot.version;
+  change.at = now;
+  auto saved = store_.save(change);
+  if (!saved) return saved.status();
+  slot.version = saved->version;
+  return {};
 }
 
 q::Outcome Driver::apply(const std::string& repo, const q::Event& event) {

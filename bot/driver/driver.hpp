@@ -127,6 +127,7 @@ class Driver {
   Slot* find(const std::string& repo);
   const Slot* find(const std::string& repo) const;
   void load(Slot& slot);
+  Status save_first(Slot& slot, queue::Millis now);
   // apply() without its guard against exceptions.
   queue::Outcome apply_event(const std::string& repo, const queue::Event& event);
   // Saves `next` as the slot's new state (archiving what is finished) with the event and the

@@ -103,7 +103,12 @@ struct World {
 
 TEST_CASE("driver: a fresh repository fetches first and adopts master from the remote") {
   World w;
+  REQUIRE(w.store.has_state().ok());
+  CHECK_FALSE(*w.store.has_state());
   w.start();
+  // Saved at once, before any change: a stop now must not leave a store without state beside
+  // the repository's mirror, which the next start would take for a lost database.
+  CHECK(*w.store.has_state());
   REQUIRE(w.ports.of<Fetch>().size() == 1);
   CHECK(w.state().master.empty());
   CHECK(w.driver->health(kRepo)->loaded);
