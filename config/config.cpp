@@ -117,6 +117,9 @@
 // so that each is one line.
 #include "config/config.hpp"
 
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <sys/stat.h>
 #include <toml++/toml.h>
 
@@ -140,6 +143,33 @@
 
 namespace dmz::config {
 namespace {
+
+// Why OpenSSL cannot take `pem` as a CA file, as the HTTP client will load it (armour around
+// bad base64 passes a text search), or nothing when it holds certificates that all read.
+std::optional<std::string> pem_certificates_problem(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  if (!bio) return "cannot be read: out of memory";
+  ERR_clear_error();
+  int certificates = 0;
+  for (int i = 0; i < 10'000; ++i) {  // bounded: the file is at most kMaxPolicyFileBytes
+    X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+    if (!cert) break;
+    X509_free(cert);
+    ++certificates;
+  }
+  const unsigned long err = ERR_peek_last_error();
+  BIO_free(bio);
+  ERR_clear_error();
+  // Running out of PEM blocks is how every read ends.
+  const bool at_end = ERR_GET_LIB(err) == ERR_LIB_PEM && ERR_GET_REASON(err) == PEM_R_NO_START_LINE;
+  if (err != 0 && !at_end) {
+    char text[256] = {};
+    ERR_error_string_n(err, text, sizeof text);
+    return "holds a certificate OpenSSL cannot read (" + std::string(text) + ")";
+  }
+  if (certificates == 0) return "holds no PEM certificate";
+  return std::nullopt;
+}
 
 namespace fs = std::filesystem;
 
@@ -856,9 +886,8 @@ class Loader {
       auto content = read_regular_file(g.ca_file, kMaxPolicyFileBytes);
       if (!content)
         problem(*t->get("ca_file"), "repo.github.ca_file " + content.message());
-      else if (content->find("-----BEGIN CERTIFICATE-----") == std::string::npos)
-        problem(*t->get("ca_file"),
-                "repo.github.ca_file '" + g.ca_file.string() + "' holds no PEM certificate");
+      else if (auto why = pem_certificates_problem(*content))
+        problem(*t->get("ca_file"), "repo.github.ca_file '" + g.ca_file.string() + "' " + *why);
     }
     if (auto v = string(*t, "bot_name", "repo.github.bot_name")) {
       if (valid_login(*v) || (v->ends_with("[bot]") && valid_login(v->substr(0, v->size() - 5))))

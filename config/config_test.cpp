@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tests/support.hpp"
+#include "tests/test_ca.hpp"
 
 // Lists of problems print whole when a comparison fails.
 namespace doctest {
@@ -874,11 +875,44 @@ std::string github_repo(const std::string& extra, const std::string& repo_extra 
          repo_extra + "[repo.github]\nwebhook_secret = { file = \"hook\" }\n" + extra;
 }
 
+TEST_CASE("config: a ca_file OpenSSL cannot read is refused at its line, as serve would") {
+  Fixture f;
+  test::write_file(f.dir / "hook", "whsec\n");
+  test::write_file(f.dir / "token", "ghp_x\n");
+  // The armour of a certificate around what is not base64 (check-config took it, serve did not).
+  test::write_file(
+      f.dir / "bad.pem",
+      "-----BEGIN CERTIFICATE-----\nnot base64 at all !!\n-----END CERTIFICATE-----\n");
+  // A good certificate followed by a broken one is refused too.
+  const test::TestCa ca = test::make_test_ca(f.dir / "ca");
+  test::write_file(f.dir / "half.pem", test::read_file(ca.ca_cert) +
+                                           "-----BEGIN CERTIFICATE-----\nMII\n"
+                                           "-----END CERTIFICATE-----\n");
+  for (const std::string file : {"bad.pem", "half.pem"}) {
+    CAPTURE(file);
+    auto p =
+        f.problems(github_repo("token = { file = \"token\" }\nmerge_masters = [\"alice\"]\n"
+                               "ca_file = \"" +
+                               file + "\"\n"));
+    REQUIRE(p.size() == 1);
+    CAPTURE(p[0]);
+    CHECK(p[0].starts_with("9: repo.github.ca_file '" + (f.dir / file).string() +
+                           "' holds a certificate OpenSSL cannot read ("));
+  }
+  CHECK(f.ok(github_repo("token = { file = \"token\" }\nmerge_masters = [\"alice\"]\n"
+                         "ca_file = \"" +
+                         ca.ca_cert.string() + "\"\n"))
+            .repos[0]
+            .github->ca_file == ca.ca_cert);
+}
+
 TEST_CASE("config: [repo.github] with a token, every key, and the clone URL as the remote") {
   Fixture f;
   test::write_file(f.dir / "hook", "whsec\n");
   test::write_file(f.dir / "token", "ghp_x\n");
-  test::write_file(f.dir / "certs" / "ca.pem", "-----BEGIN CERTIFICATE-----\nMII\n");
+  // A real certificate: the file is read as the HTTP client will load it.
+  const test::TestCa ca = test::make_test_ca(f.dir / "ca");
+  test::write_file(f.dir / "certs" / "ca.pem", test::read_file(ca.ca_cert));
   Config c = f.ok("[server]\npublic_url = \"https://dmzbot.example.com/\"\n" +
                   github_repo("api_url = \"https://ghes.example.com/api/v3/\"\n"
                               "token = { file = \"token\" }\n"

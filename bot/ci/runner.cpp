@@ -138,6 +138,7 @@ std::vector<std::string> build_environment() {
 }
 
 constexpr const char* kBwrap = "/usr/bin/bwrap";
+constexpr const char* kSetpriv = "/usr/bin/setpriv";  // util-linux
 
 // <log_dir>/<sha>.log: where a build's output goes and where read_build_log finds it.
 std::filesystem::path log_path(const std::filesystem::path& log_dir, const queue::Sha& sha) {
@@ -454,6 +455,8 @@ struct LocalRunner::Impl {
         msg += " (install bubblewrap, or set sandbox = \"none\" to run builds unconfined)";
       return RunnerFailure{msg};
     }
+    // bubblewrap's builds die with dmzbot (--die-with-parent); an unsandboxed one is guarded.
+    const pid_t guard = cfg.sandbox == "bwrap" ? 0 : guard_build_group(pid);
     report(job, check(queue::CheckState::Pending, "running", job));
 
     const auto deadline = started + cfg.timeout;
@@ -506,6 +509,7 @@ struct LocalRunner::Impl {
     while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
     const auto elapsed = Clock::now() - started;
+    end_guard(guard);
 
     queue::Check result;
     if (!failure.empty()) {
@@ -632,6 +636,32 @@ std::vector<std::string> build_command_line(const config::Runner& cfg,
   }
   argv.insert(argv.end(), {"/bin/sh", "-c", cfg.command});
   return argv;
+}
+
+pid_t guard_build_group(pid_t group) {
+  std::error_code ec;
+  if (!std::filesystem::exists(kSetpriv, ec)) return 0;
+  // The trap is taken while `wait` waits (a foreground sleep would hold it back); `kill ... 0`
+  // ends the guard's own group, its sleep included.
+  const std::string script =
+      "trap 'kill -KILL -\"$1\" 0' TERM; while :; do sleep 3600 & wait $!; done";
+  std::vector<std::string> args = {kSetpriv, "--pdeathsig",  "TERM",
+                                   "--",     "/bin/sh",      "-c",
+                                   script,   "dmzbot-guard", std::to_string(group)};
+  std::vector<std::string> env = {"PATH=/usr/bin:/bin"};
+  const int null_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null_fd < 0) return 0;
+  pid_t pid = 0;
+  const int rc = spawn_in_group(pid, args, env, "/", null_fd);
+  ::close(null_fd);
+  return rc == 0 ? pid : 0;
+}
+
+void end_guard(pid_t guard) {
+  if (guard <= 0) return;
+  ::kill(-guard, SIGKILL);  // the guard and its sleep
+  while (::waitpid(guard, nullptr, 0) < 0 && errno == EINTR) {
+  }
 }
 
 Status check_sandbox(const config::Runner& cfg) {

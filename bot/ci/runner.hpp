@@ -6,6 +6,8 @@
 // Threading: start()/cancel()/prune_logs() from any thread; `done` is called on a runner thread.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -72,6 +74,17 @@ class LocalRunner {
 std::vector<std::string> build_command_line(const config::Runner& cfg,
                                             const std::filesystem::path& dir,
                                             const std::vector<std::filesystem::path>& hidden);
+
+// Starts a guard of process group `group` (a build run without bubblewrap, whose
+// --die-with-parent covers its own builds): when the calling thread dies, with dmzbot (kill -9
+// included), the kernel sends the guard its parent-death signal (util-linux's setpriv
+// --pdeathsig) and it kills the group, so that the build does not run on beside its rerun after
+// a restart. Returns the guard's pid, the leader of a group of its own, or 0 if it cannot start
+// (no /usr/bin/setpriv): then only the next start's recovery kills such a build. A kill in the
+// moment between the spawn and the guard's trap is not covered.
+pid_t guard_build_group(pid_t group);
+// Ends a guard (once its build was reaped) and reaps it; nothing for 0.
+void end_guard(pid_t guard);
 
 // Whether builds can run in cfg's sandbox on this machine: runs `true` exactly as a build runs
 // (build_command_line, in an empty temporary directory), at most 10 s. Success at once for

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <string_view>
@@ -684,6 +686,73 @@ TEST_CASE("sandboxed: a command that runs too long is killed with everything it 
     if (!gone) std::this_thread::sleep_for(50ms);
   }
   CHECK(gone);
+}
+
+// Whether process `pid` has ended: gone, or a zombie nobody reaped (its parent died).
+bool ended(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return true;
+  const auto name_end = line.rfind(')');
+  return name_end == std::string::npos || name_end + 2 >= line.size() ||
+         line[name_end + 2] == 'Z' || line[name_end + 2] == 'X';
+}
+
+// Waits (bounded) until `pred` holds.
+template <class F>
+bool wait_until(F pred, std::chrono::milliseconds timeout = 10s) {
+  auto end = std::chrono::steady_clock::now() + timeout;
+  while (!pred()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+  return true;
+}
+
+TEST_CASE("an unsandboxed build's group dies with the process that started it, killed -9") {
+  if (!fs::exists("/usr/bin/setpriv")) {
+    MESSAGE("skipped: no /usr/bin/setpriv (util-linux)");
+    return;
+  }
+  TempDir dir;
+  const fs::path job_pid = dir / "job.pid";
+  // The build: a session of its own, as the runner starts it, with a background job.
+  std::string script = "sleep 1000 & echo $! > '" + job_pid.string() + "'; wait";
+  int ready[2];
+  REQUIRE(::pipe(ready) == 0);
+  // A process standing for dmzbot: starts the build and its guard, says so, and waits.
+  const pid_t parent = ::fork();
+  REQUIRE(parent >= 0);
+  if (parent == 0) {
+    ::close(ready[0]);
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+    char* argv[] = {const_cast<char*>("/bin/sh"), const_cast<char*>("-c"), script.data(), nullptr};
+    pid_t pids[2] = {0, 0};
+    if (posix_spawn(&pids[0], "/bin/sh", nullptr, &attr, argv, environ) != 0) ::_exit(1);
+    pids[1] = guard_build_group(pids[0]);
+    if (::write(ready[1], pids, sizeof pids) != sizeof pids) ::_exit(1);
+    for (;;) ::pause();
+  }
+  ::close(ready[1]);
+  pid_t pids[2] = {0, 0};
+  REQUIRE(::read(ready[0], pids, sizeof pids) == sizeof pids);
+  ::close(ready[0]);
+  const pid_t build = pids[0], guard = pids[1];
+  REQUIRE(guard > 0);
+  // The guard has set its trap once it waits on its sleep (its one child).
+  const std::string children =
+      "/proc/" + std::to_string(guard) + "/task/" + std::to_string(guard) + "/children";
+  REQUIRE(wait_until([&] { return !read_file(children).empty() && fs::exists(job_pid); }));
+  REQUIRE(wait_until([&] { return !read_file(job_pid).empty(); }));
+  const pid_t job = std::stoi(read_file(job_pid));
+  CHECK_FALSE(ended(build));
+  ::kill(parent, SIGKILL);
+  ::waitpid(parent, nullptr, 0);
+  // Before: both ran on for 1000 s.
+  CHECK(wait_until([&] { return ended(build) && ended(job) && ended(guard); }));
+  ::kill(-build, SIGKILL);  // whatever the outcome, nothing is left running
 }
 
 TEST_CASE("build_command_line: plain sh unconfined, bwrap with hidden paths otherwise") {

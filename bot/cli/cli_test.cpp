@@ -101,6 +101,25 @@ TEST_CASE("serve starts where the sandbox cannot work if the operator chose sand
   CHECK(r.out.find("exit=0") != std::string::npos);
 }
 
+TEST_CASE("serve stops gracefully on SIGHUP, as on SIGTERM") {
+  test::TempDir dir;
+  test::write_file(dir / "token", "t0ken\n");
+  test::write_file(dir / "dmzbot.toml",
+                   "data_dir = \"data\"\n[server]\nport = 0\n[[repo]]\nname = \"acme/widget\"\n"
+                   "remote = \"http://127.0.0.1:1/widget.git\"\nrequired_checks = [\"ci/build\"]\n"
+                   "api_token = { file = \"token\" }\n");
+  const std::string log = test::shell_quote((dir / "log.txt").string());
+  auto r =
+      test::run(dmzbot() + " serve --config " + test::shell_quote((dir / "dmzbot.toml").string()) +
+                " >" + log + " 2>&1 & pid=$!; i=0; until grep -q 'listening on' " + log +
+                "; do i=$((i+1)); [ $i -gt 300 ] && break; sleep 0.1; done; "
+                "kill -HUP $pid; wait $pid; echo \"exit=$?\"; cat " +
+                log);
+  CAPTURE(r.out);
+  CHECK(r.out.find("exit=0") != std::string::npos);  // not 129: killed by the signal
+  CHECK(r.out.find("shutting down") != std::string::npos);
+}
+
 TEST_CASE(
     "serve --log-format=json writes one JSON object per line, with the repository, no secret") {
   test::TempDir dir;
@@ -538,6 +557,22 @@ TEST_CASE("usage errors exit 2") {
     auto r = test::run(dmzbot() + " simulate --seeds 1 --hours 1 " + bad + " 2>&1");
     CAPTURE(bad);
     CHECK(r.exit_code == 2);
+  }
+}
+
+TEST_CASE("simulate: options that cannot run exit 2 at once, saying why") {
+  for (auto [args, says] : std::initializer_list<std::pair<const char*, const char*>>{
+           {"--seeds 1 --hours 1 --seed -1", "--seed"},
+           {"--seeds 2 --hours 1 --seed 18446744073709551615", "overflows"},
+           {"--seeds 1 --hours 1 --strategy serial --lanes bogus", "--lanes must be none or paths"},
+           {"--seeds 1 --rate 10000 --hours 100", "at most 100000"},
+           {"--seeds 1 --hours 1 --svg /nonexistent-dir/x.svg", "cannot write /nonexistent-dir"}}) {
+    auto r = test::run(dmzbot() + " simulate " + args + " 2>&1");
+    CAPTURE(args);
+    CAPTURE(r.out);
+    CHECK(r.exit_code == 2);
+    CHECK(r.out.find(says) != std::string::npos);
+    CHECK(r.out.find("strategy ") == std::string::npos);  // no table: nothing was run
   }
 }
 

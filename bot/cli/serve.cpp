@@ -19,6 +19,9 @@ sigset_t shutdown_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  // A closed terminal or session (and `kill -HUP`) stops serve as SIGTERM does, through
+  // stop(): by default it would end the process at once, leaving builds and the stop undone.
+  sigaddset(&set, SIGHUP);
   return set;
 }
 }  // namespace

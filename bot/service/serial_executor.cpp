@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <future>
+#include <memory>
 
 #include "base/this_thread.hpp"
 
@@ -24,17 +25,23 @@ bool SerialExecutor::post(std::function<void()> task) {
 }
 
 void SerialExecutor::drain() {
-  std::promise<void> done;
-  auto future = done.get_future();
-  if (post([&done] { done.set_value(); })) future.wait();
+  // Owned by the task alone: a drain dropped by stop(kDrop) breaks the promise, which ends the
+  // wait too.
+  auto done = std::make_shared<std::promise<void>>();
+  auto future = done->get_future();
+  if (post([done = std::move(done)] { done->set_value(); })) future.wait();
 }
 
-void SerialExecutor::stop() {
+void SerialExecutor::stop(Pending pending) {
+  std::deque<std::function<void()>> dropped;
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    if (pending == Pending::kDrop) dropped.swap(tasks_);
   }
   wake_.notify_one();
+  // Destroyed outside the lock: what they own may answer a waiter, or post elsewhere.
+  dropped.clear();
   if (thread_.joinable() && !on_this_thread()) thread_.join();
 }
 

@@ -4,6 +4,9 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
+#include <future>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -78,6 +81,40 @@ TEST_CASE("SerialExecutor runs already posted tasks before stopping") {
     for (int i = 0; i < 10; ++i) ex.post([&] { ++ran; });
   }
   CHECK(ran == 10);
+}
+
+TEST_CASE("SerialExecutor stop(kDrop) ends the task under way and drops the queued ones unrun") {
+  SerialExecutor ex("test");
+  std::promise<void> running, release;
+  auto release_future = release.get_future().share();
+  std::atomic<int> ran = 0;
+  ex.post([&] {
+    running.set_value();
+    release_future.wait();
+    ++ran;
+  });
+  running.get_future().wait();  // the first task is under way
+  // A queued task that owns a promise: dropping it breaks the promise, so its waiter wakes.
+  auto owned = std::make_shared<std::promise<int>>();
+  auto owned_future = owned->get_future();
+  ex.post([owned, &ran] {
+    ++ran;
+    owned->set_value(1);
+  });
+  owned.reset();
+  for (int i = 0; i < 10; ++i) ex.post([&] { ++ran; });
+  // A drain waiting behind the queue ends when it is dropped too.
+  std::thread drainer([&] { ex.drain(); });
+  std::thread stopper([&] { ex.stop(SerialExecutor::Pending::kDrop); });
+  // Released once stop() has begun (posts are refused), so nothing queued can run before it.
+  for (int i = 0; i < 5000 && ex.post([] {}); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  release.set_value();
+  stopper.join();
+  drainer.join();
+  CHECK(ran == 1);  // only the task that was under way
+  CHECK_THROWS_AS(owned_future.get(), std::future_error);
+  CHECK_FALSE(ex.post([&] { ++ran; }));
 }
 
 }  // namespace dmz

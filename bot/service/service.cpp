@@ -79,6 +79,61 @@ q::Outcome refusal(Error e) { return q::Outcome{std::move(e), {}}; }
 
 Error stopping() { return unavailable("the service is stopping"); }
 
+// An answer a posted task owns, given once: by the task, or by the task's last copy when it is
+// destroyed without giving it (its executor stopped and dropped it unrun: `stopping()`), so that
+// no caller waits forever on work that will never run. Copies share the one answer.
+template <class R>
+class Answer {
+ public:
+  using Done = std::function<void(R)>;
+  using FromError = std::function<R(Error)>;
+  Answer(Done done, FromError from_error)
+      : state_(std::make_shared<State>(std::move(done), std::move(from_error))) {}
+  void operator()(R r) const { state_->give(std::move(r)); }
+  void fail(Error e) const { state_->give(state_->from_error(std::move(e))); }
+
+ private:
+  struct State {
+    State(Done d, FromError f) : done(std::move(d)), from_error(std::move(f)) {}
+    State(const State&) = delete;
+    State& operator=(const State&) = delete;
+    ~State() {
+      if (done) give(from_error(stopping()));
+    }
+    void give(R r) {
+      if (auto d = std::exchange(done, nullptr)) d(std::move(r));
+    }
+    Done done;
+    FromError from_error;
+  };
+  std::shared_ptr<State> state_;
+};
+
+// An Answer that sets a promise, and the future its caller waits on.
+template <class R>
+std::pair<Answer<R>, std::future<R>> promised() {
+  auto promise = std::make_shared<std::promise<R>>();
+  auto future = promise->get_future();
+  return {Answer<R>([promise](R r) { promise->set_value(std::move(r)); },
+                    [](Error e) { return R(std::move(e)); }),
+          std::move(future)};
+}
+
+// Runs `body`, which gives `answer`; if it throws, the answer is internal(what: ...) before the
+// executor logs the exception, so that the caller hears of it instead of waiting forever.
+template <class R, class F>
+void answering(const Answer<R>& answer, const std::string& what, F&& body) {
+  try {
+    body();
+  } catch (const std::exception& e) {
+    answer.fail(internal(what + ": " + e.what()));
+    throw;
+  } catch (...) {
+    answer.fail(internal(what + ": an exception that is not a std::exception"));
+    throw;
+  }
+}
+
 // Creates `dir` (and its parents) private to dmzbot's user: mirrors of private code, the
 // database and the build logs live under it.
 Status make_private_dir(const fs::path& dir) {
@@ -138,7 +193,8 @@ struct QueuedFollowUp {
 struct RepoRuntime {
   config::Repo cfg;
   q::Settings settings;
-  std::unique_ptr<HttpClient> http;  // the forge's API transport (GitHub)
+  std::unique_ptr<BeastHttpClient> http;         // the forge's API transport (GitHub)
+  forges::github::Client* api_client = nullptr;  // GitHub's REST client, owned by `forge`
   std::unique_ptr<forges::Forge> forge;
   bool api = false;  // the forge has an API: follow-ups, reconciliation, summaries
   std::unique_ptr<GitWorker> worker;
@@ -155,6 +211,14 @@ struct RepoRuntime {
   // When the last webhook fetch ended (git thread only): the next waits out options'
   // webhook_fetch_gap from it.
   std::chrono::steady_clock::time_point webhook_fetch_done{};
+  // Registrations through dmzbot's API (POST .../pulls), guarded by fetch_mu: each waits for
+  // the next fetch that begins after it (a branch pushed a moment ago is found), and is answered
+  // on the engine thread once that fetch was applied.
+  struct Registering {
+    forges::Registration registration;
+    Answer<q::Outcome> answer;
+  };
+  std::vector<Registering> registering;
   std::atomic<bool> periodic_queued{false};
   // Policy checks of heads out of reach (git thread only): judged after the next good fetch.
   std::vector<q::CheckPolicy> policy_waiting;
@@ -180,6 +244,12 @@ struct RepoRuntime {
   std::mutex inbox_mu;
   std::vector<QueuedFollowUp> inbox;  // guarded by inbox_mu
   std::atomic<bool> drain_queued{false};
+
+  // Summaries to show, handed from the engine thread to the forge thread the same way: one
+  // flush queued at a time takes every summary handed over until it runs (the newest of each PR).
+  std::mutex show_mu;
+  std::map<int, forges::PullSummary> show_inbox;  // guarded by show_mu
+  std::atomic<bool> show_queued{false};
 
   // Forge thread only.
   std::deque<QueuedFollowUp> follow_ups;       // in the order the webhooks came
@@ -373,8 +443,9 @@ struct Service::Impl final : driver::GitPort,
     f.label_skew = options.label_skew.count();
     f.status_labels = g.status_labels;
     f.public_url = cfg.server.public_url;
-    rt.forge = std::make_unique<forges::github::GitHubForge>(
-        f, std::make_unique<forges::github::Client>(*rt.http, *clock, c));
+    auto api_client = std::make_unique<forges::github::Client>(*rt.http, *clock, c);
+    rt.api_client = api_client.get();
+    rt.forge = std::make_unique<forges::github::GitHubForge>(f, std::move(api_client));
     rt.api = true;
     rt.reconcile_interval =
         options.reconcile_interval
@@ -552,6 +623,11 @@ struct Service::Impl final : driver::GitPort,
   }
 
   void fetch_into_driver(RepoRuntime& rt, std::function<void()> then = nullptr) {
+    std::vector<RepoRuntime::Registering> registering;  // this fetch is the one they wait for
+    {
+      std::lock_guard lock(rt.fetch_mu);
+      registering.swap(rt.registering);
+    }
     const q::Millis began = now();
     auto refs = rt.worker->fetch();
     if (refs) rt.promoter->after_fetch(rt.worker->mirror());
@@ -560,12 +636,14 @@ struct Service::Impl final : driver::GitPort,
     // verdicts given under the old one within a fetch interval, and at the start.
     auto trust_root = trust::trust_root_digest(rt.cfg.policy_root);
     engine.post([this, &rt, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then),
-                 trust_root = std::move(trust_root), began]() mutable {
+                 trust_root = std::move(trust_root), began,
+                 registering = std::move(registering)]() mutable {
       if (refs) {
         older_than_webhooks(rt, *refs, began);
         driver->fetched(repo, *refs);
       } else
         driver->fetch_failed(repo, refs.status());
+      register_pulls(rt, refs, registering);
       if (const q::RepoState* state = driver->state(repo);
           trust_root && state && state->trust_root != *trust_root) {
         apply_or_park(repo, q::TrustRootRead{*trust_root, now()}, Parked::kWhileServed);
@@ -575,6 +653,43 @@ struct Service::Impl final : driver::GitPort,
     if (fetched)
       for (const auto& a : std::exchange(rt.policy_waiting, {})) judge_policy(rt, a);
     retry_policies(rt);
+  }
+
+  // Engine thread, once the fetch they waited for was applied: registrations against the refs
+  // it read.
+  void register_pulls(RepoRuntime& rt, const Result<forges::RemoteRefs>& refs,
+                      const std::vector<RepoRuntime::Registering>& registering) {
+    for (const auto& r : registering) {
+      if (!refs) {
+        r.answer(refusal(unavailable(refs.message())));
+        continue;
+      }
+      auto opened = rt.forge->register_pull(*refs, r.registration, now());
+      r.answer(opened ? driver->apply(rt.cfg.name, *opened) : refusal(opened.error()));
+    }
+  }
+
+  // The forge's refusal of `r` whatever the remote holds (a forge with an API of its own, a
+  // branch dmzbot does not queue): asked as if the remote had the branch, so that a registration
+  // that can only be refused costs no fetch. Any thread: register_pull reads only options.
+  std::optional<Error> refused_anyway(const RepoRuntime& rt, const forges::Registration& r) const {
+    forges::RemoteRefs imagined;
+    const q::Sha any(40, '0');
+    imagined.branches[r.branch] = any;
+    if (r.branch.starts_with(forges::kTagPrefix))
+      imagined.tags[r.branch.substr(forges::kTagPrefix.size())] = any;
+    auto opened = rt.forge->register_pull(imagined, r, now());
+    if (opened) return std::nullopt;
+    return opened.error();
+  }
+
+  // Answers the registrations still waiting for a fetch (stopping): the git thread is gone.
+  static void drop_registrations(RepoRuntime& rt) {
+    std::vector<RepoRuntime::Registering> dropped;
+    {
+      std::lock_guard lock(rt.fetch_mu);
+      dropped.swap(rt.registering);
+    }
   }
 
   // A hotfix released to production is not on master: it comes back through the queue as its
@@ -808,11 +923,12 @@ struct Service::Impl final : driver::GitPort,
     SerialExecutor* git = rt->git.get();
     GitWorker* worker = rt->worker.get();
     rt->runner->start(repo, a.sha, [git, worker, sha = a.sha](const fs::path& dir) {
-      // The mirror belongs to the git thread: export there, and wait.
-      std::promise<Status> result;
-      auto future = result.get_future();
-      if (!git->post([&] { result.set_value(worker->export_tree(sha, dir)); }))
-        return Status(stopping());
+      // The mirror belongs to the git thread: export there, and wait. The answer comes even if
+      // the export throws or the git thread drops it at a stop.
+      auto [exported, future] = promised<Status>();
+      git->post([exported, worker, sha, dir] {
+        answering(exported, "exporting the tree", [&] { exported(worker->export_tree(sha, dir)); });
+      });
       return future.get();
     });
   }
@@ -1233,6 +1349,11 @@ struct Service::Impl final : driver::GitPort,
   // Forge thread: the summaries that changed, shown on the PR heads; one the API cannot take
   // now stays for the next tick.
   void flush_shows(RepoRuntime& rt) {
+    {
+      std::lock_guard lock(rt.show_mu);
+      for (auto& [n, summary] : rt.show_inbox) rt.to_show[n] = std::move(summary);
+      rt.show_inbox.clear();
+    }
     for (auto it = rt.to_show.begin(); it != rt.to_show.end();) {
       auto shown = rt.shown.find(it->first);
       if (shown != rt.shown.end() && shown->second == it->second) {
@@ -1285,10 +1406,17 @@ struct Service::Impl final : driver::GitPort,
     }
   }
 
+  // Engine thread. While the API is down each flush costs a full round of retries: a burst of
+  // changes must not queue one flush each (the forge thread would be held up for minutes).
   void show(RepoRuntime& rt, std::vector<forges::PullSummary> summaries) {
     if (summaries.empty()) return;
-    rt.forge_thread->post([this, &rt, summaries = std::move(summaries)] {
-      for (const auto& s : summaries) rt.to_show[s.number] = s;
+    {
+      std::lock_guard lock(rt.show_mu);
+      for (auto& s : summaries) rt.show_inbox[s.number] = std::move(s);
+    }
+    if (rt.show_queued.exchange(true)) return;  // the flush already queued takes them too
+    rt.forge_thread->post([this, &rt] {
+      rt.show_queued = false;  // before flush_shows takes the inbox: none is left behind
       flush_shows(rt);
     });
   }
@@ -1492,14 +1620,18 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   driver_options.history_retention = std::int64_t{im.cfg.store.history_days} * 86'400'000;
   im.driver = std::make_unique<driver::Driver>(*im.clock, *im.store, im, im, im, im,
                                                im.driver_configs(), driver_options);
-  std::promise<Status> started;
-  im.engine.post([&] {
-    Status s = im.driver->start();
-    if (s.ok()) im.show_all();
-    im.driver->tick();  // the gauges, before the first scrape
-    started.set_value(s);
+  // Answered even if the driver throws: signals are blocked by now (serve), so a start that
+  // waited forever would hang the process.
+  auto [started, started_future] = promised<Status>();
+  im.engine.post([&im, started] {
+    answering(started, "starting the driver", [&] {
+      Status s = im.driver->start();
+      if (s.ok()) im.show_all();
+      im.driver->tick();  // the gauges, before the first scrape
+      started(s);
+    });
   });
-  if (Status s = started.get_future().get(); !s.ok()) return s.error();
+  if (Status s = started_future.get(); !s.ok()) return s.error();
   // Queued on the engine before any new webhook can be: the deliveries keep their order.
   if (Status s = im.replay_unhandled(); !s.ok()) return s.error();
   im.timer = std::thread([&im] {
@@ -1531,8 +1663,22 @@ void Service::stop() {
   };
   if (!im.engine.post(reset_runners)) reset_runners();
   runners_gone.get_future().wait();
-  for (auto& rt : im.repos) rt->git->stop();  // finishes the git step under way
-  for (auto& rt : im.repos) rt->forge_thread->stop();
+  // The git and forge threads finish the step under way and drop what is queued: fetches,
+  // outbox messages, summaries and follow-ups may each wait out network timeouts and API
+  // retries, which would hold the stop for minutes. Nothing dropped is lost: the next start
+  // re-issues it (queue::resume: policy checks, merges, builds, fast-forwards, the reset of
+  // dmz; the stored outbox is resent; a webhook whose follow-ups or try did not complete is
+  // unhandled and replayed; show_all shows every summary; the driver fetches; the promoter
+  // hands its hotfixes over again). A dropped task that owns an answer gives it (Answer).
+  // An API call under way (the forge thread's, or a fetch renewing an App's token) ends at once
+  // and no retry waits out its backoff, so the threads below are joined without delay.
+  for (auto& rt : im.repos) {
+    if (rt->api_client) rt->api_client->stop();
+    if (rt->http) rt->http->stop();
+  }
+  for (auto& rt : im.repos) rt->git->stop(SerialExecutor::Pending::kDrop);
+  for (auto& rt : im.repos) Impl::drop_registrations(*rt);
+  for (auto& rt : im.repos) rt->forge_thread->stop(SerialExecutor::Pending::kDrop);
   im.engine.stop();
   im.views.stop();
   // The deliveries handled until now are marked so; the others are handled at the next start.
@@ -1568,35 +1714,34 @@ void Service::register_pull(const std::string& repo, forges::Registration regist
                             std::function<void(q::Outcome)> done) {
   RepoRuntime* rt = impl_->find(repo);
   if (!rt) return done(refusal(not_found("unknown repository " + repo)));
-  // A fresh fetch, so that a branch pushed a moment ago is found.
-  bool posted = rt->git->post([this, rt, registration, done] {
-    auto refs = rt->worker->fetch();
-    bool on_engine = impl_->engine.post([this, rt, refs, registration, done] {
-      auto& driver = *impl_->driver;
-      if (!refs) {
-        driver.fetch_failed(rt->cfg.name, refs.status());
-        return done(refusal(unavailable(refs.message())));
-      }
-      driver.fetched(rt->cfg.name, *refs);
-      auto opened = rt->forge->register_pull(*refs, registration, impl_->now());
-      if (!opened) return done(refusal(opened.error()));
-      done(driver.apply(rt->cfg.name, *opened));
-    });
-    if (!on_engine) done(refusal(stopping()));
-  });
-  if (!posted) done(refusal(stopping()));
+  if (auto refused = impl_->refused_anyway(*rt, registration)) return done(refusal(*refused));
+  // It waits for a fresh fetch (a branch pushed a moment ago is found), shared with the
+  // webhooks' and the other registrations' (a burst of them costs one or two fetches), and
+  // applied as any fetch is (fetch_into_driver).
+  {
+    std::lock_guard lock(rt->fetch_mu);
+    rt->registering.push_back(
+        {std::move(registration),
+         Answer<q::Outcome>(std::move(done), [](Error e) { return refusal(std::move(e)); })});
+  }
+  impl_->request_fetch(*rt, {});
+  // stop() sets `stopped` before it answers what waits: one of the two sees this registration.
+  if (impl_->stopped) Impl::drop_registrations(*rt);
 }
 
 void Service::promote(const std::string& repo, const std::string& tag,
                       std::function<void(Result<std::string>)> done) {
   RepoRuntime* rt = impl_->find(repo);
   if (!rt) return done(not_found("unknown repository " + repo));
-  if (!rt->git->post([rt, tag, done] {
-        auto r = rt->promoter->promote(rt->worker->mirror(), tag, "api");
-        if (!r) return done(r.error());
-        done(rt->promoter->record_json(*r));
-      }))
-    done(stopping());
+  Answer<Result<std::string>> answer(std::move(done),
+                                     [](Error e) { return Result<std::string>(std::move(e)); });
+  rt->git->post([rt, tag, answer] {  // dropped unrun at a stop: answered `stopping`
+    answering(answer, "promoting " + tag, [&] {
+      auto r = rt->promoter->promote(rt->worker->mirror(), tag, "api");
+      if (!r) return answer(r.error());
+      answer(rt->promoter->record_json(*r));
+    });
+  });
 }
 
 std::optional<std::string> Service::releases(const std::string& repo) const {
@@ -1759,14 +1904,15 @@ q::Outcome Service::submit_and_wait(const std::string& repo, q::Event event) {
 }
 
 std::optional<q::RepoState> Service::state(const std::string& repo) {
-  std::promise<std::optional<q::RepoState>> result;
-  auto future = result.get_future();
-  if (!impl_->engine.post([&] {
-        const auto* s = impl_->driver->state(repo);
-        result.set_value(s ? std::optional<q::RepoState>(*s) : std::nullopt);
-      }))
-    return std::nullopt;
-  return future.get();
+  auto [result, future] = promised<Result<q::RepoState>>();
+  impl_->engine.post([this, repo, result] {
+    answering(result, "reading the state", [&] {
+      const auto* s = impl_->driver->state(repo);
+      result(s ? Result<q::RepoState>(*s) : not_found(repo));
+    });
+  });
+  auto s = future.get();
+  return s ? std::optional<q::RepoState>(std::move(*s)) : std::nullopt;
 }
 
 Result<RepoView> Service::view_now(const std::string& repo) {
@@ -1784,11 +1930,13 @@ Result<PullView> Service::pull_now(const std::string& repo, int number) {
 }
 
 void Service::fetch_now(const std::string& repo) {
-  std::promise<void> done;
-  auto future = done.get_future();
-  bool posted = impl_->on_git(
-      repo, [&](RepoRuntime& rt) { impl_->fetch_into_driver(rt, [&done] { done.set_value(); }); });
-  if (posted) future.wait();
+  // Answered also when a task on the way is dropped (a stop) or throws.
+  auto [fetched, future] = promised<Status>();
+  impl_->on_git(repo, [this, fetched](RepoRuntime& rt) {
+    answering(fetched, "fetching",
+              [&] { impl_->fetch_into_driver(rt, [fetched] { fetched(Status()); }); });
+  });
+  future.wait();
   impl_->engine.drain();  // the events the fetch implied are applied too
 }
 

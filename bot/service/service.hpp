@@ -40,7 +40,7 @@ class Service final : public Backend {
     std::chrono::milliseconds api_backoff{500};
     std::chrono::milliseconds api_max_rate_wait{10'000};
     std::chrono::milliseconds label_skew{5'000};
-    std::chrono::milliseconds api_timeout{30'000};  // each step of an API call
+    std::chrono::milliseconds api_timeout{30'000};  // a whole API call, every step in it
   };
 
   // Takes the data directory (one service per directory), opens the store and the mirrors,

@@ -3,10 +3,14 @@
 #include "bot/service/service.hpp"
 
 #include <doctest/doctest.h>
+#include <pthread.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <map>
@@ -20,6 +24,7 @@
 #include "bot/ci/runner.hpp"
 #include "bot/http/http_client.hpp"
 #include "bot/http/http_server.hpp"
+#include "tests/git_http.hpp"
 #include "tests/gpg_keys.hpp"
 #include "tests/ssh_keys.hpp"
 #include "tests/support.hpp"
@@ -899,9 +904,19 @@ TEST_CASE("a build result the store could not save is saved once it can: nothing
   cfg.repos[0].runner->sandbox = "none";  // it reads the test's files
   auto options = fast();
   options.store.busy_timeout_ms = 100;
+  // The evidence that the path under test ran: the driver's log line of the refused save.
+  // Hooked before the service's threads log, and unhooked after they are gone.
+  auto log = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256);
+  spdlog::default_logger()->sinks().push_back(log);
+  struct Unhook {
+    std::shared_ptr<spdlog::sinks::sink> sink;
+    ~Unhook() { std::erase(spdlog::default_logger()->sinks(), sink); }
+  } unhook{log};
   Running run(cfg, options);
   run.enqueue(1, "feature/g", head);
   REQUIRE(eventually([&] { return std::filesystem::exists(started); }));
+  // Its pending check, reported as it started, is saved before the database is locked.
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Building; }));
 
   // The build passes while another writer holds the database: its result cannot be saved.
   sqlite3* other = nullptr;
@@ -909,12 +924,156 @@ TEST_CASE("a build result the store could not save is saved once it can: nothing
   sqlite3_busy_timeout(other, 5000);  // the service may be writing at this moment
   REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
   test::write_file(go, "");
-  std::this_thread::sleep_for(1s);  // the build ends and its result is refused meanwhile
-  CHECK(run.status(1) == q::PrStatus::Building);  // its pending check reported at its start
+  // The build ends and its result is refused while the database is locked.
+  CHECK(eventually([&] {
+    for (const auto& line : log->last_formatted())
+      if (line.find("cannot save the state, check_reported refused") != std::string::npos)
+        return true;
+    return false;
+  }));
+  CHECK(run.status(1) == q::PrStatus::Building);  // the result waits, unsaved
   sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
   sqlite3_close(other);
   // Before: the result was dropped and the PR waited for the check timeout (60 s) to fail.
   CHECK(eventually([&] { return run.status(1) == q::PrStatus::Merged; }, 20s));
+}
+
+// The wall clock, except that its first reading on the engine thread throws: a driver whose
+// start throws.
+class ThrowsOnEngine final : public Clock {
+ public:
+  Millis now() const override {
+    char name[16] = {};
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    if (std::string_view(name) == "engine" && !thrown_.exchange(true))
+      throw std::runtime_error("the clock broke");
+    return wall_clock().now();
+  }
+
+ private:
+  mutable std::atomic<bool> thrown_{false};
+};
+
+TEST_CASE("a driver start that throws fails the service's start instead of hanging it") {
+  Remote remote;
+  test::TempDir data;
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  ThrowsOnEngine clock;
+  auto options = fast();
+  options.clock = &clock;
+  // Before: the engine logged the exception and start() waited forever on its promise.
+  auto s = Service::start(cfg, options);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.code() == Code::kInternal);
+  CHECK(s.message() == "starting the driver: the clock broke");
+}
+
+Result<driver::Health> health_of(Service& service) {
+  auto v = service.view_now(kRepo);
+  if (!v) return v.error();
+  return v->health;
+}
+
+TEST_CASE("concurrent registrations share their fetches") {
+  Remote remote;
+  test::GitHttpServer git(remote.dir.path(), "x-access-token", kToken);
+  REQUIRE_MESSAGE(git.error().empty(), git.error());
+  test::TempDir data;
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  cfg.repos[0].remote = git.url("origin.git");
+  cfg.repos[0].auth.token = config::Secret(kToken);
+  constexpr int kPulls = 8;
+  std::vector<std::string> heads;
+  for (int i = 1; i <= kPulls; ++i)
+    heads.push_back(remote.branch("feature/" + std::to_string(i), {{"f.txt", std::to_string(i)}}));
+  auto options = fast();
+  options.fetch_interval = 1h;  // only the start's fetch and the registrations'
+  Running run(cfg, options);
+  REQUIRE(eventually([&] {
+    auto h = health_of(*run.service);
+    return h && h->remote_ok;
+  }));
+  const int before = git.refs_read();
+  std::vector<int> statuses(kPulls, 0);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kPulls; ++i)
+    clients.emplace_back([&, i] {
+      auto r = http_request(
+          "127.0.0.1", run.port, "POST", std::string("/api/v1/repos/") + kRepo + "/pulls",
+          nlohmann::json{{"number", i + 1}, {"branch", "feature/" + std::to_string(i + 1)}}.dump(),
+          {{"Authorization", std::string("Bearer ") + kToken}});
+      statuses[i] = r.ok() ? r->status : -1;
+    });
+  for (auto& c : clients) c.join();
+  for (int i = 0; i < kPulls; ++i) {
+    CAPTURE(i);
+    CHECK(statuses[i] == 202);
+    CHECK(run.pr(i + 1).head == heads[i]);
+  }
+  // Before: one fetch each.
+  CHECK(git.refs_read() - before <= 3);
+}
+
+TEST_CASE("a registration the forge refuses anyway is answered without a fetch") {
+  Remote remote;
+  test::TempDir data;
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  config::GitHub github;
+  github.api_url = "http://127.0.0.1:1";  // no API: reconciliation fails, which is not tested
+  github.token = config::Secret("t0ken");
+  github.webhook_secret = config::Secret("whsec");
+  github.merge_masters = {"alice"};
+  cfg.repos[0].forge = "github";
+  cfg.repos[0].github = github;
+  remote.branch("feature/x", {{"x.txt", "x\n"}});
+  auto options = fast();
+  options.fetch_interval = 1h;  // only the start's fetch
+  Running run(cfg, options);
+  REQUIRE(eventually([&] {
+    auto h = health_of(*run.service);
+    return h && h->remote_ok;
+  }));
+  const auto fetched_at = health_of(*run.service)->last_fetch_ok;
+  auto r =
+      http_request("127.0.0.1", run.port, "POST", std::string("/api/v1/repos/") + kRepo + "/pulls",
+                   nlohmann::json{{"number", 1}, {"branch", "feature/x"}}.dump(),
+                   {{"Authorization", std::string("Bearer ") + kToken}});
+  REQUIRE(r.ok());
+  CHECK(r->status == 422);
+  CHECK(r->body.find("registered by the forge") != std::string::npos);
+  // Before: the registration's fetch was applied first.
+  CHECK(health_of(*run.service)->last_fetch_ok == fetched_at);
+}
+
+TEST_CASE("stop drops the git work still queued and answers what waited on it") {
+  test::StallingServer stalling;  // a remote that never answers: each fetch waits it out
+  REQUIRE(stalling.port() != 0);
+  Remote remote;
+  test::TempDir data;
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  cfg.repos[0].remote = "http://127.0.0.1:" + std::to_string(stalling.port()) + "/origin.git";
+  cfg.repos[0].network_timeout = 3s;
+  auto options = fast();
+  options.fetch_interval = 1h;  // only the start's fetch and the registrations'
+  Running run(cfg, options);
+  // The start's fetch holds the git thread; the registrations' fetch waits behind it.
+  REQUIRE(eventually([&] { return stalling.accepted() >= 1; }));
+  std::vector<std::future<q::Outcome>> answers;
+  for (int n = 1; n <= 3; ++n) {
+    auto answer = std::make_shared<std::promise<q::Outcome>>();
+    answers.push_back(answer->get_future());
+    run.service->register_pull(kRepo, {n, "feature/" + std::to_string(n), "dev", ""},
+                               [answer](q::Outcome o) { answer->set_value(std::move(o)); });
+  }
+  run.service->stop();
+  for (auto& answer : answers) {
+    REQUIRE(answer.wait_for(0s) == std::future_status::ready);
+    auto out = answer.get();
+    REQUIRE(out.rejected);
+    CHECK(out.rejected->code == Code::kUnavailable);
+    // Before: stop ran the queued fetch, and they were answered with its failure.
+    CHECK(out.rejected->message == "the service is stopping");
+  }
 }
 
 TEST_CASE("a missing database beside an earlier run's mirrors is refused, with the way out") {
