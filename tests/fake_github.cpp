@@ -674,5 +674,9 @@ void FakeGitHub::hang_next(int n) {
   std::lock_guard lock(mu_);
   hang_ = n;
 }
+std::size_t FakeGitHub::hung() const {
+  std::lock_guard lock(mu_);
+  return hung_.size();
+}
 
 }  // namespace dmz::test

@@ -120,6 +120,7 @@ class FakeGitHub {
   // The next `n` requests get no answer at all (the connection is held until the client
   // gives up): a server that hangs.
   void hang_next(int n);
+  std::size_t hung() const;  // connections held so far
 
  private:
   struct Answer {

@@ -1579,6 +1579,22 @@ TEST_CASE("github webhooks: bad input is answered with a code and changes nothin
 
 // An App installed on several configured repositories says so in one delivery: each of them
 // reads itself back, and the delivery is still taken once.
+// An API that accepts and never answers: a stop ends the call under way instead of waiting out
+// the API timeout on every attempt (systemd kills a stop that takes 60 s).
+TEST_CASE("github: a stop while an API call hangs ends the call") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  bot.stop();
+  bot.options.api_timeout = 30s;
+  gh.api->hang_next(1'000);
+  bot.start();
+  REQUIRE(eventually([&] { return gh.api->hung() >= 1; }));  // the start's reconciliation
+  const auto began = std::chrono::steady_clock::now();
+  bot.stop();
+  // Without stop() reaching the call it would return after 30 s at least (four attempts).
+  CHECK(std::chrono::steady_clock::now() - began < 20s);
+}
+
 TEST_CASE("github webhooks: an installation naming several repositories reaches each of them") {
   GitHub gh(test::FakeGitHub::Options{});
   Bot bot(gh);
