@@ -6,6 +6,7 @@
 #include <string>
 
 #include "queue/engine.hpp"
+#include "queue/queue_test_support.hpp"
 #include "queue/forecast.hpp"
 
 namespace dmz::queue {
@@ -177,10 +178,7 @@ namespace {
 constexpr Millis kNow = 10'000'000;
 constexpr Millis kBuild = 600'000;
 
-Sha sha_of(char kind, int n) {
-  std::string s = std::to_string(n);
-  return std::string(1, kind) + std::string(39 - s.size(), '0') + s;
-}
+using testing::sha_of;
 
 // PRs 1..count queued a second apart before kNow, as the engine leaves them, with a build
 // duration observed.
@@ -197,19 +195,7 @@ struct Queue {
     cfg.strategy = strategy;
     cfg.window_start = 20;
     cfg.window_max = 20;
-    for (int n = 1; n <= count; ++n) {
-      const Millis at = kNow - 1'000 * (count - n + 1);
-      const Sha head = sha_of('h', n);
-      apply(PrOpened{n, "f" + std::to_string(n), "dev", "t", head, at});
-      apply(MergeRequested{n, head, "mm", at});
-      apply(PolicyChecked{.number = n,
-                          .sha = head,
-                          .pass = true,
-                          .at = at,
-                          .paths = {"p" + std::to_string(n) + "/x.cpp"},
-                          .target = s.master,
-                          .epoch = s.policy_epoch});
-    }
+    testing::queue_approved(s, cfg, count, kNow, 1'000);
   }
   void apply(const Event& e) { REQUIRE_FALSE(handle(s, e, cfg).rejected); }
   // Every candidate merged and pushed to dmz at `at`.

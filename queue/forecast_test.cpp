@@ -7,6 +7,7 @@
 #include <string>
 
 #include "queue/engine.hpp"
+#include "queue/queue_test_support.hpp"
 
 using namespace dmz::queue;
 
@@ -15,10 +16,7 @@ namespace {
 constexpr Millis kNow = 10'000'000;
 constexpr Millis kBuild = 1'800'000;  // 30 minutes
 
-Sha sha_of(char kind, int n) {
-  std::string s = std::to_string(n);
-  return std::string(1, kind) + std::string(39 - s.size(), '0') + s;
-}
+using testing::sha_of;
 
 // A repository with PRs 1..count queued 3 s apart, the last 3 s before kNow (PR n changes
 // p<n>/x.cpp), as the engine leaves it.
@@ -37,19 +35,7 @@ struct Queue {
     s.observed.build_ms = build_ms;
     s.observed.fail_permille = fail_permille;
     s.observed.arrival_ms = 3'000;
-    for (int n = 1; n <= count; ++n) {
-      const Millis at = kNow - 3'000 * (count - n + 1);
-      const Sha head = sha_of('h', n);
-      apply(PrOpened{n, "f" + std::to_string(n), "dev", "t", head, at});
-      apply(MergeRequested{n, head, "mm", at});
-      apply(PolicyChecked{.number = n,
-                          .sha = head,
-                          .pass = true,
-                          .at = at,
-                          .paths = {"p" + std::to_string(n) + "/x.cpp"},
-                          .target = s.master,
-                          .epoch = s.policy_epoch});
-    }
+    testing::queue_approved(s, cfg, count, kNow, 3'000);
   }
   void apply(const Event& e) { REQUIRE_FALSE(handle(s, e, cfg).rejected); }
 };
