@@ -1,10 +1,12 @@
 // The simulator: serial's numbers against a case worked by hand, the conflict calibration,
-// the oracle as a lower bound, and every strategy keeping the invariants (with crashes).
+// the oracle as a lower bound, every strategy keeping the invariants (with crashes), and each
+// invariant check of the ledger firing on the move that breaks it.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "bot/sim/ledger.hpp"
 #include "bot/sim/oracle.hpp"
 #include "bot/sim/report.hpp"
 #include "bot/sim/simulate.hpp"
@@ -22,6 +24,30 @@ SimPr pr_at(int number, Millis approved_at, bool bad = false) {
   p.targets = {number};  // nobody shares a target: no semantic conflicts
   p.bad = bad;
   return p;
+}
+
+namespace q = queue;
+using Outcome = Ledger::Outcome;
+
+// A ledger over PRs 1..4, master at "m0".
+Ledger fresh_ledger() { return Ledger("m0", 4); }
+
+// Git writes `sha` (`parent` plus `prs`) and CI builds it green, holding exactly that.
+void commit_green(Ledger& l, const std::string& sha, const std::string& parent,
+                  std::vector<int> prs) {
+  REQUIRE(l.record_commit(sha, parent, std::move(prs)));
+  l.record_build(sha, l.contents(sha), true);
+}
+
+// How many violations mention `what`.
+std::size_t violations_naming(const Ledger& l, std::string_view what) {
+  return static_cast<std::size_t>(
+      std::count_if(l.violations().begin(), l.violations().end(),
+                    [&](const std::string& v) { return v.find(what) != std::string::npos; }));
+}
+
+void show(const Ledger& l) {
+  for (const auto& v : l.violations()) MESSAGE(v);
 }
 
 }  // namespace
@@ -126,6 +152,178 @@ TEST_CASE("simulate: every strategy keeps the invariants on a loaded queue, with
     for (const auto& v : c.violations) MESSAGE(v);
     CHECK(c.escaped == 0);
   }
+}
+
+TEST_CASE("ledger: a correct run breaks nothing") {
+  Ledger l = fresh_ledger();
+  // A train: c2 is chained on c1 and built green before c1 landed, so it held m0 + #1 + #2;
+  // after c1 lands that is the same tree as c1 + #2.
+  commit_green(l, "c1", "m0", {1});
+  commit_green(l, "c2", "c1", {2});
+  CHECK(l.master_moved("m0", "c1", 10));
+  l.outcome(1, Outcome::Landed);
+  CHECK(l.master_moved("c1", "c2", 20));
+  l.outcome(2, Outcome::Landed);
+  l.outcome(2, Outcome::Landed);  // resent after a restart
+  l.outcome(3, Outcome::Ejected);
+  l.outcome(3, Outcome::Ejected);
+  // A red build after a green one (a flaky retry) does not undo it.
+  commit_green(l, "c3", "c2", {4});
+  l.record_build("c3", l.contents("c3"), false);
+  CHECK(l.master_moved("c2", "c3", 30));
+  l.outcome(4, Outcome::Landed);
+  for (int pr = 1; pr <= 4; ++pr) {
+    l.check_told(pr, pr == 3 ? q::PrStatus::Failed : q::PrStatus::Merged);
+    l.check_landing_told(pr);
+  }
+  show(l);
+  CHECK(l.violations().empty());
+  CHECK(l.master() == "c3");
+  CHECK(l.undecided() == 0);
+  CHECK(l.landed_at(2) == 20);
+  CHECK(l.landed_at(3) == Ledger::kNever);
+  CHECK(l.landings().size() == 3);
+}
+
+TEST_CASE("ledger: master moving other than by fast-forward is a violation") {
+  Ledger l = fresh_ledger();
+  SUBCASE("to a sibling: master loses what it held") {
+    commit_green(l, "c1", "m0", {1});
+    commit_green(l, "c2", "m0", {2});  // a sibling of c1, not its child
+    CHECK(l.master_moved("m0", "c1", 10));
+    REQUIRE(l.violations().empty());
+    CHECK(l.master_moved("c1", "c2", 20));
+    show(l);
+    CHECK(violations_naming(l, "master moved to c2, not a fast-forward") == 1);
+    CHECK(l.violations().size() == 1);
+  }
+  SUBCASE("from a master it was not at") {
+    commit_green(l, "c1", "m0", {1});
+    CHECK(l.master_moved("c9", "c1", 10));
+    show(l);
+    CHECK(violations_naming(l, "master moved from c9, but it was at m0") == 1);
+    CHECK(l.violations().size() == 1);
+  }
+  SUBCASE("to a sha git never wrote: master stays") {
+    CHECK_FALSE(l.master_moved("m0", "c9", 10));
+    CHECK(violations_naming(l, "master pushed to an unknown sha") == 1);
+    CHECK(l.master() == "m0");
+    CHECK_FALSE(l.record_commit("c1", "c9", {1}));
+    CHECK(violations_naming(l, "commit c1 on an unknown base c9") == 1);
+    CHECK(l.violations().size() == 2);
+  }
+}
+
+TEST_CASE("ledger: master moving to a sha not built green as it is is a violation") {
+  Ledger l = fresh_ledger();
+  SUBCASE("never built") {
+    REQUIRE(l.record_commit("c1", "m0", {1}));
+    l.master_moved("m0", "c1", 10);
+    show(l);
+    CHECK(violations_naming(l, "master moved to c1, which never built green") == 1);
+  }
+  SUBCASE("built red") {
+    REQUIRE(l.record_commit("c1", "m0", {1}));
+    l.record_build("c1", l.contents("c1"), false);
+    l.master_moved("m0", "c1", 10);
+    show(l);
+    CHECK(violations_naming(l, "master moved to c1, which never built green") == 1);
+  }
+  SUBCASE("built green holding other PRs") {
+    REQUIRE(l.record_commit("c1", "m0", {1, 2}));
+    l.record_build("c1", Contents{"m0", {1}}, true);  // CI built without #2
+    l.master_moved("m0", "c1", 10);
+    show(l);
+    CHECK(violations_naming(l,
+                            "master moved to c1, which built green with other contents (m0 "
+                            "+#1, not m0 +#1 +#2)") == 1);
+  }
+  SUBCASE("built green on another master") {
+    commit_green(l, "c1", "m0", {1});
+    REQUIRE(l.record_commit("c2", "c1", {2}));
+    l.record_build("c2", Contents{"m0", {2}}, true);  // CI built #2 without #1 under it
+    l.master_moved("m0", "c1", 10);
+    l.master_moved("c1", "c2", 20);
+    show(l);
+    CHECK(violations_naming(l, "master moved to c2, which built green with other contents") == 1);
+  }
+  CHECK(l.violations().size() == 1);
+}
+
+TEST_CASE("ledger: a PR landing twice is a violation") {
+  Ledger l = fresh_ledger();
+  SUBCASE("in two landings") {
+    commit_green(l, "c1", "m0", {1});
+    commit_green(l, "c2", "c1", {2, 1});
+    l.master_moved("m0", "c1", 10);
+    l.master_moved("c1", "c2", 20);
+  }
+  SUBCASE("twice in one candidate") {
+    commit_green(l, "c1", "m0", {1, 2, 1});
+    l.master_moved("m0", "c1", 10);
+  }
+  show(l);
+  CHECK(violations_naming(l, "#1 is on master twice") == 1);
+  CHECK(l.violations().size() == 1);
+}
+
+TEST_CASE("ledger: an outcome told is never changed") {
+  Ledger l = fresh_ledger();
+  commit_green(l, "c1", "m0", {1, 2});
+  l.master_moved("m0", "c1", 10);
+  SUBCASE("landed, then failed") {
+    l.outcome(1, Outcome::Landed);
+    l.outcome(1, Outcome::Ejected);
+    show(l);
+    CHECK(violations_naming(l, "#1 failed after it landed") == 1);
+  }
+  SUBCASE("failed, then landed") {
+    l.outcome(2, Outcome::Ejected);
+    l.outcome(2, Outcome::Landed);
+    show(l);
+    CHECK(violations_naming(l, "#2 landed after it was reported failed") == 1);
+  }
+  SUBCASE("reported merged, never on master") {
+    l.outcome(3, Outcome::Landed);
+    show(l);
+    CHECK(violations_naming(l, "#3 reported merged but not on master") == 1);
+  }
+  CHECK(l.violations().size() == 1);
+}
+
+TEST_CASE("ledger: at the end, every PR the engine finished was told") {
+  Ledger l = fresh_ledger();
+  commit_green(l, "c1", "m0", {1});
+  l.master_moved("m0", "c1", 10);
+  SUBCASE("merged in the engine, no notice") {
+    l.check_told(1, q::PrStatus::Merged);
+    show(l);
+    CHECK(violations_naming(l, "#1 lost notice: merged in the engine, never told") == 1);
+  }
+  SUBCASE("failed in the engine, no notice") {
+    l.check_told(2, q::PrStatus::Failed);
+    show(l);
+    CHECK(violations_naming(l, "#2 lost notice: failed in the engine, never told") == 1);
+  }
+  SUBCASE("dropped by the engine, or unknown to it") {
+    l.check_told(2, q::PrStatus::Open);
+    l.check_told(3, std::nullopt);
+    show(l);
+    CHECK(violations_naming(l, "#2 was lost") == 1);
+    CHECK(violations_naming(l, "#3 was lost") == 1);
+    CHECK(l.violations().size() == 2);
+  }
+  SUBCASE("on master, never reported merged") {
+    l.check_landing_told(1);
+    show(l);
+    CHECK(violations_naming(l, "#1 is on master but was not reported merged") == 1);
+  }
+  SUBCASE("still in flight: nothing yet") {
+    l.check_told(2, q::PrStatus::Building);
+    l.check_told(3, q::PrStatus::Queued);
+    CHECK(l.violations().empty());
+  }
+  CHECK(l.violations().size() <= 2);
 }
 
 TEST_CASE("simulate: the report's statistics and JSON") {

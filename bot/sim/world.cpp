@@ -10,10 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <queue>
-#include <set>
 
 #include "base/clock.hpp"
 #include "bot/driver/driver.hpp"
+#include "bot/sim/ledger.hpp"
 #include "bot/store/memory_store.hpp"
 #include "queue/eta.hpp"
 #include "queue/json.hpp"
@@ -56,7 +56,10 @@ class World final : public driver::GitPort,
                     public driver::OutboxPort {
  public:
   World(const Workload& w, const Strategy& strategy, const RunOptions& options)
-      : w_(w), options_(options), clock_(kStart) {
+      : w_(w),
+        options_(options),
+        clock_(kStart),
+        ledger_(sha_of('m', 0), static_cast<int>(w.prs().size())) {
     result_.strategy = strategy.name;
     result_.prs = static_cast<int>(w.prs().size());
     cfg_.name = kRepo;
@@ -66,12 +69,6 @@ class World final : public driver::GitPort,
     cfg_.forge = &forge_;
     cfg_.fetch_interval = kHour;
     store_ = make_memory_store({0, false});
-    landed_at_.assign(w.prs().size() + 1, kNever);
-    outcome_.assign(w.prs().size() + 1, Outcome::None);
-    undecided_ = static_cast<int>(w.prs().size());
-    master_ = sha_of('m', 0);
-    commits_[master_] = {};
-    master_history_[master_] = 0;
   }
 
   RunResult run() {
@@ -110,6 +107,7 @@ class World final : public driver::GitPort,
     }
     count_samples();
     finish(std::min(now(), stop));
+    result_.violations = ledger_.violations();
     return std::move(result_);
   }
 
@@ -118,7 +116,7 @@ class World final : public driver::GitPort,
   void fetch(const std::string&) override {
     later(1'000, [this] {
       forges::RemoteRefs refs;
-      refs.branches["master"] = master_;
+      refs.branches["master"] = ledger_.master();
       driver_->fetched(kRepo, refs);
     });
   }
@@ -133,14 +131,11 @@ class World final : public driver::GitPort,
       if (!a.tip && j.probes == 1) j.first_probe = now();
     }
     later(kMergeDelay, [this, a] {
-      if (!commits_.count(a.base)) {
-        violation("candidate " + std::to_string(a.candidate) + " on an unknown base");
-        return;
-      }
-      Commit commit{a.base, {}};
-      for (const auto& item : a.items) commit.added.push_back(pr_of_head(item.head));
-      const q::Sha sha = sha_of('c', ++shas_);
-      commits_[sha] = std::move(commit);
+      std::vector<int> prs;
+      for (const auto& item : a.items) prs.push_back(pr_of_head(item.head));
+      const q::Sha sha = sha_of('c', shas_ + 1);
+      if (!ledger_.record_commit(sha, a.base, std::move(prs))) return;
+      ++shas_;
       merged_at_[a.candidate] = now();
       apply(q::MergeDone{a.candidate, q::MergeOutcome::Merged, sha, 0, {}, "", now()});
     });
@@ -149,11 +144,11 @@ class World final : public driver::GitPort,
   void prune_candidates(const std::string&, const q::PruneCandidates&) override {}
   void fast_forward(const std::string&, const q::FastForwardMaster& a) override {
     later(kPushDelay, [this, a] {
-      if (master_ != a.from) {  // the lease fails
-        apply(q::MasterPushed{a.candidate, false, master_, "stale lease", now()});
+      if (ledger_.master() != a.from) {  // the lease fails
+        apply(q::MasterPushed{a.candidate, false, ledger_.master(), "stale lease", now()});
         return;
       }
-      move_master(a.to);
+      move_master(a.from, a.to);
       if (auto m = merged_at_.find(a.candidate); m != merged_at_.end())
         landed_durations_.push_back(now() - m->second);
       apply(q::MasterPushed{a.candidate, true, "", "", now()});
@@ -181,7 +176,7 @@ class World final : public driver::GitPort,
     }
     Build b;
     b.attempt = a.attempt;
-    b.last = last_pr(a.sha);
+    b.last = ledger_.last_pr(a.sha);
     b.n = nth_build_[b.last]++;
     b.generation = ++generations_;
     builds_[a.sha] = b;
@@ -192,12 +187,10 @@ class World final : public driver::GitPort,
   void send(const forges::OutboxMessage& m) override {
     const q::Notify& n = m.notice;
     if (n.kind == q::NoticeKind::Success && n.reason == q::Reason::Merged) {
-      if (landed_at_.at(static_cast<std::size_t>(n.number)) == kNever)
-        violation("#" + std::to_string(n.number) + " reported merged but not on master");
       set_outcome(n.number, Outcome::Landed);
     } else if (n.kind == q::NoticeKind::Failure) {
       // The outbox delivers at least once: a notice resent after a restart counts once.
-      if (outcome_.at(static_cast<std::size_t>(n.number)) != Outcome::Ejected && innocent(n.number))
+      if (ledger_.outcome_of(n.number) != Outcome::Ejected && innocent(n.number))
         ++result_.innocent;
       set_outcome(n.number, Outcome::Ejected);
     }
@@ -205,8 +198,8 @@ class World final : public driver::GitPort,
   }
 
  private:
-  enum class Outcome { None, Landed, Ejected };
-  static constexpr Millis kNever = std::numeric_limits<Millis>::max();
+  using Outcome = Ledger::Outcome;
+  static constexpr Millis kNever = Ledger::kNever;
 
   struct Item {
     Millis at;
@@ -232,9 +225,7 @@ class World final : public driver::GitPort,
     events_.push(Item{std::max(at, now()), ++seq_, std::move(fn)});
   }
   void later(Millis delay, std::function<void()> fn) { at_time(now() + delay, std::move(fn)); }
-  void violation(std::string what) {
-    if (result_.violations.size() < 20) result_.violations.push_back(std::move(what));
-  }
+  void violation(std::string what) { ledger_.violation(std::move(what)); }
 
   void start_driver() {
     driver_ = std::make_unique<driver::Driver>(clock_, *store_, *this, *this, *this, *this,
@@ -266,15 +257,11 @@ class World final : public driver::GitPort,
     if (!finished()) later(options_.tick, [this] { tick(); });
   }
 
-  bool finished() const { return now() >= last_arrival_ && undecided_ == 0; }
+  bool finished() const { return now() >= last_arrival_ && ledger_.undecided() == 0; }
 
   void set_outcome(int number, Outcome o) {
-    auto& slot = outcome_.at(static_cast<std::size_t>(number));
-    if (slot == Outcome::Landed && o != Outcome::Landed)
-      violation("#" + std::to_string(number) + " failed after it landed");
-    if (slot == Outcome::None) --undecided_;
-    slot = o;
-    if (options_.progress) options_.progress(result_.prs - undecided_, result_.events);
+    ledger_.outcome(number, o);
+    if (options_.progress) options_.progress(result_.prs - ledger_.undecided(), result_.events);
   }
 
   // Once a minute of virtual time, while PRs are waiting: how busy the queue and CI are.
@@ -286,7 +273,7 @@ class World final : public driver::GitPort,
                                  [](Millis t, const SimPr& p) { return t < p.approved_at; });
       approved_so_far = static_cast<int>(it - w_.prs().begin());
     }
-    const int decided = result_.prs - undecided_;
+    const int decided = result_.prs - ledger_.undecided();
     const q::RepoState* st = driver_->state(kRepo);
     ++samples_;
     sums_["backlog"] += std::max(0, approved_so_far - decided);
@@ -324,7 +311,7 @@ class World final : public driver::GitPort,
     std::map<std::string, std::vector<double>> at;
     double probes = 0, chain_builds = 0, landed = 0;
     for (const auto& [n, j] : journeys_) {
-      const Millis end = landed_at_.at(static_cast<std::size_t>(n));
+      const Millis end = ledger_.landed_at(n);
       if (end == kNever) continue;
       auto after = [&](Millis t) { return static_cast<double>(t - approved(n)) / kMinute; };
       if (j.probes) {
@@ -398,7 +385,8 @@ class World final : public driver::GitPort,
     builds_.erase(it);
     --running_;
     dispatch_runners();
-    const Breakage why = breakage(sha);
+    const Contents held = ledger_.contents(sha);  // what this build judged
+    const Breakage why = breakage(held);
     const bool flake = w_.flaky(b.last, b.n);
     const bool pass = why == Breakage::None && !flake;
     const std::string ended = why == Breakage::Bad        ? "failed_bad_pr"
@@ -410,7 +398,7 @@ class World final : public driver::GitPort,
     if (const q::RepoState* st = driver_->state(kRepo))
       for (const auto& k : st->train)
         if (k.sha == sha) ++counters_[(k.probe ? "probe_" : "chain_") + ended];
-    if (pass) green_.insert(sha);
+    ledger_.record_build(sha, held, pass);
     apply(q::CheckReported{
         sha,
         q::Check{kCheck, pass ? q::CheckState::Success : q::CheckState::Failure, "", "", now()},
@@ -422,59 +410,28 @@ class World final : public driver::GitPort,
   Millis approved(int n) const { return kStart + 10 * kMinute + w_.pr(n).approved_at; }
   // Whether a conflict between x and y matters: neither was written on top of the other.
   bool matters(int x, int y) const {
-    const Millis lx = landed_at_[static_cast<std::size_t>(x)];
-    const Millis ly = landed_at_[static_cast<std::size_t>(y)];
+    const Millis lx = ledger_.landed_at(x);
+    const Millis ly = ledger_.landed_at(y);
     return !(lx <= approved(y) || ly <= approved(x));
   }
 
-  // A commit is its parent plus the PRs merged onto it; every master master has been at
-  // remembers how many landings it held. What a commit holds beyond the master it descends
-  // from is found by walking up: a chain of candidates, never the whole history, so that a
-  // check costs the same after 100,000 landings as after ten.
-  struct Commit {
-    q::Sha parent;  // empty for the origin
-    std::vector<int> added;
-  };
-  // The PRs `sha` holds on top of the master commit it descends from (`root`), in order.
-  std::vector<int> unlanded_part(const q::Sha& sha, q::Sha* root) const {
-    std::vector<const std::vector<int>*> parts;
-    q::Sha at = sha;
-    while (!master_history_.count(at)) {
-      auto it = commits_.find(at);
-      if (it == commits_.end()) break;
-      parts.push_back(&it->second.added);
-      at = it->second.parent;
-    }
-    *root = at;
-    std::vector<int> out;
-    for (auto p = parts.rbegin(); p != parts.rend(); ++p)
-      out.insert(out.end(), (*p)->begin(), (*p)->end());
-    return out;
-  }
-  int last_pr(q::Sha sha) const {
-    for (;;) {
-      auto it = commits_.find(sha);
-      if (it == commits_.end()) return 0;
-      if (!it->second.added.empty()) return it->second.added.back();
-      sha = it->second.parent;
-    }
-  }
   // The landings of master (in order) that came after PR y's approval, up to the first `end`
   // landings: the only PRs on master a conflict with y can matter with.
   template <class F>
   void landed_after_approval(int y, std::size_t end, F&& f) const {
-    auto it = std::upper_bound(
-        landings_.begin(), landings_.begin() + static_cast<std::ptrdiff_t>(end), approved(y),
-        [](Millis t, const std::pair<Millis, int>& l) { return t < l.first; });
-    for (; it != landings_.begin() + static_cast<std::ptrdiff_t>(end); ++it) f(it->second);
+    const auto& landings = ledger_.landings();
+    const auto stop = landings.begin() + static_cast<std::ptrdiff_t>(end);
+    auto it =
+        std::upper_bound(landings.begin(), stop, approved(y),
+                         [](Millis t, const std::pair<Millis, int>& l) { return t < l.first; });
+    for (; it != stop; ++it) f(it->second);
   }
 
   enum class Breakage { None, Bad, Conflict };
-  Breakage breakage(const q::Sha& sha) const {
-    q::Sha root;
-    const std::vector<int> mine = unlanded_part(sha, &root);
-    auto h = master_history_.find(root);
-    const std::size_t end = h == master_history_.end() ? 0 : h->second;
+  // Why a build holding `held` fails (None: it passes, flakes aside).
+  Breakage breakage(const Contents& held) const {
+    const std::vector<int>& mine = held.prs;
+    const std::size_t end = ledger_.landings_at(held.base);
     Breakage why = Breakage::None;
     for (std::size_t i = 0; i < mine.size(); ++i) {
       if (w_.pr(mine[i]).bad) return Breakage::Bad;
@@ -490,66 +447,52 @@ class World final : public driver::GitPort,
   bool innocent(int n) const {
     if (w_.pr(n).bad) return false;
     bool clean = true;
-    landed_after_approval(n, landings_.size(), [&](int m) {
+    landed_after_approval(n, ledger_.landings().size(), [&](int m) {
       if (w_.conflict(m, n) && matters(m, n)) clean = false;
     });
     return clean;
   }
 
-  void move_master(const q::Sha& to) {
-    if (!commits_.count(to)) {
-      violation("master pushed to an unknown sha");
-      return;
-    }
-    q::Sha root;
-    const std::vector<int> next = unlanded_part(to, &root);
-    if (root != master_ && to != master_)
-      violation("master moved to " + to + ", not a fast-forward");
-    if (!green_.count(to)) violation("master moved to " + to + ", which never built green");
-    std::set<int> seen;
-    for (int n : next)
-      if (!seen.insert(n).second || landed_at_.at(static_cast<std::size_t>(n)) != kNever)
-        violation("#" + std::to_string(n) + " is on master twice");
-    if (breakage(to) != Breakage::None) ++result_.escaped;
-    for (int n : next) {
-      landed_at_.at(static_cast<std::size_t>(n)) = now();
-      landings_.emplace_back(now(), n);
-    }
-    master_history_[to] = landings_.size();
+  void move_master(const q::Sha& from, const q::Sha& to) {
+    // Judged before the move: whether a conflict matters depends on what had landed.
+    const bool broken = ledger_.knows(to) && breakage(ledger_.contents(to)) != Breakage::None;
+    if (!ledger_.master_moved(from, to, now())) return;
+    if (broken) ++result_.escaped;
     ++counters_["master_moves"];
-    master_ = to;
     last_landing_ = now();
   }
 
   void finish(Millis stop) {
     const q::RepoState* st = driver_->state(kRepo);
-    for (std::size_t n = 1; n < outcome_.size(); ++n) {
-      const int number = static_cast<int>(n);
-      const double from = static_cast<double>(approved(number));
-      switch (outcome_[n]) {
+    for (int n = 1; n <= result_.prs; ++n) {
+      const double from = static_cast<double>(approved(n));
+      switch (ledger_.outcome_of(n)) {
         case Outcome::Landed:
           ++result_.landed;
-          result_.ttm_minutes.push_back((static_cast<double>(landed_at_[n]) - from) / kMinute);
+          result_.ttm_minutes.push_back((static_cast<double>(ledger_.landed_at(n)) - from) /
+                                        kMinute);
           break;
         case Outcome::Ejected:
           ++result_.ejected;
           break;
-        case Outcome::None: {
+        case Outcome::None:
           ++result_.unfinished;
           result_.censored_minutes.push_back((static_cast<double>(stop) - from) / kMinute);
-          if (approved(number) > stop) break;
-          auto it = st ? st->prs.find(number) : decltype(st->prs.end()){};
-          if (!st || it == st->prs.end() || it->second.status == q::PrStatus::Open ||
-              it->second.status == q::PrStatus::Cancelled)
-            violation("#" + std::to_string(number) + " was lost");
           break;
-        }
       }
-      if (landed_at_[n] != kNever && outcome_[n] != Outcome::Landed)
-        violation("#" + std::to_string(number) + " is on master but was not reported merged");
+      if (approved(n) <= stop) ledger_.check_told(n, engine_status(st, n));
+      ledger_.check_landing_told(n);
     }
     const Millis first = w_.prs().empty() ? kStart : approved(1);
     result_.active_hours = static_cast<double>(std::max<Millis>(last_landing_ - first, 0)) / kHour;
+  }
+
+  // Where the engine has PR `n`; nullopt if it does not know it.
+  static std::optional<q::PrStatus> engine_status(const q::RepoState* st, int n) {
+    if (!st) return std::nullopt;
+    auto it = st->prs.find(n);
+    if (it == st->prs.end()) return std::nullopt;
+    return it->second.status;
   }
 
   const Workload& w_;
@@ -564,15 +507,8 @@ class World final : public driver::GitPort,
   std::uint64_t seq_ = 0;
   RunResult result_;
 
-  q::Sha master_;
-  std::map<q::Sha, Commit> commits_;
-  std::map<q::Sha, std::size_t> master_history_;  // every master so far: landings it holds
-  std::vector<std::pair<Millis, int>> landings_;  // (when, PR), in landing order
-  std::uint64_t shas_ = 0;
-  std::set<q::Sha> green_;
-  std::vector<Millis> landed_at_;
-  std::vector<Outcome> outcome_;
-  int undecided_ = 0;  // PRs neither landed nor ejected
+  Ledger ledger_;           // master, commits, builds, outcomes: and the invariants on them
+  std::uint64_t shas_ = 0;  // candidate commits written so far
   std::map<std::string, double> counters_, sums_;
   std::map<int, Journey> journeys_;  // by PR number
   std::map<q::CandidateId, Millis> merged_at_;

@@ -2,9 +2,10 @@
 // clock, facing a simulated world: PRs approved as the workload says, a git remote that
 // merges instantly (no textual conflicts), the trust policy passing, and CI runners whose
 // builds take the workload's durations and fail when the candidate holds a bad PR, a
-// semantic conflict that matters, or a flake. The world also checks the invariants: master
-// only moves by fast-forward to a sha that built green, nothing lands twice, nothing is lost,
-// and master never holds a breakage (escaped).
+// semantic conflict that matters, or a flake. The world also checks the invariants, through
+// its ledger (bot/sim/ledger.hpp): master only moves by fast-forward to a sha that built green
+// holding what it holds, nothing lands twice, an outcome told never changes, nothing is lost
+// (nor finished untold); and it counts the landings of a master that holds a breakage (escaped).
 // Threading: a run is single-threaded; different runs share nothing but the Workload.
 #pragma once
 
