@@ -425,15 +425,16 @@ TEST_CASE("github requests check: requests GitHub does not describe are refused"
                      test::shell_quote((dir / "r.json").string()));
   };
   const std::string statuses = "/repos/octo/widgets/statuses/" + std::string(40, 'a');
-  auto good = check(json::array({{{"method", "POST"},
-                                  {"target", statuses},
-                                  {"body", R"({"state":"success","context":"dmzbot"})"}},
-                                 {{"method", "GET"},
-                                  {"target", "/repos/octo/widgets/pulls?state=open&per_page=100"},
-                                  {"body", ""}},
-                                 {{"method", "GET"},
-                                  {"target", "/repos/octo/widgets/pulls/7/reviews?per_page=100&page=2"},
-                                  {"body", ""}}}));
+  auto good =
+      check(json::array({{{"method", "POST"},
+                          {"target", statuses},
+                          {"body", R"({"state":"success","context":"dmzbot"})"}},
+                         {{"method", "GET"},
+                          {"target", "/repos/octo/widgets/pulls?state=open&per_page=100"},
+                          {"body", ""}},
+                         {{"method", "GET"},
+                          {"target", "/repos/octo/widgets/pulls/7/reviews?per_page=100&page=2"},
+                          {"body", ""}}}));
   CHECK_MESSAGE(good.exit_code == 0, good.out);
   for (const json& bad : std::vector<json>{
            {{"method", "GET"}, {"target", "/repos/octo/widgets/no-such-thing"}, {"body", ""}},
@@ -939,7 +940,11 @@ TEST_CASE("github: a policy check whose reviews the API cannot give waits for th
 // by reconciliation): a candidate's check timeout waits for the API instead of failing its PRs.
 TEST_CASE("github: an API outage longer than the check timeout fails nobody") {
   GitHub gh(test::FakeGitHub::Options{});
-  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 2s; });
+  // Long enough that the API is seen down before the check's deadline even on a slow (sanitizer)
+  // run: the candidate must still be in flight when the outage begins.
+  static constexpr q::Millis kCheckTimeout = 6'000;
+  Bot bot(gh,
+          [](config::Repo& r) { r.check_timeout = std::chrono::seconds(kCheckTimeout / 1000); });
   const std::string head = gh.commit("feature/wait", "wait.txt", "wait\n");
   bot.open(1, "feature/wait", head);
   bot.label(1, "alice");
@@ -951,15 +956,16 @@ TEST_CASE("github: an API outage longer than the check timeout fails nobody") {
   };
   REQUIRE(eventually([&] { return !bot.service->view_now(kRepo)->health.api.ok; }));
   const q::Millis down_seen = wall_ms();  // the service's clock is the wall clock too
-  // The decision in question is that of a tick past the check's deadline (2 s from the push),
-  // once the outage has lasted longer than the check timeout (2 s). Ticks start the fetches,
+  // The decision in question is that of a tick past the check's deadline (from the push), once
+  // the outage has lasted longer than the check timeout. Ticks start the fetches,
   // one at a time, each after the tick was applied: a fetch that ends after one that ended past
   // both was started, and its tick applied, past both.
   const auto before = bot.service->state(kRepo);
   REQUIRE(before);
   REQUIRE(!before->train.empty());
-  const q::Millis past = std::max(
-      before->train.front().pushed_at + before->train.front().paused_ms + 2'000, down_seen + 2'000);
+  const q::Millis past =
+      std::max(before->train.front().pushed_at + before->train.front().paused_ms + kCheckTimeout,
+               down_seen + kCheckTimeout);
   auto last_fetch = [&] {
     auto v = bot.service->view_now(kRepo);
     return v ? std::max(v->health.last_fetch_ok, v->health.last_fetch_failed) : q::Millis{0};
@@ -1159,7 +1165,9 @@ TEST_CASE("github: a hotfix in production comes back as a pull request dmzbot op
       if (r.method == "POST" && r.path == "/repos/octo/widgets/pulls") ++n;
     return n;
   };
-  Bot bot(gh, {}, seed);
+  // Nothing here waits for a check's timeout; a restart on a slow run must not meet one.
+  Bot bot(
+      gh, [](config::Repo& r) { r.check_timeout = 600s; }, seed);
   REQUIRE(eventually([&] { return gh.api->pulls().size() == 1; }));
   const auto pull = gh.api->pulls()[0];
   CHECK(pull.head_ref == "hotfix/crash");
