@@ -6,8 +6,8 @@
 #include <string>
 
 #include "queue/engine.hpp"
-#include "queue/queue_test_support.hpp"
 #include "queue/forecast.hpp"
+#include "queue/queue_test_support.hpp"
 
 namespace dmz::queue {
 

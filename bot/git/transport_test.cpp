@@ -709,10 +709,12 @@ TEST_CASE("sshd with a key: fetch and pushes; a wrong key or an unknown host key
     // CI sets DMZ_REQUIRE_TOOLS=1: there a missing sshd is a broken setup, not a skip.
     const char* required = std::getenv("DMZ_REQUIRE_TOOLS");
     if (required && std::string(required) == "1")
-      FAIL("DMZ_REQUIRE_TOOLS=1, but /usr/sbin/sshd is not installed "
-           "(deploy/setup.sh --test installs it)");
-    MESSAGE("SKIPPED: /usr/sbin/sshd is not installed (deploy/setup.sh --test installs it; "
-            "DMZ_REQUIRE_TOOLS=1 makes this a failure)");
+      FAIL(
+          "DMZ_REQUIRE_TOOLS=1, but /usr/sbin/sshd is not installed "
+          "(deploy/setup.sh --test installs it)");
+    MESSAGE(
+        "SKIPPED: /usr/sbin/sshd is not installed (deploy/setup.sh --test installs it; "
+        "DMZ_REQUIRE_TOOLS=1 makes this a failure)");
     return;
   }
   Repos r;
