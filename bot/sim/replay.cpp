@@ -194,17 +194,25 @@ bool behind_a_culprit(const Build& b, const std::vector<OnDmz>& culprits) {
                      [&](const OnDmz& c) { return b.pushed >= c.from && b.decided <= c.until; });
 }
 
-// The share of builds that failed holding no culprit: flakes, in [0, 1].
+// The share of decided builds that failed holding no culprit: flakes, in [0, 1]; `otherwise`
+// when no build was decided.
 double flake_rate(const std::map<std::string, Build>& builds, const std::vector<OnDmz>& culprits,
-                  std::vector<Millis>* durations, double otherwise) {
+                  double otherwise) {
   int decided = 0, flaky = 0;
   for (const auto& [sha, b] : builds) {
     if (b.passed.empty()) continue;
     ++decided;
     flaky += b.failed() && !behind_a_culprit(b, culprits);
-    durations->push_back(std::max<Millis>(1000, b.decided - b.pushed));
   }
   return decided ? std::clamp(static_cast<double>(flaky) / decided, 0.0, 1.0) : otherwise;
+}
+
+// How long each decided build took, from its push to its verdict (at least a second).
+std::vector<Millis> build_durations(const std::map<std::string, Build>& builds) {
+  std::vector<Millis> out;
+  for (const auto& [sha, b] : builds)
+    if (!b.passed.empty()) out.push_back(std::max<Millis>(1000, b.decided - b.pushed));
+  return out;
 }
 
 }  // namespace
@@ -266,8 +274,8 @@ Result<Replay> replay_from(Store& store, const std::string& repo, const Workload
   r.options.hours = std::max(1.0 / 60, static_cast<double>(r.prs.back().approved_at) / kHour);
   r.options.rate = static_cast<double>(r.prs.size()) / r.options.hours;
   r.options.fail = static_cast<double>(bad_count) / static_cast<double>(r.prs.size());
-  std::vector<Millis> durations;
-  r.options.flake = flake_rate(fold->builds, culprits, &durations, base.flake);
+  r.options.flake = flake_rate(fold->builds, culprits, base.flake);
+  std::vector<Millis> durations = build_durations(fold->builds);
   r.options.targets = std::max(1, static_cast<int>(target_ids.size()));
   if (!durations.empty()) {
     std::vector<double> logs;
