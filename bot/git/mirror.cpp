@@ -403,8 +403,17 @@ Result<MergeOutcome> Mirror::merge(
 
   git_merge_options opts = GIT_MERGE_OPTIONS_INIT;
   git_index* idx = nullptr;
-  if (int rc = git_merge_commits(&idx, repo, ours->get(), theirs->get(), &opts); rc < 0)
-    return git_fail(what, rc);
+  if (int rc = git_merge_commits(&idx, repo, ours->get(), theirs->get(), &opts); rc < 0) {
+    // libgit2 writes the blobs of files both sides changed here: a full disk or an object
+    // database it cannot write fails in this call, and is ours. A missing object is not (the
+    // head's history is incomplete), nor is what libgit2 refuses to merge.
+    const git_error* e = git_error_last();
+    const int klass = e ? e->klass : GIT_ERROR_NONE;
+    const bool io = klass == GIT_ERROR_OS || klass == GIT_ERROR_NOMEMORY ||
+                    klass == GIT_ERROR_FILESYSTEM || klass == GIT_ERROR_ZLIB ||
+                    (klass == GIT_ERROR_ODB && rc != GIT_ENOTFOUND);
+    return io ? ours_failed(git_fail(what, rc)) : git_fail(what, rc);
+  }
   IndexPtr index(idx);
 
   if (git_index_has_conflicts(index.get())) {

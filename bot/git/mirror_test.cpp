@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <thread>
 #include <tuple>
@@ -409,6 +411,41 @@ TEST_CASE("a failing signer is an error and no commit is written") {
   };
   CHECK(count(after, "commit") == count(before, "commit"));
   CHECK(count(after, "tree") == count(before, "tree") + 1);  // the merged tree, unreferenced
+}
+
+// A clean merge of a file both sides changed writes the merged blob inside the merge itself:
+// an object database that cannot take it (a full disk, a directory dmzbot may not write) is
+// dmzbot's failure, never the PR's.
+TEST_CASE("a merge whose blob cannot be written is unavailable: no PR is to blame") {
+  Fixture f;
+  auto lines = [](std::string first, std::string last) {
+    std::string text = first + "\n";
+    for (int i = 2; i < 20; ++i) text += "line " + std::to_string(i) + "\n";
+    return text + last + "\n";
+  };
+  commit_files(f.work, {{"both.txt", lines("first", "last")}}, "base");
+  f.git("checkout -q -b feature");
+  const std::string feature =
+      commit_files(f.work, {{"both.txt", lines("FIRST", "last")}}, "feature edits line 1");
+  f.git("checkout -q master");
+  const std::string master =
+      commit_files(f.work, {{"both.txt", lines("first", "LAST")}}, "master edits line 20");
+  f.push("master");
+  f.push("feature");
+  f.fetch();
+  // Every object packed, then a file where each loose object's directory would go.
+  f.mirror_git("repack -adq");
+  f.mirror_git("prune-packed");
+  char name[3];
+  for (int i = 0; i < 256; ++i) {
+    std::snprintf(name, sizeof name, "%02x", i);
+    const fs::path fanout = f.mirror_dir / "objects" / name;
+    REQUIRE_FALSE(fs::exists(fanout));
+    std::ofstream(fanout) << "in the way\n";
+  }
+  auto r = f.mirror->merge(master, feature, "m", {});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.code() == Code::kUnavailable);
 }
 
 TEST_CASE("a conflicting merge lists exactly the conflicting paths and writes nothing") {
