@@ -3,6 +3,7 @@
 #include <gpgme.h>
 
 #include <cctype>
+#include <cstdlib>
 
 namespace dmz {
 
@@ -59,14 +60,17 @@ Result<std::unique_ptr<GpgSigner>> GpgSigner::create(std::string gnupg_home,
   gpgme_set_armor(c, 1);
   gpgme_set_passphrase_cb(c, refuse_passphrase, nullptr);
 
+  // Without gnupg_home GPGME uses $GNUPGHOME, else ~/.gnupg: name the one that was searched.
+  const char* env_home = std::getenv("GNUPGHOME");
+  const std::string home = !gnupg_home.empty()     ? gnupg_home
+                           : env_home && *env_home ? std::string(env_home) + " ($GNUPGHOME)"
+                                                   : std::string("~/.gnupg (the default)");
   auto pub = lookup(c, fpr, false);
   if (!pub) return pub.error();
-  if (!*pub) return error("signing key " + fpr + " not found in GnuPG home " + gnupg_home);
+  if (!*pub) return error("signing key " + fpr + " not found in GnuPG home " + home);
   auto sec = lookup(c, fpr, true);
   if (!sec) return sec.error();
-  if (!*sec) {
-    return error("signing key " + fpr + " has no secret key in GnuPG home " + gnupg_home);
-  }
+  if (!*sec) return error("signing key " + fpr + " has no secret key in GnuPG home " + home);
   gpgme_key_t key = sec->get();
   if (!key->subkeys || !key->subkeys->fpr || !belongs_to(key, fpr)) {
     return error("signing key " + fpr + " resolves to an unexpected key");

@@ -1,6 +1,9 @@
 #include "bot/trust/gpg_signer.hpp"
 
 #include <doctest/doctest.h>
+#include <stdlib.h>
+
+#include <cstdlib>
 
 #include "bot/git/mirror.hpp"
 #include "bot/trust/openpgp.hpp"
@@ -108,6 +111,19 @@ TEST_CASE("GpgSigner fails clearly without a usable secret key") {
   auto missing = GpgSigner::create(home, unknown);
   REQUIRE_FALSE(missing.ok());
   CHECK(missing.message() == "signing key " + unknown + " not found in GnuPG home " + home);
+  {  // Without a home of its own it names the one GPGME searched, not an empty one.
+    const char* before = std::getenv("GNUPGHOME");
+    const std::string saved = before ? before : "";
+    setenv("GNUPGHOME", home.c_str(), 1);
+    auto in_env = GpgSigner::create("", unknown);
+    if (before)
+      setenv("GNUPGHOME", saved.c_str(), 1);
+    else
+      unsetenv("GNUPGHOME");
+    REQUIRE_FALSE(in_env.ok());
+    CHECK(in_env.message() ==
+          "signing key " + unknown + " not found in GnuPG home " + home + " ($GNUPGHOME)");
+  }
 
   auto revoked = GpgSigner::create(home, keys.revoked);
   REQUIRE_FALSE(revoked.ok());
