@@ -220,6 +220,23 @@ TEST_CASE("the demo runs in a directory whose name holds a space and a quote") {
   CHECK(r.exit_code == 0);
   CHECK(r.out.find("queue drained") != std::string::npos);
   CHECK(r.out.find("UNEXPECTED") == std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir));  // removed once it succeeded
+}
+
+TEST_CASE("the demo stopped by Ctrl-C after the queue drained exits 0 and leaves no sandbox") {
+  test::TempDir tmp;
+  const auto dir = tmp / "demo";
+  const std::string log = test::shell_quote((tmp / "log.txt").string());
+  auto r = test::run("timeout 120 " + dmzbot() + " demo --port 0 --dir " +
+                     test::shell_quote(dir.string()) + " >" + log +
+                     " 2>&1 & pid=$!; i=0; until grep -qs 'keeps running' " + log +
+                     "; do i=$((i+1)); [ $i -gt 900 ] && break; sleep 0.1; done; "
+                     "kill -INT $pid; wait $pid; echo \"exit=$?\"");
+  const std::string out = test::read_file(tmp / "log.txt");
+  CAPTURE(out);
+  CHECK(r.out == "exit=0\n");
+  CHECK(out.find("queue drained:") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(dir));  // not even its throwaway signing key stays behind
 }
 
 TEST_CASE("demo --until-idle stopped by a signal before the queue drains exits 1") {
@@ -237,6 +254,9 @@ TEST_CASE("demo --until-idle stopped by a signal before the queue drains exits 1
   CHECK(r.out == "exit=1\n");
   CHECK(out.find("interrupted before the queue drained") != std::string::npos);
   CHECK(out.find("queue drained:") == std::string::npos);
+  // A demo that did not end well keeps its sandbox to be looked at, and says where.
+  CHECK(out.find("sandbox kept: ") != std::string::npos);
+  CHECK(std::filesystem::exists(tmp / "demo" / "origin.git"));
 }
 
 TEST_CASE("check-config accepts a valid file and exits 0") {

@@ -340,24 +340,10 @@ std::vector<std::string> check_outcome(const fs::path& dir, const DemoState& sta
 
 }  // namespace
 
-int run_demo(const DemoOptions& options) {
-  block_shutdown_signals();
-  fs::path dir = options.dir;
-  if (dir.empty()) {
-    std::string pattern = (fs::temp_directory_path() / "dmzbot-demo-XXXXXX").string();
-    if (!mkdtemp(pattern.data())) return std::perror("mkdtemp"), 1;
-    dir = pattern;
-  }
-  // The demo fills its directory and, after --until-idle, removes it: never one that holds
-  // something already.
-  std::error_code ec;
-  if (fs::exists(dir, ec) && !(fs::is_directory(dir, ec) && fs::is_empty(dir, ec))) {
-    say(dir.string() + ": not an empty directory; give --dir a new or empty one");
-    return 2;
-  }
-  fs::create_directories(dir);
-  dir = fs::canonical(dir);
-  say("sandbox: " + dir.string());
+namespace {
+
+// The demo in its sandbox `dir`, with everything it starts stopped when it returns.
+int demo_in(const DemoOptions& options, const fs::path& dir) {
   std::string initial_master;
   if (Status s = make_sandbox(dir, &initial_master); !s.ok()) {
     say("cannot build the sandbox: " + s.message());
@@ -420,7 +406,6 @@ int run_demo(const DemoOptions& options) {
       if (options.until_idle) {
         server.stop();
         (*service)->stop();
-        if (problems.empty() && !options.keep) fs::remove_all(dir);
         return problems.empty() ? 0 : 1;
       }
       say("the service keeps running; press Ctrl-C to stop");
@@ -440,6 +425,36 @@ int run_demo(const DemoOptions& options) {
     return 1;
   }
   return 0;
+}
+
+}  // namespace
+
+int run_demo(const DemoOptions& options) {
+  block_shutdown_signals();
+  fs::path dir = options.dir;
+  if (dir.empty()) {
+    std::string pattern = (fs::temp_directory_path() / "dmzbot-demo-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) return std::perror("mkdtemp"), 1;
+    dir = pattern;
+  }
+  // The demo fills its directory and removes it when it ends: never one that holds something
+  // already.
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !(fs::is_directory(dir, ec) && fs::is_empty(dir, ec))) {
+    say(dir.string() + ": not an empty directory; give --dir a new or empty one");
+    return 2;
+  }
+  fs::create_directories(dir);
+  dir = fs::canonical(dir);
+  say("sandbox: " + dir.string());
+  const int rc = demo_in(options, dir);
+  // A demo that went wrong keeps its sandbox to be looked at; one that ended well (or was
+  // stopped) leaves nothing behind, not even its throwaway signing key.
+  if (rc == 0 && !options.keep)
+    fs::remove_all(dir, ec);
+  else
+    say("sandbox kept: " + dir.string());
+  return rc;
 }
 
 }  // namespace dmz

@@ -141,7 +141,9 @@ int main(int argc, char** argv) {
                  "exit when the queue drains; non-zero unless the outcome is the expected one");
   demo->add_option("--port", demo_options.port, "HTTP port (0 = any free port)");
   demo->add_option("--dir", demo_options.dir, "sandbox directory (default: a new temp dir)");
-  demo->add_flag("--keep", demo_options.keep, "keep the sandbox after --until-idle");
+  demo->add_flag(
+      "--keep", demo_options.keep,
+      "keep the sandbox when the demo ends (by default it is removed unless the demo failed)");
 
   std::string check_file;
   auto* check = app.add_subcommand("check-config", "validate a configuration file");

@@ -69,6 +69,7 @@ int serve(const config::Config& config) {
   if (!port) {
     spdlog::error("cannot listen on {}:{}: {}", config.server.host, config.server.port,
                   port.message());
+    (*service)->stop();  // its work in flight ends before the process does, as at a signal
     return 1;
   }
   spdlog::info("dmzbot listening on http://{}:{}", config.server.host, *port);
