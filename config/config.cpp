@@ -95,6 +95,10 @@
 //   permission_cache = 60                   # seconds, 0..3600: merge master checks cached
 //   status_labels = false                   # dmz:queued / dmz:failed labels on the PRs
 //   try_branch = "dmz-try"                  # `try` builds go to <try_branch>/<number>
+//   check_sources = { build = "github-actions" }  # optional: a required check -> the App
+//                                           # (slug) or login whose reports of it alone
+//                                           # count (statuses also from "slug[bot]"); each
+//                                           # key must be in required_checks
 //   [repo.runner]                  # optional local CI runner
 //   command = "make test"          # required
 //   context = "dmzbot/local"
@@ -817,7 +821,7 @@ class Loader {
     unknown_keys(*t,
                  {"api_url", "webhook_secret", "token", "app_id", "installation_id", "private_key",
                   "merge_label", "merge_masters", "ca_file", "bot_name", "reconcile_interval",
-                  "permission_cache", "status_labels", "try_branch"},
+                  "permission_cache", "status_labels", "try_branch", "check_sources"},
                  "[repo.github]");
     if (auto v = string(*t, "api_url", "repo.github.api_url")) {
       auto url = parse_url(*v);
@@ -915,7 +919,37 @@ class Loader {
         problem(*t->get("try_branch"),
                 "repo.github.try_branch '" + *v + "' is not a valid branch name");
     }
+    if (const toml::table* sources = table(*t, "check_sources", "repo.github.check_sources"))
+      for (auto&& [k, v] : *sources) {
+        const std::string check(k.str());
+        const std::string name = "repo.github.check_sources." + check;
+        auto source = string(*sources, k.str(), name);
+        if (!source) continue;
+        if (valid_login(*source) ||
+            (source->ends_with("[bot]") && valid_login(source->substr(0, source->size() - 5))))
+          g.check_sources[check] = *source;
+        else
+          problem(v, name + ": '" + *source + "' is neither a GitHub login nor an App's slug");
+      }
     return g;
+  }
+
+  // Every check repo.github.check_sources names must be a required check: a source for a check
+  // nothing waits for is a typo that would leave the real one open to anyone.
+  void check_sources_known(const toml::table& t, const Repo& r) {
+    const toml::table* g = t.get_as<toml::table>("github");
+    const toml::table* sources = g ? g->get_as<toml::table>("check_sources") : nullptr;
+    // No required check read (a problem of its own already): nothing to compare with.
+    if (!sources || !r.github || r.required_checks.empty()) return;
+    for (auto&& [k, v] : *sources) {
+      const std::string check(k.str());
+      if (std::find(r.required_checks.begin(), r.required_checks.end(), check) !=
+          r.required_checks.end())
+        continue;
+      const int line = k.source().begin.line ? static_cast<int>(k.source().begin.line) : line_of(v);
+      problem(line, "repo.github.check_sources names '" + check +
+                        "', which is not in repo.required_checks");
+    }
   }
 
   std::optional<Repo> repo(const toml::table& t) {
@@ -1059,6 +1093,7 @@ class Loader {
       problem(r.line,
               "[[repo]] has neither required_checks nor [repo.runner]: nothing would gate master");
     }
+    check_sources_known(t, r);
     return r;
   }
 

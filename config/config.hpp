@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -108,6 +109,10 @@ struct GitHub {
   std::chrono::seconds permission_cache{60};    // how long a merge master check is believed
   bool status_labels = false;                   // dmz:queued / dmz:failed on the PRs
   std::string try_branch = "dmz-try";           // `try` pushes <try_branch>/<number>
+  // Required check -> the only source its reports count from: a GitHub App's slug (its check
+  // runs; its statuses as "slug[bot]") or a login (its commit statuses). Checks not named
+  // here count from anyone who can post them.
+  std::map<std::string, std::string> check_sources;
 
   bool app() const { return app_id != 0; }
 };

@@ -1000,6 +1000,53 @@ TEST_CASE("config: [repo.github] try_branch must not hold anyone else's branches
             .github->try_branch == "dmz-try-builds");
 }
 
+TEST_CASE("config: [repo.github] check_sources names a required check's only source") {
+  Fixture f;
+  test::write_file(f.dir / "hook", "whsec\n");
+  test::write_file(f.dir / "token", "ghp_x\n");
+  const std::string github = "token = { file = \"token\" }\nmerge_masters = [\"alice\"]\n";
+  const std::string checks = "required_checks = [\"build\", \"ci/test\"]\n";
+  auto repo = [&](const std::string& extra) {
+    return "[[repo]]\nname = \"octo/widgets\"\nforge = \"github\"\n" + checks +
+           "[repo.github]\nwebhook_secret = { file = \"hook\" }\n" + github + extra;
+  };
+  Config c = f.ok(
+      repo("check_sources = { build = \"github-actions\", \"ci/test\" = \"jenkins-bot[bot]\" }\n"));
+  CHECK(c.repos.at(0).github->check_sources ==
+        std::map<std::string, std::string>{{"build", "github-actions"},
+                                           {"ci/test", "jenkins-bot[bot]"}});
+  // As a table of its own too; absent: none (every check from anyone, as before).
+  CHECK(f.ok(repo("[repo.github.check_sources]\nbuild = \"ci-user\"\n"))
+            .repos.at(0)
+            .github->check_sources == std::map<std::string, std::string>{{"build", "ci-user"}});
+  CHECK(f.ok(repo("")).repos.at(0).github->check_sources.empty());
+  // A check that is not required (a typo would leave the real one open), at the key's line.
+  CHECK(f.problems(repo("check_sources = { biuld = \"github-actions\" }\n")) ==
+        Lines{"9: repo.github.check_sources names 'biuld', which is not in repo.required_checks"});
+  CHECK(f.problems(repo("[repo.github.check_sources]\nbuild = \"github-actions\"\n"
+                        "lint = \"github-actions\"\n")) ==
+        Lines{"11: repo.github.check_sources names 'lint', which is not in "
+              "repo.required_checks"});
+  // The runner's context is the required check when required_checks is absent.
+  CHECK(f.problems("[[repo]]\nname = \"octo/widgets\"\nforge = \"github\"\n"
+                   "[repo.runner]\ncommand = \"make\"\ncontext = \"local\"\n"
+                   "[repo.github]\nwebhook_secret = { file = \"hook\" }\n" +
+                   github + "check_sources = { local = \"x\", build = \"y\" }\n") ==
+        Lines{"11: repo.github.check_sources names 'build', which is not in "
+              "repo.required_checks"});
+  // Of the wrong type, empty, or not a login or slug.
+  CHECK(f.problems(repo("check_sources = [\"build\"]\n")) ==
+        Lines{"9: repo.github.check_sources must be a table, not an array"});
+  CHECK(f.problems(repo("check_sources = \"github-actions\"\n")) ==
+        Lines{"9: repo.github.check_sources must be a table, not a string"});
+  CHECK(f.problems(repo("[repo.github.check_sources]\nbuild = 7\n\"ci/test\" = \"\"\n")) ==
+        Lines{"10: repo.github.check_sources.build must be a string, not an integer",
+              "11: repo.github.check_sources.ci/test must not be empty"});
+  CHECK(f.problems(repo("check_sources = { build = \"git hub\\n\" }\n")) ==
+        Lines{"9: repo.github.check_sources.build: 'git hub\\n' is neither a GitHub login nor "
+              "an App's slug"});
+}
+
 TEST_CASE("config: [repo.github] problems, each at its line") {
   Fixture f;
   test::write_file(f.dir / "hook", "whsec\n");

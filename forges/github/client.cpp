@@ -7,6 +7,7 @@
 #include <ctime>
 #include <limits>
 #include <map>
+#include <set>
 
 #include "base/crypto.hpp"
 #include "base/iso_time.hpp"
@@ -626,24 +627,53 @@ Result<std::optional<std::int64_t>> Client::find_check_run(const q::Sha& sha,
   return id > 0 ? std::optional<std::int64_t>(id) : std::nullopt;
 }
 
-Result<std::vector<q::Check>> Client::checks(const q::Sha& sha) {
+Result<std::vector<q::Check>> Client::checks(const q::Sha& sha, const CheckSources& sources,
+                                             std::vector<std::string>* ignored) {
   std::vector<q::Check> out;
-  // Every page of the combined status (30 contexts by default; a CI that posts one status per
-  // job has more).
-  auto statuses = list("/repos/" + options_.repo + "/commits/" + sha + "/status", "statuses");
-  if (!statuses) return statuses.error();
-  for (const auto& s : *statuses)
-    out.push_back(q::Check{str(s, "context"), status_state(str(s, "state")), str(s, "description"),
-                           str(s, "target_url"), 0});
+  std::set<std::string> noted;  // one note per check and reporter
+  auto refused = [&](const std::string& name, bool check_run, const std::string& reporter) {
+    if (from_source(sources, name, check_run, reporter)) return false;
+    if (ignored && noted.insert((check_run ? "r:" : "s:") + name + "\n" + reporter).second)
+      ignored->push_back(ignored_report(sources, name, sha, check_run, reporter));
+    return true;
+  };
+  if (sources.empty()) {
+    // Every page of the combined status (30 contexts by default; a CI that posts one status
+    // per job has more).
+    auto statuses = list("/repos/" + options_.repo + "/commits/" + sha + "/status", "statuses");
+    if (!statuses) return statuses.error();
+    for (const auto& s : *statuses)
+      out.push_back(q::Check{str(s, "context"), status_state(str(s, "state")),
+                             str(s, "description"), str(s, "target_url"), 0});
+  } else {
+    // The combined status names no creator: the statuses themselves, newest first. Each
+    // context's newest status that counts stands for it (a newer one from another source is
+    // passed over, as GitHub's branch protection passes it over).
+    auto statuses = list("/repos/" + options_.repo + "/commits/" + sha + "/statuses");
+    if (!statuses) return statuses.error();
+    std::set<std::string> seen;
+    for (const auto& s : *statuses) {
+      const std::string context = str(s, "context");
+      if (context.empty() || seen.count(context)) continue;
+      const std::string creator = s.contains("creator") ? str(s["creator"], "login") : "";
+      if (refused(context, false, creator)) continue;
+      seen.insert(context);
+      out.push_back(q::Check{context, status_state(str(s, "state")), str(s, "description"),
+                             str(s, "target_url"), 0});
+    }
+  }
   auto runs = list("/repos/" + options_.repo + "/commits/" + sha + "/check-runs", "check_runs");
   if (!runs) return runs.error();
   for (const auto& run : *runs) {
+    const std::string name = str(run, "name");
+    const std::string app = run.contains("app") ? str(run["app"], "slug") : "";
+    if (refused(name, true, app)) continue;
     std::string description = run.contains("output") ? str(run["output"], "title") : "";
     if (description.empty()) description = str(run, "conclusion");
     std::string url = str(run, "html_url");
     if (url.empty()) url = str(run, "details_url");
-    out.push_back(q::Check{str(run, "name"), run_state(str(run, "status"), str(run, "conclusion")),
-                           description, url, 0});
+    out.push_back(
+        q::Check{name, run_state(str(run, "status"), str(run, "conclusion")), description, url, 0});
   }
   return out;
 }

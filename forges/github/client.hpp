@@ -25,6 +25,7 @@
 #include "base/http_client.hpp"
 #include "base/status.hpp"
 #include "forges/forge.hpp"
+#include "forges/github/webhook.hpp"
 #include "queue/model.hpp"
 
 namespace dmz::forges::github {
@@ -109,8 +110,14 @@ class Client {
   // The id of the newest check run `name` on `sha`, if any.
   Result<std::optional<std::int64_t>> find_check_run(const queue::Sha& sha,
                                                      const std::string& name);
-  // Every check state GitHub holds for `sha`: commit statuses (combined) and check runs.
-  Result<std::vector<queue::Check>> checks(const queue::Sha& sha);
+  // Every check state GitHub holds for `sha`: commit statuses (the latest of each context) and
+  // check runs, only those from_source() takes under `sources` (webhook.hpp): a status or run
+  // of a check from another source is left out, and noted in `ignored` (when given). Without
+  // sources, the combined status; with them, the statuses list (newest first, each with its
+  // creator, which the combined status does not name), of which each context's newest
+  // status from its source counts.
+  Result<std::vector<queue::Check>> checks(const queue::Sha& sha, const CheckSources& sources = {},
+                                           std::vector<std::string>* ignored = nullptr);
 
   // ---- plumbing ----
   struct Response {

@@ -432,6 +432,69 @@ TEST_CASE("github client: answers of the wrong shape are errors or no data, neve
   CHECK(*c.find_check_run(std::string(40, 'a'), "dmzbot") == std::optional<std::int64_t>(7));
 }
 
+TEST_CASE("github client: checks() takes a check named in check_sources only from its source") {
+  Fixture f;
+  Client c = f.client();
+  const std::string sha(40, 'c');
+  const CheckSources sources{{"build", "github-actions"}, {"ci/test", "jenkins"}};
+  // The statuses list, newest first (the combined status names no creator).
+  f.http.answer(200, R"js([
+      {"context":"build","state":"success","creator":{"login":"mallory"}},
+      {"context":"build","state":"pending","creator":{"login":"github-actions[bot]"},
+       "description":"running","target_url":"https://ci.example/1"},
+      {"context":"lint","state":"failure","creator":{"login":"mallory"}},
+      {"context":"build","state":"failure","creator":{"login":"github-actions[bot]"}},
+      {"context":"lint","state":"success","creator":{"login":"github-actions[bot]"}},
+      {"context":"build","state":"success","creator":"github-actions[bot]"},
+      {"context":"build","state":"success"}, 7])js");
+  f.http.answer(200, R"js({"check_runs":[
+      {"name":"ci/test","status":"completed","conclusion":"success","app":{"slug":"evil"}},
+      {"name":"ci/test","status":"completed","conclusion":"success"},
+      {"name":"ci/test","status":"completed","conclusion":"failure","app":{"slug":"Jenkins"}},
+      {"name":"other","status":"in_progress","app":null}]})js");
+  std::vector<std::string> ignored;
+  auto checks = c.checks(sha, sources, &ignored);
+  REQUIRE(checks.ok());
+  std::vector<std::pair<std::string, q::CheckState>> got;
+  for (const auto& check : *checks) got.emplace_back(check.context, check.state);
+  // build: the newest status of the App's (not mallory's newer success); lint is anyone's, its
+  // newest; ci/test: jenkins's run; other: anyone's.
+  CHECK(got ==
+        std::vector<std::pair<std::string, q::CheckState>>{{"build", q::CheckState::Pending},
+                                                           {"lint", q::CheckState::Failure},
+                                                           {"ci/test", q::CheckState::Failure},
+                                                           {"other", q::CheckState::Pending}});
+  CHECK(checks->at(0).description == "running");
+  CHECK(checks->at(0).url == "https://ci.example/1");
+  const std::string from = " ignored: it came from ";
+  CHECK(ignored == std::vector<std::string>{
+                       "status 'build' on " + sha + from +
+                           "'mallory', and check_sources takes it only from 'github-actions'",
+                       "check run 'ci/test' on " + sha + from +
+                           "'evil', and check_sources takes it only from 'jenkins'",
+                       "check run 'ci/test' on " + sha + from +
+                           "no App, and check_sources takes it only from 'jenkins'"});
+  REQUIRE(f.http.calls.size() == 2);
+  CHECK(f.http.calls[0].url ==
+        "https://api.example.com/repos/octo/widgets/commits/" + sha + "/statuses?per_page=100");
+  CHECK(f.http.calls[1].url ==
+        "https://api.example.com/repos/octo/widgets/commits/" + sha + "/check-runs?per_page=100");
+  // A check whose every status came from others is not reported at all (it stays pending).
+  f.http.answer(200, R"([{"context":"build","state":"success","creator":{"login":"mallory"}}])");
+  f.http.answer(200, R"({"check_runs":[]})");
+  checks = c.checks(sha, sources);
+  REQUIRE(checks.ok());
+  CHECK(checks->empty());
+  // Without check_sources: the combined status, every status and run, as before.
+  f.http.answer(200, R"({"statuses":[{"context":"build","state":"success"}]})");
+  f.http.answer(200, R"({"check_runs":[{"name":"ci/test","status":"queued","app":{"slug":"x"}}]})");
+  checks = c.checks(sha);
+  REQUIRE(checks.ok());
+  CHECK(checks->size() == 2);
+  CHECK(f.http.calls[4].url ==
+        "https://api.example.com/repos/octo/widgets/commits/" + sha + "/status?per_page=100");
+}
+
 // GitHub's times are on its clock: the offset from its Date header puts them on ours.
 TEST_CASE("github client: the API's clock offset is read from its Date; its times moved by it") {
   Fixture f;

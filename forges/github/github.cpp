@@ -261,8 +261,17 @@ std::vector<q::Event> GitHubForge::events_from_fetch(const q::RepoState& state,
   return out;
 }
 
+void GitHubForge::log_ignored(const std::vector<std::string>& ignored, bool repeated) const {
+  for (const auto& note : ignored)
+    spdlog::log(repeated ? spdlog::level::debug : spdlog::level::info, "{}: {}",
+                options_.webhook.repo, note);
+}
+
 Result<Delivery> GitHubForge::webhook(const InboundRequest& request, q::Millis now) const {
-  return read_delivery(options_.webhook, options_.secret, request, now);
+  std::vector<std::string> ignored;
+  auto d = read_delivery(options_.webhook, options_.secret, request, now, &ignored);
+  log_ignored(ignored, false);
+  return d;
 }
 
 // Takes the merge label off for a notice that ended its approval, unless a merge master put
@@ -363,8 +372,10 @@ Result<bool> GitHubForge::may_approve(const std::string& login) {
 }
 
 Result<std::vector<q::Event>> GitHubForge::checks_of(const q::Sha& sha, q::Millis now) {
-  auto checks = client_->checks(sha);
+  std::vector<std::string> ignored;
+  auto checks = client_->checks(sha, options_.webhook.check_sources, &ignored);
   if (!checks) return checks.error();
+  log_ignored(ignored, false);
   std::vector<q::Event> out;
   for (auto c : *checks) {
     c.at = now;
@@ -422,8 +433,10 @@ Result<std::vector<q::Event>> GitHubForge::reconcile(const ReconcileInput& input
       if (c == k.checks.end() || c->second.state == q::CheckState::Pending) waiting = true;
     }
     if (!waiting) continue;
-    auto checks = client_->checks(k.sha);
+    std::vector<std::string> ignored;
+    auto checks = client_->checks(k.sha, options_.webhook.check_sources, &ignored);
     if (!checks) return checks.error();
+    log_ignored(ignored, true);  // read again at every reconciliation while the candidate waits
     auto more = reconcile_checks(k, *checks, now);
     events.insert(events.end(), more.begin(), more.end());
   }

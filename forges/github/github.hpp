@@ -20,7 +20,7 @@
 namespace dmz::forges::github {
 
 struct Options {
-  WebhookSettings webhook;                 // repo, master, merge label, bot name, try branch
+  WebhookSettings webhook;                 // repo, master, label, bot, try branch, check sources
   std::string secret;                      // the webhook secret
   std::vector<std::string> merge_masters;  // logins, or "org/team-slug"
   std::vector<std::string> required_checks;
@@ -79,6 +79,9 @@ class GitHubForge final : public Forge {
   Status set_status_labels(int number, PullSummary::State state);
   void forget(const PullSummary& summary);
   Status drop_merge_label(const OutboxMessage& m);
+  // Logs each report of a check that came from another source than check_sources names: at
+  // info, or at debug when `repeated` (reconciliation reads the same ones again).
+  void log_ignored(const std::vector<std::string>& ignored, bool repeated) const;
 
   Options options_;
   std::unique_ptr<Client> client_;

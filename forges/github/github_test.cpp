@@ -577,6 +577,46 @@ TEST_CASE("github forge reconcile: the checks of a waiting candidate are read ba
   CHECK(f.http.calls[2].url == status_url + "?per_page=100&page=2");
 }
 
+TEST_CASE("github forge: reconciliation and read-backs take a check only from its source") {
+  Fixture f;
+  f.options.webhook.check_sources = {{"build", "github-actions"}};
+  auto forge = f.forge();
+  q::RepoState s;
+  q::Candidate k;
+  k.id = 1;
+  k.sha = kC;
+  k.status = q::CandidateStatus::InDmz;
+  s.train.push_back(k);
+  // Someone with push access posted `build` success over the CI's pending, and an App of
+  // their own a successful `build` run: neither counts, as neither would by webhook.
+  const std::string statuses =
+      json::array({{{"context", "build"}, {"state", "success"}, {"creator", {{"login", "eve"}}}},
+                   {{"context", "build"},
+                    {"state", "pending"},
+                    {"creator", {{"login", "github-actions[bot]"}}}}})
+          .dump();
+  const std::string runs =
+      R"({"check_runs":[{"name":"build","status":"completed","conclusion":"success",
+                         "app":{"slug":"eves-app"}}]})";
+  f.http.answer(200, "[]");  // the open list
+  f.http.answer(200, statuses);
+  f.http.answer(200, runs);
+  auto events = forge->reconcile(ReconcileInput{s, {}}, 5);
+  REQUIRE(events.ok());
+  REQUIRE(events->size() == 1);
+  CHECK(std::get<q::CheckReported>(events->at(0)).check.state == q::CheckState::Pending);
+  CHECK(f.calls()[1] == "GET /repos/octo/widgets/commits/" + kC + "/statuses?per_page=100");
+  // A completed check_suite's read-back (checks_of) applies the same rule.
+  f.http.answer(200, statuses);
+  f.http.answer(200, runs);
+  auto read = forge->checks_of(kC, 6);
+  REQUIRE(read.ok());
+  REQUIRE(read->size() == 1);
+  const auto& check = std::get<q::CheckReported>(read->at(0));
+  CHECK(check.check.context == "build");
+  CHECK(check.check.state == q::CheckState::Pending);
+}
+
 TEST_CASE("github forge: a fetch's refs/pull/N/head moves PRs; branches do not") {
   Fixture f;
   auto forge = f.forge();

@@ -73,6 +73,17 @@ struct Reader {
   json p;
   q::Millis now;
   Delivery d;
+  std::vector<std::string>* ignored = nullptr;  // reports of checks from another source
+
+  // Whether a report of check `name` on `sha` by `reporter` counts (cfg.check_sources); one
+  // that does not is noted.
+  bool counts(const std::string& name, const std::string& sha, bool check_run,
+              const std::string& reporter) {
+    if (from_source(cfg.check_sources, name, check_run, reporter)) return true;
+    if (ignored)
+      ignored->push_back(ignored_report(cfg.check_sources, name, sha, check_run, reporter));
+    return false;
+  }
 
   std::string sender() const { return str(p, {"sender", "login"}); }
 
@@ -283,6 +294,12 @@ struct Reader {
     const std::string context = str(p, {"context"});
     if (!is_object_id(sha) || context.empty())
       return invalid("a status event without sha or context");
+    // Who created the status: the status object's creator where the payload has one (the
+    // REST API's statuses do), else the event's sender (the status event's payload has no
+    // creator; its sender is who posted the status).
+    std::string creator = str(p, {"creator", "login"});
+    if (creator.empty()) creator = sender();
+    if (!counts(context, sha, false, creator)) return {};
     const auto state = status_state(str(p, {"state"}));
     const std::string description = str(p, {"description"});
     const std::string url = str(p, {"target_url"});
@@ -302,6 +319,7 @@ struct Reader {
     const std::string name = str(*run, {"name"});
     if (!is_object_id(sha) || name.empty())
       return invalid("a check_run event without head_sha or name");
+    if (!counts(name, sha, true, str(*run, {"app", "slug"}))) return {};
     const auto state = run_state(str(*run, {"status"}), str(*run, {"conclusion"}));
     std::string description = str(*run, {"output", "title"});
     if (description.empty()) description = str(*run, {"conclusion"});
@@ -374,6 +392,27 @@ std::string mention_name(std::string_view bot_name) {
   return name;
 }
 
+bool from_source(const CheckSources& sources, std::string_view name, bool check_run,
+                 std::string_view reporter) {
+  auto it = sources.find(std::string(name));
+  if (it == sources.end()) return true;
+  if (reporter.empty()) return false;
+  const std::string who = ascii_lower(reporter), source = ascii_lower(it->second);
+  if (check_run) return who == source || who + "[bot]" == source;
+  return who == source || who == source + "[bot]";
+}
+
+std::string ignored_report(const CheckSources& sources, std::string_view name, std::string_view sha,
+                           bool check_run, std::string_view reporter) {
+  auto it = sources.find(std::string(name));
+  const std::string source = it == sources.end() ? std::string() : it->second;
+  auto quoted = [](std::string_view s) { return "'" + escape_control(utf8_prefix(s, 100)) + "'"; };
+  return std::string(check_run ? "check run " : "status ") + quoted(name) + " on " +
+         escape_control(utf8_prefix(sha, 64)) + " ignored: it came from " +
+         (reporter.empty() ? std::string(check_run ? "no App" : "nobody") : quoted(reporter)) +
+         ", and check_sources takes it only from " + quoted(source);
+}
+
 bool is_bot(std::string_view login, std::string_view bot_name) {
   const std::string who = ascii_lower(login), name = ascii_lower(mention_name(bot_name));
   return !who.empty() && (who == name || who == name + "[bot]");
@@ -420,7 +459,8 @@ Result<std::string> payload_of(const InboundRequest& request) {
 }
 
 Result<Delivery> parse_delivery(const WebhookSettings& cfg, std::string_view event,
-                                std::string_view id, std::string_view payload, q::Millis now) {
+                                std::string_view id, std::string_view payload, q::Millis now,
+                                std::vector<std::string>* ignored) {
   if (event.empty()) return invalid("the X-GitHub-Event header is missing");
   if (id.empty() || id.size() > 200) return invalid("the X-GitHub-Delivery header is missing");
   // One parser per thread keeps its buffers between deliveries; a big payload gets its own, so
@@ -433,7 +473,7 @@ Result<Delivery> parse_delivery(const WebhookSettings& cfg, std::string_view eve
   if (parser.parse(payload.data(), payload.size(), /*realloc_if_needed=*/true).get(p) ||
       !p.is_object())
     return invalid("the webhook payload is not a JSON object");
-  Reader r{cfg, p, now, {}};
+  Reader r{cfg, p, now, {}, ignored};
   r.d.id = std::string(id);
   const std::string repo = ascii_lower(cfg.repo);
   if (auto named = at(p, {"repository"})) {
@@ -471,14 +511,15 @@ Result<Delivery> parse_delivery(const WebhookSettings& cfg, std::string_view eve
 }
 
 Result<Delivery> read_delivery(const WebhookSettings& settings, std::string_view secret,
-                               const InboundRequest& request, q::Millis now) {
+                               const InboundRequest& request, q::Millis now,
+                               std::vector<std::string>* ignored) {
   if (Status s = verify_signature(secret, request.body, request.header("x-hub-signature-256"));
       !s.ok())
     return s.error();
   auto payload = payload_of(request);
   if (!payload) return payload.error();
   return parse_delivery(settings, request.header("x-github-event"),
-                        request.header("x-github-delivery"), *payload, now);
+                        request.header("x-github-delivery"), *payload, now, ignored);
 }
 
 }  // namespace dmz::forges::github

@@ -4,13 +4,22 @@
 // Threading: pure functions.
 #pragma once
 
+#include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.hpp"
 #include "forges/forge.hpp"
 
 namespace dmz::forges::github {
+
+// Who may report a check ([repo.github] check_sources): check name -> its source, a GitHub App
+// (its slug) for check runs or a login for commit statuses. A check named here counts only
+// from its source (as the "expected source" of GitHub's own branch protection), so that anyone
+// else who may write statuses or check runs cannot decide it; a check not named here counts
+// from anyone.
+using CheckSources = std::map<std::string, std::string>;
 
 struct WebhookSettings {
   std::string repo;  // "owner/name" (compared without regard to case, as GitHub does)
@@ -18,7 +27,21 @@ struct WebhookSettings {
   std::string merge_label = "dmz:merge";
   std::string bot_name = "dmzbot";  // a login; "name[bot]" for an App
   std::string try_branch = "dmz-try";
+  CheckSources check_sources;
 };
+
+// Whether a report of check `name` counts under `sources`: always for a check not named there;
+// else a check run (`check_run`) only when `reporter`, its App's slug, is the source, and a
+// commit status only when `reporter`, the login that created it, is the source or the source
+// followed by "[bot]" (an App posts statuses as "slug[bot]"). A source written "slug[bot]" names
+// the same App for check runs. Compared without regard to case, as GitHub compares logins; an
+// empty reporter (a check run without an App) never counts.
+bool from_source(const CheckSources& sources, std::string_view name, bool check_run,
+                 std::string_view reporter);
+// The one-line note for a report that from_source() refused (for the log): the check, the
+// sha, who reported it and the source that was expected, control characters escaped.
+std::string ignored_report(const CheckSources& sources, std::string_view name, std::string_view sha,
+                           bool check_run, std::string_view reporter);
 
 // unauthenticated unless `header` is "sha256=" and the hex HMAC-SHA256 of `body` under
 // `secret`. An empty secret never matches: webhooks are never taken unsigned.
@@ -31,14 +54,17 @@ Result<std::string> payload_of(const InboundRequest& request);
 // What delivery `id` of event `event` (X-GitHub-Event) with JSON `payload` means for
 // `settings.repo`: not_found when it is about another repository; invalid when the JSON is
 // malformed or lacks what the event must carry. Events dmzbot does not use give an empty
-// delivery (acknowledged and ignored).
+// delivery (acknowledged and ignored). A status or check run of a check whose source it is not
+// (settings.check_sources) gives none either, and a note of it in `ignored` (when given).
 Result<Delivery> parse_delivery(const WebhookSettings& settings, std::string_view event,
-                                std::string_view id, std::string_view payload, queue::Millis now);
+                                std::string_view id, std::string_view payload, queue::Millis now,
+                                std::vector<std::string>* ignored = nullptr);
 
 // A delivery as it came: the signature checked under `secret`, then the payload read and
 // parsed for `settings.repo` (payload_of, parse_delivery). GitHubForge::webhook.
 Result<Delivery> read_delivery(const WebhookSettings& settings, std::string_view secret,
-                               const InboundRequest& request, queue::Millis now);
+                               const InboundRequest& request, queue::Millis now,
+                               std::vector<std::string>* ignored = nullptr);
 
 // A commit status's state ("success", "failure", "error", else pending) as a check state.
 queue::CheckState status_state(const std::string& state);

@@ -28,10 +28,12 @@ struct Forge {
   testing::ScriptedHttp http;
   ManualClock clock;
   std::unique_ptr<GitHubForge> forge;
-  explicit Forge(const std::string& repo, const std::string& label = "dmz:merge") {
+  explicit Forge(const std::string& repo, const std::string& label = "dmz:merge",
+                 CheckSources sources = {}) {
     Options o;
     o.webhook.repo = repo;
     o.webhook.merge_label = label;
+    o.webhook.check_sources = std::move(sources);
     o.secret = kSecret;
     ClientOptions c;
     c.repo = repo;
@@ -512,6 +514,79 @@ TEST_CASE("github webhooks: check results on a try branch are answered on the PR
   CHECK(try_number("dmz-try/012", "dmz-try") == 0);
   CHECK(try_number("dmz-try/x", "dmz-try") == 0);
   CHECK(try_number("feature/12", "dmz-try") == 0);
+}
+
+TEST_CASE("github webhooks: a check named in check_sources counts only from its source") {
+  const std::string repo = "Codertocat/Hello-World";
+  Forge f(repo, "dmz:merge", {{"build", "github-actions"}, {"ci/test", "jenkins"}});
+  WebhookSettings settings;
+  settings.repo = repo;
+  settings.check_sources = {{"build", "github-actions"}};
+  // A status's creator is the event's sender (the payload names no creator).
+  json st = testing::example("status");
+  const std::string sha = s(st, {"sha"});
+  st["state"] = "success";
+  st["context"] = "build";
+  st["branches"] = json::array({{{"name", "dmz-try/7"}, {"commit", {{"sha", sha}}}}});
+  st["sender"]["login"] = "mallory";               // may push, and post statuses: not the CI
+  CHECK(kinds(*f.hook("status", st)) == Kinds{});  // no check, no try answer either
+  std::vector<std::string> ignored;
+  auto d = parse_delivery(settings, "status", "d-1", st.dump(), kNow, &ignored);
+  REQUIRE(d.ok());
+  CHECK(d->events.empty());
+  CHECK(ignored == std::vector<std::string>{"status 'build' on " + sha +
+                                            " ignored: it came from 'mallory', and "
+                                            "check_sources takes it only from 'github-actions'"});
+  // From the App (its statuses are "slug[bot]"), or its slug itself, in any case: counted.
+  for (const std::string who : {"github-actions[bot]", "github-actions", "GitHub-Actions[bot]"}) {
+    CAPTURE(who);
+    st["sender"]["login"] = who;
+    auto taken = f.hook("status", st);
+    REQUIRE(kinds(*taken) == Kinds{"check_reported", "reply"});
+    const auto& check = std::get<q::CheckReported>(taken->events[0]);
+    CHECK(check.sha == sha);
+    CHECK(check.check.context == "build");
+    CHECK(check.check.state == q::CheckState::Success);
+  }
+  // A status object's own creator, where there is one, is who made it.
+  st["creator"] = {{"login", "mallory"}};
+  CHECK(kinds(*f.hook("status", st)) == Kinds{});
+  st["creator"] = {{"login", "github-actions[bot]"}};
+  st["sender"]["login"] = "mallory";
+  CHECK(kinds(*f.hook("status", st)) == Kinds{"check_reported", "reply"});
+  st.erase("creator");
+  // A login that merely starts with the source is another one; a check named nowhere in
+  // check_sources counts from anyone, as before.
+  st["sender"]["login"] = "github-actions-evil";
+  CHECK(kinds(*f.hook("status", st)) == Kinds{});
+  st["context"] = "lint";
+  CHECK(kinds(*f.hook("status", st)) == Kinds{"check_reported", "reply"});
+
+  // A check run counts from its App (app.slug) alone.
+  json run = testing::example("check_run", [](const json& p) {
+    return s(p, {"check_run", "app", "slug"}) == "github-actions";
+  });
+  run["check_run"]["name"] = "build";
+  const std::string run_sha = s(run, {"check_run", "head_sha"});
+  REQUIRE(kinds(*f.hook("check_run", run)) == Kinds{"check_reported"});
+  run["check_run"]["app"]["slug"] = "someone-elses-app";
+  CHECK(kinds(*f.hook("check_run", run)) == Kinds{});
+  ignored.clear();
+  d = parse_delivery(settings, "check_run", "d-2", run.dump(), kNow, &ignored);
+  REQUIRE(d.ok());
+  CHECK(d->events.empty());
+  CHECK(ignored == std::vector<std::string>{"check run 'build' on " + run_sha +
+                                            " ignored: it came from 'someone-elses-app', and "
+                                            "check_sources takes it only from 'github-actions'"});
+  run["check_run"]["app"] = nullptr;  // no App at all
+  CHECK(kinds(*f.hook("check_run", run)) == Kinds{});
+  run["check_run"]["name"] = "lint";
+  CHECK(kinds(*f.hook("check_run", run)) == Kinds{"check_reported"});
+
+  CHECK(from_source({{"build", "ci-bot[bot]"}}, "build", true, "ci-bot"));  // the App's bot
+  CHECK_FALSE(from_source({{"build", "ci-bot"}}, "build", true, "ci-bot[bot]"));
+  CHECK_FALSE(from_source({{"build", "ci-bot"}}, "build", false, ""));
+  CHECK(from_source({{"build", "ci-bot"}}, "Build", false, "anyone"));  // names are exact
 }
 
 TEST_CASE("commands: parsing") {
