@@ -362,9 +362,14 @@ class Loader {
     return out;
   }
 
-  // api_token = { file = "..." } or { env = "NAME" }. Never echoes the value.
-  std::optional<Secret> secret(const toml::table& t, std::string_view key,
-                               const std::string& name) {
+  // api_token = { file = "..." } or { env = "NAME" }. Never echoes the value. A token or a
+  // webhook secret is `one_line`: a second line (a comment above the token, say) or another
+  // control character would only fail later, in git or in an HTTP header, far from here.
+  std::optional<Secret> secret(const toml::table& t, std::string_view key, const std::string& name,
+                               bool one_line = true) {
+    auto control = [](std::string_view v) {
+      return std::any_of(v.begin(), v.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+    };
     const toml::node* n = t.get(key);
     if (!n) return std::nullopt;
     if (n->is_string()) {
@@ -403,6 +408,12 @@ class Loader {
         problem(at, name + " file '" + path.string() + "' is empty");
         return std::nullopt;
       }
+      if (one_line && control(value)) {
+        problem(at, name + " file '" + path.string() +
+                        "' holds more than one line or a control character: it must hold the "
+                        "secret alone, on one line");
+        return std::nullopt;
+      }
       return Secret(std::move(value));
     }
     if (env) {
@@ -415,6 +426,11 @@ class Loader {
       std::string value = trim(v);
       if (value.empty()) {
         problem(at, name + ": environment variable " + *env + " is empty");
+        return std::nullopt;
+      }
+      if (one_line && control(value)) {
+        problem(at, name + ": environment variable " + *env +
+                        " holds more than one line or a control character");
         return std::nullopt;
       }
       return Secret(std::move(value));
@@ -743,6 +759,23 @@ class Loader {
                         ", which git cannot hold beside the branch itself");
   }
 
+  // adaptive builds probes beside the train, never on dmz: without candidate branches a CI
+  // that builds pushed branches never sees them, and each probed PR fails on its timeout.
+  // The local runner builds from the mirror and needs no branch.
+  void check_probes_have_branches(const toml::table& t, const Repo& r) {
+    if (r.queue.strategy != queue::Strategy::Adaptive || !r.queue.candidate_branch.empty()) return;
+    const std::string local = r.runner ? r.runner->context : std::string();
+    if (std::all_of(r.required_checks.begin(), r.required_checks.end(),
+                    [&](const std::string& c) { return c == local; }))
+      return;
+    const toml::table* q = t.get_as<toml::table>("queue");
+    const toml::node* key = q ? q->get("candidate_branch") : nullptr;
+    problem(key ? line_of(*key) : r.line,
+            "repo.queue.candidate_branch = \"\" leaves strategy \"adaptive\" no branch to push "
+            "its probes to (they are built beside the train, never on dmz), so CI could not "
+            "build them: keep a pattern such as \"dmz-queue/{id}\"");
+  }
+
   // dmzbot deletes the branches <try_branch>/<number> of PRs it does not follow: none of them
   // may be a branch of anyone else's (master, dmz, a candidate's, a hotfix, a PR's).
   void check_try_branch(const toml::table& t, const Repo& r) {
@@ -844,7 +877,7 @@ class Loader {
     if (auto v =
             integer(*t, "installation_id", "repo.github.installation_id", 1, std::int64_t{1} << 53))
       g.installation_id = *v;
-    if (auto v = secret(*t, "private_key", "repo.github.private_key")) {
+    if (auto v = secret(*t, "private_key", "repo.github.private_key", /*one_line=*/false)) {
       if (auto signed_ = rs256_sign(v->reveal(), "probe"); !signed_)
         problem(*t->get("private_key"), "repo.github.private_key: " + signed_.message());
       else
@@ -1094,6 +1127,7 @@ class Loader {
               "[[repo]] has neither required_checks nor [repo.runner]: nothing would gate master");
     }
     check_sources_known(t, r);
+    check_probes_have_branches(t, r);
     return r;
   }
 

@@ -489,6 +489,27 @@ TEST_CASE("config: tokens come from a file or the environment, never inline") {
   }
 }
 
+TEST_CASE("config: a token is one line; a key file may hold many") {
+  Fixture f;
+  const std::string head = kRepo;  // lines 1-4
+  test::write_file(f.dir / "crlf.token", "tok-crlf\r\n");
+  test::write_file(f.dir / "commented.token", "# the bot's token, expires 2027\ntok-hidden\n");
+  ScopedEnv two("DMZ_TEST_TWO_LINES", "tok-one\ntok-two");
+  // A trailing newline, CRLF included, is no second line.
+  CHECK(f.ok(head + "api_token = { file = \"crlf.token\" }\n").repos[0].api_token.reveal() ==
+        "tok-crlf");
+  const std::string d = f.dir.path().string();
+  auto p = f.problems(head +
+                      "api_token = { file = \"commented.token\" }\n"
+                      "status_token = { env = \"DMZ_TEST_TWO_LINES\" }\n");
+  CHECK(p == Lines{"5: repo.api_token file '" + d +
+                       "/commented.token' holds more than one line or a control character: it "
+                       "must hold the secret alone, on one line",
+                   "6: repo.status_token: environment variable DMZ_TEST_TWO_LINES holds more "
+                   "than one line or a control character"});
+  for (const auto& line : p) CHECK(line.find("tok-") == std::string::npos);
+}
+
 TEST_CASE("config: credentials for the remote and the network timeout") {
   Fixture f;
   const std::string head = kRepo;  // lines 1-4

@@ -80,6 +80,21 @@ TEST_CASE("config: [repo.queue] with every setting") {
   CHECK(queue_of(kRepo + "[repo.queue]\ncandidate_branch = \"\"\n").candidate_branch.empty());
 }
 
+TEST_CASE("config: adaptive needs candidate branches unless the local runner builds alone") {
+  // Its probes are built beside the train, never on dmz: CI must find them on a branch.
+  CHECK(problems(kRepo + "[repo.queue]\nstrategy = \"adaptive\"\ncandidate_branch = \"\"\n") ==
+        Lines{"7: repo.queue.candidate_branch = \"\" leaves strategy \"adaptive\" no branch to "
+              "push its probes to (they are built beside the train, never on dmz), so CI could "
+              "not build them: keep a pattern such as \"dmz-queue/{id}\""});
+  // train pushes its tip to dmz, and the local runner builds from the mirror: both may.
+  CHECK(queue_of(kRepo + "[repo.queue]\nstrategy = \"train\"\ncandidate_branch = \"\"\n")
+            .candidate_branch.empty());
+  CHECK(queue_of("[[repo]]\nname = \"acme/widgets\"\nremote = \"/srv/widgets.git\"\n"
+                 "[repo.runner]\ncommand = \"make test\"\n"
+                 "[repo.queue]\nstrategy = \"adaptive\"\ncandidate_branch = \"\"\n")
+            .candidate_branch.empty());
+}
+
 TEST_CASE("config: [repo.queue] problems name their line") {
   CHECK(problems(kRepo + "[repo.queue]\nstrategy = \"zuul\"\n") ==
         Lines{"6: repo.queue.strategy must be \"serial\", \"batch\", \"train\" or \"adaptive\", "
