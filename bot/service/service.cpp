@@ -234,6 +234,15 @@ struct RepoRuntime {
     q::Millis not_before = 0;
   };
   std::vector<PolicyRetry> policy_retrying;
+  // The reset of dmz whose push failed (git thread only): pushed again after the first fetch
+  // past `not_before`, until it goes through or a later build or reset of dmz replaces it (the
+  // git work runs in order here, so a retry never takes dmz back over a newer candidate).
+  struct ResetRetry {
+    q::ResetDmz reset;
+    int tries = 0;
+    q::Millis not_before = 0;
+  };
+  std::optional<ResetRetry> reset_retrying;
   // Policy checks whose forge reviews the API could not give (forge thread only): judged again
   // after the next reconciliation that reads the API.
   std::vector<q::CheckPolicy> reviews_waiting;
@@ -389,6 +398,23 @@ struct Service::Impl final : driver::GitPort,
     return make_private_dir(mirrors);
   }
 
+  // The mirrors this start made (open_repo). A start that fails before any state was saved
+  // removes them: the next start would take them for the mirrors of an earlier run beside a
+  // lost database (open_store), and refuse to start for good.
+  std::vector<fs::path> new_mirrors;
+  void forget_new_mirrors() {
+    if (new_mirrors.empty() || !store) return;
+    auto has_state = store->has_state();
+    if (!has_state || *has_state) return;  // a state refers to them now (or cannot tell): kept
+    for (const auto& dir : new_mirrors) {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+      if (ec)
+        spdlog::warn("cannot remove {}, made by the start that failed: {}", dir.string(),
+                     ec.message());
+    }
+  }
+
   // What a sandboxed build must not see: the configuration (and its directory, where token
   // files usually live, unless that is a top-level directory like /etc), the data directory
   // and the signing key or GnuPG home.
@@ -436,6 +462,7 @@ struct Service::Impl final : driver::GitPort,
     forges::github::Options f;
     f.webhook = {rt.cfg.name, rt.cfg.master, g.merge_label, g.bot_name, g.try_branch};
     f.secret = g.webhook_secret.reveal();
+    f.webhook.check_sources = g.check_sources;
     f.merge_masters = g.merge_masters;
     f.required_checks = rt.settings.required_checks;
     f.permission_cache =
@@ -485,8 +512,9 @@ struct Service::Impl final : driver::GitPort,
       if (Status s = open_github(*rt); !s.ok()) return s;
     } else
       return invalid(repo.name + ": forge " + repo.forge + " is not supported");
-    auto mirror = git::Mirror::open(cfg.data_dir / "mirrors" / config::mirror_dir_name(repo.name),
-                                    transport_for(*rt));
+    const fs::path mirror_dir = cfg.data_dir / "mirrors" / config::mirror_dir_name(repo.name);
+    if (std::error_code ec; !fs::exists(mirror_dir, ec) && !ec) new_mirrors.push_back(mirror_dir);
+    auto mirror = git::Mirror::open(mirror_dir, transport_for(*rt));
     if (!mirror) return mirror.status().prefixed(repo.name + ": ");
     auto signer = make_signer(cfg.signing);
     if (!signer) return signer.status().prefixed(repo.name + ": signing: ");
@@ -546,12 +574,18 @@ struct Service::Impl final : driver::GitPort,
   //  - A webhook's events and commands: they wait even while the repository is not served (it
   //    may be loaded again), and their delivery is marked handled only once they were applied
   //    (`then`), so that one never applied is handled again at the next start.
+  //  - A fetch's result (`fetched`, instead of `event`): handed to the driver in its turn, so
+  //    that the events it implies come after those before it (one the store cannot save then
+  //    is read again by the next fetch).
+  // Nothing else applies an event of a repository while events wait for it: a command of the
+  // API is refused (unavailable: its caller tries again), other events park behind them.
   // Engine thread only.
   struct Parked {
     enum Keep { kWhileServed, kUntilApplied };
     q::Event event;
     Keep keep = kWhileServed;
     std::function<void(const q::Outcome&)> then;  // once applied (or refused for good)
+    std::function<void()> fetched;                // a fetch's result, run instead of `event`
   };
   std::map<std::string, std::deque<Parked>> unsaved;
   // Beyond this many events waiting for a repository, a delivery's event is not kept: its
@@ -583,6 +617,12 @@ struct Service::Impl final : driver::GitPort,
     if (it == unsaved.end()) return;
     auto& waiting = it->second;
     while (!waiting.empty()) {
+      if (waiting.front().fetched) {
+        auto fetched = std::move(waiting.front().fetched);
+        waiting.pop_front();
+        fetched();  // may park more events, behind those still waiting
+        continue;
+      }
       const Parked& p = waiting.front();
       auto out = driver->apply(repo, p.event);
       if (must_wait(repo, out, p.keep)) {
@@ -606,6 +646,13 @@ struct Service::Impl final : driver::GitPort,
     unsaved.erase(repo);
   }
   std::set<std::string> retrying;  // repositories whose first waiting event was refused
+
+  // Whether events of `repo` wait to be saved, and the refusal of a command that would jump
+  // ahead of them (503: its caller tries again).
+  bool events_wait(const std::string& repo) const { return unsaved.count(repo) > 0; }
+  static Error earlier_change_unsaved() {
+    return unavailable("the store could not save an earlier change; try again");
+  }
 
   // Refused because the store cannot save now (or the repository is not served now): worth
   // waiting, as `keep` says.
@@ -638,21 +685,34 @@ struct Service::Impl final : driver::GitPort,
     engine.post([this, &rt, repo = rt.cfg.name, refs = std::move(refs), then = std::move(then),
                  trust_root = std::move(trust_root), began,
                  registering = std::move(registering)]() mutable {
-      if (refs) {
-        older_than_webhooks(rt, *refs, began);
-        driver->fetched(repo, *refs);
-      } else
-        driver->fetch_failed(repo, refs.status());
-      register_pulls(rt, refs, registering);
-      if (const q::RepoState* state = driver->state(repo);
-          trust_root && state && state->trust_root != *trust_root) {
-        apply_or_park(repo, q::TrustRootRead{*trust_root, now()}, Parked::kWhileServed);
+      if (!refs) driver->fetch_failed(repo, refs.status());
+      if (events_wait(repo)) {  // answered now; the fetch's events wait behind the others
+        for (const auto& r : registering) r.answer(refusal(earlier_change_unsaved()));
+        registering.clear();
       }
-      if (then) then();
+      auto apply = [this, &rt, repo, refs = std::move(refs), then = std::move(then),
+                    trust_root = std::move(trust_root), began,
+                    registering = std::move(registering)]() mutable {
+        if (refs) {
+          older_than_webhooks(rt, *refs, began);
+          driver->fetched(repo, *refs);
+        }
+        register_pulls(rt, refs, registering);
+        if (const q::RepoState* state = driver->state(repo);
+            trust_root && state && state->trust_root != *trust_root) {
+          apply_or_park(repo, q::TrustRootRead{*trust_root, now()}, Parked::kWhileServed);
+        }
+        if (then) then();
+      };
+      if (events_wait(repo))
+        unsaved[repo].push_back({q::Event{}, Parked::kWhileServed, nullptr, std::move(apply)});
+      else
+        apply();
     });
     if (fetched)
       for (const auto& a : std::exchange(rt.policy_waiting, {})) judge_policy(rt, a);
     retry_policies(rt);
+    retry_reset(rt);
   }
 
   // Engine thread, once the fetch they waited for was applied: registrations against the refs
@@ -665,7 +725,12 @@ struct Service::Impl final : driver::GitPort,
         continue;
       }
       auto opened = rt.forge->register_pull(*refs, r.registration, now());
-      r.answer(opened ? driver->apply(rt.cfg.name, *opened) : refusal(opened.error()));
+      if (!opened)
+        r.answer(refusal(opened.error()));
+      else if (events_wait(rt.cfg.name))
+        r.answer(refusal(earlier_change_unsaved()));
+      else
+        r.answer(driver->apply(rt.cfg.name, *opened));
     }
   }
 
@@ -783,6 +848,12 @@ struct Service::Impl final : driver::GitPort,
       return;
     }
     events.push_back(q::MergeRequested{number, commit, approver, now()});
+    if (events_wait(repo)) {  // not ahead of them: handed over again after the next fetch
+      spdlog::warn("{}: bringing the hotfix back as #{} waits for the store: {}", repo, number,
+                   earlier_change_unsaved().message);
+      rt.promoter->resume_hotfixes();
+      return;
+    }
     for (const q::Event& e : events) {
       auto out = driver->apply(repo, e);
       if (out.rejected) {
@@ -802,15 +873,33 @@ struct Service::Impl final : driver::GitPort,
     on_git(repo, [this](RepoRuntime& rt) { fetch_into_driver(rt); });
   }
   void build_candidate(const std::string& repo, const q::BuildCandidate& a) override {
-    on_git(repo,
-           [this, a](RepoRuntime& rt) { post_event(rt.cfg.name, rt.worker->build_candidate(a)); });
+    on_git(repo, [this, a](RepoRuntime& rt) {
+      if (a.tip) rt.reset_retrying.reset();  // dmz follows the newer train now
+      post_event(rt.cfg.name, rt.worker->build_candidate(a));
+    });
   }
   void reset_dmz(const std::string& repo, const q::ResetDmz& a) override {
-    on_git(repo, [a](RepoRuntime& rt) {
-      if (Status s = rt.worker->reset_dmz(a); !s.ok())
-        log::error({.repo = rt.cfg.name, .sha = a.sha}, "reset {} to {} failed: {}", rt.cfg.dmz,
-                   a.sha, s.message());
-    });
+    on_git(repo, [this, a](RepoRuntime& rt) { push_reset(rt, a, 0); });
+  }
+  // Git thread. A reset whose push failed (a remote timeout, a hook refusing it) is pushed
+  // again after a backoff from the fetch interval (at least 2 s, doubling up to 5 min): dmz
+  // must not keep a backed-out merge, which CI would go on building, until the next candidate
+  // or restart.
+  void push_reset(RepoRuntime& rt, const q::ResetDmz& a, int tries) {
+    rt.reset_retrying.reset();
+    Status s = rt.worker->reset_dmz(a);
+    if (s.ok()) return;
+    const q::Millis base = std::max<q::Millis>(options.fetch_interval.count(), 2'000);
+    const q::Millis wait = std::min<q::Millis>(base << std::min(tries, 8), 300'000);
+    log::error({.repo = rt.cfg.name, .sha = a.sha}, "reset {} to {} failed, tried again in {}s: {}",
+               rt.cfg.dmz, a.sha, wait / 1000, s.message());
+    rt.reset_retrying = RepoRuntime::ResetRetry{a, tries + 1, now() + wait};
+  }
+  // Git thread (after each fetch): the failed reset, once its backoff is over.
+  void retry_reset(RepoRuntime& rt) {
+    if (!rt.reset_retrying || rt.reset_retrying->not_before > now()) return;
+    const RepoRuntime::ResetRetry r = *rt.reset_retrying;
+    push_reset(rt, r.reset, r.tries);
   }
   void prune_candidates(const std::string& repo, const q::PruneCandidates& a) override {
     on_git(repo, [a](RepoRuntime& rt) {
@@ -1488,17 +1577,18 @@ struct Service::Impl final : driver::GitPort,
         std::erase_if(*events, [&](const q::Event& e) {
           return !forges::still_current(snapshot, *current, e);
         });
-        for (const auto& e : *events) {
-          auto out = driver->apply(rt.cfg.name, e);
-          if (out.rejected && out.rejected->code != Code::kNotFound)
-            log::info(
-                {.repo = rt.cfg.name, .pr = q::pr_of(e).value_or(0), .event = q::event_kind(e)},
-                "{} from reconciliation refused: {}", q::event_kind(e),
-                escape_control(out.rejected->message));
-          else if (!out.rejected)
-            log::debug({.repo = rt.cfg.name, .pr = q::pr_of(e).value_or(0)}, "reconciliation: {}",
-                       q::event_kind(e));
-        }
+        // In order behind any event that waits to be saved, as the store can take them.
+        for (const auto& e : *events)
+          apply_or_park(rt.cfg.name, e, Parked::kWhileServed, [&rt, e](const q::Outcome& out) {
+            if (out.rejected && out.rejected->code != Code::kNotFound)
+              log::info(
+                  {.repo = rt.cfg.name, .pr = q::pr_of(e).value_or(0), .event = q::event_kind(e)},
+                  "{} from reconciliation refused: {}", q::event_kind(e),
+                  escape_control(out.rejected->message));
+            else if (!out.rejected)
+              log::debug({.repo = rt.cfg.name, .pr = q::pr_of(e).value_or(0)}, "reconciliation: {}",
+                         q::event_kind(e));
+          });
       });
     });
     if (!posted) rt.reconcile_in_flight = false;
@@ -1605,7 +1695,10 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
   if (Status s = impl->lock_data_dir(); !s.ok()) return s.error();
   if (Status s = impl->open_store(); !s.ok()) return s.error();
   for (const auto& repo : impl->cfg.repos)
-    if (Status s = impl->open_repo(repo); !s.ok()) return s.error();
+    if (Status s = impl->open_repo(repo); !s.ok()) {
+      impl->forget_new_mirrors();
+      return s.error();
+    }
 
   std::unique_ptr<Service> service(new Service(std::move(impl)));
   Impl& im = *service->impl_;
@@ -1631,9 +1724,15 @@ Result<std::unique_ptr<Service>> Service::start(config::Config config, Options o
       started(s);
     });
   });
-  if (Status s = started_future.get(); !s.ok()) return s.error();
+  // A start that fails stops what it started before it removes the mirrors it made.
+  auto failed = [&service, &im](Error e) {
+    service->stop();
+    im.forget_new_mirrors();
+    return e;
+  };
+  if (Status s = started_future.get(); !s.ok()) return failed(s.error());
   // Queued on the engine before any new webhook can be: the deliveries keep their order.
-  if (Status s = im.replay_unhandled(); !s.ok()) return s.error();
+  if (Status s = im.replay_unhandled(); !s.ok()) return failed(s.error());
   im.timer = std::thread([&im] {
     name_this_thread("timer");
     im.timer_loop();
@@ -1705,6 +1804,9 @@ void Service::submit(const std::string& repo, q::Event event,
                      std::function<void(q::Outcome)> done) {
   if (!impl_->find(repo)) return done(refusal(not_found("unknown repository " + repo)));
   auto task = [this, repo, event = std::move(event), done] {
+    // Applied now, it would come before events that wait to be saved (a candidate's check
+    // before the merge that made the candidate): refused, the caller tries again.
+    if (impl_->events_wait(repo)) return done(refusal(Impl::earlier_change_unsaved()));
     done(impl_->driver->apply(repo, event));
   };
   if (!impl_->engine.post(std::move(task))) done(refusal(stopping()));

@@ -1239,5 +1239,140 @@ TEST_CASE(
   CHECK(remote.rev("dmz") == remote.rev("master"));
 }
 
+// The service's log lines while it lives: hooked before its threads log, unhooked after they
+// are gone (declare it before the service).
+struct LogTap {
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(512);
+  LogTap() { spdlog::default_logger()->sinks().push_back(sink); }
+  ~LogTap() { std::erase(spdlog::default_logger()->sinks(), sink); }
+  LogTap(const LogTap&) = delete;
+  LogTap& operator=(const LogTap&) = delete;
+  bool has(const std::vector<std::string>& parts) const {
+    for (const auto& line : sink->last_formatted())
+      if (std::all_of(parts.begin(), parts.end(),
+                      [&](const std::string& p) { return line.find(p) != std::string::npos; }))
+        return true;
+    return false;
+  }
+};
+
+TEST_CASE("a CI status posted while the candidate's merge waits to be saved is refused, 503") {
+  Remote remote;
+  test::TempDir data;
+  std::string head = remote.branch("feature/w", {{"w.txt", "w\n"}});
+  // While `hold` exists, a push of dmz to a candidate (not to master, as at the start) says so
+  // and waits for the test's word.
+  test::write_file(remote.origin / "hooks" / "pre-receive",
+                   "#!/bin/sh\n"
+                   "while read old new ref; do\n"
+                   "  if [ \"$ref\" = refs/heads/dmz ] && [ \"$new\" != " +
+                       remote.initial +
+                       " ] && [ -e \"$GIT_DIR/hold\" ]; then\n"
+                       "    touch \"$GIT_DIR/pushing\"\n"
+                       "    while [ ! -e \"$GIT_DIR/go\" ]; do sleep 0.05; done\n"
+                       "  fi\n"
+                       "done\n");
+  must("chmod +x hooks/pre-receive && touch hold", remote.origin);
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  auto options = fast();
+  options.store.busy_timeout_ms = 100;
+  LogTap log;
+  Running run(cfg, options);
+  run.enqueue(1, "feature/w", head);
+  REQUIRE(eventually([&] { return std::filesystem::exists(remote.origin / "pushing"); }));
+
+  // The candidate is pushed while another writer holds the database: its merge_done cannot be
+  // saved, and waits.
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 5000);  // the service may be writing at this moment
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  test::write_file(remote.origin / "go", "");
+  REQUIRE(eventually([&] { return log.has({"cannot save the state, merge_done refused"}); }));
+  const std::string candidate = remote.rev("dmz");
+  REQUIRE(candidate != remote.initial);
+
+  // CI posts the candidate's success before the merge that made it is saved: 503, to be tried
+  // again. Before: 202, taken as a check of an unknown commit and dropped; once the merge was
+  // saved the candidate waited for a check that had come, and failed at the check timeout.
+  auto early = run.post("/statuses/" + candidate, {{"state", "success"}, {"context", "ci/build"}});
+  CHECK(early.status == 503);
+  CHECK_FALSE(early.retry_after.empty());
+  CHECK(early.body.find("earlier change") != std::string::npos);
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+  CHECK(run.service->state(kRepo)->train.at(0).sha == candidate);
+  // CI's retry is taken, and the candidate lands.
+  CHECK(
+      run.post("/statuses/" + candidate, {{"state", "success"}, {"context", "ci/build"}}).status ==
+      202);
+  CHECK(eventually([&] { return run.status(1) == q::PrStatus::Merged; }));
+  CHECK(remote.rev("master") == candidate);
+}
+
+TEST_CASE("a reset of dmz the remote refused is pushed again until it goes through") {
+  Remote remote;
+  test::TempDir data;
+  std::string bad = remote.branch("bug/bad", {{"FAIL", "x\n"}});
+  const std::string master = remote.rev("master");
+  // While `block-reset` exists the remote refuses to move an existing dmz back to master.
+  test::write_file(remote.origin / "hooks" / "pre-receive",
+                   "#!/bin/sh\n"
+                   "while read old new ref; do\n"
+                   "  if [ \"$ref\" = refs/heads/dmz ] && [ \"$new\" = " +
+                       master +
+                       " ] && [ \"$old\" != 0000000000000000000000000000000000000000 ] &&"
+                       " [ -e \"$GIT_DIR/block-reset\" ]; then\n"
+                       "    echo 'reset blocked by the test' >&2; exit 1\n"
+                       "  fi\n"
+                       "done\n");
+  must("chmod +x hooks/pre-receive && touch block-reset", remote.origin);
+  LogTap log;
+  Running run(make_config(remote, data.path(), true));
+  run.enqueue(1, "bug/bad", bad);
+  REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::Failed; }));
+  // The back-out emptied the train; its reset of dmz was refused.
+  REQUIRE(eventually([&] { return log.has({"reset dmz to " + master, "failed"}); }));
+  CHECK(remote.rev("dmz") != master);
+
+  std::filesystem::remove(remote.origin / "block-reset");
+  // Before: dmz kept the backed-out merge until the next candidate or restart.
+  CHECK(eventually([&] { return remote.rev("dmz") == master; }, 30s));
+}
+
+TEST_CASE("a start that failed before saving any state does not block the next start") {
+  Remote remote;
+  test::TempDir data;
+  auto cfg = make_config(remote, data.path(), false, {"ci/build"});
+  auto broken = cfg;
+  SUBCASE("the signer cannot be made, after the mirror was") {
+    broken.signing.format = "ssh";
+    broken.signing.key = data.path() / "no-such-key";
+  }
+  SUBCASE("the second repository cannot be set up, after the first one's mirror was made") {
+    config::Repo second = cfg.repos[0];
+    second.name = "acme/second";
+    second.forge = "no-such-forge";
+    broken.repos.push_back(second);
+  }
+  auto failed = Service::start(broken, fast());
+  REQUIRE_FALSE(failed.ok());
+  // Before: every later start was refused, the mirrors taken for an earlier run's beside a lost
+  // database.
+  auto s = Service::start(cfg, fast());
+  REQUIRE_MESSAGE(s.ok(), (s.ok() ? "" : s.message()));
+  (*s)->stop();
+  // The protection stays: a lost database beside the mirrors of a run that saved its state.
+  s->reset();
+  for (const char* f : {"dmzbot.db", "dmzbot.db-wal", "dmzbot.db-shm"})
+    std::filesystem::remove(data.path() / f);
+  auto refused = Service::start(cfg, fast());
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.message().find("is missing but") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace dmz
