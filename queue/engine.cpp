@@ -161,8 +161,29 @@ CheckPolicy ask_policy(const RepoState& s, const PullRequest& pr) {
   return CheckPolicy{pr.number, pr.approval->sha, pr.branch, pr.author, s.master, s.policy_epoch};
 }
 
+// A held group (hold(), below) failed together behind an undecided candidate: if that one
+// lands, the culprit is among them, and a landing bisects them. Once all but one have left the
+// group (cancelled, closed, pushed to, judged again), the one left never failed alone: it goes
+// back to its place, a group of one that builds alone (like a bisection half), rather than be
+// ejected by the landing.
+void release_lone_survivor(Ctx& c, std::uint64_t group) {
+  PullRequest* lone = nullptr;
+  for (auto& [n, p] : c.s.prs) {
+    if (!p.held_by || p.group != group) continue;
+    if (lone) return;  // several are left
+    lone = &p;
+  }
+  if (!lone) return;
+  lone->held_by.reset();
+  lone->reason_code = Reason::None;
+  lone->reason.clear();
+  lone->details.clear();
+}
+
 // A PR leaving the strategies' bookkeeping (a new approval, a push, a failure, a cancel).
-void forget_bookkeeping(PullRequest& pr) {
+void forget_bookkeeping(Ctx& c, PullRequest& pr) {
+  const bool held = pr.held_by.has_value();
+  const std::uint64_t group = pr.group;
   pr.held_by.reset();
   pr.group = 0;
   pr.probed = false;
@@ -170,10 +191,11 @@ void forget_bookkeeping(PullRequest& pr) {
   pr.untested = 0;
   pr.failures = 0;
   pr.merge_errors = 0;
+  if (held && group != 0) release_lone_survivor(c, group);
 }
 
 void approve(Ctx& c, PullRequest& pr, Approval approval) {
-  forget_bookkeeping(pr);
+  forget_bookkeeping(c, pr);
   pr.approval = std::move(approval);
   pr.status = PrStatus::Approved;
   pr.queued_at = c.at;
@@ -189,7 +211,7 @@ void approve(Ctx& c, PullRequest& pr, Approval approval) {
 
 // Invariant 2: an approval is pinned to a head; a new head needs a new approval.
 void drop_approval(Ctx& c, PullRequest& pr, bool rewritten = false) {
-  forget_bookkeeping(pr);
+  forget_bookkeeping(c, pr);
   pr.approval.reset();
   pr.status = PrStatus::Open;
   pr.candidate.reset();
@@ -207,7 +229,7 @@ void drop_approval(Ctx& c, PullRequest& pr, bool rewritten = false) {
 
 // Sends an approved PR back to the gate: it is judged again under the policy in force now.
 void judge_again(Ctx& c, PullRequest& pr) {
-  forget_bookkeeping(pr);
+  forget_bookkeeping(c, pr);
   pr.status = PrStatus::Approved;
   pr.candidate.reset();
   pr.signers.clear();
@@ -229,7 +251,7 @@ void requeue(Ctx& c, PullRequest& pr) {
   pr.candidate.reset();
   pr.held_by.reset();
   if (pr.reason_code == Reason::Closed) {  // closed while its landing was in flight
-    forget_bookkeeping(pr);
+    forget_bookkeeping(c, pr);
     return mark_closed(c, pr);
   }
   if (!pr.approval || pr.approval->sha != pr.head) return drop_approval(c, pr);
@@ -241,7 +263,7 @@ void requeue(Ctx& c, PullRequest& pr) {
 
 void fail(Ctx& c, PullRequest& pr, Reason code, std::string reason,
           std::vector<std::string> details) {
-  forget_bookkeeping(pr);
+  forget_bookkeeping(c, pr);
   pr.status = PrStatus::Failed;
   pr.candidate.reset();
   pr.reason_code = code;
@@ -312,6 +334,30 @@ std::optional<std::size_t> landing_target(const RepoState& s) {
   for (std::size_t i = 0; i < s.train.size(); ++i)
     if (s.train[i].status == CandidateStatus::Landing) out = i;
   return out;
+}
+
+// Whether what is landing may still land: nothing that came while its push was in flight (a PR
+// closed or pushed to, a policy change) forbids it.
+bool landing_allowed(const RepoState& s) {
+  for (const auto& k : s.train) {
+    if (k.status != CandidateStatus::Landing) continue;
+    for (int n : k.prs) {
+      const PullRequest& pr = s.prs.at(n);
+      if (pr.reason_code == Reason::Closed || !pr.approval || pr.approval->sha != pr.head ||
+          pr.judged_epoch != s.policy_epoch)
+        return false;
+    }
+  }
+  return true;
+}
+
+// The push of master to `k` made again, its first answer lost (or after a restart): the same
+// push (same target, same lease) while the landing is allowed; otherwise a read of master, a
+// push of `k` onto itself, whose lease holds only where master is `k` already (the lost push
+// landed: the answer is ok) and which moves nothing (master elsewhere: the answer says where).
+FastForwardMaster push_again(const RepoState& s, const Candidate& k) {
+  if (landing_allowed(s)) return FastForwardMaster{k.id, s.master, k.sha};
+  return FastForwardMaster{k.id, k.sha, k.sha};
 }
 
 // Only the front candidate lands; a later green one waits for its turn.
@@ -387,7 +433,7 @@ void withdraw(Ctx& c, PullRequest& pr, Reason code, std::string reason) {
       for (int n : cut(c, *i))
         if (n != pr.number) requeue(c, c.pr(n));
   }
-  forget_bookkeeping(pr);
+  forget_bookkeeping(c, pr);
   pr.status = PrStatus::Cancelled;
   pr.candidate.reset();
   pr.reason_code = code;
@@ -621,6 +667,8 @@ void hold(Ctx& c, const std::vector<int>& prs, CandidateId ahead, Reason code,
     pr.reason = reason;
     pr.details = details;
   }
+  // Failed with others that could not wait (judged again, pushed to): not held alone.
+  if (prs.size() > 1) release_lone_survivor(c, group);
 }
 
 // After the train changed: held PRs whose candidate ahead landed were to blame; those whose
@@ -883,7 +931,7 @@ void land_chain(Ctx& c, CandidateId id) {
     for (int n : k.prs) {
       auto& pr = c.pr(n);
       observe_pr(c, pr, false);
-      forget_bookkeeping(pr);
+      forget_bookkeeping(c, pr);
       pr.status = PrStatus::Merged;
       pr.candidate.reset();
       pr.reason_code = Reason::Merged;
@@ -1181,7 +1229,8 @@ void transient(Ctx& c, std::size_t index, const std::string& message) {
     index = chain_of(c.s, c.s.train[index]).front();
   for (int n : cut(c, index)) {
     requeue(c, c.pr(n));
-    c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
+    // Closed or pushed to meanwhile (the PR has left the queue and was told why): not retried.
+    if (in_queue(c.pr(n).status)) c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
   }
   c.s.retry_after = c.at + c.cfg.retry_backoff;
 }
@@ -1650,30 +1699,25 @@ Verdict on(Ctx& c, const MasterPushed& e) {
   }
   if (e.remote_master.empty()) {
     // No answer, and the remote could not be read after it: the push may have moved master.
-    // Cut and rebuilt, a landing that did happen would land twice; so the same push is made
-    // again after the backoff (a tick), the candidates still Landing, unless something that
-    // came while it was in flight forbids landing it now (a PR closed or pushed to, a policy
-    // change).
-    auto still_lands = [&](int n) {
-      const PullRequest& pr = c.pr(n);
-      return pr.reason_code != Reason::Closed && pr.approval && pr.approval->sha == pr.head &&
-             pr.judged_epoch == c.s.policy_epoch;
-    };
-    bool keep = true;
+    // Cut and rebuilt, a landing that did happen would land twice (and a PR closed or pushed
+    // to meanwhile would stay closed or open though master holds it); so the candidates stay
+    // Landing and, after the backoff (a tick), the same push is made again, or, when something
+    // that came while it was in flight forbids landing it now (a PR closed or pushed to, a
+    // policy change), master is read (push_again). A fetch that sees master at the candidate
+    // lands it meanwhile.
+    const bool allowed = landing_allowed(c.s);
+    const std::string text = "pushing master failed: " + e.message + "; " +
+                             (allowed ? "trying again" : "reading master") + " in " +
+                             std::to_string(c.cfg.retry_backoff / 1000) + "s";
     for (const auto& k : c.s.train)
       if (k.status == CandidateStatus::Landing)
-        keep = keep && std::all_of(k.prs.begin(), k.prs.end(), still_lands);
-    if (keep) {
-      const std::string text = "pushing master failed: " + e.message + "; trying again in " +
-                               std::to_string(c.cfg.retry_backoff / 1000) + "s";
-      for (const auto& k : c.s.train)
-        if (k.status == CandidateStatus::Landing)
-          for (int n : k.prs) c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
-      c.s.retry_after = c.at + c.cfg.retry_backoff;
-      return std::nullopt;
-    }
+        for (int n : k.prs) c.notify(c.pr(n), NoticeKind::Info, Reason::TransientError, text);
+    c.s.retry_after = c.at + c.cfg.retry_backoff;
+    return std::nullopt;
   }
-  // Refused with master where it was (a hook, a protection), or no longer landable: rebuilt.
+  // Refused with master where it was (a hook, a protection; or the read of a landing no
+  // longer allowed): nothing landed, the train is rebuilt, and a close or push that came
+  // meanwhile takes effect (requeue).
   transient(c, *i, "pushing master failed: " + e.message);
   return std::nullopt;
 }
@@ -1797,9 +1841,13 @@ Verdict on(Ctx& c, const Tick& e) {
       back_out(c, i, Reason::CheckTimeout, reason, missing);
     break;  // later candidates went with it
   }
-  // A push of master that failed without an answer is made again once the backoff is over.
+  // A push of master that failed without an answer is made again once the backoff is over (or
+  // master is read, when the landing is no longer allowed).
   if (c.s.retry_after != 0 && c.at >= c.s.retry_after)
-    if (auto t = landing_target(c.s)) push_master(c, c.s.train[*t]);
+    if (auto t = landing_target(c.s)) {
+      c.s.retry_after = 0;
+      c.emit(push_again(c.s, c.s.train[*t]));
+    }
   return std::nullopt;
 }
 
@@ -1839,7 +1887,7 @@ std::vector<Action> resume(const RepoState& state, const Settings& settings) {
         out.push_back(StartBuild{k.id, k.sha, k.attempt});
         break;
       case CandidateStatus::Landing:
-        if (landing_target(state) == i) out.push_back(FastForwardMaster{k.id, state.master, k.sha});
+        if (landing_target(state) == i) out.push_back(push_again(state, k));
         break;
     }
   }

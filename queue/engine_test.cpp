@@ -935,12 +935,14 @@ TEST_CASE("a PR closed while its landing is in flight lands, or leaves the queue
     REQUIRE(!r.check(sha('c'), CheckState::Success).rejected);
     REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
     REQUIRE(!r.on(PrClosed{1, r.now}).rejected);
-    auto o = r.master_pushed(first, push_ok);
+    // Refused with master in place (an answer lost instead keeps it Landing until master is
+    // read: strategy_test's "an unanswered push that did land is not undone").
+    auto o = r.master_pushed(first, push_ok, push_ok ? Sha() : kMaster);
     if (push_ok) {
       CHECK(r.pr(1).status == PrStatus::Merged);
       continue;
     }
-    // The push failed on our side: the closed PR is not queued again.
+    // The push did not land: the closed PR is not queued again.
     CHECK(r.pr(1).status == PrStatus::Cancelled);
     CHECK(r.pr(1).reason_code == Reason::Closed);
     CHECK(none<BuildCandidate>(o));
@@ -976,8 +978,9 @@ TEST_CASE("a PR closed and reopened while its landing is in flight stays queued 
   REQUIRE(!r.on(PrClosed{1, r.now}).rejected);
   REQUIRE(!r.on(PrOpened{1, r.pr(1).branch, r.pr(1).author, "reopened", sha('a'), r.now}).rejected);
   CHECK(r.pr(1).reason_code == Reason::None);
-  r.master_pushed(first, false);  // the push failed on our side: back to its place
-  CHECK(r.pr(1).status != PrStatus::Cancelled);
+  r.master_pushed(first, false, kMaster);  // refused, master in place: back to its place
+  CHECK(r.s.train.empty());
+  CHECK(r.pr(1).status == PrStatus::Queued);
   CHECK(r.pr(1).approval);
 }
 
@@ -992,8 +995,16 @@ TEST_CASE("a landing kept across a trust root change whose push fails is judged 
     REQUIRE(!r.check(sha('c'), CheckState::Success).rejected);
     REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
     REQUIRE(!r.on(TrustRootRead{"root-2", r.now}).rejected);
-    // The push fails on our side: #1 leaves the train, and its verdict is from the old root.
-    auto o = r.master_pushed(first, false);
+    // The push fails without an answer: it may have landed, so the candidate stays Landing;
+    // after the backoff master is read (a push of c onto itself), not pushed from master again.
+    const Millis at = r.now;
+    CHECK(none<CheckPolicy>(r.master_pushed(first, false)));
+    CHECK(r.s.train.at(0).status == CandidateStatus::Landing);
+    const auto read = only<FastForwardMaster>(r.tick(at + r.cfg.retry_backoff));
+    CHECK(read.from == sha('c'));
+    CHECK(read.to == sha('c'));
+    // Master is where it was: #1 leaves the train, and its verdict is from the old root.
+    auto o = r.master_pushed(first, false, kMaster);
     CHECK(r.pr(1).status == PrStatus::Approved);
     CHECK(only<CheckPolicy>(o).epoch == r.s.policy_epoch);
     CHECK(none<BuildCandidate>(o));
