@@ -419,7 +419,9 @@ struct CancelBuild {  // the candidate left the train: stop building it
 struct PruneCandidates {
   std::vector<CandidateId> keep;
 };
-struct FastForwardMaster {  // push master from `from` to `to` only as a fast-forward with lease
+// Push master from `from` to `to` only as a fast-forward with lease. With from == to it only
+// reads master: ok if master is at the candidate already, else the answer says where it is.
+struct FastForwardMaster {
   CandidateId candidate = 0;
   Sha from, to;
 };
