@@ -631,10 +631,14 @@ Result<std::vector<q::Check>> Client::checks(const q::Sha& sha, const CheckSourc
                                              std::vector<std::string>* ignored) {
   std::vector<q::Check> out;
   std::set<std::string> noted;  // one note per check and reporter
-  auto refused = [&](const std::string& name, bool check_run, const std::string& reporter) {
-    if (from_source(sources, name, check_run, reporter)) return false;
-    if (ignored && noted.insert((check_run ? "r:" : "s:") + name + "\n" + reporter).second)
-      ignored->push_back(ignored_report(sources, name, sha, check_run, reporter));
+  auto refused = [&](const std::string& name, bool check_run, const std::string& reporter,
+                     std::int64_t app_id = 0) {
+    if (from_source(sources, name, check_run, reporter, app_id)) return false;
+    if (ignored && noted
+                       .insert((check_run ? "r:" : "s:") + name + "\n" + reporter + "\n" +
+                               std::to_string(app_id))
+                       .second)
+      ignored->push_back(ignored_report(sources, name, sha, check_run, reporter, app_id));
     return true;
   };
   if (sources.empty()) {
@@ -667,7 +671,8 @@ Result<std::vector<q::Check>> Client::checks(const q::Sha& sha, const CheckSourc
   for (const auto& run : *runs) {
     const std::string name = str(run, "name");
     const std::string app = run.contains("app") ? str(run["app"], "slug") : "";
-    if (refused(name, true, app)) continue;
+    const std::int64_t app_id = run.contains("app") ? integer(run["app"], "id") : 0;
+    if (refused(name, true, app, app_id)) continue;
     std::string description = run.contains("output") ? str(run["output"], "title") : "";
     if (description.empty()) description = str(run, "conclusion");
     std::string url = str(run, "html_url");

@@ -78,10 +78,10 @@ struct Reader {
   // Whether a report of check `name` on `sha` by `reporter` counts (cfg.check_sources); one
   // that does not is noted.
   bool counts(const std::string& name, const std::string& sha, bool check_run,
-              const std::string& reporter) {
-    if (from_source(cfg.check_sources, name, check_run, reporter)) return true;
+              const std::string& reporter, std::int64_t app_id = 0) {
+    if (from_source(cfg.check_sources, name, check_run, reporter, app_id)) return true;
     if (ignored)
-      ignored->push_back(ignored_report(cfg.check_sources, name, sha, check_run, reporter));
+      ignored->push_back(ignored_report(cfg.check_sources, name, sha, check_run, reporter, app_id));
     return false;
   }
 
@@ -319,7 +319,8 @@ struct Reader {
     const std::string name = str(*run, {"name"});
     if (!is_object_id(sha) || name.empty())
       return invalid("a check_run event without head_sha or name");
-    if (!counts(name, sha, true, str(*run, {"app", "slug"}))) return {};
+    if (!counts(name, sha, true, str(*run, {"app", "slug"}), number(*run, {"app", "id"})))
+      return {};
     const auto state = run_state(str(*run, {"status"}), str(*run, {"conclusion"}));
     std::string description = str(*run, {"output", "title"});
     if (description.empty()) description = str(*run, {"conclusion"});
@@ -393,23 +394,27 @@ std::string mention_name(std::string_view bot_name) {
 }
 
 bool from_source(const CheckSources& sources, std::string_view name, bool check_run,
-                 std::string_view reporter) {
+                 std::string_view reporter, std::int64_t app_id) {
   auto it = sources.find(std::string(name));
   if (it == sources.end()) return true;
-  if (reporter.empty()) return false;
   const std::string who = ascii_lower(reporter), source = ascii_lower(it->second);
+  if (check_run && app_id > 0 && source == std::to_string(app_id)) return true;
+  if (who.empty()) return false;
   if (check_run) return who == source || who + "[bot]" == source;
   return who == source || who == source + "[bot]";
 }
 
 std::string ignored_report(const CheckSources& sources, std::string_view name, std::string_view sha,
-                           bool check_run, std::string_view reporter) {
+                           bool check_run, std::string_view reporter, std::int64_t app_id) {
   auto it = sources.find(std::string(name));
   const std::string source = it == sources.end() ? std::string() : it->second;
   auto quoted = [](std::string_view s) { return "'" + escape_control(utf8_prefix(s, 100)) + "'"; };
+  std::string from = !reporter.empty()         ? quoted(reporter)
+                     : check_run && app_id > 0 ? "App " + std::to_string(app_id) + " (no slug)"
+                     : check_run               ? std::string("no App")
+                                               : std::string("nobody");
   return std::string(check_run ? "check run " : "status ") + quoted(name) + " on " +
-         escape_control(utf8_prefix(sha, 64)) + " ignored: it came from " +
-         (reporter.empty() ? std::string(check_run ? "no App" : "nobody") : quoted(reporter)) +
+         escape_control(utf8_prefix(sha, 64)) + " ignored: it came from " + from +
          ", and check_sources takes it only from " + quoted(source);
 }
 

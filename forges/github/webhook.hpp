@@ -4,6 +4,7 @@
 // Threading: pure functions.
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
@@ -34,14 +35,15 @@ struct WebhookSettings {
 // else a check run (`check_run`) only when `reporter`, its App's slug, is the source, and a
 // commit status only when `reporter`, the login that created it, is the source or the source
 // followed by "[bot]" (an App posts statuses as "slug[bot]"). A source written "slug[bot]" names
-// the same App for check runs. Compared without regard to case, as GitHub compares logins; an
-// empty reporter (a check run without an App) never counts.
+// the same App for check runs, and a source of digits its id (`app_id`; GitHub's schemas do
+// not require an App's slug in a check run, and older GHES payloads lack it). Compared without
+// regard to case, as GitHub compares logins; a check run without an App never counts.
 bool from_source(const CheckSources& sources, std::string_view name, bool check_run,
-                 std::string_view reporter);
+                 std::string_view reporter, std::int64_t app_id = 0);
 // The one-line note for a report that from_source() refused (for the log): the check, the
 // sha, who reported it and the source that was expected, control characters escaped.
 std::string ignored_report(const CheckSources& sources, std::string_view name, std::string_view sha,
-                           bool check_run, std::string_view reporter);
+                           bool check_run, std::string_view reporter, std::int64_t app_id = 0);
 
 // unauthenticated unless `header` is "sha256=" and the hex HMAC-SHA256 of `body` under
 // `secret`. An empty secret never matches: webhooks are never taken unsigned.

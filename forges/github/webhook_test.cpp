@@ -583,6 +583,30 @@ TEST_CASE("github webhooks: a check named in check_sources counts only from its 
   run["check_run"]["name"] = "lint";
   CHECK(kinds(*f.hook("check_run", run)) == Kinds{"check_reported"});
 
+  // An App named by its id: a check run counts by app.id (GitHub does not require the slug,
+  // and GHES examples have none), and only a check run.
+  json octo = testing::example("check_run", [](const json& p) {
+    const json app = p["check_run"].value("app", json());
+    return app.is_object() && app.value("slug", "").empty() && app.contains("id");
+  });
+  octo["check_run"]["name"] = "build";
+  const int app_id = octo["check_run"]["app"]["id"].get<int>();
+  WebhookSettings by_id = settings;
+  by_id.check_sources = {{"build", std::to_string(app_id)}};
+  auto counted = parse_delivery(by_id, "check_run", "d-3", octo.dump(), kNow);
+  REQUIRE(counted.ok());
+  CHECK(counted->events.size() == 1);
+  ignored.clear();
+  auto slugless = parse_delivery(settings, "check_run", "d-4", octo.dump(), kNow, &ignored);
+  REQUIRE(slugless.ok());
+  CHECK(slugless->events.empty());
+  CHECK(ignored == std::vector<std::string>{
+                       "check run 'build' on " + s(octo, {"check_run", "head_sha"}) +
+                       " ignored: it came from App " + std::to_string(app_id) +
+                       " (no slug), and check_sources takes it only from 'github-actions'"});
+  CHECK_FALSE(from_source({{"build", "42"}}, "build", true, "", 41));
+  CHECK_FALSE(from_source({{"build", "42"}}, "build", false, "", 42));  // a status has no App id
+
   CHECK(from_source({{"build", "ci-bot[bot]"}}, "build", true, "ci-bot"));  // the App's bot
   CHECK_FALSE(from_source({{"build", "ci-bot"}}, "build", true, "ci-bot[bot]"));
   CHECK_FALSE(from_source({{"build", "ci-bot"}}, "build", false, ""));
