@@ -686,6 +686,12 @@ struct Service::Impl final : driver::GitPort,
                  trust_root = std::move(trust_root), began,
                  registering = std::move(registering)]() mutable {
       if (!refs) driver->fetch_failed(repo, refs.status());
+      // A failed reset of dmz is pushed again only while this instance serves the repository:
+      // after a lost lease another instance's candidate may be on dmz.
+      if (const driver::Health* h = driver->health(repo); h && h->loaded)
+        on_git(repo, [this](RepoRuntime& r) { retry_reset(r); });
+      else
+        on_git(repo, [](RepoRuntime& r) { r.reset_retrying.reset(); });
       if (events_wait(repo)) {  // answered now; the fetch's events wait behind the others
         for (const auto& r : registering) r.answer(refusal(earlier_change_unsaved()));
         registering.clear();
@@ -712,7 +718,6 @@ struct Service::Impl final : driver::GitPort,
     if (fetched)
       for (const auto& a : std::exchange(rt.policy_waiting, {})) judge_policy(rt, a);
     retry_policies(rt);
-    retry_reset(rt);
   }
 
   // Engine thread, once the fetch they waited for was applied: registrations against the refs
