@@ -394,12 +394,14 @@ int demo_in(const DemoOptions& options, const fs::path& dir) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(options.timeout_s);
   bool settled = false;
   bool announced = false;
+  bool unexpected = false;  // the outcome check found problems: the demo failed
   for (;;) {
     auto state = demo_state(**service);
     if (state) settled = report_progress(*state, last, "http://127.0.0.1:" + std::to_string(*port));
     if (settled && !announced) {
       auto problems = check_outcome(dir, *state, initial_master, *port);
       for (const auto& p : problems) say("UNEXPECTED: " + p);
+      unexpected = !problems.empty();
       if (problems.empty())
         say("queue drained: master holds #1 and #3, each a signed merge reached by fast-forward; "
             "#2 and #4 were backed out with reasons");
@@ -424,7 +426,7 @@ int demo_in(const DemoOptions& options, const fs::path& dir) {
     say("interrupted before the queue drained");
     return 1;
   }
-  return 0;
+  return unexpected ? 1 : 0;
 }
 
 }  // namespace
