@@ -148,6 +148,10 @@ class World final : public driver::GitPort,
         apply(q::MasterPushed{a.candidate, false, ledger_.master(), "stale lease", now()});
         return;
       }
+      if (a.from == a.to) {  // a read of master (it is at the candidate already): no move
+        apply(q::MasterPushed{a.candidate, true, "", "", now()});
+        return;
+      }
       move_master(a.from, a.to);
       if (auto m = merged_at_.find(a.candidate); m != merged_at_.end())
         landed_durations_.push_back(now() - m->second);
