@@ -56,6 +56,20 @@ void write_file(const std::filesystem::path& file, const std::string& content) {
   if (!out) throw std::runtime_error("cannot write " + file.string());
 }
 
+void block_dmz_reset(const std::filesystem::path& origin, const std::string& master) {
+  write_file(origin / "hooks" / "pre-receive",
+             "#!/bin/sh\n"
+             "while read old new ref; do\n"
+             "  if [ \"$ref\" = refs/heads/dmz ] && [ \"$new\" = " +
+                 master +
+                 " ] && [ \"$old\" != 0000000000000000000000000000000000000000 ] &&"
+                 " [ -e \"$GIT_DIR/block-reset\" ]; then\n"
+                 "    echo 'reset blocked by the test' >&2; exit 1\n"
+                 "  fi\n"
+                 "done\n");
+  must("chmod +x hooks/pre-receive && touch block-reset", origin);
+}
+
 std::string read_file(const std::filesystem::path& file) {
   std::ifstream in(file, std::ios::binary);
   std::ostringstream ss;

@@ -40,6 +40,11 @@ std::string shell_quote(const std::string& s);
 void write_file(const std::filesystem::path& file, const std::string& content);
 std::string read_file(const std::filesystem::path& file);
 
+// Makes the bare repository `origin` refuse to move an existing dmz back to `master` while the
+// file block-reset exists in it (created here; remove it to let resets through): a back-out's
+// reset of dmz that the remote refuses.
+void block_dmz_reset(const std::filesystem::path& origin, const std::string& master);
+
 // Environment that makes `git commit` deterministic and independent of the user's config:
 // GIT_CONFIG_GLOBAL=/dev/null, fixed author/committer, no system config. Prefix for commands.
 std::string git_env();

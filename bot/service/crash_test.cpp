@@ -219,17 +219,7 @@ TEST_CASE("kill -9 after a back-out emptied the train: the restart puts dmz back
   const std::string master = must("git rev-parse master", origin);
   // The remote refuses to move an existing dmz back to master while the test says so: the
   // back-out's reset is lost exactly as if the service had died right after saving it.
-  test::write_file(origin / "hooks" / "pre-receive",
-                   "#!/bin/sh\n"
-                   "while read old new ref; do\n"
-                   "  if [ \"$ref\" = refs/heads/dmz ] && [ \"$new\" = " +
-                       master +
-                       " ] && [ \"$old\" != 0000000000000000000000000000000000000000 ] &&"
-                       " [ -e \"$GIT_DIR/block-reset\" ]; then\n"
-                       "    echo 'reset blocked by the test' >&2; exit 1\n"
-                       "  fi\n"
-                       "done\n");
-  must("chmod +x hooks/pre-receive && touch block-reset", origin);
+  test::block_dmz_reset(origin, master);
   test::GitDaemon daemon(dir.path(), "origin.git");
   REQUIRE_MESSAGE(!daemon.url().empty(), daemon.log());
   test::write_file(dir / "token", "crash-test-token\n");

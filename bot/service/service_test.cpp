@@ -1319,17 +1319,7 @@ TEST_CASE("a reset of dmz the remote refused is pushed again until it goes throu
   std::string bad = remote.branch("bug/bad", {{"FAIL", "x\n"}});
   const std::string master = remote.rev("master");
   // While `block-reset` exists the remote refuses to move an existing dmz back to master.
-  test::write_file(remote.origin / "hooks" / "pre-receive",
-                   "#!/bin/sh\n"
-                   "while read old new ref; do\n"
-                   "  if [ \"$ref\" = refs/heads/dmz ] && [ \"$new\" = " +
-                       master +
-                       " ] && [ \"$old\" != 0000000000000000000000000000000000000000 ] &&"
-                       " [ -e \"$GIT_DIR/block-reset\" ]; then\n"
-                       "    echo 'reset blocked by the test' >&2; exit 1\n"
-                       "  fi\n"
-                       "done\n");
-  must("chmod +x hooks/pre-receive && touch block-reset", remote.origin);
+  test::block_dmz_reset(remote.origin, master);
   LogTap log;
   Running run(make_config(remote, data.path(), true));
   run.enqueue(1, "bug/bad", bad);

@@ -166,46 +166,53 @@ std::vector<double> open_loop(std::uint16_t port, int status,
 // persistent connection (reopened only when the server closes it), as fast as they go for
 // `seconds`: what the receivers do once the clients' and the kernel's cost of a connection per
 // request is out of the way.
-double keep_alive_rate(std::uint16_t port, int status, const std::vector<Delivery>& deliveries,
-                       double seconds, int clients_n, std::atomic<std::size_t>& next) {
+// Requests per second of `clients_n` threads, each running `client(until, done)` (posting until
+// `until`, counting each answer in `done`).
+template <class Client>
+double clients_rate(int clients_n, double seconds, Client client) {
   std::atomic<std::size_t> done{0};
   const auto t0 = SteadyClock::now();
   const auto until = t0 + std::chrono::duration<double>(seconds);
   std::vector<std::thread> clients;
-  for (int t = 0; t < clients_n; ++t)
-    clients.emplace_back([&] {
-      asio::io_context io;
-      std::optional<beast::tcp_stream> stream;
-      beast::flat_buffer buffer;
-      while (SteadyClock::now() < until) {
-        if (!stream) {
-          stream.emplace(io);
-          stream->connect({asio::ip::make_address("127.0.0.1"), port});
-          buffer.clear();
-        }
-        const std::size_t i = next++;
-        const Delivery& d = deliveries[i % deliveries.size()];
-        beast::http::request<beast::http::string_body> req{beast::http::verb::post,
-                                                           "/webhooks/github", 11};
-        req.set(beast::http::field::host, "127.0.0.1");
-        req.set(beast::http::field::content_type, "application/json");
-        req.set("X-GitHub-Event", d.event);
-        req.set("X-GitHub-Delivery", "bench-" + std::to_string(i));
-        req.set("X-Hub-Signature-256", d.signature);
-        req.body() = d.body;
-        req.keep_alive(true);
-        req.prepare_payload();
-        beast::http::write(*stream, req);
-        beast::http::response<beast::http::string_body> res;
-        beast::http::read(*stream, buffer, res);
-        if (static_cast<int>(res.result_int()) != status)
-          die(d.event + ": " + std::to_string(res.result_int()) + " " + res.body());
-        ++done;
-        if (!res.keep_alive()) stream.reset();
-      }
-    });
+  for (int t = 0; t < clients_n; ++t) clients.emplace_back([&] { client(until, done); });
   for (auto& c : clients) c.join();
   return static_cast<double>(done) / std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
+double keep_alive_rate(std::uint16_t port, int status, const std::vector<Delivery>& deliveries,
+                       double seconds, int clients_n, std::atomic<std::size_t>& next) {
+  return clients_rate(
+      clients_n, seconds, [&](SteadyClock::time_point until, std::atomic<std::size_t>& done) {
+        asio::io_context io;
+        std::optional<beast::tcp_stream> stream;
+        beast::flat_buffer buffer;
+        while (SteadyClock::now() < until) {
+          if (!stream) {
+            stream.emplace(io);
+            stream->connect({asio::ip::make_address("127.0.0.1"), port});
+            buffer.clear();
+          }
+          const std::size_t i = next++;
+          const Delivery& d = deliveries[i % deliveries.size()];
+          beast::http::request<beast::http::string_body> req{beast::http::verb::post,
+                                                             "/webhooks/github", 11};
+          req.set(beast::http::field::host, "127.0.0.1");
+          req.set(beast::http::field::content_type, "application/json");
+          req.set("X-GitHub-Event", d.event);
+          req.set("X-GitHub-Delivery", "bench-" + std::to_string(i));
+          req.set("X-Hub-Signature-256", d.signature);
+          req.body() = d.body;
+          req.keep_alive(true);
+          req.prepare_payload();
+          beast::http::write(*stream, req);
+          beast::http::response<beast::http::string_body> res;
+          beast::http::read(*stream, buffer, res);
+          if (static_cast<int>(res.result_int()) != status)
+            die(d.event + ": " + std::to_string(res.result_int()) + " " + res.body());
+          ++done;
+          if (!res.keep_alive()) stream.reset();
+        }
+      });
 }
 
 // Posts the deliveries to 127.0.0.1:port/webhooks/github, each answer expected to be `status`:
@@ -232,20 +239,13 @@ Figures measure(std::uint16_t port, int status, const std::vector<Delivery>& del
   f.p99 = percentile(latency, 0.99);
 
   // 2. As fast as the clients go.
-  std::atomic<std::size_t> done{0};
-  const auto t0 = SteadyClock::now();
-  const auto until = t0 + std::chrono::duration<double>(seconds);
-  std::vector<std::thread> clients;
-  for (int t = 0; t < clients_n; ++t)
-    clients.emplace_back([&] {
-      while (SteadyClock::now() < until) {
-        post(next++);
-        ++done;
-      }
-    });
-  for (auto& c : clients) c.join();
-  f.rate =
-      static_cast<double>(done) / std::chrono::duration<double>(SteadyClock::now() - t0).count();
+  f.rate = clients_rate(clients_n, seconds,
+                        [&](SteadyClock::time_point until, std::atomic<std::size_t>& done) {
+                          while (SteadyClock::now() < until) {
+                            post(next++);
+                            ++done;
+                          }
+                        });
   f.rate_kept = keep_alive_rate(port, status, deliveries, seconds, clients_n, next);
   return f;
 }
