@@ -1,5 +1,6 @@
 #include "base/clock.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 namespace dmz {
@@ -18,6 +19,12 @@ class WallClock final : public Clock {
 Clock& wall_clock() {
   static WallClock clock;
   return clock;
+}
+
+Millis backoff(Millis base, int failures, Millis cap) {
+  Millis wait = base;
+  for (int i = 1; i < failures && wait < cap; ++i) wait *= 2;
+  return std::min(wait, cap);
 }
 
 }  // namespace dmz

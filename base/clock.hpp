@@ -30,4 +30,8 @@ class ManualClock final : public Clock {
   Millis now_;
 };
 
+// How long to wait after the `failures`-th failure in a row: `base` after the first, doubling
+// with each one after it, at most `cap`.
+Millis backoff(Millis base, int failures, Millis cap);
+
 }  // namespace dmz

@@ -71,13 +71,6 @@ bool archivable(const q::PullRequest& pr, q::Millis now, q::Millis archive_after
   return now - pr.finished_at >= archive_after;
 }
 
-// Doubling from `base`, at most `cap`.
-q::Millis backoff(q::Millis base, int failures, q::Millis cap) {
-  q::Millis wait = base;
-  for (int i = 1; i < failures && wait < cap; ++i) wait *= 2;
-  return std::min(wait, cap);
-}
-
 q::Outcome refused(Error error) { return q::Outcome{std::move(error), {}}; }
 
 // Delivery failures that a later attempt may get past.

@@ -894,8 +894,8 @@ struct Service::Impl final : driver::GitPort,
     rt.reset_retrying.reset();
     Status s = rt.worker->reset_dmz(a);
     if (s.ok()) return;
-    const q::Millis base = std::max<q::Millis>(options.fetch_interval.count(), 2'000);
-    const q::Millis wait = std::min<q::Millis>(base << std::min(tries, 8), 300'000);
+    const q::Millis wait =
+        backoff(std::max<q::Millis>(options.fetch_interval.count(), 2'000), tries + 1, 300'000);
     log::error({.repo = rt.cfg.name, .sha = a.sha}, "reset {} to {} failed, tried again in {}s: {}",
                rt.cfg.dmz, a.sha, wait / 1000, s.message());
     rt.reset_retrying = RepoRuntime::ResetRetry{a, tries + 1, now() + wait};
@@ -940,8 +940,9 @@ struct Service::Impl final : driver::GitPort,
   static constexpr int kPolicyTries = 5;
   void take_verdict(RepoRuntime& rt, const q::CheckPolicy& a, q::PolicyChecked verdict, int tries) {
     if (!verdict.unavailable.empty() && tries + 1 < kPolicyTries) {
-      const q::Millis base = std::max<q::Millis>(options.fetch_interval.count(), 2'000);
-      const q::Millis wait = base << tries;
+      const q::Millis wait =
+          backoff(std::max<q::Millis>(options.fetch_interval.count(), 2'000), tries + 1,
+                  std::numeric_limits<q::Millis>::max());  // no cap: kPolicyTries bounds it
       log::warn({.repo = rt.cfg.name, .pr = a.number, .sha = a.sha},
                 "policy check failed on our side, asked again in {}s: {}", wait / 1000,
                 verdict.unavailable);
