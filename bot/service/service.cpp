@@ -721,7 +721,7 @@ struct Service::Impl final : driver::GitPort,
   }
 
   // Engine thread, once the fetch they waited for was applied: registrations against the refs
-  // it read.
+  // it read (never while events wait to be saved: fetch_into_driver refuses them then).
   void register_pulls(RepoRuntime& rt, const Result<forges::RemoteRefs>& refs,
                       const std::vector<RepoRuntime::Registering>& registering) {
     for (const auto& r : registering) {
@@ -730,12 +730,7 @@ struct Service::Impl final : driver::GitPort,
         continue;
       }
       auto opened = rt.forge->register_pull(*refs, r.registration, now());
-      if (!opened)
-        r.answer(refusal(opened.error()));
-      else if (events_wait(rt.cfg.name))
-        r.answer(refusal(earlier_change_unsaved()));
-      else
-        r.answer(driver->apply(rt.cfg.name, *opened));
+      r.answer(opened ? driver->apply(rt.cfg.name, *opened) : refusal(opened.error()));
     }
   }
 
