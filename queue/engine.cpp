@@ -469,12 +469,25 @@ std::string top_dir(const std::string& path) {
   return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
 }
 
+// The risk key of a PR's own CI before the queue: how well it predicts is learned, not assumed.
+std::string precheck_key(const PullRequest& pr) {
+  switch (pr.precheck) {
+    case CheckState::Success:
+      return "precheck:green";
+    case CheckState::Failure:
+    case CheckState::Error:
+      return "precheck:red";
+    default:
+      return "precheck:none";
+  }
+}
+
 // A PR's fate as evidence: landed (bad = false) or ejected as the culprit (bad = true).
 void observe_pr(Ctx& c, const PullRequest& pr, bool bad) {
   auto& o = c.s.observed;
   o.fail_permille =
       static_cast<std::uint32_t>((31 * std::uint64_t{o.fail_permille} + (bad ? 1000u : 0u)) / 32);
-  std::set<std::string> keys = {"author:" + pr.author};
+  std::set<std::string> keys = {"author:" + pr.author, precheck_key(pr)};
   for (const auto& p : pr.paths) {
     keys.insert("path:" + top_dir(p));
     if (keys.size() > 8) break;  // a huge PR says little about each directory
@@ -502,23 +515,36 @@ double base_failure(const RepoState& s) {
   return std::clamp(f, 0.01, 0.9);
 }
 
+// How much likelier than `f` to fail the tally `key` says (in odds), shrunk towards `f`.
+double odds_ratio(const RepoState& s, const std::string& key, double f) {
+  auto it = s.observed.risk.find(key);
+  if (it == s.observed.risk.end()) return 1.0;
+  const double n = it->second.passed + it->second.failed;
+  const double p = (it->second.failed + 4 * f) / (n + 4);
+  return (p / (1 - p)) / (f / (1 - f));
+}
+
+// Whether the tally `key` holds enough outcomes to say more than a prior.
+bool tells(const RepoState& s, const std::string& key) {
+  auto it = s.observed.risk.find(key);
+  return it != s.observed.risk.end() && it->second.passed + it->second.failed >= 16;
+}
+
 // How likely `pr` is to fail: the base rate, moved by its own pre-queue CI and by its
 // author's and directories' history (likelihood ratios in odds, shrunk towards the base).
 double risk_of(const RepoState& s, const PullRequest& pr) {
   const double f = base_failure(s);
-  const double base_odds = f / (1 - f);
-  double odds = base_odds;
-  if (pr.precheck == CheckState::Failure || pr.precheck == CheckState::Error)
+  double odds = f / (1 - f);
+  auto ratio = [&](const std::string& key) { return odds_ratio(s, key, f); };
+  // The PR's own CI: what its state has predicted here, once there are enough PRs to tell;
+  // until then a red one is taken as 8 times likelier to fail, a green one 0.6 times.
+  const std::string own = precheck_key(pr);
+  if (tells(s, own))
+    odds *= ratio(own);
+  else if (pr.precheck == CheckState::Failure || pr.precheck == CheckState::Error)
     odds *= 8;
   else if (pr.precheck == CheckState::Success)
     odds *= 0.6;
-  auto ratio = [&](const std::string& key) {
-    auto it = s.observed.risk.find(key);
-    if (it == s.observed.risk.end()) return 1.0;
-    const double n = it->second.passed + it->second.failed;
-    const double p = (it->second.failed + 4 * f) / (n + 4);
-    return (p / (1 - p)) / base_odds;
-  };
   odds *= ratio("author:" + pr.author);
   double worst_dir = 1.0;
   for (const auto& p : pr.paths) worst_dir = std::max(worst_dir, ratio("path:" + top_dir(p)));
@@ -850,6 +876,14 @@ const Candidate* tail_of(const RepoState& s, std::uint64_t lane) {
 // per landed PR); the chain without probes first does better there.
 constexpr double kMaxArrivalsPerBuild = 20;
 
+// The PRs queued or in the train: all that a failure in the chain could send back.
+double in_queue_or_train(const RepoState& s) {
+  double n = 0;
+  for (const auto& [number, p] : s.prs)
+    n += p.status == PrStatus::Queued || stage(p.status) == Stage::InTrain ? 1 : 0;
+  return n;
+}
+
 // Adaptive under load: a PR's failure in the chain would be expected to fail the build of at
 // least one PR behind it (its risk times the PRs in flight or waiting, or arriving during a
 // build). Then every PR is probed before it joins the chain (schedule_probe_first).
@@ -858,10 +892,7 @@ bool under_load(const Settings& cfg, const RepoState& s) {
   // Until a build and two approvals are observed the load is not known.
   const double per_build = arrivals_per_build(s);
   if (per_build <= 0 || per_build > kMaxArrivalsPerBuild) return false;
-  double behind = 0;
-  for (const auto& [n, p] : s.prs)
-    behind += p.status == PrStatus::Queued || stage(p.status) == Stage::InTrain ? 1 : 0;
-  return base_failure(s) * std::max(behind, per_build) >= 1.0;
+  return base_failure(s) * std::max(in_queue_or_train(s), per_build) >= 1.0;
 }
 
 // Whether two PRs may conflict: they change a common path (or one's paths are unknown).
@@ -889,6 +920,60 @@ int untested_with(const Ctx& c, const PullRequest& p, const std::vector<int>& wi
 // more builds and time (sim_bench stats: 5.4 builds per landed PR against 4.9, p95 470 min
 // against 371) than the rare conflict that reaches the chain.
 constexpr int kUntestedOverlaps = 1;
+
+// The PRs of train candidate `k` and of every candidate ahead of it in its chain.
+std::vector<int> prs_up_to(const RepoState& s, const Candidate& k) {
+  std::vector<int> out;
+  for (auto i : chain_of(s, k)) {
+    out.insert(out.end(), s.train[i].prs.begin(), s.train[i].prs.end());
+    if (s.train[i].id == k.id) break;
+  }
+  return out;
+}
+
+// Builds of one PR, tallied by whether it was built with PRs that change a path it changes and
+// that it was never built with ("overlap:0", "overlap:some"; "overlap:pairs" counts such PRs in
+// its `passed`): whether such PRs make builds fail here, and how much (risk_with_overlaps).
+void observe_overlaps(Ctx& c, const Candidate& k, bool failed) {
+  if (c.cfg.strategy != Strategy::Adaptive || k.prs.size() != 1) return;
+  const PullRequest& p = c.pr(k.prs.front());
+  const auto& tried = p.probed_with;
+  std::uint32_t untested = k.probe ? 0 : static_cast<std::uint32_t>(p.untested);
+  for (int x : k.probe ? tried : prs_up_to(c.s, k)) {
+    auto it = c.s.prs.find(x);
+    if (x == p.number || it == c.s.prs.end() || !may_conflict(p, it->second)) continue;
+    untested += k.probe || std::find(tried.begin(), tried.end(), x) == tried.end() ? 1 : 0;
+  }
+  auto& risk = c.s.observed.risk;
+  auto& t = risk[untested == 0 ? "overlap:0" : "overlap:some"];
+  (failed ? t.failed : t.passed) += 1;
+  if (untested > 0) risk["overlap:pairs"].passed += untested;
+  if (t.passed + t.failed > 64) {  // decay: recent history weighs more
+    if (untested > 0) risk["overlap:pairs"].passed /= 2;
+    t.passed /= 2;
+    t.failed /= 2;
+  }
+}
+
+// The risk of a PR with risk `risk` built with `untested` PRs that change a path it changes
+// and that it was never built with. Each such PR fails the build with the chance observed here:
+// the failures of builds with such PRs beyond those of builds without, per such PR. Until 16
+// builds of each kind have been seen it is not known (nullopt) past `allowed` such PRs.
+std::optional<double> risk_with_overlaps(const RepoState& s, double risk, int untested,
+                                         int allowed) {
+  if (untested == 0) return risk;
+  const auto& t = s.observed.risk;
+  const auto none = t.find("overlap:0"), some = t.find("overlap:some"),
+             pairs = t.find("overlap:pairs");
+  auto builds = [](const Tally& x) { return static_cast<double>(x.passed + x.failed); };
+  if (none == t.end() || some == t.end() || pairs == t.end() || builds(none->second) < 16 ||
+      builds(some->second) < 16 || pairs->second.passed == 0)
+    return untested <= allowed ? std::optional<double>(risk) : std::nullopt;
+  const double base = none->second.failed / builds(none->second);
+  const double excess = some->second.failed - base * builds(some->second);
+  const double per_pr = std::clamp(excess / pairs->second.passed, 0.0, 1.0);
+  return 1 - (1 - risk) * std::pow(1 - per_pr, untested);
+}
 
 // PRs landed: a probe (green, or still building) not built with those of them that may
 // conflict with its PR counts them; past kUntestedOverlaps it says too little about master
@@ -1005,19 +1090,21 @@ std::size_t batch_size(const RepoState& s, const Settings& cfg, std::size_t wait
 namespace {
 
 // Adaptive: a PR is probed (built beside the train, on the newest candidate of its lane, and
-// never landed, before it joins the train) when it touches paths a PR ahead of it touches (a
-// semantic conflict between them would fail every candidate behind it), when it was found to
-// blame once (the flaky retry), or when the rebuilds it would cause by failing in the train,
-// its risk times the PRs that would be built behind it before its result, outweigh what the
-// probe costs it: one build, and one build's delay. A probe that fails while the candidate it
-// was built on is undecided waits for that candidate's fate (as a held PR does).
+// never landed, before it joins the train) when it was found to blame once (the flaky retry),
+// or when the rebuilds it would cause by failing in the train, its risk times the PRs that
+// would be built behind it before its result, outweigh what the probe costs it: one build, and
+// one build's delay. `overlaps` PRs ahead of it touch paths it touches (a semantic conflict
+// with one would fail every candidate behind it): until builds with such PRs are seen here,
+// any of them makes it probed; then each adds the chance observed (risk_with_overlaps). A probe
+// that fails while the candidate it was built on is undecided waits for that candidate's fate (as a
+// held PR does).
 bool wants_probe(const RepoState& s, const PullRequest& p, double risk, std::size_t waiting_behind,
-                 bool overlaps) {
+                 int overlaps) {
   if (p.probed) return false;
   if (p.failures > 0) return true;  // found to blame once: the flake retry is built aside too
   if (p.group != 0) return false;
-  if (overlaps) return true;
-  return risk * std::max(static_cast<double>(waiting_behind), arrivals_per_build(s)) >= 1.0;
+  const auto r = risk_with_overlaps(s, risk, overlaps, 0);
+  return !r || *r * std::max(static_cast<double>(waiting_behind), arrivals_per_build(s)) >= 1.0;
 }
 
 // Puts candidate `k` on the train: its PRs are merging into it, and it is built.
@@ -1031,28 +1118,24 @@ void start(Ctx& c, Candidate k, std::set<int>& taken) {
   c.s.train.push_back(std::move(k));
 }
 
-// The PRs of train candidate `k` and of every candidate ahead of it in its chain.
-std::vector<int> prs_up_to(const RepoState& s, const Candidate& k) {
-  std::vector<int> out;
-  for (auto i : chain_of(s, k)) {
-    out.insert(out.end(), s.train[i].prs.begin(), s.train[i].prs.end());
-    if (s.train[i].id == k.id) break;
-  }
-  return out;
-}
-
 // Adaptive under load, probe first: every PR is first built alone on the tip of its lane (a
 // probe, beside the chain), so that a bad PR, or a conflict with what is ahead, fails one build
 // instead of every candidate behind it. A PR whose probe passed joins the chain in a batch with
 // others whose probes passed, as long as the chain holds at most kUntestedOverlaps PRs its probe
 // was not built with that may conflict with it; otherwise it is probed again on the tip.
 // Candidates (probes and chain) are bounded by window_max, the runners.
-void schedule_probe_first(Ctx& c, const std::vector<int>& order) {
+void schedule_probe_first(Ctx& c, const std::vector<int>& order,
+                          const std::map<int, double>& risk) {
   auto& s = c.s;
   const std::size_t runners = std::max<std::size_t>(1, c.cfg.window_max);
   const std::size_t batch = std::max<std::size_t>(1, c.cfg.max_batch);
+  const double sent_back = std::max(in_queue_or_train(s), arrivals_per_build(s));
   auto fits = [&](const PullRequest& p, const std::vector<int>& with) {
-    return p.probed && p.untested + untested_with(c, p, with) <= kUntestedOverlaps;
+    const int untested = p.untested + untested_with(c, p, with);
+    if (p.probed) return untested <= kUntestedOverlaps;
+    if (p.failures > 0 || p.group != 0) return false;
+    const auto r = risk_with_overlaps(s, risk.at(p.number), untested, kUntestedOverlaps);
+    return r && *r * sent_back < 1.0;
   };
   std::set<int> taken;
   for (std::size_t at = 0; at < order.size() && s.train.size() < runners; ++at) {
@@ -1069,7 +1152,7 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order) {
     k.lane = lane;
     k.base = tail ? tail->sha : s.master;
     k.created_at = c.at;
-    if (!p.probed || (p.group == 0 && !fits(p, with))) {
+    if (p.group == 0 ? !fits(p, with) : !p.probed) {
       k.lane = k.id;
       k.probe = true;
       k.prs = {n};
@@ -1114,20 +1197,27 @@ void schedule_generic(Ctx& c) {
       if ((pa.group != 0) != (pb.group != 0)) return pa.group != 0;  // bisections first
       return risk[a] < risk[b];
     });
-    if (under_load(c.cfg, s)) return schedule_probe_first(c, std::move(order));
+    if (under_load(c.cfg, s)) return schedule_probe_first(c, order, risk);
     // A PR touching paths that PRs ahead of it (in the train, or waiting before it) touch may
     // conflict with them: it is probed on the tip of the train, beside it, so that a conflict
-    // fails the probe rather than every candidate that would be built behind it.
-    std::set<std::string> ahead_paths;
+    // fails the probe rather than every candidate that would be built behind it, unless such
+    // PRs are seen not to fail builds here (wants_probe).
+    // How many PRs ahead change each path (a PR ahead sharing two paths counts twice: the
+    // count errs towards probing, and stays linear in the queue).
+    std::map<std::string, int> ahead_paths;
+    auto add = [&](const PullRequest& p) {
+      for (const auto& x : p.paths) ++ahead_paths[x];
+    };
     for (const auto& k : s.train)
       if (!k.probe)
-        for (int m : k.prs) ahead_paths.insert(c.pr(m).paths.begin(), c.pr(m).paths.end());
+        for (int m : k.prs) add(c.pr(m));
     for (std::size_t i = 0; i < order.size(); ++i) {
       const PullRequest& p = c.pr(order[i]);
-      const bool overlaps = std::any_of(p.paths.begin(), p.paths.end(),
-                                        [&](const std::string& x) { return ahead_paths.count(x); });
+      int overlaps = 0;
+      for (const auto& x : p.paths)
+        if (auto it = ahead_paths.find(x); it != ahead_paths.end()) overlaps += it->second;
       probe[order[i]] = wants_probe(s, p, risk[order[i]], order.size() - i - 1, overlaps);
-      ahead_paths.insert(p.paths.begin(), p.paths.end());
+      add(p);
     }
   }
   std::set<int> taken;
@@ -1618,6 +1708,7 @@ Verdict on(Ctx& c, const CheckReported& e) {
   if (!on_dmz(k.status)) return std::nullopt;  // landing: too late to matter
   if (bad && required) {
     observe_build(c, k);
+    observe_overlaps(c, k, true);
     const std::string what =
         check.description.empty() ? std::string(to_string(check.state)) : check.description;
     std::vector<std::string> details;
@@ -1639,6 +1730,7 @@ Verdict on(Ctx& c, const CheckReported& e) {
   }
   if (!was_green && green(k, c.cfg)) {
     observe_build(c, k);
+    observe_overlaps(c, k, false);
     k.failed = false;  // a retry (or a late report) cleared the earlier failure
   }
   land(c);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -57,10 +58,13 @@ struct Repo {
     now += 1000;
     return o;
   }
-  // Opens, approves and passes the policy of PR n (head h<n>), changing `paths`.
-  Outcome queue(int n, std::vector<std::string> paths = {}, int priority = 0) {
+  // Opens, approves and passes the policy of PR n (head h<n>), changing `paths`; `precheck`:
+  // its own CI's verdict, reported before the approval.
+  Outcome queue(int n, std::vector<std::string> paths = {}, int priority = 0,
+                std::optional<CheckState> precheck = std::nullopt) {
     on(PrOpened{n, "f" + std::to_string(n), "dev" + std::to_string(n % 3), "t", sha_of('h', n),
                 now});
+    if (precheck) on(CheckReported{sha_of('h', n), Check{"ci", *precheck, "", "", 0}, now});
     if (priority != 0) on(PriorityRequested{n, priority, "mm", now});
     on(MergeRequested{n, sha_of('h', n), "mm", now});
     return on(PolicyChecked{.number = n,
@@ -703,6 +707,122 @@ TEST_CASE(
     REQUIRE(again != 0);
     CHECK(r.candidate(again).probe);  // built without PRs 3 and 4: probed again, not joined
     CHECK(r.candidate(again).base == c34);
+  }
+}
+
+TEST_CASE("adaptive: the weight of a PR's own CI is learned once 16 PRs tell") {
+  RepoState s;
+  s.observed.builds = 50;
+  s.observed.fail_permille = 100;
+  PullRequest green;
+  green.precheck = CheckState::Success;
+  const double prior = failure_risk(s, green);
+  CHECK(prior == doctest::Approx(0.0625));      // odds 1:9, times 0.6
+  s.observed.risk["precheck:green"] = {10, 5};  // too few to tell: the prior holds
+  CHECK(failure_risk(s, green) == doctest::Approx(prior));
+  s.observed.risk["precheck:green"] = {64, 0};  // green PRs have not failed here
+  CHECK(failure_risk(s, green) < 0.01);
+  s.observed.risk["precheck:green"] = {32, 32};  // here a green one fails half the time
+  CHECK(failure_risk(s, green) > 0.4);
+}
+
+// Under load a PR whose risk, times the PRs a failure of it in the chain would send back, stays
+// under one build skips its probe: the probe would cost it a build and a build's time.
+TEST_CASE("adaptive under load: a PR its own CI clears goes straight into the chain") {
+  Repo r(Strategy::Adaptive);
+  r.observe_load();  // 25% fail, 15 arrive during a build
+  SUBCASE("green PRs have not failed here: straight in; one whose CI has not spoken: probed") {
+    r.s.observed.risk["precheck:green"] = {64, 0};
+    r.queue(1, {"a/x.cpp"}, 0, CheckState::Success);
+    const CandidateId k1 = r.with({1});
+    REQUIRE(k1 != 0);
+    CHECK_FALSE(r.candidate(k1).probe);
+    r.merge(k1);
+    r.queue(2, {"b/x.cpp"});
+    REQUIRE(r.with({2}) != 0);
+    CHECK(r.candidate(r.with({2})).probe);
+  }
+  SUBCASE("until green PRs are seen to pass, green alone is not enough") {
+    r.queue(1, {"a/x.cpp"}, 0, CheckState::Success);
+    REQUIRE(r.with({1}) != 0);
+    CHECK(r.candidate(r.with({1})).probe);
+  }
+}
+
+TEST_CASE(
+    "adaptive under load: a PR changing what untested PRs ahead change goes straight in only "
+    "while such PRs are not seen to fail builds") {
+  Repo r(Strategy::Adaptive);
+  r.observe_load();
+  r.s.observed.risk["precheck:green"] = {64, 0};
+  r.queue(1, {"a/x.cpp"}, 0, CheckState::Success);
+  const CandidateId k1 = r.with({1});
+  REQUIRE(k1 != 0);
+  REQUIRE_FALSE(r.candidate(k1).probe);
+  r.merge(k1);
+  auto& tally = r.s.observed.risk;
+  SUBCASE("no evidence yet: one such PR is taken, two are not; the probe is tallied") {
+    r.queue(2, {"a/x.cpp"}, 0, CheckState::Success);
+    const CandidateId k2 = r.with({2});
+    REQUIRE(k2 != 0);
+    CHECK_FALSE(r.candidate(k2).probe);
+    r.merge(k2);
+    r.queue(3, {"a/x.cpp", "b/x.cpp"}, 0, CheckState::Success);
+    const CandidateId probe = r.with({3});
+    REQUIRE(probe != 0);
+    CHECK(r.candidate(probe).probe);
+    CHECK(tally.count("overlap:some") == 0);
+    r.check(r.merge(probe), true);  // it passed with PRs 1 and 2, both changing a/x.cpp
+    CHECK(tally["overlap:some"].passed == 1);
+    CHECK(tally["overlap:pairs"].passed == 2);
+  }
+  SUBCASE("such PRs have failed builds here: probed") {
+    tally["overlap:0"] = {60, 4};
+    tally["overlap:some"] = {30, 20};
+    tally["overlap:pairs"] = {60, 0};
+    r.queue(2, {"a/x.cpp"}, 0, CheckState::Success);
+    REQUIRE(r.with({2}) != 0);
+    CHECK(r.candidate(r.with({2})).probe);
+  }
+  SUBCASE("they have not: straight in, even behind two") {
+    tally["overlap:0"] = {60, 4};
+    tally["overlap:some"] = {47, 3};
+    tally["overlap:pairs"] = {60, 0};
+    r.queue(2, {"a/x.cpp"}, 0, CheckState::Success);
+    const CandidateId k2 = r.with({2});
+    REQUIRE(k2 != 0);
+    CHECK_FALSE(r.candidate(k2).probe);
+    r.merge(k2);
+    r.queue(3, {"a/x.cpp"}, 0, CheckState::Success);
+    REQUIRE(r.with({3}) != 0);
+    CHECK_FALSE(r.candidate(r.with({3})).probe);
+    CHECK(r.candidate(r.with({3})).base == r.candidate(k2).sha);
+  }
+}
+
+TEST_CASE(
+    "adaptive without load: a PR changing what a PR ahead changes is probed until such PRs are "
+    "seen not to fail builds") {
+  Repo r(Strategy::Adaptive);
+  r.observe_load();
+  r.s.observed.fail_permille = 20;  // 2% of 15 arrivals per build: not under load
+  r.queue(1, {"a/x.cpp"});
+  const CandidateId k1 = r.with({1});
+  REQUIRE(k1 != 0);
+  REQUIRE_FALSE(r.candidate(k1).probe);
+  r.merge(k1);
+  SUBCASE("no evidence: probed") {
+    r.queue(2, {"a/x.cpp"});
+    REQUIRE(r.with({2}) != 0);
+    CHECK(r.candidate(r.with({2})).probe);
+  }
+  SUBCASE("builds with such PRs fail no more than others here: straight in") {
+    r.s.observed.risk["overlap:0"] = {60, 4};
+    r.s.observed.risk["overlap:some"] = {47, 3};
+    r.s.observed.risk["overlap:pairs"] = {60, 0};
+    r.queue(2, {"a/x.cpp"});
+    REQUIRE(r.with({2}) != 0);
+    CHECK_FALSE(r.candidate(r.with({2})).probe);
   }
 }
 

@@ -97,8 +97,7 @@ int main_workload(int seeds) {
 
 // Why a strategy does what it does: the world's counters (builds by how they ended, failures
 // by cause, probes, the mean backlog, train and window), averaged over seeds, beside the
-// oracle's landings. Options: rate= runners= hours= fail= flake= ci= (median minutes) seeds=.
-int stats(const std::string& name, int argc, char** argv) {
+X int stats(const std::string& name, int argc, char** argv) {
   WorkloadOptions o;
   int seeds = 4;
   for (int i = 0; i < argc; ++i) {
@@ -115,6 +114,7 @@ int stats(const std::string& name, int argc, char** argv) {
     if (key == "ci") o.ci_median_minutes = v;
     if (key == "seeds") seeds = static_cast<int>(v);
     if (key == "conflict") o.pair_conflict = v;
+    if (key == "precheck") o.precheck = v;
   }
   auto strategy = strategy_named(name, o);
   if (!strategy) return 2;
@@ -153,6 +153,6 @@ int main(int argc, char** argv) {
   if (mode == "stats" && argc > 2) return stats(argv[2], argc - 3, argv + 3);
   std::fprintf(stderr,
                "usage: sim_bench big [PRS] | main [SEEDS] | stats STRATEGY [rate=R runners=N "
-               "hours=H fail=P flake=P ci=M seeds=N]\n");
+               "hours=H fail=P flake=P conflict=P precheck=P ci=M seeds=N]\n");
   return 2;
 }
