@@ -97,7 +97,9 @@ int main_workload(int seeds) {
 
 // Why a strategy does what it does: the world's counters (builds by how they ended, failures
 // by cause, probes, the mean backlog, train and window), averaged over seeds, beside the
-X int stats(const std::string& name, int argc, char** argv) {
+// oracle's landings. Options: rate= runners= hours= fail= flake= conflict= precheck= ci= (median
+// minutes) seeds=.
+int stats(const std::string& name, int argc, char** argv) {
   WorkloadOptions o;
   int seeds = 4;
   for (int i = 0; i < argc; ++i) {
