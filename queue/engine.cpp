@@ -938,8 +938,12 @@ void observe_overlaps(Ctx& c, const Candidate& k, bool failed) {
   if (c.cfg.strategy != Strategy::Adaptive || k.prs.size() != 1) return;
   const PullRequest& p = c.pr(k.prs.front());
   const auto& tried = p.probed_with;
+  std::vector<int> with = k.probe ? tried : prs_up_to(c.s, k);
+  if (k.probe && tried.empty())  // probed without load: on the chain candidate it was built on
+    for (const auto& t : c.s.train)
+      if (!t.probe && t.sha == k.base) with = prs_up_to(c.s, t);
   std::uint32_t untested = k.probe ? 0 : static_cast<std::uint32_t>(p.untested);
-  for (int x : k.probe ? tried : prs_up_to(c.s, k)) {
+  for (int x : with) {
     auto it = c.s.prs.find(x);
     if (x == p.number || it == c.s.prs.end() || !may_conflict(p, it->second)) continue;
     untested += k.probe || std::find(tried.begin(), tried.end(), x) == tried.end() ? 1 : 0;

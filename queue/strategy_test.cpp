@@ -811,10 +811,16 @@ TEST_CASE(
   REQUIRE(k1 != 0);
   REQUIRE_FALSE(r.candidate(k1).probe);
   r.merge(k1);
-  SUBCASE("no evidence: probed") {
+  SUBCASE("no evidence: probed, on PR 1's candidate; its verdict is tallied as such") {
     r.queue(2, {"a/x.cpp"});
-    REQUIRE(r.with({2}) != 0);
-    CHECK(r.candidate(r.with({2})).probe);
+    const CandidateId probe = r.with({2});
+    REQUIRE(probe != 0);
+    CHECK(r.candidate(probe).probe);
+    CHECK(r.candidate(probe).base == r.candidate(k1).sha);
+    r.check(r.merge(probe), false);
+    CHECK(r.s.observed.risk["overlap:some"].failed == 1);
+    CHECK(r.s.observed.risk["overlap:pairs"].passed == 1);
+    CHECK(r.s.observed.risk.count("overlap:0") == 0);
   }
   SUBCASE("builds with such PRs fail no more than others here: straight in") {
     r.s.observed.risk["overlap:0"] = {60, 4};
