@@ -162,22 +162,24 @@ std::vector<double> open_loop(std::uint16_t port, int status,
   return latency;
 }
 
-// Requests per second from `clients_n` threads, each posting one delivery after another on one
-// persistent connection (reopened only when the server closes it), as fast as they go for
-// `seconds`: what the receivers do once the clients' and the kernel's cost of a connection per
-// request is out of the way.
 // Requests per second of `clients_n` threads, each running `client(until, done)` (posting until
 // `until`, counting each answer in `done`).
 template <class Client>
 double clients_rate(int clients_n, double seconds, Client client) {
   std::atomic<std::size_t> done{0};
   const auto t0 = SteadyClock::now();
-  const auto until = t0 + std::chrono::duration<double>(seconds);
+  const SteadyClock::time_point until = t0 + std::chrono::duration_cast<SteadyClock::duration>(
+                                                 std::chrono::duration<double>(seconds));
   std::vector<std::thread> clients;
   for (int t = 0; t < clients_n; ++t) clients.emplace_back([&] { client(until, done); });
   for (auto& c : clients) c.join();
   return static_cast<double>(done) / std::chrono::duration<double>(SteadyClock::now() - t0).count();
 }
+
+// Requests per second from `clients_n` threads, each posting one delivery after another on one
+// persistent connection (reopened only when the server closes it), as fast as they go for
+// `seconds`: what the receivers do once the clients' and the kernel's cost of a connection per
+// request is out of the way.
 
 double keep_alive_rate(std::uint16_t port, int status, const std::vector<Delivery>& deliveries,
                        double seconds, int clients_n, std::atomic<std::size_t>& next) {
