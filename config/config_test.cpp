@@ -264,6 +264,14 @@ TEST_CASE("config: a TOML syntax error is reported with its line") {
         Lines{"7: Error while parsing key-value pair: cannot redefine existing integer 'port'"});
 }
 
+TEST_CASE("config: a configuration without [[repo]] is refused: it would serve nothing") {
+  Fixture f;
+  const Lines nothing = {
+      "1: no [[repo]]: dmzbot would serve nothing (add a [[repo]] table for each repository)"};
+  CHECK(f.problems("") == nothing);
+  CHECK(f.problems("[server]\nport = 8080\n") == nothing);
+}
+
 TEST_CASE("config: unknown keys are reported where they are") {
   Fixture f;
   CHECK(f.problems(R"(data_dri = "x"
