@@ -569,6 +569,11 @@ TEST_CASE("verify: options of another audit are usage errors, exit 2") {
 TEST_CASE("usage errors exit 2") {
   CHECK(test::run(dmzbot() + " verify").exit_code == 2);
   CHECK(test::run(dmzbot() + " no-such-command").exit_code == 2);
+  // A mistyped command is named, with the commands there are.
+  auto typo = test::run(dmzbot() + " check x.toml 2>&1");
+  CHECK(typo.exit_code == 2);
+  CHECK(typo.out.find("unknown command 'check'") != std::string::npos);
+  CHECK(typo.out.find("check-config") != std::string::npos);
   CHECK(test::run(dmzbot() + " verify --no-such-flag master").exit_code == 2);
   CHECK(test::run(dmzbot() + " demo --port nope").exit_code == 2);
   CHECK(test::run(dmzbot() + " --version").exit_code == 0);

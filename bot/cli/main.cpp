@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <set>
 
+#include "base/text.hpp"
 #include "bot/cli/demo.hpp"
 #include "bot/cli/serve.hpp"
 #include "bot/cli/version.hpp"
@@ -254,6 +255,21 @@ int main(int argc, char** argv) {
                        "replay the recorded history in DATA_DIR (with --repo)");
   simulate->add_option("--repo", sim.replay_repo, "the repository to replay (owner/name)");
 
+  // CLI11 answers a mistyped command with "A subcommand is required": name it, and the commands.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string word = argv[1];
+    std::string names;
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) {
+      known |= sub->get_name() == word;
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+    }
+    if (!known) {
+      std::fprintf(stderr, "dmzbot: unknown command '%s'; the commands are %s\n",
+                   dmz::escape_control(word).c_str(), names.c_str());
+      return 2;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
