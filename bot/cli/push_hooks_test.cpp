@@ -427,6 +427,18 @@ TEST_CASE("install-hooks refuses where core.hooksPath sends receive-pack's hooks
   CHECK_MESSAGE(same.exit_code == 0, same.out);
 }
 
+TEST_CASE("install-hooks refuses a policy_root it cannot read: every push would be refused") {
+  Server s;
+  write_file(s.hooks_toml, "[hooks]\npolicy_root = \"root/polcy.toml\"\n");
+  RunResult typo = s.install_hooks();
+  CHECK(typo.exit_code == 2);
+  CHECK_MESSAGE(contains(typo.out, "policy_root: "), typo.out);
+  CHECK_MESSAGE(contains(typo.out, "polcy.toml"), typo.out);
+  CHECK_FALSE(fs::exists(s.origin / "hooks" / "pre-receive"));
+  write_file(s.hooks_toml, "[hooks]\npolicy_root = \"root/policy.toml\"\n");
+  CHECK(s.install_hooks().exit_code == 0);
+}
+
 TEST_CASE("install-hooks sets receive.certNonceSlop to nonce_slop, 0 included") {
   Server s;
   // An earlier install's slop: git would report a nonce up to 600 s old as OK.

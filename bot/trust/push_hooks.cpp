@@ -304,6 +304,14 @@ int run_install_hooks(const InstallHooksOptions& options) {
     return 2;
   }
   int rc = 0;
+  // A trust root the hooks cannot read refuses every push to a branch with no committed
+  // policy: a typo here would lock everyone out, so it is refused now, by the hooks' reader.
+  if (!cfg->policy_root.empty())
+    if (auto root = policy_source_from_file(cfg->policy_root); !root) {
+      say(options.config.string() + ": policy_root: " + root.status().message() +
+          "; pushes would be refused");
+      rc = 2;
+    }
   {
     fs::path hooks = fs::path(git_repository_path(repo->get())) / "hooks";
     fs::create_directories(hooks, ec);
