@@ -1507,6 +1507,7 @@ TEST_CASE("property: random events keep every strategy's invariants") {
       settings.push_back({"flaky", cfg});
     }
     if (st == Strategy::Adaptive) {
+      settings.push_back({"learned", cfg});  // observations that let PRs skip their probes
       cfg.lanes = Lanes::Paths;
       settings.push_back({"lanes", cfg});
     }
@@ -1520,15 +1521,34 @@ TEST_CASE("property: random events keep every strategy's invariants") {
     }
   }
   int forecasts = 0, stale_verdicts = 0;
+  long direct = 0;  // steps that saw a chain candidate holding an unprobed PR ("learned")
   for (const auto& named : settings) {
     for (std::uint64_t seed = 1; seed <= 8; ++seed) {
       CAPTURE(to_string(named.cfg.strategy));
       CAPTURE(named.name);
       CAPTURE(seed);
       World w(named.cfg, seed);
+      if (std::string(named.name) == "learned") {
+        // Under load from the start, with PRs' own CI and overlaps seen to predict no failure:
+        // PRs join the chain unprobed, and some fail there.
+        w.s.observed.builds = 50;
+        w.s.observed.fail_permille = 300;
+        w.s.observed.build_ms = 60'000;
+        w.s.observed.arrival_ms = 10'000;
+        w.s.observed.risk["precheck:none"] = {64, 0};
+        w.s.observed.risk["overlap:0"] = {60, 4};
+        w.s.observed.risk["overlap:some"] = {47, 3};
+        w.s.observed.risk["overlap:pairs"] = {60, 0};
+      }
       w.flakes = seed % 2 == 1;
       w.burst = named.burst;
-      for (int i = 0; i < 1200; ++i) w.step();
+      for (int i = 0; i < 1200; ++i) {
+        w.step();
+        if (std::string(named.name) == "learned")
+          for (const auto& k : w.s.train)
+            direct += !k.probe && std::any_of(k.prs.begin(), k.prs.end(),
+                                              [&](int n) { return !w.s.prs.at(n).probed; });
+      }
       CHECK(w.landed.size() > 0);
       forecasts += w.forecasts;
       stale_verdicts += w.stale_verdicts;
@@ -1536,4 +1556,5 @@ TEST_CASE("property: random events keep every strategy's invariants") {
   }
   CHECK(forecasts > 20);
   CHECK(stale_verdicts > 20);  // the policy did change under verdicts in flight
+  CHECK(direct > 100);
 }
