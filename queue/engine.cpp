@@ -482,6 +482,16 @@ std::string precheck_key(const PullRequest& pr) {
   }
 }
 
+// Counts an outcome in `t`; past 64 both counts are halved (recent history weighs more).
+// Returns whether they were.
+bool tally(Tally& t, bool failed) {
+  (failed ? t.failed : t.passed) += 1;
+  if (t.passed + t.failed <= 64) return false;
+  t.passed /= 2;
+  t.failed /= 2;
+  return true;
+}
+
 // A PR's fate as evidence: landed (bad = false) or ejected as the culprit (bad = true).
 void observe_pr(Ctx& c, const PullRequest& pr, bool bad) {
   auto& o = c.s.observed;
@@ -492,14 +502,7 @@ void observe_pr(Ctx& c, const PullRequest& pr, bool bad) {
     keys.insert("path:" + top_dir(p));
     if (keys.size() > 8) break;  // a huge PR says little about each directory
   }
-  for (const auto& key : keys) {
-    auto& t = o.risk[key];
-    (bad ? t.failed : t.passed) += 1;
-    if (t.passed + t.failed > 64) {  // decay: recent history weighs more
-      t.passed /= 2;
-      t.failed /= 2;
-    }
-  }
+  for (const auto& key : keys) tally(o.risk[key], bad);
   while (o.risk.size() > Observed::kMaxRiskKeys) {  // forget the least informative key
     auto least = o.risk.begin();
     for (auto it = o.risk.begin(); it != o.risk.end(); ++it)
@@ -949,14 +952,13 @@ void observe_overlaps(Ctx& c, const Candidate& k, bool failed) {
     untested += k.probe || std::find(tried.begin(), tried.end(), x) == tried.end() ? 1 : 0;
   }
   auto& risk = c.s.observed.risk;
-  auto& t = risk[untested == 0 ? "overlap:0" : "overlap:some"];
-  (failed ? t.failed : t.passed) += 1;
-  if (untested > 0) risk["overlap:pairs"].passed += untested;
-  if (t.passed + t.failed > 64) {  // decay: recent history weighs more
-    if (untested > 0) risk["overlap:pairs"].passed /= 2;
-    t.passed /= 2;
-    t.failed /= 2;
+  if (untested == 0) {
+    tally(risk["overlap:0"], failed);
+    return;
   }
+  auto& pairs = risk["overlap:pairs"].passed;
+  pairs += untested;
+  if (tally(risk["overlap:some"], failed)) pairs /= 2;  // decays with the builds it counts
 }
 
 // The risk of a PR with risk `risk` built with `untested` PRs that change a path it changes
@@ -967,14 +969,14 @@ std::optional<double> risk_with_overlaps(const RepoState& s, double risk, int un
                                          int allowed) {
   if (untested == 0) return risk;
   const auto& t = s.observed.risk;
-  const auto none = t.find("overlap:0"), some = t.find("overlap:some"),
-             pairs = t.find("overlap:pairs");
-  auto builds = [](const Tally& x) { return static_cast<double>(x.passed + x.failed); };
-  if (none == t.end() || some == t.end() || pairs == t.end() || builds(none->second) < 16 ||
-      builds(some->second) < 16 || pairs->second.passed == 0)
+  const auto pairs = t.find("overlap:pairs");
+  if (!tells(s, "overlap:0") || !tells(s, "overlap:some") || pairs == t.end() ||
+      pairs->second.passed == 0)
     return untested <= allowed ? std::optional<double>(risk) : std::nullopt;
-  const double base = none->second.failed / builds(none->second);
-  const double excess = some->second.failed - base * builds(some->second);
+  const Tally& none = t.at("overlap:0");
+  const Tally& some = t.at("overlap:some");
+  const double base = none.failed / static_cast<double>(none.passed + none.failed);
+  const double excess = some.failed - base * (some.passed + some.failed);
   const double per_pr = std::clamp(excess / pairs->second.passed, 0.0, 1.0);
   return 1 - (1 - risk) * std::pow(1 - per_pr, untested);
 }
@@ -1099,9 +1101,9 @@ namespace {
 // would be built behind it before its result, outweigh what the probe costs it: one build, and
 // one build's delay. `overlaps` PRs ahead of it touch paths it touches (a semantic conflict
 // with one would fail every candidate behind it): until builds with such PRs are seen here,
-// any of them makes it probed; then each adds the chance observed (risk_with_overlaps). A probe
-// that fails while the candidate it was built on is undecided waits for that candidate's fate (as a
-// held PR does).
+// any of them makes it probed; then each adds the chance observed (risk_with_overlaps). A
+// probe that fails while the candidate it was built on is undecided waits for that candidate's
+// fate (as a held PR does).
 bool wants_probe(const RepoState& s, const PullRequest& p, double risk, std::size_t waiting_behind,
                  int overlaps) {
   if (p.probed) return false;
