@@ -1146,11 +1146,10 @@ class Loader {
     server(root, c.server);
     store(root, c.store, c.data_dir);
     signing(root, c.signing);
-    const toml::node* n = root.get("repo");
-    if (!n)
+    if (const toml::node* n = root.get("repo"); !n) {
       problem(1,
               "no [[repo]]: dmzbot would serve nothing (add a [[repo]] table for each repository)");
-    if (n) {
+    } else {
       const toml::array* repos = n->as_array();
       if (!repos || !repos->is_array_of_tables()) {
         problem(*n, "repo must be an array of tables ([[repo]])");

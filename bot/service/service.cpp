@@ -881,6 +881,11 @@ struct Service::Impl final : driver::GitPort,
   void reset_dmz(const std::string& repo, const q::ResetDmz& a) override {
     on_git(repo, [this, a](RepoRuntime& rt) { push_reset(rt, a, 0); });
   }
+  // The first wait before a retry on our side (a policy check, a reset of dmz): the fetch
+  // interval, at least 2 s.
+  q::Millis retry_base() const {
+    return std::max<q::Millis>(options.fetch_interval.count(), 2'000);
+  }
   // Git thread. A reset whose push failed (a remote timeout, a hook refusing it) is pushed
   // again after a backoff from the fetch interval (at least 2 s, doubling up to 5 min): dmz
   // must not keep a backed-out merge, which CI would go on building, until the next candidate
@@ -889,8 +894,7 @@ struct Service::Impl final : driver::GitPort,
     rt.reset_retrying.reset();
     Status s = rt.worker->reset_dmz(a);
     if (s.ok()) return;
-    const q::Millis wait =
-        backoff(std::max<q::Millis>(options.fetch_interval.count(), 2'000), tries + 1, 300'000);
+    const q::Millis wait = backoff(retry_base(), tries + 1, 300'000);
     log::error({.repo = rt.cfg.name, .sha = a.sha}, "reset {} to {} failed, tried again in {}s: {}",
                rt.cfg.dmz, a.sha, wait / 1000, s.message());
     rt.reset_retrying = RepoRuntime::ResetRetry{a, tries + 1, now() + wait};
@@ -936,7 +940,7 @@ struct Service::Impl final : driver::GitPort,
   void take_verdict(RepoRuntime& rt, const q::CheckPolicy& a, q::PolicyChecked verdict, int tries) {
     if (!verdict.unavailable.empty() && tries + 1 < kPolicyTries) {
       const q::Millis wait =
-          backoff(std::max<q::Millis>(options.fetch_interval.count(), 2'000), tries + 1,
+          backoff(retry_base(), tries + 1,
                   std::numeric_limits<q::Millis>::max());  // no cap: kPolicyTries bounds it
       log::warn({.repo = rt.cfg.name, .pr = a.number, .sha = a.sha},
                 "policy check failed on our side, asked again in {}s: {}", wait / 1000,
