@@ -775,6 +775,8 @@ TEST_CASE("after a restart the queue carries on from the stored state") {
     run.enqueue(1, "feature/r1", a);
     run.enqueue(2, "feature/r2", b);
     REQUIRE(eventually([&] { return run.status(1) == q::PrStatus::InDmz; }));
+    // PR 2's policy verdict too, or a slow run stops before it and PR 2 restarts Approved.
+    REQUIRE(eventually([&] { return run.status(2) == q::PrStatus::Queued; }));
     candidate = remote.rev("dmz");
   }
   Running again(cfg);
