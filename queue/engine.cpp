@@ -1124,6 +1124,18 @@ void start(Ctx& c, Candidate k, std::set<int>& taken) {
   c.s.train.push_back(std::move(k));
 }
 
+// The chain candidate of `lane` a probe of `p` is built on: the first that holds every PR of
+// the chain that may conflict with `p` (none when no PR does: then master).
+const Candidate* probe_base(const Ctx& c, const PullRequest& p, std::uint64_t lane) {
+  const Candidate* base = nullptr;
+  for (const auto& k : c.s.train)
+    if (!k.probe && k.lane == lane && std::any_of(k.prs.begin(), k.prs.end(), [&](int n) {
+          return n != p.number && may_conflict(p, c.s.prs.at(n));
+        }))
+      base = &k;
+  return base;
+}
+
 // Adaptive under load, probe first: every PR is first built alone on the tip of its lane (a
 // probe, beside the chain), so that a bad PR, or a conflict with what is ahead, fails one build
 // instead of every candidate behind it. A PR whose probe passed joins the chain in a batch with
@@ -1162,6 +1174,11 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order,
       k.lane = k.id;
       k.probe = true;
       k.prs = {n};
+      // On the first chain candidate that holds every PR of the chain that may conflict with
+      // it (master if none does): a failure deeper in the chain does not cut it.
+      const Candidate* base = probe_base(c, p, lane);
+      k.base = base ? base->sha : s.master;
+      with = base ? prs_up_to(s, *base) : std::vector<int>{};
       p.probed = false;
       p.probed_with = std::move(with);
       p.untested = 0;

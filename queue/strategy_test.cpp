@@ -800,6 +800,51 @@ TEST_CASE(
   }
 }
 
+// A probe on the tip was cut by every failure in the chain under it; one on the first candidate
+// holding every PR it may conflict with is tested with all of them and outlives failures behind.
+TEST_CASE(
+    "adaptive under load: a probe is built on the first chain candidate that holds every PR it "
+    "may conflict with") {
+  Repo r(Strategy::Adaptive);
+  r.observe_load();
+  r.s.observed.risk["precheck:green"] = {64, 0};
+  // A chain of three candidates: PR 1 changes a/, PR 2 b/, PR 3 c/.
+  std::map<int, CandidateId> k;
+  std::map<int, Sha> sha;
+  for (int n = 1; n <= 3; ++n) {
+    r.queue(n, {std::string(1, char('a' + n - 1)) + "/x.cpp"}, 0, CheckState::Success);
+    k[n] = r.with({n});
+    REQUIRE(k[n] != 0);
+    REQUIRE_FALSE(r.candidate(k[n]).probe);
+    sha[n] = r.merge(k[n]);
+  }
+  r.queue(4, {"b/x.cpp", "d/x.cpp"});  // may conflict with PR 2 only
+  r.queue(5, {"e/x.cpp"});             // with none of them
+  const CandidateId p4 = r.with({4});
+  const CandidateId p5 = r.with({5});
+  REQUIRE(p4 != 0);
+  REQUIRE(p5 != 0);
+  CHECK(r.candidate(p4).probe);
+  CHECK(r.candidate(p4).base == sha[2]);
+  CHECK(r.s.prs.at(4).probed_with == std::vector<int>{1, 2});
+  CHECK(r.candidate(p5).probe);
+  CHECK(r.candidate(p5).base == kMaster);
+  CHECK(r.s.prs.at(5).probed_with.empty());
+  r.merge(p4);
+  r.merge(p5);
+  // PR 3 fails at the tip: neither probe was built on it, so both go on building.
+  r.check(sha[3], false);
+  CHECK(r.has(p4));
+  CHECK(r.has(p5));
+  // PR 2 fails: PR 4's probe was built on it and is cut (PR 4 is probed again, not blamed);
+  // PR 5's goes on.
+  r.check(sha[2], false);
+  CHECK_FALSE(r.has(p4));
+  REQUIRE(r.with({4}) != 0);
+  CHECK(r.candidate(r.with({4})).probe);
+  CHECK(r.has(p5));
+}
+
 TEST_CASE(
     "adaptive without load: a PR changing what a PR ahead changes is probed until such PRs are "
     "seen not to fail builds") {

@@ -136,6 +136,7 @@ class World final : public driver::GitPort,
       const q::Sha sha = sha_of('c', shas_ + 1);
       if (!ledger_.record_commit(sha, a.base, std::move(prs))) return;
       ++shas_;
+      if (!a.tip) probe_shas_.insert(sha);
       merged_at_[a.candidate] = now();
       apply(q::MergeDone{a.candidate, q::MergeOutcome::Merged, sha, 0, {}, "", now()});
     });
@@ -374,8 +375,10 @@ class World final : public driver::GitPort,
     ++counters_[it->second.running ? "builds_cancelled_running" : "builds_cancelled_waiting"];
     if (it->second.running) {
       --running_;
-      counters_["runner_minutes_cancelled"] +=
-          static_cast<double>(now() - it->second.started) / kMinute;
+      const double minutes = static_cast<double>(now() - it->second.started) / kMinute;
+      counters_["runner_minutes_cancelled"] += minutes;
+      counters_[probe_shas_.count(sha) ? "runner_minutes_cancelled_probes"
+                                       : "runner_minutes_cancelled_chain"] += minutes;
     }
     builds_.erase(it);
     std::erase(waiting_, sha);
@@ -515,6 +518,7 @@ class World final : public driver::GitPort,
   std::uint64_t shas_ = 0;  // candidate commits written so far
   std::map<std::string, double> counters_, sums_;
   std::map<int, Journey> journeys_;  // by PR number
+  std::set<q::Sha> probe_shas_;      // the commits of probes (for the stats of cancelled builds)
   std::map<q::CandidateId, Millis> merged_at_;
   std::vector<Millis> landed_durations_;  // from a candidate's merge to its landing, oldest first
   std::map<int, Millis> eta_;             // by PR number: the estimate when it was queued
