@@ -136,7 +136,7 @@ class World final : public driver::GitPort,
       const q::Sha sha = sha_of('c', shas_ + 1);
       if (!ledger_.record_commit(sha, a.base, std::move(prs))) return;
       ++shas_;
-      if (!a.tip) probe_shas_.insert(sha);
+      if (!a.tip) probe_base_[sha] = a.base;
       merged_at_[a.candidate] = now();
       apply(q::MergeDone{a.candidate, q::MergeOutcome::Merged, sha, 0, {}, "", now()});
     });
@@ -373,12 +373,15 @@ class World final : public driver::GitPort,
     auto it = builds_.find(sha);
     if (it == builds_.end()) return;
     ++counters_[it->second.running ? "builds_cancelled_running" : "builds_cancelled_waiting"];
+    dead_.insert(sha);
     if (it->second.running) {
       --running_;
       const double minutes = static_cast<double>(now() - it->second.started) / kMinute;
       counters_["runner_minutes_cancelled"] += minutes;
-      counters_[probe_shas_.count(sha) ? "runner_minutes_cancelled_probes"
-                                       : "runner_minutes_cancelled_chain"] += minutes;
+      auto base = probe_base_.find(sha);
+      counters_[base == probe_base_.end()   ? "runner_minutes_cancelled_chain"
+                : dead_.count(base->second) ? "runner_minutes_cancelled_probes_base_gone"
+                                            : "runner_minutes_cancelled_probes_stale"] += minutes;
     }
     builds_.erase(it);
     std::erase(waiting_, sha);
@@ -396,6 +399,7 @@ class World final : public driver::GitPort,
     const Breakage why = breakage(held);
     const bool flake = w_.flaky(b.last, b.n);
     const bool pass = why == Breakage::None && !flake;
+    if (!pass) dead_.insert(sha);
     const std::string ended = why == Breakage::Bad        ? "failed_bad_pr"
                               : why == Breakage::Conflict ? "failed_conflict"
                               : flake                     ? "failed_flake"
@@ -517,8 +521,9 @@ class World final : public driver::GitPort,
   Ledger ledger_;           // master, commits, builds, outcomes: and the invariants on them
   std::uint64_t shas_ = 0;  // candidate commits written so far
   std::map<std::string, double> counters_, sums_;
-  std::map<int, Journey> journeys_;  // by PR number
-  std::set<q::Sha> probe_shas_;      // the commits of probes (for the stats of cancelled builds)
+  std::map<int, Journey> journeys_;      // by PR number
+  std::map<q::Sha, q::Sha> probe_base_;  // a probe's commit: its base (stats of cancelled builds)
+  std::set<q::Sha> dead_;                // commits whose build was cancelled or failed
   std::map<q::CandidateId, Millis> merged_at_;
   std::vector<Millis> landed_durations_;  // from a candidate's merge to its landing, oldest first
   std::map<int, Millis> eta_;             // by PR number: the estimate when it was queued
