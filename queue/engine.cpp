@@ -110,7 +110,9 @@ const Sha& merged_head(const PullRequest& pr) { return pr.approval ? pr.approval
 
 BuildCandidate build_action(const RepoState& s, const Candidate& k) {
   BuildCandidate action{k.id, k.base, {}, !k.probe};
-  for (int n : k.prs) {
+  std::vector<int> merged = k.with;
+  merged.insert(merged.end(), k.prs.begin(), k.prs.end());
+  for (int n : merged) {
     const auto& pr = s.prs.at(n);
     const Sha& head = merged_head(pr);
     const std::string approver = pr.approval ? pr.approval->approver : std::string();
@@ -739,7 +741,32 @@ std::optional<CandidateId> ahead_of(const Ctx& c, std::size_t index) {
   if (k.probe && k.base != c.s.master)
     for (const auto& t : c.s.train)
       if (!t.probe && t.sha == k.base) ahead = t.id;
+  // A probe built with PRs of the chain: the candidate holding the last of them that has not
+  // landed (a landed PR has left the hot state, or is Merged).
+  if (k.probe)
+    for (const auto& t : c.s.train)
+      if (!t.probe && std::any_of(t.prs.begin(), t.prs.end(), [&](int n) {
+            return std::find(k.with.begin(), k.with.end(), n) != k.with.end();
+          }))
+        ahead = t.id;
   return ahead;
+}
+
+// Whether a probe built with PRs of the chain cannot say who failed it: one of them has left
+// the chain without landing (sent back, ejected), so the failure may be its.
+bool inconclusive(const Ctx& c, const Candidate& k) {
+  return std::any_of(k.with.begin(), k.with.end(), [&](int n) {
+    auto it = c.s.prs.find(n);
+    if (it == c.s.prs.end() || it->second.status == PrStatus::Merged) return false;
+    const auto i = it->second.candidate ? index_of(c.s, *it->second.candidate) : std::nullopt;
+    return !i || c.s.train[*i].probe;
+  });
+}
+
+// Cuts an inconclusive probe: its PR goes back to its place, blamed for nothing, and is probed
+// again with the chain as it is now.
+void probe_again(Ctx& c, std::size_t index) {
+  for (int n : cut_lane(c, index)) requeue(c, c.pr(n));
 }
 
 // `announced`: the Pending the failing report replaced (the CI announced that run), if any.
@@ -747,6 +774,7 @@ void fail_candidate(Ctx& c, std::size_t index, Reason code, const std::string& r
                     const std::vector<std::string>& details,
                     const std::optional<Check>& announced = std::nullopt) {
   Candidate& k = c.s.train[index];
+  if (inconclusive(c, k)) return probe_again(c, index);
   const std::optional<CandidateId> ahead = ahead_of(c, index);
   // A PR alone at the front would be ejected: with flaky checks it is built again first, in
   // place, so that the candidates behind it keep building (a green one clears it).
@@ -833,7 +861,7 @@ void try_land(Ctx& c) {
       std::any_of(c.s.train.begin(), c.s.train.end(), [](const Candidate& k) { return !k.probe; });
   if (!chains)
     for (auto& k : c.s.train)
-      if (k.probe && k.base == c.s.master && k.policy_passed && green(k, c.cfg)) {
+      if (k.probe && k.with.empty() && k.base == c.s.master && k.policy_passed && green(k, c.cfg)) {
         k.status = CandidateStatus::Landing;
         push_master(c, k);
         return;
@@ -1124,16 +1152,14 @@ void start(Ctx& c, Candidate k, std::set<int>& taken) {
   c.s.train.push_back(std::move(k));
 }
 
-// The chain candidate of `lane` a probe of `p` is built on: the first that holds every PR of
-// the chain that may conflict with `p` (none when no PR does: then master).
-const Candidate* probe_base(const Ctx& c, const PullRequest& p, std::uint64_t lane) {
-  const Candidate* base = nullptr;
+// The PRs of `lane`'s chain that may conflict with `p`, in chain order.
+std::vector<int> chain_overlaps(const Ctx& c, const PullRequest& p, std::uint64_t lane) {
+  std::vector<int> out;
   for (const auto& k : c.s.train)
-    if (!k.probe && k.lane == lane && std::any_of(k.prs.begin(), k.prs.end(), [&](int n) {
-          return n != p.number && may_conflict(p, c.s.prs.at(n));
-        }))
-      base = &k;
-  return base;
+    if (!k.probe && k.lane == lane)
+      for (int n : k.prs)
+        if (n != p.number && may_conflict(p, c.s.prs.at(n))) out.push_back(n);
+  return out;
 }
 
 // Adaptive under load, probe first: every PR is first built alone on the tip of its lane (a
@@ -1162,25 +1188,25 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order,
     PullRequest& p = c.pr(n);
     const std::uint64_t lane = lane_for(c, p);
     const Candidate* tail = tail_of(s, lane);
-    // Wait for the tail's sha to build on, or for a policy change to land.
-    if (tail && (tail->sha.empty() || ends_chain(c, *tail))) continue;
+    if (tail && ends_chain(c, *tail)) continue;  // wait for a policy change to land
     std::vector<int> with = tail ? prs_up_to(s, *tail) : std::vector<int>{};
+    const bool probe = p.group == 0 ? !fits(p, with) : !p.probed;
+    if (!probe && tail && tail->sha.empty()) continue;  // wait for the tail's sha to build on
     Candidate k;
     k.id = s.next_candidate++;
     k.lane = lane;
     k.base = tail ? tail->sha : s.master;
     k.created_at = c.at;
-    if (p.group == 0 ? !fits(p, with) : !p.probed) {
+    if (probe) {
       k.lane = k.id;
       k.probe = true;
       k.prs = {n};
-      // On the first chain candidate that holds every PR of the chain that may conflict with
-      // it (master if none does): a failure deeper in the chain does not cut it.
-      const Candidate* base = probe_base(c, p, lane);
-      k.base = base ? base->sha : s.master;
-      with = base ? prs_up_to(s, *base) : std::vector<int>{};
+      // On master with the PRs of the chain that may conflict with it: tested with each PR it
+      // may conflict with, and left building when the chain is cut (its merges do not change).
+      k.base = s.master;
+      k.with = chain_overlaps(c, p, lane);
       p.probed = false;
-      p.probed_with = std::move(with);
+      p.probed_with = k.with;
       p.untested = 0;
     } else {  // a bisected group builds alone; others in a batch of PRs that fit
       for (std::size_t j = at; j < order.size(); ++j) {
@@ -1602,6 +1628,7 @@ void conflicted(Ctx& c, std::size_t index, const MergeDone& e) {
                         "again";
   // Built on a candidate that may still fail: the conflict may be with a PR that never lands.
   // The culprit waits for that candidate's fate (landed: to blame; failed: built again).
+  if (inconclusive(c, c.s.train[index])) return probe_again(c, index);
   if (generic(c.cfg))
     if (const auto ahead = ahead_of(c, index)) {
       for (int n : cut_lane(c, index))

@@ -96,6 +96,7 @@ json candidate_json(const Candidate& k) {
           {"policy_passed", k.policy_passed},
           {"lane", k.lane},
           {"probe", k.probe},
+          {"with", k.with},
           {"attempt", k.attempt},
           {"failed", k.failed}};
 }

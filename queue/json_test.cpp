@@ -156,6 +156,7 @@ TEST_CASE("the queue document shows the strategies' bookkeeping and, when given,
   const json& k = doc.at("train")[0];
   CHECK(k.at("lane") == 2);
   CHECK(k.at("probe") == false);
+  CHECK(k.at("with") == json::array());
   CHECK(k.at("attempt") == 2);
   CHECK(k.at("failed") == true);
   CHECK_FALSE(to_json(s).at("prs")[0].contains("eta"));  // no estimate asked for

@@ -138,9 +138,13 @@ struct Candidate {
   Millis paused_ms = 0;        // time on dmz while checks could not be observed (not counted)
   bool policy_passed = false;  // the shell judged the candidate's own merges (CheckCandidate)
   // Candidates of one lane form a chain (each based on the one before, the first on master);
-  // 0 is the main lane. A probe is an isolation build of one PR on master: it never lands.
+  // 0 is the main lane. A probe is a build of one PR (or a bisected group) beside the chain, on
+  // master or a chain candidate, before it joins the chain; a probe lands only when it is all
+  // that is left. `with`: PRs of the chain a probe on master merges before its own, those that
+  // may conflict with it (they are built with it, never landed by it).
   std::uint64_t lane = 0;
   bool probe = false;
+  std::vector<int> with;
   int attempt = 1;      // builds of this sha so far (a flaky failure is built again)
   bool failed = false;  // a required check failed and the build is being retried
 

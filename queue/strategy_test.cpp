@@ -800,49 +800,76 @@ TEST_CASE(
   }
 }
 
-// A probe on the tip was cut by every failure in the chain under it; one on the first candidate
-// holding every PR it may conflict with is tested with all of them and outlives failures behind.
+// A probe on the tip of the chain was cut by every failure in it. Built on master with the PRs
+// of the chain it may conflict with, it tests the same pairs and outlives the chain's cuts.
 TEST_CASE(
-    "adaptive under load: a probe is built on the first chain candidate that holds every PR it "
-    "may conflict with") {
+    "adaptive under load: a probe is built on master with the PRs of the chain it may conflict "
+    "with; a cut chain leaves it building") {
   Repo r(Strategy::Adaptive);
   r.observe_load();
+  r.cfg.flaky_retries = 1;
   r.s.observed.risk["precheck:green"] = {64, 0};
-  // A chain of three candidates: PR 1 changes a/, PR 2 b/, PR 3 c/.
+  // A chain of three candidates: PR 1 changes a/, PR 2 b/, PR 3 c/ and b/.
   std::map<int, CandidateId> k;
   std::map<int, Sha> sha;
+  const std::vector<std::vector<std::string>> paths = {
+      {"a/x.cpp"}, {"b/x.cpp"}, {"c/x.cpp", "b/y.cpp"}};
   for (int n = 1; n <= 3; ++n) {
-    r.queue(n, {std::string(1, char('a' + n - 1)) + "/x.cpp"}, 0, CheckState::Success);
+    r.queue(n, paths[n - 1], 0, CheckState::Success);
     k[n] = r.with({n});
     REQUIRE(k[n] != 0);
     REQUIRE_FALSE(r.candidate(k[n]).probe);
     sha[n] = r.merge(k[n]);
   }
-  r.queue(4, {"b/x.cpp", "d/x.cpp"});  // may conflict with PR 2 only
+  r.queue(4, {"b/x.cpp", "b/y.cpp"});  // may conflict with PRs 2 and 3
   r.queue(5, {"e/x.cpp"});             // with none of them
   const CandidateId p4 = r.with({4});
   const CandidateId p5 = r.with({5});
   REQUIRE(p4 != 0);
   REQUIRE(p5 != 0);
   CHECK(r.candidate(p4).probe);
-  CHECK(r.candidate(p4).base == sha[2]);
-  CHECK(r.s.prs.at(4).probed_with == std::vector<int>{1, 2});
-  CHECK(r.candidate(p5).probe);
+  CHECK(r.candidate(p4).base == kMaster);
+  CHECK(r.candidate(p4).with == std::vector<int>{2, 3});
+  CHECK(r.s.prs.at(4).probed_with == std::vector<int>{2, 3});
+  // The build merges them first, then the PR: what it tests.
+  CHECK(numbers(r.built.at(r.built.size() - 2)) == std::vector<int>{2, 3, 4});
   CHECK(r.candidate(p5).base == kMaster);
-  CHECK(r.s.prs.at(5).probed_with.empty());
-  r.merge(p4);
+  CHECK(r.candidate(p5).with.empty());
+  const Sha s4 = r.merge(p4);
   r.merge(p5);
-  // PR 3 fails at the tip: neither probe was built on it, so both go on building.
-  r.check(sha[3], false);
-  CHECK(r.has(p4));
-  CHECK(r.has(p5));
-  // PR 2 fails: PR 4's probe was built on it and is cut (PR 4 is probed again, not blamed);
-  // PR 5's goes on.
-  r.check(sha[2], false);
-  CHECK_FALSE(r.has(p4));
-  REQUIRE(r.with({4}) != 0);
-  CHECK(r.candidate(r.with({4})).probe);
-  CHECK(r.has(p5));
+  SUBCASE("the chain is cut under it: it goes on building; failing then, it blames nobody") {
+    r.check(sha[2], false);  // PR 2 fails behind PR 1: held; PR 3 is sent back
+    CHECK(r.has(p4));
+    CHECK(r.has(p5));
+    CHECK(r.status(2) == PrStatus::Queued);
+    r.check(s4, false);  // PR 2 (out of the chain now) may have failed it: probed again
+    CHECK_FALSE(r.has(p4));
+    CHECK(r.s.prs.at(4).failures == 0);
+    CHECK_FALSE(r.s.prs.at(4).held_by);
+    const CandidateId again = r.with({4});
+    REQUIRE(again != 0);
+    CHECK(again != p4);
+    CHECK(r.candidate(again).probe);
+  }
+  SUBCASE("failing while PRs 2 and 3 are in the chain: held on PR 3's candidate, then blamed") {
+    r.check(s4, false);
+    CHECK_FALSE(r.has(p4));
+    REQUIRE(r.s.prs.at(4).held_by);
+    CHECK(*r.s.prs.at(4).held_by == k[3]);
+    REQUIRE(all<FastForwardMaster>(r.check(sha[3], true)).size() == 1);  // lands PRs 1-3
+    r.pushed(k[3]);
+    CHECK(r.status(3) == PrStatus::Merged);
+    CHECK(r.s.prs.at(4).failures == 1);  // to blame: built again (the flaky retry), not ejected
+  }
+  SUBCASE(
+      "passing, it joins the chain: it was built with every PR there that it may conflict "
+      "with") {
+    r.check(s4, true);
+    const CandidateId j4 = r.with({4});
+    REQUIRE(j4 != 0);
+    CHECK_FALSE(r.candidate(j4).probe);
+    CHECK(r.candidate(j4).base == sha[3]);
+  }
 }
 
 TEST_CASE(

@@ -370,7 +370,9 @@ std::vector<Lane> lanes_of(const std::vector<queue::Candidate>& train,
     l.id = probe ? 0 : id;
     l.probes = probe;
     if (probe)
-      l.name = "probes (each PR built alone on `master`; they never land)";
+      l.name =
+          "probes (each PR built before it joins the chain, with the PRs ahead it may conflict "
+          "with)";
     else if (id == 0)
       l.name = "main lane";
     else if (settings.lanes == queue::Lanes::Groups && id <= settings.path_groups.size())

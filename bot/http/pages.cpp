@@ -305,6 +305,11 @@ std::string candidate_html(const std::string& repo, const CandidateRow& c, Milli
                     badge(queue::to_string(k.status), queue::to_string(k.status));
   if (k.probe) out += " " + badge("probe", "pending");
   if (k.prs.size() > 1) out += " <span class=\"batch\">batch of " + num(k.prs.size()) + "</span>";
+  if (!k.with.empty()) {
+    std::string with;
+    for (int n : k.with) with += (with.empty() ? "#" : ", #") + num(n);
+    out += " <span class=\"muted\">built with " + with + "</span>";
+  }
   if (k.attempt > 1) out += " <span class=\"muted\">build " + num(k.attempt) + "</span>";
   out += "</h3><p class=\"meta\">";
   out += k.sha.empty() ? std::string("merging…")

@@ -425,18 +425,23 @@ TEST_CASE("pages: lanes side by side, batches and probes marked") {
   probe.candidate.id = 10;
   probe.candidate.lane = 10;
   probe.candidate.probe = true;
+  probe.candidate.with = {11, 12};
   p.train.push_back(other);
   p.train.push_back(probe);
   p.lanes = {Lane{0, "main lane", false, {0}}, Lane{9, "lane 9", false, {1}},
-             Lane{0, "probes (each PR built alone on `master`; they never land)", true, {2}}};
+             Lane{0,
+                  "probes (each PR built before it joins the chain, with the PRs ahead it may "
+                  "conflict with)",
+                  true,
+                  {2}}};
   auto html = render_repo(p);
   const auto lanes = html.find("<div class=\"lanes\">");
   REQUIRE(lanes != std::string::npos);
   const auto main_lane = html.find("<h3 id=\"lane-0\">main lane (1)</h3>");
   const auto lane9 = html.find("<h3 id=\"lane-9\">lane 9 (1)</h3>");
   const auto probes = html.find(
-      "<h3 id=\"lane-probes\">probes (each PR built alone on "
-      "<code>master</code>; they never land) (1)</h3>");
+      "<h3 id=\"lane-probes\">probes (each PR built before it joins the chain, with the PRs "
+      "ahead it may conflict with) (1)</h3>");
   REQUIRE(main_lane != std::string::npos);
   REQUIRE(lane9 != std::string::npos);
   REQUIRE(probes != std::string::npos);
@@ -448,6 +453,7 @@ TEST_CASE("pages: lanes side by side, batches and probes marked") {
   CHECK(html.find("id=\"cand-9\"") < probes);
   CHECK(probes < html.find("id=\"cand-10\""));
   CHECK(html.find("<span class=\"batch\">batch of 3</span>") != std::string::npos);
+  CHECK(html.find("<span class=\"muted\">built with #11, #12</span>") != std::string::npos);
   CHECK(html.find("<span class=\"badge b-pending\">probe</span>") != std::string::npos);
   // One chain: the candidates, no lane sections.
   p.lanes.clear();

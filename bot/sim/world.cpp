@@ -124,7 +124,12 @@ class World final : public driver::GitPort,
     ++counters_["candidates"];
     counters_["candidate_prs"] += static_cast<double>(a.items.size());
     if (!a.tip) ++counters_["probes"];
+    std::vector<int> with;  // a probe's PRs of the chain: not its journey's builds
+    if (const q::RepoState* st = driver_->state(kRepo))
+      for (const auto& k : st->train)
+        if (k.id == a.candidate) with = k.with;
     for (const auto& item : a.items) {
+      if (std::find(with.begin(), with.end(), item.number) != with.end()) continue;
       Journey& j = journeys_[pr_of_head(item.head)];
       (a.tip ? j.chain_builds : j.probes) += 1;
       (a.tip ? j.last_chain_build : j.last_probe) = now();

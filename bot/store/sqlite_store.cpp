@@ -63,7 +63,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 16> kMigrations = {
+constexpr std::array<std::string_view, 17> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -314,6 +314,10 @@ ALTER TABLE repos ADD COLUMN trust_root TEXT NOT NULL DEFAULT '';
     R"sql(
 ALTER TABLE prs ADD COLUMN judged_epoch INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 17: the PRs of the chain a probe is built with (adaptive under load).
+    R"sql(
+ALTER TABLE candidates ADD COLUMN with_prs TEXT NOT NULL DEFAULT '[]';  -- JSON array of numbers
+)sql",
 };
 
 // ---- RAII over the C API ---------------------------------------------------------------------
@@ -520,16 +524,17 @@ std::string details_json(const std::vector<std::string>& details) {
 
 // A JSON array column of strings or of integers; anything else is corruption, said with
 // `not_array` or `bad_item`.
+// `whose`: the row it belongs to ("PR #7 ", "candidate 3 ").
 template <class T>
-Result<std::vector<T>> parse_array(const std::string& repo, int number, const std::string& text,
-                                   std::string_view not_array, std::string_view bad_item) {
+Result<std::vector<T>> parse_array(const std::string& repo, const std::string& whose,
+                                   const std::string& text, std::string_view not_array,
+                                   std::string_view bad_item) {
   auto items = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  const std::string pr = "PR #" + std::to_string(number) + " ";
-  if (!items.is_array()) return corrupt(repo, pr + std::string(not_array));
+  if (!items.is_array()) return corrupt(repo, whose + std::string(not_array));
   std::vector<T> out;
   for (const auto& item : items) {
     const bool ok = std::is_same_v<T, std::string> ? item.is_string() : item.is_number_integer();
-    if (!ok) return corrupt(repo, pr + std::string(bad_item));
+    if (!ok) return corrupt(repo, whose + std::string(bad_item));
     out.push_back(item.get<T>());
   }
   return out;
@@ -537,14 +542,14 @@ Result<std::vector<T>> parse_array(const std::string& repo, int number, const st
 
 Result<std::vector<std::string>> parse_details(const std::string& repo, int number,
                                                const std::string& text) {
-  return parse_array<std::string>(repo, number, text, "details are not a JSON array",
-                                  "details are not strings");
+  return parse_array<std::string>(repo, "PR #" + std::to_string(number) + " ", text,
+                                  "details are not a JSON array", "details are not strings");
 }
 
 Result<std::vector<int>> parse_numbers(const std::string& repo, int number,
                                        const std::string& text) {
-  return parse_array<int>(repo, number, text, "probed_with is not a JSON array",
-                          "probed_with holds a non-number");
+  return parse_array<int>(repo, "PR #" + std::to_string(number) + " ", text,
+                          "probed_with is not a JSON array", "probed_with holds a non-number");
 }
 
 // The observations of a repository (moving averages and tallies) as one JSON text: they are
@@ -1203,8 +1208,8 @@ class SqliteStore final : public Store {
     for (std::size_t pos = 0; pos < st.train.size(); ++pos) {
       const auto& c = st.train[pos];
       DMZ_TRY(stmt("INSERT INTO candidates(repo, id, position, base, sha, status, created_at,"
-                   " pushed_at, policy_passed, lane, probe, attempt, failed, paused_ms)"
-                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")
+                   " pushed_at, policy_passed, lane, probe, attempt, failed, paused_ms, with_prs)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)")
                   .bind(1, st.repo)
                   .bind(2, as_int64(c.id))
                   .bind(3, static_cast<std::int64_t>(pos))
@@ -1219,6 +1224,7 @@ class SqliteStore final : public Store {
                   .bind(12, std::int64_t{c.attempt})
                   .bind(13, static_cast<std::int64_t>(c.failed ? 1 : 0))
                   .bind(14, c.paused_ms)
+                  .bind(15, json_text(nlohmann::json(c.with)))
                   .exec());
       for (std::size_t i = 0; i < c.prs.size(); ++i)
         DMZ_TRY(stmt("INSERT INTO candidate_prs(repo, candidate, position, number)"
@@ -1454,7 +1460,7 @@ class SqliteStore final : public Store {
     {
       auto& q = stmt(
           "SELECT id, base, sha, status, created_at, pushed_at, policy_passed, lane, probe,"
-          " attempt, failed, paused_ms FROM candidates"
+          " attempt, failed, paused_ms, with_prs FROM candidates"
           " WHERE repo = ?1 ORDER BY position");
       q.bind(1, name);
       ResetAfter reset_after(q);
@@ -1479,6 +1485,10 @@ class SqliteStore final : public Store {
         c.attempt = static_cast<int>(q.int64(9));
         c.failed = q.int64(10) != 0;
         c.paused_ms = q.int64(11);
+        auto with = parse_array<int>(name, "candidate " + std::to_string(c.id) + " ", q.text(12),
+                                     "with_prs is not a JSON array", "with_prs holds a non-number");
+        if (!with) return with.error();
+        c.with = std::move(*with);
         st.train.push_back(std::move(c));
       }
     }

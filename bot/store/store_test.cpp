@@ -62,7 +62,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "16");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "17");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT approvers FROM prs WHERE number=3") ==
         R"(["bob","carol"])");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
@@ -612,6 +612,18 @@ TEST_CASE("store: an unknown enum name in the database is reported, not guessed"
   CHECK(r.message() == "store: corrupt state for acme/widgets: PR #3 has unknown status 'limbo'");
 }
 
+TEST_CASE("store: a probe's PRs that are not a JSON array of numbers are reported, not guessed") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  Writer w{*store, RepoState{"acme/widgets"}};
+  w.must_save(rich_state());
+  sql_scalar(dir / "dmz.db", "UPDATE candidates SET with_prs='[2, \"x\"]' WHERE probe=1");
+  auto r = store->load("acme/widgets");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.message() ==
+        "store: corrupt state for acme/widgets: candidate 7 with_prs holds a non-number");
+}
+
 TEST_CASE("store: a statement that cannot be prepared is an error, and leaves no transaction") {
   test::TempDir dir;
   auto store = open_store(dir / "dmz.db");
@@ -710,7 +722,7 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "16");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "17");
   CHECK(back.state.prs.at(4).priority == 0);
   CHECK(back.state.prs.at(4).signers.empty());    // migration 7: nobody known to have signed
   CHECK(back.state.prs.at(4).approvers.empty());  // migration 8: no counted approval known
@@ -728,8 +740,14 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(must_load(*store, "acme/old").version == 2);
 }
 
+// Without migration 17's PRs a probe is built with.
+void undo_migration_17(const std::filesystem::path& file) {
+  sql_scalar(file, "ALTER TABLE candidates DROP COLUMN with_prs");
+}
+
 // Without migration 16's epoch of each PR's verdict.
 void undo_migration_16(const std::filesystem::path& file) {
+  undo_migration_17(file);
   sql_scalar(file, "ALTER TABLE prs DROP COLUMN judged_epoch");
 }
 
@@ -778,6 +796,26 @@ void undo_migration_9(const std::filesystem::path& file) {
     sql_scalar(file, std::string("ALTER TABLE deliveries DROP COLUMN ") + column);
 }
 
+TEST_CASE("store: a database of schema version 16 loads its probes as built with no PRs") {
+  test::TempDir dir;
+  const auto file = dir / "v16.db";
+  const RepoState s = rich_state();
+  {
+    auto store = open_store(file);
+    Writer w{*store, RepoState{s.repo}};
+    w.must_save(s);
+  }
+  undo_migration_17(file);
+  sql_scalar(file, "UPDATE schema_version SET version = 16");
+  auto store = open_store(file);
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "17");
+  Loaded back = must_load(*store, s.repo);
+  REQUIRE(back.state.train.size() == 3);
+  CHECK(back.state.train[2].probe);
+  CHECK(back.state.train[2].with.empty());  // what dmzbot before it built: no PRs with it
+  CHECK(back.state.train[1].paused_ms == 42'000);
+}
+
 TEST_CASE("store: a database of schema version 7 gains the counted approvers, keeping the rest") {
   test::TempDir dir;
   const auto file = dir / "v7.db";
@@ -802,7 +840,7 @@ TEST_CASE("store: a database of schema version 7 gains the counted approvers, ke
         "0");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "16");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "17");
   Loaded back = must_load(*store, s.repo);
   REQUIRE(back.state.prs.count(3));
   CHECK(back.state.prs.at(3).signers == std::vector<std::string>{"alice", "bob"});  // kept
@@ -852,7 +890,7 @@ TEST_CASE("store: a database of schema version 8 keeps its delivery ids, all han
   CHECK(sql_scalar(file, "SELECT count(*) FROM pragma_table_info('deliveries')") == "2");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "16");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "17");
   CHECK(store->unhandled_deliveries(0, 10)->empty());             // nothing to handle again
   CHECK_FALSE(store->record_delivery("github:old", 20).value());  // still a duplicate
   REQUIRE(store->record_deliveries({{"github:new", 30, "github", "{}", "{}"}}).ok());

@@ -80,6 +80,7 @@ inline void check_equal(const Candidate& a, const Candidate& b) {
   CHECK(a.policy_passed == b.policy_passed);
   CHECK(a.lane == b.lane);
   CHECK(a.probe == b.probe);
+  CHECK(a.with == b.with);
   CHECK(a.attempt == b.attempt);
   CHECK(a.failed == b.failed);
   CHECK(a.paused_ms == b.paused_ms);
@@ -213,6 +214,7 @@ inline RepoState rich_state() {
   c2.paused_ms = 42'000;
   c3.lane = 7;
   c3.probe = true;
+  c3.with = {2, 1};  // in chain order, not sorted
   s.train = {c1, c2, c3};
   return s;
 }
