@@ -575,6 +575,27 @@ double risk_of(const RepoState& s, const PullRequest& pr) {
 
 double failure_risk(const RepoState& s, const PullRequest& pr) { return risk_of(s, pr); }
 
+bool may_conflict(const PullRequest& a, const PullRequest& b) {
+  if (a.paths.empty() || b.paths.empty()) return true;
+  return std::any_of(a.paths.begin(), a.paths.end(), [&](const std::string& x) {
+    return std::find(b.paths.begin(), b.paths.end(), x) != b.paths.end();
+  });
+}
+
+// The failures of builds with such PRs beyond those of builds without, per such PR.
+std::optional<double> conflict_risk(const RepoState& s) {
+  const auto& t = s.observed.risk;
+  const auto pairs = t.find("overlap:pairs");
+  if (!tells(s, "overlap:0") || !tells(s, "overlap:some") || pairs == t.end() ||
+      pairs->second.passed == 0)
+    return std::nullopt;
+  const Tally& none = t.at("overlap:0");
+  const Tally& some = t.at("overlap:some");
+  const double base = none.failed / static_cast<double>(none.passed + none.failed);
+  const double excess = some.failed - base * (some.passed + some.failed);
+  return std::clamp(excess / pairs->second.passed, 0.0, 1.0);
+}
+
 bool in_queue(PrStatus status) {
   return stage(status) == Stage::Waiting || stage(status) == Stage::InTrain;
 }
@@ -926,14 +947,6 @@ bool under_load(const Settings& cfg, const RepoState& s) {
   return base_failure(s) * std::max(in_queue_or_train(s), per_build) >= 1.0;
 }
 
-// Whether two PRs may conflict: they change a common path (or one's paths are unknown).
-bool may_conflict(const PullRequest& a, const PullRequest& b) {
-  if (a.paths.empty() || b.paths.empty()) return true;
-  return std::any_of(a.paths.begin(), a.paths.end(), [&](const std::string& x) {
-    return std::find(b.paths.begin(), b.paths.end(), x) != b.paths.end();
-  });
-}
-
 // How many PRs of `with` may conflict with `p` without its probe having been built with them.
 int untested_with(const Ctx& c, const PullRequest& p, const std::vector<int>& with) {
   int n = 0;
@@ -996,17 +1009,9 @@ void observe_overlaps(Ctx& c, const Candidate& k, bool failed) {
 std::optional<double> risk_with_overlaps(const RepoState& s, double risk, int untested,
                                          int allowed) {
   if (untested == 0) return risk;
-  const auto& t = s.observed.risk;
-  const auto pairs = t.find("overlap:pairs");
-  if (!tells(s, "overlap:0") || !tells(s, "overlap:some") || pairs == t.end() ||
-      pairs->second.passed == 0)
-    return untested <= allowed ? std::optional<double>(risk) : std::nullopt;
-  const Tally& none = t.at("overlap:0");
-  const Tally& some = t.at("overlap:some");
-  const double base = none.failed / static_cast<double>(none.passed + none.failed);
-  const double excess = some.failed - base * (some.passed + some.failed);
-  const double per_pr = std::clamp(excess / pairs->second.passed, 0.0, 1.0);
-  return 1 - (1 - risk) * std::pow(1 - per_pr, untested);
+  const auto per_pr = conflict_risk(s);
+  if (!per_pr) return untested <= allowed ? std::optional<double>(risk) : std::nullopt;
+  return 1 - (1 - risk) * std::pow(1 - *per_pr, untested);
 }
 
 // PRs landed: a probe (green, or still building) not built with those of them that may

@@ -4,6 +4,8 @@
 // Threading: not thread-safe; one caller per RepoState (the service's engine thread).
 #pragma once
 
+#include <optional>
+
 #include "queue/model.hpp"
 
 namespace dmz::queue {
@@ -34,5 +36,11 @@ bool in_queue(PrStatus status);
 // rate, moved by the PR's own CI before the queue, its author's and directories' history, and
 // a passed probe.
 double failure_risk(const RepoState& state, const PullRequest& pr);
+
+// Whether two PRs may conflict: they change a common path (or one's paths are unknown).
+bool may_conflict(const PullRequest& a, const PullRequest& b);
+// The chance, observed here, that a PR changing a path another changes fails a build holding
+// both when they were never built together (nullopt until 16 builds of each kind are seen).
+std::optional<double> conflict_risk(const RepoState& state);
 
 }  // namespace dmz::queue

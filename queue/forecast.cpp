@@ -14,8 +14,15 @@
 namespace dmz::queue {
 namespace {
 
+// Whether `a` passed a probe built with `b`.
+bool tested_together(const PullRequest& a, const PullRequest& b) {
+  return a.probed &&
+         std::find(a.probed_with.begin(), a.probed_with.end(), b.number) != a.probed_with.end();
+}
+
 // One forward run: a world that answers the engine's actions at once (policy, merges, pushes
-// pass) except builds, which take `build_ms` and fail when they hold a PR drawn bad.
+// pass) except builds, which take `build_ms` and fail when they hold a PR drawn bad or a pair
+// of PRs drawn to conflict.
 class Run {
  public:
   Run(RepoState state, const Settings& settings, Millis now, Millis horizon, std::mt19937_64& rng)
@@ -26,6 +33,16 @@ class Run {
       if (u(rng) < failure_risk(s_, pr)) bad_.insert(n);
       if (in_queue(pr.status)) open_.insert(n);
     }
+    // Pairs that change a common path conflict at the rate observed, unless a passed probe
+    // built them together.
+    if (const auto pair_risk = conflict_risk(s_); pair_risk && *pair_risk > 0)
+      for (auto a = open_.begin(); a != open_.end(); ++a)
+        for (auto b = std::next(a); b != open_.end(); ++b) {
+          const PullRequest& pa = s_.prs.at(*a);
+          const PullRequest& pb = s_.prs.at(*b);
+          if (tested_together(pa, pb) || tested_together(pb, pa) || !may_conflict(pa, pb)) continue;
+          if (u(rng) < *pair_risk) conflicts_.emplace_back(*a, *b);
+        }
     // What the candidates already pushed hold, and when their builds started.
     for (const auto& k : s_.train) {
       if (k.sha.empty()) continue;
@@ -128,8 +145,12 @@ class Run {
               started_.erase(it);
             }
             const auto held = content(a.sha);
+            const std::set<int> in(held.begin(), held.end());
             const bool pass =
-                std::none_of(held.begin(), held.end(), [&](int n) { return bad_.count(n); });
+                std::none_of(held.begin(), held.end(), [&](int n) { return bad_.count(n); }) &&
+                std::none_of(conflicts_.begin(), conflicts_.end(), [&](const auto& c) {
+                  return in.count(c.first) && in.count(c.second);
+                });
             int& results = building_[a.sha];
             for (const auto& context : cfg_.required_checks) {
               Check check{context, pass ? CheckState::Success : CheckState::Failure, "", "", 0};
@@ -152,9 +173,10 @@ class Run {
   const Settings& cfg_;
   Millis now_, end_;
   std::set<int> bad_, open_;
-  std::map<Sha, std::vector<int>> content_;  // the PRs a candidate holds beyond master
-  std::map<Sha, Millis> started_;            // builds already running when the forecast began
-  std::map<Sha, int> building_;              // builds running: their results still to come
+  std::vector<std::pair<int, int>> conflicts_;  // pairs drawn to conflict
+  std::map<Sha, std::vector<int>> content_;     // the PRs a candidate holds beyond master
+  std::map<Sha, Millis> started_;               // builds already running when the forecast began
+  std::map<Sha, int> building_;                 // builds running: their results still to come
   std::priority_queue<Pending, std::vector<Pending>, std::greater<>> pending_;
   std::uint64_t seq_ = 0, shas_ = 0;
   std::map<int, Millis> landed_;

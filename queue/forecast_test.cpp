@@ -122,3 +122,31 @@ TEST_CASE("forecast: after a transient error the queue starts again when the bac
   CHECK(at.at(1) == resumes + kBuild);
   CHECK(at.at(2) == resumes + 2 * kBuild);
 }
+
+TEST_CASE("forecast: PRs that change a common path conflict at the rate observed here") {
+  Queue q(Strategy::Serial, 3, 10);
+  q.s.prs.at(2).paths = q.s.prs.at(1).paths;  // PRs 1 and 2 change the same file
+  SUBCASE("nothing observed of such pairs: they pass") {
+    const auto at = forecast_landings(q.s, q.cfg, kNow);
+    CHECK(at.at(2) == kNow + 2 * kBuild);
+  }
+  SUBCASE("every build holding such a pair failed here: PR 2 fails on PR 1, then PR 3 lands") {
+    q.s.observed.risk["overlap:0"] = Tally{60, 0};
+    q.s.observed.risk["overlap:some"] = Tally{0, 60};
+    q.s.observed.risk["overlap:pairs"] = Tally{60, 0};
+    REQUIRE(conflict_risk(q.s) == doctest::Approx(1.0));
+    const auto at = forecast_landings(q.s, q.cfg, kNow);
+    CHECK(at.at(1) == kNow + kBuild);
+    CHECK_FALSE(at.count(2));
+    CHECK(at.at(3) == kNow + 3 * kBuild);
+  }
+  SUBCASE("a passed probe built them together: no conflict is drawn") {
+    q.s.observed.risk["overlap:0"] = Tally{60, 0};
+    q.s.observed.risk["overlap:some"] = Tally{0, 60};
+    q.s.observed.risk["overlap:pairs"] = Tally{60, 0};
+    q.s.prs.at(2).probed = true;
+    q.s.prs.at(2).probed_with = {1};
+    const auto at = forecast_landings(q.s, q.cfg, kNow);
+    CHECK(at.at(2) == kNow + 2 * kBuild);
+  }
+}
