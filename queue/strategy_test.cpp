@@ -872,6 +872,31 @@ TEST_CASE(
   }
 }
 
+// A probe merges its `with` PRs without the PRs between them in the chain: an order the chain
+// never merged. A conflict of one of them says nothing about the probe's PR.
+TEST_CASE("adaptive under load: a probe's merge conflict on a PR it is built with blames nobody") {
+  Repo r(Strategy::Adaptive);
+  r.observe_load();
+  r.s.observed.risk["precheck:green"] = {64, 0};
+  for (int n = 1; n <= 3; ++n) {
+    r.queue(n, {n == 2 ? "a/y.cpp" : "b/x.cpp"}, 0, CheckState::Success);
+    REQUIRE(r.with({n}) != 0);
+    REQUIRE_FALSE(r.candidate(r.with({n})).probe);
+    r.merge(r.with({n}));
+  }
+  const CandidateId k3 = r.with({3});
+  r.queue(4, {"b/x.cpp"});
+  const CandidateId p4 = r.with({4});
+  REQUIRE(p4 != 0);
+  REQUIRE(r.candidate(p4).with == std::vector<int>{1, 3});
+  r.on(MergeDone{p4, MergeOutcome::Conflict, "", 3, {"b/x.cpp"}, "", r.now});
+  CHECK_FALSE(r.has(p4));
+  for (int n : {3, 4}) CHECK(r.status(n) != PrStatus::Failed);
+  CHECK(r.s.prs.at(4).failures == 0);
+  CHECK(r.has(k3));                // PR 3's chain candidate goes on
+  CHECK(r.s.retry_after > r.now);  // as any transient error: the queue waits for the backoff
+}
+
 TEST_CASE(
     "adaptive without load: a PR changing what a PR ahead changes is probed until such PRs are "
     "seen not to fail builds") {
