@@ -1181,9 +1181,11 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order,
   const double sent_back = std::max(in_queue_or_train(s), arrivals_per_build(s));
   auto fits = [&](const PullRequest& p, const std::vector<int>& with) {
     const int untested = p.untested + untested_with(c, p, with);
-    if (p.probed) return untested <= kUntestedOverlaps;
-    if (p.failures > 0 || p.group != 0) return false;
-    const auto r = risk_with_overlaps(s, risk.at(p.number), untested, kUntestedOverlaps);
+    if (p.probed && untested <= kUntestedOverlaps) return true;
+    if (!p.probed && (p.failures > 0 || p.group != 0)) return false;
+    // A passed probe tested the PR itself: what is left is the PRs it was not built with.
+    const double own = p.probed ? 0.0 : risk.at(p.number);
+    const auto r = risk_with_overlaps(s, own, untested, kUntestedOverlaps);
     return r && *r * sent_back < 1.0;
   };
   std::set<int> taken;

@@ -800,6 +800,44 @@ TEST_CASE(
   }
 }
 
+// A probed PR behind more than one PR it was never built with that changes a path it changes
+// is probed again, unless builds with such PRs are seen not to fail here: the learned risk
+// decides, as for a PR that was never probed.
+TEST_CASE(
+    "adaptive under load: a probed PR joins the chain behind two untested overlapping PRs only "
+    "while such PRs are not seen to fail builds") {
+  Repo r(Strategy::Adaptive);
+  r.observe_load();
+  auto& tally = r.s.observed.risk;
+  tally["precheck:green"] = {64, 0};
+  tally["overlap:0"] = {60, 4};
+  tally["overlap:some"] = {47, 3};
+  tally["overlap:pairs"] = {60, 0};
+  r.queue(1, {"a/x.cpp"}, 0, CheckState::Failure);  // its own CI is red: probed
+  const CandidateId probe = r.with({1});
+  REQUIRE(probe != 0);
+  REQUIRE(r.candidate(probe).probe);
+  const Sha built = r.merge(probe);
+  for (int n : {2, 3}) {  // green, harmless overlaps: straight into the chain meanwhile
+    r.queue(n, {"a/x.cpp"}, 0, CheckState::Success);
+    REQUIRE(r.with({n}) != 0);
+    REQUIRE_FALSE(r.candidate(r.with({n})).probe);
+    r.merge(r.with({n}));
+  }
+  SUBCASE("harmless here: it joins") {
+    r.check(built, true);
+    REQUIRE(r.with({1}) != 0);
+    CHECK_FALSE(r.candidate(r.with({1})).probe);
+  }
+  SUBCASE("such builds fail here: probed again, with PRs 2 and 3") {
+    tally["overlap:some"] = {30, 20};
+    r.check(built, true);
+    REQUIRE(r.with({1}) != 0);
+    CHECK(r.candidate(r.with({1})).probe);
+    CHECK(r.candidate(r.with({1})).with == std::vector<int>{2, 3});
+  }
+}
+
 // A probe on the tip of the chain was cut by every failure in it. Built on master with the PRs
 // of the chain it may conflict with, it tests the same pairs and outlives the chain's cuts.
 TEST_CASE(
