@@ -22,6 +22,9 @@ struct Repo {
   // history costs the same after 100,000 finished PRs as after ten.
   std::map<int, std::vector<std::size_t>> outcomes_by_pr;
   std::deque<EventLogEntry> events;  // by seq
+  // Whether each was appended in time order (as the driver's clock stamps them): then pruning
+  // reads only the old entries at the front, so its cost does not grow with the history kept.
+  bool outcomes_in_order = true, events_in_order = true;
 };
 
 class MemoryStore final : public Store {
@@ -76,12 +79,14 @@ class MemoryStore final : public Store {
     if (change.delta.train_changed) r.state.train = st.train;
     for (auto h : change.outcomes) {
       h.seq = ++seq_;
+      if (!r.outcomes.empty() && h.at < r.outcomes.back().at) r.outcomes_in_order = false;
       r.outcomes_by_pr[h.number].push_back(r.outcomes.size());
       r.outcomes.push_back(std::move(h));
     }
     if (change.event && options_.keep_events) {
       EventLogEntry e = *change.event;
       e.seq = ++seq_;
+      if (!r.events.empty() && e.at < r.events.back().at) r.events_in_order = false;
       r.events.push_back(std::move(e));
       if (options_.max_events > 0 && r.events.size() > options_.max_events) r.events.pop_front();
     }
@@ -231,22 +236,28 @@ class MemoryStore final : public Store {
   Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) override {
     std::lock_guard lock(mu_);
     // The oldest `limit` of each kind across repositories, as the SQLite store picks them.
-    auto oldest = [&](auto entries_of) {
+    auto oldest = [&](auto entries_of, bool Repo::*in_order) {
       std::vector<std::pair<queue::Millis, std::int64_t>> old;  // (at, seq)
       for (auto& [name, r] : repos_)
-        for (const auto& e : entries_of(r))
+        for (const auto& e : entries_of(r)) {
+          if (e.at >= before && r.*in_order) break;  // the rest is newer
           if (e.at < before && !hot_head(r, e)) old.emplace_back(e.at, e.seq);
+        }
       std::sort(old.begin(), old.end());
       if (old.size() > limit) old.resize(limit);
       std::set<std::int64_t> seqs;
       for (const auto& o : old) seqs.insert(o.second);
       return seqs;
     };
-    const auto events = oldest([](Repo & r) -> auto& { return r.events; });
-    const auto outcomes = oldest([](Repo & r) -> auto& { return r.outcomes; });
+    const auto events = oldest(
+        [](Repo & r) -> auto& { return r.events; }, &Repo::events_in_order);
+    const auto outcomes = oldest(
+        [](Repo & r) -> auto& { return r.outcomes; }, &Repo::outcomes_in_order);
+    if (events.empty() && outcomes.empty()) return 0;
     for (auto& [name, r] : repos_) {
       std::erase_if(r.events, [&](const EventLogEntry& e) { return events.count(e.seq) > 0; });
-      std::erase_if(r.outcomes, [&](const HistoryEntry& h) { return outcomes.count(h.seq) > 0; });
+      if (!std::erase_if(r.outcomes, [&](const HistoryEntry& h) { return outcomes.count(h.seq); }))
+        continue;
       r.outcomes_by_pr.clear();
       for (std::size_t i = 0; i < r.outcomes.size(); ++i)
         r.outcomes_by_pr[r.outcomes[i].number].push_back(i);

@@ -249,6 +249,30 @@ TEST_CASE_TEMPLATE("store contract: old history is pruned oldest first, a limit 
   check_equal(must_load(*store, a.repo).state, wa.last);
 }
 
+// A clock that stepped back stamps an entry older than the one before it: it is pruned all
+// the same (the memory store reads only the front of a history kept in time order).
+TEST_CASE_TEMPLATE("store contract: an old entry behind a newer one is pruned too", F, SqliteFactory,
+                   MemoryFactory) {
+  F f;
+  auto store = f.open();
+  RepoState s;
+  s.repo = "acme/clock";
+  Writer w{*store, RepoState{s.repo}};
+  for (Millis at : {200, 100, 300}) {
+    PullRequest p = make_pr(static_cast<int>(at), PrStatus::Failed);
+    p.finished_at = at;
+    w.must_save_event(s, EventLogEntry{0, s.repo, "k" + std::to_string(at), "{}", 0, at},
+                      {HistoryEntry::of(s.repo, p)});
+  }
+  CHECK(store->prune_history(150, 100).value() == 2);  // the event and the outcome at 100
+  auto left = store->events(s.repo, 10);
+  REQUIRE(left->size() == 2);
+  CHECK((*left)[0].kind == "k200");
+  CHECK((*left)[1].kind == "k300");
+  CHECK(store->history(s.repo, 0, 10)->size() == 2);
+  CHECK(store->prune_history(150, 100).value() == 0);
+}
+
 TEST_CASE_TEMPLATE("store contract: pruning keeps the heads of PRs in the hot state", F,
                    SqliteFactory, MemoryFactory) {
   F f;
