@@ -17,10 +17,10 @@ struct Repo {
   queue::RepoState state;
   std::uint64_t version = 0;
   std::map<int, queue::PullRequest> archive;
-  std::vector<HistoryEntry> outcomes;  // by seq
-  // Where each PR's outcomes are in `outcomes` (as SQLite's outcomes_by_pr index): a PR's
-  // history costs the same after 100,000 finished PRs as after ten.
-  std::map<int, std::vector<std::size_t>> outcomes_by_pr;
+  std::deque<HistoryEntry> outcomes;  // by seq
+  // The seqs of each PR's outcomes (as SQLite's outcomes_by_pr index): a PR's history costs
+  // the same after 100,000 finished PRs as after ten.
+  std::map<int, std::vector<std::int64_t>> outcomes_by_pr;
   std::deque<EventLogEntry> events;  // by seq
   // Whether each was appended in time order (as the driver's clock stamps them): then pruning
   // reads only the old entries at the front, so its cost does not grow with the history kept.
@@ -80,7 +80,7 @@ class MemoryStore final : public Store {
     for (auto h : change.outcomes) {
       h.seq = ++seq_;
       if (!r.outcomes.empty() && h.at < r.outcomes.back().at) r.outcomes_in_order = false;
-      r.outcomes_by_pr[h.number].push_back(r.outcomes.size());
+      r.outcomes_by_pr[h.number].push_back(h.seq);
       r.outcomes.push_back(std::move(h));
     }
     if (change.event && options_.keep_events) {
@@ -254,13 +254,25 @@ class MemoryStore final : public Store {
     const auto outcomes = oldest(
         [](Repo & r) -> auto& { return r.outcomes; }, &Repo::outcomes_in_order);
     if (events.empty() && outcomes.empty()) return 0;
+    // Removes the entries `seqs` names from the part of `entries` that may hold them.
+    auto remove = [&](auto& entries, bool in_order, const std::set<std::int64_t>& seqs) {
+      auto end = entries.end();
+      if (in_order)
+        end = std::find_if(entries.begin(), end, [&](const auto& e) { return e.at >= before; });
+      entries.erase(std::remove_if(entries.begin(), end,
+                                   [&](const auto& e) { return seqs.count(e.seq) > 0; }),
+                    end);
+    };
     for (auto& [name, r] : repos_) {
-      std::erase_if(r.events, [&](const EventLogEntry& e) { return events.count(e.seq) > 0; });
-      if (!std::erase_if(r.outcomes, [&](const HistoryEntry& h) { return outcomes.count(h.seq); }))
-        continue;
-      r.outcomes_by_pr.clear();
-      for (std::size_t i = 0; i < r.outcomes.size(); ++i)
-        r.outcomes_by_pr[r.outcomes[i].number].push_back(i);
+      for (const auto& h : r.outcomes) {
+        if (r.outcomes_in_order && h.at >= before) break;
+        if (!outcomes.count(h.seq)) continue;
+        auto& mine = r.outcomes_by_pr[h.number];
+        std::erase(mine, h.seq);
+        if (mine.empty()) r.outcomes_by_pr.erase(h.number);
+      }
+      remove(r.events, r.events_in_order, events);
+      remove(r.outcomes, r.outcomes_in_order, outcomes);
     }
     return events.size() + outcomes.size();
   }
@@ -324,11 +336,15 @@ class MemoryStore final : public Store {
     if (it == repos_.end()) return out;
     const auto& all = it->second.outcomes;
     if (number) {
-      auto positions = it->second.outcomes_by_pr.find(*number);
-      if (positions == it->second.outcomes_by_pr.end()) return out;
-      for (auto i = positions->second.rbegin(); i != positions->second.rend() && out.size() < limit;
-           ++i)
-        if (before <= 0 || all[*i].seq < before) out.push_back(all[*i]);
+      auto seqs = it->second.outcomes_by_pr.find(*number);
+      if (seqs == it->second.outcomes_by_pr.end()) return out;
+      for (auto i = seqs->second.rbegin(); i != seqs->second.rend() && out.size() < limit; ++i) {
+        if (before > 0 && *i >= before) continue;
+        auto h =
+            std::lower_bound(all.begin(), all.end(), *i,
+                             [](const HistoryEntry& e, std::int64_t seq) { return e.seq < seq; });
+        if (h != all.end() && h->seq == *i) out.push_back(*h);
+      }
       return out;
     }
     for (auto h = all.rbegin(); h != all.rend() && out.size() < limit; ++h) {
