@@ -1167,12 +1167,13 @@ std::vector<int> chain_overlaps(const Ctx& c, const PullRequest& p, std::uint64_
   return out;
 }
 
-// Adaptive under load, probe first: every PR is first built alone on the tip of its lane (a
-// probe, beside the chain), so that a bad PR, or a conflict with what is ahead, fails one build
-// instead of every candidate behind it. A PR whose probe passed joins the chain in a batch with
-// others whose probes passed, as long as the chain holds at most kUntestedOverlaps PRs its probe
-// was not built with that may conflict with it; otherwise it is probed again on the tip.
-// Candidates (probes and chain) are bounded by window_max, the runners.
+// Adaptive under load, probe first: every PR is first built beside the chain, on master with
+// the PRs of its lane's chain that may conflict with it (a probe), so that a bad PR, or a
+// conflict with what is ahead, fails one build instead of every candidate behind it. A PR whose
+// probe passed joins the chain in a batch with others whose probes passed, as long as the chain
+// holds at most kUntestedOverlaps PRs its probe was not built with that may conflict with it
+// (more while their learned risk allows); otherwise it is probed again. Candidates (probes and
+// chain) are bounded by window_max, the runners.
 void schedule_probe_first(Ctx& c, const std::vector<int>& order,
                           const std::map<int, double>& risk) {
   auto& s = c.s;
