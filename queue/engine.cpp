@@ -1017,7 +1017,7 @@ std::optional<double> risk_with_overlaps(const RepoState& s, double risk, int un
 // PRs landed: a probe (green, or still building) not built with those of them that may
 // conflict with its PR counts them; past kUntestedOverlaps it says too little about master
 // now: under load (`act`), a green one is forgotten, one in flight is cut, and either is probed
-// again on the tip. The count is kept without load too, so that it is right when load comes.
+// again. The count is kept without load too, so that it is right when load comes.
 void forget_stale_probes(Ctx& c, const std::vector<Candidate>& landing, bool act) {
   std::vector<int> landed;
   for (const auto& k : landing) landed.insert(landed.end(), k.prs.begin(), k.prs.end());
