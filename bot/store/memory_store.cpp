@@ -235,41 +235,44 @@ class MemoryStore final : public Store {
 
   Result<std::size_t> prune_history(queue::Millis before, std::size_t limit) override {
     std::lock_guard lock(mu_);
+    // Where `entries` may hold entries older than `before`: all of it, or, appended in time
+    // order, the front up to the first that is not.
+    auto old_end = [&](auto& entries, bool in_order) {
+      return in_order ? std::find_if(entries.begin(), entries.end(),
+                                     [&](const auto& e) { return e.at >= before; })
+                      : entries.end();
+    };
     // The oldest `limit` of each kind across repositories, as the SQLite store picks them.
-    auto oldest = [&](auto entries_of, bool Repo::*in_order) {
+    auto oldest = [&](auto Repo::*entries, bool Repo::*in_order) {
       std::vector<std::pair<queue::Millis, std::int64_t>> old;  // (at, seq)
-      for (auto& [name, r] : repos_)
-        for (const auto& e : entries_of(r)) {
-          if (e.at >= before && r.*in_order) break;  // the rest is newer
-          if (e.at < before && !hot_head(r, e)) old.emplace_back(e.at, e.seq);
-        }
+      for (auto& [name, r] : repos_) {
+        auto& all = r.*entries;
+        for (auto e = all.begin(), end = old_end(all, r.*in_order); e != end; ++e)
+          if (e->at < before && !hot_head(r, *e)) old.emplace_back(e->at, e->seq);
+      }
       std::sort(old.begin(), old.end());
       if (old.size() > limit) old.resize(limit);
       std::set<std::int64_t> seqs;
       for (const auto& o : old) seqs.insert(o.second);
       return seqs;
     };
-    const auto events = oldest(
-        [](Repo & r) -> auto& { return r.events; }, &Repo::events_in_order);
-    const auto outcomes = oldest(
-        [](Repo & r) -> auto& { return r.outcomes; }, &Repo::outcomes_in_order);
+    const auto events = oldest(&Repo::events, &Repo::events_in_order);
+    const auto outcomes = oldest(&Repo::outcomes, &Repo::outcomes_in_order);
     if (events.empty() && outcomes.empty()) return 0;
-    // Removes the entries `seqs` names from the part of `entries` that may hold them.
+    // Removes the entries `seqs` names from `entries`.
     auto remove = [&](auto& entries, bool in_order, const std::set<std::int64_t>& seqs) {
-      auto end = entries.end();
-      if (in_order)
-        end = std::find_if(entries.begin(), end, [&](const auto& e) { return e.at >= before; });
+      const auto end = old_end(entries, in_order);
       entries.erase(std::remove_if(entries.begin(), end,
                                    [&](const auto& e) { return seqs.count(e.seq) > 0; }),
                     end);
     };
     for (auto& [name, r] : repos_) {
-      for (const auto& h : r.outcomes) {
-        if (r.outcomes_in_order && h.at >= before) break;
-        if (!outcomes.count(h.seq)) continue;
-        auto& mine = r.outcomes_by_pr[h.number];
-        std::erase(mine, h.seq);
-        if (mine.empty()) r.outcomes_by_pr.erase(h.number);
+      for (auto h = r.outcomes.begin(), end = old_end(r.outcomes, r.outcomes_in_order); h != end;
+           ++h) {
+        if (!outcomes.count(h->seq)) continue;
+        auto& mine = r.outcomes_by_pr[h->number];
+        std::erase(mine, h->seq);
+        if (mine.empty()) r.outcomes_by_pr.erase(h->number);
       }
       remove(r.events, r.events_in_order, events);
       remove(r.outcomes, r.outcomes_in_order, outcomes);
