@@ -251,8 +251,8 @@ TEST_CASE_TEMPLATE("store contract: old history is pruned oldest first, a limit 
 
 // A clock that stepped back stamps an entry older than the one before it: it is pruned all
 // the same (the memory store reads only the front of a history kept in time order).
-TEST_CASE_TEMPLATE("store contract: an old entry behind a newer one is pruned too", F, SqliteFactory,
-                   MemoryFactory) {
+TEST_CASE_TEMPLATE("store contract: an old entry behind a newer one is pruned too", F,
+                   SqliteFactory, MemoryFactory) {
   F f;
   auto store = f.open();
   RepoState s;
