@@ -138,10 +138,10 @@ struct Candidate {
   Millis paused_ms = 0;        // time on dmz while checks could not be observed (not counted)
   bool policy_passed = false;  // the shell judged the candidate's own merges (CheckCandidate)
   // Candidates of one lane form a chain (each based on the one before, the first on master);
-  // 0 is the main lane. A probe is a build of one PR (or a bisected group) beside the chain, on
-  // master or a chain candidate, before it joins the chain; a probe lands only when it is all
-  // that is left. `with`: PRs of the chain a probe on master merges before its own, those that
-  // may conflict with it (they are built with it, never landed by it).
+  // 0 is the main lane. A probe is a build of one PR beside the chain, on master or a chain
+  // candidate, before it joins the chain; a probe lands only when it is all that is left. `with`:
+  // PRs of the chain a probe on master merges before its own, those that may conflict with it (they
+  // are built with it, never landed by it).
   std::uint64_t lane = 0;
   bool probe = false;
   std::vector<int> with;
