@@ -155,6 +155,7 @@ struct Candidate {
 // adaptive strategy and the ETA, and pass/fail tallies by author and top-level directory.
 struct Tally {
   std::uint32_t passed = 0, failed = 0;
+  std::uint32_t expected_permille = 0;  // failures its outcomes were expected to have; 0: unknown
   bool operator==(const Tally&) const = default;
 };
 struct Observed {

@@ -556,7 +556,9 @@ Result<std::vector<int>> parse_numbers(const std::string& repo, int number,
 // read and written whole, with the header.
 std::string observed_json(const queue::Observed& o) {
   nlohmann::json risk = nlohmann::json::object();
-  for (const auto& [key, t] : o.risk) risk[key] = {t.passed, t.failed};
+  for (const auto& [key, t] : o.risk)
+    risk[key] = t.expected_permille ? nlohmann::json{t.passed, t.failed, t.expected_permille}
+                                    : nlohmann::json{t.passed, t.failed};
   return json_text(nlohmann::json{{"build_ms", o.build_ms},
                                   {"fail_permille", o.fail_permille},
                                   {"builds", o.builds},
@@ -583,10 +585,12 @@ Result<queue::Observed> parse_observed(const std::string& repo, const std::strin
   if (auto it = j.find("risk"); it != j.end()) {
     if (!it->is_object()) return corrupt(repo, "observed risk is not an object");
     for (const auto& [key, v] : it->items()) {
-      if (!v.is_array() || v.size() != 2 || !v[0].is_number_unsigned() ||
-          !v[1].is_number_unsigned())
-        return corrupt(repo, "observed risk of '" + key + "' is not [passed, failed]");
-      o.risk[key] = queue::Tally{v[0].get<std::uint32_t>(), v[1].get<std::uint32_t>()};
+      if (!v.is_array() || v.size() < 2 || v.size() > 3 ||
+          !std::all_of(v.begin(), v.end(), [](const auto& n) { return n.is_number_unsigned(); }))
+        return corrupt(repo, "observed risk of '" + key +
+                                 "' is not [passed, failed] or [passed, failed, expected]");
+      o.risk[key] = queue::Tally{v[0].get<std::uint32_t>(), v[1].get<std::uint32_t>(),
+                                 v.size() == 3 ? v[2].get<std::uint32_t>() : 0};
     }
   }
   return o;

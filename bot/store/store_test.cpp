@@ -624,6 +624,26 @@ TEST_CASE("store: a probe's PRs that are not a JSON array of numbers are reporte
         "store: corrupt state for acme/widgets: candidate 7 with_prs holds a non-number");
 }
 
+TEST_CASE("store: a tally that is not two or three counts is reported, not guessed") {
+  test::TempDir dir;
+  auto store = open_store(dir / "dmz.db");
+  Writer w{*store, RepoState{"acme/widgets"}};
+  w.must_save(rich_state());
+  // An older row's two counts read as no expectation; a fourth count is not a tally.
+  sql_scalar(dir / "dmz.db", "UPDATE repos SET observed='{\"risk\": {\"overlap:0\": [5, 1]}}'");
+  auto old = store->load("acme/widgets");
+  REQUIRE(old.ok());
+  REQUIRE(old.value().has_value());
+  CHECK(old.value()->state.observed.risk.at("overlap:0") == Tally{5, 1, 0});
+  sql_scalar(dir / "dmz.db",
+             "UPDATE repos SET observed='{\"risk\": {\"overlap:0\": [5, 1, 2, 3]}}'");
+  auto r = store->load("acme/widgets");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.message() ==
+        "store: corrupt state for acme/widgets: observed risk of 'overlap:0' is "
+        "not [passed, failed] or [passed, failed, expected]");
+}
+
 TEST_CASE("store: a statement that cannot be prepared is an error, and leaves no transaction") {
   test::TempDir dir;
   auto store = open_store(dir / "dmz.db");

@@ -191,6 +191,7 @@ inline RepoState rich_state() {
   s.observed.last_arrival = 1'700'000'000'000;
   s.observed.risk["author:dev1"] = Tally{5, 2};
   s.observed.risk["path:src \"quoted\""] = Tally{0, 1};
+  s.observed.risk["overlap:some"] = Tally{3, 4, 1250};  // with its expected failures
   s.prs[3].priority = -2;
   s.prs[3].paths = {"src/a.cpp", "docs/ünïcödé.md"};
   s.prs[3].precheck = CheckState::Failure;
