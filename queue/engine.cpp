@@ -484,13 +484,15 @@ std::string precheck_key(const PullRequest& pr) {
   }
 }
 
-// Counts an outcome in `t`; past 64 both counts are halved (recent history weighs more).
-// Returns whether they were.
-bool tally(Tally& t, bool failed) {
+// Counts an outcome in `t`, which was to fail with probability `expected` (when known); past 64
+// outcomes the counts are halved (recent history weighs more). Returns whether they were.
+bool tally(Tally& t, bool failed, double expected = 0) {
   (failed ? t.failed : t.passed) += 1;
+  t.expected_permille += static_cast<std::uint32_t>(std::lround(expected * 1000));
   if (t.passed + t.failed <= 64) return false;
   t.passed /= 2;
   t.failed /= 2;
+  t.expected_permille /= 2;
   return true;
 }
 
@@ -591,8 +593,11 @@ std::optional<double> conflict_risk(const RepoState& s) {
     return std::nullopt;
   const Tally& none = t.at("overlap:0");
   const Tally& some = t.at("overlap:some");
-  const double base = none.failed / static_cast<double>(none.passed + none.failed);
-  const double excess = some.failed - base * (some.passed + some.failed);
+  // What the builds' own PRs explain (their risks) is taken out of both: otherwise builds with
+  // such PRs, often probes of riskier PRs, would show conflicts where there are none.
+  auto unexplained = [](const Tally& t) { return t.failed - t.expected_permille / 1000.0; };
+  const double base = unexplained(none) / (none.passed + none.failed);
+  const double excess = unexplained(some) - base * (some.passed + some.failed);
   return std::clamp(excess / pairs->second.passed, 0.0, 1.0);
 }
 
@@ -992,14 +997,19 @@ void observe_overlaps(Ctx& c, const Candidate& k, bool failed) {
     if (x == p.number || it == c.s.prs.end() || !may_conflict(p, it->second)) continue;
     untested += k.probe || std::find(tried.begin(), tried.end(), x) == tried.end() ? 1 : 0;
   }
+  // How likely the build was to fail from its PRs' own risks alone (conflict_risk).
+  double passes = 1 - risk_of(c.s, p);
+  for (int x : with)
+    if (auto it = c.s.prs.find(x); x != p.number && it != c.s.prs.end())
+      passes *= 1 - risk_of(c.s, it->second);
   auto& risk = c.s.observed.risk;
   if (untested == 0) {
-    tally(risk["overlap:0"], failed);
+    tally(risk["overlap:0"], failed, 1 - passes);
     return;
   }
   auto& pairs = risk["overlap:pairs"].passed;
   pairs += untested;
-  if (tally(risk["overlap:some"], failed)) pairs /= 2;  // decays with the builds it counts
+  if (tally(risk["overlap:some"], failed, 1 - passes)) pairs /= 2;  // decays with its builds
 }
 
 // The risk of a PR with risk `risk` built with `untested` PRs that change a path it changes

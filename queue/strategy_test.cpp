@@ -775,6 +775,9 @@ TEST_CASE(
     r.check(r.merge(probe), true);  // it passed with PRs 1 and 2, both changing a/x.cpp
     CHECK(tally["overlap:some"].passed == 1);
     CHECK(tally["overlap:pairs"].passed == 2);
+    // What its three PRs' own risks (each cleared by its own CI) made of a failure.
+    CHECK(tally["overlap:some"].expected_permille > 0);
+    CHECK(tally["overlap:some"].expected_permille < 100);
   }
   SUBCASE("such PRs have failed builds here: probed") {
     tally["overlap:0"] = {60, 4};
@@ -783,6 +786,14 @@ TEST_CASE(
     r.queue(2, {"a/x.cpp"}, 0, CheckState::Success);
     REQUIRE(r.with({2}) != 0);
     CHECK(r.candidate(r.with({2})).probe);
+  }
+  SUBCASE("their failures were their own PRs' (by those PRs' risks): straight in") {
+    tally["overlap:0"] = {60, 4, 4000};
+    tally["overlap:some"] = {30, 20, 20000};
+    tally["overlap:pairs"] = {60, 0};
+    r.queue(2, {"a/x.cpp"}, 0, CheckState::Success);
+    REQUIRE(r.with({2}) != 0);
+    CHECK_FALSE(r.candidate(r.with({2})).probe);
   }
   SUBCASE("they have not: straight in, even behind two") {
     tally["overlap:0"] = {60, 4};
