@@ -442,6 +442,70 @@ TEST_CASE("flaky checks: a failure alone is built again before anyone is ejected
   }
 }
 
+// Adaptive: the retry is built in place only where such failures have mostly been flakes;
+// otherwise the PR leaves the chain and what was behind it is rebuilt at once.
+TEST_CASE("adaptive flaky checks: a failure alone leaves the chain unless failures were flakes") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.flaky_retries = 1;
+  r.queue(1);
+  const Sha c1 = r.merge(r.with({1}));
+  r.queue(2);
+  const CandidateId k2 = r.with({2});
+  REQUIRE(k2 != 0);
+  const Sha c2 = r.merge(k2);
+  REQUIRE(r.candidate(k2).base == c1);
+  auto& tally = r.s.observed.risk;
+
+  SUBCASE("no retry seen yet: PR 1 leaves, PR 2 is rebuilt on master, then PR 1 alone") {
+    auto f = r.check(c1, false);
+    CHECK(r.status(1) != PrStatus::Failed);
+    CHECK(r.s.prs.at(1).failures == 1);
+    CHECK(all<StartBuild>(f).empty());  // no retry in place
+    auto cancelled = all<CancelBuild>(f);
+    REQUIRE(cancelled.size() == 2);
+    CHECK(cancelled[1].sha == c2);
+    std::map<std::vector<int>, Sha> rebuilt;  // by PRs: the base
+    for (const auto& b : all<BuildCandidate>(f)) rebuilt[numbers(b)] = b.base;
+    CHECK(rebuilt.size() == 2);
+    CHECK(rebuilt[{2}] == kMaster);
+    CHECK(rebuilt.count({1}) == 1);  // alone
+    const CandidateId retry = r.with({1});
+    REQUIRE(retry != 0);
+    r.merge(r.with({2}));
+    const Sha again = r.merge(retry);
+    SUBCASE("the retry fails too: ejected, and the failure counted as the PR's own") {
+      r.check(again, false);
+      CHECK(r.status(1) == PrStatus::Failed);
+      CHECK(tally["retry:new"].failed == 1);
+      CHECK(tally["retry:new"].passed == 0);
+    }
+    SUBCASE("the retry passes: the failure is counted as a flake") {
+      r.check(again, true);
+      CHECK(r.status(1) != PrStatus::Failed);
+      CHECK(tally["retry:new"].passed == 1);
+      CHECK(tally["retry:new"].failed == 0);
+    }
+  }
+  SUBCASE("retries here have mostly passed: built again in place, PR 2 keeps building") {
+    tally["retry:new"] = {3, 1};
+    auto f = r.check(c1, false);
+    auto again = all<StartBuild>(f);
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].sha == c1);
+    CHECK(again[0].attempt == 2);
+    CHECK(all<CancelBuild>(f).empty());
+    CHECK(r.has(k2));
+  }
+  SUBCASE("retries here have mostly failed: it leaves the chain") {
+    tally["retry:new"] = {1, 3};
+    auto f = r.check(c1, false);
+    CHECK(all<StartBuild>(f).empty());
+    CHECK_FALSE(r.has(k2));
+    CHECK(r.status(1) != PrStatus::Failed);
+    CHECK(r.s.prs.at(1).failures == 1);
+  }
+}
+
 TEST_CASE("adaptive lanes: a failure in one lane cancels nothing in another") {
   Repo r(Strategy::Adaptive);
   r.cfg.lanes = Lanes::Paths;
