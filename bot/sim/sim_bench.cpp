@@ -98,10 +98,10 @@ int main_workload(int seeds) {
 // Why a strategy does what it does: the world's counters (builds by how they ended, failures
 // by cause, probes, the mean backlog, train and window), averaged over seeds, beside the
 // oracle's landings. Options: rate= runners= hours= fail= flake= conflict= precheck= ci= (median
-// minutes) seeds=.
+// minutes) seeds= seed= (the first).
 int stats(const std::string& name, int argc, char** argv) {
   WorkloadOptions o;
-  int seeds = 4;
+  int seeds = 4, first = 1;
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
     const auto eq = a.find('=');
@@ -115,6 +115,7 @@ int stats(const std::string& name, int argc, char** argv) {
     if (key == "flake") o.flake = v;
     if (key == "ci") o.ci_median_minutes = v;
     if (key == "seeds") seeds = static_cast<int>(v);
+    if (key == "seed") first = static_cast<int>(v);
     if (key == "conflict") o.pair_conflict = v;
     if (key == "precheck") o.precheck = v;
   }
@@ -122,7 +123,7 @@ int stats(const std::string& name, int argc, char** argv) {
   if (!strategy) return 2;
   std::map<std::string, double> sum;
   double landed = 0, oracle_landed = 0, p50 = 0, oracle_p50 = 0;
-  for (int seed = 1; seed <= seeds; ++seed) {
+  for (int seed = first; seed < first + seeds; ++seed) {
     const Workload w = Workload::generate(o, static_cast<std::uint64_t>(seed));
     RunOptions ro;
     ro.measure_eta = true;
