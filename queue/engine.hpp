@@ -29,6 +29,11 @@ std::size_t window_of(const RepoState& state, const Settings& settings);
 std::size_t batch_size(const RepoState& state, const Settings& settings, std::size_t waiting,
                        std::size_t free_slots);
 
+// Adaptive under load: a PR's failure in the chain would be expected to fail the build of at
+// least one PR behind it (the observed failure rate times the PRs in the train, or queued to
+// enter it soon, or arriving during a build). Then every PR is probed before it joins the chain.
+bool under_load(const Settings& settings, const RepoState& state);
+
 // Whether a PR in `status` is approved and not decided yet: waiting for the train or in it.
 bool in_queue(PrStatus status);
 

@@ -774,6 +774,25 @@ TEST_CASE(
   }
 }
 
+// A long queue alone does not put adaptive under load: probing every PR takes more builds, and
+// the queue that grows from that would keep it probing.
+TEST_CASE("adaptive under load: counts the train and the PRs queued to enter it soon") {
+  RepoState s;
+  Settings cfg;
+  cfg.strategy = Strategy::Adaptive;
+  s.observed.builds = 50;
+  s.observed.fail_permille = 250;  // a PR in four fails
+  s.observed.build_ms = 4'500;     // 1.5 approvals per build
+  s.observed.arrival_ms = 3'000;
+  auto add = [&](int n, PrStatus status) { s.prs[n] = PullRequest{.number = n, .status = status}; };
+  for (int n = 1; n <= 10; ++n) add(n, PrStatus::Queued);
+  CHECK_FALSE(under_load(cfg, s));  // 3 queued count, the rest wait: 0.25 * 3 < 1
+  add(11, PrStatus::Building);
+  CHECK(under_load(cfg, s));  // 0.25 * (1 + 3) >= 1
+  cfg.strategy = Strategy::Train;
+  CHECK_FALSE(under_load(cfg, s));  // adaptive only
+}
+
 TEST_CASE("adaptive: the weight of a PR's own CI is learned once 16 PRs tell") {
   RepoState s;
   s.observed.builds = 50;
