@@ -249,6 +249,13 @@ struct Bot {
   // ---- people ----
   test::FakeGitHub::Pull open(int n, const std::string& branch, const std::string& head,
                               const std::string& author = "dev", const std::string& fork = "") {
+    test::FakeGitHub::Pull p = create_pull(n, branch, head, author);
+    hook("pull_request", pr_payload("opened", p, author, fork), "opened#" + std::to_string(n));
+    return p;
+  }
+  // The PR as GitHub holds it (API and refs/pull/N/head), before its webhook is sent.
+  test::FakeGitHub::Pull create_pull(int n, const std::string& branch, const std::string& head,
+                                     const std::string& author = "dev") {
     test::FakeGitHub::Pull p;
     p.number = n;
     p.title = "Change " + std::to_string(n);
@@ -257,7 +264,6 @@ struct Bot {
     p.head_sha = head;
     gh.api->put_pull(p);
     gh.pull_ref(n, head);
-    hook("pull_request", pr_payload("opened", p, author, fork), "opened#" + std::to_string(n));
     return p;
   }
   // Started again with dmzbot's merges signed by `key` (ssh).
@@ -1470,10 +1476,12 @@ TEST_CASE("github webhooks: a fetch that read the remote before a push takes not
   Bot bot(gh);
   gh.git->hold_fetches(true);
   const std::string a = gh.commit("feature/a", "a.txt", "a\n");
-  bot.open(1, "feature/a", a);
-  // A fetch that read refs/pull/1/head = a (its refs were read after the PR was opened; the
-  // git thread fetches one at a time) waits for its pack.
+  // A fetch that read refs/pull/1/head = a (its refs were read after the ref was made; the
+  // git thread fetches one at a time) waits for its pack. Counted before the webhook goes: a
+  // fetch it starts may read the refs before this thread runs again.
+  const auto pull = bot.create_pull(1, "feature/a", a);
   const int read_before = gh.git->refs_read();
+  bot.hook("pull_request", pr_payload("opened", pull, "dev"));
   REQUIRE(eventually([&] {
     if (!gh.git->fetch_waiting()) return false;
     if (gh.git->refs_read() > read_before) return true;
