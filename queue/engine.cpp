@@ -960,12 +960,18 @@ const Candidate* tail_of(const RepoState& s, std::uint64_t lane) {
 // per landed PR); the chain without probes first does better there.
 constexpr double kMaxArrivalsPerBuild = 20;
 
-// The PRs queued or in the train: all that a failure in the chain could send back.
-double in_queue_or_train(const RepoState& s) {
-  double n = 0;
-  for (const auto& [number, p] : s.prs)
-    n += p.status == PrStatus::Queued || stage(p.status) == Stage::InTrain ? 1 : 0;
-  return n;
+// The PRs in the train and those queued for it: all that a failure in the chain could send
+// back (schedule_probe_first), or put at stake soon (under_load).
+struct Backlog {
+  double in_train = 0, queued = 0;
+};
+Backlog backlog_of(const RepoState& s) {
+  Backlog b;
+  for (const auto& [number, p] : s.prs) {
+    b.in_train += stage(p.status) == Stage::InTrain ? 1 : 0;
+    b.queued += p.status == PrStatus::Queued ? 1 : 0;
+  }
+  return b;
 }
 
 // What a failure in the chain puts at stake soon: the PRs in the train, and those queued up to
@@ -973,12 +979,8 @@ double in_queue_or_train(const RepoState& s) {
 // which takes more builds, and a queue grown by that kept it under load for the rest of the
 // day (`simulate --precheck 1 --conflict 0 --hours 24 --seed 6`: p95 435 min against 138).
 double at_stake(const RepoState& s, double per_build) {
-  double train = 0, queued = 0;
-  for (const auto& [number, p] : s.prs) {
-    train += stage(p.status) == Stage::InTrain ? 1 : 0;
-    queued += p.status == PrStatus::Queued ? 1 : 0;
-  }
-  return train + std::min(queued, 2 * per_build);
+  const Backlog b = backlog_of(s);
+  return b.in_train + std::min(b.queued, 2 * per_build);
 }
 
 }  // namespace
@@ -1230,7 +1232,8 @@ void schedule_probe_first(Ctx& c, const std::vector<int>& order,
   auto& s = c.s;
   const std::size_t runners = std::max<std::size_t>(1, c.cfg.window_max);
   const std::size_t batch = std::max<std::size_t>(1, c.cfg.max_batch);
-  const double sent_back = std::max(in_queue_or_train(s), arrivals_per_build(s));
+  const Backlog backlog = backlog_of(s);
+  const double sent_back = std::max(backlog.in_train + backlog.queued, arrivals_per_build(s));
   auto fits = [&](const PullRequest& p, const std::vector<int>& with) {
     const int untested = p.untested + untested_with(c, p, with);
     if (p.probed && untested <= kUntestedOverlaps) return true;
