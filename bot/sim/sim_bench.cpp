@@ -98,10 +98,10 @@ int main_workload(int seeds) {
 // Why a strategy does what it does: the world's counters (builds by how they ended, failures
 // by cause, probes, the mean backlog, train and window), averaged over seeds, beside the
 // oracle's landings. Options: rate= runners= hours= fail= flake= conflict= precheck= ci= (median
-// minutes) seeds= seed= (the first).
+// minutes) seeds= seed= (the first) retries= (flaky retries).
 int stats(const std::string& name, int argc, char** argv) {
   WorkloadOptions o;
-  int seeds = 4, first = 1;
+  int seeds = 4, first = 1, retries = -1;
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
     const auto eq = a.find('=');
@@ -118,9 +118,11 @@ int stats(const std::string& name, int argc, char** argv) {
     if (key == "seed") first = static_cast<int>(v);
     if (key == "conflict") o.pair_conflict = v;
     if (key == "precheck") o.precheck = v;
+    if (key == "retries") retries = static_cast<int>(v);
   }
   auto strategy = strategy_named(name, o);
   if (!strategy) return 2;
+  if (retries >= 0) strategy->settings.flaky_retries = retries;
   std::map<std::string, double> sum;
   double landed = 0, oracle_landed = 0, p50 = 0, oracle_p50 = 0;
   for (int seed = first; seed < first + seeds; ++seed) {
