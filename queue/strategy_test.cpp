@@ -506,6 +506,54 @@ TEST_CASE("adaptive flaky checks: a failure alone leaves the chain unless failur
   }
 }
 
+TEST_CASE("adaptive flaky checks: a probed PR that fails in the chain is built again as a probe") {
+  Repo r(Strategy::Adaptive);
+  r.cfg.flaky_retries = 1;
+  r.queue(1);
+  r.s.prs.at(1).probed = true;  // its probe passed: a failure now is a conflict or a flake
+  const Sha c1 = r.merge(r.with({1}));
+  r.queue(2);
+  const CandidateId k2 = r.with({2});
+  REQUIRE(k2 != 0);
+  r.merge(k2);
+  auto& tally = r.s.observed.risk;
+
+  r.check(c1, false);  // no retries seen here yet: PR 1 leaves the chain
+  CHECK(r.s.prs.at(1).failures == 1);
+  CHECK(r.s.prs.at(1).retry_tally == "retry:probed");
+  const CandidateId retry = r.with({1});
+  REQUIRE(retry != 0);
+  CHECK(r.candidate(retry).probe);  // beside the chain: nothing is built on it
+  CHECK(r.candidate(retry).base == kMaster);
+  const CandidateId rebuilt = r.with({2});
+  REQUIRE(rebuilt != 0);
+  CHECK_FALSE(r.candidate(rebuilt).probe);
+  CHECK(r.candidate(rebuilt).base == kMaster);
+  r.merge(rebuilt);
+  const Sha again = r.merge(retry);
+
+  SUBCASE("the retry passes: counted as a flake of a probed PR, which joins the chain again") {
+    r.check(again, true);
+    CHECK(tally["retry:probed"].passed == 1);
+    CHECK(tally["retry:probed"].failed == 0);
+    CHECK(tally.count("retry:new") == 0);
+    CHECK(r.s.prs.at(1).retry_tally.empty());
+    CHECK(r.s.prs.at(1).probed);
+    const CandidateId joined = r.with({1});
+    REQUIRE(joined != 0);
+    CHECK_FALSE(r.candidate(joined).probe);
+    r.check(r.merge(joined), true);  // a pass in the chain is not a retry's: counted once
+    CHECK(tally["retry:probed"].passed == 1);
+  }
+  SUBCASE("the retry fails too: ejected, counted as a probed PR's own failure") {
+    r.check(again, false);
+    CHECK(r.status(1) == PrStatus::Failed);
+    CHECK(tally["retry:probed"].failed == 1);
+    CHECK(tally["retry:probed"].passed == 0);
+    CHECK(r.has(rebuilt));  // the chain built on without it
+  }
+}
+
 TEST_CASE("adaptive lanes: a failure in one lane cancels nothing in another") {
   Repo r(Strategy::Adaptive);
   r.cfg.lanes = Lanes::Paths;
