@@ -192,7 +192,6 @@ void forget_bookkeeping(Ctx& c, PullRequest& pr) {
   pr.probed_with.clear();
   pr.untested = 0;
   pr.failures = 0;
-  pr.retry_tally.clear();
   pr.merge_errors = 0;
   if (held && group != 0) release_lone_survivor(c, group);
 }
@@ -561,36 +560,6 @@ double risk_of(const RepoState& s, const PullRequest& pr) {
   return odds / (1 + odds);
 }
 
-// The flaky retry of a PR that failed alone tells whether that failure was a flake (it passes)
-// or the PR's own (it fails too; the PR is ejected). Tallied apart for PRs never probed
-// ("retry:new"), whose failures are mostly their own, and for PRs whose probe passed, with
-// ("retry:untested") or without ("retry:probed") PRs it was not built with on master. The key
-// is taken at the failure (retry_pending): the retry may be a probe, which starts afresh.
-std::string retry_key(const PullRequest& pr) {
-  if (!pr.probed) return "retry:new";
-  return pr.untested > 0 ? "retry:untested" : "retry:probed";
-}
-
-// `pr` failed alone and is to be built again (its flaky retry).
-void retry_pending(Ctx& c, PullRequest& pr) {
-  ++pr.failures;
-  if (c.cfg.strategy == Strategy::Adaptive) pr.retry_tally = retry_key(pr);
-}
-
-// How the pending retry of `pr` ended, once: a PR built again after it passed counts no more.
-void observe_retry(Ctx& c, PullRequest& pr, bool failed) {
-  if (pr.retry_tally.empty()) return;
-  tally(c.s.observed.risk[pr.retry_tally], failed);
-  pr.retry_tally.clear();
-}
-
-// Whether a failure of `pr` alone was more likely a flake than its own: only once retries of
-// such failures here have passed more often than not.
-bool likely_flake(const RepoState& s, const PullRequest& pr) {
-  auto it = s.observed.risk.find(retry_key(pr));
-  return it != s.observed.risk.end() && it->second.passed > it->second.failed;
-}
-
 // ---- the strategies: batch, train, adaptive ------------------------------------------------
 //
 // Candidates form chains (lanes): each is based on the one before it in its lane, the first on
@@ -728,15 +697,14 @@ void blame(Ctx& c, const std::vector<int>& prs, Reason code, const std::string& 
   if (prs.size() == 1) {
     auto& pr = c.pr(prs[0]);
     if (pr.failures < c.cfg.flaky_retries) {  // maybe a flake: it builds again, alone
-      retry_pending(c, pr);
-      // Adaptive: as a probe, beside the chain, not at its tail: a failure that was its own
-      // (or a conflict with what is ahead of it) would fail the chain behind it once more
-      // (sim_bench: p50 113 min against 125 and p95 364 against 408 on the main workload).
+      ++pr.failures;
+      // Adaptive: as a probe, beside the chain, not at its tail, where a failure that was its
+      // own (or a conflict with what is ahead of it) failed the chain behind it once more
+      // (the main workload, 150 seeds: p50 110 min against 125, p95 357 against 408).
       if (c.cfg.strategy == Strategy::Adaptive) pr.probed = false;
       regroup(c, prs);
       return;
     }
-    observe_retry(c, pr, true);
     observe_pr(c, pr, true);
     fail(c, pr, code, reason, details);
     return;
@@ -839,14 +807,16 @@ void fail_candidate(Ctx& c, std::size_t index, Reason code, const std::string& r
   if (inconclusive(c, k)) return probe_again(c, index);
   const std::optional<CandidateId> ahead = ahead_of(c, index);
   // A PR alone at the front would be ejected: with flaky checks it is built again first. A
-  // probe, or a PR whose failures here have mostly been flakes, is built again in place, so
-  // that the candidates behind it keep building (a green one clears it). Otherwise (adaptive)
-  // it leaves the chain, to be built again alone (blame(), below), and what was behind it is
-  // rebuilt without it now, not after a retry that would likely fail too (sim_bench stats: p50
-  // 123 min against 130, same builds).
+  // probe, and a chain candidate of the other strategies, is built again in place, so that the
+  // candidates behind it keep building (a green one clears it). Adaptive takes the PR out of
+  // its chain, to be built again as a probe (blame(), below), and rebuilds what was behind it
+  // without it now, not after a retry that would likely fail too. Retrying in place measured
+  // worse even where flakes were most of the failures (`simulate --fail 0.02 --flake 0.10
+  // --precheck 1 --conflict 0`: p50 43 min against 38, p95 132 against 116), and so did
+  // retrying in place where retries were seen to pass more often than not (until 2026-11-28).
   if (!ahead && k.prs.size() == 1 && c.pr(k.prs[0]).failures < c.cfg.flaky_retries &&
-      (k.probe || c.cfg.strategy != Strategy::Adaptive || likely_flake(c.s, c.pr(k.prs[0])))) {
-    retry_pending(c, c.pr(k.prs[0]));
+      (k.probe || c.cfg.strategy != Strategy::Adaptive)) {
+    ++c.pr(k.prs[0]).failures;
     ++k.attempt;
     k.failed = true;
     // A run this attempt announced (Pending), the failed one too, keeps its record: its end,
@@ -1857,7 +1827,6 @@ Verdict on(Ctx& c, const CheckReported& e) {
   if (!was_green && green(k, c.cfg)) {
     observe_build(c, k);
     observe_overlaps(c, k, false);
-    if (k.prs.size() == 1) observe_retry(c, c.pr(k.prs.front()), false);
     k.failed = false;  // a retry (or a late report) cleared the earlier failure
   }
   land(c);

@@ -92,9 +92,6 @@ struct PullRequest {
   std::vector<int> probed_with;  // the unlanded PRs its probe was built on (adaptive)
   int untested = 0;  // PRs landed since its probe, not built with it, that change what it changes
   int failures = 0;  // builds that failed with it alone to blame (flaky: built again)
-  // Adaptive: the tally its pending flaky retry is counted in (how its failure came about:
-  // see retry_key in engine.cpp); empty while no retry is pending.
-  std::string retry_tally;
   int merge_errors = 0;  // merges of its approved head that failed in a row (not conflicts)
   // The policy accounts whose valid signatures the verdict at approval->sha found on the PR's
   // commits, sorted; kept with the verdict for the status page (empty until it is judged).

@@ -442,116 +442,60 @@ TEST_CASE("flaky checks: a failure alone is built again before anyone is ejected
   }
 }
 
-// Adaptive: the retry is built in place only where such failures have mostly been flakes;
-// otherwise the PR leaves the chain and what was behind it is rebuilt at once.
-TEST_CASE("adaptive flaky checks: a failure alone leaves the chain unless failures were flakes") {
+// Adaptive: PR 1 fails alone at the front of its chain, PR 2 behind it; `probed`: whether
+// PR 1's probe had passed; `retry_passes`: whether its flaky retry passes.
+void adaptive_fails_alone(bool probed, bool retry_passes) {
+  CAPTURE(probed);
+  CAPTURE(retry_passes);
   Repo r(Strategy::Adaptive);
   r.cfg.flaky_retries = 1;
   r.queue(1);
+  r.s.prs.at(1).probed = probed;
   const Sha c1 = r.merge(r.with({1}));
   r.queue(2);
   const CandidateId k2 = r.with({2});
   REQUIRE(k2 != 0);
   const Sha c2 = r.merge(k2);
   REQUIRE(r.candidate(k2).base == c1);
-  auto& tally = r.s.observed.risk;
 
-  SUBCASE("no retry seen yet: PR 1 leaves, PR 2 is rebuilt on master, then PR 1 alone") {
-    auto f = r.check(c1, false);
-    CHECK(r.status(1) != PrStatus::Failed);
-    CHECK(r.s.prs.at(1).failures == 1);
-    CHECK(all<StartBuild>(f).empty());  // no retry in place
-    auto cancelled = all<CancelBuild>(f);
-    REQUIRE(cancelled.size() == 2);
-    CHECK(cancelled[1].sha == c2);
-    std::map<std::vector<int>, Sha> rebuilt;  // by PRs: the base
-    for (const auto& b : all<BuildCandidate>(f)) rebuilt[numbers(b)] = b.base;
-    CHECK(rebuilt.size() == 2);
-    CHECK(rebuilt[{2}] == kMaster);
-    CHECK(rebuilt.count({1}) == 1);  // alone
-    const CandidateId retry = r.with({1});
-    REQUIRE(retry != 0);
-    r.merge(r.with({2}));
-    const Sha again = r.merge(retry);
-    SUBCASE("the retry fails too: ejected, and the failure counted as the PR's own") {
-      r.check(again, false);
-      CHECK(r.status(1) == PrStatus::Failed);
-      CHECK(tally["retry:new"].failed == 1);
-      CHECK(tally["retry:new"].passed == 0);
-    }
-    SUBCASE("the retry passes: the failure is counted as a flake") {
-      r.check(again, true);
-      CHECK(r.status(1) != PrStatus::Failed);
-      CHECK(tally["retry:new"].passed == 1);
-      CHECK(tally["retry:new"].failed == 0);
-    }
-  }
-  SUBCASE("retries here have mostly passed: built again in place, PR 2 keeps building") {
-    tally["retry:new"] = {3, 1};
-    auto f = r.check(c1, false);
-    auto again = all<StartBuild>(f);
-    REQUIRE(again.size() == 1);
-    CHECK(again[0].sha == c1);
-    CHECK(again[0].attempt == 2);
-    CHECK(all<CancelBuild>(f).empty());
-    CHECK(r.has(k2));
-  }
-  SUBCASE("retries here have mostly failed: it leaves the chain") {
-    tally["retry:new"] = {1, 3};
-    auto f = r.check(c1, false);
-    CHECK(all<StartBuild>(f).empty());
-    CHECK_FALSE(r.has(k2));
-    CHECK(r.status(1) != PrStatus::Failed);
-    CHECK(r.s.prs.at(1).failures == 1);
-  }
-}
-
-TEST_CASE("adaptive flaky checks: a probed PR that fails in the chain is built again as a probe") {
-  Repo r(Strategy::Adaptive);
-  r.cfg.flaky_retries = 1;
-  r.queue(1);
-  r.s.prs.at(1).probed = true;  // its probe passed: a failure now is a conflict or a flake
-  const Sha c1 = r.merge(r.with({1}));
-  r.queue(2);
-  const CandidateId k2 = r.with({2});
-  REQUIRE(k2 != 0);
-  r.merge(k2);
-  auto& tally = r.s.observed.risk;
-
-  r.check(c1, false);  // no retries seen here yet: PR 1 leaves the chain
+  auto f = r.check(c1, false);
+  CHECK(r.status(1) != PrStatus::Failed);
   CHECK(r.s.prs.at(1).failures == 1);
-  CHECK(r.s.prs.at(1).retry_tally == "retry:probed");
+  CHECK(all<StartBuild>(f).empty());  // no retry in place
+  auto cancelled = all<CancelBuild>(f);
+  REQUIRE(cancelled.size() == 2);
+  CHECK(cancelled[1].sha == c2);
+  std::map<std::vector<int>, Sha> rebuilt;  // by PRs: the base
+  for (const auto& b : all<BuildCandidate>(f)) rebuilt[numbers(b)] = b.base;
+  CHECK(rebuilt.size() == 2);
+  CHECK(rebuilt[{2}] == kMaster);
+  CHECK(rebuilt[{1}] == kMaster);
   const CandidateId retry = r.with({1});
   REQUIRE(retry != 0);
-  CHECK(r.candidate(retry).probe);  // beside the chain: nothing is built on it
-  CHECK(r.candidate(retry).base == kMaster);
-  const CandidateId rebuilt = r.with({2});
-  REQUIRE(rebuilt != 0);
-  CHECK_FALSE(r.candidate(rebuilt).probe);
-  CHECK(r.candidate(rebuilt).base == kMaster);
-  r.merge(rebuilt);
-  const Sha again = r.merge(retry);
-
-  SUBCASE("the retry passes: counted as a flake of a probed PR, which joins the chain again") {
-    r.check(again, true);
-    CHECK(tally["retry:probed"].passed == 1);
-    CHECK(tally["retry:probed"].failed == 0);
-    CHECK(tally.count("retry:new") == 0);
-    CHECK(r.s.prs.at(1).retry_tally.empty());
-    CHECK(r.s.prs.at(1).probed);
-    const CandidateId joined = r.with({1});
-    REQUIRE(joined != 0);
-    CHECK_FALSE(r.candidate(joined).probe);
-    r.check(r.merge(joined), true);  // a pass in the chain is not a retry's: counted once
-    CHECK(tally["retry:probed"].passed == 1);
-  }
-  SUBCASE("the retry fails too: ejected, counted as a probed PR's own failure") {
-    r.check(again, false);
+  CHECK(r.candidate(retry).probe);  // nothing is built on it
+  const CandidateId k2again = r.with({2});
+  REQUIRE(k2again != 0);
+  CHECK_FALSE(r.candidate(k2again).probe);
+  r.merge(k2again);
+  r.check(r.merge(retry), retry_passes);
+  if (!retry_passes) {  // ejected; the chain built on without it
     CHECK(r.status(1) == PrStatus::Failed);
-    CHECK(tally["retry:probed"].failed == 1);
-    CHECK(tally["retry:probed"].passed == 0);
-    CHECK(r.has(rebuilt));  // the chain built on without it
+    CHECK(r.has(k2again));
+    return;
   }
+  CHECK(r.status(1) != PrStatus::Failed);  // a flake: it joins the chain again, behind PR 2
+  CHECK(r.s.prs.at(1).probed);
+  const CandidateId joined = r.with({1});
+  REQUIRE(joined != 0);
+  CHECK_FALSE(r.candidate(joined).probe);
+  CHECK(r.candidate(joined).base == r.candidate(k2again).sha);
+}
+
+// Retried in place, at the tail of the chain, a failure that was the PR's own (or a conflict
+// with what is ahead of it) failed what was built behind it once more.
+TEST_CASE("adaptive flaky checks: a failure alone leaves the chain, to be built again aside") {
+  for (bool probed : {false, true})
+    for (bool retry_passes : {false, true}) adaptive_fails_alone(probed, retry_passes);
 }
 
 TEST_CASE("adaptive lanes: a failure in one lane cancels nothing in another") {

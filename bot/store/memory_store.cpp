@@ -72,7 +72,6 @@ class MemoryStore final : public Store {
       kept.probed_with.clear();
       kept.untested = 0;
       kept.failures = 0;
-      kept.retry_tally.clear();
       kept.merge_errors = 0;
       kept.judged_epoch = 0;
       r.archive[pr.number] = std::move(kept);

@@ -126,7 +126,6 @@ TEST_CASE_TEMPLATE("store contract: the archive keeps a PR's outcome, not its qu
   kept.probed = false;
   kept.probed_with.clear();
   kept.untested = 0;
-  kept.retry_tally.clear();
   kept.failures = 0;
   kept.merge_errors = 0;
   kept.judged_epoch = 0;

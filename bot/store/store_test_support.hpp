@@ -62,7 +62,6 @@ inline void check_equal(const PullRequest& a, const PullRequest& b) {
   CHECK(a.probed == b.probed);
   CHECK(a.probed_with == b.probed_with);
   CHECK(a.untested == b.untested);
-  CHECK(a.retry_tally == b.retry_tally);
   CHECK(a.judged_epoch == b.judged_epoch);
   CHECK(a.failures == b.failures);
   CHECK(a.signers == b.signers);
@@ -205,7 +204,6 @@ inline RepoState rich_state() {
   s.prs[2].merge_errors = 2;
   s.prs[2].probed_with = {1, 5};
   s.prs[2].untested = 1;
-  s.prs[2].retry_tally = "retry:probed";
   s.prs[2].judged_epoch = 3;
   s.prs[3].signers = {"alice", "bob"};
   s.prs[7].signers = {"carol"};  // kept when it is archived
