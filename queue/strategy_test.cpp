@@ -498,6 +498,81 @@ TEST_CASE("adaptive flaky checks: a failure alone leaves the chain, to be built 
     for (bool retry_passes : {false, true}) adaptive_fails_alone(probed, retry_passes);
 }
 
+// PRs 2-5 fail together, in one candidate at the front of the chain; `load`: under load.
+void adaptive_batch_fails(bool load) {
+  CAPTURE(load);
+  Repo r(Strategy::Adaptive);
+  r.cfg.max_batch = 8;
+  r.cfg.flaky_retries = 1;
+  if (load) {
+    r.observe_load();
+  } else {  // one runner free for four PRs, 5% failing: they enter in one batch
+    r.cfg.window_start = 2;
+    r.cfg.window_max = 2;
+    r.s.observed.builds = 50;
+    r.s.observed.fail_permille = 50;
+  }
+  r.s.observed.risk["precheck:green"] = {64, 0};  // PRs with a green CI go straight in
+  for (int n = 1; n <= 5; ++n)
+    r.queue(n, {std::string(1, char('a' + n)) + "/x.cpp"}, 0, CheckState::Success);
+  const CandidateId k1 = r.with({1});
+  REQUIRE(k1 != 0);
+  const Sha c1 = r.merge(k1);  // PRs 2-5 waited for its sha
+  const CandidateId batch = r.with({2, 3, 4, 5});
+  REQUIRE(batch != 0);
+  const Sha failed = r.merge(batch);
+  r.check(c1, true);
+  r.pushed(k1);
+  REQUIRE(r.status(1) == PrStatus::Merged);
+
+  r.check(failed, false);
+  CHECK_FALSE(r.has(batch));
+  CHECK(r.with({2, 3}) == 0);  // no halves
+  for (int n = 2; n <= 5; ++n) {
+    CAPTURE(n);
+    CHECK(r.status(n) != PrStatus::Failed);
+    CHECK(r.s.prs.at(n).failures == 0);  // blamed for nothing yet
+  }
+  if (!load) {  // alone in the chain, one behind the other
+    REQUIRE(r.s.train.size() == 1);
+    const Candidate first = r.s.train.front();
+    CHECK(first.prs.size() == 1);
+    CHECK_FALSE(first.probe);
+    CHECK(first.base == c1);
+    const Sha sha = r.merge(first.id);
+    REQUIRE(r.s.train.size() == 2);
+    CHECK(r.s.train[1].prs.size() == 1);
+    CHECK(r.s.train[1].base == sha);
+    return;
+  }
+  std::map<int, Sha> probe;  // under load: each is probed, on master
+  for (int n = 2; n <= 5; ++n) {
+    const CandidateId id = r.with({n});
+    REQUIRE(id != 0);
+    CHECK(r.candidate(id).probe);
+    CHECK(r.candidate(id).base == c1);
+    probe[n] = r.merge(id);
+  }
+  r.queue(6, {"g/x.cpp"}, 0, CheckState::Success);  // straight into the chain
+  const CandidateId k6 = r.with({6});
+  REQUIRE(k6 != 0);
+  REQUIRE_FALSE(r.candidate(k6).probe);
+  r.check(probe[3], false);  // PR 3 was the culprit: its retry fails too
+  r.check(probe[3], false);
+  CHECK(r.status(3) == PrStatus::Failed);
+  for (int n : {2, 4, 5}) r.check(probe[n], true);  // they wait for k6's sha
+  r.merge(k6);
+  REQUIRE(r.s.train.size() == 2);  // together again, in a batch behind k6
+  const Candidate& joined = r.s.train.back();
+  CHECK(std::set<int>(joined.prs.begin(), joined.prs.end()) == std::set<int>{2, 4, 5});
+  CHECK(joined.base == r.candidate(k6).sha);
+  CHECK_FALSE(joined.probe);
+}
+
+TEST_CASE("adaptive: each PR of a batch that failed at the front is built again alone") {
+  for (bool load : {false, true}) adaptive_batch_fails(load);
+}
+
 TEST_CASE("adaptive lanes: a failure in one lane cancels nothing in another") {
   Repo r(Strategy::Adaptive);
   r.cfg.lanes = Lanes::Paths;
