@@ -766,9 +766,9 @@ TEST_CASE(
   Repo r(Strategy::Adaptive);
   r.observe_load();
   r.cfg.max_batch = 8;
-  // PRs 1-4 change b/, c/, d/, e/; PR 5 changes what PRs 3 and 4 change.
+  // PRs 1-4 change b/, c/, d/, e/; PR 5 changes what PRs 2, 3 and 4 change.
   for (int n = 1; n <= 4; ++n) r.queue(n, {std::string(1, char('a' + n)) + "/x.cpp"});
-  r.queue(5, {"d/x.cpp", "e/x.cpp"});
+  r.queue(5, {"c/x.cpp", "d/x.cpp", "e/x.cpp"});
   std::map<int, CandidateId> probe;
   std::map<int, Sha> built;
   for (int n = 1; n <= 5; ++n) {
@@ -803,9 +803,9 @@ TEST_CASE(
   CHECK(r.candidate(k34).base == c2);
   const Sha c34 = r.merge(k34);
   SUBCASE("under load") {
-    // k34 lands (with k2 ahead of it). PR 5's probe, still building, was built without two PRs
-    // that may conflict with it: it says too little about the new master, so it is cut and PR 5
-    // is probed again there.
+    // k34 lands (with k2 ahead of it). PR 5's probe, still building, was built without three
+    // PRs that may conflict with it: it says too little about the new master, so it is cut and
+    // PR 5 is probed again there.
     REQUIRE(all<FastForwardMaster>(r.check(c34, true)).size() == 1);
     auto after = r.pushed(k34);
     for (int n : {2, 3, 4}) CHECK(r.status(n) == PrStatus::Merged);
@@ -831,12 +831,12 @@ TEST_CASE(
     r.pushed(k34);
     CHECK(r.s.master == c34);
     CHECK(r.has(probe[5]));  // not cut: without load a probe is not redone
-    CHECK(r.s.prs.at(5).untested == 2);
+    CHECK(r.s.prs.at(5).untested == 3);
     r.s.observed.fail_permille = 250;  // load again
     r.check(built[5], true);
     const CandidateId again = r.with({5});
     REQUIRE(again != 0);
-    CHECK(r.candidate(again).probe);  // built without PRs 3 and 4: probed again, not joined
+    CHECK(r.candidate(again).probe);  // built without PRs 2-4: probed again, not joined
     CHECK(r.candidate(again).base == c34);
   }
 }
@@ -911,21 +911,23 @@ TEST_CASE(
   REQUIRE_FALSE(r.candidate(k1).probe);
   r.merge(k1);
   auto& tally = r.s.observed.risk;
-  SUBCASE("no evidence yet: one such PR is taken, two are not; the probe is tallied") {
-    r.queue(2, {"a/x.cpp"}, 0, CheckState::Success);
-    const CandidateId k2 = r.with({2});
-    REQUIRE(k2 != 0);
-    CHECK_FALSE(r.candidate(k2).probe);
-    r.merge(k2);
-    r.queue(3, {"a/x.cpp", "b/x.cpp"}, 0, CheckState::Success);
-    const CandidateId probe = r.with({3});
+  SUBCASE("no evidence yet: two such PRs are taken, three are not; the probe is tallied") {
+    for (int n : {2, 3}) {
+      r.queue(n, {"a/x.cpp"}, 0, CheckState::Success);
+      const CandidateId k = r.with({n});
+      REQUIRE(k != 0);
+      CHECK_FALSE(r.candidate(k).probe);
+      r.merge(k);
+    }
+    r.queue(4, {"a/x.cpp", "b/x.cpp"}, 0, CheckState::Success);
+    const CandidateId probe = r.with({4});
     REQUIRE(probe != 0);
     CHECK(r.candidate(probe).probe);
     CHECK(tally.count("overlap:some") == 0);
-    r.check(r.merge(probe), true);  // it passed with PRs 1 and 2, both changing a/x.cpp
+    r.check(r.merge(probe), true);  // it passed with PRs 1-3, each changing a/x.cpp
     CHECK(tally["overlap:some"].passed == 1);
-    CHECK(tally["overlap:pairs"].passed == 2);
-    // What its three PRs' own risks (each cleared by its own CI) made of a failure.
+    CHECK(tally["overlap:pairs"].passed == 3);
+    // What its four PRs' own risks (each cleared by its own CI) made of a failure.
     CHECK(tally["overlap:some"].expected_permille > 0);
     CHECK(tally["overlap:some"].expected_permille < 100);
   }
@@ -961,11 +963,11 @@ TEST_CASE(
   }
 }
 
-// A probed PR behind more than one PR it was never built with that changes a path it changes
+// A probed PR behind more than two PRs it was never built with that change a path it changes
 // is probed again, unless builds with such PRs are seen not to fail here: the learned risk
 // decides, as for a PR that was never probed.
 TEST_CASE(
-    "adaptive under load: a probed PR joins the chain behind two untested overlapping PRs only "
+    "adaptive under load: a probed PR joins the chain behind three untested overlapping PRs only "
     "while such PRs are not seen to fail builds") {
   Repo r(Strategy::Adaptive);
   r.observe_load();
@@ -979,7 +981,7 @@ TEST_CASE(
   REQUIRE(probe != 0);
   REQUIRE(r.candidate(probe).probe);
   const Sha built = r.merge(probe);
-  for (int n : {2, 3}) {  // green, harmless overlaps: straight into the chain meanwhile
+  for (int n : {2, 3, 4}) {  // green, harmless overlaps: straight into the chain meanwhile
     r.queue(n, {"a/x.cpp"}, 0, CheckState::Success);
     REQUIRE(r.with({n}) != 0);
     REQUIRE_FALSE(r.candidate(r.with({n})).probe);
@@ -990,12 +992,12 @@ TEST_CASE(
     REQUIRE(r.with({1}) != 0);
     CHECK_FALSE(r.candidate(r.with({1})).probe);
   }
-  SUBCASE("such builds fail here: probed again, with PRs 2 and 3") {
+  SUBCASE("such builds fail here: probed again, with PRs 2-4") {
     tally["overlap:some"] = {30, 20};
     r.check(built, true);
     REQUIRE(r.with({1}) != 0);
     CHECK(r.candidate(r.with({1})).probe);
-    CHECK(r.candidate(r.with({1})).with == std::vector<int>{2, 3});
+    CHECK(r.candidate(r.with({1})).with == std::vector<int>{2, 3, 4});
   }
 }
 
