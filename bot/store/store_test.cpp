@@ -601,11 +601,17 @@ TEST_CASE("store: a full disk or a locked database is unavailable (503), not a c
   check_equal(must_load(*store, s.repo).state, s);
 }
 
-TEST_CASE("store: an unknown enum name in the database is reported, not guessed") {
-  test::TempDir dir;
-  auto store = open_store(dir / "dmz.db");
+// A store at `file` that saved rich_state(), for the tests that then break its rows.
+std::unique_ptr<Store> store_with_rich_state(const std::filesystem::path& file) {
+  auto store = open_store(file);
   Writer w{*store, RepoState{"acme/widgets"}};
   w.must_save(rich_state());
+  return store;
+}
+
+TEST_CASE("store: an unknown enum name in the database is reported, not guessed") {
+  test::TempDir dir;
+  auto store = store_with_rich_state(dir / "dmz.db");
   sql_scalar(dir / "dmz.db", "UPDATE prs SET status='limbo' WHERE number=3");
   auto r = store->load("acme/widgets");
   REQUIRE_FALSE(r.ok());
@@ -614,9 +620,7 @@ TEST_CASE("store: an unknown enum name in the database is reported, not guessed"
 
 TEST_CASE("store: a probe's PRs that are not a JSON array of numbers are reported, not guessed") {
   test::TempDir dir;
-  auto store = open_store(dir / "dmz.db");
-  Writer w{*store, RepoState{"acme/widgets"}};
-  w.must_save(rich_state());
+  auto store = store_with_rich_state(dir / "dmz.db");
   sql_scalar(dir / "dmz.db", "UPDATE candidates SET with_prs='[2, \"x\"]' WHERE probe=1");
   auto r = store->load("acme/widgets");
   REQUIRE_FALSE(r.ok());
@@ -626,9 +630,7 @@ TEST_CASE("store: a probe's PRs that are not a JSON array of numbers are reporte
 
 TEST_CASE("store: a tally that is not two or three counts is reported, not guessed") {
   test::TempDir dir;
-  auto store = open_store(dir / "dmz.db");
-  Writer w{*store, RepoState{"acme/widgets"}};
-  w.must_save(rich_state());
+  auto store = store_with_rich_state(dir / "dmz.db");
   // An older row's two counts read as no expectation; a fourth count is not a tally.
   sql_scalar(dir / "dmz.db", "UPDATE repos SET observed='{\"risk\": {\"overlap:0\": [5, 1]}}'");
   auto old = store->load("acme/widgets");
@@ -646,9 +648,7 @@ TEST_CASE("store: a tally that is not two or three counts is reported, not guess
 
 TEST_CASE("store: a statement that cannot be prepared is an error, and leaves no transaction") {
   test::TempDir dir;
-  auto store = open_store(dir / "dmz.db");
-  Writer w{*store, RepoState{"acme/widgets"}};
-  w.must_save(rich_state());
+  auto store = store_with_rich_state(dir / "dmz.db");
   // The load's statement for the checks cannot be prepared while the table is away.
   sql_scalar(dir / "dmz.db", "ALTER TABLE checks RENAME TO checks_away");
   auto r = store->load("acme/widgets");
