@@ -1778,8 +1778,9 @@ void record_precheck(Ctx& c, const CheckReported& e) {
   }
 }
 
-// A probe passed: its PR goes back to its place in the queue, cleared to join the train, in
-// a batch again if it was in a group of its own (blame()).
+// A probe passed: its PR goes back to its place in the queue, cleared to join the train, out
+// of any group (one of its own from blame(), or a held batch): it joins in a batch with the PRs
+// that fit, as any probed PR does.
 void probe_passed(Ctx& c, std::size_t index) {
   for (int n : cut_lane(c, index)) {
     requeue(c, c.pr(n));
