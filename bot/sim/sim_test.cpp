@@ -85,8 +85,11 @@ TEST_CASE("simulate: serial matches the closed form of a case worked by hand") {
   // the candidates were merged 2 s, 3,615 s and 5,423 s into the run (the median: PR 3's).
   CHECK(r.counters["landed_mean_probes"] == 0);
   CHECK(r.counters["landed_mean_chain_builds"] == 1);
+  CHECK(r.counters["landed_median_min_to_first_chain_build"] ==
+        doctest::Approx((3615.0 - 0.4) / 60));
   CHECK(r.counters["landed_median_min_to_last_chain_build"] ==
         doctest::Approx((3615.0 - 0.4) / 60));
+  CHECK(r.counters.count("landed_median_min_landing_1probe_1chain") == 0);  // no probe
   CHECK(r.counters["landed_median_min_to_landing"] == doctest::Approx((5423.0 - 0.4) / 60));
   CHECK(r.counters["chain_passed"] == 3);
   CHECK(r.counters["chain_failed_bad_pr"] == 1);
@@ -144,6 +147,12 @@ TEST_CASE("simulate: every strategy keeps the invariants on a loaded queue, with
     CHECK(r.landed + r.ejected + r.unfinished == r.prs);
     CHECK(r.landed > 0);
     CHECK(r.landed <= best.landed + best.unfinished + 2);  // flakes aside, no more than the oracle
+    if (s.name == "adaptive") {  // under load: probes first, then the chain
+      CHECK(r.counters["landed_mean_probes"] > 0);
+      CHECK(r.counters.count("landed_median_min_landing_1probe_1chain") == 1);
+      CHECK(r.counters["landed_median_min_to_first_chain_build"] <=
+            r.counters["landed_median_min_to_last_chain_build"]);
+    }
     RunOptions crashing;
     crashing.crash_every = 37;
     RunResult c = run(w, s, crashing);

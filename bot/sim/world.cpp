@@ -134,6 +134,7 @@ class World final : public driver::GitPort,
       (a.tip ? j.chain_builds : j.probes) += 1;
       (a.tip ? j.last_chain_build : j.last_probe) = now();
       if (!a.tip && j.probes == 1) j.first_probe = now();
+      if (a.tip && j.chain_builds == 1) j.first_chain_build = now();
     }
     later(kMergeDelay, [this, a] {
       std::vector<int> prs;
@@ -227,7 +228,7 @@ class World final : public driver::GitPort,
   // A PR's way through the train: its probes and the chain candidates that held it.
   struct Journey {
     int probes = 0, chain_builds = 0;
-    Millis first_probe = 0, last_probe = 0, last_chain_build = 0;
+    Millis first_probe = 0, last_probe = 0, first_chain_build = 0, last_chain_build = 0;
   };
 
   Millis now() const { return clock_.now(); }
@@ -316,7 +317,9 @@ class World final : public driver::GitPort,
   }
 
   // Medians over the landed PRs of when (minutes after approval) their first and last probe and
-  // their last chain candidate were merged, and when they landed: where the time to merge goes.
+  // their first and last chain candidate were merged, and when they landed: where the time to
+  // merge goes. Also when those landed that took the fewest builds probe-first allows, one
+  // probe and one chain candidate: the floor of that way through the train.
   void count_journeys() {
     std::map<std::string, std::vector<double>> at;
     double probes = 0, chain_builds = 0, landed = 0;
@@ -328,8 +331,12 @@ class World final : public driver::GitPort,
         at["landed_median_min_to_first_probe"].push_back(after(j.first_probe));
         at["landed_median_min_to_last_probe"].push_back(after(j.last_probe));
       }
-      if (j.chain_builds)
+      if (j.chain_builds) {
+        at["landed_median_min_to_first_chain_build"].push_back(after(j.first_chain_build));
         at["landed_median_min_to_last_chain_build"].push_back(after(j.last_chain_build));
+      }
+      if (j.probes == 1 && j.chain_builds == 1)
+        at["landed_median_min_landing_1probe_1chain"].push_back(after(end));
       at["landed_median_min_to_landing"].push_back(after(end));
       if (auto e = eta_.find(n); e != eta_.end()) {
         const double late = static_cast<double>(end - e->second) / kMinute;
