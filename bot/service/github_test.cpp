@@ -1475,12 +1475,14 @@ TEST_CASE("github webhooks: a fetch that read the remote before a push takes not
   GitHub gh({});
   Bot bot(gh);
   gh.git->hold_fetches(true);
-  const std::string a = gh.commit("feature/a", "a.txt", "a\n");
-  // A fetch that read refs/pull/1/head = a (its refs were read after the ref was made; the
-  // git thread fetches one at a time) waits for its pack. Counted before the webhook goes: a
-  // fetch it starts may read the refs before this thread runs again.
-  const auto pull = bot.create_pull(1, "feature/a", a);
+  // A fetch that read the refs once `a` was there (the git thread fetches one at a time)
+  // waits for its pack. Counted before `a` is made: a fetch (the start's, a reconciliation's)
+  // that listed the refs after it would bring `a`, and the webhook's fetch, finding `a` in
+  // the mirror, would not run; one that listed them before is let go. Counted before the
+  // webhook goes too: a fetch it starts may read the refs before this thread runs again.
   const int read_before = gh.git->refs_read();
+  const std::string a = gh.commit("feature/a", "a.txt", "a\n");
+  const auto pull = bot.create_pull(1, "feature/a", a);
   bot.hook("pull_request", pr_payload("opened", pull, "dev"));
   REQUIRE(eventually([&] {
     if (!gh.git->fetch_waiting()) return false;
