@@ -116,7 +116,8 @@ BuildCandidate build_action(const RepoState& s, const Candidate& k) {
     const auto& pr = s.prs.at(n);
     const Sha& head = merged_head(pr);
     const std::string approver = pr.approval ? pr.approval->approver : std::string();
-    action.items.push_back(MergeItem{n, head, pr.branch, pr.title, pr.author, approver});
+    action.items.push_back(
+        MergeItem{n, head, pr.branch, pr.title, pr.author, approver, pr.judged_tag});
   }
   return action;
 }
@@ -206,8 +207,9 @@ void approve(Ctx& c, PullRequest& pr, Approval approval) {
   pr.details.clear();
   pr.candidate.reset();
   pr.finished_at = 0;
-  pr.signers.clear();    // the new verdict says who signed
-  pr.approvers.clear();  // ... and whose approvals count
+  pr.signers.clear();     // the new verdict says who signed
+  pr.approvers.clear();   // ... and whose approvals count
+  pr.judged_tag.clear();  // ... and which tag object it judged
   c.emit(ask_policy(c.s, pr));
 }
 
@@ -236,6 +238,7 @@ void judge_again(Ctx& c, PullRequest& pr) {
   pr.candidate.reset();
   pr.signers.clear();
   pr.approvers.clear();
+  pr.judged_tag.clear();
   c.emit(ask_policy(c.s, pr));
 }
 
@@ -1632,6 +1635,7 @@ Verdict on(Ctx& c, const PolicyChecked& e) {
   if (e.pass) {
     pr->status = PrStatus::Queued;
     pr->judged_epoch = e.epoch;
+    pr->judged_tag = e.tag;
     pr->paths = e.paths;
     return std::nullopt;
   }

@@ -285,6 +285,39 @@ TEST_CASE("PolicyChecked: pass queues and schedules, fail reports every reason, 
   }
 }
 
+TEST_CASE("a PR by signed tag is merged with the tag object its verdict judged, no other") {
+  Repo r;
+  r.on(PrOpened{1, "tags/v1", "dev1", "Release 1", sha('a'), r.now});
+  r.approve(1);
+  auto judged = [&](const Sha& tag) {
+    return r.on(PolicyChecked{.number = 1,
+                              .sha = r.pr(1).approval.value().sha,
+                              .pass = true,
+                              .at = r.now,
+                              .target = r.s.master,
+                              .epoch = r.s.policy_epoch,
+                              .tag = tag});
+  };
+  auto bc = only<BuildCandidate>(judged(sha('t')));
+  CHECK(r.pr(1).judged_tag == sha('t'));
+  REQUIRE(bc.items.size() == 1);
+  CHECK(bc.items[0].branch == "tags/v1");
+  CHECK(bc.items[0].tag == sha('t'));
+  SUBCASE("a new approval forgets it: the next verdict says which tag it judged") {
+    r.push(1, sha('b'));  // the tag made again on another commit
+    r.approve(1, "mm2");
+    CHECK(r.pr(1).status == PrStatus::Approved);
+    CHECK(r.pr(1).judged_tag.empty());
+    auto again = only<BuildCandidate>(judged(sha('u')));
+    CHECK(again.items.at(0).tag == sha('u'));
+  }
+  SUBCASE("judged again (the trust root changed): forgotten until the new verdict") {
+    r.on(TrustRootRead{"another root", r.now});
+    CHECK(r.pr(1).status == PrStatus::Approved);
+    CHECK(r.pr(1).judged_tag.empty());
+  }
+}
+
 TEST_CASE("a PR goes from approval to master: merge, build, land") {
   Repo r;
   r.queue(1, sha('a'));

@@ -117,17 +117,12 @@ json fields(const MergeRequested& e) {
 json fields(const CancelRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const RetryRequested& e) { return {{"number", e.number}, {"by", e.by}, {"at", e.at}}; }
 json fields(const PolicyChecked& e) {
-  return {{"number", e.number},
-          {"sha", e.sha},
-          {"pass", e.pass},
-          {"reasons", e.reasons},
-          {"at", e.at},
-          {"paths", e.paths},
-          {"signers", e.signers},
-          {"approvers", e.approvers},
-          {"target", e.target},
-          {"epoch", e.epoch},
-          {"unavailable", e.unavailable}};
+  return {{"number", e.number},   {"sha", e.sha},
+          {"pass", e.pass},       {"reasons", e.reasons},
+          {"at", e.at},           {"paths", e.paths},
+          {"signers", e.signers}, {"approvers", e.approvers},
+          {"target", e.target},   {"epoch", e.epoch},
+          {"tag", e.tag},         {"unavailable", e.unavailable}};
 }
 json fields(const MergeDone& e) {
   return {{"candidate", e.candidate},
@@ -177,8 +172,8 @@ json fields(const TrustRootRead& e) { return {{"digest", e.digest}, {"at", e.at}
 // ---- actions ----
 
 json item_json(const MergeItem& i) {
-  return {{"number", i.number}, {"head", i.head},     {"branch", i.branch},
-          {"title", i.title},   {"author", i.author}, {"approver", i.approver}};
+  return {{"number", i.number}, {"head", i.head},         {"branch", i.branch}, {"title", i.title},
+          {"author", i.author}, {"approver", i.approver}, {"tag", i.tag}};
 }
 
 json fields(const CheckPolicy& a) {

@@ -177,20 +177,22 @@ TEST_CASE("events carry their snake_case type and fields") {
                                                                       {"sha", sha('a')},
                                                                       {"approver", "mm"},
                                                                       {"at", 55}});
-  CHECK(to_json(Event{PolicyChecked{
-            4, sha('a'), true, {}, 56, {"src/a.c", "docs/b.md"}, {"alice"}, {"bob"}, sha('m')}}) ==
-        json{{"type", "policy_checked"},
-             {"number", 4},
-             {"sha", sha('a')},
-             {"pass", true},
-             {"reasons", json::array()},
-             {"at", 56},
-             {"paths", {"src/a.c", "docs/b.md"}},
-             {"signers", {"alice"}},
-             {"approvers", {"bob"}},
-             {"target", sha('m')},
-             {"epoch", 0},
-             {"unavailable", ""}});
+  PolicyChecked judged{4,         sha('a'), true,    {}, 56, {"src/a.c", "docs/b.md"},
+                       {"alice"}, {"bob"},  sha('m')};
+  judged.tag = sha('t');
+  CHECK(to_json(Event{judged}) == json{{"type", "policy_checked"},
+                                       {"number", 4},
+                                       {"sha", sha('a')},
+                                       {"pass", true},
+                                       {"reasons", json::array()},
+                                       {"at", 56},
+                                       {"paths", {"src/a.c", "docs/b.md"}},
+                                       {"signers", {"alice"}},
+                                       {"approvers", {"bob"}},
+                                       {"target", sha('m')},
+                                       {"epoch", 0},
+                                       {"tag", sha('t')},
+                                       {"unavailable", ""}});
   CHECK(to_json(Event{PrOpened{1, "feature/a", "ann", "A", sha('a'), 1}}) ==
         json{{"type", "pr_opened"},
              {"number", 1},
@@ -252,16 +254,17 @@ TEST_CASE("actions carry their snake_case type and fields") {
              {"target", sha('0')},
              {"epoch", 2}});
   CHECK(to_json(Action{BuildCandidate{
-            3, sha('0'), {MergeItem{4, sha('a'), "feature/a", "A", "ann", "mm"}}}}) ==
+            3, sha('0'), {MergeItem{4, sha('a'), "tags/v1", "A", "ann", "mm", sha('t')}}}}) ==
         json{{"type", "build_candidate"},
              {"candidate", 3},
              {"base", sha('0')},
              {"items", json::array({json{{"number", 4},
                                          {"head", sha('a')},
-                                         {"branch", "feature/a"},
+                                         {"branch", "tags/v1"},
                                          {"title", "A"},
                                          {"author", "ann"},
-                                         {"approver", "mm"}}})},
+                                         {"approver", "mm"},
+                                         {"tag", sha('t')}}})},
              {"tip", true}});
   CHECK(to_json(Action{BuildCandidate{3, sha('0'), {}, false}}).at("tip") == false);
   CHECK(to_json(Action{ResetDmz{sha('0')}}) == json{{"type", "reset_dmz"}, {"sha", sha('0')}});

@@ -103,6 +103,10 @@ struct PullRequest {
   // The policy epoch (RepoState::policy_epoch) of the verdict that queued it: a PR that comes
   // back from the train after the epoch moved is judged again, not queued on the old verdict.
   std::uint64_t judged_epoch = 0;
+  // A PR by signed tag: the tag object that verdict judged (its signature, its name). The merge
+  // records exactly that object in its mergetag; a tag made again since, even on the same
+  // commit, was never judged.
+  Sha judged_tag;
 
   bool operator==(const PullRequest&) const = default;
 };
@@ -277,6 +281,7 @@ struct PolicyChecked {  // the shell's verdict for CheckPolicy
   std::vector<std::string> approvers;  // accounts whose approvals the policy counted, sorted
   Sha target;                          // the master it was judged at (CheckPolicy's target)
   std::uint64_t epoch = 0;             // CheckPolicy's: taken only while it is the state's
+  Sha tag;                             // a PR by signed tag: the tag object judged
   // Set when the verdict failed because of dmzbot's side (I/O, a GnuPG home that could not be
   // made), not the PR: the shell asks again, backing off, before it passes such a verdict on
   // (it then fails closed, the error among the reasons).
@@ -391,6 +396,7 @@ struct MergeItem {
   int number = 0;
   Sha head;
   std::string branch, title, author, approver;
+  Sha tag;  // a PR by signed tag: the tag object its verdict judged (PullRequest::judged_tag)
 };
 // Merge `items` onto `base` in memory, push the candidate (to its own branch when the shell
 // has a pattern for them) and, if `tip`, force dmz to it; answer MergeDone.

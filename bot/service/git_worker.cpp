@@ -140,8 +140,9 @@ std::string nothing_to_merge(const q::Sha& head, const std::string& where) {
 bool tag_at_fault(Code code) { return code == Code::kNotFound || code == Code::kInvalid; }
 
 // The mergetag header of a PR made by a signed tag: the tag object refs/tags/<name> names now
-// (fetched, forced), which must still point at the head the gate judged and the approval
-// pinned. A tag moved or made again on another commit since was never checked against it.
+// (fetched, forced), which must be the very object the gate judged (its signature, its name)
+// and point at the head the approval pinned. A tag made again since, even on the same commit
+// and by the same signer, was never judged: the PR fails, to be judged again on approval.
 // (mergetag_for would take a tag object the mirror cannot read for a missing tag: the PR's.)
 Result<std::string> pinned_mergetag(git::Mirror& mirror, const q::MergeItem& item) {
   const std::string name = item.branch.substr(forges::kTagPrefix.size());
@@ -150,6 +151,13 @@ Result<std::string> pinned_mergetag(git::Mirror& mirror, const q::MergeItem& ite
   if (!id) return not_found(ref + " is not in the repository");
   auto object = mirror.read_object(*id);
   if (!object) return object.status().prefixed(ref + ": ").error();
+  if (item.tag.empty())
+    return invalid(ref + " (tag object " + id->substr(0, 7) +
+                   ") was not judged by the policy; approve again to have it judged");
+  if (*id != item.tag)
+    return invalid(ref + " is tag object " + id->substr(0, 7) + ", not " + item.tag.substr(0, 7) +
+                   " that the policy judged: the tag was made again after the approval; "
+                   "approve again to have it judged");
   if (object->second != "tag") return not_found(ref + " is not an annotated tag");
   auto tag = parse_tag(object->first);
   if (!tag) return tag.status().prefixed(ref + ": ").error();

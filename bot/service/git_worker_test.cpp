@@ -180,31 +180,47 @@ TEST_CASE("GitWorker: a head already in what it is merged onto is refused at onc
             .exit_code != 0);  // nothing pushed
 }
 
-TEST_CASE("GitWorker: a signed-tag PR's mergetag is the tag at its approved head, or none") {
+TEST_CASE("GitWorker: a signed-tag PR's mergetag is the tag judged, at its approved head") {
   Worker w;
   w.git("tag -a for-master -m 'please merge' " + w.feature);
   w.git("push -q origin for-master");
   REQUIRE(w.worker->fetch().ok());
-  queue::MergeItem tagged{1, w.feature, "tags/for-master", "T", "dev", "mm"};
-  SUBCASE("the tag still points at the head: recorded") {
+  const std::string judged = w.origin_git("rev-parse refs/tags/for-master");
+  queue::MergeItem tagged{1, w.feature, "tags/for-master", "T", "dev", "mm", judged};
+  auto refused = [&](const std::string& why) {
+    auto done = w.build(1, {tagged});
+    CHECK(done.outcome == queue::MergeOutcome::Error);
+    CHECK(done.culprit == 1);
+    CHECK_MESSAGE(done.message.find(why) != std::string::npos, done.message);
+    CHECK(test::run(git_env() + "git -C " + shell_quote(w.origin.string()) +
+                    " rev-parse -q --verify dmz")
+              .exit_code != 0);
+  };
+  SUBCASE("the tag judged still points at the head: recorded") {
     auto done = w.build(1, {tagged});
     REQUIRE_MESSAGE(done.outcome == queue::MergeOutcome::Merged, done.message);
-    CHECK(w.origin_git("cat-file commit " + done.sha).find("\nmergetag object " + w.feature) !=
-          std::string::npos);
+    const std::string raw = w.origin_git("cat-file commit " + done.sha);
+    CHECK(raw.find("\nmergetag object " + w.feature) != std::string::npos);
+    CHECK(raw.find(" please merge") != std::string::npos);  // the judged tag's own message
+  }
+  SUBCASE("the tag made again on the same commit after the approval: the merge is refused") {
+    w.git("tag -f -a for-master -m 'words nobody judged' " + w.feature);
+    w.git("push -q -f origin for-master");
+    REQUIRE(w.worker->fetch().ok());
+    refused("refs/tags/for-master is tag object " +
+            w.origin_git("rev-parse refs/tags/for-master").substr(0, 7) + ", not " +
+            judged.substr(0, 7) + " that the policy judged");
+  }
+  SUBCASE("a tag no verdict judged (an approval from before tags were pinned): refused") {
+    tagged.tag.clear();
+    refused("refs/tags/for-master (tag object " + judged.substr(0, 7) +
+            ") was not judged by the policy");
   }
   SUBCASE("the tag moved to another commit after the approval: the merge is refused") {
     w.git("tag -f -a for-master -m 'something else' " + w.master);
     w.git("push -q -f origin for-master");
     REQUIRE(w.worker->fetch().ok());
-    auto done = w.build(1, {tagged});
-    CHECK(done.outcome == queue::MergeOutcome::Error);
-    CHECK(done.culprit == 1);
-    CHECK(done.message.find("refs/tags/for-master now points at " + w.master.substr(0, 7) +
-                            ", not at the approved head " + w.feature.substr(0, 7)) !=
-          std::string::npos);
-    CHECK(test::run(git_env() + "git -C " + shell_quote(w.origin.string()) +
-                    " rev-parse -q --verify dmz")
-              .exit_code != 0);
+    refused("the tag was made again after the approval");
   }
   SUBCASE("the tag is gone: the PR's") {
     w.git("push -q origin :refs/tags/for-master");

@@ -74,6 +74,7 @@ class MemoryStore final : public Store {
       kept.failures = 0;
       kept.merge_errors = 0;
       kept.judged_epoch = 0;
+      kept.judged_tag.clear();
       r.archive[pr.number] = std::move(kept);
     }
     if (change.delta.train_changed) r.state.train = st.train;

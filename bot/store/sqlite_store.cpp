@@ -63,7 +63,7 @@ using queue::PrStatus;
 // ---- Schema ----------------------------------------------------------------------------------
 // Migrations in order; migration i (0-based) takes the schema from version i to i+1. Never edit
 // one that has shipped: append a new one.
-constexpr std::array<std::string_view, 17> kMigrations = {
+constexpr std::array<std::string_view, 18> kMigrations = {
     R"sql(
 CREATE TABLE repos(
   name TEXT PRIMARY KEY,
@@ -317,6 +317,10 @@ ALTER TABLE prs ADD COLUMN judged_epoch INTEGER NOT NULL DEFAULT 0;
     // 17: the PRs of the chain a probe is built with (adaptive under load).
     R"sql(
 ALTER TABLE candidates ADD COLUMN with_prs TEXT NOT NULL DEFAULT '[]';  -- JSON array of numbers
+)sql",
+    // 18: the tag object a signed-tag PR's verdict judged (its mergetag must be that one).
+    R"sql(
+ALTER TABLE prs ADD COLUMN judged_tag TEXT NOT NULL DEFAULT '';
 )sql",
 };
 
@@ -1120,9 +1124,9 @@ class SqliteStore final : public Store {
         "INSERT OR REPLACE INTO prs(repo, number, branch, author, title, head, status, reason,"
         " details, queued_at, candidate, reason_code, finished_at, priority, paths, precheck,"
         " held_by, bisect_group, probed, failures, signers, approvers, merge_errors,"
-        " probed_with, untested, judged_epoch)"
+        " probed_with, untested, judged_epoch, judged_tag)"
         " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)");
+        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)");
     pr.bind(1, repo)
         .bind(2, std::int64_t{p.number})
         .bind(3, p.branch)
@@ -1146,7 +1150,8 @@ class SqliteStore final : public Store {
         .bind(23, std::int64_t{p.merge_errors})
         .bind(24, json_text(nlohmann::json(p.probed_with)))
         .bind(25, std::int64_t{p.untested})
-        .bind(26, as_int64(p.judged_epoch));
+        .bind(26, as_int64(p.judged_epoch))
+        .bind(27, p.judged_tag);
     if (p.held_by)
       pr.bind(17, as_int64(*p.held_by));
     else
@@ -1386,7 +1391,7 @@ class SqliteStore final : public Store {
           "SELECT number, branch, author, title, head, status, reason, details, queued_at,"
           " candidate, reason_code, finished_at, priority, paths, precheck, held_by,"
           " bisect_group, probed, failures, signers, approvers, merge_errors, probed_with,"
-          " untested, judged_epoch FROM prs"
+          " untested, judged_epoch, judged_tag FROM prs"
           " WHERE repo = ?1"
           " ORDER BY number");
       q.bind(1, name);
@@ -1443,6 +1448,7 @@ class SqliteStore final : public Store {
         p.probed_with = std::move(*probed_with);
         p.untested = static_cast<int>(q.int64(23));
         p.judged_epoch = as_uint64(q.int64(24));
+        p.judged_tag = q.text(25);
         st.prs.emplace(p.number, std::move(p));
       }
     }

@@ -62,7 +62,7 @@ TEST_CASE("store: a rich state round-trips field by field") {
   CHECK(sql_scalar(dir / "dmz.db",
                    "SELECT group_concat(number) FROM (SELECT number FROM candidate_prs"
                    " WHERE candidate=5 ORDER BY position)") == "10,6");
-  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "17");
+  CHECK(sql_scalar(dir / "dmz.db", "SELECT version FROM schema_version") == "18");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT approvers FROM prs WHERE number=3") ==
         R"(["bob","carol"])");
   CHECK(sql_scalar(dir / "dmz.db", "SELECT paths FROM prs WHERE number=3") ==
@@ -742,12 +742,13 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(back.state.prs.at(4).status == PrStatus::Queued);
   CHECK(back.state.prs.at(4).reason_code == Reason::None);
   CHECK(back.state.prs.at(4).approval->approver == "mm");
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "17");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "18");
   CHECK(back.state.prs.at(4).priority == 0);
-  CHECK(back.state.prs.at(4).signers.empty());    // migration 7: nobody known to have signed
-  CHECK(back.state.prs.at(4).approvers.empty());  // migration 8: no counted approval known
-  CHECK(back.state.prs.at(4).merge_errors == 0);  // migration 10
-  CHECK(back.state.prs.at(4).judged_epoch == 0);  // migration 16: judged again if requeued
+  CHECK(back.state.prs.at(4).signers.empty());     // migration 7: nobody known to have signed
+  CHECK(back.state.prs.at(4).approvers.empty());   // migration 8: no counted approval known
+  CHECK(back.state.prs.at(4).merge_errors == 0);   // migration 10
+  CHECK(back.state.prs.at(4).judged_epoch == 0);   // migration 16: judged again if requeued
+  CHECK(back.state.prs.at(4).judged_tag.empty());  // migration 18: no tag object judged
   CHECK(back.state.prs.at(4).precheck == CheckState::Pending);
   CHECK(back.state.window == 0);
   CHECK(back.state.policy_epoch == 0);
@@ -760,8 +761,14 @@ TEST_CASE("store: a database of schema version 2 is migrated with its state") {
   CHECK(must_load(*store, "acme/old").version == 2);
 }
 
+// Without migration 18's tag object judged.
+void undo_migration_18(const std::filesystem::path& file) {
+  sql_scalar(file, "ALTER TABLE prs DROP COLUMN judged_tag");
+}
+
 // Without migration 17's PRs a probe is built with.
 void undo_migration_17(const std::filesystem::path& file) {
+  undo_migration_18(file);
   sql_scalar(file, "ALTER TABLE candidates DROP COLUMN with_prs");
 }
 
@@ -816,6 +823,29 @@ void undo_migration_9(const std::filesystem::path& file) {
     sql_scalar(file, std::string("ALTER TABLE deliveries DROP COLUMN ") + column);
 }
 
+TEST_CASE("store: a database of schema version 17 loads its tag PRs as judged on no tag") {
+  test::TempDir dir;
+  const auto file = dir / "v17.db";
+  const RepoState s = rich_state();
+  REQUIRE(s.prs.at(10).judged_tag == sha('t'));
+  {
+    auto store = open_store(file);
+    Writer w{*store, RepoState{s.repo}};
+    w.must_save(s);
+    CHECK(must_load(*store, s.repo).state.prs.at(10).judged_tag == sha('t'));  // round trip
+  }
+  undo_migration_18(file);
+  sql_scalar(file, "UPDATE schema_version SET version = 17");
+  auto store = open_store(file);
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "18");
+  Loaded back = must_load(*store, s.repo);
+  // What dmzbot before it judged pinned no tag object: its merge refuses the tag until a new
+  // approval has it judged (GitWorker, pinned_mergetag).
+  CHECK(back.state.prs.at(10).judged_tag.empty());
+  CHECK(back.state.prs.at(10).branch == "tags/v10");
+  CHECK(back.state.train.size() == 3);
+}
+
 TEST_CASE("store: a database of schema version 16 loads its probes as built with no PRs") {
   test::TempDir dir;
   const auto file = dir / "v16.db";
@@ -828,7 +858,7 @@ TEST_CASE("store: a database of schema version 16 loads its probes as built with
   undo_migration_17(file);
   sql_scalar(file, "UPDATE schema_version SET version = 16");
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "17");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "18");
   Loaded back = must_load(*store, s.repo);
   REQUIRE(back.state.train.size() == 3);
   CHECK(back.state.train[2].probe);
@@ -860,7 +890,7 @@ TEST_CASE("store: a database of schema version 7 gains the counted approvers, ke
         "0");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "17");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "18");
   Loaded back = must_load(*store, s.repo);
   REQUIRE(back.state.prs.count(3));
   CHECK(back.state.prs.at(3).signers == std::vector<std::string>{"alice", "bob"});  // kept
@@ -910,7 +940,7 @@ TEST_CASE("store: a database of schema version 8 keeps its delivery ids, all han
   CHECK(sql_scalar(file, "SELECT count(*) FROM pragma_table_info('deliveries')") == "2");
 
   auto store = open_store(file);
-  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "17");
+  CHECK(sql_scalar(file, "SELECT version FROM schema_version") == "18");
   CHECK(store->unhandled_deliveries(0, 10)->empty());             // nothing to handle again
   CHECK_FALSE(store->record_delivery("github:old", 20).value());  // still a duplicate
   REQUIRE(store->record_deliveries({{"github:new", 30, "github", "{}", "{}"}}).ok());

@@ -148,6 +148,8 @@ inline RepoState rich_state() {
   s.prs[9].reason = "cancelled by alice";
   s.prs[10] = make_pr(10, PrStatus::Building);  // batched with #6
   s.prs[10].approval = Approval{s.prs[10].head, "bob", 42};
+  s.prs[10].branch = "tags/v10";  // a PR by signed tag: the tag object its verdict judged
+  s.prs[10].judged_tag = sha('t');
   s.prs[4].candidate = 7;  // Merging, in the last candidate... see below
   s.prs[5].candidate = 6;
   s.prs[6].candidate = 5;

@@ -132,6 +132,12 @@ class TrustPolicy final : public PolicyChecker {
       auto paths = pr_paths(mirror, target, sha);
       if (!paths) return error(paths.error());
       out.paths = std::move(*paths);
+      if (starts_with(pr.branch, kTagBranchPrefix)) {
+        // No signature to check; the merge still records only the tag object seen here.
+        const auto tags = mirror.tags();
+        auto it = tags.find(pr.branch.substr(kTagBranchPrefix.size()));
+        if (it != tags.end()) out.tag = it->second;
+      }
       auto refusal = head_policy_refusal(mirror, sha, out.paths);
       if (!refusal) return error(refusal.error());
       if (!refusal->empty()) return fail({*refusal});
@@ -198,7 +204,7 @@ class TrustPolicy final : public PolicyChecker {
       approval_notes.push_back("the forge's reviews could not be read (" + reviews.unreadable +
                                "); ask again once it answers");
     if (starts_with(pr.branch, kTagBranchPrefix))
-      check_tag_pr(mirror, keys, pr, sha, tags, facts, extra_failures);
+      out.tag = check_tag_pr(mirror, keys, pr, sha, tags, facts, extra_failures);
     auto refusal = head_policy_refusal(mirror, sha, facts.changed_paths);
     if (!refusal) return error(refusal.error());
     if (!refusal->empty()) extra_failures.push_back(std::move(*refusal));
@@ -330,26 +336,27 @@ class TrustPolicy final : public PolicyChecker {
   }
 
   // A PR by signed tag: the tag refs/tags/<name> must name itself, point at the head and be
-  // signed by the PR author's account.
-  void check_tag_pr(git::Mirror& mirror, trust::TrustKeys& keys, const queue::PullRequest& pr,
-                    const queue::Sha& sha, const std::map<std::string, std::string>& tags,
-                    const queue::PrFacts& facts, std::vector<std::string>& failures) {
+  // signed by the PR author's account. Returns the tag object judged ("" when there is none).
+  queue::Sha check_tag_pr(git::Mirror& mirror, trust::TrustKeys& keys, const queue::PullRequest& pr,
+                          const queue::Sha& sha, const std::map<std::string, std::string>& tags,
+                          const queue::PrFacts& facts, std::vector<std::string>& failures) {
     const std::string name = pr.branch.substr(kTagBranchPrefix.size());
     const std::string ref = "refs/tags/" + name;
     auto it = tags.find(name);
     if (it == tags.end()) {
       failures.push_back("pull request tag " + ref + " is not an annotated tag in the repository");
-      return;
+      return {};
     }
-    auto checked = gatherer_.tag_check(mirror, keys, name, it->second);
+    const queue::Sha& judged = it->second;
+    auto checked = gatherer_.tag_check(mirror, keys, name, judged);
     if (!checked) {
       note_our_side(checked.error());
       failures.push_back("pull request tag " + ref + ": " + checked.message());
-      return;
+      return judged;
     }
     if (!checked->refusal.empty()) {
       failures.push_back(checked->refusal);
-      return;
+      return judged;
     }
     if (checked->tag.object != sha)
       failures.push_back("pull request tag " + ref + " points at " +
@@ -368,6 +375,7 @@ class TrustPolicy final : public PolicyChecker {
       failures.push_back("pull request tag " + ref + " is signed by " + *sig.signer +
                          " but the PR author is " + *facts.author_account);
     }
+    return judged;
   }
 
   // The first failure on dmzbot's side met by the check under way: an error that is not the

@@ -581,6 +581,7 @@ TEST_CASE("trust: a PR by signed tag") {
     std::string tag = r.ssh_tag(k.alice_ssh, "for-master", head);
     auto v = r.check("alice", head, "tags/for-master");
     CHECK_MESSAGE(v.pass, all(v.reasons));
+    CHECK(v.tag == tag);  // the object judged: the merge records that one, no other
     auto text = mergetag_for(*r.mirror, "for-master");
     REQUIRE_MESSAGE(text.ok(), (text.ok() ? "" : text.message()));
     CHECK(*text == r.cat("tag", tag));
@@ -593,6 +594,11 @@ TEST_CASE("trust: a PR by signed tag") {
         has(v.reasons,
             "pull request tag refs/tags/for-master is signed by bob but the PR author is alice"),
         all(v.reasons));
+  }
+  SUBCASE("not a tag PR: no tag object judged") {
+    r.ssh_tag(k.alice_ssh, "for-master", head);
+    auto v = r.check("alice", head, "feature/x");
+    CHECK(v.tag.empty());
   }
   SUBCASE("a tag whose header names another tag") {
     std::string tag = r.ssh_tag(k.alice_ssh, "for-next", head);
@@ -615,6 +621,20 @@ queue::PolicyChecked judge_a_pr(Repo& r, const SignFn& signer) {
   auto checker = make_policy_checker(config::Repo{});
   queue::PullRequest pr{1, "feature/x", "alice"};
   return checker->check(*r.mirror, pr, head, target, 0, {});
+}
+
+TEST_CASE("trust: without a policy a PR by tag still pins the tag object seen") {
+  Repo r(std::vector<std::pair<std::string, std::string>>{{"README", "x\n"}});
+  const std::string target = r.git("rev-parse HEAD");
+  r.git("checkout -q -b feature/x");
+  const std::string head = r.commit({{"a.txt", "a\n"}}, "a change", nullptr);
+  r.git("tag -a for-master -m 'please merge' " + head);
+  const std::string tag = r.git("rev-parse refs/tags/for-master");
+  r.fetch();
+  auto checker = make_policy_checker(config::Repo{});
+  auto v = checker->check(*r.mirror, {1, "tags/for-master", "alice"}, head, target, 0, {});
+  CHECK_MESSAGE(v.pass, all(v.reasons));  // nothing to check a signature against
+  CHECK(v.tag == tag);
 }
 
 TEST_CASE("trust: a policy path that is not a regular file fails closed, not open") {
