@@ -197,6 +197,14 @@ void forget_bookkeeping(Ctx& c, PullRequest& pr) {
   if (held && group != 0) release_lone_survivor(c, group);
 }
 
+// What the last policy verdict said of `pr`: the next one says again who signed, whose
+// approvals count and which tag object it judged.
+void forget_verdict(PullRequest& pr) {
+  pr.signers.clear();
+  pr.approvers.clear();
+  pr.judged_tag.clear();
+}
+
 void approve(Ctx& c, PullRequest& pr, Approval approval) {
   forget_bookkeeping(c, pr);
   pr.approval = std::move(approval);
@@ -207,9 +215,7 @@ void approve(Ctx& c, PullRequest& pr, Approval approval) {
   pr.details.clear();
   pr.candidate.reset();
   pr.finished_at = 0;
-  pr.signers.clear();     // the new verdict says who signed
-  pr.approvers.clear();   // ... and whose approvals count
-  pr.judged_tag.clear();  // ... and which tag object it judged
+  forget_verdict(pr);
   c.emit(ask_policy(c.s, pr));
 }
 
@@ -236,9 +242,7 @@ void judge_again(Ctx& c, PullRequest& pr) {
   forget_bookkeeping(c, pr);
   pr.status = PrStatus::Approved;
   pr.candidate.reset();
-  pr.signers.clear();
-  pr.approvers.clear();
-  pr.judged_tag.clear();
+  forget_verdict(pr);
   c.emit(ask_policy(c.s, pr));
 }
 
