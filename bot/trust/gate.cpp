@@ -132,12 +132,10 @@ class TrustPolicy final : public PolicyChecker {
       auto paths = pr_paths(mirror, target, sha);
       if (!paths) return error(paths.error());
       out.paths = std::move(*paths);
-      if (starts_with(pr.branch, kTagBranchPrefix)) {
-        // No signature to check; the merge still records only the tag object seen here.
-        const auto tags = mirror.tags();
-        auto it = tags.find(pr.branch.substr(kTagBranchPrefix.size()));
-        if (it != tags.end()) out.tag = it->second;
-      }
+      // A PR by tag: no signature to check; the merge still records only the object seen here.
+      if (starts_with(pr.branch, kTagBranchPrefix))
+        out.tag = mirror.reference("refs/tags/" + pr.branch.substr(kTagBranchPrefix.size()))
+                      .value_or(queue::Sha());
       auto refusal = head_policy_refusal(mirror, sha, out.paths);
       if (!refusal) return error(refusal.error());
       if (!refusal->empty()) return fail({*refusal});
