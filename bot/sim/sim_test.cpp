@@ -91,6 +91,8 @@ TEST_CASE("simulate: serial matches the closed form of a case worked by hand") {
         doctest::Approx((3615.0 - 0.4) / 60));
   CHECK(r.counters.count("landed_median_min_landing_1probe_1chain") == 0);  // no probe
   CHECK(r.counters["landed_median_min_to_landing"] == doctest::Approx((5423.0 - 0.4) / 60));
+  CHECK(r.counters.count("landed_p95_min_to_first_probe") == 0);
+  CHECK(r.counters["ejected_mean_builds"] == 1);  // PR 2, in one candidate
   CHECK(r.counters["chain_passed"] == 3);
   CHECK(r.counters["chain_failed_bad_pr"] == 1);
   CHECK(r.counters["runner_minutes_finished"] == doctest::Approx(4 * 30.0));
@@ -152,6 +154,9 @@ TEST_CASE("simulate: every strategy keeps the invariants on a loaded queue, with
       CHECK(r.counters.count("landed_median_min_landing_1probe_1chain") == 1);
       CHECK(r.counters["landed_median_min_to_first_chain_build"] <=
             r.counters["landed_median_min_to_last_chain_build"]);
+      CHECK(r.counters["landed_median_min_to_first_probe"] <=
+            r.counters["landed_p95_min_to_first_probe"]);
+      CHECK(r.counters["ejected_mean_builds"] >= 2);  // each failed a build and its retry
     }
     RunOptions crashing;
     crashing.crash_every = 37;

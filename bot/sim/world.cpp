@@ -14,6 +14,7 @@
 #include "base/clock.hpp"
 #include "bot/driver/driver.hpp"
 #include "bot/sim/ledger.hpp"
+#include "bot/sim/report.hpp"
 #include "bot/store/memory_store.hpp"
 #include "queue/eta.hpp"
 #include "queue/json.hpp"
@@ -319,12 +320,19 @@ class World final : public driver::GitPort,
   // Medians over the landed PRs of when (minutes after approval) their first and last probe and
   // their first and last chain candidate were merged, and when they landed: where the time to
   // merge goes. Also when those landed that took the fewest builds probe-first allows, one
-  // probe and one chain candidate: the floor of that way through the train.
+  // probe and one chain candidate: the floor of that way through the train. The 95th
+  // percentile of the first probe's wait shows who the slowest PRs are (a queue ordered by
+  // risk serves the risky last), and the builds of PRs that were ejected what they cost the
+  // runners (the oracle spends none on them).
   void count_journeys() {
     std::map<std::string, std::vector<double>> at;
-    double probes = 0, chain_builds = 0, landed = 0;
+    double probes = 0, chain_builds = 0, landed = 0, ejected = 0, ejected_builds = 0;
     for (const auto& [n, j] : journeys_) {
       const Millis end = ledger_.landed_at(n);
+      if (ledger_.outcome_of(n) == Ledger::Outcome::Ejected) {
+        ++ejected;
+        ejected_builds += j.probes + j.chain_builds;
+      }
       if (end == kNever) continue;
       auto after = [&](Millis t) { return static_cast<double>(t - approved(n)) / kMinute; };
       if (j.probes) {
@@ -347,12 +355,15 @@ class World final : public driver::GitPort,
       chain_builds += j.chain_builds;
       ++landed;
     }
+    if (auto it = at.find("landed_median_min_to_first_probe"); it != at.end())
+      counters_["landed_p95_min_to_first_probe"] = percentile(it->second, 95);
     for (auto& [name, v] : at) {
       std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
       counters_[name] = v[v.size() / 2];
     }
     counters_["landed_mean_probes"] = landed ? probes / landed : 0;
     counters_["landed_mean_chain_builds"] = landed ? chain_builds / landed : 0;
+    counters_["ejected_mean_builds"] = ejected ? ejected_builds / ejected : 0;
   }
 
   void count_samples() {
