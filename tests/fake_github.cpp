@@ -22,6 +22,7 @@
 #include <ctime>
 #include <memory>
 #include <sstream>
+#include <tuple>
 
 #include "base/iso_time.hpp"
 
@@ -423,6 +424,52 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
       return list(target, items, if_none_match);
     }
   }
+  // GET /repos/{o}/{r}/hooks/{id}/deliveries (newest first; pages by cursor, the id to start
+  // at) and POST .../deliveries/{delivery_id}/attempts.
+  if (what == "hooks" && p.size() >= 6 && p[5] == "deliveries") {
+    auto hook = deliveries_.find(std::atoll(p[4].c_str()));
+    if (hook == deliveries_.end()) return not_found();
+    std::vector<HookDelivery> log = hook->second;
+    std::sort(log.begin(), log.end(), [](const HookDelivery& a, const HookDelivery& b) {
+      return std::tie(a.delivered_at_ms, a.id) > std::tie(b.delivered_at_ms, b.id);
+    });
+    if (p.size() == 8 && p[7] == "attempts" && method == "POST") {
+      for (const auto& d : log)
+        if (std::to_string(d.id) == p[6]) {
+          redeliveries_.push_back(d);
+          return ok(json::object(), 202);
+        }
+      return not_found();
+    }
+    if (p.size() != 6 || method != "GET") return not_found();
+    auto q = query_of(target);
+    const int per_page = std::max(
+        1, std::min(q.count("per_page") ? std::stoi(q["per_page"]) : 30, options_.page_size));
+    std::size_t at = 0;
+    if (q.count("cursor"))
+      while (at < log.size() && std::to_string(log[at].id) != q["cursor"]) ++at;
+    json page = json::array();
+    for (; at < log.size() && page.size() < static_cast<std::size_t>(per_page); ++at) {
+      const HookDelivery& d = log[at];
+      page.push_back({{"id", d.id},
+                      {"guid", d.guid},
+                      {"delivered_at", iso(d.delivered_at_ms)},
+                      {"redelivery", d.redelivery},
+                      {"duration", 0.25},
+                      {"status", d.status_code ? "OK" : "failed to connect to host"},
+                      {"status_code", d.status_code},
+                      {"event", d.event},
+                      {"action", nullptr},
+                      {"installation_id", nullptr},
+                      {"repository_id", 1296269}});
+    }
+    Answer a = ok(page);
+    if (at < log.size())
+      a.headers.emplace_back("Link",
+                             "<" + api_url() + path + "?per_page=" + std::to_string(per_page) +
+                                 "&cursor=" + std::to_string(log[at].id) + ">; rel=\"next\"");
+    return a;
+  }
   if (what == "issues" && p.size() >= 6) {
     const int n = std::atoi(p[4].c_str());
     auto pull = pulls_.find(n);
@@ -625,6 +672,16 @@ FakeGitHub::Pull FakeGitHub::pull(int number) const {
   std::lock_guard lock(mu_);
   auto it = pulls_.find(number);
   return it == pulls_.end() ? Pull{} : it->second;
+}
+std::int64_t FakeGitHub::add_delivery(std::int64_t hook_id, HookDelivery delivery) {
+  std::lock_guard lock(mu_);
+  delivery.id = next_id_++;
+  deliveries_[hook_id].push_back(delivery);
+  return delivery.id;
+}
+std::vector<FakeGitHub::HookDelivery> FakeGitHub::redeliveries() const {
+  std::lock_guard lock(mu_);
+  return redeliveries_;
 }
 std::vector<FakeGitHub::Comment> FakeGitHub::comments(int number) const {
   std::lock_guard lock(mu_);

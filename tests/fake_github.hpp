@@ -1,6 +1,7 @@
 // A fake GitHub REST API for tests, over TLS on 127.0.0.1 (with a certificate from
 // tests/test_ca.hpp): in-memory pull requests, labels and their events, comments, commit
-// statuses, check runs, collaborator permissions and team memberships; token or GitHub App
+// statuses, check runs, collaborator permissions and team memberships, the log of webhook
+// deliveries (and asks to redeliver them); token or GitHub App
 // authentication (the App's JWT is verified with its public key, installation tokens are
 // issued with an expiry); pagination and ETags; and faults on command: a share of requests
 // answered 502, and rate-limit windows. It records every request, for assertions and for the
@@ -66,6 +67,14 @@ class FakeGitHub {
     std::int64_t id = 0;
     std::string name, head_sha, status, conclusion, title, summary, details_url, app;
   };
+  // One attempt at delivering a repository webhook, as GitHub logs it.
+  struct HookDelivery {
+    std::int64_t id = 0;  // given by add_delivery
+    std::string guid, event;
+    std::int64_t delivered_at_ms = 0;
+    int status_code = 0;  // what the receiver answered (0: no answer)
+    bool redelivery = false;
+  };
   struct Request {
     std::string method, target, path;  // target with the query, path without
     std::string body;
@@ -99,6 +108,9 @@ class FakeGitHub {
   void add_team_member(const std::string& org, const std::string& slug, const std::string& login);
   void add_status(const Status& status);
   std::int64_t add_check_run(CheckRun run);  // returns its id
+  // Logs an attempt to deliver repository webhook `hook_id` (GET .../hooks/{id}/deliveries
+  // lists them newest first, by cursor); returns its id.
+  std::int64_t add_delivery(std::int64_t hook_id, HookDelivery delivery);
 
   // ---- what the bot did ----
   std::vector<Pull> pulls() const;
@@ -107,6 +119,8 @@ class FakeGitHub {
   std::vector<Status> statuses(const std::string& sha = "") const;
   std::vector<CheckRun> check_runs(const std::string& sha = "") const;
   std::vector<Request> requests() const;
+  // The attempts asked to be delivered again (POST .../deliveries/{id}/attempts), in order.
+  std::vector<HookDelivery> redeliveries() const;
   std::size_t installation_tokens_issued() const;
 
   // ---- faults ----
@@ -157,6 +171,8 @@ class FakeGitHub {
   std::vector<Comment> comments_;
   std::vector<Status> statuses_;
   std::vector<CheckRun> check_runs_;
+  std::map<std::int64_t, std::vector<HookDelivery>> deliveries_;  // by hook id
+  std::vector<HookDelivery> redeliveries_;
   std::map<std::string, std::string> permissions_;
   std::set<std::string> team_members_;                       // "org/slug/login"
   std::map<std::string, std::int64_t> installation_tokens_;  // token -> expiry

@@ -400,7 +400,8 @@ void Client::cache(const std::string& url, std::string etag, HttpReply reply) {
 }
 
 Result<std::vector<json>> Client::list(const std::string& path, const std::string& field,
-                                       bool* complete) {
+                                       bool* complete,
+                                       const std::function<bool(const json&)>& enough) {
   std::vector<json> items;
   std::string url = with_per_page(path);
   if (complete) *complete = false;
@@ -412,10 +413,14 @@ Result<std::vector<json>> Client::list(const std::string& path, const std::strin
       if (!r->body.is_object() || !r->body.contains(field)) return items;
       array = &r->body[field];
     }
+    bool done = false;
     if (array->is_array())
-      for (const auto& item : *array) items.push_back(item);
+      for (const auto& item : *array) {
+        items.push_back(item);
+        done = done || (enough && enough(item));
+      }
     auto link = r->headers.find("link");
-    url = link == r->headers.end() ? std::string() : next_link(link->second);
+    url = link == r->headers.end() || done ? std::string() : next_link(link->second);
     if (url.empty()) {
       if (complete) *complete = true;
       return items;
@@ -513,6 +518,38 @@ Result<std::optional<LabelEvent>> Client::last_labeled(int number, const std::st
   }
   if (found) found->ready_at = ready_at;
   return found;
+}
+
+Result<std::vector<HookDelivery>> Client::hook_deliveries(std::int64_t hook_id, q::Millis since) {
+  const q::Millis offset = health().clock_offset;
+  auto delivered_at = [&](const json& d) {
+    auto at = parse_iso8601_ms(str(d, "delivered_at"));
+    return at ? std::optional<q::Millis>(*at - offset) : std::nullopt;  // on dmzbot's clock
+  };
+  auto items = list("/repos/" + options_.repo + "/hooks/" + std::to_string(hook_id) + "/deliveries",
+                    "", nullptr, [&](const json& d) {
+                      auto at = delivered_at(d);
+                      return at && *at < since;
+                    });
+  if (!items) return items.error();
+  std::vector<HookDelivery> out;
+  for (const auto& d : *items) {
+    auto at = delivered_at(d);
+    const std::int64_t id = integer(d, "id");
+    if (!at || id <= 0) continue;
+    const std::int64_t code = integer(d, "status_code");
+    out.push_back(HookDelivery{id, str(d, "guid"), *at,
+                               code > 0 && code < 1000 ? static_cast<int>(code) : 0,
+                               boolean(d, "redelivery"), str(d, "event")});
+  }
+  return out;
+}
+
+Status Client::redeliver(std::int64_t hook_id, std::int64_t delivery_id) {
+  // Not `once`: a delivery asked for twice arrives twice with one guid, and is taken once.
+  return call("POST", "/repos/" + options_.repo + "/hooks/" + std::to_string(hook_id) +
+                          "/deliveries/" + std::to_string(delivery_id) + "/attempts")
+      .status();
 }
 
 Result<std::vector<std::string>> Client::commit_authors(int number) {

@@ -59,6 +59,16 @@ struct PullInfo {
   std::vector<std::string> labels;
 };
 
+// One attempt at delivering a webhook, as GitHub logged it (GET .../hooks/{id}/deliveries).
+struct HookDelivery {
+  std::int64_t id = 0;
+  std::string guid;                // X-GitHub-Delivery: the same for every attempt of a delivery
+  queue::Millis delivered_at = 0;  // on dmzbot's clock (GitHub's, less ApiHealth::clock_offset)
+  int status_code = 0;             // what the receiver answered (0: no answer at all)
+  bool redelivery = false;
+  std::string event;
+};
+
 // Who added a label to an issue or PR, and when (GitHub's clock).
 struct LabelEvent {  // times on dmzbot's clock (GitHub's, less ApiHealth::clock_offset)
   std::string actor;
@@ -119,6 +129,12 @@ class Client {
   Result<std::vector<queue::Check>> checks(const queue::Sha& sha, const CheckSources& sources = {},
                                            std::vector<std::string>* ignored = nullptr);
 
+  // The attempts to deliver repository webhook `hook_id`'s events, newest first, back to at
+  // least `since` (dmzbot's clock): pages stop once one reaches it.
+  Result<std::vector<HookDelivery>> hook_deliveries(std::int64_t hook_id, queue::Millis since);
+  // Asks GitHub to deliver the attempt `delivery_id` of webhook `hook_id` again (same guid).
+  Status redeliver(std::int64_t hook_id, std::int64_t delivery_id);
+
   // ---- plumbing ----
   struct Response {
     int status = 0;
@@ -133,9 +149,12 @@ class Client {
   // caller looks before it tries again, or it would be created twice.
   Result<Response> call(const std::string& method, const std::string& path,
                         const nlohmann::json* body = nullptr, bool once = false);
-  // Every item of a paginated list (the array itself, or the array under `field`).
-  Result<std::vector<nlohmann::json>> list(const std::string& path, const std::string& field = "",
-                                           bool* complete = nullptr);
+  // Every item of a paginated list (the array itself, or the array under `field`). With
+  // `enough`, no page is read after one holding an item it says is enough (a list that is
+  // newest first, read back to a time).
+  Result<std::vector<nlohmann::json>> list(
+      const std::string& path, const std::string& field = "", bool* complete = nullptr,
+      const std::function<bool(const nlohmann::json&)>& enough = {});
 
   // The token git uses (the configured one, or the current installation token).
   Result<std::string> token();

@@ -277,6 +277,53 @@ TEST_CASE("github client: lists follow Link rel=next pages; ETags make repeats f
   CHECK_FALSE(partial->second);
 }
 
+TEST_CASE("github client: webhook deliveries are read back to a time, then no further page") {
+  Fixture f;
+  Client c = f.client();
+  const q::Millis now = f.clock.now();
+  auto item = [&](std::int64_t id, q::Millis ago, const json& code) {
+    return json{{"id", id},
+                {"guid", "g" + std::to_string(id)},
+                {"delivered_at", iso8601_utc((now - ago) / 1000)},
+                {"redelivery", id == 4},
+                {"status_code", code},
+                {"event", "issue_comment"}};
+  };
+  const std::string more =
+      "<https://api.example.com/repos/octo/widgets/hooks/77/deliveries"
+      "?per_page=100&cursor=";
+  f.http.answer(200, json::array({item(4, 60'000, 202), item(3, 3'600'000, 0)}).dump(),
+                {{"link", more + "2>; rel=\"next\""}});
+  // The page that reaches `since` is the last one read, though it links to more.
+  f.http.answer(200, json::array({item(2, 7'200'000, 503), item(1, 90'000'000, nullptr)}).dump(),
+                {{"link", more + "1>; rel=\"next\""}});
+  auto log = c.hook_deliveries(77, now - 86'400'000 / 2);
+  REQUIRE(log.ok());
+  REQUIRE(f.http.calls.size() == 2);
+  CHECK(f.http.calls[0].url ==
+        "https://api.example.com/repos/octo/widgets/hooks/77/deliveries?per_page=100");
+  CHECK(f.http.calls[1].url ==
+        "https://api.example.com/repos/octo/widgets/hooks/77/deliveries?per_page=100&cursor=2");
+  REQUIRE(log->size() == 4);
+  CHECK((*log)[0].id == 4);
+  CHECK((*log)[0].guid == "g4");
+  CHECK((*log)[0].redelivery);
+  CHECK((*log)[0].status_code == 202);
+  CHECK((*log)[0].delivered_at == (now - 60'000) / 1000 * 1000);
+  CHECK((*log)[1].status_code == 0);
+  CHECK((*log)[2].status_code == 503);
+  CHECK((*log)[3].status_code == 0);  // null: no answer
+  CHECK((*log)[3].event == "issue_comment");
+
+  f.http.answer(202, "{}");
+  CHECK(c.redeliver(77, 3).ok());
+  CHECK(f.http.calls[2].method == "POST");
+  CHECK(f.http.calls[2].url ==
+        "https://api.example.com/repos/octo/widgets/hooks/77/deliveries/3/attempts");
+  f.http.answer(404, R"({"message":"Not Found"})");
+  CHECK(c.redeliver(77, 99).code() == Code::kNotFound);
+}
+
 TEST_CASE("github client: the ETag cache keeps the newest answers within its bytes") {
   Fixture f;
   f.options.max_cached_bytes = 25;  // two of the 10-byte bodies below, not three
