@@ -95,6 +95,8 @@
 //   permission_cache = 60                   # seconds, 0..3600: merge master checks cached
 //   status_labels = false                   # dmz:queued / dmz:failed labels on the PRs
 //   try_branch = "dmz-try"                  # `try` builds go to <try_branch>/<number>
+//   hook_id = 123456                        # optional: the repository webhook (1..2^53);
+//                                           # its failed deliveries are asked for again
 //   check_sources = { build = "github-actions" }  # optional: a required check -> the App
 //                                           # (slug) or login whose reports of it alone
 //                                           # count (statuses also from "slug[bot]"); each
@@ -854,7 +856,7 @@ class Loader {
     unknown_keys(*t,
                  {"api_url", "webhook_secret", "token", "app_id", "installation_id", "private_key",
                   "merge_label", "merge_masters", "ca_file", "bot_name", "reconcile_interval",
-                  "permission_cache", "status_labels", "try_branch", "check_sources"},
+                  "permission_cache", "status_labels", "try_branch", "check_sources", "hook_id"},
                  "[repo.github]");
     if (auto v = string(*t, "api_url", "repo.github.api_url")) {
       auto url = parse_url(*v);
@@ -938,6 +940,8 @@ class Loader {
     if (auto v = integer(*t, "permission_cache", "repo.github.permission_cache", 0, 3600, "seconds",
                          "1 hour"))
       g.permission_cache = std::chrono::seconds(*v);
+    if (auto v = integer(*t, "hook_id", "repo.github.hook_id", 1, std::int64_t{1} << 53))
+      g.hook_id = *v;
     if (const toml::node* n = t->get("status_labels")) {
       if (n->is_boolean())
         g.status_labels = n->as_boolean()->get();

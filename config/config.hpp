@@ -109,6 +109,9 @@ struct GitHub {
   std::chrono::seconds permission_cache{60};    // how long a merge master check is believed
   bool status_labels = false;                   // dmz:queued / dmz:failed on the PRs
   std::string try_branch = "dmz-try";           // `try` pushes <try_branch>/<number>
+  // The repository webhook's id (0: none): its deliveries that never reached dmzbot are asked
+  // for again (the token needs to read and write the repository's webhooks).
+  std::int64_t hook_id = 0;
   // Required check -> the only source its reports count from: a GitHub App's slug (its check
   // runs; its statuses as "slug[bot]") or a login (its commit statuses). Checks not named
   // here count from anyone who can post them.

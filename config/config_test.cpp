@@ -952,7 +952,8 @@ TEST_CASE("config: [repo.github] with a token, every key, and the clone URL as t
                               "reconcile_interval = 30\n"
                               "permission_cache = 0\n"
                               "status_labels = true\n"
-                              "try_branch = \"try\"\n"));
+                              "try_branch = \"try\"\n"
+                              "hook_id = 4242\n"));
   CHECK(c.server.public_url == "https://dmzbot.example.com");
   REQUIRE(c.repos.size() == 1);
   const Repo& r = c.repos[0];
@@ -972,6 +973,7 @@ TEST_CASE("config: [repo.github] with a token, every key, and the clone URL as t
   CHECK(g.permission_cache == std::chrono::seconds(0));
   CHECK(g.status_labels);
   CHECK(g.try_branch == "try");
+  CHECK(g.hook_id == 4242);
 
   // Defaults: github.com's clone URL, the default label; an explicit remote wins.
   Config d = f.ok(github_repo("token = { file = \"token\" }\nmerge_masters = [\"alice\"]\n"));
@@ -1092,6 +1094,7 @@ TEST_CASE("config: [repo.github] problems, each at its line") {
                                "reconcile_interval = 1\n"
                                "status_labels = \"yes\"\n"
                                "try_branch = \"a..b\"\n"
+                               "hook_id = 0\n"
                                "colour = \"red\"\n")) ==
         Lines{
             "7: repo.github.api_url must be https:// (tokens travel on it)",
@@ -1108,7 +1111,8 @@ TEST_CASE("config: [repo.github] problems, each at its line") {
             "not 1",
             "14: repo.github.status_labels must be a boolean, not a string",
             "15: repo.github.try_branch 'a..b' is not a valid branch name",
-            "16: unknown key 'colour' in [repo.github]",
+            "16: repo.github.hook_id must be between 1 and 9007199254740992, not 0",
+            "17: unknown key 'colour' in [repo.github]",
         });
   // Neither, or both, ways to authenticate; an incomplete App; no merge masters; no secret.
   CHECK(f.problems(github_repo("merge_masters = [\"alice\"]\n")) ==

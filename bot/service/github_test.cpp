@@ -1036,7 +1036,8 @@ TEST_CASE("github: a webhook's events the store cannot save now are applied once
 
 // A merge master's command is not lost when the database is locked: it waits for the store,
 // and its delivery is marked handled only once it was applied, so that a stop meanwhile hands
-// it to the next start. (Reconciliation cannot bring a comment back.)
+// it to the next start. (Reconciliation cannot bring a comment back, except by asking GitHub
+// to deliver it again, with hook_id: below.)
 TEST_CASE("github: a command the store cannot save now is applied once it can, or after a stop") {
   GitHub gh(test::FakeGitHub::Options{});
   Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });
@@ -1291,6 +1292,41 @@ TEST_CASE("github: a webhook answered just before a crash is handled at the next
 
 // A crash after a delivery's effects but before it was marked handled: it is handled again at
 // the next start, and the engine takes the second approval of the same head for a duplicate.
+// A webhook GitHub could not deliver (dmzbot was down: a deploy, a crash) is asked for again by
+// the next start's reconciliation, and taken once GitHub delivers it again: a comment's command
+// has no other way back. Deliveries dmzbot took, or refused, are not asked for.
+TEST_CASE("github: webhooks that never reached dmzbot are asked for again and taken once") {
+  GitHub gh({});
+  constexpr std::int64_t kHook = 77;
+  Bot bot(gh, [](config::Repo& r) { r.github->hook_id = kHook; });
+  // GitHub's log of the hook: each attempt with what dmzbot answered (0: no answer).
+  auto logged = [&](const std::string& guid, const std::string& event, int code) {
+    gh.api->add_delivery(kHook, {0, guid, event, wall_ms(), code, false});
+  };
+  const std::string head = gh.commit("feature/late", "late.txt", "late\n");
+  bot.open(1, "feature/late", head);
+  logged("g-opened", "pull_request", 202);
+  REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
+  logged("g-refused", "issue_comment", 400);
+
+  bot.stop();
+  const json merge = comment_payload(1, "alice", "@dmzbot merge");
+  logged("g-merge", "issue_comment", 0);
+  bot.start();
+  REQUIRE(eventually([&] { return !gh.api->redeliveries().empty(); }));
+  CHECK_FALSE(bot.pr(1).approval.has_value());
+  CHECK(gh.api->redeliveries()[0].guid == "g-merge");
+  // GitHub delivers it again, with its guid.
+  REQUIRE(bot.post("issue_comment", merge, "g-merge").status == 202);
+  logged("g-merge", "issue_comment", 202);
+  REQUIRE(eventually([&] { return bot.pr(1).approval.has_value(); }));
+  CHECK(bot.pr(1).approval->sha == head);
+  // Later reconciliations (every 300 ms here) ask for nothing more.
+  std::this_thread::sleep_for(1s);
+  CHECK(gh.api->redeliveries().size() == 1);
+  check_against_openapi(*gh.api, bot.data.path());
+}
+
 TEST_CASE("github: a delivery replayed after its effects changes nothing") {
   GitHub gh({});
   Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });  // the train waits meanwhile

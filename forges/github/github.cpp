@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <tuple>
 
 #include "base/text.hpp"
 #include "forges/plain.hpp"
@@ -384,6 +385,47 @@ Result<std::vector<q::Event>> GitHubForge::checks_of(const q::Sha& sha, q::Milli
   return out;
 }
 
+std::vector<Redelivery*> deliveries_to_redeliver(const std::vector<HookDelivery>& log,
+                                                 std::map<std::string, Redelivery>& pending,
+                                                 q::Millis now) {
+  struct Seen {
+    const HookDelivery* newest = nullptr;
+    q::Millis first = 0;
+    bool taken = false;
+  };
+  std::map<std::string, Seen> by_guid;
+  for (const auto& d : log) {
+    if (d.guid.empty()) continue;
+    Seen& g = by_guid[d.guid];
+    if (!g.newest ||
+        std::tie(d.delivered_at, d.id) > std::tie(g.newest->delivered_at, g.newest->id))
+      g.newest = &d;
+    g.first = g.first ? std::min(g.first, d.delivered_at) : d.delivered_at;
+    g.taken = g.taken || (d.status_code >= 200 && d.status_code < 400);
+  }
+  for (const auto& [guid, g] : by_guid) {
+    const int code = g.newest->status_code;
+    if (g.taken || (code != 0 && code < 500)) {
+      pending.erase(guid);
+      continue;
+    }
+    Redelivery& r = pending[guid];
+    r.attempt = g.newest->id;
+    r.first = r.first ? std::min(r.first, g.first) : g.first;
+    r.event = g.newest->event;
+    r.status_code = code;
+  }
+  std::vector<Redelivery*> due;
+  for (auto& [guid, r] : pending)
+    if (r.asks == 0 ||
+        (r.asks < kMaxRedeliveries && now - r.at >= kRedeliveryPause << (r.asks - 1)))
+      due.push_back(&r);
+  std::sort(due.begin(), due.end(), [](const Redelivery* a, const Redelivery* b) {
+    return std::tie(a->first, a->attempt) < std::tie(b->first, b->attempt);
+  });
+  return due;
+}
+
 Result<std::vector<q::Event>> GitHubForge::reconcile(const ReconcileInput& input, q::Millis now) {
   const q::RepoState& state = input.state;
   // 1. The open PRs, their heads and titles; PRs the list misses are confirmed one by one
@@ -440,11 +482,45 @@ Result<std::vector<q::Event>> GitHubForge::reconcile(const ReconcileInput& input
     auto more = reconcile_checks(k, *checks, now);
     events.insert(events.end(), more.begin(), more.end());
   }
+  // 4. Webhooks that never reached dmzbot: a comment's command has no other way back.
+  if (options_.hook_id != 0) redeliver_failed(now);
   {
     std::lock_guard lock(mu_);
     last_reconcile_ = now;
   }
   return events;
+}
+
+void GitHubForge::redeliver_failed(q::Millis now) {
+  // Read back to a little before the last complete read (GitHub logs an attempt when it
+  // ends), or, the first time, as far as a restart is expected to need.
+  constexpr q::Millis kOverlap = 600'000;
+  const q::Millis since =
+      deliveries_read_at_ ? deliveries_read_at_ - kOverlap : now - options_.redeliver_lookback;
+  auto failed = [&](const std::string& what) {
+    if (what != redelivery_error_)  // once per cause, not at every reconciliation
+      spdlog::warn("{}: webhook deliveries of hook {}: {}", options_.webhook.repo, options_.hook_id,
+                   what);
+    redelivery_error_ = what;
+  };
+  auto log = client_->hook_deliveries(options_.hook_id, since);
+  if (!log) return failed(log.message());
+  deliveries_read_at_ = now;
+  for (Redelivery* r : deliveries_to_redeliver(*log, redeliveries_, now)) {
+    if (Status s = client_->redeliver(options_.hook_id, r->attempt); !s.ok())
+      return failed(s.message());
+    ++r->asks;
+    r->at = now;
+    spdlog::info("{}: asked GitHub to deliver {} webhook attempt {} again (it got {})",
+                 options_.webhook.repo, escape_control(r->event), r->attempt,
+                 r->status_code ? std::to_string(r->status_code) : std::string("no answer"));
+  }
+  redelivery_error_.clear();
+  // Given up on: kept until the lookback passes, so that a later window that still shows the
+  // delivery does not start its asks over.
+  std::erase_if(redeliveries_, [&](const auto& r) {
+    return r.second.asks >= kMaxRedeliveries && now - r.second.at > options_.redeliver_lookback;
+  });
 }
 
 Status GitHubForge::set_status_labels(int number, PullSummary::State state) {

@@ -33,7 +33,39 @@ struct Options {
   std::string queued_label = "dmz:queued", failed_label = "dmz:failed";
   std::string public_url;  // the status page, for links ("" for none)
   std::string check_name = "dmzbot";
+  // The repository webhook's id (0: none): deliveries of it that never reached dmzbot (it was
+  // down, or could not record them) are asked for again at each reconciliation, back to
+  // `redeliver_lookback` before the first one.
+  std::int64_t hook_id = 0;
+  queue::Millis redeliver_lookback = 24 * 3'600'000;
 };
+
+// A webhook delivery dmzbot asks GitHub for again, by guid: the attempt asked for (any attempt
+// of a delivery will do), when the delivery was first tried, and how often and when it was
+// asked for.
+struct Redelivery {
+  std::int64_t attempt = 0;
+  queue::Millis first = 0;
+  int asks = 0;
+  queue::Millis at = 0;
+  std::string event;  // for the log
+  int status_code = 0;
+};
+// Per guid: at most this many asks, the second 5 minutes after the first, each later one
+// twice as long after the one before (about 21 hours in all), so that an outage of dmzbot's
+// that outlasts a few redeliveries loses nothing.
+inline constexpr int kMaxRedeliveries = 8;
+inline constexpr queue::Millis kRedeliveryPause = 300'000;
+
+// Brings `pending` (by guid) in line with `log` (hook_deliveries, a window of it) and returns
+// the deliveries to ask for now, oldest first. A delivery is pending while none of its attempts
+// was taken (2xx or 3xx) and its newest attempt found no answer or a 5xx (a 4xx was a refusal,
+// and would be again); the log's window may have moved past it, so what it showed is kept.
+// A pending delivery is asked for unless it was asked for kMaxRedeliveries times, or its pause
+// since the last ask has not passed. The caller counts the asks it made.
+std::vector<Redelivery*> deliveries_to_redeliver(const std::vector<HookDelivery>& log,
+                                                 std::map<std::string, Redelivery>& pending,
+                                                 queue::Millis now);
 
 // The pure part of reconciliation: the events that bring `state` in line with the open PRs
 // the API listed. PRs the list misses are closed (PrClosed), or, with `missing`, named there
@@ -79,6 +111,9 @@ class GitHubForge final : public Forge {
   Status set_status_labels(int number, PullSummary::State state);
   void forget(const PullSummary& summary);
   Status drop_merge_label(const OutboxMessage& m);
+  // Asks GitHub to deliver again the webhooks that never reached dmzbot (options_.hook_id). Its
+  // failures are logged, not returned: the rest of a reconciliation does not wait on them.
+  void redeliver_failed(queue::Millis now);
   // Logs each report of a check that came from another source than check_sources names: at
   // info, or at debug when `repeated` (reconciliation reads the same ones again).
   void log_ignored(const std::vector<std::string>& ignored, bool repeated) const;
@@ -88,8 +123,11 @@ class GitHubForge final : public Forge {
   // Forge thread only.
   std::map<std::string, std::pair<bool, queue::Millis>> permissions_;  // login -> (ok, until)
   std::map<queue::Sha, std::int64_t> check_runs_;                      // head -> check run id
-  std::map<int, std::string> status_label_;  // the status label each PR has ("" none)
-  mutable std::mutex mu_;                    // the last reconciliation, read by api_health()
+  std::map<int, std::string> status_label_;         // the status label each PR has ("" none)
+  std::map<std::string, Redelivery> redeliveries_;  // pending, by guid
+  queue::Millis deliveries_read_at_ = 0;            // the last complete read of the log
+  std::string redelivery_error_;                    // the last one logged
+  mutable std::mutex mu_;                           // the last reconciliation, read by api_health()
   queue::Millis last_reconcile_ = 0;
 };
 

@@ -547,6 +547,95 @@ TEST_CASE("github forge reconcile: a PR missing from the list is closed only whe
   CHECK(kinds(*events) == kinds({q::PrClosed{2, 5}}));
 }
 
+TEST_CASE("deliveries_to_redeliver: each failed delivery, oldest first, none dmzbot took") {
+  const q::Millis t = 1'700'000'000'000;
+  auto at = [&](q::Millis minutes, std::int64_t id, std::string guid, int code,
+                bool again = false) {
+    return HookDelivery{id, std::move(guid), t + minutes * 60'000, code, again, "issue_comment"};
+  };
+  const std::vector<HookDelivery> log = {
+      at(9, 20, "taken-then-down", 0, true),  // someone asked again; it took it before
+      at(9, 19, "taken-on-redelivery", 202, true),
+      at(8, 18, "down-twice", 0, true),
+      at(7, 17, "proxy-502", 502),
+      at(6, 16, "refused", 400),  // a 4xx would be refused again
+      at(5, 15, "taken", 202),
+      at(4, 14, "down-twice", 0),
+      at(3, 13, "taken-on-redelivery", 503),
+      at(2, 12, "down", 0),
+      at(1, 11, "", 0),  // no guid: nothing to match it by
+      at(1, 10, "taken-then-down", 202),
+  };
+  const q::Millis now = t + 10 * 60'000;
+  auto attempts = [](const std::vector<Redelivery*>& due) {
+    std::vector<std::int64_t> out;
+    for (const Redelivery* r : due) out.push_back(r->attempt);
+    return out;
+  };
+  std::map<std::string, Redelivery> pending;
+  pending["taken"] = {15, t, 1, t};  // asked for once; the log shows it taken since
+  // Oldest delivery first (by its first attempt); the newest attempt of each is asked for.
+  auto due = deliveries_to_redeliver(log, pending, now);
+  CHECK(attempts(due) == std::vector<std::int64_t>{12, 18, 17});
+  CHECK(pending.size() == 3);
+  CHECK(due[1]->first == t + 4 * 60'000);
+  for (Redelivery* r : due) r->asks = 1, r->at = now;  // asked
+  // Asked lately: not again until the pause, which doubles with each ask, has passed; a
+  // delivery the log's window no longer shows stays pending.
+  CHECK(deliveries_to_redeliver(log, pending, now + kRedeliveryPause - 1).empty());
+  CHECK(attempts(deliveries_to_redeliver({}, pending, now + kRedeliveryPause)) ==
+        std::vector<std::int64_t>{12, 18, 17});
+  pending["down"].asks = 3;
+  pending["down-twice"].asks = kMaxRedeliveries;  // given up
+  CHECK(attempts(deliveries_to_redeliver({}, pending, now + 4 * kRedeliveryPause - 1)) ==
+        std::vector<std::int64_t>{17});
+  CHECK(attempts(deliveries_to_redeliver({}, pending, now + 4 * kRedeliveryPause)) ==
+        std::vector<std::int64_t>{12, 17});
+  // A later window that shows one taken (its redelivery reached dmzbot) settles it.
+  deliveries_to_redeliver({at(20, 30, "down", 202, true)}, pending, now);
+  CHECK(pending.count("down") == 0);
+}
+
+TEST_CASE("github forge reconcile: failed webhook deliveries are asked for again, once each") {
+  Fixture f;
+  f.options.hook_id = 77;
+  f.options.redeliver_lookback = 3'600'000;
+  auto forge = f.forge();
+  const q::Millis now = f.clock.now();
+  auto deliveries = [&](json items) {
+    f.http.answer(200, "[]");  // open PRs
+    f.http.answer(200, items.dump());
+  };
+  auto item = [&](std::int64_t id, const std::string& guid, q::Millis at, int code) {
+    return json{{"id", id},
+                {"guid", guid},
+                {"delivered_at", iso(at)},
+                {"redelivery", false},
+                {"status_code", code},
+                {"event", "issue_comment"}};
+  };
+  deliveries(
+      json::array({item(2, "g-ok", now - 60'000, 202), item(1, "g-down", now - 120'000, 0)}));
+  f.http.answer(202, "{}");
+  REQUIRE(forge->reconcile({}, now).ok());
+  CHECK(f.calls() == std::vector<std::string>{
+                         "GET /repos/octo/widgets/pulls?state=open&base=master&per_page=100",
+                         "GET /repos/octo/widgets/hooks/77/deliveries?per_page=100",
+                         "POST /repos/octo/widgets/hooks/77/deliveries/1/attempts"});
+  // The next reconciliation reads the log again (overlapping the last read) and does not ask
+  // for g-down again while its redelivery may be under way.
+  f.http.calls.clear();
+  deliveries(json::array({item(1, "g-down", now - 120'000, 0)}));
+  REQUIRE(forge->reconcile({}, now + 60'000).ok());
+  CHECK(f.calls().size() == 2);
+  // A log the token may not read: logged, and the rest of the reconciliation goes on.
+  f.http.calls.clear();
+  f.http.answer(200, "[]");
+  f.http.answer(403, R"({"message":"Resource not accessible by integration"})");
+  CHECK(forge->reconcile({}, now + 120'000).ok());
+  CHECK(f.calls().size() == 2);
+}
+
 TEST_CASE("github forge reconcile: the checks of a waiting candidate are read back") {
   Fixture f;
   auto forge = f.forge();
