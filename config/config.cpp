@@ -97,6 +97,7 @@
 //   try_branch = "dmz-try"                  # `try` builds go to <try_branch>/<number>
 //   hook_id = 123456                        # optional: the repository webhook (1..2^53);
 //                                           # its failed deliveries are asked for again
+//                                           # (an App's own webhook's always are)
 //   check_sources = { build = "github-actions" }  # optional: a required check -> the App
 //                                           # (slug) or login whose reports of it alone
 //                                           # count (statuses also from "slug[bot]"); each

@@ -110,7 +110,8 @@ struct GitHub {
   bool status_labels = false;                   // dmz:queued / dmz:failed on the PRs
   std::string try_branch = "dmz-try";           // `try` pushes <try_branch>/<number>
   // The repository webhook's id (0: none): its deliveries that never reached dmzbot are asked
-  // for again (the token needs to read and write the repository's webhooks).
+  // for again (the token needs to read and write the repository's webhooks). Without it, a
+  // GitHub App's own webhook's are.
   std::int64_t hook_id = 0;
   // Required check -> the only source its reports count from: a GitHub App's slug (its check
   // runs; its statuses as "slug[bot]") or a login (its commit statuses). Checks not named

@@ -358,7 +358,15 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
       return ok({{"state", "active"}, {"role", "member"}});
     return not_found();
   }
-  if (p.size() < 4 || p[0] != "repos" || p[1] + "/" + p[2] != options_.repo) return not_found();
+  // GET /app/hook/deliveries and POST /app/hook/deliveries/{id}/attempts: the App's webhook.
+  if (p.size() >= 3 && p[0] == "app" && p[1] == "hook" && p[2] == "deliveries") {
+    if (record.auth != "jwt") return Answer{401, json{{"message", "JWT"}}, {}, false};
+    return deliveries(0, {p.begin() + 3, p.end()}, method, target, path);
+  }
+  if (p.size() < 3 || p[0] != "repos" || p[1] + "/" + p[2] != options_.repo) return not_found();
+  if (p.size() == 3)  // GET /repos/{o}/{r}: the repository
+    return method == "GET" ? ok({{"id", kRepositoryId}, {"full_name", options_.repo}})
+                           : not_found();
   const std::string what = p[3];
 
   if (what == "pulls") {
@@ -424,52 +432,9 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
       return list(target, items, if_none_match);
     }
   }
-  // GET /repos/{o}/{r}/hooks/{id}/deliveries (newest first; pages by cursor, the id to start
-  // at) and POST .../deliveries/{delivery_id}/attempts.
-  if (what == "hooks" && p.size() >= 6 && p[5] == "deliveries") {
-    auto hook = deliveries_.find(std::atoll(p[4].c_str()));
-    if (hook == deliveries_.end()) return not_found();
-    std::vector<HookDelivery> log = hook->second;
-    std::sort(log.begin(), log.end(), [](const HookDelivery& a, const HookDelivery& b) {
-      return std::tie(a.delivered_at_ms, a.id) > std::tie(b.delivered_at_ms, b.id);
-    });
-    if (p.size() == 8 && p[7] == "attempts" && method == "POST") {
-      for (const auto& d : log)
-        if (std::to_string(d.id) == p[6]) {
-          redeliveries_.push_back(d);
-          return ok(json::object(), 202);
-        }
-      return not_found();
-    }
-    if (p.size() != 6 || method != "GET") return not_found();
-    auto q = query_of(target);
-    const int per_page = std::max(
-        1, std::min(q.count("per_page") ? std::stoi(q["per_page"]) : 30, options_.page_size));
-    std::size_t at = 0;
-    if (q.count("cursor"))
-      while (at < log.size() && std::to_string(log[at].id) != q["cursor"]) ++at;
-    json page = json::array();
-    for (; at < log.size() && page.size() < static_cast<std::size_t>(per_page); ++at) {
-      const HookDelivery& d = log[at];
-      page.push_back({{"id", d.id},
-                      {"guid", d.guid},
-                      {"delivered_at", iso(d.delivered_at_ms)},
-                      {"redelivery", d.redelivery},
-                      {"duration", 0.25},
-                      {"status", d.status_code ? "OK" : "failed to connect to host"},
-                      {"status_code", d.status_code},
-                      {"event", d.event},
-                      {"action", nullptr},
-                      {"installation_id", nullptr},
-                      {"repository_id", 1296269}});
-    }
-    Answer a = ok(page);
-    if (at < log.size())
-      a.headers.emplace_back("Link",
-                             "<" + api_url() + path + "?per_page=" + std::to_string(per_page) +
-                                 "&cursor=" + std::to_string(log[at].id) + ">; rel=\"next\"");
-    return a;
-  }
+  // GET /repos/{o}/{r}/hooks/{id}/deliveries and POST .../deliveries/{delivery_id}/attempts.
+  if (what == "hooks" && p.size() >= 6 && p[5] == "deliveries")
+    return deliveries(std::atoll(p[4].c_str()), {p.begin() + 6, p.end()}, method, target, path);
   if (what == "issues" && p.size() >= 6) {
     const int n = std::atoi(p[4].c_str());
     auto pull = pulls_.find(n);
@@ -673,6 +638,56 @@ FakeGitHub::Pull FakeGitHub::pull(int number) const {
   auto it = pulls_.find(number);
   return it == pulls_.end() ? Pull{} : it->second;
 }
+// Called with mu_ held. `rest`: what follows ".../deliveries" in the path.
+FakeGitHub::Answer FakeGitHub::deliveries(std::int64_t hook_id,
+                                          const std::vector<std::string>& rest,
+                                          const std::string& method, const std::string& target,
+                                          const std::string& path) {
+  const Answer not_found{404, json{{"message", "Not Found"}}, {}, false};
+  auto hook = deliveries_.find(hook_id);
+  if (hook == deliveries_.end()) return not_found;
+  std::vector<HookDelivery> log = hook->second;
+  std::sort(log.begin(), log.end(), [](const HookDelivery& a, const HookDelivery& b) {
+    return std::tie(a.delivered_at_ms, a.id) > std::tie(b.delivered_at_ms, b.id);
+  });
+  if (rest.size() == 2 && rest[1] == "attempts" && method == "POST") {
+    for (const auto& d : log)
+      if (std::to_string(d.id) == rest[0]) {
+        redeliveries_.push_back(d);
+        return Answer{202, json::object(), {}, false};
+      }
+    return not_found;
+  }
+  if (!rest.empty() || method != "GET") return not_found;
+  auto q = query_of(target);
+  const int per_page = std::max(
+      1, std::min(q.count("per_page") ? std::stoi(q["per_page"]) : 30, options_.page_size));
+  std::size_t at = 0;
+  if (q.count("cursor"))
+    while (at < log.size() && std::to_string(log[at].id) != q["cursor"]) ++at;
+  json page = json::array();
+  for (; at < log.size() && page.size() < static_cast<std::size_t>(per_page); ++at) {
+    const HookDelivery& d = log[at];
+    page.push_back({{"id", d.id},
+                    {"guid", d.guid},
+                    {"delivered_at", iso(d.delivered_at_ms)},
+                    {"redelivery", d.redelivery},
+                    {"duration", 0.25},
+                    {"status", d.status_code ? "OK" : "failed to connect to host"},
+                    {"status_code", d.status_code},
+                    {"event", d.event},
+                    {"action", nullptr},
+                    {"installation_id", hook_id ? json() : json(options_.installation_id)},
+                    {"repository_id", d.repository_id ? json(d.repository_id) : json()}});
+  }
+  Answer a{200, page, {}, false};
+  if (at < log.size())
+    a.headers.emplace_back("Link", "<" + api_url() + path +
+                                       "?per_page=" + std::to_string(per_page) +
+                                       "&cursor=" + std::to_string(log[at].id) + ">; rel=\"next\"");
+  return a;
+}
+
 std::int64_t FakeGitHub::add_delivery(std::int64_t hook_id, HookDelivery delivery) {
   std::lock_guard lock(mu_);
   delivery.id = next_id_++;

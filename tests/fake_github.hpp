@@ -27,6 +27,8 @@ namespace dmz::test {
 
 class FakeGitHub {
  public:
+  static constexpr std::int64_t kRepositoryId = 1296269;  // what GET /repos/{o}/{r} says
+
   struct Options {
     std::filesystem::path cert, key;  // the server's certificate and key (PEM)
     std::string repo = "octo/widgets";
@@ -74,6 +76,7 @@ class FakeGitHub {
     std::int64_t delivered_at_ms = 0;
     int status_code = 0;  // what the receiver answered (0: no answer)
     bool redelivery = false;
+    std::int64_t repository_id = kRepositoryId;  // 0: none (an installation event)
   };
   struct Request {
     std::string method, target, path;  // target with the query, path without
@@ -108,8 +111,9 @@ class FakeGitHub {
   void add_team_member(const std::string& org, const std::string& slug, const std::string& login);
   void add_status(const Status& status);
   std::int64_t add_check_run(CheckRun run);  // returns its id
-  // Logs an attempt to deliver repository webhook `hook_id` (GET .../hooks/{id}/deliveries
-  // lists them newest first, by cursor); returns its id.
+  // Logs an attempt to deliver repository webhook `hook_id`, or with 0 the App's webhook (GET
+  // .../hooks/{id}/deliveries, or /app/hook/deliveries with the App's JWT, list them newest
+  // first, by cursor); returns its id.
   std::int64_t add_delivery(std::int64_t hook_id, HookDelivery delivery);
 
   // ---- what the bot did ----
@@ -149,6 +153,8 @@ class FakeGitHub {
                const std::string& authorization, const std::string& if_none_match, Request& record);
   Answer list(const std::string& target, const nlohmann::json& items,
               const std::string& if_none_match);
+  Answer deliveries(std::int64_t hook_id, const std::vector<std::string>& rest,
+                    const std::string& method, const std::string& target, const std::string& path);
   std::string check_auth(const std::string& authorization, const std::string& path);
   std::int64_t now_ms() const;
 

@@ -788,6 +788,11 @@ TEST_CASE(
   // renewal is exercised however fast the test runs.
   o.installation_token_ttl_ms = 5 * 60'000;
   GitHub gh(o, o.installation_token);
+  // The App's webhook log, which names every repository of the App: a delivery that never
+  // reached dmzbot is asked for again only when it is this repository's.
+  gh.api->add_delivery(0, {0, "g-other-repo", "issue_comment", wall_ms(), 0, false, 999});
+  gh.api->add_delivery(0, {0, "g-installation", "installation", wall_ms(), 0, false, 0});
+  gh.api->add_delivery(0, {0, "g-mine", "ping", wall_ms(), 502, false});
   Bot bot(gh, [&](config::Repo& repo) {
     repo.github->token = config::Secret();
     repo.github->app_id = 77;
@@ -819,6 +824,9 @@ TEST_CASE(
   bool git_authorized = false;
   for (const auto& r : gh.git->requests()) git_authorized = git_authorized || r.authorized;
   CHECK(git_authorized);
+  REQUIRE(eventually([&] { return !gh.api->redeliveries().empty(); }));
+  CHECK(gh.api->redeliveries().size() == 1);
+  CHECK(gh.api->redeliveries()[0].guid == "g-mine");
   check_against_openapi(*gh.api, bot.data.path());
 }
 

@@ -469,7 +469,10 @@ struct Service::Impl final : driver::GitPort,
         std::chrono::duration_cast<std::chrono::milliseconds>(g.permission_cache).count();
     f.label_skew = options.label_skew.count();
     f.status_labels = g.status_labels;
-    f.hook_id = g.hook_id;
+    if (g.hook_id)
+      f.redeliver_hook = g.hook_id;
+    else if (g.app())
+      f.redeliver_hook = 0;  // the App's own webhook
     f.public_url = cfg.server.public_url;
     auto api_client = std::make_unique<forges::github::Client>(*rt.http, *clock, c);
     rt.api_client = api_client.get();

@@ -242,7 +242,11 @@ Result<std::string> Client::refresh_installation_token() {
   return last;
 }
 
-Result<std::string> Client::bearer() { return token(); }
+Result<std::string> Client::bearer(const std::string& url) {
+  if (app() && url.starts_with(options_.api_url + "/app/"))  // GitHub's App endpoints
+    return app_jwt(options_.app_id, options_.private_key, clock_.now() + health().clock_offset);
+  return token();
+}
 
 Result<Client::Response> Client::call(const std::string& method, const std::string& path,
                                       const json* body, bool once) {
@@ -269,7 +273,7 @@ Result<Client::Response> Client::call(const std::string& method, const std::stri
         return unavailable(what + ": rate limited until " + when(blocked));
       if (!pause(wait)) return stopped;
     }
-    auto auth = bearer();
+    auto auth = bearer(url);
     if (!auth) return auth.error();
     HttpCall c;
     c.method = method;
@@ -526,11 +530,10 @@ Result<std::vector<HookDelivery>> Client::hook_deliveries(std::int64_t hook_id, 
     auto at = parse_iso8601_ms(str(d, "delivered_at"));
     return at ? std::optional<q::Millis>(*at - offset) : std::nullopt;  // on dmzbot's clock
   };
-  auto items = list("/repos/" + options_.repo + "/hooks/" + std::to_string(hook_id) + "/deliveries",
-                    "", nullptr, [&](const json& d) {
-                      auto at = delivered_at(d);
-                      return at && *at < since;
-                    });
+  auto items = list(hook_path(hook_id) + "/deliveries", "", nullptr, [&](const json& d) {
+    auto at = delivered_at(d);
+    return at && *at < since;
+  });
   if (!items) return items.error();
   std::vector<HookDelivery> out;
   for (const auto& d : *items) {
@@ -538,18 +541,31 @@ Result<std::vector<HookDelivery>> Client::hook_deliveries(std::int64_t hook_id, 
     const std::int64_t id = integer(d, "id");
     if (!at || id <= 0) continue;
     const std::int64_t code = integer(d, "status_code");
-    out.push_back(HookDelivery{id, str(d, "guid"), *at,
-                               code > 0 && code < 1000 ? static_cast<int>(code) : 0,
-                               boolean(d, "redelivery"), str(d, "event")});
+    out.push_back(
+        HookDelivery{id, str(d, "guid"), *at, code > 0 && code < 1000 ? static_cast<int>(code) : 0,
+                     boolean(d, "redelivery"), str(d, "event"), integer(d, "repository_id")});
   }
   return out;
 }
 
+std::string Client::hook_path(std::int64_t hook_id) const {
+  return hook_id ? "/repos/" + options_.repo + "/hooks/" + std::to_string(hook_id) : "/app/hook";
+}
+
 Status Client::redeliver(std::int64_t hook_id, std::int64_t delivery_id) {
   // Not `once`: a delivery asked for twice arrives twice with one guid, and is taken once.
-  return call("POST", "/repos/" + options_.repo + "/hooks/" + std::to_string(hook_id) +
-                          "/deliveries/" + std::to_string(delivery_id) + "/attempts")
+  return call("POST",
+              hook_path(hook_id) + "/deliveries/" + std::to_string(delivery_id) + "/attempts")
       .status();
+}
+
+Result<std::int64_t> Client::repository_id() {
+  if (repository_id_) return repository_id_;
+  auto r = call("GET", "/repos/" + options_.repo);
+  if (!r) return r.error();
+  const std::int64_t id = integer(r->body, "id");
+  if (id <= 0) return unavailable("GET /repos/" + options_.repo + ": the answer has no id");
+  return repository_id_ = id;
 }
 
 Result<std::vector<std::string>> Client::commit_authors(int number) {

@@ -67,6 +67,7 @@ struct HookDelivery {
   int status_code = 0;             // what the receiver answered (0: no answer at all)
   bool redelivery = false;
   std::string event;
+  std::int64_t repository_id = 0;  // 0: none (an App's installation events)
 };
 
 // Who added a label to an issue or PR, and when (GitHub's clock).
@@ -129,11 +130,14 @@ class Client {
   Result<std::vector<queue::Check>> checks(const queue::Sha& sha, const CheckSources& sources = {},
                                            std::vector<std::string>* ignored = nullptr);
 
-  // The attempts to deliver repository webhook `hook_id`'s events, newest first, back to at
-  // least `since` (dmzbot's clock): pages stop once one reaches it.
+  // The attempts to deliver repository webhook `hook_id`'s events (0: the GitHub App's own
+  // webhook, every repository's, read with the App's JWT), newest first, back to at least
+  // `since` (dmzbot's clock): pages stop once one reaches it.
   Result<std::vector<HookDelivery>> hook_deliveries(std::int64_t hook_id, queue::Millis since);
-  // Asks GitHub to deliver the attempt `delivery_id` of webhook `hook_id` again (same guid).
+  // Asks GitHub to deliver the attempt `delivery_id` of that webhook again (same guid).
   Status redeliver(std::int64_t hook_id, std::int64_t delivery_id);
+  // The repository's numeric id (asked once), which an App's delivery log names.
+  Result<std::int64_t> repository_id();
 
   // ---- plumbing ----
   struct Response {
@@ -168,7 +172,10 @@ class Client {
   void stop();
 
  private:
-  Result<std::string> bearer();  // what goes after "Authorization: Bearer "
+  // What goes after "Authorization: Bearer " for `url`: the App's JWT for its /app endpoints,
+  // else token().
+  Result<std::string> bearer(const std::string& url);
+  std::string hook_path(std::int64_t hook_id) const;
   Result<std::string> refresh_installation_token();
   // One HTTP exchange made: the request count, and dmzbot_forge_api_requests_total{forge,code}.
   void counted(const Result<HttpReply>& reply);
@@ -206,6 +213,7 @@ class Client {
   std::map<std::string, Cached> etags_;
   std::list<std::string> etag_order_;
   std::size_t etag_bytes_ = 0;
+  std::int64_t repository_id_ = 0;               // the forge thread only; 0 until asked
   const Cached* cached(const std::string& url);  // marks it used
   void cache(const std::string& url, std::string etag, HttpReply reply);
 };

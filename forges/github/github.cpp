@@ -483,7 +483,7 @@ Result<std::vector<q::Event>> GitHubForge::reconcile(const ReconcileInput& input
     events.insert(events.end(), more.begin(), more.end());
   }
   // 4. Webhooks that never reached dmzbot: a comment's command has no other way back.
-  if (options_.hook_id != 0) redeliver_failed(now);
+  if (options_.redeliver_hook) redeliver_failed(now);
   {
     std::lock_guard lock(mu_);
     last_reconcile_ = now;
@@ -497,18 +497,23 @@ void GitHubForge::redeliver_failed(q::Millis now) {
   constexpr q::Millis kOverlap = 600'000;
   const q::Millis since =
       deliveries_read_at_ ? deliveries_read_at_ - kOverlap : now - options_.redeliver_lookback;
+  const std::int64_t hook = *options_.redeliver_hook;
   auto failed = [&](const std::string& what) {
     if (what != redelivery_error_)  // once per cause, not at every reconciliation
-      spdlog::warn("{}: webhook deliveries of hook {}: {}", options_.webhook.repo, options_.hook_id,
-                   what);
+      spdlog::warn("{}: webhook deliveries of {}: {}", options_.webhook.repo,
+                   hook ? "hook " + std::to_string(hook) : std::string("the App's webhook"), what);
     redelivery_error_ = what;
   };
-  auto log = client_->hook_deliveries(options_.hook_id, since);
+  auto log = client_->hook_deliveries(hook, since);
   if (!log) return failed(log.message());
+  if (hook == 0) {  // the App's webhook: every repository's deliveries, and installations'
+    auto mine = client_->repository_id();
+    if (!mine) return failed(mine.message());
+    std::erase_if(*log, [&](const HookDelivery& d) { return d.repository_id != *mine; });
+  }
   deliveries_read_at_ = now;
   for (Redelivery* r : deliveries_to_redeliver(*log, redeliveries_, now)) {
-    if (Status s = client_->redeliver(options_.hook_id, r->attempt); !s.ok())
-      return failed(s.message());
+    if (Status s = client_->redeliver(hook, r->attempt); !s.ok()) return failed(s.message());
     ++r->asks;
     r->at = now;
     spdlog::info("{}: asked GitHub to deliver {} webhook attempt {} again (it got {})",

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,10 +34,11 @@ struct Options {
   std::string queued_label = "dmz:queued", failed_label = "dmz:failed";
   std::string public_url;  // the status page, for links ("" for none)
   std::string check_name = "dmzbot";
-  // The repository webhook's id (0: none): deliveries of it that never reached dmzbot (it was
-  // down, or could not record them) are asked for again at each reconciliation, back to
-  // `redeliver_lookback` before the first one.
-  std::int64_t hook_id = 0;
+  // The webhook whose deliveries that never reached dmzbot (it was down, or could not record
+  // them) are asked for again at each reconciliation, back to `redeliver_lookback` before the
+  // first: a repository webhook's id, 0 for the GitHub App's own webhook (this repository's
+  // deliveries), or none.
+  std::optional<std::int64_t> redeliver_hook;
   queue::Millis redeliver_lookback = 24 * 3'600'000;
 };
 
@@ -111,7 +113,7 @@ class GitHubForge final : public Forge {
   Status set_status_labels(int number, PullSummary::State state);
   void forget(const PullSummary& summary);
   Status drop_merge_label(const OutboxMessage& m);
-  // Asks GitHub to deliver again the webhooks that never reached dmzbot (options_.hook_id). Its
+  // Asks GitHub to deliver again the webhooks that never reached dmzbot (redeliver_hook). Its
   // failures are logged, not returned: the rest of a reconciliation does not wait on them.
   void redeliver_failed(queue::Millis now);
   // Logs each report of a check that came from another source than check_sources names: at

@@ -598,7 +598,7 @@ TEST_CASE("deliveries_to_redeliver: each failed delivery, oldest first, none dmz
 
 TEST_CASE("github forge reconcile: failed webhook deliveries are asked for again, once each") {
   Fixture f;
-  f.options.hook_id = 77;
+  f.options.redeliver_hook = 77;
   f.options.redeliver_lookback = 3'600'000;
   auto forge = f.forge();
   const q::Millis now = f.clock.now();
