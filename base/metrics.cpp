@@ -85,6 +85,9 @@ Registry& global() {
                "Builds started per PR landed, since the service started.");
     g->declare("dmzbot_webhook_deliveries_total", Type::Counter,
                "Webhook deliveries by forge and result.");
+    g->declare("dmzbot_webhook_redeliveries_total", Type::Counter,
+               "Webhook deliveries that never reached dmzbot, asked of the forge again, by "
+               "repository.");
     g->declare("dmzbot_forge_api_requests_total", Type::Counter,
                "Requests to forge APIs by forge and HTTP status.");
     g->declare("dmzbot_git_operation_seconds", Type::Histogram,

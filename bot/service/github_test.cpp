@@ -1320,6 +1320,8 @@ TEST_CASE("github: webhooks that never reached dmzbot are asked for again and ta
   bot.stop();
   const json merge = comment_payload(1, "alice", "@dmzbot merge");
   logged("g-merge", "issue_comment", 0);
+  const metrics::Labels repo{{"repo", kRepo}};
+  const double asked_before = metrics::global().value("dmzbot_webhook_redeliveries_total", repo);
   bot.start();
   REQUIRE(eventually([&] { return !gh.api->redeliveries().empty(); }));
   CHECK_FALSE(bot.pr(1).approval.has_value());
@@ -1332,6 +1334,7 @@ TEST_CASE("github: webhooks that never reached dmzbot are asked for again and ta
   // Later reconciliations (every 300 ms here) ask for nothing more.
   std::this_thread::sleep_for(1s);
   CHECK(gh.api->redeliveries().size() == 1);
+  CHECK(metrics::global().value("dmzbot_webhook_redeliveries_total", repo) == asked_before + 1);
   check_against_openapi(*gh.api, bot.data.path());
 }
 

@@ -6,6 +6,7 @@
 #include <cctype>
 #include <tuple>
 
+#include "base/metrics.hpp"
 #include "base/text.hpp"
 #include "forges/plain.hpp"
 
@@ -516,6 +517,7 @@ void GitHubForge::redeliver_failed(q::Millis now) {
     if (Status s = client_->redeliver(hook, r->attempt); !s.ok()) return failed(s.message());
     ++r->asks;
     r->at = now;
+    metrics::global().add("dmzbot_webhook_redeliveries_total", {{"repo", options_.webhook.repo}});
     spdlog::info("{}: asked GitHub to deliver {} webhook attempt {} again (it got {})",
                  options_.webhook.repo, escape_control(r->event), r->attempt,
                  r->status_code ? std::to_string(r->status_code) : std::string("no answer"));
