@@ -1954,7 +1954,8 @@ void Service::webhook(const std::string& forge, forges::InboundRequest request,
   auto recorded = [this, done, key = record.id,
                    taken = std::move(*taken)](Result<bool> fresh) mutable {
     if (!fresh) {
-      // The forge will not send it again: read the repositories back as soon as we can.
+      // The forge will not send it again by itself: read the repositories back as soon as we
+      // can (which also asks for this delivery again, where the forge's log is read).
       for (auto& t : taken) impl_->engine.post([rt = t.rt] { rt->next_reconcile_at = 0; });
       return done(fresh.status().prefixed("store: ").error());
     }
