@@ -275,11 +275,16 @@ std::string FakeGitHub::check_auth(const std::string& authorization, const std::
   return "bad";
 }
 
+// GitHub's per_page (30 unless asked), at most the page size this fake is set to.
+int FakeGitHub::per_page_of(std::map<std::string, std::string>& query) const {
+  const int asked = query.count("per_page") ? std::stoi(query["per_page"]) : 30;
+  return std::max(1, std::min(asked, options_.page_size));
+}
+
 FakeGitHub::Answer FakeGitHub::list(const std::string& target, const json& items,
                                     const std::string& if_none_match) {
   auto q = query_of(target);
-  int per_page = q.count("per_page") ? std::stoi(q["per_page"]) : 30;
-  per_page = std::max(1, std::min(per_page, options_.page_size));
+  const int per_page = per_page_of(q);
   int page = q.count("page") ? std::stoi(q["page"]) : 1;
   const int total = static_cast<int>(items.size());
   json slice = json::array();
@@ -660,8 +665,7 @@ FakeGitHub::Answer FakeGitHub::deliveries(std::int64_t hook_id,
   }
   if (!rest.empty() || method != "GET") return not_found;
   auto q = query_of(target);
-  const int per_page = std::max(
-      1, std::min(q.count("per_page") ? std::stoi(q["per_page"]) : 30, options_.page_size));
+  const int per_page = per_page_of(q);
   std::size_t at = 0;
   if (q.count("cursor"))
     while (at < log.size() && std::to_string(log[at].id) != q["cursor"]) ++at;

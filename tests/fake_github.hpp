@@ -153,6 +153,7 @@ class FakeGitHub {
                const std::string& authorization, const std::string& if_none_match, Request& record);
   Answer list(const std::string& target, const nlohmann::json& items,
               const std::string& if_none_match);
+  int per_page_of(std::map<std::string, std::string>& query) const;
   Answer deliveries(std::int64_t hook_id, const std::vector<std::string>& rest,
                     const std::string& method, const std::string& target, const std::string& path);
   std::string check_auth(const std::string& authorization, const std::string& path);

@@ -204,8 +204,7 @@ Result<std::string> Client::refresh_installation_token() {
   Error last = unavailable("no attempt");
   for (int attempt = 1; attempt <= options_.max_attempts; ++attempt) {
     if (stopping()) return unavailable("installation token: stopping");
-    // On GitHub's clock as far as it is known: a JWT from a clock ahead of it is refused.
-    auto jwt = app_jwt(options_.app_id, options_.private_key, clock_.now() + health().clock_offset);
+    auto jwt = this->jwt();
     if (!jwt) return jwt.error();
     HttpCall c{"POST",
                url,
@@ -242,9 +241,13 @@ Result<std::string> Client::refresh_installation_token() {
   return last;
 }
 
+// On GitHub's clock as far as it is known: a JWT from a clock ahead of it is refused.
+Result<std::string> Client::jwt() const {
+  return app_jwt(options_.app_id, options_.private_key, clock_.now() + health().clock_offset);
+}
+
 Result<std::string> Client::bearer(const std::string& url) {
-  if (app() && url.starts_with(options_.api_url + "/app/"))  // GitHub's App endpoints
-    return app_jwt(options_.app_id, options_.private_key, clock_.now() + health().clock_offset);
+  if (app() && url.starts_with(options_.api_url + "/app/")) return jwt();  // GitHub's App endpoints
   return token();
 }
 

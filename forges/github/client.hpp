@@ -175,6 +175,7 @@ class Client {
   // What goes after "Authorization: Bearer " for `url`: the App's JWT for its /app endpoints,
   // else token().
   Result<std::string> bearer(const std::string& url);
+  Result<std::string> jwt() const;  // the App's, signed now
   std::string hook_path(std::int64_t hook_id) const;
   Result<std::string> refresh_installation_token();
   // One HTTP exchange made: the request count, and dmzbot_forge_api_requests_total{forge,code}.
