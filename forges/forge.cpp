@@ -28,6 +28,10 @@ Result<bool> Forge::may_approve(const std::string&) {
   return not_found("the " + std::string(kind()) + " forge has no API to ask who may approve");
 }
 
+Result<std::optional<LaterCommand>> Forge::later_command(int, queue::Millis) {
+  return std::optional<LaterCommand>{};
+}
+
 Result<std::vector<std::string>> Forge::approving_reviewers(int, const queue::Sha&) {
   return std::vector<std::string>{};
 }

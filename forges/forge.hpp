@@ -65,7 +65,8 @@ struct FollowUp {
   bool quiet = false;
   queue::Sha sha;  // kRefreshChecks; kTry: the head to try ("" until pinned, as pin_head)
   // When the comment that asked was written (forge time; 0: not a comment): pin_head and a
-  // try take the head the PR had then, not the one known when the webhook is handled.
+  // try take the head the PR had then, not the one known when the webhook is handled; a
+  // command that arrives late is checked against those written after it (later_command).
   queue::Millis written_at = 0;
 };
 
@@ -157,6 +158,13 @@ struct OutboxMessage {
   bool approved_since = false;
 };
 
+// A command on a PR written after another one (Forge::later_command).
+struct LaterCommand {
+  std::string actor;          // who wrote it
+  std::string command;        // "merge", "cancel", "retry"
+  queue::Millis written = 0;  // forge time
+};
+
 class Forge {
  public:
   virtual ~Forge() = default;
@@ -187,6 +195,10 @@ class Forge {
 
   // Whether `login` is a merge master of the repository (the forge may cache the answer).
   virtual Result<bool> may_approve(const std::string& login);
+  // The first command that changes whether PR `number` is queued (merge, cancel, retry) written
+  // on it after `written` (forge time) by someone who may approve: a late command it supersedes
+  // is not applied. None by default (a forge without comments).
+  virtual Result<std::optional<LaterCommand>> later_command(int number, queue::Millis written);
   // The logins whose latest review of PR `number` approves `sha`, sorted (none by default).
   virtual Result<std::vector<std::string>> approving_reviewers(int number, const queue::Sha& sha);
   // The check states the forge holds for `sha`, as CheckReported events.

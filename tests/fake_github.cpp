@@ -454,17 +454,24 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
                            {"created_at", iso(e.at_ms)}});
       return list(target, items, if_none_match);
     }
-    if (p[5] == "comments" && method == "GET") {
+    if (p[5] == "comments" && method == "GET") {  // oldest first; `since`: updated since
+      auto q = query_of(target);
+      const std::int64_t since =
+          q.count("since") ? parse_iso8601_ms(q["since"]).value_or(INT64_MAX) : 0;
       json items = json::array();
       for (const auto& c : comments_)
-        if (c.number == n)
-          items.push_back({{"id", c.id}, {"body", c.body}, {"user", {{"login", c.author}}}});
+        if (c.number == n && c.at_ms >= since)
+          items.push_back({{"id", c.id},
+                           {"body", c.body},
+                           {"user", {{"login", c.author}}},
+                           {"created_at", iso(c.at_ms)},
+                           {"updated_at", iso(c.at_ms)}});
       return list(target, items, if_none_match);
     }
     if (p[5] == "comments" && method == "POST") {
       if (!in.is_object() || !in.contains("body") || !in["body"].is_string())
         return invalid("body");
-      Comment c{next_id_++, n, "dmzbot", in["body"].get<std::string>()};
+      Comment c{next_id_++, n, "dmzbot", in["body"].get<std::string>(), now_ms()};
       comments_.push_back(c);
       return ok({{"id", c.id}, {"body", c.body}}, 201);
     }
@@ -601,6 +608,11 @@ void FakeGitHub::remove_label(int number, const std::string& label) {
   std::lock_guard lock(mu_);
   auto& labels = pulls_.at(number).labels;
   labels.erase(std::remove(labels.begin(), labels.end(), label), labels.end());
+}
+void FakeGitHub::add_comment(int number, const std::string& author, const std::string& body,
+                             std::int64_t at_ms) {
+  std::lock_guard lock(mu_);
+  comments_.push_back({next_id_++, number, author, body, at_ms});
 }
 void FakeGitHub::add_review(int number, const std::string& login, const std::string& state,
                             const std::string& sha) {

@@ -61,6 +61,7 @@ class FakeGitHub {
     std::int64_t id = 0;
     int number = 0;
     std::string author, body;
+    std::int64_t at_ms = 0;  // created (and last updated)
   };
   struct Status {
     std::string sha, context, state, description, target_url, creator;
@@ -101,6 +102,9 @@ class FakeGitHub {
   void add_label(int number, const std::string& label, const std::string& actor,
                  std::int64_t at_ms);
   void remove_label(int number, const std::string& label);
+  // A comment someone wrote on `number` at `at_ms` (GET .../issues/{n}/comments lists it).
+  void add_comment(int number, const std::string& author, const std::string& body,
+                   std::int64_t at_ms);
   // A review of PR `number` by `login` of commit `sha`: "APPROVED", "CHANGES_REQUESTED", ...
   void add_review(int number, const std::string& login, const std::string& state,
                   const std::string& sha);

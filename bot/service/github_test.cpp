@@ -1338,6 +1338,48 @@ TEST_CASE("github: webhooks that never reached dmzbot are asked for again and ta
   check_against_openapi(*gh.api, bot.data.path());
 }
 
+// A command that reaches dmzbot late (GitHub delivered it again after dmzbot was down) is not
+// applied over a command a merge master wrote after it: an old merge must not queue a PR that
+// was cancelled since. A late command nobody overtook is applied.
+TEST_CASE("github: a late command stands only if no later command was written") {
+  GitHub gh({});
+  Bot bot(gh);
+  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  const std::string h2 = gh.commit("feature/two", "two.txt", "2\n");
+  bot.open(1, "feature/one", h1);
+  bot.open(2, "feature/two", h2);
+  REQUIRE(eventually([&] { return bot.pr(1).head == h1 && bot.pr(2).head == h2; }));
+  bot.stop();  // down: what alice writes now reaches it late
+  bot.options.label_skew = 100ms;
+  bot.options.late_command = 1s;
+  std::this_thread::sleep_for(2200ms);  // whole seconds (GitHub's) after both heads were known
+  const std::int64_t merge_written = wall_ms() / 1000 * 1000;
+  gh.api->add_comment(1, "alice", "@dmzbot merge", merge_written);
+  gh.api->add_comment(2, "alice", "@dmzbot merge", merge_written);
+  std::this_thread::sleep_for(1100ms);
+  const std::int64_t cancel_written = wall_ms() / 1000 * 1000;
+  gh.api->add_comment(1, "alice", "@dmzbot cancel", cancel_written);
+  bot.start();
+  auto answered = [&](int n, const std::string& words) {
+    for (const auto& c : gh.api->comments(n))
+      if (c.author == "dmzbot" && c.body.find(words) != std::string::npos) return true;
+    return false;
+  };
+  bot.post("issue_comment", comment_payload(1, "alice", "@dmzbot cancel", cancel_written));
+  REQUIRE(eventually([&] { return answered(1, "is not queued"); }));
+  // GitHub delivers the two merges again.
+  bot.post("issue_comment", comment_payload(1, "alice", "@dmzbot merge", merge_written), "m1");
+  bot.post("issue_comment", comment_payload(2, "alice", "@dmzbot merge", merge_written), "m2");
+  REQUIRE(eventually([&] { return bot.pr(2).approval.has_value(); }));
+  CHECK(bot.pr(2).approval->sha == h2);
+  REQUIRE(eventually([&] { return answered(1, "wrote `cancel` on #1 after it"); }));
+  CHECK(answered(1, "@alice: merge refused: it reached dmzbot"));
+  CHECK_FALSE(bot.pr(1).approval.has_value());
+  CHECK(bot.pr(1).status == q::PrStatus::Open);
+  CHECK_FALSE(answered(2, "after it"));
+  check_against_openapi(*gh.api, bot.data.path());
+}
+
 TEST_CASE("github: a delivery replayed after its effects changes nothing") {
   GitHub gh({});
   Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });  // the train waits meanwhile

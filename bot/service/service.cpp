@@ -1341,6 +1341,33 @@ struct Service::Impl final : driver::GitPort,
                   });
   }
 
+  // Forge thread: why command `f` is not applied when it reached dmzbot long after it was
+  // written and a merge master wrote a command on the PR since (the newer one stands: an old
+  // merge delivered again must not queue a PR its merge master cancelled meanwhile); nullopt
+  // to apply it. Fails closed: when the forge cannot say, the writer is asked to write it
+  // again. An error (unavailable) when it cannot say now: asked again later.
+  Result<std::optional<std::string>> overtaken(RepoRuntime& rt, const forges::FollowUp& f) {
+    const bool queueing = f.event && (std::holds_alternative<q::MergeRequested>(*f.event) ||
+                                      std::holds_alternative<q::CancelRequested>(*f.event) ||
+                                      std::holds_alternative<q::RetryRequested>(*f.event));
+    const q::Millis late = now() - (f.written_at - rt.forge->api_health().clock_offset);
+    if (!queueing || f.written_at == 0 || late < options.late_command.count())
+      return std::optional<std::string>{};
+    const std::string delay =
+        "it reached dmzbot " + std::to_string(late / 60'000) + " min after it was written";
+    auto later = rt.forge->later_command(f.number, f.written_at);
+    if (!later && later.code() == Code::kUnavailable) return later.error();
+    if (!later)
+      return std::optional<std::string>(delay +
+                                        ", and whether a later command overtook it "
+                                        "cannot be read (" +
+                                        later.message() + "); write it again. Nothing changed.");
+    if (!*later) return std::optional<std::string>{};
+    return std::optional<std::string>(delay + ", and @" + (*later)->actor + " wrote `" +
+                                      (*later)->command + "` on #" + std::to_string(f.number) +
+                                      " after it, which stands. Nothing changed.");
+  }
+
   // Forge thread: the follow-ups in order; one the API cannot answer now stays first and is
   // tried again at the next tick (a rate limit or an outage delays commands, never drops them).
   void drain_follow_ups(RepoRuntime& rt) {
@@ -1376,6 +1403,13 @@ struct Service::Impl final : driver::GitPort,
             }
           } else if (f.kind == forges::FollowUp::Kind::kTry) {
             engine.post([this, &rt, f, ticket] { start_try(rt, f, ticket); });
+          } else if (auto why = overtaken(rt, f); !why) {
+            return;  // the forge cannot tell now: asked again at the next tick
+          } else if (*why) {
+            engine.post([this, &rt, f, why = **why, ticket] {
+              command_refused(rt, f, why);
+              ticket->done();
+            });
           } else {
             engine.post([this, &rt, f, ticket] { apply_command(rt, f, ticket); });
           }

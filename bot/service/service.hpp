@@ -40,6 +40,10 @@ class Service final : public Backend {
     std::chrono::milliseconds api_backoff{500};
     std::chrono::milliseconds api_max_rate_wait{10'000};
     std::chrono::milliseconds label_skew{5'000};
+    // A command that reaches dmzbot this long after it was written (a webhook the forge
+    // delivered again, one handled again after a restart) is applied only if no merge master
+    // wrote a command on the PR after it (Forge::later_command).
+    std::chrono::milliseconds late_command{30'000};
     std::chrono::milliseconds api_timeout{30'000};  // a whole API call, every step in it
   };
 

@@ -637,6 +637,19 @@ Result<bool> Client::has_comment_with(int number, const std::string& marker) {
   });
 }
 
+Result<std::vector<IssueComment>> Client::comments_since(int number, q::Millis since) {
+  auto items = list("/repos/" + options_.repo + "/issues/" + std::to_string(number) +
+                    "/comments?since=" + when(since));
+  if (!items) return items.error();
+  std::vector<IssueComment> out;
+  for (const auto& c : *items) {
+    auto at = parse_iso8601_ms(str(c, "created_at"));
+    if (!at || *at < since) continue;
+    out.push_back({c.contains("user") ? str(c["user"], "login") : "", str(c, "body"), *at});
+  }
+  return out;
+}
+
 Status Client::add_labels(int number, const std::vector<std::string>& labels) {
   json b{{"labels", labels}};
   return call("POST", "/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/labels",

@@ -70,6 +70,12 @@ struct HookDelivery {
   std::int64_t repository_id = 0;  // 0: none (an App's installation events)
 };
 
+// A comment on an issue or PR (GET .../issues/{n}/comments).
+struct IssueComment {
+  std::string author, body;
+  queue::Millis created_at = 0;  // GitHub's clock, as the webhook's comment.created_at
+};
+
 // Who added a label to an issue or PR, and when (GitHub's clock).
 struct LabelEvent {  // times on dmzbot's clock (GitHub's, less ApiHealth::clock_offset)
   std::string actor;
@@ -112,6 +118,9 @@ class Client {
   // Whether a comment on `number` contains `marker` (to not repeat a comment that was posted
   // when its answer was lost).
   Result<bool> has_comment_with(int number, const std::string& marker);
+  // The comments on `number` written at or after `since` (GitHub's clock), oldest first. GitHub
+  // filters by the time a comment was last edited, so older comments edited since come too.
+  Result<std::vector<IssueComment>> comments_since(int number, queue::Millis since);
   Status add_labels(int number, const std::vector<std::string>& labels);
   Status remove_label(int number, const std::string& label);  // absent: ok
   Status commit_status(const queue::Sha& sha, const std::string& state, const std::string& context,

@@ -324,6 +324,35 @@ TEST_CASE("github client: webhook deliveries are read back to a time, then no fu
   CHECK(c.redeliver(77, 99).code() == Code::kNotFound);
 }
 
+TEST_CASE("github client: comments since a time, with who wrote them and when") {
+  Fixture f;
+  Client c = f.client();
+  const q::Millis since = 1'700'000'000'000;
+  auto comment = [&](const std::string& who, q::Millis at, const std::string& body) {
+    return json{{"user", {{"login", who}}}, {"created_at", iso8601_utc(at / 1000)}, {"body", body}};
+  };
+  // GitHub filters by the last edit: a comment written before `since`, edited after, comes too.
+  f.http.answer(200, json::array({comment("old", since - 60'000, "edited"),
+                                  comment("bob", since, "@dmzbot cancel"),
+                                  json{{"body", "no time"}}, comment("carol", since + 5'000, "hi")})
+                         .dump());
+  auto got = c.comments_since(7, since);
+  REQUIRE(got.ok());
+  REQUIRE(f.http.calls.size() == 1);
+  CHECK(f.http.calls[0].url ==
+        "https://api.example.com/repos/octo/widgets/issues/7/comments"
+        "?since=" +
+            iso8601_utc(since / 1000) + "&per_page=100");
+  REQUIRE(got->size() == 2);
+  CHECK((*got)[0].author == "bob");
+  CHECK((*got)[0].body == "@dmzbot cancel");
+  CHECK((*got)[0].created_at == since);
+  CHECK((*got)[1].author == "carol");
+  CHECK((*got)[1].created_at == since + 5'000);
+  f.http.answer(404, R"({"message":"Not Found"})");
+  CHECK(c.comments_since(8, since).code() == Code::kNotFound);
+}
+
 TEST_CASE("github client: the ETag cache keeps the newest answers within its bytes") {
   Fixture f;
   f.options.max_cached_bytes = 25;  // two of the 10-byte bodies below, not three

@@ -8,6 +8,7 @@
 
 #include "base/metrics.hpp"
 #include "base/text.hpp"
+#include "forges/github/commands.hpp"
 #include "forges/plain.hpp"
 
 namespace dmz::forges::github {
@@ -371,6 +372,28 @@ Result<bool> GitHubForge::may_approve(const std::string& login) {
   }
   permissions_[key] = {ok, now + options_.permission_cache};
   return ok;
+}
+
+Result<std::optional<LaterCommand>> GitHubForge::later_command(int number, q::Millis written) {
+  auto comments = client_->comments_since(number, written);
+  if (!comments) return comments.error();
+  const std::string bot = mention_name(options_.webhook.bot_name);
+  for (const IssueComment& c : *comments) {
+    // GitHub's times have whole seconds: a comment of the same second is not known to be later.
+    if (c.created_at <= written || is_bot(c.author, options_.webhook.bot_name)) continue;
+    for (const Command& command : parse_commands(c.body, bot)) {
+      if (command.kind != Command::Kind::kMerge && command.kind != Command::Kind::kCancel &&
+          command.kind != Command::Kind::kRetry)
+        continue;
+      auto allowed = may_approve(c.author);
+      if (!allowed) return allowed.error();
+      if (*allowed)
+        return std::optional<LaterCommand>(
+            LaterCommand{c.author, std::string(to_string(command.kind)), c.created_at});
+      break;  // the writer's other commands are not a merge master's either
+    }
+  }
+  return std::optional<LaterCommand>{};
 }
 
 Result<std::vector<q::Event>> GitHubForge::checks_of(const q::Sha& sha, q::Millis now) {

@@ -311,6 +311,44 @@ TEST_CASE("github forge: merge masters are listed users or team members who can 
   CHECK(down->may_approve("alice").code() == Code::kUnavailable);
 }
 
+TEST_CASE("github forge: a command written later by a merge master overtakes a late one") {
+  Fixture f;
+  auto forge = f.forge();
+  const q::Millis written = 1'699'999'000'000;
+  auto comment = [](const std::string& who, q::Millis at, const std::string& body) {
+    return json{{"user", {{"login", who}}}, {"created_at", iso(at)}, {"body", body}};
+  };
+  f.http.answer(200, json::array({comment("alice", written, "@dmzbot cancel"),  // same second
+                                  comment("dmzbot", written + 1'000, "@dmzbot merge"),
+                                  comment("mallory", written + 2'000, "@dmzbot cancel"),
+                                  comment("carol", written + 3'000, "@dmzbot status\nthanks"),
+                                  comment("alice", written + 4'000, "> @dmzbot merge\nno"),
+                                  comment("alice", written + 5'000, "ok\n@dmzbot retry")})
+                         .dump());
+  f.http.answer(404, R"({"message":"Not Found"})");  // mallory is not in octo/release
+  f.http.answer(200, R"({"permission":"write"})");   // alice may push
+  auto later = forge->later_command(7, written);
+  REQUIRE(later.ok());
+  REQUIRE(later->has_value());
+  CHECK((*later)->actor == "alice");
+  CHECK((*later)->command == "retry");
+  CHECK((*later)->written == written + 5'000);
+  CHECK(f.calls() ==
+        Calls{"GET /repos/octo/widgets/issues/7/comments?since=" + iso(written) + "&per_page=100",
+              "GET /orgs/octo/teams/release/memberships/mallory",
+              "GET /repos/octo/widgets/collaborators/alice/permission"});
+  // Nothing later that changes the queue: none.
+  f.http.answer(200, json::array({comment("carol", written + 3'000, "@dmzbot help")}).dump());
+  later = forge->later_command(8, written);
+  REQUIRE(later.ok());
+  CHECK_FALSE(later->has_value());
+  // The API down: an error, not "none" (the service asks again later).
+  f.client.max_attempts = 1;
+  auto down = f.forge();
+  f.http.answer(502, "");
+  CHECK(down->later_command(7, written).code() == Code::kUnavailable);
+}
+
 TEST_CASE("github forge: the summary is a commit status with a token, a check run for an App") {
   Fixture f;
   auto forge = f.forge();

@@ -154,9 +154,11 @@ struct Reader {
         }
         case Command::Kind::kCancel:
           authorize(n, actor, "cancel", q::CancelRequested{n, actor, now});
+          d.follow_ups.back().written_at = written;
           break;
         case Command::Kind::kRetry:
           authorize(n, actor, "retry", q::RetryRequested{n, actor, now});
+          d.follow_ups.back().written_at = written;
           break;
         case Command::Kind::kPriority:
           authorize(n, actor, "priority", q::PriorityRequested{n, c.priority, actor, now});

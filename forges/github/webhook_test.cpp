@@ -8,6 +8,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "base/iso_time.hpp"
 #include "forges/github/commands.hpp"
 #include "forges/github/github.hpp"
 #include "forges/github/test_support.hpp"
@@ -378,6 +379,11 @@ TEST_CASE("github webhooks: commands in comments become follow-ups, events or an
   CHECK(kinds(*d) == Kinds{"authorize:cancel_requested", "authorize:retry_requested",
                            "authorize:priority_requested", "try"});
   CHECK(std::get<q::PriorityRequested>(*d->follow_ups[2].event).priority == 5);
+  // A cancel or retry carries when it was written, as a merge does: one that arrives late is
+  // checked against the commands written after it.
+  const q::Millis written = *parse_iso8601_ms(comment("")["comment"]["created_at"]);
+  CHECK(d->follow_ups[0].written_at == written);
+  CHECK(d->follow_ups[1].written_at == written);
   d = f.hook("issue_comment", comment("@dmzbot status\n@dmzbot: frobnicate"));
   REQUIRE(kinds(*d) == Kinds{"status_requested", "reply"});
   const auto& help = std::get<q::Reply>(d->events[1]);
