@@ -512,7 +512,7 @@ class Api : public std::enable_shared_from_this<Api> {
     auto read = backend_.recent_events(name, kPageEvents);
     if (!read) return done(read.error());
     auto self = shared_from_this();
-    backend_.view(name, [this, self, name, done, events = std::move(*read)](Result<RepoView> v) {
+    backend_.view(name, [this, self, name, done, events = std::move(*read)](Result<RepoView>&& v) {
       if (!v) return done(v.error());
       backend_.history(
           name, 0, kPageOutcomes,
