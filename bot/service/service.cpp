@@ -295,6 +295,9 @@ struct Service::Impl final : driver::GitPort,
   std::unique_ptr<Store> store;
   std::unique_ptr<Store> delivery_store;  // the webhook deliveries (deliveries_file)
   std::vector<std::unique_ptr<RepoRuntime>> repos;
+  // A GitHub App's webhook log (by API and App id), read once for all its repositories.
+  std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<forges::github::AppDeliveryLog>>
+      app_logs;
   std::unique_ptr<driver::Driver> driver;  // engine thread only
   // The answers to reads of the hot state (view, pull, health) are handed over here, so that
   // what a caller builds from them (a page, its forecast) never holds up the engine.
@@ -474,14 +477,20 @@ struct Service::Impl final : driver::GitPort,
     else if (g.app())
       f.redeliver_hook = 0;  // the App's own webhook
     f.public_url = cfg.server.public_url;
-    auto api_client = std::make_unique<forges::github::Client>(*rt.http, *clock, c);
-    rt.api_client = api_client.get();
-    rt.forge = std::make_unique<forges::github::GitHubForge>(f, std::move(api_client));
-    rt.api = true;
     rt.reconcile_interval =
         options.reconcile_interval
             ? options.reconcile_interval->count()
             : std::chrono::duration_cast<std::chrono::milliseconds>(g.reconcile_interval).count();
+    if (f.redeliver_hook == 0) {  // shared while fresher than half a reconciliation interval
+      auto& shared = app_logs[{g.api_url, g.app_id}];
+      if (!shared)
+        shared = std::make_shared<forges::github::AppDeliveryLog>(rt.reconcile_interval / 2);
+      f.app_log = shared;
+    }
+    auto api_client = std::make_unique<forges::github::Client>(*rt.http, *clock, c);
+    rt.api_client = api_client.get();
+    rt.forge = std::make_unique<forges::github::GitHubForge>(f, std::move(api_client));
+    rt.api = true;
     return {};
   }
 

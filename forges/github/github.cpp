@@ -528,15 +528,23 @@ void GitHubForge::redeliver_failed(q::Millis now) {
                    hook ? "hook " + std::to_string(hook) : std::string("the App's webhook"), what);
     redelivery_error_ = what;
   };
-  auto log = client_->hook_deliveries(hook, since);
-  if (!log) return failed(log.message());
+  auto read_log = [&](q::Millis from) { return client_->hook_deliveries(hook, from); };
+  Result<AppDeliveryLog::Read> read = AppDeliveryLog::Read{};
+  if (hook == 0 && options_.app_log)
+    read = options_.app_log->deliveries(since, now, read_log);
+  else if (auto log = read_log(since); log)
+    read = AppDeliveryLog::Read{std::move(*log), now};
+  else
+    read = log.error();
+  if (!read) return failed(read.message());
+  std::vector<HookDelivery>& log = read->log;
   if (hook == 0) {  // the App's webhook: every repository's deliveries, and installations'
     auto mine = client_->repository_id();
     if (!mine) return failed(mine.message());
-    std::erase_if(*log, [&](const HookDelivery& d) { return d.repository_id != *mine; });
+    std::erase_if(log, [&](const HookDelivery& d) { return d.repository_id != *mine; });
   }
-  deliveries_read_at_ = now;
-  for (Redelivery* r : deliveries_to_redeliver(*log, redeliveries_, now)) {
+  deliveries_read_at_ = read->at;
+  for (Redelivery* r : deliveries_to_redeliver(log, redeliveries_, now)) {
     if (Status s = client_->redeliver(hook, r->attempt); !s.ok()) return failed(s.message());
     ++r->asks;
     r->at = now;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "forges/forge.hpp"
+#include "forges/github/app_log.hpp"
 #include "forges/github/client.hpp"
 #include "forges/github/webhook.hpp"
 
@@ -40,6 +41,8 @@ struct Options {
   // deliveries), or none.
   std::optional<std::int64_t> redeliver_hook;
   queue::Millis redeliver_lookback = 24 * 3'600'000;
+  // The App's log as read for every repository of the App (none: each reads it itself).
+  std::shared_ptr<AppDeliveryLog> app_log;
 };
 
 // A webhook delivery dmzbot asks GitHub for again, by guid: the attempt asked for (any attempt

@@ -674,6 +674,60 @@ TEST_CASE("github forge reconcile: failed webhook deliveries are asked for again
   CHECK(f.calls().size() == 2);
 }
 
+TEST_CASE("github forge reconcile: an App's repositories share one read of its delivery log") {
+  test::TempDir dir;
+  test::must("openssl genrsa -out " + (dir / "k.pem").string() + " 2048 2>/dev/null");
+  auto app_log = std::make_shared<AppDeliveryLog>(30'000);
+  auto as_app = [&](Fixture& f, const std::string& repo) {
+    f.options.webhook.repo = repo;
+    f.client.repo = repo;
+    f.client.token.clear();
+    f.client.app_id = 1;
+    f.client.installation_id = 2;
+    f.client.private_key = test::read_file(dir / "k.pem");
+    f.options.redeliver_hook = 0;
+    f.options.app_log = app_log;
+  };
+  Fixture widgets, gadgets;
+  as_app(widgets, "octo/widgets");
+  as_app(gadgets, "octo/gadgets");
+  gadgets.clock.advance(10'000);
+  auto a = widgets.forge(), b = gadgets.forge();
+  const q::Millis now = widgets.clock.now();
+  auto item = [&](std::int64_t id, const std::string& guid, std::int64_t repository) {
+    return json{{"id", id},
+                {"guid", guid},
+                {"delivered_at", iso(now - 60'000)},
+                {"redelivery", false},
+                {"status_code", 0},
+                {"event", "issue_comment"},
+                {"repository_id", repository}};
+  };
+  const std::string token = R"({"token":"ghs_x","expires_at":"2099-01-01T00:00:00Z"})";
+  widgets.http.answer(201, token);
+  widgets.http.answer(200, "[]");  // open PRs
+  widgets.http.answer(200,
+                      json::array({item(2, "g-gadgets", 20), item(1, "g-widgets", 10)}).dump());
+  widgets.http.answer(200, R"({"id":10})");
+  widgets.http.answer(202, "{}");
+  REQUIRE(a->reconcile({}, now).ok());
+  CHECK(widgets.calls() ==
+        Calls{"POST /app/installations/2/access_tokens",
+              "GET /repos/octo/widgets/pulls?state=open&base=master&per_page=100",
+              "GET /app/hook/deliveries?per_page=100", "GET /repos/octo/widgets",
+              "POST /app/hook/deliveries/1/attempts"});
+  // Ten seconds later the other repository takes the same read, and its own delivery.
+  gadgets.http.answer(201, token);
+  gadgets.http.answer(200, "[]");
+  gadgets.http.answer(200, R"({"id":20})");
+  gadgets.http.answer(202, "{}");
+  REQUIRE(b->reconcile({}, now + 10'000).ok());
+  CHECK(gadgets.calls() ==
+        Calls{"POST /app/installations/2/access_tokens",
+              "GET /repos/octo/gadgets/pulls?state=open&base=master&per_page=100",
+              "GET /repos/octo/gadgets", "POST /app/hook/deliveries/2/attempts"});
+}
+
 TEST_CASE("github forge reconcile: the checks of a waiting candidate are read back") {
   Fixture f;
   auto forge = f.forge();
