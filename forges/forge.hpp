@@ -161,7 +161,7 @@ struct OutboxMessage {
 // A command on a PR written after another one (Forge::later_command).
 struct LaterCommand {
   std::string actor;          // who wrote it
-  std::string command;        // "merge", "cancel", "retry"
+  std::string command;        // "merge", "cancel", "retry", "remove the dmz:merge label"
   queue::Millis written = 0;  // forge time
 };
 
@@ -195,9 +195,10 @@ class Forge {
 
   // Whether `login` is a merge master of the repository (the forge may cache the answer).
   virtual Result<bool> may_approve(const std::string& login);
-  // The first command that changes whether PR `number` is queued (merge, cancel, retry) written
-  // on it after `written` (forge time) by someone who may approve: a late command it supersedes
-  // is not applied. None by default (a forge without comments).
+  // The first gesture that changes whether PR `number` is queued (a merge, cancel or retry
+  // command, the merge label added or taken off) made on it after `written` (forge time) by
+  // someone who may approve: a late command it overtook is not applied. None by default (a
+  // forge without comments).
   virtual Result<std::optional<LaterCommand>> later_command(int number, queue::Millis written);
   // The logins whose latest review of PR `number` approves `sha`, sorted (none by default).
   virtual Result<std::vector<std::string>> approving_reviewers(int number, const queue::Sha& sha);

@@ -433,7 +433,8 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
                            {"user", {{"login", r.login}}},
                            {"state", r.state},
                            {"commit_id", r.sha},
-                           {"body", ""}});
+                           {"body", ""},
+                           {"submitted_at", iso(r.at_ms)}});
       return list(target, items, if_none_match);
     }
   }
@@ -448,7 +449,7 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
       json items = json::array();
       for (const auto& e : label_events_)
         if (e.number == n)
-          items.push_back({{"event", "labeled"},
+          items.push_back({{"event", e.added ? "labeled" : "unlabeled"},
                            {"actor", {{"login", e.actor}}},
                            {"label", {{"name", e.label}}},
                            {"created_at", iso(e.at_ms)}});
@@ -493,6 +494,7 @@ FakeGitHub::Answer FakeGitHub::route(const std::string& method, const std::strin
       auto it = std::find(labels.begin(), labels.end(), decode(p[6]));
       if (it == labels.end()) return not_found();
       labels.erase(it);
+      label_events_.push_back({n, decode(p[6]), "dmzbot", now_ms(), false});
       return ok(json::array());
     }
   }
@@ -604,10 +606,12 @@ void FakeGitHub::add_label(int number, const std::string& label, const std::stri
   if (std::find(labels.begin(), labels.end(), label) == labels.end()) labels.push_back(label);
   label_events_.push_back({number, label, actor, at_ms});
 }
-void FakeGitHub::remove_label(int number, const std::string& label) {
+void FakeGitHub::remove_label(int number, const std::string& label, const std::string& actor,
+                              std::int64_t at_ms) {
   std::lock_guard lock(mu_);
   auto& labels = pulls_.at(number).labels;
   labels.erase(std::remove(labels.begin(), labels.end(), label), labels.end());
+  if (!actor.empty()) label_events_.push_back({number, label, actor, at_ms, false});
 }
 void FakeGitHub::add_comment(int number, const std::string& author, const std::string& body,
                              std::int64_t at_ms) {
@@ -617,7 +621,7 @@ void FakeGitHub::add_comment(int number, const std::string& author, const std::s
 void FakeGitHub::add_review(int number, const std::string& login, const std::string& state,
                             const std::string& sha) {
   std::lock_guard lock(mu_);
-  reviews_.push_back({number, login, state, sha});
+  reviews_.push_back({number, login, state, sha, now_ms()});
 }
 void FakeGitHub::set_pull_commits(int number,
                                   std::vector<std::pair<std::string, std::string>> commits) {

@@ -56,6 +56,7 @@ class FakeGitHub {
     int number = 0;
     std::string label, actor;
     std::int64_t at_ms = 0;
+    bool added = true;  // labeled, else unlabeled
   };
   struct Comment {
     std::int64_t id = 0;
@@ -101,7 +102,9 @@ class FakeGitHub {
   void set_state(int number, const std::string& state);
   void add_label(int number, const std::string& label, const std::string& actor,
                  std::int64_t at_ms);
-  void remove_label(int number, const std::string& label);
+  // Taken off by `actor` at `at_ms` (logged as an unlabeled event unless `actor` is "").
+  void remove_label(int number, const std::string& label, const std::string& actor = "",
+                    std::int64_t at_ms = 0);
   // A comment someone wrote on `number` at `at_ms` (GET .../issues/{n}/comments lists it).
   void add_comment(int number, const std::string& author, const std::string& body,
                    std::int64_t at_ms);
@@ -176,6 +179,7 @@ class FakeGitHub {
   struct Review {
     int number = 0;
     std::string login, state, sha;
+    std::int64_t at_ms = 0;  // submitted
   };
   std::vector<Review> reviews_;
   std::map<int, std::vector<std::pair<std::string, std::string>>> pull_commits_;

@@ -1372,11 +1372,12 @@ TEST_CASE("github: a late command stands only if no later command was written") 
   bot.post("issue_comment", comment_payload(2, "alice", "@dmzbot merge", merge_written), "m2");
   REQUIRE(eventually([&] { return bot.pr(2).approval.has_value(); }));
   CHECK(bot.pr(2).approval->sha == h2);
-  REQUIRE(eventually([&] { return answered(1, "wrote `cancel` on #1 after it"); }));
+  REQUIRE(
+      eventually([&] { return answered(1, "a later command on #1 stands: `cancel` by @alice"); }));
   CHECK(answered(1, "@alice: merge refused: it reached dmzbot"));
   CHECK_FALSE(bot.pr(1).approval.has_value());
   CHECK(bot.pr(1).status == q::PrStatus::Open);
-  CHECK_FALSE(answered(2, "after it"));
+  CHECK_FALSE(answered(2, "a later command"));
   check_against_openapi(*gh.api, bot.data.path());
 }
 

@@ -1372,9 +1372,9 @@ struct Service::Impl final : driver::GitPort,
                                         "cannot be read (" +
                                         later.message() + "); write it again. Nothing changed.");
     if (!*later) return std::optional<std::string>{};
-    return std::optional<std::string>(delay + ", and @" + (*later)->actor + " wrote `" +
-                                      (*later)->command + "` on #" + std::to_string(f.number) +
-                                      " after it, which stands. Nothing changed.");
+    return std::optional<std::string>(delay + ", and a later command on #" +
+                                      std::to_string(f.number) + " stands: `" + (*later)->command +
+                                      "` by @" + (*later)->actor + ". Nothing changed.");
   }
 
   // Forge thread: the follow-ups in order; one the API cannot answer now stays first and is

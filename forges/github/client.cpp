@@ -650,6 +650,31 @@ Result<std::vector<IssueComment>> Client::comments_since(int number, q::Millis s
   return out;
 }
 
+Result<std::vector<IssueComment>> Client::review_bodies(int number) {
+  auto items = list("/repos/" + options_.repo + "/pulls/" + std::to_string(number) + "/reviews");
+  if (!items) return items.error();
+  std::vector<IssueComment> out;
+  for (const auto& r : *items)
+    if (auto at = parse_iso8601_ms(str(r, "submitted_at")))  // none while pending
+      out.push_back({r.contains("user") ? str(r["user"], "login") : "", str(r, "body"), *at});
+  return out;
+}
+
+Result<std::vector<LabelChange>> Client::label_changes(int number, const std::string& label) {
+  auto items = list("/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/events");
+  if (!items) return items.error();
+  std::vector<LabelChange> out;
+  for (const auto& e : *items) {
+    const std::string event = str(e, "event");
+    auto at = parse_iso8601_ms(str(e, "created_at"));
+    if ((event != "labeled" && event != "unlabeled") || !at || !e.contains("label") ||
+        str(e["label"], "name") != label)
+      continue;
+    out.push_back({e.contains("actor") ? str(e["actor"], "login") : "", *at, event == "labeled"});
+  }
+  return out;
+}
+
 Status Client::add_labels(int number, const std::vector<std::string>& labels) {
   json b{{"labels", labels}};
   return call("POST", "/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/labels",

@@ -70,10 +70,17 @@ struct HookDelivery {
   std::int64_t repository_id = 0;  // 0: none (an App's installation events)
 };
 
-// A comment on an issue or PR (GET .../issues/{n}/comments).
+// A comment on an issue or PR (GET .../issues/{n}/comments), or a review's body.
 struct IssueComment {
   std::string author, body;
   queue::Millis created_at = 0;  // GitHub's clock, as the webhook's comment.created_at
+};
+
+// A label added to or removed from an issue or PR (GET .../issues/{n}/events).
+struct LabelChange {
+  std::string actor;
+  queue::Millis at = 0;  // GitHub's clock
+  bool added = false;
 };
 
 // Who added a label to an issue or PR, and when (GitHub's clock).
@@ -121,6 +128,10 @@ class Client {
   // The comments on `number` written at or after `since` (GitHub's clock), oldest first. GitHub
   // filters by the time a comment was last edited, so older comments edited since come too.
   Result<std::vector<IssueComment>> comments_since(int number, queue::Millis since);
+  // The bodies of PR `number`'s submitted reviews, oldest first (submitted_at as created_at).
+  Result<std::vector<IssueComment>> review_bodies(int number);
+  // Every time `label` was added to or taken off issue `number`, oldest first.
+  Result<std::vector<LabelChange>> label_changes(int number, const std::string& label);
   Status add_labels(int number, const std::vector<std::string>& labels);
   Status remove_label(int number, const std::string& label);  // absent: ok
   Status commit_status(const queue::Sha& sha, const std::string& state, const std::string& context,

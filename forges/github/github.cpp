@@ -375,23 +375,36 @@ Result<bool> GitHubForge::may_approve(const std::string& login) {
 }
 
 Result<std::optional<LaterCommand>> GitHubForge::later_command(int number, q::Millis written) {
-  auto comments = client_->comments_since(number, written);
-  if (!comments) return comments.error();
-  const std::string bot = mention_name(options_.webhook.bot_name);
-  for (const IssueComment& c : *comments) {
-    // GitHub's times have whole seconds: a comment of the same second is not known to be later.
-    if (c.created_at <= written || is_bot(c.author, options_.webhook.bot_name)) continue;
-    for (const Command& command : parse_commands(c.body, bot)) {
-      if (command.kind != Command::Kind::kMerge && command.kind != Command::Kind::kCancel &&
-          command.kind != Command::Kind::kRetry)
-        continue;
-      auto allowed = may_approve(c.author);
-      if (!allowed) return allowed.error();
-      if (*allowed)
-        return std::optional<LaterCommand>(
-            LaterCommand{c.author, std::string(to_string(command.kind)), c.created_at});
-      break;  // the writer's other commands are not a merge master's either
+  // Every gesture that changes whether the PR is queued, after `written`: commands in comments
+  // and reviews, and the merge label added or taken off. GitHub's times have whole seconds: one
+  // of the same second is not known to be later.
+  std::vector<LaterCommand> later;
+  const std::string& bot = options_.webhook.bot_name;
+  auto commands_in = [&](const Result<std::vector<IssueComment>>& items) -> Status {
+    if (!items) return items.status();
+    for (const IssueComment& c : *items) {
+      if (c.created_at <= written || is_bot(c.author, bot)) continue;
+      for (const Command& command : parse_commands(c.body, mention_name(bot)))
+        if (command.kind == Command::Kind::kMerge || command.kind == Command::Kind::kCancel ||
+            command.kind == Command::Kind::kRetry)
+          later.push_back({c.author, std::string(to_string(command.kind)), c.created_at});
     }
+    return {};
+  };
+  if (Status s = commands_in(client_->comments_since(number, written)); !s.ok()) return s.error();
+  if (Status s = commands_in(client_->review_bodies(number)); !s.ok()) return s.error();
+  const std::string& label = options_.webhook.merge_label;
+  auto labels = client_->label_changes(number, label);
+  if (!labels) return labels.error();
+  for (const LabelChange& l : *labels)
+    if (l.at > written && !is_bot(l.actor, bot))
+      later.push_back({l.actor, (l.added ? "add the " : "remove the ") + label + " label", l.at});
+  std::stable_sort(later.begin(), later.end(),
+                   [](const auto& a, const auto& b) { return a.written < b.written; });
+  for (LaterCommand& l : later) {
+    auto allowed = may_approve(l.actor);
+    if (!allowed) return allowed.error();
+    if (*allowed) return std::optional<LaterCommand>(std::move(l));
   }
   return std::optional<LaterCommand>{};
 }

@@ -311,19 +311,39 @@ TEST_CASE("github forge: merge masters are listed users or team members who can 
   CHECK(down->may_approve("alice").code() == Code::kUnavailable);
 }
 
-TEST_CASE("github forge: a command written later by a merge master overtakes a late one") {
+TEST_CASE("github forge: a gesture a merge master made later overtakes a late command") {
   Fixture f;
   auto forge = f.forge();
   const q::Millis written = 1'699'999'000'000;
   auto comment = [](const std::string& who, q::Millis at, const std::string& body) {
     return json{{"user", {{"login", who}}}, {"created_at", iso(at)}, {"body", body}};
   };
+  auto review = [](const std::string& who, q::Millis at, const std::string& body) {
+    json r{{"user", {{"login", who}}}, {"state", at ? "COMMENTED" : "PENDING"}, {"body", body}};
+    if (at) r["submitted_at"] = iso(at);
+    return r;
+  };
+  auto label = [](const std::string& who, q::Millis at, const std::string& event,
+                  const std::string& name = "dmz:merge") {
+    return json{{"event", event},
+                {"actor", {{"login", who}}},
+                {"label", {{"name", name}}},
+                {"created_at", iso(at)}};
+  };
   f.http.answer(200, json::array({comment("alice", written, "@dmzbot cancel"),  // same second
                                   comment("dmzbot", written + 1'000, "@dmzbot merge"),
                                   comment("mallory", written + 2'000, "@dmzbot cancel"),
                                   comment("carol", written + 3'000, "@dmzbot status\nthanks"),
                                   comment("alice", written + 4'000, "> @dmzbot merge\nno"),
-                                  comment("alice", written + 5'000, "ok\n@dmzbot retry")})
+                                  comment("alice", written + 6'000, "ok\n@dmzbot retry")})
+                         .dump());
+  f.http.answer(200, json::array({review("alice", 0, "@dmzbot cancel"),  // pending: not sent
+                                  review("mallory", written + 5'000, "@dmzbot merge")})
+                         .dump());
+  f.http.answer(200, json::array({label("dmzbot", written + 1'000, "unlabeled"),
+                                  label("alice", written + 2'000, "labeled", "bug"),
+                                  label("alice", written + 5'000, "unlabeled"),
+                                  label("alice", written + 7'000, "labeled")})
                          .dump());
   f.http.answer(404, R"({"message":"Not Found"})");  // mallory is not in octo/release
   f.http.answer(200, R"({"permission":"write"})");   // alice may push
@@ -331,20 +351,33 @@ TEST_CASE("github forge: a command written later by a merge master overtakes a l
   REQUIRE(later.ok());
   REQUIRE(later->has_value());
   CHECK((*later)->actor == "alice");
-  CHECK((*later)->command == "retry");
+  CHECK((*later)->command == "remove the dmz:merge label");
   CHECK((*later)->written == written + 5'000);
   CHECK(f.calls() ==
         Calls{"GET /repos/octo/widgets/issues/7/comments?since=" + iso(written) + "&per_page=100",
+              "GET /repos/octo/widgets/pulls/7/reviews?per_page=100",
+              "GET /repos/octo/widgets/issues/7/events?per_page=100",
               "GET /orgs/octo/teams/release/memberships/mallory",
               "GET /repos/octo/widgets/collaborators/alice/permission"});
+  // A later comment's command, where the label was not touched.
+  f.http.answer(200, json::array({comment("alice", written + 6'000, "@dmzbot retry")}).dump());
+  f.http.answer(200, "[]");
+  f.http.answer(200, "[]");
+  later = forge->later_command(8, written);
+  REQUIRE(later.ok());
+  REQUIRE(later->has_value());
+  CHECK((*later)->command == "retry");
   // Nothing later that changes the queue: none.
   f.http.answer(200, json::array({comment("carol", written + 3'000, "@dmzbot help")}).dump());
+  f.http.answer(200, "[]");
+  f.http.answer(200, json::array({label("alice", written - 1'000, "unlabeled")}).dump());
   later = forge->later_command(8, written);
   REQUIRE(later.ok());
   CHECK_FALSE(later->has_value());
   // The API down: an error, not "none" (the service asks again later).
   f.client.max_attempts = 1;
   auto down = f.forge();
+  f.http.answer(200, "[]");
   f.http.answer(502, "");
   CHECK(down->later_command(7, written).code() == Code::kUnavailable);
 }
