@@ -1381,6 +1381,40 @@ TEST_CASE("github: a late command stands only if no later command was written") 
   check_against_openapi(*gh.api, bot.data.path());
 }
 
+// Deliveries accepted but not yet handled are bounded: while the forge's API cannot answer the
+// permission checks of two commands, a third delivery is refused 503 (not recorded, so GitHub
+// may send it again); once they are handled, deliveries are taken again.
+TEST_CASE("github: webhooks beyond the unfinished bound are refused 503, then taken again") {
+  GitHub gh({});
+  Bot bot(gh);
+  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  bot.open(1, "feature/one", h1);
+  REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
+  bot.stop();
+  bot.options.max_unfinished_deliveries = 2;
+  bot.start();
+  gh.api->fail_paths("/repos/octo/widgets/collaborators/");  // who may approve: no answer
+  CHECK(bot.post("issue_comment", comment_payload(1, "alice", "@dmzbot priority 3"), "c1").status ==
+        202);
+  CHECK(bot.post("issue_comment", comment_payload(1, "alice", "@dmzbot merge"), "c2").status ==
+        202);
+  const ClientResponse refused =
+      bot.post("issue_comment", comment_payload(1, "alice", "@dmzbot cancel"), "c3");
+  CHECK(refused.status == 503);
+  CHECK(refused.retry_after == "5");
+  CHECK(refused.body.find("2 webhook deliveries are still being handled") != std::string::npos);
+  CHECK_FALSE(bot.pr(1).approval.has_value());
+  gh.api->fail_paths("");
+  REQUIRE(eventually([&] { return bot.pr(1).approval.has_value(); }));
+  CHECK(bot.pr(1).priority == 3);
+  // Handled: room again. The refused delivery was not recorded, so sent again it is taken.
+  REQUIRE(eventually([&] {
+    return bot.post("issue_comment", comment_payload(1, "alice", "@dmzbot cancel"), "c3").status ==
+           202;
+  }));
+  REQUIRE(eventually([&] { return bot.pr(1).status == q::PrStatus::Cancelled; }));
+}
+
 TEST_CASE("github: a delivery replayed after its effects changes nothing") {
   GitHub gh({});
   Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });  // the train waits meanwhile

@@ -172,14 +172,23 @@ fs::path deliveries_file(const fs::path& store_file) {
 // (the service stopped, or crashed) leaves it unhandled in the store: it is handled again at
 // the next start.
 struct DeliveryTicket {
-  DeliveryTicket(std::string id, std::size_t parts, DeliveryRecorder& recorder)
-      : id(std::move(id)), open(static_cast<int>(parts)), recorder(recorder) {}
+  DeliveryTicket(std::string id, std::size_t parts, DeliveryRecorder& recorder,
+                 std::atomic<std::size_t>& unfinished)
+      : id(std::move(id)),
+        open(static_cast<int>(parts)),
+        recorder(recorder),
+        unfinished(unfinished) {
+    ++unfinished;
+  }
   void done() {
-    if (open.fetch_sub(1) == 1) recorder.handled(id);
+    if (open.fetch_sub(1) != 1) return;
+    recorder.handled(id);
+    --unfinished;
   }
   const std::string id;
   std::atomic<int> open;
   DeliveryRecorder& recorder;
+  std::atomic<std::size_t>& unfinished;  // the service's count of deliveries not yet handled
 };
 
 // A follow-up with the delivery it came with.
@@ -305,6 +314,9 @@ struct Service::Impl final : driver::GitPort,
   SerialExecutor engine{"engine", SerialExecutor::Priority::kBackground};
   // Webhook delivery ids, group-committed (declared after `engine`: its answers post there).
   std::unique_ptr<DeliveryRecorder> deliveries;
+  // Deliveries accepted and not yet handled (their follow-ups may wait for the forge's API):
+  // past Options::max_unfinished_deliveries, new ones are refused 503, not held in memory.
+  std::atomic<std::size_t> unfinished_deliveries{0};
   std::atomic<bool> started{false};
   std::atomic<bool> stopped{false};
 
@@ -1122,7 +1134,8 @@ struct Service::Impl final : driver::GitPort,
   void accept(std::vector<Taken> taken, std::string key) {
     std::size_t parts = 0;
     for (const auto& t : taken) parts += 1 + t.d.follow_ups.size();
-    auto ticket = std::make_shared<DeliveryTicket>(std::move(key), parts, *deliveries);
+    auto ticket =
+        std::make_shared<DeliveryTicket>(std::move(key), parts, *deliveries, unfinished_deliveries);
     for (auto& [rt, d] : taken) {
       if (d.fetch) request_fetch(*rt, commits_named(d));
       engine.post([this, rt, d = std::move(d), ticket]() mutable {
@@ -1983,6 +1996,11 @@ void Service::webhook(const std::string& forge, forges::InboundRequest request,
   // The adapters authenticate (each repository may have its own secret) and parse.
   auto taken = impl_->takers(forge, request, impl_->now());
   if (!taken) return done(taken.error());
+  // Bounded: a backlog this deep (the engine or the forge's API far behind) is not grown in
+  // memory. The forge may send it again; where dmzbot reads its delivery log, it asks.
+  if (impl_->unfinished_deliveries >= impl_->options.max_unfinished_deliveries)
+    return done(unavailable(std::to_string(impl_->unfinished_deliveries) +
+                            " webhook deliveries are still being handled; send it again later"));
   // Durable before the answer: a redelivery of this id changes nothing, and a crash before
   // it was handled leaves it to be handled at the next start. It is written together with
   // the deliveries arriving meanwhile (group commit); the 202 and the handling wait for that.

@@ -44,6 +44,8 @@ class Service final : public Backend {
     // delivered again, one handled again after a restart) is applied only if no merge master
     // wrote a command on the PR after it (Forge::later_command).
     std::chrono::milliseconds late_command{30'000};
+    // Webhook deliveries accepted and not yet handled beyond which new ones are answered 503.
+    std::size_t max_unfinished_deliveries = 10'000;
     std::chrono::milliseconds api_timeout{30'000};  // a whole API call, every step in it
   };
 
