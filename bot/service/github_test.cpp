@@ -1374,7 +1374,8 @@ TEST_CASE("github: a late command stands only if no later command was written") 
   CHECK(bot.pr(2).approval->sha == h2);
   REQUIRE(
       eventually([&] { return answered(1, "a later command on #1 stands: `cancel` by @alice"); }));
-  CHECK(answered(1, "@alice: merge refused: it reached dmzbot"));
+  CHECK(answered(1, "@alice: merge refused: it reached dmzbot "));
+  CHECK(answered(1, " s after it was written, and a later command"));
   CHECK_FALSE(bot.pr(1).approval.has_value());
   CHECK(bot.pr(1).status == q::PrStatus::Open);
   CHECK_FALSE(answered(2, "a later command"));

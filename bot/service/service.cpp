@@ -1364,10 +1364,11 @@ struct Service::Impl final : driver::GitPort,
   }
 
   // Forge thread: why command `f` is not applied when it reached dmzbot long after it was
-  // written and a merge master wrote a command on the PR since (the newer one stands: an old
-  // merge delivered again must not queue a PR its merge master cancelled meanwhile); nullopt
-  // to apply it. Fails closed: when the forge cannot say, the writer is asked to write it
-  // again. An error (unavailable) when it cannot say now: asked again later.
+  // written and a merge master changed their mind on the PR since (a command, the merge label:
+  // the newer gesture stands, so an old merge delivered again does not queue a PR its merge
+  // master cancelled meanwhile); nullopt to apply it. Fails closed: when the forge cannot say, the
+  // writer is asked to write it again. An error (unavailable) when it cannot say now: asked again
+  // later.
   Result<std::optional<std::string>> overtaken(RepoRuntime& rt, const forges::FollowUp& f) {
     const bool queueing = f.event && (std::holds_alternative<q::MergeRequested>(*f.event) ||
                                       std::holds_alternative<q::CancelRequested>(*f.event) ||
@@ -1375,8 +1376,10 @@ struct Service::Impl final : driver::GitPort,
     const q::Millis late = now() - (f.written_at - rt.forge->api_health().clock_offset);
     if (!queueing || f.written_at == 0 || late < options.late_command.count())
       return std::optional<std::string>{};
-    const std::string delay =
-        "it reached dmzbot " + std::to_string(late / 60'000) + " min after it was written";
+    const std::string delay = "it reached dmzbot " +
+                              (late < 120'000 ? std::to_string(late / 1000) + " s"
+                                              : std::to_string(late / 60'000) + " min") +
+                              " after it was written";
     auto later = rt.forge->later_command(f.number, f.written_at);
     if (!later && later.code() == Code::kUnavailable) return later.error();
     if (!later)

@@ -125,8 +125,8 @@ class Client {
   // Whether a comment on `number` contains `marker` (to not repeat a comment that was posted
   // when its answer was lost).
   Result<bool> has_comment_with(int number, const std::string& marker);
-  // The comments on `number` written at or after `since` (GitHub's clock), oldest first. GitHub
-  // filters by the time a comment was last edited, so older comments edited since come too.
+  // The comments on `number` written at or after `since` (GitHub's clock), oldest first.
+  // (GitHub's `since` is the last edit: older comments edited since are left out here.)
   Result<std::vector<IssueComment>> comments_since(int number, queue::Millis since);
   // The bodies of PR `number`'s submitted reviews, oldest first (submitted_at as created_at).
   Result<std::vector<IssueComment>> review_bodies(int number);
