@@ -88,6 +88,8 @@ Registry& global() {
     g->declare("dmzbot_webhook_redeliveries_total", Type::Counter,
                "Webhook deliveries that never reached dmzbot, asked of the forge again, by "
                "repository.");
+    g->declare("dmzbot_webhook_deliveries_unfinished", Type::Gauge,
+               "Webhook deliveries taken and not yet handled (past the bound, 503).");
     g->declare("dmzbot_forge_api_requests_total", Type::Counter,
                "Requests to forge APIs by forge and HTTP status.");
     g->declare("dmzbot_git_operation_seconds", Type::Histogram,

@@ -1404,6 +1404,8 @@ TEST_CASE("github: webhooks beyond the unfinished bound are refused 503, then ta
   CHECK(refused.status == 503);
   CHECK(refused.retry_after == "5");
   CHECK(refused.body.find("2 webhook deliveries are still being handled") != std::string::npos);
+  CHECK(bot.service->metrics().find("\ndmzbot_webhook_deliveries_unfinished 2\n") !=
+        std::string::npos);
   CHECK_FALSE(bot.pr(1).approval.has_value());
   gh.api->fail_paths("");
   REQUIRE(eventually([&] { return bot.pr(1).approval.has_value(); }));

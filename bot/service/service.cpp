@@ -2040,7 +2040,11 @@ std::optional<std::string> Service::build_log(const std::string& repo, const q::
   return read_build_log(impl_->log_dir(repo), sha, max_bytes);
 }
 
-std::string Service::metrics() const { return metrics::global().text(); }
+std::string Service::metrics() const {
+  metrics::global().set("dmzbot_webhook_deliveries_unfinished", {},
+                        static_cast<double>(impl_->unfinished_deliveries.load()));
+  return metrics::global().text();
+}
 
 Result<std::vector<EventLogEntry>> Service::recent_events(const std::string& repo,
                                                           std::size_t limit) {
