@@ -1339,26 +1339,31 @@ TEST_CASE("github: webhooks that never reached dmzbot are asked for again and ta
 }
 
 // A command that reaches dmzbot late (GitHub delivered it again after dmzbot was down) is not
-// applied over a command a merge master wrote after it: an old merge must not queue a PR that
-// was cancelled since. A late command nobody overtook is applied.
+// applied over a gesture a merge master made after it (a command, the merge label taken off):
+// an old merge must not queue a PR that was cancelled since. A late command nobody overtook is
+// applied.
 TEST_CASE("github: a late command stands only if no later command was written") {
   GitHub gh({});
   Bot bot(gh);
-  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
-  const std::string h2 = gh.commit("feature/two", "two.txt", "2\n");
-  bot.open(1, "feature/one", h1);
-  bot.open(2, "feature/two", h2);
-  REQUIRE(eventually([&] { return bot.pr(1).head == h1 && bot.pr(2).head == h2; }));
+  std::map<int, std::string> heads;
+  for (int n : {1, 2, 3}) {
+    const std::string branch = "feature/" + std::to_string(n);
+    heads[n] = gh.commit(branch, branch.substr(8) + ".txt", "x\n");
+    bot.open(n, branch, heads[n]);
+  }
+  REQUIRE(eventually([&] {
+    return bot.pr(1).head == heads[1] && bot.pr(2).head == heads[2] && bot.pr(3).head == heads[3];
+  }));
   bot.stop();  // down: what alice writes now reaches it late
   bot.options.label_skew = 100ms;
   bot.options.late_command = 1s;
-  std::this_thread::sleep_for(2200ms);  // whole seconds (GitHub's) after both heads were known
+  std::this_thread::sleep_for(2200ms);  // whole seconds (GitHub's) after the heads were known
   const std::int64_t merge_written = wall_ms() / 1000 * 1000;
-  gh.api->add_comment(1, "alice", "@dmzbot merge", merge_written);
-  gh.api->add_comment(2, "alice", "@dmzbot merge", merge_written);
+  for (int n : {1, 2, 3}) gh.api->add_comment(n, "alice", "@dmzbot merge", merge_written);
   std::this_thread::sleep_for(1100ms);
   const std::int64_t cancel_written = wall_ms() / 1000 * 1000;
   gh.api->add_comment(1, "alice", "@dmzbot cancel", cancel_written);
+  gh.api->remove_label(3, "dmz:merge", "alice", cancel_written);
   bot.start();
   auto answered = [&](int n, const std::string& words) {
     for (const auto& c : gh.api->comments(n))
@@ -1367,17 +1372,23 @@ TEST_CASE("github: a late command stands only if no later command was written") 
   };
   bot.post("issue_comment", comment_payload(1, "alice", "@dmzbot cancel", cancel_written));
   REQUIRE(eventually([&] { return answered(1, "is not queued"); }));
-  // GitHub delivers the two merges again.
-  bot.post("issue_comment", comment_payload(1, "alice", "@dmzbot merge", merge_written), "m1");
-  bot.post("issue_comment", comment_payload(2, "alice", "@dmzbot merge", merge_written), "m2");
+  // GitHub delivers the merges again.
+  for (int n : {1, 2, 3})
+    bot.post("issue_comment", comment_payload(n, "alice", "@dmzbot merge", merge_written),
+             "m" + std::to_string(n));
   REQUIRE(eventually([&] { return bot.pr(2).approval.has_value(); }));
-  CHECK(bot.pr(2).approval->sha == h2);
+  CHECK(bot.pr(2).approval->sha == heads[2]);
   REQUIRE(
       eventually([&] { return answered(1, "a later command on #1 stands: `cancel` by @alice"); }));
   CHECK(answered(1, "@alice: merge refused: it reached dmzbot "));
   CHECK(answered(1, " s after it was written, and a later command"));
-  CHECK_FALSE(bot.pr(1).approval.has_value());
-  CHECK(bot.pr(1).status == q::PrStatus::Open);
+  REQUIRE(eventually([&] {
+    return answered(3, "a later command on #3 stands: `remove the dmz:merge label` by @alice");
+  }));
+  for (int n : {1, 3}) {
+    CHECK_FALSE(bot.pr(n).approval.has_value());
+    CHECK(bot.pr(n).status == q::PrStatus::Open);
+  }
   CHECK_FALSE(answered(2, "a later command"));
   check_against_openapi(*gh.api, bot.data.path());
 }
