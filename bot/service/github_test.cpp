@@ -1356,11 +1356,13 @@ TEST_CASE("github: a late command stands only if no later command was written") 
   }));
   bot.stop();  // down: what alice writes now reaches it late
   bot.options.label_skew = 100ms;
-  bot.options.late_command = 1s;
+  // Late by 1.6 s at least, less up to half a second of the clock offset read from GitHub's
+  // Date (whole seconds).
+  bot.options.late_command = 500ms;
   std::this_thread::sleep_for(2200ms);  // whole seconds (GitHub's) after the heads were known
   const std::int64_t merge_written = wall_ms() / 1000 * 1000;
   for (int n : {1, 2, 3}) gh.api->add_comment(n, "alice", "@dmzbot merge", merge_written);
-  std::this_thread::sleep_for(1100ms);
+  std::this_thread::sleep_for(1600ms);
   const std::int64_t cancel_written = wall_ms() / 1000 * 1000;
   gh.api->add_comment(1, "alice", "@dmzbot cancel", cancel_written);
   gh.api->remove_label(3, "dmz:merge", "alice", cancel_written);
