@@ -63,6 +63,23 @@ bool boolean(const json& j, const char* key) {
 
 std::string when(q::Millis t) { return iso8601_utc(t / 1000); }
 
+// The login of the account under `key` ("user", "actor"), "" when there is none.
+std::string login_of(const json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  return it == j.end() ? "" : str(*it, "login");
+}
+
+// A `labeled` or `unlabeled` event of `label` (GET .../issues/{n}/events), else none.
+std::optional<LabelChange> label_change(const json& e, const std::string& label) {
+  const std::string event = str(e, "event");
+  auto at = parse_iso8601_ms(str(e, "created_at"));
+  if ((event != "labeled" && event != "unlabeled") || !at || !e.contains("label") ||
+      str(e["label"], "name") != label)
+    return std::nullopt;
+  return LabelChange{login_of(e, "actor"), *at, event == "labeled"};
+}
+
 }  // namespace
 
 Result<std::string> app_jwt(std::int64_t app_id, const std::string& pem, q::Millis now) {
@@ -445,7 +462,7 @@ PullInfo pull_info(const json& p) {
   info.number = number > 0 && number <= std::numeric_limits<int>::max() ? int(number) : 0;
   if (p.contains("state")) info.state = str(p, "state");
   info.title = str(p, "title");
-  if (p.contains("user")) info.author = str(p["user"], "login");
+  info.author = login_of(p, "user");
   if (p.contains("head")) {
     info.head = str(p["head"], "sha");
     info.head_ref = str(p["head"], "ref");
@@ -514,14 +531,13 @@ Result<std::optional<LabelEvent>> Client::last_labeled(int number, const std::st
   q::Millis ready_at = 0;
   const q::Millis offset = health().clock_offset;
   for (const auto& e : *items) {
-    auto at = parse_iso8601_ms(str(e, "created_at"));
-    if (!at) continue;
-    *at -= offset;  // on dmzbot's clock
-    if (str(e, "event") == "ready_for_review") ready_at = std::max(ready_at, *at);
-    if (str(e, "event") != "labeled" || !e.contains("label") || str(e["label"], "name") != label)
-      continue;
-    if (!found || *at >= found->at)
-      found = LabelEvent{e.contains("actor") ? str(e["actor"], "login") : "", *at};
+    if (str(e, "event") == "ready_for_review")
+      if (auto at = parse_iso8601_ms(str(e, "created_at")))
+        ready_at = std::max(ready_at, *at - offset);  // on dmzbot's clock
+    auto change = label_change(e, label);
+    if (!change || !change->added) continue;
+    const q::Millis at = change->at - offset;
+    if (!found || at >= found->at) found = LabelEvent{change->actor, at};
   }
   if (found) found->ready_at = ready_at;
   return found;
@@ -590,9 +606,8 @@ Result<std::vector<std::string>> Client::approving_reviewers(int number, const q
   std::map<std::string, const nlohmann::json*> latest;  // by login; the list is oldest first
   for (const auto& r : *items) {
     const std::string state = str(r, "state");
-    if (state == "COMMENTED" || state == "PENDING" || !r.contains("user")) continue;
-    const std::string login = str(r["user"], "login");
-    if (!login.empty()) latest[login] = &r;
+    const std::string login = login_of(r, "user");
+    if (state != "COMMENTED" && state != "PENDING" && !login.empty()) latest[login] = &r;
   }
   std::vector<std::string> out;
   for (const auto& [login, r] : latest)
@@ -645,7 +660,7 @@ Result<std::vector<IssueComment>> Client::comments_since(int number, q::Millis s
   for (const auto& c : *items) {
     auto at = parse_iso8601_ms(str(c, "created_at"));
     if (!at || *at < since) continue;
-    out.push_back({c.contains("user") ? str(c["user"], "login") : "", str(c, "body"), *at});
+    out.push_back({login_of(c, "user"), str(c, "body"), *at});
   }
   return out;
 }
@@ -656,7 +671,7 @@ Result<std::vector<IssueComment>> Client::review_bodies(int number) {
   std::vector<IssueComment> out;
   for (const auto& r : *items)
     if (auto at = parse_iso8601_ms(str(r, "submitted_at")))  // none while pending
-      out.push_back({r.contains("user") ? str(r["user"], "login") : "", str(r, "body"), *at});
+      out.push_back({login_of(r, "user"), str(r, "body"), *at});
   return out;
 }
 
@@ -664,14 +679,8 @@ Result<std::vector<LabelChange>> Client::label_changes(int number, const std::st
   auto items = list("/repos/" + options_.repo + "/issues/" + std::to_string(number) + "/events");
   if (!items) return items.error();
   std::vector<LabelChange> out;
-  for (const auto& e : *items) {
-    const std::string event = str(e, "event");
-    auto at = parse_iso8601_ms(str(e, "created_at"));
-    if ((event != "labeled" && event != "unlabeled") || !at || !e.contains("label") ||
-        str(e["label"], "name") != label)
-      continue;
-    out.push_back({e.contains("actor") ? str(e["actor"], "login") : "", *at, event == "labeled"});
-  }
+  for (const auto& e : *items)
+    if (auto change = label_change(e, label)) out.push_back(std::move(*change));
   return out;
 }
 
