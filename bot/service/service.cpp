@@ -1187,6 +1187,11 @@ struct Service::Impl final : driver::GitPort,
     return out;
   }
 
+  // When f's comment was written (on the forge's clock), on dmzbot's.
+  static q::Millis written_here(const RepoRuntime& rt, const forges::FollowUp& f) {
+    return f.written_at - rt.forge->api_health().clock_offset;
+  }
+
   // The head PR f.number had when f's comment was written (the adapter sets the time of
   // every comment, or of its delivery), by the event log: the order the webhooks arrived in
   // does not matter, and a delivery handled again after a restart pins what it pinned then.
@@ -1200,10 +1205,9 @@ struct Service::Impl final : driver::GitPort,
       return state->prs.at(f.number).head;
     }
     const q::Millis skew = options.label_skew.count();
-    // Written on the forge's clock, the heads logged on ours.
-    const q::Millis written = f.written_at - rt.forge->api_health().clock_offset;
-    q::Sha before;            // the head at written - skew
-    std::set<q::Sha> within;  // the heads it took until written + skew
+    const q::Millis written = written_here(rt, f);  // the heads are logged on our clock
+    q::Sha before;                                  // the head at written - skew
+    std::set<q::Sha> within;                        // the heads it took until written + skew
     for (const auto& [at, head] : logged_heads(repo, f.number)) {
       if (at > written + skew) continue;
       if (at <= written - skew)
@@ -1373,7 +1377,7 @@ struct Service::Impl final : driver::GitPort,
     const bool queueing = f.event && (std::holds_alternative<q::MergeRequested>(*f.event) ||
                                       std::holds_alternative<q::CancelRequested>(*f.event) ||
                                       std::holds_alternative<q::RetryRequested>(*f.event));
-    const q::Millis late = now() - (f.written_at - rt.forge->api_health().clock_offset);
+    const q::Millis late = now() - written_here(rt, f);
     if (!queueing || f.written_at == 0 || late < options.late_command.count())
       return std::optional<std::string>{};
     const std::string delay = "it reached dmzbot " +

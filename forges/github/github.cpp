@@ -380,11 +380,12 @@ Result<std::optional<LaterCommand>> GitHubForge::later_command(int number, q::Mi
   // of the same second is not known to be later.
   std::vector<LaterCommand> later;
   const std::string& bot = options_.webhook.bot_name;
+  const std::string mention = mention_name(bot);
   auto commands_in = [&](const Result<std::vector<IssueComment>>& items) -> Status {
     if (!items) return items.status();
     for (const IssueComment& c : *items) {
       if (c.created_at <= written || is_bot(c.author, bot)) continue;
-      for (const Command& command : parse_commands(c.body, mention_name(bot)))
+      for (const Command& command : parse_commands(c.body, mention))
         if (command.kind == Command::Kind::kMerge || command.kind == Command::Kind::kCancel ||
             command.kind == Command::Kind::kRetry)
           later.push_back({c.author, std::string(to_string(command.kind)), c.created_at});
