@@ -1013,8 +1013,9 @@ int untested_with(const Ctx& c, const PullRequest& p, const std::vector<int>& wi
 // simulator's workload 1 in 20 such pairs conflict); probing again for every one of them cost
 // more builds and time than the rare conflict that reaches the chain. Since a failed batch is
 // no longer bisected in the chain, a conflict there costs less, and 2 measured better than 1
-// on every workload of the README (the main one, 150 seeds: p50 88 min against 92, p95 285
-// against 331, 3.61 builds per landed PR against 3.93); 3 and more, worse on the main one.
+// on every workload of docs/THROUGHPUT.md (the main one, 150 seeds: p50 88 min against 92,
+// p95 285 against 331, 3.61 builds per landed PR against 3.93); 3 and more, worse on the main
+// one.
 constexpr int kUntestedOverlaps = 2;
 
 // The PRs of train candidate `k` and of every candidate ahead of it in its chain.
