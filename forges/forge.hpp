@@ -68,6 +68,10 @@ struct FollowUp {
   // try take the head the PR had then, not the one known when the webhook is handled; a
   // command that arrives late is checked against those written after it (later_command).
   queue::Millis written_at = 0;
+  // A merge-label gesture: whether it added the label (true) or took it off (false). Webhooks
+  // may arrive in any order, so it is applied only while the label is as it left it
+  // (merge_label_on): otherwise a later gesture overtook it.
+  std::optional<bool> label_added;
 };
 
 // What a webhook delivery means for one repository.
@@ -200,6 +204,8 @@ class Forge {
   // someone who may approve: a late command it overtook is not applied. None by default (a
   // forge without comments).
   virtual Result<std::optional<LaterCommand>> later_command(int number, queue::Millis written);
+  // Whether the merge label is on PR `number` now; nullopt for a forge without labels.
+  virtual Result<std::optional<bool>> merge_label_on(int number);
   // The logins whose latest review of PR `number` approves `sha`, sorted (none by default).
   virtual Result<std::vector<std::string>> approving_reviewers(int number, const queue::Sha& sha);
   // The check states the forge holds for `sha`, as CheckReported events.

@@ -1395,6 +1395,65 @@ TEST_CASE("github: a late command stands only if no later command was written") 
   check_against_openapi(*gh.api, bot.data.path());
 }
 
+// GitHub does not deliver webhooks in order: a merge label added and taken off again may arrive
+// the other way round, or one may come again from the delivery log after the other. The label
+// as it is now stands; nobody is answered for a gesture a later one overtook.
+TEST_CASE("github: merge-label webhooks out of order: the label as it is now stands") {
+  GitHub gh({});
+  Bot bot(gh);
+  std::map<int, std::string> heads;
+  for (int n : {1, 2}) {
+    const std::string branch = "feature/" + std::to_string(n);
+    heads[n] = gh.commit(branch, branch.substr(8) + ".txt", "x\n");
+    bot.open(n, branch, heads[n]);
+  }
+  REQUIRE(eventually([&] { return bot.pr(1).head == heads[1] && bot.pr(2).head == heads[2]; }));
+  auto label_hook = [&](int n, const std::string& action) {
+    json e = pr_payload(action, gh.api->pull(n), "alice");
+    e["label"] = {{"name", "dmz:merge"}};
+    bot.post("pull_request", e);
+  };
+  // #1: alice adds the label and takes it off; the removal arrives first.
+  gh.api->add_label(1, "dmz:merge", "alice", wall_ms());
+  gh.api->remove_label(1, "dmz:merge", "alice", wall_ms());
+  label_hook(1, "unlabeled");
+  label_hook(1, "labeled");
+  // #2: queued by its label; alice takes it off and puts it back, and the removal comes last.
+  bot.label(2, "alice");
+  REQUIRE(eventually([&] { return bot.pr(2).approval.has_value(); }));
+  gh.api->remove_label(2, "dmz:merge", "alice", wall_ms());
+  gh.api->add_label(2, "dmz:merge", "alice", wall_ms());
+  label_hook(2, "labeled");
+  label_hook(2, "unlabeled");
+  // #3: GitHub cannot show the PR (404): an addition is not applied (reconciliation reads the
+  // label back by its event), never guessed.
+  test::FakeGitHub::Pull ghost;
+  ghost.number = 3;
+  ghost.title = "Change 3";
+  ghost.author = "dev";
+  ghost.head_ref = "feature/3";
+  ghost.head_sha = heads[1];
+  bot.post("pull_request", pr_payload("opened", ghost, "dev"));
+  json e = pr_payload("labeled", ghost, "alice");
+  e["label"] = {{"name", "dmz:merge"}};
+  bot.post("pull_request", e);
+  // Follow-ups are handled in order: once these are, the label webhooks before them were.
+  for (int n : {1, 2, 3})
+    bot.post("issue_comment", comment_payload(n, "alice", "@dmzbot priority 4"));
+  REQUIRE(eventually([&] {
+    return bot.pr(1).priority == 4 && bot.pr(2).priority == 4 && bot.pr(3).priority == 4;
+  }));
+  CHECK_FALSE(bot.pr(3).approval.has_value());
+  CHECK_FALSE(bot.pr(1).approval.has_value());
+  CHECK(bot.pr(1).status == q::PrStatus::Open);
+  REQUIRE(bot.pr(2).approval.has_value());
+  CHECK(bot.pr(2).approval->sha == heads[2]);
+  const q::Stage stage = q::stage(bot.pr(2).status);  // still queued, not cancelled
+  CHECK((stage == q::Stage::Waiting || stage == q::Stage::InTrain));
+  for (const auto& c : gh.api->comments()) CHECK(c.body.find("refused") == std::string::npos);
+  check_against_openapi(*gh.api, bot.data.path());
+}
+
 // Deliveries accepted but not yet handled are bounded: while the forge's API cannot answer the
 // permission checks of two commands, a third delivery is refused 503 (not recorded, so GitHub
 // may send it again); once they are handled, deliveries are taken again.

@@ -1367,6 +1367,29 @@ struct Service::Impl final : driver::GitPort,
                   });
   }
 
+  // Forge thread: why merge-label gesture `f` is not applied (nullopt: it is, as is every
+  // other follow-up). GitHub does not deliver webhooks in order, and a label added and taken
+  // off again may arrive the other way round, or one may come again later from the delivery
+  // log: a gesture stands only while the label is as it left it, else the later gesture that
+  // overtook it stands (its own webhook applies it). Not answered on the PR: nobody was refused.
+  // When the label cannot be read, an addition waits for the next reconciliation (which approves
+  // a label by its event) and a removal is applied: the safe side. An error (unavailable) when
+  // the forge cannot say now: asked again later.
+  Result<std::optional<std::string>> label_overtaken(RepoRuntime& rt, const forges::FollowUp& f) {
+    if (!f.label_added) return std::optional<std::string>{};
+    const bool added = *f.label_added;
+    auto on = rt.forge->merge_label_on(f.number);
+    if (!on && on.code() == Code::kUnavailable) return on.error();
+    if (!on)
+      return added ? std::optional<std::string>("whether the label is still on cannot be read (" +
+                                                on.message() +
+                                                "); the next reconciliation reads it back")
+                   : std::optional<std::string>{};
+    if (!*on || **on == added) return std::optional<std::string>{};
+    return std::optional<std::string>(added ? "the label was taken off again since"
+                                            : "the label was put back on since");
+  }
+
   // Forge thread: why command `f` is not applied when it reached dmzbot long after it was
   // written and a merge master changed their mind on the PR since (a command, the merge label:
   // the newer gesture stands, so an old merge delivered again does not queue a PR its merge
@@ -1432,6 +1455,12 @@ struct Service::Impl final : driver::GitPort,
             }
           } else if (f.kind == forges::FollowUp::Kind::kTry) {
             engine.post([this, &rt, f, ticket] { start_try(rt, f, ticket); });
+          } else if (auto stale = label_overtaken(rt, f); !stale) {
+            return;  // the forge cannot tell now: asked again at the next tick
+          } else if (*stale) {
+            log::info({.repo = rt.cfg.name, .pr = f.number}, "{} by {} not applied: {}", f.command,
+                      escape_control(f.actor), **stale);
+            ticket->done();
           } else if (auto why = overtaken(rt, f); !why) {
             return;  // the forge cannot tell now: asked again at the next tick
           } else if (*why) {

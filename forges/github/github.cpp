@@ -374,6 +374,14 @@ Result<bool> GitHubForge::may_approve(const std::string& login) {
   return ok;
 }
 
+Result<std::optional<bool>> GitHubForge::merge_label_on(int number) {
+  auto pull = client_->pull(number);
+  if (!pull) return pull.error();
+  const auto& labels = pull->labels;
+  return std::optional<bool>(
+      std::find(labels.begin(), labels.end(), options_.webhook.merge_label) != labels.end());
+}
+
 Result<std::optional<LaterCommand>> GitHubForge::later_command(int number, q::Millis written) {
   // Every gesture that changes whether the PR is queued, after `written`: commands in comments
   // and reviews, and the merge label added or taken off. GitHub's times have whole seconds: one

@@ -103,6 +103,7 @@ class GitHubForge final : public Forge {
   Status deliver(const OutboxMessage& message) override;
   Result<bool> may_approve(const std::string& login) override;
   Result<std::optional<LaterCommand>> later_command(int number, queue::Millis written) override;
+  Result<std::optional<bool>> merge_label_on(int number) override;
   Result<std::vector<std::string>> approving_reviewers(int number, const queue::Sha& sha) override;
   Result<std::vector<queue::Event>> checks_of(const queue::Sha& sha, queue::Millis now) override;
   Result<std::vector<queue::Event>> reconcile(const ReconcileInput& input,

@@ -382,6 +382,25 @@ TEST_CASE("github forge: a gesture a merge master made later overtakes a late co
   CHECK(down->later_command(7, written).code() == Code::kUnavailable);
 }
 
+TEST_CASE("github forge: whether the merge label is on a PR now, from the PR") {
+  Fixture f;
+  auto forge = f.forge();
+  auto pull = [](std::vector<std::string> labels) {
+    json p{{"number", 7}, {"state", "open"}, {"labels", json::array()}};
+    for (const auto& name : labels) p["labels"].push_back({{"name", name}});
+    return p.dump();
+  };
+  f.http.answer(200, pull({"bug", "dmz:merge"}));
+  CHECK(forge->merge_label_on(7).value() == true);
+  f.http.answer(200, pull({"bug", "dmz:merged"}));  // another label, however alike
+  CHECK(forge->merge_label_on(7).value() == false);
+  CHECK(f.calls() == Calls{"GET /repos/octo/widgets/pulls/7", "GET /repos/octo/widgets/pulls/7"});
+  f.client.max_attempts = 1;
+  auto down = f.forge();
+  f.http.answer(502, "");
+  CHECK(down->merge_label_on(7).code() == Code::kUnavailable);
+}
+
 TEST_CASE("github forge: the summary is a commit status with a token, a check run for an App") {
   Fixture f;
   auto forge = f.forge();

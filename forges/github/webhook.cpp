@@ -247,6 +247,7 @@ struct Reader {
       if (action == "unlabeled") {
         authorize(n, sender(), "remove the " + label, q::CancelRequested{n, sender(), now}, false,
                   true);
+        d.follow_ups.back().label_added = false;
       } else if (auto why_not = not_mergeable(closed, flag(*pr, {"draft"})); !why_not.empty()) {
         reply(n, q::NoticeKind::Failure,
               "@" + sender() + ": #" + std::to_string(n) + " " + why_not + ", then add the " +
@@ -258,6 +259,7 @@ struct Reader {
         // the label was added, never a later one.
         d.events.push_back(opened(*pr));
         authorize(n, sender(), "add the " + label, q::MergeRequested{n, head, sender(), now});
+        d.follow_ups.back().label_added = true;
         d.fetch = true;
       }
     }

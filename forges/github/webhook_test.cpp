@@ -455,6 +455,7 @@ TEST_CASE("github webhooks: the merge label approves the head it was added to; d
   auto d = f.hook("pull_request", p);
   REQUIRE(kinds(*d) == Kinds{"pr_opened", "authorize:merge_requested"});
   CHECK(d->follow_ups[0].command == "add the label dmz:merge");
+  CHECK(d->follow_ups[0].label_added == true);  // applied only while the label is on
   CHECK(std::get<q::MergeRequested>(*d->follow_ups[0].event).sha ==
         s(p, {"pull_request", "head", "sha"}));
   // The bot's own label changes are not gestures.
@@ -480,6 +481,7 @@ TEST_CASE("github webhooks: the merge label approves the head it was added to; d
   d = f.hook("pull_request", p);
   REQUIRE(kinds(*d) == Kinds{"authorize:cancel_requested"});
   CHECK(d->follow_ups[0].quiet);
+  CHECK(d->follow_ups[0].label_added == false);  // applied only while the label is off
   // Into another branch: not dmzbot's.
   p["action"] = "labeled";
   p["pull_request"]["draft"] = false;
