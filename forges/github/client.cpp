@@ -560,9 +560,9 @@ Result<std::vector<HookDelivery>> Client::hook_deliveries(std::int64_t hook_id, 
     const std::int64_t id = integer(d, "id");
     if (!at || id <= 0) continue;
     const std::int64_t code = integer(d, "status_code");
-    out.push_back(
-        HookDelivery{id, str(d, "guid"), *at, code > 0 && code < 1000 ? static_cast<int>(code) : 0,
-                     boolean(d, "redelivery"), str(d, "event"), integer(d, "repository_id")});
+    out.push_back(HookDelivery{id, str(d, "guid"), *at,
+                               code > 0 && code < 1000 ? static_cast<int>(code) : 0,
+                               str(d, "event"), integer(d, "repository_id")});
   }
   return out;
 }

@@ -65,7 +65,6 @@ struct HookDelivery {
   std::string guid;                // X-GitHub-Delivery: the same for every attempt of a delivery
   queue::Millis delivered_at = 0;  // on dmzbot's clock (GitHub's, less ApiHealth::clock_offset)
   int status_code = 0;             // what the receiver answered (0: no answer at all)
-  bool redelivery = false;
   std::string event;
   std::int64_t repository_id = 0;  // 0: none (an App's installation events)
 };

@@ -639,14 +639,13 @@ TEST_CASE("github forge reconcile: a PR missing from the list is closed only whe
 
 TEST_CASE("deliveries_to_redeliver: each failed delivery, oldest first, none dmzbot took") {
   const q::Millis t = 1'700'000'000'000;
-  auto at = [&](q::Millis minutes, std::int64_t id, std::string guid, int code,
-                bool again = false) {
-    return HookDelivery{id, std::move(guid), t + minutes * 60'000, code, again, "issue_comment"};
+  auto at = [&](q::Millis minutes, std::int64_t id, std::string guid, int code) {
+    return HookDelivery{id, std::move(guid), t + minutes * 60'000, code, "issue_comment"};
   };
   const std::vector<HookDelivery> log = {
-      at(9, 20, "taken-then-down", 0, true),  // someone asked again; it took it before
-      at(9, 19, "taken-on-redelivery", 202, true),
-      at(8, 18, "down-twice", 0, true),
+      at(9, 20, "taken-then-down", 0),  // someone asked again; it took it before
+      at(9, 19, "taken-on-redelivery", 202),
+      at(8, 18, "down-twice", 0),
       at(7, 17, "proxy-502", 502),
       at(6, 16, "refused", 400),  // a 4xx would be refused again
       at(5, 15, "taken", 202),
@@ -682,7 +681,7 @@ TEST_CASE("deliveries_to_redeliver: each failed delivery, oldest first, none dmz
   CHECK(attempts(deliveries_to_redeliver({}, pending, now + 4 * kRedeliveryPause)) ==
         std::vector<std::int64_t>{12, 17});
   // A later window that shows one taken (its redelivery reached dmzbot) settles it.
-  deliveries_to_redeliver({at(20, 30, "down", 202, true)}, pending, now);
+  deliveries_to_redeliver({at(20, 30, "down", 202)}, pending, now);
   CHECK(pending.count("down") == 0);
 }
 
