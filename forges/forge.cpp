@@ -32,7 +32,10 @@ Result<std::optional<LaterCommand>> Forge::later_command(int, queue::Millis) {
   return std::optional<LaterCommand>{};
 }
 
-Result<std::optional<bool>> Forge::merge_label_on(int) { return std::optional<bool>{}; }
+Result<std::optional<LaterCommand>> Forge::label_overtaken(int, bool, const std::string&,
+                                                           queue::Millis) {
+  return std::optional<LaterCommand>{};
+}
 
 Result<std::vector<std::string>> Forge::approving_reviewers(int, const queue::Sha&) {
   return std::vector<std::string>{};

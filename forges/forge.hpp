@@ -69,8 +69,7 @@ struct FollowUp {
   // command that arrives late is checked against those written after it (later_command).
   queue::Millis written_at = 0;
   // A merge-label gesture: whether it added the label (true) or took it off (false). Webhooks
-  // may arrive in any order, so it is applied only while the label is as it left it
-  // (merge_label_on): otherwise a later gesture overtook it.
+  // may arrive in any order, so it is applied only if nothing overtook it (label_overtaken).
   std::optional<bool> label_added;
 };
 
@@ -204,8 +203,14 @@ class Forge {
   // someone who may approve: a late command it overtook is not applied. None by default (a
   // forge without comments).
   virtual Result<std::optional<LaterCommand>> later_command(int number, queue::Millis written);
-  // Whether the merge label is on PR `number` now; nullopt for a forge without labels.
-  virtual Result<std::optional<bool>> merge_label_on(int number);
+  // What overtook `actor`'s merge-label gesture on PR `number` (`added`: put on, else taken off):
+  // a later change of the label by a merge master, dmzbot taking it off since, or, for an
+  // addition, the PR closed, made a draft or moved off master since; and, for a gesture made
+  // before `late` (forge time: it reached dmzbot late), a later command (as later_command).
+  // None by default (a forge without labels).
+  virtual Result<std::optional<LaterCommand>> label_overtaken(int number, bool added,
+                                                              const std::string& actor,
+                                                              queue::Millis late);
   // The logins whose latest review of PR `number` approves `sha`, sorted (none by default).
   virtual Result<std::vector<std::string>> approving_reviewers(int number, const queue::Sha& sha);
   // The check states the forge holds for `sha`, as CheckReported events.

@@ -1396,61 +1396,98 @@ TEST_CASE("github: a late command stands only if no later command was written") 
 }
 
 // GitHub does not deliver webhooks in order: a merge label added and taken off again may arrive
-// the other way round, or one may come again from the delivery log after the other. The label
-// as it is now stands; nobody is answered for a gesture a later one overtook.
-TEST_CASE("github: merge-label webhooks out of order: the label as it is now stands") {
+// the other way round, or one may come again from the delivery log after the other. A label
+// gesture stands unless a later one by a merge master (or dmzbot) overtook it, or the PR was
+// closed since; nobody is answered for a gesture a later one overtook.
+TEST_CASE("github: merge-label webhooks out of order: the later gesture stands") {
   GitHub gh({});
   Bot bot(gh);
   std::map<int, std::string> heads;
-  for (int n : {1, 2}) {
+  for (int n : {1, 2, 3, 4, 5}) {
     const std::string branch = "feature/" + std::to_string(n);
     heads[n] = gh.commit(branch, branch.substr(8) + ".txt", "x\n");
     bot.open(n, branch, heads[n]);
   }
-  REQUIRE(eventually([&] { return bot.pr(1).head == heads[1] && bot.pr(2).head == heads[2]; }));
-  auto label_hook = [&](int n, const std::string& action) {
-    json e = pr_payload(action, gh.api->pull(n), "alice");
+  REQUIRE(eventually([&] {
+    for (int n : {1, 2, 3, 4, 5})
+      if (bot.pr(n).head != heads[n]) return false;
+    return true;
+  }));
+  auto label_hook = [&](int n, const std::string& action, const std::string& who = "alice") {
+    json e = pr_payload(action, gh.api->pull(n), who);
     e["label"] = {{"name", "dmz:merge"}};
     bot.post("pull_request", e);
   };
+  for (int n : {2, 4}) bot.label(n, "alice");
+  REQUIRE(eventually([&] { return bot.pr(2).approval && bot.pr(4).approval; }));
+  // What people do next, in whole seconds (GitHub's) after those labels.
+  const std::int64_t t = (wall_ms() / 1000 + 2) * 1000;
   // #1: alice adds the label and takes it off; the removal arrives first.
-  gh.api->add_label(1, "dmz:merge", "alice", wall_ms());
-  gh.api->remove_label(1, "dmz:merge", "alice", wall_ms());
+  gh.api->add_label(1, "dmz:merge", "alice", t);
+  gh.api->remove_label(1, "dmz:merge", "alice", t + 1'000);
   label_hook(1, "unlabeled");
   label_hook(1, "labeled");
-  // #2: queued by its label; alice takes it off and puts it back, and the removal comes last.
-  bot.label(2, "alice");
-  REQUIRE(eventually([&] { return bot.pr(2).approval.has_value(); }));
-  gh.api->remove_label(2, "dmz:merge", "alice", wall_ms());
-  gh.api->add_label(2, "dmz:merge", "alice", wall_ms());
+  // #2: queued by its label; alice takes it off and puts it back; the removal comes last.
+  gh.api->remove_label(2, "dmz:merge", "alice", t + 1'000);
+  gh.api->add_label(2, "dmz:merge", "alice", t + 2'000);
   label_hook(2, "labeled");
   label_hook(2, "unlabeled");
-  // #3: GitHub cannot show the PR (404): an addition is not applied (reconciliation reads the
+  // #3: two minutes ago alice labelled it, then wrote `cancel`; both reach dmzbot only now
+  // (late), the cancel first, which finds nothing queued.
+  const std::int64_t ago = (wall_ms() / 1000 - 120) * 1000;
+  gh.api->add_label(3, "dmz:merge", "alice", ago);
+  gh.api->add_comment(3, "alice", "@dmzbot cancel", ago + 1'000);
+  bot.post("issue_comment", comment_payload(3, "alice", "@dmzbot cancel", ago + 1'000));
+  label_hook(3, "labeled");
+  // #4: queued; alice takes the label off and mallory, who may label but is no merge master,
+  // puts it back before alice's removal is handled. Alice's removal stands.
+  gh.api->remove_label(4, "dmz:merge", "alice", t + 1'000);
+  gh.api->add_label(4, "dmz:merge", "mallory", t + 2'000);
+  label_hook(4, "labeled", "mallory");
+  label_hook(4, "unlabeled");
+  // #5: labeled, then closed; the close comes first.
+  gh.api->add_label(5, "dmz:merge", "alice", t);
+  json labeled5 = pr_payload("labeled", gh.api->pull(5), "alice");  // as it was then: open
+  labeled5["label"] = {{"name", "dmz:merge"}};
+  gh.api->set_state(5, "closed");
+  bot.post("pull_request", pr_payload("closed", gh.api->pull(5), "alice"));
+  REQUIRE(eventually([&] { return bot.pr(5).status == q::PrStatus::Cancelled; }));
+  bot.post("pull_request", labeled5);
+  // #6: GitHub cannot show the PR (404): an addition is not applied (reconciliation reads the
   // label back by its event), never guessed.
   test::FakeGitHub::Pull ghost;
-  ghost.number = 3;
-  ghost.title = "Change 3";
+  ghost.number = 6;
+  ghost.title = "Change 6";
   ghost.author = "dev";
-  ghost.head_ref = "feature/3";
+  ghost.head_ref = "feature/6";
   ghost.head_sha = heads[1];
   bot.post("pull_request", pr_payload("opened", ghost, "dev"));
   json e = pr_payload("labeled", ghost, "alice");
   e["label"] = {{"name", "dmz:merge"}};
   bot.post("pull_request", e);
   // Follow-ups are handled in order: once these are, the label webhooks before them were.
-  for (int n : {1, 2, 3})
+  for (int n : {1, 2, 3, 4, 6})
     bot.post("issue_comment", comment_payload(n, "alice", "@dmzbot priority 4"));
   REQUIRE(eventually([&] {
-    return bot.pr(1).priority == 4 && bot.pr(2).priority == 4 && bot.pr(3).priority == 4;
+    for (int n : {1, 2, 3, 4, 6})
+      if (bot.pr(n).priority != 4) return false;
+    return true;
   }));
-  CHECK_FALSE(bot.pr(3).approval.has_value());
-  CHECK_FALSE(bot.pr(1).approval.has_value());
-  CHECK(bot.pr(1).status == q::PrStatus::Open);
+  for (int n : {1, 3, 6}) {
+    INFO("#" << n);
+    CHECK_FALSE(bot.pr(n).approval.has_value());
+  }
   REQUIRE(bot.pr(2).approval.has_value());
   CHECK(bot.pr(2).approval->sha == heads[2]);
   const q::Stage stage = q::stage(bot.pr(2).status);  // still queued, not cancelled
   CHECK((stage == q::Stage::Waiting || stage == q::Stage::InTrain));
-  for (const auto& c : gh.api->comments()) CHECK(c.body.find("refused") == std::string::npos);
+  CHECK(bot.pr(4).status == q::PrStatus::Cancelled);
+  CHECK_FALSE(q::stage(bot.pr(5).status) == q::Stage::Waiting);
+  CHECK_FALSE(q::stage(bot.pr(5).status) == q::Stage::InTrain);
+  for (const auto& c : gh.api->comments()) {
+    INFO(c.body);
+    CHECK(c.body.find("label dmz:merge refused") == std::string::npos);
+  }
   check_against_openapi(*gh.api, bot.data.path());
 }
 

@@ -1369,25 +1369,32 @@ struct Service::Impl final : driver::GitPort,
 
   // Forge thread: why merge-label gesture `f` is not applied (nullopt: it is, as is every
   // other follow-up). GitHub does not deliver webhooks in order, and a label added and taken
-  // off again may arrive the other way round, or one may come again later from the delivery
-  // log: a gesture stands only while the label is as it left it, else the later gesture that
-  // overtook it stands (its own webhook applies it). Not answered on the PR: nobody was refused.
-  // When the label cannot be read, an addition waits for the next reconciliation (which approves
-  // a label by its event) and a removal is applied: the safe side. An error (unavailable) when
-  // the forge cannot say now: asked again later.
+  // off again may arrive the other way round, or one come again from the delivery log; a label
+  // carries no time in its webhook, so its own event is looked up (Forge::label_overtaken). A
+  // later label change by a merge master stands, and any later gesture of theirs when the label
+  // reached dmzbot late (`late_command`), as for a late command; not answered on the PR, as
+  // the later gesture speaks for itself. When the forge cannot tell, an addition waits for the
+  // next reconciliation (which approves a label by its event) and a removal is applied: the
+  // safe side. An error (unavailable) when the forge cannot say now: asked again later.
   Result<std::optional<std::string>> label_overtaken(RepoRuntime& rt, const forges::FollowUp& f) {
     if (!f.label_added) return std::optional<std::string>{};
     const bool added = *f.label_added;
-    auto on = rt.forge->merge_label_on(f.number);
-    if (!on && on.code() == Code::kUnavailable) return on.error();
-    if (!on)
-      return added ? std::optional<std::string>("whether the label is still on cannot be read (" +
-                                                on.message() +
-                                                "); the next reconciliation reads it back")
+    const q::Millis late = now() - options.late_command.count() +
+                           rt.forge->api_health().clock_offset;  // on the forge's clock
+    auto later = rt.forge->label_overtaken(f.number, added, f.actor, late);
+    if (!later && later.code() == Code::kUnavailable) return later.error();
+    if (!later)
+      return added ? std::optional<std::string>(
+                         "whether a later gesture overtook it cannot be "
+                         "read (" +
+                         later.message() + "); the next reconciliation reads the label back")
                    : std::optional<std::string>{};
-    if (!*on || **on == added) return std::optional<std::string>{};
-    return std::optional<std::string>(added ? "the label was taken off again since"
-                                            : "the label was put back on since");
+    if (!*later) return std::optional<std::string>{};
+    const forges::LaterCommand& by = **later;
+    return std::optional<std::string>(
+        "overtaken: " +
+        (by.actor.empty() ? std::string("since, GitHub shows: ") : "later, @" + by.actor + ": ") +
+        by.command);
   }
 
   // Forge thread: why command `f` is not applied when it reached dmzbot long after it was

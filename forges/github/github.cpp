@@ -374,15 +374,67 @@ Result<bool> GitHubForge::may_approve(const std::string& login) {
   return ok;
 }
 
-Result<std::optional<bool>> GitHubForge::merge_label_on(int number) {
+Result<std::optional<LaterCommand>> GitHubForge::label_overtaken(int number, bool added,
+                                                                 const std::string& actor,
+                                                                 q::Millis late) {
+  const std::string& label = options_.webhook.merge_label;
+  const std::string& bot = options_.webhook.bot_name;
   auto pull = client_->pull(number);
   if (!pull) return pull.error();
-  const auto& labels = pull->labels;
-  return std::optional<bool>(
-      std::find(labels.begin(), labels.end(), options_.webhook.merge_label) != labels.end());
+  if (added) {  // the webhook's payload was the PR as it was then
+    const char* since = pull->state != "open"                   ? "closed it"
+                        : pull->draft                           ? "made it a draft"
+                        : pull->base != options_.webhook.master ? "moved it off master"
+                                                                : nullptr;
+    if (since) return std::optional<LaterCommand>(LaterCommand{"", since, 0});
+  }
+  auto changes = client_->label_changes(number, label);
+  if (!changes) return changes.error();
+  q::Millis at = 0;  // the gesture's own event: the newest of its kind by its actor
+  for (const LabelChange& l : *changes)
+    if (l.added == added && l.actor == actor) at = std::max(at, l.at);
+  if (at == 0) {
+    // Not in GitHub's events (yet): the label as it is now says whether it was undone.
+    const auto& now = pull->labels;
+    if ((std::find(now.begin(), now.end(), label) != now.end()) == added)
+      return std::optional<LaterCommand>{};
+    return std::optional<LaterCommand>(
+        LaterCommand{"", (added ? "remove the " : "add the ") + label + " label", 0});
+  }
+  // dmzbot takes the label off a PR that left the queue: the gesture came before that decision.
+  for (const LabelChange& l : *changes)
+    if (l.at > at && !l.added && is_bot(l.actor, bot))
+      return std::optional<LaterCommand>(
+          LaterCommand{l.actor, "remove the " + label + " label", l.at});
+  // Comments and reviews only for a late gesture, as for a late command: their reads cost two
+  // calls more per label, and a command GitHub delivers out of order within seconds of a
+  // label is as rare as two commands so delivered (docs/ARCHITECTURE.md, "Known limits").
+  auto later = later_gesture(number, at, *changes, at < late);
+  if (!later || *later) return later;
+  // GitHub's times have whole seconds: within the gesture's second the events list (oldest
+  // first) orders the label's changes, and the newest stands when a merge master or dmzbot
+  // made it.
+  const LabelChange* newest = nullptr;
+  for (const LabelChange& l : *changes)
+    if (l.at == at) newest = &l;
+  if (!newest || newest->added == added) return later;
+  if (!is_bot(newest->actor, bot)) {
+    auto allowed = may_approve(newest->actor);
+    if (!allowed) return allowed.error();
+    if (!*allowed) return later;
+  }
+  return std::optional<LaterCommand>(LaterCommand{
+      newest->actor, (newest->added ? "add the " : "remove the ") + label + " label", at});
 }
 
 Result<std::optional<LaterCommand>> GitHubForge::later_command(int number, q::Millis written) {
+  auto labels = client_->label_changes(number, options_.webhook.merge_label);
+  if (!labels) return labels.error();
+  return later_gesture(number, written, *labels);
+}
+
+Result<std::optional<LaterCommand>> GitHubForge::later_gesture(
+    int number, q::Millis written, const std::vector<LabelChange>& labels, bool commands) {
   // Every gesture that changes whether the PR is queued, after `written`: commands in comments
   // and reviews, and the merge label added or taken off. GitHub's times have whole seconds: one
   // of the same second is not known to be later.
@@ -400,12 +452,12 @@ Result<std::optional<LaterCommand>> GitHubForge::later_command(int number, q::Mi
     }
     return {};
   };
-  if (Status s = commands_in(client_->comments_since(number, written)); !s.ok()) return s.error();
-  if (Status s = commands_in(client_->review_bodies(number)); !s.ok()) return s.error();
+  if (commands) {
+    if (Status s = commands_in(client_->comments_since(number, written)); !s.ok()) return s.error();
+    if (Status s = commands_in(client_->review_bodies(number)); !s.ok()) return s.error();
+  }
   const std::string& label = options_.webhook.merge_label;
-  auto labels = client_->label_changes(number, label);
-  if (!labels) return labels.error();
-  for (const LabelChange& l : *labels)
+  for (const LabelChange& l : labels)
     if (l.at > written && !is_bot(l.actor, bot))
       later.push_back({l.actor, (l.added ? "add the " : "remove the ") + label + " label", l.at});
   std::stable_sort(later.begin(), later.end(),

@@ -103,7 +103,9 @@ class GitHubForge final : public Forge {
   Status deliver(const OutboxMessage& message) override;
   Result<bool> may_approve(const std::string& login) override;
   Result<std::optional<LaterCommand>> later_command(int number, queue::Millis written) override;
-  Result<std::optional<bool>> merge_label_on(int number) override;
+  Result<std::optional<LaterCommand>> label_overtaken(int number, bool added,
+                                                      const std::string& actor,
+                                                      queue::Millis late) override;
   Result<std::vector<std::string>> approving_reviewers(int number, const queue::Sha& sha) override;
   Result<std::vector<queue::Event>> checks_of(const queue::Sha& sha, queue::Millis now) override;
   Result<std::vector<queue::Event>> reconcile(const ReconcileInput& input,
@@ -124,6 +126,11 @@ class GitHubForge final : public Forge {
   // Logs each report of a check that came from another source than check_sources names: at
   // info, or at debug when `repeated` (reconciliation reads the same ones again).
   void log_ignored(const std::vector<std::string>& ignored, bool repeated) const;
+  // later_command with the merge label's changes already read; the comments and reviews are
+  // read only when `commands`.
+  Result<std::optional<LaterCommand>> later_gesture(int number, queue::Millis written,
+                                                    const std::vector<LabelChange>& labels,
+                                                    bool commands = true);
 
   Options options_;
   std::unique_ptr<Client> client_;

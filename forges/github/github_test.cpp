@@ -330,6 +330,11 @@ TEST_CASE("github forge: a gesture a merge master made later overtakes a late co
                 {"label", {{"name", name}}},
                 {"created_at", iso(at)}};
   };
+  f.http.answer(200, json::array({label("dmzbot", written + 1'000, "unlabeled"),
+                                  label("alice", written + 2'000, "labeled", "bug"),
+                                  label("alice", written + 5'000, "unlabeled"),
+                                  label("alice", written + 7'000, "labeled")})
+                         .dump());
   f.http.answer(200, json::array({comment("alice", written, "@dmzbot cancel"),  // same second
                                   comment("dmzbot", written + 1'000, "@dmzbot merge"),
                                   comment("mallory", written + 2'000, "@dmzbot cancel"),
@@ -340,11 +345,6 @@ TEST_CASE("github forge: a gesture a merge master made later overtakes a late co
   f.http.answer(200, json::array({review("alice", 0, "@dmzbot cancel"),  // pending: not sent
                                   review("mallory", written + 5'000, "@dmzbot merge")})
                          .dump());
-  f.http.answer(200, json::array({label("dmzbot", written + 1'000, "unlabeled"),
-                                  label("alice", written + 2'000, "labeled", "bug"),
-                                  label("alice", written + 5'000, "unlabeled"),
-                                  label("alice", written + 7'000, "labeled")})
-                         .dump());
   f.http.answer(404, R"({"message":"Not Found"})");  // mallory is not in octo/release
   f.http.answer(200, R"({"permission":"write"})");   // alice may push
   auto later = forge->later_command(7, written);
@@ -354,51 +354,175 @@ TEST_CASE("github forge: a gesture a merge master made later overtakes a late co
   CHECK((*later)->command == "remove the dmz:merge label");
   CHECK((*later)->written == written + 5'000);
   CHECK(f.calls() ==
-        Calls{"GET /repos/octo/widgets/issues/7/comments?since=" + iso(written) + "&per_page=100",
+        Calls{"GET /repos/octo/widgets/issues/7/events?per_page=100",
+              "GET /repos/octo/widgets/issues/7/comments?since=" + iso(written) + "&per_page=100",
               "GET /repos/octo/widgets/pulls/7/reviews?per_page=100",
-              "GET /repos/octo/widgets/issues/7/events?per_page=100",
               "GET /orgs/octo/teams/release/memberships/mallory",
               "GET /repos/octo/widgets/collaborators/alice/permission"});
   // A later comment's command, where the label was not touched.
-  f.http.answer(200, json::array({comment("alice", written + 6'000, "@dmzbot retry")}).dump());
   f.http.answer(200, "[]");
+  f.http.answer(200, json::array({comment("alice", written + 6'000, "@dmzbot retry")}).dump());
   f.http.answer(200, "[]");
   later = forge->later_command(8, written);
   REQUIRE(later.ok());
   REQUIRE(later->has_value());
   CHECK((*later)->command == "retry");
   // Nothing later that changes the queue: none.
+  f.http.answer(200, json::array({label("alice", written - 1'000, "unlabeled")}).dump());
   f.http.answer(200, json::array({comment("carol", written + 3'000, "@dmzbot help")}).dump());
   f.http.answer(200, "[]");
-  f.http.answer(200, json::array({label("alice", written - 1'000, "unlabeled")}).dump());
   later = forge->later_command(8, written);
   REQUIRE(later.ok());
   CHECK_FALSE(later->has_value());
   // The API down: an error, not "none" (the service asks again later).
   f.client.max_attempts = 1;
   auto down = f.forge();
-  f.http.answer(200, "[]");
   f.http.answer(502, "");
   CHECK(down->later_command(7, written).code() == Code::kUnavailable);
 }
 
-TEST_CASE("github forge: whether the merge label is on a PR now, from the PR") {
+TEST_CASE("github forge: what overtook a merge-label gesture, whatever order webhooks came in") {
   Fixture f;
-  auto forge = f.forge();
-  auto pull = [](std::vector<std::string> labels) {
-    json p{{"number", 7}, {"state", "open"}, {"labels", json::array()}};
+  const q::Millis t = 1'699'999'000'000;
+  const q::Millis late = t + 60'000;  // gestures at t reached dmzbot late
+  auto pull = [](const std::string& state, bool draft, const std::string& base,
+                 std::vector<std::string> labels) {
+    json p{{"number", 7}, {"state", state}, {"draft", draft}, {"base", {{"ref", base}}}};
+    p["labels"] = json::array();
     for (const auto& name : labels) p["labels"].push_back({{"name", name}});
     return p.dump();
   };
-  f.http.answer(200, pull({"bug", "dmz:merge"}));
-  CHECK(forge->merge_label_on(7).value() == true);
-  f.http.answer(200, pull({"bug", "dmz:merged"}));  // another label, however alike
-  CHECK(forge->merge_label_on(7).value() == false);
-  CHECK(f.calls() == Calls{"GET /repos/octo/widgets/pulls/7", "GET /repos/octo/widgets/pulls/7"});
-  f.client.max_attempts = 1;
-  auto down = f.forge();
-  f.http.answer(502, "");
-  CHECK(down->merge_label_on(7).code() == Code::kUnavailable);
+  auto change = [](const std::string& who, q::Millis at, bool added) {
+    return json{{"event", added ? "labeled" : "unlabeled"},
+                {"actor", {{"login", who}}},
+                {"label", {{"name", "dmz:merge"}}},
+                {"created_at", iso(at)}};
+  };
+  const std::string pulls = "GET /repos/octo/widgets/pulls/7";
+  const std::string events = "GET /repos/octo/widgets/issues/7/events?per_page=100";
+  const std::string comments =
+      "GET /repos/octo/widgets/issues/7/comments?since=" + iso(t) + "&per_page=100";
+  const std::string reviews = "GET /repos/octo/widgets/pulls/7/reviews?per_page=100";
+
+  SUBCASE("an addition to a PR closed, made a draft or moved off master since") {
+    auto forge = f.forge();
+    for (auto [state, draft, base, since] :
+         {std::tuple{"closed", false, "master", "closed it"},
+          std::tuple{"open", true, "master", "made it a draft"},
+          std::tuple{"open", false, "release", "moved it off master"}}) {
+      f.http.answer(200, pull(state, draft, base, {"dmz:merge"}));
+      auto later = forge->label_overtaken(7, true, "alice", late);
+      REQUIRE(later.ok());
+      REQUIRE(later->has_value());
+      CHECK((*later)->command == since);
+    }
+    CHECK(f.calls() == Calls{pulls, pulls, pulls});
+  }
+  SUBCASE("a removal by a merge master after the addition; a later one by another is no gesture") {
+    auto forge = f.forge();
+    f.http.answer(200, pull("open", false, "master", {"dmz:merge"}));
+    f.http.answer(200, json::array({change("alice", t, true), change("bob", t + 2'000, false),
+                                    change("mallory", t + 3'000, true)})
+                           .dump());
+    f.http.answer(200, "[]");
+    f.http.answer(200, "[]");
+    f.http.answer(200, R"({"state":"active"})");  // bob is in octo/release
+    f.http.answer(200, R"({"permission":"write"})");
+    auto later = forge->label_overtaken(7, true, "alice", late);
+    REQUIRE(later.ok());
+    REQUIRE(later->has_value());
+    CHECK((*later)->actor == "bob");
+    CHECK((*later)->command == "remove the dmz:merge label");
+    CHECK(f.calls() == Calls{pulls, events, comments, reviews,
+                             "GET /orgs/octo/teams/release/memberships/bob",
+                             "GET /repos/octo/widgets/collaborators/bob/permission"});
+  }
+  SUBCASE("a merge master's removal stands though someone else put the label back on") {
+    auto forge = f.forge();
+    f.http.answer(200, pull("open", false, "master", {"dmz:merge"}));
+    f.http.answer(
+        200, json::array({change("alice", t, false), change("mallory", t + 2'000, true)}).dump());
+    f.http.answer(200, "[]");
+    f.http.answer(200, "[]");
+    f.http.answer(404, R"({"message":"Not Found"})");  // mallory may label, not approve
+    auto later = forge->label_overtaken(7, false, "alice", late);
+    REQUIRE(later.ok());
+    CHECK_FALSE(later->has_value());
+  }
+  SUBCASE("a later comment command by a merge master overtakes it") {
+    auto forge = f.forge();
+    f.http.answer(200, pull("open", false, "master", {"dmz:merge"}));
+    f.http.answer(200, json::array({change("alice", t, true)}).dump());
+    f.http.answer(200, json::array({{{"user", {{"login", "alice"}}},
+                                     {"created_at", iso(t + 4'000)},
+                                     {"body", "@dmzbot cancel"}}})
+                           .dump());
+    f.http.answer(200, "[]");
+    f.http.answer(200, R"({"permission":"write"})");
+    auto later = forge->label_overtaken(7, true, "alice", late);
+    REQUIRE(later.ok());
+    REQUIRE(later->has_value());
+    CHECK((*later)->command == "cancel");
+    // A gesture that came at once: its comments and reviews are not read.
+    f.http.calls.clear();
+    f.http.answer(200, pull("open", false, "master", {"dmz:merge"}));
+    f.http.answer(200, json::array({change("alice", t, true)}).dump());
+    later = forge->label_overtaken(7, true, "alice", t);
+    REQUIRE(later.ok());
+    CHECK_FALSE(later->has_value());
+    CHECK(f.calls() == Calls{pulls, events});
+  }
+  SUBCASE("within one second, the order of GitHub's events decides") {
+    auto forge = f.forge();
+    f.http.answer(200, pull("open", false, "master", {}));
+    f.http.answer(200, json::array({change("alice", t, true), change("alice", t, false)}).dump());
+    f.http.answer(200, "[]");
+    f.http.answer(200, "[]");
+    f.http.answer(200, R"({"permission":"write"})");
+    auto later = forge->label_overtaken(7, true, "alice", late);
+    REQUIRE(later.ok());
+    REQUIRE(later->has_value());
+    CHECK((*later)->command == "remove the dmz:merge label");
+    // The other way round, the addition stands.
+    f.http.answer(200, pull("open", false, "master", {"dmz:merge"}));
+    f.http.answer(200, json::array({change("alice", t, false), change("alice", t, true)}).dump());
+    f.http.answer(200, "[]");
+    f.http.answer(200, "[]");
+    later = forge->label_overtaken(7, true, "alice", late);
+    REQUIRE(later.ok());
+    CHECK_FALSE(later->has_value());
+  }
+  SUBCASE("dmzbot took the label off since: the PR left the queue after the gesture") {
+    auto forge = f.forge();
+    f.http.answer(200, pull("open", false, "master", {}));
+    f.http.answer(
+        200, json::array({change("alice", t, true), change("dmzbot", t + 9'000, false)}).dump());
+    auto later = forge->label_overtaken(7, true, "alice", late);
+    REQUIRE(later.ok());
+    REQUIRE(later->has_value());
+    CHECK((*later)->actor == "dmzbot");
+    CHECK(f.calls() == Calls{pulls, events});
+  }
+  SUBCASE("its own event not shown yet: the label as it is now decides") {
+    auto forge = f.forge();
+    f.http.answer(200, pull("open", false, "master", {"dmz:merge"}));
+    f.http.answer(200, "[]");
+    auto on = forge->label_overtaken(7, true, "alice", late);
+    REQUIRE(on.ok());
+    CHECK_FALSE(on->has_value());
+    f.http.answer(200, pull("open", false, "master", {"dmz:merged"}));  // alike, not it
+    f.http.answer(200, "[]");
+    auto off = forge->label_overtaken(7, true, "alice", late);
+    REQUIRE(off.ok());
+    REQUIRE(off->has_value());
+    CHECK((*off)->command == "remove the dmz:merge label");
+  }
+  SUBCASE("the API down: an error, not an answer") {
+    f.client.max_attempts = 1;
+    auto down = f.forge();
+    f.http.answer(502, "");
+    CHECK(down->label_overtaken(7, false, "alice", late).code() == Code::kUnavailable);
+  }
 }
 
 TEST_CASE("github forge: the summary is a commit status with a token, a check run for an App") {
