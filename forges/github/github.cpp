@@ -540,7 +540,8 @@ Result<std::vector<q::Event>> GitHubForge::reconcile(const ReconcileInput& input
   }
   // 2. Merge labels without an approval at the PR's head: the label's webhook was lost. It
   //    approves only if it was added well after dmzbot learned that head (and after the PR
-  //    last left the queue), by a merge master.
+  //    last left the queue), by a merge master, and no merge master wrote a command since (a
+  //    `cancel` answered "not queued" while the label was unknown stands).
   for (const auto& p : open->first) {
     if (p.draft ||
         std::find(p.labels.begin(), p.labels.end(), options_.webhook.merge_label) == p.labels.end())
@@ -560,7 +561,10 @@ Result<std::vector<q::Event>> GitHubForge::reconcile(const ReconcileInput& input
     if ((*labeled)->at < after || (*labeled)->at < (*labeled)->ready_at) continue;
     auto allowed = may_approve((*labeled)->actor);
     if (!allowed) return allowed.error();
-    if (*allowed) events.push_back(q::MergeRequested{p.number, p.head, (*labeled)->actor, now});
+    if (!*allowed) continue;
+    auto later = later_command(p.number, (*labeled)->at + api_health().clock_offset);
+    if (!later) return later.error();
+    if (!*later) events.push_back(q::MergeRequested{p.number, p.head, (*labeled)->actor, now});
   }
   // 3. The checks of the candidates on dmz that still wait for a required check.
   for (const auto& k : state.train) {

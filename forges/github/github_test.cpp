@@ -15,7 +15,7 @@ using nlohmann::json;
 using testing::ScriptedHttp;
 namespace q = queue;
 
-const q::Sha kA(40, 'a'), kB(40, 'b'), kC(40, 'c');
+const q::Sha kA(40, 'a'), kB(40, 'b'), kC(40, 'c'), kD(40, 'd');
 
 struct Fixture {
   ScriptedHttp http;
@@ -702,6 +702,7 @@ TEST_CASE("github forge reconcile: a lost label approves only when added after t
   s.prs[1] = pr(1, kA);
   s.prs[2] = pr(2, kB);
   s.prs[3] = pr(3, kC);
+  s.prs[4] = pr(4, kD);
   ReconcileInput in{s, [&](int n) { return n == 2 ? now - 1'000 : now - 60'000; }};
   f.http.otherwise = [&](const HttpCall& c) -> Result<HttpReply> {
     if (c.url.find("/pulls?") != std::string::npos)
@@ -724,8 +725,24 @@ TEST_CASE("github forge reconcile: a lost label approves only when added after t
                                      {"user", {{"login", "dev"}}},
                                      {"head", {{"sha", kC}, {"ref", "f3"}}},
                                      {"base", {{"ref", "master"}}},
+                                     {"labels", {{{"name", "dmz:merge"}}}}},
+                                    {{"number", 4},
+                                     {"title", "T4"},
+                                     {"user", {{"login", "dev"}}},
+                                     {"head", {{"sha", kD}, {"ref", "f4"}}},
+                                     {"base", {{"ref", "master"}}},
                                      {"labels", {{{"name", "dmz:merge"}}}}}})
                            .dump()};
+    // On PR 4 alice wrote `cancel` 20 s ago (answered "not queued": the label was unknown).
+    if (c.url.find("/issues/4/comments") != std::string::npos)
+      return HttpReply{200,
+                       {},
+                       json::array({{{"user", {{"login", "alice"}}},
+                                     {"created_at", iso(now - 20'000)},
+                                     {"body", "@dmzbot cancel"}}})
+                           .dump()};
+    if (c.url.find("/comments") != std::string::npos || c.url.find("/reviews") != std::string::npos)
+      return HttpReply{200, {}, "[]"};
     // The labels were added 30 s ago: after PR 1's head was seen, before PR 2's. PR 3 was a
     // draft then (the label was refused), marked ready 10 s ago: its label approves nothing.
     json events = json::array({{{"event", "labeled"},
