@@ -1009,6 +1009,10 @@ TEST_CASE("a PR closed and reopened while its landing is in flight stays queued 
   REQUIRE(!r.check(sha('c'), CheckState::Success).rejected);
   REQUIRE(r.s.train.at(0).status == CandidateStatus::Landing);
   REQUIRE(!r.on(PrClosed{1, r.now}).rejected);
+  PrOpened late{1, r.pr(1).branch, r.pr(1).author, "an edit from before", sha('a'), r.now};
+  late.reopens = false;  // a late word of it from before the close is no reopening
+  REQUIRE(!r.on(late).rejected);
+  CHECK(r.pr(1).reason_code == Reason::Closed);
   REQUIRE(!r.on(PrOpened{1, r.pr(1).branch, r.pr(1).author, "reopened", sha('a'), r.now}).rejected);
   CHECK(r.pr(1).reason_code == Reason::None);
   r.master_pushed(first, false, kMaster);  // refused, master in place: back to its place
@@ -1591,6 +1595,13 @@ TEST_CASE(
   CHECK_FALSE(r.on(PrClosed{1, r.now}).rejected);
   CHECK(r.pr(1).status == PrStatus::Cancelled);
   r.pr(1).priority = 4;
+  // A late word of the PR from before it was closed (a label, an edit) does not reopen it.
+  PrOpened late{1, "feature/f1", "dev1", "Old title", sha('a'), r.now};
+  late.reopens = false;
+  CHECK_FALSE(r.on(late).rejected);
+  CHECK(r.pr(1).status == PrStatus::Cancelled);
+  CHECK(r.pr(1).reason_code == Reason::Closed);
+  CHECK(r.pr(1).title == "New title");
   auto o = r.on(PrOpened{1, "feature/f1", "dev1", "Reopened", sha('b'), r.now});
   CHECK_FALSE(o.rejected);
   CHECK(r.pr(1).status == PrStatus::Open);

@@ -104,8 +104,10 @@ json candidate_json(const Candidate& k) {
 // ---- events: the fields of each, without "type" ----
 
 json fields(const PrOpened& e) {
-  return {{"number", e.number}, {"branch", e.branch}, {"author", e.author},
-          {"title", e.title},   {"head", e.head},     {"at", e.at}};
+  json j{{"number", e.number}, {"branch", e.branch}, {"author", e.author},
+         {"title", e.title},   {"head", e.head},     {"at", e.at}};
+  if (!e.reopens) j["reopens"] = false;
+  return j;
 }
 json fields(const PrPushed& e) {
   return {{"number", e.number}, {"head", e.head}, {"at", e.at}, {"rewritten", e.rewritten}};

@@ -243,6 +243,10 @@ struct PrOpened {
   std::string branch, author, title;
   Sha head;
   Millis at = 0;
+  // It makes a closed PR known again: an opening, a reopening, a base moved onto master, a
+  // reconciliation. A late word of a PR that was open then (an edit, a label, ready for
+  // review) does not: webhooks arrive in any order.
+  bool reopens = true;
 };
 struct PrPushed {  // the PR's head moved (webhook, or noticed on fetch)
   int number = 0;

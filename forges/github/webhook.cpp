@@ -104,9 +104,16 @@ struct Reader {
     d.follow_ups.push_back(std::move(f));
   }
 
-  q::PrOpened opened(json pr) const {
-    return q::PrOpened{number(pr, {"number"}), str(pr, {"head", "ref"}), str(pr, {"user", "login"}),
-                       str(pr, {"title"}),     str(pr, {"head", "sha"}), now};
+  // `reopens`: it makes a closed PR known again (an opening, a reopening, a base moved onto
+  // master); a late edit, label or ready_for_review of a PR closed since does not.
+  q::PrOpened opened(json pr, bool reopens) const {
+    return q::PrOpened{number(pr, {"number"}),
+                       str(pr, {"head", "ref"}),
+                       str(pr, {"user", "login"}),
+                       str(pr, {"title"}),
+                       str(pr, {"head", "sha"}),
+                       now,
+                       reopens};
   }
 
   // Words echoed back inside a code span: without backticks (which would end the span) and
@@ -217,15 +224,15 @@ struct Reader {
     if (action == "edited") {
       if (base != cfg.master && str(p, {"changes", "base", "ref", "from"}) == cfg.master)
         d.events.push_back(q::PrClosed{n, now});  // it left master: out of the queue
-      else if (base == cfg.master && is_object_id(head) && !closed)
-        d.events.push_back(opened(*pr));  // a new base (master), or a new title
+      else if (base == cfg.master && is_object_id(head) && !closed)  // a new base or title
+        d.events.push_back(opened(*pr, at(p, {"changes", "base"}).has_value()));
       return {};
     }
     if (base != cfg.master) return {};  // a PR into another branch is not dmzbot's
     if (action == "opened" || action == "reopened" || action == "ready_for_review") {
       if (!is_object_id(head))
         return invalid("pull request #" + std::to_string(n) + " has no head sha");
-      d.events.push_back(opened(*pr));
+      d.events.push_back(opened(*pr, action != "ready_for_review"));
       d.fetch = true;
     } else if (action == "synchronize") {
       if (!is_object_id(head))
@@ -257,7 +264,7 @@ struct Reader {
           return invalid("pull request #" + std::to_string(n) + " has no head sha");
         // Known from here on even if its opening was missed; approved at the head it had when
         // the label was added, never a later one.
-        d.events.push_back(opened(*pr));
+        d.events.push_back(opened(*pr, false));
         authorize(n, sender(), "add the " + label, q::MergeRequested{n, head, sender(), now});
         d.follow_ups.back().label_added = true;
         d.fetch = true;

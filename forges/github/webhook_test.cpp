@@ -130,6 +130,11 @@ void check_fields(const std::string& event, const json& p, const Delivery& d) {
       CHECK(o->author == s(p, {"pull_request", "user", "login"}));
       CHECK(o->title == s(p, {"pull_request", "title"}));
       CHECK(o->at == kNow);
+      // Only these make a closed PR known again; a late edit, label or ready does not.
+      const std::string action = s(p, {"action"});
+      const bool base_moved = p.contains("changes") && p["changes"].contains("base");
+      CHECK(o->reopens ==
+            (action == "opened" || action == "reopened" || (action == "edited" && base_moved)));
     } else if (const auto* pushed = std::get_if<q::PrPushed>(&e)) {
       CHECK(pushed->number == p["pull_request"]["number"].get<int>());
       CHECK(pushed->head == s(p, {"pull_request", "head", "sha"}));
@@ -454,6 +459,7 @@ TEST_CASE("github webhooks: the merge label approves the head it was added to; d
   p["sender"]["login"] = "alice";
   auto d = f.hook("pull_request", p);
   REQUIRE(kinds(*d) == Kinds{"pr_opened", "authorize:merge_requested"});
+  CHECK_FALSE(std::get<q::PrOpened>(d->events[0]).reopens);  // a label reopens nothing
   CHECK(d->follow_ups[0].command == "add the label dmz:merge");
   CHECK(d->follow_ups[0].label_added == true);  // applied only while the label is on
   CHECK(std::get<q::MergeRequested>(*d->follow_ups[0].event).sha ==
@@ -498,7 +504,14 @@ TEST_CASE("github webhooks: a base edited away from master closes, onto master o
   CHECK(kinds(*f.hook("pull_request", p)) == Kinds{"pr_closed"});
   p["changes"] = {{"base", {{"ref", {{"from", "release"}}}, {"sha", {{"from", "x"}}}}}};
   p["pull_request"]["base"]["ref"] = "master";
-  CHECK(kinds(*f.hook("pull_request", p)) == Kinds{"pr_opened"});
+  auto d = f.hook("pull_request", p);
+  REQUIRE(kinds(*d) == Kinds{"pr_opened"});
+  CHECK(std::get<q::PrOpened>(d->events[0]).reopens);  // back onto master: known again
+  // A new title only: the PR as it was then, which reopens nothing if it was closed since.
+  p["changes"] = {{"title", {{"from", "Old"}}}};
+  d = f.hook("pull_request", p);
+  REQUIRE(kinds(*d) == Kinds{"pr_opened"});
+  CHECK_FALSE(std::get<q::PrOpened>(d->events[0]).reopens);
 }
 
 TEST_CASE("github webhooks: check results on a try branch are answered on the PR") {
