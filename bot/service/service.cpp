@@ -1393,7 +1393,7 @@ struct Service::Impl final : driver::GitPort,
     const forges::LaterCommand& by = **later;
     return std::optional<std::string>(
         "overtaken: " +
-        (by.actor.empty() ? std::string("since, GitHub shows: ") : "later, @" + by.actor + ": ") +
+        (by.actor.empty() ? std::string("GitHub shows now: ") : "later, @" + by.actor + ": ") +
         by.command);
   }
 

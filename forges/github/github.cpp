@@ -382,9 +382,9 @@ Result<std::optional<LaterCommand>> GitHubForge::label_overtaken(int number, boo
   auto pull = client_->pull(number);
   if (!pull) return pull.error();
   if (added) {  // the webhook's payload was the PR as it was then
-    const char* since = pull->state != "open"                   ? "closed it"
-                        : pull->draft                           ? "made it a draft"
-                        : pull->base != options_.webhook.master ? "moved it off master"
+    const char* since = pull->state != "open"                   ? "the PR is closed"
+                        : pull->draft                           ? "the PR is a draft"
+                        : pull->base != options_.webhook.master ? "the PR is not into master"
                                                                 : nullptr;
     if (since) return std::optional<LaterCommand>(LaterCommand{"", since, 0});
   }
@@ -399,11 +399,11 @@ Result<std::optional<LaterCommand>> GitHubForge::label_overtaken(int number, boo
     if ((std::find(now.begin(), now.end(), label) != now.end()) == added)
       return std::optional<LaterCommand>{};
     return std::optional<LaterCommand>(
-        LaterCommand{"", (added ? "remove the " : "add the ") + label + " label", 0});
+        LaterCommand{"", "the " + label + " label is " + (added ? "off" : "on"), 0});
   }
-  // dmzbot takes the label off a PR that left the queue: the gesture came before that decision.
+  // dmzbot takes the label off a PR that left the queue: the addition came before that decision.
   for (const LabelChange& l : *changes)
-    if (l.at > at && !l.added && is_bot(l.actor, bot))
+    if (added && l.at > at && !l.added && is_bot(l.actor, bot))
       return std::optional<LaterCommand>(
           LaterCommand{l.actor, "remove the " + label + " label", l.at});
   // Comments and reviews only for a late gesture, as for a late command: their reads cost two

@@ -407,9 +407,9 @@ TEST_CASE("github forge: what overtook a merge-label gesture, whatever order web
   SUBCASE("an addition to a PR closed, made a draft or moved off master since") {
     auto forge = f.forge();
     for (auto [state, draft, base, since] :
-         {std::tuple{"closed", false, "master", "closed it"},
-          std::tuple{"open", true, "master", "made it a draft"},
-          std::tuple{"open", false, "release", "moved it off master"}}) {
+         {std::tuple{"closed", false, "master", "the PR is closed"},
+          std::tuple{"open", true, "master", "the PR is a draft"},
+          std::tuple{"open", false, "release", "the PR is not into master"}}) {
       f.http.answer(200, pull(state, draft, base, {"dmz:merge"}));
       auto later = forge->label_overtaken(7, true, "alice", late);
       REQUIRE(later.ok());
@@ -515,7 +515,7 @@ TEST_CASE("github forge: what overtook a merge-label gesture, whatever order web
     auto off = forge->label_overtaken(7, true, "alice", late);
     REQUIRE(off.ok());
     REQUIRE(off->has_value());
-    CHECK((*off)->command == "remove the dmz:merge label");
+    CHECK((*off)->command == "the dmz:merge label is off");
   }
   SUBCASE("the API down: an error, not an answer") {
     f.client.max_attempts = 1;
