@@ -374,14 +374,20 @@ Result<bool> GitHubForge::may_approve(const std::string& login) {
   return ok;
 }
 
+// A label change as a gesture: "add the dmz:merge label".
+static LaterCommand label_gesture(const LabelChange& l, const std::string& label) {
+  return {l.actor, (l.added ? "add the " : "remove the ") + label + " label", l.at};
+}
+
 Result<std::optional<LaterCommand>> GitHubForge::label_overtaken(int number, bool added,
                                                                  const std::string& actor,
                                                                  q::Millis late) {
   const std::string& label = options_.webhook.merge_label;
   const std::string& bot = options_.webhook.bot_name;
-  auto pull = client_->pull(number);
-  if (!pull) return pull.error();
+  Result<PullInfo> pull = unavailable("not read");  // read only where it decides
   if (added) {  // the webhook's payload was the PR as it was then
+    pull = client_->pull(number);
+    if (!pull) return pull.error();
     const char* since = pull->state != "open"                   ? "the PR is closed"
                         : pull->draft                           ? "the PR is a draft"
                         : pull->base != options_.webhook.master ? "the PR is not into master"
@@ -395,6 +401,8 @@ Result<std::optional<LaterCommand>> GitHubForge::label_overtaken(int number, boo
     if (l.added == added && l.actor == actor) at = std::max(at, l.at);
   if (at == 0) {
     // Not in GitHub's events (yet): the label as it is now says whether it was undone.
+    if (!added) pull = client_->pull(number);
+    if (!pull) return pull.error();
     const auto& now = pull->labels;
     if ((std::find(now.begin(), now.end(), label) != now.end()) == added)
       return std::optional<LaterCommand>{};
@@ -404,8 +412,7 @@ Result<std::optional<LaterCommand>> GitHubForge::label_overtaken(int number, boo
   // dmzbot takes the label off a PR that left the queue: the addition came before that decision.
   for (const LabelChange& l : *changes)
     if (added && l.at > at && !l.added && is_bot(l.actor, bot))
-      return std::optional<LaterCommand>(
-          LaterCommand{l.actor, "remove the " + label + " label", l.at});
+      return std::optional<LaterCommand>(label_gesture(l, label));
   // Comments and reviews only for a late gesture, as for a late command: their reads cost two
   // calls more per label, and a command GitHub delivers out of order within seconds of a
   // label is as rare as two commands so delivered (docs/ARCHITECTURE.md, "Known limits").
@@ -423,8 +430,7 @@ Result<std::optional<LaterCommand>> GitHubForge::label_overtaken(int number, boo
     if (!allowed) return allowed.error();
     if (!*allowed) return later;
   }
-  return std::optional<LaterCommand>(LaterCommand{
-      newest->actor, (newest->added ? "add the " : "remove the ") + label + " label", at});
+  return std::optional<LaterCommand>(label_gesture(*newest, label));
 }
 
 Result<std::optional<LaterCommand>> GitHubForge::later_command(int number, q::Millis written) {
@@ -458,8 +464,7 @@ Result<std::optional<LaterCommand>> GitHubForge::later_gesture(
   }
   const std::string& label = options_.webhook.merge_label;
   for (const LabelChange& l : labels)
-    if (l.at > written && !is_bot(l.actor, bot))
-      later.push_back({l.actor, (l.added ? "add the " : "remove the ") + label + " label", l.at});
+    if (l.at > written && !is_bot(l.actor, bot)) later.push_back(label_gesture(l, label));
   std::stable_sort(later.begin(), later.end(),
                    [](const auto& a, const auto& b) { return a.written < b.written; });
   for (LaterCommand& l : later) {
