@@ -1489,8 +1489,8 @@ Verdict on(Ctx& c, const PrOpened& e) {
   if (e.number <= 0) return invalid("invalid pull request number " + std::to_string(e.number));
   if (e.head.empty()) return invalid("pull request " + pr_name(e.number) + " has no head sha");
   if (auto* pr = c.find(e.number)) {
-    if (closed(*pr) && !e.reopens) return std::nullopt;  // a late word of it while it was open
     if (closed(*pr)) {
+      if (!e.reopens) return std::nullopt;  // a late word of it from while it was open
       // Reopened: known again as it is now, with no approval (a merge master approves anew).
       PullRequest reopened;
       reopened.number = e.number;
@@ -1504,9 +1504,9 @@ Verdict on(Ctx& c, const PrOpened& e) {
     }
     if (pr->head == e.head && pr->branch == e.branch && pr->author == e.author) {
       pr->title = e.title;  // a repeated delivery, or a forge re-reading an edited title
-      if (e.reopens && pr->reason_code == Reason::Closed &&
-          c.landing(*pr)) {              // closed while landing:
-        pr->reason_code = Reason::None;  // reopened, a cut landing queues it again
+      // Closed while landing, then reopened: a cut landing queues it again.
+      if (e.reopens && pr->reason_code == Reason::Closed && c.landing(*pr)) {
+        pr->reason_code = Reason::None;
         pr->reason.clear();
       }
       return std::nullopt;
