@@ -1511,6 +1511,9 @@ Verdict on(Ctx& c, const PrOpened& e) {
       }
       return std::nullopt;
     }
+    // A word of the PR from before or after a push (a label, an edit, a push's own webhook):
+    // its head moves only by PrPushed, which tells a late push from a new one.
+    if (!e.reopens) return std::nullopt;
     return conflict(pr_name(e.number) + " is already known (branch " + pr->branch + ", head " +
                     short_sha(pr->head) + ")");
   }

@@ -1617,6 +1617,14 @@ TEST_CASE(
   CHECK_FALSE(r.on(CancelRequested{2, "mm", r.now}).rejected);
   expect_rejected(r, PrOpened{2, "feature/f2", "dev2", "Title 2", sha('d'), r.now},
                   Code::kConflict);
+  // A word of an open PR at another head that is no opening (a label, an edit, a push's own
+  // webhook, which brings its PrPushed next) changes nothing: only PrPushed moves a head.
+  r.queue(3, sha('e'));
+  const std::string before = r.dump();
+  PrOpened word{3, "feature/f3", "dev3", "Title 3", sha('f'), r.now};
+  word.reopens = false;
+  CHECK_FALSE(r.on(word).rejected);
+  CHECK(r.dump() == before);
 }
 
 TEST_CASE("Reply says something about a PR and changes nothing, known or not") {

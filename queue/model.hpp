@@ -244,8 +244,9 @@ struct PrOpened {
   Sha head;
   Millis at = 0;
   // It makes a closed PR known again: an opening, a reopening, a base moved onto master, a
-  // reconciliation. A late word of a PR that was open then (an edit, a label, ready for
-  // review) does not: webhooks arrive in any order.
+  // reconciliation. A late word of a PR that was open then (an edit, a label, a push, ready
+  // for review) does not: webhooks arrive in any order. Nor does such a word move the head of
+  // a PR known at another one: PrPushed does that.
   bool reopens = true;
 };
 struct PrPushed {  // the PR's head moved (webhook, or noticed on fetch)

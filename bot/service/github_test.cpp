@@ -1706,6 +1706,38 @@ TEST_CASE("github webhooks: a late push webhook, of a PR or of master, takes not
   CHECK(gh.rev("master^1") == landed);
 }
 
+// A push's webhook may also overtake its PR's `opened`: the PR is known at the pushed head, and
+// the late `opened` does not take it back, so the head the merge master saw can be approved
+// (by its sha: a plain `merge` within seconds of a push is refused as ambiguous).
+TEST_CASE("github webhooks: a push delivered before its PR's opened keeps the pushed head") {
+  GitHub gh({});
+  Bot bot(gh);
+  only_webhooks_fetch(bot, 50ms);  // no reconciliation reads the PR's head for it
+  REQUIRE(eventually([&] {
+    for (const auto& r : gh.api->requests())
+      if (r.method == "GET" && r.path == "/repos/octo/widgets/pulls") return true;
+    return false;  // the start's reconciliation, before the PR exists
+  }));
+  const std::string a = gh.commit("feature/a", "a.txt", "a\n");
+  const auto first = bot.create_pull(1, "feature/a", a);
+  const std::string b = gh.commit("feature/a", "a2.txt", "a2\n", 0, false);
+  gh.api->set_head(1, b);
+  gh.pull_ref(1, b);
+  json push = pr_payload("synchronize", gh.api->pull(1), "dev");
+  push["before"] = a;
+  push["after"] = b;
+  bot.hook("pull_request", push);
+  REQUIRE(eventually([&] { return bot.pr(1).head == b; }));
+  bot.hook("pull_request", pr_payload("opened", first, "dev"));
+  // Handled in order: once #2 is known, the late `opened` of #1 was handled.
+  bot.open(2, "feature/b", gh.commit("feature/b", "b.txt", "b\n"));
+  REQUIRE(eventually([&] { return bot.pr(2).status == q::PrStatus::Open; }));
+  CHECK(bot.pr(1).head == b);
+  bot.comment(1, "alice", "@dmzbot merge " + b);
+  REQUIRE_MESSAGE(eventually([&] { return bot.pr(1).approval.has_value(); }), bot.comments_of(1));
+  CHECK(bot.pr(1).approval->sha == b);
+}
+
 // A fetch reads the remote's refs, then its pack: a push and its webhook can come between.
 // The fetch, the first to see the PR, must not take it back to the head it read.
 TEST_CASE("github webhooks: a fetch that read the remote before a push takes nothing back") {

@@ -105,7 +105,7 @@ struct Reader {
   }
 
   // `reopens`: it makes a closed PR known again (an opening, a reopening, a base moved onto
-  // master); a late edit, label or ready_for_review of a PR closed since does not.
+  // master); a late edit, label, push or ready_for_review of a PR closed since does not.
   q::PrOpened opened(json pr, bool reopens) const {
     return q::PrOpened{number(pr, {"number"}),
                        str(pr, {"head", "ref"}),
@@ -237,6 +237,10 @@ struct Reader {
     } else if (action == "synchronize") {
       if (!is_object_id(head))
         return invalid("pull request #" + std::to_string(n) + " has no head sha");
+      // Made known first, as a label does: a push that overtook its PR's `opened` (GitHub
+      // does not deliver in order) is not dropped as a PR unknown, which would leave the
+      // older head of the late `opened` as the PR's until the next reconciliation.
+      if (!closed) d.events.push_back(opened(*pr, false));
       d.events.push_back(q::PrPushed{n, head, now, false});
       if (const std::string before = str(p, {"before"}); is_object_id(before))
         d.pushed_from[n] = before;

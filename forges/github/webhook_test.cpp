@@ -89,7 +89,10 @@ Kinds expected(const std::string& event, const json& p, const std::string& label
     if (s(p, {"pull_request", "base", "ref"}) != "master") return {};
     if (action == "opened" || action == "reopened" || action == "ready_for_review")
       return {"pr_opened"};
-    if (action == "synchronize") return {"pr_pushed"};
+    // A push made known first: it may overtake its PR's `opened`.
+    if (action == "synchronize")
+      return s(p, {"pull_request", "state"}) == "closed" ? Kinds{"pr_pushed"}
+                                                         : Kinds{"pr_opened", "pr_pushed"};
     if (action == "closed") return {"pr_closed"};
     if (action == "converted_to_draft") return {"cancel_requested"};
     // A closed PR is known again only when reopened; GitHub merges no closed PR.
