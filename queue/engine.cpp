@@ -2016,6 +2016,26 @@ Verdict on(Ctx& c, const PriorityRequested& e) {
   return std::nullopt;
 }
 
+// A forge review was withdrawn (dismissed, or changes requested since): the verdict may have
+// counted it, and forge reviews are read when the policy is checked, so the PR is judged again.
+// A candidate holding it is cut first (what was behind it goes back to its place), unless it is
+// landing already. A PR whose verdict counted no approval needed none.
+Verdict on(Ctx& c, const ReviewWithdrawn& e) {
+  auto* pr = c.find(e.number);
+  if (!pr) return unknown(e.number);
+  if (pr->approvers.empty() || !pr->approval) return std::nullopt;
+  if (pr->status != PrStatus::Queued && stage(pr->status) != Stage::InTrain) return std::nullopt;
+  if (c.landing(*pr)) return std::nullopt;
+  if (pr->candidate)
+    if (auto i = index_of(c.s, *pr->candidate))
+      for (int n : cut(c, *i)) requeue(c, c.pr(n));
+  if (pr->status != PrStatus::Queued) return std::nullopt;  // requeue dropped its approval
+  judge_again(c, *pr);
+  c.notify(*pr, NoticeKind::Info, Reason::None,
+           "a review by @" + e.reviewer + " was withdrawn: judged again");
+  return std::nullopt;
+}
+
 // The operator changed the trust root: every verdict was given under the old one (it is the
 // policy of a target without .dmz/policy.toml, and the anchor of the chain of policies). The
 // candidates not yet landing are cut and everything waiting is judged again; a landing already

@@ -1627,6 +1627,46 @@ TEST_CASE(
   CHECK(r.dump() == before);
 }
 
+// Forge reviews are read when the policy is checked: a review withdrawn since (dismissed, or
+// changes requested) may have been counted, so a verdict that counted approvals is taken again.
+TEST_CASE("ReviewWithdrawn: a verdict that counted approvals is judged again, its candidate cut") {
+  Repo r;
+  REQUIRE(!r.open(1, sha('a')).rejected);
+  REQUIRE(!r.approve(1).rejected);
+  REQUIRE(!r.on(PolicyChecked{.number = 1,
+                              .sha = sha('a'),
+                              .pass = true,
+                              .at = r.now,
+                              .approvers = {"bob"},
+                              .target = r.s.master,
+                              .epoch = r.s.policy_epoch})
+               .rejected);
+  const CandidateId first = r.pr(1).candidate.value();
+  REQUIRE(!r.merged(first, sha('c')).rejected);
+  REQUIRE(r.pr(1).status == PrStatus::InDmz);
+  r.queue(2, sha('b'));  // counted no approval: none was needed
+  const std::string quiet = r.dump();
+  CHECK_FALSE(r.on(ReviewWithdrawn{2, "bob", r.now}).rejected);
+  CHECK(r.dump() == quiet);
+
+  auto o = r.on(ReviewWithdrawn{1, "bob", r.now});
+  CHECK_FALSE(o.rejected);
+  CHECK(r.pr(1).status == PrStatus::Approved);
+  CHECK(r.pr(1).approvers.empty());
+  CHECK_FALSE(r.pr(1).candidate);
+  CHECK(std::none_of(r.s.train.begin(), r.s.train.end(), [](const Candidate& k) {
+    return std::find(k.prs.begin(), k.prs.end(), 1) != k.prs.end();
+  }));
+  const auto asked = only<CheckPolicy>(o);
+  CHECK(asked.number == 1);
+  CHECK(asked.sha == sha('a'));
+  // Judged again without bob's approval, it fails; the approval stays with the merge master.
+  REQUIRE(!r.policy(1, false, {"needs 1 approval from maintainers"}).rejected);
+  CHECK(r.pr(1).status == PrStatus::Failed);
+  CHECK(r.pr(1).reason_code == Reason::PolicyFailed);
+  expect_rejected(r, ReviewWithdrawn{9, "bob", r.now}, Code::kNotFound);
+}
+
 TEST_CASE("Reply says something about a PR and changes nothing, known or not") {
   Repo r;
   r.open(1, sha('a'));

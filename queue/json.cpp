@@ -170,6 +170,9 @@ json fields(const PriorityRequested& e) {
 }
 
 json fields(const TrustRootRead& e) { return {{"digest", e.digest}, {"at", e.at}}; }
+json fields(const ReviewWithdrawn& e) {
+  return {{"number", e.number}, {"reviewer", e.reviewer}, {"at", e.at}};
+}
 
 // ---- actions ----
 
@@ -244,6 +247,7 @@ std::string event_kind(const Event& event) {
                         [](const StatusRequested&) { return "status_requested"; },
                         [](const PriorityRequested&) { return "priority_requested"; },
                         [](const TrustRootRead&) { return "trust_root_read"; },
+                        [](const ReviewWithdrawn&) { return "review_withdrawn"; },
                     },
                     event);
 }

@@ -381,10 +381,19 @@ struct PriorityRequested {                 // a merge master sets a PR's priorit
   Millis at = 0;
 };
 
-using Event =
-    std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelRequested, RetryRequested,
-                 PolicyChecked, MergeDone, CandidateChecked, CheckReported, MasterPushed,
-                 MasterObserved, Tick, Reply, StatusRequested, PriorityRequested, TrustRootRead>;
+// A forge review of the PR by `reviewer` was dismissed, or followed by a request for changes:
+// a verdict that counted forge reviews may have counted it (the policy maps logins to accounts,
+// so the engine cannot tell), and is not trusted any more.
+struct ReviewWithdrawn {
+  int number = 0;
+  std::string reviewer;  // the forge login
+  Millis at = 0;
+};
+
+using Event = std::variant<PrOpened, PrPushed, PrClosed, MergeRequested, CancelRequested,
+                           RetryRequested, PolicyChecked, MergeDone, CandidateChecked,
+                           CheckReported, MasterPushed, MasterObserved, Tick, Reply,
+                           StatusRequested, PriorityRequested, TrustRootRead, ReviewWithdrawn>;
 
 // ---- Actions (outputs) -------------------------------------------------------------------------
 

@@ -1717,6 +1717,7 @@ struct World {
                               .pass = pick(10) != 0,
                               .at = now,
                               .paths = some_paths(),
+                              .approvers = some_approvers(),
                               .target = asked.target,
                               .epoch = asked.epoch});
         // A verdict asked for under an older policy is never taken.
@@ -1750,13 +1751,21 @@ struct World {
                           .pass = pick(10) != 0,
                           .at = now,
                           .paths = some_paths(),
+                          .approvers = some_approvers(),
                           .target = s.master,
                           .epoch = s.policy_epoch});
   }
-  // A cancel of, or a push to, PR n.
+  // Whose approvals a verdict counted: a forge review by bob, or none.
+  std::vector<std::string> some_approvers() {
+    return pick(2) == 0 ? std::vector<std::string>{"bob"} : std::vector<std::string>{};
+  }
+  // A cancel of, a push to, or a review withdrawn from PR n.
   void withdraw(int n) {
-    if (pick(2) == 0)
+    const int what = pick(3);
+    if (what == 0)
       apply(CancelRequested{n, "mm", now});
+    else if (what == 2)
+      apply(ReviewWithdrawn{n, "bob", now});
     else if (s.prs.count(n) && s.prs.at(n).status != PrStatus::Merged)
       apply(PrPushed{n, sha_of('p', n * 100 + pick(99)), now});
   }

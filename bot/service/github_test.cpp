@@ -924,6 +924,41 @@ TEST_CASE("github: approving reviews count where the committed policy lets forge
   check_against_openapi(*gh.api, bot.data.path());
 }
 
+// Reviews are read when the policy is checked: a review dismissed after its verdict counted it
+// takes the PR out of the train to be judged again, here failing for want of an approval.
+TEST_CASE("github: an approving review dismissed after the verdict counted it is judged again") {
+  GitHub gh(test::FakeGitHub::Options{});
+  const auto& dmzbot = commit_policy(gh, kReviewPolicy);
+  Bot bot(gh);
+  bot.sign_merges_with(dmzbot);
+  const std::string head = gh.commit("feature/r", "r.txt", "r\n");
+  bot.open(1, "feature/r", head);
+  gh.api->add_review(1, "bob", "APPROVED", head);
+  REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
+  bot.label(1, "alice");
+  bot.candidate_of(1);
+  REQUIRE(bot.pr(1).approvers == std::vector<std::string>{"bob"});
+  const std::string master = gh.rev("master");
+  const int reads = review_reads(gh, 1);
+
+  gh.api->add_review(1, "bob", "DISMISSED", head);  // bob's latest review is no approval now
+  json e = forges::github::testing::example(
+      "pull_request_review", [](const json& x) { return x["action"] == "dismissed"; });
+  e["pull_request"]["number"] = 1;
+  e["pull_request"]["base"]["ref"] = "master";
+  e["pull_request"]["head"]["sha"] = head;
+  e["review"]["user"]["login"] = "bob";
+  e["review"]["commit_id"] = head;
+  e["sender"]["login"] = "alice";  // who dismissed it
+  e["repository"] = repo_json();
+  bot.hook("pull_request_review", e);
+  bot.until(1, q::PrStatus::Failed);
+  CHECK(bot.pr(1).reason_code == q::Reason::PolicyFailed);
+  CHECK(review_reads(gh, 1) > reads);
+  CHECK(gh.rev("master") == master);
+  check_against_openapi(*gh.api, bot.data.path());
+}
+
 // GitHub's reviews down when a check asks for them: the verdict waits for the API instead of
 // failing the PR for GitHub's outage, and counts the review once the API answers.
 TEST_CASE("github: a policy check whose reviews the API cannot give waits for the API") {

@@ -290,12 +290,18 @@ struct Reader {
   }
 
   Status pull_request_review() {
-    if (str(p, {"action"}) != "submitted") return {};
+    const std::string action = str(p, {"action"});
+    if (action != "submitted" && action != "dismissed") return {};
     const int n = number(p, {"pull_request", "number"});
     if (n == 0) return invalid("a pull_request_review event without a number");
     if (str(p, {"pull_request", "base", "ref"}) != cfg.master) return {};
     const std::string actor = str(p, {"review", "user", "login"});
     if (actor.empty() || is_bot(actor, cfg.bot_name)) return {};
+    // An approval dismissed, or followed by a request for changes, no longer counts (the
+    // reviewer's latest review decides, as the policy check reads them).
+    if (action == "dismissed" || ascii_lower(str(p, {"review", "state"})) == "changes_requested")
+      d.events.push_back(q::ReviewWithdrawn{n, actor, now});
+    if (action != "submitted") return {};
     std::string seen = str(p, {"review", "commit_id"});
     if (!is_object_id(seen)) seen.clear();
     commands(n, str(p, {"review", "body"}), actor, seen,

@@ -105,6 +105,15 @@ Kinds expected(const std::string& event, const json& p, const std::string& label
     }
     return {};
   }
+  if (event == "pull_request_review" && s(p, {"pull_request", "base", "ref"}) == "master") {
+    // A reviewer's latest review decides whether their approval counts: a dismissal, or a
+    // request for changes, withdraws it.
+    const std::string state = s(p, {"review", "state"});
+    if (action == "dismissed" ||
+        (action == "submitted" && (state == "changes_requested" || state == "CHANGES_REQUESTED")))
+      return {"review_withdrawn"};
+    return {};  // the corpus's reviews carry no commands
+  }
   if (event == "status") return {"check_reported"};
   if (event == "check_run") return {"check_reported"};
   if (event == "check_suite") return action == "completed" ? Kinds{"refresh_checks"} : Kinds{};
@@ -162,6 +171,10 @@ void check_fields(const std::string& event, const json& p, const Delivery& d) {
                                         : q::CheckState::Failure;
         CHECK(check->check.state == want);
       }
+    } else if (const auto* withdrawn = std::get_if<q::ReviewWithdrawn>(&e)) {
+      CHECK(withdrawn->number == p["pull_request"]["number"].get<int>());
+      CHECK(withdrawn->reviewer == s(p, {"review", "user", "login"}));  // not who dismissed it
+      CHECK(withdrawn->at == kNow);
     } else {
       CHECK(std::holds_alternative<q::CancelRequested>(e));  // no other event from a webhook
     }
@@ -453,6 +466,33 @@ TEST_CASE("github webhooks: a review's command approves the commit the reviewer 
   CHECK_FALSE(d->follow_ups[0].pin_head);
   p["pull_request"]["state"] = "closed";
   CHECK(kinds(*f.hook("pull_request_review", p)) == Kinds{"reply"});
+}
+
+// The policy counts a reviewer's latest review: one that requests changes, or the dismissal of
+// an approval, withdraws it; a comment or an approval withdraws nothing.
+TEST_CASE("github webhooks: a review dismissed or requesting changes is a withdrawn review") {
+  Forge f("Codertocat/Hello-World");
+  json p = testing::example("pull_request_review",
+                            [](const json& p) { return p["action"] == "submitted"; });
+  p["review"]["user"]["login"] = "bob";
+  for (const char* state : {"commented", "approved"}) {
+    p["review"]["state"] = state;
+    CHECK(kinds(*f.hook("pull_request_review", p)).empty());
+  }
+  p["review"]["state"] = "changes_requested";
+  p["review"]["body"] = "@dmzbot status";  // its commands are still read
+  auto d = f.hook("pull_request_review", p);
+  REQUIRE(d.ok());
+  REQUIRE(kinds(*d) == Kinds{"review_withdrawn", "status_requested"});
+  CHECK(std::get<q::ReviewWithdrawn>(d->events[0]).reviewer == "bob");
+  p["review"]["state"] = "dismissed";
+  p["action"] = "dismissed";
+  p["sender"]["login"] = "alice";  // who dismissed it; the review is still bob's
+  d = f.hook("pull_request_review", p);
+  REQUIRE(kinds(*d) == Kinds{"review_withdrawn"});
+  CHECK(std::get<q::ReviewWithdrawn>(d->events[0]).reviewer == "bob");
+  p["pull_request"]["base"]["ref"] = "release";  // not dmzbot's
+  CHECK(kinds(*f.hook("pull_request_review", p)).empty());
 }
 
 TEST_CASE("github webhooks: the merge label approves the head it was added to; drafts refused") {
