@@ -924,6 +924,16 @@ TEST_CASE("github: approving reviews count where the committed policy lets forge
   check_against_openapi(*gh.api, bot.data.path());
 }
 
+// PR 1, a commit signed by alice, approved on GitHub by bob (a maintainer under kReviewPolicy)
+// and known to `bot`; returns its head.
+std::string open_approved_by_bob(GitHub& gh, Bot& bot) {
+  const std::string head = gh.commit("feature/r", "r.txt", "r\n");
+  bot.open(1, "feature/r", head);
+  gh.api->add_review(1, "bob", "APPROVED", head);
+  REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
+  return head;
+}
+
 // Reviews are read when the policy is checked: a review dismissed after its verdict counted it
 // takes the PR out of the train to be judged again, here failing for want of an approval.
 TEST_CASE("github: an approving review dismissed after the verdict counted it is judged again") {
@@ -931,10 +941,7 @@ TEST_CASE("github: an approving review dismissed after the verdict counted it is
   const auto& dmzbot = commit_policy(gh, kReviewPolicy);
   Bot bot(gh);
   bot.sign_merges_with(dmzbot);
-  const std::string head = gh.commit("feature/r", "r.txt", "r\n");
-  bot.open(1, "feature/r", head);
-  gh.api->add_review(1, "bob", "APPROVED", head);
-  REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
+  const std::string head = open_approved_by_bob(gh, bot);
   bot.label(1, "alice");
   bot.candidate_of(1);
   REQUIRE(bot.pr(1).approvers == std::vector<std::string>{"bob"});
@@ -966,10 +973,7 @@ TEST_CASE("github: a policy check whose reviews the API cannot give waits for th
   const auto& dmzbot = commit_policy(gh, kReviewPolicy);
   Bot bot(gh);
   bot.sign_merges_with(dmzbot);
-  const std::string head = gh.commit("feature/r", "r.txt", "r\n");
-  bot.open(1, "feature/r", head);
-  gh.api->add_review(1, "bob", "APPROVED", head);
-  REQUIRE(eventually([&] { return bot.pr(1).head == head; }));
+  const std::string head = open_approved_by_bob(gh, bot);
   gh.api->fail_paths(reviews_path(1));  // that endpoint down from here
   bot.label(1, "alice");
   // The decision in question: the check, its reviews unreadable, is held for the API rather
