@@ -302,6 +302,12 @@ void land(Ctx& c);                                // below: lands what is green
 void observe_pr(Ctx& c, const PullRequest& pr, bool bad);
 void observe_arrival(Ctx& c);
 
+// Cuts train[index] (and what was built on it) and sends all their PRs back to the queue, each
+// keeping its place.
+void requeue_cut(Ctx& c, std::size_t index) {
+  for (int n : cut(c, index)) requeue(c, c.pr(n));
+}
+
 // Removes train[from..]: cancels the builds of candidates that reached dmz, re-queues the PRs
 // of the later candidates (they were based on train[from]) and points dmz back at the new
 // tail (master if the train is now empty). Returns the PRs of train[from], detached from it;
@@ -426,8 +432,7 @@ void rebuild_on(Ctx& c, const Sha& master) {
   if (c.s.train.empty())
     c.emit(ResetDmz{master});
   else
-    while (!c.s.train.empty())
-      for (int n : cut(c, 0)) requeue(c, c.pr(n));
+    while (!c.s.train.empty()) requeue_cut(c, 0);
   const std::string text =
       "master moved to " + short_sha(master) + " outside dmzbot; rebuilding dmz";
   for (int n : affected) c.notify(c.pr(n), NoticeKind::Info, Reason::MasterMoved, text);
@@ -1890,8 +1895,7 @@ bool landing_changes_policy(const Ctx& c, std::size_t index) {
 // keeping its place; the candidates left are cut, as they hold PRs judged under the old policy.
 void judge_again_after_policy_change(Ctx& c) {
   resolve_holds(c);  // first: judging again forgets whom a PR was held on, and what landed
-  while (!c.s.train.empty())
-    for (int n : cut(c, 0)) requeue(c, c.pr(n));
+  while (!c.s.train.empty()) requeue_cut(c, 0);
   judge_queued_again(c, "the policy changed on master: judged again under it");
 }
 
@@ -2027,8 +2031,7 @@ Verdict on(Ctx& c, const ReviewWithdrawn& e) {
   if (pr->status != PrStatus::Queued && stage(pr->status) != Stage::InTrain) return std::nullopt;
   if (c.landing(*pr)) return std::nullopt;
   if (pr->candidate)
-    if (auto i = index_of(c.s, *pr->candidate))
-      for (int n : cut(c, *i)) requeue(c, c.pr(n));
+    if (auto i = index_of(c.s, *pr->candidate)) requeue_cut(c, *i);
   if (pr->status != PrStatus::Queued) return std::nullopt;  // requeue dropped its approval
   judge_again(c, *pr);
   c.notify(*pr, NoticeKind::Info, Reason::None,
@@ -2048,7 +2051,7 @@ Verdict on(Ctx& c, const TrustRootRead& e) {
                         [](const Candidate& k) { return k.status != CandidateStatus::Landing; });
   };
   for (auto k = building(); k != c.s.train.end(); k = building())
-    for (int n : cut(c, static_cast<std::size_t>(k - c.s.train.begin()))) requeue(c, c.pr(n));
+    requeue_cut(c, static_cast<std::size_t>(k - c.s.train.begin()));
   judge_queued_again(c, "dmzbot's trust root (policy_root) changed: judged again under it");
   return std::nullopt;
 }
