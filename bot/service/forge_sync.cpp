@@ -216,8 +216,8 @@ void Service::Impl::handle_delivery(RepoRuntime& rt, forges::Delivery d,
       reply(rt, f.number, q::NoticeKind::Failure,
             "@" + f.actor + ": " + f.command + " refused: #" + std::to_string(f.number) +
                 " was pushed within seconds of your comment, so which commit you meant is not "
-                "certain; write `merge <sha>` with the commit you reviewed. Nothing changed.");
-      ticket->done();
+                "certain; write `merge <sha>` with the commit you reviewed. Nothing changed.",
+            ticket);
       return true;
     }
     if (!merge)
@@ -241,28 +241,32 @@ void Service::Impl::apply_command(RepoRuntime& rt, const forges::FollowUp& f,
                                   const std::shared_ptr<DeliveryTicket>& ticket) {
   apply_or_park(rt.cfg.name, *f.event, Parked::kUntilApplied,
                 [this, &rt, f, ticket](const q::Outcome& out) {
-                  if (out.rejected) command_refused(rt, f, out.rejected->message);
-                  ticket->done();
+                  if (out.rejected)
+                    command_refused(rt, f, out.rejected->message, ticket);
+                  else
+                    ticket->done();
                 });
 }
 
 void Service::Impl::command_refused(RepoRuntime& rt, const forges::FollowUp& f,
-                                    const std::string& why) {
-  if (f.quiet)
-    log::info({.repo = rt.cfg.name, .pr = f.number}, "{} by {} changed nothing: {}", f.command,
-              escape_control(f.actor), escape_control(why));
-  else
-    reply(rt, f.number, q::NoticeKind::Failure,
-          "@" + f.actor + ": " + f.command + " refused: " + why);
+                                    const std::string& why,
+                                    const std::shared_ptr<DeliveryTicket>& ticket) {
+  if (!f.quiet)
+    return reply(rt, f.number, q::NoticeKind::Failure,
+                 "@" + f.actor + ": " + f.command + " refused: " + why, ticket);
+  log::info({.repo = rt.cfg.name, .pr = f.number}, "{} by {} changed nothing: {}", f.command,
+            escape_control(f.actor), escape_control(why));
+  ticket->done();
 }
 
 void Service::Impl::reply(RepoRuntime& rt, int number, q::NoticeKind kind, std::string message,
-                          std::vector<std::string> details) {
-  apply_or_park(rt.cfg.name, q::Reply{number, kind, std::move(message), std::move(details), now()},
-                Parked::kWhileServed, [&rt, number](const q::Outcome& out) {
+                          const std::shared_ptr<DeliveryTicket>& ticket) {
+  apply_or_park(rt.cfg.name, q::Reply{number, kind, std::move(message), {}, now()},
+                Parked::kUntilApplied, [&rt, number, ticket](const q::Outcome& out) {
                   if (out.rejected)
                     log::warn({.repo = rt.cfg.name, .pr = number}, "cannot answer: {}",
                               out.rejected->message);
+                  ticket->done();
                 });
 }
 
@@ -340,8 +344,7 @@ void Service::Impl::drain_follow_ups(RepoRuntime& rt) {
             ticket->done();
           } else {
             engine.post([this, &rt, n = f.number, text = "@" + f.actor + ": " + why, ticket] {
-              reply(rt, n, q::NoticeKind::Failure, text);
-              ticket->done();
+              reply(rt, n, q::NoticeKind::Failure, text, ticket);
             });
           }
         } else if (f.kind == forges::FollowUp::Kind::kTry) {
@@ -355,10 +358,7 @@ void Service::Impl::drain_follow_ups(RepoRuntime& rt) {
         } else if (auto why = overtaken(rt, f); !why) {
           return;  // the forge cannot tell now: asked again at the next tick
         } else if (*why) {
-          engine.post([this, &rt, f, why = **why, ticket] {
-            command_refused(rt, f, why);
-            ticket->done();
-          });
+          engine.post([this, &rt, f, why = **why, ticket] { command_refused(rt, f, why, ticket); });
         } else {
           engine.post([this, &rt, f, ticket] { apply_command(rt, f, ticket); });
         }
@@ -393,15 +393,17 @@ void Service::Impl::start_try(RepoRuntime& rt, const forges::FollowUp& f,
   if (pr == state.prs.end() || state.master.empty()) {
     reply(rt, f.number, q::NoticeKind::Failure,
           "@" + f.actor + ": try refused: #" + std::to_string(f.number) +
-              " is not known to dmzbot yet; ask again in a minute");
-    return ticket->done();
+              " is not known to dmzbot yet; ask again in a minute",
+          ticket);
+    return;
   }
   if (!f.sha.empty() && f.sha != pr->second.head) {
     reply(rt, f.number, q::NoticeKind::Failure,
           "@" + f.actor + ": try refused: #" + std::to_string(f.number) + " was pushed after " +
               "your comment (its head is now " + pr->second.head.substr(0, 7) +
-              "); ask again to try it. Nothing changed.");
-    return ticket->done();
+              "); ask again to try it. Nothing changed.",
+          ticket);
+    return;
   }
   const std::string branch = rt.cfg.github->try_branch + "/" + std::to_string(f.number);
   on_git(rt.cfg.name, [this, n = f.number, head = pr->second.head, master = state.master, branch,
@@ -412,16 +414,18 @@ void Service::Impl::start_try(RepoRuntime& rt, const forges::FollowUp& f,
         reply(rt, n, q::NoticeKind::Info,
               "@" + actor + ": trying " + head.substr(0, 7) + " on master " + master.substr(0, 7) +
                   " as " + built->substr(0, 7) + " on branch " + branch +
-                  " (not queued); the results will follow here");
+                  " (not queued); the results will follow here",
+              ticket);
       else if (built.code() == Code::kUnavailable)  // the remote's fault, not the PR's
         reply(rt, n, q::NoticeKind::Info,
               "@" + actor + ": try of " + head.substr(0, 7) +
                   " could not start, the git remote is unavailable (" + built.message() +
-                  "); ask again once it is back");
+                  "); ask again once it is back",
+              ticket);
       else
         reply(rt, n, q::NoticeKind::Failure,
-              "@" + actor + ": try of " + head.substr(0, 7) + " failed: " + built.message());
-      ticket->done();
+              "@" + actor + ": try of " + head.substr(0, 7) + " failed: " + built.message(),
+              ticket);
     });
   });
 }

@@ -1081,6 +1081,39 @@ TEST_CASE("github: a webhook's events the store cannot save now are applied once
   CHECK(eventually([&] { return bot.pr(1).head == head; }));
 }
 
+// Beyond the bound of events waiting for the store, a delivery's event is not held: its delivery
+// waits, unhandled, for the next start, and stops counting against the deliveries held in
+// memory (before, it counted for good, and enough of them refused every webhook 503).
+TEST_CASE("github: a webhook beyond the parked bound waits for the next start, uncounted") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  bot.options.store.busy_timeout_ms = 100;
+  bot.options.max_parked_events = 1;
+  bot.options.max_unfinished_deliveries = 2;
+  only_webhooks_fetch(bot, 50ms);
+  std::vector<std::string> heads;
+  for (int n = 1; n <= 3; ++n)
+    heads.push_back(gh.commit("feature/" + std::to_string(n), std::to_string(n) + ".txt", "x\n"));
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 5000);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  bot.open(1, "feature/1", heads[0]);  // parked
+  bot.open(2, "feature/2", heads[1]);  // beyond the bound: dropped until the next start
+  CHECK(eventually([&] {
+    return bot.service->metrics().find("\ndmzbot_webhook_deliveries_unfinished 1\n") !=
+           std::string::npos;
+  }));
+  bot.open(3, "feature/3", heads[2]);  // room for it: not refused 503
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  REQUIRE(eventually([&] { return bot.pr(1).head == heads[0]; }));
+  CHECK(bot.pr(2).number == 0);
+  bot.stop();
+  bot.start();
+  CHECK(eventually([&] { return bot.pr(2).head == heads[1] && bot.pr(3).head == heads[2]; }));
+}
+
 // A merge master's command is not lost when the database is locked: it waits for the store,
 // and its delivery is marked handled only once it was applied, so that a stop meanwhile hands
 // it to the next start. (Reconciliation cannot bring a comment back, except by asking GitHub
@@ -1121,6 +1154,34 @@ TEST_CASE("github: a command the store cannot save now is applied once it can, o
   bot.start();
   REQUIRE(eventually([&] { return approved(2); }));
   CHECK(bot.pr(2).approval->sha == two);
+}
+
+// A refused command's answer is part of its delivery: while the store cannot save the answer,
+// the delivery is not marked handled, so a stop meanwhile leaves the answer to the next start
+// (before, the delivery was marked handled with its answer held in memory, and lost).
+TEST_CASE("github: a refusal the store cannot save now is answered after a stop") {
+  GitHub gh(test::FakeGitHub::Options{});
+  Bot bot(gh);
+  bot.options.store.busy_timeout_ms = 100;
+  only_webhooks_fetch(bot, 50ms);
+  const std::string one = gh.commit("feature/one", "one.txt", "one\n");
+  bot.open(1, "feature/one", one);
+  REQUIRE(eventually([&] { return bot.pr(1).head == one; }));
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 5000);
+  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  bot.comment(1, "mallory", "@dmzbot merge");  // not a merge master
+  std::this_thread::sleep_for(1s);
+  bot.stop();
+  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
+  sqlite3_close(other);
+  CHECK(gh.api->comments(1).empty());
+  bot.start();
+  REQUIRE(eventually([&] { return gh.api->comments(1).size() == 1; }));
+  CHECK(gh.api->comments(1)[0].body.find("@mallory: only merge masters may merge") !=
+        std::string::npos);
+  CHECK_FALSE(bot.pr(1).approval.has_value());
 }
 
 // A webhook that names only commits the mirror has starts no git process; one that names a

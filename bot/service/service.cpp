@@ -349,7 +349,7 @@ void Service::Impl::apply_or_park(const std::string& repo, q::Event event, Parke
     }
   }
   auto& waiting = unsaved[repo];
-  if (keep == Parked::kUntilApplied && waiting.size() >= kMaxParked) {
+  if (keep == Parked::kUntilApplied && waiting.size() >= options.max_parked_events) {
     log::error({.repo = repo, .event = q::event_kind(event)},
                "{} events wait to be saved; this {} waits for the next start", waiting.size(),
                q::event_kind(event));

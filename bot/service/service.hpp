@@ -46,6 +46,9 @@ class Service final : public Backend {
     std::chrono::milliseconds late_command{30'000};
     // Webhook deliveries accepted and not yet handled beyond which new ones are answered 503.
     std::size_t max_unfinished_deliveries = 10'000;
+    // Events of one repository waiting for the store beyond which a delivery's event is not
+    // held: its delivery stays unhandled and is handled again at the next start.
+    std::size_t max_parked_events = 10'000;
     std::chrono::milliseconds api_timeout{30'000};  // a whole API call, every step in it
   };
 

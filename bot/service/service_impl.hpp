@@ -92,6 +92,14 @@ struct DeliveryTicket {
         unfinished(unfinished) {
     ++unfinished;
   }
+  // A ticket dropped before its last part was done (an event beyond the parked bound, a
+  // follow-up dropped at a stop) leaves its delivery unhandled, to be handled again at the next
+  // start; it no longer counts against the bound of deliveries held in memory.
+  ~DeliveryTicket() {
+    if (open.load() > 0) --unfinished;
+  }
+  DeliveryTicket(const DeliveryTicket&) = delete;
+  DeliveryTicket& operator=(const DeliveryTicket&) = delete;
   void done() {
     if (open.fetch_sub(1) != 1) return;
     recorder.handled(id);
@@ -215,6 +223,10 @@ struct Service::Impl final : driver::GitPort,
   const Clock* clock = &wall_clock();
   std::unique_ptr<Store> store;
   std::unique_ptr<Store> delivery_store;  // the webhook deliveries (deliveries_file)
+  // Deliveries accepted and not yet handled (their follow-ups may wait for the forge's API):
+  // past Options::max_unfinished_deliveries, new ones are refused 503, not held in memory.
+  // Declared before every member that may hold a DeliveryTicket, which counts down here.
+  std::atomic<std::size_t> unfinished_deliveries{0};
   std::vector<std::unique_ptr<RepoRuntime>> repos;
   // A GitHub App's webhook log (by API and App id), read once for all its repositories.
   std::map<std::pair<std::string, std::int64_t>, std::shared_ptr<forges::github::AppDeliveryLog>>
@@ -226,9 +238,6 @@ struct Service::Impl final : driver::GitPort,
   SerialExecutor engine{"engine", SerialExecutor::Priority::kBackground};
   // Webhook delivery ids, group-committed (declared after `engine`: its answers post there).
   std::unique_ptr<DeliveryRecorder> deliveries;
-  // Deliveries accepted and not yet handled (their follow-ups may wait for the forge's API):
-  // past Options::max_unfinished_deliveries, new ones are refused 503, not held in memory.
-  std::atomic<std::size_t> unfinished_deliveries{0};
   std::atomic<bool> started{false};
   std::atomic<bool> stopped{false};
 
@@ -319,9 +328,6 @@ struct Service::Impl final : driver::GitPort,
     std::function<void()> fetched;                // a fetch's result, run instead of `event`
   };
   std::map<std::string, std::deque<Parked>> unsaved;
-  // Beyond this many events waiting for a repository, a delivery's event is not kept: its
-  // delivery stays unhandled and is handled again at the next start.
-  static constexpr std::size_t kMaxParked = 10'000;
 
   // Applies `event` now, or parks it when the store cannot save it (or events wait before it).
   void apply_or_park(const std::string& repo, q::Event event, Parked::Keep keep,
@@ -496,11 +502,14 @@ struct Service::Impl final : driver::GitPort,
   // cannot save now waits, and its delivery is done once it was applied.
   void apply_command(RepoRuntime& rt, const forges::FollowUp& f,
                      const std::shared_ptr<DeliveryTicket>& ticket);
-  void command_refused(RepoRuntime& rt, const forges::FollowUp& f, const std::string& why);
+  void command_refused(RepoRuntime& rt, const forges::FollowUp& f, const std::string& why,
+                       const std::shared_ptr<DeliveryTicket>& ticket);
 
-  // Engine thread.
+  // Engine thread: answers on PR `number`, a part of a delivery's handling. The answer waits
+  // for the store like the delivery's events, and `ticket` is done once it was saved (or
+  // refused for good), so a delivery is never marked handled with its answer unwritten.
   void reply(RepoRuntime& rt, int number, q::NoticeKind kind, std::string message,
-             std::vector<std::string> details = {});
+             const std::shared_ptr<DeliveryTicket>& ticket);
 
   // Forge thread: why merge-label gesture `f` is not applied (nullopt: it is, as is every
   // other follow-up). GitHub does not deliver webhooks in order, and a label added and taken
