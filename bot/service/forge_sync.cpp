@@ -93,13 +93,12 @@ Result<std::vector<Taken>> Service::Impl::takers(const std::string& forge,
   return not_found("the webhook is about no configured repository");
 }
 
-std::vector<std::pair<q::Millis, q::Sha>> Service::Impl::logged_heads(const std::string& repo,
-                                                                      int n) {
+Result<std::vector<std::pair<q::Millis, q::Sha>>> Service::Impl::logged_heads(
+    const std::string& repo, int n) {
+  auto events = store->pr_heads(repo, n, 200);
+  if (!events) return events.error();
   std::vector<std::pair<q::Millis, q::Sha>> out;
-  auto events = store->pr_events(repo, n, 200);
-  if (!events) return out;
   for (const auto& e : *events) {
-    if (e.kind != "pr_opened" && e.kind != "pr_pushed") continue;
     auto j = nlohmann::json::parse(e.json, nullptr, false);
     out.emplace_back(e.at, j.is_object() ? j.value("head", "") : "");
   }
@@ -110,18 +109,20 @@ q::Millis Service::Impl::written_here(const RepoRuntime& rt, const forges::Follo
   return f.written_at - rt.forge->api_health().clock_offset;
 }
 
-q::Sha Service::Impl::head_when_written(const RepoRuntime& rt, const forges::FollowUp& f) {
+Result<q::Sha> Service::Impl::head_when_written(const RepoRuntime& rt, const forges::FollowUp& f) {
   const std::string& repo = rt.cfg.name;
   if (f.written_at == 0) {
     const q::RepoState* state = driver->state(repo);
-    if (!state || !state->prs.count(f.number)) return {};
+    if (!state || !state->prs.count(f.number)) return q::Sha();
     return state->prs.at(f.number).head;
   }
+  auto logged = logged_heads(repo, f.number);
+  if (!logged) return logged.error();
   const q::Millis skew = options.label_skew.count();
   const q::Millis written = written_here(rt, f);  // the heads are logged on our clock
   q::Sha before;                                  // the head at written - skew
   std::set<q::Sha> within;                        // the heads it took until written + skew
-  for (const auto& [at, head] : logged_heads(repo, f.number)) {
+  for (const auto& [at, head] : *logged) {
     if (at > written + skew) continue;
     if (at <= written - skew)
       before = head;
@@ -205,30 +206,48 @@ void Service::Impl::handle_delivery(RepoRuntime& rt, forges::Delivery d,
     ticket->done();
     return true;
   });
-  // A merge or try by comment takes the head the PR had when the comment was written.
-  std::erase_if(d.follow_ups, [&](forges::FollowUp& f) {
-    auto* merge = f.event ? std::get_if<q::MergeRequested>(&*f.event) : nullptr;
-    const bool pins =
-        (f.pin_head && merge) || (f.kind == forges::FollowUp::Kind::kTry && f.sha.empty());
-    if (!pins || !state || !state->prs.count(f.number)) return false;
-    const q::Sha head = head_when_written(rt, f);
-    if (head.empty()) {
-      reply(rt, f.number, q::NoticeKind::Failure,
-            "@" + f.actor + ": " + f.command + " refused: #" + std::to_string(f.number) +
-                " was pushed within seconds of your comment, so which commit you meant is not "
-                "certain; write `merge <sha>` with the commit you reviewed. Nothing changed.",
-            ticket);
-      return true;
-    }
-    if (!merge)
-      f.sha = head;
-    else if (merge->sha.empty() || (merge->sha.size() >= 7 && head.starts_with(merge->sha)))
-      merge->sha = head;  // an abbreviation that is not the head stays, and is refused
+  std::vector<QueuedFollowUp> queued;
+  for (auto& f : d.follow_ups)  // a merge or try by comment takes the head it was written on
+    if (pin_head(rt, f, ticket, false)) queued.push_back({std::move(f), ticket});
+  queue_follow_ups(rt, std::move(queued));
+}
+
+bool Service::Impl::pin_head(RepoRuntime& rt, forges::FollowUp& f,
+                             const std::shared_ptr<DeliveryTicket>& ticket, bool again) {
+  auto* merge = f.event ? std::get_if<q::MergeRequested>(&*f.event) : nullptr;
+  const bool pins =
+      (f.pin_head && merge) || (f.kind == forges::FollowUp::Kind::kTry && f.sha.empty());
+  const q::RepoState* state = driver->state(rt.cfg.name);
+  if (!pins || !state || !state->prs.count(f.number)) return true;
+  const Result<q::Sha> head = head_when_written(rt, f);
+  if (!head) {  // our failure, not the comment's: it waits for the log
+    if (!again)
+      log::warn({.repo = rt.cfg.name, .pr = f.number},
+                "{} by {} waits: its head cannot be read from the event log: {}", f.command,
+                escape_control(f.actor), head.message());
+    rt.unpinned.push_back({std::move(f), ticket});
     return false;
-  });
+  }
+  if (head->empty()) {
+    reply(rt, f.number, q::NoticeKind::Failure,
+          "@" + f.actor + ": " + f.command + " refused: #" + std::to_string(f.number) +
+              " was pushed within seconds of your comment, so which commit you meant is not "
+              "certain; write `merge <sha>` with the commit you reviewed. Nothing changed.",
+          ticket);
+    return false;
+  }
+  if (!merge)
+    f.sha = *head;
+  else if (merge->sha.empty() || (merge->sha.size() >= 7 && head->starts_with(merge->sha)))
+    merge->sha = *head;  // an abbreviation that is not the head stays, and is refused
+  return true;
+}
+
+void Service::Impl::queue_follow_ups(RepoRuntime& rt, std::vector<QueuedFollowUp> follow_ups) {
+  if (follow_ups.empty()) return;
   {
     std::lock_guard lock(rt.inbox_mu);
-    for (auto& f : d.follow_ups) rt.inbox.push_back({std::move(f), ticket});
+    for (auto& q : follow_ups) rt.inbox.push_back(std::move(q));
   }
   if (rt.drain_queued.exchange(true)) return;  // the drain already queued takes them too
   rt.forge_thread->post([this, &rt] {
@@ -500,6 +519,12 @@ void Service::Impl::show(RepoRuntime& rt, std::vector<forges::PullSummary> summa
 }
 
 void Service::Impl::forge_tick(RepoRuntime& rt) {
+  if (!rt.unpinned.empty()) {
+    std::vector<QueuedFollowUp> pinned;
+    for (auto& [f, ticket] : std::exchange(rt.unpinned, {}))
+      if (pin_head(rt, f, ticket, true)) pinned.push_back({std::move(f), ticket});
+    queue_follow_ups(rt, std::move(pinned));
+  }
   if (!rt.api || !driver->health(rt.cfg.name)->loaded) return;
   const q::Millis t = now();
   if (!rt.reconcile_in_flight && t >= rt.next_reconcile_at) reconcile(rt);
@@ -531,7 +556,8 @@ void Service::Impl::reconcile(RepoRuntime& rt) {
     auto head = heads.find(n);
     if (head == heads.end()) return std::numeric_limits<q::Millis>::max();
     const auto logged = logged_heads(repo, n);
-    for (auto e = logged.rbegin(); e != logged.rend(); ++e)
+    if (!logged) return std::numeric_limits<q::Millis>::max();
+    for (auto e = logged->rbegin(); e != logged->rend(); ++e)
       if (e->second == head->second) return e->first;
     return std::numeric_limits<q::Millis>::max();
   };

@@ -2099,5 +2099,58 @@ TEST_CASE("github commands: a comment never approves or tries a push made after 
   REQUIRE(eventually([&] { return bot.pr(1).approval && bot.pr(1).approval->sha == h2; }));
 }
 
+// A merge comment whose head cannot be read from the event log (a failure on our side) waits
+// for the log, and is neither refused nor dropped (before, it was refused as if just pushed).
+TEST_CASE("github commands: a merge comment waits while its head cannot be read") {
+  GitHub gh({});
+  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });
+  bot.stop();
+  bot.options.label_skew = 1s;
+  bot.start();
+  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  bot.open(1, "feature/one", h1);
+  REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
+  std::this_thread::sleep_for(1100ms);
+  sqlite3* other = nullptr;
+  REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
+  sqlite3_busy_timeout(other, 5000);
+  auto sql = [&](const char* s) {
+    REQUIRE(sqlite3_exec(other, s, nullptr, nullptr, nullptr) == SQLITE_OK);
+  };
+  sql("ALTER TABLE events RENAME TO events_away");  // the log cannot be read
+  bot.comment(1, "alice", "@dmzbot merge");
+  std::this_thread::sleep_for(1500ms);
+  CHECK_FALSE(bot.pr(1).approval.has_value());
+  sql("ALTER TABLE events_away RENAME TO events");
+  sqlite3_close(other);
+  REQUIRE_MESSAGE(eventually([&] { return bot.pr(1).approval.has_value(); }),
+                  "its comments:" << bot.comments_of(1));
+  CHECK(bot.pr(1).approval->sha == h1);
+  CHECK(gh.api->comments(1).empty());
+}
+
+// The head a comment meant is read from the PR's own head events, however many other events
+// named the PR since (before, only among its newest 200 events of any kind: a PR rebuilt in
+// many candidates, or given many commands, had its plain `merge` refused as if just pushed).
+TEST_CASE("github commands: a merge comment pins the head however many events came since") {
+  GitHub gh({});
+  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });
+  bot.stop();
+  bot.options.label_skew = 1s;
+  bot.start();
+  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
+  bot.open(1, "feature/one", h1);
+  REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
+  std::this_thread::sleep_for(1100ms);
+  constexpr int kCommands = 210;
+  for (int i = 1; i <= kCommands; ++i)
+    bot.comment(1, "alice", "@dmzbot priority " + std::to_string(i));
+  REQUIRE(eventually([&] { return bot.pr(1).priority == kCommands; }));
+  bot.comment(1, "alice", "@dmzbot merge");
+  REQUIRE_MESSAGE(eventually([&] { return bot.pr(1).approval.has_value(); }),
+                  "its comments:" << bot.comments_of(1));
+  CHECK(bot.pr(1).approval->sha == h1);
+}
+
 }  // namespace
 }  // namespace dmz

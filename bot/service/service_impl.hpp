@@ -196,6 +196,9 @@ struct RepoRuntime {
   bool api_was_ok = true;
 
   // Engine thread only.
+  // Commands whose head could not be pinned (the event log could not be read), pinned again
+  // at each tick.
+  std::vector<QueuedFollowUp> unpinned;
   std::map<int, forges::PullSummary> desired;  // the summary each PR should show
   q::Millis next_reconcile_at = 0;             // 0: at the next tick
   bool reconcile_in_flight = false;
@@ -458,9 +461,9 @@ struct Service::Impl final : driver::GitPort,
   Result<std::vector<Taken>> takers(const std::string& forge, const forges::InboundRequest& request,
                                     q::Millis at);
 
-  // The heads PR n took by the event log (its pr_opened and pr_pushed events, among its newest
-  // 200), with when dmzbot learned each, oldest first; empty if the log cannot be read.
-  std::vector<std::pair<q::Millis, q::Sha>> logged_heads(const std::string& repo, int n);
+  // The heads PR n took by the event log (its newest 200 pr_opened and pr_pushed events), with
+  // when dmzbot learned each, oldest first.
+  Result<std::vector<std::pair<q::Millis, q::Sha>>> logged_heads(const std::string& repo, int n);
 
   // When f's comment was written (on the forge's clock), on dmzbot's.
   static q::Millis written_here(const RepoRuntime& rt, const forges::FollowUp& f);
@@ -469,8 +472,16 @@ struct Service::Impl final : driver::GitPort,
   // every comment, or of its delivery), by the event log: the order the webhooks arrived in
   // does not matter, and a delivery handled again after a restart pins what it pinned then.
   // "" when that is not certain: two heads within the clock skew of the comment, or none known
-  // by then. Without a time: the head known now.
-  q::Sha head_when_written(const RepoRuntime& rt, const forges::FollowUp& f);
+  // by then. Without a time: the head known now. An error when the log cannot be read.
+  Result<q::Sha> head_when_written(const RepoRuntime& rt, const forges::FollowUp& f);
+
+  // Engine thread: pins a merge or try by comment to head_when_written. False when `f` is
+  // done (refused: the head is not certain) or waits in rt.unpinned (the log cannot be read;
+  // logged unless `again`, a retry at a tick).
+  bool pin_head(RepoRuntime& rt, forges::FollowUp& f, const std::shared_ptr<DeliveryTicket>& ticket,
+                bool again);
+  // Engine thread: hands follow-ups to the forge thread.
+  void queue_follow_ups(RepoRuntime& rt, std::vector<QueuedFollowUp> follow_ups);
 
   // Whether `sha` is a candidate's, or the head of a PR that is not finished.
   static bool follows(const q::RepoState& state, const q::Sha& sha);

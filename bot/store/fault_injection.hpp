@@ -51,6 +51,10 @@ class FaultInjectionStore final : public Store {
                                                std::size_t limit) override {
     return real_.pr_events(repo, n, limit);
   }
+  Result<std::vector<EventLogEntry>> pr_heads(const std::string& repo, int n,
+                                              std::size_t limit) override {
+    return real_.pr_heads(repo, n, limit);
+  }
   Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
                                                   std::size_t limit) override {
     return real_.events_after(repo, after, limit);

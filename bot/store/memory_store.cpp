@@ -140,6 +140,19 @@ class MemoryStore final : public Store {
     return events_of(repo, number, limit);
   }
 
+  Result<std::vector<EventLogEntry>> pr_heads(const std::string& repo, int number,
+                                              std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    std::vector<EventLogEntry> out;
+    auto it = repos_.find(repo);
+    if (it == repos_.end()) return out;
+    const auto& all = it->second.events;
+    for (auto e = all.rbegin(); e != all.rend() && out.size() < limit; ++e)
+      if (e->number == number && is_head(*e)) out.push_back(*e);
+    std::reverse(out.begin(), out.end());  // oldest first
+    return out;
+  }
+
   Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
                                                   std::size_t limit) override {
     std::lock_guard lock(mu_);
@@ -227,10 +240,12 @@ class MemoryStore final : public Store {
     return ids.size();
   }
 
+  static bool is_head(const EventLogEntry& e) {
+    return e.kind == "pr_opened" || e.kind == "pr_pushed";
+  }
   // The event that gave a PR of the hot state a head (kept by prune_history).
   static bool hot_head(const Repo& r, const EventLogEntry& e) {
-    return (e.kind == "pr_opened" || e.kind == "pr_pushed") && e.number &&
-           r.state.prs.count(*e.number);
+    return is_head(e) && e.number && r.state.prs.count(*e.number);
   }
   static bool hot_head(const Repo&, const HistoryEntry&) { return false; }
 

@@ -294,6 +294,36 @@ TEST_CASE_TEMPLATE("store contract: pruning keeps the heads of PRs in the hot st
   CHECK(store->prune_history(1000, 100).value() == 0);
 }
 
+// When dmzbot learned a PR's heads is read however many events named the PR since (a PR built
+// in many candidates): a merge command pins the head the PR had when it was written.
+TEST_CASE_TEMPLATE("store contract: a PR's heads are read past any number of its other events", F,
+                   SqliteFactory, MemoryFactory) {
+  F f;
+  auto store = f.open();
+  RepoState s;
+  s.repo = "acme/p";
+  Writer w{*store, RepoState{s.repo}};
+  s.prs[1] = make_pr(1, PrStatus::Queued);
+  w.must_save_event(s, EventLogEntry{0, s.repo, "pr_opened", R"({"head":"h1"})", 1, 100});
+  w.must_save_event(s, EventLogEntry{0, s.repo, "pr_opened", R"({"head":"h2"})", 2, 101});
+  w.must_save_event(s, EventLogEntry{0, s.repo, "pr_pushed", R"({"head":"h3"})", 1, 102});
+  for (int i = 0; i < 250; ++i)
+    w.must_save_event(s, i % 2 ? EventLogEntry{0, s.repo, "merge_done", "{}", {}, 200 + i, {1, 2}}
+                               : EventLogEntry{0, s.repo, "priority_set", "{}", 1, 200 + i});
+  REQUIRE(store->pr_events(s.repo, 1, 200)->front().kind != "pr_opened");  // out of its window
+  auto heads = store->pr_heads(s.repo, 1, 200);
+  REQUIRE(heads->size() == 2);
+  CHECK((*heads)[0].json == R"({"head":"h1"})");
+  CHECK((*heads)[0].at == 100);
+  CHECK((*heads)[1].json == R"({"head":"h3"})");
+  REQUIRE(store->pr_heads(s.repo, 1, 1)->size() == 1);
+  CHECK(store->pr_heads(s.repo, 1, 1)->front().at == 102);  // the newest
+  REQUIRE(store->pr_heads(s.repo, 2, 10)->size() == 1);
+  CHECK(store->pr_heads(s.repo, 2, 10)->front().json == R"({"head":"h2"})");
+  CHECK(store->pr_heads(s.repo, 3, 10)->empty());
+  CHECK(store->pr_heads("other/repo", 1, 10)->empty());
+}
+
 TEST_CASE_TEMPLATE("store contract: a delivery keeps its request until it is marked handled", F,
                    SqliteFactory, MemoryFactory) {
   F f;

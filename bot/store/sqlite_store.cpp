@@ -746,6 +746,18 @@ class SqliteStore final : public Store {
     return read_events(q);
   }
 
+  Result<std::vector<EventLogEntry>> pr_heads(const std::string& repo, int number,
+                                              std::size_t limit) override {
+    std::lock_guard lock(mu_);
+    auto& q = stmt(
+        "SELECT seq, repo, kind, json, number, at FROM ("
+        "  SELECT * FROM events WHERE repo = ?1 AND number = ?2"
+        "  AND kind IN ('pr_opened', 'pr_pushed') ORDER BY seq DESC LIMIT ?3"
+        ") ORDER BY seq");
+    q.bind(1, repo).bind(2, std::int64_t{number}).bind(3, clamp_limit(limit));
+    return read_events(q);
+  }
+
   Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
                                                   std::size_t limit) override {
     std::lock_guard lock(mu_);

@@ -133,6 +133,10 @@ class Store {
   virtual Result<std::vector<EventLogEntry>> events(const std::string& repo, std::size_t limit) = 0;
   virtual Result<std::vector<EventLogEntry>> pr_events(const std::string& repo, int number,
                                                        std::size_t limit) = 0;
+  // The events that gave PR `number` its heads (pr_opened, pr_pushed), the newest `limit`,
+  // oldest first: when dmzbot learned each head, however many other events name the PR since.
+  virtual Result<std::vector<EventLogEntry>> pr_heads(const std::string& repo, int number,
+                                                      std::size_t limit) = 0;
   // The repository's events with seq > `after`, oldest first, at most `limit` (a live feed
   // resuming where a client left off).
   virtual Result<std::vector<EventLogEntry>> events_after(const std::string& repo,
