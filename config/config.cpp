@@ -149,6 +149,24 @@
 #include "queue/glob.hpp"
 
 namespace dmz::config {
+// By hand: config/ does not link libgit2 (whose git_reference_name_is_valid the mirror uses).
+bool valid_branch_name(std::string_view b) {
+  if (b.empty() || b == "@" || b.front() == '-' || b.back() == '.') return false;
+  if (b.find("..") != std::string_view::npos || b.find("@{") != std::string_view::npos)
+    return false;
+  for (char c : b) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f || std::strchr(" ~^:?*[\\", c)) return false;
+  }
+  for (std::size_t at = 0; at <= b.size();) {  // each part between slashes
+    const std::size_t end = std::min(b.find('/', at), b.size());
+    const std::string_view part = b.substr(at, end - at);
+    if (part.empty() || part.front() == '.' || part.ends_with(".lock")) return false;
+    at = end + 1;
+  }
+  return true;
+}
+
 namespace {
 
 // Why OpenSSL cannot take `pem` as a CA file, as the HTTP client will load it (armour around
@@ -199,21 +217,6 @@ bool valid_repo_name(std::string_view name) {
     });
   };
   return part_ok(name.substr(0, slash)) && part_ok(name.substr(slash + 1));
-}
-
-// A subset of git check-ref-format, enough to catch typos and shell accidents.
-bool valid_branch_name(std::string_view b) {
-  if (b.empty() || b.front() == '-' || b.front() == '/' || b.back() == '/' || b.back() == '.')
-    return false;
-  if (b.find("..") != std::string_view::npos || b.find("//") != std::string_view::npos ||
-      b.find("@{") != std::string_view::npos)
-    return false;
-  if (b.size() >= 5 && b.substr(b.size() - 5) == ".lock") return false;
-  for (char c : b) {
-    auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f || std::strchr(" ~^:?*[\\", c)) return false;
-  }
-  return true;
 }
 
 // Whether two branches collide: the same name, or one under the other (git cannot hold
@@ -516,8 +519,19 @@ class Loader {
     const toml::table* t = table(root, "signing", "signing");
     if (!t) return;
     unknown_keys(*t, {"format", "key", "fingerprint", "gnupg_home", "name", "email"}, "[signing]");
-    if (auto v = string(*t, "name", "signing.name")) s.name = *v;
-    if (auto v = string(*t, "email", "signing.email")) s.email = *v;
+    // Written into each merge commit's committer line: a newline or an angle bracket would
+    // break the header.
+    for (auto [key, field] : {std::pair{"name", &s.name}, std::pair{"email", &s.email}})
+      if (auto v = string(*t, key, std::string("signing.") + key)) {
+        const bool ok = !v->empty() && std::none_of(v->begin(), v->end(), [](unsigned char c) {
+          return c < 0x20 || c == 0x7f || c == '<' || c == '>';
+        });
+        if (ok)
+          *field = *v;
+        else
+          problem(*t->get(key), std::string("signing.") + key +
+                                    " must not be empty or hold a control character, '<' or '>'");
+      }
     if (auto v = string(*t, "fingerprint", "signing.fingerprint")) {
       // The full fingerprint (40 hex digits, as the signer takes it): a short key id can name
       // another key.
@@ -1058,12 +1072,13 @@ class Loader {
     // configuration with dmz = "staging") only disables promotion to it (bot/service/promoter).
     const bool release_set = t.contains("staging") || t.contains("production");
     if (branches_ok && release_set &&
-        (r.staging == r.production || r.staging == r.master || r.staging == r.dmz ||
-         r.production == r.master || r.production == r.dmz)) {
+        (branches_nest(r.staging, r.production) || branches_nest(r.staging, r.master) ||
+         branches_nest(r.staging, r.dmz) || branches_nest(r.production, r.master) ||
+         branches_nest(r.production, r.dmz))) {
       const toml::node* at = t.get("production") ? t.get("production") : t.get("staging");
       problem(at ? line_of(*at) : r.line,
               "repo.staging and repo.production must differ from each other and from master "
-              "and dmz");
+              "and dmz, and not be under one of them (git cannot hold a/b beside a)");
     }
     if (auto v = string(t, "hotfix_branches", "repo.hotfix_branches")) {
       // A glob, not a name: checked as a branch name with its wildcards taken for letters.
@@ -1078,18 +1093,35 @@ class Loader {
       else
         r.hotfix_branches = *v;
     }
-    if (branches_ok && r.master == r.dmz) {
+    if (branches_ok && branches_nest(r.master, r.dmz)) {
       const toml::node* at = t.get("dmz") ? t.get("dmz") : t.get("master");
       problem(at ? line_of(*at) : r.line,
-              "repo.dmz must differ from repo.master (both are '" + r.master + "')");
+              r.master == r.dmz
+                  ? "repo.dmz must differ from repo.master (both are '" + r.master + "')"
+                  : "repo.dmz '" + r.dmz + "' and repo.master '" + r.master +
+                        "' cannot both be branches: one is under the other");
     }
     auto checks = strings(t, "required_checks", "repo.required_checks");
     if (checks) r.required_checks = *checks;
     if (auto v = integer(t, "check_timeout", "repo.check_timeout", 1, 7 * 24 * 3600, "seconds",
                          "7 days"))
       r.check_timeout = std::chrono::seconds(*v);
-    if (auto v = strings(t, "branch_patterns", "repo.branch_patterns")) r.branch_patterns = *v;
-    if (auto v = strings(t, "refused_patterns", "repo.refused_patterns")) r.refused_patterns = *v;
+    for (auto [key, field] : {std::pair{"branch_patterns", &r.branch_patterns},
+                              std::pair{"refused_patterns", &r.refused_patterns}}) {
+      const std::string name = std::string("repo.") + key;
+      auto v = strings(t, key, name);
+      if (!v) continue;
+      const toml::node& at = *t.get(key);
+      // Only the plain forge takes registrations by branch; a GitHub PR is refused by branch
+      // in the trust policy's [branches], which every forge reads.
+      if (r.forge != "plain")
+        problem(at, name + " applies to forge = \"plain\" only: on " + r.forge +
+                        ", allow or refuse branches in the trust policy's [branches]");
+      for (const auto& pattern : *v)
+        if (std::string why = queue::unmatchable(pattern); !why.empty())
+          problem(at, name + " '" + pattern + "' matches no branch: " + why);
+      *field = *v;
+    }
     if (auto v = secret(t, "api_token", "repo.api_token")) r.api_token = std::move(*v);
     if (auto v = secret(t, "status_token", "repo.status_token")) r.status_token = std::move(*v);
     if (auto v = string(t, "policy_root", "repo.policy_root")) {
@@ -1121,6 +1153,12 @@ class Loader {
     if (r.github && !t.contains("remote") && !r.name.empty()) {
       if (auto api = parse_url(r.github->api_url)) r.remote = github_clone_url(*api, r.name);
     }
+    // git is given the GitHub token (or the App's) when repo.auth has none.
+    if (r.github && r.auth.token.empty() && !r.remote.empty() && !token_may_go_to(r.remote))
+      problem(t.get("remote") ? line_of(*t.get("remote")) : r.line,
+              "repo.remote " + r.remote +
+                  " is plain http, and git would send it the GitHub token in clear text: use "
+                  "https");
     // Master must be gated by something: default to the runner's check, refuse nothing at all.
     if (const toml::node* n = t.get("required_checks")) {
       if (checks && checks->empty())

@@ -146,6 +146,10 @@ struct Repo {
   int line = 0;                              // where [[repo]] starts, for messages
 };
 
+// Whether git can hold `name` as a branch (git check-ref-format's rules), so that a name it
+// cannot is refused at its line rather than at every push.
+bool valid_branch_name(std::string_view name);
+
 // The repository's directory name under data_dir (its mirror, build logs and builds):
 // "owner_name.git". Two repositories whose names map to the same one are refused at load.
 std::string mirror_dir_name(const std::string& repo);

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "queue/glob.hpp"
 #include "tests/support.hpp"
 #include "tests/test_ca.hpp"
 
@@ -376,9 +377,21 @@ TEST_CASE("config: repository names, forges and branches") {
   Config named = f.ok(kRepo + "staging = \"pre\"\nproduction = \"live\"\n");
   CHECK(named.repos[0].staging == "pre");
   CHECK(named.repos[0].production == "live");
-  CHECK(f.problems(kRepo + "staging = \"master\"\n") ==
-        Lines{"5: repo.staging and repo.production must differ from each other and from master "
-              "and dmz"});
+  const std::string release_clash =
+      "repo.staging and repo.production must differ from each other and from master and dmz, "
+      "and not be under one of them (git cannot hold a/b beside a)";
+  CHECK(f.problems(kRepo + "staging = \"master\"\n") == Lines{"5: " + release_clash});
+  CHECK(f.problems(kRepo + "production = \"master/prod\"\n") == Lines{"5: " + release_clash});
+  CHECK(f.problems(kRepo + "staging = \"dmz/pre\"\n") == Lines{"5: " + release_clash});
+  CHECK(f.problems(kRepo + "staging = \"pre\"\nproduction = \"pre/live\"\n") ==
+        Lines{"6: " + release_clash});
+  CHECK(f.problems(kRepo + "dmz = \"master/dmz\"\n") ==
+        Lines{"5: repo.dmz 'master/dmz' and repo.master 'master' cannot both be branches: one is "
+              "under the other"});
+  CHECK(f.problems(kRepo + "master = \"dmz/main\"\n") ==
+        Lines{"5: repo.dmz 'dmz' and repo.master 'dmz/main' cannot both be branches: one is "
+              "under the other"});
+  CHECK(f.ok(kRepo + "master = \"main\"\ndmz = \"main-dmz\"\n").repos[0].dmz == "main-dmz");
   // The hotfix flow's branches: a glob, default hotfix/*.
   CHECK(named.repos[0].hotfix_branches == "hotfix/*");
   CHECK(f.ok(kRepo + "hotfix_branches = \"fix-*\"\n").repos[0].hotfix_branches == "fix-*");
@@ -391,6 +404,17 @@ TEST_CASE("config: repository names, forges and branches") {
   CHECK(f.problems(kRepo + "master = \"ma ster\"\ndmz = \"a..b\"\n") ==
         Lines{"5: repo.master 'ma ster' is not a valid branch name",
               "6: repo.dmz 'a..b' is not a valid branch name"});
+  // git check-ref-format's rules for each part between slashes.
+  for (const char* bad : {".dmz", "q/.hidden", "rel.lock/staging", "x.lock", "a//b", "/a", "a/",
+                          "a.", "@", "a@{b", "-a", "a~b", "a:b"}) {
+    INFO(bad);
+    CHECK(f.problems(kRepo + "dmz = \"" + std::string(bad) + "\"\n") ==
+          Lines{"5: repo.dmz '" + std::string(bad) + "' is not a valid branch name"});
+  }
+  for (const char* good : {"dmz.next", "team/dmz", "a.b/c-d_e", "v1.2", "a@b", "lock.x"}) {
+    INFO(good);
+    CHECK(f.ok(kRepo + "dmz = \"" + std::string(good) + "\"\n").repos[0].dmz == good);
+  }
 }
 
 TEST_CASE("config: server ranges") {
@@ -636,6 +660,21 @@ TEST_CASE("config: signing") {
         Lines{"3: signing.key is set but signing.format is not (\"ssh\" or \"openpgp\"): merges "
               "would not be signed"});
   CHECK(f.ok("[signing]\nname = \"dmzbot\"\n" + kRepo).signing.format.empty());
+  // Registration patterns: only the plain forge reads them, and each must match some branch.
+  CHECK(f.problems(kRepo + "branch_patterns = [\"feature/\", \"bug/*\"]\n") ==
+        Lines{"5: repo.branch_patterns 'feature/' matches no branch: " +
+              queue::unmatchable("feature/")});
+  const Lines github = f.problems(kRepo + "forge = \"github\"\nrefused_patterns = [\"wip/*\"]\n");
+  CHECK(
+      std::count(github.begin(), github.end(),
+                 "6: repo.refused_patterns applies to forge = \"plain\" only: on github, allow or "
+                 "refuse branches in the trust policy's [branches]") == 1);
+  // The committer line of every merge: no header break, no nested angle brackets.
+  CHECK(f.problems("[signing]\nname = \"dmz\\nbot\"\nemail = \"<bot@x>\"\n" + kRepo) ==
+        Lines{"2: signing.name must not be empty or hold a control character, '<' or '>'",
+              "3: signing.email must not be empty or hold a control character, '<' or '>'"});
+  CHECK(f.ok("[signing]\nname = \"Merge Bot (dmz)\"\nemail = \"bot+dmz@example.com\"\n" + kRepo)
+            .signing.email == "bot+dmz@example.com");
   fs::create_directories(f.dir / "keydir");
   CHECK(f.problems("[signing]\nformat = \"ssh\"\nkey = \"nokey\"\n" + kRepo) ==
         Lines{"3: signing.key file '" + (f.dir / "nokey").string() + "' does not exist"});
@@ -1019,8 +1058,6 @@ TEST_CASE("config: [repo.github] try_branch must not hold anyone else's branches
         Lines{"9: repo.github.try_branch 'dmz-queue' overlaps 'dmz-queue/{id}" + why});
   CHECK(try_branch("release", "hotfix_branches = \"release/*\"\n") ==
         Lines{"10: repo.github.try_branch 'release' overlaps 'release/*" + why});
-  CHECK(try_branch("feature", "branch_patterns = [\"feature/*\"]\n") ==
-        Lines{"10: repo.github.try_branch 'feature' overlaps 'feature/*" + why});
   CHECK(try_branch("master") == Lines{"9: repo.github.try_branch 'master' overlaps 'master" + why});
   CHECK(try_branch("dmz/try") == Lines{"9: repo.github.try_branch 'dmz/try' overlaps 'dmz" + why});
   // A candidate's branch cannot sit beside try branches under it either.
@@ -1029,6 +1066,22 @@ TEST_CASE("config: [repo.github] try_branch must not hold anyone else's branches
   CHECK(f.ok(github_repo(github + "try_branch = \"dmz-try-builds\"\n"))
             .repos.at(0)
             .github->try_branch == "dmz-try-builds");
+}
+
+// git is given the GitHub token when [repo.auth] has none: a plain http remote is refused at its
+// line, as the transport would refuse it at serve (before, check-config said ok).
+TEST_CASE("config: a GitHub token does not go to a plain http remote") {
+  Fixture f;
+  test::write_file(f.dir / "hook", "whsec\n");
+  test::write_file(f.dir / "token", "ghp_x\n");
+  const std::string github = "token = { file = \"token\" }\nmerge_masters = [\"alice\"]\n";
+  CHECK(f.problems(github_repo(github, "remote = \"http://ghe.example.com/octo/widgets.git\"\n")) ==
+        Lines{"5: repo.remote http://ghe.example.com/octo/widgets.git is plain http, and git "
+              "would send it the GitHub token in clear text: use https"});
+  CHECK(f.problems(github_repo(github + "api_url = \"http://ghe.example.com/api/v3\"\n")).size() >=
+        1);  // the API's own refusal, and the clone URL made from it
+  f.ok(github_repo(github, "remote = \"https://ghe.example.com/octo/widgets.git\"\n"));
+  f.ok(github_repo(github, "remote = \"http://127.0.0.1:9/octo/widgets.git\"\n"));
 }
 
 TEST_CASE("config: [repo.github] check_sources names a required check's only source") {
