@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "base/file.hpp"
+#include "config/config.hpp"
 #include "queue/glob.hpp"
 
 namespace dmz::config {
@@ -72,13 +73,20 @@ HookConfigLoad parse_hook_config(std::string_view toml_text, const std::string& 
           add(line, "hooks." + k + " must be a non-empty string");
         } else if (k == "policy_branch") {
           policy_branch_line = line;
-          cfg.policy_branch = *s;
+          if (valid_branch_name(*s))
+            cfg.policy_branch = *s;
+          else
+            add(line, "hooks.policy_branch '" + *s + "' is not a valid branch name");
         } else if (k == "policy_root") {
           std::filesystem::path p(*s);
           if (p.is_relative()) p = std::filesystem::absolute(file_name).parent_path() / p;
           cfg.policy_root = p.lexically_normal();
-        } else if (!s->starts_with("refs/")) {
-          add(line, "hooks.log_ref must be a full ref name (refs/...)");
+        } else if (!s->starts_with("refs/") || !valid_branch_name(s->substr(5))) {
+          add(line, "hooks.log_ref must be a full ref name (refs/...), not '" + *s + "'");
+        } else if (s->starts_with("refs/heads/") || s->starts_with("refs/tags/")) {
+          // Pushes to it are refused (only post-receive writes it): a branch or tag would be
+          // closed to everyone, and the log's commits written onto it.
+          add(line, "hooks.log_ref '" + *s + "' must be outside refs/heads/ and refs/tags/");
         } else {
           cfg.log_ref = *s;
         }

@@ -52,6 +52,27 @@ TEST_CASE("hook config: every problem with its line, and no config") {
   CHECK(broken.problems.size() == 1);
 }
 
+// Refs git cannot hold, and a log on a branch or tag: pre-receive would refuse every push to
+// it, and post-receive write the log's commits onto it (before, all were accepted).
+TEST_CASE("hook config: log_ref outside branches and tags; both refs valid names") {
+  auto problem_of = [](const std::string& hooks) {
+    auto c = parse_hook_config("[hooks]\n" + hooks, "h.toml");
+    CHECK_FALSE(c.config);
+    return c.problems.empty() ? std::string() : c.problems[0].to_string();
+  };
+  CHECK(problem_of("log_ref = \"refs/heads/master\"\n") ==
+        "h.toml:2: hooks.log_ref 'refs/heads/master' must be outside refs/heads/ and refs/tags/");
+  CHECK(problem_of("log_ref = \"refs/tags/log\"\n") ==
+        "h.toml:2: hooks.log_ref 'refs/tags/log' must be outside refs/heads/ and refs/tags/");
+  CHECK(problem_of("log_ref = \"refs/\"\n") ==
+        "h.toml:2: hooks.log_ref must be a full ref name (refs/...), not 'refs/'");
+  CHECK(problem_of("log_ref = \"refs/x/.log\"\n") ==
+        "h.toml:2: hooks.log_ref must be a full ref name (refs/...), not 'refs/x/.log'");
+  CHECK(problem_of("policy_branch = \"a..b\"\n")
+            .starts_with("h.toml:2: hooks.policy_branch 'a..b' is not a valid branch name"));
+  CHECK(parse_hook_config("[hooks]\nlog_ref = \"refs/notes/push-log\"\n", "h.toml").config);
+}
+
 TEST_CASE("hook config: the policy branch must be protected") {
   const std::string why =
       " (the policy_branch): otherwise an unsigned push could change the policy that judges "
