@@ -196,6 +196,21 @@ TEST_CASE("the demo refuses a --dir that holds something: it would remove it aft
   CHECK(test::read_file(tmp / "file") == "x");
 }
 
+// A directory it cannot make, and no directory for temporary files: a message and exit code,
+// not an exception out of main (before: std::terminate, exit 134).
+TEST_CASE("the demo refuses a --dir it cannot create, and a TMPDIR that is not there") {
+  test::TempDir tmp;
+  test::write_file(tmp / "file", "x");
+  const std::string under_file = (tmp / "file" / "demo").string();
+  auto r = test::run(dmzbot() + " demo --until-idle --port 0 --dir " + under_file + " 2>&1");
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.find(under_file + ": cannot create the demo's directory") != std::string::npos);
+  auto t = test::run("TMPDIR=" + (tmp / "gone").string() + " " + dmzbot() +
+                     " demo --until-idle --port 0 2>&1");
+  CHECK(t.exit_code == 1);
+  CHECK(t.out.find("no directory for temporary files") != std::string::npos);
+}
+
 TEST_CASE("the demo says in one line that it builds unsandboxed where the sandbox cannot work") {
   auto command = sandbox_test_or_skip(dmzbot() + " demo --until-idle --port 0");
   if (!command) return;

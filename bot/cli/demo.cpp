@@ -434,20 +434,23 @@ int demo_in(const DemoOptions& options, const fs::path& dir) {
 int run_demo(const DemoOptions& options) {
   block_shutdown_signals();
   fs::path dir = options.dir;
+  std::error_code ec;
   if (dir.empty()) {
-    std::string pattern = (fs::temp_directory_path() / "dmzbot-demo-XXXXXX").string();
-    if (!mkdtemp(pattern.data())) return std::perror("mkdtemp"), 1;
+    const fs::path tmp = fs::temp_directory_path(ec);
+    if (ec) return say("no directory for temporary files: " + ec.message()), 1;
+    std::string pattern = (tmp / "dmzbot-demo-XXXXXX").string();
+    if (!mkdtemp(pattern.data())) return std::perror(pattern.c_str()), 1;
     dir = pattern;
   }
   // The demo fills its directory and removes it when it ends: never one that holds something
   // already.
-  std::error_code ec;
   if (fs::exists(dir, ec) && !(fs::is_directory(dir, ec) && fs::is_empty(dir, ec))) {
     say(dir.string() + ": not an empty directory; give --dir a new or empty one");
     return 2;
   }
-  fs::create_directories(dir);
-  dir = fs::canonical(dir);
+  fs::create_directories(dir, ec);
+  if (!ec) dir = fs::canonical(dir, ec);
+  if (ec) return say(dir.string() + ": cannot create the demo's directory: " + ec.message()), 2;
   say("sandbox: " + dir.string());
   const int rc = demo_in(options, dir);
   // A demo that went wrong keeps its sandbox to be looked at; one that ended well (or was
