@@ -382,6 +382,18 @@ struct Outcome {
   bool operator==(const Outcome&) const = default;
 };
 
+std::string describe(const Outcome& o) {
+  std::string out = "\n master:";
+  for (const auto& m : o.master) out += " [" + m + "]";
+  for (const auto& [n, st] : o.status) {
+    out += "\n #" + std::to_string(n) + " " + st + ", shows " +
+           (o.shown.count(n) ? o.shown.at(n) : "-") + ", comments:";
+    if (o.comments.count(n))
+      for (const auto& c : o.comments.at(n)) out += " [" + c + "]";
+  }
+  return out;
+}
+
 std::string heading(const std::string& body) {
   if (body.rfind("**", 0) == 0) return body.substr(2, body.find("**", 2) - 2);
   return body.substr(0, body.find(':'));
@@ -636,7 +648,7 @@ TEST_CASE("github end to end: labels, commands, forks, pushes, a silent check, l
 
   // And once more with a tenth of GitHub's answers 502 and a rate-limit window: the same end.
   Outcome faulty = scenario(true);
-  CHECK(faulty == o);
+  CHECK_MESSAGE(faulty == o, "with faults:" << describe(faulty) << "\nwithout:" << describe(o));
 }
 
 // The candidate branches on the remote: name -> sha.
