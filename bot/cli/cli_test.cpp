@@ -328,6 +328,18 @@ TEST_CASE("check-config parses policy_root: its problems at their own lines, exi
   CHECK(unreadable.out.find("ok.toml:1: repo.policy_root: ") != std::string::npos);
   CHECK(unreadable.out.find("evil\\nkey.asc") != std::string::npos);
   CHECK(unreadable.out.find("evil\nkey") == std::string::npos);
+  // A key file GnuPG cannot import would refuse every OpenPGP signature once serving.
+  std::filesystem::remove_all(dir / "trust" / "keys");
+  test::write_file(dir / "trust" / "policy.toml",
+                   accounts +
+                       "[groups]\ndevs = [\"alice\"]\n[[rule]]\nbranch = \"master\"\n"
+                       "signers = \"devs\"\n");
+  test::write_file(dir / "trust" / "keys" / "alice.asc", "not an armored key\n");
+  auto garbage = test::run(dmzbot() + " check-config ok.toml", dir.path());
+  CHECK(garbage.exit_code == 1);
+  CHECK(garbage.out.find("ok.toml:1: repo.policy_root: key file " +
+                         (dir / "trust" / "keys" / "alice.asc").string() + ": ") !=
+        std::string::npos);
 }
 
 TEST_CASE("check-config loads the signing key as serve will: one with a passphrase is refused") {

@@ -49,10 +49,15 @@ std::optional<dmz::config::Config> load_config(const std::string& file) {
       report(repo.line, "repo.policy_root: " + source.message());  // the [[repo]] it is in
       continue;
     }
-    for (const auto& problem : dmz::trust::TrustKeys::load(*source).problems) {
+    auto loaded_keys = dmz::trust::TrustKeys::load(*source);
+    for (const auto& problem : loaded_keys.problems) {
       std::fprintf(stderr, "%s\n", problem.c_str());
       ok = false;
     }
+    if (loaded_keys.keys)
+      if (std::string problem = loaded_keys.keys->import_problem(); !problem.empty())
+        report(repo.line, "repo.policy_root: " +
+                              (problem.starts_with("error: ") ? problem.substr(7) : problem));
   }
   if (!ok) return std::nullopt;
   return loaded.config;

@@ -101,6 +101,14 @@ class TrustKeys {
   SignatureCheck verify(SignatureKind kind, std::string_view payload, std::string_view signature,
                         std::int64_t signed_at);
 
+  // Imports the OpenPGP key files now (else at the first OpenPGP signature): why one does not
+  // import, which would refuse every OpenPGP signature, or "" (check-config asks).
+  std::string import_problem() {
+    std::string problem;
+    if (!armored_keys_.empty()) openpgp(problem);
+    return problem;
+  }
+
  private:
   TrustKeys() = default;
   OpenPgpVerifier* openpgp(std::string& problem);
