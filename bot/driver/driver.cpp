@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "base/log.hpp"
 #include "base/text.hpp"
@@ -346,8 +347,11 @@ void Driver::dispatch(Slot& slot, const std::vector<q::Action>& actions,
             // Saved with the change: delivered now, or retried from the store after a crash.
             if (notice >= outbox_ids.size()) return;  // resume() emits no notices
             forges::OutboxMessage m{outbox_ids[notice++], repo, a, 0, clock_.now(), ""};
-            pending_[m.id] = Pending{m, true};
-            outbox_.send(m);
+            const bool waits = std::any_of(pending_.begin(), pending_.end(), [&](const auto& p) {
+              return same_pr(p.second.message, m);  // sent once the earlier one is done
+            });
+            pending_[m.id] = Pending{m, !waits};
+            if (!waits) outbox_.send(m);
           }
         },
         action);
@@ -486,8 +490,16 @@ void Driver::renew_lease(Slot& slot, q::Millis now) {
   slot.health.last_error = "another dmzbot holds the lease on " + slot.cfg.name;
 }
 
+bool Driver::same_pr(const forges::OutboxMessage& a, const forges::OutboxMessage& b) {
+  return a.repo == b.repo && a.notice.number == b.notice.number;
+}
+
 void Driver::send_due_outbox(q::Millis now) {
+  // In id order, and one message of a PR at a time: a comment retried after a failure is not
+  // overtaken by a later one ("Merged" above "Approval dropped" in the PR's conversation).
+  std::set<std::pair<std::string, int>> busy;
   for (auto& [id, p] : pending_) {
+    if (!busy.insert({p.message.repo, p.message.notice.number}).second) continue;
     if (p.in_flight || p.message.next_at > now) continue;
     const Slot* slot = find(p.message.repo);
     if (!slot || !slot->health.loaded) continue;
@@ -551,6 +563,7 @@ void Driver::delivered(std::int64_t id, const Status& result) {
     if (Status s = store_.outbox_delivered(id); !s.ok())
       log::warn({.repo = repo}, "cannot mark outbox message {} delivered: {}", id, s.message());
     pending_.erase(it);
+    send_due_outbox(clock_.now());  // the PR's next message, which waited for this one
   } else {
     const q::Millis now = clock_.now();
     ++p.message.attempts;

@@ -138,7 +138,10 @@ class Driver {
                 const std::optional<queue::PullRequest>& restored = std::nullopt);
   void dispatch(Slot& slot, const std::vector<queue::Action>& actions,
                 const std::vector<std::int64_t>& outbox_ids);
+  // Sends the outbox messages that are due, in id order and one at a time per PR, so that a
+  // PR's comments appear in the order they were decided.
   void send_due_outbox(queue::Millis now);
+  static bool same_pr(const forges::OutboxMessage& a, const forges::OutboxMessage& b);
   void renew_lease(Slot& slot, queue::Millis now);
   // Counts what the change from the slot's state to `next` means: landings, ejections, the
   // builds that ended.

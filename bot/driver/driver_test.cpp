@@ -239,6 +239,44 @@ TEST_CASE("driver: a delivery that fails is retried with doubling backoff on the
   }
 }
 
+// A PR's comments appear in the order they were decided: while one is being sent or waits for
+// a retry, the PR's later ones wait behind it (before, a later comment overtook a retried one).
+// Other PRs' comments do not wait.
+TEST_CASE("driver: a PR's outbox messages go one at a time, in order; other PRs' do not wait") {
+  World w;
+  w.start();
+  w.fetch_answer(sha('0'));
+  w.must(q::PrOpened{1, "feature/1", "dev", "PR 1", sha('a'), w.clock.now()});
+  w.must(q::PrOpened{2, "feature/2", "dev", "PR 2", sha('b'), w.clock.now()});
+  w.ports.clear();
+  auto reply = [&](int n, const std::string& text) {
+    w.must(q::Reply{n, q::NoticeKind::Info, text, {}, w.clock.now()});
+  };
+  auto sent = [&] {
+    std::vector<std::string> out;
+    for (const auto& m : w.ports.of<forges::OutboxMessage>())
+      out.push_back(std::to_string(m.notice.number) + ":" + m.notice.message);
+    return out;
+  };
+  reply(1, "first");
+  reply(1, "second");  // waits for the first
+  reply(2, "other");   // another PR: sent at once
+  CHECK(sent() == std::vector<std::string>{"1:first", "2:other"});
+  const auto first = w.ports.of<forges::OutboxMessage>().at(0);
+  w.ports.clear();
+  w.driver->delivered(first.id, unavailable("forge answered 502"));
+  w.clock.advance(1'000);
+  w.driver->tick();
+  CHECK(sent().empty());  // the second still waits behind the first's retry
+  w.clock.advance(1'000);
+  w.driver->tick();
+  CHECK(sent() == std::vector<std::string>{"1:first"});
+  w.ports.clear();
+  w.driver->delivered(first.id, {});
+  CHECK(sent() == std::vector<std::string>{"1:second"});  // at once, not at the next tick
+  CHECK(w.driver->health(kRepo)->outbox_pending == 2);    // the second, and PR 2's
+}
+
 TEST_CASE(
     "driver: an unreachable remote makes the repository unhealthy and is retried with "
     "backoff") {
