@@ -145,6 +145,7 @@ json parse_object(const std::string& body) {
 // would forge a trailer in dmzbot's signed merge commits ("mm\nApproved-by: someone") or a line in
 // its log.
 enum class Text { Identifier, Free };  // free text (a CI's description) keeps what it holds
+constexpr std::size_t kMaxIdentifier = 1024;
 std::string string_field(const json& j, const char* name,
                          std::optional<std::string> fallback = std::nullopt, bool non_empty = false,
                          Text text = Text::Identifier) {
@@ -162,6 +163,11 @@ std::string string_field(const json& j, const char* name,
                                        escape_control(value) + "\")")};
   if (non_empty && value.empty())
     throw BadInput{json_error(422, std::string("field '") + name + "' must not be empty")};
+  // Identifiers are shown on every page view and kept in every candidate's state: one field
+  // must not make them heavy. 1 KiB holds any branch, login, title or check name a forge takes.
+  if (text == Text::Identifier && value.size() > kMaxIdentifier)
+    throw BadInput{json_error(422, std::string("field '") + name + "' must be at most " +
+                                       std::to_string(kMaxIdentifier) + " bytes")};
   return value;
 }
 

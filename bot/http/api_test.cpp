@@ -161,6 +161,19 @@ TEST_CASE("status: bad input is refused and records nothing") {
     expect_refused(call(api, "POST", kStatus, R"({"state":"success"})", "st"), fake, 422,
                    "missing field 'context'");
   }
+  SUBCASE("a context or a title over 1 KiB") {  // shown whole on every page view
+    const std::string long_name(1025, 'a');
+    expect_refused(
+        call(api, "POST", kStatus, R"({"state":"pending","context":")" + long_name + R"("})", "st"),
+        fake, 422, "'context' must be at most 1024 bytes");
+    expect_refused(
+        call(api, "POST", "/api/v1/repos/o/n/pulls",
+             R"({"number":3,"branch":"feature/x","title":")" + long_name + R"("})", "tok"),
+        fake, 422, "'title' must be at most 1024 bytes");
+    CHECK(call(api, "POST", kStatus,
+               R"({"state":"pending","context":")" + long_name.substr(1) + R"("})", "st")
+              .response.status == 202);
+  }
   SUBCASE("empty context") {
     expect_refused(call(api, "POST", kStatus, R"({"state":"success","context":""})", "st"), fake,
                    422, "'context' must not be empty");
