@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -753,10 +754,12 @@ std::string build_log_url(const std::string& repo, const queue::Sha& sha) {
   return "/api/v1/repos/" + repo + "/logs/" + sha;
 }
 
-std::optional<std::string> read_build_log(const std::filesystem::path& log_dir,
-                                          const queue::Sha& sha, std::size_t max_bytes) {
-  std::FILE* f = std::fopen(log_path(log_dir, sha).c_str(), "rb");
-  if (!f) return std::nullopt;
+Result<std::optional<std::string>> read_build_log(const std::filesystem::path& log_dir,
+                                                  const queue::Sha& sha, std::size_t max_bytes) {
+  const std::filesystem::path path = log_path(log_dir, sha);
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f && errno == ENOENT) return std::optional<std::string>();
+  if (!f) return unavailable("cannot open " + path.string() + ": " + std::strerror(errno));
   std::string out;
   long size = std::fseek(f, 0, SEEK_END) == 0 ? std::ftell(f) : -1;
   if (size > 0 && static_cast<std::size_t>(size) > max_bytes) {
@@ -772,8 +775,11 @@ std::optional<std::string> read_build_log(const std::filesystem::path& log_dir,
     out.append(chunk, n);
     budget -= n;
   }
+  const bool failed = std::ferror(f) != 0;
+  const int error = errno;
   std::fclose(f);
-  return out;
+  if (failed) return unavailable("cannot read " + path.string() + ": " + std::strerror(error));
+  return std::optional<std::string>(std::move(out));
 }
 
 }  // namespace dmz

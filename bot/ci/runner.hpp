@@ -98,8 +98,9 @@ Status check_sandbox(const config::Runner& cfg);
 std::string build_log_url(const std::string& repo, const queue::Sha& sha);
 
 // The log <log_dir>/<sha>.log, or its last `max_bytes` after a line saying how much was cut;
-// nullopt if there is none. `sha` must already be validated as hex (it becomes a file name).
-std::optional<std::string> read_build_log(const std::filesystem::path& log_dir,
-                                          const queue::Sha& sha, std::size_t max_bytes);
+// nullopt if there is none; unavailable if it cannot be read (the disk's failure, not the
+// reader's). `sha` must already be validated as hex (it becomes a file name).
+Result<std::optional<std::string>> read_build_log(const std::filesystem::path& log_dir,
+                                                  const queue::Sha& sha, std::size_t max_bytes);
 
 }  // namespace dmz

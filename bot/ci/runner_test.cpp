@@ -244,16 +244,28 @@ TEST_CASE("a runner started after a killed one kills its orphaned build and clea
   CHECK(fs::is_empty(work));   // and its directory is gone
 }
 
-TEST_CASE("read_build_log: whole, missing, and cut to its tail") {
+TEST_CASE("read_build_log: whole, missing, cut to its tail, or unreadable") {
   TempDir tmp;
   fs::create_directories(tmp / "logs");
   write_file(tmp / "logs" / "abc.log", "line one\nline two\n");
-  CHECK(read_build_log(tmp / "logs", "abc", 100) == "line one\nline two\n");
-  CHECK(read_build_log(tmp / "logs", "abc", 9) ==
+  CHECK(read_build_log(tmp / "logs", "abc", 100).value() == "line one\nline two\n");
+  CHECK(read_build_log(tmp / "logs", "abc", 9).value() ==
         "[dmzbot] log cut: showing the last 9 of 18 bytes\nline two\n");
-  CHECK_FALSE(read_build_log(tmp / "logs", "nope", 100).has_value());
+  CHECK_FALSE(read_build_log(tmp / "logs", "nope", 100).value().has_value());
   write_file(tmp / "logs" / "empty.log", "");
-  CHECK(read_build_log(tmp / "logs", "empty", 100) == "");
+  CHECK(read_build_log(tmp / "logs", "empty", 100).value() == "");
+  // The disk's failures (here as root too: a directory where the log is, a file where the
+  // directory is) are unavailable, not "no log" and not a log cut short.
+  fs::create_directories(tmp / "logs" / "dir.log");
+  auto unreadable = read_build_log(tmp / "logs", "dir", 100);
+  REQUIRE_FALSE(unreadable.ok());
+  CHECK(unreadable.code() == Code::kUnavailable);
+  CHECK(unreadable.message().find("cannot read") != std::string::npos);
+  write_file(tmp / "file", "x");
+  auto unopenable = read_build_log(tmp / "file", "abc", 100);
+  REQUIRE_FALSE(unopenable.ok());
+  CHECK(unopenable.code() == Code::kUnavailable);
+  CHECK(unopenable.message().find("cannot open") != std::string::npos);
 }
 
 TEST_CASE("a build runs in a session of its own, without dmzbot's controlling terminal") {

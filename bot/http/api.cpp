@@ -687,11 +687,12 @@ class Api : public std::enable_shared_from_this<Api> {
       if (!is_object_id(sha))
         return respond(json_error(422, "'" + p[6] + "' is not a commit SHA (40 or 64 hex digits)"));
       auto log = backend_.build_log(name, sha, kLogLimit);
-      if (!log) return respond(json_error(404, "no build log for " + p[6] + " in " + name));
+      if (!log) return respond(error_response(log.error()));
+      if (!*log) return respond(json_error(404, "no build log for " + p[6] + " in " + name));
       HttpResponse r;
       r.content_type = "text/plain; charset=utf-8";
       r.headers.emplace_back("X-Content-Type-Options", "nosniff");  // never rendered as HTML
-      r.body = std::move(*log);
+      r.body = std::move(**log);
       return respond(r);
     }
 

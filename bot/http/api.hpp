@@ -86,9 +86,10 @@ class Backend {
   // threads, until the returned handle is dropped. It must return quickly.
   virtual std::shared_ptr<void> watch(std::function<void(const std::string& repo)> on_change) = 0;
   // The local runner's log of `repo`'s build of `sha` (hex, validated), at most `max_bytes` of
-  // it; nullopt if there is none. Called on I/O threads.
-  virtual std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
-                                               std::size_t max_bytes) const = 0;
+  // it; nullopt if there is none, unavailable if it cannot be read. Called on I/O threads.
+  virtual Result<std::optional<std::string>> build_log(const std::string& repo,
+                                                       const queue::Sha& sha,
+                                                       std::size_t max_bytes) const = 0;
   // Release promotion: judges refs/tags/<tag> and moves staging or production if it passes;
   // `done` gets the promotion record as JSON ({"promoted": bool, "reasons": [...], ...}).
   virtual void promote(const std::string& repo, const std::string& tag,

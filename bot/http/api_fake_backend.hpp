@@ -78,12 +78,14 @@ class FakeBackend : public Backend {
   std::string metrics() const override { return metrics_text; }
   std::map<std::string, std::string> logs;      // "repo sha" -> log text
   mutable std::vector<std::size_t> log_limits;  // max_bytes of each build_log call
-  std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
-                                       std::size_t max_bytes) const override {
+  bool logs_fail = false;                       // build_log fails as a disk would
+  Result<std::optional<std::string>> build_log(const std::string& repo, const queue::Sha& sha,
+                                               std::size_t max_bytes) const override {
     log_limits.push_back(max_bytes);
+    if (logs_fail) return unavailable("cannot read the log: Input/output error");
     auto it = logs.find(repo + " " + sha);
-    if (it == logs.end()) return std::nullopt;
-    return it->second;
+    if (it == logs.end()) return std::optional<std::string>();
+    return std::optional<std::string>(it->second);
   }
 
   void submit(const std::string& repo, queue::Event event,

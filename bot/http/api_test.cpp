@@ -501,12 +501,19 @@ TEST_CASE("build logs are served as plain text, never as a page") {
   auto missing = call(api, "GET", "/api/v1/repos/o/n/logs/" + kSha256);
   CHECK(missing.response.status == 404);
   CHECK(missing.error() == "no build log for " + kSha256 + " in o/n");
+  // A log the disk cannot give is our failure, not a missing log: 503, to be asked again.
+  fake.logs_fail = true;
+  auto unreadable = call(api, "GET", "/api/v1/repos/o/n/logs/" + kSha);
+  CHECK(unreadable.response.status == 503);
+  CHECK(unreadable.header("Retry-After") != "");
+  CHECK(unreadable.error().find("Input/output error") != std::string::npos);
+  fake.logs_fail = false;
   // A name that is not a SHA never reaches the backend (it would become a file name).
   auto traversal = call(api, "GET", "/api/v1/repos/o/n/logs/..%2F..%2Fetc%2Fpasswd");
   expect_refused(traversal, fake, 422, "is not a commit SHA");
   CHECK(call(api, "GET", "/api/v1/repos/a/b/logs/" + kSha).response.status == 404);
   CHECK(call(api, "POST", "/api/v1/repos/o/n/logs/" + kSha).response.status == 405);
-  CHECK(fake.log_limits.size() == 3);
+  CHECK(fake.log_limits.size() == 4);  // not the traversal, other repo or POST
 }
 
 // A FakeBackend that saves an event just after it read a PR, as the engine may.

@@ -1064,9 +1064,9 @@ void Service::webhook(const std::string& forge, forges::InboundRequest request,
   impl_->deliveries->record(std::move(record), std::move(recorded));
 }
 
-std::optional<std::string> Service::build_log(const std::string& repo, const q::Sha& sha,
-                                              std::size_t max_bytes) const {
-  if (!impl_->find(repo)) return std::nullopt;
+Result<std::optional<std::string>> Service::build_log(const std::string& repo, const q::Sha& sha,
+                                                      std::size_t max_bytes) const {
+  if (!impl_->find(repo)) return std::optional<std::string>();
   return read_build_log(impl_->log_dir(repo), sha, max_bytes);
 }
 

@@ -87,8 +87,8 @@ class Service final : public Backend {
   Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
                                                   std::size_t limit) override;
   std::shared_ptr<void> watch(std::function<void(const std::string& repo)> on_change) override;
-  std::optional<std::string> build_log(const std::string& repo, const queue::Sha& sha,
-                                       std::size_t max_bytes) const override;
+  Result<std::optional<std::string>> build_log(const std::string& repo, const queue::Sha& sha,
+                                               std::size_t max_bytes) const override;
   void promote(const std::string& repo, const std::string& tag,
                std::function<void(Result<std::string>)> done) override;
   std::optional<std::string> releases(const std::string& repo) const override;
