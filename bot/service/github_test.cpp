@@ -1072,6 +1072,20 @@ void only_webhooks_fetch(Bot& bot, std::chrono::milliseconds gap) {
   REQUIRE(eventually([&] { return fetch_count() >= before + 1; }));
 }
 
+// A second connection to the bot's database, as an operator's sqlite3 shell would be.
+struct SideConnection {
+  sqlite3* db = nullptr;
+  explicit SideConnection(const Bot& bot) {
+    REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &db) == SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);  // the service may be writing at this moment
+  }
+  ~SideConnection() { sqlite3_close(db); }
+  void exec(const std::string& sql) {
+    REQUIRE_MESSAGE(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK,
+                    sqlite3_errmsg(db));
+  }
+};
+
 // The delivery is acknowledged once recorded (in its own database); the events it carries
 // are applied later, and wait for the main database when it cannot be written.
 TEST_CASE("github: a webhook's events the store cannot save now are applied once it can") {
@@ -1106,19 +1120,18 @@ TEST_CASE("github: a webhook beyond the parked bound waits for the next start, u
   std::vector<std::string> heads;
   for (int n = 1; n <= 3; ++n)
     heads.push_back(gh.commit("feature/" + std::to_string(n), std::to_string(n) + ".txt", "x\n"));
-  sqlite3* other = nullptr;
-  REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
-  sqlite3_busy_timeout(other, 5000);
-  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
-  bot.open(1, "feature/1", heads[0]);  // parked
-  bot.open(2, "feature/2", heads[1]);  // beyond the bound: dropped until the next start
-  CHECK(eventually([&] {
-    return bot.service->metrics().find("\ndmzbot_webhook_deliveries_unfinished 1\n") !=
-           std::string::npos;
-  }));
-  bot.open(3, "feature/3", heads[2]);  // room for it: not refused 503
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(other);
+  {
+    SideConnection other(bot);
+    other.exec("BEGIN IMMEDIATE");
+    bot.open(1, "feature/1", heads[0]);  // parked
+    bot.open(2, "feature/2", heads[1]);  // beyond the bound: dropped until the next start
+    CHECK(eventually([&] {
+      return bot.service->metrics().find("\ndmzbot_webhook_deliveries_unfinished 1\n") !=
+             std::string::npos;
+    }));
+    bot.open(3, "feature/3", heads[2]);  // room for it: not refused 503
+    other.exec("ROLLBACK");
+  }
   REQUIRE(eventually([&] { return bot.pr(1).head == heads[0]; }));
   CHECK(bot.pr(2).number == 0);
   bot.stop();
@@ -1179,15 +1192,14 @@ TEST_CASE("github: a refusal the store cannot save now is answered after a stop"
   const std::string one = gh.commit("feature/one", "one.txt", "one\n");
   bot.open(1, "feature/one", one);
   REQUIRE(eventually([&] { return bot.pr(1).head == one; }));
-  sqlite3* other = nullptr;
-  REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
-  sqlite3_busy_timeout(other, 5000);
-  REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
-  bot.comment(1, "mallory", "@dmzbot merge");  // not a merge master
-  std::this_thread::sleep_for(1s);
-  bot.stop();
-  sqlite3_exec(other, "ROLLBACK", nullptr, nullptr, nullptr);
-  sqlite3_close(other);
+  {
+    SideConnection other(bot);
+    other.exec("BEGIN IMMEDIATE");
+    bot.comment(1, "mallory", "@dmzbot merge");  // not a merge master
+    std::this_thread::sleep_for(1s);
+    bot.stop();
+    other.exec("ROLLBACK");
+  }
   CHECK(gh.api->comments(1).empty());
   bot.start();
   REQUIRE(eventually([&] { return gh.api->comments(1).size() == 1; }));
@@ -2111,11 +2123,9 @@ TEST_CASE("github commands: a comment never approves or tries a push made after 
   REQUIRE(eventually([&] { return bot.pr(1).approval && bot.pr(1).approval->sha == h2; }));
 }
 
-// A merge comment whose head cannot be read from the event log (a failure on our side) waits
-// for the log, and is neither refused nor dropped (before, it was refused as if just pushed).
-TEST_CASE("github commands: a merge comment waits while its head cannot be read") {
-  GitHub gh({});
-  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });
+// PR #1 at its first head, which dmzbot learned more than `label_skew` (1 s here) ago: a
+// comment written now meant that head. Returns it.
+std::string open_settled(GitHub& gh, Bot& bot) {
   bot.stop();
   bot.options.label_skew = 1s;
   bot.start();
@@ -2123,18 +2133,21 @@ TEST_CASE("github commands: a merge comment waits while its head cannot be read"
   bot.open(1, "feature/one", h1);
   REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
   std::this_thread::sleep_for(1100ms);
-  sqlite3* other = nullptr;
-  REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
-  sqlite3_busy_timeout(other, 5000);
-  auto sql = [&](const char* s) {
-    REQUIRE(sqlite3_exec(other, s, nullptr, nullptr, nullptr) == SQLITE_OK);
-  };
-  sql("ALTER TABLE events RENAME TO events_away");  // the log cannot be read
+  return h1;
+}
+
+// A merge comment whose head cannot be read from the event log (a failure on our side) waits
+// for the log, and is neither refused nor dropped (before, it was refused as if just pushed).
+TEST_CASE("github commands: a merge comment waits while its head cannot be read") {
+  GitHub gh({});
+  Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });
+  const std::string h1 = open_settled(gh, bot);
+  SideConnection other(bot);
+  other.exec("ALTER TABLE events RENAME TO events_away");  // the log cannot be read
   bot.comment(1, "alice", "@dmzbot merge");
   std::this_thread::sleep_for(1500ms);
   CHECK_FALSE(bot.pr(1).approval.has_value());
-  sql("ALTER TABLE events_away RENAME TO events");
-  sqlite3_close(other);
+  other.exec("ALTER TABLE events_away RENAME TO events");
   REQUIRE_MESSAGE(eventually([&] { return bot.pr(1).approval.has_value(); }),
                   "its comments:" << bot.comments_of(1));
   CHECK(bot.pr(1).approval->sha == h1);
@@ -2147,25 +2160,13 @@ TEST_CASE("github commands: a merge comment waits while its head cannot be read"
 TEST_CASE("github commands: a merge comment pins the head however many events came since") {
   GitHub gh({});
   Bot bot(gh, [](config::Repo& r) { r.check_timeout = 600s; });
-  bot.stop();
-  bot.options.label_skew = 1s;
-  bot.start();
-  const std::string h1 = gh.commit("feature/one", "one.txt", "1\n");
-  bot.open(1, "feature/one", h1);
-  REQUIRE(eventually([&] { return bot.pr(1).head == h1; }));
-  std::this_thread::sleep_for(1100ms);
+  const std::string h1 = open_settled(gh, bot);
   // A long history since the push (as many commands, or candidates, would leave), written
   // straight into the log: 210 comments through the webhook took a minute under ASan.
-  sqlite3* other = nullptr;
-  REQUIRE(sqlite3_open((bot.data.path() / "dmzbot.db").c_str(), &other) == SQLITE_OK);
-  sqlite3_busy_timeout(other, 5000);
-  const std::string history =
+  SideConnection(bot).exec(
       "WITH RECURSIVE i(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM i WHERE n < 210) "
       "INSERT INTO events(repo, kind, json, number, at) SELECT '" +
-      std::string(kRepo) + "', 'priority_set', '{}', 1, " + std::to_string(wall_ms()) + " FROM i";
-  REQUIRE_MESSAGE(sqlite3_exec(other, history.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK,
-                  sqlite3_errmsg(other));
-  sqlite3_close(other);
+      std::string(kRepo) + "', 'priority_set', '{}', 1, " + std::to_string(wall_ms()) + " FROM i");
   bot.comment(1, "alice", "@dmzbot merge");
   REQUIRE_MESSAGE(eventually([&] { return bot.pr(1).approval.has_value(); }),
                   "its comments:" << bot.comments_of(1));

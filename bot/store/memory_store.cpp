@@ -142,15 +142,8 @@ class MemoryStore final : public Store {
 
   Result<std::vector<EventLogEntry>> pr_heads(const std::string& repo, int number,
                                               std::size_t limit) override {
-    std::lock_guard lock(mu_);
-    std::vector<EventLogEntry> out;
-    auto it = repos_.find(repo);
-    if (it == repos_.end()) return out;
-    const auto& all = it->second.events;
-    for (auto e = all.rbegin(); e != all.rend() && out.size() < limit; ++e)
-      if (e->number == number && is_head(*e)) out.push_back(*e);
-    std::reverse(out.begin(), out.end());  // oldest first
-    return out;
+    return newest_events(repo, limit,
+                         [&](const EventLogEntry& e) { return e.number == number && is_head(e); });
   }
 
   Result<std::vector<EventLogEntry>> events_after(const std::string& repo, std::int64_t after,
@@ -376,15 +369,23 @@ class MemoryStore final : public Store {
 
   Result<std::vector<EventLogEntry>> events_of(const std::string& repo, std::optional<int> number,
                                                std::size_t limit) {
+    return newest_events(repo, limit, [&](const EventLogEntry& e) {
+      return !number || e.number == number ||
+             std::find(e.also.begin(), e.also.end(), *number) != e.also.end();
+    });
+  }
+
+  // The newest `limit` events of `repo` that `keep` takes, oldest first.
+  template <class Keep>
+  Result<std::vector<EventLogEntry>> newest_events(const std::string& repo, std::size_t limit,
+                                                   Keep keep) {
     std::lock_guard lock(mu_);
     std::vector<EventLogEntry> out;
     auto it = repos_.find(repo);
     if (it == repos_.end()) return out;
     const auto& all = it->second.events;
     for (auto e = all.rbegin(); e != all.rend() && out.size() < limit; ++e)
-      if (!number || e->number == number ||
-          std::find(e->also.begin(), e->also.end(), *number) != e->also.end())
-        out.push_back(*e);
+      if (keep(*e)) out.push_back(*e);
     std::reverse(out.begin(), out.end());  // oldest first
     return out;
   }
