@@ -517,6 +517,10 @@ Error corrupt(const std::string& repo, const std::string& what) {
 
 std::int64_t as_int64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
 std::uint64_t as_uint64(std::int64_t v) { return static_cast<std::uint64_t>(v); }
+// The events that give a PR a head: pruning keeps them for PRs in the hot state, and pr_heads
+// reads them.
+const std::string kHeadKinds = "kind IN ('pr_opened', 'pr_pushed')";
+
 std::int64_t clamp_limit(std::size_t limit) {
   constexpr auto max = static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max());
   return static_cast<std::int64_t>(std::min(limit, max));
@@ -751,9 +755,8 @@ class SqliteStore final : public Store {
     std::lock_guard lock(mu_);
     auto& q = stmt(
         "SELECT seq, repo, kind, json, number, at FROM ("
-        "  SELECT * FROM events WHERE repo = ?1 AND number = ?2"
-        "  AND kind IN ('pr_opened', 'pr_pushed') ORDER BY seq DESC LIMIT ?3"
-        ") ORDER BY seq");
+        "  SELECT * FROM events WHERE repo = ?1 AND number = ?2 AND " +
+        kHeadKinds + " ORDER BY seq DESC LIMIT ?3) ORDER BY seq");
     q.bind(1, repo).bind(2, std::int64_t{number}).bind(3, clamp_limit(limit));
     return read_events(q);
   }
@@ -906,10 +909,11 @@ class SqliteStore final : public Store {
     };
     // The same oldest events twice in one transaction: their timeline rows, then themselves;
     // not the heads of PRs in the hot state.
-    const std::string oldest_events =
-        " (SELECT seq FROM events WHERE at < ?1 AND NOT (kind IN ('pr_opened', 'pr_pushed') AND"
-        " EXISTS (SELECT 1 FROM prs WHERE prs.repo = events.repo AND prs.number = events.number))"
-        " ORDER BY at, seq LIMIT ?2)";
+    const std::string oldest_events = " (SELECT seq FROM events WHERE at < ?1 AND NOT (" +
+                                      kHeadKinds +
+                                      " AND EXISTS (SELECT 1 FROM prs WHERE prs.repo = events.repo "
+                                      "AND prs.number = events.number))"
+                                      " ORDER BY at, seq LIMIT ?2)";
     auto timelines = remove("DELETE FROM event_prs WHERE seq IN" + oldest_events);
     if (!timelines) return timelines.error();
     auto events = remove("DELETE FROM events WHERE seq IN" + oldest_events);
